@@ -1,0 +1,117 @@
+# mcpd top-level Makefile.
+#   make            build (runs scripts/install-deps.sh and ./configure first)
+#   make run        build and serve conf/mcpd.yaml on 127.0.0.1:8080
+#   make check      every unit and integration test, then again under ASan+UBSan
+#   make install    PREFIX=/usr/local DESTDIR= (paths compiled in follow PREFIX)
+
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+SYSCONFDIR ?= $(PREFIX)/etc
+LIBDIR     ?= $(PREFIX)/lib
+LIBEXECDIR ?= $(PREFIX)/libexec
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+DESTDIR    ?=
+
+BUILD ?= build
+SANITIZE ?=
+
+.DEFAULT_GOAL := all
+
+-include config.mk
+
+# No config.mk yet: install what is missing, then configure. Make restarts
+# itself once config.mk exists.
+config.mk: configure.ac config.mk.in scripts/install-deps.sh
+	@scripts/install-deps.sh
+	autoreconf -fi
+	./configure -q
+
+WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+       -Wformat=2 -Wno-unused-parameter -Wvla -Wpointer-arith
+OPT ?= -O2 -g
+SAN_ON = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SAN_FLAGS = $(if $(SANITIZE),$(SAN_ON))
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN_FLAGS) -fPIC -Iinclude -Idaemon \
+	$(LIBEVENT_CFLAGS) $(YAML_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL = $(SAN_FLAGS) $(LDFLAGS)
+LIBS_ALL = $(LIBEVENT_LIBS) $(YAML_LIBS) $(CJSON_LIBS) $(OPENSSL_LIBS) -lm
+
+DAEMON_SRCS := $(sort $(wildcard daemon/*.c))
+DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
+CORE_OBJS   := $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJS))
+UNIT_SRCS   := $(sort $(wildcard tests/unit/*.c))
+UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
+
+MCPD = $(BUILD)/mcpd
+
+.PHONY: all run check check-unit check-integration check-asan install uninstall clean distclean FORCE
+
+all: $(MCPD)
+
+$(MCPD): $(DAEMON_OBJS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+$(BUILD)/%.o: %.c | config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+
+# paths.o carries the install paths; rebuild it alone when they change.
+PATH_FLAGS = -DMCPD_VERSION='"$(VERSION)"' -DMCPD_SYSCONFDIR='"$(SYSCONFDIR)"' \
+	-DMCPD_LIBDIR='"$(LIBDIR)"' -DMCPD_LIBEXECDIR='"$(LIBEXECDIR)"'
+$(BUILD)/paths.flags: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(PATH_FLAGS)' | cmp -s - $@ || echo '$(PATH_FLAGS)' > $@
+$(BUILD)/daemon/paths.o: daemon/paths.c $(BUILD)/paths.flags | config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(PATH_FLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/unit/%.o: tests/unit/%.c | config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CHECK_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/unit-tests: $(UNIT_OBJS) $(CORE_OBJS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL) $(CHECK_LIBS)
+
+-include $(DAEMON_OBJS:.o=.d) $(UNIT_OBJS:.o=.d)
+
+run: $(MCPD)
+	$(MCPD) -c conf/mcpd.yaml
+
+check-unit: $(BUILD)/unit-tests
+	$(BUILD)/unit-tests
+
+check-integration: $(MCPD)
+	MCPD=$(abspath $(MCPD)) python3 tests/integration/run.py
+
+# The same tests against a build with AddressSanitizer and UBSan.
+check-asan:
+	$(MAKE) BUILD=build-asan SANITIZE=1 OPT='-O1 -g' check-unit check-integration
+
+check: config.mk
+	@scripts/install-deps.sh test
+	$(MAKE) check-unit check-integration
+	$(MAKE) check-asan
+
+install: $(MCPD)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/mcpd \
+		$(DESTDIR)$(LIBDIR)/mcpd/plugins $(DESTDIR)$(LIBEXECDIR)/mcpd \
+		$(DESTDIR)$(INCLUDEDIR)/mcpd $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 755 $(MCPD) $(DESTDIR)$(SBINDIR)/mcpd
+	install -m 644 man/mcpd.8 $(DESTDIR)$(MANDIR)/man8/mcpd.8
+	install -m 644 man/mcpd.yaml.5 $(DESTDIR)$(MANDIR)/man5/mcpd.yaml.5
+	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/mcpd/mcpd.yaml ]; then \
+		install -m 644 conf/mcpd.yaml $(DESTDIR)$(SYSCONFDIR)/mcpd/mcpd.yaml; \
+	else \
+		echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/mcpd/mcpd.yaml"; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/mcpd $(DESTDIR)$(MANDIR)/man8/mcpd.8 \
+		$(DESTDIR)$(MANDIR)/man5/mcpd.yaml.5
+
+clean:
+	rm -rf build build-asan
+
+distclean: clean
+	rm -rf config.mk config.log config.status configure autom4te.cache

@@ -1,0 +1,678 @@
+#include "config.h"
+#include "arena.h"
+#include "conftree.h"
+#include "paths.h"
+#include "tls.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct ctx {
+	struct config *cfg;
+	struct errlist *errs;
+	const char *file;
+};
+
+static void
+err_at(struct ctx *x, const struct cnode *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+err_at(struct ctx *x, const struct cnode *n, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n != NULL)
+		errlist_add(x->errs, "%s:%d:%d: %s", x->file, n->line, n->col, msg);
+	else
+		errlist_add(x->errs, "%s: %s", x->file, msg);
+}
+
+static int
+want_type(struct ctx *x, const struct cnode *n, enum cnode_type t, const char *what)
+{
+	if (n->type == t && !(t == CNODE_SCALAR && cnode_is_null(n)))
+		return 0;
+	err_at(x, n, "%s must be %s, not %s", what, cnode_type_name(t),
+	    cnode_is_null(n) ? "empty" : cnode_type_name(n->type));
+	return -1;
+}
+
+/* Field tables: most sections are a mapping of simple typed keys. */
+enum field_type { F_STRING, F_PATH, F_UINT, F_DURATION, F_SIZE, F_CUSTOM };
+
+struct field {
+	const char *key;
+	enum field_type type;
+	size_t offset;
+	uint64_t min, max;
+	int (*custom)(struct ctx *, const struct cnode *, void *base);
+};
+
+static void
+unknown_key(struct ctx *x, const struct cnode *key, const struct field *fields,
+    const char *section)
+{
+	const char *best = NULL;
+	size_t best_d = 3;
+	for (const struct field *f = fields; f->key != NULL; f++) {
+		size_t d = edit_distance(key->str, f->key);
+		if (d < best_d) {
+			best_d = d;
+			best = f->key;
+		}
+	}
+	if (best != NULL)
+		err_at(x, key, "unknown key \"%s\" in %s (did you mean \"%s\"?)", key->str, section, best);
+	else
+		err_at(x, key, "unknown key \"%s\" in %s", key->str, section);
+}
+
+static int
+scalar_string(struct ctx *x, const struct cnode *n, const char *what, const char **out)
+{
+	if (want_type(x, n, CNODE_SCALAR, what) < 0)
+		return -1;
+	if (strlen(n->str) != n->len) {
+		err_at(x, n, "%s contains a NUL byte", what);
+		return -1;
+	}
+	*out = n->str;  /* the tree lives in the config's arena */
+	return 0;
+}
+
+static int
+scalar_uint(struct ctx *x, const struct cnode *n, const char *what, uint64_t min,
+    uint64_t max, uint64_t *out)
+{
+	if (want_type(x, n, CNODE_SCALAR, what) < 0)
+		return -1;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(n->str, &end, 10);
+	if (n->str[0] == '-' || n->str[0] == '+' || n->str[0] == ' ' || end == n->str ||
+	    *end != '\0' || errno != 0) {
+		err_at(x, n, "%s must be a whole number, not \"%s\"", what, n->str);
+		return -1;
+	}
+	if (v < min || v > max) {
+		err_at(x, n, "%s must be between %llu and %llu", what,
+		    (unsigned long long)min, (unsigned long long)max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+parse_fields(struct ctx *x, const struct cnode *map, const struct field *fields,
+    void *base, const char *section)
+{
+	if (want_type(x, map, CNODE_MAP, section) < 0)
+		return -1;
+	for (size_t i = 0; i < map->n; i++) {
+		const struct cnode *k = map->pairs[i].key, *v = map->pairs[i].value;
+		const struct field *f;
+		for (f = fields; f->key != NULL; f++)
+			if (strcmp(f->key, k->str) == 0)
+				break;
+		if (f->key == NULL) {
+			unknown_key(x, k, fields, section);
+			continue;
+		}
+		void *dst = (char *)base + f->offset;
+		char what[128];
+		snprintf(what, sizeof(what), "%s.%s", section, f->key);
+		uint64_t u;
+		switch (f->type) {
+		case F_STRING:
+		case F_PATH:
+			if (scalar_string(x, v, what, (const char **)dst) < 0)
+				break;
+			if (f->type == F_PATH && (*(const char **)dst)[0] == '\0')
+				err_at(x, v, "%s must not be empty", what);
+			break;
+		case F_UINT:
+			scalar_uint(x, v, what, f->min, f->max, (uint64_t *)dst);
+			break;
+		case F_DURATION:
+			if (want_type(x, v, CNODE_SCALAR, what) < 0)
+				break;
+			if (parse_duration_ms(v->str, &u) < 0)
+				err_at(x, v, "%s: \"%s\" is not a duration (use ms, s, m or h, e.g. 30s)", what, v->str);
+			else if (u < f->min || u > f->max)
+				err_at(x, v, "%s must be between %llums and %llums", what,
+				    (unsigned long long)f->min, (unsigned long long)f->max);
+			else
+				*(uint64_t *)dst = u;
+			break;
+		case F_SIZE:
+			if (want_type(x, v, CNODE_SCALAR, what) < 0)
+				break;
+			if (parse_size(v->str, &u) < 0)
+				err_at(x, v, "%s: \"%s\" is not a size (bytes, or KiB, MiB, GiB, e.g. 4MiB)", what, v->str);
+			else if (u < f->min || u > f->max)
+				err_at(x, v, "%s must be between %llu and %llu bytes", what,
+				    (unsigned long long)f->min, (unsigned long long)f->max);
+			else
+				*(uint64_t *)dst = u;
+			break;
+		case F_CUSTOM:
+			f->custom(x, v, base);
+			break;
+		}
+	}
+	return 0;
+}
+
+/* ---- addresses ---- */
+
+int
+config_parse_address(const char *s, struct sockaddr_storage *sa, socklen_t *salen,
+    int *family, char *err, size_t errlen)
+{
+	memset(sa, 0, sizeof(*sa));
+	if (strncmp(s, "unix:", 5) == 0) {
+		const char *path = s + 5;
+		struct sockaddr_un *un = (struct sockaddr_un *)sa;
+		if (path[0] != '/') {
+			snprintf(err, errlen, "unix socket path must be absolute");
+			return -1;
+		}
+		if (strlen(path) >= sizeof(un->sun_path)) {
+			snprintf(err, errlen, "unix socket path longer than %zu bytes", sizeof(un->sun_path) - 1);
+			return -1;
+		}
+		un->sun_family = AF_UNIX;
+		strcpy(un->sun_path, path);
+		*salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+		*family = AF_UNIX;
+		return 0;
+	}
+	char host[256];
+	const char *port;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (close == NULL || close[1] != ':') {
+			snprintf(err, errlen, "expected [IPv6]:port");
+			return -1;
+		}
+		size_t hl = (size_t)(close - s - 1);
+		if (hl >= sizeof(host)) {
+			snprintf(err, errlen, "address too long");
+			return -1;
+		}
+		memcpy(host, s + 1, hl);
+		host[hl] = '\0';
+		port = close + 2;
+	} else {
+		const char *colon = strrchr(s, ':');
+		if (colon == NULL) {
+			snprintf(err, errlen, "expected host:port, [IPv6]:port or unix:/path");
+			return -1;
+		}
+		if (memchr(s, ':', (size_t)(colon - s)) != NULL) {
+			snprintf(err, errlen, "write IPv6 addresses in brackets: [::1]:8080");
+			return -1;
+		}
+		size_t hl = (size_t)(colon - s);
+		if (hl >= sizeof(host)) {
+			snprintf(err, errlen, "address too long");
+			return -1;
+		}
+		memcpy(host, s, hl);
+		host[hl] = '\0';
+		port = colon + 1;
+	}
+	char *end;
+	errno = 0;
+	long p = strtol(port, &end, 10);
+	if (*port == '\0' || *end != '\0' || errno != 0 || p < 1 || p > 65535 || port[0] == '+' || port[0] == '-') {
+		snprintf(err, errlen, "port must be a number from 1 to 65535");
+		return -1;
+	}
+	if (strcmp(host, "*") == 0 || host[0] == '\0')
+		strcpy(host, "0.0.0.0");
+	else if (strcmp(host, "localhost") == 0)
+		strcpy(host, "127.0.0.1");
+	struct sockaddr_in *in4 = (struct sockaddr_in *)sa;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+	if (s[0] != '[' && inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)p);
+		*salen = sizeof(*in4);
+		*family = AF_INET;
+		return 0;
+	}
+	if (s[0] == '[' && inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)p);
+		*salen = sizeof(*in6);
+		*family = AF_INET6;
+		return 0;
+	}
+	snprintf(err, errlen, "\"%s\" is not a numeric IP address (or *, localhost)", host);
+	return -1;
+}
+
+void
+sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t buflen)
+{
+	char host[INET6_ADDRSTRLEN];
+	switch (sa->sa_family) {
+	case AF_INET: {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(buf, buflen, "%s:%u", host, ntohs(in->sin_port));
+		break;
+	}
+	case AF_INET6: {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(buf, buflen, "[%s]:%u", host, ntohs(in6->sin6_port));
+		break;
+	}
+	case AF_UNIX: {
+		const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+		if (len > offsetof(struct sockaddr_un, sun_path) && un->sun_path[0] != '\0')
+			snprintf(buf, buflen, "unix:%s", un->sun_path);
+		else
+			snprintf(buf, buflen, "unix");
+		break;
+	}
+	default:
+		snprintf(buf, buflen, "?");
+	}
+}
+
+/* ---- sections ---- */
+
+static int
+parse_tls(struct ctx *x, const struct cnode *n, void *base)
+{
+	static const struct field fields[] = {
+		{ "cert", F_PATH, offsetof(struct listen_conf, tls_cert), 0, 0, NULL },
+		{ "key", F_PATH, offsetof(struct listen_conf, tls_key), 0, 0, NULL },
+		{ NULL, 0, 0, 0, 0, NULL },
+	};
+	struct listen_conf *l = base;
+	parse_fields(x, n, fields, l, "listen.tls");
+	if (n->type == CNODE_MAP && (l->tls_cert == NULL || l->tls_key == NULL))
+		err_at(x, n, "listen.tls needs both cert and key");
+	return 0;
+}
+
+static int
+parse_mode(struct ctx *x, const struct cnode *n, void *base)
+{
+	struct listen_conf *l = base;
+	if (want_type(x, n, CNODE_SCALAR, "listen.mode") < 0)
+		return -1;
+	char *end;
+	long m = strtol(n->str, &end, 8);
+	if (*end != '\0' || end == n->str || m < 0 || m > 0777) {
+		err_at(x, n, "listen.mode must be octal permissions such as 0660");
+		return -1;
+	}
+	l->mode = (int)m;
+	return 0;
+}
+
+static int
+parse_listen_address(struct ctx *x, const struct cnode *n, void *base)
+{
+	struct listen_conf *l = base;
+	if (scalar_string(x, n, "listen.address", &l->address) < 0)
+		return -1;
+	char err[160];
+	if (config_parse_address(l->address, &l->sa, &l->salen, &l->family, err, sizeof(err)) < 0) {
+		err_at(x, n, "listen.address \"%s\": %s", l->address, err);
+		l->address = NULL;
+		return -1;
+	}
+	l->line = n->line;
+	l->col = n->col;
+	return 0;
+}
+
+static int
+parse_listen(struct ctx *x, const struct cnode *n, void *base)
+{
+	static const struct field fields[] = {
+		{ "address", F_CUSTOM, 0, 0, 0, parse_listen_address },
+		{ "tls", F_CUSTOM, 0, 0, 0, parse_tls },
+		{ "backlog", F_UINT, offsetof(struct listen_conf, backlog), 1, 65535, NULL },
+		{ "mode", F_CUSTOM, 0, 0, 0, parse_mode },
+		{ NULL, 0, 0, 0, 0, NULL },
+	};
+	struct config *c = base;
+	if (want_type(x, n, CNODE_SEQ, "listen") < 0)
+		return -1;
+	if (n->n == 0) {
+		err_at(x, n, "listen needs at least one address");
+		return -1;
+	}
+	c->listen = arena_zalloc(c->arena, n->n * sizeof(*c->listen));
+	c->nlisten = 0;
+	for (size_t i = 0; i < n->n; i++) {
+		const struct cnode *item = n->items[i];
+		struct listen_conf *l = &c->listen[c->nlisten];
+		l->backlog = 511;
+		l->mode = -1;
+		if (item->type == CNODE_SCALAR) {
+			if (parse_listen_address(x, item, l) == 0)
+				c->nlisten++;
+			continue;
+		}
+		size_t before = x->errs->n;
+		parse_fields(x, item, fields, l, "listen");
+		if (item->type != CNODE_MAP)
+			continue;
+		if (cnode_get(item, "address") == NULL) {
+			err_at(x, item, "listen entry needs an address");
+			continue;
+		}
+		if (l->address == NULL || x->errs->n != before)
+			continue;
+		if (l->family != AF_UNIX && l->mode != -1)
+			err_at(x, cnode_get(item, "mode"), "listen.mode applies to unix sockets only");
+		c->nlisten++;
+	}
+	for (size_t i = 0; i < c->nlisten; i++)
+		for (size_t j = 0; j < i; j++)
+			if (c->listen[i].salen == c->listen[j].salen &&
+			    memcmp(&c->listen[i].sa, &c->listen[j].sa, c->listen[i].salen) == 0)
+				errlist_add(x->errs, "%s:%d:%d: listen address \"%s\" given twice (first at line %d)",
+				    x->file, c->listen[i].line, c->listen[i].col,
+				    c->listen[i].address, c->listen[j].line);
+	return 0;
+}
+
+static int
+parse_workers(struct ctx *x, const struct cnode *n, void *base)
+{
+	struct config *c = base;
+	if (want_type(x, n, CNODE_SCALAR, "workers") < 0)
+		return -1;
+	if (strcmp(n->str, "auto") == 0) {
+		c->workers_auto = 1;
+		return 0;
+	}
+	if (scalar_uint(x, n, "workers (auto or a number)", 1, 512, &c->workers) < 0)
+		return -1;
+	c->workers_auto = 0;
+	return 0;
+}
+
+static int
+parse_log_level(struct ctx *x, const struct cnode *n, void *base)
+{
+	struct config *c = base;
+	if (want_type(x, n, CNODE_SCALAR, "log.level") < 0)
+		return -1;
+	if (log_level_parse(n->str, &c->log.level) < 0) {
+		err_at(x, n, "log.level must be error, warn, notice, info or debug, not \"%s\"", n->str);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+parse_log_format(struct ctx *x, const struct cnode *n, void *base)
+{
+	struct config *c = base;
+	if (want_type(x, n, CNODE_SCALAR, "log.format") < 0)
+		return -1;
+	if (strcmp(n->str, "text") == 0)
+		c->log.format = LOG_TEXT;
+	else if (strcmp(n->str, "json") == 0)
+		c->log.format = LOG_JSON;
+	else {
+		err_at(x, n, "log.format must be text or json, not \"%s\"", n->str);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+parse_log(struct ctx *x, const struct cnode *n, void *base)
+{
+	static const struct field fields[] = {
+		{ "level", F_CUSTOM, 0, 0, 0, parse_log_level },
+		{ "format", F_CUSTOM, 0, 0, 0, parse_log_format },
+		{ "file", F_PATH, offsetof(struct config, log.file), 0, 0, NULL },
+		{ NULL, 0, 0, 0, 0, NULL },
+	};
+	return parse_fields(x, n, fields, base, "log");
+}
+
+static int
+parse_limits(struct ctx *x, const struct cnode *n, void *base)
+{
+#define L(f) offsetof(struct config, limits.f)
+	static const struct field fields[] = {
+		{ "max_body", F_SIZE, L(max_body), 1024, 1ULL << 30, NULL },
+		{ "max_header", F_SIZE, L(max_header), 1024, 1 << 20, NULL },
+		{ "max_connections", F_UINT, L(max_connections), 1, 1000000, NULL },
+		{ "header_timeout", F_DURATION, L(header_timeout_ms), 100, 3600000, NULL },
+		{ "body_timeout", F_DURATION, L(body_timeout_ms), 100, 3600000, NULL },
+		{ "idle_timeout", F_DURATION, L(idle_timeout_ms), 100, 86400000, NULL },
+		{ "send_timeout", F_DURATION, L(send_timeout_ms), 100, 3600000, NULL },
+		{ "session_idle_timeout", F_DURATION, L(session_idle_timeout_ms), 1000, 30ULL * 86400000, NULL },
+		{ "shutdown_timeout", F_DURATION, L(shutdown_timeout_ms), 0, 3600000, NULL },
+		{ NULL, 0, 0, 0, 0, NULL },
+	};
+#undef L
+	return parse_fields(x, n, fields, base, "limits");
+}
+
+static int
+parse_server(struct ctx *x, const struct cnode *n, void *base)
+{
+	static const struct field fields[] = {
+		{ "name", F_STRING, offsetof(struct config, server.name), 0, 0, NULL },
+		{ "version", F_STRING, offsetof(struct config, server.version), 0, 0, NULL },
+		{ "instructions", F_STRING, offsetof(struct config, server.instructions), 0, 0, NULL },
+		{ NULL, 0, 0, 0, 0, NULL },
+	};
+	return parse_fields(x, n, fields, base, "server");
+}
+
+static int
+parse_endpoint(struct ctx *x, const struct cnode *n, void *base)
+{
+	struct config *c = base;
+	if (scalar_string(x, n, "endpoint", &c->endpoint) < 0)
+		return -1;
+	if (c->endpoint[0] != '/' || strpbrk(c->endpoint, "?# \t") != NULL) {
+		err_at(x, n, "endpoint must be a path starting with / (no query or spaces)");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+parse_origins(struct ctx *x, const struct cnode *n, void *base)
+{
+	struct config *c = base;
+	if (want_type(x, n, CNODE_SEQ, "allowed_origins") < 0)
+		return -1;
+	c->allowed_origins = arena_zalloc(c->arena, (n->n + 1) * sizeof(char *));
+	for (size_t i = 0; i < n->n; i++) {
+		const char *o;
+		if (scalar_string(x, n->items[i], "allowed_origins entry", &o) < 0)
+			continue;
+		if (strcmp(o, "*") != 0 && strstr(o, "://") == NULL) {
+			err_at(x, n->items[i], "allowed_origins entry \"%s\" must be an origin such as https://app.example.com, or *", o);
+			continue;
+		}
+		c->allowed_origins[c->norigins++] = o;
+	}
+	return 0;
+}
+
+static const struct field top_fields[] = {
+	{ "server", F_CUSTOM, 0, 0, 0, parse_server },
+	{ "listen", F_CUSTOM, 0, 0, 0, parse_listen },
+	{ "endpoint", F_CUSTOM, 0, 0, 0, parse_endpoint },
+	{ "workers", F_CUSTOM, 0, 0, 0, parse_workers },
+	{ "user", F_STRING, offsetof(struct config, user), 0, 0, NULL },
+	{ "group", F_STRING, offsetof(struct config, group), 0, 0, NULL },
+	{ "pid_file", F_PATH, offsetof(struct config, pid_file), 0, 0, NULL },
+	{ "log", F_CUSTOM, 0, 0, 0, parse_log },
+	{ "allowed_origins", F_CUSTOM, 0, 0, 0, parse_origins },
+	{ "limits", F_CUSTOM, 0, 0, 0, parse_limits },
+	{ NULL, 0, 0, 0, 0, NULL },
+};
+
+static void
+set_defaults(struct config *c)
+{
+	c->server.name = "mcpd";
+	c->server.version = PACKAGE_VERSION;
+	c->endpoint = "/mcp";
+	c->workers_auto = 1;
+	c->log.level = LOG_INFO;
+	c->log.format = LOG_TEXT;
+	c->log.file = "stderr";
+	c->limits.max_body = 4 * 1024 * 1024;
+	c->limits.max_header = 16 * 1024;
+	c->limits.max_connections = 10000;
+	c->limits.header_timeout_ms = 30000;
+	c->limits.body_timeout_ms = 30000;
+	c->limits.idle_timeout_ms = 75000;
+	c->limits.send_timeout_ms = 60000;
+	c->limits.session_idle_timeout_ms = 3600000;
+	c->limits.shutdown_timeout_ms = 30000;
+}
+
+static void
+resolve_identity(struct ctx *x, struct config *c)
+{
+	const struct cnode *un = cnode_get(c->root, "user");
+	const struct cnode *gn = cnode_get(c->root, "group");
+	if (c->user != NULL) {
+		struct passwd *pw = getpwnam(c->user);
+		if (pw == NULL) {
+			err_at(x, un, "user \"%s\" does not exist", c->user);
+		} else {
+			c->uid = pw->pw_uid;
+			c->gid = pw->pw_gid;
+			c->switch_user = 1;
+		}
+	}
+	if (c->group != NULL) {
+		struct group *gr = getgrnam(c->group);
+		if (gr == NULL)
+			err_at(x, gn, "group \"%s\" does not exist", c->group);
+		else
+			c->gid = gr->gr_gid;
+		if (c->user == NULL)
+			err_at(x, gn, "group needs user as well");
+	}
+}
+
+static struct config *
+finish(struct config *c, struct errlist *errs, size_t nerr_before)
+{
+	struct ctx x = { c, errs, c->path };
+	set_defaults(c);
+	parse_fields(&x, c->root, top_fields, c, "the top level");
+	if (c->root->type == CNODE_MAP) {
+		if (c->nlisten == 0 && cnode_get(c->root, "listen") == NULL) {
+			c->listen = arena_zalloc(c->arena, sizeof(*c->listen));
+			struct listen_conf *l = &c->listen[0];
+			char err[128];
+			l->address = "127.0.0.1:8080";
+			l->backlog = 511;
+			l->mode = -1;
+			l->line = l->col = 1;
+			config_parse_address(l->address, &l->sa, &l->salen, &l->family, err, sizeof(err));
+			c->nlisten = 1;
+		}
+		resolve_identity(&x, c);
+	}
+	if (c->workers_auto) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		c->workers = n > 0 ? (uint64_t)n : 1;
+		if (c->workers > 64)
+			c->workers = 64;
+	}
+	if (errs->n != nerr_before) {
+		config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static struct config *
+config_new(const char *name)
+{
+	struct arena *a = arena_new(16384);
+	if (a == NULL)
+		return NULL;
+	struct config *c = arena_zalloc(a, sizeof(*c));
+	c->arena = a;
+	c->path = arena_strdup(a, name);
+	return c;
+}
+
+struct config *
+config_load(const char *path, struct errlist *errs)
+{
+	size_t before = errs->n;
+	struct config *c = config_new(path);
+	if (c == NULL) {
+		errlist_add(errs, "%s: out of memory", path);
+		return NULL;
+	}
+	char err[1024];
+	c->root = conftree_load_file(c->arena, path, err, sizeof(err));
+	if (c->root == NULL) {
+		errlist_add(errs, "%s", err);
+		config_free(c);
+		return NULL;
+	}
+	return finish(c, errs, before);
+}
+
+struct config *
+config_load_string(const char *name, const char *text, struct errlist *errs)
+{
+	size_t before = errs->n;
+	struct config *c = config_new(name);
+	if (c == NULL) {
+		errlist_add(errs, "%s: out of memory", name);
+		return NULL;
+	}
+	char err[1024];
+	c->root = conftree_load_string(c->arena, name, text, strlen(text), err, sizeof(err));
+	if (c->root == NULL) {
+		errlist_add(errs, "%s", err);
+		config_free(c);
+		return NULL;
+	}
+	return finish(c, errs, before);
+}
+
+void
+config_free(struct config *c)
+{
+	if (c == NULL)
+		return;
+	tls_free_config(c);
+	arena_free(c->arena);
+}

@@ -1,0 +1,83 @@
+/* The operator's configuration (mcpd.yaml) as typed structs.
+ * A config is built whole or not at all: a reload that fails leaves the
+ * running one untouched. */
+#ifndef MCPD_CONFIG_H
+#define MCPD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "log.h"
+
+struct arena;
+struct cnode;
+struct errlist;
+
+struct listen_conf {
+	const char *address;            /* as the operator wrote it */
+	int family;                     /* AF_INET, AF_INET6, AF_UNIX */
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	const char *tls_cert, *tls_key; /* both NULL: plain HTTP */
+	uint64_t backlog;
+	int mode;                       /* unix socket permissions, -1 = umask */
+	void *ssl_ctx;                  /* SSL_CTX, made by tls_load_config */
+	int line, col;
+};
+
+struct limits_conf {
+	uint64_t max_body;
+	uint64_t max_header;
+	uint64_t max_connections;       /* per worker, like nginx worker_connections */
+	uint64_t header_timeout_ms;     /* to receive a whole request head */
+	uint64_t body_timeout_ms;       /* between two reads of a request body */
+	uint64_t idle_timeout_ms;       /* keep-alive connection with no request */
+	uint64_t send_timeout_ms;       /* between two writes the client accepts */
+	uint64_t session_idle_timeout_ms;
+	uint64_t shutdown_timeout_ms;
+};
+
+struct config {
+	struct arena *arena;
+	const char *path;
+	struct cnode *root;
+
+	struct {
+		const char *name, *version, *instructions;
+	} server;
+	struct listen_conf *listen;
+	size_t nlisten;
+	const char *endpoint;
+	uint64_t workers;               /* resolved: "auto" is the number of CPUs */
+	int workers_auto;
+	const char *user, *group;
+	uid_t uid;
+	gid_t gid;
+	int switch_user;                /* user: given */
+	const char *pid_file;
+	struct {
+		enum log_level level;
+		enum log_format format;
+		const char *file;
+	} log;
+	const char **allowed_origins;
+	size_t norigins;
+	struct limits_conf limits;
+};
+
+/* Parse and validate. Returns NULL and fills errs ("file:line:col: msg"
+ * each) when anything is wrong. */
+struct config *config_load(const char *path, struct errlist *errs);
+struct config *config_load_string(const char *name, const char *text,
+    struct errlist *errs);
+void config_free(struct config *c);
+
+/* Split "host:port", "[v6]:port", "unix:/path" into a socket address. */
+int config_parse_address(const char *s, struct sockaddr_storage *sa,
+    socklen_t *salen, int *family, char *err, size_t errlen);
+/* Human form of a socket address, for logs. */
+void sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t buflen);
+
+#endif

@@ -1,0 +1,1208 @@
+#include "http.h"
+#include "arena.h"
+#include "config.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_HEADERS 100
+#define MAX_RESPONSE_HEADERS 24
+#define CHUNK_LINE_MAX 1024
+#define MAX_KEEPALIVE_REQUESTS 10000
+#define LINGER_MS 2000
+/* While a handler runs we keep reading only to notice the client leaving;
+ * pipelined input beyond this waits in the kernel. */
+#define HANDLING_INPUT_MAX (64 * 1024)
+
+enum conn_state {
+	CS_IDLE,        /* waiting for the first byte of a request */
+	CS_HEAD,        /* reading the request head */
+	CS_BODY,        /* reading a Content-Length body */
+	CS_CHUNKED,     /* reading a chunked body */
+	CS_HANDLING,    /* the handler owns the request */
+	CS_STREAMING,   /* a streamed response is being written */
+	CS_WRITING,     /* the response is queued; waiting for it to leave */
+	CS_LINGER,      /* response sent; discarding input before closing */
+};
+
+enum chunk_state { CH_SIZE, CH_DATA, CH_DATA_CRLF, CH_TRAILER };
+
+struct header {
+	const char *name, *value;
+};
+
+struct http_request {
+	struct http_conn *conn;
+	const char *method, *target, *path, *query;
+	int minor;
+	struct header headers[MAX_HEADERS];
+	size_t nheaders;
+	char *body;
+	size_t body_len;
+	uint64_t content_length;
+	int chunked;
+	uint64_t start_us;
+	size_t head_len;
+	struct header resp_headers[MAX_RESPONSE_HEADERS];
+	size_t nresp;
+	int status;
+	size_t bytes_out;
+	http_close_fn on_close;
+	void *on_close_arg;
+	const char *log_extra;
+	int logged;
+};
+
+struct http_conn {
+	struct http_server *srv;
+	struct bufferevent *bev;
+	struct event *timer;
+	struct arena *arena;
+	enum conn_state state;
+	int keepalive;          /* keep the connection after this response */
+	int linger;             /* unread input remains: linger before close */
+	int tls;
+	unsigned nreq;
+	size_t searched;        /* bytes of the head already scanned */
+	enum chunk_state chunk;
+	uint64_t chunk_left;
+	struct evbuffer *body_buf;
+	char remote[64];
+	struct http_request req;
+	TAILQ_ENTRY(http_conn) link;
+};
+
+struct route {
+	char *path;
+	http_handler_fn fn;
+	void *arg;
+};
+
+struct listener {
+	struct evconnlistener *lev;
+	SSL_CTX *ssl;
+	struct http_server *srv;
+};
+
+struct http_server {
+	struct event_base *base;
+	struct limits_conf limits;
+	struct listener **listeners;   /* each allocated alone: callbacks point at them */
+	size_t nlisteners;
+	struct route *routes;
+	size_t nroutes;
+	TAILQ_HEAD(, http_conn) conns;
+	unsigned nconns;
+	int accept_paused;      /* at max_connections */
+	struct event *accept_retry;
+	int draining;
+	void (*drain_done)(void *);
+	void *drain_arg;
+	const struct timeval *tv_header, *tv_idle;
+	struct timeval tv_body, tv_send;
+	char date[64];
+	time_t date_at;
+};
+
+static void conn_close(struct http_conn *c);
+static void process_input(struct http_conn *c);
+
+static struct timeval
+ms_to_tv(uint64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+	return tv;
+}
+
+const char *
+http_status_text(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 406: return "Not Acceptable";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 415: return "Unsupported Media Type";
+	case 417: return "Expectation Failed";
+	case 422: return "Unprocessable Content";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	}
+	return "Unknown";
+}
+
+static const char *
+http_date(struct http_server *s)
+{
+	time_t now = time(NULL);
+	if (now != s->date_at) {
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		strftime(s->date, sizeof(s->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		s->date_at = now;
+	}
+	return s->date;
+}
+
+/* ---- listeners and connection accounting ---- */
+
+static void
+listeners_enable(struct http_server *s, int on)
+{
+	for (size_t i = 0; i < s->nlisteners; i++) {
+		if (s->listeners[i]->lev == NULL)
+			continue;
+		if (on)
+			evconnlistener_enable(s->listeners[i]->lev);
+		else
+			evconnlistener_disable(s->listeners[i]->lev);
+	}
+}
+
+static void
+accept_retry_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct http_server *s = arg;
+	if (!s->draining && !s->accept_paused)
+		listeners_enable(s, 1);
+}
+
+static void
+accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	(void)lev;
+	struct listener *l = arg;
+	struct http_server *s = l->srv;
+	int err = EVUTIL_SOCKET_ERROR();
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		/* Out of descriptors: stop accepting for a moment, as nginx does,
+		 * instead of spinning on a listener that cannot be served. */
+		log_warn("accept: %s; pausing accepts for 500ms", strerror(err));
+		listeners_enable(s, 0);
+		struct timeval tv = { 0, 500000 };
+		evtimer_add(s->accept_retry, &tv);
+		return;
+	}
+	log_warn("accept: %s", strerror(err));
+}
+
+static void
+conn_reset_request(struct http_conn *c)
+{
+	struct http_request *r = &c->req;
+	r->method = r->target = r->path = r->query = NULL;
+	r->nheaders = 0;
+	r->body = NULL;
+	r->body_len = 0;
+	r->content_length = 0;
+	r->chunked = 0;
+	r->head_len = 0;
+	r->nresp = 0;
+	r->status = 0;
+	r->bytes_out = 0;
+	r->on_close = NULL;
+	r->on_close_arg = NULL;
+	r->log_extra = NULL;
+	r->logged = 0;
+	c->searched = 0;
+	c->linger = 0;
+	arena_reset(c->arena);
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	process_input(arg);
+}
+
+static void
+write_cb(struct bufferevent *bev, void *arg);
+static void
+event_cb(struct bufferevent *bev, short what, void *arg);
+static void
+timer_cb(evutil_socket_t fd, short ev, void *arg);
+
+static void
+accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	(void)lev;
+	struct listener *l = arg;
+	struct http_server *s = l->srv;
+	struct http_conn *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		evutil_closesocket(fd);
+		return;
+	}
+	c->srv = s;
+	c->arena = arena_new(8192);
+	c->body_buf = evbuffer_new();
+	c->timer = evtimer_new(s->base, timer_cb, c);
+	if (c->arena == NULL || c->body_buf == NULL || c->timer == NULL)
+		goto fail;
+	if (sa->sa_family == AF_UNIX)
+		snprintf(c->remote, sizeof(c->remote), "unix");
+	else
+		sockaddr_format(sa, (socklen_t)salen, c->remote, sizeof(c->remote));
+	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	if (l->ssl != NULL) {
+		SSL *ssl = SSL_new(l->ssl);
+		if (ssl == NULL)
+			goto fail;
+		c->bev = bufferevent_openssl_socket_new(s->base, fd, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+		if (c->bev == NULL) {
+			SSL_free(ssl);
+			goto fail;
+		}
+		bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+		c->tls = 1;
+	} else {
+		c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+		if (c->bev == NULL)
+			goto fail;
+	}
+	c->req.conn = c;
+	c->state = CS_IDLE;
+	c->keepalive = 1;
+	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+	bufferevent_set_timeouts(c->bev, NULL, &s->tv_send);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	evtimer_add(c->timer, s->tv_header);
+	TAILQ_INSERT_TAIL(&s->conns, c, link);
+	if (++s->nconns >= s->limits.max_connections && !s->accept_paused) {
+		s->accept_paused = 1;
+		listeners_enable(s, 0);
+		log_warn("limits.max_connections (%llu) reached; pausing accepts",
+		    (unsigned long long)s->limits.max_connections);
+	}
+	return;
+fail:
+	log_error("cannot set up a connection: out of memory");
+	if (c->timer)
+		event_free(c->timer);
+	if (c->body_buf)
+		evbuffer_free(c->body_buf);
+	arena_free(c->arena);
+	if (c->bev == NULL)
+		evutil_closesocket(fd);
+	else
+		bufferevent_free(c->bev);
+	free(c);
+}
+
+/* ---- responses ---- */
+
+static void
+log_request(struct http_conn *c, int status)
+{
+	struct http_request *r = &c->req;
+	if (r->logged || r->method == NULL)
+		return;
+	r->logged = 1;
+	struct access_record rec = {
+		.remote = c->remote,
+		.method = r->method,
+		.target = r->target,
+		.user_agent = http_request_header(r, "User-Agent"),
+		.extra = r->log_extra,
+		.http_minor = r->minor,
+		.status = status,
+		.bytes_in = r->head_len + r->body_len,
+		.bytes_out = r->bytes_out,
+		.duration_ms = (double)(monotonic_us() - r->start_us) / 1000.0,
+	};
+	log_access(&rec);
+}
+
+static int
+wants_keepalive(struct http_conn *c)
+{
+	struct http_request *r = &c->req;
+	if (!c->keepalive || c->srv->draining || c->nreq >= MAX_KEEPALIVE_REQUESTS)
+		return 0;
+	const char *conn = http_request_header(r, "Connection");
+	if (r->minor == 0)
+		return conn != NULL && strcasecmp(conn, "keep-alive") == 0;
+	return conn == NULL || strcasecmp(conn, "close") != 0;
+}
+
+static void
+write_head(struct http_request *r, int status, const char *content_type,
+    const char *length_or_te, int chunked)
+{
+	struct http_conn *c = r->conn;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	c->keepalive = wants_keepalive(c);
+	if (chunked && r->minor == 0)
+		c->keepalive = 0;   /* HTTP/1.0: the stream ends with the connection */
+	char head[1024];
+	int n = snprintf(head, sizeof(head),
+	    "HTTP/1.1 %d %s\r\nServer: mcpd\r\nDate: %s\r\n",
+	    status, http_status_text(status), http_date(c->srv));
+	if (content_type != NULL)
+		n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Type: %s\r\n", content_type);
+	if (length_or_te != NULL)
+		n += snprintf(head + n, sizeof(head) - (size_t)n, "%s\r\n", length_or_te);
+	if (!c->keepalive)
+		n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: close\r\n");
+	else if (r->minor == 0)
+		n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: keep-alive\r\n");
+	evbuffer_add(out, head, (size_t)n);
+	for (size_t i = 0; i < r->nresp; i++)
+		evbuffer_add_printf(out, "%s: %s\r\n", r->resp_headers[i].name, r->resp_headers[i].value);
+	evbuffer_add(out, "\r\n", 2);
+	r->status = status;
+	r->bytes_out += (size_t)n;
+}
+
+void
+http_response_header(struct http_request *r, const char *name, const char *value)
+{
+	if (r->nresp == MAX_RESPONSE_HEADERS) {
+		log_warn("too many response headers; dropping %s", name);
+		return;
+	}
+	/* Header text must not break the response framing. */
+	if (strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL) {
+		log_warn("refusing response header %s with a line break", name);
+		return;
+	}
+	r->resp_headers[r->nresp].name = arena_strdup(r->conn->arena, name);
+	r->resp_headers[r->nresp].value = arena_strdup(r->conn->arena, value);
+	r->nresp++;
+}
+
+void
+http_respond(struct http_request *r, int status, const char *content_type,
+    const void *body, size_t len)
+{
+	struct http_conn *c = r->conn;
+	if (c->state != CS_HANDLING) {
+		log_error("http: response for a request that is not being handled");
+		return;
+	}
+	char cl[48];
+	snprintf(cl, sizeof(cl), "Content-Length: %zu", len);
+	write_head(r, status, content_type, cl, 0);
+	if (len > 0 && strcmp(r->method, "HEAD") != 0) {
+		bufferevent_write(c->bev, body, len);
+		r->bytes_out += len;
+	}
+	c->state = CS_WRITING;
+	evtimer_del(c->timer);
+}
+
+void
+http_respond_text(struct http_request *r, int status, const char *message)
+{
+	char buf[512];
+	int n = snprintf(buf, sizeof(buf), "%s\n", message);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		n = (int)sizeof(buf) - 1;
+	http_respond(r, status, "text/plain; charset=utf-8", buf, (size_t)n);
+}
+
+int
+http_stream_begin(struct http_request *r, int status, const char *content_type)
+{
+	struct http_conn *c = r->conn;
+	if (c->state != CS_HANDLING)
+		return -1;
+	write_head(r, status, content_type,
+	    r->minor >= 1 ? "Transfer-Encoding: chunked" : NULL, 1);
+	c->state = CS_STREAMING;
+	evtimer_del(c->timer);
+	return 0;
+}
+
+int
+http_stream_write(struct http_request *r, const void *data, size_t len)
+{
+	struct http_conn *c = r->conn;
+	if (c->state != CS_STREAMING)
+		return -1;
+	if (len == 0)
+		return 0;   /* an empty chunk would end the stream */
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	if (r->minor >= 1)
+		evbuffer_add_printf(out, "%zx\r\n", len);
+	evbuffer_add(out, data, len);
+	if (r->minor >= 1)
+		evbuffer_add(out, "\r\n", 2);
+	r->bytes_out += len;
+	return 0;
+}
+
+size_t
+http_stream_pending(const struct http_request *r)
+{
+	return evbuffer_get_length(bufferevent_get_output(r->conn->bev));
+}
+
+void
+http_stream_end(struct http_request *r)
+{
+	struct http_conn *c = r->conn;
+	if (c->state != CS_STREAMING)
+		return;
+	if (r->minor >= 1)
+		evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+	else
+		c->keepalive = 0;
+	c->state = CS_WRITING;
+	/* Nothing queued: the write callback will not run, finish now. */
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		write_cb(c->bev, c);
+}
+
+/* An error found while reading a request: answer and close. */
+static void
+fail_request(struct http_conn *c, int status, const char *why, int unread_input)
+{
+	struct http_request *r = &c->req;
+	if (r->method == NULL) {
+		r->method = "-";
+		r->target = "-";
+		r->minor = 1;
+		r->start_us = monotonic_us();
+	}
+	c->keepalive = 0;
+	c->linger = unread_input;
+	c->state = CS_HANDLING;
+	r->log_extra = why;
+	bufferevent_set_timeouts(c->bev, NULL, &c->srv->tv_send);
+	http_respond_text(r, status, why);
+}
+
+/* ---- request parsing ---- */
+
+static int
+is_tchar(unsigned char ch)
+{
+	if (ch >= 'a' && ch <= 'z')
+		return 1;
+	if (ch >= 'A' && ch <= 'Z')
+		return 1;
+	if (ch >= '0' && ch <= '9')
+		return 1;
+	return ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+/* Parses the head in place (it is a NUL-terminated copy). Returns an HTTP
+ * status on error, 0 when fine. */
+static int
+parse_head(struct http_request *r, char *p, const char **why)
+{
+	/* request line */
+	char *eol = strstr(p, "\r\n");
+	*eol = '\0';
+	char *line = p;
+	p = eol + 2;
+	char *sp1 = strchr(line, ' ');
+	if (sp1 == NULL || sp1 == line) {
+		*why = "malformed request line";
+		return 400;
+	}
+	*sp1 = '\0';
+	for (char *m = line; *m; m++)
+		if (!is_tchar((unsigned char)*m)) {
+			*why = "malformed request method";
+			return 400;
+		}
+	r->method = line;
+	char *target = sp1 + 1;
+	char *sp2 = strchr(target, ' ');
+	if (sp2 == NULL || sp2 == target) {
+		*why = "malformed request line";
+		return 400;
+	}
+	*sp2 = '\0';
+	for (unsigned char *t = (unsigned char *)target; *t; t++)
+		if (*t <= 0x20 || *t == 0x7f) {
+			*why = "malformed request target";
+			return 400;
+		}
+	const char *version = sp2 + 1;
+	if (strncmp(version, "HTTP/", 5) != 0) {
+		*why = "malformed request line";
+		return 400;
+	}
+	if (strcmp(version, "HTTP/1.1") == 0)
+		r->minor = 1;
+	else if (strcmp(version, "HTTP/1.0") == 0)
+		r->minor = 0;
+	else {
+		r->minor = 1;
+		*why = "only HTTP/1.0 and HTTP/1.1 are served";
+		return 505;
+	}
+	r->target = target;
+	if (target[0] != '/') {
+		*why = "request target must be an absolute path";
+		return 400;
+	}
+	char *q = strchr(target, '?');
+	if (q != NULL) {
+		r->path = arena_strndup(r->conn->arena, target, (size_t)(q - target));
+		r->query = q + 1;
+	} else {
+		r->path = target;
+		r->query = NULL;
+	}
+
+	/* header fields */
+	while (*p != '\0') {
+		eol = strstr(p, "\r\n");
+		if (eol == NULL) {
+			*why = "malformed header";
+			return 400;
+		}
+		*eol = '\0';
+		if (eol == p)
+			break;
+		if (*p == ' ' || *p == '\t') {
+			*why = "obsolete header line folding";
+			return 400;
+		}
+		char *colon = p;
+		while (is_tchar((unsigned char)*colon))
+			colon++;
+		if (*colon != ':' || colon == p) {
+			*why = "malformed header name";
+			return 400;
+		}
+		*colon = '\0';
+		char *v = colon + 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		char *end = eol;
+		while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		for (unsigned char *u = (unsigned char *)v; *u; u++)
+			if ((*u < 0x20 && *u != '\t') || *u == 0x7f) {
+				*why = "control character in a header";
+				return 400;
+			}
+		if (r->nheaders == MAX_HEADERS) {
+			*why = "too many header fields";
+			return 431;
+		}
+		r->headers[r->nheaders].name = p;
+		r->headers[r->nheaders].value = v;
+		r->nheaders++;
+		p = eol + 2;
+	}
+
+	if (r->minor == 1 && http_request_header(r, "Host") == NULL) {
+		*why = "missing Host header";
+		return 400;
+	}
+	const char *te = NULL, *cl = NULL;
+	for (size_t i = 0; i < r->nheaders; i++) {
+		const struct header *h = &r->headers[i];
+		if (strcasecmp(h->name, "Transfer-Encoding") == 0) {
+			if (te != NULL) {
+				*why = "repeated Transfer-Encoding";
+				return 400;
+			}
+			te = h->value;
+		} else if (strcasecmp(h->name, "Content-Length") == 0) {
+			if (cl != NULL && strcmp(cl, h->value) != 0) {
+				*why = "conflicting Content-Length headers";
+				return 400;
+			}
+			cl = h->value;
+		}
+	}
+	if (te != NULL && cl != NULL) {
+		*why = "both Transfer-Encoding and Content-Length";
+		return 400;
+	}
+	if (te != NULL) {
+		if (strcasecmp(te, "chunked") != 0) {
+			*why = "unsupported Transfer-Encoding";
+			return 501;
+		}
+		if (r->minor == 0) {
+			*why = "chunked body on HTTP/1.0";
+			return 400;
+		}
+		r->chunked = 1;
+	} else if (cl != NULL) {
+		uint64_t v = 0;
+		size_t digits = strspn(cl, "0123456789");
+		if (digits == 0 || cl[digits] != '\0' || digits > 18) {
+			*why = "invalid Content-Length";
+			return 400;
+		}
+		for (size_t i = 0; i < digits; i++)
+			v = v * 10 + (uint64_t)(cl[i] - '0');
+		r->content_length = v;
+	}
+	return 0;
+}
+
+static void
+dispatch(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	struct http_request *r = &c->req;
+	c->state = CS_HANDLING;
+	c->nreq++;
+	evtimer_del(c->timer);
+	bufferevent_set_timeouts(c->bev, NULL, &s->tv_send);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, HANDLING_INPUT_MAX);
+	for (size_t i = 0; i < s->nroutes; i++) {
+		if (strcmp(s->routes[i].path, r->path) == 0) {
+			s->routes[i].fn(r, s->routes[i].arg);
+			return;
+		}
+	}
+	http_respond_text(r, 404, "not found");
+}
+
+static void
+body_complete(struct http_conn *c)
+{
+	struct http_request *r = &c->req;
+	size_t len = evbuffer_get_length(c->body_buf);
+	r->body = arena_alloc(c->arena, len + 1);
+	if (r->body == NULL) {
+		fail_request(c, 500, "out of memory", 0);
+		return;
+	}
+	evbuffer_remove(c->body_buf, r->body, len);
+	r->body[len] = '\0';
+	r->body_len = len;
+	dispatch(c);
+}
+
+/* Returns 1 when the request moved on, 0 when more input is needed, -1
+ * when the connection is finished with (it may be freed). */
+static int
+read_head(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	struct http_request *r = &c->req;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t avail = evbuffer_get_length(in);
+
+	if (c->state == CS_IDLE) {
+		/* Tolerate the stray CRLF some clients send between requests. */
+		while (avail >= 2) {
+			unsigned char two[2];
+			evbuffer_copyout(in, two, 2);
+			if (two[0] != '\r' || two[1] != '\n')
+				break;
+			evbuffer_drain(in, 2);
+			avail -= 2;
+		}
+		if (avail == 0)
+			return 0;
+		c->state = CS_HEAD;
+		r->start_us = monotonic_us();
+		evtimer_add(c->timer, s->tv_header);
+	}
+	struct evbuffer_ptr from;
+	evbuffer_ptr_set(in, &from, c->searched, EVBUFFER_PTR_SET);
+	struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, &from);
+	if (end.pos < 0) {
+		if (avail > s->limits.max_header) {
+			fail_request(c, 431, "request head larger than limits.max_header", 1);
+			return -1;
+		}
+		c->searched = avail > 3 ? avail - 3 : 0;
+		return 0;
+	}
+	size_t head_len = (size_t)end.pos + 4;
+	if (head_len > s->limits.max_header) {
+		fail_request(c, 431, "request head larger than limits.max_header", 1);
+		return -1;
+	}
+	char *head = arena_alloc(c->arena, head_len + 1);
+	if (head == NULL) {
+		fail_request(c, 500, "out of memory", 1);
+		return -1;
+	}
+	evbuffer_remove(in, head, head_len);
+	head[head_len] = '\0';
+	r->head_len = head_len;
+	if (memchr(head, '\0', head_len) != NULL) {
+		fail_request(c, 400, "NUL byte in request head", 1);
+		return -1;
+	}
+	const char *why = NULL;
+	int status = parse_head(r, head, &why);
+	if (status != 0) {
+		fail_request(c, status, why, 1);
+		return -1;
+	}
+	evtimer_del(c->timer);
+	if (r->chunked || r->content_length > 0) {
+		if (r->content_length > s->limits.max_body) {
+			fail_request(c, 413, "request body larger than limits.max_body", 1);
+			return -1;
+		}
+		const char *expect = http_request_header(r, "Expect");
+		if (expect != NULL) {
+			if (strcasecmp(expect, "100-continue") != 0) {
+				fail_request(c, 417, "unsupported Expect", 1);
+				return -1;
+			}
+			if (r->minor == 1 && evbuffer_get_length(in) == 0)
+				bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		}
+		c->state = r->chunked ? CS_CHUNKED : CS_BODY;
+		c->chunk = CH_SIZE;
+		evbuffer_drain(c->body_buf, evbuffer_get_length(c->body_buf));
+		bufferevent_set_timeouts(c->bev, &s->tv_body, &s->tv_send);
+		return 1;
+	}
+	r->body = "";
+	r->body_len = 0;
+	dispatch(c);
+	return 1;
+}
+
+static int
+read_body(struct http_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t have = evbuffer_get_length(c->body_buf);
+	size_t need = (size_t)c->req.content_length - have;
+	size_t take = evbuffer_get_length(in);
+	if (take > need)
+		take = need;
+	evbuffer_remove_buffer(in, c->body_buf, take);
+	if (take < need)
+		return 0;
+	body_complete(c);
+	return 1;
+}
+
+static int
+read_chunked(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	for (;;) {
+		switch (c->chunk) {
+		case CH_SIZE:
+		case CH_TRAILER: {
+			size_t n;
+			char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF_STRICT);
+			if (line == NULL) {
+				if (evbuffer_get_length(in) > CHUNK_LINE_MAX) {
+					fail_request(c, 400, "chunk header line too long", 1);
+					return -1;
+				}
+				return 0;
+			}
+			if (c->chunk == CH_TRAILER) {
+				free(line);
+				if (n == 0) {
+					body_complete(c);
+					return 1;
+				}
+				continue;  /* trailer fields are ignored */
+			}
+			char *end;
+			errno = 0;
+			unsigned long long size = strtoull(line, &end, 16);
+			int bad = end == line || errno != 0 || (*end != '\0' && *end != ';' &&
+			    *end != ' ' && *end != '\t') || line[0] == '-' || line[0] == '+';
+			free(line);
+			if (bad) {
+				fail_request(c, 400, "malformed chunk size", 1);
+				return -1;
+			}
+			if (size > s->limits.max_body ||
+			    evbuffer_get_length(c->body_buf) + size > s->limits.max_body) {
+				fail_request(c, 413, "request body larger than limits.max_body", 1);
+				return -1;
+			}
+			c->chunk_left = size;
+			c->chunk = size == 0 ? CH_TRAILER : CH_DATA;
+			break;
+		}
+		case CH_DATA: {
+			size_t take = evbuffer_get_length(in);
+			if (take > c->chunk_left)
+				take = (size_t)c->chunk_left;
+			evbuffer_remove_buffer(in, c->body_buf, take);
+			c->chunk_left -= take;
+			if (c->chunk_left > 0)
+				return 0;
+			c->chunk = CH_DATA_CRLF;
+			break;
+		}
+		case CH_DATA_CRLF: {
+			if (evbuffer_get_length(in) < 2)
+				return 0;
+			char crlf[2];
+			evbuffer_remove(in, crlf, 2);
+			if (crlf[0] != '\r' || crlf[1] != '\n') {
+				fail_request(c, 400, "malformed chunk", 1);
+				return -1;
+			}
+			c->chunk = CH_SIZE;
+			break;
+		}
+		}
+	}
+}
+
+static void
+process_input(struct http_conn *c)
+{
+	for (;;) {
+		int rc;
+		switch (c->state) {
+		case CS_IDLE:
+		case CS_HEAD:
+			rc = read_head(c);
+			break;
+		case CS_BODY:
+			rc = read_body(c);
+			break;
+		case CS_CHUNKED:
+			rc = read_chunked(c);
+			break;
+		case CS_LINGER: {
+			struct evbuffer *in = bufferevent_get_input(c->bev);
+			evbuffer_drain(in, evbuffer_get_length(in));
+			return;
+		}
+		default:
+			/* The handler owns the request; input waits (bounded by the
+			 * read watermark) until the response is out. */
+			return;
+		}
+		if (rc <= 0)
+			return;
+	}
+}
+
+/* ---- connection life ---- */
+
+static void
+conn_close(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	struct http_request *r = &c->req;
+	if (c->state == CS_HANDLING || c->state == CS_STREAMING) {
+		/* The client left before the response was complete. */
+		http_close_fn fn = r->on_close;
+		r->on_close = NULL;
+		log_request(c, c->state == CS_STREAMING ? r->status : 499);
+		c->state = CS_WRITING;
+		if (fn != NULL)
+			fn(r, r->on_close_arg);
+	} else if (c->state == CS_WRITING) {
+		log_request(c, r->status);
+	}
+	TAILQ_REMOVE(&s->conns, c, link);
+	bufferevent_free(c->bev);
+	event_free(c->timer);
+	evbuffer_free(c->body_buf);
+	arena_free(c->arena);
+	free(c);
+	s->nconns--;
+	if (s->accept_paused && s->nconns < s->limits.max_connections && !s->draining) {
+		s->accept_paused = 0;
+		listeners_enable(s, 1);
+	}
+	if (s->draining && s->nconns == 0 && s->drain_done != NULL) {
+		void (*done)(void *) = s->drain_done;
+		s->drain_done = NULL;
+		done(s->drain_arg);
+	}
+}
+
+static void
+start_linger(struct http_conn *c)
+{
+	c->state = CS_LINGER;
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	if (c->tls || fd < 0) {
+		conn_close(c);
+		return;
+	}
+	/* Close our side, then discard what the client still sends so that the
+	 * kernel does not reset the connection before it reads our answer. */
+	shutdown(fd, SHUT_WR);
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+	bufferevent_enable(c->bev, EV_READ);
+	struct timeval tv = ms_to_tv(LINGER_MS);
+	evtimer_add(c->timer, &tv);
+}
+
+static void
+write_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	struct http_conn *c = arg;
+	if (c->state != CS_WRITING)
+		return;
+	struct http_server *s = c->srv;
+	log_request(c, c->req.status);
+	if (c->linger) {
+		start_linger(c);
+		return;
+	}
+	if (!c->keepalive || s->draining) {
+		conn_close(c);
+		return;
+	}
+	conn_reset_request(c);
+	c->state = CS_IDLE;
+	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+	bufferevent_set_timeouts(c->bev, NULL, &s->tv_send);
+	evtimer_add(c->timer, s->tv_idle);
+	process_input(c);
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	struct http_conn *c = arg;
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
+	    (c->state == CS_BODY || c->state == CS_CHUNKED)) {
+		fail_request(c, 408, "request body timed out", 0);
+		return;
+	}
+	if ((what & BEV_EVENT_ERROR) && c->tls) {
+		unsigned long e;
+		while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+			char buf[256];
+			ERR_error_string_n(e, buf, sizeof(buf));
+			log_debug("TLS error from %s: %s", c->remote, buf);
+		}
+	}
+	conn_close(c);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct http_conn *c = arg;
+	switch (c->state) {
+	case CS_HEAD:
+		fail_request(c, 408, "request head timed out", 0);
+		break;
+	default:
+		conn_close(c);   /* keep-alive idle, or lingering done */
+		break;
+	}
+}
+
+/* ---- server ---- */
+
+struct http_server *
+http_server_new(struct event_base *base, const struct limits_conf *limits)
+{
+	struct http_server *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	s->base = base;
+	s->limits = *limits;
+	TAILQ_INIT(&s->conns);
+	struct timeval th = ms_to_tv(limits->header_timeout_ms);
+	struct timeval ti = ms_to_tv(limits->idle_timeout_ms);
+	/* Common timeouts: every connection waits the same time, so libevent
+	 * keeps them in a queue instead of the heap. */
+	s->tv_header = event_base_init_common_timeout(base, &th);
+	s->tv_idle = event_base_init_common_timeout(base, &ti);
+	s->tv_body = ms_to_tv(limits->body_timeout_ms);
+	s->tv_send = ms_to_tv(limits->send_timeout_ms);
+	s->accept_retry = evtimer_new(base, accept_retry_cb, s);
+	if (s->tv_header == NULL || s->tv_idle == NULL || s->accept_retry == NULL) {
+		http_server_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+int
+http_server_listen(struct http_server *s, int fd, void *ssl_ctx)
+{
+	struct listener **ls = realloc(s->listeners, (s->nlisteners + 1) * sizeof(*ls));
+	if (ls == NULL)
+		return -1;
+	s->listeners = ls;
+	struct listener *l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return -1;
+	l->srv = s;
+	l->ssl = ssl_ctx;
+	evutil_make_socket_nonblocking(fd);
+	l->lev = evconnlistener_new(s->base, accept_cb, l,
+	    LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (l->lev == NULL) {
+		free(l);
+		return -1;
+	}
+	evconnlistener_set_error_cb(l->lev, accept_error_cb);
+	ls[s->nlisteners++] = l;
+	return 0;
+}
+
+int
+http_server_route(struct http_server *s, const char *path, http_handler_fn fn, void *arg)
+{
+	struct route *r = realloc(s->routes, (s->nroutes + 1) * sizeof(*r));
+	if (r == NULL)
+		return -1;
+	s->routes = r;
+	r[s->nroutes].path = strdup(path);
+	if (r[s->nroutes].path == NULL)
+		return -1;
+	r[s->nroutes].fn = fn;
+	r[s->nroutes].arg = arg;
+	s->nroutes++;
+	return 0;
+}
+
+void
+http_server_drain(struct http_server *s, void (*done)(void *), void *arg)
+{
+	s->draining = 1;
+	s->drain_done = done;
+	s->drain_arg = arg;
+	for (size_t i = 0; i < s->nlisteners; i++) {
+		if (s->listeners[i]->lev != NULL) {
+			evconnlistener_free(s->listeners[i]->lev);
+			s->listeners[i]->lev = NULL;
+		}
+	}
+	struct http_conn *c, *next;
+	for (c = TAILQ_FIRST(&s->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->state == CS_IDLE && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+			conn_close(c);
+		else
+			c->keepalive = 0;
+	}
+	if (s->nconns == 0 && s->drain_done != NULL) {
+		s->drain_done = NULL;
+		done(arg);
+	}
+}
+
+unsigned
+http_server_connections(const struct http_server *s)
+{
+	return s->nconns;
+}
+
+void
+http_server_free(struct http_server *s)
+{
+	if (s == NULL)
+		return;
+	s->drain_done = NULL;
+	s->draining = 1;
+	while (!TAILQ_EMPTY(&s->conns))
+		conn_close(TAILQ_FIRST(&s->conns));
+	for (size_t i = 0; i < s->nlisteners; i++) {
+		if (s->listeners[i]->lev != NULL)
+			evconnlistener_free(s->listeners[i]->lev);
+		free(s->listeners[i]);
+	}
+	free(s->listeners);
+	for (size_t i = 0; i < s->nroutes; i++)
+		free(s->routes[i].path);
+	free(s->routes);
+	if (s->accept_retry)
+		event_free(s->accept_retry);
+	free(s);
+}
+
+/* ---- request accessors ---- */
+
+const char *http_request_method(const struct http_request *r) { return r->method; }
+const char *http_request_path(const struct http_request *r) { return r->path; }
+const char *http_request_query(const struct http_request *r) { return r->query; }
+const char *http_request_remote(const struct http_request *r) { return r->conn->remote; }
+struct arena *http_request_arena(struct http_request *r) { return r->conn->arena; }
+
+const char *
+http_request_header(const struct http_request *r, const char *name)
+{
+	for (size_t i = 0; i < r->nheaders; i++)
+		if (strcasecmp(r->headers[i].name, name) == 0)
+			return r->headers[i].value;
+	return NULL;
+}
+
+const char *
+http_request_body(const struct http_request *r, size_t *len)
+{
+	if (len != NULL)
+		*len = r->body_len;
+	return r->body;
+}
+
+void
+http_request_on_close(struct http_request *r, http_close_fn fn, void *arg)
+{
+	r->on_close = fn;
+	r->on_close_arg = arg;
+}
+
+void
+http_request_log_extra(struct http_request *r, const char *extra)
+{
+	r->log_extra = extra ? arena_strdup(r->conn->arena, extra) : NULL;
+}

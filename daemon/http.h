@@ -1,0 +1,62 @@
+/* HTTP/1.1 server on a libevent loop: strict parsing, bounded input,
+ * keep-alive, streamed (chunked) responses for SSE, TLS, graceful drain.
+ * Handlers may answer at once or later; a request whose client goes away
+ * tells its handler through the close callback. */
+#ifndef MCPD_HTTP_H
+#define MCPD_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct arena;
+struct limits_conf;
+struct http_server;
+struct http_request;
+
+typedef void (*http_handler_fn)(struct http_request *req, void *arg);
+/* Called once if the connection ends before the response is complete;
+ * the request must not be used afterwards. */
+typedef void (*http_close_fn)(struct http_request *req, void *arg);
+
+struct http_server *http_server_new(struct event_base *base, const struct limits_conf *limits);
+void http_server_free(struct http_server *s);
+/* Serve an already listening socket; ssl_ctx is an SSL_CTX or NULL. */
+int http_server_listen(struct http_server *s, int fd, void *ssl_ctx);
+/* Exact-path routes; the fallback answers 404. */
+int http_server_route(struct http_server *s, const char *path, http_handler_fn fn, void *arg);
+/* Stop accepting, close idle connections, let the others finish; done()
+ * runs when the last connection is gone. */
+void http_server_drain(struct http_server *s, void (*done)(void *), void *arg);
+unsigned http_server_connections(const struct http_server *s);
+
+const char *http_request_method(const struct http_request *r);
+const char *http_request_path(const struct http_request *r);
+const char *http_request_query(const struct http_request *r);   /* NULL if none */
+/* Case-insensitive lookup; the first occurrence. */
+const char *http_request_header(const struct http_request *r, const char *name);
+const char *http_request_body(const struct http_request *r, size_t *len);
+const char *http_request_remote(const struct http_request *r);
+struct arena *http_request_arena(struct http_request *r);
+void http_request_on_close(struct http_request *r, http_close_fn fn, void *arg);
+/* A short label (e.g. the JSON-RPC method) for the access log. */
+void http_request_log_extra(struct http_request *r, const char *extra);
+
+/* Add a response header; call before http_respond / http_stream_begin. */
+void http_response_header(struct http_request *r, const char *name, const char *value);
+void http_respond(struct http_request *r, int status, const char *content_type,
+    const void *body, size_t len);
+/* A plain-text error body: "<message>\n". */
+void http_respond_text(struct http_request *r, int status, const char *message);
+
+/* Streamed response (chunked on HTTP/1.1). Writes return -1 once the
+ * client is gone. */
+int http_stream_begin(struct http_request *r, int status, const char *content_type);
+int http_stream_write(struct http_request *r, const void *data, size_t len);
+/* Bytes queued to the client and not yet sent: for back-pressure. */
+size_t http_stream_pending(const struct http_request *r);
+void http_stream_end(struct http_request *r);
+
+const char *http_status_text(int status);
+
+#endif

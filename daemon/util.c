@@ -1,0 +1,166 @@
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void
+errlist_add(struct errlist *e, const char *fmt, ...)
+{
+	if (e->n == e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 8;
+		char **m = realloc(e->msgs, cap * sizeof(*m));
+		if (m == NULL)
+			return;
+		e->msgs = m;
+		e->cap = cap;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	char *s = NULL;
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	if (s != NULL)
+		e->msgs[e->n++] = s;
+}
+
+void
+errlist_free(struct errlist *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		free(e->msgs[i]);
+	free(e->msgs);
+	e->msgs = NULL;
+	e->n = e->cap = 0;
+}
+
+/* Reads "<decimal number><unit>" where unit is looked up in units[]. */
+static int
+parse_scaled(const char *s, const char *const *units, const uint64_t *scale,
+    int unit_required, uint64_t *out)
+{
+	const char *p = s;
+	if (!isdigit((unsigned char)*p))
+		return -1;
+	uint64_t whole = 0;
+	while (isdigit((unsigned char)*p)) {
+		if (whole > UINT64_MAX / 10 - 10)
+			return -1;
+		whole = whole * 10 + (uint64_t)(*p++ - '0');
+	}
+	double frac = 0, div = 1;
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return -1;
+		while (isdigit((unsigned char)*p)) {
+			frac = frac * 10 + (*p++ - '0');
+			div *= 10;
+		}
+	}
+	while (*p == ' ')
+		p++;
+	uint64_t mult = 0;
+	if (*p == '\0') {
+		if (unit_required && (whole != 0 || frac != 0))
+			return -1;
+		mult = 1;
+	} else {
+		for (size_t i = 0; units[i] != NULL; i++) {
+			if (strcmp(p, units[i]) == 0) {
+				mult = scale[i];
+				break;
+			}
+		}
+		if (mult == 0)
+			return -1;
+	}
+	if (whole > UINT64_MAX / mult)
+		return -1;
+	double v = (double)whole * (double)mult + frac / div * (double)mult;
+	if (v >= 18446744073709551615.0)
+		return -1;
+	*out = (uint64_t)llround(v);
+	return 0;
+}
+
+int
+parse_duration_ms(const char *s, uint64_t *out_ms)
+{
+	static const char *const units[] = { "ms", "s", "m", "h", NULL };
+	static const uint64_t scale[] = { 1, 1000, 60000, 3600000 };
+	return parse_scaled(s, units, scale, 1, out_ms);
+}
+
+int
+parse_size(const char *s, uint64_t *out)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", NULL };
+	static const uint64_t scale[] = { 1, 1024, 1024 * 1024, 1024 * 1024 * 1024 };
+	return parse_scaled(s, units, scale, 0, out);
+}
+
+size_t
+edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 64 || lb > 64)
+		return 64;
+	size_t row[65];
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j];
+			size_t best = diag + (a[i - 1] != b[j - 1]);
+			if (row[j] + 1 < best)
+				best = row[j] + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+uint64_t
+monotonic_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t
+monotonic_ms(void)
+{
+	return monotonic_us() / 1000u;
+}
+
+int
+set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -1;
+	return fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+int
+set_cloexec(int fd)
+{
+	int fl = fcntl(fd, F_GETFD);
+	if (fl < 0)
+		return -1;
+	return fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+}

@@ -1,0 +1,211 @@
+#include "worker.h"
+#include "channel.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct worker {
+	struct event_base *base;
+	struct config *cfg;
+	struct http_server *http;
+	unsigned id;
+	int chan;
+	int draining;
+	struct event *chan_ev;
+	struct event *sig_term;
+	struct event *drain_timer;
+	struct chan_msg msg;
+};
+
+static void
+drained(void *arg)
+{
+	struct worker *w = arg;
+	log_info("all connections finished; exiting");
+	event_base_loopexit(w->base, NULL);
+}
+
+static void
+drain_timeout(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct worker *w = arg;
+	log_warn("shutdown_timeout reached; closing %u connection(s)",
+	    http_server_connections(w->http));
+	event_base_loopbreak(w->base);
+}
+
+static void
+worker_drain(struct worker *w, const char *why)
+{
+	if (w->draining)
+		return;
+	w->draining = 1;
+	log_info("%s: draining %u connection(s)", why, http_server_connections(w->http));
+	uint64_t ms = w->cfg->limits.shutdown_timeout_ms;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	evtimer_add(w->drain_timer, &tv);
+	http_server_drain(w->http, drained, w);
+}
+
+static void
+chan_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)ev;
+	struct worker *w = arg;
+	for (;;) {
+		int rc = chan_recv(fd, &w->msg);
+		if (rc < 0 && errno == EAGAIN)
+			return;
+		if (rc <= 0) {
+			/* The master is gone: nobody would respawn or stop us. */
+			event_del(w->chan_ev);
+			worker_drain(w, "master exited");
+			return;
+		}
+		switch (w->msg.type) {
+		case CHAN_QUIT:
+			worker_drain(w, "asked to quit");
+			break;
+		case CHAN_TERMINATE:
+			event_base_loopbreak(w->base);
+			break;
+		case CHAN_LOG_FD:
+			if (w->msg.fd >= 0)
+				log_adopt_fd(w->msg.fd);
+			break;
+		default:
+			if (w->msg.fd >= 0)
+				close(w->msg.fd);
+			log_warn("unknown message %u from the master", w->msg.type);
+		}
+	}
+}
+
+static void
+sigterm_cb(evutil_socket_t sig, short ev, void *arg)
+{
+	(void)sig;
+	(void)ev;
+	worker_drain(arg, "SIGTERM");
+}
+
+static void
+healthz(struct http_request *r, void *arg)
+{
+	struct worker *w = arg;
+	const char *m = http_request_method(r);
+	if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
+		http_response_header(r, "Allow", "GET, HEAD");
+		http_respond_text(r, 405, "method not allowed");
+		return;
+	}
+	char body[96];
+	int n = snprintf(body, sizeof(body), "{\"status\":\"ok\",\"worker\":%u,\"pid\":%d}\n",
+	    w->id, (int)getpid());
+	http_response_header(r, "Cache-Control", "no-store");
+	http_respond(r, 200, "application/json", body, (size_t)n);
+}
+
+static int
+drop_privileges(const struct config *c)
+{
+	if (!c->switch_user)
+		return 0;
+	if (geteuid() != 0) {
+		if (c->uid != geteuid())
+			log_notice("not started as root: staying uid %d (user %s not applied)",
+			    (int)geteuid(), c->user);
+		return 0;
+	}
+	if (initgroups(c->user, c->gid) < 0) {
+		log_sys(LOG_ERROR, "initgroups(%s)", c->user);
+		return -1;
+	}
+	if (setgid(c->gid) < 0) {
+		log_sys(LOG_ERROR, "setgid(%d)", (int)c->gid);
+		return -1;
+	}
+	if (setuid(c->uid) < 0) {
+		log_sys(LOG_ERROR, "setuid(%d)", (int)c->uid);
+		return -1;
+	}
+	if (c->uid != 0 && setuid(0) == 0) {
+		log_error("privileges could be regained after dropping them");
+		return -1;
+	}
+	return 0;
+}
+
+int
+worker_main(const struct worker_params *p)
+{
+	struct worker w = { .cfg = p->cfg, .id = p->id, .chan = p->chan };
+	char name[32];
+	snprintf(name, sizeof(name), "worker %u", p->id);
+	log_set_process(name);
+
+	if (drop_privileges(p->cfg) < 0)
+		return WORKER_EXIT_FATAL;
+
+	w.base = event_base_new();
+	if (w.base == NULL) {
+		log_error("cannot create an event loop");
+		return WORKER_EXIT_FATAL;
+	}
+	w.http = http_server_new(w.base, &p->cfg->limits);
+	if (w.http == NULL) {
+		log_error("cannot create the HTTP server");
+		return WORKER_EXIT_FATAL;
+	}
+	http_server_route(w.http, "/healthz", healthz, &w);
+	for (size_t i = 0; i < p->cfg->nlisten; i++) {
+		if (http_server_listen(w.http, p->fds[i], p->cfg->listen[i].ssl_ctx) < 0) {
+			log_error("cannot serve %s", p->cfg->listen[i].address);
+			return WORKER_EXIT_FATAL;
+		}
+	}
+	for (size_t i = 0; i < p->nextra; i++)
+		if (http_server_listen(w.http, p->extra_fds[i], NULL) < 0)
+			return WORKER_EXIT_FATAL;
+
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);    /* reload is the master's business */
+	signal(SIGINT, SIG_IGN);    /* Ctrl-C reaches the master, which tells us */
+	signal(SIGUSR1, SIG_IGN);   /* the master sends the reopened log over the channel */
+	w.sig_term = evsignal_new(w.base, SIGTERM, sigterm_cb, &w);
+	w.chan_ev = event_new(w.base, p->chan, EV_READ | EV_PERSIST, chan_cb, &w);
+	w.drain_timer = evtimer_new(w.base, drain_timeout, &w);
+	if (w.sig_term == NULL || w.chan_ev == NULL || w.drain_timer == NULL) {
+		log_error("out of memory");
+		return WORKER_EXIT_FATAL;
+	}
+	evsignal_add(w.sig_term, NULL);
+	event_add(w.chan_ev, NULL);
+
+	sigset_t all;
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+
+	if (chan_send(p->chan, CHAN_READY, NULL, 0, -1) < 0)
+		log_sys(LOG_WARN, "telling the master we are ready");
+	log_debug("serving");
+	event_base_dispatch(w.base);
+
+	http_server_free(w.http);
+	event_free(w.sig_term);
+	event_free(w.chan_ev);
+	event_free(w.drain_timer);
+	event_base_free(w.base);
+	return 0;
+}
