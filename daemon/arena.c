@@ -80,7 +80,7 @@ arena_reset(struct arena *a)
 void *
 arena_alloc(struct arena *a, size_t n)
 {
-	const size_t align = sizeof(max_align_t);
+	const size_t align = _Alignof(max_align_t);
 	size_t need = (n + align - 1) & ~(align - 1);
 	if (need < n)
 		return NULL;

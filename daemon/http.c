@@ -28,6 +28,10 @@
 #define CHUNK_LINE_MAX 1024
 #define MAX_KEEPALIVE_REQUESTS 10000
 #define LINGER_MS 2000
+/* While draining, an idle keep-alive connection stays open this long so
+ * that a request already on its way is answered (with Connection: close)
+ * rather than reset. */
+#define DRAIN_GRACE_MS 1000
 /* While a handler runs we keep reading only to notice the client leaving;
  * pipelined input beyond this waits in the kernel. */
 #define HANDLING_INPUT_MAX (64 * 1024)
@@ -117,6 +121,7 @@ struct http_server {
 	void (*drain_done)(void *);
 	void *drain_arg;
 	const struct timeval *tv_header, *tv_idle;
+	struct timeval tv_drain_grace;
 	struct timeval tv_body, tv_send;
 	char date[64];
 	time_t date_at;
@@ -998,7 +1003,9 @@ write_cb(struct bufferevent *bev, void *arg)
 		start_linger(c);
 		return;
 	}
-	if (!c->keepalive || s->draining) {
+	/* keepalive says what the response announced: after "Connection:
+	 * close" we close, otherwise the client may already be sending. */
+	if (!c->keepalive) {
 		conn_close(c);
 		return;
 	}
@@ -1006,7 +1013,7 @@ write_cb(struct bufferevent *bev, void *arg)
 	c->state = CS_IDLE;
 	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
 	bufferevent_set_timeouts(c->bev, NULL, &s->tv_send);
-	evtimer_add(c->timer, s->tv_idle);
+	evtimer_add(c->timer, s->draining ? &s->tv_drain_grace : s->tv_idle);
 	process_input(c);
 }
 
@@ -1015,6 +1022,8 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	(void)bev;
 	struct http_conn *c = arg;
+	if (what & BEV_EVENT_CONNECTED)
+		return;     /* TLS handshake done */
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
 	    (c->state == CS_BODY || c->state == CS_CHUNKED)) {
 		fail_request(c, 408, "request body timed out", 0);
@@ -1066,6 +1075,8 @@ http_server_new(struct event_base *base, const struct limits_conf *limits)
 	s->tv_idle = event_base_init_common_timeout(base, &ti);
 	s->tv_body = ms_to_tv(limits->body_timeout_ms);
 	s->tv_send = ms_to_tv(limits->send_timeout_ms);
+	s->tv_drain_grace = ms_to_tv(limits->idle_timeout_ms < DRAIN_GRACE_MS ?
+	    limits->idle_timeout_ms : DRAIN_GRACE_MS);
 	s->accept_retry = evtimer_new(base, accept_retry_cb, s);
 	if (s->tv_header == NULL || s->tv_idle == NULL || s->accept_retry == NULL) {
 		http_server_free(s);
@@ -1126,14 +1137,13 @@ http_server_drain(struct http_server *s, void (*done)(void *), void *arg)
 			s->listeners[i]->lev = NULL;
 		}
 	}
-	struct http_conn *c, *next;
-	for (c = TAILQ_FIRST(&s->conns); c != NULL; c = next) {
-		next = TAILQ_NEXT(c, link);
-		if (c->state == CS_IDLE && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
-			conn_close(c);
-		else
-			c->keepalive = 0;
-	}
+	/* Busy connections finish their request and announce Connection:
+	 * close; idle ones get a short grace in which a request already sent
+	 * is still answered. */
+	struct http_conn *c;
+	TAILQ_FOREACH(c, &s->conns, link)
+		if (c->state == CS_IDLE)
+			evtimer_add(c->timer, &s->tv_drain_grace);
 	if (s->nconns == 0 && s->drain_done != NULL) {
 		s->drain_done = NULL;
 		done(arg);

@@ -1,0 +1,238 @@
+"""Shared helpers for the integration tests: run the real mcpd on loopback
+ports of its own, talk to it over real sockets.
+
+MCPD names the binary under test (the Makefile sets it)."""
+
+import http.client as httpclient
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+MCPD = os.environ.get("MCPD", os.path.join(os.path.dirname(__file__), "../../build/mcpd"))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
+
+
+class TestFailure(AssertionError):
+    pass
+
+
+class Skip(Exception):
+    """Raised by a test that cannot run here; reported, never counted as passed."""
+
+
+def check(cond, msg="check failed"):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def wait_for(pred, timeout=10.0, what="condition", interval=0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TestFailure("timed out waiting for " + what)
+        time.sleep(interval)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http(port, method="GET", path="/healthz", body=None, headers=None, host="127.0.0.1",
+         timeout=10, tls_context=None, unix=None):
+    """One request on a new connection: (status, headers dict lowercased, body bytes)."""
+    if unix:
+        conn = UnixHTTPConnection(unix, timeout=timeout)
+    elif tls_context is not None:
+        conn = httpclient.HTTPSConnection(host, port, timeout=timeout, context=tls_context)
+    else:
+        conn = httpclient.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    finally:
+        conn.close()
+
+
+class UnixHTTPConnection(httpclient.HTTPConnection):
+    def __init__(self, path, timeout=10):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def raw(port, data, timeout=5, host="127.0.0.1"):
+    """Send raw bytes, read until the server closes or timeout: the bytes."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        s.close()
+
+
+def status_of(response_bytes):
+    m = re.match(rb"HTTP/1\.[01] (\d{3}) ", response_bytes)
+    return int(m.group(1)) if m else None
+
+
+class Mcpd:
+    """One mcpd master with its workers, in its own temporary directory."""
+
+    def __init__(self, tmpdir, config, name="mcpd.yaml"):
+        self.dir = tmpdir
+        self.config_path = os.path.join(tmpdir, name)
+        self.log_path = os.path.join(tmpdir, name + ".log")
+        self.proc = None
+        self.write_config(config)
+
+    def write_config(self, text):
+        with open(self.config_path, "w") as f:
+            f.write(text)
+
+    def start(self, env=None, wait_url_port=None, extra_args=(), **popen):
+        e = dict(os.environ)
+        e.update(env or {})
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([MCPD, "-c", self.config_path, *extra_args],
+                                     stdout=self.logf, stderr=self.logf, env=e, **popen)
+        if wait_url_port is not None:
+            self.wait_ready(wait_url_port)
+        return self
+
+    def wait_ready(self, port, timeout=15):
+        def ok():
+            if self.proc.poll() is not None:
+                raise TestFailure("mcpd exited with %s:\n%s" % (self.proc.returncode, self.log()))
+            if "mcpd ready" not in self.log():
+                return False
+            try:
+                return http(port, timeout=2)[0] == 200
+            except OSError:
+                return False
+        wait_for(ok, timeout, "mcpd to serve on port %d" % port)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, pattern, timeout=10, count=1):
+        rx = re.compile(pattern)
+        return wait_for(lambda: len(rx.findall(self.log())) >= count, timeout,
+                        "log line matching %r" % pattern)
+
+    def workers(self):
+        """Pids of the master's children that are mcpd workers."""
+        try:
+            with open("/proc/%d/task/%d/children" % (self.pid, self.pid)) as f:
+                pids = [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            return []
+        out = []
+        for p in pids:
+            try:
+                with open("/proc/%d/stat" % p) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    out.append(p)
+            except FileNotFoundError:
+                pass
+        return sorted(out)
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def stop(self, timeout=30, expect_status=0):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise TestFailure("mcpd did not stop within %ss:\n%s" % (timeout, self.log()[-3000:]))
+        if expect_status is not None:
+            check(rc == expect_status, "mcpd exited with %s, expected %s:\n%s"
+                  % (rc, expect_status, self.log()[-3000:]))
+        return rc
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            for w in self.workers():
+                try:
+                    os.kill(w, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.kill()
+            self.proc.wait()
+
+    def sanitizer_report(self):
+        text = self.log()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "SUMMARY: UndefinedBehaviorSanitizer"):
+            i = text.find(marker)
+            if i >= 0:
+                return text[max(0, i - 200):i + 4000]
+        return None
+
+
+def run_mcpd(*args, timeout=30, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.run([MCPD, *args], capture_output=True, text=True, timeout=timeout, env=e)
+    return p.returncode, p.stdout, p.stderr
+
+
+def make_cert(dirpath, cn="localhost"):
+    cert = os.path.join(dirpath, "cert.pem")
+    key = os.path.join(dirpath, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                    "-subj", "/CN=" + cn, "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
+def tls_client_context(cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    return ctx
+
+
+def healthz_json(port, **kw):
+    st, _, body = http(port, **kw)
+    check(st == 200, "healthz status %s" % st)
+    return json.loads(body)

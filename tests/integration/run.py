@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Runs the integration tests: every test_* function of every test_*.py here.
+
+  run.py [-k substring] [--keep] [-j N]
+
+Each test gets a fresh temporary directory (kept with --keep, or when it
+fails). A daemon that a test started is stopped after it, and its log is
+checked for sanitizer reports. Skipped tests are listed and never counted
+as passed; the run fails if any test fails."""
+
+import argparse
+import concurrent.futures
+import importlib
+import inspect
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import harness  # noqa: E402
+
+
+def collect(pattern):
+    tests = []
+    for fn in sorted(os.listdir(HERE)):
+        if not (fn.startswith("test_") and fn.endswith(".py")):
+            continue
+        mod = importlib.import_module(fn[:-3])
+        for name, f in inspect.getmembers(mod, inspect.isfunction):
+            if name.startswith("test_") and f.__module__ == mod.__name__:
+                full = "%s.%s" % (fn[:-3], name)
+                if pattern is None or pattern in full:
+                    tests.append((full, f, inspect.getsourcelines(f)[1]))
+    tests.sort(key=lambda t: (t[0].split(".")[0], t[2]))
+    return tests
+
+
+class Ctx:
+    """What a test receives: a temporary directory and a registry of daemons."""
+
+    def __init__(self, tmpdir):
+        self.dir = tmpdir
+        self.daemons = []
+
+    def mcpd(self, config, name="mcpd.yaml"):
+        d = harness.Mcpd(self.dir, config, name)
+        self.daemons.append(d)
+        return d
+
+
+def run_one(full, f, keep):
+    tmp = tempfile.mkdtemp(prefix="mcpd-test-")
+    ctx = Ctx(tmp)
+    t0 = time.monotonic()
+    status, detail = "pass", ""
+    try:
+        f(ctx)
+    except harness.Skip as e:
+        status, detail = "skip", str(e)
+    except Exception:
+        status, detail = "FAIL", traceback.format_exc()
+    finally:
+        for d in ctx.daemons:
+            try:
+                d.kill()
+            except Exception:
+                pass
+            report = d.sanitizer_report()
+            if report and status != "FAIL":
+                status, detail = "FAIL", "sanitizer report in %s:\n%s" % (d.log_path, report)
+    if status == "FAIL":
+        for d in ctx.daemons:
+            detail += "\n--- tail of %s ---\n%s" % (d.log_path, d.log()[-2500:])
+    if status == "pass" and not keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        detail += "\n(files kept in %s)" % tmp if status == "FAIL" or keep else ""
+    return full, status, detail, time.monotonic() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-k", dest="pattern")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("-j", type=int, default=int(os.environ.get("TEST_JOBS", "1")))
+    args = ap.parse_args()
+    if not os.access(harness.MCPD, os.X_OK):
+        print("no mcpd binary at %s" % harness.MCPD)
+        return 2
+    tests = collect(args.pattern)
+    print("integration tests: %d, binary %s" % (len(tests), harness.MCPD), flush=True)
+    results = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.j)) as ex:
+        futs = [ex.submit(run_one, full, f, args.keep) for full, f, _ in tests]
+        for fut in futs:
+            full, status, detail, dt = fut.result()
+            results.append((full, status))
+            print("%-4s %-60s %6.2fs" % (status, full, dt), flush=True)
+            if status == "FAIL" or status == "skip":
+                print("     " + detail.strip().replace("\n", "\n     "), flush=True)
+    failed = [r for r in results if r[1] == "FAIL"]
+    skipped = [r for r in results if r[1] == "skip"]
+    passed = [r for r in results if r[1] == "pass"]
+    print("\n%d passed, %d failed, %d skipped (skipped tests are not passes)"
+          % (len(passed), len(failed), len(skipped)))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

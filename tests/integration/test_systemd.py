@@ -1,0 +1,94 @@
+"""sd_notify messages and socket activation, without systemd."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from harness import MCPD, check, free_port, http, wait_for, TestFailure
+
+
+class NotifySocket:
+    def __init__(self, path):
+        self.path = path
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.s.bind(path if not path.startswith("@") else "\0" + path[1:])
+        self.s.settimeout(0.1)
+        self.messages = []
+
+    def poll(self):
+        while True:
+            try:
+                self.messages.append(self.s.recv(4096).decode())
+            except socket.timeout:
+                return self.messages
+
+    def wait(self, key, count=1, timeout=10):
+        return wait_for(lambda: sum(key in m for m in self.poll()) >= count and self.messages,
+                        timeout, "sd_notify %s" % key)
+
+
+def notify_flow(t, path):
+    ns = NotifySocket(path)
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\n" % port)
+    d.start(env={"NOTIFY_SOCKET": path})
+    ns.wait("READY=1")
+    ready = [m for m in ns.messages if "READY=1" in m][0]
+    check("STATUS=2 workers serving 127.0.0.1:%d" % port in ready, ready)
+    check("MAINPID=%d" % d.pid in ready, ready)
+    check(http(port)[0] == 200, "READY=1 sent before serving")
+    d.signal(signal.SIGHUP)
+    ns.wait("READY=1", count=2)
+    reloading = [m for m in ns.messages if "RELOADING=1" in m]
+    check(reloading and "MONOTONIC_USEC=" in reloading[0], str(ns.messages))
+    check(ns.messages.index(reloading[0]) < max(i for i, m in enumerate(ns.messages) if "READY=1" in m))
+    d.stop()
+    ns.wait("STOPPING=1")
+
+
+def test_sd_notify_path_socket(t):
+    notify_flow(t, os.path.join(t.dir, "notify.sock"))
+
+
+def test_sd_notify_abstract_socket(t):
+    notify_flow(t, "@mcpd-test-notify-%d" % os.getpid())
+
+
+def test_socket_activation(t):
+    """systemd passes a listening socket as fd 3 with LISTEN_PID/LISTEN_FDS."""
+    port = free_port()
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(16)
+    cfg = os.path.join(t.dir, "mcpd.yaml")
+    with open(cfg, "w") as f:
+        f.write("listen: [127.0.0.1:%d]\nworkers: 2\n" % port)
+    log = open(os.path.join(t.dir, "mcpd.log"), "wb")
+    fd = ls.fileno()
+
+    def child():
+        os.dup2(fd, 3)
+        os.set_inheritable(3, True)
+    # sh sets LISTEN_PID to its own pid, which exec keeps for mcpd.
+    p = subprocess.Popen(["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -c "$1"', MCPD, cfg],
+                         stdout=log, stderr=log, preexec_fn=child, pass_fds=(3,) if fd == 3 else ())
+    try:
+        ls.close()   # only mcpd holds it now: it must serve, not bind again
+        wait_for(lambda: _ok(port), what="socket-activated mcpd")
+        text = open(os.path.join(t.dir, "mcpd.log")).read()
+        check("using socket 127.0.0.1:%d passed by systemd" % port in text, text)
+        p.send_signal(signal.SIGTERM)
+        check(p.wait(10) == 0)
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+def _ok(port):
+    try:
+        return http(port, timeout=1)[0] == 200
+    except OSError:
+        return False

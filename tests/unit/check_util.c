@@ -1,0 +1,109 @@
+#include <check.h>
+#include <string.h>
+
+#include "arena.h"
+#include "suites.h"
+#include "util.h"
+
+START_TEST(durations)
+{
+	uint64_t v;
+	ck_assert_int_eq(parse_duration_ms("250ms", &v), 0);
+	ck_assert_uint_eq(v, 250);
+	ck_assert_int_eq(parse_duration_ms("30s", &v), 0);
+	ck_assert_uint_eq(v, 30000);
+	ck_assert_int_eq(parse_duration_ms("5m", &v), 0);
+	ck_assert_uint_eq(v, 300000);
+	ck_assert_int_eq(parse_duration_ms("1h", &v), 0);
+	ck_assert_uint_eq(v, 3600000);
+	ck_assert_int_eq(parse_duration_ms("1.5s", &v), 0);
+	ck_assert_uint_eq(v, 1500);
+	ck_assert_int_eq(parse_duration_ms("0", &v), 0);
+	ck_assert_uint_eq(v, 0);
+	ck_assert_int_eq(parse_duration_ms("30", &v), -1);     /* unit required */
+	ck_assert_int_eq(parse_duration_ms("30 sec", &v), -1);
+	ck_assert_int_eq(parse_duration_ms("-1s", &v), -1);
+	ck_assert_int_eq(parse_duration_ms("s", &v), -1);
+	ck_assert_int_eq(parse_duration_ms("", &v), -1);
+	ck_assert_int_eq(parse_duration_ms("1.s", &v), -1);
+	ck_assert_int_eq(parse_duration_ms("99999999999999999999h", &v), -1);
+}
+END_TEST
+
+START_TEST(sizes)
+{
+	uint64_t v;
+	ck_assert_int_eq(parse_size("512", &v), 0);
+	ck_assert_uint_eq(v, 512);
+	ck_assert_int_eq(parse_size("64KiB", &v), 0);
+	ck_assert_uint_eq(v, 65536);
+	ck_assert_int_eq(parse_size("4MiB", &v), 0);
+	ck_assert_uint_eq(v, 4194304);
+	ck_assert_int_eq(parse_size("1GiB", &v), 0);
+	ck_assert_uint_eq(v, 1073741824);
+	ck_assert_int_eq(parse_size("1.5KiB", &v), 0);
+	ck_assert_uint_eq(v, 1536);
+	ck_assert_int_eq(parse_size("4MB", &v), -1);
+	ck_assert_int_eq(parse_size("4 mib", &v), -1);
+	ck_assert_int_eq(parse_size("lots", &v), -1);
+	ck_assert_int_eq(parse_size("18446744073709551616", &v), -1);
+}
+END_TEST
+
+START_TEST(edit_distances)
+{
+	ck_assert_uint_eq(edit_distance("listen", "listen"), 0);
+	ck_assert_uint_eq(edit_distance("listn", "listen"), 1);
+	ck_assert_uint_eq(edit_distance("wokers", "workers"), 1);
+	ck_assert_uint_eq(edit_distance("abc", ""), 3);
+}
+END_TEST
+
+START_TEST(arena_basics)
+{
+	struct arena *a = arena_new(256);
+	ck_assert_ptr_nonnull(a);
+	char *s = arena_strdup(a, "hello");
+	ck_assert_str_eq(s, "hello");
+	/* Allocations larger than a block still work and stay aligned. */
+	for (int i = 0; i < 100; i++) {
+		void *p = arena_alloc(a, 1000 + (size_t)i);
+		ck_assert_ptr_nonnull(p);
+		ck_assert_uint_eq((uintptr_t)p % _Alignof(max_align_t), 0);
+		memset(p, 0xab, 1000 + (size_t)i);
+	}
+	ck_assert_str_eq(s, "hello");
+	char *f = arena_printf(a, "%d-%s", 42, "x");
+	ck_assert_str_eq(f, "42-x");
+	arena_reset(a);
+	ck_assert_uint_eq(arena_used(a), 0);
+	ck_assert_str_eq(arena_strndup(a, "abcdef", 3), "abc");
+	arena_free(a);
+}
+END_TEST
+
+START_TEST(errlists)
+{
+	struct errlist e = { 0 };
+	for (int i = 0; i < 20; i++)
+		errlist_add(&e, "error %d", i);
+	ck_assert_uint_eq(e.n, 20);
+	ck_assert_str_eq(e.msgs[19], "error 19");
+	errlist_free(&e);
+	ck_assert_uint_eq(e.n, 0);
+}
+END_TEST
+
+Suite *
+util_suite(void)
+{
+	Suite *s = suite_create("util");
+	TCase *tc = tcase_create("core");
+	tcase_add_test(tc, durations);
+	tcase_add_test(tc, sizes);
+	tcase_add_test(tc, edit_distances);
+	tcase_add_test(tc, arena_basics);
+	tcase_add_test(tc, errlists);
+	suite_add_tcase(s, tc);
+	return s;
+}

@@ -1,0 +1,9 @@
+#ifndef MCPD_TEST_SUITES_H
+#define MCPD_TEST_SUITES_H
+
+#include <check.h>
+
+Suite *util_suite(void);
+Suite *config_suite(void);
+
+#endif
