@@ -1,4 +1,5 @@
 #include "config.h"
+#include "config_internal.h"
 #include "arena.h"
 #include "conftree.h"
 #include "paths.h"
@@ -17,17 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-struct ctx {
-	struct config *cfg;
-	struct errlist *errs;
-	const char *file;
-};
-
-static void
-err_at(struct ctx *x, const struct cnode *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
+void
 err_at(struct ctx *x, const struct cnode *n, const char *fmt, ...)
 {
 	char msg[512];
@@ -41,7 +32,7 @@ err_at(struct ctx *x, const struct cnode *n, const char *fmt, ...)
 		errlist_add(x->errs, "%s: %s", x->file, msg);
 }
 
-static int
+int
 want_type(struct ctx *x, const struct cnode *n, enum cnode_type t, const char *what)
 {
 	if (n->type == t && !(t == CNODE_SCALAR && cnode_is_null(n)))
@@ -50,17 +41,6 @@ want_type(struct ctx *x, const struct cnode *n, enum cnode_type t, const char *w
 	    cnode_is_null(n) ? "empty" : cnode_type_name(n->type));
 	return -1;
 }
-
-/* Field tables: most sections are a mapping of simple typed keys. */
-enum field_type { F_STRING, F_PATH, F_UINT, F_DURATION, F_SIZE, F_CUSTOM };
-
-struct field {
-	const char *key;
-	enum field_type type;
-	size_t offset;
-	uint64_t min, max;
-	int (*custom)(struct ctx *, const struct cnode *, void *base);
-};
 
 static void
 unknown_key(struct ctx *x, const struct cnode *key, const struct field *fields,
@@ -81,7 +61,7 @@ unknown_key(struct ctx *x, const struct cnode *key, const struct field *fields,
 		err_at(x, key, "unknown key \"%s\" in %s", key->str, section);
 }
 
-static int
+int
 scalar_string(struct ctx *x, const struct cnode *n, const char *what, const char **out)
 {
 	if (want_type(x, n, CNODE_SCALAR, what) < 0)
@@ -94,7 +74,7 @@ scalar_string(struct ctx *x, const struct cnode *n, const char *what, const char
 	return 0;
 }
 
-static int
+int
 scalar_uint(struct ctx *x, const struct cnode *n, const char *what, uint64_t min,
     uint64_t max, uint64_t *out)
 {
@@ -117,7 +97,23 @@ scalar_uint(struct ctx *x, const struct cnode *n, const char *what, uint64_t min
 	return 0;
 }
 
-static int
+int
+scalar_bool(struct ctx *x, const struct cnode *n, const char *what, int *out)
+{
+	if (want_type(x, n, CNODE_SCALAR, what) < 0)
+		return -1;
+	if (strcmp(n->str, "true") == 0)
+		*out = 1;
+	else if (strcmp(n->str, "false") == 0)
+		*out = 0;
+	else {
+		err_at(x, n, "%s must be true or false, not \"%s\"", what, n->str);
+		return -1;
+	}
+	return 0;
+}
+
+int
 parse_fields(struct ctx *x, const struct cnode *map, const struct field *fields,
     void *base, const char *section)
 {
@@ -170,8 +166,11 @@ parse_fields(struct ctx *x, const struct cnode *map, const struct field *fields,
 			else
 				*(uint64_t *)dst = u;
 			break;
+		case F_BOOL:
+			scalar_bool(x, v, what, (int *)dst);
+			break;
 		case F_CUSTOM:
-			f->custom(x, v, base);
+			f->custom(x, v, dst);
 			break;
 		}
 	}
@@ -473,6 +472,12 @@ parse_limits(struct ctx *x, const struct cnode *n, void *base)
 		{ "send_timeout", F_DURATION, L(send_timeout_ms), 100, 3600000, NULL },
 		{ "session_idle_timeout", F_DURATION, L(session_idle_timeout_ms), 1000, 30ULL * 86400000, NULL },
 		{ "shutdown_timeout", F_DURATION, L(shutdown_timeout_ms), 0, 3600000, NULL },
+		{ "max_sessions", F_UINT, L(max_sessions), 1, 10000000, NULL },
+		{ "json_depth", F_UINT, L(json_depth), 4, 1000, NULL },
+		{ "tool_timeout", F_DURATION, L(tool_timeout_ms), 1, 86400000, NULL },
+		{ "tool_output", F_SIZE, L(tool_output), 1, 1ULL << 30, NULL },
+		{ "tool_processes", F_UINT, L(tool_processes), 1, 100000, NULL },
+		{ "page_size", F_UINT, L(page_size), 1, 100000, NULL },
 		{ NULL, 0, 0, 0, 0, NULL },
 	};
 #undef L
@@ -511,6 +516,7 @@ parse_origins(struct ctx *x, const struct cnode *n, void *base)
 	if (want_type(x, n, CNODE_SEQ, "allowed_origins") < 0)
 		return -1;
 	c->allowed_origins = arena_zalloc(c->arena, (n->n + 1) * sizeof(char *));
+	c->norigins = 0;
 	for (size_t i = 0; i < n->n; i++) {
 		const char *o;
 		if (scalar_string(x, n->items[i], "allowed_origins entry", &o) < 0)
@@ -524,6 +530,42 @@ parse_origins(struct ctx *x, const struct cnode *n, void *base)
 	return 0;
 }
 
+static int
+parse_hosts(struct ctx *x, const struct cnode *n, void *base)
+{
+	struct config *c = base;
+	if (want_type(x, n, CNODE_SEQ, "allowed_hosts") < 0)
+		return -1;
+	c->allowed_hosts = arena_zalloc(c->arena, (n->n + 1) * sizeof(char *));
+	c->nhosts = 0;
+	for (size_t i = 0; i < n->n; i++) {
+		const char *h;
+		if (scalar_string(x, n->items[i], "allowed_hosts entry", &h) < 0)
+			continue;
+		if (strcmp(h, "*") == 0) {
+			c->allowed_hosts = NULL;    /* any Host */
+			c->nhosts = 0;
+			return 0;
+		}
+		c->allowed_hosts[c->nhosts++] = h;
+	}
+	return 0;
+}
+
+static int
+parse_sse(struct ctx *x, const struct cnode *n, void *base)
+{
+#define M(f) offsetof(struct config, mcp.f)
+	static const struct field fields[] = {
+		{ "retry", F_DURATION, M(retry_ms), 0, 3600000, NULL },
+		{ "keepalive", F_DURATION, M(keepalive_ms), 1000, 3600000, NULL },
+		{ "history", F_UINT, M(history), 0, 100000, NULL },
+		{ NULL, 0, 0, 0, 0, NULL },
+	};
+#undef M
+	return parse_fields(x, n, fields, base, "sse");
+}
+
 static const struct field top_fields[] = {
 	{ "server", F_CUSTOM, 0, 0, 0, parse_server },
 	{ "listen", F_CUSTOM, 0, 0, 0, parse_listen },
@@ -534,7 +576,12 @@ static const struct field top_fields[] = {
 	{ "pid_file", F_PATH, offsetof(struct config, pid_file), 0, 0, NULL },
 	{ "log", F_CUSTOM, 0, 0, 0, parse_log },
 	{ "allowed_origins", F_CUSTOM, 0, 0, 0, parse_origins },
+	{ "allowed_hosts", F_CUSTOM, 0, 0, 0, parse_hosts },
 	{ "limits", F_CUSTOM, 0, 0, 0, parse_limits },
+	{ "sse", F_CUSTOM, 0, 0, 0, parse_sse },
+	{ "tools", F_CUSTOM, 0, 0, 0, parse_tools },
+	{ "resources", F_CUSTOM, 0, 0, 0, parse_resources },
+	{ "prompts", F_CUSTOM, 0, 0, 0, parse_prompts },
 	{ NULL, 0, 0, 0, 0, NULL },
 };
 
@@ -557,6 +604,37 @@ set_defaults(struct config *c)
 	c->limits.send_timeout_ms = 60000;
 	c->limits.session_idle_timeout_ms = 3600000;
 	c->limits.shutdown_timeout_ms = 30000;
+	c->limits.max_sessions = 100000;
+	c->limits.json_depth = 64;
+	c->limits.tool_timeout_ms = 60000;
+	c->limits.tool_output = 1024 * 1024;
+	c->limits.tool_processes = 256;
+	c->limits.page_size = 100;
+	c->mcp.retry_ms = 3000;
+	c->mcp.keepalive_ms = 15000;
+	c->mcp.history = 1000;
+	static const char *const origins[] = { "http://localhost:*", "https://localhost:*",
+	    "http://127.0.0.1:*", "https://127.0.0.1:*", "http://[::1]:*", "https://[::1]:*", NULL };
+	c->allowed_origins = (const char **)origins;
+	c->norigins = 6;
+}
+
+static int
+loopback_only(const struct config *c)
+{
+	for (size_t i = 0; i < c->nlisten; i++) {
+		const struct listen_conf *l = &c->listen[i];
+		if (l->family == AF_INET) {
+			const struct sockaddr_in *in = (const void *)&l->sa;
+			if ((ntohl(in->sin_addr.s_addr) >> 24) != 127)
+				return 0;
+		} else if (l->family == AF_INET6) {
+			const struct sockaddr_in6 *in6 = (const void *)&l->sa;
+			if (!IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+				return 0;
+		}
+	}
+	return 1;
 }
 
 static void
@@ -605,6 +683,14 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 		}
 		resolve_identity(&x, c);
 	}
+	if (c->root->type == CNODE_MAP && cnode_get(c->root, "allowed_hosts") == NULL && loopback_only(c)) {
+		/* Bound to loopback only: refuse other Host names, the DNS
+		 * rebinding defence the MCP transport asks for. */
+		static const char *const hosts[] = { "localhost", "127.0.0.1", "[::1]", NULL };
+		c->allowed_hosts = (const char **)hosts;
+		c->nhosts = 3;
+	}
+	config_tools_finish(&x, c);
 	if (c->workers_auto) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		c->workers = n > 0 ? (uint64_t)n : 1;
@@ -627,6 +713,17 @@ config_new(const char *name)
 	struct config *c = arena_zalloc(a, sizeof(*c));
 	c->arena = a;
 	c->path = arena_strdup(a, name);
+	const char *slash = strrchr(name, '/');
+	if (slash == NULL) {
+		char cwd[4096];
+		c->config_dir = getcwd(cwd, sizeof(cwd)) ? arena_strdup(a, cwd) : ".";
+	} else if (name[0] == '/') {
+		c->config_dir = arena_strndup(a, name, (size_t)(slash - name));
+	} else {
+		char cwd[4096];
+		c->config_dir = getcwd(cwd, sizeof(cwd)) ?
+		    arena_printf(a, "%s/%.*s", cwd, (int)(slash - name), name) : ".";
+	}
 	return c;
 }
 
@@ -674,5 +771,6 @@ config_free(struct config *c)
 	if (c == NULL)
 		return;
 	tls_free_config(c);
+	config_tools_free(c);
 	arena_free(c->arena);
 }

@@ -37,7 +37,18 @@ struct limits_conf {
 	uint64_t send_timeout_ms;       /* between two writes the client accepts */
 	uint64_t session_idle_timeout_ms;
 	uint64_t shutdown_timeout_ms;
+	uint64_t max_sessions;          /* per worker */
+	uint64_t json_depth;
+	uint64_t tool_timeout_ms;       /* default for tools without timeout: */
+	uint64_t tool_output;           /* default for tools without max_output: */
+	uint64_t tool_processes;        /* running tool processes per worker */
+	uint64_t page_size;             /* items per list page */
 };
+
+struct tool_def;
+struct resource_def;
+struct prompt_def;
+struct list_pages;
 
 struct config {
 	struct arena *arena;
@@ -64,7 +75,25 @@ struct config {
 	} log;
 	const char **allowed_origins;
 	size_t norigins;
+	const char **allowed_hosts;     /* Host header values; NULL: any */
+	size_t nhosts;
 	struct limits_conf limits;
+	struct {
+		uint64_t retry_ms;          /* SSE retry: field */
+		uint64_t keepalive_ms;      /* comment lines on quiet streams */
+		uint64_t history;           /* events kept per session for Last-Event-ID */
+	} mcp;
+	const char *config_dir;         /* relative tool paths resolve here */
+	const char *helper_path;        /* mcpd-tool, put on the tools' PATH */
+
+	struct tool_def *tools;
+	size_t ntools;
+	struct resource_def *resources;
+	size_t nresources;
+	struct prompt_def *prompts;
+	size_t nprompts;
+	struct list_pages *tool_pages, *resource_pages, *template_pages, *prompt_pages;
+	char *capabilities_json;        /* initialize's capabilities object */
 };
 
 /* Parse and validate. Returns NULL and fills errs ("file:line:col: msg"

@@ -1,7 +1,10 @@
 #include "conftree.h"
 #include "arena.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <regex.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <yaml.h>
@@ -208,4 +211,49 @@ cnode_is_null(const struct cnode *n)
 	return n->type == CNODE_SCALAR && n->plain &&
 	    (n->len == 0 || strcmp(n->str, "~") == 0 || strcmp(n->str, "null") == 0 ||
 	    strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0);
+}
+
+static int
+looks_like_number(const char *s)
+{
+	const char *p = s;
+	if (*p == '-' || *p == '+')
+		p++;
+	if (!((*p >= '0' && *p <= '9') || (*p == '.' && p[1] >= '0' && p[1] <= '9')))
+		return 0;
+	char *end;
+	strtod(s, &end);
+	return *end == '\0';
+}
+
+cJSON *
+cnode_to_json(const struct cnode *n)
+{
+	switch (n->type) {
+	case CNODE_SCALAR:
+		if (n->plain) {
+			if (cnode_is_null(n))
+				return cJSON_CreateNull();
+			if (strcmp(n->str, "true") == 0)
+				return cJSON_CreateTrue();
+			if (strcmp(n->str, "false") == 0)
+				return cJSON_CreateFalse();
+			if (looks_like_number(n->str))
+				return cJSON_CreateNumber(strtod(n->str, NULL));
+		}
+		return cJSON_CreateString(n->str);
+	case CNODE_SEQ: {
+		cJSON *a = cJSON_CreateArray();
+		for (size_t i = 0; i < n->n; i++)
+			cJSON_AddItemToArray(a, cnode_to_json(n->items[i]));
+		return a;
+	}
+	case CNODE_MAP: {
+		cJSON *o = cJSON_CreateObject();
+		for (size_t i = 0; i < n->n; i++)
+			cJSON_AddItemToObject(o, n->pairs[i].key->str, cnode_to_json(n->pairs[i].value));
+		return o;
+	}
+	}
+	return cJSON_CreateNull();
 }

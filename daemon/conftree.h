@@ -37,5 +37,8 @@ const struct cnode *cnode_get(const struct cnode *map, const char *key);
 const char *cnode_type_name(enum cnode_type t);
 /* A plain scalar that YAML would read as null (~, null, empty). */
 int cnode_is_null(const struct cnode *n);
+/* The node as JSON: plain scalars that look like numbers, true, false or
+ * null become those; quoted scalars stay strings. Caller frees. */
+struct cJSON *cnode_to_json(const struct cnode *n);
 
 #endif

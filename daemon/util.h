@@ -26,6 +26,15 @@ size_t edit_distance(const char *a, const char *b);
 uint64_t monotonic_ms(void);
 uint64_t monotonic_us(void);
 
+/* out needs 4 * ((len + 2) / 3) + 1 bytes; returns the length written. */
+size_t base64_encode(const unsigned char *in, size_t len, char *out);
+/* Standard or URL alphabet, padding optional. Returns -1 on bad input. */
+int base64_decode(const char *in, size_t len, unsigned char *out, size_t *outlen);
+/* Random bytes from the kernel; -1 on failure. */
+int random_bytes(void *buf, size_t len);
+/* len random bytes as base64url without padding into out (needs 2*len). */
+int random_token(char *out, size_t len);
+
 int set_nonblock(int fd);
 int set_cloexec(int fd);
 

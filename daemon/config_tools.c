@@ -1,0 +1,718 @@
+/* The tools:, resources: and prompts: sections of mcpd.yaml. */
+#include "arena.h"
+#include "config.h"
+#include "config_internal.h"
+#include "registry.h"
+#include "schema.h"
+#include "util.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int
+valid_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 128)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		    (*s >= '0' && *s <= '9') || *s == '_' || *s == '-' || *s == '.'))
+			return 0;
+	return 1;
+}
+
+/* A path relative to the config file's directory, made absolute. */
+static const char *
+resolve_path(struct ctx *x, const char *p)
+{
+	if (p[0] == '/' || x->cfg->config_dir == NULL)
+		return p;
+	return arena_printf(x->cfg->arena, "%s/%s", x->cfg->config_dir, p);
+}
+
+/* argv[0] as posix_spawn will see it: with a slash, relative to the config
+ * directory; without, looked up in the tools' PATH now, so that a typo is
+ * a config error rather than a failing call. */
+static void
+resolve_program(struct ctx *x, const struct cnode *at, struct command_def *cmd)
+{
+	const char *prog = cmd->argv[0];
+	if (strchr(prog, '/') != NULL) {
+		prog = resolve_path(x, prog);
+		if (access(prog, X_OK) < 0) {
+			err_at(x, at, "command %s: %s", prog, strerror(errno));
+			return;
+		}
+		cmd->argv[0] = prog;
+		return;
+	}
+	static const char *const dirs[] = { "/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
+	    "/usr/bin", "/sbin", "/bin", NULL };
+	for (size_t i = 0; dirs[i] != NULL; i++) {
+		const char *full = arena_printf(x->cfg->arena, "%s/%s", dirs[i], prog);
+		if (access(full, X_OK) == 0) {
+			cmd->argv[0] = full;
+			return;
+		}
+	}
+	err_at(x, at, "command \"%s\" not found in /usr/local/bin, /usr/bin or /bin (give a path)", prog);
+}
+
+static int
+parse_argv(struct ctx *x, const struct cnode *n, void *dst)
+{
+	struct command_def *cmd = dst;
+	if (want_type(x, n, CNODE_SEQ, "command") < 0)
+		return -1;
+	if (n->n == 0) {
+		err_at(x, n, "command needs at least the program to run");
+		return -1;
+	}
+	cmd->argv = arena_zalloc(x->cfg->arena, (n->n + 1) * sizeof(char *));
+	for (size_t i = 0; i < n->n; i++) {
+		if (scalar_string(x, n->items[i], "command argument", &cmd->argv[i]) < 0)
+			return -1;
+	}
+	cmd->argc = n->n;
+	resolve_program(x, n->items[0], cmd);
+	return 0;
+}
+
+static int
+parse_shell(struct ctx *x, const struct cnode *n, void *dst)
+{
+	struct command_def *cmd = dst;
+	const char *script;
+	if (scalar_string(x, n, "shell", &script) < 0)
+		return -1;
+	cmd->argv = arena_zalloc(x->cfg->arena, 5 * sizeof(char *));
+	cmd->argv[0] = "/bin/sh";
+	cmd->argv[1] = "-c";
+	cmd->argv[2] = script;
+	cmd->argv[3] = "mcpd-shell";    /* $0 of the script */
+	cmd->argc = 4;
+	return 0;
+}
+
+static int
+parse_env(struct ctx *x, const struct cnode *n, void *dst)
+{
+	struct command_def *cmd = dst;
+	if (want_type(x, n, CNODE_MAP, "env") < 0)
+		return -1;
+	cmd->env = arena_zalloc(x->cfg->arena, (n->n + 1) * sizeof(char *));
+	for (size_t i = 0; i < n->n; i++) {
+		const char *k = n->pairs[i].key->str, *v;
+		if (k[0] == '\0' || strchr(k, '=') != NULL) {
+			err_at(x, n->pairs[i].key, "env name \"%s\" is not valid", k);
+			continue;
+		}
+		if (strncmp(k, "MCP_", 4) == 0) {
+			err_at(x, n->pairs[i].key, "env names starting with MCP_ are set by mcpd");
+			continue;
+		}
+		if (scalar_string(x, n->pairs[i].value, "env value", &v) < 0)
+			continue;
+		cmd->env[cmd->nenv++] = arena_printf(x->cfg->arena, "%s=%s", k, v);
+	}
+	return 0;
+}
+
+static int
+parse_cwd(struct ctx *x, const struct cnode *n, void *dst)
+{
+	const char **out = dst;
+	const char *p;
+	if (scalar_string(x, n, "cwd", &p) < 0)
+		return -1;
+	*out = resolve_path(x, p);
+	struct stat st;
+	if (stat(*out, &st) < 0 || !S_ISDIR(st.st_mode))
+		err_at(x, n, "cwd %s is not a directory", *out);
+	return 0;
+}
+
+static int
+parse_json_node(struct ctx *x, const struct cnode *n, void *dst)
+{
+	cJSON **out = dst;
+	if (want_type(x, n, CNODE_MAP, "this key") < 0)
+		return -1;
+	*out = cnode_to_json(n);
+	return 0;
+}
+
+/* ---- tools ---- */
+
+static int
+parse_output_mode(struct ctx *x, const struct cnode *n, void *dst)
+{
+	enum tool_output *o = dst;
+	if (want_type(x, n, CNODE_SCALAR, "output") < 0)
+		return -1;
+	if (strcmp(n->str, "text") == 0)
+		*o = OUT_TEXT;
+	else if (strcmp(n->str, "json") == 0)
+		*o = OUT_JSON;
+	else if (strcmp(n->str, "content") == 0)
+		*o = OUT_CONTENT;
+	else {
+		err_at(x, n, "output must be text, json or content, not \"%s\"", n->str);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+parse_plugin_ref(struct ctx *x, const struct cnode *n, void *dst)
+{
+	struct tool_def *t = (struct tool_def *)((char *)dst - offsetof(struct tool_def, plugin_file));
+	const char *ref;
+	if (scalar_string(x, n, "plugin", &ref) < 0)
+		return -1;
+	const char *colon = strrchr(ref, ':');
+	if (colon == NULL || colon == ref || colon[1] == '\0') {
+		err_at(x, n, "plugin must be file.so:symbol");
+		return -1;
+	}
+	t->plugin_file = arena_strndup(x->cfg->arena, ref, (size_t)(colon - ref));
+	t->plugin_symbol = colon + 1;
+	t->kind = TOOL_PLUGIN;
+	/* Plugin tools arrive with the plugin ABI; refuse them clearly until then. */
+	err_at(x, n, "plugin tools are not supported by this build yet; use command: or shell:");
+	return 0;
+}
+
+static cJSON *
+short_property(struct ctx *x, const struct cnode *v)
+{
+	static const char *const types[] = { "string", "integer", "number", "boolean",
+	    "array", "object", "null", NULL };
+	if (v->type == CNODE_MAP)
+		return cnode_to_json(v);
+	if (v->type == CNODE_SCALAR) {
+		for (size_t i = 0; types[i] != NULL; i++) {
+			if (strcmp(v->str, types[i]) == 0) {
+				cJSON *p = cJSON_CreateObject();
+				cJSON_AddStringToObject(p, "type", v->str);
+				return p;
+			}
+		}
+		err_at(x, v, "\"%s\" is not a JSON Schema type (string, integer, number, boolean, array, object)", v->str);
+		return NULL;
+	}
+	err_at(x, v, "an input property is a type name or a JSON Schema mapping");
+	return NULL;
+}
+
+static const struct field tool_fields[] = {
+	{ "name", F_STRING, offsetof(struct tool_def, name), 0, 0, NULL },
+	{ "title", F_STRING, offsetof(struct tool_def, title), 0, 0, NULL },
+	{ "description", F_STRING, offsetof(struct tool_def, description), 0, 0, NULL },
+	{ "input", F_CUSTOM, 0, 0, 0, NULL },           /* handled below */
+	{ "required", F_CUSTOM, 0, 0, 0, NULL },
+	{ "input_schema", F_CUSTOM, offsetof(struct tool_def, input_schema), 0, 0, parse_json_node },
+	{ "output_schema", F_CUSTOM, offsetof(struct tool_def, output_schema), 0, 0, parse_json_node },
+	{ "annotations", F_CUSTOM, offsetof(struct tool_def, annotations), 0, 0, parse_json_node },
+	{ "command", F_CUSTOM, offsetof(struct tool_def, cmd), 0, 0, parse_argv },
+	{ "shell", F_CUSTOM, offsetof(struct tool_def, cmd), 0, 0, parse_shell },
+	{ "plugin", F_CUSTOM, offsetof(struct tool_def, plugin_file), 0, 0, parse_plugin_ref },
+	{ "env", F_CUSTOM, offsetof(struct tool_def, cmd), 0, 0, parse_env },
+	{ "cwd", F_CUSTOM, offsetof(struct tool_def, cmd.cwd), 0, 0, parse_cwd },
+	{ "timeout", F_DURATION, offsetof(struct tool_def, cmd.timeout_ms), 1, 86400000, NULL },
+	{ "max_output", F_SIZE, offsetof(struct tool_def, cmd.max_output), 1, 1ULL << 30, NULL },
+	{ "output", F_CUSTOM, offsetof(struct tool_def, output), 0, 0, parse_output_mode },
+	{ NULL, 0, 0, 0, 0, NULL },
+};
+
+static int
+ignore_key(struct ctx *x, const struct cnode *n, void *dst)
+{
+	(void)x;
+	(void)n;
+	(void)dst;
+	return 0;
+}
+
+/* Fills the NULL custom slots of a table copy with ignore_key. */
+static void
+table_with_ignores(struct field *copy, const struct field *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		copy[i] = src[i];
+		if (copy[i].type == F_CUSTOM && copy[i].custom == NULL)
+			copy[i].custom = ignore_key;
+	}
+}
+
+static cJSON *
+build_input_schema(struct ctx *x, const struct cnode *item, struct tool_def *t)
+{
+	const struct cnode *input = cnode_get(item, "input");
+	const struct cnode *required = cnode_get(item, "required");
+	if (t->input_schema != NULL) {
+		if (input != NULL || required != NULL)
+			err_at(x, input ? input : required, "use either input/required or input_schema, not both");
+		if (t->input_schema != NULL && !cJSON_IsObject(t->input_schema))
+			return t->input_schema;
+		const cJSON *type = cJSON_GetObjectItemCaseSensitive(t->input_schema, "type");
+		if (!cJSON_IsString(type) || strcmp(type->valuestring, "object") != 0)
+			err_at(x, cnode_get(item, "input_schema"), "input_schema must have \"type\": \"object\"");
+		return t->input_schema;
+	}
+	cJSON *schema = cJSON_CreateObject();
+	cJSON_AddStringToObject(schema, "type", "object");
+	cJSON *props = cJSON_AddObjectToObject(schema, "properties");
+	if (input != NULL && want_type(x, input, CNODE_MAP, "input") == 0) {
+		for (size_t i = 0; i < input->n; i++) {
+			cJSON *p = short_property(x, input->pairs[i].value);
+			if (p != NULL)
+				cJSON_AddItemToObject(props, input->pairs[i].key->str, p);
+		}
+	}
+	if (required != NULL && want_type(x, required, CNODE_SEQ, "required") == 0) {
+		cJSON *req = cJSON_AddArrayToObject(schema, "required");
+		for (size_t i = 0; i < required->n; i++) {
+			const char *name;
+			if (scalar_string(x, required->items[i], "required entry", &name) < 0)
+				continue;
+			if (cJSON_GetObjectItemCaseSensitive(props, name) == NULL)
+				err_at(x, required->items[i], "required \"%s\" is not an input property", name);
+			cJSON_AddItemToArray(req, cJSON_CreateString(name));
+		}
+	}
+	return schema;
+}
+
+int
+parse_tools(struct ctx *x, const struct cnode *n, void *dst)
+{
+	struct config *c = x->cfg;
+	(void)dst;
+	if (want_type(x, n, CNODE_SEQ, "tools") < 0)
+		return -1;
+	enum { NFIELDS = sizeof(tool_fields) / sizeof(tool_fields[0]) };
+	struct field table[NFIELDS];
+	table_with_ignores(table, tool_fields, NFIELDS);
+	c->tools = arena_zalloc(c->arena, (n->n ? n->n : 1) * sizeof(*c->tools));
+	for (size_t i = 0; i < n->n; i++) {
+		const struct cnode *item = n->items[i];
+		struct tool_def *t = &c->tools[c->ntools];
+		t->line = item->line;
+		size_t before = x->errs->n;
+		parse_fields(x, item, table, t, "a tool");
+		if (item->type != CNODE_MAP)
+			continue;
+		if (t->name == NULL) {
+			err_at(x, item, "a tool needs a name");
+			cJSON_Delete(t->input_schema);
+			cJSON_Delete(t->output_schema);
+			cJSON_Delete(t->annotations);
+			memset(t, 0, sizeof(*t));
+			continue;
+		}
+		if (!valid_name(t->name))
+			err_at(x, cnode_get(item, "name"), "tool name \"%s\" must be 1-128 of A-Z a-z 0-9 _ - .", t->name);
+		for (size_t j = 0; j < c->ntools; j++)
+			if (strcmp(c->tools[j].name, t->name) == 0)
+				err_at(x, cnode_get(item, "name"), "tool \"%s\" declared twice (first at line %d)",
+				    t->name, c->tools[j].line);
+		int runs = (cnode_get(item, "command") != NULL) + (cnode_get(item, "shell") != NULL) +
+		    (cnode_get(item, "plugin") != NULL);
+		if (runs != 1)
+			err_at(x, item, "tool \"%s\" needs exactly one of command, shell or plugin", t->name);
+		t->kind = cnode_get(item, "plugin") ? TOOL_PLUGIN : cnode_get(item, "shell") ? TOOL_SHELL : TOOL_COMMAND;
+		t->input_schema = build_input_schema(x, item, t);
+		char why[256];
+		if (t->input_schema != NULL && schema_check(t->input_schema, why, sizeof(why)) < 0)
+			err_at(x, cnode_get(item, "input_schema") ? cnode_get(item, "input_schema") : item,
+			    "tool \"%s\" input schema: %s", t->name, why);
+		if (t->output_schema != NULL) {
+			if (t->output != OUT_JSON)
+				err_at(x, cnode_get(item, "output_schema"), "output_schema needs output: json");
+			if (schema_check(t->output_schema, why, sizeof(why)) < 0)
+				err_at(x, cnode_get(item, "output_schema"), "output_schema: %s", why);
+		}
+		(void)before;
+		c->ntools++;   /* even when wrong: config_free releases its JSON */
+	}
+	return 0;
+}
+
+/* ---- resources ---- */
+
+static int
+parse_completions_map(struct ctx *x, const struct cnode *n, void *dst)
+{
+	cJSON **out = dst;
+	if (want_type(x, n, CNODE_MAP, "completions") < 0)
+		return -1;
+	for (size_t i = 0; i < n->n; i++)
+		if (want_type(x, n->pairs[i].value, CNODE_SEQ, "a completions entry") < 0)
+			return -1;
+	*out = cnode_to_json(n);
+	return 0;
+}
+
+static int
+parse_path(struct ctx *x, const struct cnode *n, void *dst)
+{
+	const char **out = dst;
+	const char *p;
+	if (scalar_string(x, n, "file", &p) < 0)
+		return -1;
+	*out = resolve_path(x, p);
+	return 0;
+}
+
+static const struct field resource_fields[] = {
+	{ "uri", F_STRING, offsetof(struct resource_def, uri), 0, 0, NULL },
+	{ "uri_template", F_STRING, offsetof(struct resource_def, uri_template), 0, 0, NULL },
+	{ "name", F_STRING, offsetof(struct resource_def, name), 0, 0, NULL },
+	{ "title", F_STRING, offsetof(struct resource_def, title), 0, 0, NULL },
+	{ "description", F_STRING, offsetof(struct resource_def, description), 0, 0, NULL },
+	{ "mime_type", F_STRING, offsetof(struct resource_def, mime_type), 0, 0, NULL },
+	{ "text", F_STRING, offsetof(struct resource_def, text), 0, 0, NULL },
+	{ "file", F_CUSTOM, offsetof(struct resource_def, file), 0, 0, parse_path },
+	{ "binary", F_BOOL, offsetof(struct resource_def, binary), 0, 0, NULL },
+	{ "command", F_CUSTOM, offsetof(struct resource_def, cmd), 0, 0, parse_argv },
+	{ "shell", F_CUSTOM, offsetof(struct resource_def, cmd), 0, 0, parse_shell },
+	{ "env", F_CUSTOM, offsetof(struct resource_def, cmd), 0, 0, parse_env },
+	{ "cwd", F_CUSTOM, offsetof(struct resource_def, cmd.cwd), 0, 0, parse_cwd },
+	{ "timeout", F_DURATION, offsetof(struct resource_def, cmd.timeout_ms), 1, 86400000, NULL },
+	{ "max_output", F_SIZE, offsetof(struct resource_def, cmd.max_output), 1, 1ULL << 30, NULL },
+	{ "completions", F_CUSTOM, offsetof(struct resource_def, completions), 0, 0, parse_completions_map },
+	{ NULL, 0, 0, 0, 0, NULL },
+};
+
+static int
+textual_mime(const char *m)
+{
+	if (m == NULL)
+		return 1;
+	return strncmp(m, "text/", 5) == 0 || strstr(m, "json") != NULL || strstr(m, "xml") != NULL ||
+	    strstr(m, "yaml") != NULL || strcmp(m, "application/javascript") == 0 ||
+	    strcmp(m, "application/x-sh") == 0;
+}
+
+int
+parse_resources(struct ctx *x, const struct cnode *n, void *dst)
+{
+	struct config *c = x->cfg;
+	(void)dst;
+	if (want_type(x, n, CNODE_SEQ, "resources") < 0)
+		return -1;
+	c->resources = arena_zalloc(c->arena, (n->n ? n->n : 1) * sizeof(*c->resources));
+	for (size_t i = 0; i < n->n; i++) {
+		const struct cnode *item = n->items[i];
+		struct resource_def *r = &c->resources[c->nresources];
+		r->line = item->line;
+		r->binary = -1;
+		size_t before = x->errs->n;
+		parse_fields(x, item, resource_fields, r, "a resource");
+		if (item->type != CNODE_MAP)
+			continue;
+		if ((r->uri == NULL) == (r->uri_template == NULL)) {
+			err_at(x, item, "a resource needs exactly one of uri and uri_template");
+			cJSON_Delete(r->completions);
+			memset(r, 0, sizeof(*r));
+			continue;
+		}
+		const char *what = r->uri ? r->uri : r->uri_template;
+		if (strstr(what, ":") == NULL)
+			err_at(x, cnode_get(item, r->uri ? "uri" : "uri_template"),
+			    "\"%s\" is not a URI (it needs a scheme, such as file: or https:)", what);
+		if (r->name == NULL)
+			err_at(x, item, "resource %s needs a name", what);
+		int sources = (r->text != NULL) + (r->file != NULL) + (r->cmd.argv != NULL);
+		if (sources != 1)
+			err_at(x, item, "resource %s needs exactly one of text, file, command or shell", what);
+		r->kind = r->text ? RES_TEXT : r->file ? RES_FILE : RES_COMMAND;
+		if (r->uri_template != NULL && r->kind != RES_COMMAND)
+			err_at(x, item, "a uri_template resource is served by a command or shell");
+		if (r->kind == RES_FILE && access(r->file, R_OK) < 0)
+			err_at(x, cnode_get(item, "file"), "file %s: %s", r->file, strerror(errno));
+		if (r->completions != NULL && r->uri_template == NULL)
+			err_at(x, cnode_get(item, "completions"), "completions apply to uri_template resources");
+		if (r->binary == -1)
+			r->binary = !textual_mime(r->mime_type);
+		for (size_t j = 0; j < c->nresources; j++) {
+			const struct resource_def *o = &c->resources[j];
+			const char *ow = o->uri ? o->uri : o->uri_template;
+			if (strcmp(ow, what) == 0)
+				err_at(x, item, "resource %s declared twice (first at line %d)", what, o->line);
+		}
+		(void)before;
+		c->nresources++;
+	}
+	return 0;
+}
+
+/* ---- prompts ---- */
+
+static const char *
+file_base64(struct ctx *x, const struct cnode *at, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL) {
+		err_at(x, at, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	size_t cap = 65536, len = 0;
+	unsigned char *buf = malloc(cap);
+	size_t r;
+	while (buf != NULL && (r = fread(buf + len, 1, cap - len, f)) > 0) {
+		len += r;
+		if (len == cap) {
+			if (cap >= 16u << 20) {
+				err_at(x, at, "%s is larger than 16 MiB", path);
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			unsigned char *nb = realloc(buf, cap * 2);
+			if (nb == NULL) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	fclose(f);
+	if (buf == NULL)
+		return NULL;
+	char *out = arena_alloc(x->cfg->arena, 4 * ((len + 2) / 3) + 1);
+	base64_encode(buf, len, out);
+	free(buf);
+	return out;
+}
+
+static int
+parse_message(struct ctx *x, const struct cnode *n, struct prompt_message *m)
+{
+	if (want_type(x, n, CNODE_MAP, "a prompt message") < 0)
+		return -1;
+	m->role = "user";
+	int kinds = 0;
+	for (size_t i = 0; i < n->n; i++) {
+		const char *k = n->pairs[i].key->str;
+		const struct cnode *v = n->pairs[i].value;
+		if (strcmp(k, "role") == 0) {
+			if (scalar_string(x, v, "role", &m->role) == 0 &&
+			    strcmp(m->role, "user") != 0 && strcmp(m->role, "assistant") != 0)
+				err_at(x, v, "role must be user or assistant");
+		} else if (strcmp(k, "text") == 0) {
+			kinds++;
+			m->type = CT_TEXT;
+			scalar_string(x, v, "text", &m->text);
+		} else if (strcmp(k, "image") == 0 || strcmp(k, "audio") == 0) {
+			kinds++;
+			m->type = k[0] == 'i' ? CT_IMAGE : CT_AUDIO;
+			const char *path;
+			if (scalar_string(x, v, k, &path) == 0)
+				m->data = file_base64(x, v, resolve_path(x, path));
+		} else if (strcmp(k, "data") == 0) {
+			scalar_string(x, v, "data", &m->data);
+		} else if (strcmp(k, "mime_type") == 0) {
+			scalar_string(x, v, "mime_type", &m->mime_type);
+		} else if (strcmp(k, "resource") == 0) {
+			kinds++;
+			m->type = CT_RESOURCE;
+			if (want_type(x, v, CNODE_MAP, "resource") < 0)
+				continue;
+			for (size_t j = 0; j < v->n; j++) {
+				const char *rk = v->pairs[j].key->str;
+				if (strcmp(rk, "uri") == 0)
+					scalar_string(x, v->pairs[j].value, "resource.uri", &m->uri);
+				else if (strcmp(rk, "text") == 0)
+					scalar_string(x, v->pairs[j].value, "resource.text", &m->resource_text);
+				else if (strcmp(rk, "mime_type") == 0)
+					scalar_string(x, v->pairs[j].value, "resource.mime_type", &m->mime_type);
+				else
+					err_at(x, v->pairs[j].key, "unknown key \"%s\" in a prompt resource (uri, text, mime_type)", rk);
+			}
+			if (m->uri == NULL)
+				err_at(x, v, "an embedded resource needs a uri");
+			if (m->resource_text == NULL)
+				m->resource_text = "";
+		} else {
+			err_at(x, n->pairs[i].key, "unknown key \"%s\" in a prompt message (role, text, image, audio, data, mime_type, resource)", k);
+		}
+	}
+	if (kinds != 1) {
+		err_at(x, n, "a prompt message needs exactly one of text, image, audio or resource");
+		return -1;
+	}
+	if ((m->type == CT_IMAGE || m->type == CT_AUDIO) && m->mime_type == NULL)
+		err_at(x, n, "image and audio messages need a mime_type");
+	return 0;
+}
+
+static const struct field arg_fields[] = {
+	{ "name", F_STRING, offsetof(struct prompt_arg, name), 0, 0, NULL },
+	{ "description", F_STRING, offsetof(struct prompt_arg, description), 0, 0, NULL },
+	{ "required", F_BOOL, offsetof(struct prompt_arg, required), 0, 0, NULL },
+	{ "completions", F_CUSTOM, offsetof(struct prompt_arg, completions), 0, 0, NULL },
+	{ "complete", F_CUSTOM, offsetof(struct prompt_arg, complete), 0, 0, parse_argv },
+	{ NULL, 0, 0, 0, 0, NULL },
+};
+
+static int
+parse_string_list(struct ctx *x, const struct cnode *n, void *dst)
+{
+	cJSON **out = dst;
+	if (want_type(x, n, CNODE_SEQ, "completions") < 0)
+		return -1;
+	cJSON *a = cJSON_CreateArray();
+	for (size_t i = 0; i < n->n; i++) {
+		const char *s;
+		if (scalar_string(x, n->items[i], "a completion", &s) == 0)
+			cJSON_AddItemToArray(a, cJSON_CreateString(s));
+	}
+	*out = a;
+	return 0;
+}
+
+static int
+parse_prompt_args(struct ctx *x, const struct cnode *n, void *dst)
+{
+	struct prompt_def *p = (struct prompt_def *)((char *)dst - offsetof(struct prompt_def, args));
+	if (want_type(x, n, CNODE_SEQ, "arguments") < 0)
+		return -1;
+	struct field table[sizeof(arg_fields) / sizeof(arg_fields[0])];
+	for (size_t i = 0; i < sizeof(arg_fields) / sizeof(arg_fields[0]); i++) {
+		table[i] = arg_fields[i];
+		if (table[i].type == F_CUSTOM && table[i].custom == NULL)
+			table[i].custom = parse_string_list;
+	}
+	p->args = arena_zalloc(x->cfg->arena, (n->n ? n->n : 1) * sizeof(*p->args));
+	for (size_t i = 0; i < n->n; i++) {
+		struct prompt_arg *a = &p->args[p->nargs];
+		parse_fields(x, n->items[i], table, a, "a prompt argument");
+		if (n->items[i]->type != CNODE_MAP)
+			continue;
+		if (a->name == NULL)
+			err_at(x, n->items[i], "a prompt argument needs a name");
+		p->nargs++;
+	}
+	return 0;
+}
+
+static int
+parse_prompt_messages(struct ctx *x, const struct cnode *n, void *dst)
+{
+	struct prompt_def *p = (struct prompt_def *)((char *)dst - offsetof(struct prompt_def, messages));
+	if (want_type(x, n, CNODE_SEQ, "messages") < 0)
+		return -1;
+	p->messages = arena_zalloc(x->cfg->arena, (n->n ? n->n : 1) * sizeof(*p->messages));
+	for (size_t i = 0; i < n->n; i++)
+		if (parse_message(x, n->items[i], &p->messages[p->nmessages]) == 0)
+			p->nmessages++;
+	return 0;
+}
+
+static const struct field prompt_fields[] = {
+	{ "name", F_STRING, offsetof(struct prompt_def, name), 0, 0, NULL },
+	{ "title", F_STRING, offsetof(struct prompt_def, title), 0, 0, NULL },
+	{ "description", F_STRING, offsetof(struct prompt_def, description), 0, 0, NULL },
+	{ "arguments", F_CUSTOM, offsetof(struct prompt_def, args), 0, 0, parse_prompt_args },
+	{ "messages", F_CUSTOM, offsetof(struct prompt_def, messages), 0, 0, parse_prompt_messages },
+	{ "command", F_CUSTOM, offsetof(struct prompt_def, cmd), 0, 0, parse_argv },
+	{ "shell", F_CUSTOM, offsetof(struct prompt_def, cmd), 0, 0, parse_shell },
+	{ "env", F_CUSTOM, offsetof(struct prompt_def, cmd), 0, 0, parse_env },
+	{ "cwd", F_CUSTOM, offsetof(struct prompt_def, cmd.cwd), 0, 0, parse_cwd },
+	{ "timeout", F_DURATION, offsetof(struct prompt_def, cmd.timeout_ms), 1, 86400000, NULL },
+	{ "max_output", F_SIZE, offsetof(struct prompt_def, cmd.max_output), 1, 1ULL << 30, NULL },
+	{ NULL, 0, 0, 0, 0, NULL },
+};
+
+int
+parse_prompts(struct ctx *x, const struct cnode *n, void *dst)
+{
+	struct config *c = x->cfg;
+	(void)dst;
+	if (want_type(x, n, CNODE_SEQ, "prompts") < 0)
+		return -1;
+	c->prompts = arena_zalloc(c->arena, (n->n ? n->n : 1) * sizeof(*c->prompts));
+	for (size_t i = 0; i < n->n; i++) {
+		const struct cnode *item = n->items[i];
+		struct prompt_def *p = &c->prompts[c->nprompts];
+		p->line = item->line;
+		size_t before = x->errs->n;
+		parse_fields(x, item, prompt_fields, p, "a prompt");
+		if (item->type != CNODE_MAP)
+			continue;
+		if (p->name == NULL) {
+			err_at(x, item, "a prompt needs a name");
+			for (size_t j = 0; j < p->nargs; j++)
+				cJSON_Delete(p->args[j].completions);
+			memset(p, 0, sizeof(*p));
+			continue;
+		}
+		if (!valid_name(p->name))
+			err_at(x, cnode_get(item, "name"), "prompt name \"%s\" must be 1-128 of A-Z a-z 0-9 _ - .", p->name);
+		if ((p->nmessages > 0 || cnode_get(item, "messages")) == (p->cmd.argv != NULL))
+			err_at(x, item, "prompt \"%s\" needs exactly one of messages, command or shell", p->name);
+		for (size_t j = 0; j < c->nprompts; j++)
+			if (strcmp(c->prompts[j].name, p->name) == 0)
+				err_at(x, item, "prompt \"%s\" declared twice (first at line %d)", p->name, c->prompts[j].line);
+		(void)before;
+		c->nprompts++;
+	}
+	return 0;
+}
+
+static void
+command_defaults(struct config *c, struct command_def *cmd)
+{
+	if (cmd->timeout_ms == 0)
+		cmd->timeout_ms = c->limits.tool_timeout_ms;
+	if (cmd->max_output == 0)
+		cmd->max_output = c->limits.tool_output;
+}
+
+void
+config_tools_finish(struct ctx *x, struct config *c)
+{
+	for (size_t i = 0; i < c->ntools; i++)
+		command_defaults(c, &c->tools[i].cmd);
+	for (size_t i = 0; i < c->nresources; i++)
+		command_defaults(c, &c->resources[i].cmd);
+	for (size_t i = 0; i < c->nprompts; i++) {
+		command_defaults(c, &c->prompts[i].cmd);
+		for (size_t j = 0; j < c->prompts[i].nargs; j++)
+			command_defaults(c, &c->prompts[i].args[j].complete);
+	}
+	char err[256];
+	if (x->errs->n == 0 && registry_build(c, err, sizeof(err)) < 0)
+		errlist_add(x->errs, "%s: %s", c->path, err);
+}
+
+void
+config_tools_free(struct config *c)
+{
+	for (size_t i = 0; i < c->ntools; i++) {
+		cJSON_Delete(c->tools[i].input_schema);
+		cJSON_Delete(c->tools[i].output_schema);
+		cJSON_Delete(c->tools[i].annotations);
+		cJSON_Delete(c->tools[i].listing);
+	}
+	for (size_t i = 0; i < c->nresources; i++) {
+		cJSON_Delete(c->resources[i].completions);
+		cJSON_Delete(c->resources[i].listing);
+	}
+	for (size_t i = 0; i < c->nprompts; i++) {
+		for (size_t j = 0; j < c->prompts[i].nargs; j++)
+			cJSON_Delete(c->prompts[i].args[j].completions);
+		cJSON_Delete(c->prompts[i].listing);
+	}
+	registry_free(c);
+}

@@ -1,0 +1,49 @@
+/* JSON-RPC 2.0 messages: bounded parsing and compact serialization. */
+#ifndef MCPD_JSONRPC_H
+#define MCPD_JSONRPC_H
+
+#include <stddef.h>
+
+struct cJSON;
+
+#define JSONRPC_PARSE_ERROR      -32700
+#define JSONRPC_INVALID_REQUEST  -32600
+#define JSONRPC_METHOD_NOT_FOUND -32601
+#define JSONRPC_INVALID_PARAMS   -32602
+#define JSONRPC_INTERNAL_ERROR   -32603
+#define JSONRPC_REQUEST_CANCELLED -32800
+
+enum jsonrpc_kind {
+	RPC_REQUEST,        /* method and id */
+	RPC_NOTIFICATION,   /* method, no id */
+	RPC_RESPONSE,       /* result or error, with id */
+};
+
+struct jsonrpc_msg {
+	enum jsonrpc_kind kind;
+	struct cJSON *root;         /* owns everything below */
+	const struct cJSON *id;     /* string or number; NULL for notifications */
+	const char *method;
+	const struct cJSON *params; /* object or NULL */
+	const struct cJSON *result;
+	const struct cJSON *error;
+};
+
+/* Parse one message from a request body. On failure returns -1 with a
+ * JSON-RPC error code and message; *id_out gets the id when it could be
+ * read (so that the error response can echo it), else NULL. */
+int jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *out,
+    int *code, char *msg, size_t msglen, struct cJSON **id_out);
+void jsonrpc_free(struct jsonrpc_msg *m);
+
+/* Serialize compactly (one line, as SSE data needs). Caller frees. */
+char *jsonrpc_result(const struct cJSON *id, struct cJSON *result);   /* takes result */
+char *jsonrpc_error(const struct cJSON *id, int code, const char *message,
+    struct cJSON *data);                                                /* takes data */
+char *jsonrpc_notification(const char *method, struct cJSON *params);  /* takes params */
+char *jsonrpc_request(const struct cJSON *id, const char *method, struct cJSON *params);
+
+/* Nesting depth of a JSON text, counted without parsing; strings skipped. */
+int json_depth_exceeds(const char *s, size_t len, int max_depth);
+
+#endif

@@ -1,0 +1,105 @@
+/* What the operator declared: tools, resources and prompts, as parsed from
+ * mcpd.yaml (config_tools.c), plus the list responses prebuilt at load so
+ * that tools/list and friends never re-serialize static data. */
+#ifndef MCPD_REGISTRY_H
+#define MCPD_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct cJSON;
+struct config;
+
+enum tool_kind { TOOL_COMMAND, TOOL_SHELL, TOOL_PLUGIN };
+enum tool_output { OUT_TEXT, OUT_JSON, OUT_CONTENT };
+
+/* How a command runs: shared by tools, command resources and prompts. */
+struct command_def {
+	const char **argv;          /* NULL-terminated; argv[0] resolved at load */
+	size_t argc;
+	const char **env;           /* "KEY=value", NULL-terminated (operator's env:) */
+	size_t nenv;
+	const char *cwd;
+	uint64_t timeout_ms;
+	uint64_t max_output;
+};
+
+struct tool_def {
+	const char *name, *title, *description;
+	struct cJSON *input_schema;     /* sent as is; arguments validated against it */
+	struct cJSON *output_schema;    /* NULL: none */
+	struct cJSON *annotations;
+	struct cJSON *listing;          /* the tools/list entry */
+	enum tool_kind kind;
+	struct command_def cmd;
+	const char *plugin_file, *plugin_symbol;
+	enum tool_output output;
+	int line;
+};
+
+enum resource_kind { RES_TEXT, RES_FILE, RES_COMMAND };
+
+struct resource_def {
+	const char *uri;                /* NULL for a template */
+	const char *uri_template;
+	const char *name, *title, *description, *mime_type;
+	enum resource_kind kind;
+	const char *text;               /* RES_TEXT */
+	const char *file;               /* RES_FILE, absolute */
+	int binary;                     /* answer with a base64 blob */
+	struct command_def cmd;         /* RES_COMMAND */
+	struct cJSON *completions;      /* template variable -> array of values */
+	struct cJSON *listing;
+	int line;
+};
+
+enum content_type { CT_TEXT, CT_IMAGE, CT_AUDIO, CT_RESOURCE };
+
+struct prompt_message {
+	const char *role;
+	enum content_type type;
+	const char *text;               /* CT_TEXT: template with {{name}} */
+	const char *data;               /* CT_IMAGE/AUDIO: base64 */
+	const char *mime_type;
+	const char *uri;                /* CT_RESOURCE: template */
+	const char *resource_text;      /* CT_RESOURCE: template */
+};
+
+struct prompt_arg {
+	const char *name, *description;
+	int required;
+	struct cJSON *completions;      /* array of strings or NULL */
+	struct command_def complete;    /* argv NULL: none */
+};
+
+struct prompt_def {
+	const char *name, *title, *description;
+	struct prompt_arg *args;
+	size_t nargs;
+	struct prompt_message *messages;
+	size_t nmessages;
+	struct command_def cmd;         /* argv non-NULL: messages come from a command */
+	struct cJSON *listing;
+	int line;
+};
+
+const struct tool_def *registry_tool(const struct config *c, const char *name);
+const struct prompt_def *registry_prompt(const struct config *c, const char *name);
+/* The resource whose uri equals uri, or the first template that matches it;
+ * template variables are returned as an object in *vars (caller frees). */
+const struct resource_def *registry_resource(const struct config *c, const char *uri,
+    struct cJSON **vars);
+/* Match uri against an RFC 6570 level 1 template. */
+int uri_template_match(const char *tmpl, const char *uri, struct cJSON **vars);
+/* Build the prebuilt list pages; called once the config is parsed. */
+int registry_build(struct config *c, char *err, size_t errlen);
+void registry_free(struct config *c);
+
+/* Prebuilt list pages: the JSON of a result object without its closing
+ * brace, so that a protocol revision can append its own members. */
+struct list_pages {
+	char **pages;               /* "{\"tools\":[...],\"nextCursor\":\"...\"" */
+	size_t npages;
+};
+
+#endif

@@ -1,0 +1,579 @@
+#include "schema.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 64
+
+struct vctx {
+	const cJSON *root;
+	char *err;
+	size_t errlen;
+	int depth;
+};
+
+int
+utf8_valid(const char *str, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)str, *end = s + len;
+	while (s < end) {
+		unsigned char c = *s;
+		if (c < 0x80) {
+			s++;
+			continue;
+		}
+		size_t n;
+		unsigned cp;
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			cp = c & 0x07;
+		} else {
+			return 0;
+		}
+		if ((size_t)(end - s) <= n)
+			return 0;
+		for (size_t i = 1; i <= n; i++) {
+			if ((s[i] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i] & 0x3f);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		s += n + 1;
+	}
+	return 1;
+}
+
+size_t
+utf8_length(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+static const char *
+json_type_name(const cJSON *v)
+{
+	if (cJSON_IsNull(v))
+		return "null";
+	if (cJSON_IsBool(v))
+		return "boolean";
+	if (cJSON_IsNumber(v))
+		return "number";
+	if (cJSON_IsString(v))
+		return "string";
+	if (cJSON_IsArray(v))
+		return "array";
+	if (cJSON_IsObject(v))
+		return "object";
+	return "invalid";
+}
+
+static int
+is_integer(const cJSON *v)
+{
+	if (!cJSON_IsNumber(v))
+		return 0;
+	double d = v->valuedouble;
+	return isfinite(d) && d == floor(d);
+}
+
+static int
+type_matches(const char *t, const cJSON *v)
+{
+	if (strcmp(t, "integer") == 0)
+		return is_integer(v);
+	if (strcmp(t, "number") == 0)
+		return cJSON_IsNumber(v);
+	return strcmp(t, json_type_name(v)) == 0;
+}
+
+/* JSON Schema patterns are ECMA-262; POSIX ERE lacks the escapes \d \w \s
+ * and their negations, so they are rewritten into bracket expressions. */
+static int
+compile_pattern(const char *pat, regex_t *re)
+{
+	size_t len = strlen(pat);
+	char *buf = malloc(len * 12 + 1);
+	if (buf == NULL)
+		return -1;
+	size_t o = 0;
+	int in_class = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = pat[i];
+		if (c == '\\' && i + 1 < len) {
+			char n = pat[++i];
+			const char *rep = NULL;
+			switch (n) {
+			case 'd': rep = in_class ? "0-9" : "[0-9]"; break;
+			case 'D': rep = in_class ? NULL : "[^0-9]"; break;
+			case 'w': rep = in_class ? "A-Za-z0-9_" : "[A-Za-z0-9_]"; break;
+			case 'W': rep = in_class ? NULL : "[^A-Za-z0-9_]"; break;
+			case 's': rep = in_class ? "[:space:]" : "[[:space:]]"; break;
+			case 'S': rep = in_class ? NULL : "[^[:space:]]"; break;
+			case 't': rep = "\t"; break;
+			case 'n': rep = "\n"; break;
+			case 'r': rep = "\r"; break;
+			default:
+				break;
+			}
+			if (rep != NULL) {
+				memcpy(buf + o, rep, strlen(rep));
+				o += strlen(rep);
+			} else if (in_class && (n == 'D' || n == 'W' || n == 'S')) {
+				free(buf);
+				return -1;
+			} else if (in_class) {
+				buf[o++] = n;   /* inside brackets a backslash is literal */
+			} else {
+				buf[o++] = '\\';
+				buf[o++] = n;
+			}
+			continue;
+		}
+		if (c == '[' && !in_class)
+			in_class = 1;
+		else if (c == ']' && in_class && !(o > 0 && (buf[o - 1] == '[' || (buf[o - 1] == '^' && o > 1 && buf[o - 2] == '['))))
+			in_class = 0;
+		buf[o++] = c;
+	}
+	buf[o] = '\0';
+	int rc = regcomp(re, buf, REG_EXTENDED | REG_NOSUB);
+	free(buf);
+	return rc == 0 ? 0 : -1;
+}
+
+static const cJSON *
+resolve_ref(const cJSON *root, const char *ref)
+{
+	if (ref[0] != '#')
+		return NULL;
+	const cJSON *cur = root;
+	const char *p = ref + 1;
+	while (*p == '/') {
+		p++;
+		char tok[256];
+		size_t n = 0;
+		while (*p && *p != '/' && n < sizeof(tok) - 1) {
+			if (p[0] == '~' && p[1] == '1') {
+				tok[n++] = '/';
+				p += 2;
+			} else if (p[0] == '~' && p[1] == '0') {
+				tok[n++] = '~';
+				p += 2;
+			} else {
+				tok[n++] = *p++;
+			}
+		}
+		tok[n] = '\0';
+		if (cJSON_IsArray(cur)) {
+			char *end;
+			long idx = strtol(tok, &end, 10);
+			if (*end != '\0')
+				return NULL;
+			cur = cJSON_GetArrayItem(cur, (int)idx);
+		} else {
+			cur = cJSON_GetObjectItemCaseSensitive(cur, tok);
+		}
+		if (cur == NULL)
+			return NULL;
+	}
+	return *p == '\0' ? cur : NULL;
+}
+
+static int validate(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path);
+
+static int fail(struct vctx *x, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+fail(struct vctx *x, const char *path, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(x->err, x->errlen, "%s: %s", path, msg);
+	return -1;
+}
+
+static void
+child_path(char *out, size_t len, const char *path, const char *key)
+{
+	snprintf(out, len, "%s.%s", path, key);
+}
+
+static int
+validate_object(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
+{
+	const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
+	const cJSON *required = cJSON_GetObjectItemCaseSensitive(schema, "required");
+	const cJSON *additional = cJSON_GetObjectItemCaseSensitive(schema, "additionalProperties");
+	const cJSON *patprops = cJSON_GetObjectItemCaseSensitive(schema, "patternProperties");
+	const cJSON *min = cJSON_GetObjectItemCaseSensitive(schema, "minProperties");
+	const cJSON *max = cJSON_GetObjectItemCaseSensitive(schema, "maxProperties");
+	const cJSON *names = cJSON_GetObjectItemCaseSensitive(schema, "propertyNames");
+	char sub[512];
+	const cJSON *r;
+	cJSON_ArrayForEach(r, required) {
+		if (cJSON_IsString(r) && cJSON_GetObjectItemCaseSensitive(v, r->valuestring) == NULL)
+			return fail(x, path, "missing required property \"%s\"", r->valuestring);
+	}
+	int count = cJSON_GetArraySize(v);
+	if (cJSON_IsNumber(min) && count < min->valuedouble)
+		return fail(x, path, "has fewer properties than minProperties allows");
+	if (cJSON_IsNumber(max) && count > max->valuedouble)
+		return fail(x, path, "has more properties than maxProperties allows");
+	const cJSON *item;
+	cJSON_ArrayForEach(item, v) {
+		child_path(sub, sizeof(sub), path, item->string);
+		if (names != NULL) {
+			cJSON *name = cJSON_CreateString(item->string);
+			int rc = validate(x, names, name, sub);
+			cJSON_Delete(name);
+			if (rc < 0)
+				return -1;
+		}
+		int matched = 0;
+		const cJSON *ps = cJSON_GetObjectItemCaseSensitive(props, item->string);
+		if (ps != NULL) {
+			matched = 1;
+			if (validate(x, ps, item, sub) < 0)
+				return -1;
+		}
+		const cJSON *pp;
+		cJSON_ArrayForEach(pp, patprops) {
+			regex_t re;
+			if (compile_pattern(pp->string, &re) < 0)
+				continue;
+			int hit = regexec(&re, item->string, 0, NULL, 0) == 0;
+			regfree(&re);
+			if (hit) {
+				matched = 1;
+				if (validate(x, pp, item, sub) < 0)
+					return -1;
+			}
+		}
+		if (matched || additional == NULL)
+			continue;
+		if (cJSON_IsFalse(additional))
+			return fail(x, path, "unexpected property \"%s\"", item->string);
+		if (cJSON_IsObject(additional) && validate(x, additional, item, sub) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+validate_array(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
+{
+	const cJSON *items = cJSON_GetObjectItemCaseSensitive(schema, "items");
+	const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(schema, "prefixItems");
+	const cJSON *min = cJSON_GetObjectItemCaseSensitive(schema, "minItems");
+	const cJSON *max = cJSON_GetObjectItemCaseSensitive(schema, "maxItems");
+	const cJSON *unique = cJSON_GetObjectItemCaseSensitive(schema, "uniqueItems");
+	const cJSON *contains = cJSON_GetObjectItemCaseSensitive(schema, "contains");
+	int n = cJSON_GetArraySize(v);
+	char num[32];
+	if (cJSON_IsNumber(min) && n < min->valuedouble) {
+		snprintf(num, sizeof(num), "%d", min->valueint);
+		return fail(x, path, "needs at least %s item(s)", num);
+	}
+	if (cJSON_IsNumber(max) && n > max->valuedouble) {
+		snprintf(num, sizeof(num), "%d", max->valueint);
+		return fail(x, path, "allows at most %s item(s)", num);
+	}
+	int nprefix = cJSON_IsArray(prefix) ? cJSON_GetArraySize(prefix) : 0;
+	char sub[512];
+	int i = 0;
+	const cJSON *item;
+	cJSON_ArrayForEach(item, v) {
+		snprintf(sub, sizeof(sub), "%s[%d]", path, i);
+		const cJSON *s = NULL;
+		if (i < nprefix)
+			s = cJSON_GetArrayItem(prefix, i);
+		else if (cJSON_IsObject(items) || cJSON_IsBool(items))
+			s = items;
+		if (s != NULL && validate(x, s, item, sub) < 0)
+			return -1;
+		i++;
+	}
+	if (cJSON_IsTrue(unique)) {
+		const cJSON *a, *b;
+		cJSON_ArrayForEach(a, v)
+			for (b = a->next; b != NULL; b = b->next)
+				if (cJSON_Compare(a, b, 1))
+					return fail(x, path, "items must be unique");
+	}
+	if (contains != NULL) {
+		int found = 0;
+		char saved[512];
+		snprintf(saved, sizeof(saved), "%s", x->err);
+		cJSON_ArrayForEach(item, v)
+			if (validate(x, contains, item, path) == 0) {
+				found = 1;
+				break;
+			}
+		if (!found)
+			return fail(x, path, "no item matches \"contains\"");
+		snprintf(x->err, x->errlen, "%s", saved);
+	}
+	return 0;
+}
+
+static int
+validate_string(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
+{
+	const cJSON *minl = cJSON_GetObjectItemCaseSensitive(schema, "minLength");
+	const cJSON *maxl = cJSON_GetObjectItemCaseSensitive(schema, "maxLength");
+	const cJSON *pat = cJSON_GetObjectItemCaseSensitive(schema, "pattern");
+	size_t len = utf8_length(v->valuestring);
+	char num[32];
+	if (cJSON_IsNumber(minl) && (double)len < minl->valuedouble) {
+		snprintf(num, sizeof(num), "%d", minl->valueint);
+		return fail(x, path, "must be at least %s character(s) long", num);
+	}
+	if (cJSON_IsNumber(maxl) && (double)len > maxl->valuedouble) {
+		snprintf(num, sizeof(num), "%d", maxl->valueint);
+		return fail(x, path, "must be at most %s character(s) long", num);
+	}
+	if (cJSON_IsString(pat)) {
+		regex_t re;
+		if (compile_pattern(pat->valuestring, &re) < 0)
+			return fail(x, path, "schema pattern \"%s\" does not compile", pat->valuestring);
+		int hit = regexec(&re, v->valuestring, 0, NULL, 0) == 0;
+		regfree(&re);
+		if (!hit)
+			return fail(x, path, "does not match the pattern \"%s\"", pat->valuestring);
+	}
+	return 0;
+}
+
+static int
+validate_number(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
+{
+	double d = v->valuedouble;
+	const cJSON *k;
+	char num[64];
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "minimum")) && cJSON_IsNumber(k) && d < k->valuedouble) {
+		snprintf(num, sizeof(num), "%.17g", k->valuedouble);
+		return fail(x, path, "must be at least %s", num);
+	}
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "maximum")) && cJSON_IsNumber(k) && d > k->valuedouble) {
+		snprintf(num, sizeof(num), "%.17g", k->valuedouble);
+		return fail(x, path, "must be at most %s", num);
+	}
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "exclusiveMinimum")) && cJSON_IsNumber(k) && d <= k->valuedouble) {
+		snprintf(num, sizeof(num), "%.17g", k->valuedouble);
+		return fail(x, path, "must be greater than %s", num);
+	}
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "exclusiveMaximum")) && cJSON_IsNumber(k) && d >= k->valuedouble) {
+		snprintf(num, sizeof(num), "%.17g", k->valuedouble);
+		return fail(x, path, "must be less than %s", num);
+	}
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "multipleOf")) && cJSON_IsNumber(k) && k->valuedouble > 0) {
+		double q = d / k->valuedouble;
+		if (fabs(q - round(q)) > 1e-9) {
+			snprintf(num, sizeof(num), "%.17g", k->valuedouble);
+			return fail(x, path, "must be a multiple of %s", num);
+		}
+	}
+	return 0;
+}
+
+static int
+validate(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
+{
+	if (cJSON_IsTrue(schema))
+		return 0;
+	if (cJSON_IsFalse(schema))
+		return fail(x, path, "no value is allowed here");
+	if (!cJSON_IsObject(schema))
+		return 0;
+	if (++x->depth > MAX_DEPTH) {
+		x->depth--;
+		return fail(x, path, "schema nesting too deep (recursive $ref?)");
+	}
+	int rc = -1;
+	const cJSON *k;
+
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "$ref")) && cJSON_IsString(k)) {
+		const cJSON *target = resolve_ref(x->root, k->valuestring);
+		if (target == NULL) {
+			fail(x, path, "cannot resolve $ref \"%s\"", k->valuestring);
+			goto out;
+		}
+		if (validate(x, target, v, path) < 0)
+			goto out;
+	}
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "type")) != NULL) {
+		int ok = 0;
+		if (cJSON_IsString(k)) {
+			ok = type_matches(k->valuestring, v);
+			if (!ok) {
+				fail(x, path, "expected %s, got %s", k->valuestring, json_type_name(v));
+				goto out;
+			}
+		} else if (cJSON_IsArray(k)) {
+			const cJSON *t;
+			char list[128] = "";
+			cJSON_ArrayForEach(t, k) {
+				if (cJSON_IsString(t)) {
+					ok |= type_matches(t->valuestring, v);
+					if (strlen(list) + strlen(t->valuestring) + 4 < sizeof(list)) {
+						if (list[0])
+							strcat(list, " or ");
+						strcat(list, t->valuestring);
+					}
+				}
+			}
+			if (!ok) {
+				fail(x, path, "expected %s, got %s", list, json_type_name(v));
+				goto out;
+			}
+		}
+	}
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "enum")) && cJSON_IsArray(k)) {
+		int found = 0;
+		const cJSON *e;
+		cJSON_ArrayForEach(e, k)
+			if (cJSON_Compare(e, v, 1))
+				found = 1;
+		if (!found) {
+			char *allowed = cJSON_PrintUnformatted(k);
+			fail(x, path, "must be one of %s", allowed ? allowed : "the enum");
+			free(allowed);
+			goto out;
+		}
+	}
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "const")) != NULL && !cJSON_Compare(k, v, 1)) {
+		char *want = cJSON_PrintUnformatted(k);
+		fail(x, path, "must be %s", want ? want : "the constant");
+		free(want);
+		goto out;
+	}
+	if (cJSON_IsObject(v) && validate_object(x, schema, v, path) < 0)
+		goto out;
+	if (cJSON_IsArray(v) && validate_array(x, schema, v, path) < 0)
+		goto out;
+	if (cJSON_IsString(v) && validate_string(x, schema, v, path) < 0)
+		goto out;
+	if (cJSON_IsNumber(v) && validate_number(x, schema, v, path) < 0)
+		goto out;
+
+	const cJSON *sub;
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "allOf")) && cJSON_IsArray(k)) {
+		cJSON_ArrayForEach(sub, k)
+			if (validate(x, sub, v, path) < 0)
+				goto out;
+	}
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "anyOf")) && cJSON_IsArray(k)) {
+		int any = 0;
+		cJSON_ArrayForEach(sub, k)
+			if (validate(x, sub, v, path) == 0) {
+				any = 1;
+				break;
+			}
+		if (!any) {
+			fail(x, path, "matches none of the anyOf alternatives");
+			goto out;
+		}
+	}
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "oneOf")) && cJSON_IsArray(k)) {
+		int n = 0;
+		cJSON_ArrayForEach(sub, k)
+			if (validate(x, sub, v, path) == 0)
+				n++;
+		if (n != 1) {
+			fail(x, path, "%s", n == 0 ? "matches none of the oneOf alternatives" :
+			    "matches more than one oneOf alternative");
+			goto out;
+		}
+	}
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "not")) != NULL) {
+		if (validate(x, k, v, path) == 0) {
+			fail(x, path, "matches a schema it must not match");
+			goto out;
+		}
+	}
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "if")) != NULL) {
+		const cJSON *branch = validate(x, k, v, path) == 0 ?
+		    cJSON_GetObjectItemCaseSensitive(schema, "then") :
+		    cJSON_GetObjectItemCaseSensitive(schema, "else");
+		if (branch != NULL && validate(x, branch, v, path) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	x->depth--;
+	return rc;
+}
+
+int
+schema_validate(const cJSON *schema, const cJSON *value, const char *where,
+    char *err, size_t errlen)
+{
+	struct vctx x = { schema, err, errlen, 0 };
+	err[0] = '\0';
+	return validate(&x, schema, value, where);
+}
+
+/* Walk a schema checking patterns and references. */
+static int
+check_node(const cJSON *root, const cJSON *n, int depth, char *err, size_t errlen)
+{
+	if (depth > MAX_DEPTH) {
+		snprintf(err, errlen, "schema nested too deeply");
+		return -1;
+	}
+	if (!cJSON_IsObject(n) && !cJSON_IsArray(n))
+		return 0;
+	const cJSON *c;
+	cJSON_ArrayForEach(c, n) {
+		if (c->string != NULL && strcmp(c->string, "pattern") == 0 && cJSON_IsString(c)) {
+			regex_t re;
+			if (compile_pattern(c->valuestring, &re) < 0) {
+				snprintf(err, errlen, "pattern \"%s\" is not a regular expression mcpd can use", c->valuestring);
+				return -1;
+			}
+			regfree(&re);
+		}
+		if (c->string != NULL && strcmp(c->string, "$ref") == 0 && cJSON_IsString(c) &&
+		    resolve_ref(root, c->valuestring) == NULL) {
+			snprintf(err, errlen, "$ref \"%s\" does not resolve (only local #/... references are supported)", c->valuestring);
+			return -1;
+		}
+		if (c->string != NULL && (strcmp(c->string, "enum") == 0 || strcmp(c->string, "const") == 0 ||
+		    strcmp(c->string, "default") == 0 || strcmp(c->string, "examples") == 0))
+			continue;
+		if (check_node(root, c, depth + 1, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int
+schema_check(const cJSON *schema, char *err, size_t errlen)
+{
+	if (!cJSON_IsObject(schema) && !cJSON_IsBool(schema)) {
+		snprintf(err, errlen, "a schema must be an object");
+		return -1;
+	}
+	return check_node(schema, schema, 0, err, errlen);
+}
