@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +58,19 @@ open_dest(const char *path, char *err, size_t errlen)
 	return fd;
 }
 
+/* JOURNAL_STREAM is "dev:inode" of the stream journald gave us; only when
+ * stderr is still that stream do the "<N>" priority prefixes apply. */
+static int
+stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+		return 0;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 int
 log_open(const char *dest, enum log_level level, enum log_format format,
     char *err, size_t errlen)
@@ -80,7 +94,7 @@ log_open(const char *dest, enum log_level level, enum log_format format,
 		logger.path[0] = '\0';
 	logger.level = level;
 	logger.format = format;
-	logger.journal = fd < 0 && getenv("JOURNAL_STREAM") != NULL;
+	logger.journal = fd < 0 && stderr_is_journal();
 	return 0;
 }
 

@@ -32,6 +32,7 @@ struct generation {
 	int *extra;
 	size_t nextra;
 	unsigned alive, ready, target;
+	unsigned fatal;             /* workers that failed at setup: not respawned */
 	unsigned number;
 };
 
@@ -46,6 +47,7 @@ struct slot {
 	struct event *chan_ev;
 	int ready;
 	int quitting;
+	uint64_t quit_deadline_ms;  /* SIGKILL after this, if still running */
 	uint64_t started_ms;
 	struct master *m;
 };
@@ -64,6 +66,8 @@ struct master {
 	int exit_status;
 	char *pid_file;
 	struct event *stop_timer;
+	struct event *watch_timer;  /* once a second: overdue workers, reload deadline */
+	uint64_t reload_deadline_ms;
 	struct event *sig_ev;
 	int sig_pipe[2];
 	unsigned generations;
@@ -74,6 +78,7 @@ static const int handled_signals[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1
 
 static void master_stop(struct master *m, const char *why);
 static int spawn(struct master *m, struct generation *g, unsigned id);
+static void check_ready(struct master *m);
 
 /* ---- generations ---- */
 
@@ -204,20 +209,41 @@ describe_exit(int status, char *buf, size_t len)
 		snprintf(buf, len, "ended with status 0x%x", status);
 }
 
+static void
+kill_logged(pid_t pid, int sig)
+{
+	if (kill(pid, sig) < 0 && errno != ESRCH)
+		log_sys(LOG_ERROR, "kill(%d, %d) (does mcpd have CAP_KILL?)", (int)pid, sig);
+}
+
+/* Ask a worker to drain; it is killed if still there after the grace. */
+static void
+slot_quit(struct master *m, struct slot *s)
+{
+	if (s->quitting)
+		return;
+	s->quitting = 1;
+	s->quit_deadline_ms = monotonic_ms() + s->gen->cfg->limits.shutdown_timeout_ms + 2000;
+	(void)m;
+	if (chan_send(s->chan, CHAN_QUIT, NULL, 0, -1) < 0)
+		kill_logged(s->pid, SIGTERM);
+}
+
+static const char *
+plural(unsigned n)
+{
+	return n == 1 ? "" : "s";
+}
+
 /* ---- reload ---- */
 
 static void
 commit_reload(struct master *m)
 {
 	struct generation *old = m->cur;
-	for (size_t i = 0; i < MAX_SLOTS; i++) {
-		struct slot *s = &m->slots[i];
-		if (s->used && s->gen == old && !s->quitting) {
-			s->quitting = 1;
-			if (chan_send(s->chan, CHAN_QUIT, NULL, 0, -1) < 0)
-				kill(s->pid, SIGTERM);
-		}
-	}
+	for (size_t i = 0; i < MAX_SLOTS; i++)
+		if (m->slots[i].used && m->slots[i].gen == old)
+			slot_quit(m, &m->slots[i]);
 	for (unsigned id = 0; id < MAX_IDS; id++) {
 		if (m->respawn_ev[id] != NULL)
 			event_del(m->respawn_ev[id]);
@@ -229,8 +255,8 @@ commit_reload(struct master *m)
 	listen_close_unmarked(&m->listens);
 	update_pid_file(m, m->cur->cfg->pid_file);
 	gen_maybe_free(m, old);
-	log_notice("reload complete: configuration %u serving with %u workers",
-	    m->cur->number, m->cur->alive);
+	log_notice("reload complete: configuration %u serving with %u worker%s",
+	    m->cur->number, m->cur->alive, plural(m->cur->alive));
 	notify_status(m, "READY=1\n");
 }
 
@@ -239,14 +265,9 @@ abort_reload(struct master *m, const char *why)
 {
 	struct generation *g = m->next;
 	log_error("reload failed: %s; the previous configuration keeps serving", why);
-	for (size_t i = 0; i < MAX_SLOTS; i++) {
-		struct slot *s = &m->slots[i];
-		if (s->used && s->gen == g && !s->quitting) {
-			s->quitting = 1;
-			if (chan_send(s->chan, CHAN_QUIT, NULL, 0, -1) < 0)
-				kill(s->pid, SIGTERM);
-		}
-	}
+	for (size_t i = 0; i < MAX_SLOTS; i++)
+		if (m->slots[i].used && m->slots[i].gen == g)
+			slot_quit(m, &m->slots[i]);
 	m->next = NULL;
 	mark_generation(m, m->cur);
 	listen_close_unmarked(&m->listens);
@@ -304,6 +325,7 @@ reload(struct master *m)
 	if (log_open(cfg->log.file, cfg->log.level, cfg->log.format, err, sizeof(err)) < 0)
 		log_error("%s; keeping the previous log destination", err);
 	m->next = g;
+	m->reload_deadline_ms = monotonic_ms() + 60000;
 	for (unsigned id = 1; id <= g->target; id++) {
 		if (spawn(m, g, id) < 0) {
 			abort_reload(m, "cannot start workers");
@@ -336,13 +358,26 @@ chan_cb(evutil_socket_t fd, short ev, void *arg)
 		s->ready = 1;
 		s->gen->ready++;
 		log_debug("worker %u (pid %d) ready", s->id, (int)s->pid);
-		if (s->gen == m->next && m->next->ready == m->next->target)
-			commit_reload(m);
-		else if (s->gen == m->cur && !m->started && m->cur->ready == m->cur->target) {
-			m->started = 1;
-			log_notice("mcpd ready: %u workers", m->cur->alive);
-			notify_status(m, "READY=1\n");
-		}
+		check_ready(m);
+	}
+}
+
+/* Every worker that can start has reported ready. */
+static int
+gen_ready(const struct generation *g)
+{
+	return g->ready > 0 && g->ready + g->fatal >= g->target;
+}
+
+static void
+check_ready(struct master *m)
+{
+	if (m->next != NULL && gen_ready(m->next)) {
+		commit_reload(m);
+	} else if (!m->started && !m->stopping && gen_ready(m->cur)) {
+		m->started = 1;
+		log_notice("mcpd ready: %u worker%s", m->cur->alive, plural(m->cur->alive));
+		notify_status(m, "READY=1\n");
 	}
 }
 
@@ -490,20 +525,20 @@ child_exited(struct master *m, pid_t pid, int status)
 		return;
 	}
 	if (g == m->next) {
-		if (fatal) {
-			abort_reload(m, "a new worker failed to start");
-			return;
-		}
-		log_warn("new worker %u (pid %d) %s; restarting it", id, (int)pid, how);
-		spawn(m, g, id);
+		/* A new configuration whose workers die is not applied. */
+		log_error("new worker %u (pid %d) %s", id, (int)pid, how);
+		abort_reload(m, fatal ? "a new worker failed to start" : "a new worker died");
 		return;
 	}
 	if (fatal) {
+		g->fatal++;
 		log_error("worker %u (pid %d) failed to start; not respawning it", id, (int)pid);
 		if (g->alive == 0) {
 			m->exit_status = 1;
 			master_stop(m, "no worker could start");
+			return;
 		}
+		check_ready(m);
 		return;
 	}
 	uint64_t delay = 0;
@@ -536,9 +571,29 @@ stop_timeout(evutil_socket_t fd, short ev, void *arg)
 		if (m->slots[i].used) {
 			log_warn("worker %u (pid %d) still running after shutdown_timeout; killing it",
 			    m->slots[i].id, (int)m->slots[i].pid);
-			kill(m->slots[i].pid, SIGKILL);
+			kill_logged(m->slots[i].pid, SIGKILL);
 		}
 	}
+}
+
+static void
+watch_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct master *m = arg;
+	uint64_t now = monotonic_ms();
+	for (size_t i = 0; i < MAX_SLOTS; i++) {
+		struct slot *s = &m->slots[i];
+		if (s->used && s->quitting && now > s->quit_deadline_ms) {
+			log_warn("worker %u (pid %d) did not finish draining in time; killing it",
+			    s->id, (int)s->pid);
+			kill_logged(s->pid, SIGKILL);
+			s->quit_deadline_ms = now + 5000;
+		}
+	}
+	if (m->next != NULL && now > m->reload_deadline_ms)
+		abort_reload(m, "new workers did not become ready within 60s");
 }
 
 static void
@@ -548,7 +603,7 @@ master_stop(struct master *m, const char *why)
 		log_notice("%s again: stopping workers now", why);
 		for (size_t i = 0; i < MAX_SLOTS; i++)
 			if (m->slots[i].used)
-				kill(m->slots[i].pid, SIGKILL);
+				kill_logged(m->slots[i].pid, SIGKILL);
 		return;
 	}
 	m->stopping = 1;
@@ -560,14 +615,9 @@ master_stop(struct master *m, const char *why)
 	for (unsigned id = 0; id < MAX_IDS; id++)
 		if (m->respawn_ev[id] != NULL)
 			event_del(m->respawn_ev[id]);
-	for (size_t i = 0; i < MAX_SLOTS; i++) {
-		struct slot *s = &m->slots[i];
-		if (s->used && !s->quitting) {
-			s->quitting = 1;
-			if (chan_send(s->chan, CHAN_QUIT, NULL, 0, -1) < 0)
-				kill(s->pid, SIGTERM);
-		}
-	}
+	for (size_t i = 0; i < MAX_SLOTS; i++)
+		if (m->slots[i].used)
+			slot_quit(m, &m->slots[i]);
 	uint64_t ms = m->cur->cfg->limits.shutdown_timeout_ms + 1000;
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 	m->stop_timer = evtimer_new(m->base, stop_timeout, m);
@@ -703,6 +753,9 @@ master_main(struct config *cfg, const char *config_path)
 		return 1;
 	}
 
+	m.watch_timer = event_new(m.base, -1, EV_PERSIST, watch_cb, &m);
+	struct timeval second = { 1, 0 };
+	event_add(m.watch_timer, &second);
 	listen_adopt_systemd(&m.listens);
 	struct errlist errs = { 0 };
 	m.cur = gen_new(&m, cfg, &errs);
@@ -737,6 +790,7 @@ master_main(struct config *cfg, const char *config_path)
 			event_free(m.respawn_ev[id]);
 	if (m.stop_timer != NULL)
 		event_free(m.stop_timer);
+	event_free(m.watch_timer);
 	event_free(m.sig_ev);
 	for (size_t i = 0; i < sizeof(handled_signals) / sizeof(handled_signals[0]); i++)
 		signal(handled_signals[i], SIG_DFL);

@@ -182,6 +182,7 @@ worker_main(const struct worker_params *p)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);    /* reload is the master's business */
 	signal(SIGINT, SIG_IGN);    /* Ctrl-C reaches the master, which tells us */
+	signal(SIGQUIT, SIG_IGN);   /* likewise Ctrl-\ */
 	signal(SIGUSR1, SIG_IGN);   /* the master sends the reopened log over the channel */
 	w.sig_term = evsignal_new(w.base, SIGTERM, sigterm_cb, &w);
 	w.chan_ev = event_new(w.base, p->chan, EV_READ | EV_PERSIST, chan_cb, &w);
