@@ -45,13 +45,17 @@ UNIT_SRCS   := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 
 MCPD = $(BUILD)/mcpd
+HELPER = $(BUILD)/mcpd-tool
 
 .PHONY: all run check check-unit check-integration check-asan install uninstall clean distclean FORCE
 
-all: $(MCPD)
+all: $(MCPD) $(HELPER)
 
 $(MCPD): $(DAEMON_OBJS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+$(HELPER): $(BUILD)/tools/mcpd-tool.o
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CJSON_LIBS)
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)
@@ -74,15 +78,15 @@ $(BUILD)/tests/unit/%.o: tests/unit/%.c | config.mk
 $(BUILD)/unit-tests: $(UNIT_OBJS) $(CORE_OBJS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL) $(CHECK_LIBS)
 
--include $(DAEMON_OBJS:.o=.d) $(UNIT_OBJS:.o=.d)
+-include $(DAEMON_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(BUILD)/tools/mcpd-tool.d
 
-run: $(MCPD)
+run: $(MCPD) $(HELPER)
 	$(MCPD) -c conf/mcpd.yaml
 
 check-unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests
 
-check-integration: $(MCPD)
+check-integration: $(MCPD) $(HELPER)
 	MCPD=$(abspath $(MCPD)) python3 tests/integration/run.py
 
 # The same tests against a build with AddressSanitizer and UBSan.
@@ -94,11 +98,12 @@ check: config.mk
 	$(MAKE) check-unit check-integration
 	$(MAKE) check-asan
 
-install: $(MCPD)
+install: $(MCPD) $(HELPER)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/mcpd \
 		$(DESTDIR)$(LIBDIR)/mcpd/plugins $(DESTDIR)$(LIBEXECDIR)/mcpd \
 		$(DESTDIR)$(INCLUDEDIR)/mcpd $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 755 $(MCPD) $(DESTDIR)$(SBINDIR)/mcpd
+	install -m 755 $(HELPER) $(DESTDIR)$(LIBEXECDIR)/mcpd/mcpd-tool
 	install -m 644 man/mcpd.8 $(DESTDIR)$(MANDIR)/man8/mcpd.8
 	install -m 644 man/mcpd.yaml.5 $(DESTDIR)$(MANDIR)/man5/mcpd.yaml.5
 	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/mcpd/mcpd.yaml ]; then \
@@ -108,7 +113,8 @@ install: $(MCPD)
 	fi
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/mcpd $(DESTDIR)$(MANDIR)/man8/mcpd.8 \
+	rm -f $(DESTDIR)$(SBINDIR)/mcpd $(DESTDIR)$(LIBEXECDIR)/mcpd/mcpd-tool \
+		$(DESTDIR)$(MANDIR)/man8/mcpd.8 \
 		$(DESTDIR)$(MANDIR)/man5/mcpd.yaml.5
 
 clean:

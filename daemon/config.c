@@ -663,6 +663,25 @@ resolve_identity(struct ctx *x, struct config *c)
 	}
 }
 
+/* mcpd-tool, the helper commands use to talk back: beside the running
+ * binary (a build tree), else where make install put it. */
+static const char *
+find_helper(struct config *c)
+{
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash != NULL) {
+			const char *p = arena_printf(c->arena, "%.*s/mcpd-tool", (int)(slash - exe), exe);
+			if (access(p, X_OK) == 0)
+				return p;
+		}
+	}
+	return arena_printf(c->arena, "%s/mcpd-tool", mcpd_libexec_dir);
+}
+
 static struct config *
 finish(struct config *c, struct errlist *errs, size_t nerr_before)
 {
@@ -690,6 +709,7 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 		c->allowed_hosts = (const char **)hosts;
 		c->nhosts = 3;
 	}
+	c->helper_path = find_helper(c);
 	config_tools_finish(&x, c);
 	if (c->workers_auto) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);

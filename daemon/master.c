@@ -4,6 +4,7 @@
 #include "listen.h"
 #include "log.h"
 #include "notify.h"
+#include "registry.h"
 #include "tls.h"
 #include "util.h"
 #include "worker.h"
@@ -216,7 +217,22 @@ kill_logged(pid_t pid, int sig)
 		log_sys(LOG_ERROR, "kill(%d, %d) (does mcpd have CAP_KILL?)", (int)pid, sig);
 }
 
-/* Ask a worker to drain; it is killed if still there after the grace. */
+static int
+pages_differ(const struct list_pages *a, const struct list_pages *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	if (a->npages != b->npages)
+		return 1;
+	for (size_t i = 0; i < a->npages; i++)
+		if (strcmp(a->pages[i], b->pages[i]) != 0)
+			return 1;
+	return 0;
+}
+
+/* Ask a worker to drain; it is killed if still there after the grace.
+ * The message says which lists a reload changed, so that the worker can
+ * tell the clients whose streams it holds. */
 static void
 slot_quit(struct master *m, struct slot *s)
 {
@@ -224,8 +240,15 @@ slot_quit(struct master *m, struct slot *s)
 		return;
 	s->quitting = 1;
 	s->quit_deadline_ms = monotonic_ms() + s->gen->cfg->limits.shutdown_timeout_ms + 2000;
-	(void)m;
-	if (chan_send(s->chan, CHAN_QUIT, NULL, 0, -1) < 0)
+	unsigned char changed[3] = { 0, 0, 0 };
+	const struct config *now = m->next ? m->next->cfg : m->cur->cfg, *was = s->gen->cfg;
+	if (now != was) {
+		changed[0] = (unsigned char)pages_differ(now->tool_pages, was->tool_pages);
+		changed[1] = (unsigned char)(pages_differ(now->resource_pages, was->resource_pages) ||
+		    pages_differ(now->template_pages, was->template_pages));
+		changed[2] = (unsigned char)pages_differ(now->prompt_pages, was->prompt_pages);
+	}
+	if (chan_send(s->chan, CHAN_QUIT, changed, sizeof(changed), -1) < 0)
 		kill_logged(s->pid, SIGTERM);
 }
 

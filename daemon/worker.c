@@ -3,6 +3,7 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "mcp.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -17,6 +18,7 @@ struct worker {
 	struct event_base *base;
 	struct config *cfg;
 	struct http_server *http;
+	struct mcp *mcp;
 	unsigned id;
 	int chan;
 	int draining;
@@ -46,11 +48,12 @@ drain_timeout(evutil_socket_t fd, short ev, void *arg)
 }
 
 static void
-worker_drain(struct worker *w, const char *why)
+worker_drain(struct worker *w, const char *why, const unsigned char *changed)
 {
 	if (w->draining)
 		return;
 	w->draining = 1;
+	mcp_drain(w->mcp, changed ? changed[0] : 0, changed ? changed[1] : 0, changed ? changed[2] : 0);
 	log_info("%s: draining %u connection(s)", why, http_server_connections(w->http));
 	uint64_t ms = w->cfg->limits.shutdown_timeout_ms;
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
@@ -70,12 +73,12 @@ chan_cb(evutil_socket_t fd, short ev, void *arg)
 		if (rc <= 0) {
 			/* The master is gone: nobody would respawn or stop us. */
 			event_del(w->chan_ev);
-			worker_drain(w, "master exited");
+			worker_drain(w, "master exited", NULL);
 			return;
 		}
 		switch (w->msg.type) {
 		case CHAN_QUIT:
-			worker_drain(w, "asked to quit");
+			worker_drain(w, "asked to quit", w->msg.len >= 3 ? w->msg.payload : NULL);
 			break;
 		case CHAN_TERMINATE:
 			event_base_loopbreak(w->base);
@@ -97,7 +100,7 @@ sigterm_cb(evutil_socket_t sig, short ev, void *arg)
 {
 	(void)sig;
 	(void)ev;
-	worker_drain(arg, "SIGTERM");
+	worker_drain(arg, "SIGTERM", NULL);
 }
 
 static void
@@ -169,6 +172,11 @@ worker_main(const struct worker_params *p)
 		return WORKER_EXIT_FATAL;
 	}
 	http_server_route(w.http, "/healthz", healthz, &w);
+	w.mcp = mcp_new(w.base, p->cfg, w.http);
+	if (w.mcp == NULL) {
+		log_error("cannot set up the MCP endpoint");
+		return WORKER_EXIT_FATAL;
+	}
 	for (size_t i = 0; i < p->cfg->nlisten; i++) {
 		if (http_server_listen(w.http, p->fds[i], p->cfg->listen[i].ssl_ctx) < 0) {
 			log_error("cannot serve %s", p->cfg->listen[i].address);
@@ -203,6 +211,7 @@ worker_main(const struct worker_params *p)
 	log_debug("serving");
 	event_base_dispatch(w.base);
 
+	mcp_free(w.mcp);
 	http_server_free(w.http);
 	event_free(w.sig_term);
 	event_free(w.chan_ev);

@@ -1,0 +1,23 @@
+/* MCP content: tool results built from a command's output, text made safe
+ * for JSON, and {{name}} templates for prompts. */
+#ifndef MCPD_CONTENT_H
+#define MCPD_CONTENT_H
+
+#include <stddef.h>
+
+struct cJSON;
+struct tool_def;
+struct tool_result;
+
+/* A copy of s in which every invalid UTF-8 sequence is U+FFFD. */
+char *utf8_sanitize(const char *s, size_t len);
+struct cJSON *content_text(const char *s, size_t len);
+/* Checks an array of content blocks (text, image, audio, resource,
+ * resource_link). Returns 0 or -1 with a message. */
+int content_blocks_check(const struct cJSON *blocks, char *err, size_t errlen);
+/* The CallToolResult for a finished command. */
+struct cJSON *tool_result_build(const struct tool_def *t, const struct tool_result *r);
+/* Substitute {{name}} with the string value of args[name] (missing: ""). */
+char *template_render(const char *tmpl, const struct cJSON *args);
+
+#endif

@@ -1,0 +1,1486 @@
+#include "mcp.h"
+#include "arena.h"
+#include "config.h"
+#include "content.h"
+#include "http.h"
+#include "jsonrpc.h"
+#include "log.h"
+#include "registry.h"
+#include "schema.h"
+#include "session.h"
+#include "tool_exec.h"
+#include "util.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RESOURCE_NOT_FOUND -32002
+#define MAX_COMPLETIONS 100
+
+struct call;
+
+struct ask {                    /* a command's request forwarded to the client */
+	struct call *c;
+	cJSON *tool_id;
+	LIST_ENTRY(ask) link;
+};
+
+struct call {
+	struct mcp *m;
+	struct http_request *req;   /* NULL once the client is gone */
+	struct session *s;
+	struct jsonrpc_msg msg;
+	const char *method;
+	const cJSON *params;
+	int accept_sse;
+	struct stream *stream;
+	const cJSON *progress_token;
+	struct tool_run *run;
+	const struct tool_def *tool;
+	const struct resource_def *res;
+	const struct prompt_def *prompt;
+	cJSON *vars;                /* resource template variables, completion context */
+	char *complete_prefix;
+	int cancelled;
+	LIST_HEAD(, ask) asks;
+	LIST_ENTRY(call) link;
+};
+
+struct mcp {
+	struct event_base *base;
+	struct config *cfg;
+	struct sessions *sessions;
+	struct tool_exec *te;
+	LIST_HEAD(, call) calls;
+	int draining;
+};
+
+static void call_free(struct call *c);
+
+/* ---- HTTP helpers ---- */
+
+static int
+glob_match(const char *pat, const char *s)
+{
+	if (*pat == '\0')
+		return *s == '\0';
+	if (*pat == '*') {
+		for (;; s++) {
+			if (glob_match(pat + 1, s))
+				return 1;
+			if (*s == '\0')
+				return 0;
+		}
+	}
+	return tolower((unsigned char)*pat) == tolower((unsigned char)*s) && *s != '\0' &&
+	    glob_match(pat + 1, s + 1);
+}
+
+static int
+origin_allowed(const struct config *c, const char *origin)
+{
+	for (size_t i = 0; i < c->norigins; i++) {
+		const char *p = c->allowed_origins[i];
+		if (strcmp(p, "*") == 0 || glob_match(p, origin))
+			return 1;
+		/* "http://localhost:*" also admits the origin without a port */
+		size_t pl = strlen(p);
+		if (pl > 2 && strcmp(p + pl - 2, ":*") == 0 && strncasecmp(p, origin, pl - 2) == 0 &&
+		    origin[pl - 2] == '\0')
+			return 1;
+	}
+	return 0;
+}
+
+static int
+host_allowed(const struct config *c, const char *host)
+{
+	if (c->allowed_hosts == NULL)
+		return 1;
+	if (host == NULL)
+		return 0;
+	char name[256];
+	snprintf(name, sizeof(name), "%s", host);
+	char *colon = name[0] == '[' ? strchr(name, ']') : strrchr(name, ':');
+	if (name[0] == '[' && colon != NULL)
+		colon[1] = '\0';
+	else if (colon != NULL)
+		*colon = '\0';
+	for (size_t i = 0; i < c->nhosts; i++)
+		if (strcasecmp(c->allowed_hosts[i], name) == 0 || strcasecmp(c->allowed_hosts[i], host) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+cors_headers(struct http_request *r)
+{
+	const char *origin = http_request_header(r, "Origin");
+	if (origin == NULL)
+		return;
+	http_response_header(r, "Access-Control-Allow-Origin", origin);
+	http_response_header(r, "Vary", "Origin");
+	http_response_header(r, "Access-Control-Expose-Headers",
+	    "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate");
+}
+
+static void
+respond_json(struct http_request *r, int status, char *json)
+{
+	cors_headers(r);
+	if (json == NULL) {
+		http_respond_text(r, 500, "out of memory");
+		return;
+	}
+	http_respond(r, status, "application/json", json, strlen(json));
+	free(json);
+}
+
+static void
+respond_rpc_error(struct http_request *r, int status, const cJSON *id, int code,
+    const char *message)
+{
+	respond_json(r, status, jsonrpc_error(id, code, message, NULL));
+}
+
+static int
+accepts(const char *accept, const char *type)
+{
+	if (accept == NULL)
+		return 1;
+	return strstr(accept, type) != NULL || strstr(accept, "*/*") != NULL;
+}
+
+/* ---- calls ---- */
+
+static struct call *
+call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrpc_msg *msg)
+{
+	struct call *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->m = m;
+	c->req = r;
+	c->s = s;
+	c->msg = *msg;
+	msg->root = NULL;
+	c->method = c->msg.method;
+	c->params = c->msg.params;
+	c->accept_sse = accepts(http_request_header(r, "Accept"), "text/event-stream");
+	LIST_INIT(&c->asks);
+	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(c->params, "_meta");
+	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(meta, "progressToken");
+	if (cJSON_IsString(tok) || cJSON_IsNumber(tok))
+		c->progress_token = tok;
+	if (s != NULL)
+		session_ref(s);
+	LIST_INSERT_HEAD(&m->calls, c, link);
+	return c;
+}
+
+static void
+call_req_closed(struct http_request *r, void *arg)
+{
+	(void)r;
+	struct call *c = arg;
+	c->req = NULL;
+}
+
+static void
+call_stream_detached(void *arg)
+{
+	struct call *c = arg;
+	c->req = NULL;   /* the stream goes on recording for Last-Event-ID */
+}
+
+/* The SSE stream of this call, opened on first use; NULL when the client
+ * cannot take one (then messages go to the session's GET stream). */
+static struct stream *
+call_stream(struct call *c)
+{
+	if (c->stream != NULL)
+		return c->stream;
+	if (c->s == NULL || c->req == NULL || !c->accept_sse)
+		return NULL;
+	cors_headers(c->req);
+	c->stream = stream_open(c->s, c->req, c->s->proto >= PROTO_2025_11_25);
+	if (c->stream != NULL) {
+		c->stream->detached = call_stream_detached;
+		c->stream->detached_arg = c;
+	}
+	return c->stream;
+}
+
+static void
+call_send(struct call *c, char *json)
+{
+	if (json == NULL)
+		return;
+	struct stream *st = call_stream(c);
+	if (st == NULL && c->s != NULL)
+		st = c->s->get_stream;
+	if (st != NULL)
+		stream_send(st, json);
+	free(json);
+}
+
+/* Send the final message and end the call. */
+static void
+call_reply(struct call *c, char *json)
+{
+	if (c->stream != NULL) {
+		if (json != NULL)
+			stream_send(c->stream, json);
+		c->stream->detached = NULL;
+		stream_finish(c->stream);
+		c->stream = NULL;
+		c->req = NULL;
+		free(json);
+	} else if (c->req != NULL) {
+		http_request_on_close(c->req, NULL, NULL);
+		int status = 200;
+		respond_json(c->req, status, json);
+		c->req = NULL;
+	} else {
+		free(json);
+	}
+	call_free(c);
+}
+
+static void
+call_result(struct call *c, cJSON *result)
+{
+	call_reply(c, jsonrpc_result(c->msg.id, result));
+}
+
+static void
+call_error(struct call *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+call_error(struct call *c, int code, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	call_reply(c, jsonrpc_error(c->msg.id, code, msg, NULL));
+}
+
+static void
+call_error_data(struct call *c, int code, const char *msg, cJSON *data)
+{
+	call_reply(c, jsonrpc_error(c->msg.id, code, msg, data));
+}
+
+static void
+call_free(struct call *c)
+{
+	LIST_REMOVE(c, link);
+	while (!LIST_EMPTY(&c->asks)) {
+		struct ask *a = LIST_FIRST(&c->asks);
+		LIST_REMOVE(a, link);
+		if (c->s != NULL)
+			session_cancel_pending(c->s, a);
+		cJSON_Delete(a->tool_id);
+		free(a);
+	}
+	if (c->run != NULL)
+		tool_run_abandon(c->run);
+	if (c->stream != NULL) {
+		c->stream->detached = NULL;
+		stream_finish(c->stream);
+	}
+	if (c->req != NULL) {
+		http_request_on_close(c->req, NULL, NULL);
+		respond_rpc_error(c->req, 500, c->msg.id, JSONRPC_INTERNAL_ERROR, "request abandoned");
+	}
+	if (c->s != NULL)
+		session_unref(c->s);
+	cJSON_Delete(c->vars);
+	free(c->complete_prefix);
+	jsonrpc_free(&c->msg);
+	free(c);
+}
+
+/* The call goes on after the handler returns: hear if the client leaves. */
+static void
+call_go_async(struct call *c)
+{
+	if (c->req != NULL && c->stream == NULL)
+		http_request_on_close(c->req, call_req_closed, c);
+}
+
+static const char *
+param_string(const struct call *c, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->params, key);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int
+client_has(const struct call *c, const char *cap)
+{
+	return c->s != NULL && cJSON_GetObjectItemCaseSensitive(c->s->client_caps, cap) != NULL;
+}
+
+/* ---- lists ---- */
+
+static void
+list_page(struct call *c, const struct list_pages *lp)
+{
+	size_t page = 0;
+	const char *cursor = param_string(c, "cursor");
+	if (cursor != NULL) {
+		char *end;
+		if (strncmp(cursor, "page-", 5) != 0 ||
+		    (page = strtoul(cursor + 5, &end, 10)) == 0 || *end != '\0' || page >= lp->npages) {
+			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid cursor");
+			return;
+		}
+	}
+	/* "{"jsonrpc":"2.0","id":ID,"result":" + page + "}}" */
+	char *id = cJSON_PrintUnformatted(c->msg.id);
+	const char *body = lp->pages[page];
+	size_t n = strlen(id) + strlen(body) + 48;
+	char *json = malloc(n);
+	if (json != NULL)
+		snprintf(json, n, "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":%s}}", id, body);
+	free(id);
+	call_reply(c, json);
+}
+
+/* ---- initialize and small methods ---- */
+
+static void
+m_ping(struct call *c)
+{
+	call_result(c, cJSON_CreateObject());
+}
+
+static void
+m_set_level(struct call *c)
+{
+	const char *level = param_string(c, "level");
+	int l = level ? mcp_log_level_parse(level) : -1;
+	if (l < 0) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: level must be one of debug, info, notice, warning, error, critical, alert, emergency");
+		return;
+	}
+	c->s->log_level = l;
+	call_result(c, cJSON_CreateObject());
+}
+
+/* ---- tools ---- */
+
+static void
+add_env(const char ***env, size_t *n, size_t *cap, char *kv)
+{
+	if (*n + 2 > *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		*env = realloc(*env, *cap * sizeof(char *));
+	}
+	(*env)[(*n)++] = kv;
+	(*env)[*n] = NULL;
+}
+
+/* MCP_ARG_<name> for each argument: strings as they are, the rest as JSON. */
+static const char **
+args_env(const cJSON *args, const char *const *fixed, char ***owned_out)
+{
+	const char **env = NULL;
+	size_t n = 0, cap = 0;
+	char **owned = NULL;
+	size_t nowned = 0;
+	const cJSON *a;
+	size_t count = 0;
+	cJSON_ArrayForEach(a, args)
+		count++;
+	owned = calloc(count + 1, sizeof(char *));
+	cJSON_ArrayForEach(a, args) {
+		char name[160];
+		tool_env_name(name, sizeof(name), "MCP_ARG_", a->string);
+		char *val = cJSON_IsString(a) ? NULL : cJSON_PrintUnformatted(a);
+		const char *v = cJSON_IsString(a) ? a->valuestring : val;
+		char *kv = NULL;
+		if (asprintf(&kv, "%s=%s", name, v ? v : "") < 0)
+			kv = NULL;
+		free(val);
+		if (kv == NULL)
+			continue;
+		owned[nowned++] = kv;
+		add_env(&env, &n, &cap, kv);
+	}
+	for (size_t i = 0; fixed != NULL && fixed[i] != NULL; i++)
+		add_env(&env, &n, &cap, (char *)fixed[i]);
+	if (env == NULL)
+		add_env(&env, &n, &cap, NULL), n = 0, env[0] = NULL;
+	*owned_out = owned;
+	return env;
+}
+
+static void
+free_env(const char **env, char **owned)
+{
+	for (size_t i = 0; owned && owned[i]; i++)
+		free(owned[i]);
+	free(owned);
+	free(env);
+}
+
+static void
+ask_answered(void *arg, const cJSON *result, const cJSON *error)
+{
+	struct ask *a = arg;
+	struct call *c = a->c;
+	cJSON *msg = cJSON_CreateObject();
+	cJSON_AddStringToObject(msg, "jsonrpc", "2.0");
+	cJSON_AddItemToObject(msg, "id", a->tool_id);
+	a->tool_id = NULL;
+	if (error != NULL)
+		cJSON_AddItemToObject(msg, "error", cJSON_Duplicate(error, 1));
+	else
+		cJSON_AddItemToObject(msg, "result", result ? cJSON_Duplicate(result, 1) : cJSON_CreateObject());
+	char *line = cJSON_PrintUnformatted(msg);
+	cJSON_Delete(msg);
+	if (c->run != NULL && line != NULL)
+		tool_run_reply(c->run, line);
+	free(line);
+	LIST_REMOVE(a, link);
+	free(a);
+}
+
+static void
+reply_to_tool_error(struct call *c, const cJSON *id, int code, const char *message)
+{
+	char *line = jsonrpc_error(id, code, message, NULL);
+	if (c->run != NULL && line != NULL)
+		tool_run_reply(c->run, line);
+	free(line);
+}
+
+/* A command's request to the client (elicitation, sampling, roots). */
+static void
+tool_request(struct call *c, const cJSON *msg, const char *method)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	const char *cap = strcmp(method, "elicitation/create") == 0 ? "elicitation" :
+	    strcmp(method, "sampling/createMessage") == 0 ? "sampling" :
+	    strcmp(method, "roots/list") == 0 ? "roots" : NULL;
+	if (cap == NULL) {
+		reply_to_tool_error(c, id, JSONRPC_METHOD_NOT_FOUND, "mcpd forwards only elicitation/create, sampling/createMessage and roots/list");
+		return;
+	}
+	if (c->s == NULL || !client_has(c, cap)) {
+		char why[128];
+		snprintf(why, sizeof(why), "the client did not declare the %s capability", cap);
+		reply_to_tool_error(c, id, JSONRPC_METHOD_NOT_FOUND, why);
+		return;
+	}
+	struct ask *a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return;
+	a->c = c;
+	a->tool_id = cJSON_Duplicate(id, 1);
+	LIST_INSERT_HEAD(&c->asks, a, link);
+	const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
+	session_request(c->s, method, params ? cJSON_Duplicate(params, 1) : cJSON_CreateObject(),
+	    call_stream(c), ask_answered, a);
+}
+
+static void
+tool_message(void *arg, const cJSON *msg)
+{
+	struct call *c = arg;
+	const cJSON *method = cJSON_GetObjectItemCaseSensitive(msg, "method");
+	const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
+	if (!cJSON_IsString(method))
+		return;
+	const char *m = method->valuestring;
+	if (cJSON_GetObjectItemCaseSensitive(msg, "id") != NULL) {
+		tool_request(c, msg, m);
+		return;
+	}
+	if (strcmp(m, "notifications/progress") == 0) {
+		if (c->progress_token == NULL || !cJSON_IsObject(params))
+			return;
+		const cJSON *progress = cJSON_GetObjectItemCaseSensitive(params, "progress");
+		if (!cJSON_IsNumber(progress))
+			return;
+		cJSON *p = cJSON_CreateObject();
+		cJSON_AddItemToObject(p, "progressToken", cJSON_Duplicate(c->progress_token, 1));
+		cJSON_AddNumberToObject(p, "progress", progress->valuedouble);
+		const cJSON *total = cJSON_GetObjectItemCaseSensitive(params, "total");
+		if (cJSON_IsNumber(total))
+			cJSON_AddNumberToObject(p, "total", total->valuedouble);
+		const cJSON *message = cJSON_GetObjectItemCaseSensitive(params, "message");
+		if (cJSON_IsString(message))
+			cJSON_AddStringToObject(p, "message", message->valuestring);
+		call_send(c, jsonrpc_notification("notifications/progress", p));
+	} else if (strcmp(m, "notifications/message") == 0) {
+		const cJSON *level = cJSON_GetObjectItemCaseSensitive(params, "level");
+		int l = cJSON_IsString(level) ? mcp_log_level_parse(level->valuestring) : -1;
+		if (l < 0 || cJSON_GetObjectItemCaseSensitive(params, "data") == NULL)
+			return;
+		if (c->s == NULL || l < c->s->log_level)
+			return;
+		cJSON *p = cJSON_CreateObject();
+		cJSON_AddStringToObject(p, "level", mcp_log_level_names[l]);
+		const cJSON *logger = cJSON_GetObjectItemCaseSensitive(params, "logger");
+		if (cJSON_IsString(logger))
+			cJSON_AddStringToObject(p, "logger", logger->valuestring);
+		cJSON_AddItemToObject(p, "data", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(params, "data"), 1));
+		call_send(c, jsonrpc_notification("notifications/message", p));
+	}
+}
+
+static void
+tool_done(void *arg, struct tool_result *r)
+{
+	struct call *c = arg;
+	c->run = NULL;
+	if (c->cancelled) {
+		log_info("tool %s cancelled", c->tool->name);
+		/* A cancelled request gets no response; end the HTTP exchange. */
+		if (c->stream == NULL && c->req != NULL) {
+			call_error(c, JSONRPC_REQUEST_CANCELLED, "Request cancelled");
+			return;
+		}
+		call_reply(c, NULL);
+		return;
+	}
+	if (!r->exited || r->status != 0 || r->timed_out)
+		log_info("tool %s: %s%s%s", c->tool->name,
+		    r->timed_out ? "timed out" : r->output_exceeded ? "output over the limit" :
+		    r->signal ? "killed by a signal" : "exited non-zero",
+		    r->err_tail[0] ? "; stderr: " : "", r->err_tail);
+	call_result(c, tool_result_build(c->tool, r));
+}
+
+static const struct tool_run_callbacks tool_callbacks = { tool_message, tool_done };
+
+static cJSON *
+tool_error_result(const char *msg)
+{
+	cJSON *r = cJSON_CreateObject();
+	cJSON *content = cJSON_AddArrayToObject(r, "content");
+	cJSON_AddItemToArray(content, content_text(msg, strlen(msg)));
+	cJSON_AddBoolToObject(r, "isError", 1);
+	return r;
+}
+
+/* Start a command with the call's arguments; returns 0 or -1 with err. */
+static int
+start_command(struct call *c, const struct command_def *cmd, const cJSON *args,
+    const char *const *extra, const struct tool_run_callbacks *cb, char *err, size_t errlen)
+{
+	char *input = cJSON_PrintUnformatted(args);
+	char **owned = NULL;
+	const char **env = args_env(args, extra, &owned);
+	size_t inlen = input ? strlen(input) : 0;
+	if (input != NULL) {
+		char *withnl = realloc(input, inlen + 2);
+		if (withnl != NULL) {
+			input = withnl;
+			input[inlen++] = '\n';
+			input[inlen] = '\0';
+		}
+	}
+	c->run = tool_run_start(c->m->te, cmd, env, input, inlen, cb, c, err, errlen);
+	free(input);
+	free_env(env, owned);
+	return c->run != NULL ? 0 : -1;
+}
+
+static void
+m_tools_call(struct call *c)
+{
+	const char *name = param_string(c, "name");
+	if (name == NULL) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: \"name\" must be a string");
+		return;
+	}
+	const struct tool_def *t = registry_tool(c->m->cfg, name);
+	if (t == NULL) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Unknown tool: %s", name);
+		return;
+	}
+	c->tool = t;
+	const cJSON *args = cJSON_GetObjectItemCaseSensitive(c->params, "arguments");
+	cJSON *empty = NULL;
+	if (args == NULL || cJSON_IsNull(args))
+		args = empty = cJSON_CreateObject();
+	if (!cJSON_IsObject(args)) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: \"arguments\" must be an object");
+		cJSON_Delete(empty);
+		return;
+	}
+	char err[512];
+	if (schema_validate(t->input_schema, args, "arguments", err, sizeof(err)) < 0) {
+		cJSON_Delete(empty);
+		/* 2025-11-25: input errors are tool errors the model can correct;
+		 * earlier revisions answer with a protocol error. */
+		if (c->s != NULL && c->s->proto < PROTO_2025_11_25) {
+			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid arguments for tool %s: %s", name, err);
+			return;
+		}
+		char msg[700];
+		snprintf(msg, sizeof(msg), "Invalid arguments for tool %s: %s", name, err);
+		call_result(c, tool_error_result(msg));
+		return;
+	}
+	char tool_env[200], proto_env[64];
+	snprintf(tool_env, sizeof(tool_env), "MCP_TOOL_NAME=%s", t->name);
+	snprintf(proto_env, sizeof(proto_env), "MCP_PROTOCOL_VERSION=%s",
+	    proto_names[c->s ? c->s->proto : PROTO_2026_07_28]);
+	const char *extra[] = { tool_env, proto_env, NULL };
+	int rc = start_command(c, &t->cmd, args, extra, &tool_callbacks, err, sizeof(err));
+	cJSON_Delete(empty);
+	if (rc < 0) {
+		log_error("tool %s: %s", t->name, err);
+		char msg[700];
+		snprintf(msg, sizeof(msg), "Tool %s could not run: %s", name, err);
+		call_result(c, tool_error_result(msg));
+		return;
+	}
+	call_go_async(c);
+}
+
+/* ---- resources ---- */
+
+static cJSON *
+resource_content(const struct resource_def *r, const char *uri, const char *data, size_t len)
+{
+	cJSON *item = cJSON_CreateObject();
+	cJSON_AddStringToObject(item, "uri", uri);
+	if (r->mime_type != NULL)
+		cJSON_AddStringToObject(item, "mimeType", r->mime_type);
+	if (r->binary) {
+		char *b64 = malloc(4 * ((len + 2) / 3) + 1);
+		if (b64 != NULL) {
+			base64_encode((const unsigned char *)data, len, b64);
+			cJSON_AddStringToObject(item, "blob", b64);
+			free(b64);
+		}
+	} else {
+		char *clean = utf8_sanitize(data, len);
+		cJSON_AddStringToObject(item, "text", clean ? clean : "");
+		free(clean);
+	}
+	return item;
+}
+
+static cJSON *
+contents_result(cJSON *item)
+{
+	cJSON *res = cJSON_CreateObject();
+	cJSON *arr = cJSON_AddArrayToObject(res, "contents");
+	cJSON_AddItemToArray(arr, item);
+	return res;
+}
+
+static void
+resource_done(void *arg, struct tool_result *r)
+{
+	struct call *c = arg;
+	c->run = NULL;
+	if (c->cancelled) {
+		call_reply(c, NULL);
+		return;
+	}
+	if (!r->exited || r->status != 0) {
+		log_warn("resource %s: command failed%s%s", c->res->name,
+		    r->err_tail[0] ? ": " : "", r->err_tail);
+		call_error(c, JSONRPC_INTERNAL_ERROR, "Reading %s failed%s%s", param_string(c, "uri"),
+		    r->timed_out ? ": timed out" : r->output_exceeded ? ": output too large" : "",
+		    r->err_tail[0] ? "" : "");
+		return;
+	}
+	call_result(c, contents_result(resource_content(c->res, param_string(c, "uri"), r->out, r->outlen)));
+}
+
+static void
+ignore_message(void *arg, const cJSON *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+static const struct tool_run_callbacks resource_callbacks = { ignore_message, resource_done };
+
+static int
+read_file(const char *path, uint64_t max, char **out, size_t *outlen, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		snprintf(err, errlen, "not a regular file");
+		return -1;
+	}
+	if ((uint64_t)st.st_size > max) {
+		close(fd);
+		snprintf(err, errlen, "file larger than %llu bytes", (unsigned long long)max);
+		return -1;
+	}
+	char *buf = malloc((size_t)st.st_size + 1);
+	size_t got = 0;
+	while (buf != NULL && got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	if (buf == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	buf[got] = '\0';
+	*out = buf;
+	*outlen = got;
+	return 0;
+}
+
+static void
+m_resources_read(struct call *c)
+{
+	const char *uri = param_string(c, "uri");
+	if (uri == NULL) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: \"uri\" must be a string");
+		return;
+	}
+	const struct resource_def *r = registry_resource(c->m->cfg, uri, &c->vars);
+	if (r == NULL) {
+		cJSON *data = cJSON_CreateObject();
+		cJSON_AddStringToObject(data, "uri", uri);
+		call_error_data(c, RESOURCE_NOT_FOUND, "Resource not found", data);
+		return;
+	}
+	c->res = r;
+	char err[256];
+	switch (r->kind) {
+	case RES_TEXT:
+		call_result(c, contents_result(resource_content(r, uri, r->text, strlen(r->text))));
+		return;
+	case RES_FILE: {
+		char *data;
+		size_t len;
+		if (read_file(r->file, r->cmd.max_output, &data, &len, err, sizeof(err)) < 0) {
+			log_warn("resource %s: %s: %s", uri, r->file, err);
+			call_error(c, JSONRPC_INTERNAL_ERROR, "Reading %s failed: %s", uri, err);
+			return;
+		}
+		call_result(c, contents_result(resource_content(r, uri, data, len)));
+		free(data);
+		return;
+	}
+	case RES_COMMAND: {
+		char uri_env[4200];
+		snprintf(uri_env, sizeof(uri_env), "MCP_RESOURCE_URI=%s", uri);
+		const char *extra[] = { uri_env, NULL };
+		cJSON *vars = c->vars ? c->vars : cJSON_CreateObject();
+		c->vars = vars;
+		if (start_command(c, &r->cmd, vars, extra, &resource_callbacks, err, sizeof(err)) < 0) {
+			call_error(c, JSONRPC_INTERNAL_ERROR, "Reading %s failed: %s", uri, err);
+			return;
+		}
+		call_go_async(c);
+		return;
+	}
+	}
+}
+
+static void
+m_resources_subscribe(struct call *c, int on)
+{
+	const char *uri = param_string(c, "uri");
+	if (uri == NULL) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: \"uri\" must be a string");
+		return;
+	}
+	cJSON *vars = NULL;
+	if (on && registry_resource(c->m->cfg, uri, &vars) == NULL) {
+		cJSON *data = cJSON_CreateObject();
+		cJSON_AddStringToObject(data, "uri", uri);
+		call_error_data(c, RESOURCE_NOT_FOUND, "Resource not found", data);
+		return;
+	}
+	cJSON_Delete(vars);
+	if (on && session_subscribe(c->s, uri) < 0) {
+		call_error(c, JSONRPC_INTERNAL_ERROR, "Too many subscriptions");
+		return;
+	}
+	if (!on)
+		session_unsubscribe(c->s, uri);
+	call_result(c, cJSON_CreateObject());
+}
+
+/* ---- prompts ---- */
+
+static cJSON *
+prompt_content(const struct prompt_message *pm, const cJSON *args)
+{
+	cJSON *content = cJSON_CreateObject();
+	switch (pm->type) {
+	case CT_TEXT: {
+		char *t = template_render(pm->text, args);
+		cJSON_AddStringToObject(content, "type", "text");
+		cJSON_AddStringToObject(content, "text", t ? t : "");
+		free(t);
+		break;
+	}
+	case CT_IMAGE:
+	case CT_AUDIO:
+		cJSON_AddStringToObject(content, "type", pm->type == CT_IMAGE ? "image" : "audio");
+		cJSON_AddStringToObject(content, "data", pm->data ? pm->data : "");
+		cJSON_AddStringToObject(content, "mimeType", pm->mime_type);
+		break;
+	case CT_RESOURCE: {
+		cJSON_AddStringToObject(content, "type", "resource");
+		cJSON *res = cJSON_AddObjectToObject(content, "resource");
+		char *u = template_render(pm->uri, args);
+		char *t = template_render(pm->resource_text, args);
+		cJSON_AddStringToObject(res, "uri", u ? u : "");
+		cJSON_AddStringToObject(res, "mimeType", pm->mime_type ? pm->mime_type : "text/plain");
+		cJSON_AddStringToObject(res, "text", t ? t : "");
+		free(u);
+		free(t);
+		break;
+	}
+	}
+	return content;
+}
+
+static void
+prompt_done(void *arg, struct tool_result *r)
+{
+	struct call *c = arg;
+	c->run = NULL;
+	if (c->cancelled) {
+		call_reply(c, NULL);
+		return;
+	}
+	if (!r->exited || r->status != 0) {
+		call_error(c, JSONRPC_INTERNAL_ERROR, "Prompt %s: the command failed", c->prompt->name);
+		return;
+	}
+	cJSON *v = cJSON_ParseWithLength(r->out, r->outlen);
+	cJSON *res = NULL;
+	if (cJSON_IsArray(v)) {
+		res = cJSON_CreateObject();
+		cJSON_AddItemToObject(res, "messages", v);
+	} else if (cJSON_IsObject(v) && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(v, "messages"))) {
+		res = v;
+	} else {
+		cJSON_Delete(v);
+		call_error(c, JSONRPC_INTERNAL_ERROR, "Prompt %s: the command's output is not a JSON array of messages",
+		    c->prompt->name);
+		return;
+	}
+	if (c->prompt->description != NULL && !cJSON_HasObjectItem(res, "description"))
+		cJSON_AddStringToObject(res, "description", c->prompt->description);
+	call_result(c, res);
+}
+
+static const struct tool_run_callbacks prompt_callbacks = { ignore_message, prompt_done };
+
+static void
+m_prompts_get(struct call *c)
+{
+	const char *name = param_string(c, "name");
+	if (name == NULL) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: \"name\" must be a string");
+		return;
+	}
+	const struct prompt_def *p = registry_prompt(c->m->cfg, name);
+	if (p == NULL) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Unknown prompt: %s", name);
+		return;
+	}
+	c->prompt = p;
+	const cJSON *args = cJSON_GetObjectItemCaseSensitive(c->params, "arguments");
+	if (args != NULL && !cJSON_IsNull(args) && !cJSON_IsObject(args)) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: \"arguments\" must be an object");
+		return;
+	}
+	const cJSON *a;
+	cJSON_ArrayForEach(a, args) {
+		if (!cJSON_IsString(a)) {
+			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: argument \"%s\" must be a string", a->string);
+			return;
+		}
+	}
+	for (size_t i = 0; i < p->nargs; i++) {
+		if (p->args[i].required && !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(args, p->args[i].name))) {
+			call_error(c, JSONRPC_INVALID_PARAMS, "Missing required argument \"%s\" for prompt %s",
+			    p->args[i].name, name);
+			return;
+		}
+	}
+	if (p->cmd.argv != NULL) {
+		char err[256], env[200];
+		snprintf(env, sizeof(env), "MCP_PROMPT_NAME=%s", p->name);
+		const char *extra[] = { env, NULL };
+		c->vars = args ? cJSON_Duplicate(args, 1) : cJSON_CreateObject();
+		if (start_command(c, &p->cmd, c->vars, extra, &prompt_callbacks, err, sizeof(err)) < 0) {
+			call_error(c, JSONRPC_INTERNAL_ERROR, "Prompt %s: %s", name, err);
+			return;
+		}
+		call_go_async(c);
+		return;
+	}
+	cJSON *res = cJSON_CreateObject();
+	if (p->description != NULL)
+		cJSON_AddStringToObject(res, "description", p->description);
+	cJSON *msgs = cJSON_AddArrayToObject(res, "messages");
+	for (size_t i = 0; i < p->nmessages; i++) {
+		cJSON *m = cJSON_CreateObject();
+		cJSON_AddStringToObject(m, "role", p->messages[i].role);
+		cJSON_AddItemToObject(m, "content", prompt_content(&p->messages[i], args));
+		cJSON_AddItemToArray(msgs, m);
+	}
+	call_result(c, res);
+}
+
+/* ---- completion ---- */
+
+static cJSON *
+completion_result(const cJSON *candidates, const char *prefix)
+{
+	cJSON *res = cJSON_CreateObject();
+	cJSON *comp = cJSON_AddObjectToObject(res, "completion");
+	cJSON *values = cJSON_AddArrayToObject(comp, "values");
+	int total = 0;
+	const cJSON *v;
+	size_t plen = strlen(prefix);
+	cJSON_ArrayForEach(v, candidates) {
+		if (!cJSON_IsString(v) || strncmp(v->valuestring, prefix, plen) != 0)
+			continue;
+		if (total < MAX_COMPLETIONS)
+			cJSON_AddItemToArray(values, cJSON_CreateString(v->valuestring));
+		total++;
+	}
+	cJSON_AddNumberToObject(comp, "total", total);
+	cJSON_AddBoolToObject(comp, "hasMore", total > MAX_COMPLETIONS);
+	return res;
+}
+
+static void
+complete_done(void *arg, struct tool_result *r)
+{
+	struct call *c = arg;
+	c->run = NULL;
+	if (c->cancelled) {
+		call_reply(c, NULL);
+		return;
+	}
+	cJSON *lines = cJSON_CreateArray();
+	if (r->exited && r->status == 0) {
+		char *clean = utf8_sanitize(r->out, r->outlen);
+		char *save = NULL;
+		for (char *line = strtok_r(clean, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
+			if (line[0] != '\0')
+				cJSON_AddItemToArray(lines, cJSON_CreateString(line));
+		free(clean);
+	}
+	/* The command already saw the prefix: keep its whole answer. */
+	cJSON *res = completion_result(lines, "");
+	cJSON_Delete(lines);
+	call_result(c, res);
+}
+
+static const struct tool_run_callbacks complete_callbacks = { ignore_message, complete_done };
+
+static void
+m_complete(struct call *c)
+{
+	const cJSON *ref = cJSON_GetObjectItemCaseSensitive(c->params, "ref");
+	const cJSON *argument = cJSON_GetObjectItemCaseSensitive(c->params, "argument");
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(ref, "type");
+	const cJSON *aname = cJSON_GetObjectItemCaseSensitive(argument, "name");
+	const cJSON *avalue = cJSON_GetObjectItemCaseSensitive(argument, "value");
+	if (!cJSON_IsString(type) || !cJSON_IsString(aname) || !cJSON_IsString(avalue)) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: need ref.type, argument.name and argument.value");
+		return;
+	}
+	if (strcmp(type->valuestring, "ref/prompt") == 0) {
+		const cJSON *pname = cJSON_GetObjectItemCaseSensitive(ref, "name");
+		const struct prompt_def *p = cJSON_IsString(pname) ? registry_prompt(c->m->cfg, pname->valuestring) : NULL;
+		if (p == NULL) {
+			call_error(c, JSONRPC_INVALID_PARAMS, "Unknown prompt");
+			return;
+		}
+		for (size_t i = 0; i < p->nargs; i++) {
+			const struct prompt_arg *pa = &p->args[i];
+			if (strcmp(pa->name, aname->valuestring) != 0)
+				continue;
+			if (pa->complete.argv != NULL) {
+				const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(
+				    cJSON_GetObjectItemCaseSensitive(c->params, "context"), "arguments");
+				c->vars = cJSON_IsObject(ctx) ? cJSON_Duplicate(ctx, 1) : cJSON_CreateObject();
+				cJSON_DeleteItemFromObjectCaseSensitive(c->vars, pa->name);
+				cJSON_AddStringToObject(c->vars, pa->name, avalue->valuestring);
+				char env[200], err[256];
+				snprintf(env, sizeof(env), "MCP_COMPLETE_ARGUMENT=%s", pa->name);
+				const char *extra[] = { env, NULL };
+				if (start_command(c, &pa->complete, c->vars, extra, &complete_callbacks, err, sizeof(err)) < 0) {
+					call_error(c, JSONRPC_INTERNAL_ERROR, "Completion failed: %s", err);
+					return;
+				}
+				call_go_async(c);
+				return;
+			}
+			call_result(c, completion_result(pa->completions, avalue->valuestring));
+			return;
+		}
+		call_result(c, completion_result(NULL, ""));
+		return;
+	}
+	if (strcmp(type->valuestring, "ref/resource") == 0) {
+		const cJSON *uri = cJSON_GetObjectItemCaseSensitive(ref, "uri");
+		for (size_t i = 0; cJSON_IsString(uri) && i < c->m->cfg->nresources; i++) {
+			const struct resource_def *r = &c->m->cfg->resources[i];
+			if (r->uri_template != NULL && strcmp(r->uri_template, uri->valuestring) == 0) {
+				const cJSON *list = cJSON_GetObjectItemCaseSensitive(r->completions, aname->valuestring);
+				call_result(c, completion_result(list, avalue->valuestring));
+				return;
+			}
+		}
+		call_result(c, completion_result(NULL, ""));
+		return;
+	}
+	call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: ref.type must be ref/prompt or ref/resource");
+}
+
+/* ---- initialize ---- */
+
+static void
+m_initialize(struct call *c)
+{
+	struct mcp *m = c->m;
+	const char *requested = param_string(c, "protocolVersion");
+	int proto = requested ? proto_parse(requested) : -1;
+	if (proto < 0 || proto == PROTO_2026_07_28)
+		proto = PROTO_2025_11_25;   /* our latest dated revision; the client decides */
+	const cJSON *caps = cJSON_GetObjectItemCaseSensitive(c->params, "capabilities");
+	const cJSON *info = cJSON_GetObjectItemCaseSensitive(c->params, "clientInfo");
+	if (!cJSON_IsObject(c->params) || (caps != NULL && !cJSON_IsObject(caps))) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: initialize needs protocolVersion, capabilities and clientInfo");
+		return;
+	}
+	struct session *s = session_create(m->sessions, (enum proto)proto);
+	if (s == NULL) {
+		log_warn("limits.max_sessions (%llu) reached; refusing a new session",
+		    (unsigned long long)m->cfg->limits.max_sessions);
+		http_request_on_close(c->req, NULL, NULL);
+		respond_rpc_error(c->req, 503, c->msg.id, -32000, "Too many sessions; try again later");
+		c->req = NULL;
+		call_free(c);
+		return;
+	}
+	s->client_caps = caps ? cJSON_Duplicate(caps, 1) : cJSON_CreateObject();
+	s->client_info = info ? cJSON_Duplicate(info, 1) : NULL;
+	const cJSON *cname = cJSON_GetObjectItemCaseSensitive(info, "name");
+	log_info("session %.8s… started by %s, protocol %s", s->id,
+	    cJSON_IsString(cname) ? cname->valuestring : "an unnamed client", proto_names[proto]);
+
+	cJSON *res = cJSON_CreateObject();
+	cJSON_AddStringToObject(res, "protocolVersion", proto_names[proto]);
+	cJSON_AddItemToObject(res, "capabilities", cJSON_Parse(m->cfg->capabilities_json));
+	cJSON *si = cJSON_AddObjectToObject(res, "serverInfo");
+	cJSON_AddStringToObject(si, "name", m->cfg->server.name);
+	cJSON_AddStringToObject(si, "version", m->cfg->server.version);
+	if (m->cfg->server.instructions != NULL)
+		cJSON_AddStringToObject(res, "instructions", m->cfg->server.instructions);
+	http_response_header(c->req, "Mcp-Session-Id", s->id);
+	call_result(c, res);
+}
+
+/* ---- dispatch ---- */
+
+struct method {
+	const char *name;
+	void (*fn)(struct call *);
+	int needs_session;
+};
+
+static void m_tools_list(struct call *c) { list_page(c, c->m->cfg->tool_pages); }
+static void m_resources_list(struct call *c) { list_page(c, c->m->cfg->resource_pages); }
+static void m_templates_list(struct call *c) { list_page(c, c->m->cfg->template_pages); }
+static void m_prompts_list(struct call *c) { list_page(c, c->m->cfg->prompt_pages); }
+static void m_subscribe(struct call *c) { m_resources_subscribe(c, 1); }
+static void m_unsubscribe(struct call *c) { m_resources_subscribe(c, 0); }
+
+static const struct method methods[] = {
+	{ "ping", m_ping, 0 },
+	{ "tools/list", m_tools_list, 0 },
+	{ "tools/call", m_tools_call, 0 },
+	{ "resources/list", m_resources_list, 0 },
+	{ "resources/templates/list", m_templates_list, 0 },
+	{ "resources/read", m_resources_read, 0 },
+	{ "resources/subscribe", m_subscribe, 1 },
+	{ "resources/unsubscribe", m_unsubscribe, 1 },
+	{ "prompts/list", m_prompts_list, 0 },
+	{ "prompts/get", m_prompts_get, 0 },
+	{ "completion/complete", m_complete, 0 },
+	{ "logging/setLevel", m_set_level, 1 },
+	{ NULL, NULL, 0 },
+};
+
+static void
+dispatch(struct call *c)
+{
+	http_request_log_extra(c->req, c->method);
+	for (const struct method *mt = methods; mt->name != NULL; mt++) {
+		if (strcmp(mt->name, c->method) == 0) {
+			if (c->params != NULL && !cJSON_IsObject(c->params)) {
+				call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params");
+				return;
+			}
+			mt->fn(c);
+			return;
+		}
+	}
+	call_error(c, JSONRPC_METHOD_NOT_FOUND, "Method not found: %s", c->method);
+}
+
+/* ---- notifications from the client ---- */
+
+static void
+cancel_request(struct mcp *m, struct session *s, const cJSON *id)
+{
+	struct call *c;
+	LIST_FOREACH(c, &m->calls, link) {
+		if (c->s == s && c->msg.id != NULL && cJSON_Compare(c->msg.id, id, 1)) {
+			if (c->run != NULL && !c->cancelled) {
+				c->cancelled = 1;
+				tool_run_cancel(c->run);
+			}
+			return;
+		}
+	}
+}
+
+static void
+notification(struct mcp *m, struct session *s, const struct jsonrpc_msg *msg)
+{
+	if (strcmp(msg->method, "notifications/initialized") == 0) {
+		s->initialized = 1;
+	} else if (strcmp(msg->method, "notifications/cancelled") == 0) {
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg->params, "requestId");
+		if (id != NULL)
+			cancel_request(m, s, id);
+	}
+	/* roots/list_changed and others need no action: commands ask for roots
+	 * when they need them. */
+}
+
+/* ---- the endpoint ---- */
+
+static struct session *
+require_session(struct mcp *m, struct http_request *r, const cJSON *id)
+{
+	const char *sid = http_request_header(r, "Mcp-Session-Id");
+	if (sid == NULL) {
+		respond_rpc_error(r, 400, id, -32000, "Bad Request: Mcp-Session-Id header is required");
+		return NULL;
+	}
+	struct session *s = session_find(m->sessions, sid);
+	if (s == NULL) {
+		respond_rpc_error(r, 404, id, -32001, "Session not found");
+		return NULL;
+	}
+	const char *pv = http_request_header(r, "MCP-Protocol-Version");
+	if (pv != NULL && proto_parse(pv) < 0) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "Bad Request: unsupported MCP-Protocol-Version \"%.40s\"", pv);
+		respond_rpc_error(r, 400, id, -32000, msg);
+		return NULL;
+	}
+	session_touch(s);
+	return s;
+}
+
+static void
+handle_post(struct mcp *m, struct http_request *r)
+{
+	const char *ctype = http_request_header(r, "Content-Type");
+	if (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0) {
+		respond_rpc_error(r, 415, NULL, JSONRPC_INVALID_REQUEST,
+		    "Unsupported Media Type: Content-Type must be application/json");
+		return;
+	}
+	const char *accept = http_request_header(r, "Accept");
+	if (accept != NULL && !accepts(accept, "application/json") && !accepts(accept, "text/event-stream") &&
+	    strstr(accept, "application/*") == NULL) {
+		respond_rpc_error(r, 406, NULL, JSONRPC_INVALID_REQUEST,
+		    "Not Acceptable: Accept must include application/json and text/event-stream");
+		return;
+	}
+	size_t len;
+	const char *body = http_request_body(r, &len);
+	struct jsonrpc_msg msg;
+	int code;
+	char why[256];
+	cJSON *eid = NULL;
+	if (jsonrpc_parse(body, len, (int)m->cfg->limits.json_depth, &msg, &code, why, sizeof(why), &eid) < 0) {
+		http_request_log_extra(r, why);
+		respond_rpc_error(r, 400, eid, code, why);
+		cJSON_Delete(eid);
+		return;
+	}
+	cJSON_Delete(eid);
+
+	if (msg.kind == RPC_REQUEST && strcmp(msg.method, "initialize") == 0) {
+		if (http_request_header(r, "Mcp-Session-Id") != NULL) {
+			respond_rpc_error(r, 400, msg.id, JSONRPC_INVALID_REQUEST,
+			    "Invalid Request: initialize starts a session; do not send Mcp-Session-Id with it");
+			jsonrpc_free(&msg);
+			return;
+		}
+		if (m->draining) {
+			respond_rpc_error(r, 503, msg.id, -32000, "Server is restarting; try again");
+			jsonrpc_free(&msg);
+			return;
+		}
+		http_request_log_extra(r, "initialize");
+		struct call *c = call_new(m, r, NULL, &msg);
+		if (c == NULL) {
+			jsonrpc_free(&msg);
+			http_respond_text(r, 500, "out of memory");
+			return;
+		}
+		m_initialize(c);
+		return;
+	}
+	struct session *s = require_session(m, r, msg.id);
+	if (s == NULL) {
+		jsonrpc_free(&msg);
+		return;
+	}
+	switch (msg.kind) {
+	case RPC_RESPONSE:
+		http_request_log_extra(r, "response");
+		if (session_response(s, msg.id, msg.result, msg.error) < 0)
+			log_debug("session %.8s…: response to an unknown request", s->id);
+		jsonrpc_free(&msg);
+		cors_headers(r);
+		http_respond(r, 202, NULL, NULL, 0);
+		return;
+	case RPC_NOTIFICATION:
+		http_request_log_extra(r, msg.method);
+		notification(m, s, &msg);
+		jsonrpc_free(&msg);
+		cors_headers(r);
+		http_respond(r, 202, NULL, NULL, 0);
+		return;
+	case RPC_REQUEST: {
+		struct call *c = call_new(m, r, s, &msg);
+		if (c == NULL) {
+			jsonrpc_free(&msg);
+			http_respond_text(r, 500, "out of memory");
+			return;
+		}
+		dispatch(c);
+		return;
+	}
+	}
+}
+
+static void
+handle_get(struct mcp *m, struct http_request *r)
+{
+	if (!accepts(http_request_header(r, "Accept"), "text/event-stream")) {
+		respond_rpc_error(r, 406, NULL, JSONRPC_INVALID_REQUEST,
+		    "Not Acceptable: a GET stream needs Accept: text/event-stream");
+		return;
+	}
+	struct session *s = require_session(m, r, NULL);
+	if (s == NULL)
+		return;
+	http_request_log_extra(r, "stream");
+	if (m->draining) {
+		respond_rpc_error(r, 503, NULL, -32000, "Server is restarting; reconnect");
+		return;
+	}
+	const char *last = http_request_header(r, "Last-Event-ID");
+	cors_headers(r);
+	if (last != NULL) {
+		struct stream *st;
+		if (stream_resume(s, last, r, &st) < 0) {
+			respond_rpc_error(r, 400, NULL, JSONRPC_INVALID_REQUEST, "Bad Request: unknown Last-Event-ID");
+			return;
+		}
+		return;
+	}
+	if (s->get_stream != NULL && s->get_stream->req != NULL) {
+		respond_rpc_error(r, 409, NULL, JSONRPC_INVALID_REQUEST,
+		    "Conflict: this session already has a GET stream open");
+		return;
+	}
+	stream_open_get(s, r, s->proto >= PROTO_2025_11_25);
+}
+
+static void
+handle_delete(struct mcp *m, struct http_request *r)
+{
+	struct session *s = require_session(m, r, NULL);
+	if (s == NULL)
+		return;
+	http_request_log_extra(r, "end session");
+	log_info("session %.8s… ended by the client", s->id);
+	session_delete(s);
+	cors_headers(r);
+	http_respond(r, 200, NULL, NULL, 0);
+}
+
+static void
+mcp_endpoint(struct http_request *r, void *arg)
+{
+	struct mcp *m = arg;
+	const char *method = http_request_method(r);
+	if (!host_allowed(m->cfg, http_request_header(r, "Host"))) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "Forbidden: Host \"%.64s\" is not allowed (see allowed_hosts)",
+		    http_request_header(r, "Host") ? http_request_header(r, "Host") : "");
+		respond_rpc_error(r, 403, NULL, -32000, msg);
+		return;
+	}
+	const char *origin = http_request_header(r, "Origin");
+	if (origin != NULL && !origin_allowed(m->cfg, origin)) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "Forbidden: Origin \"%.64s\" is not allowed (see allowed_origins)", origin);
+		respond_rpc_error(r, 403, NULL, -32000, msg);
+		return;
+	}
+	if (strcmp(method, "POST") == 0) {
+		handle_post(m, r);
+	} else if (strcmp(method, "GET") == 0) {
+		handle_get(m, r);
+	} else if (strcmp(method, "DELETE") == 0) {
+		handle_delete(m, r);
+	} else if (strcmp(method, "OPTIONS") == 0) {
+		cors_headers(r);
+		http_response_header(r, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
+		const char *want = http_request_header(r, "Access-Control-Request-Headers");
+		http_response_header(r, "Access-Control-Allow-Headers", want ? want :
+		    "Content-Type, Accept, Authorization, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID");
+		http_response_header(r, "Access-Control-Max-Age", "600");
+		http_respond(r, 204, NULL, NULL, 0);
+	} else {
+		http_response_header(r, "Allow", "GET, POST, DELETE, OPTIONS");
+		respond_rpc_error(r, 405, NULL, JSONRPC_INVALID_REQUEST, "Method Not Allowed");
+	}
+}
+
+static void
+session_gone(struct session *s, void *arg)
+{
+	struct mcp *m = arg;
+	struct call *c, *next;
+	for (c = LIST_FIRST(&m->calls); c != NULL; c = next) {
+		next = LIST_NEXT(c, link);
+		if (c->s == s) {
+			c->cancelled = 1;
+			if (c->run != NULL) {
+				tool_run_abandon(c->run);
+				c->run = NULL;
+			}
+			call_reply(c, c->req != NULL ? jsonrpc_error(c->msg.id, JSONRPC_INTERNAL_ERROR, "Session ended", NULL) : NULL);
+		}
+	}
+}
+
+struct mcp *
+mcp_new(struct event_base *base, struct config *cfg, struct http_server *http)
+{
+	struct mcp *m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return NULL;
+	m->base = base;
+	m->cfg = cfg;
+	LIST_INIT(&m->calls);
+	m->sessions = sessions_new(base, cfg->limits.max_sessions, cfg->mcp.history,
+	    cfg->limits.session_idle_timeout_ms, cfg->mcp.keepalive_ms, cfg->mcp.retry_ms);
+	char helper_dir[4096] = "";
+	if (cfg->helper_path != NULL) {
+		snprintf(helper_dir, sizeof(helper_dir), "%s", cfg->helper_path);
+		char *slash = strrchr(helper_dir, '/');
+		if (slash != NULL)
+			*slash = '\0';
+	}
+	m->te = tool_exec_new(base, (unsigned)cfg->limits.tool_processes,
+	    helper_dir[0] ? helper_dir : NULL);
+	if (m->sessions == NULL || m->te == NULL) {
+		mcp_free(m);
+		return NULL;
+	}
+	sessions_on_delete(m->sessions, session_gone, m);
+	if (http_server_route(http, cfg->endpoint, mcp_endpoint, m) < 0) {
+		mcp_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+struct drain_note {
+	int tools, resources, prompts;
+};
+
+static void
+drain_session(struct session *s, void *arg)
+{
+	struct drain_note *d = arg;
+	struct stream *st = s->get_stream;
+	if (st == NULL || st->req == NULL)
+		return;
+	if (d->tools)
+		stream_send(st, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}");
+	if (d->resources)
+		stream_send(st, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/list_changed\"}");
+	if (d->prompts)
+		stream_send(st, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/prompts/list_changed\"}");
+	/* Ending the stream makes the client reconnect, to a worker that stays. */
+	struct http_request *r = st->req;
+	stream_detach(st);
+	http_stream_end(r);
+}
+
+void
+mcp_drain(struct mcp *m, int tools_changed, int resources_changed, int prompts_changed)
+{
+	m->draining = 1;
+	struct drain_note d = { tools_changed, resources_changed, prompts_changed };
+	sessions_foreach(m->sessions, drain_session, &d);
+}
+
+void
+mcp_free(struct mcp *m)
+{
+	if (m == NULL)
+		return;
+	while (!LIST_EMPTY(&m->calls)) {
+		struct call *c = LIST_FIRST(&m->calls);
+		c->req = NULL;
+		call_free(c);
+	}
+	sessions_free(m->sessions);
+	tool_exec_free(m->te);
+	free(m);
+}

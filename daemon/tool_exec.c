@@ -1,0 +1,531 @@
+#include "tool_exec.h"
+#include "log.h"
+#include "registry.h"
+#include "util.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CHANNEL_FD 3
+#define ERR_TAIL 2048
+#define CHANNEL_LINE_MAX (4 * 1024 * 1024)
+#define KILL_GRACE_MS 2000
+
+struct tool_run {
+	struct tool_exec *te;
+	pid_t pid;
+	struct bufferevent *in, *out, *err, *chan;
+	struct event *timer;
+	const struct tool_run_callbacks *cb;
+	void *arg;
+	struct evbuffer *outbuf;
+	char err_ring[ERR_TAIL];
+	size_t err_len;             /* total stderr bytes seen */
+	char err_line[512];         /* partial stderr line, for the log */
+	size_t err_line_len;
+	uint64_t max_output;
+	uint64_t timeout_ms;
+	int exited, status;
+	int out_eof, err_eof;
+	int timed_out, output_exceeded, cancelled;
+	int killed;                 /* SIGTERM sent; SIGKILL follows */
+	int abandoned;
+	char name[64];
+	LIST_ENTRY(tool_run) link;
+};
+
+struct tool_exec {
+	struct event_base *base;
+	struct event *sigchld;
+	unsigned max_processes;
+	unsigned running;
+	char path_env[4096];
+	LIST_HEAD(, tool_run) runs;
+};
+
+extern char **environ;
+
+static void run_maybe_finish(struct tool_run *run);
+
+void
+tool_env_name(char *out, size_t len, const char *prefix, const char *name)
+{
+	size_t o = (size_t)snprintf(out, len, "%s", prefix);
+	for (const char *p = name; *p && o + 1 < len; p++) {
+		char c = *p;
+		out[o++] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) ? c : '_';
+	}
+	out[o] = '\0';
+}
+
+static void
+kill_group(struct tool_run *run, int sig)
+{
+	if (run->pid > 0 && !run->exited)
+		kill(-run->pid, sig);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct tool_run *run = arg;
+	if (run->exited) {
+		/* The leader is gone but a grandchild keeps a pipe open. */
+		kill_group(run, SIGKILL);
+		run->out_eof = run->err_eof = 1;
+		run_maybe_finish(run);
+		return;
+	}
+	if (!run->killed) {
+		run->timed_out = !run->cancelled && !run->output_exceeded;
+		run->killed = 1;
+		kill_group(run, SIGTERM);
+		struct timeval tv = { KILL_GRACE_MS / 1000, (KILL_GRACE_MS % 1000) * 1000 };
+		evtimer_add(run->timer, &tv);
+		return;
+	}
+	kill_group(run, SIGKILL);
+}
+
+static void
+terminate(struct tool_run *run)
+{
+	if (run->killed || run->exited)
+		return;
+	run->killed = 1;
+	kill_group(run, SIGTERM);
+	struct timeval tv = { KILL_GRACE_MS / 1000, (KILL_GRACE_MS % 1000) * 1000 };
+	evtimer_add(run->timer, &tv);
+}
+
+static void
+run_free(struct tool_run *run)
+{
+	LIST_REMOVE(run, link);
+	run->te->running--;
+	if (run->in)
+		bufferevent_free(run->in);
+	if (run->out)
+		bufferevent_free(run->out);
+	if (run->err)
+		bufferevent_free(run->err);
+	if (run->chan)
+		bufferevent_free(run->chan);
+	event_free(run->timer);
+	evbuffer_free(run->outbuf);
+	free(run);
+}
+
+static void
+run_maybe_finish(struct tool_run *run)
+{
+	if (!run->exited || !run->out_eof || !run->err_eof)
+		return;
+	if (run->abandoned) {
+		run_free(run);
+		return;
+	}
+	struct tool_result res = { 0 };
+	res.exited = WIFEXITED(run->status);
+	res.status = res.exited ? WEXITSTATUS(run->status) : -1;
+	res.signal = WIFSIGNALED(run->status) ? WTERMSIG(run->status) : 0;
+	res.timed_out = run->timed_out;
+	res.output_exceeded = run->output_exceeded;
+	res.cancelled = run->cancelled;
+	size_t n = evbuffer_get_length(run->outbuf);
+	evbuffer_add(run->outbuf, "", 1);
+	res.out = (char *)evbuffer_pullup(run->outbuf, -1);
+	res.outlen = n;
+	char tail[ERR_TAIL + 1];
+	size_t tl = run->err_len < ERR_TAIL ? run->err_len : ERR_TAIL;
+	size_t start = run->err_len < ERR_TAIL ? 0 : run->err_len % ERR_TAIL;
+	for (size_t i = 0; i < tl; i++)
+		tail[i] = run->err_ring[(start + i) % ERR_TAIL];
+	tail[tl] = '\0';
+	res.err_tail = tail;
+	if (run->err_line_len > 0)
+		log_warn("tool %s stderr: %.*s", run->name, (int)run->err_line_len, run->err_line);
+	run->cb->done(run->arg, &res);
+	run_free(run);
+}
+
+static void
+out_read(struct bufferevent *bev, void *arg)
+{
+	struct tool_run *run = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t have = evbuffer_get_length(run->outbuf);
+	size_t n = evbuffer_get_length(in);
+	if (run->output_exceeded) {
+		evbuffer_drain(in, n);
+		return;
+	}
+	if (have + n > run->max_output) {
+		evbuffer_remove_buffer(in, run->outbuf, (size_t)(run->max_output - have));
+		evbuffer_drain(in, evbuffer_get_length(in));
+		run->output_exceeded = 1;
+		log_warn("tool %s: output over %llu bytes; stopping it", run->name,
+		    (unsigned long long)run->max_output);
+		terminate(run);
+		return;
+	}
+	evbuffer_add_buffer(run->outbuf, in);
+}
+
+/* stderr goes to the log line by line, and its tail into the result. */
+static void
+err_read(struct bufferevent *bev, void *arg)
+{
+	struct tool_run *run = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char buf[4096];
+	int n;
+	while ((n = evbuffer_remove(in, buf, sizeof(buf))) > 0) {
+		for (int i = 0; i < n; i++) {
+			run->err_ring[run->err_len % ERR_TAIL] = buf[i];
+			run->err_len++;
+			if (buf[i] == '\n') {
+				if (run->err_len <= 64 * 1024)   /* don't let a tool flood the log */
+					log_warn("tool %s stderr: %.*s", run->name, (int)run->err_line_len, run->err_line);
+				run->err_line_len = 0;
+			} else if (run->err_line_len < sizeof(run->err_line)) {
+				run->err_line[run->err_line_len++] = buf[i];
+			}
+		}
+	}
+}
+
+static void
+pipe_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct tool_run *run = arg;
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	if (bev == run->out) {
+		out_read(bev, run);
+		run->out_eof = 1;
+		bufferevent_disable(bev, EV_READ);
+	} else if (bev == run->err) {
+		err_read(bev, run);
+		run->err_eof = 1;
+		bufferevent_disable(bev, EV_READ);
+	} else if (bev == run->chan) {
+		bufferevent_free(run->chan);
+		run->chan = NULL;
+		return;
+	} else if (bev == run->in) {
+		bufferevent_free(run->in);   /* the command closed stdin: fine */
+		run->in = NULL;
+		return;
+	}
+	run_maybe_finish(run);
+}
+
+static void
+in_written(struct bufferevent *bev, void *arg)
+{
+	struct tool_run *run = arg;
+	(void)bev;
+	/* All arguments written: close stdin so that the command sees EOF. */
+	bufferevent_free(run->in);
+	run->in = NULL;
+}
+
+static void
+chan_read(struct bufferevent *bev, void *arg)
+{
+	struct tool_run *run = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	for (;;) {
+		size_t len;
+		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
+		if (line == NULL) {
+			if (evbuffer_get_length(in) > CHANNEL_LINE_MAX) {
+				log_warn("tool %s: channel line over %d bytes; closing the channel",
+				    run->name, CHANNEL_LINE_MAX);
+				bufferevent_free(run->chan);
+				run->chan = NULL;
+			}
+			return;
+		}
+		cJSON *msg = cJSON_ParseWithLength(line, len);
+		free(line);
+		if (msg == NULL || !cJSON_IsObject(msg)) {
+			log_warn("tool %s: channel message is not a JSON object", run->name);
+			cJSON_Delete(msg);
+			continue;
+		}
+		if (!run->abandoned && !run->cancelled)
+			run->cb->message(run->arg, msg);
+		cJSON_Delete(msg);
+		if (run->chan == NULL)
+			return;
+	}
+}
+
+static void
+sigchld_cb(evutil_socket_t sig, short ev, void *arg)
+{
+	(void)sig;
+	(void)ev;
+	struct tool_exec *te = arg;
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct tool_run *run;
+		LIST_FOREACH(run, &te->runs, link) {
+			if (run->pid == pid) {
+				run->exited = 1;
+				run->status = status;
+				/* Children the command left behind die with it. */
+				kill(-pid, SIGKILL);
+				if (!run->out_eof || !run->err_eof) {
+					struct timeval tv = { 1, 0 };
+					evtimer_add(run->timer, &tv);
+				}
+				run_maybe_finish(run);
+				break;
+			}
+		}
+	}
+}
+
+struct tool_exec *
+tool_exec_new(struct event_base *base, unsigned max_processes, const char *helper_dir)
+{
+	struct tool_exec *te = calloc(1, sizeof(*te));
+	if (te == NULL)
+		return NULL;
+	te->base = base;
+	te->max_processes = max_processes;
+	LIST_INIT(&te->runs);
+	snprintf(te->path_env, sizeof(te->path_env), "PATH=%s%s/usr/local/bin:/usr/bin:/bin",
+	    helper_dir ? helper_dir : "", helper_dir ? ":" : "");
+	te->sigchld = evsignal_new(base, SIGCHLD, sigchld_cb, te);
+	if (te->sigchld == NULL || evsignal_add(te->sigchld, NULL) < 0) {
+		free(te);
+		return NULL;
+	}
+	return te;
+}
+
+void
+tool_exec_free(struct tool_exec *te)
+{
+	if (te == NULL)
+		return;
+	while (!LIST_EMPTY(&te->runs)) {
+		struct tool_run *run = LIST_FIRST(&te->runs);
+		kill_group(run, SIGKILL);
+		run_free(run);
+	}
+	event_free(te->sigchld);
+	free(te);
+}
+
+unsigned
+tool_exec_running(const struct tool_exec *te)
+{
+	return te->running;
+}
+
+static struct bufferevent *
+pipe_bev(struct event_base *base, int fd, struct tool_run *run,
+    bufferevent_data_cb rd, bufferevent_data_cb wr)
+{
+	set_nonblock(fd);
+	struct bufferevent *b = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (b == NULL) {
+		close(fd);
+		return NULL;
+	}
+	bufferevent_setcb(b, rd, wr, pipe_event, run);
+	return b;
+}
+
+struct tool_run *
+tool_run_start(struct tool_exec *te, const struct command_def *cmd, const char *const *env,
+    const char *input, size_t inlen, const struct tool_run_callbacks *cb, void *arg,
+    char *err, size_t errlen)
+{
+	if (te->running >= te->max_processes) {
+		snprintf(err, errlen, "too many commands running (limits.tool_processes is %u)",
+		    te->max_processes);
+		return NULL;
+	}
+	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 }, chan[2] = { -1, -1 };
+	struct tool_run *run = NULL;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	int fa_ok = 0, attr_ok = 0;
+	const char **envp = NULL;
+
+	if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) < 0) {
+		snprintf(err, errlen, "cannot create pipes: %s", strerror(errno));
+		goto fail;
+	}
+	size_t nenv = 0, nextra = 0;
+	for (; env && env[nextra]; nextra++)
+		;
+	envp = calloc(8 + cmd->nenv + nextra, sizeof(char *));
+	if (envp == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	/* A fixed environment: nothing of the daemon's own leaks into tools. */
+	envp[nenv++] = te->path_env;
+	envp[nenv++] = "LANG=C.UTF-8";
+	envp[nenv++] = "HOME=/";
+	envp[nenv++] = "MCP_CHANNEL_FD=3";
+	for (size_t i = 0; i < cmd->nenv; i++)
+		envp[nenv++] = cmd->env[i];
+	for (size_t i = 0; i < nextra; i++)
+		envp[nenv++] = env[i];
+	envp[nenv] = NULL;
+
+	if (posix_spawn_file_actions_init(&fa) != 0)
+		goto fail_errno;
+	fa_ok = 1;
+	posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, perr[1], 2);
+	posix_spawn_file_actions_adddup2(&fa, chan[1], CHANNEL_FD);
+	posix_spawn_file_actions_addclosefrom_np(&fa, CHANNEL_FD + 1);
+	if (cmd->cwd != NULL)
+		posix_spawn_file_actions_addchdir_np(&fa, cmd->cwd);
+	if (posix_spawnattr_init(&attr) != 0)
+		goto fail_errno;
+	attr_ok = 1;
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &all);
+	posix_spawnattr_setpgroup(&attr, 0);   /* its own group: timeouts kill all of it */
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+	    POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_USEVFORK);
+
+	run = calloc(1, sizeof(*run));
+	if (run == NULL)
+		goto fail_errno;
+	run->te = te;
+	run->cb = cb;
+	run->arg = arg;
+	run->max_output = cmd->max_output;
+	run->timeout_ms = cmd->timeout_ms;
+	const char *base = strrchr(cmd->argv[0], '/');
+	snprintf(run->name, sizeof(run->name), "%s", base ? base + 1 : cmd->argv[0]);
+	run->outbuf = evbuffer_new();
+	run->timer = evtimer_new(te->base, timer_cb, run);
+	if (run->outbuf == NULL || run->timer == NULL)
+		goto fail_errno;
+
+	int rc = posix_spawn(&run->pid, cmd->argv[0], &fa, &attr, (char *const *)cmd->argv,
+	    (char *const *)envp);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot run %s: %s", cmd->argv[0], strerror(rc));
+		goto fail;
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	fa_ok = attr_ok = 0;
+	free(envp);
+	envp = NULL;
+	close(pin[0]);
+	close(pout[1]);
+	close(perr[1]);
+	close(chan[1]);
+	pin[0] = pout[1] = perr[1] = chan[1] = -1;
+
+	LIST_INSERT_HEAD(&te->runs, run, link);
+	te->running++;
+	run->out = pipe_bev(te->base, pout[0], run, out_read, NULL);
+	run->err = pipe_bev(te->base, perr[0], run, err_read, NULL);
+	run->chan = pipe_bev(te->base, chan[0], run, chan_read, NULL);
+	run->in = pipe_bev(te->base, pin[1], run, NULL, in_written);
+	pout[0] = perr[0] = chan[0] = pin[1] = -1;
+	if (run->out == NULL || run->err == NULL) {
+		/* Without its pipes the run cannot finish: kill it and report. */
+		run->out_eof = run->err_eof = 1;
+		kill_group(run, SIGKILL);
+	} else {
+		bufferevent_enable(run->out, EV_READ);
+		bufferevent_enable(run->err, EV_READ);
+	}
+	if (run->chan != NULL)
+		bufferevent_enable(run->chan, EV_READ | EV_WRITE);
+	if (run->in != NULL) {
+		if (inlen > 0) {
+			bufferevent_write(run->in, input, inlen);
+			bufferevent_enable(run->in, EV_WRITE);
+		} else {
+			bufferevent_free(run->in);
+			run->in = NULL;
+		}
+	}
+	struct timeval tv = { (time_t)(run->timeout_ms / 1000), (suseconds_t)(run->timeout_ms % 1000) * 1000 };
+	evtimer_add(run->timer, &tv);
+	return run;
+
+fail_errno:
+	snprintf(err, errlen, "cannot start the command: %s", strerror(errno));
+fail:
+	if (fa_ok)
+		posix_spawn_file_actions_destroy(&fa);
+	if (attr_ok)
+		posix_spawnattr_destroy(&attr);
+	free(envp);
+	if (run != NULL) {
+		if (run->outbuf)
+			evbuffer_free(run->outbuf);
+		if (run->timer)
+			event_free(run->timer);
+		free(run);
+	}
+	int fds[] = { pin[0], pin[1], pout[0], pout[1], perr[0], perr[1], chan[0], chan[1] };
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return NULL;
+}
+
+void
+tool_run_reply(struct tool_run *run, const char *json_line)
+{
+	if (run->chan == NULL)
+		return;
+	bufferevent_write(run->chan, json_line, strlen(json_line));
+	bufferevent_write(run->chan, "\n", 1);
+}
+
+void
+tool_run_cancel(struct tool_run *run)
+{
+	run->cancelled = 1;
+	terminate(run);
+}
+
+void
+tool_run_abandon(struct tool_run *run)
+{
+	run->abandoned = 1;
+	run->cancelled = 1;
+	terminate(run);
+	run_maybe_finish(run);
+}

@@ -1,0 +1,58 @@
+/* Running a command for a tool, a resource or a prompt: posix_spawn with
+ * no shell (unless the operator wrote shell:), its own process group, a
+ * chosen environment, arguments on stdin, stdout and stderr captured up to
+ * a cap, a timeout that kills the group, and fd 3 as a JSON-lines channel
+ * through which the command talks back (progress, log, elicitation...). */
+#ifndef MCPD_TOOL_EXEC_H
+#define MCPD_TOOL_EXEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct command_def;
+struct cJSON;
+struct tool_run;
+
+struct tool_result {
+	int exited;             /* normal exit: status is valid */
+	int status;
+	int signal;             /* killed by this signal, or 0 */
+	int timed_out;
+	int output_exceeded;    /* stdout went past max_output: killed */
+	int cancelled;
+	char *out;              /* stdout, NUL-terminated */
+	size_t outlen;
+	char *err_tail;         /* last bytes of stderr, NUL-terminated */
+};
+
+struct tool_run_callbacks {
+	/* A JSON-RPC message the command sent on its channel (a notification,
+	 * or a request to answer with tool_run_reply). Ownership stays. */
+	void (*message)(void *arg, const struct cJSON *msg);
+	/* The command finished; the run is freed after this returns. */
+	void (*done)(void *arg, struct tool_result *res);
+};
+
+struct tool_exec;   /* per worker: reaping children, counting them */
+
+struct tool_exec *tool_exec_new(struct event_base *base, unsigned max_processes,
+    const char *helper_dir);
+void tool_exec_free(struct tool_exec *te);
+unsigned tool_exec_running(const struct tool_exec *te);
+
+/* env: extra "KEY=value" strings (NULL-terminated), added to the fixed
+ * environment and the operator's env:. Returns NULL with err on failure. */
+struct tool_run *tool_run_start(struct tool_exec *te, const struct command_def *cmd,
+    const char *const *env, const char *input, size_t inlen,
+    const struct tool_run_callbacks *cb, void *arg, char *err, size_t errlen);
+/* Send one JSON line to the command's channel (an answer to its request). */
+void tool_run_reply(struct tool_run *run, const char *json_line);
+/* Kill the command's process group; done() still runs, with cancelled. */
+void tool_run_cancel(struct tool_run *run);
+/* The caller lost interest: no more callbacks; the process is killed. */
+void tool_run_abandon(struct tool_run *run);
+/* Name for environment variables: MCP_ARG_<name> with [^A-Za-z0-9_] as _. */
+void tool_env_name(char *out, size_t len, const char *prefix, const char *name);
+
+#endif
