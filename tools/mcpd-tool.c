@@ -23,6 +23,7 @@ usage(void)
 	    "       mcpd-tool roots                              (prints {\"roots\":[...]})\n"
 	    "       mcpd-tool request METHOD [PARAMS_JSON]\n"
 	    "       mcpd-tool get PATH [JSON]                    (a value of JSON, or of stdin)\n"
+	    "       mcpd-tool quote STRING                       (STRING as a JSON string)\n"
 	    "LEVEL: debug info notice warning error critical alert emergency.\n"
 	    "PATH: keys and indexes joined by dots, e.g. content.text or roots.0.uri.\n", stderr);
 	exit(2);
@@ -209,6 +210,16 @@ main(int argc, char **argv)
 		if (argc != 3 && argc != 4)
 			usage();
 		return get(argv[2], argc == 4 ? argv[3] : NULL);
+	}
+	if (strcmp(cmd, "quote") == 0) {
+		if (argc != 3)
+			usage();
+		cJSON *str = cJSON_CreateString(argv[2]);
+		char *out = cJSON_PrintUnformatted(str);
+		puts(out);
+		free(out);
+		cJSON_Delete(str);
+		return 0;
 	}
 	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0)
 		usage();
