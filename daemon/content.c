@@ -121,8 +121,12 @@ parse_output(const struct tool_def *t, const struct tool_result *r, char *err, s
 {
 	cJSON *res = cJSON_CreateObject();
 	if (t->output == OUT_TEXT) {
+		/* Trailing newlines go, as in the shell's $(...): echo hello is "hello". */
+		size_t len = r->outlen;
+		while (len > 0 && (r->out[len - 1] == '\n' || r->out[len - 1] == '\r'))
+			len--;
 		cJSON *c = cJSON_AddArrayToObject(res, "content");
-		cJSON_AddItemToArray(c, content_text(r->out, r->outlen));
+		cJSON_AddItemToArray(c, content_text(r->out, len));
 		return res;
 	}
 	cJSON *v = cJSON_ParseWithLength(r->out, r->outlen);

@@ -36,6 +36,22 @@ valid_id(const cJSON *id)
 	return cJSON_IsString(id) || (cJSON_IsNumber(id));
 }
 
+/* A \u0000 escape outside of an escaped backslash: C strings (and the
+ * environment of a command) cannot carry it, so it is refused rather than
+ * silently cutting a string short. */
+static int
+has_nul_escape(const char *s, size_t len)
+{
+	for (size_t i = 0; i + 5 < len; i++) {
+		if (s[i] != '\\')
+			continue;
+		if (s[i + 1] == 'u' && s[i + 2] == '0' && s[i + 3] == '0' && s[i + 4] == '0' && s[i + 5] == '0')
+			return 1;
+		i++;   /* skip the escaped character, so "\\u0000" is text */
+	}
+	return 0;
+}
+
 int
 jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *out,
     int *code, char *msg, size_t msglen, cJSON **id_out)
@@ -55,6 +71,11 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 	if (json_depth_exceeds(body, len, max_depth)) {
 		*code = JSONRPC_PARSE_ERROR;
 		snprintf(msg, msglen, "Parse error: JSON nested deeper than %d levels", max_depth);
+		return -1;
+	}
+	if (has_nul_escape(body, len)) {
+		*code = JSONRPC_PARSE_ERROR;
+		snprintf(msg, msglen, "Parse error: strings containing \\u0000 are not supported");
 		return -1;
 	}
 	const char *end = NULL;

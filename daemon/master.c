@@ -453,7 +453,8 @@ spawn(struct master *m, struct generation *g, unsigned id)
 			.cfg = g->cfg, .fds = g->fds, .extra_fds = g->extra, .nextra = g->nextra,
 			.chan = sv[1], .id = id,
 		};
-		_exit(worker_main(&p));
+		/* exit, not _exit: LeakSanitizer checks workers too */
+		exit(worker_main(&p));
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(sv[1]);

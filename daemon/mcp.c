@@ -582,7 +582,7 @@ tool_error_result(const char *msg)
 
 /* Start a command with the call's arguments; returns 0 or -1 with err. */
 static int
-start_command(struct call *c, const struct command_def *cmd, const cJSON *args,
+start_command(struct call *c, const char *label, const struct command_def *cmd, const cJSON *args,
     const char *const *extra, const struct tool_run_callbacks *cb, char *err, size_t errlen)
 {
 	char *input = cJSON_PrintUnformatted(args);
@@ -597,7 +597,7 @@ start_command(struct call *c, const struct command_def *cmd, const cJSON *args,
 			input[inlen] = '\0';
 		}
 	}
-	c->run = tool_run_start(c->m->te, cmd, env, input, inlen, cb, c, err, errlen);
+	c->run = tool_run_start(c->m->te, label, cmd, env, input, inlen, cb, c, err, errlen);
 	free(input);
 	free_env(env, owned);
 	return c->run != NULL ? 0 : -1;
@@ -645,7 +645,7 @@ m_tools_call(struct call *c)
 	snprintf(proto_env, sizeof(proto_env), "MCP_PROTOCOL_VERSION=%s",
 	    proto_names[c->s ? c->s->proto : PROTO_2026_07_28]);
 	const char *extra[] = { tool_env, proto_env, NULL };
-	int rc = start_command(c, &t->cmd, args, extra, &tool_callbacks, err, sizeof(err));
+	int rc = start_command(c, t->name, &t->cmd, args, extra, &tool_callbacks, err, sizeof(err));
 	cJSON_Delete(empty);
 	if (rc < 0) {
 		log_error("tool %s: %s", t->name, err);
@@ -796,7 +796,7 @@ m_resources_read(struct call *c)
 		const char *extra[] = { uri_env, NULL };
 		cJSON *vars = c->vars ? c->vars : cJSON_CreateObject();
 		c->vars = vars;
-		if (start_command(c, &r->cmd, vars, extra, &resource_callbacks, err, sizeof(err)) < 0) {
+		if (start_command(c, r->name, &r->cmd, vars, extra, &resource_callbacks, err, sizeof(err)) < 0) {
 			call_error(c, JSONRPC_INTERNAL_ERROR, "Reading %s failed: %s", uri, err);
 			return;
 		}
@@ -938,7 +938,7 @@ m_prompts_get(struct call *c)
 		snprintf(env, sizeof(env), "MCP_PROMPT_NAME=%s", p->name);
 		const char *extra[] = { env, NULL };
 		c->vars = args ? cJSON_Duplicate(args, 1) : cJSON_CreateObject();
-		if (start_command(c, &p->cmd, c->vars, extra, &prompt_callbacks, err, sizeof(err)) < 0) {
+		if (start_command(c, p->name, &p->cmd, c->vars, extra, &prompt_callbacks, err, sizeof(err)) < 0) {
 			call_error(c, JSONRPC_INTERNAL_ERROR, "Prompt %s: %s", name, err);
 			return;
 		}
@@ -1039,7 +1039,7 @@ m_complete(struct call *c)
 				char env[200], err[256];
 				snprintf(env, sizeof(env), "MCP_COMPLETE_ARGUMENT=%s", pa->name);
 				const char *extra[] = { env, NULL };
-				if (start_command(c, &pa->complete, c->vars, extra, &complete_callbacks, err, sizeof(err)) < 0) {
+				if (start_command(c, p->name, &pa->complete, c->vars, extra, &complete_callbacks, err, sizeof(err)) < 0) {
 					call_error(c, JSONRPC_INTERNAL_ERROR, "Completion failed: %s", err);
 					return;
 				}

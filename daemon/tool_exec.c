@@ -359,7 +359,8 @@ pipe_bev(struct event_base *base, int fd, struct tool_run *run,
 }
 
 struct tool_run *
-tool_run_start(struct tool_exec *te, const struct command_def *cmd, const char *const *env,
+tool_run_start(struct tool_exec *te, const char *label, const struct command_def *cmd,
+    const char *const *env,
     const char *input, size_t inlen, const struct tool_run_callbacks *cb, void *arg,
     char *err, size_t errlen)
 {
@@ -429,8 +430,7 @@ tool_run_start(struct tool_exec *te, const struct command_def *cmd, const char *
 	run->arg = arg;
 	run->max_output = cmd->max_output;
 	run->timeout_ms = cmd->timeout_ms;
-	const char *base = strrchr(cmd->argv[0], '/');
-	snprintf(run->name, sizeof(run->name), "%s", base ? base + 1 : cmd->argv[0]);
+	snprintf(run->name, sizeof(run->name), "%s", label);
 	run->outbuf = evbuffer_new();
 	run->timer = evtimer_new(te->base, timer_cb, run);
 	if (run->outbuf == NULL || run->timer == NULL)

@@ -41,10 +41,10 @@ struct tool_exec *tool_exec_new(struct event_base *base, unsigned max_processes,
 void tool_exec_free(struct tool_exec *te);
 unsigned tool_exec_running(const struct tool_exec *te);
 
-/* env: extra "KEY=value" strings (NULL-terminated), added to the fixed
+/* label names the run in logs (the tool's name). env: extra "KEY=value" strings (NULL-terminated), added to the fixed
  * environment and the operator's env:. Returns NULL with err on failure. */
-struct tool_run *tool_run_start(struct tool_exec *te, const struct command_def *cmd,
-    const char *const *env, const char *input, size_t inlen,
+struct tool_run *tool_run_start(struct tool_exec *te, const char *label,
+    const struct command_def *cmd, const char *const *env, const char *input, size_t inlen,
     const struct tool_run_callbacks *cb, void *arg, char *err, size_t errlen);
 /* Send one JSON line to the command's channel (an answer to its request). */
 void tool_run_reply(struct tool_run *run, const char *json_line);

@@ -12,13 +12,28 @@ test_pkgs="python3 openssl curl man-db procps"
 pkgs=$build_pkgs
 [ "${1:-}" = test ] && pkgs="$build_pkgs $test_pkgs"
 
+# The Node.js test peers (conformance suite, SDK client, Inspector CLI),
+# pinned by tests/node/package-lock.json.
+node_peers() {
+	command -v npm >/dev/null 2>&1 || { echo "install-deps: npm is needed for the MCP test peers" >&2; return 1; }
+	dir=$(dirname "$0")/../tests/node
+	stamp=$dir/node_modules/.package-lock.json
+	if [ ! -f "$stamp" ] || [ "$dir/package-lock.json" -nt "$stamp" ]; then
+		echo "install-deps: npm ci in tests/node"
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+	fi
+}
+
 missing=""
 for p in $pkgs; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
 		missing="$missing $p"
 	fi
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+	if [ "${1:-}" = test ]; then node_peers || exit 1; fi
+	exit 0
+fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
 	echo "install-deps: not a Debian system; please install:$missing" >&2
@@ -36,3 +51,5 @@ if ! apt-get install -y -q --no-install-recommends $missing; then
 	apt-get update -q
 	apt-get install -y -q --no-install-recommends $missing
 fi
+if [ "${1:-}" = test ]; then node_peers || exit 1; fi
+exit 0

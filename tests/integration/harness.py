@@ -236,3 +236,83 @@ def healthz_json(port, **kw):
     st, _, body = http(port, **kw)
     check(st == 200, "healthz status %s" % st)
     return json.loads(body)
+
+
+NODE_DIR = os.path.join(ROOT, "tests", "node")
+
+
+def conformance_config(tmpdir, port, workers=1, extra="", extra_tools=""):
+    """conf/conformance.yaml on another port, its scripts reached through a
+    symlink so that the relative paths in it still resolve."""
+    link = os.path.join(tmpdir, "conformance")
+    if not os.path.exists(link):
+        os.symlink(os.path.join(ROOT, "conf", "conformance"), link)
+    text = open(os.path.join(ROOT, "conf", "conformance.yaml")).read()
+    text = text.replace("127.0.0.1:8090", "127.0.0.1:%d" % port)
+    text = text.replace("workers: 1\n", "workers: %d\n%s" % (workers, extra))
+    if extra_tools:
+        text = text.replace("\nresources:\n", "\n" + extra_tools + "\nresources:\n")
+    return text
+
+
+def node_peers_ready():
+    return os.path.exists(os.path.join(NODE_DIR, "node_modules", ".package-lock.json"))
+
+
+def mcp_session(port, path="/mcp", proto="2025-11-25", caps=None):
+    """initialize + initialized; returns the session id."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                       "params": {"protocolVersion": proto, "capabilities": caps or {},
+                                  "clientInfo": {"name": "harness", "version": "1"}}})
+    st, hdrs, data = http(port, "POST", path, body, MCP_HEADERS)
+    check(st == 200, "initialize: %s %r" % (st, data[:200]))
+    sid = hdrs.get("mcp-session-id")
+    check(sid, "no Mcp-Session-Id")
+    st, _, _ = http(port, "POST", path, json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+                    dict(MCP_HEADERS, **{"Mcp-Session-Id": sid, "MCP-Protocol-Version": proto}))
+    check(st == 202, "initialized: %s" % st)
+    return sid
+
+
+MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+def rpc(port, sid, method, params=None, id=1, headers=None, path="/mcp", timeout=30):
+    """One JSON-RPC request; returns (status, message) where message is the
+    response (from JSON or from the last SSE event) and also .events."""
+    h = dict(MCP_HEADERS)
+    if sid:
+        h["Mcp-Session-Id"] = sid
+        h["MCP-Protocol-Version"] = "2025-11-25"
+    h.update(headers or {})
+    msg = {"jsonrpc": "2.0", "id": id, "method": method}
+    if params is not None:
+        msg["params"] = params
+    st, hdrs, data = http(port, "POST", path, json.dumps(msg), h, timeout=timeout)
+    if hdrs.get("content-type", "").startswith("text/event-stream"):
+        events = sse_events(data)
+        msgs = [json.loads(e["data"]) for e in events if e.get("data")]
+        final = [m for m in msgs if m.get("id") == id and ("result" in m or "error" in m)]
+        return st, (final[-1] if final else None), msgs
+    try:
+        return st, json.loads(data) if data else None, []
+    except ValueError:
+        return st, data, []
+
+
+def sse_events(data):
+    events, cur = [], {}
+    for line in data.decode().split("\n"):
+        if line == "":
+            if cur:
+                events.append(cur)
+            cur = {}
+            continue
+        if line.startswith(":"):
+            continue
+        k, _, v = line.partition(":")
+        v = v[1:] if v.startswith(" ") else v
+        cur[k] = cur.get(k, "") + ("\n" if k == "data" and k in cur else "") + v
+    if cur:
+        events.append(cur)
+    return events

@@ -1,0 +1,384 @@
+"""MCP over Streamable HTTP: protocol errors, sessions, streams, and tools
+that misbehave. Every bad input gets a clear error and the daemon keeps
+serving; nothing runs that the operator did not declare."""
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+from harness import (MCP_HEADERS, check, free_port, http, mcp_session, raw, rpc, sse_events,
+                     status_of, wait_for)
+
+TOOLS = """
+tools:
+  - name: echo
+    description: Prints its text argument.
+    input: { text: string }
+    required: [text]
+    shell: 'printf "%%s" "$MCP_ARG_text"'
+  - name: args
+    description: Prints the JSON it got on stdin.
+    command: [cat]
+  - name: count
+    description: A number argument with a range.
+    input: { n: { type: integer, minimum: 1, maximum: 10 } }
+    required: [n]
+    command: [cat]
+  - name: flood
+    description: Writes without end.
+    command: [yes]
+    max_output: 64KiB
+  - name: hang
+    description: Starts a child and never exits.
+    input: { pidfile: string }
+    shell: 'sleep 600 & echo $! > "$MCP_ARG_pidfile"; wait'
+    timeout: 1s
+  - name: fail
+    description: Exits 3 with a message on stderr.
+    shell: 'echo "disk on fire" >&2; exit 3'
+  - name: binary
+    description: Writes bytes that are not UTF-8.
+    shell: 'printf "ok \\377\\376 end"'
+  - name: structured
+    description: JSON output checked against a schema.
+    input: { good: boolean }
+    shell: 'if [ "$MCP_ARG_good" = true ]; then echo "{\\"n\\": 1}"; else echo "{\\"n\\": \\"x\\"}"; fi'
+    output: json
+    output_schema: { type: object, properties: { n: { type: integer } }, required: [n] }
+  - name: talk
+    description: Sends progress and a log line, then answers.
+    shell: 'mcpd-tool log warning "careful"; mcpd-tool progress 1 1; echo done'
+resources:
+  - uri: file:///motd
+    name: motd
+    mime_type: text/plain
+    file: %(motd)s
+"""
+
+
+def start(t, extra="", workers=1, tools=True):
+    port = free_port()
+    motd = os.path.join(t.dir, "motd.txt")
+    with open(motd, "w") as f:
+        f.write("hello from the file\n")
+    cfg = "listen: [127.0.0.1:%d]\nworkers: %d\n%s" % (port, workers, extra)
+    if tools:
+        cfg += TOOLS % {"motd": motd}
+    d = t.mcpd(cfg).start(wait_url_port=port)
+    return d, port
+
+
+def post(port, body, sid=None, headers=None):
+    h = dict(MCP_HEADERS)
+    if sid:
+        h["Mcp-Session-Id"] = sid
+    h.update(headers or {})
+    st, hdrs, data = http(port, "POST", "/mcp", body, h)
+    try:
+        return st, hdrs, json.loads(data) if data else None
+    except ValueError:
+        return st, hdrs, data
+
+
+def test_jsonrpc_errors(t):
+    d, port = start(t, "limits: { max_body: 64KiB, json_depth: 32 }\n")
+    sid = mcp_session(port)
+    st, _, r = post(port, "{not json", sid)
+    check(st == 400 and r["error"]["code"] == -32700 and r["id"] is None, (st, r))
+    st, _, r = post(port, '[{"jsonrpc":"2.0","id":1,"method":"ping"}]', sid)
+    check(st == 400 and r["error"]["code"] == -32600 and "batch" in r["error"]["message"], (st, r))
+    st, _, r = post(port, '{"jsonrpc":"1.0","id":7,"method":"ping"}', sid)
+    check(st == 400 and r["error"]["code"] == -32600 and r["id"] == 7, (st, r))
+    st, _, r = post(port, '{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}', sid)
+    check(st == 400 and r["error"]["code"] == -32600, (st, r))
+    st, _, r = post(port, '{"jsonrpc":"2.0","id":8,"method":"no/such/method"}', sid)
+    check(st == 200 and r["error"]["code"] == -32601 and r["id"] == 8, (st, r))
+    st, _, r = post(port, '{"jsonrpc":"2.0","id":9,"method":"ping","params":[1]}', sid)
+    check(st == 400 and r["error"]["code"] == -32600, (st, r))
+    deep = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"args","arguments":{"a":' + "[" * 100 + "]" * 100 + "}}}"
+    st, _, r = post(port, deep, sid)
+    check(st == 400 and r["error"]["code"] == -32700 and "nested" in r["error"]["message"], (st, r))
+    st, _, r = post(port, b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"\xff\xfe"}}', sid)
+    check(st == 400 and r["error"]["code"] == -32700 and "UTF-8" in r["error"]["message"], (st, r))
+    big = '{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"' + "a" * 70000 + '"}}'
+    st, _, _ = post(port, big, sid)
+    check(st == 413, st)
+    st, _, r = post(port, '{"jsonrpc":"2.0","id":1,"method":"ping"}', sid, {"Content-Type": "text/plain"})
+    check(st == 415, st)
+    st, _, r = post(port, '{"jsonrpc":"2.0","id":1,"method":"ping"}', sid, {"Accept": "text/html"})
+    check(st == 406, st)
+    st, _, r = post(port, '{"jsonrpc":"2.0","id":10,"method":"ping"}', sid)
+    check(st == 200 and r == {"jsonrpc": "2.0", "id": 10, "result": {}}, r)
+    d.stop()
+
+
+def test_sessions(t):
+    d, port = start(t)
+    ping = '{"jsonrpc":"2.0","id":1,"method":"ping"}'
+    st, _, r = post(port, ping)
+    check(st == 400 and "Mcp-Session-Id" in r["error"]["message"], (st, r))
+    st, _, r = post(port, ping, "no-such-session")
+    check(st == 404, st)
+    sid = mcp_session(port)
+    check(post(port, ping, sid)[0] == 200)
+    st, _, r = post(port, ping, sid, {"MCP-Protocol-Version": "1999-01-01"})
+    check(st == 400 and "MCP-Protocol-Version" in r["error"]["message"], (st, r))
+    for v in ("2025-03-26", "2025-06-18", "2025-11-25"):
+        check(post(port, ping, sid, {"MCP-Protocol-Version": v})[0] == 200, v)
+    # Version negotiation: a supported version is echoed, others get ours.
+    for asked, got in (("2025-03-26", "2025-03-26"), ("2025-06-18", "2025-06-18"), ("2024-01-01", "2025-11-25")):
+        body = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": asked, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        st, _, r = post(port, body)
+        check(st == 200 and r["result"]["protocolVersion"] == got, (asked, r))
+    # initialize inside a session is refused.
+    st, _, r = post(port, body, sid)
+    check(st == 400, st)
+    # DELETE ends the session for good.
+    st, _, _ = http(port, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
+    check(st == 200, st)
+    check(post(port, ping, sid)[0] == 404)
+    st, _, _ = http(port, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
+    check(st == 404, st)
+    st, hdrs, _ = http(port, "PUT", "/mcp", "x", MCP_HEADERS)
+    check(st == 405 and "POST" in hdrs.get("allow", ""), st)
+    d.stop()
+
+
+def test_origin_and_host_checks(t):
+    d, port = start(t)
+    body = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    st, _, r = post(port, body, headers={"Origin": "https://evil.example.com"})
+    check(st == 403 and "Origin" in r["error"]["message"], (st, r))
+    st, _, r = post(port, body, headers={"Host": "evil.example.com"})
+    check(st == 403 and "Host" in r["error"]["message"], (st, r))
+    st, hdrs, r = post(port, body, headers={"Origin": "http://localhost:5173"})
+    check(st == 200 and hdrs.get("access-control-allow-origin") == "http://localhost:5173", hdrs)
+    check("Mcp-Session-Id" in hdrs.get("access-control-expose-headers", ""))
+    st, hdrs, _ = http(port, "OPTIONS", "/mcp", None, {"Origin": "http://localhost:5173",
+                       "Access-Control-Request-Method": "POST",
+                       "Access-Control-Request-Headers": "content-type, mcp-session-id"})
+    check(st == 204 and "POST" in hdrs.get("access-control-allow-methods", ""), (st, hdrs))
+    d.stop()
+    # An operator who serves other origins lists them; others stay refused.
+    d2, port2 = start(t, 'allowed_origins: ["https://app.example.com"]\nallowed_hosts: ["*"]\n')
+    check(post(port2, body, headers={"Origin": "https://app.example.com", "Host": "mcp.example.com"})[0] == 200)
+    check(post(port2, body, headers={"Origin": "http://localhost:5173"})[0] == 403)
+    d2.stop()
+
+
+def call(port, sid, name, args=None, **kw):
+    params = {"name": name}
+    if args is not None:
+        params["arguments"] = args
+    return rpc(port, sid, "tools/call", params, **kw)
+
+
+def test_arguments_are_data_not_code(t):
+    d, port = start(t)
+    sid = mcp_session(port)
+    marker = os.path.join(t.dir, "pwned")
+    evil = '$(touch %s); `touch %s`; "; touch %s; echo \'' % (marker, marker, marker)
+    st, r, _ = call(port, sid, "echo", {"text": evil})
+    check(st == 200 and r["result"]["content"][0]["text"] == evil, r)
+    # Arguments reach command tools on stdin as one JSON object, intact.
+    weird = {"text": "naïve — ünïcödé and \\ and \" quotes \u2028", "n": [1, {"x": None}], "b": True}
+    st, r, _ = call(port, sid, "args", weird)
+    check(json.loads(r["result"]["content"][0]["text"]) == weird, r)
+    # NUL cannot reach a command intact: refused, not truncated.
+    st, r, _ = call(port, sid, "args", {"text": "a\u0000b"})
+    check(st == 400 and r["error"]["code"] == -32700 and "u0000" in r["error"]["message"], (st, r))
+    time.sleep(0.2)
+    check(not os.path.exists(marker), "a shell metacharacter in an argument was executed")
+    d.stop()
+
+
+def test_arguments_validated_before_running(t):
+    d, port = start(t)
+    sid = mcp_session(port)
+    st, r, _ = call(port, sid, "echo", {"text": 5})
+    check(r["result"]["isError"] and "arguments.text: expected string, got number" in r["result"]["content"][0]["text"], r)
+    st, r, _ = call(port, sid, "echo", {})
+    check(r["result"]["isError"] and 'missing required property "text"' in r["result"]["content"][0]["text"], r)
+    st, r, _ = call(port, sid, "count", {"n": 11})
+    check(r["result"]["isError"] and "must be at most 10" in r["result"]["content"][0]["text"], r)
+    st, r, _ = call(port, sid, "count", {"n": 2.5})
+    check(r["result"]["isError"] and "expected integer" in r["result"]["content"][0]["text"], r)
+    st, r, _ = call(port, sid, "echo", "not an object")
+    check(r["error"]["code"] == -32602, r)
+    st, r, _ = call(port, sid, "nope", {})
+    check(r["error"]["code"] == -32602 and "Unknown tool" in r["error"]["message"], r)
+    # 2025-06-18 sessions get the protocol error instead.
+    old = mcp_session(port, proto="2025-06-18")
+    st, r, _ = rpc(port, old, "tools/call", {"name": "echo", "arguments": {"text": 5}},
+                   headers={"MCP-Protocol-Version": "2025-06-18"})
+    check(r["error"]["code"] == -32602 and "expected string" in r["error"]["message"], r)
+    d.wait_log("tools/call")
+    check("tool echo" not in d.log(), "a tool ran with invalid arguments")
+    d.stop()
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_misbehaving_tools(t):
+    d, port = start(t)
+    sid = mcp_session(port)
+    st, r, _ = call(port, sid, "flood", {})
+    check(r["result"]["isError"] and "more than 65536 bytes" in r["result"]["content"][0]["text"], r)
+    pidfile = os.path.join(t.dir, "child.pid")
+    st, r, _ = call(port, sid, "hang", {"pidfile": pidfile})
+    check(r["result"]["isError"] and "timed out after 1s" in r["result"]["content"][0]["text"], r)
+    child = int(open(pidfile).read())
+    wait_for(lambda: not alive(child), timeout=5, what="the tool's child to be killed with its group")
+    st, r, _ = call(port, sid, "fail", {})
+    check(r["result"]["isError"] and "disk on fire" in r["result"]["content"][0]["text"], r)
+    d.wait_log("tool fail stderr: disk on fire")
+    st, r, _ = call(port, sid, "binary", {})
+    check(r["result"]["content"][0]["text"] == "ok \ufffd\ufffd end", r)
+    st, r, _ = call(port, sid, "structured", {"good": True})
+    check(r["result"]["structuredContent"] == {"n": 1} and not r["result"].get("isError"), r)
+    st, r, _ = call(port, sid, "structured", {"good": False})
+    check(r["result"]["isError"] and "structuredContent.n: expected integer" in r["result"]["content"][0]["text"], r)
+    st, r, _ = rpc(port, sid, "ping", id=99)
+    check(r["result"] == {}, "daemon stopped answering")
+    d.stop()
+
+
+def test_sse_notifications_and_json_answers(t):
+    d, port = start(t)
+    sid = mcp_session(port)
+    # A call that sends nothing first is answered with JSON.
+    st, hdrs, data = http(port, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                          "params": {"name": "echo", "arguments": {"text": "hi"}}}),
+                          dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
+    check(hdrs["content-type"] == "application/json", hdrs)
+    # One that talks first switches to SSE: log and progress, then the result.
+    st, r, msgs = rpc(port, sid, "tools/call", {"name": "talk", "arguments": {}, "_meta": {"progressToken": 7}}, id=2)
+    methods = [m.get("method") for m in msgs]
+    check(methods[:2] == ["notifications/message", "notifications/progress"], msgs)
+    check(msgs[0]["params"] == {"level": "warning", "data": "careful"}, msgs[0])
+    check(msgs[1]["params"] == {"progressToken": 7, "progress": 1, "total": 1}, msgs[1])
+    check(r["result"]["content"][0]["text"] == "done")
+    # Below the session's log level, messages are not sent.
+    rpc(port, sid, "logging/setLevel", {"level": "error"}, id=3)
+    st, r, msgs = rpc(port, sid, "tools/call", {"name": "talk", "arguments": {}}, id=4)
+    check(not [m for m in msgs if m.get("method") == "notifications/message"], msgs)
+    st, r, _ = rpc(port, sid, "logging/setLevel", {"level": "loud"}, id=5)
+    check(r["error"]["code"] == -32602)
+    d.stop()
+
+
+def test_get_stream_and_resume(t):
+    d, port = start(t, "sse: { keepalive: 1s }\n")
+    sid = mcp_session(port)
+    h = {"Accept": "text/event-stream", "Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"}
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: "
+              + sid.encode() + b"\r\n\r\n")
+    head = s.recv(4096)
+    check(status_of(head) == 200 and b"text/event-stream" in head, head)
+    # A second GET stream for the session is refused while the first is open.
+    st, _, _ = http(port, "GET", "/mcp", None, h)
+    check(st == 409, st)
+    # Keep-alive comments arrive on a quiet stream.
+    data = head
+    deadline = time.time() + 5
+    while b": keep-alive" not in data and time.time() < deadline:
+        data += s.recv(4096)
+    check(b": keep-alive" in data, data)
+    s.close()
+    # A client that asked for JSON only gets its request's notifications on
+    # the GET stream; a later GET replays them.
+    st, r, _ = rpc(port, sid, "tools/call", {"name": "talk", "arguments": {}}, id=6,
+                   headers={"Accept": "application/json"})
+    check(r["result"]["content"][0]["text"] == "done", r)
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: "
+              + sid.encode() + b"\r\n\r\n")
+    data = b""
+    while b"careful" not in data and time.time() < deadline + 5:
+        data += s.recv(4096)
+    check(b'"data":"careful"' in data, data)
+    s.close()
+    # Last-Event-ID replays what a POST stream carried after that event.
+    st, r, msgs = rpc(port, sid, "tools/call", {"name": "talk", "arguments": {}, "_meta": {"progressToken": "p"}}, id=7)
+    st, hdrs, body = http(port, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+                          "params": {"name": "talk", "arguments": {}, "_meta": {"progressToken": "q"}}}),
+                          dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
+    events = [e for e in sse_events(body) if e.get("data")]
+    first_id = events[0]["id"]
+    st, hdrs, body = http(port, "GET", "/mcp", None, dict(h, **{"Last-Event-ID": first_id}))
+    replay = [json.loads(e["data"]) for e in sse_events(body) if e.get("data")]
+    check(len(replay) == len(events) - 1 and replay[-1]["id"] == 8, (first_id, replay))
+    st, _, _ = http(port, "GET", "/mcp", None, dict(h, **{"Last-Event-ID": "999-1"}))
+    check(st == 400, st)
+    d.stop()
+
+
+def test_resources_and_prompts_errors(t):
+    d, port = start(t)
+    sid = mcp_session(port)
+    st, r, _ = rpc(port, sid, "resources/read", {"uri": "file:///motd"})
+    check(r["result"]["contents"][0]["text"] == "hello from the file\n", r)
+    st, r, _ = rpc(port, sid, "resources/read", {"uri": "file:///etc/passwd"})
+    check(r["error"]["code"] == -32002 and r["error"]["data"]["uri"] == "file:///etc/passwd", r)
+    st, r, _ = rpc(port, sid, "resources/read", {})
+    check(r["error"]["code"] == -32602, r)
+    st, r, _ = rpc(port, sid, "prompts/get", {"name": "nope"})
+    check(r["error"]["code"] == -32602, r)
+    st, r, _ = rpc(port, sid, "tools/list", {"cursor": "garbage"})
+    check(r["error"]["code"] == -32602, r)
+    d.stop()
+
+
+def test_pagination(t):
+    tools = "tools:\n" + "".join(
+        "  - { name: t%03d, description: tool %d, command: [true] }\n" % (i, i) for i in range(25))
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\nlimits: { page_size: 10 }\n%s" % (port, tools)
+               ).start(wait_url_port=port)
+    sid = mcp_session(port)
+    names, cursor, pages = [], None, 0
+    while True:
+        st, r, _ = rpc(port, sid, "tools/list", {"cursor": cursor} if cursor else {}, id=pages)
+        names += [x["name"] for x in r["result"]["tools"]]
+        pages += 1
+        cursor = r["result"].get("nextCursor")
+        if not cursor:
+            break
+    check(pages == 3 and names == ["t%03d" % i for i in range(25)], (pages, names))
+    d.stop()
+
+
+def test_list_changed_after_reload(t):
+    port = free_port()
+    base = "listen: [127.0.0.1:%d]\nworkers: 1\ntools:\n  - { name: a, description: A, command: [true] }\n" % port
+    d = t.mcpd(base).start(wait_url_port=port)
+    sid = mcp_session(port)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: "
+              + sid.encode() + b"\r\n\r\n")
+    check(status_of(s.recv(4096)) == 200)
+    d.write_config(base + "  - { name: b, description: B, command: [true] }\n")
+    d.signal(signal.SIGHUP)
+    data = b""
+    deadline = time.time() + 10
+    while b"list_changed" not in data and time.time() < deadline:
+        c = s.recv(4096)
+        if not c:
+            break
+        data += c
+    check(b"notifications/tools/list_changed" in data, data)
+    check(b"prompts/list_changed" not in data, "an unchanged list was announced")
+    s.close()
+    d.stop()
