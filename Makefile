@@ -36,7 +36,7 @@ SAN_FLAGS = $(if $(SANITIZE),$(SAN_ON))
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN_FLAGS) -fPIC -Iinclude -Idaemon \
 	$(LIBEVENT_CFLAGS) $(YAML_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SAN_FLAGS) $(LDFLAGS)
-LIBS_ALL = $(LIBEVENT_LIBS) $(YAML_LIBS) $(CJSON_LIBS) $(OPENSSL_LIBS) -lm
+LIBS_ALL = $(LIBEVENT_LIBS) $(YAML_LIBS) $(CJSON_LIBS) $(OPENSSL_LIBS) -lm -ldl
 
 DAEMON_SRCS := $(sort $(wildcard daemon/*.c))
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
@@ -46,16 +46,24 @@ UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 
 MCPD = $(BUILD)/mcpd
 HELPER = $(BUILD)/mcpd-tool
+PLUGIN_SRCS := $(sort $(wildcard plugins/*/*.c))
+PLUGINS := $(patsubst plugins/%/,$(BUILD)/plugins/%.so,$(sort $(dir $(PLUGIN_SRCS))))
 
 .PHONY: all run check check-unit check-integration check-asan install uninstall clean distclean FORCE
 
-all: $(MCPD) $(HELPER)
+all: $(MCPD) $(HELPER) $(PLUGINS)
 
 $(MCPD): $(DAEMON_OBJS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
 
 $(HELPER): $(BUILD)/tools/mcpd-tool.o
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CJSON_LIBS)
+
+# Plugins are built like third-party ones: with include/mcpd/plugin.h only.
+PLUGIN_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN_FLAGS) -fPIC -fvisibility=hidden -Iinclude $(CFLAGS)
+$(BUILD)/plugins/%.so: plugins/%/*.c include/mcpd/plugin.h | config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(PLUGIN_CFLAGS) -shared -o $@ $(filter %.c,$^) $(LDFLAGS_ALL)
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)
@@ -80,13 +88,13 @@ $(BUILD)/unit-tests: $(UNIT_OBJS) $(CORE_OBJS)
 
 -include $(DAEMON_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(BUILD)/tools/mcpd-tool.d
 
-run: $(MCPD) $(HELPER)
+run: $(MCPD) $(HELPER) $(PLUGINS)
 	$(MCPD) -c conf/mcpd.yaml
 
 check-unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests
 
-check-integration: $(MCPD) $(HELPER)
+check-integration: $(MCPD) $(HELPER) $(PLUGINS)
 	MCPD=$(abspath $(MCPD)) python3 tests/integration/run.py
 
 # The same tests against a build with AddressSanitizer and UBSan.
@@ -98,12 +106,14 @@ check: config.mk
 	$(MAKE) check-unit check-integration
 	$(MAKE) check-asan
 
-install: $(MCPD) $(HELPER)
+install: $(MCPD) $(HELPER) $(PLUGINS) $(PLUGINS)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/mcpd \
 		$(DESTDIR)$(LIBDIR)/mcpd/plugins $(DESTDIR)$(LIBEXECDIR)/mcpd \
 		$(DESTDIR)$(INCLUDEDIR)/mcpd $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 755 $(MCPD) $(DESTDIR)$(SBINDIR)/mcpd
 	install -m 755 $(HELPER) $(DESTDIR)$(LIBEXECDIR)/mcpd/mcpd-tool
+	$(if $(PLUGINS),install -m 755 $(PLUGINS) $(DESTDIR)$(LIBDIR)/mcpd/plugins/)
+	install -m 644 include/mcpd/plugin.h $(DESTDIR)$(INCLUDEDIR)/mcpd/plugin.h
 	install -m 644 man/mcpd.8 $(DESTDIR)$(MANDIR)/man8/mcpd.8
 	install -m 644 man/mcpd.yaml.5 $(DESTDIR)$(MANDIR)/man5/mcpd.yaml.5
 	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/mcpd/mcpd.yaml ]; then \

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -577,6 +578,7 @@ static const struct field top_fields[] = {
 	{ "log", F_CUSTOM, 0, 0, 0, parse_log },
 	{ "allowed_origins", F_CUSTOM, 0, 0, 0, parse_origins },
 	{ "allowed_hosts", F_CUSTOM, 0, 0, 0, parse_hosts },
+	{ "plugin_dir", F_PATH, offsetof(struct config, plugin_dir), 0, 0, NULL },
 	{ "limits", F_CUSTOM, 0, 0, 0, parse_limits },
 	{ "sse", F_CUSTOM, 0, 0, 0, parse_sse },
 	{ "tools", F_CUSTOM, 0, 0, 0, parse_tools },
@@ -682,6 +684,32 @@ find_helper(struct config *c)
 	return arena_printf(c->arena, "%s/mcpd-tool", mcpd_libexec_dir);
 }
 
+/* plugin_dir as written (relative to the config's directory), or the
+ * build tree's plugins/ beside a binary that runs from there, or the
+ * installed directory. */
+static const char *
+find_plugin_dir(struct config *c)
+{
+	if (c->plugin_dir != NULL) {
+		if (c->plugin_dir[0] == '/')
+			return c->plugin_dir;
+		return arena_printf(c->arena, "%s/%s", c->config_dir, c->plugin_dir);
+	}
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash != NULL) {
+			const char *p = arena_printf(c->arena, "%.*s/plugins", (int)(slash - exe), exe);
+			struct stat st;
+			if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+				return p;
+		}
+	}
+	return mcpd_default_plugin_dir;
+}
+
 static struct config *
 finish(struct config *c, struct errlist *errs, size_t nerr_before)
 {
@@ -710,6 +738,7 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 		c->nhosts = 3;
 	}
 	c->helper_path = find_helper(c);
+	c->plugin_dir = find_plugin_dir(c);
 	config_tools_finish(&x, c);
 	if (c->workers_auto) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -84,6 +84,7 @@ struct config {
 		uint64_t history;           /* events kept per session for Last-Event-ID */
 	} mcp;
 	const char *config_dir;         /* relative tool paths resolve here */
+	const char *plugin_dir;
 	const char *helper_path;        /* mcpd-tool, put on the tools' PATH */
 
 	struct tool_def *tools;

@@ -2,6 +2,7 @@
 #include "arena.h"
 #include "config.h"
 #include "config_internal.h"
+#include "plugin.h"
 #include "registry.h"
 #include "schema.h"
 #include "util.h"
@@ -184,9 +185,7 @@ parse_plugin_ref(struct ctx *x, const struct cnode *n, void *dst)
 	t->plugin_file = arena_strndup(x->cfg->arena, ref, (size_t)(colon - ref));
 	t->plugin_symbol = colon + 1;
 	t->kind = TOOL_PLUGIN;
-	/* Plugin tools arrive with the plugin ABI; refuse them clearly until then. */
-	err_at(x, n, "plugin tools are not supported by this build yet; use command: or shell:");
-	return 0;
+	return 0;   /* loaded once plugin_dir is known: config_tools_finish */
 }
 
 static cJSON *
@@ -679,9 +678,30 @@ command_defaults(struct config *c, struct command_def *cmd)
 		cmd->max_output = c->limits.tool_output;
 }
 
+static void
+load_plugin_tool(struct ctx *x, struct config *c, struct tool_def *t)
+{
+	const char *file = t->plugin_file;
+	const char *path = strchr(file, '/') == NULL ?
+	    arena_printf(c->arena, "%s/%s", c->plugin_dir, file) :
+	    (file[0] == '/' ? file : arena_printf(c->arena, "%s/%s", c->config_dir, file));
+	char err[512];
+	struct loaded_plugin *p = plugin_load(path, MCPD_PLUGIN_TOOLS, err, sizeof(err));
+	if (p == NULL) {
+		errlist_add(x->errs, "%s:%d: tool \"%s\": %s", c->path, t->line, t->name, err);
+		return;
+	}
+	t->plugin_fn = plugin_symbol(p, t->plugin_symbol, err, sizeof(err));
+	if (t->plugin_fn == NULL)
+		errlist_add(x->errs, "%s:%d: tool \"%s\": %s", c->path, t->line, t->name, err);
+}
+
 void
 config_tools_finish(struct ctx *x, struct config *c)
 {
+	for (size_t i = 0; i < c->ntools; i++)
+		if (c->tools[i].kind == TOOL_PLUGIN && c->tools[i].plugin_file != NULL)
+			load_plugin_tool(x, c, &c->tools[i]);
 	for (size_t i = 0; i < c->ntools; i++)
 		command_defaults(c, &c->tools[i].cmd);
 	for (size_t i = 0; i < c->nresources; i++)

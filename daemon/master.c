@@ -795,6 +795,11 @@ master_main(struct config *cfg, const char *config_path)
 		log_info("listening on %s%s", cfg->listen[i].address,
 		    cfg->listen[i].ssl_ctx ? " (TLS)" : "");
 	update_pid_file(&m, cfg->pid_file);
+	if (cfg->workers > 1)
+		log_warn("workers: %llu: MCP sessions stay in the worker that created them in this "
+		    "version, so a client may get 404 when its connection lands on another worker; "
+		    "use workers: 1 for MCP clients until shared session storage is configured",
+		    (unsigned long long)cfg->workers);
 	if (cfg->switch_user && geteuid() != 0)
 		log_notice("user: %s is applied only when mcpd starts as root", cfg->user);
 	else if (!cfg->switch_user && geteuid() == 0)

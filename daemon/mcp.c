@@ -1,4 +1,5 @@
 #include "mcp.h"
+#include "plugin.h"
 #include "arena.h"
 #include "config.h"
 #include "content.h"
@@ -14,12 +15,14 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
+#include <event2/event.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/inotify.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -52,8 +55,16 @@ struct call {
 	cJSON *vars;                /* resource template variables, completion context */
 	char *complete_prefix;
 	int cancelled;
+	int in_plugin;              /* a plugin tool owns the call until it finishes */
+	void (*plugin_cancel)(void *);
+	void *plugin_cancel_arg;
 	LIST_HEAD(, ask) asks;
 	LIST_ENTRY(call) link;
+};
+
+struct file_watch {             /* a directory holding file resources */
+	int wd;
+	char *dir;
 };
 
 struct mcp {
@@ -63,6 +74,10 @@ struct mcp {
 	struct tool_exec *te;
 	LIST_HEAD(, call) calls;
 	int draining;
+	int inotify_fd;
+	struct event *inotify_ev;
+	struct file_watch *watches;
+	size_t nwatches;
 };
 
 static void call_free(struct call *c);
@@ -603,6 +618,133 @@ start_command(struct call *c, const char *label, const struct command_def *cmd, 
 	return c->run != NULL ? 0 : -1;
 }
 
+/* ---- plugin tools ---- */
+
+static struct event_base *plugin_base;   /* this worker's loop, for plugins */
+
+static void
+host_log(enum mcpd_log_level level, const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	enum log_level l = level <= MCPD_LOG_ERROR ? LOG_ERROR : level == MCPD_LOG_WARN ? LOG_WARN :
+	    level == MCPD_LOG_NOTICE ? LOG_NOTICE : level == MCPD_LOG_INFO ? LOG_INFO : LOG_DEBUG;
+	log_msg(l, "plugin: %s", msg);
+}
+
+static struct event_base *
+host_event_base(void)
+{
+	return plugin_base;
+}
+
+static void
+plugin_finish(struct call *c, cJSON *result)
+{
+	c->in_plugin = 0;
+	if (c->cancelled) {
+		cJSON_Delete(result);
+		call_reply(c, c->req != NULL && c->stream == NULL ?
+		    jsonrpc_error(c->msg.id, JSONRPC_REQUEST_CANCELLED, "Request cancelled", NULL) : NULL);
+		return;
+	}
+	call_result(c, result);
+}
+
+static void
+host_tool_result(struct mcpd_tool_call *call, const char *result_json)
+{
+	struct call *c = (struct call *)call;
+	cJSON *r = result_json ? cJSON_Parse(result_json) : NULL;
+	char err[256];
+	if (r == NULL || !cJSON_IsObject(r) ||
+	    content_blocks_check(cJSON_GetObjectItemCaseSensitive(r, "content"), err, sizeof(err)) < 0) {
+		if (r == NULL || !cJSON_IsObject(r))
+			snprintf(err, sizeof(err), "the result is not a JSON object");
+		log_error("plugin tool %s returned an invalid result: %s", c->tool->name, err);
+		cJSON_Delete(r);
+		r = tool_error_result("the tool returned an invalid result");
+	}
+	plugin_finish(c, r);
+}
+
+static void
+host_tool_text(struct mcpd_tool_call *call, const char *text, int is_error)
+{
+	struct call *c = (struct call *)call;
+	cJSON *r = cJSON_CreateObject();
+	cJSON *content = cJSON_AddArrayToObject(r, "content");
+	cJSON_AddItemToArray(content, content_text(text ? text : "", text ? strlen(text) : 0));
+	if (is_error)
+		cJSON_AddBoolToObject(r, "isError", 1);
+	plugin_finish(c, r);
+}
+
+static void
+host_tool_progress(struct mcpd_tool_call *call, double progress, double total, const char *message)
+{
+	struct call *c = (struct call *)call;
+	if (c->progress_token == NULL || c->cancelled)
+		return;
+	cJSON *p = cJSON_CreateObject();
+	cJSON_AddItemToObject(p, "progressToken", cJSON_Duplicate(c->progress_token, 1));
+	cJSON_AddNumberToObject(p, "progress", progress);
+	if (total > 0)
+		cJSON_AddNumberToObject(p, "total", total);
+	if (message != NULL)
+		cJSON_AddStringToObject(p, "message", message);
+	call_send(c, jsonrpc_notification("notifications/progress", p));
+}
+
+static void
+host_tool_on_cancel(struct mcpd_tool_call *call, void (*fn)(void *), void *arg)
+{
+	struct call *c = (struct call *)call;
+	c->plugin_cancel = fn;
+	c->plugin_cancel_arg = arg;
+}
+
+static const struct mcpd_host host = {
+	.size = sizeof(struct mcpd_host),
+	.abi_major = MCPD_PLUGIN_ABI_MAJOR,
+	.abi_minor = MCPD_PLUGIN_ABI_MINOR,
+	.log = host_log,
+	.event_base = host_event_base,
+	.tool_result = host_tool_result,
+	.tool_text = host_tool_text,
+	.tool_progress = host_tool_progress,
+	.tool_on_cancel = host_tool_on_cancel,
+};
+
+/* The client cancelled or left: tell the plugin; the call lives on until
+ * the plugin finishes it. */
+static void
+plugin_cancel(struct call *c)
+{
+	if (c->cancelled)
+		return;
+	c->cancelled = 1;
+	if (c->plugin_cancel != NULL)
+		c->plugin_cancel(c->plugin_cancel_arg);
+}
+
+static void
+run_plugin_tool(struct call *c, const struct tool_def *t, const cJSON *args)
+{
+	char *json = cJSON_PrintUnformatted(args);
+	if (json == NULL) {
+		call_result(c, tool_error_result("out of memory"));
+		return;
+	}
+	c->in_plugin = 1;
+	call_go_async(c);
+	((mcpd_tool_fn *)t->plugin_fn)(&host, (struct mcpd_tool_call *)c, json);
+	free(json);   /* the call may be finished (and freed) by now */
+}
+
 static void
 m_tools_call(struct call *c)
 {
@@ -638,6 +780,11 @@ m_tools_call(struct call *c)
 		char msg[700];
 		snprintf(msg, sizeof(msg), "Invalid arguments for tool %s: %s", name, err);
 		call_result(c, tool_error_result(msg));
+		return;
+	}
+	if (t->kind == TOOL_PLUGIN) {
+		run_plugin_tool(c, t, args);
+		cJSON_Delete(empty);
 		return;
 	}
 	char tool_env[200], proto_env[64];
@@ -1168,6 +1315,10 @@ cancel_request(struct mcp *m, struct session *s, const cJSON *id)
 	struct call *c;
 	LIST_FOREACH(c, &m->calls, link) {
 		if (c->s == s && c->msg.id != NULL && cJSON_Compare(c->msg.id, id, 1)) {
+			if (c->in_plugin) {
+				plugin_cancel(c);
+				return;
+			}
 			if (c->run != NULL && !c->cancelled) {
 				c->cancelled = 1;
 				tool_run_cancel(c->run);
@@ -1396,6 +1547,17 @@ session_gone(struct session *s, void *arg)
 	struct call *c, *next;
 	for (c = LIST_FIRST(&m->calls); c != NULL; c = next) {
 		next = LIST_NEXT(c, link);
+		if (c->s == s && c->in_plugin) {
+			/* The plugin still owns the call: only its stream goes now. */
+			plugin_cancel(c);
+			if (c->stream != NULL) {
+				c->stream->detached = NULL;
+				stream_finish(c->stream);
+				c->stream = NULL;
+				c->req = NULL;
+			}
+			continue;
+		}
 		if (c->s == s) {
 			c->cancelled = 1;
 			if (c->run != NULL) {
@@ -1407,12 +1569,116 @@ session_gone(struct session *s, void *arg)
 	}
 }
 
+/* ---- file resources that change ---- */
+
+struct updated_note {
+	const char *uri;
+};
+
+static void
+notify_updated(struct session *s, void *arg)
+{
+	struct updated_note *n = arg;
+	if (!session_subscribed(s, n->uri))
+		return;
+	cJSON *p = cJSON_CreateObject();
+	cJSON_AddStringToObject(p, "uri", n->uri);
+	char *msg = jsonrpc_notification("notifications/resources/updated", p);
+	if (msg == NULL)
+		return;
+	if (s->get_stream == NULL)
+		stream_open_get(s, NULL, 0);
+	if (s->get_stream != NULL)
+		stream_send(s->get_stream, msg);
+	free(msg);
+}
+
+static void
+inotify_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)ev;
+	struct mcp *m = arg;
+	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n; ) {
+			struct inotify_event *e = (struct inotify_event *)p;
+			p += sizeof(*e) + e->len;
+			const char *dir = NULL;
+			for (size_t i = 0; i < m->nwatches; i++)
+				if (m->watches[i].wd == e->wd)
+					dir = m->watches[i].dir;
+			if (dir == NULL || e->len == 0)
+				continue;
+			size_t dl = strlen(dir);
+			for (size_t i = 0; i < m->cfg->nresources; i++) {
+				const struct resource_def *r = &m->cfg->resources[i];
+				if (r->kind != RES_FILE || strncmp(r->file, dir, dl) != 0 || r->file[dl] != '/' ||
+				    strcmp(r->file + dl + 1, e->name) != 0)
+					continue;
+				log_debug("resource %s changed", r->uri);
+				struct updated_note note = { r->uri };
+				sessions_foreach(m->sessions, notify_updated, &note);
+			}
+		}
+	}
+}
+
+/* Watch the directories of file resources: editors replace files by
+ * renaming, which a watch on the file itself would miss. */
+static void
+watch_files(struct mcp *m)
+{
+	m->inotify_fd = -1;
+	for (size_t i = 0; i < m->cfg->nresources; i++) {
+		const struct resource_def *r = &m->cfg->resources[i];
+		if (r->kind != RES_FILE)
+			continue;
+		if (m->inotify_fd < 0) {
+			m->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+			if (m->inotify_fd < 0) {
+				log_sys(LOG_WARN, "inotify: resources/updated will not be sent");
+				return;
+			}
+		}
+		char dir[4096];
+		snprintf(dir, sizeof(dir), "%s", r->file);
+		char *slash = strrchr(dir, '/');
+		if (slash == NULL)
+			continue;
+		*slash = '\0';
+		int wd = inotify_add_watch(m->inotify_fd, dir[0] ? dir : "/",
+		    IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB);
+		if (wd < 0) {
+			log_sys(LOG_WARN, "inotify: cannot watch %s", dir);
+			continue;
+		}
+		int known = 0;
+		for (size_t j = 0; j < m->nwatches; j++)
+			known |= m->watches[j].wd == wd;
+		if (known)
+			continue;
+		struct file_watch *w = realloc(m->watches, (m->nwatches + 1) * sizeof(*w));
+		if (w == NULL)
+			continue;
+		m->watches = w;
+		w[m->nwatches].wd = wd;
+		w[m->nwatches].dir = strdup(dir);
+		m->nwatches++;
+	}
+	if (m->inotify_fd >= 0) {
+		m->inotify_ev = event_new(m->base, m->inotify_fd, EV_READ | EV_PERSIST, inotify_cb, m);
+		event_add(m->inotify_ev, NULL);
+	}
+}
+
 struct mcp *
 mcp_new(struct event_base *base, struct config *cfg, struct http_server *http)
 {
 	struct mcp *m = calloc(1, sizeof(*m));
 	if (m == NULL)
 		return NULL;
+	m->inotify_fd = -1;
 	m->base = base;
 	m->cfg = cfg;
 	LIST_INIT(&m->calls);
@@ -1432,6 +1698,14 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http)
 		return NULL;
 	}
 	sessions_on_delete(m->sessions, session_gone, m);
+	watch_files(m);
+	plugin_base = base;
+	char err[256];
+	if (plugins_init_worker(&host, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		mcp_free(m);
+		return NULL;
+	}
 	if (http_server_route(http, cfg->endpoint, mcp_endpoint, m) < 0) {
 		mcp_free(m);
 		return NULL;
@@ -1482,5 +1756,13 @@ mcp_free(struct mcp *m)
 	}
 	sessions_free(m->sessions);
 	tool_exec_free(m->te);
+	plugins_fini_worker();
+	if (m->inotify_ev != NULL)
+		event_free(m->inotify_ev);
+	if (m->inotify_fd >= 0)
+		close(m->inotify_fd);
+	for (size_t i = 0; i < m->nwatches; i++)
+		free(m->watches[i].dir);
+	free(m->watches);
 	free(m);
 }

@@ -33,6 +33,7 @@ struct tool_def {
 	enum tool_kind kind;
 	struct command_def cmd;
 	const char *plugin_file, *plugin_symbol;
+	void *plugin_fn;                /* mcpd_tool_fn, once loaded */
 	enum tool_output output;
 	int line;
 };

@@ -431,6 +431,8 @@ stream_open_get(struct session *s, struct http_request *req, int priming)
 			return NULL;
 	}
 	struct stream *st = s->get_stream;
+	if (req == NULL)
+		return st;   /* created to record messages until the client opens it */
 	attach(st, req, priming);
 	/* Messages queued while no GET stream was open go out now. */
 	uint64_t from = st->sent;

@@ -382,3 +382,61 @@ def test_list_changed_after_reload(t):
     check(b"prompts/list_changed" not in data, "an unchanged list was announced")
     s.close()
     d.stop()
+
+
+def test_resources_updated_when_file_changes(t):
+    d, port = start(t)
+    sid = mcp_session(port)
+    st, r, _ = rpc(port, sid, "resources/subscribe", {"uri": "file:///motd"})
+    check(r["result"] == {}, r)
+    st, r, _ = rpc(port, sid, "resources/subscribe", {"uri": "file:///nope"})
+    check(r["error"]["code"] == -32002, r)
+    other = mcp_session(port)      # not subscribed: hears nothing
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: "
+              + sid.encode() + b"\r\n\r\n")
+    check(status_of(s.recv(4096)) == 200)
+    # Replace the file the way editors do: write aside, rename over.
+    motd = os.path.join(t.dir, "motd.txt")
+    with open(motd + ".new", "w") as f:
+        f.write("new motd\n")
+    os.rename(motd + ".new", motd)
+    data = b""
+    deadline = time.time() + 10
+    while b"resources/updated" not in data and time.time() < deadline:
+        data += s.recv(4096)
+    check(b'"method":"notifications/resources/updated","params":{"uri":"file:///motd"}' in data, data)
+    s.close()
+    st, r, _ = rpc(port, sid, "resources/read", {"uri": "file:///motd"})
+    check(r["result"]["contents"][0]["text"] == "new motd\n")
+    rpc(port, sid, "resources/unsubscribe", {"uri": "file:///motd"})
+    d.stop()
+
+
+def test_plugin_tool(t):
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\ntools:\n"
+               "  - name: add\n    description: Add in-process.\n    input: { a: number, b: number }\n"
+               "    required: [a, b]\n    plugin: examples.so:add\n" % port).start(wait_url_port=port)
+    sid = mcp_session(port)
+    st, r, _ = call(port, sid, "add", {"a": 2, "b": 40.5})
+    check(r["result"]["content"][0]["text"] == "42.5" and r["result"]["structuredContent"] == {"sum": 42.5}, r)
+    st, r, _ = call(port, sid, "add", {"a": "x", "b": 1})
+    check(r["result"]["isError"], r)
+    d.stop()
+
+
+def test_plugin_errors_are_config_errors(t):
+    from harness import run_mcpd
+    cases = [
+        ("plugin: nope.so:add", "cannot load plugin"),
+        ("plugin: examples.so:subtract", 'exports no symbol "subtract"'),
+        ("plugin: examples.so", "plugin must be file.so:symbol"),
+        ("plugin: /bin/true:main", "cannot load plugin"),
+    ]
+    for ref, want in cases:
+        path = os.path.join(t.dir, "p.yaml")
+        with open(path, "w") as f:
+            f.write("tools:\n  - name: x\n    description: X\n    %s\n" % ref)
+        rc, out, err = run_mcpd("-t", "-c", path)
+        check(rc == 1 and want in err and "p.yaml:" in err, (ref, err))

@@ -1,0 +1,27 @@
+/* Loading plugins (dlopen), checking their ABI, and the host table they
+ * call. Loaded objects stay for the life of the process (never dlclose:
+ * a reload may still run code from them). */
+#ifndef MCPD_PLUGIN_LOADER_H
+#define MCPD_PLUGIN_LOADER_H
+
+#include <stddef.h>
+
+#include <mcpd/plugin.h>
+
+struct loaded_plugin {
+	char *path;
+	void *handle;
+	const struct mcpd_plugin *desc;
+};
+
+/* Load path (once; later calls return the same object) and check that it
+ * is a plugin of this kind and ABI. */
+struct loaded_plugin *plugin_load(const char *path, enum mcpd_plugin_kind kind,
+    char *err, size_t errlen);
+void *plugin_symbol(struct loaded_plugin *p, const char *symbol, char *err, size_t errlen);
+
+/* Per worker: run every loaded plugin's init_worker. Returns -1 with err. */
+int plugins_init_worker(const struct mcpd_host *host, char *err, size_t errlen);
+void plugins_fini_worker(void);
+
+#endif

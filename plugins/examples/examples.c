@@ -1,0 +1,65 @@
+/*
+ * An example tools plugin, built against <mcpd/plugin.h> alone:
+ *
+ *   tools:
+ *     - name: add
+ *       description: Add two numbers in-process.
+ *       input: { a: number, b: number }
+ *       required: [a, b]
+ *       plugin: examples.so:add
+ *
+ * Arguments arrive as a JSON object (already validated against the
+ * tool's schema); a result goes back as a CallToolResult JSON object.
+ * This example parses its two numbers by hand to stay dependency-free;
+ * a real plugin would use a JSON library.
+ */
+#include <mcpd/plugin.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int
+number_field(const char *json, const char *key, double *out)
+{
+	char pattern[64];
+	snprintf(pattern, sizeof(pattern), "\"%s\":", key);
+	const char *p = strstr(json, pattern);
+	if (p == NULL)
+		return -1;
+	char *end;
+	*out = strtod(p + strlen(pattern), &end);
+	return end == p + strlen(pattern) ? -1 : 0;
+}
+
+MCPD_EXPORT mcpd_tool_fn add;
+
+void
+add(const struct mcpd_host *host, struct mcpd_tool_call *call, const char *arguments_json)
+{
+	double a, b;
+	if (number_field(arguments_json, "a", &a) < 0 || number_field(arguments_json, "b", &b) < 0) {
+		host->tool_text(call, "add needs numbers a and b", 1);
+		return;
+	}
+	char result[128];
+	snprintf(result, sizeof(result),
+	    "{\"content\":[{\"type\":\"text\",\"text\":\"%.17g\"}],\"structuredContent\":{\"sum\":%.17g}}",
+	    a + b, a + b);
+	host->tool_result(call, result);
+}
+
+static const struct mcpd_plugin descriptor = {
+	.size = sizeof(struct mcpd_plugin),
+	.abi_major = MCPD_PLUGIN_ABI_MAJOR,
+	.abi_minor = MCPD_PLUGIN_ABI_MINOR,
+	.kind = MCPD_PLUGIN_TOOLS,
+	.name = "examples",
+	.version = "1.0.0",
+};
+
+const struct mcpd_plugin *
+mcpd_plugin_entry(void)
+{
+	return &descriptor;
+}
