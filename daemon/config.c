@@ -3,6 +3,7 @@
 #include "arena.h"
 #include "conftree.h"
 #include "paths.h"
+#include "reqstate.h"
 #include "tls.h"
 #include "util.h"
 
@@ -567,6 +568,28 @@ parse_sse(struct ctx *x, const struct cnode *n, void *base)
 	return parse_fields(x, n, fields, base, "sse");
 }
 
+static int
+parse_request_state(struct ctx *x, const struct cnode *n, void *base)
+{
+	static const struct field fields[] = {
+		{ "key_file", F_PATH, offsetof(struct config, request_state.key_file), 0, 0, NULL },
+		{ "ttl", F_DURATION, offsetof(struct config, request_state.ttl_ms), 1000, 86400000, NULL },
+		{ NULL, 0, 0, 0, 0, NULL },
+	};
+	return parse_fields(x, n, fields, base, "request_state");
+}
+
+static int
+parse_cache(struct ctx *x, const struct cnode *n, void *base)
+{
+	static const struct field fields[] = {
+		{ "list_ttl", F_DURATION, offsetof(struct config, cache.list_ttl_ms), 0, 86400000, NULL },
+		{ "read_ttl", F_DURATION, offsetof(struct config, cache.read_ttl_ms), 0, 86400000, NULL },
+		{ NULL, 0, 0, 0, 0, NULL },
+	};
+	return parse_fields(x, n, fields, base, "cache");
+}
+
 static const struct field top_fields[] = {
 	{ "server", F_CUSTOM, 0, 0, 0, parse_server },
 	{ "listen", F_CUSTOM, 0, 0, 0, parse_listen },
@@ -581,6 +604,8 @@ static const struct field top_fields[] = {
 	{ "plugin_dir", F_PATH, offsetof(struct config, plugin_dir), 0, 0, NULL },
 	{ "limits", F_CUSTOM, 0, 0, 0, parse_limits },
 	{ "sse", F_CUSTOM, 0, 0, 0, parse_sse },
+	{ "request_state", F_CUSTOM, 0, 0, 0, parse_request_state },
+	{ "cache", F_CUSTOM, 0, 0, 0, parse_cache },
 	{ "tools", F_CUSTOM, 0, 0, 0, parse_tools },
 	{ "resources", F_CUSTOM, 0, 0, 0, parse_resources },
 	{ "prompts", F_CUSTOM, 0, 0, 0, parse_prompts },
@@ -613,6 +638,9 @@ set_defaults(struct config *c)
 	c->limits.tool_processes = 256;
 	c->limits.page_size = 100;
 	c->mcp.retry_ms = 3000;
+	c->request_state.ttl_ms = 600000;
+	c->cache.list_ttl_ms = 300000;
+	c->cache.read_ttl_ms = 0;
 	c->mcp.keepalive_ms = 15000;
 	c->mcp.history = 1000;
 	static const char *const origins[] = { "http://localhost:*", "https://localhost:*",
@@ -737,6 +765,11 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 		c->allowed_hosts = (const char **)hosts;
 		c->nhosts = 3;
 	}
+	char kerr[512];
+	if (c->request_state.key_file != NULL && c->request_state.key_file[0] != '/')
+		c->request_state.key_file = arena_printf(c->arena, "%s/%s", c->config_dir, c->request_state.key_file);
+	if (reqstate_key(c->request_state.key_file, c->request_state.key, kerr, sizeof(kerr)) < 0)
+		err_at(&x, cnode_get(cnode_get(c->root, "request_state"), "key_file"), "request_state.key_file: %s", kerr);
 	c->helper_path = find_helper(c);
 	c->plugin_dir = find_plugin_dir(c);
 	config_tools_finish(&x, c);

@@ -83,6 +83,15 @@ struct config {
 		uint64_t keepalive_ms;      /* comment lines on quiet streams */
 		uint64_t history;           /* events kept per session for Last-Event-ID */
 	} mcp;
+	struct {
+		const char *key_file;
+		uint64_t ttl_ms;
+		unsigned char key[32];      /* HMAC key of MRTR requestState tokens */
+	} request_state;
+	struct {
+		uint64_t list_ttl_ms;       /* ttlMs of list results (2026-07-28) */
+		uint64_t read_ttl_ms;       /* ttlMs of resources/read results */
+	} cache;
 	const char *config_dir;         /* relative tool paths resolve here */
 	const char *plugin_dir;
 	const char *helper_path;        /* mcpd-tool, put on the tools' PATH */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -188,6 +189,62 @@ parse_plugin_ref(struct ctx *x, const struct cnode *n, void *dst)
 	return 0;   /* loaded once plugin_dir is known: config_tools_finish */
 }
 
+/* Client capabilities a tool cannot work without. */
+static int
+parse_requires(struct ctx *x, const struct cnode *n, void *dst)
+{
+	cJSON **out = dst;
+	if (want_type(x, n, CNODE_SEQ, "requires") < 0)
+		return -1;
+	cJSON *caps = cJSON_CreateObject();
+	for (size_t i = 0; i < n->n; i++) {
+		const char *cap;
+		if (scalar_string(x, n->items[i], "requires entry", &cap) < 0)
+			continue;
+		if (strcmp(cap, "sampling") != 0 && strcmp(cap, "elicitation") != 0 && strcmp(cap, "roots") != 0) {
+			err_at(x, n->items[i], "requires: \"%s\" is not a client capability (sampling, elicitation, roots)", cap);
+			continue;
+		}
+		cJSON_AddObjectToObject(caps, cap);
+	}
+	*out = caps;
+	return 0;
+}
+
+/* SEP-2243: a primitive argument may be mirrored in an Mcp-Param-<name>
+ * header so that proxies can route on it; mcpd checks the mirror. */
+static void
+collect_header_params(struct ctx *x, const struct cnode *at, struct tool_def *t)
+{
+	const cJSON *props = cJSON_GetObjectItemCaseSensitive(t->input_schema, "properties");
+	const cJSON *p;
+	cJSON_ArrayForEach(p, props) {
+		const cJSON *h = cJSON_GetObjectItemCaseSensitive(p, "x-mcp-header");
+		if (h == NULL)
+			continue;
+		const cJSON *type = cJSON_GetObjectItemCaseSensitive(p, "type");
+		int primitive = cJSON_IsString(type) && (strcmp(type->valuestring, "string") == 0 ||
+		    strcmp(type->valuestring, "number") == 0 || strcmp(type->valuestring, "integer") == 0 ||
+		    strcmp(type->valuestring, "boolean") == 0);
+		int ok = cJSON_IsString(h) && h->valuestring[0] != '\0';
+		for (const char *c = ok ? h->valuestring : ""; *c; c++)
+			if (*c <= 0x20 || *c >= 0x7f || *c == ':')
+				ok = 0;
+		if (!ok || !primitive) {
+			err_at(x, at, "tool \"%s\": x-mcp-header of \"%s\" must be a header name (ASCII, no space or colon) on a string, number, integer or boolean property",
+			    t->name, p->string);
+			continue;
+		}
+		if (t->header_params == NULL)
+			t->header_params = cJSON_CreateObject();
+		const cJSON *o;
+		cJSON_ArrayForEach(o, t->header_params)
+			if (strcasecmp(o->valuestring, h->valuestring) == 0)
+				err_at(x, at, "tool \"%s\": x-mcp-header \"%s\" is used twice", t->name, h->valuestring);
+		cJSON_AddStringToObject(t->header_params, p->string, h->valuestring);
+	}
+}
+
 static cJSON *
 short_property(struct ctx *x, const struct cnode *v)
 {
@@ -227,6 +284,7 @@ static const struct field tool_fields[] = {
 	{ "timeout", F_DURATION, offsetof(struct tool_def, cmd.timeout_ms), 1, 86400000, NULL },
 	{ "max_output", F_SIZE, offsetof(struct tool_def, cmd.max_output), 1, 1ULL << 30, NULL },
 	{ "output", F_CUSTOM, offsetof(struct tool_def, output), 0, 0, parse_output_mode },
+	{ "requires", F_CUSTOM, offsetof(struct tool_def, requires), 0, 0, parse_requires },
 	{ NULL, 0, 0, 0, 0, NULL },
 };
 
@@ -310,6 +368,7 @@ parse_tools(struct ctx *x, const struct cnode *n, void *dst)
 			continue;
 		if (t->name == NULL) {
 			err_at(x, item, "a tool needs a name");
+			cJSON_Delete(t->requires);
 			cJSON_Delete(t->input_schema);
 			cJSON_Delete(t->output_schema);
 			cJSON_Delete(t->annotations);
@@ -332,6 +391,9 @@ parse_tools(struct ctx *x, const struct cnode *n, void *dst)
 		if (t->input_schema != NULL && schema_check(t->input_schema, why, sizeof(why)) < 0)
 			err_at(x, cnode_get(item, "input_schema") ? cnode_get(item, "input_schema") : item,
 			    "tool \"%s\" input schema: %s", t->name, why);
+		if (t->input_schema != NULL)
+			collect_header_params(x, cnode_get(item, "input_schema") ? cnode_get(item, "input_schema") :
+			    cnode_get(item, "input") ? cnode_get(item, "input") : item, t);
 		if (t->output_schema != NULL) {
 			if (t->output != OUT_JSON)
 				err_at(x, cnode_get(item, "output_schema"), "output_schema needs output: json");
@@ -724,6 +786,8 @@ config_tools_free(struct config *c)
 		cJSON_Delete(c->tools[i].output_schema);
 		cJSON_Delete(c->tools[i].annotations);
 		cJSON_Delete(c->tools[i].listing);
+		cJSON_Delete(c->tools[i].requires);
+		cJSON_Delete(c->tools[i].header_params);
 	}
 	for (size_t i = 0; i < c->nresources; i++) {
 		cJSON_Delete(c->resources[i].completions);

@@ -7,6 +7,7 @@
 #include "jsonrpc.h"
 #include "log.h"
 #include "registry.h"
+#include "reqstate.h"
 #include "schema.h"
 #include "session.h"
 #include "tool_exec.h"
@@ -32,10 +33,21 @@
 
 struct call;
 
-struct ask {                    /* a command's request forwarded to the client */
+struct ask_group;
+
+struct ask_item {               /* one request forwarded to the client */
+	struct ask_group *g;
+	char *key;
+};
+
+struct ask_group {              /* a command's question(s), waiting for the client */
 	struct call *c;
-	cJSON *tool_id;
-	LIST_ENTRY(ask) link;
+	cJSON *tool_id;             /* the id the command used on its channel */
+	int single;                 /* answer with the result itself, not a map */
+	cJSON *results;             /* key -> result, or {"error": ...} */
+	struct ask_item *items;
+	size_t nitems, remaining;
+	LIST_ENTRY(ask_group) link;
 };
 
 struct call {
@@ -58,7 +70,20 @@ struct call {
 	int in_plugin;              /* a plugin tool owns the call until it finishes */
 	void (*plugin_cancel)(void *);
 	void *plugin_cancel_arg;
-	LIST_HEAD(, ask) asks;
+	enum proto proto;
+	int stateless;              /* 2026-07-28: no session; the request says it all */
+	const cJSON *client_caps;
+	int log_level;              /* stateless threshold; MLOG_COUNT: no log messages */
+	int sse_direct;             /* stateless: this response is an SSE stream */
+	struct event *keepalive;
+	int status;                 /* HTTP status of a JSON answer */
+	cJSON *answers;             /* MRTR: input responses known so far */
+	cJSON *asked;               /* MRTR: questions to return as inputRequests */
+	char *bind_name;            /* MRTR: the tool, prompt or URI the state is for */
+	char bind_digest[65];
+	int listen;                 /* an open subscriptions/listen stream */
+	cJSON *filter;              /* what the listener asked for and got */
+	LIST_HEAD(, ask_group) asks;
 	LIST_ENTRY(call) link;
 };
 
@@ -192,7 +217,13 @@ call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrp
 	c->method = c->msg.method;
 	c->params = c->msg.params;
 	c->accept_sse = accepts(http_request_header(r, "Accept"), "text/event-stream");
+	c->status = 200;
+	c->log_level = MLOG_COUNT;
 	LIST_INIT(&c->asks);
+	if (s != NULL) {
+		c->proto = s->proto;
+		c->client_caps = s->client_caps;
+	}
 	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(c->params, "_meta");
 	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(meta, "progressToken");
 	if (cJSON_IsString(tok) || cJSON_IsNumber(tok))
@@ -203,12 +234,42 @@ call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrp
 	return c;
 }
 
+static void plugin_cancel(struct call *c);
+
+/* Under 2026-07-28 closing the response cancels the request; under the
+ * 2025 revisions it does not (the client may resume a stream). */
 static void
 call_req_closed(struct http_request *r, void *arg)
 {
 	(void)r;
 	struct call *c = arg;
 	c->req = NULL;
+	if (!c->stateless)
+		return;
+	if (c->in_plugin) {
+		plugin_cancel(c);
+		return;
+	}
+	c->cancelled = 1;
+	if (c->tool != NULL && c->run != NULL)
+		log_info("tool %s cancelled: the client closed the request", c->tool->name);
+	call_free(c);
+}
+
+static int
+call_log_level(const struct call *c)
+{
+	return c->s != NULL ? c->s->log_level : c->log_level;
+}
+
+static void
+direct_keepalive(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct call *c = arg;
+	if (c->req != NULL)
+		http_stream_write(c->req, ": keep-alive\n\n", 14);
 }
 
 static void
@@ -220,6 +281,39 @@ call_stream_detached(void *arg)
 
 /* The SSE stream of this call, opened on first use; NULL when the client
  * cannot take one (then messages go to the session's GET stream). */
+/* Stateless: the response itself becomes an SSE stream scoped to the
+ * request; returns 0 when it is (or already was). */
+static int
+call_direct_stream(struct call *c)
+{
+	if (c->sse_direct)
+		return 0;
+	if (c->req == NULL || !c->accept_sse)
+		return -1;
+	cors_headers(c->req);
+	http_response_header(c->req, "Cache-Control", "no-cache");
+	http_response_header(c->req, "X-Accel-Buffering", "no");
+	http_stream_begin(c->req, 200, "text/event-stream");
+	http_request_on_close(c->req, call_req_closed, c);
+	c->sse_direct = 1;
+	uint64_t ms = c->m->cfg->mcp.keepalive_ms;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	c->keepalive = event_new(c->m->base, -1, EV_PERSIST, direct_keepalive, c);
+	if (c->keepalive != NULL)
+		event_add(c->keepalive, &tv);
+	return 0;
+}
+
+static void
+direct_write(struct call *c, const char *json)
+{
+	if (c->req == NULL)
+		return;
+	http_stream_write(c->req, "event: message\ndata: ", 21);
+	http_stream_write(c->req, json, strlen(json));
+	http_stream_write(c->req, "\n\n", 2);
+}
+
 static struct stream *
 call_stream(struct call *c)
 {
@@ -241,6 +335,12 @@ call_send(struct call *c, char *json)
 {
 	if (json == NULL)
 		return;
+	if (c->stateless) {
+		if (call_direct_stream(c) == 0)
+			direct_write(c, json);
+		free(json);
+		return;
+	}
 	struct stream *st = call_stream(c);
 	if (st == NULL && c->s != NULL)
 		st = c->s->get_stream;
@@ -253,7 +353,16 @@ call_send(struct call *c, char *json)
 static void
 call_reply(struct call *c, char *json)
 {
-	if (c->stream != NULL) {
+	if (c->sse_direct) {
+		if (json != NULL)
+			direct_write(c, json);
+		free(json);
+		if (c->req != NULL) {
+			http_request_on_close(c->req, NULL, NULL);
+			http_stream_end(c->req);
+			c->req = NULL;
+		}
+	} else if (c->stream != NULL) {
 		if (json != NULL)
 			stream_send(c->stream, json);
 		c->stream->detached = NULL;
@@ -263,8 +372,7 @@ call_reply(struct call *c, char *json)
 		free(json);
 	} else if (c->req != NULL) {
 		http_request_on_close(c->req, NULL, NULL);
-		int status = 200;
-		respond_json(c->req, status, json);
+		respond_json(c->req, c->status, json);
 		c->req = NULL;
 	} else {
 		free(json);
@@ -275,7 +383,27 @@ call_reply(struct call *c, char *json)
 static void
 call_result(struct call *c, cJSON *result)
 {
+	if (c->stateless && result != NULL && !cJSON_HasObjectItem(result, "resultType"))
+		cJSON_AddStringToObject(result, "resultType", "complete");
 	call_reply(c, jsonrpc_result(c->msg.id, result));
+}
+
+/* HTTP status of an error answer: the 2026 revision gives each its own. */
+static int
+error_status(const struct call *c, int code)
+{
+	if (!c->stateless)
+		return 200;
+	switch (code) {
+	case JSONRPC_METHOD_NOT_FOUND:
+		return 404;
+	case -32020:
+	case -32021:
+	case -32022:
+		return 400;
+	default:
+		return 200;
+	}
 }
 
 static void
@@ -290,12 +418,14 @@ call_error(struct call *c, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	c->status = error_status(c, code);
 	call_reply(c, jsonrpc_error(c->msg.id, code, msg, NULL));
 }
 
 static void
 call_error_data(struct call *c, int code, const char *msg, cJSON *data)
 {
+	c->status = error_status(c, code);
 	call_reply(c, jsonrpc_error(c->msg.id, code, msg, data));
 }
 
@@ -304,13 +434,29 @@ call_free(struct call *c)
 {
 	LIST_REMOVE(c, link);
 	while (!LIST_EMPTY(&c->asks)) {
-		struct ask *a = LIST_FIRST(&c->asks);
-		LIST_REMOVE(a, link);
-		if (c->s != NULL)
-			session_cancel_pending(c->s, a);
-		cJSON_Delete(a->tool_id);
-		free(a);
+		struct ask_group *g = LIST_FIRST(&c->asks);
+		LIST_REMOVE(g, link);
+		for (size_t i = 0; i < g->nitems; i++) {
+			if (c->s != NULL)
+				session_cancel_pending(c->s, &g->items[i]);
+			free(g->items[i].key);
+		}
+		free(g->items);
+		cJSON_Delete(g->tool_id);
+		cJSON_Delete(g->results);
+		free(g);
 	}
+	if (c->keepalive != NULL)
+		event_free(c->keepalive);
+	if (c->sse_direct && c->req != NULL) {
+		http_request_on_close(c->req, NULL, NULL);
+		http_stream_end(c->req);
+		c->req = NULL;
+	}
+	cJSON_Delete(c->answers);
+	cJSON_Delete(c->asked);
+	cJSON_Delete(c->filter);
+	free(c->bind_name);
 	if (c->run != NULL)
 		tool_run_abandon(c->run);
 	if (c->stream != NULL) {
@@ -347,7 +493,7 @@ param_string(const struct call *c, const char *key)
 static int
 client_has(const struct call *c, const char *cap)
 {
-	return c->s != NULL && cJSON_GetObjectItemCaseSensitive(c->s->client_caps, cap) != NULL;
+	return cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(c->client_caps, cap));
 }
 
 /* ---- lists ---- */
@@ -365,13 +511,17 @@ list_page(struct call *c, const struct list_pages *lp)
 			return;
 		}
 	}
-	/* "{"jsonrpc":"2.0","id":ID,"result":" + page + "}}" */
+	/* "{"jsonrpc":"2.0","id":ID,"result":" + page + hints + "}}" */
 	char *id = cJSON_PrintUnformatted(c->msg.id);
 	const char *body = lp->pages[page];
-	size_t n = strlen(id) + strlen(body) + 48;
+	char hints[128] = "";
+	if (c->stateless)
+		snprintf(hints, sizeof(hints), ",\"resultType\":\"complete\",\"ttlMs\":%llu,\"cacheScope\":\"public\"",
+		    (unsigned long long)c->m->cfg->cache.list_ttl_ms);
+	size_t n = strlen(id) + strlen(body) + strlen(hints) + 48;
 	char *json = malloc(n);
 	if (json != NULL)
-		snprintf(json, n, "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":%s}}", id, body);
+		snprintf(json, n, "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":%s%s}}", id, body, hints);
 	free(id);
 	call_reply(c, json);
 }
@@ -455,63 +605,215 @@ free_env(const char **env, char **owned)
 }
 
 static void
-ask_answered(void *arg, const cJSON *result, const cJSON *error)
+tool_reply(struct call *c, char *line)
 {
-	struct ask *a = arg;
-	struct call *c = a->c;
-	cJSON *msg = cJSON_CreateObject();
-	cJSON_AddStringToObject(msg, "jsonrpc", "2.0");
-	cJSON_AddItemToObject(msg, "id", a->tool_id);
-	a->tool_id = NULL;
-	if (error != NULL)
-		cJSON_AddItemToObject(msg, "error", cJSON_Duplicate(error, 1));
-	else
-		cJSON_AddItemToObject(msg, "result", result ? cJSON_Duplicate(result, 1) : cJSON_CreateObject());
-	char *line = cJSON_PrintUnformatted(msg);
-	cJSON_Delete(msg);
 	if (c->run != NULL && line != NULL)
 		tool_run_reply(c->run, line);
 	free(line);
-	LIST_REMOVE(a, link);
-	free(a);
 }
 
 static void
 reply_to_tool_error(struct call *c, const cJSON *id, int code, const char *message)
 {
-	char *line = jsonrpc_error(id, code, message, NULL);
-	if (c->run != NULL && line != NULL)
-		tool_run_reply(c->run, line);
-	free(line);
+	tool_reply(c, jsonrpc_error(id, code, message, NULL));
 }
 
-/* A command's request to the client (elicitation, sampling, roots). */
+static void
+group_free(struct ask_group *g)
+{
+	LIST_REMOVE(g, link);
+	for (size_t i = 0; i < g->nitems; i++)
+		free(g->items[i].key);
+	free(g->items);
+	cJSON_Delete(g->tool_id);
+	cJSON_Delete(g->results);
+	free(g);
+}
+
+/* Every question of the group has its answer: hand them to the command,
+ * the one result itself for a single question, else a map by key. */
+static void
+group_finish(struct ask_group *g)
+{
+	struct call *c = g->c;
+	if (g->single) {
+		cJSON *only = g->results->child;
+		const cJSON *err = cJSON_GetObjectItemCaseSensitive(only, "mcpd/error");
+		if (err != NULL)
+			tool_reply(c, jsonrpc_error(g->tool_id,
+			    cJSON_GetObjectItemCaseSensitive(err, "code") ? cJSON_GetObjectItemCaseSensitive(err, "code")->valueint : JSONRPC_INTERNAL_ERROR,
+			    cJSON_IsString(cJSON_GetObjectItemCaseSensitive(err, "message")) ?
+			    cJSON_GetObjectItemCaseSensitive(err, "message")->valuestring : "the client failed the request", NULL));
+		else
+			tool_reply(c, jsonrpc_result(g->tool_id, cJSON_Duplicate(only, 1)));
+	} else {
+		tool_reply(c, jsonrpc_result(g->tool_id, cJSON_Duplicate(g->results, 1)));
+	}
+	group_free(g);
+}
+
+static void
+item_answered(void *arg, const cJSON *result, const cJSON *error)
+{
+	struct ask_item *it = arg;
+	struct ask_group *g = it->g;
+	if (error != NULL) {
+		cJSON *e = cJSON_CreateObject();
+		cJSON_AddItemToObject(e, "mcpd/error", cJSON_Duplicate(error, 1));
+		cJSON_AddItemToObject(g->results, it->key, e);
+	} else {
+		cJSON_AddItemToObject(g->results, it->key, result ? cJSON_Duplicate(result, 1) : cJSON_CreateObject());
+	}
+	if (--g->remaining == 0)
+		group_finish(g);
+}
+
+static const char *
+ask_capability(const char *method)
+{
+	if (strcmp(method, "elicitation/create") == 0)
+		return "elicitation";
+	if (strcmp(method, "sampling/createMessage") == 0)
+		return "sampling";
+	if (strcmp(method, "roots/list") == 0)
+		return "roots";
+	return NULL;
+}
+
+static void mrtr_end_round(struct call *c);
+
+/* A command asks the client: forwarded as requests under the 2025
+ * revisions; under 2026-07-28 answered from the retry's inputResponses
+ * or, if any is unknown, the command ends and the client gets them as
+ * inputRequests (MRTR). requests: key -> {method, params}. */
+static void
+ask_start(struct call *c, const cJSON *tool_id, const cJSON *requests, const char *single_key)
+{
+	struct ask_group *g = calloc(1, sizeof(*g));
+	size_t n = (size_t)cJSON_GetArraySize(requests);
+	if (g == NULL || (g->items = calloc(n ? n : 1, sizeof(*g->items))) == NULL) {
+		free(g);
+		reply_to_tool_error(c, tool_id, JSONRPC_INTERNAL_ERROR, "out of memory");
+		return;
+	}
+	g->c = c;
+	g->tool_id = cJSON_Duplicate(tool_id, 1);
+	g->single = single_key != NULL;
+	g->results = cJSON_CreateObject();
+	LIST_INSERT_HEAD(&c->asks, g, link);
+	int need_input = 0;
+	const cJSON *rq;
+	cJSON_ArrayForEach(rq, requests) {
+		const cJSON *method = cJSON_GetObjectItemCaseSensitive(rq, "method");
+		const cJSON *params = cJSON_GetObjectItemCaseSensitive(rq, "params");
+		const char *cap = cJSON_IsString(method) ? ask_capability(method->valuestring) : NULL;
+		const char *why = NULL;
+		char buf[128];
+		if (cap == NULL) {
+			why = "mcpd forwards only elicitation/create, sampling/createMessage and roots/list";
+		} else if (!client_has(c, cap)) {
+			snprintf(buf, sizeof(buf), "the client did not declare the %s capability", cap);
+			why = buf;
+		}
+		if (why != NULL) {
+			cJSON *e = cJSON_CreateObject();
+			cJSON *err = cJSON_AddObjectToObject(e, "mcpd/error");
+			cJSON_AddNumberToObject(err, "code", JSONRPC_METHOD_NOT_FOUND);
+			cJSON_AddStringToObject(err, "message", why);
+			cJSON_AddItemToObject(g->results, rq->string, e);
+			continue;
+		}
+		if (c->stateless) {
+			const cJSON *known = cJSON_GetObjectItemCaseSensitive(c->answers, rq->string);
+			if (known != NULL) {
+				cJSON_AddItemToObject(g->results, rq->string, cJSON_Duplicate(known, 1));
+				continue;
+			}
+			if (c->asked == NULL)
+				c->asked = cJSON_CreateObject();
+			cJSON *q = cJSON_CreateObject();
+			cJSON_AddStringToObject(q, "method", method->valuestring);
+			cJSON_AddItemToObject(q, "params", params ? cJSON_Duplicate(params, 1) : cJSON_CreateObject());
+			cJSON_AddItemToObject(c->asked, rq->string, q);
+			need_input = 1;
+			continue;
+		}
+		struct ask_item *it = &g->items[g->nitems++];
+		it->g = g;
+		it->key = strdup(rq->string);
+		g->remaining++;
+	}
+	if (need_input) {
+		mrtr_end_round(c);
+		return;
+	}
+	if (g->remaining == 0) {
+		group_finish(g);
+		return;
+	}
+	/* Send only after counting, so that no early answer finishes the group. */
+	size_t count = g->nitems;
+	for (size_t i = 0; i < count; i++) {
+		const cJSON *q = cJSON_GetObjectItemCaseSensitive(requests, g->items[i].key);
+		const cJSON *params = cJSON_GetObjectItemCaseSensitive(q, "params");
+		session_request(c->s, cJSON_GetObjectItemCaseSensitive(q, "method")->valuestring,
+		    params ? cJSON_Duplicate(params, 1) : cJSON_CreateObject(), call_stream(c),
+		    item_answered, &g->items[i]);
+	}
+}
+
+/* The key of a question a command did not name: stable for the same
+ * question, so that a rerun finds its answer. */
+static void
+derived_key(const char *method, const cJSON *params, char *out, size_t len)
+{
+	char digest[65];
+	json_digest(params, digest);
+	const char *slash = strchr(method, '/');
+	snprintf(out, len, "%.*s-%.12s", slash ? (int)(slash - method) : (int)strlen(method), method, digest);
+}
+
+static void broadcast(struct mcp *m, const char *what, const char *uri);
+
 static void
 tool_request(struct call *c, const cJSON *msg, const char *method)
 {
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-	const char *cap = strcmp(method, "elicitation/create") == 0 ? "elicitation" :
-	    strcmp(method, "sampling/createMessage") == 0 ? "sampling" :
-	    strcmp(method, "roots/list") == 0 ? "roots" : NULL;
-	if (cap == NULL) {
-		reply_to_tool_error(c, id, JSONRPC_METHOD_NOT_FOUND, "mcpd forwards only elicitation/create, sampling/createMessage and roots/list");
-		return;
-	}
-	if (c->s == NULL || !client_has(c, cap)) {
-		char why[128];
-		snprintf(why, sizeof(why), "the client did not declare the %s capability", cap);
-		reply_to_tool_error(c, id, JSONRPC_METHOD_NOT_FOUND, why);
-		return;
-	}
-	struct ask *a = calloc(1, sizeof(*a));
-	if (a == NULL)
-		return;
-	a->c = c;
-	a->tool_id = cJSON_Duplicate(id, 1);
-	LIST_INSERT_HEAD(&c->asks, a, link);
 	const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
-	session_request(c->s, method, params ? cJSON_Duplicate(params, 1) : cJSON_CreateObject(),
-	    call_stream(c), ask_answered, a);
+	if (strcmp(method, "mcpd/inputs") == 0) {
+		const cJSON *requests = cJSON_GetObjectItemCaseSensitive(params, "requests");
+		if (!cJSON_IsObject(requests) || cJSON_GetArraySize(requests) == 0) {
+			reply_to_tool_error(c, id, JSONRPC_INVALID_PARAMS, "mcpd/inputs needs params.requests: {key: {method, params}}");
+			return;
+		}
+		ask_start(c, id, requests, NULL);
+		return;
+	}
+	if (strcmp(method, "mcpd/changed") == 0) {
+		const cJSON *what = cJSON_GetObjectItemCaseSensitive(params, "what");
+		const cJSON *uri = cJSON_GetObjectItemCaseSensitive(params, "uri");
+		const char *w = cJSON_IsString(what) ? what->valuestring : "";
+		if (strcmp(w, "tools") != 0 && strcmp(w, "prompts") != 0 && strcmp(w, "resources") != 0 &&
+		    !(strcmp(w, "resource") == 0 && cJSON_IsString(uri))) {
+			reply_to_tool_error(c, id, JSONRPC_INVALID_PARAMS, "changed: tools, prompts, resources, or resource URI");
+			return;
+		}
+		broadcast(c->m, strcmp(w, "resource") == 0 ? "updated" : w, cJSON_IsString(uri) ? uri->valuestring : NULL);
+		tool_reply(c, jsonrpc_result(id, cJSON_CreateObject()));
+		return;
+	}
+	char key[96];
+	const cJSON *k = cJSON_GetObjectItemCaseSensitive(msg, "key");
+	if (cJSON_IsString(k) && k->valuestring[0] != '\0')
+		snprintf(key, sizeof(key), "%s", k->valuestring);
+	else
+		derived_key(method, params, key, sizeof(key));
+	cJSON *requests = cJSON_CreateObject();
+	cJSON *q = cJSON_AddObjectToObject(requests, key);
+	cJSON_AddStringToObject(q, "method", method);
+	cJSON_AddItemToObject(q, "params", params ? cJSON_Duplicate(params, 1) : cJSON_CreateObject());
+	ask_start(c, id, requests, key);
+	cJSON_Delete(requests);
 }
 
 static void
@@ -548,7 +850,7 @@ tool_message(void *arg, const cJSON *msg)
 		int l = cJSON_IsString(level) ? mcp_log_level_parse(level->valuestring) : -1;
 		if (l < 0 || cJSON_GetObjectItemCaseSensitive(params, "data") == NULL)
 			return;
-		if (c->s == NULL || l < c->s->log_level)
+		if (l < call_log_level(c))
 			return;
 		cJSON *p = cJSON_CreateObject();
 		cJSON_AddStringToObject(p, "level", mcp_log_level_names[l]);
@@ -616,6 +918,178 @@ start_command(struct call *c, const char *label, const struct command_def *cmd, 
 	free(input);
 	free_env(env, owned);
 	return c->run != NULL ? 0 : -1;
+}
+
+/* ---- MRTR (2026-07-28): input required, then a retry ---- */
+
+/* Close the round: the command is stopped and the client gets the
+ * questions, with mcpd's state sealed in requestState. */
+static void
+mrtr_end_round(struct call *c)
+{
+	if (c->run != NULL) {
+		tool_run_abandon(c->run);
+		c->run = NULL;
+	}
+	cJSON *payload = cJSON_CreateObject();
+	cJSON_AddStringToObject(payload, "m", c->method);
+	cJSON_AddStringToObject(payload, "n", c->bind_name ? c->bind_name : "");
+	cJSON_AddStringToObject(payload, "h", c->bind_digest);
+	cJSON_AddItemToObject(payload, "a", c->answers ? c->answers : cJSON_CreateObject());
+	c->answers = NULL;
+	char *token = reqstate_seal(c->m->cfg->request_state.key, payload, c->m->cfg->request_state.ttl_ms);
+	cJSON_Delete(payload);
+	cJSON *res = cJSON_CreateObject();
+	cJSON_AddStringToObject(res, "resultType", "input_required");
+	cJSON_AddItemToObject(res, "inputRequests", c->asked ? c->asked : cJSON_CreateObject());
+	c->asked = NULL;
+	if (token != NULL)
+		cJSON_AddStringToObject(res, "requestState", token);
+	free(token);
+	call_result(c, res);
+}
+
+/* Start a request that may need input: what the previous rounds learnt
+ * (from requestState) plus this retry's inputResponses. Returns -1 after
+ * answering with an error. */
+static int
+mrtr_begin(struct call *c, const char *name, const cJSON *bound)
+{
+	free(c->bind_name);
+	c->bind_name = strdup(name);
+	json_digest(bound, c->bind_digest);
+	c->answers = cJSON_CreateObject();
+	const cJSON *state = cJSON_GetObjectItemCaseSensitive(c->params, "requestState");
+	if (state != NULL && !cJSON_IsNull(state)) {
+		char err[160];
+		if (!cJSON_IsString(state)) {
+			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: requestState must be a string");
+			return -1;
+		}
+		cJSON *p = reqstate_open(c->m->cfg->request_state.key, state->valuestring, err, sizeof(err));
+		if (p == NULL) {
+			call_error(c, JSONRPC_INVALID_PARAMS, "%s", err);
+			return -1;
+		}
+		const cJSON *pm = cJSON_GetObjectItemCaseSensitive(p, "m");
+		const cJSON *pn = cJSON_GetObjectItemCaseSensitive(p, "n");
+		const cJSON *ph = cJSON_GetObjectItemCaseSensitive(p, "h");
+		if (!cJSON_IsString(pm) || !cJSON_IsString(pn) || !cJSON_IsString(ph) ||
+		    strcmp(pm->valuestring, c->method) != 0 || strcmp(pn->valuestring, name) != 0 ||
+		    strcmp(ph->valuestring, c->bind_digest) != 0) {
+			cJSON_Delete(p);
+			call_error(c, JSONRPC_INVALID_PARAMS, "requestState belongs to another request");
+			return -1;
+		}
+		cJSON *a = cJSON_DetachItemFromObjectCaseSensitive(p, "a");
+		cJSON_Delete(p);
+		if (cJSON_IsObject(a)) {
+			cJSON_Delete(c->answers);
+			c->answers = a;
+		} else {
+			cJSON_Delete(a);
+		}
+	}
+	const cJSON *ir = cJSON_GetObjectItemCaseSensitive(c->params, "inputResponses");
+	if (ir != NULL && !cJSON_IsNull(ir)) {
+		if (!cJSON_IsObject(ir)) {
+			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: inputResponses must be an object");
+			return -1;
+		}
+		const cJSON *r;
+		cJSON_ArrayForEach(r, ir) {
+			if (!cJSON_IsObject(r)) {
+				call_error(c, JSONRPC_INVALID_PARAMS,
+				    "Invalid params: inputResponses.%s must be an object (the client's result for that request)",
+				    r->string);
+				return -1;
+			}
+			cJSON_DeleteItemFromObjectCaseSensitive(c->answers, r->string);
+			cJSON_AddItemToObject(c->answers, r->string, cJSON_Duplicate(r, 1));
+		}
+	}
+	return 0;
+}
+
+/* SEP-2243: arguments mirrored in Mcp-Param-<name> headers must match. A
+ * value wrapped as =?base64?...?= is strict RFC 4648 Base64. */
+static int
+strict_base64(const char *s, size_t len, char **out)
+{
+	if (len == 0 || len % 4 != 0)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i];
+		int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+		    ch == '+' || ch == '/' || (ch == '=' && i >= len - 2 && (i == len - 1 || s[len - 1] == '='));
+		if (!ok)
+			return -1;
+	}
+	unsigned char *buf = malloc(len);
+	size_t n = 0;
+	if (buf == NULL || base64_decode(s, len, buf, &n) < 0) {
+		free(buf);
+		return -1;
+	}
+	*out = malloc(n + 1);
+	if (*out == NULL) {
+		free(buf);
+		return -1;
+	}
+	memcpy(*out, buf, n);
+	(*out)[n] = '\0';
+	free(buf);
+	return memchr(*out, '\0', n) != NULL ? -1 : 0;
+}
+
+static int
+check_header_params(struct call *c, const struct tool_def *t, const cJSON *args)
+{
+	const cJSON *hp;
+	cJSON_ArrayForEach(hp, t->header_params) {
+		char hname[200];
+		snprintf(hname, sizeof(hname), "Mcp-Param-%s", hp->valuestring);
+		const char *hv = c->req ? http_request_header(c->req, hname) : NULL;
+		const cJSON *a = cJSON_GetObjectItemCaseSensitive(args, hp->string);
+		if (a == NULL || cJSON_IsNull(a)) {
+			if (hv != NULL) {
+				call_error(c, -32020, "Header %s given but arguments.%s is absent", hname, hp->string);
+				return -1;
+			}
+			continue;
+		}
+		if (hv == NULL) {
+			call_error(c, -32020, "Header %s is required: the tool declares x-mcp-header for arguments.%s",
+			    hname, hp->string);
+			return -1;
+		}
+		char *decoded = NULL;
+		size_t hl = strlen(hv);
+		if (hl >= 11 && strncmp(hv, "=?base64?", 9) == 0 && strcmp(hv + hl - 2, "?=") == 0) {
+			if (strict_base64(hv + 9, hl - 11, &decoded) < 0) {
+				free(decoded);
+				call_error(c, -32020, "Header %s is not valid Base64", hname);
+				return -1;
+			}
+		}
+		const char *v = decoded ? decoded : hv;
+		int same = 0;
+		if (cJSON_IsString(a)) {
+			same = strcmp(v, a->valuestring) == 0;
+		} else if (cJSON_IsBool(a)) {
+			same = strcmp(v, cJSON_IsTrue(a) ? "true" : "false") == 0;
+		} else if (cJSON_IsNumber(a)) {
+			char *end;
+			double d = strtod(v, &end);
+			same = end != v && *end == '\0' && d == a->valuedouble;
+		}
+		free(decoded);
+		if (!same) {
+			call_error(c, -32020, "Header %s does not match arguments.%s", hname, hp->string);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* ---- plugin tools ---- */
@@ -773,13 +1247,39 @@ m_tools_call(struct call *c)
 		cJSON_Delete(empty);
 		/* 2025-11-25: input errors are tool errors the model can correct;
 		 * earlier revisions answer with a protocol error. */
-		if (c->s != NULL && c->s->proto < PROTO_2025_11_25) {
+		if (c->proto < PROTO_2025_11_25) {
 			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid arguments for tool %s: %s", name, err);
 			return;
 		}
 		char msg[700];
 		snprintf(msg, sizeof(msg), "Invalid arguments for tool %s: %s", name, err);
 		call_result(c, tool_error_result(msg));
+		return;
+	}
+	if (t->requires != NULL) {
+		cJSON *missing = cJSON_CreateObject();
+		const cJSON *cap;
+		cJSON_ArrayForEach(cap, t->requires)
+			if (!client_has(c, cap->string))
+				cJSON_AddObjectToObject(missing, cap->string);
+		if (cJSON_GetArraySize(missing) > 0) {
+			cJSON_Delete(empty);
+			if (c->stateless) {
+				cJSON *data = cJSON_CreateObject();
+				cJSON_AddItemToObject(data, "requiredCapabilities", missing);
+				call_error_data(c, -32021, "MissingRequiredClientCapabilityError: the client must declare the capabilities this tool needs", data);
+				return;
+			}
+			char msg[300];
+			snprintf(msg, sizeof(msg), "Tool %s needs the client to support %s", name, missing->child->string);
+			cJSON_Delete(missing);
+			call_result(c, tool_error_result(msg));
+			return;
+		}
+		cJSON_Delete(missing);
+	}
+	if (c->stateless && (check_header_params(c, t, args) < 0 || mrtr_begin(c, t->name, args) < 0)) {
+		cJSON_Delete(empty);
 		return;
 	}
 	if (t->kind == TOOL_PLUGIN) {
@@ -789,10 +1289,15 @@ m_tools_call(struct call *c)
 	}
 	char tool_env[200], proto_env[64];
 	snprintf(tool_env, sizeof(tool_env), "MCP_TOOL_NAME=%s", t->name);
-	snprintf(proto_env, sizeof(proto_env), "MCP_PROTOCOL_VERSION=%s",
-	    proto_names[c->s ? c->s->proto : PROTO_2026_07_28]);
-	const char *extra[] = { tool_env, proto_env, NULL };
+	snprintf(proto_env, sizeof(proto_env), "MCP_PROTOCOL_VERSION=%s", proto_names[c->proto]);
+	char *caps_json = cJSON_PrintUnformatted(c->client_caps ? c->client_caps : NULL);
+	char *caps_env = NULL;
+	if (asprintf(&caps_env, "MCP_CLIENT_CAPABILITIES=%s", caps_json ? caps_json : "{}") < 0)
+		caps_env = NULL;
+	free(caps_json);
+	const char *extra[] = { tool_env, proto_env, caps_env ? caps_env : "MCP_CLIENT_CAPABILITIES={}", NULL };
 	int rc = start_command(c, t->name, &t->cmd, args, extra, &tool_callbacks, err, sizeof(err));
+	free(caps_env);
 	cJSON_Delete(empty);
 	if (rc < 0) {
 		log_error("tool %s: %s", t->name, err);
@@ -829,11 +1334,15 @@ resource_content(const struct resource_def *r, const char *uri, const char *data
 }
 
 static cJSON *
-contents_result(cJSON *item)
+contents_result(const struct call *c, cJSON *item)
 {
 	cJSON *res = cJSON_CreateObject();
 	cJSON *arr = cJSON_AddArrayToObject(res, "contents");
 	cJSON_AddItemToArray(arr, item);
+	if (c->stateless) {
+		cJSON_AddNumberToObject(res, "ttlMs", (double)c->m->cfg->cache.read_ttl_ms);
+		cJSON_AddStringToObject(res, "cacheScope", "private");
+	}
 	return res;
 }
 
@@ -854,7 +1363,7 @@ resource_done(void *arg, struct tool_result *r)
 		    r->err_tail[0] ? "" : "");
 		return;
 	}
-	call_result(c, contents_result(resource_content(c->res, param_string(c, "uri"), r->out, r->outlen)));
+	call_result(c, contents_result(c, resource_content(c->res, param_string(c, "uri"), r->out, r->outlen)));
 }
 
 static void
@@ -864,7 +1373,8 @@ ignore_message(void *arg, const cJSON *msg)
 	(void)msg;
 }
 
-static const struct tool_run_callbacks resource_callbacks = { ignore_message, resource_done };
+static void tool_message(void *arg, const cJSON *msg);
+static const struct tool_run_callbacks resource_callbacks = { tool_message, resource_done };
 
 static int
 read_file(const char *path, uint64_t max, char **out, size_t *outlen, char *err, size_t errlen)
@@ -916,14 +1426,18 @@ m_resources_read(struct call *c)
 	if (r == NULL) {
 		cJSON *data = cJSON_CreateObject();
 		cJSON_AddStringToObject(data, "uri", uri);
-		call_error_data(c, RESOURCE_NOT_FOUND, "Resource not found", data);
+		/* 2026-07-28 (SEP-2164) reports an unknown URI as invalid params. */
+		call_error_data(c, c->stateless ? JSONRPC_INVALID_PARAMS : RESOURCE_NOT_FOUND,
+		    "Resource not found", data);
 		return;
 	}
 	c->res = r;
+	if (c->stateless && r->kind == RES_COMMAND && mrtr_begin(c, uri, NULL) < 0)
+		return;
 	char err[256];
 	switch (r->kind) {
 	case RES_TEXT:
-		call_result(c, contents_result(resource_content(r, uri, r->text, strlen(r->text))));
+		call_result(c, contents_result(c, resource_content(r, uri, r->text, strlen(r->text))));
 		return;
 	case RES_FILE: {
 		char *data;
@@ -933,7 +1447,7 @@ m_resources_read(struct call *c)
 			call_error(c, JSONRPC_INTERNAL_ERROR, "Reading %s failed: %s", uri, err);
 			return;
 		}
-		call_result(c, contents_result(resource_content(r, uri, data, len)));
+		call_result(c, contents_result(c, resource_content(r, uri, data, len)));
 		free(data);
 		return;
 	}
@@ -1045,7 +1559,7 @@ prompt_done(void *arg, struct tool_result *r)
 	call_result(c, res);
 }
 
-static const struct tool_run_callbacks prompt_callbacks = { ignore_message, prompt_done };
+static const struct tool_run_callbacks prompt_callbacks = { tool_message, prompt_done };
 
 static void
 m_prompts_get(struct call *c)
@@ -1081,6 +1595,8 @@ m_prompts_get(struct call *c)
 		}
 	}
 	if (p->cmd.argv != NULL) {
+		if (c->stateless && mrtr_begin(c, p->name, args) < 0)
+			return;
 		char err[256], env[200];
 		snprintf(env, sizeof(env), "MCP_PROMPT_NAME=%s", p->name);
 		const char *extra[] = { env, NULL };
@@ -1259,6 +1775,158 @@ m_initialize(struct call *c)
 	call_result(c, res);
 }
 
+/* ---- 2026-07-28: discovery and subscriptions ---- */
+
+static void
+m_discover(struct call *c)
+{
+	const struct config *cfg = c->m->cfg;
+	cJSON *res = cJSON_CreateObject();
+	cJSON *v = cJSON_AddArrayToObject(res, "supportedVersions");
+	cJSON_AddItemToArray(v, cJSON_CreateString(proto_names[PROTO_2026_07_28]));
+	cJSON_AddItemToObject(res, "capabilities", cJSON_Parse(cfg->capabilities_json));
+	if (cfg->server.instructions != NULL)
+		cJSON_AddStringToObject(res, "instructions", cfg->server.instructions);
+	cJSON *meta = cJSON_AddObjectToObject(res, "_meta");
+	cJSON *si = cJSON_AddObjectToObject(meta, "io.modelcontextprotocol/serverInfo");
+	cJSON_AddStringToObject(si, "name", cfg->server.name);
+	cJSON_AddStringToObject(si, "version", cfg->server.version);
+	cJSON_AddStringToObject(res, "resultType", "complete");
+	cJSON_AddNumberToObject(res, "ttlMs", 0);
+	cJSON_AddStringToObject(res, "cacheScope", "private");
+	call_result(c, res);
+}
+
+/* A listen stream: acknowledged with the filter mcpd honours, then the
+ * change notifications that match it, until the client closes it. */
+static void
+m_listen(struct call *c)
+{
+	const cJSON *want = cJSON_GetObjectItemCaseSensitive(c->params, "notifications");
+	if (!cJSON_IsObject(want)) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: subscriptions/listen needs a notifications filter object");
+		return;
+	}
+	cJSON *filter = cJSON_CreateObject();
+	const cJSON *f;
+	cJSON_ArrayForEach(f, want) {
+		if (strcmp(f->string, "toolsListChanged") == 0 || strcmp(f->string, "promptsListChanged") == 0 ||
+		    strcmp(f->string, "resourcesListChanged") == 0) {
+			if (!cJSON_IsBool(f)) {
+				cJSON_Delete(filter);
+				call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: notifications.%s must be a boolean", f->string);
+				return;
+			}
+			if (cJSON_IsTrue(f))
+				cJSON_AddTrueToObject(filter, f->string);
+		} else if (strcmp(f->string, "resourceSubscriptions") == 0) {
+			if (!cJSON_IsArray(f)) {
+				cJSON_Delete(filter);
+				call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: notifications.resourceSubscriptions must be an array of URIs");
+				return;
+			}
+			cJSON *uris = cJSON_CreateArray();
+			const cJSON *u;
+			cJSON_ArrayForEach(u, f) {
+				cJSON *vars = NULL;
+				if (cJSON_IsString(u) && registry_resource(c->m->cfg, u->valuestring, &vars) != NULL)
+					cJSON_AddItemToArray(uris, cJSON_CreateString(u->valuestring));
+				cJSON_Delete(vars);
+			}
+			cJSON_AddItemToObject(filter, "resourceSubscriptions", uris);
+		} else {
+			cJSON_Delete(filter);
+			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: unknown notification type \"%s\" in the filter", f->string);
+			return;
+		}
+	}
+	if (call_direct_stream(c) < 0) {
+		cJSON_Delete(filter);
+		call_error(c, JSONRPC_INVALID_PARAMS, "subscriptions/listen needs Accept: text/event-stream");
+		return;
+	}
+	c->listen = 1;
+	c->filter = filter;
+	cJSON *p = cJSON_CreateObject();
+	cJSON *meta = cJSON_AddObjectToObject(p, "_meta");
+	cJSON_AddItemToObject(meta, "io.modelcontextprotocol/subscriptionId", cJSON_Duplicate(c->msg.id, 1));
+	cJSON_AddItemToObject(p, "notifications", cJSON_Duplicate(filter, 1));
+	char *ack = jsonrpc_notification("notifications/subscriptions/acknowledged", p);
+	direct_write(c, ack);
+	free(ack);
+}
+
+static int
+listener_wants(const struct call *c, const char *what, const char *uri)
+{
+	if (strcmp(what, "updated") == 0) {
+		const cJSON *u;
+		cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(c->filter, "resourceSubscriptions"))
+			if (cJSON_IsString(u) && uri != NULL && strcmp(u->valuestring, uri) == 0)
+				return 1;
+		return 0;
+	}
+	char key[32];
+	snprintf(key, sizeof(key), "%sListChanged", what);
+	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c->filter, key));
+}
+
+static char *
+change_notification(const char *what, const char *uri, const cJSON *subscription)
+{
+	char method[64];
+	if (strcmp(what, "updated") == 0)
+		snprintf(method, sizeof(method), "notifications/resources/updated");
+	else
+		snprintf(method, sizeof(method), "notifications/%s/list_changed", what);
+	cJSON *p = cJSON_CreateObject();
+	if (subscription != NULL) {
+		cJSON *meta = cJSON_AddObjectToObject(p, "_meta");
+		cJSON_AddItemToObject(meta, "io.modelcontextprotocol/subscriptionId", cJSON_Duplicate(subscription, 1));
+	}
+	if (uri != NULL)
+		cJSON_AddStringToObject(p, "uri", uri);
+	return jsonrpc_notification(method, p);
+}
+
+struct change {
+	const char *what, *uri;
+};
+
+static void
+session_change(struct session *s, void *arg)
+{
+	struct change *ch = arg;
+	if (strcmp(ch->what, "updated") == 0 && !session_subscribed(s, ch->uri))
+		return;
+	char *msg = change_notification(ch->what, ch->uri, NULL);
+	if (msg == NULL)
+		return;
+	if (s->get_stream == NULL)
+		stream_open_get(s, NULL, 0);
+	if (s->get_stream != NULL)
+		stream_send(s->get_stream, msg);
+	free(msg);
+}
+
+/* Something changed: tools, prompts or resources lists, or one resource
+ * ("updated"). Listen streams that asked for it hear, and the sessions of
+ * the 2025 revisions (resources/updated only if subscribed). */
+static void
+broadcast(struct mcp *m, const char *what, const char *uri)
+{
+	struct call *c;
+	LIST_FOREACH(c, &m->calls, link) {
+		if (!c->listen || !listener_wants(c, what, uri))
+			continue;
+		char *msg = change_notification(what, uri, c->msg.id);
+		direct_write(c, msg);
+		free(msg);
+	}
+	struct change ch = { what, uri };
+	sessions_foreach(m->sessions, session_change, &ch);
+}
+
 /* ---- dispatch ---- */
 
 struct method {
@@ -1290,11 +1958,27 @@ static const struct method methods[] = {
 	{ NULL, NULL, 0 },
 };
 
+/* 2026-07-28: no session, so no initialize, ping, setLevel or
+ * subscribe; discovery and listen streams instead. */
+static const struct method methods_2026[] = {
+	{ "server/discover", m_discover, 0 },
+	{ "tools/list", m_tools_list, 0 },
+	{ "tools/call", m_tools_call, 0 },
+	{ "resources/list", m_resources_list, 0 },
+	{ "resources/templates/list", m_templates_list, 0 },
+	{ "resources/read", m_resources_read, 0 },
+	{ "prompts/list", m_prompts_list, 0 },
+	{ "prompts/get", m_prompts_get, 0 },
+	{ "completion/complete", m_complete, 0 },
+	{ "subscriptions/listen", m_listen, 0 },
+	{ NULL, NULL, 0 },
+};
+
 static void
 dispatch(struct call *c)
 {
 	http_request_log_extra(c->req, c->method);
-	for (const struct method *mt = methods; mt->name != NULL; mt++) {
+	for (const struct method *mt = c->stateless ? methods_2026 : methods; mt->name != NULL; mt++) {
 		if (strcmp(mt->name, c->method) == 0) {
 			if (c->params != NULL && !cJSON_IsObject(c->params)) {
 				call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params");
@@ -1368,6 +2052,127 @@ require_session(struct mcp *m, struct http_request *r, const cJSON *id)
 	return s;
 }
 
+static const cJSON *
+request_meta(const struct jsonrpc_msg *msg)
+{
+	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(msg->params, "_meta");
+	return cJSON_IsObject(meta) ? meta : NULL;
+}
+
+#define META_VERSION "io.modelcontextprotocol/protocolVersion"
+#define META_CAPS "io.modelcontextprotocol/clientCapabilities"
+#define META_LOGLEVEL "io.modelcontextprotocol/logLevel"
+
+/* A request of the stateless revision: no session, and a protocol
+ * version in _meta or a header that is not one of the dated revisions. */
+static int
+is_stateless(struct http_request *r, const struct jsonrpc_msg *msg)
+{
+	if (http_request_header(r, "Mcp-Session-Id") != NULL)
+		return 0;
+	if (cJSON_GetObjectItemCaseSensitive(request_meta(msg), META_VERSION) != NULL)
+		return 1;
+	const char *hv = http_request_header(r, "MCP-Protocol-Version");
+	if (hv == NULL)
+		return 0;
+	int p = proto_parse(hv);
+	return !(p >= 0 && p < PROTO_2026_07_28) && strcmp(hv, "2024-11-05") != 0;
+}
+
+/* Mcp-Name mirrors params.name (tools/call, prompts/get) or params.uri
+ * (resources/read). */
+static const char *
+expected_name(const struct jsonrpc_msg *msg)
+{
+	const char *key = strcmp(msg->method, "resources/read") == 0 ? "uri" :
+	    (strcmp(msg->method, "tools/call") == 0 || strcmp(msg->method, "prompts/get") == 0) ? "name" : NULL;
+	if (key == NULL)
+		return NULL;
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(msg->params, key);
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static void
+handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
+{
+	if (msg->kind != RPC_REQUEST) {
+		/* The revision has no client notifications or responses to
+		 * carry; accept and drop them. */
+		http_request_log_extra(r, msg->kind == RPC_RESPONSE ? "response" : msg->method);
+		jsonrpc_free(msg);
+		cors_headers(r);
+		http_respond(r, 202, NULL, NULL, 0);
+		return;
+	}
+	http_request_log_extra(r, msg->method);
+	const cJSON *meta = request_meta(msg);
+	const cJSON *mv = cJSON_GetObjectItemCaseSensitive(meta, META_VERSION);
+	const cJSON *caps = cJSON_GetObjectItemCaseSensitive(meta, META_CAPS);
+	const char *hv = http_request_header(r, "MCP-Protocol-Version");
+	const char *why = NULL;
+	int code = 0;
+	if (!cJSON_IsString(mv) || !cJSON_IsObject(caps)) {
+		code = JSONRPC_INVALID_PARAMS;
+		why = "Invalid params: _meta needs io.modelcontextprotocol/protocolVersion and io.modelcontextprotocol/clientCapabilities";
+	} else if (hv == NULL || strcmp(hv, mv->valuestring) != 0) {
+		code = -32020;
+		why = "HeaderMismatch: the MCP-Protocol-Version header must equal _meta io.modelcontextprotocol/protocolVersion";
+	} else if (proto_parse(mv->valuestring) != PROTO_2026_07_28) {
+		cJSON *data = cJSON_CreateObject();
+		cJSON *sup = cJSON_AddArrayToObject(data, "supported");
+		cJSON_AddItemToArray(sup, cJSON_CreateString(proto_names[PROTO_2026_07_28]));
+		cJSON_AddStringToObject(data, "requested", mv->valuestring);
+		respond_json(r, 400, jsonrpc_error(msg->id, -32022,
+		    "UnsupportedProtocolVersionError: this server speaks 2026-07-28 without a session, "
+		    "and 2025-03-26, 2025-06-18, 2025-11-25 with initialize", data));
+		jsonrpc_free(msg);
+		return;
+	} else {
+		const char *hm = http_request_header(r, "Mcp-Method");
+		const char *want = expected_name(msg);
+		const char *hn = http_request_header(r, "Mcp-Name");
+		if (hm == NULL || strcmp(hm, msg->method) != 0) {
+			code = -32020;
+			why = "HeaderMismatch: the Mcp-Method header must equal the request's method";
+		} else if (want != NULL && (hn == NULL || strcmp(hn, want) != 0)) {
+			code = -32020;
+			why = "HeaderMismatch: the Mcp-Name header must equal the request's params.name (or params.uri)";
+		}
+	}
+	if (why != NULL) {
+		respond_rpc_error(r, 400, msg->id, code, why);
+		jsonrpc_free(msg);
+		return;
+	}
+	static const char *const removed[] = { "initialize", "ping", "logging/setLevel",
+	    "resources/subscribe", "resources/unsubscribe", NULL };
+	for (size_t i = 0; removed[i] != NULL; i++) {
+		if (strcmp(msg->method, removed[i]) == 0) {
+			char text[160];
+			snprintf(text, sizeof(text), "Method not found: %s is not part of 2026-07-28 (it belongs to the session-based revisions)", msg->method);
+			respond_rpc_error(r, 404, msg->id, JSONRPC_METHOD_NOT_FOUND, text);
+			jsonrpc_free(msg);
+			return;
+		}
+	}
+	struct call *c = call_new(m, r, NULL, msg);
+	if (c == NULL) {
+		jsonrpc_free(msg);
+		http_respond_text(r, 500, "out of memory");
+		return;
+	}
+	c->stateless = 1;
+	c->proto = PROTO_2026_07_28;
+	meta = request_meta(&c->msg);
+	c->client_caps = cJSON_GetObjectItemCaseSensitive(meta, META_CAPS);
+	const cJSON *ll = cJSON_GetObjectItemCaseSensitive(meta, META_LOGLEVEL);
+	if (cJSON_IsString(ll) && mcp_log_level_parse(ll->valuestring) >= 0)
+		c->log_level = mcp_log_level_parse(ll->valuestring);
+	/* Closing the response cancels the request, from the start. */
+	http_request_on_close(r, call_req_closed, c);
+	dispatch(c);
+}
+
 static void
 handle_post(struct mcp *m, struct http_request *r)
 {
@@ -1398,6 +2203,10 @@ handle_post(struct mcp *m, struct http_request *r)
 	}
 	cJSON_Delete(eid);
 
+	if (is_stateless(r, &msg)) {
+		handle_stateless(m, r, &msg);
+		return;
+	}
 	if (msg.kind == RPC_REQUEST && strcmp(msg.method, "initialize") == 0) {
 		if (http_request_header(r, "Mcp-Session-Id") != NULL) {
 			respond_rpc_error(r, 400, msg.id, JSONRPC_INVALID_REQUEST,
@@ -1571,28 +2380,6 @@ session_gone(struct session *s, void *arg)
 
 /* ---- file resources that change ---- */
 
-struct updated_note {
-	const char *uri;
-};
-
-static void
-notify_updated(struct session *s, void *arg)
-{
-	struct updated_note *n = arg;
-	if (!session_subscribed(s, n->uri))
-		return;
-	cJSON *p = cJSON_CreateObject();
-	cJSON_AddStringToObject(p, "uri", n->uri);
-	char *msg = jsonrpc_notification("notifications/resources/updated", p);
-	if (msg == NULL)
-		return;
-	if (s->get_stream == NULL)
-		stream_open_get(s, NULL, 0);
-	if (s->get_stream != NULL)
-		stream_send(s->get_stream, msg);
-	free(msg);
-}
-
 static void
 inotify_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -1617,8 +2404,7 @@ inotify_cb(evutil_socket_t fd, short ev, void *arg)
 				    strcmp(r->file + dl + 1, e->name) != 0)
 					continue;
 				log_debug("resource %s changed", r->uri);
-				struct updated_note note = { r->uri };
-				sessions_foreach(m->sessions, notify_updated, &note);
+				broadcast(m, "updated", r->uri);
 			}
 		}
 	}
@@ -1742,6 +2528,27 @@ mcp_drain(struct mcp *m, int tools_changed, int resources_changed, int prompts_c
 	m->draining = 1;
 	struct drain_note d = { tools_changed, resources_changed, prompts_changed };
 	sessions_foreach(m->sessions, drain_session, &d);
+	/* Listen streams hear the changes, then the result that ends a
+	 * subscription gracefully; the client listens again elsewhere. */
+	struct call *c, *next;
+	for (c = LIST_FIRST(&m->calls); c != NULL; c = next) {
+		next = LIST_NEXT(c, link);
+		if (!c->listen)
+			continue;
+		static const char *const kinds[] = { "tools", "resources", "prompts" };
+		int changed[] = { tools_changed, resources_changed, prompts_changed };
+		for (int i = 0; i < 3; i++) {
+			if (changed[i] && listener_wants(c, kinds[i], NULL)) {
+				char *msg = change_notification(kinds[i], NULL, c->msg.id);
+				direct_write(c, msg);
+				free(msg);
+			}
+		}
+		cJSON *res = cJSON_CreateObject();
+		cJSON *meta = cJSON_AddObjectToObject(res, "_meta");
+		cJSON_AddItemToObject(meta, "io.modelcontextprotocol/subscriptionId", cJSON_Duplicate(c->msg.id, 1));
+		call_result(c, res);
+	}
 }
 
 void

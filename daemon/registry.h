@@ -35,6 +35,8 @@ struct tool_def {
 	const char *plugin_file, *plugin_symbol;
 	void *plugin_fn;                /* mcpd_tool_fn, once loaded */
 	enum tool_output output;
+	struct cJSON *requires;         /* client capabilities the tool needs, or NULL */
+	struct cJSON *header_params;    /* x-mcp-header: property -> header suffix */
 	int line;
 };
 

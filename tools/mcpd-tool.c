@@ -17,15 +17,19 @@ usage(void)
 	fputs("usage: mcpd-tool progress PROGRESS [TOTAL [MESSAGE]]\n"
 	    "       mcpd-tool log LEVEL MESSAGE...\n"
 	    "       mcpd-tool log --json LEVEL JSON\n"
-	    "       mcpd-tool elicit MESSAGE [SCHEMA_JSON]      (prints the answer as JSON)\n"
-	    "       mcpd-tool sample PROMPT [MAX_TOKENS]         (prints the result as JSON)\n"
-	    "       mcpd-tool sample --json PARAMS_JSON\n"
-	    "       mcpd-tool roots                              (prints {\"roots\":[...]})\n"
+	    "       mcpd-tool elicit [--key KEY] MESSAGE [SCHEMA_JSON]   (prints the answer as JSON)\n"
+	    "       mcpd-tool sample [--key KEY] PROMPT [MAX_TOKENS]      (prints the result as JSON)\n"
+	    "       mcpd-tool sample [--key KEY] --json PARAMS_JSON\n"
+	    "       mcpd-tool roots [--key KEY]                           (prints {\"roots\":[...]})\n"
+	    "       mcpd-tool ask REQUESTS_JSON   ({KEY: {method, params}, ...}; prints {KEY: result, ...})\n"
+	    "       mcpd-tool changed tools|prompts|resources  |  changed resource URI\n"
 	    "       mcpd-tool request METHOD [PARAMS_JSON]\n"
 	    "       mcpd-tool get PATH [JSON]                    (a value of JSON, or of stdin)\n"
 	    "       mcpd-tool quote STRING                       (STRING as a JSON string)\n"
 	    "LEVEL: debug info notice warning error critical alert emergency.\n"
-	    "PATH: keys and indexes joined by dots, e.g. content.text or roots.0.uri.\n", stderr);
+	    "PATH: keys and indexes joined by dots, e.g. content.text or roots.0.uri.\n"
+	    "KEY names a question, so that under MCP 2026-07-28 the client's answer finds\n"
+	    "its way back when mcpd runs the command again (ask before you act).\n", stderr);
 	exit(2);
 }
 
@@ -84,6 +88,9 @@ notify(const char *method, cJSON *params)
 }
 
 /* Send a request, wait for its answer, print the result; exit 1 on error. */
+static const char *ask_key;   /* --key: the name of this question */
+static int print_result = 1;
+
 static void
 request(const char *method, cJSON *params)
 {
@@ -94,6 +101,8 @@ request(const char *method, cJSON *params)
 	cJSON_AddStringToObject(m, "id", id);
 	cJSON_AddStringToObject(m, "method", method);
 	cJSON_AddItemToObject(m, "params", params);
+	if (ask_key != NULL)
+		cJSON_AddStringToObject(m, "key", ask_key);
 	send_line(m);
 	cJSON_Delete(m);
 
@@ -117,9 +126,11 @@ request(const char *method, cJSON *params)
 				const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
 				die("%s", cJSON_IsString(msg) ? msg->valuestring : "the request failed");
 			}
-			char *out = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(resp, "result"));
-			puts(out ? out : "{}");
-			free(out);
+			if (print_result) {
+				char *out = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(resp, "result"));
+				puts(out ? out : "{}");
+				free(out);
+			}
 			cJSON_Delete(resp);
 			free(buf);
 			return;
@@ -224,6 +235,13 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0)
 		usage();
 	open_channel();
+	/* --key KEY right after the command names the question. */
+	if (argc >= 4 && strcmp(argv[2], "--key") == 0) {
+		ask_key = argv[3];
+		for (int i = 4; i <= argc; i++)
+			argv[i - 2] = argv[i];
+		argc -= 2;
+	}
 	if (strcmp(cmd, "progress") == 0) {
 		if (argc < 3 || argc > 5)
 			usage();
@@ -291,7 +309,24 @@ main(int argc, char **argv)
 		}
 		request("sampling/createMessage", p);
 	} else if (strcmp(cmd, "roots") == 0) {
+		if (argc != 2)
+			usage();
 		request("roots/list", cJSON_CreateObject());
+	} else if (strcmp(cmd, "ask") == 0) {
+		if (argc != 3)
+			usage();
+		cJSON *p = cJSON_CreateObject();
+		cJSON_AddItemToObject(p, "requests", parse_json_arg(argv[2], "the requests"));
+		request("mcpd/inputs", p);
+	} else if (strcmp(cmd, "changed") == 0) {
+		if (argc < 3 || argc > 4 || (strcmp(argv[2], "resource") == 0) != (argc == 4))
+			usage();
+		cJSON *p = cJSON_CreateObject();
+		cJSON_AddStringToObject(p, "what", argv[2]);
+		if (argc == 4)
+			cJSON_AddStringToObject(p, "uri", argv[3]);
+		print_result = 0;   /* the acknowledgement is not output */
+		request("mcpd/changed", p);
 	} else if (strcmp(cmd, "request") == 0) {
 		if (argc < 3 || argc > 4)
 			usage();
