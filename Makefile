@@ -117,9 +117,11 @@ install: $(MCPD) $(HELPER) $(PLUGINS) $(PLUGINS)
 	install -m 644 man/mcpd.8 $(DESTDIR)$(MANDIR)/man8/mcpd.8
 	install -m 644 man/mcpd.yaml.5 $(DESTDIR)$(MANDIR)/man5/mcpd.yaml.5
 	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/mcpd/mcpd.yaml ]; then \
-		install -m 644 conf/mcpd.yaml $(DESTDIR)$(SYSCONFDIR)/mcpd/mcpd.yaml; \
+		install -m 644 conf/mcpd.yaml conf/motd.txt $(DESTDIR)$(SYSCONFDIR)/mcpd/; \
+		install -d $(DESTDIR)$(SYSCONFDIR)/mcpd/tools; \
+		install -m 755 conf/tools/*.sh $(DESTDIR)$(SYSCONFDIR)/mcpd/tools/; \
 	else \
-		echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/mcpd/mcpd.yaml"; \
+		echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/mcpd/mcpd.yaml and its tools"; \
 	fi
 
 uninstall:
