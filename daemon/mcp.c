@@ -309,9 +309,14 @@ direct_write(struct call *c, const char *json)
 {
 	if (c->req == NULL)
 		return;
-	http_stream_write(c->req, "event: message\ndata: ", 21);
-	http_stream_write(c->req, json, strlen(json));
-	http_stream_write(c->req, "\n\n", 2);
+	/* One chunk per event: proxies and line readers see it whole. */
+	size_t len = strlen(json);
+	char *ev = malloc(len + 32);
+	if (ev == NULL)
+		return;
+	int n = snprintf(ev, len + 32, "event: message\ndata: %s\n\n", json);
+	http_stream_write(c->req, ev, (size_t)n);
+	free(ev);
 }
 
 static struct stream *

@@ -340,12 +340,14 @@ write_event(struct stream *st, uint64_t seq, const char *json)
 	if (st->req == NULL)
 		return;
 	st->sent = seq;
-	char head[64];
-	int n = snprintf(head, sizeof(head), "id: %u-%llu\nevent: message\ndata: ", st->no,
-	    (unsigned long long)seq);
-	http_stream_write(st->req, head, (size_t)n);
-	http_stream_write(st->req, json, strlen(json));
-	http_stream_write(st->req, "\n\n", 2);
+	size_t len = strlen(json);
+	char *ev = malloc(len + 80);
+	if (ev == NULL)
+		return;
+	int n = snprintf(ev, len + 80, "id: %u-%llu\nevent: message\ndata: %s\n\n", st->no,
+	    (unsigned long long)seq, json);
+	http_stream_write(st->req, ev, (size_t)n);
+	free(ev);
 	if (http_stream_pending(st->req) > MAX_PENDING_OUTPUT) {
 		log_warn("session %.8s…: client reads too slowly; dropping its stream %u", st->s->id, st->no);
 		struct http_request *r = st->req;
