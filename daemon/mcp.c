@@ -50,6 +50,13 @@ struct ask_group {              /* a command's question(s), waiting for the clie
 	LIST_ENTRY(ask_group) link;
 };
 
+struct plugin_ask {             /* a plugin's question waiting for the client */
+	struct call *c;
+	void (*done)(void *, const char *, const char *);
+	void *arg;
+	LIST_ENTRY(plugin_ask) link;
+};
+
 struct call {
 	struct mcp *m;
 	struct http_request *req;   /* NULL once the client is gone */
@@ -68,6 +75,8 @@ struct call {
 	char *complete_prefix;
 	int cancelled;
 	int in_plugin;              /* a plugin tool owns the call until it finishes */
+	int input_needed;           /* MRTR: a plugin asked what the client has not answered */
+	LIST_HEAD(, plugin_ask) plugin_asks;
 	void (*plugin_cancel)(void *);
 	void *plugin_cancel_arg;
 	enum proto proto;
@@ -220,6 +229,7 @@ call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrp
 	c->status = 200;
 	c->log_level = MLOG_COUNT;
 	LIST_INIT(&c->asks);
+	LIST_INIT(&c->plugin_asks);
 	if (s != NULL) {
 		c->proto = s->proto;
 		c->client_caps = s->client_caps;
@@ -450,6 +460,13 @@ call_free(struct call *c)
 		cJSON_Delete(g->tool_id);
 		cJSON_Delete(g->results);
 		free(g);
+	}
+	while (!LIST_EMPTY(&c->plugin_asks)) {
+		struct plugin_ask *pa = LIST_FIRST(&c->plugin_asks);
+		LIST_REMOVE(pa, link);
+		if (c->s != NULL)
+			session_cancel_pending(c->s, pa);
+		free(pa);
 	}
 	if (c->keepalive != NULL)
 		event_free(c->keepalive);
@@ -1124,6 +1141,11 @@ static void
 plugin_finish(struct call *c, cJSON *result)
 {
 	c->in_plugin = 0;
+	if (c->input_needed && !c->cancelled) {
+		cJSON_Delete(result);
+		mrtr_end_round(c);
+		return;
+	}
 	if (c->cancelled) {
 		cJSON_Delete(result);
 		call_reply(c, c->req != NULL && c->stream == NULL ?
@@ -1186,6 +1208,71 @@ host_tool_on_cancel(struct mcpd_tool_call *call, void (*fn)(void *), void *arg)
 	c->plugin_cancel_arg = arg;
 }
 
+static void
+plugin_ask_answered(void *arg, const cJSON *result, const cJSON *error)
+{
+	struct plugin_ask *pa = arg;
+	LIST_REMOVE(pa, link);
+	char *json = result ? cJSON_PrintUnformatted(result) : NULL;
+	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(error, "message");
+	pa->done(pa->arg, error ? NULL : (json ? json : "{}"),
+	    error ? (cJSON_IsString(msg) ? msg->valuestring : "the client failed the request") : NULL);
+	free(json);
+	free(pa);
+}
+
+static void
+host_tool_ask(struct mcpd_tool_call *call, const char *key, const char *method, const char *params_json,
+    void (*done)(void *, const char *, const char *), void *arg)
+{
+	struct call *c = (struct call *)call;
+	const char *cap = method ? ask_capability(method) : NULL;
+	cJSON *params = params_json ? cJSON_Parse(params_json) : cJSON_CreateObject();
+	char why[128];
+	if (cap == NULL || params == NULL || key == NULL || c->cancelled) {
+		cJSON_Delete(params);
+		done(arg, NULL, c->cancelled ? "cancelled" : "tool_ask needs a key, one of elicitation/create, sampling/createMessage, roots/list, and JSON params");
+		return;
+	}
+	if (!client_has(c, cap)) {
+		cJSON_Delete(params);
+		snprintf(why, sizeof(why), "the client did not declare the %s capability", cap);
+		done(arg, NULL, why);
+		return;
+	}
+	if (c->stateless) {
+		const cJSON *known = cJSON_GetObjectItemCaseSensitive(c->answers, key);
+		if (known != NULL) {
+			cJSON_Delete(params);
+			char *json = cJSON_PrintUnformatted(known);
+			done(arg, json, NULL);
+			free(json);
+			return;
+		}
+		if (c->asked == NULL)
+			c->asked = cJSON_CreateObject();
+		cJSON *q = cJSON_CreateObject();
+		cJSON_AddStringToObject(q, "method", method);
+		cJSON_AddItemToObject(q, "params", params);
+		cJSON_DeleteItemFromObjectCaseSensitive(c->asked, key);
+		cJSON_AddItemToObject(c->asked, key, q);
+		c->input_needed = 1;
+		done(arg, NULL, MCPD_INPUT_REQUIRED);
+		return;
+	}
+	struct plugin_ask *pa = calloc(1, sizeof(*pa));
+	if (pa == NULL) {
+		cJSON_Delete(params);
+		done(arg, NULL, "out of memory");
+		return;
+	}
+	pa->c = c;
+	pa->done = done;
+	pa->arg = arg;
+	LIST_INSERT_HEAD(&c->plugin_asks, pa, link);
+	session_request(c->s, method, params, call_stream(c), plugin_ask_answered, pa);
+}
+
 static const struct mcpd_host host = {
 	.size = sizeof(struct mcpd_host),
 	.abi_major = MCPD_PLUGIN_ABI_MAJOR,
@@ -1196,6 +1283,7 @@ static const struct mcpd_host host = {
 	.tool_text = host_tool_text,
 	.tool_progress = host_tool_progress,
 	.tool_on_cancel = host_tool_on_cancel,
+	.tool_ask = host_tool_ask,
 };
 
 /* The client cancelled or left: tell the plugin; the call lives on until

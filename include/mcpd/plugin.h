@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 #define MCPD_PLUGIN_ABI_MAJOR 1
-#define MCPD_PLUGIN_ABI_MINOR 0
+#define MCPD_PLUGIN_ABI_MINOR 1
 
 #if defined(__GNUC__)
 #define MCPD_EXPORT __attribute__((visibility("default")))
@@ -70,7 +70,25 @@ struct mcpd_host {
 	/* Called if the client cancels or goes away before the result; the
 	 * plugin then stops and still finishes the call (its result is dropped). */
 	void (*tool_on_cancel)(struct mcpd_tool_call *call, void (*fn)(void *arg), void *arg);
+
+	/* ABI 1.1: ask the client something: method is elicitation/create,
+	 * sampling/createMessage or roots/list, params_json its params; key
+	 * names the question. done() runs exactly once, with the client's
+	 * result (JSON) or an error message.
+	 *
+	 * Under MCP 2026-07-28 there is no connection back to the client: an
+	 * answer the client gave in this request's retry comes back at once;
+	 * otherwise done() gets the error "input required" and the plugin
+	 * must finish the call (any result; mcpd replaces it with the
+	 * questions). The client answers and retries, and the tool function
+	 * runs again from the start. So ask first, then act. */
+	void (*tool_ask)(struct mcpd_tool_call *call, const char *key, const char *method,
+	    const char *params_json, void (*done)(void *arg, const char *result_json,
+	    const char *error), void *arg);
 };
+
+/* The error text tool_ask reports when the client must answer first. */
+#define MCPD_INPUT_REQUIRED "input required"
 
 /*
  * A tool function, named by `plugin: file.so:symbol` in mcpd.yaml.

@@ -49,6 +49,50 @@ add(const struct mcpd_host *host, struct mcpd_tool_call *call, const char *argum
 	host->tool_result(call, result);
 }
 
+/* confirm: asks the user (elicitation) before answering: under 2026-07-28
+ * through MRTR, under the 2025 revisions as a request on the stream. */
+struct confirm_call {
+	const struct mcpd_host *host;
+	struct mcpd_tool_call *call;
+};
+
+static void
+confirmed(void *arg, const char *result_json, const char *error)
+{
+	struct confirm_call *cc = arg;
+	if (error != NULL) {
+		cc->host->tool_text(cc->call, error, 1);
+	} else {
+		char text[512];
+		int yes = strstr(result_json, "\"action\":\"accept\"") != NULL;
+		snprintf(text, sizeof(text), yes ? "Confirmed." : "Not confirmed.");
+		cc->host->tool_text(cc->call, text, 0);
+	}
+	free(cc);
+}
+
+MCPD_EXPORT mcpd_tool_fn confirm;
+
+void
+confirm(const struct mcpd_host *host, struct mcpd_tool_call *call, const char *arguments_json)
+{
+	(void)arguments_json;
+	if (host->size < offsetof(struct mcpd_host, tool_ask) + sizeof(host->tool_ask) || host->tool_ask == NULL) {
+		host->tool_text(call, "this mcpd cannot ask the client", 1);
+		return;
+	}
+	struct confirm_call *cc = malloc(sizeof(*cc));
+	if (cc == NULL) {
+		host->tool_text(call, "out of memory", 1);
+		return;
+	}
+	cc->host = host;
+	cc->call = call;
+	host->tool_ask(call, "confirm", "elicitation/create",
+	    "{\"message\":\"Proceed?\",\"requestedSchema\":{\"type\":\"object\",\"properties\":{}}}",
+	    confirmed, cc);
+}
+
 static const struct mcpd_plugin descriptor = {
 	.size = sizeof(struct mcpd_plugin),
 	.abi_major = MCPD_PLUGIN_ABI_MAJOR,

@@ -247,3 +247,38 @@ def test_listen_streams(t):
     check(b'"id":77,"result":{"_meta":{"io.modelcontextprotocol/subscriptionId":77},"resultType":"complete"}' in data, data[-300:])
     s.close()
     check(d.proc.wait(10) == 0)
+
+
+def test_plugin_tool_asks_both_ways(t):
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\ntools:\n"
+               "  - { name: confirm, description: Asks first., plugin: examples.so:confirm }\n" % port
+               ).start(wait_url_port=port)
+    # 2026-07-28: the question comes back as an inputRequest; the retry completes.
+    st, _, r, _ = req(port, "tools/call", {"name": "confirm"}, name="confirm")
+    check(r["result"]["resultType"] == "input_required" and "confirm" in r["result"]["inputRequests"], r)
+    st, _, r, _ = req(port, "tools/call", {"name": "confirm", "requestState": r["result"]["requestState"],
+                      "inputResponses": {"confirm": {"action": "accept", "content": {}}}}, name="confirm")
+    check(r["result"]["content"][0]["text"] == "Confirmed.", r)
+    # 2025: the question goes to the client on the call's stream; its
+    # answer, posted separately, completes the call.
+    sid = mcp_session(port, caps={"elicitation": {}})
+    body = json.dumps({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "confirm"}}).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              b"Accept: application/json, text/event-stream\r\nMcp-Session-Id: " + sid.encode() +
+              b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    data = b""
+    while b"elicitation/create" not in data:
+        data += s.recv(4096)
+    ask = [json.loads(l[6:]) for l in data.decode().split("\n") if l.startswith("data: ") and "elicitation" in l][0]
+    st, _, _ = http(port, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": ask["id"],
+                    "result": {"action": "decline"}}),
+                    {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                     "Mcp-Session-Id": sid})
+    check(st == 202, st)
+    while b'"id":9' not in data:
+        data += s.recv(4096)
+    check(b"Not confirmed." in data, data)
+    s.close()
+    d.stop()
