@@ -124,7 +124,11 @@ request(const char *method, cJSON *params)
 			const cJSON *err = cJSON_GetObjectItemCaseSensitive(resp, "error");
 			if (err != NULL) {
 				const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
-				die("%s", cJSON_IsString(msg) ? msg->valuestring : "the request failed");
+				char text[512];
+				snprintf(text, sizeof(text), "%s", cJSON_IsString(msg) ? msg->valuestring : "the request failed");
+				cJSON_Delete(resp);
+				free(buf);
+				die("%s", text);
 			}
 			if (print_result) {
 				char *out = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(resp, "result"));
