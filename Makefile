@@ -10,6 +10,7 @@ SBINDIR    ?= $(PREFIX)/sbin
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 LIBDIR     ?= $(PREFIX)/lib
 LIBEXECDIR ?= $(PREFIX)/libexec
+LOCALSTATEDIR ?= $(if $(filter /usr,$(PREFIX)),/var,$(PREFIX)/var)
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR     ?= $(PREFIX)/share/man
 DESTDIR    ?=
@@ -60,10 +61,15 @@ $(HELPER): $(BUILD)/tools/mcpd-tool.o
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CJSON_LIBS)
 
 # Plugins are built like third-party ones: with include/mcpd/plugin.h only.
-PLUGIN_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN_FLAGS) -fPIC -fvisibility=hidden -Iinclude $(CFLAGS)
+PLUGIN_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN_FLAGS) -fPIC -fvisibility=hidden -Iinclude \
+	$(LIBEVENT_CFLAGS) $(CFLAGS)
 $(BUILD)/plugins/%.so: plugins/%/*.c include/mcpd/plugin.h | config.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(PLUGIN_CFLAGS) -shared -o $@ $(filter %.c,$^) $(LDFLAGS_ALL)
+	$(CC) $(PLUGIN_CFLAGS) -shared -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) $(PLUGIN_LIBS_$*)
+
+# Each plugin links its own client library.
+PLUGIN_LIBS_lmdb = -llmdb -lpthread
+PLUGIN_LIBS_local = $(LIBEVENT_LIBS)
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)
@@ -71,7 +77,7 @@ $(BUILD)/%.o: %.c | config.mk
 
 # paths.o carries the install paths; rebuild it alone when they change.
 PATH_FLAGS = -DMCPD_VERSION='"$(VERSION)"' -DMCPD_SYSCONFDIR='"$(SYSCONFDIR)"' \
-	-DMCPD_LIBDIR='"$(LIBDIR)"' -DMCPD_LIBEXECDIR='"$(LIBEXECDIR)"'
+	-DMCPD_LIBDIR='"$(LIBDIR)"' -DMCPD_LIBEXECDIR='"$(LIBEXECDIR)"' -DMCPD_LOCALSTATEDIR='"$(LOCALSTATEDIR)"'
 $(BUILD)/paths.flags: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(PATH_FLAGS)' | cmp -s - $@ || echo '$(PATH_FLAGS)' > $@

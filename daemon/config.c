@@ -3,6 +3,8 @@
 #include "arena.h"
 #include "conftree.h"
 #include "paths.h"
+#include "host.h"
+#include "plugin.h"
 #include "reqstate.h"
 #include "tls.h"
 #include "util.h"
@@ -590,6 +592,25 @@ parse_cache(struct ctx *x, const struct cnode *n, void *base)
 	return parse_fields(x, n, fields, base, "cache");
 }
 
+static int
+parse_backend_section(struct ctx *x, const struct cnode *n, void *dst)
+{
+	struct backend *b = dst;
+	const char *what = b == &x->cfg->storage ? "storage" : "transport";
+	if (want_type(x, n, CNODE_MAP, what) < 0)
+		return -1;
+	const struct cnode *p = cnode_get(n, "plugin");
+	if (p == NULL) {
+		err_at(x, n, "%s needs plugin: (a name such as %s, or a path to a .so)", what,
+		    b == &x->cfg->storage ? "lmdb, memory, redis" : "local, redis");
+		return -1;
+	}
+	if (scalar_string(x, p, "plugin", &b->name) < 0)
+		return -1;
+	b->section = n;
+	return 0;
+}
+
 static const struct field top_fields[] = {
 	{ "server", F_CUSTOM, 0, 0, 0, parse_server },
 	{ "listen", F_CUSTOM, 0, 0, 0, parse_listen },
@@ -605,6 +626,8 @@ static const struct field top_fields[] = {
 	{ "limits", F_CUSTOM, 0, 0, 0, parse_limits },
 	{ "sse", F_CUSTOM, 0, 0, 0, parse_sse },
 	{ "request_state", F_CUSTOM, 0, 0, 0, parse_request_state },
+	{ "storage", F_CUSTOM, offsetof(struct config, storage), 0, 0, parse_backend_section },
+	{ "transport", F_CUSTOM, offsetof(struct config, transport), 0, 0, parse_backend_section },
 	{ "cache", F_CUSTOM, 0, 0, 0, parse_cache },
 	{ "tools", F_CUSTOM, 0, 0, 0, parse_tools },
 	{ "resources", F_CUSTOM, 0, 0, 0, parse_resources },
@@ -738,6 +761,54 @@ find_plugin_dir(struct config *c)
 	return mcpd_default_plugin_dir;
 }
 
+/* Load the plugin named by a storage: or transport: section and let it
+ * check its keys (mcpd -t does this too). */
+static void
+load_backend(struct ctx *x, struct config *c, struct backend *b, enum mcpd_plugin_kind kind,
+    const char *default_name, const char *what)
+{
+	static const struct cnode empty = { .type = CNODE_MAP, .line = 1, .col = 1 };
+	if (b->name == NULL)
+		b->name = default_name;
+	const struct cnode *at = b->section ? cnode_get(b->section, "plugin") : NULL;
+	const struct cnode *section = b->section ? b->section : &empty;
+	const char *path = strchr(b->name, '/') == NULL ?
+	    arena_printf(c->arena, "%s/%s.so", c->plugin_dir, b->name) :
+	    (b->name[0] == '/' ? b->name : arena_printf(c->arena, "%s/%s", c->config_dir, b->name));
+	char err[1024];
+	b->lp = plugin_load(path, kind, err, sizeof(err));
+	if (b->lp == NULL) {
+		err_at(x, at, "%s: %s", what, err);
+		return;
+	}
+	const struct mcpd_plugin *d = b->lp->desc;
+	if (d->size < offsetof(struct mcpd_plugin, flags) + sizeof(d->flags) || d->create == NULL ||
+	    d->ops == NULL) {
+		err_at(x, at, "%s: plugin %s lacks the %s operations (built for an older ABI?)", what, b->name, what);
+		b->lp = NULL;
+		return;
+	}
+	if ((d->flags & MCPD_PLUGIN_PROCESS_LOCAL) && c->workers > 1) {
+		err_at(x, at ? at : cnode_get(c->root, "workers"),
+		    "%s plugin %s keeps its data inside one process: it needs workers: 1 (or use lmdb)",
+		    what, b->name);
+		b->lp = NULL;
+		return;
+	}
+	host_set_identity(c->switch_user ? (long)c->uid : -1, c->switch_user ? (long)c->gid : -1);
+	host_set_config_file(c->path);
+	err[0] = '\0';
+	b->inst = d->create(host_table(), (const struct mcpd_config *)section, err, sizeof(err));
+	if (b->inst == NULL) {
+		/* Messages that start with our file name carry their own place. */
+		if (strncmp(err, c->path, strlen(c->path)) == 0)
+			errlist_add(x->errs, "%s", err);
+		else
+			err_at(x, at, "%s plugin %s: %s", what, b->name, err[0] ? err : "refused its configuration");
+		b->lp = NULL;
+	}
+}
+
 static struct config *
 finish(struct config *c, struct errlist *errs, size_t nerr_before)
 {
@@ -778,6 +849,10 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 		c->workers = n > 0 ? (uint64_t)n : 1;
 		if (c->workers > 64)
 			c->workers = 64;
+	}
+	if (errs->n == nerr_before && c->root->type == CNODE_MAP) {
+		load_backend(&x, c, &c->storage, MCPD_PLUGIN_STORAGE, "lmdb", "storage");
+		load_backend(&x, c, &c->transport, MCPD_PLUGIN_TRANSPORT, "local", "transport");
 	}
 	if (errs->n != nerr_before) {
 		config_free(c);
@@ -854,5 +929,9 @@ config_free(struct config *c)
 		return;
 	tls_free_config(c);
 	config_tools_free(c);
+	struct backend *bs[] = { &c->storage, &c->transport };
+	for (size_t i = 0; i < 2; i++)
+		if (bs[i]->lp != NULL && bs[i]->inst != NULL && bs[i]->lp->desc->destroy != NULL)
+			bs[i]->lp->desc->destroy(bs[i]->inst);
 	arena_free(c->arena);
 }

@@ -45,6 +45,16 @@ struct limits_conf {
 	uint64_t page_size;             /* items per list page */
 };
 
+struct loaded_plugin;
+
+/* A storage or transport plugin and the instance made from its section. */
+struct backend {
+	const char *name;               /* as written (plugin:), or the default */
+	const struct cnode *section;
+	struct loaded_plugin *lp;
+	void *inst;
+};
+
 struct tool_def;
 struct resource_def;
 struct prompt_def;
@@ -94,6 +104,7 @@ struct config {
 	} cache;
 	const char *config_dir;         /* relative tool paths resolve here */
 	const char *plugin_dir;
+	struct backend storage, transport;
 	const char *helper_path;        /* mcpd-tool, put on the tools' PATH */
 
 	struct tool_def *tools;

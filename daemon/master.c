@@ -4,6 +4,7 @@
 #include "listen.h"
 #include "log.h"
 #include "notify.h"
+#include "relay.h"
 #include "registry.h"
 #include "tls.h"
 #include "util.h"
@@ -71,6 +72,7 @@ struct master {
 	uint64_t reload_deadline_ms;
 	struct event *sig_ev;
 	int sig_pipe[2];
+	struct relay_master *relay;
 	unsigned generations;
 	struct chan_msg msg;
 };
@@ -418,9 +420,15 @@ spawn(struct master *m, struct generation *g, unsigned id)
 		log_error("too many worker processes");
 		return -1;
 	}
-	int sv[2];
+	int sv[2], rv[2];
 	if (chan_pair(sv) < 0) {
 		log_sys(LOG_ERROR, "socketpair");
+		return -1;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, rv) < 0) {
+		log_sys(LOG_ERROR, "socketpair");
+		close(sv[0]);
+		close(sv[1]);
 		return -1;
 	}
 	sigset_t all, old;
@@ -432,6 +440,8 @@ spawn(struct master *m, struct generation *g, unsigned id)
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		close(sv[0]);
 		close(sv[1]);
+		close(rv[0]);
+		close(rv[1]);
 		return -1;
 	}
 	if (pid == 0) {
@@ -440,6 +450,8 @@ spawn(struct master *m, struct generation *g, unsigned id)
 		for (size_t i = 0; i < sizeof(handled_signals) / sizeof(handled_signals[0]); i++)
 			signal(handled_signals[i], SIG_DFL);
 		close(sv[0]);
+		close(rv[0]);
+		relay_master_close_fds(m->relay);
 		close(m->sig_pipe[0]);
 		close(m->sig_pipe[1]);
 		for (size_t i = 0; i < MAX_SLOTS; i++)
@@ -451,13 +463,18 @@ spawn(struct master *m, struct generation *g, unsigned id)
 				close(m->listens.v[i].fd);
 		struct worker_params p = {
 			.cfg = g->cfg, .fds = g->fds, .extra_fds = g->extra, .nextra = g->nextra,
-			.chan = sv[1], .id = id,
+			.chan = sv[1], .relay = rv[1], .id = id,
 		};
 		/* exit, not _exit: LeakSanitizer checks workers too */
 		exit(worker_main(&p));
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(sv[1]);
+	close(rv[1]);
+	if (relay_master_add(m->relay, rv[0], (unsigned)(s - m->slots)) < 0) {
+		log_error("cannot set up the relay to worker %u", id);
+		close(rv[0]);
+	}
 	memset(s, 0, sizeof(*s));
 	s->used = 1;
 	s->pid = pid;
@@ -529,6 +546,7 @@ child_exited(struct master *m, pid_t pid, int status)
 	uint64_t lived = monotonic_ms() - s->started_ms;
 	event_free(s->chan_ev);
 	close(s->chan);
+	relay_master_remove(m->relay, (unsigned)(s - m->slots));
 	s->used = 0;
 	g->alive--;
 	if (was_ready)
@@ -777,6 +795,7 @@ master_main(struct config *cfg, const char *config_path)
 		return 1;
 	}
 
+	m.relay = relay_master_new(m.base);
 	m.watch_timer = event_new(m.base, -1, EV_PERSIST, watch_cb, &m);
 	struct timeval second = { 1, 0 };
 	event_add(m.watch_timer, &second);
@@ -795,11 +814,6 @@ master_main(struct config *cfg, const char *config_path)
 		log_info("listening on %s%s", cfg->listen[i].address,
 		    cfg->listen[i].ssl_ctx ? " (TLS)" : "");
 	update_pid_file(&m, cfg->pid_file);
-	if (cfg->workers > 1)
-		log_warn("workers: %llu: MCP sessions stay in the worker that created them in this "
-		    "version, so a client may get 404 when its connection lands on another worker; "
-		    "use workers: 1 for MCP clients until shared session storage is configured",
-		    (unsigned long long)cfg->workers);
 	if (cfg->switch_user && geteuid() != 0)
 		log_notice("user: %s is applied only when mcpd starts as root", cfg->user);
 	else if (!cfg->switch_user && geteuid() == 0)
@@ -820,6 +834,7 @@ master_main(struct config *cfg, const char *config_path)
 	if (m.stop_timer != NULL)
 		event_free(m.stop_timer);
 	event_free(m.watch_timer);
+	relay_master_free(m.relay);
 	event_free(m.sig_ev);
 	for (size_t i = 0; i < sizeof(handled_signals) / sizeof(handled_signals[0]); i++)
 		signal(handled_signals[i], SIG_DFL);

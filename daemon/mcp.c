@@ -1,5 +1,6 @@
 #include "mcp.h"
 #include "plugin.h"
+#include "host.h"
 #include "arena.h"
 #include "config.h"
 #include "content.h"
@@ -91,6 +92,7 @@ struct call {
 	char *bind_name;            /* MRTR: the tool, prompt or URI the state is for */
 	char bind_digest[65];
 	int listen;                 /* an open subscriptions/listen stream */
+	int async;                  /* outlived its handler: cancellable from anywhere */
 	cJSON *filter;              /* what the listener asked for and got */
 	LIST_HEAD(, ask_group) asks;
 	LIST_ENTRY(call) link;
@@ -357,10 +359,10 @@ call_send(struct call *c, char *json)
 		return;
 	}
 	struct stream *st = call_stream(c);
-	if (st == NULL && c->s != NULL)
-		st = c->s->get_stream;
 	if (st != NULL)
 		stream_send(st, json);
+	else if (c->s != NULL)
+		session_notify(c->s, json);   /* the GET stream, wherever it is held */
 	free(json);
 }
 
@@ -378,10 +380,8 @@ call_reply(struct call *c, char *json)
 			c->req = NULL;
 		}
 	} else if (c->stream != NULL) {
-		if (json != NULL)
-			stream_send(c->stream, json);
 		c->stream->detached = NULL;
-		stream_finish(c->stream);
+		stream_finish(c->stream, json);
 		c->stream = NULL;
 		c->req = NULL;
 		free(json);
@@ -483,12 +483,14 @@ call_free(struct call *c)
 		tool_run_abandon(c->run);
 	if (c->stream != NULL) {
 		c->stream->detached = NULL;
-		stream_finish(c->stream);
+		stream_finish(c->stream, NULL);
 	}
 	if (c->req != NULL) {
 		http_request_on_close(c->req, NULL, NULL);
 		respond_rpc_error(c->req, 500, c->msg.id, JSONRPC_INTERNAL_ERROR, "request abandoned");
 	}
+	if (c->s != NULL && c->async)
+		session_calls_end(c->s);
 	if (c->s != NULL)
 		session_unref(c->s);
 	cJSON_Delete(c->vars);
@@ -503,6 +505,10 @@ call_go_async(struct call *c)
 {
 	if (c->req != NULL && c->stream == NULL)
 		http_request_on_close(c->req, call_req_closed, c);
+	if (c->s != NULL && !c->async) {
+		c->async = 1;
+		session_calls_begin(c->s);
+	}
 }
 
 static const char *
@@ -566,6 +572,7 @@ m_set_level(struct call *c)
 		return;
 	}
 	c->s->log_level = l;
+	session_save(c->s);
 	call_result(c, cJSON_CreateObject());
 }
 
@@ -1116,26 +1123,6 @@ check_header_params(struct call *c, const struct tool_def *t, const cJSON *args)
 
 /* ---- plugin tools ---- */
 
-static struct event_base *plugin_base;   /* this worker's loop, for plugins */
-
-static void
-host_log(enum mcpd_log_level level, const char *fmt, ...)
-{
-	char msg[2048];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	enum log_level l = level <= MCPD_LOG_ERROR ? LOG_ERROR : level == MCPD_LOG_WARN ? LOG_WARN :
-	    level == MCPD_LOG_NOTICE ? LOG_NOTICE : level == MCPD_LOG_INFO ? LOG_INFO : LOG_DEBUG;
-	log_msg(l, "plugin: %s", msg);
-}
-
-static struct event_base *
-host_event_base(void)
-{
-	return plugin_base;
-}
 
 static void
 plugin_finish(struct call *c, cJSON *result)
@@ -1273,18 +1260,6 @@ host_tool_ask(struct mcpd_tool_call *call, const char *key, const char *method, 
 	session_request(c->s, method, params, call_stream(c), plugin_ask_answered, pa);
 }
 
-static const struct mcpd_host host = {
-	.size = sizeof(struct mcpd_host),
-	.abi_major = MCPD_PLUGIN_ABI_MAJOR,
-	.abi_minor = MCPD_PLUGIN_ABI_MINOR,
-	.log = host_log,
-	.event_base = host_event_base,
-	.tool_result = host_tool_result,
-	.tool_text = host_tool_text,
-	.tool_progress = host_tool_progress,
-	.tool_on_cancel = host_tool_on_cancel,
-	.tool_ask = host_tool_ask,
-};
 
 /* The client cancelled or left: tell the plugin; the call lives on until
  * the plugin finishes it. */
@@ -1308,7 +1283,7 @@ run_plugin_tool(struct call *c, const struct tool_def *t, const cJSON *args)
 	}
 	c->in_plugin = 1;
 	call_go_async(c);
-	((mcpd_tool_fn *)t->plugin_fn)(&host, (struct mcpd_tool_call *)c, json);
+	((mcpd_tool_fn *)t->plugin_fn)(host_table(), (struct mcpd_tool_call *)c, json);
 	free(json);   /* the call may be finished (and freed) by now */
 }
 
@@ -1582,6 +1557,7 @@ m_resources_subscribe(struct call *c, int on)
 	}
 	if (!on)
 		session_unsubscribe(c->s, uri);
+	session_save(c->s);
 	call_result(c, cJSON_CreateObject());
 }
 
@@ -1827,9 +1803,45 @@ m_complete(struct call *c)
 /* ---- initialize ---- */
 
 static void
+session_created(void *arg, struct session *s, int status)
+{
+	struct call *c = arg;
+	struct mcp *m = c->m;
+	if (c->req == NULL) {
+		/* The client left before storage answered. */
+		if (s != NULL)
+			session_delete(s);
+		call_free(c);
+		return;
+	}
+	if (s == NULL) {
+		http_request_on_close(c->req, NULL, NULL);
+		respond_rpc_error(c->req, 503, c->msg.id, -32000, "Session storage is unavailable; try again later");
+		c->req = NULL;
+		call_free(c);
+		return;
+	}
+	(void)status;
+	http_request_on_close(c->req, NULL, NULL);
+	const cJSON *info = cJSON_GetObjectItemCaseSensitive(c->params, "clientInfo");
+	const cJSON *cname = cJSON_GetObjectItemCaseSensitive(info, "name");
+	log_info("session %.8s… started by %s, protocol %s", s->id,
+	    cJSON_IsString(cname) ? cname->valuestring : "an unnamed client", proto_names[s->proto]);
+	cJSON *res = cJSON_CreateObject();
+	cJSON_AddStringToObject(res, "protocolVersion", proto_names[s->proto]);
+	cJSON_AddItemToObject(res, "capabilities", cJSON_Parse(m->cfg->capabilities_json));
+	cJSON *si = cJSON_AddObjectToObject(res, "serverInfo");
+	cJSON_AddStringToObject(si, "name", m->cfg->server.name);
+	cJSON_AddStringToObject(si, "version", m->cfg->server.version);
+	if (m->cfg->server.instructions != NULL)
+		cJSON_AddStringToObject(res, "instructions", m->cfg->server.instructions);
+	http_response_header(c->req, "Mcp-Session-Id", s->id);
+	call_result(c, res);
+}
+
+static void
 m_initialize(struct call *c)
 {
-	struct mcp *m = c->m;
 	const char *requested = param_string(c, "protocolVersion");
 	int proto = requested ? proto_parse(requested) : -1;
 	if (proto < 0 || proto == PROTO_2026_07_28)
@@ -1840,32 +1852,9 @@ m_initialize(struct call *c)
 		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: initialize needs protocolVersion, capabilities and clientInfo");
 		return;
 	}
-	struct session *s = session_create(m->sessions, (enum proto)proto);
-	if (s == NULL) {
-		log_warn("limits.max_sessions (%llu) reached; refusing a new session",
-		    (unsigned long long)m->cfg->limits.max_sessions);
-		http_request_on_close(c->req, NULL, NULL);
-		respond_rpc_error(c->req, 503, c->msg.id, -32000, "Too many sessions; try again later");
-		c->req = NULL;
-		call_free(c);
-		return;
-	}
-	s->client_caps = caps ? cJSON_Duplicate(caps, 1) : cJSON_CreateObject();
-	s->client_info = info ? cJSON_Duplicate(info, 1) : NULL;
-	const cJSON *cname = cJSON_GetObjectItemCaseSensitive(info, "name");
-	log_info("session %.8s… started by %s, protocol %s", s->id,
-	    cJSON_IsString(cname) ? cname->valuestring : "an unnamed client", proto_names[proto]);
-
-	cJSON *res = cJSON_CreateObject();
-	cJSON_AddStringToObject(res, "protocolVersion", proto_names[proto]);
-	cJSON_AddItemToObject(res, "capabilities", cJSON_Parse(m->cfg->capabilities_json));
-	cJSON *si = cJSON_AddObjectToObject(res, "serverInfo");
-	cJSON_AddStringToObject(si, "name", m->cfg->server.name);
-	cJSON_AddStringToObject(si, "version", m->cfg->server.version);
-	if (m->cfg->server.instructions != NULL)
-		cJSON_AddStringToObject(res, "instructions", m->cfg->server.instructions);
-	http_response_header(c->req, "Mcp-Session-Id", s->id);
-	call_result(c, res);
+	/* Storage may answer later: hear if the client leaves meanwhile. */
+	http_request_on_close(c->req, call_req_closed, c);
+	session_create(c->m->sessions, (enum proto)proto, caps, info, session_created, c);
 }
 
 /* ---- 2026-07-28: discovery and subscriptions ---- */
@@ -1992,21 +1981,21 @@ session_change(struct session *s, void *arg)
 	struct change *ch = arg;
 	if (strcmp(ch->what, "updated") == 0 && !session_subscribed(s, ch->uri))
 		return;
-	char *msg = change_notification(ch->what, ch->uri, NULL);
-	if (msg == NULL)
+	/* Every worker hears about changes; each tells the GET streams it holds. */
+	struct stream *holder = session_get_holder(s);
+	if (holder == NULL)
 		return;
-	if (s->get_stream == NULL)
-		stream_open_get(s, NULL, 0);
-	if (s->get_stream != NULL)
-		stream_send(s->get_stream, msg);
+	char *msg = change_notification(ch->what, ch->uri, NULL);
+	if (msg != NULL)
+		stream_send(holder, msg);
 	free(msg);
 }
 
 /* Something changed: tools, prompts or resources lists, or one resource
- * ("updated"). Listen streams that asked for it hear, and the sessions of
- * the 2025 revisions (resources/updated only if subscribed). */
+ * ("updated"). Listen streams here that asked for it hear, and the GET
+ * streams held here (resources/updated only if subscribed). */
 static void
-broadcast(struct mcp *m, const char *what, const char *uri)
+notify_change_here(struct mcp *m, const char *what, const char *uri)
 {
 	struct call *c;
 	LIST_FOREACH(c, &m->calls, link) {
@@ -2018,6 +2007,20 @@ broadcast(struct mcp *m, const char *what, const char *uri)
 	}
 	struct change ch = { what, uri };
 	sessions_foreach(m->sessions, session_change, &ch);
+}
+
+static void
+change_from_anywhere(const char *what, const char *uri, void *arg)
+{
+	notify_change_here(arg, what, uri);
+}
+
+/* A change a command announced: every worker (and instance) tells the
+ * streams it holds, this one included, through the transport. */
+static void
+broadcast(struct mcp *m, const char *what, const char *uri)
+{
+	sessions_publish_change(m->sessions, what, uri);
 }
 
 /* ---- dispatch ---- */
@@ -2086,63 +2089,142 @@ dispatch(struct call *c)
 
 /* ---- notifications from the client ---- */
 
-static void
+/* Cancel the call of this session with that request id, if it runs here. */
+static int
 cancel_request(struct mcp *m, struct session *s, const cJSON *id)
 {
 	struct call *c;
 	LIST_FOREACH(c, &m->calls, link) {
-		if (c->s == s && c->msg.id != NULL && cJSON_Compare(c->msg.id, id, 1)) {
+		if (c->s != NULL && strcmp(c->s->id, s->id) == 0 && c->msg.id != NULL &&
+		    cJSON_Compare(c->msg.id, id, 1)) {
 			if (c->in_plugin) {
 				plugin_cancel(c);
-				return;
+				return 1;
 			}
 			if (c->run != NULL && !c->cancelled) {
 				c->cancelled = 1;
 				tool_run_cancel(c->run);
 			}
-			return;
+			return 1;
 		}
 	}
+	return 0;
+}
+
+static void
+cancel_from_anywhere(struct session *s, const cJSON *id, void *arg)
+{
+	cancel_request(arg, s, id);
 }
 
 static void
 notification(struct mcp *m, struct session *s, const struct jsonrpc_msg *msg)
 {
-	if (strcmp(msg->method, "notifications/initialized") == 0) {
-		s->initialized = 1;
-	} else if (strcmp(msg->method, "notifications/cancelled") == 0) {
+	if (strcmp(msg->method, "notifications/cancelled") == 0) {
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg->params, "requestId");
-		if (id != NULL)
-			cancel_request(m, s, id);
+		/* The call may run on another worker: tell them all. */
+		if (id != NULL && !cancel_request(m, s, id))
+			session_publish_cancel(s, id);
 	}
-	/* roots/list_changed and others need no action: commands ask for roots
-	 * when they need them. */
+	/* initialized, roots/list_changed and the rest need no action:
+	 * commands ask for roots when they need them. */
 }
 
 /* ---- the endpoint ---- */
 
-static struct session *
-require_session(struct mcp *m, struct http_request *r, const cJSON *id)
+/* A request that belongs to a session waits for the session's record
+ * (cached, or read from storage), then goes on. */
+enum waiting_kind { W_POST, W_GET, W_DELETE };
+
+struct waiting {
+	struct mcp *m;
+	struct http_request *r;
+	enum waiting_kind kind;
+	struct jsonrpc_msg msg;
+};
+
+static void post_in_session(struct mcp *m, struct http_request *r, struct session *s, struct jsonrpc_msg *msg);
+static void get_in_session(struct mcp *m, struct http_request *r, struct session *s);
+static void delete_in_session(struct mcp *m, struct http_request *r, struct session *s);
+
+static void
+waiting_closed(struct http_request *r, void *arg)
 {
-	const char *sid = http_request_header(r, "Mcp-Session-Id");
-	if (sid == NULL) {
-		respond_rpc_error(r, 400, id, -32000, "Bad Request: Mcp-Session-Id header is required");
-		return NULL;
+	(void)r;
+	struct waiting *w = arg;
+	w->r = NULL;
+}
+
+static void
+session_found(void *arg, struct session *s, int status)
+{
+	struct waiting *w = arg;
+	struct http_request *r = w->r;
+	if (r == NULL) {
+		jsonrpc_free(&w->msg);
+		free(w);
+		return;
 	}
-	struct session *s = session_find(m->sessions, sid);
+	http_request_on_close(r, NULL, NULL);
 	if (s == NULL) {
-		respond_rpc_error(r, 404, id, -32001, "Session not found");
-		return NULL;
-	}
-	const char *pv = http_request_header(r, "MCP-Protocol-Version");
-	if (pv != NULL && proto_parse(pv) < 0) {
-		char msg[160];
-		snprintf(msg, sizeof(msg), "Bad Request: unsupported MCP-Protocol-Version \"%.40s\"", pv);
-		respond_rpc_error(r, 400, id, -32000, msg);
-		return NULL;
+		if (status == MCPD_ERROR)
+			respond_rpc_error(r, 503, w->msg.id, -32000, "Session storage is unavailable; try again later");
+		else
+			respond_rpc_error(r, 404, w->msg.id, -32001, "Session not found");
+		jsonrpc_free(&w->msg);
+		free(w);
+		return;
 	}
 	session_touch(s);
-	return s;
+	switch (w->kind) {
+	case W_POST:
+		post_in_session(w->m, r, s, &w->msg);
+		break;
+	case W_GET:
+		get_in_session(w->m, r, s);
+		break;
+	case W_DELETE:
+		delete_in_session(w->m, r, s);
+		break;
+	}
+	jsonrpc_free(&w->msg);
+	free(w);
+}
+
+/* Takes msg (when given). */
+static void
+with_session(struct mcp *m, struct http_request *r, enum waiting_kind kind, struct jsonrpc_msg *msg)
+{
+	const cJSON *id = msg ? msg->id : NULL;
+	const char *sid = http_request_header(r, "Mcp-Session-Id");
+	const char *pv = http_request_header(r, "MCP-Protocol-Version");
+	if (sid == NULL || (pv != NULL && proto_parse(pv) < 0)) {
+		char text[160];
+		if (sid == NULL)
+			snprintf(text, sizeof(text), "Bad Request: Mcp-Session-Id header is required");
+		else
+			snprintf(text, sizeof(text), "Bad Request: unsupported MCP-Protocol-Version \"%.40s\"", pv);
+		respond_rpc_error(r, 400, id, -32000, text);
+		if (msg)
+			jsonrpc_free(msg);
+		return;
+	}
+	struct waiting *w = calloc(1, sizeof(*w));
+	if (w == NULL) {
+		if (msg)
+			jsonrpc_free(msg);
+		http_respond_text(r, 500, "out of memory");
+		return;
+	}
+	w->m = m;
+	w->r = r;
+	w->kind = kind;
+	if (msg != NULL) {
+		w->msg = *msg;
+		msg->root = NULL;
+	}
+	http_request_on_close(r, waiting_closed, w);
+	session_lookup(m->sessions, sid, session_found, w);
 }
 
 static const cJSON *
@@ -2322,31 +2404,28 @@ handle_post(struct mcp *m, struct http_request *r)
 		m_initialize(c);
 		return;
 	}
-	struct session *s = require_session(m, r, msg.id);
-	if (s == NULL) {
-		jsonrpc_free(&msg);
-		return;
-	}
-	switch (msg.kind) {
+	with_session(m, r, W_POST, &msg);
+}
+
+static void
+post_in_session(struct mcp *m, struct http_request *r, struct session *s, struct jsonrpc_msg *msg)
+{
+	switch (msg->kind) {
 	case RPC_RESPONSE:
 		http_request_log_extra(r, "response");
-		if (session_response(s, msg.id, msg.result, msg.error) < 0)
-			log_debug("session %.8s…: response to an unknown request", s->id);
-		jsonrpc_free(&msg);
+		session_response(s, msg->id, msg->result, msg->error);
 		cors_headers(r);
 		http_respond(r, 202, NULL, NULL, 0);
 		return;
 	case RPC_NOTIFICATION:
-		http_request_log_extra(r, msg.method);
-		notification(m, s, &msg);
-		jsonrpc_free(&msg);
+		http_request_log_extra(r, msg->method);
+		notification(m, s, msg);
 		cors_headers(r);
 		http_respond(r, 202, NULL, NULL, 0);
 		return;
 	case RPC_REQUEST: {
-		struct call *c = call_new(m, r, s, &msg);
+		struct call *c = call_new(m, r, s, msg);
 		if (c == NULL) {
-			jsonrpc_free(&msg);
 			http_respond_text(r, 500, "out of memory");
 			return;
 		}
@@ -2364,39 +2443,40 @@ handle_get(struct mcp *m, struct http_request *r)
 		    "Not Acceptable: a GET stream needs Accept: text/event-stream");
 		return;
 	}
-	struct session *s = require_session(m, r, NULL);
-	if (s == NULL)
-		return;
 	http_request_log_extra(r, "stream");
 	if (m->draining) {
 		respond_rpc_error(r, 503, NULL, -32000, "Server is restarting; reconnect");
 		return;
 	}
+	with_session(m, r, W_GET, NULL);
+}
+
+static void
+get_in_session(struct mcp *m, struct http_request *r, struct session *s)
+{
+	(void)m;
 	const char *last = http_request_header(r, "Last-Event-ID");
 	cors_headers(r);
-	if (last != NULL) {
-		struct stream *st;
-		if (stream_resume(s, last, r, &st) < 0) {
-			respond_rpc_error(r, 400, NULL, JSONRPC_INVALID_REQUEST, "Bad Request: unknown Last-Event-ID");
-			return;
-		}
-		return;
+	if (stream_get(s, r, last, s->proto >= PROTO_2025_11_25) < 0) {
+		if (last != NULL)
+			respond_rpc_error(r, 400, NULL, JSONRPC_INVALID_REQUEST, "Bad Request: malformed Last-Event-ID");
+		else
+			respond_rpc_error(r, 409, NULL, JSONRPC_INVALID_REQUEST,
+			    "Conflict: this session already has a GET stream open");
 	}
-	if (s->get_stream != NULL && s->get_stream->req != NULL) {
-		respond_rpc_error(r, 409, NULL, JSONRPC_INVALID_REQUEST,
-		    "Conflict: this session already has a GET stream open");
-		return;
-	}
-	stream_open_get(s, r, s->proto >= PROTO_2025_11_25);
 }
 
 static void
 handle_delete(struct mcp *m, struct http_request *r)
 {
-	struct session *s = require_session(m, r, NULL);
-	if (s == NULL)
-		return;
 	http_request_log_extra(r, "end session");
+	with_session(m, r, W_DELETE, NULL);
+}
+
+static void
+delete_in_session(struct mcp *m, struct http_request *r, struct session *s)
+{
+	(void)m;
 	log_info("session %.8s… ended by the client", s->id);
 	session_delete(s);
 	cors_headers(r);
@@ -2454,7 +2534,7 @@ session_gone(struct session *s, void *arg)
 			plugin_cancel(c);
 			if (c->stream != NULL) {
 				c->stream->detached = NULL;
-				stream_finish(c->stream);
+				stream_finish(c->stream, NULL);
 				c->stream = NULL;
 				c->req = NULL;
 			}
@@ -2497,7 +2577,7 @@ inotify_cb(evutil_socket_t fd, short ev, void *arg)
 				    strcmp(r->file + dl + 1, e->name) != 0)
 					continue;
 				log_debug("resource %s changed", r->uri);
-				broadcast(m, "updated", r->uri);
+				notify_change_here(m, "updated", r->uri);
 			}
 		}
 	}
@@ -2552,7 +2632,8 @@ watch_files(struct mcp *m)
 }
 
 struct mcp *
-mcp_new(struct event_base *base, struct config *cfg, struct http_server *http)
+mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
+    const struct backends *b)
 {
 	struct mcp *m = calloc(1, sizeof(*m));
 	if (m == NULL)
@@ -2561,7 +2642,7 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http)
 	m->base = base;
 	m->cfg = cfg;
 	LIST_INIT(&m->calls);
-	m->sessions = sessions_new(base, cfg->limits.max_sessions, cfg->mcp.history,
+	m->sessions = sessions_new(base, b, cfg->limits.max_sessions, cfg->mcp.history,
 	    cfg->limits.session_idle_timeout_ms, cfg->mcp.keepalive_ms, cfg->mcp.retry_ms);
 	char helper_dir[4096] = "";
 	if (cfg->helper_path != NULL) {
@@ -2577,10 +2658,13 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http)
 		return NULL;
 	}
 	sessions_on_delete(m->sessions, session_gone, m);
+	sessions_on_cancel(m->sessions, cancel_from_anywhere, m);
+	sessions_on_change(m->sessions, change_from_anywhere, m);
 	watch_files(m);
-	plugin_base = base;
+	host_set_tool_functions(host_tool_result, host_tool_text, host_tool_progress,
+	    host_tool_on_cancel, host_tool_ask);
 	char err[256];
-	if (plugins_init_worker(&host, err, sizeof(err)) < 0) {
+	if (plugins_init_worker(host_table(), err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		mcp_free(m);
 		return NULL;
@@ -2600,8 +2684,8 @@ static void
 drain_session(struct session *s, void *arg)
 {
 	struct drain_note *d = arg;
-	struct stream *st = s->get_stream;
-	if (st == NULL || st->req == NULL)
+	struct stream *st = session_get_holder(s);
+	if (st == NULL)
 		return;
 	if (d->tools)
 		stream_send(st, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}");
@@ -2609,10 +2693,9 @@ drain_session(struct session *s, void *arg)
 		stream_send(st, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/list_changed\"}");
 	if (d->prompts)
 		stream_send(st, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/prompts/list_changed\"}");
-	/* Ending the stream makes the client reconnect, to a worker that stays. */
-	struct http_request *r = st->req;
-	stream_detach(st);
-	http_stream_end(r);
+	/* Ending the stream makes the client reconnect, to a worker that stays;
+	 * the session lives on in storage. */
+	stream_finish(st, NULL);
 }
 
 void

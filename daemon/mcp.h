@@ -9,7 +9,10 @@ struct config;
 struct http_server;
 struct mcp;
 
-struct mcp *mcp_new(struct event_base *base, struct config *cfg, struct http_server *http);
+struct backends;
+
+struct mcp *mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
+    const struct backends *b);
 /* The worker is about to stop: tell clients on GET streams to reconnect
  * (elsewhere), announcing which lists changed when a reload changed them. */
 void mcp_drain(struct mcp *m, int tools_changed, int resources_changed, int prompts_changed);

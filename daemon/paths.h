@@ -6,6 +6,7 @@ extern const char mcpd_version[];
 extern const char mcpd_default_config[];
 extern const char mcpd_default_plugin_dir[];
 extern const char mcpd_libexec_dir[];
+extern const char mcpd_state_dir[];
 
 #define PACKAGE_VERSION mcpd_version
 

@@ -9,10 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define BUCKETS 16384
-#define HISTORY_BYTES (2 * 1024 * 1024)
-#define MAX_PENDING_OUTPUT (8 * 1024 * 1024)   /* a reader this slow is cut off */
+#define FRESH_MS 1000               /* a cached record this young is used as is */
+#define CACHE_IDLE_MS 60000         /* unused cached records are dropped after this */
+#define MAX_PENDING_OUTPUT (8 * 1024 * 1024)
+#define REPLAY_MAX 10000
 
 const char *const proto_names[PROTO_COUNT] = {
 	"2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28",
@@ -40,30 +43,74 @@ mcp_log_level_parse(const char *s)
 	return -1;
 }
 
-struct hist_event {
-	unsigned stream;
-	uint64_t seq;
-	char *data;
-	size_t len;
-};
-
 struct pending_request {
-	int64_t id;
+	struct session *s;
+	char id[48];
 	pending_cb cb;
 	void *arg;
+	void *sub;
 	LIST_ENTRY(pending_request) link;
+};
+
+/* Events of a stream waiting for storage to number them; shared with the
+ * storage callbacks, so it outlives its stream when those are late. */
+struct outq_item {
+	struct outq *q;
+	char *json;
+	int final;
+	int ready;
+	uint64_t seq;
+	struct outq_item *next;
+};
+
+struct outq {
+	struct stream *st;          /* NULL once the stream is gone */
+	struct outq_item *head, *tail;
+	unsigned waiting;           /* items whose storage callback has not run */
+};
+
+struct held_msg {               /* toclient: events that came during a replay */
+	uint64_t seq;
+	int final;
+	char *json;
+	struct held_msg *next;
 };
 
 struct sessions {
 	struct event_base *base;
+	struct backends b;
+	size_t max, history;
+	uint64_t idle_ms, keepalive_ms, retry_ms;
 	struct session *buckets[BUCKETS];
 	TAILQ_HEAD(, session) all;
-	size_t count, max, history;
-	uint64_t idle_ms, keepalive_ms, retry_ms;
+	size_t count;
 	struct event *sweep;
+	void *sessions_sub, *changes_sub;
 	void (*on_delete)(struct session *, void *);
 	void *on_delete_arg;
+	void (*on_cancel)(struct session *, const cJSON *, void *);
+	void *on_cancel_arg;
+	void (*on_change)(const char *, const char *, void *);
+	void *on_change_arg;
+	unsigned long next_stream, next_request;
+	int pid;
 };
+
+/* A stream's extra state for being resumed from the log. */
+struct stream_x {
+	int replaying;
+	struct held_msg *held;
+};
+
+static void stream_free(struct stream *st);
+static void write_event(struct stream *st, uint64_t seq, const char *json);
+static void evict(struct session *s);
+
+static uint64_t
+now_ms(void)
+{
+	return monotonic_ms();
+}
 
 static unsigned
 hash(const char *s)
@@ -75,130 +122,89 @@ hash(const char *s)
 }
 
 static void
-sweep_cb(evutil_socket_t fd, short ev, void *arg)
+key_of(char *buf, size_t len, const char *prefix, const char *id)
 {
-	(void)fd;
-	(void)ev;
-	struct sessions *t = arg;
-	uint64_t now = monotonic_ms();
-	struct session *s, *next;
-	for (s = TAILQ_FIRST(&t->all); s != NULL; s = next) {
-		next = TAILQ_NEXT(s, lru);
-		int attached = s->get_stream != NULL && s->get_stream->req != NULL;
-		if (attached || s->refs > 0) {
-			s->last_active_ms = now;   /* a held stream or a running call is activity */
-			continue;
-		}
-		if (now - s->last_active_ms > t->idle_ms) {
-			log_info("session %.8s… expired after %llus idle", s->id,
-			    (unsigned long long)(t->idle_ms / 1000));
-			session_delete(s);
-		}
-	}
+	snprintf(buf, len, "%s%s", prefix, id);
 }
 
-struct sessions *
-sessions_new(struct event_base *base, size_t max, size_t history, uint64_t idle_ms,
-    uint64_t keepalive_ms, uint64_t retry_ms)
+/* ---- the record ---- */
+
+static char *
+record_json(const struct session *s)
 {
-	struct sessions *t = calloc(1, sizeof(*t));
-	if (t == NULL)
-		return NULL;
-	t->base = base;
-	t->max = max;
-	t->history = history;
-	t->idle_ms = idle_ms;
-	t->keepalive_ms = keepalive_ms;
-	t->retry_ms = retry_ms;
-	TAILQ_INIT(&t->all);
-	t->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, t);
-	uint64_t every = idle_ms / 4 < 10000 ? idle_ms / 4 : 10000;
-	if (every < 250)
-		every = 250;
-	struct timeval tv = { (time_t)(every / 1000), (suseconds_t)(every % 1000) * 1000 };
-	event_add(t->sweep, &tv);
-	return t;
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddNumberToObject(r, "p", s->proto);
+	cJSON_AddItemToObject(r, "c", s->client_caps ? cJSON_Duplicate(s->client_caps, 1) : cJSON_CreateObject());
+	if (s->client_info != NULL)
+		cJSON_AddItemToObject(r, "i", cJSON_Duplicate(s->client_info, 1));
+	cJSON_AddNumberToObject(r, "l", s->log_level);
+	cJSON *subs = cJSON_AddArrayToObject(r, "s");
+	for (size_t i = 0; i < s->nsubs; i++)
+		cJSON_AddItemToArray(subs, cJSON_CreateString(s->subs[i]));
+	char *out = cJSON_PrintUnformatted(r);
+	cJSON_Delete(r);
+	return out;
 }
 
 static void
-session_free(struct session *s)
+clear_subs(struct session *s)
 {
-	for (size_t i = 0; i < s->hist_len; i++)
-		free(s->hist[(s->hist_start + i) % s->hist_cap].data);
-	free(s->hist);
 	for (size_t i = 0; i < s->nsubs; i++)
 		free(s->subs[i]);
 	free(s->subs);
-	cJSON_Delete(s->client_info);
+	s->subs = NULL;
+	s->nsubs = 0;
+}
+
+static int
+record_apply(struct session *s, const char *json, size_t len)
+{
+	cJSON *r = cJSON_ParseWithLength(json, len);
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(r, "p");
+	if (!cJSON_IsObject(r) || !cJSON_IsNumber(p) || p->valueint < 0 || p->valueint >= PROTO_COUNT) {
+		cJSON_Delete(r);
+		return -1;
+	}
+	s->proto = (enum proto)p->valueint;
 	cJSON_Delete(s->client_caps);
-	free(s);
+	s->client_caps = cJSON_DetachItemFromObjectCaseSensitive(r, "c");
+	cJSON_Delete(s->client_info);
+	s->client_info = cJSON_DetachItemFromObjectCaseSensitive(r, "i");
+	const cJSON *l = cJSON_GetObjectItemCaseSensitive(r, "l");
+	s->log_level = cJSON_IsNumber(l) ? l->valueint : MLOG_INFO;
+	clear_subs(s);
+	const cJSON *u;
+	cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(r, "s"))
+		if (cJSON_IsString(u))
+			session_subscribe(s, u->valuestring);
+	cJSON_Delete(r);
+	s->fetched_ms = now_ms();
+	return 0;
 }
 
-void
-sessions_free(struct sessions *t)
+/* ---- the cache ---- */
+
+static struct session *
+cache_find(struct sessions *t, const char *id)
 {
-	if (t == NULL)
-		return;
-	t->on_delete = NULL;
-	while (!TAILQ_EMPTY(&t->all)) {
-		struct session *s = TAILQ_FIRST(&t->all);
-		s->refs = 0;
-		session_delete(s);
-	}
-	event_free(t->sweep);
-	free(t);
+	for (struct session *s = t->buckets[hash(id)]; s != NULL; s = s->hnext)
+		if (strcmp(s->id, id) == 0)
+			return s;
+	return NULL;
 }
 
-size_t
-sessions_count(const struct sessions *t)
+static struct session *
+cache_add(struct sessions *t, const char *id)
 {
-	return t->count;
-}
-
-void
-sessions_on_delete(struct sessions *t, void (*fn)(struct session *, void *), void *arg)
-{
-	t->on_delete = fn;
-	t->on_delete_arg = arg;
-}
-
-void
-sessions_foreach(struct sessions *t, void (*fn)(struct session *, void *), void *arg)
-{
-	struct session *s, *next;
-	for (s = TAILQ_FIRST(&t->all); s != NULL; s = next) {
-		next = TAILQ_NEXT(s, lru);
-		fn(s, arg);
-	}
-}
-
-struct session *
-session_create(struct sessions *t, enum proto proto)
-{
-	if (t->count >= t->max)
-		return NULL;
 	struct session *s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NULL;
-	if (random_token(s->id, 24) < 0) {   /* 192 random bits */
-		free(s);
-		return NULL;
-	}
+	snprintf(s->id, sizeof(s->id), "%s", id);
 	s->table = t;
-	s->proto = proto;
 	s->log_level = MLOG_INFO;
-	s->next_stream = 1;
-	s->last_active_ms = monotonic_ms();
+	s->used_ms = s->touched_ms = now_ms();
 	LIST_INIT(&s->streams);
 	LIST_INIT(&s->pending);
-	if (t->history > 0) {
-		s->hist_cap = t->history;
-		s->hist = calloc(s->hist_cap, sizeof(*s->hist));
-		if (s->hist == NULL) {
-			free(s);
-			return NULL;
-		}
-	}
 	unsigned h = hash(s->id);
 	s->hnext = t->buckets[h];
 	t->buckets[h] = s;
@@ -207,19 +213,27 @@ session_create(struct sessions *t, enum proto proto)
 	return s;
 }
 
-struct session *
-session_find(struct sessions *t, const char *id)
+static void
+cache_remove(struct session *s)
 {
-	for (struct session *s = t->buckets[hash(id)]; s != NULL; s = s->hnext)
-		if (strcmp(s->id, id) == 0)
-			return s;
-	return NULL;
+	struct sessions *t = s->table;
+	struct session **pp = &t->buckets[hash(s->id)];
+	while (*pp != NULL && *pp != s)
+		pp = &(*pp)->hnext;
+	if (*pp == s) {
+		*pp = s->hnext;
+		TAILQ_REMOVE(&t->all, s, lru);
+		t->count--;
+	}
 }
 
-void
-session_touch(struct session *s)
+static void
+session_free(struct session *s)
 {
-	s->last_active_ms = monotonic_ms();
+	clear_subs(s);
+	cJSON_Delete(s->client_info);
+	cJSON_Delete(s->client_caps);
+	free(s);
 }
 
 void
@@ -235,25 +249,388 @@ session_unref(struct session *s)
 		session_free(s);
 }
 
-void
-session_delete(struct session *s)
+static int
+busy(const struct session *s)
 {
+	return s->refs > 0 || !LIST_EMPTY(&s->streams) || !LIST_EMPTY(&s->pending) || s->calls > 0;
+}
+
+/* Drop a cached record that nothing here uses; it stays in storage. */
+static void
+cache_drop(struct session *s)
+{
+	cache_remove(s);
+	s->deleted = 1;
+	if (s->refs == 0)
+		session_free(s);
+}
+
+/* ---- transport helpers ---- */
+
+static void
+publish(struct sessions *t, const char *channel, const char *msg, size_t len)
+{
+	if (t->b.transport == NULL)
+		return;
+	t->b.transport->publish(t->b.transport_inst, channel, msg, len, NULL, NULL, NULL);
+}
+
+static void *
+subscribe(struct sessions *t, const char *channel, mcpd_message_cb *cb, void *arg)
+{
+	if (t->b.transport == NULL)
+		return NULL;
+	return t->b.transport->subscribe(t->b.transport_inst, channel, cb, arg);
+}
+
+static void
+unsubscribe(struct sessions *t, void *sub)
+{
+	if (sub != NULL && t->b.transport != NULL)
+		t->b.transport->unsubscribe(t->b.transport_inst, sub);
+}
+
+/* ---- global channels ---- */
+
+static void
+sessions_msg(void *arg, const char *channel, const void *msg, size_t len)
+{
+	(void)channel;
+	struct sessions *t = arg;
+	char *m = strndup(msg, len);
+	if (m == NULL)
+		return;
+	char *id = strchr(m, '\n');
+	if (id != NULL) {
+		*id++ = '\0';
+		char *rec = strchr(id, '\n');
+		if (rec != NULL)
+			*rec++ = '\0';
+		struct session *s = cache_find(t, id);
+		if (s != NULL && strcmp(m, "d") == 0)
+			evict(s);
+		else if (s != NULL && strcmp(m, "c") == 0 && rec != NULL)
+			record_apply(s, rec, strlen(rec));
+	}
+	free(m);
+}
+
+static void
+changes_msg(void *arg, const char *channel, const void *msg, size_t len)
+{
+	(void)channel;
+	struct sessions *t = arg;
+	char *m = strndup(msg, len);
+	if (m == NULL)
+		return;
+	char *uri = strchr(m, '\n');
+	if (uri != NULL)
+		*uri++ = '\0';
+	if (t->on_change != NULL)
+		t->on_change(m, uri && *uri ? uri : NULL, t->on_change_arg);
+	free(m);
+}
+
+void
+sessions_publish_change(struct sessions *t, const char *what, const char *uri)
+{
+	char msg[4200];
+	int n = snprintf(msg, sizeof(msg), "%s\n%s", what, uri ? uri : "");
+	if (n > 0 && (size_t)n < sizeof(msg))
+		publish(t, "mcpd:changes", msg, (size_t)n);
+}
+
+/* ---- table ---- */
+
+static void
+sweep_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct sessions *t = arg;
+	uint64_t now = now_ms();
+	struct session *s, *next;
+	for (s = TAILQ_FIRST(&t->all); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, lru);
+		int attached = 0;
+		struct stream *st;
+		LIST_FOREACH(st, &s->streams, link)
+			attached |= st->req != NULL;
+		if (attached || s->calls > 0) {
+			s->used_ms = now;
+			session_touch(s);   /* a held stream or a running call is activity */
+			continue;
+		}
+		if (!busy(s) && (now - s->used_ms > CACHE_IDLE_MS || t->count > t->max))
+			cache_drop(s);
+	}
+}
+
+struct sessions *
+sessions_new(struct event_base *base, const struct backends *b, size_t max, size_t history,
+    uint64_t idle_ms, uint64_t keepalive_ms, uint64_t retry_ms)
+{
+	struct sessions *t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return NULL;
+	t->base = base;
+	t->b = *b;
+	t->max = max;
+	t->history = history ? history : 1;
+	t->idle_ms = idle_ms;
+	t->keepalive_ms = keepalive_ms;
+	t->retry_ms = retry_ms;
+	t->pid = (int)getpid();
+	TAILQ_INIT(&t->all);
+	t->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, t);
+	struct timeval tv = { 5, 0 };
+	if (t->sweep == NULL) {
+		free(t);
+		return NULL;
+	}
+	event_add(t->sweep, &tv);
+	t->sessions_sub = subscribe(t, "mcpd:sessions", sessions_msg, t);
+	t->changes_sub = subscribe(t, "mcpd:changes", changes_msg, t);
+	return t;
+}
+
+void
+sessions_free(struct sessions *t)
+{
+	if (t == NULL)
+		return;
+	t->on_delete = NULL;
+	while (!TAILQ_EMPTY(&t->all)) {
+		struct session *s = TAILQ_FIRST(&t->all);
+		s->refs++;          /* evict frees only what nothing else holds */
+		evict(s);
+		s->refs = 0;
+		session_free(s);
+	}
+	unsubscribe(t, t->sessions_sub);
+	unsubscribe(t, t->changes_sub);
+	event_free(t->sweep);
+	free(t);
+}
+
+void
+sessions_on_delete(struct sessions *t, void (*fn)(struct session *, void *), void *arg)
+{
+	t->on_delete = fn;
+	t->on_delete_arg = arg;
+}
+
+void
+sessions_on_cancel(struct sessions *t, void (*fn)(struct session *, const cJSON *, void *), void *arg)
+{
+	t->on_cancel = fn;
+	t->on_cancel_arg = arg;
+}
+
+void
+sessions_on_change(struct sessions *t, void (*fn)(const char *, const char *, void *), void *arg)
+{
+	t->on_change = fn;
+	t->on_change_arg = arg;
+}
+
+void
+sessions_foreach(struct sessions *t, void (*fn)(struct session *, void *), void *arg)
+{
+	struct session *s, *next;
+	for (s = TAILQ_FIRST(&t->all); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, lru);
+		fn(s, arg);
+	}
+}
+
+/* ---- create, lookup, save, delete ---- */
+
+struct op {
+	struct sessions *t;
+	struct session *s;
+	char id[48];
+	session_cb cb;
+	void *arg;
+};
+
+static void
+created(void *arg, int status, const char *err)
+{
+	struct op *o = arg;
+	struct session *s = o->s;
+	if (status != MCPD_OK) {
+		log_error("storage: cannot store a new session: %s", err ? err : "conflict");
+		session_unref(s);     /* the creation's reference; s was never cached */
+		o->cb(o->arg, NULL, MCPD_ERROR);
+		free(o);
+		return;
+	}
+	s->deleted = 0;
+	struct sessions *t = o->t;
+	struct session *c = cache_add(t, s->id);
+	if (c == NULL) {
+		session_unref(s);
+		o->cb(o->arg, NULL, MCPD_ERROR);
+		free(o);
+		return;
+	}
+	c->proto = s->proto;
+	c->client_caps = s->client_caps;
+	c->client_info = s->client_info;
+	c->log_level = s->log_level;
+	c->fetched_ms = now_ms();
+	s->client_caps = s->client_info = NULL;
+	session_unref(s);
+	if (t->b.storage->index_add != NULL)
+		t->b.storage->index_add(t->b.storage_inst, "user:anonymous:sessions", c->id, t->idle_ms, NULL, NULL);
+	o->cb(o->arg, c, MCPD_OK);
+	free(o);
+}
+
+void
+session_create(struct sessions *t, enum proto proto, const cJSON *caps, const cJSON *info,
+    session_cb cb, void *arg)
+{
+	/* A detached object until storage has it; then cached under its id. */
+	struct session *s = calloc(1, sizeof(*s));
+	struct op *o = calloc(1, sizeof(*o));
+	if (s == NULL || o == NULL || random_token(s->id, 24) < 0) {   /* 192 random bits */
+		free(s);
+		free(o);
+		cb(arg, NULL, MCPD_ERROR);
+		return;
+	}
+	s->table = t;
+	s->proto = proto;
+	s->log_level = MLOG_INFO;
+	s->client_caps = caps ? cJSON_Duplicate(caps, 1) : cJSON_CreateObject();
+	s->client_info = info ? cJSON_Duplicate(info, 1) : NULL;
+	s->refs = 1;
+	s->deleted = 1;
+	LIST_INIT(&s->streams);
+	LIST_INIT(&s->pending);
+	o->t = t;
+	o->s = s;
+	o->cb = cb;
+	o->arg = arg;
+	char key[96], *rec = record_json(s);
+	key_of(key, sizeof(key), "session:", s->id);
+	t->b.storage->set(t->b.storage_inst, key, rec, strlen(rec), t->idle_ms, MCPD_SET_IF_ABSENT, created, o);
+	free(rec);
+}
+
+static void
+looked_up(void *arg, int status, const void *value, size_t len, const char *err)
+{
+	struct op *o = arg;
+	struct sessions *t = o->t;
+	struct session *s = cache_find(t, o->id);
+	if (status == MCPD_OK) {
+		if (s == NULL)
+			s = cache_add(t, o->id);
+		if (s == NULL || record_apply(s, value, len) < 0) {
+			if (s != NULL)
+				log_error("storage: session %.8s… has an unreadable record", o->id);
+			o->cb(o->arg, NULL, MCPD_ERROR);
+		} else {
+			s->used_ms = now_ms();
+			o->cb(o->arg, s, MCPD_OK);
+		}
+	} else if (status == MCPD_NOT_FOUND) {
+		if (s != NULL)
+			evict(s);   /* expired or deleted elsewhere */
+		o->cb(o->arg, NULL, MCPD_NOT_FOUND);
+	} else {
+		log_error("storage: reading session %.8s…: %s", o->id, err ? err : "failed");
+		o->cb(o->arg, NULL, MCPD_ERROR);
+	}
+	free(o);
+}
+
+void
+session_lookup(struct sessions *t, const char *id, session_cb cb, void *arg)
+{
+	if (strlen(id) >= sizeof(((struct session *)0)->id)) {
+		cb(arg, NULL, MCPD_NOT_FOUND);
+		return;
+	}
+	struct session *s = cache_find(t, id);
+	uint64_t now = now_ms();
+	if (s != NULL && now - s->fetched_ms < FRESH_MS) {
+		s->used_ms = now;
+		cb(arg, s, MCPD_OK);
+		return;
+	}
+	struct op *o = calloc(1, sizeof(*o));
+	if (o == NULL) {
+		cb(arg, NULL, MCPD_ERROR);
+		return;
+	}
+	o->t = t;
+	snprintf(o->id, sizeof(o->id), "%s", id);
+	o->cb = cb;
+	o->arg = arg;
+	char key[96];
+	key_of(key, sizeof(key), "session:", id);
+	t->b.storage->get(t->b.storage_inst, key, looked_up, o);
+}
+
+static void
+store_record(struct session *s, int announce)
+{
+	struct sessions *t = s->table;
+	char key[96], *rec = record_json(s);
+	if (rec == NULL)
+		return;
+	key_of(key, sizeof(key), "session:", s->id);
+	t->b.storage->set(t->b.storage_inst, key, rec, strlen(rec), t->idle_ms, MCPD_SET_IF_PRESENT, NULL, NULL);
+	s->touched_ms = now_ms();
+	if (announce) {
+		size_t n = strlen(rec) + strlen(s->id) + 4;
+		char *msg = malloc(n);
+		if (msg != NULL) {
+			int l = snprintf(msg, n, "c\n%s\n%s", s->id, rec);
+			publish(t, "mcpd:sessions", msg, (size_t)l);
+			free(msg);
+		}
+	}
+	free(rec);
+}
+
+void
+session_touch(struct session *s)
+{
+	uint64_t now = now_ms();
+	s->used_ms = now;
+	uint64_t every = s->table->idle_ms / 4 < 30000 ? s->table->idle_ms / 4 : 30000;
+	if (!s->deleted && now - s->touched_ms >= every)
+		store_record(s, 0);
+}
+
+void
+session_save(struct session *s)
+{
+	if (!s->deleted)
+		store_record(s, 1);
+}
+
+/* Forget the session here: its calls stop, streams end, questions fail. */
+static void
+evict(struct session *s)
+{
+	struct sessions *t = s->table;
 	if (s->deleted)
 		return;
-	struct sessions *t = s->table;
+	cache_remove(s);
 	s->deleted = 1;
-	struct session **pp = &t->buckets[hash(s->id)];
-	while (*pp != s)
-		pp = &(*pp)->hnext;
-	*pp = s->hnext;
-	TAILQ_REMOVE(&t->all, s, lru);
-	t->count--;
 	session_ref(s);
 	if (t->on_delete != NULL)
 		t->on_delete(s, t->on_delete_arg);
 	while (!LIST_EMPTY(&s->pending)) {
 		struct pending_request *p = LIST_FIRST(&s->pending);
 		LIST_REMOVE(p, link);
+		unsubscribe(t, p->sub);
 		cJSON *err = cJSON_CreateObject();
 		cJSON_AddNumberToObject(err, "code", JSONRPC_INTERNAL_ERROR);
 		cJSON_AddStringToObject(err, "message", "session ended");
@@ -262,8 +639,27 @@ session_delete(struct session *s)
 		free(p);
 	}
 	while (!LIST_EMPTY(&s->streams))
-		stream_finish(LIST_FIRST(&s->streams));
+		stream_finish(LIST_FIRST(&s->streams), NULL);
+	unsubscribe(t, s->control_sub);
+	unsubscribe(t, s->toclient_sub);
+	s->control_sub = s->toclient_sub = NULL;
 	session_unref(s);
+}
+
+void
+session_delete(struct session *s)
+{
+	struct sessions *t = s->table;
+	if (s->deleted)
+		return;
+	char key[96], msg[64];
+	key_of(key, sizeof(key), "session:", s->id);
+	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
+	if (t->b.storage->index_remove != NULL)
+		t->b.storage->index_remove(t->b.storage_inst, "user:anonymous:sessions", s->id, NULL, NULL);
+	int n = snprintf(msg, sizeof(msg), "d\n%s", s->id);
+	publish(t, "mcpd:sessions", msg, (size_t)n);
+	evict(s);
 }
 
 int
@@ -305,56 +701,54 @@ session_unsubscribe(struct session *s, const char *uri)
 	}
 }
 
+/* ---- cancellations ---- */
+
+static void
+control_msg(void *arg, const char *channel, const void *msg, size_t len)
+{
+	(void)channel;
+	struct session *s = arg;
+	cJSON *m = cJSON_ParseWithLength(msg, len);
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "cancel");
+	if (id != NULL && s->table->on_cancel != NULL)
+		s->table->on_cancel(s, id, s->table->on_cancel_arg);
+	cJSON_Delete(m);
+}
+
+void
+session_calls_begin(struct session *s)
+{
+	if (s->calls++ == 0 && !s->deleted) {
+		char ch[96];
+		key_of(ch, sizeof(ch), "control:", s->id);
+		s->control_sub = subscribe(s->table, ch, control_msg, s);
+	}
+}
+
+void
+session_calls_end(struct session *s)
+{
+	if (s->calls > 0 && --s->calls == 0) {
+		unsubscribe(s->table, s->control_sub);
+		s->control_sub = NULL;
+	}
+}
+
+void
+session_publish_cancel(struct session *s, const cJSON *request_id)
+{
+	cJSON *m = cJSON_CreateObject();
+	cJSON_AddItemToObject(m, "cancel", cJSON_Duplicate(request_id, 1));
+	char *txt = cJSON_PrintUnformatted(m);
+	cJSON_Delete(m);
+	char ch[96];
+	key_of(ch, sizeof(ch), "control:", s->id);
+	if (txt != NULL)
+		publish(s->table, ch, txt, strlen(txt));
+	free(txt);
+}
+
 /* ---- streams ---- */
-
-static void
-hist_add(struct session *s, unsigned stream, uint64_t seq, const char *json)
-{
-	if (s->hist_cap == 0)
-		return;
-	size_t total = 0;
-	for (size_t i = 0; i < s->hist_len; i++)
-		total += s->hist[(s->hist_start + i) % s->hist_cap].len;
-	size_t len = strlen(json);
-	while (s->hist_len > 0 && (s->hist_len == s->hist_cap || total + len > HISTORY_BYTES)) {
-		struct hist_event *old = &s->hist[s->hist_start];
-		total -= old->len;
-		free(old->data);
-		s->hist_start = (s->hist_start + 1) % s->hist_cap;
-		s->hist_len--;
-	}
-	if (len > HISTORY_BYTES)
-		return;
-	struct hist_event *e = &s->hist[(s->hist_start + s->hist_len) % s->hist_cap];
-	e->stream = stream;
-	e->seq = seq;
-	e->data = strdup(json);
-	e->len = len;
-	if (e->data != NULL)
-		s->hist_len++;
-}
-
-static void
-write_event(struct stream *st, uint64_t seq, const char *json)
-{
-	if (st->req == NULL)
-		return;
-	st->sent = seq;
-	size_t len = strlen(json);
-	char *ev = malloc(len + 80);
-	if (ev == NULL)
-		return;
-	int n = snprintf(ev, len + 80, "id: %u-%llu\nevent: message\ndata: %s\n\n", st->no,
-	    (unsigned long long)seq, json);
-	http_stream_write(st->req, ev, (size_t)n);
-	free(ev);
-	if (http_stream_pending(st->req) > MAX_PENDING_OUTPUT) {
-		log_warn("session %.8s…: client reads too slowly; dropping its stream %u", st->s->id, st->no);
-		struct http_request *r = st->req;
-		stream_detach(st);
-		http_stream_end(r);
-	}
-}
 
 static void
 keepalive_cb(evutil_socket_t fd, short ev, void *arg)
@@ -375,6 +769,10 @@ req_closed(struct http_request *r, void *arg)
 	event_del(st->keepalive);
 	if (st->detached != NULL)
 		st->detached(st->detached_arg);
+	if (st->holder) {
+		/* A GET or resumed stream exists only for its connection. */
+		stream_free(st);
+	}
 }
 
 static void
@@ -386,11 +784,11 @@ attach(struct stream *st, struct http_request *req, int priming)
 	http_response_header(req, "Cache-Control", "no-cache");
 	http_response_header(req, "X-Accel-Buffering", "no");
 	http_stream_begin(req, 200, "text/event-stream");
-	char head[96];
+	char head[128];
 	int n;
 	if (priming)
-		n = snprintf(head, sizeof(head), "id: %u-%llu\nretry: %llu\ndata: \n\n", st->no,
-		    (unsigned long long)st->seq, (unsigned long long)t->retry_ms);
+		n = snprintf(head, sizeof(head), "id: %s-%llu\nretry: %llu\ndata: \n\n", st->id,
+		    (unsigned long long)st->sent, (unsigned long long)t->retry_ms);
 	else
 		n = snprintf(head, sizeof(head), "retry: %llu\n\n", (unsigned long long)t->retry_ms);
 	http_stream_write(req, head, (size_t)n);
@@ -399,59 +797,294 @@ attach(struct stream *st, struct http_request *req, int priming)
 }
 
 static struct stream *
-stream_new(struct session *s, unsigned no)
+stream_new(struct session *s, const char *id, int holder)
 {
-	struct stream *st = calloc(1, sizeof(*st));
+	struct stream *st = calloc(1, sizeof(*st) + sizeof(struct stream_x));
 	if (st == NULL)
 		return NULL;
 	st->s = s;
-	st->no = no;
+	snprintf(st->id, sizeof(st->id), "%s", id);
+	st->holder = holder;
 	st->keepalive = event_new(s->table->base, -1, EV_PERSIST, keepalive_cb, st);
-	if (st->keepalive == NULL) {
+	st->queue = calloc(1, sizeof(*st->queue));
+	if (st->keepalive == NULL || st->queue == NULL) {
+		if (st->keepalive)
+			event_free(st->keepalive);
+		free(st->queue);
 		free(st);
 		return NULL;
 	}
+	st->queue->st = st;
 	LIST_INSERT_HEAD(&s->streams, st, link);
+	session_ref(s);
 	return st;
+}
+
+static struct stream_x *
+sx(struct stream *st)
+{
+	return (struct stream_x *)(st + 1);
+}
+
+static void
+toclient_msg(void *arg, const char *channel, const void *msg, size_t len);
+
+static void
+toclient_use(struct session *s)
+{
+	if (s->toclient_users++ == 0 && !s->deleted) {
+		char ch[96];
+		key_of(ch, sizeof(ch), "toclient:", s->id);
+		s->toclient_sub = subscribe(s->table, ch, toclient_msg, s);
+	}
+}
+
+static void
+toclient_release(struct session *s)
+{
+	if (s->toclient_users > 0 && --s->toclient_users == 0) {
+		unsubscribe(s->table, s->toclient_sub);
+		s->toclient_sub = NULL;
+	}
+}
+
+static void
+outq_free_items(struct outq *q)
+{
+	while (q->head != NULL) {
+		struct outq_item *it = q->head;
+		q->head = it->next;
+		free(it->json);
+		free(it);
+	}
+	q->tail = NULL;
+}
+
+static void
+stream_free(struct stream *st)
+{
+	struct session *s = st->s;
+	if (st->req != NULL) {
+		struct http_request *r = st->req;
+		http_request_on_close(r, NULL, NULL);
+		st->req = NULL;
+		http_stream_end(r);
+	}
+	LIST_REMOVE(st, link);
+	event_free(st->keepalive);
+	while (sx(st)->held != NULL) {
+		struct held_msg *h = sx(st)->held;
+		sx(st)->held = h->next;
+		free(h->json);
+		free(h);
+	}
+	if (st->holder)
+		toclient_release(s);
+	/* Storage callbacks still due find the queue without its stream. */
+	st->queue->st = NULL;
+	if (st->queue->waiting == 0) {
+		outq_free_items(st->queue);
+		free(st->queue);
+	}
+	free(st);
+	session_unref(s);
+}
+
+static void
+write_event(struct stream *st, uint64_t seq, const char *json)
+{
+	if (st->req == NULL)
+		return;
+	size_t len = strlen(json);
+	char *ev = malloc(len + 96);
+	if (ev == NULL)
+		return;
+	int n = seq ? snprintf(ev, len + 96, "id: %s-%llu\nevent: message\ndata: %s\n\n", st->id,
+	    (unsigned long long)seq, json) : snprintf(ev, len + 96, "event: message\ndata: %s\n\n", json);
+	http_stream_write(st->req, ev, (size_t)n);
+	free(ev);
+	if (seq > st->sent)
+		st->sent = seq;
+	if (seq != 0 && st->holder && strcmp(st->id, "g") == 0) {
+		/* What the GET stream delivered, so that a later GET (from any
+		 * worker) starts with what came while none was open. */
+		char key[96], val[32];
+		key_of(key, sizeof(key), "gsent:", st->s->id);
+		int vl = snprintf(val, sizeof(val), "%llu", (unsigned long long)seq);
+		st->s->table->b.storage->set(st->s->table->b.storage_inst, key, val, (size_t)vl,
+		    st->s->table->idle_ms, 0, NULL, NULL);
+	}
+	if (http_stream_pending(st->req) > MAX_PENDING_OUTPUT) {
+		log_warn("session %.8s…: the client reads too slowly; dropping its stream %s", st->s->id, st->id);
+		struct http_request *r = st->req;
+		http_request_on_close(r, NULL, NULL);
+		st->req = NULL;
+		event_del(st->keepalive);
+		http_stream_end(r);
+		if (st->detached != NULL)
+			st->detached(st->detached_arg);
+	}
+}
+
+/* The worker here that holds (writes) stream id for the client. */
+static struct stream *
+local_holder(struct session *s, const char *id)
+{
+	struct stream *st;
+	LIST_FOREACH(st, &s->streams, link)
+		if (st->req != NULL && strcmp(st->id, id) == 0)
+			return st;
+	return NULL;
+}
+
+/* An event has its number: write it here, or pass it to the worker that
+ * holds the stream now. */
+static void
+deliver(struct stream *st, uint64_t seq, int final, const char *json)
+{
+	struct session *s = st->s;
+	struct stream *to = st->req != NULL ? st : local_holder(s, st->id);
+	if (to != NULL) {
+		write_event(to, seq, json);
+		if (final && to != st)
+			stream_free(to);
+		return;
+	}
+	size_t len = strlen(json);
+	char *msg = malloc(len + 64);
+	if (msg == NULL)
+		return;
+	int n = snprintf(msg, len + 64, "%s\n%llu\n%d\n%s", st->id, (unsigned long long)seq, final, json);
+	char ch[96];
+	key_of(ch, sizeof(ch), "toclient:", s->id);
+	publish(s->table, ch, msg, (size_t)n);
+	free(msg);
+}
+
+static void priming_event(struct stream *st, uint64_t seq);
+
+static void
+flush(struct outq *q)
+{
+	while (q->head != NULL && q->head->ready) {
+		struct outq_item *it = q->head;
+		q->head = it->next;
+		if (q->head == NULL)
+			q->tail = NULL;
+		if (q->st != NULL && it->final == 2)
+			priming_event(q->st, it->seq);
+		else if (q->st != NULL)
+			deliver(q->st, it->seq, it->final, it->json);
+		int final = it->final == 1;
+		free(it->json);
+		free(it);
+		if (final && q->st != NULL && q->st->finished) {
+			stream_free(q->st);
+			return;
+		}
+	}
+}
+
+static void
+appended(void *arg, int status, int64_t seq, const char *err)
+{
+	struct outq_item *it = arg;
+	struct outq *q = it->q;
+	q->waiting--;
+	if (status != MCPD_OK) {
+		log_warn("storage: event not kept for resumption: %s", err ? err : "failed");
+		seq = 0;
+	}
+	it->seq = (uint64_t)seq;
+	it->ready = 1;
+	if (q->st == NULL) {
+		if (q->waiting == 0) {
+			outq_free_items(q);
+			free(q);
+		}
+		return;
+	}
+	flush(q);
+}
+
+/* final: 0 an event, 1 the last event, 2 the stream's start marker (it
+ * gives the priming event its id and proves the stream exists). */
+static void
+enqueue(struct stream *st, const char *json, int final)
+{
+	struct sessions *t = st->s->table;
+	struct outq_item *it = calloc(1, sizeof(*it));
+	if (it == NULL || (it->json = strdup(json)) == NULL) {
+		free(it);
+		return;
+	}
+	it->q = st->queue;
+	it->final = final;
+	if (st->queue->tail != NULL)
+		st->queue->tail->next = it;
+	else
+		st->queue->head = it;
+	st->queue->tail = it;
+	st->queue->waiting++;
+	size_t len = strlen(json);
+	char *entry = malloc(strlen(st->id) + len + 8);
+	if (entry == NULL) {
+		appended(it, MCPD_ERROR, 0, "out of memory");
+		return;
+	}
+	int n = sprintf(entry, "%s\n%d\n%s", st->id, final, json);
+	char log[96];
+	key_of(log, sizeof(log), "events:", st->s->id);
+	t->b.storage->log_append(t->b.storage_inst, log, entry, (size_t)n, t->history, t->idle_ms,
+	    appended, it);
+	free(entry);
+}
+
+/* The priming event: an id (the stream's start marker) and no data. */
+static void
+priming_event(struct stream *st, uint64_t seq)
+{
+	if (st->req == NULL || !st->priming)
+		return;
+	char head[96];
+	int n = snprintf(head, sizeof(head), "id: %s-%llu\ndata: \n\n", st->id, (unsigned long long)seq);
+	http_stream_write(st->req, head, (size_t)n);
 }
 
 struct stream *
 stream_open(struct session *s, struct http_request *req, int priming)
 {
-	struct stream *st = stream_new(s, s->next_stream++);
-	if (st != NULL)
-		attach(st, req, priming);
-	return st;
-}
-
-struct stream *
-stream_open_get(struct session *s, struct http_request *req, int priming)
-{
-	if (s->get_stream == NULL) {
-		s->get_stream = stream_new(s, 0);
-		if (s->get_stream == NULL)
-			return NULL;
-	}
-	struct stream *st = s->get_stream;
-	if (req == NULL)
-		return st;   /* created to record messages until the client opens it */
-	attach(st, req, priming);
-	/* Messages queued while no GET stream was open go out now. */
-	uint64_t from = st->sent;
-	for (size_t i = 0; i < s->hist_len; i++) {
-		struct hist_event *e = &s->hist[(s->hist_start + i) % s->hist_cap];
-		if (e->stream == 0 && e->seq > from)
-			write_event(st, e->seq, e->data);
-	}
+	struct sessions *t = s->table;
+	char id[32];
+	snprintf(id, sizeof(id), "%xx%lx", t->pid, ++t->next_stream);
+	struct stream *st = stream_new(s, id, 0);
+	if (st == NULL)
+		return NULL;
+	attach(st, req, 0);
+	st->priming = priming;
+	enqueue(st, "", 2);
 	return st;
 }
 
 void
 stream_send(struct stream *st, const char *json)
 {
-	st->seq++;
-	hist_add(st->s, st->no, st->seq, json);
-	write_event(st, st->seq, json);
+	enqueue(st, json, 0);
+}
+
+void
+stream_finish(struct stream *st, const char *json)
+{
+	st->finished = 1;
+	if (st->detached != NULL) {
+		st->detached = NULL;
+	}
+	if (json != NULL) {
+		enqueue(st, json, 1);   /* freed when its event is out */
+		return;
+	}
+	if (st->queue->head == NULL)
+		stream_free(st);
 }
 
 void
@@ -464,108 +1097,361 @@ stream_detach(struct stream *st)
 	event_del(st->keepalive);
 }
 
-void
-stream_finish(struct stream *st)
+/* ---- GET streams and resumption ---- */
+
+static void
+hold_or_write(struct stream *st, uint64_t seq, int final, const char *json)
 {
-	struct session *s = st->s;
-	if (st->req != NULL) {
-		struct http_request *r = st->req;
-		stream_detach(st);
-		http_stream_end(r);
+	if (sx(st)->replaying) {
+		struct held_msg *h = calloc(1, sizeof(*h));
+		if (h == NULL || (h->json = strdup(json)) == NULL) {
+			free(h);
+			return;
+		}
+		h->seq = seq;
+		h->final = final;
+		struct held_msg **pp = &sx(st)->held;
+		while (*pp != NULL)
+			pp = &(*pp)->next;
+		*pp = h;
+		return;
 	}
-	if (s->get_stream == st)
-		s->get_stream = NULL;
-	LIST_REMOVE(st, link);
-	event_free(st->keepalive);
-	free(st);
+	if (seq != 0 && seq <= st->sent)
+		return;     /* already written by the replay */
+	write_event(st, seq, json);
+	if (final)
+		stream_free(st);
+}
+
+static void
+toclient_msg(void *arg, const char *channel, const void *msg, size_t len)
+{
+	(void)channel;
+	struct session *s = arg;
+	char *m = strndup(msg, len);
+	if (m == NULL)
+		return;
+	char *p1 = strchr(m, '\n'), *p2 = p1 ? strchr(p1 + 1, '\n') : NULL;
+	char *p3 = p2 ? strchr(p2 + 1, '\n') : NULL;
+	if (p3 != NULL) {
+		*p1 = *p2 = *p3 = '\0';
+		struct stream *st;
+		LIST_FOREACH(st, &s->streams, link)
+			if (st->holder && strcmp(st->id, m) == 0 && (st->req != NULL || sx(st)->replaying))
+				break;
+		if (st != NULL)
+			hold_or_write(st, strtoull(p1 + 1, NULL, 10), atoi(p2 + 1), p3 + 1);
+	}
+	free(m);
+}
+
+struct replay {
+	struct session *s;
+	struct http_request *req;   /* NULL once the client left */
+	struct stream *st;          /* the holder, made before the storage read */
+	char id[32];
+	uint64_t after;
+	int fresh, priming;
+};
+
+static void
+replay_req_closed(struct http_request *r, void *arg)
+{
+	(void)r;
+	struct replay *rp = arg;
+	rp->req = NULL;
+}
+
+static void
+replay_free(struct replay *rp)
+{
+	if (rp->st != NULL && rp->st->req == NULL)
+		stream_free(rp->st);
+	session_unref(rp->s);
+	free(rp);
+}
+
+static void
+respond_bad_id(struct http_request *r)
+{
+	char *json = jsonrpc_error(NULL, JSONRPC_INVALID_REQUEST, "Bad Request: unknown Last-Event-ID", NULL);
+	http_request_on_close(r, NULL, NULL);
+	if (json != NULL)
+		http_respond(r, 400, "application/json", json, strlen(json));
+	else
+		http_respond_text(r, 400, "unknown Last-Event-ID");
+	free(json);
+}
+
+/* Split an entry: stream id, kind (0 event, 1 last, 2 start), data. */
+static int
+entry_parse(const struct mcpd_log_entry *e, const char **id, size_t *idlen, int *kind,
+    const char **data, size_t *dlen)
+{
+	const char *d = e->data;
+	const char *nl1 = memchr(d, '\n', e->len);
+	const char *nl2 = nl1 ? memchr(nl1 + 1, '\n', e->len - (size_t)(nl1 + 1 - d)) : NULL;
+	if (nl2 == NULL)
+		return -1;
+	*id = d;
+	*idlen = (size_t)(nl1 - d);
+	*kind = nl1[1] - '0';
+	*data = nl2 + 1;
+	*dlen = e->len - (size_t)(nl2 + 1 - d);
+	return 0;
+}
+
+static void
+replayed(void *arg, int status, const struct mcpd_log_entry *e, size_t n, const char *err)
+{
+	struct replay *rp = arg;
+	struct stream *st = rp->st;
+	if (status != MCPD_OK)
+		log_warn("storage: replaying events: %s", err ? err : "failed");
+	if (rp->req == NULL) {
+		replay_free(rp);
+		return;
+	}
+	size_t il = strlen(rp->id);
+	/* A resumed id must name an event of that stream, or its start. */
+	if (!rp->fresh && status == MCPD_OK) {
+		int known = 0;
+		for (size_t i = 0; i < n && !known; i++) {
+			const char *id, *data;
+			size_t idl, dl;
+			int kind;
+			if (entry_parse(&e[i], &id, &idl, &kind, &data, &dl) == 0 && idl == il &&
+			    memcmp(id, rp->id, il) == 0 && e[i].seq == rp->after)
+				known = 1;
+		}
+		if (!known) {
+			respond_bad_id(rp->req);
+			replay_free(rp);
+			return;
+		}
+	}
+	/* A stream of ours whose client left: the new connection takes it. */
+	struct stream *own;
+	LIST_FOREACH(own, &rp->s->streams, link)
+		if (!own->holder && own->req == NULL && !own->finished && strcmp(own->id, rp->id) == 0)
+			break;
+	if (own != NULL) {
+		stream_free(st);
+		rp->st = st = own;
+	}
+	attach(st, rp->req, rp->fresh && rp->priming);
+	st->sent = rp->after;
+	int final = 0;
+	for (size_t i = 0; i < n && !final; i++) {
+		const char *id, *data;
+		size_t idl, dl;
+		int kind;
+		if (entry_parse(&e[i], &id, &idl, &kind, &data, &dl) < 0 || idl != il ||
+		    memcmp(id, rp->id, il) != 0 || kind == 2 || e[i].seq <= st->sent)
+			continue;
+		char *json = strndup(data, dl);
+		if (json != NULL)
+			write_event(st, e[i].seq, json);
+		free(json);
+		final = kind == 1;
+	}
+	sx(st)->replaying = 0;
+	/* What came meanwhile, in order, without what the replay wrote. */
+	while (sx(st)->held != NULL) {
+		struct held_msg *h = sx(st)->held;
+		sx(st)->held = h->next;
+		if (!final && (h->seq == 0 || h->seq > st->sent)) {
+			write_event(st, h->seq, h->json);
+			final = h->final;
+		}
+		free(h->json);
+		free(h);
+	}
+	rp->st = NULL;
+	session_unref(rp->s);
+	free(rp);
+	if (final || st->finished)
+		stream_free(st);
+}
+
+static void
+start_replay(struct replay *rp)
+{
+	char log[96];
+	key_of(log, sizeof(log), "events:", rp->s->id);
+	uint64_t from = rp->fresh || rp->after == 0 ? rp->after : rp->after - 1;
+	rp->s->table->b.storage->log_range(rp->s->table->b.storage_inst, log, from, REPLAY_MAX, replayed, rp);
+}
+
+static void
+gsent_read(void *arg, int status, const void *value, size_t len, const char *err)
+{
+	(void)err;
+	struct replay *rp = arg;
+	char buf[32] = "0";
+	if (status == MCPD_OK && len < sizeof(buf)) {
+		memcpy(buf, value, len);
+		buf[len] = '\0';
+	}
+	rp->after = strtoull(buf, NULL, 10);
+	start_replay(rp);
 }
 
 int
-stream_resume(struct session *s, const char *last_event_id, struct http_request *req,
-    struct stream **attached)
+stream_get(struct session *s, struct http_request *req, const char *last_event_id, int priming)
 {
-	*attached = NULL;
-	char *end;
-	unsigned long no = strtoul(last_event_id, &end, 10);
-	if (end == last_event_id || *end != '-')
+	struct replay *rp = calloc(1, sizeof(*rp));
+	if (rp == NULL)
 		return -1;
-	const char *seqs = end + 1;
-	unsigned long long seq = strtoull(seqs, &end, 10);
-	if (end == seqs || *end != '\0' || no >= s->next_stream)
-		return -1;
-	struct stream *live = NULL;
-	LIST_FOREACH(live, &s->streams, link)
-		if (live->no == no)
-			break;
-	if (live != NULL && live->req != NULL)
-		stream_detach(live);   /* the client left it: the new connection takes over */
-	struct stream *st = live;
-	if (st == NULL) {
-		/* Finished already: replay what is left of it, then end. */
-		st = stream_new(s, (unsigned)no);
-		if (st == NULL)
+	snprintf(rp->id, sizeof(rp->id), "g");
+	rp->fresh = last_event_id == NULL;
+	rp->priming = priming;
+	if (last_event_id != NULL) {
+		const char *dash = strrchr(last_event_id, '-');
+		size_t il = dash ? (size_t)(dash - last_event_id) : 0;
+		char *end;
+		int ok = dash != NULL && il > 0 && il < sizeof(rp->id) && dash[1] != '\0';
+		for (size_t i = 0; ok && i < il; i++) {
+			char c = last_event_id[i];
+			ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z');
+		}
+		if (ok) {
+			rp->after = strtoull(dash + 1, &end, 10);
+			ok = *end == '\0';
+		}
+		if (!ok) {
+			free(rp);
 			return -1;
-		st->finished = 1;
+		}
+		memcpy(rp->id, last_event_id, il);
+		rp->id[il] = '\0';
+	} else if (local_holder(s, "g") != NULL) {
+		free(rp);
+		return -1;
 	}
-	attach(st, req, 0);
-	for (size_t i = 0; i < s->hist_len; i++) {
-		struct hist_event *e = &s->hist[(s->hist_start + i) % s->hist_cap];
-		if (e->stream == no && e->seq > seq)
-			write_event(st, e->seq, e->data);
+	/* The holder exists (unattached) from now, so that events published
+	 * while storage answers are kept for after the replay. */
+	rp->st = stream_new(s, rp->id, 1);
+	if (rp->st == NULL) {
+		free(rp);
+		return -1;
 	}
-	if (st->finished) {
-		stream_finish(st);
-		return 0;
+	toclient_use(s);
+	sx(rp->st)->replaying = 1;
+	rp->s = s;
+	session_ref(s);
+	rp->req = req;
+	http_request_on_close(req, replay_req_closed, rp);
+	if (rp->fresh) {
+		char key[96];
+		key_of(key, sizeof(key), "gsent:", s->id);
+		s->table->b.storage->get(s->table->b.storage_inst, key, gsent_read, rp);
+	} else {
+		start_replay(rp);
 	}
-	if (no == 0)
-		s->get_stream = st;
-	*attached = st;
 	return 0;
+}
+
+int
+session_holds_get(const struct session *s)
+{
+	return local_holder((struct session *)s, "g") != NULL;
+}
+
+struct stream *
+session_get_holder(struct session *s)
+{
+	return local_holder(s, "g");
+}
+
+void
+session_notify(struct session *s, const char *json)
+{
+	/* A sender for the GET stream: it numbers events through storage and
+	 * hands them to whichever worker holds the stream. */
+	struct stream *st;
+	LIST_FOREACH(st, &s->streams, link)
+		if (!st->holder && strcmp(st->id, "g") == 0)
+			break;
+	if (st == NULL && (st = stream_new(s, "g", 0)) == NULL)
+		return;
+	stream_send(st, json);
 }
 
 /* ---- requests to the client ---- */
 
-int64_t
+static void
+answer_msg(void *arg, const char *channel, const void *msg, size_t len)
+{
+	(void)channel;
+	struct pending_request *p = arg;
+	cJSON *m = cJSON_ParseWithLength(msg, len);
+	LIST_REMOVE(p, link);
+	unsubscribe(p->s->table, p->sub);
+	p->cb(p->arg, cJSON_GetObjectItemCaseSensitive(m, "result"), cJSON_GetObjectItemCaseSensitive(m, "error"));
+	cJSON_Delete(m);
+	free(p);
+}
+
+void
 session_request(struct session *s, const char *method, cJSON *params, struct stream *via,
     pending_cb cb, void *arg)
 {
+	struct sessions *t = s->table;
 	struct pending_request *p = calloc(1, sizeof(*p));
 	if (p == NULL) {
 		cJSON_Delete(params);
-		return -1;
+		return;
 	}
-	p->id = s->next_request_id++;
+	/* Ids unique across workers: the answer may be posted to any of them. */
+	snprintf(p->id, sizeof(p->id), "%x.%lu", t->pid, ++t->next_request);
+	p->s = s;
 	p->cb = cb;
 	p->arg = arg;
+	char ch[160];
+	snprintf(ch, sizeof(ch), "toserver:%s:%s", s->id, p->id);
+	p->sub = subscribe(t, ch, answer_msg, p);
 	LIST_INSERT_HEAD(&s->pending, p, link);
-	cJSON *id = cJSON_CreateNumber((double)p->id);
+	cJSON *id = cJSON_CreateString(p->id);
 	char *msg = jsonrpc_request(id, method, params);
 	cJSON_Delete(id);
-	if (via == NULL)
-		via = s->get_stream;
-	if (via == NULL)
-		via = s->get_stream = stream_new(s, 0);
-	if (via != NULL && msg != NULL)
-		stream_send(via, msg);
+	if (msg != NULL) {
+		if (via != NULL)
+			stream_send(via, msg);
+		else
+			session_notify(s, msg);
+	}
 	free(msg);
-	return p->id;
 }
 
-int
+void
 session_response(struct session *s, const cJSON *id, const cJSON *result, const cJSON *error)
 {
-	if (!cJSON_IsNumber(id))
-		return -1;
+	if (!cJSON_IsString(id))
+		return;
 	struct pending_request *p;
 	LIST_FOREACH(p, &s->pending, link) {
-		if ((double)p->id == id->valuedouble) {
+		if (strcmp(p->id, id->valuestring) == 0) {
 			LIST_REMOVE(p, link);
+			unsubscribe(s->table, p->sub);
 			p->cb(p->arg, result, error);
 			free(p);
-			return 0;
+			return;
 		}
 	}
-	return -1;
+	/* Awaited on another worker, maybe: pass it on. */
+	cJSON *m = cJSON_CreateObject();
+	if (error != NULL)
+		cJSON_AddItemToObject(m, "error", cJSON_Duplicate(error, 1));
+	else
+		cJSON_AddItemToObject(m, "result", result ? cJSON_Duplicate(result, 1) : cJSON_CreateObject());
+	char *txt = cJSON_PrintUnformatted(m);
+	cJSON_Delete(m);
+	char ch[160];
+	snprintf(ch, sizeof(ch), "toserver:%s:%.60s", s->id, id->valuestring);
+	if (txt != NULL)
+		publish(s->table, ch, txt, strlen(txt));
+	free(txt);
 }
 
 void
@@ -576,6 +1462,7 @@ session_cancel_pending(struct session *s, void *arg)
 		next = LIST_NEXT(p, link);
 		if (p->arg == arg) {
 			LIST_REMOVE(p, link);
+			unsubscribe(s->table, p->sub);
 			free(p);
 		}
 	}

@@ -1,18 +1,26 @@
-/* Sessions of the 2025 protocol revisions and their SSE streams.
+/* Sessions of the 2025 protocol revisions, shared by every worker (and,
+ * with network backends, every instance) through the storage and
+ * transport plugins.
  *
- * A session owns logical streams: stream 0 is the standalone GET stream,
- * every POST answered with SSE gets its own number. Each event is
- * recorded in a bounded history, so that a client that lost a connection
- * resumes with Last-Event-ID ("<stream>-<seq>") and gets what it missed,
- * and a stream whose request is still running continues on the new
- * connection. This store is per worker; sharing it across workers and
- * hosts is the storage plugins' job. */
+ * storage  session:<id>          the record (JSON), TTL session_idle_timeout
+ *          user:<user>:sessions  index of a user's sessions
+ *          events:<id>           log of SSE events, for Last-Event-ID
+ * channels toclient:<id>         events for a stream held by another worker
+ *          toserver:<id>:<rid>   the client's answer to our request <rid>
+ *          control:<id>          cancellations for calls running elsewhere
+ *          mcpd:sessions         records changed or deleted (cache upkeep)
+ *          mcpd:changes          tools/prompts/resources changed
+ *
+ * A worker caches records; a cached record older than a second is read
+ * again before use, and deletions reach every worker at once. */
 #ifndef MCPD_SESSION_H
 #define MCPD_SESSION_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
+
+#include <mcpd/plugin.h>
 
 struct cJSON;
 struct event_base;
@@ -27,7 +35,6 @@ enum proto {
 };
 
 extern const char *const proto_names[PROTO_COUNT];
-/* -1 when s is not a revision mcpd speaks. */
 int proto_parse(const char *s);
 
 enum mcp_log_level { MLOG_DEBUG, MLOG_INFO, MLOG_NOTICE, MLOG_WARNING, MLOG_ERROR,
@@ -35,24 +42,34 @@ enum mcp_log_level { MLOG_DEBUG, MLOG_INFO, MLOG_NOTICE, MLOG_WARNING, MLOG_ERRO
 extern const char *const mcp_log_level_names[MLOG_COUNT];
 int mcp_log_level_parse(const char *s);
 
+struct backends {
+	const struct mcpd_storage_ops *storage;
+	void *storage_inst;
+	const struct mcpd_transport_ops *transport;
+	void *transport_inst;
+};
+
 struct session;
 struct sessions;
+struct outq;
 
+/* A stream this worker writes: a POST answered with SSE, the session's
+ * GET stream ("g"), or a stream resumed with Last-Event-ID. */
 struct stream {
 	struct session *s;
-	unsigned no;
-	uint64_t seq;
-	uint64_t sent;              /* highest seq written to a connection */
-	struct http_request *req;   /* the response it writes to, or NULL */
+	char id[32];
+	uint64_t sent;              /* highest event seq written to the response */
+	struct http_request *req;   /* NULL once the client is gone */
 	struct event *keepalive;
-	int finished;               /* the last event is recorded */
-	/* The owner hears when the response goes away (client closed it). */
+	int holder;                 /* written from toclient: messages (GET, resumed) */
+	int priming;                /* send the priming event when the start is numbered */
+	int finished;
+	struct outq *queue;         /* events waiting for their seq from storage */
 	void (*detached)(void *arg);
 	void *detached_arg;
 	LIST_ENTRY(stream) link;
 };
 
-struct pending_request;          /* a request we sent to the client */
 typedef void (*pending_cb)(void *arg, const struct cJSON *result, const struct cJSON *error);
 
 struct session {
@@ -64,67 +81,79 @@ struct session {
 	int log_level;
 	char **subs;
 	size_t nsubs;
-	uint64_t last_active_ms;
-	int initialized;
+	uint64_t fetched_ms;        /* when the cached record was read */
+	uint64_t touched_ms;        /* when its TTL was last renewed */
+	uint64_t used_ms;
 	int deleted;
 	unsigned refs;
-	unsigned next_stream;
-	struct stream *get_stream;  /* stream 0, created on the first GET */
+	unsigned calls;             /* async calls running here: control:<id> */
+	void *control_sub, *toclient_sub;
+	unsigned toclient_users;
 	LIST_HEAD(, stream) streams;
-	/* history ring */
-	struct hist_event *hist;
-	size_t hist_cap, hist_start, hist_len;
-	int64_t next_request_id;
 	LIST_HEAD(, pending_request) pending;
-	void *calls;                /* owned by mcp.c: the requests running */
-	struct session *hnext;      /* hash chain */
+	struct session *hnext;
 	TAILQ_ENTRY(session) lru;
 };
 
-struct sessions *sessions_new(struct event_base *base, size_t max, size_t history,
-    uint64_t idle_ms, uint64_t keepalive_ms, uint64_t retry_ms);
-void sessions_free(struct sessions *t);
-size_t sessions_count(const struct sessions *t);
+typedef void (*session_cb)(void *arg, struct session *s, int status);
 
-/* NULL when the table is full. */
-struct session *session_create(struct sessions *t, enum proto proto);
-struct session *session_find(struct sessions *t, const char *id);
+struct sessions *sessions_new(struct event_base *base, const struct backends *b, size_t max,
+    size_t history, uint64_t idle_ms, uint64_t keepalive_ms, uint64_t retry_ms);
+void sessions_free(struct sessions *t);
+/* Hooks into the MCP layer. */
+void sessions_on_delete(struct sessions *t, void (*fn)(struct session *, void *), void *arg);
+void sessions_on_cancel(struct sessions *t, void (*fn)(struct session *, const struct cJSON *, void *), void *arg);
+void sessions_on_change(struct sessions *t, void (*fn)(const char *what, const char *uri, void *), void *arg);
+/* Every session this worker holds in memory. */
+void sessions_foreach(struct sessions *t, void (*fn)(struct session *, void *), void *arg);
+/* Tell every worker that tools, prompts or resources changed ("updated"
+ * with a URI for one resource). */
+void sessions_publish_change(struct sessions *t, const char *what, const char *uri);
+
+/* status: MCPD_OK with s, MCPD_NOT_FOUND, or MCPD_ERROR (storage down).
+ * cb may run before these return. */
+void session_create(struct sessions *t, enum proto proto, const struct cJSON *caps,
+    const struct cJSON *info, session_cb cb, void *arg);
+void session_lookup(struct sessions *t, const char *id, session_cb cb, void *arg);
 void session_touch(struct session *s);
-/* Ends the session: its streams close, pending requests fail; the memory
- * stays until the last reference is dropped. on_delete runs first. */
+/* Store the record again after log level or subscriptions changed. */
+void session_save(struct session *s);
 void session_delete(struct session *s);
 void session_ref(struct session *s);
 void session_unref(struct session *s);
-/* Called when a session ends (deleted or expired), to stop its calls. */
-void sessions_on_delete(struct sessions *t, void (*fn)(struct session *, void *), void *arg);
-/* Calls fn for every live session. */
-void sessions_foreach(struct sessions *t, void (*fn)(struct session *, void *), void *arg);
 int session_subscribed(const struct session *s, const char *uri);
 int session_subscribe(struct session *s, const char *uri);
 void session_unsubscribe(struct session *s, const char *uri);
+/* While a call of the session runs here, cancellations reach it. */
+void session_calls_begin(struct session *s);
+void session_calls_end(struct session *s);
+void session_publish_cancel(struct session *s, const struct cJSON *request_id);
 
-/* Streams. priming: send an event with an id and empty data first
- * (2025-11-25 clients reconnect with it). */
+/* Streams. priming: an event with an id and empty data first, which
+ * 2025-11-25 clients reconnect with. */
 struct stream *stream_open(struct session *s, struct http_request *req, int priming);
-/* Stream 0: the session's GET stream, attached to req. */
-struct stream *stream_open_get(struct session *s, struct http_request *req, int priming);
-/* Record and (if attached) write one JSON-RPC message. */
 void stream_send(struct stream *st, const char *json);
-/* Record the stream as done; ends the attached response. Frees st. */
-void stream_finish(struct stream *st);
-/* The HTTP response went away: keep recording for a later resume. */
+/* The last event (or NULL), then the response ends. Frees st. */
+void stream_finish(struct stream *st, const char *json);
+/* The response went away: events go on being recorded for a resume. */
 void stream_detach(struct stream *st);
-/* A GET with Last-Event-ID: replay, and attach req when the stream is
- * still running. Returns 0, or -1 when the id is not of this session. */
-int stream_resume(struct session *s, const char *last_event_id, struct http_request *req,
-    struct stream **attached);
+/* A GET: the session's stream, fresh or resumed from last_event_id.
+ * Returns -1 when last_event_id is malformed or the GET stream is
+ * already open here. */
+int stream_get(struct session *s, struct http_request *req, const char *last_event_id, int priming);
+/* A message to the client outside any request: the GET stream, wherever
+ * it is held. */
+void session_notify(struct session *s, const char *json);
+int session_holds_get(const struct session *s);
+/* The GET stream this worker writes for the session, or NULL. */
+struct stream *session_get_holder(struct session *s);
 
-/* Requests to the client: the callback gets the answer (or an error when
- * the session ends first). */
-int64_t session_request(struct session *s, const char *method, struct cJSON *params,
+/* Requests to the client: cb gets the answer, wherever it is posted, or
+ * an error if the session ends first. */
+void session_request(struct session *s, const char *method, struct cJSON *params,
     struct stream *via, pending_cb cb, void *arg);
-/* A response the client posted. Returns 0 when it matched a request. */
-int session_response(struct session *s, const struct cJSON *id, const struct cJSON *result,
+/* A response the client posted (to this worker). */
+void session_response(struct session *s, const struct cJSON *id, const struct cJSON *result,
     const struct cJSON *error);
 /* Forget the callbacks that point at arg (its owner is going away). */
 void session_cancel_pending(struct session *s, void *arg);

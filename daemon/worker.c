@@ -4,6 +4,10 @@
 #include "http.h"
 #include "log.h"
 #include "mcp.h"
+#include "host.h"
+#include "plugin.h"
+#include "relay.h"
+#include "session.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -172,7 +176,26 @@ worker_main(const struct worker_params *p)
 		return WORKER_EXIT_FATAL;
 	}
 	http_server_route(w.http, "/healthz", healthz, &w);
-	w.mcp = mcp_new(w.base, p->cfg, w.http);
+	host_set_worker(w.base, p->id);
+	if (relay_worker_start(w.base, p->relay) < 0) {
+		log_error("cannot start the relay to the other workers");
+		return WORKER_EXIT_FATAL;
+	}
+	/* Backends connect in each worker, after fork and privilege drop. */
+	struct backend *bs[] = { &p->cfg->storage, &p->cfg->transport };
+	for (size_t i = 0; i < 2; i++) {
+		const struct mcpd_plugin *d = bs[i]->lp->desc;
+		char err[512] = "";
+		if (d->attach != NULL && d->attach(bs[i]->inst, err, sizeof(err)) < 0) {
+			log_error("%s plugin %s: %s", i == 0 ? "storage" : "transport", bs[i]->name, err);
+			return WORKER_EXIT_FATAL;
+		}
+	}
+	struct backends b = {
+		p->cfg->storage.lp->desc->ops, p->cfg->storage.inst,
+		p->cfg->transport.lp->desc->ops, p->cfg->transport.inst,
+	};
+	w.mcp = mcp_new(w.base, p->cfg, w.http, &b);
 	if (w.mcp == NULL) {
 		log_error("cannot set up the MCP endpoint");
 		return WORKER_EXIT_FATAL;
@@ -213,6 +236,10 @@ worker_main(const struct worker_params *p)
 
 	mcp_free(w.mcp);
 	http_server_free(w.http);
+	for (size_t i = 0; i < 2; i++)
+		if (bs[i]->lp->desc->detach != NULL)
+			bs[i]->lp->desc->detach(bs[i]->inst);
+	relay_worker_stop();
 	event_free(w.sig_term);
 	event_free(w.chan_ev);
 	event_free(w.drain_timer);

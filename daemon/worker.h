@@ -12,6 +12,7 @@ struct worker_params {
 	const int *extra_fds;   /* systemd sockets matching no entry: plain HTTP */
 	size_t nextra;
 	int chan;               /* channel to the master */
+	int relay;              /* the master's relay between workers */
 	unsigned id;            /* 1..workers */
 };
 

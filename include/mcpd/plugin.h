@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 #define MCPD_PLUGIN_ABI_MAJOR 1
-#define MCPD_PLUGIN_ABI_MINOR 1
+#define MCPD_PLUGIN_ABI_MINOR 2
 
 #if defined(__GNUC__)
 #define MCPD_EXPORT __attribute__((visibility("default")))
@@ -48,6 +48,82 @@ enum mcpd_log_level {
 
 struct event_base;              /* libevent's; plugins may use it directly */
 struct mcpd_tool_call;          /* one tools/call, owned by mcpd */
+struct mcpd_config;             /* a node of the plugin's YAML section */
+
+/* Results of backend operations. */
+enum mcpd_status {
+	MCPD_OK = 0,
+	MCPD_NOT_FOUND = 1,         /* no such key (or it expired) */
+	MCPD_CONFLICT = 2,          /* a set's condition (if absent / if present) did not hold */
+	MCPD_ERROR = -1,            /* the backend failed: err says why */
+};
+
+/* Completion callbacks. A backend may call them before the operation
+ * returns (a local store) or later from the event loop (a network
+ * store); callers handle both. err is set only with MCPD_ERROR. */
+typedef void mcpd_done_cb(void *arg, int status, const char *err);
+typedef void mcpd_value_cb(void *arg, int status, const void *value, size_t len, const char *err);
+typedef void mcpd_int_cb(void *arg, int status, int64_t value, const char *err);
+typedef void mcpd_members_cb(void *arg, int status, const char *const *members, size_t n,
+    const char *err);
+
+struct mcpd_log_entry {
+	uint64_t seq;               /* increasing within one log, from 1 */
+	const void *data;
+	size_t len;
+};
+typedef void mcpd_entries_cb(void *arg, int status, const struct mcpd_log_entry *entries,
+    size_t n, const char *err);
+
+#define MCPD_SET_IF_ABSENT  1u
+#define MCPD_SET_IF_PRESENT 2u
+
+/* Storage (kind MCPD_PLUGIN_STORAGE): keys are NUL-terminated text,
+ * values bytes. A ttl of 0 means no expiry. Expired data is never
+ * returned. Every worker of every instance sees the same data. */
+struct mcpd_storage_ops {
+	uint32_t size;              /* sizeof(struct mcpd_storage_ops) of the plugin */
+	void (*get)(void *inst, const char *key, mcpd_value_cb *cb, void *arg);
+	void (*set)(void *inst, const char *key, const void *value, size_t len, uint64_t ttl_ms,
+	    unsigned flags, mcpd_done_cb *cb, void *arg);
+	void (*del)(void *inst, const char *key, mcpd_done_cb *cb, void *arg);
+	void (*exists)(void *inst, const char *key, mcpd_done_cb *cb, void *arg);
+	/* Add by to an integer value (absent: 0); reports the new value. */
+	void (*incr)(void *inst, const char *key, int64_t by, uint64_t ttl_ms, mcpd_int_cb *cb, void *arg);
+	/* Sets of members (a user's sessions); ttl applies to the member. */
+	void (*index_add)(void *inst, const char *index, const char *member, uint64_t ttl_ms,
+	    mcpd_done_cb *cb, void *arg);
+	void (*index_remove)(void *inst, const char *index, const char *member, mcpd_done_cb *cb, void *arg);
+	void (*index_members)(void *inst, const char *index, mcpd_members_cb *cb, void *arg);
+	/* Append-only logs (events kept for Last-Event-ID): reports the new
+	 * entry's seq; keeps at most max_entries; ttl renews the whole log. */
+	void (*log_append)(void *inst, const char *log, const void *entry, size_t len,
+	    uint64_t max_entries, uint64_t ttl_ms, mcpd_int_cb *cb, void *arg);
+	/* Entries with seq > after, oldest first, at most max. */
+	void (*log_range)(void *inst, const char *log, uint64_t after, size_t max,
+	    mcpd_entries_cb *cb, void *arg);
+};
+
+typedef void mcpd_message_cb(void *arg, const char *channel, const void *msg, size_t len);
+
+struct mcpd_publish_opts {
+	uint32_t size;
+	const char *message_id;     /* for backends that deduplicate, or NULL */
+	uint64_t ttl_ms;            /* how long an undelivered message is worth keeping */
+};
+
+/* Transport (kind MCPD_PLUGIN_TRANSPORT): messages to whoever subscribed
+ * to a channel, on any worker of any instance. */
+struct mcpd_transport_ops {
+	uint32_t size;              /* sizeof(struct mcpd_transport_ops) of the plugin */
+	/* Returns a subscription handle, or NULL. cb runs on the worker's loop. */
+	void *(*subscribe)(void *inst, const char *channel, mcpd_message_cb *cb, void *arg);
+	void (*unsubscribe)(void *inst, void *subscription);
+	void (*publish)(void *inst, const char *channel, const void *msg, size_t len,
+	    const struct mcpd_publish_opts *opts, mcpd_done_cb *cb, void *arg);
+	/* Reports how many subscribers the channel has (0 when none). */
+	void (*has_subscribers)(void *inst, const char *channel, mcpd_int_cb *cb, void *arg);
+};
 
 /* What mcpd offers a plugin. Valid for the life of the process. */
 struct mcpd_host {
@@ -85,6 +161,35 @@ struct mcpd_host {
 	void (*tool_ask)(struct mcpd_tool_call *call, const char *key, const char *method,
 	    const char *params_json, void (*done)(void *arg, const char *result_json,
 	    const char *error), void *arg);
+
+	/* ABI 1.2: the plugin's YAML section. Nodes live only during create(). */
+	const struct mcpd_config *(*config_get)(const struct mcpd_config *map, const char *key);
+	const char *(*config_scalar)(const struct mcpd_config *node);     /* NULL: not a scalar */
+	size_t (*config_count)(const struct mcpd_config *node);           /* list items, map pairs */
+	const struct mcpd_config *(*config_item)(const struct mcpd_config *node, size_t i,
+	    const char **key);                                             /* key: maps only */
+	int (*config_duration)(const struct mcpd_config *node, uint64_t *ms);   /* 0 or -1 */
+	int (*config_size)(const struct mcpd_config *node, uint64_t *bytes);    /* 0 or -1 */
+	/* "file:line:column" of a node, for error messages. */
+	void (*config_where)(const struct mcpd_config *node, char *buf, size_t len);
+	/* The uid and gid workers run as (-1: unchanged), so that a plugin
+	 * can give them the files it creates at configuration time. */
+	void (*worker_identity)(long *uid, long *gid);
+	/* Workers of this mcpd: an id from 1, and the master's relay between
+	 * them (what the local transport is built on): the master remembers
+	 * which worker subscribed to which channel and forwards a publish to
+	 * the other workers subscribed (never back to the publisher). */
+	unsigned (*worker_id)(void);
+	int (*relay_subscribe)(const char *channel);
+	int (*relay_unsubscribe)(const char *channel);
+	int (*relay_publish)(const char *channel, const void *msg, size_t len);
+	/* Reports how many other workers subscribe to the channel. */
+	void (*relay_count)(const char *channel, mcpd_int_cb *cb, void *arg);
+	/* Where the relay delivers what other workers published. */
+	void (*relay_receive)(mcpd_message_cb *cb, void *arg);
+	/* The directory for state when the configuration names none
+	 * (PREFIX/var/lib/mcpd, or build/state in a build tree). */
+	const char *(*state_dir)(void);
 };
 
 /* The error text tool_ask reports when the client must answer first. */
@@ -111,7 +216,25 @@ struct mcpd_plugin {
 	int (*init_worker)(const struct mcpd_host *host);
 	/* Optional: when the worker stops. */
 	void (*fini_worker)(void);
+
+	/* ABI 1.2, for storage and transport plugins. */
+	/* In the master, at configuration time (also mcpd -t): check the
+	 * section, return an instance, or NULL and a message in err. */
+	void *(*create)(const struct mcpd_host *host, const struct mcpd_config *section,
+	    char *err, size_t errlen);
+	/* In each worker after fork, with the event loop running: connect. */
+	int (*attach)(void *inst, char *err, size_t errlen);
+	void (*detach)(void *inst);
+	/* In the master, when the configuration is dropped. */
+	void (*destroy)(void *inst);
+	/* struct mcpd_storage_ops or struct mcpd_transport_ops, by kind. */
+	const void *ops;
+	uint32_t flags;
 };
+
+/* flags: the plugin's data is not shared between worker processes (it
+ * then requires workers: 1). */
+#define MCPD_PLUGIN_PROCESS_LOCAL 1u
 
 #define MCPD_PLUGIN_ENTRY "mcpd_plugin_entry"
 typedef const struct mcpd_plugin *mcpd_plugin_entry_fn(void);

@@ -113,6 +113,10 @@ class Mcpd:
         self.write_config(config)
 
     def write_config(self, text):
+        # Each daemon keeps its sessions in its own directory unless the
+        # test chooses a storage itself.
+        if "\nstorage:" not in "\n" + text:
+            text = text.rstrip("\n") + "\nstorage: { plugin: lmdb, path: %s }\n" % os.path.join(self.dir, "state")
         with open(self.config_path, "w") as f:
             f.write(text)
 

@@ -238,6 +238,7 @@ def test_privilege_drop(t):
         from harness import Skip
         raise Skip("needs root")
     port = free_port()
+    os.chmod(t.dir, 0o755)      # the workers (nobody) keep their sessions in it
     d = t.mcpd(conf(port, workers=2, extra="user: nobody\ngroup: nogroup\n")).start(wait_url_port=port)
     workers = wait_for(lambda: len(d.workers()) == 2 and d.workers(), what="2 workers")
     import pwd, grp

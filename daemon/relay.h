@@ -1,0 +1,35 @@
+/* The master's relay between workers: a SOCK_STREAM socketpair per
+ * worker carrying framed messages. Workers subscribe to channels; the
+ * master forwards each publish to the other subscribed workers. This is
+ * what the `local` transport plugin is built on. */
+#ifndef MCPD_RELAY_H
+#define MCPD_RELAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mcpd/plugin.h>
+
+struct event_base;
+struct relay_master;
+
+/* ---- master side ---- */
+struct relay_master *relay_master_new(struct event_base *base);
+void relay_master_free(struct relay_master *rm);
+/* A worker's end: the master owns fd from now on. Returns 0 or -1. */
+int relay_master_add(struct relay_master *rm, int fd, unsigned slot);
+/* The worker is gone: forget its subscriptions, close its end. */
+void relay_master_remove(struct relay_master *rm, unsigned slot);
+/* In a new worker: close the master's ends without touching the loop. */
+void relay_master_close_fds(struct relay_master *rm);
+
+/* ---- worker side (one per process) ---- */
+int relay_worker_start(struct event_base *base, int fd);
+void relay_worker_stop(void);
+int relay_subscribe(const char *channel);
+int relay_unsubscribe(const char *channel);
+int relay_publish(const char *channel, const void *msg, size_t len);
+void relay_count(const char *channel, mcpd_int_cb *cb, void *arg);
+void relay_receive(mcpd_message_cb *cb, void *arg);
+
+#endif
