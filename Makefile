@@ -97,7 +97,7 @@ $(BUILD)/unit-tests: $(UNIT_OBJS) $(CORE_OBJS)
 run: $(MCPD) $(HELPER) $(PLUGINS)
 	$(MCPD) -c conf/mcpd.yaml
 
-check-unit: $(BUILD)/unit-tests
+check-unit: $(BUILD)/unit-tests $(PLUGINS)
 	$(BUILD)/unit-tests
 
 check-integration: $(MCPD) $(HELPER) $(PLUGINS)

@@ -466,7 +466,6 @@ created(void *arg, int status, const char *err)
 		free(o);
 		return;
 	}
-	s->deleted = 0;
 	struct sessions *t = o->t;
 	struct session *c = cache_add(t, s->id);
 	if (c == NULL) {
