@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #define BUCKETS 16384
-#define FRESH_MS 1000               /* a cached record this young is used as is */
 #define CACHE_IDLE_MS 60000         /* unused cached records are dropped after this */
 #define MAX_PENDING_OUTPUT (8 * 1024 * 1024)
 #define REPLAY_MAX 10000
@@ -178,7 +177,6 @@ record_apply(struct session *s, const char *json, size_t len)
 		if (cJSON_IsString(u))
 			session_subscribe(s, u->valuestring);
 	cJSON_Delete(r);
-	s->fetched_ms = now_ms();
 	return 0;
 }
 
@@ -478,7 +476,6 @@ created(void *arg, int status, const char *err)
 	c->client_caps = s->client_caps;
 	c->client_info = s->client_info;
 	c->log_level = s->log_level;
-	c->fetched_ms = now_ms();
 	s->client_caps = s->client_info = NULL;
 	session_unref(s);
 	if (t->b.storage->index_add != NULL)
@@ -554,13 +551,9 @@ session_lookup(struct sessions *t, const char *id, session_cb cb, void *arg)
 		cb(arg, NULL, MCPD_NOT_FOUND);
 		return;
 	}
-	struct session *s = cache_find(t, id);
-	uint64_t now = now_ms();
-	if (s != NULL && now - s->fetched_ms < FRESH_MS) {
-		s->used_ms = now;
-		cb(arg, s, MCPD_OK);
-		return;
-	}
+	/* Always from storage (a local read with lmdb): a cached copy could
+	 * outlive a DELETE made on another worker by the time the relay
+	 * takes, and a deleted session must never be served. */
 	struct op *o = calloc(1, sizeof(*o));
 	if (o == NULL) {
 		cb(arg, NULL, MCPD_ERROR);

@@ -11,8 +11,9 @@
  *          mcpd:sessions         records changed or deleted (cache upkeep)
  *          mcpd:changes          tools/prompts/resources changed
  *
- * A worker caches records; a cached record older than a second is read
- * again before use, and deletions reach every worker at once. */
+ * A worker caches sessions for what lives in it (streams, calls, questions
+ * to the client) and reads the record from storage on every request, so
+ * that a session deleted or expired anywhere is never served. */
 #ifndef MCPD_SESSION_H
 #define MCPD_SESSION_H
 
@@ -81,7 +82,6 @@ struct session {
 	int log_level;
 	char **subs;
 	size_t nsubs;
-	uint64_t fetched_ms;        /* when the cached record was read */
 	uint64_t touched_ms;        /* when its TTL was last renewed */
 	uint64_t used_ms;
 	int deleted;

@@ -27,6 +27,8 @@ struct sub {
 struct local {
 	const struct mcpd_host *host;
 	struct sub *buckets[BUCKETS];
+	int delivering;             /* inside callbacks: unsubscribe only marks */
+	size_t ndead;               /* marked, to be freed after the delivery */
 };
 
 static unsigned
@@ -52,19 +54,25 @@ deliver(struct local *l, const char *channel, const void *msg, size_t len)
 {
 	/* Callbacks may unsubscribe (themselves or others): mark, then sweep. */
 	struct sub **bucket = &l->buckets[hash(channel)];
+	l->delivering++;
 	for (struct sub *s = *bucket; s != NULL; s = s->next)
 		if (!s->dead && strcmp(s->channel, channel) == 0)
 			s->cb(s->arg, channel, msg, len);
-	for (struct sub **pp = bucket; *pp != NULL;) {
-		struct sub *s = *pp;
-		if (s->dead) {
-			*pp = s->next;
-			free(s->channel);
-			free(s);
-		} else {
-			pp = &s->next;
+	if (--l->delivering > 0 || l->ndead == 0)
+		return;
+	for (size_t b = 0; b < BUCKETS; b++) {
+		for (struct sub **pp = &l->buckets[b]; *pp != NULL;) {
+			struct sub *s = *pp;
+			if (s->dead) {
+				*pp = s->next;
+				free(s->channel);
+				free(s);
+			} else {
+				pp = &s->next;
+			}
 		}
 	}
+	l->ndead = 0;
 }
 
 static void
@@ -121,7 +129,11 @@ t_unsubscribe(void *inst, void *subscription)
 	s->dead = 1;
 	if (count_local(l, s->channel) == 0)
 		l->host->relay_unsubscribe(s->channel);
-	/* Freed by the next delivery on its bucket, or right now if none runs. */
+	/* During a delivery the sweep after it frees it; otherwise now. */
+	if (l->delivering > 0) {
+		l->ndead++;
+		return;
+	}
 	struct sub **pp = &l->buckets[hash(s->channel)];
 	while (*pp != NULL && *pp != s)
 		pp = &(*pp)->next;

@@ -40,7 +40,8 @@ def test_conformance_suite(t):
     if not node_peers_ready():
         raise Skip("tests/node/node_modules missing: run scripts/install-deps.sh test")
     port = free_port()
-    d = t.mcpd(conformance_config(t.dir, port)).start(wait_url_port=port)
+    # Four workers: every scenario's requests spread over them.
+    d = t.mcpd(conformance_config(t.dir, port, workers=4)).start(wait_url_port=port)
     report = []
     for version in ("2025-11-25", "2025-06-18", "2025-03-26", "2026-07-28"):
         p, checks, summary = suite(t, port, version, "--suite", "all", "--spec-version", version)

@@ -9,6 +9,8 @@ main(void)
 {
 	SRunner *sr = srunner_create(util_suite());
 	srunner_add_suite(sr, config_suite());
+	srunner_add_suite(sr, storage_suite());
+	srunner_add_suite(sr, schema_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -5,5 +5,7 @@
 
 Suite *util_suite(void);
 Suite *config_suite(void);
+Suite *storage_suite(void);
+Suite *schema_suite(void);
 
 #endif

@@ -1,0 +1,336 @@
+/* One suite for every storage plugin: each backend must pass the same
+ * checks (later backends, such as redis, are added to BACKENDS). The
+ * plugins are the built .so files, loaded as mcpd loads them. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "conftree.h"
+#include "host.h"
+#include "plugin.h"
+#include "suites.h"
+
+static const char *const BACKENDS[] = { "memory", "lmdb" };
+#define NBACKENDS (int)(sizeof(BACKENDS) / sizeof(BACKENDS[0]))
+
+static const struct mcpd_storage_ops *ops;
+static void *inst;
+static const struct mcpd_plugin *desc;
+static struct arena *arena;
+static char dir[256];
+
+/* What the last callback reported. */
+static struct {
+	int called, status;
+	int64_t value;
+	char data[4096];
+	size_t len;
+	char members[16][64];
+	size_t nmembers;
+	uint64_t seqs[64];
+	char entries[64][64];
+	size_t nentries;
+} got;
+
+static void
+reset(void)
+{
+	memset(&got, 0, sizeof(got));
+}
+
+static void
+done_cb(void *arg, int status, const char *err)
+{
+	(void)arg;
+	(void)err;
+	got.called++;
+	got.status = status;
+}
+
+static void
+value_cb(void *arg, int status, const void *value, size_t len, const char *err)
+{
+	(void)arg;
+	(void)err;
+	got.called++;
+	got.status = status;
+	got.len = len < sizeof(got.data) ? len : sizeof(got.data);
+	if (value != NULL)
+		memcpy(got.data, value, got.len);
+}
+
+static void
+int_cb(void *arg, int status, int64_t value, const char *err)
+{
+	(void)arg;
+	(void)err;
+	got.called++;
+	got.status = status;
+	got.value = value;
+}
+
+static void
+members_cb(void *arg, int status, const char *const *m, size_t n, const char *err)
+{
+	(void)arg;
+	(void)err;
+	got.called++;
+	got.status = status;
+	got.nmembers = n;
+	for (size_t i = 0; i < n && i < 16; i++)
+		snprintf(got.members[i], sizeof(got.members[i]), "%s", m[i]);
+}
+
+static void
+entries_cb(void *arg, int status, const struct mcpd_log_entry *e, size_t n, const char *err)
+{
+	(void)arg;
+	(void)err;
+	got.called++;
+	got.status = status;
+	got.nentries = n;
+	for (size_t i = 0; i < n && i < 64; i++) {
+		got.seqs[i] = e[i].seq;
+		snprintf(got.entries[i], sizeof(got.entries[i]), "%.*s", (int)e[i].len, (const char *)e[i].data);
+	}
+}
+
+static int
+has_member(const char *m)
+{
+	for (size_t i = 0; i < got.nmembers; i++)
+		if (strcmp(got.members[i], m) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static void
+open_backend(int i)
+{
+	char exe[1024], path[1200], err[512], yaml[600];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	ck_assert_int_gt(n, 0);
+	exe[n] = '\0';
+	*strrchr(exe, '/') = '\0';
+	snprintf(path, sizeof(path), "%s/plugins/%s.so", exe, BACKENDS[i]);
+	struct loaded_plugin *lp = plugin_load(path, MCPD_PLUGIN_STORAGE, err, sizeof(err));
+	ck_assert_msg(lp != NULL, "%s", err);
+	desc = lp->desc;
+	ops = desc->ops;
+	snprintf(dir, sizeof(dir), "/tmp/mcpd-storage-test-%d-%d", (int)getpid(), i);
+	snprintf(yaml, sizeof(yaml), "plugin: %s\n%s%s\n", BACKENDS[i],
+	    strcmp(BACKENDS[i], "lmdb") == 0 ? "path: " : "", strcmp(BACKENDS[i], "lmdb") == 0 ? dir : "");
+	arena = arena_new(4096);
+	struct cnode *section = conftree_load_string(arena, "t.yaml", yaml, strlen(yaml), err, sizeof(err));
+	ck_assert_msg(section != NULL, "%s", err);
+	inst = desc->create(host_table(), (const struct mcpd_config *)section, err, sizeof(err));
+	ck_assert_msg(inst != NULL, "%s: %s", BACKENDS[i], err);
+	if (desc->attach != NULL)
+		ck_assert_msg(desc->attach(inst, err, sizeof(err)) == 0, "%s", err);
+	reset();
+}
+
+static void
+close_backend(void)
+{
+	if (desc->detach != NULL)
+		desc->detach(inst);
+	desc->destroy(inst);
+	arena_free(arena);
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+}
+
+START_TEST(kv_roundtrip)
+{
+	open_backend(_i);
+	const char bin[] = { 'a', 0, 'b', (char)0xff };
+	ops->set(inst, "k1", bin, sizeof(bin), 0, 0, done_cb, NULL);
+	ck_assert_int_eq(got.called, 1);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	reset();
+	ops->get(inst, "k1", value_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	ck_assert_uint_eq(got.len, sizeof(bin));
+	ck_assert(memcmp(got.data, bin, sizeof(bin)) == 0);
+	reset();
+	ops->get(inst, "nope", value_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_NOT_FOUND);
+	reset();
+	ops->exists(inst, "k1", done_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	reset();
+	ops->del(inst, "k1", done_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	reset();
+	ops->exists(inst, "k1", done_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_NOT_FOUND);
+	reset();
+	ops->del(inst, "k1", done_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_NOT_FOUND);
+	close_backend();
+}
+END_TEST
+
+START_TEST(kv_conditions)
+{
+	open_backend(_i);
+	ops->set(inst, "c", "x", 1, 0, MCPD_SET_IF_PRESENT, done_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_CONFLICT);
+	reset();
+	ops->set(inst, "c", "x", 1, 0, MCPD_SET_IF_ABSENT, done_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	reset();
+	ops->set(inst, "c", "y", 1, 0, MCPD_SET_IF_ABSENT, done_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_CONFLICT);
+	reset();
+	ops->set(inst, "c", "z", 1, 0, MCPD_SET_IF_PRESENT, done_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	reset();
+	ops->get(inst, "c", value_cb, NULL);
+	ck_assert_int_eq(got.data[0], 'z');
+	close_backend();
+}
+END_TEST
+
+START_TEST(kv_ttl)
+{
+	open_backend(_i);
+	ops->set(inst, "t", "v", 1, 60, 0, done_cb, NULL);
+	ops->set(inst, "forever", "v", 1, 0, 0, done_cb, NULL);
+	reset();
+	ops->get(inst, "t", value_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	sleep_ms(120);
+	reset();
+	ops->get(inst, "t", value_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_NOT_FOUND);
+	reset();
+	/* An expired key counts as absent for conditional sets. */
+	ops->set(inst, "t", "w", 1, 0, MCPD_SET_IF_ABSENT, done_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	reset();
+	ops->get(inst, "forever", value_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	close_backend();
+}
+END_TEST
+
+START_TEST(counters)
+{
+	open_backend(_i);
+	ops->incr(inst, "n", 5, 0, int_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	ck_assert_int_eq(got.value, 5);
+	ops->incr(inst, "n", -7, 0, int_cb, NULL);
+	ck_assert_int_eq(got.value, -2);
+	ops->incr(inst, "n", 1000000000000LL, 0, int_cb, NULL);
+	ck_assert_int_eq(got.value, 999999999998LL);
+	close_backend();
+}
+END_TEST
+
+START_TEST(indexes)
+{
+	open_backend(_i);
+	ops->index_add(inst, "user:a:sessions", "s1", 0, done_cb, NULL);
+	ops->index_add(inst, "user:a:sessions", "s2", 0, done_cb, NULL);
+	ops->index_add(inst, "user:a:sessions", "s2", 0, done_cb, NULL);   /* once only */
+	ops->index_add(inst, "user:a:sessions", "short", 50, done_cb, NULL);
+	ops->index_add(inst, "user:ab:sessions", "other", 0, done_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	reset();
+	ops->index_members(inst, "user:a:sessions", members_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	ck_assert_uint_eq(got.nmembers, 3);
+	ck_assert(has_member("s1") && has_member("s2") && has_member("short"));
+	sleep_ms(100);
+	reset();
+	ops->index_members(inst, "user:a:sessions", members_cb, NULL);
+	ck_assert_uint_eq(got.nmembers, 2);
+	ck_assert(!has_member("short") && !has_member("other"));
+	reset();
+	ops->index_remove(inst, "user:a:sessions", "s1", done_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	reset();
+	ops->index_members(inst, "user:a:sessions", members_cb, NULL);
+	ck_assert_uint_eq(got.nmembers, 1);
+	ck_assert(has_member("s2"));
+	reset();
+	ops->index_members(inst, "user:none:sessions", members_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	ck_assert_uint_eq(got.nmembers, 0);
+	close_backend();
+}
+END_TEST
+
+START_TEST(logs)
+{
+	open_backend(_i);
+	char entry[32];
+	int64_t last = 0;
+	for (int k = 1; k <= 12; k++) {
+		int n = snprintf(entry, sizeof(entry), "event %d", k);
+		reset();
+		ops->log_append(inst, "events:x", entry, (size_t)n, 10, 0, int_cb, NULL);
+		ck_assert_int_eq(got.status, MCPD_OK);
+		ck_assert_int_gt(got.value, last);     /* increasing */
+		last = got.value;
+	}
+	ops->log_append(inst, "events:y", "other log", 9, 10, 0, int_cb, NULL);
+	ck_assert_int_eq(got.value, 1);
+	reset();
+	/* Only the newest 10 are kept. */
+	ops->log_range(inst, "events:x", 0, 100, entries_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	ck_assert_uint_eq(got.nentries, 10);
+	ck_assert_str_eq(got.entries[0], "event 3");
+	ck_assert_str_eq(got.entries[9], "event 12");
+	uint64_t seq5 = got.seqs[2];
+	reset();
+	ops->log_range(inst, "events:x", seq5, 3, entries_cb, NULL);
+	ck_assert_uint_eq(got.nentries, 3);
+	ck_assert_str_eq(got.entries[0], "event 6");
+	ck_assert_uint_gt(got.seqs[0], seq5);
+	reset();
+	ops->log_range(inst, "events:none", 0, 10, entries_cb, NULL);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	ck_assert_uint_eq(got.nentries, 0);
+	/* A log's ttl is renewed by each append; then it lapses whole. */
+	ops->log_append(inst, "events:t", "a", 1, 10, 60, int_cb, NULL);
+	sleep_ms(120);
+	reset();
+	ops->log_range(inst, "events:t", 0, 10, entries_cb, NULL);
+	ck_assert_uint_eq(got.nentries, 0);
+	close_backend();
+}
+END_TEST
+
+Suite *
+storage_suite(void)
+{
+	Suite *s = suite_create("storage");
+	TCase *tc = tcase_create("every backend");
+	tcase_set_timeout(tc, 20);
+	tcase_add_loop_test(tc, kv_roundtrip, 0, NBACKENDS);
+	tcase_add_loop_test(tc, kv_conditions, 0, NBACKENDS);
+	tcase_add_loop_test(tc, kv_ttl, 0, NBACKENDS);
+	tcase_add_loop_test(tc, counters, 0, NBACKENDS);
+	tcase_add_loop_test(tc, indexes, 0, NBACKENDS);
+	tcase_add_loop_test(tc, logs, 0, NBACKENDS);
+	suite_add_tcase(s, tc);
+	return s;
+}
