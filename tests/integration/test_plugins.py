@@ -1,0 +1,94 @@
+"""The plugin loader and ABI: what a third party builds against the
+installed header alone, and every way a plugin can be wrong."""
+
+import os
+import subprocess
+
+from harness import ROOT, check, free_port, mcp_session, rpc, run_mcpd
+from test_install import make
+
+
+def cc(src, out, *flags):
+    p = subprocess.run(["cc", "-shared", "-fPIC", "-fvisibility=hidden", "-Wall", "-Werror",
+                        "-o", out, src, *flags], capture_output=True, text=True)
+    check(p.returncode == 0, "cc %s:\n%s" % (src, p.stderr))
+
+
+def test_example_plugin_builds_against_the_installed_header_alone(t):
+    prefix = os.path.join(t.dir, "prefix")
+    make("install", "BUILD=" + os.path.join(t.dir, "build"), "PREFIX=" + prefix)
+    check(os.path.exists(os.path.join(prefix, "include/mcpd/plugin.h")))
+    # Only the installed header: no -I into the source tree.
+    so = os.path.join(t.dir, "examples.so")
+    cc(os.path.join(ROOT, "plugins/examples/examples.c"), so, "-I" + os.path.join(prefix, "include"))
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\ntools:\n"
+               "  - { name: add, description: Adds., input: { a: number, b: number }, plugin: %s:add }\n"
+               % (port, so)).start(wait_url_port=port)
+    sid = mcp_session(port)
+    st, r, _ = rpc(port, sid, "tools/call", {"name": "add", "arguments": {"a": 1.5, "b": 2}})
+    check(r["result"]["structuredContent"] == {"sum": 3.5}, r)
+    d.stop()
+
+
+BAD_ABI = r"""
+#include <mcpd/plugin.h>
+static const struct mcpd_plugin d = { .size = sizeof(struct mcpd_plugin), .abi_major = 99,
+    .abi_minor = 0, .kind = MCPD_PLUGIN_TOOLS, .name = "future" };
+MCPD_EXPORT mcpd_tool_fn t;
+void t(const struct mcpd_host *h, struct mcpd_tool_call *c, const char *a) { (void)a; h->tool_text(c, "x", 0); }
+const struct mcpd_plugin *mcpd_plugin_entry(void) { return &d; }
+"""
+
+NO_ENTRY = r"""
+__attribute__((visibility("default"))) int something(void) { return 1; }
+"""
+
+REFUSES = r"""
+#include <mcpd/plugin.h>
+#include <stdio.h>
+static void *create(const struct mcpd_host *h, const struct mcpd_config *s, char *err, size_t len)
+{ (void)h; (void)s; snprintf(err, len, "the database is on fire"); return NULL; }
+static const struct mcpd_storage_ops ops = { .size = sizeof(ops) };
+static const struct mcpd_plugin d = { .size = sizeof(struct mcpd_plugin), .abi_major = MCPD_PLUGIN_ABI_MAJOR,
+    .abi_minor = MCPD_PLUGIN_ABI_MINOR, .kind = MCPD_PLUGIN_STORAGE, .name = "refuses",
+    .create = create, .ops = &ops };
+const struct mcpd_plugin *mcpd_plugin_entry(void) { return &d; }
+"""
+
+
+def check_t(t, config, want):
+    path = os.path.join(t.dir, "p.yaml")
+    with open(path, "w") as f:
+        f.write(config)
+    rc, out, err = run_mcpd("-t", "-c", path)
+    check(rc == 1 and want in err, "%r: exit %d\n%s" % (want, rc, err))
+    return err
+
+
+def test_loader_errors(t):
+    inc = "-I" + os.path.join(ROOT, "include")
+    srcs = {"future": BAD_ABI, "noentry": NO_ENTRY, "refuses": REFUSES}
+    for name, src in srcs.items():
+        c = os.path.join(t.dir, name + ".c")
+        open(c, "w").write(src)
+        cc(c, os.path.join(t.dir, name + ".so"), inc)
+    f = lambda n: os.path.join(t.dir, n + ".so")
+    tool = "tools:\n  - { name: x, description: X, plugin: %s:t }\n"
+    check_t(t, tool % f("future"), "was built for plugin ABI 99.0; this mcpd speaks 1.")
+    check_t(t, tool % f("noentry"), "is not an mcpd plugin: it exports no mcpd_plugin_entry")
+    check_t(t, tool % os.path.join(t.dir, "absent.so"), "cannot load plugin")
+    # A storage plugin named as a transport; a tools plugin as storage.
+    check_t(t, "transport: { plugin: memory }\n", "is a storage plugin, not a transport plugin")
+    check_t(t, "storage: { plugin: %s }\n" % f("future"), "built for plugin ABI 99.0")
+    check_t(t, "storage: { plugin: examples }\n", "is a tools plugin, not a storage plugin")
+    # A plugin that refuses its section; its own message, with the place.
+    err = check_t(t, "storage:\n  plugin: %s\n" % f("refuses"), "the database is on fire")
+    check("p.yaml:2:11: storage plugin %s:" % f("refuses") in err, err)
+    # A built-in plugin's own validation, with line and column.
+    err = check_t(t, "workers: 1\nstorage:\n  plugin: memory\n  max_itemz: 5\n", 'unknown key "max_itemz"')
+    check("p.yaml:4:14:" in err, err)
+    err = check_t(t, "storage: { plugin: lmdb, path: relative/dir }\n", "must be an absolute directory")
+    # Per-process storage with several workers is refused.
+    check_t(t, "workers: 2\nstorage: { plugin: memory }\n", "needs workers: 1")
+    check_t(t, "storage: { path: /tmp }\n", "storage needs plugin:")
