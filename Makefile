@@ -130,10 +130,12 @@ install: $(MCPD) $(HELPER) $(PLUGINS) $(PLUGINS)
 		echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/mcpd/mcpd.yaml and its tools"; \
 	fi
 
+# The configuration and the state directory are the operator's: kept.
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/mcpd $(DESTDIR)$(LIBEXECDIR)/mcpd/mcpd-tool \
-		$(DESTDIR)$(MANDIR)/man8/mcpd.8 \
-		$(DESTDIR)$(MANDIR)/man5/mcpd.yaml.5
+	rm -f $(DESTDIR)$(SBINDIR)/mcpd $(DESTDIR)$(MANDIR)/man8/mcpd.8 \
+		$(DESTDIR)$(MANDIR)/man5/mcpd.yaml.5 $(DESTDIR)$(INCLUDEDIR)/mcpd/plugin.h
+	rm -rf $(DESTDIR)$(LIBEXECDIR)/mcpd $(DESTDIR)$(LIBDIR)/mcpd/plugins
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/mcpd $(DESTDIR)$(LIBDIR)/mcpd 2>/dev/null
 
 clean:
 	rm -rf build build-asan

@@ -832,9 +832,21 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 	if (c->root->type == CNODE_MAP && cnode_get(c->root, "allowed_hosts") == NULL && loopback_only(c)) {
 		/* Bound to loopback only: refuse other Host names, the DNS
 		 * rebinding defence the MCP transport asks for. */
-		static const char *const hosts[] = { "localhost", "127.0.0.1", "[::1]", NULL };
-		c->allowed_hosts = (const char **)hosts;
-		c->nhosts = 3;
+		c->allowed_hosts = arena_zalloc(c->arena, (c->nlisten + 4) * sizeof(char *));
+		c->allowed_hosts[c->nhosts++] = "localhost";
+		c->allowed_hosts[c->nhosts++] = "127.0.0.1";
+		c->allowed_hosts[c->nhosts++] = "[::1]";
+		/* and the loopback addresses it listens on, such as 127.0.0.2 */
+		for (size_t i = 0; i < c->nlisten; i++) {
+			if (c->listen[i].family == AF_UNIX)
+				continue;
+			char a[80];
+			sockaddr_format((const struct sockaddr *)&c->listen[i].sa, c->listen[i].salen, a, sizeof(a));
+			char *colon = strrchr(a, ':');
+			if (colon != NULL)
+				*colon = '\0';
+			c->allowed_hosts[c->nhosts++] = arena_strdup(c->arena, a);
+		}
 	}
 	char kerr[512];
 	if (c->request_state.key_file != NULL && c->request_state.key_file[0] != '/')

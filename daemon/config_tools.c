@@ -5,6 +5,7 @@
 #include "plugin.h"
 #include "registry.h"
 #include "schema.h"
+#include "tool_exec.h"
 #include "util.h"
 
 #include <cjson/cJSON.h>
@@ -54,16 +55,16 @@ resolve_program(struct ctx *x, const struct cnode *at, struct command_def *cmd)
 		cmd->argv[0] = prog;
 		return;
 	}
-	static const char *const dirs[] = { "/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
-	    "/usr/bin", "/sbin", "/bin", NULL };
-	for (size_t i = 0; dirs[i] != NULL; i++) {
-		const char *full = arena_printf(x->cfg->arena, "%s/%s", dirs[i], prog);
+	char dirs[] = TOOL_PATH;
+	char *save = NULL;
+	for (char *d = strtok_r(dirs, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save)) {
+		const char *full = arena_printf(x->cfg->arena, "%s/%s", d, prog);
 		if (access(full, X_OK) == 0) {
 			cmd->argv[0] = full;
 			return;
 		}
 	}
-	err_at(x, at, "command \"%s\" not found in /usr/local/bin, /usr/bin or /bin (give a path)", prog);
+	err_at(x, at, "command \"%s\" not found in %s (give a path)", prog, TOOL_PATH);
 }
 
 static int
@@ -414,10 +415,20 @@ parse_completions_map(struct ctx *x, const struct cnode *n, void *dst)
 	cJSON **out = dst;
 	if (want_type(x, n, CNODE_MAP, "completions") < 0)
 		return -1;
-	for (size_t i = 0; i < n->n; i++)
-		if (want_type(x, n->pairs[i].value, CNODE_SEQ, "a completions entry") < 0)
-			return -1;
-	*out = cnode_to_json(n);
+	cJSON *map = cJSON_CreateObject();
+	for (size_t i = 0; i < n->n; i++) {
+		const struct cnode *list = n->pairs[i].value;
+		if (want_type(x, list, CNODE_SEQ, "a completions entry") < 0)
+			continue;
+		/* Values are offered as text: 123 and "123" are the same. */
+		cJSON *vals = cJSON_AddArrayToObject(map, n->pairs[i].key->str);
+		for (size_t j = 0; j < list->n; j++) {
+			const char *v;
+			if (scalar_string(x, list->items[j], "a completion", &v) == 0)
+				cJSON_AddItemToArray(vals, cJSON_CreateString(v));
+		}
+	}
+	*out = map;
 	return 0;
 }
 

@@ -136,6 +136,12 @@ parse_output(const struct tool_def *t, const struct tool_result *r, char *err, s
 		return NULL;
 	}
 	if (t->output == OUT_JSON) {
+		if (!cJSON_IsObject(v)) {
+			snprintf(err, errlen, "output: json needs one JSON object on stdout (structuredContent is an object)");
+			cJSON_Delete(v);
+			cJSON_Delete(res);
+			return NULL;
+		}
 		if (t->output_schema != NULL &&
 		    schema_validate(t->output_schema, v, "structuredContent", err, errlen) < 0) {
 			cJSON_Delete(v);

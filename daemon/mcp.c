@@ -76,6 +76,7 @@ struct call {
 	char *complete_prefix;
 	int cancelled;
 	int in_plugin;              /* a plugin tool owns the call until it finishes */
+	struct event *plugin_timer; /* the tool's timeout, for plugin tools */
 	int input_needed;           /* MRTR: a plugin asked what the client has not answered */
 	LIST_HEAD(, plugin_ask) plugin_asks;
 	void (*plugin_cancel)(void *);
@@ -173,11 +174,14 @@ host_allowed(const struct config *c, const char *host)
 	return 0;
 }
 
+/* The origin of this worker's requests is checked against this config. */
+static const struct config *cors_config;
+
 static void
 cors_headers(struct http_request *r)
 {
 	const char *origin = http_request_header(r, "Origin");
-	if (origin == NULL)
+	if (origin == NULL || !origin_allowed(cors_config, origin))
 		return;
 	http_response_header(r, "Access-Control-Allow-Origin", origin);
 	http_response_header(r, "Vary", "Origin");
@@ -366,9 +370,9 @@ call_send(struct call *c, char *json)
 	free(json);
 }
 
-/* Send the final message and end the call. */
+/* Send the final message; the call itself stays. Takes json. */
 static void
-call_reply(struct call *c, char *json)
+call_send_final(struct call *c, char *json)
 {
 	if (c->sse_direct) {
 		if (json != NULL)
@@ -392,6 +396,13 @@ call_reply(struct call *c, char *json)
 	} else {
 		free(json);
 	}
+}
+
+/* Send the final message and end the call. */
+static void
+call_reply(struct call *c, char *json)
+{
+	call_send_final(c, json);
 	call_free(c);
 }
 
@@ -470,6 +481,8 @@ call_free(struct call *c)
 	}
 	if (c->keepalive != NULL)
 		event_free(c->keepalive);
+	if (c->plugin_timer != NULL)
+		event_free(c->plugin_timer);
 	if (c->sse_direct && c->req != NULL) {
 		http_request_on_close(c->req, NULL, NULL);
 		http_stream_end(c->req);
@@ -1273,6 +1286,25 @@ plugin_cancel(struct call *c)
 		c->plugin_cancel(c->plugin_cancel_arg);
 }
 
+/* A plugin tool past its timeout: the client gets an error now; the call
+ * stays until the plugin finishes it, as the ABI promises the plugin. */
+static void
+plugin_timeout(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct call *c = arg;
+	char msg[200];
+	snprintf(msg, sizeof(msg), "tool %s timed out after %.3gs", c->tool->name,
+	    (double)c->tool->cmd.timeout_ms / 1000.0);
+	log_warn("%s (plugin tool)", msg);
+	cJSON *r = tool_error_result(msg);
+	if (c->stateless && r != NULL)
+		cJSON_AddStringToObject(r, "resultType", "complete");
+	call_send_final(c, jsonrpc_result(c->msg.id, r));
+	plugin_cancel(c);
+}
+
 static void
 run_plugin_tool(struct call *c, const struct tool_def *t, const cJSON *args)
 {
@@ -1283,6 +1315,11 @@ run_plugin_tool(struct call *c, const struct tool_def *t, const cJSON *args)
 	}
 	c->in_plugin = 1;
 	call_go_async(c);
+	c->plugin_timer = evtimer_new(c->m->base, plugin_timeout, c);
+	if (c->plugin_timer != NULL) {
+		struct timeval tv = { (time_t)(t->cmd.timeout_ms / 1000), (suseconds_t)(t->cmd.timeout_ms % 1000) * 1000 };
+		evtimer_add(c->plugin_timer, &tv);
+	}
 	((mcpd_tool_fn *)t->plugin_fn)(host_table(), (struct mcpd_tool_call *)c, json);
 	free(json);   /* the call may be finished (and freed) by now */
 }
@@ -2361,7 +2398,7 @@ handle_post(struct mcp *m, struct http_request *r)
 	if (accept != NULL && !accepts(accept, "application/json") && !accepts(accept, "text/event-stream") &&
 	    strstr(accept, "application/*") == NULL) {
 		respond_rpc_error(r, 406, NULL, JSONRPC_INVALID_REQUEST,
-		    "Not Acceptable: Accept must include application/json and text/event-stream");
+		    "Not Acceptable: Accept must include application/json or text/event-stream");
 		return;
 	}
 	size_t len;
@@ -2641,6 +2678,7 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 	m->inotify_fd = -1;
 	m->base = base;
 	m->cfg = cfg;
+	cors_config = cfg;
 	LIST_INIT(&m->calls);
 	m->sessions = sessions_new(base, b, cfg->limits.max_sessions, cfg->mcp.history,
 	    cfg->limits.session_idle_timeout_ms, cfg->mcp.keepalive_ms, cfg->mcp.retry_ms);

@@ -314,7 +314,7 @@ tool_exec_new(struct event_base *base, unsigned max_processes, const char *helpe
 	te->base = base;
 	te->max_processes = max_processes;
 	LIST_INIT(&te->runs);
-	snprintf(te->path_env, sizeof(te->path_env), "PATH=%s%s/usr/local/bin:/usr/bin:/bin",
+	snprintf(te->path_env, sizeof(te->path_env), "PATH=%s%s" TOOL_PATH,
 	    helper_dir ? helper_dir : "", helper_dir ? ":" : "");
 	te->sigchld = evsignal_new(base, SIGCHLD, sigchld_cb, te);
 	if (te->sigchld == NULL || evsignal_add(te->sigchld, NULL) < 0) {

@@ -9,6 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The PATH commands run with (after mcpd-tool's directory), which is also
+ * where a command named without a slash is looked up at load. */
+#define TOOL_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 struct event_base;
 struct command_def;
 struct cJSON;

@@ -440,3 +440,56 @@ def test_plugin_errors_are_config_errors(t):
             f.write("tools:\n  - name: x\n    description: X\n    %s\n" % ref)
         rc, out, err = run_mcpd("-t", "-c", path)
         check(rc == 1 and want in err and "p.yaml:" in err, (ref, err))
+
+
+def test_small_fixes(t):
+    """Edge cases found in review: each must stay fixed."""
+    port = free_port()
+    slow_plugin = os.path.join(t.dir, "never.c")
+    open(slow_plugin, "w").write(r'''
+#include <mcpd/plugin.h>
+static const struct mcpd_plugin d = { .size = sizeof(struct mcpd_plugin), .abi_major = MCPD_PLUGIN_ABI_MAJOR,
+    .abi_minor = MCPD_PLUGIN_ABI_MINOR, .kind = MCPD_PLUGIN_TOOLS, .name = "never" };
+static struct mcpd_tool_call *held; static const struct mcpd_host *host;
+static void cancelled(void *arg) { (void)arg; host->tool_text(held, "late", 0); }
+MCPD_EXPORT mcpd_tool_fn never;
+void never(const struct mcpd_host *h, struct mcpd_tool_call *c, const char *a)
+{ (void)a; host = h; held = c; h->tool_on_cancel(c, cancelled, 0); }
+const struct mcpd_plugin *mcpd_plugin_entry(void) { return &d; }
+''')
+    import subprocess
+    from harness import ROOT
+    so = os.path.join(t.dir, "never.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-I" + os.path.join(ROOT, "include"), "-o", so, slow_plugin], check=True)
+    d = t.mcpd("listen: [127.0.0.2:%d]\nworkers: 1\ntools:\n"
+               "  - { name: never, description: Never answers by itself., plugin: %s:never, timeout: 300ms }\n"
+               "  - { name: list, description: Prints an array., shell: 'echo [1]', output: json }\n" % (port, so))
+    d.start()
+    def up():
+        try:
+            return http(port, host="127.0.0.2", timeout=1)[0] == 200
+        except OSError:
+            return False
+    wait_for(up, what="mcpd on 127.0.0.2")
+    # A loopback listener other than 127.0.0.1 accepts its own Host.
+    body = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    st, hdrs, data = http(port, "POST", "/mcp", body, MCP_HEADERS, host="127.0.0.2")
+    check(st == 200, (st, data))
+    sid = hdrs["mcp-session-id"]
+    # A plugin tool that never finishes times out; the daemon goes on.
+    st, h2, data = http(port, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                        "params": {"name": "never", "arguments": {}}}),
+                        dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}), host="127.0.0.2")
+    r = json.loads(data)
+    check(r["result"]["isError"] and "timed out after 0.3s" in r["result"]["content"][0]["text"], r)
+    # structuredContent must be an object.
+    st, h2, data = http(port, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                        "params": {"name": "list", "arguments": {}}}),
+                        dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}), host="127.0.0.2")
+    r = json.loads(data)
+    check(r["result"]["isError"] and "JSON object" in r["result"]["content"][0]["text"], r)
+    # A refused Origin gets no CORS grant.
+    st, h2, data = http(port, "POST", "/mcp", body, dict(MCP_HEADERS, Origin="https://evil.example"), host="127.0.0.2")
+    check(st == 403 and "access-control-allow-origin" not in h2, (st, h2))
+    d.stop()
