@@ -50,7 +50,7 @@ HELPER = $(BUILD)/mcpd-tool
 PLUGIN_SRCS := $(sort $(wildcard plugins/*/*.c))
 PLUGINS := $(patsubst plugins/%/,$(BUILD)/plugins/%.so,$(sort $(dir $(PLUGIN_SRCS))))
 
-.PHONY: all run check check-unit check-integration check-asan install uninstall clean distclean FORCE
+.PHONY: all run check check-unit check-integration check-asan bench install uninstall clean distclean FORCE
 
 all: $(MCPD) $(HELPER) $(PLUGINS)
 
@@ -111,6 +111,10 @@ check: config.mk
 	@scripts/install-deps.sh test
 	$(MAKE) check-unit check-integration
 	$(MAKE) check-asan
+
+# Side by side with the official SDK server and nginx; prints, asserts nothing.
+bench: $(MCPD) $(HELPER) $(PLUGINS)
+	bash bench/run.sh
 
 install: $(MCPD) $(HELPER) $(PLUGINS) $(PLUGINS)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/mcpd \

@@ -84,6 +84,8 @@ struct http_conn {
 	int keepalive;          /* keep the connection after this response */
 	int linger;             /* unread input remains: linger before close */
 	int tls;
+	int body_timeout_on;    /* the read timeout is armed (reading a body) */
+	int read_limited;       /* the read high watermark is set (handling) */
 	unsigned nreq;
 	size_t searched;        /* bytes of the head already scanned */
 	enum chunk_state chunk;
@@ -129,6 +131,26 @@ struct http_server {
 
 static void conn_close(struct http_conn *c);
 static void process_input(struct http_conn *c);
+
+/* Changing bufferevent timeouts or watermarks costs epoll_ctl calls:
+ * only touch them when they change. */
+static void
+set_body_timeout(struct http_conn *c, int on)
+{
+	if (c->body_timeout_on == on)
+		return;
+	c->body_timeout_on = on;
+	bufferevent_set_timeouts(c->bev, on ? &c->srv->tv_body : NULL, &c->srv->tv_send);
+}
+
+static void
+set_read_limit(struct http_conn *c, int on)
+{
+	if (c->read_limited == on)
+		return;
+	c->read_limited = on;
+	bufferevent_setwatermark(c->bev, EV_READ, 0, on ? HANDLING_INPUT_MAX : 0);
+}
 
 static struct timeval
 ms_to_tv(uint64_t ms)
@@ -521,7 +543,7 @@ fail_request(struct http_conn *c, int status, const char *why, int unread_input)
 	c->linger = unread_input;
 	c->state = CS_HANDLING;
 	r->log_extra = why;
-	bufferevent_set_timeouts(c->bev, NULL, &c->srv->tv_send);
+	set_body_timeout(c, 0);
 	http_respond_text(r, status, why);
 }
 
@@ -701,8 +723,8 @@ dispatch(struct http_conn *c)
 	c->state = CS_HANDLING;
 	c->nreq++;
 	evtimer_del(c->timer);
-	bufferevent_set_timeouts(c->bev, NULL, &s->tv_send);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, HANDLING_INPUT_MAX);
+	set_body_timeout(c, 0);
+	set_read_limit(c, 1);
 	for (size_t i = 0; i < s->nroutes; i++) {
 		if (strcmp(s->routes[i].path, r->path) == 0) {
 			s->routes[i].fn(r, s->routes[i].arg);
@@ -806,7 +828,7 @@ read_head(struct http_conn *c)
 		c->state = r->chunked ? CS_CHUNKED : CS_BODY;
 		c->chunk = CH_SIZE;
 		evbuffer_drain(c->body_buf, evbuffer_get_length(c->body_buf));
-		bufferevent_set_timeouts(c->bev, &s->tv_body, &s->tv_send);
+		set_body_timeout(c, 1);
 		return 1;
 	}
 	r->body = "";
@@ -984,7 +1006,7 @@ start_linger(struct http_conn *c)
 	shutdown(fd, SHUT_WR);
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	evbuffer_drain(in, evbuffer_get_length(in));
-	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+	set_read_limit(c, 0);
 	bufferevent_enable(c->bev, EV_READ);
 	struct timeval tv = ms_to_tv(LINGER_MS);
 	evtimer_add(c->timer, &tv);
@@ -1011,8 +1033,8 @@ write_cb(struct bufferevent *bev, void *arg)
 	}
 	conn_reset_request(c);
 	c->state = CS_IDLE;
-	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
-	bufferevent_set_timeouts(c->bev, NULL, &s->tv_send);
+	set_read_limit(c, 0);
+	set_body_timeout(c, 0);
 	evtimer_add(c->timer, s->draining ? &s->tv_drain_grace : s->tv_idle);
 	process_input(c);
 }

@@ -76,6 +76,7 @@ struct call {
 	char *complete_prefix;
 	int cancelled;
 	int in_plugin;              /* a plugin tool owns the call until it finishes */
+	int *finished_flag;         /* set when the call is freed (see run_plugin_tool) */
 	struct event *plugin_timer; /* the tool's timeout, for plugin tools */
 	int input_needed;           /* MRTR: a plugin asked what the client has not answered */
 	LIST_HEAD(, plugin_ask) plugin_asks;
@@ -458,6 +459,8 @@ call_error_data(struct call *c, int code, const char *msg, cJSON *data)
 static void
 call_free(struct call *c)
 {
+	if (c->finished_flag != NULL)
+		*c->finished_flag = 1;
 	LIST_REMOVE(c, link);
 	while (!LIST_EMPTY(&c->asks)) {
 		struct ask_group *g = LIST_FIRST(&c->asks);
@@ -1314,14 +1317,21 @@ run_plugin_tool(struct call *c, const struct tool_def *t, const cJSON *args)
 		return;
 	}
 	c->in_plugin = 1;
+	/* Most plugin tools answer before they return: then the call never
+	 * needs a timer or cross-worker cancellation. */
+	int finished = 0;
+	c->finished_flag = &finished;
+	((mcpd_tool_fn *)t->plugin_fn)(host_table(), (struct mcpd_tool_call *)c, json);
+	free(json);
+	if (finished)
+		return;
+	c->finished_flag = NULL;
 	call_go_async(c);
 	c->plugin_timer = evtimer_new(c->m->base, plugin_timeout, c);
 	if (c->plugin_timer != NULL) {
 		struct timeval tv = { (time_t)(t->cmd.timeout_ms / 1000), (suseconds_t)(t->cmd.timeout_ms % 1000) * 1000 };
 		evtimer_add(c->plugin_timer, &tv);
 	}
-	((mcpd_tool_fn *)t->plugin_fn)(host_table(), (struct mcpd_tool_call *)c, json);
-	free(json);   /* the call may be finished (and freed) by now */
 }
 
 static void

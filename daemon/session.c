@@ -155,9 +155,25 @@ clear_subs(struct session *s)
 	s->nsubs = 0;
 }
 
+static void
+record_remember(struct session *s, const char *json, size_t len)
+{
+	char *copy = malloc(len + 1);
+	if (copy == NULL)
+		return;
+	memcpy(copy, json, len);
+	copy[len] = '\0';
+	free(s->record);
+	s->record = copy;
+	s->record_len = len;
+}
+
 static int
 record_apply(struct session *s, const char *json, size_t len)
 {
+	/* Read on every request: most of the time it is what we have. */
+	if (s->record != NULL && len == s->record_len && memcmp(json, s->record, len) == 0)
+		return 0;
 	cJSON *r = cJSON_ParseWithLength(json, len);
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(r, "p");
 	if (!cJSON_IsObject(r) || !cJSON_IsNumber(p) || p->valueint < 0 || p->valueint >= PROTO_COUNT) {
@@ -177,6 +193,7 @@ record_apply(struct session *s, const char *json, size_t len)
 		if (cJSON_IsString(u))
 			session_subscribe(s, u->valuestring);
 	cJSON_Delete(r);
+	record_remember(s, json, len);
 	return 0;
 }
 
@@ -228,6 +245,7 @@ cache_remove(struct session *s)
 static void
 session_free(struct session *s)
 {
+	free(s->record);
 	clear_subs(s);
 	cJSON_Delete(s->client_info);
 	cJSON_Delete(s->client_caps);
@@ -358,6 +376,10 @@ sweep_cb(evutil_socket_t fd, short ev, void *arg)
 			s->used_ms = now;
 			session_touch(s);   /* a held stream or a running call is activity */
 			continue;
+		}
+		if (s->control_sub != NULL) {
+			unsubscribe(t, s->control_sub);
+			s->control_sub = NULL;
 		}
 		if (!busy(s) && (now - s->used_ms > CACHE_IDLE_MS || t->count > t->max))
 			cache_drop(s);
@@ -577,6 +599,7 @@ store_record(struct session *s, int announce)
 		return;
 	key_of(key, sizeof(key), "session:", s->id);
 	t->b.storage->set(t->b.storage_inst, key, rec, strlen(rec), t->idle_ms, MCPD_SET_IF_PRESENT, NULL, NULL);
+	record_remember(s, rec, strlen(rec));
 	s->touched_ms = now_ms();
 	if (announce) {
 		size_t n = strlen(rec) + strlen(s->id) + 4;
@@ -710,20 +733,20 @@ control_msg(void *arg, const char *channel, const void *msg, size_t len)
 void
 session_calls_begin(struct session *s)
 {
-	if (s->calls++ == 0 && !s->deleted) {
+	if (s->calls++ == 0 && s->control_sub == NULL && !s->deleted) {
 		char ch[96];
 		key_of(ch, sizeof(ch), "control:", s->id);
 		s->control_sub = subscribe(s->table, ch, control_msg, s);
 	}
 }
 
+/* The subscription outlives the calls a little (the sweep drops it): a
+ * session that runs one command after another keeps one subscription. */
 void
 session_calls_end(struct session *s)
 {
-	if (s->calls > 0 && --s->calls == 0) {
-		unsubscribe(s->table, s->control_sub);
-		s->control_sub = NULL;
-	}
+	if (s->calls > 0)
+		s->calls--;
 }
 
 void

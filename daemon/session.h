@@ -83,6 +83,8 @@ struct session {
 	char **subs;
 	size_t nsubs;
 	uint64_t touched_ms;        /* when its TTL was last renewed */
+	char *record;               /* the stored record as last seen: unchanged means no parse */
+	size_t record_len;
 	uint64_t used_ms;
 	int deleted;
 	unsigned refs;

@@ -49,6 +49,30 @@ add(const struct mcpd_host *host, struct mcpd_tool_call *call, const char *argum
 	host->tool_result(call, result);
 }
 
+/* greet: "Hello, <name>!" — the benchmark's in-process tool. The name is
+ * copied as JSON escapes it, so it is safe to put back in a string. */
+MCPD_EXPORT mcpd_tool_fn greet;
+
+void
+greet(const struct mcpd_host *host, struct mcpd_tool_call *call, const char *arguments_json)
+{
+	const char *p = strstr(arguments_json, "\"name\":\"");
+	char name[256] = "world";
+	if (p != NULL) {
+		p += 8;
+		size_t n = 0;
+		while (*p && *p != '"' && n < sizeof(name) - 2) {
+			if (*p == '\\' && p[1] != '\0')
+				name[n++] = *p++;
+			name[n++] = *p++;
+		}
+		name[n] = '\0';
+	}
+	char result[512];
+	snprintf(result, sizeof(result), "{\"content\":[{\"type\":\"text\",\"text\":\"Hello, %s!\"}]}", name);
+	host->tool_result(call, result);
+}
+
 /* confirm: asks the user (elicitation) before answering: under 2026-07-28
  * through MRTR, under the 2025 revisions as a request on the stream. */
 struct confirm_call {

@@ -1,0 +1,2 @@
+#!/bin/sh
+printf 'Hello, %s!' "$MCP_ARG_name"
