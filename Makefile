@@ -62,7 +62,7 @@ $(HELPER): $(BUILD)/tools/mcpd-tool.o
 
 # Plugins are built like third-party ones: with include/mcpd/plugin.h only.
 PLUGIN_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN_FLAGS) -fPIC -fvisibility=hidden -Iinclude \
-	$(LIBEVENT_CFLAGS) $(CFLAGS)
+	$(LIBEVENT_CFLAGS) $(HIREDIS_CFLAGS) $(CFLAGS)
 $(BUILD)/plugins/%.so: plugins/%/*.c include/mcpd/plugin.h | config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(PLUGIN_CFLAGS) -shared -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) $(PLUGIN_LIBS_$*)
@@ -70,6 +70,7 @@ $(BUILD)/plugins/%.so: plugins/%/*.c include/mcpd/plugin.h | config.mk
 # Each plugin links its own client library.
 PLUGIN_LIBS_lmdb = -llmdb -lpthread
 PLUGIN_LIBS_local = $(LIBEVENT_LIBS)
+PLUGIN_LIBS_redis = $(HIREDIS_LIBS) $(LIBEVENT_LIBS)
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)

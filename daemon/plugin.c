@@ -20,27 +20,35 @@ kind_name(int k)
 struct loaded_plugin *
 plugin_load(const char *path, enum mcpd_plugin_kind kind, char *err, size_t errlen)
 {
-	for (size_t i = 0; i < nloaded; i++) {
-		if (strcmp(loaded[i]->path, path) == 0) {
-			if (loaded[i]->desc->kind != kind) {
-				snprintf(err, errlen, "%s is a %s plugin, not a %s plugin", path,
-				    kind_name(loaded[i]->desc->kind), kind_name(kind));
-				return NULL;
-			}
+	for (size_t i = 0; i < nloaded; i++)
+		if (strcmp(loaded[i]->path, path) == 0 && loaded[i]->desc->kind == kind)
 			return loaded[i];
-		}
-	}
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (h == NULL) {
 		snprintf(err, errlen, "cannot load plugin: %s", dlerror());
 		return NULL;
 	}
+	const struct mcpd_plugin *d = NULL;
+	mcpd_plugin_entries_fn *entries = (mcpd_plugin_entries_fn *)dlsym(h, MCPD_PLUGIN_ENTRIES);
 	mcpd_plugin_entry_fn *entry = (mcpd_plugin_entry_fn *)dlsym(h, MCPD_PLUGIN_ENTRY);
-	if (entry == NULL) {
+	if (entries != NULL) {
+		/* Several kinds in one object: the one asked for, else the first
+		 * (so that the messages below say what it is instead). */
+		const struct mcpd_plugin *const *all = entries();
+		for (size_t i = 0; all != NULL && all[i] != NULL; i++) {
+			if (all[i]->kind == kind) {
+				d = all[i];
+				break;
+			}
+			if (d == NULL)
+				d = all[i];
+		}
+	} else if (entry != NULL) {
+		d = entry();
+	} else {
 		snprintf(err, errlen, "%s is not an mcpd plugin: it exports no %s", path, MCPD_PLUGIN_ENTRY);
 		return NULL;    /* left loaded: dlclose of foreign code is not worth the risk */
 	}
-	const struct mcpd_plugin *d = entry();
 	if (d == NULL || d->size < offsetof(struct mcpd_plugin, init_worker)) {
 		snprintf(err, errlen, "%s: %s returned no usable descriptor", path, MCPD_PLUGIN_ENTRY);
 		return NULL;

@@ -9,7 +9,9 @@
 #include "relay.h"
 #include "session.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <stddef.h>
 #include <event2/event.h>
 #include <grp.h>
 #include <signal.h>
@@ -124,6 +126,50 @@ healthz(struct http_request *r, void *arg)
 	http_respond(r, 200, "application/json", body, (size_t)n);
 }
 
+/* Ready when every backend says it can serve: a load balancer takes an
+ * instance whose Redis is gone out of rotation instead of sending it
+ * requests that can only get 503. */
+static void
+readyz(struct http_request *r, void *arg)
+{
+	struct worker *w = arg;
+	const char *m = http_request_method(r);
+	if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
+		http_response_header(r, "Allow", "GET, HEAD");
+		http_respond_text(r, 405, "method not allowed");
+		return;
+	}
+	const struct backend *bs[] = { &w->cfg->storage, &w->cfg->transport };
+	const char *what[] = { "storage", "transport" };
+	http_response_header(r, "Cache-Control", "no-store");
+	for (size_t i = 0; i < 2; i++) {
+		const struct mcpd_plugin *d = bs[i]->lp->desc;
+		char why[256] = "";
+		if (d->size < offsetof(struct mcpd_plugin, status) + sizeof(d->status) ||
+		    d->status == NULL || d->status(bs[i]->inst, why, sizeof(why)) == 0)
+			continue;
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "status", "unavailable");
+		cJSON_AddStringToObject(o, "backend", what[i]);
+		cJSON_AddStringToObject(o, "plugin", bs[i]->name);
+		cJSON_AddStringToObject(o, "reason", why[0] ? why : "not ready");
+		cJSON_AddNumberToObject(o, "worker", w->id);
+		char *body = cJSON_PrintUnformatted(o);
+		cJSON_Delete(o);
+		if (body == NULL) {
+			http_respond_text(r, 503, "unavailable");
+			return;
+		}
+		http_respond(r, 503, "application/json", body, strlen(body));
+		cJSON_free(body);
+		return;
+	}
+	char body[96];
+	int n = snprintf(body, sizeof(body), "{\"status\":\"ready\",\"worker\":%u,\"pid\":%d}\n",
+	    w->id, (int)getpid());
+	http_respond(r, 200, "application/json", body, (size_t)n);
+}
+
 static int
 drop_privileges(const struct config *c)
 {
@@ -176,6 +222,7 @@ worker_main(const struct worker_params *p)
 		return WORKER_EXIT_FATAL;
 	}
 	http_server_route(w.http, "/healthz", healthz, &w);
+	http_server_route(w.http, "/readyz", readyz, &w);
 	host_set_worker(w.base, p->id);
 	if (relay_worker_start(w.base, p->relay) < 0) {
 		log_error("cannot start the relay to the other workers");

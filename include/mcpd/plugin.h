@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 #define MCPD_PLUGIN_ABI_MAJOR 1
-#define MCPD_PLUGIN_ABI_MINOR 2
+#define MCPD_PLUGIN_ABI_MINOR 3
 
 #if defined(__GNUC__)
 #define MCPD_EXPORT __attribute__((visibility("default")))
@@ -230,6 +230,10 @@ struct mcpd_plugin {
 	/* struct mcpd_storage_ops or struct mcpd_transport_ops, by kind. */
 	const void *ops;
 	uint32_t flags;
+
+	/* ABI 1.3: is the backend usable now (connected)? 0 when it is;
+	 * otherwise -1 and why (shown by /readyz). NULL: always ready. */
+	int (*status)(void *inst, char *why, size_t len);
 };
 
 /* flags: the plugin's data is not shared between worker processes (it
@@ -242,6 +246,12 @@ typedef const struct mcpd_plugin *mcpd_plugin_entry_fn(void);
 /* Every plugin defines this, and only this is looked up by name (besides
  * the tool symbols its configuration names). */
 MCPD_EXPORT const struct mcpd_plugin *mcpd_plugin_entry(void);
+
+/* ABI 1.3: a plugin that provides several kinds (a storage and a
+ * transport over the same service) may instead define this, returning a
+ * NULL-terminated array; mcpd takes the descriptor of the kind it needs. */
+#define MCPD_PLUGIN_ENTRIES "mcpd_plugin_entries"
+typedef const struct mcpd_plugin *const *mcpd_plugin_entries_fn(void);
 
 #ifdef __cplusplus
 }
