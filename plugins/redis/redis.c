@@ -976,6 +976,22 @@ parse_url(struct redis *r, const char *url, char *err, size_t errlen)
 	return 0;
 }
 
+static const char *
+expected_value(const char *key)
+{
+	if (strcmp(key, "mode") == 0)
+		return "pubsub or streams";
+	if (strcmp(key, "database") == 0)
+		return "a database number (0, 1, ...)";
+	if (strcmp(key, "stream_maxlen") == 0)
+		return "a positive number of entries";
+	if (strcmp(key, "stream_ttl") == 0)
+		return "a duration of at least 1s";
+	if (strcmp(key, "connect_timeout") == 0 || strcmp(key, "command_timeout") == 0)
+		return "a duration of at least 10ms";
+	return "a string";
+}
+
 static void *
 redis_create(const struct mcpd_host *host, const struct mcpd_config *section, enum mcpd_plugin_kind kind,
     char *err, size_t errlen)
@@ -1037,7 +1053,7 @@ redis_create(const struct mcpd_host *host, const struct mcpd_config *section, en
 			goto fail;
 		}
 		if (bad) {
-			snprintf(err, errlen, "%s: bad value for %s", where, key);
+			snprintf(err, errlen, "%s: %s must be %s", where, key, expected_value(key));
 			goto fail;
 		}
 	}

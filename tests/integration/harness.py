@@ -7,6 +7,7 @@ import http.client as httpclient
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -320,3 +321,78 @@ def sse_events(data):
     if cur:
         events.append(cur)
     return events
+
+
+class Redis:
+    """A real redis-server on a loopback port of its own, for the tests of
+    the redis plugin. It keeps its data in an append-only file, so that a
+    restart loses nothing (as a production Redis would be set up)."""
+
+    def __init__(self, tmpdir, port=None):
+        self.port = port or free_port()
+        self.dir = os.path.join(tmpdir, "redis-%d" % self.port)
+        os.makedirs(self.dir, exist_ok=True)
+        self.log_path = os.path.join(self.dir, "redis.log")
+        self.proc = None
+        self.extra = []
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d/0" % self.port
+
+    def start(self):
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise TestFailure("redis-server is not installed (scripts/install-deps.sh test installs it)")
+        self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "always",
+                                      "--save", "", "--logfile", self.log_path, *self.extra],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.cli("PING") == "PONG", what="redis-server to answer")
+        return self
+
+    def cli(self, *args):
+        """One command over a raw socket (RESP); the reply as text, or None."""
+        try:
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+        except OSError:
+            return None
+        with s:
+            s.sendall(b"*%d\r\n" % len(args) + b"".join(
+                b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in map(str, args)))
+            data = b""
+            while not data.endswith(b"\r\n"):
+                c = s.recv(65536)
+                if not c:
+                    return None
+                data += c
+            if data[:1] in (b"+", b"-", b":"):
+                return data[1:-2].decode()
+            if data[:1] == b"$":
+                n = int(data[1:data.index(b"\r\n")])
+                if n < 0:
+                    return None
+                head = data.index(b"\r\n") + 2
+                while len(data) < head + n + 2:
+                    data += s.recv(65536)
+                return data[head:head + n].decode(errors="replace")
+            return data.decode(errors="replace")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()       # SIGTERM: redis writes its files and exits
+            self.proc.wait(timeout=20)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def log(self):
+        try:
+            return open(self.log_path, errors="replace").read()
+        except FileNotFoundError:
+            return ""
+
+    def sanitizer_report(self):
+        return None

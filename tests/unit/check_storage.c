@@ -1,7 +1,10 @@
 /* One suite for every storage plugin: each backend must pass the same
- * checks (later backends, such as redis, are added to BACKENDS). The
- * plugins are the built .so files, loaded as mcpd loads them. */
+ * checks. The plugins are the built .so files, loaded as mcpd loads them.
+ * redis joins when MCPD_TEST_REDIS_URL names a server (the integration
+ * test test_redis.py starts one and runs this suite against it); its
+ * callbacks come from the event loop, so every call waits for its own. */
 #include <check.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +17,10 @@
 #include "plugin.h"
 #include "suites.h"
 
-static const char *const BACKENDS[] = { "memory", "lmdb" };
-#define NBACKENDS (int)(sizeof(BACKENDS) / sizeof(BACKENDS[0]))
+static const char *const BACKENDS[] = { "memory", "lmdb", "redis" };
+static int nbackends = 2;
+
+static struct event_base *base;
 
 static const struct mcpd_storage_ops *ops;
 static void *inst;
@@ -99,6 +104,18 @@ entries_cb(void *arg, int status, const struct mcpd_log_entry *e, size_t n, cons
 	}
 }
 
+/* Runs the loop until the call's callback came (at once for the
+ * synchronous backends). */
+static void
+await_cb(int before)
+{
+	for (int spins = 0; got.called == before && spins < 5000; spins++)
+		event_base_loop(base, EVLOOP_ONCE);
+	ck_assert_msg(got.called > before, "the callback never came");
+}
+
+#define CALL(expr) do { int before_ = got.called; (expr); await_cb(before_); } while (0)
+
 static int
 has_member(const char *m)
 {
@@ -129,8 +146,17 @@ open_backend(int i)
 	desc = lp->desc;
 	ops = desc->ops;
 	snprintf(dir, sizeof(dir), "/tmp/mcpd-storage-test-%d-%d", (int)getpid(), i);
-	snprintf(yaml, sizeof(yaml), "plugin: %s\n%s%s\n", BACKENDS[i],
-	    strcmp(BACKENDS[i], "lmdb") == 0 ? "path: " : "", strcmp(BACKENDS[i], "lmdb") == 0 ? dir : "");
+	if (strcmp(BACKENDS[i], "lmdb") == 0)
+		snprintf(yaml, sizeof(yaml), "plugin: lmdb\npath: %s\n", dir);
+	else if (strcmp(BACKENDS[i], "redis") == 0)
+		/* Keys of this run only, so that runs can share a server. */
+		snprintf(yaml, sizeof(yaml), "plugin: redis\nurl: \"%s\"\nkey_prefix: \"t%d:\"\n",
+		    getenv("MCPD_TEST_REDIS_URL"), (int)getpid());
+	else
+		snprintf(yaml, sizeof(yaml), "plugin: %s\n", BACKENDS[i]);
+	if (base == NULL)
+		base = event_base_new();
+	host_set_worker(base, 1);
 	arena = arena_new(4096);
 	struct cnode *section = conftree_load_string(arena, "t.yaml", yaml, strlen(yaml), err, sizeof(err));
 	ck_assert_msg(section != NULL, "%s", err);
@@ -138,6 +164,15 @@ open_backend(int i)
 	ck_assert_msg(inst != NULL, "%s: %s", BACKENDS[i], err);
 	if (desc->attach != NULL)
 		ck_assert_msg(desc->attach(inst, err, sizeof(err)) == 0, "%s", err);
+	/* A networked backend connects in the background: wait until ready. */
+	for (int spins = 0; desc->status != NULL && spins < 200; spins++) {
+		char why[256];
+		if (desc->status(inst, why, sizeof(why)) == 0)
+			break;
+		struct timeval tv = { 0, 10000 };
+		event_base_loopexit(base, &tv);
+		event_base_dispatch(base);
+	}
 	reset();
 }
 
@@ -158,28 +193,28 @@ START_TEST(kv_roundtrip)
 {
 	open_backend(_i);
 	const char bin[] = { 'a', 0, 'b', (char)0xff };
-	ops->set(inst, "k1", bin, sizeof(bin), 0, 0, done_cb, NULL);
+	CALL(ops->set(inst, "k1", bin, sizeof(bin), 0, 0, done_cb, NULL));
 	ck_assert_int_eq(got.called, 1);
 	ck_assert_int_eq(got.status, MCPD_OK);
 	reset();
-	ops->get(inst, "k1", value_cb, NULL);
+	CALL(ops->get(inst, "k1", value_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	ck_assert_uint_eq(got.len, sizeof(bin));
 	ck_assert(memcmp(got.data, bin, sizeof(bin)) == 0);
 	reset();
-	ops->get(inst, "nope", value_cb, NULL);
+	CALL(ops->get(inst, "nope", value_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_NOT_FOUND);
 	reset();
-	ops->exists(inst, "k1", done_cb, NULL);
+	CALL(ops->exists(inst, "k1", done_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	reset();
-	ops->del(inst, "k1", done_cb, NULL);
+	CALL(ops->del(inst, "k1", done_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	reset();
-	ops->exists(inst, "k1", done_cb, NULL);
+	CALL(ops->exists(inst, "k1", done_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_NOT_FOUND);
 	reset();
-	ops->del(inst, "k1", done_cb, NULL);
+	CALL(ops->del(inst, "k1", done_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_NOT_FOUND);
 	close_backend();
 }
@@ -188,19 +223,19 @@ END_TEST
 START_TEST(kv_conditions)
 {
 	open_backend(_i);
-	ops->set(inst, "c", "x", 1, 0, MCPD_SET_IF_PRESENT, done_cb, NULL);
+	CALL(ops->set(inst, "c", "x", 1, 0, MCPD_SET_IF_PRESENT, done_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_CONFLICT);
 	reset();
-	ops->set(inst, "c", "x", 1, 0, MCPD_SET_IF_ABSENT, done_cb, NULL);
+	CALL(ops->set(inst, "c", "x", 1, 0, MCPD_SET_IF_ABSENT, done_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	reset();
-	ops->set(inst, "c", "y", 1, 0, MCPD_SET_IF_ABSENT, done_cb, NULL);
+	CALL(ops->set(inst, "c", "y", 1, 0, MCPD_SET_IF_ABSENT, done_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_CONFLICT);
 	reset();
-	ops->set(inst, "c", "z", 1, 0, MCPD_SET_IF_PRESENT, done_cb, NULL);
+	CALL(ops->set(inst, "c", "z", 1, 0, MCPD_SET_IF_PRESENT, done_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	reset();
-	ops->get(inst, "c", value_cb, NULL);
+	CALL(ops->get(inst, "c", value_cb, NULL));
 	ck_assert_int_eq(got.data[0], 'z');
 	close_backend();
 }
@@ -209,21 +244,21 @@ END_TEST
 START_TEST(kv_ttl)
 {
 	open_backend(_i);
-	ops->set(inst, "t", "v", 1, 60, 0, done_cb, NULL);
-	ops->set(inst, "forever", "v", 1, 0, 0, done_cb, NULL);
+	CALL(ops->set(inst, "t", "v", 1, 60, 0, done_cb, NULL));
+	CALL(ops->set(inst, "forever", "v", 1, 0, 0, done_cb, NULL));
 	reset();
-	ops->get(inst, "t", value_cb, NULL);
+	CALL(ops->get(inst, "t", value_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	sleep_ms(120);
 	reset();
-	ops->get(inst, "t", value_cb, NULL);
+	CALL(ops->get(inst, "t", value_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_NOT_FOUND);
 	reset();
 	/* An expired key counts as absent for conditional sets. */
-	ops->set(inst, "t", "w", 1, 0, MCPD_SET_IF_ABSENT, done_cb, NULL);
+	CALL(ops->set(inst, "t", "w", 1, 0, MCPD_SET_IF_ABSENT, done_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	reset();
-	ops->get(inst, "forever", value_cb, NULL);
+	CALL(ops->get(inst, "forever", value_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	close_backend();
 }
@@ -232,12 +267,12 @@ END_TEST
 START_TEST(counters)
 {
 	open_backend(_i);
-	ops->incr(inst, "n", 5, 0, int_cb, NULL);
+	CALL(ops->incr(inst, "n", 5, 0, int_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	ck_assert_int_eq(got.value, 5);
-	ops->incr(inst, "n", -7, 0, int_cb, NULL);
+	CALL(ops->incr(inst, "n", -7, 0, int_cb, NULL));
 	ck_assert_int_eq(got.value, -2);
-	ops->incr(inst, "n", 1000000000000LL, 0, int_cb, NULL);
+	CALL(ops->incr(inst, "n", 1000000000000LL, 0, int_cb, NULL));
 	ck_assert_int_eq(got.value, 999999999998LL);
 	close_backend();
 }
@@ -246,31 +281,31 @@ END_TEST
 START_TEST(indexes)
 {
 	open_backend(_i);
-	ops->index_add(inst, "user:a:sessions", "s1", 0, done_cb, NULL);
-	ops->index_add(inst, "user:a:sessions", "s2", 0, done_cb, NULL);
-	ops->index_add(inst, "user:a:sessions", "s2", 0, done_cb, NULL);   /* once only */
-	ops->index_add(inst, "user:a:sessions", "short", 50, done_cb, NULL);
-	ops->index_add(inst, "user:ab:sessions", "other", 0, done_cb, NULL);
+	CALL(ops->index_add(inst, "user:a:sessions", "s1", 0, done_cb, NULL));
+	CALL(ops->index_add(inst, "user:a:sessions", "s2", 0, done_cb, NULL));
+	CALL(ops->index_add(inst, "user:a:sessions", "s2", 0, done_cb, NULL));   /* once only */
+	CALL(ops->index_add(inst, "user:a:sessions", "short", 50, done_cb, NULL));
+	CALL(ops->index_add(inst, "user:ab:sessions", "other", 0, done_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	reset();
-	ops->index_members(inst, "user:a:sessions", members_cb, NULL);
+	CALL(ops->index_members(inst, "user:a:sessions", members_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	ck_assert_uint_eq(got.nmembers, 3);
 	ck_assert(has_member("s1") && has_member("s2") && has_member("short"));
 	sleep_ms(100);
 	reset();
-	ops->index_members(inst, "user:a:sessions", members_cb, NULL);
+	CALL(ops->index_members(inst, "user:a:sessions", members_cb, NULL));
 	ck_assert_uint_eq(got.nmembers, 2);
 	ck_assert(!has_member("short") && !has_member("other"));
 	reset();
-	ops->index_remove(inst, "user:a:sessions", "s1", done_cb, NULL);
+	CALL(ops->index_remove(inst, "user:a:sessions", "s1", done_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	reset();
-	ops->index_members(inst, "user:a:sessions", members_cb, NULL);
+	CALL(ops->index_members(inst, "user:a:sessions", members_cb, NULL));
 	ck_assert_uint_eq(got.nmembers, 1);
 	ck_assert(has_member("s2"));
 	reset();
-	ops->index_members(inst, "user:none:sessions", members_cb, NULL);
+	CALL(ops->index_members(inst, "user:none:sessions", members_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	ck_assert_uint_eq(got.nmembers, 0);
 	close_backend();
@@ -285,35 +320,35 @@ START_TEST(logs)
 	for (int k = 1; k <= 12; k++) {
 		int n = snprintf(entry, sizeof(entry), "event %d", k);
 		reset();
-		ops->log_append(inst, "events:x", entry, (size_t)n, 10, 0, int_cb, NULL);
+		CALL(ops->log_append(inst, "events:x", entry, (size_t)n, 10, 0, int_cb, NULL));
 		ck_assert_int_eq(got.status, MCPD_OK);
 		ck_assert_int_gt(got.value, last);     /* increasing */
 		last = got.value;
 	}
-	ops->log_append(inst, "events:y", "other log", 9, 10, 0, int_cb, NULL);
+	CALL(ops->log_append(inst, "events:y", "other log", 9, 10, 0, int_cb, NULL));
 	ck_assert_int_eq(got.value, 1);
 	reset();
 	/* Only the newest 10 are kept. */
-	ops->log_range(inst, "events:x", 0, 100, entries_cb, NULL);
+	CALL(ops->log_range(inst, "events:x", 0, 100, entries_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	ck_assert_uint_eq(got.nentries, 10);
 	ck_assert_str_eq(got.entries[0], "event 3");
 	ck_assert_str_eq(got.entries[9], "event 12");
 	uint64_t seq5 = got.seqs[2];
 	reset();
-	ops->log_range(inst, "events:x", seq5, 3, entries_cb, NULL);
+	CALL(ops->log_range(inst, "events:x", seq5, 3, entries_cb, NULL));
 	ck_assert_uint_eq(got.nentries, 3);
 	ck_assert_str_eq(got.entries[0], "event 6");
 	ck_assert_uint_gt(got.seqs[0], seq5);
 	reset();
-	ops->log_range(inst, "events:none", 0, 10, entries_cb, NULL);
+	CALL(ops->log_range(inst, "events:none", 0, 10, entries_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	ck_assert_uint_eq(got.nentries, 0);
 	/* A log's ttl is renewed by each append; then it lapses whole. */
-	ops->log_append(inst, "events:t", "a", 1, 10, 60, int_cb, NULL);
+	CALL(ops->log_append(inst, "events:t", "a", 1, 10, 60, int_cb, NULL));
 	sleep_ms(120);
 	reset();
-	ops->log_range(inst, "events:t", 0, 10, entries_cb, NULL);
+	CALL(ops->log_range(inst, "events:t", 0, 10, entries_cb, NULL));
 	ck_assert_uint_eq(got.nentries, 0);
 	close_backend();
 }
@@ -322,15 +357,17 @@ END_TEST
 Suite *
 storage_suite(void)
 {
+	if (getenv("MCPD_TEST_REDIS_URL") != NULL)
+		nbackends = 3;
 	Suite *s = suite_create("storage");
 	TCase *tc = tcase_create("every backend");
 	tcase_set_timeout(tc, 20);
-	tcase_add_loop_test(tc, kv_roundtrip, 0, NBACKENDS);
-	tcase_add_loop_test(tc, kv_conditions, 0, NBACKENDS);
-	tcase_add_loop_test(tc, kv_ttl, 0, NBACKENDS);
-	tcase_add_loop_test(tc, counters, 0, NBACKENDS);
-	tcase_add_loop_test(tc, indexes, 0, NBACKENDS);
-	tcase_add_loop_test(tc, logs, 0, NBACKENDS);
+	tcase_add_loop_test(tc, kv_roundtrip, 0, nbackends);
+	tcase_add_loop_test(tc, kv_conditions, 0, nbackends);
+	tcase_add_loop_test(tc, kv_ttl, 0, nbackends);
+	tcase_add_loop_test(tc, counters, 0, nbackends);
+	tcase_add_loop_test(tc, indexes, 0, nbackends);
+	tcase_add_loop_test(tc, logs, 0, nbackends);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,472 @@
+"""Several mcpd instances sharing sessions through a real redis-server
+(plugins/redis): storage and transport, in both transport modes. Each
+instance is a separate master with its own workers and port, as on
+separate hosts; only Redis and the request_state key are shared."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from harness import (MCP_HEADERS, MCPD, NODE_DIR, Redis, Skip, check, conformance_config, free_port,
+                     http, mcp_session, node_peers_ready, rpc, run_mcpd, sse_events, wait_for,
+                     TestFailure)
+
+TOOLS = """
+tools:
+  - name: where
+    description: The instance that runs the tool.
+    shell: 'echo %(name)s'
+  - name: slow
+    description: Sleeps; writes its pid first.
+    input: { pidfile: string }
+    shell: 'echo $$ > "$MCP_ARG_pidfile"; exec sleep 30'
+  - name: ask
+    description: Asks the user.
+    shell: 'a=$(mcpd-tool elicit "Go?" "{\\"type\\":\\"object\\"}") && printf "answer %%s" "$(mcpd-tool get action "$a")"'
+  - name: chatty
+    description: Five progress events, a little apart.
+    shell: 'for i in 1 2 3 4 5; do mcpd-tool progress $i 5; sleep 0.15; done; echo done'
+  - name: burst
+    description: Three progress events at once, then a long wait.
+    shell: 'for i in 1 2 3; do mcpd-tool progress $i 3; done; exec sleep 30'
+  - name: change
+    description: Says the tool list changed.
+    shell: 'mcpd-tool changed tools && echo changed'
+"""
+
+
+def key_file(t):
+    path = os.path.join(t.dir, "state.key")
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(path, 0o600)
+    return path
+
+
+def backends(t, redis, mode):
+    return ("storage: { plugin: redis, url: \"%s\" }\n"
+            "transport: { plugin: redis, url: \"%s\", mode: %s }\n"
+            "request_state: { key_file: %s }\n" % (redis.url, redis.url, mode, key_file(t)))
+
+
+def redis_server(t):
+    r = Redis(t.dir).start()
+    t.daemons.append(r)     # killed after the test like the daemons
+    return r
+
+
+def instances(t, redis, n=3, mode="pubsub", workers=2):
+    """n instances, named A, B, C...; returns [(daemon, port)]."""
+    out = []
+    for i in range(n):
+        name = "ABCDEFGH"[i]
+        port = free_port()
+        d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: %d\n%s%s"
+                   % (port, workers, backends(t, redis, mode), TOOLS % {"name": name}),
+                   name="%s.yaml" % name)
+        d.start(wait_url_port=port)
+        out.append((d, port))
+    for d, port in out:
+        wait_for(lambda: http(port, "GET", "/readyz")[0] == 200, what="instance ready")
+    return out
+
+
+def call(port, sid, name, args=None, id=1):
+    st, r, _ = rpc(port, sid, "tools/call", {"name": name, "arguments": args or {}}, id=id)
+    check(st == 200 and r and "result" in r, (port, st, r))
+    return r["result"]["content"][0]["text"].strip()
+
+
+def post_stream(port, sid, body):
+    s = socket.create_connection(("127.0.0.1", port), timeout=15)
+    data = json.dumps(body).encode()
+    s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              b"Accept: application/json, text/event-stream\r\nMcp-Session-Id: " + sid.encode() +
+              b"\r\nMCP-Protocol-Version: 2025-11-25\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+    return s
+
+
+def get_stream(port, sid, last_event_id=None):
+    s = socket.create_connection(("127.0.0.1", port), timeout=15)
+    s.sendall(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: " +
+              sid.encode() + b"\r\nMCP-Protocol-Version: 2025-11-25\r\n" +
+              (b"Last-Event-ID: " + last_event_id.encode() + b"\r\n" if last_event_id else b"") + b"\r\n")
+    return s
+
+
+def read_until(s, needle, data=b""):
+    while needle not in data:
+        c = s.recv(65536)
+        if not c:
+            raise TestFailure("stream ended before %r:\n%r" % (needle, data[-800:]))
+        data += c
+    return data
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_storage_suite_against_redis(t):
+    """The unit suite every storage backend passes, against this server."""
+    redis = redis_server(t)
+    exe = os.path.join(os.path.dirname(os.path.abspath(MCPD)), "unit-tests")
+    check(os.access(exe, os.X_OK), "no unit-test binary at %s" % exe)
+    p = subprocess.run([exe], env=dict(os.environ, CK_RUN_SUITE="storage", MCPD_TEST_REDIS_URL=redis.url),
+                       capture_output=True, text=True, timeout=120)
+    out = p.stdout + p.stderr
+    m = re.search(r"Checks: (\d+), Failures: 0, Errors: 0", out)
+    # Three backends (memory, lmdb, redis), six checks each.
+    check(p.returncode == 0 and m and int(m.group(1)) == 18, out[-3000:])
+
+
+def test_a_session_is_served_by_every_instance(t):
+    redis = redis_server(t)
+    for mode in ("pubsub", "streams"):
+        (a, pa), (b, pb), (c, pc) = instances(t, redis, mode=mode)
+        sid = mcp_session(pa)
+        check(call(pb, sid, "where") == "B" and call(pc, sid, "where") == "C")
+        for port in (pa, pb, pc):
+            st, r, _ = rpc(port, sid, "tools/list", {})
+            check(st == 200 and len(r["result"]["tools"]) == 6, (port, st, r))
+        check(redis.cli("EXISTS", "mcpd:session:" + sid) == "1", "no session record in Redis")
+        st, _, _ = http(pb, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
+        check(st == 200)
+        for port in (pa, pb, pc):
+            st, r, _ = rpc(port, sid, "ping")
+            check(st == 404, "after DELETE on B, %d answered %s" % (port, st))
+        for d, _ in ((a, pa), (b, pb), (c, pc)):
+            d.stop()
+
+
+def test_cancel_from_another_instance(t):
+    redis = redis_server(t)
+    for mode in ("pubsub", "streams"):
+        (a, pa), (b, pb), (c, pc) = instances(t, redis, mode=mode)
+        sid = mcp_session(pa)
+        pidfile = os.path.join(t.dir, "slow-" + mode)
+        s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                                   "params": {"name": "slow", "arguments": {"pidfile": pidfile}}})
+        wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="the tool to start")
+        tool = int(open(pidfile).read())
+        st, _, _ = http(pc, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": 7}}), dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
+        check(st == 202)
+        wait_for(lambda: not alive(tool), timeout=5, what="the tool cancelled from C to die (%s)" % mode)
+        s.close()
+        for d, _ in ((a, pa), (b, pb), (c, pc)):
+            d.stop()
+
+
+def test_elicitation_answered_on_another_instance(t):
+    redis = redis_server(t)
+    for mode in ("pubsub", "streams"):
+        (a, pa), (b, pb) = instances(t, redis, n=2, mode=mode)
+        sid = mcp_session(pa, caps={"elicitation": {}})
+        s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                                   "params": {"name": "ask", "arguments": {}}})
+        data = read_until(s, b"elicitation/create")
+        ask = [json.loads(l[6:]) for l in data.decode().split("\n")
+               if l.startswith("data: ") and "elicitation/create" in l][0]
+        st, _, _ = http(pb, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": ask["id"],
+                        "result": {"action": "accept", "content": {}}}),
+                        dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
+        check(st == 202, "answer on B: %s" % st)
+        data = read_until(s, b'"id":9', data)
+        s.close()
+        check(b"answer accept" in data, data[-400:])
+        a.stop()
+        b.stop()
+
+
+def test_resume_on_another_instance(t):
+    redis = redis_server(t)
+    for mode in ("pubsub", "streams"):
+        (a, pa), (b, pb) = instances(t, redis, n=2, mode=mode)
+        sid = mcp_session(pa)
+        s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 11, "method": "tools/call",
+                                   "params": {"name": "chatty", "arguments": {}, "_meta": {"progressToken": "p"}}})
+        data = b""
+        while data.count(b"notifications/progress") < 2:
+            data = read_until(s, b"\n\n", data + s.recv(4096))
+        events = [e for e in sse_events(re.sub(rb"\r\n[0-9a-f]+\r\n", b"", data.split(b"\r\n\r\n", 1)[1]))
+                  if e.get("data")]
+        last = events[-1]["id"]
+        s.close()       # the connection to A is lost; the client tries B
+        st, hdrs, body = http(pb, "GET", "/mcp", None, {"Accept": "text/event-stream", "Mcp-Session-Id": sid,
+                              "MCP-Protocol-Version": "2025-11-25", "Last-Event-ID": last}, timeout=15)
+        check(st == 200, (st, body[:300]))
+        got = [json.loads(e["data"]) for e in sse_events(body) if e.get("data")]
+        seen = [json.loads(e["data"])["params"]["progress"] for e in events
+                if "notifications/progress" in e["data"]]
+        resumed = [m["params"]["progress"] for m in got if m.get("method") == "notifications/progress"]
+        check(seen + resumed == [1, 2, 3, 4, 5], "%s: before %s, resumed on B %s" % (mode, seen, resumed))
+        check(got[-1].get("id") == 11 and got[-1]["result"]["content"][0]["text"].strip() == "done", got)
+        a.stop()
+        b.stop()
+
+
+def test_list_changed_reaches_every_instance(t):
+    redis = redis_server(t)
+    (a, pa), (b, pb) = instances(t, redis, n=2, mode="streams")
+    sid = mcp_session(pa)
+    g = get_stream(pa, sid)
+    data = read_until(g, b"\r\n\r\n")
+    check(data.startswith(b"HTTP/1.1 200"), data[:200])
+    check(call(pb, sid, "change") == "changed")
+    data = read_until(g, b"notifications/tools/list_changed", data)
+    g.close()
+    a.stop()
+    b.stop()
+
+
+def test_resume_after_an_instance_is_killed(t):
+    """A's tool sends three progress events; the client reads the first,
+    A is killed (SIGKILL, master and workers) with the rest unread, and
+    the client resumes on B from the last id it has: nothing is lost."""
+    redis = redis_server(t)
+    (a, pa), (b, pb), (c, pc) = instances(t, redis, mode="streams")
+    sid = mcp_session(pa)
+    s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 21, "method": "tools/call",
+                               "params": {"name": "burst", "arguments": {}, "_meta": {"progressToken": "k"}}})
+    data = read_until(s, b'"progress":1,')
+    ids = [e["id"] for e in sse_events(re.sub(rb"\r\n[0-9a-f]+\r\n", b"", data.split(b"\r\n\r\n", 1)[1]))
+           if '"progress":1,' in e.get("data", "")]
+    wait_for(lambda: redis.cli("XLEN", "mcpd:events:" + sid) is not None and
+             "progress\":3" in (redis.cli("EVAL", "return table.concat(redis.call('LRANGE', KEYS[1], 0, -1), '|')",
+                                          "1", "mcpd:events:" + sid) or ""), what="A to log all three events")
+    a.kill()
+    s.close()
+    g = get_stream(pb, sid, ids[-1])
+    data = read_until(g, b'"progress":3,')
+    g.close()
+    got = [json.loads(e["data"])["params"]["progress"] for e in sse_events(data.split(b"\r\n\r\n", 1)[1]
+           .replace(b"\r\n", b"\n")) if e.get("data") and "progress" in e["data"]]
+    check(got == [2, 3], "resumed on B after A was killed: %s" % got)
+    # The session itself goes on everywhere.
+    check(call(pb, sid, "where", id=2) == "B" and call(pc, sid, "where", id=3) == "C")
+    b.stop()
+    c.stop()
+
+
+def test_streams_mode_loses_nothing_while_a_reader_reconnects(t):
+    """Every connection reading streams is cut (CLIENT KILL) and a change is
+    published before the readers are back: the GET stream still gets it."""
+    redis = redis_server(t)
+    (a, pa), (b, pb) = instances(t, redis, n=2, mode="streams")
+    sid = mcp_session(pa)
+    g = get_stream(pa, sid)
+    data = read_until(g, b"\r\n\r\n")
+    for line in (redis.cli("CLIENT", "LIST") or "").splitlines():
+        if "cmd=xread" in line:
+            redis.cli("CLIENT", "KILL", "ID", re.search(r"\bid=(\d+)", line).group(1))
+    check(call(pb, sid, "change") == "changed")
+    read_until(g, b"notifications/tools/list_changed", data)
+    g.close()
+    wait_for(lambda: "stream reader): connected again" in a.log(), what="A's reader to reconnect")
+    a.stop()
+    b.stop()
+
+
+def test_unix_socket(t):
+    redis = Redis(t.dir)
+    t.daemons.append(redis)
+    sock = os.path.join(redis.dir, "redis.sock")
+    redis.extra = ["--unixsocket", sock, "--unixsocketperm", "700"]
+    redis.start()
+    port = free_port()
+    url = "unix:" + sock
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\nstorage: { plugin: redis, url: \"%s\", database: 2 }\n"
+               "transport: { plugin: redis, url: \"%s\" }\n%s" % (port, url, url, TOOLS % {"name": "U"}))
+    d.start(wait_url_port=port)
+    wait_for(lambda: http(port, "GET", "/readyz")[0] == 200, what="ready")
+    sid = mcp_session(port)
+    check(call(port, sid, "where") == "U")
+    keyspace = redis.cli("INFO", "keyspace") or ""
+    check("db2:keys=" in keyspace and "db0:" not in keyspace, keyspace)
+    d.stop()
+
+
+def test_redis_restart_under_load(t):
+    """Redis goes away while two instances serve a stream of requests: they
+    answer 503 meanwhile (never crash or hang), /readyz says why, and
+    once Redis is back every session and every cross-instance path works."""
+    redis = redis_server(t)
+    for mode in ("pubsub", "streams"):
+        (a, pa), (b, pb) = instances(t, redis, n=2, mode=mode)
+        sid = mcp_session(pa)
+        statuses, errors, stop = [], set(), threading.Event()
+
+        def load():
+            i = 0
+            while not stop.is_set():
+                i += 1
+                st, r, _ = rpc((pa, pb)[i % 2], sid, "tools/call", {"name": "where", "arguments": {}},
+                               id=i, timeout=10)
+                statuses.append(st)
+                if st != 200:
+                    errors.add(json.dumps(r))
+
+        th = threading.Thread(target=load)
+        th.start()
+        wait_for(lambda: len(statuses) > 50, what="load")
+        redis.stop()
+        wait_for(lambda: statuses.count(503) > 10, what="503 while Redis is down")
+        st, _, body = http(pb, "GET", "/readyz")
+        check(st == 503 and b"redis" in body, (st, body))
+        st, _, _ = http(pb, "GET", "/healthz")
+        check(st == 200, "the process is alive even though it is not ready")
+        redis.start()
+        for port in (pa, pb):
+            wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(6)), timeout=15,
+                     what="ready again")
+        n = len(statuses)
+        wait_for(lambda: len(statuses) > n + 50, what="load after the restart")
+        stop.set()
+        th.join()
+        check(set(statuses) <= {200, 503}, "statuses seen: %s" % sorted(set(statuses)))
+        check(all("storage is unavailable" in e for e in errors), errors)
+        check(statuses[-20:] == [200] * 20, statuses[-40:])
+        # Subscriptions were made again: cancel and answers cross instances.
+        pidfile = os.path.join(t.dir, "slow-restart-" + mode)
+        s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                                   "params": {"name": "slow", "arguments": {"pidfile": pidfile}}})
+        wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="the tool to start")
+        tool = int(open(pidfile).read())
+        st, _, _ = http(pb, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": 5}}), dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
+        check(st == 202)
+        wait_for(lambda: not alive(tool), timeout=5, what="cancel across instances after the restart")
+        s.close()
+        check(call(pb, sid, "where", id=6) == "B")
+        for d in (a, b):
+            check("redis" in d.log() and "connected again" in d.log(), d.log()[-1500:])
+            d.stop()
+
+
+def test_starts_before_redis(t):
+    """An instance whose Redis is not up yet starts, is not ready, and
+    becomes ready without a restart."""
+    redis = Redis(t.dir)
+    t.daemons.append(redis)
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\n%s%s" % (port, backends(t, redis, "pubsub"),
+               TOOLS % {"name": "A"}))
+    d.start(wait_url_port=port)
+    st, _, body = http(port, "GET", "/readyz")
+    check(st == 503 and b"cannot connect" in body, (st, body))
+    st, r, _ = rpc(port, None, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "x", "version": "1"}}, id=0)
+    check(st == 503, (st, r))
+    redis.start()
+    wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(4)), timeout=15, what="ready")
+    sid = mcp_session(port)
+    check(call(port, sid, "where") == "A")
+    d.stop()
+
+
+def test_configuration_errors(t):
+    path = os.path.join(t.dir, "bad.yaml")
+    cases = [
+        ("storage: { plugin: redis, url: \"http://x\" }\n", r"bad\.yaml:\d+.*url"),
+        ("storage: { plugin: redis, url: \"rediss://x\" }\n", r"bad\.yaml:\d+.*rediss:// needs hiredis with TLS"),
+        ("storage: { plugin: redis, database: x }\n", r"bad\.yaml:\d+.*database must be"),
+        ("storage: { plugin: redis, url: \"redis://127.0.0.1:0\" }\n", r"bad\.yaml:\d+.*port"),
+        ("storage: { plugin: redis, colour: red }\n", r"bad\.yaml:\d+.*colour"),
+        ("transport: { plugin: redis, mode: carrier-pigeon }\n", r"bad\.yaml:\d+.*mode"),
+        ("transport: { plugin: redis, mode: streams, stream_maxlen: 0 }\n", r"bad\.yaml:\d+.*stream_maxlen"),
+    ]
+    for text, want in cases:
+        with open(path, "w") as f:
+            f.write("listen: [127.0.0.1:%d]\n%s" % (free_port(), text))
+        rc, out, err = run_mcpd("-t", "-c", path)
+        out += err
+        check(rc != 0 and re.search(want, out), "%r: rc %s, %s" % (text, rc, out))
+
+
+class RoundRobin:
+    """A TCP load balancer on loopback: each new connection goes to the
+    next backend in turn, as a round-robin balancer without affinity does."""
+
+    def __init__(self, ports):
+        self.ports, self.n = ports, 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            port = self.ports[self.n % len(self.ports)]
+            self.n += 1
+            try:
+                u = socket.create_connection(("127.0.0.1", port))
+            except OSError:
+                c.close()
+                continue
+            for x, y in ((c, u), (u, c)):
+                threading.Thread(target=self.pipe, args=(x, y), daemon=True).start()
+
+    @staticmethod
+    def pipe(src, dst):
+        try:
+            while True:
+                b = src.recv(65536)
+                if not b:
+                    break
+                dst.sendall(b)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self.sock.close()
+
+
+def test_conformance_behind_a_balancer(t):
+    """The official conformance suite through a round-robin balancer over
+    two instances sharing Redis: every new connection of a scenario may
+    land on the other instance."""
+    if not node_peers_ready():
+        raise Skip("tests/node/node_modules missing: run scripts/install-deps.sh test")
+    from test_conformance import EXPECTED, failures, suite
+    redis = redis_server(t)
+    ports = []
+    for name in ("A", "B"):
+        port = free_port()
+        t.mcpd(conformance_config(t.dir, port, workers=2, extra=backends(t, redis, "streams")),
+               name=name + ".yaml").start(wait_url_port=port)
+        ports.append(port)
+    lb = RoundRobin(ports)
+    try:
+        for version in ("2025-11-25", "2026-07-28"):
+            p, checks, summary = suite(t, lb.port, version, "--suite", "all", "--spec-version", version)
+            bad = failures(checks)
+            m = re.search(r"Total: (\d+) passed, (\d+) failed", summary)
+            check(p.returncode == 0 and not bad and m and m.group(2) == "0",
+                  "conformance %s: exit %d\n%s\n%s\n%s" % (version, p.returncode, "\n".join(bad),
+                                                          summary, p.stderr[-2000:]))
+            check(len(checks) == EXPECTED[version], "%s ran %d scenarios" % (version, len(checks)))
+            print("     behind the balancer, %s: %s checks in %d scenarios" % (version, m.group(1), len(checks)))
+        check(lb.n > 20, "the balancer saw only %d connections" % lb.n)
+    finally:
+        lb.close()
