@@ -198,3 +198,6 @@ printf '  SDK server RSS (node)                         %8s KiB\n' "$SDK_RSS"
 for f in "$F_MCPD" "$F_SDK"; do
 	[ "$(field "$f" errors)" = 0 ] || { echo "bench: flow errors: $f" >&2; exit 1; }
 done
+
+# Sessions shared through Redis: one instance against two.
+bash "$here/redis.sh" ${1:+"$1"}

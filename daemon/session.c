@@ -6,9 +6,11 @@
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #define BUCKETS 16384
@@ -48,6 +50,9 @@ struct pending_request {
 	pending_cb cb;
 	void *arg;
 	void *sub;
+	struct event *poll;             /* looks for a stored answer */
+	unsigned poll_ms;
+	int probing;
 	LIST_ENTRY(pending_request) link;
 };
 
@@ -75,6 +80,9 @@ struct held_msg {               /* toclient: events that came during a replay */
 	struct held_msg *next;
 };
 
+#define GONE_SLOTS 64
+#define GONE_MS 30000
+
 struct sessions {
 	struct event_base *base;
 	struct backends b;
@@ -91,17 +99,37 @@ struct sessions {
 	void *on_cancel_arg;
 	void (*on_change)(const char *, const char *, void *);
 	void *on_change_arg;
-	unsigned long next_stream, next_request;
+	/* Start at random: ids name streams and questions in storage shared
+	 * by hosts, where another worker may well have the same pid. */
+	uint64_t next_stream, next_request;
 	int pid;
+	/* Sessions deleted lately: a deletion can be heard before the reply
+	 * of a lookup that read the record just before it. */
+	struct {
+		char id[48];
+		uint64_t at;
+	} gone[GONE_SLOTS];
+	unsigned gone_next;
+};
+
+struct replay {
+	struct session *s;
+	struct http_request *req;   /* NULL once the client left */
+	struct stream *st;          /* the holder, made before the storage read */
+	char id[32];
+	uint64_t after;
+	int fresh, priming;
 };
 
 /* A stream's extra state for being resumed from the log. */
 struct stream_x {
 	int replaying;
 	struct held_msg *held;
+	struct replay *replay;          /* the storage read it waits for */
 };
 
 static void stream_free(struct stream *st);
+static void pending_free(struct pending_request *p);
 static void write_event(struct stream *st, uint64_t seq, const char *json);
 static void evict(struct session *s);
 
@@ -323,6 +351,11 @@ sessions_msg(void *arg, const char *channel, const void *msg, size_t len)
 		if (rec != NULL)
 			*rec++ = '\0';
 		struct session *s = cache_find(t, id);
+		if (strcmp(m, "d") == 0) {
+			snprintf(t->gone[t->gone_next].id, sizeof(t->gone[0].id), "%s", id);
+			t->gone[t->gone_next].at = now_ms();
+			t->gone_next = (t->gone_next + 1) % GONE_SLOTS;
+		}
 		if (s != NULL && strcmp(m, "d") == 0)
 			evict(s);
 		else if (s != NULL && strcmp(m, "c") == 0 && rec != NULL)
@@ -401,6 +434,11 @@ sessions_new(struct event_base *base, const struct backends *b, size_t max, size
 	t->keepalive_ms = keepalive_ms;
 	t->retry_ms = retry_ms;
 	t->pid = (int)getpid();
+	uint64_t r[2] = { 0, 0 };
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r[0] = r[1] = now_ms() ^ ((uint64_t)t->pid << 32);
+	t->next_stream = r[0] >> 16;        /* 48 bits: ids stay short */
+	t->next_request = r[1] >> 16;
 	TAILQ_INIT(&t->all);
 	t->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, t);
 	struct timeval tv = { 5, 0 };
@@ -538,12 +576,24 @@ session_create(struct sessions *t, enum proto proto, const cJSON *caps, const cJ
 	free(rec);
 }
 
+static int
+recently_deleted(const struct sessions *t, const char *id)
+{
+	uint64_t now = now_ms();
+	for (size_t i = 0; i < GONE_SLOTS; i++)
+		if (t->gone[i].at != 0 && now - t->gone[i].at < GONE_MS && strcmp(t->gone[i].id, id) == 0)
+			return 1;
+	return 0;
+}
+
 static void
 looked_up(void *arg, int status, const void *value, size_t len, const char *err)
 {
 	struct op *o = arg;
 	struct sessions *t = o->t;
 	struct session *s = cache_find(t, o->id);
+	if (status == MCPD_OK && recently_deleted(t, o->id))
+		status = MCPD_NOT_FOUND;
 	if (status == MCPD_OK) {
 		if (s == NULL)
 			s = cache_add(t, o->id);
@@ -644,14 +694,14 @@ evict(struct session *s)
 		t->on_delete(s, t->on_delete_arg);
 	while (!LIST_EMPTY(&s->pending)) {
 		struct pending_request *p = LIST_FIRST(&s->pending);
-		LIST_REMOVE(p, link);
-		unsubscribe(t, p->sub);
+		pending_cb cb = p->cb;
+		void *arg = p->arg;
+		pending_free(p);
 		cJSON *err = cJSON_CreateObject();
 		cJSON_AddNumberToObject(err, "code", JSONRPC_INTERNAL_ERROR);
 		cJSON_AddStringToObject(err, "message", "session ended");
-		p->cb(p->arg, NULL, err);
+		cb(arg, NULL, err);
 		cJSON_Delete(err);
-		free(p);
 	}
 	while (!LIST_EMPTY(&s->streams))
 		stream_finish(LIST_FIRST(&s->streams), NULL);
@@ -887,6 +937,9 @@ stream_free(struct stream *st)
 	}
 	LIST_REMOVE(st, link);
 	event_free(st->keepalive);
+	/* Ended (the session deleted, say) while its replay is read. */
+	if (sx(st)->replay != NULL)
+		sx(st)->replay->st = NULL;
 	while (sx(st)->held != NULL) {
 		struct held_msg *h = sx(st)->held;
 		sx(st)->held = h->next;
@@ -1071,7 +1124,7 @@ stream_open(struct session *s, struct http_request *req, int priming)
 {
 	struct sessions *t = s->table;
 	char id[32];
-	snprintf(id, sizeof(id), "%xx%lx", t->pid, ++t->next_stream);
+	snprintf(id, sizeof(id), "%xx%" PRIx64, t->pid, ++t->next_stream);
 	struct stream *st = stream_new(s, id, 0);
 	if (st == NULL)
 		return NULL;
@@ -1160,14 +1213,6 @@ toclient_msg(void *arg, const char *channel, const void *msg, size_t len)
 	free(m);
 }
 
-struct replay {
-	struct session *s;
-	struct http_request *req;   /* NULL once the client left */
-	struct stream *st;          /* the holder, made before the storage read */
-	char id[32];
-	uint64_t after;
-	int fresh, priming;
-};
 
 static void
 replay_req_closed(struct http_request *r, void *arg)
@@ -1180,8 +1225,11 @@ replay_req_closed(struct http_request *r, void *arg)
 static void
 replay_free(struct replay *rp)
 {
-	if (rp->st != NULL && rp->st->req == NULL)
-		stream_free(rp->st);
+	if (rp->st != NULL) {
+		sx(rp->st)->replay = NULL;
+		if (rp->st->req == NULL)
+			stream_free(rp->st);
+	}
 	session_unref(rp->s);
 	free(rp);
 }
@@ -1227,6 +1275,18 @@ replayed(void *arg, int status, const struct mcpd_log_entry *e, size_t n, const 
 		replay_free(rp);
 		return;
 	}
+	if (st == NULL) {
+		/* The session ended while storage answered. */
+		char *json = jsonrpc_error(NULL, -32001, "Session not found", NULL);
+		http_request_on_close(rp->req, NULL, NULL);
+		if (json != NULL)
+			http_respond(rp->req, 404, "application/json", json, strlen(json));
+		else
+			http_respond_text(rp->req, 404, "session not found");
+		free(json);
+		replay_free(rp);
+		return;
+	}
 	size_t il = strlen(rp->id);
 	/* A resumed id must name an event of that stream, or its start. */
 	if (!rp->fresh && status == MCPD_OK) {
@@ -1254,6 +1314,7 @@ replayed(void *arg, int status, const struct mcpd_log_entry *e, size_t n, const 
 		stream_free(st);
 		rp->st = st = own;
 	}
+	sx(st)->replay = NULL;
 	attach(st, rp->req, rp->fresh && rp->priming);
 	st->sent = rp->after;
 	int final = 0;
@@ -1353,6 +1414,7 @@ stream_get(struct session *s, struct http_request *req, const char *last_event_i
 	}
 	toclient_use(s);
 	sx(rp->st)->replaying = 1;
+	sx(rp->st)->replay = rp;
 	rp->s = s;
 	session_ref(s);
 	rp->req = req;
@@ -1395,17 +1457,110 @@ session_notify(struct session *s, const char *json)
 
 /* ---- requests to the client ---- */
 
+/* An answer reaches the worker that asked over the transport; it is also
+ * stored, and the asker looks there now and then, because a message can
+ * outrun the subscription made just before the question went out (the
+ * transport gives no order between different publishers), or be lost
+ * while a pub/sub connection is redone. */
+#define ANSWER_TTL_MS (10 * 60 * 1000)
+#define ANSWER_POLL_FIRST_MS 20
+#define ANSWER_POLL_MAX_MS 2000
+
+static void
+answer_key(char *buf, size_t len, const char *sid, const char *qid)
+{
+	snprintf(buf, len, "answer:%s:%.60s", sid, qid);
+}
+
+static void
+pending_free(struct pending_request *p)
+{
+	LIST_REMOVE(p, link);
+	unsubscribe(p->s->table, p->sub);
+	if (p->poll != NULL)
+		event_free(p->poll);
+	free(p);
+}
+
+/* Delivers the answer message (JSON with result or error) to the asker. */
+static void
+pending_answered(struct pending_request *p, const void *msg, size_t len)
+{
+	struct sessions *t = p->s->table;
+	char key[200];
+	answer_key(key, sizeof(key), p->s->id, p->id);
+	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
+	cJSON *m = cJSON_ParseWithLength(msg, len);
+	pending_cb cb = p->cb;
+	void *arg = p->arg;
+	pending_free(p);
+	cb(arg, cJSON_GetObjectItemCaseSensitive(m, "result"), cJSON_GetObjectItemCaseSensitive(m, "error"));
+	cJSON_Delete(m);
+}
+
 static void
 answer_msg(void *arg, const char *channel, const void *msg, size_t len)
 {
 	(void)channel;
+	pending_answered(arg, msg, len);
+}
+
+struct answer_probe {
+	struct sessions *t;
+	char sid[64];
+	char qid[48];
+};
+
+static struct pending_request *
+pending_find(struct session *s, const char *qid)
+{
+	struct pending_request *p;
+	LIST_FOREACH(p, &s->pending, link)
+		if (strcmp(p->id, qid) == 0)
+			return p;
+	return NULL;
+}
+
+static void
+answer_probed(void *arg, int status, const void *value, size_t len, const char *err)
+{
+	(void)err;
+	struct answer_probe *pr = arg;
+	struct session *s = cache_find(pr->t, pr->sid);
+	struct pending_request *p = s != NULL ? pending_find(s, pr->qid) : NULL;
+	free(pr);
+	if (p == NULL)
+		return;         /* answered or given up meanwhile */
+	p->probing = 0;
+	if (status == MCPD_OK && value != NULL) {
+		log_info("session %.8s…: the answer to %s was found in storage, not received", p->s->id, p->id);
+		pending_answered(p, value, len);
+		return;
+	}
+	p->poll_ms = p->poll_ms * 2 > ANSWER_POLL_MAX_MS ? ANSWER_POLL_MAX_MS : p->poll_ms * 2;
+	struct timeval tv = { p->poll_ms / 1000, (p->poll_ms % 1000) * 1000 };
+	evtimer_add(p->poll, &tv);
+}
+
+static void
+answer_poll_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
 	struct pending_request *p = arg;
-	cJSON *m = cJSON_ParseWithLength(msg, len);
-	LIST_REMOVE(p, link);
-	unsubscribe(p->s->table, p->sub);
-	p->cb(p->arg, cJSON_GetObjectItemCaseSensitive(m, "result"), cJSON_GetObjectItemCaseSensitive(m, "error"));
-	cJSON_Delete(m);
-	free(p);
+	struct sessions *t = p->s->table;
+	struct answer_probe *pr = calloc(1, sizeof(*pr));
+	if (pr == NULL || p->probing) {
+		free(pr);
+		return;
+	}
+	pr->t = t;
+	snprintf(pr->sid, sizeof(pr->sid), "%s", p->s->id);
+	snprintf(pr->qid, sizeof(pr->qid), "%s", p->id);
+	char key[200];
+	answer_key(key, sizeof(key), p->s->id, p->id);
+	p->probing = 1;
+	t->b.storage->get(t->b.storage_inst, key, answer_probed, pr);
 }
 
 void
@@ -1419,13 +1574,19 @@ session_request(struct session *s, const char *method, cJSON *params, struct str
 		return;
 	}
 	/* Ids unique across workers: the answer may be posted to any of them. */
-	snprintf(p->id, sizeof(p->id), "%x.%lu", t->pid, ++t->next_request);
+	snprintf(p->id, sizeof(p->id), "%x.%" PRIx64, t->pid, ++t->next_request);
 	p->s = s;
 	p->cb = cb;
 	p->arg = arg;
 	char ch[160];
 	snprintf(ch, sizeof(ch), "toserver:%s:%s", s->id, p->id);
 	p->sub = subscribe(t, ch, answer_msg, p);
+	p->poll = evtimer_new(t->base, answer_poll_cb, p);
+	p->poll_ms = ANSWER_POLL_FIRST_MS;
+	if (p->poll != NULL) {
+		struct timeval tv = { 0, ANSWER_POLL_FIRST_MS * 1000 };
+		evtimer_add(p->poll, &tv);
+	}
 	LIST_INSERT_HEAD(&s->pending, p, link);
 	cJSON *id = cJSON_CreateString(p->id);
 	char *msg = jsonrpc_request(id, method, params);
@@ -1439,22 +1600,38 @@ session_request(struct session *s, const char *method, cJSON *params, struct str
 	free(msg);
 }
 
+struct answer_store {
+	struct sessions *t;
+	char channel[160];
+	char *msg;
+};
+
+static void
+answer_stored(void *arg, int status, const char *err)
+{
+	(void)status;
+	(void)err;
+	struct answer_store *as = arg;
+	/* Published even if storing failed: the asker may well be listening. */
+	publish(as->t, as->channel, as->msg, strlen(as->msg));
+	free(as->msg);
+	free(as);
+}
+
 void
 session_response(struct session *s, const cJSON *id, const cJSON *result, const cJSON *error)
 {
 	if (!cJSON_IsString(id))
 		return;
-	struct pending_request *p;
-	LIST_FOREACH(p, &s->pending, link) {
-		if (strcmp(p->id, id->valuestring) == 0) {
-			LIST_REMOVE(p, link);
-			unsubscribe(s->table, p->sub);
-			p->cb(p->arg, result, error);
-			free(p);
-			return;
-		}
+	struct pending_request *p = pending_find(s, id->valuestring);
+	if (p != NULL) {
+		pending_cb cb = p->cb;
+		void *arg = p->arg;
+		pending_free(p);
+		cb(arg, result, error);
+		return;
 	}
-	/* Awaited on another worker, maybe: pass it on. */
+	/* Awaited on another worker, maybe: store it, then pass it on. */
 	cJSON *m = cJSON_CreateObject();
 	if (error != NULL)
 		cJSON_AddItemToObject(m, "error", cJSON_Duplicate(error, 1));
@@ -1462,11 +1639,18 @@ session_response(struct session *s, const cJSON *id, const cJSON *result, const 
 		cJSON_AddItemToObject(m, "result", result ? cJSON_Duplicate(result, 1) : cJSON_CreateObject());
 	char *txt = cJSON_PrintUnformatted(m);
 	cJSON_Delete(m);
-	char ch[160];
-	snprintf(ch, sizeof(ch), "toserver:%s:%.60s", s->id, id->valuestring);
-	if (txt != NULL)
-		publish(s->table, ch, txt, strlen(txt));
-	free(txt);
+	struct answer_store *as = txt != NULL ? calloc(1, sizeof(*as)) : NULL;
+	if (as == NULL) {
+		free(txt);
+		return;
+	}
+	as->t = s->table;
+	as->msg = txt;
+	snprintf(as->channel, sizeof(as->channel), "toserver:%s:%.60s", s->id, id->valuestring);
+	char key[200];
+	answer_key(key, sizeof(key), s->id, id->valuestring);
+	s->table->b.storage->set(s->table->b.storage_inst, key, txt, strlen(txt), ANSWER_TTL_MS, 0,
+	    answer_stored, as);
 }
 
 void
@@ -1475,10 +1659,7 @@ session_cancel_pending(struct session *s, void *arg)
 	struct pending_request *p, *next;
 	for (p = LIST_FIRST(&s->pending); p != NULL; p = next) {
 		next = LIST_NEXT(p, link);
-		if (p->arg == arg) {
-			LIST_REMOVE(p, link);
-			unsubscribe(s->table, p->sub);
-			free(p);
-		}
+		if (p->arg == arg)
+			pending_free(p);
 	}
 }

@@ -87,6 +87,9 @@ struct redis {
 	size_t ndead;
 	struct stream_pos *positions;
 	int reading;                    /* an XREAD is out */
+	long long reader_id;            /* CLIENT ID of the reading connection */
+	int64_t clock_offset_ms;        /* Redis' clock minus ours (stream ids are times) */
+	int unblocking;                 /* a CLIENT UNBLOCK for it is out */
 	char last_error[256];
 };
 
@@ -241,6 +244,22 @@ rconn_connect(struct rconn *c)
 	redisAsyncSetDisconnectCallback(ac, disconnect_cb);
 }
 
+/* Drops a connection at once: hiredis' own disconnect waits for the
+ * replies due, which a hung server never sends. Those replies' callbacks
+ * run now with NULL, so their callers hear that the connection is lost. */
+static void
+conn_drop(struct rconn *c)
+{
+	redisAsyncContext *ac = c->ac;
+	c->ac = NULL;
+	c->ready = 0;
+	ac->data = NULL;                /* no disconnect callback for this one */
+	if (c == &c->r->sub)
+		c->r->reading = 0;
+	redisAsyncFree(ac);
+	schedule_retry(c);
+}
+
 /* Connections that hang (no connect, no answers) are dropped and redone. */
 static void
 watchdog_cb(evutil_socket_t fd, short ev, void *arg)
@@ -261,7 +280,7 @@ watchdog_cb(evutil_socket_t fd, short ev, void *arg)
 			    (c->connecting ? r->connect_timeout_ms : r->command_timeout_ms));
 			r->host->log(MCPD_LOG_WARN, "redis (%s): %s; reconnecting", c->role, r->last_error);
 			c->down_logged = 1;
-			redisAsyncDisconnect(c->ac);
+			conn_drop(c);
 		}
 	}
 }
@@ -685,7 +704,8 @@ position(struct redis *r, const char *channel, int create)
 	/* From a moment ago: a message sent just before we subscribed, or
 	 * while clocks differ a little between hosts, is still seen; a copy
 	 * seen twice is harmless to mcpd (events carry sequence numbers). */
-	snprintf(p->id, sizeof(p->id), "%llu-0", (unsigned long long)(wall_ms() - 1000));
+	snprintf(p->id, sizeof(p->id), "%llu-0",
+	    (unsigned long long)((int64_t)wall_ms() + r->clock_offset_ms - 1000));
 	p->next = r->positions;
 	r->positions = p;
 	return p;
@@ -712,6 +732,7 @@ xread_reply(redisAsyncContext *ac, void *reply, void *priv)
 	struct redis *r = priv;
 	redisReply *rep = reply;
 	r->reading = 0;
+	r->unblocking = 0;
 	progress(&r->sub);
 	if (rep == NULL)
 		return;     /* reconnecting: the read starts again when ready */
@@ -780,10 +801,69 @@ xread(struct redis *r)
 }
 
 static void
+client_id_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	struct redis *r = priv;
+	redisReply *rep = reply;
+	progress(&r->sub);
+	r->reader_id = rep != NULL && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+}
+
+static void
+time_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	struct redis *r = priv;
+	redisReply *rep = reply;
+	progress(&r->sub);
+	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+	    rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
+		return;
+	int64_t theirs = strtoll(rep->element[0]->str, NULL, 10) * 1000 + strtoll(rep->element[1]->str, NULL, 10) / 1000;
+	r->clock_offset_ms = theirs - (int64_t)wall_ms();
+	if (r->clock_offset_ms > 1000 || r->clock_offset_ms < -1000)
+		r->host->log(MCPD_LOG_WARN, "redis: its clock is %lld ms from ours; following its clock",
+		    (long long)r->clock_offset_ms);
+}
+
+static void
+unblock_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	(void)reply;
+	progress(&((struct redis *)priv)->cmd);
+}
+
+/* A channel subscribed while the XREAD blocks would wait for the block to
+ * time out; cut it short so that the next read includes the channel. */
+static void
+reread(struct redis *r)
+{
+	if (!r->reading) {
+		xread(r);
+		return;
+	}
+	if (r->unblocking || r->reader_id <= 0)
+		return;
+	char id[32];
+	snprintf(id, sizeof(id), "%lld", r->reader_id);
+	const char *argv[] = { "CLIENT", "UNBLOCK", id };
+	if (command(&r->cmd, unblock_reply, r, 3, argv, NULL) == 0)
+		r->unblocking = 1;
+}
+
+static void
 sub_ready(struct rconn *c)
 {
 	struct redis *r = c->r;
 	if (r->streams) {
+		const char *argv[] = { "CLIENT", "ID" };
+		const char *tv[] = { "TIME" };
+		r->reader_id = 0;
+		r->unblocking = 0;
+		command(c, time_reply, r, 1, tv, NULL);
+		command(c, client_id_reply, r, 2, argv, NULL);
 		xread(r);
 		return;
 	}
@@ -818,7 +898,7 @@ t_subscribe(void *inst, const char *channel, mcpd_message_cb *cb, void *arg)
 	if (first) {
 		if (r->streams) {
 			position(r, channel, 1);
-			xread(r);
+			reread(r);
 		} else {
 			pubsub_subscribe(r, channel, 1);
 		}

@@ -13,5 +13,7 @@ def test_bench_script_runs(t):
                        text=True, timeout=300, env=env)
     check(p.returncode == 0, "bench/run.sh --quick failed:\n%s\n%s" % (p.stdout[-3000:], p.stderr[-3000:]))
     for row in ("nginx static reply", "mcpd tools/call, plugin tool", "SDK server tools/call",
-                "command tool", "short-lived client", "lmdb bytes per session"):
+                "command tool", "short-lived client", "lmdb bytes per session",
+                "one instance, lmdb + local", "two instances, one Redis (pubsub)",
+                "two instances, one Redis (streams)"):
         check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))

@@ -470,3 +470,82 @@ def test_conformance_behind_a_balancer(t):
         check(lb.n > 20, "the balancer saw only %d connections" % lb.n)
     finally:
         lb.close()
+
+
+def test_an_answer_that_outran_the_subscription_is_found_in_storage(t):
+    """Answers are stored as well as published: an answer whose message the
+    asking worker never got (published before its subscription reached
+    the transport, or lost while a pub/sub connection was redone) is
+    found in storage. Simulated by storing it without publishing."""
+    redis = redis_server(t)
+    (a, pa), = instances(t, redis, n=1, mode="pubsub")
+    sid = mcp_session(pa, caps={"elicitation": {}})
+    s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 31, "method": "tools/call",
+                               "params": {"name": "ask", "arguments": {}}})
+    data = read_until(s, b"elicitation/create")
+    data = read_until(s, b"\n", data)
+    line = [l for l in data.decode().split("\n") if "elicitation/create" in l][-1]
+    qid = json.loads(line[line.index("{"):])["id"]
+    check(redis.cli("SET", "mcpd:answer:%s:%s" % (sid, qid),
+                    json.dumps({"result": {"action": "accept", "content": {}}})) == "OK")
+    data = read_until(s, b'"id":31', data)
+    s.close()
+    check(b"answer accept" in data, data[-300:])
+    a.wait_log("was found in storage")
+    wait_for(lambda: redis.cli("EXISTS", "mcpd:answer:%s:%s" % (sid, qid)) == "0", what="the answer removed")
+    a.stop()
+
+
+def test_delete_from_another_instance_while_a_stream_opens(t):
+    """A GET stream whose replay is still being read from Redis when the
+    session is deleted on another instance: the GET gets 404 or an ended
+    stream, and no worker dies (this was a use-after-free)."""
+    redis = redis_server(t)
+    (a, pa), (b, pb) = instances(t, redis, n=2, mode="streams")
+    for i in range(40):
+        sid = mcp_session(pa)
+        g = get_stream(pa, sid)
+        st, _, _ = http(pb, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
+        check(st == 200)
+        g.settimeout(10)
+        data = b""
+        try:
+            while True:
+                c = g.recv(65536)
+                if not c:
+                    break
+                data += c
+                if data.endswith(b"0\r\n\r\n") or (data.startswith(b"HTTP/1.1 404") and b"\r\n\r\n" in data):
+                    break
+        finally:
+            g.close()
+        check(data.startswith((b"HTTP/1.1 200", b"HTTP/1.1 404")), data[:200])
+    for d in (a, b):
+        check("exited with status" not in d.log() and "killed by signal" not in d.log(), d.log()[-2000:])
+        d.stop()
+
+
+def test_a_hung_redis_is_dropped(t):
+    """Redis stops answering (SIGSTOP) without closing its connections: the
+    watchdog drops them after command_timeout, the request waiting gets
+    503, /readyz says not ready; when Redis answers again, all is well."""
+    redis = redis_server(t)
+    port = free_port()
+    extra = backends(t, redis, "streams").replace("\" }\n", "\", command_timeout: 500ms }\n", 1)
+    check("command_timeout" in extra, extra)
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\n%s%s" % (port, extra, TOOLS % {"name": "A"}))
+    d.start(wait_url_port=port)
+    wait_for(lambda: http(port, "GET", "/readyz")[0] == 200, what="ready")
+    sid = mcp_session(port)
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        st, r, _ = rpc(port, sid, "ping", timeout=15)
+        check(st == 503 and "unavailable" in json.dumps(r), (st, r))
+        wait_for(lambda: http(port, "GET", "/readyz")[0] == 503, timeout=5, what="/readyz to say not ready")
+        d.wait_log("did not answer within 500ms")
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(3)), timeout=15, what="ready again")
+    wait_for(lambda: rpc(port, sid, "ping")[0] == 200, timeout=10, what="the session to answer again")
+    check(call(port, sid, "where", id=3) == "A")
+    d.stop()

@@ -160,7 +160,10 @@ def test_resume_on_another_worker(t):
         seen = [m["params"]["progress"] for m in
                 (json.loads(e["data"]) for e in events) if m.get("method") == "notifications/progress"]
         check(seen + progress == [1, 2, 3, 4, 5], "before %s, resumed %s" % (seen, progress))
-        gets = re.findall(r"worker \d+\[(\d+)\]: .*\"GET /mcp.*stream", d.log())
+        # The access log line is written as the stream ends: maybe just after.
+        get_lines = lambda: re.findall(r"worker \d+\[(\d+)\]: .*\"GET /mcp.*stream", d.log())
+        wait_for(lambda: len(get_lines()) >= attempt + 1, what="the GET's access log line")
+        gets = get_lines()
         if int(gets[-1]) != stream_pid:
             d.stop()
             return
