@@ -795,7 +795,10 @@ load_backend(struct ctx *x, struct config *c, struct backend *b, enum mcpd_plugi
 		b->lp = NULL;
 		return;
 	}
-	host_set_identity(c->switch_user ? (long)c->uid : -1, c->switch_user ? (long)c->gid : -1);
+	/* user: is applied only by a master started as root (else ignored,
+	 * see master.c): only then are there files to give the workers. */
+	int switching = c->switch_user && geteuid() == 0;
+	host_set_identity(switching ? (long)c->uid : -1, switching ? (long)c->gid : -1);
 	host_set_config_file(c->path);
 	err[0] = '\0';
 	b->inst = d->create(host_table(), (const struct mcpd_config *)section, err, sizeof(err));

@@ -172,8 +172,9 @@ struct mcpd_host {
 	int (*config_size)(const struct mcpd_config *node, uint64_t *bytes);    /* 0 or -1 */
 	/* "file:line:column" of a node, for error messages. */
 	void (*config_where)(const struct mcpd_config *node, char *buf, size_t len);
-	/* The uid and gid workers run as (-1: unchanged), so that a plugin
-	 * can give them the files it creates at configuration time. */
+	/* The uid and gid workers run as, so that a plugin can give them the
+	 * files it creates at configuration time; -1 when the workers keep
+	 * the master's identity (no user:, or a master that is not root). */
 	void (*worker_identity)(long *uid, long *gid);
 	/* Workers of this mcpd: an id from 1, and the master's relay between
 	 * them (what the local transport is built on): the master remembers
