@@ -772,8 +772,12 @@ load_backend(struct ctx *x, struct config *c, struct backend *b, enum mcpd_plugi
 		b->name = default_name;
 	const struct cnode *at = b->section ? cnode_get(b->section, "plugin") : NULL;
 	const struct cnode *section = b->section ? b->section : &empty;
+	/* A name (lmdb, or lmdb.so like tool plugins) is looked up in
+	 * plugin_dir; a path is taken as written, relative to the file. */
+	size_t nl = strlen(b->name);
+	int has_so = nl > 3 && strcmp(b->name + nl - 3, ".so") == 0;
 	const char *path = strchr(b->name, '/') == NULL ?
-	    arena_printf(c->arena, "%s/%s.so", c->plugin_dir, b->name) :
+	    arena_printf(c->arena, "%s/%s%s", c->plugin_dir, b->name, has_so ? "" : ".so") :
 	    (b->name[0] == '/' ? b->name : arena_printf(c->arena, "%s/%s", c->config_dir, b->name));
 	char err[1024];
 	b->lp = plugin_load(path, kind, err, sizeof(err));

@@ -92,3 +92,17 @@ def test_loader_errors(t):
     # Per-process storage with several workers is refused.
     check_t(t, "workers: 2\nstorage: { plugin: memory }\n", "needs workers: 1")
     check_t(t, "storage: { path: /tmp }\n", "storage needs plugin:")
+
+
+def test_backend_names_with_so(t):
+    """storage: and transport: take lmdb or lmdb.so, as tools take x.so."""
+    state = os.path.join(t.dir, "state")
+    for conf in ("storage: { plugin: lmdb.so, path: %s }\ntransport: { plugin: local.so }\n" % state,
+                 "workers: 1\nstorage: { plugin: memory.so }\n"):
+        path = os.path.join(t.dir, "p.yaml")
+        with open(path, "w") as f:
+            f.write(conf)
+        rc, out, err = run_mcpd("-t", "-c", path)
+        check(rc == 0, "%r: exit %d\n%s" % (conf, rc, err))
+    check_t(t, "storage: { plugin: nothere.so }\n", "plugins/nothere.so: cannot open")
+
