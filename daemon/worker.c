@@ -239,8 +239,8 @@ worker_main(const struct worker_params *p)
 		}
 	}
 	struct backends b = {
-		p->cfg->storage.lp->desc->ops, p->cfg->storage.inst,
-		p->cfg->transport.lp->desc->ops, p->cfg->transport.inst,
+		p->cfg->storage.ops, p->cfg->storage.inst,
+		p->cfg->transport.ops, p->cfg->transport.inst,
 	};
 	w.mcp = mcp_new(w.base, p->cfg, w.http, &b);
 	if (w.mcp == NULL) {
