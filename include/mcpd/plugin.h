@@ -224,10 +224,11 @@ struct mcpd_plugin {
 	enum mcpd_plugin_kind kind;
 	const char *name;
 	const char *version;
-	/* Optional: once per worker, before the first call. Non-zero refuses
-	 * to start (the worker exits and is not respawned). */
+	/* Optional: once per worker, before the first call, for each plugin
+	 * the worker's configuration uses. Non-zero refuses to start (the
+	 * worker exits and is not respawned). */
 	int (*init_worker)(const struct mcpd_host *host);
-	/* Optional: when the worker stops. */
+	/* Optional: when the worker stops (if init_worker was due). */
 	void (*fini_worker)(void);
 
 	/* ABI 1.2, for storage and transport plugins. */

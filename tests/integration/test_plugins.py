@@ -168,3 +168,46 @@ def test_plugin_header_comments(t):
     check("or /var for PREFIX=/usr" in text, "state_dir: the /usr -> /var rule")
     check("opts may be NULL" in text and "A cb may be NULL" in text)
 
+
+INIT_LOG = r"""
+#include <mcpd/plugin.h>
+static const struct mcpd_host *host;
+static int init(const struct mcpd_host *h) { host = h; h->log(MCPD_LOG_NOTICE, "initlog: init_worker"); return 0; }
+static void fini(void) { host->log(MCPD_LOG_NOTICE, "initlog: fini_worker"); }
+static const struct mcpd_plugin d = { .size = sizeof(struct mcpd_plugin), .abi_major = MCPD_PLUGIN_ABI_MAJOR,
+    .abi_minor = MCPD_PLUGIN_ABI_MINOR, .kind = MCPD_PLUGIN_TOOLS, .name = "initlog",
+    .init_worker = init, .fini_worker = fini };
+MCPD_EXPORT mcpd_tool_fn t;
+void t(const struct mcpd_host *h, struct mcpd_tool_call *c, const char *a) { (void)a; h->tool_text(c, "x", 0); }
+const struct mcpd_plugin *mcpd_plugin_entry(void) { return &d; }
+"""
+
+
+def test_init_worker_only_for_plugins_in_use(t):
+    """A plugin that a reload dropped stays loaded (never dlclose) but is
+    not started in the new workers."""
+    import signal
+    from harness import wait_for
+    c = os.path.join(t.dir, "initlog.c")
+    open(c, "w").write(INIT_LOG)
+    so = os.path.join(t.dir, "initlog.so")
+    cc(c, so, "-I" + os.path.join(ROOT, "include"))
+    port = free_port()
+    base = "listen: [127.0.0.1:%d]\nworkers: 1\n" % port
+    with_tool = base + "tools:\n  - { name: x, description: X, plugin: %s:t }\n" % so
+    d = t.mcpd(with_tool).start(wait_url_port=port)
+    d.wait_log("initlog: init_worker")
+    # Reloaded without the tool: the new worker does not start the plugin.
+    d.write_config(base)
+    d.signal(signal.SIGHUP)
+    d.wait_log("reload complete")
+    d.wait_log("initlog: fini_worker")      # the old worker, draining
+    wait_for(lambda: len(d.workers()) == 1, what="the old worker to finish")
+    check(d.log().count("initlog: init_worker") == 1, d.log()[-2000:])
+    # And with the tool back, it is started again.
+    d.write_config(with_tool)
+    d.signal(signal.SIGHUP)
+    d.wait_log("reload complete", count=2)
+    d.wait_log("initlog: init_worker", count=2)
+    d.stop()
+    check(d.log().count("initlog: init_worker") == 2, d.log()[-2000:])
