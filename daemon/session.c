@@ -599,6 +599,9 @@ store_record(struct session *s, int announce)
 		return;
 	key_of(key, sizeof(key), "session:", s->id);
 	t->b.storage->set(t->b.storage_inst, key, rec, strlen(rec), t->idle_ms, MCPD_SET_IF_PRESENT, NULL, NULL);
+	/* The index entry lives as long as the record. */
+	if (t->b.storage->index_add != NULL)
+		t->b.storage->index_add(t->b.storage_inst, "user:anonymous:sessions", s->id, t->idle_ms, NULL, NULL);
 	record_remember(s, rec, strlen(rec));
 	s->touched_ms = now_ms();
 	if (announce) {

@@ -98,7 +98,8 @@ struct mcpd_storage_ops {
 	void (*exists)(void *inst, const char *key, mcpd_done_cb *cb, void *arg);
 	/* Add by to an integer value (absent: 0); reports the new value. */
 	void (*incr)(void *inst, const char *key, int64_t by, uint64_t ttl_ms, mcpd_int_cb *cb, void *arg);
-	/* Sets of members (a user's sessions); ttl applies to the member. */
+	/* Sets of members (a user's sessions); ttl applies to the member, and
+	 * adding a member again renews it. */
 	void (*index_add)(void *inst, const char *index, const char *member, uint64_t ttl_ms,
 	    mcpd_done_cb *cb, void *arg);
 	void (*index_remove)(void *inst, const char *index, const char *member, mcpd_done_cb *cb, void *arg);
