@@ -673,6 +673,11 @@ session_delete(struct session *s)
 	char key[96], msg[64];
 	key_of(key, sizeof(key), "session:", s->id);
 	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
+	/* What a resumption would read goes with it (del drops a log too). */
+	key_of(key, sizeof(key), "events:", s->id);
+	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
+	key_of(key, sizeof(key), "gsent:", s->id);
+	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
 	if (t->b.storage->index_remove != NULL)
 		t->b.storage->index_remove(t->b.storage_inst, "user:anonymous:sessions", s->id, NULL, NULL);
 	int n = snprintf(msg, sizeof(msg), "d\n%s", s->id);

@@ -5,6 +5,8 @@
  * storage  session:<id>          the record (JSON), TTL session_idle_timeout
  *          user:<user>:sessions  index of a user's sessions
  *          events:<id>           log of SSE events, for Last-Event-ID
+ *          gsent:<id>            the last event the GET stream delivered
+ *          (DELETE removes all three; the index entry goes too)
  * channels toclient:<id>         events for a stream held by another worker
  *          toserver:<id>:<rid>   the client's answer to our request <rid>
  *          control:<id>          cancellations for calls running elsewhere

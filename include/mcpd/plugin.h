@@ -94,6 +94,8 @@ struct mcpd_storage_ops {
 	void (*get)(void *inst, const char *key, mcpd_value_cb *cb, void *arg);
 	void (*set)(void *inst, const char *key, const void *value, size_t len, uint64_t ttl_ms,
 	    unsigned flags, mcpd_done_cb *cb, void *arg);
+	/* Removes the value stored under key, and the log of that name (so
+	 * that a session's event log goes with it). */
 	void (*del)(void *inst, const char *key, mcpd_done_cb *cb, void *arg);
 	void (*exists)(void *inst, const char *key, mcpd_done_cb *cb, void *arg);
 	/* Add by to an integer value (absent: 0); reports the new value. */

@@ -1,10 +1,13 @@
 """What a session leaves in storage: the index of sessions lives as long as
-the record. Checked in the lmdb files themselves (storage_peek)."""
+the record, and DELETE takes everything of the session with it. Checked
+in the lmdb files themselves (storage_peek)."""
 
+import json
 import os
+import socket
 import time
 
-from harness import check, free_port, mcp_session, rpc
+from harness import MCP_HEADERS, check, free_port, http, mcp_session, rpc, sse_events, wait_for
 from storage_peek import Peek
 
 TOOLS = """
@@ -44,3 +47,31 @@ def test_session_index_renewed_with_the_record(t):
     check(sid not in peek(state, "members", "user:anonymous:sessions"))
     d.stop()
 
+
+def test_delete_removes_the_event_log_and_gsent(t):
+    peek = Peek(t.dir)
+    d, port, state = start(t)
+    sid = mcp_session(port)
+    # Events of a POST stream, and one delivered on the GET stream.
+    st, r, msgs = rpc(port, sid, "tools/call", {"name": "talk", "arguments": {}}, id=1)
+    check(r["result"]["content"][0]["text"] == "done", r)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: "
+              + sid.encode() + b"\r\n\r\n")
+    data = s.recv(4096)
+    st, r, _ = rpc(port, sid, "tools/call", {"name": "talk", "arguments": {}}, id=2,
+                   headers={"Accept": "application/json"})
+    while b"careful" not in data:
+        c = s.recv(4096)
+        check(c, "GET stream closed: %r" % data)
+        data += c
+    s.close()
+    wait_for(lambda: peek(state, "get", "gsent:" + sid) != ["(none)"], what="gsent to be stored")
+    check(int(peek(state, "log", "events:" + sid)[0]) >= 3)
+    st, _, _ = http(port, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
+    check(st == 200, st)
+    check(peek(state, "get", "session:" + sid) == ["(none)"])
+    check(peek(state, "log", "events:" + sid) == ["0"], "events:<id> outlived DELETE")
+    check(peek(state, "get", "gsent:" + sid) == ["(none)"], "gsent:<id> outlived DELETE")
+    check(sid not in peek(state, "members", "user:anonymous:sessions"))
+    d.stop()
