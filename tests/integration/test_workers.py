@@ -73,7 +73,7 @@ def alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):    # gone, or going while read
         return False
 
 
@@ -160,6 +160,9 @@ def test_resume_on_another_worker(t):
         seen = [m["params"]["progress"] for m in
                 (json.loads(e["data"]) for e in events) if m.get("method") == "notifications/progress"]
         check(seen + progress == [1, 2, 3, 4, 5], "before %s, resumed %s" % (seen, progress))
+        # The access log line is written as the stream ends: maybe just
+        # after the client saw it end.
+        d.wait_log(r"worker \d+\[(\d+)\]: .*\"GET /mcp.*stream", count=attempt + 1)
         gets = re.findall(r"worker \d+\[(\d+)\]: .*\"GET /mcp.*stream", d.log())
         if int(gets[-1]) != stream_pid:
             d.stop()
