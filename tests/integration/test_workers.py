@@ -21,6 +21,10 @@ tools:
     description: Sleeps; writes worker and own pid first.
     input: { pidfile: string }
     shell: 'echo "$PPID $$" > "$MCP_ARG_pidfile"; exec sleep 30'
+  - name: family
+    description: Sleeps in a child and a grandchild; writes worker, own and child pids first.
+    input: { pidfile: string }
+    shell: 'sleep 30 & echo "$PPID $$ $!" > "$MCP_ARG_pidfile"; wait'
   - name: ask
     description: Asks the user.
     shell: 'a=$(mcpd-tool elicit "Go?" "{\\"type\\":\\"object\\"}") && printf "answer %s" "$(mcpd-tool get action "$a")"'
@@ -188,8 +192,32 @@ def test_sessions_survive_a_killed_worker_and_a_restart(t):
     d2.start(wait_url_port=port)
     whoami(port, sid)
     st, r, _ = rpc(port, sid, "tools/list", {})
-    check(st == 200 and len(r["result"]["tools"]) == 4, (st, r))
+    check(st == 200 and len(r["result"]["tools"]) == 5, (st, r))
     d2.stop()
+
+
+def test_tools_die_with_a_killed_worker(t):
+    """A worker killed by SIGKILL cannot stop its commands: the master
+    does, the command and what it started."""
+    d, port = start(t, workers=2)
+    sid = mcp_session(port)
+    pidfile = os.path.join(t.dir, "family")
+    s = post_stream(port, sid, {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                 "params": {"name": "family", "arguments": {"pidfile": pidfile}}})
+    wait_for(lambda: os.path.exists(pidfile) and len(open(pidfile).read().split()) == 3,
+             what="the tool to start")
+    worker, shell, sleep = map(int, open(pidfile).read().split())
+    check(worker in d.workers() and alive(shell) and alive(sleep))
+    os.kill(worker, signal.SIGKILL)
+    d.wait_log(r"\(pid %d\) killed by signal 9" % worker)
+    wait_for(lambda: not alive(shell) and not alive(sleep), timeout=5,
+             what="the tool (pid %d) and its child (pid %d) to die with their worker" % (shell, sleep))
+    d.wait_log(r"worker \d \(pid %d\) left 2 command processes running; killed" % worker)
+    s.close()
+    # The replacement serves the session.
+    wait_for(lambda: len(d.workers()) == 2, what="the replacement worker")
+    check(whoami(port, sid) in d.workers())
+    d.stop()
 
 
 def test_expired_session_is_404_everywhere(t):
