@@ -773,6 +773,13 @@ session_publish_cancel(struct session *s, const cJSON *request_id)
 
 /* ---- streams ---- */
 
+/* A request's stream, as opposed to the GET stream "g". */
+static int
+request_stream(const struct stream *st)
+{
+	return strcmp(st->id, "g") != 0;
+}
+
 static void
 keepalive_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -1236,9 +1243,12 @@ replayed(void *arg, int status, const struct mcpd_log_entry *e, size_t n, const 
 		return;
 	}
 	size_t il = strlen(rp->id);
-	/* A resumed id must name an event of that stream, or its start. */
+	/* A resumed id must name an event of that stream, or its start. The
+	 * GET stream's start is the position it was opened at: 0, or an
+	 * event of its own, or one older than the log keeps. */
 	if (!rp->fresh && status == MCPD_OK) {
-		int known = 0;
+		int get = strcmp(rp->id, "g") == 0;
+		int known = get && (rp->after == 0 || (n > 0 && e[0].seq > rp->after));
 		for (size_t i = 0; i < n && !known; i++) {
 			const char *id, *data;
 			size_t idl, dl;
@@ -1253,17 +1263,23 @@ replayed(void *arg, int status, const struct mcpd_log_entry *e, size_t n, const 
 			return;
 		}
 	}
-	/* A stream of ours whose client left: the new connection takes it. */
+	/* A request's stream of ours whose client left: the new connection
+	 * takes it. (Not the sender of the GET stream's events, which has
+	 * no client: the GET stream is always a holder, which records what
+	 * it delivered in gsent.) */
 	struct stream *own;
 	LIST_FOREACH(own, &rp->s->streams, link)
-		if (!own->holder && own->req == NULL && !own->finished && strcmp(own->id, rp->id) == 0)
+		if (!own->holder && own->req == NULL && !own->finished && request_stream(own) &&
+		    strcmp(own->id, rp->id) == 0)
 			break;
 	if (own != NULL) {
 		stream_free(st);
 		rp->st = st = own;
 	}
-	attach(st, rp->req, rp->fresh && rp->priming);
+	/* Where the client is: the priming event of a fresh GET stream gets
+	 * this position as its id, so that it can be resumed from. */
 	st->sent = rp->after;
+	attach(st, rp->req, rp->fresh && rp->priming);
 	int final = 0;
 	for (size_t i = 0; i < n && !final; i++) {
 		const char *id, *data;

@@ -325,6 +325,66 @@ def test_get_stream_and_resume(t):
     d.stop()
 
 
+def read_until(s, pred, timeout=10):
+    """Read an open response until pred(data) holds; the data."""
+    data = b""
+    deadline = time.time() + timeout
+    while not pred(data):
+        check(time.time() < deadline, "timed out; got %r" % data[-600:])
+        c = s.recv(4096)
+        check(c, "closed early; got %r" % data[-600:])
+        data += c
+    return data
+
+
+def open_get(port, sid, last=None):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: "
+              + sid.encode() + b"\r\nMCP-Protocol-Version: 2025-11-25\r\n"
+              + (b"Last-Event-ID: " + last.encode() + b"\r\n" if last else b"") + b"\r\n")
+    return s
+
+
+def priming_id(data):
+    """The id of the first event, sent with empty data before any other."""
+    body = data.split(b"\r\n\r\n", 1)[1].decode()
+    m = __import__("re").search(r"(?m)^id: (\S+)\n(?:retry: \d+\n)?data: \n", body)
+    check(m, "no priming event in %r" % body)
+    return m.group(1)
+
+
+def test_get_stream_resumes_from_its_priming_event(t):
+    """Every stream can be resumed from its priming event: a GET stream
+    too, whether or not it has delivered anything yet."""
+    d, port = start(t, "sse: { keepalive: 1s }\n")
+    sid = mcp_session(port)
+    s = open_get(port, sid)
+    data = read_until(s, lambda b: b"data: \n\n" in b)
+    first = priming_id(data)
+    s.close()
+    # A log line for the GET stream while none is open: the client, cut
+    # off after the priming event, resumes from it and gets the line.
+    st, r, _ = rpc(port, sid, "tools/call", {"name": "talk", "arguments": {}}, id=1,
+                   headers={"Accept": "application/json"})
+    check(r["result"]["content"][0]["text"] == "done", r)
+    s = open_get(port, sid, first)
+    data = read_until(s, lambda b: b'"data":"careful"' in b or (b"\r\n\r\n" in b and status_of(b) != 200))
+    check(status_of(data) == 200, "resuming from %s: %r" % (first, data[:300]))
+    s.close()
+    # That GET stream delivered the line: a new one starts after it, and
+    # its priming id says so; resuming from it replays nothing old.
+    s = open_get(port, sid)
+    data = read_until(s, lambda b: b"data: \n\n" in b)
+    second = priming_id(data)
+    s.close()
+    check(second != first, "the priming id %s does not move on" % second)
+    s = open_get(port, sid, second)
+    data = read_until(s, lambda b: b": keep-alive" in b)
+    check(status_of(data) == 200 and b"careful" not in data, data[:400])
+    s.close()
+    d.stop()
+
+
 def test_resources_and_prompts_errors(t):
     d, port = start(t)
     sid = mcp_session(port)
