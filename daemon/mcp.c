@@ -344,7 +344,9 @@ call_stream(struct call *c)
 	if (c->s == NULL || c->req == NULL || !c->accept_sse)
 		return NULL;
 	cors_headers(c->req);
-	c->stream = stream_open(c->s, c->req, c->s->proto >= PROTO_2025_11_25);
+	char *rid = cJSON_PrintUnformatted(c->msg.id);
+	c->stream = stream_open(c->s, c->req, c->s->proto >= PROTO_2025_11_25, rid);
+	free(rid);
 	if (c->stream != NULL) {
 		c->stream->detached = call_stream_detached;
 		c->stream->detached_arg = c;

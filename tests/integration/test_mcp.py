@@ -325,6 +325,25 @@ def test_get_stream_and_resume(t):
     d.stop()
 
 
+def read_to_end(s, timeout):
+    """Read until the server ends the response (the connection closes,
+    or the chunked body ends), within timeout: the data, or None."""
+    data = b""
+    deadline = time.time() + timeout
+    while not data.endswith(b"\r\n0\r\n\r\n"):
+        if time.time() > deadline:
+            return None
+        s.settimeout(max(0.1, deadline - time.time()))
+        try:
+            c = s.recv(4096)
+        except socket.timeout:
+            return None
+        if not c:
+            break
+        data += c
+    return data
+
+
 def read_until(s, pred, timeout=10):
     """Read an open response until pred(data) holds; the data."""
     data = b""
@@ -382,6 +401,29 @@ def test_get_stream_resumes_from_its_priming_event(t):
     data = read_until(s, lambda b: b": keep-alive" in b)
     check(status_of(data) == 200 and b"careful" not in data, data[:400])
     s.close()
+    d.stop()
+
+
+def test_resumed_stream_ends_after_its_last_event(t):
+    d, port = start(t, "sse: { keepalive: 1s }\n")
+    sid = mcp_session(port)
+    h = {"Accept": "text/event-stream", "Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"}
+    st, hdrs, body = http(port, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                          "params": {"name": "talk", "arguments": {}, "_meta": {"progressToken": "p"}}}),
+                          dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
+    events = [e for e in sse_events(body) if "id" in e]
+    check(json.loads(events[-1]["data"])["id"] == 5, events)
+    # From the priming event: everything again, then the stream ends.
+    st, _, again = http(port, "GET", "/mcp", None, dict(h, **{"Last-Event-ID": events[0]["id"]}), timeout=5)
+    replay = [json.loads(e["data"]) for e in sse_events(again) if e.get("data")]
+    check(st == 200 and replay[-1]["id"] == 5 and len(replay) == len(events) - 1, replay)
+    # From the last event, which carried the result: nothing is left, and
+    # the stream ends at once instead of sending keep-alives forever.
+    s = open_get(port, sid, events[-1]["id"])
+    rest = read_to_end(s, 3)
+    s.close()
+    check(rest is not None, "the stream resumed after its last event did not end")
+    check(status_of(rest) == 200 and b"event: message" not in rest, rest)
     d.stop()
 
 
