@@ -761,6 +761,59 @@ find_plugin_dir(struct config *c)
 	return mcpd_default_plugin_dir;
 }
 
+/* An operation mcpd calls without checking for NULL. */
+struct required_op {
+	const char *name;
+	size_t offset;
+};
+
+#define OP(type, op) { #op, offsetof(type, op) }
+static const struct required_op storage_required[] = {
+	OP(struct mcpd_storage_ops, get), OP(struct mcpd_storage_ops, set),
+	OP(struct mcpd_storage_ops, del), OP(struct mcpd_storage_ops, log_append),
+	OP(struct mcpd_storage_ops, log_range), { NULL, 0 },
+};
+static const struct required_op transport_required[] = {
+	OP(struct mcpd_transport_ops, subscribe), OP(struct mcpd_transport_ops, unsubscribe),
+	OP(struct mcpd_transport_ops, publish), { NULL, 0 },
+};
+#undef OP
+
+/* Take the plugin's table of operations as far as both sides know it
+ * (its size comes first; what it lacks stays NULL), and refuse one
+ * without an operation that mcpd calls unchecked. */
+static int
+backend_ops(struct ctx *x, struct config *c, struct backend *b, enum mcpd_plugin_kind kind,
+    const char *what, const struct cnode *at)
+{
+	const void *theirs = b->lp->desc->ops;
+	size_t size = *(const uint32_t *)theirs;
+	size_t ours = kind == MCPD_PLUGIN_STORAGE ? sizeof(struct mcpd_storage_ops) :
+	    sizeof(struct mcpd_transport_ops);
+	const struct required_op *req = kind == MCPD_PLUGIN_STORAGE ? storage_required : transport_required;
+	char *ops = arena_zalloc(c->arena, ours);
+	if (ops == NULL) {
+		err_at(x, at, "%s: out of memory", what);
+		return -1;
+	}
+	memcpy(ops, theirs, size < ours ? size : ours);
+	char missing[128] = "";
+	size_t len = 0;
+	for (; req->name != NULL; req++) {
+		void (*fn)(void);
+		memcpy(&fn, ops + req->offset, sizeof(fn));
+		if (fn == NULL && len < sizeof(missing))
+			len += (size_t)snprintf(missing + len, sizeof(missing) - len, "%s%s",
+			    len ? ", " : "", req->name);
+	}
+	if (len > 0) {
+		err_at(x, at, "%s: plugin %s lacks operations that mcpd needs: %s", what, b->name, missing);
+		return -1;
+	}
+	b->ops = ops;
+	return 0;
+}
+
 /* Load the plugin named by a storage: or transport: section and let it
  * check its keys (mcpd -t does this too). */
 static void
@@ -772,8 +825,12 @@ load_backend(struct ctx *x, struct config *c, struct backend *b, enum mcpd_plugi
 		b->name = default_name;
 	const struct cnode *at = b->section ? cnode_get(b->section, "plugin") : NULL;
 	const struct cnode *section = b->section ? b->section : &empty;
+	/* A name (lmdb, or lmdb.so like tool plugins) is looked up in
+	 * plugin_dir; a path is taken as written, relative to the file. */
+	size_t nl = strlen(b->name);
+	int has_so = nl > 3 && strcmp(b->name + nl - 3, ".so") == 0;
 	const char *path = strchr(b->name, '/') == NULL ?
-	    arena_printf(c->arena, "%s/%s.so", c->plugin_dir, b->name) :
+	    arena_printf(c->arena, "%s/%s%s", c->plugin_dir, b->name, has_so ? "" : ".so") :
 	    (b->name[0] == '/' ? b->name : arena_printf(c->arena, "%s/%s", c->config_dir, b->name));
 	char err[1024];
 	b->lp = plugin_load(path, kind, err, sizeof(err));
@@ -788,6 +845,10 @@ load_backend(struct ctx *x, struct config *c, struct backend *b, enum mcpd_plugi
 		b->lp = NULL;
 		return;
 	}
+	if (backend_ops(x, c, b, kind, what, at) < 0) {
+		b->lp = NULL;
+		return;
+	}
 	if ((d->flags & MCPD_PLUGIN_PROCESS_LOCAL) && c->workers > 1) {
 		err_at(x, at ? at : cnode_get(c->root, "workers"),
 		    "%s plugin %s keeps its data inside one process: it needs workers: 1 (or use lmdb)",
@@ -795,7 +856,10 @@ load_backend(struct ctx *x, struct config *c, struct backend *b, enum mcpd_plugi
 		b->lp = NULL;
 		return;
 	}
-	host_set_identity(c->switch_user ? (long)c->uid : -1, c->switch_user ? (long)c->gid : -1);
+	/* user: is applied only by a master started as root (else ignored,
+	 * see master.c): only then are there files to give the workers. */
+	int switching = c->switch_user && geteuid() == 0;
+	host_set_identity(switching ? (long)c->uid : -1, switching ? (long)c->gid : -1);
 	host_set_config_file(c->path);
 	err[0] = '\0';
 	b->inst = d->create(host_table(), (const struct mcpd_config *)section, err, sizeof(err));

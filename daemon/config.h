@@ -53,6 +53,9 @@ struct backend {
 	const struct cnode *section;
 	struct loaded_plugin *lp;
 	void *inst;
+	/* The plugin's struct mcpd_storage_ops or mcpd_transport_ops, copied
+	 * to this daemon's size: operations the plugin's table lacks are NULL. */
+	const void *ops;
 };
 
 struct tool_def;

@@ -764,6 +764,7 @@ load_plugin_tool(struct ctx *x, struct config *c, struct tool_def *t)
 		errlist_add(x->errs, "%s:%d: tool \"%s\": %s", c->path, t->line, t->name, err);
 		return;
 	}
+	t->plugin = p;
 	t->plugin_fn = plugin_symbol(p, t->plugin_symbol, err, sizeof(err));
 	if (t->plugin_fn == NULL)
 		errlist_add(x->errs, "%s:%d: tool \"%s\": %s", c->path, t->line, t->name, err);

@@ -10,6 +10,8 @@
 #include "util.h"
 #include "worker.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -531,6 +533,69 @@ finish_if_done(struct master *m)
 	}
 }
 
+/* The processes of session sid, found in /proc: a worker is a session
+ * leader (worker.c), so what its commands started, in whatever process
+ * group, is in its session until it leaves it with setsid. */
+static unsigned
+kill_session(pid_t sid)
+{
+	DIR *d = opendir("/proc");
+	if (d == NULL)
+		return 0;
+	unsigned n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (!isdigit((unsigned char)e->d_name[0]))
+			continue;
+		char path[64], buf[512];
+		snprintf(path, sizeof(path), "/proc/%.20s/stat", e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		buf[len] = '\0';
+		/* pid (comm) state ppid pgrp session ...; comm may hold anything */
+		char *p = strrchr(buf, ')');
+		int ppid, pgrp, session;
+		char state;
+		if (p == NULL || sscanf(p + 1, " %c %d %d %d", &state, &ppid, &pgrp, &session) != 4)
+			continue;
+		pid_t pid = (pid_t)atoi(e->d_name);
+		if (session != sid || pid == sid || state == 'Z' || state == 'X')
+			continue;
+		/* The group too: a child forked meanwhile is in it. */
+		if (pgrp > 1 && pgrp != sid)
+			kill(-pgrp, SIGKILL);
+		if (kill(pid, SIGKILL) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* A worker has exited (not reaped yet, so that its pid, the id of its
+ * session, cannot be taken by another process): its commands die with
+ * it, whether it was killed or left them behind. */
+static void
+end_worker_session(struct master *m, pid_t pid)
+{
+	struct slot *s = NULL;
+	for (size_t i = 0; i < MAX_SLOTS; i++)
+		if (m->slots[i].used && m->slots[i].pid == pid)
+			s = &m->slots[i];
+	if (s == NULL)
+		return;
+	unsigned n = kill_session(pid);
+	if (n == 0)
+		return;
+	log_notice("worker %u (pid %d) left %u command process%s running; killed",
+	    s->id, (int)pid, n, n == 1 ? "" : "es");
+	kill_session(pid);      /* one that was forked as the others were killed */
+}
+
 static void
 child_exited(struct master *m, pid_t pid, int status)
 {
@@ -700,13 +765,19 @@ handle_signal(struct master *m, int sig)
 	case SIGUSR1:
 		reopen_logs(m);
 		break;
-	case SIGCHLD: {
-		int status;
-		pid_t pid;
-		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-			child_exited(m, pid, status);
+	case SIGCHLD:
+		for (;;) {
+			siginfo_t si;
+			int status;
+			memset(&si, 0, sizeof(si));
+			if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
+				break;
+			end_worker_session(m, si.si_pid);
+			if (waitpid(si.si_pid, &status, 0) != si.si_pid)
+				break;
+			child_exited(m, si.si_pid, status);
+		}
 		break;
-	}
 	}
 }
 

@@ -344,7 +344,9 @@ call_stream(struct call *c)
 	if (c->s == NULL || c->req == NULL || !c->accept_sse)
 		return NULL;
 	cors_headers(c->req);
-	c->stream = stream_open(c->s, c->req, c->s->proto >= PROTO_2025_11_25);
+	char *rid = cJSON_PrintUnformatted(c->msg.id);
+	c->stream = stream_open(c->s, c->req, c->s->proto >= PROTO_2025_11_25, rid);
+	free(rid);
 	if (c->stream != NULL) {
 		c->stream->detached = call_stream_detached;
 		c->stream->detached_arg = c;
@@ -2678,6 +2680,30 @@ watch_files(struct mcp *m)
 	}
 }
 
+/* init_worker of the plugins this configuration uses: its storage, its
+ * transport and those of its tools (not those an older one loaded). */
+static int
+init_plugins(const struct config *cfg)
+{
+	size_t n = 0;
+	struct loaded_plugin **use = calloc(2 + cfg->ntools, sizeof(*use));
+	if (use == NULL) {
+		log_error("out of memory");
+		return -1;
+	}
+	use[n++] = cfg->storage.lp;
+	use[n++] = cfg->transport.lp;
+	for (size_t i = 0; i < cfg->ntools; i++)
+		if (cfg->tools[i].plugin != NULL)
+			use[n++] = cfg->tools[i].plugin;
+	char err[256];
+	int rc = plugins_init_worker(host_table(), use, n, err, sizeof(err));
+	if (rc < 0)
+		log_error("%s", err);
+	free(use);
+	return rc;
+}
+
 struct mcp *
 mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
     const struct backends *b)
@@ -2711,9 +2737,7 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 	watch_files(m);
 	host_set_tool_functions(host_tool_result, host_tool_text, host_tool_progress,
 	    host_tool_on_cancel, host_tool_ask);
-	char err[256];
-	if (plugins_init_worker(host_table(), err, sizeof(err)) < 0) {
-		log_error("%s", err);
+	if (init_plugins(cfg) < 0) {
 		mcp_free(m);
 		return NULL;
 	}

@@ -93,11 +93,24 @@ plugin_symbol(struct loaded_plugin *p, const char *symbol, char *err, size_t err
 	return s;
 }
 
+static int
+in_use(const struct loaded_plugin *p, struct loaded_plugin *const *use, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (use[i] == p)
+			return 1;
+	return 0;
+}
+
 int
-plugins_init_worker(const struct mcpd_host *host, char *err, size_t errlen)
+plugins_init_worker(const struct mcpd_host *host, struct loaded_plugin *const *use, size_t n,
+    char *err, size_t errlen)
 {
 	for (size_t i = 0; i < nloaded; i++) {
 		const struct mcpd_plugin *d = loaded[i]->desc;
+		if (!in_use(loaded[i], use, n))
+			continue;
+		loaded[i]->inited = 1;
 		if (d->size > offsetof(struct mcpd_plugin, init_worker) && d->init_worker != NULL &&
 		    d->init_worker(host) != 0) {
 			snprintf(err, errlen, "plugin %s (%s) refused to start", d->name ? d->name : "?",
@@ -113,6 +126,9 @@ plugins_fini_worker(void)
 {
 	for (size_t i = 0; i < nloaded; i++) {
 		const struct mcpd_plugin *d = loaded[i]->desc;
+		if (!loaded[i]->inited)
+			continue;
+		loaded[i]->inited = 0;
 		if (d->size > offsetof(struct mcpd_plugin, fini_worker) && d->fini_worker != NULL)
 			d->fini_worker();
 	}

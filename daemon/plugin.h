@@ -12,6 +12,7 @@ struct loaded_plugin {
 	char *path;
 	void *handle;
 	const struct mcpd_plugin *desc;
+	int inited;                     /* in this worker: init_worker ran */
 };
 
 /* Load path (once; later calls return the same object) and check that it
@@ -20,8 +21,12 @@ struct loaded_plugin *plugin_load(const char *path, enum mcpd_plugin_kind kind,
     char *err, size_t errlen);
 void *plugin_symbol(struct loaded_plugin *p, const char *symbol, char *err, size_t errlen);
 
-/* Per worker: run every loaded plugin's init_worker. Returns -1 with err. */
-int plugins_init_worker(const struct mcpd_host *host, char *err, size_t errlen);
+/* Per worker: run init_worker of the plugins in use (the n of use, which
+ * may repeat; plugins a reload dropped stay loaded but are not in it), in
+ * the order they were loaded. Returns -1 with err. */
+int plugins_init_worker(const struct mcpd_host *host, struct loaded_plugin *const *use, size_t n,
+    char *err, size_t errlen);
+/* fini_worker of those whose init_worker ran. */
 void plugins_fini_worker(void);
 
 #endif

@@ -9,6 +9,7 @@
 
 struct cJSON;
 struct config;
+struct loaded_plugin;
 
 enum tool_kind { TOOL_COMMAND, TOOL_SHELL, TOOL_PLUGIN };
 enum tool_output { OUT_TEXT, OUT_JSON, OUT_CONTENT };
@@ -33,6 +34,7 @@ struct tool_def {
 	enum tool_kind kind;
 	struct command_def cmd;
 	const char *plugin_file, *plugin_symbol;
+	struct loaded_plugin *plugin;   /* the object plugin_fn is in, once loaded */
 	void *plugin_fn;                /* mcpd_tool_fn, once loaded */
 	enum tool_output output;
 	struct cJSON *requires;         /* client capabilities the tool needs, or NULL */

@@ -121,17 +121,30 @@ struct replay {
 	int fresh, priming;
 };
 
+struct lost_check;
+
 /* A stream's extra state for being resumed from the log. */
 struct stream_x {
 	int replaying;
 	struct held_msg *held;
 	struct replay *replay;          /* the storage read it waits for */
+	uint64_t heard_ms;          /* a resumed stream: last word from its request */
+	struct lost_check *check;   /* reading the log, or recording the loss */
+};
+
+/* A resumed stream's storage operation, which may outlive the stream. */
+struct lost_check {
+	struct stream *st;          /* NULL once the stream is gone */
+	char *json;                 /* the answer being recorded */
 };
 
 static void stream_free(struct stream *st);
 static void pending_free(struct pending_request *p);
 static void write_event(struct stream *st, uint64_t seq, const char *json);
 static void evict(struct session *s);
+static struct stream_x *sx(struct stream *st);
+static void stream_ping(struct stream *st);
+static void lost_check_start(struct stream *st);
 
 static uint64_t
 now_ms(void)
@@ -649,6 +662,9 @@ store_record(struct session *s, int announce)
 		return;
 	key_of(key, sizeof(key), "session:", s->id);
 	t->b.storage->set(t->b.storage_inst, key, rec, strlen(rec), t->idle_ms, MCPD_SET_IF_PRESENT, NULL, NULL);
+	/* The index entry lives as long as the record. */
+	if (t->b.storage->index_add != NULL)
+		t->b.storage->index_add(t->b.storage_inst, "user:anonymous:sessions", s->id, t->idle_ms, NULL, NULL);
 	record_remember(s, rec, strlen(rec));
 	s->touched_ms = now_ms();
 	if (announce) {
@@ -719,6 +735,11 @@ session_delete(struct session *s)
 		return;
 	char key[96], msg[64];
 	key_of(key, sizeof(key), "session:", s->id);
+	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
+	/* What a resumption would read goes with it (del drops a log too). */
+	key_of(key, sizeof(key), "events:", s->id);
+	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
+	key_of(key, sizeof(key), "gsent:", s->id);
 	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
 	if (t->b.storage->index_remove != NULL)
 		t->b.storage->index_remove(t->b.storage_inst, "user:anonymous:sessions", s->id, NULL, NULL);
@@ -815,14 +836,35 @@ session_publish_cancel(struct session *s, const cJSON *request_id)
 
 /* ---- streams ---- */
 
+/* A request's stream, as opposed to the GET stream "g". */
+static int
+request_stream(const struct stream *st)
+{
+	return strcmp(st->id, "g") != 0;
+}
+
+/* Every keepalive period while it lives. A request's stream tells
+ * whoever resumed it elsewhere that its request is still running; a
+ * resumed one that has heard nothing of its request for LOST_AFTER
+ * periods looks in the log for the end (see lost_read). */
+#define LOST_AFTER 3
+
 static void
 keepalive_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	(void)fd;
 	(void)ev;
 	struct stream *st = arg;
+	struct sessions *t = st->s->table;
 	if (st->req != NULL)
 		http_stream_write(st->req, ": keep-alive\n\n", 14);
+	if (!request_stream(st))
+		return;
+	if (!st->holder && !st->finished)
+		stream_ping(st);
+	else if (st->holder && st->req != NULL && !sx(st)->replaying && sx(st)->check == NULL &&
+	    now_ms() - sx(st)->heard_ms >= LOST_AFTER * t->keepalive_ms)
+		lost_check_start(st);
 }
 
 static void
@@ -831,7 +873,8 @@ req_closed(struct http_request *r, void *arg)
 	(void)r;
 	struct stream *st = arg;
 	st->req = NULL;
-	event_del(st->keepalive);
+	if (st->holder)
+		event_del(st->keepalive);   /* a request's own stream goes on: stream_ping */
 	if (st->detached != NULL)
 		st->detached(st->detached_arg);
 	if (st->holder) {
@@ -948,6 +991,8 @@ stream_free(struct stream *st)
 	}
 	if (st->holder)
 		toclient_release(s);
+	if (sx(st)->check != NULL)
+		sx(st)->check->st = NULL;
 	/* Storage callbacks still due find the queue without its stream. */
 	st->queue->st = NULL;
 	if (st->queue->waiting == 0) {
@@ -987,7 +1032,8 @@ write_event(struct stream *st, uint64_t seq, const char *json)
 		struct http_request *r = st->req;
 		http_request_on_close(r, NULL, NULL);
 		st->req = NULL;
-		event_del(st->keepalive);
+		if (st->holder)
+			event_del(st->keepalive);
 		http_stream_end(r);
 		if (st->detached != NULL)
 			st->detached(st->detached_arg);
@@ -1027,6 +1073,22 @@ deliver(struct stream *st, uint64_t seq, int final, const char *json)
 	key_of(ch, sizeof(ch), "toclient:", s->id);
 	publish(s->table, ch, msg, (size_t)n);
 	free(msg);
+}
+
+/* "Still running", for the streams that resumed this one: those here at
+ * once, those elsewhere through the transport. */
+static void
+stream_ping(struct stream *st)
+{
+	struct session *s = st->s;
+	struct stream *h;
+	LIST_FOREACH(h, &s->streams, link)
+		if (h->holder && strcmp(h->id, st->id) == 0)
+			sx(h)->heard_ms = now_ms();
+	char msg[64], ch[96];
+	int n = snprintf(msg, sizeof(msg), "%s\n0\n3\n", st->id);
+	key_of(ch, sizeof(ch), "toclient:", s->id);
+	publish(s->table, ch, msg, (size_t)n);
 }
 
 static void priming_event(struct stream *st, uint64_t seq);
@@ -1120,7 +1182,7 @@ priming_event(struct stream *st, uint64_t seq)
 }
 
 struct stream *
-stream_open(struct session *s, struct http_request *req, int priming)
+stream_open(struct session *s, struct http_request *req, int priming, const char *request_id)
 {
 	struct sessions *t = s->table;
 	char id[32];
@@ -1130,7 +1192,7 @@ stream_open(struct session *s, struct http_request *req, int priming)
 		return NULL;
 	attach(st, req, 0);
 	st->priming = priming;
-	enqueue(st, "", 2);
+	enqueue(st, request_id ? request_id : "", 2);   /* the start names the request */
 	return st;
 }
 
@@ -1162,7 +1224,8 @@ stream_detach(struct stream *st)
 		return;
 	http_request_on_close(st->req, NULL, NULL);
 	st->req = NULL;
-	event_del(st->keepalive);
+	if (st->holder)
+		event_del(st->keepalive);
 }
 
 /* ---- GET streams and resumption ---- */
@@ -1207,8 +1270,11 @@ toclient_msg(void *arg, const char *channel, const void *msg, size_t len)
 		LIST_FOREACH(st, &s->streams, link)
 			if (st->holder && strcmp(st->id, m) == 0 && (st->req != NULL || sx(st)->replaying))
 				break;
+		int kind = atoi(p2 + 1);
 		if (st != NULL)
-			hold_or_write(st, strtoull(p1 + 1, NULL, 10), atoi(p2 + 1), p3 + 1);
+			sx(st)->heard_ms = now_ms();
+		if (st != NULL && kind != 3)    /* 3: the request is still running */
+			hold_or_write(st, strtoull(p1 + 1, NULL, 10), kind, p3 + 1);
 	}
 	free(m);
 }
@@ -1288,9 +1354,12 @@ replayed(void *arg, int status, const struct mcpd_log_entry *e, size_t n, const 
 		return;
 	}
 	size_t il = strlen(rp->id);
-	/* A resumed id must name an event of that stream, or its start. */
+	/* A resumed id must name an event of that stream, or its start. The
+	 * GET stream's start is the position it was opened at: 0, or an
+	 * event of its own, or one older than the log keeps. */
 	if (!rp->fresh && status == MCPD_OK) {
-		int known = 0;
+		int get = strcmp(rp->id, "g") == 0;
+		int known = get && (rp->after == 0 || (n > 0 && e[0].seq > rp->after));
 		for (size_t i = 0; i < n && !known; i++) {
 			const char *id, *data;
 			size_t idl, dl;
@@ -1305,26 +1374,37 @@ replayed(void *arg, int status, const struct mcpd_log_entry *e, size_t n, const 
 			return;
 		}
 	}
-	/* A stream of ours whose client left: the new connection takes it. */
+	/* A request's stream of ours whose client left: the new connection
+	 * takes it. (Not the sender of the GET stream's events, which has
+	 * no client: the GET stream is always a holder, which records what
+	 * it delivered in gsent.) */
 	struct stream *own;
 	LIST_FOREACH(own, &rp->s->streams, link)
-		if (!own->holder && own->req == NULL && !own->finished && strcmp(own->id, rp->id) == 0)
+		if (!own->holder && own->req == NULL && !own->finished && request_stream(own) &&
+		    strcmp(own->id, rp->id) == 0)
 			break;
 	if (own != NULL) {
 		stream_free(st);
 		rp->st = st = own;
 	}
 	sx(st)->replay = NULL;
-	attach(st, rp->req, rp->fresh && rp->priming);
+	/* Where the client is: the priming event of a fresh GET stream gets
+	 * this position as its id, so that it can be resumed from. */
 	st->sent = rp->after;
+	attach(st, rp->req, rp->fresh && rp->priming);
+	sx(st)->heard_ms = now_ms();
 	int final = 0;
 	for (size_t i = 0; i < n && !final; i++) {
 		const char *id, *data;
 		size_t idl, dl;
 		int kind;
 		if (entry_parse(&e[i], &id, &idl, &kind, &data, &dl) < 0 || idl != il ||
-		    memcmp(id, rp->id, il) != 0 || kind == 2 || e[i].seq <= st->sent)
+		    memcmp(id, rp->id, il) != 0 || kind == 2)
 			continue;
+		if (e[i].seq <= st->sent) {
+			final = kind == 1;      /* resumed after its last event: nothing more */
+			continue;
+		}
 		char *json = strndup(data, dl);
 		if (json != NULL)
 			write_event(st, e[i].seq, json);
@@ -1348,6 +1428,125 @@ replayed(void *arg, int status, const struct mcpd_log_entry *e, size_t n, const 
 	free(rp);
 	if (final || st->finished)
 		stream_free(st);
+}
+
+/* A resumed stream has heard nothing of its request for a while: the
+ * worker that ran it is gone (killed), or it ended there without an
+ * answer. What the log has of the stream, from its start, tells. */
+static void lost_read(void *arg, int status, const struct mcpd_log_entry *e, size_t n, const char *err);
+
+static void
+lost_check_start(struct stream *st)
+{
+	struct sessions *t = st->s->table;
+	struct lost_check *lc = calloc(1, sizeof(*lc));
+	if (lc == NULL)
+		return;
+	lc->st = st;
+	sx(st)->check = lc;
+	char log[96];
+	key_of(log, sizeof(log), "events:", st->s->id);
+	t->b.storage->log_range(t->b.storage_inst, log, 0, REPLAY_MAX, lost_read, lc);
+}
+
+static void
+lost_recorded(void *arg, int status, int64_t seq, const char *err)
+{
+	struct lost_check *lc = arg;
+	struct stream *st = lc->st;
+	if (st != NULL) {
+		sx(st)->check = NULL;
+		if (status != MCPD_OK)
+			log_warn("storage: the end of a lost request not kept: %s", err ? err : "failed");
+		write_event(st, status == MCPD_OK ? (uint64_t)seq : 0, lc->json);
+		stream_free(st);
+	}
+	free(lc->json);
+	free(lc);
+}
+
+/* Record json as the stream's last event, then send it and end. */
+static void
+record_lost(struct stream *st, char *json)
+{
+	struct sessions *t = st->s->table;
+	struct lost_check *lc = calloc(1, sizeof(*lc));
+	size_t len = strlen(json);
+	char *entry = malloc(strlen(st->id) + len + 8);
+	if (lc == NULL || entry == NULL) {
+		free(lc);
+		free(entry);
+		write_event(st, 0, json);
+		free(json);
+		stream_free(st);
+		return;
+	}
+	lc->st = st;
+	lc->json = json;
+	sx(st)->check = lc;
+	int n = sprintf(entry, "%s\n1\n%s", st->id, json);
+	char log[96];
+	key_of(log, sizeof(log), "events:", st->s->id);
+	t->b.storage->log_append(t->b.storage_inst, log, entry, (size_t)n, t->history, t->idle_ms,
+	    lost_recorded, lc);
+	free(entry);
+}
+
+static void
+lost_read(void *arg, int status, const struct mcpd_log_entry *e, size_t n, const char *err)
+{
+	struct lost_check *lc = arg;
+	struct stream *st = lc->st;
+	free(lc);
+	if (st == NULL)
+		return;
+	sx(st)->check = NULL;
+	if (status != MCPD_OK) {
+		log_warn("storage: reading events of a resumed stream: %s", err ? err : "failed");
+		sx(st)->heard_ms = now_ms();    /* try again later */
+		return;
+	}
+	size_t il = strlen(st->id);
+	cJSON *rid = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const char *id, *data;
+		size_t idl, dl;
+		int kind;
+		if (entry_parse(&e[i], &id, &idl, &kind, &data, &dl) < 0 || idl != il ||
+		    memcmp(id, st->id, il) != 0)
+			continue;
+		if (kind == 2) {
+			cJSON_Delete(rid);
+			rid = dl > 0 ? cJSON_ParseWithLength(data, dl) : NULL;
+			continue;
+		}
+		if (e[i].seq <= st->sent)
+			continue;
+		/* Recorded, but the word to this worker was lost: the answer
+		 * may be among these. */
+		char *json = strndup(data, dl);
+		if (json != NULL)
+			write_event(st, e[i].seq, json);
+		free(json);
+		if (kind == 1) {
+			cJSON_Delete(rid);
+			stream_free(st);
+			return;
+		}
+	}
+	/* No answer will come: give the client one, kept in the log so that
+	 * a later resumption ends at once. */
+	log_warn("session %.8s…: stream %s: its request is lost (nothing from it for %llums); "
+	    "answering it with an error", st->s->id, st->id,
+	    (unsigned long long)(LOST_AFTER * st->s->table->keepalive_ms));
+	char *json = cJSON_IsString(rid) || cJSON_IsNumber(rid) ? jsonrpc_error(rid, JSONRPC_INTERNAL_ERROR,
+	    "request lost: the process serving it ended before it answered", NULL) : NULL;
+	cJSON_Delete(rid);
+	if (json == NULL) {
+		stream_free(st);    /* an old log without the request id: just end */
+		return;
+	}
+	record_lost(st, json);
 }
 
 static void

@@ -5,6 +5,8 @@
  * storage  session:<id>          the record (JSON), TTL session_idle_timeout
  *          user:<user>:sessions  index of a user's sessions
  *          events:<id>           log of SSE events, for Last-Event-ID
+ *          gsent:<id>            the last event the GET stream delivered
+ *          (DELETE removes all three; the index entry goes too)
  * channels toclient:<id>         events for a stream held by another worker
  *          toserver:<id>:<rid>   the client's answer to our request <rid>
  *          control:<id>          cancellations for calls running elsewhere
@@ -132,8 +134,11 @@ void session_calls_end(struct session *s);
 void session_publish_cancel(struct session *s, const struct cJSON *request_id);
 
 /* Streams. priming: an event with an id and empty data first, which
- * 2025-11-25 clients reconnect with. */
-struct stream *stream_open(struct session *s, struct http_request *req, int priming);
+ * 2025-11-25 clients reconnect with. request_id: the request's id as
+ * JSON, kept with the stream's start so that a client that resumes the
+ * stream of a request that was lost (its worker died) can be answered. */
+struct stream *stream_open(struct session *s, struct http_request *req, int priming,
+    const char *request_id);
 void stream_send(struct stream *st, const char *json);
 /* The last event (or NULL), then the response ends. Frees st. */
 void stream_finish(struct stream *st, const char *json);

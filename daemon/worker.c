@@ -208,6 +208,11 @@ worker_main(const struct worker_params *p)
 	snprintf(name, sizeof(name), "worker %u", p->id);
 	log_set_process(name);
 
+	/* A session of its own: the commands it runs stay in it, whatever
+	 * their process group, so that the master can end them if this
+	 * worker dies without doing so (killed). */
+	if (setsid() < 0)
+		log_sys(LOG_WARN, "setsid");
 	if (drop_privileges(p->cfg) < 0)
 		return WORKER_EXIT_FATAL;
 
@@ -239,8 +244,8 @@ worker_main(const struct worker_params *p)
 		}
 	}
 	struct backends b = {
-		p->cfg->storage.lp->desc->ops, p->cfg->storage.inst,
-		p->cfg->transport.lp->desc->ops, p->cfg->transport.inst,
+		p->cfg->storage.ops, p->cfg->storage.inst,
+		p->cfg->transport.ops, p->cfg->transport.inst,
 	};
 	w.mcp = mcp_new(w.base, p->cfg, w.http, &b);
 	if (w.mcp == NULL) {

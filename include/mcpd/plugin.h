@@ -7,8 +7,10 @@
  *
  * Versioning: mcpd refuses a plugin whose abi_major differs from its own
  * and accepts an older abi_minor. Structures that may grow start with
- * their size; mcpd reads only what both sides know, and a NULL operation
- * means "not supported".
+ * their size; mcpd reads only what both sides know. An optional
+ * operation or hook may be NULL ("not supported"); the operations marked
+ * "required" below must be there, and mcpd refuses (as a configuration
+ * error, also for mcpd -t) a storage or transport plugin that lacks one.
  */
 #ifndef MCPD_PLUGIN_H
 #define MCPD_PLUGIN_H
@@ -33,9 +35,9 @@ extern "C" {
 
 enum mcpd_plugin_kind {
 	MCPD_PLUGIN_TOOLS = 1,      /* tools called in-process: plugin: file.so:symbol */
-	MCPD_PLUGIN_STORAGE = 2,    /* reserved for the storage ABI */
-	MCPD_PLUGIN_TRANSPORT = 3,  /* reserved for the transport ABI */
-	MCPD_PLUGIN_AUTH = 4,       /* reserved for the auth ABI */
+	MCPD_PLUGIN_STORAGE = 2,    /* storage: { plugin: ... } (ABI 1.2) */
+	MCPD_PLUGIN_TRANSPORT = 3,  /* transport: { plugin: ... } (ABI 1.2) */
+	MCPD_PLUGIN_AUTH = 4,       /* reserved for the auth ABI: not loaded yet */
 };
 
 enum mcpd_log_level {
@@ -60,7 +62,10 @@ enum mcpd_status {
 
 /* Completion callbacks. A backend may call them before the operation
  * returns (a local store) or later from the event loop (a network
- * store); callers handle both. err is set only with MCPD_ERROR. */
+ * store); callers handle both. err is set only with MCPD_ERROR.
+ * A cb may be NULL where the caller does not need the outcome (mcpd
+ * passes NULL to set, del, index_add, index_remove and publish): check
+ * it before calling. */
 typedef void mcpd_done_cb(void *arg, int status, const char *err);
 typedef void mcpd_value_cb(void *arg, int status, const void *value, size_t len, const char *err);
 typedef void mcpd_int_cb(void *arg, int status, int64_t value, const char *err);
@@ -80,17 +85,23 @@ typedef void mcpd_entries_cb(void *arg, int status, const struct mcpd_log_entry 
 
 /* Storage (kind MCPD_PLUGIN_STORAGE): keys are NUL-terminated text,
  * values bytes. A ttl of 0 means no expiry. Expired data is never
- * returned. Every worker of every instance sees the same data. */
+ * returned. Every worker of every instance sees the same data.
+ * Required: get, set, del, log_append, log_range. Optional (skipped when
+ * NULL): index_add, index_remove. Not called yet: exists, incr,
+ * index_members. */
 struct mcpd_storage_ops {
 	uint32_t size;              /* sizeof(struct mcpd_storage_ops) of the plugin */
 	void (*get)(void *inst, const char *key, mcpd_value_cb *cb, void *arg);
 	void (*set)(void *inst, const char *key, const void *value, size_t len, uint64_t ttl_ms,
 	    unsigned flags, mcpd_done_cb *cb, void *arg);
+	/* Removes the value stored under key, and the log of that name (so
+	 * that a session's event log goes with it). */
 	void (*del)(void *inst, const char *key, mcpd_done_cb *cb, void *arg);
 	void (*exists)(void *inst, const char *key, mcpd_done_cb *cb, void *arg);
 	/* Add by to an integer value (absent: 0); reports the new value. */
 	void (*incr)(void *inst, const char *key, int64_t by, uint64_t ttl_ms, mcpd_int_cb *cb, void *arg);
-	/* Sets of members (a user's sessions); ttl applies to the member. */
+	/* Sets of members (a user's sessions); ttl applies to the member, and
+	 * adding a member again renews it. */
 	void (*index_add)(void *inst, const char *index, const char *member, uint64_t ttl_ms,
 	    mcpd_done_cb *cb, void *arg);
 	void (*index_remove)(void *inst, const char *index, const char *member, mcpd_done_cb *cb, void *arg);
@@ -113,12 +124,14 @@ struct mcpd_publish_opts {
 };
 
 /* Transport (kind MCPD_PLUGIN_TRANSPORT): messages to whoever subscribed
- * to a channel, on any worker of any instance. */
+ * to a channel, on any worker of any instance. Required: subscribe,
+ * unsubscribe, publish. Not called yet: has_subscribers. */
 struct mcpd_transport_ops {
 	uint32_t size;              /* sizeof(struct mcpd_transport_ops) of the plugin */
 	/* Returns a subscription handle, or NULL. cb runs on the worker's loop. */
 	void *(*subscribe)(void *inst, const char *channel, mcpd_message_cb *cb, void *arg);
 	void (*unsubscribe)(void *inst, void *subscription);
+	/* opts may be NULL (mcpd passes NULL: no id, no ttl), and so may cb. */
 	void (*publish)(void *inst, const char *channel, const void *msg, size_t len,
 	    const struct mcpd_publish_opts *opts, mcpd_done_cb *cb, void *arg);
 	/* Reports how many subscribers the channel has (0 when none). */
@@ -172,8 +185,9 @@ struct mcpd_host {
 	int (*config_size)(const struct mcpd_config *node, uint64_t *bytes);    /* 0 or -1 */
 	/* "file:line:column" of a node, for error messages. */
 	void (*config_where)(const struct mcpd_config *node, char *buf, size_t len);
-	/* The uid and gid workers run as (-1: unchanged), so that a plugin
-	 * can give them the files it creates at configuration time. */
+	/* The uid and gid workers run as, so that a plugin can give them the
+	 * files it creates at configuration time; -1 when the workers keep
+	 * the master's identity (no user:, or a master that is not root). */
 	void (*worker_identity)(long *uid, long *gid);
 	/* Workers of this mcpd: an id from 1, and the master's relay between
 	 * them (what the local transport is built on): the master remembers
@@ -187,8 +201,10 @@ struct mcpd_host {
 	void (*relay_count)(const char *channel, mcpd_int_cb *cb, void *arg);
 	/* Where the relay delivers what other workers published. */
 	void (*relay_receive)(mcpd_message_cb *cb, void *arg);
-	/* The directory for state when the configuration names none
-	 * (PREFIX/var/lib/mcpd, or build/state in a build tree). */
+	/* The directory for state when the configuration names none:
+	 * LOCALSTATEDIR/lib/mcpd, where LOCALSTATEDIR is PREFIX/var, or /var
+	 * for PREFIX=/usr (so /usr/local/var/lib/mcpd, or /var/lib/mcpd);
+	 * build/state for an mcpd run from its build tree. */
 	const char *(*state_dir)(void);
 };
 
@@ -211,23 +227,27 @@ struct mcpd_plugin {
 	enum mcpd_plugin_kind kind;
 	const char *name;
 	const char *version;
-	/* Optional: once per worker, before the first call. Non-zero refuses
-	 * to start (the worker exits and is not respawned). */
+	/* Optional: once per worker, before the first call, for each plugin
+	 * the worker's configuration uses. Non-zero refuses to start (the
+	 * worker exits and is not respawned). */
 	int (*init_worker)(const struct mcpd_host *host);
-	/* Optional: when the worker stops. */
+	/* Optional: when the worker stops (if init_worker was due). */
 	void (*fini_worker)(void);
 
 	/* ABI 1.2, for storage and transport plugins. */
-	/* In the master, at configuration time (also mcpd -t): check the
-	 * section, return an instance, or NULL and a message in err. */
+	/* Required: in the master, at configuration time (also mcpd -t):
+	 * check the section, return an instance, or NULL and a message in
+	 * err. */
 	void *(*create)(const struct mcpd_host *host, const struct mcpd_config *section,
 	    char *err, size_t errlen);
-	/* In each worker after fork, with the event loop running: connect. */
+	/* Optional: in each worker after fork, with the event loop running:
+	 * connect. */
 	int (*attach)(void *inst, char *err, size_t errlen);
-	void (*detach)(void *inst);
-	/* In the master, when the configuration is dropped. */
+	void (*detach)(void *inst);             /* optional */
+	/* Optional: in the master, when the configuration is dropped. */
 	void (*destroy)(void *inst);
-	/* struct mcpd_storage_ops or struct mcpd_transport_ops, by kind. */
+	/* Required: struct mcpd_storage_ops or struct mcpd_transport_ops, by
+	 * kind, with the operations that one marks required. */
 	const void *ops;
 	uint32_t flags;
 

@@ -149,6 +149,39 @@ fail:
 		cb(arg, MCPD_ERROR, why(rc));
 }
 
+/* Drop a log: its entries ("log\0<seq>") and its meta record. Returns 0
+ * (found says whether there was one) or an LMDB error. */
+static int
+log_drop(struct lmdb_store *st, MDB_txn *txn, const void *log, size_t ll, int *found)
+{
+	char key[1100];
+	MDB_cursor *cur;
+	if (ll + 9 > sizeof(key))
+		return MDB_BAD_VALSIZE;
+	int rc = mdb_cursor_open(txn, st->logs, &cur);
+	if (rc != 0)
+		return rc;
+	memcpy(key, log, ll);
+	key[ll] = '\0';
+	memset(key + ll + 1, 0, 8);
+	MDB_val ek = { ll + 9, key }, ev;
+	for (rc = mdb_cursor_get(cur, &ek, &ev, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &ek, &ev, MDB_NEXT)) {
+		if (ek.mv_size != ll + 9 || memcmp(ek.mv_data, key, ll + 1) != 0)
+			break;
+		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return rc;
+	MDB_val mk = { ll, (void *)log };
+	rc = mdb_del(txn, st->logmeta, &mk, NULL);
+	*found = rc == 0;
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* The value under key, and a log of that name. */
 static void
 l_del(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
 {
@@ -157,9 +190,13 @@ l_del(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
 	int rc = begin(st, 0, &txn);
 	if (rc == 0) {
 		MDB_val k = { strlen(key), (void *)key };
+		int log_found = 0;
 		rc = mdb_del(txn, st->kv, &k, NULL);
-		if (rc == 0 || rc == MDB_NOTFOUND) {
-			int found = rc == 0;
+		int found = rc == 0;
+		if (rc == 0 || rc == MDB_NOTFOUND)
+			rc = log_drop(st, txn, key, strlen(key), &log_found);
+		if (rc == 0) {
+			found |= log_found;
 			rc = mdb_txn_commit(txn);
 			if (rc == 0) {
 				if (cb)

@@ -181,12 +181,14 @@ m_set(void *inst, const char *key, const void *value, size_t len, uint64_t ttl_m
 		cb(arg, MCPD_OK, NULL);
 }
 
+/* The value under key, and a log of that name. */
 static void
 m_del(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
 {
 	struct store *st = inst;
-	int found = lookup(st, KV, key, NULL) != NULL;
+	int found = lookup(st, KV, key, NULL) != NULL || lookup(st, LOG, key, NULL) != NULL;
 	remove_item(st, KV, key);
+	remove_item(st, LOG, key);
 	if (cb)
 		cb(arg, found ? MCPD_OK : MCPD_NOT_FOUND, NULL);
 }

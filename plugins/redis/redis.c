@@ -497,10 +497,12 @@ s_set(void *inst, const char *key, const void *value, size_t len, uint64_t ttl_m
 static void
 s_del(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
 {
-	char k[1024];
+	/* A log of that name goes too, with its sequence counter. */
+	char k[1024], seq[1032];
 	key_of(inst, k, sizeof(k), key);
-	const char *argv[] = { "DEL", k };
-	send_op(op_new(inst, K_DEL, (void *)cb, arg), 2, argv, NULL);
+	snprintf(seq, sizeof(seq), "%s:seq", k);
+	const char *argv[] = { "DEL", k, seq };
+	send_op(op_new(inst, K_DEL, (void *)cb, arg), 3, argv, NULL);
 }
 
 static void

@@ -19,6 +19,17 @@ def test_shipped_config_is_valid(t):
     check(rc == 0, "conf/mcpd.yaml: %s" % err)
 
 
+def test_shipped_config_comments(t):
+    """The example's comments tell the truth: the state directory of an
+    installed mcpd and of make run (a build tree), and no stray colons."""
+    text = open(os.path.join(ROOT, "conf/mcpd.yaml")).read()
+    storage = text[text.index("\nstorage:"):text.index("\ntransport:")]
+    check("PREFIX/var/lib/mcpd" in storage and "build/state" in storage and "make run" in storage, storage)
+    for line in text.splitlines():
+        if "#" in line and line.split("#", 1)[0].strip():
+            check(not line.rstrip().endswith(":"), "comment ends with a colon: %r" % line)
+
+
 def test_config_check_reports_every_error(t):
     path = os.path.join(t.dir, "bad.yaml")
     with open(path, "w") as f:

@@ -226,7 +226,7 @@ def alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):    # gone, or going while read
         return False
 
 
@@ -322,6 +322,108 @@ def test_get_stream_and_resume(t):
     check(len(replay) == len(events) - 1 and replay[-1]["id"] == 8, (first_id, replay))
     st, _, _ = http(port, "GET", "/mcp", None, dict(h, **{"Last-Event-ID": "999-1"}))
     check(st == 400, st)
+    d.stop()
+
+
+def read_to_end(s, timeout):
+    """Read until the server ends the response (the connection closes,
+    or the chunked body ends), within timeout: the data, or None."""
+    data = b""
+    deadline = time.time() + timeout
+    while not data.endswith(b"\r\n0\r\n\r\n"):
+        if time.time() > deadline:
+            return None
+        s.settimeout(max(0.1, deadline - time.time()))
+        try:
+            c = s.recv(4096)
+        except socket.timeout:
+            return None
+        if not c:
+            break
+        data += c
+    return data
+
+
+def read_until(s, pred, timeout=10):
+    """Read an open response until pred(data) holds; the data."""
+    data = b""
+    deadline = time.time() + timeout
+    while not pred(data):
+        check(time.time() < deadline, "timed out; got %r" % data[-600:])
+        c = s.recv(4096)
+        check(c, "closed early; got %r" % data[-600:])
+        data += c
+    return data
+
+
+def open_get(port, sid, last=None):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: "
+              + sid.encode() + b"\r\nMCP-Protocol-Version: 2025-11-25\r\n"
+              + (b"Last-Event-ID: " + last.encode() + b"\r\n" if last else b"") + b"\r\n")
+    return s
+
+
+def priming_id(data):
+    """The id of the first event, sent with empty data before any other."""
+    body = data.split(b"\r\n\r\n", 1)[1].decode()
+    m = __import__("re").search(r"(?m)^id: (\S+)\n(?:retry: \d+\n)?data: \n", body)
+    check(m, "no priming event in %r" % body)
+    return m.group(1)
+
+
+def test_get_stream_resumes_from_its_priming_event(t):
+    """Every stream can be resumed from its priming event: a GET stream
+    too, whether or not it has delivered anything yet."""
+    d, port = start(t, "sse: { keepalive: 1s }\n")
+    sid = mcp_session(port)
+    s = open_get(port, sid)
+    data = read_until(s, lambda b: b"data: \n\n" in b)
+    first = priming_id(data)
+    s.close()
+    # A log line for the GET stream while none is open: the client, cut
+    # off after the priming event, resumes from it and gets the line.
+    st, r, _ = rpc(port, sid, "tools/call", {"name": "talk", "arguments": {}}, id=1,
+                   headers={"Accept": "application/json"})
+    check(r["result"]["content"][0]["text"] == "done", r)
+    s = open_get(port, sid, first)
+    data = read_until(s, lambda b: b'"data":"careful"' in b or (b"\r\n\r\n" in b and status_of(b) != 200))
+    check(status_of(data) == 200, "resuming from %s: %r" % (first, data[:300]))
+    s.close()
+    # That GET stream delivered the line: a new one starts after it, and
+    # its priming id says so; resuming from it replays nothing old.
+    s = open_get(port, sid)
+    data = read_until(s, lambda b: b"data: \n\n" in b)
+    second = priming_id(data)
+    s.close()
+    check(second != first, "the priming id %s does not move on" % second)
+    s = open_get(port, sid, second)
+    data = read_until(s, lambda b: b": keep-alive" in b)
+    check(status_of(data) == 200 and b"careful" not in data, data[:400])
+    s.close()
+    d.stop()
+
+
+def test_resumed_stream_ends_after_its_last_event(t):
+    d, port = start(t, "sse: { keepalive: 1s }\n")
+    sid = mcp_session(port)
+    h = {"Accept": "text/event-stream", "Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"}
+    st, hdrs, body = http(port, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                          "params": {"name": "talk", "arguments": {}, "_meta": {"progressToken": "p"}}}),
+                          dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
+    events = [e for e in sse_events(body) if "id" in e]
+    check(json.loads(events[-1]["data"])["id"] == 5, events)
+    # From the priming event: everything again, then the stream ends.
+    st, _, again = http(port, "GET", "/mcp", None, dict(h, **{"Last-Event-ID": events[0]["id"]}), timeout=5)
+    replay = [json.loads(e["data"]) for e in sse_events(again) if e.get("data")]
+    check(st == 200 and replay[-1]["id"] == 5 and len(replay) == len(events) - 1, replay)
+    # From the last event, which carried the result: nothing is left, and
+    # the stream ends at once instead of sending keep-alives forever.
+    s = open_get(port, sid, events[-1]["id"])
+    rest = read_to_end(s, 3)
+    s.close()
+    check(rest is not None, "the stream resumed after its last event did not end")
+    check(status_of(rest) == 200 and b"event: message" not in rest, rest)
     d.stop()
 
 

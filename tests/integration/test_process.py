@@ -259,6 +259,29 @@ def test_privilege_drop(t):
     d.stop()
 
 
+def test_user_ignored_by_a_non_root_master(t):
+    """user: is applied only by a root master; otherwise it is ignored, and
+    lmdb must not try to give its files to that user either."""
+    if os.geteuid() != 0:
+        from harness import Skip
+        raise Skip("needs root, to start mcpd as another user")
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    port = free_port()
+    os.chmod(t.dir, 0o755)
+    state = os.path.join(t.dir, "state")
+    os.mkdir(state)
+    os.chown(state, nobody.pw_uid, nobody.pw_gid)
+    d = t.mcpd(conf(port, workers=1, extra="user: daemon\n"))
+    d.start(user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[])
+    d.wait_ready(port)
+    check("user: daemon is applied only when mcpd starts as root" in d.log(), d.log())
+    check("cannot give" not in d.log(), d.log())
+    check(os.stat(state).st_uid == nobody.pw_uid)
+    check(healthz_json(port)["status"] == "ok")
+    d.stop()
+
+
 def test_log_file_json_and_reopen(t):
     port = free_port()
     logfile = os.path.join(t.dir, "access.log")

@@ -21,6 +21,14 @@ tools:
     description: Sleeps; writes worker and own pid first.
     input: { pidfile: string }
     shell: 'echo "$PPID $$" > "$MCP_ARG_pidfile"; exec sleep 30'
+  - name: family
+    description: Sleeps in a child and a grandchild; writes worker, own and child pids first.
+    input: { pidfile: string }
+    shell: 'sleep 30 & echo "$PPID $$ $!" > "$MCP_ARG_pidfile"; wait'
+  - name: pause
+    description: One progress event, then a pause, then the answer; writes the worker's pid first.
+    input: { pidfile: string, seconds: number }
+    shell: 'echo $PPID > "$MCP_ARG_pidfile"; mcpd-tool progress 1 2; sleep "$MCP_ARG_seconds"; echo late'
   - name: ask
     description: Asks the user.
     shell: 'a=$(mcpd-tool elicit "Go?" "{\\"type\\":\\"object\\"}") && printf "answer %s" "$(mcpd-tool get action "$a")"'
@@ -73,7 +81,7 @@ def alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):    # gone, or going while read
         return False
 
 
@@ -160,10 +168,10 @@ def test_resume_on_another_worker(t):
         seen = [m["params"]["progress"] for m in
                 (json.loads(e["data"]) for e in events) if m.get("method") == "notifications/progress"]
         check(seen + progress == [1, 2, 3, 4, 5], "before %s, resumed %s" % (seen, progress))
-        # The access log line is written as the stream ends: maybe just after.
-        get_lines = lambda: re.findall(r"worker \d+\[(\d+)\]: .*\"GET /mcp.*stream", d.log())
-        wait_for(lambda: len(get_lines()) >= attempt + 1, what="the GET's access log line")
-        gets = get_lines()
+        # The access log line is written as the stream ends: maybe just
+        # after the client saw it end.
+        d.wait_log(r"worker \d+\[(\d+)\]: .*\"GET /mcp.*stream", count=attempt + 1)
+        gets = re.findall(r"worker \d+\[(\d+)\]: .*\"GET /mcp.*stream", d.log())
         if int(gets[-1]) != stream_pid:
             d.stop()
             return
@@ -188,8 +196,135 @@ def test_sessions_survive_a_killed_worker_and_a_restart(t):
     d2.start(wait_url_port=port)
     whoami(port, sid)
     st, r, _ = rpc(port, sid, "tools/list", {})
-    check(st == 200 and len(r["result"]["tools"]) == 4, (st, r))
+    check(st == 200 and len(r["result"]["tools"]) == 6, (st, r))
     d2.stop()
+
+
+def test_tools_die_with_a_killed_worker(t):
+    """A worker killed by SIGKILL cannot stop its commands: the master
+    does, the command and what it started."""
+    d, port = start(t, workers=2)
+    sid = mcp_session(port)
+    pidfile = os.path.join(t.dir, "family")
+    s = post_stream(port, sid, {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                 "params": {"name": "family", "arguments": {"pidfile": pidfile}}})
+    wait_for(lambda: os.path.exists(pidfile) and len(open(pidfile).read().split()) == 3,
+             what="the tool to start")
+    worker, shell, sleep = map(int, open(pidfile).read().split())
+    check(worker in d.workers() and alive(shell) and alive(sleep))
+    os.kill(worker, signal.SIGKILL)
+    d.wait_log(r"\(pid %d\) killed by signal 9" % worker)
+    wait_for(lambda: not alive(shell) and not alive(sleep), timeout=5,
+             what="the tool (pid %d) and its child (pid %d) to die with their worker" % (shell, sleep))
+    d.wait_log(r"worker \d \(pid %d\) left 2 command processes running; killed" % worker)
+    s.close()
+    # The replacement serves the session.
+    wait_for(lambda: len(d.workers()) == 2, what="the replacement worker")
+    check(whoami(port, sid) in d.workers())
+    d.stop()
+
+
+def stream_events(data):
+    """The events of a raw chunked SSE response read so far."""
+    body = data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in data else b""
+    return sse_events(re.sub(rb"(^|\r\n)[0-9a-f]+\r\n", b"", body))
+
+
+def read_stream(s, pred, timeout):
+    """Read until pred(data) or the end of the response; (data, ended)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not pred(data):
+        if data.endswith(b"\r\n0\r\n\r\n"):
+            return data, True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return data, False
+        s.settimeout(left)
+        try:
+            c = s.recv(4096)
+        except socket.timeout:
+            return data, False
+        if not c:
+            return data, True
+        data += c
+    return data, False
+
+
+def resume(port, sid, last):
+    s = socket.create_connection(("127.0.0.1", port), timeout=15)
+    s.sendall(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: "
+              + sid.encode() + b"\r\nLast-Event-ID: " + last.encode() + b"\r\n\r\n")
+    return s
+
+
+def start_paused(t, port, sid, rid, seconds):
+    """A call that streams one progress event, then pauses: (socket,
+    worker pid, the progress event's id)."""
+    pidfile = os.path.join(t.dir, "pause%d" % rid)
+    s = post_stream(port, sid, {"jsonrpc": "2.0", "id": rid, "method": "tools/call",
+                                 "params": {"name": "pause", "arguments": {"pidfile": pidfile, "seconds": seconds},
+                                            "_meta": {"progressToken": "p"}}})
+    data, _ = read_stream(s, lambda b: b"notifications/progress" in b and b.endswith(b"\n\n\r\n"), 10)
+    events = [e for e in stream_events(data) if e.get("data")]
+    check(events and "progress" in events[-1]["data"], data)
+    return s, int(open(pidfile).read()), events[-1]["id"]
+
+
+def test_resumed_stream_of_a_lost_request_ends(t):
+    """The worker running a request dies: a client that resumes its
+    stream is answered with an error once nothing more can come, instead
+    of a stream that never ends; later resumptions get it at once."""
+    d, port = start(t, workers=2, extra="sse: { keepalive: 1s }\n")
+    sid = mcp_session(port)
+    s, worker, last = start_paused(t, port, sid, 7, 30)
+    os.kill(worker, signal.SIGKILL)
+    d.wait_log(r"\(pid %d\) killed by signal 9" % worker)
+    s.close()
+    t0 = time.monotonic()
+    r = resume(port, sid, last)
+    data, ended = read_stream(r, lambda b: False, 15)
+    r.close()
+    took = time.monotonic() - t0
+    check(ended, "the resumed stream of a lost request did not end in 15s: %r" % data[-300:])
+    got = [json.loads(e["data"]) for e in stream_events(data) if e.get("data")]
+    check(len(got) == 1 and got[0]["id"] == 7 and got[0]["error"]["code"] == -32603, got)
+    check("lost" in got[0]["error"]["message"], got)
+    check(2 <= took < 8, "ended after %.1fs (3 keep-alive periods expected)" % took)
+    d.wait_log("its request is lost")
+    # The answer is in the log now: another resumption ends at once.
+    t0 = time.monotonic()
+    r = resume(port, sid, last)
+    data, ended = read_stream(r, lambda b: False, 5)
+    r.close()
+    again = [json.loads(e["data"]) for e in stream_events(data) if e.get("data")]
+    check(ended and again == got and time.monotonic() - t0 < 1, (ended, again))
+    d.stop()
+
+
+def test_resumed_stream_of_a_slow_request_waits_for_it(t):
+    """A request still running on its worker is not taken for lost while it
+    says nothing for longer than that: its worker tells the resumed stream,
+    wherever it is held, that it still runs."""
+    d, port = start(t, extra="sse: { keepalive: 1s }\n")
+    sid = mcp_session(port)
+    for attempt in range(10):
+        rid = 400 + attempt
+        s, worker, last = start_paused(t, port, sid, rid, 4.5)
+        s.close()
+        r = resume(port, sid, last)
+        data, ended = read_stream(r, lambda b: False, 15)
+        r.close()
+        got = [json.loads(e["data"]) for e in stream_events(data) if e.get("data")]
+        check(ended and got and got[-1].get("id") == rid, got)
+        check(got[-1].get("result", {}).get("content", [{}])[0].get("text") == "late", got)
+        d.wait_log(r"worker \d+\[(\d+)\]: .*\"GET /mcp.*stream", count=attempt + 1)
+        gets = re.findall(r"worker \d+\[(\d+)\]: .*\"GET /mcp.*stream", d.log())
+        if int(gets[-1]) != worker:
+            check("its request is lost" not in d.log())
+            d.stop()
+            return
+    raise TestFailure("the resume never landed on another worker in 10 tries")
 
 
 def test_expired_session_is_404_everywhere(t):
