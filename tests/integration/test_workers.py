@@ -216,7 +216,9 @@ def test_tools_die_with_a_killed_worker(t):
     d.wait_log(r"\(pid %d\) killed by signal 9" % worker)
     wait_for(lambda: not alive(shell) and not alive(sleep), timeout=5,
              what="the tool (pid %d) and its child (pid %d) to die with their worker" % (shell, sleep))
-    d.wait_log(r"worker \d \(pid %d\) left 2 command processes running; killed" % worker)
+    # The shell and its sleep, or only one of them when the other was
+    # already on its way out: the count depends on timing, the deaths not.
+    d.wait_log(r"worker \d \(pid %d\) left [12] command process(es)? running; killed" % worker)
     s.close()
     # The replacement serves the session.
     wait_for(lambda: len(d.workers()) == 2, what="the replacement worker")
