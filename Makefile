@@ -71,6 +71,7 @@ $(BUILD)/plugins/%.so: plugins/%/*.c include/mcpd/plugin.h | config.mk
 PLUGIN_LIBS_lmdb = -llmdb -lpthread
 PLUGIN_LIBS_local = $(LIBEVENT_LIBS)
 PLUGIN_LIBS_redis = $(HIREDIS_LIBS) $(LIBEVENT_LIBS)
+PLUGIN_LIBS_apikey = $(OPENSSL_LIBS)
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)

@@ -1,4 +1,5 @@
 #include "config.h"
+#include "registry.h"
 #include "config_internal.h"
 #include "arena.h"
 #include "conftree.h"
@@ -611,6 +612,87 @@ parse_backend_section(struct ctx *x, const struct cnode *n, void *dst)
 	return 0;
 }
 
+/* A list of scope tokens (RFC 6749 3.3), or one string of them, as one
+ * space-separated string. */
+int
+parse_scope_list(struct ctx *x, const struct cnode *n, const char *what, struct arena *a,
+    const char **out)
+{
+	size_t count = n->type == CNODE_SEQ ? n->n : 1;
+	char *buf = arena_zalloc(a, 1);
+	for (size_t i = 0; i < count; i++) {
+		const char *v;
+		if (scalar_string(x, n->type == CNODE_SEQ ? n->items[i] : n, what, &v) < 0)
+			return -1;
+		for (const char *p = v; *p; p++) {
+			unsigned char ch = (unsigned char)*p;
+			if (ch == ' ' && n->type != CNODE_SEQ)
+				continue;
+			if (ch < 0x21 || ch == '"' || ch == '\\' || ch > 0x7e) {
+				err_at(x, n->type == CNODE_SEQ ? n->items[i] : n,
+				    "%s: \"%s\" is not a scope (printable ASCII without spaces, quotes or backslashes)",
+				    what, v);
+				return -1;
+			}
+		}
+		buf = arena_printf(a, "%s%s%s", buf, buf[0] ? " " : "", v);
+	}
+	*out = buf;
+	return 0;
+}
+
+static int
+parse_auth_section(struct ctx *x, const struct cnode *n, void *dst)
+{
+	(void)dst;
+	struct config *c = x->cfg;
+	if (want_type(x, n, CNODE_MAP, "auth") < 0)
+		return -1;
+	const struct cnode *p = cnode_get(n, "plugin");
+	if (p == NULL) {
+		err_at(x, n, "auth needs plugin: (none, apikey, or a path to a .so)");
+		return -1;
+	}
+	if (scalar_string(x, p, "plugin", &c->auth.name) < 0)
+		return -1;
+	c->auth.section = n;
+	const struct cnode *v;
+	if ((v = cnode_get(n, "resource")) != NULL && scalar_string(x, v, "resource", &c->authz.resource) == 0 &&
+	    strncmp(c->authz.resource, "https://", 8) != 0 && strncmp(c->authz.resource, "http://", 7) != 0) {
+		err_at(x, v, "resource must be the endpoint's absolute URL, such as https://mcp.example.com/mcp");
+		return -1;
+	}
+	if ((v = cnode_get(n, "admin_scope")) != NULL)
+		parse_scope_list(x, v, "admin_scope", c->arena, &c->authz.admin_scope);
+	if ((v = cnode_get(n, "resource_name")) != NULL)
+		scalar_string(x, v, "resource_name", &c->authz.resource_name);
+	if ((v = cnode_get(n, "scopes_supported")) != NULL)
+		parse_scope_list(x, v, "scopes_supported", c->arena, &c->authz.scopes_supported);
+	if ((v = cnode_get(n, "authorization_servers")) != NULL && want_type(x, v, CNODE_SEQ,
+	    "authorization_servers") == 0) {
+		c->authz.authorization_servers = arena_zalloc(c->arena, (v->n + 1) * sizeof(char *));
+		for (size_t i = 0; i < v->n; i++) {
+			const char *u;
+			if (scalar_string(x, v->items[i], "authorization_servers entry", &u) < 0)
+				continue;
+			if (strncmp(u, "https://", 8) != 0 && strncmp(u, "http://", 7) != 0) {
+				err_at(x, v->items[i], "authorization_servers entry \"%s\" must be an issuer URL", u);
+				continue;
+			}
+			c->authz.authorization_servers[c->authz.nservers++] = u;
+		}
+	}
+	if ((v = cnode_get(n, "cache")) != NULL) {
+		const char *d;
+		if (scalar_string(x, v, "cache", &d) == 0 &&
+		    (parse_duration_ms(d, &c->authz.cache_ms) < 0 || c->authz.cache_ms > 3600000)) {
+			err_at(x, v, "cache must be a duration from 0 to 1h (how long a checked token is trusted)");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static const struct field top_fields[] = {
 	{ "server", F_CUSTOM, 0, 0, 0, parse_server },
 	{ "listen", F_CUSTOM, 0, 0, 0, parse_listen },
@@ -628,6 +710,7 @@ static const struct field top_fields[] = {
 	{ "request_state", F_CUSTOM, 0, 0, 0, parse_request_state },
 	{ "storage", F_CUSTOM, offsetof(struct config, storage), 0, 0, parse_backend_section },
 	{ "transport", F_CUSTOM, offsetof(struct config, transport), 0, 0, parse_backend_section },
+	{ "auth", F_CUSTOM, 0, 0, 0, parse_auth_section },
 	{ "cache", F_CUSTOM, 0, 0, 0, parse_cache },
 	{ "tools", F_CUSTOM, 0, 0, 0, parse_tools },
 	{ "resources", F_CUSTOM, 0, 0, 0, parse_resources },
@@ -642,6 +725,8 @@ set_defaults(struct config *c)
 	c->server.version = PACKAGE_VERSION;
 	c->endpoint = "/mcp";
 	c->workers_auto = 1;
+	c->authz.cache_ms = 60000;
+	c->authz.admin_scope = "mcpd:admin";
 	c->log.level = LOG_INFO;
 	c->log.format = LOG_TEXT;
 	c->log.file = "stderr";
@@ -777,6 +862,9 @@ static const struct required_op transport_required[] = {
 	OP(struct mcpd_transport_ops, subscribe), OP(struct mcpd_transport_ops, unsubscribe),
 	OP(struct mcpd_transport_ops, publish), { NULL, 0 },
 };
+static const struct required_op auth_required[] = {
+	OP(struct mcpd_auth_ops, authenticate), { NULL, 0 },
+};
 #undef OP
 
 /* Take the plugin's table of operations as far as both sides know it
@@ -789,8 +877,9 @@ backend_ops(struct ctx *x, struct config *c, struct backend *b, enum mcpd_plugin
 	const void *theirs = b->lp->desc->ops;
 	size_t size = *(const uint32_t *)theirs;
 	size_t ours = kind == MCPD_PLUGIN_STORAGE ? sizeof(struct mcpd_storage_ops) :
-	    sizeof(struct mcpd_transport_ops);
-	const struct required_op *req = kind == MCPD_PLUGIN_STORAGE ? storage_required : transport_required;
+	    kind == MCPD_PLUGIN_AUTH ? sizeof(struct mcpd_auth_ops) : sizeof(struct mcpd_transport_ops);
+	const struct required_op *req = kind == MCPD_PLUGIN_STORAGE ? storage_required :
+	    kind == MCPD_PLUGIN_AUTH ? auth_required : transport_required;
 	char *ops = arena_zalloc(c->arena, ours);
 	if (ops == NULL) {
 		err_at(x, at, "%s: out of memory", what);
@@ -929,6 +1018,16 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 	if (errs->n == nerr_before && c->root->type == CNODE_MAP) {
 		load_backend(&x, c, &c->storage, MCPD_PLUGIN_STORAGE, "lmdb", "storage");
 		load_backend(&x, c, &c->transport, MCPD_PLUGIN_TRANSPORT, "local", "transport");
+		if (c->auth.name != NULL && strcmp(c->auth.name, "none") == 0)
+			c->auth.name = NULL;
+		if (c->auth.name != NULL)
+			load_backend(&x, c, &c->auth, MCPD_PLUGIN_AUTH, NULL, "auth");
+		/* Scopes without auth would be a lock with no door around it. */
+		for (size_t i = 0; c->auth.name == NULL && i < c->ntools; i++)
+			if (c->tools[i].scopes != NULL)
+				errlist_add(errs, "%s:%d: tool \"%s\" has scopes: but there is no auth: section "
+				    "to check them (add auth: { plugin: apikey, ... } or another auth plugin)",
+				    c->path, c->tools[i].line, c->tools[i].name);
 	}
 	if (errs->n != nerr_before) {
 		config_free(c);
@@ -1005,8 +1104,8 @@ config_free(struct config *c)
 		return;
 	tls_free_config(c);
 	config_tools_free(c);
-	struct backend *bs[] = { &c->storage, &c->transport };
-	for (size_t i = 0; i < 2; i++)
+	struct backend *bs[] = { &c->storage, &c->transport, &c->auth };
+	for (size_t i = 0; i < 3; i++)
 		if (bs[i]->lp != NULL && bs[i]->inst != NULL && bs[i]->lp->desc->destroy != NULL)
 			bs[i]->lp->desc->destroy(bs[i]->inst);
 	arena_free(c->arena);

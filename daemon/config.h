@@ -108,6 +108,16 @@ struct config {
 	const char *config_dir;         /* relative tool paths resolve here */
 	const char *plugin_dir;
 	struct backend storage, transport;
+	struct backend auth;            /* name NULL: no auth */
+	struct {
+		const char *resource;       /* the endpoint's URL; NULL: from each request's Host */
+		const char *resource_name;
+		const char **authorization_servers;
+		size_t nservers;
+		const char *scopes_supported;   /* space-separated, or NULL */
+		uint64_t cache_ms;          /* how long a validated token is trusted */
+		const char *admin_scope;    /* what /admin/sessions needs */
+	} authz;
 	const char *helper_path;        /* mcpd-tool, put on the tools' PATH */
 
 	struct tool_def *tools;

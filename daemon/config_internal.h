@@ -36,6 +36,10 @@ struct field {
 	int (*custom)(struct ctx *, const struct cnode *, void *dst);
 };
 
+struct arena;
+int parse_scope_list(struct ctx *x, const struct cnode *n, const char *what, struct arena *a,
+    const char **out);
+
 int parse_fields(struct ctx *x, const struct cnode *map, const struct field *fields,
     void *base, const char *section);
 

@@ -268,6 +268,12 @@ short_property(struct ctx *x, const struct cnode *v)
 	return NULL;
 }
 
+static int
+parse_tool_scopes(struct ctx *x, const struct cnode *n, void *dst)
+{
+	return parse_scope_list(x, n, "scopes", x->cfg->arena, dst);
+}
+
 static const struct field tool_fields[] = {
 	{ "name", F_STRING, offsetof(struct tool_def, name), 0, 0, NULL },
 	{ "title", F_STRING, offsetof(struct tool_def, title), 0, 0, NULL },
@@ -286,6 +292,7 @@ static const struct field tool_fields[] = {
 	{ "max_output", F_SIZE, offsetof(struct tool_def, cmd.max_output), 1, 1ULL << 30, NULL },
 	{ "output", F_CUSTOM, offsetof(struct tool_def, output), 0, 0, parse_output_mode },
 	{ "requires", F_CUSTOM, offsetof(struct tool_def, requires), 0, 0, parse_requires },
+	{ "scopes", F_CUSTOM, offsetof(struct tool_def, scopes), 0, 0, parse_tool_scopes },
 	{ NULL, 0, 0, 0, 0, NULL },
 };
 

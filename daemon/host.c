@@ -18,7 +18,8 @@ static struct {
 	long uid, gid;
 	const char *config_file;
 	char state_dir[4096];
-} h = { NULL, 0, -1, -1, NULL, "" };
+	char config_dir[4096];
+} h = { NULL, 0, -1, -1, NULL, "", "" };
 
 static void
 host_log(enum mcpd_log_level level, const char *fmt, ...)
@@ -113,6 +114,20 @@ worker_id(void)
 	return h.worker_id;
 }
 
+/* The directory of the configuration file: plugins resolve relative
+ * paths of their sections against it, as mcpd does. */
+static const char *
+host_config_dir(void)
+{
+	const char *f = h.config_file ? h.config_file : "mcpd.yaml";
+	const char *slash = strrchr(f, '/');
+	if (slash == NULL)
+		snprintf(h.config_dir, sizeof(h.config_dir), ".");
+	else
+		snprintf(h.config_dir, sizeof(h.config_dir), "%.*s", slash == f ? 1 : (int)(slash - f), f);
+	return h.config_dir;
+}
+
 const char *
 host_state_dir(void)
 {
@@ -160,6 +175,7 @@ static struct mcpd_host table = {
 	.relay_count = relay_count,
 	.relay_receive = relay_receive,
 	.state_dir = host_state_dir,
+	.config_dir = host_config_dir,
 };
 
 const struct mcpd_host *

@@ -73,6 +73,7 @@ struct http_request {
 	void *on_close_arg;
 	const char *log_extra;
 	int logged;
+	void *user;                     /* the authenticated principal, or NULL */
 };
 
 struct http_conn {
@@ -272,6 +273,7 @@ conn_reset_request(struct http_conn *c)
 	r->on_close_arg = NULL;
 	r->log_extra = NULL;
 	r->logged = 0;
+	r->user = NULL;
 	c->searched = 0;
 	c->linger = 0;
 	arena_reset(c->arena);
@@ -1207,6 +1209,9 @@ const char *http_request_method(const struct http_request *r) { return r->method
 const char *http_request_path(const struct http_request *r) { return r->path; }
 const char *http_request_query(const struct http_request *r) { return r->query; }
 const char *http_request_remote(const struct http_request *r) { return r->conn->remote; }
+int http_request_tls(const struct http_request *r) { return r->conn->tls; }
+void http_request_set_user(struct http_request *r, void *user) { r->user = user; }
+void *http_request_user(const struct http_request *r) { return r->user; }
 struct arena *http_request_arena(struct http_request *r) { return r->conn->arena; }
 
 const char *

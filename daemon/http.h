@@ -37,6 +37,10 @@ const char *http_request_query(const struct http_request *r);   /* NULL if none 
 const char *http_request_header(const struct http_request *r, const char *name);
 const char *http_request_body(const struct http_request *r, size_t *len);
 const char *http_request_remote(const struct http_request *r);
+int http_request_tls(const struct http_request *r);
+/* Who made the request (auth.c's principal), for this request only. */
+void http_request_set_user(struct http_request *r, void *user);
+void *http_request_user(const struct http_request *r);
 struct arena *http_request_arena(struct http_request *r);
 void http_request_on_close(struct http_request *r, http_close_fn fn, void *arg);
 /* A short label (e.g. the JSON-RPC method) for the access log. */

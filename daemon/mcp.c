@@ -5,6 +5,8 @@
 #include "config.h"
 #include "content.h"
 #include "http.h"
+#include "admin.h"
+#include "auth.h"
 #include "jsonrpc.h"
 #include "log.h"
 #include "registry.h"
@@ -116,6 +118,8 @@ struct mcp {
 	struct event *inotify_ev;
 	struct file_watch *watches;
 	size_t nwatches;
+	struct auth *auth;              /* NULL: no auth configured */
+	struct admin *admin;
 };
 
 static void call_free(struct call *c);
@@ -1349,6 +1353,18 @@ m_tools_call(struct call *c)
 		call_error(c, JSONRPC_INVALID_PARAMS, "Unknown tool: %s", name);
 		return;
 	}
+	if (c->m->auth != NULL && t->scopes != NULL && c->req != NULL &&
+	    !auth_has_scopes(auth_principal(c->req), t->scopes)) {
+		/* Before anything streams: the answer is a plain 403 that
+		 * tells the client which scopes to ask for (step-up). */
+		auth_insufficient_scope(c->m->auth, c->req, t->scopes);
+		http_request_log_extra(c->req, "tools/call: insufficient scope");
+		c->status = 403;
+		char msg[600];
+		snprintf(msg, sizeof(msg), "Forbidden: tool %s needs the scopes: %s", t->name, t->scopes);
+		call_reply(c, jsonrpc_error(c->msg.id, -32000, msg, NULL));
+		return;
+	}
 	c->tool = t;
 	const cJSON *args = cJSON_GetObjectItemCaseSensitive(c->params, "arguments");
 	cJSON *empty = NULL;
@@ -1903,7 +1919,9 @@ m_initialize(struct call *c)
 	}
 	/* Storage may answer later: hear if the client leaves meanwhile. */
 	http_request_on_close(c->req, call_req_closed, c);
-	session_create(c->m->sessions, (enum proto)proto, caps, info, session_created, c);
+	const struct principal *who = c->req != NULL ? auth_principal(c->req) : NULL;
+	session_create(c->m->sessions, (enum proto)proto, caps, info, who ? who->user : NULL,
+	    session_created, c);
 }
 
 /* ---- 2026-07-28: discovery and subscriptions ---- */
@@ -2215,6 +2233,16 @@ session_found(void *arg, struct session *s, int status)
 		return;
 	}
 	http_request_on_close(r, NULL, NULL);
+	/* A session belongs to whoever created it: to anyone else it does not
+	 * exist (the same answer as for an unknown id, so nothing leaks). */
+	const struct principal *who = auth_principal(r);
+	if (s != NULL && w->m->auth != NULL &&
+	    (who == NULL || s->owner == NULL || strcmp(s->owner, who->user) != 0)) {
+		log_notice("session %.8s… used by %s, not by its owner: answered 404",
+		    s->id, who ? who->user : "an anonymous client");
+		s = NULL;
+		status = MCPD_NOT_FOUND;
+	}
 	if (s == NULL) {
 		if (status == MCPD_ERROR)
 			respond_rpc_error(r, 503, w->msg.id, -32000, "Session storage is unavailable; try again later");
@@ -2533,6 +2561,19 @@ delete_in_session(struct mcp *m, struct http_request *r, struct session *s)
 }
 
 static void
+endpoint_authorized(struct http_request *r, void *arg)
+{
+	struct mcp *m = arg;
+	const char *method = http_request_method(r);
+	if (strcmp(method, "POST") == 0)
+		handle_post(m, r);
+	else if (strcmp(method, "GET") == 0)
+		handle_get(m, r);
+	else
+		handle_delete(m, r);
+}
+
+static void
 mcp_endpoint(struct http_request *r, void *arg)
 {
 	struct mcp *m = arg;
@@ -2551,13 +2592,8 @@ mcp_endpoint(struct http_request *r, void *arg)
 		respond_rpc_error(r, 403, NULL, -32000, msg);
 		return;
 	}
-	if (strcmp(method, "POST") == 0) {
-		handle_post(m, r);
-	} else if (strcmp(method, "GET") == 0) {
-		handle_get(m, r);
-	} else if (strcmp(method, "DELETE") == 0) {
-		handle_delete(m, r);
-	} else if (strcmp(method, "OPTIONS") == 0) {
+	if (strcmp(method, "POST") == 0 || strcmp(method, "GET") == 0 || strcmp(method, "DELETE") == 0) {
+		auth_check(m->auth, r, endpoint_authorized, m);	} else if (strcmp(method, "OPTIONS") == 0) {
 		cors_headers(r);
 		http_response_header(r, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
 		const char *want = http_request_header(r, "Access-Control-Request-Headers");
@@ -2745,6 +2781,15 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 		mcp_free(m);
 		return NULL;
 	}
+	if (cfg->auth.name != NULL) {
+		m->auth = auth_new(base, cfg);
+		int failed = 0;
+		if (m->auth == NULL || auth_routes(m->auth, http) < 0 ||
+		    ((m->admin = admin_new(http, m->auth, m->sessions, cfg, &failed)) == NULL && failed)) {
+			mcp_free(m);
+			return NULL;
+		}
+	}
 	return m;
 }
 
@@ -2810,6 +2855,8 @@ mcp_free(struct mcp *m)
 		call_free(c);
 	}
 	sessions_free(m->sessions);
+	admin_free(m->admin);
+	auth_free(m->auth);
 	tool_exec_free(m->te);
 	plugins_fini_worker();
 	if (m->inotify_ev != NULL)

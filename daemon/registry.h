@@ -39,6 +39,7 @@ struct tool_def {
 	enum tool_output output;
 	struct cJSON *requires;         /* client capabilities the tool needs, or NULL */
 	struct cJSON *header_params;    /* x-mcp-header: property -> header suffix */
+	const char *scopes;             /* scopes a caller's token needs, space-separated, or NULL */
 	int line;
 };
 

@@ -169,6 +169,14 @@ key_of(char *buf, size_t len, const char *prefix, const char *id)
 
 /* ---- the record ---- */
 
+/* The index of a principal's sessions, for listing and revoking them. */
+static const char *
+index_key(const struct session *s, char *buf, size_t len)
+{
+	snprintf(buf, len, "user:%s:sessions", s->owner ? s->owner : "anonymous");
+	return buf;
+}
+
 static char *
 record_json(const struct session *s)
 {
@@ -178,6 +186,8 @@ record_json(const struct session *s)
 	if (s->client_info != NULL)
 		cJSON_AddItemToObject(r, "i", cJSON_Duplicate(s->client_info, 1));
 	cJSON_AddNumberToObject(r, "l", s->log_level);
+	if (s->owner != NULL)
+		cJSON_AddStringToObject(r, "o", s->owner);
 	cJSON *subs = cJSON_AddArrayToObject(r, "s");
 	for (size_t i = 0; i < s->nsubs; i++)
 		cJSON_AddItemToArray(subs, cJSON_CreateString(s->subs[i]));
@@ -228,6 +238,9 @@ record_apply(struct session *s, const char *json, size_t len)
 	s->client_info = cJSON_DetachItemFromObjectCaseSensitive(r, "i");
 	const cJSON *l = cJSON_GetObjectItemCaseSensitive(r, "l");
 	s->log_level = cJSON_IsNumber(l) ? l->valueint : MLOG_INFO;
+	const cJSON *o = cJSON_GetObjectItemCaseSensitive(r, "o");
+	free(s->owner);
+	s->owner = cJSON_IsString(o) ? strdup(o->valuestring) : NULL;
 	clear_subs(s);
 	const cJSON *u;
 	cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(r, "s"))
@@ -287,6 +300,7 @@ static void
 session_free(struct session *s)
 {
 	free(s->record);
+	free(s->owner);
 	clear_subs(s);
 	cJSON_Delete(s->client_info);
 	cJSON_Delete(s->client_caps);
@@ -549,17 +563,20 @@ created(void *arg, int status, const char *err)
 	c->client_caps = s->client_caps;
 	c->client_info = s->client_info;
 	c->log_level = s->log_level;
+	c->owner = s->owner;
+	s->owner = NULL;
 	s->client_caps = s->client_info = NULL;
 	session_unref(s);
+	char ik[600];
 	if (t->b.storage->index_add != NULL)
-		t->b.storage->index_add(t->b.storage_inst, "user:anonymous:sessions", c->id, t->idle_ms, NULL, NULL);
+		t->b.storage->index_add(t->b.storage_inst, index_key(c, ik, sizeof(ik)), c->id, t->idle_ms, NULL, NULL);
 	o->cb(o->arg, c, MCPD_OK);
 	free(o);
 }
 
 void
 session_create(struct sessions *t, enum proto proto, const cJSON *caps, const cJSON *info,
-    session_cb cb, void *arg)
+    const char *owner, session_cb cb, void *arg)
 {
 	/* A detached object until storage has it; then cached under its id. */
 	struct session *s = calloc(1, sizeof(*s));
@@ -575,6 +592,7 @@ session_create(struct sessions *t, enum proto proto, const cJSON *caps, const cJ
 	s->log_level = MLOG_INFO;
 	s->client_caps = caps ? cJSON_Duplicate(caps, 1) : cJSON_CreateObject();
 	s->client_info = info ? cJSON_Duplicate(info, 1) : NULL;
+	s->owner = owner ? strdup(owner) : NULL;
 	s->refs = 1;
 	s->deleted = 1;
 	LIST_INIT(&s->streams);
@@ -663,8 +681,9 @@ store_record(struct session *s, int announce)
 	key_of(key, sizeof(key), "session:", s->id);
 	t->b.storage->set(t->b.storage_inst, key, rec, strlen(rec), t->idle_ms, MCPD_SET_IF_PRESENT, NULL, NULL);
 	/* The index entry lives as long as the record. */
+	char ik[600];
 	if (t->b.storage->index_add != NULL)
-		t->b.storage->index_add(t->b.storage_inst, "user:anonymous:sessions", s->id, t->idle_ms, NULL, NULL);
+		t->b.storage->index_add(t->b.storage_inst, index_key(s, ik, sizeof(ik)), s->id, t->idle_ms, NULL, NULL);
 	record_remember(s, rec, strlen(rec));
 	s->touched_ms = now_ms();
 	if (announce) {
@@ -741,8 +760,9 @@ session_delete(struct session *s)
 	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
 	key_of(key, sizeof(key), "gsent:", s->id);
 	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
+	char ik[600];
 	if (t->b.storage->index_remove != NULL)
-		t->b.storage->index_remove(t->b.storage_inst, "user:anonymous:sessions", s->id, NULL, NULL);
+		t->b.storage->index_remove(t->b.storage_inst, index_key(s, ik, sizeof(ik)), s->id, NULL, NULL);
 	int n = snprintf(msg, sizeof(msg), "d\n%s", s->id);
 	publish(t, "mcpd:sessions", msg, (size_t)n);
 	evict(s);
@@ -1861,4 +1881,93 @@ session_cancel_pending(struct session *s, void *arg)
 		if (p->arg == arg)
 			pending_free(p);
 	}
+}
+
+/* ---- a principal's sessions, for operators ---- */
+
+struct user_op {
+	struct sessions *t;
+	char *user;
+	int revoke;
+	size_t left;
+	cJSON *list;
+	user_sessions_cb cb;
+	void *arg;
+};
+
+static void
+user_op_done(struct user_op *u)
+{
+	u->cb(u->arg, MCPD_OK, u->list);
+	cJSON_Delete(u->list);
+	free(u->user);
+	free(u);
+}
+
+static void
+user_session_found(void *arg, struct session *s, int status)
+{
+	struct user_op *u = arg;
+	(void)status;
+	if (s != NULL && s->owner != NULL && strcmp(s->owner, u->user) == 0) {
+		cJSON *e = cJSON_CreateObject();
+		cJSON_AddStringToObject(e, "id", s->id);
+		cJSON_AddStringToObject(e, "protocol", proto_names[s->proto]);
+		if (s->client_info != NULL)
+			cJSON_AddItemToObject(e, "client", cJSON_Duplicate(s->client_info, 1));
+		cJSON_AddItemToArray(u->list, e);
+		if (u->revoke) {
+			log_notice("session %.8s… of %s revoked by an operator", s->id, u->user);
+			session_delete(s);
+		}
+	}
+	if (--u->left == 0)
+		user_op_done(u);
+}
+
+static void
+user_members(void *arg, int status, const char *const *members, size_t n, const char *err)
+{
+	struct user_op *u = arg;
+	if (status != MCPD_OK && status != MCPD_NOT_FOUND) {
+		u->cb(u->arg, MCPD_ERROR, NULL);
+		(void)err;
+		cJSON_Delete(u->list);
+		free(u->user);
+		free(u);
+		return;
+	}
+	if (n == 0 || status == MCPD_NOT_FOUND) {
+		user_op_done(u);
+		return;
+	}
+	/* Lookups may answer at once (lmdb): count them all in first. */
+	u->left = n + 1;
+	for (size_t i = 0; i < n; i++)
+		session_lookup(u->t, members[i], user_session_found, u);
+	if (--u->left == 0)
+		user_op_done(u);
+}
+
+void
+sessions_of_user(struct sessions *t, const char *user, int revoke, user_sessions_cb cb, void *arg)
+{
+	struct user_op *u = calloc(1, sizeof(*u));
+	if (u == NULL || (u->user = strdup(user)) == NULL || (u->list = cJSON_CreateArray()) == NULL ||
+	    t->b.storage->index_members == NULL) {
+		if (u != NULL) {
+			free(u->user);
+			cJSON_Delete(u->list);
+		}
+		free(u);
+		cb(arg, MCPD_ERROR, NULL);
+		return;
+	}
+	u->t = t;
+	u->revoke = revoke;
+	u->cb = cb;
+	u->arg = arg;
+	char ik[600];
+	snprintf(ik, sizeof(ik), "user:%s:sessions", user);
+	t->b.storage->index_members(t->b.storage_inst, ik, user_members, u);
 }

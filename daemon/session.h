@@ -82,6 +82,7 @@ struct session {
 	struct cJSON *client_info;
 	struct cJSON *client_caps;
 	int log_level;
+	char *owner;                /* the principal that created it; NULL without auth */
 	char **subs;
 	size_t nsubs;
 	uint64_t touched_ms;        /* when its TTL was last renewed */
@@ -117,8 +118,13 @@ void sessions_publish_change(struct sessions *t, const char *what, const char *u
 /* status: MCPD_OK with s, MCPD_NOT_FOUND, or MCPD_ERROR (storage down).
  * cb may run before these return. */
 void session_create(struct sessions *t, enum proto proto, const struct cJSON *caps,
-    const struct cJSON *info, session_cb cb, void *arg);
+    const struct cJSON *info, const char *owner, session_cb cb, void *arg);
 void session_lookup(struct sessions *t, const char *id, session_cb cb, void *arg);
+/* The live sessions a principal created (an array of {id, protocol,
+ * client}), revoking them too if revoke: every worker and instance ends
+ * their streams. cb gets MCPD_ERROR and NULL if storage cannot tell. */
+typedef void (*user_sessions_cb)(void *arg, int status, struct cJSON *list);
+void sessions_of_user(struct sessions *t, const char *user, int revoke, user_sessions_cb cb, void *arg);
 void session_touch(struct session *s);
 /* Store the record again after log level or subscriptions changed. */
 void session_save(struct session *s);

@@ -139,10 +139,12 @@ readyz(struct http_request *r, void *arg)
 		http_respond_text(r, 405, "method not allowed");
 		return;
 	}
-	const struct backend *bs[] = { &w->cfg->storage, &w->cfg->transport };
-	const char *what[] = { "storage", "transport" };
+	const struct backend *bs[] = { &w->cfg->storage, &w->cfg->transport, &w->cfg->auth };
+	const char *what[] = { "storage", "transport", "auth" };
 	http_response_header(r, "Cache-Control", "no-store");
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < 3; i++) {
+		if (bs[i]->lp == NULL)
+			continue;
 		const struct mcpd_plugin *d = bs[i]->lp->desc;
 		char why[256] = "";
 		if (d->size < offsetof(struct mcpd_plugin, status) + sizeof(d->status) ||
@@ -234,12 +236,15 @@ worker_main(const struct worker_params *p)
 		return WORKER_EXIT_FATAL;
 	}
 	/* Backends connect in each worker, after fork and privilege drop. */
-	struct backend *bs[] = { &p->cfg->storage, &p->cfg->transport };
-	for (size_t i = 0; i < 2; i++) {
+	struct backend *bs[] = { &p->cfg->storage, &p->cfg->transport, &p->cfg->auth };
+	static const char *const what[] = { "storage", "transport", "auth" };
+	for (size_t i = 0; i < 3; i++) {
+		if (bs[i]->lp == NULL)
+			continue;
 		const struct mcpd_plugin *d = bs[i]->lp->desc;
 		char err[512] = "";
 		if (d->attach != NULL && d->attach(bs[i]->inst, err, sizeof(err)) < 0) {
-			log_error("%s plugin %s: %s", i == 0 ? "storage" : "transport", bs[i]->name, err);
+			log_error("%s plugin %s: %s", what[i], bs[i]->name, err);
 			return WORKER_EXIT_FATAL;
 		}
 	}
@@ -288,8 +293,8 @@ worker_main(const struct worker_params *p)
 
 	mcp_free(w.mcp);
 	http_server_free(w.http);
-	for (size_t i = 0; i < 2; i++)
-		if (bs[i]->lp->desc->detach != NULL)
+	for (size_t i = 0; i < 3; i++)
+		if (bs[i]->lp != NULL && bs[i]->lp->desc->detach != NULL)
 			bs[i]->lp->desc->detach(bs[i]->inst);
 	relay_worker_stop();
 	event_free(w.sig_term);

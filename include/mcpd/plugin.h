@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 #define MCPD_PLUGIN_ABI_MAJOR 1
-#define MCPD_PLUGIN_ABI_MINOR 3
+#define MCPD_PLUGIN_ABI_MINOR 4
 
 #if defined(__GNUC__)
 #define MCPD_EXPORT __attribute__((visibility("default")))
@@ -37,7 +37,7 @@ enum mcpd_plugin_kind {
 	MCPD_PLUGIN_TOOLS = 1,      /* tools called in-process: plugin: file.so:symbol */
 	MCPD_PLUGIN_STORAGE = 2,    /* storage: { plugin: ... } (ABI 1.2) */
 	MCPD_PLUGIN_TRANSPORT = 3,  /* transport: { plugin: ... } (ABI 1.2) */
-	MCPD_PLUGIN_AUTH = 4,       /* reserved for the auth ABI: not loaded yet */
+	MCPD_PLUGIN_AUTH = 4,       /* auth: { plugin: ... } (ABI 1.4) */
 };
 
 enum mcpd_log_level {
@@ -58,6 +58,7 @@ enum mcpd_status {
 	MCPD_NOT_FOUND = 1,         /* no such key (or it expired) */
 	MCPD_CONFLICT = 2,          /* a set's condition (if absent / if present) did not hold */
 	MCPD_ERROR = -1,            /* the backend failed: err says why */
+	MCPD_DENIED = 3,            /* auth: the token is not valid (err says why) */
 };
 
 /* Completion callbacks. A backend may call them before the operation
@@ -138,6 +139,52 @@ struct mcpd_transport_ops {
 	void (*has_subscribers)(void *inst, const char *channel, mcpd_int_cb *cb, void *arg);
 };
 
+/* Auth (kind MCPD_PLUGIN_AUTH, ABI 1.4): turns a bearer token into the
+ * principal it stands for. mcpd does the rest of the resource server's
+ * work: it reads the Authorization header, answers 401/403 with
+ * WWW-Authenticate, serves the protected resource metadata (RFC 9728),
+ * caches results, checks each tool's scopes and who owns a session.
+ *
+ * The plugin's YAML section also holds keys that mcpd reads itself (see
+ * mcpd_auth_common_key): a plugin skips those when it checks its keys.
+ * The resource (the MCP endpoint's URL, as tokens' audience) is one. */
+struct mcpd_principal {
+	const char *user;           /* who: a stable subject, never empty */
+	const char *client_id;      /* the OAuth client, or NULL */
+	const char *scopes;         /* granted scopes, space-separated, or "" */
+	int64_t expires_at;         /* Unix seconds; 0 if unknown (mcpd's cache ttl applies) */
+};
+
+/* status: MCPD_OK with p; MCPD_DENIED (expired, wrong audience, bad
+ * signature...: the client gets 401 invalid_token and err in
+ * error_description); MCPD_ERROR when it cannot tell now (an identity
+ * provider unreachable: 503). p and its strings need only live until
+ * the callback returns. */
+typedef void mcpd_auth_cb(void *arg, int status, const struct mcpd_principal *p, const char *err);
+
+struct mcpd_auth_ops {
+	uint32_t size;              /* sizeof(struct mcpd_auth_ops) of the plugin */
+	/* token: the bearer token as sent (never log it). The callback may
+	 * run before this returns, or later from the worker's loop. */
+	void (*authenticate)(void *inst, const char *token, mcpd_auth_cb *cb, void *arg);
+};
+
+/* Keys of an auth: section that mcpd reads itself. */
+static inline int
+mcpd_auth_common_key(const char *key)
+{
+	static const char *const common[] = { "plugin", "resource", "authorization_servers",
+	    "scopes_supported", "cache", "resource_name", "admin_scope", NULL };
+	for (const char *const *k = common; *k != NULL; k++) {
+		const char *a = *k, *b = key;
+		while (*a != '\0' && *a == *b)
+			a++, b++;
+		if (*a == '\0' && *b == '\0')
+			return 1;
+	}
+	return 0;
+}
+
 /* What mcpd offers a plugin. Valid for the life of the process. */
 struct mcpd_host {
 	uint32_t size;              /* sizeof(struct mcpd_host) of the daemon */
@@ -206,6 +253,10 @@ struct mcpd_host {
 	 * for PREFIX=/usr (so /usr/local/var/lib/mcpd, or /var/lib/mcpd);
 	 * build/state for an mcpd run from its build tree. */
 	const char *(*state_dir)(void);
+
+	/* ABI 1.4: the directory of the configuration file, against which a
+	 * relative path in a plugin's section is taken. */
+	const char *(*config_dir)(void);
 };
 
 /* The error text tool_ask reports when the client must answer first. */
