@@ -8,6 +8,7 @@
 #include "http.h"
 #include "jsonrpc.h"
 #include "log.h"
+#include "mcp.h"
 #include "plugin.h"
 #include "session.h"
 
@@ -144,6 +145,10 @@ admin_sessions(struct http_request *r, void *arg)
 {
 	struct admin *a = arg;
 	const char *m = http_request_method(r);
+	if (!mcp_host_allowed(a->cfg, http_request_header(r, "Host"))) {
+		respond_error(r, 403, "Host not allowed (see allowed_hosts)");
+		return;
+	}
 	if (strcmp(m, "GET") != 0 && strcmp(m, "DELETE") != 0) {
 		http_response_header(r, "Allow", "GET, DELETE");
 		respond_error(r, 405, "method not allowed");

@@ -8,6 +8,7 @@
 #include "http.h"
 #include "jsonrpc.h"
 #include "log.h"
+#include "mcp.h"
 #include "plugin.h"
 
 #include <cjson/cJSON.h>
@@ -34,6 +35,7 @@ struct cached {
 
 struct auth {
 	const struct config *cfg;
+	void (*cors)(struct http_request *r);
 	const struct mcpd_auth_ops *ops;
 	void *inst;
 	struct cached *buckets[CACHE_BUCKETS];
@@ -48,7 +50,6 @@ struct pending_check {
 	unsigned char hash[32];
 	auth_go_fn go;
 	void *arg;
-	int answered;
 };
 
 static uint64_t
@@ -67,7 +68,7 @@ sha256(const char *s, size_t len, unsigned char out[32])
 }
 
 struct auth *
-auth_new(struct event_base *base, const struct config *c)
+auth_new(struct event_base *base, const struct config *c, void (*cors)(struct http_request *r))
 {
 	(void)base;
 	if (c->auth.name == NULL || c->auth.lp == NULL)
@@ -76,6 +77,7 @@ auth_new(struct event_base *base, const struct config *c)
 	if (a == NULL)
 		return NULL;
 	a->cfg = c;
+	a->cors = cors;
 	a->ops = c->auth.ops;
 	a->inst = c->auth.inst;
 	TAILQ_INIT(&a->by_age);
@@ -215,8 +217,10 @@ challenge(struct auth *a, struct http_request *r, const char *error, const char 
 }
 
 static void
-respond_error(struct http_request *r, int status, const char *message)
+respond_error(struct auth *a, struct http_request *r, int status, const char *message)
 {
+	if (a->cors != NULL)
+		a->cors(r);
 	char *json = jsonrpc_error(NULL, -32000, message, NULL);
 	if (json == NULL) {
 		http_respond_text(r, status, message);
@@ -234,7 +238,7 @@ unauthorized(struct auth *a, struct http_request *r, const char *error, const ch
 	char msg[300];
 	snprintf(msg, sizeof(msg), "Unauthorized: %s", why);
 	http_request_log_extra(r, error ? "invalid token" : "no token");
-	respond_error(r, 401, msg);
+	respond_error(a, r, 401, msg);
 }
 
 static void
@@ -259,10 +263,7 @@ check_closed(struct http_request *r, void *arg)
 static void
 checked(void *arg, int status, const struct mcpd_principal *p, const char *err)
 {
-	struct pending_check *pc = arg;
-	if (pc->answered)
-		return;         /* a plugin that answers twice */
-	pc->answered = 1;
+	struct pending_check *pc = arg;     /* the plugin answers once (plugin.h) */
 	struct http_request *r = pc->r;
 	if (r == NULL) {
 		free(pc);
@@ -285,7 +286,7 @@ checked(void *arg, int status, const struct mcpd_principal *p, const char *err)
 	} else {
 		log_warn("auth plugin %s: cannot check a token now: %s", a->cfg->auth.name, err ? err : "failed");
 		http_response_header(r, "Retry-After", "1");
-		respond_error(r, 503, "Service Unavailable: the token cannot be checked now; try again");
+		respond_error(a, r, 503, "Service Unavailable: the token cannot be checked now; try again");
 	}
 }
 
@@ -388,6 +389,11 @@ metadata(struct http_request *r, void *arg)
 {
 	struct auth *a = arg;
 	const char *m = http_request_method(r);
+	/* The resource URL may come from Host: only from one we serve. */
+	if (!mcp_host_allowed(a->cfg, http_request_header(r, "Host"))) {
+		http_respond_text(r, 403, "Host not allowed (see allowed_hosts)");
+		return;
+	}
 	if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0 && strcmp(m, "OPTIONS") != 0) {
 		http_response_header(r, "Allow", "GET, HEAD, OPTIONS");
 		http_respond_text(r, 405, "method not allowed");

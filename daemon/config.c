@@ -934,6 +934,12 @@ load_backend(struct ctx *x, struct config *c, struct backend *b, enum mcpd_plugi
 		b->lp = NULL;
 		return;
 	}
+	if (kind == MCPD_PLUGIN_AUTH && d->abi_minor < 4) {
+		err_at(x, at, "auth: plugin %s was built for plugin ABI %u.%u; auth plugins need 1.4 or later",
+		    b->name, d->abi_major, d->abi_minor);
+		b->lp = NULL;
+		return;
+	}
 	if (backend_ops(x, c, b, kind, what, at) < 0) {
 		b->lp = NULL;
 		return;

@@ -159,8 +159,8 @@ origin_allowed(const struct config *c, const char *origin)
 	return 0;
 }
 
-static int
-host_allowed(const struct config *c, const char *host)
+int
+mcp_host_allowed(const struct config *c, const char *host)
 {
 	if (c->allowed_hosts == NULL)
 		return 1;
@@ -2578,7 +2578,7 @@ mcp_endpoint(struct http_request *r, void *arg)
 {
 	struct mcp *m = arg;
 	const char *method = http_request_method(r);
-	if (!host_allowed(m->cfg, http_request_header(r, "Host"))) {
+	if (!mcp_host_allowed(m->cfg, http_request_header(r, "Host"))) {
 		char msg[160];
 		snprintf(msg, sizeof(msg), "Forbidden: Host \"%.64s\" is not allowed (see allowed_hosts)",
 		    http_request_header(r, "Host") ? http_request_header(r, "Host") : "");
@@ -2722,13 +2722,15 @@ static int
 init_plugins(const struct config *cfg)
 {
 	size_t n = 0;
-	struct loaded_plugin **use = calloc(2 + cfg->ntools, sizeof(*use));
+	struct loaded_plugin **use = calloc(3 + cfg->ntools, sizeof(*use));
 	if (use == NULL) {
 		log_error("out of memory");
 		return -1;
 	}
 	use[n++] = cfg->storage.lp;
 	use[n++] = cfg->transport.lp;
+	if (cfg->auth.lp != NULL)
+		use[n++] = cfg->auth.lp;
 	for (size_t i = 0; i < cfg->ntools; i++)
 		if (cfg->tools[i].plugin != NULL)
 			use[n++] = cfg->tools[i].plugin;
@@ -2782,7 +2784,7 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 		return NULL;
 	}
 	if (cfg->auth.name != NULL) {
-		m->auth = auth_new(base, cfg);
+		m->auth = auth_new(base, cfg, cors_headers);
 		int failed = 0;
 		if (m->auth == NULL || auth_routes(m->auth, http) < 0 ||
 		    ((m->admin = admin_new(http, m->auth, m->sessions, cfg, &failed)) == NULL && failed)) {

@@ -1896,12 +1896,18 @@ struct user_op {
 };
 
 static void
-user_op_done(struct user_op *u)
+user_op_free(struct user_op *u)
 {
-	u->cb(u->arg, MCPD_OK, u->list);
 	cJSON_Delete(u->list);
 	free(u->user);
 	free(u);
+}
+
+static void
+user_op_done(struct user_op *u)
+{
+	u->cb(u->arg, MCPD_OK, u->list);
+	user_op_free(u);
 }
 
 static void
@@ -1929,12 +1935,10 @@ static void
 user_members(void *arg, int status, const char *const *members, size_t n, const char *err)
 {
 	struct user_op *u = arg;
+	(void)err;
 	if (status != MCPD_OK && status != MCPD_NOT_FOUND) {
 		u->cb(u->arg, MCPD_ERROR, NULL);
-		(void)err;
-		cJSON_Delete(u->list);
-		free(u->user);
-		free(u);
+		user_op_free(u);
 		return;
 	}
 	if (n == 0 || status == MCPD_NOT_FOUND) {
@@ -1955,11 +1959,8 @@ sessions_of_user(struct sessions *t, const char *user, int revoke, user_sessions
 	struct user_op *u = calloc(1, sizeof(*u));
 	if (u == NULL || (u->user = strdup(user)) == NULL || (u->list = cJSON_CreateArray()) == NULL ||
 	    t->b.storage->index_members == NULL) {
-		if (u != NULL) {
-			free(u->user);
-			cJSON_Delete(u->list);
-		}
-		free(u);
+		if (u != NULL)
+			user_op_free(u);
 		cb(arg, MCPD_ERROR, NULL);
 		return;
 	}

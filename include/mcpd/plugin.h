@@ -164,8 +164,8 @@ typedef void mcpd_auth_cb(void *arg, int status, const struct mcpd_principal *p,
 
 struct mcpd_auth_ops {
 	uint32_t size;              /* sizeof(struct mcpd_auth_ops) of the plugin */
-	/* token: the bearer token as sent (never log it). The callback may
-	 * run before this returns, or later from the worker's loop. */
+	/* token: the bearer token as sent (never log it). The callback runs
+	 * exactly once: before this returns, or later from the worker's loop. */
 	void (*authenticate)(void *inst, const char *token, mcpd_auth_cb *cb, void *arg);
 };
 

@@ -91,6 +91,13 @@ def test_no_token_gets_401_and_the_metadata(t):
         check(m["resource"] == "http://127.0.0.1:%d/mcp" % port, m)
         check(m["scopes_supported"] == ["tools.admin"] and m["bearer_methods_supported"] == ["header"], m)
         check("authorization_servers" not in m, m)      # apikey: no authorization server
+    # A browser client can read the challenge: the 401 carries CORS headers.
+    st, hdrs, _ = http(port, "POST", "/mcp", "{}", dict(MCP_HEADERS, Origin="http://localhost:6274"))
+    check(st == 401 and hdrs.get("access-control-allow-origin") == "http://localhost:6274" and
+          "WWW-Authenticate" in hdrs.get("access-control-expose-headers", ""), hdrs)
+    # The metadata's resource comes from Host: only from one that is allowed.
+    st, _, _ = http(port, "GET", "/.well-known/oauth-protected-resource/mcp", None, {"Host": "evil.example"})
+    check(st == 403, st)
     # CORS preflight needs no token.
     st, _, _ = http(port, "OPTIONS", "/mcp", None, {"Origin": "http://localhost:6274",
                     "Access-Control-Request-Method": "POST"})
