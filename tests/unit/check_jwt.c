@@ -390,6 +390,16 @@ START_TEST(principal)
 	p.user_claims = uid;
 	REFUSED(&p, ks, token(ec256, "ES256", "ec256", claims(",\"user_id\":\"\"")), "user (user_id) is empty");
 	REFUSED(&p, ks, token(ec256, "ES256", "ec256", claims(",\"user_id\":\"a\\nb\"")), "not printable");
+	/* 255 bytes at most (what /admin/sessions?user= takes). */
+	char name[300], extra[400];
+	memset(name, 'u', 255);
+	name[255] = '\0';
+	snprintf(extra, sizeof(extra), ",\"user_id\":\"%s\"", name);
+	ck_assert_int_eq(verify(&p, ks, token(ec256, "ES256", "ec256", claims(extra)), &pr), JWT_OK);
+	ck_assert_uint_eq(strlen(pr.user), 255);
+	jwt_principal_clear(&pr);
+	snprintf(extra, sizeof(extra), ",\"user_id\":\"%su\"", name);
+	REFUSED(&p, ks, token(ec256, "ES256", "ec256", claims(extra)), "too long");
 	jwt_keyset_free(ks);
 }
 END_TEST
