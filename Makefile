@@ -44,6 +44,8 @@ DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
 CORE_OBJS   := $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJS))
 UNIT_SRCS   := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
+# Plugin code with no host in it, tested as it is (plugins/jwt/jwt.c).
+UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o
 
 MCPD = $(BUILD)/mcpd
 HELPER = $(BUILD)/mcpd-tool
@@ -63,15 +65,19 @@ $(HELPER): $(BUILD)/tools/mcpd-tool.o
 # Plugins are built like third-party ones: with include/mcpd/plugin.h only.
 PLUGIN_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN_FLAGS) -fPIC -fvisibility=hidden -Iinclude \
 	$(LIBEVENT_CFLAGS) $(HIREDIS_CFLAGS) $(CFLAGS)
-$(BUILD)/plugins/%.so: plugins/%/*.c include/mcpd/plugin.h | config.mk
+# A plugin's own headers (plugins/NAME/*.h) are prerequisites too.
+.SECONDEXPANSION:
+$(BUILD)/plugins/%.so: plugins/%/*.c $$(wildcard plugins/$$*/*.h) include/mcpd/plugin.h | config.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(PLUGIN_CFLAGS) -shared -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) $(PLUGIN_LIBS_$*)
+	$(CC) $(PLUGIN_CFLAGS) $(PLUGIN_CFLAGS_$*) -shared -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) $(PLUGIN_LIBS_$*)
 
 # Each plugin links its own client library.
 PLUGIN_LIBS_lmdb = -llmdb -lpthread
 PLUGIN_LIBS_local = $(LIBEVENT_LIBS)
 PLUGIN_LIBS_redis = $(HIREDIS_LIBS) $(LIBEVENT_LIBS)
 PLUGIN_LIBS_apikey = $(OPENSSL_LIBS)
+PLUGIN_LIBS_jwt = $(CURL_LIBS) $(OPENSSL_LIBS) $(LIBEVENT_LIBS) $(CJSON_LIBS)
+PLUGIN_CFLAGS_jwt = $(CURL_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS)
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)
@@ -91,10 +97,10 @@ $(BUILD)/tests/unit/%.o: tests/unit/%.c | config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CHECK_CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/unit-tests: $(UNIT_OBJS) $(CORE_OBJS)
+$(BUILD)/unit-tests: $(UNIT_OBJS) $(UNIT_PLUGIN_OBJS) $(CORE_OBJS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL) $(CHECK_LIBS)
 
--include $(DAEMON_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(BUILD)/tools/mcpd-tool.d
+-include $(DAEMON_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(UNIT_PLUGIN_OBJS:.o=.d) $(BUILD)/tools/mcpd-tool.d
 
 run: $(MCPD) $(HELPER) $(PLUGINS)
 	$(MCPD) -c conf/mcpd.yaml

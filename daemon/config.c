@@ -682,6 +682,15 @@ parse_auth_section(struct ctx *x, const struct cnode *n, void *dst)
 			c->authz.authorization_servers[c->authz.nservers++] = u;
 		}
 	}
+	/* A plugin with an issuer (jwt) names its authorization server: the
+	 * metadata lists it unless the operator says otherwise. */
+	const struct cnode *iss = cnode_get(n, "issuer");
+	if (c->authz.nservers == 0 && cnode_get(n, "authorization_servers") == NULL && iss != NULL &&
+	    iss->type == CNODE_SCALAR && (strncmp(iss->str, "https://", 8) == 0 ||
+	    strncmp(iss->str, "http://", 7) == 0)) {
+		c->authz.authorization_servers = arena_zalloc(c->arena, 2 * sizeof(char *));
+		c->authz.authorization_servers[c->authz.nservers++] = iss->str;
+	}
 	if ((v = cnode_get(n, "cache")) != NULL) {
 		const char *d;
 		if (scalar_string(x, v, "cache", &d) == 0 &&
