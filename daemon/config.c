@@ -650,7 +650,7 @@ parse_auth_section(struct ctx *x, const struct cnode *n, void *dst)
 		return -1;
 	const struct cnode *p = cnode_get(n, "plugin");
 	if (p == NULL) {
-		err_at(x, n, "auth needs plugin: (none, apikey, or a path to a .so)");
+		err_at(x, n, "auth needs plugin: (none, internal, apikey, or a path to a .so)");
 		return -1;
 	}
 	if (scalar_string(x, p, "plugin", &c->auth.name) < 0)
@@ -690,6 +690,9 @@ parse_auth_section(struct ctx *x, const struct cnode *n, void *dst)
 			return -1;
 		}
 	}
+	/* The authorization server built into mcpd, not a plugin. */
+	if (strcmp(c->auth.name, "internal") == 0)
+		return parse_oauth_section(x, n);
 	return 0;
 }
 
@@ -727,6 +730,7 @@ set_defaults(struct config *c)
 	c->workers_auto = 1;
 	c->authz.cache_ms = 60000;
 	c->authz.admin_scope = "mcpd:admin";
+	oauth_config_defaults(c);
 	c->log.level = LOG_INFO;
 	c->log.format = LOG_TEXT;
 	c->log.file = "stderr";
@@ -1026,7 +1030,9 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 		load_backend(&x, c, &c->transport, MCPD_PLUGIN_TRANSPORT, "local", "transport");
 		if (c->auth.name != NULL && strcmp(c->auth.name, "none") == 0)
 			c->auth.name = NULL;
-		if (c->auth.name != NULL)
+		if (c->oauth.enabled)
+			oauth_config_finish(&x, c);
+		else if (c->auth.name != NULL)
 			load_backend(&x, c, &c->auth, MCPD_PLUGIN_AUTH, NULL, "auth");
 		/* Scopes without auth would be a lock with no door around it. */
 		for (size_t i = 0; c->auth.name == NULL && i < c->ntools; i++)
