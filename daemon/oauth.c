@@ -9,6 +9,7 @@
 #include "form.h"
 #include "http.h"
 #include "log.h"
+#include "mcp.h"
 #include "offload.h"
 #include "util.h"
 
@@ -62,6 +63,8 @@ scope_valid(const char *s)
 	if (strlen(s) > OAUTH_MAX_SCOPE)
 		return 0;
 	int prev_space = 1;
+	if (*s == '\0')
+		return 1;
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		if (c == ' ') {
@@ -74,7 +77,7 @@ scope_valid(const char *s)
 			return 0;
 		prev_space = 0;
 	}
-	return 1;
+	return !prev_space;
 }
 
 int
@@ -499,6 +502,15 @@ oreq_form(struct oreq *q, struct form *f, int oauth_errors)
 }
 
 int
+oauth_host_refused(struct oauth *o, struct http_request *r)
+{
+	if (mcp_host_allowed(o->cfg, http_request_header(r, "Host")))
+		return 0;
+	http_respond_text(r, 403, "Forbidden: this Host is not allowed (see allowed_hosts)");
+	return 1;
+}
+
+int
 oauth_preflight(struct http_request *r, const char *methods)
 {
 	if (strcmp(http_request_method(r), "OPTIONS") != 0)
@@ -520,12 +532,16 @@ publish(struct oauth *o, const char *msg)
 		o->b.transport->publish(o->b.transport_inst, REVOKE_CHANNEL, msg, strlen(msg), NULL, NULL, NULL);
 }
 
+/* The grant becomes a tombstone for as long as any of its tokens could
+ * live: deleted, a racing code exchange could create it again. */
 void
 oauth_revoke_grant(struct oauth *o, const char *grant)
 {
+	static const char tombstone[] = "{\"revoked\":true}";
 	char key[128];
 	snprintf(key, sizeof(key), "oauth:grant:%s", grant);
-	o->b.storage->del(o->b.storage_inst, key, NULL, NULL);
+	uint64_t ttl = o->oc->refresh_ttl_ms > o->oc->token_ttl_ms ? o->oc->refresh_ttl_ms : o->oc->token_ttl_ms;
+	o->b.storage->set(o->b.storage_inst, key, tombstone, sizeof(tombstone) - 1, ttl, 0, NULL, NULL);
 	auth_evict_grant(o->auth, grant);
 	char msg[128];
 	snprintf(msg, sizeof(msg), "g %s", grant);
@@ -604,12 +620,13 @@ vcheck_end(struct vcheck *v, int status, const char *err)
 static void
 grant_checked(void *arg, int status, const void *value, size_t len, const char *err)
 {
-	(void)value;
-	(void)len;
 	struct vcheck *v = arg;
-	if (status == MCPD_OK)
-		vcheck_end(v, MCPD_OK, NULL);
-	else if (status == MCPD_NOT_FOUND)
+	if (status == MCPD_OK) {
+		cJSON *g = cJSON_ParseWithLength(value, len);
+		int revoked = g == NULL || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "revoked"));
+		cJSON_Delete(g);
+		vcheck_end(v, revoked ? MCPD_DENIED : MCPD_OK, revoked ? "the token was revoked" : NULL);
+	} else if (status == MCPD_NOT_FOUND)
 		vcheck_end(v, MCPD_DENIED, "the token was revoked");
 	else
 		vcheck_end(v, MCPD_ERROR, err);
@@ -704,7 +721,7 @@ as_metadata(struct http_request *r, void *arg)
 {
 	struct oauth *o = arg;
 	const char *m = http_request_method(r);
-	if (oauth_preflight(r, "GET, OPTIONS"))
+	if (oauth_host_refused(o, r) || oauth_preflight(r, "GET, OPTIONS"))
 		return;
 	if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
 		http_response_header(r, "Allow", "GET, HEAD, OPTIONS");

@@ -490,6 +490,8 @@ authorize_endpoint(struct http_request *r, void *arg)
 {
 	struct oauth *o = arg;
 	const char *m = http_request_method(r);
+	if (oauth_host_refused(o, r))
+		return;
 	if (strcmp(m, "GET") != 0 && strcmp(m, "POST") != 0) {
 		http_response_header(r, "Allow", "GET, POST");
 		http_respond_text(r, 405, "method not allowed");
@@ -503,6 +505,15 @@ authorize_endpoint(struct http_request *r, void *arg)
 	a->q.free_fn = authz_free;
 	if (strcmp(m, "GET") == 0) {
 		authorize_get(a);
+		return;
+	}
+	/* A browser names the page a form comes from: it must be ours. */
+	const char *origin = http_request_header(r, "Origin");
+	const char *host = http_request_header(r, "Host");
+	if (origin != NULL && strcmp(origin, "null") != 0 && (host == NULL ||
+	    strcmp(origin, arena_printf(a->q.ar, "%s://%s", http_request_tls(r) ? "https" : "http", host)) != 0)) {
+		log_notice("oauth: a sign-in form from %s came from another origin (%.100s)", a->q.addr, origin);
+		error_page(&a->q, 403, "This form came from another site. Start again from your application.");
 		return;
 	}
 	if (oreq_form(&a->q, &a->f, 0) < 0)

@@ -256,7 +256,7 @@ fetched(struct fetch *f, CURLcode rc)
 	const char *why = NULL;
 	if (f->refused_address)
 		why = "its host has a loopback, private or link-local address (see client_metadata_private_addresses)";
-	else if (f->too_big)
+	else if (f->too_big || rc == CURLE_FILESIZE_EXCEEDED)
 		why = "it is larger than 5 KiB";
 	else if (rc != CURLE_OK)
 		why = arena_strdup(q->ar, f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));

@@ -270,7 +270,7 @@ static void
 register_endpoint(struct http_request *r, void *arg)
 {
 	struct oauth *o = arg;
-	if (oauth_preflight(r, "POST, OPTIONS"))
+	if (oauth_host_refused(o, r) || oauth_preflight(r, "POST, OPTIONS"))
 		return;
 	if (strcmp(http_request_method(r), "POST") != 0) {
 		http_response_header(r, "Allow", "POST, OPTIONS");

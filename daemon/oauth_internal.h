@@ -9,15 +9,17 @@
  *   oauth:req:<sha256(id)>       a pending sign-in          TTL login_ttl
  *   oauth:code:<sha256(code)>    an authorization code      TTL 10 min (valid code_ttl)
  *   oauth:code-used:<sha256>     the code was redeemed      same TTL
- *   oauth:grant:<id>             what the user allowed      TTL refresh_ttl, renewed
- *   oauth:at:<sha256(token)>     an access token            TTL token_ttl
- *   oauth:rt:<sha256(token)>     a refresh token            TTL refresh_ttl
+ *   oauth:grant:<id>             what the user allowed      TTL refresh_ttl from the sign-in
+ *   oauth:at:<sha256(token)>     an access token            TTL token_ttl (at most the grant's)
+ *   oauth:rt:<sha256(token)>     a refresh token            TTL the grant's
  *   oauth:rt-used:<sha256>       the refresh token was used TTL its remaining life
+ *   oauth:cimd:<sha256(url)>     a client metadata document TTL client_metadata_cache
  *   oauth:rate:<kind>:<addr>:<minute>   a rate counter      TTL 2 min
- * A token is valid while its record and its grant exist: deleting the
- * grant revokes every token issued under it. Revocations are published
- * on the transport channel mcpd:oauth so that every worker drops them
- * from its cache of checked tokens. */
+ * A token is valid while its record exists and its grant exists and is
+ * not a tombstone ({"revoked":true}): revoking the grant revokes every
+ * token issued under it. Revocations are published on the transport
+ * channel mcpd:oauth so that every worker drops them from its cache of
+ * checked tokens. */
 #ifndef MCPD_OAUTH_INTERNAL_H
 #define MCPD_OAUTH_INTERNAL_H
 
@@ -118,6 +120,8 @@ void oreq_storage_error(struct oreq *q, const char *what);
 /* Delete a grant: every token issued under it stops working everywhere. */
 void oauth_revoke_grant(struct oauth *o, const char *grant);
 void oauth_revoke_access_token(struct oauth *o, const char *hash_hex);
+/* Answers 403 for a Host outside allowed_hosts (DNS rebinding): 1 if so. */
+int oauth_host_refused(struct oauth *o, struct http_request *r);
 /* CORS for endpoints that browser clients call (token, register...). */
 int oauth_preflight(struct http_request *r, const char *methods);
 

@@ -1,8 +1,15 @@
 /* The token endpoint (authorization_code with PKCE S256, refresh_token
  * with rotation and reuse detection), RFC 7009 revocation and RFC 7662
  * introspection. Tokens are opaque, 256 random bits, kept only as their
- * SHA-256; each belongs to a grant (one user's consent to one client),
- * and a code or refresh token presented twice revokes its grant. */
+ * SHA-256; each belongs to a grant (one user's consent to one client,
+ * lasting refresh_ttl from the sign-in), and a code or refresh token
+ * presented twice revokes its grant.
+ *
+ * Races between a legitimate use and a replay resolve to revocation
+ * whatever the order: the used-markers are set only-if-absent, so one of
+ * the two sees the other; the loser overwrites the grant with a
+ * tombstone (never deleting it, so nothing can create it again), and a
+ * grant is only ever created only-if-absent. */
 #include "oauth_internal.h"
 #include "arena.h"
 #include "auth.h"
@@ -26,9 +33,10 @@ struct tok {
 	const char *hash;               /* of the code or refresh token presented */
 	const char *user, *scope, *resource, *grant;
 	int64_t exp;
+	int64_t grant_exp;              /* when the sign-in ends */
+	int64_t expires_in;             /* of the access token issued */
 	char access[96], refresh[96];   /* wiped */
 	int with_refresh;
-	cJSON *grant_rec;
 };
 
 static void
@@ -37,13 +45,12 @@ tok_free(struct oreq *q)
 	struct tok *t = (struct tok *)q;
 	OPENSSL_cleanse(t->access, sizeof(t->access));
 	OPENSSL_cleanse(t->refresh, sizeof(t->refresh));
-	cJSON_Delete(t->grant_rec);
 }
 
 static struct tok *
 tok_new(struct oauth *o, struct http_request *r, const char *methods)
 {
-	if (oauth_preflight(r, methods))
+	if (oauth_host_refused(o, r) || oauth_preflight(r, methods))
 		return NULL;
 	if (strcmp(http_request_method(r), "POST") != 0) {
 		http_response_header(r, "Allow", methods);
@@ -84,7 +91,7 @@ respond_tokens(struct tok *t)
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "access_token", t->access);
 	cJSON_AddStringToObject(o, "token_type", "Bearer");
-	cJSON_AddNumberToObject(o, "expires_in", (double)(q->o->oc->token_ttl_ms / 1000));
+	cJSON_AddNumberToObject(o, "expires_in", (double)t->expires_in);
 	cJSON_AddStringToObject(o, "scope", t->scope);
 	if (t->with_refresh)
 		cJSON_AddStringToObject(o, "refresh_token", t->refresh);
@@ -112,6 +119,7 @@ token_record(struct tok *t, int64_t exp)
 	cJSON_AddStringToObject(rec, "resource", t->resource);
 	cJSON_AddNumberToObject(rec, "iat", (double)oauth_now());
 	cJSON_AddNumberToObject(rec, "exp", (double)exp);
+	cJSON_AddNumberToObject(rec, "grant_exp", (double)t->grant_exp);
 	return rec;
 }
 
@@ -127,12 +135,13 @@ access_stored(struct oreq *q, int status)
 		respond_tokens(t);
 		return;
 	}
-	const struct oauth_conf *oc = q->o->oc;
+	/* A refresh token lasts as long as the sign-in. */
 	char hash[65];
 	oauth_sha256_hex(t->refresh, strlen(t->refresh), hash);
-	cJSON *rec = token_record(t, oauth_now() + (int64_t)(oc->refresh_ttl_ms / 1000));
-	oreq_set(q, arena_printf(q->ar, "oauth:rt:%s", hash), rec, oc->refresh_ttl_ms, MCPD_SET_IF_ABSENT,
-	    refresh_stored);
+	int64_t left = t->grant_exp - oauth_now();
+	cJSON *rec = token_record(t, t->grant_exp);
+	oreq_set(q, arena_printf(q->ar, "oauth:rt:%s", hash), rec, (uint64_t)(left > 0 ? left : 1) * 1000,
+	    MCPD_SET_IF_ABSENT, refresh_stored);
 	cJSON_Delete(rec);
 }
 
@@ -153,8 +162,12 @@ issue(struct tok *t)
 		    q->client_raw, strlen(q->client_raw), oc->client_ttl_ms, MCPD_SET_IF_PRESENT, NULL, NULL);
 	char hash[65];
 	oauth_sha256_hex(t->access, strlen(t->access), hash);
-	cJSON *rec = token_record(t, oauth_now() + (int64_t)(oc->token_ttl_ms / 1000));
-	oreq_set(q, arena_printf(q->ar, "oauth:at:%s", hash), rec, oc->token_ttl_ms, MCPD_SET_IF_ABSENT,
+	int64_t now = oauth_now(), exp = now + (int64_t)(oc->token_ttl_ms / 1000);
+	if (exp > t->grant_exp)
+		exp = t->grant_exp;
+	t->expires_in = exp - now > 0 ? exp - now : 1;
+	cJSON *rec = token_record(t, now + t->expires_in);
+	oreq_set(q, arena_printf(q->ar, "oauth:at:%s", hash), rec, (uint64_t)t->expires_in * 1000, MCPD_SET_IF_ABSENT,
 	    access_stored);
 	cJSON_Delete(rec);
 }
@@ -165,37 +178,22 @@ grant_ttl(const struct oauth_conf *oc)
 	return oc->refresh_ttl_ms > oc->token_ttl_ms ? oc->refresh_ttl_ms : oc->token_ttl_ms;
 }
 
+/* ---- authorization_code ---- */
+
 static void
-grant_saved(struct oreq *q, int status)
+grant_created(struct oreq *q, int status)
 {
-	struct tok *t = (struct tok *)q;
 	if (status == MCPD_ERROR) {
 		oreq_storage_error(q, "storing a grant");
 		return;
 	}
 	if (status != MCPD_OK) {
-		/* IF_ABSENT for a new grant, IF_PRESENT for a renewed one. */
+		/* A tombstone: a replay of the code got in first. */
 		oreq_error(q, 400, "invalid_grant", "the grant was revoked");
 		return;
 	}
-	issue(t);
+	issue((struct tok *)q);
 }
-
-static void
-save_grant(struct tok *t, unsigned flags)
-{
-	struct oreq *q = &t->q;
-	cJSON *g = cJSON_CreateObject();
-	cJSON_AddStringToObject(g, "user", t->user);
-	cJSON_AddStringToObject(g, "client_id", t->client->id);
-	cJSON_AddStringToObject(g, "scope", t->scope);
-	cJSON_AddStringToObject(g, "resource", t->resource);
-	cJSON_AddNumberToObject(g, "created", (double)(t->grant_rec ? json_int(t->grant_rec, "created") : oauth_now()));
-	oreq_set(q, arena_printf(q->ar, "oauth:grant:%s", t->grant), g, grant_ttl(q->o->oc), flags, grant_saved);
-	cJSON_Delete(g);
-}
-
-/* ---- authorization_code ---- */
 
 static void
 code_marked(struct oreq *q, int status)
@@ -212,7 +210,18 @@ code_marked(struct oreq *q, int status)
 		oreq_error(q, 400, "invalid_grant", "the code was already used; the tokens issued with it are revoked");
 		return;
 	}
-	save_grant(t, MCPD_SET_IF_ABSENT);
+	const struct oauth_conf *oc = q->o->oc;
+	t->grant_exp = oauth_now() + (int64_t)(grant_ttl(oc) / 1000);
+	cJSON *g = cJSON_CreateObject();
+	cJSON_AddStringToObject(g, "user", t->user);
+	cJSON_AddStringToObject(g, "client_id", t->client->id);
+	cJSON_AddStringToObject(g, "scope", t->scope);
+	cJSON_AddStringToObject(g, "resource", t->resource);
+	cJSON_AddNumberToObject(g, "created", (double)oauth_now());
+	cJSON_AddNumberToObject(g, "exp", (double)t->grant_exp);
+	oreq_set(q, arena_printf(q->ar, "oauth:grant:%s", t->grant), g, grant_ttl(oc), MCPD_SET_IF_ABSENT,
+	    grant_created);
+	cJSON_Delete(g);
 }
 
 static int
@@ -307,13 +316,16 @@ grant_found(struct oreq *q, int status, cJSON *rec)
 		oreq_storage_error(q, "looking a grant up");
 		return;
 	}
-	if (status != MCPD_OK) {
+	if (status != MCPD_OK || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "revoked"))) {
 		oreq_error(q, 400, "invalid_grant", "the grant was revoked");
 		return;
 	}
-	t->grant_rec = cJSON_Duplicate(rec, 1);
-	/* Renewed only if still there: a revocation meanwhile wins. */
-	save_grant(t, MCPD_SET_IF_PRESENT);
+	t->grant_exp = json_int(rec, "exp");
+	if (t->grant_exp <= oauth_now()) {
+		oreq_error(q, 400, "invalid_grant", "the sign-in has expired");
+		return;
+	}
+	issue(t);
 }
 
 static void
@@ -452,8 +464,6 @@ struct lookup {
 static void
 revoked(struct oreq *q)
 {
-	if (q->r != NULL)
-		http_response_header(q->r, "Access-Control-Allow-Origin", "*");
 	oreq_json(q, 200, cJSON_CreateObject());
 }
 
@@ -474,13 +484,12 @@ struct intro {
 static void
 intro_grant(struct oreq *q, int status, cJSON *rec)
 {
-	(void)rec;
 	struct intro *in = (struct intro *)q;
 	if (status == MCPD_ERROR) {
 		oreq_storage_error(q, "looking a grant up");
 		return;
 	}
-	if (status != MCPD_OK) {
+	if (status != MCPD_OK || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "revoked"))) {
 		inactive(q);
 		return;
 	}
@@ -583,7 +592,7 @@ lookup_client(struct oreq *q, const struct oclient *c)
 static void
 lookup_endpoint(struct http_request *r, struct oauth *o, int introspect)
 {
-	if (oauth_preflight(r, "POST, OPTIONS"))
+	if (oauth_host_refused(o, r) || oauth_preflight(r, "POST, OPTIONS"))
 		return;
 	if (strcmp(http_request_method(r), "POST") != 0) {
 		http_response_header(r, "Allow", "POST, OPTIONS");

@@ -12,7 +12,7 @@ redirect."""
 import base64
 import hashlib
 import html.parser
-import http.server
+import http.server as http_server
 import json
 import os
 import re
@@ -474,6 +474,17 @@ def test_the_sign_in_form(t):
     st, hdrs, body = http(port, "POST", "/oauth/authorize", urllib.parse.urlencode(fields),
                           {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
     check(st == 403, st)
+    # A form posted from another origin is refused, even with the cookie.
+    st, hdrs, page, inputs, cookie = open_page(port, url)
+    fields = dict(inputs, username="alice", password="alice-pw", action="allow")
+    st, hdrs, body = http(port, "POST", "/oauth/authorize", urllib.parse.urlencode(fields),
+                          {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie,
+                           "Origin": "http://evil.example.com"})
+    check(st == 403 and "location" not in hdrs, (st, body))
+    # Host names outside allowed_hosts (DNS rebinding) get nothing.
+    for path in (url, "/oauth/token", "/.well-known/oauth-authorization-server"):
+        st, _, _ = http(port, "GET", path, headers={"Host": "evil.example.com"})
+        check(st == 403, (path, st))
     # Deny: back to the client with access_denied.
     st, hdrs, body = sign_in(port, url, action="deny", user="", password="")
     check(st == 303, (st, body))
@@ -761,6 +772,27 @@ def test_expired_access_token(t):
     d.stop()
 
 
+def test_a_sign_in_lasts_refresh_ttl(t):
+    d, port = start(t, auth_extra="  token_ttl: 1s\n  refresh_ttl: 3s\n")
+    client, tok = tokens_for(port)
+    rt = tok["refresh_token"]
+    refreshes = 0
+
+    # Refreshing again and again does not make the sign-in last longer.
+    def ended():
+        nonlocal rt, refreshes
+        st, _, r = refresh(port, client, rt)
+        if st == 200:
+            rt = r["refresh_token"]
+            refreshes += 1
+            return False
+        check(st == 400 and r["error"] == "invalid_grant", (st, r))
+        return True
+    wait_for(ended, timeout=15, what="the sign-in to end", interval=0.3)
+    check(refreshes >= 1, "no refresh succeeded before the end")
+    d.stop()
+
+
 def test_mcpd_p_and_the_users_file(t):
     line = add_user(t, "carol", "pw with spaces", "a", "b:c")
     check(line.startswith("carol:$scrypt$ln=15,r=8,p=1$") and line.endswith(":a b:c"), line)
@@ -848,3 +880,119 @@ def test_sdk_client_completes_the_flow(t):
         check(re.search(r"session \S+ started by mcpd-sdk-oauth", log), log[-1000:])
     check(" 500 " not in d.log(), "a 500 in the log")
     d.stop()
+
+
+class DocumentServer:
+    """An https server on loopback that publishes client metadata documents
+    (its certificate made for the test) and counts the fetches."""
+
+    def __init__(self, t):
+        self.cert, self.key = make_cert(t.dir)
+        self.docs = {}
+        self.fetches = {}
+        outer = self
+
+        class Handler(http_server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.fetches[self.path] = outer.fetches.get(self.path, 0) + 1
+                doc = outer.docs.get(self.path)
+                if doc is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                status, body, headers = doc
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http_server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.cert, self.key)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path):
+        return "https://127.0.0.1:%d%s" % (self.port, path)
+
+    def publish(self, path, doc=None, status=200, raw=None, headers=None):
+        body = raw if raw is not None else json.dumps(doc).encode()
+        self.docs[path] = (status, body, headers or {})
+        return self.url(path)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_client_id_metadata_documents(t):
+    srv = DocumentServer(t)
+    try:
+        d, port = start(t, workers=2, auth_extra="  client_metadata_documents: true\n"
+                        "  client_metadata_ca_file: cert.pem\n  client_metadata_private_addresses: true\n")
+        m = json.loads(http(port, "GET", "/.well-known/oauth-authorization-server")[2])
+        check(m["client_id_metadata_document_supported"] is True, m)
+        url = srv.url("/apps/tool.json")
+        srv.publish("/apps/tool.json", {"client_id": url, "client_name": "Published App", "redirect_uris": [REDIRECT],
+                                        "grant_types": ["authorization_code", "refresh_token"],
+                                        "token_endpoint_auth_method": "none"})
+        client = {"client_id": url}
+        verifier, challenge = pkce()
+        st, hdrs, page, inputs, cookie = open_page(port, authorize_url(port, url, challenge))
+        check(st == 200 and "Published App" in page, (st, page[:400]))
+        code = get_code(port, url, challenge)
+        st, _, tok = exchange(port, client, code, verifier)
+        check(st == 200 and "refresh_token" in tok and mcp_status(port, tok) == 200, (st, tok))
+        st, _, tok2 = refresh(port, client, tok["refresh_token"])
+        check(st == 200, tok2)
+        # Kept in storage, shared by the workers: fetched once for all these lookups.
+        for _ in range(6):
+            check(open_page(port, authorize_url(port, url, challenge))[0] == 200)
+        check(srv.fetches["/apps/tool.json"] == 1, srv.fetches)
+        # Documents that are refused, and why (on the page; never a redirect).
+        bad = [
+            ("/other.json", {"client_id": srv.url("/elsewhere.json"), "redirect_uris": [REDIRECT]}, {},
+             "not the URL it was fetched from"),
+            ("/secret.json", None, {"client_secret": "s"}, "carries a client secret"),
+            ("/basic.json", None, {"token_endpoint_auth_method": "client_secret_basic"}, "only token_endpoint_auth_method none"),
+            ("/evil.json", None, {"redirect_uris": ["http://evil.example.com/cb"]}, "loopback host"),
+            ("/nouris.json", None, {"redirect_uris": []}, "redirect_uris must be"),
+        ]
+        for path, doc, change, why in bad:
+            u = srv.url(path)
+            body = dict(doc or {"client_id": u, "redirect_uris": [REDIRECT]})
+            body.update(change)
+            srv.publish(path, body)
+            st, hdrs, text = http(port, "GET", authorize_url(port, u, challenge))
+            check(st == 400 and "location" not in hdrs and why.encode() in text, (path, st, text[:600]))
+        u = srv.publish("/big.json", raw=b'{"client_id":"x","pad":"' + b"x" * 6000 + b'"}')
+        st, _, text = http(port, "GET", authorize_url(port, u, challenge))
+        check(st == 400 and b"larger than 5 KiB" in text, text[:600])
+        u = srv.publish("/moved.json", raw=b"", status=302, headers={"Location": srv.url("/apps/tool.json")})
+        st, _, text = http(port, "GET", authorize_url(port, u, challenge))
+        check(st == 400 and b"HTTP 302" in text, text[:600])
+        st, _, text = http(port, "GET", authorize_url(port, srv.url("/"), challenge))
+        check(st == 400 and b"needs a path" in text, text[:600])
+        st, _, text = http(port, "GET", authorize_url(port, srv.url("/a/../apps/tool.json"), challenge))
+        check(st == 400 and b"segments" in text, text[:600])
+        # A registered redirect URI must still match exactly.
+        st, hdrs, text = http(port, "GET", authorize_url(port, url, challenge, redirect="http://127.0.0.1:9/x"))
+        check(st == 400 and "location" not in hdrs, st)
+        d.stop()
+        # By default, no fetch reaches loopback or private addresses.
+        d2, port2 = start(t, users=False, auth_extra="  client_metadata_documents: true\n"
+                          "  client_metadata_ca_file: cert.pem\n")
+        u = srv.publish("/fresh.json", {"client_id": srv.url("/fresh.json"), "redirect_uris": [REDIRECT]})
+        st, _, text = http(port2, "GET", authorize_url(port2, u, challenge))
+        check(st == 400 and b"loopback, private or link-local" in text, text[:600])
+        check("/fresh.json" not in srv.fetches, srv.fetches)
+        d2.stop()
+    finally:
+        srv.close()

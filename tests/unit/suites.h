@@ -7,5 +7,6 @@ Suite *util_suite(void);
 Suite *config_suite(void);
 Suite *storage_suite(void);
 Suite *schema_suite(void);
+Suite *oauth_suite(void);
 
 #endif
