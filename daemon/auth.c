@@ -342,7 +342,7 @@ checked(void *arg, int status, const struct mcpd_principal *p, const char *grant
 	if (status == MCPD_DENIED || status == MCPD_OK || status == MCPD_NOT_FOUND) {
 		unauthorized(a, r, "invalid_token", err && err[0] ? err : "the token is not valid");
 	} else {
-		log_warn("auth %s: cannot check a token now: %s", a->cfg->auth.name, err ? err : "failed");
+		log_warn("auth plugin %s: cannot check a token now: %s", a->cfg->auth.name, err ? err : "failed");
 		http_response_header(r, "Retry-After", "1");
 		respond_error(a, r, 503, "Service Unavailable: the token cannot be checked now; try again");
 	}

@@ -153,7 +153,7 @@ parse_fields(struct ctx *x, const struct cnode *map, const struct field *fields,
 			if (want_type(x, v, CNODE_SCALAR, what) < 0)
 				break;
 			if (parse_duration_ms(v->str, &u) < 0)
-				err_at(x, v, "%s: \"%s\" is not a duration (use ms, s, m or h, e.g. 30s)", what, v->str);
+				err_at(x, v, "%s: \"%s\" is not a duration (use ms, s, m, h or d, e.g. 30s)", what, v->str);
 			else if (u < f->min || u > f->max)
 				err_at(x, v, "%s must be between %llums and %llums", what,
 				    (unsigned long long)f->min, (unsigned long long)f->max);

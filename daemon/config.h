@@ -63,6 +63,7 @@ struct oauth_user {
 	const char *name;
 	const char *hash;               /* $scrypt$... (pwhash.h) */
 	const char *scopes;             /* space-separated, "" if none */
+	int line;                       /* in users_file */
 };
 
 /* auth: { plugin: internal, ... }: the authorization server built into
@@ -71,7 +72,7 @@ struct oauth_conf {
 	int enabled;
 	const char *issuer;             /* NULL: the resource's origin */
 	const char *users_file;
-	struct oauth_user *users;
+	struct oauth_user *users;       /* sorted by name */
 	size_t nusers;
 	uint64_t token_ttl_ms, refresh_ttl_ms, code_ttl_ms, client_ttl_ms, login_ttl_ms;
 	int registration;               /* POST /oauth/register is open */

@@ -180,6 +180,14 @@ parse_user(struct arena *ar, char *line, struct oauth_user *u, char *why, size_t
 	return 0;
 }
 
+static int
+by_name(const void *a, const void *b)
+{
+	const struct oauth_user *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	return c != 0 ? c : x->line - y->line;
+}
+
 static void
 load_users(struct ctx *x, struct config *c, const struct cnode *at)
 {
@@ -235,15 +243,18 @@ load_users(struct ctx *x, struct config *c, const struct cnode *at)
 			errlist_add(x->errs, "%s:%d: %s", path, lineno, why);
 			continue;
 		}
-		int dup = 0;
-		for (size_t i = 0; i < o->nusers && !dup; i++)
-			dup = strcmp(o->users[i].name, u->name) == 0;
-		if (dup) {
-			errlist_add(x->errs, "%s:%d: user %s is already listed", path, lineno, u->name);
-			continue;
-		}
+		u->line = lineno;
 		o->nusers++;
 	}
+	/* Sorted, for lookups by name (and to find a name listed twice). */
+	if (o->nusers > 1)
+		qsort(o->users, o->nusers, sizeof(*o->users), by_name);
+	for (size_t i = 1; i < o->nusers; i++)
+		if (strcmp(o->users[i - 1].name, o->users[i].name) == 0) {
+			const struct oauth_user *a = &o->users[i - 1], *b = &o->users[i];
+			errlist_add(x->errs, "%s:%d: user %s is already listed (line %d)", path,
+			    a->line > b->line ? a->line : b->line, a->name, a->line < b->line ? a->line : b->line);
+		}
 	if (ferror(f))
 		err_at(x, at, "auth.users_file %s: %s", path, strerror(errno));
 	fclose(f);

@@ -27,6 +27,20 @@
 
 /* ---- small helpers ---- */
 
+static int
+user_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct oauth_user *)elem)->name);
+}
+
+const struct oauth_user *
+oauth_find_user(const struct oauth_conf *oc, const char *name)
+{
+	if (oc->nusers == 0)
+		return NULL;
+	return bsearch(name, oc->users, oc->nusers, sizeof(*oc->users), user_cmp);
+}
+
 int64_t
 oauth_now(void)
 {
@@ -673,6 +687,24 @@ token_found(void *arg, int status, const void *value, size_t len, const char *er
 	if (v->exp <= oauth_now()) {
 		vcheck_end(v, MCPD_DENIED, "the token has expired");
 		return;
+	}
+	/* Taken out of users_file (and reloaded): the tokens go too; scopes
+	 * taken away are taken from the tokens. */
+	const struct oauth_user *u = oauth_find_user(v->o->oc, v->user);
+	if (u == NULL) {
+		vcheck_end(v, MCPD_DENIED, "the user may no longer sign in");
+		return;
+	}
+	if (v->scope != NULL && !scope_subset(v->scope, u->scopes)) {
+		struct arena *ar = arena_new(256);
+		char *narrowed = ar ? strdup(scope_intersect(ar, v->scope, u->scopes)) : NULL;
+		arena_free(ar);
+		if (narrowed == NULL) {
+			vcheck_end(v, MCPD_ERROR, "out of memory");
+			return;
+		}
+		free(v->scope);
+		v->scope = narrowed;
 	}
 	if (!audience_ok) {
 		vcheck_end(v, MCPD_DENIED, "the token was issued for another resource");

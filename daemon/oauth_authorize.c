@@ -455,13 +455,8 @@ request_found(struct oreq *q, int status, cJSON *rec)
 	memcpy(a->password, password, a->password_len + 1);
 	OPENSSL_cleanse((char *)password, a->password_len);
 	const struct oauth_conf *oc = q->o->oc;
-	a->hash = pwhash_dummy();
-	for (size_t i = 0; i < oc->nusers; i++)
-		if (strcmp(oc->users[i].name, user) == 0) {
-			a->account = &oc->users[i];
-			a->hash = a->account->hash;
-			break;
-		}
+	a->account = oauth_find_user(oc, user);
+	a->hash = a->account != NULL ? a->account->hash : pwhash_dummy();
 	if (offload_run(q->o->offload, check_password, password_checked, a) < 0) {
 		if (q->r != NULL)
 			http_response_header(q->r, "Retry-After", "1");

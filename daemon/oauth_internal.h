@@ -37,6 +37,7 @@ struct http_request;
 struct http_server;
 struct offload;
 struct oauth_conf;
+struct oauth_user;
 
 #define OAUTH_MAX_FORM 8192             /* form bodies */
 #define OAUTH_MAX_JSON 16384            /* registration bodies */
@@ -124,6 +125,9 @@ void oauth_revoke_access_token(struct oauth *o, const char *hash_hex);
 int oauth_host_refused(struct oauth *o, struct http_request *r);
 /* CORS for endpoints that browser clients call (token, register...). */
 int oauth_preflight(struct http_request *r, const char *methods);
+
+/* The user of that name in users_file, or NULL. */
+const struct oauth_user *oauth_find_user(const struct oauth_conf *oc, const char *name);
 
 /* Helpers. */
 void oauth_sha256_hex(const char *s, size_t len, char out[65]);

@@ -372,6 +372,12 @@ refresh_found(struct oreq *q, int status, cJSON *rec)
 		oreq_error(q, 400, "invalid_grant", "the refresh token was issued to another client");
 		return;
 	}
+	const struct oauth_user *u = oauth_find_user(q->o->oc, t->user);
+	if (u == NULL) {
+		oreq_error(q, 400, "invalid_grant", "the user may no longer sign in");
+		return;
+	}
+	t->scope = scope_intersect(q->ar, t->scope, u->scopes);
 	int64_t now = oauth_now();
 	if (t->exp <= now) {
 		oreq_error(q, 400, "invalid_grant", "the refresh token has expired");
@@ -542,13 +548,15 @@ token_record_found(struct oreq *q, int status, cJSON *rec)
 		return;
 	}
 	int64_t exp = json_int(rec, "exp");
-	if (exp <= oauth_now()) {
+	const struct oauth_user *u = json_str(rec, "user") ? oauth_find_user(q->o->oc, json_str(rec, "user")) : NULL;
+	if (exp <= oauth_now() || u == NULL) {
 		inactive(q);
 		return;
 	}
 	cJSON *a = cJSON_CreateObject();
 	cJSON_AddBoolToObject(a, "active", 1);
-	cJSON_AddStringToObject(a, "scope", json_str(rec, "scope") ? json_str(rec, "scope") : "");
+	cJSON_AddStringToObject(a, "scope", scope_intersect(q->ar, json_str(rec, "scope") ? json_str(rec, "scope") : "",
+	    u->scopes));
 	cJSON_AddStringToObject(a, "client_id", client_id);
 	cJSON_AddStringToObject(a, "username", json_str(rec, "user") ? json_str(rec, "user") : "");
 	cJSON_AddStringToObject(a, "sub", json_str(rec, "user") ? json_str(rec, "user") : "");

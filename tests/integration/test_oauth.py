@@ -759,6 +759,34 @@ def test_sessions_belong_to_the_user(t):
     d.stop()
 
 
+def test_a_reload_takes_users_and_scopes_away(t):
+    d, port = start(t, workers=2)
+    client, alice = tokens_for(port, scope="tools.admin tools.read")
+    bclient, bob = tokens_for(port, user="bob", password="bob-pw")
+    sid = session(port, alice)
+    st, r, _ = call(port, sid, alice, "secret")
+    check(st == 200, (st, r))
+    # Alice keeps only tools.read; Bob is gone.
+    path = os.path.join(t.dir, "users")
+    lines = open(path).read().splitlines()
+    with open(path, "w") as f:
+        f.write(lines[0].rsplit(":", 1)[0] + ":tools.read\n")
+    old = set(d.workers())
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: not (set(d.workers()) & old), what="new workers")
+    for _ in range(6):
+        check(mcp_status(port, bob) == 401, "a removed user's token still works")
+    st, _, err = refresh(port, bclient, bob["refresh_token"])
+    check(st == 400 and err["error"] == "invalid_grant", err)
+    st, r, _ = call(port, sid, alice, "secret", id=6)
+    check(st == 403, (st, r))
+    st, r, _ = call(port, sid, alice, "hello", id=7)
+    check(st == 200, (st, r))
+    st, _, tok = refresh(port, client, alice["refresh_token"])
+    check(st == 200 and tok["scope"] == "tools.read", tok)
+    d.stop()
+
+
 def test_expired_access_token(t):
     d, port = start(t, auth_extra="  token_ttl: 1s\n  cache: 0s\n")
     client, tok = tokens_for(port)
