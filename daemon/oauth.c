@@ -41,6 +41,16 @@ oauth_find_user(const struct oauth_conf *oc, const char *name)
 	return bsearch(name, oc->users, oc->nusers, sizeof(*oc->users), user_cmp);
 }
 
+const char *
+oauth_printable(struct arena *ar, const char *s)
+{
+	char *out = arena_strndup(ar, s, strnlen(s, 128));
+	for (char *p = out; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return out;
+}
+
 int64_t
 oauth_now(void)
 {

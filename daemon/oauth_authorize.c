@@ -338,7 +338,7 @@ password_checked(void *arg, int cancelled)
 	if (a->account == NULL || a->match != 1) {
 		if (a->match < 0)
 			log_warn("oauth: the password hash of %s cannot be checked", a->user);
-		log_notice("oauth: failed sign-in as %s from %s", a->user, q->addr);
+		log_notice("oauth: failed sign-in as %s from %s", oauth_printable(q->ar, a->user), q->addr);
 		show_page(a, 200, "Wrong user name or password.");
 		return;
 	}

@@ -268,7 +268,7 @@ fetched(struct fetch *f, CURLcode rc)
 	const char *url = arena_strdup(q->ar, f->url);
 	fetch_free(f);
 	if (rec == NULL) {
-		log_notice("oauth: client metadata document %s refused: %s", url, why);
+		log_notice("oauth: client metadata document %s refused: %s", url, oauth_printable(q->ar, why));
 		answer(q, NULL, MCPD_NOT_FOUND, arena_printf(q->ar, "its metadata document (%s) is unusable: %s", url, why));
 		return;
 	}

@@ -130,6 +130,8 @@ int oauth_preflight(struct http_request *r, const char *methods);
 const struct oauth_user *oauth_find_user(const struct oauth_conf *oc, const char *name);
 
 /* Helpers. */
+/* s for a log line: at most 128 bytes, control characters as '?'. */
+const char *oauth_printable(struct arena *ar, const char *s);
 void oauth_sha256_hex(const char *s, size_t len, char out[65]);
 int oauth_new_secret(const char *prefix, char *out, size_t outlen);
 int64_t oauth_now(void);
