@@ -401,6 +401,11 @@ cauth_found(struct oreq *q, const struct oclient *c)
 			invalid_client(q, "this client must authenticate with its secret");
 			return;
 		}
+		/* The method it registered, not another (RFC 7591 2). */
+		if (strcmp(ca->method, c->method) != 0) {
+			invalid_client(q, arena_printf(q->ar, "this client authenticates with %s", c->method));
+			return;
+		}
 		char hex[65];
 		oauth_sha256_hex(ca->secret, strlen(ca->secret), hex);
 		int same = strlen(c->secret_sha256) == 64 && CRYPTO_memcmp(hex, c->secret_sha256, 64) == 0;

@@ -24,7 +24,7 @@ import subprocess
 import threading
 import urllib.parse
 
-from harness import (MCPD, MCP_HEADERS, NODE_DIR, Skip, check, free_port, http, make_cert, node_peers_ready,
+from harness import (MCPD, MCP_HEADERS, NODE_DIR, Redis, Skip, check, free_port, http, make_cert, node_peers_ready,
                      rpc, run_mcpd, wait_for)
 
 TOOLS = """
@@ -621,6 +621,14 @@ def test_confidential_clients_authenticate(t):
         check(st == 401 and err["error"] == "invalid_client" and hdrs["www-authenticate"].startswith("Basic"), err)
         st, hdrs, err = exchange(port, client, code, verifier, client_secret="wrong")
         check(st == 401 and err["error"] == "invalid_client", err)
+        # The right secret by the other method: refused too.
+        if how == "basic":
+            st, _, err = exchange(port, client, code, verifier, client_secret=client["client_secret"])
+        else:
+            st, _, err = exchange(port, client, code, verifier, headers=basic_header(client["client_id"],
+                                                                                 client["client_secret"]))
+        check(st == 401 and err["error"] == "invalid_client" and "authenticates with" in err["error_description"],
+              (how, err))
         if how == "basic":
             st, _, tok = exchange(port, client, code, verifier, headers=basic_header(client["client_id"],
                                                                                  client["client_secret"]))
@@ -743,6 +751,64 @@ def test_tokens_on_every_worker_and_after_a_restart(t):
     st, _, tok2 = refresh(port, client, tok["refresh_token"])
     check(st == 200 and mcp_status(port, tok2) == 200, tok2)
     d.stop()
+
+
+def test_instances_share_the_server_through_redis(t):
+    """Two instances on one Redis, as behind a load balancer (one resource
+    URL): every step may land on either, and a revocation on one reaches
+    the other's caches through the redis transport."""
+    redis = Redis(t.dir).start()
+    t.daemons.append(redis)
+    add_user(t, "alice", "alice-pw", "tools.admin")
+    pa, pb = free_port(), free_port()
+    resource = "http://127.0.0.1:%d/mcp" % pa
+    ds = []
+    for i, port in enumerate((pa, pb)):
+        d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\n"
+                   "auth: { plugin: internal, users_file: users, resource: \"%s\" }\n"
+                   "storage: { plugin: redis, url: \"%s\" }\ntransport: { plugin: redis, url: \"%s\" }\n%s"
+                   % (port, resource, redis.url, redis.url, TOOLS), name="%s.yaml" % "AB"[i])
+        d.start(wait_url_port=port)
+        ds.append(d)
+    client = register(pa)
+    verifier, challenge = pkce()
+    # The page from B, the form to A, the code exchanged at B.
+    st, hdrs, page, inputs, cookie = open_page(pb, authorize_url(pb, client["client_id"], challenge, resource=resource))
+    check(st == 200, (st, page[:300]))
+    fields = dict(inputs, username="alice", password="alice-pw", action="allow")
+    st, hdrs, _ = http(pa, "POST", "/oauth/authorize", urllib.parse.urlencode(fields),
+                       {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
+    check(st == 303, st)
+    q = redirected(hdrs)[1]
+    check(q["iss"] == "http://127.0.0.1:%d" % pa, q)
+    st, _, tok = exchange(pb, client, q["code"], verifier)
+    check(st == 200, tok)
+    for port in (pa, pb):
+        for _ in range(4):
+            check(mcp_status(port, tok) == 200)
+    # The code again at A: the grant is revoked on both.
+    st, _, err = exchange(pa, client, q["code"], verifier)
+    check(st == 400 and err["error"] == "invalid_grant", err)
+    dead_everywhere(pa, tok)
+    dead_everywhere(pb, tok)
+    # Refresh at A, revoke at B.
+    _, tok2 = tokens_for(pa, client)
+    st, _, tok3 = refresh(pa, client, tok2["refresh_token"])
+    check(st == 200, tok3)
+    for port in (pa, pb):
+        for _ in range(4):
+            check(mcp_status(port, tok3) == 200)
+    st, _, _ = form_post(pb, "/oauth/revoke", {"token": tok3["access_token"], "client_id": client["client_id"]})
+    check(st == 200)
+    dead_everywhere(pa, tok3)
+    dead_everywhere(pb, tok3)
+    # What Redis holds: records under the tokens' hashes.
+    h = hashlib.sha256(tok2["refresh_token"].encode()).hexdigest()
+    rec = redis.cli("GET", "mcpd:oauth:rt:" + h)
+    check(rec and json.loads(rec)["user"] == "alice" and tok2["refresh_token"] not in rec, rec)
+    check(redis.cli("EXISTS", "mcpd:oauth:rt-used:" + h) == "1")
+    for d in ds:
+        d.stop()
 
 
 def test_sessions_belong_to_the_user(t):
