@@ -18,10 +18,10 @@ import os
 import re
 import secrets
 import signal
-import socket
 import ssl
 import subprocess
 import threading
+import time
 import urllib.parse
 
 from harness import (MCPD, MCP_HEADERS, NODE_DIR, Redis, Skip, check, free_port, http, make_cert, node_peers_ready,
@@ -366,6 +366,11 @@ def test_authorization_code_flow_and_refresh(t):
     sid = session(port, tok)
     st, r, _ = call(port, sid, tok, "secret")
     check(st == 200 and r["result"]["content"][0]["text"].strip() == "secret", (st, r))
+    # The token is bound to its resource: the same server under another name is another resource.
+    for _ in range(4):
+        st, hdrs, data = http(port, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+                              dict(MCP_HEADERS, Host="localhost:%d" % port, **bearer(tok)))
+        check(st == 401 and "issued for another resource" in hdrs["www-authenticate"], (st, hdrs))
     # Refresh: new tokens, the old refresh token is spent, the old access token still works until it expires.
     st, _, tok2 = refresh(port, client, tok["refresh_token"])
     check(st == 200 and tok2["access_token"] != tok["access_token"] and tok2["refresh_token"] != tok["refresh_token"]
@@ -711,6 +716,10 @@ def test_introspection(t):
 
 
 def test_rate_limits(t):
+    # Counters are per minute of the clock: start early in a minute, so
+    # that the whole test falls in one window.
+    if time.time() % 60 > 40:
+        time.sleep(60.5 - time.time() % 60)
     d, port = start(t, auth_extra="  rate_limit: { token: 3, login: 2, register: 2 }\n")
     client = register(port)
     register(port)
@@ -967,7 +976,7 @@ def test_sdk_client_completes_the_flow(t):
         check(out["hello"]["content"][0]["text"].strip() == "hi", out)
         check(out["secret"]["content"][0]["text"].strip() == "secret", out)
         check(out["afterExpiry"]["content"][0]["text"].strip() == "hi", out)
-        check(out["refreshed"] and out["rotated"] and out["saves"] == 2, out)
+        check(out["refreshed"] and out["rotated"] and out["saves"] >= 2, out)
         log = d.log()
         check("oauth: registered client %s (mcpd-sdk-oauth)" % out["clientId"] in log, log[-2000:])
         check("oauth: alice signed in from 127.0.0.1 and allowed client %s" % out["clientId"] in log, log[-2000:])
