@@ -162,11 +162,11 @@ offload_free(struct offload *o)
 		pthread_mutex_unlock(&o->mu);
 		pthread_join(o->thread, NULL);
 	}
-	/* Finished jobs get their answer; the others are cancelled. */
+	/* The loop is gone: finished or not, every job is cancelled. */
 	struct job *j;
 	while ((j = TAILQ_FIRST(&o->finished)) != NULL) {
 		TAILQ_REMOVE(&o->finished, j, link);
-		j->done(j->arg, 0);
+		j->done(j->arg, 1);
 		free(j);
 	}
 	while ((j = TAILQ_FIRST(&o->todo)) != NULL) {

@@ -11,8 +11,9 @@ struct event_base;
 struct offload;
 
 struct offload *offload_new(struct event_base *base, size_t max_queued);
-/* Waits for the running job; the queued ones are not run: their done()
- * runs with cancelled set. */
+/* Waits for the running job, then runs every done() not yet run with
+ * cancelled set (the queued jobs are not run): call it once the loop no
+ * longer runs. */
 void offload_free(struct offload *o);
 /* work(arg) runs on the helper thread (it must touch nothing the loop
  * uses), then done(arg, 0) on the loop. -1 when the queue is full or the

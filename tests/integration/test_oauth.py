@@ -963,7 +963,7 @@ def test_sdk_client_completes_the_flow(t):
     if not node_peers_ready():
         raise Skip("tests/node/node_modules missing: run scripts/install-deps.sh test")
     d, port = start(t, workers=4, auth_extra="  token_ttl: 2s\n")
-    for method in ("none", "client_secret_basic"):
+    for method in ("none", "client_secret_basic", "client_secret_post"):
         out = run_sdk_client(t, port, method)
         check(out["first"] == "unauthorized", out)
         check(out["hasSecret"] == (method != "none") and out["clientId"].startswith("mcpd_c_"), out)

@@ -1,11 +1,14 @@
 /* The pure parts of the internal authorization server: password hashes,
  * forms and escaping, redirect URIs, scopes. */
 #include <check.h>
+#include <event2/event.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "form.h"
 #include "oauth_internal.h"
+#include "offload.h"
 #include "pwhash.h"
 #include "suites.h"
 #include "util.h"
@@ -142,6 +145,71 @@ START_TEST(scopes)
 }
 END_TEST
 
+struct job_state {
+	struct event_base *base;
+	int worked, done, cancelled, order;
+	int *log;
+	int *nlog;
+	int id;
+};
+
+static void
+job_work(void *arg)
+{
+	struct job_state *j = arg;
+	usleep(10000);
+	j->worked = 1;
+}
+
+static void
+job_done(void *arg, int cancelled)
+{
+	struct job_state *j = arg;
+	j->done++;
+	j->cancelled = cancelled;
+	j->log[(*j->nlog)++] = j->id;
+	if (j->id == 3)
+		event_base_loopbreak(j->base);
+}
+
+START_TEST(offloaded_jobs)
+{
+	struct event_base *base = event_base_new();
+	struct offload *o = offload_new(base, 3);
+	int log[8], n = 0;
+	struct job_state jobs[5];
+	memset(jobs, 0, sizeof(jobs));
+	for (int i = 0; i < 5; i++) {
+		jobs[i].base = base;
+		jobs[i].log = log;
+		jobs[i].nlog = &n;
+		jobs[i].id = i + 1;
+	}
+	/* Three fit in the queue; the fourth is refused. */
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(offload_run(o, job_work, job_done, &jobs[i]), 0);
+	ck_assert_int_eq(offload_run(o, job_work, job_done, &jobs[3]), -1);
+	/* Their done() runs on the loop, in order, after their work. */
+	event_base_dispatch(base);
+	ck_assert_int_eq(n, 3);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(log[i], i + 1);
+		ck_assert_int_eq(jobs[i].worked, 1);
+		ck_assert_int_eq(jobs[i].done, 1);
+		ck_assert_int_eq(jobs[i].cancelled, 0);
+	}
+	ck_assert_int_eq(jobs[3].done, 0);
+	/* Room again; a job still queued when it is freed is cancelled, once. */
+	ck_assert_int_eq(offload_run(o, job_work, job_done, &jobs[3]), 0);
+	ck_assert_int_eq(offload_run(o, job_work, job_done, &jobs[4]), 0);
+	offload_free(o);
+	ck_assert_int_eq(jobs[3].done, 1);
+	ck_assert_int_eq(jobs[4].done, 1);
+	ck_assert_int_eq(jobs[4].cancelled, 1);
+	event_base_free(base);
+}
+END_TEST
+
 Suite *
 oauth_suite(void)
 {
@@ -153,6 +221,7 @@ oauth_suite(void)
 	tcase_add_test(tc, forms);
 	tcase_add_test(tc, redirect_uris);
 	tcase_add_test(tc, scopes);
+	tcase_add_test(tc, offloaded_jobs);
 	suite_add_tcase(s, tc);
 	return s;
 }
