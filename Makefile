@@ -35,9 +35,9 @@ OPT ?= -O2 -g
 SAN_ON = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 SAN_FLAGS = $(if $(SANITIZE),$(SAN_ON))
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN_FLAGS) -fPIC -Iinclude -Idaemon \
-	$(LIBEVENT_CFLAGS) $(YAML_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS) $(CFLAGS)
+	$(LIBEVENT_CFLAGS) $(YAML_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS) $(CURL_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SAN_FLAGS) $(LDFLAGS)
-LIBS_ALL = $(LIBEVENT_LIBS) $(YAML_LIBS) $(CJSON_LIBS) $(OPENSSL_LIBS) -lm -ldl
+LIBS_ALL = $(LIBEVENT_LIBS) $(YAML_LIBS) $(CJSON_LIBS) $(OPENSSL_LIBS) $(CURL_LIBS) -lm -ldl -lpthread
 
 DAEMON_SRCS := $(sort $(wildcard daemon/*.c))
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)

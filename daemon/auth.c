@@ -29,6 +29,8 @@ struct cached {
 	unsigned char hash[32];
 	uint64_t expires_ms;
 	char *user, *client_id, *scopes;
+	char *grant;                    /* internal tokens: the grant, for revocation */
+	char *aud;                      /* internal tokens: the resource it is bound to */
 	struct cached *next;            /* bucket chain */
 	TAILQ_ENTRY(cached) age;        /* oldest first */
 };
@@ -38,6 +40,8 @@ struct auth {
 	void (*cors)(struct http_request *r);
 	const struct mcpd_auth_ops *ops;
 	void *inst;
+	auth_validate_fn *validate;     /* the internal authorization server, or NULL */
+	void *vinst;
 	struct cached *buckets[CACHE_BUCKETS];
 	TAILQ_HEAD(, cached) by_age;
 	size_t count;
@@ -71,7 +75,7 @@ struct auth *
 auth_new(struct event_base *base, const struct config *c, void (*cors)(struct http_request *r))
 {
 	(void)base;
-	if (c->auth.name == NULL || c->auth.lp == NULL)
+	if (c->auth.name == NULL || (c->auth.lp == NULL && !c->oauth.enabled))
 		return NULL;
 	struct auth *a = calloc(1, sizeof(*a));
 	if (a == NULL)
@@ -98,7 +102,37 @@ cached_free(struct auth *a, struct cached *e)
 	free(e->user);
 	free(e->client_id);
 	free(e->scopes);
+	free(e->grant);
+	free(e->aud);
 	free(e);
+}
+
+void
+auth_set_validator(struct auth *a, auth_validate_fn *fn, void *inst)
+{
+	a->validate = fn;
+	a->vinst = inst;
+}
+
+void
+auth_evict_grant(struct auth *a, const char *grant)
+{
+	struct cached *e, *next;
+	for (e = TAILQ_FIRST(&a->by_age); e != NULL; e = next) {
+		next = TAILQ_NEXT(e, age);
+		if (e->grant != NULL && strcmp(e->grant, grant) == 0)
+			cached_free(a, e);
+	}
+}
+
+void
+auth_evict_token(struct auth *a, const unsigned char hash[32])
+{
+	for (struct cached *e = a->buckets[hash[0] | (hash[1] & 3) << 8]; e != NULL; e = e->next)
+		if (CRYPTO_memcmp(e->hash, hash, 32) == 0) {
+			cached_free(a, e);
+			return;
+		}
 }
 
 void
@@ -128,7 +162,8 @@ cache_find(struct auth *a, const unsigned char hash[32])
 }
 
 static void
-cache_put(struct auth *a, const unsigned char hash[32], const struct mcpd_principal *p)
+cache_put(struct auth *a, const unsigned char hash[32], const struct mcpd_principal *p,
+    const char *grant, const char *aud)
 {
 	uint64_t ttl = a->cfg->authz.cache_ms;
 	uint64_t now = now_ms();
@@ -149,10 +184,14 @@ cache_put(struct auth *a, const unsigned char hash[32], const struct mcpd_princi
 	e->user = strdup(p->user);
 	e->client_id = p->client_id ? strdup(p->client_id) : NULL;
 	e->scopes = strdup(p->scopes ? p->scopes : "");
-	if (e->user == NULL || e->scopes == NULL) {
+	e->grant = grant ? strdup(grant) : NULL;
+	e->aud = aud ? strdup(aud) : NULL;
+	if (e->user == NULL || e->scopes == NULL || (grant && e->grant == NULL) || (aud && e->aud == NULL)) {
 		free(e->user);
 		free(e->client_id);
 		free(e->scopes);
+		free(e->grant);
+		free(e->aud);
 		free(e);
 		return;
 	}
@@ -173,6 +212,25 @@ resource_url(struct auth *a, struct http_request *r)
 	const char *host = http_request_header(r, "Host");
 	return arena_printf(http_request_arena(r), "%s://%s%s", http_request_tls(r) ? "https" : "http",
 	    host ? host : "localhost", a->cfg->endpoint);
+}
+
+const char *
+auth_resource_url(struct auth *a, struct http_request *r)
+{
+	return resource_url(a, r);
+}
+
+const char *
+auth_issuer(struct auth *a, struct http_request *r)
+{
+	if (a == NULL || !a->cfg->oauth.enabled)
+		return NULL;
+	if (a->cfg->oauth.issuer != NULL)
+		return a->cfg->oauth.issuer;
+	const char *res = resource_url(a, r);
+	const char *hostpart = strstr(res, "://");
+	const char *path = hostpart ? strchr(hostpart + 3, '/') : NULL;
+	return path ? arena_strndup(http_request_arena(r), res, (size_t)(path - res)) : res;
 }
 
 /* RFC 9728 3.1: the well-known suffix goes between host and path. */
@@ -261,7 +319,7 @@ check_closed(struct http_request *r, void *arg)
 }
 
 static void
-checked(void *arg, int status, const struct mcpd_principal *p, const char *err)
+checked(void *arg, int status, const struct mcpd_principal *p, const char *grant, const char *err)
 {
 	struct pending_check *pc = arg;     /* the plugin answers once (plugin.h) */
 	struct http_request *r = pc->r;
@@ -271,7 +329,7 @@ checked(void *arg, int status, const struct mcpd_principal *p, const char *err)
 	}
 	http_request_on_close(r, NULL, NULL);
 	if (status == MCPD_OK && p != NULL && p->user != NULL && p->user[0] != '\0') {
-		cache_put(pc->a, pc->hash, p);
+		cache_put(pc->a, pc->hash, p, grant, pc->a->validate ? resource_url(pc->a, r) : NULL);
 		set_principal(r, p->user, p->client_id, p->scopes);
 		auth_go_fn go = pc->go;
 		void *garg = pc->arg;
@@ -281,13 +339,20 @@ checked(void *arg, int status, const struct mcpd_principal *p, const char *err)
 	}
 	struct auth *a = pc->a;
 	free(pc);
-	if (status == MCPD_DENIED || status == MCPD_OK) {
+	if (status == MCPD_DENIED || status == MCPD_OK || status == MCPD_NOT_FOUND) {
 		unauthorized(a, r, "invalid_token", err && err[0] ? err : "the token is not valid");
 	} else {
 		log_warn("auth plugin %s: cannot check a token now: %s", a->cfg->auth.name, err ? err : "failed");
 		http_response_header(r, "Retry-After", "1");
 		respond_error(a, r, 503, "Service Unavailable: the token cannot be checked now; try again");
 	}
+}
+
+/* A plugin's answer: plugins know nothing of grants. */
+static void
+checked_by_plugin(void *arg, int status, const struct mcpd_principal *p, const char *err)
+{
+	checked(arg, status, p, NULL, err);
 }
 
 void
@@ -319,7 +384,7 @@ auth_check(struct auth *a, struct http_request *r, auth_go_fn go, void *arg)
 	unsigned char hash[32];
 	sha256(token, len, hash);
 	struct cached *e = cache_find(a, hash);
-	if (e != NULL) {
+	if (e != NULL && (e->aud == NULL || strcmp(e->aud, resource_url(a, r)) == 0)) {
 		set_principal(r, e->user, e->client_id, e->scopes);
 		go(r, arg);
 		return;
@@ -337,7 +402,12 @@ auth_check(struct auth *a, struct http_request *r, auth_go_fn go, void *arg)
 	pc->go = go;
 	pc->arg = arg;
 	http_request_on_close(r, check_closed, pc);
-	a->ops->authenticate(a->inst, tok, checked, pc);
+	if (a->validate != NULL)
+		a->validate(a->vinst, tok, len, resource_url(a, r), checked, pc);
+	else if (a->ops != NULL)
+		a->ops->authenticate(a->inst, tok, checked_by_plugin, pc);
+	else
+		checked(pc, MCPD_ERROR, NULL, NULL, "the authorization server is not running in this worker");
 	OPENSSL_cleanse(tok, len);
 	free(tok);
 }
@@ -411,8 +481,11 @@ metadata(struct http_request *r, void *arg)
 	const struct config *c = a->cfg;
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "resource", resource_url(a, r));
-	if (c->authz.nservers > 0) {
+	const char *issuer = auth_issuer(a, r);
+	if (c->authz.nservers > 0 || issuer != NULL) {
 		cJSON *as = cJSON_AddArrayToObject(o, "authorization_servers");
+		if (issuer != NULL)
+			cJSON_AddItemToArray(as, cJSON_CreateString(issuer));
 		for (size_t i = 0; i < c->authz.nservers; i++)
 			cJSON_AddItemToArray(as, cJSON_CreateString(c->authz.authorization_servers[i]));
 	}

@@ -11,6 +11,7 @@ struct event_base;
 struct http_request;
 struct http_server;
 struct cJSON;
+struct mcpd_principal;
 
 struct principal {
 	const char *user;
@@ -40,5 +41,25 @@ const struct principal *auth_principal(const struct http_request *r);
 int auth_has_scopes(const struct principal *p, const char *needed);
 /* Sets the WWW-Authenticate header of a 403 for scopes a call lacks. */
 void auth_insufficient_scope(struct auth *a, struct http_request *r, const char *needed);
+
+/* The resource's URL (auth.resource, or this request's scheme, Host and
+ * endpoint), and with the internal authorization server its issuer
+ * (auth.issuer, or the resource's origin); NULL without one. */
+const char *auth_resource_url(struct auth *a, struct http_request *r);
+const char *auth_issuer(struct auth *a, struct http_request *r);
+
+/* The internal authorization server (oauth.c) checks its own tokens in
+ * place of a plugin: like mcpd_auth_ops.authenticate, told the resource
+ * the request is for (its tokens are bound to one), and answering with
+ * the grant the token belongs to, so that revoking the grant evicts the
+ * token from the cache. */
+typedef void auth_checked_fn(void *arg, int status, const struct mcpd_principal *p,
+    const char *grant, const char *err);
+typedef void auth_validate_fn(void *inst, const char *token, size_t len, const char *resource,
+    auth_checked_fn *cb, void *arg);
+void auth_set_validator(struct auth *a, auth_validate_fn *fn, void *inst);
+/* Forget cached tokens: those of a grant, or the one with this SHA-256. */
+void auth_evict_grant(struct auth *a, const char *grant);
+void auth_evict_token(struct auth *a, const unsigned char hash[32]);
 
 #endif

@@ -153,7 +153,7 @@ parse_fields(struct ctx *x, const struct cnode *map, const struct field *fields,
 			if (want_type(x, v, CNODE_SCALAR, what) < 0)
 				break;
 			if (parse_duration_ms(v->str, &u) < 0)
-				err_at(x, v, "%s: \"%s\" is not a duration (use ms, s, m or h, e.g. 30s)", what, v->str);
+				err_at(x, v, "%s: \"%s\" is not a duration (use ms, s, m, h or d, e.g. 30s)", what, v->str);
 			else if (u < f->min || u > f->max)
 				err_at(x, v, "%s must be between %llums and %llums", what,
 				    (unsigned long long)f->min, (unsigned long long)f->max);
@@ -650,7 +650,7 @@ parse_auth_section(struct ctx *x, const struct cnode *n, void *dst)
 		return -1;
 	const struct cnode *p = cnode_get(n, "plugin");
 	if (p == NULL) {
-		err_at(x, n, "auth needs plugin: (none, apikey, or a path to a .so)");
+		err_at(x, n, "auth needs plugin: (none, internal, apikey, or a path to a .so)");
 		return -1;
 	}
 	if (scalar_string(x, p, "plugin", &c->auth.name) < 0)
@@ -683,9 +683,10 @@ parse_auth_section(struct ctx *x, const struct cnode *n, void *dst)
 		}
 	}
 	/* A plugin with an issuer (jwt) names its authorization server: the
-	 * metadata lists it unless the operator says otherwise. */
+	 * metadata lists it unless the operator says otherwise. The internal
+	 * server lists itself (auth.c). */
 	const struct cnode *iss = cnode_get(n, "issuer");
-	if (c->authz.nservers == 0 && cnode_get(n, "authorization_servers") == NULL && iss != NULL &&
+	if (strcmp(c->auth.name, "internal") != 0 && c->authz.nservers == 0 && cnode_get(n, "authorization_servers") == NULL && iss != NULL &&
 	    iss->type == CNODE_SCALAR && (strncmp(iss->str, "https://", 8) == 0 ||
 	    strncmp(iss->str, "http://", 7) == 0)) {
 		c->authz.authorization_servers = arena_zalloc(c->arena, 2 * sizeof(char *));
@@ -699,6 +700,9 @@ parse_auth_section(struct ctx *x, const struct cnode *n, void *dst)
 			return -1;
 		}
 	}
+	/* The authorization server built into mcpd, not a plugin. */
+	if (strcmp(c->auth.name, "internal") == 0)
+		return parse_oauth_section(x, n);
 	return 0;
 }
 
@@ -736,6 +740,7 @@ set_defaults(struct config *c)
 	c->workers_auto = 1;
 	c->authz.cache_ms = 60000;
 	c->authz.admin_scope = "mcpd:admin";
+	oauth_config_defaults(c);
 	c->log.level = LOG_INFO;
 	c->log.format = LOG_TEXT;
 	c->log.file = "stderr";
@@ -1035,7 +1040,9 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 		load_backend(&x, c, &c->transport, MCPD_PLUGIN_TRANSPORT, "local", "transport");
 		if (c->auth.name != NULL && strcmp(c->auth.name, "none") == 0)
 			c->auth.name = NULL;
-		if (c->auth.name != NULL)
+		if (c->oauth.enabled)
+			oauth_config_finish(&x, c);
+		else if (c->auth.name != NULL)
 			load_backend(&x, c, &c->auth, MCPD_PLUGIN_AUTH, NULL, "auth");
 		/* Scopes without auth would be a lock with no door around it. */
 		for (size_t i = 0; c->auth.name == NULL && i < c->ntools; i++)

@@ -58,6 +58,32 @@ struct backend {
 	const void *ops;
 };
 
+/* A line of the internal authorization server's users file. */
+struct oauth_user {
+	const char *name;
+	const char *hash;               /* $scrypt$... (pwhash.h) */
+	const char *scopes;             /* space-separated, "" if none */
+	int line;                       /* in users_file */
+};
+
+/* auth: { plugin: internal, ... }: the authorization server built into
+ * mcpd (oauth.c). Durations in ms; rates per minute and client address. */
+struct oauth_conf {
+	int enabled;
+	const char *issuer;             /* NULL: the resource's origin */
+	const char *users_file;
+	struct oauth_user *users;       /* sorted by name */
+	size_t nusers;
+	uint64_t token_ttl_ms, refresh_ttl_ms, code_ttl_ms, client_ttl_ms, login_ttl_ms;
+	int registration;               /* POST /oauth/register is open */
+	int client_metadata_documents;  /* https:// client_ids (their JSON document) */
+	const char *client_metadata_ca_file;    /* NULL: the system's CAs */
+	int client_metadata_private;    /* may fetch from loopback and private addresses */
+	uint64_t client_metadata_cache_ms;
+	uint64_t rate_token, rate_login, rate_register;     /* 0: no limit */
+	const char *login_title;        /* the heading of the sign-in page */
+};
+
 struct tool_def;
 struct resource_def;
 struct prompt_def;
@@ -118,6 +144,7 @@ struct config {
 		uint64_t cache_ms;          /* how long a validated token is trusted */
 		const char *admin_scope;    /* what /admin/sessions needs */
 	} authz;
+	struct oauth_conf oauth;
 	const char *helper_path;        /* mcpd-tool, put on the tools' PATH */
 
 	struct tool_def *tools;

@@ -50,4 +50,10 @@ int parse_prompts(struct ctx *x, const struct cnode *n, void *base);
 void config_tools_finish(struct ctx *x, struct config *c);
 void config_tools_free(struct config *c);
 
+/* auth: { plugin: internal } (config_oauth.c) */
+void oauth_config_defaults(struct config *c);
+int parse_oauth_section(struct ctx *x, const struct cnode *n);
+/* The users file, and what the storage must offer. */
+void oauth_config_finish(struct ctx *x, struct config *c);
+
 #endif

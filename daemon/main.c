@@ -3,6 +3,7 @@
 #include "log.h"
 #include "master.h"
 #include "paths.h"
+#include "pwhash.h"
 #include "tls.h"
 #include "util.h"
 
@@ -12,7 +13,105 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
+
+/* The scopes given on the command line, space-separated, checked. */
+static int
+join_scopes(const char *opt, int argc, char **argv, char *out, size_t outlen)
+{
+	size_t len = 0;
+	out[0] = '\0';
+	for (int i = 1; i < argc; i++) {
+		for (const char *p = argv[i]; *p; p++)
+			if ((unsigned char)*p <= 0x20 || *p == '"' || *p == '\\' ||
+			    (unsigned char)*p > 0x7e) {
+				fprintf(stderr, "mcpd: %s: \"%s\" is not a scope\n", opt, argv[i]);
+				return -1;
+			}
+		len += (size_t)snprintf(out + len, outlen - len, "%s%s", len ? " " : "", argv[i]);
+		if (len >= outlen) {
+			fprintf(stderr, "mcpd: %s: too many scopes\n", opt);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* One line of stdin, without its line end; with the terminal's echo off
+ * when stdin is one. Returns the length, -1 at the end of input, -2 for
+ * a line longer than buf. */
+static long
+read_password(const char *prompt, char *buf, size_t len)
+{
+	struct termios old, quiet;
+	int tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+	if (tty) {
+		fprintf(stderr, "%s", prompt);
+		fflush(stderr);
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	char *got = fgets(buf, (int)len, stdin);
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fprintf(stderr, "\n");
+	}
+	if (got == NULL)
+		return -1;
+	size_t n = strlen(buf);
+	if (n == len - 1 && buf[n - 1] != '\n')
+		return -2;      /* too long */
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	return (long)n;
+}
+
+/* mcpd -p: a users_file line for the internal authorization server,
+ * the password read from stdin and hashed with scrypt. */
+static int
+make_user(int argc, char **argv)
+{
+	const char *user = argv[0];
+	if (user[0] == '\0' || strlen(user) > 128 || strchr(user, ':') != NULL ||
+	    strpbrk(user, " \t\n\r") != NULL) {
+		fprintf(stderr, "mcpd: -p: a user name is 1 to 128 characters, with no colon or space\n");
+		return 2;
+	}
+	char scopes[2048];
+	if (join_scopes("-p", argc, argv, scopes, sizeof(scopes)) < 0)
+		return 2;
+	char pw[PWHASH_MAX_PASSWORD + 2], again[PWHASH_MAX_PASSWORD + 2];
+	int rc = 1;
+	long n = read_password("Password: ", pw, sizeof(pw));
+	if (n == -2) {
+		fprintf(stderr, "mcpd: -p: a password is at most %d bytes\n", PWHASH_MAX_PASSWORD);
+		goto fail;
+	}
+	if (n <= 0) {
+		fprintf(stderr, "mcpd: -p: no password on stdin\n");
+		goto fail;
+	}
+	if (isatty(STDIN_FILENO)) {
+		long m = read_password("Again: ", again, sizeof(again));
+		if (m != n || memcmp(pw, again, (size_t)n) != 0) {
+			fprintf(stderr, "mcpd: -p: the passwords differ\n");
+			goto fail;
+		}
+	}
+	char hash[PWHASH_MAX + 1], err[160];
+	if (pwhash_make(pw, (size_t)n, hash, sizeof(hash), err, sizeof(err)) < 0) {
+		fprintf(stderr, "mcpd: -p: %s\n", err);
+		goto fail;
+	}
+	printf("%s:%s%s%s\n", user, hash, scopes[0] ? ":" : "", scopes);
+	rc = fflush(stdout) == 0 ? 0 : 1;
+fail:
+	OPENSSL_cleanse(pw, sizeof(pw));
+	OPENSSL_cleanse(again, sizeof(again));
+	return rc;
+}
 
 /* mcpd -k: a new API key. Only its hash is kept (the line for
  * keys_file, on stdout, so that `>> file` appends it); the key itself is
@@ -25,21 +124,9 @@ make_api_key(int argc, char **argv)
 		fprintf(stderr, "mcpd: -k: a user name is not empty and has no colon or space\n");
 		return 2;
 	}
-	char scopes[2048] = "";
-	size_t len = 0;
-	for (int i = 1; i < argc; i++) {
-		for (const char *p = argv[i]; *p; p++)
-			if ((unsigned char)*p <= 0x20 || *p == '"' || *p == '\\' ||
-			    (unsigned char)*p > 0x7e) {
-				fprintf(stderr, "mcpd: -k: \"%s\" is not a scope\n", argv[i]);
-				return 2;
-			}
-		len += (size_t)snprintf(scopes + len, sizeof(scopes) - len, "%s%s", len ? " " : "", argv[i]);
-		if (len >= sizeof(scopes)) {
-			fprintf(stderr, "mcpd: -k: too many scopes\n");
-			return 2;
-		}
-	}
+	char scopes[2048];
+	if (join_scopes("-k", argc, argv, scopes, sizeof(scopes)) < 0)
+		return 2;
 	char token[64];
 	if (random_token(token, 32) < 0) {      /* 256 random bits */
 		fprintf(stderr, "mcpd: -k: no random bytes from the kernel\n");
@@ -53,7 +140,7 @@ make_api_key(int argc, char **argv)
 	char hex[65];
 	for (int i = 0; i < 32; i++)
 		snprintf(hex + 2 * i, 3, "%02x", h[i]);
-	printf("%s:sha256:%s%s%s\n", user, hex, len ? ":" : "", scopes);
+	printf("%s:sha256:%s%s%s\n", user, hex, scopes[0] ? ":" : "", scopes);
 	fprintf(stderr, "API key for %s (give it to the client; only its hash is kept):\n%s\n", user, key);
 	OPENSSL_cleanse(key, sizeof(key));
 	return fflush(stdout) == 0 ? 0 : 1;
@@ -65,12 +152,15 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: mcpd [-t] [-c file]\n"
 	    "       mcpd -k user [scope ...]\n"
+	    "       mcpd -p user [scope ...] < password\n"
 	    "       mcpd -V | -h\n"
 	    "\n"
 	    "  -c file  configuration file (default %s)\n"
 	    "  -t       check the configuration and exit: 0 when valid\n"
 	    "  -k user  make an API key for the apikey auth plugin: the key goes to\n"
 	    "           stderr (shown once), its keys_file line to stdout\n"
+	    "  -p user  make a users_file line for the internal authorization server:\n"
+	    "           the password is read from stdin (not echoed on a terminal)\n"
 	    "  -V       print the version and exit\n"
 	    "  -h       print this help and exit\n"
 	    "\n"
@@ -85,10 +175,12 @@ main(int argc, char **argv)
 	const char *path = mcpd_default_config;
 	int test_only = 0;
 	int ch;
-	while ((ch = getopt(argc, argv, "c:thVk:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:thVk:p:")) != -1) {
 		switch (ch) {
 		case 'k':
 			return make_api_key(argc - optind + 1, argv + optind - 1);
+		case 'p':
+			return make_user(argc - optind + 1, argv + optind - 1);
 		case 'c':
 			path = optarg;
 			break;

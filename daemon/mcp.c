@@ -7,6 +7,7 @@
 #include "http.h"
 #include "admin.h"
 #include "auth.h"
+#include "oauth.h"
 #include "jsonrpc.h"
 #include "log.h"
 #include "registry.h"
@@ -120,6 +121,7 @@ struct mcp {
 	size_t nwatches;
 	struct auth *auth;              /* NULL: no auth configured */
 	struct admin *admin;
+	struct oauth *oauth;            /* the internal authorization server, or NULL */
 };
 
 static void call_free(struct call *c);
@@ -2787,7 +2789,8 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 		m->auth = auth_new(base, cfg, cors_headers);
 		int failed = 0;
 		if (m->auth == NULL || auth_routes(m->auth, http) < 0 ||
-		    ((m->admin = admin_new(http, m->auth, m->sessions, cfg, &failed)) == NULL && failed)) {
+		    ((m->admin = admin_new(http, m->auth, m->sessions, cfg, &failed)) == NULL && failed) ||
+		    ((m->oauth = oauth_new(base, cfg, http, b, m->auth, &failed)) == NULL && failed)) {
 			mcp_free(m);
 			return NULL;
 		}
@@ -2858,6 +2861,7 @@ mcp_free(struct mcp *m)
 	}
 	sessions_free(m->sessions);
 	admin_free(m->admin);
+	oauth_free(m->oauth);
 	auth_free(m->auth);
 	tool_exec_free(m->te);
 	plugins_fini_worker();

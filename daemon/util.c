@@ -95,8 +95,8 @@ parse_scaled(const char *s, const char *const *units, const uint64_t *scale,
 int
 parse_duration_ms(const char *s, uint64_t *out_ms)
 {
-	static const char *const units[] = { "ms", "s", "m", "h", NULL };
-	static const uint64_t scale[] = { 1, 1000, 60000, 3600000 };
+	static const char *const units[] = { "ms", "s", "m", "h", "d", NULL };
+	static const uint64_t scale[] = { 1, 1000, 60000, 3600000, 86400000 };
 	return parse_scaled(s, units, scale, 1, out_ms);
 }
 
@@ -188,6 +188,17 @@ base64_encode(const unsigned char *in, size_t len, char *out)
 	}
 	out[o] = '\0';
 	return o;
+}
+
+size_t
+base64url_encode(const unsigned char *in, size_t len, char *out)
+{
+	size_t n = base64_encode(in, len, out);
+	while (n > 0 && out[n - 1] == '=')
+		out[--n] = '\0';
+	for (size_t i = 0; i < n; i++)
+		out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+	return n;
 }
 
 static int

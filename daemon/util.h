@@ -16,7 +16,7 @@ void errlist_add(struct errlist *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void errlist_free(struct errlist *e);
 
-/* "250ms", "30s", "5m", "1h", "1.5s", "0". Returns -1 on a bad value. */
+/* "250ms", "30s", "5m", "1h", "30d", "1.5s", "0". Returns -1 on a bad value. */
 int parse_duration_ms(const char *s, uint64_t *out_ms);
 /* "512", "64KiB", "4MiB", "1GiB". Returns -1 on a bad value. */
 int parse_size(const char *s, uint64_t *out);
@@ -28,6 +28,9 @@ uint64_t monotonic_us(void);
 
 /* out needs 4 * ((len + 2) / 3) + 1 bytes; returns the length written. */
 size_t base64_encode(const unsigned char *in, size_t len, char *out);
+/* The URL alphabet without padding (RFC 4648 5), as PKCE and tokens use
+ * it; out needs 4 * ((len + 2) / 3) + 1 bytes. Returns the length. */
+size_t base64url_encode(const unsigned char *in, size_t len, char *out);
 /* Standard or URL alphabet, padding optional. Returns -1 on bad input. */
 int base64_decode(const char *in, size_t len, unsigned char *out, size_t *outlen);
 /* Random bytes from the kernel; -1 on failure. */

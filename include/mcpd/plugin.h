@@ -88,8 +88,9 @@ typedef void mcpd_entries_cb(void *arg, int status, const struct mcpd_log_entry 
  * values bytes. A ttl of 0 means no expiry. Expired data is never
  * returned. Every worker of every instance sees the same data.
  * Required: get, set, del, log_append, log_range. Optional (skipped when
- * NULL): index_add, index_remove. Not called yet: exists, incr,
- * index_members. */
+ * NULL): index_add, index_remove. Needed by some features: incr (the
+ * internal authorization server's rate limits), index_members
+ * (/admin/sessions). Not called yet: exists. */
 struct mcpd_storage_ops {
 	uint32_t size;              /* sizeof(struct mcpd_storage_ops) of the plugin */
 	void (*get)(void *inst, const char *key, mcpd_value_cb *cb, void *arg);

@@ -150,7 +150,7 @@ END_TEST
 START_TEST(bad_durations_and_sizes)
 {
 	expect_error("limits:\n  shutdown_timeout: 30\n", "t.yaml:2:21:",
-	    "\"30\" is not a duration (use ms, s, m or h");
+	    "\"30\" is not a duration (use ms, s, m, h or d");
 	expect_error("limits:\n  idle_timeout: soon\n", "t.yaml:2:17:", "is not a duration");
 	expect_error("limits:\n  max_body: 4MB\n", "t.yaml:2:13:", "\"4MB\" is not a size");
 	expect_error("limits:\n  max_body: 2GiB\n", "t.yaml:2:13:", "must be between 1024 and 1073741824 bytes");

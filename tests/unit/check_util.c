@@ -16,6 +16,8 @@ START_TEST(durations)
 	ck_assert_uint_eq(v, 300000);
 	ck_assert_int_eq(parse_duration_ms("1h", &v), 0);
 	ck_assert_uint_eq(v, 3600000);
+	ck_assert_int_eq(parse_duration_ms("30d", &v), 0);
+	ck_assert_uint_eq(v, 30ull * 86400000);
 	ck_assert_int_eq(parse_duration_ms("1.5s", &v), 0);
 	ck_assert_uint_eq(v, 1500);
 	ck_assert_int_eq(parse_duration_ms("0", &v), 0);
