@@ -15,9 +15,11 @@
  * the answers.
  *
  * mcpd's own cache of checked tokens (auth: cache:) sits in front of this
- * one; the principal handed to it expires when this cache's entry does,
- * so that a token is never trusted longer than cache_ttl after the
- * endpoint last said it was active (less if cache: is shorter).
+ * one. The principal handed to it "expires" (expires_at) when this
+ * cache's entry does, rounded down to the second, so that mcpd's cache
+ * never keeps it longer: an active answer is trusted for min(exp,
+ * cache_ttl) whatever cache: says, and cache_ttl: 0 makes every request
+ * ask. Refusals are only cached here (mcpd's cache keeps none).
  */
 #include <mcpd/plugin.h>
 

@@ -8,5 +8,6 @@ Suite *config_suite(void);
 Suite *storage_suite(void);
 Suite *schema_suite(void);
 Suite *jwt_suite(void);
+Suite *introspection_suite(void);
 
 #endif
