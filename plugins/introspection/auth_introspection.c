@@ -46,6 +46,7 @@
 #define MAX_FLIGHTS 256             /* tokens being introspected at once, per worker */
 #define MAX_WAITING 1000            /* requests waiting for those, per worker */
 #define BUCKETS 4096                /* of the cache's hash table */
+#define UNREADY_MS 30000            /* /readyz fails this long after a failure */
 
 struct strlist {
 	char **v;
@@ -99,6 +100,7 @@ struct intro {
 	LIST_HEAD(, flight) flights;
 	size_t nflights, nwaiting;
 	int failing;                        /* the last introspection could not be done */
+	uint64_t failed_ms;                 /* when (monotonic) */
 	char last_error[600];
 };
 
@@ -660,6 +662,7 @@ failed(struct intro *in, const char *fmt, ...)
 	va_end(ap);
 	in->host->log(in->failing ? MCPD_LOG_INFO : MCPD_LOG_WARN, "introspection: %s", in->last_error);
 	in->failing = 1;
+	in->failed_ms = mono_ms();
 }
 
 /* The endpoint's answer, for every request waiting for it. */
@@ -887,7 +890,9 @@ static int
 intro_status(void *inst, char *why, size_t len)
 {
 	struct intro *in = inst;
-	if (!in->failing)
+	/* Only for a while: an instance taken out of a balancer gets no
+	 * tokens, and so would never see the endpoint answer again. */
+	if (!in->failing || mono_ms() - in->failed_ms >= UNREADY_MS)
 		return 0;
 	say(why, len, "the introspection endpoint failed: %s", in->last_error);
 	return -1;
