@@ -44,12 +44,14 @@ DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
 CORE_OBJS   := $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJS))
 UNIT_SRCS   := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
-# Plugin code with no host in it, tested as it is (plugins/jwt/jwt.c).
-UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o
+# Plugin code with no host in it, tested as it is (plugins/jwt/jwt.c,
+# plugins/introspection/introspect.c).
+UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/introspect.o
 
 MCPD = $(BUILD)/mcpd
 HELPER = $(BUILD)/mcpd-tool
-PLUGIN_SRCS := $(sort $(wildcard plugins/*/*.c))
+# plugins/common holds sources that several plugins build in (PLUGIN_SHARED_<plugin>): no plugin of its own.
+PLUGIN_SRCS := $(filter-out plugins/common/%,$(sort $(wildcard plugins/*/*.c)))
 PLUGINS := $(patsubst plugins/%/,$(BUILD)/plugins/%.so,$(sort $(dir $(PLUGIN_SRCS))))
 
 .PHONY: all run check check-unit check-integration check-asan bench install uninstall clean distclean FORCE
@@ -67,7 +69,7 @@ PLUGIN_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN_FLAGS) -fPIC -fvisib
 	$(LIBEVENT_CFLAGS) $(HIREDIS_CFLAGS) $(CFLAGS)
 # A plugin's own headers (plugins/NAME/*.h) are prerequisites too.
 .SECONDEXPANSION:
-$(BUILD)/plugins/%.so: plugins/%/*.c $$(wildcard plugins/$$*/*.h) include/mcpd/plugin.h | config.mk
+$(BUILD)/plugins/%.so: plugins/%/*.c $$(wildcard plugins/$$*/*.h) $$(PLUGIN_SHARED_$$*) include/mcpd/plugin.h | config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(PLUGIN_CFLAGS) $(PLUGIN_CFLAGS_$*) -shared -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) $(PLUGIN_LIBS_$*)
 
@@ -77,7 +79,11 @@ PLUGIN_LIBS_local = $(LIBEVENT_LIBS)
 PLUGIN_LIBS_redis = $(HIREDIS_LIBS) $(LIBEVENT_LIBS)
 PLUGIN_LIBS_apikey = $(OPENSSL_LIBS)
 PLUGIN_LIBS_jwt = $(CURL_LIBS) $(OPENSSL_LIBS) $(LIBEVENT_LIBS) $(CJSON_LIBS)
-PLUGIN_CFLAGS_jwt = $(CURL_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS)
+PLUGIN_CFLAGS_jwt = $(CURL_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
+PLUGIN_SHARED_jwt = plugins/common/fetch.c plugins/common/fetch.h
+PLUGIN_LIBS_introspection = $(PLUGIN_LIBS_jwt)
+PLUGIN_CFLAGS_introspection = $(PLUGIN_CFLAGS_jwt)
+PLUGIN_SHARED_introspection = $(PLUGIN_SHARED_jwt)
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)

@@ -12,8 +12,16 @@
 // FILE gets them (private, as a JWKS) so that a test can sign tokens of
 // its own with the provider's keys.
 //
+// For the introspection plugin (RFC 7662): the client "opaque" (secret
+// "secret") gets opaque access tokens, whose aud is the resource asked
+// for; they are introspected at /token/introspection by the client "mcpd"
+// (secret "mcpd-secret", HTTP Basic) or "mcpd-post" (secret "mcpd-secret",
+// in the form), and revoked at /token/revocation (RFC 7009) by "opaque".
+//
 // POST /_rotate makes new signing keys and signs with them from then on;
 // the old ones stay published (as a provider rotating its keys does).
+// POST /_hold makes introspection requests wait (unanswered) until POST
+// /_release, which answers them all.
 // Prints "ready ISSUER" when it listens, then a line per request.
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
@@ -49,22 +57,38 @@ function makeProvider(keys) {
   const provider = new Provider(issuer, {
     jwks: { keys },
     scopes: ["openid", "offline_access", "tools.read", "tools.admin"],
-    clients: ALGS.map((alg) => ({
-      client_id: alg.toLowerCase(),
-      client_secret: "secret",
-      grant_types: ["client_credentials"],
-      redirect_uris: [],
-      response_types: [],
-      token_endpoint_auth_method: "client_secret_post",
-      scope: "tools.read tools.admin",
-    })),
+    clients: [
+      ...[...ALGS.map((alg) => alg.toLowerCase()), "opaque"].map((id) => ({
+        client_id: id,
+        client_secret: "secret",
+        grant_types: ["client_credentials"],
+        redirect_uris: [],
+        response_types: [],
+        token_endpoint_auth_method: "client_secret_post",
+        scope: "tools.read tools.admin",
+      })),
+      ...[["mcpd", "client_secret_basic"], ["mcpd-post", "client_secret_post"]].map(([id, method]) => ({
+        client_id: id,
+        client_secret: "mcpd-secret",
+        grant_types: ["client_credentials"],
+        redirect_uris: [],
+        response_types: [],
+        token_endpoint_auth_method: method,
+      })),
+    ],
     features: {
       clientCredentials: { enabled: true },
       devInteractions: { enabled: false },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
       resourceIndicators: {
         enabled: true,
         async getResourceServerInfo(ctx, resource, client) {
           const alg = ALGS.find((a) => a.toLowerCase() === client.clientId);
+          if (!alg) {
+            return { scope: "tools.read tools.admin", audience: resource, accessTokenFormat: "opaque",
+              accessTokenTTL: 300 };
+          }
           return {
             scope: "tools.read tools.admin",
             audience: resource,
@@ -88,6 +112,7 @@ function rotate() {
   return makeProvider(keys);
 }
 let handler = rotate();
+let held = null;         // introspection requests waiting for /_release
 
 function serve(req, res) {
   console.log(`${req.method} ${req.url}`);
@@ -95,6 +120,18 @@ function serve(req, res) {
     handler = rotate();
     res.writeHead(200, { "Content-Type": "application/json" });
     res.end(JSON.stringify({ kids: keys.map((k) => k.kid) }));
+    return;
+  }
+  if (req.method === "POST" && (req.url === "/_hold" || req.url === "/_release")) {
+    const waiting = held ? held.length : 0;
+    if (req.url === "/_release" && held) held.forEach((go) => go());
+    held = req.url === "/_hold" ? held || [] : null;
+    res.writeHead(200, { "Content-Type": "application/json" });
+    res.end(JSON.stringify({ released: req.url === "/_release" ? waiting : 0 }));
+    return;
+  }
+  if (held && req.url === "/token/introspection") {
+    held.push(() => handler(req, res));
     return;
   }
   handler(req, res);

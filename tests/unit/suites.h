@@ -9,5 +9,6 @@ Suite *storage_suite(void);
 Suite *schema_suite(void);
 Suite *jwt_suite(void);
 Suite *oauth_suite(void);
+Suite *introspection_suite(void);
 
 #endif

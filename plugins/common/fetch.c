@@ -12,6 +12,8 @@
 #include <strings.h>
 #include <sys/queue.h>
 
+#include <openssl/crypto.h>
+
 struct watch {                  /* one socket curl asked us to watch */
 	struct fetcher *f;
 	curl_socket_t fd;
@@ -27,6 +29,9 @@ struct transfer {
 	char *body;
 	size_t len, cap, max;
 	int too_big;
+	int any_status;             /* a POST: the caller judges the status */
+	char *post;                 /* the POST's body (it may hold a token), wiped when done */
+	struct curl_slist *headers;
 	int64_t max_age;
 	char errbuf[CURL_ERROR_SIZE];
 	LIST_ENTRY(transfer) link;
@@ -50,6 +55,11 @@ transfer_free(struct transfer *t)
 		curl_easy_cleanup(t->easy);
 	}
 	free(t->body);
+	if (t->post != NULL) {
+		OPENSSL_cleanse(t->post, strlen(t->post));
+		free(t->post);
+	}
+	curl_slist_free_all(t->headers);
 	free(t);
 }
 
@@ -76,7 +86,7 @@ reap(struct fetcher *f)
 		} else if (rc != CURLE_OK) {
 			snprintf(why, sizeof(why), "%s", t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
 			r.error = why;
-		} else if (r.status != 200) {
+		} else if (r.status != 200 && !t->any_status) {
 			snprintf(why, sizeof(why), "HTTP status %ld%s", r.status,
 			    r.status >= 300 && r.status < 400 ? " (redirects are not followed: give the final URL)" : "");
 			r.error = why;
@@ -255,9 +265,10 @@ on_header(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
-int
-fetch_get(struct fetcher *f, const char *url, const struct fetch_opts *o, fetch_done_fn *done, void *arg,
-    char *err, size_t errlen)
+/* A transfer of url, set up and started; post NULL for a GET. */
+static int
+start(struct fetcher *f, const char *url, const struct fetch_post *post, const struct fetch_opts *o,
+    fetch_done_fn *done, void *arg, char *err, size_t errlen)
 {
 	struct transfer *t = calloc(1, sizeof(*t));
 	if (t == NULL) {
@@ -269,6 +280,7 @@ fetch_get(struct fetcher *f, const char *url, const struct fetch_opts *o, fetch_
 	t->arg = arg;
 	t->max = o->max_bytes;
 	t->max_age = -1;
+	t->any_status = post != NULL;
 	LIST_INSERT_HEAD(&f->transfers, t, link);
 	if ((t->easy = curl_easy_init()) == NULL) {
 		snprintf(err, errlen, "cannot set up libcurl");
@@ -291,6 +303,21 @@ fetch_get(struct fetcher *f, const char *url, const struct fetch_opts *o, fetch_
 	    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf) == CURLE_OK &&
 	    curl_easy_setopt(e, CURLOPT_PRIVATE, t) == CURLE_OK &&
 	    (o->ca_file == NULL || curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file) == CURLE_OK);
+	if (ok && post != NULL) {
+		/* curl does not copy the body: it stays ours, to be wiped. */
+		ok = (t->post = strdup(post->body)) != NULL &&
+		    (t->headers = curl_slist_append(NULL, "Accept: application/json")) != NULL &&
+		    (t->headers = curl_slist_append(t->headers,
+		    "Content-Type: application/x-www-form-urlencoded")) != NULL &&
+		    curl_easy_setopt(e, CURLOPT_POST, 1L) == CURLE_OK &&
+		    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->post) == CURLE_OK &&
+		    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(t->post)) == CURLE_OK &&
+		    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers) == CURLE_OK &&
+		    (post->user == NULL ||
+		    (curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC) == CURLE_OK &&
+		    curl_easy_setopt(e, CURLOPT_USERNAME, post->user) == CURLE_OK &&
+		    curl_easy_setopt(e, CURLOPT_PASSWORD, post->password ? post->password : "") == CURLE_OK));
+	}
 	if (!ok) {
 		snprintf(err, errlen, "libcurl refuses the options for %.512s", url);
 		goto fail;
@@ -303,6 +330,65 @@ fetch_get(struct fetcher *f, const char *url, const struct fetch_opts *o, fetch_
 fail:
 	transfer_free(t);
 	return -1;
+}
+
+int
+fetch_get(struct fetcher *f, const char *url, const struct fetch_opts *o, fetch_done_fn *done, void *arg,
+    char *err, size_t errlen)
+{
+	return start(f, url, NULL, o, done, arg, err, errlen);
+}
+
+int
+fetch_post(struct fetcher *f, const char *url, const struct fetch_post *p, const struct fetch_opts *o,
+    fetch_done_fn *done, void *arg, char *err, size_t errlen)
+{
+	return start(f, url, p, o, done, arg, err, errlen);
+}
+
+char *
+fetch_form_encode(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strlen(s);
+	char *out = malloc(3 * n + 1), *o = out;
+	if (out == NULL)
+		return NULL;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    *p == '-' || *p == '.' || *p == '_' || *p == '*') {
+			*o++ = (char)*p;
+		} else if (*p == ' ') {
+			*o++ = '+';
+		} else {
+			*o++ = '%';
+			*o++ = hex[*p >> 4];
+			*o++ = hex[*p & 15];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+int
+fetch_form_add(char **body, const char *name, const char *value)
+{
+	char *n = fetch_form_encode(name), *v = fetch_form_encode(value), *b = NULL;
+	int rc = -1;
+	if (n != NULL && v != NULL &&
+	    asprintf(&b, "%s%s%s=%s", *body ? *body : "", *body ? "&" : "", n, v) >= 0) {
+		if (*body != NULL) {
+			OPENSSL_cleanse(*body, strlen(*body));
+			free(*body);
+		}
+		*body = b;
+		rc = 0;
+	}
+	if (v != NULL)
+		OPENSSL_cleanse(v, strlen(v));
+	free(n);
+	free(v);
+	return rc;
 }
 
 static int
