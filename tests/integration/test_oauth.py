@@ -1099,3 +1099,60 @@ def test_client_id_metadata_documents(t):
         d2.stop()
     finally:
         srv.close()
+
+
+# ---- the official conformance suite's authorization server scenarios ----
+
+def test_conformance_authorization_server(t):
+    """The suite's authorization server scenarios (0.2.0-alpha.12 has two,
+    run in one go): the RFC 8414 metadata, then the authorization code grant
+    with PKCE S256 and the resource parameter, for which the suite prints
+    the authorization URL for a person to open and waits for the redirect
+    to its callback port: the test is that person, signing in on mcpd's
+    page and following the redirect."""
+    if not node_peers_ready():
+        raise Skip("tests/node/node_modules missing: run scripts/install-deps.sh test")
+    d, port = start(t, auth_extra="  client_metadata_documents: true\n")
+    issuer = "http://127.0.0.1:%d" % port
+    callback = free_port()
+    client = register(port, redirect_uris=["http://127.0.0.1:%d/callback" % callback])
+    out = os.path.join(t.dir, "as-results")
+    p = subprocess.Popen([os.path.join(NODE_DIR, "conformance.sh"), "authorization", "--url", issuer,
+                          "--client-id", client["client_id"], "--resource", issuer + "/mcp",
+                          "-p", str(callback), "-o", out],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    url = None
+    try:
+        for line in p.stdout:
+            lines.append(line)
+            if line.startswith(issuer + "/oauth/authorize?"):
+                url = line.strip()
+                break
+        check(url, "the suite printed no authorization URL:\n" + "".join(lines))
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        check(q.get("code_challenge_method") == "S256" and q.get("resource") == issuer + "/mcp", q)
+        st, hdrs, body = sign_in(port, url[len(issuer):])
+        check(st in (302, 303), (st, body[:500]))
+        loc = urllib.parse.urlsplit(hdrs["location"])
+        check(loc.netloc == "127.0.0.1:%d" % callback and loc.path == "/callback", hdrs["location"])
+        st, _, _ = http(callback, "GET", loc.path + "?" + loc.query)
+        check(st == 200, st)
+        rest, _ = p.communicate(timeout=120)
+        lines.append(rest)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    checks = {}
+    for root, _, files in os.walk(out):
+        if "checks.json" in files:
+            scenario = re.sub(r"^authorization-server-(.*)-\d{4}-\d\d-\d\dT.*$", r"\1", os.path.basename(root))
+            checks[scenario] = json.load(open(os.path.join(root, "checks.json")))
+    every = [c for cs in checks.values() for c in cs]
+    check(p.returncode == 0 and len(checks) == 2 and every and all(c["status"] == "SUCCESS" for c in every),
+          "conformance authorization: exit %s, scenarios %s\n%s\n%s" % (
+              p.returncode, sorted(checks), json.dumps(checks, indent=1), "".join(lines)[-3000:]))
+    print("     conformance authorization server: %d scenarios, %d checks passed (%s)"
+          % (len(checks), len(every), ", ".join(sorted(c["id"] for c in every))))
+    d.stop()
