@@ -58,12 +58,47 @@ oclient_from_json(struct arena *ar, const cJSON *o)
 	return c;
 }
 
+/* For an http loopback redirect URI: the part after the port (path and
+ * query), and the host's length; NULL for any other URI. */
+static const char *
+loopback_rest(const char *uri, size_t *hostlen)
+{
+	static const char *const hosts[] = { "127.0.0.1", "[::1]", "localhost" };
+	if (strncmp(uri, "http://", 7) != 0)
+		return NULL;
+	const char *h = uri + 7;
+	for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+		size_t n = strlen(hosts[i]);
+		if (strncmp(h, hosts[i], n) != 0 || (h[n] != ':' && h[n] != '/' && h[n] != '\0'))
+			continue;
+		const char *r = h + n;
+		if (*r == ':')
+			for (r++; *r >= '0' && *r <= '9'; r++)
+				;
+		if (*r != '/' && *r != '\0')
+			return NULL;
+		*hostlen = n;
+		return r;
+	}
+	return NULL;
+}
+
+/* Exact match, except that a loopback redirect URI may name any port
+ * (OAuth 2.1 section 8.4.2, RFC 8252 section 7.3): native clients such
+ * as Claude Code listen on whatever port is free when they sign in. */
 int
 oclient_has_redirect(const struct oclient *c, const char *uri)
 {
-	for (size_t i = 0; i < c->nredirect; i++)
-		if (strcmp(c->redirect_uris[i], uri) == 0)
+	size_t hl, rhl;
+	const char *rest = loopback_rest(uri, &hl);
+	for (size_t i = 0; i < c->nredirect; i++) {
+		const char *reg = c->redirect_uris[i];
+		if (strcmp(reg, uri) == 0)
 			return 1;
+		const char *rrest = rest != NULL ? loopback_rest(reg, &rhl) : NULL;
+		if (rrest != NULL && rhl == hl && strncmp(reg + 7, uri + 7, hl) == 0 && strcmp(rrest, rest) == 0)
+			return 1;
+	}
 	return 0;
 }
 

@@ -416,6 +416,31 @@ def test_scopes_granted_are_what_the_user_has(t):
     d.stop()
 
 
+def test_loopback_redirect_with_another_port(t):
+    """A native client registers http://127.0.0.1:9/callback and signs in
+    later on whatever port is free: any port is accepted for a loopback
+    redirect URI, the path must still match, and the code is bound to the
+    URI actually used."""
+    d, port = start(t)
+    client = register(port)
+    verifier, challenge = pkce()
+    other = "http://127.0.0.1:51234/callback"
+    st, hdrs, body = sign_in(port, authorize_url(port, client["client_id"], challenge, redirect=other))
+    check(st == 303, (st, body[:500]))
+    where, q = redirected(hdrs)
+    check(where == other and "code" in q, (where, q))
+    st, _, tok = exchange(port, client, q["code"], verifier)
+    check(st == 400 and tok["error"] == "invalid_grant", (st, tok))
+    verifier, challenge = pkce()
+    code = dict(redirected(sign_in(port, authorize_url(port, client["client_id"], challenge, redirect=other))[1])[1])["code"]
+    st, _, tok = exchange(port, client, code, verifier, redirect=other)
+    check(st == 200 and tok["access_token"], (st, tok))
+    st, _, page = open_page(port, authorize_url(port, client["client_id"], challenge,
+                                                redirect="http://127.0.0.1:51234/other"))[:3]
+    check(st == 400 and "not one the application registered" in page, (st, page[:300]))
+    d.stop()
+
+
 def test_authorization_request_errors(t):
     d, port = start(t)
     client = register(port)

@@ -123,6 +123,28 @@ START_TEST(redirect_uris)
 }
 END_TEST
 
+START_TEST(loopback_redirects_may_change_port)
+{
+	const char *uris[] = { "http://127.0.0.1:9/callback", "http://localhost/cb?a=1", "https://app.example.com/cb",
+	    "http://[::1]:80/x" };
+	struct oclient c = { .redirect_uris = uris, .nredirect = 4 };
+	const char *yes[] = {
+	    "http://127.0.0.1:9/callback", "http://127.0.0.1:51234/callback", "http://127.0.0.1/callback",
+	    "http://localhost:6274/cb?a=1", "https://app.example.com/cb", "http://[::1]:1/x", NULL,
+	};
+	const char *no[] = {
+	    "http://127.0.0.1:9/callback2", "http://127.0.0.1:9/", "http://localhost:9/callback",
+	    "http://127.0.0.1:9x/callback", "https://127.0.0.1:9/callback", "http://localhost:1/cb?a=2",
+	    "https://app.example.com:444/cb", "http://app.example.com/cb", "http://127.0.0.1.evil/callback",
+	    "http://[::1]:1/y", NULL,
+	};
+	for (const char **u = yes; *u; u++)
+		ck_assert_msg(oclient_has_redirect(&c, *u), "refused %s", *u);
+	for (const char **u = no; *u; u++)
+		ck_assert_msg(!oclient_has_redirect(&c, *u), "accepted %s", *u);
+}
+END_TEST
+
 START_TEST(scopes)
 {
 	struct arena *ar = arena_new(1024);
@@ -220,6 +242,7 @@ oauth_suite(void)
 	tcase_add_test(tc, scrypt_known_answer);
 	tcase_add_test(tc, forms);
 	tcase_add_test(tc, redirect_uris);
+	tcase_add_test(tc, loopback_redirects_may_change_port);
 	tcase_add_test(tc, scopes);
 	tcase_add_test(tc, offloaded_jobs);
 	suite_add_tcase(s, tc);
