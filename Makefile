@@ -80,7 +80,8 @@ PLUGIN_LIBS_redis = $(HIREDIS_LIBS) $(LIBEVENT_LIBS)
 PLUGIN_LIBS_apikey = $(OPENSSL_LIBS)
 PLUGIN_LIBS_jwt = $(CURL_LIBS) $(OPENSSL_LIBS) $(LIBEVENT_LIBS) $(CJSON_LIBS)
 PLUGIN_CFLAGS_jwt = $(CURL_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
-PLUGIN_SHARED_jwt = plugins/common/fetch.c plugins/common/fetch.h
+PLUGIN_SHARED_jwt = plugins/common/fetch.c plugins/common/fetch.h plugins/common/section.c plugins/common/section.h \
+	plugins/common/clock.h
 PLUGIN_LIBS_introspection = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_introspection = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_introspection = $(PLUGIN_SHARED_jwt)

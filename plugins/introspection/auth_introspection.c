@@ -23,7 +23,9 @@
  */
 #include <mcpd/plugin.h>
 
+#include "clock.h"
 #include "fetch.h"
+#include "section.h"
 #include "introspect.h"
 
 #include <curl/curl.h>
@@ -47,11 +49,6 @@
 #define MAX_WAITING 1000            /* requests waiting for those, per worker */
 #define BUCKETS 4096                /* of the cache's hash table */
 #define UNREADY_MS 30000            /* /readyz fails this long after a failure */
-
-struct strlist {
-	char **v;
-	size_t n;
-};
 
 /* One request waiting for a token's introspection. */
 struct waiter {
@@ -104,33 +101,6 @@ struct intro {
 	char last_error[600];
 };
 
-static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void
-say(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t
-real_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void
 wipe_free(char *s)
 {
@@ -142,38 +112,6 @@ wipe_free(char *s)
 
 /* ---- configuration ---- */
 
-static void
-strlist_clear(struct strlist *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
-}
-
-static int
-strlist_add(struct strlist *l, const char *s)
-{
-	char **v = realloc(l->v, (l->n + 1) * sizeof(*v));
-	if (v == NULL)
-		return -1;
-	l->v = v;
-	if ((v[l->n] = strdup(s)) == NULL)
-		return -1;
-	l->n++;
-	return 0;
-}
-
-static int
-word_ok(const char *s)
-{
-	for (const char *p = s; *p; p++)
-		if (*p < 0x21 || *p > 0x7e || *p == '"' || *p == '\\')
-			return 0;
-	return s[0] != '\0';
-}
-
 /* A string, or a list of them (at most MAX_LIST); words: each one a
  * name without spaces; a single string of words is split on spaces. */
 static int
@@ -181,81 +119,20 @@ parse_list(struct intro *in, const struct mcpd_config *n, const char *key, int w
     char *err, size_t errlen)
 {
 	const struct mcpd_host *h = in->host;
-	char where[512];
-	h->config_where(n, where, sizeof(where));
-	strlist_clear(l);
-	const char *one = h->config_scalar(n);
-	if (one != NULL && words) {
-		char *copy = strdup(one), *save = NULL;
-		if (copy == NULL)
-			goto oom;
-		for (char *w = strtok_r(copy, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save))
-			if (strlist_add(l, w) < 0) {
-				free(copy);
-				goto oom;
-			}
-		free(copy);
-	} else if (one != NULL) {
-		if (strlist_add(l, one) < 0)
-			goto oom;
-	} else {
-		size_t count = h->config_count(n);
-		for (size_t i = 0; i < count; i++) {
-			const char *k = NULL;
-			const struct mcpd_config *item = h->config_item(n, i, &k);
-			const char *v = h->config_scalar(item);
-			if (k != NULL || v == NULL) {
-				say(err, errlen, "%s: %s must be a string or a list of strings", where, key);
-				return -1;
-			}
-			if (strlist_add(l, v) < 0)
-				goto oom;
-		}
-	}
-	if (l->n == 0 || l->n > MAX_LIST) {
-		say(err, errlen, "%s: %s must have from 1 to %d entries", where, key, MAX_LIST);
-		return -1;
-	}
-	for (size_t i = 0; i < l->n; i++)
-		if (words ? !word_ok(l->v[i]) : (l->v[i][0] == '\0' || strlen(l->v[i]) > 2048)) {
-			say(err, errlen, "%s: %s: \"%.200s\" is not a %s", where, key, l->v[i],
-			    words ? "name (printable ASCII without spaces or quotes)" : "string of 1 to 2048 bytes");
+	const struct mcpd_config *bad;
+	if (section_strings(h, n, words, NULL, l, &bad) < 0) {
+		if (bad == NULL) {
+			section_say(err, errlen, "out of memory");
 			return -1;
 		}
-	return 0;
-oom:
-	say(err, errlen, "out of memory");
-	return -1;
-}
-
-static int
-parse_string(struct intro *in, const struct mcpd_config *n, const char *key, char **out, char *err, size_t errlen)
-{
-	const char *s = in->host->config_scalar(n);
-	if (s == NULL || s[0] == '\0' || strlen(s) > 2048) {
-		char where[512];
-		in->host->config_where(n, where, sizeof(where));
-		say(err, errlen, "%s: %s must be a string", where, key);
-		return -1;
+		return section_error(h, n, err, errlen, "%s must be a string or a list of strings", key);
 	}
-	wipe_free(*out);
-	if ((*out = strdup(s)) == NULL) {
-		say(err, errlen, "out of memory");
-		return -1;
-	}
-	return 0;
-}
-
-static int
-parse_duration(struct intro *in, const struct mcpd_config *n, const char *key, uint64_t min, uint64_t max,
-    const char *range, uint64_t *out, char *err, size_t errlen)
-{
-	if (in->host->config_duration(n, out) < 0 || *out < min || *out > max) {
-		char where[512];
-		in->host->config_where(n, where, sizeof(where));
-		say(err, errlen, "%s: %s must be a duration from %s", where, key, range);
-		return -1;
-	}
+	if (l->n == 0 || l->n > MAX_LIST)
+		return section_error(h, n, err, errlen, "%s must have from 1 to %d entries", key, MAX_LIST);
+	for (size_t i = 0; i < l->n; i++)
+		if (words ? !section_word_ok(l->v[i]) : (l->v[i][0] == '\0' || strlen(l->v[i]) > 2048))
+			return section_error(h, n, err, errlen, "%s: \"%.200s\" is not a %s", key, l->v[i],
+			    words ? "name (printable ASCII without spaces or quotes)" : "string of 1 to 2048 bytes");
 	return 0;
 }
 
@@ -269,22 +146,7 @@ parse_choice(struct intro *in, const struct mcpd_config *n, const char *key, con
 			*out = i;
 			return 0;
 		}
-	char where[512];
-	in->host->config_where(n, where, sizeof(where));
-	say(err, errlen, "%s: %s must be %s", where, key, list);
-	return -1;
-}
-
-/* A path of the section, relative to the configuration's directory. */
-static char *
-config_path(struct intro *in, const char *file)
-{
-	char *p = NULL;
-	if (file[0] == '/')
-		return strdup(file);
-	if (asprintf(&p, "%s/%s", in->host->config_dir(), file) < 0)
-		return NULL;
-	return p;
+	return section_error(in->host, n, err, errlen, "%s must be %s", key, list);
 }
 
 /* The client secret: the file's first line. The master reads it (the
@@ -292,40 +154,40 @@ config_path(struct intro *in, const char *file)
 static int
 read_secret(struct intro *in, const char *file, char *err, size_t errlen)
 {
-	char *path = config_path(in, file), buf[MAX_SECRET + 2];
+	char *path = section_path(in->host, file), buf[MAX_SECRET + 2];
 	if (path == NULL) {
-		say(err, errlen, "out of memory");
+		section_say(err, errlen, "out of memory");
 		return -1;
 	}
 	int rc = -1;
 	FILE *f = fopen(path, "r");
 	struct stat st;
 	if (f == NULL) {
-		say(err, errlen, "client_secret_file %.512s: %s", path, strerror(errno));
+		section_say(err, errlen, "client_secret_file %.512s: %s", path, strerror(errno));
 		goto done;
 	}
 	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 026) != 0) {
 		/* Whoever can read it can introspect; whoever can write it can
 		 * make mcpd send its tokens to the wrong client. */
-		say(err, errlen, "client_secret_file %.512s can be %s by others (mode %03o): chmod 600 or 640 it", path,
-		    st.st_mode & 004 ? "read" : "written", (unsigned)(st.st_mode & 0777));
+		section_say(err, errlen, "client_secret_file %.512s can be %s by others (mode %03o): chmod 600 or 640 it",
+		    path, st.st_mode & 004 ? "read" : "written", (unsigned)(st.st_mode & 0777));
 		goto done;
 	}
 	if (fgets(buf, sizeof(buf), f) == NULL)
 		buf[0] = '\0';
 	size_t n = strcspn(buf, "\r\n");
 	if (n > MAX_SECRET) {
-		say(err, errlen, "client_secret_file %.512s: the secret is longer than %d bytes", path, MAX_SECRET);
+		section_say(err, errlen, "client_secret_file %.512s: the secret is longer than %d bytes", path, MAX_SECRET);
 		goto done;
 	}
 	buf[n] = '\0';
 	if (n == 0) {
-		say(err, errlen, "client_secret_file %.512s: the first line (the secret) is empty", path);
+		section_say(err, errlen, "client_secret_file %.512s: the first line (the secret) is empty", path);
 		goto done;
 	}
 	wipe_free(in->client_secret);
 	if ((in->client_secret = strdup(buf)) == NULL) {
-		say(err, errlen, "out of memory");
+		section_say(err, errlen, "out of memory");
 		goto done;
 	}
 	rc = 0;
@@ -363,25 +225,20 @@ parse_key(struct intro *in, const char *key, const struct mcpd_config *v, char *
 {
 	static const char *const methods[] = { "client_secret_basic", "client_secret_post", NULL };
 	static const char *const booleans[] = { "false", "true", "no", "yes", NULL };
+	const struct mcpd_host *h = in->host;
 	if (strcmp(key, "endpoint") == 0)
-		return parse_string(in, v, key, &in->endpoint, err, errlen);
+		return section_string(h, v, key, &in->endpoint, err, errlen);
 	if (strcmp(key, "client_id") == 0)
-		return parse_string(in, v, key, &in->client_id, err, errlen);
+		return section_string(h, v, key, &in->client_id, err, errlen);
 	if (strcmp(key, "client_secret") == 0)
-		return parse_string(in, v, key, &in->client_secret, err, errlen);
+		return section_string(h, v, key, &in->client_secret, err, errlen);
 	if (strcmp(key, "client_secret_file") == 0) {
-		const char *file = in->host->config_scalar(v);
-		char why[1024], where[512];
-		if (file == NULL || file[0] == '\0') {
-			in->host->config_where(v, where, sizeof(where));
-			say(err, errlen, "%s: client_secret_file must be a path", where);
-			return -1;
-		}
-		if (read_secret(in, file, why, sizeof(why)) < 0) {
-			in->host->config_where(v, where, sizeof(where));
-			say(err, errlen, "%s: %s", where, why);
-			return -1;
-		}
+		const char *file = h->config_scalar(v);
+		char why[1024];
+		if (file == NULL || file[0] == '\0')
+			return section_error(h, v, err, errlen, "client_secret_file must be a path");
+		if (read_secret(in, file, why, sizeof(why)) < 0)
+			return section_error(h, v, err, errlen, "%s", why);
 		return 0;
 	}
 	if (strcmp(key, "client_auth") == 0)
@@ -395,9 +252,9 @@ parse_key(struct intro *in, const char *key, const struct mcpd_config *v, char *
 		return 0;
 	}
 	if (strcmp(key, "issuer") == 0)
-		return parse_string(in, v, key, &in->issuer, err, errlen);
+		return section_string(h, v, key, &in->issuer, err, errlen);
 	if (strcmp(key, "ca_file") == 0)
-		return parse_string(in, v, key, &in->ca_file, err, errlen);
+		return section_string(h, v, key, &in->ca_file, err, errlen);
 	if (strcmp(key, "audience") == 0)
 		return parse_list(in, v, key, 0, &in->audiences, err, errlen);
 	if (strcmp(key, "user_claim") == 0)
@@ -405,30 +262,23 @@ parse_key(struct intro *in, const char *key, const struct mcpd_config *v, char *
 	if (strcmp(key, "required_scopes") == 0)
 		return parse_list(in, v, key, 1, &in->required_scopes, err, errlen);
 	if (strcmp(key, "clock_skew") == 0)
-		return parse_duration(in, v, key, 0, 600000, "0 to 10m", &in->skew_ms, err, errlen);
+		return section_duration(h, v, key, 0, 600000, "0 to 10m", &in->skew_ms, err, errlen);
 	if (strcmp(key, "timeout") == 0)
-		return parse_duration(in, v, key, 100, 60000, "100ms to 60s", &in->timeout_ms, err, errlen);
+		return section_duration(h, v, key, 100, 60000, "100ms to 60s", &in->timeout_ms, err, errlen);
 	if (strcmp(key, "cache_ttl") == 0)
-		return parse_duration(in, v, key, 0, 3600000, "0 to 1h", &in->cache_ttl_ms, err, errlen);
+		return section_duration(h, v, key, 0, 3600000, "0 to 1h", &in->cache_ttl_ms, err, errlen);
 	if (strcmp(key, "negative_cache_ttl") == 0)
-		return parse_duration(in, v, key, 0, 600000, "0 to 10m", &in->negative_ttl_ms, err, errlen);
+		return section_duration(h, v, key, 0, 600000, "0 to 10m", &in->negative_ttl_ms, err, errlen);
 	if (strcmp(key, "cache_size") == 0) {
-		const char *s = in->host->config_scalar(v);
+		const char *s = h->config_scalar(v);
 		char *end = NULL;
 		unsigned long long n = s ? strtoull(s, &end, 10) : 0;
-		if (s == NULL || end == s || *end != '\0' || s[0] == '-' || n > 1000000) {
-			char where[512];
-			in->host->config_where(v, where, sizeof(where));
-			say(err, errlen, "%s: cache_size must be a number of entries from 0 to 1000000", where);
-			return -1;
-		}
+		if (s == NULL || end == s || *end != '\0' || s[0] == '-' || n > 1000000)
+			return section_error(h, v, err, errlen, "cache_size must be a number of entries from 0 to 1000000");
 		in->cache_size = n;
 		return 0;
 	}
-	char where[512];
-	in->host->config_where(v, where, sizeof(where));
-	say(err, errlen, "%s: unknown key \"%s\" in auth (introspection takes %s)", where, key, KEYS);
-	return -1;
+	return section_error(h, v, err, errlen, "unknown key \"%s\" in auth (introspection takes %s)", key, KEYS);
 }
 
 /* What can only be checked with the whole section read. */
@@ -436,65 +286,48 @@ static int
 check_section(struct intro *in, const struct mcpd_config *section, char *err, size_t errlen)
 {
 	const struct mcpd_host *h = in->host;
-	char where[512], why[1024];
-	h->config_where(section, where, sizeof(where));
-	if (in->endpoint == NULL) {
-		say(err, errlen, "%s: introspection needs endpoint: (the authorization server's introspection URL)",
-		    where);
-		return -1;
-	}
-	if (in->client_id == NULL) {
-		say(err, errlen, "%s: introspection needs client_id: (mcpd's client at the authorization server)", where);
-		return -1;
-	}
-	if (h->config_get(section, "client_secret") != NULL && h->config_get(section, "client_secret_file") != NULL) {
-		h->config_where(h->config_get(section, "client_secret"), where, sizeof(where));
-		say(err, errlen, "%s: client_secret and client_secret_file: give one", where);
-		return -1;
-	}
-	if (in->client_secret == NULL) {
-		say(err, errlen, "%s: introspection needs client_secret_file: (a file holding mcpd's client secret) "
-		    "or client_secret:", where);
-		return -1;
-	}
-	if (fetch_url_allowed(in->endpoint, why, sizeof(why)) < 0) {
-		h->config_where(h->config_get(section, "endpoint"), where, sizeof(where));
-		say(err, errlen, "%s: endpoint: %s", where, why);
-		return -1;
-	}
+	char why[1024];
+	if (in->endpoint == NULL)
+		return section_error(h, section, err, errlen,
+		    "introspection needs endpoint: (the authorization server's introspection URL)");
+	if (in->client_id == NULL)
+		return section_error(h, section, err, errlen,
+		    "introspection needs client_id: (mcpd's client at the authorization server)");
+	if (h->config_get(section, "client_secret") != NULL && h->config_get(section, "client_secret_file") != NULL)
+		return section_error(h, h->config_get(section, "client_secret"), err, errlen,
+		    "client_secret and client_secret_file: give one");
+	if (in->client_secret == NULL)
+		return section_error(h, section, err, errlen, "introspection needs client_secret_file: (a file holding "
+		    "mcpd's client secret) or client_secret:");
+	if (fetch_url_allowed(in->endpoint, why, sizeof(why)) < 0)
+		return section_error(h, h->config_get(section, "endpoint"), err, errlen, "endpoint: %s", why);
 	if (in->ca_file != NULL) {
-		char *abs = config_path(in, in->ca_file);
+		char *abs = section_path(h, in->ca_file);
 		if (abs == NULL) {
-			say(err, errlen, "out of memory");
+			section_say(err, errlen, "out of memory");
 			return -1;
 		}
 		free(in->ca_file);
 		in->ca_file = abs;
-		if (access(in->ca_file, R_OK) < 0) {
-			h->config_where(h->config_get(section, "ca_file"), where, sizeof(where));
-			say(err, errlen, "%s: ca_file %.512s cannot be read", where, in->ca_file);
-			return -1;
-		}
+		if (access(in->ca_file, R_OK) < 0)
+			return section_error(h, h->config_get(section, "ca_file"), err, errlen,
+			    "ca_file %.512s cannot be read", in->ca_file);
 	}
 	if (in->audiences.n == 0) {
 		/* The endpoint's own URL is the audience of tokens for it (RFC 8707). */
 		const char *resource = h->config_scalar(h->config_get(section, "resource"));
-		h->config_where(section, where, sizeof(where));
-		if (resource == NULL) {
-			say(err, errlen, "%s: introspection needs audience: (what the answers carry in aud), or resource: "
-			    "(the endpoint's URL, then taken as the audience)", where);
-			return -1;
-		}
-		if (strlist_add(&in->audiences, resource) < 0) {
-			say(err, errlen, "out of memory");
+		if (resource == NULL)
+			return section_error(h, section, err, errlen, "introspection needs audience: (what the answers carry "
+			    "in aud), or resource: (the endpoint's URL, then taken as the audience)");
+		if (strlist_add(&in->audiences, resource, strlen(resource)) < 0) {
+			section_say(err, errlen, "out of memory");
 			return -1;
 		}
 	}
 	if (in->audience_required < 0)
 		in->audience_required = 1;
-	if (in->user_claims.n == 0 && (strlist_add(&in->user_claims, "sub") < 0 ||
-	    strlist_add(&in->user_claims, "username") < 0)) {
-		say(err, errlen, "out of memory");
+	if (in->user_claims.n == 0 && strlist_split(&in->user_claims, "sub username") < 0) {
+		section_say(err, errlen, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -504,12 +337,12 @@ static void *
 intro_create(const struct mcpd_host *host, const struct mcpd_config *section, char *err, size_t errlen)
 {
 	if (host->size < offsetof(struct mcpd_host, config_dir) + sizeof(host->config_dir)) {
-		say(err, errlen, "this mcpd is too old for the introspection plugin");
+		section_say(err, errlen, "this mcpd is too old for the introspection plugin");
 		return NULL;
 	}
 	struct intro *in = calloc(1, sizeof(*in));
 	if (in == NULL) {
-		say(err, errlen, "out of memory");
+		section_say(err, errlen, "out of memory");
 		return NULL;
 	}
 	in->host = host;
@@ -843,12 +676,12 @@ intro_attach(void *inst, char *err, size_t errlen)
 	TAILQ_INIT(&in->lru);
 	LIST_INIT(&in->flights);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		say(err, errlen, "libcurl cannot be initialised");
+		section_say(err, errlen, "libcurl cannot be initialised");
 		return -1;
 	}
 	if ((in->basic_user = fetch_form_encode(in->client_id)) == NULL ||
 	    (in->basic_password = fetch_form_encode(in->client_secret)) == NULL) {
-		say(err, errlen, "out of memory");
+		section_say(err, errlen, "out of memory");
 		goto fail;
 	}
 	if ((in->fetcher = fetcher_new(in->host->event_base(), "mcpd-introspection/1.0", err, errlen)) == NULL)
@@ -894,7 +727,7 @@ intro_status(void *inst, char *why, size_t len)
 	 * tokens, and so would never see the endpoint answer again. */
 	if (!in->failing || mono_ms() - in->failed_ms >= UNREADY_MS)
 		return 0;
-	say(why, len, "the introspection endpoint failed: %s", in->last_error);
+	section_say(why, len, "the introspection endpoint failed: %s", in->last_error);
 	return -1;
 }
 

@@ -13,7 +13,9 @@
  */
 #include <mcpd/plugin.h>
 
+#include "clock.h"
 #include "fetch.h"
+#include "section.h"
 #include "jwt.h"
 
 #include <curl/curl.h>
@@ -31,11 +33,6 @@
 #define MAX_WAITING 1000            /* requests of one worker waiting for keys */
 #define MAX_LIST 64                 /* entries of a list in the section */
 #define MAX_RETRY_MS 30000          /* retries of a failed fetch back off up to this */
-
-struct strlist {
-	char **v;
-	size_t n;
-};
 
 struct waiter {
 	char *token;
@@ -157,62 +154,7 @@ static const struct preset presets[] = {
 	    "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com", 1, 0 },
 };
 
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ---- configuration ---- */
-
-static void
-strlist_clear(struct strlist *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
-}
-
-static int
-strlist_add(struct strlist *l, const char *s, size_t len)
-{
-	char **v = realloc(l->v, (l->n + 1) * sizeof(*v));
-	if (v == NULL)
-		return -1;
-	l->v = v;
-	if ((v[l->n] = strndup(s, len)) == NULL)
-		return -1;
-	l->n++;
-	return 0;
-}
-
-/* Words of a space-separated string, added to l. */
-static int
-strlist_split(struct strlist *l, const char *s)
-{
-	while (*s) {
-		size_t n = strcspn(s, " ");
-		if (n > 0 && strlist_add(l, s, n) < 0)
-			return -1;
-		s += n;
-		while (*s == ' ')
-			s++;
-	}
-	return 0;
-}
-
-static int
-word_ok(const char *s)
-{
-	for (const char *p = s; *p; p++)
-		if (*p < 0x21 || *p > 0x7e || *p == '"' || *p == '\\')
-			return 0;
-	return s[0] != '\0';
-}
 
 /* A list in the section: a YAML sequence of words, or one string of
  * space-separated words. Replaces what l held (a preset's default). */
@@ -221,76 +163,22 @@ parse_words(struct jwt *j, const struct mcpd_config *n, const char *key, struct 
     size_t errlen)
 {
 	const struct mcpd_host *h = j->host;
-	char where[512];
-	h->config_where(n, where, sizeof(where));
-	strlist_clear(l);
-	const char *s = h->config_scalar(n);
-	if (s != NULL) {
-		if (strlist_split(l, s) < 0)
-			goto oom;
-	} else {
-		size_t count = h->config_count(n);
-		for (size_t i = 0; i < count; i++) {
-			const char *k = NULL;
-			const struct mcpd_config *item = h->config_item(n, i, &k);
-			const char *v = h->config_scalar(item);
-			if (k != NULL || v == NULL) {
-				jwt_say(err, errlen, "%s: %s must be a list of names, or one string of them", where, key);
-				return -1;
-			}
-			if (!word_ok(v)) {
-				h->config_where(item, where, sizeof(where));
-				jwt_say(err, errlen, "%s: %s: \"%.200s\" is not a name (printable ASCII without spaces or quotes)",
-				    where, key, v);
-				return -1;
-			}
-			if (strlist_add(l, v, strlen(v)) < 0)
-				goto oom;
-		}
-	}
-	if (l->n > MAX_LIST) {
-		jwt_say(err, errlen, "%s: %s has more than %d entries", where, key, MAX_LIST);
-		return -1;
-	}
-	for (size_t i = 0; i < l->n; i++)
-		if (!word_ok(l->v[i])) {
-			jwt_say(err, errlen, "%s: %s: \"%.200s\" is not a name", where, key, l->v[i]);
-			return -1;
-		}
-	return 0;
-oom:
-	jwt_say(err, errlen, "out of memory");
-	return -1;
-}
-
-static int
-parse_duration(struct jwt *j, const struct mcpd_config *n, const char *key, uint64_t min, uint64_t max,
-    const char *range, uint64_t *out, char *err, size_t errlen)
-{
-	if (j->host->config_duration(n, out) < 0 || *out < min || *out > max) {
-		char where[512];
-		j->host->config_where(n, where, sizeof(where));
-		jwt_say(err, errlen, "%s: %s must be a duration from %s", where, key, range);
-		return -1;
-	}
-	return 0;
-}
-
-static int
-parse_string(struct jwt *j, const struct mcpd_config *n, const char *key, char **out, char *err, size_t errlen)
-{
-	const char *s = j->host->config_scalar(n);
-	if (s == NULL || s[0] == '\0' || strlen(s) > 2048) {
-		char where[512];
-		j->host->config_where(n, where, sizeof(where));
-		jwt_say(err, errlen, "%s: %s must be a string", where, key);
-		return -1;
-	}
-	free(*out);
-	if ((*out = strdup(s)) == NULL) {
+	const struct mcpd_config *bad;
+	int rc = section_strings(h, n, 1, section_word_ok, l, &bad);
+	if (rc == -2)
+		return section_error(h, bad, err, errlen,
+		    "%s: \"%.200s\" is not a name (printable ASCII without spaces or quotes)", key, h->config_scalar(bad));
+	if (rc < 0 && bad != NULL)
+		return section_error(h, n, err, errlen, "%s must be a list of names, or one string of them", key);
+	if (rc < 0) {
 		jwt_say(err, errlen, "out of memory");
 		return -1;
 	}
+	if (l->n > MAX_LIST)
+		return section_error(h, n, err, errlen, "%s has more than %d entries", key, MAX_LIST);
+	for (size_t i = 0; i < l->n; i++)
+		if (!section_word_ok(l->v[i]))
+			return section_error(h, n, err, errlen, "%s: \"%.200s\" is not a name", key, l->v[i]);
 	return 0;
 }
 
@@ -298,25 +186,19 @@ static int
 parse_algorithms(struct jwt *j, const struct mcpd_config *n, char *err, size_t errlen)
 {
 	struct strlist l = { 0 };
-	char where[512];
-	j->host->config_where(n, where, sizeof(where));
 	int rc = parse_words(j, n, "algorithms", &l, err, errlen);
 	j->policy.algs = 0;
 	for (size_t i = 0; rc == 0 && i < l.n; i++) {
 		const char *why;
 		int a = jwt_alg_parse(l.v[i], &why);
-		if (a < 0) {
-			jwt_say(err, errlen, "%s: algorithms: %s%s%s", where, why ? why : "unknown algorithm ", why ? "" : l.v[i],
-			    why ? "" : " (RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA Ed25519)");
-			rc = -1;
-		} else {
+		if (a < 0)
+			rc = section_error(j->host, n, err, errlen, "algorithms: %s%s%s", why ? why : "unknown algorithm ",
+			    why ? "" : l.v[i], why ? "" : " (RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA Ed25519)");
+		else
 			j->policy.algs |= JWT_ALG_BIT(a);
-		}
 	}
-	if (rc == 0 && j->policy.algs == 0) {
-		jwt_say(err, errlen, "%s: algorithms is empty", where);
-		rc = -1;
-	}
+	if (rc == 0 && j->policy.algs == 0)
+		rc = section_error(j->host, n, err, errlen, "algorithms is empty");
 	strlist_clear(&l);
 	return rc;
 }
@@ -325,23 +207,18 @@ static int
 parse_required_claims(struct jwt *j, const struct mcpd_config *n, char *err, size_t errlen)
 {
 	const struct mcpd_host *h = j->host;
-	char where[512];
-	h->config_where(n, where, sizeof(where));
 	strlist_clear(&j->claim_names);
 	strlist_clear(&j->claim_values);
 	size_t count = h->config_count(n);
-	if (h->config_scalar(n) != NULL || count > MAX_LIST) {
-		jwt_say(err, errlen, "%s: required_claims must be a map of claim: value (at most %d)", where, MAX_LIST);
-		return -1;
-	}
+	if (h->config_scalar(n) != NULL || count > MAX_LIST)
+		return section_error(h, n, err, errlen, "required_claims must be a map of claim: value (at most %d)",
+		    MAX_LIST);
 	for (size_t i = 0; i < count; i++) {
 		const char *k = NULL;
 		const struct mcpd_config *v = h->config_item(n, i, &k);
 		const char *s = h->config_scalar(v);
-		if (k == NULL || s == NULL) {
-			jwt_say(err, errlen, "%s: required_claims must be a map of claim: value (strings)", where);
-			return -1;
-		}
+		if (k == NULL || s == NULL)
+			return section_error(h, n, err, errlen, "required_claims must be a map of claim: value (strings)");
 		if (strlist_add(&j->claim_names, k, strlen(k)) < 0 || strlist_add(&j->claim_values, s, strlen(s)) < 0) {
 			jwt_say(err, errlen, "out of memory");
 			return -1;
@@ -359,34 +236,35 @@ url_path(const char *url)
 	return p ? p : url + strlen(url);
 }
 
+static int
+audience_ok(const char *s)
+{
+	return s[0] != '\0' && strlen(s) <= 2048;
+}
+
 /* One audience, or a list: audiences are any string, spaces and all. */
 static int
 parse_audience(struct jwt *j, const struct mcpd_config *v, char *err, size_t errlen)
 {
 	const struct mcpd_host *h = j->host;
-	int one = h->config_scalar(v) != NULL;
-	size_t count = one ? 1 : h->config_count(v);
-	char where[512];
-	strlist_clear(&j->audiences);
-	for (size_t i = 0; i < count; i++) {
-		const char *k = NULL;
-		const struct mcpd_config *item = one ? v : h->config_item(v, i, &k);
-		const char *s = h->config_scalar(item);
-		h->config_where(item, where, sizeof(where));
-		if (k != NULL || s == NULL || s[0] == '\0' || strlen(s) > 2048 || count > MAX_LIST) {
-			jwt_say(err, errlen, "%s: audience must be a string or a list of at most %d strings", where, MAX_LIST);
-			return -1;
-		}
-		if (strlist_add(&j->audiences, s, strlen(s)) < 0) {
-			jwt_say(err, errlen, "out of memory");
-			return -1;
-		}
+	const struct mcpd_config *bad;
+	const char *k;
+	int rc;
+	if (h->config_scalar(v) == NULL && h->config_count(v) > MAX_LIST) {
+		bad = h->config_item(v, 0, &k);     /* said at the first item */
+		rc = -1;
+	} else {
+		rc = section_strings(h, v, 0, audience_ok, &j->audiences, &bad);
 	}
-	if (count == 0) {
-		h->config_where(v, where, sizeof(where));
-		jwt_say(err, errlen, "%s: audience is empty", where);
+	if (rc < 0 && bad != NULL)
+		return section_error(h, bad, err, errlen, "audience must be a string or a list of at most %d strings",
+		    MAX_LIST);
+	if (rc < 0) {
+		jwt_say(err, errlen, "out of memory");
 		return -1;
 	}
+	if (j->audiences.n == 0)
+		return section_error(h, v, err, errlen, "audience is empty");
 	return 0;
 }
 
@@ -437,21 +315,18 @@ static const char KEYS[] = "preset, issuer, audience, audience_claim, jwks_uri, 
 static int
 parse_key(struct jwt *j, const char *key, const struct mcpd_config *v, char *err, size_t errlen)
 {
+	const struct mcpd_host *h = j->host;
 	if (strcmp(key, "issuer") == 0)
-		return parse_string(j, v, key, &j->issuer, err, errlen);
+		return section_string(h, v, key, &j->issuer, err, errlen);
 	if (strcmp(key, "jwks_uri") == 0)
-		return parse_string(j, v, key, &j->jwks_uri_conf, err, errlen);
+		return section_string(h, v, key, &j->jwks_uri_conf, err, errlen);
 	if (strcmp(key, "ca_file") == 0)
-		return parse_string(j, v, key, &j->ca_file, err, errlen);
+		return section_string(h, v, key, &j->ca_file, err, errlen);
 	if (strcmp(key, "audience_claim") == 0) {
-		if (parse_string(j, v, key, &j->audience_claim, err, errlen) < 0)
+		if (section_string(h, v, key, &j->audience_claim, err, errlen) < 0)
 			return -1;
-		if (!word_ok(j->audience_claim)) {
-			char where[512];
-			j->host->config_where(v, where, sizeof(where));
-			jwt_say(err, errlen, "%s: audience_claim must be a claim name", where);
-			return -1;
-		}
+		if (!section_word_ok(j->audience_claim))
+			return section_error(h, v, err, errlen, "audience_claim must be a claim name");
 		return 0;
 	}
 	if (strcmp(key, "audience") == 0)
@@ -469,17 +344,14 @@ parse_key(struct jwt *j, const char *key, const struct mcpd_config *v, char *err
 	if (strcmp(key, "algorithms") == 0)
 		return parse_algorithms(j, v, err, errlen);
 	if (strcmp(key, "clock_skew") == 0)
-		return parse_duration(j, v, key, 0, 600000, "0 to 10m", &j->skew_ms, err, errlen);
+		return section_duration(h, v, key, 0, 600000, "0 to 10m", &j->skew_ms, err, errlen);
 	if (strcmp(key, "jwks_refresh") == 0)
-		return parse_duration(j, v, key, 1000, 86400000, "1s to 24h", &j->refresh_ms, err, errlen);
+		return section_duration(h, v, key, 1000, 86400000, "1s to 24h", &j->refresh_ms, err, errlen);
 	if (strcmp(key, "jwks_min_interval") == 0)
-		return parse_duration(j, v, key, 0, 3600000, "0 to 1h", &j->min_interval_ms, err, errlen);
+		return section_duration(h, v, key, 0, 3600000, "0 to 1h", &j->min_interval_ms, err, errlen);
 	if (strcmp(key, "fetch_timeout") == 0)
-		return parse_duration(j, v, key, 100, 60000, "100ms to 60s", &j->timeout_ms, err, errlen);
-	char where[512];
-	j->host->config_where(v, where, sizeof(where));
-	jwt_say(err, errlen, "%s: unknown key \"%s\" in auth (jwt takes %s)", where, key, KEYS);
-	return -1;
+		return section_duration(h, v, key, 100, 60000, "100ms to 60s", &j->timeout_ms, err, errlen);
+	return section_error(h, v, err, errlen, "unknown key \"%s\" in auth (jwt takes %s)", key, KEYS);
 }
 
 /* What can only be checked with the whole section read. */
@@ -488,73 +360,51 @@ check_section(struct jwt *j, const struct mcpd_config *section, char *err, size_
 {
 	const struct mcpd_host *h = j->host;
 	const struct preset *p = j->preset;
-	char where[512], why[1024];
+	char why[1024];
 	const struct mcpd_config *in = h->config_get(section, "issuer");
-	h->config_where(in ? in : section, where, sizeof(where));
-	if (j->issuer == NULL) {
-		jwt_say(err, errlen, "%s: jwt needs issuer: (the URL in the tokens' iss%s%s)", where,
+	if (in == NULL)
+		in = section;
+	if (j->issuer == NULL)
+		return section_error(h, in, err, errlen, "jwt needs issuer: (the URL in the tokens' iss%s%s)",
 		    p->issuer_form ? ", such as " : "", p->issuer_form ? p->issuer_form : "");
-		return -1;
-	}
-	if (fetch_url_allowed(j->issuer, why, sizeof(why)) < 0) {
-		jwt_say(err, errlen, "%s: issuer: %s", where, why);
-		return -1;
-	}
-	if (strpbrk(j->issuer, "?#") != NULL) {
-		jwt_say(err, errlen, "%s: issuer: an issuer has no query or fragment", where);
-		return -1;
-	}
+	if (fetch_url_allowed(j->issuer, why, sizeof(why)) < 0)
+		return section_error(h, in, err, errlen, "issuer: %s", why);
+	if (strpbrk(j->issuer, "?#") != NULL)
+		return section_error(h, in, err, errlen, "issuer: an issuer has no query or fragment");
 	const char *path = url_path(j->issuer);
-	if (p->issuer_ok != NULL && !p->issuer_ok(path)) {
-		jwt_say(err, errlen, "%s: issuer: %s issuers look like %s", where, p->name, p->issuer_form);
-		return -1;
-	}
+	if (p->issuer_ok != NULL && !p->issuer_ok(path))
+		return section_error(h, in, err, errlen, "issuer: %s issuers look like %s", p->name, p->issuer_form);
 	const struct mcpd_config *jn = h->config_get(section, "jwks_uri");
-	if (j->jwks_uri_conf != NULL && fetch_url_allowed(j->jwks_uri_conf, why, sizeof(why)) < 0) {
-		h->config_where(jn ? jn : section, where, sizeof(where));
-		jwt_say(err, errlen, "%s: jwks_uri: %s", where, why);
-		return -1;
-	}
+	if (j->jwks_uri_conf != NULL && fetch_url_allowed(j->jwks_uri_conf, why, sizeof(why)) < 0)
+		return section_error(h, jn ? jn : section, err, errlen, "jwks_uri: %s", why);
 	if (j->ca_file != NULL) {
-		char *path_abs = NULL;
-		if (j->ca_file[0] != '/' && asprintf(&path_abs, "%s/%s", h->config_dir(), j->ca_file) < 0) {
-			jwt_say(err, errlen, "out of memory");
-			return -1;
-		}
-		if (path_abs != NULL) {
-			free(j->ca_file);
-			j->ca_file = path_abs;
-		}
-		if (access(j->ca_file, R_OK) < 0) {
-			h->config_where(h->config_get(section, "ca_file"), where, sizeof(where));
-			jwt_say(err, errlen, "%s: ca_file %.512s cannot be read", where, j->ca_file);
-			return -1;
-		}
+		char *abs = section_path(h, j->ca_file);
+		if (abs == NULL)
+			goto oom;
+		free(j->ca_file);
+		j->ca_file = abs;
+		if (access(j->ca_file, R_OK) < 0)
+			return section_error(h, h->config_get(section, "ca_file"), err, errlen,
+			    "ca_file %.512s cannot be read", j->ca_file);
 	}
 	if (j->audiences.n == 0) {
 		const char *resource = h->config_scalar(h->config_get(section, "resource"));
-		h->config_where(section, where, sizeof(where));
 		if (p->audience_is_path) {
 			if (strlist_add(&j->audiences, path + 1, strlen(path + 1)) < 0)
 				goto oom;
 		} else if (p->audience_needed) {
-			jwt_say(err, errlen, "%s: %s needs audience: (the app client id, which its access tokens carry "
-			    "in %s)", where, p->name, j->audience_claim);
-			return -1;
+			return section_error(h, section, err, errlen, "%s needs audience: (the app client id, which its "
+			    "access tokens carry in %s)", p->name, j->audience_claim);
 		} else if (resource != NULL) {
 			if (strlist_add(&j->audiences, resource, strlen(resource)) < 0)
 				goto oom;
 		} else {
-			jwt_say(err, errlen, "%s: jwt needs audience: (what the tokens carry in %s), or resource: "
-			    "(the endpoint's URL, then taken as the audience)", where, j->audience_claim);
-			return -1;
+			return section_error(h, section, err, errlen, "jwt needs audience: (what the tokens carry in %s), or "
+			    "resource: (the endpoint's URL, then taken as the audience)", j->audience_claim);
 		}
 	}
-	if (j->user_claims.n == 0) {
-		h->config_where(h->config_get(section, "user_claim"), where, sizeof(where));
-		jwt_say(err, errlen, "%s: user_claim is empty", where);
-		return -1;
-	}
+	if (j->user_claims.n == 0)
+		return section_error(h, h->config_get(section, "user_claim"), err, errlen, "user_claim is empty");
 	return 0;
 oom:
 	jwt_say(err, errlen, "out of memory");
@@ -609,7 +459,6 @@ jwt_create(const struct mcpd_host *host, const struct mcpd_config *section, char
 	j->min_interval_ms = 30000;
 	j->timeout_ms = 10000;
 	j->policy.algs = JWT_DEFAULT_ALGS;
-	char where[512];
 	const struct preset *p = &presets[0];
 	const struct mcpd_config *pn = host->config_get(section, "preset");
 	if (pn != NULL) {
@@ -619,9 +468,8 @@ jwt_create(const struct mcpd_host *host, const struct mcpd_config *section, char
 			if (strcmp(name, presets[i].name) == 0)
 				p = &presets[i];
 		if (p == NULL) {
-			host->config_where(pn, where, sizeof(where));
-			jwt_say(err, errlen, "%s: unknown preset \"%.100s\" (keycloak, auth0, okta, cognito, entra, firebase)",
-			    where, name ? name : "");
+			section_error(host, pn, err, errlen, "unknown preset \"%.100s\" (keycloak, auth0, okta, cognito, entra, "
+			    "firebase)", name ? name : "");
 			goto fail;
 		}
 	}
