@@ -283,6 +283,26 @@ oreq_new(struct oauth *o, struct http_request *r, size_t size)
 	return q;
 }
 
+struct oreq *
+oreq_new_post(struct oauth *o, struct http_request *r, const char *methods, size_t size,
+    void (*free_fn)(struct oreq *q))
+{
+	if (oauth_host_refused(o, r) || oauth_preflight(r, methods))
+		return NULL;
+	if (strcmp(http_request_method(r), "POST") != 0) {
+		http_response_header(r, "Allow", methods);
+		http_respond_text(r, 405, "method not allowed");
+		return NULL;
+	}
+	struct oreq *q = oreq_new(o, r, size);
+	if (q == NULL) {
+		http_respond_text(r, 500, "out of memory");
+		return NULL;
+	}
+	q->free_fn = free_fn;
+	return q;
+}
+
 void
 oreq_free(struct oreq *q)
 {

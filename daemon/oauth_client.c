@@ -305,19 +305,9 @@ static void
 register_endpoint(struct http_request *r, void *arg)
 {
 	struct oauth *o = arg;
-	if (oauth_host_refused(o, r) || oauth_preflight(r, "POST, OPTIONS"))
+	struct reg *g = (struct reg *)oreq_new_post(o, r, "POST, OPTIONS", sizeof(struct reg), reg_free);
+	if (g == NULL)
 		return;
-	if (strcmp(http_request_method(r), "POST") != 0) {
-		http_response_header(r, "Allow", "POST, OPTIONS");
-		http_respond_text(r, 405, "method not allowed");
-		return;
-	}
-	struct reg *g = (struct reg *)oreq_new(o, r, sizeof(struct reg));
-	if (g == NULL) {
-		http_respond_text(r, 500, "out of memory");
-		return;
-	}
-	g->q.free_fn = reg_free;
 	if (!o->oc->registration) {
 		oreq_error(&g->q, 403, "access_denied", "dynamic client registration is off on this server");
 		return;

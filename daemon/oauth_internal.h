@@ -100,6 +100,11 @@ struct oreq {
 
 /* oauth.c */
 struct oreq *oreq_new(struct oauth *o, struct http_request *r, size_t size);
+/* The start of a POST endpoint that browsers may call (register, token,
+ * revoke, introspect): Host check, CORS preflight, 405 for another
+ * method (Allow: methods), then oreq_new. NULL when r was answered. */
+struct oreq *oreq_new_post(struct oauth *o, struct http_request *r, const char *methods, size_t size,
+    void (*free_fn)(struct oreq *q));
 void oreq_free(struct oreq *q);
 /* Storage with JSON values; next gets MCPD_OK with the value (freed after
  * next returns), or MCPD_NOT_FOUND, or MCPD_ERROR. */

@@ -47,23 +47,13 @@ tok_free(struct oreq *q)
 	OPENSSL_cleanse(t->refresh, sizeof(t->refresh));
 }
 
+/* A POST with a form; size and free_fn those of the struct embedding
+ * the tok (the introspection endpoint's too). */
 static struct tok *
-tok_new(struct oauth *o, struct http_request *r, const char *methods)
+tok_new(struct oauth *o, struct http_request *r, size_t size, void (*free_fn)(struct oreq *q))
 {
-	if (oauth_host_refused(o, r) || oauth_preflight(r, methods))
-		return NULL;
-	if (strcmp(http_request_method(r), "POST") != 0) {
-		http_response_header(r, "Allow", methods);
-		http_respond_text(r, 405, "method not allowed");
-		return NULL;
-	}
-	struct tok *t = (struct tok *)oreq_new(o, r, sizeof(struct tok));
-	if (t == NULL) {
-		http_respond_text(r, 500, "out of memory");
-		return NULL;
-	}
-	t->q.free_fn = tok_free;
-	if (oreq_form(&t->q, &t->f, 1) < 0)
+	struct tok *t = (struct tok *)oreq_new_post(o, r, "POST, OPTIONS", size, free_fn);
+	if (t == NULL || oreq_form(&t->q, &t->f, 1) < 0)
 		return NULL;
 	return t;
 }
@@ -80,6 +70,37 @@ json_int(const cJSON *rec, const char *name)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, name);
 	return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
+/* The fields of a code's or refresh token's record that t keeps: 0, or
+ * -1 when one is missing. */
+static int
+record_fields(struct tok *t, const cJSON *rec)
+{
+	struct oreq *q = &t->q;
+	t->user = dup_field(q, rec, "user");
+	t->scope = dup_field(q, rec, "scope");
+	t->resource = dup_field(q, rec, "resource");
+	t->grant = dup_field(q, rec, "grant");
+	return t->user != NULL && t->scope != NULL && t->resource != NULL && t->grant != NULL ? 0 : -1;
+}
+
+/* The last checks of a code or refresh token presented (the resource
+ * must be the authorization's), then its used-marker (oauth:KIND-used:),
+ * set only if absent: whoever marks it first has it. */
+static void
+mark_used(struct tok *t, const char *kind, uint64_t ttl_ms, void (*next)(struct oreq *q, int status))
+{
+	struct oreq *q = &t->q;
+	const char *resource = form_get(&t->f, "resource");
+	if (resource != NULL && strcmp(resource, t->resource) != 0) {
+		oreq_error(q, 400, "invalid_target", "resource differs from the authorization's");
+		return;
+	}
+	cJSON *used = cJSON_CreateObject();
+	cJSON_AddStringToObject(used, "grant", t->grant);
+	oreq_set(q, arena_printf(q->ar, "oauth:%s-used:%s", kind, t->hash), used, ttl_ms, MCPD_SET_IF_ABSENT, next);
+	cJSON_Delete(used);
 }
 
 /* ---- issuing ---- */
@@ -195,21 +216,34 @@ grant_created(struct oreq *q, int status)
 	issue((struct tok *)q);
 }
 
+/* What setting a code's or refresh token's used-marker said: storage
+ * failed, or the marker was there (the token was presented twice), and
+ * then its grant is revoked. 1 when q was answered. */
+static int
+used_again(struct tok *t, int status, const char *doing, const char *what, const char *verb,
+    const char *description)
+{
+	struct oreq *q = &t->q;
+	if (status == MCPD_ERROR) {
+		oreq_storage_error(q, doing);
+		return 1;
+	}
+	if (status != MCPD_CONFLICT)
+		return 0;
+	log_warn("oauth: %s of %s for client %s %s again from %s: revoking its grant", what, t->user, t->client->id,
+	    verb, q->addr);
+	oauth_revoke_grant(q->o, t->grant);
+	oreq_error(q, 400, "invalid_grant", description);
+	return 1;
+}
+
 static void
 code_marked(struct oreq *q, int status)
 {
 	struct tok *t = (struct tok *)q;
-	if (status == MCPD_ERROR) {
-		oreq_storage_error(q, "redeeming a code");
+	if (used_again(t, status, "redeeming a code", "authorization code", "presented",
+	    "the code was already used; the tokens issued with it are revoked"))
 		return;
-	}
-	if (status == MCPD_CONFLICT) {
-		log_warn("oauth: authorization code of %s for client %s presented again from %s: revoking its grant",
-		    t->user, t->client->id, q->addr);
-		oauth_revoke_grant(q->o, t->grant);
-		oreq_error(q, 400, "invalid_grant", "the code was already used; the tokens issued with it are revoked");
-		return;
-	}
 	const struct oauth_conf *oc = q->o->oc;
 	t->grant_exp = oauth_now() + (int64_t)(grant_ttl(oc) / 1000);
 	cJSON *g = cJSON_CreateObject();
@@ -251,12 +285,7 @@ code_found(struct oreq *q, int status, cJSON *rec)
 	}
 	const char *client_id = json_str(rec, "client_id"), *redirect = json_str(rec, "redirect_uri");
 	const char *challenge = json_str(rec, "challenge");
-	t->user = dup_field(q, rec, "user");
-	t->scope = dup_field(q, rec, "scope");
-	t->resource = dup_field(q, rec, "resource");
-	t->grant = dup_field(q, rec, "grant");
-	if (client_id == NULL || redirect == NULL || challenge == NULL || t->user == NULL || t->scope == NULL ||
-	    t->resource == NULL || t->grant == NULL) {
+	if (record_fields(t, rec) < 0 || client_id == NULL || redirect == NULL || challenge == NULL) {
 		oreq_error(q, 500, "server_error", "a malformed code record");
 		return;
 	}
@@ -293,17 +322,8 @@ code_found(struct oreq *q, int status, cJSON *rec)
 		oreq_error(q, 400, "invalid_grant", "PKCE verification failed: code_verifier does not match the challenge");
 		return;
 	}
-	const char *resource = form_get(&t->f, "resource");
-	if (resource != NULL && strcmp(resource, t->resource) != 0) {
-		oreq_error(q, 400, "invalid_target", "resource differs from the authorization's");
-		return;
-	}
-	cJSON *used = cJSON_CreateObject();
-	cJSON_AddStringToObject(used, "grant", t->grant);
 	uint64_t keep = q->o->oc->code_ttl_ms > OAUTH_CODE_KEEP_MS ? q->o->oc->code_ttl_ms : OAUTH_CODE_KEEP_MS;
-	/* Whoever marks it first has it. */
-	oreq_set(q, arena_printf(q->ar, "oauth:code-used:%s", t->hash), used, keep, MCPD_SET_IF_ABSENT, code_marked);
-	cJSON_Delete(used);
+	mark_used(t, "code", keep, code_marked);
 }
 
 /* ---- refresh_token ---- */
@@ -332,17 +352,9 @@ static void
 refresh_marked(struct oreq *q, int status)
 {
 	struct tok *t = (struct tok *)q;
-	if (status == MCPD_ERROR) {
-		oreq_storage_error(q, "using a refresh token");
+	if (used_again(t, status, "using a refresh token", "refresh token", "used",
+	    "the refresh token was already used; every token of its grant is revoked"))
 		return;
-	}
-	if (status == MCPD_CONFLICT) {
-		log_warn("oauth: refresh token of %s for client %s used again from %s: revoking its grant",
-		    t->user, t->client->id, q->addr);
-		oauth_revoke_grant(q->o, t->grant);
-		oreq_error(q, 400, "invalid_grant", "the refresh token was already used; every token of its grant is revoked");
-		return;
-	}
 	oreq_get(q, arena_printf(q->ar, "oauth:grant:%s", t->grant), grant_found);
 }
 
@@ -359,12 +371,8 @@ refresh_found(struct oreq *q, int status, cJSON *rec)
 		return;
 	}
 	const char *client_id = json_str(rec, "client_id");
-	t->user = dup_field(q, rec, "user");
-	t->scope = dup_field(q, rec, "scope");
-	t->resource = dup_field(q, rec, "resource");
-	t->grant = dup_field(q, rec, "grant");
 	t->exp = json_int(rec, "exp");
-	if (client_id == NULL || t->user == NULL || t->scope == NULL || t->resource == NULL || t->grant == NULL) {
+	if (record_fields(t, rec) < 0 || client_id == NULL) {
 		oreq_error(q, 500, "server_error", "a malformed token record");
 		return;
 	}
@@ -391,16 +399,7 @@ refresh_found(struct oreq *q, int status, cJSON *rec)
 		}
 		t->scope = arena_strdup(q->ar, scope);
 	}
-	const char *resource = form_get(&t->f, "resource");
-	if (resource != NULL && strcmp(resource, t->resource) != 0) {
-		oreq_error(q, 400, "invalid_target", "resource differs from the authorization's");
-		return;
-	}
-	cJSON *used = cJSON_CreateObject();
-	cJSON_AddStringToObject(used, "grant", t->grant);
-	oreq_set(q, arena_printf(q->ar, "oauth:rt-used:%s", t->hash), used, (uint64_t)(t->exp - now) * 1000 + 1000,
-	    MCPD_SET_IF_ABSENT, refresh_marked);
-	cJSON_Delete(used);
+	mark_used(t, "rt", (uint64_t)(t->exp - now) * 1000 + 1000, refresh_marked);
 }
 
 /* ---- the endpoint ---- */
@@ -454,7 +453,7 @@ static void
 token_endpoint(struct http_request *r, void *arg)
 {
 	struct oauth *o = arg;
-	struct tok *t = tok_new(o, r, "POST, OPTIONS");
+	struct tok *t = tok_new(o, r, sizeof(struct tok), tok_free);
 	if (t != NULL)
 		oreq_rate(&t->q, "token", o->oc->rate_token, 0, token_counted);
 }
@@ -600,22 +599,10 @@ lookup_client(struct oreq *q, const struct oclient *c)
 static void
 lookup_endpoint(struct http_request *r, struct oauth *o, int introspect)
 {
-	if (oauth_host_refused(o, r) || oauth_preflight(r, "POST, OPTIONS"))
+	struct intro *in = (struct intro *)tok_new(o, r, sizeof(struct intro), intro_free);
+	if (in == NULL)
 		return;
-	if (strcmp(http_request_method(r), "POST") != 0) {
-		http_response_header(r, "Allow", "POST, OPTIONS");
-		http_respond_text(r, 405, "method not allowed");
-		return;
-	}
-	struct intro *in = (struct intro *)oreq_new(o, r, sizeof(struct intro));
-	if (in == NULL) {
-		http_respond_text(r, 500, "out of memory");
-		return;
-	}
-	in->t.q.free_fn = intro_free;
 	in->lk.introspect = introspect;
-	if (oreq_form(&in->t.q, &in->t.f, 1) < 0)
-		return;
 	oreq_client_auth(&in->t.q, &in->t.f, introspect, lookup_client);
 }
 
