@@ -42,6 +42,15 @@ def wait_for(pred, timeout=10.0, what="condition", interval=0.02):
         time.sleep(interval)
 
 
+def read_log(path):
+    """A daemon's log as text so far ("" before it has one)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -148,11 +157,7 @@ class Mcpd:
         return self.proc.pid
 
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def wait_log(self, pattern, timeout=10, count=1):
         rx = re.compile(pattern)

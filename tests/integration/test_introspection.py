@@ -15,19 +15,7 @@ import threading
 
 from harness import MCP_HEADERS, check, free_port, http, run_mcpd, wait_for
 from test_auth import bearer, challenge, session
-from test_jwt import Provider, call, initialize, need_node, readyz, refused, unavailable
-
-TOOLS = """
-tools:
-  - name: hello
-    description: Any valid token.
-    shell: 'echo hi'
-  - name: secret
-    description: Needs tools.admin.
-    shell: 'echo secret'
-    scopes: [tools.admin]
-"""
-
+from test_jwt import TOOLS, Provider, call, initialize, need_node, readyz, refused, unavailable
 
 class AS(Provider):
     """oidc-provider, as the issuer of opaque tokens and their introspection endpoint."""
@@ -37,10 +25,7 @@ class AS(Provider):
         return self.issuer + "/token/introspection"
 
     def opaque(self, resource, scope="tools.read"):
-        st, body = self._post("/token", {"grant_type": "client_credentials", "client_id": "opaque",
-                                         "client_secret": "secret", "resource": resource, "scope": scope})
-        check(st == 200 and "access_token" in body, (st, body))
-        tok = body["access_token"]
+        tok = self.token("opaque", resource, scope)
         check(tok.count(".") == 0, "not an opaque token: %s" % tok[:40])
         return tok
 

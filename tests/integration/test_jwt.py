@@ -22,7 +22,7 @@ import threading
 import time
 import urllib.parse
 
-from harness import (MCP_HEADERS, NODE_DIR, Skip, check, free_port, http, make_cert, rpc, run_mcpd,
+from harness import (MCP_HEADERS, NODE_DIR, Skip, check, free_port, http, make_cert, read_log, rpc, run_mcpd,
                      wait_for)
 from test_auth import bearer, challenge, session
 
@@ -122,11 +122,7 @@ class Provider:
         return len(re.findall(r"^GET /jwks", self.log(), re.M))
 
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
