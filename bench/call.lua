@@ -1,4 +1,5 @@
--- wrk: POST one JSON-RPC body (BODY) with an optional session (SID).
+-- wrk: POST one JSON-RPC body (BODY) with an optional session (SID) and
+-- bearer token (TOKEN).
 wrk.method = "POST"
 wrk.body = os.getenv("BODY")
 wrk.headers["Content-Type"] = "application/json"
@@ -7,6 +8,10 @@ wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
 local sid = os.getenv("SID")
 if sid and sid ~= "" then
   wrk.headers["Mcp-Session-Id"] = sid
+end
+local token = os.getenv("TOKEN")
+if token and token ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. token
 end
 local errors = 0
 function response(status, headers, body)

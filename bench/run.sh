@@ -201,3 +201,6 @@ done
 
 # Sessions shared through Redis: one instance against two.
 bash "$here/redis.sh" ${1:+"$1"}
+
+# What each auth set-up costs, beside the SDK server's bearer middleware.
+bash "$here/auth.sh" ${1:+"$1"}

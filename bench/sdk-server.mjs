@@ -1,8 +1,14 @@
 // The peer: an MCP server written with the official TypeScript SDK the way
 // its README shows (Express, Streamable HTTP, a session per initialize,
 // JSON responses), serving the same greet tool. PORT from the environment.
+// With JWKS_FILE, ISSUER and AUDIENCE, every /mcp request needs an RS256
+// JWT checked by the SDK's requireBearerAuth middleware with a verifier
+// that does what mcpd's jwt plugin does (signature, iss, aud, exp).
 import express from "express";
-import { randomUUID } from "node:crypto";
+import { createPublicKey, randomUUID, verify } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { requireBearerAuth } from "@modelcontextprotocol/sdk/server/auth/middleware/bearerAuth.js";
+import { InvalidTokenError } from "@modelcontextprotocol/sdk/server/auth/errors.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
@@ -11,6 +17,31 @@ import { z } from "zod";
 const app = express();
 app.use(express.json());
 const transports = {};
+
+if (process.env.JWKS_FILE) {
+  const keys = new Map();
+  for (const jwk of JSON.parse(readFileSync(process.env.JWKS_FILE, "utf8")).keys)
+    keys.set(jwk.kid, createPublicKey({ key: jwk, format: "jwk" }));
+  const verifier = {
+    async verifyAccessToken(token) {
+      const parts = token.split(".");
+      if (parts.length !== 3) throw new InvalidTokenError("not a JWT");
+      const header = JSON.parse(Buffer.from(parts[0], "base64url"));
+      const key = keys.get(header.kid);
+      if (header.alg !== "RS256" || !key) throw new InvalidTokenError("unknown key");
+      if (!verify("sha256", Buffer.from(parts[0] + "." + parts[1]), key, Buffer.from(parts[2], "base64url")))
+        throw new InvalidTokenError("bad signature");
+      const claims = JSON.parse(Buffer.from(parts[1], "base64url"));
+      const aud = [].concat(claims.aud);
+      if (claims.iss !== process.env.ISSUER || !aud.includes(process.env.AUDIENCE) ||
+          !(claims.exp > Date.now() / 1000))
+        throw new InvalidTokenError("issuer, audience or expiry");
+      return { token, clientId: claims.client_id ?? "", scopes: (claims.scope ?? "").split(" ").filter(Boolean),
+               expiresAt: claims.exp };
+    },
+  };
+  app.use("/mcp", requireBearerAuth({ verifier }));
+}
 
 app.post("/mcp", async (req, res) => {
   const sessionId = req.headers["mcp-session-id"];
