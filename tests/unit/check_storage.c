@@ -1,7 +1,8 @@
 /* One suite for every storage plugin: each backend must pass the same
  * checks. The plugins are the built .so files, loaded as mcpd loads them.
- * redis joins when MCPD_TEST_REDIS_URL names a server (the integration
- * test test_redis.py starts one and runs this suite against it); its
+ * redis joins when MCPD_TEST_REDIS_URL names a server, and postgres when
+ * MCPD_TEST_POSTGRES_URL names one (the integration tests test_redis.py
+ * and test_postgres.py start one and run this suite against it); their
  * callbacks come from the event loop, so every call waits for its own. */
 #include <check.h>
 #include <event2/event.h>
@@ -17,7 +18,7 @@
 #include "plugin.h"
 #include "suites.h"
 
-static const char *const BACKENDS[] = { "memory", "lmdb", "redis" };
+static const char *BACKENDS[4] = { "memory", "lmdb" };
 static int nbackends = 2;
 
 static struct event_base *base;
@@ -152,6 +153,10 @@ open_backend(int i)
 		/* Keys of this run only, so that runs can share a server. */
 		snprintf(yaml, sizeof(yaml), "plugin: redis\nurl: \"%s\"\nkey_prefix: \"t%d:\"\n",
 		    getenv("MCPD_TEST_REDIS_URL"), (int)getpid());
+	else if (strcmp(BACKENDS[i], "postgres") == 0)
+		/* Tables of this run only, likewise. */
+		snprintf(yaml, sizeof(yaml), "plugin: postgres\nurl: \"%s\"\ntable_prefix: t%d_\n",
+		    getenv("MCPD_TEST_POSTGRES_URL"), (int)getpid());
 	else
 		snprintf(yaml, sizeof(yaml), "plugin: %s\n", BACKENDS[i]);
 	if (base == NULL)
@@ -354,11 +359,48 @@ START_TEST(logs)
 }
 END_TEST
 
+/* Expired data counts as absent everywhere, and what lapsed starts anew. */
+START_TEST(expiry)
+{
+	open_backend(_i);
+	CALL(ops->set(inst, "e", "v", 1, 50, 0, done_cb, NULL));
+	CALL(ops->incr(inst, "cnt", 3, 50, int_cb, NULL));
+	CALL(ops->incr(inst, "cnt", 1, 0, int_cb, NULL));      /* ttl 0 keeps the expiry */
+	ck_assert_int_eq(got.value, 4);
+	CALL(ops->log_append(inst, "events:e", "old", 3, 10, 50, int_cb, NULL));
+	CALL(ops->log_append(inst, "events:e", "old", 3, 10, 50, int_cb, NULL));
+	sleep_ms(120);
+	reset();
+	CALL(ops->exists(inst, "e", done_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_NOT_FOUND);
+	reset();
+	CALL(ops->set(inst, "e", "w", 1, 0, MCPD_SET_IF_PRESENT, done_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_CONFLICT);
+	reset();
+	CALL(ops->get(inst, "e", value_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_NOT_FOUND);
+	reset();
+	CALL(ops->incr(inst, "cnt", 2, 0, int_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_OK);
+	ck_assert_int_eq(got.value, 2);
+	reset();
+	CALL(ops->log_append(inst, "events:e", "new", 3, 10, 0, int_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_OK);
+	reset();
+	CALL(ops->log_range(inst, "events:e", 0, 10, entries_cb, NULL));
+	ck_assert_uint_eq(got.nentries, 1);
+	ck_assert_str_eq(got.entries[0], "new");
+	close_backend();
+}
+END_TEST
+
 Suite *
 storage_suite(void)
 {
 	if (getenv("MCPD_TEST_REDIS_URL") != NULL)
-		nbackends = 3;
+		BACKENDS[nbackends++] = "redis";
+	if (getenv("MCPD_TEST_POSTGRES_URL") != NULL)
+		BACKENDS[nbackends++] = "postgres";
 	Suite *s = suite_create("storage");
 	TCase *tc = tcase_create("every backend");
 	tcase_set_timeout(tc, 20);
@@ -368,6 +410,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, counters, 0, nbackends);
 	tcase_add_loop_test(tc, indexes, 0, nbackends);
 	tcase_add_loop_test(tc, logs, 0, nbackends);
+	tcase_add_loop_test(tc, expiry, 0, nbackends);
 	suite_add_tcase(s, tc);
 	return s;
 }
