@@ -186,9 +186,14 @@ note_error(struct pg *p, const char *what, const char *msg)
 	size_t n = strlen(p->last_error);
 	while (n > 0 && (p->last_error[n - 1] == '\n' || p->last_error[n - 1] == ' '))
 		p->last_error[--n] = '\0';
-	for (char *c = p->last_error; *c; c++)
-		if (*c == '\n')
-			*c = ' ';
+	/* One line: newlines and tabs become single spaces. */
+	char *w = p->last_error;
+	for (const char *c = p->last_error; *c; c++) {
+		char ch = *c == '\n' || *c == '\t' ? ' ' : *c;
+		if (ch != ' ' || (w > p->last_error && w[-1] != ' '))
+			*w++ = ch;
+	}
+	*w = '\0';
 }
 
 static const char *
@@ -712,14 +717,15 @@ watchdog_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct pg *p = arg;
 	uint64_t elapsed = now_ms() - p->started_ms;
-	char msg[64];
+	char msg[96];
 	if (p->state == ST_CONNECTING && elapsed > p->connect_timeout_ms) {
-		snprintf(msg, sizeof(msg), "%llums", (unsigned long long)p->connect_timeout_ms);
-		conn_lost(p, "cannot connect: no answer within", msg);
+		snprintf(msg, sizeof(msg), "cannot connect: no answer within %llums",
+		    (unsigned long long)p->connect_timeout_ms);
+		conn_lost(p, msg, NULL);
 	} else if ((p->state == ST_SETUP || (p->state == ST_READY && p->inflight != NULL)) &&
 	    elapsed > p->query_timeout_ms + 1000) {
-		snprintf(msg, sizeof(msg), "%llums", (unsigned long long)p->query_timeout_ms);
-		conn_lost(p, "did not answer within", msg);
+		snprintf(msg, sizeof(msg), "did not answer within %llums", (unsigned long long)p->query_timeout_ms);
+		conn_lost(p, msg, NULL);
 	}
 }
 
