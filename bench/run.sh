@@ -201,3 +201,6 @@ done
 
 # Sessions shared through Redis: one instance against two.
 bash "$here/redis.sh" ${1:+"$1"}
+
+# Sessions in PostgreSQL: one instance on lmdb beside one on postgres.
+bash "$here/postgres.sh" ${1:+"$1"}
