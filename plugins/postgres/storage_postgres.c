@@ -12,7 +12,10 @@
  * query_timeout (5s: the session's statement_timeout, and the time after
  * which a silent server is given up), purge_interval (1m).
  *
- * One connection per worker; queries run one after another from a FIFO.
+ * One connection per worker, in libpq's pipeline mode: queries are sent in
+ * order without waiting for the answers before them (each closed by its
+ * own sync, so that one failing leaves the others alone), up to
+ * MAX_INFLIGHT at a time; more wait in a FIFO.
  * At each connection the tables are created if missing (under an
  * advisory lock, so that many workers starting at once do not race) and
  * the statements are prepared. Every statement is a single parameterised
@@ -39,6 +42,7 @@
 
 #define MAX_BACKOFF_MS 5000
 #define MAX_QUEUE 10000             /* ops waiting on one connection */
+#define MAX_INFLIGHT 128            /* ops sent and not answered yet */
 #define ADVISORY_LOCK 0x6d637064    /* "mcpd": serialises schema creation */
 
 enum state { ST_DOWN, ST_CONNECTING, ST_SETUP, ST_READY };
@@ -129,6 +133,8 @@ enum kind { K_DONE, K_FOUND, K_COUNT, K_SET, K_VALUE, K_INT, K_MEMBERS, K_ENTRIE
 
 struct op {
 	struct op *next;
+	int synced;                     /* its results are in; its sync is due */
+	uint64_t sent_ms;
 	int stmt;
 	enum kind kind;
 	void *cb;
@@ -160,11 +166,12 @@ struct pg {
 	struct event *write_ev;         /* one-shot, while output is pending */
 	struct event *retry, *watchdog, *purge;
 	unsigned backoff_ms;
-	uint64_t started_ms;            /* of the connection attempt, or the op in flight */
+	uint64_t started_ms;            /* of the connection attempt, or the setup step */
 	int setup_step;                 /* 0: schema, 1..N_STMT: prepares */
 	PGresult *setup_res;
-	struct op *inflight;
-	struct op *head, *tail;
+	struct op *sent, *sent_tail;    /* in the pipeline, oldest first */
+	unsigned nsent;
+	struct op *head, *tail;         /* not sent yet */
 	size_t queued;
 	int down_logged;
 	char last_error[512];
@@ -423,7 +430,7 @@ report(struct pg *p, struct op *o)
 /* ---- the connection ---- */
 
 static void conn_connect(struct pg *p);
-static void send_next(struct pg *p);
+static void send_more(struct pg *p);
 static void setup_send(struct pg *p);
 
 static void
@@ -458,12 +465,13 @@ conn_lost(struct pg *p, const char *what, const char *msg)
 	}
 	p->state = ST_DOWN;
 	/* Detach everything first: a callback may queue more (it fails at once). */
-	struct op *list = p->inflight;
+	struct op *list = p->sent;
 	if (list != NULL)
-		list->next = p->head;
+		p->sent_tail->next = p->head;
 	else
 		list = p->head;
-	p->inflight = NULL;
+	p->sent = p->sent_tail = NULL;
+	p->nsent = 0;
 	p->head = p->tail = NULL;
 	p->queued = 0;
 	while (list != NULL) {
@@ -521,13 +529,17 @@ setup_done(struct pg *p)
 		setup_send(p);
 		return;
 	}
+	if (PQenterPipelineMode(p->conn) != 1) {
+		conn_lost(p, "cannot enter pipeline mode", PQerrorMessage(p->conn));
+		return;
+	}
 	p->state = ST_READY;
 	p->backoff_ms = 0;
 	p->last_error[0] = '\0';
 	if (p->down_logged)
 		p->host->log(MCPD_LOG_NOTICE, "postgres: connected again");
 	p->down_logged = 0;
-	send_next(p);
+	send_more(p);
 }
 
 static void
@@ -542,39 +554,56 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		conn_lost(p, "lost the connection", PQerrorMessage(p->conn));
 		return;
 	}
-	while (p->conn != NULL && !PQisBusy(p->conn)) {
+	/* Setup runs before pipeline mode: one statement (or the schema's
+	 * several) at a time. Several results: keep the first error,
+	 * otherwise the last. */
+	while (p->conn != NULL && p->state == ST_SETUP && !PQisBusy(p->conn)) {
 		PGresult *res = PQgetResult(p->conn);
-		PGresult **slot = p->state == ST_SETUP ? &p->setup_res : p->inflight ? &p->inflight->res : NULL;
 		if (res == NULL) {
-			if (p->state == ST_SETUP) {
-				setup_done(p);
-				continue;
-			}
-			if (p->inflight == NULL)
-				break;
-			struct op *o = p->inflight;
-			p->inflight = NULL;
-			report(p, o);
-			op_free(o);
-			if (p->state == ST_READY && p->inflight == NULL)
-				send_next(p);
+			setup_done(p);
 			continue;
 		}
-		if (slot == NULL) {                 /* nothing asked for it */
-			PQclear(res);
-			continue;
-		}
-		/* Several results (the schema's statements): keep the first
-		 * error, otherwise the last. */
-		ExecStatusType prev = *slot ? PQresultStatus(*slot) : PGRES_COMMAND_OK;
-		if (*slot != NULL && (prev == PGRES_FATAL_ERROR || prev == PGRES_NONFATAL_ERROR)) {
+		ExecStatusType prev = p->setup_res ? PQresultStatus(p->setup_res) : PGRES_COMMAND_OK;
+		if (p->setup_res != NULL && (prev == PGRES_FATAL_ERROR || prev == PGRES_NONFATAL_ERROR)) {
 			PQclear(res);
 		} else {
-			if (*slot != NULL)
-				PQclear(*slot);
-			*slot = res;
+			if (p->setup_res != NULL)
+				PQclear(p->setup_res);
+			p->setup_res = res;
 		}
 	}
+	/* The pipeline: for the oldest op, its result, a NULL, then the
+	 * PGRES_PIPELINE_SYNC of its own sync. */
+	while (p->conn != NULL && p->state == ST_READY && p->sent != NULL && !PQisBusy(p->conn)) {
+		PGresult *res = PQgetResult(p->conn);
+		struct op *o = p->sent;
+		if (!o->synced) {
+			if (res == NULL)
+				o->synced = 1;
+			else if (o->res == NULL || PQresultStatus(o->res) == PGRES_TUPLES_OK ||
+			    PQresultStatus(o->res) == PGRES_COMMAND_OK) {
+				if (o->res != NULL)
+					PQclear(o->res);
+				o->res = res;
+			} else {
+				PQclear(res);
+			}
+			continue;
+		}
+		if (res == NULL)
+			break;          /* not expected; the watchdog decides */
+		ExecStatusType st = PQresultStatus(res);
+		PQclear(res);
+		if (st != PGRES_PIPELINE_SYNC)
+			continue;
+		p->sent = o->next;
+		if (p->sent == NULL)
+			p->sent_tail = NULL;
+		p->nsent--;
+		report(p, o);
+		op_free(o);
+	}
+	send_more(p);
 	if (p->conn != NULL && PQstatus(p->conn) == CONNECTION_BAD)
 		conn_lost(p, "lost the connection", PQerrorMessage(p->conn));
 }
@@ -599,25 +628,36 @@ setup_send(struct pg *p)
 }
 
 static void
-send_next(struct pg *p)
+send_more(struct pg *p)
 {
-	if (p->state != ST_READY || p->inflight != NULL || p->head == NULL)
-		return;
-	struct op *o = p->head;
-	p->head = o->next;
-	if (p->head == NULL)
-		p->tail = NULL;
-	p->queued--;
-	o->next = NULL;
-	p->inflight = o;
-	p->started_ms = now_ms();
-	char name[32];
-	snprintf(name, sizeof(name), "mcpd_%d", o->stmt);
-	if (!PQsendQueryPrepared(p->conn, name, o->nparams, o->values, o->lens, o->formats, 1)) {
-		conn_lost(p, "lost the connection", PQerrorMessage(p->conn));
-		return;
+	int sent = 0;
+	while (p->state == ST_READY && p->head != NULL && p->nsent < MAX_INFLIGHT) {
+		struct op *o = p->head;
+		p->head = o->next;
+		if (p->head == NULL)
+			p->tail = NULL;
+		p->queued--;
+		/* In the pipeline before it is sent: if sending fails,
+		 * conn_lost reports it with the others. */
+		o->next = NULL;
+		o->sent_ms = now_ms();
+		if (p->sent_tail != NULL)
+			p->sent_tail->next = o;
+		else
+			p->sent = o;
+		p->sent_tail = o;
+		p->nsent++;
+		char name[32];
+		snprintf(name, sizeof(name), "mcpd_%d", o->stmt);
+		if (!PQsendQueryPrepared(p->conn, name, o->nparams, o->values, o->lens, o->formats, 1) ||
+		    !PQpipelineSync(p->conn)) {
+			conn_lost(p, "lost the connection", PQerrorMessage(p->conn));
+			return;
+		}
+		sent = 1;
 	}
-	flush_output(p);
+	if (sent)
+		flush_output(p);
 }
 
 /* The handshake, one PQconnectPoll step per readiness event. The socket
@@ -722,8 +762,10 @@ watchdog_cb(evutil_socket_t fd, short what, void *arg)
 		snprintf(msg, sizeof(msg), "cannot connect: no answer within %llums",
 		    (unsigned long long)p->connect_timeout_ms);
 		conn_lost(p, msg, NULL);
-	} else if ((p->state == ST_SETUP || (p->state == ST_READY && p->inflight != NULL)) &&
-	    elapsed > p->query_timeout_ms + 1000) {
+	} else if (p->state == ST_READY && p->sent != NULL && now_ms() - p->sent->sent_ms > p->query_timeout_ms + 1000) {
+		snprintf(msg, sizeof(msg), "did not answer within %llums", (unsigned long long)p->query_timeout_ms);
+		conn_lost(p, msg, NULL);
+	} else if (p->state == ST_SETUP && elapsed > p->query_timeout_ms + 1000) {
 		snprintf(msg, sizeof(msg), "did not answer within %llums", (unsigned long long)p->query_timeout_ms);
 		conn_lost(p, msg, NULL);
 	}
@@ -769,7 +811,7 @@ enqueue(struct pg *p, int stmt, enum kind kind, void *cb, void *arg, int nparams
 		p->head = o;
 	p->tail = o;
 	p->queued++;
-	send_next(p);
+	send_more(p);
 }
 
 /* Text parameters: key strings and decimal numbers. */
@@ -1084,7 +1126,7 @@ pg_detach(void *inst)
 	struct event **evs[] = { &p->retry, &p->watchdog, &p->purge };
 	/* Pending ops fail; the reconnection conn_lost schedules is dropped. */
 	p->down_logged = 1;
-	if (p->conn != NULL || p->inflight != NULL || p->head != NULL)
+	if (p->conn != NULL || p->sent != NULL || p->head != NULL)
 		conn_lost(p, "shutting down", NULL);
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
 		if (*evs[i] != NULL) {

@@ -6,6 +6,7 @@
  * callbacks come from the event loop, so every call waits for its own. */
 #include <check.h>
 #include <event2/event.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -394,6 +395,47 @@ START_TEST(expiry)
 }
 END_TEST
 
+static int burst_bad;
+
+static void
+burst_cb(void *arg, int status, const void *value, size_t len, const char *err)
+{
+	char want[16];
+	int n = snprintf(want, sizeof(want), "v%d", (int)(intptr_t)arg);
+	(void)err;
+	got.called++;
+	if (status != MCPD_OK || len != (size_t)n || memcmp(value, want, len) != 0)
+		burst_bad++;
+}
+
+/* Many calls before any answer (a network backend queues or pipelines
+ * them), a failing one among them: each gets its own answer. */
+START_TEST(bursts)
+{
+	open_backend(_i);
+	char key[32], val[16];
+	CALL(ops->set(inst, "notanumber", "abc", 3, 0, 0, done_cb, NULL));
+	reset();
+	burst_bad = 0;
+	for (int k = 0; k < 300; k++) {
+		snprintf(key, sizeof(key), "burst:%d", k);
+		int n = snprintf(val, sizeof(val), "v%d", k);
+		ops->set(inst, key, val, (size_t)n, 0, 0, done_cb, NULL);
+		if (k == 150)       /* an error for redis and postgres, 1 for the others */
+			ops->incr(inst, "notanumber", 1, 0, int_cb, NULL);
+	}
+	for (int k = 0; k < 300; k++) {
+		snprintf(key, sizeof(key), "burst:%d", k);
+		ops->get(inst, key, burst_cb, (void *)(intptr_t)k);
+	}
+	for (int spins = 0; got.called < 601 && spins < 20000; spins++)
+		event_base_loop(base, EVLOOP_ONCE);
+	ck_assert_int_eq(got.called, 601);
+	ck_assert_int_eq(burst_bad, 0);
+	close_backend();
+}
+END_TEST
+
 Suite *
 storage_suite(void)
 {
@@ -411,6 +453,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, indexes, 0, nbackends);
 	tcase_add_loop_test(tc, logs, 0, nbackends);
 	tcase_add_loop_test(tc, expiry, 0, nbackends);
+	tcase_add_loop_test(tc, bursts, 0, nbackends);
 	suite_add_tcase(s, tc);
 	return s;
 }
