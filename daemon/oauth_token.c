@@ -206,7 +206,7 @@ code_marked(struct oreq *q, int status)
 	if (status == MCPD_CONFLICT) {
 		log_warn("oauth: authorization code of %s for client %s presented again from %s: revoking its grant",
 		    t->user, t->client->id, q->addr);
-		oauth_revoke_grant(q->o, t->grant);
+		oauth_revoke_grant(q->o, t->grant, NULL, NULL);
 		oreq_error(q, 400, "invalid_grant", "the code was already used; the tokens issued with it are revoked");
 		return;
 	}
@@ -339,7 +339,7 @@ refresh_marked(struct oreq *q, int status)
 	if (status == MCPD_CONFLICT) {
 		log_warn("oauth: refresh token of %s for client %s used again from %s: revoking its grant",
 		    t->user, t->client->id, q->addr);
-		oauth_revoke_grant(q->o, t->grant);
+		oauth_revoke_grant(q->o, t->grant, NULL, NULL);
 		oreq_error(q, 400, "invalid_grant", "the refresh token was already used; every token of its grant is revoked");
 		return;
 	}
@@ -474,6 +474,12 @@ revoked(struct oreq *q)
 }
 
 static void
+revoked_cb(void *arg)
+{
+	revoked(arg);
+}
+
+static void
 inactive(struct oreq *q)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -540,11 +546,12 @@ token_record_found(struct oreq *q, int status, cJSON *rec)
 	if (!in->lk.introspect) {
 		log_info("oauth: client %s revoked %s", client_id, in->lk.access ? "an access token" :
 		    "a refresh token and its grant");
+		/* The answer once the revocation is stored (RFC 7009 2.2: 200
+		 * means revoked), so that no instance accepts the token after. */
 		if (in->lk.access)
-			oauth_revoke_access_token(q->o, in->lk.hash);
+			oauth_revoke_access_token(q->o, in->lk.hash, revoked_cb, q);
 		else
-			oauth_revoke_grant(q->o, grant);
-		revoked(q);
+			oauth_revoke_grant(q->o, grant, revoked_cb, q);
 		return;
 	}
 	int64_t exp = json_int(rec, "exp");
