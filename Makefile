@@ -77,6 +77,8 @@ $(BUILD)/plugins/%.so: plugins/%/*.c $$(wildcard plugins/$$*/*.h) $$(PLUGIN_SHAR
 PLUGIN_LIBS_lmdb = -llmdb -lpthread
 PLUGIN_LIBS_local = $(LIBEVENT_LIBS)
 PLUGIN_LIBS_redis = $(HIREDIS_LIBS) $(LIBEVENT_LIBS)
+PLUGIN_LIBS_postgres = $(LIBPQ_LIBS) $(LIBEVENT_LIBS)
+PLUGIN_CFLAGS_postgres = $(LIBPQ_CFLAGS)
 PLUGIN_LIBS_apikey = $(OPENSSL_LIBS)
 PLUGIN_LIBS_jwt = $(CURL_LIBS) $(OPENSSL_LIBS) $(LIBEVENT_LIBS) $(CJSON_LIBS)
 PLUGIN_CFLAGS_jwt = $(CURL_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common

@@ -202,5 +202,8 @@ done
 # Sessions shared through Redis: one instance against two.
 bash "$here/redis.sh" ${1:+"$1"}
 
+# Sessions in PostgreSQL: one instance on lmdb beside one on postgres.
+bash "$here/postgres.sh" ${1:+"$1"}
+
 # What each auth set-up costs, beside the SDK server's bearer middleware.
 bash "$here/auth.sh" ${1:+"$1"}

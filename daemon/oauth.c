@@ -576,22 +576,6 @@ publish(struct oauth *o, const char *msg)
 		o->b.transport->publish(o->b.transport_inst, REVOKE_CHANNEL, msg, strlen(msg), NULL, NULL, NULL);
 }
 
-/* The grant becomes a tombstone for as long as any of its tokens could
- * live: deleted, a racing code exchange could create it again. */
-void
-oauth_revoke_grant(struct oauth *o, const char *grant)
-{
-	static const char tombstone[] = "{\"revoked\":true}";
-	char key[128];
-	snprintf(key, sizeof(key), "oauth:grant:%s", grant);
-	uint64_t ttl = o->oc->refresh_ttl_ms > o->oc->token_ttl_ms ? o->oc->refresh_ttl_ms : o->oc->token_ttl_ms;
-	o->b.storage->set(o->b.storage_inst, key, tombstone, sizeof(tombstone) - 1, ttl, 0, NULL, NULL);
-	auth_evict_grant(o->auth, grant);
-	char msg[128];
-	snprintf(msg, sizeof(msg), "g %s", grant);
-	publish(o, msg);
-}
-
 static int
 unhex(const char *hex, unsigned char out[32])
 {
@@ -604,18 +588,94 @@ unhex(const char *hex, unsigned char out[32])
 	return 0;
 }
 
-void
-oauth_revoke_access_token(struct oauth *o, const char *hash_hex)
+/* A revocation is told to this worker's cache and to the other workers
+ * once storage has it, not before: a worker told earlier could read the
+ * token back from storage into its cache, valid, while the write is
+ * still on its way (storage and transport may be different servers). */
+struct revocation {
+	struct oauth *o;
+	int grant;                      /* else an access token */
+	char id[128];
+	void (*done)(void *arg);
+	void *arg;
+};
+
+static void
+revocation_stored(void *arg, int status, const char *err)
 {
-	char key[128];
-	snprintf(key, sizeof(key), "oauth:at:%s", hash_hex);
-	o->b.storage->del(o->b.storage_inst, key, NULL, NULL);
+	(void)status;
+	(void)err;
+	struct revocation *rv = arg;
 	unsigned char h[32];
-	if (strlen(hash_hex) == 64 && unhex(hash_hex, h) == 0)
-		auth_evict_token(o->auth, h);
-	char msg[128];
-	snprintf(msg, sizeof(msg), "t %s", hash_hex);
-	publish(o, msg);
+	char msg[160];
+	if (rv->grant)
+		auth_evict_grant(rv->o->auth, rv->id);
+	else if (strlen(rv->id) == 64 && unhex(rv->id, h) == 0)
+		auth_evict_token(rv->o->auth, h);
+	snprintf(msg, sizeof(msg), "%c %s", rv->grant ? 'g' : 't', rv->id);
+	publish(rv->o, msg);
+	if (rv->done != NULL)
+		rv->done(rv->arg);
+	free(rv);
+}
+
+static struct revocation *
+revocation_new(struct oauth *o, int grant, const char *id, void (*done)(void *), void *arg)
+{
+	struct revocation *rv = calloc(1, sizeof(*rv));
+	if (rv == NULL)
+		return NULL;
+	rv->o = o;
+	rv->grant = grant;
+	snprintf(rv->id, sizeof(rv->id), "%s", id);
+	rv->done = done;
+	rv->arg = arg;
+	return rv;
+}
+
+/* The grant becomes a tombstone for as long as any of its tokens could
+ * live: deleted, a racing code exchange could create it again. done(arg),
+ * if given, runs once storage has answered. */
+void
+oauth_revoke_grant(struct oauth *o, const char *grant, void (*done)(void *), void *arg)
+{
+	static const char tombstone[] = "{\"revoked\":true}";
+	char key[160];
+	snprintf(key, sizeof(key), "oauth:grant:%s", grant);
+	uint64_t ttl = o->oc->refresh_ttl_ms > o->oc->token_ttl_ms ? o->oc->refresh_ttl_ms : o->oc->token_ttl_ms;
+	struct revocation *rv = revocation_new(o, 1, grant, done, arg);
+	if (rv == NULL) {               /* out of memory: at once, as best we can */
+		o->b.storage->set(o->b.storage_inst, key, tombstone, sizeof(tombstone) - 1, ttl, 0, NULL, NULL);
+		auth_evict_grant(o->auth, grant);
+		char msg[160];
+		snprintf(msg, sizeof(msg), "g %s", grant);
+		publish(o, msg);
+		if (done != NULL)
+			done(arg);
+		return;
+	}
+	o->b.storage->set(o->b.storage_inst, key, tombstone, sizeof(tombstone) - 1, ttl, 0, revocation_stored, rv);
+}
+
+void
+oauth_revoke_access_token(struct oauth *o, const char *hash_hex, void (*done)(void *), void *arg)
+{
+	char key[160];
+	snprintf(key, sizeof(key), "oauth:at:%s", hash_hex);
+	struct revocation *rv = revocation_new(o, 0, hash_hex, done, arg);
+	if (rv == NULL) {               /* out of memory: at once, as best we can */
+		o->b.storage->del(o->b.storage_inst, key, NULL, NULL);
+		unsigned char h[32];
+		if (strlen(hash_hex) == 64 && unhex(hash_hex, h) == 0)
+			auth_evict_token(o->auth, h);
+		char msg[160];
+		snprintf(msg, sizeof(msg), "t %s", hash_hex);
+		publish(o, msg);
+		if (done != NULL)
+			done(arg);
+		return;
+	}
+	o->b.storage->del(o->b.storage_inst, key, revocation_stored, rv);
 }
 
 static void

@@ -124,8 +124,10 @@ void oreq_redirect(struct oreq *q, const char *location);
 /* 503 when storage fails. */
 void oreq_storage_error(struct oreq *q, const char *what);
 /* Delete a grant: every token issued under it stops working everywhere. */
-void oauth_revoke_grant(struct oauth *o, const char *grant);
-void oauth_revoke_access_token(struct oauth *o, const char *hash_hex);
+/* Revocations reach the caches (this worker's, then the others' through
+ * the transport) once storage has them; done(arg), if not NULL, then. */
+void oauth_revoke_grant(struct oauth *o, const char *grant, void (*done)(void *), void *arg);
+void oauth_revoke_access_token(struct oauth *o, const char *hash_hex, void (*done)(void *), void *arg);
 /* Answers 403 for a Host outside allowed_hosts (DNS rebinding): 1 if so. */
 int oauth_host_refused(struct oauth *o, struct http_request *r);
 /* CORS for endpoints that browser clients call (token, register...). */

@@ -232,7 +232,7 @@ used_again(struct tok *t, int status, const char *doing, const char *what, const
 		return 0;
 	log_warn("oauth: %s of %s for client %s %s again from %s: revoking its grant", what, t->user, t->client->id,
 	    verb, q->addr);
-	oauth_revoke_grant(q->o, t->grant);
+	oauth_revoke_grant(q->o, t->grant, NULL, NULL);
 	oreq_error(q, 400, "invalid_grant", description);
 	return 1;
 }
@@ -473,6 +473,12 @@ revoked(struct oreq *q)
 }
 
 static void
+revoked_cb(void *arg)
+{
+	revoked(arg);
+}
+
+static void
 inactive(struct oreq *q)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -539,11 +545,12 @@ token_record_found(struct oreq *q, int status, cJSON *rec)
 	if (!in->lk.introspect) {
 		log_info("oauth: client %s revoked %s", client_id, in->lk.access ? "an access token" :
 		    "a refresh token and its grant");
+		/* The answer once the revocation is stored (RFC 7009 2.2: 200
+		 * means revoked), so that no instance accepts the token after. */
 		if (in->lk.access)
-			oauth_revoke_access_token(q->o, in->lk.hash);
+			oauth_revoke_access_token(q->o, in->lk.hash, revoked_cb, q);
 		else
-			oauth_revoke_grant(q->o, grant);
-		revoked(q);
+			oauth_revoke_grant(q->o, grant, revoked_cb, q);
 		return;
 	}
 	int64_t exp = json_int(rec, "exp");

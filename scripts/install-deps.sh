@@ -6,8 +6,8 @@
 set -eu
 
 build_pkgs="gcc make autoconf automake pkgconf libevent-dev libyaml-dev libcjson-dev libssl-dev
-  libhiredis-dev libcurl4-openssl-dev check liblmdb-dev"
-test_pkgs="python3 openssl curl man-db procps redis-server"
+  libhiredis-dev libpq-dev libcurl4-openssl-dev check liblmdb-dev"
+test_pkgs="python3 openssl curl man-db procps redis-server postgresql"
 
 pkgs=$build_pkgs
 [ "${1:-}" = test ] && pkgs="$build_pkgs $test_pkgs"

@@ -393,8 +393,18 @@ l_log_append(void *inst, const char *log, const void *entry, size_t len, uint64_
 	size_t ll = strlen(log);
 	MDB_val mk = { ll, (void *)log }, mv;
 	uint64_t last = 0;
-	if (mdb_get(txn, st->logmeta, &mk, &mv) == 0 && mv.mv_size == 16 && !expired((unsigned char *)mv.mv_data + 8))
-		last = get64(mv.mv_data);
+	if (mdb_get(txn, st->logmeta, &mk, &mv) == 0 && mv.mv_size == 16) {
+		if (!expired((unsigned char *)mv.mv_data + 8)) {
+			last = get64(mv.mv_data);
+		} else {
+			/* A lapsed log starts anew: none of its entries may show. */
+			int found;
+			if ((rc = log_drop(st, txn, log, ll, &found)) != 0) {
+				mdb_txn_abort(txn);
+				goto fail;
+			}
+		}
+	}
 	seq = last + 1;
 	unsigned char meta[16];
 	put64(meta, seq);

@@ -401,3 +401,107 @@ class Redis:
 
     def sanitizer_report(self):
         return None
+
+
+class Postgres:
+    """A real PostgreSQL cluster of its own (initdb + pg_ctl from
+    /usr/lib/postgresql/*/bin) on a loopback port of its own, trusting
+    connections from 127.0.0.1, with a database named mcpd. As root the
+    server runs as the postgres user (or nobody): it refuses to run as
+    root. stop() and start() again keep the data, as a real outage would."""
+
+    def __init__(self, tmpdir, port=None):
+        self.port = port or free_port()
+        self.dir = os.path.join(tmpdir, "postgres-%d" % self.port)
+        self.data = os.path.join(self.dir, "data")
+        self.log_path = os.path.join(self.dir, "postgres.log")
+        self.bindir = self.find_bindir()
+        self.user = self.group = None
+        if os.getuid() == 0:
+            import pwd
+            for name in ("postgres", "nobody"):
+                try:
+                    pw = pwd.getpwnam(name)
+                except KeyError:
+                    continue
+                self.user, self.group = pw.pw_uid, pw.pw_gid
+                break
+            # The server's user must reach its directory under the test's.
+            os.chmod(tmpdir, 0o711)
+        os.makedirs(self.dir, exist_ok=True)
+        if self.user is not None:
+            os.chown(self.dir, self.user, self.group)
+        self.initialised = False
+        self.proc = None
+
+    @staticmethod
+    def find_bindir():
+        import glob
+        for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+            if os.access(os.path.join(d, "pg_ctl"), os.X_OK):
+                return d
+        raise TestFailure("PostgreSQL is not installed (scripts/install-deps.sh test installs postgresql)")
+
+    @property
+    def url(self):
+        return "postgresql://mcpd@127.0.0.1:%d/mcpd" % self.port
+
+    def run(self, *argv, check_rc=True):
+        kw = {}
+        if self.user is not None:
+            kw = dict(user=self.user, group=self.group, extra_groups=[])
+        p = subprocess.run([os.path.join(self.bindir, argv[0]), *argv[1:]], cwd=self.dir, capture_output=True,
+                           text=True, timeout=60, env=dict(os.environ, LC_ALL="C"), **kw)
+        if check_rc and p.returncode != 0:
+            raise TestFailure("%s failed: %s%s" % (argv[0], p.stdout, p.stderr))
+        return p
+
+    def start(self):
+        if not self.initialised:
+            self.run("initdb", "-D", self.data, "-U", "mcpd", "-A", "trust", "--no-sync", "-E", "UTF8",
+                     "--locale=C")
+            with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+                f.write("listen_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\n"
+                        "fsync = off\nmax_connections = 200\n" % (self.port, self.dir))
+            self.initialised = True
+        self.run("pg_ctl", "-D", self.data, "-l", self.log_path, "-w", "-t", "60", "start")
+        if not getattr(self, "created", False):
+            self.sql("CREATE DATABASE mcpd", db="postgres")
+            self.created = True
+        return self
+
+    def psql(self, *args, db="mcpd"):
+        exe = shutil.which("psql") or os.path.join(self.bindir, "psql")
+        return subprocess.run([exe, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                               "-p", str(self.port), "-U", "mcpd", "-d", db, *args],
+                              capture_output=True, text=True, timeout=30)
+
+    def sql(self, query, db="mcpd"):
+        """Runs one query; its rows as lines of text."""
+        p = self.psql("-c", query, db=db)
+        if p.returncode != 0:
+            raise TestFailure("psql %r: %s" % (query, p.stderr))
+        return [l for l in p.stdout.splitlines() if l]
+
+    def pid(self):
+        try:
+            with open(os.path.join(self.data, "postmaster.pid")) as f:
+                return int(f.readline())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def stop(self, mode="fast"):
+        if self.initialised and self.pid() is not None:
+            self.run("pg_ctl", "-D", self.data, "-m", mode, "-w", "stop", check_rc=False)
+
+    def kill(self):
+        self.stop("immediate")
+
+    def log(self):
+        try:
+            return open(self.log_path, errors="replace").read()
+        except FileNotFoundError:
+            return ""
+
+    def sanitizer_report(self):
+        return None

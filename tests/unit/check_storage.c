@@ -1,10 +1,12 @@
 /* One suite for every storage plugin: each backend must pass the same
  * checks. The plugins are the built .so files, loaded as mcpd loads them.
- * redis joins when MCPD_TEST_REDIS_URL names a server (the integration
- * test test_redis.py starts one and runs this suite against it); its
+ * redis joins when MCPD_TEST_REDIS_URL names a server, and postgres when
+ * MCPD_TEST_POSTGRES_URL names one (the integration tests test_redis.py
+ * and test_postgres.py start one and run this suite against it); their
  * callbacks come from the event loop, so every call waits for its own. */
 #include <check.h>
 #include <event2/event.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,7 @@
 #include "plugin.h"
 #include "suites.h"
 
-static const char *const BACKENDS[] = { "memory", "lmdb", "redis" };
+static const char *BACKENDS[4] = { "memory", "lmdb" };
 static int nbackends = 2;
 
 static struct event_base *base;
@@ -152,6 +154,10 @@ open_backend(int i)
 		/* Keys of this run only, so that runs can share a server. */
 		snprintf(yaml, sizeof(yaml), "plugin: redis\nurl: \"%s\"\nkey_prefix: \"t%d:\"\n",
 		    getenv("MCPD_TEST_REDIS_URL"), (int)getpid());
+	else if (strcmp(BACKENDS[i], "postgres") == 0)
+		/* Tables of this run only, likewise. */
+		snprintf(yaml, sizeof(yaml), "plugin: postgres\nurl: \"%s\"\ntable_prefix: t%d_\n",
+		    getenv("MCPD_TEST_POSTGRES_URL"), (int)getpid());
 	else
 		snprintf(yaml, sizeof(yaml), "plugin: %s\n", BACKENDS[i]);
 	if (base == NULL)
@@ -354,11 +360,89 @@ START_TEST(logs)
 }
 END_TEST
 
+/* Expired data counts as absent everywhere, and what lapsed starts anew. */
+START_TEST(expiry)
+{
+	open_backend(_i);
+	CALL(ops->set(inst, "e", "v", 1, 50, 0, done_cb, NULL));
+	CALL(ops->incr(inst, "cnt", 3, 50, int_cb, NULL));
+	CALL(ops->incr(inst, "cnt", 1, 0, int_cb, NULL));      /* ttl 0 keeps the expiry */
+	ck_assert_int_eq(got.value, 4);
+	CALL(ops->log_append(inst, "events:e", "old", 3, 10, 50, int_cb, NULL));
+	CALL(ops->log_append(inst, "events:e", "old", 3, 10, 50, int_cb, NULL));
+	sleep_ms(120);
+	reset();
+	CALL(ops->exists(inst, "e", done_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_NOT_FOUND);
+	reset();
+	CALL(ops->set(inst, "e", "w", 1, 0, MCPD_SET_IF_PRESENT, done_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_CONFLICT);
+	reset();
+	CALL(ops->get(inst, "e", value_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_NOT_FOUND);
+	reset();
+	CALL(ops->incr(inst, "cnt", 2, 0, int_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_OK);
+	ck_assert_int_eq(got.value, 2);
+	reset();
+	CALL(ops->log_append(inst, "events:e", "new", 3, 10, 0, int_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_OK);
+	reset();
+	CALL(ops->log_range(inst, "events:e", 0, 10, entries_cb, NULL));
+	ck_assert_uint_eq(got.nentries, 1);
+	ck_assert_str_eq(got.entries[0], "new");
+	close_backend();
+}
+END_TEST
+
+static int burst_bad;
+
+static void
+burst_cb(void *arg, int status, const void *value, size_t len, const char *err)
+{
+	char want[16];
+	int n = snprintf(want, sizeof(want), "v%d", (int)(intptr_t)arg);
+	(void)err;
+	got.called++;
+	if (status != MCPD_OK || len != (size_t)n || memcmp(value, want, len) != 0)
+		burst_bad++;
+}
+
+/* Many calls before any answer (a network backend queues or pipelines
+ * them), a failing one among them: each gets its own answer. */
+START_TEST(bursts)
+{
+	open_backend(_i);
+	char key[32], val[16];
+	CALL(ops->set(inst, "notanumber", "abc", 3, 0, 0, done_cb, NULL));
+	reset();
+	burst_bad = 0;
+	for (int k = 0; k < 300; k++) {
+		snprintf(key, sizeof(key), "burst:%d", k);
+		int n = snprintf(val, sizeof(val), "v%d", k);
+		ops->set(inst, key, val, (size_t)n, 0, 0, done_cb, NULL);
+		if (k == 150)       /* an error for redis and postgres, 1 for the others */
+			ops->incr(inst, "notanumber", 1, 0, int_cb, NULL);
+	}
+	for (int k = 0; k < 300; k++) {
+		snprintf(key, sizeof(key), "burst:%d", k);
+		ops->get(inst, key, burst_cb, (void *)(intptr_t)k);
+	}
+	for (int spins = 0; got.called < 601 && spins < 20000; spins++)
+		event_base_loop(base, EVLOOP_ONCE);
+	ck_assert_int_eq(got.called, 601);
+	ck_assert_int_eq(burst_bad, 0);
+	close_backend();
+}
+END_TEST
+
 Suite *
 storage_suite(void)
 {
 	if (getenv("MCPD_TEST_REDIS_URL") != NULL)
-		nbackends = 3;
+		BACKENDS[nbackends++] = "redis";
+	if (getenv("MCPD_TEST_POSTGRES_URL") != NULL)
+		BACKENDS[nbackends++] = "postgres";
 	Suite *s = suite_create("storage");
 	TCase *tc = tcase_create("every backend");
 	tcase_set_timeout(tc, 20);
@@ -368,6 +452,8 @@ storage_suite(void)
 	tcase_add_loop_test(tc, counters, 0, nbackends);
 	tcase_add_loop_test(tc, indexes, 0, nbackends);
 	tcase_add_loop_test(tc, logs, 0, nbackends);
+	tcase_add_loop_test(tc, expiry, 0, nbackends);
+	tcase_add_loop_test(tc, bursts, 0, nbackends);
 	suite_add_tcase(s, tc);
 	return s;
 }
