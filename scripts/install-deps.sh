@@ -7,7 +7,9 @@ set -eu
 
 build_pkgs="gcc make autoconf automake pkgconf libevent-dev libyaml-dev libcjson-dev libssl-dev
   libhiredis-dev libcurl4-openssl-dev check liblmdb-dev"
+build_pkgs="$build_pkgs libnats-dev"
 test_pkgs="python3 openssl curl man-db procps redis-server"
+test_pkgs="$test_pkgs nats-server"
 
 pkgs=$build_pkgs
 [ "${1:-}" = test ] && pkgs="$build_pkgs $test_pkgs"
