@@ -67,6 +67,11 @@
 #define RECONNECT_BUF (1 << 20)         /* libnats' own, while it reconnects */
 #define MAX_CHANNEL 1024
 
+/* Instances attached in this process (one per worker; more in tests):
+ * the last to go closes the library. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned live;
+
 /* ---- the two queues ---- */
 
 enum cmd_kind { C_SUB, C_UNSUB, C_PUB, C_STOP };
@@ -153,7 +158,7 @@ struct nats {
 	size_t queued;
 	struct ev *evs, **evs_tail;
 	pthread_t thread;
-	int started;
+	int started, stopped;
 
 	/* worker: the NATS thread's own */
 	natsConnection *nc;
@@ -246,19 +251,33 @@ subject_of(struct nats *n, char kind, const char *token)
 /* ---- the NATS thread ---- */
 
 static void
+ev_free(struct ev *e)
+{
+	free(e->subject);
+	free(e->reply);
+	free(e->data);
+	free(e);
+}
+
+static void
 post(struct nats *n, struct ev *e)
 {
 	pthread_mutex_lock(&n->mu);
+	if (n->stopped) {           /* a late callback while the worker stops */
+		pthread_mutex_unlock(&n->mu);
+		ev_free(e);
+		return;
+	}
 	int was_empty = n->evs == NULL;
 	e->next = NULL;
 	*n->evs_tail = e;
 	n->evs_tail = &e->next;
-	pthread_mutex_unlock(&n->mu);
 	if (was_empty) {
 		uint64_t one = 1;
 		ssize_t w = write(n->efd, &one, sizeof(one));
 		(void)w;        /* EAGAIN: the counter is already non-zero */
 	}
+	pthread_mutex_unlock(&n->mu);
 }
 
 static void
@@ -446,9 +465,8 @@ connect_now(struct nats *n)
 	if (s == NATS_OK) {
 		on_connected(n->nc, n);
 	} else if (s == NATS_NOT_YET_CONNECTED) {
-		const char *last = nats_GetLastError(NULL);
-		post_text(n, E_DOWN, "cannot connect to nats%s%s; retrying", last && *last ? ": " : "",
-		    last && *last ? last : "");
+		post_text(n, E_DOWN, "cannot connect to nats at %s%s; retrying", n->urls.v[0],
+		    n->urls.n > 1 ? " (and the other servers)" : "");
 	} else {
 		post_text(n, E_ERROR, "cannot connect to nats: %s", nats_GetLastError(NULL));
 		n->nc = NULL;
@@ -584,8 +602,6 @@ thread_main(void *arg)
 	natsOptions_Destroy(n->opts);
 	n->nc = NULL;
 	n->opts = NULL;
-	/* Waits for libnats' threads, so that no callback runs after this. */
-	nats_CloseAndWait(2000);
 	return NULL;
 }
 
@@ -743,15 +759,6 @@ on_message(struct nats *n, struct ev *e)
 			break;
 		}
 	}
-}
-
-static void
-ev_free(struct ev *e)
-{
-	free(e->subject);
-	free(e->reply);
-	free(e->data);
-	free(e);
 }
 
 static void
@@ -1165,6 +1172,9 @@ nats_attach(void *inst, char *err, size_t errlen)
 		return -1;
 	}
 	n->started = 1;
+	pthread_mutex_lock(&live_mu);
+	live++;
+	pthread_mutex_unlock(&live_mu);
 	return 0;
 }
 
@@ -1180,6 +1190,15 @@ nats_detach(void *inst)
 			pthread_join(n->thread, NULL);
 		}
 		n->started = 0;
+		pthread_mutex_lock(&n->mu);
+		n->stopped = 1;
+		pthread_mutex_unlock(&n->mu);
+		pthread_mutex_lock(&live_mu);
+		int last = --live == 0;
+		pthread_mutex_unlock(&live_mu);
+		/* Waits for libnats' threads: no callback runs after this. */
+		if (last)
+			nats_CloseAndWait(2000);
 	}
 	if (n->wake != NULL)
 		event_free(n->wake);
