@@ -146,6 +146,7 @@ struct nats {
 	struct probe *probes;
 	uint64_t next_probe;
 	char inbox[40];                     /* this worker's token for probe answers */
+	char name[64];                      /* of the connection, seen by the server */
 	int connected, ever_connected;
 	char why[256];
 	struct event *wake;
@@ -427,11 +428,8 @@ make_options(struct nats *n)
 		s = natsOptions_SetDisconnectedCB(o, on_disconnected, n);
 	if (s == NATS_OK)
 		s = natsOptions_SetClosedCB(o, on_closed, n);
-	if (s == NATS_OK) {
-		char name[64];
-		snprintf(name, sizeof(name), "mcpd worker %u pid %ld", n->host->worker_id(), (long)getpid());
-		s = natsOptions_SetName(o, name);
-	}
+	if (s == NATS_OK)
+		s = natsOptions_SetName(o, n->name);
 	if (s == NATS_OK && n->token != NULL)
 		s = natsOptions_SetToken(o, n->token);
 	if (s == NATS_OK && n->user != NULL)
@@ -1154,6 +1152,8 @@ nats_attach(void *inst, char *err, size_t errlen)
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		snprintf(n->inbox + 2 * i, 3, "%02x", rnd[i]);
 	srand((unsigned)(rnd[0] | rnd[1] << 8) ^ (unsigned)getpid());
+	/* The thread must not call the host: what it needs is set here. */
+	snprintf(n->name, sizeof(n->name), "mcpd worker %u pid %ld", n->host->worker_id(), (long)getpid());
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_cond_init(&n->cond, NULL);
 	n->cmds_tail = &n->cmds;
