@@ -201,3 +201,6 @@ done
 
 # Sessions shared through Redis: one instance against two.
 bash "$here/redis.sh" ${1:+"$1"}
+
+# The nats transport beside the redis one.
+bash "$here/nats.sh" ${1:+"$1"}

@@ -67,11 +67,6 @@
 #define RECONNECT_BUF (1 << 20)         /* libnats' own, while it reconnects */
 #define MAX_CHANNEL 1024
 
-/* Instances attached in this process (one per worker; more in tests):
- * the last to go closes the library. */
-static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
-static unsigned live;
-
 /* ---- the two queues ---- */
 
 enum cmd_kind { C_SUB, C_UNSUB, C_PUB, C_STOP };
@@ -160,6 +155,7 @@ struct nats {
 	struct ev *evs, **evs_tail;
 	pthread_t thread;
 	int started, stopped;
+	int closed;                         /* the connection's last callback came */
 
 	/* worker: the NATS thread's own */
 	natsConnection *nc;
@@ -352,7 +348,12 @@ static void
 on_closed(natsConnection *nc, void *closure)
 {
 	(void)nc;
-	post_text(closure, E_DOWN, "the connection to nats is closed");
+	struct nats *n = closure;
+	post_text(n, E_DOWN, "the connection to nats is closed");
+	pthread_mutex_lock(&n->mu);
+	n->closed = 1;
+	pthread_cond_broadcast(&n->cond);
+	pthread_mutex_unlock(&n->mu);
 }
 
 static int64_t
@@ -418,6 +419,8 @@ make_options(struct nats *n)
 		s = natsOptions_SetPingInterval(o, 5000);
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxPingsOut(o, 2);
+	if (s == NATS_OK)   /* written at once by this thread: libnats' flusher waits 1 ms to batch */
+		s = natsOptions_SetSendAsap(o, true);
 	if (s == NATS_OK)   /* one delivery thread, not one per subscription */
 		s = natsOptions_UseGlobalMessageDelivery(o, true);
 	if (s == NATS_OK)
@@ -595,8 +598,20 @@ thread_main(void *arg)
 	}
 	if (n->inbox_sub != NULL)
 		natsSubscription_Destroy(n->inbox_sub);
-	if (n->nc != NULL)
+	if (n->nc != NULL) {
 		natsConnection_Destroy(n->nc);
+		/* The closed callback is the connection's last: wait for it (a
+		 * little), so that none comes after the instance is gone. The
+		 * library itself is not closed (nats_Close): its teardown is of
+		 * no use to a process about to exit, and is not always clean. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 2;
+		pthread_mutex_lock(&n->mu);
+		while (!n->closed && pthread_cond_timedwait(&n->cond, &n->mu, &ts) == 0)
+			;
+		pthread_mutex_unlock(&n->mu);
+	}
 	natsOptions_Destroy(n->opts);
 	n->nc = NULL;
 	n->opts = NULL;
@@ -1172,9 +1187,6 @@ nats_attach(void *inst, char *err, size_t errlen)
 		return -1;
 	}
 	n->started = 1;
-	pthread_mutex_lock(&live_mu);
-	live++;
-	pthread_mutex_unlock(&live_mu);
 	return 0;
 }
 
@@ -1193,12 +1205,6 @@ nats_detach(void *inst)
 		pthread_mutex_lock(&n->mu);
 		n->stopped = 1;
 		pthread_mutex_unlock(&n->mu);
-		pthread_mutex_lock(&live_mu);
-		int last = --live == 0;
-		pthread_mutex_unlock(&live_mu);
-		/* Waits for libnats' threads: no callback runs after this. */
-		if (last)
-			nats_CloseAndWait(2000);
 	}
 	if (n->wake != NULL)
 		event_free(n->wake);

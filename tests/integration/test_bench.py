@@ -15,5 +15,6 @@ def test_bench_script_runs(t):
     for row in ("nginx static reply", "mcpd tools/call, plugin tool", "SDK server tools/call",
                 "command tool", "short-lived client", "lmdb bytes per session",
                 "one instance, lmdb + local", "two instances, one Redis (pubsub)",
-                "two instances, one Redis (streams)"):
+                "two instances, one Redis (streams)",
+                "two instances, NATS transport"):
         check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))
