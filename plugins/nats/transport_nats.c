@@ -16,7 +16,8 @@
  * plugin owns the connection and does every libnats call, taking commands
  * from a queue; everything libnats reports comes back to the loop through
  * a second queue and an eventfd watched by the loop. Both queues are
- * guarded by a mutex held only to link or unlink items.
+ * guarded by a mutex held only to link or unlink items. That thread
+ * writes each message at once (send-asap), since it may block.
  *
  * Subjects: channel C is "<prefix>c.<token>", its presence subject
  * "<prefix>p.<token>", where token is C with every byte that a subject
@@ -39,12 +40,14 @@
  * requests) in its storage.
  *
  * While NATS is unreachable the plugin keeps trying (100 ms doubling to
- * 5 s); /readyz says why, and publish and has_subscribers fail at once.
+ * 5 s), also after libnats gives a connection up (refused credentials);
+ * /readyz says why, and publish and has_subscribers fail at once.
  * A message published in the instant before the loop hears of a lost
  * connection is kept by libnats (up to 1 MiB) and sent on reconnection.
  */
 #include <mcpd/plugin.h>
 
+#include "clock.h"
 #include "section.h"
 
 #include <errno.h>
@@ -156,6 +159,7 @@ struct nats {
 	pthread_t thread;
 	int started, stopped;
 	int closed;                         /* the connection's last callback came */
+	int up;                             /* connected since the thread last looked */
 
 	/* worker: the NATS thread's own */
 	natsConnection *nc;
@@ -330,9 +334,13 @@ on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 static void
 on_connected(natsConnection *nc, void *closure)
 {
+	struct nats *n = closure;
 	char url[256] = "";
 	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
-	post_text(closure, E_UP, "%s", url);
+	post_text(n, E_UP, "%s", url);
+	pthread_mutex_lock(&n->mu);
+	n->up = 1;
+	pthread_mutex_unlock(&n->mu);
 }
 
 static void
@@ -347,9 +355,11 @@ on_disconnected(natsConnection *nc, void *closure)
 static void
 on_closed(natsConnection *nc, void *closure)
 {
-	(void)nc;
 	struct nats *n = closure;
-	post_text(n, E_DOWN, "the connection to nats is closed");
+	const char *last = NULL;
+	natsConnection_GetLastError(nc, &last);
+	post_text(n, E_DOWN, "nats closed the connection%s%s; connecting again", last && *last ? ": " : "",
+	    last && *last ? last : "");
 	pthread_mutex_lock(&n->mu);
 	n->closed = 1;
 	pthread_cond_broadcast(&n->cond);
@@ -545,38 +555,71 @@ cmd_free(struct cmd *c)
 	free(c);
 }
 
+/* libnats gave the connection up (it does, for one, when the server
+ * refuses our credentials): drop it, keeping what we subscribe to, and
+ * make a new one after the back-off. */
+static void
+drop_connection(struct nats *n)
+{
+	for (size_t b = 0; b < BUCKETS; b++)
+		for (struct tsub *t = n->tsubs[b]; t != NULL; t = t->next)
+			tsub_close(t);
+	if (n->inbox_sub != NULL)
+		natsSubscription_Destroy(n->inbox_sub);
+	n->inbox_sub = NULL;
+	natsConnection_Destroy(n->nc);
+	n->nc = NULL;
+}
+
 static void *
 thread_main(void *arg)
 {
 	struct nats *n = arg;
 	int stop = 0;
-	uint64_t backoff = 0;
+	uint64_t backoff = 0, next_try = 0;
 	while (!stop) {
-		if (n->nc == NULL) {
+		if (n->nc == NULL && mono_ms() >= next_try) {
 			connect_now(n);
-			backoff = n->nc != NULL ? 0 : backoff ? backoff * 2 : 100;
-			if (backoff > MAX_BACKOFF_MS)
-				backoff = MAX_BACKOFF_MS;
+			if (n->nc == NULL) {
+				backoff = backoff ? backoff * 2 : 100;
+				if (backoff > MAX_BACKOFF_MS)
+					backoff = MAX_BACKOFF_MS;
+				next_try = mono_ms() + backoff;
+			}
 		}
 		pthread_mutex_lock(&n->mu);
 		if (n->cmds == NULL && n->nc == NULL) {
+			uint64_t ms = next_try > mono_ms() ? next_try - mono_ms() : 0;
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += (time_t)(backoff / 1000);
-			ts.tv_nsec += (long)(backoff % 1000) * 1000000;
+			ts.tv_sec += (time_t)(ms / 1000);
+			ts.tv_nsec += (long)(ms % 1000) * 1000000;
 			if (ts.tv_nsec >= 1000000000) {
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000;
 			}
 			pthread_cond_timedwait(&n->cond, &n->mu, &ts);
 		}
-		while (n->cmds == NULL && n->nc != NULL)
+		while (n->cmds == NULL && n->nc != NULL && !n->closed)
 			pthread_cond_wait(&n->cond, &n->mu);
+		int closed = n->closed && n->nc != NULL;
+		n->closed = 0;
+		if (n->up) {
+			backoff = 0;
+			n->up = 0;
+		}
 		struct cmd *list = n->cmds;
 		n->cmds = NULL;
 		n->cmds_tail = &n->cmds;
 		n->queued = 0;
 		pthread_mutex_unlock(&n->mu);
+		if (closed) {
+			drop_connection(n);
+			backoff = backoff ? backoff * 2 : 100;
+			if (backoff > MAX_BACKOFF_MS)
+				backoff = MAX_BACKOFF_MS;
+			next_try = mono_ms() + backoff;
+		}
 		while (list != NULL) {
 			struct cmd *c = list;
 			list = c->next;

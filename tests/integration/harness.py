@@ -413,18 +413,28 @@ class Nats:
         os.makedirs(self.dir, exist_ok=True)
         self.log_path = os.path.join(self.dir, "nats.log")
         self.proc = None
+        self.extra = []     # more nats-server options (TLS, users)
 
     @property
     def url(self):
         return "nats://127.0.0.1:%d" % self.port
 
+    def info(self):
+        """The server's INFO line (sent first, before any TLS), or None."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                line = s.makefile("rb").readline()
+                return line if line.startswith(b"INFO ") else None
+        except OSError:
+            return None
+
     def start(self):
         exe = shutil.which("nats-server")
         if exe is None:
             raise TestFailure("nats-server is not installed (scripts/install-deps.sh test installs it)")
-        self.proc = subprocess.Popen([exe, "-a", "127.0.0.1", "-p", str(self.port), "-l", self.log_path],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: self.request("_probe.none", timeout=0.5) is not None, what="nats-server to answer")
+        self.proc = subprocess.Popen([exe, "-a", "127.0.0.1", "-p", str(self.port), "-l", self.log_path,
+                                      *self.extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self.info, what="nats-server to answer")
         return self
 
     def request(self, subject, timeout=1.0):

@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from harness import (MCP_HEADERS, MCPD, Nats, Redis, Skip, TestFailure, check, conformance_config, free_port,
-                     http, mcp_session, node_peers_ready, rpc, run_mcpd, sse_events, wait_for)
+                     http, make_cert, mcp_session, node_peers_ready, rpc, run_mcpd, sse_events, wait_for)
 from test_redis import TOOLS, RoundRobin, alive, call, get_stream, key_file, post_stream
 
 
@@ -229,6 +229,43 @@ def test_nats_restart(t):
     for d in (a, b):
         check("exited with status" not in d.log() and "killed by signal" not in d.log(), d.log()[-2000:])
         d.stop()
+
+
+def test_tls_and_a_password(t):
+    """TLS to a server whose certificate the plugin trusts through
+    tls_ca_file, and a user whose password is in password_file; with the
+    wrong password the instance stays not ready and keeps trying."""
+    redis = redis_server(t)
+    cert, key = make_cert(t.dir)
+    nats = Nats(t.dir)
+    nats.extra = ["--tls", "--tlscert", cert, "--tlskey", key, "--user", "mcpd", "--pass", "s3cret"]
+    t.daemons.append(nats)
+    nats.start()
+    check(b'"tls_required":true' in nats.info(), nats.info())
+    pw = os.path.join(t.dir, "nats.pw")
+    extra = ", url: \"tls://127.0.0.1:%d\", tls_ca_file: %s, user: mcpd, password_file: nats.pw }" % (nats.port, cert)
+    out = []
+    for name, secret in (("A", "s3cret\n"), ("B", "wrong\n")):
+        with open(pw, "w") as f:
+            f.write(secret)
+        port = free_port()
+        text = "listen: [127.0.0.1:%d]\nworkers: 1\n%s%s" % (port, backends(t, redis, nats), TOOLS % {"name": name})
+        text = re.sub(r", url: \"nats://[^\"]*\" }", lambda m: extra, text)
+        check("tls_ca_file" in text, text)
+        d = t.mcpd(text, name=name + ".yaml")
+        d.start(wait_url_port=port)     # the master read the password file now
+        out.append((d, port))
+    (a, pa), (b, pb) = out
+    wait_for(lambda: all_ready(pa), timeout=10, what="A ready over TLS")
+    sid = mcp_session(pa)
+    check(call(pa, sid, "where") == "A")
+    st, _, body = http(pb, "GET", "/readyz")
+    check(st == 503 and b"nats" in body, (st, body))
+    # libnats gives a refused connection up; the plugin makes new ones.
+    b.wait_log(r"nats closed the connection.*; connecting again", count=3, timeout=10)
+    check(http(pb, "GET", "/readyz")[0] == 503 and "connected to" not in b.log(), b.log()[-1500:])
+    a.stop()
+    b.stop()
 
 
 def test_configuration_errors(t):
