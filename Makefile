@@ -87,6 +87,9 @@ PLUGIN_SHARED_jwt = plugins/common/fetch.c plugins/common/fetch.h plugins/common
 PLUGIN_LIBS_introspection = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_introspection = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_introspection = $(PLUGIN_SHARED_jwt)
+PLUGIN_LIBS_nats = $(NATS_LIBS) $(LIBEVENT_LIBS) $(OPENSSL_LIBS) -lpthread
+PLUGIN_CFLAGS_nats = $(NATS_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
+PLUGIN_SHARED_nats = plugins/common/section.c plugins/common/section.h plugins/common/clock.h
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)

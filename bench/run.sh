@@ -202,6 +202,9 @@ done
 # Sessions shared through Redis: one instance against two.
 bash "$here/redis.sh" ${1:+"$1"}
 
+# The nats transport beside the redis one.
+bash "$here/nats.sh" ${1:+"$1"}
+
 # Sessions in PostgreSQL: one instance on lmdb beside one on postgres.
 bash "$here/postgres.sh" ${1:+"$1"}
 

@@ -8,6 +8,8 @@ set -eu
 build_pkgs="gcc make autoconf automake pkgconf libevent-dev libyaml-dev libcjson-dev libssl-dev
   libhiredis-dev libpq-dev libcurl4-openssl-dev check liblmdb-dev"
 test_pkgs="python3 openssl curl man-db procps redis-server postgresql"
+build_pkgs="$build_pkgs libnats-dev"
+test_pkgs="$test_pkgs nats-server"
 
 pkgs=$build_pkgs
 [ "${1:-}" = test ] && pkgs="$build_pkgs $test_pkgs"

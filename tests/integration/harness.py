@@ -503,5 +503,91 @@ class Postgres:
         except FileNotFoundError:
             return ""
 
+
+class Nats:
+    """A real nats-server on a loopback port of its own, for the tests of
+    the nats transport (core NATS: nothing kept across a restart)."""
+
+    def __init__(self, tmpdir, port=None):
+        self.port = port or free_port()
+        self.dir = os.path.join(tmpdir, "nats-%d" % self.port)
+        os.makedirs(self.dir, exist_ok=True)
+        self.log_path = os.path.join(self.dir, "nats.log")
+        self.proc = None
+        self.extra = []     # more nats-server options (TLS, users)
+
+    @property
+    def url(self):
+        return "nats://127.0.0.1:%d" % self.port
+
+    def info(self):
+        """The server's INFO line (sent first, before any TLS), or None."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                line = s.makefile("rb").readline()
+                return line if line.startswith(b"INFO ") else None
+        except OSError:
+            return None
+
+    def start(self):
+        exe = shutil.which("nats-server")
+        if exe is None:
+            raise TestFailure("nats-server is not installed (scripts/install-deps.sh test installs it)")
+        self.proc = subprocess.Popen([exe, "-a", "127.0.0.1", "-p", str(self.port), "-l", self.log_path,
+                                      *self.extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self.info, what="nats-server to answer")
+        return self
+
+    def request(self, subject, timeout=1.0):
+        """Publishes an empty request on a connection of its own and collects
+        the answers for timeout seconds: a list of payloads, [] when the
+        server says nobody listens (no responders), None when the server
+        cannot be reached."""
+        try:
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+        except OSError:
+            return None
+        with s:
+            try:
+                f = s.makefile("rb")
+                if not f.readline().startswith(b"INFO "):
+                    return None
+                s.sendall(b'CONNECT {"verbose":false,"headers":true,"no_responders":true}\r\n'
+                          b"SUB _probe.reply 1\r\nPUB %s _probe.reply 0\r\n\r\nPING\r\n" % subject.encode())
+                out, deadline = [], time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    s.settimeout(max(0.01, deadline - time.monotonic()))
+                    try:
+                        line = f.readline()
+                    except (socket.timeout, OSError):
+                        break
+                    if not line:
+                        return None
+                    words = line.split()
+                    if words[:1] == [b"MSG"]:
+                        out.append(f.read(int(words[-1]) + 2)[:-2].decode())
+                    elif words[:1] == [b"HMSG"]:
+                        data = f.read(int(words[-1]) + 2)[:-2]
+                        if b" 503" in data.split(b"\r\n", 1)[0]:
+                            return out
+                    elif words[:1] == [b"PING"]:
+                        s.sendall(b"PONG\r\n")
+                return out
+            except (OSError, ValueError):
+                return None
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def log(self):
+        return read_log(self.log_path)
+
     def sanitizer_report(self):
         return None

@@ -15,6 +15,7 @@ def test_bench_script_runs(t):
     for row in ("nginx static reply", "mcpd tools/call, plugin tool", "SDK server tools/call",
                 "command tool", "short-lived client", "lmdb bytes per session",
                 "one instance, lmdb + local", "two instances, one Redis (pubsub)",
-                "two instances, one Redis (streams)", "one instance, PostgreSQL + local", "mcpd, apikey", "mcpd, jwt (RS256",
+                "two instances, one Redis (streams)", "one instance, PostgreSQL + local", "two instances, NATS transport",
+                "mcpd, apikey", "mcpd, jwt (RS256",
                 "mcpd, internal authorization server", "TypeScript SDK server, requireBearerAuth"):
         check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# The nats transport beside the redis one: two mcpd instances with their
+# sessions in one Redis, their messages through Redis pub/sub or through
+# one nats-server, measured the same way as bench/redis.sh (tools/call
+# throughput with wrk on both instances, and the latency of a message
+# crossing from B to A, bench/crossing.py). Prints; asserts nothing on time.
+#
+#   bench/nats.sh            10 s per throughput run (BENCH_SECONDS), 300 crossings
+#   bench/nats.sh --quick    1 s, 30 crossings (make check runs this)
+#   KEEP=1 bench/nats.sh     keeps the logs and configurations in /tmp
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+DUR=${BENCH_SECONDS:-10}
+N=300
+CONNS=32
+if [ "${1:-}" = --quick ]; then DUR=1; N=30; fi
+
+tmp=$(mktemp -d /tmp/mcpd-bench-nats.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	[ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+for c in wrk redis-server nats-server; do
+	command -v $c >/dev/null || { echo "bench/nats.sh: needs $c (scripts/install-deps.sh test, bench/run.sh)" >&2; exit 1; }
+done
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_ready() {
+	for _ in $(seq 200); do
+		[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/readyz")" = 200 ] && return 0
+		sleep 0.05
+	done
+	echo "bench/nats.sh: instance on $1 never became ready" >&2
+	return 1
+}
+
+P_REDIS=$(port)
+redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
+	--logfile "$tmp/redis.log" &
+pids+=($!)
+P_NATS=$(port)
+nats-server -a 127.0.0.1 -p "$P_NATS" -l "$tmp/nats.log" &
+pids+=($!)
+for _ in $(seq 100); do redis-cli -p "$P_REDIS" ping >/dev/null 2>&1 && break; sleep 0.05; done
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$P_NATS") 2>/dev/null && break; sleep 0.05; done
+REDIS="redis://127.0.0.1:$P_REDIS/0"
+NATS="nats://127.0.0.1:$P_NATS"
+
+instance() {   # name port backends
+	cat > "$tmp/$1.yaml" <<YAML
+listen: [127.0.0.1:$2]
+workers: auto
+log: { level: warn }
+limits: { max_connections: 4096 }
+$3
+tools:
+  - { name: greet, description: Greets in-process., input: { name: string }, required: [name], plugin: examples.so:greet }
+  - { name: confirm, description: Asks the client., plugin: examples.so:confirm }
+  - { name: change, description: Says the tool list changed., shell: 'mcpd-tool changed tools' }
+YAML
+	"$root/build/mcpd" -c "$tmp/$1.yaml" 2>"$tmp/$1.log" &
+	pids+=($!)
+	wait_ready "$2"
+}
+
+session() {
+	local sid
+	sid=$(curl -s -D - -o /dev/null -H 'Content-Type: application/json' \
+		-H 'Accept: application/json, text/event-stream' "http://127.0.0.1:$1/mcp" \
+		-d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}' |
+		tr -d '\r' | awk -F': ' 'tolower($1)=="mcp-session-id"{print $2}')
+	curl -s -o /dev/null -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+		-H "Mcp-Session-Id: $sid" -H 'MCP-Protocol-Version: 2025-11-25' "http://127.0.0.1:$1/mcp" \
+		-d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+	[ -n "$sid" ] || { echo "bench/nats.sh: no session on $1" >&2; exit 1; }
+	echo "$sid"
+}
+
+CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"}}}'
+wrk_rate() {   # port sid conns: "rate p99"
+	local out
+	out=$(BODY="$CALL" SID="$2" wrk -t1 -c"$3" -d${DUR}s --latency -s "$here/call.lua" "http://127.0.0.1:$1/mcp" 2>&1)
+	if echo "$out" | grep -q "non200 [1-9]"; then echo "bench/nats.sh: errors:" >&2; echo "$out" >&2; exit 1; fi
+	echo "$(echo "$out" | awk '/Requests\/sec/{print $2}') $(echo "$out" | awk '$1=="99%"{print $2}')"
+}
+
+declare -A RATE P99 CROSS
+two() {   # name backends
+	local pa pb; pa=$(port); pb=$(port)
+	instance "$1-a" "$pa" "$2"
+	instance "$1-b" "$pb" "$2"
+	local sid; sid=$(session "$pa")
+	wrk_rate "$pa" "$sid" $((CONNS / 2)) > "$tmp/wrk-a" &
+	wrk_rate "$pb" "$sid" $((CONNS / 2)) > "$tmp/wrk-b"
+	wait $!
+	RATE[$1]=$(awk '{s+=$1} END{printf "%.0f", s}' "$tmp/wrk-a" "$tmp/wrk-b")
+	P99[$1]="$(awk '{print $2}' "$tmp/wrk-a")/$(awk '{print $2}' "$tmp/wrk-b")"
+	CROSS[$1]=$(python3 "$here/crossing.py" "$pa" "$pb" $N)
+}
+
+two redis "storage: { plugin: redis, url: \"$REDIS\", key_prefix: \"r:\" }
+transport: { plugin: redis, url: \"$REDIS\", mode: pubsub, key_prefix: \"r:\" }"
+two nats "storage: { plugin: redis, url: \"$REDIS\", key_prefix: \"n:\" }
+transport: { plugin: nats, url: \"$NATS\" }"
+
+field() { echo "$1" | awk -v k="$2" '{for(i=1;i<=NF;i++) if($i==k) print $(i+1)}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+echo
+echo "transport through NATS: $(nproc) CPUs, ${DUR}s per throughput run, $CONNS connections, $N crossings," \
+	"nats-server $(nats-server --version 2>&1 | awk '{print $NF}' | tr -d v), sessions in one Redis"
+echo
+printf '%-44s %12s %14s %22s %22s\n' set-up "calls/s" "p99" "list_changed p50/p99" "answer p50/p99"
+row() {
+	printf '%-44s %12s %14s %22s %22s\n' "$1" "${RATE[$2]}" "${P99[$2]}" \
+		"$(field "${CROSS[$2]}" changed_p50_ms)/$(field "${CROSS[$2]}" changed_p99_ms) ms" \
+		"$(field "${CROSS[$2]}" answer_p50_ms)/$(field "${CROSS[$2]}" answer_p99_ms) ms"
+}
+row "two instances, Redis pub/sub transport" redis
+row "two instances, NATS transport" nats
+echo
+echo "nats / redis: calls/s $(ratio "${RATE[nats]}" "${RATE[redis]}"), answer p50" \
+	"$(ratio "$(field "${CROSS[nats]}" answer_p50_ms)" "$(field "${CROSS[redis]}" answer_p50_ms)")," \
+	"list_changed p50 $(ratio "$(field "${CROSS[nats]}" changed_p50_ms)" "$(field "${CROSS[redis]}" changed_p50_ms)")"
+echo "(calls/s is the sum of both instances; a crossing goes from B to A, see bench/redis.sh)"

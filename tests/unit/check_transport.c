@@ -1,0 +1,255 @@
+/* The nats transport plugin against a real nats-server, when
+ * MCPD_TEST_NATS_URL names one (test_nats.py starts one and runs this
+ * suite). Two instances of the plugin in this process stand for two
+ * workers of two mcpd instances: each has its own connection. */
+#include <check.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "conftree.h"
+#include "host.h"
+#include "plugin.h"
+#include "suites.h"
+
+/* Channels that a naive mapping to subjects would mix up. */
+static const char *const CHANNELS[] = { "toclient:abc", "a.b", "a*b", "a>b", "a b", "a%2Eb", "a%b",
+	"a.*", "a.>", "\xc3\xa4.b", "toserver:s:\"7\"" };
+#define NCH (sizeof(CHANNELS) / sizeof(CHANNELS[0]))
+
+static struct event_base *base;
+static const struct mcpd_plugin *desc;
+static const struct mcpd_transport_ops *ops;
+static struct arena *arena;
+
+static struct {
+	int n;
+	int wrong;                  /* a message on a channel it was not sent to */
+	char last[64];
+} rx[NCH];
+
+static struct {
+	int called, status;
+	int64_t value;
+} got;
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+spin(int ms)
+{
+	struct timeval tv = { 0, ms * 1000 };
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+}
+
+static void
+on_message(void *arg, const char *channel, const void *msg, size_t len)
+{
+	size_t i = (size_t)(uintptr_t)arg;
+	char want[64];
+	snprintf(want, sizeof(want), "m%zu", i);
+	rx[i].n++;
+	snprintf(rx[i].last, sizeof(rx[i].last), "%.*s", (int)len, (const char *)msg);
+	if (strcmp(channel, CHANNELS[i]) != 0 || strcmp(rx[i].last, want) != 0)
+		rx[i].wrong++;
+}
+
+static void
+int_cb(void *arg, int status, int64_t value, const char *err)
+{
+	(void)arg;
+	(void)err;
+	got.called++;
+	got.status = status;
+	got.value = value;
+}
+
+static void
+done_cb(void *arg, int status, const char *err)
+{
+	(void)arg;
+	(void)err;
+	got.called++;
+	got.status = status;
+}
+
+static void *
+open_one(const char *url)
+{
+	char exe[1024], path[1200], err[512], yaml[600];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	ck_assert_int_gt(n, 0);
+	exe[n] = '\0';
+	*strrchr(exe, '/') = '\0';
+	snprintf(path, sizeof(path), "%s/plugins/nats.so", exe);
+	struct loaded_plugin *lp = plugin_load(path, MCPD_PLUGIN_TRANSPORT, err, sizeof(err));
+	ck_assert_msg(lp != NULL, "%s", err);
+	desc = lp->desc;
+	ops = desc->ops;
+	/* Subjects of this run only, so that runs can share a server. */
+	snprintf(yaml, sizeof(yaml), "plugin: nats\nurl: \"%s\"\nprefix: \"t%d.\"\npresence_timeout: 300ms\n"
+	    "connect_timeout: 500ms\n", url, (int)getpid());
+	if (base == NULL)
+		base = event_base_new();
+	host_set_worker(base, 1);
+	if (arena == NULL)
+		arena = arena_new(4096);
+	struct cnode *section = conftree_load_string(arena, "t.yaml", yaml, strlen(yaml), err, sizeof(err));
+	ck_assert_msg(section != NULL, "%s", err);
+	void *inst = desc->create(host_table(), (const struct mcpd_config *)section, err, sizeof(err));
+	ck_assert_msg(inst != NULL, "%s", err);
+	ck_assert_msg(desc->attach(inst, err, sizeof(err)) == 0, "%s", err);
+	return inst;
+}
+
+static void
+wait_ready(void *inst)
+{
+	char why[256];
+	uint64_t end = now_ms() + 5000;
+	while (desc->status(inst, why, sizeof(why)) != 0 && now_ms() < end)
+		spin(10);
+	ck_assert_msg(desc->status(inst, why, sizeof(why)) == 0, "not ready: %s", why);
+}
+
+static int64_t
+count(void *inst, const char *channel, uint64_t *took)
+{
+	int before = got.called;
+	uint64_t t0 = now_ms();
+	ops->has_subscribers(inst, channel, int_cb, NULL);
+	while (got.called == before && now_ms() - t0 < 5000)
+		spin(5);
+	ck_assert_msg(got.called > before, "has_subscribers never answered");
+	ck_assert_int_eq(got.status, MCPD_OK);
+	if (took != NULL)
+		*took = now_ms() - t0;
+	return got.value;
+}
+
+/* Subscriptions reach the server asynchronously: ask until it agrees. */
+static void
+await_count(void *inst, const char *channel, int64_t want)
+{
+	uint64_t end = now_ms() + 5000;
+	int64_t v;
+	while ((v = count(inst, channel, NULL)) != want && now_ms() < end)
+		spin(20);
+	ck_assert_msg(v == want, "%s: %lld subscribers, expected %lld", channel, (long long)v, (long long)want);
+}
+
+static void
+close_all(void **insts, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		desc->detach(insts[i]);
+	for (size_t i = 0; i < n; i++)
+		desc->destroy(insts[i]);
+	arena_free(arena);
+	arena = NULL;
+}
+
+START_TEST(across_instances)
+{
+	const char *url = getenv("MCPD_TEST_NATS_URL");
+	void *x = open_one(url), *y = open_one(url);
+	void *subs[NCH];
+	wait_ready(x);
+	wait_ready(y);
+	memset(rx, 0, sizeof(rx));
+	for (size_t i = 0; i < NCH; i++) {
+		subs[i] = ops->subscribe(x, CHANNELS[i], on_message, (void *)(uintptr_t)i);
+		ck_assert_ptr_nonnull(subs[i]);
+	}
+	await_count(y, CHANNELS[NCH - 1], 1);
+	for (size_t i = 0; i < NCH; i++) {
+		ck_assert_msg(count(y, CHANNELS[i], NULL) == 1, "%s", CHANNELS[i]);
+		char m[16];
+		int len = snprintf(m, sizeof(m), "m%zu", i);
+		got.called = 0;
+		ops->publish(y, CHANNELS[i], m, (size_t)len, NULL, done_cb, NULL);
+		uint64_t end = now_ms() + 3000;
+		while (rx[i].n == 0 && now_ms() < end)
+			spin(5);
+		ck_assert_msg(rx[i].n == 1, "%s: %d messages", CHANNELS[i], rx[i].n);
+		ck_assert_int_eq(got.called, 1);
+		ck_assert_int_eq(got.status, MCPD_OK);
+	}
+	spin(100);
+	for (size_t i = 0; i < NCH; i++)
+		ck_assert_msg(rx[i].n == 1 && rx[i].wrong == 0, "%s: %d messages, %d wrong", CHANNELS[i], rx[i].n,
+		    rx[i].wrong);
+
+	/* Nobody: the server says so at once, no waiting for answers. */
+	uint64_t took;
+	ck_assert_int_eq(count(y, "nobody", &took), 0);
+	ck_assert_msg(took < 250, "has_subscribers of an empty channel took %llu ms", (unsigned long long)took);
+	ck_assert_int_eq(count(x, "a%2E", NULL), 0);
+
+	/* Counts add up across instances and subscriptions. */
+	void *ys = ops->subscribe(y, "a.b", on_message, (void *)(uintptr_t)1);
+	void *x2 = ops->subscribe(x, "a.b", on_message, (void *)(uintptr_t)1);
+	await_count(x, "a.b", 3);
+	ops->unsubscribe(y, ys);
+	ops->unsubscribe(x, x2);
+	await_count(y, "a.b", 1);
+	for (size_t i = 0; i < NCH; i++)
+		ops->unsubscribe(x, subs[i]);
+	await_count(y, "a.b", 0);
+	await_count(y, "a*b", 0);
+	void *both[] = { x, y };
+	close_all(both, 2);
+}
+END_TEST
+
+START_TEST(while_down)
+{
+	/* A port where nothing listens (the server's, plus one). */
+	const char *url = getenv("MCPD_TEST_NATS_URL");
+	char down[256];
+	const char *colon = strrchr(url, ':');
+	snprintf(down, sizeof(down), "%.*s:%d", (int)(colon - url), url, atoi(colon + 1) + 1);
+	void *x = open_one(down);
+	spin(200);
+	char why[256];
+	ck_assert_int_eq(desc->status(x, why, sizeof(why)), -1);
+	ck_assert_msg(strstr(why, "nats") != NULL, "%s", why);
+	got.called = 0;
+	ops->publish(x, "c", "m", 1, NULL, done_cb, NULL);
+	ck_assert_int_eq(got.called, 1);
+	ck_assert_int_eq(got.status, MCPD_ERROR);
+	ops->has_subscribers(x, "c", int_cb, NULL);
+	ck_assert_int_eq(got.called, 2);
+	ck_assert_int_eq(got.status, MCPD_ERROR);
+	/* Subscribing works meanwhile: it is made when the server is up. */
+	void *s = ops->subscribe(x, "c", on_message, NULL);
+	ck_assert_ptr_nonnull(s);
+	ops->unsubscribe(x, s);
+	close_all(&x, 1);
+}
+END_TEST
+
+Suite *
+transport_suite(void)
+{
+	Suite *s = suite_create("transport");
+	if (getenv("MCPD_TEST_NATS_URL") != NULL) {
+		TCase *tc = tcase_create("nats");
+		tcase_set_timeout(tc, 30);
+		tcase_add_test(tc, across_instances);
+		tcase_add_test(tc, while_down);
+		suite_add_tcase(s, tc);
+	}
+	return s;
+}
