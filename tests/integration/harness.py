@@ -503,6 +503,9 @@ class Postgres:
         except FileNotFoundError:
             return ""
 
+    def sanitizer_report(self):
+        return None
+
 
 class Nats:
     """A real nats-server on a loopback port of its own, for the tests of
