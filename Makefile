@@ -76,9 +76,13 @@ $(BUILD)/plugins/%.so: plugins/%/*.c $$(wildcard plugins/$$*/*.h) $$(PLUGIN_SHAR
 # Each plugin links its own client library.
 PLUGIN_LIBS_lmdb = -llmdb -lpthread
 PLUGIN_LIBS_local = $(LIBEVENT_LIBS)
+# evdns (host names looked up on the loop) is in libevent's core library.
 PLUGIN_LIBS_redis = $(HIREDIS_LIBS) $(LIBEVENT_LIBS)
+PLUGIN_CFLAGS_redis = -Iplugins/common
+PLUGIN_SHARED_redis = plugins/common/resolve.c plugins/common/resolve.h
 PLUGIN_LIBS_postgres = $(LIBPQ_LIBS) $(LIBEVENT_LIBS)
-PLUGIN_CFLAGS_postgres = $(LIBPQ_CFLAGS)
+PLUGIN_CFLAGS_postgres = $(LIBPQ_CFLAGS) -Iplugins/common
+PLUGIN_SHARED_postgres = plugins/common/resolve.c plugins/common/resolve.h
 PLUGIN_LIBS_apikey = $(OPENSSL_LIBS)
 PLUGIN_LIBS_jwt = $(CURL_LIBS) $(OPENSSL_LIBS) $(LIBEVENT_LIBS) $(CJSON_LIBS)
 PLUGIN_CFLAGS_jwt = $(CURL_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
