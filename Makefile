@@ -45,8 +45,9 @@ CORE_OBJS   := $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJS))
 UNIT_SRCS   := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # Plugin code with no host in it, tested as it is (plugins/jwt/jwt.c,
-# plugins/introspection/introspect.c).
-UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/introspect.o
+# plugins/introspection/introspect.c, plugins/common/resolve.c).
+UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/introspect.o \
+	$(BUILD)/plugins/common/resolve.o
 
 MCPD = $(BUILD)/mcpd
 HELPER = $(BUILD)/mcpd-tool

@@ -1317,12 +1317,16 @@ pg_attach(void *inst, char *err, size_t errlen)
 	if (p->nhosts > 0) {
 		p->addrs = calloc(p->nhosts, sizeof(*p->addrs));
 		p->naddrs = calloc(p->nhosts, sizeof(*p->naddrs));
-		if (p->addrs == NULL || p->naddrs == NULL) {
-			snprintf(err, errlen, "out of memory");
+		if (p->addrs == NULL || p->naddrs == NULL ||
+		    (p->dns = resolver_new(base, err, errlen)) == NULL) {
+			if (p->addrs == NULL || p->naddrs == NULL)
+				snprintf(err, errlen, "out of memory");
+			free(p->addrs);
+			free(p->naddrs);
+			p->addrs = NULL;
+			p->naddrs = NULL;
 			return -1;
 		}
-		if ((p->dns = resolver_new(base, err, errlen)) == NULL)
-			return -1;
 	}
 	struct timeval second = { 0, 250000 };
 	event_add(p->watchdog, &second);
