@@ -26,6 +26,13 @@
  * 5 s); operations fail at once with a clear error meanwhile (mcpd
  * answers 503), and /readyz says why.
  *
+ * libpq looks a host name up with getaddrinfo(3), which waits. So the
+ * url's host names are looked up here, on the loop (evdns), at each
+ * connection attempt, and libpq is given their addresses as hostaddr
+ * beside host (which it keeps for TLS verification and .pgpass): each
+ * address of each host is tried in turn. A url with hostaddr, or a
+ * service, is left to libpq as it is.
+ *
  * Expired rows are invisible to every read, and worker 1 of each instance
  * deletes them every purge_interval in bounded batches.
  */
@@ -39,6 +46,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+
+#include "resolve.h"
 
 #define MAX_BACKOFF_MS 5000
 #define MAX_QUEUE 10000             /* ops waiting on one connection */
@@ -156,6 +165,9 @@ struct pg {
 	uint64_t connect_timeout_ms, query_timeout_ms, purge_interval_ms;
 	char *sql[N_STMT];
 	char *schema_sql;
+	/* The url's hosts (and ports) when one of them is a name to look up. */
+	char **hosts, **ports;
+	size_t nhosts, nports;
 
 	/* per worker */
 	PGconn *conn;
@@ -175,6 +187,12 @@ struct pg {
 	size_t queued;
 	int down_logged;
 	char last_error[512];
+	struct resolver *dns;           /* when a host is a name */
+	struct lookup *lookup;
+	size_t resolving;               /* the host looked up now */
+	char (*addrs)[RESOLVE_MAX_ADDRS][RESOLVE_ADDR_LEN];     /* per host */
+	size_t *naddrs;
+	char resolve_error[300];
 };
 
 static uint64_t
@@ -451,6 +469,7 @@ static void
 conn_lost(struct pg *p, const char *what, const char *msg)
 {
 	note_error(p, what, msg);
+	resolve_cancel(&p->lookup);
 	if (!p->down_logged)
 		p->host->log(MCPD_LOG_WARN, "%s; reconnecting", p->last_error);
 	p->down_logged = 1;
@@ -711,21 +730,71 @@ quiet_notice(void *arg, const char *message)
 	(void)message;
 }
 
-static void
-conn_connect(struct pg *p)
+/* host=, hostaddr= and port= lists for libpq from the lookups: a host
+ * once per address (a socket path or an address once, with an empty
+ * hostaddr: libpq uses host), its port beside it when there are several.
+ * NULL when no host is left (every name failed), or out of memory. */
+static int
+address_lists(struct pg *p, char **host, char **hostaddr, char **port)
 {
+	size_t hl = 1, al = 1, pl = 1, count = 0;
+	for (size_t i = 0; i < p->nhosts; i++) {
+		size_t k = resolve_is_name(p->hosts[i]) ? p->naddrs[i] : 1;
+		count += k;
+		hl += k * (strlen(p->hosts[i]) + 1);
+		al += k * (RESOLVE_ADDR_LEN + 1);
+		pl += k * ((p->nports > 1 ? strlen(p->ports[i]) : 0) + 1);
+	}
+	*host = malloc(hl), *hostaddr = malloc(al), *port = malloc(pl);
+	if (count == 0 || *host == NULL || *hostaddr == NULL || *port == NULL) {
+		free(*host), free(*hostaddr), free(*port);
+		*host = *hostaddr = *port = NULL;
+		return count == 0 ? 0 : -1;
+	}
+	char *h = *host, *a = *hostaddr, *pt = *port;
+	for (size_t i = 0; i < p->nhosts; i++) {
+		int name = resolve_is_name(p->hosts[i]);
+		size_t k = name ? p->naddrs[i] : 1;
+		for (size_t j = 0; j < k; j++) {
+			const char *sep = h == *host ? "" : ",";
+			h += sprintf(h, "%s%s", sep, p->hosts[i]);
+			a += sprintf(a, "%s%s", sep, name ? p->addrs[i][j] : "");
+			pt += sprintf(pt, "%s%s", sep, p->nports > 1 ? p->ports[i] : "");
+		}
+	}
+	return 1;
+}
+
+static void
+conn_start(struct pg *p)
+{
+	char *host = NULL, *hostaddr = NULL, *port = NULL;
+	if (p->dns != NULL) {
+		int r = address_lists(p, &host, &hostaddr, &port);
+		if (r <= 0) {
+			conn_lost(p, r == 0 ? p->resolve_error : "cannot connect", r == 0 ? NULL : "out of memory");
+			return;
+		}
+	}
 	/* Later keywords win: the url may name the application, the
-	 * password file overrides the url's password. */
-	const char *keys[5], *vals[5];
+	 * password file overrides the url's password, the addresses looked
+	 * up join the url's hosts. */
+	const char *keys[8], *vals[8];
 	int n = 0;
 	keys[n] = "application_name", vals[n++] = "mcpd";
 	keys[n] = "dbname", vals[n++] = p->conninfo;
 	if (p->password != NULL)
 		keys[n] = "password", vals[n++] = p->password;
+	if (host != NULL) {
+		keys[n] = "host", vals[n++] = host;
+		keys[n] = "hostaddr", vals[n++] = hostaddr;
+		if (p->nports > 1)
+			keys[n] = "port", vals[n++] = port;
+	}
 	keys[n] = NULL, vals[n] = NULL;
 	p->conn = PQconnectStartParams(keys, vals, 1);
+	free(host), free(hostaddr), free(port);
 	p->state = ST_CONNECTING;
-	p->started_ms = now_ms();
 	if (p->conn == NULL) {
 		conn_lost(p, "cannot connect", "out of memory");
 		return;
@@ -738,6 +807,48 @@ conn_connect(struct pg *p)
 	p->connect_ev = event_new(p->host->event_base(), PQsocket(p->conn), EV_WRITE, connect_step, p);
 	if (p->connect_ev == NULL || event_add(p->connect_ev, NULL) < 0)
 		conn_lost(p, "cannot connect", "out of memory");
+}
+
+static void resolve_next(struct pg *p);
+
+static void
+resolved(void *arg, char addrs[][RESOLVE_ADDR_LEN], size_t naddrs, const char *why)
+{
+	struct pg *p = arg;
+	size_t i = p->resolving;
+	memcpy(p->addrs[i], addrs, naddrs * RESOLVE_ADDR_LEN);
+	p->naddrs[i] = naddrs;
+	if (naddrs == 0)                /* the other hosts may do; else this says why */
+		snprintf(p->resolve_error, sizeof(p->resolve_error), "cannot resolve %s: %s", p->hosts[i], why);
+	p->resolving++;
+	resolve_next(p);
+}
+
+/* The names one after the other (a lookup may answer at once), then the
+ * connection. */
+static void
+resolve_next(struct pg *p)
+{
+	while (p->resolving < p->nhosts && !resolve_is_name(p->hosts[p->resolving]))
+		p->resolving++;
+	if (p->resolving == p->nhosts)
+		conn_start(p);
+	else
+		resolve_start(p->dns, p->hosts[p->resolving], resolved, p, &p->lookup);
+}
+
+static void
+conn_connect(struct pg *p)
+{
+	p->state = ST_CONNECTING;
+	p->started_ms = now_ms();
+	if (p->dns == NULL) {
+		conn_start(p);
+		return;
+	}
+	p->resolving = 0;
+	p->resolve_error[0] = '\0';
+	resolve_next(p);
 }
 
 static void
@@ -759,9 +870,16 @@ watchdog_cb(evutil_socket_t fd, short what, void *arg)
 	uint64_t elapsed = now_ms() - p->started_ms;
 	char msg[96];
 	if (p->state == ST_CONNECTING && elapsed > p->connect_timeout_ms) {
-		snprintf(msg, sizeof(msg), "cannot connect: no answer within %llums",
-		    (unsigned long long)p->connect_timeout_ms);
-		conn_lost(p, msg, NULL);
+		char why[400];
+		if (p->lookup != NULL) {
+			resolve_cancel(&p->lookup);
+			snprintf(why, sizeof(why), "cannot resolve %s: no answer within %llums",
+			    p->hosts[p->resolving], (unsigned long long)p->connect_timeout_ms);
+		} else {
+			snprintf(why, sizeof(why), "cannot connect: no answer within %llums",
+			    (unsigned long long)p->connect_timeout_ms);
+		}
+		conn_lost(p, why, NULL);
 	} else if (p->state == ST_READY && p->sent != NULL && now_ms() - p->sent->sent_ms > p->query_timeout_ms + 1000) {
 		snprintf(msg, sizeof(msg), "did not answer within %llums", (unsigned long long)p->query_timeout_ms);
 		conn_lost(p, msg, NULL);
@@ -987,6 +1105,90 @@ read_password(struct pg *p, const char *file, char *why, size_t len)
 
 static void pg_destroy(void *inst);
 
+static void
+free_list(char **list, size_t n)
+{
+	for (size_t i = 0; list != NULL && i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
+/* A comma-separated libpq list (host, port) as an array. */
+static char **
+split_list(const char *s, size_t *n)
+{
+	*n = 1;
+	for (const char *c = s; *c; c++)
+		*n += *c == ',';
+	char **list = calloc(*n, sizeof(*list));
+	for (size_t i = 0; list != NULL && i < *n; i++) {
+		size_t len = strcspn(s, ",");
+		if ((list[i] = strndup(s, len)) == NULL) {
+			free_list(list, i);
+			return NULL;
+		}
+		s += len + (s[len] == ',');
+	}
+	return list;
+}
+
+/* The hosts to look up on the loop, if the url (or PGHOST) names any
+ * and gives no hostaddr (nor PGHOSTADDR, nor a service: those are left
+ * to libpq as they are). */
+static int
+find_hosts(struct pg *p, char *why, size_t len)
+{
+	char *perr = NULL;
+	PQconninfoOption *opts = PQconninfoParse(p->conninfo, &perr);
+	if (opts == NULL) {
+		snprintf(why, len, "%s", perr ? perr : "out of memory");
+		PQfreemem(perr);
+		return -1;
+	}
+	const char *host = NULL, *port = NULL;
+	int given = 0;
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (o->val == NULL || o->val[0] == '\0')
+			continue;
+		if (strcmp(o->keyword, "host") == 0)
+			host = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			port = o->val;
+		else if (strcmp(o->keyword, "hostaddr") == 0 || strcmp(o->keyword, "service") == 0)
+			given = 1;
+	}
+	if (host == NULL)
+		host = getenv("PGHOST");
+	if (port == NULL)
+		port = getenv("PGPORT");
+	if (getenv("PGHOSTADDR") != NULL || getenv("PGSERVICE") != NULL)
+		given = 1;
+	int rc = 0;
+	if (!given && host != NULL) {
+		p->hosts = split_list(host, &p->nhosts);
+		if (p->hosts != NULL && port != NULL)
+			p->ports = split_list(port, &p->nports);
+		if (p->hosts == NULL || (port != NULL && p->ports == NULL)) {
+			snprintf(why, len, "out of memory");
+			rc = -1;
+		} else if (p->nports > 1 && p->nports != p->nhosts) {
+			snprintf(why, len, "url: %zu ports for %zu hosts", p->nports, p->nhosts);
+			rc = -1;
+		}
+		int names = 0;
+		for (size_t i = 0; rc == 0 && i < p->nhosts; i++)
+			names |= resolve_is_name(p->hosts[i]);
+		if (rc == 0 && !names) {        /* addresses and sockets: nothing to look up */
+			free_list(p->hosts, p->nhosts);
+			free_list(p->ports, p->nports);
+			p->hosts = p->ports = NULL;
+			p->nhosts = p->nports = 0;
+		}
+	}
+	PQconninfoFree(opts);
+	return rc;
+}
+
 static const char *
 expected_value(const char *key)
 {
@@ -1072,6 +1274,12 @@ pg_create(const struct mcpd_host *host, const struct mcpd_config *section, char 
 		snprintf(err, errlen, "%s: postgres needs url (postgresql://user@host:port/database)", where);
 		goto fail;
 	}
+	char why[512];
+	if (find_hosts(p, why, sizeof(why)) < 0) {
+		host->config_where(section, where, sizeof(where));
+		snprintf(err, errlen, "%s: %s", where, why);
+		goto fail;
+	}
 	/* The session's statement_timeout goes first, then the tables. */
 	char head[64];
 	snprintf(head, sizeof(head), "SET statement_timeout = %llu; ", (unsigned long long)p->query_timeout_ms);
@@ -1106,6 +1314,20 @@ pg_attach(void *inst, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	if (p->nhosts > 0) {
+		p->addrs = calloc(p->nhosts, sizeof(*p->addrs));
+		p->naddrs = calloc(p->nhosts, sizeof(*p->naddrs));
+		if (p->addrs == NULL || p->naddrs == NULL ||
+		    (p->dns = resolver_new(base, err, errlen)) == NULL) {
+			if (p->addrs == NULL || p->naddrs == NULL)
+				snprintf(err, errlen, "out of memory");
+			free(p->addrs);
+			free(p->naddrs);
+			p->addrs = NULL;
+			p->naddrs = NULL;
+			return -1;
+		}
+	}
 	struct timeval second = { 0, 250000 };
 	event_add(p->watchdog, &second);
 	if (p->purge != NULL) {
@@ -1124,7 +1346,10 @@ pg_detach(void *inst)
 {
 	struct pg *p = inst;
 	struct event **evs[] = { &p->retry, &p->watchdog, &p->purge };
-	/* Pending ops fail; the reconnection conn_lost schedules is dropped. */
+	/* A lookup running is dropped (no callback); pending ops fail; the
+	 * reconnection conn_lost schedules is dropped. */
+	resolver_free(p->dns);
+	p->dns = NULL;
 	p->down_logged = 1;
 	if (p->conn != NULL || p->sent != NULL || p->head != NULL)
 		conn_lost(p, "shutting down", NULL);
@@ -1136,6 +1361,10 @@ pg_detach(void *inst)
 	}
 	free_events(p);
 	p->state = ST_DOWN;
+	free(p->addrs);
+	free(p->naddrs);
+	p->addrs = NULL;
+	p->naddrs = NULL;
 }
 
 static void
@@ -1148,6 +1377,8 @@ pg_destroy(void *inst)
 		free(p->sql[i]);
 	free(p->schema_sql);
 	free(p->conninfo);
+	free_list(p->hosts, p->nhosts);
+	free_list(p->ports, p->nports);
 	if (p->password != NULL) {
 		explicit_bzero(p->password, strlen(p->password));
 		free(p->password);

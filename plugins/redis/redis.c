@@ -12,6 +12,8 @@
  *
  * When Redis is down the plugin keeps trying (100 ms doubling to 5 s);
  * operations fail at once with a clear error meanwhile, and /readyz says so.
+ * A host name is looked up on the loop (evdns) at each connection attempt,
+ * and its addresses are tried in turn.
  *
  * Streams mode: each channel is a Redis stream (XADD, trimmed with MAXLEN
  * and expiring after stream_ttl); every worker reads what it subscribed to
@@ -32,6 +34,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "resolve.h"
+
 #define BUCKETS 1024
 #define MAX_BACKOFF_MS 5000
 #define BLOCK_MS 200                /* XREAD BLOCK: how soon a new subscription is read */
@@ -44,6 +48,10 @@ struct rconn {
 	redisAsyncContext *ac;
 	int ready;                      /* connected, authenticated, database selected */
 	int connecting;
+	int resolving;                  /* the host name is being looked up */
+	struct lookup *lookup;
+	char addrs[RESOLVE_MAX_ADDRS][RESOLVE_ADDR_LEN];
+	size_t naddrs, next_addr;       /* of the last lookup; the one tried now */
 	unsigned backoff_ms;
 	struct event *retry;
 	uint64_t connect_started;
@@ -73,6 +81,7 @@ struct redis {
 	enum mcpd_plugin_kind kind;
 	char host_name[300];
 	int port;
+	struct resolver *dns;           /* when host_name is a name */
 	char unix_path[256];
 	char password[256];
 	int db;
@@ -144,8 +153,17 @@ schedule_retry(struct rconn *c)
 {
 	c->ready = 0;
 	c->connecting = 0;
+	c->resolving = 0;
 	c->ac = NULL;
 	c->inflight = 0;
+	/* The host name's next address at once; after the last, a new lookup
+	 * after the back-off. */
+	if (c->naddrs > 0 && ++c->next_addr < c->naddrs) {
+		struct timeval now = { 0, 0 };
+		evtimer_add(c->retry, &now);
+		return;
+	}
+	c->naddrs = 0;
 	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 100;
 	if (c->backoff_ms > MAX_BACKOFF_MS)
 		c->backoff_ms = MAX_BACKOFF_MS;
@@ -172,6 +190,7 @@ setup_reply(redisAsyncContext *ac, void *reply, void *priv)
 		return;
 	c->ready = 1;
 	c->backoff_ms = 0;
+	c->naddrs = 0;                  /* a reconnection looks the name up again */
 	c->last_progress = now_ms();
 	if (c->down_logged)
 		c->r->host->log(MCPD_LOG_NOTICE, "redis (%s): connected again", c->role);
@@ -185,10 +204,17 @@ connect_cb(const redisAsyncContext *ac, int status)
 {
 	struct rconn *c = ac->data;
 	if (status != REDIS_OK) {
-		note_error(c->r, "cannot connect to redis: %s", ac->errstr);
-		if (!c->down_logged)
-			c->r->host->log(MCPD_LOG_WARN, "redis (%s): %s; retrying", c->role, ac->errstr);
-		c->down_logged = 1;
+		/* Quiet while the host name has other addresses to try
+		 * (localhost's ::1 when Redis listens on 127.0.0.1). */
+		int more = c->naddrs > 0 && c->next_addr + 1 < c->naddrs;
+		if (c->naddrs > 0)
+			note_error(c->r, "cannot connect to redis at %s: %s", c->addrs[c->next_addr], ac->errstr);
+		else
+			note_error(c->r, "cannot connect to redis: %s", ac->errstr);
+		if (!c->down_logged && !more) {
+			c->r->host->log(MCPD_LOG_WARN, "redis (%s): %s; retrying", c->role, c->r->last_error);
+			c->down_logged = 1;
+		}
 		schedule_retry(c);      /* hiredis frees ac */
 		return;
 	}
@@ -223,11 +249,11 @@ disconnect_cb(const redisAsyncContext *ac, int status)
 }
 
 static void
-rconn_connect(struct rconn *c)
+rconn_connect_to(struct rconn *c, const char *addr)
 {
 	struct redis *r = c->r;
 	redisAsyncContext *ac = r->unix_path[0] ? redisAsyncConnectUnix(r->unix_path) :
-	    redisAsyncConnect(r->host_name, r->port);
+	    redisAsyncConnect(addr, r->port);
 	if (ac == NULL || ac->err) {
 		note_error(r, "cannot connect to redis: %s", ac ? ac->errstr : "out of memory");
 		if (ac != NULL)
@@ -242,6 +268,43 @@ rconn_connect(struct rconn *c)
 	redisLibeventAttach(ac, r->host->event_base());
 	redisAsyncSetConnectCallback(ac, connect_cb);
 	redisAsyncSetDisconnectCallback(ac, disconnect_cb);
+}
+
+static void
+resolved(void *arg, char addrs[][RESOLVE_ADDR_LEN], size_t naddrs, const char *why)
+{
+	struct rconn *c = arg;
+	struct redis *r = c->r;
+	c->resolving = 0;
+	if (naddrs == 0) {
+		note_error(r, "cannot resolve %s: %s", r->host_name, why);
+		if (!c->down_logged)
+			r->host->log(MCPD_LOG_WARN, "redis (%s): %s; retrying", c->role, r->last_error);
+		c->down_logged = 1;
+		schedule_retry(c);
+		return;
+	}
+	memcpy(c->addrs, addrs, naddrs * sizeof(c->addrs[0]));
+	c->naddrs = naddrs;
+	c->next_addr = 0;
+	rconn_connect_to(c, c->addrs[0]);
+}
+
+/* A socket path or an address connects at once; a host name is looked up
+ * first, on the loop (hiredis would call getaddrinfo and wait). */
+static void
+rconn_connect(struct rconn *c)
+{
+	struct redis *r = c->r;
+	if (r->unix_path[0] || r->dns == NULL) {
+		rconn_connect_to(c, r->host_name);
+	} else if (c->next_addr < c->naddrs) {
+		rconn_connect_to(c, c->addrs[c->next_addr]);
+	} else {
+		c->resolving = 1;
+		c->connect_started = now_ms();
+		resolve_start(r->dns, r->host_name, resolved, c, &c->lookup);
+	}
 }
 
 /* Drops a connection at once: hiredis' own disconnect waits for the
@@ -271,6 +334,16 @@ watchdog_cb(evutil_socket_t fd, short ev, void *arg)
 	uint64_t now = now_ms();
 	for (size_t i = 0; i < 2; i++) {
 		struct rconn *c = cs[i];
+		if (c->resolving && now - c->connect_started > r->connect_timeout_ms) {
+			resolve_cancel(&c->lookup);
+			note_error(r, "cannot resolve %s: no answer within %llums", r->host_name,
+			    (unsigned long long)r->connect_timeout_ms);
+			if (!c->down_logged)
+				r->host->log(MCPD_LOG_WARN, "redis (%s): %s; retrying", c->role, r->last_error);
+			c->down_logged = 1;
+			schedule_retry(c);
+			continue;
+		}
 		if (c->ac == NULL)
 			continue;
 		int stuck = (c->connecting && now - c->connect_started > r->connect_timeout_ms) ||
@@ -1170,6 +1243,8 @@ redis_attach(void *inst, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	if (!r->unix_path[0] && resolve_is_name(r->host_name) && (r->dns = resolver_new(base, err, errlen)) == NULL)
+		return -1;
 	if (r->kind == MCPD_PLUGIN_TRANSPORT) {
 		r->sub.r = r;
 		r->sub.role = r->streams ? "stream reader" : "subscriber";
@@ -1209,6 +1284,8 @@ redis_detach(void *inst)
 	r->watchdog = NULL;
 	conn_close(&r->cmd);
 	conn_close(&r->sub);
+	resolver_free(r->dns);          /* a lookup running is dropped: no callback */
+	r->dns = NULL;
 	for (size_t b = 0; b < BUCKETS; b++) {
 		while (r->buckets[b] != NULL) {
 			struct sub *s = r->buckets[b];

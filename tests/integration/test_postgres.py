@@ -231,6 +231,46 @@ def test_starts_before_the_database(t):
     d.stop()
 
 
+def test_a_host_name(t):
+    """postgresql://mcpd@localhost:PORT/mcpd: the name is looked up on the
+    worker's loop (evdns, from /etc/hosts) and given to libpq as hostaddr
+    beside host; the instance connects and serves. A host of a list that
+    does not resolve is left out, the others tried."""
+    pg = postgres_server(t)
+    url = pg.url.replace("127.0.0.1", "no-such-host.invalid:%d,localhost" % pg.port)
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\nstorage: { plugin: postgres, url: \"%s\" }\n"
+               "request_state: { key_file: %s }\n%s" % (port, url, key_file(t), TOOLS % {"name": "L"}))
+    d.start(wait_url_port=port)
+    wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(4)), timeout=20, what="ready")
+    sid = mcp_session(port)
+    check(call(port, sid, "where") == "L")
+    check("cannot resolve" not in d.log(), d.log()[-2000:])
+    d.stop()
+
+
+def test_a_host_name_that_does_not_resolve(t):
+    """A name that does not resolve is reported like a server that is
+    down: 503, /readyz says why, the log too, and the lookups, retried
+    with the back-off, never hold the worker up: /healthz is answered
+    all along."""
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\nstorage: { plugin: postgres, "
+               "url: \"postgresql://mcpd@no-such-host.invalid:5432/mcpd\", connect_timeout: 2s }\n%s"
+               % (port, TOOLS % {"name": "N"}))
+    d.start(wait_url_port=port)
+    wait_for(lambda: "cannot resolve no-such-host.invalid" in d.log(), timeout=20, what="the lookup error logged")
+    for _ in range(20):
+        st, _, body = http(port, "GET", "/healthz")
+        check(st == 200, (st, body))
+    st, _, body = http(port, "GET", "/readyz")
+    check(st == 503 and b"cannot resolve no-such-host.invalid" in body, (st, body))
+    st, r, _ = rpc(port, None, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "x", "version": "1"}}, id=0)
+    check(st == 503, (st, r))
+    d.stop()
+
+
 def test_a_hung_database_is_dropped(t):
     """The server process of mcpd's connections stops answering (SIGSTOP)
     without closing them: the worker gives up after query_timeout (+1s),

@@ -297,6 +297,45 @@ def test_unix_socket(t):
     d.stop()
 
 
+def test_a_host_name(t):
+    """redis://localhost:PORT: the name is looked up on the worker's loop
+    (evdns, from /etc/hosts), storage and transport connect and serve."""
+    redis = redis_server(t)
+    url = redis.url.replace("127.0.0.1", "localhost")
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\nstorage: { plugin: redis, url: \"%s\" }\n"
+               "transport: { plugin: redis, url: \"%s\", mode: streams }\nrequest_state: { key_file: %s }\n%s"
+               % (port, url, url, key_file(t), TOOLS % {"name": "L"}))
+    d.start(wait_url_port=port)
+    wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(4)), timeout=15, what="ready")
+    sid = mcp_session(port)
+    check(call(port, sid, "where") == "L")
+    check("cannot resolve" not in d.log(), d.log()[-2000:])
+    d.stop()
+
+
+def test_a_host_name_that_does_not_resolve(t):
+    """A name that does not resolve is reported like a server that is
+    down: 503, /readyz says why, the log too, and the lookups, retried
+    with the back-off, never hold the worker up: /healthz is answered
+    all along."""
+    port = free_port()
+    url = "redis://no-such-host.invalid:6379/0"
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\nstorage: { plugin: redis, url: \"%s\", connect_timeout: 2s }\n"
+               "transport: { plugin: redis, url: \"%s\" }\n%s" % (port, url, url, TOOLS % {"name": "N"}))
+    d.start(wait_url_port=port)
+    wait_for(lambda: "cannot resolve no-such-host.invalid" in d.log(), timeout=20, what="the lookup error logged")
+    for _ in range(20):
+        st, _, body = http(port, "GET", "/healthz")
+        check(st == 200, (st, body))
+    st, _, body = http(port, "GET", "/readyz")
+    check(st == 503 and b"cannot resolve no-such-host.invalid" in body, (st, body))
+    st, r, _ = rpc(port, None, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "x", "version": "1"}}, id=0)
+    check(st == 503, (st, r))
+    d.stop()
+
+
 def test_redis_restart_under_load(t):
     """Redis goes away while two instances serve a stream of requests: they
     answer 503 meanwhile (never crash or hang), /readyz says why, and

@@ -11,5 +11,6 @@ Suite *schema_suite(void);
 Suite *jwt_suite(void);
 Suite *oauth_suite(void);
 Suite *introspection_suite(void);
+Suite *resolve_suite(void);
 
 #endif
