@@ -2552,14 +2552,51 @@ handle_delete(struct mcp *m, struct http_request *r)
 	with_session(m, r, W_DELETE, NULL);
 }
 
+struct ending {
+	struct http_request *r;     /* NULL once the client left */
+};
+
+static void
+ending_closed(struct http_request *r, void *arg)
+{
+	(void)r;
+	struct ending *e = arg;
+	e->r = NULL;
+}
+
+/* 200 only once storage has dropped the record, so that the client's
+ * next request, wherever it lands, finds the session gone. */
+static void
+session_ended(void *arg, int ok)
+{
+	struct ending *e = arg;
+	struct http_request *r = e->r;
+	free(e);
+	if (r == NULL)
+		return;
+	http_request_on_close(r, NULL, NULL);
+	cors_headers(r);
+	if (ok)
+		http_respond(r, 200, NULL, NULL, 0);
+	else
+		respond_rpc_error(r, 503, NULL, -32000, "Service Unavailable: the session could not be deleted; try again");
+}
+
 static void
 delete_in_session(struct mcp *m, struct http_request *r, struct session *s)
 {
 	(void)m;
 	log_info("session %.8s… ended by the client", s->id);
-	session_delete(s);
-	cors_headers(r);
-	http_respond(r, 200, NULL, NULL, 0);
+	struct ending *e = calloc(1, sizeof(*e));
+	if (e == NULL) {
+		session_delete(s);
+		cors_headers(r);
+		http_respond(r, 200, NULL, NULL, 0);
+		return;
+	}
+	e->r = r;
+	http_request_on_close(r, ending_closed, e);
+	session_delete_then(s, session_ended, e);
 }
 
 static void

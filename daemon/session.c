@@ -746,15 +746,41 @@ evict(struct session *s)
 	session_unref(s);
 }
 
+struct deleting {
+	struct sessions *t;
+	session_deleted_fn *done;
+	void *arg;
+	char id[64];
+};
+
+/* The record is gone from storage: only now may the other workers and
+ * instances forget it, and the client hear that it ended; told earlier,
+ * one of them could read the record back before the delete lands (with
+ * storage whose connections are per worker, such as postgres). */
+static void
+record_deleted(void *arg, int status, const char *err)
+{
+	struct deleting *d = arg;
+	char msg[80];
+	int n = snprintf(msg, sizeof(msg), "d\n%s", d->id);
+	publish(d->t, "mcpd:sessions", msg, (size_t)n);
+	if (status == MCPD_ERROR)
+		log_warn("session %.8s…: storage did not delete its record: %s", d->id, err ? err : "error");
+	if (d->done != NULL)
+		d->done(d->arg, status != MCPD_ERROR);
+	free(d);
+}
+
 void
-session_delete(struct session *s)
+session_delete_then(struct session *s, session_deleted_fn *done, void *arg)
 {
 	struct sessions *t = s->table;
-	if (s->deleted)
+	if (s->deleted) {
+		if (done != NULL)
+			done(arg, 1);
 		return;
-	char key[96], msg[64];
-	key_of(key, sizeof(key), "session:", s->id);
-	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
+	}
+	char key[96];
 	/* What a resumption would read goes with it (del drops a log too). */
 	key_of(key, sizeof(key), "events:", s->id);
 	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
@@ -763,9 +789,27 @@ session_delete(struct session *s)
 	char ik[600];
 	if (t->b.storage->index_remove != NULL)
 		t->b.storage->index_remove(t->b.storage_inst, index_key(s, ik, sizeof(ik)), s->id, NULL, NULL);
-	int n = snprintf(msg, sizeof(msg), "d\n%s", s->id);
-	publish(t, "mcpd:sessions", msg, (size_t)n);
+	key_of(key, sizeof(key), "session:", s->id);
+	struct deleting *d = calloc(1, sizeof(*d));
+	if (d == NULL) {
+		/* Still delete it; the others learn when their cache entry lapses. */
+		t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
+		if (done != NULL)
+			done(arg, 1);
+	} else {
+		d->t = t;
+		d->done = done;
+		d->arg = arg;
+		snprintf(d->id, sizeof(d->id), "%s", s->id);
+		t->b.storage->del(t->b.storage_inst, key, record_deleted, d);
+	}
 	evict(s);
+}
+
+void
+session_delete(struct session *s)
+{
+	session_delete_then(s, NULL, NULL);
 }
 
 int
@@ -1910,6 +1954,16 @@ user_op_done(struct user_op *u)
 	user_op_free(u);
 }
 
+/* The operator hears back once every revoked record is gone. */
+static void
+user_session_revoked(void *arg, int ok)
+{
+	struct user_op *u = arg;
+	(void)ok;
+	if (--u->left == 0)
+		user_op_done(u);
+}
+
 static void
 user_session_found(void *arg, struct session *s, int status)
 {
@@ -1924,7 +1978,8 @@ user_session_found(void *arg, struct session *s, int status)
 		cJSON_AddItemToArray(u->list, e);
 		if (u->revoke) {
 			log_notice("session %.8s… of %s revoked by an operator", s->id, u->user);
-			session_delete(s);
+			u->left++;
+			session_delete_then(s, user_session_revoked, u);
 		}
 	}
 	if (--u->left == 0)

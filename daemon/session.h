@@ -129,6 +129,11 @@ void session_touch(struct session *s);
 /* Store the record again after log level or subscriptions changed. */
 void session_save(struct session *s);
 void session_delete(struct session *s);
+/* The same, then done(arg, ok) once storage has removed the record (and
+ * the other workers have been told): an answer sent from done cannot be
+ * outrun by a request that reads the record back. */
+typedef void session_deleted_fn(void *arg, int ok);
+void session_delete_then(struct session *s, session_deleted_fn *done, void *arg);
 void session_ref(struct session *s);
 void session_unref(struct session *s);
 int session_subscribed(const struct session *s, const char *uri);
