@@ -77,10 +77,12 @@ $(BUILD)/plugins/%.so: plugins/%/*.c $$(wildcard plugins/$$*/*.h) $$(PLUGIN_SHAR
 # Each plugin links its own client library.
 PLUGIN_LIBS_lmdb = -llmdb -lpthread
 PLUGIN_LIBS_local = $(LIBEVENT_LIBS)
+PLUGIN_CFLAGS_local = -Iplugins/common
+PLUGIN_SHARED_local = plugins/common/subs.c plugins/common/subs.h
 # evdns (host names looked up on the loop) is in libevent's core library.
 PLUGIN_LIBS_redis = $(HIREDIS_LIBS) $(LIBEVENT_LIBS)
 PLUGIN_CFLAGS_redis = -Iplugins/common
-PLUGIN_SHARED_redis = plugins/common/resolve.c plugins/common/resolve.h
+PLUGIN_SHARED_redis = plugins/common/resolve.c plugins/common/resolve.h plugins/common/subs.c plugins/common/subs.h
 PLUGIN_LIBS_postgres = $(LIBPQ_LIBS) $(LIBEVENT_LIBS)
 PLUGIN_CFLAGS_postgres = $(LIBPQ_CFLAGS) -Iplugins/common
 PLUGIN_SHARED_postgres = plugins/common/resolve.c plugins/common/resolve.h
@@ -94,7 +96,8 @@ PLUGIN_CFLAGS_introspection = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_introspection = $(PLUGIN_SHARED_jwt)
 PLUGIN_LIBS_nats = $(NATS_LIBS) $(LIBEVENT_LIBS) $(OPENSSL_LIBS) -lpthread
 PLUGIN_CFLAGS_nats = $(NATS_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
-PLUGIN_SHARED_nats = plugins/common/section.c plugins/common/section.h plugins/common/clock.h
+PLUGIN_SHARED_nats = plugins/common/section.c plugins/common/section.h plugins/common/clock.h \
+	plugins/common/subs.c plugins/common/subs.h
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)

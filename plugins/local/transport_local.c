@@ -1,78 +1,29 @@
 /*
  * local: the transport between the workers of one mcpd, through the
  * master's relay. The default when every request reaches one host.
- * Built against <mcpd/plugin.h> alone.
+ * Built against <mcpd/plugin.h> and plugins/common/subs.c.
  *
  * Delivery to subscribers in the publishing worker happens on the next
  * turn of its event loop, never inside publish().
  */
 #include <mcpd/plugin.h>
 
+#include "subs.h"
+
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define BUCKETS 1024
-
-struct sub {
-	struct local *l;
-	char *channel;
-	mcpd_message_cb *cb;
-	void *arg;
-	int dead;
-	struct sub *next;
-};
-
 struct local {
 	const struct mcpd_host *host;
-	struct sub *buckets[BUCKETS];
-	int delivering;             /* inside callbacks: unsubscribe only marks */
-	size_t ndead;               /* marked, to be freed after the delivery */
+	struct subs subs;
 };
-
-static unsigned
-hash(const char *s)
-{
-	unsigned h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % BUCKETS;
-}
-
-static size_t
-count_local(struct local *l, const char *channel)
-{
-	size_t n = 0;
-	for (struct sub *s = l->buckets[hash(channel)]; s != NULL; s = s->next)
-		n += !s->dead && strcmp(s->channel, channel) == 0;
-	return n;
-}
 
 static void
 deliver(struct local *l, const char *channel, const void *msg, size_t len)
 {
-	/* Callbacks may unsubscribe (themselves or others): mark, then sweep. */
-	struct sub **bucket = &l->buckets[hash(channel)];
-	l->delivering++;
-	for (struct sub *s = *bucket; s != NULL; s = s->next)
-		if (!s->dead && strcmp(s->channel, channel) == 0)
-			s->cb(s->arg, channel, msg, len);
-	if (--l->delivering > 0 || l->ndead == 0)
-		return;
-	for (size_t b = 0; b < BUCKETS; b++) {
-		for (struct sub **pp = &l->buckets[b]; *pp != NULL;) {
-			struct sub *s = *pp;
-			if (s->dead) {
-				*pp = s->next;
-				free(s->channel);
-				free(s);
-			} else {
-				pp = &s->next;
-			}
-		}
-	}
-	l->ndead = 0;
+	subs_deliver(&l->subs, channel, msg, len);
 }
 
 static void
@@ -103,19 +54,10 @@ static void *
 t_subscribe(void *inst, const char *channel, mcpd_message_cb *cb, void *arg)
 {
 	struct local *l = inst;
-	struct sub *s = calloc(1, sizeof(*s));
-	if (s == NULL || (s->channel = strdup(channel)) == NULL) {
-		free(s);
-		return NULL;
-	}
-	if (count_local(l, channel) == 0)
+	int first = subs_count(&l->subs, channel) == 0;
+	struct sub *s = subs_add(&l->subs, channel, cb, arg);
+	if (s != NULL && first)
 		l->host->relay_subscribe(channel);
-	s->l = l;
-	s->cb = cb;
-	s->arg = arg;
-	unsigned h = hash(channel);
-	s->next = l->buckets[h];
-	l->buckets[h] = s;
 	return s;
 }
 
@@ -124,24 +66,11 @@ t_unsubscribe(void *inst, void *subscription)
 {
 	struct local *l = inst;
 	struct sub *s = subscription;
-	if (s == NULL || s->dead)
+	if (!subs_mark(s))
 		return;
-	s->dead = 1;
-	if (count_local(l, s->channel) == 0)
+	if (subs_count(&l->subs, s->channel) == 0)
 		l->host->relay_unsubscribe(s->channel);
-	/* During a delivery the sweep after it frees it; otherwise now. */
-	if (l->delivering > 0) {
-		l->ndead++;
-		return;
-	}
-	struct sub **pp = &l->buckets[hash(s->channel)];
-	while (*pp != NULL && *pp != s)
-		pp = &(*pp)->next;
-	if (*pp == s) {
-		*pp = s->next;
-		free(s->channel);
-		free(s);
-	}
+	subs_release(&l->subs, s);
 }
 
 static void
@@ -150,7 +79,7 @@ t_publish(void *inst, const char *channel, const void *msg, size_t len,
 {
 	(void)opts;
 	struct local *l = inst;
-	if (count_local(l, channel) > 0) {
+	if (subs_count(&l->subs, channel) > 0) {
 		struct pending *p = malloc(sizeof(*p) + len);
 		if (p != NULL) {
 			p->l = l;
@@ -188,7 +117,7 @@ t_has_subscribers(void *inst, const char *channel, mcpd_int_cb *cb, void *arg)
 		cb(arg, MCPD_ERROR, 0, "out of memory");
 		return;
 	}
-	c->local = (int64_t)count_local(l, channel);
+	c->local = (int64_t)subs_count(&l->subs, channel);
 	c->cb = cb;
 	c->arg = arg;
 	l->host->relay_count(channel, counted, c);
@@ -239,14 +168,7 @@ local_detach(void *inst)
 {
 	struct local *l = inst;
 	l->host->relay_receive(NULL, NULL);
-	for (size_t i = 0; i < BUCKETS; i++) {
-		while (l->buckets[i] != NULL) {
-			struct sub *s = l->buckets[i];
-			l->buckets[i] = s->next;
-			free(s->channel);
-			free(s);
-		}
-	}
+	subs_clear(&l->subs);
 }
 
 static void

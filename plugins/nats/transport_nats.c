@@ -49,6 +49,7 @@
 
 #include "clock.h"
 #include "section.h"
+#include "subs.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -64,7 +65,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BUCKETS 1024
 #define MAX_BACKOFF_MS 5000
 #define MAX_QUEUED (16u << 20)          /* bytes waiting for the NATS thread */
 #define RECONNECT_BUF (1 << 20)         /* libnats' own, while it reconnects */
@@ -102,13 +102,6 @@ struct ev {                             /* libnats' threads → loop */
 
 /* ---- loop side ---- */
 
-struct sub {
-	char *channel;
-	mcpd_message_cb *cb;
-	void *arg;
-	int dead;
-	struct sub *next;
-};
 
 struct probe {
 	struct nats *n;
@@ -138,9 +131,7 @@ struct nats {
 	uint64_t connect_timeout_ms, presence_timeout_ms;
 
 	/* worker: loop */
-	struct sub *buckets[BUCKETS];
-	int delivering;
-	size_t ndead;
+	struct subs subs;
 	struct probe *probes;
 	uint64_t next_probe;
 	char inbox[40];                     /* this worker's token for probe answers */
@@ -165,17 +156,8 @@ struct nats {
 	natsConnection *nc;
 	natsOptions *opts;
 	natsSubscription *inbox_sub;
-	struct tsub *tsubs[BUCKETS];
+	struct tsub *tsubs[SUBS_BUCKETS];  /* by subs_hash of the subject token */
 };
-
-static unsigned
-hash(const char *s)
-{
-	unsigned h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % BUCKETS;
-}
 
 /* ---- subjects ---- */
 
@@ -488,7 +470,7 @@ connect_now(struct nats *n)
 	    natsConnection_Subscribe(&n->inbox_sub, n->nc, inbox, on_msg, n) != NATS_OK)
 		post_text(n, E_ERROR, "nats: cannot subscribe to %s", inbox);
 	free(inbox);
-	for (size_t b = 0; b < BUCKETS; b++)
+	for (size_t b = 0; b < SUBS_BUCKETS; b++)
 		for (struct tsub *t = n->tsubs[b]; t != NULL; t = t->next)
 			tsub_open(n, t);
 }
@@ -503,7 +485,7 @@ apply(struct nats *n, struct cmd *c)
 			break;
 		t->token = c->subject;
 		c->subject = NULL;
-		unsigned h = hash(t->token);
+		unsigned h = subs_hash(t->token);
 		t->next = n->tsubs[h];
 		n->tsubs[h] = t;
 		if (n->nc != NULL)
@@ -511,7 +493,7 @@ apply(struct nats *n, struct cmd *c)
 		break;
 	}
 	case C_UNSUB:
-		for (struct tsub **pp = &n->tsubs[hash(c->subject)]; *pp != NULL; pp = &(*pp)->next) {
+		for (struct tsub **pp = &n->tsubs[subs_hash(c->subject)]; *pp != NULL; pp = &(*pp)->next) {
 			struct tsub *t = *pp;
 			if (strcmp(t->token, c->subject) == 0) {
 				*pp = t->next;
@@ -561,7 +543,7 @@ cmd_free(struct cmd *c)
 static void
 drop_connection(struct nats *n)
 {
-	for (size_t b = 0; b < BUCKETS; b++)
+	for (size_t b = 0; b < SUBS_BUCKETS; b++)
 		for (struct tsub *t = n->tsubs[b]; t != NULL; t = t->next)
 			tsub_close(t);
 	if (n->inbox_sub != NULL)
@@ -630,7 +612,7 @@ thread_main(void *arg)
 			cmd_free(c);
 		}
 	}
-	for (size_t b = 0; b < BUCKETS; b++) {
+	for (size_t b = 0; b < SUBS_BUCKETS; b++) {
 		while (n->tsubs[b] != NULL) {
 			struct tsub *t = n->tsubs[b];
 			n->tsubs[b] = t->next;
@@ -723,38 +705,10 @@ queue_sub(struct nats *n, enum cmd_kind kind, const char *channel)
 	queue_cmd(n, c);
 }
 
-static size_t
-count_local(struct nats *n, const char *channel)
-{
-	size_t k = 0;
-	for (struct sub *s = n->buckets[hash(channel)]; s != NULL; s = s->next)
-		k += !s->dead && strcmp(s->channel, channel) == 0;
-	return k;
-}
-
 static void
 deliver(struct nats *n, const char *channel, const void *msg, size_t len)
 {
-	/* Callbacks may unsubscribe (themselves or others): mark, then sweep. */
-	n->delivering++;
-	for (struct sub *s = n->buckets[hash(channel)]; s != NULL; s = s->next)
-		if (!s->dead && strcmp(s->channel, channel) == 0)
-			s->cb(s->arg, channel, msg, len);
-	if (--n->delivering > 0 || n->ndead == 0)
-		return;
-	for (size_t b = 0; b < BUCKETS; b++) {
-		for (struct sub **pp = &n->buckets[b]; *pp != NULL;) {
-			struct sub *s = *pp;
-			if (s->dead) {
-				*pp = s->next;
-				free(s->channel);
-				free(s);
-			} else {
-				pp = &s->next;
-			}
-		}
-	}
-	n->ndead = 0;
+	subs_deliver(&n->subs, channel, msg, len);
 }
 
 static void
@@ -795,7 +749,7 @@ on_message(struct nats *n, struct ev *e)
 	} else if (rest[0] == 'p' && e->reply != NULL && decode(rest + 2, channel, sizeof(channel)) == 0) {
 		/* Someone asks who listens: answer with our count, if any (an
 		 * unsubscription may be on its way to the server). */
-		size_t k = count_local(n, channel);
+		size_t k = subs_count(&n->subs, channel);
 		char num[32];
 		int len = snprintf(num, sizeof(num), "%zu", k);
 		if (k > 0)
@@ -870,18 +824,10 @@ t_subscribe(void *inst, const char *channel, mcpd_message_cb *cb, void *arg)
 	struct nats *n = inst;
 	if (channel[0] == '\0' || strlen(channel) > MAX_CHANNEL)
 		return NULL;
-	struct sub *s = calloc(1, sizeof(*s));
-	if (s == NULL || (s->channel = strdup(channel)) == NULL) {
-		free(s);
-		return NULL;
-	}
-	if (count_local(n, channel) == 0)
+	int first = subs_count(&n->subs, channel) == 0;
+	struct sub *s = subs_add(&n->subs, channel, cb, arg);
+	if (s != NULL && first)
 		queue_sub(n, C_SUB, channel);
-	s->cb = cb;
-	s->arg = arg;
-	unsigned h = hash(channel);
-	s->next = n->buckets[h];
-	n->buckets[h] = s;
 	return s;
 }
 
@@ -890,23 +836,11 @@ t_unsubscribe(void *inst, void *subscription)
 {
 	struct nats *n = inst;
 	struct sub *s = subscription;
-	if (s == NULL || s->dead)
+	if (!subs_mark(s))
 		return;
-	s->dead = 1;
-	if (count_local(n, s->channel) == 0)
+	if (subs_count(&n->subs, s->channel) == 0)
 		queue_sub(n, C_UNSUB, s->channel);
-	if (n->delivering > 0) {
-		n->ndead++;
-		return;
-	}
-	for (struct sub **pp = &n->buckets[hash(s->channel)]; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == s) {
-			*pp = s->next;
-			free(s->channel);
-			free(s);
-			return;
-		}
-	}
+	subs_release(&n->subs, s);
 }
 
 static const char *
@@ -1271,14 +1205,7 @@ nats_detach(void *inst)
 		event_free(p->timer);
 		free(p);
 	}
-	for (size_t b = 0; b < BUCKETS; b++) {
-		while (n->buckets[b] != NULL) {
-			struct sub *s = n->buckets[b];
-			n->buckets[b] = s->next;
-			free(s->channel);
-			free(s);
-		}
-	}
+	subs_clear(&n->subs);
 }
 
 static void

@@ -35,8 +35,8 @@
 #include <time.h>
 
 #include "resolve.h"
+#include "subs.h"
 
-#define BUCKETS 1024
 #define MAX_BACKOFF_MS 5000
 #define BLOCK_MS 200                /* XREAD BLOCK: how soon a new subscription is read */
 
@@ -61,14 +61,6 @@ struct rconn {
 	void (*on_ready)(struct rconn *);
 };
 
-struct sub {
-	char *channel;                  /* without the prefix */
-	mcpd_message_cb *cb;
-	void *arg;
-	int dead;
-	struct sub *next;
-};
-
 struct stream_pos {                 /* streams mode: where reading goes on */
 	char *channel;
 	char id[64];
@@ -91,9 +83,7 @@ struct redis {
 	uint64_t stream_maxlen, stream_ttl_ms;
 	struct rconn cmd, sub;
 	struct event *watchdog;
-	struct sub *buckets[BUCKETS];
-	int delivering;
-	size_t ndead;
+	struct subs subs;              /* channels without the prefix */
 	struct stream_pos *positions;
 	int reading;                    /* an XREAD is out */
 	long long reader_id;            /* CLIENT ID of the reading connection */
@@ -116,15 +106,6 @@ wall_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static unsigned
-hash(const char *s)
-{
-	unsigned h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % BUCKETS;
 }
 
 static void
@@ -698,37 +679,10 @@ static const struct mcpd_storage_ops storage_ops = {
 
 /* ---- transport ---- */
 
-static size_t
-count_local(struct redis *r, const char *channel)
-{
-	size_t n = 0;
-	for (struct sub *s = r->buckets[hash(channel)]; s != NULL; s = s->next)
-		n += !s->dead && strcmp(s->channel, channel) == 0;
-	return n;
-}
-
 static void
 deliver(struct redis *r, const char *channel, const char *msg, size_t len)
 {
-	r->delivering++;
-	for (struct sub *s = r->buckets[hash(channel)]; s != NULL; s = s->next)
-		if (!s->dead && strcmp(s->channel, channel) == 0)
-			s->cb(s->arg, channel, msg, len);
-	if (--r->delivering > 0 || r->ndead == 0)
-		return;
-	for (size_t b = 0; b < BUCKETS; b++) {
-		for (struct sub **pp = &r->buckets[b]; *pp != NULL;) {
-			struct sub *s = *pp;
-			if (s->dead) {
-				*pp = s->next;
-				free(s->channel);
-				free(s);
-			} else {
-				pp = &s->next;
-			}
-		}
-	}
-	r->ndead = 0;
+	subs_deliver(&r->subs, channel, msg, len);
 }
 
 /* pubsub: one SUBSCRIBE per channel on the subscriber connection; hiredis
@@ -943,11 +897,11 @@ sub_ready(struct rconn *c)
 		return;
 	}
 	/* Subscribe again to everything we listen to. */
-	for (size_t b = 0; b < BUCKETS; b++)
-		for (struct sub *s = r->buckets[b]; s != NULL; s = s->next)
+	for (size_t b = 0; b < SUBS_BUCKETS; b++)
+		for (struct sub *s = r->subs.buckets[b]; s != NULL; s = s->next)
 			if (!s->dead) {
 				int first = 1;
-				for (struct sub *t = r->buckets[b]; t != s; t = t->next)
+				for (struct sub *t = r->subs.buckets[b]; t != s; t = t->next)
 					if (!t->dead && strcmp(t->channel, s->channel) == 0)
 						first = 0;
 				if (first)
@@ -959,18 +913,9 @@ static void *
 t_subscribe(void *inst, const char *channel, mcpd_message_cb *cb, void *arg)
 {
 	struct redis *r = inst;
-	struct sub *s = calloc(1, sizeof(*s));
-	if (s == NULL || (s->channel = strdup(channel)) == NULL) {
-		free(s);
-		return NULL;
-	}
-	int first = count_local(r, channel) == 0;
-	s->cb = cb;
-	s->arg = arg;
-	unsigned h = hash(channel);
-	s->next = r->buckets[h];
-	r->buckets[h] = s;
-	if (first) {
+	int first = subs_count(&r->subs, channel) == 0;
+	struct sub *s = subs_add(&r->subs, channel, cb, arg);
+	if (s != NULL && first) {
 		if (r->streams) {
 			position(r, channel, 1);
 			reread(r);
@@ -986,27 +931,15 @@ t_unsubscribe(void *inst, void *subscription)
 {
 	struct redis *r = inst;
 	struct sub *s = subscription;
-	if (s == NULL || s->dead)
+	if (!subs_mark(s))
 		return;
-	s->dead = 1;
-	if (count_local(r, s->channel) == 0) {
+	if (subs_count(&r->subs, s->channel) == 0) {
 		if (r->streams)
 			drop_position(r, s->channel);
 		else
 			pubsub_subscribe(r, s->channel, 0);
 	}
-	if (r->delivering > 0) {
-		r->ndead++;
-		return;
-	}
-	for (struct sub **pp = &r->buckets[hash(s->channel)]; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == s) {
-			*pp = s->next;
-			free(s->channel);
-			free(s);
-			return;
-		}
-	}
+	subs_release(&r->subs, s);
 }
 
 static void
@@ -1286,14 +1219,7 @@ redis_detach(void *inst)
 	conn_close(&r->sub);
 	resolver_free(r->dns);          /* a lookup running is dropped: no callback */
 	r->dns = NULL;
-	for (size_t b = 0; b < BUCKETS; b++) {
-		while (r->buckets[b] != NULL) {
-			struct sub *s = r->buckets[b];
-			r->buckets[b] = s->next;
-			free(s->channel);
-			free(s);
-		}
-	}
+	subs_clear(&r->subs);
 	while (r->positions != NULL)
 		drop_position(r, r->positions->channel);
 }
