@@ -1,6 +1,8 @@
 """The HTTP layer: limits, malformed requests, keep-alive, listeners."""
 
+import json
 import os
+import re
 import socket
 import time
 
@@ -223,3 +225,68 @@ def test_stale_unix_socket_is_replaced(t):
                ).start(wait_url_port=port)
     check(http(0, unix=sock)[0] == 200)
     d.stop()
+
+
+def access_lines(d, marker):
+    """The access-log lines (text or JSON) that hold marker."""
+    return [ln for ln in d.log().split("\n") if marker in ln and ("access" in ln or "HTTP/1." in ln)]
+
+
+def test_long_fields_in_access_log(t):
+    """Request targets and User-Agents up to max_header used to run the
+    access line past its 8 KiB stack buffer (issue 13, item 1). Each long
+    field is cut visibly ("...") and the line stays one sane line."""
+    for fmt in ("text", "json"):
+        port = free_port()
+        d = t.mcpd(conf(port, "log: { format: %s }\n" % fmt), name="%s.yaml" % fmt
+                   ).start(wait_url_port=port)
+        workers = d.workers()
+        cases = [
+            # (marker in the target, target tail, User-Agent)
+            ("plain", "a" * 9000, "agent/1.0"),
+            ("quotes", "\"\\" * 4500, "ua"),                  # JSON doubles each
+            ("utf8", "\u00e9" * 5000, "ua"),                 # cut never splits a character
+            ("agent", "x", "z" + "\tz" * 6000),              # escapes take 4 or 6 bytes each
+            ("both", "b" * 7000, "c" * 7000),
+        ]
+        for marker, tail, ua in cases:
+            target = "/healthz?%s=%s" % (marker, tail)
+            req = ("GET %s HTTP/1.1\r\nHost: x\r\nUser-Agent: %s\r\nConnection: close\r\n\r\n"
+                   % (target, ua)).encode("utf-8")
+            resp = raw(port, req)
+            check(status_of(resp) == 200, "%s (%s): %r" % (marker, fmt, resp[:80]))
+            still_serving(port)
+            line = wait_for(lambda: access_lines(d, "?%s=" % marker), what="the access line for " + marker)
+            check(len(line) == 1, "%s (%s): %d lines" % (marker, fmt, len(line)))
+            line = line[0]
+            check(len(line.encode("utf-8")) < 8192, "%s (%s): a line of %d bytes" % (marker, fmt, len(line)))
+            if fmt == "json":
+                rec = json.loads(line)
+                check(rec["type"] == "access" and rec["status"] == 200 and rec["method"] == "GET",
+                      "%s: %r" % (marker, line[:200]))
+                got = rec["target"]
+                check(got.startswith("/healthz?%s=" % marker), "%s: %r" % (marker, got[:80]))
+                if len(target.encode("utf-8")) > 4096 or marker == "quotes":
+                    check(got.endswith("...") and target.startswith(got[:-3]),
+                          "%s: target not cut visibly: ...%r" % (marker, got[-40:]))
+                else:
+                    check(got == target, "%s: target %r" % (marker, got[:80]))
+                if len(ua) > 1000:
+                    check(rec["user_agent"].endswith("...") and ua.startswith(rec["user_agent"][:-3]),
+                          "%s: user agent %r" % (marker, rec["user_agent"][-40:]))
+                else:
+                    check(rec["user_agent"] == ua, "%s: user agent %r" % (marker, rec["user_agent"]))
+            else:
+                m = re.search(r'"GET (/healthz\?%s=\S*) HTTP/1\.1" 200 \d+ \d+ [\d.]+ms "([^"]*)"$' % marker, line)
+                check(m is not None, "%s: malformed text line %r" % (marker, line[:200] + "..." + line[-200:]))
+                got = m.group(1)
+                if marker == "quotes":
+                    check(got.startswith("/healthz?quotes=\\x22\\x5c\\x22") and got.endswith("..."),
+                          "quotes: %r" % got[:80])
+                elif len(target.encode("utf-8")) > 4096:
+                    check(got.endswith("...") and target.startswith(got[:-3]), "%s: %r" % (marker, got[-40:]))
+                if marker == "agent":
+                    check(m.group(2).startswith("z\\x09z\\x09z") and m.group(2).endswith("..."),
+                          "agent: %r" % m.group(2)[-40:])
+        check(d.workers() == workers, "%s: a worker died (%r -> %r)" % (fmt, workers, d.workers()))
+        d.stop()
