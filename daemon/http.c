@@ -410,24 +410,23 @@ write_head(struct http_request *r, int status, const char *content_type,
 	c->keepalive = wants_keepalive(c);
 	if (chunked && r->minor == 0)
 		c->keepalive = 0;   /* HTTP/1.0: the stream ends with the connection */
-	char head[1024];
-	int n = snprintf(head, sizeof(head),
-	    "HTTP/1.1 %d %s\r\nServer: mcpd\r\nDate: %s\r\n",
+	/* Straight into the output buffer: no fixed buffer to outgrow. */
+	size_t before = evbuffer_get_length(out);
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nServer: mcpd\r\nDate: %s\r\n",
 	    status, http_status_text(status), http_date(c->srv));
 	if (content_type != NULL)
-		n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Type: %s\r\n", content_type);
+		evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
 	if (length_or_te != NULL)
-		n += snprintf(head + n, sizeof(head) - (size_t)n, "%s\r\n", length_or_te);
+		evbuffer_add_printf(out, "%s\r\n", length_or_te);
 	if (!c->keepalive)
-		n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: close\r\n");
+		evbuffer_add(out, "Connection: close\r\n", 19);
 	else if (r->minor == 0)
-		n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: keep-alive\r\n");
-	evbuffer_add(out, head, (size_t)n);
+		evbuffer_add(out, "Connection: keep-alive\r\n", 24);
 	for (size_t i = 0; i < r->nresp; i++)
 		evbuffer_add_printf(out, "%s: %s\r\n", r->resp_headers[i].name, r->resp_headers[i].value);
 	evbuffer_add(out, "\r\n", 2);
 	r->status = status;
-	r->bytes_out += (size_t)n;
+	r->bytes_out += evbuffer_get_length(out) - before;
 }
 
 void

@@ -857,9 +857,14 @@ tool_request(struct call *c, const cJSON *msg, const char *method)
 	}
 	char key[96];
 	const cJSON *k = cJSON_GetObjectItemCaseSensitive(msg, "key");
-	if (cJSON_IsString(k) && k->valuestring[0] != '\0')
+	if (cJSON_IsString(k) && k->valuestring[0] != '\0') {
+		/* a cut key could take the answer to another question */
+		if (strlen(k->valuestring) >= sizeof(key)) {
+			reply_to_tool_error(c, id, JSONRPC_INVALID_PARAMS, "key: at most 95 bytes");
+			return;
+		}
 		snprintf(key, sizeof(key), "%s", k->valuestring);
-	else
+	} else
 		derived_key(method, params, key, sizeof(key));
 	cJSON *requests = cJSON_CreateObject();
 	cJSON *q = cJSON_AddObjectToObject(requests, key);
