@@ -178,6 +178,33 @@ def call(port, sid, name, args=None, **kw):
     return rpc(port, sid, "tools/call", params, **kw)
 
 
+LONG_TOOLS = """
+tools:
+  - name: longerr
+    description: A stderr line of 2000 bytes, then a short one.
+    shell: 'printf "%02000d\\n" 0 | tr 0 e >&2; echo short >&2; echo ok'
+  - name: longkey
+    description: Asks with a key longer than mcpd keeps.
+    shell: 'mcpd-tool elicit --key "$(printf "%0200d" 0)" "Name?" 2>&1 || echo refused'
+"""
+
+
+def test_long_stderr_lines_and_question_keys(t):
+    """What does not fit is said, never cut silently: a tool's long stderr
+    line is logged ending in "...", and a question key too long to keep is
+    refused (a cut key could take the answer to another question)."""
+    d, port = start(t, LONG_TOOLS, tools=False)
+    sid = mcp_session(port)
+    st, r, _ = call(port, sid, "longerr", {})
+    check(r["result"]["content"][0]["text"] == "ok", r)
+    d.wait_log(r"tool longerr stderr: e{512}\.\.\.\n")
+    d.wait_log(r"tool longerr stderr: short\n")
+    st, r, _ = call(port, sid, "longkey", {})
+    text = r["result"]["content"][0]["text"]
+    check("key: at most 95 bytes" in text and "refused" in text, r)
+    d.stop()
+
+
 def test_arguments_are_data_not_code(t):
     d, port = start(t)
     sid = mcp_session(port)
