@@ -156,6 +156,9 @@ def test_origin_and_host_checks(t):
     check(st == 403 and "Origin" in r["error"]["message"], (st, r))
     st, _, r = post(port, body, headers={"Host": "evil.example.com"})
     check(st == 403 and "Host" in r["error"]["message"], (st, r))
+    # Too long to be a host name: refused whole, never cut to "localhost".
+    st, _, r = post(port, body, headers={"Host": "localhost:" + "a" * 300 + ":1"})
+    check(st == 403 and "Host" in r["error"]["message"], (st, r))
     st, hdrs, r = post(port, body, headers={"Origin": "http://localhost:5173"})
     check(st == 200 and hdrs.get("access-control-allow-origin") == "http://localhost:5173", hdrs)
     check("Mcp-Session-Id" in hdrs.get("access-control-expose-headers", ""))
@@ -187,6 +190,23 @@ tools:
     description: Asks with a key longer than mcpd keeps.
     shell: 'mcpd-tool elicit --key "$(printf "%0200d" 0)" "Name?" 2>&1 || echo refused'
 """
+
+
+def test_long_resource_uri_is_not_cut(t):
+    """A command resource sees the whole URI in MCP_RESOURCE_URI, or the
+    read is refused; it was cut at about 4 KiB."""
+    d, port = start(t, """resources:
+  - uri_template: "long://{x}"
+    name: long
+    command: [printenv, MCP_RESOURCE_URI]
+""", tools=False)
+    sid = mcp_session(port)
+    uri = "long://" + "a" * 4089
+    st, r, _ = rpc(port, sid, "resources/read", {"uri": uri})
+    check(r["result"]["contents"][0]["text"].strip() == uri, r)
+    st, r, _ = rpc(port, sid, "resources/read", {"uri": uri + "b"})
+    check(r["error"]["code"] == -32602 and "4096" in r["error"]["message"], r)
+    d.stop()
 
 
 def test_long_stderr_lines_and_question_keys(t):
