@@ -345,11 +345,18 @@ l_index_members(void *inst, const char *index, mcpd_members_cb *cb, void *arg)
 		return;
 	}
 	size_t il = strlen(index), n = 0, cap = 16;
+	if (il + 1 >= 1024) {
+		/* l_index_add cannot have stored it either */
+		mdb_cursor_close(cur);
+		mdb_txn_abort(txn);
+		if (cb)
+			cb(arg, MCPD_ERROR, NULL, 0, why(MDB_BAD_VALSIZE));
+		return;
+	}
 	char **names = malloc(cap * sizeof(char *));
 	MDB_val k = { il + 1, NULL }, v;
 	char prefix[1024];
-	memcpy(prefix, index, il < sizeof(prefix) - 1 ? il : sizeof(prefix) - 2);
-	prefix[il] = '\0';
+	memcpy(prefix, index, il + 1);     /* with its NUL: the separator */
 	k.mv_data = prefix;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && names != NULL;
 	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
