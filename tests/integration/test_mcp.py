@@ -189,6 +189,9 @@ tools:
   - name: longkey
     description: Asks with a key longer than mcpd keeps.
     shell: 'mcpd-tool elicit --key "$(printf "%0200d" 0)" "Name?" 2>&1 || echo refused'
+  - name: words
+    description: Logs a message given as several words.
+    shell: 'mcpd-tool log info two words "and  more"; echo ok'
 """
 
 
@@ -222,6 +225,8 @@ def test_long_stderr_lines_and_question_keys(t):
     st, r, _ = call(port, sid, "longkey", {})
     text = r["result"]["content"][0]["text"]
     check("key: at most 95 bytes" in text and "refused" in text, r)
+    st, r, msgs = rpc(port, sid, "tools/call", {"name": "words", "arguments": {}})
+    check(msgs[0]["params"] == {"level": "info", "data": "two words and  more"}, msgs)
     d.stop()
 
 
