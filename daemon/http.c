@@ -398,19 +398,19 @@ wants_keepalive(struct http_conn *c)
 		return 0;
 	/* Connection is a list and may come in several fields: "close"
 	 * anywhere closes, whatever else is said. */
-	int close = 0, keep = 0;
+	int closing = 0, keep = 0;
 	for (size_t i = 0; i < r->nheaders; i++) {
 		if (strcasecmp(r->headers[i].name, "Connection") != 0)
 			continue;
 		for (const char *p = r->headers[i].value; *p;) {
 			p += strspn(p, " \t,");
 			size_t n = strcspn(p, " \t,");
-			close |= n == 5 && strncasecmp(p, "close", 5) == 0;
+			closing |= n == 5 && strncasecmp(p, "close", 5) == 0;
 			keep |= n == 10 && strncasecmp(p, "keep-alive", 10) == 0;
 			p += n;
 		}
 	}
-	if (close)
+	if (closing)
 		return 0;
 	return r->minor == 0 ? keep : 1;
 }

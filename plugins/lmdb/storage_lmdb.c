@@ -625,7 +625,11 @@ lmdb_create(const struct mcpd_host *host, const struct mcpd_config *section, cha
 		if (strcmp(key, "plugin") == 0)
 			continue;
 		if (strcmp(key, "path") == 0 && host->config_scalar(v) != NULL && host->config_scalar(v)[0] == '/') {
-			snprintf(st->path, sizeof(st->path), "%s", host->config_scalar(v));
+			if ((size_t)snprintf(st->path, sizeof(st->path), "%s", host->config_scalar(v)) >= sizeof(st->path)) {
+				snprintf(err, errlen, "%s: path is longer than %zu bytes", where, sizeof(st->path) - 1);
+				free(st);
+				return NULL;
+			}
 		} else if (strcmp(key, "map_size") == 0 && host->config_size(v, &st->map_size) == 0 &&
 		    st->map_size >= (1u << 20)) {
 			;
