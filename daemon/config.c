@@ -900,16 +900,17 @@ backend_ops(struct ctx *x, struct config *c, struct backend *b, enum mcpd_plugin
 		return -1;
 	}
 	memcpy(ops, theirs, size < ours ? size : ours);
-	char missing[128] = "";
-	size_t len = 0;
+	char missing[128];
+	struct sbuf ms;
+	sbuf_init(&ms, missing, sizeof(missing));
 	for (; req->name != NULL; req++) {
 		void (*fn)(void);
 		memcpy(&fn, ops + req->offset, sizeof(fn));
-		if (fn == NULL && len < sizeof(missing))
-			len += (size_t)snprintf(missing + len, sizeof(missing) - len, "%s%s",
-			    len ? ", " : "", req->name);
+		if (fn == NULL)
+			sbuf_printf(&ms, "%s%s", ms.len ? ", " : "", req->name);
 	}
-	if (len > 0) {
+	sbuf_mark_cut(&ms, "...");
+	if (ms.len > 0) {
 		err_at(x, at, "%s: plugin %s lacks operations that mcpd needs: %s", what, b->name, missing);
 		return -1;
 	}

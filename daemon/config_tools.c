@@ -227,12 +227,15 @@ collect_header_params(struct ctx *x, const struct cnode *at, struct tool_def *t)
 		int primitive = cJSON_IsString(type) && (strcmp(type->valuestring, "string") == 0 ||
 		    strcmp(type->valuestring, "number") == 0 || strcmp(type->valuestring, "integer") == 0 ||
 		    strcmp(type->valuestring, "boolean") == 0);
-		int ok = cJSON_IsString(h) && h->valuestring[0] != '\0';
+		/* a token (RFC 9110 5.6.2) short enough for Mcp-Param-<name> to
+		 * be looked up whole */
+		int ok = cJSON_IsString(h) && h->valuestring[0] != '\0' && strlen(h->valuestring) <= 128;
 		for (const char *c = ok ? h->valuestring : ""; *c; c++)
-			if (*c <= 0x20 || *c >= 0x7f || *c == ':')
+			if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+			    strchr("!#$%&'*+-.^_`|~", *c) != NULL))
 				ok = 0;
 		if (!ok || !primitive) {
-			err_at(x, at, "tool \"%s\": x-mcp-header of \"%s\" must be a header name (ASCII, no space or colon) on a string, number, integer or boolean property",
+			err_at(x, at, "tool \"%s\": x-mcp-header of \"%s\" must be a header name (at most 128 letters, digits or !#$%%&'*+-.^_`|~) on a string, number, integer or boolean property",
 			    t->name, p->string);
 			continue;
 		}

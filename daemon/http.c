@@ -91,6 +91,7 @@ struct http_conn {
 	size_t searched;        /* bytes of the head already scanned */
 	enum chunk_state chunk;
 	uint64_t chunk_left;
+	size_t chunk_meta;      /* bytes of chunk extensions and trailer fields */
 	struct evbuffer *body_buf;
 	char remote[64];
 	struct http_request req;
@@ -395,10 +396,23 @@ wants_keepalive(struct http_conn *c)
 	struct http_request *r = &c->req;
 	if (!c->keepalive || c->srv->draining || c->nreq >= MAX_KEEPALIVE_REQUESTS)
 		return 0;
-	const char *conn = http_request_header(r, "Connection");
-	if (r->minor == 0)
-		return conn != NULL && strcasecmp(conn, "keep-alive") == 0;
-	return conn == NULL || strcasecmp(conn, "close") != 0;
+	/* Connection is a list and may come in several fields: "close"
+	 * anywhere closes, whatever else is said. */
+	int closing = 0, keep = 0;
+	for (size_t i = 0; i < r->nheaders; i++) {
+		if (strcasecmp(r->headers[i].name, "Connection") != 0)
+			continue;
+		for (const char *p = r->headers[i].value; *p;) {
+			p += strspn(p, " \t,");
+			size_t n = strcspn(p, " \t,");
+			closing |= n == 5 && strncasecmp(p, "close", 5) == 0;
+			keep |= n == 10 && strncasecmp(p, "keep-alive", 10) == 0;
+			p += n;
+		}
+	}
+	if (closing)
+		return 0;
+	return r->minor == 0 ? keep : 1;
 }
 
 static void
@@ -410,24 +424,23 @@ write_head(struct http_request *r, int status, const char *content_type,
 	c->keepalive = wants_keepalive(c);
 	if (chunked && r->minor == 0)
 		c->keepalive = 0;   /* HTTP/1.0: the stream ends with the connection */
-	char head[1024];
-	int n = snprintf(head, sizeof(head),
-	    "HTTP/1.1 %d %s\r\nServer: mcpd\r\nDate: %s\r\n",
+	/* Straight into the output buffer: no fixed buffer to outgrow. */
+	size_t before = evbuffer_get_length(out);
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nServer: mcpd\r\nDate: %s\r\n",
 	    status, http_status_text(status), http_date(c->srv));
 	if (content_type != NULL)
-		n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Type: %s\r\n", content_type);
+		evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
 	if (length_or_te != NULL)
-		n += snprintf(head + n, sizeof(head) - (size_t)n, "%s\r\n", length_or_te);
+		evbuffer_add_printf(out, "%s\r\n", length_or_te);
 	if (!c->keepalive)
-		n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: close\r\n");
+		evbuffer_add(out, "Connection: close\r\n", 19);
 	else if (r->minor == 0)
-		n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: keep-alive\r\n");
-	evbuffer_add(out, head, (size_t)n);
+		evbuffer_add(out, "Connection: keep-alive\r\n", 24);
 	for (size_t i = 0; i < r->nresp; i++)
 		evbuffer_add_printf(out, "%s: %s\r\n", r->resp_headers[i].name, r->resp_headers[i].value);
 	evbuffer_add(out, "\r\n", 2);
 	r->status = status;
-	r->bytes_out += (size_t)n;
+	r->bytes_out += evbuffer_get_length(out) - before;
 }
 
 void
@@ -563,6 +576,120 @@ is_tchar(unsigned char ch)
 	return ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
 }
 
+static int
+is_ows(char ch)
+{
+	return ch == ' ' || ch == '\t';
+}
+
+/* qdtext and the second byte of a quoted-pair (RFC 9110 5.6.4), obs-text
+ * included. */
+static int
+is_qdtext(unsigned char ch)
+{
+	return ch == '\t' || ch == ' ' || (ch >= 0x21 && ch != 0x7f);
+}
+
+/* RFC 9112 7.1: chunk-size [ chunk-ext ], the CRLF taken off. chunk-size
+ * is hex digits only (no sign, blank or 0x, at most 16: no overflow);
+ * chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ).
+ * Anything else in the line (NUL, a bare CR or LF) makes it malformed. */
+int
+http_parse_chunk_line(const char *line, size_t len, uint64_t *size)
+{
+	size_t i = 0;
+	uint64_t v = 0;
+	for (; i < len; i++) {
+		char ch = line[i];
+		int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 :
+		    ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+		if (d < 0)
+			break;
+		if (i == 16)
+			return -1;
+		v = v << 4 | (uint64_t)d;
+	}
+	if (i == 0)
+		return -1;
+	while (i < len) {
+		while (i < len && is_ows(line[i]))
+			i++;
+		if (i == len || line[i] != ';')
+			return -1;
+		i++;
+		while (i < len && is_ows(line[i]))
+			i++;
+		size_t name = i;
+		while (i < len && is_tchar((unsigned char)line[i]))
+			i++;
+		if (i == name)
+			return -1;
+		size_t j = i;
+		while (j < len && is_ows(line[j]))
+			j++;
+		if (j == len || line[j] != '=')
+			continue;       /* no value: what follows is checked above */
+		i = j + 1;
+		while (i < len && is_ows(line[i]))
+			i++;
+		if (i < len && line[i] == '"') {
+			for (i++; i < len && line[i] != '"'; i++) {
+				if (line[i] == '\\' && ++i == len)
+					return -1;
+				if (!is_qdtext((unsigned char)line[i]))
+					return -1;
+			}
+			if (i == len)
+				return -1;
+			i++;
+		} else {
+			size_t val = i;
+			while (i < len && is_tchar((unsigned char)line[i]))
+				i++;
+			if (i == val)
+				return -1;
+		}
+	}
+	*size = v;
+	return 0;
+}
+
+/* A trailer field, checked as a header field is: a token name, a colon,
+ * then no control character but HTAB; no obsolete line folding. */
+int
+http_parse_field_line(const char *line, size_t len)
+{
+	size_t i = 0;
+	while (i < len && is_tchar((unsigned char)line[i]))
+		i++;
+	if (i == 0 || i == len || line[i] != ':')
+		return -1;
+	for (i++; i < len; i++) {
+		unsigned char ch = (unsigned char)line[i];
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+			return -1;
+	}
+	return 0;
+}
+
+/* Fields that must come once. A second copy, even an equal one, is refused:
+ * Host by RFC 9112 3.2; the others decide who the client is, which session
+ * or method a request names, or how its body is read, and a proxy in front
+ * may have acted on the other copy. (Content-Length and Transfer-Encoding
+ * are checked with the framing below.) */
+static int
+single_field(const char *name)
+{
+	static const char *const once[] = {
+		"Host", "Authorization", "Content-Type", "Origin", "Mcp-Session-Id",
+		"MCP-Protocol-Version", "Last-Event-ID", "Mcp-Method", "Mcp-Name",
+	};
+	for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++)
+		if (strcasecmp(name, once[i]) == 0)
+			return 1;
+	return strncasecmp(name, "Mcp-Param-", 10) == 0;
+}
+
 /* Parses the head in place (it is a NUL-terminated copy). Returns an HTTP
  * status on error, 0 when fine. */
 static int
@@ -668,6 +795,17 @@ parse_head(struct http_request *r, char *p, const char **why)
 		p = eol + 2;
 	}
 
+	for (size_t i = 1; i < r->nheaders; i++) {
+		if (!single_field(r->headers[i].name))
+			continue;
+		for (size_t j = 0; j < i; j++)
+			if (strcasecmp(r->headers[j].name, r->headers[i].name) == 0) {
+				*why = arena_printf(r->conn->arena, "repeated %.64s header", r->headers[i].name);
+				if (*why == NULL)
+					*why = "repeated header";
+				return 400;
+			}
+	}
 	if (r->minor == 1 && http_request_header(r, "Host") == NULL) {
 		*why = "missing Host header";
 		return 400;
@@ -829,6 +967,7 @@ read_head(struct http_conn *c)
 		}
 		c->state = r->chunked ? CS_CHUNKED : CS_BODY;
 		c->chunk = CH_SIZE;
+		c->chunk_meta = 0;
 		evbuffer_drain(c->body_buf, evbuffer_get_length(c->body_buf));
 		set_body_timeout(c, 1);
 		return 1;
@@ -873,19 +1012,34 @@ read_chunked(struct http_conn *c)
 				}
 				return 0;
 			}
-			if (c->chunk == CH_TRAILER) {
+			if (n > CHUNK_LINE_MAX) {
 				free(line);
+				fail_request(c, 400, "chunk header line too long", 1);
+				return -1;
+			}
+			/* Extensions and trailer fields are read and dropped: bound
+			 * them all together, not only line by line. */
+			c->chunk_meta += c->chunk == CH_TRAILER ? n : n - strspn(line, "0123456789abcdefABCDEF");
+			if (c->chunk_meta > s->limits.max_header) {
+				free(line);
+				fail_request(c, 431, "chunk extensions and trailer fields larger than limits.max_header", 1);
+				return -1;
+			}
+			if (c->chunk == CH_TRAILER) {
+				int bad = n > 0 && http_parse_field_line(line, n) < 0;
+				free(line);
+				if (bad) {
+					fail_request(c, 400, "malformed trailer field", 1);
+					return -1;
+				}
 				if (n == 0) {
 					body_complete(c);
 					return 1;
 				}
 				continue;  /* trailer fields are ignored */
 			}
-			char *end;
-			errno = 0;
-			unsigned long long size = strtoull(line, &end, 16);
-			int bad = end == line || errno != 0 || (*end != '\0' && *end != ';' &&
-			    *end != ' ' && *end != '\t') || line[0] == '-' || line[0] == '+';
+			uint64_t size;
+			int bad = http_parse_chunk_line(line, n, &size) < 0;
 			free(line);
 			if (bad) {
 				fail_request(c, 400, "malformed chunk size", 1);

@@ -63,4 +63,10 @@ void http_stream_end(struct http_request *r);
 
 const char *http_status_text(int status);
 
+/* The request parser's pieces that stand alone (for tests). A chunk-size
+ * line without its CRLF: 0 and the size, or -1 when malformed. */
+int http_parse_chunk_line(const char *line, size_t len, uint64_t *size);
+/* A trailer field line without its CRLF: 0, or -1 when malformed. */
+int http_parse_field_line(const char *line, size_t len);
+
 #endif

@@ -1,4 +1,5 @@
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -138,58 +139,116 @@ log_fd(void)
 	return logger.fd >= 0 ? logger.fd : STDERR_FILENO;
 }
 
-static size_t
-format_time(char *buf, size_t len)
+/* What one field may take of an access line, escapes included: with the
+ * prefix and the fixed text they stay well under LINE_MAX_BYTES, so that a
+ * line always ends properly (a JSON line stays an object). A longer value
+ * is cut and ends in "...". */
+#define FIELD_SHORT 128         /* remote address, method */
+#define FIELD_TARGET 4096
+#define FIELD_AGENT 1024
+#define FIELD_EXTRA 512
+
+enum esc {
+	ESC_TEXT,       /* control characters as \xNN: a message never spans lines */
+	ESC_QUOTED,     /* the same, and '"' and '\' too: a quoted access-log field */
+	ESC_JSON,       /* the inside of a JSON string */
+};
+
+static void
+put_time(struct sbuf *b)
 {
 	struct timeval tv;
 	struct tm tm;
+	char buf[32];
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
-	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(buf + n, len - n, ".%03dZ", (int)(tv.tv_usec / 1000));
-	return n;
+	if (strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		buf[0] = '\0';
+	sbuf_printf(b, "%s.%03dZ", buf, (int)(tv.tv_usec / 1000));
 }
 
-/* Append s to buf as the inside of a JSON string. */
+/* One byte as it is written: escaped or itself. Returns its length. */
 static size_t
-json_escape(char *buf, size_t pos, size_t len, const char *s)
+escape_byte(unsigned char c, enum esc how, char out[8])
 {
 	static const char hex[] = "0123456789abcdef";
-	for (const unsigned char *p = (const unsigned char *)s; *p && pos + 7 < len; p++) {
-		unsigned char c = *p;
+	if (how == ESC_JSON) {
 		if (c == '"' || c == '\\') {
-			buf[pos++] = '\\';
-			buf[pos++] = (char)c;
-		} else if (c == '\n') {
-			buf[pos++] = '\\';
-			buf[pos++] = 'n';
-		} else if (c < 0x20 || c == 0x7f) {
-			pos += (size_t)snprintf(buf + pos, len - pos, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
-		} else {
-			buf[pos++] = (char)c;
+			out[0] = '\\';
+			out[1] = (char)c;
+			return 2;
 		}
+		if (c == '\n') {
+			memcpy(out, "\\n", 2);
+			return 2;
+		}
+		if (c < 0x20 || c == 0x7f) {
+			memcpy(out, "\\u00", 4);
+			out[4] = hex[c >> 4];
+			out[5] = hex[c & 15];
+			return 6;
+		}
+	} else if (c < 0x20 || c == 0x7f || (how == ESC_QUOTED && (c == '"' || c == '\\'))) {
+		out[0] = '\\';
+		out[1] = 'x';
+		out[2] = hex[c >> 4];
+		out[3] = hex[c & 15];
+		return 4;
 	}
-	return pos;
+	out[0] = (char)c;
+	return 1;
 }
 
-/* Text lines keep control characters out: a message never spans lines. */
-static size_t
-text_clean(char *buf, size_t pos, size_t len, const char *s)
+/* Append s escaped, taking at most max bytes (and never more than the
+ * buffer has left). A value that does not fit is cut where "..." still
+ * fits, never inside an escape or a UTF-8 sequence, and ends in "...". */
+static void
+put_field(struct sbuf *b, const char *s, size_t max, enum esc how)
 {
-	for (const unsigned char *p = (const unsigned char *)s; *p && pos + 5 < len; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			pos += (size_t)snprintf(buf + pos, len - pos, "\\x%02x", *p);
-		else
-			buf[pos++] = (char)*p;
+	static const char more[] = "...";
+	const size_t ml = sizeof(more) - 1;
+	if (max > sbuf_room(b))
+		max = sbuf_room(b);
+	const size_t soft = max > ml ? max - ml : 0;
+	const size_t start = b->len;
+	const unsigned char *p = (const unsigned char *)s, *cut = NULL;
+	size_t cut_len = start;
+	char u[8];
+	for (; *p; p++) {
+		size_t ul = escape_byte(*p, how, u);
+		if (cut == NULL && b->len - start + ul > soft) {
+			cut = p;
+			cut_len = b->len;
+		}
+		if (b->len - start + ul > max)
+			break;
+		memcpy(b->s + b->len, u, ul);
+		b->len += ul;
 	}
-	return pos;
+	if (*p != '\0') {
+		/* Bytes from 0x80 up are written as they are, one for one, so
+		 * stepping back over continuation bytes steps back the output. */
+		while (cut > (const unsigned char *)s && (*cut & 0xc0) == 0x80) {
+			cut--;
+			cut_len--;
+		}
+		b->len = cut_len;
+		if (max >= ml) {
+			memcpy(b->s + b->len, more, ml);
+			b->len += ml;
+		}
+		b->cut = 1;
+	}
+	if (b->cap > 0)
+		b->s[b->len] = '\0';
 }
 
 static void
-emit(char *line, size_t n)
+emit(const struct sbuf *b)
 {
-	if (n >= LINE_MAX_BYTES - 1)
-		n = LINE_MAX_BYTES - 2;
+	char *line = b->s;
+	size_t n = b->len;
+	/* the buffer keeps a byte beyond its sbuf for this */
 	line[n++] = '\n';
 	int fd = log_fd();
 	ssize_t off = 0;
@@ -203,25 +262,27 @@ emit(char *line, size_t n)
 	}
 }
 
-static size_t
-prefix(char *line, enum log_level level)
+static void
+prefix(struct sbuf *b, enum log_level level)
 {
-	size_t n = 0;
 	if (logger.format == LOG_JSON) {
-		n += (size_t)snprintf(line, LINE_MAX_BYTES, "{\"time\":\"");
-		n += format_time(line + n, LINE_MAX_BYTES - n);
-		n += (size_t)snprintf(line + n, LINE_MAX_BYTES - n,
-		    "\",\"level\":\"%s\",\"process\":\"%s\",\"pid\":%d",
-		    level_names[level], logger.process, (int)getpid());
+		sbuf_str(b, "{\"time\":\"");
+		put_time(b);
+		sbuf_str(b, "\",\"level\":\"");
+		sbuf_str(b, level_names[level]);
+		sbuf_str(b, "\",\"process\":\"");
+		put_field(b, logger.process, FIELD_SHORT, ESC_JSON);
+		sbuf_printf(b, "\",\"pid\":%d", (int)getpid());
 	} else if (logger.journal) {
-		n += (size_t)snprintf(line, LINE_MAX_BYTES, "<%d>%s[%d]: ",
-		    level_prio[level], logger.process, (int)getpid());
+		sbuf_printf(b, "<%d>", level_prio[level]);
+		put_field(b, logger.process, FIELD_SHORT, ESC_TEXT);
+		sbuf_printf(b, "[%d]: ", (int)getpid());
 	} else {
-		n += format_time(line, LINE_MAX_BYTES);
-		n += (size_t)snprintf(line + n, LINE_MAX_BYTES - n, " [%s] %s[%d]: ",
-		    level_names[level], logger.process, (int)getpid());
+		put_time(b);
+		sbuf_printf(b, " [%s] ", level_names[level]);
+		put_field(b, logger.process, FIELD_SHORT, ESC_TEXT);
+		sbuf_printf(b, "[%d]: ", (int)getpid());
 	}
-	return n;
 }
 
 static void
@@ -229,26 +290,24 @@ vlog(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 {
 	char msg[LINE_MAX_BYTES / 2];
 	char line[LINE_MAX_BYTES];
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	size_t n = prefix(line, level);
+	struct sbuf m, b;
+	sbuf_init(&m, msg, sizeof(msg));
+	sbuf_vprintf(&m, fmt, ap);
+	if (suffix != NULL)
+		sbuf_printf(&m, ": %s", suffix);
+	sbuf_mark_cut(&m, "...");
+	sbuf_init(&b, line, sizeof(line) - 1);
+	prefix(&b, level);
 	if (logger.format == LOG_JSON) {
-		n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"msg\":\"");
-		n = json_escape(line, n, sizeof(line) - 8, msg);
-		if (suffix != NULL) {
-			n = json_escape(line, n, sizeof(line) - 8, ": ");
-			n = json_escape(line, n, sizeof(line) - 8, suffix);
-		}
-		n += (size_t)snprintf(line + n, sizeof(line) - n, "\"}");
+		sbuf_str(&b, ",\"msg\":\"");
+		size_t room = sbuf_room(&b);
+		put_field(&b, msg, room > 2 ? room - 2 : 0, ESC_JSON);
+		sbuf_str(&b, "\"}");
 	} else {
-		n = text_clean(line, n, sizeof(line) - 2, msg);
-		if (suffix != NULL) {
-			n = text_clean(line, n, sizeof(line) - 2, ": ");
-			n = text_clean(line, n, sizeof(line) - 2, suffix);
-		}
+		put_field(&b, msg, sbuf_room(&b), ESC_TEXT);
 	}
-	emit(line, n);
+	emit(&b);
 }
-
 void
 log_msg(enum log_level level, const char *fmt, ...)
 {
@@ -279,43 +338,43 @@ log_access(const struct access_record *r)
 	if (LOG_INFO > logger.level)
 		return;
 	char line[LINE_MAX_BYTES];
-	size_t n = prefix(line, LOG_INFO);
-	const size_t lim = sizeof(line) - 8;
+	struct sbuf b;
+	sbuf_init(&b, line, sizeof(line) - 1);
+	prefix(&b, LOG_INFO);
 	if (logger.format == LOG_JSON) {
-		n += (size_t)snprintf(line + n, lim - n, ",\"type\":\"access\",\"remote\":\"");
-		n = json_escape(line, n, lim, r->remote ? r->remote : "-");
-		n += (size_t)snprintf(line + n, lim - n, "\",\"method\":\"");
-		n = json_escape(line, n, lim, r->method ? r->method : "-");
-		n += (size_t)snprintf(line + n, lim - n, "\",\"target\":\"");
-		n = json_escape(line, n, lim, r->target ? r->target : "-");
-		n += (size_t)snprintf(line + n, lim - n,
-		    "\",\"protocol\":\"HTTP/1.%d\",\"status\":%d,\"bytes_in\":%zu,"
+		sbuf_str(&b, ",\"type\":\"access\",\"remote\":\"");
+		put_field(&b, r->remote ? r->remote : "-", FIELD_SHORT, ESC_JSON);
+		sbuf_str(&b, "\",\"method\":\"");
+		put_field(&b, r->method ? r->method : "-", FIELD_SHORT, ESC_JSON);
+		sbuf_str(&b, "\",\"target\":\"");
+		put_field(&b, r->target ? r->target : "-", FIELD_TARGET, ESC_JSON);
+		sbuf_printf(&b, "\",\"protocol\":\"HTTP/1.%d\",\"status\":%d,\"bytes_in\":%zu,"
 		    "\"bytes_out\":%zu,\"duration_ms\":%.3f,\"user_agent\":\"",
 		    r->http_minor, r->status, r->bytes_in, r->bytes_out, r->duration_ms);
-		n = json_escape(line, n, lim, r->user_agent ? r->user_agent : "");
-		n += (size_t)snprintf(line + n, lim - n, "\"");
+		put_field(&b, r->user_agent ? r->user_agent : "", FIELD_AGENT, ESC_JSON);
+		sbuf_str(&b, "\"");
 		if (r->extra != NULL) {
-			n += (size_t)snprintf(line + n, lim - n, ",\"rpc\":\"");
-			n = json_escape(line, n, lim, r->extra);
-			n += (size_t)snprintf(line + n, lim - n, "\"");
+			sbuf_str(&b, ",\"rpc\":\"");
+			put_field(&b, r->extra, FIELD_EXTRA, ESC_JSON);
+			sbuf_str(&b, "\"");
 		}
-		n += (size_t)snprintf(line + n, sizeof(line) - n, "}");
+		sbuf_str(&b, "}");
 	} else {
-		n = text_clean(line, n, lim, r->remote ? r->remote : "-");
-		n += (size_t)snprintf(line + n, lim - n, " \"");
-		n = text_clean(line, n, lim, r->method ? r->method : "-");
-		line[n++] = ' ';
-		n = text_clean(line, n, lim, r->target ? r->target : "-");
-		n += (size_t)snprintf(line + n, lim - n, " HTTP/1.%d\" %d %zu %zu %.3fms \"",
+		put_field(&b, r->remote ? r->remote : "-", FIELD_SHORT, ESC_QUOTED);
+		sbuf_str(&b, " \"");
+		put_field(&b, r->method ? r->method : "-", FIELD_SHORT, ESC_QUOTED);
+		sbuf_str(&b, " ");
+		put_field(&b, r->target ? r->target : "-", FIELD_TARGET, ESC_QUOTED);
+		sbuf_printf(&b, " HTTP/1.%d\" %d %zu %zu %.3fms \"",
 		    r->http_minor, r->status, r->bytes_in, r->bytes_out, r->duration_ms);
-		n = text_clean(line, n, lim, r->user_agent ? r->user_agent : "-");
-		line[n++] = '"';
+		put_field(&b, r->user_agent ? r->user_agent : "-", FIELD_AGENT, ESC_QUOTED);
+		sbuf_str(&b, "\"");
 		if (r->extra != NULL) {
-			line[n++] = ' ';
-			n = text_clean(line, n, lim, r->extra);
+			sbuf_str(&b, " ");
+			put_field(&b, r->extra, FIELD_EXTRA, ESC_TEXT);
 		}
 	}
-	emit(line, n);
+	emit(&b);
 }
 
 void

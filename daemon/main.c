@@ -20,8 +20,8 @@
 static int
 join_scopes(const char *opt, int argc, char **argv, char *out, size_t outlen)
 {
-	size_t len = 0;
-	out[0] = '\0';
+	struct sbuf b;
+	sbuf_init(&b, out, outlen);
 	for (int i = 1; i < argc; i++) {
 		for (const char *p = argv[i]; *p; p++)
 			if ((unsigned char)*p <= 0x20 || *p == '"' || *p == '\\' ||
@@ -29,8 +29,7 @@ join_scopes(const char *opt, int argc, char **argv, char *out, size_t outlen)
 				fprintf(stderr, "mcpd: %s: \"%s\" is not a scope\n", opt, argv[i]);
 				return -1;
 			}
-		len += (size_t)snprintf(out + len, outlen - len, "%s%s", len ? " " : "", argv[i]);
-		if (len >= outlen) {
+		if (sbuf_printf(&b, "%s%s", b.len ? " " : "", argv[i]) < 0) {
 			fprintf(stderr, "mcpd: %s: too many scopes\n", opt);
 			return -1;
 		}

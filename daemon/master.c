@@ -193,11 +193,13 @@ update_pid_file(struct master *m, const char *path)
 static void
 notify_status(struct master *m, const char *prefix)
 {
-	char addrs[512] = "";
-	size_t n = 0;
+	char addrs[512];
+	struct sbuf b;
+	sbuf_init(&b, addrs, sizeof(addrs));
 	const struct config *c = m->cur->cfg;
-	for (size_t i = 0; i < c->nlisten && n < sizeof(addrs) - 64; i++)
-		n += (size_t)snprintf(addrs + n, sizeof(addrs) - n, "%s%s", i ? ", " : "", c->listen[i].address);
+	for (size_t i = 0; i < c->nlisten; i++)
+		sbuf_printf(&b, "%s%s", i ? ", " : "", c->listen[i].address);
+	sbuf_mark_cut(&b, "...");
 	notify_send("%sSTATUS=%u workers serving %s\nMAINPID=%d", prefix,
 	    m->cur->alive, addrs, (int)getpid());
 }

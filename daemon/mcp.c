@@ -169,7 +169,8 @@ mcp_host_allowed(const struct config *c, const char *host)
 	if (host == NULL)
 		return 0;
 	char name[256];
-	snprintf(name, sizeof(name), "%s", host);
+	if ((size_t)snprintf(name, sizeof(name), "%s", host) >= sizeof(name))
+		return 0;       /* no host name is that long; a cut one could match */
 	char *colon = name[0] == '[' ? strchr(name, ']') : strrchr(name, ':');
 	if (name[0] == '[' && colon != NULL)
 		colon[1] = '\0';
@@ -857,9 +858,14 @@ tool_request(struct call *c, const cJSON *msg, const char *method)
 	}
 	char key[96];
 	const cJSON *k = cJSON_GetObjectItemCaseSensitive(msg, "key");
-	if (cJSON_IsString(k) && k->valuestring[0] != '\0')
+	if (cJSON_IsString(k) && k->valuestring[0] != '\0') {
+		/* a cut key could take the answer to another question */
+		if (strlen(k->valuestring) >= sizeof(key)) {
+			reply_to_tool_error(c, id, JSONRPC_INVALID_PARAMS, "key: at most 95 bytes");
+			return;
+		}
 		snprintf(key, sizeof(key), "%s", k->valuestring);
-	else
+	} else
 		derived_key(method, params, key, sizeof(key));
 	cJSON *requests = cJSON_CreateObject();
 	cJSON *q = cJSON_AddObjectToObject(requests, key);
@@ -1587,8 +1593,12 @@ m_resources_read(struct call *c)
 		return;
 	}
 	case RES_COMMAND: {
-		char uri_env[4200];
-		snprintf(uri_env, sizeof(uri_env), "MCP_RESOURCE_URI=%s", uri);
+		char uri_env[sizeof("MCP_RESOURCE_URI=") + 4096];
+		if ((size_t)snprintf(uri_env, sizeof(uri_env), "MCP_RESOURCE_URI=%s", uri) >= sizeof(uri_env)) {
+			/* the command must not see a shortened URI */
+			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: \"uri\" longer than 4096 bytes");
+			return;
+		}
 		const char *extra[] = { uri_env, NULL };
 		cJSON *vars = c->vars ? c->vars : cJSON_CreateObject();
 		c->vars = vars;

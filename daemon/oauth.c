@@ -933,9 +933,13 @@ oauth_new(struct event_base *base, const struct config *cfg, struct http_server 
 		issuer_path = hp ? strchr(hp + 3, '/') : NULL;
 	}
 	if (issuer_path != NULL) {
-		char route[1200];
-		snprintf(route, sizeof(route), "%s%s", wk, issuer_path);
-		if (http_server_route(http, route, as_metadata, o) < 0)
+		/* any length: a cut route would serve the metadata elsewhere */
+		char *route = NULL;
+		if (asprintf(&route, "%s%s", wk, issuer_path) < 0)
+			goto fail;
+		int rc = http_server_route(http, route, as_metadata, o);
+		free(route);
+		if (rc < 0)
 			goto fail;
 	} else if (http_server_route(http, wk, as_metadata, o) < 0) {
 		goto fail;

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,12 +170,31 @@ key_of(char *buf, size_t len, const char *prefix, const char *id)
 
 /* ---- the record ---- */
 
-/* The index of a principal's sessions, for listing and revoking them. */
+/* The index of a principal's sessions, for listing and revoking them. A
+ * name too long for the key is replaced by its SHA-256 under another
+ * prefix: a cut name could share the index of another principal. */
+#define INDEX_KEY_MAX 256
+
+static const char *
+user_index_key(const char *user, char *buf, size_t len)
+{
+	if ((size_t)snprintf(buf, len, "user:%s:sessions", user) < len)
+		return buf;
+	unsigned char h[EVP_MAX_MD_SIZE];
+	unsigned int hl = 0;
+	char hex[2 * EVP_MAX_MD_SIZE + 1] = "";
+	if (EVP_Digest(user, strlen(user), h, &hl, EVP_sha256(), NULL) != 1)
+		hl = 0;
+	for (unsigned int i = 0; i < hl; i++)
+		snprintf(hex + 2 * i, 3, "%02x", h[i]);
+	snprintf(buf, len, "user#%s:sessions", hex);
+	return buf;
+}
+
 static const char *
 index_key(const struct session *s, char *buf, size_t len)
 {
-	snprintf(buf, len, "user:%s:sessions", s->owner ? s->owner : "anonymous");
-	return buf;
+	return user_index_key(s->owner ? s->owner : "anonymous", buf, len);
 }
 
 static char *
@@ -567,7 +587,7 @@ created(void *arg, int status, const char *err)
 	s->owner = NULL;
 	s->client_caps = s->client_info = NULL;
 	session_unref(s);
-	char ik[600];
+	char ik[INDEX_KEY_MAX];
 	if (t->b.storage->index_add != NULL)
 		t->b.storage->index_add(t->b.storage_inst, index_key(c, ik, sizeof(ik)), c->id, t->idle_ms, NULL, NULL);
 	o->cb(o->arg, c, MCPD_OK);
@@ -681,7 +701,7 @@ store_record(struct session *s, int announce)
 	key_of(key, sizeof(key), "session:", s->id);
 	t->b.storage->set(t->b.storage_inst, key, rec, strlen(rec), t->idle_ms, MCPD_SET_IF_PRESENT, NULL, NULL);
 	/* The index entry lives as long as the record. */
-	char ik[600];
+	char ik[INDEX_KEY_MAX];
 	if (t->b.storage->index_add != NULL)
 		t->b.storage->index_add(t->b.storage_inst, index_key(s, ik, sizeof(ik)), s->id, t->idle_ms, NULL, NULL);
 	record_remember(s, rec, strlen(rec));
@@ -786,7 +806,7 @@ session_delete_then(struct session *s, session_deleted_fn *done, void *arg)
 	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
 	key_of(key, sizeof(key), "gsent:", s->id);
 	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
-	char ik[600];
+	char ik[INDEX_KEY_MAX];
 	if (t->b.storage->index_remove != NULL)
 		t->b.storage->index_remove(t->b.storage_inst, index_key(s, ik, sizeof(ik)), s->id, NULL, NULL);
 	key_of(key, sizeof(key), "session:", s->id);
@@ -2023,7 +2043,7 @@ sessions_of_user(struct sessions *t, const char *user, int revoke, user_sessions
 	u->revoke = revoke;
 	u->cb = cb;
 	u->arg = arg;
-	char ik[600];
-	snprintf(ik, sizeof(ik), "user:%s:sessions", user);
+	char ik[INDEX_KEY_MAX];
+	user_index_key(user, ik, sizeof(ik));
 	t->b.storage->index_members(t->b.storage_inst, ik, user_members, u);
 }

@@ -36,6 +36,7 @@ struct tool_run {
 	size_t err_len;             /* total stderr bytes seen */
 	char err_line[512];         /* partial stderr line, for the log */
 	size_t err_line_len;
+	int err_line_cut;           /* the line went on beyond err_line */
 	uint64_t max_output;
 	uint64_t timeout_ms;
 	int exited, status;
@@ -159,7 +160,8 @@ run_maybe_finish(struct tool_run *run)
 	tail[tl] = '\0';
 	res.err_tail = tail;
 	if (run->err_line_len > 0)
-		log_warn("tool %s stderr: %.*s", run->name, (int)run->err_line_len, run->err_line);
+		log_warn("tool %s stderr: %.*s%s", run->name, (int)run->err_line_len, run->err_line,
+		    run->err_line_cut ? "..." : "");
 	run->cb->done(run->arg, &res);
 	run_free(run);
 }
@@ -201,10 +203,14 @@ err_read(struct bufferevent *bev, void *arg)
 			run->err_len++;
 			if (buf[i] == '\n') {
 				if (run->err_len <= 64 * 1024)   /* don't let a tool flood the log */
-					log_warn("tool %s stderr: %.*s", run->name, (int)run->err_line_len, run->err_line);
+					log_warn("tool %s stderr: %.*s%s", run->name, (int)run->err_line_len,
+					    run->err_line, run->err_line_cut ? "..." : "");
 				run->err_line_len = 0;
+				run->err_line_cut = 0;
 			} else if (run->err_line_len < sizeof(run->err_line)) {
 				run->err_line[run->err_line_len++] = buf[i];
+			} else {
+				run->err_line_cut = 1;
 			}
 		}
 	}

@@ -42,6 +42,92 @@ errlist_free(struct errlist *e)
 	e->n = e->cap = 0;
 }
 
+void
+sbuf_init(struct sbuf *b, char *s, size_t cap)
+{
+	b->s = s;
+	b->cap = cap;
+	b->len = 0;
+	b->cut = 0;
+	if (cap > 0)
+		s[0] = '\0';
+}
+
+size_t
+sbuf_room(const struct sbuf *b)
+{
+	return b->cap > b->len + 1 ? b->cap - b->len - 1 : 0;
+}
+
+int
+sbuf_add(struct sbuf *b, const char *s, size_t n)
+{
+	size_t room = sbuf_room(b);
+	int cut = n > room;
+	if (cut) {
+		n = room;
+		b->cut = 1;
+	}
+	if (b->cap == 0)
+		return -1;
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+	return cut ? -1 : 0;
+}
+
+int
+sbuf_str(struct sbuf *b, const char *s)
+{
+	return sbuf_add(b, s, strlen(s));
+}
+
+int
+sbuf_printf(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = sbuf_vprintf(b, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+int
+sbuf_vprintf(struct sbuf *b, const char *fmt, va_list ap)
+{
+	if (b->cap == 0) {
+		b->cut = 1;
+		return -1;
+	}
+	size_t room = sbuf_room(b);
+	int n = vsnprintf(b->s + b->len, room + 1, fmt, ap);
+	if (n < 0) {
+		b->s[b->len] = '\0';
+		b->cut = 1;
+		return -1;
+	}
+	if ((size_t)n > room) {
+		/* vsnprintf wrote what fitted; the rest is the cut */
+		b->len += room;
+		b->cut = 1;
+		return -1;
+	}
+	b->len += (size_t)n;
+	return 0;
+}
+
+void
+sbuf_mark_cut(struct sbuf *b, const char *mark)
+{
+	size_t ml = strlen(mark);
+	if (!b->cut || ml >= b->cap)
+		return;
+	if (b->len + ml > b->cap - 1)
+		b->len = b->cap - 1 - ml;
+	memcpy(b->s + b->len, mark, ml + 1);
+	b->len += ml;
+}
+
 /* Reads "<decimal number><unit>" where unit is looked up in units[]. */
 static int
 parse_scaled(const char *s, const char *const *units, const uint64_t *scale,

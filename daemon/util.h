@@ -2,6 +2,7 @@
 #ifndef MCPD_UTIL_H
 #define MCPD_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,6 +16,30 @@ struct errlist {
 void errlist_add(struct errlist *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void errlist_free(struct errlist *e);
+
+/* Text built in a fixed buffer: every append is clamped to the buffer
+ * and a cut is remembered, so that nothing is written past the end and a
+ * caller can show that the text was shortened. */
+struct sbuf {
+	char *s;
+	size_t cap;     /* bytes of s, the NUL included */
+	size_t len;     /* always < cap when cap > 0 */
+	int cut;        /* something did not fit */
+};
+
+void sbuf_init(struct sbuf *b, char *s, size_t cap);
+/* Bytes that can still be appended (the NUL kept aside). */
+size_t sbuf_room(const struct sbuf *b);
+/* Append what fits; -1 when this append was cut. */
+int sbuf_add(struct sbuf *b, const char *s, size_t n);
+int sbuf_str(struct sbuf *b, const char *s);
+int sbuf_printf(struct sbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int sbuf_vprintf(struct sbuf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+/* When something was cut, end the text with mark (e.g. "..."), giving
+ * up the last bytes for it. */
+void sbuf_mark_cut(struct sbuf *b, const char *mark);
 
 /* "250ms", "30s", "5m", "1h", "30d", "1.5s", "0". Returns -1 on a bad value. */
 int parse_duration_ms(const char *s, uint64_t *out_ms);

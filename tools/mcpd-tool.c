@@ -269,12 +269,18 @@ main(int argc, char **argv)
 			size_t len = 0;
 			for (int i = first + 1; i < argc; i++)
 				len += strlen(argv[i]) + 1;
-			char *msg = calloc(1, len + 1);
+			char *msg = malloc(len + 1);
+			if (msg == NULL)
+				die("%s", "out of memory");
+			size_t o = 0;
 			for (int i = first + 1; i < argc; i++) {
+				size_t l = strlen(argv[i]);
 				if (i > first + 1)
-					strcat(msg, " ");
-				strcat(msg, argv[i]);
+					msg[o++] = ' ';
+				memcpy(msg + o, argv[i], l);
+				o += l;
 			}
+			msg[o] = '\0';
 			cJSON_AddStringToObject(p, "data", msg);
 			free(msg);
 		}

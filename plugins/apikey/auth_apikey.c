@@ -217,11 +217,14 @@ apikey_create(const struct mcpd_host *host, const struct mcpd_config *section, c
 		goto fail;
 	}
 	char path[4096], why[1024];
-	if (file[0] == '/')
-		snprintf(path, sizeof(path), "%s", file);
-	else
-		snprintf(path, sizeof(path), "%s/%s", host->config_dir(), file);
-	if (load_keys(a, path, why, sizeof(why)) < 0) {
+	int pl = file[0] == '/' ? snprintf(path, sizeof(path), "%s", file) :
+	    snprintf(path, sizeof(path), "%s/%s", host->config_dir(), file);
+	if (pl < 0 || (size_t)pl >= sizeof(path)) {
+		/* cut, it would name another file */
+		snprintf(why, sizeof(why), "keys_file: the path is longer than %zu bytes", sizeof(path) - 1);
+		pl = -1;
+	}
+	if (pl < 0 || load_keys(a, path, why, sizeof(why)) < 0) {
 		char where[512];
 		host->config_where(file_node, where, sizeof(where));
 		snprintf(err, errlen, "%s: %s", where, why);

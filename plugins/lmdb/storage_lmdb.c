@@ -345,11 +345,18 @@ l_index_members(void *inst, const char *index, mcpd_members_cb *cb, void *arg)
 		return;
 	}
 	size_t il = strlen(index), n = 0, cap = 16;
+	if (il + 1 >= 1024) {
+		/* l_index_add cannot have stored it either */
+		mdb_cursor_close(cur);
+		mdb_txn_abort(txn);
+		if (cb)
+			cb(arg, MCPD_ERROR, NULL, 0, why(MDB_BAD_VALSIZE));
+		return;
+	}
 	char **names = malloc(cap * sizeof(char *));
 	MDB_val k = { il + 1, NULL }, v;
 	char prefix[1024];
-	memcpy(prefix, index, il < sizeof(prefix) - 1 ? il : sizeof(prefix) - 2);
-	prefix[il] = '\0';
+	memcpy(prefix, index, il + 1);     /* with its NUL: the separator */
 	k.mv_data = prefix;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && names != NULL;
 	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -618,7 +625,11 @@ lmdb_create(const struct mcpd_host *host, const struct mcpd_config *section, cha
 		if (strcmp(key, "plugin") == 0)
 			continue;
 		if (strcmp(key, "path") == 0 && host->config_scalar(v) != NULL && host->config_scalar(v)[0] == '/') {
-			snprintf(st->path, sizeof(st->path), "%s", host->config_scalar(v));
+			if ((size_t)snprintf(st->path, sizeof(st->path), "%s", host->config_scalar(v)) >= sizeof(st->path)) {
+				snprintf(err, errlen, "%s: path is longer than %zu bytes", where, sizeof(st->path) - 1);
+				free(st);
+				return NULL;
+			}
 		} else if (strcmp(key, "map_size") == 0 && host->config_size(v, &st->map_size) == 0 &&
 		    st->map_size >= (1u << 20)) {
 			;

@@ -59,10 +59,11 @@ deadline(uint64_t ttl_ms)
 	return ttl_ms ? now_ms() + ttl_ms : 0;
 }
 
+/* Items are keyed by their kind's byte, then the key. */
 static unsigned
-hash(const char *s)
+hash(char kind, const char *s)
 {
-	unsigned h = 2166136261u;
+	unsigned h = (2166136261u ^ (unsigned char)kind) * 16777619u;
 	for (; *s; s++)
 		h = (h ^ (unsigned char)*s) * 16777619u;
 	return h % BUCKETS;
@@ -86,10 +87,8 @@ item_free(struct item *it)
 static struct item *
 lookup(struct store *st, enum kind k, const char *key, struct item ***slot_out)
 {
-	char full[1024];
-	if (snprintf(full, sizeof(full), "%c%s", k, key) >= (int)sizeof(full))
-		return NULL;
-	struct item **slot = &st->buckets[hash(full)];
+	/* no fixed buffer: a key is found whole, however long */
+	struct item **slot = &st->buckets[hash((char)k, key)];
 	uint64_t now = now_ms();
 	while (*slot != NULL) {
 		struct item *it = *slot;
@@ -99,7 +98,7 @@ lookup(struct store *st, enum kind k, const char *key, struct item ***slot_out)
 			st->count--;
 			continue;
 		}
-		if (strcmp(it->key, full) == 0) {
+		if (it->key[0] == (char)k && strcmp(it->key + 1, key) == 0) {
 			if (slot_out)
 				*slot_out = slot;
 			return it;
@@ -125,7 +124,7 @@ create(struct store *st, enum kind k, const char *key)
 	}
 	it->key[0] = (char)k;
 	memcpy(it->key + 1, key, kl + 1);
-	unsigned h = hash(it->key);
+	unsigned h = hash((char)k, key);
 	it->next = st->buckets[h];
 	st->buckets[h] = it;
 	st->count++;

@@ -510,19 +510,29 @@ send_op(struct op *o, int argc, const char **argv, const size_t *lens)
 	}
 }
 
-static void
-key_of(struct redis *r, char *buf, size_t len, const char *key)
+/* The prefixed key. One that does not fit is refused (the op fails and
+ * is freed): cut, two long keys would be one. */
+static int
+key_of(struct redis *r, char *buf, size_t len, const char *key, struct op *o)
 {
-	snprintf(buf, len, "%s%s", r->prefix, key);
+	if ((size_t)snprintf(buf, len, "%s%s", r->prefix, key) < len)
+		return 0;
+	if (o != NULL) {
+		fail(o, "redis: key too long");
+		free(o);
+	}
+	return -1;
 }
 
 static void
 s_get(void *inst, const char *key, mcpd_value_cb *cb, void *arg)
 {
 	char k[1024];
-	key_of(inst, k, sizeof(k), key);
+	struct op *o = op_new(inst, K_VALUE, (void *)cb, arg);
+	if (key_of(inst, k, sizeof(k), key, o) < 0)
+		return;
 	const char *argv[] = { "GET", k };
-	send_op(op_new(inst, K_VALUE, (void *)cb, arg), 2, argv, NULL);
+	send_op(o, 2, argv, NULL);
 }
 
 static void
@@ -530,7 +540,9 @@ s_set(void *inst, const char *key, const void *value, size_t len, uint64_t ttl_m
     mcpd_done_cb *cb, void *arg)
 {
 	char k[1024], ttl[32];
-	key_of(inst, k, sizeof(k), key);
+	struct op *o = op_new(inst, K_SET, (void *)cb, arg);
+	if (key_of(inst, k, sizeof(k), key, o) < 0)
+		return;
 	const char *argv[6] = { "SET", k, value };
 	size_t lens[6] = { 3, strlen(k), len };
 	int argc = 3;
@@ -545,7 +557,7 @@ s_set(void *inst, const char *key, const void *value, size_t len, uint64_t ttl_m
 		argv[argc] = (flags & MCPD_SET_IF_ABSENT) ? "NX" : "XX";
 		lens[argc++] = 2;
 	}
-	send_op(op_new(inst, K_SET, (void *)cb, arg), argc, argv, lens);
+	send_op(o, argc, argv, lens);
 }
 
 static void
@@ -553,19 +565,23 @@ s_del(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
 {
 	/* A log of that name goes too, with its sequence counter. */
 	char k[1024], seq[1032];
-	key_of(inst, k, sizeof(k), key);
+	struct op *o = op_new(inst, K_DEL, (void *)cb, arg);
+	if (key_of(inst, k, sizeof(k), key, o) < 0)
+		return;
 	snprintf(seq, sizeof(seq), "%s:seq", k);
 	const char *argv[] = { "DEL", k, seq };
-	send_op(op_new(inst, K_DEL, (void *)cb, arg), 3, argv, NULL);
+	send_op(o, 3, argv, NULL);
 }
 
 static void
 s_exists(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
 {
 	char k[1024];
-	key_of(inst, k, sizeof(k), key);
+	struct op *o = op_new(inst, K_EXISTS, (void *)cb, arg);
+	if (key_of(inst, k, sizeof(k), key, o) < 0)
+		return;
 	const char *argv[] = { "EXISTS", k };
-	send_op(op_new(inst, K_EXISTS, (void *)cb, arg), 2, argv, NULL);
+	send_op(o, 2, argv, NULL);
 }
 
 /* INCRBY and the expiry in one step. */
@@ -578,11 +594,13 @@ static void
 s_incr(void *inst, const char *key, int64_t by, uint64_t ttl_ms, mcpd_int_cb *cb, void *arg)
 {
 	char k[1024], b[32], t[32];
-	key_of(inst, k, sizeof(k), key);
+	struct op *o = op_new(inst, K_INT, (void *)cb, arg);
+	if (key_of(inst, k, sizeof(k), key, o) < 0)
+		return;
 	snprintf(b, sizeof(b), "%lld", (long long)by);
 	snprintf(t, sizeof(t), "%llu", (unsigned long long)ttl_ms);
 	const char *argv[] = { "EVAL", INCR_SCRIPT, "1", k, b, t };
-	send_op(op_new(inst, K_INT, (void *)cb, arg), 6, argv, NULL);
+	send_op(o, 6, argv, NULL);
 }
 
 /* Index members are a sorted set scored by their expiry (+inf: none). */
@@ -595,33 +613,39 @@ static void
 s_index_add(void *inst, const char *index, const char *member, uint64_t ttl_ms, mcpd_done_cb *cb, void *arg)
 {
 	char k[1024], score[32], now[32];
-	key_of(inst, k, sizeof(k), index);
+	struct op *o = op_new(inst, K_DONE, (void *)cb, arg);
+	if (key_of(inst, k, sizeof(k), index, o) < 0)
+		return;
 	if (ttl_ms > 0)
 		snprintf(score, sizeof(score), "%llu", (unsigned long long)(wall_ms() + ttl_ms));
 	else
 		snprintf(score, sizeof(score), "+inf");
 	snprintf(now, sizeof(now), "%llu", (unsigned long long)wall_ms());
 	const char *argv[] = { "EVAL", INDEX_ADD_SCRIPT, "1", k, score, member, now };
-	send_op(op_new(inst, K_DONE, (void *)cb, arg), 7, argv, NULL);
+	send_op(o, 7, argv, NULL);
 }
 
 static void
 s_index_remove(void *inst, const char *index, const char *member, mcpd_done_cb *cb, void *arg)
 {
 	char k[1024];
-	key_of(inst, k, sizeof(k), index);
+	struct op *o = op_new(inst, K_DEL, (void *)cb, arg);
+	if (key_of(inst, k, sizeof(k), index, o) < 0)
+		return;
 	const char *argv[] = { "ZREM", k, member };
-	send_op(op_new(inst, K_DEL, (void *)cb, arg), 3, argv, NULL);
+	send_op(o, 3, argv, NULL);
 }
 
 static void
 s_index_members(void *inst, const char *index, mcpd_members_cb *cb, void *arg)
 {
 	char k[1024], now[32];
-	key_of(inst, k, sizeof(k), index);
+	struct op *o = op_new(inst, K_MEMBERS, (void *)cb, arg);
+	if (key_of(inst, k, sizeof(k), index, o) < 0)
+		return;
 	snprintf(now, sizeof(now), "(%llu", (unsigned long long)wall_ms());
 	const char *argv[] = { "ZRANGEBYSCORE", k, now, "+inf" };
-	send_op(op_new(inst, K_MEMBERS, (void *)cb, arg), 4, argv, NULL);
+	send_op(o, 4, argv, NULL);
 }
 
 /* A log is a list of "<seq>\n<entry>" with its counter beside it. */
@@ -640,21 +664,24 @@ s_log_append(void *inst, const char *log, const void *entry, size_t len, uint64_
 {
 	struct redis *r = inst;
 	char k[1024], seqk[1100], max[32], ttl[32];
-	key_of(r, k, sizeof(k), log);
+	struct op *o = op_new(r, K_INT, (void *)cb, arg);
+	if (key_of(r, k, sizeof(k), log, o) < 0)
+		return;
 	snprintf(seqk, sizeof(seqk), "%s:seq", k);
 	snprintf(max, sizeof(max), "%llu", (unsigned long long)(max_entries ? max_entries : 1));
 	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_ms);
 	const char *argv[] = { "EVAL", LOG_APPEND_SCRIPT, "2", k, seqk, entry, max, ttl };
 	size_t lens[] = { 4, strlen(LOG_APPEND_SCRIPT), 1, strlen(k), strlen(seqk), len, strlen(max), strlen(ttl) };
-	send_op(op_new(r, K_INT, (void *)cb, arg), 8, argv, lens);
+	send_op(o, 8, argv, lens);
 }
 
 static void
 s_log_range(void *inst, const char *log, uint64_t after, size_t max, mcpd_entries_cb *cb, void *arg)
 {
 	char k[1024];
-	key_of(inst, k, sizeof(k), log);
 	struct op *o = op_new(inst, K_ENTRIES, (void *)cb, arg);
+	if (key_of(inst, k, sizeof(k), log, o) < 0)
+		return;
 	if (o != NULL) {
 		o->after = after;
 		o->max = max;
@@ -710,7 +737,8 @@ pubsub_subscribe(struct redis *r, const char *channel, int on)
 	if (!r->sub.ready)
 		return;     /* done for every channel when the connection is ready */
 	char k[1024];
-	key_of(r, k, sizeof(k), channel);
+	if (key_of(r, k, sizeof(k), channel, NULL) < 0)
+		return;     /* t_subscribe refuses such channels */
 	const char *argv[] = { on ? "SUBSCRIBE" : "UNSUBSCRIBE", k };
 	redisAsyncCommandArgv(r->sub.ac, pubsub_message, r, 2, argv, NULL);
 }
@@ -913,6 +941,9 @@ static void *
 t_subscribe(void *inst, const char *channel, mcpd_message_cb *cb, void *arg)
 {
 	struct redis *r = inst;
+	/* a channel whose key would be cut is refused: cut, two would be one */
+	if (strlen(r->prefix) + strlen("stream:") + strlen(channel) >= 1024)
+		return NULL;
 	int first = subs_count(&r->subs, channel) == 0;
 	struct sub *s = subs_add(&r->subs, channel, cb, arg);
 	if (s != NULL && first) {
@@ -948,14 +979,22 @@ t_publish(void *inst, const char *channel, const void *msg, size_t len,
 {
 	struct redis *r = inst;
 	char k[1024];
+	struct op *o = op_new(r, K_DONE, (void *)cb, arg);
 	if (!r->streams) {
-		key_of(r, k, sizeof(k), channel);
+		if (key_of(r, k, sizeof(k), channel, o) < 0)
+			return;
 		const char *argv[] = { "PUBLISH", k, msg };
 		size_t lens[] = { 7, strlen(k), len };
-		send_op(op_new(r, K_DONE, (void *)cb, arg), 3, argv, lens);
+		send_op(o, 3, argv, lens);
 		return;
 	}
-	snprintf(k, sizeof(k), "%sstream:%s", r->prefix, channel);
+	if ((size_t)snprintf(k, sizeof(k), "%sstream:%s", r->prefix, channel) >= sizeof(k)) {
+		if (o != NULL) {
+			fail(o, "redis: channel name too long");
+			free(o);
+		}
+		return;
+	}
 	char maxlen[32], ttl[32];
 	snprintf(maxlen, sizeof(maxlen), "%llu", (unsigned long long)r->stream_maxlen);
 	uint64_t t = opts != NULL && opts->size >= sizeof(*opts) && opts->ttl_ms ? opts->ttl_ms : r->stream_ttl_ms;
@@ -965,7 +1004,7 @@ t_publish(void *inst, const char *channel, const void *msg, size_t len,
 	    "redis.call('PEXPIRE', KEYS[1], ARGV[3]) return 1";
 	const char *argv[] = { "EVAL", XADD_SCRIPT, "1", k, msg, maxlen, ttl };
 	size_t lens[] = { 4, strlen(XADD_SCRIPT), 1, strlen(k), len, strlen(maxlen), strlen(ttl) };
-	send_op(op_new(r, K_DONE, (void *)cb, arg), 7, argv, lens);
+	send_op(o, 7, argv, lens);
 }
 
 struct numsub {
@@ -996,10 +1035,13 @@ t_has_subscribers(void *inst, const char *channel, mcpd_int_cb *cb, void *arg)
 		cb(arg, MCPD_ERROR, 0, "not known in streams mode");
 		return;
 	}
-	struct numsub *n = malloc(sizeof(*n));
 	char k[1024];
-	key_of(r, k, sizeof(k), channel);
+	if (key_of(r, k, sizeof(k), channel, NULL) < 0) {
+		cb(arg, MCPD_ERROR, 0, "redis: channel name too long");
+		return;
+	}
 	const char *argv[] = { "PUBSUB", "NUMSUB", k };
+	struct numsub *n = malloc(sizeof(*n));
 	if (n == NULL) {
 		cb(arg, MCPD_ERROR, 0, "out of memory");
 		return;

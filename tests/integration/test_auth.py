@@ -240,6 +240,9 @@ def test_key_file_errors(t):
     check_t(good, 0o600, r"bad\.yaml:2:\d+: unknown key \"colour\"",
             "auth: { plugin: apikey, keys_file: keys, colour: red }\n")
     check_t(good, 0o600, r"apikey needs keys_file", "auth: { plugin: apikey }\n")
+    # Too long a path is refused, never cut to another file.
+    check_t(good, 0o600, r"keys_file: the path is longer than 4095 bytes",
+            "auth: { plugin: apikey, keys_file: %s }\n" % (os.path.join(t.dir, "k" * 200) * 21))
     check_t(good, 0o600, r"auth needs plugin", "auth: { keys_file: keys }\n")
     check_t(good, 0o600, r"resource must be the endpoint's absolute URL",
             "auth: { plugin: apikey, keys_file: keys, resource: mcp.example.com }\n")

@@ -1,6 +1,8 @@
 """The HTTP layer: limits, malformed requests, keep-alive, listeners."""
 
+import json
 import os
+import re
 import socket
 import time
 
@@ -222,4 +224,254 @@ def test_stale_unix_socket_is_replaced(t):
     d = t.mcpd("listen:\n  - 127.0.0.1:%d\n  - unix:%s\nworkers: 1\n" % (port, sock)
                ).start(wait_url_port=port)
     check(http(0, unix=sock)[0] == 200)
+    d.stop()
+
+
+def access_lines(d, marker):
+    """The access-log lines (text or JSON) that hold marker."""
+    return [ln for ln in d.log().split("\n") if marker in ln and ("access" in ln or "HTTP/1." in ln)]
+
+
+def test_long_fields_in_access_log(t):
+    """Request targets and User-Agents up to max_header used to run the
+    access line past its 8 KiB stack buffer (issue 13, item 1). Each long
+    field is cut visibly ("...") and the line stays one sane line."""
+    for fmt in ("text", "json"):
+        port = free_port()
+        d = t.mcpd(conf(port, "log: { format: %s }\n" % fmt), name="%s.yaml" % fmt
+                   ).start(wait_url_port=port)
+        workers = d.workers()
+        cases = [
+            # (marker in the target, target tail, User-Agent)
+            ("plain", "a" * 9000, "agent/1.0"),
+            ("quotes", "\"\\" * 4500, "ua"),                  # JSON doubles each
+            ("utf8", "\u00e9" * 5000, "ua"),                 # cut never splits a character
+            ("agent", "x", "z" + "\tz" * 6000),              # escapes take 4 or 6 bytes each
+            ("both", "b" * 7000, "c" * 7000),
+        ]
+        for marker, tail, ua in cases:
+            target = "/healthz?%s=%s" % (marker, tail)
+            req = ("GET %s HTTP/1.1\r\nHost: x\r\nUser-Agent: %s\r\nConnection: close\r\n\r\n"
+                   % (target, ua)).encode("utf-8")
+            resp = raw(port, req)
+            check(status_of(resp) == 200, "%s (%s): %r" % (marker, fmt, resp[:80]))
+            still_serving(port)
+            line = wait_for(lambda: access_lines(d, "?%s=" % marker), what="the access line for " + marker)
+            check(len(line) == 1, "%s (%s): %d lines" % (marker, fmt, len(line)))
+            line = line[0]
+            check(len(line.encode("utf-8")) < 8192, "%s (%s): a line of %d bytes" % (marker, fmt, len(line)))
+            if fmt == "json":
+                rec = json.loads(line)
+                check(rec["type"] == "access" and rec["status"] == 200 and rec["method"] == "GET",
+                      "%s: %r" % (marker, line[:200]))
+                got = rec["target"]
+                check(got.startswith("/healthz?%s=" % marker), "%s: %r" % (marker, got[:80]))
+                if len(target.encode("utf-8")) > 4096 or marker == "quotes":
+                    check(got.endswith("...") and target.startswith(got[:-3]),
+                          "%s: target not cut visibly: ...%r" % (marker, got[-40:]))
+                else:
+                    check(got == target, "%s: target %r" % (marker, got[:80]))
+                if len(ua) > 1000:
+                    check(rec["user_agent"].endswith("...") and ua.startswith(rec["user_agent"][:-3]),
+                          "%s: user agent %r" % (marker, rec["user_agent"][-40:]))
+                else:
+                    check(rec["user_agent"] == ua, "%s: user agent %r" % (marker, rec["user_agent"]))
+            else:
+                m = re.search(r'"GET (/healthz\?%s=\S*) HTTP/1\.1" 200 \d+ \d+ [\d.]+ms "([^"]*)"$' % marker, line)
+                check(m is not None, "%s: malformed text line %r" % (marker, line[:200] + "..." + line[-200:]))
+                got = m.group(1)
+                if marker == "quotes":
+                    check(got.startswith("/healthz?quotes=\\x22\\x5c\\x22") and got.endswith("..."),
+                          "quotes: %r" % got[:80])
+                elif len(target.encode("utf-8")) > 4096:
+                    check(got.endswith("...") and target.startswith(got[:-3]), "%s: %r" % (marker, got[-40:]))
+                if marker == "agent":
+                    check(m.group(2).startswith("z\\x09z\\x09z") and m.group(2).endswith("..."),
+                          "agent: %r" % m.group(2)[-40:])
+        check(d.workers() == workers, "%s: a worker died (%r -> %r)" % (fmt, workers, d.workers()))
+        d.stop()
+
+
+def closed_after(port, data, timeout=5):
+    """Send data on a new connection; the response and whether the server
+    closed the connection (rather than the read timing out)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                c = s.recv(65536)
+            except socket.timeout:
+                return out, False
+            if not c:
+                return out, True
+            out += c
+    finally:
+        s.close()
+
+
+CHUNKED = b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def test_chunk_sizes_are_strict(t):
+    """RFC 9112 7.1: hex digits, then only well-formed extensions, then
+    CRLF; trailer fields are checked like header fields. Anything else is a
+    400 and the connection closes (issue 13, item 5: strtoull took 0x, signs
+    and blanks, and nothing after a blank or ';' was looked at)."""
+    port = free_port()
+    d = t.mcpd(conf(port, "limits: { max_header: 2KiB }\n")).start(wait_url_port=port)
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    bad = {
+        "0x prefix": b"0x5\r\nhello\r\n0\r\n\r\n",
+        "0X prefix": b"0X5\r\nhello\r\n0\r\n\r\n",
+        "plus": b"+5\r\nhello\r\n0\r\n\r\n",
+        "minus": b"-5\r\nhello\r\n0\r\n\r\n",
+        "minus zero": b"-0\r\n\r\n",
+        "space before": b" 5\r\nhello\r\n0\r\n\r\n",
+        "tab before": b"\t5\r\nhello\r\n0\r\n\r\n",
+        "blank after, nothing else": b"5 \r\nhello\r\n0\r\n\r\n",
+        "empty size": b"\r\nhello\r\n0\r\n\r\n",
+        "bare LF in size line": b"5\nhello\r\n0\r\n\r\n",
+        "bare LF after extension": b"5;a\nb\r\nhello\r\n0\r\n\r\n",
+        "bare CR": b"5\rX\r\nhello\r\n0\r\n\r\n",
+        "bare CR in extension": b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+        "NUL after size": b"5\x00\r\nhello\r\n0\r\n\r\n",
+        "NUL in extension": b"5;a\x00b\r\nhello\r\n0\r\n\r\n",
+        "17 digits": b"00000000000000005\r\nhello\r\n0\r\n\r\n",
+        "overflow": b"10000000000000005\r\nhello\r\n0\r\n\r\n",
+        "not hex": b"5g\r\nhello\r\n0\r\n\r\n",
+        "empty extension": b"5;\r\nhello\r\n0\r\n\r\n",
+        "extension without name": b"5;=x\r\nhello\r\n0\r\n\r\n",
+        "extension without value": b"5;a=\r\nhello\r\n0\r\n\r\n",
+        "two words": b"5;a b\r\nhello\r\n0\r\n\r\n",
+        "value then word": b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+        "value not a token": b"5;a=@\r\nhello\r\n0\r\n\r\n",
+        "name not a token": b"5;a(b)\r\nhello\r\n0\r\n\r\n",
+        "unterminated quote": b"5;a=\"x\r\nhello\r\n0\r\n\r\n",
+        "control in quote": b"5;a=\"x\x01\"\r\nhello\r\n0\r\n\r\n",
+        "quote then junk": b"5;a=\"x\"y\r\nhello\r\n0\r\n\r\n",
+        "comma": b"5,6\r\nhello\r\n0\r\n\r\n",
+        "data longer than size": b"5\r\nhelloX\r\n0\r\n\r\n",
+        "last chunk 0x0": b"5\r\nhello\r\n0x0\r\n\r\n" + smuggled,
+        "trailer with control": b"5\r\nhello\r\n0\r\nX: a\x01b\r\n\r\n",
+        "trailer with NUL": b"5\r\nhello\r\n0\r\nX: a\x00b\r\n\r\n",
+        "trailer with bare LF": b"5\r\nhello\r\n0\r\nX: a\nb\r\n\r\n",
+        "trailer with bare CR": b"5\r\nhello\r\n0\r\nX: a\rb\r\n\r\n",
+        "folded trailer": b"5\r\nhello\r\n0\r\nX: a\r\n b\r\n\r\n",
+        "trailer without colon": b"5\r\nhello\r\n0\r\nNoColon\r\n\r\n",
+        "trailer name with space": b"5\r\nhello\r\n0\r\nBad Name: v\r\n\r\n",
+        "trailer without name": b"5\r\nhello\r\n0\r\n: v\r\n\r\n",
+    }
+    for name, body in bad.items():
+        resp, closed = closed_after(port, CHUNKED + body)
+        check(status_of(resp) == 400, "%s: %r" % (name, resp[:80]))
+        check(b"Connection: close" in resp and closed, "%s: the connection stayed open" % name)
+        check("/smuggled" not in d.log(), "%s: a smuggled request was served" % name)
+        still_serving(port)
+    # Extensions and trailers together are bounded, not only line by line.
+    ext = b";e=" + b"v" * 900
+    resp, closed = closed_after(port, CHUNKED + (b"1" + ext + b"\r\nx\r\n") * 3 + b"0\r\n\r\n")
+    check(status_of(resp) == 431 and closed, "many extensions: %r" % resp[:80])
+    resp, closed = closed_after(port, CHUNKED + b"0\r\n" + b"X-T: " + b"t" * 900 + b"\r\n" * 1 +
+                                (b"X-U: " + b"u" * 900 + b"\r\n") * 2 + b"\r\n")
+    check(status_of(resp) == 431 and closed, "many trailers: %r" % resp[:80])
+    resp, closed = closed_after(port, CHUNKED + b"5;e=" + b"v" * 1100 + b"\r\nhello\r\n0\r\n\r\n")
+    check(status_of(resp) == 400 and closed, "long extension line: %r" % resp[:80])
+    still_serving(port)
+    d.stop()
+
+
+def test_valid_chunk_extensions_and_trailers(t):
+    """What RFC 9112 allows still works, and the body arrives whole."""
+    port = free_port()
+    d = t.mcpd(conf(port)).start(wait_url_port=port)
+    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "initialize",
+                       "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                                  "clientInfo": {"name": "chunky", "version": "1"}}}).encode()
+    a, b, c = body[:10], body[10:40], body[40:]
+    chunks = (b"%x\r\n%s\r\n" % (len(a), a) +
+              b"%X;name\r\n%s\r\n" % (len(b), b) +                        # upper-case hex, bare name
+              b"00%x ; n1 = v1 ;n2=\"q \\\" s\\\\\";n3\r\n%s\r\n" % (len(c), c) +   # BWS, quoted-string
+              b"0;last=1\r\nX-Trailer: v\r\nX-Empty:\r\n\r\n")
+    req = (b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+           b"Accept: application/json, text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks +
+           b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    resp, closed = closed_after(port, req)
+    check(closed and status_of(resp) == 200, repr(resp[:200]))
+    first, _, rest = resp.partition(b"\r\n\r\n")
+    m = re.search(rb"Content-Length: (\d+)", first)
+    check(m is not None, repr(first))
+    msg = json.loads(rest[:int(m.group(1))])
+    check(msg["id"] == 7 and msg["result"]["serverInfo"]["name"], msg)
+    check(status_of(rest[int(m.group(1)):]) == 200, "the pipelined request: %r" % rest[int(m.group(1)):][:80])
+    d.stop()
+
+
+def test_repeated_fields_are_refused(t):
+    """Fields that must come once get 400 when repeated, equal or not (issue
+    13, item 6: a second Host was accepted and the first one checked)."""
+    port = free_port()
+    d = t.mcpd(conf(port)).start(wait_url_port=port)
+    once = ["Host", "Authorization", "Content-Type", "Origin", "Mcp-Session-Id", "MCP-Protocol-Version",
+            "Last-Event-ID", "Mcp-Method", "Mcp-Name", "Mcp-Param-Who"]
+    values = {"Host": b"127.0.0.1", "Origin": b"http://localhost", "Content-Type": b"application/json",
+              "MCP-Protocol-Version": b"2025-11-25"}
+    for name in once:
+        v = values.get(name, b"v")
+        for second in (v, b"other.example"):
+            for spelled in (name, name.upper()):
+                head = b"GET /healthz HTTP/1.1\r\n"
+                if name != "Host":
+                    head += b"Host: x\r\n"
+                head += b"%s: %s\r\nX-Between: y\r\n%s: %s\r\n" % (name.encode(), v, spelled.encode(), second)
+                resp, closed = closed_after(port, head + b"\r\n")
+                check(status_of(resp) == 400 and closed, "two %s (%r): %r" % (name, second, resp[:80]))
+                check(("repeated %s header" % spelled).encode() in resp, "%s: %r" % (name, resp))
+    # An allowed_hosts check cannot be steered by the second Host.
+    resp = raw(port, b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n"
+               b"Content-Length: 2\r\n\r\n{}")
+    check(status_of(resp) == 400, repr(resp[:80]))
+    # HTTP/1.0 too.
+    resp = raw(port, b"GET /healthz HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n")
+    check(status_of(resp) == 400, repr(resp[:80]))
+    # Framing: the rules that were there stay.
+    cases = [
+        (b"Content-Length: 2\r\nContent-Length: 3\r\n", 400),
+        (b"Content-Length: 2\r\nContent-Length: 2\r\n", 405),       # equal copies are one value
+        (b"Content-Length: 2, 2\r\n", 400),
+        (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", 400),
+        (b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n", 400),
+        (b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n", 400),
+    ]
+    for fields, want in cases:
+        resp = raw(port, b"POST /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + fields +
+                   b"\r\n{}" + (b"\r\n0\r\n\r\n" if b"chunked" in fields else b""))
+        check(status_of(resp) == want, "%r -> %r, expected %d" % (fields, resp[:60], want))
+    # Fields that are lists may repeat.
+    resp = raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nAccept: a/b\r\nAccept: c/d\r\n"
+               b"X-Any: 1\r\nX-Any: 2\r\nCookie: a=1\r\nCookie: b=2\r\nConnection: keep-alive\r\n"
+               b"Connection: close\r\n\r\n")
+    check(status_of(resp) == 200, repr(resp[:80]))
+    still_serving(port)
+    d.stop()
+
+
+def test_connection_is_a_list(t):
+    """"close" anywhere in Connection fields closes the connection; before,
+    only a first field of exactly "close" did."""
+    port = free_port()
+    d = t.mcpd(conf(port)).start(wait_url_port=port)
+    for fields in (b"Connection: keep-alive, close\r\n", b"Connection: keep-alive\r\nConnection: Close\r\n",
+                   b"Connection: TE,close\r\n"):
+        resp, closed = closed_after(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n", timeout=3)
+        check(status_of(resp) == 200 and b"Connection: close" in resp and closed, "%r: %r" % (fields, resp[:120]))
+    # HTTP/1.0 keeps the connection when keep-alive is among the options.
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET /healthz HTTP/1.0\r\nConnection: foo, Keep-Alive\r\n\r\n")
+    first = s.recv(4096)
+    check(status_of(first) == 200 and b"Connection: keep-alive" in first, repr(first))
+    s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+    check(status_of(s.recv(4096)) == 200, "second request on the kept connection")
+    s.close()
     d.stop()

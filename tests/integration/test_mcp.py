@@ -156,6 +156,9 @@ def test_origin_and_host_checks(t):
     check(st == 403 and "Origin" in r["error"]["message"], (st, r))
     st, _, r = post(port, body, headers={"Host": "evil.example.com"})
     check(st == 403 and "Host" in r["error"]["message"], (st, r))
+    # Too long to be a host name: refused whole, never cut to "localhost".
+    st, _, r = post(port, body, headers={"Host": "localhost:" + "a" * 300 + ":1"})
+    check(st == 403 and "Host" in r["error"]["message"], (st, r))
     st, hdrs, r = post(port, body, headers={"Origin": "http://localhost:5173"})
     check(st == 200 and hdrs.get("access-control-allow-origin") == "http://localhost:5173", hdrs)
     check("Mcp-Session-Id" in hdrs.get("access-control-expose-headers", ""))
@@ -176,6 +179,55 @@ def call(port, sid, name, args=None, **kw):
     if args is not None:
         params["arguments"] = args
     return rpc(port, sid, "tools/call", params, **kw)
+
+
+LONG_TOOLS = """
+tools:
+  - name: longerr
+    description: A stderr line of 2000 bytes, then a short one.
+    shell: 'printf "%02000d\\n" 0 | tr 0 e >&2; echo short >&2; echo ok'
+  - name: longkey
+    description: Asks with a key longer than mcpd keeps.
+    shell: 'mcpd-tool elicit --key "$(printf "%0200d" 0)" "Name?" 2>&1 || echo refused'
+  - name: words
+    description: Logs a message given as several words.
+    shell: 'mcpd-tool log info two words "and  more"; echo ok'
+"""
+
+
+def test_long_resource_uri_is_not_cut(t):
+    """A command resource sees the whole URI in MCP_RESOURCE_URI, or the
+    read is refused; it was cut at about 4 KiB."""
+    d, port = start(t, """resources:
+  - uri_template: "long://{x}"
+    name: long
+    command: [printenv, MCP_RESOURCE_URI]
+""", tools=False)
+    sid = mcp_session(port)
+    uri = "long://" + "a" * 4089
+    st, r, _ = rpc(port, sid, "resources/read", {"uri": uri})
+    check(r["result"]["contents"][0]["text"].strip() == uri, r)
+    st, r, _ = rpc(port, sid, "resources/read", {"uri": uri + "b"})
+    check(r["error"]["code"] == -32602 and "4096" in r["error"]["message"], r)
+    d.stop()
+
+
+def test_long_stderr_lines_and_question_keys(t):
+    """What does not fit is said, never cut silently: a tool's long stderr
+    line is logged ending in "...", and a question key too long to keep is
+    refused (a cut key could take the answer to another question)."""
+    d, port = start(t, LONG_TOOLS, tools=False)
+    sid = mcp_session(port)
+    st, r, _ = call(port, sid, "longerr", {})
+    check(r["result"]["content"][0]["text"] == "ok", r)
+    d.wait_log(r"tool longerr stderr: e{512}\.\.\.\n")
+    d.wait_log(r"tool longerr stderr: short\n")
+    st, r, _ = call(port, sid, "longkey", {})
+    text = r["result"]["content"][0]["text"]
+    check("key: at most 95 bytes" in text and "refused" in text, r)
+    st, r, msgs = rpc(port, sid, "tools/call", {"name": "words", "arguments": {}})
+    check(msgs[0]["params"] == {"level": "info", "data": "two words and  more"}, msgs)
+    d.stop()
 
 
 def test_arguments_are_data_not_code(t):

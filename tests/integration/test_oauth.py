@@ -271,6 +271,18 @@ def test_configured_issuer_with_a_path(t):
     d.stop()
 
 
+def test_long_issuer_path(t):
+    """The metadata route is the whole issuer path, however long (it was
+    cut at 1200 bytes: served at a path that is not the issuer's)."""
+    path = "/t" + "p" * 1300
+    d, port = start(t, auth_extra="  issuer: https://auth.example.com%s\n" % path)
+    st, _, data = http(port, "GET", "/.well-known/oauth-authorization-server" + path)
+    check(st == 200 and json.loads(data)["issuer"] == "https://auth.example.com" + path, (st, data[:100]))
+    cut = ("/.well-known/oauth-authorization-server" + path)[:1199]
+    check(http(port, "GET", cut)[0] == 404)
+    d.stop()
+
+
 def test_registration(t):
     d, port = start(t, auth_extra="  rate_limit: { register: 100 }\n")
     c = register(port)

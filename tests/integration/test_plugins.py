@@ -130,6 +130,10 @@ def test_loader_errors(t):
     err = check_t(t, "workers: 1\nstorage:\n  plugin: memory\n  max_itemz: 5\n", 'unknown key "max_itemz"')
     check("p.yaml:4:14:" in err, err)
     err = check_t(t, "storage: { plugin: lmdb, path: relative/dir }\n", "must be an absolute directory")
+    # Too long a path is refused, never cut to another directory.
+    long_dir = os.path.join(t.dir, "x" * 200) * 21
+    err = check_t(t, "storage: { plugin: lmdb, path: %s }\n" % long_dir, "path is longer than 4095 bytes")
+    check(not os.path.exists(os.path.join(t.dir, "x" * 200)), "a directory was made for the cut path")
     # Operations that mcpd calls must be there: refused at configuration
     # time, with the names of those missing, instead of a crash later.
     err = check_t(t, "storage:\n  plugin: %s\n" % f("incomplete"),

@@ -75,3 +75,36 @@ def test_delete_removes_the_event_log_and_gsent(t):
     check(peek(state, "get", "gsent:" + sid) == ["(none)"], "gsent:<id> outlived DELETE")
     check(sid not in peek(state, "members", "user:anonymous:sessions"))
     d.stop()
+
+
+def test_long_principal_names_get_their_own_index(t):
+    """A principal name too long for the index key is hashed: cut, two
+    names with the same beginning shared one index (and past 511 bytes
+    LMDB refused the key, leaving no index)."""
+    import hashlib
+    import subprocess
+    from harness import MCPD
+    peek = Peek(t.dir)
+    keys = []
+    users = ["u" * 600 + "-alice", "u" * 600 + "-bob", "carol"]
+    with open(os.path.join(t.dir, "keys"), "w") as f:
+        for u in users:
+            p = subprocess.run([MCPD, "-k", u], capture_output=True, text=True, timeout=10)
+            check(p.returncode == 0, p.stderr)
+            f.write(p.stdout.strip() + "\n")
+            keys.append(p.stderr.strip().splitlines()[-1])
+    os.chmod(os.path.join(t.dir, "keys"), 0o600)
+    d, port, state = start(t, "auth: { plugin: apikey, keys_file: keys }\n")
+    sids = []
+    for key in keys:
+        body = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                           "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                                      "clientInfo": {"name": "t", "version": "1"}}})
+        st, hdrs, data = http(port, "POST", "/mcp", body, dict(MCP_HEADERS, Authorization="Bearer " + key))
+        check(st == 200, (st, data[:200]))
+        sids.append(hdrs["mcp-session-id"])
+    for u, sid in zip(users[:2], sids[:2]):
+        ik = "user#%s:sessions" % hashlib.sha256(u.encode()).hexdigest()
+        check(peek(state, "members", ik) == [sid], (ik, peek(state, "members", ik)))
+    check(peek(state, "members", "user:carol:sessions") == [sids[2]])
+    d.stop()

@@ -92,3 +92,24 @@ def _ok(port):
         return http(port, timeout=1)[0] == 200
     except OSError:
         return False
+
+
+def test_status_with_many_listeners(t):
+    """A STATUS= too long for its buffer says so ("...") rather than
+    dropping addresses silently."""
+    path = os.path.join(t.dir, "notify.sock")
+    ns = NotifySocket(path)
+    ports = []
+    while len(ports) < 40:
+        p = free_port()
+        if p not in ports:
+            ports.append(p)
+    d = t.mcpd("listen:\n%sworkers: 1\n" % "".join("  - 127.0.0.1:%d\n" % p for p in ports))
+    d.start(env={"NOTIFY_SOCKET": path})
+    ns.wait("READY=1")
+    ready = [m for m in ns.messages if "READY=1" in m][0]
+    status = [ln for ln in ready.split("\n") if ln.startswith("STATUS=")][0]
+    check(status.startswith("STATUS=1 workers serving 127.0.0.1:%d, 127.0.0.1:%d" % (ports[0], ports[1])), status)
+    check(status.endswith("...") and len(status) < 600, status)
+    check(http(ports[-1])[0] == 200)
+    d.stop()

@@ -211,6 +211,35 @@ START_TEST(every_error_reported)
 }
 END_TEST
 
+/* Mcp-Param-<name> is looked up whole: the name is a token of bounded
+ * length, or the config is refused. */
+START_TEST(header_param_names)
+{
+	char yaml[1024], name[200];
+#define tmpl "tools:\n  - name: t\n    description: d\n" \
+	    "    input: { a: { type: string, x-mcp-header: \"%s\" } }\n    command: [/bin/true]\n"
+	snprintf(yaml, sizeof(yaml), tmpl, "Who");
+	struct config *c = load(yaml);
+	ck_assert_msg(c != NULL, "%s", errs.n ? errs.msgs[0] : "");
+	config_free(c);
+	memset(name, 'n', 128);
+	name[128] = '\0';
+	snprintf(yaml, sizeof(yaml), tmpl, name);
+	c = load(yaml);
+	ck_assert_msg(c != NULL, "%s", errs.n ? errs.msgs[0] : "");
+	config_free(c);
+	name[128] = 'n';
+	name[129] = '\0';
+	snprintf(yaml, sizeof(yaml), tmpl, name);
+	expect_error(yaml, "t.yaml:", "must be a header name");
+	snprintf(yaml, sizeof(yaml), tmpl, "a(b)");
+	expect_error(yaml, "t.yaml:", "must be a header name");
+	snprintf(yaml, sizeof(yaml), tmpl, "a/b");
+	expect_error(yaml, "t.yaml:", "must be a header name");
+#undef tmpl
+}
+END_TEST
+
 START_TEST(missing_file)
 {
 	errlist_free(&errs);
@@ -243,6 +272,7 @@ config_suite(void)
 	tcase_add_test(tc, identity);
 	tcase_add_test(tc, every_error_reported);
 	tcase_add_test(tc, missing_file);
+	tcase_add_test(tc, header_param_names);
 	suite_add_tcase(s, tc);
 	return s;
 }

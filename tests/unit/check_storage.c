@@ -408,6 +408,41 @@ burst_cb(void *arg, int status, const void *value, size_t len, const char *err)
 		burst_bad++;
 }
 
+/* Keys longer than a backend keeps are refused, never cut: two long keys
+ * that differ only at the end must not meet. */
+START_TEST(long_keys)
+{
+	open_backend(_i);
+	static char a[2101], b[2101];
+	memset(a, 'k', 2100);
+	memcpy(b, a, 2100);
+	a[2099] = 'a';
+	b[2099] = 'b';
+	CALL(ops->set(inst, a, "A", 1, 0, 0, done_cb, NULL));
+	int stored = got.status == MCPD_OK;
+	ck_assert_msg(stored || got.status == MCPD_ERROR, "set: status %d", got.status);
+	reset();
+	CALL(ops->get(inst, b, value_cb, NULL));
+	ck_assert_msg(got.status == MCPD_NOT_FOUND || got.status == MCPD_ERROR,
+	    "another long key read %.*s", (int)got.len, got.data);
+	reset();
+	CALL(ops->set(inst, b, "B", 1, 0, MCPD_SET_IF_ABSENT, done_cb, NULL));
+	ck_assert_msg(got.status == (stored ? MCPD_OK : MCPD_ERROR), "set if absent: %d", got.status);
+	reset();
+	if (stored) {
+		CALL(ops->get(inst, a, value_cb, NULL));
+		ck_assert_int_eq(got.status, MCPD_OK);
+		ck_assert(got.len == 1 && got.data[0] == 'A');
+		reset();
+	}
+	CALL(ops->index_add(inst, a, "m1", 0, done_cb, NULL));
+	reset();
+	CALL(ops->index_members(inst, b, members_cb, NULL));
+	ck_assert_msg(got.status == MCPD_ERROR || got.nmembers == 0, "another long index has %zu members", got.nmembers);
+	close_backend();
+}
+END_TEST
+
 /* Many calls before any answer (a network backend queues or pipelines
  * them), a failing one among them: each gets its own answer. */
 START_TEST(bursts)
@@ -454,6 +489,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, logs, 0, nbackends);
 	tcase_add_loop_test(tc, expiry, 0, nbackends);
 	tcase_add_loop_test(tc, bursts, 0, nbackends);
+	tcase_add_loop_test(tc, long_keys, 0, nbackends);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -96,6 +96,52 @@ START_TEST(errlists)
 }
 END_TEST
 
+START_TEST(sbufs)
+{
+	char buf[16];
+	struct sbuf b;
+	sbuf_init(&b, buf, sizeof(buf));
+	ck_assert_int_eq(sbuf_str(&b, "hello"), 0);
+	ck_assert_int_eq(sbuf_printf(&b, ", %d", 42), 0);
+	ck_assert_str_eq(buf, "hello, 42");
+	ck_assert_uint_eq(b.len, 9);
+	ck_assert_uint_eq(sbuf_room(&b), 6);
+	ck_assert_int_eq(b.cut, 0);
+	sbuf_mark_cut(&b, "...");       /* nothing was cut: no mark */
+	ck_assert_str_eq(buf, "hello, 42");
+	/* An append that does not fit stops at the end and is remembered. */
+	ck_assert_int_eq(sbuf_printf(&b, " and %s", "a long tail"), -1);
+	ck_assert_uint_eq(b.len, 15);
+	ck_assert_str_eq(buf, "hello, 42 and a");
+	ck_assert_int_eq(b.cut, 1);
+	ck_assert_int_eq(sbuf_str(&b, "more"), -1);
+	ck_assert_uint_eq(b.len, 15);
+	ck_assert_int_eq(sbuf_add(&b, "", 0), 0);
+	sbuf_mark_cut(&b, "...");
+	ck_assert_str_eq(buf, "hello, 42 an...");
+	ck_assert_uint_eq(b.len, 15);
+	/* The bytes after the buffer's end are never touched. */
+	char guard[8 + 4];
+	memset(guard, 'G', sizeof(guard));
+	sbuf_init(&b, guard, 8);
+	for (int i = 0; i < 10; i++)
+		sbuf_printf(&b, "%d", 123456789);
+	sbuf_add(&b, "xyz", 3);
+	ck_assert_str_eq(guard, "1234567");
+	ck_assert_int_eq(memcmp(guard + 8, "GGGG", 4), 0);
+	/* Degenerate sizes stay safe. */
+	sbuf_init(&b, guard, 1);
+	ck_assert_int_eq(sbuf_str(&b, "x"), -1);
+	sbuf_mark_cut(&b, "...");
+	ck_assert_str_eq(guard, "");
+	sbuf_init(&b, NULL, 0);
+	ck_assert_int_eq(sbuf_str(&b, "x"), -1);
+	ck_assert_int_eq(sbuf_printf(&b, "%d", 1), -1);
+	sbuf_mark_cut(&b, "...");
+	ck_assert_uint_eq(b.len, 0);
+}
+END_TEST
+
 Suite *
 util_suite(void)
 {
@@ -106,6 +152,7 @@ util_suite(void)
 	tcase_add_test(tc, edit_distances);
 	tcase_add_test(tc, arena_basics);
 	tcase_add_test(tc, errlists);
+	tcase_add_test(tc, sbufs);
 	suite_add_tcase(s, tc);
 	return s;
 }

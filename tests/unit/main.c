@@ -8,6 +8,8 @@ int
 main(void)
 {
 	SRunner *sr = srunner_create(util_suite());
+	srunner_add_suite(sr, log_suite());
+	srunner_add_suite(sr, http_suite());
 	srunner_add_suite(sr, config_suite());
 	srunner_add_suite(sr, storage_suite());
 	srunner_add_suite(sr, transport_suite());

@@ -4,6 +4,8 @@
 #include <check.h>
 
 Suite *util_suite(void);
+Suite *log_suite(void);
+Suite *http_suite(void);
 Suite *config_suite(void);
 Suite *storage_suite(void);
 Suite *transport_suite(void);

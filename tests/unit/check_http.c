@@ -1,0 +1,127 @@
+/* The pieces of the HTTP request parser that stand alone: chunk-size
+ * lines and trailer fields (RFC 9112 7.1). */
+#include <check.h>
+#include <string.h>
+
+#include "http.h"
+#include "suites.h"
+
+static int
+chunk(const char *line, size_t len, uint64_t *size)
+{
+	*size = 12345;
+	return http_parse_chunk_line(line, len, size);
+}
+
+#define CHUNK_OK(s, want) do { \
+	uint64_t v_; \
+	ck_assert_msg(chunk(s, sizeof(s) - 1, &v_) == 0, "refused: \"%s\"", s); \
+	ck_assert_msg(v_ == (want), "\"%s\" -> %llu", s, (unsigned long long)v_); \
+} while (0)
+#define CHUNK_BAD(s) do { \
+	uint64_t v_; \
+	ck_assert_msg(chunk(s, sizeof(s) - 1, &v_) == -1, "accepted: \"%s\"", s); \
+} while (0)
+
+START_TEST(chunk_sizes)
+{
+	CHUNK_OK("0", 0);
+	CHUNK_OK("5", 5);
+	CHUNK_OK("800", 0x800);
+	CHUNK_OK("aBcD", 0xabcd);
+	CHUNK_OK("000a", 10);
+	CHUNK_OK("ffffffffffffffff", 0xffffffffffffffffULL);
+	CHUNK_OK("0000000000000001", 1);
+	CHUNK_BAD("");
+	CHUNK_BAD("0x5");
+	CHUNK_BAD("0X5");
+	CHUNK_BAD("+5");
+	CHUNK_BAD("-5");
+	CHUNK_BAD("-0");
+	CHUNK_BAD(" 5");
+	CHUNK_BAD("\t5");
+	CHUNK_BAD("5 ");
+	CHUNK_BAD("5\t");
+	CHUNK_BAD("5g");
+	CHUNK_BAD("5,6");
+	CHUNK_BAD("5\n");
+	CHUNK_BAD("5\r");
+	CHUNK_BAD("5\rX");
+	CHUNK_BAD("5\0");
+	CHUNK_BAD("00000000000000001");     /* 17 digits */
+	CHUNK_BAD("10000000000000000");     /* would overflow */
+}
+END_TEST
+
+START_TEST(chunk_extensions)
+{
+	CHUNK_OK("5;a", 5);
+	CHUNK_OK("5;a=b", 5);
+	CHUNK_OK("5 ; a = b", 5);
+	CHUNK_OK("5\t;\ta\t=\tb", 5);
+	CHUNK_OK("5;a;b=c;d", 5);
+	CHUNK_OK("5;a=\"\"", 5);
+	CHUNK_OK("5;a=\"q s\"", 5);
+	CHUNK_OK("5;a=\"x\\\"y\\\\\"", 5);
+	CHUNK_OK("5;a=\"\x80\xff\"", 5);     /* obs-text */
+	CHUNK_OK("5;!#$%&'*+-.^_`|~=!#$%&'*+-.^_`|~", 5);
+	CHUNK_BAD("5;");
+	CHUNK_BAD("5; ");
+	CHUNK_BAD("5;=b");
+	CHUNK_BAD("5;a=");
+	CHUNK_BAD("5;a= ");
+	CHUNK_BAD("5;a b");
+	CHUNK_BAD("5;a=b c");
+	CHUNK_BAD("5;a=b ");
+	CHUNK_BAD("5;a=@");
+	CHUNK_BAD("5;a(b)");
+	CHUNK_BAD("5;a=\"x");
+	CHUNK_BAD("5;a=\"x\\\"");
+	CHUNK_BAD("5;a=\"x\\");
+	CHUNK_BAD("5;a=\"x\x01\"");
+	CHUNK_BAD("5;a=\"x\x7f\"");
+	CHUNK_BAD("5;a=\"x\"y");
+	CHUNK_BAD("5;a=\"x\\\x01\"");
+	CHUNK_BAD("5;a\nb");
+	CHUNK_BAD("5;a\rb");
+	CHUNK_BAD("5;a\0b");
+	CHUNK_BAD("5;a=\"\0\"");
+	CHUNK_BAD("5;;a");
+	CHUNK_BAD("5;a,b");
+}
+END_TEST
+
+#define FIELD(s) http_parse_field_line(s, sizeof(s) - 1)
+
+START_TEST(trailer_fields)
+{
+	ck_assert_int_eq(FIELD("X: v"), 0);
+	ck_assert_int_eq(FIELD("X:"), 0);
+	ck_assert_int_eq(FIELD("X:\tv\tw "), 0);
+	ck_assert_int_eq(FIELD("X: \x80\xff"), 0);
+	ck_assert_int_eq(FIELD(": v"), -1);
+	ck_assert_int_eq(FIELD("X"), -1);
+	ck_assert_int_eq(FIELD("X : v"), -1);
+	ck_assert_int_eq(FIELD(" X: v"), -1);      /* obsolete folding */
+	ck_assert_int_eq(FIELD("\tv"), -1);
+	ck_assert_int_eq(FIELD("A B: v"), -1);
+	ck_assert_int_eq(FIELD("X: a\x01"), -1);
+	ck_assert_int_eq(FIELD("X: a\x7f"), -1);
+	ck_assert_int_eq(FIELD("X: a\nb"), -1);
+	ck_assert_int_eq(FIELD("X: a\rb"), -1);
+	ck_assert_int_eq(FIELD("X: a\0b"), -1);
+	ck_assert_int_eq(FIELD("X\0: v"), -1);
+}
+END_TEST
+
+Suite *
+http_suite(void)
+{
+	Suite *s = suite_create("http");
+	TCase *tc = tcase_create("parser");
+	tcase_add_test(tc, chunk_sizes);
+	tcase_add_test(tc, chunk_extensions);
+	tcase_add_test(tc, trailer_fields);
+	suite_add_tcase(s, tc);
+	return s;
+}
