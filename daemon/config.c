@@ -23,6 +23,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* Each address is a socket in the master and in every worker. */
+#define MAX_LISTEN 256
+
 void
 err_at(struct ctx *x, const struct cnode *n, const char *fmt, ...)
 {
@@ -369,6 +372,10 @@ parse_listen(struct ctx *x, const struct cnode *n, void *base)
 		err_at(x, n, "listen needs at least one address");
 		return -1;
 	}
+	if (n->n > MAX_LISTEN) {
+		err_at(x, n, "listen has %zu addresses; at most %d", n->n, MAX_LISTEN);
+		return -1;
+	}
 	c->listen = arena_zalloc(c->arena, n->n * sizeof(*c->listen));
 	c->nlisten = 0;
 	for (size_t i = 0; i < n->n; i++) {
@@ -618,25 +625,39 @@ int
 parse_scope_list(struct ctx *x, const struct cnode *n, const char *what, struct arena *a,
     const char **out)
 {
-	size_t count = n->type == CNODE_SEQ ? n->n : 1;
-	char *buf = arena_zalloc(a, 1);
+	size_t count = n->type == CNODE_SEQ ? n->n : 1, total = 1;
 	for (size_t i = 0; i < count; i++) {
+		const struct cnode *item = n->type == CNODE_SEQ ? n->items[i] : n;
 		const char *v;
-		if (scalar_string(x, n->type == CNODE_SEQ ? n->items[i] : n, what, &v) < 0)
+		if (scalar_string(x, item, what, &v) < 0)
 			return -1;
 		for (const char *p = v; *p; p++) {
 			unsigned char ch = (unsigned char)*p;
 			if (ch == ' ' && n->type != CNODE_SEQ)
 				continue;
 			if (ch < 0x21 || ch == '"' || ch == '\\' || ch > 0x7e) {
-				err_at(x, n->type == CNODE_SEQ ? n->items[i] : n,
+				err_at(x, item,
 				    "%s: \"%s\" is not a scope (printable ASCII without spaces, quotes or backslashes)",
 				    what, v);
 				return -1;
 			}
 		}
-		buf = arena_printf(a, "%s%s%s", buf, buf[0] ? " " : "", v);
+		total += item->len + 1;
 	}
+	/* Joined in one pass: one copy, however long the list. */
+	char *buf = arena_alloc(a, total), *p = buf;
+	if (buf == NULL) {
+		err_at(x, n, "%s: out of memory", what);
+		return -1;
+	}
+	for (size_t i = 0; i < count; i++) {
+		const struct cnode *item = n->type == CNODE_SEQ ? n->items[i] : n;
+		if (p != buf)
+			*p++ = ' ';
+		memcpy(p, item->str, item->len);
+		p += item->len;
+	}
+	*p = '\0';
 	*out = buf;
 	return 0;
 }
