@@ -1006,7 +1006,7 @@ load_backend(struct ctx *x, struct config *c, struct backend *b, enum mcpd_plugi
 static struct config *
 finish(struct config *c, struct errlist *errs, size_t nerr_before)
 {
-	struct ctx x = { c, errs, c->path };
+	struct ctx x = { c, errs, c->path, 0 };
 	set_defaults(c);
 	parse_fields(&x, c->root, top_fields, c, "the top level");
 	if (c->root->type == CNODE_MAP) {

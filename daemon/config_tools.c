@@ -597,13 +597,17 @@ file_base64(struct ctx *x, const struct cnode *at, const char *path)
 	size_t r;
 	while (buf != NULL && (r = fread(buf + len, 1, cap - len, f)) > 0) {
 		len += r;
+		if (len > EMBED_FILE_MAX || x->file_bytes + len > EMBED_TOTAL_MAX) {
+			if (len > EMBED_FILE_MAX)
+				err_at(x, at, "%s is larger than %u MiB", path, EMBED_FILE_MAX >> 20);
+			else
+				err_at(x, at, "%s: the prompts' files come to more than %u MiB in all", path,
+				    EMBED_TOTAL_MAX >> 20);
+			free(buf);
+			fclose(f);
+			return NULL;
+		}
 		if (len == cap) {
-			if (cap >= 16u << 20) {
-				err_at(x, at, "%s is larger than 16 MiB", path);
-				free(buf);
-				fclose(f);
-				return NULL;
-			}
 			unsigned char *nb = realloc(buf, cap * 2);
 			if (nb == NULL) {
 				free(buf);
@@ -615,9 +619,17 @@ file_base64(struct ctx *x, const struct cnode *at, const char *path)
 		}
 	}
 	fclose(f);
-	if (buf == NULL)
+	if (buf == NULL) {
+		err_at(x, at, "%s: out of memory", path);
 		return NULL;
+	}
+	x->file_bytes += len;
 	char *out = arena_alloc(x->cfg->arena, 4 * ((len + 2) / 3) + 1);
+	if (out == NULL) {
+		free(buf);
+		err_at(x, at, "%s: out of memory", path);
+		return NULL;
+	}
 	base64_encode(buf, len, out);
 	free(buf);
 	return out;

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "config.h"
@@ -433,6 +435,22 @@ START_TEST(collection_caps)
 	for (int i = 0; i < 65; i++)
 		len += (size_t)sprintf(y + len, "        p%d: { type: string, x-mcp-header: P%d }\n", i, i);
 	expect_error(y, "t.yaml:5:", "tool \"t\": more than 64 x-mcp-header properties");
+	/* Prompt media are read into the config: 16 MiB a file, 64 in all. */
+	char path[] = "/tmp/mcpd-check-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, 15 << 20), 0);
+	close(fd);
+	len = (size_t)sprintf(y, "prompts:\n  - name: p\n    messages:\n");
+	for (int i = 0; i < 5; i++)
+		len += (size_t)sprintf(y + len, "      - { image: %s, mime_type: image/png }\n", path);
+	expect_error(y, "t.yaml:8:18:", "the prompts' files come to more than 64 MiB in all");
+	fd = open(path, O_WRONLY);
+	ck_assert_int_eq(ftruncate(fd, (16 << 20) + 1), 0);
+	close(fd);
+	sprintf(y, "prompts:\n  - name: p\n    messages:\n      - { image: %s, mime_type: image/png }\n", path);
+	expect_error(y, "t.yaml:4:18:", "is larger than 16 MiB");
+	unlink(path);
 	free(y);
 }
 END_TEST
