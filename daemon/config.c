@@ -482,6 +482,7 @@ parse_limits(struct ctx *x, const struct cnode *n, void *base)
 		{ "body_timeout", F_DURATION, L(body_timeout_ms), 100, 3600000, NULL },
 		{ "idle_timeout", F_DURATION, L(idle_timeout_ms), 100, 86400000, NULL },
 		{ "send_timeout", F_DURATION, L(send_timeout_ms), 100, 3600000, NULL },
+		{ "stream_buffer", F_SIZE, L(stream_buffer), 64 * 1024, 1ULL << 30, NULL },
 		{ "session_idle_timeout", F_DURATION, L(session_idle_timeout_ms), 1000, 30ULL * 86400000, NULL },
 		{ "shutdown_timeout", F_DURATION, L(shutdown_timeout_ms), 0, 3600000, NULL },
 		{ "max_sessions", F_UINT, L(max_sessions), 1, 10000000, NULL },
@@ -772,6 +773,7 @@ set_defaults(struct config *c)
 	c->limits.body_timeout_ms = 30000;
 	c->limits.idle_timeout_ms = 75000;
 	c->limits.send_timeout_ms = 60000;
+	c->limits.stream_buffer = 8 * 1024 * 1024;
 	c->limits.session_idle_timeout_ms = 3600000;
 	c->limits.shutdown_timeout_ms = 30000;
 	c->limits.max_sessions = 100000;

@@ -15,7 +15,6 @@
 
 #define BUCKETS 16384
 #define CACHE_IDLE_MS 60000         /* unused cached records are dropped after this */
-#define MAX_PENDING_OUTPUT (8 * 1024 * 1024)
 #define REPLAY_MAX 10000
 
 const char *const proto_names[PROTO_COUNT] = {
@@ -1078,8 +1077,14 @@ write_event(struct stream *st, uint64_t seq, const char *json)
 		return;
 	int n = seq ? snprintf(ev, len + 96, "id: %s-%llu\nevent: message\ndata: %s\n\n", st->id,
 	    (unsigned long long)seq, json) : snprintf(ev, len + 96, "event: message\ndata: %s\n\n", json);
-	http_stream_write(st->req, ev, (size_t)n);
+	int rc = http_stream_write(st->req, ev, (size_t)n);
 	free(ev);
+	/* Not written: the client left, or did not read what it was sent
+	 * (limits.stream_buffer) and the stream is being closed; either way
+	 * its close callback follows, and the events stay in the log for a
+	 * resumption. */
+	if (rc < 0)
+		return;
 	if (seq > st->sent)
 		st->sent = seq;
 	if (seq != 0 && st->holder && strcmp(st->id, "g") == 0) {
@@ -1090,17 +1095,6 @@ write_event(struct stream *st, uint64_t seq, const char *json)
 		int vl = snprintf(val, sizeof(val), "%llu", (unsigned long long)seq);
 		st->s->table->b.storage->set(st->s->table->b.storage_inst, key, val, (size_t)vl,
 		    st->s->table->idle_ms, 0, NULL, NULL);
-	}
-	if (http_stream_pending(st->req) > MAX_PENDING_OUTPUT) {
-		log_warn("session %.8s…: the client reads too slowly; dropping its stream %s", st->s->id, st->id);
-		struct http_request *r = st->req;
-		http_request_on_close(r, NULL, NULL);
-		st->req = NULL;
-		if (st->holder)
-			event_del(st->keepalive);
-		http_stream_end(r);
-		if (st->detached != NULL)
-			st->detached(st->detached_arg);
 	}
 }
 
