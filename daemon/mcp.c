@@ -2799,7 +2799,8 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 	cors_config = cfg;
 	LIST_INIT(&m->calls);
 	m->sessions = sessions_new(base, b, cfg->limits.max_sessions, cfg->mcp.history,
-	    cfg->limits.session_idle_timeout_ms, cfg->mcp.keepalive_ms, cfg->mcp.retry_ms);
+	    cfg->limits.session_idle_timeout_ms, cfg->mcp.keepalive_ms, cfg->mcp.retry_ms,
+	    (size_t)cfg->limits.stream_buffer);
 	char helper_dir[4096] = "";
 	if (cfg->helper_path != NULL) {
 		snprintf(helper_dir, sizeof(helper_dir), "%s", cfg->helper_path);

@@ -60,6 +60,7 @@ struct pending_request {
 struct outq_item {
 	struct outq *q;
 	char *json;
+	size_t len;
 	int final;
 	int ready;
 	uint64_t seq;
@@ -70,6 +71,8 @@ struct outq {
 	struct stream *st;          /* NULL once the stream is gone */
 	struct outq_item *head, *tail;
 	unsigned waiting;           /* items whose storage callback has not run */
+	size_t bytes;               /* of the items' messages */
+	unsigned dropped;           /* messages refused while storage is behind */
 };
 
 struct held_msg {               /* toclient: events that came during a replay */
@@ -86,6 +89,7 @@ struct sessions {
 	struct event_base *base;
 	struct backends b;
 	size_t max, history;
+	size_t stream_buffer;       /* a stream's messages waiting for storage, in bytes */
 	uint64_t idle_ms, keepalive_ms, retry_ms;
 	struct session *buckets[BUCKETS];
 	TAILQ_HEAD(, session) all;
@@ -447,7 +451,7 @@ sweep_cb(evutil_socket_t fd, short ev, void *arg)
 
 struct sessions *
 sessions_new(struct event_base *base, const struct backends *b, size_t max, size_t history,
-    uint64_t idle_ms, uint64_t keepalive_ms, uint64_t retry_ms)
+    uint64_t idle_ms, uint64_t keepalive_ms, uint64_t retry_ms, size_t stream_buffer)
 {
 	struct sessions *t = calloc(1, sizeof(*t));
 	if (t == NULL)
@@ -459,6 +463,7 @@ sessions_new(struct event_base *base, const struct backends *b, size_t max, size
 	t->idle_ms = idle_ms;
 	t->keepalive_ms = keepalive_ms;
 	t->retry_ms = retry_ms;
+	t->stream_buffer = stream_buffer;
 	t->pid = (int)getpid();
 	uint64_t r[2] = { 0, 0 };
 	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
@@ -1029,6 +1034,7 @@ outq_free_items(struct outq *q)
 		free(it);
 	}
 	q->tail = NULL;
+	q->bytes = 0;
 }
 
 static void
@@ -1159,6 +1165,7 @@ flush(struct outq *q)
 		q->head = it->next;
 		if (q->head == NULL)
 			q->tail = NULL;
+		q->bytes -= it->len;
 		if (q->st != NULL && it->final == 2)
 			priming_event(q->st, it->seq);
 		else if (q->st != NULL)
@@ -1201,11 +1208,30 @@ static void
 enqueue(struct stream *st, const char *json, int final)
 {
 	struct sessions *t = st->s->table;
+	struct outq *q = st->queue;
+	size_t len = strlen(json);
+	/* Messages wait here until storage has numbered them: one that falls
+	 * behind a tool sending fast must not make this grow without end.
+	 * The last message (the answer) and the start are always taken. */
+	if (final == 0 && q->bytes > t->stream_buffer) {
+		if (q->dropped++ == 0)
+			log_warn("session %.8s…: storage is behind: more than limits.stream_buffer (%zu bytes) "
+			    "of stream %s waits for it; dropping the stream's messages until it catches up",
+			    st->s->id, t->stream_buffer, st->id);
+		return;
+	}
+	if (q->dropped > 0) {
+		log_warn("session %.8s…: stream %s: %u messages dropped while storage was behind",
+		    st->s->id, st->id, q->dropped);
+		q->dropped = 0;
+	}
 	struct outq_item *it = calloc(1, sizeof(*it));
 	if (it == NULL || (it->json = strdup(json)) == NULL) {
 		free(it);
 		return;
 	}
+	it->len = len;
+	q->bytes += len;
 	it->q = st->queue;
 	it->final = final;
 	if (st->queue->tail != NULL)
@@ -1214,7 +1240,6 @@ enqueue(struct stream *st, const char *json, int final)
 		st->queue->head = it;
 	st->queue->tail = it;
 	st->queue->waiting++;
-	size_t len = strlen(json);
 	char *entry = malloc(strlen(st->id) + len + 8);
 	if (entry == NULL) {
 		appended(it, MCPD_ERROR, 0, "out of memory");
