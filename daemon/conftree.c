@@ -22,6 +22,7 @@ struct anchor {
 	char *name;
 	struct cnode *node;         /* NULL while the node is being read */
 	size_t nodes, text;         /* its size once expanded */
+	int height;                 /* levels below it */
 	struct anchor *next;
 };
 
@@ -29,6 +30,7 @@ struct frame {                  /* a sequence or mapping being read */
 	struct cnode *n;
 	size_t cap;                 /* items or pairs allocated */
 	int have_key;               /* mapping: a key waits for its value */
+	int height;                 /* levels below it so far */
 	struct anchor *anchor;
 	size_t nodes0, text0;       /* the counts where it started */
 };
@@ -156,7 +158,7 @@ grow(struct loader *l, struct frame *f, size_t want, size_t size)
 /* Put a finished node where it belongs: the root, a sequence's next item,
  * or a mapping's next key or value. */
 static int
-place(struct loader *l, struct cnode *n, const yaml_mark_t *m)
+place(struct loader *l, struct cnode *n, int height, const yaml_mark_t *m)
 {
 	if (l->depth == 0) {
 		l->root = n;
@@ -164,6 +166,8 @@ place(struct loader *l, struct cnode *n, const yaml_mark_t *m)
 	}
 	struct frame *f = &l->stack[l->depth - 1];
 	struct cnode *p = f->n;
+	if (height + 1 > f->height)
+		f->height = height + 1;
 	if (p->type == CNODE_SEQ) {
 		if (grow(l, f, p->n + 1, sizeof(*p->items)) < 0)
 			goto nomem;
@@ -272,9 +276,14 @@ event(struct loader *l, yaml_event_t *e)
 			fail_at(l, m, "alias *%s is inside the node it names (a loop)", name);
 			return -1;
 		}
+		/* The tree as expanded is no deeper than one written out. */
+		if (l->depth + a->height > MAX_DEPTH) {
+			fail_at(l, m, "alias *%s makes the nesting deeper than %d levels", name, MAX_DEPTH);
+			return -1;
+		}
 		if (count(l, m, a->nodes, a->text, name) < 0)
 			return -1;
-		if (place(l, a->node, m) < 0)
+		if (place(l, a->node, a->height, m) < 0)
 			return -1;
 		return l->depth == 0;
 	}
@@ -293,7 +302,10 @@ event(struct loader *l, yaml_event_t *e)
 		n = f->n;
 		if (n->type == CNODE_MAP && check_duplicates(l, n) < 0)
 			return -1;
-		if (n->n == 0 && (n->items = arena_alloc(l->arena, sizeof(*n->items))) == NULL) {
+		/* Never a NULL array, even empty. */
+		if (n->n == 0 && (n->type == CNODE_SEQ ?
+		    (void *)(n->items = arena_alloc(l->arena, sizeof(*n->items))) :
+		    (void *)(n->pairs = arena_alloc(l->arena, sizeof(*n->pairs)))) == NULL) {
 			snprintf(l->err, l->errlen, "%s: out of memory", l->name);
 			return -1;
 		}
@@ -301,9 +313,10 @@ event(struct loader *l, yaml_event_t *e)
 			f->anchor->node = n;
 			f->anchor->nodes = l->nodes - f->nodes0;
 			f->anchor->text = l->text - f->text0;
+			f->anchor->height = f->height;
 		}
 		yaml_mark_t at = { 0, (size_t)n->line - 1, (size_t)n->col - 1 };
-		if (place(l, n, &at) < 0)
+		if (place(l, n, f->height, &at) < 0)
 			return -1;
 		return l->depth == 0;
 	}
@@ -337,7 +350,7 @@ event(struct loader *l, yaml_event_t *e)
 			a->nodes = 1;
 			a->text = len;
 		}
-		if (place(l, n, m) < 0)
+		if (place(l, n, 0, m) < 0)
 			return -1;
 		return l->depth == 0;
 	}

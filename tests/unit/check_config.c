@@ -341,6 +341,18 @@ START_TEST(alias_errors)
 	ck_assert_msg(root != NULL, "%s", err);
 	ck_assert_str_eq(cnode_get(root, "c")->str, "two");
 	ck_assert_str_eq(cnode_get(root, "two")->str, "3");
+	/* An alias may not make the tree deeper than one written out: a list
+	 * 40 deep, named 30 levels down. */
+	char deep[512];
+	snprintf(deep, sizeof(deep), "a: &d %.40s1%.40s\nb: %.30s*d%.30s\n",
+	    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+	    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+	ck_assert_ptr_null(tree(a, deep, err, sizeof(err)));
+	ck_assert_str_eq(err, "t.yaml:2:34: alias *d makes the nesting deeper than 64 levels");
+	snprintf(deep, sizeof(deep), "a: &d %.40s1%.40s\nb: %.22s*d%.22s\n",
+	    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+	    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+	ck_assert_msg(tree(a, deep, err, sizeof(err)) != NULL, "%s", err);
 	ck_assert_ptr_null(tree(a, "a: &x one\nb: &x two\n*x : 3\nc: 4\ntwo: 5\n", err, sizeof(err)));
 	ck_assert_str_eq(err, "t.yaml:5:1: duplicate key \"two\" (first at line 2)");
 	arena_free(a);
