@@ -328,14 +328,22 @@ START_TEST(relay_frames_bounded)
 }
 END_TEST
 
+/* The master's relay, which the local transport is built on. */
+Suite *
+relay_suite(void)
+{
+	Suite *s = suite_create("relay");
+	TCase *tc = tcase_create("frames");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, relay_frames_bounded);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
 Suite *
 transport_suite(void)
 {
 	Suite *s = suite_create("transport");
-	TCase *relay = tcase_create("relay");
-	tcase_set_timeout(relay, 30);
-	tcase_add_test(relay, relay_frames_bounded);
-	suite_add_tcase(s, relay);
 	if (getenv("MCPD_TEST_NATS_URL") != NULL) {
 		TCase *tc = tcase_create("nats");
 		tcase_set_timeout(tc, 30);
