@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define MAX_HEADER_PARAMS 64
+
 static int
 valid_name(const char *s)
 {
@@ -241,6 +243,11 @@ collect_header_params(struct ctx *x, const struct cnode *at, struct tool_def *t)
 		}
 		if (t->header_params == NULL)
 			t->header_params = cJSON_CreateObject();
+		if (cJSON_GetArraySize(t->header_params) == MAX_HEADER_PARAMS) {
+			/* A request carries 100 header fields at most. */
+			err_at(x, at, "tool \"%s\": more than %d x-mcp-header properties", t->name, MAX_HEADER_PARAMS);
+			return;
+		}
 		const cJSON *o;
 		cJSON_ArrayForEach(o, t->header_params)
 			if (strcasecmp(o->valuestring, h->valuestring) == 0)
@@ -319,6 +326,12 @@ table_with_ignores(struct field *copy, const struct field *src, size_t n)
 	}
 }
 
+static int
+str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static cJSON *
 build_input_schema(struct ctx *x, const struct cnode *item, struct tool_def *t)
 {
@@ -345,12 +358,22 @@ build_input_schema(struct ctx *x, const struct cnode *item, struct tool_def *t)
 		}
 	}
 	if (required != NULL && want_type(x, required, CNODE_SEQ, "required") == 0) {
+		/* Looked up in the sorted names: a long list costs n log n. */
+		size_t np = input != NULL && input->type == CNODE_MAP ? input->n : 0;
+		const char **names = arena_alloc(x->cfg->arena, (np ? np : 1) * sizeof(*names));
+		if (names == NULL) {
+			err_at(x, required, "required: out of memory");
+			return schema;
+		}
+		for (size_t i = 0; i < np; i++)
+			names[i] = input->pairs[i].key->str;
+		qsort(names, np, sizeof(*names), str_cmp);
 		cJSON *req = cJSON_AddArrayToObject(schema, "required");
 		for (size_t i = 0; i < required->n; i++) {
 			const char *name;
 			if (scalar_string(x, required->items[i], "required entry", &name) < 0)
 				continue;
-			if (cJSON_GetObjectItemCaseSensitive(props, name) == NULL)
+			if (bsearch(&name, names, np, sizeof(*names), str_cmp) == NULL)
 				err_at(x, required->items[i], "required \"%s\" is not an input property", name);
 			cJSON_AddItemToArray(req, cJSON_CreateString(name));
 		}
@@ -369,6 +392,11 @@ parse_tools(struct ctx *x, const struct cnode *n, void *dst)
 	struct field table[NFIELDS];
 	table_with_ignores(table, tool_fields, NFIELDS);
 	c->tools = arena_zalloc(c->arena, (n->n ? n->n : 1) * sizeof(*c->tools));
+	const struct cnode **at = arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*at));
+	if (c->tools == NULL || at == NULL) {
+		err_at(x, n, "tools: out of memory");
+		return -1;
+	}
 	for (size_t i = 0; i < n->n; i++) {
 		const struct cnode *item = n->items[i];
 		struct tool_def *t = &c->tools[c->ntools];
@@ -388,10 +416,6 @@ parse_tools(struct ctx *x, const struct cnode *n, void *dst)
 		}
 		if (!valid_name(t->name))
 			err_at(x, cnode_get(item, "name"), "tool name \"%s\" must be 1-128 of A-Z a-z 0-9 _ - .", t->name);
-		for (size_t j = 0; j < c->ntools; j++)
-			if (strcmp(c->tools[j].name, t->name) == 0)
-				err_at(x, cnode_get(item, "name"), "tool \"%s\" declared twice (first at line %d)",
-				    t->name, c->tools[j].line);
 		int runs = (cnode_get(item, "command") != NULL) + (cnode_get(item, "shell") != NULL) +
 		    (cnode_get(item, "plugin") != NULL);
 		if (runs != 1)
@@ -412,8 +436,21 @@ parse_tools(struct ctx *x, const struct cnode *n, void *dst)
 				err_at(x, cnode_get(item, "output_schema"), "output_schema: %s", why);
 		}
 		(void)before;
-		c->ntools++;   /* even when wrong: config_free releases its JSON */
+		at[c->ntools++] = item;   /* even when wrong: config_free releases its JSON */
 	}
+	const char **names = arena_alloc(c->arena, (c->ntools ? c->ntools : 1) * sizeof(*names));
+	for (size_t i = 0; names != NULL && i < c->ntools; i++)
+		names[i] = c->tools[i].name;
+	size_t *first = names ? first_occurrences(names, c->ntools) : NULL;
+	if (first == NULL) {
+		err_at(x, n, "tools: out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < c->ntools; i++)
+		if (first[i] != i)
+			err_at(x, cnode_get(at[i], "name"), "tool \"%s\" declared twice (first at line %d)",
+			    c->tools[i].name, c->tools[first[i]].line);
+	free(first);
 	return 0;
 }
 
@@ -491,6 +528,11 @@ parse_resources(struct ctx *x, const struct cnode *n, void *dst)
 	if (want_type(x, n, CNODE_SEQ, "resources") < 0)
 		return -1;
 	c->resources = arena_zalloc(c->arena, (n->n ? n->n : 1) * sizeof(*c->resources));
+	const struct cnode **at = arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*at));
+	if (c->resources == NULL || at == NULL) {
+		err_at(x, n, "resources: out of memory");
+		return -1;
+	}
 	for (size_t i = 0; i < n->n; i++) {
 		const struct cnode *item = n->items[i];
 		struct resource_def *r = &c->resources[c->nresources];
@@ -524,15 +566,22 @@ parse_resources(struct ctx *x, const struct cnode *n, void *dst)
 			err_at(x, cnode_get(item, "completions"), "completions apply to uri_template resources");
 		if (r->binary == -1)
 			r->binary = !textual_mime(r->mime_type);
-		for (size_t j = 0; j < c->nresources; j++) {
-			const struct resource_def *o = &c->resources[j];
-			const char *ow = o->uri ? o->uri : o->uri_template;
-			if (strcmp(ow, what) == 0)
-				err_at(x, item, "resource %s declared twice (first at line %d)", what, o->line);
-		}
 		(void)before;
-		c->nresources++;
+		at[c->nresources++] = item;
 	}
+	const char **names = arena_alloc(c->arena, (c->nresources ? c->nresources : 1) * sizeof(*names));
+	for (size_t i = 0; names != NULL && i < c->nresources; i++)
+		names[i] = c->resources[i].uri ? c->resources[i].uri : c->resources[i].uri_template;
+	size_t *first = names ? first_occurrences(names, c->nresources) : NULL;
+	if (first == NULL) {
+		err_at(x, n, "resources: out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < c->nresources; i++)
+		if (first[i] != i)
+			err_at(x, at[i], "resource %s declared twice (first at line %d)", names[i],
+			    c->resources[first[i]].line);
+	free(first);
 	return 0;
 }
 
@@ -551,13 +600,17 @@ file_base64(struct ctx *x, const struct cnode *at, const char *path)
 	size_t r;
 	while (buf != NULL && (r = fread(buf + len, 1, cap - len, f)) > 0) {
 		len += r;
+		if (len > EMBED_FILE_MAX || x->file_bytes + len > EMBED_TOTAL_MAX) {
+			if (len > EMBED_FILE_MAX)
+				err_at(x, at, "%s is larger than %u MiB", path, EMBED_FILE_MAX >> 20);
+			else
+				err_at(x, at, "%s: the prompts' files come to more than %u MiB in all", path,
+				    EMBED_TOTAL_MAX >> 20);
+			free(buf);
+			fclose(f);
+			return NULL;
+		}
 		if (len == cap) {
-			if (cap >= 16u << 20) {
-				err_at(x, at, "%s is larger than 16 MiB", path);
-				free(buf);
-				fclose(f);
-				return NULL;
-			}
 			unsigned char *nb = realloc(buf, cap * 2);
 			if (nb == NULL) {
 				free(buf);
@@ -569,9 +622,17 @@ file_base64(struct ctx *x, const struct cnode *at, const char *path)
 		}
 	}
 	fclose(f);
-	if (buf == NULL)
+	if (buf == NULL) {
+		err_at(x, at, "%s: out of memory", path);
 		return NULL;
+	}
+	x->file_bytes += len;
 	char *out = arena_alloc(x->cfg->arena, 4 * ((len + 2) / 3) + 1);
+	if (out == NULL) {
+		free(buf);
+		err_at(x, at, "%s: out of memory", path);
+		return NULL;
+	}
 	base64_encode(buf, len, out);
 	free(buf);
 	return out;
@@ -724,6 +785,11 @@ parse_prompts(struct ctx *x, const struct cnode *n, void *dst)
 	if (want_type(x, n, CNODE_SEQ, "prompts") < 0)
 		return -1;
 	c->prompts = arena_zalloc(c->arena, (n->n ? n->n : 1) * sizeof(*c->prompts));
+	const struct cnode **at = arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*at));
+	if (c->prompts == NULL || at == NULL) {
+		err_at(x, n, "prompts: out of memory");
+		return -1;
+	}
 	for (size_t i = 0; i < n->n; i++) {
 		const struct cnode *item = n->items[i];
 		struct prompt_def *p = &c->prompts[c->nprompts];
@@ -743,12 +809,22 @@ parse_prompts(struct ctx *x, const struct cnode *n, void *dst)
 			err_at(x, cnode_get(item, "name"), "prompt name \"%s\" must be 1-128 of A-Z a-z 0-9 _ - .", p->name);
 		if ((p->nmessages > 0 || cnode_get(item, "messages")) == (p->cmd.argv != NULL))
 			err_at(x, item, "prompt \"%s\" needs exactly one of messages, command or shell", p->name);
-		for (size_t j = 0; j < c->nprompts; j++)
-			if (strcmp(c->prompts[j].name, p->name) == 0)
-				err_at(x, item, "prompt \"%s\" declared twice (first at line %d)", p->name, c->prompts[j].line);
 		(void)before;
-		c->nprompts++;
+		at[c->nprompts++] = item;
 	}
+	const char **names = arena_alloc(c->arena, (c->nprompts ? c->nprompts : 1) * sizeof(*names));
+	for (size_t i = 0; names != NULL && i < c->nprompts; i++)
+		names[i] = c->prompts[i].name;
+	size_t *first = names ? first_occurrences(names, c->nprompts) : NULL;
+	if (first == NULL) {
+		err_at(x, n, "prompts: out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < c->nprompts; i++)
+		if (first[i] != i)
+			err_at(x, at[i], "prompt \"%s\" declared twice (first at line %d)", names[i],
+			    c->prompts[first[i]].line);
+	free(first);
 	return 0;
 }
 

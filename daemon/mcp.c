@@ -265,18 +265,23 @@ static void plugin_cancel(struct call *c);
 static void
 call_req_closed(struct http_request *r, void *arg)
 {
-	(void)r;
 	struct call *c = arg;
 	c->req = NULL;
 	if (!c->stateless)
 		return;
+	/* A client that does not read its stream ends the call as one that
+	 * leaves does: the tool is stopped, nothing more is queued for it. */
+	if (http_request_overflowed(r))
+		log_warn("%s%s%s ended: the client did not read its stream (limits.stream_buffer)%s",
+		    c->method, c->tool ? " of tool " : "", c->tool ? c->tool->name : "",
+		    c->run != NULL || c->in_plugin ? "; stopping the tool" : "");
+	else if (c->tool != NULL && c->run != NULL)
+		log_info("tool %s cancelled: the client closed the request", c->tool->name);
 	if (c->in_plugin) {
 		plugin_cancel(c);
 		return;
 	}
 	c->cancelled = 1;
-	if (c->tool != NULL && c->run != NULL)
-		log_info("tool %s cancelled: the client closed the request", c->tool->name);
 	call_free(c);
 }
 
@@ -2804,7 +2809,8 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 	cors_config = cfg;
 	LIST_INIT(&m->calls);
 	m->sessions = sessions_new(base, b, cfg->limits.max_sessions, cfg->mcp.history,
-	    cfg->limits.session_idle_timeout_ms, cfg->mcp.keepalive_ms, cfg->mcp.retry_ms);
+	    cfg->limits.session_idle_timeout_ms, cfg->mcp.keepalive_ms, cfg->mcp.retry_ms,
+	    (size_t)cfg->limits.stream_buffer);
 	char helper_dir[4096] = "";
 	if (cfg->helper_path != NULL) {
 		snprintf(helper_dir, sizeof(helper_dir), "%s", cfg->helper_path);

@@ -9,6 +9,7 @@ Suite *http_suite(void);
 Suite *config_suite(void);
 Suite *storage_suite(void);
 Suite *transport_suite(void);
+Suite *relay_suite(void);
 Suite *schema_suite(void);
 Suite *jwt_suite(void);
 Suite *oauth_suite(void);
