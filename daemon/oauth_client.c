@@ -7,6 +7,7 @@
 #include "config.h"
 #include "form.h"
 #include "http.h"
+#include "json.h"
 #include "log.h"
 #include "util.h"
 
@@ -166,7 +167,7 @@ reg_counted(struct oreq *q)
 		reg_error(q, "invalid_client_metadata", "the body must be application/json");
 		return;
 	}
-	cJSON *in = body ? cJSON_ParseWithLength(body, len) : NULL;
+	cJSON *in = body ? json_parse(body, len, 32, NULL) : NULL;
 	if (!cJSON_IsObject(in)) {
 		cJSON_Delete(in);
 		reg_error(q, "invalid_client_metadata", "the body must be a JSON object");

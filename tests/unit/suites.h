@@ -8,6 +8,7 @@ Suite *config_suite(void);
 Suite *storage_suite(void);
 Suite *transport_suite(void);
 Suite *schema_suite(void);
+Suite *json_suite(void);
 Suite *jwt_suite(void);
 Suite *oauth_suite(void);
 Suite *introspection_suite(void);
