@@ -151,6 +151,92 @@ parse_json_node(struct ctx *x, const struct cnode *n, void *dst)
 	return 0;
 }
 
+/* ---- the variables of declared names ---- */
+
+/* names[i] declared at nodes[i] (NULL: at `at`) becomes MCP_ARG_<name>.
+ * Two names that make the same variable are an error at the second, as a
+ * command could not tell them apart (and one could stand in for the
+ * other, which its schema does not check). what: "tool \"x\": inputs". */
+static void
+make_arg_env(struct ctx *x, struct arg_names *an, const char **names, const struct cnode **nodes,
+    size_t n, const struct cnode *at, const char *what)
+{
+	an->n = 0;
+	an->names = arena_zalloc(x->cfg->arena, (n ? n : 1) * sizeof(char *));
+	an->vars = arena_zalloc(x->cfg->arena, (n ? n : 1) * sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen("MCP_ARG_") + strlen(names[i]) + 1;
+		char *var = arena_alloc(x->cfg->arena, len);
+		tool_env_name(var, len, "MCP_ARG_", names[i]);
+		const struct cnode *where = nodes != NULL && nodes[i] != NULL ? nodes[i] : at;
+		int clash = 0;
+		for (size_t j = 0; j < an->n && !clash; j++) {
+			if (strcmp(an->vars[j], var) != 0)
+				continue;
+			clash = 1;
+			if (strcmp(an->names[j], names[i]) == 0)
+				err_at(x, where, "%s: \"%s\" is declared twice", what, names[i]);
+			else
+				err_at(x, where, "%s: \"%s\" and \"%s\" would both be the variable %s; "
+				    "rename one", what, an->names[j], names[i], var);
+		}
+		if (clash)
+			continue;
+		an->names[an->n] = names[i];
+		an->vars[an->n] = var;
+		an->n++;
+	}
+}
+
+/* A tool's inputs: the properties of its schema, where they were written. */
+static void
+tool_arg_env(struct ctx *x, const struct cnode *item, struct tool_def *t)
+{
+	const cJSON *props = cJSON_GetObjectItemCaseSensitive(t->input_schema, "properties");
+	const struct cnode *input = cnode_get(item, "input");
+	if (input == NULL)
+		input = cnode_get(cnode_get(item, "input_schema"), "properties");
+	size_t n = (size_t)cJSON_GetArraySize(props), i = 0;
+	const char **names = calloc(n ? n : 1, sizeof(char *));
+	const struct cnode **nodes = calloc(n ? n : 1, sizeof(*nodes));
+	if (names == NULL || nodes == NULL) {
+		free(names);
+		free(nodes);
+		err_at(x, item, "out of memory");
+		return;
+	}
+	const cJSON *p;
+	cJSON_ArrayForEach(p, props) {
+		names[i] = arena_strdup(x->cfg->arena, p->string);
+		for (size_t k = 0; input != NULL && input->type == CNODE_MAP && k < input->n; k++)
+			if (strcmp(input->pairs[k].key->str, p->string) == 0)
+				nodes[i] = input->pairs[k].key;
+		i++;
+	}
+	char what[200];
+	snprintf(what, sizeof(what), "tool \"%s\": inputs", t->name);
+	make_arg_env(x, &t->arg_env, names, nodes, n, item, what);
+	free(names);
+	free(nodes);
+}
+
+/* Undeclared arguments are refused unless the schema allows them: an
+ * input schema with properties, and none of the keywords through which
+ * other properties may be declared, gets "additionalProperties": false,
+ * sent to clients too so that they know. */
+static void
+close_input_schema(cJSON *schema)
+{
+	static const char *const open[] = { "additionalProperties", "unevaluatedProperties", "allOf",
+	    "anyOf", "oneOf", "not", "if", "then", "else", "$ref", "$dynamicRef", "dependentSchemas", NULL };
+	if (!cJSON_IsObject(schema) || !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(schema, "properties")))
+		return;
+	for (size_t i = 0; open[i] != NULL; i++)
+		if (cJSON_HasObjectItem(schema, open[i]))
+			return;
+	cJSON_AddFalseToObject(schema, "additionalProperties");
+}
+
 /* ---- tools ---- */
 
 static int
@@ -395,6 +481,11 @@ parse_tools(struct ctx *x, const struct cnode *n, void *dst)
 			err_at(x, item, "tool \"%s\" needs exactly one of command, shell or plugin", t->name);
 		t->kind = cnode_get(item, "plugin") ? TOOL_PLUGIN : cnode_get(item, "shell") ? TOOL_SHELL : TOOL_COMMAND;
 		t->input_schema = build_input_schema(x, item, t);
+		/* A tool that declares no input at all takes what it is given, on
+		 * standard input only; one that declares inputs takes those. */
+		if (cnode_get(item, "input") != NULL || cnode_get(item, "input_schema") != NULL)
+			close_input_schema(t->input_schema);
+		tool_arg_env(x, item, t);
 		char why[256];
 		if (t->input_schema != NULL && schema_check(t->input_schema, why, sizeof(why)) < 0)
 			err_at(x, cnode_get(item, "input_schema") ? cnode_get(item, "input_schema") : item,
@@ -470,6 +561,40 @@ static const struct field resource_fields[] = {
 	{ NULL, 0, 0, 0, 0, NULL },
 };
 
+/* A template's variables, {name} each, as uri_template_match reads them. */
+static void
+template_arg_env(struct ctx *x, const struct cnode *at, struct resource_def *r)
+{
+	const char *names[64];
+	size_t n = 0;
+	for (const char *t = r->uri_template; (t = strchr(t, '{')) != NULL; ) {
+		const char *close = strchr(t, '}');
+		if (close == NULL)
+			break;
+		size_t len = (size_t)(close - t - 1);
+		if (len == 0 || len >= 128) {
+			err_at(x, at, "uri_template \"%s\": a variable needs a name of 1 to 127 bytes", r->uri_template);
+			return;
+		}
+		if (n == sizeof(names) / sizeof(names[0])) {
+			err_at(x, at, "uri_template \"%s\" has more than 64 variables", r->uri_template);
+			return;
+		}
+		names[n++] = arena_strndup(x->cfg->arena, t + 1, len);
+		t = close + 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(names[i], names[j]) == 0) {
+				err_at(x, at, "uri_template \"%s\": the variable {%s} appears twice", r->uri_template,
+				    names[i]);
+				return;
+			}
+	char what[160];
+	snprintf(what, sizeof(what), "resource template \"%.100s\": variables", r->uri_template);
+	make_arg_env(x, &r->arg_env, names, NULL, n, at, what);
+}
+
 static int
 textual_mime(const char *m)
 {
@@ -521,6 +646,8 @@ parse_resources(struct ctx *x, const struct cnode *n, void *dst)
 			err_at(x, cnode_get(item, "completions"), "completions apply to uri_template resources");
 		if (r->binary == -1)
 			r->binary = !textual_mime(r->mime_type);
+		if (r->uri_template != NULL)
+			template_arg_env(x, cnode_get(item, "uri_template"), r);
 		for (size_t j = 0; j < c->nresources; j++) {
 			const struct resource_def *o = &c->resources[j];
 			const char *ow = o->uri ? o->uri : o->uri_template;
@@ -698,6 +825,37 @@ parse_prompt_messages(struct ctx *x, const struct cnode *n, void *dst)
 	return 0;
 }
 
+/* A prompt's arguments, for its command and its completion commands. */
+static void
+prompt_arg_env(struct ctx *x, const struct cnode *item, struct prompt_def *p)
+{
+	const struct cnode *list = cnode_get(item, "arguments");
+	const char **names = calloc(p->nargs ? p->nargs : 1, sizeof(char *));
+	const struct cnode **nodes = calloc(p->nargs ? p->nargs : 1, sizeof(*nodes));
+	if (names == NULL || nodes == NULL) {
+		free(names);
+		free(nodes);
+		err_at(x, item, "out of memory");
+		return;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < p->nargs; i++) {
+		if (p->args[i].name == NULL)
+			continue;
+		/* The name node of the i-th mapping of the list. */
+		size_t seen = 0;
+		for (size_t k = 0; list != NULL && list->type == CNODE_SEQ && k < list->n; k++)
+			if (list->items[k]->type == CNODE_MAP && seen++ == i)
+				nodes[n] = cnode_get(list->items[k], "name");
+		names[n++] = p->args[i].name;
+	}
+	char what[200];
+	snprintf(what, sizeof(what), "prompt \"%s\": arguments", p->name);
+	make_arg_env(x, &p->arg_env, names, nodes, n, item, what);
+	free(names);
+	free(nodes);
+}
+
 static const struct field prompt_fields[] = {
 	{ "name", F_STRING, offsetof(struct prompt_def, name), 0, 0, NULL },
 	{ "title", F_STRING, offsetof(struct prompt_def, title), 0, 0, NULL },
@@ -740,6 +898,7 @@ parse_prompts(struct ctx *x, const struct cnode *n, void *dst)
 			err_at(x, cnode_get(item, "name"), "prompt name \"%s\" must be 1-128 of A-Z a-z 0-9 _ - .", p->name);
 		if ((p->nmessages > 0 || cnode_get(item, "messages")) == (p->cmd.argv != NULL))
 			err_at(x, item, "prompt \"%s\" needs exactly one of messages, command or shell", p->name);
+		prompt_arg_env(x, item, p);
 		for (size_t j = 0; j < c->nprompts; j++)
 			if (strcmp(c->prompts[j].name, p->name) == 0)
 				err_at(x, item, "prompt \"%s\" declared twice (first at line %d)", p->name, c->prompts[j].line);
