@@ -52,7 +52,7 @@ tools:
   - name: ask
     description: Asks before it answers (MRTR under 2026-07-28).
     input: { n: integer }
-    shell: 'a=$(mcpd-tool elicit --key q "Go?" "{\\"type\\":\\"object\\"}") && printf "n=%%s" "$MCP_ARG_n"'
+    shell: 'a=$(mcpd-tool elicit --key q "Go?" "{\\"type\\":\\"object\\"}") && printf "n=%%s got=%%s in=%%s" "$MCP_ARG_n" "$(mcpd-tool get content.v "$a")" "$(mcpd-tool get n)"'
   - name: structured
     description: Prints JSON with a big integer in it.
     shell: 'printf "{\\"n\\":9007199254740993,\\"f\\":1000000000000000}"'
@@ -286,7 +286,8 @@ def test_request_state_is_bound_to_exact_arguments(t):
     st, data = stateless(port, "tools/call", {"name": "ask", "arguments": {"n": 9007199254740992}}, name="ask")
     res = json.loads(data)["result"]
     check(res["resultType"] == "input_required", res)
-    answer = {"q": {"action": "accept", "content": {}}}
+    # The client's answer travels through requestState and mcpd-tool intact.
+    answer = {"q": {"action": "accept", "content": {"v": 12345678901234567890123}}}
     st, data = stateless(port, "tools/call", {"name": "ask", "arguments": {"n": 9007199254740993},
                                               "inputResponses": answer, "requestState": res["requestState"]},
                          name="ask")
@@ -295,7 +296,8 @@ def test_request_state_is_bound_to_exact_arguments(t):
     st, data = stateless(port, "tools/call", {"name": "ask", "arguments": {"n": 9007199254740992},
                                               "inputResponses": answer, "requestState": res["requestState"]},
                          name="ask")
-    check(json.loads(data)["result"]["content"][0]["text"] == "n=9007199254740992", data)
+    check(json.loads(data)["result"]["content"][0]["text"] ==
+          "n=9007199254740992 got=12345678901234567890123 in=9007199254740992", data)
     d.stop()
 
 
