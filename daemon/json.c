@@ -140,7 +140,7 @@ parse_string(struct parser *p)
 	/* First the extent, checking what may stand raw in a string. */
 	for (;;) {
 		if (end >= p->len) {
-			p->pos = end;
+			p->pos = p->len;        /* unterminated (maybe after a backslash) */
 			syntax(p);
 			return NULL;
 		}

@@ -253,7 +253,8 @@ START_TEST(faults)
 	ck_assert_int_eq(fault_of("", 0, 0, NULL), JSON_SYNTAX);
 	ck_assert_int_eq(fault_of("[1,", 3, 0, NULL), JSON_SYNTAX);
 	ck_assert_int_eq(fault_of("\"abc", 4, 0, NULL), JSON_SYNTAX);
-	ck_assert_int_eq(fault_of("\"abc\\", 5, 0, NULL), JSON_SYNTAX);
+	ck_assert_int_eq(fault_of("\"abc\\", 5, 0, &off), JSON_SYNTAX);
+	ck_assert_uint_eq(off, 5);                      /* within the text */
 	ck_assert_int_eq(fault_of("[1]", 2, 0, NULL), JSON_SYNTAX);      /* the length decides */
 	/* Many members: duplicates are found by sorting, not pair by pair. */
 	size_t n = 5000, cap = n * 16 + 16, len = 0;
