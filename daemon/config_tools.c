@@ -153,10 +153,24 @@ parse_json_node(struct ctx *x, const struct cnode *n, void *dst)
 
 /* ---- the variables of declared names ---- */
 
+struct var_ref {
+	const char *var;
+	size_t i;
+};
+
+static int
+var_ref_cmp(const void *a, const void *b)
+{
+	const struct var_ref *x = a, *y = b;
+	int c = strcmp(x->var, y->var);
+	return c != 0 ? c : (x->i > y->i) - (x->i < y->i);
+}
+
 /* names[i] declared at nodes[i] (NULL: at `at`) becomes MCP_ARG_<name>.
  * Two names that make the same variable are an error at the second, as a
  * command could not tell them apart (and one could stand in for the
- * other, which its schema does not check). what: "tool \"x\": inputs". */
+ * other, which its schema does not check). Sorted, so that a schema of
+ * many properties costs n log n. what: "tool \"x\": inputs". */
 static void
 make_arg_env(struct ctx *x, struct arg_names *an, const char **names, const struct cnode **nodes,
     size_t n, const struct cnode *at, const char *what)
@@ -164,31 +178,51 @@ make_arg_env(struct ctx *x, struct arg_names *an, const char **names, const stru
 	an->n = 0;
 	an->names = arena_zalloc(x->cfg->arena, (n ? n : 1) * sizeof(char *));
 	an->vars = arena_zalloc(x->cfg->arena, (n ? n : 1) * sizeof(char *));
+	struct var_ref *refs = calloc(n ? n : 1, sizeof(*refs));
+	char *clash = calloc(n ? n : 1, 1);
+	if (refs == NULL || clash == NULL) {
+		free(refs);
+		free(clash);
+		err_at(x, at, "%s: out of memory", what);
+		return;
+	}
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen("MCP_ARG_") + strlen(names[i]) + 1;
 		char *var = arena_alloc(x->cfg->arena, len);
 		tool_env_name(var, len, "MCP_ARG_", names[i]);
-		const struct cnode *where = nodes != NULL && nodes[i] != NULL ? nodes[i] : at;
-		int clash = 0;
-		for (size_t j = 0; j < an->n && !clash; j++) {
-			if (strcmp(an->vars[j], var) != 0)
-				continue;
-			clash = 1;
-			if (strcmp(an->names[j], names[i]) == 0)
-				err_at(x, where, "%s: \"%s\" is declared twice", what, names[i]);
-			else
-				err_at(x, where, "%s: \"%s\" and \"%s\" would both be the variable %s; "
-				    "rename one", what, an->names[j], names[i], var);
+		refs[i].var = var;
+		refs[i].i = i;
+		an->vars[i] = var;
+	}
+	qsort(refs, n, sizeof(*refs), var_ref_cmp);
+	for (size_t k = 1, first = 0; k < n; k++) {
+		if (strcmp(refs[k - 1].var, refs[k].var) != 0) {
+			first = k;          /* a group of equal variables starts */
+			continue;
 		}
-		if (clash)
+		size_t a = refs[first].i, b = refs[k].i;
+		const struct cnode *where = nodes != NULL && nodes[b] != NULL ? nodes[b] : at;
+		clash[b] = 1;
+		if (strcmp(names[a], names[b]) == 0)
+			err_at(x, where, "%s: \"%s\" is declared twice", what, names[b]);
+		else
+			err_at(x, where, "%s: \"%s\" and \"%s\" would both be the variable %s; "
+			    "rename one", what, names[a], names[b], refs[k].var);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (clash[i])
 			continue;
 		an->names[an->n] = names[i];
-		an->vars[an->n] = var;
+		an->vars[an->n] = an->vars[i];
 		an->n++;
 	}
+	free(refs);
+	free(clash);
 }
 
-/* A tool's inputs: the properties of its schema, where they were written. */
+/* A tool's inputs: the properties of its schema, where they were written
+ * (the schema's properties keep the order of the mapping they came from,
+ * some perhaps left out: one pass over both finds each). */
 static void
 tool_arg_env(struct ctx *x, const struct cnode *item, struct tool_def *t)
 {
@@ -196,7 +230,9 @@ tool_arg_env(struct ctx *x, const struct cnode *item, struct tool_def *t)
 	const struct cnode *input = cnode_get(item, "input");
 	if (input == NULL)
 		input = cnode_get(cnode_get(item, "input_schema"), "properties");
-	size_t n = (size_t)cJSON_GetArraySize(props), i = 0;
+	if (input != NULL && input->type != CNODE_MAP)
+		input = NULL;
+	size_t n = (size_t)cJSON_GetArraySize(props), i = 0, k = 0;
 	const char **names = calloc(n ? n : 1, sizeof(char *));
 	const struct cnode **nodes = calloc(n ? n : 1, sizeof(*nodes));
 	if (names == NULL || nodes == NULL) {
@@ -208,9 +244,13 @@ tool_arg_env(struct ctx *x, const struct cnode *item, struct tool_def *t)
 	const cJSON *p;
 	cJSON_ArrayForEach(p, props) {
 		names[i] = arena_strdup(x->cfg->arena, p->string);
-		for (size_t k = 0; input != NULL && input->type == CNODE_MAP && k < input->n; k++)
-			if (strcmp(input->pairs[k].key->str, p->string) == 0)
-				nodes[i] = input->pairs[k].key;
+		size_t from = k;
+		while (input != NULL && k < input->n && strcmp(input->pairs[k].key->str, p->string) != 0)
+			k++;
+		if (input != NULL && k < input->n)
+			nodes[i] = input->pairs[k++].key;
+		else
+			k = from;
 		i++;
 	}
 	char what[200];
@@ -838,15 +878,16 @@ prompt_arg_env(struct ctx *x, const struct cnode *item, struct prompt_def *p)
 		err_at(x, item, "out of memory");
 		return;
 	}
-	size_t n = 0;
+	/* The arguments are the list's mappings, in order. */
+	size_t n = 0, k = 0;
 	for (size_t i = 0; i < p->nargs; i++) {
+		while (list != NULL && list->type == CNODE_SEQ && k < list->n && list->items[k]->type != CNODE_MAP)
+			k++;
+		const struct cnode *at = list != NULL && list->type == CNODE_SEQ && k < list->n ?
+		    cnode_get(list->items[k++], "name") : NULL;
 		if (p->args[i].name == NULL)
 			continue;
-		/* The name node of the i-th mapping of the list. */
-		size_t seen = 0;
-		for (size_t k = 0; list != NULL && list->type == CNODE_SEQ && k < list->n; k++)
-			if (list->items[k]->type == CNODE_MAP && seen++ == i)
-				nodes[n] = cnode_get(list->items[k], "name");
+		nodes[n] = at;
 		names[n++] = p->args[i].name;
 	}
 	char what[200];

@@ -224,6 +224,11 @@ def test_colliding_names_are_config_errors(t):
                               "      properties:\n        a.b: { type: string }\n        a_b: { type: string }\n"
                               "    command: [cat]\n")
     check(rc != 0 and "bad.yaml:8:9:" in err and "MCP_ARG_a_b" in err, err)
+    # Three names, one variable: the second and third are each an error.
+    rc, err = config_error(t, "tools:\n  - name: x\n    input:\n      a.b: string\n      c: string\n"
+                              "      a b: string\n      a-b: string\n    command: [cat]\n")
+    check(rc != 0 and "bad.yaml:7:7:" in err and "bad.yaml:8:7:" in err and '"a.b" and "a-b"' in err
+          and "bad.yaml:5:" not in err, err)
     rc, err = config_error(t, "resources:\n  - uri_template: \"x://{a-b}/{a.b}\"\n    name: x\n    command: [cat]\n")
     check(rc != 0 and "bad.yaml:3:" in err and "MCP_ARG_a_b" in err, err)
     rc, err = config_error(t, "resources:\n  - uri_template: \"x://{id}/{id}\"\n    name: x\n    command: [cat]\n")
