@@ -718,8 +718,10 @@ dec_from(const cJSON *n, struct dec *d)
 		d->nd--;
 		d->exp++;
 	}
-	if (d->nd == 0)
-		d->neg = 0;
+	if (d->nd == 0) {
+		d->neg = 0;         /* one zero: 0, -0, 0.00, 0e7 */
+		d->exp = 0;
+	}
 	return 0;
 }
 
@@ -893,4 +895,119 @@ json_equal(const cJSON *a, const cJSON *b)
 	}
 	}
 	return 0;
+}
+
+/* ---- uniqueness ---- */
+
+static void canon(struct out *o, const cJSON *v);
+
+static int
+str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A text that is the same for equal values (json_equal) and differs for
+ * others: numbers as normalized decimals, object members sorted. */
+static void
+canon(struct out *o, const cJSON *v)
+{
+	char buf[48];
+	switch (v->type & 0xff) {
+	case cJSON_Number: {
+		struct dec d;
+		if (dec_from(v, &d) < 0) {
+			o->failed = 1;
+			return;
+		}
+		int n = snprintf(buf, sizeof(buf), "#%s", d.neg ? "-" : "");
+		put(o, buf, (size_t)n);
+		put(o, d.digits, d.nd);
+		n = snprintf(buf, sizeof(buf), "e%lld", (long long)d.exp);
+		put(o, buf, (size_t)n);
+		dec_free(&d);
+		return;
+	}
+	case cJSON_Array:
+		put(o, "[", 1);
+		for (const cJSON *c = v->child; c != NULL && !o->failed; c = c->next) {
+			if (c != v->child)
+				put(o, ",", 1);
+			canon(o, c);
+		}
+		put(o, "]", 1);
+		return;
+	case cJSON_Object: {
+		size_t n = 0, i = 0;
+		for (const cJSON *c = v->child; c != NULL; c = c->next)
+			n++;
+		char **members = calloc(n ? n : 1, sizeof(char *));
+		if (members == NULL) {
+			o->failed = 1;
+			return;
+		}
+		for (const cJSON *c = v->child; c != NULL && !o->failed; c = c->next) {
+			struct out m = { NULL, 0, 0, 0 };
+			put_string(&m, c->string);
+			put(&m, ":", 1);
+			canon(&m, c);
+			put(&m, "", 1);
+			if (m.failed) {
+				free(m.b);
+				o->failed = 1;
+				break;
+			}
+			members[i++] = m.b;
+		}
+		if (!o->failed) {
+			qsort(members, n, sizeof(char *), str_cmp);
+			put(o, "{", 1);
+			for (i = 0; i < n; i++) {
+				if (i > 0)
+					put(o, ",", 1);
+				put(o, members[i], strlen(members[i]));
+			}
+			put(o, "}", 1);
+		}
+		for (i = 0; i < n; i++)
+			free(members[i]);
+		free(members);
+		return;
+	}
+	default:
+		print_value(o, v);
+	}
+}
+
+int
+json_unique_items(const cJSON *array)
+{
+	size_t n = 0, i = 0;
+	for (const cJSON *c = array->child; c != NULL; c = c->next)
+		n++;
+	char **keys = calloc(n ? n : 1, sizeof(char *));
+	if (keys == NULL)
+		return -1;
+	int r = 1;
+	for (const cJSON *c = array->child; c != NULL; c = c->next) {
+		struct out o = { NULL, 0, 0, 0 };
+		canon(&o, c);
+		put(&o, "", 1);
+		if (o.failed) {
+			free(o.b);
+			r = -1;
+			break;
+		}
+		keys[i++] = o.b;
+	}
+	if (r == 1) {
+		qsort(keys, n, sizeof(char *), str_cmp);
+		for (size_t k = 1; k < n && r == 1; k++)
+			if (strcmp(keys[k - 1], keys[k]) == 0)
+				r = 0;
+	}
+	for (size_t k = 0; k < i; k++)
+		free(keys[k]);
+	free(keys);
+	return r;
 }

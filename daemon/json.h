@@ -48,6 +48,10 @@ char *json_print(const struct cJSON *v);
  * in order, objects with the same members whatever their order. */
 int json_equal(const struct cJSON *a, const struct cJSON *b);
 
+/* Are the items of an array pairwise different (as json_equal has it)?
+ * 1 or 0, in n log n; -1 when out of memory. */
+int json_unique_items(const struct cJSON *array);
+
 /* Numbers (both must be numbers): -1, 0 or 1 as a < b, a = b, a > b. */
 int json_number_cmp(const struct cJSON *a, const struct cJSON *b);
 /* Is the number an integer (its fraction zero, as JSON Schema says)? */

@@ -305,13 +305,8 @@ validate_array(struct vctx *x, const cJSON *schema, const cJSON *v, const char *
 			return -1;
 		i++;
 	}
-	if (cJSON_IsTrue(unique)) {
-		const cJSON *a, *b;
-		cJSON_ArrayForEach(a, v)
-			for (b = a->next; b != NULL; b = b->next)
-				if (json_equal(a, b))
-					return fail(x, path, "items must be unique");
-	}
+	if (cJSON_IsTrue(unique) && json_unique_items(v) != 1)
+		return fail(x, path, "items must be unique");   /* sorted, not pair by pair */
 	if (contains != NULL) {
 		int found = 0;
 		char saved[512];

@@ -186,6 +186,29 @@ START_TEST(numbers_by_value)
 	ck_assert(valid_exact("{\"multipleOf\":7}", "7e20"));
 	ck_assert(valid_exact("{\"uniqueItems\":true}", "[9007199254740992,9007199254740993]"));
 	ck_assert(!valid_exact("{\"uniqueItems\":true}", "[1,1.0]"));
+	ck_assert(!valid_exact("{\"uniqueItems\":true}", "[0,\"0\",-0.00]"));
+	ck_assert(!valid_exact("{\"uniqueItems\":true}", "[{\"a\":1,\"b\":[2]},{\"b\":[2.0],\"a\":1e0}]"));
+	ck_assert(valid_exact("{\"uniqueItems\":true}", "[{\"a\":1,\"b\":[2]},{\"a\":1,\"b\":[2,2]},[],{},\"\",null]"));
+	ck_assert(valid_exact("{\"uniqueItems\":true}", "[\"a\\\"b\",\"a\\\\\",\"b\"]"));
+}
+END_TEST
+
+/* uniqueItems sorts: a long array is judged at once, not pair by pair. */
+START_TEST(unique_items_many)
+{
+	size_t n = 200000, cap = n * 12 + 64, len = 0;
+	char *text = malloc(cap);
+	len += (size_t)snprintf(text, cap, "[");
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(text + len, cap - len, "%s%zu", i ? "," : "", i * 7);
+	len += (size_t)snprintf(text + len, cap - len, "]");
+	cJSON *v = json_parse(text, len, 0, NULL);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(json_unique_items(v), 1);
+	cJSON_AddItemToArray(v, json_number_parse("7e0", 3));     /* equals the second */
+	ck_assert_int_eq(json_unique_items(v), 0);
+	cJSON_Delete(v);
+	free(text);
 }
 END_TEST
 
@@ -378,6 +401,7 @@ json_suite(void)
 	tcase_add_test(tc, grammar);
 	tcase_add_test(tc, ids_echoed_as_written);
 	tcase_add_test(tc, numbers_by_value);
+	tcase_add_test(tc, unique_items_many);
 	tcase_add_test(tc, parse_and_print);
 	tcase_add_test(tc, faults);
 	tcase_add_test(tc, decimal_arithmetic);
