@@ -153,6 +153,132 @@ parse_json_node(struct ctx *x, const struct cnode *n, void *dst)
 	return 0;
 }
 
+/* ---- the variables of declared names ---- */
+
+struct var_ref {
+	const char *var;
+	size_t i;
+};
+
+static int
+var_ref_cmp(const void *a, const void *b)
+{
+	const struct var_ref *x = a, *y = b;
+	int c = strcmp(x->var, y->var);
+	return c != 0 ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* names[i] declared at nodes[i] (NULL: at `at`) becomes MCP_ARG_<name>.
+ * Two names that make the same variable are an error at the second, as a
+ * command could not tell them apart (and one could stand in for the
+ * other, which its schema does not check). Sorted, so that a schema of
+ * many properties costs n log n. what: "tool \"x\": inputs". */
+static void
+make_arg_env(struct ctx *x, struct arg_names *an, const char **names, const struct cnode **nodes,
+    size_t n, const struct cnode *at, const char *what)
+{
+	an->n = 0;
+	an->names = arena_zalloc(x->cfg->arena, (n ? n : 1) * sizeof(char *));
+	an->vars = arena_zalloc(x->cfg->arena, (n ? n : 1) * sizeof(char *));
+	struct var_ref *refs = calloc(n ? n : 1, sizeof(*refs));
+	char *clash = calloc(n ? n : 1, 1);
+	if (refs == NULL || clash == NULL) {
+		free(refs);
+		free(clash);
+		err_at(x, at, "%s: out of memory", what);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen("MCP_ARG_") + strlen(names[i]) + 1;
+		char *var = arena_alloc(x->cfg->arena, len);
+		tool_env_name(var, len, "MCP_ARG_", names[i]);
+		refs[i].var = var;
+		refs[i].i = i;
+		an->vars[i] = var;
+	}
+	qsort(refs, n, sizeof(*refs), var_ref_cmp);
+	for (size_t k = 1, first = 0; k < n; k++) {
+		if (strcmp(refs[k - 1].var, refs[k].var) != 0) {
+			first = k;          /* a group of equal variables starts */
+			continue;
+		}
+		size_t a = refs[first].i, b = refs[k].i;
+		const struct cnode *where = nodes != NULL && nodes[b] != NULL ? nodes[b] : at;
+		clash[b] = 1;
+		if (strcmp(names[a], names[b]) == 0)
+			err_at(x, where, "%s: \"%s\" is declared twice", what, names[b]);
+		else
+			err_at(x, where, "%s: \"%s\" and \"%s\" would both be the variable %s; "
+			    "rename one", what, names[a], names[b], refs[k].var);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (clash[i])
+			continue;
+		an->names[an->n] = names[i];
+		an->vars[an->n] = an->vars[i];
+		an->n++;
+	}
+	free(refs);
+	free(clash);
+}
+
+/* A tool's inputs: the properties of its schema, where they were written
+ * (the schema's properties keep the order of the mapping they came from,
+ * some perhaps left out: one pass over both finds each). */
+static void
+tool_arg_env(struct ctx *x, const struct cnode *item, struct tool_def *t)
+{
+	const cJSON *props = cJSON_GetObjectItemCaseSensitive(t->input_schema, "properties");
+	const struct cnode *input = cnode_get(item, "input");
+	if (input == NULL)
+		input = cnode_get(cnode_get(item, "input_schema"), "properties");
+	if (input != NULL && input->type != CNODE_MAP)
+		input = NULL;
+	size_t n = (size_t)cJSON_GetArraySize(props), i = 0, k = 0;
+	const char **names = calloc(n ? n : 1, sizeof(char *));
+	const struct cnode **nodes = calloc(n ? n : 1, sizeof(*nodes));
+	if (names == NULL || nodes == NULL) {
+		free(names);
+		free(nodes);
+		err_at(x, item, "out of memory");
+		return;
+	}
+	const cJSON *p;
+	cJSON_ArrayForEach(p, props) {
+		names[i] = arena_strdup(x->cfg->arena, p->string);
+		size_t from = k;
+		while (input != NULL && k < input->n && strcmp(input->pairs[k].key->str, p->string) != 0)
+			k++;
+		if (input != NULL && k < input->n)
+			nodes[i] = input->pairs[k++].key;
+		else
+			k = from;
+		i++;
+	}
+	char what[200];
+	snprintf(what, sizeof(what), "tool \"%s\": inputs", t->name);
+	make_arg_env(x, &t->arg_env, names, nodes, n, item, what);
+	free(names);
+	free(nodes);
+}
+
+/* Undeclared arguments are refused unless the schema allows them: an
+ * input schema with properties, and none of the keywords through which
+ * other properties may be declared, gets "additionalProperties": false,
+ * sent to clients too so that they know. */
+static void
+close_input_schema(cJSON *schema)
+{
+	static const char *const open[] = { "additionalProperties", "unevaluatedProperties", "allOf",
+	    "anyOf", "oneOf", "not", "if", "then", "else", "$ref", "$dynamicRef", "dependentSchemas", NULL };
+	if (!cJSON_IsObject(schema) || !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(schema, "properties")))
+		return;
+	for (size_t i = 0; open[i] != NULL; i++)
+		if (cJSON_HasObjectItem(schema, open[i]))
+			return;
+	cJSON_AddFalseToObject(schema, "additionalProperties");
+}
+
 /* ---- tools ---- */
 
 static int
@@ -422,6 +548,11 @@ parse_tools(struct ctx *x, const struct cnode *n, void *dst)
 			err_at(x, item, "tool \"%s\" needs exactly one of command, shell or plugin", t->name);
 		t->kind = cnode_get(item, "plugin") ? TOOL_PLUGIN : cnode_get(item, "shell") ? TOOL_SHELL : TOOL_COMMAND;
 		t->input_schema = build_input_schema(x, item, t);
+		/* A tool that declares no input at all takes what it is given, on
+		 * standard input only; one that declares inputs takes those. */
+		if (cnode_get(item, "input") != NULL || cnode_get(item, "input_schema") != NULL)
+			close_input_schema(t->input_schema);
+		tool_arg_env(x, item, t);
 		char why[256];
 		if (t->input_schema != NULL && schema_check(t->input_schema, why, sizeof(why)) < 0)
 			err_at(x, cnode_get(item, "input_schema") ? cnode_get(item, "input_schema") : item,
@@ -510,6 +641,40 @@ static const struct field resource_fields[] = {
 	{ NULL, 0, 0, 0, 0, NULL },
 };
 
+/* A template's variables, {name} each, as uri_template_match reads them. */
+static void
+template_arg_env(struct ctx *x, const struct cnode *at, struct resource_def *r)
+{
+	const char *names[64];
+	size_t n = 0;
+	for (const char *t = r->uri_template; (t = strchr(t, '{')) != NULL; ) {
+		const char *close = strchr(t, '}');
+		if (close == NULL)
+			break;
+		size_t len = (size_t)(close - t - 1);
+		if (len == 0 || len >= 128) {
+			err_at(x, at, "uri_template \"%s\": a variable needs a name of 1 to 127 bytes", r->uri_template);
+			return;
+		}
+		if (n == sizeof(names) / sizeof(names[0])) {
+			err_at(x, at, "uri_template \"%s\" has more than 64 variables", r->uri_template);
+			return;
+		}
+		names[n++] = arena_strndup(x->cfg->arena, t + 1, len);
+		t = close + 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(names[i], names[j]) == 0) {
+				err_at(x, at, "uri_template \"%s\": the variable {%s} appears twice", r->uri_template,
+				    names[i]);
+				return;
+			}
+	char what[160];
+	snprintf(what, sizeof(what), "resource template \"%.100s\": variables", r->uri_template);
+	make_arg_env(x, &r->arg_env, names, NULL, n, at, what);
+}
+
 static int
 textual_mime(const char *m)
 {
@@ -566,6 +731,8 @@ parse_resources(struct ctx *x, const struct cnode *n, void *dst)
 			err_at(x, cnode_get(item, "completions"), "completions apply to uri_template resources");
 		if (r->binary == -1)
 			r->binary = !textual_mime(r->mime_type);
+		if (r->uri_template != NULL)
+			template_arg_env(x, cnode_get(item, "uri_template"), r);
 		(void)before;
 		at[c->nresources++] = item;
 	}
@@ -762,6 +929,38 @@ parse_prompt_messages(struct ctx *x, const struct cnode *n, void *dst)
 	return 0;
 }
 
+/* A prompt's arguments, for its command and its completion commands. */
+static void
+prompt_arg_env(struct ctx *x, const struct cnode *item, struct prompt_def *p)
+{
+	const struct cnode *list = cnode_get(item, "arguments");
+	const char **names = calloc(p->nargs ? p->nargs : 1, sizeof(char *));
+	const struct cnode **nodes = calloc(p->nargs ? p->nargs : 1, sizeof(*nodes));
+	if (names == NULL || nodes == NULL) {
+		free(names);
+		free(nodes);
+		err_at(x, item, "out of memory");
+		return;
+	}
+	/* The arguments are the list's mappings, in order. */
+	size_t n = 0, k = 0;
+	for (size_t i = 0; i < p->nargs; i++) {
+		while (list != NULL && list->type == CNODE_SEQ && k < list->n && list->items[k]->type != CNODE_MAP)
+			k++;
+		const struct cnode *at = list != NULL && list->type == CNODE_SEQ && k < list->n ?
+		    cnode_get(list->items[k++], "name") : NULL;
+		if (p->args[i].name == NULL)
+			continue;
+		nodes[n] = at;
+		names[n++] = p->args[i].name;
+	}
+	char what[200];
+	snprintf(what, sizeof(what), "prompt \"%s\": arguments", p->name);
+	make_arg_env(x, &p->arg_env, names, nodes, n, item, what);
+	free(names);
+	free(nodes);
+}
+
 static const struct field prompt_fields[] = {
 	{ "name", F_STRING, offsetof(struct prompt_def, name), 0, 0, NULL },
 	{ "title", F_STRING, offsetof(struct prompt_def, title), 0, 0, NULL },
@@ -809,6 +1008,7 @@ parse_prompts(struct ctx *x, const struct cnode *n, void *dst)
 			err_at(x, cnode_get(item, "name"), "prompt name \"%s\" must be 1-128 of A-Z a-z 0-9 _ - .", p->name);
 		if ((p->nmessages > 0 || cnode_get(item, "messages")) == (p->cmd.argv != NULL))
 			err_at(x, item, "prompt \"%s\" needs exactly one of messages, command or shell", p->name);
+		prompt_arg_env(x, item, p);
 		(void)before;
 		at[c->nprompts++] = item;
 	}

@@ -1,5 +1,6 @@
 #include "conftree.h"
 #include "arena.h"
+#include "json.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -565,8 +566,12 @@ cnode_to_json(const struct cnode *n)
 				return cJSON_CreateTrue();
 			if (strcmp(n->str, "false") == 0)
 				return cJSON_CreateFalse();
-			if (looks_like_number(n->str))
-				return cJSON_CreateNumber(strtod(n->str, NULL));
+			if (looks_like_number(n->str)) {
+				/* Written as JSON writes it: keep the text, so that
+				 * 9007199254740993 in a schema stays exact. */
+				cJSON *num = json_number_parse(n->str, strlen(n->str));
+				return num ? num : cJSON_CreateNumber(strtod(n->str, NULL));
+			}
 		}
 		return cJSON_CreateString(n->str);
 	case CNODE_SEQ: {

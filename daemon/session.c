@@ -1,5 +1,6 @@
 #include "session.h"
 #include "http.h"
+#include "json.h"
 #include "jsonrpc.h"
 #include "log.h"
 #include "util.h"
@@ -214,7 +215,7 @@ record_json(const struct session *s)
 	cJSON *subs = cJSON_AddArrayToObject(r, "s");
 	for (size_t i = 0; i < s->nsubs; i++)
 		cJSON_AddItemToArray(subs, cJSON_CreateString(s->subs[i]));
-	char *out = cJSON_PrintUnformatted(r);
+	char *out = json_print(r);
 	cJSON_Delete(r);
 	return out;
 }
@@ -248,7 +249,7 @@ record_apply(struct session *s, const char *json, size_t len)
 	/* Read on every request: most of the time it is what we have. */
 	if (s->record != NULL && len == s->record_len && memcmp(json, s->record, len) == 0)
 		return 0;
-	cJSON *r = cJSON_ParseWithLength(json, len);
+	cJSON *r = json_parse(json, len, 0, NULL);
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(r, "p");
 	if (!cJSON_IsObject(r) || !cJSON_IsNumber(p) || p->valueint < 0 || p->valueint >= PROTO_COUNT) {
 		cJSON_Delete(r);
@@ -882,7 +883,7 @@ control_msg(void *arg, const char *channel, const void *msg, size_t len)
 {
 	(void)channel;
 	struct session *s = arg;
-	cJSON *m = cJSON_ParseWithLength(msg, len);
+	cJSON *m = json_parse(msg, len, 0, NULL);
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "cancel");
 	if (id != NULL && s->table->on_cancel != NULL)
 		s->table->on_cancel(s, id, s->table->on_cancel_arg);
@@ -913,7 +914,7 @@ session_publish_cancel(struct session *s, const cJSON *request_id)
 {
 	cJSON *m = cJSON_CreateObject();
 	cJSON_AddItemToObject(m, "cancel", cJSON_Duplicate(request_id, 1));
-	char *txt = cJSON_PrintUnformatted(m);
+	char *txt = json_print(m);
 	cJSON_Delete(m);
 	char ch[96];
 	key_of(ch, sizeof(ch), "control:", s->id);
@@ -1620,7 +1621,7 @@ lost_read(void *arg, int status, const struct mcpd_log_entry *e, size_t n, const
 			continue;
 		if (kind == 2) {
 			cJSON_Delete(rid);
-			rid = dl > 0 ? cJSON_ParseWithLength(data, dl) : NULL;
+			rid = dl > 0 ? json_parse(data, dl, 0, NULL) : NULL;
 			continue;
 		}
 		if (e[i].seq <= st->sent)
@@ -1792,7 +1793,7 @@ pending_answered(struct pending_request *p, const void *msg, size_t len)
 	char key[200];
 	answer_key(key, sizeof(key), p->s->id, p->id);
 	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
-	cJSON *m = cJSON_ParseWithLength(msg, len);
+	cJSON *m = json_parse(msg, len, 0, NULL);
 	pending_cb cb = p->cb;
 	void *arg = p->arg;
 	pending_free(p);
@@ -1939,7 +1940,7 @@ session_response(struct session *s, const cJSON *id, const cJSON *result, const 
 		cJSON_AddItemToObject(m, "error", cJSON_Duplicate(error, 1));
 	else
 		cJSON_AddItemToObject(m, "result", result ? cJSON_Duplicate(result, 1) : cJSON_CreateObject());
-	char *txt = cJSON_PrintUnformatted(m);
+	char *txt = json_print(m);
 	cJSON_Delete(m);
 	struct answer_store *as = txt != NULL ? calloc(1, sizeof(*as)) : NULL;
 	if (as == NULL) {

@@ -196,8 +196,8 @@ tools:
 
 
 def test_long_resource_uri_is_not_cut(t):
-    """A command resource sees the whole URI in MCP_RESOURCE_URI, or the
-    read is refused; it was cut at about 4 KiB."""
+    """A command resource sees the whole URI in MCP_RESOURCE_URI; it was cut
+    at about 4 KiB."""
     d, port = start(t, """resources:
   - uri_template: "long://{x}"
     name: long
@@ -207,8 +207,9 @@ def test_long_resource_uri_is_not_cut(t):
     uri = "long://" + "a" * 4089
     st, r, _ = rpc(port, sid, "resources/read", {"uri": uri})
     check(r["result"]["contents"][0]["text"].strip() == uri, r)
-    st, r, _ = rpc(port, sid, "resources/read", {"uri": uri + "b"})
-    check(r["error"]["code"] == -32602 and "4096" in r["error"]["message"], r)
+    uri = "long://" + "b" * 20000
+    st, r, _ = rpc(port, sid, "resources/read", {"uri": uri})
+    check(r["result"]["contents"][0]["text"].strip() == uri, r)
     d.stop()
 
 

@@ -15,6 +15,7 @@ main(void)
 	srunner_add_suite(sr, transport_suite());
 	srunner_add_suite(sr, relay_suite());
 	srunner_add_suite(sr, schema_suite());
+	srunner_add_suite(sr, json_suite());
 	srunner_add_suite(sr, jwt_suite());
 	srunner_add_suite(sr, oauth_suite());
 	srunner_add_suite(sr, introspection_suite());

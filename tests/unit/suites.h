@@ -11,6 +11,7 @@ Suite *storage_suite(void);
 Suite *transport_suite(void);
 Suite *relay_suite(void);
 Suite *schema_suite(void);
+Suite *json_suite(void);
 Suite *jwt_suite(void);
 Suite *oauth_suite(void);
 Suite *introspection_suite(void);
