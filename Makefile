@@ -174,4 +174,4 @@ clean:
 	rm -rf build build-asan
 
 distclean: clean
-	rm -rf config.mk config.log config.status configure autom4te.cache
+	rm -rf config.mk config.log config.status configure configure~ aclocal.m4 autom4te.cache
