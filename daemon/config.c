@@ -26,6 +26,8 @@
 /* Each address is a socket in the master and in every worker. */
 #define MAX_LISTEN 256
 
+#define TOP_LEVEL "the top level"
+
 void
 err_at(struct ctx *x, const struct cnode *n, const char *fmt, ...)
 {
@@ -138,8 +140,13 @@ parse_fields(struct ctx *x, const struct cnode *map, const struct field *fields,
 			continue;
 		}
 		void *dst = (char *)base + f->offset;
+		/* A key of the top level is named alone: "user", not
+		 * "the top level.user". */
 		char what[128];
-		snprintf(what, sizeof(what), "%s.%s", section, f->key);
+		if (strcmp(section, TOP_LEVEL) == 0)
+			snprintf(what, sizeof(what), "%s", f->key);
+		else
+			snprintf(what, sizeof(what), "%s.%s", section, f->key);
 		uint64_t u;
 		switch (f->type) {
 		case F_STRING:
@@ -1011,7 +1018,7 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 {
 	struct ctx x = { c, errs, c->path, 0 };
 	set_defaults(c);
-	parse_fields(&x, c->root, top_fields, c, "the top level");
+	parse_fields(&x, c->root, top_fields, c, TOP_LEVEL);
 	if (c->root->type == CNODE_MAP) {
 		if (c->nlisten == 0 && cnode_get(c->root, "listen") == NULL) {
 			c->listen = arena_zalloc(c->arena, sizeof(*c->listen));

@@ -36,6 +36,17 @@ expect_error(const char *yaml, const char *where, const char *text)
 	    "error \"%s\" does not mention \"%s\"", errs.msgs[0], text);
 }
 
+/* The config must fail with exactly this one error. */
+static void
+expect_exact(const char *yaml, const char *msg)
+{
+	struct config *c = load(yaml);
+	ck_assert_msg(c == NULL, "config unexpectedly valid:\n%s", yaml);
+	ck_assert_msg(errs.n == 1, "expected 1 error, got %zu (first: %s)", errs.n,
+	    errs.n ? errs.msgs[0] : "none");
+	ck_assert_str_eq(errs.msgs[0], msg);
+}
+
 START_TEST(defaults)
 {
 	struct config *c = load("");
@@ -149,6 +160,16 @@ START_TEST(wrong_types)
 	expect_error("pid_file:\n", "t.yaml:1:10:", "pid_file must be a scalar, not empty");
 	expect_error("endpoint: mcp\n", "t.yaml:1:11:", "endpoint must be a path starting with /");
 	expect_error("allowed_origins: [example.com]\n", "t.yaml:1:19:", "must be an origin");
+}
+END_TEST
+
+/* A key of the top level is named alone, as the operator wrote it. */
+START_TEST(top_level_names)
+{
+	expect_exact("user: [a]\n", "t.yaml:1:7: user must be a scalar, not a list");
+	expect_exact("pid_file: \"\"\n", "t.yaml:1:11: pid_file must not be empty");
+	expect_exact("plugin_dir: {a: 1}\n", "t.yaml:1:13: plugin_dir must be a scalar, not a mapping");
+	expect_exact("allowed_origins: x\n", "t.yaml:1:18: allowed_origins must be a list, not a scalar");
 }
 END_TEST
 
@@ -513,6 +534,7 @@ config_suite(void)
 	tcase_add_test(tc, full_file);
 	tcase_add_test(tc, unknown_keys);
 	tcase_add_test(tc, wrong_types);
+	tcase_add_test(tc, top_level_names);
 	tcase_add_test(tc, bad_durations_and_sizes);
 	tcase_add_test(tc, bad_addresses);
 	tcase_add_test(tc, yaml_syntax);
