@@ -173,7 +173,7 @@ scalar_measure(struct ctx *x, const struct cnode *n, const char *what, const str
 		*out = u;
 }
 
-/* One of an F_ENUM's words; the message offers them all but aliases. */
+/* One of an F_ENUM's words; the message offers them all. */
 int
 scalar_enum(struct ctx *x, const struct cnode *n, const char *what,
     const struct enum_name *names, int *out)
@@ -186,16 +186,10 @@ scalar_enum(struct ctx *x, const struct cnode *n, const char *what,
 			return 0;
 		}
 	char choices[256] = "";
-	size_t len = 0, left = 0;
-	for (const struct enum_name *e = names; e->name != NULL; e++)
-		left += !e->alias;
-	for (const struct enum_name *e = names; e->name != NULL && len < sizeof(choices); e++) {
-		if (e->alias)
-			continue;
-		left--;
+	size_t len = 0;
+	for (const struct enum_name *e = names; e->name != NULL && len < sizeof(choices); e++)
 		len += (size_t)snprintf(choices + len, sizeof(choices) - len, "%s%s",
-		    len == 0 ? "" : left == 0 ? " or " : ", ", e->name);
-	}
+		    e == names ? "" : e[1].name == NULL ? " or " : ", ", e->name);
 	err_at(x, n, "%s must be %s, not \"%s\"", what, choices, n->str);
 	return -1;
 }
@@ -609,7 +603,7 @@ parse_log_level(struct ctx *x, const struct cnode *n, void *base)
 }
 
 static const struct enum_name log_formats[] = {
-	{ "text", LOG_TEXT, 0 }, { "json", LOG_JSON, 0 }, { NULL, 0, 0 },
+	{ "text", LOG_TEXT }, { "json", LOG_JSON }, { NULL, 0 },
 };
 _Static_assert(sizeof(enum log_format) == sizeof(int), "F_ENUM writes an int");
 

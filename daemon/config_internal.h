@@ -29,10 +29,13 @@ int scalar_string(struct ctx *x, const struct cnode *n, const char *what, const 
 int scalar_uint(struct ctx *x, const struct cnode *n, const char *what, uint64_t min,
     uint64_t max, uint64_t *out);
 int scalar_bool(struct ctx *x, const struct cnode *n, const char *what, int *out);
+struct enum_name;
+int scalar_enum(struct ctx *x, const struct cnode *n, const char *what,
+    const struct enum_name *names, int *out);
 
 /* Field tables: a section of mcpd.yaml is a table of its keys, each with
  * its kind, where its value goes (an offset from the section's base) and
- * its limits. parse_fields walks a mapping with one: it reports unknown
+ * its limits. parse_section walks a mapping with one: it reports unknown
  * keys and bad values as file:line:column and leaves the rest of the
  * section untouched, so that every error of the file is reported. */
 enum field_type {
@@ -55,7 +58,6 @@ enum field_type {
 struct enum_name {
 	const char *name;
 	int value;
-	int alias;      /* accepted, not offered in the error message */
 };
 
 /* F_LIST: each entry a string, which must pass valid() when given
@@ -125,8 +127,6 @@ int parse_scope_list(struct ctx *x, const struct cnode *n, const char *what, str
  * mappings into a new array (its pointer put at arrayp) and its length;
  * a list of strings, each checked as spec says (NULL when n is no list). */
 int parse_section(struct ctx *x, const struct cnode *n, const struct section *s, void *base);
-int scalar_enum(struct ctx *x, const struct cnode *n, const char *what,
-    const struct enum_name *names, int *out);
 int parse_items(struct ctx *x, const struct cnode *n, const struct items *it, void *arrayp,
     size_t *count);
 const char **parse_list(struct ctx *x, const struct cnode *n, const char *what,

@@ -293,7 +293,7 @@ close_input_schema(cJSON *schema)
 /* ---- tools ---- */
 
 static const struct enum_name output_modes[] = {
-	{ "text", OUT_TEXT, 0 }, { "json", OUT_JSON, 0 }, { "content", OUT_CONTENT, 0 }, { NULL, 0, 0 },
+	{ "text", OUT_TEXT }, { "json", OUT_JSON }, { "content", OUT_CONTENT }, { NULL, 0 },
 };
 _Static_assert(sizeof(enum tool_output) == sizeof(int), "scalar_enum writes an int");
 
