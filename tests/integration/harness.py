@@ -626,11 +626,10 @@ def call_tool(port, sid, name, args=None, id=1):
     return r["result"]["content"][0]["text"].strip()
 
 
-def start_instances(t, n, config, workers=2, ready=4):
+def start_instances(t, n, config, workers=2, ready=True):
     """n mcpd instances named A, B, C..., each on a port of its own with
     config(name), the text after listen and workers: [(daemon, port)],
-    each ready (/readyz answered 200 ready times in a row; 0: not waited
-    for)."""
+    every worker of each ready unless ready is False."""
     out = []
     for i in range(n):
         name = "ABCDEFGH"[i]
@@ -641,7 +640,7 @@ def start_instances(t, n, config, workers=2, ready=4):
         out.append((d, port))
     for d, port in out:
         if ready:
-            wait_for(lambda: all_ready(port, ready), what="instance ready")
+            workers_ready(port, workers)
     return out
 
 
@@ -673,6 +672,20 @@ def all_ready(port, times=4):
     """Every worker ready: /readyz asked a few times (new connections may
     reach different workers)."""
     return all(http(port, "GET", "/readyz")[0] == 200 for _ in range(times))
+
+
+def workers_ready(port, workers, timeout=10):
+    """Waits until each worker of an instance has answered /readyz with 200
+    (a new connection reaches any worker: one ready worker does not make
+    the others so)."""
+    seen = set()
+
+    def poll():
+        st, _, body = http(port, "GET", "/readyz")
+        if st == 200:
+            seen.add(json.loads(body)["worker"])
+        return len(seen) >= workers
+    wait_for(poll, timeout, "every worker of the instance on port %d to be ready" % port)
 
 
 def check_not_ready(port, why, initialize=False, healthz=0):

@@ -24,7 +24,7 @@ def backends(t, redis, nats, extra=""):
 def instances(t, redis, nats, n=2, workers=2, ready=True):
     """n instances, named A, B, C...; returns [(daemon, port)]."""
     return start_instances(t, n, lambda name: backends(t, redis, nats) + TOOLS % {"name": name}, workers,
-                           ready=4 if ready else 0)
+                           ready)
 
 
 def read_until(s, needle, data=b"", timeout=15):

@@ -11,7 +11,8 @@ import time
 
 from harness import (call_tool, check, check_config_errors, check_config_valid, check_host_name,
                      check_unresolvable, down_and_back, free_port, http, key_file, mcp_session,
-                     postgres_server, redis_server, rpc, run_unit_suite, sse_events, starts_before, wait_for)
+                     postgres_server, redis_server, rpc, run_unit_suite, sse_events, starts_before, wait_for,
+                     workers_ready)
 
 TOOLS = """
 tools:
@@ -32,7 +33,7 @@ def instance(t, pg, name="A", workers=2, extra="", storage_extra="", redis=None,
                % (port, workers, pg.url, storage_extra, transport, key_file(t), extra, TOOLS % {"name": name}),
                name="%s.yaml" % name)
     d.start(wait_url_port=port)
-    wait_for(lambda: http(port, "GET", "/readyz")[0] == 200, what="instance %s ready" % name)
+    workers_ready(port, workers)
     return d, port
 
 

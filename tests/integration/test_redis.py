@@ -48,8 +48,7 @@ def backends(t, redis, mode):
 
 def instances(t, redis, n=3, mode="pubsub", workers=2):
     """n instances, named A, B, C...; returns [(daemon, port)]."""
-    return start_instances(t, n, lambda name: backends(t, redis, mode) + TOOLS % {"name": name}, workers,
-                           ready=1)
+    return start_instances(t, n, lambda name: backends(t, redis, mode) + TOOLS % {"name": name}, workers)
 
 
 def post_stream(port, sid, body):
