@@ -45,9 +45,9 @@ CORE_OBJS   := $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJS))
 UNIT_SRCS   := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # Plugin code with no host in it, tested as it is (plugins/jwt/jwt.c,
-# plugins/introspection/introspect.c, plugins/common/resolve.c).
+# plugins/introspection/introspect.c, plugins/common/resolve.c, opfail.c).
 UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/introspect.o \
-	$(BUILD)/plugins/common/resolve.o
+	$(BUILD)/plugins/common/resolve.o $(BUILD)/plugins/common/opfail.o
 
 MCPD = $(BUILD)/mcpd
 HELPER = $(BUILD)/mcpd-tool
@@ -83,10 +83,12 @@ PLUGIN_SHARED_local = plugins/common/subs.c plugins/common/subs.h
 # evdns (host names looked up on the loop) is in libevent's core library.
 PLUGIN_LIBS_redis = $(HIREDIS_LIBS) $(LIBEVENT_LIBS)
 PLUGIN_CFLAGS_redis = -Iplugins/common
-PLUGIN_SHARED_redis = plugins/common/resolve.c plugins/common/resolve.h plugins/common/subs.c plugins/common/subs.h
+PLUGIN_SHARED_redis = plugins/common/resolve.c plugins/common/resolve.h plugins/common/subs.c plugins/common/subs.h \
+	plugins/common/opfail.c plugins/common/opfail.h
 PLUGIN_LIBS_postgres = $(LIBPQ_LIBS) $(LIBEVENT_LIBS)
 PLUGIN_CFLAGS_postgres = $(LIBPQ_CFLAGS) -Iplugins/common
-PLUGIN_SHARED_postgres = plugins/common/resolve.c plugins/common/resolve.h
+PLUGIN_SHARED_postgres = plugins/common/resolve.c plugins/common/resolve.h plugins/common/opfail.c \
+	plugins/common/opfail.h
 PLUGIN_LIBS_apikey = $(OPENSSL_LIBS)
 PLUGIN_LIBS_jwt = $(CURL_LIBS) $(OPENSSL_LIBS) $(LIBEVENT_LIBS) $(CJSON_LIBS)
 PLUGIN_CFLAGS_jwt = $(CURL_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
@@ -174,4 +176,4 @@ clean:
 	rm -rf build build-asan
 
 distclean: clean
-	rm -rf config.mk config.log config.status configure autom4te.cache
+	rm -rf config.mk config.log config.status configure configure~ aclocal.m4 autom4te.cache

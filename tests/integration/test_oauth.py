@@ -24,8 +24,8 @@ import threading
 import time
 import urllib.parse
 
-from harness import (MCPD, MCP_HEADERS, NODE_DIR, Redis, Skip, check, free_port, http, make_cert, node_peers_ready,
-                     rpc, run_mcpd, wait_for)
+from harness import (MCPD, MCP_HEADERS, NODE_DIR, Skip, check, free_port, http, make_cert, node_peers_ready,
+                     redis_server, rpc, run_mcpd, wait_for)
 
 TOOLS = """
 tools:
@@ -812,8 +812,7 @@ def test_instances_share_the_server_through_redis(t):
     """Two instances on one Redis, as behind a load balancer (one resource
     URL): every step may land on either, and a revocation on one reaches
     the other's caches through the redis transport."""
-    redis = Redis(t.dir).start()
-    t.daemons.append(redis)
+    redis = redis_server(t)
     add_user(t, "alice", "alice-pw", "tools.admin")
     pa, pb = free_port(), free_port()
     resource = "http://127.0.0.1:%d/mcp" % pa
