@@ -203,6 +203,32 @@ START_TEST(request_state)
 }
 END_TEST
 
+/* The MAC part is 43 characters: longer ones (up to the 88 once let
+ * through, which decode to 66 bytes) are refused before they are decoded
+ * into a fixed buffer. Found by tests/fuzz/fuzz_reqstate.c; ASan sees it. */
+START_TEST(request_state_long_mac)
+{
+	unsigned char key[32];
+	ck_assert_int_eq(reqstate_key(NULL, key, err, sizeof(err)), 0);
+	char tok[128];
+	for (size_t n = 44; n <= 100; n++) {
+		snprintf(tok, sizeof(tok), "e30.%.*s", (int)n,
+		    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+		ck_assert_ptr_null(reqstate_open(key, tok, err, sizeof(err)));
+		ck_assert_str_eq(err, "requestState integrity check failed");
+	}
+	/* A sealed token with its MAC padded still opens. */
+	cJSON *p = cJSON_Parse("{}");
+	char *sealed = reqstate_seal(key, p, 60000);
+	cJSON_Delete(p);
+	snprintf(tok, sizeof(tok), "%s=", sealed);
+	free(sealed);
+	cJSON *back = reqstate_open(key, tok, err, sizeof(err));
+	ck_assert_ptr_nonnull(back);
+	cJSON_Delete(back);
+}
+END_TEST
+
 START_TEST(base64)
 {
 	char out[64];
@@ -234,6 +260,7 @@ schema_suite(void)
 	tcase_add_test(tc, jsonrpc);
 	tcase_add_test(tc, templates);
 	tcase_add_test(tc, request_state);
+	tcase_add_test(tc, request_state_long_mac);
 	tcase_add_test(tc, base64);
 	suite_add_tcase(s, tc);
 	return s;
