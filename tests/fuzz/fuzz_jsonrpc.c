@@ -75,6 +75,19 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* Nesting of a parsed tree (1 for a scalar). */
+static int
+depth(const cJSON *v)
+{
+	int max = 0;
+	for (const cJSON *c = v->child; c != NULL; c = c->next) {
+		int d = depth(c);
+		if (d > max)
+			max = d;
+	}
+	return max + 1;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -97,6 +110,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	cJSON_Delete(eid);
 	free(body);
+	/* The depth check counts without parsing: it must agree with the
+	 * parser, or a deeper tree than json_depth gets through. */
+	if (depth(m.root) > 64 + 1)
+		abort();
 	if ((m.kind == RPC_REQUEST) != (m.id != NULL && m.method != NULL))
 		abort();
 	if (m.kind == RPC_REQUEST)
