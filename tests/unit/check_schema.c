@@ -1,6 +1,7 @@
 /* JSON Schema validation, JSON-RPC parsing, URI templates, prompt
  * templates, requestState sealing, Base64. */
 #include <check.h>
+#include <stdio.h>
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,48 @@ START_TEST(schema_checks)
 	/* A $ref cycle is bounded, not a crash. */
 	s = cJSON_Parse("{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/a\"}},\"$ref\":\"#/$defs/a\"}");
 	cJSON *v = cJSON_Parse("1");
+	ck_assert_int_eq(schema_validate(s, v, "x", err, sizeof(err)), -1);
+	cJSON_Delete(s);
+	cJSON_Delete(v);
+}
+END_TEST
+
+/* regcomp copies what a count repeats: patterns that would take too much
+ * memory to compile are refused when the file is read. Found by
+ * tests/fuzz/fuzz_config.c (a "+" repeated 70 times ran out of memory). */
+static int
+pattern_ok(const char *key, const char *pattern)
+{
+	cJSON *s = cJSON_CreateObject();
+	if (strcmp(key, "pattern") == 0)
+		cJSON_AddStringToObject(s, "pattern", pattern);
+	else
+		cJSON_AddObjectToObject(cJSON_AddObjectToObject(s, "patternProperties"), pattern);
+	int rc = schema_check(s, err, sizeof(err));
+	cJSON_Delete(s);
+	return rc == 0;
+}
+
+START_TEST(pattern_size)
+{
+	static const char *const fine[] = { "^[a-z]{1,64}@[a-z]{1,255}$", "^\\d{4}-\\d{2}-\\d{2}$",
+	    "(a{100}){100}", "((a{30}){30}){30}", "a{1,1000}", "a{32767}", "[[:alpha:]]{2,}x+y*z?",
+	    "^(ab|cd|ef)+$", "a]{3}", "(x+)+(x+)+(x+)+(x+)+(x+)+(x+)+(x+)+(x+)+(x+)+(x+)+(x+)+(x+)+",
+	    NULL };
+	static const char *const big[] = { "a{0,4000}", "(a{1000}){1000}", "((a{100}){100}){100}",
+	    ".++++++++++++++++++++++++++++++++++++++++",
+	    "[a-z]{0,9999}", "(((((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)", NULL };
+	for (size_t i = 0; fine[i] != NULL; i++)
+		ck_assert_msg(pattern_ok("pattern", fine[i]), "%s refused: %s", fine[i], err);
+	for (size_t i = 0; big[i] != NULL; i++) {
+		ck_assert_msg(!pattern_ok("pattern", big[i]), "%s accepted", big[i]);
+		ck_assert(strstr(err, "repeats too much") != NULL);
+		ck_assert_msg(!pattern_ok("patternProperties", big[i]), "%s accepted as a name", big[i]);
+	}
+	ck_assert(!pattern_ok("patternProperties", "(unclosed"));
+	/* Validation refuses them too (a string against the pattern). */
+	cJSON *s = cJSON_Parse("{\"pattern\":\"a{0,4000}\"}");
+	cJSON *v = cJSON_CreateString("aaa");
 	ck_assert_int_eq(schema_validate(s, v, "x", err, sizeof(err)), -1);
 	cJSON_Delete(s);
 	cJSON_Delete(v);
@@ -256,6 +299,7 @@ schema_suite(void)
 	tcase_add_test(tc, ranges_lengths_patterns);
 	tcase_add_test(tc, structure);
 	tcase_add_test(tc, schema_checks);
+	tcase_add_test(tc, pattern_size);
 	tcase_add_test(tc, utf8);
 	tcase_add_test(tc, jsonrpc);
 	tcase_add_test(tc, templates);
