@@ -7,7 +7,7 @@
  *    behind the signature are reached;
  *  - a JSON object: read as a JWKS and as a discovery document.
  * Each token is checked under two policies; a principal that comes out
- * must be what the policy allows. */
+ * must be what the policy allows. FUZZ_VERBOSE=1 prints each verdict. */
 #include <cjson/cJSON.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
@@ -162,6 +162,9 @@ verify(const struct jwt_policy *p, const char *token)
 	struct jwt_principal pr;
 	char err[600];
 	enum jwt_result rc = jwt_verify(p, keys, token, NOW, &pr, err, sizeof(err));
+	if (getenv("FUZZ_VERBOSE") != NULL)
+		fprintf(stderr, "%s policy: %s\n", p == &loose ? "loose" : "strict",
+		    rc == JWT_OK ? pr.user : err);
 	if (rc != JWT_OK)
 		return;
 	if (pr.user == NULL || pr.user[0] == '\0' || strlen(pr.user) > JWT_MAX_STRING ||
