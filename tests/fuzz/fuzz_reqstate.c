@@ -35,9 +35,23 @@ use_state(cJSON *p)
 	json_digest(a, digest);
 }
 
+/* mcp.c builds its payloads, so their names are never repeated; sealing
+ * replaces one "exp", and a repeated one would come back in its place. */
+static int
+names_unique(const cJSON *o)
+{
+	for (const cJSON *a = o->child; a != NULL; a = a->next)
+		for (const cJSON *b = a->next; b != NULL; b = b->next)
+			if (strcmp(a->string, b->string) == 0)
+				return 0;
+	return 1;
+}
+
 static void
 reseal(const cJSON *p)
 {
+	if (!names_unique(p))
+		return;
 	cJSON *copy = cJSON_Duplicate(p, 1);
 	char *token = reqstate_seal(key, copy, 60000);
 	if (token == NULL) {
