@@ -64,15 +64,28 @@ extern char **environ;
 
 static void run_maybe_finish(struct tool_run *run);
 
-void
+int
 tool_env_name(char *out, size_t len, const char *prefix, const char *name)
 {
-	size_t o = (size_t)snprintf(out, len, "%s", prefix);
-	for (const char *p = name; *p && o + 1 < len; p++) {
+	if (len == 0)
+		return -1;
+	size_t o = 0;
+	for (const char *p = prefix; *p; p++) {
+		if (o + 1 >= len)
+			goto cut;
+		out[o++] = *p;
+	}
+	for (const char *p = name; *p; p++) {
 		char c = *p;
+		if (o + 1 >= len)
+			goto cut;
 		out[o++] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) ? c : '_';
 	}
 	out[o] = '\0';
+	return 0;
+cut:
+	out[o] = '\0';
+	return -1;
 }
 
 static void

@@ -57,8 +57,10 @@ void tool_run_reply(struct tool_run *run, const char *json_line);
 void tool_run_cancel(struct tool_run *run);
 /* The caller lost interest: no more callbacks; the process is killed. */
 void tool_run_abandon(struct tool_run *run);
-/* Name for environment variables: MCP_ARG_<name> with [^A-Za-z0-9_] as _. */
-void tool_env_name(char *out, size_t len, const char *prefix, const char *name);
+/* Name for environment variables: prefix then name with [^A-Za-z0-9] as
+ * _, in out[len] (NUL included). -1 if it does not fit: out then holds
+ * as much as fits, never more than len bytes. */
+int tool_env_name(char *out, size_t len, const char *prefix, const char *name);
 
 /* The kernel's limit on one argument or environment string, its NUL
  * included (MAX_ARG_STRLEN: 32 pages of 4 KiB): a longer one makes
