@@ -487,13 +487,16 @@ parse_mode(struct ctx *x, const struct cnode *n, void *base)
 	struct listen_conf *l = base;
 	if (want_type(x, n, CNODE_SCALAR, "listen.mode") < 0)
 		return -1;
-	char *end;
-	long m = strtol(n->str, &end, 8);
-	if (*end != '\0' || end == n->str || m < 0 || m > 0777) {
+	/* Octal digits only: strtol takes a sign or blanks. */
+	int m = 0;
+	size_t len = strlen(n->str);
+	for (size_t i = 0; i < len && m <= 0777; i++)
+		m = n->str[i] >= '0' && n->str[i] <= '7' ? m * 8 + (n->str[i] - '0') : 01000;
+	if (len == 0 || m > 0777) {
 		err_at(x, n, "listen.mode must be octal permissions such as 0660");
 		return -1;
 	}
-	l->mode = (int)m;
+	l->mode = m;
 	return 0;
 }
 

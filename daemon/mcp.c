@@ -563,12 +563,13 @@ list_page(struct call *c, const struct list_pages *lp)
 	size_t page = 0;
 	const char *cursor = param_string(c, "cursor");
 	if (cursor != NULL) {
-		char *end;
-		if (strncmp(cursor, "page-", 5) != 0 ||
-		    (page = strtoul(cursor + 5, &end, 10)) == 0 || *end != '\0' || page >= lp->npages) {
+		uint64_t n = 0;
+		if (strncmp(cursor, "page-", 5) != 0 || parse_u64(cursor + 5, &n) < 0 || n == 0 ||
+		    n >= lp->npages) {
 			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid cursor");
 			return;
 		}
+		page = (size_t)n;
 	}
 	/* "{"jsonrpc":"2.0","id":ID,"result":" + page + hints + "}}" */
 	char *id = json_print(c->msg.id);

@@ -1672,7 +1672,8 @@ gsent_read(void *arg, int status, const void *value, size_t len, const char *err
 		memcpy(buf, value, len);
 		buf[len] = '\0';
 	}
-	rp->after = strtoull(buf, NULL, 10);
+	if (parse_u64(buf, &rp->after) < 0)
+		rp->after = 0;
 	start_replay(rp);
 }
 
@@ -1688,16 +1689,14 @@ stream_get(struct session *s, struct http_request *req, const char *last_event_i
 	if (last_event_id != NULL) {
 		const char *dash = strrchr(last_event_id, '-');
 		size_t il = dash ? (size_t)(dash - last_event_id) : 0;
-		char *end;
 		int ok = dash != NULL && il > 0 && il < sizeof(rp->id) && dash[1] != '\0';
 		for (size_t i = 0; ok && i < il; i++) {
 			char c = last_event_id[i];
 			ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z');
 		}
-		if (ok) {
-			rp->after = strtoull(dash + 1, &end, 10);
-			ok = *end == '\0';
-		}
+		/* Digits only: strtoull takes a sign or blanks, and wraps. */
+		if (ok)
+			ok = parse_u64(dash + 1, &rp->after) == 0;
 		if (!ok) {
 			free(rp);
 			return -1;

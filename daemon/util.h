@@ -57,6 +57,12 @@ void sbuf_mark_cut(struct sbuf *b, const char *mark);
 int parse_duration_ms(const char *s, uint64_t *out_ms);
 /* "512", "64KiB", "4MiB", "1GiB". Returns -1 on a bad value. */
 int parse_size(const char *s, uint64_t *out);
+/* The value of a hex digit (0-9, a-f, A-F), else -1: strtol and sscanf
+ * also take a sign, blanks or 0x, which an escape must not have. */
+int hex_digit(int c);
+/* A decimal number written as digits only (no sign, blank or junk) that
+ * fits in 64 bits. Returns -1 otherwise. */
+int parse_u64(const char *s, uint64_t *out);
 /* Edit distance, for "did you mean" hints. */
 size_t edit_distance(const char *a, const char *b);
 

@@ -367,6 +367,12 @@ def test_get_stream_and_resume(t):
     check(len(replay) == len(events) - 1 and replay[-1]["id"] == 8, (first_id, replay))
     st, _, _ = http(port, "GET", "/mcp", None, dict(h, **{"Last-Event-ID": "999-1"}))
     check(st == 400, st)
+    # The event number is digits only: strtoull took a sign, blanks and
+    # a number past 64 bits (as the largest).
+    stream, n = first_id.rsplit("-", 1)
+    for bad in ("+" + n, " " + n, "\t" + n, "0x" + n, "18446744073709551616", ""):
+        st, _, body = http(port, "GET", "/mcp", None, dict(h, **{"Last-Event-ID": stream + "-" + bad}))
+        check(st == 400 and b"malformed Last-Event-ID" in body, (bad, st, body[:200]))
     d.stop()
 
 
@@ -563,6 +569,13 @@ def test_pagination(t):
         if not cursor:
             break
     check(pages == 3 and names == ["t%03d" % i for i in range(25)], (pages, names))
+    # A cursor is ours as we wrote it: no sign, blank or wrapped number.
+    for bad in ("page-+1", "page- 1", "page-\t1", "page-1 ", "page-0x1", "page--18446744073709551615",
+                "page-18446744073709551617", "page-", "page-0", "page-3"):
+        st, r, _ = rpc(port, sid, "tools/list", {"cursor": bad})
+        check(r["error"]["code"] == -32602 and r["error"]["message"] == "Invalid cursor", (bad, r))
+    st, r, _ = rpc(port, sid, "tools/list", {"cursor": "page-2"})
+    check([x["name"] for x in r["result"]["tools"]] == ["t%03d" % i for i in range(20, 25)], r)
     d.stop()
 
 

@@ -237,6 +237,31 @@ START_TEST(env_names)
 }
 END_TEST
 
+/* Digits only: what strtoul and sscanf take beyond them (a sign,
+ * blanks, 0x, a wrapped number) is refused. */
+START_TEST(strict_numbers)
+{
+	uint64_t v = 7;
+	ck_assert_int_eq(parse_u64("0", &v), 0);
+	ck_assert_uint_eq(v, 0);
+	ck_assert_int_eq(parse_u64("18446744073709551615", &v), 0);
+	ck_assert(v == UINT64_MAX);
+	static const char *const bad[] = { "", "+1", "-1", " 1", "1 ", "\t1", "0x1", "1x",
+	    "18446744073709551616", "99999999999999999999", NULL };
+	for (size_t i = 0; bad[i] != NULL; i++) {
+		v = 7;
+		ck_assert_msg(parse_u64(bad[i], &v) == -1, "\"%s\" taken", bad[i]);
+		ck_assert_uint_eq(v, 7);
+	}
+	const char *digits = "0123456789abcdefABCDEF";
+	for (int c = 0; c < 256; c++) {
+		const char *at = c != 0 ? strchr(digits, c) : NULL;
+		int want = at == NULL ? -1 : at - digits < 16 ? (int)(at - digits) : (int)(at - digits) - 6;
+		ck_assert_int_eq(hex_digit(c), want);
+	}
+}
+END_TEST
+
 Suite *
 util_suite(void)
 {
@@ -250,6 +275,7 @@ util_suite(void)
 	tcase_add_test(tc, sbufs);
 	tcase_add_test(tc, first_occurrence);
 	tcase_add_test(tc, env_names);
+	tcase_add_test(tc, strict_numbers);
 	suite_add_tcase(s, tc);
 	return s;
 }
