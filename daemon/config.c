@@ -959,17 +959,11 @@ resolve_identity(struct ctx *x, struct config *c)
 static const char *
 find_helper(struct config *c)
 {
-	char exe[4096];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		char *slash = strrchr(exe, '/');
-		if (slash != NULL) {
-			const char *p = arena_printf(c->arena, "%.*s/mcpd-tool", (int)(slash - exe), exe);
-			if (access(p, X_OK) == 0)
-				return p;
-		}
-	}
+	char *dir = exe_dir();
+	const char *p = dir != NULL ? arena_printf(c->arena, "%s/mcpd-tool", dir) : NULL;
+	free(dir);
+	if (p != NULL && access(p, X_OK) == 0)
+		return p;
 	return arena_printf(c->arena, "%s/mcpd-tool", mcpd_libexec_dir);
 }
 
@@ -984,18 +978,12 @@ find_plugin_dir(struct config *c)
 			return c->plugin_dir;
 		return arena_printf(c->arena, "%s/%s", c->config_dir, c->plugin_dir);
 	}
-	char exe[4096];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		char *slash = strrchr(exe, '/');
-		if (slash != NULL) {
-			const char *p = arena_printf(c->arena, "%.*s/plugins", (int)(slash - exe), exe);
-			struct stat st;
-			if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
-				return p;
-		}
-	}
+	char *dir = exe_dir();
+	const char *p = dir != NULL ? arena_printf(c->arena, "%s/plugins", dir) : NULL;
+	free(dir);
+	struct stat st;
+	if (p != NULL && stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+		return p;
 	return mcpd_default_plugin_dir;
 }
 

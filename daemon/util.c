@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 void
 errlist_add(struct errlist *e, const char *fmt, ...)
@@ -437,4 +438,32 @@ random_token(char *out, size_t len)
 		out[o++] = tmp[i] == '+' ? '-' : tmp[i] == '/' ? '_' : tmp[i];
 	out[o] = '\0';
 	return 0;
+}
+
+char *
+exe_dir(void)
+{
+	/* Linux gives at most a page; grow until the link fits, never cut. */
+	for (size_t size = 4096; size <= 65536; size *= 2) {
+		char *buf = malloc(size);
+		if (buf == NULL)
+			return NULL;
+		ssize_t n = readlink("/proc/self/exe", buf, size);
+		if (n <= 0) {
+			free(buf);
+			return NULL;
+		}
+		if ((size_t)n < size) {
+			buf[n] = '\0';
+			char *slash = strrchr(buf, '/');
+			if (slash == NULL) {
+				free(buf);
+				return NULL;
+			}
+			slash[slash == buf] = '\0';    /* "/mcpd" is in "/" */
+			return buf;
+		}
+		free(buf);
+	}
+	return NULL;
 }

@@ -81,6 +81,10 @@ int random_bytes(void *buf, size_t len);
 /* len random bytes as base64url without padding into out (needs 2*len). */
 int random_token(char *out, size_t len);
 
+/* The directory of the running binary (/proc/self/exe), malloc'd, or NULL
+ * when it cannot be read whole. */
+char *exe_dir(void);
+
 int set_nonblock(int fd);
 int set_cloexec(int fd);
 
