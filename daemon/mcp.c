@@ -1459,7 +1459,7 @@ m_tools_call(struct call *c)
 		cJSON_Delete(empty);
 		return;
 	}
-	char tool_env[200], proto_env[64];
+	char tool_env[sizeof("MCP_TOOL_NAME=") + 128], proto_env[64];   /* names: at most 128 */
 	snprintf(tool_env, sizeof(tool_env), "MCP_TOOL_NAME=%s", t->name);
 	snprintf(proto_env, sizeof(proto_env), "MCP_PROTOCOL_VERSION=%s", proto_names[c->proto]);
 	char *caps_json = c->client_caps ? json_print(c->client_caps) : NULL;
@@ -1788,12 +1788,17 @@ m_prompts_get(struct call *c)
 	if (p->cmd.argv != NULL) {
 		if (c->stateless && mrtr_begin(c, p->name, args) < 0)
 			return;
-		char err[256], env[200];
-		snprintf(env, sizeof(env), "MCP_PROMPT_NAME=%s", p->name);
+		char err[256], *env = NULL;
+		if (asprintf(&env, "MCP_PROMPT_NAME=%s", p->name) < 0) {
+			call_error(c, JSONRPC_INTERNAL_ERROR, "Prompt %s: out of memory", name);
+			return;
+		}
 		const char *extra[] = { env, NULL };
 		c->vars = args ? cJSON_Duplicate(args, 1) : cJSON_CreateObject();
-		if (start_command(c, p->name, &p->cmd, &p->arg_env, c->vars, extra, &prompt_callbacks,
-		    err, sizeof(err)) < 0) {
+		int rc = start_command(c, p->name, &p->cmd, &p->arg_env, c->vars, extra, &prompt_callbacks,
+		    err, sizeof(err));
+		free(env);
+		if (rc < 0) {
 			call_error(c, JSONRPC_INTERNAL_ERROR, "Prompt %s: %s", name, err);
 			return;
 		}
@@ -1899,11 +1904,18 @@ m_complete(struct call *c)
 					    prompt_arg(p, o->string) != NULL)
 						cJSON_AddStringToObject(c->vars, o->string, o->valuestring);
 				cJSON_AddStringToObject(c->vars, pa->name, avalue->valuestring);
-				char env[200], err[256];
-				snprintf(env, sizeof(env), "MCP_COMPLETE_ARGUMENT=%s", pa->name);
+				/* The whole name, however long (a cut one was another
+				 * argument's, or none). */
+				char err[256], *env = NULL;
+				if (asprintf(&env, "MCP_COMPLETE_ARGUMENT=%s", pa->name) < 0) {
+					call_error(c, JSONRPC_INTERNAL_ERROR, "Completion failed: out of memory");
+					return;
+				}
 				const char *extra[] = { env, NULL };
-				if (start_command(c, p->name, &pa->complete, &p->arg_env, c->vars, extra,
-				    &complete_callbacks, err, sizeof(err)) < 0) {
+				int rc = start_command(c, p->name, &pa->complete, &p->arg_env, c->vars, extra,
+				    &complete_callbacks, err, sizeof(err));
+				free(env);
+				if (rc < 0) {
 					call_error(c, JSONRPC_INTERNAL_ERROR, "Completion failed: %s", err);
 					return;
 				}

@@ -553,6 +553,28 @@ def test_resources_and_prompts_errors(t):
     d.stop()
 
 
+def test_long_prompt_argument_names_reach_commands_whole(t):
+    """MCP_COMPLETE_ARGUMENT carries the argument's whole name, however
+    long: it was cut at about 180 bytes (a 200-byte buffer), so that a
+    command could not tell two long names apart."""
+    names = ["a" * 300 + "_one", "a" * 300 + "_two"]
+    port = free_port()
+    cfg = ("listen: [127.0.0.1:%d]\nworkers: 1\nprompts:\n  - name: p\n    arguments:\n" % port
+           + "".join("      - { name: %s, complete: [sh, -c, 'printf \"%%s\\\\n\" \"$MCP_COMPLETE_ARGUMENT\"'] }\n" % n
+                     for n in names)
+           + "    shell: 'printf \"[{\\\"role\\\":\\\"user\\\",\\\"content\\\":{\\\"type\\\":\\\"text\\\","
+             "\\\"text\\\":\\\"%s\\\"}}]\" \"$MCP_PROMPT_NAME\"'\n")
+    d = t.mcpd(cfg).start(wait_url_port=port)
+    sid = mcp_session(port)
+    for n in names:
+        st, r, _ = rpc(port, sid, "completion/complete", {"ref": {"type": "ref/prompt", "name": "p"},
+                                                          "argument": {"name": n, "value": ""}})
+        check(r["result"]["completion"]["values"] == [n], (n[-8:], r))
+    st, r, _ = rpc(port, sid, "prompts/get", {"name": "p", "arguments": {}})
+    check(r["result"]["messages"][0]["content"]["text"] == "p", r)
+    d.stop()
+
+
 def test_pagination(t):
     tools = "tools:\n" + "".join(
         "  - { name: t%03d, description: tool %d, command: [true] }\n" % (i, i) for i in range(25))
