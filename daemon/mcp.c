@@ -35,6 +35,9 @@
 
 #define RESOURCE_NOT_FOUND -32002
 #define MAX_COMPLETIONS 100
+/* A command's questions forwarded to the client and not yet answered:
+ * each waits with a subscription and a timer that polls storage. */
+#define MAX_QUESTIONS 64
 
 struct call;
 
@@ -101,6 +104,7 @@ struct call {
 	int async;                  /* outlived its handler: cancellable from anywhere */
 	cJSON *filter;              /* what the listener asked for and got */
 	LIST_HEAD(, ask_group) asks;
+	size_t questions;           /* forwarded to the client, not yet answered */
 	LIST_ENTRY(call) link;
 };
 
@@ -743,6 +747,7 @@ item_answered(void *arg, const cJSON *result, const cJSON *error)
 	} else {
 		cJSON_AddItemToObject(g->results, it->key, result ? cJSON_Duplicate(result, 1) : cJSON_CreateObject());
 	}
+	g->c->questions--;
 	if (--g->remaining == 0)
 		group_finish(g);
 }
@@ -830,6 +835,17 @@ ask_start(struct call *c, const cJSON *tool_id, const cJSON *requests, const cha
 		group_finish(g);
 		return;
 	}
+	if (c->questions + g->remaining > MAX_QUESTIONS) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "too many questions waiting for the client's answers "
+		    "(at most %d a call)%s", MAX_QUESTIONS, c->questions > 0 ? ": wait for answers first" : "");
+		cJSON *id = cJSON_Duplicate(g->tool_id, 1);
+		group_free(g);
+		reply_to_tool_error(c, id, JSONRPC_INVALID_REQUEST, msg);
+		cJSON_Delete(id);
+		return;
+	}
+	c->questions += g->remaining;
 	/* Send only after counting, so that no early answer finishes the group. */
 	size_t count = g->nitems;
 	for (size_t i = 0; i < count; i++) {
@@ -964,6 +980,7 @@ tool_done(void *arg, struct tool_result *r)
 	if (!r->exited || r->status != 0 || r->timed_out)
 		log_info("tool %s: %s%s%s", c->tool->name,
 		    r->timed_out ? "timed out" : r->output_exceeded ? "output over the limit" :
+		    r->channel_exceeded ? "did not read its channel" :
 		    r->signal ? "killed by a signal" : "exited non-zero",
 		    r->err_tail[0] ? "; stderr: " : "", r->err_tail);
 	call_result(c, tool_result_build(c->tool, r));
@@ -1531,7 +1548,8 @@ resource_done(void *arg, struct tool_result *r)
 		log_warn("resource %s: command failed%s%s", c->res->name,
 		    r->err_tail[0] ? ": " : "", r->err_tail);
 		call_error(c, JSONRPC_INTERNAL_ERROR, "Reading %s failed%s%s", param_string(c, "uri"),
-		    r->timed_out ? ": timed out" : r->output_exceeded ? ": output too large" : "",
+		    r->timed_out ? ": timed out" : r->output_exceeded ? ": output too large" :
+		    r->channel_exceeded ? ": the command did not read the answers on its channel" : "",
 		    r->err_tail[0] ? "" : "");
 		return;
 	}
@@ -1724,7 +1742,8 @@ prompt_done(void *arg, struct tool_result *r)
 		return;
 	}
 	if (!r->exited || r->status != 0) {
-		call_error(c, JSONRPC_INTERNAL_ERROR, "Prompt %s: the command failed", c->prompt->name);
+		call_error(c, JSONRPC_INTERNAL_ERROR, "Prompt %s: the command failed%s", c->prompt->name,
+		    r->channel_exceeded ? ": it did not read the answers on its channel" : "");
 		return;
 	}
 	cJSON *v = json_parse(r->out, r->outlen, 0, NULL);

@@ -44,6 +44,7 @@ struct tool_run {
 	int exited, status;
 	int out_eof, err_eof;
 	int timed_out, output_exceeded, cancelled;
+	int channel_exceeded;       /* answers it did not read: stopped */
 	int killed;                 /* SIGTERM sent; SIGKILL follows */
 	int abandoned;
 	char name[64];
@@ -109,7 +110,7 @@ timer_cb(evutil_socket_t fd, short ev, void *arg)
 		return;
 	}
 	if (!run->killed) {
-		run->timed_out = !run->cancelled && !run->output_exceeded;
+		run->timed_out = !run->cancelled && !run->output_exceeded && !run->channel_exceeded;
 		run->killed = 1;
 		kill_group(run, SIGTERM);
 		struct timeval tv = { KILL_GRACE_MS / 1000, (KILL_GRACE_MS % 1000) * 1000 };
@@ -163,6 +164,7 @@ run_maybe_finish(struct tool_run *run)
 	res.signal = WIFSIGNALED(run->status) ? WTERMSIG(run->status) : 0;
 	res.timed_out = run->timed_out;
 	res.output_exceeded = run->output_exceeded;
+	res.channel_exceeded = run->channel_exceeded;
 	res.cancelled = run->cancelled;
 	size_t n = evbuffer_get_length(run->outbuf);
 	evbuffer_add(run->outbuf, "", 1);
@@ -584,8 +586,18 @@ fail:
 void
 tool_run_reply(struct tool_run *run, const char *json_line)
 {
-	if (run->chan == NULL)
+	if (run->chan == NULL || run->channel_exceeded)
 		return;
+	size_t unread = evbuffer_get_length(bufferevent_get_output(run->chan));
+	if (unread > TOOL_CHANNEL_UNREAD_MAX) {
+		log_warn("tool %s: does not read its channel (fd 3): %zu bytes of answers wait, "
+		    "more than %d; stopping it", run->name, unread, TOOL_CHANNEL_UNREAD_MAX);
+		run->channel_exceeded = 1;
+		bufferevent_free(run->chan);    /* what waits is dropped */
+		run->chan = NULL;
+		terminate(run);
+		return;
+	}
 	bufferevent_write(run->chan, json_line, strlen(json_line));
 	bufferevent_write(run->chan, "\n", 1);
 }

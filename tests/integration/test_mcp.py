@@ -3,6 +3,7 @@ that misbehave. Every bad input gets a clear error and the daemon keeps
 serving; nothing runs that the operator did not declare."""
 
 import json
+import re
 import os
 import signal
 import socket
@@ -572,6 +573,86 @@ def test_long_prompt_argument_names_reach_commands_whole(t):
         check(r["result"]["completion"]["values"] == [n], (n[-8:], r))
     st, r, _ = rpc(port, sid, "prompts/get", {"name": "p", "arguments": {}})
     check(r["result"]["messages"][0]["content"]["text"] == "p", r)
+    d.stop()
+
+
+ASK_TOOLS = """
+tools:
+  - name: asker
+    description: Asks 64 questions straight on fd 3 and never reads the answers.
+    shell: |
+      i=0; while [ $i -lt 64 ]; do i=$((i+1))
+        printf '{"jsonrpc":"2.0","id":%d,"method":"elicitation/create","params":{"message":"q%d","requestedSchema":{"type":"object"}}}\\n' $i $i
+      done >&3
+      sleep 30; echo slept
+    timeout: 60s
+  - name: greedy
+    description: Asks 65 questions at once, then reads one line of fd 3.
+    shell: |
+      i=0; while [ $i -lt 65 ]; do i=$((i+1))
+        printf '{"jsonrpc":"2.0","id":%d,"method":"elicitation/create","params":{"message":"q%d","requestedSchema":{"type":"object"}}}\\n' $i $i
+      done >&3
+      head -n 1 <&3
+    timeout: 10s
+"""
+
+
+def test_a_tool_that_does_not_read_its_answers_is_stopped(t):
+    """A command that asks and never reads fd 3: the client's answers are
+    not queued for it without end. Past 4 MiB unread it is stopped, with
+    a result that says why; and at most 64 questions of one call wait for
+    answers (each holds a subscription and a timer), the 65th refused."""
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\n%s" % (port, ASK_TOOLS)).start(wait_url_port=port)
+    sid = mcp_session(port, caps={"elicitation": {}})
+    g = open_get(port, sid)
+    out = {}
+
+    def call_it():
+        out["r"] = rpc(port, sid, "tools/call", {"name": "asker", "arguments": {}}, id=3,
+                       headers={"Accept": "application/json"}, timeout=90)[1]
+    worker = wait_for(lambda: len(d.workers()) == 1 and d.workers()[0], what="the worker")
+    before = status_kib(worker, "VmHWM")
+    th = threading.Thread(target=call_it)
+    th.start()
+    answer = json.dumps({"v": "x" * 1000000})
+    answered, buf = set(), b""
+    g.settimeout(1)
+    deadline = time.time() + 60
+    while th.is_alive() and time.time() < deadline:
+        try:
+            c = g.recv(65536)
+        except socket.timeout:
+            continue
+        if not c:
+            break
+        buf += c
+        for m in re.findall(rb'data: (\{[^\n]*"elicitation/create"[^\n]*\})\n', buf):
+            ask = json.loads(m)
+            if ask["id"] in answered or not th.is_alive():
+                continue
+            answered.add(ask["id"])
+            st, _, _ = http(port, "POST", "/mcp", '{"jsonrpc":"2.0","id":%s,"result":{"action":"accept","content":%s}}'
+                            % (json.dumps(ask["id"]), answer), dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
+            check(st == 202, st)
+    th.join(30)
+    g.close()
+    r = out.get("r")
+    check(r is not None and r["result"]["isError"], r)
+    text = r["result"]["content"][0]["text"]
+    check("did not read the answers to its questions" in text, text)
+    check(len(answered) < 64, "all %d answers were taken" % len(answered))
+    grown = status_kib(worker, "VmHWM") - before
+    check(grown < 32 * 1024, "the worker grew by %d KiB for answers a tool did not read" % grown)
+    d.wait_log(r"tool asker: does not read its channel \(fd 3\): \d+ bytes of answers wait, more than 4194304; "
+               r"stopping it")
+    # The 65th question waiting is refused, to the command.
+    st, r, _ = rpc(port, sid, "tools/call", {"name": "greedy", "arguments": {}}, id=4,
+                   headers={"Accept": "application/json"}, timeout=30)
+    line = json.loads(r["result"]["content"][0]["text"])
+    check(line["id"] == 65 and "too many questions waiting" in line["error"]["message"], r)
+    st, r, _ = rpc(port, sid, "ping", id=5)
+    check(st == 200, st)
     d.stop()
 
 
