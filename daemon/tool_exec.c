@@ -64,6 +64,20 @@ struct tool_exec {
 extern char **environ;
 
 static void run_maybe_finish(struct tool_run *run);
+static void chan_read(struct bufferevent *bev, void *arg);
+
+/* The channel is done with: what the command sent is read first. */
+static void
+chan_close(struct tool_run *run)
+{
+	if (run->chan == NULL)
+		return;
+	chan_read(run->chan, run);
+	if (run->chan != NULL) {
+		bufferevent_free(run->chan);
+		run->chan = NULL;
+	}
+}
 
 int
 tool_env_name(char *out, size_t len, const char *prefix, const char *name)
@@ -106,6 +120,7 @@ timer_cb(evutil_socket_t fd, short ev, void *arg)
 		/* The leader is gone but a grandchild keeps a pipe open. */
 		kill_group(run, SIGKILL);
 		run->out_eof = run->err_eof = 1;
+		chan_close(run);
 		run_maybe_finish(run);
 		return;
 	}
@@ -152,7 +167,9 @@ run_free(struct tool_run *run)
 static void
 run_maybe_finish(struct tool_run *run)
 {
-	if (!run->exited || !run->out_eof || !run->err_eof)
+	/* The channel too: what a command sends just before it exits may
+	 * still be on its way when its exit and its output's end are seen. */
+	if (!run->exited || !run->out_eof || !run->err_eof || run->chan != NULL)
 		return;
 	if (run->abandoned) {
 		run_free(run);
@@ -249,9 +266,7 @@ pipe_event(struct bufferevent *bev, short what, void *arg)
 		run->err_eof = 1;
 		bufferevent_disable(bev, EV_READ);
 	} else if (bev == run->chan) {
-		bufferevent_free(run->chan);
-		run->chan = NULL;
-		return;
+		chan_close(run);
 	} else if (bev == run->in) {
 		bufferevent_free(run->in);   /* the command closed stdin: fine */
 		run->in = NULL;
@@ -318,7 +333,7 @@ sigchld_cb(evutil_socket_t sig, short ev, void *arg)
 				run->status = status;
 				/* Children the command left behind die with it. */
 				kill(-pid, SIGKILL);
-				if (!run->out_eof || !run->err_eof) {
+				if (!run->out_eof || !run->err_eof || run->chan != NULL) {
 					struct timeval tv = { 1, 0 };
 					evtimer_add(run->timer, &tv);
 				}

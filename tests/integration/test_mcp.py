@@ -693,6 +693,28 @@ def test_a_tool_that_does_not_read_its_answers_is_stopped(t):
     d.stop()
 
 
+def test_messages_sent_just_before_exit_arrive(t):
+    """What a command writes on fd 3 just before it exits reaches the
+    client: the call ended as soon as the command's exit and the end of
+    its output were seen, with its last messages still unread on the
+    channel (7 to 124 of these 150 arrived)."""
+    port = free_port()
+    cfg = ("listen: [127.0.0.1:%d]\nworkers: 1\n"
+           "tools:\n  - name: burst\n    description: 150 log messages of 1 KB on fd 3, then exits.\n"
+           "    shell: |\n"
+           "      line=$(head -c 1000 /dev/zero | tr '\\0' x)\n"
+           "      yes '{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",'\\\n"
+           "      '\"params\":{\"level\":\"info\",\"data\":\"'$line'\"}}' | head -n 150 >&3\n"
+           "      echo said\n" % port)
+    d = t.mcpd(cfg).start(wait_url_port=port)
+    sid = mcp_session(port)
+    for i in range(5):
+        st, r, msgs = rpc(port, sid, "tools/call", {"name": "burst", "arguments": {}}, id=10 + i)
+        logs = [m for m in msgs if m.get("method") == "notifications/message"]
+        check(len(logs) == 150 and r["result"]["content"][0]["text"] == "said", (i, len(logs), r))
+    d.stop()
+
+
 def test_pagination(t):
     tools = "tools:\n" + "".join(
         "  - { name: t%03d, description: tool %d, command: [true] }\n" % (i, i) for i in range(25))
