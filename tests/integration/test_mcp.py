@@ -640,7 +640,8 @@ def test_a_tool_that_does_not_read_its_answers_is_stopped(t):
     a result that says why; and at most 64 questions of one call wait for
     answers (each holds a subscription and a timer), the 65th refused."""
     port = free_port()
-    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\n%s" % (port, ASK_TOOLS)).start(wait_url_port=port)
+    env = {"ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "quarantine_size_mb=8"]))}
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\n%s" % (port, ASK_TOOLS)).start(env=env, wait_url_port=port)
     sid = mcp_session(port, caps={"elicitation": {}})
     g = open_get(port, sid)
     out = {}
