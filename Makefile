@@ -38,14 +38,18 @@ SAN_ON = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-
 SAN_FLAGS = $(if $(SANITIZE),$(SAN_ON))
 # FUZZ=1 (clang): coverage for libFuzzer in every object; see make fuzz.
 FUZZ_FLAGS = $(if $(FUZZ),-fsanitize=fuzzer-no-link)
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN_FLAGS) $(FUZZ_FLAGS) -fPIC -Iinclude -Idaemon \
+# The daemon's folders are its layers (README, Layout); each is on the
+# include path, so that a header is named alone: #include "config.h".
+DAEMON_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard daemon/*/*.[ch]))))
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN_FLAGS) $(FUZZ_FLAGS) -fPIC -Iinclude $(DAEMON_DIRS:%=-I%) \
 	$(LIBEVENT_CFLAGS) $(YAML_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS) $(CURL_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SAN_FLAGS) $(LDFLAGS)
 LIBS_ALL = $(LIBEVENT_LIBS) $(YAML_LIBS) $(CJSON_LIBS) $(OPENSSL_LIBS) $(CURL_LIBS) -lm -ldl -lpthread
 
-DAEMON_SRCS := $(sort $(wildcard daemon/*.c))
+DAEMON_SRCS := $(sort $(wildcard daemon/*/*.c))
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
-CORE_OBJS   := $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJS))
+# Every daemon object but main.o: what the unit tests and fuzz targets link.
+DAEMON_LINK_OBJS := $(filter-out $(BUILD)/daemon/process/main.o,$(DAEMON_OBJS))
 UNIT_SRCS   := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # Plugin code with no host in it, tested as it is (plugins/jwt/jwt.c,
@@ -68,7 +72,7 @@ $(MCPD): $(DAEMON_OBJS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
 
 # The helper reads and prints JSON with the daemon's json.c: numbers as written.
-$(HELPER): $(BUILD)/tools/mcpd-tool.o $(BUILD)/daemon/json.o
+$(HELPER): $(BUILD)/tools/mcpd-tool.o $(BUILD)/daemon/lib/json.o
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CJSON_LIBS) -lm
 
 # Plugins are built like third-party ones: with include/mcpd/plugin.h only.
@@ -117,7 +121,7 @@ PATH_FLAGS = -DMCPD_VERSION='"$(VERSION)"' -DMCPD_SYSCONFDIR='"$(SYSCONFDIR)"' \
 $(BUILD)/paths.flags: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(PATH_FLAGS)' | cmp -s - $@ || echo '$(PATH_FLAGS)' > $@
-$(BUILD)/daemon/paths.o: daemon/paths.c $(BUILD)/paths.flags | config.mk
+$(BUILD)/daemon/core/paths.o: daemon/core/paths.c $(BUILD)/paths.flags | config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PATH_FLAGS) -MMD -MP -c -o $@ $<
 
@@ -125,7 +129,7 @@ $(BUILD)/tests/unit/%.o: tests/unit/%.c | config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CHECK_CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/unit-tests: $(UNIT_OBJS) $(UNIT_PLUGIN_OBJS) $(CORE_OBJS)
+$(BUILD)/unit-tests: $(UNIT_OBJS) $(UNIT_PLUGIN_OBJS) $(DAEMON_LINK_OBJS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL) $(CHECK_LIBS)
 
 -include $(DAEMON_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(UNIT_PLUGIN_OBJS:.o=.d) $(BUILD)/tools/mcpd-tool.d
@@ -167,12 +171,12 @@ FUZZ_BINS = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 FUZZ_OBJS = $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/fuzz/fuzz_*.c))
 # What each target links besides its own file. The config target brings
 # its own plugin_load (it refuses): a fuzzed file must not dlopen anything.
-FUZZ_LINK_http = $(CORE_OBJS)
-FUZZ_LINK_jsonrpc = $(CORE_OBJS)
-FUZZ_LINK_config = $(filter-out $(BUILD)/daemon/plugin.o,$(CORE_OBJS))
-FUZZ_LINK_reqstate = $(CORE_OBJS)
-FUZZ_LINK_form = $(CORE_OBJS)
-FUZZ_LINK_jwt = $(BUILD)/plugins/jwt/jwt.o $(BUILD)/daemon/util.o
+FUZZ_LINK_http = $(DAEMON_LINK_OBJS)
+FUZZ_LINK_jsonrpc = $(DAEMON_LINK_OBJS)
+FUZZ_LINK_config = $(filter-out $(BUILD)/daemon/core/plugin.o,$(DAEMON_LINK_OBJS))
+FUZZ_LINK_reqstate = $(DAEMON_LINK_OBJS)
+FUZZ_LINK_form = $(DAEMON_LINK_OBJS)
+FUZZ_LINK_jwt = $(BUILD)/plugins/jwt/jwt.o $(BUILD)/daemon/lib/util.o
 -include $(FUZZ_OBJS:.o=.d)
 # Kept, so that a relink does not recompile them.
 .SECONDARY: $(FUZZ_OBJS)

@@ -1,5 +1,5 @@
-/* libFuzzer target: mcpd.yaml as mcpd -t reads it (daemon/conftree.c,
- * config.c, config_tools.c, config_oauth.c). The input is written to
+/* libFuzzer target: mcpd.yaml as mcpd -t reads it (daemon/lib/conftree.c,
+ * daemon/core/config.c, config_tools.c, config_oauth.c). The input is written to
  * mcpd.yaml in a directory of its own, beside links to conf/tools,
  * conf/conformance and conf/motd.txt, a users file (auth: internal,
  * users_file: users) and a request_state key (key_file: state.key), so

@@ -1,4 +1,4 @@
-/* libFuzzer target: query strings and form bodies (daemon/form.c), as
+/* libFuzzer target: query strings and form bodies (daemon/http/form.c), as
  * oauth.c parses them (32 fields, 2048-byte values) and as oauth_client.c
  * splits a client's credentials (2 fields); cookies; and the escaping that
  * writes values back out. A value written with url_encode must parse back

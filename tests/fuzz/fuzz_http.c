@@ -1,4 +1,4 @@
-/* libFuzzer target: the HTTP/1.1 server's read path (daemon/http.c) as a
+/* libFuzzer target: the HTTP/1.1 server's read path (daemon/http/http.c) as a
  * client drives it. One http_server listens on a Unix socket on its own
  * event_base; each input is the bytes one client connection sends: it is
  * accepted through the listener as any connection, written, then the

@@ -1,4 +1,4 @@
-/* libFuzzer target: opening MRTR requestState tokens (daemon/reqstate.c)
+/* libFuzzer target: opening MRTR requestState tokens (daemon/lib/reqstate.c)
  * with a fixed key. Each input is tried twice:
  *  - as a token from a client (forged, truncated, any bytes): it must be
  *    refused unless it is one this key sealed;
