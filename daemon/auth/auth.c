@@ -5,10 +5,10 @@
 #include "auth.h"
 #include "arena.h"
 #include "config.h"
+#include "guard.h"
 #include "http.h"
 #include "jsonrpc.h"
 #include "log.h"
-#include "mcp.h"
 #include "plugin.h"
 
 #include <cjson/cJSON.h>
@@ -460,7 +460,7 @@ metadata(struct http_request *r, void *arg)
 	struct auth *a = arg;
 	const char *m = http_request_method(r);
 	/* The resource URL may come from Host: only from one we serve. */
-	if (!mcp_host_allowed(a->cfg, http_request_header(r, "Host"))) {
+	if (!guard_host_allowed(a->cfg, http_request_header(r, "Host"))) {
 		http_respond_text(r, 403, "Host not allowed (see allowed_hosts)");
 		return;
 	}

@@ -7,10 +7,10 @@
 #include "auth.h"
 #include "config.h"
 #include "form.h"
+#include "guard.h"
 #include "http.h"
 #include "json.h"
 #include "log.h"
-#include "mcp.h"
 #include "offload.h"
 #include "util.h"
 
@@ -549,7 +549,7 @@ oreq_form(struct oreq *q, struct form *f, int oauth_errors)
 int
 oauth_host_refused(struct oauth *o, struct http_request *r)
 {
-	if (mcp_host_allowed(o->cfg, http_request_header(r, "Host")))
+	if (guard_host_allowed(o->cfg, http_request_header(r, "Host")))
 		return 0;
 	http_respond_text(r, 403, "Forbidden: this Host is not allowed (see allowed_hosts)");
 	return 1;

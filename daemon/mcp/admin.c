@@ -6,10 +6,10 @@
 #include "auth.h"
 #include "config.h"
 #include "form.h"
+#include "guard.h"
 #include "http.h"
 #include "jsonrpc.h"
 #include "log.h"
-#include "mcp.h"
 #include "plugin.h"
 #include "session.h"
 
@@ -148,7 +148,7 @@ admin_sessions(struct http_request *r, void *arg)
 {
 	struct admin *a = arg;
 	const char *m = http_request_method(r);
-	if (!mcp_host_allowed(a->cfg, http_request_header(r, "Host"))) {
+	if (!guard_host_allowed(a->cfg, http_request_header(r, "Host"))) {
 		respond_error(r, 403, "Host not allowed (see allowed_hosts)");
 		return;
 	}

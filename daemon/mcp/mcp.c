@@ -4,6 +4,7 @@
 #include "arena.h"
 #include "config.h"
 #include "content.h"
+#include "guard.h"
 #include "http.h"
 #include "admin.h"
 #include "auth.h"
@@ -133,73 +134,13 @@ static void call_free(struct call *c);
 
 /* ---- HTTP helpers ---- */
 
-static int
-glob_match(const char *pat, const char *s)
-{
-	if (*pat == '\0')
-		return *s == '\0';
-	if (*pat == '*') {
-		for (;; s++) {
-			if (glob_match(pat + 1, s))
-				return 1;
-			if (*s == '\0')
-				return 0;
-		}
-	}
-	return tolower((unsigned char)*pat) == tolower((unsigned char)*s) && *s != '\0' &&
-	    glob_match(pat + 1, s + 1);
-}
-
-static int
-origin_allowed(const struct config *c, const char *origin)
-{
-	for (size_t i = 0; i < c->norigins; i++) {
-		const char *p = c->allowed_origins[i];
-		if (strcmp(p, "*") == 0 || glob_match(p, origin))
-			return 1;
-		/* "http://localhost:*" also admits the origin without a port */
-		size_t pl = strlen(p);
-		if (pl > 2 && strcmp(p + pl - 2, ":*") == 0 && strncasecmp(p, origin, pl - 2) == 0 &&
-		    origin[pl - 2] == '\0')
-			return 1;
-	}
-	return 0;
-}
-
-int
-mcp_host_allowed(const struct config *c, const char *host)
-{
-	if (c->allowed_hosts == NULL)
-		return 1;
-	if (host == NULL)
-		return 0;
-	char name[256];
-	if ((size_t)snprintf(name, sizeof(name), "%s", host) >= sizeof(name))
-		return 0;       /* no host name is that long; a cut one could match */
-	char *colon = name[0] == '[' ? strchr(name, ']') : strrchr(name, ':');
-	if (name[0] == '[' && colon != NULL)
-		colon[1] = '\0';
-	else if (colon != NULL)
-		*colon = '\0';
-	for (size_t i = 0; i < c->nhosts; i++)
-		if (strcasecmp(c->allowed_hosts[i], name) == 0 || strcasecmp(c->allowed_hosts[i], host) == 0)
-			return 1;
-	return 0;
-}
-
 /* The origin of this worker's requests is checked against this config. */
 static const struct config *cors_config;
 
 static void
 cors_headers(struct http_request *r)
 {
-	const char *origin = http_request_header(r, "Origin");
-	if (origin == NULL || !origin_allowed(cors_config, origin))
-		return;
-	http_response_header(r, "Access-Control-Allow-Origin", origin);
-	http_response_header(r, "Vary", "Origin");
-	http_response_header(r, "Access-Control-Expose-Headers",
-	    "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate");
+	guard_cors(cors_config, r);
 }
 
 static void
@@ -2713,7 +2654,7 @@ mcp_endpoint(struct http_request *r, void *arg)
 {
 	struct mcp *m = arg;
 	const char *method = http_request_method(r);
-	if (!mcp_host_allowed(m->cfg, http_request_header(r, "Host"))) {
+	if (!guard_host_allowed(m->cfg, http_request_header(r, "Host"))) {
 		char msg[160];
 		snprintf(msg, sizeof(msg), "Forbidden: Host \"%.64s\" is not allowed (see allowed_hosts)",
 		    http_request_header(r, "Host") ? http_request_header(r, "Host") : "");
@@ -2721,7 +2662,7 @@ mcp_endpoint(struct http_request *r, void *arg)
 		return;
 	}
 	const char *origin = http_request_header(r, "Origin");
-	if (origin != NULL && !origin_allowed(m->cfg, origin)) {
+	if (origin != NULL && !guard_origin_allowed(m->cfg, origin)) {
 		char msg[160];
 		snprintf(msg, sizeof(msg), "Forbidden: Origin \"%.64s\" is not allowed (see allowed_origins)", origin);
 		respond_rpc_error(r, 403, NULL, -32000, msg);

@@ -17,7 +17,5 @@ struct mcp *mcp_new(struct event_base *base, struct config *cfg, struct http_ser
  * (elsewhere), announcing which lists changed when a reload changed them. */
 void mcp_drain(struct mcp *m, int tools_changed, int resources_changed, int prompts_changed);
 void mcp_free(struct mcp *m);
-/* Is this Host header one that allowed_hosts lets in? */
-int mcp_host_allowed(const struct config *c, const char *host);
 
 #endif

@@ -1,8 +1,11 @@
 /* The pieces of the HTTP request parser that stand alone: chunk-size
- * lines and trailer fields (RFC 9112 7.1). */
+ * lines and trailer fields (RFC 9112 7.1); and the Host and Origin
+ * checks of guard.c. */
 #include <check.h>
 #include <string.h>
 
+#include "config.h"
+#include "guard.h"
 #include "http.h"
 #include "suites.h"
 
@@ -114,6 +117,53 @@ START_TEST(trailer_fields)
 }
 END_TEST
 
+START_TEST(host_checks)
+{
+	struct config c = { 0 };
+	ck_assert_int_eq(guard_host_allowed(&c, NULL), 1);      /* no allowed_hosts: any */
+	ck_assert_int_eq(guard_host_allowed(&c, "evil.example"), 1);
+	const char *names[] = { "localhost", "[::1]", "mcp.example.com:8443" };
+	c.allowed_hosts = names;
+	c.nhosts = 3;
+	ck_assert_int_eq(guard_host_allowed(&c, NULL), 0);
+	ck_assert_int_eq(guard_host_allowed(&c, "localhost"), 1);
+	ck_assert_int_eq(guard_host_allowed(&c, "LocalHost:8080"), 1);  /* any port, any case */
+	ck_assert_int_eq(guard_host_allowed(&c, "[::1]:80"), 1);
+	ck_assert_int_eq(guard_host_allowed(&c, "[::1]"), 1);
+	ck_assert_int_eq(guard_host_allowed(&c, "mcp.example.com:8443"), 1);  /* as written */
+	ck_assert_int_eq(guard_host_allowed(&c, "mcp.example.com"), 0);
+	ck_assert_int_eq(guard_host_allowed(&c, "localhost.evil.example"), 0);
+	ck_assert_int_eq(guard_host_allowed(&c, "::1"), 0);
+	char longhost[300];
+	memset(longhost, 'a', sizeof(longhost) - 1);
+	longhost[sizeof(longhost) - 1] = '\0';
+	memcpy(longhost, "localhost:", 10);
+	ck_assert_int_eq(guard_host_allowed(&c, longhost), 0);   /* never cut to fit */
+}
+END_TEST
+
+START_TEST(origin_checks)
+{
+	struct config c = { 0 };
+	ck_assert_int_eq(guard_origin_allowed(&c, "https://app.example.com"), 0);
+	const char *patterns[] = { "https://*.example.com", "http://localhost:*" };
+	c.allowed_origins = patterns;
+	c.norigins = 2;
+	ck_assert_int_eq(guard_origin_allowed(&c, "https://app.example.com"), 1);
+	ck_assert_int_eq(guard_origin_allowed(&c, "HTTPS://App.Example.COM"), 1);
+	ck_assert_int_eq(guard_origin_allowed(&c, "https://example.com"), 0);
+	ck_assert_int_eq(guard_origin_allowed(&c, "http://app.example.com"), 0);
+	ck_assert_int_eq(guard_origin_allowed(&c, "https://app.example.com.evil"), 0);
+	ck_assert_int_eq(guard_origin_allowed(&c, "http://localhost:5173"), 1);
+	ck_assert_int_eq(guard_origin_allowed(&c, "http://localhost"), 1);  /* no port */
+	ck_assert_int_eq(guard_origin_allowed(&c, "http://localhostx"), 0);
+	const char *any[] = { "*" };
+	c.allowed_origins = any;
+	c.norigins = 1;
+	ck_assert_int_eq(guard_origin_allowed(&c, "null"), 1);
+}
+END_TEST
+
 Suite *
 http_suite(void)
 {
@@ -122,6 +172,10 @@ http_suite(void)
 	tcase_add_test(tc, chunk_sizes);
 	tcase_add_test(tc, chunk_extensions);
 	tcase_add_test(tc, trailer_fields);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("guard");
+	tcase_add_test(tc, host_checks);
+	tcase_add_test(tc, origin_checks);
 	suite_add_tcase(s, tc);
 	return s;
 }
