@@ -1,5 +1,5 @@
 #include "config.h"
-#include "registry.h"
+#include "defs.h"
 #include "config_internal.h"
 #include "arena.h"
 #include "conftree.h"
@@ -7,7 +7,6 @@
 #include "host.h"
 #include "plugin.h"
 #include "reqstate.h"
-#include "tls.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -1252,7 +1251,9 @@ config_free(struct config *c)
 {
 	if (c == NULL)
 		return;
-	tls_free_config(c);
+	for (size_t i = 0; i < c->nlisten; i++)
+		if (c->listen[i].ssl_ctx != NULL)
+			c->listen[i].ssl_ctx_free(c->listen[i].ssl_ctx);
 	config_tools_free(c);
 	struct backend *bs[] = { &c->storage, &c->transport, &c->auth };
 	for (size_t i = 0; i < 3; i++)

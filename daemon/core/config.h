@@ -24,6 +24,7 @@ struct listen_conf {
 	uint64_t backlog;
 	int mode;                       /* unix socket permissions, -1 = umask */
 	void *ssl_ctx;                  /* SSL_CTX, made by tls_load_config */
+	void (*ssl_ctx_free)(void *);   /* set with it; config_free calls it */
 	int line, col;
 };
 

@@ -1,106 +1,15 @@
-/* What the operator declared: tools, resources and prompts, as parsed from
- * mcpd.yaml (config_tools.c), plus the list responses prebuilt at load so
- * that tools/list and friends never re-serialize static data. */
+/* Looking up what the operator declared (defs.h) by name or URI, and
+ * the list responses prebuilt at load so that tools/list and friends
+ * never re-serialize static data. */
 #ifndef MCPD_REGISTRY_H
 #define MCPD_REGISTRY_H
 
 #include <stddef.h>
-#include <stdint.h>
+
+#include "defs.h"
 
 struct cJSON;
 struct config;
-struct loaded_plugin;
-
-enum tool_kind { TOOL_COMMAND, TOOL_SHELL, TOOL_PLUGIN };
-enum tool_output { OUT_TEXT, OUT_JSON, OUT_CONTENT };
-
-/* How a command runs: shared by tools, command resources and prompts. */
-struct command_def {
-	const char **argv;          /* NULL-terminated; argv[0] resolved at load */
-	size_t argc;
-	const char **env;           /* "KEY=value", NULL-terminated (operator's env:) */
-	size_t nenv;
-	const char *cwd;
-	uint64_t timeout_ms;
-	uint64_t max_output;
-};
-
-/* The names a command sees as MCP_ARG_<name> variables: a tool's declared
- * input properties, a template's variables, a prompt's arguments. Made
- * at load, where two names that would make one variable are an error;
- * nothing else the client sends reaches a command's environment. */
-struct arg_names {
-	const char **names;         /* as declared */
-	const char **vars;          /* MCP_ARG_<name> with [^A-Za-z0-9] as _ */
-	size_t n;
-};
-
-struct tool_def {
-	const char *name, *title, *description;
-	struct cJSON *input_schema;     /* sent as is; arguments validated against it */
-	struct cJSON *output_schema;    /* NULL: none */
-	struct cJSON *annotations;
-	struct cJSON *listing;          /* the tools/list entry */
-	enum tool_kind kind;
-	struct command_def cmd;
-	const char *plugin_file, *plugin_symbol;
-	struct loaded_plugin *plugin;   /* the object plugin_fn is in, once loaded */
-	void *plugin_fn;                /* mcpd_tool_fn, once loaded */
-	enum tool_output output;
-	struct cJSON *requires;         /* client capabilities the tool needs, or NULL */
-	struct cJSON *header_params;    /* x-mcp-header: property -> header suffix */
-	const char *scopes;             /* scopes a caller's token needs, space-separated, or NULL */
-	struct arg_names arg_env;       /* the properties of input_schema */
-	int line;
-};
-
-enum resource_kind { RES_TEXT, RES_FILE, RES_COMMAND };
-
-struct resource_def {
-	const char *uri;                /* NULL for a template */
-	const char *uri_template;
-	const char *name, *title, *description, *mime_type;
-	enum resource_kind kind;
-	const char *text;               /* RES_TEXT */
-	const char *file;               /* RES_FILE, absolute */
-	int binary;                     /* answer with a base64 blob */
-	struct command_def cmd;         /* RES_COMMAND */
-	struct cJSON *completions;      /* template variable -> array of values */
-	struct cJSON *listing;
-	struct arg_names arg_env;       /* the template's variables */
-	int line;
-};
-
-enum content_type { CT_TEXT, CT_IMAGE, CT_AUDIO, CT_RESOURCE };
-
-struct prompt_message {
-	const char *role;
-	enum content_type type;
-	const char *text;               /* CT_TEXT: template with {{name}} */
-	const char *data;               /* CT_IMAGE/AUDIO: base64 */
-	const char *mime_type;
-	const char *uri;                /* CT_RESOURCE: template */
-	const char *resource_text;      /* CT_RESOURCE: template */
-};
-
-struct prompt_arg {
-	const char *name, *description;
-	int required;
-	struct cJSON *completions;      /* array of strings or NULL */
-	struct command_def complete;    /* argv NULL: none */
-};
-
-struct prompt_def {
-	const char *name, *title, *description;
-	struct prompt_arg *args;
-	size_t nargs;
-	struct prompt_message *messages;
-	size_t nmessages;
-	struct command_def cmd;         /* argv non-NULL: messages come from a command */
-	struct cJSON *listing;
-	struct arg_names arg_env;       /* the arguments, for commands */
-	int line;
-};
 
 const struct tool_def *registry_tool(const struct config *c, const char *name);
 const struct prompt_def *registry_prompt(const struct config *c, const char *name);

@@ -1,7 +1,7 @@
 #include "tool_exec.h"
+#include "defs.h"
 #include "json.h"
 #include "log.h"
-#include "registry.h"
 #include "util.h"
 
 #include <cjson/cJSON.h>

@@ -31,6 +31,13 @@ alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 	return SSL_TLSEXT_ERR_NOACK;
 }
 
+/* The config frees the contexts with it, without knowing TLS. */
+static void
+free_ctx(void *ctx)
+{
+	SSL_CTX_free(ctx);
+}
+
 int
 tls_load_config(struct config *c, struct errlist *errs)
 {
@@ -75,15 +82,7 @@ tls_load_config(struct config *c, struct errlist *errs)
 			continue;
 		}
 		l->ssl_ctx = ctx;
+		l->ssl_ctx_free = free_ctx;
 	}
 	return rc;
-}
-
-void
-tls_free_config(struct config *c)
-{
-	for (size_t i = 0; i < c->nlisten; i++) {
-		SSL_CTX_free(c->listen[i].ssl_ctx);
-		c->listen[i].ssl_ctx = NULL;
-	}
 }

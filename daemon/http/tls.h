@@ -6,8 +6,8 @@
 struct config;
 struct errlist;
 
-/* Make an SSL_CTX for every listen entry with tls. */
+/* Make an SSL_CTX for every listen entry with tls; config_free frees
+ * them. */
 int tls_load_config(struct config *c, struct errlist *errs);
-void tls_free_config(struct config *c);
 
 #endif

@@ -1,6 +1,6 @@
 #include "content.h"
+#include "defs.h"
 #include "json.h"
-#include "registry.h"
 #include "schema.h"
 #include "tool_exec.h"
 
