@@ -1,8 +1,9 @@
 # mcpd top-level Makefile.
 #   make            build (runs scripts/install-deps.sh and ./configure first)
 #   make run        build and serve conf/mcpd.yaml on 127.0.0.1:8080
-#   make check      every unit and integration test, then again under ASan+UBSan,
-#                   then each fuzz target briefly
+#   make check      no include cycle (scripts/include-cycles), every unit and
+#                   integration test, then again under ASan+UBSan, then each
+#                   fuzz target briefly
 #   make fuzz       each libFuzzer target (tests/fuzz) for FUZZ_TIME seconds
 #   make install    PREFIX=/usr/local DESTDIR= (paths compiled in follow PREFIX)
 
@@ -148,6 +149,7 @@ check-asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 OPT='-O1 -g' check-unit check-integration
 
 check: config.mk
+	scripts/include-cycles
 	@scripts/install-deps.sh test
 	$(MAKE) check-unit check-integration
 	$(MAKE) check-asan

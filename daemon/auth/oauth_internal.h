@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "session.h"
+#include "plugin.h"
 
 struct arena;
 struct auth;

@@ -15,6 +15,15 @@ struct loaded_plugin {
 	int inited;                     /* in this worker: init_worker ran */
 };
 
+/* The storage and transport a worker uses: their operations and the
+ * instances the config created. */
+struct backends {
+	const struct mcpd_storage_ops *storage;
+	void *storage_inst;
+	const struct mcpd_transport_ops *transport;
+	void *transport_inst;
+};
+
 /* Load path (once; later calls return the same object) and check that it
  * is a plugin of this kind and ABI. */
 struct loaded_plugin *plugin_load(const char *path, enum mcpd_plugin_kind kind,

@@ -3,6 +3,7 @@
 #include "json.h"
 #include "jsonrpc.h"
 #include "log.h"
+#include "plugin.h"
 #include "util.h"
 
 #include <cjson/cJSON.h>

@@ -25,6 +25,7 @@
 
 #include <mcpd/plugin.h>
 
+struct backends;
 struct cJSON;
 struct event_base;
 struct http_request;
@@ -44,13 +45,6 @@ enum mcp_log_level { MLOG_DEBUG, MLOG_INFO, MLOG_NOTICE, MLOG_WARNING, MLOG_ERRO
 	MLOG_CRITICAL, MLOG_ALERT, MLOG_EMERGENCY, MLOG_COUNT };
 extern const char *const mcp_log_level_names[MLOG_COUNT];
 int mcp_log_level_parse(const char *s);
-
-struct backends {
-	const struct mcpd_storage_ops *storage;
-	void *storage_inst;
-	const struct mcpd_transport_ops *transport;
-	void *transport_inst;
-};
 
 struct session;
 struct sessions;

@@ -7,7 +7,6 @@
 #include "host.h"
 #include "plugin.h"
 #include "relay.h"
-#include "session.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
