@@ -37,7 +37,6 @@ struct cached {
 
 struct auth {
 	const struct config *cfg;
-	void (*cors)(struct http_request *r);
 	const struct mcpd_auth_ops *ops;
 	void *inst;
 	auth_validate_fn *validate;     /* the internal authorization server, or NULL */
@@ -72,7 +71,7 @@ sha256(const char *s, size_t len, unsigned char out[32])
 }
 
 struct auth *
-auth_new(struct event_base *base, const struct config *c, void (*cors)(struct http_request *r))
+auth_new(struct event_base *base, const struct config *c)
 {
 	(void)base;
 	if (c->auth.name == NULL || (c->auth.lp == NULL && !c->oauth.enabled))
@@ -81,7 +80,6 @@ auth_new(struct event_base *base, const struct config *c, void (*cors)(struct ht
 	if (a == NULL)
 		return NULL;
 	a->cfg = c;
-	a->cors = cors;
 	a->ops = c->auth.ops;
 	a->inst = c->auth.inst;
 	TAILQ_INIT(&a->by_age);
@@ -277,8 +275,7 @@ challenge(struct auth *a, struct http_request *r, const char *error, const char 
 static void
 respond_error(struct auth *a, struct http_request *r, int status, const char *message)
 {
-	if (a->cors != NULL)
-		a->cors(r);
+	guard_cors(a->cfg, r);
 	char *json = jsonrpc_error(NULL, -32000, message, NULL);
 	if (json == NULL) {
 		http_respond_text(r, status, message);

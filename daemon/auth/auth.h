@@ -22,10 +22,9 @@ struct principal {
 struct auth;
 
 /* NULL when the configuration has no auth (then every request passes).
- * cors sets the CORS headers of an answer (so that a browser client can
- * read a 401's WWW-Authenticate). */
-struct auth *auth_new(struct event_base *base, const struct config *c,
-    void (*cors)(struct http_request *r));
+ * Its answers carry the CORS headers (guard_cors), so that a browser
+ * client can read a 401's WWW-Authenticate. */
+struct auth *auth_new(struct event_base *base, const struct config *c);
 void auth_free(struct auth *a);
 /* Serves the metadata documents under /.well-known/. */
 int auth_routes(struct auth *a, struct http_server *http);

@@ -2861,7 +2861,7 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 		return NULL;
 	}
 	if (cfg->auth.name != NULL) {
-		m->auth = auth_new(base, cfg, cors_headers);
+		m->auth = auth_new(base, cfg);
 		int failed = 0;
 		if (m->auth == NULL || auth_routes(m->auth, http) < 0 ||
 		    ((m->admin = admin_new(http, m->auth, m->sessions, cfg, &failed)) == NULL && failed) ||
