@@ -1,7 +1,8 @@
-/* libFuzzer target: a JSON-RPC message as a POST body reaches mcp.c
- * (daemon/lib/jsonrpc.c), then its params.arguments checked against the input
- * schemas of a few tools (daemon/lib/schema.c), as tools/call does, and the
- * answer that echoes the id. The schemas are fixed: what an operator
+/* libFuzzer target: a JSON-RPC message as a POST body reaches the MCP
+ * endpoint (daemon/mcp/endpoint.c, parsed by daemon/lib/jsonrpc.c), then
+ * its params.arguments checked against the input schemas of a few tools
+ * (daemon/lib/schema.c), as tools/call does, and the answer that echoes
+ * the id. The schemas are fixed: what an operator
  * writes in mcpd.yaml (the short input: form, the 2020-12 conformance
  * tool, and one with every keyword schema.c knows). */
 #include <cjson/cJSON.h>

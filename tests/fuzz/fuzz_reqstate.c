@@ -4,7 +4,7 @@
  *    refused unless it is one this key sealed;
  *  - as the JSON inside a token this key sealed (the MAC is made here), so
  *    that what follows the integrity check is reached: the payload's
- *    parsing and its expiry. What opens is read as mcp.c reads it, sealed
+ *    parsing and its expiry. What opens is read as ask.c reads it, sealed
  *    again and must open again to the same object. */
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const unsigned char key[REQSTATE_KEY_LEN] = "mcpd fuzz requestState key 0123";
 
-/* mcp.c's mrtr_begin: the method, name and digest it binds, the answers. */
+/* ask.c's mrtr_begin: the method, name and digest it binds, the answers. */
 static void
 use_state(cJSON *p)
 {
@@ -35,7 +35,7 @@ use_state(cJSON *p)
 	json_digest(a, digest);
 }
 
-/* mcp.c builds its payloads, so their names are never repeated; sealing
+/* ask.c builds its payloads, so their names are never repeated; sealing
  * replaces one "exp", and a repeated one would come back in its place. */
 static int
 names_unique(const cJSON *o)

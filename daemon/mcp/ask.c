@@ -1,0 +1,399 @@
+/* Asking the client: what a command asks on its channel (mcpd/inputs, or
+ * one request) and what a plugin tool asks (host_tool_ask). Under the
+ * 2025 revisions each question is a request on the call's stream and its
+ * answer goes back to the asker; under 2026-07-28 answers come with the
+ * client's retry, and one not known yet ends the round: the client gets
+ * inputRequests and mcpd's state sealed in requestState (MRTR). A
+ * command may also announce changes (mcpd/changed, changes.c). */
+#include "mcp_internal.h"
+#include "config.h"
+#include "json.h"
+#include "reqstate.h"
+#include "tool_exec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A command's questions forwarded to the client and not yet answered:
+ * each waits with a subscription and a timer that polls storage. */
+#define MAX_QUESTIONS 64
+
+static void
+tool_reply(struct call *c, char *line)
+{
+	if (c->run != NULL && line != NULL)
+		tool_run_reply(c->run, line);
+	free(line);
+}
+
+static void
+reply_to_tool_error(struct call *c, const cJSON *id, int code, const char *message)
+{
+	tool_reply(c, jsonrpc_error(id, code, message, NULL));
+}
+
+static void
+group_free(struct ask_group *g)
+{
+	LIST_REMOVE(g, link);
+	for (size_t i = 0; i < g->nitems; i++)
+		free(g->items[i].key);
+	free(g->items);
+	cJSON_Delete(g->tool_id);
+	cJSON_Delete(g->results);
+	free(g);
+}
+
+/* Every question of the group has its answer: hand them to the command,
+ * the one result itself for a single question, else a map by key. */
+static void
+group_finish(struct ask_group *g)
+{
+	struct call *c = g->c;
+	if (g->single) {
+		cJSON *only = g->results->child;
+		const cJSON *err = cJSON_GetObjectItemCaseSensitive(only, "mcpd/error");
+		if (err != NULL)
+			tool_reply(c, jsonrpc_error(g->tool_id,
+			    cJSON_GetObjectItemCaseSensitive(err, "code") ? cJSON_GetObjectItemCaseSensitive(err, "code")->valueint : JSONRPC_INTERNAL_ERROR,
+			    cJSON_IsString(cJSON_GetObjectItemCaseSensitive(err, "message")) ?
+			    cJSON_GetObjectItemCaseSensitive(err, "message")->valuestring : "the client failed the request", NULL));
+		else
+			tool_reply(c, jsonrpc_result(g->tool_id, cJSON_Duplicate(only, 1)));
+	} else {
+		tool_reply(c, jsonrpc_result(g->tool_id, cJSON_Duplicate(g->results, 1)));
+	}
+	group_free(g);
+}
+
+static void
+item_answered(void *arg, const cJSON *result, const cJSON *error)
+{
+	struct ask_item *it = arg;
+	struct ask_group *g = it->g;
+	if (error != NULL) {
+		cJSON *e = cJSON_CreateObject();
+		cJSON_AddItemToObject(e, "mcpd/error", cJSON_Duplicate(error, 1));
+		cJSON_AddItemToObject(g->results, it->key, e);
+	} else {
+		cJSON_AddItemToObject(g->results, it->key, result ? cJSON_Duplicate(result, 1) : cJSON_CreateObject());
+	}
+	g->c->questions--;
+	if (--g->remaining == 0)
+		group_finish(g);
+}
+
+static const char *
+ask_capability(const char *method)
+{
+	if (strcmp(method, "elicitation/create") == 0)
+		return "elicitation";
+	if (strcmp(method, "sampling/createMessage") == 0)
+		return "sampling";
+	if (strcmp(method, "roots/list") == 0)
+		return "roots";
+	return NULL;
+}
+
+/* A command asks the client: forwarded as requests under the 2025
+ * revisions; under 2026-07-28 answered from the retry's inputResponses
+ * or, if any is unknown, the command ends and the client gets them as
+ * inputRequests (MRTR). requests: key -> {method, params}. */
+static void
+ask_start(struct call *c, const cJSON *tool_id, const cJSON *requests, const char *single_key)
+{
+	struct ask_group *g = calloc(1, sizeof(*g));
+	size_t n = (size_t)cJSON_GetArraySize(requests);
+	if (g == NULL || (g->items = calloc(n ? n : 1, sizeof(*g->items))) == NULL) {
+		free(g);
+		reply_to_tool_error(c, tool_id, JSONRPC_INTERNAL_ERROR, "out of memory");
+		return;
+	}
+	g->c = c;
+	g->tool_id = cJSON_Duplicate(tool_id, 1);
+	g->single = single_key != NULL;
+	g->results = cJSON_CreateObject();
+	LIST_INSERT_HEAD(&c->asks, g, link);
+	int need_input = 0;
+	const cJSON *rq;
+	cJSON_ArrayForEach(rq, requests) {
+		const cJSON *method = cJSON_GetObjectItemCaseSensitive(rq, "method");
+		const cJSON *params = cJSON_GetObjectItemCaseSensitive(rq, "params");
+		const char *cap = cJSON_IsString(method) ? ask_capability(method->valuestring) : NULL;
+		const char *why = NULL;
+		char buf[128];
+		if (cap == NULL) {
+			why = "mcpd forwards only elicitation/create, sampling/createMessage and roots/list";
+		} else if (!client_has(c, cap)) {
+			snprintf(buf, sizeof(buf), "the client did not declare the %s capability", cap);
+			why = buf;
+		}
+		if (why != NULL) {
+			cJSON *e = cJSON_CreateObject();
+			cJSON *err = cJSON_AddObjectToObject(e, "mcpd/error");
+			cJSON_AddNumberToObject(err, "code", JSONRPC_METHOD_NOT_FOUND);
+			cJSON_AddStringToObject(err, "message", why);
+			cJSON_AddItemToObject(g->results, rq->string, e);
+			continue;
+		}
+		if (c->stateless) {
+			const cJSON *known = cJSON_GetObjectItemCaseSensitive(c->answers, rq->string);
+			if (known != NULL) {
+				cJSON_AddItemToObject(g->results, rq->string, cJSON_Duplicate(known, 1));
+				continue;
+			}
+			if (c->asked == NULL)
+				c->asked = cJSON_CreateObject();
+			cJSON *q = cJSON_CreateObject();
+			cJSON_AddStringToObject(q, "method", method->valuestring);
+			cJSON_AddItemToObject(q, "params", params ? cJSON_Duplicate(params, 1) : cJSON_CreateObject());
+			cJSON_AddItemToObject(c->asked, rq->string, q);
+			need_input = 1;
+			continue;
+		}
+		struct ask_item *it = &g->items[g->nitems++];
+		it->g = g;
+		it->key = strdup(rq->string);
+		g->remaining++;
+	}
+	if (need_input) {
+		mrtr_end_round(c);
+		return;
+	}
+	if (g->remaining == 0) {
+		group_finish(g);
+		return;
+	}
+	if (c->questions + g->remaining > MAX_QUESTIONS) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "too many questions waiting for the client's answers "
+		    "(at most %d a call)%s", MAX_QUESTIONS, c->questions > 0 ? ": wait for answers first" : "");
+		cJSON *id = cJSON_Duplicate(g->tool_id, 1);
+		group_free(g);
+		reply_to_tool_error(c, id, JSONRPC_INVALID_REQUEST, msg);
+		cJSON_Delete(id);
+		return;
+	}
+	c->questions += g->remaining;
+	/* Send only after counting, so that no early answer finishes the group. */
+	size_t count = g->nitems;
+	for (size_t i = 0; i < count; i++) {
+		const cJSON *q = cJSON_GetObjectItemCaseSensitive(requests, g->items[i].key);
+		const cJSON *params = cJSON_GetObjectItemCaseSensitive(q, "params");
+		session_request(c->s, cJSON_GetObjectItemCaseSensitive(q, "method")->valuestring,
+		    params ? cJSON_Duplicate(params, 1) : cJSON_CreateObject(), call_stream(c),
+		    item_answered, &g->items[i]);
+	}
+}
+
+/* The key of a question a command did not name: stable for the same
+ * question, so that a rerun finds its answer. */
+static void
+derived_key(const char *method, const cJSON *params, char *out, size_t len)
+{
+	char digest[65];
+	json_digest(params, digest);
+	const char *slash = strchr(method, '/');
+	snprintf(out, len, "%.*s-%.12s", slash ? (int)(slash - method) : (int)strlen(method), method, digest);
+}
+
+void
+tool_request(struct call *c, const cJSON *msg, const char *method)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
+	if (strcmp(method, "mcpd/inputs") == 0) {
+		const cJSON *requests = cJSON_GetObjectItemCaseSensitive(params, "requests");
+		if (!cJSON_IsObject(requests) || cJSON_GetArraySize(requests) == 0) {
+			reply_to_tool_error(c, id, JSONRPC_INVALID_PARAMS, "mcpd/inputs needs params.requests: {key: {method, params}}");
+			return;
+		}
+		ask_start(c, id, requests, NULL);
+		return;
+	}
+	if (strcmp(method, "mcpd/changed") == 0) {
+		const cJSON *what = cJSON_GetObjectItemCaseSensitive(params, "what");
+		const cJSON *uri = cJSON_GetObjectItemCaseSensitive(params, "uri");
+		const char *w = cJSON_IsString(what) ? what->valuestring : "";
+		if (strcmp(w, "tools") != 0 && strcmp(w, "prompts") != 0 && strcmp(w, "resources") != 0 &&
+		    !(strcmp(w, "resource") == 0 && cJSON_IsString(uri))) {
+			reply_to_tool_error(c, id, JSONRPC_INVALID_PARAMS, "changed: tools, prompts, resources, or resource URI");
+			return;
+		}
+		broadcast(c->m, strcmp(w, "resource") == 0 ? "updated" : w, cJSON_IsString(uri) ? uri->valuestring : NULL);
+		tool_reply(c, jsonrpc_result(id, cJSON_CreateObject()));
+		return;
+	}
+	char key[96];
+	const cJSON *k = cJSON_GetObjectItemCaseSensitive(msg, "key");
+	if (cJSON_IsString(k) && k->valuestring[0] != '\0') {
+		/* a cut key could take the answer to another question */
+		if (strlen(k->valuestring) >= sizeof(key)) {
+			reply_to_tool_error(c, id, JSONRPC_INVALID_PARAMS, "key: at most 95 bytes");
+			return;
+		}
+		snprintf(key, sizeof(key), "%s", k->valuestring);
+	} else
+		derived_key(method, params, key, sizeof(key));
+	cJSON *requests = cJSON_CreateObject();
+	cJSON *q = cJSON_AddObjectToObject(requests, key);
+	cJSON_AddStringToObject(q, "method", method);
+	cJSON_AddItemToObject(q, "params", params ? cJSON_Duplicate(params, 1) : cJSON_CreateObject());
+	ask_start(c, id, requests, key);
+	cJSON_Delete(requests);
+}
+
+/* Close the round: the command is stopped and the client gets the
+ * questions, with mcpd's state sealed in requestState. */
+void
+mrtr_end_round(struct call *c)
+{
+	if (c->run != NULL) {
+		tool_run_abandon(c->run);
+		c->run = NULL;
+	}
+	cJSON *payload = cJSON_CreateObject();
+	cJSON_AddStringToObject(payload, "m", c->method);
+	cJSON_AddStringToObject(payload, "n", c->bind_name ? c->bind_name : "");
+	cJSON_AddStringToObject(payload, "h", c->bind_digest);
+	cJSON_AddItemToObject(payload, "a", c->answers ? c->answers : cJSON_CreateObject());
+	c->answers = NULL;
+	char *token = reqstate_seal(c->m->cfg->request_state.key, payload, c->m->cfg->request_state.ttl_ms);
+	cJSON_Delete(payload);
+	cJSON *res = cJSON_CreateObject();
+	cJSON_AddStringToObject(res, "resultType", "input_required");
+	cJSON_AddItemToObject(res, "inputRequests", c->asked ? c->asked : cJSON_CreateObject());
+	c->asked = NULL;
+	if (token != NULL)
+		cJSON_AddStringToObject(res, "requestState", token);
+	free(token);
+	call_result(c, res);
+}
+
+/* Start a request that may need input: what the previous rounds learnt
+ * (from requestState) plus this retry's inputResponses. Returns -1 after
+ * answering with an error. */
+int
+mrtr_begin(struct call *c, const char *name, const cJSON *bound)
+{
+	free(c->bind_name);
+	c->bind_name = strdup(name);
+	json_digest(bound, c->bind_digest);
+	c->answers = cJSON_CreateObject();
+	const cJSON *state = cJSON_GetObjectItemCaseSensitive(c->params, "requestState");
+	if (state != NULL && !cJSON_IsNull(state)) {
+		char err[160];
+		if (!cJSON_IsString(state)) {
+			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: requestState must be a string");
+			return -1;
+		}
+		cJSON *p = reqstate_open(c->m->cfg->request_state.key, state->valuestring, err, sizeof(err));
+		if (p == NULL) {
+			call_error(c, JSONRPC_INVALID_PARAMS, "%s", err);
+			return -1;
+		}
+		const cJSON *pm = cJSON_GetObjectItemCaseSensitive(p, "m");
+		const cJSON *pn = cJSON_GetObjectItemCaseSensitive(p, "n");
+		const cJSON *ph = cJSON_GetObjectItemCaseSensitive(p, "h");
+		if (!cJSON_IsString(pm) || !cJSON_IsString(pn) || !cJSON_IsString(ph) ||
+		    strcmp(pm->valuestring, c->method) != 0 || strcmp(pn->valuestring, name) != 0 ||
+		    strcmp(ph->valuestring, c->bind_digest) != 0) {
+			cJSON_Delete(p);
+			call_error(c, JSONRPC_INVALID_PARAMS, "requestState belongs to another request");
+			return -1;
+		}
+		cJSON *a = cJSON_DetachItemFromObjectCaseSensitive(p, "a");
+		cJSON_Delete(p);
+		if (cJSON_IsObject(a)) {
+			cJSON_Delete(c->answers);
+			c->answers = a;
+		} else {
+			cJSON_Delete(a);
+		}
+	}
+	const cJSON *ir = cJSON_GetObjectItemCaseSensitive(c->params, "inputResponses");
+	if (ir != NULL && !cJSON_IsNull(ir)) {
+		if (!cJSON_IsObject(ir)) {
+			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: inputResponses must be an object");
+			return -1;
+		}
+		const cJSON *r;
+		cJSON_ArrayForEach(r, ir) {
+			if (!cJSON_IsObject(r)) {
+				call_error(c, JSONRPC_INVALID_PARAMS,
+				    "Invalid params: inputResponses.%s must be an object (the client's result for that request)",
+				    r->string);
+				return -1;
+			}
+			cJSON_DeleteItemFromObjectCaseSensitive(c->answers, r->string);
+			cJSON_AddItemToObject(c->answers, r->string, cJSON_Duplicate(r, 1));
+		}
+	}
+	return 0;
+}
+
+static void
+plugin_ask_answered(void *arg, const cJSON *result, const cJSON *error)
+{
+	struct plugin_ask *pa = arg;
+	LIST_REMOVE(pa, link);
+	char *json = result ? json_print(result) : NULL;
+	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(error, "message");
+	pa->done(pa->arg, error ? NULL : (json ? json : "{}"),
+	    error ? (cJSON_IsString(msg) ? msg->valuestring : "the client failed the request") : NULL);
+	free(json);
+	free(pa);
+}
+
+void
+host_tool_ask(struct mcpd_tool_call *call, const char *key, const char *method, const char *params_json,
+    void (*done)(void *, const char *, const char *), void *arg)
+{
+	struct call *c = (struct call *)call;
+	const char *cap = method ? ask_capability(method) : NULL;
+	cJSON *params = params_json ? json_parse(params_json, strlen(params_json), 0, NULL) : cJSON_CreateObject();
+	char why[128];
+	if (cap == NULL || params == NULL || key == NULL || c->cancelled) {
+		cJSON_Delete(params);
+		done(arg, NULL, c->cancelled ? "cancelled" : "tool_ask needs a key, one of elicitation/create, sampling/createMessage, roots/list, and JSON params");
+		return;
+	}
+	if (!client_has(c, cap)) {
+		cJSON_Delete(params);
+		snprintf(why, sizeof(why), "the client did not declare the %s capability", cap);
+		done(arg, NULL, why);
+		return;
+	}
+	if (c->stateless) {
+		const cJSON *known = cJSON_GetObjectItemCaseSensitive(c->answers, key);
+		if (known != NULL) {
+			cJSON_Delete(params);
+			char *json = json_print(known);
+			done(arg, json, NULL);
+			free(json);
+			return;
+		}
+		if (c->asked == NULL)
+			c->asked = cJSON_CreateObject();
+		cJSON *q = cJSON_CreateObject();
+		cJSON_AddStringToObject(q, "method", method);
+		cJSON_AddItemToObject(q, "params", params);
+		cJSON_DeleteItemFromObjectCaseSensitive(c->asked, key);
+		cJSON_AddItemToObject(c->asked, key, q);
+		c->input_needed = 1;
+		done(arg, NULL, MCPD_INPUT_REQUIRED);
+		return;
+	}
+	struct plugin_ask *pa = calloc(1, sizeof(*pa));
+	if (pa == NULL) {
+		cJSON_Delete(params);
+		done(arg, NULL, "out of memory");
+		return;
+	}
+	pa->c = c;
+	pa->done = done;
+	pa->arg = arg;
+	LIST_INSERT_HEAD(&c->plugin_asks, pa, link);
+	session_request(c->s, method, params, call_stream(c), plugin_ask_answered, pa);
+}

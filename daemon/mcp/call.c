@@ -1,0 +1,483 @@
+/* A call: one JSON-RPC request from dispatch to its answer. What it sends
+ * goes as one JSON response, on an SSE stream of its session (the 2025
+ * revisions: resumable, see session.c) or on the response itself
+ * (2026-07-28); it ends with call_result or call_error, or when the client
+ * leaves, cancels or its session ends. The dispatch tables map each
+ * method to its handler in t_*.c. */
+#include "mcp_internal.h"
+#include "config.h"
+#include "http.h"
+#include "json.h"
+#include "log.h"
+#include "registry.h"
+#include "tool_exec.h"
+#include "util.h"
+
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct call *
+call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrpc_msg *msg)
+{
+	struct call *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->m = m;
+	c->req = r;
+	c->s = s;
+	c->msg = *msg;
+	msg->root = NULL;
+	c->method = c->msg.method;
+	c->params = c->msg.params;
+	c->accept_sse = accepts(http_request_header(r, "Accept"), "text/event-stream");
+	c->status = 200;
+	c->log_level = MLOG_COUNT;
+	LIST_INIT(&c->asks);
+	LIST_INIT(&c->plugin_asks);
+	if (s != NULL) {
+		c->proto = s->proto;
+		c->client_caps = s->client_caps;
+	}
+	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(c->params, "_meta");
+	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(meta, "progressToken");
+	if (cJSON_IsString(tok) || cJSON_IsNumber(tok))
+		c->progress_token = tok;
+	if (s != NULL)
+		session_ref(s);
+	LIST_INSERT_HEAD(&m->calls, c, link);
+	return c;
+}
+
+/* Under 2026-07-28 closing the response cancels the request; under the
+ * 2025 revisions it does not (the client may resume a stream). */
+void
+call_req_closed(struct http_request *r, void *arg)
+{
+	struct call *c = arg;
+	c->req = NULL;
+	if (!c->stateless)
+		return;
+	/* A client that does not read its stream ends the call as one that
+	 * leaves does: the tool is stopped, nothing more is queued for it. */
+	if (http_request_overflowed(r))
+		log_warn("%s%s%s ended: the client did not read its stream (limits.stream_buffer)%s",
+		    c->method, c->tool ? " of tool " : "", c->tool ? c->tool->name : "",
+		    c->run != NULL || c->in_plugin ? "; stopping the tool" : "");
+	else if (c->tool != NULL && c->run != NULL)
+		log_info("tool %s cancelled: the client closed the request", c->tool->name);
+	if (c->in_plugin) {
+		plugin_cancel(c);
+		return;
+	}
+	c->cancelled = 1;
+	call_free(c);
+}
+
+int
+call_log_level(const struct call *c)
+{
+	return c->s != NULL ? c->s->log_level : c->log_level;
+}
+
+static void
+direct_keepalive(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct call *c = arg;
+	if (c->req != NULL)
+		http_stream_write(c->req, ": keep-alive\n\n", 14);
+}
+
+static void
+call_stream_detached(void *arg)
+{
+	struct call *c = arg;
+	c->req = NULL;   /* the stream goes on recording for Last-Event-ID */
+}
+
+/* Stateless: the response itself becomes an SSE stream scoped to the
+ * request; returns 0 when it is (or already was). */
+int
+call_direct_stream(struct call *c)
+{
+	if (c->sse_direct)
+		return 0;
+	if (c->req == NULL || !c->accept_sse)
+		return -1;
+	cors_headers(c->req);
+	http_response_header(c->req, "Cache-Control", "no-cache");
+	http_response_header(c->req, "X-Accel-Buffering", "no");
+	http_stream_begin(c->req, 200, "text/event-stream");
+	http_request_on_close(c->req, call_req_closed, c);
+	c->sse_direct = 1;
+	uint64_t ms = c->m->cfg->mcp.keepalive_ms;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	c->keepalive = event_new(c->m->base, -1, EV_PERSIST, direct_keepalive, c);
+	if (c->keepalive != NULL)
+		event_add(c->keepalive, &tv);
+	return 0;
+}
+
+void
+direct_write(struct call *c, const char *json)
+{
+	if (c->req == NULL)
+		return;
+	/* One chunk per event: proxies and line readers see it whole. */
+	size_t len = strlen(json);
+	char *ev = malloc(len + 32);
+	if (ev == NULL)
+		return;
+	int n = snprintf(ev, len + 32, "event: message\ndata: %s\n\n", json);
+	http_stream_write(c->req, ev, (size_t)n);
+	free(ev);
+}
+
+/* The SSE stream of this call, opened on first use; NULL when the client
+ * cannot take one (then messages go to the session's GET stream). */
+struct stream *
+call_stream(struct call *c)
+{
+	if (c->stream != NULL)
+		return c->stream;
+	if (c->s == NULL || c->req == NULL || !c->accept_sse)
+		return NULL;
+	cors_headers(c->req);
+	char *rid = json_print(c->msg.id);
+	c->stream = stream_open(c->s, c->req, c->s->proto >= PROTO_2025_11_25, rid);
+	free(rid);
+	if (c->stream != NULL) {
+		c->stream->detached = call_stream_detached;
+		c->stream->detached_arg = c;
+	}
+	return c->stream;
+}
+
+void
+call_send(struct call *c, char *json)
+{
+	if (json == NULL)
+		return;
+	if (c->stateless) {
+		if (call_direct_stream(c) == 0)
+			direct_write(c, json);
+		free(json);
+		return;
+	}
+	struct stream *st = call_stream(c);
+	if (st != NULL)
+		stream_send(st, json);
+	else if (c->s != NULL)
+		session_notify(c->s, json);   /* the GET stream, wherever it is held */
+	free(json);
+}
+
+/* Send the final message; the call itself stays. Takes json. */
+void
+call_send_final(struct call *c, char *json)
+{
+	if (c->sse_direct) {
+		if (json != NULL)
+			direct_write(c, json);
+		free(json);
+		if (c->req != NULL) {
+			http_request_on_close(c->req, NULL, NULL);
+			http_stream_end(c->req);
+			c->req = NULL;
+		}
+	} else if (c->stream != NULL) {
+		c->stream->detached = NULL;
+		stream_finish(c->stream, json);
+		c->stream = NULL;
+		c->req = NULL;
+		free(json);
+	} else if (c->req != NULL) {
+		http_request_on_close(c->req, NULL, NULL);
+		respond_json(c->req, c->status, json);
+		c->req = NULL;
+	} else {
+		free(json);
+	}
+}
+
+/* Send the final message and end the call. */
+void
+call_reply(struct call *c, char *json)
+{
+	call_send_final(c, json);
+	call_free(c);
+}
+
+void
+call_result(struct call *c, cJSON *result)
+{
+	if (c->stateless && result != NULL && !cJSON_HasObjectItem(result, "resultType"))
+		cJSON_AddStringToObject(result, "resultType", "complete");
+	call_reply(c, jsonrpc_result(c->msg.id, result));
+}
+
+/* HTTP status of an error answer: the 2026 revision gives each its own. */
+static int
+error_status(const struct call *c, int code)
+{
+	if (!c->stateless)
+		return 200;
+	switch (code) {
+	case JSONRPC_METHOD_NOT_FOUND:
+		return 404;
+	case -32020:
+	case -32021:
+	case -32022:
+		return 400;
+	default:
+		return 200;
+	}
+}
+
+void
+call_error(struct call *c, int code, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	c->status = error_status(c, code);
+	call_reply(c, jsonrpc_error(c->msg.id, code, msg, NULL));
+}
+
+void
+call_error_data(struct call *c, int code, const char *msg, cJSON *data)
+{
+	c->status = error_status(c, code);
+	call_reply(c, jsonrpc_error(c->msg.id, code, msg, data));
+}
+
+void
+call_free(struct call *c)
+{
+	if (c->finished_flag != NULL)
+		*c->finished_flag = 1;
+	LIST_REMOVE(c, link);
+	while (!LIST_EMPTY(&c->asks)) {
+		struct ask_group *g = LIST_FIRST(&c->asks);
+		LIST_REMOVE(g, link);
+		for (size_t i = 0; i < g->nitems; i++) {
+			if (c->s != NULL)
+				session_cancel_pending(c->s, &g->items[i]);
+			free(g->items[i].key);
+		}
+		free(g->items);
+		cJSON_Delete(g->tool_id);
+		cJSON_Delete(g->results);
+		free(g);
+	}
+	while (!LIST_EMPTY(&c->plugin_asks)) {
+		struct plugin_ask *pa = LIST_FIRST(&c->plugin_asks);
+		LIST_REMOVE(pa, link);
+		if (c->s != NULL)
+			session_cancel_pending(c->s, pa);
+		free(pa);
+	}
+	if (c->keepalive != NULL)
+		event_free(c->keepalive);
+	if (c->plugin_timer != NULL)
+		event_free(c->plugin_timer);
+	if (c->sse_direct && c->req != NULL) {
+		http_request_on_close(c->req, NULL, NULL);
+		http_stream_end(c->req);
+		c->req = NULL;
+	}
+	cJSON_Delete(c->answers);
+	cJSON_Delete(c->asked);
+	cJSON_Delete(c->filter);
+	free(c->bind_name);
+	if (c->run != NULL)
+		tool_run_abandon(c->run);
+	if (c->stream != NULL) {
+		c->stream->detached = NULL;
+		stream_finish(c->stream, NULL);
+	}
+	if (c->req != NULL) {
+		http_request_on_close(c->req, NULL, NULL);
+		respond_rpc_error(c->req, 500, c->msg.id, JSONRPC_INTERNAL_ERROR, "request abandoned");
+	}
+	if (c->s != NULL && c->async)
+		session_calls_end(c->s);
+	if (c->s != NULL)
+		session_unref(c->s);
+	cJSON_Delete(c->vars);
+	free(c->complete_prefix);
+	jsonrpc_free(&c->msg);
+	free(c);
+}
+
+/* The call goes on after the handler returns: hear if the client leaves. */
+void
+call_go_async(struct call *c)
+{
+	if (c->req != NULL && c->stream == NULL)
+		http_request_on_close(c->req, call_req_closed, c);
+	if (c->s != NULL && !c->async) {
+		c->async = 1;
+		session_calls_begin(c->s);
+	}
+}
+
+const char *
+param_string(const struct call *c, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->params, key);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int
+client_has(const struct call *c, const char *cap)
+{
+	return cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(c->client_caps, cap));
+}
+
+void
+list_page(struct call *c, const struct list_pages *lp)
+{
+	size_t page = 0;
+	const char *cursor = param_string(c, "cursor");
+	if (cursor != NULL) {
+		uint64_t n = 0;
+		if (strncmp(cursor, "page-", 5) != 0 || parse_u64(cursor + 5, &n) < 0 || n == 0 ||
+		    n >= lp->npages) {
+			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid cursor");
+			return;
+		}
+		page = (size_t)n;
+	}
+	/* "{"jsonrpc":"2.0","id":ID,"result":" + page + hints + "}}" */
+	char *id = json_print(c->msg.id);
+	const char *body = lp->pages[page];
+	char hints[128] = "";
+	if (c->stateless)
+		snprintf(hints, sizeof(hints), ",\"resultType\":\"complete\",\"ttlMs\":%llu,\"cacheScope\":\"public\"",
+		    (unsigned long long)c->m->cfg->cache.list_ttl_ms);
+	size_t n = strlen(id) + strlen(body) + strlen(hints) + 48;
+	char *json = malloc(n);
+	if (json != NULL)
+		snprintf(json, n, "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":%s%s}}", id, body, hints);
+	free(id);
+	call_reply(c, json);
+}
+
+struct method {
+	const char *name;
+	void (*fn)(struct call *);
+	int needs_session;
+};
+
+static const struct method methods[] = {
+	{ "ping", m_ping, 0 },
+	{ "tools/list", m_tools_list, 0 },
+	{ "tools/call", m_tools_call, 0 },
+	{ "resources/list", m_resources_list, 0 },
+	{ "resources/templates/list", m_templates_list, 0 },
+	{ "resources/read", m_resources_read, 0 },
+	{ "resources/subscribe", m_subscribe, 1 },
+	{ "resources/unsubscribe", m_unsubscribe, 1 },
+	{ "prompts/list", m_prompts_list, 0 },
+	{ "prompts/get", m_prompts_get, 0 },
+	{ "completion/complete", m_complete, 0 },
+	{ "logging/setLevel", m_set_level, 1 },
+	{ NULL, NULL, 0 },
+};
+
+/* 2026-07-28: no session, so no initialize, ping, setLevel or
+ * subscribe; discovery and listen streams instead. */
+static const struct method methods_2026[] = {
+	{ "server/discover", m_discover, 0 },
+	{ "tools/list", m_tools_list, 0 },
+	{ "tools/call", m_tools_call, 0 },
+	{ "resources/list", m_resources_list, 0 },
+	{ "resources/templates/list", m_templates_list, 0 },
+	{ "resources/read", m_resources_read, 0 },
+	{ "prompts/list", m_prompts_list, 0 },
+	{ "prompts/get", m_prompts_get, 0 },
+	{ "completion/complete", m_complete, 0 },
+	{ "subscriptions/listen", m_listen, 0 },
+	{ NULL, NULL, 0 },
+};
+
+void
+dispatch(struct call *c)
+{
+	http_request_log_extra(c->req, c->method);
+	for (const struct method *mt = c->stateless ? methods_2026 : methods; mt->name != NULL; mt++) {
+		if (strcmp(mt->name, c->method) == 0) {
+			if (c->params != NULL && !cJSON_IsObject(c->params)) {
+				call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params");
+				return;
+			}
+			mt->fn(c);
+			return;
+		}
+	}
+	call_error(c, JSONRPC_METHOD_NOT_FOUND, "Method not found: %s", c->method);
+}
+
+/* Cancel the call of this session with that request id, if it runs here. */
+int
+cancel_request(struct mcp *m, struct session *s, const cJSON *id)
+{
+	struct call *c;
+	LIST_FOREACH(c, &m->calls, link) {
+		if (c->s != NULL && strcmp(c->s->id, s->id) == 0 && c->msg.id != NULL &&
+		    json_equal(c->msg.id, id)) {
+			if (c->in_plugin) {
+				plugin_cancel(c);
+				return 1;
+			}
+			if (c->run != NULL && !c->cancelled) {
+				c->cancelled = 1;
+				tool_run_cancel(c->run);
+			}
+			return 1;
+		}
+	}
+	return 0;
+}
+
+void
+cancel_from_anywhere(struct session *s, const cJSON *id, void *arg)
+{
+	cancel_request(arg, s, id);
+}
+
+void
+session_gone(struct session *s, void *arg)
+{
+	struct mcp *m = arg;
+	struct call *c, *next;
+	for (c = LIST_FIRST(&m->calls); c != NULL; c = next) {
+		next = LIST_NEXT(c, link);
+		if (c->s == s && c->in_plugin) {
+			/* The plugin still owns the call: only its stream goes now. */
+			plugin_cancel(c);
+			if (c->stream != NULL) {
+				c->stream->detached = NULL;
+				stream_finish(c->stream, NULL);
+				c->stream = NULL;
+				c->req = NULL;
+			}
+			continue;
+		}
+		if (c->s == s) {
+			c->cancelled = 1;
+			if (c->run != NULL) {
+				tool_run_abandon(c->run);
+				c->run = NULL;
+			}
+			call_reply(c, c->req != NULL ? jsonrpc_error(c->msg.id, JSONRPC_INTERNAL_ERROR, "Session ended", NULL) : NULL);
+		}
+	}
+}

@@ -1,0 +1,214 @@
+/* Shared by the files of the MCP layer: the endpoint (endpoint.c), a call
+ * and what it sends (call.c), asking the client (ask.c), a call's command
+ * (command.c), the method families (t_tools.c, t_resources.c,
+ * t_prompts.c, t_complete.c, t_lifecycle.c) and change notifications
+ * (changes.c). Not for other layers: mcp.h is the MCP layer's face. */
+#ifndef MCPD_MCP_INTERNAL_H
+#define MCPD_MCP_INTERNAL_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <sys/queue.h>
+
+#include "jsonrpc.h"
+#include "session.h"
+
+struct admin;
+struct arg_names;
+struct auth;
+struct command_def;
+struct config;
+struct event;
+struct event_base;
+struct http_request;
+struct list_pages;
+struct mcpd_tool_call;
+struct oauth;
+struct prompt_arg;
+struct prompt_def;
+struct resource_def;
+struct tool_def;
+struct tool_exec;
+struct tool_run;
+struct tool_run_callbacks;
+
+struct ask_group;
+struct call;
+struct mcp;
+
+struct ask_item {               /* one request forwarded to the client */
+	struct ask_group *g;
+	char *key;
+};
+
+struct ask_group {              /* a command's question(s), waiting for the client */
+	struct call *c;
+	cJSON *tool_id;             /* the id the command used on its channel */
+	int single;                 /* answer with the result itself, not a map */
+	cJSON *results;             /* key -> result, or {"error": ...} */
+	struct ask_item *items;
+	size_t nitems, remaining;
+	LIST_ENTRY(ask_group) link;
+};
+
+struct plugin_ask {             /* a plugin's question waiting for the client */
+	struct call *c;
+	void (*done)(void *, const char *, const char *);
+	void *arg;
+	LIST_ENTRY(plugin_ask) link;
+};
+
+/* One JSON-RPC request, from dispatch to its answer (call.c). */
+struct call {
+	struct mcp *m;
+	struct http_request *req;   /* NULL once the client is gone */
+	struct session *s;
+	struct jsonrpc_msg msg;
+	const char *method;
+	const cJSON *params;
+	int accept_sse;
+	struct stream *stream;
+	const cJSON *progress_token;
+	struct tool_run *run;
+	const struct tool_def *tool;
+	const struct resource_def *res;
+	const struct prompt_def *prompt;
+	cJSON *vars;                /* resource template variables, completion context */
+	char *complete_prefix;
+	int cancelled;
+	int in_plugin;              /* a plugin tool owns the call until it finishes */
+	int *finished_flag;         /* set when the call is freed (see run_plugin_tool) */
+	struct event *plugin_timer; /* the tool's timeout, for plugin tools */
+	int input_needed;           /* MRTR: a plugin asked what the client has not answered */
+	LIST_HEAD(, plugin_ask) plugin_asks;
+	void (*plugin_cancel)(void *);
+	void *plugin_cancel_arg;
+	enum proto proto;
+	int stateless;              /* 2026-07-28: no session; the request says it all */
+	const cJSON *client_caps;
+	int log_level;              /* stateless threshold; MLOG_COUNT: no log messages */
+	int sse_direct;             /* stateless: this response is an SSE stream */
+	struct event *keepalive;
+	int status;                 /* HTTP status of a JSON answer */
+	cJSON *answers;             /* MRTR: input responses known so far */
+	cJSON *asked;               /* MRTR: questions to return as inputRequests */
+	char *bind_name;            /* MRTR: the tool, prompt or URI the state is for */
+	char bind_digest[65];
+	int listen;                 /* an open subscriptions/listen stream */
+	int async;                  /* outlived its handler: cancellable from anywhere */
+	cJSON *filter;              /* what the listener asked for and got */
+	LIST_HEAD(, ask_group) asks;
+	size_t questions;           /* forwarded to the client, not yet answered */
+	LIST_ENTRY(call) link;
+};
+
+struct file_watch {             /* a directory holding file resources */
+	int wd;
+	char *dir;
+};
+
+/* A worker's MCP layer (mcp_new). */
+struct mcp {
+	struct event_base *base;
+	struct config *cfg;
+	struct sessions *sessions;
+	struct tool_exec *te;
+	LIST_HEAD(, call) calls;
+	int draining;
+	int inotify_fd;
+	struct event *inotify_ev;
+	struct file_watch *watches;
+	size_t nwatches;
+	struct auth *auth;              /* NULL: no auth configured */
+	struct admin *admin;
+	struct oauth *oauth;            /* the internal authorization server, or NULL */
+};
+
+/* endpoint.c: answers outside a call. cors_headers checks the Origin
+ * against the worker's configuration. */
+void cors_headers(struct http_request *r);
+void respond_json(struct http_request *r, int status, char *json);     /* takes json */
+void respond_rpc_error(struct http_request *r, int status, const cJSON *id, int code,
+    const char *message);
+/* Does an Accept header take this type? (No header takes any.) */
+int accepts(const char *accept, const char *type);
+
+/* call.c: a call's lifecycle and output. */
+struct call *call_new(struct mcp *m, struct http_request *r, struct session *s,
+    struct jsonrpc_msg *msg);                                           /* takes msg */
+void call_free(struct call *c);
+void call_req_closed(struct http_request *r, void *arg);
+int call_log_level(const struct call *c);
+int call_direct_stream(struct call *c);
+void direct_write(struct call *c, const char *json);
+struct stream *call_stream(struct call *c);
+void call_send(struct call *c, char *json);
+void call_send_final(struct call *c, char *json);
+void call_reply(struct call *c, char *json);
+void call_result(struct call *c, cJSON *result);
+void call_error(struct call *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void call_error_data(struct call *c, int code, const char *msg, cJSON *data);
+void call_go_async(struct call *c);
+const char *param_string(const struct call *c, const char *key);
+int client_has(const struct call *c, const char *cap);
+void list_page(struct call *c, const struct list_pages *lp);
+/* Hand the call to its method's handler (the tables in call.c). */
+void dispatch(struct call *c);
+/* Cancel the call of this session with that request id, if it runs here
+ * (1), else 0. */
+int cancel_request(struct mcp *m, struct session *s, const cJSON *id);
+/* Session hooks (mcp_new): a cancellation from any worker; a session gone. */
+void cancel_from_anywhere(struct session *s, const cJSON *id, void *arg);
+void session_gone(struct session *s, void *arg);
+
+/* ask.c: asking the client. */
+void tool_request(struct call *c, const cJSON *msg, const char *method);
+int mrtr_begin(struct call *c, const char *name, const cJSON *bound);
+void mrtr_end_round(struct call *c);
+void host_tool_ask(struct mcpd_tool_call *call, const char *key, const char *method,
+    const char *params_json, void (*done)(void *, const char *, const char *), void *arg);
+
+/* command.c: a call's command. */
+int start_command(struct call *c, const char *label, const struct command_def *cmd,
+    const struct arg_names *names, const cJSON *args, const char *const *extra,
+    const struct tool_run_callbacks *cb, char *err, size_t errlen);
+void tool_message(void *arg, const cJSON *msg);
+void ignore_message(void *arg, const cJSON *msg);
+
+/* t_tools.c: plugin tools, and the host functions they call. */
+void plugin_cancel(struct call *c);
+void host_tool_result(struct mcpd_tool_call *call, const char *result_json);
+void host_tool_text(struct mcpd_tool_call *call, const char *text, int is_error);
+void host_tool_progress(struct mcpd_tool_call *call, double progress, double total,
+    const char *message);
+void host_tool_on_cancel(struct mcpd_tool_call *call, void (*fn)(void *), void *arg);
+
+/* t_prompts.c: a prompt's argument by name (completion asks too). */
+const struct prompt_arg *prompt_arg(const struct prompt_def *p, const char *name);
+
+/* changes.c: change notifications. */
+int listener_wants(const struct call *c, const char *what, const char *uri);
+char *change_notification(const char *what, const char *uri, const cJSON *subscription);
+void change_from_anywhere(const char *what, const char *uri, void *arg);
+void broadcast(struct mcp *m, const char *what, const char *uri);
+void watch_files(struct mcp *m);
+
+/* The methods (dispatch), in their families' files. */
+void m_initialize(struct call *c);      /* t_lifecycle.c */
+void m_ping(struct call *c);
+void m_set_level(struct call *c);
+void m_discover(struct call *c);
+void m_tools_list(struct call *c);      /* t_tools.c */
+void m_tools_call(struct call *c);
+void m_resources_list(struct call *c);  /* t_resources.c */
+void m_templates_list(struct call *c);
+void m_resources_read(struct call *c);
+void m_subscribe(struct call *c);
+void m_unsubscribe(struct call *c);
+void m_prompts_list(struct call *c);    /* t_prompts.c */
+void m_prompts_get(struct call *c);
+void m_complete(struct call *c);        /* t_complete.c */
+void m_listen(struct call *c);          /* changes.c */
+
+#endif

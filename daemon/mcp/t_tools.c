@@ -1,0 +1,376 @@
+/* tools/list and tools/call: the arguments checked against the tool's
+ * input schema, its scopes, the client's capabilities and the Mcp-Param
+ * headers, then a command (command.c) or a plugin tool, with the host
+ * functions a plugin tool calls back (result, text, progress, cancel;
+ * asking is ask.c's). */
+#include "mcp_internal.h"
+#include "auth.h"
+#include "config.h"
+#include "content.h"
+#include "host.h"
+#include "http.h"
+#include "json.h"
+#include "log.h"
+#include "registry.h"
+#include "schema.h"
+#include "tool_exec.h"
+#include "util.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void
+tool_done(void *arg, struct tool_result *r)
+{
+	struct call *c = arg;
+	c->run = NULL;
+	if (c->cancelled) {
+		log_info("tool %s cancelled", c->tool->name);
+		/* A cancelled request gets no response; end the HTTP exchange. */
+		if (c->stream == NULL && c->req != NULL) {
+			call_error(c, JSONRPC_REQUEST_CANCELLED, "Request cancelled");
+			return;
+		}
+		call_reply(c, NULL);
+		return;
+	}
+	if (!r->exited || r->status != 0 || r->timed_out)
+		log_info("tool %s: %s%s%s", c->tool->name,
+		    r->timed_out ? "timed out" : r->output_exceeded ? "output over the limit" :
+		    r->channel_exceeded ? "did not read its channel" :
+		    r->signal ? "killed by a signal" : "exited non-zero",
+		    r->err_tail[0] ? "; stderr: " : "", r->err_tail);
+	call_result(c, tool_result_build(c->tool, r));
+}
+
+static const struct tool_run_callbacks tool_callbacks = { tool_message, tool_done };
+
+static cJSON *
+tool_error_result(const char *msg)
+{
+	cJSON *r = cJSON_CreateObject();
+	cJSON *content = cJSON_AddArrayToObject(r, "content");
+	cJSON_AddItemToArray(content, content_text(msg, strlen(msg)));
+	cJSON_AddBoolToObject(r, "isError", 1);
+	return r;
+}
+
+/* SEP-2243: arguments mirrored in Mcp-Param-<name> headers must match. A
+ * value wrapped as =?base64?...?= is strict RFC 4648 Base64. */
+static int
+strict_base64(const char *s, size_t len, char **out)
+{
+	if (len == 0 || len % 4 != 0)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i];
+		int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+		    ch == '+' || ch == '/' || (ch == '=' && i >= len - 2 && (i == len - 1 || s[len - 1] == '='));
+		if (!ok)
+			return -1;
+	}
+	unsigned char *buf = malloc(len);
+	size_t n = 0;
+	if (buf == NULL || base64_decode(s, len, buf, &n) < 0) {
+		free(buf);
+		return -1;
+	}
+	*out = malloc(n + 1);
+	if (*out == NULL) {
+		free(buf);
+		return -1;
+	}
+	memcpy(*out, buf, n);
+	(*out)[n] = '\0';
+	free(buf);
+	return memchr(*out, '\0', n) != NULL ? -1 : 0;
+}
+
+static int
+check_header_params(struct call *c, const struct tool_def *t, const cJSON *args)
+{
+	const cJSON *hp;
+	cJSON_ArrayForEach(hp, t->header_params) {
+		char hname[200];
+		snprintf(hname, sizeof(hname), "Mcp-Param-%s", hp->valuestring);
+		const char *hv = c->req ? http_request_header(c->req, hname) : NULL;
+		const cJSON *a = cJSON_GetObjectItemCaseSensitive(args, hp->string);
+		if (a == NULL || cJSON_IsNull(a)) {
+			if (hv != NULL) {
+				call_error(c, -32020, "Header %s given but arguments.%s is absent", hname, hp->string);
+				return -1;
+			}
+			continue;
+		}
+		if (hv == NULL) {
+			call_error(c, -32020, "Header %s is required: the tool declares x-mcp-header for arguments.%s",
+			    hname, hp->string);
+			return -1;
+		}
+		char *decoded = NULL;
+		size_t hl = strlen(hv);
+		if (hl >= 11 && strncmp(hv, "=?base64?", 9) == 0 && strcmp(hv + hl - 2, "?=") == 0) {
+			if (strict_base64(hv + 9, hl - 11, &decoded) < 0) {
+				free(decoded);
+				call_error(c, -32020, "Header %s is not valid Base64", hname);
+				return -1;
+			}
+		}
+		const char *v = decoded ? decoded : hv;
+		int same = 0;
+		if (cJSON_IsString(a)) {
+			same = strcmp(v, a->valuestring) == 0;
+		} else if (cJSON_IsBool(a)) {
+			same = strcmp(v, cJSON_IsTrue(a) ? "true" : "false") == 0;
+		} else if (cJSON_IsNumber(a)) {
+			/* The same number, not merely the same nearest double. */
+			cJSON *h = json_number_parse(v, strlen(v));
+			same = h != NULL && json_number_cmp(h, a) == 0;
+			cJSON_Delete(h);
+		}
+		free(decoded);
+		if (!same) {
+			call_error(c, -32020, "Header %s does not match arguments.%s", hname, hp->string);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+plugin_finish(struct call *c, cJSON *result)
+{
+	c->in_plugin = 0;
+	if (c->input_needed && !c->cancelled) {
+		cJSON_Delete(result);
+		mrtr_end_round(c);
+		return;
+	}
+	if (c->cancelled) {
+		cJSON_Delete(result);
+		call_reply(c, c->req != NULL && c->stream == NULL ?
+		    jsonrpc_error(c->msg.id, JSONRPC_REQUEST_CANCELLED, "Request cancelled", NULL) : NULL);
+		return;
+	}
+	call_result(c, result);
+}
+
+void
+host_tool_result(struct mcpd_tool_call *call, const char *result_json)
+{
+	struct call *c = (struct call *)call;
+	cJSON *r = result_json ? json_parse(result_json, strlen(result_json), 0, NULL) : NULL;
+	char err[256];
+	if (r == NULL || !cJSON_IsObject(r) ||
+	    content_blocks_check(cJSON_GetObjectItemCaseSensitive(r, "content"), err, sizeof(err)) < 0) {
+		if (r == NULL || !cJSON_IsObject(r))
+			snprintf(err, sizeof(err), "the result is not a JSON object");
+		log_error("plugin tool %s returned an invalid result: %s", c->tool->name, err);
+		cJSON_Delete(r);
+		r = tool_error_result("the tool returned an invalid result");
+	}
+	plugin_finish(c, r);
+}
+
+void
+host_tool_text(struct mcpd_tool_call *call, const char *text, int is_error)
+{
+	struct call *c = (struct call *)call;
+	cJSON *r = cJSON_CreateObject();
+	cJSON *content = cJSON_AddArrayToObject(r, "content");
+	cJSON_AddItemToArray(content, content_text(text ? text : "", text ? strlen(text) : 0));
+	if (is_error)
+		cJSON_AddBoolToObject(r, "isError", 1);
+	plugin_finish(c, r);
+}
+
+void
+host_tool_progress(struct mcpd_tool_call *call, double progress, double total, const char *message)
+{
+	struct call *c = (struct call *)call;
+	if (c->progress_token == NULL || c->cancelled)
+		return;
+	cJSON *p = cJSON_CreateObject();
+	cJSON_AddItemToObject(p, "progressToken", cJSON_Duplicate(c->progress_token, 1));
+	cJSON_AddNumberToObject(p, "progress", progress);
+	if (total > 0)
+		cJSON_AddNumberToObject(p, "total", total);
+	if (message != NULL)
+		cJSON_AddStringToObject(p, "message", message);
+	call_send(c, jsonrpc_notification("notifications/progress", p));
+}
+
+void
+host_tool_on_cancel(struct mcpd_tool_call *call, void (*fn)(void *), void *arg)
+{
+	struct call *c = (struct call *)call;
+	c->plugin_cancel = fn;
+	c->plugin_cancel_arg = arg;
+}
+
+/* The client cancelled or left: tell the plugin; the call lives on until
+ * the plugin finishes it. */
+void
+plugin_cancel(struct call *c)
+{
+	if (c->cancelled)
+		return;
+	c->cancelled = 1;
+	if (c->plugin_cancel != NULL)
+		c->plugin_cancel(c->plugin_cancel_arg);
+}
+
+/* A plugin tool past its timeout: the client gets an error now; the call
+ * stays until the plugin finishes it, as the ABI promises the plugin. */
+static void
+plugin_timeout(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct call *c = arg;
+	char msg[200];
+	snprintf(msg, sizeof(msg), "tool %s timed out after %.3gs", c->tool->name,
+	    (double)c->tool->cmd.timeout_ms / 1000.0);
+	log_warn("%s (plugin tool)", msg);
+	cJSON *r = tool_error_result(msg);
+	if (c->stateless && r != NULL)
+		cJSON_AddStringToObject(r, "resultType", "complete");
+	call_send_final(c, jsonrpc_result(c->msg.id, r));
+	plugin_cancel(c);
+}
+
+static void
+run_plugin_tool(struct call *c, const struct tool_def *t, const cJSON *args)
+{
+	char *json = json_print(args);
+	if (json == NULL) {
+		call_result(c, tool_error_result("out of memory"));
+		return;
+	}
+	c->in_plugin = 1;
+	/* Most plugin tools answer before they return: then the call never
+	 * needs a timer or cross-worker cancellation. */
+	int finished = 0;
+	c->finished_flag = &finished;
+	((mcpd_tool_fn *)t->plugin_fn)(host_table(), (struct mcpd_tool_call *)c, json);
+	free(json);
+	if (finished)
+		return;
+	c->finished_flag = NULL;
+	call_go_async(c);
+	c->plugin_timer = evtimer_new(c->m->base, plugin_timeout, c);
+	if (c->plugin_timer != NULL) {
+		struct timeval tv = { (time_t)(t->cmd.timeout_ms / 1000), (suseconds_t)(t->cmd.timeout_ms % 1000) * 1000 };
+		evtimer_add(c->plugin_timer, &tv);
+	}
+}
+
+void
+m_tools_call(struct call *c)
+{
+	const char *name = param_string(c, "name");
+	if (name == NULL) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: \"name\" must be a string");
+		return;
+	}
+	const struct tool_def *t = registry_tool(c->m->cfg, name);
+	if (t == NULL) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Unknown tool: %s", name);
+		return;
+	}
+	if (c->m->auth != NULL && t->scopes != NULL && c->req != NULL &&
+	    !auth_has_scopes(auth_principal(c->req), t->scopes)) {
+		/* Before anything streams: the answer is a plain 403 that
+		 * tells the client which scopes to ask for (step-up). */
+		auth_insufficient_scope(c->m->auth, c->req, t->scopes);
+		http_request_log_extra(c->req, "tools/call: insufficient scope");
+		c->status = 403;
+		char msg[600];
+		snprintf(msg, sizeof(msg), "Forbidden: tool %s needs the scopes: %s", t->name, t->scopes);
+		call_reply(c, jsonrpc_error(c->msg.id, -32000, msg, NULL));
+		return;
+	}
+	c->tool = t;
+	const cJSON *args = cJSON_GetObjectItemCaseSensitive(c->params, "arguments");
+	cJSON *empty = NULL;
+	if (args == NULL || cJSON_IsNull(args))
+		args = empty = cJSON_CreateObject();
+	if (!cJSON_IsObject(args)) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: \"arguments\" must be an object");
+		cJSON_Delete(empty);
+		return;
+	}
+	char err[512];
+	if (schema_validate(t->input_schema, args, "arguments", err, sizeof(err)) < 0) {
+		cJSON_Delete(empty);
+		/* 2025-11-25: input errors are tool errors the model can correct;
+		 * earlier revisions answer with a protocol error. */
+		if (c->proto < PROTO_2025_11_25) {
+			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid arguments for tool %s: %s", name, err);
+			return;
+		}
+		char msg[700];
+		snprintf(msg, sizeof(msg), "Invalid arguments for tool %s: %s", name, err);
+		call_result(c, tool_error_result(msg));
+		return;
+	}
+	if (t->requires != NULL) {
+		cJSON *missing = cJSON_CreateObject();
+		const cJSON *cap;
+		cJSON_ArrayForEach(cap, t->requires)
+			if (!client_has(c, cap->string))
+				cJSON_AddObjectToObject(missing, cap->string);
+		if (cJSON_GetArraySize(missing) > 0) {
+			cJSON_Delete(empty);
+			if (c->stateless) {
+				cJSON *data = cJSON_CreateObject();
+				cJSON_AddItemToObject(data, "requiredCapabilities", missing);
+				call_error_data(c, -32021, "MissingRequiredClientCapabilityError: the client must declare the capabilities this tool needs", data);
+				return;
+			}
+			char msg[300];
+			snprintf(msg, sizeof(msg), "Tool %s needs the client to support %s", name, missing->child->string);
+			cJSON_Delete(missing);
+			call_result(c, tool_error_result(msg));
+			return;
+		}
+		cJSON_Delete(missing);
+	}
+	if (c->stateless && (check_header_params(c, t, args) < 0 || mrtr_begin(c, t->name, args) < 0)) {
+		cJSON_Delete(empty);
+		return;
+	}
+	if (t->kind == TOOL_PLUGIN) {
+		run_plugin_tool(c, t, args);
+		cJSON_Delete(empty);
+		return;
+	}
+	char tool_env[sizeof("MCP_TOOL_NAME=") + 128], proto_env[64];   /* names: at most 128 */
+	snprintf(tool_env, sizeof(tool_env), "MCP_TOOL_NAME=%s", t->name);
+	snprintf(proto_env, sizeof(proto_env), "MCP_PROTOCOL_VERSION=%s", proto_names[c->proto]);
+	char *caps_json = c->client_caps ? json_print(c->client_caps) : NULL;
+	char *caps_env = NULL;
+	if (asprintf(&caps_env, "MCP_CLIENT_CAPABILITIES=%s", caps_json ? caps_json : "{}") < 0)
+		caps_env = NULL;
+	free(caps_json);
+	const char *extra[] = { tool_env, proto_env, caps_env ? caps_env : "MCP_CLIENT_CAPABILITIES={}", NULL };
+	int rc = start_command(c, t->name, &t->cmd, &t->arg_env, args, extra, &tool_callbacks, err, sizeof(err));
+	free(caps_env);
+	cJSON_Delete(empty);
+	if (rc < 0) {
+		log_error("tool %s: %s", t->name, err);
+		char msg[700];
+		snprintf(msg, sizeof(msg), "Tool %s could not run: %s", name, err);
+		call_result(c, tool_error_result(msg));
+		return;
+	}
+	call_go_async(c);
+}
+
+void
+m_tools_list(struct call *c)
+{
+	list_page(c, c->m->cfg->tool_pages);
+}
