@@ -1,6 +1,12 @@
-/* The MCP endpoint as an OAuth protected resource: bearer tokens checked
- * by the auth plugin (cached per worker), 401/403 with WWW-Authenticate,
- * and the protected resource metadata (RFC 9728). */
+/* daemon/auth/: authorization. auth (this file) is the resource
+ * server's half, which the MCP endpoint calls before a request goes on;
+ * oauth.c and the oauth_*.c files are the internal authorization server
+ * (oauth.h), with its own routes. It uses http/, core/ and lib/; mcp/
+ * creates it and asks it.
+ *
+ * auth: the MCP endpoint as an OAuth protected resource: bearer tokens
+ * checked by the auth plugin (cached per worker), 401/403 with
+ * WWW-Authenticate, and the protected resource metadata (RFC 9728). */
 #ifndef MCPD_AUTH_H
 #define MCPD_AUTH_H
 

@@ -1,5 +1,15 @@
-/* The operator's configuration (mcpd.yaml) as typed structs.
- * A config is built whole or not at all: a reload that fails leaves the
+/* daemon/core/: what every layer above shares: log, paths (the install
+ * paths compiled in), config (this file; config.c loads it,
+ * config_tools.c and config_oauth.c read their sections), defs (the
+ * tools, resources and prompts declared) and registry (looking them up,
+ * their prebuilt list pages), plugin (loading plugins; the storage and
+ * transport in use), host (the table plugins call: where a backend is
+ * called from), relay (the master's relay between workers), offload
+ * (CPU-heavy work off the loop), tool_exec (running commands). It uses
+ * lib/ only; http/, auth/, mcp/ and process/ use it.
+ *
+ * config: the operator's configuration (mcpd.yaml) as typed structs. A
+ * config is built whole or not at all: a reload that fails leaves the
  * running one untouched. */
 #ifndef MCPD_CONFIG_H
 #define MCPD_CONFIG_H

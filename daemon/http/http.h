@@ -1,7 +1,13 @@
-/* HTTP/1.1 server on a libevent loop: strict parsing, bounded input,
- * keep-alive, streamed (chunked) responses for SSE, TLS, graceful drain.
- * Handlers may answer at once or later; a request whose client goes away
- * tells its handler through the close callback. */
+/* daemon/http/: the HTTP server (this file: where every request enters,
+ * read whole, then handed to the handler of its route), tls (contexts
+ * for the listeners), form (forms, query strings, escaping) and guard
+ * (the Host, Origin and CORS checks every endpoint shares). It uses
+ * core/ and lib/; auth/ and mcp/ register their routes on it.
+ *
+ * http: HTTP/1.1 server on a libevent loop: strict parsing, bounded
+ * input, keep-alive, streamed (chunked) responses for SSE, TLS, graceful
+ * drain. Handlers may answer at once or later; a request whose client
+ * goes away tells its handler through the close callback. */
 #ifndef MCPD_HTTP_H
 #define MCPD_HTTP_H
 

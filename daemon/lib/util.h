@@ -1,4 +1,14 @@
-/* Small helpers shared by every module. */
+/* daemon/lib/: libraries that know nothing of a running mcpd (no
+ * configuration, event loop or log): util, arena (the bump allocator),
+ * json (the strict parser and printer), jsonrpc (JSON-RPC 2.0 messages),
+ * conftree (YAML read into a bounded tree), schema (JSON Schema
+ * validation), reqstate (sealed requestState tokens), pwhash (scrypt
+ * password hashes). They use one another and system libraries only;
+ * every layer above may use them.
+ *
+ * util: small helpers shared by every module (error lists, bounded
+ * strings, numbers, durations and sizes, base64, clocks, random bytes,
+ * descriptors). */
 #ifndef MCPD_UTIL_H
 #define MCPD_UTIL_H
 

@@ -1,6 +1,6 @@
 /* A call: one JSON-RPC request from dispatch to its answer. What it sends
  * goes as one JSON response, on an SSE stream of its session (the 2025
- * revisions: resumable, see session.c) or on the response itself
+ * revisions: resumable, see session_stream.c) or on the response itself
  * (2026-07-28); it ends with call_result or call_error, or when the client
  * leaves, cancels or its session ends. The dispatch tables map each
  * method to its handler in t_*.c. */
