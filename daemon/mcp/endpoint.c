@@ -63,6 +63,7 @@ accepts(const char *accept, const char *type)
 	return strstr(accept, type) != NULL || strstr(accept, "*/*") != NULL;
 }
 
+/* A notification the client posted in its session. */
 static void
 notification(struct mcp *m, struct session *s, const struct jsonrpc_msg *msg)
 {

@@ -89,6 +89,12 @@ prompt_done(void *arg, struct tool_result *r)
 static const struct tool_run_callbacks prompt_callbacks = { tool_message, prompt_done };
 
 void
+m_prompts_list(struct call *c)
+{
+	list_page(c, c->m->cfg->prompt_pages);
+}
+
+void
 m_prompts_get(struct call *c)
 {
 	const char *name = param_string(c, "name");
@@ -157,10 +163,4 @@ m_prompts_get(struct call *c)
 		cJSON_AddItemToArray(msgs, m);
 	}
 	call_result(c, res);
-}
-
-void
-m_prompts_list(struct call *c)
-{
-	list_page(c, c->m->cfg->prompt_pages);
 }

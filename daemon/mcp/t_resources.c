@@ -116,6 +116,18 @@ read_file(const char *path, uint64_t max, char **out, size_t *outlen, char *err,
 }
 
 void
+m_resources_list(struct call *c)
+{
+	list_page(c, c->m->cfg->resource_pages);
+}
+
+void
+m_templates_list(struct call *c)
+{
+	list_page(c, c->m->cfg->template_pages);
+}
+
+void
 m_resources_read(struct call *c)
 {
 	const char *uri = param_string(c, "uri");
@@ -196,18 +208,6 @@ m_resources_subscribe(struct call *c, int on)
 		session_unsubscribe(c->s, uri);
 	session_save(c->s);
 	call_result(c, cJSON_CreateObject());
-}
-
-void
-m_resources_list(struct call *c)
-{
-	list_page(c, c->m->cfg->resource_pages);
-}
-
-void
-m_templates_list(struct call *c)
-{
-	list_page(c, c->m->cfg->template_pages);
 }
 
 void

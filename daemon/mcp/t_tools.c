@@ -268,6 +268,12 @@ run_plugin_tool(struct call *c, const struct tool_def *t, const cJSON *args)
 }
 
 void
+m_tools_list(struct call *c)
+{
+	list_page(c, c->m->cfg->tool_pages);
+}
+
+void
 m_tools_call(struct call *c)
 {
 	const char *name = param_string(c, "name");
@@ -367,10 +373,4 @@ m_tools_call(struct call *c)
 		return;
 	}
 	call_go_async(c);
-}
-
-void
-m_tools_list(struct call *c)
-{
-	list_page(c, c->m->cfg->tool_pages);
 }
