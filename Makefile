@@ -149,8 +149,8 @@ check-asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 OPT='-O1 -g' check-unit check-integration
 
 check: config.mk
-	scripts/include-cycles
 	@scripts/install-deps.sh test
+	scripts/include-cycles
 	$(MAKE) check-unit check-integration
 	$(MAKE) check-asan
 	$(MAKE) check-fuzz
