@@ -257,6 +257,13 @@ compile_pattern(const char *pat, regex_t *re)
 			default:
 				break;
 			}
+			/* A backreference makes glibc's matcher backtrack without
+			 * bound on strings a client chooses; JSON Schema's
+			 * recommended regular expressions leave them out. */
+			if (!in_class && n >= '1' && n <= '9') {
+				free(buf);
+				return -1;
+			}
 			if (rep != NULL) {
 				memcpy(buf + o, rep, strlen(rep));
 				o += strlen(rep);
@@ -672,7 +679,8 @@ check_node(const cJSON *root, const cJSON *n, int depth, char *err, size_t errle
 			regex_t re;
 			if (compile_pattern(c->valuestring, &re) < 0) {
 				snprintf(err, errlen, "pattern \"%s\" is not a regular expression mcpd can use "
-				    "(or repeats too much to compile, as a{0,10000})", c->valuestring);
+				    "(no backreferences such as \\1; nor one that repeats too much to compile, as a{0,10000})",
+				    c->valuestring);
 				return -1;
 			}
 			regfree(&re);
@@ -684,7 +692,8 @@ check_node(const cJSON *root, const cJSON *n, int depth, char *err, size_t errle
 				regex_t re;
 				if (compile_pattern(pp->string, &re) < 0) {
 					snprintf(err, errlen, "patternProperties name \"%s\" is not a regular expression "
-					    "mcpd can use (or repeats too much to compile, as a{0,10000})", pp->string);
+					    "mcpd can use (no backreferences such as \\1; nor one that repeats too much to compile, "
+					    "as a{0,10000})", pp->string);
 					return -1;
 				}
 				regfree(&re);

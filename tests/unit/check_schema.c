@@ -140,6 +140,13 @@ START_TEST(pattern_size)
 		ck_assert_msg(!pattern_ok("patternProperties", big[i]), "%s accepted as a name", big[i]);
 	}
 	ck_assert(!pattern_ok("patternProperties", "(unclosed"));
+	/* Backreferences: glibc backtracks on them without bound (a client
+	 * chooses the string), and JSON Schema's subset leaves them out. */
+	ck_assert(!pattern_ok("pattern", "^(a+)+\\1$"));
+	ck_assert(strstr(err, "backreferences") != NULL);
+	ck_assert(!pattern_ok("patternProperties", "(x)\\9"));
+	ck_assert(pattern_ok("pattern", "[\\1]x"));         /* a class: the character 1 */
+	ck_assert(pattern_ok("pattern", "a\\\\1"));       /* an escaped backslash, then 1 */
 	/* Validation refuses them too (a string against the pattern). */
 	cJSON *s = cJSON_Parse("{\"pattern\":\"a{0,4000}\"}");
 	cJSON *v = cJSON_CreateString("aaa");
