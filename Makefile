@@ -47,7 +47,8 @@ UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # Plugin code with no host in it, tested as it is (plugins/jwt/jwt.c,
 # plugins/introspection/introspect.c, plugins/common/resolve.c).
 UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/introspect.o \
-	$(BUILD)/plugins/common/resolve.o
+	$(BUILD)/plugins/common/resolve.o $(BUILD)/plugins/common/aws_sigv4.o $(BUILD)/plugins/common/aws_xml.o \
+	$(BUILD)/plugins/common/aws_creds.o $(BUILD)/plugins/common/fetch.o
 
 MCPD = $(BUILD)/mcpd
 HELPER = $(BUILD)/mcpd-tool
@@ -94,6 +95,14 @@ PLUGIN_SHARED_jwt = plugins/common/fetch.c plugins/common/fetch.h plugins/common
 PLUGIN_LIBS_introspection = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_introspection = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_introspection = $(PLUGIN_SHARED_jwt)
+# The AWS plugins: signed calls (plugins/common/aws*.c) over fetch.c.
+AWS_SHARED = plugins/common/aws.c plugins/common/aws.h plugins/common/aws_creds.c plugins/common/aws_creds.h \
+	plugins/common/aws_sigv4.c plugins/common/aws_sigv4.h plugins/common/aws_xml.c plugins/common/aws_xml.h \
+	plugins/common/fetch.c plugins/common/fetch.h plugins/common/section.c plugins/common/section.h \
+	plugins/common/clock.h
+PLUGIN_LIBS_dynamodb = $(PLUGIN_LIBS_jwt)
+PLUGIN_CFLAGS_dynamodb = $(PLUGIN_CFLAGS_jwt)
+PLUGIN_SHARED_dynamodb = $(AWS_SHARED)
 PLUGIN_LIBS_nats = $(NATS_LIBS) $(LIBEVENT_LIBS) $(OPENSSL_LIBS) -lpthread
 PLUGIN_CFLAGS_nats = $(NATS_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
 PLUGIN_SHARED_nats = plugins/common/section.c plugins/common/section.h plugins/common/clock.h \
