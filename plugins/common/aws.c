@@ -365,14 +365,16 @@ answered(void *arg, const struct fetch_result *fr)
 		finish(k, &r);
 		return;
 	}
-	if (k->target != NULL) {
+	/* JSON for the JSON protocol, XML for the query one; some front ends
+	 * (and emulators) answer auth errors in XML whatever was asked. */
+	if (k->target != NULL)
 		aws_json_error(fr->body, fr->len, type, sizeof(type), msg, sizeof(msg));
-	} else {
+	if (type[0] == '\0') {
 		aws_xml_text(fr->body, "Code", type, sizeof(type));
 		aws_xml_text(fr->body, "Message", msg, sizeof(msg));
 	}
 	if (type[0] == '\0')
-		snprintf(type, sizeof(type), "HTTP%ld", fr->status);
+		snprintf(type, sizeof(type), fr->status == 403 ? "AccessDenied" : "HTTP%ld", fr->status);
 	/* The service's clock: sign with it from now on. */
 	if (is_skew(type, msg) && !k->skew_fixed && fr->date > 0) {
 		k->skew_fixed = 1;

@@ -68,8 +68,8 @@ def test_storage_suite_against_postgres(t):
     p = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=180)
     out = p.stdout + p.stderr
     m = re.search(r"Checks: (\d+), Failures: 0, Errors: 0", out)
-    # Three backends (memory, lmdb, postgres), nine checks each.
-    check(p.returncode == 0 and m and int(m.group(1)) == 27, out[-3000:])
+    # Three backends (memory, lmdb, postgres), ten checks each.
+    check(p.returncode == 0 and m and int(m.group(1)) == 30, out[-3000:])
     tables = pg.sql("SELECT tablename FROM pg_tables WHERE tablename LIKE 't%\\_kv'")
     check(tables, "the suite made no tables")
 

@@ -126,8 +126,8 @@ def test_storage_suite_against_redis(t):
                        capture_output=True, text=True, timeout=120)
     out = p.stdout + p.stderr
     m = re.search(r"Checks: (\d+), Failures: 0, Errors: 0", out)
-    # Three backends (memory, lmdb, redis), nine checks each.
-    check(p.returncode == 0 and m and int(m.group(1)) == 27, out[-3000:])
+    # Three backends (memory, lmdb, redis), ten checks each.
+    check(p.returncode == 0 and m and int(m.group(1)) == 30, out[-3000:])
 
 
 def test_a_session_is_served_by_every_instance(t):

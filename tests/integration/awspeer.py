@@ -1,0 +1,140 @@
+"""moto's server (python3 -m moto.server) as the AWS of the tests of the
+dynamodb and sqs plugins: DynamoDB, SQS, SNS, STS and IAM on one loopback
+port. It runs with IAM authentication on: the test's first calls (unsigned,
+INITIAL_NO_AUTH_ACTION_COUNT of them) make an IAM user with a policy and an
+access key, and from then on every call must carry a valid SigV4
+signature of that key, checked by moto with botocore's signer, a peer we
+did not write.
+
+moto is a Python package: scripts/install-deps.sh test installs it
+(pip install 'moto[server]') where pip can reach PyPI. A machine without
+it skips these tests; they are then reported as skipped, never passed."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from harness import Skip, TestFailure, free_port, wait_for
+
+REGION = "us-east-1"
+# Unsigned setup calls moto allows before it checks every call: CreateUser,
+# CreateAccessKey, PutUserPolicy, and the two of a role for web identity.
+SETUP_CALLS = 5
+
+POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": ["dynamodb:*", "sqs:*", "sns:*", "sts:*"], "Resource": "*"}],
+}
+
+
+def have_moto():
+    try:
+        import moto.server  # noqa: F401
+        import boto3  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+class Moto:
+    """One moto server with IAM auth, and an access key allowed everything
+    the plugins call (self.key_id, self.secret), and a role for web
+    identity (self.role_arn)."""
+
+    def __init__(self, tmpdir, port=None):
+        if not have_moto():
+            raise Skip("moto is not installed (scripts/install-deps.sh test installs it: pip install 'moto[server]')")
+        self.port = port or free_port()
+        self.dir = tmpdir
+        self.log_path = os.path.join(tmpdir, "moto-%d.log" % self.port)
+        self.proc = None
+        self.key_id = self.secret = None
+        self.role_arn = None
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def _spawn(self):
+        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT=str(SETUP_CALLS), MOTO_ALLOW_NONEXISTENT_REGION="true")
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            env.pop(k, None)
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=self.logf, stderr=subprocess.STDOUT, env=env)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise TestFailure("moto exited: %s" % open(self.log_path, errors="replace").read()[-2000:])
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, timeout=30, what="moto to listen", interval=0.1)
+
+    def start(self):
+        self._spawn()
+        self._setup()
+        return self
+
+    def client(self, service, key=None, secret=None, token=None):
+        import boto3
+        return boto3.client(service, region_name=REGION, endpoint_url=self.url,
+                            aws_access_key_id=key or self.key_id or "setup",
+                            aws_secret_access_key=secret or self.secret or "setup",
+                            aws_session_token=token)
+
+    def _setup(self):
+        iam = self.client("iam")
+        iam.create_user(UserName="mcpd")
+        k = iam.create_access_key(UserName="mcpd")["AccessKey"]
+        iam.put_user_policy(UserName="mcpd", PolicyName="mcpd", PolicyDocument=json.dumps(POLICY))
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Federated": "*"},
+                                                          "Action": "sts:AssumeRoleWithWebIdentity"}]}
+        role = iam.create_role(RoleName="mcpd-pod", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+        iam.put_role_policy(RoleName="mcpd-pod", PolicyName="mcpd", PolicyDocument=json.dumps(POLICY))
+        self.key_id, self.secret = k["AccessKeyId"], k["SecretAccessKey"]
+        self.role_arn = role["Arn"]
+
+    def env(self):
+        """The environment an mcpd on this moto needs (credentials from
+        the environment, the region)."""
+        return {"AWS_ACCESS_KEY_ID": self.key_id, "AWS_SECRET_ACCESS_KEY": self.secret, "AWS_REGION": REGION,
+                "AWS_EC2_METADATA_DISABLED": "true"}
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def pause(self):
+        """SIGSTOP: a service that hangs (accepts, never answers)."""
+        import signal
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        import signal
+        self.proc.send_signal(signal.SIGCONT)
+
+    def log(self):
+        try:
+            return open(self.log_path, errors="replace").read()
+        except FileNotFoundError:
+            return ""
+
+    def sanitizer_report(self):
+        return None

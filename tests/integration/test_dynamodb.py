@@ -1,0 +1,322 @@
+"""The dynamodb storage plugin (plugins/dynamodb) against moto's server with
+IAM authentication on (awspeer.Moto): every call signed with SigV4 and
+checked by a peer we did not write. The storage contract, instances
+sharing sessions, refused credentials and signatures, a missing table, an
+emulator that hangs, and the service going away and coming back."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+
+from awspeer import REGION, Moto
+from harness import MCPD, check, free_port, http, mcp_session, rpc, run_mcpd, wait_for
+
+TOOLS = """
+tools:
+  - name: where
+    description: The instance that runs the tool.
+    shell: 'echo %(name)s'
+"""
+
+
+def moto_server(t):
+    m = Moto(t.dir).start()
+    t.daemons.append(m)
+    return m
+
+
+def key_file(t):
+    path = os.path.join(t.dir, "state.key")
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(path, 0o600)
+    return path
+
+
+def instance(t, m, name="A", workers=2, table="mcpd", extra="", storage_extra="", env=None, port=None,
+             transport="", endpoint=None, ready=True):
+    port = port or free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: %d\nstorage: { plugin: dynamodb, table: %s, endpoint: \"%s\", "
+               "create_table: true%s }\n%srequest_state: { key_file: %s }\n%s%s"
+               % (port, workers, table, endpoint or m.url, storage_extra, transport, key_file(t), extra,
+                  TOOLS % {"name": name}), name="%s.yaml" % name)
+    e = m.env()
+    e.update(env or {})
+    d.start(env=e, wait_url_port=port)
+    if ready:
+        wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(2 * workers)), timeout=20,
+                 what="instance %s ready" % name)
+    return d, port
+
+
+def call(port, sid, name, args=None, id=1):
+    st, r, _ = rpc(port, sid, "tools/call", {"name": name, "arguments": args or {}}, id=id)
+    check(st == 200 and r and "result" in r, (port, st, r))
+    return r["result"]["content"][0]["text"].strip()
+
+
+def test_storage_suite_against_dynamodb(t):
+    """The unit suite every storage backend passes, against moto with IAM
+    authentication: a call signed wrong would fail every check."""
+    m = moto_server(t)
+    exe = os.path.join(os.path.dirname(os.path.abspath(MCPD)), "unit-tests")
+    check(os.access(exe, os.X_OK), "no unit-test binary at %s" % exe)
+    env = dict(os.environ, CK_RUN_SUITE="storage", MCPD_TEST_DYNAMODB_ENDPOINT=m.url, **m.env())
+    for k in ("MCPD_TEST_REDIS_URL", "MCPD_TEST_POSTGRES_URL"):
+        env.pop(k, None)
+    p = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
+    mres = re.search(r"Checks: (\d+), Failures: 0, Errors: 0", out)
+    # Three backends (memory, lmdb, dynamodb), ten checks each.
+    check(p.returncode == 0 and mres and int(mres.group(1)) == 30, out[-3000:])
+    tables = m.client("dynamodb").list_tables()["TableNames"]
+    check(any(re.fullmatch(r"t\d+", n) for n in tables), "the suite made no table: %s" % tables)
+
+
+def test_instances_share_sessions_through_dynamodb(t):
+    """Two instances on one table: a session made on A is served by B,
+    survives a restart of A, and a DELETE on B ends it everywhere; the
+    items are where the plugin's layout says."""
+    m = moto_server(t)
+    a, pa = instance(t, m, "A")
+    b, pb = instance(t, m, "B")
+    sid = mcp_session(pa)
+    check(call(pb, sid, "where") == "B" and call(pa, sid, "where", id=2) == "A")
+    ddb = m.client("dynamodb")
+    item = ddb.get_item(TableName="mcpd", Key={"pk": {"S": "session:" + sid}, "sk": {"S": "v"}}, ConsistentRead=True)
+    check("Item" in item and "B" in item["Item"]["v"] and "ttl" in item["Item"], item)
+    idx = ddb.get_item(TableName="mcpd", Key={"pk": {"S": "user:anonymous:sessions"}, "sk": {"S": "m:" + sid}},
+                       ConsistentRead=True)
+    check("Item" in idx, idx)
+    ttl = ddb.describe_time_to_live(TableName="mcpd")["TimeToLiveDescription"]
+    check(ttl.get("TimeToLiveStatus") == "ENABLED" and ttl.get("AttributeName") == "ttl", ttl)
+    a.stop()
+    a, pa = instance(t, m, "A", port=pa)
+    check(call(pa, sid, "where", id=3) == "A", "the session did not survive the restart")
+    st, _, _ = http(pb, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
+    check(st == 200, st)
+    for port in (pa, pb):
+        st, r, _ = rpc(port, sid, "ping", id=4)
+        check(st == 404, "after DELETE on B, %d answered %s" % (port, st))
+    item = ddb.get_item(TableName="mcpd", Key={"pk": {"S": "session:" + sid}, "sk": {"S": "v"}}, ConsistentRead=True)
+    check("Item" not in item, item)
+    a.stop()
+    b.stop()
+
+
+def test_a_wrong_secret_is_refused(t):
+    """A secret that is not the key's: moto refuses the signature; mcpd
+    starts, is not ready, says which credentials were refused and why
+    (never the secret), and answers 503, without crashing."""
+    m = moto_server(t)
+    secret = "WRONG" + m.secret[5:]
+    d, port = instance(t, m, env={"AWS_SECRET_ACCESS_KEY": secret}, ready=False)
+    wait_for(lambda: http(port, "GET", "/readyz")[0] == 503 and b"refused" in http(port, "GET", "/readyz")[2],
+             timeout=15, what="/readyz to fail")
+    st, _, body = http(port, "GET", "/readyz")
+    check(b"the environment (AWS_ACCESS_KEY_ID)" in body and b"SignatureDoesNotMatch" in body, body)
+    st, r, _ = rpc(port, None, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "x", "version": "1"}}, id=0)
+    check(st == 503, (st, r))
+    d.wait_log(r"dynamodb refused the request signed with the credentials from the environment")
+    check(secret not in d.log() and m.secret not in d.log(), "a secret in the log")
+    check(http(port, "GET", "/healthz")[0] == 200)
+    # An access key that does not exist, and a session token that is not
+    # the key's: refused likewise.
+    d.stop()
+    d2, port2 = instance(t, m, name="B", env={"AWS_ACCESS_KEY_ID": "AKIANOTAKEY00000000", "AWS_SESSION_TOKEN": "bogus"},
+                         ready=False)
+    wait_for(lambda: b"refused" in http(port2, "GET", "/readyz")[2], timeout=15, what="/readyz to fail")
+    st, _, body = http(port2, "GET", "/readyz")
+    check(st == 503 and (b"InvalidClientTokenId" in body or b"UnrecognizedClient" in body), body)
+    d2.stop()
+
+
+def test_a_missing_table(t):
+    """Without create_table a missing table is an error at start (the
+    worker says so and mcpd is not ready) and in mcpd -t; with it, the
+    table is made."""
+    m = moto_server(t)
+    port = free_port()
+    path = os.path.join(t.dir, "missing.yaml")
+    with open(path, "w") as f:
+        f.write("listen: [127.0.0.1:%d]\nstorage: { plugin: dynamodb, table: nothere, endpoint: \"%s\" }\n"
+                % (port, m.url))
+    rc, out, err = run_mcpd("-t", "-c", path, env=m.env())
+    check(rc != 0 and "table nothere does not exist" in out + err, (rc, out, err))
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\nstorage: { plugin: dynamodb, table: nothere, endpoint: \"%s\" }\n"
+               % (port, m.url), name="missing-run.yaml")
+    d.start(env=m.env())
+    wait_for(lambda: "table nothere does not exist" in d.log(), timeout=15, what="the error at start")
+    d.kill()
+    with open(path, "w") as f:
+        f.write("listen: [127.0.0.1:%d]\nstorage: { plugin: dynamodb, table: nothere, endpoint: \"%s\", "
+                "create_table: true }\n" % (port, m.url))
+    rc, out, err = run_mcpd("-t", "-c", path, env=m.env())
+    check(rc == 0, out + err)
+    d, port = instance(t, m, table="madehere")
+    check("madehere" in m.client("dynamodb").list_tables()["TableNames"])
+    d.stop()
+
+
+def test_configuration_errors(t):
+    path = os.path.join(t.dir, "bad.yaml")
+    env = {"AWS_ACCESS_KEY_ID": "AKIDX", "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": REGION,
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    cases = [
+        ("storage: { plugin: dynamodb }\n", r"bad\.yaml.*dynamodb needs table", env),
+        ("storage: { plugin: dynamodb, table: \"a b\" }\n", r"bad\.yaml:\d+.*table must be", env),
+        ("storage: { plugin: dynamodb, table: t1x, colour: red }\n", r"bad\.yaml:\d+.*colour", env),
+        ("storage: { plugin: dynamodb, table: t1x, create_table: maybe }\n", r"bad\.yaml:\d+.*create_table", env),
+        ("storage: { plugin: dynamodb, table: t1x, timeout: 1ms }\n", r"bad\.yaml:\d+.*timeout must be", env),
+        ("storage: { plugin: dynamodb, table: t1x, region: \"EU WEST\" }\n", r"not a region name", env),
+        ("storage: { plugin: dynamodb, table: t1x, endpoint: \"ftp://x\" }\n", r"http or https", env),
+        ("storage: { plugin: dynamodb, table: t1x }\n", r"no region", {"AWS_REGION": "", "AWS_DEFAULT_REGION": "",
+                                                                       "HOME": t.dir}),
+        ("storage: { plugin: dynamodb, table: t1x, region: eu-west-1 }\n", r"no AWS credentials",
+         {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "HOME": t.dir, "AWS_EC2_METADATA_DISABLED": "true"}),
+        ("storage: { plugin: dynamodb, table: t1x, region: eu-west-1, profile: nope }\n", r"no profile nope",
+         {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "HOME": t.dir}),
+    ]
+    for text, want, e in cases:
+        with open(path, "w") as f:
+            f.write("listen: [127.0.0.1:%d]\n%s" % (free_port(), text))
+        rc, out, err = run_mcpd("-t", "-c", path, env=e)
+        out += err
+        check(rc != 0 and re.search(want, out), "%r: rc %s, %s" % (text, rc, out))
+
+
+class Proxy:
+    """A TCP relay in front of moto that can be taken away and brought
+    back: the service unreachable (connections refused) while moto keeps
+    what it stored."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.port = free_port()
+        self.sock = None
+        self.conns = []
+        self.lock = threading.Lock()
+
+    def start(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(128)
+        threading.Thread(target=self._accept, args=(self.sock,), daemon=True).start()
+        return self
+
+    def _accept(self, ls):
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self):
+        self.sock.close()
+        with self.lock:
+            for s in self.conns:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+                except OSError:
+                    pass
+            self.conns = []
+
+
+def test_service_down_then_back(t):
+    """The service goes away under load: requests get 503 meanwhile (never
+    a crash or a hang), /readyz says why; once it is back everything works,
+    and the session stored before is still there."""
+    m = moto_server(t)
+    px = Proxy(m.port).start()
+    a, pa = instance(t, m, "A", endpoint="http://127.0.0.1:%d" % px.port)
+    sid = mcp_session(pa)
+    statuses, errors, stop = [], set(), threading.Event()
+
+    def load():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            st, r, _ = rpc(pa, sid, "tools/call", {"name": "where", "arguments": {}}, id=i, timeout=15)
+            statuses.append(st)
+            if st != 200:
+                errors.add(json.dumps(r))
+
+    th = threading.Thread(target=load)
+    th.start()
+    try:
+        wait_for(lambda: len(statuses) > 20, what="load")
+        px.stop()
+        wait_for(lambda: statuses.count(503) > 5, timeout=20, what="503 while the service is away")
+        st, _, body = http(pa, "GET", "/readyz")
+        check(st == 503 and b"dynamodb" in body, (st, body))
+        check(http(pa, "GET", "/healthz")[0] == 200, "the process is alive even though it is not ready")
+        px.start()
+        wait_for(lambda: all(http(pa, "GET", "/readyz")[0] == 200 for _ in range(4)), timeout=20,
+                 what="ready again")
+        n = len(statuses)
+        wait_for(lambda: len(statuses) > n + 20, timeout=20, what="load after the return")
+    finally:
+        stop.set()
+        th.join()
+    check(set(statuses) <= {200, 503}, "statuses seen: %s" % sorted(set(statuses)))
+    check(all("storage is unavailable" in e for e in errors), errors)
+    check(statuses[-10:] == [200] * 10, statuses[-30:])
+    check(call(pa, sid, "where", id=9999) == "A", "the session stored before the outage is gone")
+    check("the service answers again" in a.log(), a.log()[-1500:])
+    a.stop()
+
+
+def test_an_emulator_that_hangs(t):
+    """moto stops answering (SIGSTOP) without closing its connections: a
+    request ends at the call's time bound with 503, /healthz is answered
+    all along, and once moto answers again so does mcpd."""
+    m = moto_server(t)
+    d, port = instance(t, m, workers=1, storage_extra=", timeout: 500ms")
+    sid = mcp_session(port)
+    m.pause()
+    try:
+        t0 = time.monotonic()
+        st, r, _ = rpc(port, sid, "ping", timeout=15)
+        took = time.monotonic() - t0
+        check(st == 503 and "unavailable" in json.dumps(r), (st, r))
+        check(took < 4, "took %.1fs" % took)
+        check(http(port, "GET", "/healthz")[0] == 200)
+        d.wait_log(r"dynamodb: .*(timed out|Timeout|timeout)")
+    finally:
+        m.resume()
+    wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(3)), timeout=15, what="ready again")
+    wait_for(lambda: rpc(port, sid, "ping")[0] == 200, timeout=10, what="the session to answer again")
+    d.stop()
