@@ -395,6 +395,8 @@ aws_chain_new(struct fetcher *f, const char *profile, const char *region, const 
 	}
 	if (region != NULL && *region != '\0')
 		snprintf(ch->region, sizeof(ch->region), "%s", region);
+	if (ch->src == SRC_ENV || ch->src == SRC_FILE)
+		say(ch, MCPD_LOG_INFO, "aws: credentials from %s", ch->what);
 	return ch;
 }
 
@@ -441,12 +443,28 @@ aws_chain_free(struct aws_chain *ch)
 	free(ch);
 }
 
+static uint64_t
+life(const struct aws_chain *ch)
+{
+	return ch->expires_ms > ch->obtained_ms ? ch->expires_ms - ch->obtained_ms : 0;
+}
+
+/* Still good for a call: not within the last tenth of their life (at
+ * most 10 s) before they expire, so that a signed call does not reach
+ * the service with credentials that lapsed on the way. */
 static int
 usable(const struct aws_chain *ch, uint64_t now)
 {
-	return ch->ak != NULL && (ch->expires_ms == 0 || now + 10000 < ch->expires_ms);
+	if (ch->ak == NULL)
+		return 0;
+	if (ch->expires_ms == 0)
+		return 1;
+	uint64_t margin = life(ch) / 10 < 10000 ? life(ch) / 10 : 10000;
+	return now + margin < ch->expires_ms;
 }
 
+/* Time to fetch new ones: in the second half of their life, or the last
+ * 5 minutes of it. */
 static int
 due(const struct aws_chain *ch, uint64_t now)
 {
@@ -454,8 +472,7 @@ due(const struct aws_chain *ch, uint64_t now)
 		return 1;
 	if (ch->expires_ms == 0)
 		return 0;
-	uint64_t life = ch->expires_ms > ch->obtained_ms ? ch->expires_ms - ch->obtained_ms : 0;
-	uint64_t ahead = life / 2 < 300000 ? life / 2 : 300000;
+	uint64_t ahead = life(ch) / 2 < 300000 ? life(ch) / 2 : 300000;
 	return now + ahead >= ch->expires_ms;
 }
 

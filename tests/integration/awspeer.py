@@ -94,8 +94,9 @@ class Moto:
         iam.create_user(UserName="mcpd")
         k = iam.create_access_key(UserName="mcpd")["AccessKey"]
         iam.put_user_policy(UserName="mcpd", PolicyName="mcpd", PolicyDocument=json.dumps(POLICY))
-        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Federated": "*"},
-                                                          "Action": "sts:AssumeRoleWithWebIdentity"}]}
+        trust = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Federated": "*"}, "Action": "sts:AssumeRoleWithWebIdentity"},
+            {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
         role = iam.create_role(RoleName="mcpd-pod", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
         iam.put_role_policy(RoleName="mcpd-pod", PolicyName="mcpd", PolicyDocument=json.dumps(POLICY))
         self.key_id, self.secret = k["AccessKeyId"], k["SecretAccessKey"]
