@@ -51,6 +51,7 @@ struct aws_client {
 	char region[64];
 	int64_t skew_s;             /* the services' clock minus ours */
 	int failing;
+	uint64_t last_ok_ms;        /* monotonic, of the last call answered 2xx */
 	char last_error[700];
 	LIST_HEAD(, call) calls;
 };
@@ -198,6 +199,12 @@ aws_client_status(const struct aws_client *c, char *why, size_t len)
 	return -1;
 }
 
+uint64_t
+aws_client_idle_ms(const struct aws_client *c)
+{
+	return c->last_ok_ms ? mono_ms() - c->last_ok_ms : UINT64_MAX;
+}
+
 const char *
 aws_client_source(const struct aws_client *c)
 {
@@ -283,10 +290,19 @@ finish(struct call *k, const struct aws_result *r)
 			c->host->log(MCPD_LOG_NOTICE, "%s: the service answers again", c->who);
 		c->failing = 0;
 	}
+	if (r->status >= 200 && r->status < 300)
+		c->last_ok_ms = mono_ms();
+	/* The message may be in k (a failure reported from the loop). */
+	char msg[sizeof(k->fail_msg)];
+	struct aws_result out = *r;
+	if (r->message != NULL) {
+		snprintf(msg, sizeof(msg), "%s", r->message);
+		out.message = msg;
+	}
 	aws_done_fn *done = k->done;
 	void *arg = k->arg;
 	call_free(k);
-	done(arg, r);
+	done(arg, &out);
 }
 
 static void

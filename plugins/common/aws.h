@@ -69,6 +69,9 @@ void aws_query(struct aws_client *c, const struct aws_service *s, const char *bo
 /* 0 when the last call reached the service and was accepted (or none
  * failed yet), else -1 and why: for the plugins' status (/readyz). */
 int aws_client_status(const struct aws_client *c, char *why, size_t len);
+/* How long since a call was last answered 2xx (UINT64_MAX: never), so
+ * that an idle worker can check the service now and then. */
+uint64_t aws_client_idle_ms(const struct aws_client *c);
 /* Where the credentials come from, in words. */
 const char *aws_client_source(const struct aws_client *c);
 

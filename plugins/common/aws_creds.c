@@ -566,13 +566,14 @@ take_json(struct aws_chain *ch, const struct fetch_result *r)
 	}
 	uint64_t expires = cJSON_IsString(exp) ? aws_parse_time(exp->valuestring) : 0;
 	char *a = strdup(ak->valuestring), *s = strdup(sk->valuestring);
-	char *t = cJSON_IsString(tok) && *tok->valuestring ? strdup(tok->valuestring) : NULL;
+	int has_token = cJSON_IsString(tok) && *tok->valuestring;
+	char *t = has_token ? strdup(tok->valuestring) : NULL;
 	OPENSSL_cleanse(sk->valuestring, strlen(sk->valuestring));
 	if (cJSON_IsString(tok))
 		OPENSSL_cleanse(tok->valuestring, strlen(tok->valuestring));
 	cJSON_Delete(j);
 	OPENSSL_cleanse((char *)r->body, r->len);
-	if (a == NULL || s == NULL || (cJSON_IsString(tok) && *tok->valuestring && t == NULL))
+	if (a == NULL || s == NULL || (has_token && t == NULL))
 		fetched(ch, a, s, t, 0, "out of memory");
 	else
 		fetched(ch, a, s, t, expires, NULL);

@@ -58,6 +58,7 @@
 #define MAX_PAGES 64                /* of one Query */
 #define APPEND_TRIES 16
 #define PROBE_MS 1000               /* readiness checked again while down */
+#define IDLE_CHECK_MS 5000          /* and when no call succeeded for this long */
 #define TARGET "DynamoDB_20120810."
 
 struct ddb {
@@ -76,6 +77,7 @@ struct ddb {
 	int creating;
 	int probing;
 	int closing;
+	const char *table_call;     /* the call about the table in flight */
 	struct op *ops;             /* every operation not finished */
 	char table_error[512];
 };
@@ -1178,34 +1180,27 @@ static const struct mcpd_storage_ops storage_ops = {
 
 /* ---- the table ---- */
 
-struct tcall {
-	struct ddb *d;
-	const char *what;           /* DescribeTable, CreateTable, UpdateTimeToLive */
-};
-
+/* One call about the table at a time (DescribeTable, CreateTable,
+ * UpdateTimeToLive): what it is, in d->table_call. */
 static void table_answer(void *arg, const struct aws_result *r);
 
 static void
 table_call(struct ddb *d, const char *action, cJSON *req)
 {
-	struct tcall *t = malloc(sizeof(*t));
 	char *body = NULL;
 	if (req != NULL) {
 		cJSON_AddStringToObject(req, "TableName", d->table);
 		body = cJSON_PrintUnformatted(req);
 	}
 	cJSON_Delete(req);
-	if (t == NULL || body == NULL) {
-		free(t);
-		free(body);
+	if (body == NULL) {
 		d->probing = 0;
 		return;
 	}
-	t->d = d;
-	t->what = action;
+	d->table_call = action;
 	char target[64];
 	snprintf(target, sizeof(target), TARGET "%s", action);
-	aws_json(d->client, &d->svc, target, body, strlen(body), d->timeout_ms, 2 * d->timeout_ms, table_answer, t);
+	aws_json(d->client, &d->svc, target, body, strlen(body), d->timeout_ms, 2 * d->timeout_ms, table_answer, d);
 	free(body);
 }
 
@@ -1224,10 +1219,8 @@ create(struct ddb *d)
 static void
 table_answer(void *arg, const struct aws_result *r)
 {
-	struct tcall *t = arg;
-	struct ddb *d = t->d;
-	const char *what = t->what;
-	free(t);
+	struct ddb *d = arg;
+	const char *what = d->table_call;
 	if (strcmp(what, "UpdateTimeToLive") == 0) {
 		if (r->type != NULL && !is(r, "ValidationException"))   /* already on */
 			d->host->log(MCPD_LOG_WARN, "dynamodb: cannot turn TTL on for table %s: %s", d->table, r->message);
@@ -1296,7 +1289,10 @@ probe_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)ev;
 	struct ddb *d = arg;
 	char why[16];
-	if (d->probing || (d->table_ready && aws_client_status(d->client, why, sizeof(why)) == 0))
+	/* A worker without traffic would not notice the service going
+	 * away: /readyz must, so an idle worker asks every IDLE_CHECK_MS. */
+	if (d->probing || (d->table_ready && aws_client_status(d->client, why, sizeof(why)) == 0 &&
+	    aws_client_idle_ms(d->client) < IDLE_CHECK_MS))
 		return;
 	d->probing = 1;
 	table_call(d, "DescribeTable", cJSON_CreateObject());

@@ -141,6 +141,7 @@ struct sqs {
 	uint64_t next_probe;
 	struct local *locals, **locals_tail;
 	int sweeping;
+	struct sweep *sweeps;               /* in flight */
 };
 
 static void
@@ -1065,7 +1066,21 @@ struct sweep {                          /* one queue looked at by the sweep */
 	char *url;
 	char *sub;
 	int step;                           /* 0 tags, 1 unsubscribed, 2 deleted */
+	struct sweep *next;                 /* in q->sweeps */
 };
+
+static void
+sweep_free(struct sweep *s)
+{
+	for (struct sweep **pp = &s->q->sweeps; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	free(s->url);
+	free(s->sub);
+	free(s);
+}
 
 static void
 sweep_answer(void *arg, const struct aws_result *r)
@@ -1109,9 +1124,7 @@ sweep_answer(void *arg, const struct aws_result *r)
 		return;
 	}
 done:
-	free(s->url);
-	free(s->sub);
-	free(s);
+	sweep_free(s);
 }
 
 /* Is this one of mcpd's queues of our prefix: <prefix><16 hex>-<worker>? */
@@ -1150,6 +1163,8 @@ listed(void *arg, const struct aws_result *r)
 			break;
 		}
 		s->q = q;
+		s->next = q->sweeps;
+		q->sweeps = s;
 		cJSON *req = cJSON_CreateObject();
 		cJSON_AddStringToObject(req, "QueueUrl", s->url);
 		json_call(q, "ListQueueTags", req, sweep_answer, s, q->timeout_ms);
@@ -1424,6 +1439,8 @@ sqs_detach(void *inst)
 		}
 	while (q->probes != NULL)
 		probe_free(q->probes);
+	while (q->sweeps != NULL)
+		sweep_free(q->sweeps);
 	while (q->locals != NULL) {
 		struct local *l = q->locals;
 		q->locals = l->next;

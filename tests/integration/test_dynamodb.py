@@ -280,6 +280,10 @@ def test_service_down_then_back(t):
         wait_for(lambda: len(statuses) > 20, what="load")
         px.stop()
         wait_for(lambda: statuses.count(503) > 5, timeout=20, what="503 while the service is away")
+        # Every worker says so, the one without traffic too (within its
+        # idle check).
+        wait_for(lambda: all(http(pa, "GET", "/readyz")[0] == 503 for _ in range(6)), timeout=10,
+                 what="/readyz 503 on every worker")
         st, _, body = http(pa, "GET", "/readyz")
         check(st == 503 and b"dynamodb" in body, (st, body))
         check(http(pa, "GET", "/healthz")[0] == 200, "the process is alive even though it is not ready")
