@@ -63,8 +63,9 @@ all: $(MCPD) $(HELPER) $(PLUGINS)
 $(MCPD): $(DAEMON_OBJS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
 
-$(HELPER): $(BUILD)/tools/mcpd-tool.o
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CJSON_LIBS)
+# The helper reads and prints JSON with the daemon's json.c: numbers as written.
+$(HELPER): $(BUILD)/tools/mcpd-tool.o $(BUILD)/daemon/json.o
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CJSON_LIBS) -lm
 
 # Plugins are built like third-party ones: with include/mcpd/plugin.h only.
 PLUGIN_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN_FLAGS) -fPIC -fvisibility=hidden -Iinclude \

@@ -23,6 +23,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* Each address is a socket in the master and in every worker. */
+#define MAX_LISTEN 256
+
 void
 err_at(struct ctx *x, const struct cnode *n, const char *fmt, ...)
 {
@@ -369,6 +372,10 @@ parse_listen(struct ctx *x, const struct cnode *n, void *base)
 		err_at(x, n, "listen needs at least one address");
 		return -1;
 	}
+	if (n->n > MAX_LISTEN) {
+		err_at(x, n, "listen has %zu addresses; at most %d", n->n, MAX_LISTEN);
+		return -1;
+	}
 	c->listen = arena_zalloc(c->arena, n->n * sizeof(*c->listen));
 	c->nlisten = 0;
 	for (size_t i = 0; i < n->n; i++) {
@@ -475,6 +482,7 @@ parse_limits(struct ctx *x, const struct cnode *n, void *base)
 		{ "body_timeout", F_DURATION, L(body_timeout_ms), 100, 3600000, NULL },
 		{ "idle_timeout", F_DURATION, L(idle_timeout_ms), 100, 86400000, NULL },
 		{ "send_timeout", F_DURATION, L(send_timeout_ms), 100, 3600000, NULL },
+		{ "stream_buffer", F_SIZE, L(stream_buffer), 64 * 1024, 1ULL << 30, NULL },
 		{ "session_idle_timeout", F_DURATION, L(session_idle_timeout_ms), 1000, 30ULL * 86400000, NULL },
 		{ "shutdown_timeout", F_DURATION, L(shutdown_timeout_ms), 0, 3600000, NULL },
 		{ "max_sessions", F_UINT, L(max_sessions), 1, 10000000, NULL },
@@ -618,25 +626,39 @@ int
 parse_scope_list(struct ctx *x, const struct cnode *n, const char *what, struct arena *a,
     const char **out)
 {
-	size_t count = n->type == CNODE_SEQ ? n->n : 1;
-	char *buf = arena_zalloc(a, 1);
+	size_t count = n->type == CNODE_SEQ ? n->n : 1, total = 1;
 	for (size_t i = 0; i < count; i++) {
+		const struct cnode *item = n->type == CNODE_SEQ ? n->items[i] : n;
 		const char *v;
-		if (scalar_string(x, n->type == CNODE_SEQ ? n->items[i] : n, what, &v) < 0)
+		if (scalar_string(x, item, what, &v) < 0)
 			return -1;
 		for (const char *p = v; *p; p++) {
 			unsigned char ch = (unsigned char)*p;
 			if (ch == ' ' && n->type != CNODE_SEQ)
 				continue;
 			if (ch < 0x21 || ch == '"' || ch == '\\' || ch > 0x7e) {
-				err_at(x, n->type == CNODE_SEQ ? n->items[i] : n,
+				err_at(x, item,
 				    "%s: \"%s\" is not a scope (printable ASCII without spaces, quotes or backslashes)",
 				    what, v);
 				return -1;
 			}
 		}
-		buf = arena_printf(a, "%s%s%s", buf, buf[0] ? " " : "", v);
+		total += item->len + 1;
 	}
+	/* Joined in one pass: one copy, however long the list. */
+	char *buf = arena_alloc(a, total), *p = buf;
+	if (buf == NULL) {
+		err_at(x, n, "%s: out of memory", what);
+		return -1;
+	}
+	for (size_t i = 0; i < count; i++) {
+		const struct cnode *item = n->type == CNODE_SEQ ? n->items[i] : n;
+		if (p != buf)
+			*p++ = ' ';
+		memcpy(p, item->str, item->len);
+		p += item->len;
+	}
+	*p = '\0';
 	*out = buf;
 	return 0;
 }
@@ -751,6 +773,7 @@ set_defaults(struct config *c)
 	c->limits.body_timeout_ms = 30000;
 	c->limits.idle_timeout_ms = 75000;
 	c->limits.send_timeout_ms = 60000;
+	c->limits.stream_buffer = 8 * 1024 * 1024;
 	c->limits.session_idle_timeout_ms = 3600000;
 	c->limits.shutdown_timeout_ms = 30000;
 	c->limits.max_sessions = 100000;
@@ -986,7 +1009,7 @@ load_backend(struct ctx *x, struct config *c, struct backend *b, enum mcpd_plugi
 static struct config *
 finish(struct config *c, struct errlist *errs, size_t nerr_before)
 {
-	struct ctx x = { c, errs, c->path };
+	struct ctx x = { c, errs, c->path, 0 };
 	set_defaults(c);
 	parse_fields(&x, c->root, top_fields, c, "the top level");
 	if (c->root->type == CNODE_MAP) {

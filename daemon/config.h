@@ -35,6 +35,7 @@ struct limits_conf {
 	uint64_t body_timeout_ms;       /* between two reads of a request body */
 	uint64_t idle_timeout_ms;       /* keep-alive connection with no request */
 	uint64_t send_timeout_ms;       /* between two writes the client accepts */
+	uint64_t stream_buffer;         /* a stream's bytes the client has not taken */
 	uint64_t session_idle_timeout_ms;
 	uint64_t shutdown_timeout_ms;
 	uint64_t max_sessions;          /* per worker */

@@ -14,7 +14,13 @@ struct ctx {
 	struct config *cfg;
 	struct errlist *errs;
 	const char *file;
+	uint64_t file_bytes;        /* of files embedded in the config (prompt media) */
 };
+
+/* Prompt images and audio are read into the config (in the master and
+ * every worker): 16 MiB a file, 64 MiB in all. */
+#define EMBED_FILE_MAX (16u << 20)
+#define EMBED_TOTAL_MAX (64u << 20)
 
 void err_at(struct ctx *x, const struct cnode *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define MAX_HEADER_PARAMS 64
+
 static int
 valid_name(const char *s)
 {
@@ -151,6 +153,132 @@ parse_json_node(struct ctx *x, const struct cnode *n, void *dst)
 	return 0;
 }
 
+/* ---- the variables of declared names ---- */
+
+struct var_ref {
+	const char *var;
+	size_t i;
+};
+
+static int
+var_ref_cmp(const void *a, const void *b)
+{
+	const struct var_ref *x = a, *y = b;
+	int c = strcmp(x->var, y->var);
+	return c != 0 ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* names[i] declared at nodes[i] (NULL: at `at`) becomes MCP_ARG_<name>.
+ * Two names that make the same variable are an error at the second, as a
+ * command could not tell them apart (and one could stand in for the
+ * other, which its schema does not check). Sorted, so that a schema of
+ * many properties costs n log n. what: "tool \"x\": inputs". */
+static void
+make_arg_env(struct ctx *x, struct arg_names *an, const char **names, const struct cnode **nodes,
+    size_t n, const struct cnode *at, const char *what)
+{
+	an->n = 0;
+	an->names = arena_zalloc(x->cfg->arena, (n ? n : 1) * sizeof(char *));
+	an->vars = arena_zalloc(x->cfg->arena, (n ? n : 1) * sizeof(char *));
+	struct var_ref *refs = calloc(n ? n : 1, sizeof(*refs));
+	char *clash = calloc(n ? n : 1, 1);
+	if (refs == NULL || clash == NULL) {
+		free(refs);
+		free(clash);
+		err_at(x, at, "%s: out of memory", what);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen("MCP_ARG_") + strlen(names[i]) + 1;
+		char *var = arena_alloc(x->cfg->arena, len);
+		tool_env_name(var, len, "MCP_ARG_", names[i]);
+		refs[i].var = var;
+		refs[i].i = i;
+		an->vars[i] = var;
+	}
+	qsort(refs, n, sizeof(*refs), var_ref_cmp);
+	for (size_t k = 1, first = 0; k < n; k++) {
+		if (strcmp(refs[k - 1].var, refs[k].var) != 0) {
+			first = k;          /* a group of equal variables starts */
+			continue;
+		}
+		size_t a = refs[first].i, b = refs[k].i;
+		const struct cnode *where = nodes != NULL && nodes[b] != NULL ? nodes[b] : at;
+		clash[b] = 1;
+		if (strcmp(names[a], names[b]) == 0)
+			err_at(x, where, "%s: \"%s\" is declared twice", what, names[b]);
+		else
+			err_at(x, where, "%s: \"%s\" and \"%s\" would both be the variable %s; "
+			    "rename one", what, names[a], names[b], refs[k].var);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (clash[i])
+			continue;
+		an->names[an->n] = names[i];
+		an->vars[an->n] = an->vars[i];
+		an->n++;
+	}
+	free(refs);
+	free(clash);
+}
+
+/* A tool's inputs: the properties of its schema, where they were written
+ * (the schema's properties keep the order of the mapping they came from,
+ * some perhaps left out: one pass over both finds each). */
+static void
+tool_arg_env(struct ctx *x, const struct cnode *item, struct tool_def *t)
+{
+	const cJSON *props = cJSON_GetObjectItemCaseSensitive(t->input_schema, "properties");
+	const struct cnode *input = cnode_get(item, "input");
+	if (input == NULL)
+		input = cnode_get(cnode_get(item, "input_schema"), "properties");
+	if (input != NULL && input->type != CNODE_MAP)
+		input = NULL;
+	size_t n = (size_t)cJSON_GetArraySize(props), i = 0, k = 0;
+	const char **names = calloc(n ? n : 1, sizeof(char *));
+	const struct cnode **nodes = calloc(n ? n : 1, sizeof(*nodes));
+	if (names == NULL || nodes == NULL) {
+		free(names);
+		free(nodes);
+		err_at(x, item, "out of memory");
+		return;
+	}
+	const cJSON *p;
+	cJSON_ArrayForEach(p, props) {
+		names[i] = arena_strdup(x->cfg->arena, p->string);
+		size_t from = k;
+		while (input != NULL && k < input->n && strcmp(input->pairs[k].key->str, p->string) != 0)
+			k++;
+		if (input != NULL && k < input->n)
+			nodes[i] = input->pairs[k++].key;
+		else
+			k = from;
+		i++;
+	}
+	char what[200];
+	snprintf(what, sizeof(what), "tool \"%s\": inputs", t->name);
+	make_arg_env(x, &t->arg_env, names, nodes, n, item, what);
+	free(names);
+	free(nodes);
+}
+
+/* Undeclared arguments are refused unless the schema allows them: an
+ * input schema with properties, and none of the keywords through which
+ * other properties may be declared, gets "additionalProperties": false,
+ * sent to clients too so that they know. */
+static void
+close_input_schema(cJSON *schema)
+{
+	static const char *const open[] = { "additionalProperties", "unevaluatedProperties", "allOf",
+	    "anyOf", "oneOf", "not", "if", "then", "else", "$ref", "$dynamicRef", "dependentSchemas", NULL };
+	if (!cJSON_IsObject(schema) || !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(schema, "properties")))
+		return;
+	for (size_t i = 0; open[i] != NULL; i++)
+		if (cJSON_HasObjectItem(schema, open[i]))
+			return;
+	cJSON_AddFalseToObject(schema, "additionalProperties");
+}
+
 /* ---- tools ---- */
 
 static int
@@ -241,6 +369,11 @@ collect_header_params(struct ctx *x, const struct cnode *at, struct tool_def *t)
 		}
 		if (t->header_params == NULL)
 			t->header_params = cJSON_CreateObject();
+		if (cJSON_GetArraySize(t->header_params) == MAX_HEADER_PARAMS) {
+			/* A request carries 100 header fields at most. */
+			err_at(x, at, "tool \"%s\": more than %d x-mcp-header properties", t->name, MAX_HEADER_PARAMS);
+			return;
+		}
 		const cJSON *o;
 		cJSON_ArrayForEach(o, t->header_params)
 			if (strcasecmp(o->valuestring, h->valuestring) == 0)
@@ -319,6 +452,12 @@ table_with_ignores(struct field *copy, const struct field *src, size_t n)
 	}
 }
 
+static int
+str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static cJSON *
 build_input_schema(struct ctx *x, const struct cnode *item, struct tool_def *t)
 {
@@ -345,12 +484,22 @@ build_input_schema(struct ctx *x, const struct cnode *item, struct tool_def *t)
 		}
 	}
 	if (required != NULL && want_type(x, required, CNODE_SEQ, "required") == 0) {
+		/* Looked up in the sorted names: a long list costs n log n. */
+		size_t np = input != NULL && input->type == CNODE_MAP ? input->n : 0;
+		const char **names = arena_alloc(x->cfg->arena, (np ? np : 1) * sizeof(*names));
+		if (names == NULL) {
+			err_at(x, required, "required: out of memory");
+			return schema;
+		}
+		for (size_t i = 0; i < np; i++)
+			names[i] = input->pairs[i].key->str;
+		qsort(names, np, sizeof(*names), str_cmp);
 		cJSON *req = cJSON_AddArrayToObject(schema, "required");
 		for (size_t i = 0; i < required->n; i++) {
 			const char *name;
 			if (scalar_string(x, required->items[i], "required entry", &name) < 0)
 				continue;
-			if (cJSON_GetObjectItemCaseSensitive(props, name) == NULL)
+			if (bsearch(&name, names, np, sizeof(*names), str_cmp) == NULL)
 				err_at(x, required->items[i], "required \"%s\" is not an input property", name);
 			cJSON_AddItemToArray(req, cJSON_CreateString(name));
 		}
@@ -369,6 +518,11 @@ parse_tools(struct ctx *x, const struct cnode *n, void *dst)
 	struct field table[NFIELDS];
 	table_with_ignores(table, tool_fields, NFIELDS);
 	c->tools = arena_zalloc(c->arena, (n->n ? n->n : 1) * sizeof(*c->tools));
+	const struct cnode **at = arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*at));
+	if (c->tools == NULL || at == NULL) {
+		err_at(x, n, "tools: out of memory");
+		return -1;
+	}
 	for (size_t i = 0; i < n->n; i++) {
 		const struct cnode *item = n->items[i];
 		struct tool_def *t = &c->tools[c->ntools];
@@ -388,16 +542,17 @@ parse_tools(struct ctx *x, const struct cnode *n, void *dst)
 		}
 		if (!valid_name(t->name))
 			err_at(x, cnode_get(item, "name"), "tool name \"%s\" must be 1-128 of A-Z a-z 0-9 _ - .", t->name);
-		for (size_t j = 0; j < c->ntools; j++)
-			if (strcmp(c->tools[j].name, t->name) == 0)
-				err_at(x, cnode_get(item, "name"), "tool \"%s\" declared twice (first at line %d)",
-				    t->name, c->tools[j].line);
 		int runs = (cnode_get(item, "command") != NULL) + (cnode_get(item, "shell") != NULL) +
 		    (cnode_get(item, "plugin") != NULL);
 		if (runs != 1)
 			err_at(x, item, "tool \"%s\" needs exactly one of command, shell or plugin", t->name);
 		t->kind = cnode_get(item, "plugin") ? TOOL_PLUGIN : cnode_get(item, "shell") ? TOOL_SHELL : TOOL_COMMAND;
 		t->input_schema = build_input_schema(x, item, t);
+		/* A tool that declares no input at all takes what it is given, on
+		 * standard input only; one that declares inputs takes those. */
+		if (cnode_get(item, "input") != NULL || cnode_get(item, "input_schema") != NULL)
+			close_input_schema(t->input_schema);
+		tool_arg_env(x, item, t);
 		char why[256];
 		if (t->input_schema != NULL && schema_check(t->input_schema, why, sizeof(why)) < 0)
 			err_at(x, cnode_get(item, "input_schema") ? cnode_get(item, "input_schema") : item,
@@ -412,8 +567,21 @@ parse_tools(struct ctx *x, const struct cnode *n, void *dst)
 				err_at(x, cnode_get(item, "output_schema"), "output_schema: %s", why);
 		}
 		(void)before;
-		c->ntools++;   /* even when wrong: config_free releases its JSON */
+		at[c->ntools++] = item;   /* even when wrong: config_free releases its JSON */
 	}
+	const char **names = arena_alloc(c->arena, (c->ntools ? c->ntools : 1) * sizeof(*names));
+	for (size_t i = 0; names != NULL && i < c->ntools; i++)
+		names[i] = c->tools[i].name;
+	size_t *first = names ? first_occurrences(names, c->ntools) : NULL;
+	if (first == NULL) {
+		err_at(x, n, "tools: out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < c->ntools; i++)
+		if (first[i] != i)
+			err_at(x, cnode_get(at[i], "name"), "tool \"%s\" declared twice (first at line %d)",
+			    c->tools[i].name, c->tools[first[i]].line);
+	free(first);
 	return 0;
 }
 
@@ -473,6 +641,40 @@ static const struct field resource_fields[] = {
 	{ NULL, 0, 0, 0, 0, NULL },
 };
 
+/* A template's variables, {name} each, as uri_template_match reads them. */
+static void
+template_arg_env(struct ctx *x, const struct cnode *at, struct resource_def *r)
+{
+	const char *names[64];
+	size_t n = 0;
+	for (const char *t = r->uri_template; (t = strchr(t, '{')) != NULL; ) {
+		const char *close = strchr(t, '}');
+		if (close == NULL)
+			break;
+		size_t len = (size_t)(close - t - 1);
+		if (len == 0 || len >= 128) {
+			err_at(x, at, "uri_template \"%s\": a variable needs a name of 1 to 127 bytes", r->uri_template);
+			return;
+		}
+		if (n == sizeof(names) / sizeof(names[0])) {
+			err_at(x, at, "uri_template \"%s\" has more than 64 variables", r->uri_template);
+			return;
+		}
+		names[n++] = arena_strndup(x->cfg->arena, t + 1, len);
+		t = close + 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(names[i], names[j]) == 0) {
+				err_at(x, at, "uri_template \"%s\": the variable {%s} appears twice", r->uri_template,
+				    names[i]);
+				return;
+			}
+	char what[160];
+	snprintf(what, sizeof(what), "resource template \"%.100s\": variables", r->uri_template);
+	make_arg_env(x, &r->arg_env, names, NULL, n, at, what);
+}
+
 static int
 textual_mime(const char *m)
 {
@@ -491,6 +693,11 @@ parse_resources(struct ctx *x, const struct cnode *n, void *dst)
 	if (want_type(x, n, CNODE_SEQ, "resources") < 0)
 		return -1;
 	c->resources = arena_zalloc(c->arena, (n->n ? n->n : 1) * sizeof(*c->resources));
+	const struct cnode **at = arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*at));
+	if (c->resources == NULL || at == NULL) {
+		err_at(x, n, "resources: out of memory");
+		return -1;
+	}
 	for (size_t i = 0; i < n->n; i++) {
 		const struct cnode *item = n->items[i];
 		struct resource_def *r = &c->resources[c->nresources];
@@ -524,15 +731,24 @@ parse_resources(struct ctx *x, const struct cnode *n, void *dst)
 			err_at(x, cnode_get(item, "completions"), "completions apply to uri_template resources");
 		if (r->binary == -1)
 			r->binary = !textual_mime(r->mime_type);
-		for (size_t j = 0; j < c->nresources; j++) {
-			const struct resource_def *o = &c->resources[j];
-			const char *ow = o->uri ? o->uri : o->uri_template;
-			if (strcmp(ow, what) == 0)
-				err_at(x, item, "resource %s declared twice (first at line %d)", what, o->line);
-		}
+		if (r->uri_template != NULL)
+			template_arg_env(x, cnode_get(item, "uri_template"), r);
 		(void)before;
-		c->nresources++;
+		at[c->nresources++] = item;
 	}
+	const char **names = arena_alloc(c->arena, (c->nresources ? c->nresources : 1) * sizeof(*names));
+	for (size_t i = 0; names != NULL && i < c->nresources; i++)
+		names[i] = c->resources[i].uri ? c->resources[i].uri : c->resources[i].uri_template;
+	size_t *first = names ? first_occurrences(names, c->nresources) : NULL;
+	if (first == NULL) {
+		err_at(x, n, "resources: out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < c->nresources; i++)
+		if (first[i] != i)
+			err_at(x, at[i], "resource %s declared twice (first at line %d)", names[i],
+			    c->resources[first[i]].line);
+	free(first);
 	return 0;
 }
 
@@ -551,13 +767,17 @@ file_base64(struct ctx *x, const struct cnode *at, const char *path)
 	size_t r;
 	while (buf != NULL && (r = fread(buf + len, 1, cap - len, f)) > 0) {
 		len += r;
+		if (len > EMBED_FILE_MAX || x->file_bytes + len > EMBED_TOTAL_MAX) {
+			if (len > EMBED_FILE_MAX)
+				err_at(x, at, "%s is larger than %u MiB", path, EMBED_FILE_MAX >> 20);
+			else
+				err_at(x, at, "%s: the prompts' files come to more than %u MiB in all", path,
+				    EMBED_TOTAL_MAX >> 20);
+			free(buf);
+			fclose(f);
+			return NULL;
+		}
 		if (len == cap) {
-			if (cap >= 16u << 20) {
-				err_at(x, at, "%s is larger than 16 MiB", path);
-				free(buf);
-				fclose(f);
-				return NULL;
-			}
 			unsigned char *nb = realloc(buf, cap * 2);
 			if (nb == NULL) {
 				free(buf);
@@ -569,9 +789,17 @@ file_base64(struct ctx *x, const struct cnode *at, const char *path)
 		}
 	}
 	fclose(f);
-	if (buf == NULL)
+	if (buf == NULL) {
+		err_at(x, at, "%s: out of memory", path);
 		return NULL;
+	}
+	x->file_bytes += len;
 	char *out = arena_alloc(x->cfg->arena, 4 * ((len + 2) / 3) + 1);
+	if (out == NULL) {
+		free(buf);
+		err_at(x, at, "%s: out of memory", path);
+		return NULL;
+	}
 	base64_encode(buf, len, out);
 	free(buf);
 	return out;
@@ -701,6 +929,38 @@ parse_prompt_messages(struct ctx *x, const struct cnode *n, void *dst)
 	return 0;
 }
 
+/* A prompt's arguments, for its command and its completion commands. */
+static void
+prompt_arg_env(struct ctx *x, const struct cnode *item, struct prompt_def *p)
+{
+	const struct cnode *list = cnode_get(item, "arguments");
+	const char **names = calloc(p->nargs ? p->nargs : 1, sizeof(char *));
+	const struct cnode **nodes = calloc(p->nargs ? p->nargs : 1, sizeof(*nodes));
+	if (names == NULL || nodes == NULL) {
+		free(names);
+		free(nodes);
+		err_at(x, item, "out of memory");
+		return;
+	}
+	/* The arguments are the list's mappings, in order. */
+	size_t n = 0, k = 0;
+	for (size_t i = 0; i < p->nargs; i++) {
+		while (list != NULL && list->type == CNODE_SEQ && k < list->n && list->items[k]->type != CNODE_MAP)
+			k++;
+		const struct cnode *at = list != NULL && list->type == CNODE_SEQ && k < list->n ?
+		    cnode_get(list->items[k++], "name") : NULL;
+		if (p->args[i].name == NULL)
+			continue;
+		nodes[n] = at;
+		names[n++] = p->args[i].name;
+	}
+	char what[200];
+	snprintf(what, sizeof(what), "prompt \"%s\": arguments", p->name);
+	make_arg_env(x, &p->arg_env, names, nodes, n, item, what);
+	free(names);
+	free(nodes);
+}
+
 static const struct field prompt_fields[] = {
 	{ "name", F_STRING, offsetof(struct prompt_def, name), 0, 0, NULL },
 	{ "title", F_STRING, offsetof(struct prompt_def, title), 0, 0, NULL },
@@ -724,6 +984,11 @@ parse_prompts(struct ctx *x, const struct cnode *n, void *dst)
 	if (want_type(x, n, CNODE_SEQ, "prompts") < 0)
 		return -1;
 	c->prompts = arena_zalloc(c->arena, (n->n ? n->n : 1) * sizeof(*c->prompts));
+	const struct cnode **at = arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*at));
+	if (c->prompts == NULL || at == NULL) {
+		err_at(x, n, "prompts: out of memory");
+		return -1;
+	}
 	for (size_t i = 0; i < n->n; i++) {
 		const struct cnode *item = n->items[i];
 		struct prompt_def *p = &c->prompts[c->nprompts];
@@ -743,12 +1008,23 @@ parse_prompts(struct ctx *x, const struct cnode *n, void *dst)
 			err_at(x, cnode_get(item, "name"), "prompt name \"%s\" must be 1-128 of A-Z a-z 0-9 _ - .", p->name);
 		if ((p->nmessages > 0 || cnode_get(item, "messages")) == (p->cmd.argv != NULL))
 			err_at(x, item, "prompt \"%s\" needs exactly one of messages, command or shell", p->name);
-		for (size_t j = 0; j < c->nprompts; j++)
-			if (strcmp(c->prompts[j].name, p->name) == 0)
-				err_at(x, item, "prompt \"%s\" declared twice (first at line %d)", p->name, c->prompts[j].line);
+		prompt_arg_env(x, item, p);
 		(void)before;
-		c->nprompts++;
+		at[c->nprompts++] = item;
 	}
+	const char **names = arena_alloc(c->arena, (c->nprompts ? c->nprompts : 1) * sizeof(*names));
+	for (size_t i = 0; names != NULL && i < c->nprompts; i++)
+		names[i] = c->prompts[i].name;
+	size_t *first = names ? first_occurrences(names, c->nprompts) : NULL;
+	if (first == NULL) {
+		err_at(x, n, "prompts: out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < c->nprompts; i++)
+		if (first[i] != i)
+			err_at(x, at[i], "prompt \"%s\" declared twice (first at line %d)", names[i],
+			    c->prompts[first[i]].line);
+	free(first);
 	return 0;
 }
 

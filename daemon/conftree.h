@@ -25,6 +25,13 @@ struct cnode {
 	struct cnode_pair *pairs;
 };
 
+/* What a file may hold. Aliases do not copy the node they name but are
+ * counted as if they did: the tree as its readers walk it stays within
+ * these bounds however aliases are nested. */
+#define CONFTREE_MAX_FILE (64u << 20)      /* bytes of YAML */
+#define CONFTREE_MAX_NODES 250000u         /* scalars, lists and mappings */
+#define CONFTREE_MAX_TEXT (64u << 20)      /* bytes of scalars */
+
 /* Parse a file or a string. On error returns NULL and writes
  * "name:line:column: message" to err. */
 struct cnode *conftree_load_file(struct arena *a, const char *path,

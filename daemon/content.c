@@ -1,4 +1,5 @@
 #include "content.h"
+#include "json.h"
 #include "registry.h"
 #include "schema.h"
 #include "tool_exec.h"
@@ -129,9 +130,10 @@ parse_output(const struct tool_def *t, const struct tool_result *r, char *err, s
 		cJSON_AddItemToArray(c, content_text(r->out, len));
 		return res;
 	}
-	cJSON *v = cJSON_ParseWithLength(r->out, r->outlen);
+	struct json_error je;
+	cJSON *v = json_parse(r->out, r->outlen, 0, &je);
 	if (v == NULL) {
-		snprintf(err, errlen, "the tool's output is not valid JSON");
+		snprintf(err, errlen, "the tool's output is not valid JSON: %s", je.message);
 		cJSON_Delete(res);
 		return NULL;
 	}
@@ -150,9 +152,9 @@ parse_output(const struct tool_def *t, const struct tool_result *r, char *err, s
 		}
 		/* The text block carries the same JSON for clients that do not
 		 * read structuredContent, as the specification recommends. */
-		char *txt = cJSON_PrintUnformatted(v);
+		char *txt = json_print(v);
 		cJSON *c = cJSON_AddArrayToObject(res, "content");
-		cJSON_AddItemToArray(c, content_text(txt, strlen(txt)));
+		cJSON_AddItemToArray(c, content_text(txt ? txt : "", txt ? strlen(txt) : 0));
 		free(txt);
 		cJSON_AddItemToObject(res, "structuredContent", v);
 		return res;

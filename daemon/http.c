@@ -87,6 +87,7 @@ struct http_conn {
 	int tls;
 	int body_timeout_on;    /* the read timeout is armed (reading a body) */
 	int read_limited;       /* the read high watermark is set (handling) */
+	int overflowed;         /* a stream past limits.stream_buffer: closing */
 	unsigned nreq;
 	size_t searched;        /* bytes of the head already scanned */
 	enum chunk_state chunk;
@@ -503,15 +504,59 @@ http_stream_begin(struct http_request *r, int status, const char *content_type)
 	return 0;
 }
 
+/* The client does not take what its stream is sent: queue no more. The
+ * owner hears it from the loop (not from under its write) through the
+ * close callback, as when the client leaves; what is queued still goes
+ * out, as far as the client takes it within send_timeout, and then the
+ * connection closes, without the last chunk: the response is cut short. */
+static void
+stream_overflow(struct http_conn *c, size_t pending)
+{
+	struct http_request *r = &c->req;
+	log_warn("%s: %s %s: the client does not read its stream: %zu bytes wait, more than "
+	    "limits.stream_buffer (%llu); closing it", c->remote, r->method, r->path ? r->path : "-",
+	    pending, (unsigned long long)c->srv->limits.stream_buffer);
+	c->overflowed = 1;
+	c->keepalive = 0;
+	r->log_extra = r->log_extra != NULL ?
+	    arena_printf(c->arena, "%s, stream not read", r->log_extra) : "stream not read";
+	static const struct timeval now = { 0, 0 };
+	evtimer_add(c->timer, &now);
+}
+
+/* From the loop: the stream is over for its owner. */
+static void
+stream_overflowed(struct http_conn *c)
+{
+	struct http_request *r = &c->req;
+	if (c->state != CS_STREAMING)
+		return;     /* the owner ended it meanwhile */
+	http_close_fn fn = r->on_close;
+	r->on_close = NULL;
+	c->state = CS_WRITING;
+	if (fn != NULL)
+		fn(r, r->on_close_arg);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		write_cb(c->bev, c);
+}
+
 int
 http_stream_write(struct http_request *r, const void *data, size_t len)
 {
 	struct http_conn *c = r->conn;
-	if (c->state != CS_STREAMING)
+	if (c->state != CS_STREAMING || c->overflowed)
 		return -1;
 	if (len == 0)
 		return 0;   /* an empty chunk would end the stream */
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	/* Every stream (SSE of a request, a session's GET stream, a listen
+	 * stream, a replay) stops here: what one client does not read is
+	 * bounded, one event past the limit at most. */
+	size_t pending = evbuffer_get_length(out);
+	if (pending > c->srv->limits.stream_buffer) {
+		stream_overflow(c, pending);
+		return -1;
+	}
 	if (r->minor >= 1)
 		evbuffer_add_printf(out, "%zx\r\n", len);
 	evbuffer_add(out, data, len);
@@ -527,12 +572,25 @@ http_stream_pending(const struct http_request *r)
 	return evbuffer_get_length(bufferevent_get_output(r->conn->bev));
 }
 
+int
+http_request_overflowed(const struct http_request *r)
+{
+	return r->conn->overflowed;
+}
+
 void
 http_stream_end(struct http_request *r)
 {
 	struct http_conn *c = r->conn;
 	if (c->state != CS_STREAMING)
 		return;
+	if (c->overflowed) {
+		/* Cut short: no last chunk; closed once the rest is out. */
+		c->state = CS_WRITING;
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+			write_cb(c->bev, c);
+		return;
+	}
 	if (r->minor >= 1)
 		evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
 	else
@@ -1224,6 +1282,10 @@ timer_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	struct http_conn *c = arg;
+	if (c->overflowed) {
+		stream_overflowed(c);
+		return;
+	}
 	switch (c->state) {
 	case CS_HEAD:
 		fail_request(c, 408, "request head timed out", 0);

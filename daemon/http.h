@@ -60,6 +60,10 @@ int http_stream_write(struct http_request *r, const void *data, size_t len);
 /* Bytes queued to the client and not yet sent: for back-pressure. */
 size_t http_stream_pending(const struct http_request *r);
 void http_stream_end(struct http_request *r);
+/* A write found more than limits.stream_buffer bytes the client had not
+ * taken: the stream is being closed (its close callback runs from the
+ * loop, as when the client leaves) and further writes return -1. */
+int http_request_overflowed(const struct http_request *r);
 
 const char *http_status_text(int status);
 

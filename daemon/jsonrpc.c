@@ -1,4 +1,5 @@
 #include "jsonrpc.h"
+#include "json.h"
 #include "schema.h"
 
 #include <cjson/cJSON.h>
@@ -36,22 +37,6 @@ valid_id(const cJSON *id)
 	return cJSON_IsString(id) || (cJSON_IsNumber(id));
 }
 
-/* A \u0000 escape outside of an escaped backslash: C strings (and the
- * environment of a command) cannot carry it, so it is refused rather than
- * silently cutting a string short. */
-static int
-has_nul_escape(const char *s, size_t len)
-{
-	for (size_t i = 0; i + 5 < len; i++) {
-		if (s[i] != '\\')
-			continue;
-		if (s[i + 1] == 'u' && s[i + 2] == '0' && s[i + 3] == '0' && s[i + 4] == '0' && s[i + 5] == '0')
-			return 1;
-		i++;   /* skip the escaped character, so "\\u0000" is text */
-	}
-	return 0;
-}
-
 int
 jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *out,
     int *code, char *msg, size_t msglen, cJSON **id_out)
@@ -68,34 +53,14 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 		snprintf(msg, msglen, "Parse error: body is not valid UTF-8");
 		return -1;
 	}
-	if (json_depth_exceeds(body, len, max_depth)) {
-		*code = JSONRPC_PARSE_ERROR;
-		snprintf(msg, msglen, "Parse error: JSON nested deeper than %d levels", max_depth);
-		return -1;
-	}
-	if (has_nul_escape(body, len)) {
-		*code = JSONRPC_PARSE_ERROR;
-		snprintf(msg, msglen, "Parse error: strings containing \\u0000 are not supported");
-		return -1;
-	}
-	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+	/* Strict RFC 8259 (no raw control characters, no name twice, no
+	 * \u0000), numbers keeping their text so that ids go back as sent. */
+	struct json_error je;
+	cJSON *root = json_parse(body, len, max_depth, &je);
 	if (root == NULL) {
 		*code = JSONRPC_PARSE_ERROR;
-		size_t off = end != NULL && end >= body ? (size_t)(end - body) : 0;
-		snprintf(msg, msglen, "Parse error: invalid JSON near byte %zu", off);
+		snprintf(msg, msglen, "Parse error: %s", je.message);
 		return -1;
-	}
-	/* Trailing garbage after the value is a parse error too. */
-	if (end != NULL) {
-		while (end < body + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
-			end++;
-		if (end < body + len) {
-			cJSON_Delete(root);
-			*code = JSONRPC_PARSE_ERROR;
-			snprintf(msg, msglen, "Parse error: unexpected data after the JSON value");
-			return -1;
-		}
 	}
 	*code = JSONRPC_INVALID_REQUEST;
 	if (cJSON_IsArray(root)) {
@@ -174,7 +139,7 @@ jsonrpc_free(struct jsonrpc_msg *m)
 static char *
 finish(cJSON *msg)
 {
-	char *s = cJSON_PrintUnformatted(msg);
+	char *s = json_print(msg);
 	cJSON_Delete(msg);
 	return s;
 }

@@ -168,6 +168,13 @@ usage(FILE *f)
 	    mcpd_default_config);
 }
 
+static void
+print_error(const char *msg, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "%s\n", msg);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -213,8 +220,7 @@ main(int argc, char **argv)
 		cfg = NULL;
 	}
 	if (cfg == NULL) {
-		for (size_t i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msgs[i]);
+		errlist_each(&errs, print_error, NULL);
 		fprintf(stderr, "mcpd: %s: %zu error%s; %s\n", path, errs.n, errs.n == 1 ? "" : "s",
 		    test_only ? "configuration test failed" : "not starting");
 		errlist_free(&errs);

@@ -88,6 +88,13 @@ static void check_ready(struct master *m);
 /* ---- generations ---- */
 
 static void
+log_config_error(const char *msg, void *arg)
+{
+	(void)arg;
+	log_error("%s", msg);
+}
+
+static void
 gen_free(struct generation *g)
 {
 	if (g == NULL)
@@ -332,8 +339,7 @@ reload(struct master *m)
 		cfg = NULL;
 	}
 	if (cfg == NULL) {
-		for (size_t i = 0; i < errs.n; i++)
-			log_error("%s", errs.msgs[i]);
+		errlist_each(&errs, log_config_error, NULL);
 		errlist_free(&errs);
 		log_error("reload failed: configuration has errors; the previous configuration keeps serving");
 		notify_send("READY=1\nSTATUS=reload failed: configuration has errors");
@@ -341,8 +347,7 @@ reload(struct master *m)
 	}
 	struct generation *g = gen_new(m, cfg, &errs);
 	if (g == NULL) {
-		for (size_t i = 0; i < errs.n; i++)
-			log_error("%s", errs.msgs[i]);
+		errlist_each(&errs, log_config_error, NULL);
 		errlist_free(&errs);
 		config_free(cfg);
 		log_error("reload failed; the previous configuration keeps serving");
@@ -876,8 +881,7 @@ master_main(struct config *cfg, const char *config_path)
 	struct errlist errs = { 0 };
 	m.cur = gen_new(&m, cfg, &errs);
 	if (m.cur == NULL) {
-		for (size_t i = 0; i < errs.n; i++)
-			log_error("%s", errs.msgs[i]);
+		errlist_each(&errs, log_config_error, NULL);
 		errlist_free(&errs);
 		config_free(cfg);
 		return 1;

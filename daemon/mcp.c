@@ -8,6 +8,7 @@
 #include "admin.h"
 #include "auth.h"
 #include "oauth.h"
+#include "json.h"
 #include "jsonrpc.h"
 #include "log.h"
 #include "registry.h"
@@ -265,18 +266,23 @@ static void plugin_cancel(struct call *c);
 static void
 call_req_closed(struct http_request *r, void *arg)
 {
-	(void)r;
 	struct call *c = arg;
 	c->req = NULL;
 	if (!c->stateless)
 		return;
+	/* A client that does not read its stream ends the call as one that
+	 * leaves does: the tool is stopped, nothing more is queued for it. */
+	if (http_request_overflowed(r))
+		log_warn("%s%s%s ended: the client did not read its stream (limits.stream_buffer)%s",
+		    c->method, c->tool ? " of tool " : "", c->tool ? c->tool->name : "",
+		    c->run != NULL || c->in_plugin ? "; stopping the tool" : "");
+	else if (c->tool != NULL && c->run != NULL)
+		log_info("tool %s cancelled: the client closed the request", c->tool->name);
 	if (c->in_plugin) {
 		plugin_cancel(c);
 		return;
 	}
 	c->cancelled = 1;
-	if (c->tool != NULL && c->run != NULL)
-		log_info("tool %s cancelled: the client closed the request", c->tool->name);
 	call_free(c);
 }
 
@@ -351,7 +357,7 @@ call_stream(struct call *c)
 	if (c->s == NULL || c->req == NULL || !c->accept_sse)
 		return NULL;
 	cors_headers(c->req);
-	char *rid = cJSON_PrintUnformatted(c->msg.id);
+	char *rid = json_print(c->msg.id);
 	c->stream = stream_open(c->s, c->req, c->s->proto >= PROTO_2025_11_25, rid);
 	free(rid);
 	if (c->stream != NULL) {
@@ -565,7 +571,7 @@ list_page(struct call *c, const struct list_pages *lp)
 		}
 	}
 	/* "{"jsonrpc":"2.0","id":ID,"result":" + page + hints + "}}" */
-	char *id = cJSON_PrintUnformatted(c->msg.id);
+	char *id = json_print(c->msg.id);
 	const char *body = lp->pages[page];
 	char hints[128] = "";
 	if (c->stateless)
@@ -603,59 +609,77 @@ m_set_level(struct call *c)
 
 /* ---- tools ---- */
 
+/* The extra environment of one run, within the kernel's limits (see
+ * tool_env_room): the strings in extra, then MCP_ARG_<name> for each
+ * declared name in args (strings as they are, the rest as JSON). One
+ * that does not fit is left out; every argument is on stdin anyway. */
+struct run_env {
+	const char *label;
+	const char **list;
+	char **owned;
+	size_t n, nowned;
+	size_t room;
+};
+
 static void
-add_env(const char ***env, size_t *n, size_t *cap, char *kv)
+run_env_add(struct run_env *e, const char *kv, char *owned)
 {
-	if (*n + 2 > *cap) {
-		*cap = *cap ? *cap * 2 : 16;
-		*env = realloc(*env, *cap * sizeof(char *));
+	size_t cost = strlen(kv) + 1 + sizeof(char *);
+	if (strlen(kv) + 1 > TOOL_ENV_STRING_MAX || cost > e->room) {
+		const char *eq = strchr(kv, '=');
+		log_info("%s: %.*s left out of the environment (%zu bytes; its value is on standard input)",
+		    e->label, eq ? (int)(eq - kv) : 32, kv, strlen(kv));
+		free(owned);
+		return;
 	}
-	(*env)[(*n)++] = kv;
-	(*env)[*n] = NULL;
+	e->room -= cost;
+	e->list[e->n++] = kv;
+	if (owned != NULL)
+		e->owned[e->nowned++] = owned;
 }
 
-/* MCP_ARG_<name> for each argument: strings as they are, the rest as JSON. */
-static const char **
-args_env(const cJSON *args, const char *const *fixed, char ***owned_out)
+static int
+run_env_build(struct run_env *e, const char *label, const struct tool_exec *te,
+    const struct command_def *cmd, const struct arg_names *names, const cJSON *args,
+    const char *const *extra)
 {
-	const char **env = NULL;
-	size_t n = 0, cap = 0;
-	char **owned = NULL;
-	size_t nowned = 0;
-	const cJSON *a;
-	size_t count = 0;
-	cJSON_ArrayForEach(a, args)
-		count++;
-	owned = calloc(count + 1, sizeof(char *));
-	cJSON_ArrayForEach(a, args) {
-		char name[160];
-		tool_env_name(name, sizeof(name), "MCP_ARG_", a->string);
-		char *val = cJSON_IsString(a) ? NULL : cJSON_PrintUnformatted(a);
-		const char *v = cJSON_IsString(a) ? a->valuestring : val;
-		char *kv = NULL;
-		if (asprintf(&kv, "%s=%s", name, v ? v : "") < 0)
-			kv = NULL;
-		free(val);
-		if (kv == NULL)
+	size_t nextra = 0;
+	while (extra != NULL && extra[nextra] != NULL)
+		nextra++;
+	size_t nargs = names != NULL ? names->n : 0;
+	memset(e, 0, sizeof(*e));
+	e->label = label;
+	e->room = tool_env_room(te, cmd);
+	e->list = calloc(nextra + nargs + 1, sizeof(char *));
+	e->owned = calloc(nargs + 1, sizeof(char *));
+	if (e->list == NULL || e->owned == NULL)
+		return -1;
+	for (size_t i = 0; i < nextra; i++)
+		run_env_add(e, extra[i], NULL);
+	for (size_t i = 0; i < nargs; i++) {
+		const cJSON *a = cJSON_GetObjectItemCaseSensitive(args, names->names[i]);
+		if (a == NULL)
 			continue;
-		owned[nowned++] = kv;
-		add_env(&env, &n, &cap, kv);
+		char *json = cJSON_IsString(a) ? NULL : json_print(a);
+		const char *v = cJSON_IsString(a) ? a->valuestring : json;
+		char *kv = NULL;
+		if (v == NULL || asprintf(&kv, "%s=%s", names->vars[i], v) < 0)
+			kv = NULL;
+		free(json);
+		if (kv == NULL)
+			return -1;
+		run_env_add(e, kv, kv);
 	}
-	for (size_t i = 0; fixed != NULL && fixed[i] != NULL; i++)
-		add_env(&env, &n, &cap, (char *)fixed[i]);
-	if (env == NULL)
-		add_env(&env, &n, &cap, NULL), n = 0, env[0] = NULL;
-	*owned_out = owned;
-	return env;
+	return 0;
 }
 
 static void
-free_env(const char **env, char **owned)
+run_env_free(struct run_env *e)
 {
-	for (size_t i = 0; owned && owned[i]; i++)
-		free(owned[i]);
-	free(owned);
-	free(env);
+	for (size_t i = 0; i < e->nowned; i++)
+		free(e->owned[i]);
+	free(e->owned);
+	free(e->list);
 }
 
 static void
@@ -896,10 +920,10 @@ tool_message(void *arg, const cJSON *msg)
 			return;
 		cJSON *p = cJSON_CreateObject();
 		cJSON_AddItemToObject(p, "progressToken", cJSON_Duplicate(c->progress_token, 1));
-		cJSON_AddNumberToObject(p, "progress", progress->valuedouble);
+		cJSON_AddItemToObject(p, "progress", cJSON_Duplicate(progress, 1));
 		const cJSON *total = cJSON_GetObjectItemCaseSensitive(params, "total");
 		if (cJSON_IsNumber(total))
-			cJSON_AddNumberToObject(p, "total", total->valuedouble);
+			cJSON_AddItemToObject(p, "total", cJSON_Duplicate(total, 1));
 		const cJSON *message = cJSON_GetObjectItemCaseSensitive(params, "message");
 		if (cJSON_IsString(message))
 			cJSON_AddStringToObject(p, "message", message->valuestring);
@@ -956,26 +980,31 @@ tool_error_result(const char *msg)
 	return r;
 }
 
-/* Start a command with the call's arguments; returns 0 or -1 with err. */
+/* Start a command with the call's arguments: all of them on stdin, the
+ * declared ones in the environment. Returns 0 or -1 with err. */
 static int
-start_command(struct call *c, const char *label, const struct command_def *cmd, const cJSON *args,
-    const char *const *extra, const struct tool_run_callbacks *cb, char *err, size_t errlen)
+start_command(struct call *c, const char *label, const struct command_def *cmd,
+    const struct arg_names *names, const cJSON *args, const char *const *extra,
+    const struct tool_run_callbacks *cb, char *err, size_t errlen)
 {
-	char *input = cJSON_PrintUnformatted(args);
-	char **owned = NULL;
-	const char **env = args_env(args, extra, &owned);
-	size_t inlen = input ? strlen(input) : 0;
-	if (input != NULL) {
-		char *withnl = realloc(input, inlen + 2);
-		if (withnl != NULL) {
-			input = withnl;
-			input[inlen++] = '\n';
-			input[inlen] = '\0';
-		}
+	struct run_env env = { 0 };
+	char *input = json_print(args);
+	if (input == NULL || run_env_build(&env, label, c->m->te, cmd, names, args, extra) < 0) {
+		free(input);
+		run_env_free(&env);
+		snprintf(err, errlen, "out of memory");
+		return -1;
 	}
-	c->run = tool_run_start(c->m->te, label, cmd, env, input, inlen, cb, c, err, errlen);
+	size_t inlen = strlen(input);
+	char *withnl = realloc(input, inlen + 2);
+	if (withnl != NULL) {
+		input = withnl;
+		input[inlen++] = '\n';
+		input[inlen] = '\0';
+	}
+	c->run = tool_run_start(c->m->te, label, cmd, env.list, input, inlen, cb, c, err, errlen);
 	free(input);
-	free_env(env, owned);
+	run_env_free(&env);
 	return c->run != NULL ? 0 : -1;
 }
 
@@ -1138,9 +1167,10 @@ check_header_params(struct call *c, const struct tool_def *t, const cJSON *args)
 		} else if (cJSON_IsBool(a)) {
 			same = strcmp(v, cJSON_IsTrue(a) ? "true" : "false") == 0;
 		} else if (cJSON_IsNumber(a)) {
-			char *end;
-			double d = strtod(v, &end);
-			same = end != v && *end == '\0' && d == a->valuedouble;
+			/* The same number, not merely the same nearest double. */
+			cJSON *h = json_number_parse(v, strlen(v));
+			same = h != NULL && json_number_cmp(h, a) == 0;
+			cJSON_Delete(h);
 		}
 		free(decoded);
 		if (!same) {
@@ -1176,7 +1206,7 @@ static void
 host_tool_result(struct mcpd_tool_call *call, const char *result_json)
 {
 	struct call *c = (struct call *)call;
-	cJSON *r = result_json ? cJSON_Parse(result_json) : NULL;
+	cJSON *r = result_json ? json_parse(result_json, strlen(result_json), 0, NULL) : NULL;
 	char err[256];
 	if (r == NULL || !cJSON_IsObject(r) ||
 	    content_blocks_check(cJSON_GetObjectItemCaseSensitive(r, "content"), err, sizeof(err)) < 0) {
@@ -1230,7 +1260,7 @@ plugin_ask_answered(void *arg, const cJSON *result, const cJSON *error)
 {
 	struct plugin_ask *pa = arg;
 	LIST_REMOVE(pa, link);
-	char *json = result ? cJSON_PrintUnformatted(result) : NULL;
+	char *json = result ? json_print(result) : NULL;
 	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(error, "message");
 	pa->done(pa->arg, error ? NULL : (json ? json : "{}"),
 	    error ? (cJSON_IsString(msg) ? msg->valuestring : "the client failed the request") : NULL);
@@ -1244,7 +1274,7 @@ host_tool_ask(struct mcpd_tool_call *call, const char *key, const char *method, 
 {
 	struct call *c = (struct call *)call;
 	const char *cap = method ? ask_capability(method) : NULL;
-	cJSON *params = params_json ? cJSON_Parse(params_json) : cJSON_CreateObject();
+	cJSON *params = params_json ? json_parse(params_json, strlen(params_json), 0, NULL) : cJSON_CreateObject();
 	char why[128];
 	if (cap == NULL || params == NULL || key == NULL || c->cancelled) {
 		cJSON_Delete(params);
@@ -1261,7 +1291,7 @@ host_tool_ask(struct mcpd_tool_call *call, const char *key, const char *method, 
 		const cJSON *known = cJSON_GetObjectItemCaseSensitive(c->answers, key);
 		if (known != NULL) {
 			cJSON_Delete(params);
-			char *json = cJSON_PrintUnformatted(known);
+			char *json = json_print(known);
 			done(arg, json, NULL);
 			free(json);
 			return;
@@ -1325,7 +1355,7 @@ plugin_timeout(evutil_socket_t fd, short ev, void *arg)
 static void
 run_plugin_tool(struct call *c, const struct tool_def *t, const cJSON *args)
 {
-	char *json = cJSON_PrintUnformatted(args);
+	char *json = json_print(args);
 	if (json == NULL) {
 		call_result(c, tool_error_result("out of memory"));
 		return;
@@ -1431,13 +1461,13 @@ m_tools_call(struct call *c)
 	char tool_env[200], proto_env[64];
 	snprintf(tool_env, sizeof(tool_env), "MCP_TOOL_NAME=%s", t->name);
 	snprintf(proto_env, sizeof(proto_env), "MCP_PROTOCOL_VERSION=%s", proto_names[c->proto]);
-	char *caps_json = cJSON_PrintUnformatted(c->client_caps ? c->client_caps : NULL);
+	char *caps_json = c->client_caps ? json_print(c->client_caps) : NULL;
 	char *caps_env = NULL;
 	if (asprintf(&caps_env, "MCP_CLIENT_CAPABILITIES=%s", caps_json ? caps_json : "{}") < 0)
 		caps_env = NULL;
 	free(caps_json);
 	const char *extra[] = { tool_env, proto_env, caps_env ? caps_env : "MCP_CLIENT_CAPABILITIES={}", NULL };
-	int rc = start_command(c, t->name, &t->cmd, args, extra, &tool_callbacks, err, sizeof(err));
+	int rc = start_command(c, t->name, &t->cmd, &t->arg_env, args, extra, &tool_callbacks, err, sizeof(err));
 	free(caps_env);
 	cJSON_Delete(empty);
 	if (rc < 0) {
@@ -1593,16 +1623,16 @@ m_resources_read(struct call *c)
 		return;
 	}
 	case RES_COMMAND: {
-		char uri_env[sizeof("MCP_RESOURCE_URI=") + 4096];
-		if ((size_t)snprintf(uri_env, sizeof(uri_env), "MCP_RESOURCE_URI=%s", uri) >= sizeof(uri_env)) {
-			/* the command must not see a shortened URI */
-			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: \"uri\" longer than 4096 bytes");
-			return;
-		}
-		const char *extra[] = { uri_env, NULL };
+		char *uri_env = NULL;
+		if (asprintf(&uri_env, "MCP_RESOURCE_URI=%s", uri) < 0)
+			uri_env = NULL;
+		const char *extra[] = { uri_env ? uri_env : "MCP_RESOURCE_URI=", NULL };
 		cJSON *vars = c->vars ? c->vars : cJSON_CreateObject();
 		c->vars = vars;
-		if (start_command(c, r->name, &r->cmd, vars, extra, &resource_callbacks, err, sizeof(err)) < 0) {
+		int rc = start_command(c, r->name, &r->cmd, &r->arg_env, vars, extra, &resource_callbacks,
+		    err, sizeof(err));
+		free(uri_env);
+		if (rc < 0) {
 			call_error(c, JSONRPC_INTERNAL_ERROR, "Reading %s failed: %s", uri, err);
 			return;
 		}
@@ -1639,6 +1669,15 @@ m_resources_subscribe(struct call *c, int on)
 }
 
 /* ---- prompts ---- */
+
+static const struct prompt_arg *
+prompt_arg(const struct prompt_def *p, const char *name)
+{
+	for (size_t i = 0; i < p->nargs; i++)
+		if (strcmp(p->args[i].name, name) == 0)
+			return &p->args[i];
+	return NULL;
+}
 
 static cJSON *
 prompt_content(const struct prompt_message *pm, const cJSON *args)
@@ -1687,7 +1726,7 @@ prompt_done(void *arg, struct tool_result *r)
 		call_error(c, JSONRPC_INTERNAL_ERROR, "Prompt %s: the command failed", c->prompt->name);
 		return;
 	}
-	cJSON *v = cJSON_ParseWithLength(r->out, r->outlen);
+	cJSON *v = json_parse(r->out, r->outlen, 0, NULL);
 	cJSON *res = NULL;
 	if (cJSON_IsArray(v)) {
 		res = cJSON_CreateObject();
@@ -1732,6 +1771,11 @@ m_prompts_get(struct call *c)
 			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: argument \"%s\" must be a string", a->string);
 			return;
 		}
+		if (prompt_arg(p, a->string) == NULL) {
+			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: prompt %s has no argument \"%.100s\"",
+			    name, a->string);
+			return;
+		}
 	}
 	for (size_t i = 0; i < p->nargs; i++) {
 		if (p->args[i].required && !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(args, p->args[i].name))) {
@@ -1747,7 +1791,8 @@ m_prompts_get(struct call *c)
 		snprintf(env, sizeof(env), "MCP_PROMPT_NAME=%s", p->name);
 		const char *extra[] = { env, NULL };
 		c->vars = args ? cJSON_Duplicate(args, 1) : cJSON_CreateObject();
-		if (start_command(c, p->name, &p->cmd, c->vars, extra, &prompt_callbacks, err, sizeof(err)) < 0) {
+		if (start_command(c, p->name, &p->cmd, &p->arg_env, c->vars, extra, &prompt_callbacks,
+		    err, sizeof(err)) < 0) {
 			call_error(c, JSONRPC_INTERNAL_ERROR, "Prompt %s: %s", name, err);
 			return;
 		}
@@ -1840,15 +1885,24 @@ m_complete(struct call *c)
 			if (strcmp(pa->name, aname->valuestring) != 0)
 				continue;
 			if (pa->complete.argv != NULL) {
+				/* The other arguments the client has so far: only the
+				 * prompt's own, and only strings, reach the command. */
 				const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(
 				    cJSON_GetObjectItemCaseSensitive(c->params, "context"), "arguments");
-				c->vars = cJSON_IsObject(ctx) ? cJSON_Duplicate(ctx, 1) : cJSON_CreateObject();
-				cJSON_DeleteItemFromObjectCaseSensitive(c->vars, pa->name);
+				if (!cJSON_IsObject(ctx))
+					ctx = NULL;
+				c->vars = cJSON_CreateObject();
+				const cJSON *o;
+				cJSON_ArrayForEach(o, ctx)
+					if (cJSON_IsString(o) && strcmp(o->string, pa->name) != 0 &&
+					    prompt_arg(p, o->string) != NULL)
+						cJSON_AddStringToObject(c->vars, o->string, o->valuestring);
 				cJSON_AddStringToObject(c->vars, pa->name, avalue->valuestring);
 				char env[200], err[256];
 				snprintf(env, sizeof(env), "MCP_COMPLETE_ARGUMENT=%s", pa->name);
 				const char *extra[] = { env, NULL };
-				if (start_command(c, p->name, &pa->complete, c->vars, extra, &complete_callbacks, err, sizeof(err)) < 0) {
+				if (start_command(c, p->name, &pa->complete, &p->arg_env, c->vars, extra,
+				    &complete_callbacks, err, sizeof(err)) < 0) {
 					call_error(c, JSONRPC_INTERNAL_ERROR, "Completion failed: %s", err);
 					return;
 				}
@@ -2175,7 +2229,7 @@ cancel_request(struct mcp *m, struct session *s, const cJSON *id)
 	struct call *c;
 	LIST_FOREACH(c, &m->calls, link) {
 		if (c->s != NULL && strcmp(c->s->id, s->id) == 0 && c->msg.id != NULL &&
-		    cJSON_Compare(c->msg.id, id, 1)) {
+		    json_equal(c->msg.id, id)) {
 			if (c->in_plugin) {
 				plugin_cancel(c);
 				return 1;
@@ -2804,7 +2858,8 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 	cors_config = cfg;
 	LIST_INIT(&m->calls);
 	m->sessions = sessions_new(base, b, cfg->limits.max_sessions, cfg->mcp.history,
-	    cfg->limits.session_idle_timeout_ms, cfg->mcp.keepalive_ms, cfg->mcp.retry_ms);
+	    cfg->limits.session_idle_timeout_ms, cfg->mcp.keepalive_ms, cfg->mcp.retry_ms,
+	    (size_t)cfg->limits.stream_buffer);
 	char helper_dir[4096] = "";
 	if (cfg->helper_path != NULL) {
 		snprintf(helper_dir, sizeof(helper_dir), "%s", cfg->helper_path);

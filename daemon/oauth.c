@@ -8,6 +8,7 @@
 #include "config.h"
 #include "form.h"
 #include "http.h"
+#include "json.h"
 #include "log.h"
 #include "mcp.h"
 #include "offload.h"
@@ -410,7 +411,7 @@ got_value(void *arg, int status, const void *value, size_t len, const char *err)
 		return;
 	cJSON *v = NULL;
 	if (status == MCPD_OK) {
-		v = cJSON_ParseWithLength(value, len);
+		v = json_parse(value, len, 0, NULL);
 		if (v == NULL || !cJSON_IsObject(v)) {
 			cJSON_Delete(v);
 			v = NULL;
@@ -726,7 +727,7 @@ grant_checked(void *arg, int status, const void *value, size_t len, const char *
 {
 	struct vcheck *v = arg;
 	if (status == MCPD_OK) {
-		cJSON *g = cJSON_ParseWithLength(value, len);
+		cJSON *g = json_parse(value, len, 0, NULL);
 		int revoked = g == NULL || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "revoked"));
 		cJSON_Delete(g);
 		vcheck_end(v, revoked ? MCPD_DENIED : MCPD_OK, revoked ? "the token was revoked" : NULL);
@@ -755,7 +756,7 @@ token_found(void *arg, int status, const void *value, size_t len, const char *er
 		vcheck_end(v, MCPD_ERROR, err);
 		return;
 	}
-	cJSON *rec = cJSON_ParseWithLength(value, len);
+	cJSON *rec = json_parse(value, len, 0, NULL);
 	const cJSON *exp = cJSON_GetObjectItemCaseSensitive(rec, "exp");
 	const char *res = json_str(rec, "resource");
 	if (rec == NULL || !cJSON_IsNumber(exp) || json_str(rec, "user") == NULL || json_str(rec, "grant") == NULL) {

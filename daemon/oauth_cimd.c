@@ -12,6 +12,7 @@
 #include "oauth_internal.h"
 #include "arena.h"
 #include "config.h"
+#include "json.h"
 #include "log.h"
 #include "paths.h"
 
@@ -144,7 +145,7 @@ url_ok(const char *u, const char **why)
 static cJSON *
 record_of(struct arena *ar, const char *url, const char *body, size_t len, const char **why)
 {
-	cJSON *d = cJSON_ParseWithLength(body, len);
+	cJSON *d = json_parse(body, len, 32, NULL);
 	if (!cJSON_IsObject(d)) {
 		cJSON_Delete(d);
 		*why = "it is not a JSON object";

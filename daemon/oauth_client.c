@@ -7,6 +7,7 @@
 #include "config.h"
 #include "form.h"
 #include "http.h"
+#include "json.h"
 #include "log.h"
 #include "util.h"
 
@@ -166,7 +167,14 @@ reg_counted(struct oreq *q)
 		reg_error(q, "invalid_client_metadata", "the body must be application/json");
 		return;
 	}
-	cJSON *in = body ? cJSON_ParseWithLength(body, len) : NULL;
+	struct json_error je;
+	cJSON *in = body ? json_parse(body, len, 32, &je) : NULL;
+	if (body != NULL && in == NULL) {
+		char why[256];
+		snprintf(why, sizeof(why), "the body is not JSON: %s", je.message);
+		reg_error(q, "invalid_client_metadata", why);
+		return;
+	}
 	if (!cJSON_IsObject(in)) {
 		cJSON_Delete(in);
 		reg_error(q, "invalid_client_metadata", "the body must be a JSON object");

@@ -1,5 +1,6 @@
 #include "registry.h"
 #include "config.h"
+#include "json.h"
 #include "util.h"
 
 #include <cjson/cJSON.h>
@@ -113,7 +114,7 @@ build_pages(cJSON **items, size_t n, const char *key, size_t page_size)
 			snprintf(cursor, sizeof(cursor), "page-%zu", p + 1);
 			cJSON_AddStringToObject(res, "nextCursor", cursor);
 		}
-		char *txt = cJSON_PrintUnformatted(res);
+		char *txt = json_print(res);   /* schema numbers as written */
 		cJSON_Delete(res);
 		txt[strlen(txt) - 1] = '\0';
 		lp->pages[p] = txt;

@@ -25,6 +25,16 @@ struct command_def {
 	uint64_t max_output;
 };
 
+/* The names a command sees as MCP_ARG_<name> variables: a tool's declared
+ * input properties, a template's variables, a prompt's arguments. Made
+ * at load, where two names that would make one variable are an error;
+ * nothing else the client sends reaches a command's environment. */
+struct arg_names {
+	const char **names;         /* as declared */
+	const char **vars;          /* MCP_ARG_<name> with [^A-Za-z0-9] as _ */
+	size_t n;
+};
+
 struct tool_def {
 	const char *name, *title, *description;
 	struct cJSON *input_schema;     /* sent as is; arguments validated against it */
@@ -40,6 +50,7 @@ struct tool_def {
 	struct cJSON *requires;         /* client capabilities the tool needs, or NULL */
 	struct cJSON *header_params;    /* x-mcp-header: property -> header suffix */
 	const char *scopes;             /* scopes a caller's token needs, space-separated, or NULL */
+	struct arg_names arg_env;       /* the properties of input_schema */
 	int line;
 };
 
@@ -56,6 +67,7 @@ struct resource_def {
 	struct command_def cmd;         /* RES_COMMAND */
 	struct cJSON *completions;      /* template variable -> array of values */
 	struct cJSON *listing;
+	struct arg_names arg_env;       /* the template's variables */
 	int line;
 };
 
@@ -86,6 +98,7 @@ struct prompt_def {
 	size_t nmessages;
 	struct command_def cmd;         /* argv non-NULL: messages come from a command */
 	struct cJSON *listing;
+	struct arg_names arg_env;       /* the arguments, for commands */
 	int line;
 };
 

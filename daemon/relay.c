@@ -40,6 +40,12 @@ static int
 send_frame(struct bufferevent *bev, int op, const void *a, size_t alen, const void *b, size_t blen)
 {
 	struct evbuffer *out = bufferevent_get_output(bev);
+	if (1 + alen + blen > FRAME_MAX) {
+		/* The reader would refuse it, and what followed it with it. */
+		log_warn("relay: a message of %zu bytes is over the %u a frame holds; not sent",
+		    alen + blen, FRAME_MAX - 1);
+		return -1;
+	}
 	if (evbuffer_get_length(out) > BACKLOG_MAX)
 		return -1;
 	unsigned char head[5];
@@ -64,8 +70,11 @@ read_frames(struct bufferevent *bev, void (*fn)(void *arg, int op, unsigned char
 			return;
 		uint32_t len = get32(head);
 		if (len == 0 || len > FRAME_MAX) {
-			log_error("relay: bad frame of %u bytes; dropping the link's input", len);
+			/* Where the next frame starts is lost: reading on would
+			 * take message bytes for frames. */
+			log_error("relay: bad frame of %u bytes; no more is read from this link", len);
 			evbuffer_drain(in, evbuffer_get_length(in));
+			bufferevent_disable(bev, EV_READ);
 			return;
 		}
 		if (evbuffer_get_length(in) < 4 + (size_t)len)

@@ -1,4 +1,5 @@
 #include "reqstate.h"
+#include "json.h"
 #include "util.h"
 
 #include <cjson/cJSON.h>
@@ -86,7 +87,7 @@ reqstate_seal(const unsigned char key[REQSTATE_KEY_LEN], cJSON *payload, uint64_
 {
 	cJSON_DeleteItemFromObjectCaseSensitive(payload, "exp");
 	cJSON_AddNumberToObject(payload, "exp", (double)(now_ms() + ttl_ms));
-	char *json = cJSON_PrintUnformatted(payload);
+	char *json = json_print(payload);
 	if (json == NULL)
 		return NULL;
 	unsigned char mac[32];
@@ -132,7 +133,7 @@ reqstate_open(const unsigned char key[REQSTATE_KEY_LEN], const char *token, char
 		return NULL;
 	}
 	payload[outlen] = '\0';
-	cJSON *v = cJSON_ParseWithLength((char *)payload, outlen);
+	cJSON *v = json_parse((char *)payload, outlen, 0, NULL);
 	free(payload);
 	const cJSON *exp = cJSON_GetObjectItemCaseSensitive(v, "exp");
 	if (!cJSON_IsObject(v) || !cJSON_IsNumber(exp)) {
@@ -151,7 +152,7 @@ reqstate_open(const unsigned char key[REQSTATE_KEY_LEN], const char *token, char
 void
 json_digest(const cJSON *v, char out[65])
 {
-	char *s = v ? cJSON_PrintUnformatted(v) : NULL;
+	char *s = v ? json_print(v) : NULL;
 	unsigned char d[32];
 	unsigned int dl = sizeof(d);
 	EVP_Digest(s ? s : "", s ? strlen(s) : 0, d, &dl, EVP_sha256(), NULL);

@@ -1,7 +1,7 @@
 #include "schema.h"
+#include "json.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -85,19 +85,10 @@ json_type_name(const cJSON *v)
 }
 
 static int
-is_integer(const cJSON *v)
-{
-	if (!cJSON_IsNumber(v))
-		return 0;
-	double d = v->valuedouble;
-	return isfinite(d) && d == floor(d);
-}
-
-static int
 type_matches(const char *t, const cJSON *v)
 {
 	if (strcmp(t, "integer") == 0)
-		return is_integer(v);
+		return json_is_integer(v);   /* from the text: 2^53 + 1.5 is not */
 	if (strcmp(t, "number") == 0)
 		return cJSON_IsNumber(v);
 	return strcmp(t, json_type_name(v)) == 0;
@@ -314,13 +305,8 @@ validate_array(struct vctx *x, const cJSON *schema, const cJSON *v, const char *
 			return -1;
 		i++;
 	}
-	if (cJSON_IsTrue(unique)) {
-		const cJSON *a, *b;
-		cJSON_ArrayForEach(a, v)
-			for (b = a->next; b != NULL; b = b->next)
-				if (cJSON_Compare(a, b, 1))
-					return fail(x, path, "items must be unique");
-	}
+	if (cJSON_IsTrue(unique) && json_unique_items(v) != 1)
+		return fail(x, path, "items must be unique");   /* sorted, not pair by pair */
 	if (contains != NULL) {
 		int found = 0;
 		char saved[512];
@@ -365,35 +351,33 @@ validate_string(struct vctx *x, const cJSON *schema, const cJSON *v, const char 
 	return 0;
 }
 
+/* Bounds compare the numbers as written, not their nearest doubles. */
 static int
 validate_number(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
 {
-	double d = v->valuedouble;
+	static const struct {
+		const char *key, *msg;
+		int fails_if;       /* v compared with the bound: fails on this result */
+		int or_equal;
+	} bounds[] = {
+		{ "minimum", "must be at least", -1, 0 },
+		{ "maximum", "must be at most", 1, 0 },
+		{ "exclusiveMinimum", "must be greater than", -1, 1 },
+		{ "exclusiveMaximum", "must be less than", 1, 1 },
+	};
 	const cJSON *k;
 	char num[64];
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "minimum")) && cJSON_IsNumber(k) && d < k->valuedouble) {
-		snprintf(num, sizeof(num), "%.17g", k->valuedouble);
-		return fail(x, path, "must be at least %s", num);
+	for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++) {
+		k = cJSON_GetObjectItemCaseSensitive(schema, bounds[i].key);
+		if (!cJSON_IsNumber(k))
+			continue;
+		int c = json_number_cmp(v, k);
+		if (c == bounds[i].fails_if || (c == 0 && bounds[i].or_equal))
+			return fail(x, path, "%s %s", bounds[i].msg, json_number_text(k, num, sizeof(num)));
 	}
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "maximum")) && cJSON_IsNumber(k) && d > k->valuedouble) {
-		snprintf(num, sizeof(num), "%.17g", k->valuedouble);
-		return fail(x, path, "must be at most %s", num);
-	}
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "exclusiveMinimum")) && cJSON_IsNumber(k) && d <= k->valuedouble) {
-		snprintf(num, sizeof(num), "%.17g", k->valuedouble);
-		return fail(x, path, "must be greater than %s", num);
-	}
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "exclusiveMaximum")) && cJSON_IsNumber(k) && d >= k->valuedouble) {
-		snprintf(num, sizeof(num), "%.17g", k->valuedouble);
-		return fail(x, path, "must be less than %s", num);
-	}
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "multipleOf")) && cJSON_IsNumber(k) && k->valuedouble > 0) {
-		double q = d / k->valuedouble;
-		if (fabs(q - round(q)) > 1e-9) {
-			snprintf(num, sizeof(num), "%.17g", k->valuedouble);
-			return fail(x, path, "must be a multiple of %s", num);
-		}
-	}
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "multipleOf")) && cJSON_IsNumber(k) &&
+	    k->valuedouble > 0 && !json_multiple_of(v, k))
+		return fail(x, path, "must be a multiple of %s", json_number_text(k, num, sizeof(num)));
 	return 0;
 }
 
@@ -453,17 +437,17 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
 		int found = 0;
 		const cJSON *e;
 		cJSON_ArrayForEach(e, k)
-			if (cJSON_Compare(e, v, 1))
+			if (json_equal(e, v))
 				found = 1;
 		if (!found) {
-			char *allowed = cJSON_PrintUnformatted(k);
+			char *allowed = json_print(k);
 			fail(x, path, "must be one of %s", allowed ? allowed : "the enum");
 			free(allowed);
 			goto out;
 		}
 	}
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "const")) != NULL && !cJSON_Compare(k, v, 1)) {
-		char *want = cJSON_PrintUnformatted(k);
+	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "const")) != NULL && !json_equal(k, v)) {
+		char *want = json_print(k);
 		fail(x, path, "must be %s", want ? want : "the constant");
 		free(want);
 		goto out;

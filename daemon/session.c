@@ -1,5 +1,6 @@
 #include "session.h"
 #include "http.h"
+#include "json.h"
 #include "jsonrpc.h"
 #include "log.h"
 #include "util.h"
@@ -16,7 +17,6 @@
 
 #define BUCKETS 16384
 #define CACHE_IDLE_MS 60000         /* unused cached records are dropped after this */
-#define MAX_PENDING_OUTPUT (8 * 1024 * 1024)
 #define REPLAY_MAX 10000
 
 const char *const proto_names[PROTO_COUNT] = {
@@ -62,6 +62,7 @@ struct pending_request {
 struct outq_item {
 	struct outq *q;
 	char *json;
+	size_t len;
 	int final;
 	int ready;
 	uint64_t seq;
@@ -72,6 +73,8 @@ struct outq {
 	struct stream *st;          /* NULL once the stream is gone */
 	struct outq_item *head, *tail;
 	unsigned waiting;           /* items whose storage callback has not run */
+	size_t bytes;               /* of the items' messages */
+	unsigned dropped;           /* messages refused while storage is behind */
 };
 
 struct held_msg {               /* toclient: events that came during a replay */
@@ -88,6 +91,7 @@ struct sessions {
 	struct event_base *base;
 	struct backends b;
 	size_t max, history;
+	size_t stream_buffer;       /* a stream's messages waiting for storage, in bytes */
 	uint64_t idle_ms, keepalive_ms, retry_ms;
 	struct session *buckets[BUCKETS];
 	TAILQ_HEAD(, session) all;
@@ -211,7 +215,7 @@ record_json(const struct session *s)
 	cJSON *subs = cJSON_AddArrayToObject(r, "s");
 	for (size_t i = 0; i < s->nsubs; i++)
 		cJSON_AddItemToArray(subs, cJSON_CreateString(s->subs[i]));
-	char *out = cJSON_PrintUnformatted(r);
+	char *out = json_print(r);
 	cJSON_Delete(r);
 	return out;
 }
@@ -245,7 +249,7 @@ record_apply(struct session *s, const char *json, size_t len)
 	/* Read on every request: most of the time it is what we have. */
 	if (s->record != NULL && len == s->record_len && memcmp(json, s->record, len) == 0)
 		return 0;
-	cJSON *r = cJSON_ParseWithLength(json, len);
+	cJSON *r = json_parse(json, len, 0, NULL);
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(r, "p");
 	if (!cJSON_IsObject(r) || !cJSON_IsNumber(p) || p->valueint < 0 || p->valueint >= PROTO_COUNT) {
 		cJSON_Delete(r);
@@ -468,7 +472,7 @@ sweep_cb(evutil_socket_t fd, short ev, void *arg)
 
 struct sessions *
 sessions_new(struct event_base *base, const struct backends *b, size_t max, size_t history,
-    uint64_t idle_ms, uint64_t keepalive_ms, uint64_t retry_ms)
+    uint64_t idle_ms, uint64_t keepalive_ms, uint64_t retry_ms, size_t stream_buffer)
 {
 	struct sessions *t = calloc(1, sizeof(*t));
 	if (t == NULL)
@@ -480,6 +484,7 @@ sessions_new(struct event_base *base, const struct backends *b, size_t max, size
 	t->idle_ms = idle_ms;
 	t->keepalive_ms = keepalive_ms;
 	t->retry_ms = retry_ms;
+	t->stream_buffer = stream_buffer;
 	t->pid = (int)getpid();
 	uint64_t r[2] = { 0, 0 };
 	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
@@ -878,7 +883,7 @@ control_msg(void *arg, const char *channel, const void *msg, size_t len)
 {
 	(void)channel;
 	struct session *s = arg;
-	cJSON *m = cJSON_ParseWithLength(msg, len);
+	cJSON *m = json_parse(msg, len, 0, NULL);
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "cancel");
 	if (id != NULL && s->table->on_cancel != NULL)
 		s->table->on_cancel(s, id, s->table->on_cancel_arg);
@@ -909,7 +914,7 @@ session_publish_cancel(struct session *s, const cJSON *request_id)
 {
 	cJSON *m = cJSON_CreateObject();
 	cJSON_AddItemToObject(m, "cancel", cJSON_Duplicate(request_id, 1));
-	char *txt = cJSON_PrintUnformatted(m);
+	char *txt = json_print(m);
 	cJSON_Delete(m);
 	char ch[96];
 	key_of(ch, sizeof(ch), "control:", s->id);
@@ -1050,6 +1055,7 @@ outq_free_items(struct outq *q)
 		free(it);
 	}
 	q->tail = NULL;
+	q->bytes = 0;
 }
 
 static void
@@ -1098,8 +1104,14 @@ write_event(struct stream *st, uint64_t seq, const char *json)
 		return;
 	int n = seq ? snprintf(ev, len + 96, "id: %s-%llu\nevent: message\ndata: %s\n\n", st->id,
 	    (unsigned long long)seq, json) : snprintf(ev, len + 96, "event: message\ndata: %s\n\n", json);
-	http_stream_write(st->req, ev, (size_t)n);
+	int rc = http_stream_write(st->req, ev, (size_t)n);
 	free(ev);
+	/* Not written: the client left, or did not read what it was sent
+	 * (limits.stream_buffer) and the stream is being closed; either way
+	 * its close callback follows, and the events stay in the log for a
+	 * resumption. */
+	if (rc < 0)
+		return;
 	if (seq > st->sent)
 		st->sent = seq;
 	if (seq != 0 && st->holder && strcmp(st->id, "g") == 0) {
@@ -1110,17 +1122,6 @@ write_event(struct stream *st, uint64_t seq, const char *json)
 		int vl = snprintf(val, sizeof(val), "%llu", (unsigned long long)seq);
 		st->s->table->b.storage->set(st->s->table->b.storage_inst, key, val, (size_t)vl,
 		    st->s->table->idle_ms, 0, NULL, NULL);
-	}
-	if (http_stream_pending(st->req) > MAX_PENDING_OUTPUT) {
-		log_warn("session %.8s…: the client reads too slowly; dropping its stream %s", st->s->id, st->id);
-		struct http_request *r = st->req;
-		http_request_on_close(r, NULL, NULL);
-		st->req = NULL;
-		if (st->holder)
-			event_del(st->keepalive);
-		http_stream_end(r);
-		if (st->detached != NULL)
-			st->detached(st->detached_arg);
 	}
 }
 
@@ -1185,6 +1186,7 @@ flush(struct outq *q)
 		q->head = it->next;
 		if (q->head == NULL)
 			q->tail = NULL;
+		q->bytes -= it->len;
 		if (q->st != NULL && it->final == 2)
 			priming_event(q->st, it->seq);
 		else if (q->st != NULL)
@@ -1227,11 +1229,30 @@ static void
 enqueue(struct stream *st, const char *json, int final)
 {
 	struct sessions *t = st->s->table;
+	struct outq *q = st->queue;
+	size_t len = strlen(json);
+	/* Messages wait here until storage has numbered them: one that falls
+	 * behind a tool sending fast must not make this grow without end.
+	 * The last message (the answer) and the start are always taken. */
+	if (final == 0 && q->bytes > t->stream_buffer) {
+		if (q->dropped++ == 0)
+			log_warn("session %.8s…: storage is behind: more than limits.stream_buffer (%zu bytes) "
+			    "of stream %s waits for it; dropping the stream's messages until it catches up",
+			    st->s->id, t->stream_buffer, st->id);
+		return;
+	}
+	if (q->dropped > 0) {
+		log_warn("session %.8s…: stream %s: %u messages dropped while storage was behind",
+		    st->s->id, st->id, q->dropped);
+		q->dropped = 0;
+	}
 	struct outq_item *it = calloc(1, sizeof(*it));
 	if (it == NULL || (it->json = strdup(json)) == NULL) {
 		free(it);
 		return;
 	}
+	it->len = len;
+	q->bytes += len;
 	it->q = st->queue;
 	it->final = final;
 	if (st->queue->tail != NULL)
@@ -1240,7 +1261,6 @@ enqueue(struct stream *st, const char *json, int final)
 		st->queue->head = it;
 	st->queue->tail = it;
 	st->queue->waiting++;
-	size_t len = strlen(json);
 	char *entry = malloc(strlen(st->id) + len + 8);
 	if (entry == NULL) {
 		appended(it, MCPD_ERROR, 0, "out of memory");
@@ -1601,7 +1621,7 @@ lost_read(void *arg, int status, const struct mcpd_log_entry *e, size_t n, const
 			continue;
 		if (kind == 2) {
 			cJSON_Delete(rid);
-			rid = dl > 0 ? cJSON_ParseWithLength(data, dl) : NULL;
+			rid = dl > 0 ? json_parse(data, dl, 0, NULL) : NULL;
 			continue;
 		}
 		if (e[i].seq <= st->sent)
@@ -1773,7 +1793,7 @@ pending_answered(struct pending_request *p, const void *msg, size_t len)
 	char key[200];
 	answer_key(key, sizeof(key), p->s->id, p->id);
 	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
-	cJSON *m = cJSON_ParseWithLength(msg, len);
+	cJSON *m = json_parse(msg, len, 0, NULL);
 	pending_cb cb = p->cb;
 	void *arg = p->arg;
 	pending_free(p);
@@ -1920,7 +1940,7 @@ session_response(struct session *s, const cJSON *id, const cJSON *result, const 
 		cJSON_AddItemToObject(m, "error", cJSON_Duplicate(error, 1));
 	else
 		cJSON_AddItemToObject(m, "result", result ? cJSON_Duplicate(result, 1) : cJSON_CreateObject());
-	char *txt = cJSON_PrintUnformatted(m);
+	char *txt = json_print(m);
 	cJSON_Delete(m);
 	struct answer_store *as = txt != NULL ? calloc(1, sizeof(*as)) : NULL;
 	if (as == NULL) {

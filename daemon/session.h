@@ -102,8 +102,11 @@ struct session {
 
 typedef void (*session_cb)(void *arg, struct session *s, int status);
 
+/* stream_buffer: the most bytes of a stream's messages that may wait
+ * for storage to number them (limits.stream_buffer). */
 struct sessions *sessions_new(struct event_base *base, const struct backends *b, size_t max,
-    size_t history, uint64_t idle_ms, uint64_t keepalive_ms, uint64_t retry_ms);
+    size_t history, uint64_t idle_ms, uint64_t keepalive_ms, uint64_t retry_ms,
+    size_t stream_buffer);
 void sessions_free(struct sessions *t);
 /* Hooks into the MCP layer. */
 void sessions_on_delete(struct sessions *t, void (*fn)(struct session *, void *), void *arg);

@@ -1,4 +1,5 @@
 #include "tool_exec.h"
+#include "json.h"
 #include "log.h"
 #include "registry.h"
 #include "util.h"
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -53,6 +55,7 @@ struct tool_exec {
 	struct event *sigchld;
 	unsigned max_processes;
 	unsigned running;
+	size_t arg_max;             /* the kernel's limit on argv + envp */
 	char path_env[4096];
 	LIST_HEAD(, tool_run) runs;
 };
@@ -269,7 +272,7 @@ chan_read(struct bufferevent *bev, void *arg)
 			}
 			return;
 		}
-		cJSON *msg = cJSON_ParseWithLength(line, len);
+		cJSON *msg = json_parse(line, len, 0, NULL);
 		free(line);
 		if (msg == NULL || !cJSON_IsObject(msg)) {
 			log_warn("tool %s: channel message is not a JSON object", run->name);
@@ -311,6 +314,48 @@ sigchld_cb(evutil_socket_t sig, short ev, void *arg)
 	}
 }
 
+#define FIXED_ENV 4           /* PATH, LANG, HOME, MCP_CHANNEL_FD */
+/* What execve copies besides argv and envp (the file name) and rounding. */
+#define ARG_SLACK 4096
+
+/* The kernel's bound on argv and envp together (fs/exec.c): a quarter of
+ * the stack limit, at most three quarters of 8 MiB, at least 128 KiB. */
+static size_t
+arg_limit(void)
+{
+	size_t lim = 6 * 1024 * 1024;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 4 < lim)
+		lim = (size_t)(rl.rlim_cur / 4);
+	return lim < 128 * 1024 ? 128 * 1024 : lim;
+}
+
+static size_t
+strings_size(const char *const *v, size_t n)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += strlen(v[i]) + 1 + sizeof(char *);
+	return total;
+}
+
+/* What argv, the fixed environment and env: of cmd take. */
+static size_t
+fixed_size(const struct tool_exec *te, const struct command_def *cmd)
+{
+	const char *fixed[FIXED_ENV] = { te->path_env, "LANG=C.UTF-8", "HOME=/", "MCP_CHANNEL_FD=3" };
+	return ARG_SLACK + strlen(cmd->argv[0]) + 1 + sizeof(char *) +
+	    strings_size(cmd->argv, cmd->argc) + strings_size(fixed, FIXED_ENV) +
+	    strings_size(cmd->env, cmd->nenv);
+}
+
+size_t
+tool_env_room(const struct tool_exec *te, const struct command_def *cmd)
+{
+	size_t used = fixed_size(te, cmd);
+	return used < te->arg_max ? te->arg_max - used : 0;
+}
+
 struct tool_exec *
 tool_exec_new(struct event_base *base, unsigned max_processes, const char *helper_dir)
 {
@@ -319,6 +364,7 @@ tool_exec_new(struct event_base *base, unsigned max_processes, const char *helpe
 		return NULL;
 	te->base = base;
 	te->max_processes = max_processes;
+	te->arg_max = arg_limit();
 	LIST_INIT(&te->runs);
 	snprintf(te->path_env, sizeof(te->path_env), "PATH=%s%s" TOOL_PATH,
 	    helper_dir ? helper_dir : "", helper_dir ? ":" : "");
@@ -390,7 +436,18 @@ tool_run_start(struct tool_exec *te, const char *label, const struct command_def
 	size_t nenv = 0, nextra = 0;
 	for (; env && env[nextra]; nextra++)
 		;
-	envp = calloc(8 + cmd->nenv + nextra, sizeof(char *));
+	/* What posix_spawn would fail with E2BIG, refused here with a clear
+	 * message (callers keep within tool_env_room). */
+	size_t extra = strings_size(env, nextra);
+	for (size_t i = 0; i < nextra; i++)
+		if (strlen(env[i]) + 1 > TOOL_ENV_STRING_MAX)
+			extra = SIZE_MAX;
+	if (extra > tool_env_room(te, cmd)) {
+		snprintf(err, errlen, "cannot run %s: its arguments and environment exceed the system's limit",
+		    cmd->argv[0]);
+		goto fail;
+	}
+	envp = calloc(FIXED_ENV + 1 + cmd->nenv + nextra, sizeof(char *));
 	if (envp == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;

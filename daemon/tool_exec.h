@@ -45,8 +45,9 @@ struct tool_exec *tool_exec_new(struct event_base *base, unsigned max_processes,
 void tool_exec_free(struct tool_exec *te);
 unsigned tool_exec_running(const struct tool_exec *te);
 
-/* label names the run in logs (the tool's name). env: extra "KEY=value" strings (NULL-terminated), added to the fixed
- * environment and the operator's env:. Returns NULL with err on failure. */
+/* label names the run in logs (the tool's name). env: extra "KEY=value"
+ * strings (NULL-terminated), added to the fixed environment and the
+ * operator's env:, within tool_env_room. Returns NULL with err on failure. */
 struct tool_run *tool_run_start(struct tool_exec *te, const char *label,
     const struct command_def *cmd, const char *const *env, const char *input, size_t inlen,
     const struct tool_run_callbacks *cb, void *arg, char *err, size_t errlen);
@@ -58,5 +59,16 @@ void tool_run_cancel(struct tool_run *run);
 void tool_run_abandon(struct tool_run *run);
 /* Name for environment variables: MCP_ARG_<name> with [^A-Za-z0-9_] as _. */
 void tool_env_name(char *out, size_t len, const char *prefix, const char *name);
+
+/* The kernel's limit on one argument or environment string, its NUL
+ * included (MAX_ARG_STRLEN: 32 pages of 4 KiB): a longer one makes
+ * execve fail with E2BIG. */
+#define TOOL_ENV_STRING_MAX (32 * 4096)
+/* Bytes left for the extra environment of cmd's runs (tool_run_start's
+ * env): the kernel's limit on argv and envp together (a quarter of the
+ * stack limit, at most 6 MiB) less what argv, the fixed environment and
+ * the operator's env: take. A string costs its length, its NUL and a
+ * pointer. */
+size_t tool_env_room(const struct tool_exec *te, const struct command_def *cmd);
 
 #endif

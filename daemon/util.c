@@ -14,7 +14,10 @@
 void
 errlist_add(struct errlist *e, const char *fmt, ...)
 {
-	if (e->n == e->cap) {
+	e->n++;
+	if (e->kept == ERRLIST_KEEP)
+		return;
+	if (e->kept == e->cap) {
 		size_t cap = e->cap ? e->cap * 2 : 8;
 		char **m = realloc(e->msgs, cap * sizeof(*m));
 		if (m == NULL)
@@ -28,18 +31,68 @@ errlist_add(struct errlist *e, const char *fmt, ...)
 	if (vasprintf(&s, fmt, ap) < 0)
 		s = NULL;
 	va_end(ap);
+	if (s == NULL)
+		s = strdup("(out of memory)");
 	if (s != NULL)
-		e->msgs[e->n++] = s;
+		e->msgs[e->kept++] = s;
 }
 
 void
 errlist_free(struct errlist *e)
 {
-	for (size_t i = 0; i < e->n; i++)
+	for (size_t i = 0; i < e->kept; i++)
 		free(e->msgs[i]);
 	free(e->msgs);
 	e->msgs = NULL;
-	e->n = e->cap = 0;
+	e->n = e->cap = e->kept = 0;
+}
+
+void
+errlist_each(const struct errlist *e, void (*fn)(const char *msg, void *arg), void *arg)
+{
+	for (size_t i = 0; i < e->kept; i++)
+		fn(e->msgs[i], arg);
+	if (e->n > e->kept) {
+		char more[96];
+		snprintf(more, sizeof(more), "(and %zu more errors, not shown)", e->n - e->kept);
+		fn(more, arg);
+	}
+}
+
+struct occurrence {
+	const char *s;
+	size_t i;
+};
+
+static int
+occurrence_cmp(const void *a, const void *b)
+{
+	const struct occurrence *x = a, *y = b;
+	int c = strcmp(x->s, y->s);
+	if (c != 0)
+		return c;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+size_t *
+first_occurrences(const char *const *s, size_t n)
+{
+	size_t *first = malloc((n ? n : 1) * sizeof(*first));
+	struct occurrence *o = malloc((n ? n : 1) * sizeof(*o));
+	if (first == NULL || o == NULL) {
+		free(first);
+		free(o);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		o[i].s = s[i];
+		o[i].i = i;
+	}
+	qsort(o, n, sizeof(*o), occurrence_cmp);
+	for (size_t i = 0; i < n; i++)
+		first[o[i].i] = i > 0 && strcmp(o[i - 1].s, o[i].s) == 0 ? first[o[i - 1].i] : o[i].i;
+	free(o);
+	return first;
 }
 
 void

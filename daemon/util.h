@@ -7,15 +7,27 @@
 #include <stdint.h>
 
 /* A list of error messages, each one line, collected so that a config
- * check can report every problem at once. */
+ * check can report every problem at once. n counts them all; only the
+ * first ERRLIST_KEEP are kept (msgs[0 .. kept - 1]): a file of many
+ * thousand mistakes does not make a log of many thousand lines. */
+#define ERRLIST_KEEP 200
+
 struct errlist {
 	char **msgs;
 	size_t n, cap;
+	size_t kept;
 };
 
 void errlist_add(struct errlist *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void errlist_free(struct errlist *e);
+/* Each kept message, then a line saying how many more there were. */
+void errlist_each(const struct errlist *e, void (*fn)(const char *msg, void *arg), void *arg);
+
+/* For each of n strings, the index of its first occurrence (i itself
+ * when it is the first): duplicates found in n log n, not n squared.
+ * Returns a malloc'd array, or NULL when out of memory. */
+size_t *first_occurrences(const char *const *s, size_t n);
 
 /* Text built in a fixed buffer: every append is clamped to the buffer
  * and a cut is remembered, so that nothing is written past the end and a

@@ -1,6 +1,8 @@
 /* mcpd-tool: what a command run by mcpd uses to talk back to the client,
  * one line of shell per action. It writes JSON-RPC lines to the channel
  * descriptor mcpd passes (MCP_CHANNEL_FD) and reads the answers there. */
+#include "json.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -59,7 +61,7 @@ open_channel(void)
 static void
 send_line(cJSON *msg)
 {
-	char *s = cJSON_PrintUnformatted(msg);
+	char *s = json_print(msg);
 	if (s == NULL)
 		die("%s", "out of memory");
 	size_t len = strlen(s);
@@ -112,7 +114,7 @@ request(const char *method, cJSON *params)
 		char *nl = buf ? memchr(buf, '\n', len) : NULL;
 		if (nl != NULL) {
 			*nl = '\0';
-			cJSON *resp = cJSON_Parse(buf);
+			cJSON *resp = json_parse(buf, strlen(buf), 0, NULL);
 			size_t used = (size_t)(nl - buf) + 1;
 			memmove(buf, nl + 1, len - used);
 			len -= used;
@@ -131,7 +133,8 @@ request(const char *method, cJSON *params)
 				die("%s", text);
 			}
 			if (print_result) {
-				char *out = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(resp, "result"));
+				const cJSON *result = cJSON_GetObjectItemCaseSensitive(resp, "result");
+				char *out = result ? json_print(result) : NULL;
 				puts(out ? out : "{}");
 				free(out);
 			}
@@ -157,9 +160,10 @@ request(const char *method, cJSON *params)
 static cJSON *
 parse_json_arg(const char *s, const char *what)
 {
-	cJSON *v = cJSON_Parse(s);
+	struct json_error je;
+	cJSON *v = json_parse(s, strlen(s), 0, &je);
 	if (v == NULL)
-		die("%s is not valid JSON", what);
+		die("%s is not valid JSON: %s", what, je.message);
 	return v;
 }
 
@@ -206,8 +210,8 @@ get(const char *path, const char *json)
 	} else if (cJSON_IsString(cur)) {
 		puts(cur->valuestring);
 	} else {
-		char *s = cJSON_PrintUnformatted(cur);
-		puts(s);
+		char *s = json_print(cur);
+		puts(s ? s : "null");
 		free(s);
 	}
 	cJSON_Delete(root);
@@ -230,7 +234,7 @@ main(int argc, char **argv)
 		if (argc != 3)
 			usage();
 		cJSON *str = cJSON_CreateString(argv[2]);
-		char *out = cJSON_PrintUnformatted(str);
+		char *out = json_print(str);
 		puts(out);
 		free(out);
 		cJSON_Delete(str);

@@ -1,6 +1,8 @@
 """The command line: -t, -V, -h, bad options, startup errors."""
 
 import os
+import subprocess
+import threading
 
 from harness import MCPD, ROOT, check, run_mcpd
 
@@ -48,6 +50,39 @@ def test_config_check_reports_every_error(t):
     check(lines[2].startswith("%s:6:17: limits.idle_timeout: \"forever\" is not a duration" % path), lines[2])
     check(lines[3] == "%s:7:1: unknown key \"logs\" in the top level (did you mean \"log\"?)" % path, lines[3])
     check(lines[4] == "mcpd: %s: 4 errors; configuration test failed" % path, lines[4])
+
+
+def alias_bomb(levels):
+    """A "billion laughs": each level nine aliases of the one before."""
+    text = 'laughs:\n  a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    for i in range(1, levels + 1):
+        text += "  a%d: &a%d [%s]\n" % (i, i, ",".join(["*a%d" % (i - 1)] * 9))
+    return text
+
+
+def test_config_check_alias_bomb(t):
+    """Ten levels of aliases (under 500 bytes; 3.5 billion nodes expanded)
+    are refused at once, at the alias that goes past the bound, and the
+    check stays small: its peak RSS, read from the kernel's accounting of
+    that one child, not a clock."""
+    path = os.path.join(t.dir, "bomb.yaml")
+    with open(path, "w") as f:
+        f.write("listen: [127.0.0.1:1]\n" + alias_bomb(10))
+    check(os.path.getsize(path) < 600)
+    p = subprocess.Popen([MCPD, "-t", "-c", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    killer = threading.Timer(60, p.kill)
+    killer.start()
+    _, status, usage = os.wait4(p.pid, 0)
+    killer.cancel()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read().decode()
+    p.stdout.close()
+    p.stderr.close()
+    check(p.returncode == 1, "exit %d: %s" % (p.returncode, err[-500:]))
+    check(err.startswith("%s:8:20: alias *a4 makes the configuration larger than 250000 nodes once expanded"
+                         % path), err[:500])
+    check("mcpd: %s: 1 error; configuration test failed" % path in err, err[-500:])
+    check(usage.ru_maxrss < 200 * 1024, "mcpd -t peaked at %d KiB" % usage.ru_maxrss)
 
 
 def test_config_check_tls_files(t):

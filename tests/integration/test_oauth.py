@@ -319,6 +319,15 @@ def test_registration(t):
         check(r["error"] == error and r["error_description"], (meta, r))
     st, _, data = http(port, "POST", "/oauth/register", "[1]", {"Content-Type": "application/json"})
     check(st == 400 and json.loads(data)["error"] == "invalid_client_metadata", data)
+    # Strict JSON: a raw NUL would cut the URI short, a raw control
+    # character would reach the consent page, a name twice be read once.
+    for raw in (b'{"redirect_uris":["' + REDIRECT.encode() + b'\x00.evil.example"]}',
+                b'{"redirect_uris":["' + REDIRECT.encode() + b'"],"client_name":"a\x1bb"}',
+                b'{"redirect_uris":["https://evil.example/cb"],"redirect_uris":["' + REDIRECT.encode() + b'"]}'):
+        st, _, data = http(port, "POST", "/oauth/register", raw, {"Content-Type": "application/json"})
+        r = json.loads(data)
+        check(st == 400 and r["error"] == "invalid_client_metadata" and "not JSON" in r["error_description"],
+              (raw, data))
     st, _, data = http(port, "POST", "/oauth/register", "{" + " " * 20000 + "}", {"Content-Type": "application/json"})
     check(st == 413, st)
     st, _, _ = http(port, "POST", "/oauth/register", json.dumps({"redirect_uris": [REDIRECT]}),

@@ -144,6 +144,42 @@ def test_reload_with_broken_config_keeps_serving(t):
     d.stop()
 
 
+def vm_hwm_kib(pid):
+    """Peak resident memory of a process so far, from the kernel."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise TestFailure("no VmHWM for pid %d" % pid)
+
+
+def test_reload_with_alias_bomb_keeps_serving(t):
+    """A SIGHUP with ten levels of nested YAML aliases (a "billion
+    laughs") is refused at the alias: the master neither blocks nor
+    grows, the old workers go on serving, and a good file reloads."""
+    port = free_port()
+    d = t.mcpd(conf(port, workers=2)).start(wait_url_port=port)
+    old = wait_for(lambda: len(d.workers()) == 2 and d.workers(), what="2 workers")
+    bomb = 'laughs:\n  a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    for i in range(1, 11):
+        bomb += "  a%d: &a%d [%s]\n" % (i, i, ",".join(["*a%d" % (i - 1)] * 9))
+    d.write_config(conf(port, workers=2, extra=bomb))
+    for n in (1, 2):
+        d.signal(signal.SIGHUP)
+        d.wait_log("reload failed", count=n)
+    d.wait_log(r"mcpd\.yaml:\d+:20: alias \*a4 makes the configuration larger than 250000 nodes", count=2)
+    hwm = vm_hwm_kib(d.pid)
+    check(hwm < 200 * 1024, "the master peaked at %d KiB" % hwm)
+    check(d.workers() == old, "workers changed after a refused reload")
+    for _ in range(5):
+        check(healthz_json(port)["pid"] in old)
+    d.write_config(conf(port, workers=1))
+    d.signal(signal.SIGHUP)
+    d.wait_log("reload complete")
+    wait_for(lambda: len(d.workers()) == 1 and not set(d.workers()) & set(old), what="1 new worker")
+    d.stop()
+
+
 def slow_request(port, body_first, body_rest):
     """Starts a POST whose body arrives in two parts; returns the socket."""
     s = socket.create_connection(("127.0.0.1", port), timeout=20)

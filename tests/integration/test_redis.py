@@ -588,3 +588,58 @@ def test_a_hung_redis_is_dropped(t):
     wait_for(lambda: rpc(port, sid, "ping")[0] == 200, timeout=10, what="the session to answer again")
     check(call(port, sid, "where", id=3) == "A")
     d.stop()
+
+
+def test_storage_behind_a_flooding_tool(t):
+    """Redis stops answering while a tool sends its session's stream
+    100 MB of log messages: what waits for storage to number it stays
+    under limits.stream_buffer (the rest is dropped, and the log says so),
+    so the worker does not grow with the flood (its peak RSS, from /proc);
+    once Redis answers, the call's answer arrives."""
+    redis = redis_server(t)
+    port = free_port()
+    extra = backends(t, redis, "streams").replace("\" }\n", "\", command_timeout: 60s }\n", 1)
+    check("command_timeout" in extra, extra)
+    pidfile, go = os.path.join(t.dir, "pid"), os.path.join(t.dir, "go")
+    cfg = ("listen: [127.0.0.1:%d]\nworkers: 1\nlimits: { stream_buffer: 4MiB }\n%s"
+           "tools:\n  - name: flood\n    description: 1000 log messages of 100 KB, straight to fd 3.\n"
+           "    shell: |\n"
+           "      echo $$ > %s\n"
+           "      while [ ! -e %s ]; do sleep 0.05; done\n"
+           "      line=$(head -c 100000 /dev/zero | tr '\\0' x)\n"
+           "      yes '{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",'\\\n"
+           "      '\"params\":{\"level\":\"info\",\"data\":\"'$line'\"}}' | head -n 1000 >&3\n"
+           "      echo said\n" % (port, extra, pidfile, go))
+    env = {"ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "quarantine_size_mb=8"]))}
+    d = t.mcpd(cfg).start(env=env, wait_url_port=port)
+    wait_for(lambda: http(port, "GET", "/readyz")[0] == 200, what="ready")
+    worker = wait_for(lambda: len(d.workers()) == 1 and d.workers()[0], what="the worker")
+    sid = mcp_session(port)
+    with open("/proc/%d/status" % worker) as f:
+        before = int([l for l in f if l.startswith("VmHWM:")][0].split()[1])
+    out = {}
+    caller = threading.Thread(target=lambda: out.update(r=rpc(port, sid, "tools/call", {"name": "flood"},
+                                                               id=9, timeout=120)))
+    caller.start()
+    pid = wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip() and
+                   int(open(pidfile).read()), what="the tool to start")
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        open(go, "w").close()
+        wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
+                 open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] == "Z",
+                 timeout=60, what="the tool to end")
+        time.sleep(0.5)
+        with open("/proc/%d/status" % worker) as f:
+            grown = int([l for l in f if l.startswith("VmHWM:")][0].split()[1]) - before
+        check(grown < 48 * 1024, "the worker grew by %d KiB while storage was behind" % grown)
+        d.wait_log(r"storage is behind: more than limits\.stream_buffer \(4194304 bytes\) of stream \S+ "
+                   r"waits for it; dropping the stream's messages until it catches up")
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    caller.join(120)
+    st, r, msgs = out["r"]
+    check(st == 200 and r["result"]["content"][0]["text"].strip() == "said", (st, r))
+    check(len(msgs) < 1000, "%d messages" % len(msgs))
+    d.wait_log(r"stream \S+: \d+ messages dropped while storage was behind")
+    d.stop()

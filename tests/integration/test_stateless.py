@@ -282,3 +282,77 @@ def test_plugin_tool_asks_both_ways(t):
     check(b"Not confirmed." in data, data)
     s.close()
     d.stop()
+
+
+FLOOD_CONFIG = """listen: [127.0.0.1:%(port)d]
+workers: 1
+limits: { tool_timeout: 5m }
+tools:
+  - name: flood
+    description: Log messages of 100 KB, as fast as mcpd-tool sends them; writes its pid first.
+    input: { pidfile: string, count: integer }
+    shell: |
+      echo $$ > "$MCP_ARG_pidfile"
+      line=$(head -c 100000 /dev/zero | tr '\\0' x)
+      i=0
+      while [ $i -lt "$MCP_ARG_count" ]; do
+        mcpd-tool log info "$i $line" || exit 1
+        i=$((i + 1))
+      done
+      echo flooded
+  - name: hello
+    description: Greets.
+    shell: 'printf hello'
+"""
+
+
+def status_kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s for pid %d" % (field, pid))
+
+
+def test_stream_not_read_ends_the_call(t):
+    """A tool floods log messages (200 MB of them) to a client that never
+    reads its response stream: the worker queues at most
+    limits.stream_buffer for it (its peak RSS, from /proc, stays far
+    under the flood), then closes the stream, stops the tool and says why
+    in the log, and serves other clients meanwhile and after."""
+    port = free_port()
+    # Freed memory is kept in a sanitizer build's quarantine (256 MB by
+    # default), which would hide what the worker really keeps.
+    env = {"ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "quarantine_size_mb=8"]))}
+    d = t.mcpd(FLOOD_CONFIG % {"port": port}).start(env=env, wait_url_port=port)
+    worker = wait_for(lambda: len(d.workers()) == 1 and d.workers()[0], what="the worker")
+    before = status_kib(worker, "VmHWM")
+    pidfile = os.path.join(t.dir, "pid")
+    meta = dict(META, **{"io.modelcontextprotocol/logLevel": "info"})
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "flood", "arguments": {"pidfile": pidfile, "count": 2000},
+                                  "_meta": meta}}).encode()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              b"Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n"
+              b"Mcp-Method: tools/call\r\nMcp-Name: flood\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    # ... and never reads.
+    pid = wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip() and
+                   int(open(pidfile).read()), what="the tool to start")
+    st, _, r, _ = req(port, "tools/call", {"name": "hello"}, name="hello")
+    check(r["result"]["content"][0]["text"] == "hello", r)
+    # Stopped, or (without a bound) done flooding: either way over.
+    wait_for(lambda: not alive(pid), timeout=120, what="the flooding tool to end")
+    grown = status_kib(worker, "VmHWM") - before
+    check(grown < 64 * 1024, "the worker grew by %d KiB for a client that does not read" % grown)
+    d.wait_log(r"the client does not read its stream: \d+ bytes wait, more than limits.stream_buffer "
+               r"\(8388608\); closing it")
+    d.wait_log(r"tools/call of tool flood ended: the client did not read its stream "
+               r"\(limits.stream_buffer\); stopping the tool")
+    check(d.workers() == [worker], "the worker was replaced")
+    st, _, r, _ = req(port, "tools/call", {"name": "hello"}, name="hello")
+    check(r["result"]["content"][0]["text"] == "hello", r)
+    s.close()
+    d.stop()

@@ -1,10 +1,15 @@
 #include <check.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <fcntl.h>
+#include <unistd.h>
 
+#include "arena.h"
 #include "config.h"
+#include "conftree.h"
 #include "suites.h"
 #include "util.h"
 
@@ -250,6 +255,247 @@ START_TEST(missing_file)
 }
 END_TEST
 
+/* The "billion laughs": each level a list of nine aliases of the level
+ * before, so that levels lines name 10 * 9^levels nodes. */
+static char *
+laughs(int levels)
+{
+	size_t cap = 4096 + (size_t)levels * 128;
+	char *y = malloc(cap);
+	ck_assert_ptr_nonnull(y);
+	int n = snprintf(y, cap, "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+	for (int i = 1; i <= levels; i++) {
+		n += snprintf(y + n, cap - (size_t)n, "a%d: &a%d [", i, i);
+		for (int j = 0; j < 9; j++)
+			n += snprintf(y + n, cap - (size_t)n, "%s*a%d", j ? ", " : "", i - 1);
+		n += snprintf(y + n, cap - (size_t)n, "]\n");
+	}
+	return y;
+}
+
+static struct cnode *
+tree(struct arena *a, const char *yaml, char *err, size_t errlen)
+{
+	err[0] = '\0';
+	return conftree_load_string(a, "t.yaml", yaml, strlen(yaml), err, errlen);
+}
+
+START_TEST(alias_expansion_bounded)
+{
+	char err[1024];
+	/* Beyond the bound at once, whatever the depth: refused where the
+	 * alias that crosses it stands (line 6: a5's third *a4). */
+	static const int levels[] = { 5, 7, 10, 30 };
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+		struct arena *a = arena_new(4096);
+		char *y = laughs(levels[i]);
+		struct cnode *root = tree(a, y, err, sizeof(err));
+		ck_assert_msg(root == NULL, "%d levels of aliases loaded", levels[i]);
+		ck_assert_msg(strstr(err, "t.yaml:6:20: alias *a4 makes the configuration larger than 250000 nodes") == err,
+		    "%d levels: %s", levels[i], err);
+		ck_assert_uint_lt(arena_used(a), 1 << 20);
+		free(y);
+		arena_free(a);
+	}
+	/* Under the bound (4 levels: 74 000 nodes as expanded) the tree loads,
+	 * and an alias shares the node it names rather than copying it. */
+	struct arena *a = arena_new(4096);
+	char *y = laughs(4);
+	struct cnode *root = tree(a, y, err, sizeof(err));
+	ck_assert_msg(root != NULL, "%s", err);
+	const struct cnode *a4 = cnode_get(root, "a4");
+	ck_assert_ptr_nonnull(a4);
+	ck_assert_uint_eq(a4->n, 9);
+	ck_assert_ptr_eq(a4->items[0], a4->items[8]);
+	ck_assert_ptr_eq(a4->items[0], cnode_get(root, "a3"));
+	ck_assert_str_eq(a4->items[3]->items[2]->items[1]->items[0]->items[7]->str, "lol");
+	ck_assert_uint_lt(arena_used(a), 1 << 20);
+	free(y);
+	arena_free(a);
+	/* The same through config_load_string: one error, with its place. */
+	y = laughs(8);
+	struct config *c = load(y);
+	ck_assert_ptr_null(c);
+	ck_assert_uint_eq(errs.n, 1);
+	ck_assert_msg(strstr(errs.msgs[0], "t.yaml:6:20: alias *a4") == errs.msgs[0], "%s", errs.msgs[0]);
+	free(y);
+}
+END_TEST
+
+START_TEST(alias_text_bounded)
+{
+	/* Few nodes but long text: a 1 MiB scalar named 100 times. */
+	size_t big = 1 << 20;
+	char *y = malloc(big + 4096);
+	ck_assert_ptr_nonnull(y);
+	int n = sprintf(y, "a: &big ");
+	memset(y + n, 'x', big);
+	n += (int)big;
+	n += sprintf(y + n, "\nb: [");
+	for (int i = 0; i < 100; i++)
+		n += sprintf(y + n, "%s*big", i ? ", " : "");
+	sprintf(y + n, "]\n");
+	char err[1024];
+	struct arena *a = arena_new(4096);
+	ck_assert_ptr_null(tree(a, y, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "t.yaml:2:") == err && strstr(err, "alias *big makes the configuration's text larger than 67108864 bytes") != NULL, "%s", err);
+	arena_free(a);
+	free(y);
+	/* Mappings named by aliases count their keys and values too. */
+	a = arena_new(4096);
+	ck_assert_ptr_null(tree(a,
+	    "m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9}\n"
+	    "m1: &m1 {a: *m0, b: *m0, c: *m0, d: *m0, e: *m0, f: *m0, g: *m0, h: *m0, i: *m0}\n"
+	    "m2: &m2 {a: *m1, b: *m1, c: *m1, d: *m1, e: *m1, f: *m1, g: *m1, h: *m1, i: *m1}\n"
+	    "m3: &m3 {a: *m2, b: *m2, c: *m2, d: *m2, e: *m2, f: *m2, g: *m2, h: *m2, i: *m2}\n"
+	    "m4: &m4 {a: *m3, b: *m3, c: *m3, d: *m3, e: *m3, f: *m3, g: *m3, h: *m3, i: *m3}\n"
+	    "m5: [*m4, *m4, *m4, *m4, *m4, *m4, *m4, *m4, *m4]\n", err, sizeof(err)));
+	ck_assert_msg(strstr(err, "t.yaml:6:") == err && strstr(err, "alias *m4 makes the configuration larger") != NULL, "%s", err);
+	arena_free(a);
+}
+END_TEST
+
+START_TEST(alias_errors)
+{
+	char err[1024];
+	struct arena *a = arena_new(4096);
+	ck_assert_ptr_null(tree(a, "a: &x [1, *x]\n", err, sizeof(err)));
+	ck_assert_str_eq(err, "t.yaml:1:11: alias *x is inside the node it names (a loop)");
+	ck_assert_ptr_null(tree(a, "a: *nope\n", err, sizeof(err)));
+	ck_assert_str_eq(err, "t.yaml:1:4: alias *nope names no anchor before it");
+	ck_assert_ptr_null(tree(a, "a: &k [x]\n*k : 1\n", err, sizeof(err)));
+	ck_assert_str_eq(err, "t.yaml:2:1: mapping keys must be scalars");
+	/* A name given again names the newer node; a scalar alias may be a key. */
+	struct cnode *root = tree(a, "a: &x one\nb: &x two\nc: *x\n*x : 3\n", err, sizeof(err));
+	ck_assert_msg(root != NULL, "%s", err);
+	ck_assert_str_eq(cnode_get(root, "c")->str, "two");
+	ck_assert_str_eq(cnode_get(root, "two")->str, "3");
+	/* An alias may not make the tree deeper than one written out: a list
+	 * 40 deep, named 30 levels down. */
+	char deep[512];
+	snprintf(deep, sizeof(deep), "a: &d %.40s1%.40s\nb: %.30s*d%.30s\n",
+	    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+	    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+	ck_assert_ptr_null(tree(a, deep, err, sizeof(err)));
+	ck_assert_str_eq(err, "t.yaml:2:34: alias *d makes the nesting deeper than 64 levels");
+	snprintf(deep, sizeof(deep), "a: &d %.40s1%.40s\nb: %.22s*d%.22s\n",
+	    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+	    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+	ck_assert_msg(tree(a, deep, err, sizeof(err)) != NULL, "%s", err);
+	ck_assert_ptr_null(tree(a, "a: &x one\nb: &x two\n*x : 3\nc: 4\ntwo: 5\n", err, sizeof(err)));
+	ck_assert_str_eq(err, "t.yaml:5:1: duplicate key \"two\" (first at line 2)");
+	arena_free(a);
+}
+END_TEST
+
+START_TEST(big_files_and_collections)
+{
+	char err[1024];
+	/* More YAML than a configuration may hold: refused before parsing. */
+	size_t len = CONFTREE_MAX_FILE + 1;
+	char *y = malloc(len + 1);
+	ck_assert_ptr_nonnull(y);
+	memcpy(y, "a: ", 3);
+	memset(y + 3, 'x', len - 3);
+	y[len] = '\0';
+	struct arena *a = arena_new(4096);
+	ck_assert_ptr_null(conftree_load_string(a, "t.yaml", y, len, err, sizeof(err)));
+	ck_assert_str_eq(err, "t.yaml: larger than 67108864 bytes");
+	arena_free(a);
+	free(y);
+	/* Too many nodes without any alias. */
+	y = malloc(4 * 1024 * 1024);
+	ck_assert_ptr_nonnull(y);
+	len = (size_t)sprintf(y, "a: [");
+	for (int i = 0; i < 260000; i++)
+		len += (size_t)sprintf(y + len, "%s1", i ? "," : "");
+	sprintf(y + len, "]\n");
+	a = arena_new(4096);
+	ck_assert_ptr_null(tree(a, y, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "t.yaml:1:") == err && strstr(err, "more than 250000 nodes") != NULL, "%s", err);
+	arena_free(a);
+	/* A mapping of many keys, one given twice: found in n log n (the
+	 * pairwise check took minutes here). */
+	len = 0;
+	for (int i = 0; i < 100000; i++)
+		len += (size_t)sprintf(y + len, "k%d: v\n", i);
+	sprintf(y + len, "k5: again\n");
+	a = arena_new(4096);
+	ck_assert_ptr_null(tree(a, y, err, sizeof(err)));
+	ck_assert_str_eq(err, "t.yaml:100001:1: duplicate key \"k5\" (first at line 6)");
+	arena_free(a);
+	/* Many tools, one name twice; many required inputs; a long scope
+	 * list (joined in one pass, not copied once per scope). */
+	len = (size_t)sprintf(y, "tools:\n");
+	for (int i = 0; i < 30000; i++)
+		len += (size_t)sprintf(y + len, "  - {name: t%d, shell: x}\n", i);
+	len += (size_t)sprintf(y + len, "  - {name: t7, shell: x}\n");
+	expect_error(y, "t.yaml:30002:12:", "tool \"t7\" declared twice (first at line 9)");
+	len = (size_t)sprintf(y, "tools:\n  - name: t\n    shell: x\n    input:\n");
+	for (int i = 0; i < 40000; i++)
+		len += (size_t)sprintf(y + len, "      p%d: string\n", i);
+	len += (size_t)sprintf(y + len, "    required: [");
+	for (int i = 0; i < 40000; i++)
+		len += (size_t)sprintf(y + len, "p%d, ", i);
+	sprintf(y + len, "nope]\n");
+	expect_error(y, "t.yaml:40005:", "required \"nope\" is not an input property");
+	len = (size_t)sprintf(y, "tools:\n  - name: t\n    shell: x\n    scopes: [");
+	for (int i = 0; i < 100000; i++)
+		len += (size_t)sprintf(y + len, "%sscope-%d", i ? ", " : "", i);
+	sprintf(y + len, "]\n");
+	expect_error(y, "t.yaml:2:", "tool \"t\" has scopes: but there is no auth");
+	free(y);
+}
+END_TEST
+
+START_TEST(many_errors_kept_short)
+{
+	char *y = malloc(1 << 20);
+	ck_assert_ptr_nonnull(y);
+	size_t len = 0;
+	for (int i = 0; i < 5000; i++)
+		len += (size_t)sprintf(y + len, "k%d: v\n", i);
+	struct config *c = load(y);
+	ck_assert_ptr_null(c);
+	ck_assert_uint_eq(errs.n, 5000);
+	ck_assert_uint_eq(errs.kept, ERRLIST_KEEP);
+	ck_assert_str_eq(errs.msgs[ERRLIST_KEEP - 1], "t.yaml:200:1: unknown key \"k199\" in the top level");
+	free(y);
+}
+END_TEST
+
+START_TEST(collection_caps)
+{
+	char *y = malloc(1 << 20);
+	ck_assert_ptr_nonnull(y);
+	size_t len = (size_t)sprintf(y, "listen:\n");
+	for (int i = 0; i < 300; i++)
+		len += (size_t)sprintf(y + len, "  - 127.0.0.1:%d\n", 1000 + i);
+	expect_error(y, "t.yaml:2:3:", "listen has 300 addresses; at most 256");
+	len = (size_t)sprintf(y, "tools:\n  - name: t\n    shell: x\n    input_schema:\n      type: object\n      properties:\n");
+	for (int i = 0; i < 65; i++)
+		len += (size_t)sprintf(y + len, "        p%d: { type: string, x-mcp-header: P%d }\n", i, i);
+	expect_error(y, "t.yaml:5:", "tool \"t\": more than 64 x-mcp-header properties");
+	/* Prompt media are read into the config: 16 MiB a file, 64 in all. */
+	char path[] = "/tmp/mcpd-check-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, 15 << 20), 0);
+	close(fd);
+	len = (size_t)sprintf(y, "prompts:\n  - name: p\n    messages:\n");
+	for (int i = 0; i < 5; i++)
+		len += (size_t)sprintf(y + len, "      - { image: %s, mime_type: image/png }\n", path);
+	expect_error(y, "t.yaml:8:18:", "the prompts' files come to more than 64 MiB in all");
+	fd = open(path, O_WRONLY);
+	ck_assert_int_eq(ftruncate(fd, (16 << 20) + 1), 0);
+	close(fd);
+	sprintf(y, "prompts:\n  - name: p\n    messages:\n      - { image: %s, mime_type: image/png }\n", path);
+	expect_error(y, "t.yaml:4:18:", "is larger than 16 MiB");
+	unlink(path);
+	free(y);
+}
+END_TEST
+
 static void
 teardown(void)
 {
@@ -261,6 +507,7 @@ config_suite(void)
 {
 	Suite *s = suite_create("config");
 	TCase *tc = tcase_create("parse");
+	tcase_set_timeout(tc, 20);
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_add_test(tc, defaults);
 	tcase_add_test(tc, full_file);
@@ -273,6 +520,12 @@ config_suite(void)
 	tcase_add_test(tc, every_error_reported);
 	tcase_add_test(tc, missing_file);
 	tcase_add_test(tc, header_param_names);
+	tcase_add_test(tc, alias_expansion_bounded);
+	tcase_add_test(tc, alias_text_bounded);
+	tcase_add_test(tc, alias_errors);
+	tcase_add_test(tc, big_files_and_collections);
+	tcase_add_test(tc, many_errors_kept_short);
+	tcase_add_test(tc, collection_caps);
 	suite_add_tcase(s, tc);
 	return s;
 }

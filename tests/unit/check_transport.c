@@ -16,7 +16,12 @@
 #include "conftree.h"
 #include "host.h"
 #include "plugin.h"
+#include "relay.h"
 #include "suites.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 
 /* Channels that a naive mapping to subjects would mix up. */
 static const char *const CHANNELS[] = { "toclient:abc", "a.b", "a*b", "a>b", "a b", "a%2Eb", "a%b",
@@ -336,6 +341,101 @@ START_TEST(sizes_and_bytes)
 	close_all(both, 2);
 }
 END_TEST
+
+/* The master's relay (the local transport): a message larger than a
+ * frame may be is refused by its sender. Sent, it made the master drop
+ * the link's input and read the rest of the message as frames: what
+ * came after it was lost, or worse, taken for frames a tool's output
+ * could shape. Worker 0 is this process's relay worker; worker 1 is
+ * played by hand on a socket, in the wire format of relay.c. */
+static void
+put_frame(int fd, int op, const char *channel)
+{
+	unsigned char f[128];
+	size_t cl = strlen(channel) + 1;
+	uint32_t len = (uint32_t)(1 + cl);
+	f[0] = (unsigned char)(len >> 24);
+	f[1] = (unsigned char)(len >> 16);
+	f[2] = (unsigned char)(len >> 8);
+	f[3] = (unsigned char)len;
+	f[4] = (unsigned char)op;
+	memcpy(f + 5, channel, cl);
+	ck_assert_int_eq(write(fd, f, 5 + cl), (ssize_t)(5 + cl));
+}
+
+START_TEST(relay_frames_bounded)
+{
+	struct event_base *b = event_base_new();
+	struct relay_master *rm = relay_master_new(b);
+	int w0[2], w1[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, w0), 0);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, w1), 0);
+	ck_assert_int_eq(relay_master_add(rm, w0[0], 0), 0);
+	ck_assert_int_eq(relay_master_add(rm, w1[0], 1), 0);
+	ck_assert_int_eq(relay_worker_start(b, w0[1]), 0);
+	put_frame(w1[1], 1, "c");        /* worker 1 subscribes to c */
+	for (int i = 0; i < 20; i++)
+		event_base_loop(b, EVLOOP_NONBLOCK);
+
+	size_t big = 17u << 20;
+	char *msg = malloc(big);
+	ck_assert_ptr_nonnull(msg);
+	/* Bytes that, read as frames, would be a DELIVER of "c" saying "forged". */
+	memset(msg, 'x', big);
+	static const unsigned char forged[] = { 0, 0, 0, 9, 4, 'c', 0, 'f', 'o', 'r', 'g', 'e', 'd' };
+	for (size_t at = 4096; at + sizeof(forged) < big; at += 1 << 20)
+		memcpy(msg + at, forged, sizeof(forged));
+	ck_assert_int_eq(relay_publish("c", msg, big), -1);
+	free(msg);
+	ck_assert_int_eq(relay_publish("c", "after", 5), 0);
+
+	/* Worker 1 gets exactly one frame: DELIVER c "after". */
+	fcntl(w1[1], F_SETFL, O_NONBLOCK);
+	unsigned char *rxb = NULL;
+	size_t have = 0;
+	time_t until = time(NULL) + 10;
+	while (time(NULL) < until && have < 13) {
+		event_base_loop(b, EVLOOP_NONBLOCK);
+		unsigned char buf[65536];
+		ssize_t n = read(w1[1], buf, sizeof(buf));
+		if (n > 0) {
+			rxb = realloc(rxb, have + (size_t)n);
+			memcpy(rxb + have, buf, (size_t)n);
+			have += (size_t)n;
+		}
+	}
+	for (int i = 0; i < 50; i++) {      /* anything more would show now */
+		event_base_loop(b, EVLOOP_NONBLOCK);
+		unsigned char buf[65536];
+		ssize_t n = read(w1[1], buf, sizeof(buf));
+		if (n > 0) {
+			rxb = realloc(rxb, have + (size_t)n);
+			memcpy(rxb + have, buf, (size_t)n);
+			have += (size_t)n;
+		}
+	}
+	static const unsigned char want[] = { 0, 0, 0, 8, 4, 'c', 0, 'a', 'f', 't', 'e', 'r' };
+	ck_assert_msg(have == sizeof(want) && memcmp(rxb, want, sizeof(want)) == 0,
+	    "worker 1 got %zu bytes, not one DELIVER of \"after\"", have);
+	free(rxb);
+	relay_worker_stop();
+	relay_master_free(rm);
+	close(w1[1]);
+	event_base_free(b);
+}
+END_TEST
+
+/* The master's relay, which the local transport is built on. */
+Suite *
+relay_suite(void)
+{
+	Suite *s = suite_create("relay");
+	TCase *tc = tcase_create("frames");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, relay_frames_bounded);
+	suite_add_tcase(s, tc);
+	return s;
+}
 
 Suite *
 transport_suite(void)

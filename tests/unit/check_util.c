@@ -1,4 +1,6 @@
 #include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "arena.h"
@@ -84,6 +86,19 @@ START_TEST(arena_basics)
 }
 END_TEST
 
+struct each_state {
+	char *last;
+	size_t *lines;
+};
+
+static void
+each_line(const char *msg, void *arg)
+{
+	struct each_state *st = arg;
+	snprintf(st->last, 128, "%s", msg);
+	(*st->lines)++;
+}
+
 START_TEST(errlists)
 {
 	struct errlist e = { 0 };
@@ -93,6 +108,51 @@ START_TEST(errlists)
 	ck_assert_str_eq(e.msgs[19], "error 19");
 	errlist_free(&e);
 	ck_assert_uint_eq(e.n, 0);
+	/* Past ERRLIST_KEEP they are counted, not kept, and said in one line. */
+	for (int i = 0; i < 100000; i++)
+		errlist_add(&e, "error %d", i);
+	ck_assert_uint_eq(e.n, 100000);
+	ck_assert_uint_eq(e.kept, ERRLIST_KEEP);
+	ck_assert_uint_le(e.cap, 2 * ERRLIST_KEEP);
+	ck_assert_str_eq(e.msgs[ERRLIST_KEEP - 1], "error 199");
+	char last[128] = "";
+	size_t lines = 0;
+	struct each_state ea = { last, &lines };
+	errlist_each(&e, each_line, &ea);
+	ck_assert_uint_eq(lines, ERRLIST_KEEP + 1);
+	ck_assert_str_eq(last, "(and 99800 more errors, not shown)");
+	errlist_free(&e);
+}
+END_TEST
+
+START_TEST(first_occurrence)
+{
+	const char *s[] = { "b", "a", "b", "c", "a", "b" };
+	size_t *f = first_occurrences(s, 6);
+	ck_assert_ptr_nonnull(f);
+	size_t want[] = { 0, 1, 0, 3, 1, 0 };
+	for (size_t i = 0; i < 6; i++)
+		ck_assert_uint_eq(f[i], want[i]);
+	free(f);
+	/* Many names: sorted, not compared pairwise. */
+	enum { N = 200000 };
+	char (*names)[16] = malloc(N * sizeof(*names));
+	const char **p = malloc(N * sizeof(*p));
+	ck_assert(names != NULL && p != NULL);
+	for (size_t i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), "n%zu", i % (N - 1));
+		p[i] = names[i];
+	}
+	f = first_occurrences(p, N);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(f[N - 1], 0);
+	ck_assert_uint_eq(f[N - 2], N - 2);
+	free(f);
+	free(p);
+	free(names);
+	f = first_occurrences(NULL, 0);
+	ck_assert_ptr_nonnull(f);
+	free(f);
 }
 END_TEST
 
@@ -153,6 +213,7 @@ util_suite(void)
 	tcase_add_test(tc, arena_basics);
 	tcase_add_test(tc, errlists);
 	tcase_add_test(tc, sbufs);
+	tcase_add_test(tc, first_occurrence);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -13,7 +13,9 @@ main(void)
 	srunner_add_suite(sr, config_suite());
 	srunner_add_suite(sr, storage_suite());
 	srunner_add_suite(sr, transport_suite());
+	srunner_add_suite(sr, relay_suite());
 	srunner_add_suite(sr, schema_suite());
+	srunner_add_suite(sr, json_suite());
 	srunner_add_suite(sr, jwt_suite());
 	srunner_add_suite(sr, oauth_suite());
 	srunner_add_suite(sr, introspection_suite());

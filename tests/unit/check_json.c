@@ -1,0 +1,410 @@
+/* JSON as RFC 8259 has it: the strict parser (raw control characters,
+ * whitespace, number grammar, duplicate names, \u0000), numbers kept as
+ * written through parsing and printing (ids, arguments), and schema
+ * keywords that compare numbers by value, not by their nearest double. */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "jsonrpc.h"
+#include "schema.h"
+#include "suites.h"
+
+static char err[512];
+
+/* The JSON-RPC error code of a body (0 when it parses). */
+static int
+rpc_code(const char *body, size_t len)
+{
+	struct jsonrpc_msg m;
+	int code = 0;
+	char msg[256];
+	cJSON *id = NULL;
+	int rc = jsonrpc_parse(body, len, 64, &m, &code, msg, sizeof(msg), &id);
+	cJSON_Delete(id);
+	if (rc == 0) {
+		jsonrpc_free(&m);
+		return 0;
+	}
+	return code;
+}
+
+/* A request whose params hold `inner` (raw bytes, NULs allowed). */
+static int
+params_code(const char *inner, size_t len)
+{
+	static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{";
+	char body[512];
+	ck_assert_uint_lt(sizeof(head) + len + 2, sizeof(body));
+	memcpy(body, head, sizeof(head) - 1);
+	memcpy(body + sizeof(head) - 1, inner, len);
+	memcpy(body + sizeof(head) - 1 + len, "}}", 2);
+	return rpc_code(body, sizeof(head) - 1 + len + 2);
+}
+
+#define PARAMS(lit) params_code(lit, sizeof(lit) - 1)
+
+START_TEST(raw_control_characters)
+{
+	/* Every one of U+0000..U+001F raw inside a string is a parse error. */
+	for (int c = 0; c < 0x20; c++) {
+		char inner[] = "\"s\":\"a?b\"";
+		inner[6] = (char)c;
+		ck_assert_msg(params_code(inner, sizeof(inner) - 1) == JSONRPC_PARSE_ERROR, "U+%04X accepted", c);
+		char key[] = "\"k?\":1";
+		key[2] = (char)c;
+		ck_assert_msg(params_code(key, sizeof(key) - 1) == JSONRPC_PARSE_ERROR, "U+%04X accepted in a name", c);
+	}
+	/* Escaped, they are text; DEL and beyond stand raw. */
+	ck_assert_int_eq(PARAMS("\"s\":\"\\u0001\\t\\n\\u001f\x7f\""), 0);
+	ck_assert_int_eq(PARAMS("\"s\":\"\\u0000\""), JSONRPC_PARSE_ERROR);
+	ck_assert_int_eq(PARAMS("\"s\":\"\\\\u0000\""), 0);
+	/* Between tokens only space, tab, CR and LF. */
+	ck_assert_int_eq(PARAMS(" \t\r\n\"a\" \t\r\n: \t\r\n1 \t\r\n"), 0);
+	ck_assert_int_eq(PARAMS("\"a\":\v1"), JSONRPC_PARSE_ERROR);
+	ck_assert_int_eq(PARAMS("\"a\":\f1"), JSONRPC_PARSE_ERROR);
+	ck_assert_int_eq(PARAMS("\"a\":\0001"), JSONRPC_PARSE_ERROR);
+	static const char lead[] = "\x01{\"jsonrpc\":\"2.0\",\"method\":\"m\"}";
+	static const char tail[] = "{\"jsonrpc\":\"2.0\",\"method\":\"m\"}\0";
+	ck_assert_int_eq(rpc_code(lead, sizeof(lead) - 1), JSONRPC_PARSE_ERROR);
+	ck_assert_int_eq(rpc_code(lead + 1, sizeof(lead) - 2), 0);
+	ck_assert_int_eq(rpc_code(tail, sizeof(tail) - 1), JSONRPC_PARSE_ERROR);
+}
+END_TEST
+
+START_TEST(grammar)
+{
+	static const char *const bad[] = { "\"a\":01", "\"a\":1.", "\"a\":.5", "\"a\":-", "\"a\":+1",
+	    "\"a\":1e", "\"a\":1e+", "\"a\":0x10", "\"a\":1.e5", "\"a\":Infinity", "\"a\":NaN",
+	    "\"a\":-01", "\"a\":tru", "\"a\":nul", "\"a\":[1,]", "\"a\":{\"b\":1,}", "\"a\":'s'",
+	    "\"a\":\"\\x\"", "\"a\":\"\\ud800\"", "\"a\":\"\\udc00\"", "\"a\":\"\\ud800\\u0041\"",
+	    "\"a\":\"\\u12\"", "\"a\":1 2", "\"a\":1,\"a\":2", "\"a\":{\"b\":1,\"b\":1}", NULL };
+	for (size_t i = 0; bad[i] != NULL; i++)
+		ck_assert_msg(params_code(bad[i], strlen(bad[i])) == JSONRPC_PARSE_ERROR, "accepted: %s", bad[i]);
+	static const char *const good[] = { "\"a\":0", "\"a\":-0", "\"a\":1.5e-3", "\"a\":2E+10",
+	    "\"a\":12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+	    "\"a\":\"\\ud83d\\ude00\\/\"", "\"a\":[]", "\"a\":{}", "\"a\":1,\"A\":2", NULL };
+	for (size_t i = 0; good[i] != NULL; i++)
+		ck_assert_msg(params_code(good[i], strlen(good[i])) == 0, "refused: %s", good[i]);
+}
+END_TEST
+
+/* The response to a request whose id is id_text. */
+static void
+check_id_echo(const char *id_text)
+{
+	char body[256];
+	snprintf(body, sizeof(body), "{\"jsonrpc\":\"2.0\",\"id\":%s,\"method\":\"m\"}", id_text);
+	struct jsonrpc_msg m;
+	int code;
+	char msg[256], want[256];
+	cJSON *id = NULL;
+	ck_assert_int_eq(jsonrpc_parse(body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), 0);
+	char *r = jsonrpc_result(m.id, NULL);
+	snprintf(want, sizeof(want), "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{}}", id_text);
+	ck_assert_str_eq(r, want);
+	free(r);
+	r = jsonrpc_error(id, -32601, "no", NULL);
+	snprintf(want, sizeof(want), "{\"jsonrpc\":\"2.0\",\"id\":%s,\"error\":{\"code\":-32601,\"message\":\"no\"}}",
+	    id_text);
+	ck_assert_str_eq(r, want);
+	free(r);
+	cJSON_Delete(id);
+	jsonrpc_free(&m);
+}
+
+START_TEST(ids_echoed_as_written)
+{
+	check_id_echo("9007199254740993");
+	check_id_echo("1000000000000000");
+	check_id_echo("-9223372036854775809");
+	check_id_echo("123456789012345678901234567890");
+	check_id_echo("-0");
+	check_id_echo("1.5e300");
+	check_id_echo("1E+2");
+	check_id_echo("0.1");
+	check_id_echo("7");
+	check_id_echo("\"s\"");
+}
+END_TEST
+
+/* Schema and value parsed the way requests are, so that numbers keep
+ * what the client (or the operator) wrote. */
+static int
+valid_exact(const char *schema, const char *value)
+{
+	char body[1024];
+	snprintf(body, sizeof(body), "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"params\":{\"s\":%s,\"v\":%s}}",
+	    schema, value);
+	struct jsonrpc_msg m;
+	int code;
+	char msg[256];
+	cJSON *id = NULL;
+	ck_assert_int_eq(jsonrpc_parse(body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), 0);
+	int rc = schema_validate(cJSON_GetObjectItem(m.params, "s"), cJSON_GetObjectItem(m.params, "v"),
+	    "arguments", err, sizeof(err));
+	jsonrpc_free(&m);
+	return rc == 0;
+}
+
+START_TEST(numbers_by_value)
+{
+	ck_assert(!valid_exact("{\"type\":\"integer\"}", "9007199254740993.5"));
+	ck_assert_str_eq(err, "arguments: expected integer, got number");
+	ck_assert(!valid_exact("{\"type\":\"integer\"}", "12345678901234567890.5"));
+	ck_assert(valid_exact("{\"type\":\"integer\"}", "12345678901234567890123"));
+	ck_assert(valid_exact("{\"type\":\"integer\"}", "1.50e1"));
+	ck_assert(valid_exact("{\"type\":\"integer\"}", "-0.0"));
+	ck_assert(!valid_exact("{\"type\":\"integer\"}", "1e-400"));
+	ck_assert(!valid_exact("{\"maximum\":9007199254740992}", "9007199254740993"));
+	ck_assert_str_eq(err, "arguments: must be at most 9007199254740992");
+	ck_assert(valid_exact("{\"maximum\":9007199254740993}", "9007199254740993"));
+	ck_assert(!valid_exact("{\"exclusiveMaximum\":9007199254740993}", "9007199254740993"));
+	ck_assert(!valid_exact("{\"minimum\":0.1}", "0.09999999999999999999"));
+	ck_assert_str_eq(err, "arguments: must be at least 0.1");
+	ck_assert(valid_exact("{\"minimum\":-1e400}", "-1e399"));
+	ck_assert(!valid_exact("{\"exclusiveMinimum\":-5}", "-5.000"));
+	ck_assert(valid_exact("{\"exclusiveMinimum\":-5}", "-4.99999999999999999999"));
+	ck_assert(!valid_exact("{\"enum\":[9007199254740993]}", "9007199254740992"));
+	ck_assert_str_eq(err, "arguments: must be one of [9007199254740993]");
+	ck_assert(valid_exact("{\"enum\":[9007199254740993]}", "9007199254740993"));
+	ck_assert(valid_exact("{\"const\":100}", "1e2"));
+	ck_assert(valid_exact("{\"const\":{\"a\":[1,2.0]}}", "{\"a\":[1.0,2]}"));
+	ck_assert(!valid_exact("{\"const\":{\"a\":1}}", "{\"a\":1,\"b\":1}"));
+	ck_assert(valid_exact("{\"multipleOf\":3}", "9007199254740993"));
+	ck_assert(!valid_exact("{\"multipleOf\":3}", "9007199254740995"));
+	ck_assert_str_eq(err, "arguments: must be a multiple of 3");
+	ck_assert(valid_exact("{\"multipleOf\":0.1}", "0.3"));
+	ck_assert(!valid_exact("{\"multipleOf\":0.1}", "0.35"));
+	ck_assert(valid_exact("{\"multipleOf\":0.01}", "1e300"));
+	ck_assert(valid_exact("{\"multipleOf\":1e-300}", "0.5"));
+	ck_assert(!valid_exact("{\"multipleOf\":7}", "1e20"));
+	ck_assert(valid_exact("{\"multipleOf\":7}", "7e20"));
+	ck_assert(valid_exact("{\"uniqueItems\":true}", "[9007199254740992,9007199254740993]"));
+	ck_assert(!valid_exact("{\"uniqueItems\":true}", "[1,1.0]"));
+	ck_assert(!valid_exact("{\"uniqueItems\":true}", "[0,\"0\",-0.00]"));
+	ck_assert(!valid_exact("{\"uniqueItems\":true}", "[{\"a\":1,\"b\":[2]},{\"b\":[2.0],\"a\":1e0}]"));
+	ck_assert(valid_exact("{\"uniqueItems\":true}", "[{\"a\":1,\"b\":[2]},{\"a\":1,\"b\":[2,2]},[],{},\"\",null]"));
+	ck_assert(valid_exact("{\"uniqueItems\":true}", "[\"a\\\"b\",\"a\\\\\",\"b\"]"));
+}
+END_TEST
+
+/* uniqueItems sorts: a long array is judged at once, not pair by pair. */
+START_TEST(unique_items_many)
+{
+	size_t n = 200000, cap = n * 12 + 64, len = 0;
+	char *text = malloc(cap);
+	len += (size_t)snprintf(text, cap, "[");
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(text + len, cap - len, "%s%zu", i ? "," : "", i * 7);
+	len += (size_t)snprintf(text + len, cap - len, "]");
+	cJSON *v = json_parse(text, len, 0, NULL);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(json_unique_items(v), 1);
+	cJSON_AddItemToArray(v, json_number_parse("7e0", 3));     /* equals the second */
+	ck_assert_int_eq(json_unique_items(v), 0);
+	cJSON_Delete(v);
+	free(text);
+}
+END_TEST
+
+START_TEST(parse_and_print)
+{
+	const char *text = "{\"id\":9007199254740993,\"a\":[1000000000000000,-0,1.5e300,0.1,1E+2],"
+	    "\"s\":\"\\u00e9\\ud83d\\ude00\\t\\\"\\\\\\/\\u0001\",\"t\":true,\"f\":false,\"n\":null,\"o\":{}}";
+	struct json_error je;
+	cJSON *v = json_parse(text, strlen(text), 0, &je);
+	ck_assert_ptr_nonnull(v);
+	char *out = json_print(v);
+	ck_assert_str_eq(out, "{\"id\":9007199254740993,\"a\":[1000000000000000,-0,1.5e300,0.1,1E+2],"
+	    "\"s\":\"\xc3\xa9\xf0\x9f\x98\x80\\t\\\"\\\\/\\u0001\",\"t\":true,\"f\":false,\"n\":null,\"o\":{}}");
+	free(out);
+	/* Duplicates keep the text; so do the numbers' doubles. */
+	cJSON *d = cJSON_Duplicate(v, 1);
+	out = json_print(d);
+	ck_assert_str_eq(out + 6, "9007199254740993,\"a\":[1000000000000000,-0,1.5e300,0.1,1E+2],"
+	    "\"s\":\"\xc3\xa9\xf0\x9f\x98\x80\\t\\\"\\\\/\\u0001\",\"t\":true,\"f\":false,\"n\":null,\"o\":{}}");
+	free(out);
+	ck_assert(json_equal(v, d));
+	ck_assert(cJSON_GetObjectItem(d, "id")->valuedouble == 9007199254740992.0);
+	cJSON_Delete(d);
+	cJSON_Delete(v);
+	/* Numbers made here print in full when whole, shortest otherwise. */
+	cJSON *a = cJSON_CreateArray();
+	cJSON_AddItemToArray(a, cJSON_CreateNumber(1e15));
+	cJSON_AddItemToArray(a, cJSON_CreateNumber(0.1));
+	cJSON_AddItemToArray(a, cJSON_CreateNumber(-32602));
+	cJSON_AddItemToArray(a, cJSON_CreateNumber(1e300));
+	cJSON_AddItemToArray(a, cJSON_CreateNumber(NAN));
+	cJSON_AddItemToArray(a, cJSON_CreateString("a\nb\x1f"));
+	out = json_print(a);
+	ck_assert_str_eq(out, "[1000000000000000,0.1,-32602,1e+300,null,\"a\\nb\\u001f\"]");
+	free(out);
+	cJSON_Delete(a);
+}
+END_TEST
+
+static enum json_fault
+fault_of(const char *text, size_t len, int depth, size_t *offset)
+{
+	struct json_error je;
+	cJSON *v = json_parse(text, len, depth, &je);
+	ck_assert_ptr_null(v);
+	if (offset != NULL)
+		*offset = je.offset;
+	return je.fault;
+}
+
+START_TEST(faults)
+{
+	size_t off;
+	ck_assert_int_eq(fault_of("{\"a\":\"x\x01\"}", 10, 0, &off), JSON_CONTROL);
+	ck_assert_uint_eq(off, 7);
+	ck_assert_int_eq(fault_of("[\"a\0b\"]", 7, 0, &off), JSON_CONTROL);
+	ck_assert_uint_eq(off, 3);
+	ck_assert_int_eq(fault_of("[\"\\u0000\"]", 10, 0, NULL), JSON_NUL);
+	ck_assert_int_eq(fault_of("[\"\xff\"]", 5, 0, NULL), JSON_UTF8);
+	ck_assert_int_eq(fault_of("[\"\xed\xa0\x80\"]", 7, 0, NULL), JSON_UTF8);
+	ck_assert_int_eq(fault_of("{\"a\":1,\"b\":2,\"a\":3}", 19, 0, NULL), JSON_DUPLICATE);
+	ck_assert_int_eq(fault_of("[[[1]]]", 7, 2, NULL), JSON_DEPTH);
+	ck_assert_int_eq(fault_of("[1] [2]", 7, 0, &off), JSON_TRAILING);
+	ck_assert_uint_eq(off, 4);
+	ck_assert_int_eq(fault_of("", 0, 0, NULL), JSON_SYNTAX);
+	ck_assert_int_eq(fault_of("[1,", 3, 0, NULL), JSON_SYNTAX);
+	ck_assert_int_eq(fault_of("\"abc", 4, 0, NULL), JSON_SYNTAX);
+	ck_assert_int_eq(fault_of("\"abc\\", 5, 0, &off), JSON_SYNTAX);
+	ck_assert_uint_eq(off, 5);                      /* within the text */
+	ck_assert_int_eq(fault_of("[1]", 2, 0, NULL), JSON_SYNTAX);      /* the length decides */
+	/* Many members: duplicates are found by sorting, not pair by pair. */
+	size_t n = 5000, cap = n * 16 + 16, len = 0;
+	char *big = malloc(cap);
+	big[len++] = '{';
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(big + len, cap - len, "%s\"k%zu\":1", i ? "," : "", i % (n - 1));
+	big[len++] = '}';
+	ck_assert_int_eq(fault_of(big, len, 0, NULL), JSON_DUPLICATE);
+	len = 0;
+	big[len++] = '{';
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(big + len, cap - len, "%s\"k%zu\":1", i ? "," : "", i);
+	big[len++] = '}';
+	cJSON *v = json_parse(big, len, 0, NULL);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(cJSON_GetArraySize(v), (int)n);
+	cJSON_Delete(v);
+	free(big);
+	/* Deep, within the limit, and past it without a crash. */
+	size_t deep = 100000;
+	char *s = malloc(2 * deep);
+	memset(s, '[', deep);
+	memset(s + deep, ']', deep);
+	ck_assert_int_eq(fault_of(s, 2 * deep, 0, NULL), JSON_DEPTH);
+	v = json_parse(s + deep - 500, 1000, 0, NULL);
+	ck_assert_ptr_nonnull(v);
+	cJSON_Delete(v);
+	free(s);
+}
+END_TEST
+
+static cJSON *
+num(const char *text)
+{
+	cJSON *n = json_number_parse(text, strlen(text));
+	ck_assert_msg(n != NULL, "not a number: %s", text);
+	return n;
+}
+
+static int
+cmp(const char *a, const char *b)
+{
+	cJSON *x = num(a), *y = num(b);
+	int c = json_number_cmp(x, y);
+	cJSON_Delete(x);
+	cJSON_Delete(y);
+	return c;
+}
+
+static int
+integer(const char *a)
+{
+	cJSON *x = num(a);
+	int r = json_is_integer(x);
+	cJSON_Delete(x);
+	return r;
+}
+
+static int
+multiple(const char *a, const char *b)
+{
+	cJSON *x = num(a), *y = num(b);
+	int r = json_multiple_of(x, y);
+	cJSON_Delete(x);
+	cJSON_Delete(y);
+	return r;
+}
+
+START_TEST(decimal_arithmetic)
+{
+	ck_assert_int_eq(cmp("9007199254740993", "9007199254740992"), 1);
+	ck_assert_int_eq(cmp("-9007199254740993", "-9007199254740992"), -1);
+	ck_assert_int_eq(cmp("1e2", "100.000"), 0);
+	ck_assert_int_eq(cmp("-0", "0e5"), 0);
+	ck_assert_int_eq(cmp("0.1", "0.10000000000000000000001"), -1);
+	ck_assert_int_eq(cmp("1e400", "9e399"), 1);
+	ck_assert_int_eq(cmp("1e-400", "0"), 1);
+	ck_assert_int_eq(cmp("-1e-400", "0"), -1);
+	ck_assert_int_eq(cmp("123.45", "12345e-2"), 0);
+	ck_assert_int_eq(cmp("99", "100"), -1);
+	ck_assert_int_eq(cmp("1e99999999999999999999", "1"), 1);          /* no overflow */
+	ck_assert_int_eq(cmp("1e-99999999999999999999", "0"), 1);
+	ck_assert(json_number_parse("01", 2) == NULL);
+	ck_assert(json_number_parse("1 ", 2) == NULL);
+	ck_assert(json_number_parse("", 0) == NULL);
+	ck_assert(integer("10"));
+	ck_assert(integer("1.0"));
+	ck_assert(integer("1.5e1"));
+	ck_assert(integer("1e400"));
+	ck_assert(integer("0.0"));
+	ck_assert(!integer("1.05e1"));
+	ck_assert(!integer("9007199254740993.5"));
+	ck_assert(!integer("1e-5"));
+	ck_assert(multiple("9007199254740993", "3"));
+	ck_assert(!multiple("9007199254740995", "3"));
+	ck_assert(multiple("0", "7"));
+	ck_assert(multiple("-21", "7"));
+	ck_assert(multiple("4.5", "1.5"));
+	ck_assert(!multiple("4.6", "1.5"));
+	ck_assert(multiple("1e1000", "1e999"));
+	ck_assert(!multiple("1e999", "1e1000"));
+	ck_assert(multiple("123456789012345678901234567890", "10"));
+	ck_assert(!multiple("123456789012345678901234567891", "10"));
+	ck_assert(multiple("99999999999999999999999999999999999999", "9999999999999999999"));
+	cJSON *d = cJSON_CreateNumber(0.5);
+	cJSON *k = num("0.25");
+	ck_assert(json_multiple_of(d, k));
+	ck_assert_int_eq(json_number_cmp(d, k), 1);
+	cJSON_Delete(d);
+	cJSON_Delete(k);
+}
+END_TEST
+
+Suite *
+json_suite(void)
+{
+	Suite *s = suite_create("json");
+	TCase *tc = tcase_create("core");
+	tcase_add_test(tc, raw_control_characters);
+	tcase_add_test(tc, grammar);
+	tcase_add_test(tc, ids_echoed_as_written);
+	tcase_add_test(tc, numbers_by_value);
+	tcase_add_test(tc, unique_items_many);
+	tcase_add_test(tc, parse_and_print);
+	tcase_add_test(tc, faults);
+	tcase_add_test(tc, decimal_arithmetic);
+	suite_add_tcase(s, tc);
+	return s;
+}
