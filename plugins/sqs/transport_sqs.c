@@ -1200,6 +1200,90 @@ parse_bool(const struct mcpd_host *h, const struct mcpd_config *n, const char *k
 	return section_error(h, n, err, errlen, "%s must be true or false", key);
 }
 
+/* At configuration time (mcpd -t too): does the topic exist? Asked on a
+ * loop of our own within CHECK_MS; only a definite "no such topic" is an
+ * error (the service unreachable now is the workers' to wait for). */
+#define CHECK_MS 3000
+
+struct check {
+	struct event_base *base;
+	int done, missing;
+	char *body;                         /* the answer, for the account */
+	char why[700];
+};
+
+static void
+checked(void *arg, const struct aws_result *r)
+{
+	struct check *k = arg;
+	k->done = 1;
+	k->missing = r->type != NULL && (strcmp(r->type, "NotFound") == 0 || strcmp(r->type, "NotFoundException") == 0);
+	snprintf(k->why, sizeof(k->why), "%s", r->message ? r->message : "");
+	free(k->body);
+	k->body = r->type == NULL && r->body != NULL ? strdup(r->body) : NULL;
+	event_base_loopbreak(k->base);
+}
+
+static int
+ask(struct aws_client *c, struct check *k, const struct aws_service *svc, char *form, uint64_t until)
+{
+	uint64_t now = mono_ms();
+	if (form == NULL || now >= until) {
+		free(form);
+		return -1;
+	}
+	k->done = 0;
+	aws_query(c, svc, form, until - now, until - now, checked, k);
+	free(form);
+	struct timeval tv = { (time_t)((until - now) / 1000), (suseconds_t)((until - now) % 1000) * 1000 };
+	event_base_loopexit(k->base, &tv);
+	event_base_dispatch(k->base);
+	return k->done && k->why[0] == '\0' ? 0 : -1;
+}
+
+static int
+topic_check(struct sqs *q, char *err, size_t errlen)
+{
+	struct check k = { 0 };
+	char why[512], *arn = NULL;
+	if ((k.base = event_base_new()) == NULL)
+		return 0;
+	uint64_t until = mono_ms() + CHECK_MS;
+	struct aws_client *c = aws_client_new(k.base, q->host, q->region, q->profile, "sqs", why, sizeof(why));
+	if (c != NULL && strncmp(q->topic, "arn:", 4) == 0) {
+		arn = strdup(q->topic);
+	} else if (c != NULL) {
+		char *f = NULL;
+		form(&f, "Action", "GetCallerIdentity");
+		form(&f, "Version", "2011-06-15");
+		char *account = ask(c, &k, &q->sts_svc, form_done(f), until) == 0 ? aws_xml_dup(k.body, "Account") : NULL;
+		if (account != NULL && asprintf(&arn, "arn:aws:sns:%s:%s:%s", q->region, account, q->topic) < 0)
+			arn = NULL;
+		free(account);
+	}
+	if (arn != NULL) {
+		char *f = NULL;
+		form(&f, "Action", "GetTopicAttributes");
+		form(&f, "Version", SNS_VERSION);
+		form(&f, "TopicArn", arn);
+		ask(c, &k, &q->sns_svc, form_done(f), until);
+	}
+	free(arn);
+	free(k.body);
+	aws_client_free(c);
+	event_base_free(k.base);
+	if (k.missing) {
+		section_say(err, errlen, "sqs: topic %s does not exist in %s (create it, or set create_topic: true)",
+		    q->topic, q->region);
+		return -1;
+	}
+	if (!k.done)
+		q->host->log(MCPD_LOG_WARN, "sqs: topic %s not checked: no answer within %dms", q->topic, CHECK_MS);
+	else if (k.why[0])
+		q->host->log(MCPD_LOG_WARN, "sqs: topic %s not checked: %s", q->topic, k.why);
+	return 0;
+}
+
 static void
 sqs_free(struct sqs *q)
 {
@@ -1306,6 +1390,8 @@ sqs_create(const struct mcpd_host *host, const struct mcpd_config *section, char
 		section_say(err, errlen, "sqs: %s", why);
 		goto fail;
 	}
+	if (!q->create_topic && topic_check(q, err, errlen) < 0)
+		goto fail;
 	unsigned char rnd[8];
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd)) {
 		section_say(err, errlen, "sqs: no random bytes for the instance's id");

@@ -324,3 +324,90 @@ def test_an_emulator_that_hangs(t):
     wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(3)), timeout=15, what="ready again")
     wait_for(lambda: rpc(port, sid, "ping")[0] == 200, timeout=10, what="the session to answer again")
     d.stop()
+
+
+class FaultProxy:
+    """An HTTP relay in front of moto that answers some calls itself with
+    what AWS says under load: ThrottlingException (400) and 500s, then
+    lets the rest through unchanged (the signed Host header included)."""
+
+    def __init__(self, target_port):
+        import http.client
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self.faults = []                # what to answer instead, in order
+        self.passed = self.faulted = 0
+        px = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with lock:
+                    fault = px.faults.pop(0) if px.faults else None
+                if fault is not None:
+                    px.faulted += 1
+                    code, text = fault
+                    data = text.encode()
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/x-amz-json-1.0")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                c = http.client.HTTPConnection("127.0.0.1", target_port, timeout=30)
+                c.request("POST", self.path, body, {k: v for k, v in self.headers.items()})
+                r = c.getresponse()
+                data = r.read()
+                px.passed += 1
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                c.close()
+
+        lock = threading.Lock()
+        self.port = free_port()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), H)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def kill(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def log(self):
+        return "passed %d, faulted %d" % (self.passed, self.faulted)
+
+    def sanitizer_report(self):
+        return None
+
+    log_path = "(the fault proxy)"
+
+
+THROTTLED = (400, '{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate exceeded"}')
+INTERNAL = (500, '{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal error"}')
+
+
+def test_throttling_and_5xx_are_tried_again(t):
+    """Throttling and 500s are tried again with back-off: a few of them in
+    a row cost the caller nothing; more than the call's bound gives 503
+    (the log says why), and the next call succeeds."""
+    m = moto_server(t)
+    px = FaultProxy(m.port)
+    t.daemons.append(px)
+    d, port = instance(t, m, workers=1, endpoint="http://127.0.0.1:%d" % px.port, storage_extra=", timeout: 1s")
+    sid = mcp_session(port)
+    px.faults = [THROTTLED, INTERNAL, THROTTLED]
+    check(call(port, sid, "where") == "A")
+    check(px.faulted == 3 and px.faults == [], px.log())
+    px.faults = [THROTTLED] * 1000          # throttled for good
+    st, r, _ = rpc(port, sid, "ping", id=5, timeout=15)
+    check(st == 503 and "unavailable" in json.dumps(r), (st, r))
+    d.wait_log(r"dynamodb: ThrottlingException: Rate exceeded")
+    px.faults = []
+    wait_for(lambda: rpc(port, sid, "ping", id=6)[0] == 200, timeout=10, what="calls to succeed again")
+    d.stop()

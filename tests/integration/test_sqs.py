@@ -264,18 +264,33 @@ def test_queues_of_a_dead_instance_are_swept(t):
 
 
 def test_a_missing_topic(t):
-    """Without create_topic the topic must exist: the workers say it does
-    not, /readyz fails; once it is made, they set up without a restart."""
+    """Without create_topic the topic must exist: mcpd -t and a start say
+    it does not (the master asks the service when it reads the file)."""
     m = moto_server(t)
     port = free_port()
-    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\nstorage: { plugin: dynamodb, table: mcpd, endpoint: \"%s\", "
-               "create_table: true }\ntransport: { plugin: sqs, endpoint: \"%s\", topic: absent, queue_prefix: x- }\n"
-               "request_state: { key_file: %s }\n" % (port, m.url, m.url, key_file(t)))
-    d.start(env=m.env(), wait_url_port=port)
-    wait_for(lambda: b"topic absent does not exist" in http(port, "GET", "/readyz")[2], timeout=15,
-             what="/readyz to say the topic is missing")
-    d.wait_log("sqs: topic absent does not exist")
+    conf = ("listen: [127.0.0.1:%d]\nworkers: 1\nstorage: { plugin: dynamodb, table: mcpd, endpoint: \"%s\", "
+            "create_table: true }\ntransport: { plugin: sqs, endpoint: \"%s\", topic: absent, queue_prefix: x- }\n"
+            "request_state: { key_file: %s }\n" % (port, m.url, m.url, key_file(t)))
+    path = os.path.join(t.dir, "check.yaml")
+    with open(path, "w") as f:
+        f.write(conf)
+    rc, out, err = run_mcpd("-t", "-c", path, env=m.env())
+    check(rc != 0 and "topic absent does not exist" in out + err, (rc, out, err))
+    # A workers' view: the topic goes away after the file was read.
     m.client("sns").create_topic(Name="absent")
+    d = t.mcpd(conf)
+    d.start(env=m.env(), wait_url_port=port)
+    wait_for(lambda: http(port, "GET", "/readyz")[0] == 200, timeout=15, what="ready with the topic")
+    d.stop()
+    arn = [x["TopicArn"] for x in m.client("sns").list_topics()["Topics"] if x["TopicArn"].endswith(":absent")][0]
+    m.client("sns").delete_topic(TopicArn=arn)
+    d = t.mcpd(conf, name="again.yaml")
+    d.start(env=m.env())
+    wait_for(lambda: "topic absent does not exist" in d.log(), timeout=15, what="the error at start")
+    d.kill()
+    m.client("sns").create_topic(Name="absent")
+    d = t.mcpd(conf.replace("queue_prefix: x-", "queue_prefix: y-"), name="late.yaml")
+    d.start(env=m.env(), wait_url_port=port)
     wait_for(lambda: http(port, "GET", "/readyz")[0] == 200, timeout=15, what="ready once the topic exists")
     d.stop()
 
@@ -300,7 +315,9 @@ def test_configuration_errors(t):
         out += err
         check(rc != 0 and re.search(want, out), "%r: rc %s, %s" % (text, rc, out))
     with open(path, "w") as f:
+        # (an endpoint where nothing listens: the check of the topic says
+        # it could not ask, and that is not an error)
         f.write("listen: [127.0.0.1:%d]\ntransport: { plugin: sqs, topic: \"arn:aws:sns:us-east-1:1:t.fifo\", "
-                "fifo: true, wait: 5s, queue_expiry: 1h }\n" % free_port())
+                "fifo: true, wait: 5s, queue_expiry: 1h, endpoint: \"http://127.0.0.1:%d\" }\n" % (free_port(), free_port()))
     rc, out, err = run_mcpd("-t", "-c", path, env=env)
-    check(rc == 0, out + err)
+    check(rc == 0 and "topic arn:aws:sns:us-east-1:1:t.fifo not checked" in out + err, out + err)
