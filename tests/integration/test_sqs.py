@@ -321,3 +321,69 @@ def test_configuration_errors(t):
                 "fifo: true, wait: 5s, queue_expiry: 1h, endpoint: \"http://127.0.0.1:%d\" }\n" % (free_port(), free_port()))
     rc, out, err = run_mcpd("-t", "-c", path, env=env)
     check(rc == 0 and "topic arn:aws:sns:us-east-1:1:t.fifo not checked" in out + err, out + err)
+
+
+def test_fifo_topic_and_queues(t):
+    """fifo: true: a FIFO topic and FIFO queues, each channel a message
+    group; a list change and an elicitation answer cross instances as
+    with a standard topic."""
+    m = moto_server(t)
+    out = []
+    for name in ("A", "B"):
+        port = free_port()
+        d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\n%s%s"
+                   % (port, backends(t, m).replace("topic: mcpd,", "topic: mcpd.fifo, fifo: true,"),
+                      TOOLS % {"name": name}), name="%s.yaml" % name)
+        d.start(env=m.env(), wait_url_port=port)
+        out.append((d, port))
+    (a, pa), (b, pb) = out
+    for port in (pa, pb):
+        wait_for(lambda: ready(port, 2), timeout=20, what="ready")
+    queues = m.client("sqs").list_queues(QueueNamePrefix="q-")["QueueUrls"]
+    check(len(queues) == 4 and all(u.endswith(".fifo") for u in queues), queues)
+    sid = mcp_session(pa)
+    g = get_stream(pa, sid)
+    data = read_until(g, b"\r\n\r\n")
+    check(call(pb, sid, "change") == "changed")
+    data = read_until(g, b"notifications/tools/list_changed", data)
+    g.close()
+    sid = mcp_session(pa, caps={"elicitation": {}})
+    s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                               "params": {"name": "ask", "arguments": {}}})
+    data = read_until(s, b"elicitation/create")
+    ask = [json.loads(l[6:]) for l in data.decode().split("\n")
+           if l.startswith("data: ") and "elicitation/create" in l][0]
+    st, _, _ = http(pb, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": ask["id"],
+                    "result": {"action": "accept", "content": {}}}), dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
+    check(st == 202, st)
+    data = read_until(s, b'"id":9', data)
+    s.close()
+    check(b"answer accept" in data, data[-400:])
+    a.stop()
+    b.stop()
+
+
+def test_an_emulator_that_hangs(t):
+    """moto stops answering (SIGSTOP) without closing its connections: the
+    long poll and the publishes end at their time bounds, /readyz says
+    sqs is not answering while /healthz is answered all along, and once
+    moto answers again the worker polls and is ready again."""
+    m = moto_server(t)
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\nstorage: { plugin: lmdb, path: %s }\n"
+               "transport: { plugin: sqs, endpoint: \"%s\", topic: mcpd, create_topic: true, queue_prefix: h-, "
+               "wait: 1s, timeout: 500ms }\n%s" % (port, os.path.join(t.dir, "state"), m.url, TOOLS % {"name": "A"}))
+    d.start(env=m.env(), wait_url_port=port)
+    wait_for(lambda: ready(port, 1), timeout=20, what="ready")
+    m.pause()
+    try:
+        wait_for(lambda: http(port, "GET", "/readyz")[0] == 503, timeout=10, what="/readyz 503 while moto hangs")
+        st, _, body = http(port, "GET", "/readyz")
+        check(b"sqs" in body and (b"timed out" in body or b"Timeout" in body), body)
+        for _ in range(10):
+            check(http(port, "GET", "/healthz")[0] == 200)
+    finally:
+        m.resume()
+    wait_for(lambda: ready(port, 1), timeout=20, what="ready again")
+    d.wait_log("sqs: the service answers again")
+    d.stop()
