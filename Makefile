@@ -45,9 +45,11 @@ CORE_OBJS   := $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJS))
 UNIT_SRCS   := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # Plugin code with no host in it, tested as it is (plugins/jwt/jwt.c,
-# plugins/introspection/introspect.c, plugins/common/resolve.c).
+# plugins/introspection/introspect.c, plugins/common/resolve.c, opfail.c and the
+# AWS signing, XML and credential code).
 UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/introspect.o \
-	$(BUILD)/plugins/common/resolve.o $(BUILD)/plugins/common/aws_sigv4.o $(BUILD)/plugins/common/aws_xml.o \
+	$(BUILD)/plugins/common/resolve.o $(BUILD)/plugins/common/opfail.o \
+	$(BUILD)/plugins/common/aws_sigv4.o $(BUILD)/plugins/common/aws_xml.o \
 	$(BUILD)/plugins/common/aws_creds.o $(BUILD)/plugins/common/fetch.o
 
 MCPD = $(BUILD)/mcpd
@@ -84,10 +86,12 @@ PLUGIN_SHARED_local = plugins/common/subs.c plugins/common/subs.h
 # evdns (host names looked up on the loop) is in libevent's core library.
 PLUGIN_LIBS_redis = $(HIREDIS_LIBS) $(LIBEVENT_LIBS)
 PLUGIN_CFLAGS_redis = -Iplugins/common
-PLUGIN_SHARED_redis = plugins/common/resolve.c plugins/common/resolve.h plugins/common/subs.c plugins/common/subs.h
+PLUGIN_SHARED_redis = plugins/common/resolve.c plugins/common/resolve.h plugins/common/subs.c plugins/common/subs.h \
+	plugins/common/opfail.c plugins/common/opfail.h
 PLUGIN_LIBS_postgres = $(LIBPQ_LIBS) $(LIBEVENT_LIBS)
 PLUGIN_CFLAGS_postgres = $(LIBPQ_CFLAGS) -Iplugins/common
-PLUGIN_SHARED_postgres = plugins/common/resolve.c plugins/common/resolve.h
+PLUGIN_SHARED_postgres = plugins/common/resolve.c plugins/common/resolve.h plugins/common/opfail.c \
+	plugins/common/opfail.h
 PLUGIN_LIBS_apikey = $(OPENSSL_LIBS)
 PLUGIN_LIBS_jwt = $(CURL_LIBS) $(OPENSSL_LIBS) $(LIBEVENT_LIBS) $(CJSON_LIBS)
 PLUGIN_CFLAGS_jwt = $(CURL_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
@@ -103,7 +107,7 @@ AWS_SHARED = plugins/common/aws.c plugins/common/aws.h plugins/common/aws_creds.
 	plugins/common/clock.h
 PLUGIN_LIBS_dynamodb = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_dynamodb = $(PLUGIN_CFLAGS_jwt)
-PLUGIN_SHARED_dynamodb = $(AWS_SHARED)
+PLUGIN_SHARED_dynamodb = $(AWS_SHARED) plugins/common/opfail.c plugins/common/opfail.h
 PLUGIN_LIBS_sqs = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_sqs = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_sqs = $(AWS_SHARED) plugins/common/subs.c plugins/common/subs.h
@@ -186,4 +190,4 @@ clean:
 	rm -rf build build-asan
 
 distclean: clean
-	rm -rf config.mk config.log config.status configure autom4te.cache
+	rm -rf config.mk config.log config.status configure configure~ aclocal.m4 autom4te.cache

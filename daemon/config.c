@@ -50,19 +50,52 @@ want_type(struct ctx *x, const struct cnode *n, enum cnode_type t, const char *w
 	return -1;
 }
 
+static int walk(struct ctx *, const struct cnode *, const struct field *, void *,
+    const char *, int);
+
+/* The row of key in a table or in those it includes; *off is where the
+ * row's base lies from the table's. */
+static const struct field *
+find_field(const struct field *fields, const char *key, size_t *off)
+{
+	for (const struct field *f = fields; f->key != NULL; f++) {
+		if (f->type == F_INCLUDE) {
+			const struct field *g = find_field(f->include, key, off);
+			if (g != NULL) {
+				*off += f->offset;
+				return g;
+			}
+		} else if (strcmp(f->key, key) == 0) {
+			*off = 0;
+			return f;
+		}
+	}
+	return NULL;
+}
+
+static void
+closest_key(const struct field *fields, const char *key, const char **best, size_t *best_d)
+{
+	for (const struct field *f = fields; f->key != NULL; f++) {
+		if (f->type == F_INCLUDE) {
+			closest_key(f->include, key, best, best_d);
+			continue;
+		}
+		size_t d = edit_distance(key, f->key);
+		if (d < *best_d) {
+			*best_d = d;
+			*best = f->key;
+		}
+	}
+}
+
 static void
 unknown_key(struct ctx *x, const struct cnode *key, const struct field *fields,
     const char *section)
 {
 	const char *best = NULL;
 	size_t best_d = 3;
-	for (const struct field *f = fields; f->key != NULL; f++) {
-		size_t d = edit_distance(key->str, f->key);
-		if (d < best_d) {
-			best_d = d;
-			best = f->key;
-		}
-	}
+	closest_key(fields, key->str, &best, &best_d);
 	if (best != NULL)
 		err_at(x, key, "unknown key \"%s\" in %s (did you mean \"%s\"?)", key->str, section, best);
 	else
@@ -121,26 +154,153 @@ scalar_bool(struct ctx *x, const struct cnode *n, const char *what, int *out)
 	return 0;
 }
 
-int
-parse_fields(struct ctx *x, const struct cnode *map, const struct field *fields,
-    void *base, const char *section)
+/* A duration (in ms) or a size (in bytes) within the field's limits. */
+static void
+scalar_measure(struct ctx *x, const struct cnode *n, const char *what, const struct field *f,
+    uint64_t *out)
 {
-	if (want_type(x, map, CNODE_MAP, section) < 0)
+	int ms = f->type == F_DURATION;
+	uint64_t u;
+	if (want_type(x, n, CNODE_SCALAR, what) < 0)
+		return;
+	if ((ms ? parse_duration_ms(n->str, &u) : parse_size(n->str, &u)) < 0)
+		err_at(x, n, "%s: \"%s\" is not a %s", what, n->str,
+		    ms ? "duration (use ms, s, m, h or d, e.g. 30s)" : "size (bytes, or KiB, MiB, GiB, e.g. 4MiB)");
+	else if (u < f->min || u > f->max)
+		err_at(x, n, "%s must be between %llu%s and %llu%s", what, (unsigned long long)f->min,
+		    ms ? "ms" : "", (unsigned long long)f->max, ms ? "ms" : " bytes");
+	else
+		*out = u;
+}
+
+/* One of an F_ENUM's words; the message offers them all. */
+int
+scalar_enum(struct ctx *x, const struct cnode *n, const char *what,
+    const struct enum_name *names, int *out)
+{
+	if (want_type(x, n, CNODE_SCALAR, what) < 0)
+		return -1;
+	for (const struct enum_name *e = names; e->name != NULL; e++)
+		if (strcmp(n->str, e->name) == 0) {
+			*out = e->value;
+			return 0;
+		}
+	char choices[256] = "";
+	size_t len = 0;
+	for (const struct enum_name *e = names; e->name != NULL && len < sizeof(choices); e++)
+		len += (size_t)snprintf(choices + len, sizeof(choices) - len, "%s%s",
+		    e == names ? "" : e[1].name == NULL ? " or " : ", ", e->name);
+	err_at(x, n, "%s must be %s, not \"%s\"", what, choices, n->str);
+	return -1;
+}
+
+const char **
+parse_list(struct ctx *x, const struct cnode *n, const char *what,
+    const struct list_spec *spec, size_t *count)
+{
+	if (want_type(x, n, CNODE_SEQ, what) < 0)
+		return NULL;
+	char entry[128];
+	snprintf(entry, sizeof(entry), "%s entry", what);
+	const char **list = arena_zalloc(x->cfg->arena, (n->n + 1) * sizeof(char *));
+	*count = 0;
+	for (size_t i = 0; i < n->n; i++) {
+		const char *s;
+		if (scalar_string(x, n->items[i], entry, &s) < 0)
+			continue;
+		if (spec->valid != NULL && !spec->valid(s)) {
+			err_at(x, n->items[i], "%s \"%s\" must be %s", entry, s, spec->must);
+			continue;
+		}
+		list[(*count)++] = s;
+	}
+	return list;
+}
+
+int
+parse_items(struct ctx *x, const struct cnode *n, const struct items *it, void *arrayp,
+    size_t *count)
+{
+	if (want_type(x, n, CNODE_SEQ, it->name) < 0)
+		return -1;
+	/* In place at once: a check may look at the elements before. */
+	size_t len = n->n ? n->n : 1;
+	char *array = arena_zalloc(x->cfg->arena, len * it->size);
+	const struct cnode **at = it->name_of ? arena_alloc(x->cfg->arena, len * sizeof(*at)) : NULL;
+	if (array == NULL || (it->name_of != NULL && at == NULL))
+		goto oom;
+	*(void **)arrayp = array;
+	*count = 0;
+	for (size_t i = 0; i < n->n; i++) {
+		const struct cnode *item = n->items[i];
+		void *elem = array + *count * it->size;
+		if (it->init != NULL)
+			it->init(elem, item);
+		int keep;
+		if (it->scalar != NULL && item->type == CNODE_SCALAR) {
+			keep = it->scalar(x, item, elem) == 0;
+		} else {
+			size_t before = x->errs->n;
+			keep = walk(x, item, it->fields, elem, it->item, 0) == 0 &&
+			    (it->check == NULL || it->check(x, item, elem, before) == 0);
+		}
+		if (keep && at != NULL)
+			at[*count] = item;
+		*count += keep;
+	}
+	if (it->name_of == NULL)
+		return 0;
+	/* Names given twice, found by sorting: n log n for a long list. */
+	const char **names = arena_alloc(x->cfg->arena, (*count ? *count : 1) * sizeof(*names));
+	for (size_t i = 0; names != NULL && i < *count; i++)
+		names[i] = it->name_of(array + i * it->size);
+	size_t *first = names != NULL ? first_occurrences(names, *count) : NULL;
+	if (first == NULL)
+		goto oom;
+	for (size_t i = 0; i < *count; i++)
+		if (first[i] != i)
+			it->twice(x, at[i], array + i * it->size, array + first[i] * it->size);
+	free(first);
+	return 0;
+oom:
+	err_at(x, n, "%s: out of memory", it->name);
+	return -1;
+}
+
+int
+parse_section(struct ctx *x, const struct cnode *n, const struct section *s, void *base)
+{
+	if (walk(x, n, s->fields, base, s->name, s->bare) < 0)
+		return -1;
+	if (s->check != NULL)
+		s->check(x, n, base);
+	return 0;
+}
+
+/* Walk a mapping with a table: name names the section in "unknown key"
+ * messages and, unless bare, before each key in the others. */
+static int
+walk(struct ctx *x, const struct cnode *map, const struct field *fields, void *base,
+    const char *name, int bare)
+{
+	if (want_type(x, map, CNODE_MAP, name) < 0)
 		return -1;
 	for (size_t i = 0; i < map->n; i++) {
 		const struct cnode *k = map->pairs[i].key, *v = map->pairs[i].value;
-		const struct field *f;
-		for (f = fields; f->key != NULL; f++)
-			if (strcmp(f->key, k->str) == 0)
-				break;
-		if (f->key == NULL) {
-			unknown_key(x, k, fields, section);
+		size_t off;
+		const struct field *f = find_field(fields, k->str, &off);
+		if (f == NULL) {
+			unknown_key(x, k, fields, name);
 			continue;
 		}
-		void *dst = (char *)base + f->offset;
+		char *b = (char *)base + off;
+		void *dst = b + f->offset;
 		char what[128];
-		snprintf(what, sizeof(what), "%s.%s", section, f->key);
-		uint64_t u;
+		if (bare)
+			snprintf(what, sizeof(what), "%s", f->key);
+		else
+			snprintf(what, sizeof(what), "%s.%s", name, f->key);
+		const char **list;
 		switch (f->type) {
 		case F_STRING:
 		case F_PATH:
@@ -153,32 +313,31 @@ parse_fields(struct ctx *x, const struct cnode *map, const struct field *fields,
 			scalar_uint(x, v, what, f->min, f->max, (uint64_t *)dst);
 			break;
 		case F_DURATION:
-			if (want_type(x, v, CNODE_SCALAR, what) < 0)
-				break;
-			if (parse_duration_ms(v->str, &u) < 0)
-				err_at(x, v, "%s: \"%s\" is not a duration (use ms, s, m, h or d, e.g. 30s)", what, v->str);
-			else if (u < f->min || u > f->max)
-				err_at(x, v, "%s must be between %llums and %llums", what,
-				    (unsigned long long)f->min, (unsigned long long)f->max);
-			else
-				*(uint64_t *)dst = u;
-			break;
 		case F_SIZE:
-			if (want_type(x, v, CNODE_SCALAR, what) < 0)
-				break;
-			if (parse_size(v->str, &u) < 0)
-				err_at(x, v, "%s: \"%s\" is not a size (bytes, or KiB, MiB, GiB, e.g. 4MiB)", what, v->str);
-			else if (u < f->min || u > f->max)
-				err_at(x, v, "%s must be between %llu and %llu bytes", what,
-				    (unsigned long long)f->min, (unsigned long long)f->max);
-			else
-				*(uint64_t *)dst = u;
+			scalar_measure(x, v, what, f, (uint64_t *)dst);
 			break;
 		case F_BOOL:
 			scalar_bool(x, v, what, (int *)dst);
 			break;
 		case F_CUSTOM:
 			f->custom(x, v, dst);
+			break;
+		case F_ENUM:
+			scalar_enum(x, v, what, f->names, (int *)dst);
+			break;
+		case F_LIST:
+			list = parse_list(x, v, what, f->list, (size_t *)(b + f->list->count));
+			if (list != NULL)
+				*(const char ***)dst = list;
+			break;
+		case F_SECTION:
+			parse_section(x, v, f->section, dst);
+			break;
+		case F_ITEMS:
+			parse_items(x, v, f->items, dst, (size_t *)(b + f->items->count));
+			break;
+		case F_IGNORE:
+		case F_INCLUDE:
 			break;
 		}
 	}
@@ -307,20 +466,20 @@ sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t bufl
 
 /* ---- sections ---- */
 
-static int
-parse_tls(struct ctx *x, const struct cnode *n, void *base)
+static void
+check_tls(struct ctx *x, const struct cnode *n, void *base)
 {
-	static const struct field fields[] = {
-		{ "cert", F_PATH, offsetof(struct listen_conf, tls_cert), 0, 0, NULL },
-		{ "key", F_PATH, offsetof(struct listen_conf, tls_key), 0, 0, NULL },
-		{ NULL, 0, 0, 0, 0, NULL },
-	};
-	struct listen_conf *l = base;
-	parse_fields(x, n, fields, l, "listen.tls");
-	if (n->type == CNODE_MAP && (l->tls_cert == NULL || l->tls_key == NULL))
+	const struct listen_conf *l = base;
+	if (l->tls_cert == NULL || l->tls_key == NULL)
 		err_at(x, n, "listen.tls needs both cert and key");
-	return 0;
 }
+
+static const struct field tls_fields[] = {
+	{ "cert", F_PATH, offsetof(struct listen_conf, tls_cert), 0, 0, { NULL } },
+	{ "key", F_PATH, offsetof(struct listen_conf, tls_key), 0, 0, { NULL } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
+static const struct section tls_section = { "listen.tls", 0, tls_fields, check_tls };
 
 static int
 parse_mode(struct ctx *x, const struct cnode *n, void *base)
@@ -355,60 +514,62 @@ parse_listen_address(struct ctx *x, const struct cnode *n, void *base)
 	return 0;
 }
 
+static void
+listen_init(void *elem, const struct cnode *item)
+{
+	struct listen_conf *l = elem;
+	l->backlog = 511;
+	l->mode = -1;
+}
+
+/* An entry is kept once it has an address and no error. */
+static int
+listen_check(struct ctx *x, const struct cnode *item, void *elem, size_t before)
+{
+	const struct listen_conf *l = elem;
+	if (cnode_get(item, "address") == NULL) {
+		err_at(x, item, "listen entry needs an address");
+		return -1;
+	}
+	if (l->address == NULL || x->errs->n != before)
+		return -1;
+	if (l->family != AF_UNIX && l->mode != -1)
+		err_at(x, cnode_get(item, "mode"), "listen.mode applies to unix sockets only");
+	return 0;
+}
+
+static const struct field listen_fields[] = {
+	{ "address", F_CUSTOM, 0, 0, 0, { parse_listen_address } },
+	{ "tls", F_SECTION, 0, 0, 0, { .section = &tls_section } },
+	{ "backlog", F_UINT, offsetof(struct listen_conf, backlog), 1, 65535, { NULL } },
+	{ "mode", F_CUSTOM, 0, 0, 0, { parse_mode } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
+static const struct items listen_items = {
+	"listen", "listen", listen_fields, sizeof(struct listen_conf), offsetof(struct config, nlisten),
+	listen_init, parse_listen_address, listen_check, NULL, NULL,
+};
+
 static int
 parse_listen(struct ctx *x, const struct cnode *n, void *base)
 {
-	static const struct field fields[] = {
-		{ "address", F_CUSTOM, 0, 0, 0, parse_listen_address },
-		{ "tls", F_CUSTOM, 0, 0, 0, parse_tls },
-		{ "backlog", F_UINT, offsetof(struct listen_conf, backlog), 1, 65535, NULL },
-		{ "mode", F_CUSTOM, 0, 0, 0, parse_mode },
-		{ NULL, 0, 0, 0, 0, NULL },
-	};
 	struct config *c = base;
-	if (want_type(x, n, CNODE_SEQ, "listen") < 0)
-		return -1;
-	if (n->n == 0) {
+	if (n->type == CNODE_SEQ && n->n == 0) {
 		err_at(x, n, "listen needs at least one address");
 		return -1;
 	}
-	if (n->n > MAX_LISTEN) {
+	if (n->type == CNODE_SEQ && n->n > MAX_LISTEN) {
 		err_at(x, n, "listen has %zu addresses; at most %d", n->n, MAX_LISTEN);
 		return -1;
 	}
-	c->listen = arena_zalloc(c->arena, n->n * sizeof(*c->listen));
-	c->nlisten = 0;
-	for (size_t i = 0; i < n->n; i++) {
-		const struct cnode *item = n->items[i];
-		struct listen_conf *l = &c->listen[c->nlisten];
-		l->backlog = 511;
-		l->mode = -1;
-		if (item->type == CNODE_SCALAR) {
-			if (parse_listen_address(x, item, l) == 0)
-				c->nlisten++;
-			continue;
-		}
-		size_t before = x->errs->n;
-		parse_fields(x, item, fields, l, "listen");
-		if (item->type != CNODE_MAP)
-			continue;
-		if (cnode_get(item, "address") == NULL) {
-			err_at(x, item, "listen entry needs an address");
-			continue;
-		}
-		if (l->address == NULL || x->errs->n != before)
-			continue;
-		if (l->family != AF_UNIX && l->mode != -1)
-			err_at(x, cnode_get(item, "mode"), "listen.mode applies to unix sockets only");
-		c->nlisten++;
-	}
+	if (parse_items(x, n, &listen_items, &c->listen, &c->nlisten) < 0)
+		return -1;
+	const struct listen_conf *l = c->listen;
 	for (size_t i = 0; i < c->nlisten; i++)
 		for (size_t j = 0; j < i; j++)
-			if (c->listen[i].salen == c->listen[j].salen &&
-			    memcmp(&c->listen[i].sa, &c->listen[j].sa, c->listen[i].salen) == 0)
+			if (l[i].salen == l[j].salen && memcmp(&l[i].sa, &l[j].sa, l[i].salen) == 0)
 				errlist_add(x->errs, "%s:%d:%d: listen address \"%s\" given twice (first at line %d)",
-				    x->file, c->listen[i].line, c->listen[i].col,
-				    c->listen[i].address, c->listen[j].line);
+				    x->file, l[i].line, l[i].col, l[i].address, l[j].line);
 	return 0;
 }
 
@@ -441,73 +602,49 @@ parse_log_level(struct ctx *x, const struct cnode *n, void *base)
 	return 0;
 }
 
-static int
-parse_log_format(struct ctx *x, const struct cnode *n, void *base)
-{
-	struct config *c = base;
-	if (want_type(x, n, CNODE_SCALAR, "log.format") < 0)
-		return -1;
-	if (strcmp(n->str, "text") == 0)
-		c->log.format = LOG_TEXT;
-	else if (strcmp(n->str, "json") == 0)
-		c->log.format = LOG_JSON;
-	else {
-		err_at(x, n, "log.format must be text or json, not \"%s\"", n->str);
-		return -1;
-	}
-	return 0;
-}
+static const struct enum_name log_formats[] = {
+	{ "text", LOG_TEXT }, { "json", LOG_JSON }, { NULL, 0 },
+};
+_Static_assert(sizeof(enum log_format) == sizeof(int), "F_ENUM writes an int");
 
-static int
-parse_log(struct ctx *x, const struct cnode *n, void *base)
-{
-	static const struct field fields[] = {
-		{ "level", F_CUSTOM, 0, 0, 0, parse_log_level },
-		{ "format", F_CUSTOM, 0, 0, 0, parse_log_format },
-		{ "file", F_PATH, offsetof(struct config, log.file), 0, 0, NULL },
-		{ NULL, 0, 0, 0, 0, NULL },
-	};
-	return parse_fields(x, n, fields, base, "log");
-}
+static const struct field log_fields[] = {
+	{ "level", F_CUSTOM, 0, 0, 0, { parse_log_level } },
+	{ "format", F_ENUM, offsetof(struct config, log.format), 0, 0, { .names = log_formats } },
+	{ "file", F_PATH, offsetof(struct config, log.file), 0, 0, { NULL } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
+static const struct section log_section = { "log", 0, log_fields, NULL };
 
-static int
-parse_limits(struct ctx *x, const struct cnode *n, void *base)
-{
-#define L(f) offsetof(struct config, limits.f)
-	static const struct field fields[] = {
-		{ "max_body", F_SIZE, L(max_body), 1024, 1ULL << 30, NULL },
-		{ "max_header", F_SIZE, L(max_header), 1024, 1 << 20, NULL },
-		{ "max_connections", F_UINT, L(max_connections), 1, 1000000, NULL },
-		{ "header_timeout", F_DURATION, L(header_timeout_ms), 100, 3600000, NULL },
-		{ "body_timeout", F_DURATION, L(body_timeout_ms), 100, 3600000, NULL },
-		{ "idle_timeout", F_DURATION, L(idle_timeout_ms), 100, 86400000, NULL },
-		{ "send_timeout", F_DURATION, L(send_timeout_ms), 100, 3600000, NULL },
-		{ "stream_buffer", F_SIZE, L(stream_buffer), 64 * 1024, 1ULL << 30, NULL },
-		{ "session_idle_timeout", F_DURATION, L(session_idle_timeout_ms), 1000, 30ULL * 86400000, NULL },
-		{ "shutdown_timeout", F_DURATION, L(shutdown_timeout_ms), 0, 3600000, NULL },
-		{ "max_sessions", F_UINT, L(max_sessions), 1, 10000000, NULL },
-		{ "json_depth", F_UINT, L(json_depth), 4, 1000, NULL },
-		{ "tool_timeout", F_DURATION, L(tool_timeout_ms), 1, 86400000, NULL },
-		{ "tool_output", F_SIZE, L(tool_output), 1, 1ULL << 30, NULL },
-		{ "tool_processes", F_UINT, L(tool_processes), 1, 100000, NULL },
-		{ "page_size", F_UINT, L(page_size), 1, 100000, NULL },
-		{ NULL, 0, 0, 0, 0, NULL },
-	};
+#define L(f) offsetof(struct limits_conf, f)
+static const struct field limits_fields[] = {
+	{ "max_body", F_SIZE, L(max_body), 1024, 1ULL << 30, { NULL } },
+	{ "max_header", F_SIZE, L(max_header), 1024, 1 << 20, { NULL } },
+	{ "max_connections", F_UINT, L(max_connections), 1, 1000000, { NULL } },
+	{ "header_timeout", F_DURATION, L(header_timeout_ms), 100, 3600000, { NULL } },
+	{ "body_timeout", F_DURATION, L(body_timeout_ms), 100, 3600000, { NULL } },
+	{ "idle_timeout", F_DURATION, L(idle_timeout_ms), 100, 86400000, { NULL } },
+	{ "send_timeout", F_DURATION, L(send_timeout_ms), 100, 3600000, { NULL } },
+	{ "stream_buffer", F_SIZE, L(stream_buffer), 64 * 1024, 1ULL << 30, { NULL } },
+	{ "session_idle_timeout", F_DURATION, L(session_idle_timeout_ms), 1000, 30ULL * 86400000, { NULL } },
+	{ "shutdown_timeout", F_DURATION, L(shutdown_timeout_ms), 0, 3600000, { NULL } },
+	{ "max_sessions", F_UINT, L(max_sessions), 1, 10000000, { NULL } },
+	{ "json_depth", F_UINT, L(json_depth), 4, 1000, { NULL } },
+	{ "tool_timeout", F_DURATION, L(tool_timeout_ms), 1, 86400000, { NULL } },
+	{ "tool_output", F_SIZE, L(tool_output), 1, 1ULL << 30, { NULL } },
+	{ "tool_processes", F_UINT, L(tool_processes), 1, 100000, { NULL } },
+	{ "page_size", F_UINT, L(page_size), 1, 100000, { NULL } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
 #undef L
-	return parse_fields(x, n, fields, base, "limits");
-}
+static const struct section limits_section = { "limits", 0, limits_fields, NULL };
 
-static int
-parse_server(struct ctx *x, const struct cnode *n, void *base)
-{
-	static const struct field fields[] = {
-		{ "name", F_STRING, offsetof(struct config, server.name), 0, 0, NULL },
-		{ "version", F_STRING, offsetof(struct config, server.version), 0, 0, NULL },
-		{ "instructions", F_STRING, offsetof(struct config, server.instructions), 0, 0, NULL },
-		{ NULL, 0, 0, 0, 0, NULL },
-	};
-	return parse_fields(x, n, fields, base, "server");
-}
+static const struct field server_fields[] = {
+	{ "name", F_STRING, offsetof(struct config, server.name), 0, 0, { NULL } },
+	{ "version", F_STRING, offsetof(struct config, server.version), 0, 0, { NULL } },
+	{ "instructions", F_STRING, offsetof(struct config, server.instructions), 0, 0, { NULL } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
+static const struct section server_section = { "server", 0, server_fields, NULL };
 
 static int
 parse_endpoint(struct ctx *x, const struct cnode *n, void *base)
@@ -523,25 +660,14 @@ parse_endpoint(struct ctx *x, const struct cnode *n, void *base)
 }
 
 static int
-parse_origins(struct ctx *x, const struct cnode *n, void *base)
+origin_ok(const char *o)
 {
-	struct config *c = base;
-	if (want_type(x, n, CNODE_SEQ, "allowed_origins") < 0)
-		return -1;
-	c->allowed_origins = arena_zalloc(c->arena, (n->n + 1) * sizeof(char *));
-	c->norigins = 0;
-	for (size_t i = 0; i < n->n; i++) {
-		const char *o;
-		if (scalar_string(x, n->items[i], "allowed_origins entry", &o) < 0)
-			continue;
-		if (strcmp(o, "*") != 0 && strstr(o, "://") == NULL) {
-			err_at(x, n->items[i], "allowed_origins entry \"%s\" must be an origin such as https://app.example.com, or *", o);
-			continue;
-		}
-		c->allowed_origins[c->norigins++] = o;
-	}
-	return 0;
+	return strcmp(o, "*") == 0 || strstr(o, "://") != NULL;
 }
+
+static const struct list_spec origins_list = {
+	offsetof(struct config, norigins), origin_ok, "an origin such as https://app.example.com, or *",
+};
 
 static int
 parse_hosts(struct ctx *x, const struct cnode *n, void *base)
@@ -565,41 +691,29 @@ parse_hosts(struct ctx *x, const struct cnode *n, void *base)
 	return 0;
 }
 
-static int
-parse_sse(struct ctx *x, const struct cnode *n, void *base)
-{
 #define M(f) offsetof(struct config, mcp.f)
-	static const struct field fields[] = {
-		{ "retry", F_DURATION, M(retry_ms), 0, 3600000, NULL },
-		{ "keepalive", F_DURATION, M(keepalive_ms), 1000, 3600000, NULL },
-		{ "history", F_UINT, M(history), 0, 100000, NULL },
-		{ NULL, 0, 0, 0, 0, NULL },
-	};
+static const struct field sse_fields[] = {
+	{ "retry", F_DURATION, M(retry_ms), 0, 3600000, { NULL } },
+	{ "keepalive", F_DURATION, M(keepalive_ms), 1000, 3600000, { NULL } },
+	{ "history", F_UINT, M(history), 0, 100000, { NULL } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
 #undef M
-	return parse_fields(x, n, fields, base, "sse");
-}
+static const struct section sse_section = { "sse", 0, sse_fields, NULL };
 
-static int
-parse_request_state(struct ctx *x, const struct cnode *n, void *base)
-{
-	static const struct field fields[] = {
-		{ "key_file", F_PATH, offsetof(struct config, request_state.key_file), 0, 0, NULL },
-		{ "ttl", F_DURATION, offsetof(struct config, request_state.ttl_ms), 1000, 86400000, NULL },
-		{ NULL, 0, 0, 0, 0, NULL },
-	};
-	return parse_fields(x, n, fields, base, "request_state");
-}
+static const struct field request_state_fields[] = {
+	{ "key_file", F_PATH, offsetof(struct config, request_state.key_file), 0, 0, { NULL } },
+	{ "ttl", F_DURATION, offsetof(struct config, request_state.ttl_ms), 1000, 86400000, { NULL } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
+static const struct section request_state_section = { "request_state", 0, request_state_fields, NULL };
 
-static int
-parse_cache(struct ctx *x, const struct cnode *n, void *base)
-{
-	static const struct field fields[] = {
-		{ "list_ttl", F_DURATION, offsetof(struct config, cache.list_ttl_ms), 0, 86400000, NULL },
-		{ "read_ttl", F_DURATION, offsetof(struct config, cache.read_ttl_ms), 0, 86400000, NULL },
-		{ NULL, 0, 0, 0, 0, NULL },
-	};
-	return parse_fields(x, n, fields, base, "cache");
-}
+static const struct field cache_fields[] = {
+	{ "list_ttl", F_DURATION, offsetof(struct config, cache.list_ttl_ms), 0, 86400000, { NULL } },
+	{ "read_ttl", F_DURATION, offsetof(struct config, cache.read_ttl_ms), 0, 86400000, { NULL } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
+static const struct section cache_section = { "cache", 0, cache_fields, NULL };
 
 static int
 parse_backend_section(struct ctx *x, const struct cnode *n, void *dst)
@@ -664,6 +778,12 @@ parse_scope_list(struct ctx *x, const struct cnode *n, const char *what, struct 
 }
 
 static int
+http_url(const char *u)
+{
+	return strncmp(u, "https://", 8) == 0 || strncmp(u, "http://", 7) == 0;
+}
+
+static int
 parse_auth_section(struct ctx *x, const struct cnode *n, void *dst)
 {
 	(void)dst;
@@ -690,19 +810,11 @@ parse_auth_section(struct ctx *x, const struct cnode *n, void *dst)
 		scalar_string(x, v, "resource_name", &c->authz.resource_name);
 	if ((v = cnode_get(n, "scopes_supported")) != NULL)
 		parse_scope_list(x, v, "scopes_supported", c->arena, &c->authz.scopes_supported);
-	if ((v = cnode_get(n, "authorization_servers")) != NULL && want_type(x, v, CNODE_SEQ,
-	    "authorization_servers") == 0) {
-		c->authz.authorization_servers = arena_zalloc(c->arena, (v->n + 1) * sizeof(char *));
-		for (size_t i = 0; i < v->n; i++) {
-			const char *u;
-			if (scalar_string(x, v->items[i], "authorization_servers entry", &u) < 0)
-				continue;
-			if (strncmp(u, "https://", 8) != 0 && strncmp(u, "http://", 7) != 0) {
-				err_at(x, v->items[i], "authorization_servers entry \"%s\" must be an issuer URL", u);
-				continue;
-			}
-			c->authz.authorization_servers[c->authz.nservers++] = u;
-		}
+	if ((v = cnode_get(n, "authorization_servers")) != NULL) {
+		static const struct list_spec servers = { 0, http_url, "an issuer URL" };
+		const char **list = parse_list(x, v, "authorization_servers", &servers, &c->authz.nservers);
+		if (list != NULL)
+			c->authz.authorization_servers = list;
 	}
 	/* A plugin with an issuer (jwt) names its authorization server: the
 	 * metadata lists it unless the operator says otherwise. The internal
@@ -729,29 +841,30 @@ parse_auth_section(struct ctx *x, const struct cnode *n, void *dst)
 }
 
 static const struct field top_fields[] = {
-	{ "server", F_CUSTOM, 0, 0, 0, parse_server },
-	{ "listen", F_CUSTOM, 0, 0, 0, parse_listen },
-	{ "endpoint", F_CUSTOM, 0, 0, 0, parse_endpoint },
-	{ "workers", F_CUSTOM, 0, 0, 0, parse_workers },
-	{ "user", F_STRING, offsetof(struct config, user), 0, 0, NULL },
-	{ "group", F_STRING, offsetof(struct config, group), 0, 0, NULL },
-	{ "pid_file", F_PATH, offsetof(struct config, pid_file), 0, 0, NULL },
-	{ "log", F_CUSTOM, 0, 0, 0, parse_log },
-	{ "allowed_origins", F_CUSTOM, 0, 0, 0, parse_origins },
-	{ "allowed_hosts", F_CUSTOM, 0, 0, 0, parse_hosts },
-	{ "plugin_dir", F_PATH, offsetof(struct config, plugin_dir), 0, 0, NULL },
-	{ "limits", F_CUSTOM, 0, 0, 0, parse_limits },
-	{ "sse", F_CUSTOM, 0, 0, 0, parse_sse },
-	{ "request_state", F_CUSTOM, 0, 0, 0, parse_request_state },
-	{ "storage", F_CUSTOM, offsetof(struct config, storage), 0, 0, parse_backend_section },
-	{ "transport", F_CUSTOM, offsetof(struct config, transport), 0, 0, parse_backend_section },
-	{ "auth", F_CUSTOM, 0, 0, 0, parse_auth_section },
-	{ "cache", F_CUSTOM, 0, 0, 0, parse_cache },
-	{ "tools", F_CUSTOM, 0, 0, 0, parse_tools },
-	{ "resources", F_CUSTOM, 0, 0, 0, parse_resources },
-	{ "prompts", F_CUSTOM, 0, 0, 0, parse_prompts },
-	{ NULL, 0, 0, 0, 0, NULL },
+	{ "server", F_SECTION, 0, 0, 0, { .section = &server_section } },
+	{ "listen", F_CUSTOM, 0, 0, 0, { parse_listen } },
+	{ "endpoint", F_CUSTOM, 0, 0, 0, { parse_endpoint } },
+	{ "workers", F_CUSTOM, 0, 0, 0, { parse_workers } },
+	{ "user", F_STRING, offsetof(struct config, user), 0, 0, { NULL } },
+	{ "group", F_STRING, offsetof(struct config, group), 0, 0, { NULL } },
+	{ "pid_file", F_PATH, offsetof(struct config, pid_file), 0, 0, { NULL } },
+	{ "log", F_SECTION, 0, 0, 0, { .section = &log_section } },
+	{ "allowed_origins", F_LIST, offsetof(struct config, allowed_origins), 0, 0, { .list = &origins_list } },
+	{ "allowed_hosts", F_CUSTOM, 0, 0, 0, { parse_hosts } },
+	{ "plugin_dir", F_PATH, offsetof(struct config, plugin_dir), 0, 0, { NULL } },
+	{ "limits", F_SECTION, offsetof(struct config, limits), 0, 0, { .section = &limits_section } },
+	{ "sse", F_SECTION, 0, 0, 0, { .section = &sse_section } },
+	{ "request_state", F_SECTION, 0, 0, 0, { .section = &request_state_section } },
+	{ "storage", F_CUSTOM, offsetof(struct config, storage), 0, 0, { parse_backend_section } },
+	{ "transport", F_CUSTOM, offsetof(struct config, transport), 0, 0, { parse_backend_section } },
+	{ "auth", F_CUSTOM, 0, 0, 0, { parse_auth_section } },
+	{ "cache", F_SECTION, 0, 0, 0, { .section = &cache_section } },
+	{ "tools", F_ITEMS, offsetof(struct config, tools), 0, 0, { .items = &tool_items } },
+	{ "resources", F_ITEMS, offsetof(struct config, resources), 0, 0, { .items = &resource_items } },
+	{ "prompts", F_ITEMS, offsetof(struct config, prompts), 0, 0, { .items = &prompt_items } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
 };
+static const struct section top_section = { "the top level", 1, top_fields, NULL };
 
 static void
 set_defaults(struct config *c)
@@ -1011,7 +1124,7 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 {
 	struct ctx x = { c, errs, c->path, 0 };
 	set_defaults(c);
-	parse_fields(&x, c->root, top_fields, c, "the top level");
+	parse_section(&x, c->root, &top_section, c);
 	if (c->root->type == CNODE_MAP) {
 		if (c->nlisten == 0 && cnode_get(c->root, "listen") == NULL) {
 			c->listen = arena_zalloc(c->arena, sizeof(*c->listen));

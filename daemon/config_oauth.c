@@ -21,56 +21,42 @@
 #define MAX_USERS 100000
 #define MAX_USER_NAME 128
 
-/* Keys of the auth section that config.c reads for every auth plugin. */
-static int
-common_key(struct ctx *x, const struct cnode *n, void *dst)
-{
-	(void)x;
-	(void)n;
-	(void)dst;
-	return 0;
-}
-
-static int
-parse_rate_limit(struct ctx *x, const struct cnode *n, void *dst)
-{
-	(void)dst;
-	struct oauth_conf *o = &x->cfg->oauth;
-	static const struct field fields[] = {
-		{ "token", F_UINT, offsetof(struct oauth_conf, rate_token), 0, 1000000, NULL },
-		{ "login", F_UINT, offsetof(struct oauth_conf, rate_login), 0, 1000000, NULL },
-		{ "register", F_UINT, offsetof(struct oauth_conf, rate_register), 0, 1000000, NULL },
-		{ NULL, 0, 0, 0, 0, NULL },
-	};
-	return parse_fields(x, n, fields, o, "auth.rate_limit");
-}
+static const struct field rate_limit_fields[] = {
+	{ "token", F_UINT, offsetof(struct oauth_conf, rate_token), 0, 1000000, { NULL } },
+	{ "login", F_UINT, offsetof(struct oauth_conf, rate_login), 0, 1000000, { NULL } },
+	{ "register", F_UINT, offsetof(struct oauth_conf, rate_register), 0, 1000000, { NULL } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
+static const struct section rate_limit_section = { "auth.rate_limit", 0, rate_limit_fields, NULL };
 
 static const struct field internal_fields[] = {
-	{ "plugin", F_CUSTOM, 0, 0, 0, common_key },
-	{ "resource", F_CUSTOM, 0, 0, 0, common_key },
-	{ "authorization_servers", F_CUSTOM, 0, 0, 0, common_key },
-	{ "scopes_supported", F_CUSTOM, 0, 0, 0, common_key },
-	{ "cache", F_CUSTOM, 0, 0, 0, common_key },
-	{ "resource_name", F_CUSTOM, 0, 0, 0, common_key },
-	{ "admin_scope", F_CUSTOM, 0, 0, 0, common_key },
-	{ "issuer", F_STRING, offsetof(struct oauth_conf, issuer), 0, 0, NULL },
-	{ "users_file", F_PATH, offsetof(struct oauth_conf, users_file), 0, 0, NULL },
-	{ "token_ttl", F_DURATION, offsetof(struct oauth_conf, token_ttl_ms), 1000, 86400000, NULL },
-	{ "refresh_ttl", F_DURATION, offsetof(struct oauth_conf, refresh_ttl_ms), 0, 366ull * 86400000, NULL },
-	{ "code_ttl", F_DURATION, offsetof(struct oauth_conf, code_ttl_ms), 1000, 600000, NULL },
-	{ "client_ttl", F_DURATION, offsetof(struct oauth_conf, client_ttl_ms), 60000, 3660ull * 86400000, NULL },
-	{ "login_ttl", F_DURATION, offsetof(struct oauth_conf, login_ttl_ms), 60000, 3600000, NULL },
-	{ "registration", F_BOOL, offsetof(struct oauth_conf, registration), 0, 0, NULL },
-	{ "client_metadata_documents", F_BOOL, offsetof(struct oauth_conf, client_metadata_documents), 0, 0, NULL },
-	{ "client_metadata_ca_file", F_PATH, offsetof(struct oauth_conf, client_metadata_ca_file), 0, 0, NULL },
+	/* the keys of every auth section, read by config.c */
+	{ "plugin", F_IGNORE, 0, 0, 0, { NULL } },
+	{ "resource", F_IGNORE, 0, 0, 0, { NULL } },
+	{ "authorization_servers", F_IGNORE, 0, 0, 0, { NULL } },
+	{ "scopes_supported", F_IGNORE, 0, 0, 0, { NULL } },
+	{ "cache", F_IGNORE, 0, 0, 0, { NULL } },
+	{ "resource_name", F_IGNORE, 0, 0, 0, { NULL } },
+	{ "admin_scope", F_IGNORE, 0, 0, 0, { NULL } },
+	{ "issuer", F_STRING, offsetof(struct oauth_conf, issuer), 0, 0, { NULL } },
+	{ "users_file", F_PATH, offsetof(struct oauth_conf, users_file), 0, 0, { NULL } },
+	{ "token_ttl", F_DURATION, offsetof(struct oauth_conf, token_ttl_ms), 1000, 86400000, { NULL } },
+	{ "refresh_ttl", F_DURATION, offsetof(struct oauth_conf, refresh_ttl_ms), 0, 366ull * 86400000, { NULL } },
+	{ "code_ttl", F_DURATION, offsetof(struct oauth_conf, code_ttl_ms), 1000, 600000, { NULL } },
+	{ "client_ttl", F_DURATION, offsetof(struct oauth_conf, client_ttl_ms), 60000, 3660ull * 86400000, { NULL } },
+	{ "login_ttl", F_DURATION, offsetof(struct oauth_conf, login_ttl_ms), 60000, 3600000, { NULL } },
+	{ "registration", F_BOOL, offsetof(struct oauth_conf, registration), 0, 0, { NULL } },
+	{ "client_metadata_documents", F_BOOL, offsetof(struct oauth_conf, client_metadata_documents), 0, 0, { NULL } },
+	{ "client_metadata_ca_file", F_PATH, offsetof(struct oauth_conf, client_metadata_ca_file), 0, 0, { NULL } },
 	{ "client_metadata_private_addresses", F_BOOL, offsetof(struct oauth_conf, client_metadata_private), 0, 0,
-	    NULL },
+	    { NULL } },
 	{ "client_metadata_cache", F_DURATION, offsetof(struct oauth_conf, client_metadata_cache_ms), 0, 86400000,
-	    NULL },
-	{ "rate_limit", F_CUSTOM, 0, 0, 0, parse_rate_limit },
-	{ "login_title", F_STRING, offsetof(struct oauth_conf, login_title), 0, 0, NULL },
-	{ NULL, 0, 0, 0, 0, NULL },
+	    { NULL } },
+	{ "rate_limit", F_SECTION, 0, 0, 0, { .section = &rate_limit_section } },
+	{ "login_title", F_STRING, offsetof(struct oauth_conf, login_title), 0, 0, { NULL } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
 };
+static const struct section internal_section = { "auth", 0, internal_fields, NULL };
 
 void
 oauth_config_defaults(struct config *c)
@@ -95,7 +81,7 @@ parse_oauth_section(struct ctx *x, const struct cnode *n)
 	struct oauth_conf *o = &c->oauth;
 	o->enabled = 1;
 	size_t before = x->errs->n;
-	parse_fields(x, n, internal_fields, o, "auth");
+	parse_section(x, n, &internal_section, o);
 	if (x->errs->n != before)
 		return -1;
 	if (o->users_file == NULL) {

@@ -153,6 +153,17 @@ parse_json_node(struct ctx *x, const struct cnode *n, void *dst)
 	return 0;
 }
 
+/* The keys of a command, in tools, resources and prompts alike. */
+static const struct field command_fields[] = {
+	{ "command", F_CUSTOM, 0, 0, 0, { parse_argv } },
+	{ "shell", F_CUSTOM, 0, 0, 0, { parse_shell } },
+	{ "env", F_CUSTOM, 0, 0, 0, { parse_env } },
+	{ "cwd", F_CUSTOM, offsetof(struct command_def, cwd), 0, 0, { parse_cwd } },
+	{ "timeout", F_DURATION, offsetof(struct command_def, timeout_ms), 1, 86400000, { NULL } },
+	{ "max_output", F_SIZE, offsetof(struct command_def, max_output), 1, 1ULL << 30, { NULL } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
+
 /* ---- the variables of declared names ---- */
 
 struct var_ref {
@@ -281,23 +292,15 @@ close_input_schema(cJSON *schema)
 
 /* ---- tools ---- */
 
+static const struct enum_name output_modes[] = {
+	{ "text", OUT_TEXT }, { "json", OUT_JSON }, { "content", OUT_CONTENT }, { NULL, 0 },
+};
+_Static_assert(sizeof(enum tool_output) == sizeof(int), "scalar_enum writes an int");
+
 static int
 parse_output_mode(struct ctx *x, const struct cnode *n, void *dst)
 {
-	enum tool_output *o = dst;
-	if (want_type(x, n, CNODE_SCALAR, "output") < 0)
-		return -1;
-	if (strcmp(n->str, "text") == 0)
-		*o = OUT_TEXT;
-	else if (strcmp(n->str, "json") == 0)
-		*o = OUT_JSON;
-	else if (strcmp(n->str, "content") == 0)
-		*o = OUT_CONTENT;
-	else {
-		err_at(x, n, "output must be text, json or content, not \"%s\"", n->str);
-		return -1;
-	}
-	return 0;
+	return scalar_enum(x, n, "output", output_modes, dst);
 }
 
 static int
@@ -411,46 +414,21 @@ parse_tool_scopes(struct ctx *x, const struct cnode *n, void *dst)
 }
 
 static const struct field tool_fields[] = {
-	{ "name", F_STRING, offsetof(struct tool_def, name), 0, 0, NULL },
-	{ "title", F_STRING, offsetof(struct tool_def, title), 0, 0, NULL },
-	{ "description", F_STRING, offsetof(struct tool_def, description), 0, 0, NULL },
-	{ "input", F_CUSTOM, 0, 0, 0, NULL },           /* handled below */
-	{ "required", F_CUSTOM, 0, 0, 0, NULL },
-	{ "input_schema", F_CUSTOM, offsetof(struct tool_def, input_schema), 0, 0, parse_json_node },
-	{ "output_schema", F_CUSTOM, offsetof(struct tool_def, output_schema), 0, 0, parse_json_node },
-	{ "annotations", F_CUSTOM, offsetof(struct tool_def, annotations), 0, 0, parse_json_node },
-	{ "command", F_CUSTOM, offsetof(struct tool_def, cmd), 0, 0, parse_argv },
-	{ "shell", F_CUSTOM, offsetof(struct tool_def, cmd), 0, 0, parse_shell },
-	{ "plugin", F_CUSTOM, offsetof(struct tool_def, plugin_file), 0, 0, parse_plugin_ref },
-	{ "env", F_CUSTOM, offsetof(struct tool_def, cmd), 0, 0, parse_env },
-	{ "cwd", F_CUSTOM, offsetof(struct tool_def, cmd.cwd), 0, 0, parse_cwd },
-	{ "timeout", F_DURATION, offsetof(struct tool_def, cmd.timeout_ms), 1, 86400000, NULL },
-	{ "max_output", F_SIZE, offsetof(struct tool_def, cmd.max_output), 1, 1ULL << 30, NULL },
-	{ "output", F_CUSTOM, offsetof(struct tool_def, output), 0, 0, parse_output_mode },
-	{ "requires", F_CUSTOM, offsetof(struct tool_def, requires), 0, 0, parse_requires },
-	{ "scopes", F_CUSTOM, offsetof(struct tool_def, scopes), 0, 0, parse_tool_scopes },
-	{ NULL, 0, 0, 0, 0, NULL },
+	{ "name", F_STRING, offsetof(struct tool_def, name), 0, 0, { NULL } },
+	{ "title", F_STRING, offsetof(struct tool_def, title), 0, 0, { NULL } },
+	{ "description", F_STRING, offsetof(struct tool_def, description), 0, 0, { NULL } },
+	{ "input", F_IGNORE, 0, 0, 0, { NULL } },       /* build_input_schema */
+	{ "required", F_IGNORE, 0, 0, 0, { NULL } },
+	{ "input_schema", F_CUSTOM, offsetof(struct tool_def, input_schema), 0, 0, { parse_json_node } },
+	{ "output_schema", F_CUSTOM, offsetof(struct tool_def, output_schema), 0, 0, { parse_json_node } },
+	{ "annotations", F_CUSTOM, offsetof(struct tool_def, annotations), 0, 0, { parse_json_node } },
+	{ "", F_INCLUDE, offsetof(struct tool_def, cmd), 0, 0, { .include = command_fields } },
+	{ "plugin", F_CUSTOM, offsetof(struct tool_def, plugin_file), 0, 0, { parse_plugin_ref } },
+	{ "output", F_CUSTOM, offsetof(struct tool_def, output), 0, 0, { parse_output_mode } },
+	{ "requires", F_CUSTOM, offsetof(struct tool_def, requires), 0, 0, { parse_requires } },
+	{ "scopes", F_CUSTOM, offsetof(struct tool_def, scopes), 0, 0, { parse_tool_scopes } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
 };
-
-static int
-ignore_key(struct ctx *x, const struct cnode *n, void *dst)
-{
-	(void)x;
-	(void)n;
-	(void)dst;
-	return 0;
-}
-
-/* Fills the NULL custom slots of a table copy with ignore_key. */
-static void
-table_with_ignores(struct field *copy, const struct field *src, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		copy[i] = src[i];
-		if (copy[i].type == F_CUSTOM && copy[i].custom == NULL)
-			copy[i].custom = ignore_key;
-	}
-}
 
 static int
 str_cmp(const void *a, const void *b)
@@ -507,83 +485,71 @@ build_input_schema(struct ctx *x, const struct cnode *item, struct tool_def *t)
 	return schema;
 }
 
-int
-parse_tools(struct ctx *x, const struct cnode *n, void *dst)
+static void
+tool_init(void *elem, const struct cnode *item)
 {
-	struct config *c = x->cfg;
-	(void)dst;
-	if (want_type(x, n, CNODE_SEQ, "tools") < 0)
-		return -1;
-	enum { NFIELDS = sizeof(tool_fields) / sizeof(tool_fields[0]) };
-	struct field table[NFIELDS];
-	table_with_ignores(table, tool_fields, NFIELDS);
-	c->tools = arena_zalloc(c->arena, (n->n ? n->n : 1) * sizeof(*c->tools));
-	const struct cnode **at = arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*at));
-	if (c->tools == NULL || at == NULL) {
-		err_at(x, n, "tools: out of memory");
-		return -1;
-	}
-	for (size_t i = 0; i < n->n; i++) {
-		const struct cnode *item = n->items[i];
-		struct tool_def *t = &c->tools[c->ntools];
-		t->line = item->line;
-		size_t before = x->errs->n;
-		parse_fields(x, item, table, t, "a tool");
-		if (item->type != CNODE_MAP)
-			continue;
-		if (t->name == NULL) {
-			err_at(x, item, "a tool needs a name");
-			cJSON_Delete(t->requires);
-			cJSON_Delete(t->input_schema);
-			cJSON_Delete(t->output_schema);
-			cJSON_Delete(t->annotations);
-			memset(t, 0, sizeof(*t));
-			continue;
-		}
-		if (!valid_name(t->name))
-			err_at(x, cnode_get(item, "name"), "tool name \"%s\" must be 1-128 of A-Z a-z 0-9 _ - .", t->name);
-		int runs = (cnode_get(item, "command") != NULL) + (cnode_get(item, "shell") != NULL) +
-		    (cnode_get(item, "plugin") != NULL);
-		if (runs != 1)
-			err_at(x, item, "tool \"%s\" needs exactly one of command, shell or plugin", t->name);
-		t->kind = cnode_get(item, "plugin") ? TOOL_PLUGIN : cnode_get(item, "shell") ? TOOL_SHELL : TOOL_COMMAND;
-		t->input_schema = build_input_schema(x, item, t);
-		/* A tool that declares no input at all takes what it is given, on
-		 * standard input only; one that declares inputs takes those. */
-		if (cnode_get(item, "input") != NULL || cnode_get(item, "input_schema") != NULL)
-			close_input_schema(t->input_schema);
-		tool_arg_env(x, item, t);
-		char why[256];
-		if (t->input_schema != NULL && schema_check(t->input_schema, why, sizeof(why)) < 0)
-			err_at(x, cnode_get(item, "input_schema") ? cnode_get(item, "input_schema") : item,
-			    "tool \"%s\" input schema: %s", t->name, why);
-		if (t->input_schema != NULL)
-			collect_header_params(x, cnode_get(item, "input_schema") ? cnode_get(item, "input_schema") :
-			    cnode_get(item, "input") ? cnode_get(item, "input") : item, t);
-		if (t->output_schema != NULL) {
-			if (t->output != OUT_JSON)
-				err_at(x, cnode_get(item, "output_schema"), "output_schema needs output: json");
-			if (schema_check(t->output_schema, why, sizeof(why)) < 0)
-				err_at(x, cnode_get(item, "output_schema"), "output_schema: %s", why);
-		}
-		(void)before;
-		at[c->ntools++] = item;   /* even when wrong: config_free releases its JSON */
-	}
-	const char **names = arena_alloc(c->arena, (c->ntools ? c->ntools : 1) * sizeof(*names));
-	for (size_t i = 0; names != NULL && i < c->ntools; i++)
-		names[i] = c->tools[i].name;
-	size_t *first = names ? first_occurrences(names, c->ntools) : NULL;
-	if (first == NULL) {
-		err_at(x, n, "tools: out of memory");
-		return -1;
-	}
-	for (size_t i = 0; i < c->ntools; i++)
-		if (first[i] != i)
-			err_at(x, cnode_get(at[i], "name"), "tool \"%s\" declared twice (first at line %d)",
-			    c->tools[i].name, c->tools[first[i]].line);
-	free(first);
-	return 0;
+	((struct tool_def *)elem)->line = item->line;
 }
+
+static int
+tool_check(struct ctx *x, const struct cnode *item, void *elem, size_t before)
+{
+	struct tool_def *t = elem;
+	if (t->name == NULL) {
+		err_at(x, item, "a tool needs a name");
+		cJSON_Delete(t->requires);
+		cJSON_Delete(t->input_schema);
+		cJSON_Delete(t->output_schema);
+		cJSON_Delete(t->annotations);
+		memset(t, 0, sizeof(*t));
+		return -1;
+	}
+	if (!valid_name(t->name))
+		err_at(x, cnode_get(item, "name"), "tool name \"%s\" must be 1-128 of A-Z a-z 0-9 _ - .", t->name);
+	int runs = (cnode_get(item, "command") != NULL) + (cnode_get(item, "shell") != NULL) +
+	    (cnode_get(item, "plugin") != NULL);
+	if (runs != 1)
+		err_at(x, item, "tool \"%s\" needs exactly one of command, shell or plugin", t->name);
+	t->kind = cnode_get(item, "plugin") ? TOOL_PLUGIN : cnode_get(item, "shell") ? TOOL_SHELL : TOOL_COMMAND;
+	t->input_schema = build_input_schema(x, item, t);
+	/* A tool that declares no input at all takes what it is given, on
+	 * standard input only; one that declares inputs takes those. */
+	if (cnode_get(item, "input") != NULL || cnode_get(item, "input_schema") != NULL)
+		close_input_schema(t->input_schema);
+	tool_arg_env(x, item, t);
+	char why[256];
+	if (t->input_schema != NULL && schema_check(t->input_schema, why, sizeof(why)) < 0)
+		err_at(x, cnode_get(item, "input_schema") ? cnode_get(item, "input_schema") : item,
+		    "tool \"%s\" input schema: %s", t->name, why);
+	if (t->input_schema != NULL)
+		collect_header_params(x, cnode_get(item, "input_schema") ? cnode_get(item, "input_schema") :
+		    cnode_get(item, "input") ? cnode_get(item, "input") : item, t);
+	if (t->output_schema != NULL) {
+		if (t->output != OUT_JSON)
+			err_at(x, cnode_get(item, "output_schema"), "output_schema needs output: json");
+		if (schema_check(t->output_schema, why, sizeof(why)) < 0)
+			err_at(x, cnode_get(item, "output_schema"), "output_schema: %s", why);
+	}
+	return 0;      /* kept even when wrong: config_free releases its JSON */
+}
+
+static const char *
+tool_name(const void *elem)
+{
+	return ((const struct tool_def *)elem)->name;
+}
+
+static void
+tool_twice(struct ctx *x, const struct cnode *item, const void *elem, const void *first)
+{
+	const struct tool_def *t = elem, *f = first;
+	err_at(x, cnode_get(item, "name"), "tool \"%s\" declared twice (first at line %d)", t->name, f->line);
+}
+
+const struct items tool_items = {
+	"tools", "a tool", tool_fields, sizeof(struct tool_def), offsetof(struct config, ntools),
+	tool_init, NULL, tool_check, tool_name, tool_twice,
+};
 
 /* ---- resources ---- */
 
@@ -622,23 +588,18 @@ parse_path(struct ctx *x, const struct cnode *n, void *dst)
 }
 
 static const struct field resource_fields[] = {
-	{ "uri", F_STRING, offsetof(struct resource_def, uri), 0, 0, NULL },
-	{ "uri_template", F_STRING, offsetof(struct resource_def, uri_template), 0, 0, NULL },
-	{ "name", F_STRING, offsetof(struct resource_def, name), 0, 0, NULL },
-	{ "title", F_STRING, offsetof(struct resource_def, title), 0, 0, NULL },
-	{ "description", F_STRING, offsetof(struct resource_def, description), 0, 0, NULL },
-	{ "mime_type", F_STRING, offsetof(struct resource_def, mime_type), 0, 0, NULL },
-	{ "text", F_STRING, offsetof(struct resource_def, text), 0, 0, NULL },
-	{ "file", F_CUSTOM, offsetof(struct resource_def, file), 0, 0, parse_path },
-	{ "binary", F_BOOL, offsetof(struct resource_def, binary), 0, 0, NULL },
-	{ "command", F_CUSTOM, offsetof(struct resource_def, cmd), 0, 0, parse_argv },
-	{ "shell", F_CUSTOM, offsetof(struct resource_def, cmd), 0, 0, parse_shell },
-	{ "env", F_CUSTOM, offsetof(struct resource_def, cmd), 0, 0, parse_env },
-	{ "cwd", F_CUSTOM, offsetof(struct resource_def, cmd.cwd), 0, 0, parse_cwd },
-	{ "timeout", F_DURATION, offsetof(struct resource_def, cmd.timeout_ms), 1, 86400000, NULL },
-	{ "max_output", F_SIZE, offsetof(struct resource_def, cmd.max_output), 1, 1ULL << 30, NULL },
-	{ "completions", F_CUSTOM, offsetof(struct resource_def, completions), 0, 0, parse_completions_map },
-	{ NULL, 0, 0, 0, 0, NULL },
+	{ "uri", F_STRING, offsetof(struct resource_def, uri), 0, 0, { NULL } },
+	{ "uri_template", F_STRING, offsetof(struct resource_def, uri_template), 0, 0, { NULL } },
+	{ "name", F_STRING, offsetof(struct resource_def, name), 0, 0, { NULL } },
+	{ "title", F_STRING, offsetof(struct resource_def, title), 0, 0, { NULL } },
+	{ "description", F_STRING, offsetof(struct resource_def, description), 0, 0, { NULL } },
+	{ "mime_type", F_STRING, offsetof(struct resource_def, mime_type), 0, 0, { NULL } },
+	{ "text", F_STRING, offsetof(struct resource_def, text), 0, 0, { NULL } },
+	{ "file", F_CUSTOM, offsetof(struct resource_def, file), 0, 0, { parse_path } },
+	{ "binary", F_BOOL, offsetof(struct resource_def, binary), 0, 0, { NULL } },
+	{ "", F_INCLUDE, offsetof(struct resource_def, cmd), 0, 0, { .include = command_fields } },
+	{ "completions", F_CUSTOM, offsetof(struct resource_def, completions), 0, 0, { parse_completions_map } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
 };
 
 /* A template's variables, {name} each, as uri_template_match reads them. */
@@ -685,72 +646,65 @@ textual_mime(const char *m)
 	    strcmp(m, "application/x-sh") == 0;
 }
 
-int
-parse_resources(struct ctx *x, const struct cnode *n, void *dst)
+static void
+resource_init(void *elem, const struct cnode *item)
 {
-	struct config *c = x->cfg;
-	(void)dst;
-	if (want_type(x, n, CNODE_SEQ, "resources") < 0)
-		return -1;
-	c->resources = arena_zalloc(c->arena, (n->n ? n->n : 1) * sizeof(*c->resources));
-	const struct cnode **at = arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*at));
-	if (c->resources == NULL || at == NULL) {
-		err_at(x, n, "resources: out of memory");
-		return -1;
-	}
-	for (size_t i = 0; i < n->n; i++) {
-		const struct cnode *item = n->items[i];
-		struct resource_def *r = &c->resources[c->nresources];
-		r->line = item->line;
-		r->binary = -1;
-		size_t before = x->errs->n;
-		parse_fields(x, item, resource_fields, r, "a resource");
-		if (item->type != CNODE_MAP)
-			continue;
-		if ((r->uri == NULL) == (r->uri_template == NULL)) {
-			err_at(x, item, "a resource needs exactly one of uri and uri_template");
-			cJSON_Delete(r->completions);
-			memset(r, 0, sizeof(*r));
-			continue;
-		}
-		const char *what = r->uri ? r->uri : r->uri_template;
-		if (strstr(what, ":") == NULL)
-			err_at(x, cnode_get(item, r->uri ? "uri" : "uri_template"),
-			    "\"%s\" is not a URI (it needs a scheme, such as file: or https:)", what);
-		if (r->name == NULL)
-			err_at(x, item, "resource %s needs a name", what);
-		int sources = (r->text != NULL) + (r->file != NULL) + (r->cmd.argv != NULL);
-		if (sources != 1)
-			err_at(x, item, "resource %s needs exactly one of text, file, command or shell", what);
-		r->kind = r->text ? RES_TEXT : r->file ? RES_FILE : RES_COMMAND;
-		if (r->uri_template != NULL && r->kind != RES_COMMAND)
-			err_at(x, item, "a uri_template resource is served by a command or shell");
-		if (r->kind == RES_FILE && access(r->file, R_OK) < 0)
-			err_at(x, cnode_get(item, "file"), "file %s: %s", r->file, strerror(errno));
-		if (r->completions != NULL && r->uri_template == NULL)
-			err_at(x, cnode_get(item, "completions"), "completions apply to uri_template resources");
-		if (r->binary == -1)
-			r->binary = !textual_mime(r->mime_type);
-		if (r->uri_template != NULL)
-			template_arg_env(x, cnode_get(item, "uri_template"), r);
-		(void)before;
-		at[c->nresources++] = item;
-	}
-	const char **names = arena_alloc(c->arena, (c->nresources ? c->nresources : 1) * sizeof(*names));
-	for (size_t i = 0; names != NULL && i < c->nresources; i++)
-		names[i] = c->resources[i].uri ? c->resources[i].uri : c->resources[i].uri_template;
-	size_t *first = names ? first_occurrences(names, c->nresources) : NULL;
-	if (first == NULL) {
-		err_at(x, n, "resources: out of memory");
+	struct resource_def *r = elem;
+	r->line = item->line;
+	r->binary = -1;
+}
+
+static int
+resource_check(struct ctx *x, const struct cnode *item, void *elem, size_t before)
+{
+	struct resource_def *r = elem;
+	if ((r->uri == NULL) == (r->uri_template == NULL)) {
+		err_at(x, item, "a resource needs exactly one of uri and uri_template");
+		cJSON_Delete(r->completions);
+		memset(r, 0, sizeof(*r));
 		return -1;
 	}
-	for (size_t i = 0; i < c->nresources; i++)
-		if (first[i] != i)
-			err_at(x, at[i], "resource %s declared twice (first at line %d)", names[i],
-			    c->resources[first[i]].line);
-	free(first);
+	const char *what = r->uri ? r->uri : r->uri_template;
+	if (strstr(what, ":") == NULL)
+		err_at(x, cnode_get(item, r->uri ? "uri" : "uri_template"),
+		    "\"%s\" is not a URI (it needs a scheme, such as file: or https:)", what);
+	if (r->name == NULL)
+		err_at(x, item, "resource %s needs a name", what);
+	int sources = (r->text != NULL) + (r->file != NULL) + (r->cmd.argv != NULL);
+	if (sources != 1)
+		err_at(x, item, "resource %s needs exactly one of text, file, command or shell", what);
+	r->kind = r->text ? RES_TEXT : r->file ? RES_FILE : RES_COMMAND;
+	if (r->uri_template != NULL && r->kind != RES_COMMAND)
+		err_at(x, item, "a uri_template resource is served by a command or shell");
+	if (r->kind == RES_FILE && access(r->file, R_OK) < 0)
+		err_at(x, cnode_get(item, "file"), "file %s: %s", r->file, strerror(errno));
+	if (r->completions != NULL && r->uri_template == NULL)
+		err_at(x, cnode_get(item, "completions"), "completions apply to uri_template resources");
+	if (r->binary == -1)
+		r->binary = !textual_mime(r->mime_type);
+	if (r->uri_template != NULL)
+		template_arg_env(x, cnode_get(item, "uri_template"), r);
 	return 0;
 }
+
+static const char *
+resource_name(const void *elem)
+{
+	const struct resource_def *r = elem;
+	return r->uri ? r->uri : r->uri_template;
+}
+
+static void
+resource_twice(struct ctx *x, const struct cnode *item, const void *elem, const void *first)
+{
+	err_at(x, item, "resource %s declared twice (first at line %d)", resource_name(elem),
+	    ((const struct resource_def *)first)->line);
+}
+
+const struct items resource_items = {
+	"resources", "a resource", resource_fields, sizeof(struct resource_def),
+	offsetof(struct config, nresources), resource_init, NULL, resource_check, resource_name, resource_twice,
+};
 
 /* ---- prompts ---- */
 
@@ -866,15 +820,6 @@ parse_message(struct ctx *x, const struct cnode *n, struct prompt_message *m)
 	return 0;
 }
 
-static const struct field arg_fields[] = {
-	{ "name", F_STRING, offsetof(struct prompt_arg, name), 0, 0, NULL },
-	{ "description", F_STRING, offsetof(struct prompt_arg, description), 0, 0, NULL },
-	{ "required", F_BOOL, offsetof(struct prompt_arg, required), 0, 0, NULL },
-	{ "completions", F_CUSTOM, offsetof(struct prompt_arg, completions), 0, 0, NULL },
-	{ "complete", F_CUSTOM, offsetof(struct prompt_arg, complete), 0, 0, parse_argv },
-	{ NULL, 0, 0, 0, 0, NULL },
-};
-
 static int
 parse_string_list(struct ctx *x, const struct cnode *n, void *dst)
 {
@@ -891,30 +836,27 @@ parse_string_list(struct ctx *x, const struct cnode *n, void *dst)
 	return 0;
 }
 
+static const struct field arg_fields[] = {
+	{ "name", F_STRING, offsetof(struct prompt_arg, name), 0, 0, { NULL } },
+	{ "description", F_STRING, offsetof(struct prompt_arg, description), 0, 0, { NULL } },
+	{ "required", F_BOOL, offsetof(struct prompt_arg, required), 0, 0, { NULL } },
+	{ "completions", F_CUSTOM, offsetof(struct prompt_arg, completions), 0, 0, { parse_string_list } },
+	{ "complete", F_CUSTOM, offsetof(struct prompt_arg, complete), 0, 0, { parse_argv } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
+
 static int
-parse_prompt_args(struct ctx *x, const struct cnode *n, void *dst)
+arg_check(struct ctx *x, const struct cnode *item, void *elem, size_t before)
 {
-	struct prompt_def *p = (struct prompt_def *)((char *)dst - offsetof(struct prompt_def, args));
-	if (want_type(x, n, CNODE_SEQ, "arguments") < 0)
-		return -1;
-	struct field table[sizeof(arg_fields) / sizeof(arg_fields[0])];
-	for (size_t i = 0; i < sizeof(arg_fields) / sizeof(arg_fields[0]); i++) {
-		table[i] = arg_fields[i];
-		if (table[i].type == F_CUSTOM && table[i].custom == NULL)
-			table[i].custom = parse_string_list;
-	}
-	p->args = arena_zalloc(x->cfg->arena, (n->n ? n->n : 1) * sizeof(*p->args));
-	for (size_t i = 0; i < n->n; i++) {
-		struct prompt_arg *a = &p->args[p->nargs];
-		parse_fields(x, n->items[i], table, a, "a prompt argument");
-		if (n->items[i]->type != CNODE_MAP)
-			continue;
-		if (a->name == NULL)
-			err_at(x, n->items[i], "a prompt argument needs a name");
-		p->nargs++;
-	}
+	if (((struct prompt_arg *)elem)->name == NULL)
+		err_at(x, item, "a prompt argument needs a name");
 	return 0;
 }
+
+static const struct items arg_items = {
+	"arguments", "a prompt argument", arg_fields, sizeof(struct prompt_arg),
+	offsetof(struct prompt_def, nargs), NULL, NULL, arg_check, NULL, NULL,
+};
 
 static int
 parse_prompt_messages(struct ctx *x, const struct cnode *n, void *dst)
@@ -962,71 +904,57 @@ prompt_arg_env(struct ctx *x, const struct cnode *item, struct prompt_def *p)
 }
 
 static const struct field prompt_fields[] = {
-	{ "name", F_STRING, offsetof(struct prompt_def, name), 0, 0, NULL },
-	{ "title", F_STRING, offsetof(struct prompt_def, title), 0, 0, NULL },
-	{ "description", F_STRING, offsetof(struct prompt_def, description), 0, 0, NULL },
-	{ "arguments", F_CUSTOM, offsetof(struct prompt_def, args), 0, 0, parse_prompt_args },
-	{ "messages", F_CUSTOM, offsetof(struct prompt_def, messages), 0, 0, parse_prompt_messages },
-	{ "command", F_CUSTOM, offsetof(struct prompt_def, cmd), 0, 0, parse_argv },
-	{ "shell", F_CUSTOM, offsetof(struct prompt_def, cmd), 0, 0, parse_shell },
-	{ "env", F_CUSTOM, offsetof(struct prompt_def, cmd), 0, 0, parse_env },
-	{ "cwd", F_CUSTOM, offsetof(struct prompt_def, cmd.cwd), 0, 0, parse_cwd },
-	{ "timeout", F_DURATION, offsetof(struct prompt_def, cmd.timeout_ms), 1, 86400000, NULL },
-	{ "max_output", F_SIZE, offsetof(struct prompt_def, cmd.max_output), 1, 1ULL << 30, NULL },
-	{ NULL, 0, 0, 0, 0, NULL },
+	{ "name", F_STRING, offsetof(struct prompt_def, name), 0, 0, { NULL } },
+	{ "title", F_STRING, offsetof(struct prompt_def, title), 0, 0, { NULL } },
+	{ "description", F_STRING, offsetof(struct prompt_def, description), 0, 0, { NULL } },
+	{ "arguments", F_ITEMS, offsetof(struct prompt_def, args), 0, 0, { .items = &arg_items } },
+	{ "messages", F_CUSTOM, offsetof(struct prompt_def, messages), 0, 0, { parse_prompt_messages } },
+	{ "", F_INCLUDE, offsetof(struct prompt_def, cmd), 0, 0, { .include = command_fields } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
 };
 
-int
-parse_prompts(struct ctx *x, const struct cnode *n, void *dst)
+static void
+prompt_init(void *elem, const struct cnode *item)
 {
-	struct config *c = x->cfg;
-	(void)dst;
-	if (want_type(x, n, CNODE_SEQ, "prompts") < 0)
-		return -1;
-	c->prompts = arena_zalloc(c->arena, (n->n ? n->n : 1) * sizeof(*c->prompts));
-	const struct cnode **at = arena_alloc(c->arena, (n->n ? n->n : 1) * sizeof(*at));
-	if (c->prompts == NULL || at == NULL) {
-		err_at(x, n, "prompts: out of memory");
-		return -1;
-	}
-	for (size_t i = 0; i < n->n; i++) {
-		const struct cnode *item = n->items[i];
-		struct prompt_def *p = &c->prompts[c->nprompts];
-		p->line = item->line;
-		size_t before = x->errs->n;
-		parse_fields(x, item, prompt_fields, p, "a prompt");
-		if (item->type != CNODE_MAP)
-			continue;
-		if (p->name == NULL) {
-			err_at(x, item, "a prompt needs a name");
-			for (size_t j = 0; j < p->nargs; j++)
-				cJSON_Delete(p->args[j].completions);
-			memset(p, 0, sizeof(*p));
-			continue;
-		}
-		if (!valid_name(p->name))
-			err_at(x, cnode_get(item, "name"), "prompt name \"%s\" must be 1-128 of A-Z a-z 0-9 _ - .", p->name);
-		if ((p->nmessages > 0 || cnode_get(item, "messages")) == (p->cmd.argv != NULL))
-			err_at(x, item, "prompt \"%s\" needs exactly one of messages, command or shell", p->name);
-		prompt_arg_env(x, item, p);
-		(void)before;
-		at[c->nprompts++] = item;
-	}
-	const char **names = arena_alloc(c->arena, (c->nprompts ? c->nprompts : 1) * sizeof(*names));
-	for (size_t i = 0; names != NULL && i < c->nprompts; i++)
-		names[i] = c->prompts[i].name;
-	size_t *first = names ? first_occurrences(names, c->nprompts) : NULL;
-	if (first == NULL) {
-		err_at(x, n, "prompts: out of memory");
+	((struct prompt_def *)elem)->line = item->line;
+}
+
+static int
+prompt_check(struct ctx *x, const struct cnode *item, void *elem, size_t before)
+{
+	struct prompt_def *p = elem;
+	if (p->name == NULL) {
+		err_at(x, item, "a prompt needs a name");
+		for (size_t j = 0; j < p->nargs; j++)
+			cJSON_Delete(p->args[j].completions);
+		memset(p, 0, sizeof(*p));
 		return -1;
 	}
-	for (size_t i = 0; i < c->nprompts; i++)
-		if (first[i] != i)
-			err_at(x, at[i], "prompt \"%s\" declared twice (first at line %d)", names[i],
-			    c->prompts[first[i]].line);
-	free(first);
+	if (!valid_name(p->name))
+		err_at(x, cnode_get(item, "name"), "prompt name \"%s\" must be 1-128 of A-Z a-z 0-9 _ - .", p->name);
+	if ((p->nmessages > 0 || cnode_get(item, "messages")) == (p->cmd.argv != NULL))
+		err_at(x, item, "prompt \"%s\" needs exactly one of messages, command or shell", p->name);
+	prompt_arg_env(x, item, p);
 	return 0;
 }
+
+static const char *
+prompt_name(const void *elem)
+{
+	return ((const struct prompt_def *)elem)->name;
+}
+
+static void
+prompt_twice(struct ctx *x, const struct cnode *item, const void *elem, const void *first)
+{
+	const struct prompt_def *p = elem, *f = first;
+	err_at(x, item, "prompt \"%s\" declared twice (first at line %d)", p->name, f->line);
+}
+
+const struct items prompt_items = {
+	"prompts", "a prompt", prompt_fields, sizeof(struct prompt_def), offsetof(struct config, nprompts),
+	prompt_init, NULL, prompt_check, prompt_name, prompt_twice,
+};
 
 static void
 command_defaults(struct config *c, struct command_def *cmd)

@@ -42,6 +42,7 @@
 #include "aws.h"
 #include "aws_creds.h"
 #include "clock.h"
+#include "opfail.h"
 #include "section.h"
 
 #include <cjson/cJSON.h>
@@ -359,32 +360,18 @@ op_free(struct op *o)
 	free(o);
 }
 
+/* The shape of each kind's callback. */
+static const enum op_shape shapes[] = {
+	[K_GET] = OP_VALUE, [K_SET] = OP_DONE, [K_DEL] = OP_DONE, [K_EXISTS] = OP_DONE, [K_INCR] = OP_INT,
+	[K_IDX_ADD] = OP_DONE, [K_IDX_REM] = OP_DONE, [K_MEMBERS] = OP_MEMBERS, [K_APPEND] = OP_INT,
+	[K_RANGE] = OP_ENTRIES,
+};
+_Static_assert(sizeof(shapes) / sizeof(shapes[0]) == K_RANGE + 1, "a shape for each kind");
+
 static void
 fail(struct op *o, const char *why)
 {
-	switch (o->kind) {
-	case K_GET:
-		if (o->cb)
-			((mcpd_value_cb *)o->cb)(o->arg, MCPD_ERROR, NULL, 0, why);
-		break;
-	case K_INCR:
-	case K_APPEND:
-		if (o->cb)
-			((mcpd_int_cb *)o->cb)(o->arg, MCPD_ERROR, 0, why);
-		break;
-	case K_MEMBERS:
-		if (o->cb)
-			((mcpd_members_cb *)o->cb)(o->arg, MCPD_ERROR, NULL, 0, why);
-		break;
-	case K_RANGE:
-		if (o->cb)
-			((mcpd_entries_cb *)o->cb)(o->arg, MCPD_ERROR, NULL, 0, why);
-		break;
-	default:
-		if (o->cb)
-			((mcpd_done_cb *)o->cb)(o->arg, MCPD_ERROR, why);
-		break;
-	}
+	op_fail(shapes[o->kind], o->cb, o->arg, why);
 	op_free(o);
 }
 

@@ -47,6 +47,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "opfail.h"
 #include "resolve.h"
 
 #define MAX_BACKOFF_MS 5000
@@ -319,36 +320,18 @@ get_int(const PGresult *res, int row, int col)
 	return len == 4 ? (int64_t)(int32_t)(uint32_t)x : (int64_t)x;
 }
 
+/* The shape of each kind's callback. */
+static const enum op_shape shapes[] = {
+	[K_DONE] = OP_DONE, [K_FOUND] = OP_DONE, [K_COUNT] = OP_DONE, [K_SET] = OP_DONE,
+	[K_VALUE] = OP_VALUE, [K_INT] = OP_INT, [K_MEMBERS] = OP_MEMBERS, [K_ENTRIES] = OP_ENTRIES,
+	[K_PURGE] = OP_NO_CALLBACK,
+};
+_Static_assert(sizeof(shapes) / sizeof(shapes[0]) == K_PURGE + 1, "a shape for each kind");
+
 static void
 report_error(struct op *o, const char *why)
 {
-	switch (o->kind) {
-	case K_DONE:
-	case K_FOUND:
-	case K_COUNT:
-	case K_SET:
-		if (o->cb)
-			((mcpd_done_cb *)o->cb)(o->arg, MCPD_ERROR, why);
-		break;
-	case K_VALUE:
-		if (o->cb)
-			((mcpd_value_cb *)o->cb)(o->arg, MCPD_ERROR, NULL, 0, why);
-		break;
-	case K_INT:
-		if (o->cb)
-			((mcpd_int_cb *)o->cb)(o->arg, MCPD_ERROR, 0, why);
-		break;
-	case K_MEMBERS:
-		if (o->cb)
-			((mcpd_members_cb *)o->cb)(o->arg, MCPD_ERROR, NULL, 0, why);
-		break;
-	case K_ENTRIES:
-		if (o->cb)
-			((mcpd_entries_cb *)o->cb)(o->arg, MCPD_ERROR, NULL, 0, why);
-		break;
-	case K_PURGE:
-		break;
-	}
+	op_fail(shapes[o->kind], o->cb, o->arg, why);
 }
 
 static void

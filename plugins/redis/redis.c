@@ -34,6 +34,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "opfail.h"
 #include "resolve.h"
 #include "subs.h"
 
@@ -377,34 +378,17 @@ down_reason(struct redis *r)
 	return r->last_error[0] ? r->last_error : "redis is not connected";
 }
 
+/* The shape of each kind's callback. */
+static const enum op_shape shapes[] = {
+	[K_DONE] = OP_DONE, [K_VALUE] = OP_VALUE, [K_INT] = OP_INT, [K_MEMBERS] = OP_MEMBERS,
+	[K_ENTRIES] = OP_ENTRIES, [K_SET] = OP_DONE, [K_DEL] = OP_DONE, [K_EXISTS] = OP_DONE,
+};
+_Static_assert(sizeof(shapes) / sizeof(shapes[0]) == K_EXISTS + 1, "a shape for each kind");
+
 static void
 fail(struct op *o, const char *why)
 {
-	switch (o->kind) {
-	case K_DONE:
-	case K_SET:
-	case K_DEL:
-	case K_EXISTS:
-		if (o->cb)
-			((mcpd_done_cb *)o->cb)(o->arg, MCPD_ERROR, why);
-		break;
-	case K_VALUE:
-		if (o->cb)
-			((mcpd_value_cb *)o->cb)(o->arg, MCPD_ERROR, NULL, 0, why);
-		break;
-	case K_INT:
-		if (o->cb)
-			((mcpd_int_cb *)o->cb)(o->arg, MCPD_ERROR, 0, why);
-		break;
-	case K_MEMBERS:
-		if (o->cb)
-			((mcpd_members_cb *)o->cb)(o->arg, MCPD_ERROR, NULL, 0, why);
-		break;
-	case K_ENTRIES:
-		if (o->cb)
-			((mcpd_entries_cb *)o->cb)(o->arg, MCPD_ERROR, NULL, 0, why);
-		break;
-	}
+	op_fail(shapes[o->kind], o->cb, o->arg, why);
 }
 
 static void

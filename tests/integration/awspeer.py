@@ -12,13 +12,12 @@ it skips these tests; they are then reported as skipped, never passed."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
-from harness import Skip, TestFailure, free_port, wait_for
+from harness import Peer, Skip, TestFailure, free_port, serve, wait_for
 
 REGION = "us-east-1"
 # Unsigned setup calls moto allows before it checks every call: CreateUser,
@@ -40,7 +39,7 @@ def have_moto():
     return True
 
 
-class Moto:
+class Moto(Peer):
     """One moto server with IAM auth, and an access key allowed everything
     the plugins call (self.key_id, self.secret), and a role for web
     identity (self.role_arn)."""
@@ -108,34 +107,14 @@ class Moto:
         return {"AWS_ACCESS_KEY_ID": self.key_id, "AWS_SECRET_ACCESS_KEY": self.secret, "AWS_REGION": REGION,
                 "AWS_EC2_METADATA_DISABLED": "true"}
 
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
     def pause(self):
         """SIGSTOP: a service that hangs (accepts, never answers)."""
-        import signal
         self.proc.send_signal(signal.SIGSTOP)
 
     def resume(self):
-        import signal
         self.proc.send_signal(signal.SIGCONT)
 
-    def log(self):
-        try:
-            return open(self.log_path, errors="replace").read()
-        except FileNotFoundError:
-            return ""
 
-    def sanitizer_report(self):
-        return None
+def moto_server(t):
+    """A moto server for one test, stopped after it like the daemons."""
+    return serve(t, Moto(t.dir))

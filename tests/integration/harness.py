@@ -12,6 +12,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 
 MCPD = os.environ.get("MCPD", os.path.join(os.path.dirname(__file__), "../../build/mcpd"))
@@ -49,6 +50,15 @@ def read_log(path):
             return f.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
+
+
+def alive(pid):
+    """The process runs (neither gone nor a zombie)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):    # gone, or going while read
+        return False
 
 
 def free_port():
@@ -328,7 +338,32 @@ def sse_events(data):
     return events
 
 
-class Redis:
+class Peer:
+    """A server the plugins talk to, run by a test as a process of its own:
+    its log for a failed test's report; stop() lets it end cleanly (SIGTERM:
+    redis writes its files), kill() does not."""
+
+    proc = None
+    log_path = None
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def log(self):
+        return read_log(self.log_path)
+
+    def sanitizer_report(self):
+        return None
+
+
+class Redis(Peer):
     """A real redis-server on a loopback port of its own, for the tests of
     the redis plugin. It keeps its data in an append-only file, so that a
     restart loses nothing (as a production Redis would be set up)."""
@@ -383,27 +418,9 @@ class Redis:
                 return data[head:head + n].decode(errors="replace")
             return data.decode(errors="replace")
 
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()       # SIGTERM: redis writes its files and exits
-            self.proc.wait(timeout=20)
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def log(self):
-        try:
-            return open(self.log_path, errors="replace").read()
-        except FileNotFoundError:
-            return ""
-
-    def sanitizer_report(self):
-        return None
 
 
-class Postgres:
+class Postgres(Peer):
     """A real PostgreSQL cluster of its own (initdb + pg_ctl from
     /usr/lib/postgresql/*/bin) on a loopback port of its own, trusting
     connections from 127.0.0.1, with a database named mcpd. As root the
@@ -497,17 +514,8 @@ class Postgres:
     def kill(self):
         self.stop("immediate")
 
-    def log(self):
-        try:
-            return open(self.log_path, errors="replace").read()
-        except FileNotFoundError:
-            return ""
 
-    def sanitizer_report(self):
-        return None
-
-
-class Nats:
+class Nats(Peer):
     """A real nats-server on a loopback port of its own, for the tests of
     the nats transport (core NATS: nothing kept across a restart)."""
 
@@ -579,18 +587,332 @@ class Nats:
             except (OSError, ValueError):
                 return None
 
+
+# ---- peers: the servers the storage and transport plugins talk to ----
+
+def serve(t, server, start=True):
+    """A peer server (Redis, Postgres, Nats) for one test, stopped after it
+    like the daemons; started now unless the test starts it later."""
+    t.daemons.append(server)
+    return server.start() if start else server
+
+
+def redis_server(t, start=True):
+    return serve(t, Redis(t.dir), start)
+
+
+def postgres_server(t, start=True):
+    return serve(t, Postgres(t.dir), start)
+
+
+def nats_server(t, port=None, start=True):
+    return serve(t, Nats(t.dir, port), start)
+
+
+def key_file(t):
+    """The request_state key that instances of one test share."""
+    path = os.path.join(t.dir, "state.key")
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(path, 0o600)
+    return path
+
+
+def call_tool(port, sid, name, args=None, id=1):
+    """tools/call in a session: the text of the result's first content."""
+    st, r, _ = rpc(port, sid, "tools/call", {"name": name, "arguments": args or {}}, id=id)
+    check(st == 200 and r and "result" in r, (port, st, r))
+    return r["result"]["content"][0]["text"].strip()
+
+
+def deleted_everywhere(port, sid, ports, id=1):
+    """A DELETE of the session on port ends it: each of ports (instances
+    sharing the session's storage) then answers 404 for it."""
+    st, _, _ = http(port, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
+    check(st == 200, "DELETE: %s" % st)
+    for p in ports:
+        st, r, _ = rpc(p, sid, "ping", id=id)
+        check(st == 404, "after DELETE on %d, %d answered %s" % (port, p, st))
+
+
+def start_instances(t, n, config, workers=2, ready=True, env=None, timeout=10):
+    """n mcpd instances named A, B, C..., each on a port of its own with
+    config(name), the text after listen and workers, started with env
+    added to the environment: [(daemon, port)], every worker of each ready
+    (within timeout seconds) unless ready is False."""
+    out = []
+    for i in range(n):
+        name = "ABCDEFGH"[i]
+        port = free_port()
+        d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: %d\n%s" % (port, workers, config(name)),
+                   name="%s.yaml" % name)
+        d.start(env=env, wait_url_port=port)
+        out.append((d, port))
+    for d, port in out:
+        if ready:
+            workers_ready(port, workers, timeout)
+    return out
+
+
+def check_host_name(d, port, timeout=15):
+    """An instance whose server is named by a host name (looked up on the
+    worker's loop) becomes ready and serves (its tool "where" answers),
+    and no lookup failed."""
+    wait_for(lambda: all_ready(port), timeout=timeout, what="ready")
+    sid = mcp_session(port)
+    check(call_tool(port, sid, "where") == "L")
+    check("cannot resolve" not in d.log(), d.log()[-2000:])
+
+
+def run_unit_suite(suite, checks, env=None, unset=(), timeout=120):
+    """The unit-test binary beside MCPD runs one suite (against the peer
+    server that env names) and passes exactly checks checks."""
+    exe = os.path.join(os.path.dirname(os.path.abspath(MCPD)), "unit-tests")
+    check(os.access(exe, os.X_OK), "no unit-test binary at %s" % exe)
+    e = dict(os.environ, CK_RUN_SUITE=suite, **(env or {}))
+    for name in unset:
+        e.pop(name, None)
+    p = subprocess.run([exe], env=e, capture_output=True, text=True, timeout=timeout)
+    out = p.stdout + p.stderr
+    m = re.search(r"Checks: (\d+), Failures: 0, Errors: 0", out)
+    check(p.returncode == 0 and m and int(m.group(1)) == checks, out[-3000:])
+
+
+def all_ready(port, times=4):
+    """Every worker ready: /readyz asked a few times (new connections may
+    reach different workers)."""
+    return all(http(port, "GET", "/readyz")[0] == 200 for _ in range(times))
+
+
+def workers_ready(port, workers, timeout=10):
+    """Waits until each worker of an instance has answered /readyz with 200
+    (a new connection reaches any worker: one ready worker does not make
+    the others so)."""
+    seen = set()
+
+    def poll():
+        st, _, body = http(port, "GET", "/readyz")
+        if st == 200:
+            seen.add(json.loads(body)["worker"])
+        return len(seen) >= workers
+    wait_for(poll, timeout, "every worker of the instance on port %d to be ready" % port)
+
+
+def check_not_ready(port, why, initialize=False, healthz=0):
+    """An instance whose storage or transport is unreachable: /readyz says
+    503 and why; /healthz answers all the same (healthz times); with
+    initialize, a new session is refused with 503."""
+    for _ in range(healthz):
+        st, _, body = http(port, "GET", "/healthz")
+        check(st == 200, "the process is alive even though it is not ready: %s %r" % (st, body))
+    st, _, body = http(port, "GET", "/readyz")
+    check(st == 503 and why in body, (st, body))
+    if initialize:
+        st, r, _ = rpc(port, None, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "x", "version": "1"}}, id=0)
+        check(st == 503, (st, r))
+
+
+def starts_before(server, ports, why, initialize=False, first_attempt=0, timeout=15):
+    """Instances started before their server (not started yet) serve but
+    are not ready (check_not_ready), and become ready once it starts,
+    without a restart. first_attempt: seconds to wait for /readyz to give
+    the reason once ("not connected yet" until the first attempt failed)."""
+    for port in ports:
+        if first_attempt:
+            wait_for(lambda: http(port, "GET", "/readyz")[2].count(why) == 1, timeout=first_attempt,
+                     what="/readyz to say why")
+        check_not_ready(port, why, initialize=initialize)
+    server.start()
+    for port in ports:
+        wait_for(lambda: all_ready(port), timeout=timeout, what="ready")
+
+
+def check_unresolvable(d, port, name="no-such-host.invalid"):
+    """A server name that does not resolve is reported like a server that
+    is down: 503, /readyz says why, the log too, and the lookups, retried
+    with the back-off, never hold the worker up: /healthz is answered all
+    along."""
+    why = "cannot resolve " + name
+    wait_for(lambda: why in d.log(), timeout=20, what="the lookup error logged")
+    check_not_ready(port, why.encode(), initialize=True, healthz=20)
+
+
+class Load:
+    """tools/call "where" in a session, over and over on a thread, on ports
+    in turn: the statuses seen, and the errors of the calls that failed."""
+
+    def __init__(self, ports, sid):
+        self.ports, self.sid = ports, sid
+        self.statuses, self.errors, self.done = [], set(), threading.Event()
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+
+    def run(self):
+        i = 0
+        while not self.done.is_set():
+            i += 1
+            st, r, _ = rpc(self.ports[i % len(self.ports)], self.sid, "tools/call",
+                           {"name": "where", "arguments": {}}, id=i, timeout=10)
+            self.statuses.append(st)
+            if st != 200:
+                self.errors.add(json.dumps(r))
+
+    def wait(self, more):
+        n = len(self.statuses)
+        wait_for(lambda: len(self.statuses) > n + more, what="load")
+
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
+        self.done.set()
+        self.thread.join()
 
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
 
-    def log(self):
-        return read_log(self.log_path)
+def down_and_back(server, ports, sid, why, calls=50, daemons=(), again="connected again", while_down=None):
+    """The storage server goes away under load and comes back: meanwhile
+    requests get 503 saying storage is unavailable (never a crash or a
+    hang) and /readyz says why (then while_down(), if given, checks more);
+    once it is back every instance is ready, the last calls all succeed,
+    and the daemons' logs tell of the outage (why) and of the connection
+    made again (again)."""
+    load = Load(ports, sid)
+    try:
+        load.wait(calls)
+        server.stop()
+        wait_for(lambda: load.statuses.count(503) > 10, what="503 while the server is down")
+        check_not_ready(ports[-1], why, healthz=1)
+        if while_down:
+            while_down()
+        server.start()
+        for port in ports:
+            wait_for(lambda: all_ready(port, times=6), timeout=15, what="ready again")
+        load.wait(calls)
+    finally:
+        load.stop()
+    check(set(load.statuses) <= {200, 503}, "statuses seen: %s" % sorted(set(load.statuses)))
+    check(all("storage is unavailable" in e for e in load.errors), load.errors)
+    check(load.statuses[-20:] == [200] * 20, load.statuses[-40:])
+    for d in daemons:
+        check(why.decode() in d.log() and again in d.log(), d.log()[-1500:])
 
-    def sanitizer_report(self):
-        return None
+
+def check_config_errors(t, cases, env=None):
+    """Each (text, regex): mcpd -t (with env added to the environment)
+    refuses a config of one listen address and text, with a message
+    matching regex."""
+    path = os.path.join(t.dir, "bad.yaml")
+    for text, want in cases:
+        with open(path, "w") as f:
+            f.write("listen: [127.0.0.1:%d]\n%s" % (free_port(), text))
+        rc, out, err = run_mcpd("-t", "-c", path, env=env)
+        out += err
+        check(rc != 0 and re.search(want, out), "%r: rc %s, %s" % (text, rc, out))
+
+
+def check_config_valid(t, text, env=None):
+    """mcpd -t accepts a config of one listen address and text (a plugin
+    checks its section without its server to reach): what it said."""
+    path = os.path.join(t.dir, "good.yaml")
+    with open(path, "w") as f:
+        f.write("listen: [127.0.0.1:%d]\n%s" % (free_port(), text))
+    rc, out, err = run_mcpd("-t", "-c", path, env=env)
+    check(rc == 0, out + err)
+    return out + err
+
+
+class RoundRobin:
+    """A TCP relay on loopback: each new connection goes to the next backend
+    in turn, as a round-robin balancer without affinity does (with one
+    backend, a relay in front of it). stop() takes it away, its listener
+    closed and the connections through it cut, and start() brings it back
+    on the same port: a server unreachable while it keeps its data."""
+
+    def __init__(self, ports):
+        self.ports, self.n, self.port = ports, 0, 0
+        self.sock, self.conns, self.lock = None, [], threading.Lock()
+        self.start()
+
+    def start(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.accept, args=(self.sock,), daemon=True).start()
+        return self
+
+    def accept(self, ls):
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            port = self.ports[self.n % len(self.ports)]
+            self.n += 1
+            try:
+                u = socket.create_connection(("127.0.0.1", port))
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns.append((c, u))
+            threading.Thread(target=self.relay, args=(c, u), daemon=True).start()
+
+    def relay(self, c, u):
+        back = threading.Thread(target=self.pipe, args=(u, c), daemon=True)
+        back.start()
+        self.pipe(c, u)
+        back.join()
+        with self.lock:
+            self.conns.remove((c, u))
+        c.close()
+        u.close()
+
+    @staticmethod
+    def pipe(src, dst):
+        try:
+            while True:
+                b = src.recv(65536)
+                if not b:
+                    break
+                dst.sendall(b)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def stop(self):
+        self.sock.close()
+        with self.lock:
+            for pair in self.conns:
+                for s in pair:
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+    close = stop
+
+
+def conformance_behind_balancer(t, ports, label):
+    """The official conformance suite, both generations, through a
+    round-robin balancer over instances: every new connection of a
+    scenario may land on another instance."""
+    from test_conformance import EXPECTED, failures, suite
+    lb = RoundRobin(ports)
+    try:
+        for version in ("2025-11-25", "2026-07-28"):
+            p, checks, summary = suite(t, lb.port, version, "--suite", "all", "--spec-version", version)
+            bad = failures(checks)
+            m = re.search(r"Total: (\d+) passed, (\d+) failed", summary)
+            check(p.returncode == 0 and not bad and m and m.group(2) == "0",
+                  "conformance %s: exit %d\n%s\n%s\n%s" % (version, p.returncode, "\n".join(bad),
+                                                          summary, p.stderr[-2000:]))
+            check(len(checks) == EXPECTED[version], "%s ran %d scenarios" % (version, len(checks)))
+            print("     behind the balancer%s, %s: %s checks in %d scenarios"
+                  % (label, version, m.group(1), len(checks)))
+        check(lb.n > 20, "the balancer saw only %d connections" % lb.n)
+    finally:
+        lb.close()

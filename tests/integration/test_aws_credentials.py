@@ -14,8 +14,8 @@ import urllib.parse
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from awspeer import REGION, Moto
-from harness import check, free_port, http, mcp_session, rpc, wait_for
+from awspeer import REGION, moto_server
+from harness import all_ready, check, free_port, http, mcp_session, rpc, wait_for
 
 TOOLS = """
 tools:
@@ -27,12 +27,6 @@ tools:
 # No credentials of the test's own environment reach mcpd.
 NO_KEYS = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "",
            "AWS_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true"}
-
-
-def moto_server(t):
-    m = Moto(t.dir).start()
-    t.daemons.append(m)
-    return m
 
 
 def iso(seconds_from_now):
@@ -143,10 +137,6 @@ def instance(t, m, env, name="A", storage_extra=""):
     return d, port
 
 
-def ready(port):
-    return all(http(port, "GET", "/readyz")[0] == 200 for _ in range(4))
-
-
 def keep_calling(port, seconds):
     """Calls for a while; every one must succeed (no gap at a renewal)."""
     sid = mcp_session(port)
@@ -170,13 +160,13 @@ def test_shared_files_with_a_profile(t):
     with open(os.path.join(t.dir, ".aws", "config"), "w") as f:
         f.write("[profile dev]\nregion = %s\n" % REGION)
     d, port = instance(t, m, {"AWS_PROFILE": "dev", "AWS_REGION": ""})
-    wait_for(lambda: ready(port), timeout=20, what="ready with the profile's keys")
+    wait_for(lambda: all_ready(port), timeout=20, what="ready with the profile's keys")
     check(keep_calling(port, 0.5) > 0)
     d.wait_log(r"credentials from profile dev of .*/\.aws/credentials")
     check(m.secret not in d.log(), "the secret in the log")
     d.stop()
     d, port = instance(t, m, {}, name="B", storage_extra=", profile: dev")
-    wait_for(lambda: ready(port), timeout=20, what="ready with profile: dev")
+    wait_for(lambda: all_ready(port), timeout=20, what="ready with profile: dev")
     d.stop()
     # The default profile's key is not one moto knows: refused, and said so.
     d, port = instance(t, m, {}, name="C")
@@ -204,7 +194,7 @@ def test_web_identity(t):
     d, port = instance(t, m, {"AWS_WEB_IDENTITY_TOKEN_FILE": token, "AWS_ROLE_ARN": m.role_arn,
                               "AWS_ROLE_SESSION_NAME": "pod-1",
                               "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:%d/sts" % cs.port})
-    wait_for(lambda: ready(port), timeout=20, what="ready with web identity")
+    wait_for(lambda: all_ready(port), timeout=20, what="ready with web identity")
     d.wait_log(r"credentials from web identity \(role %s\)" % m.role_arn)
     first = len(cs.fetches("POST", "/sts"))
     check(first >= 1 and cs.fetches("POST", "/sts")[0][2]["RoleSessionName"] == "pod-1")
@@ -232,7 +222,7 @@ def test_ecs_container_endpoint(t):
     env = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:%d/ecs/creds" % cs.port,
            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": tf}
     d, port = instance(t, m, env)
-    wait_for(lambda: ready(port), timeout=20, what="ready with the container endpoint")
+    wait_for(lambda: all_ready(port), timeout=20, what="ready with the container endpoint")
     first = len(cs.fetches("GET", "/ecs/creds"))
     keep_calling(port, 8)
     check(len(cs.fetches("GET", "/ecs/creds")) > first, "not renewed: %s" % cs.log())
@@ -256,7 +246,7 @@ def test_instance_metadata(t):
     t.daemons.append(cs)
     d, port = instance(t, m, {"AWS_EC2_METADATA_DISABLED": "", "AWS_EC2_METADATA_SERVICE_ENDPOINT":
                               "http://127.0.0.1:%d" % cs.port})
-    wait_for(lambda: ready(port), timeout=20, what="ready with instance metadata")
+    wait_for(lambda: all_ready(port), timeout=20, what="ready with instance metadata")
     check(cs.seen[0][0] == "PUT" and cs.seen[0][1] == "/latest/api/token", cs.log())
     gets = [s for s in cs.seen if s[0] == "GET"]
     check(gets and all(s[2].get("X-aws-ec2-metadata-token") == cs.imds_token for s in gets), cs.log())

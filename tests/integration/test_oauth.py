@@ -24,8 +24,8 @@ import threading
 import time
 import urllib.parse
 
-from harness import (MCPD, MCP_HEADERS, NODE_DIR, Redis, Skip, check, free_port, http, make_cert, node_peers_ready,
-                     rpc, run_mcpd, wait_for)
+from harness import (MCPD, MCP_HEADERS, NODE_DIR, Skip, check, free_port, http, make_cert, node_peers_ready,
+                     redis_server, rpc, run_mcpd, wait_for)
 
 TOOLS = """
 tools:
@@ -192,6 +192,23 @@ def dead_everywhere(port, *toks):
     def all_401():
         return all(mcp_status(port, tok) == 401 for _ in range(12) for tok in toks)
     wait_for(all_401, timeout=10, what="the revoked tokens to fail on every worker")
+
+
+def tokens_cross(pa, pb):
+    """Two instances of the internal server sharing its state: a token
+    issued by A is accepted by B, refreshed at B, revoked at A and then
+    refused by B. Returns the first token."""
+    client, tok = tokens_for(pa, register(pa))
+    for port in (pa, pb):
+        for _ in range(4):
+            check(mcp_status(port, tok) == 200, "token refused on %d" % port)
+    st, _, tok2 = refresh(pb, client, tok["refresh_token"])
+    check(st == 200, tok2)
+    check(mcp_status(pa, tok2) == 200)
+    st, _, _ = form_post(pa, "/oauth/revoke", {"token": tok2["access_token"], "client_id": client["client_id"]})
+    check(st == 200)
+    dead_everywhere(pb, tok2)
+    return tok
 
 
 def mcp_status(port, tok):
@@ -812,8 +829,7 @@ def test_instances_share_the_server_through_redis(t):
     """Two instances on one Redis, as behind a load balancer (one resource
     URL): every step may land on either, and a revocation on one reaches
     the other's caches through the redis transport."""
-    redis = Redis(t.dir).start()
-    t.daemons.append(redis)
+    redis = redis_server(t)
     add_user(t, "alice", "alice-pw", "tools.admin")
     pa, pb = free_port(), free_port()
     resource = "http://127.0.0.1:%d/mcp" % pa

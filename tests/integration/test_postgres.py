@@ -7,12 +7,11 @@ import json
 import os
 import re
 import signal
-import subprocess
-import threading
 import time
 
-from harness import (MCP_HEADERS, MCPD, Postgres, Redis, check, free_port, http, mcp_session, rpc, run_mcpd,
-                     sse_events, wait_for)
+from harness import (call_tool, check, check_config_errors, check_config_valid, check_host_name, check_unresolvable,
+                     deleted_everywhere, down_and_back, free_port, http, key_file, mcp_session, postgres_server,
+                     redis_server, rpc, run_unit_suite, sse_events, starts_before, wait_for, workers_ready)
 
 TOOLS = """
 tools:
@@ -25,21 +24,6 @@ tools:
 """
 
 
-def postgres_server(t):
-    pg = Postgres(t.dir).start()
-    t.daemons.append(pg)        # stopped after the test like the daemons
-    return pg
-
-
-def key_file(t):
-    path = os.path.join(t.dir, "state.key")
-    if not os.path.exists(path):
-        with open(path, "wb") as f:
-            f.write(os.urandom(32))
-        os.chmod(path, 0o600)
-    return path
-
-
 def instance(t, pg, name="A", workers=2, extra="", storage_extra="", redis=None, port=None):
     port = port or free_port()
     transport = "transport: { plugin: redis, url: \"%s\" }\n" % redis.url if redis else ""
@@ -48,36 +32,18 @@ def instance(t, pg, name="A", workers=2, extra="", storage_extra="", redis=None,
                % (port, workers, pg.url, storage_extra, transport, key_file(t), extra, TOOLS % {"name": name}),
                name="%s.yaml" % name)
     d.start(wait_url_port=port)
-    wait_for(lambda: http(port, "GET", "/readyz")[0] == 200, what="instance %s ready" % name)
+    workers_ready(port, workers)
     return d, port
-
-
-def call(port, sid, name, args=None, id=1):
-    st, r, _ = rpc(port, sid, "tools/call", {"name": name, "arguments": args or {}}, id=id)
-    check(st == 200 and r and "result" in r, (port, st, r))
-    return r["result"]["content"][0]["text"].strip()
 
 
 def test_storage_suite_against_postgres(t):
     """The unit suite every storage backend passes, against this server."""
     pg = postgres_server(t)
-    exe = os.path.join(os.path.dirname(os.path.abspath(MCPD)), "unit-tests")
-    check(os.access(exe, os.X_OK), "no unit-test binary at %s" % exe)
-    env = dict(os.environ, CK_RUN_SUITE="storage", MCPD_TEST_POSTGRES_URL=pg.url)
-    env.pop("MCPD_TEST_REDIS_URL", None)
-    p = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=180)
-    out = p.stdout + p.stderr
-    m = re.search(r"Checks: (\d+), Failures: 0, Errors: 0", out)
     # Three backends (memory, lmdb, postgres), ten checks each.
-    check(p.returncode == 0 and m and int(m.group(1)) == 30, out[-3000:])
+    run_unit_suite("storage", 30, env={"MCPD_TEST_POSTGRES_URL": pg.url},
+                   unset=["MCPD_TEST_REDIS_URL", "MCPD_TEST_DYNAMODB_ENDPOINT"], timeout=180)
     tables = pg.sql("SELECT tablename FROM pg_tables WHERE tablename LIKE 't%\\_kv'")
     check(tables, "the suite made no tables")
-
-
-def redis_server(t):
-    r = Redis(t.dir).start()
-    t.daemons.append(r)
-    return r
 
 
 def test_instances_share_sessions_that_survive_a_restart(t):
@@ -89,17 +55,13 @@ def test_instances_share_sessions_that_survive_a_restart(t):
     a, pa = instance(t, pg, "A", redis=redis)
     b, pb = instance(t, pg, "B", redis=redis)
     sid = mcp_session(pa)
-    check(call(pb, sid, "where") == "B" and call(pa, sid, "where", id=2) == "A")
+    check(call_tool(pb, sid, "where") == "B" and call_tool(pa, sid, "where", id=2) == "A")
     check(pg.sql("SELECT count(*) FROM mcpd_kv WHERE key = 'session:%s'" % sid) == ["1"], "no session row")
     check(sid in pg.sql("SELECT member FROM mcpd_idx WHERE idx = 'user:anonymous:sessions'"))
     a.stop()
     a, pa = instance(t, pg, "A", redis=redis, port=pa)
-    check(call(pa, sid, "where", id=3) == "A", "the session did not survive the restart")
-    st, _, _ = http(pb, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
-    check(st == 200, st)
-    for port in (pa, pb):
-        st, r, _ = rpc(port, sid, "ping", id=4)
-        check(st == 404, "after DELETE on B, %d answered %s" % (port, st))
+    check(call_tool(pa, sid, "where", id=3) == "A", "the session did not survive the restart")
+    deleted_everywhere(pb, sid, (pa, pb), id=4)
     check(pg.sql("SELECT count(*) FROM mcpd_kv WHERE key LIKE '%%%s%%'" % sid) == ["0"], "rows left")
     a.stop()
     b.stop()
@@ -175,59 +137,21 @@ def test_database_down_then_back(t):
     pg = postgres_server(t)
     a, pa = instance(t, pg, "A")
     sid = mcp_session(pa)
-    statuses, errors, stop = [], set(), threading.Event()
-
-    def load():
-        i = 0
-        while not stop.is_set():
-            i += 1
-            st, r, _ = rpc(pa, sid, "tools/call", {"name": "where", "arguments": {}}, id=i, timeout=10)
-            statuses.append(st)
-            if st != 200:
-                errors.add(json.dumps(r))
-
-    th = threading.Thread(target=load)
-    th.start()
-    try:
-        wait_for(lambda: len(statuses) > 30, what="load")
-        pg.stop()
-        wait_for(lambda: statuses.count(503) > 10, what="503 while the database is down")
-        st, _, body = http(pa, "GET", "/readyz")
-        check(st == 503 and b"postgres" in body, (st, body))
-        check(http(pa, "GET", "/healthz")[0] == 200, "the process is alive even though it is not ready")
-        pg.start()
-        wait_for(lambda: all(http(pa, "GET", "/readyz")[0] == 200 for _ in range(6)), timeout=15,
-                 what="ready again")
-        n = len(statuses)
-        wait_for(lambda: len(statuses) > n + 30, what="load after the restart")
-    finally:
-        stop.set()
-        th.join()
-    check(set(statuses) <= {200, 503}, "statuses seen: %s" % sorted(set(statuses)))
-    check(all("storage is unavailable" in e for e in errors), errors)
-    check(statuses[-20:] == [200] * 20, statuses[-40:])
-    check("postgres" in a.log() and "connected again" in a.log(), a.log()[-1500:])
+    down_and_back(pg, (pa,), sid, b"postgres", calls=30, daemons=(a,))
     a.stop()
 
 
 def test_starts_before_the_database(t):
     """An instance whose database is not up yet starts, is not ready, and
     becomes ready without a restart."""
-    pg = Postgres(t.dir)
-    t.daemons.append(pg)
-    d, port = None, free_port()
+    pg = postgres_server(t, start=False)
+    port = free_port()
     d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\nstorage: { plugin: postgres, url: \"%s\" }\n%s"
                % (port, pg.url, TOOLS % {"name": "A"}))
     d.start(wait_url_port=port)
-    st, _, body = http(port, "GET", "/readyz")
-    check(st == 503 and b"cannot connect" in body, (st, body))
-    st, r, _ = rpc(port, None, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
-                   "clientInfo": {"name": "x", "version": "1"}}, id=0)
-    check(st == 503, (st, r))
-    pg.start()
-    wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(4)), timeout=20, what="ready")
+    starts_before(pg, [port], b"cannot connect", initialize=True, timeout=20)
     sid = mcp_session(port)
-    check(call(port, sid, "where") == "A")
+    check(call_tool(port, sid, "where") == "A")
     d.stop()
 
 
@@ -242,32 +166,19 @@ def test_a_host_name(t):
     d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\nstorage: { plugin: postgres, url: \"%s\" }\n"
                "request_state: { key_file: %s }\n%s" % (port, url, key_file(t), TOOLS % {"name": "L"}))
     d.start(wait_url_port=port)
-    wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(4)), timeout=20, what="ready")
-    sid = mcp_session(port)
-    check(call(port, sid, "where") == "L")
-    check("cannot resolve" not in d.log(), d.log()[-2000:])
+    check_host_name(d, port, timeout=20)
     d.stop()
 
 
 def test_a_host_name_that_does_not_resolve(t):
-    """A name that does not resolve is reported like a server that is
-    down: 503, /readyz says why, the log too, and the lookups, retried
-    with the back-off, never hold the worker up: /healthz is answered
-    all along."""
+    """A name that does not resolve is reported like a server that is down
+    (harness.check_unresolvable)."""
     port = free_port()
     d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\nstorage: { plugin: postgres, "
                "url: \"postgresql://mcpd@no-such-host.invalid:5432/mcpd\", connect_timeout: 2s }\n%s"
                % (port, TOOLS % {"name": "N"}))
     d.start(wait_url_port=port)
-    wait_for(lambda: "cannot resolve no-such-host.invalid" in d.log(), timeout=20, what="the lookup error logged")
-    for _ in range(20):
-        st, _, body = http(port, "GET", "/healthz")
-        check(st == 200, (st, body))
-    st, _, body = http(port, "GET", "/readyz")
-    check(st == 503 and b"cannot resolve no-such-host.invalid" in body, (st, body))
-    st, r, _ = rpc(port, None, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
-                   "clientInfo": {"name": "x", "version": "1"}}, id=0)
-    check(st == 503, (st, r))
+    check_unresolvable(d, port)
     d.stop()
 
 
@@ -299,7 +210,7 @@ def test_a_hung_database_is_dropped(t):
 def test_internal_oauth_server_on_postgres(t):
     """auth: internal keeps clients, codes and tokens in postgres: a token
     issued by A is accepted by B, refreshed at B, revoked at A."""
-    from test_oauth import add_user, dead_everywhere, form_post, mcp_status, refresh, register, tokens_for
+    from test_oauth import add_user, tokens_cross
     pg = postgres_server(t)
     redis = redis_server(t)
     add_user(t, "alice", "alice-pw", "tools.admin")
@@ -307,17 +218,7 @@ def test_internal_oauth_server_on_postgres(t):
     auth = "auth: { plugin: internal, users_file: users, resource: \"http://127.0.0.1:%d/mcp\" }\n" % pa
     a, _ = instance(t, pg, "A", redis=redis, port=pa, extra=auth)
     b, _ = instance(t, pg, "B", redis=redis, port=pb, extra=auth)
-    client = register(pa)
-    client, tok = tokens_for(pa, client)
-    for port in (pa, pb):
-        for _ in range(4):
-            check(mcp_status(port, tok) == 200, "token refused on %d" % port)
-    st, _, tok2 = refresh(pb, client, tok["refresh_token"])
-    check(st == 200, tok2)
-    check(mcp_status(pa, tok2) == 200)
-    st, _, _ = form_post(pa, "/oauth/revoke", {"token": tok2["access_token"], "client_id": client["client_id"]})
-    check(st == 200)
-    dead_everywhere(pb, tok2)
+    tok = tokens_cross(pa, pb)
     rows = pg.sql("SELECT key FROM mcpd_kv WHERE key LIKE 'oauth:%'")
     check(any(k.startswith("oauth:rt") for k in rows), rows)
     check(not any(tok["refresh_token"] in k for k in rows), "a token in the clear")
@@ -326,8 +227,7 @@ def test_internal_oauth_server_on_postgres(t):
 
 
 def test_configuration_errors(t):
-    path = os.path.join(t.dir, "bad.yaml")
-    cases = [
+    check_config_errors(t, [
         ("storage: { plugin: postgres }\n", r"bad\.yaml:\d+.*postgres needs url"),
         ("storage: { plugin: postgres, url: \"host=x bogus=1\" }\n", r"bad\.yaml:\d+.*url.*bogus"),
         ("storage: { plugin: postgres, url: \"postgresql://x/y\", table_prefix: \"Bad-Name\" }\n",
@@ -338,19 +238,10 @@ def test_configuration_errors(t):
         ("storage: { plugin: postgres, url: \"postgresql://x/y\", password_file: nope }\n",
          r"bad\.yaml:\d+.*password_file: cannot open nope"),
         ("storage: { plugin: postgres, url: \"postgresql://x/y\", colour: red }\n", r"bad\.yaml:\d+.*colour"),
-    ]
-    for text, want in cases:
-        with open(path, "w") as f:
-            f.write("listen: [127.0.0.1:%d]\n%s" % (free_port(), text))
-        rc, out, err = run_mcpd("-t", "-c", path)
-        out += err
-        check(rc != 0 and re.search(want, out), "%r: rc %s, %s" % (text, rc, out))
+    ])
     # A good section checks without a database to reach.
-    with open(path, "w") as f:
-        f.write("listen: [127.0.0.1:%d]\nstorage: { plugin: postgres, url: \"postgresql://mcpd@127.0.0.1:1/mcpd\", "
-                "connect_timeout: 2s, query_timeout: 3s, purge_interval: 30s }\n" % free_port())
-    rc, out, err = run_mcpd("-t", "-c", path)
-    check(rc == 0, out + err)
+    check_config_valid(t, "storage: { plugin: postgres, url: \"postgresql://mcpd@127.0.0.1:1/mcpd\", "
+                       "connect_timeout: 2s, query_timeout: 3s, purge_interval: 30s }\n")
 
 
 def test_password_file(t):
@@ -374,7 +265,7 @@ def test_password_file(t):
     d.start(wait_url_port=port)
     wait_for(lambda: http(port, "GET", "/readyz")[0] == 200, what="ready with the password")
     sid = mcp_session(port)
-    check(call(port, sid, "where") == "P")
+    check(call_tool(port, sid, "where") == "P")
     d.stop()
     # Without it the server refuses, and /readyz says so.
     port = free_port()

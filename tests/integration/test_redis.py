@@ -8,13 +8,13 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import threading
 import time
 
-from harness import (MCP_HEADERS, MCPD, NODE_DIR, Redis, Skip, check, conformance_config, free_port,
-                     http, mcp_session, node_peers_ready, rpc, run_mcpd, sse_events, wait_for,
-                     TestFailure)
+from harness import (MCP_HEADERS, Skip, TestFailure, alive, call_tool, check, check_config_errors, check_host_name,
+                     check_unresolvable, conformance_behind_balancer, conformance_config, deleted_everywhere,
+                     down_and_back, free_port, http, key_file, mcp_session, node_peers_ready, redis_server, rpc,
+                     run_unit_suite, sse_events, start_instances, starts_before, wait_for)
 
 TOOLS = """
 tools:
@@ -40,47 +40,15 @@ tools:
 """
 
 
-def key_file(t):
-    path = os.path.join(t.dir, "state.key")
-    if not os.path.exists(path):
-        with open(path, "wb") as f:
-            f.write(os.urandom(32))
-        os.chmod(path, 0o600)
-    return path
-
-
 def backends(t, redis, mode):
     return ("storage: { plugin: redis, url: \"%s\" }\n"
             "transport: { plugin: redis, url: \"%s\", mode: %s }\n"
             "request_state: { key_file: %s }\n" % (redis.url, redis.url, mode, key_file(t)))
 
 
-def redis_server(t):
-    r = Redis(t.dir).start()
-    t.daemons.append(r)     # killed after the test like the daemons
-    return r
-
-
 def instances(t, redis, n=3, mode="pubsub", workers=2):
     """n instances, named A, B, C...; returns [(daemon, port)]."""
-    out = []
-    for i in range(n):
-        name = "ABCDEFGH"[i]
-        port = free_port()
-        d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: %d\n%s%s"
-                   % (port, workers, backends(t, redis, mode), TOOLS % {"name": name}),
-                   name="%s.yaml" % name)
-        d.start(wait_url_port=port)
-        out.append((d, port))
-    for d, port in out:
-        wait_for(lambda: http(port, "GET", "/readyz")[0] == 200, what="instance ready")
-    return out
-
-
-def call(port, sid, name, args=None, id=1):
-    st, r, _ = rpc(port, sid, "tools/call", {"name": name, "arguments": args or {}}, id=id)
-    check(st == 200 and r and "result" in r, (port, st, r))
-    return r["result"]["content"][0]["text"].strip()
+    return start_instances(t, n, lambda name: backends(t, redis, mode) + TOOLS % {"name": name}, workers)
 
 
 def post_stream(port, sid, body):
@@ -109,25 +77,86 @@ def read_until(s, needle, data=b""):
     return data
 
 
-def alive(pid):
+def cancel_crosses(t, pa, pb, sid, tag, id=7):
+    """A tool call streaming on A is cancelled by a notification sent to B:
+    the tool's process dies."""
+    pidfile = os.path.join(t.dir, "slow-" + tag)
+    s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                               "params": {"name": "slow", "arguments": {"pidfile": pidfile}}})
     try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):    # gone, or going while read
-        return False
+        wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="the tool to start")
+        tool = int(open(pidfile).read())
+        st, _, _ = http(pb, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": id}}), dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
+        check(st == 202)
+        wait_for(lambda: not alive(tool), timeout=5, what="the tool cancelled on another instance to die (%s)" % tag)
+    finally:
+        s.close()
+
+
+def elicitation_crosses(pa, pb, sid, read=read_until):
+    """A tool running on A asks the user; the client answers on B and the
+    tool, on A, gets the answer."""
+    s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                               "params": {"name": "ask", "arguments": {}}})
+    try:
+        data = read(s, b"elicitation/create")
+        ask = [json.loads(l[6:]) for l in data.decode().split("\n")
+               if l.startswith("data: ") and "elicitation/create" in l][0]
+        st, _, _ = http(pb, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": ask["id"],
+                        "result": {"action": "accept", "content": {}}}),
+                        dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
+        check(st == 202, "answer on B: %s" % st)
+        data = read(s, b'"id":9', data)
+    finally:
+        s.close()
+    check(b"answer accept" in data, data[-400:])
+
+
+def resume_crosses(pa, pb, sid, tag="", read=read_until):
+    """The client leaves A after two progress events of a tool call and
+    resumes on B from the last event id it saw: B replays what it missed
+    from storage and relays the rest; nothing is lost or repeated."""
+    s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 11, "method": "tools/call",
+                               "params": {"name": "chatty", "arguments": {}, "_meta": {"progressToken": "p"}}})
+    data = b""
+    while data.count(b"notifications/progress") < 2:
+        data = read(s, b"\n\n", data + s.recv(4096))
+    events = [e for e in sse_events(re.sub(rb"\r\n[0-9a-f]+\r\n", b"", data.split(b"\r\n\r\n", 1)[1]))
+              if e.get("data")]
+    s.close()       # the connection to A is lost; the client tries B
+    st, _, body = http(pb, "GET", "/mcp", None, {"Accept": "text/event-stream", "Mcp-Session-Id": sid,
+                       "MCP-Protocol-Version": "2025-11-25", "Last-Event-ID": events[-1]["id"]}, timeout=15)
+    check(st == 200, (st, body[:300]))
+    got = [json.loads(e["data"]) for e in sse_events(body) if e.get("data")]
+    seen = [json.loads(e["data"])["params"]["progress"] for e in events if "notifications/progress" in e["data"]]
+    resumed = [m["params"]["progress"] for m in got if m.get("method") == "notifications/progress"]
+    check(seen + resumed == [1, 2, 3, 4, 5], "%sbefore %s, resumed on B %s" % (tag, seen, resumed))
+    check(got[-1].get("id") == 11 and got[-1]["result"]["content"][0]["text"].strip() == "done", got)
+
+
+def list_changed_crosses(pa, pb, sid, read=read_until, subscribed=None):
+    """A GET stream held by A gets the list_changed caused by a call on B
+    (subscribed(), if given, waits until A's subscription has reached the
+    server)."""
+    g = get_stream(pa, sid)
+    try:
+        data = read(g, b"\r\n\r\n")
+        check(data.startswith(b"HTTP/1.1 200"), data[:200])
+        if subscribed:
+            subscribed()
+        check(call_tool(pb, sid, "change") == "changed")
+        read(g, b"notifications/tools/list_changed", data)
+    finally:
+        g.close()
 
 
 def test_storage_suite_against_redis(t):
     """The unit suite every storage backend passes, against this server."""
     redis = redis_server(t)
-    exe = os.path.join(os.path.dirname(os.path.abspath(MCPD)), "unit-tests")
-    check(os.access(exe, os.X_OK), "no unit-test binary at %s" % exe)
-    p = subprocess.run([exe], env=dict(os.environ, CK_RUN_SUITE="storage", MCPD_TEST_REDIS_URL=redis.url),
-                       capture_output=True, text=True, timeout=120)
-    out = p.stdout + p.stderr
-    m = re.search(r"Checks: (\d+), Failures: 0, Errors: 0", out)
     # Three backends (memory, lmdb, redis), ten checks each.
-    check(p.returncode == 0 and m and int(m.group(1)) == 30, out[-3000:])
+    run_unit_suite("storage", 30, env={"MCPD_TEST_REDIS_URL": redis.url},
+                   unset=["MCPD_TEST_POSTGRES_URL", "MCPD_TEST_DYNAMODB_ENDPOINT"])
 
 
 def test_a_session_is_served_by_every_instance(t):
@@ -135,16 +164,12 @@ def test_a_session_is_served_by_every_instance(t):
     for mode in ("pubsub", "streams"):
         (a, pa), (b, pb), (c, pc) = instances(t, redis, mode=mode)
         sid = mcp_session(pa)
-        check(call(pb, sid, "where") == "B" and call(pc, sid, "where") == "C")
+        check(call_tool(pb, sid, "where") == "B" and call_tool(pc, sid, "where") == "C")
         for port in (pa, pb, pc):
             st, r, _ = rpc(port, sid, "tools/list", {})
             check(st == 200 and len(r["result"]["tools"]) == 6, (port, st, r))
         check(redis.cli("EXISTS", "mcpd:session:" + sid) == "1", "no session record in Redis")
-        st, _, _ = http(pb, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
-        check(st == 200)
-        for port in (pa, pb, pc):
-            st, r, _ = rpc(port, sid, "ping")
-            check(st == 404, "after DELETE on B, %d answered %s" % (port, st))
+        deleted_everywhere(pb, sid, (pa, pb, pc))
         for d, _ in ((a, pa), (b, pb), (c, pc)):
             d.stop()
 
@@ -154,16 +179,7 @@ def test_cancel_from_another_instance(t):
     for mode in ("pubsub", "streams"):
         (a, pa), (b, pb), (c, pc) = instances(t, redis, mode=mode)
         sid = mcp_session(pa)
-        pidfile = os.path.join(t.dir, "slow-" + mode)
-        s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                                   "params": {"name": "slow", "arguments": {"pidfile": pidfile}}})
-        wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="the tool to start")
-        tool = int(open(pidfile).read())
-        st, _, _ = http(pc, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                        "params": {"requestId": 7}}), dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
-        check(st == 202)
-        wait_for(lambda: not alive(tool), timeout=5, what="the tool cancelled from C to die (%s)" % mode)
-        s.close()
+        cancel_crosses(t, pa, pc, sid, mode)
         for d, _ in ((a, pa), (b, pb), (c, pc)):
             d.stop()
 
@@ -173,18 +189,7 @@ def test_elicitation_answered_on_another_instance(t):
     for mode in ("pubsub", "streams"):
         (a, pa), (b, pb) = instances(t, redis, n=2, mode=mode)
         sid = mcp_session(pa, caps={"elicitation": {}})
-        s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
-                                   "params": {"name": "ask", "arguments": {}}})
-        data = read_until(s, b"elicitation/create")
-        ask = [json.loads(l[6:]) for l in data.decode().split("\n")
-               if l.startswith("data: ") and "elicitation/create" in l][0]
-        st, _, _ = http(pb, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": ask["id"],
-                        "result": {"action": "accept", "content": {}}}),
-                        dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
-        check(st == 202, "answer on B: %s" % st)
-        data = read_until(s, b'"id":9', data)
-        s.close()
-        check(b"answer accept" in data, data[-400:])
+        elicitation_crosses(pa, pb, sid)
         a.stop()
         b.stop()
 
@@ -194,24 +199,7 @@ def test_resume_on_another_instance(t):
     for mode in ("pubsub", "streams"):
         (a, pa), (b, pb) = instances(t, redis, n=2, mode=mode)
         sid = mcp_session(pa)
-        s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 11, "method": "tools/call",
-                                   "params": {"name": "chatty", "arguments": {}, "_meta": {"progressToken": "p"}}})
-        data = b""
-        while data.count(b"notifications/progress") < 2:
-            data = read_until(s, b"\n\n", data + s.recv(4096))
-        events = [e for e in sse_events(re.sub(rb"\r\n[0-9a-f]+\r\n", b"", data.split(b"\r\n\r\n", 1)[1]))
-                  if e.get("data")]
-        last = events[-1]["id"]
-        s.close()       # the connection to A is lost; the client tries B
-        st, hdrs, body = http(pb, "GET", "/mcp", None, {"Accept": "text/event-stream", "Mcp-Session-Id": sid,
-                              "MCP-Protocol-Version": "2025-11-25", "Last-Event-ID": last}, timeout=15)
-        check(st == 200, (st, body[:300]))
-        got = [json.loads(e["data"]) for e in sse_events(body) if e.get("data")]
-        seen = [json.loads(e["data"])["params"]["progress"] for e in events
-                if "notifications/progress" in e["data"]]
-        resumed = [m["params"]["progress"] for m in got if m.get("method") == "notifications/progress"]
-        check(seen + resumed == [1, 2, 3, 4, 5], "%s: before %s, resumed on B %s" % (mode, seen, resumed))
-        check(got[-1].get("id") == 11 and got[-1]["result"]["content"][0]["text"].strip() == "done", got)
+        resume_crosses(pa, pb, sid, mode + ": ")
         a.stop()
         b.stop()
 
@@ -219,13 +207,7 @@ def test_resume_on_another_instance(t):
 def test_list_changed_reaches_every_instance(t):
     redis = redis_server(t)
     (a, pa), (b, pb) = instances(t, redis, n=2, mode="streams")
-    sid = mcp_session(pa)
-    g = get_stream(pa, sid)
-    data = read_until(g, b"\r\n\r\n")
-    check(data.startswith(b"HTTP/1.1 200"), data[:200])
-    check(call(pb, sid, "change") == "changed")
-    data = read_until(g, b"notifications/tools/list_changed", data)
-    g.close()
+    list_changed_crosses(pa, pb, mcp_session(pa))
     a.stop()
     b.stop()
 
@@ -254,7 +236,7 @@ def test_resume_after_an_instance_is_killed(t):
            .replace(b"\r\n", b"\n")) if e.get("data") and "progress" in e["data"]]
     check(got == [2, 3], "resumed on B after A was killed: %s" % got)
     # The session itself goes on everywhere.
-    check(call(pb, sid, "where", id=2) == "B" and call(pc, sid, "where", id=3) == "C")
+    check(call_tool(pb, sid, "where", id=2) == "B" and call_tool(pc, sid, "where", id=3) == "C")
     b.stop()
     c.stop()
 
@@ -270,7 +252,7 @@ def test_streams_mode_loses_nothing_while_a_reader_reconnects(t):
     for line in (redis.cli("CLIENT", "LIST") or "").splitlines():
         if "cmd=xread" in line:
             redis.cli("CLIENT", "KILL", "ID", re.search(r"\bid=(\d+)", line).group(1))
-    check(call(pb, sid, "change") == "changed")
+    check(call_tool(pb, sid, "change") == "changed")
     read_until(g, b"notifications/tools/list_changed", data)
     g.close()
     wait_for(lambda: "stream reader): connected again" in a.log(), what="A's reader to reconnect")
@@ -279,8 +261,7 @@ def test_streams_mode_loses_nothing_while_a_reader_reconnects(t):
 
 
 def test_unix_socket(t):
-    redis = Redis(t.dir)
-    t.daemons.append(redis)
+    redis = redis_server(t, start=False)
     sock = os.path.join(redis.dir, "redis.sock")
     redis.extra = ["--unixsocket", sock, "--unixsocketperm", "700"]
     redis.start()
@@ -291,7 +272,7 @@ def test_unix_socket(t):
     d.start(wait_url_port=port)
     wait_for(lambda: http(port, "GET", "/readyz")[0] == 200, what="ready")
     sid = mcp_session(port)
-    check(call(port, sid, "where") == "U")
+    check(call_tool(port, sid, "where") == "U")
     keyspace = redis.cli("INFO", "keyspace") or ""
     check("db2:keys=" in keyspace and "db0:" not in keyspace, keyspace)
     d.stop()
@@ -307,32 +288,19 @@ def test_a_host_name(t):
                "transport: { plugin: redis, url: \"%s\", mode: streams }\nrequest_state: { key_file: %s }\n%s"
                % (port, url, url, key_file(t), TOOLS % {"name": "L"}))
     d.start(wait_url_port=port)
-    wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(4)), timeout=15, what="ready")
-    sid = mcp_session(port)
-    check(call(port, sid, "where") == "L")
-    check("cannot resolve" not in d.log(), d.log()[-2000:])
+    check_host_name(d, port)
     d.stop()
 
 
 def test_a_host_name_that_does_not_resolve(t):
-    """A name that does not resolve is reported like a server that is
-    down: 503, /readyz says why, the log too, and the lookups, retried
-    with the back-off, never hold the worker up: /healthz is answered
-    all along."""
+    """A name that does not resolve is reported like a server that is down
+    (harness.check_unresolvable)."""
     port = free_port()
     url = "redis://no-such-host.invalid:6379/0"
     d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\nstorage: { plugin: redis, url: \"%s\", connect_timeout: 2s }\n"
                "transport: { plugin: redis, url: \"%s\" }\n%s" % (port, url, url, TOOLS % {"name": "N"}))
     d.start(wait_url_port=port)
-    wait_for(lambda: "cannot resolve no-such-host.invalid" in d.log(), timeout=20, what="the lookup error logged")
-    for _ in range(20):
-        st, _, body = http(port, "GET", "/healthz")
-        check(st == 200, (st, body))
-    st, _, body = http(port, "GET", "/readyz")
-    check(st == 503 and b"cannot resolve no-such-host.invalid" in body, (st, body))
-    st, r, _ = rpc(port, None, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
-                   "clientInfo": {"name": "x", "version": "1"}}, id=0)
-    check(st == 503, (st, r))
+    check_unresolvable(d, port)
     d.stop()
 
 
@@ -344,79 +312,30 @@ def test_redis_restart_under_load(t):
     for mode in ("pubsub", "streams"):
         (a, pa), (b, pb) = instances(t, redis, n=2, mode=mode)
         sid = mcp_session(pa)
-        statuses, errors, stop = [], set(), threading.Event()
-
-        def load():
-            i = 0
-            while not stop.is_set():
-                i += 1
-                st, r, _ = rpc((pa, pb)[i % 2], sid, "tools/call", {"name": "where", "arguments": {}},
-                               id=i, timeout=10)
-                statuses.append(st)
-                if st != 200:
-                    errors.add(json.dumps(r))
-
-        th = threading.Thread(target=load)
-        th.start()
-        wait_for(lambda: len(statuses) > 50, what="load")
-        redis.stop()
-        wait_for(lambda: statuses.count(503) > 10, what="503 while Redis is down")
-        st, _, body = http(pb, "GET", "/readyz")
-        check(st == 503 and b"redis" in body, (st, body))
-        st, _, _ = http(pb, "GET", "/healthz")
-        check(st == 200, "the process is alive even though it is not ready")
-        redis.start()
-        for port in (pa, pb):
-            wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(6)), timeout=15,
-                     what="ready again")
-        n = len(statuses)
-        wait_for(lambda: len(statuses) > n + 50, what="load after the restart")
-        stop.set()
-        th.join()
-        check(set(statuses) <= {200, 503}, "statuses seen: %s" % sorted(set(statuses)))
-        check(all("storage is unavailable" in e for e in errors), errors)
-        check(statuses[-20:] == [200] * 20, statuses[-40:])
+        down_and_back(redis, (pa, pb), sid, b"redis", daemons=(a, b))
         # Subscriptions were made again: cancel and answers cross instances.
-        pidfile = os.path.join(t.dir, "slow-restart-" + mode)
-        s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
-                                   "params": {"name": "slow", "arguments": {"pidfile": pidfile}}})
-        wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="the tool to start")
-        tool = int(open(pidfile).read())
-        st, _, _ = http(pb, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                        "params": {"requestId": 5}}), dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
-        check(st == 202)
-        wait_for(lambda: not alive(tool), timeout=5, what="cancel across instances after the restart")
-        s.close()
-        check(call(pb, sid, "where", id=6) == "B")
+        cancel_crosses(t, pa, pb, sid, "restart-" + mode, id=5)
+        check(call_tool(pb, sid, "where", id=6) == "B")
         for d in (a, b):
-            check("redis" in d.log() and "connected again" in d.log(), d.log()[-1500:])
             d.stop()
 
 
 def test_starts_before_redis(t):
     """An instance whose Redis is not up yet starts, is not ready, and
     becomes ready without a restart."""
-    redis = Redis(t.dir)
-    t.daemons.append(redis)
+    redis = redis_server(t, start=False)
     port = free_port()
     d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\n%s%s" % (port, backends(t, redis, "pubsub"),
                TOOLS % {"name": "A"}))
     d.start(wait_url_port=port)
-    st, _, body = http(port, "GET", "/readyz")
-    check(st == 503 and b"cannot connect" in body, (st, body))
-    st, r, _ = rpc(port, None, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
-                   "clientInfo": {"name": "x", "version": "1"}}, id=0)
-    check(st == 503, (st, r))
-    redis.start()
-    wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(4)), timeout=15, what="ready")
+    starts_before(redis, [port], b"cannot connect", initialize=True)
     sid = mcp_session(port)
-    check(call(port, sid, "where") == "A")
+    check(call_tool(port, sid, "where") == "A")
     d.stop()
 
 
 def test_configuration_errors(t):
-    path = os.path.join(t.dir, "bad.yaml")
-    cases = [
+    check_config_errors(t, [
         ("storage: { plugin: redis, url: \"http://x\" }\n", r"bad\.yaml:\d+.*url"),
         ("storage: { plugin: redis, url: \"rediss://x\" }\n", r"bad\.yaml:\d+.*rediss:// needs hiredis with TLS"),
         ("storage: { plugin: redis, database: x }\n", r"bad\.yaml:\d+.*database must be"),
@@ -424,61 +343,7 @@ def test_configuration_errors(t):
         ("storage: { plugin: redis, colour: red }\n", r"bad\.yaml:\d+.*colour"),
         ("transport: { plugin: redis, mode: carrier-pigeon }\n", r"bad\.yaml:\d+.*mode"),
         ("transport: { plugin: redis, mode: streams, stream_maxlen: 0 }\n", r"bad\.yaml:\d+.*stream_maxlen"),
-    ]
-    for text, want in cases:
-        with open(path, "w") as f:
-            f.write("listen: [127.0.0.1:%d]\n%s" % (free_port(), text))
-        rc, out, err = run_mcpd("-t", "-c", path)
-        out += err
-        check(rc != 0 and re.search(want, out), "%r: rc %s, %s" % (text, rc, out))
-
-
-class RoundRobin:
-    """A TCP load balancer on loopback: each new connection goes to the
-    next backend in turn, as a round-robin balancer without affinity does."""
-
-    def __init__(self, ports):
-        self.ports, self.n = ports, 0
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            port = self.ports[self.n % len(self.ports)]
-            self.n += 1
-            try:
-                u = socket.create_connection(("127.0.0.1", port))
-            except OSError:
-                c.close()
-                continue
-            for x, y in ((c, u), (u, c)):
-                threading.Thread(target=self.pipe, args=(x, y), daemon=True).start()
-
-    @staticmethod
-    def pipe(src, dst):
-        try:
-            while True:
-                b = src.recv(65536)
-                if not b:
-                    break
-                dst.sendall(b)
-        except OSError:
-            pass
-        try:
-            dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    def close(self):
-        self.sock.close()
+    ])
 
 
 def test_conformance_behind_a_balancer(t):
@@ -487,7 +352,6 @@ def test_conformance_behind_a_balancer(t):
     land on the other instance."""
     if not node_peers_ready():
         raise Skip("tests/node/node_modules missing: run scripts/install-deps.sh test")
-    from test_conformance import EXPECTED, failures, suite
     redis = redis_server(t)
     ports = []
     for name in ("A", "B"):
@@ -495,20 +359,7 @@ def test_conformance_behind_a_balancer(t):
         t.mcpd(conformance_config(t.dir, port, workers=2, extra=backends(t, redis, "streams")),
                name=name + ".yaml").start(wait_url_port=port)
         ports.append(port)
-    lb = RoundRobin(ports)
-    try:
-        for version in ("2025-11-25", "2026-07-28"):
-            p, checks, summary = suite(t, lb.port, version, "--suite", "all", "--spec-version", version)
-            bad = failures(checks)
-            m = re.search(r"Total: (\d+) passed, (\d+) failed", summary)
-            check(p.returncode == 0 and not bad and m and m.group(2) == "0",
-                  "conformance %s: exit %d\n%s\n%s\n%s" % (version, p.returncode, "\n".join(bad),
-                                                          summary, p.stderr[-2000:]))
-            check(len(checks) == EXPECTED[version], "%s ran %d scenarios" % (version, len(checks)))
-            print("     behind the balancer, %s: %s checks in %d scenarios" % (version, m.group(1), len(checks)))
-        check(lb.n > 20, "the balancer saw only %d connections" % lb.n)
-    finally:
-        lb.close()
+    conformance_behind_balancer(t, ports, "")
 
 
 def test_an_answer_that_outran_the_subscription_is_found_in_storage(t):
@@ -586,7 +437,7 @@ def test_a_hung_redis_is_dropped(t):
         os.kill(redis.proc.pid, signal.SIGCONT)
     wait_for(lambda: all(http(port, "GET", "/readyz")[0] == 200 for _ in range(3)), timeout=15, what="ready again")
     wait_for(lambda: rpc(port, sid, "ping")[0] == 200, timeout=10, what="the session to answer again")
-    check(call(port, sid, "where", id=3) == "A")
+    check(call_tool(port, sid, "where", id=3) == "A")
     d.stop()
 
 

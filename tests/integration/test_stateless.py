@@ -8,7 +8,7 @@ import os
 import socket
 import time
 
-from harness import check, free_port, http, mcp_session, raw, rpc, sse_events, status_of, wait_for
+from harness import alive, check, free_port, http, mcp_session, raw, rpc, sse_events, status_of, wait_for
 
 V = "2026-07-28"
 META = {"io.modelcontextprotocol/protocolVersion": V,
@@ -183,14 +183,6 @@ def test_progress_streams_and_log_level(t):
                             accept="application/json")
     check(hdrs["content-type"] == "application/json" and r["result"]["content"][0]["text"] == "done", (hdrs, r))
     d.stop()
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_closing_the_request_cancels_the_tool(t):

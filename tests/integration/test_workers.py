@@ -9,8 +9,8 @@ import signal
 import socket
 import time
 
-from harness import (MCP_HEADERS, check, free_port, http, mcp_session, rpc, sse_events, status_of,
-                     wait_for, TestFailure)
+from harness import (MCP_HEADERS, TestFailure, alive, check, free_port, http, mcp_session, rpc, sse_events,
+                     status_of, wait_for)
 
 TOOLS = """
 tools:
@@ -75,14 +75,6 @@ def post_stream(port, sid, body):
               b"Accept: application/json, text/event-stream\r\nMcp-Session-Id: " + sid.encode() +
               b"\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
     return s
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):    # gone, or going while read
-        return False
 
 
 def test_cancel_posted_to_another_worker(t):

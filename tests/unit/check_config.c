@@ -36,6 +36,17 @@ expect_error(const char *yaml, const char *where, const char *text)
 	    "error \"%s\" does not mention \"%s\"", errs.msgs[0], text);
 }
 
+/* The config must fail with exactly this one error. */
+static void
+expect_exact(const char *yaml, const char *msg)
+{
+	struct config *c = load(yaml);
+	ck_assert_msg(c == NULL, "config unexpectedly valid:\n%s", yaml);
+	ck_assert_msg(errs.n == 1, "expected 1 error, got %zu (first: %s)", errs.n,
+	    errs.n ? errs.msgs[0] : "none");
+	ck_assert_str_eq(errs.msgs[0], msg);
+}
+
 START_TEST(defaults)
 {
 	struct config *c = load("");
@@ -149,6 +160,48 @@ START_TEST(wrong_types)
 	expect_error("pid_file:\n", "t.yaml:1:10:", "pid_file must be a scalar, not empty");
 	expect_error("endpoint: mcp\n", "t.yaml:1:11:", "endpoint must be a path starting with /");
 	expect_error("allowed_origins: [example.com]\n", "t.yaml:1:19:", "must be an origin");
+}
+END_TEST
+
+/* A key of the top level is named alone, as the operator wrote it. */
+START_TEST(top_level_names)
+{
+	expect_exact("user: [a]\n", "t.yaml:1:7: user must be a scalar, not a list");
+	expect_exact("pid_file: \"\"\n", "t.yaml:1:11: pid_file must not be empty");
+	expect_exact("plugin_dir: {a: 1}\n", "t.yaml:1:13: plugin_dir must be a scalar, not a mapping");
+	expect_exact("allowed_origins: x\n", "t.yaml:1:18: allowed_origins must be a list, not a scalar");
+}
+END_TEST
+
+/* Each kind of key in the field tables, in each kind of section, with
+ * its exact message. */
+START_TEST(table_kinds)
+{
+	expect_exact("log:\n  format: xml\n", "t.yaml:2:11: log.format must be text or json, not \"xml\"");
+	expect_exact("limits:\n  max_body: 1\n", "t.yaml:2:13: limits.max_body must be between 1024 and 1073741824 bytes");
+	expect_exact("sse:\n  retry: 2h\n", "t.yaml:2:10: sse.retry must be between 0ms and 3600000ms");
+	expect_exact("cache:\n  read_ttl: 1\n",
+	    "t.yaml:2:13: cache.read_ttl: \"1\" is not a duration (use ms, s, m, h or d, e.g. 30s)");
+	expect_exact("allowed_origins: [\"*\", [a]]\n",
+	    "t.yaml:1:24: allowed_origins entry must be a scalar, not a list");
+	expect_exact("allowed_origins: [x.com]\n",
+	    "t.yaml:1:19: allowed_origins entry \"x.com\" must be an origin such as https://app.example.com, or *");
+	expect_exact("listen:\n  - address: 127.0.0.1:80\n    tls: { cert: \"\", key: k }\n",
+	    "t.yaml:3:18: listen.tls.cert must not be empty");
+	expect_exact("tools:\n  - name: t\n    command: [/bin/echo]\n    output: xml\n",
+	    "t.yaml:4:13: output must be text, json or content, not \"xml\"");
+	expect_exact("tools:\n  - name: t\n    command: [/bin/echo]\n    timout: 1s\n",
+	    "t.yaml:4:5: unknown key \"timout\" in a tool (did you mean \"timeout\"?)");
+	expect_exact("resources:\n  - uri_template: \"x://{a}\"\n    name: r\n    shell: echo\n    timeout: 0s\n",
+	    "t.yaml:5:14: a resource.timeout must be between 1ms and 86400000ms");
+	expect_exact("prompts:\n  - name: p\n    shell: echo\n    max_output: 2GiB\n",
+	    "t.yaml:4:17: a prompt.max_output must be between 1 and 1073741824 bytes");
+	expect_exact("prompts:\n  - name: p\n    shell: echo\n    arguments: [{ name: a, required: maybe }]\n",
+	    "t.yaml:4:38: a prompt argument.required must be true or false, not \"maybe\"");
+	expect_exact("prompts:\n  - name: p\n    shell: echo\n    arguments: [{ name: a, nam: b }]\n",
+	    "t.yaml:4:28: unknown key \"nam\" in a prompt argument (did you mean \"name\"?)");
+	expect_exact("tools: { a: 1 }\n", "t.yaml:1:8: tools must be a list, not a mapping");
+	expect_exact("tools:\n  - 1\n", "t.yaml:2:5: a tool must be a mapping, not a scalar");
 }
 END_TEST
 
@@ -513,6 +566,8 @@ config_suite(void)
 	tcase_add_test(tc, full_file);
 	tcase_add_test(tc, unknown_keys);
 	tcase_add_test(tc, wrong_types);
+	tcase_add_test(tc, top_level_names);
+	tcase_add_test(tc, table_kinds);
 	tcase_add_test(tc, bad_durations_and_sizes);
 	tcase_add_test(tc, bad_addresses);
 	tcase_add_test(tc, yaml_syntax);

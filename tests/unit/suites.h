@@ -16,6 +16,7 @@ Suite *jwt_suite(void);
 Suite *oauth_suite(void);
 Suite *introspection_suite(void);
 Suite *resolve_suite(void);
+Suite *opfail_suite(void);
 Suite *aws_suite(void);
 
 #endif
