@@ -101,5 +101,6 @@ echo
 echo "A session's tools/call reads and renews the session in storage: on dynamodb that is HTTP calls"
 echo "to moto (a Python server on the same CPUs), on lmdb a local file. Crossings: list_changed from a"
 echo "tool on B to a GET stream on A (includes spawning the tool); answer: an elicitation answer posted"
-echo "to B completing a plugin tool on A. Through sqs a message goes SNS -> each worker's queue -> its"
-echo "long poll; on AWS add the services' own latency (tens of ms), on moto add its Python."
+echo "to B completing a plugin tool on A. Through sqs a message goes SNS -> the queues of the workers"
+echo "that hold its channel -> their long poll (an answer's channel is new: it goes to all, asking who"
+echo "holds it); on AWS add the services' own latency (tens of ms), on moto add its Python."
