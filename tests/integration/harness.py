@@ -655,11 +655,11 @@ def start_instances(t, n, config, workers=2, ready=True, env=None, timeout=10):
     return out
 
 
-def check_host_name(d, port, timeout=15):
+def check_host_name(d, port, workers=2, timeout=15):
     """An instance whose server is named by a host name (looked up on the
-    worker's loop) becomes ready and serves (its tool "where" answers),
-    and no lookup failed."""
-    wait_for(lambda: all_ready(port), timeout=timeout, what="ready")
+    worker's loop) becomes ready, every worker of it, and serves (its tool
+    "where" answers), and no lookup failed."""
+    workers_ready(port, workers, timeout)
     sid = mcp_session(port)
     check(call_tool(port, sid, "where") == "L")
     check("cannot resolve" not in d.log(), d.log()[-2000:])
