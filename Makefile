@@ -54,9 +54,12 @@ DAEMON_LINK_OBJS := $(filter-out $(BUILD)/daemon/process/main.o,$(DAEMON_OBJS))
 UNIT_SRCS   := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # Plugin code with no host in it, tested as it is (plugins/jwt/jwt.c,
-# plugins/introspection/introspect.c, plugins/common/resolve.c, opfail.c).
+# plugins/introspection/introspect.c, plugins/common/resolve.c, opfail.c, the
+# AWS signing, XML and credential code, plugins/sqs/routes.c).
 UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/introspect.o \
-	$(BUILD)/plugins/common/resolve.o $(BUILD)/plugins/common/opfail.o
+	$(BUILD)/plugins/common/resolve.o $(BUILD)/plugins/common/opfail.o \
+	$(BUILD)/plugins/common/aws_sigv4.o $(BUILD)/plugins/common/aws_xml.o \
+	$(BUILD)/plugins/common/aws_creds.o $(BUILD)/plugins/common/fetch.o $(BUILD)/plugins/sqs/routes.o
 
 MCPD = $(BUILD)/mcpd
 HELPER = $(BUILD)/mcpd-tool
@@ -89,12 +92,12 @@ $(BUILD)/plugins/%.so: plugins/%/*.c $$(wildcard plugins/$$*/*.h) $$(PLUGIN_SHAR
 PLUGIN_LIBS_lmdb = -llmdb -lpthread
 PLUGIN_LIBS_local = $(LIBEVENT_LIBS)
 PLUGIN_CFLAGS_local = -Iplugins/common
-PLUGIN_SHARED_local = plugins/common/subs.c plugins/common/subs.h
+PLUGIN_SHARED_local = plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h
 # evdns (host names looked up on the loop) is in libevent's core library.
 PLUGIN_LIBS_redis = $(HIREDIS_LIBS) $(LIBEVENT_LIBS)
 PLUGIN_CFLAGS_redis = -Iplugins/common
 PLUGIN_SHARED_redis = plugins/common/resolve.c plugins/common/resolve.h plugins/common/subs.c plugins/common/subs.h \
-	plugins/common/opfail.c plugins/common/opfail.h
+	plugins/common/hash.h plugins/common/opfail.c plugins/common/opfail.h
 PLUGIN_LIBS_postgres = $(LIBPQ_LIBS) $(LIBEVENT_LIBS)
 PLUGIN_CFLAGS_postgres = $(LIBPQ_CFLAGS) -Iplugins/common
 PLUGIN_SHARED_postgres = plugins/common/resolve.c plugins/common/resolve.h plugins/common/opfail.c \
@@ -107,10 +110,21 @@ PLUGIN_SHARED_jwt = plugins/common/fetch.c plugins/common/fetch.h plugins/common
 PLUGIN_LIBS_introspection = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_introspection = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_introspection = $(PLUGIN_SHARED_jwt)
+# The AWS plugins: signed calls (plugins/common/aws*.c) over fetch.c.
+AWS_SHARED = plugins/common/aws.c plugins/common/aws.h plugins/common/aws_creds.c plugins/common/aws_creds.h \
+	plugins/common/aws_sigv4.c plugins/common/aws_sigv4.h plugins/common/aws_xml.c plugins/common/aws_xml.h \
+	plugins/common/fetch.c plugins/common/fetch.h plugins/common/section.c plugins/common/section.h \
+	plugins/common/clock.h
+PLUGIN_LIBS_dynamodb = $(PLUGIN_LIBS_jwt)
+PLUGIN_CFLAGS_dynamodb = $(PLUGIN_CFLAGS_jwt)
+PLUGIN_SHARED_dynamodb = $(AWS_SHARED) plugins/common/opfail.c plugins/common/opfail.h
+PLUGIN_LIBS_sqs = $(PLUGIN_LIBS_jwt)
+PLUGIN_CFLAGS_sqs = $(PLUGIN_CFLAGS_jwt)
+PLUGIN_SHARED_sqs = $(AWS_SHARED) plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h
 PLUGIN_LIBS_nats = $(NATS_LIBS) $(LIBEVENT_LIBS) $(OPENSSL_LIBS) -lpthread
 PLUGIN_CFLAGS_nats = $(NATS_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
 PLUGIN_SHARED_nats = plugins/common/section.c plugins/common/section.h plugins/common/clock.h \
-	plugins/common/subs.c plugins/common/subs.h
+	plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)

@@ -7,7 +7,7 @@ set -eu
 
 build_pkgs="gcc make autoconf automake pkgconf libevent-dev libyaml-dev libcjson-dev libssl-dev
   libhiredis-dev libpq-dev libcurl4-openssl-dev check liblmdb-dev"
-test_pkgs="python3 openssl curl man-db procps redis-server postgresql"
+test_pkgs="python3 python3-pip openssl curl man-db procps redis-server postgresql"
 # make check-fuzz: clang and its libFuzzer runtime (libclang-rt-dev pulls in
 # the one of the default clang, libclang-rt-14-dev on Debian 12).
 test_pkgs="$test_pkgs clang libclang-rt-dev"
@@ -29,6 +29,18 @@ node_peers() {
 	fi
 }
 
+# moto's server, the AWS that the dynamodb and sqs tests talk to, is a
+# Python package (no Debian package has it): from PyPI where pip reaches
+# it. Without it those tests are reported as skipped, never passed.
+aws_peer() {
+	python3 -c 'import moto.server, boto3' >/dev/null 2>&1 && return 0
+	echo "install-deps: pip install 'moto[server]' (for the AWS tests)"
+	python3 -m pip install --quiet 'moto[server]' 2>/dev/null ||
+		python3 -m pip install --quiet --break-system-packages 'moto[server]' 2>/dev/null ||
+		echo "install-deps: moto could not be installed: the dynamodb and sqs tests will be skipped" >&2
+	return 0
+}
+
 missing=""
 for p in $pkgs; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -36,7 +48,7 @@ for p in $pkgs; do
 	fi
 done
 if [ -z "$missing" ]; then
-	if [ "${1:-}" = test ]; then node_peers || exit 1; fi
+	if [ "${1:-}" = test ]; then node_peers || exit 1; aws_peer; fi
 	exit 0
 fi
 
@@ -56,5 +68,5 @@ if ! apt-get install -y -q --no-install-recommends $missing; then
 	apt-get update -q
 	apt-get install -y -q --no-install-recommends $missing
 fi
-if [ "${1:-}" = test ]; then node_peers || exit 1; fi
+if [ "${1:-}" = test ]; then node_peers || exit 1; aws_peer; fi
 exit 0

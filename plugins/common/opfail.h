@@ -4,7 +4,7 @@
  * an operation's callback as a pointer while it waits for the server and
  * fails it from one place (the connection lost, the server's error); each
  * backend maps its own kinds of operation to these shapes. Built into the
- * storage plugins (redis, postgres).
+ * storage plugins (redis, postgres, dynamodb).
  */
 #ifndef MCPD_COMMON_OPFAIL_H
 #define MCPD_COMMON_OPFAIL_H

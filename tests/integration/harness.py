@@ -626,29 +626,40 @@ def call_tool(port, sid, name, args=None, id=1):
     return r["result"]["content"][0]["text"].strip()
 
 
-def start_instances(t, n, config, workers=2, ready=True):
+def deleted_everywhere(port, sid, ports, id=1):
+    """A DELETE of the session on port ends it: each of ports (instances
+    sharing the session's storage) then answers 404 for it."""
+    st, _, _ = http(port, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
+    check(st == 200, "DELETE: %s" % st)
+    for p in ports:
+        st, r, _ = rpc(p, sid, "ping", id=id)
+        check(st == 404, "after DELETE on %d, %d answered %s" % (port, p, st))
+
+
+def start_instances(t, n, config, workers=2, ready=True, env=None, timeout=10):
     """n mcpd instances named A, B, C..., each on a port of its own with
-    config(name), the text after listen and workers: [(daemon, port)],
-    every worker of each ready unless ready is False."""
+    config(name), the text after listen and workers, started with env
+    added to the environment: [(daemon, port)], every worker of each ready
+    (within timeout seconds) unless ready is False."""
     out = []
     for i in range(n):
         name = "ABCDEFGH"[i]
         port = free_port()
         d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: %d\n%s" % (port, workers, config(name)),
                    name="%s.yaml" % name)
-        d.start(wait_url_port=port)
+        d.start(env=env, wait_url_port=port)
         out.append((d, port))
     for d, port in out:
         if ready:
-            workers_ready(port, workers)
+            workers_ready(port, workers, timeout)
     return out
 
 
-def check_host_name(d, port, timeout=15):
+def check_host_name(d, port, workers=2, timeout=15):
     """An instance whose server is named by a host name (looked up on the
-    worker's loop) becomes ready and serves (its tool "where" answers),
-    and no lookup failed."""
-    wait_for(lambda: all_ready(port), timeout=timeout, what="ready")
+    worker's loop) becomes ready, every worker of it, and serves (its tool
+    "where" answers), and no lookup failed."""
+    workers_ready(port, workers, timeout)
     sid = mcp_session(port)
     check(call_tool(port, sid, "where") == "L")
     check("cannot resolve" not in d.log(), d.log()[-2000:])
@@ -757,18 +768,21 @@ class Load:
         self.thread.join()
 
 
-def down_and_back(server, ports, sid, why, calls=50, daemons=()):
+def down_and_back(server, ports, sid, why, calls=50, daemons=(), again="connected again", while_down=None):
     """The storage server goes away under load and comes back: meanwhile
     requests get 503 saying storage is unavailable (never a crash or a
-    hang) and /readyz says why; once it is back every instance is ready,
-    the last calls all succeed, and the daemons' logs tell of the outage
-    (why) and of the connection made again."""
+    hang) and /readyz says why (then while_down(), if given, checks more);
+    once it is back every instance is ready, the last calls all succeed,
+    and the daemons' logs tell of the outage (why) and of the connection
+    made again (again)."""
     load = Load(ports, sid)
     try:
         load.wait(calls)
         server.stop()
         wait_for(lambda: load.statuses.count(503) > 10, what="503 while the server is down")
         check_not_ready(ports[-1], why, healthz=1)
+        if while_down:
+            while_down()
         server.start()
         for port in ports:
             wait_for(lambda: all_ready(port, times=6), timeout=15, what="ready again")
@@ -779,48 +793,58 @@ def down_and_back(server, ports, sid, why, calls=50, daemons=()):
     check(all("storage is unavailable" in e for e in load.errors), load.errors)
     check(load.statuses[-20:] == [200] * 20, load.statuses[-40:])
     for d in daemons:
-        check(why.decode() in d.log() and "connected again" in d.log(), d.log()[-1500:])
+        check(why.decode() in d.log() and again in d.log(), d.log()[-1500:])
 
 
-def check_config_errors(t, cases):
-    """Each (text, regex): mcpd -t refuses a config of one listen address
-    and text, with a message matching regex."""
+def check_config_errors(t, cases, env=None):
+    """Each (text, regex): mcpd -t (with env added to the environment)
+    refuses a config of one listen address and text, with a message
+    matching regex."""
     path = os.path.join(t.dir, "bad.yaml")
     for text, want in cases:
         with open(path, "w") as f:
             f.write("listen: [127.0.0.1:%d]\n%s" % (free_port(), text))
-        rc, out, err = run_mcpd("-t", "-c", path)
+        rc, out, err = run_mcpd("-t", "-c", path, env=env)
         out += err
         check(rc != 0 and re.search(want, out), "%r: rc %s, %s" % (text, rc, out))
 
 
-def check_config_valid(t, text):
+def check_config_valid(t, text, env=None):
     """mcpd -t accepts a config of one listen address and text (a plugin
-    checks its section without its server to reach)."""
+    checks its section without its server to reach): what it said."""
     path = os.path.join(t.dir, "good.yaml")
     with open(path, "w") as f:
         f.write("listen: [127.0.0.1:%d]\n%s" % (free_port(), text))
-    rc, out, err = run_mcpd("-t", "-c", path)
+    rc, out, err = run_mcpd("-t", "-c", path, env=env)
     check(rc == 0, out + err)
+    return out + err
 
 
 class RoundRobin:
-    """A TCP load balancer on loopback: each new connection goes to the
-    next backend in turn, as a round-robin balancer without affinity does."""
+    """A TCP relay on loopback: each new connection goes to the next backend
+    in turn, as a round-robin balancer without affinity does (with one
+    backend, a relay in front of it). stop() takes it away, its listener
+    closed and the connections through it cut, and start() brings it back
+    on the same port: a server unreachable while it keeps its data."""
 
     def __init__(self, ports):
-        self.ports, self.n = ports, 0
+        self.ports, self.n, self.port = ports, 0, 0
+        self.sock, self.conns, self.lock = None, [], threading.Lock()
+        self.start()
+
+    def start(self):
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", self.port))
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.accept, daemon=True).start()
+        threading.Thread(target=self.accept, args=(self.sock,), daemon=True).start()
+        return self
 
-    def accept(self):
+    def accept(self, ls):
         while True:
             try:
-                c, _ = self.sock.accept()
+                c, _ = ls.accept()
             except OSError:
                 return
             port = self.ports[self.n % len(self.ports)]
@@ -830,8 +854,19 @@ class RoundRobin:
             except OSError:
                 c.close()
                 continue
-            for x, y in ((c, u), (u, c)):
-                threading.Thread(target=self.pipe, args=(x, y), daemon=True).start()
+            with self.lock:
+                self.conns.append((c, u))
+            threading.Thread(target=self.relay, args=(c, u), daemon=True).start()
+
+    def relay(self, c, u):
+        back = threading.Thread(target=self.pipe, args=(u, c), daemon=True)
+        back.start()
+        self.pipe(c, u)
+        back.join()
+        with self.lock:
+            self.conns.remove((c, u))
+        c.close()
+        u.close()
 
     @staticmethod
     def pipe(src, dst):
@@ -848,8 +883,17 @@ class RoundRobin:
         except OSError:
             pass
 
-    def close(self):
+    def stop(self):
         self.sock.close()
+        with self.lock:
+            for pair in self.conns:
+                for s in pair:
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+    close = stop
 
 
 def conformance_behind_balancer(t, ports, label):

@@ -4,7 +4,7 @@ run without error and print its table. Nothing is asserted about speed."""
 import os
 import subprocess
 
-from harness import ROOT, check
+from harness import ROOT, Skip, check
 
 
 def test_bench_script_runs(t):
@@ -18,4 +18,19 @@ def test_bench_script_runs(t):
                 "two instances, one Redis (streams)", "one instance, PostgreSQL + local", "two instances, NATS transport",
                 "mcpd, apikey", "mcpd, jwt (RS256",
                 "mcpd, internal authorization server", "TypeScript SDK server, requireBearerAuth"):
+        check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))
+
+
+def test_aws_bench_script_runs(t):
+    """bench/aws.sh --quick on moto: it runs and prints its table (skipped
+    without moto, which scripts/install-deps.sh test installs)."""
+    from awspeer import have_moto
+    if not have_moto():
+        raise Skip("moto is not installed (scripts/install-deps.sh test installs it)")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    p = subprocess.run(["bash", os.path.join(ROOT, "bench/aws.sh"), "--quick"], capture_output=True,
+                       text=True, timeout=600, env=env)
+    check(p.returncode == 0, "bench/aws.sh --quick failed:\n%s\n%s" % (p.stdout[-3000:], p.stderr[-3000:]))
+    for row in ("one instance, lmdb + local", "one instance, dynamodb (moto) + local",
+                "two instances, dynamodb + sqs (moto)", "two instances, Redis (pubsub)"):
         check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))

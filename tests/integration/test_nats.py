@@ -8,11 +8,12 @@ import re
 import socket
 import time
 
-from harness import (Skip, TestFailure, all_ready, call_tool, check, check_config_errors,
-                     check_config_valid, check_not_ready, conformance_behind_balancer, conformance_config,
-                     free_port, http, key_file, make_cert, mcp_session, nats_server, node_peers_ready,
-                     redis_server, rpc, run_unit_suite, start_instances, starts_before, wait_for)
+from harness import (Skip, TestFailure, all_ready, call_tool, check, check_config_errors, check_config_valid,
+                     check_not_ready, conformance_behind_balancer, conformance_config, deleted_everywhere,
+                     free_port, http, key_file, make_cert, mcp_session, nats_server, node_peers_ready, redis_server,
+                     run_unit_suite, start_instances, starts_before, wait_for)
 from test_redis import TOOLS, cancel_crosses, elicitation_crosses, get_stream, resume_crosses
+from test_redis import list_changed_crosses as list_changed_through
 
 
 def backends(t, redis, nats, extra=""):
@@ -49,18 +50,11 @@ def read_until(s, needle, data=b"", timeout=15):
 
 
 def list_changed_crosses(nats, pa, pb, sid):
-    """A GET stream held by A gets the list_changed caused by a call on B."""
-    g = get_stream(pa, sid)
-    try:
-        data = read_until(g, b"\r\n\r\n")
-        check(data.startswith(b"HTTP/1.1 200"), data[:200])
-        # The stream's subscription reaches the server asynchronously.
-        wait_for(lambda: nats.request("mcpd.p.toclient:" + sid, timeout=0.3), timeout=5,
-                 what="A's stream subscribed")
-        check(call_tool(pb, sid, "change") == "changed")
-        read_until(g, b"notifications/tools/list_changed", data)
-    finally:
-        g.close()
+    """A GET stream held by A gets the list_changed caused by a call on B,
+    made once the stream's subscription has reached the server (it does
+    so asynchronously)."""
+    list_changed_through(pa, pb, sid, read=read_until, subscribed=lambda: wait_for(
+        lambda: nats.request("mcpd.p.toclient:" + sid, timeout=0.3), timeout=5, what="A's stream subscribed"))
 
 
 def test_transport_suite_against_nats(t):
@@ -68,7 +62,7 @@ def test_transport_suite_against_nats(t):
     has_subscribers between two plugin instances, channel names with
     dots and wildcards that must not collide, failing fast while down."""
     nats = nats_server(t)
-    run_unit_suite("transport", 2, env={"MCPD_TEST_NATS_URL": nats.url})
+    run_unit_suite("transport", 3, env={"MCPD_TEST_NATS_URL": nats.url}, unset=["MCPD_TEST_SQS_ENDPOINT"])
 
 
 def test_a_session_is_served_across_instances(t):
@@ -87,9 +81,7 @@ def test_a_session_is_served_across_instances(t):
     # Progress: the client leaves A after two events and resumes on B,
     # which replays from storage and relays the rest live from A.
     resume_crosses(pa, pb, sid, read=read_until)
-    st, _, _ = http(pb, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
-    check(st == 200)
-    check(rpc(pa, sid, "ping")[0] == 404, "A still serves the session deleted on B")
+    deleted_everywhere(pb, sid, (pa, pb))
     a.stop()
     b.stop()
 

@@ -194,6 +194,23 @@ def dead_everywhere(port, *toks):
     wait_for(all_401, timeout=10, what="the revoked tokens to fail on every worker")
 
 
+def tokens_cross(pa, pb):
+    """Two instances of the internal server sharing its state: a token
+    issued by A is accepted by B, refreshed at B, revoked at A and then
+    refused by B. Returns the first token."""
+    client, tok = tokens_for(pa, register(pa))
+    for port in (pa, pb):
+        for _ in range(4):
+            check(mcp_status(port, tok) == 200, "token refused on %d" % port)
+    st, _, tok2 = refresh(pb, client, tok["refresh_token"])
+    check(st == 200, tok2)
+    check(mcp_status(pa, tok2) == 200)
+    st, _, _ = form_post(pa, "/oauth/revoke", {"token": tok2["access_token"], "client_id": client["client_id"]})
+    check(st == 200)
+    dead_everywhere(pb, tok2)
+    return tok
+
+
 def mcp_status(port, tok):
     """Status of a stateless ping with the token."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",

@@ -9,10 +9,9 @@ import re
 import signal
 import time
 
-from harness import (call_tool, check, check_config_errors, check_config_valid, check_host_name,
-                     check_unresolvable, down_and_back, free_port, http, key_file, mcp_session,
-                     postgres_server, redis_server, rpc, run_unit_suite, sse_events, starts_before, wait_for,
-                     workers_ready)
+from harness import (call_tool, check, check_config_errors, check_config_valid, check_host_name, check_unresolvable,
+                     deleted_everywhere, down_and_back, free_port, http, key_file, mcp_session, postgres_server,
+                     redis_server, rpc, run_unit_suite, sse_events, starts_before, wait_for, workers_ready)
 
 TOOLS = """
 tools:
@@ -40,9 +39,9 @@ def instance(t, pg, name="A", workers=2, extra="", storage_extra="", redis=None,
 def test_storage_suite_against_postgres(t):
     """The unit suite every storage backend passes, against this server."""
     pg = postgres_server(t)
-    # Three backends (memory, lmdb, postgres), nine checks each.
-    run_unit_suite("storage", 27, env={"MCPD_TEST_POSTGRES_URL": pg.url}, unset=["MCPD_TEST_REDIS_URL"],
-                   timeout=180)
+    # Three backends (memory, lmdb, postgres), ten checks each.
+    run_unit_suite("storage", 30, env={"MCPD_TEST_POSTGRES_URL": pg.url},
+                   unset=["MCPD_TEST_REDIS_URL", "MCPD_TEST_DYNAMODB_ENDPOINT"], timeout=180)
     tables = pg.sql("SELECT tablename FROM pg_tables WHERE tablename LIKE 't%\\_kv'")
     check(tables, "the suite made no tables")
 
@@ -62,11 +61,7 @@ def test_instances_share_sessions_that_survive_a_restart(t):
     a.stop()
     a, pa = instance(t, pg, "A", redis=redis, port=pa)
     check(call_tool(pa, sid, "where", id=3) == "A", "the session did not survive the restart")
-    st, _, _ = http(pb, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
-    check(st == 200, st)
-    for port in (pa, pb):
-        st, r, _ = rpc(port, sid, "ping", id=4)
-        check(st == 404, "after DELETE on B, %d answered %s" % (port, st))
+    deleted_everywhere(pb, sid, (pa, pb), id=4)
     check(pg.sql("SELECT count(*) FROM mcpd_kv WHERE key LIKE '%%%s%%'" % sid) == ["0"], "rows left")
     a.stop()
     b.stop()
@@ -215,7 +210,7 @@ def test_a_hung_database_is_dropped(t):
 def test_internal_oauth_server_on_postgres(t):
     """auth: internal keeps clients, codes and tokens in postgres: a token
     issued by A is accepted by B, refreshed at B, revoked at A."""
-    from test_oauth import add_user, dead_everywhere, form_post, mcp_status, refresh, register, tokens_for
+    from test_oauth import add_user, tokens_cross
     pg = postgres_server(t)
     redis = redis_server(t)
     add_user(t, "alice", "alice-pw", "tools.admin")
@@ -223,17 +218,7 @@ def test_internal_oauth_server_on_postgres(t):
     auth = "auth: { plugin: internal, users_file: users, resource: \"http://127.0.0.1:%d/mcp\" }\n" % pa
     a, _ = instance(t, pg, "A", redis=redis, port=pa, extra=auth)
     b, _ = instance(t, pg, "B", redis=redis, port=pb, extra=auth)
-    client = register(pa)
-    client, tok = tokens_for(pa, client)
-    for port in (pa, pb):
-        for _ in range(4):
-            check(mcp_status(port, tok) == 200, "token refused on %d" % port)
-    st, _, tok2 = refresh(pb, client, tok["refresh_token"])
-    check(st == 200, tok2)
-    check(mcp_status(pa, tok2) == 200)
-    st, _, _ = form_post(pa, "/oauth/revoke", {"token": tok2["access_token"], "client_id": client["client_id"]})
-    check(st == 200)
-    dead_everywhere(pb, tok2)
+    tok = tokens_cross(pa, pb)
     rows = pg.sql("SELECT key FROM mcpd_kv WHERE key LIKE 'oauth:%'")
     check(any(k.startswith("oauth:rt") for k in rows), rows)
     check(not any(tok["refresh_token"] in k for k in rows), "a token in the clear")

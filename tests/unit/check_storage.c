@@ -19,7 +19,7 @@
 #include "plugin.h"
 #include "suites.h"
 
-static const char *BACKENDS[4] = { "memory", "lmdb" };
+static const char *BACKENDS[5] = { "memory", "lmdb" };
 static int nbackends = 2;
 
 static struct event_base *base;
@@ -40,7 +40,9 @@ static struct {
 	size_t nmembers;
 	uint64_t seqs[64];
 	char entries[64][64];
+	size_t lens[64];
 	size_t nentries;
+	char err[512];
 } got;
 
 static void
@@ -53,7 +55,7 @@ static void
 done_cb(void *arg, int status, const char *err)
 {
 	(void)arg;
-	(void)err;
+	snprintf(got.err, sizeof(got.err), "%s", err ? err : "");
 	got.called++;
 	got.status = status;
 }
@@ -74,7 +76,7 @@ static void
 int_cb(void *arg, int status, int64_t value, const char *err)
 {
 	(void)arg;
-	(void)err;
+	snprintf(got.err, sizeof(got.err), "%s", err ? err : "");
 	got.called++;
 	got.status = status;
 	got.value = value;
@@ -102,6 +104,7 @@ entries_cb(void *arg, int status, const struct mcpd_log_entry *e, size_t n, cons
 	got.nentries = n;
 	for (size_t i = 0; i < n && i < 64; i++) {
 		got.seqs[i] = e[i].seq;
+		got.lens[i] = e[i].len;
 		snprintf(got.entries[i], sizeof(got.entries[i]), "%.*s", (int)e[i].len, (const char *)e[i].data);
 	}
 }
@@ -158,6 +161,11 @@ open_backend(int i)
 		/* Tables of this run only, likewise. */
 		snprintf(yaml, sizeof(yaml), "plugin: postgres\nurl: \"%s\"\ntable_prefix: t%d_\n",
 		    getenv("MCPD_TEST_POSTGRES_URL"), (int)getpid());
+	else if (strcmp(BACKENDS[i], "dynamodb") == 0)
+		/* A table of this run only; credentials and region from the
+		 * environment (test_dynamodb.py sets them for its moto). */
+		snprintf(yaml, sizeof(yaml), "plugin: dynamodb\ntable: t%d\nendpoint: \"%s\"\ncreate_table: true\n",
+		    (int)getpid(), getenv("MCPD_TEST_DYNAMODB_ENDPOINT"));
 	else
 		snprintf(yaml, sizeof(yaml), "plugin: %s\n", BACKENDS[i]);
 	if (base == NULL)
@@ -171,7 +179,7 @@ open_backend(int i)
 	if (desc->attach != NULL)
 		ck_assert_msg(desc->attach(inst, err, sizeof(err)) == 0, "%s", err);
 	/* A networked backend connects in the background: wait until ready. */
-	for (int spins = 0; desc->status != NULL && spins < 200; spins++) {
+	for (int spins = 0; desc->status != NULL && spins < 500; spins++) {
 		char why[256];
 		if (desc->status(inst, why, sizeof(why)) == 0)
 			break;
@@ -402,10 +410,11 @@ burst_cb(void *arg, int status, const void *value, size_t len, const char *err)
 {
 	char want[16];
 	int n = snprintf(want, sizeof(want), "v%d", (int)(intptr_t)arg);
-	(void)err;
 	got.called++;
-	if (status != MCPD_OK || len != (size_t)n || memcmp(value, want, len) != 0)
-		burst_bad++;
+	if (status != MCPD_OK || len != (size_t)n || memcmp(value, want, len) != 0) {
+		if (burst_bad++ == 0)
+			fprintf(stderr, "burst %d: status %d: %s\n", (int)(intptr_t)arg, status, err ? err : "");
+	}
 }
 
 /* Keys longer than a backend keeps are refused, never cut: two long keys
@@ -456,7 +465,7 @@ START_TEST(bursts)
 		snprintf(key, sizeof(key), "burst:%d", k);
 		int n = snprintf(val, sizeof(val), "v%d", k);
 		ops->set(inst, key, val, (size_t)n, 0, 0, done_cb, NULL);
-		if (k == 150)       /* an error for redis and postgres, 1 for the others */
+		if (k == 150)       /* an error for redis, postgres and dynamodb, 1 for the others */
 			ops->incr(inst, "notanumber", 1, 0, int_cb, NULL);
 	}
 	for (int k = 0; k < 300; k++) {
@@ -471,6 +480,44 @@ START_TEST(bursts)
 }
 END_TEST
 
+/* A value or an entry larger than a backend keeps (DynamoDB: 400 KB an
+ * item) is an error the caller sees; the log goes on working. */
+START_TEST(big_items)
+{
+	open_backend(_i);
+	size_t big = 500 * 1024;
+	char *v = malloc(big);
+	ck_assert_ptr_nonnull(v);
+	memset(v, 'x', big);
+	int strict = strcmp(BACKENDS[_i], "dynamodb") == 0;
+	CALL(ops->set(inst, "big", v, big, 0, 0, done_cb, NULL));
+	ck_assert_msg(got.status == (strict ? MCPD_ERROR : MCPD_OK), "set: %d %s", got.status, got.err);
+	if (strict)
+		ck_assert_msg(strstr(got.err, "400 KB") != NULL, "%s", got.err);
+	reset();
+	CALL(ops->log_append(inst, "events:big", "small 1", 7, 10, 0, int_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_OK);
+	reset();
+	CALL(ops->log_append(inst, "events:big", v, big, 10, 0, int_cb, NULL));
+	ck_assert_msg(got.status == (strict ? MCPD_ERROR : MCPD_OK), "append: %d %s", got.status, got.err);
+	int stored = got.status == MCPD_OK;
+	reset();
+	CALL(ops->log_append(inst, "events:big", "small 2", 7, 10, 0, int_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_OK);
+	reset();
+	CALL(ops->log_range(inst, "events:big", 0, 10, entries_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_OK);
+	ck_assert_uint_eq(got.nentries, stored ? 3 : 2);
+	ck_assert_str_eq(got.entries[0], "small 1");
+	ck_assert_str_eq(got.entries[got.nentries - 1], "small 2");
+	if (stored)
+		ck_assert_uint_eq(got.lens[1], big);
+	ck_assert_uint_gt(got.seqs[got.nentries - 1], got.seqs[0]);
+	free(v);
+	close_backend();
+}
+END_TEST
+
 Suite *
 storage_suite(void)
 {
@@ -478,6 +525,8 @@ storage_suite(void)
 		BACKENDS[nbackends++] = "redis";
 	if (getenv("MCPD_TEST_POSTGRES_URL") != NULL)
 		BACKENDS[nbackends++] = "postgres";
+	if (getenv("MCPD_TEST_DYNAMODB_ENDPOINT") != NULL)
+		BACKENDS[nbackends++] = "dynamodb";
 	Suite *s = suite_create("storage");
 	TCase *tc = tcase_create("every backend");
 	tcase_set_timeout(tc, 20);
@@ -490,6 +539,7 @@ storage_suite(void)
 	tcase_add_loop_test(tc, expiry, 0, nbackends);
 	tcase_add_loop_test(tc, bursts, 0, nbackends);
 	tcase_add_loop_test(tc, long_keys, 0, nbackends);
+	tcase_add_loop_test(tc, big_items, 0, nbackends);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -17,5 +17,7 @@ Suite *oauth_suite(void);
 Suite *introspection_suite(void);
 Suite *resolve_suite(void);
 Suite *opfail_suite(void);
+Suite *aws_suite(void);
+Suite *routes_suite(void);
 
 #endif
