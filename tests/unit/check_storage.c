@@ -130,6 +130,14 @@ has_member(const char *m)
 	return 0;
 }
 
+/*
+ * Short-lived data: long enough that the calls made before it lapses finish
+ * within it on a loaded machine against a network backend (50 ms was not,
+ * with moto under make check), short enough to keep the suite quick.
+ */
+#define SHORT_TTL	400
+#define LAPSE_MS	600
+
 static void
 sleep_ms(int ms)
 {
@@ -258,12 +266,12 @@ END_TEST
 START_TEST(kv_ttl)
 {
 	open_backend(_i);
-	CALL(ops->set(inst, "t", "v", 1, 60, 0, done_cb, NULL));
+	CALL(ops->set(inst, "t", "v", 1, SHORT_TTL, 0, done_cb, NULL));
 	CALL(ops->set(inst, "forever", "v", 1, 0, 0, done_cb, NULL));
 	reset();
 	CALL(ops->get(inst, "t", value_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
-	sleep_ms(120);
+	sleep_ms(LAPSE_MS);
 	reset();
 	CALL(ops->get(inst, "t", value_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_NOT_FOUND);
@@ -298,7 +306,7 @@ START_TEST(indexes)
 	CALL(ops->index_add(inst, "user:a:sessions", "s1", 0, done_cb, NULL));
 	CALL(ops->index_add(inst, "user:a:sessions", "s2", 0, done_cb, NULL));
 	CALL(ops->index_add(inst, "user:a:sessions", "s2", 0, done_cb, NULL));   /* once only */
-	CALL(ops->index_add(inst, "user:a:sessions", "short", 50, done_cb, NULL));
+	CALL(ops->index_add(inst, "user:a:sessions", "short", SHORT_TTL, done_cb, NULL));
 	CALL(ops->index_add(inst, "user:ab:sessions", "other", 0, done_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
 	reset();
@@ -306,7 +314,7 @@ START_TEST(indexes)
 	ck_assert_int_eq(got.status, MCPD_OK);
 	ck_assert_uint_eq(got.nmembers, 3);
 	ck_assert(has_member("s1") && has_member("s2") && has_member("short"));
-	sleep_ms(100);
+	sleep_ms(LAPSE_MS);
 	reset();
 	CALL(ops->index_members(inst, "user:a:sessions", members_cb, NULL));
 	ck_assert_uint_eq(got.nmembers, 2);
@@ -359,8 +367,8 @@ START_TEST(logs)
 	ck_assert_int_eq(got.status, MCPD_OK);
 	ck_assert_uint_eq(got.nentries, 0);
 	/* A log's ttl is renewed by each append; then it lapses whole. */
-	CALL(ops->log_append(inst, "events:t", "a", 1, 10, 60, int_cb, NULL));
-	sleep_ms(120);
+	CALL(ops->log_append(inst, "events:t", "a", 1, 10, SHORT_TTL, int_cb, NULL));
+	sleep_ms(LAPSE_MS);
 	reset();
 	CALL(ops->log_range(inst, "events:t", 0, 10, entries_cb, NULL));
 	ck_assert_uint_eq(got.nentries, 0);
@@ -372,13 +380,13 @@ END_TEST
 START_TEST(expiry)
 {
 	open_backend(_i);
-	CALL(ops->set(inst, "e", "v", 1, 50, 0, done_cb, NULL));
-	CALL(ops->incr(inst, "cnt", 3, 50, int_cb, NULL));
+	CALL(ops->set(inst, "e", "v", 1, SHORT_TTL, 0, done_cb, NULL));
+	CALL(ops->incr(inst, "cnt", 3, SHORT_TTL, int_cb, NULL));
 	CALL(ops->incr(inst, "cnt", 1, 0, int_cb, NULL));      /* ttl 0 keeps the expiry */
 	ck_assert_int_eq(got.value, 4);
-	CALL(ops->log_append(inst, "events:e", "old", 3, 10, 50, int_cb, NULL));
-	CALL(ops->log_append(inst, "events:e", "old", 3, 10, 50, int_cb, NULL));
-	sleep_ms(120);
+	CALL(ops->log_append(inst, "events:e", "old", 3, 10, SHORT_TTL, int_cb, NULL));
+	CALL(ops->log_append(inst, "events:e", "old", 3, 10, SHORT_TTL, int_cb, NULL));
+	sleep_ms(LAPSE_MS);
 	reset();
 	CALL(ops->exists(inst, "e", done_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_NOT_FOUND);
