@@ -50,11 +50,13 @@ UNIT_SRCS   := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # Plugin code with no host in it, tested as it is (plugins/jwt/jwt.c,
 # plugins/introspection/introspect.c, plugins/common/resolve.c, opfail.c, the
-# AWS signing, XML and credential code, plugins/sqs/routes.c).
+# AWS signing, XML and credential code, plugins/sqs/routes.c, the Cosmos DB
+# signature and the Entra ID token code).
 UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/introspect.o \
 	$(BUILD)/plugins/common/resolve.o $(BUILD)/plugins/common/opfail.o \
 	$(BUILD)/plugins/common/aws_sigv4.o $(BUILD)/plugins/common/aws_xml.o \
-	$(BUILD)/plugins/common/aws_creds.o $(BUILD)/plugins/common/fetch.o $(BUILD)/plugins/sqs/routes.o
+	$(BUILD)/plugins/common/aws_creds.o $(BUILD)/plugins/common/fetch.o $(BUILD)/plugins/sqs/routes.o \
+	$(BUILD)/plugins/cosmos/cosmos_sig.o $(BUILD)/plugins/common/azure_auth.o $(BUILD)/plugins/common/tokcache.o
 
 MCPD = $(BUILD)/mcpd
 HELPER = $(BUILD)/mcpd-tool
