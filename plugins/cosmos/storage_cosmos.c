@@ -274,6 +274,7 @@ struct op {
 	int tries;
 	int found;
 	int64_t seq, head_exp, cur;     /* append, range: the head's; incr: the value read */
+	uint64_t sent;                  /* when the call in flight left (wall clock, ms) */
 	char etag[256];
 	int pages;
 	char *cont;                     /* a query's continuation */
@@ -402,6 +403,7 @@ call(struct op *o, const char *method, const char *id, unsigned flags, const cha
 		fail(o, "cosmos: the item is too large (Cosmos DB keeps at most 2 MB an item)");
 		return;
 	}
+	o->sent = real_ms();
 	cosmos_request(d->client, &k, d->timeout_ms, 2 * d->timeout_ms, answered, o);
 	free(body);
 }
@@ -907,7 +909,10 @@ answered(void *arg, const struct cosmos_result *r)
 {
 	struct op *o = arg;
 	struct cosmos *d = o->d;
-	uint64_t now = real_ms();
+	/* Expiry as of when the read was sent: what was live then may be
+	 * answered, however slow the answer (a read takes effect somewhere
+	 * between the two). */
+	uint64_t now = o->sent;
 	long st = r->status;
 	char why[800];
 	if (st == 404 && r->substatus == 1003) {
