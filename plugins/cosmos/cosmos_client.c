@@ -340,7 +340,11 @@ answered(void *arg, const struct fetch_result *fr)
 	char etag[256] = "", cont[4096] = "", sub[32] = "", text[1100], code[64], msg[400], after[32];
 	if (fr->error != NULL) {
 		snprintf(text, sizeof(text), "%s %s: %s", c->who, c->endpoint, fr->error);
-		if (((k->flags & COSMOS_IDEMPOTENT) || fr->not_sent) && retry(k, UINT64_MAX))
+		/* No connection made while the service is known to be away:
+		 * failed at once rather than held to the call's bound (the
+		 * probe finds the service back). */
+		int away = fr->not_sent && c->failing;
+		if (!away && ((k->flags & COSMOS_IDEMPOTENT) || fr->not_sent) && retry(k, UINT64_MAX))
 			return;
 		struct cosmos_result r = { 0, "", 0, "", "", 0, "", text };
 		finish(k, &r);
