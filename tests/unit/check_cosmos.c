@@ -54,6 +54,26 @@ START_TEST(aad_and_dates)
 }
 END_TEST
 
+START_TEST(uri_encoding)
+{
+	char out[64];
+	/* what the Authorization header carries: all but A-Z a-z 0-9 - _ . ~ */
+	ck_assert_int_eq(cosmos_uri_encode("a-Z_0.~", 7, out, sizeof(out)), 7);
+	ck_assert_str_eq(out, "a-Z_0.~");
+	ck_assert_int_eq(cosmos_uri_encode("type=aad&sig=a+b/c", 18, out, sizeof(out)), 28);
+	ck_assert_str_eq(out, "type%3Daad%26sig%3Da%2Bb%2Fc");
+	/* bytes, the NUL and UTF-8 as they are, in upper-case hex */
+	ck_assert_int_eq(cosmos_uri_encode("\0\xff\xc3\xa9 ", 4, out, sizeof(out)), 12);
+	ck_assert_str_eq(out, "%00%FF%C3%A9");
+	/* the terminator counts: a result that just fits, one that does not */
+	ck_assert_int_eq(cosmos_uri_encode("ab=", 3, out, 6), 5);
+	ck_assert_int_eq(cosmos_uri_encode("ab=", 3, out, 5), -1);
+	ck_assert_int_eq(cosmos_uri_encode("abc", 3, out, 3), -1);
+	ck_assert_int_eq(cosmos_uri_encode("", 0, out, 1), 0);
+	ck_assert_str_eq(out, "");
+}
+END_TEST
+
 START_TEST(key_text)
 {
 	unsigned char key[COSMOS_KEY_MAX];
@@ -174,6 +194,7 @@ cosmos_suite(void)
 	tcase_add_test(tc, master_signature);
 	tcase_add_test(tc, aad_and_dates);
 	tcase_add_test(tc, key_text);
+	tcase_add_test(tc, uri_encoding);
 	tcase_add_test(tc, token_answers);
 	tcase_add_test(tc, sources);
 	tcase_add_test(tc, renewal);
