@@ -337,7 +337,7 @@ answered(void *arg, const struct fetch_result *fr)
 {
 	struct call *k = arg;
 	struct cosmos_client *c = k->c;
-	char etag[256] = "", cont[4096] = "", sub[32] = "", text[1100], code[64], msg[400], after[32];
+	char etag[256] = "", cont[4096] = "", sub[32] = "", text[1200], code[64], msg[400], after[32];
 	if (fr->error != NULL) {
 		snprintf(text, sizeof(text), "%s %s: %s", c->who, c->endpoint, fr->error);
 		/* No connection made while the service is known to be away:
