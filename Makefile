@@ -55,11 +55,13 @@ UNIT_SRCS   := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # Plugin code with no host in it, tested as it is (plugins/jwt/jwt.c,
 # plugins/introspection/introspect.c, plugins/common/resolve.c, opfail.c, the
-# AWS signing, XML and credential code, plugins/sqs/routes.c).
+# AWS signing, XML and credential code, plugins/sqs/routes.c, the Cosmos DB
+# signature and the Entra ID token code).
 UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/introspect.o \
 	$(BUILD)/plugins/common/resolve.o $(BUILD)/plugins/common/opfail.o \
 	$(BUILD)/plugins/common/aws_sigv4.o $(BUILD)/plugins/common/aws_xml.o \
-	$(BUILD)/plugins/common/aws_creds.o $(BUILD)/plugins/common/fetch.o $(BUILD)/plugins/sqs/routes.o
+	$(BUILD)/plugins/common/aws_creds.o $(BUILD)/plugins/common/fetch.o $(BUILD)/plugins/sqs/routes.o \
+	$(BUILD)/plugins/cosmos/cosmos_sig.o $(BUILD)/plugins/common/azure_auth.o $(BUILD)/plugins/common/tokcache.o
 
 MCPD = $(BUILD)/mcpd
 HELPER = $(BUILD)/mcpd-tool
@@ -114,13 +116,23 @@ PLUGIN_SHARED_introspection = $(PLUGIN_SHARED_jwt)
 AWS_SHARED = plugins/common/aws.c plugins/common/aws.h plugins/common/aws_creds.c plugins/common/aws_creds.h \
 	plugins/common/aws_sigv4.c plugins/common/aws_sigv4.h plugins/common/aws_xml.c plugins/common/aws_xml.h \
 	plugins/common/fetch.c plugins/common/fetch.h plugins/common/section.c plugins/common/section.h \
-	plugins/common/clock.h
+	plugins/common/clock.h plugins/common/backoff.h
 PLUGIN_LIBS_dynamodb = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_dynamodb = $(PLUGIN_CFLAGS_jwt)
-PLUGIN_SHARED_dynamodb = $(AWS_SHARED) plugins/common/opfail.c plugins/common/opfail.h
+PLUGIN_SHARED_dynamodb = $(AWS_SHARED) plugins/common/opfail.c plugins/common/opfail.h plugins/common/keyorder.c \
+	plugins/common/keyorder.h plugins/common/hash.h
 PLUGIN_LIBS_sqs = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_sqs = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_sqs = $(AWS_SHARED) plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h
+# The Azure plugin: the Cosmos DB REST API with the account key or Entra ID
+# tokens (plugins/common/azure_auth.c) over fetch.c.
+AZURE_SHARED = plugins/common/azure_auth.c plugins/common/azure_auth.h plugins/common/tokcache.c \
+	plugins/common/tokcache.h plugins/common/fetch.c plugins/common/fetch.h plugins/common/section.c \
+	plugins/common/section.h plugins/common/clock.h plugins/common/backoff.h
+PLUGIN_LIBS_cosmos = $(PLUGIN_LIBS_jwt)
+PLUGIN_CFLAGS_cosmos = $(PLUGIN_CFLAGS_jwt)
+PLUGIN_SHARED_cosmos = $(AZURE_SHARED) plugins/common/opfail.c plugins/common/opfail.h plugins/common/keyorder.c \
+	plugins/common/keyorder.h plugins/common/hash.h
 PLUGIN_LIBS_nats = $(NATS_LIBS) $(LIBEVENT_LIBS) $(OPENSSL_LIBS) -lpthread
 PLUGIN_CFLAGS_nats = $(NATS_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
 PLUGIN_SHARED_nats = plugins/common/section.c plugins/common/section.h plugins/common/clock.h \

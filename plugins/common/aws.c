@@ -5,6 +5,7 @@
 #include "aws_creds.h"
 #include "aws_sigv4.h"
 #include "aws_xml.h"
+#include "backoff.h"
 #include "clock.h"
 #include "fetch.h"
 
@@ -17,7 +18,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
-#include <sys/random.h>
 #include <time.h>
 
 #define MAX_ANSWER (8u << 20)
@@ -333,25 +333,13 @@ fail_later(struct call *k, const char *type, const char *prefix, const char *det
 	evtimer_add(k->timer, &now);
 }
 
-static uint32_t
-jitter(uint32_t below)
-{
-	uint32_t v = 0;
-	if (below == 0 || getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
-		return below / 2;
-	return v % below;
-}
-
 /* Again after a back-off, if the budget allows. */
 static int
 retry(struct call *k)
 {
 	if (k->attempts >= MAX_ATTEMPTS)
 		return 0;
-	uint64_t cap = BACKOFF_BASE_MS << (k->attempts < 10 ? k->attempts : 10);
-	if (cap > BACKOFF_CAP_MS)
-		cap = BACKOFF_CAP_MS;
-	uint64_t delay = jitter((uint32_t)cap + 1);
+	uint64_t delay = backoff_delay_ms(k->attempts, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
 	uint64_t now = mono_ms();
 	if (now + delay + 10 >= k->deadline)
 		return 0;
@@ -467,7 +455,7 @@ got_creds(void *arg, const struct aws_creds *cr, const char *why)
 	}
 	lines[nl] = NULL;
 	struct fetch_request rq = { "POST", (const char *const *)lines, k->body, k->len, k->s->plain_http };
-	struct fetch_opts o = { k->timeout_ms, MAX_ANSWER, NULL };
+	struct fetch_opts o = { k->timeout_ms, MAX_ANSWER, NULL, 0 };
 	k->attempts++;
 	int rc = fetch_request(c->f, k->s->url, &rq, &o, answered, k, err, sizeof(err));
 	for (size_t i = 0; i < nl; i++) {

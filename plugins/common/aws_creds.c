@@ -652,7 +652,7 @@ fetch_web(struct aws_chain *ch)
 	static const char *const headers[] = { "Content-Type: application/x-www-form-urlencoded",
 	    "Accept: application/xml", NULL };
 	struct fetch_request rq = { "POST", headers, body, strlen(body), 0 };
-	struct fetch_opts o = { FETCH_TIMEOUT_MS, MAX_ANSWER, NULL };
+	struct fetch_opts o = { FETCH_TIMEOUT_MS, MAX_ANSWER, NULL, 0 };
 	int rc = fetch_request(ch->f, sts_url(ch, url, sizeof(url)), &rq, &o, sts_done, ch, err, sizeof(err));
 	wipe_free(&body);
 	if (rc < 0)
@@ -695,7 +695,7 @@ fetch_ecs(struct aws_chain *ch)
 	}
 	const char *headers[] = { "Accept: application/json", auth, NULL };
 	struct fetch_request rq = { "GET", headers, NULL, 0, 1 };
-	struct fetch_opts o = { FETCH_TIMEOUT_MS, MAX_ANSWER, NULL };
+	struct fetch_opts o = { FETCH_TIMEOUT_MS, MAX_ANSWER, NULL, 0 };
 	int rc = fetch_request(ch->f, ch->url, &rq, &o, ecs_done, ch, err, sizeof(err));
 	wipe_free(&auth);
 	if (rc < 0)
@@ -778,7 +778,7 @@ imds_next(struct aws_chain *ch)
 		snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/", ch->imds);
 	else
 		snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/%s", ch->imds, ch->imds_role);
-	struct fetch_opts o = { IMDS_TIMEOUT_MS, MAX_ANSWER, NULL };
+	struct fetch_opts o = { IMDS_TIMEOUT_MS, MAX_ANSWER, NULL, 0 };
 	int rc = fetch_request(ch->f, url, &rq, &o, imds_done, ch, err, sizeof(err));
 	wipe_free(&tokhdr);
 	if (rc < 0) {

@@ -36,6 +36,8 @@ struct transfer {
 	struct curl_slist *headers;
 	int64_t max_age;
 	int64_t date;
+	char *hdrs;                 /* the final answer's header lines */
+	size_t hlen, hcap;
 	char errbuf[CURL_ERROR_SIZE];
 	LIST_ENTRY(transfer) link;
 };
@@ -58,6 +60,7 @@ transfer_free(struct transfer *t)
 		curl_easy_cleanup(t->easy);
 	}
 	free(t->body);
+	free(t->hdrs);
 	if (t->post != NULL) {
 		OPENSSL_cleanse(t->post, t->post_len);
 		free(t->post);
@@ -80,7 +83,8 @@ reap(struct fetcher *f)
 		if (t == NULL)
 			continue;
 		CURLcode rc = m->data.result;
-		struct fetch_result r = { NULL, t->body ? t->body : "", t->len, 0, t->max_age, t->date };
+		struct fetch_result r = { NULL, t->body ? t->body : "", t->len, 0, t->max_age, t->date, 0,
+		    t->hdrs ? t->hdrs : "" };
 		char why[CURL_ERROR_SIZE + 64];
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &r.status);
 		if (t->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
@@ -89,6 +93,8 @@ reap(struct fetcher *f)
 		} else if (rc != CURLE_OK) {
 			snprintf(why, sizeof(why), "%s", t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
 			r.error = why;
+			r.not_sent = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+			    rc == CURLE_COULDNT_RESOLVE_PROXY;
 		} else if (r.status != 200 && !t->any_status) {
 			snprintf(why, sizeof(why), "HTTP status %ld%s", r.status,
 			    r.status >= 300 && r.status < 400 ? " (redirects are not followed: give the final URL)" : "");
@@ -96,12 +102,13 @@ reap(struct fetcher *f)
 		}
 		fetch_done_fn *done = t->done;
 		void *arg = t->arg;
-		/* The body stays until the callback returns. */
-		char *body = t->body;
-		t->body = NULL;
+		/* The body and headers stay until the callback returns. */
+		char *body = t->body, *hdrs = t->hdrs;
+		t->body = t->hdrs = NULL;
 		transfer_free(t);
 		done(arg, &r);
 		free(body);
+		free(hdrs);
 	}
 }
 
@@ -244,6 +251,29 @@ on_body(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
+#define MAX_HEADERS 16384           /* of an answer kept for fetch_header */
+
+/* The answer's lines, kept (bounded) for fetch_header. */
+static void
+keep_header(struct transfer *t, const char *data, size_t len)
+{
+	if (len > MAX_HEADERS - t->hlen)
+		return;
+	if (t->hlen + len + 1 > t->hcap) {
+		size_t cap = t->hcap ? t->hcap * 2 : 1024;
+		while (cap < t->hlen + len + 1)
+			cap *= 2;
+		char *h = realloc(t->hdrs, cap);
+		if (h == NULL)
+			return;
+		t->hdrs = h;
+		t->hcap = cap;
+	}
+	memcpy(t->hdrs + t->hlen, data, len);
+	t->hlen += len;
+	t->hdrs[t->hlen] = '\0';
+}
+
 /* Cache-Control: max-age=N (the last one seen, for the final answer). */
 static size_t
 on_header(char *data, size_t size, size_t n, void *arg)
@@ -253,7 +283,11 @@ on_header(char *data, size_t size, size_t n, void *arg)
 	if (len > 14 && strncasecmp(data, "HTTP/", 5) == 0) {
 		t->max_age = -1;        /* a new answer (after 100 Continue) */
 		t->date = -1;
+		t->hlen = 0;
+		if (t->hdrs != NULL)
+			t->hdrs[0] = '\0';
 	}
+	keep_header(t, data, len);
 	if (len > 5 && len < 128 && strncasecmp(data, "date:", 5) == 0) {
 		char d[128];
 		memcpy(d, data + 5, len - 5);
@@ -318,7 +352,9 @@ start(struct fetcher *f, const char *url, const struct fetch_post *post, const s
 	    curl_easy_setopt(e, CURLOPT_HEADERDATA, t) == CURLE_OK &&
 	    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf) == CURLE_OK &&
 	    curl_easy_setopt(e, CURLOPT_PRIVATE, t) == CURLE_OK &&
-	    (o->ca_file == NULL || curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file) == CURLE_OK);
+	    (o->ca_file == NULL || curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file) == CURLE_OK) &&
+	    (!o->no_verify || (curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L) == CURLE_OK &&
+	    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L) == CURLE_OK));
 	if (ok && post != NULL) {
 		/* curl does not copy the body: it stays ours, to be wiped. */
 		ok = (t->post = strdup(post->body)) != NULL &&
@@ -389,6 +425,33 @@ fetch_request(struct fetcher *f, const char *url, const struct fetch_request *rq
     fetch_done_fn *done, void *arg, char *err, size_t errlen)
 {
 	return start(f, url, NULL, rq, o, done, arg, err, errlen);
+}
+
+int
+fetch_header(const struct fetch_result *r, const char *name, char *buf, size_t len)
+{
+	size_t n = strlen(name);
+	int found = -1;
+	for (const char *p = r->headers; p != NULL && *p != '\0';) {
+		const char *end = strchr(p, '\n');
+		size_t ll = end ? (size_t)(end - p) : strlen(p);
+		if (ll > n && p[n] == ':' && strncasecmp(p, name, n) == 0) {
+			const char *v = p + n + 1, *ve = p + ll;
+			while (v < ve && (*v == ' ' || *v == '\t'))
+				v++;
+			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+				ve--;
+			if ((size_t)(ve - v) < len) {
+				memcpy(buf, v, (size_t)(ve - v));
+				buf[ve - v] = '\0';
+				found = (int)(ve - v);
+			} else {
+				found = -1;
+			}
+		}
+		p = end ? end + 1 : NULL;
+	}
+	return found;
 }
 
 void

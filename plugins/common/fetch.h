@@ -19,6 +19,8 @@ struct fetch_opts {
 	uint64_t timeout_ms;        /* the whole transfer */
 	size_t max_bytes;           /* of the body */
 	const char *ca_file;        /* CA certificates for https, or NULL: the system's */
+	int no_verify;              /* no check of the server's certificate (an emulator's,
+	                               in tests only: the configuration must say so) */
 };
 
 /* A POST of an application/x-www-form-urlencoded body, asking for JSON. */
@@ -34,6 +36,8 @@ struct fetch_result {
 	long status;                /* HTTP status, 0 if there was no answer */
 	int64_t max_age;            /* Cache-Control max-age in seconds, or -1 */
 	int64_t date;               /* the answer's Date as Unix seconds, or -1 */
+	int not_sent;               /* no connection was made: the request never left */
+	const char *headers;        /* the answer's header lines ("" if none), for fetch_header */
 };
 
 /* Runs on the loop, never inside fetch_get or fetch_post. */
@@ -65,6 +69,10 @@ struct fetch_request {
 
 int fetch_request(struct fetcher *f, const char *url, const struct fetch_request *rq, const struct fetch_opts *o,
     fetch_done_fn *done, void *arg, char *err, size_t errlen);
+
+/* The value of the answer's header name (the last one, blanks trimmed)
+ * into buf: its length, or -1 when there is none or it does not fit. */
+int fetch_header(const struct fetch_result *r, const char *name, char *buf, size_t len);
 
 /* How many connections the fetcher keeps open at most (4 unless set):
  * more requests than that wait for one. */

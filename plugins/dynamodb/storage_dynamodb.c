@@ -42,6 +42,7 @@
 #include "aws.h"
 #include "aws_creds.h"
 #include "clock.h"
+#include "keyorder.h"
 #include "opfail.h"
 #include "section.h"
 
@@ -220,10 +221,10 @@ ttl_s(uint64_t exp_ms)
 enum kind { K_GET, K_SET, K_DEL, K_EXISTS, K_INCR, K_IDX_ADD, K_IDX_REM, K_MEMBERS, K_APPEND, K_RANGE };
 
 struct op {
+	struct keyorder_op q;           /* first: operations on one key in order (keyorder.h) */
 	struct ddb *d;
 	enum kind kind;
 	void (*start)(struct op *);     /* the first request, when the key is free */
-	struct op *next;                /* waiting behind this one on its key */
 	struct op *live_next, **live_prev;      /* in d->ops */
 	char *sk;                       /* index ops: "m:" + member */
 	void *cb;
@@ -249,96 +250,18 @@ struct op {
 	cJSON *last_key;
 };
 
-/*
- * Operations on one key run one after the other, in the order they were
- * made, as over the single connection of redis or postgres: calls are
- * sent on many connections at once, so a get made after a set (which
- * mcpd does not wait for) could otherwise overtake it. Operations on
- * different keys run in parallel. A table of the keys with an operation
- * in flight, each with those waiting behind it.
- */
-#define KEY_BUCKETS 1024
-
-struct busy {
-	char *key;
-	struct op *head, *tail;     /* head: in flight */
-	struct busy *next;
-};
-
-static struct busy *busy[KEY_BUCKETS];  /* per worker process */
-
-static unsigned
-bucket(const char *key)
-{
-	unsigned h = 2166136261u;
-	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-		h = (h ^ *p) * 16777619u;
-	return h % KEY_BUCKETS;
-}
-
 static void
-submit(struct op *o)
+start_op(struct keyorder_op *q)
 {
-	struct busy **bp = &busy[bucket(o->key)], *b;
-	for (b = *bp; b != NULL; b = b->next)
-		if (strcmp(b->key, o->key) == 0)
-			break;
-	if (b != NULL) {
-		b->tail->next = o;
-		b->tail = o;
-		return;
-	}
-	if ((b = calloc(1, sizeof(*b))) == NULL || (b->key = strdup(o->key)) == NULL) {
-		free(b);
-		o->start(o);            /* out of memory: unordered rather than lost */
-		return;
-	}
-	b->head = b->tail = o;
-	b->next = *bp;
-	*bp = b;
+	struct op *o = (struct op *)q;
 	o->start(o);
-}
-
-/* o is done: the next on its key starts. */
-static void
-key_release(struct op *o)
-{
-	struct busy **bp = &busy[bucket(o->key)];
-	for (; *bp != NULL; bp = &(*bp)->next) {
-		struct busy *b = *bp;
-		if (b->head != o)
-			continue;
-		struct op *next = o->next;
-		if (next == NULL) {
-			*bp = b->next;
-			free(b->key);
-			free(b);
-			return;
-		}
-		b->head = next;
-		next->start(next);
-		return;
-	}
-}
-
-/* When the worker detaches: whatever waits is dropped. */
-static void
-busy_clear(void)
-{
-	for (size_t i = 0; i < KEY_BUCKETS; i++)
-		while (busy[i] != NULL) {
-			struct busy *b = busy[i];
-			busy[i] = b->next;
-			free(b->key);
-			free(b);
-		}
 }
 
 static void
 op_free(struct op *o)
 {
 	if (!o->d->closing)
-		key_release(o);
+		keyorder_release(&o->q);
 	if (o->live_prev != NULL) {
 		*o->live_prev = o->live_next;
 		if (o->live_next != NULL)
@@ -415,6 +338,8 @@ op_new(struct ddb *d, enum kind kind, const char *key, void *cb, void *arg)
 		free(o);
 		return NULL;
 	}
+	o->q.key = o->key;
+	o->q.start = start_op;
 	o->d = d;
 	o->kind = kind;
 	o->cb = cb;
@@ -538,7 +463,7 @@ s_get(void *inst, const char *key, mcpd_value_cb *cb, void *arg)
 	}
 	if (key_ok(o, 1) == 0) {
 		o->start = start_get;
-		submit(o);
+		keyorder_submit(&o->q);
 	}
 }
 
@@ -564,7 +489,7 @@ s_set(void *inst, const char *key, const void *value, size_t len, uint64_t ttl_m
 	o->ttl_ms = ttl_ms;
 	o->flags = flags;
 	o->start = put_value;
-	submit(o);
+	keyorder_submit(&o->q);
 }
 
 static void
@@ -589,7 +514,7 @@ s_del(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
 	}
 	if (key_ok(o, 1) == 0) {
 		o->start = start_del;
-		submit(o);
+		keyorder_submit(&o->q);
 	}
 }
 
@@ -604,7 +529,7 @@ s_exists(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
 	}
 	if (key_ok(o, 1) == 0) {
 		o->start = start_exists;
-		submit(o);
+		keyorder_submit(&o->q);
 	}
 }
 
@@ -667,7 +592,7 @@ s_incr(void *inst, const char *key, int64_t by, uint64_t ttl_ms, mcpd_int_cb *cb
 	o->by = by;
 	o->ttl_ms = ttl_ms;
 	o->start = incr_step;
-	submit(o);
+	keyorder_submit(&o->q);
 }
 
 static void
@@ -713,7 +638,7 @@ s_index_add(void *inst, const char *index, const char *member, uint64_t ttl_ms, 
 	if (o != NULL) {
 		o->ttl_ms = ttl_ms;
 		o->start = start_index_add;
-		submit(o);
+		keyorder_submit(&o->q);
 	}
 }
 
@@ -723,7 +648,7 @@ s_index_remove(void *inst, const char *index, const char *member, mcpd_done_cb *
 	struct op *o = index_op(inst, K_IDX_REM, index, member, cb, arg);
 	if (o != NULL) {
 		o->start = start_index_remove;
-		submit(o);
+		keyorder_submit(&o->q);
 	}
 }
 
@@ -772,7 +697,7 @@ s_index_members(void *inst, const char *index, mcpd_members_cb *cb, void *arg)
 	}
 	if (key_ok(o, 2) == 0) {
 		o->start = start_members;
-		submit(o);
+		keyorder_submit(&o->q);
 	}
 }
 
@@ -862,7 +787,7 @@ s_log_append(void *inst, const char *log, const void *entry, size_t len, uint64_
 	o->max = max_entries ? max_entries : 1;
 	o->ttl_ms = ttl_ms;
 	o->start = start_head;
-	submit(o);
+	keyorder_submit(&o->q);
 }
 
 static void
@@ -878,7 +803,7 @@ s_log_range(void *inst, const char *log, uint64_t after, size_t max, mcpd_entrie
 	o->after = after;
 	o->max = max;
 	o->start = start_head;
-	submit(o);
+	keyorder_submit(&o->q);
 }
 
 /* ---- answers ---- */
@@ -1450,7 +1375,7 @@ ddb_detach(void *inst)
 	d->closing = 1;
 	while (d->ops != NULL)
 		op_free(d->ops);
-	busy_clear();
+	keyorder_clear();
 	d->closing = 0;
 }
 

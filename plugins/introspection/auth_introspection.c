@@ -653,7 +653,7 @@ intro_authenticate(void *inst, const char *token, mcpd_auth_cb *cb, void *arg)
 	}
 	struct fetch_post post = { body, in->client_post ? NULL : in->basic_user,
 	    in->client_post ? NULL : in->basic_password };
-	struct fetch_opts o = { in->timeout_ms, MAX_ANSWER, in->ca_file };
+	struct fetch_opts o = { in->timeout_ms, MAX_ANSWER, in->ca_file, 0 };
 	int rc = fetch_post(in->fetcher, in->endpoint, &post, &o, answered, fl, err, sizeof(err));
 	wipe_free(body);
 	if (rc < 0) {

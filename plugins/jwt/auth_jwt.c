@@ -577,7 +577,7 @@ static void fetched_jwks(void *arg, const struct fetch_result *r);
 static void
 get(struct jwt *j, const char *url, fetch_done_fn *done)
 {
-	struct fetch_opts o = { j->timeout_ms, MAX_DOCUMENT, j->ca_file };
+	struct fetch_opts o = { j->timeout_ms, MAX_DOCUMENT, j->ca_file, 0 };
 	char err[512];
 	if (fetch_get(j->fetcher, url, &o, done, j, err, sizeof(err)) < 0)
 		fetch_failed(j, "%s", err);

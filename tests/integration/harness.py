@@ -847,6 +847,9 @@ class RoundRobin:
                 c, _ = ls.accept()
             except OSError:
                 return
+            if ls.fileno() < 0:         # accepted as stop() closed it
+                c.close()
+                return
             port = self.ports[self.n % len(self.ports)]
             self.n += 1
             try:
@@ -884,6 +887,13 @@ class RoundRobin:
             pass
 
     def stop(self):
+        # shutdown() first: close() alone leaves the listener accepting
+        # while the accept thread is blocked in it (a kept-alive client
+        # would then go on through the relay "taken away").
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
         with self.lock:
             for pair in self.conns:

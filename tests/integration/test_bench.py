@@ -34,3 +34,18 @@ def test_aws_bench_script_runs(t):
     for row in ("one instance, lmdb + local", "one instance, dynamodb (moto) + local",
                 "two instances, dynamodb + sqs (moto)", "two instances, Redis (pubsub)"):
         check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))
+
+
+def test_cosmos_bench_script_runs(t):
+    """bench/cosmos.sh --quick on @vercel/cosmosdb-server: it runs and
+    prints its table and ratio (skipped without the emulator, which
+    scripts/install-deps.sh test installs)."""
+    from cosmospeer import have_emulator
+    if not have_emulator():
+        raise Skip("@vercel/cosmosdb-server is not installed (scripts/install-deps.sh test runs npm ci in tests/node)")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    p = subprocess.run(["bash", os.path.join(ROOT, "bench/cosmos.sh"), "--quick"], capture_output=True,
+                       text=True, timeout=600, env=env)
+    check(p.returncode == 0, "bench/cosmos.sh --quick failed:\n%s\n%s" % (p.stdout[-3000:], p.stderr[-3000:]))
+    for row in ("one instance, lmdb + local", "one instance, cosmos (emulator) + local", "cosmos / lmdb: 0."):
+        check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))

@@ -2,7 +2,9 @@
  * checks. The plugins are the built .so files, loaded as mcpd loads them.
  * redis joins when MCPD_TEST_REDIS_URL names a server, and postgres when
  * MCPD_TEST_POSTGRES_URL names one (the integration tests test_redis.py
- * and test_postgres.py start one and run this suite against it); their
+ * and test_postgres.py start one and run this suite against it), dynamodb
+ * and cosmos likewise with MCPD_TEST_DYNAMODB_ENDPOINT and
+ * MCPD_TEST_COSMOS_ENDPOINT (test_dynamodb.py, test_cosmos.py); their
  * callbacks come from the event loop, so every call waits for its own. */
 #include <check.h>
 #include <event2/event.h>
@@ -19,7 +21,7 @@
 #include "plugin.h"
 #include "suites.h"
 
-static const char *BACKENDS[5] = { "memory", "lmdb" };
+static const char *BACKENDS[6] = { "memory", "lmdb" };
 static int nbackends = 2;
 
 static struct event_base *base;
@@ -174,6 +176,12 @@ open_backend(int i)
 		 * environment (test_dynamodb.py sets them for its moto). */
 		snprintf(yaml, sizeof(yaml), "plugin: dynamodb\ntable: t%d\nendpoint: \"%s\"\ncreate_table: true\n",
 		    (int)getpid(), getenv("MCPD_TEST_DYNAMODB_ENDPOINT"));
+	else if (strcmp(BACKENDS[i], "cosmos") == 0)
+		/* A container of this run only; the key and the emulator's CA
+		 * from the environment (test_cosmos.py sets them). */
+		snprintf(yaml, sizeof(yaml), "plugin: cosmos\nendpoint: \"%s\"\ndatabase: mcpd\ncontainer: t%d\n"
+		    "key_file: \"%s\"\nca_file: \"%s\"\ncreate_container: true\n", getenv("MCPD_TEST_COSMOS_ENDPOINT"),
+		    (int)getpid(), getenv("MCPD_TEST_COSMOS_KEY_FILE"), getenv("MCPD_TEST_COSMOS_CA_FILE"));
 	else
 		snprintf(yaml, sizeof(yaml), "plugin: %s\n", BACKENDS[i]);
 	if (base == NULL)
@@ -473,7 +481,7 @@ START_TEST(bursts)
 		snprintf(key, sizeof(key), "burst:%d", k);
 		int n = snprintf(val, sizeof(val), "v%d", k);
 		ops->set(inst, key, val, (size_t)n, 0, 0, done_cb, NULL);
-		if (k == 150)       /* an error for redis, postgres and dynamodb, 1 for the others */
+		if (k == 150)       /* an error for redis, postgres, dynamodb and cosmos, 1 for the others */
 			ops->incr(inst, "notanumber", 1, 0, int_cb, NULL);
 	}
 	for (int k = 0; k < 300; k++) {
@@ -489,19 +497,21 @@ START_TEST(bursts)
 END_TEST
 
 /* A value or an entry larger than a backend keeps (DynamoDB: 400 KB an
- * item) is an error the caller sees; the log goes on working. */
+ * item, Cosmos DB: 2 MB) is an error the caller sees; the log goes on
+ * working. */
 START_TEST(big_items)
 {
 	open_backend(_i);
-	size_t big = 500 * 1024;
+	int cosmos = strcmp(BACKENDS[_i], "cosmos") == 0;
+	size_t big = cosmos ? 2200 * 1024 : 500 * 1024;
 	char *v = malloc(big);
 	ck_assert_ptr_nonnull(v);
 	memset(v, 'x', big);
-	int strict = strcmp(BACKENDS[_i], "dynamodb") == 0;
+	int strict = strcmp(BACKENDS[_i], "dynamodb") == 0 || cosmos;
 	CALL(ops->set(inst, "big", v, big, 0, 0, done_cb, NULL));
 	ck_assert_msg(got.status == (strict ? MCPD_ERROR : MCPD_OK), "set: %d %s", got.status, got.err);
 	if (strict)
-		ck_assert_msg(strstr(got.err, "400 KB") != NULL, "%s", got.err);
+		ck_assert_msg(strstr(got.err, cosmos ? "2 MB" : "400 KB") != NULL, "%s", got.err);
 	reset();
 	CALL(ops->log_append(inst, "events:big", "small 1", 7, 10, 0, int_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
@@ -535,6 +545,8 @@ storage_suite(void)
 		BACKENDS[nbackends++] = "postgres";
 	if (getenv("MCPD_TEST_DYNAMODB_ENDPOINT") != NULL)
 		BACKENDS[nbackends++] = "dynamodb";
+	if (getenv("MCPD_TEST_COSMOS_ENDPOINT") != NULL)
+		BACKENDS[nbackends++] = "cosmos";
 	Suite *s = suite_create("storage");
 	TCase *tc = tcase_create("every backend");
 	tcase_set_timeout(tc, 20);
