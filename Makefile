@@ -106,6 +106,10 @@ PLUGIN_LIBS_nats = $(NATS_LIBS) $(LIBEVENT_LIBS) $(OPENSSL_LIBS) -lpthread
 PLUGIN_CFLAGS_nats = $(NATS_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
 PLUGIN_SHARED_nats = plugins/common/section.c plugins/common/section.h plugins/common/clock.h \
 	plugins/common/subs.c plugins/common/subs.h
+PLUGIN_LIBS_amqp = $(PROTON_LIBS) $(LIBEVENT_LIBS) $(OPENSSL_LIBS)
+PLUGIN_CFLAGS_amqp = $(PROTON_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
+PLUGIN_SHARED_amqp = plugins/common/section.c plugins/common/section.h plugins/common/clock.h \
+	plugins/common/subs.c plugins/common/subs.h plugins/common/resolve.c plugins/common/resolve.h
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)

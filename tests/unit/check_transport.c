@@ -1,7 +1,11 @@
-/* The nats transport plugin against a real nats-server, when
- * MCPD_TEST_NATS_URL names one (test_nats.py starts one and runs this
- * suite). Two instances of the plugin in this process stand for two
- * workers of two mcpd instances: each has its own connection. */
+/* The network transport plugins against a real peer: nats when
+ * MCPD_TEST_NATS_URL names a nats-server (test_nats.py starts one and
+ * runs this suite), amqp when MCPD_TEST_AMQP_URL names an AMQP 1.0 broker
+ * (test_amqp.py: RabbitMQ, or its fake broker for the flavors and faults
+ * no broker here has), with MCPD_TEST_AMQP_FLAVOR and, where the broker
+ * has one, MCPD_TEST_AMQP_MAX_MESSAGE. Two instances of the plugin in
+ * this process stand for two workers of two mcpd instances: each has its
+ * own connection. */
 #include <check.h>
 #include <event2/event.h>
 #include <stdio.h>
@@ -25,6 +29,9 @@
 static const char *const CHANNELS[] = { "toclient:abc", "a.b", "a*b", "a>b", "a b", "a%2Eb", "a%b",
 	"a.*", "a.>", "\xc3\xa4.b", "toserver:s:\"7\"" };
 #define NCH (sizeof(CHANNELS) / sizeof(CHANNELS[0]))
+
+static const char *KINDS[2];
+static int nkinds;
 
 static struct event_base *base;
 static const struct mcpd_plugin *desc;
@@ -89,22 +96,34 @@ done_cb(void *arg, int status, const char *err)
 	got.status = status;
 }
 
+static const char *
+url_of(const char *kind)
+{
+	return getenv(strcmp(kind, "nats") == 0 ? "MCPD_TEST_NATS_URL" : "MCPD_TEST_AMQP_URL");
+}
+
 static void *
-open_one(const char *url)
+open_one(const char *kind, const char *url)
 {
 	char exe[1024], path[1200], err[512], yaml[600];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	ck_assert_int_gt(n, 0);
 	exe[n] = '\0';
 	*strrchr(exe, '/') = '\0';
-	snprintf(path, sizeof(path), "%s/plugins/nats.so", exe);
+	snprintf(path, sizeof(path), "%s/plugins/%s.so", exe, kind);
 	struct loaded_plugin *lp = plugin_load(path, MCPD_PLUGIN_TRANSPORT, err, sizeof(err));
 	ck_assert_msg(lp != NULL, "%s", err);
 	desc = lp->desc;
 	ops = desc->ops;
-	/* Subjects of this run only, so that runs can share a server. */
-	snprintf(yaml, sizeof(yaml), "plugin: nats\nurl: \"%s\"\nprefix: \"t%d.\"\npresence_timeout: 300ms\n"
-	    "connect_timeout: 500ms\n", url, (int)getpid());
+	/* Subjects (addresses) of this run only, so that runs can share a
+	 * server. */
+	if (strcmp(kind, "nats") == 0)
+		snprintf(yaml, sizeof(yaml), "plugin: nats\nurl: \"%s\"\nprefix: \"t%d.\"\npresence_timeout: 300ms\n"
+		    "connect_timeout: 500ms\n", url, (int)getpid());
+	else
+		snprintf(yaml, sizeof(yaml), "plugin: amqp\nurl: \"%s\"\nflavor: %s\nprefix: \"t%d.\"\n"
+		    "connect_timeout: 1s\nheartbeat: 300ms\n", url, getenv("MCPD_TEST_AMQP_FLAVOR") ?
+		    getenv("MCPD_TEST_AMQP_FLAVOR") : "rabbitmq", (int)getpid());
 	if (base == NULL)
 		base = event_base_new();
 	host_set_worker(base, 1);
@@ -167,8 +186,8 @@ close_all(void **insts, size_t n)
 
 START_TEST(across_instances)
 {
-	const char *url = getenv("MCPD_TEST_NATS_URL");
-	void *x = open_one(url), *y = open_one(url);
+	const char *kind = KINDS[_i], *url = url_of(kind);
+	void *x = open_one(kind, url), *y = open_one(kind, url);
 	void *subs[NCH];
 	wait_ready(x);
 	wait_ready(y);
@@ -185,7 +204,7 @@ START_TEST(across_instances)
 		got.called = 0;
 		ops->publish(y, CHANNELS[i], m, (size_t)len, NULL, done_cb, NULL);
 		uint64_t end = now_ms() + 3000;
-		while (rx[i].n == 0 && now_ms() < end)
+		while ((rx[i].n == 0 || got.called == 0) && now_ms() < end)
 			spin(5);
 		ck_assert_msg(rx[i].n == 1, "%s: %d messages", CHANNELS[i], rx[i].n);
 		ck_assert_int_eq(got.called, 1);
@@ -196,7 +215,8 @@ START_TEST(across_instances)
 		ck_assert_msg(rx[i].n == 1 && rx[i].wrong == 0, "%s: %d messages, %d wrong", CHANNELS[i], rx[i].n,
 		    rx[i].wrong);
 
-	/* Nobody: the server says so at once, no waiting for answers. */
+	/* Nobody: nats' server says so at once, no waiting for answers;
+	 * amqp knows from the announcements it keeps. */
 	uint64_t took;
 	ck_assert_int_eq(count(y, "nobody", &took), 0);
 	ck_assert_msg(took < 250, "has_subscribers of an empty channel took %llu ms", (unsigned long long)took);
@@ -221,15 +241,15 @@ END_TEST
 START_TEST(while_down)
 {
 	/* A port where nothing listens (the server's, plus one). */
-	const char *url = getenv("MCPD_TEST_NATS_URL");
+	const char *kind = KINDS[_i], *url = url_of(kind);
 	char down[256];
 	const char *colon = strrchr(url, ':');
 	snprintf(down, sizeof(down), "%.*s:%d", (int)(colon - url), url, atoi(colon + 1) + 1);
-	void *x = open_one(down);
+	void *x = open_one(kind, down);
 	spin(200);
 	char why[256];
 	ck_assert_int_eq(desc->status(x, why, sizeof(why)), -1);
-	ck_assert_msg(strstr(why, "nats") != NULL, "%s", why);
+	ck_assert_msg(strstr(why, kind) != NULL, "%s", why);
 	got.called = 0;
 	ops->publish(x, "c", "m", 1, NULL, done_cb, NULL);
 	ck_assert_int_eq(got.called, 1);
@@ -242,6 +262,95 @@ START_TEST(while_down)
 	ck_assert_ptr_nonnull(s);
 	ops->unsubscribe(x, s);
 	close_all(&x, 1);
+}
+END_TEST
+
+static struct {
+	int n;
+	size_t len;
+	char data[64];
+} bin;
+static char got_err[512];
+
+static void
+on_bytes(void *arg, const char *channel, const void *msg, size_t len)
+{
+	(void)arg;
+	(void)channel;
+	bin.n++;
+	bin.len = len;
+	memcpy(bin.data, msg, len < sizeof(bin.data) ? len : sizeof(bin.data));
+}
+
+static void
+err_cb(void *arg, int status, const char *err)
+{
+	(void)arg;
+	got.called++;
+	got.status = status;
+	snprintf(got_err, sizeof(got_err), "%s", err ? err : "");
+}
+
+/* Bytes that are not text arrive as they were sent, an empty message
+ * too; a message over what the broker takes (its max-message-size, when
+ * MCPD_TEST_AMQP_MAX_MESSAGE says it has one) is an error the publisher
+ * hears, never dropped unsaid; under it, it arrives whole. */
+START_TEST(sizes_and_bytes)
+{
+	const char *kind = "amqp", *url = url_of(kind);
+	void *x = open_one(kind, url), *y = open_one(kind, url);
+	wait_ready(x);
+	wait_ready(y);
+	memset(&bin, 0, sizeof(bin));
+	void *s = ops->subscribe(x, "bin", on_bytes, NULL);
+	ck_assert_ptr_nonnull(s);
+	await_count(y, "bin", 1);
+	static const char bytes[] = { 0, (char)0xff, 1, ' ', 'b', '\n', (char)0xc3, 0 };
+	got.called = 0;
+	ops->publish(y, "bin", bytes, sizeof(bytes), NULL, err_cb, NULL);
+	uint64_t end = now_ms() + 3000;
+	while (bin.n == 0 && now_ms() < end)
+		spin(5);
+	ck_assert_int_eq(bin.n, 1);
+	ck_assert_uint_eq(bin.len, sizeof(bytes));
+	ck_assert(memcmp(bin.data, bytes, sizeof(bytes)) == 0);
+	ops->publish(y, "bin", "", 0, NULL, err_cb, NULL);
+	end = now_ms() + 3000;
+	while (bin.n == 1 && now_ms() < end)
+		spin(5);
+	ck_assert_int_eq(bin.n, 2);
+	ck_assert_uint_eq(bin.len, 0);
+	const char *max = getenv("MCPD_TEST_AMQP_MAX_MESSAGE");
+	size_t big = max != NULL ? (size_t)atol(max) + 1 : 300 * 1024;
+	char *b = malloc(big);
+	ck_assert_ptr_nonnull(b);
+	memset(b, 'a', big);
+	got.called = 0;
+	ops->publish(y, "bin", b, big, NULL, err_cb, NULL);
+	end = now_ms() + 5000;
+	while ((got.called == 0 || (max == NULL && bin.n == 2)) && now_ms() < end)
+		spin(5);
+	free(b);
+	ck_assert_int_eq(got.called, 1);
+	if (max != NULL) {
+		ck_assert_int_eq(got.status, MCPD_ERROR);
+		ck_assert_msg(strstr(got_err, "over the broker's maximum") != NULL, "%s", got_err);
+		spin(200);
+		ck_assert_int_eq(bin.n, 2);
+		/* The link goes on: the next message arrives. */
+		ops->publish(y, "bin", "after", 5, NULL, err_cb, NULL);
+		end = now_ms() + 3000;
+		while (bin.n == 2 && now_ms() < end)
+			spin(5);
+		ck_assert_int_eq(bin.n, 3);
+		ck_assert_uint_eq(bin.len, 5);
+	} else {
+		ck_assert_int_eq(got.status, MCPD_OK);
+		ck_assert_uint_eq(bin.len, big);
+	}
+	ops->unsubscribe(x, s);
+	void *both[] = { x, y };
+	close_all(both, 2);
 }
 END_TEST
 
@@ -417,11 +526,17 @@ Suite *
 transport_suite(void)
 {
 	Suite *s = suite_create("transport");
-	if (getenv("MCPD_TEST_NATS_URL") != NULL) {
-		TCase *tc = tcase_create("nats");
-		tcase_set_timeout(tc, 30);
-		tcase_add_test(tc, across_instances);
-		tcase_add_test(tc, while_down);
+	if (getenv("MCPD_TEST_NATS_URL") != NULL)
+		KINDS[nkinds++] = "nats";
+	if (getenv("MCPD_TEST_AMQP_URL") != NULL)
+		KINDS[nkinds++] = "amqp";
+	if (nkinds > 0) {
+		TCase *tc = tcase_create("network");
+		tcase_set_timeout(tc, 60);
+		tcase_add_loop_test(tc, across_instances, 0, nkinds);
+		tcase_add_loop_test(tc, while_down, 0, nkinds);
+		if (strcmp(KINDS[nkinds - 1], "amqp") == 0)
+			tcase_add_test(tc, sizes_and_bytes);
 		suite_add_tcase(s, tc);
 	}
 	return s;
