@@ -25,6 +25,7 @@ enum flavor { FL_GENERIC, FL_RABBITMQ, FL_ACTIVEMQ, FL_SERVICEBUS };
 enum sasl_mech { SASL_AUTO, SASL_ANONYMOUS, SASL_PLAIN, SASL_EXTERNAL };
 
 struct op;                              /* one publish, waiting for its dispositions */
+struct recent;
 
 struct out {                            /* a message waiting for credit */
 	struct op *op;                      /* NULL: nobody waits for it */
@@ -40,7 +41,7 @@ struct sender {                         /* one link to an address, made on deman
 	int open;                           /* the broker attached its end */
 	struct out *q, **tail;
 	uint64_t retry_at;                  /* refused: new messages fail until then */
-	char why[320];
+	char why[400];
 	struct sender *next;
 };
 
@@ -76,7 +77,8 @@ struct amqp {
 	int said;                           /* this attempt's failure was told */
 	unsigned backoff_ms;
 	char why[512];
-	struct event *retry_timer, *tick_timer, *connect_timer, *beat_timer, *local_ev, *token_timer;
+	struct event *retry_timer, *tick_timer, *connect_timer, *beat_timer, *local_ev, *token_timer,
+	    *sync_timer;
 	uint64_t link_seq, tag_seq;
 	struct sender *senders;
 	size_t queued;
@@ -84,6 +86,8 @@ struct amqp {
 	struct presence presence;
 	struct local *locals, **locals_tail;
 	void *msg;                          /* pn_message_t, reused */
+	struct recent *recents[1024];       /* transport_amqp.c's RECENT_BUCKETS */
+	size_t recent_bytes;
 };
 
 /* conn.c */
@@ -101,6 +105,7 @@ void amqp_received(struct amqp *a, const char *bytes, size_t len);
 void amqp_connected(struct amqp *a);
 struct op *op_new(mcpd_done_cb *cb, void *arg);
 void op_hold(struct op *op);
+void op_fail(struct op *op, const char *err);
 void op_done(struct op *op, int status, const char *err);
 
 /* sas.c */

@@ -20,6 +20,8 @@
 #include "resolve.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -53,6 +55,19 @@ struct op {
 
 static void start(struct amqp *a);
 static void pump(struct amqp *a);
+
+/* Ends the connection with an error that PN_TRANSPORT_ERROR reports. */
+static void conn_fail(struct amqp *a, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void
+conn_fail(struct amqp *a, const char *name, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	pn_connection_driver_verrorf(&a->driver, name, fmt, ap);
+	va_end(ap);
+	pn_connection_driver_close(&a->driver);
+}
 
 void
 conn_log_why(struct amqp *a, int level, const char *fmt, ...)
@@ -148,7 +163,9 @@ cond_text(pn_condition_t *c, char *buf, size_t len, const char *none)
 		return buf;
 	}
 	const char *name = pn_condition_get_name(c), *desc = pn_condition_get_description(c);
-	snprintf(buf, len, "%s%s%s", name ? name : "error", desc && *desc ? ": " : "", desc ? desc : "");
+	if (name != NULL && strcmp(name, "mcpd:error") == 0)     /* ours: the text says it all */
+		name = NULL;
+	snprintf(buf, len, "%s%s%s", name ? name : "", name && desc && *desc ? ": " : "", desc ? desc : "");
 	return buf;
 }
 
@@ -251,7 +268,7 @@ conn_send(struct amqp *a, const char *address, char *bytes, size_t len, struct o
 		free(o);
 		free(bytes);
 		if (op != NULL)
-			op_done(op, MCPD_ERROR, err);
+			op_fail(op, err);
 		return;
 	}
 	if (op != NULL)
@@ -355,7 +372,7 @@ links_start(struct amqp *a)
 {
 	char *w = conn_address(a, a->me, 1), *all = a->receive_tmpl ? NULL : conn_address(a, "all", 1);
 	if (w == NULL || (a->receive_tmpl == NULL && all == NULL)) {
-		pn_connection_driver_errorf(&a->driver, "amqp:internal-error", "out of memory");
+		conn_fail(a, "mcpd:error", "out of memory");
 	} else {
 		a->rx_worker = receiver_open(a, w);
 		if (all != NULL)
@@ -409,7 +426,7 @@ put_token(struct amqp *a)
 	char *token = a->sas_key ? sas_token(audience, a->sas_key_name, a->sas_key, expiry) :
 	    read_token_file(a, why, sizeof(why));
 	if (token == NULL) {
-		pn_connection_driver_errorf(&a->driver, "amqp:unauthorized-access", "%s",
+		conn_fail(a, "amqp:unauthorized-access", "%s",
 		    a->sas_key ? "out of memory" : why);
 		return;
 	}
@@ -443,7 +460,7 @@ put_token(struct amqp *a)
 	ssize_t n = pn_message_encode2(m, &buf);
 	if (n < 0) {
 		free(buf.start);
-		pn_connection_driver_errorf(&a->driver, "amqp:internal-error", "cannot encode the token");
+		conn_fail(a, "mcpd:error", "cannot encode the token");
 		return;
 	}
 	bytes = buf.start;
@@ -524,7 +541,7 @@ cbs_answer(struct amqp *a, pn_link_t *l, pn_delivery_t *d)
 		}
 	}
 	if (code != 200 && code != 202) {
-		pn_connection_driver_errorf(&a->driver, "amqp:unauthorized-access",
+		conn_fail(a, "amqp:unauthorized-access",
 		    "Service Bus refused the token for %s (status %lld%s%s)", a->topic, (long long)code,
 		    desc[0] ? ": " : "", desc);
 		return;
@@ -564,14 +581,14 @@ link_closed(struct amqp *a, pn_link_t *l)
 	if (l == a->rx_worker || l == a->rx_all || l == a->cbs_tx || l == a->cbs_rx) {
 		/* Without its receivers the worker cannot hear anything: start over. */
 		pn_terminus_t *t = pn_link_is_sender(l) ? pn_link_target(l) : pn_link_source(l);
-		pn_connection_driver_errorf(&a->driver, "amqp:link", "the broker closed the link from %s: %s",
+		conn_fail(a, "mcpd:error", "the broker closed the link from %s: %s",
 		    pn_terminus_get_address(t) ? pn_terminus_get_address(t) : "?", cond);
 		return;
 	}
 	struct sender *s = pn_link_get_context(l);
 	if (s == NULL)
 		return;
-	snprintf(s->why, sizeof(s->why), "amqp: the broker closed the link to %s: %s", s->address, cond);
+	snprintf(s->why, sizeof(s->why), "amqp: the broker closed the link to %.100s: %.200s", s->address, cond);
 	a->host->log(MCPD_LOG_ERROR, "%s", s->why);
 	fail_unsettled(l, s->why);
 	sender_fail_queue(a, s, s->why);
@@ -761,9 +778,12 @@ read_cb(struct bufferevent *bev, void *arg)
 static void
 event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	(void)bev;
 	struct amqp *a = arg;
 	if (what & BEV_EVENT_CONNECTED) {
+		/* Small frames go at once: Nagle's wait for the broker's ACK
+		 * would add tens of milliseconds to each message. */
+		int one = 1;
+		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		a->state = ST_OPENING;
 		pump(a);
 		return;
@@ -999,6 +1019,16 @@ void
 op_hold(struct op *op)
 {
 	op->refs++;
+}
+
+/* A part that could not start: the error is kept for the callback. */
+void
+op_fail(struct op *op, const char *err)
+{
+	if (op->status == MCPD_OK) {
+		op->status = MCPD_ERROR;
+		snprintf(op->err, sizeof(op->err), "%.399s", err ? err : "amqp: error");
+	}
 }
 
 /* One part ended; the last one calls back, with the first error. */

@@ -60,9 +60,74 @@ held_free(struct presence *p, struct held **pp)
 	p->n--;
 }
 
+static void
+quiet_drop(struct presence *p, struct quiet **qq)
+{
+	struct quiet *q = *qq;
+	*qq = q->next;
+	free(q->channel);
+	free(q);
+	p->nquiet--;
+}
+
+int
+presence_quiet(struct presence *p, const char *channel, uint64_t now)
+{
+	for (struct quiet **qq = &p->quiet[hash(channel)]; *qq != NULL; qq = &(*qq)->next)
+		if (strcmp((*qq)->channel, channel) == 0) {
+			if ((*qq)->until > now)
+				return 1;
+			quiet_drop(p, qq);
+			return 0;
+		}
+	return 0;
+}
+
+static void
+unquiet(struct presence *p, const char *channel)
+{
+	for (struct quiet **qq = &p->quiet[hash(channel)]; *qq != NULL; qq = &(*qq)->next)
+		if (strcmp((*qq)->channel, channel) == 0) {
+			quiet_drop(p, qq);
+			return;
+		}
+}
+
+void
+presence_set_quiet(struct presence *p, const char *channel, uint64_t until)
+{
+	unsigned b = hash(channel);
+	for (struct quiet *q = p->quiet[b]; q != NULL; q = q->next)
+		if (strcmp(q->channel, channel) == 0) {
+			q->until = until;
+			return;
+		}
+	if (p->nquiet >= PRESENCE_QUIET_MAX) {
+		/* Drop the expired ones of this bucket, at least. */
+		for (struct quiet **qq = &p->quiet[b]; *qq != NULL;)
+			if ((*qq)->until + 1 < until)
+				quiet_drop(p, qq);
+			else
+				qq = &(*qq)->next;
+		if (p->nquiet >= PRESENCE_QUIET_MAX)
+			return;
+	}
+	struct quiet *q = calloc(1, sizeof(*q));
+	if (q == NULL || (q->channel = strdup(channel)) == NULL) {
+		free(q);
+		return;
+	}
+	q->until = until;
+	q->next = p->quiet[b];
+	p->quiet[b] = q;
+	p->nquiet++;
+}
+
 int
 presence_set(struct presence *p, const char *id, const char *channel, uint32_t count, uint64_t now)
 {
+	if (count > 0)
+		unquiet(p, channel);
 	struct peer *x = presence_peer(p, id, now);
 	if (x == NULL) {
 		if (count > 0)
@@ -140,6 +205,15 @@ presence_expire(struct presence *p, uint64_t cutoff)
 	return n;
 }
 
+uint32_t
+presence_get(const struct presence *p, const char *id, const char *channel)
+{
+	for (const struct held *h = p->buckets[hash(channel)]; h != NULL; h = h->next)
+		if (strcmp(h->channel, channel) == 0 && strcmp(h->peer->id, id) == 0)
+			return h->count;
+	return 0;
+}
+
 uint64_t
 presence_count(const struct presence *p, const char *channel)
 {
@@ -167,5 +241,8 @@ presence_clear(struct presence *p)
 {
 	while (p->peers != NULL)
 		drop_peer(p, p->peers, 1);
+	for (size_t b = 0; b < PRESENCE_BUCKETS; b++)
+		while (p->quiet[b] != NULL)
+			quiet_drop(p, &p->quiet[b]);
 	p->overflowed = 0;
 }

@@ -35,8 +35,18 @@ struct peer {
 	struct peer *next;
 };
 
+struct quiet {                          /* a channel found without holders */
+	char *channel;
+	uint64_t until;
+	struct quiet *next;
+};
+
+#define PRESENCE_QUIET_MAX 65536
+
 struct presence {
 	struct held *buckets[PRESENCE_BUCKETS];
+	struct quiet *quiet[PRESENCE_BUCKETS];
+	size_t nquiet;
 	struct peer *peers;
 	size_t n, npeers;
 	int overflowed;                     /* an announcement was not kept */
@@ -53,11 +63,20 @@ int presence_set(struct presence *p, const char *id, const char *channel, uint32
 void presence_forget(struct presence *p, const char *id);
 /* Drops the peers not seen since before cutoff; returns how many. */
 size_t presence_expire(struct presence *p, uint64_t cutoff);
+/* id's count of channel (0: none known). */
+uint32_t presence_get(const struct presence *p, const char *id, const char *channel);
 /* The sum of the counts of channel over every worker. */
 uint64_t presence_count(const struct presence *p, const char *channel);
 /* Calls fn for each worker holding channel; returns how many. */
 size_t presence_holders(const struct presence *p, const char *channel,
     void (*fn)(void *arg, const char *id), void *arg);
+/* Quiet channels: a message on a channel with no holder known goes to
+ * every worker (its holder's announcement may still be on its way), and
+ * the channel is then taken as quiet until until: its messages go
+ * nowhere, unless a holder announces itself. 1 if channel is quiet now. */
+int presence_quiet(struct presence *p, const char *channel, uint64_t now);
+/* Marks channel quiet until until (not kept past PRESENCE_QUIET_MAX). */
+void presence_set_quiet(struct presence *p, const char *channel, uint64_t until);
 void presence_clear(struct presence *p);
 
 #endif

@@ -28,12 +28,20 @@
  * Routing. A message goes only to the workers that hold a subscriber of
  * its channel: each worker announces to "all" its count of subscribers
  * of a channel whenever it changes (0: none left), answers a newcomer's
- * hello with its whole set, and beats every heartbeat; presence.c keeps
- * what it hears, and forgets a worker silent for three beats. A publish
- * goes to each holder's address, one message each; has_subscribers sums
- * the local count and the table, at once. A worker that gets a message of
- * a channel it no longer holds tells the sender (count 0). Past the
- * table's bounds a message goes to "all".
+ * hello with its whole set (also to "all": what a worker says of itself
+ * goes on one link, and so arrives in order), and beats every heartbeat;
+ * presence.c keeps what it hears, and forgets a worker silent for three
+ * beats. A publish goes to each holder's address, one message each;
+ * has_subscribers sums the local count and the table, at once. A message
+ * on a channel with no holder known goes to "all" (a holder's
+ * announcement may still be on its way: a cancel sent just after the
+ * call began), and the channel is then quiet for a second: its messages
+ * go nowhere unless a holder announces itself. A worker that announces
+ * a channel it did not hold is sent the channel's messages of the last
+ * two seconds that did not go to it (its announcement crossed them). A
+ * worker that gets a
+ * message addressed to it on a channel it no longer holds says so (count
+ * 0). Past the table's bounds a message goes to "all".
  *
  * Wire format: application properties op ("m" message, "n" count, "hello",
  * "sync", "beat", "bye"), from (the sender's id), to (the addressee's id or
@@ -64,6 +72,24 @@
 #include <unistd.h>
 
 #define SYNC_PART_MAX (128u << 10)      /* bytes of one sync message's body */
+#define QUIET_MS 1000                   /* a channel without holders goes quiet for */
+
+/* What was published lately, for a holder whose announcement crossed it:
+ * when a worker announces a channel it did not hold, it is sent the
+ * channel's messages of the last RECENT_MS that did not go to it. */
+#define RECENT_MS 2000
+#define RECENT_PER_CHANNEL 16
+#define RECENT_BYTES (4u << 20)
+#define RECENT_BUCKETS 1024
+
+struct recent {
+	char *channel;
+	uint64_t at;
+	char *msg;
+	size_t len;
+	char *to;                           /* ",id,id," that it went to; NULL: every worker */
+	struct recent *next;                /* in its bucket, newest first */
+};
 
 struct local {                          /* a message for this worker's own subscribers */
 	char *channel;
@@ -71,6 +97,82 @@ struct local {                          /* a message for this worker's own subsc
 	size_t len;
 	struct local *next;
 };
+
+
+static unsigned
+recent_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h % RECENT_BUCKETS;
+}
+
+static void
+recent_unlink(struct amqp *a, struct recent **rr)
+{
+	struct recent *r = *rr;
+	*rr = r->next;
+	a->recent_bytes -= r->len + strlen(r->channel) + (r->to ? strlen(r->to) : 0);
+	free(r->channel);
+	free(r->msg);
+	free(r->to);
+	free(r);
+}
+
+/* Drops what is older than RECENT_MS in a bucket; counts channel's. */
+static size_t
+recent_trim(struct amqp *a, unsigned b, const char *channel, uint64_t now)
+{
+	size_t n = 0;
+	for (struct recent **rr = &a->recents[b]; *rr != NULL;) {
+		if ((*rr)->at + RECENT_MS < now || (channel && strcmp((*rr)->channel, channel) == 0 &&
+		    n >= RECENT_PER_CHANNEL)) {
+			recent_unlink(a, rr);
+			continue;
+		}
+		if (channel && strcmp((*rr)->channel, channel) == 0)
+			n++;
+		rr = &(*rr)->next;
+	}
+	return n;
+}
+
+static void
+recent_keep(struct amqp *a, const char *channel, const void *msg, size_t len, const char *to, uint64_t now)
+{
+	unsigned b = recent_hash(channel);
+	recent_trim(a, b, channel, now);
+	size_t size = len + strlen(channel) + (to ? strlen(to) : 0);
+	if (a->recent_bytes + size > RECENT_BYTES)
+		return;
+	struct recent *r = calloc(1, sizeof(*r));
+	if (r == NULL || (r->channel = strdup(channel)) == NULL || (r->msg = malloc(len ? len : 1)) == NULL ||
+	    (to != NULL && (r->to = strdup(to)) == NULL)) {
+		if (r != NULL) {
+			free(r->channel);
+			free(r->msg);
+		}
+		free(r);
+		return;
+	}
+	memcpy(r->msg, msg, len);
+	r->len = len;
+	r->at = now;
+	r->next = a->recents[b];
+	a->recents[b] = r;
+	a->recent_bytes += size;
+}
+
+static void
+recent_clear(struct amqp *a)
+{
+	for (size_t b = 0; b < RECENT_BUCKETS; b++)
+		while (a->recents[b] != NULL)
+			recent_unlink(a, &a->recents[b]);
+}
 
 /* ---- messages ---- */
 
@@ -126,6 +228,7 @@ struct got {
 	char from[PRESENCE_ID_MAX + 1];
 	char ch[AMQP_MAX_CHANNEL + 1];
 	int has_ch;
+	int to_all;                         /* sent to every worker */
 	uint64_t n;
 	const char *body;                   /* in the message: valid until the next clear */
 	size_t len;
@@ -171,6 +274,9 @@ read_message(struct amqp *a, const char *bytes, size_t len, struct got *g)
 				return -1;
 			memcpy(g->ch, v.start, v.size);
 			g->has_ch = 1;
+		} else if (prop_eq(k, "to") && t == PN_STRING) {
+			pn_bytes_t v = pn_data_get_string(p);
+			g->to_all = v.size == 3 && memcmp(v.start, "all", 3) == 0;
 		} else if (prop_eq(k, "n") && t == PN_ULONG) {
 			g->n = pn_data_get_ulong(p);
 		}
@@ -199,7 +305,7 @@ send_to(struct amqp *a, const char *worker, struct wire *w, struct op *op)
 		free(bytes);
 		free(address);
 		if (op != NULL)
-			op_done(op, MCPD_ERROR, "amqp: out of memory");
+			op_fail(op, "amqp: out of memory");
 		return;
 	}
 	conn_send(a, address, bytes, len, op);
@@ -239,11 +345,14 @@ sync_add(char **buf, size_t *len, size_t *cap, const char *ch, uint32_t n)
 	return 0;
 }
 
-/* Sends this worker's channels and counts to worker ("all": everyone);
- * the first part (n = 0) tells the others to forget what they had. */
+/* Sends this worker's channels and counts to every worker; the first
+ * part (n = 0) tells them to forget what they had of it. What a worker
+ * says of itself always goes to "all", one link, so that it arrives in
+ * the order it was said. */
 static void
-send_sync(struct amqp *a, const char *worker)
+send_sync(struct amqp *a)
 {
+	const char *worker = "all";
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
 	uint64_t part = 0;
@@ -317,6 +426,33 @@ deliver_local(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* A worker just announced channel: send it, oldest first, what was
+ * published on it lately and did not go to it. */
+static void
+replay(struct amqp *a, const char *worker, const char *channel, uint64_t now)
+{
+	unsigned b = recent_hash(channel);
+	recent_trim(a, b, NULL, now);
+	struct recent *list[RECENT_PER_CHANNEL + 1];
+	size_t n = 0;
+	char tag[PRESENCE_ID_MAX + 3];
+	snprintf(tag, sizeof(tag), ",%s,", worker);
+	for (struct recent *r = a->recents[b]; r != NULL && n < RECENT_PER_CHANNEL + 1; r = r->next)
+		if (strcmp(r->channel, channel) == 0 && r->to != NULL && strstr(r->to, tag) == NULL)
+			list[n++] = r;
+	while (n > 0) {
+		struct recent *r = list[--n];
+		struct wire w = { .op = "m", .ch = channel, .chlen = strlen(channel), .body = r->msg, .len = r->len };
+		send_to(a, worker, &w, NULL);
+		char *to = NULL;
+		if (asprintf(&to, "%s%s,", r->to, worker) >= 0) {
+			a->recent_bytes += strlen(to) - strlen(r->to);
+			free(r->to);
+			r->to = to;
+		}
+	}
+}
+
 void
 amqp_received(struct amqp *a, const char *bytes, size_t len)
 {
@@ -332,20 +468,28 @@ amqp_received(struct amqp *a, const char *bytes, size_t len)
 	if (strcmp(g.op, "m") == 0 && g.has_ch) {
 		if (subs_count(&a->subs, g.ch) > 0) {
 			subs_deliver(&a->subs, g.ch, g.body ? g.body : "", g.len);
-		} else {
-			/* The sender thinks we hold it: say we do not. */
-			struct wire w = { .op = "n", .ch = g.ch, .chlen = strlen(g.ch), .n = 0, .has_n = 1 };
-			char from[sizeof(g.from)];
-			memcpy(from, g.from, sizeof(from));
-			send_to(a, from, &w, NULL);
+		} else if (!g.to_all) {
+			/* The sender thinks we hold it: say we do not (on "all", in
+			 * order with what we say of it later). */
+			char ch[sizeof(g.ch)];
+			memcpy(ch, g.ch, sizeof(ch));
+			announce(a, ch, 0);
 		}
 	} else if (strcmp(g.op, "n") == 0 && g.has_ch) {
+		int was = presence_get(&a->presence, g.from, g.ch) > 0;
 		presence_set(&a->presence, g.from, g.ch, (uint32_t)(g.n > UINT32_MAX ? UINT32_MAX : g.n), now);
+		if (!was && g.n > 0) {
+			char from[sizeof(g.from)], ch[sizeof(g.ch)];
+			memcpy(from, g.from, sizeof(from));
+			memcpy(ch, g.ch, sizeof(ch));
+			replay(a, from, ch, now);
+		}
 	} else if (strcmp(g.op, "hello") == 0) {
-		char from[sizeof(g.from)];
-		memcpy(from, g.from, sizeof(from));
-		presence_forget(&a->presence, from);
-		send_sync(a, from);
+		/* Answered on "all", after the hellos that come together. */
+		if (!evtimer_pending(a->sync_timer, NULL)) {
+			struct timeval tv = { 0, 100 * 1000 };
+			evtimer_add(a->sync_timer, &tv);
+		}
 	} else if (strcmp(g.op, "sync") == 0) {
 		take_sync(a, &g);
 	} else if (strcmp(g.op, "bye") == 0) {
@@ -360,7 +504,17 @@ amqp_connected(struct amqp *a)
 {
 	struct wire w = { .op = "hello" };
 	send_to(a, "all", &w, NULL);
-	send_sync(a, "all");
+	send_sync(a);
+}
+
+static void
+sync_due(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct amqp *a = arg;
+	if (conn_up(a))
+		send_sync(a);
 }
 
 static void
@@ -376,6 +530,8 @@ beat(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = mono_ms(), lapse = 3 * a->heartbeat_ms + 1000;
 	if (now > lapse)
 		presence_expire(&a->presence, now - lapse);
+	for (unsigned b = 0; b < RECENT_BUCKETS; b++)
+		recent_trim(a, b, NULL, now);
 }
 
 /* ---- operations ---- */
@@ -407,14 +563,25 @@ struct fanout {
 	struct amqp *a;
 	struct wire *w;
 	struct op *op;
+	char *to;                           /* ",id,id," */
+	size_t len;
+	int oom;
 };
 
 static void
 to_holder(void *arg, const char *id)
 {
 	struct fanout *f = arg;
-	if (strcmp(id, f->a->me) != 0)
-		send_to(f->a, id, f->w, f->op);
+	if (strcmp(id, f->a->me) == 0)
+		return;
+	send_to(f->a, id, f->w, f->op);
+	char *to = NULL;
+	if (asprintf(&to, "%s%s,", f->to ? f->to : ",", id) < 0) {
+		f->oom = 1;
+		return;
+	}
+	free(f->to);
+	f->to = to;
 }
 
 static void
@@ -459,12 +626,21 @@ t_publish(void *inst, const char *channel, const void *msg, size_t len,
 		return;
 	}
 	struct wire w = { .op = "m", .ch = channel, .chlen = strlen(channel), .body = msg, .len = len };
+	struct fanout f = { a, &w, op, NULL, 0, 0 };
+	uint64_t now = mono_ms();
 	if (a->presence.overflowed) {
 		send_to(a, "all", &w, op);
-	} else {
-		struct fanout f = { a, &w, op };
-		presence_holders(&a->presence, channel, to_holder, &f);
+	} else if (presence_holders(&a->presence, channel, to_holder, &f) == 0 &&
+	    !presence_quiet(&a->presence, channel, now)) {
+		/* Nobody known: a holder's announcement may be on its way (a
+		 * cancel sent right after the call began), so every worker gets
+		 * this one; later ones go nowhere for a while (quiet). */
+		send_to(a, "all", &w, op);
+		presence_set_quiet(&a->presence, channel, now + QUIET_MS);
+	} else if (!f.oom) {
+		recent_keep(a, channel, msg, len, f.to ? f.to : ",", now);
 	}
+	free(f.to);
 	op_done(op, MCPD_OK, NULL);     /* ours: the sends hold it until they end */
 }
 
@@ -909,8 +1085,9 @@ amqp_attach(void *inst, char *err, size_t errlen)
 	a->msg = pn_message();
 	a->local_ev = event_new(base, -1, 0, deliver_local, a);
 	a->beat_timer = event_new(base, -1, EV_PERSIST, beat, a);
+	a->sync_timer = evtimer_new(base, sync_due, a);
 	struct timeval tv = { (time_t)(a->heartbeat_ms / 1000), (suseconds_t)(a->heartbeat_ms % 1000) * 1000 };
-	if (a->msg == NULL || a->local_ev == NULL || a->beat_timer == NULL || evtimer_add(a->beat_timer, &tv) < 0) {
+	if (a->msg == NULL || a->local_ev == NULL || a->beat_timer == NULL || a->sync_timer == NULL || evtimer_add(a->beat_timer, &tv) < 0) {
 		snprintf(err, errlen, "amqp: out of memory");
 		return -1;
 	}
@@ -930,7 +1107,9 @@ amqp_detach(void *inst)
 		event_free(a->local_ev);
 	if (a->beat_timer != NULL)
 		event_free(a->beat_timer);
-	a->local_ev = a->beat_timer = NULL;
+	if (a->sync_timer != NULL)
+		event_free(a->sync_timer);
+	a->local_ev = a->beat_timer = a->sync_timer = NULL;
 	while (a->locals != NULL) {
 		struct local *l = a->locals;
 		a->locals = l->next;
@@ -940,6 +1119,7 @@ amqp_detach(void *inst)
 	}
 	subs_clear(&a->subs);
 	presence_clear(&a->presence);
+	recent_clear(a);
 	if (a->msg != NULL)
 		pn_message_free(a->msg);
 	a->msg = NULL;

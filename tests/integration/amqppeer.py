@@ -136,7 +136,10 @@ class FakeBroker(Peer):
     def start(self):
         self.logf = open(self.log_path, "ab")
         here = os.path.dirname(os.path.abspath(__file__))
-        self.proc = subprocess.Popen([sys.executable, os.path.join(here, "fakebroker.py"), "--port",
+        # Debian's python3-qpid-proton is in the system's Python, which
+        # may not be the one running the tests.
+        py = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+        self.proc = subprocess.Popen([py, os.path.join(here, "fakebroker.py"), "--port",
                                       str(self.port), *self.args], stdout=self.logf, stderr=self.logf)
         wait_for(lambda: self.proc.poll() is None and amqp_answers(self.port), timeout=15,
                  what="the fake broker to answer")
