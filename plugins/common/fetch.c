@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -31,8 +32,10 @@ struct transfer {
 	int too_big;
 	int any_status;             /* a POST: the caller judges the status */
 	char *post;                 /* the POST's body (it may hold a token), wiped when done */
+	size_t post_len;
 	struct curl_slist *headers;
 	int64_t max_age;
+	int64_t date;
 	char errbuf[CURL_ERROR_SIZE];
 	LIST_ENTRY(transfer) link;
 };
@@ -56,7 +59,7 @@ transfer_free(struct transfer *t)
 	}
 	free(t->body);
 	if (t->post != NULL) {
-		OPENSSL_cleanse(t->post, strlen(t->post));
+		OPENSSL_cleanse(t->post, t->post_len);
 		free(t->post);
 	}
 	curl_slist_free_all(t->headers);
@@ -77,7 +80,7 @@ reap(struct fetcher *f)
 		if (t == NULL)
 			continue;
 		CURLcode rc = m->data.result;
-		struct fetch_result r = { NULL, t->body ? t->body : "", t->len, 0, t->max_age };
+		struct fetch_result r = { NULL, t->body ? t->body : "", t->len, 0, t->max_age, t->date };
 		char why[CURL_ERROR_SIZE + 64];
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &r.status);
 		if (t->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
@@ -247,8 +250,18 @@ on_header(char *data, size_t size, size_t n, void *arg)
 {
 	struct transfer *t = arg;
 	size_t len = size * n;
-	if (len > 14 && strncasecmp(data, "HTTP/", 5) == 0)
+	if (len > 14 && strncasecmp(data, "HTTP/", 5) == 0) {
 		t->max_age = -1;        /* a new answer (after 100 Continue) */
+		t->date = -1;
+	}
+	if (len > 5 && len < 128 && strncasecmp(data, "date:", 5) == 0) {
+		char d[128];
+		memcpy(d, data + 5, len - 5);
+		d[len - 5] = '\0';
+		time_t when = curl_getdate(d, NULL);
+		t->date = when > 0 ? (int64_t)when : -1;
+		return len;
+	}
 	if (len < 14 || strncasecmp(data, "cache-control:", 14) != 0)
 		return len;
 	for (size_t i = 14; i + 8 < len; i++) {
@@ -265,10 +278,11 @@ on_header(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
-/* A transfer of url, set up and started; post NULL for a GET. */
+/* A transfer of url, set up and started: a GET (post and rq NULL), a
+ * form POST (post) or any request (rq). */
 static int
-start(struct fetcher *f, const char *url, const struct fetch_post *post, const struct fetch_opts *o,
-    fetch_done_fn *done, void *arg, char *err, size_t errlen)
+start(struct fetcher *f, const char *url, const struct fetch_post *post, const struct fetch_request *rq,
+    const struct fetch_opts *o, fetch_done_fn *done, void *arg, char *err, size_t errlen)
 {
 	struct transfer *t = calloc(1, sizeof(*t));
 	if (t == NULL) {
@@ -280,15 +294,17 @@ start(struct fetcher *f, const char *url, const struct fetch_post *post, const s
 	t->arg = arg;
 	t->max = o->max_bytes;
 	t->max_age = -1;
-	t->any_status = post != NULL;
+	t->date = -1;
+	t->any_status = post != NULL || rq != NULL;
 	LIST_INSERT_HEAD(&f->transfers, t, link);
 	if ((t->easy = curl_easy_init()) == NULL) {
 		snprintf(err, errlen, "cannot set up libcurl");
 		goto fail;
 	}
 	CURL *e = t->easy;
+	int http = fetch_url_loopback(url) || (rq != NULL && rq->allow_http);
 	int ok = curl_easy_setopt(e, CURLOPT_URL, url) == CURLE_OK &&
-	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, fetch_url_loopback(url) ? "http,https" : "https") == CURLE_OK &&
+	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, http ? "http,https" : "https") == CURLE_OK &&
 	    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
 	    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
 	    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms) == CURLE_OK &&
@@ -306,6 +322,7 @@ start(struct fetcher *f, const char *url, const struct fetch_post *post, const s
 	if (ok && post != NULL) {
 		/* curl does not copy the body: it stays ours, to be wiped. */
 		ok = (t->post = strdup(post->body)) != NULL &&
+		    (t->post_len = strlen(t->post), 1) &&
 		    (t->headers = curl_slist_append(NULL, "Accept: application/json")) != NULL &&
 		    (t->headers = curl_slist_append(t->headers,
 		    "Content-Type: application/x-www-form-urlencoded")) != NULL &&
@@ -317,6 +334,27 @@ start(struct fetcher *f, const char *url, const struct fetch_post *post, const s
 		    (curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC) == CURLE_OK &&
 		    curl_easy_setopt(e, CURLOPT_USERNAME, post->user) == CURLE_OK &&
 		    curl_easy_setopt(e, CURLOPT_PASSWORD, post->password ? post->password : "") == CURLE_OK));
+	}
+	if (ok && rq != NULL) {
+		/* No "Expect: 100-continue" (a round trip more for large bodies). */
+		ok = (t->headers = curl_slist_append(NULL, "Expect:")) != NULL;
+		for (size_t i = 0; ok && rq->headers != NULL && rq->headers[i] != NULL; i++)
+			ok = (t->headers = curl_slist_append(t->headers, rq->headers[i])) != NULL;
+		ok = ok && curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers) == CURLE_OK &&
+		    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, rq->method) == CURLE_OK;
+		if (ok && rq->body != NULL) {
+			ok = (t->post = malloc(rq->body_len + 1)) != NULL;
+			if (ok) {
+				memcpy(t->post, rq->body, rq->body_len);
+				t->post[rq->body_len] = '\0';
+				t->post_len = rq->body_len;
+			}
+			ok = ok && curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->post) == CURLE_OK &&
+			    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len) == CURLE_OK;
+		} else if (ok && strcmp(rq->method, "GET") != 0) {
+			ok = curl_easy_setopt(e, CURLOPT_POSTFIELDS, "") == CURLE_OK &&
+			    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L) == CURLE_OK;
+		}
 	}
 	if (!ok) {
 		snprintf(err, errlen, "libcurl refuses the options for %.512s", url);
@@ -336,14 +374,27 @@ int
 fetch_get(struct fetcher *f, const char *url, const struct fetch_opts *o, fetch_done_fn *done, void *arg,
     char *err, size_t errlen)
 {
-	return start(f, url, NULL, o, done, arg, err, errlen);
+	return start(f, url, NULL, NULL, o, done, arg, err, errlen);
 }
 
 int
 fetch_post(struct fetcher *f, const char *url, const struct fetch_post *p, const struct fetch_opts *o,
     fetch_done_fn *done, void *arg, char *err, size_t errlen)
 {
-	return start(f, url, p, o, done, arg, err, errlen);
+	return start(f, url, p, NULL, o, done, arg, err, errlen);
+}
+
+int
+fetch_request(struct fetcher *f, const char *url, const struct fetch_request *rq, const struct fetch_opts *o,
+    fetch_done_fn *done, void *arg, char *err, size_t errlen)
+{
+	return start(f, url, NULL, rq, o, done, arg, err, errlen);
+}
+
+void
+fetcher_set_max_connections(struct fetcher *f, long n)
+{
+	curl_multi_setopt(f->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n);
 }
 
 char *

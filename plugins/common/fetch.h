@@ -33,6 +33,7 @@ struct fetch_result {
 	size_t len;
 	long status;                /* HTTP status, 0 if there was no answer */
 	int64_t max_age;            /* Cache-Control max-age in seconds, or -1 */
+	int64_t date;               /* the answer's Date as Unix seconds, or -1 */
 };
 
 /* Runs on the loop, never inside fetch_get or fetch_post. */
@@ -50,6 +51,24 @@ int fetch_get(struct fetcher *f, const char *url, const struct fetch_opts *o, fe
  * then 0), or when it is too large. */
 int fetch_post(struct fetcher *f, const char *url, const struct fetch_post *p, const struct fetch_opts *o,
     fetch_done_fn *done, void *arg, char *err, size_t errlen);
+
+/* Any request (the AWS plugins' signed calls, metadata endpoints): the
+ * answer's status is the caller's to judge, as with fetch_post. */
+struct fetch_request {
+	const char *method;         /* GET, POST, PUT... */
+	const char *const *headers; /* "Name: value" lines, NULL-terminated, or NULL */
+	const void *body;           /* copied, and wiped when done; NULL: none */
+	size_t body_len;
+	int allow_http;             /* plain http to any host (an instance metadata
+	                               address, an emulator named in the configuration) */
+};
+
+int fetch_request(struct fetcher *f, const char *url, const struct fetch_request *rq, const struct fetch_opts *o,
+    fetch_done_fn *done, void *arg, char *err, size_t errlen);
+
+/* How many connections the fetcher keeps open at most (4 unless set):
+ * more requests than that wait for one. */
+void fetcher_set_max_connections(struct fetcher *f, long n);
 
 /* Appends name=value to a form body in *body (malloc'ed, "&" between
  * pairs), both percent-encoded. 0, or -1 (out of memory). */
