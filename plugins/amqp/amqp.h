@@ -26,6 +26,7 @@ enum sasl_mech { SASL_AUTO, SASL_ANONYMOUS, SASL_PLAIN, SASL_EXTERNAL };
 
 struct op;                              /* one publish, waiting for its dispositions */
 struct recent;
+struct sbput;
 
 struct out {                            /* a message waiting for credit */
 	struct op *op;                      /* NULL: nobody waits for it */
@@ -55,7 +56,7 @@ struct amqp {
 	char *ca_file, *cert_file, *key_file;
 	char *prefix, *exchange, *topic;
 	char *worker_tmpl, *all_tmpl, *receive_tmpl;
-	char *sas_key_name, *sas_key, *token_file;
+	char *sas_key_name, *sas_key, *token_file, *management_url;
 	uint64_t connect_timeout_ms, idle_timeout_ms, heartbeat_ms, token_ttl_ms;
 	char instance[9];
 
@@ -86,6 +87,9 @@ struct amqp {
 	struct presence presence;
 	struct local *locals, **locals_tail;
 	void *msg;                          /* pn_message_t, reused */
+	struct fetcher *fetcher;            /* servicebus: the management API */
+	struct sbput *sb_pending;           /* its PUTs in flight */
+	uint64_t gen;                       /* connection attempts */
 	struct recent *recents[1024];       /* transport_amqp.c's RECENT_BUCKETS */
 	size_t recent_bytes;
 };
@@ -107,6 +111,15 @@ struct op *op_new(mcpd_done_cb *cb, void *arg);
 void op_hold(struct op *op);
 void op_fail(struct op *op, const char *err);
 void op_done(struct op *op, int status, const char *err);
+
+/* sbadmin.c: Service Bus's management API */
+/* Makes this worker's subscription (or finds it made); done(a, NULL) or
+ * done(a, why). done may run before this returns. */
+void sb_subscription(struct amqp *a, void (*done)(struct amqp *a, const char *err));
+/* conn.c: the token_file's first line, malloc'ed; NULL and why. */
+char *sb_read_token(struct amqp *a, char *why, size_t len);
+/* Frees the PUTs in flight (their fetcher is gone). */
+void sb_forget(struct amqp *a);
 
 /* sas.c */
 /* A Service Bus SAS token for resource uri, valid until expiry (Unix

@@ -17,6 +17,7 @@
 #include "amqp.h"
 
 #include "clock.h"
+#include "fetch.h"
 #include "resolve.h"
 
 #include <errno.h>
@@ -54,6 +55,7 @@ struct op {
 };
 
 static void start(struct amqp *a);
+static void connect_now(struct amqp *a);
 static void pump(struct amqp *a);
 
 /* Ends the connection with an error that PN_TRANSPORT_ERROR reports. */
@@ -394,8 +396,8 @@ receivers_open(const struct amqp *a)
 
 /* ---- Service Bus: claims-based security ($cbs put-token) ---- */
 
-static char *
-read_token_file(struct amqp *a, char *why, size_t len)
+char *
+sb_read_token(struct amqp *a, char *why, size_t len)
 {
 	FILE *f = fopen(a->token_file, "r");
 	if (f == NULL) {
@@ -424,7 +426,7 @@ put_token(struct amqp *a)
 	snprintf(audience, sizeof(audience), "sb://%s/%s", a->host_name, a->topic);
 	uint64_t expiry = real_ms() / 1000 + a->token_ttl_ms / 1000;
 	char *token = a->sas_key ? sas_token(audience, a->sas_key_name, a->sas_key, expiry) :
-	    read_token_file(a, why, sizeof(why));
+	    sb_read_token(a, why, sizeof(why));
 	if (token == NULL) {
 		conn_fail(a, "amqp:unauthorized-access", "%s",
 		    a->sas_key ? "out of memory" : why);
@@ -918,12 +920,35 @@ resolved(void *arg, char addrs[][RESOLVE_ADDR_LEN], size_t naddrs, const char *w
 }
 
 static void
+subscribed(struct amqp *a, const char *err)
+{
+	if (err != NULL) {
+		conn_log_why(a, MCPD_LOG_ERROR, "%s", err);
+		teardown(a);
+		return;
+	}
+	connect_now(a);
+}
+
+static void
 start(struct amqp *a)
 {
 	a->state = ST_CONNECTING;
 	a->said = 0;
+	a->gen++;
 	struct timeval tv = { (time_t)(a->connect_timeout_ms / 1000), (suseconds_t)(a->connect_timeout_ms % 1000) * 1000 };
 	evtimer_add(a->connect_timer, &tv);
+	/* Service Bus: the subscription first (again at each connection: it
+	 * deletes itself when idle, as while the broker was away). */
+	if (a->flavor == FL_SERVICEBUS)
+		sb_subscription(a, subscribed);
+	else
+		connect_now(a);
+}
+
+static void
+connect_now(struct amqp *a)
+{
 	if (resolve_is_name(a->host_name)) {
 		resolve_start(a->dns, a->host_name, resolved, a, &a->lookup);
 	} else {
@@ -998,6 +1023,10 @@ conn_detach(struct amqp *a)
 	if (a->dns != NULL)
 		resolver_free(a->dns);
 	a->dns = NULL;
+	if (a->fetcher != NULL)
+		fetcher_free(a->fetcher);  /* drops a PUT in flight, callback and all */
+	a->fetcher = NULL;
+	sb_forget(a);
 }
 
 /* ---- publish operations ---- */

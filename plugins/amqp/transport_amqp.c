@@ -677,7 +677,7 @@ amqp_free(struct amqp *a)
 			memset(secrets[i], 0, strlen(secrets[i]));
 	char *strs[] = { a->host_name, a->vhost, a->user, a->password, a->ca_file, a->cert_file, a->key_file,
 	    a->prefix, a->exchange, a->topic, a->worker_tmpl, a->all_tmpl, a->receive_tmpl, a->sas_key_name,
-	    a->sas_key, a->token_file };
+	    a->sas_key, a->token_file, a->management_url };
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		free(strs[i]);
 	free(a);
@@ -865,7 +865,7 @@ template_ok(const char *s, int needs_worker)
 
 static const char KEYS[] = "url, flavor, prefix, exchange, topic, worker_address, all_address, receive_address, "
     "sasl, user, password, password_file, tls, tls_ca_file, tls_cert_file, tls_key_file, sas_key_name, "
-    "sas_key_file, token_file, token_ttl, connect_timeout, idle_timeout, heartbeat";
+    "sas_key_file, token_file, token_ttl, management_url, connect_timeout, idle_timeout, heartbeat";
 
 static void *
 amqp_create(const struct mcpd_host *host, const struct mcpd_config *section, char *err, size_t errlen)
@@ -963,6 +963,12 @@ amqp_create(const struct mcpd_host *host, const struct mcpd_config *section, cha
 			rc = read_secret(host, node, key, &a->sas_key, err, errlen);
 		} else if (strcmp(key, "token_file") == 0) {
 			rc = file_key(host, node, key, &a->token_file, err, errlen);
+		} else if (strcmp(key, "management_url") == 0) {
+			if (v == NULL || strncmp(v, "https://", 8) != 0 || !name_ok(v) || v[strlen(v) - 1] == '/')
+				rc = section_error(host, node, err, errlen, "management_url must be https://host[:port] "
+				    "(Service Bus's management API; the namespace's by default)");
+			else if ((free(a->management_url), a->management_url = strdup(v)) == NULL)
+				rc = -1;
 		} else if (strcmp(key, "token_ttl") == 0) {
 			rc = section_duration(host, node, key, 60000, 24 * 3600000ull, "1m to 24h", &a->token_ttl_ms,
 			    err, errlen);
@@ -1040,6 +1046,10 @@ amqp_create(const struct mcpd_host *host, const struct mcpd_config *section, cha
 			section_error(host, where, err, errlen, "flavor servicebus needs sas_key_name with sas_key_file, "
 			    "or token_file (a SAS or Entra ID token, read again at each renewal)");
 			goto fail;
+		}
+		if (a->management_url == NULL && asprintf(&a->management_url, "https://%s", a->host_name) < 0) {
+			a->management_url = NULL;
+			goto oom;
 		}
 		if ((a->worker_tmpl == NULL && (a->worker_tmpl = strdup("{topic}")) == NULL) ||
 		    (a->all_tmpl == NULL && (a->all_tmpl = strdup("{topic}")) == NULL) ||

@@ -6,11 +6,17 @@ connector, and Service Bus is a cloud service):
                         non-durable topic subscriptions);
   TOPIC and TOPIC/Subscriptions/SUB   (--servicebus TOPIC) Service Bus: a
                         message sent to the topic reaches the subscriptions
-                        whose name ends with its "to" property, or all when
-                        "to" is "all" (the rule mcpd's subscriptions have);
-                        links to either are refused until a token was put
-                        on $cbs and checked: a SAS token signed with
-                        --sas-key for the topic's audience, or --jwt's text;
+                        whose rule takes its "to" property; links to either
+                        are refused until a token was put on $cbs and
+                        checked: a SAS token signed with --sas-key for the
+                        topic's audience, or --jwt's text;
+  --admin-port N        (with --servicebus) Service Bus's management API on
+                        HTTPS: PUT /TOPIC/subscriptions/SUB with an ATOM
+                        SubscriptionDescription makes SUB, its default rule
+                        an SQL filter "user.to IN ('a', 'b')" (nothing else
+                        is understood), authorized like $cbs (SAS for
+                        https://127.0.0.1:N/TOPIC, or Bearer --jwt); a
+                        subscription not made so cannot be attached;
   --refuse SUBSTR       links to or from an address holding SUBSTR are
                         refused (closed at once with amqp:not-found);
   --close-link SUBSTR   a link to an address holding SUBSTR is closed with
@@ -23,9 +29,14 @@ import argparse
 import base64
 import hashlib
 import hmac
+import http.server
+import re
+import ssl
 import sys
+import threading
 import time
 import urllib.parse
+import xml.etree.ElementTree as ET
 
 from proton import Condition, Message
 from proton.handlers import MessagingHandler
@@ -34,6 +45,75 @@ from proton.reactor import Container
 
 def log(*a):
     print(*a, flush=True)
+
+
+SUBSCRIPTIONS = {}      # name -> the "to" values its rule takes
+
+
+def sas_ok(args, token, resource):
+    """None if token is a SAS token for resource signed with --sas-key, or why not."""
+    if not token.startswith("SharedAccessSignature "):
+        return "not a SAS token"
+    f = dict(p.split("=", 1) for p in token[len("SharedAccessSignature "):].split("&"))
+    sr = urllib.parse.unquote(f.get("sr", ""))
+    if sr != resource or f.get("skn") != args.sas_key_name:
+        return "wrong resource or key name"
+    if int(f.get("se", "0")) < time.time():
+        return "expired"
+    want = base64.b64encode(hmac.new(args.sas_key.encode(), ("%s\n%s" % (urllib.parse.quote(
+        sr, safe=""), f["se"])).encode(), hashlib.sha256).digest()).decode()
+    if urllib.parse.unquote(f.get("sig", "")) != want:
+        return "bad signature"
+    return None
+
+
+def admin_server(args):
+    NS = "{http://schemas.microsoft.com/netservices/2010/10/servicebus/connect}"
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def answer(self, code, text):
+            body = text.encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_PUT(self):
+            path = urllib.parse.urlparse(self.path)
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            m = re.fullmatch(r"/([^/]+)/subscriptions/([A-Za-z0-9._-]{1,50})", path.path)
+            if not m or m.group(1) != args.servicebus or "api-version=" not in (path.query or ""):
+                return self.answer(404, "no such entity")
+            auth = self.headers.get("Authorization", "")
+            resource = "https://127.0.0.1:%d/%s" % (args.admin_port, args.servicebus)
+            why = ("bad token" if auth != "Bearer " + (args.jwt or "-") else None) if auth.startswith("Bearer ") \
+                else (sas_ok(args, auth, resource) if args.sas_key else "no key")
+            if why:
+                log("admin 401", why)
+                return self.answer(401, why)
+            try:
+                d = ET.fromstring(body).find("{http://www.w3.org/2005/Atom}content").find(NS + "SubscriptionDescription")
+                sql = d.find(NS + "DefaultRuleDescription").find(NS + "Filter").find(NS + "SqlExpression").text
+                idle = d.find(NS + "AutoDeleteOnIdle").text
+            except (ET.ParseError, AttributeError) as e:
+                return self.answer(400, "bad description: %s" % e)
+            rule = re.fullmatch(r"user\.to IN \(((?:'[A-Za-z0-9._-]+'(?:, )?)+)\)", sql or "")
+            if not rule:
+                return self.answer(400, "a rule this fake does not read: %s" % sql)
+            name = m.group(2)
+            existed = name in SUBSCRIPTIONS
+            SUBSCRIPTIONS[name] = set(re.findall(r"'([^']+)'", rule.group(1)))
+            log("subscription", name, sorted(SUBSCRIPTIONS[name]), "idle", idle)
+            return self.answer(409 if existed else 201, "<entry/>")
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", args.admin_port), H)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.cert, args.key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
 
 
 class Broker(MessagingHandler):
@@ -68,10 +148,14 @@ class Broker(MessagingHandler):
             if self.args.max_message:
                 link.max_message_size = self.args.max_message
         log("link", "sender" if link.is_sender else "receiver", address)
-        if self.refused(address) or (self.needs_token(address) and event.connection not in self.authorized):
-            why = "refused by the test" if self.refused(address) else "no token put for this entity"
-            link.condition = Condition("amqp:not-found" if self.refused(address) else "amqp:unauthorized-access",
-                                       "%s: %s" % (why, address))
+        sub = self.args.admin_port and link.is_sender and self.needs_token(address) and "/Subscriptions/" in address
+        missing = sub and address.split("/Subscriptions/", 1)[1] not in SUBSCRIPTIONS
+        if self.refused(address) or missing or (self.needs_token(address) and
+                                                event.connection not in self.authorized):
+            why = "refused by the test" if self.refused(address) else "no such subscription" if missing \
+                else "no token put for this entity"
+            link.condition = Condition("amqp:not-found" if self.refused(address) or missing
+                                       else "amqp:unauthorized-access", "%s: %s" % (why, address))
             link.open()
             self.to_close.append(link)
             return
@@ -108,17 +192,8 @@ class Broker(MessagingHandler):
             return (200, "ok") if self.args.jwt and token == self.args.jwt else (401, "bad jwt")
         if kind != "servicebus.windows.net:sastoken" or not token.startswith("SharedAccessSignature "):
             return 400, "unknown token type %s" % kind
-        f = dict(p.split("=", 1) for p in token[len("SharedAccessSignature "):].split("&"))
-        sr = urllib.parse.unquote(f.get("sr", ""))
-        if sr != name or f.get("skn") != self.args.sas_key_name:
-            return 401, "wrong resource or key name"
-        if int(f.get("se", "0")) < time.time():
-            return 401, "expired"
-        want = base64.b64encode(hmac.new(self.args.sas_key.encode(), ("%s\n%s" % (urllib.parse.quote(
-            sr, safe=""), f["se"])).encode(), hashlib.sha256).digest()).decode()
-        if urllib.parse.unquote(f.get("sig", "")) != want:
-            return 401, "bad signature"
-        return 200, "ok"
+        why = sas_ok(self.args, token, name)
+        return (401, why) if why else (200, "ok")
 
     def on_message(self, event):
         link, msg = event.link, event.message
@@ -146,7 +221,9 @@ class Broker(MessagingHandler):
             if a == address and address.startswith("topic://"):
                 pass
             elif self.args.servicebus and address == self.args.servicebus and \
-                    a.startswith(address + "/Subscriptions/") and (to == "all" or (to and a.endswith(to))):
+                    a.startswith(address + "/Subscriptions/") and \
+                    (to in SUBSCRIPTIONS.get(a.split("/Subscriptions/", 1)[1], ()) if self.args.admin_port
+                     else (to == "all" or (to and a.endswith(to)))):
                 pass
             elif a == address and not address.startswith("topic://"):
                 pass
@@ -167,9 +244,12 @@ def main():
     ap.add_argument("--refuse")
     ap.add_argument("--close-link")
     ap.add_argument("--max-message", type=int)
+    ap.add_argument("--admin-port", type=int)
     ap.add_argument("--cert")
     ap.add_argument("--key")
     args = ap.parse_args()
+    if args.admin_port:
+        admin_server(args)
     Container(Broker(args)).run()
 
 

@@ -7,6 +7,7 @@ on python3-qpid-proton. Each instance is a separate master with its own
 workers and port, as on separate hosts."""
 
 import os
+import re
 import time
 
 from amqppeer import fake_broker, rabbitmq_server
@@ -231,7 +232,8 @@ def test_a_link_closed_by_the_broker(t):
 
 def sb_instances(t, redis, broker, auth, n=2, ready=True):
     cert = os.path.join(t.dir, "cert.pem")
-    extra = (", flavor: servicebus, topic: mcpd, tls_ca_file: %s, %s" % (cert, auth))
+    extra = (", flavor: servicebus, topic: mcpd, tls_ca_file: %s, management_url: \"https://127.0.0.1:%d\", %s"
+             % (cert, broker.admin_port, auth))
     url = "amqps://127.0.0.1:%d" % broker.port
     return instances(t, redis, url, extra, n=n, workers=2, ready=ready)
 
@@ -247,21 +249,31 @@ def test_service_bus_addresses_and_cbs(t):
     with open(os.path.join(t.dir, "sb.key"), "w") as f:
         f.write("c2VjcmV0LWtleS1vZi10aGUtdGVzdA==\n")
     redis = redis_server(t)
+    admin = free_port()
     broker = fake_broker(t, ["--servicebus", "mcpd", "--sas-key", "c2VjcmV0LWtleS1vZi10aGUtdGVzdA==",
                              "--sas-key-name", "mcpd-send-listen", "--cert", os.path.join(t.dir, "cert.pem"),
-                             "--key", os.path.join(t.dir, "key.pem")])
+                             "--key", os.path.join(t.dir, "key.pem"), "--admin-port", str(admin)])
+    broker.admin_port = admin
     auth = "sas_key_name: mcpd-send-listen, sas_key_file: sb.key"
     (a, pa), (b, pb) = sb_instances(t, redis, broker, auth)
     check("token 200 ok" in broker.log(), broker.log()[-1000:])
     check("link sender mcpd/Subscriptions/mcpd-" in broker.log(), broker.log()[-1000:])
+    # Each worker made its subscription: its rule takes its own id and
+    # "all", and it deletes itself after five idle minutes.
+    for d in (a, b):
+        for w in (1, 2):
+            me = "%s-%d" % (re.search(r"amqp: connected to \S+ as ([0-9a-f]+)-", d.log()).group(1), w)
+            check("subscription mcpd-%s %s idle PT5M" % (me, sorted([me, "all"])) in broker.log(),
+                  broker.log()[-1500:])
     sid = mcp_session(pa, caps={"elicitation": {}})
     list_changed_crosses(pa, pb, sid)
     elicitation_crosses(pa, pb, sid, read=read_until)
     with open(os.path.join(t.dir, "sb.key"), "w") as f:
         f.write("d3Jvbmc=\n")
     (c, pc), = sb_instances(t, redis, broker, auth, n=1, ready=False)
-    c.wait_log(r"Service Bus refused the token for mcpd \(status 401: bad signature\)", timeout=10)
-    check_not_ready(pc, b"refused the token", healthz=2)
+    c.wait_log(r"Service Bus refused to make the subscription mcpd/Subscriptions/mcpd-[0-9a-f]+-\d \(HTTP 401: "
+               r"the key or token needs the Manage right; bad signature\)", timeout=10)
+    check_not_ready(pc, b"refused to make the subscription", healthz=2)
     no_crash(a, b, c)
     for d in (a, b, c):
         d.stop()
@@ -275,8 +287,11 @@ def test_service_bus_token_file(t):
     with open(tok, "w") as f:
         f.write("eyJhbGciOi.test-token.sig\n")
     redis = redis_server(t)
+    admin = free_port()
     broker = fake_broker(t, ["--servicebus", "mcpd", "--jwt", "eyJhbGciOi.test-token.sig", "--cert",
-                             os.path.join(t.dir, "cert.pem"), "--key", os.path.join(t.dir, "key.pem")])
+                             os.path.join(t.dir, "cert.pem"), "--key", os.path.join(t.dir, "key.pem"),
+                             "--admin-port", str(admin)])
+    broker.admin_port = admin
     (a, pa), (b, pb) = sb_instances(t, redis, broker, "token_file: %s" % tok)
     sid = mcp_session(pa)
     list_changed_crosses(pa, pb, sid)
