@@ -49,8 +49,10 @@ CORE_OBJS   := $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJS))
 UNIT_SRCS   := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # Plugin code with no host in it, tested as it is (plugins/jwt/jwt.c,
-# plugins/introspection/introspect.c, plugins/common/resolve.c, opfail.c).
+# plugins/introspection/introspect.c, plugins/common/resolve.c, opfail.c,
+# plugins/amqp/presence.c and sas.c).
 UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/introspect.o \
+	$(BUILD)/plugins/amqp/presence.o $(BUILD)/plugins/amqp/sas.o \
 	$(BUILD)/plugins/common/resolve.o $(BUILD)/plugins/common/opfail.o
 
 MCPD = $(BUILD)/mcpd

@@ -9,6 +9,7 @@
 #include <mcpd/plugin.h>
 
 #include "presence.h"
+#include "sas.h"
 #include "subs.h"
 
 #include <proton/connection_driver.h>
@@ -120,12 +121,5 @@ void sb_subscription(struct amqp *a, void (*done)(struct amqp *a, const char *er
 char *sb_read_token(struct amqp *a, char *why, size_t len);
 /* Frees the PUTs in flight (their fetcher is gone). */
 void sb_forget(struct amqp *a);
-
-/* sas.c */
-/* A Service Bus SAS token for resource uri, valid until expiry (Unix
- * seconds): malloc'ed, or NULL. */
-char *sas_token(const char *uri, const char *key_name, const char *key, uint64_t expiry);
-/* RFC 3986 percent-encoding of everything but unreserved characters. */
-char *url_encode(const char *s);
 
 #endif

@@ -1,6 +1,7 @@
 /* Service Bus shared access signatures: HMAC-SHA256 of the encoded
  * resource URI and the expiry, with the key's text as the key. */
-#include "amqp.h"
+#include "sas.h"
+
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -9,7 +10,7 @@
 #include <string.h>
 
 char *
-url_encode(const char *s)
+sas_encode(const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t n = strlen(s);
@@ -33,7 +34,7 @@ url_encode(const char *s)
 char *
 sas_token(const char *uri, const char *key_name, const char *key, uint64_t expiry)
 {
-	char *sr = url_encode(uri), *sig = NULL, *token = NULL, *to_sign = NULL;
+	char *sr = sas_encode(uri), *sig = NULL, *token = NULL, *to_sign = NULL;
 	unsigned char mac[EVP_MAX_MD_SIZE];
 	unsigned int maclen = 0;
 	unsigned char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
@@ -45,7 +46,7 @@ sas_token(const char *uri, const char *key_name, const char *key, uint64_t expir
 	    &maclen) == NULL)
 		goto done;
 	EVP_EncodeBlock(b64, mac, (int)maclen);
-	if ((sig = url_encode((const char *)b64)) == NULL)
+	if ((sig = sas_encode((const char *)b64)) == NULL)
 		goto done;
 	if (asprintf(&token, "SharedAccessSignature sr=%s&sig=%s&se=%llu&skn=%s", sr, sig,
 	    (unsigned long long)expiry, key_name) < 0)
