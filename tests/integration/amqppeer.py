@@ -13,7 +13,6 @@ max-message-size, a broker that accepts connections and then says
 nothing)."""
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -32,6 +31,24 @@ def amqp_answers(port, timeout=1.0):
             return s.recv(8).startswith(b"AMQP")
     except OSError:
         return False
+
+
+def epmd_pids(port):
+    """The epmd daemons started for ERL_EPMD_PORT=port."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/comm" % d) as f:
+                if f.read().strip() != "epmd":
+                    continue
+            with open("/proc/%s/environ" % d, "rb") as f:
+                if b"ERL_EPMD_PORT=%d\0" % port in f.read() + b"\0":
+                    out.append(int(d))
+        except OSError:
+            continue
+    return out
 
 
 class RabbitMQ(Peer):
@@ -102,9 +119,13 @@ class RabbitMQ(Peer):
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, 9)
                 self.proc.wait(timeout=10)
-        # epmd was started by this node on a port of its own: end it too.
-        subprocess.run(["epmd", "-port", str(self.epmd_port), "-kill"], capture_output=True,
-                       env=self.env()) if shutil.which("epmd") else None
+        # epmd was started by this node, on a port of its own, as a daemon
+        # outside the group: end it too, found by that port.
+        for pid in epmd_pids(self.epmd_port):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
 
     def stop(self):
         self._end(15)
