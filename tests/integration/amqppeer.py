@@ -55,18 +55,28 @@ class RabbitMQ(Peer):
     """rabbitmq-server with rabbitmq_amqp1_0 enabled; users: guest (the
     default, for SASL ANONYMOUS as well) and those add_user makes."""
 
-    def __init__(self, tmpdir, port=None):
+    def __init__(self, tmpdir, port=None, tls=None):
+        """tls: (ca, cert, key) for a TLS listener on tls_port that asks
+        for client certificates and takes SASL EXTERNAL (the user named
+        by the certificate's CN)."""
         self.port = port or free_port()
         self.dist_port, self.epmd_port = free_port(), free_port()
         self.dir = os.path.join(tmpdir, "rabbitmq-%d" % self.port)
         os.makedirs(self.dir, exist_ok=True)
         self.log_path = os.path.join(self.dir, "rabbitmq.out")
         self.node = "mcpdtest%d@localhost" % self.port
+        plugins = "rabbitmq_amqp1_0" + (",rabbitmq_auth_mechanism_ssl" if tls else "")
         with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
-            f.write("[rabbitmq_amqp1_0].\n")
+            f.write("[%s].\n" % plugins)
+        conf = "loopback_users = none\nlisteners.tcp.1 = 127.0.0.1:%d\nlog.file.level = info\n" % self.port
+        if tls:
+            self.tls_port = free_port()
+            conf += ("listeners.ssl.1 = 127.0.0.1:%d\nssl_options.cacertfile = %s\nssl_options.certfile = %s\n"
+                     "ssl_options.keyfile = %s\nssl_options.verify = verify_peer\n"
+                     "ssl_options.fail_if_no_peer_cert = true\nauth_mechanisms.1 = EXTERNAL\n"
+                     "auth_mechanisms.2 = PLAIN\nssl_cert_login_from = common_name\n" % (self.tls_port, *tls))
         with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as f:
-            f.write("loopback_users = none\nlisteners.tcp.1 = 127.0.0.1:%d\n"
-                    "log.file.level = info\n" % self.port)
+            f.write(conf)
         self.proc = None
 
     @property
@@ -173,9 +183,32 @@ class FakeBroker(Peer):
         self.proc.send_signal(18)
 
 
-def rabbitmq_server(t, start=True):
+def rabbitmq_server(t, start=True, tls=None):
     from harness import serve
-    return serve(t, RabbitMQ(t.dir), start)
+    return serve(t, RabbitMQ(t.dir, tls=tls), start)
+
+
+def make_ca(dirpath, clients=("mcpd",)):
+    """A CA, a server certificate it signed (localhost, 127.0.0.1) and a
+    client certificate for each name (CN=name): {name: (cert, key)}, with
+    "ca" and "server" too."""
+    def run(*argv):
+        subprocess.run(argv, check=True, capture_output=True, cwd=dirpath)
+
+    out = {}
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-days", "2", "-subj", "/CN=mcpd test CA", "-keyout", "ca.key", "-out", "ca.pem")
+    out["ca"] = (os.path.join(dirpath, "ca.pem"), os.path.join(dirpath, "ca.key"))
+    for name, subj, ext in [("server", "/CN=localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1")] + \
+            [(c, "/CN=" + c, "extendedKeyUsage=clientAuth") for c in clients]:
+        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-subj", subj, "-keyout", name + ".key", "-out", name + ".csr")
+        with open(os.path.join(dirpath, name + ".ext"), "w") as f:
+            f.write(ext + "\n")
+        run("openssl", "x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", name + ".ext", "-out", name + ".pem")
+        out[name] = (os.path.join(dirpath, name + ".pem"), os.path.join(dirpath, name + ".key"))
+    return out
 
 
 def fake_broker(t, args=(), start=True):

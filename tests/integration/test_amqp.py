@@ -10,7 +10,7 @@ import os
 import re
 import time
 
-from amqppeer import fake_broker, rabbitmq_server
+from amqppeer import fake_broker, make_ca, rabbitmq_server
 from harness import (Load, Skip, TestFailure, all_ready, call_tool, check, check_config_errors, check_config_valid,
                      check_not_ready, conformance_behind_balancer, conformance_config, free_port, http, key_file,
                      make_cert, mcp_session, node_peers_ready, redis_server, rpc, run_unit_suite, start_instances,
@@ -157,6 +157,36 @@ def test_wrong_credentials(t):
     no_crash(a, b)
     a.stop()
     b.stop()
+
+
+def test_tls_and_sasl_external(t):
+    """amqps:// to RabbitMQ's TLS listener, its certificate checked against
+    tls_ca_file, the worker's client certificate the credentials (SASL
+    EXTERNAL, the user its CN names): messages cross. A certificate the
+    broker has no user for is refused, said, and leaves /readyz failing;
+    a CA that did not sign the broker's certificate too."""
+    certs = make_ca(t.dir, clients=("mcpd", "stranger"))
+    redis = redis_server(t)
+    rabbit = rabbitmq_server(t, tls=(certs["ca"][0], *certs["server"]))
+    rabbit.add_user("mcpd", "unused-password")
+    url = "amqps://localhost:%d" % rabbit.tls_port
+    extra = ", flavor: rabbitmq, tls_ca_file: %s, tls_cert_file: %s, tls_key_file: %s" % (
+        certs["ca"][0], *certs["mcpd"])
+    (a, pa), (b, pb) = instances(t, redis, url, extra, workers=1)
+    sid = mcp_session(pa)
+    list_changed_crosses(pa, pb, sid)
+    (c, pc), = instances(t, redis, url, extra.replace(certs["mcpd"][0], certs["stranger"][0]).replace(
+        certs["mcpd"][1], certs["stranger"][1]), n=1, workers=1, ready=False)
+    c.wait_log(r"amqp: localhost:%d refused the credentials" % rabbit.tls_port, timeout=15)
+    check_not_ready(pc, b"refused the credentials", healthz=2)
+    wrong_ca = os.path.join(t.dir, "cert.pem")
+    make_cert(t.dir)
+    (d, pd), = instances(t, redis, url, extra.replace(certs["ca"][0], wrong_ca), n=1, workers=1, ready=False)
+    d.wait_log(r"amqp: .*certificate verify failed", timeout=15)
+    check_not_ready(pd, b"certificate verify failed", healthz=2)
+    no_crash(a, b, c, d)
+    for x in (a, b, c, d):
+        x.stop()
 
 
 def test_a_broker_that_hangs(t):
