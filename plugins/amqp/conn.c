@@ -797,9 +797,12 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		if (a->state == ST_CONNECTING)
 			conn_log_why(a, MCPD_LOG_WARN, "cannot connect to %s:%d: %s", a->host_name, a->port,
 			    how ? how : "closed");
+		else if (!a->said && how)
+			conn_log_why(a, MCPD_LOG_WARN, "the connection to %s:%d failed: %s", a->host_name, a->port,
+			    how);
 		else if (!a->said)
-			conn_log_why(a, MCPD_LOG_WARN, "the connection to %s:%d was %s", a->host_name, a->port,
-			    how ? how : "closed by the broker");
+			conn_log_why(a, MCPD_LOG_WARN, "the connection to %s:%d was closed by the broker",
+			    a->host_name, a->port);
 		if (a->have_driver) {
 			pn_connection_driver_read_close(&a->driver);
 			pn_connection_driver_write_close(&a->driver);

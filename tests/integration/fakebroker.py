@@ -43,8 +43,16 @@ from proton.handlers import MessagingHandler
 from proton.reactor import Container
 
 
+LOG_LOCK = threading.Lock()
+
+
 def log(*a):
-    print(*a, flush=True)
+    # The management API answers on threads of its own: one line at a
+    # time, or two lines interleave (print writes its parts apart).
+    line = " ".join(str(x) for x in a) + "\n"
+    with LOG_LOCK:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 SUBSCRIPTIONS = {}      # name -> the "to" values its rule takes
