@@ -6,18 +6,19 @@ Bus's $cbs and subscriptions, faults on demand) is played by fakebroker.py
 on python3-qpid-proton. Each instance is a separate master with its own
 workers and port, as on separate hosts."""
 
+import json
 import os
 import re
 import threading
 import time
 
 from amqppeer import fake_broker, make_ca, rabbitmq_server
-from harness import (Load, Skip, TestFailure, all_ready, call_tool, check, check_config_errors, check_config_valid,
-                     check_not_ready, conformance_behind_balancer, conformance_config, free_port, http, key_file,
-                     make_cert, mcp_session, node_peers_ready, redis_server, rpc, run_unit_suite, start_instances,
-                     wait_for, workers_ready)
+from harness import (MCP_HEADERS, Load, Skip, TestFailure, all_ready, call_tool, check, check_config_errors,
+                     check_config_valid, check_not_ready, conformance_behind_balancer, conformance_config, free_port,
+                     http, key_file, make_cert, mcp_session, node_peers_ready, redis_server, rpc, run_unit_suite,
+                     start_instances, starts_before, wait_for, workers_ready)
 from test_nats import read_until
-from test_redis import TOOLS, cancel_crosses, elicitation_crosses, get_stream, resume_crosses
+from test_redis import TOOLS, cancel_crosses, elicitation_crosses, get_stream, post_stream, resume_crosses
 
 
 def backends(t, redis, url, extra=", flavor: rabbitmq"):
@@ -218,6 +219,21 @@ def test_rabbitmq_killed_under_load(t):
     b.stop()
 
 
+def test_starts_before_rabbitmq(t):
+    """Instances whose RabbitMQ is not up yet start, serve /healthz, are
+    not ready and say why; they become ready without a restart once it
+    runs, and messages cross."""
+    redis = redis_server(t)
+    rabbit = rabbitmq_server(t, start=False)
+    (a, pa), (b, pb) = instances(t, redis, rabbit.url, ready=False)
+    starts_before(rabbit, (pa, pb), b"cannot connect to 127.0.0.1:%d" % rabbit.port, first_attempt=5, timeout=20)
+    sid = mcp_session(pa)
+    list_changed_crosses(pa, pb, sid)
+    no_crash(a, b)
+    a.stop()
+    b.stop()
+
+
 def test_wrong_credentials(t):
     """A user that RabbitMQ knows connects with SASL PLAIN (password from a
     file); with a wrong password the instance says so in its log and in
@@ -302,6 +318,49 @@ def test_a_broker_that_hangs(t):
         wait_for(lambda: all_ready(p), timeout=30, what="ready once the broker runs again")
     sid = mcp_session(pa)
     list_changed_crosses(pa, port, sid)
+    no_crash(a, b)
+    a.stop()
+    b.stop()
+
+
+def test_messages_go_to_holders_only(t):
+    """Routing by presence, seen at the broker (which logs each message's
+    address and op; "m" is a message on a channel). An elicitation's
+    answer, posted on B, goes to the one worker of A that runs the tool
+    and waits on its channel: one message, to that worker's address
+    alone, not to "all". A tool list change, on a channel every worker
+    holds, goes once to each worker but the sender, and not to "all"."""
+    redis, broker = redis_server(t), fake_broker(t)
+    (a, pa), (b, pb) = instances(t, redis, broker.url, ", flavor: activemq")
+    sid = mcp_session(pa, caps={"elicitation": {}})
+    s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                              "params": {"name": "ask", "arguments": {}}})
+    try:
+        data = read_until(s, b"elicitation/create")
+        ask = [json.loads(line[6:]) for line in data.decode().split("\n")
+               if line.startswith("data: ") and "elicitation/create" in line][0]
+        time.sleep(1.5)     # B has heard that A's worker holds the answer's channel
+        mark = len(broker.log())
+        st, _, _ = http(pb, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": ask["id"],
+                        "result": {"action": "accept", "content": {}}}), dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
+        check(st == 202, "answer on B: %s" % st)
+        data = read_until(s, b'"id":9', data)
+        check(b"answer accept" in data, data[-400:])
+    finally:
+        s.close()
+    sent = re.findall(r"^message (\S+) m$", broker.log()[mark:], re.M)
+    check(len(sent) == 1 and re.fullmatch(r"topic://mcpd\.w\.[0-9a-f]+-[12]", sent[0]),
+          "the answer went to %s" % sent)
+    a_id = re.search(r"amqp: connected to \S+ as ([0-9a-f]+)-", a.log()).group(1)
+    check(sent[0].startswith("topic://mcpd.w.%s-" % a_id), "the answer went to %s, not to A (%s)" % (sent, a_id))
+    mark = len(broker.log())
+    check(call_tool(pb, sid, "change") == "changed")
+    wait_for(lambda: len(re.findall(r"^message \S+ m$", broker.log()[mark:], re.M)) >= 3, timeout=5,
+             what="the change sent to the three other workers")
+    time.sleep(0.3)
+    sent = sorted(re.findall(r"^message (\S+) m$", broker.log()[mark:], re.M))
+    check(len(sent) == 3 and len(set(sent)) == 3 and all(re.fullmatch(r"topic://mcpd\.w\.[0-9a-f]+-[12]", x)
+                                                         for x in sent), "the change went to %s" % sent)
     no_crash(a, b)
     a.stop()
     b.stop()
