@@ -56,12 +56,13 @@ UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # Plugin code with no host in it, tested as it is (plugins/jwt/jwt.c,
 # plugins/introspection/introspect.c, plugins/common/resolve.c, opfail.c, the
 # AWS signing, XML and credential code, plugins/sqs/routes.c, the Cosmos DB
-# signature and the Entra ID token code).
+# signature and the Entra ID token code, plugins/amqp/presence.c and sas.c).
 UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/introspect.o \
 	$(BUILD)/plugins/common/resolve.o $(BUILD)/plugins/common/opfail.o \
 	$(BUILD)/plugins/common/aws_sigv4.o $(BUILD)/plugins/common/aws_xml.o \
 	$(BUILD)/plugins/common/aws_creds.o $(BUILD)/plugins/common/fetch.o $(BUILD)/plugins/sqs/routes.o \
-	$(BUILD)/plugins/cosmos/cosmos_sig.o $(BUILD)/plugins/common/azure_auth.o $(BUILD)/plugins/common/tokcache.o
+	$(BUILD)/plugins/cosmos/cosmos_sig.o $(BUILD)/plugins/common/azure_auth.o $(BUILD)/plugins/common/tokcache.o \
+	$(BUILD)/plugins/amqp/presence.o $(BUILD)/plugins/amqp/sas.o
 
 MCPD = $(BUILD)/mcpd
 HELPER = $(BUILD)/mcpd-tool
@@ -137,6 +138,11 @@ PLUGIN_LIBS_nats = $(NATS_LIBS) $(LIBEVENT_LIBS) $(OPENSSL_LIBS) -lpthread
 PLUGIN_CFLAGS_nats = $(NATS_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
 PLUGIN_SHARED_nats = plugins/common/section.c plugins/common/section.h plugins/common/clock.h \
 	plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h
+PLUGIN_LIBS_amqp = $(PROTON_LIBS) $(LIBEVENT_LIBS) $(OPENSSL_LIBS) $(CURL_LIBS)
+PLUGIN_CFLAGS_amqp = $(PROTON_CFLAGS) $(OPENSSL_CFLAGS) $(CURL_CFLAGS) -Iplugins/common
+PLUGIN_SHARED_amqp = plugins/common/section.c plugins/common/section.h plugins/common/clock.h \
+	plugins/common/subs.c plugins/common/subs.h plugins/common/resolve.c plugins/common/resolve.h \
+	plugins/common/fetch.c plugins/common/fetch.h
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)

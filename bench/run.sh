@@ -193,6 +193,9 @@ bash "$here/redis.sh" ${1:+"$1"}
 # The nats transport beside the redis one.
 bash "$here/nats.sh" ${1:+"$1"}
 
+# Azure's: the amqp transport on RabbitMQ beside the redis one.
+bash "$here/azure.sh" ${1:+"$1"}
+
 # Sessions in PostgreSQL: one instance on lmdb beside one on postgres.
 bash "$here/postgres.sh" ${1:+"$1"}
 

@@ -13,6 +13,11 @@ test_pkgs="python3 python3-pip openssl curl man-db procps redis-server postgresq
 test_pkgs="$test_pkgs clang libclang-rt-dev"
 build_pkgs="$build_pkgs libnats-dev"
 test_pkgs="$test_pkgs nats-server"
+# The amqp transport: Qpid Proton's C library; its tests run RabbitMQ with
+# its AMQP 1.0 plugin (shipped in rabbitmq-server) and a Python AMQP peer
+# (python3-qpid-proton) that plays Service Bus's $cbs and faulty brokers.
+build_pkgs="$build_pkgs libqpid-proton11-dev"
+test_pkgs="$test_pkgs rabbitmq-server python3-qpid-proton"
 
 pkgs=$build_pkgs
 [ "${1:-}" = test ] && pkgs="$build_pkgs $test_pkgs"

@@ -16,6 +16,7 @@ def test_bench_script_runs(t):
                 "command tool", "short-lived client", "lmdb bytes per session",
                 "one instance, lmdb + local", "two instances, one Redis (pubsub)",
                 "two instances, one Redis (streams)", "one instance, PostgreSQL + local", "two instances, NATS transport",
+                "two instances, amqp transport on RabbitMQ",
                 "mcpd, apikey", "mcpd, jwt (RS256",
                 "mcpd, internal authorization server", "TypeScript SDK server, requireBearerAuth"):
         check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))

@@ -1,9 +1,13 @@
 /* The network transport plugins against a real peer: nats when
  * MCPD_TEST_NATS_URL names a nats-server (test_nats.py starts one and
  * runs this suite), sqs when MCPD_TEST_SQS_ENDPOINT names moto's server
- * (test_sqs.py; credentials from the environment). Two instances of the
- * plugin in this process stand for two workers of two mcpd instances:
- * each has its own connection, or queue. */
+ * (test_sqs.py; credentials from the environment), amqp when
+ * MCPD_TEST_AMQP_URL names an AMQP 1.0 broker (test_amqp.py: RabbitMQ, or
+ * its fake broker for the flavors and faults no broker here has), with
+ * MCPD_TEST_AMQP_FLAVOR and, where the broker has one,
+ * MCPD_TEST_AMQP_MAX_MESSAGE. Two instances of the plugin in this process
+ * stand for two workers of two mcpd instances: each has its own
+ * connection, or queue. */
 #include <check.h>
 #include <event2/event.h>
 #include <stdio.h>
@@ -97,7 +101,9 @@ done_cb(void *arg, int status, const char *err)
 static const char *
 url_of(const char *kind)
 {
-	return getenv(strcmp(kind, "nats") == 0 ? "MCPD_TEST_NATS_URL" : "MCPD_TEST_SQS_ENDPOINT");
+	if (strcmp(kind, "nats") == 0)
+		return getenv("MCPD_TEST_NATS_URL");
+	return getenv(strcmp(kind, "sqs") == 0 ? "MCPD_TEST_SQS_ENDPOINT" : "MCPD_TEST_AMQP_URL");
 }
 
 static void *
@@ -113,15 +119,19 @@ open_one(const char *kind, const char *url)
 	ck_assert_msg(lp != NULL, "%s", err);
 	desc = lp->desc;
 	ops = desc->ops;
-	/* Subjects (a topic and queues) of this run only, so that runs can
-	 * share a server. */
+	/* Subjects (a topic and queues, addresses) of this run only, so
+	 * that runs can share a server. */
 	if (strcmp(kind, "nats") == 0)
 		snprintf(yaml, sizeof(yaml), "plugin: nats\nurl: \"%s\"\nprefix: \"t%d.\"\npresence_timeout: 300ms\n"
 		    "connect_timeout: 500ms\n", url, (int)getpid());
-	else
+	else if (strcmp(kind, "sqs") == 0)
 		snprintf(yaml, sizeof(yaml), "plugin: sqs\nendpoint: \"%s\"\ntopic: t%d\ncreate_topic: true\n"
 		    "queue_prefix: t%d-\npresence_timeout: 300ms\nwait: 2s\ntimeout: 1s\n", url, (int)getpid(),
 		    (int)getpid());
+	else
+		snprintf(yaml, sizeof(yaml), "plugin: amqp\nurl: \"%s\"\nflavor: %s\nprefix: \"t%d.\"\n"
+		    "connect_timeout: 1s\nheartbeat: 300ms\n", url, getenv("MCPD_TEST_AMQP_FLAVOR") ?
+		    getenv("MCPD_TEST_AMQP_FLAVOR") : "rabbitmq", (int)getpid());
 	if (base == NULL)
 		base = event_base_new();
 	host_set_worker(base, 1);
@@ -213,8 +223,9 @@ START_TEST(across_instances)
 		ck_assert_msg(rx[i].n == 1 && rx[i].wrong == 0, "%s: %d messages, %d wrong", CHANNELS[i], rx[i].n,
 		    rx[i].wrong);
 
-	/* Nobody: nats says so at once, no waiting for answers; sqs waits
-	 * presence_timeout for answers that do not come. */
+	/* Nobody: nats says so at once, no waiting for answers; amqp knows
+	 * from the announcements it keeps; sqs waits presence_timeout for
+	 * answers that do not come. */
 	uint64_t took;
 	ck_assert_int_eq(count(y, "nobody", &took), 0);
 	ck_assert_msg(took < (strcmp(kind, "nats") == 0 ? 250u : 1000u), "has_subscribers of an empty channel took %llu ms",
@@ -291,8 +302,10 @@ err_cb(void *arg, int status, const char *err)
 }
 
 /* Bytes that are not text arrive as they were sent, an empty message
- * too; a message over what the service carries (SNS: 256 KiB) is an
- * error the publisher hears, never dropped unsaid. */
+ * too; a message over what the service carries (SNS: 256 KiB; an AMQP
+ * broker's max-message-size, when MCPD_TEST_AMQP_MAX_MESSAGE says it has
+ * one) is an error the publisher hears, never dropped unsaid; under it, it
+ * arrives whole. */
 START_TEST(sizes_and_bytes)
 {
 	const char *kind = KINDS[_i], *url = url_of(kind);
@@ -318,20 +331,34 @@ START_TEST(sizes_and_bytes)
 		spin(5);
 	ck_assert_int_eq(bin.n, 2);
 	ck_assert_uint_eq(bin.len, 0);
-	size_t big = 300 * 1024;
+	const char *max = strcmp(kind, "amqp") == 0 ? getenv("MCPD_TEST_AMQP_MAX_MESSAGE") : NULL;
+	size_t big = max != NULL ? (size_t)atol(max) + 1 : 300 * 1024;
+	int refused = strcmp(kind, "sqs") == 0 || max != NULL;
 	char *b = malloc(big);
 	ck_assert_ptr_nonnull(b);
 	memset(b, 'a', big);
 	got.called = 0;
 	ops->publish(y, "bin", b, big, NULL, err_cb, NULL);
-	end = now_ms() + 3000;
-	while ((got.called == 0 || (strcmp(kind, "sqs") != 0 && bin.n == 2)) && now_ms() < end)
+	end = now_ms() + 5000;
+	while ((got.called == 0 || (!refused && bin.n == 2)) && now_ms() < end)
 		spin(5);
 	free(b);
 	ck_assert_int_eq(got.called, 1);
 	if (strcmp(kind, "sqs") == 0) {
 		ck_assert_int_eq(got.status, MCPD_ERROR);
 		ck_assert_msg(strstr(got_err, "256 KiB") != NULL, "%s", got_err);
+	} else if (max != NULL) {
+		ck_assert_int_eq(got.status, MCPD_ERROR);
+		ck_assert_msg(strstr(got_err, "over the broker's maximum") != NULL, "%s", got_err);
+		spin(200);
+		ck_assert_int_eq(bin.n, 2);
+		/* The link goes on: the next message arrives. */
+		ops->publish(y, "bin", "after", 5, NULL, err_cb, NULL);
+		end = now_ms() + 3000;
+		while (bin.n == 2 && now_ms() < end)
+			spin(5);
+		ck_assert_int_eq(bin.n, 3);
+		ck_assert_uint_eq(bin.len, 5);
 	} else {
 		ck_assert_int_eq(got.status, MCPD_OK);
 		ck_assert_uint_eq(bin.len, big);
@@ -611,6 +638,8 @@ transport_suite(void)
 		KINDS[nkinds++] = "nats";
 	if (getenv("MCPD_TEST_SQS_ENDPOINT") != NULL && *getenv("MCPD_TEST_SQS_ENDPOINT") != '\0')
 		KINDS[nkinds++] = "sqs";
+	if (getenv("MCPD_TEST_AMQP_URL") != NULL)
+		KINDS[nkinds++] = "amqp";
 	if (nkinds > 0) {
 		TCase *tc = tcase_create("network");
 		tcase_set_timeout(tc, 60);

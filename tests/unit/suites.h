@@ -20,5 +20,6 @@ Suite *opfail_suite(void);
 Suite *aws_suite(void);
 Suite *routes_suite(void);
 Suite *cosmos_suite(void);
+Suite *amqp_suite(void);
 
 #endif

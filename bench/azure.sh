@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Azure's backends beside their peers, each part a function so that the
+# parts sit side by side in one run (AZURE_PARTS picks them):
+#   amqp_part    the amqp transport on each AMQP 1.0 broker this machine
+#                can run (RabbitMQ with its AMQP 1.0 plugin) against the
+#                redis transport: two mcpd instances with their sessions in
+#                one Redis, measured as bench/nats.sh measures NATS
+#                (tools/call throughput with wrk on both instances, and the
+#                latency of a message crossing from B to A, bench/crossing.py).
+# Prints; asserts nothing on time.
+#
+#   bench/azure.sh            10 s per throughput run (BENCH_SECONDS), 300 crossings
+#   bench/azure.sh --quick    1 s, 30 crossings (make check runs this)
+#   KEEP=1 bench/azure.sh     keeps the logs and configurations in /tmp
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+DUR=${BENCH_SECONDS:-10}
+N=300
+CONNS=32
+if [ "${1:-}" = --quick ]; then DUR=1; N=30; fi
+PARTS=${AZURE_PARTS:-amqp}
+
+tmp=$(mktemp -d /tmp/mcpd-bench-azure.XXXXXX)
+pids=()
+cleanups=()
+cleanup() {
+	for c in "${cleanups[@]}"; do $c || true; done
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	[ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
+}
+trap cleanup EXIT
+. "$here/common.sh"
+
+CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"}}}'
+declare -A RATE P99 CROSS
+
+# two NAME BACKENDS: two instances on BACKENDS, their rate and crossings.
+two() {
+	local pa pb; pa=$(port); pb=$(port)
+	instance "$1-a" "$pa" "$2"
+	instance "$1-b" "$pb" "$2"
+	local sid; sid=$(session "$pa")
+	wrk_rate "$pa" "$sid" $((CONNS / 2)) > "$tmp/wrk-a" &
+	wrk_rate "$pb" "$sid" $((CONNS / 2)) > "$tmp/wrk-b"
+	wait $!
+	RATE[$1]=$(awk '{s+=$1} END{printf "%.0f", s}' "$tmp/wrk-a" "$tmp/wrk-b")
+	P99[$1]="$(awk '{print $2}' "$tmp/wrk-a")/$(awk '{print $2}' "$tmp/wrk-b")"
+	CROSS[$1]=$(python3 "$here/crossing.py" "$pa" "$pb" $N)
+	# The instances stay up until the end (their pids are in pids).
+}
+
+field() { echo "$1" | awk -v k="$2" '{for(i=1;i<=NF;i++) if($i==k) print $(i+1)}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+row() {
+	printf '%-48s %12s %14s %22s %22s\n' "$1" "${RATE[$2]}" "${P99[$2]}" \
+		"$(field "${CROSS[$2]}" changed_p50_ms)/$(field "${CROSS[$2]}" changed_p99_ms) ms" \
+		"$(field "${CROSS[$2]}" answer_p50_ms)/$(field "${CROSS[$2]}" answer_p99_ms) ms"
+}
+
+# ---- RabbitMQ, its state in $tmp, on ports of its own ----
+
+RABBIT_BIN=/usr/lib/rabbitmq/bin
+rabbit_env() {
+	local d=$tmp/rabbitmq
+	export HOME=$d RABBITMQ_NODENAME=mcpdbench$P_RABBIT@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+		RABBITMQ_NODE_PORT=$P_RABBIT RABBITMQ_DIST_PORT=$P_DIST ERL_EPMD_PORT=$P_EPMD ERL_EPMD_ADDRESS=127.0.0.1 \
+		RABBITMQ_MNESIA_BASE=$d/mnesia RABBITMQ_LOG_BASE=$d/log RABBITMQ_ENABLED_PLUGINS_FILE=$d/enabled_plugins \
+		RABBITMQ_CONFIG_FILE=$d/rabbitmq RABBITMQ_ADVANCED_CONFIG_FILE=$d/advanced.config \
+		RABBITMQ_CONF_ENV_FILE=$d/rabbitmq-env.conf RABBITMQ_PID_FILE=$d/pid \
+		RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+}
+rabbit_stop() {
+	[ -n "${RABBIT_PID:-}" ] || return 0
+	kill -TERM -- "-$RABBIT_PID" 2>/dev/null || true
+	for _ in $(seq 200); do kill -0 "$RABBIT_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL -- "-$RABBIT_PID" 2>/dev/null || true
+	# epmd, a daemon of its own, started for this node's port: end it too.
+	local p
+	for p in /proc/[0-9]*; do
+		[ "$(cat "$p/comm" 2>/dev/null)" = epmd ] || continue
+		tr '\0' '\n' < "$p/environ" 2>/dev/null | grep -qx "ERL_EPMD_PORT=$P_EPMD" && kill "${p#/proc/}" 2>/dev/null
+	done
+	RABBIT_PID=
+}
+rabbit_start() {
+	P_RABBIT=$(port); P_DIST=$(port); P_EPMD=$(port)
+	mkdir -p "$tmp/rabbitmq"
+	echo '[rabbitmq_amqp1_0].' > "$tmp/rabbitmq/enabled_plugins"
+	printf 'loopback_users = none\nlisteners.tcp.1 = 127.0.0.1:%s\n' "$P_RABBIT" > "$tmp/rabbitmq/rabbitmq.conf"
+	(rabbit_env; exec setsid "$RABBIT_BIN/rabbitmq-server" > "$tmp/rabbitmq.out" 2>&1) &
+	RABBIT_PID=$!
+	cleanups+=(rabbit_stop)
+	for _ in $(seq 600); do
+		python3 -c "import socket,sys; s=socket.create_connection(('127.0.0.1',$P_RABBIT),1); s.sendall(b'AMQP\x03\x01\x00\x00'); sys.exit(0 if s.recv(8).startswith(b'AMQP') else 1)" \
+			2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "$ME: RabbitMQ never answered:" >&2
+	tail -20 "$tmp/rabbitmq.out" >&2
+	exit 1
+}
+
+amqp_part() {
+	for c in wrk redis-server; do
+		command -v $c >/dev/null || { echo "$ME: needs $c (scripts/install-deps.sh test, bench/run.sh)" >&2; exit 1; }
+	done
+	[ -x "$RABBIT_BIN/rabbitmq-server" ] || { echo "$ME: needs rabbitmq-server (scripts/install-deps.sh test)" >&2; exit 1; }
+	local p_redis; p_redis=$(port)
+	redis-server --port "$p_redis" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
+		--logfile "$tmp/redis.log" &
+	pids+=($!)
+	for _ in $(seq 100); do redis-cli -p "$p_redis" ping >/dev/null 2>&1 && break; sleep 0.05; done
+	local redis="redis://127.0.0.1:$p_redis/0"
+	rabbit_start
+
+	two redis "storage: { plugin: redis, url: \"$redis\", key_prefix: \"r:\" }
+transport: { plugin: redis, url: \"$redis\", mode: pubsub, key_prefix: \"r:\" }"
+	two rabbitmq "storage: { plugin: redis, url: \"$redis\", key_prefix: \"q:\" }
+transport: { plugin: amqp, url: \"amqp://127.0.0.1:$P_RABBIT\", flavor: rabbitmq }"
+
+	echo
+	echo "transport through AMQP 1.0: $(nproc) CPUs, ${DUR}s per throughput run, $CONNS connections, $N crossings," \
+		"RabbitMQ $(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null | cut -d- -f1) (rabbitmq_amqp1_0)," \
+		"sessions in one Redis"
+	echo
+	printf '%-48s %12s %14s %22s %22s\n' set-up "calls/s" "p99" "list_changed p50/p99" "answer p50/p99"
+	row "two instances, Redis pub/sub transport" redis
+	row "two instances, amqp transport on RabbitMQ" rabbitmq
+	echo
+	echo "amqp (RabbitMQ) / redis: calls/s $(ratio "${RATE[rabbitmq]}" "${RATE[redis]}"), answer p50" \
+		"$(ratio "$(field "${CROSS[rabbitmq]}" answer_p50_ms)" "$(field "${CROSS[redis]}" answer_p50_ms)")," \
+		"list_changed p50 $(ratio "$(field "${CROSS[rabbitmq]}" changed_p50_ms)" "$(field "${CROSS[redis]}" changed_p50_ms)")"
+	echo "(calls/s is the sum of both instances; a crossing goes from B to A, see bench/redis.sh;" \
+		"ActiveMQ and Service Bus cannot be run here: see the README)"
+}
+
+for part in $PARTS; do
+	"${part}_part"
+done
