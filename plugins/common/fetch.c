@@ -80,7 +80,7 @@ reap(struct fetcher *f)
 		if (t == NULL)
 			continue;
 		CURLcode rc = m->data.result;
-		struct fetch_result r = { NULL, t->body ? t->body : "", t->len, 0, t->max_age, t->date };
+		struct fetch_result r = { NULL, t->body ? t->body : "", t->len, 0, t->max_age, t->date, 0 };
 		char why[CURL_ERROR_SIZE + 64];
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &r.status);
 		if (t->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
@@ -89,6 +89,8 @@ reap(struct fetcher *f)
 		} else if (rc != CURLE_OK) {
 			snprintf(why, sizeof(why), "%s", t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
 			r.error = why;
+			r.not_sent = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+			    rc == CURLE_COULDNT_RESOLVE_PROXY;
 		} else if (r.status != 200 && !t->any_status) {
 			snprintf(why, sizeof(why), "HTTP status %ld%s", r.status,
 			    r.status >= 300 && r.status < 400 ? " (redirects are not followed: give the final URL)" : "");

@@ -34,6 +34,7 @@ struct fetch_result {
 	long status;                /* HTTP status, 0 if there was no answer */
 	int64_t max_age;            /* Cache-Control max-age in seconds, or -1 */
 	int64_t date;               /* the answer's Date as Unix seconds, or -1 */
+	int not_sent;               /* no connection was made: the request never left */
 };
 
 /* Runs on the loop, never inside fetch_get or fetch_post. */

@@ -2,7 +2,9 @@
  * checks. The plugins are the built .so files, loaded as mcpd loads them.
  * redis joins when MCPD_TEST_REDIS_URL names a server, and postgres when
  * MCPD_TEST_POSTGRES_URL names one (the integration tests test_redis.py
- * and test_postgres.py start one and run this suite against it); their
+ * and test_postgres.py start one and run this suite against it), and
+ * dynamodb and firestore likewise with MCPD_TEST_DYNAMODB_ENDPOINT and
+ * MCPD_TEST_FIRESTORE_ENDPOINT (moto's, the Firestore emulator's); their
  * callbacks come from the event loop, so every call waits for its own. */
 #include <check.h>
 #include <event2/event.h>
@@ -19,7 +21,7 @@
 #include "plugin.h"
 #include "suites.h"
 
-static const char *BACKENDS[5] = { "memory", "lmdb" };
+static const char *BACKENDS[8] = { "memory", "lmdb" };
 static int nbackends = 2;
 
 static struct event_base *base;
@@ -166,6 +168,10 @@ open_backend(int i)
 		 * environment (test_dynamodb.py sets them for its moto). */
 		snprintf(yaml, sizeof(yaml), "plugin: dynamodb\ntable: t%d\nendpoint: \"%s\"\ncreate_table: true\n",
 		    (int)getpid(), getenv("MCPD_TEST_DYNAMODB_ENDPOINT"));
+	else if (strcmp(BACKENDS[i], "firestore") == 0)
+		/* A collection of this run only, on the emulator. */
+		snprintf(yaml, sizeof(yaml), "plugin: firestore\nproject: test-project\ncollection: t%d\n"
+		    "endpoint: \"%s\"\n", (int)getpid(), getenv("MCPD_TEST_FIRESTORE_ENDPOINT"));
 	else
 		snprintf(yaml, sizeof(yaml), "plugin: %s\n", BACKENDS[i]);
 	if (base == NULL)
@@ -481,19 +487,21 @@ START_TEST(bursts)
 END_TEST
 
 /* A value or an entry larger than a backend keeps (DynamoDB: 400 KB an
- * item) is an error the caller sees; the log goes on working. */
+ * item; Firestore: 1 MiB a document) is an error the caller sees; the log
+ * goes on working. */
 START_TEST(big_items)
 {
 	open_backend(_i);
-	size_t big = 500 * 1024;
+	int firestore = strcmp(BACKENDS[_i], "firestore") == 0;
+	size_t big = firestore ? 1100 * 1024 : 500 * 1024;
 	char *v = malloc(big);
 	ck_assert_ptr_nonnull(v);
 	memset(v, 'x', big);
-	int strict = strcmp(BACKENDS[_i], "dynamodb") == 0;
+	int strict = strcmp(BACKENDS[_i], "dynamodb") == 0 || firestore;
 	CALL(ops->set(inst, "big", v, big, 0, 0, done_cb, NULL));
 	ck_assert_msg(got.status == (strict ? MCPD_ERROR : MCPD_OK), "set: %d %s", got.status, got.err);
 	if (strict)
-		ck_assert_msg(strstr(got.err, "400 KB") != NULL, "%s", got.err);
+		ck_assert_msg(strstr(got.err, firestore ? "1 MiB" : "400 KB") != NULL, "%s", got.err);
 	reset();
 	CALL(ops->log_append(inst, "events:big", "small 1", 7, 10, 0, int_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
@@ -527,6 +535,8 @@ storage_suite(void)
 		BACKENDS[nbackends++] = "postgres";
 	if (getenv("MCPD_TEST_DYNAMODB_ENDPOINT") != NULL)
 		BACKENDS[nbackends++] = "dynamodb";
+	if (getenv("MCPD_TEST_FIRESTORE_ENDPOINT") != NULL)
+		BACKENDS[nbackends++] = "firestore";
 	Suite *s = suite_create("storage");
 	TCase *tc = tcase_create("every backend");
 	tcase_set_timeout(tc, 20);
