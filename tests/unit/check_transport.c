@@ -1,7 +1,9 @@
 /* The network transport plugins against a real peer: nats when
  * MCPD_TEST_NATS_URL names a nats-server (test_nats.py starts one and
  * runs this suite), sqs when MCPD_TEST_SQS_ENDPOINT names moto's server
- * (test_sqs.py; credentials from the environment). Two instances of the
+ * (test_sqs.py; credentials from the environment), pubsub when
+ * MCPD_TEST_PUBSUB_ENDPOINT names the Pub/Sub emulator (test_pubsub.py).
+ * Two instances of the
  * plugin in this process stand for two workers of two mcpd instances:
  * each has its own connection, or queue. */
 #include <check.h>
@@ -28,7 +30,7 @@ static const char *const CHANNELS[] = { "toclient:abc", "a.b", "a*b", "a>b", "a 
 	"a.*", "a.>", "\xc3\xa4.b", "toserver:s:\"7\"" };
 #define NCH (sizeof(CHANNELS) / sizeof(CHANNELS[0]))
 
-static const char *KINDS[2];
+static const char *KINDS[3];
 static int nkinds;
 
 static struct event_base *base;
@@ -97,7 +99,8 @@ done_cb(void *arg, int status, const char *err)
 static const char *
 url_of(const char *kind)
 {
-	return getenv(strcmp(kind, "nats") == 0 ? "MCPD_TEST_NATS_URL" : "MCPD_TEST_SQS_ENDPOINT");
+	return getenv(strcmp(kind, "nats") == 0 ? "MCPD_TEST_NATS_URL" : strcmp(kind, "pubsub") == 0 ?
+	    "MCPD_TEST_PUBSUB_ENDPOINT" : "MCPD_TEST_SQS_ENDPOINT");
 }
 
 static void *
@@ -118,6 +121,10 @@ open_one(const char *kind, const char *url)
 	if (strcmp(kind, "nats") == 0)
 		snprintf(yaml, sizeof(yaml), "plugin: nats\nurl: \"%s\"\nprefix: \"t%d.\"\npresence_timeout: 300ms\n"
 		    "connect_timeout: 500ms\n", url, (int)getpid());
+	else if (strcmp(kind, "pubsub") == 0)
+		snprintf(yaml, sizeof(yaml), "plugin: pubsub\nendpoint: \"%s\"\nproject: test-project\ntopic: t%d\n"
+		    "create_topic: true\nsubscription_prefix: t%d-\npresence_timeout: 300ms\nwait: 2s\ntimeout: 1s\n", url,
+		    (int)getpid(), (int)getpid());
 	else
 		snprintf(yaml, sizeof(yaml), "plugin: sqs\nendpoint: \"%s\"\ntopic: t%d\ncreate_topic: true\n"
 		    "queue_prefix: t%d-\npresence_timeout: 300ms\nwait: 2s\ntimeout: 1s\n", url, (int)getpid(),
@@ -291,8 +298,8 @@ err_cb(void *arg, int status, const char *err)
 }
 
 /* Bytes that are not text arrive as they were sent, an empty message
- * too; a message over what the service carries (SNS: 256 KiB) is an
- * error the publisher hears, never dropped unsaid. */
+ * too; a message over what the service carries (SNS: 256 KiB; Pub/Sub:
+ * 10 MB) is an error the publisher hears, never dropped unsaid. */
 START_TEST(sizes_and_bytes)
 {
 	const char *kind = KINDS[_i], *url = url_of(kind);
@@ -318,20 +325,21 @@ START_TEST(sizes_and_bytes)
 		spin(5);
 	ck_assert_int_eq(bin.n, 2);
 	ck_assert_uint_eq(bin.len, 0);
-	size_t big = 300 * 1024;
+	int pubsub = strcmp(kind, "pubsub") == 0, strict = pubsub || strcmp(kind, "sqs") == 0;
+	size_t big = pubsub ? 11000000 : 300 * 1024;
 	char *b = malloc(big);
 	ck_assert_ptr_nonnull(b);
 	memset(b, 'a', big);
 	got.called = 0;
 	ops->publish(y, "bin", b, big, NULL, err_cb, NULL);
 	end = now_ms() + 3000;
-	while ((got.called == 0 || (strcmp(kind, "sqs") != 0 && bin.n == 2)) && now_ms() < end)
+	while ((got.called == 0 || (!strict && bin.n == 2)) && now_ms() < end)
 		spin(5);
 	free(b);
 	ck_assert_int_eq(got.called, 1);
-	if (strcmp(kind, "sqs") == 0) {
+	if (strict) {
 		ck_assert_int_eq(got.status, MCPD_ERROR);
-		ck_assert_msg(strstr(got_err, "256 KiB") != NULL, "%s", got_err);
+		ck_assert_msg(strstr(got_err, pubsub ? "10 MB" : "256 KiB") != NULL, "%s", got_err);
 	} else {
 		ck_assert_int_eq(got.status, MCPD_OK);
 		ck_assert_uint_eq(bin.len, big);
@@ -445,6 +453,8 @@ transport_suite(void)
 		KINDS[nkinds++] = "nats";
 	if (getenv("MCPD_TEST_SQS_ENDPOINT") != NULL && *getenv("MCPD_TEST_SQS_ENDPOINT") != '\0')
 		KINDS[nkinds++] = "sqs";
+	if (getenv("MCPD_TEST_PUBSUB_ENDPOINT") != NULL && *getenv("MCPD_TEST_PUBSUB_ENDPOINT") != '\0')
+		KINDS[nkinds++] = "pubsub";
 	if (nkinds > 0) {
 		TCase *tc = tcase_create("network");
 		tcase_set_timeout(tc, 60);
