@@ -155,11 +155,11 @@ dup_to(char **slot, const char *v)
 /* An endpoint from a credentials file: https, or http to loopback (a
  * test's); plain http to anything else would send secrets in clear. */
 static int
-url_ok(const char *what, const char *url, char *why, size_t whylen)
+url_ok(const char *path, const char *what, const char *url, char *why, size_t whylen)
 {
 	char reason[600];
 	if (fetch_url_allowed(url, reason, sizeof(reason)) < 0) {
-		snprintf(why, whylen, "%s: %s", what, reason);
+		snprintf(why, whylen, "%.300s: %s: %s", path, what, reason);
 		return -1;
 	}
 	return 0;
@@ -211,7 +211,7 @@ load_service_account(struct gcp_auth *a, const cJSON *j, const char *path, char 
 		return -1;
 	}
 	const char *uri = str(j, "token_uri") ? str(j, "token_uri") : DEFAULT_TOKEN_URI;
-	if (url_ok("token_uri", uri, why, whylen) < 0)
+	if (url_ok(path, "token_uri", uri, why, whylen) < 0)
 		return -1;
 	if (dup_to(&a->email, email) < 0 || dup_to(&a->pem, key) < 0 || dup_to(&a->key_id, str(j, "private_key_id")) < 0 ||
 	    dup_to(&a->token_uri, uri) < 0) {
@@ -234,7 +234,7 @@ load_user(struct gcp_auth *a, const cJSON *j, const char *path, char *why, size_
 		return -1;
 	}
 	const char *uri = str(j, "token_uri") ? str(j, "token_uri") : DEFAULT_TOKEN_URI;
-	if (url_ok("token_uri", uri, why, whylen) < 0)
+	if (url_ok(path, "token_uri", uri, why, whylen) < 0)
 		return -1;
 	if (dup_to(&a->client_id, id) < 0 || dup_to(&a->client_secret, secret) < 0 || dup_to(&a->refresh_token, rt) < 0 ||
 	    dup_to(&a->token_uri, uri) < 0) {
@@ -284,8 +284,8 @@ load_external(struct gcp_auth *a, const cJSON *j, const char *path, char *why, s
 	}
 	const char *sts = str(j, "token_url") ? str(j, "token_url") : DEFAULT_STS;
 	const char *imp = str(j, "service_account_impersonation_url");
-	if (url_ok("token_url", sts, why, whylen) < 0 ||
-	    (imp != NULL && url_ok("service_account_impersonation_url", imp, why, whylen) < 0))
+	if (url_ok(path, "token_url", sts, why, whylen) < 0 ||
+	    (imp != NULL && url_ok(path, "service_account_impersonation_url", imp, why, whylen) < 0))
 		return -1;
 	if (url != NULL && strncasecmp(url, "https://", 8) != 0 && strncasecmp(url, "http://", 7) != 0) {
 		snprintf(why, whylen, "%s: credential_source url must be http or https", path);

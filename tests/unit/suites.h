@@ -18,5 +18,6 @@ Suite *introspection_suite(void);
 Suite *resolve_suite(void);
 Suite *opfail_suite(void);
 Suite *aws_suite(void);
+Suite *gcp_suite(void);
 
 #endif
