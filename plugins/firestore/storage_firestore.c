@@ -27,7 +27,7 @@
  * Firestore's TTL policy (on expire_at, for the collection groups C, m, l
  * and e) deletes expired documents late, within a day or so; worker 1 of
  * each instance also deletes the expired values of C it finds, at most
- * 100 a minute. Reads are strongly consistent. Preconditions make set's
+ * 100 a minute (the first time 10 seconds after it starts). Reads are strongly consistent. Preconditions make set's
  * only-if-absent (exists: false, or the update time of an expired one)
  * and only-if-present (the update time of the live one read) atomic; incr
  * adds with a field transform (increment) in one commit, or starts a
@@ -70,6 +70,7 @@
 #define PROBE_MS 1000
 #define IDLE_CHECK_MS 5000
 #define PURGE_MS 60000
+#define FIRST_PURGE_MS 10000
 #define PURGE_MAX 100
 #define GOOGLE_URL "https://firestore.googleapis.com"
 
@@ -1570,6 +1571,8 @@ purge_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	struct fs *f = arg;
+	struct timeval next = { PURGE_MS / 1000, 0 };
+	evtimer_add(f->purge, &next);
 	if (f->purging || !f->ready)
 		return;
 	char t[40];
@@ -1798,7 +1801,7 @@ fs_attach(void *inst, char *err, size_t errlen)
 	if ((f->client = gcp_client_new(base, f->host, use_auth(f), "firestore", err, errlen)) == NULL)
 		return -1;
 	f->probe = event_new(base, -1, EV_PERSIST, probe_cb, f);
-	f->purge = event_new(base, -1, EV_PERSIST, purge_cb, f);
+	f->purge = evtimer_new(base, purge_cb, f);
 	if (f->probe == NULL || f->purge == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -1807,7 +1810,7 @@ fs_attach(void *inst, char *err, size_t errlen)
 	struct timeval tv = { PROBE_MS / 1000, (PROBE_MS % 1000) * 1000 };
 	event_add(f->probe, &tv);
 	if (f->host->worker_id() == 1) {
-		struct timeval pv = { PURGE_MS / 1000, 0 };
+		struct timeval pv = { FIRST_PURGE_MS / 1000, 0 };
 		event_add(f->purge, &pv);
 	}
 	probe_cb(-1, 0, f);
