@@ -247,7 +247,7 @@ finish(struct call *k, const struct gcp_result *r)
 	    r->status == 429 || strcmp(r->code, "CREDENTIALS") == 0);
 	if (down && !(k->flags & GCP_QUIET)) {
 		if (!c->failing || strcmp(c->last_error, r->message) != 0)
-			c->host->log(MCPD_LOG_WARN, "%s: %s", c->who, r->message);
+			c->host->log(MCPD_LOG_WARN, "%s", r->message);
 		snprintf(c->last_error, sizeof(c->last_error), "%s", r->message);
 		c->failing = 1;
 	} else if (r->status >= 200 && r->status < 500 && r->status != 401 && r->status != 403 && r->status != 429) {
@@ -339,7 +339,7 @@ answered(void *arg, const struct fetch_result *fr)
 	struct gcp_result r = { fr->status, fr->body, fr->len, NULL, NULL };
 	char code[64] = "", msg[600] = "", text[900];
 	if (fr->error != NULL && fr->status == 0) {
-		snprintf(text, sizeof(text), "%s %s: %s", k->method, k->url, fr->error);
+		snprintf(text, sizeof(text), "%s: %s %s: %s", c->who, k->method, k->url, fr->error);
 		if (((k->flags & GCP_IDEMPOTENT) || fr->not_sent) && retry(k))
 			return;
 		r.code = "";
@@ -348,7 +348,7 @@ answered(void *arg, const struct fetch_result *fr)
 		return;
 	}
 	if (fr->error != NULL) {                /* too large */
-		snprintf(text, sizeof(text), "%s %s: %s", k->method, short_url(k->url), fr->error);
+		snprintf(text, sizeof(text), "%s: %s %s: %s", c->who, k->method, short_url(k->url), fr->error);
 		r.status = 0;
 		r.code = "";
 		r.message = text;
@@ -410,7 +410,7 @@ got_token(void *arg, const char *token, const char *why)
 	struct call *k = arg;
 	if (token == NULL) {
 		char msg[800];
-		snprintf(msg, sizeof(msg), "no Google access token: %s", why ? why : "unknown");
+		snprintf(msg, sizeof(msg), "%s: no Google access token: %s", k->c->who, why ? why : "unknown");
 		fail_later(k, 1, msg);
 		return;
 	}

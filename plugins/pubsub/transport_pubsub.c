@@ -453,6 +453,8 @@ setup_answer(void *arg, const struct gcp_result *r)
 	struct ps *p = arg;
 	int exists = r->code != NULL && strcmp(r->code, "ALREADY_EXISTS") == 0;
 	if (r->code != NULL && !exists) {
+		if (p->setup == SU_SUBSCRIPTION && strcmp(r->code, "NOT_FOUND") == 0)
+			p->setup = SU_TOPIC;            /* the topic went: look at it again */
 		if (p->setup == SU_TOPIC && strcmp(r->code, "NOT_FOUND") == 0) {
 			char why[600];
 			snprintf(why, sizeof(why), "pubsub: topic %.300s does not exist in project %.100s (create it, or set "
@@ -851,7 +853,7 @@ pulled(void *arg, const struct gcp_result *r)
 		if (strcmp(r->code, "NOT_FOUND") == 0) {
 			/* Deleted (expired, or by hand): made again. */
 			say(p, MCPD_LOG_WARN, "subscription %s is gone; making it again", p->sub_name);
-			p->setup = SU_SUBSCRIPTION;
+			p->setup = SU_TOPIC;
 			setup_step(p);
 			return;
 		}
