@@ -130,12 +130,20 @@ class FakeGoogle:
                     return
                 c = http.client.HTTPConnection("127.0.0.1", target_port, timeout=30)
                 hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization")}
-                c.request(self.command, self.path, body if body else None, hdrs)
-                r = c.getresponse()
-                data = r.read()
+                try:
+                    c.request(self.command, self.path, body if body else None, hdrs)
+                    r = c.getresponse()
+                    data = r.read()
+                except OSError:
+                    # The service behind is gone (a test's end): as a front
+                    # end says it.
+                    self.answer(503, json.dumps({"error": {"code": 503, "message": "backend unreachable",
+                                                           "status": "UNAVAILABLE"}}).encode())
+                    return
+                finally:
+                    c.close()
                 px.passed += 1
                 self.answer(r.status, data, r.getheader("Content-Type", "application/json"))
-                c.close()
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 
