@@ -1,7 +1,9 @@
 # mcpd top-level Makefile.
 #   make            build (runs scripts/install-deps.sh and ./configure first)
 #   make run        build and serve conf/mcpd.yaml on 127.0.0.1:8080
-#   make check      every unit and integration test, then again under ASan+UBSan
+#   make check      every unit and integration test, then again under ASan+UBSan,
+#                   then each fuzz target briefly
+#   make fuzz       each libFuzzer target (tests/fuzz) for FUZZ_TIME seconds
 #   make install    PREFIX=/usr/local DESTDIR= (paths compiled in follow PREFIX)
 
 PREFIX     ?= /usr/local
@@ -34,7 +36,9 @@ WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 OPT ?= -O2 -g
 SAN_ON = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 SAN_FLAGS = $(if $(SANITIZE),$(SAN_ON))
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN_FLAGS) -fPIC -Iinclude -Idaemon \
+# FUZZ=1 (clang): coverage for libFuzzer in every object; see make fuzz.
+FUZZ_FLAGS = $(if $(FUZZ),-fsanitize=fuzzer-no-link)
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN_FLAGS) $(FUZZ_FLAGS) -fPIC -Iinclude -Idaemon \
 	$(LIBEVENT_CFLAGS) $(YAML_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS) $(CURL_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SAN_FLAGS) $(LDFLAGS)
 LIBS_ALL = $(LIBEVENT_LIBS) $(YAML_LIBS) $(CJSON_LIBS) $(OPENSSL_LIBS) $(CURL_LIBS) -lm -ldl -lpthread
@@ -45,13 +49,14 @@ CORE_OBJS   := $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJS))
 UNIT_SRCS   := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # Plugin code with no host in it, tested as it is (plugins/jwt/jwt.c,
-# plugins/introspection/introspect.c, plugins/common/resolve.c, opfail.c and the
-# AWS signing, XML and credential code).
+# plugins/introspection/introspect.c, plugins/common/resolve.c, opfail.c, the
+# AWS signing, XML and credential code, plugins/sqs/routes.c, the Google
+# credential and call code and isotime.c).
 UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/introspect.o \
 	$(BUILD)/plugins/common/resolve.o $(BUILD)/plugins/common/opfail.o \
 	$(BUILD)/plugins/common/aws_sigv4.o $(BUILD)/plugins/common/aws_xml.o \
-	$(BUILD)/plugins/common/aws_creds.o $(BUILD)/plugins/common/fetch.o $(BUILD)/plugins/common/isotime.o \
-	$(BUILD)/plugins/common/gcp.o $(BUILD)/plugins/common/gcp_auth.o
+	$(BUILD)/plugins/common/aws_creds.o $(BUILD)/plugins/common/fetch.o $(BUILD)/plugins/sqs/routes.o \
+	$(BUILD)/plugins/common/isotime.o $(BUILD)/plugins/common/gcp.o $(BUILD)/plugins/common/gcp_auth.o
 
 MCPD = $(BUILD)/mcpd
 HELPER = $(BUILD)/mcpd-tool
@@ -59,7 +64,8 @@ HELPER = $(BUILD)/mcpd-tool
 PLUGIN_SRCS := $(filter-out plugins/common/%,$(sort $(wildcard plugins/*/*.c)))
 PLUGINS := $(patsubst plugins/%/,$(BUILD)/plugins/%.so,$(sort $(dir $(PLUGIN_SRCS))))
 
-.PHONY: all run check check-unit check-integration check-asan bench install uninstall clean distclean FORCE
+.PHONY: all run check check-unit check-integration check-asan check-fuzz fuzz fuzz-run fuzz-build \
+	fuzz-repro bench install uninstall clean distclean FORCE
 
 all: $(MCPD) $(HELPER) $(PLUGINS)
 
@@ -83,12 +89,12 @@ $(BUILD)/plugins/%.so: plugins/%/*.c $$(wildcard plugins/$$*/*.h) $$(PLUGIN_SHAR
 PLUGIN_LIBS_lmdb = -llmdb -lpthread
 PLUGIN_LIBS_local = $(LIBEVENT_LIBS)
 PLUGIN_CFLAGS_local = -Iplugins/common
-PLUGIN_SHARED_local = plugins/common/subs.c plugins/common/subs.h
+PLUGIN_SHARED_local = plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h
 # evdns (host names looked up on the loop) is in libevent's core library.
 PLUGIN_LIBS_redis = $(HIREDIS_LIBS) $(LIBEVENT_LIBS)
 PLUGIN_CFLAGS_redis = -Iplugins/common
 PLUGIN_SHARED_redis = plugins/common/resolve.c plugins/common/resolve.h plugins/common/subs.c plugins/common/subs.h \
-	plugins/common/opfail.c plugins/common/opfail.h
+	plugins/common/hash.h plugins/common/opfail.c plugins/common/opfail.h
 PLUGIN_LIBS_postgres = $(LIBPQ_LIBS) $(LIBEVENT_LIBS)
 PLUGIN_CFLAGS_postgres = $(LIBPQ_CFLAGS) -Iplugins/common
 PLUGIN_SHARED_postgres = plugins/common/resolve.c plugins/common/resolve.h plugins/common/opfail.c \
@@ -111,7 +117,7 @@ PLUGIN_CFLAGS_dynamodb = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_dynamodb = $(AWS_SHARED) plugins/common/opfail.c plugins/common/opfail.h
 PLUGIN_LIBS_sqs = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_sqs = $(PLUGIN_CFLAGS_jwt)
-PLUGIN_SHARED_sqs = $(AWS_SHARED) plugins/common/subs.c plugins/common/subs.h
+PLUGIN_SHARED_sqs = $(AWS_SHARED) plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h
 # The Google Cloud plugins: REST calls with the default credentials
 # (plugins/common/gcp*.c) over fetch.c.
 GCP_SHARED = plugins/common/gcp.c plugins/common/gcp.h plugins/common/gcp_auth.c plugins/common/gcp_auth.h \
@@ -122,11 +128,11 @@ PLUGIN_CFLAGS_firestore = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_firestore = $(GCP_SHARED) plugins/common/opfail.c plugins/common/opfail.h
 PLUGIN_LIBS_pubsub = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_pubsub = $(PLUGIN_CFLAGS_jwt)
-PLUGIN_SHARED_pubsub = $(GCP_SHARED) plugins/common/subs.c plugins/common/subs.h
+PLUGIN_SHARED_pubsub = $(GCP_SHARED) plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h
 PLUGIN_LIBS_nats = $(NATS_LIBS) $(LIBEVENT_LIBS) $(OPENSSL_LIBS) -lpthread
 PLUGIN_CFLAGS_nats = $(NATS_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
 PLUGIN_SHARED_nats = plugins/common/section.c plugins/common/section.h plugins/common/clock.h \
-	plugins/common/subs.c plugins/common/subs.h
+	plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)
@@ -168,6 +174,62 @@ check: config.mk
 	@scripts/install-deps.sh test
 	$(MAKE) check-unit check-integration
 	$(MAKE) check-asan
+	$(MAKE) check-fuzz
+
+# ---- fuzzing: libFuzzer targets, one per tests/fuzz/fuzz_NAME.c ----
+# Built with clang, ASan and UBSan in a build directory of their own; the
+# daemon's objects are the same lists as above. tests/fuzz/run.sh runs one
+# target (seeds in tests/fuzz/corpus/NAME, what it learns in
+# build-fuzz/fuzz-corpus/NAME) and prints where a crash's input went.
+#   make fuzz [FUZZ_TIME=300] [FUZZ_TARGETS="http jwt"]
+#   make check-fuzz                      each for FUZZ_CHECK_TIME seconds
+#   make fuzz-repro TARGET=http INPUT=file
+FUZZ_BUILD = build-fuzz
+FUZZ_TIME ?= 300
+FUZZ_CHECK_TIME ?= 10
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_CC ?= clang
+FUZZ_MAKE = $(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) SANITIZE=1 FUZZ=1 OPT='-O1 -g'
+FUZZ_BINS = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+FUZZ_OBJS = $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/fuzz/fuzz_*.c))
+# What each target links besides its own file. The config target brings
+# its own plugin_load (it refuses): a fuzzed file must not dlopen anything.
+FUZZ_LINK_http = $(CORE_OBJS)
+FUZZ_LINK_jsonrpc = $(CORE_OBJS)
+FUZZ_LINK_config = $(filter-out $(BUILD)/daemon/plugin.o,$(CORE_OBJS))
+FUZZ_LINK_reqstate = $(CORE_OBJS)
+FUZZ_LINK_form = $(CORE_OBJS)
+FUZZ_LINK_jwt = $(BUILD)/plugins/jwt/jwt.o $(BUILD)/daemon/util.o
+-include $(FUZZ_OBJS:.o=.d)
+# Kept, so that a relink does not recompile them.
+.SECONDARY: $(FUZZ_OBJS)
+
+$(BUILD)/tests/fuzz/%.o: tests/fuzz/%.c | config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DFUZZ_SRCDIR='"$(CURDIR)"' -MMD -MP -c -o $@ $<
+
+$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/fuzz_%.o $$(FUZZ_LINK_$$*)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(LIBS_ALL)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz-run: $(FUZZ_BINS)
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+		tests/fuzz/run.sh $(BUILD) $$t $(FUZZ_TIME) || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed (inputs in $(BUILD)/fuzz-crashes/)"; exit 1; fi
+
+fuzz: config.mk
+	$(FUZZ_MAKE) fuzz-run FUZZ_TIME=$(FUZZ_TIME)
+
+check-fuzz: config.mk
+	$(FUZZ_MAKE) fuzz-run FUZZ_TIME=$(FUZZ_CHECK_TIME)
+
+fuzz-repro: config.mk
+	@test -n "$(TARGET)" -a -n "$(INPUT)" || { echo "usage: make fuzz-repro TARGET=name INPUT=file"; exit 2; }
+	$(FUZZ_MAKE) $(FUZZ_BUILD)/fuzz/$(TARGET)
+	FUZZ_VERBOSE=1 $(FUZZ_BUILD)/fuzz/$(TARGET) -runs=1 $(INPUT)
 
 # Side by side with the official SDK server and nginx; prints, asserts nothing.
 bench: $(MCPD) $(HELPER) $(PLUGINS)
@@ -199,7 +261,7 @@ uninstall:
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/mcpd $(DESTDIR)$(LIBDIR)/mcpd 2>/dev/null
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 distclean: clean
 	rm -rf config.mk config.log config.status configure configure~ aclocal.m4 autom4te.cache

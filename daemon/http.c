@@ -88,6 +88,7 @@ struct http_conn {
 	int body_timeout_on;    /* the read timeout is armed (reading a body) */
 	int read_limited;       /* the read high watermark is set (handling) */
 	int overflowed;         /* a stream past limits.stream_buffer: closing */
+	int peer_eof;           /* the client shut down its side: no more input */
 	unsigned nreq;
 	size_t searched;        /* bytes of the head already scanned */
 	enum chunk_state chunk;
@@ -1165,8 +1166,14 @@ process_input(struct http_conn *c)
 			 * read watermark) until the response is out. */
 			return;
 		}
-		if (rc <= 0)
+		if (rc < 0)
 			return;
+		if (rc == 0) {
+			/* After a half-close nothing will complete the request. */
+			if (c->peer_eof)
+				conn_close(c);
+			return;
+		}
 	}
 }
 
@@ -1260,6 +1267,12 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	struct http_conn *c = arg;
 	if (what & BEV_EVENT_CONNECTED)
 		return;     /* TLS handshake done */
+	if ((what & BEV_EVENT_EOF) && c->state == CS_WRITING) {
+		/* A half-close (printf ... | nc -N): this response and those to
+		 * requests pipelined behind it are still sent, then we close. */
+		c->peer_eof = 1;
+		return;
+	}
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
 	    (c->state == CS_BODY || c->state == CS_CHUNKED)) {
 		fail_request(c, 408, "request body timed out", 0);

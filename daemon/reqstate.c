@@ -115,11 +115,12 @@ reqstate_open(const unsigned char key[REQSTATE_KEY_LEN], const char *token, char
 	}
 	size_t plen = (size_t)(dot - token);
 	unsigned char *payload = malloc(plen + 1);
-	unsigned char mac[64];
-	size_t outlen = 0, maclen = 0;
+	/* 32 bytes are 43 base64url characters, 44 padded: anything longer is
+	 * no MAC of ours and must not be decoded into mac[]. */
+	unsigned char mac[48];
+	size_t outlen = 0, maclen = 0, mlen = strlen(dot + 1);
 	if (payload == NULL || base64_decode(token, plen, payload, &outlen) < 0 ||
-	    strlen(dot + 1) > 88 || base64_decode(dot + 1, strlen(dot + 1), mac, &maclen) < 0 ||
-	    maclen != 32) {
+	    mlen > 44 || base64_decode(dot + 1, mlen, mac, &maclen) < 0 || maclen != 32) {
 		free(payload);
 		snprintf(err, errlen, "requestState integrity check failed");
 		return NULL;

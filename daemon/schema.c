@@ -94,6 +94,140 @@ type_matches(const char *t, const cJSON *v)
 	return strcmp(t, json_type_name(v)) == 0;
 }
 
+/* What regcomp(3) builds for an ERE, in units of about 256 bytes. glibc
+ * copies the tree under a counted repetition once per count and nests
+ * the optional copies of {n,m}, so a short pattern can take gigabytes:
+ * a{0,10000} takes 800 MB, and each '+' of .+++... doubles the tree. */
+#define PATTERN_MAX_COST 100000.0
+#define PATTERN_MAX_GROUPS 64
+
+struct ere {
+	const char *p;
+	int depth;
+};
+
+static double ere_alternation(struct ere *e);
+
+/* A bracket expression from after its '['. */
+static void
+ere_bracket(struct ere *e)
+{
+	if (*e->p == '^')
+		e->p++;
+	if (*e->p == ']')
+		e->p++;         /* a literal ']' first */
+	while (*e->p != '\0' && *e->p != ']') {
+		if (e->p[0] == '[' && (e->p[1] == ':' || e->p[1] == '=' || e->p[1] == '.')) {
+			char close = e->p[1];
+			const char *end = e->p + 2;
+			while (*end != '\0' && !(end[0] == close && end[1] == ']'))
+				end++;
+			e->p = *end != '\0' ? end + 2 : end;
+			continue;
+		}
+		e->p++;
+	}
+	if (*e->p == ']')
+		e->p++;
+}
+
+/* {n}, {n,} or {n,m} at p: 0 and the counts, or -1 if it is not one. */
+static int
+ere_interval(const char *p, const char **end, double *n, double *m)
+{
+	char *e;
+	if (*p != '{' || p[1] < '0' || p[1] > '9')
+		return -1;
+	*n = strtod(p + 1, &e);
+	*m = *n;
+	if (*e == ',') {
+		if (e[1] == '}') {
+			*m = -1;        /* unbounded */
+			e++;
+		} else if (e[1] >= '0' && e[1] <= '9') {
+			*m = strtod(e + 1, &e);
+		} else {
+			return -1;
+		}
+	}
+	if (*e != '}')
+		return -1;
+	*end = e + 1;
+	return 0;
+}
+
+static double
+ere_sequence(struct ere *e)
+{
+	double total = 0;
+	while (*e->p != '\0' && *e->p != '|' && *e->p != ')') {
+		double c = 1;
+		char ch = *e->p++;
+		if (ch == '(') {
+			if (++e->depth > PATTERN_MAX_GROUPS)
+				return PATTERN_MAX_COST * 2;
+			c = ere_alternation(e) + 1;
+			e->depth--;
+			if (*e->p == ')')
+				e->p++;
+		} else if (ch == '[') {
+			ere_bracket(e);
+		} else if (ch == '\\' && *e->p != '\0') {
+			e->p++;
+		}
+		for (;;) {
+			double n, m;
+			const char *end;
+			if (*e->p == '*' || *e->p == '?') {
+				c += 1;
+				e->p++;
+			} else if (*e->p == '+') {
+				c = 2 * c + 1;
+				e->p++;
+			} else if (ere_interval(e->p, &end, &n, &m) == 0) {
+				if (m < 0)
+					c = c * (n + 1) + 1;
+				else if (m >= n)
+					c = c * (m + (m - n) * (m - n) / 32) + 1;
+				e->p = end;
+			} else {
+				break;
+			}
+			if (c > PATTERN_MAX_COST)
+				return c;
+		}
+		total += c;
+		if (total > PATTERN_MAX_COST)
+			return total;
+	}
+	return total;
+}
+
+static double
+ere_alternation(struct ere *e)
+{
+	double total = ere_sequence(e);
+	while (*e->p == '|' && total <= PATTERN_MAX_COST) {
+		e->p++;
+		total += ere_sequence(e);
+	}
+	return total;
+}
+
+static double
+ere_cost(const char *ere)
+{
+	struct ere e = { ere, 0 };
+	double total = 0;
+	/* A ')' without its '(' is an error for regcomp; go on past it. */
+	for (;;) {
+		total += ere_alternation(&e);
+		if (*e.p == '\0' || total > PATTERN_MAX_COST)
+			return total;
+		e.p++;
+	}
+}
+
 /* JSON Schema patterns are ECMA-262; POSIX ERE lacks the escapes \d \w \s
  * and their negations, so they are rewritten into bracket expressions. */
 static int
@@ -144,6 +278,10 @@ compile_pattern(const char *pat, regex_t *re)
 		buf[o++] = c;
 	}
 	buf[o] = '\0';
+	if (ere_cost(buf) > PATTERN_MAX_COST) {
+		free(buf);
+		return -1;
+	}
 	int rc = regcomp(re, buf, REG_EXTENDED | REG_NOSUB);
 	free(buf);
 	return rc == 0 ? 0 : -1;
@@ -533,10 +671,24 @@ check_node(const cJSON *root, const cJSON *n, int depth, char *err, size_t errle
 		if (c->string != NULL && strcmp(c->string, "pattern") == 0 && cJSON_IsString(c)) {
 			regex_t re;
 			if (compile_pattern(c->valuestring, &re) < 0) {
-				snprintf(err, errlen, "pattern \"%s\" is not a regular expression mcpd can use", c->valuestring);
+				snprintf(err, errlen, "pattern \"%s\" is not a regular expression mcpd can use "
+				    "(or repeats too much to compile, as a{0,10000})", c->valuestring);
 				return -1;
 			}
 			regfree(&re);
+		}
+		/* Their names are patterns too, compiled on every validation. */
+		if (c->string != NULL && strcmp(c->string, "patternProperties") == 0 && cJSON_IsObject(c)) {
+			const cJSON *pp;
+			cJSON_ArrayForEach(pp, c) {
+				regex_t re;
+				if (compile_pattern(pp->string, &re) < 0) {
+					snprintf(err, errlen, "patternProperties name \"%s\" is not a regular expression "
+					    "mcpd can use (or repeats too much to compile, as a{0,10000})", pp->string);
+					return -1;
+				}
+				regfree(&re);
+			}
 		}
 		if (c->string != NULL && strcmp(c->string, "$ref") == 0 && cJSON_IsString(c) &&
 		    resolve_ref(root, c->valuestring) == NULL) {

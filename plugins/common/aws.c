@@ -366,7 +366,7 @@ answered(void *arg, const struct fetch_result *fr)
 	struct call *k = arg;
 	struct aws_client *c = k->c;
 	struct aws_result r = { fr->status, fr->body, fr->len, NULL, NULL };
-	char type[128] = "", msg[512] = "", text[700];
+	char type[128] = "", msg[512] = "", text[1024];
 	if (fr->error != NULL) {
 		snprintf(text, sizeof(text), "%s %s: %s", k->s->name, k->s->url, fr->error);
 		if (retry(k))

@@ -1,15 +1,14 @@
 #include "subs.h"
 
+#include "hash.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 unsigned
 subs_hash(const char *s)
 {
-	unsigned h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % SUBS_BUCKETS;
+	return fnv1a(s) % SUBS_BUCKETS;
 }
 
 size_t

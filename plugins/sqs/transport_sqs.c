@@ -9,20 +9,35 @@
  * Keys: topic (a name or an ARN, required), create_topic (false: the
  * topic must exist), queue_prefix ("mcpd-"), region, endpoint (for both
  * services), profile, fifo (false), wait (long polling, 20s), timeout
- * (3s: each call), presence_timeout (500ms), queue_expiry (10m).
+ * (3s: each call), presence_timeout (500ms), queue_expiry (10m),
+ * route_ttl (60s).
  *
  * No queue per session: creating queues is slow and rate-limited. Each
  * worker of each instance has one queue, <queue_prefix><instance>-<worker>
  * (the instance a random id drawn when the configuration is loaded),
- * subscribed to the topic with raw delivery and the filter policy
- * {"origin": [{"anything-but": [<its queue>]}]}, so that SNS never sends a
- * worker what it published itself (it delivers those at once, without a
- * round trip). A publish is an SNS Publish (PublishBatch when several
- * wait) with the channel as a message attribute: SNS fans it out to every
- * other worker's queue, and each worker hands it to its subscribers of
- * that channel, if any. Per-session filter policies are not used on
- * purpose: a subscription's policy takes minutes to apply and holds a few
- * hundred values, and session channels come and go by the second.
+ * subscribed to the topic with raw delivery and a filter policy that
+ * never changes: {"to": [<its queue>, "all"], "origin": [{"anything-but":
+ * [<its queue>]}]}. A publish is an SNS Publish (PublishBatch when several
+ * wait) with the channel, the publisher (origin) and the addressees (to)
+ * as message attributes: SNS delivers it to the queues it names, never
+ * back to the publisher (which delivers to its own subscribers at once).
+ * Per-session filter policies are not used on purpose: a subscription's
+ * policy takes minutes to apply and holds a few hundred values, and
+ * session channels come and go by the second.
+ *
+ * Addressed routing (routes.c): a worker learns which workers hold a
+ * subscriber of a channel. The first message it publishes on a channel
+ * goes to all and asks the holders to answer (straight to its queue);
+ * from when the answers are in (presence_timeout after the publish) the
+ * channel's messages go to those holders only, and to nobody when there
+ * is none. What it learned lasts route_ttl (60s), and stays current
+ * meanwhile: a worker that gains a channel's first subscriber announces
+ * it to all (publishers that know the channel add it, and send it what
+ * they sent in the last two seconds, so that a message that crossed the
+ * announcement still arrives), and a worker sent a message of a channel
+ * it no longer holds tells the sender, which stops sending it there.
+ * has_subscribers' answers teach the same. route_ttl: 0 sends every
+ * message to all, as a broadcast transport.
  *
  * Each worker keeps one ReceiveMessage waiting (long polling: it returns
  * as soon as a message is there, so latency is SNS's delivery plus a
@@ -34,8 +49,9 @@
  *
  * has_subscribers: the local count, plus a probe published on the topic
  * with this worker's queue to answer to; workers that have subscribers
- * to the channel send their count there (SendMessage). The answers are
- * summed for presence_timeout.
+ * to the channel send their count there. The answers are summed for
+ * presence_timeout. Answers and the notes to senders go straight to the
+ * asker's queue, SendMessageBatch for those that wait together.
  *
  * Queues of instances that died: each worker tags its queue with the time
  * (mcpd-heartbeat) every queue_expiry/3; worker 1 of each instance lists
@@ -55,6 +71,7 @@
 #include "aws_xml.h"
 #include "clock.h"
 #include "fetch.h"
+#include "routes.h"
 #include "section.h"
 #include "subs.h"
 
@@ -72,19 +89,45 @@
 #define MAX_MESSAGE (256 * 1024)        /* SNS: a message and its attributes; a batch too */
 #define MAX_QUEUED (16u << 20)          /* bytes waiting to be published */
 #define MAX_CALLS 4                     /* Publish calls in flight per worker */
+#define MAX_DCALLS 4                    /* SendMessage(Batch) calls in flight per worker */
+#define MAX_DIRECT 1000                 /* messages waiting to go straight to a queue */
+/* What a message's attributes may add to it: the addressees, the queue to
+ * answer to, the rest. */
+#define ATTRS_MAX (ROUTE_TO_MAX + 1024)
 #define MAX_CHANNEL 1024
 #define SETUP_RETRY_MAX_MS 5000
 #define CLEANUP_MS 2000
 #define SNS_VERSION "2010-03-31"
 
+enum out_kind {
+	OUT_DATA,                           /* a message for a channel's subscribers */
+	OUT_REPLAY,                         /* one sent before, to a holder learned late (to) */
+	OUT_SUB,                            /* "this worker holds the channel now" */
+};
+
 struct out {                            /* a message waiting to be published */
+	enum out_kind kind;
 	char *channel;
 	char *body;                         /* as SNS carries it */
 	int b64;                            /* 1: base64; 2: empty */
 	char *dedup;                        /* fifo: the deduplication id */
+	char *to;                           /* the addressees' "to" attribute; NULL: all */
+	int ask;                            /* asks the holders to answer (a route learned) */
 	mcpd_done_cb *cb;
 	void *arg;
 	struct out *next;
+};
+
+struct direct {                         /* a message straight to a worker's queue */
+	char *url;
+	cJSON *entry;                       /* MessageBody, MessageAttributes, fifo's ids */
+	struct direct *next;
+};
+
+struct dcall {                          /* a SendMessage or SendMessageBatch in flight */
+	struct sqs *q;
+	size_t n;
+	int used;
 };
 
 struct pcall {                          /* a Publish or PublishBatch in flight */
@@ -119,7 +162,7 @@ struct sqs {
 	char *topic, *endpoint, *profile, *prefix;
 	char region[64];
 	int create_topic, fifo;
-	uint64_t timeout_ms, wait_s, presence_ms, expiry_ms;
+	uint64_t timeout_ms, wait_s, presence_ms, expiry_ms, route_ttl_ms;
 	char instance[17];
 	/* per worker */
 	struct aws_client *client;
@@ -142,6 +185,12 @@ struct sqs {
 	struct local *locals, **locals_tail;
 	int sweeping;
 	struct sweep *sweeps;               /* in flight */
+	struct routes routes;
+	struct direct *direct, **direct_tail;
+	size_t ndirect;
+	struct dcall dcalls[MAX_DCALLS];
+	struct event *direct_ev;
+	uint64_t next_dedup;
 };
 
 static void
@@ -299,6 +348,7 @@ xml_or(const struct aws_result *r, const char *tag)
 
 static void receive(struct sqs *q);
 static void flush(struct sqs *q);
+static void announce_all(struct sqs *q);
 
 static void
 setup_answer(void *arg, const struct aws_result *r)
@@ -390,6 +440,7 @@ setup_answer(void *arg, const struct aws_result *r)
 		q->setup_error[0] = '\0';
 		q->setup_backoff_ms = 0;
 		receive(q);
+		announce_all(q);
 		flush(q);
 		return;
 	}
@@ -467,8 +518,10 @@ setup_step(struct sqs *q)
 		json_call(q, "GetQueueAttributes", req, setup_answer, q, q->timeout_ms);
 		return;
 	case SU_SUBSCRIBE: {
-		char policy[300];
-		snprintf(policy, sizeof(policy), "{\"origin\":[{\"anything-but\":[\"%s\"]}]}", q->queue_name);
+		/* What is addressed to this queue or to all, except what it sent. */
+		char policy[400];
+		snprintf(policy, sizeof(policy), "{\"to\":[\"%s\",\"all\"],\"origin\":[{\"anything-but\":[\"%s\"]}]}",
+		    q->queue_name, q->queue_name);
 		form(&f, "Action", "Subscribe");
 		form(&f, "Version", SNS_VERSION);
 		form(&f, "TopicArn", q->topic_arn);
@@ -504,10 +557,154 @@ setup_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	setup_step(arg);
 }
 
+/* ---- messages straight to a queue: answers, notes to a sender ---- */
+
+static void direct_flush(struct sqs *q);
+
+static void
+direct_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	direct_flush(arg);
+}
+
+/* Sends body with the attributes kv (name, value, ..., NULL) to the queue
+ * at url, with what else waits for it (from the loop: the answers to one
+ * ReceiveMessage's messages leave together). */
+static void
+direct_send(struct sqs *q, const char *url, const char *body, const char *const *kv)
+{
+	if (url == NULL || strncmp(url, "http", 4) != 0 || strlen(url) > 1024)
+		return;
+	if (q->ndirect >= MAX_DIRECT) {
+		say(q, MCPD_LOG_WARN, "more than %d answers waiting to be sent: one dropped", MAX_DIRECT);
+		return;
+	}
+	struct direct *d = calloc(1, sizeof(*d));
+	cJSON *e = cJSON_CreateObject();
+	if (d == NULL || e == NULL || (d->url = strdup(url)) == NULL) {
+		free(d);
+		cJSON_Delete(e);
+		return;
+	}
+	cJSON_AddStringToObject(e, "MessageBody", body);
+	cJSON *ma = cJSON_AddObjectToObject(e, "MessageAttributes");
+	for (int i = 0; kv[2 * i] != NULL; i++) {
+		cJSON *a = cJSON_AddObjectToObject(ma, kv[2 * i]);
+		cJSON_AddStringToObject(a, "DataType", "String");
+		cJSON_AddStringToObject(a, "StringValue", kv[2 * i + 1]);
+	}
+	if (q->fifo) {
+		char dd[200];
+		snprintf(dd, sizeof(dd), "%s-d%" PRIu64, q->queue_name, ++q->next_dedup);
+		cJSON_AddStringToObject(e, "MessageGroupId", kv[1]);
+		cJSON_AddStringToObject(e, "MessageDeduplicationId", dd);
+	}
+	d->entry = e;
+	*q->direct_tail = d;
+	q->direct_tail = &d->next;
+	q->ndirect++;
+	struct timeval now = { 0, 0 };
+	event_add(q->direct_ev, &now);
+}
+
+static void
+direct_free(struct direct *d)
+{
+	free(d->url);
+	cJSON_Delete(d->entry);
+	free(d);
+}
+
+static void
+direct_sent(void *arg, const struct aws_result *r)
+{
+	struct dcall *c = arg;
+	struct sqs *q = c->q;
+	c->used = 0;
+	if (r->type != NULL) {
+		say(q, MCPD_LOG_WARN, "%zu answer(s) not sent: %s", c->n, r->message);
+	} else if (c->n > 1) {
+		cJSON *j = cJSON_ParseWithLength(r->body, r->len);
+		int failed = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "Failed"));
+		if (failed > 0)
+			say(q, MCPD_LOG_WARN, "%d of %zu answers not sent: %.300s", failed, c->n, r->body);
+		cJSON_Delete(j);
+	}
+	direct_flush(q);
+}
+
+/* What waits, to each queue: SendMessage for one, SendMessageBatch for up
+ * to ten (a few dozen bytes each, far below a batch's 256 KiB). */
+static void
+direct_flush(struct sqs *q)
+{
+	if (q->setup != SU_DONE)
+		return;
+	for (size_t slot = 0; slot < MAX_DCALLS && q->direct != NULL; slot++) {
+		struct dcall *c = &q->dcalls[slot];
+		if (c->used)
+			continue;
+		const char *url = q->direct->url;
+		cJSON *req = cJSON_CreateObject(), *entries = cJSON_CreateArray();
+		if (req == NULL || entries == NULL) {
+			cJSON_Delete(req);
+			cJSON_Delete(entries);
+			return;
+		}
+		cJSON_AddStringToObject(req, "QueueUrl", url);
+		c->n = 0;
+		struct direct **pp = &q->direct, *taken = NULL, **tail = &taken;
+		while (*pp != NULL && c->n < 10) {
+			struct direct *d = *pp;
+			if (strcmp(d->url, url) != 0) {
+				pp = &d->next;
+				continue;
+			}
+			*pp = d->next;
+			d->next = NULL;
+			*tail = d;
+			tail = &d->next;
+			char id[16];
+			snprintf(id, sizeof(id), "%zu", c->n++);
+			cJSON_AddStringToObject(d->entry, "Id", id);
+			cJSON_AddItemToArray(entries, d->entry);
+			d->entry = NULL;
+		}
+		q->ndirect -= c->n;
+		q->direct_tail = &q->direct;
+		while (*q->direct_tail != NULL)
+			q->direct_tail = &(*q->direct_tail)->next;
+		const char *action = "SendMessageBatch";
+		if (c->n == 1) {
+			cJSON *e = cJSON_DetachItemFromArray(entries, 0), *f;
+			cJSON_DeleteItemFromObjectCaseSensitive(e, "Id");
+			while ((f = e->child) != NULL)
+				cJSON_AddItemToObject(req, f->string, cJSON_DetachItemViaPointer(e, f));
+			cJSON_Delete(e);
+			cJSON_Delete(entries);
+			action = "SendMessage";
+		} else {
+			cJSON_AddItemToObject(req, "Entries", entries);
+		}
+		c->used = 1;
+		c->q = q;
+		json_call(q, action, req, direct_sent, c, q->timeout_ms);
+		while (taken != NULL) {
+			struct direct *d = taken;
+			taken = d->next;
+			direct_free(d);
+		}
+	}
+}
+
 /* ---- receiving ---- */
 
-static void answer_probe(struct sqs *q, const char *channel, const char *reply, const char *id);
-static void count_answer(struct sqs *q, const char *id, const char *n);
+static void answer_probe(struct sqs *q, const char *channel, size_t n, const char *reply, const char *id);
+static void heard_count(struct sqs *q, const char *id, const char *n, const char *channel, const char *from);
+static void heard_holder(struct sqs *q, const char *channel, const char *holder);
+static void heard_gone(struct sqs *q, const char *channel, const char *from);
 
 static const char *
 attr(const cJSON *msg, const char *name)
@@ -524,18 +721,32 @@ handle(struct sqs *q, const cJSON *m)
 {
 	const cJSON *body = cJSON_GetObjectItemCaseSensitive(m, "Body");
 	const char *kind = attr(m, "kind"), *channel = attr(m, "channel");
-	if (!cJSON_IsString(body))
+	if (!cJSON_IsString(body) || channel == NULL)
 		return;
-	if (kind != NULL && strcmp(kind, "probe") == 0) {
-		if (channel != NULL)
-			answer_probe(q, channel, attr(m, "reply"), attr(m, "probe"));
-		return;
-	}
 	if (kind != NULL && strcmp(kind, "count") == 0) {
-		count_answer(q, attr(m, "probe"), body->valuestring);
+		heard_count(q, attr(m, "probe"), body->valuestring, channel, attr(m, "from"));
 		return;
 	}
-	if (channel == NULL)
+	if (kind != NULL && strcmp(kind, "gone") == 0) {
+		heard_gone(q, channel, attr(m, "from"));
+		return;
+	}
+	if (kind != NULL && strcmp(kind, "sub") == 0) {
+		heard_holder(q, channel, attr(m, "origin"));
+		return;
+	}
+	size_t held = subs_count(&q->subs, channel);
+	const char *reply = attr(m, "reply"), *probe = attr(m, "probe"), *to = attr(m, "to");
+	if (probe != NULL) {                /* a probe, or a message that asks */
+		answer_probe(q, channel, held, reply, probe);
+		if (kind != NULL && strcmp(kind, "probe") == 0)
+			return;
+	} else if (held == 0 && reply != NULL && to != NULL && strcmp(to, "all") != 0) {
+		/* Addressed here, where nobody holds the channel any more. */
+		const char *kv[] = { "kind", "gone", "channel", channel, "from", q->queue_name, NULL };
+		direct_send(q, reply, "gone", kv);
+	}
+	if (held == 0)
 		return;
 	const char *enc = attr(m, "enc");
 	if (enc != NULL && strcmp(enc, "empty") == 0) {
@@ -637,7 +848,48 @@ out_free(struct out *o)
 	free(o->channel);
 	free(o->body);
 	free(o->dedup);
+	free(o->to);
 	free(o);
+}
+
+/* A message to publish on channel: body as SNS carries it (taken), or
+ * NULL when out of memory; fifo's deduplication id is id, or a random one. */
+static struct out *
+out_new(struct sqs *q, enum out_kind kind, const char *channel, char *body, int b64, const char *id)
+{
+	struct out *o = calloc(1, sizeof(*o));
+	if (o == NULL || body == NULL || (o->channel = strdup(channel)) == NULL) {
+		free(o);
+		free(body);
+		return NULL;
+	}
+	o->kind = kind;
+	o->body = body;
+	o->b64 = b64;
+	if (q->fifo) {
+		char rid[40];
+		unsigned char rnd[16];
+		if (id != NULL && *id && strlen(id) <= 128)
+			o->dedup = strdup(id);
+		else if (getrandom(rnd, sizeof(rnd), 0) == sizeof(rnd)) {
+			for (size_t i = 0; i < sizeof(rnd); i++)
+				snprintf(rid + 2 * i, 3, "%02x", rnd[i]);
+			o->dedup = strdup(rid);
+		}
+		if (o->dedup == NULL) {
+			out_free(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+static void
+enqueue(struct sqs *q, struct out *o)
+{
+	*q->outq_tail = o;
+	q->outq_tail = &o->next;
+	q->queued_bytes += strlen(o->body);
 }
 
 static int
@@ -652,19 +904,51 @@ busy_channel(struct sqs *q, const char *channel)
 }
 
 /* Message attributes of entry prefix p (Publish: "MessageAttributes.entry";
- * a batch's: "PublishBatchRequestEntries.member.N.MessageAttributes.entry"). */
+ * a batch's: "PublishBatchRequestEntries.member.N.MessageAttributes.entry").
+ * A "to" naming queues is a list, which filter policies match by element. */
 static void
 attrs(char **f, const char *p, const char *const *kv)
 {
 	char name[200];
 	for (int i = 0; kv[2 * i] != NULL; i++) {
+		const char *k = kv[2 * i], *v = kv[2 * i + 1];
 		snprintf(name, sizeof(name), "%s.%d.Name", p, i + 1);
-		form(f, name, kv[2 * i]);
+		form(f, name, k);
 		snprintf(name, sizeof(name), "%s.%d.Value.DataType", p, i + 1);
-		form(f, name, "String");
+		form(f, name, strcmp(k, "to") == 0 && v[0] == '[' ? "String.Array" : "String");
 		snprintf(name, sizeof(name), "%s.%d.Value.StringValue", p, i + 1);
-		form(f, name, kv[2 * i + 1]);
+		form(f, name, v);
 	}
+}
+
+/* Where o goes, decided as it leaves (what is known then): 0 to publish
+ * it, 1 when it goes nowhere (nobody holds its channel elsewhere). A
+ * message on a channel not known asks its holders to answer. */
+static int
+address(struct sqs *q, struct out *o)
+{
+	if (o->kind != OUT_DATA || q->route_ttl_ms == 0)
+		return 0;
+	uint64_t now = mono_ms();
+	struct route *r = routes_get(&q->routes, o->channel, now);
+	if (r == NULL) {
+		o->ask = (r = routes_new(&q->routes, o->channel, now)) != NULL;
+		return 0;
+	}
+	char to[ROUTE_TO_MAX];
+	switch (route_to(r, now, to, sizeof(to))) {
+	case ROUTE_ALL:
+		return 0;
+	case ROUTE_NONE:
+		route_sent(&q->routes, r, now, o->body, o->b64, "[]");
+		return 1;
+	case ROUTE_SOME:
+		if ((o->to = strdup(to)) == NULL)
+			return 0;
+		route_sent(&q->routes, r, now, o->body, o->b64, to);
+		return 0;
+	}
+	return 0;
 }
 
 static void published(void *arg, const struct aws_result *r);
@@ -674,6 +958,7 @@ flush(struct sqs *q)
 {
 	if (q->setup != SU_DONE)
 		return;
+	struct out *nowhere = NULL;         /* done once the calls are made */
 	for (size_t slot = 0; slot < MAX_CALLS && q->outq != NULL; slot++) {
 		struct pcall *c = &q->calls[slot];
 		if (c->used)
@@ -681,14 +966,15 @@ flush(struct sqs *q)
 		/* Up to 10 waiting messages, oldest first, within SNS's size for
 		 * a batch, skipping a channel with one in flight or waiting
 		 * before (its order is kept); on a standard topic one message
-		 * of a channel per batch (a batch's order is not kept there). */
+		 * of a channel per batch (a batch's order is not kept there).
+		 * One that goes nowhere is done at once. */
 		struct out **pp = &q->outq, **tail = &c->msgs;
-		size_t total = 0, looked = 0;
+		size_t total = 0, looked = 0, gone = 0;
 		c->n = 0;
 		c->msgs = NULL;
 		while (*pp != NULL && c->n < 10 && looked++ < 200) {
 			struct out *o = *pp;
-			size_t sz = strlen(o->body) + strlen(o->channel) + strlen(q->queue_name) + 200;
+			size_t sz = strlen(o->body) + strlen(o->channel) + strlen(q->queue_name) + ATTRS_MAX;
 			int clash = busy_channel(q, o->channel);
 			for (struct out *s = q->outq; !clash && s != o; s = s->next)
 				clash = strcmp(s->channel, o->channel) == 0;
@@ -699,18 +985,27 @@ flush(struct sqs *q)
 				continue;
 			}
 			*pp = o->next;
+			q->queued_bytes -= strlen(o->body);
+			if (address(q, o)) {
+				o->next = nowhere;
+				nowhere = o;
+				gone++;
+				continue;
+			}
 			o->next = NULL;
 			*tail = o;
 			tail = &o->next;
 			total += sz;
 			c->n++;
-			q->queued_bytes -= strlen(o->body);
 		}
 		q->outq_tail = &q->outq;
 		while (*q->outq_tail != NULL)
 			q->outq_tail = &(*q->outq_tail)->next;
-		if (c->n == 0)
+		if (c->n == 0) {
+			if (gone > 0)
+				slot--;             /* the slot is still free: fill it */
 			continue;
+		}
 		c->used = 1;
 		c->q = q;
 		char *f = NULL;
@@ -718,8 +1013,19 @@ flush(struct sqs *q)
 		form(&f, "TopicArn", q->topic_arn);
 		int i = 1;
 		for (struct out *o = c->msgs; o != NULL; o = o->next, i++) {
-			const char *kv[] = { "channel", o->channel, "origin", q->queue_name, o->b64 ? "enc" : NULL,
-			    o->b64 == 2 ? "empty" : "b64", NULL };
+			const char *kv[16], **k = kv;
+			*k++ = "channel", *k++ = o->channel;
+			*k++ = "origin", *k++ = q->queue_name;
+			*k++ = "to", *k++ = o->to != NULL ? o->to : "all";
+			if (o->kind == OUT_SUB)
+				*k++ = "kind", *k++ = "sub";
+			if (o->b64)
+				*k++ = "enc", *k++ = o->b64 == 2 ? "empty" : "b64";
+			if (o->to != NULL || o->ask)    /* where to answer, or say it is not held */
+				*k++ = "reply", *k++ = q->queue_url;
+			if (o->ask)
+				*k++ = "probe", *k++ = "0";
+			*k = NULL;
 			char p[160];
 			if (c->n == 1) {
 				form(&f, "Action", "Publish");
@@ -749,6 +1055,13 @@ flush(struct sqs *q)
 		}
 		query_call(q, &q->sns_svc, form_done(f), published, c);
 	}
+	while (nowhere != NULL) {
+		struct out *o = nowhere;
+		nowhere = o->next;
+		if (o->cb)
+			o->cb(o->arg, MCPD_OK, NULL);
+		out_free(o);
+	}
 }
 
 static void
@@ -765,9 +1078,19 @@ published(void *arg, const struct aws_result *r)
 		say(q, MCPD_LOG_WARN, "%zu message(s) not published: %s", c->n, r->message);
 	else if (failed_batch)
 		say(q, MCPD_LOG_WARN, "some of %zu messages not published: %.300s", c->n, r->body);
+	uint64_t now = mono_ms();
 	while (msgs != NULL) {
 		struct out *o = msgs;
 		msgs = o->next;
+		/* An ask out: the answers are in presence_timeout from now. One
+		 * not sent is asked again by the next message. */
+		struct route *rt = o->ask ? routes_get(&q->routes, o->channel, now) : NULL;
+		if (rt != NULL && rt->known_at == UINT64_MAX) {
+			if (r->type == NULL && !failed_batch)
+				route_asked(&q->routes, rt, now + q->presence_ms);
+			else
+				routes_drop(&q->routes, rt);
+		}
 		if (o->cb)
 			o->cb(o->arg, r->type == NULL ? MCPD_OK : MCPD_ERROR, r->message);
 		out_free(o);
@@ -820,60 +1143,71 @@ t_publish(void *inst, const char *channel, const void *msg, size_t len, const st
 			free(l);
 		}
 	}
-	struct out *o = calloc(1, sizeof(*o));
-	if (o == NULL || (o->channel = strdup(channel)) == NULL) {
-		free(o);
-		if (cb)
-			cb(arg, MCPD_ERROR, "out of memory");
-		return;
+	int enc = !carriable(msg, len);
+	char *body = enc ? b64(msg, len) : strndup(msg, len);
+	if (enc && body != NULL && body[0] == '\0') {
+		free(body);
+		body = strdup("-");         /* SNS refuses an empty message */
+		enc = 2;
 	}
-	o->b64 = !carriable(msg, len);
-	o->body = o->b64 ? b64(msg, len) : strndup(msg, len);
-	if (o->b64 && o->body != NULL && o->body[0] == '\0') {
-		free(o->body);
-		o->body = strdup("-");      /* SNS refuses an empty message */
-		o->b64 = 2;
-	}
-	size_t size = o->body ? strlen(o->body) + strlen(channel) + strlen(q->queue_name) + 64 : 0;
-	if (o->body == NULL || size > MAX_MESSAGE || q->queued_bytes + size > MAX_QUEUED) {
-		if (o->body == NULL)
+	size_t size = body ? strlen(body) + strlen(channel) + strlen(q->queue_name) + ATTRS_MAX : 0;
+	if (body == NULL || size > MAX_MESSAGE || q->queued_bytes + size > MAX_QUEUED) {
+		if (body == NULL)
 			snprintf(why, sizeof(why), "out of memory");
 		else if (size > MAX_MESSAGE)
 			snprintf(why, sizeof(why), "sqs: a message of %zu bytes on %.100s is over SNS's 256 KiB "
-			    "(with its attributes%s): not sent", len, channel, o->b64 ? ", in base64" : "");
+			    "(with its attributes%s): not sent", len, channel, enc ? ", in base64" : "");
 		else
 			snprintf(why, sizeof(why), "sqs: more than %u MiB waiting to be published: not sent",
 			    MAX_QUEUED >> 20);
 		say(q, MCPD_LOG_WARN, "%s", why + (strncmp(why, "sqs: ", 5) == 0 ? 5 : 0));
-		out_free(o);
+		free(body);
 		if (cb)
 			cb(arg, MCPD_ERROR, why);
 		return;
 	}
-	if (q->fifo) {
-		char id[40];
-		unsigned char rnd[16];
-		if (opts != NULL && opts->size >= sizeof(*opts) && opts->message_id != NULL && *opts->message_id &&
-		    strlen(opts->message_id) <= 128)
-			o->dedup = strdup(opts->message_id);
-		else if (getrandom(rnd, sizeof(rnd), 0) == sizeof(rnd)) {
-			for (size_t i = 0; i < sizeof(rnd); i++)
-				snprintf(id + 2 * i, 3, "%02x", rnd[i]);
-			o->dedup = strdup(id);
-		}
-		if (o->dedup == NULL) {
-			out_free(o);
-			if (cb)
-				cb(arg, MCPD_ERROR, "out of memory");
-			return;
-		}
+	const char *id = opts != NULL && opts->size >= sizeof(*opts) ? opts->message_id : NULL;
+	struct out *o = out_new(q, OUT_DATA, channel, body, enc, id);
+	if (o == NULL) {
+		if (cb)
+			cb(arg, MCPD_ERROR, "out of memory");
+		return;
 	}
 	o->cb = cb;
 	o->arg = arg;
-	*q->outq_tail = o;
-	q->outq_tail = &o->next;
-	q->queued_bytes += strlen(o->body);
+	enqueue(q, o);
 	flush(q);
+}
+
+/* Tells every worker that this one holds channel now (publishers that
+ * know the channel add it). */
+static void
+announce(struct sqs *q, const char *channel)
+{
+	if (q->queued_bytes + strlen(channel) + ATTRS_MAX > MAX_QUEUED) {
+		say(q, MCPD_LOG_WARN, "more than %u MiB waiting to be published: a subscription to %.100s not "
+		    "announced (messages reach it once route_ttl has passed)", MAX_QUEUED >> 20, channel);
+		return;
+	}
+	struct out *o = out_new(q, OUT_SUB, channel, strdup("sub"), 0, NULL);
+	if (o != NULL)
+		enqueue(q, o);
+}
+
+/* Once the queue is subscribed (again): every channel held. */
+static void
+announce_all(struct sqs *q)
+{
+	for (size_t b = 0; b < SUBS_BUCKETS; b++)
+		for (const struct sub *s = q->subs.buckets[b]; s != NULL; s = s->next) {
+			if (s->dead)
+				continue;
+			const struct sub *e = q->subs.buckets[b];
+			while (e != s && (e->dead || strcmp(e->channel, s->channel) != 0))
+				e = e->next;
+			if (e == s)                 /* the first of its channel */
+				announce(q, s->channel);
+		}
 }
 
 static void *
@@ -882,7 +1216,13 @@ t_subscribe(void *inst, const char *channel, mcpd_message_cb *cb, void *arg)
 	struct sqs *q = inst;
 	if (strlen(channel) > MAX_CHANNEL || !carriable((const unsigned char *)channel, strlen(channel)))
 		return NULL;
-	return subs_add(&q->subs, channel, cb, arg);
+	int first = subs_count(&q->subs, channel) == 0;
+	struct sub *s = subs_add(&q->subs, channel, cb, arg);
+	if (s != NULL && first && q->setup == SU_DONE) {
+		announce(q, channel);
+		flush(q);
+	}
+	return s;
 }
 
 static void
@@ -892,6 +1232,65 @@ t_unsubscribe(void *inst, void *subscription)
 	struct sub *s = subscription;
 	if (subs_mark(s))
 		subs_release(&q->subs, s);
+}
+
+/* ---- what other workers say: routes ---- */
+
+struct replay {
+	struct sqs *q;
+	const char *channel;
+	char to[ROUTE_NAME_MAX + 5];
+	struct out *head, **tail;
+};
+
+static void
+replay_one(void *arg, const struct route_sent *m)
+{
+	struct replay *rp = arg;
+	struct out *o = out_new(rp->q, OUT_REPLAY, rp->channel, strdup(m->body), m->enc, NULL);
+	if (o == NULL || (o->to = strdup(rp->to)) == NULL) {
+		if (o != NULL)
+			out_free(o);
+		return;
+	}
+	*rp->tail = o;
+	rp->tail = &o->next;
+}
+
+/* holder holds channel: a known route adds it and sends it what went
+ * elsewhere in the last moments, before what waits on the channel (its
+ * order is kept). */
+static void
+heard_holder(struct sqs *q, const char *channel, const char *holder)
+{
+	uint64_t now = mono_ms();
+	struct route *r = holder != NULL ? routes_get(&q->routes, channel, now) : NULL;
+	if (r == NULL || route_add(r, holder) != 1 || now < r->known_at)
+		return;
+	struct replay rp = { q, r->channel, "", NULL, &rp.head };
+	snprintf(rp.to, sizeof(rp.to), "[\"%s\"]", holder);
+	route_missed(&q->routes, r, holder, now, replay_one, &rp);
+	if (rp.head == NULL)
+		return;
+	struct out **pp = &q->outq;
+	while (*pp != NULL && strcmp((*pp)->channel, channel) != 0)
+		pp = &(*pp)->next;
+	*rp.tail = *pp;
+	*pp = rp.head;
+	for (struct out *o = rp.head; o != *rp.tail; o = o->next)
+		q->queued_bytes += strlen(o->body);
+	q->outq_tail = &q->outq;
+	while (*q->outq_tail != NULL)
+		q->outq_tail = &(*q->outq_tail)->next;
+	flush(q);
+}
+
+static void
+heard_gone(struct sqs *q, const char *channel, const char *from)
+{
+	struct route *r = from != NULL ? routes_get(&q->routes, channel, mono_ms()) : NULL;
+	if (r != NULL)
+		route_remove(r, from);
 }
 
 /* ---- has_subscribers ---- */
@@ -922,52 +1321,31 @@ probe_done(evutil_socket_t fd, short ev, void *arg)
 	cb(a, MCPD_OK, sum, NULL);
 }
 
+/* An answer to a probe (id) or to a message that asked ("0"): from holds
+ * n subscribers of channel. */
 static void
-count_answer(struct sqs *q, const char *id, const char *n)
+heard_count(struct sqs *q, const char *id, const char *n, const char *channel, const char *from)
 {
-	if (id == NULL)
-		return;
-	uint64_t want = strtoull(id, NULL, 10);
-	for (struct probe *p = q->probes; p != NULL; p = p->next)
+	uint64_t want = id != NULL ? strtoull(id, NULL, 10) : 0;
+	for (struct probe *p = q->probes; want != 0 && p != NULL; p = p->next)
 		if (p->id == want) {
 			p->sum += strtoll(n, NULL, 10);
-			return;
+			break;
 		}
+	heard_holder(q, channel, from);
 }
 
+/* A probe, or a message that asks: this worker's count, if it holds the
+ * channel, to the asker's queue. */
 static void
-sent_count(void *arg, const struct aws_result *r)
+answer_probe(struct sqs *q, const char *channel, size_t n, const char *reply, const char *id)
 {
-	struct sqs *q = arg;
-	if (r->type != NULL)
-		say(q, MCPD_LOG_WARN, "a subscriber count not sent: %s", r->message);
-}
-
-static void
-answer_probe(struct sqs *q, const char *channel, const char *reply, const char *id)
-{
-	size_t n = subs_count(&q->subs, channel);
-	if (n == 0 || reply == NULL || id == NULL || strncmp(reply, "http", 4) != 0)
+	if (n == 0 || reply == NULL || id == NULL)
 		return;
 	char num[32];
 	snprintf(num, sizeof(num), "%zu", n);
-	cJSON *req = cJSON_CreateObject();
-	cJSON_AddStringToObject(req, "QueueUrl", reply);
-	cJSON_AddStringToObject(req, "MessageBody", num);
-	cJSON *ma = cJSON_AddObjectToObject(req, "MessageAttributes");
-	const char *kv[] = { "kind", "count", "probe", id, NULL };
-	for (int i = 0; kv[2 * i] != NULL; i++) {
-		cJSON *a = cJSON_AddObjectToObject(ma, kv[2 * i]);
-		cJSON_AddStringToObject(a, "DataType", "String");
-		cJSON_AddStringToObject(a, "StringValue", kv[2 * i + 1]);
-	}
-	if (q->fifo) {
-		cJSON_AddStringToObject(req, "MessageGroupId", "count");
-		char dd[200];
-		snprintf(dd, sizeof(dd), "%s-%s", q->queue_name, id);
-		cJSON_AddStringToObject(req, "MessageDeduplicationId", dd);
-	}
-	json_call(q, "SendMessage", req, sent_count, q, q->timeout_ms);
+	const char *kv[] = { "kind", "count", "probe", id, "channel", channel, "from", q->queue_name, NULL };
+	direct_send(q, reply, num, kv);
 }
 
 static void
@@ -1009,6 +1387,12 @@ t_has_subscribers(void *inst, const char *channel, mcpd_int_cb *cb, void *arg)
 	}
 	struct timeval tv = { (time_t)(q->presence_ms / 1000), (suseconds_t)(q->presence_ms % 1000) * 1000 };
 	evtimer_add(p->timer, &tv);
+	/* The answers teach the channel's route too. */
+	uint64_t now = mono_ms();
+	struct route *r = q->route_ttl_ms > 0 && routes_get(&q->routes, channel, now) == NULL ?
+	    routes_new(&q->routes, channel, now) : NULL;
+	if (r != NULL)
+		route_asked(&q->routes, r, now + q->presence_ms);
 	char id[32], *f = NULL;
 	snprintf(id, sizeof(id), "%" PRIu64, p->id);
 	form(&f, "Action", "Publish");
@@ -1016,7 +1400,7 @@ t_has_subscribers(void *inst, const char *channel, mcpd_int_cb *cb, void *arg)
 	form(&f, "TopicArn", q->topic_arn);
 	form(&f, "Message", "probe");
 	const char *kv[] = { "kind", "probe", "channel", channel, "reply", q->queue_url, "probe", id,
-	    "origin", q->queue_name, NULL };
+	    "origin", q->queue_name, "to", "all", NULL };
 	attrs(&f, "MessageAttributes.entry", kv);
 	if (q->fifo) {
 		char dd[200];
@@ -1307,6 +1691,7 @@ sqs_create(const struct mcpd_host *host, const struct mcpd_config *section, char
 	q->wait_s = 20;
 	q->presence_ms = 500;
 	q->expiry_ms = 600000;
+	q->route_ttl_ms = 60000;
 	char *region = NULL;
 	uint64_t wait_ms = 20000;
 	const struct mcpd_config *topic_node = NULL, *prefix_node = NULL;
@@ -1341,9 +1726,13 @@ sqs_create(const struct mcpd_host *host, const struct mcpd_config *section, char
 			rc = section_duration(host, n, key, 10, 30000, "10ms to 30s", &q->presence_ms, err, errlen);
 		} else if (strcmp(key, "queue_expiry") == 0) {
 			rc = section_duration(host, n, key, 3000, 7 * 86400000ULL, "3s to 7 days", &q->expiry_ms, err, errlen);
+		} else if (strcmp(key, "route_ttl") == 0) {
+			rc = section_duration(host, n, key, 0, 3600000, "0 (every message to all) to 1h", &q->route_ttl_ms,
+			    err, errlen);
 		} else {
 			rc = section_error(host, n, err, errlen, "unknown key \"%s\" (sqs takes topic, create_topic, "
-			    "queue_prefix, region, endpoint, profile, fifo, wait, timeout, presence_timeout, queue_expiry)", key);
+			    "queue_prefix, region, endpoint, profile, fifo, wait, timeout, presence_timeout, queue_expiry, "
+			    "route_ttl)", key);
 		}
 		if (rc < 0)
 			goto fail;
@@ -1416,15 +1805,18 @@ sqs_attach(void *inst, char *err, size_t errlen)
 	    q->fifo ? ".fifo" : "");
 	q->outq_tail = &q->outq;
 	q->locals_tail = &q->locals;
+	q->direct_tail = &q->direct;
+	routes_init(&q->routes, q->route_ttl_ms);
 	if ((q->client = aws_client_new(base, q->host, q->region, q->profile, "sqs", err, errlen)) == NULL)
 		return -1;
 	q->setup_timer = evtimer_new(base, setup_timer_cb, q);
 	q->recv_timer = evtimer_new(base, recv_timer_cb, q);
 	q->local_ev = evtimer_new(base, local_cb, q);
+	q->direct_ev = evtimer_new(base, direct_cb, q);
 	q->beat_timer = event_new(base, -1, EV_PERSIST, beat_cb, q);
 	q->sweep_timer = event_new(base, -1, EV_PERSIST, sweep_cb, q);
 	if (q->setup_timer == NULL || q->recv_timer == NULL || q->local_ev == NULL || q->beat_timer == NULL ||
-	    q->sweep_timer == NULL) {
+	    q->sweep_timer == NULL || q->direct_ev == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -1506,7 +1898,8 @@ sqs_detach(void *inst)
 	aws_client_free(q->client);     /* calls in flight dropped, callbacks unheard */
 	q->client = NULL;
 	cleanup(q);
-	struct event **evs[] = { &q->setup_timer, &q->recv_timer, &q->local_ev, &q->beat_timer, &q->sweep_timer };
+	struct event **evs[] = { &q->setup_timer, &q->recv_timer, &q->local_ev, &q->beat_timer, &q->sweep_timer,
+	    &q->direct_ev };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (*evs[i] != NULL) {
 			event_free(*evs[i]);
@@ -1525,6 +1918,13 @@ sqs_detach(void *inst)
 		}
 	while (q->probes != NULL)
 		probe_free(q->probes);
+	while (q->direct != NULL) {
+		struct direct *d = q->direct;
+		q->direct = d->next;
+		direct_free(d);
+	}
+	q->ndirect = 0;
+	routes_clear(&q->routes);
 	while (q->sweeps != NULL)
 		sweep_free(q->sweeps);
 	while (q->locals != NULL) {

@@ -10,12 +10,16 @@ moto is a Python package: scripts/install-deps.sh test installs it
 (pip install 'moto[server]') where pip can reach PyPI. A machine without
 it skips these tests; they are then reported as skipped, never passed."""
 
+import http.client
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harness import Peer, Skip, TestFailure, free_port, serve, wait_for
 
@@ -118,3 +122,81 @@ class Moto(Peer):
 def moto_server(t):
     """A moto server for one test, stopped after it like the daemons."""
     return serve(t, Moto(t.dir))
+
+
+class AwsRelay(Peer):
+    """An HTTP relay in front of moto that notes each call (self.calls:
+    the action, X-Amz-Target's or the query's Action, and the body) and
+    can answer some itself with what AWS says under load (self.faults:
+    (status, body) pairs, used in order), letting the rest through
+    unchanged (the signed Host header included)."""
+
+    def __init__(self, target_port):
+        self.faults, self.calls = [], []
+        self.passed = self.faulted = 0
+        self.log_path = "(the relay in front of moto)"
+        lock, px = threading.Lock(), self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                target = self.headers.get("X-Amz-Target", "")
+                action = target.rsplit(".", 1)[-1] if target else \
+                    dict(urllib.parse.parse_qsl(body.decode(errors="replace"))).get("Action", "")
+                with lock:
+                    px.calls.append((action, body))
+                    fault = px.faults.pop(0) if px.faults else None
+                if fault is not None:
+                    px.faulted += 1
+                    return self.answer(fault[0], fault[1].encode(), [("Content-Type", "application/x-amz-json-1.0")])
+                c = http.client.HTTPConnection("127.0.0.1", target_port, timeout=30)
+                try:
+                    c.request("POST", self.path, body, dict(self.headers.items()))
+                    r = c.getresponse()
+                    data = r.read()
+                except OSError:
+                    # moto drops a long poll whose queue is deleted under
+                    # it (a worker stopping): so does the relay.
+                    return self.answer(502, b"", [])
+                finally:
+                    c.close()
+                px.passed += 1
+                self.answer(r.status, data, [(k, v) for k, v in r.getheaders() if k.lower() not in
+                                             ("content-length", "connection", "transfer-encoding", "server", "date")])
+
+            def answer(self, status, data, headers):
+                try:
+                    self.send_response(status)
+                    for k, v in headers:
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:         # the caller went away (a worker stopped mid-call)
+                    pass
+
+        self.port = free_port()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), H)
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def start(self):
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.serving = True
+        return self
+
+    def stop(self):
+        if getattr(self, "serving", False):
+            self.serving = False
+            self.httpd.shutdown()
+        self.httpd.server_close()
+
+    kill = stop
+
+    def log(self):
+        return "passed %d, faulted %d, calls: %s" % (self.passed, self.faulted, [c[0] for c in self.calls][-50:])

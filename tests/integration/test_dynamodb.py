@@ -7,13 +7,12 @@ emulator that hangs, and the service going away and coming back."""
 import json
 import os
 import re
-import threading
 import time
 
-from awspeer import REGION, moto_server
+from awspeer import REGION, AwsRelay, moto_server
 from harness import (RoundRobin, all_ready, call_tool, check, check_config_errors, deleted_everywhere,
-                     down_and_back, free_port, http, key_file, mcp_session, rpc, run_mcpd, run_unit_suite, wait_for,
-                     workers_ready)
+                     down_and_back, free_port, http, key_file, mcp_session, rpc, run_mcpd, run_unit_suite, serve,
+                     wait_for, workers_ready)
 
 TOOLS = """
 tools:
@@ -195,68 +194,6 @@ def test_an_emulator_that_hangs(t):
     d.stop()
 
 
-class FaultProxy:
-    """An HTTP relay in front of moto that answers some calls itself with
-    what AWS says under load: ThrottlingException (400) and 500s, then
-    lets the rest through unchanged (the signed Host header included)."""
-
-    def __init__(self, target_port):
-        import http.client
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        self.faults = []                # what to answer instead, in order
-        self.passed = self.faulted = 0
-        px = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with lock:
-                    fault = px.faults.pop(0) if px.faults else None
-                if fault is not None:
-                    px.faulted += 1
-                    code, text = fault
-                    data = text.encode()
-                    self.send_response(code)
-                    self.send_header("Content-Type", "application/x-amz-json-1.0")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return
-                c = http.client.HTTPConnection("127.0.0.1", target_port, timeout=30)
-                c.request("POST", self.path, body, {k: v for k, v in self.headers.items()})
-                r = c.getresponse()
-                data = r.read()
-                px.passed += 1
-                self.send_response(r.status)
-                for k, v in r.getheaders():
-                    if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                c.close()
-
-        lock = threading.Lock()
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), H)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def kill(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def log(self):
-        return "passed %d, faulted %d" % (self.passed, self.faulted)
-
-    def sanitizer_report(self):
-        return None
-
-    log_path = "(the fault proxy)"
-
-
 THROTTLED = (400, '{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate exceeded"}')
 INTERNAL = (500, '{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal error"}')
 
@@ -266,8 +203,7 @@ def test_throttling_and_5xx_are_tried_again(t):
     a row cost the caller nothing; more than the call's bound gives 503
     (the log says why), and the next call succeeds."""
     m = moto_server(t)
-    px = FaultProxy(m.port)
-    t.daemons.append(px)
+    px = serve(t, AwsRelay(m.port))
     d, port = instance(t, m, workers=1, endpoint="http://127.0.0.1:%d" % px.port, storage_extra=", timeout: 1s")
     sid = mcp_session(port)
     px.faults = [THROTTLED, INTERNAL, THROTTLED]

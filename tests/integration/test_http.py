@@ -131,6 +131,30 @@ def test_keepalive_and_pipelining(t):
     d.stop()
 
 
+def test_half_close_after_pipelined_requests(t):
+    # A client that sends its requests and then shuts down its side of the
+    # connection (printf ... | nc -N) still gets every answer; a request it
+    # left unfinished gets none, and the connection ends.
+    port = free_port()
+    d = t.mcpd(conf(port)).start(wait_url_port=port)
+    req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    for tail in (b"", b"GET /healthz HTTP/1.1\r\nHo"):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(req + req + b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n" + req + tail)
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            c = s.recv(65536)      # a timeout here (5 s) fails the test
+            if not c:
+                break
+            data += c
+        s.close()
+        check(data.count(b"HTTP/1.1 200 OK") == 3 and data.count(b"HTTP/1.1 404") == 1, repr(data))
+        check(data.index(b"404") < data.rindex(b"200 OK"), "responses out of order")
+    still_serving(port)
+    d.stop()
+
+
 def test_idle_and_header_timeouts(t):
     port = free_port()
     d = t.mcpd(conf(port, "limits: { idle_timeout: 300ms, header_timeout: 400ms }\n")

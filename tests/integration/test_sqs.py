@@ -6,15 +6,18 @@ resumption, list changes and the internal authorization server's state
 through AWS services only, the conformance suite behind a balancer, the
 queues of a dead instance swept, a missing topic."""
 
+import json
 import os
+import re
 import time
 
-from awspeer import moto_server
+from awspeer import AwsRelay, moto_server
 from harness import (Skip, all_ready, call_tool, check, check_config_errors, check_config_valid,
                      conformance_behind_balancer, conformance_config, deleted_everywhere, free_port, http, key_file,
-                     mcp_session, node_peers_ready, rpc, run_mcpd, run_unit_suite, start_instances, wait_for,
-                     workers_ready)
-from test_redis import TOOLS, cancel_crosses, elicitation_crosses, list_changed_crosses, resume_crosses
+                     mcp_session, node_peers_ready, rpc, run_mcpd, run_unit_suite, serve, start_instances,
+                     wait_for, workers_ready)
+from test_redis import (TOOLS, cancel_crosses, elicitation_crosses, list_changed_crosses, post_stream, read_until,
+                        resume_crosses)
 
 
 def backends(t, m, prefix="q", transport_extra="", topic="mcpd"):
@@ -29,13 +32,121 @@ def instances(t, m, n=3, workers=2, transport_extra="", extra="", env=None, topi
                            TOOLS % {"name": name}, workers, env=dict(m.env(), **(env or {})), timeout=20)
 
 
+ROUTE_TOOLS = """
+tools:
+  - name: where
+    description: The instance that runs the tool.
+    shell: 'echo %(name)s'
+  - name: chatty
+    description: Twenty progress events, a little apart.
+    shell: 'for i in $(seq 1 20); do mcpd-tool progress $i 20; sleep 0.1; done; echo done'
+"""
+
+
+def spy_on(m, daemons, workers):
+    """For each worker's queue of each daemon, a queue of the test's own
+    subscribed to the topic with that queue's filter policy as mcpd made
+    it: it gets what SNS delivers to the worker. {queue name: (daemon
+    index, spy url)}."""
+    sns, sqs = m.client("sns"), m.client("sqs")
+    owner = {}
+    for i, d in enumerate(daemons):
+        for name in re.findall(r"sqs: queue (\S+) on topic", d.log()):
+            owner[name] = i
+    topic = [x["TopicArn"] for x in sns.list_topics()["Topics"] if x["TopicArn"].endswith(":mcpd")][0]
+    spies = {}
+    for sub in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]:
+        name = sub["Endpoint"].rsplit(":", 1)[1]
+        policy = sns.get_subscription_attributes(SubscriptionArn=sub["SubscriptionArn"])["Attributes"]["FilterPolicy"]
+        url = sqs.create_queue(QueueName="spy-" + name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn,
+                      Attributes={"RawMessageDelivery": "true", "FilterPolicy": policy})
+        spies[name] = (owner[name], url)
+    check(len(spies) == workers * len(daemons) and len(owner) == len(spies), (spies, owner))
+    return spies
+
+
+def spied(m, url, prefix):
+    """What a spy queue got on channels starting with prefix: a list of
+    each message's "to" attribute (None when it had none)."""
+    sqs, out, empty = m.client("sqs"), [], 0
+    while empty < 2:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                  MessageAttributeNames=["All"]).get("Messages", [])
+        empty = empty + 1 if not got else 0
+        for msg in got:
+            a = msg.get("MessageAttributes", {})
+            if a.get("channel", {}).get("StringValue", "").startswith(prefix) and "kind" not in a:
+                out.append(a.get("to", {}).get("StringValue"))
+    return out
+
+
+def test_a_message_reaches_only_the_workers_that_hold_its_channel(t):
+    """A tool runs on A; its client leaves A and resumes on B, so A sends
+    the rest of the call's events to the worker of B that holds the
+    session's stream. Those of the first presence_timeout go to all (the
+    first asks who holds the channel); the rest are addressed to that
+    worker: none of them reaches C's queue (watched by a spy queue with
+    its filter policy, as every worker's is), and the client gets every
+    event once, in order. Once B's stream is gone, B says so to A when A
+    next sends it something, and A's messages then go nowhere."""
+    m = moto_server(t)
+    # One worker each: the same worker of A publishes all along.
+    insts = start_instances(t, 3, lambda name: backends(t, m) + ROUTE_TOOLS % {"name": name}, 1, env=m.env(),
+                            timeout=20)
+    (a, pa), (b, pb), (c, pc) = insts
+    spies = spy_on(m, [d for d, _ in insts], 1)
+    sid = mcp_session(pa)
+    resume_crosses(pa, pb, sid, events=20)
+    to_b, elsewhere = [], {}
+    for name, (owner, url) in spies.items():
+        tos = spied(m, url, "toclient:")
+        if owner == 1:
+            to_b += [x for x in tos if x not in (None, "all")]
+        else:
+            elsewhere[name] = tos
+    print("     addressed to B: %d; elsewhere: %s" % (len(to_b), {k: len(v) for k, v in elsewhere.items()}))
+    # Most events went to B's worker, addressed to it alone.
+    check(len(to_b) >= 8 and all(json.loads(x) == [json.loads(to_b[0])[0]] for x in to_b), to_b)
+    # Elsewhere: only what went to all, while the route was learned.
+    for name, tos in elsewhere.items():
+        check(len(tos) < len(to_b) and all(x == "all" for x in tos), "%s got %s" % (name, tos))
+
+    # The call is over, B's stream with it. Another call's events, its
+    # client gone: the first goes to B's worker, which says it holds the
+    # channel no more; then they go nowhere.
+    s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 12, "method": "tools/call",
+                               "params": {"name": "chatty", "arguments": {}, "_meta": {"progressToken": "q"}}})
+    read_until(s, b"notifications/progress")
+    s.close()
+    time.sleep(2.5)
+    after = {name: spied(m, url, "toclient:") for name, (owner, url) in spies.items()}
+    print("     then, to the stream gone: %s" % {k: len(v) for k, v in after.items()})
+    check(sum(len(v) for v in after.values()) <= 4 and all(x not in (None, "all") for v in after.values() for x in v),
+          after)
+
+
 def test_transport_suite_against_sqs(t):
     """The unit suite of the network transports, against moto: two plugin
     instances in one process, messages on awkward channel names, counts of
-    subscribers across them, a service that is not there."""
+    subscribers across them, a service that is not there; a holder
+    learned late is sent what it missed; answers that wait together leave
+    in one SendMessageBatch (counted by a relay in front of moto), and the
+    messages received are deleted in batches."""
     m = moto_server(t)
-    run_unit_suite("transport", 3, env=dict(m.env(), MCPD_TEST_SQS_ENDPOINT=m.url), unset=["MCPD_TEST_NATS_URL"],
+    relay = serve(t, AwsRelay(m.port))
+    run_unit_suite("transport", 5, env=dict(m.env(), MCPD_TEST_SQS_ENDPOINT=relay.url), unset=["MCPD_TEST_NATS_URL"],
                    timeout=300)
+    batches = [json.loads(body) for action, body in relay.calls if action == "SendMessageBatch"]
+    answers = [e for b in batches for e in b["Entries"]]
+    check(any(len(b["Entries"]) > 1 for b in batches), "no answers sent together: %s" % batches)
+    check(all(e["MessageAttributes"]["kind"]["StringValue"] in ("count", "gone") for e in answers), answers)
+    deletes = [json.loads(body) for action, body in relay.calls if action == "DeleteMessageBatch"]
+    check(any(len(d["Entries"]) > 1 for d in deletes), "no messages deleted together")
+    singles = sum(1 for action, _ in relay.calls if action == "SendMessage")
+    check(any(action == "PublishBatch" for action, _ in relay.calls), "no messages published together")
+    print("     answers: %d in %d SendMessageBatch, %d alone" % (len(answers), len(batches), singles))
 
 
 def test_a_session_is_served_by_every_instance(t):
@@ -205,11 +316,13 @@ def test_configuration_errors(t):
         ("transport: { plugin: sqs, topic: t, wait: 30s }\n", r"bad\.yaml:\d+.*wait must be"),
         ("transport: { plugin: sqs, topic: t, queue_expiry: 1s }\n", r"bad\.yaml:\d+.*queue_expiry must be"),
         ("transport: { plugin: sqs, topic: t, colour: red }\n", r"bad\.yaml:\d+.*colour"),
+        ("transport: { plugin: sqs, topic: t, route_ttl: 2h }\n", r"bad\.yaml:\d+.*route_ttl must be a duration"),
     ], env=env)
     # (an endpoint where nothing listens: the check of the topic says it
     # could not ask, and that is not an error)
     out = check_config_valid(t, "transport: { plugin: sqs, topic: \"arn:aws:sns:us-east-1:1:t.fifo\", fifo: true, "
-                             "wait: 5s, queue_expiry: 1h, endpoint: \"http://127.0.0.1:%d\" }\n" % free_port(), env=env)
+                             "wait: 5s, queue_expiry: 1h, route_ttl: 0, endpoint: \"http://127.0.0.1:%d\" }\n"
+                             % free_port(), env=env)
     check("topic arn:aws:sns:us-east-1:1:t.fifo not checked" in out, out)
 
 

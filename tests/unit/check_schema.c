@@ -1,6 +1,7 @@
 /* JSON Schema validation, JSON-RPC parsing, URI templates, prompt
  * templates, requestState sealing, Base64. */
 #include <check.h>
+#include <stdio.h>
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,48 @@ START_TEST(schema_checks)
 }
 END_TEST
 
+/* regcomp copies what a count repeats: patterns that would take too much
+ * memory to compile are refused when the file is read. Found by
+ * tests/fuzz/fuzz_config.c (a "+" repeated 70 times ran out of memory). */
+static int
+pattern_ok(const char *key, const char *pattern)
+{
+	cJSON *s = cJSON_CreateObject();
+	if (strcmp(key, "pattern") == 0)
+		cJSON_AddStringToObject(s, "pattern", pattern);
+	else
+		cJSON_AddObjectToObject(cJSON_AddObjectToObject(s, "patternProperties"), pattern);
+	int rc = schema_check(s, err, sizeof(err));
+	cJSON_Delete(s);
+	return rc == 0;
+}
+
+START_TEST(pattern_size)
+{
+	static const char *const fine[] = { "^[a-z]{1,64}@[a-z]{1,255}$", "^\\d{4}-\\d{2}-\\d{2}$",
+	    "(a{100}){100}", "((a{30}){30}){30}", "a{1,1000}", "a{32767}", "[[:alpha:]]{2,}x+y*z?",
+	    "^(ab|cd|ef)+$", "a]{3}", "(x+)+(x+)+(x+)+(x+)+(x+)+(x+)+(x+)+(x+)+(x+)+(x+)+(x+)+(x+)+",
+	    NULL };
+	static const char *const big[] = { "a{0,4000}", "(a{1000}){1000}", "((a{100}){100}){100}",
+	    ".++++++++++++++++++++++++++++++++++++++++",
+	    "[a-z]{0,9999}", "(((((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)", NULL };
+	for (size_t i = 0; fine[i] != NULL; i++)
+		ck_assert_msg(pattern_ok("pattern", fine[i]), "%s refused: %s", fine[i], err);
+	for (size_t i = 0; big[i] != NULL; i++) {
+		ck_assert_msg(!pattern_ok("pattern", big[i]), "%s accepted", big[i]);
+		ck_assert(strstr(err, "repeats too much") != NULL);
+		ck_assert_msg(!pattern_ok("patternProperties", big[i]), "%s accepted as a name", big[i]);
+	}
+	ck_assert(!pattern_ok("patternProperties", "(unclosed"));
+	/* Validation refuses them too (a string against the pattern). */
+	cJSON *s = cJSON_Parse("{\"pattern\":\"a{0,4000}\"}");
+	cJSON *v = cJSON_CreateString("aaa");
+	ck_assert_int_eq(schema_validate(s, v, "x", err, sizeof(err)), -1);
+	cJSON_Delete(s);
+	cJSON_Delete(v);
+}
+END_TEST
+
 START_TEST(utf8)
 {
 	ck_assert(utf8_valid("plain", 5));
@@ -203,6 +246,32 @@ START_TEST(request_state)
 }
 END_TEST
 
+/* The MAC part is 43 characters: longer ones (up to the 88 once let
+ * through, which decode to 66 bytes) are refused before they are decoded
+ * into a fixed buffer. Found by tests/fuzz/fuzz_reqstate.c; ASan sees it. */
+START_TEST(request_state_long_mac)
+{
+	unsigned char key[32];
+	ck_assert_int_eq(reqstate_key(NULL, key, err, sizeof(err)), 0);
+	char tok[128];
+	for (size_t n = 44; n <= 100; n++) {
+		snprintf(tok, sizeof(tok), "e30.%.*s", (int)n,
+		    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+		ck_assert_ptr_null(reqstate_open(key, tok, err, sizeof(err)));
+		ck_assert_str_eq(err, "requestState integrity check failed");
+	}
+	/* A sealed token with its MAC padded still opens. */
+	cJSON *p = cJSON_Parse("{}");
+	char *sealed = reqstate_seal(key, p, 60000);
+	cJSON_Delete(p);
+	snprintf(tok, sizeof(tok), "%s=", sealed);
+	free(sealed);
+	cJSON *back = reqstate_open(key, tok, err, sizeof(err));
+	ck_assert_ptr_nonnull(back);
+	cJSON_Delete(back);
+}
+END_TEST
+
 START_TEST(base64)
 {
 	char out[64];
@@ -230,10 +299,12 @@ schema_suite(void)
 	tcase_add_test(tc, ranges_lengths_patterns);
 	tcase_add_test(tc, structure);
 	tcase_add_test(tc, schema_checks);
+	tcase_add_test(tc, pattern_size);
 	tcase_add_test(tc, utf8);
 	tcase_add_test(tc, jsonrpc);
 	tcase_add_test(tc, templates);
 	tcase_add_test(tc, request_state);
+	tcase_add_test(tc, request_state_long_mac);
 	tcase_add_test(tc, base64);
 	suite_add_tcase(s, tc);
 	return s;

@@ -350,6 +350,99 @@ START_TEST(sizes_and_bytes)
 }
 END_TEST
 
+/* sqs addresses a channel's messages to the workers it learned hold a
+ * subscriber. One that subscribes after that announces itself, and its
+ * announcement may cross a message addressed without it: the publisher
+ * sends it, once, what it missed. */
+static struct {
+	int n;
+	char got[8][16];
+} late[2];
+
+static void
+on_late(void *arg, const char *channel, const void *msg, size_t len)
+{
+	(void)channel;
+	int who = (int)(uintptr_t)arg;
+	if (late[who].n < 8)
+		snprintf(late[who].got[late[who].n], sizeof(late[who].got[0]), "%.*s", (int)len, (const char *)msg);
+	late[who].n++;
+}
+
+static void
+await_late(int who, int n)
+{
+	uint64_t end = now_ms() + 3000;
+	while (late[who].n < n && now_ms() < end)
+		spin(5);
+	ck_assert_msg(late[who].n == n, "subscriber %d got %d messages, expected %d", who, late[who].n, n);
+}
+
+START_TEST(a_late_holder_gets_what_crossed)
+{
+	const char *url = url_of("sqs");
+	void *x = open_one("sqs", url), *y = open_one("sqs", url), *z = open_one("sqs", url);
+	wait_ready(x);
+	wait_ready(y);
+	wait_ready(z);
+	memset(late, 0, sizeof(late));
+	void *sx = ops->subscribe(x, "late", on_late, (void *)(uintptr_t)0);
+	spin(300);                          /* x's queue subscribed, its announcement out */
+	/* y learns the channel: the first message goes to all, x answers. */
+	ops->publish(y, "late", "m1", 2, NULL, NULL, NULL);
+	await_late(0, 1);
+	spin(600);                          /* past presence_timeout: y sends to x only */
+	void *sz = ops->subscribe(z, "late", on_late, (void *)(uintptr_t)1);
+	ops->publish(y, "late", "m2", 2, NULL, NULL, NULL);
+	await_late(0, 2);
+	await_late(1, 1);
+	ops->publish(y, "late", "m3", 2, NULL, NULL, NULL);
+	await_late(0, 3);
+	await_late(1, 2);
+	spin(300);
+	ck_assert_int_eq(late[0].n, 3);
+	ck_assert_int_eq(late[1].n, 2);
+	ck_assert_str_eq(late[1].got[0], "m2");
+	ck_assert_str_eq(late[1].got[1], "m3");
+	ops->unsubscribe(x, sx);
+	ops->unsubscribe(z, sz);
+	void *all[] = { x, y, z };
+	close_all(all, 3);
+}
+END_TEST
+
+/* sqs: the answers that wait together at a worker leave together (the
+ * test that runs this suite counts the SendMessageBatch calls through a
+ * relay in front of the service). Twenty messages on twenty channels
+ * that y does not know yet each ask who holds them (those beyond the
+ * calls y has in flight leave together, PublishBatch); x holds them all. */
+START_TEST(answers_go_together)
+{
+	const char *url = url_of("sqs");
+	void *x = open_one("sqs", url), *y = open_one("sqs", url);
+	wait_ready(x);
+	wait_ready(y);
+	memset(late, 0, sizeof(late));
+	void *subs[20];
+	char ch[32];
+	for (int i = 0; i < 20; i++) {
+		snprintf(ch, sizeof(ch), "together%d", i);
+		subs[i] = ops->subscribe(x, ch, on_late, (void *)(uintptr_t)0);
+	}
+	spin(300);
+	for (int i = 0; i < 20; i++) {
+		snprintf(ch, sizeof(ch), "together%d", i);
+		ops->publish(y, ch, ch, strlen(ch), NULL, NULL, NULL);
+	}
+	await_late(0, 20);
+	spin(500);                          /* the answers sent */
+	for (int i = 0; i < 20; i++)
+		ops->unsubscribe(x, subs[i]);
+	void *both[] = { x, y };
+	close_all(both, 2);
+}
+END_TEST
+
 /* The master's relay (the local transport): a message larger than a
  * frame may be is refused by its sender. Sent, it made the master drop
  * the link's input and read the rest of the message as frames: what
@@ -461,6 +554,10 @@ transport_suite(void)
 		tcase_add_loop_test(tc, across_instances, 0, nkinds);
 		tcase_add_loop_test(tc, while_down, 0, nkinds);
 		tcase_add_loop_test(tc, sizes_and_bytes, 0, nkinds);
+		if (strcmp(KINDS[nkinds - 1], "sqs") == 0) {
+			tcase_add_test(tc, a_late_holder_gets_what_crossed);
+			tcase_add_test(tc, answers_go_together);
+		}
 		suite_add_tcase(s, tc);
 	}
 	return s;

@@ -23,6 +23,7 @@ main(void)
 	srunner_add_suite(sr, opfail_suite());
 	srunner_add_suite(sr, aws_suite());
 	srunner_add_suite(sr, gcp_suite());
+	srunner_add_suite(sr, routes_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -19,5 +19,6 @@ Suite *resolve_suite(void);
 Suite *opfail_suite(void);
 Suite *aws_suite(void);
 Suite *gcp_suite(void);
+Suite *routes_suite(void);
 
 #endif
