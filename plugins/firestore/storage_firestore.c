@@ -68,7 +68,7 @@
 #define TRIES 16                    /* of a write whose precondition another write broke */
 #define DEL_ENTRIES 400             /* entries a delete takes with it */
 #define PROBE_MS 1000
-#define IDLE_CHECK_MS 5000
+#define IDLE_CHECK_MS 2000
 #define PURGE_MS 60000
 #define FIRST_PURGE_MS 10000
 #define PURGE_MAX 100

@@ -81,7 +81,7 @@
 #define SETUP_RETRY_MAX_MS 5000
 #define CLEANUP_MS 2000
 #define CHECK_EVERY_MS 1000
-#define IDLE_CHECK_MS 5000
+#define IDLE_CHECK_MS 2000
 #define GOOGLE_URL "https://pubsub.googleapis.com"
 
 struct out {                            /* a message waiting to be published */
