@@ -31,7 +31,14 @@
  * once in 10 seconds a channel), and answers has_subscribers probes with
  * its count. Each worker keeps what it heard in a bounded table (4096
  * channels, 16 holders each; entries lapse after a minute unless heard
- * again); a channel it knows no holder of goes to all. So the first
+ * again); a channel it knows no holder of goes to all. An announcement
+ * may cross a message addressed without its sender: a publisher that
+ * hears it sends the new holder, addressed to it alone, what it published
+ * on the channel to others in the last 2 seconds (16 messages a channel,
+ * 4 MiB in all), and the holder delivers those published after its
+ * subscriber came (by the publisher's clock) and not delivered already
+ * (each message has an id; the last 4096 delivered are remembered, which
+ * also drops what Pub/Sub delivers twice). So the first
  * message of a session's channel may go to every worker, and the next
  * ones to the one that holds the session's stream. Every worker also
  * checks the addressing of what it receives, as the emulator ignores
@@ -62,6 +69,7 @@
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +86,10 @@
 #define ROUTES 4096
 #define ROUTE_TTL_MS 60000
 #define HOLD_REPLY_MS 10000
+#define RESEND_MS 2000                  /* what a new holder gets again */
+#define RESEND_PER_CHANNEL 16
+#define RESEND_BYTES (4u << 20)
+#define SEEN 4096                       /* message ids remembered, against duplicates */
 #define SETUP_RETRY_MAX_MS 5000
 #define CLEANUP_MS 2000
 #define CHECK_EVERY_MS 1000
@@ -129,6 +141,33 @@ struct route {
 
 #define ROUTE_BUCKETS 1024
 
+/* A message published lately to some workers, kept RESEND_MS for a
+ * holder that announces itself after it (the announcement and the
+ * message crossed). */
+struct sent {
+	char *channel;
+	cJSON *msg;                         /* as published, without its addressing */
+	size_t size;
+	uint64_t at;                        /* monotonic */
+	struct sent *next;
+};
+
+/* The channels this worker holds, and since when (the wall clock): a
+ * message sent again to a new holder is delivered only if it was
+ * published after the holder's first subscriber came. */
+struct held {
+	char *channel;
+	uint64_t since;
+	struct held *next;
+};
+
+/* The ids of messages delivered lately: a resend, or Pub/Sub delivering
+ * one again, is not delivered twice. */
+struct seen {
+	char key[64];                       /* from/id */
+	struct seen *next;                  /* in its bucket */
+};
+
 enum setup { SU_TOPIC, SU_SUBSCRIPTION, SU_DONE };
 
 struct ps {
@@ -162,6 +201,13 @@ struct ps {
 	struct route *routes[ROUTE_BUCKETS];
 	size_t nroutes;
 	uint64_t sent_all, sent_to;         /* for the debug log */
+	uint64_t next_id;
+	struct sent *recent, **recent_tail;
+	size_t recent_bytes;
+	struct seen seen[SEEN];
+	struct seen *seen_buckets[SEEN];
+	size_t seen_next;
+	struct held *held[ROUTE_BUCKETS];
 };
 
 static void
@@ -424,6 +470,172 @@ address(struct ps *p, cJSON *attrs, const char *channel)
 	p->sent_to++;
 }
 
+/* ---- duplicates ---- */
+
+static unsigned
+seen_bucket(const char *key)
+{
+	return subs_hash(key) % SEEN;
+}
+
+static int
+seen_has(const struct ps *p, const char *key)
+{
+	for (const struct seen *e = p->seen_buckets[seen_bucket(key)]; e != NULL; e = e->next)
+		if (strcmp(e->key, key) == 0)
+			return 1;
+	return 0;
+}
+
+/* Remembered in a ring: the oldest goes. */
+static void
+seen_add(struct ps *p, const char *key)
+{
+	struct seen *e = &p->seen[p->seen_next];
+	p->seen_next = (p->seen_next + 1) % SEEN;
+	if (e->key[0] != '\0')
+		for (struct seen **pp = &p->seen_buckets[seen_bucket(e->key)]; *pp != NULL; pp = &(*pp)->next)
+			if (*pp == e) {
+				*pp = e->next;
+				break;
+			}
+	snprintf(e->key, sizeof(e->key), "%s", key);
+	unsigned b = seen_bucket(e->key);
+	e->next = p->seen_buckets[b];
+	p->seen_buckets[b] = e;
+}
+
+static struct held **
+held_find(struct ps *p, const char *channel)
+{
+	struct held **hp = &p->held[route_hash(channel)];
+	while (*hp != NULL && strcmp((*hp)->channel, channel) != 0)
+		hp = &(*hp)->next;
+	return hp;
+}
+
+static void
+held_set(struct ps *p, const char *channel, int holds)
+{
+	struct held **hp = held_find(p, channel), *h = *hp;
+	if (!holds && h != NULL) {
+		*hp = h->next;
+		free(h->channel);
+		free(h);
+	} else if (holds && h == NULL && (h = calloc(1, sizeof(*h))) != NULL) {
+		if ((h->channel = strdup(channel)) == NULL) {
+			free(h);
+			return;
+		}
+		h->since = real_ms();
+		*hp = h;
+	}
+}
+
+static void
+held_clear(struct ps *p)
+{
+	for (size_t b = 0; b < ROUTE_BUCKETS; b++)
+		while (p->held[b] != NULL) {
+			struct held *h = p->held[b];
+			p->held[b] = h->next;
+			free(h->channel);
+			free(h);
+		}
+}
+
+/* ---- what a late holder gets again ---- */
+
+static void
+sent_free(struct sent *t)
+{
+	free(t->channel);
+	cJSON_Delete(t->msg);
+	free(t);
+}
+
+static void
+recent_expire(struct ps *p, uint64_t now)
+{
+	while (p->recent != NULL && (now - p->recent->at > RESEND_MS || p->recent_bytes > RESEND_BYTES)) {
+		struct sent *t = p->recent;
+		p->recent = t->next;
+		p->recent_bytes -= t->size;
+		sent_free(t);
+	}
+	if (p->recent == NULL)
+		p->recent_tail = &p->recent;
+}
+
+static void
+recent_clear(struct ps *p)
+{
+	p->recent_bytes = SIZE_MAX / 2;
+	recent_expire(p, mono_ms());
+	p->recent_bytes = 0;
+}
+
+/* m (taken): a data message just queued for the topic. */
+static void
+recent_add(struct ps *p, const char *channel, cJSON *m, size_t size)
+{
+	uint64_t now = mono_ms();
+	recent_expire(p, now);
+	size_t n = 0;
+	for (struct sent *t = p->recent; t != NULL; t = t->next)
+		n += strcmp(t->channel, channel) == 0;
+	struct sent *t = n < RESEND_PER_CHANNEL && size <= RESEND_BYTES ? calloc(1, sizeof(*t)) : NULL;
+	if (t == NULL || (t->channel = strdup(channel)) == NULL) {
+		free(t);
+		cJSON_Delete(m);
+		return;
+	}
+	t->msg = m;
+	t->size = size;
+	t->at = now;
+	*p->recent_tail = t;
+	p->recent_tail = &t->next;
+	p->recent_bytes += size;
+}
+
+static void enqueue(struct ps *p, struct out *o);
+
+/* who announced a subscriber of channel: what was published on it in the
+ * last RESEND_MS to other workers only (the announcement and the message
+ * crossed) is sent to it again, addressed to it alone; it delivers what
+ * it had not (the message's id). */
+static void
+resend(struct ps *p, const char *channel, const char *who)
+{
+	recent_expire(p, mono_ms());
+	char name[64];
+	snprintf(name, sizeof(name), "to_%s", who);
+	for (struct sent *t = p->recent; t != NULL; t = t->next) {
+		cJSON *attrs = cJSON_GetObjectItemCaseSensitive(t->msg, "attributes");
+		if (strcmp(t->channel, channel) != 0 || cJSON_GetObjectItemCaseSensitive(attrs, name) != NULL ||
+		    p->queued_bytes + t->size > MAX_QUEUED)
+			continue;
+		struct out *o = calloc(1, sizeof(*o));
+		if (o == NULL || (o->channel = strdup(channel)) == NULL || (o->msg = cJSON_Duplicate(t->msg, 1)) == NULL) {
+			if (o != NULL)
+				free(o->channel);
+			free(o);
+			return;
+		}
+		cJSON *a = cJSON_GetObjectItemCaseSensitive(o->msg, "attributes"), *k = a ? a->child : NULL;
+		while (k != NULL) {             /* its old addressing goes */
+			cJSON *next = k->next;
+			if (k->string != NULL && strncmp(k->string, "to_", 3) == 0)
+				cJSON_Delete(cJSON_DetachItemViaPointer(a, k));
+			k = next;
+		}
+		cJSON_AddStringToObject(a, name, "");
+		cJSON_AddStringToObject(a, "re", "");
+		o->size = t->size;
+		enqueue(p, o);
+	}
+}
+
 /* ---- setting up: the topic, the subscription ---- */
 
 static void setup_step(struct ps *p);
@@ -630,6 +842,15 @@ message(struct ps *p, const char *channel, const void *data, size_t len, const c
 	cJSON_AddStringToObject(a, "from", p->id);
 	for (size_t i = 0; kv != NULL && kv[i] != NULL; i += 2)
 		cJSON_AddStringToObject(a, kv[i], kv[i + 1]);
+	cJSON_AddStringToObject(m, "orderingKey", channel);
+	if (route) {
+		/* A data message: an id against duplicates. */
+		char id[32];
+		snprintf(id, sizeof(id), "%" PRIu64, ++p->next_id);
+		cJSON_AddStringToObject(a, "id", id);
+		snprintf(id, sizeof(id), "%" PRIu64, real_ms());
+		cJSON_AddStringToObject(a, "t", id);
+	}
 	if (to != NULL) {
 		char name[64];
 		snprintf(name, sizeof(name), "to_%s", to);
@@ -639,7 +860,13 @@ message(struct ps *p, const char *channel, const void *data, size_t len, const c
 	} else {
 		cJSON_AddStringToObject(a, "all", "");
 	}
-	cJSON_AddStringToObject(m, "orderingKey", channel);
+	/* Addressed to some workers: a copy kept for a holder that comes
+	 * late (what went to all reached every worker). */
+	if (route && cJSON_GetObjectItemCaseSensitive(a, "all") == NULL) {
+		cJSON *copy = cJSON_Duplicate(m, 1);
+		if (copy != NULL)
+			recent_add(p, channel, copy, 4 * ((len + 2) / 3) + 2 * strlen(channel) + 400);
+	}
 	o->msg = m;
 	o->size = 4 * ((len + 2) / 3) + 2 * strlen(channel) + 400 + (route ? MAX_HOLDERS * 48 : 0);
 	return o;
@@ -749,6 +976,7 @@ t_subscribe(void *inst, const char *channel, mcpd_message_cb *cb, void *arg)
 	int first = subs_count(&p->subs, channel) == 0;
 	struct sub *s = subs_add(&p->subs, channel, cb, arg);
 	if (s != NULL && first) {
+		held_set(p, channel, 1);
 		const char *kv[] = { "k", "sub", NULL };
 		control(p, channel, kv, NULL);
 	}
@@ -763,6 +991,7 @@ t_unsubscribe(void *inst, void *subscription)
 	if (!subs_mark(s))
 		return;
 	if (subs_count(&p->subs, s->channel) == 0) {
+		held_set(p, s->channel, 0);
 		const char *kv[] = { "k", "unsub", NULL };
 		control(p, s->channel, kv, NULL);
 	}
@@ -794,7 +1023,11 @@ handle(struct ps *p, const cJSON *m)
 	if (channel == NULL || from == NULL || !(to_me || (to_all && strcmp(from, p->id) != 0)))
 		return;
 	if (kind != NULL) {
-		if (strcmp(kind, "sub") == 0 || strcmp(kind, "hold") == 0) {
+		if (strcmp(kind, "sub") == 0) {
+			route_hold(p, channel, from, 1);
+			if (id_ok(from))
+				resend(p, channel, from);
+		} else if (strcmp(kind, "hold") == 0) {
 			route_hold(p, channel, from, 1);
 		} else if (strcmp(kind, "unsub") == 0) {
 			route_hold(p, channel, from, 0);
@@ -826,6 +1059,21 @@ handle(struct ps *p, const cJSON *m)
 			const char *kv[] = { "k", "hold", NULL };
 			control(p, channel, kv, from);
 		}
+	}
+	if (attr(attrs, "re") != NULL) {
+		/* Sent again: only if published after our first subscriber came. */
+		struct held *h = *held_find(p, channel);
+		const char *t = attr(attrs, "t");
+		if (h == NULL || t == NULL || strtoull(t, NULL, 10) < h->since)
+			return;
+	}
+	const char *mid = attr(attrs, "id");
+	char key[64];
+	if (mid != NULL) {
+		snprintf(key, sizeof(key), "%.39s/%.20s", from, mid);
+		if (seen_has(p, key))
+			return;                 /* delivered already */
+		seen_add(p, key);
 	}
 	const cJSON *data = cJSON_GetObjectItemCaseSensitive(m, "data");
 	size_t len = 0;
@@ -1247,6 +1495,7 @@ ps_attach(void *inst, char *err, size_t errlen)
 	snprintf(p->topic_name, sizeof(p->topic_name), "projects/%s/topics/%s", p->project, p->topic);
 	p->outq_tail = &p->outq;
 	p->locals_tail = &p->locals;
+	p->recent_tail = &p->recent;
 	if ((p->client = gcp_client_new(base, p->host, use_auth(p), "pubsub", err, errlen)) == NULL)
 		return -1;
 	p->setup_timer = evtimer_new(base, setup_timer_cb, p);
@@ -1340,6 +1589,10 @@ ps_detach(void *inst)
 	}
 	subs_clear(&p->subs);
 	routes_clear(p);
+	held_clear(p);
+	recent_clear(p);
+	memset(p->seen, 0, sizeof(p->seen));
+	memset(p->seen_buckets, 0, sizeof(p->seen_buckets));
 	p->setup = SU_TOPIC;
 	p->pulling = p->checking = p->setup_busy = 0;
 }

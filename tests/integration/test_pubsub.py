@@ -50,7 +50,7 @@ def test_transport_suite_against_pubsub(t):
     plugin instances in one process, messages on awkward channel names,
     counts of subscribers across them, a service that is not there."""
     ps = pubsub_emulator(t)
-    run_unit_suite("transport", 3, env={"MCPD_TEST_PUBSUB_ENDPOINT": ps.url},
+    run_unit_suite("transport", 4, env={"MCPD_TEST_PUBSUB_ENDPOINT": ps.url},
                    unset=["MCPD_TEST_NATS_URL", "MCPD_TEST_SQS_ENDPOINT"], timeout=300)
 
 
@@ -345,9 +345,11 @@ def test_emulator_restarted_under_load(t):
     try:
         wait_for(lambda: len(statuses) > 10, what="load")
         ps.stop()
-        wait_for(lambda: http(pa, "GET", "/readyz")[0] == 503, timeout=15, what="/readyz 503 while it is down")
-        st, _, body = http(pa, "GET", "/readyz")
-        check(b"pubsub" in body, body)
+
+        def down_everywhere():
+            answers = [http(pa, "GET", "/readyz") for _ in range(6)]
+            return all(st == 503 and b"pubsub" in body for st, _, body in answers)
+        wait_for(down_everywhere, timeout=15, what="/readyz 503 on every worker, saying why, while it is down")
         check(http(pa, "GET", "/healthz")[0] == 200)
         ps.start()
         for port in (pa, pb):
