@@ -5,6 +5,7 @@
 #include "arena.h"
 #include "auth.h"
 #include "config.h"
+#include "form.h"
 #include "http.h"
 #include "jsonrpc.h"
 #include "log.h"
@@ -26,8 +27,11 @@ struct admin {
 struct admin_op {
 	struct http_request *r;         /* NULL once the client left */
 	int revoke;
-	char user[256];
+	char *user;
 };
+
+#define MAX_FIELDS 8
+#define MAX_USER 4096           /* a principal's name, percent-encoded */
 
 static void
 respond_json(struct http_request *r, int status, cJSON *o)
@@ -74,39 +78,33 @@ listed(void *arg, int status, cJSON *list)
 			respond_json(r, 200, o);
 		}
 	}
+	free(op->user);
 	free(op);
 }
 
-/* The value of name in a query string (no percent-decoding beyond %XX). */
-static int
-query_value(const char *q, const char *name, char *out, size_t len)
+/* The user the query names: user=NAME once, percent-decoded as any
+ * query (form.c: two hex digits after each %), not empty. NULL and why
+ * otherwise. */
+static const char *
+query_user(struct http_request *r, const char **why)
 {
-	size_t nl = strlen(name);
-	for (const char *p = q; p != NULL && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
-		if (strncmp(p, name, nl) != 0 || p[nl] != '=')
-			continue;
-		const char *v = p + nl + 1;
-		size_t o = 0;
-		for (; *v && *v != '&'; v++) {
-			int c = (unsigned char)*v;
-			if (c == '%' && v[1] && v[2]) {
-				char hex[3] = { v[1], v[2], 0 };
-				char *end;
-				c = (int)strtol(hex, &end, 16);
-				if (*end != '\0')
-					return -1;
-				v += 2;
-			} else if (c == '+') {
-				c = ' ';
-			}
-			if (o + 1 >= len || c == 0)
-				return -1;
-			out[o++] = (char)c;
-		}
-		out[o] = '\0';
-		return o > 0 ? 0 : -1;
+	const char *q = http_request_query(r);
+	struct form f;
+	*why = "name the user: /admin/sessions?user=NAME";
+	if (q == NULL)
+		return NULL;
+	if (form_parse(http_request_arena(r), q, strlen(q), MAX_FIELDS, MAX_USER, &f, why) < 0)
+		return NULL;
+	const char *user = form_get(&f, "user");
+	if (f.repeated != NULL && strcmp(f.repeated, "user") == 0) {
+		*why = "user is given more than once";
+		return NULL;
 	}
-	return -1;
+	if (user == NULL || user[0] == '\0') {
+		*why = "name the user: /admin/sessions?user=NAME";
+		return NULL;
+	}
+	return user;
 }
 
 static void
@@ -127,9 +125,14 @@ authorized(struct http_request *r, void *arg)
 		http_respond_text(r, 500, "out of memory");
 		return;
 	}
-	if (query_value(http_request_query(r), "user", op->user, sizeof(op->user)) < 0) {
+	const char *why;
+	const char *user = query_user(r, &why);
+	if (user == NULL || (op->user = strdup(user)) == NULL) {
 		free(op);
-		respond_error(r, 400, "name the user: /admin/sessions?user=NAME");
+		if (user == NULL)
+			respond_error(r, 400, why);
+		else
+			http_respond_text(r, 500, "out of memory");
 		return;
 	}
 	op->r = r;

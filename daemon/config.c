@@ -487,13 +487,16 @@ parse_mode(struct ctx *x, const struct cnode *n, void *base)
 	struct listen_conf *l = base;
 	if (want_type(x, n, CNODE_SCALAR, "listen.mode") < 0)
 		return -1;
-	char *end;
-	long m = strtol(n->str, &end, 8);
-	if (*end != '\0' || end == n->str || m < 0 || m > 0777) {
+	/* Octal digits only: strtol takes a sign or blanks. */
+	int m = 0;
+	size_t len = strlen(n->str);
+	for (size_t i = 0; i < len && m <= 0777; i++)
+		m = n->str[i] >= '0' && n->str[i] <= '7' ? m * 8 + (n->str[i] - '0') : 01000;
+	if (len == 0 || m > 0777) {
 		err_at(x, n, "listen.mode must be octal permissions such as 0660");
 		return -1;
 	}
-	l->mode = (int)m;
+	l->mode = m;
 	return 0;
 }
 
@@ -956,17 +959,11 @@ resolve_identity(struct ctx *x, struct config *c)
 static const char *
 find_helper(struct config *c)
 {
-	char exe[4096];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		char *slash = strrchr(exe, '/');
-		if (slash != NULL) {
-			const char *p = arena_printf(c->arena, "%.*s/mcpd-tool", (int)(slash - exe), exe);
-			if (access(p, X_OK) == 0)
-				return p;
-		}
-	}
+	char *dir = exe_dir();
+	const char *p = dir != NULL ? arena_printf(c->arena, "%s/mcpd-tool", dir) : NULL;
+	free(dir);
+	if (p != NULL && access(p, X_OK) == 0)
+		return p;
 	return arena_printf(c->arena, "%s/mcpd-tool", mcpd_libexec_dir);
 }
 
@@ -981,18 +978,12 @@ find_plugin_dir(struct config *c)
 			return c->plugin_dir;
 		return arena_printf(c->arena, "%s/%s", c->config_dir, c->plugin_dir);
 	}
-	char exe[4096];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		char *slash = strrchr(exe, '/');
-		if (slash != NULL) {
-			const char *p = arena_printf(c->arena, "%.*s/plugins", (int)(slash - exe), exe);
-			struct stat st;
-			if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
-				return p;
-		}
-	}
+	char *dir = exe_dir();
+	const char *p = dir != NULL ? arena_printf(c->arena, "%s/plugins", dir) : NULL;
+	free(dir);
+	struct stat st;
+	if (p != NULL && stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+		return p;
 	return mcpd_default_plugin_dir;
 }
 

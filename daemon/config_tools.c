@@ -202,7 +202,12 @@ make_arg_env(struct ctx *x, struct arg_names *an, const char **names, const stru
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen("MCP_ARG_") + strlen(names[i]) + 1;
 		char *var = arena_alloc(x->cfg->arena, len);
-		tool_env_name(var, len, "MCP_ARG_", names[i]);
+		if (var == NULL || tool_env_name(var, len, "MCP_ARG_", names[i]) < 0) {
+			free(refs);
+			free(clash);
+			err_at(x, at, "%s: out of memory", what);
+			return;
+		}
 		refs[i].var = var;
 		refs[i].i = i;
 		an->vars[i] = var;

@@ -200,6 +200,9 @@ tool_result_build(const struct tool_def *t, const struct tool_result *r)
 		return error_result("tool %s produced more than %llu bytes of output", t->name,
 		    (unsigned long long)t->cmd.max_output);
 	}
+	if (r->channel_exceeded)
+		return error_result("tool %s was stopped: it did not read the answers to its questions "
+		    "(more than %d bytes waited on its channel, fd 3)", t->name, TOOL_CHANNEL_UNREAD_MAX);
 	if (r->signal != 0)
 		return error_result("tool %s was killed by signal %s", t->name, strsignal(r->signal));
 	char err[512] = "";

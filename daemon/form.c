@@ -1,15 +1,9 @@
 /* Form and query parsing, URL and HTML escaping (see form.h). */
 #include "form.h"
 #include "arena.h"
+#include "util.h"
 
 #include <string.h>
-
-static int
-hexval(int c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
-	    c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
 
 /* Decodes s[0..len) into a new string; NULL on a bad escape or a NUL. */
 static char *
@@ -24,7 +18,7 @@ decode(struct arena *ar, const char *s, size_t len)
 		} else if (c == '%') {
 			if (i + 2 >= len)
 				return NULL;
-			int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
+			int hi = hex_digit((unsigned char)s[i + 1]), lo = hex_digit((unsigned char)s[i + 2]);
 			if (hi < 0 || lo < 0)
 				return NULL;
 			c = hi << 4 | lo;

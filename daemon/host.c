@@ -17,9 +17,9 @@ static struct {
 	unsigned worker_id;
 	long uid, gid;
 	const char *config_file;
-	char state_dir[4096];
+	char *state_dir;            /* found once, kept */
 	char config_dir[4096];
-} h = { NULL, 0, -1, -1, NULL, "", "" };
+} h = { NULL, 0, -1, -1, NULL, NULL, "" };
 
 static void
 host_log(enum mcpd_log_level level, const char *fmt, ...)
@@ -131,27 +131,26 @@ host_config_dir(void)
 const char *
 host_state_dir(void)
 {
-	if (h.state_dir[0] != '\0')
+	if (h.state_dir != NULL)
 		return h.state_dir;
-	/* A binary in a build tree keeps its state beside it. */
-	char exe[3072];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		char *slash = strrchr(exe, '/');
-		struct stat st;
-		if (slash != NULL) {
-			*slash = '\0';
-			char plugins[4200];
-			snprintf(plugins, sizeof(plugins), "%s/plugins", exe);
-			if (stat(plugins, &st) == 0 && S_ISDIR(st.st_mode)) {
-				snprintf(h.state_dir, sizeof(h.state_dir), "%s/state", exe);
-				return h.state_dir;
-			}
+	/* A binary in a build tree keeps its state beside it, however long
+	 * the path (it was cut at 3 KiB, to another directory). */
+	char *dir = exe_dir();
+	size_t len = dir != NULL ? strlen(dir) : 0;
+	char *path = dir != NULL ? malloc(len + sizeof("/plugins")) : NULL;
+	struct stat st;
+	if (path != NULL) {
+		memcpy(path, dir, len);
+		strcpy(path + len, "/plugins");
+		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+			strcpy(path + len, "/state");
+			h.state_dir = path;
+			path = NULL;
 		}
 	}
-	snprintf(h.state_dir, sizeof(h.state_dir), "%s", mcpd_state_dir);
-	return h.state_dir;
+	free(path);
+	free(dir);
+	return h.state_dir != NULL ? h.state_dir : mcpd_state_dir;
 }
 
 static struct mcpd_host table = {

@@ -511,18 +511,32 @@ http_stream_begin(struct http_request *r, int status, const char *content_type)
  * out, as far as the client takes it within send_timeout, and then the
  * connection closes, without the last chunk: the response is cut short. */
 static void
+stream_cut(struct http_conn *c, const char *why)
+{
+	struct http_request *r = &c->req;
+	c->overflowed = 1;
+	c->keepalive = 0;
+	r->log_extra = r->log_extra != NULL ? arena_printf(c->arena, "%s, %s", r->log_extra, why) : why;
+	static const struct timeval now = { 0, 0 };
+	evtimer_add(c->timer, &now);
+}
+
+static void
 stream_overflow(struct http_conn *c, size_t pending)
 {
 	struct http_request *r = &c->req;
 	log_warn("%s: %s %s: the client does not read its stream: %zu bytes wait, more than "
 	    "limits.stream_buffer (%llu); closing it", c->remote, r->method, r->path ? r->path : "-",
 	    pending, (unsigned long long)c->srv->limits.stream_buffer);
-	c->overflowed = 1;
-	c->keepalive = 0;
-	r->log_extra = r->log_extra != NULL ?
-	    arena_printf(c->arena, "%s, stream not read", r->log_extra) : "stream not read";
-	static const struct timeval now = { 0, 0 };
-	evtimer_add(c->timer, &now);
+	stream_cut(c, "stream not read");
+}
+
+void
+http_stream_cut(struct http_request *r, const char *why)
+{
+	struct http_conn *c = r->conn;
+	if (c->state == CS_STREAMING && !c->overflowed)
+		stream_cut(c, why);
 }
 
 /* From the loop: the stream is over for its owner. */

@@ -64,6 +64,11 @@ void http_stream_end(struct http_request *r);
  * taken: the stream is being closed (its close callback runs from the
  * loop, as when the client leaves) and further writes return -1. */
 int http_request_overflowed(const struct http_request *r);
+/* Close a stream as an overflow does, for the owner's own reason (why:
+ * for the access log; the caller logs the rest): what is queued still
+ * goes out, then the connection closes without the last chunk, and the
+ * close callback runs from the loop. */
+void http_stream_cut(struct http_request *r, const char *why);
 
 const char *http_status_text(int status);
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #define SD_LISTEN_FDS_START 3
+#define LISTEN_FDS_MAX 1024      /* sockets taken from systemd */
 
 static int
 same_addr(const struct sockaddr_storage *a, socklen_t alen,
@@ -67,8 +68,16 @@ listen_adopt_systemd(struct listen_set *set)
 	if (pid == NULL || fds == NULL)
 		return 0;
 	int n = 0;
-	if (strtol(pid, NULL, 10) == (long)getpid())
-		n = (int)strtol(fds, NULL, 10);
+	uint64_t lp, nf;
+	/* Digits only (strtol took "12x" for 12); a count no systemd passes
+	 * would be as many warnings. */
+	if (parse_u64(pid, &lp) == 0 && lp == (uint64_t)getpid()) {
+		if (parse_u64(fds, &nf) < 0 || nf > LISTEN_FDS_MAX)
+			log_warn("LISTEN_FDS=%.32s is not a number of descriptors up to %d; ignored",
+			    fds, LISTEN_FDS_MAX);
+		else
+			n = (int)nf;
+	}
 	/* Tools must not see these: they describe our process, not theirs. */
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDS");

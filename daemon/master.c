@@ -480,7 +480,7 @@ spawn(struct master *m, struct generation *g, unsigned id)
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(sv[1]);
 	close(rv[1]);
-	if (relay_master_add(m->relay, rv[0], (unsigned)(s - m->slots)) < 0) {
+	if (relay_master_add(m->relay, rv[0], (unsigned)(s - m->slots), (size_t)g->cfg->limits.stream_buffer) < 0) {
 		log_error("cannot set up the relay to worker %u", id);
 		close(rv[0]);
 	}

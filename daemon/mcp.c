@@ -35,6 +35,9 @@
 
 #define RESOURCE_NOT_FOUND -32002
 #define MAX_COMPLETIONS 100
+/* A command's questions forwarded to the client and not yet answered:
+ * each waits with a subscription and a timer that polls storage. */
+#define MAX_QUESTIONS 64
 
 struct call;
 
@@ -101,6 +104,7 @@ struct call {
 	int async;                  /* outlived its handler: cancellable from anywhere */
 	cJSON *filter;              /* what the listener asked for and got */
 	LIST_HEAD(, ask_group) asks;
+	size_t questions;           /* forwarded to the client, not yet answered */
 	LIST_ENTRY(call) link;
 };
 
@@ -563,12 +567,13 @@ list_page(struct call *c, const struct list_pages *lp)
 	size_t page = 0;
 	const char *cursor = param_string(c, "cursor");
 	if (cursor != NULL) {
-		char *end;
-		if (strncmp(cursor, "page-", 5) != 0 ||
-		    (page = strtoul(cursor + 5, &end, 10)) == 0 || *end != '\0' || page >= lp->npages) {
+		uint64_t n = 0;
+		if (strncmp(cursor, "page-", 5) != 0 || parse_u64(cursor + 5, &n) < 0 || n == 0 ||
+		    n >= lp->npages) {
 			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid cursor");
 			return;
 		}
+		page = (size_t)n;
 	}
 	/* "{"jsonrpc":"2.0","id":ID,"result":" + page + hints + "}}" */
 	char *id = json_print(c->msg.id);
@@ -742,6 +747,7 @@ item_answered(void *arg, const cJSON *result, const cJSON *error)
 	} else {
 		cJSON_AddItemToObject(g->results, it->key, result ? cJSON_Duplicate(result, 1) : cJSON_CreateObject());
 	}
+	g->c->questions--;
 	if (--g->remaining == 0)
 		group_finish(g);
 }
@@ -829,6 +835,17 @@ ask_start(struct call *c, const cJSON *tool_id, const cJSON *requests, const cha
 		group_finish(g);
 		return;
 	}
+	if (c->questions + g->remaining > MAX_QUESTIONS) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "too many questions waiting for the client's answers "
+		    "(at most %d a call)%s", MAX_QUESTIONS, c->questions > 0 ? ": wait for answers first" : "");
+		cJSON *id = cJSON_Duplicate(g->tool_id, 1);
+		group_free(g);
+		reply_to_tool_error(c, id, JSONRPC_INVALID_REQUEST, msg);
+		cJSON_Delete(id);
+		return;
+	}
+	c->questions += g->remaining;
 	/* Send only after counting, so that no early answer finishes the group. */
 	size_t count = g->nitems;
 	for (size_t i = 0; i < count; i++) {
@@ -963,6 +980,7 @@ tool_done(void *arg, struct tool_result *r)
 	if (!r->exited || r->status != 0 || r->timed_out)
 		log_info("tool %s: %s%s%s", c->tool->name,
 		    r->timed_out ? "timed out" : r->output_exceeded ? "output over the limit" :
+		    r->channel_exceeded ? "did not read its channel" :
 		    r->signal ? "killed by a signal" : "exited non-zero",
 		    r->err_tail[0] ? "; stderr: " : "", r->err_tail);
 	call_result(c, tool_result_build(c->tool, r));
@@ -1458,7 +1476,7 @@ m_tools_call(struct call *c)
 		cJSON_Delete(empty);
 		return;
 	}
-	char tool_env[200], proto_env[64];
+	char tool_env[sizeof("MCP_TOOL_NAME=") + 128], proto_env[64];   /* names: at most 128 */
 	snprintf(tool_env, sizeof(tool_env), "MCP_TOOL_NAME=%s", t->name);
 	snprintf(proto_env, sizeof(proto_env), "MCP_PROTOCOL_VERSION=%s", proto_names[c->proto]);
 	char *caps_json = c->client_caps ? json_print(c->client_caps) : NULL;
@@ -1530,7 +1548,8 @@ resource_done(void *arg, struct tool_result *r)
 		log_warn("resource %s: command failed%s%s", c->res->name,
 		    r->err_tail[0] ? ": " : "", r->err_tail);
 		call_error(c, JSONRPC_INTERNAL_ERROR, "Reading %s failed%s%s", param_string(c, "uri"),
-		    r->timed_out ? ": timed out" : r->output_exceeded ? ": output too large" : "",
+		    r->timed_out ? ": timed out" : r->output_exceeded ? ": output too large" :
+		    r->channel_exceeded ? ": the command did not read the answers on its channel" : "",
 		    r->err_tail[0] ? "" : "");
 		return;
 	}
@@ -1723,7 +1742,8 @@ prompt_done(void *arg, struct tool_result *r)
 		return;
 	}
 	if (!r->exited || r->status != 0) {
-		call_error(c, JSONRPC_INTERNAL_ERROR, "Prompt %s: the command failed", c->prompt->name);
+		call_error(c, JSONRPC_INTERNAL_ERROR, "Prompt %s: the command failed%s", c->prompt->name,
+		    r->channel_exceeded ? ": it did not read the answers on its channel" : "");
 		return;
 	}
 	cJSON *v = json_parse(r->out, r->outlen, 0, NULL);
@@ -1787,12 +1807,17 @@ m_prompts_get(struct call *c)
 	if (p->cmd.argv != NULL) {
 		if (c->stateless && mrtr_begin(c, p->name, args) < 0)
 			return;
-		char err[256], env[200];
-		snprintf(env, sizeof(env), "MCP_PROMPT_NAME=%s", p->name);
+		char err[256], *env = NULL;
+		if (asprintf(&env, "MCP_PROMPT_NAME=%s", p->name) < 0) {
+			call_error(c, JSONRPC_INTERNAL_ERROR, "Prompt %s: out of memory", name);
+			return;
+		}
 		const char *extra[] = { env, NULL };
 		c->vars = args ? cJSON_Duplicate(args, 1) : cJSON_CreateObject();
-		if (start_command(c, p->name, &p->cmd, &p->arg_env, c->vars, extra, &prompt_callbacks,
-		    err, sizeof(err)) < 0) {
+		int rc = start_command(c, p->name, &p->cmd, &p->arg_env, c->vars, extra, &prompt_callbacks,
+		    err, sizeof(err));
+		free(env);
+		if (rc < 0) {
 			call_error(c, JSONRPC_INTERNAL_ERROR, "Prompt %s: %s", name, err);
 			return;
 		}
@@ -1898,11 +1923,18 @@ m_complete(struct call *c)
 					    prompt_arg(p, o->string) != NULL)
 						cJSON_AddStringToObject(c->vars, o->string, o->valuestring);
 				cJSON_AddStringToObject(c->vars, pa->name, avalue->valuestring);
-				char env[200], err[256];
-				snprintf(env, sizeof(env), "MCP_COMPLETE_ARGUMENT=%s", pa->name);
+				/* The whole name, however long (a cut one was another
+				 * argument's, or none). */
+				char err[256], *env = NULL;
+				if (asprintf(&env, "MCP_COMPLETE_ARGUMENT=%s", pa->name) < 0) {
+					call_error(c, JSONRPC_INTERNAL_ERROR, "Completion failed: out of memory");
+					return;
+				}
 				const char *extra[] = { env, NULL };
-				if (start_command(c, p->name, &pa->complete, &p->arg_env, c->vars, extra,
-				    &complete_callbacks, err, sizeof(err)) < 0) {
+				int rc = start_command(c, p->name, &pa->complete, &p->arg_env, c->vars, extra,
+				    &complete_callbacks, err, sizeof(err));
+				free(env);
+				if (rc < 0) {
 					call_error(c, JSONRPC_INTERNAL_ERROR, "Completion failed: %s", err);
 					return;
 				}

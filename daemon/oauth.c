@@ -581,10 +581,11 @@ static int
 unhex(const char *hex, unsigned char out[32])
 {
 	for (int i = 0; i < 32; i++) {
-		unsigned v;
-		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+		int hi = hex_digit((unsigned char)hex[2 * i]);
+		int lo = hi < 0 ? -1 : hex_digit((unsigned char)hex[2 * i + 1]);
+		if (lo < 0)
 			return -1;
-		out[i] = (unsigned char)v;
+		out[i] = (unsigned char)(hi << 4 | lo);
 	}
 	return 0;
 }

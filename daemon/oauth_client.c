@@ -19,7 +19,12 @@
 #include <strings.h>
 
 #define CLIENT_ID_PREFIX "mcpd_c_"
-#define MAX_CLIENT_ID 1024
+#define MAX_CLIENT_ID 1024              /* a client ID metadata document's URL */
+/* A registered client's id is CLIENT_ID_PREFIX and 22 characters; a
+ * longer one names no client, and is not looked up: as a storage key it
+ * could be too long for the backend (LMDB takes 511 bytes), which would
+ * answer a storage error rather than "unknown client". */
+#define MAX_REGISTERED_ID 64
 
 struct oreq_cauth {
 	const char *method;             /* what the client used */
@@ -267,6 +272,7 @@ reg_counted(struct oreq *q)
 		return;
 	}
 	/* A shorter id: 128 bits are plenty for an identifier. */
+	_Static_assert(sizeof(CLIENT_ID_PREFIX) - 1 + 22 <= MAX_REGISTERED_ID, "client ids are looked up");
 	id[sizeof(CLIENT_ID_PREFIX) - 1 + 22] = '\0';
 	int64_t now = oauth_now();
 	cJSON_AddStringToObject(rec, "client_id", id);
@@ -376,6 +382,11 @@ oreq_client(struct oreq *q, const char *client_id, void (*next)(struct oreq *, c
 			return;
 		}
 		cimd_lookup(q, client_id);
+		return;
+	}
+	if (len > MAX_REGISTERED_ID) {
+		q->client_error = "unknown client";
+		next(q, NULL);
 		return;
 	}
 	for (const char *p = client_id; *p; p++)

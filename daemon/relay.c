@@ -5,6 +5,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,7 +19,13 @@
 enum { OP_SUB = 1, OP_UNSUB, OP_PUB, OP_DELIVER, OP_COUNT, OP_COUNTED };
 
 #define FRAME_MAX (16u * 1024 * 1024)
-#define BACKLOG_MAX (64u * 1024 * 1024)   /* a worker this far behind loses messages */
+/* What may wait for the other end of a link. Messages (PUB, DELIVER) stop
+ * at the link's limit (limits.stream_buffer: the relay is a stream like
+ * any other, and a flood of events to a master or worker that lags must
+ * not grow this process without end; one message may go past it). The
+ * small frames that keep subscriptions and counts right have the room
+ * up to BACKLOG_MAX beyond it. */
+#define BACKLOG_MAX (64u * 1024 * 1024)
 #define BUCKETS 4096
 
 static void
@@ -34,6 +41,37 @@ static uint32_t
 get32(const unsigned char *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* A link's messages refused while its other end lags: logged when the
+ * first is, and counted until one goes through again. */
+struct lag {
+	unsigned long dropped;
+};
+
+/* Whether a message may be queued on out (limit: the link's), with the
+ * log lines of a lag's start and end. slot: the worker at the other end,
+ * or -1 for the master. */
+static int
+message_room(struct evbuffer *out, size_t limit, struct lag *lag, long slot)
+{
+	size_t waiting = evbuffer_get_length(out);
+	if (waiting <= limit && lag->dropped == 0)
+		return 1;
+	char who[48] = "the master";
+	if (slot >= 0)
+		snprintf(who, sizeof(who), "the worker in slot %ld", slot);
+	if (waiting > limit) {
+		if (lag->dropped++ == 0)
+			log_warn("relay: %s does not keep up: %zu bytes wait for it, more than "
+			    "limits.stream_buffer (%zu); messages to it are dropped until it catches up",
+			    who, waiting, limit);
+		return 0;
+	}
+	log_warn("relay: %s caught up; %lu message%s to it dropped meanwhile",
+	    who, lag->dropped, lag->dropped == 1 ? "" : "s");
+	lag->dropped = 0;
+	return 1;
 }
 
 static int
@@ -105,6 +143,8 @@ struct link {
 	struct relay_master *rm;
 	struct bufferevent *bev;
 	unsigned slot;
+	size_t limit;               /* messages waiting for the worker */
+	struct lag lag;
 };
 
 struct relay_master {
@@ -196,9 +236,9 @@ master_frame(void *arg, int op, unsigned char *p, size_t len)
 		for (size_t i = 0; s != NULL && i < s->n; i++) {
 			if (s->slots[i] == l->slot || s->slots[i] >= rm->nlinks || rm->links[s->slots[i]] == NULL)
 				continue;
-			if (send_frame(rm->links[s->slots[i]]->bev, OP_DELIVER, p, len, NULL, 0) < 0)
-				log_warn("relay: worker link %u is too far behind; a message on %s is lost",
-				    s->slots[i], (char *)p);
+			struct link *to = rm->links[s->slots[i]];
+			if (message_room(bufferevent_get_output(to->bev), to->limit, &to->lag, (long)to->slot))
+				send_frame(to->bev, OP_DELIVER, p, len, NULL, 0);
 		}
 		return;
 	}
@@ -243,7 +283,7 @@ relay_master_new(struct event_base *base)
 }
 
 int
-relay_master_add(struct relay_master *rm, int fd, unsigned slot)
+relay_master_add(struct relay_master *rm, int fd, unsigned slot, size_t limit)
 {
 	if (slot >= rm->nlinks) {
 		size_t n = slot + 64;
@@ -265,6 +305,7 @@ relay_master_add(struct relay_master *rm, int fd, unsigned slot)
 	}
 	l->rm = rm;
 	l->slot = slot;
+	l->limit = limit;
 	bufferevent_setcb(l->bev, master_read, NULL, master_event, l);
 	bufferevent_enable(l->bev, EV_READ | EV_WRITE);
 	rm->links[slot] = l;
@@ -324,6 +365,8 @@ struct count_wait {
 
 static struct {
 	struct bufferevent *bev;
+	size_t limit;               /* messages waiting for the master */
+	struct lag lag;
 	mcpd_message_cb *receive;
 	void *receive_arg;
 	struct count_wait *waits;
@@ -367,8 +410,10 @@ worker_event(struct bufferevent *bev, short what, void *arg)
 }
 
 int
-relay_worker_start(struct event_base *base, int fd)
+relay_worker_start(struct event_base *base, int fd, size_t limit)
 {
+	w.limit = limit;
+	memset(&w.lag, 0, sizeof(w.lag));
 	evutil_make_socket_nonblocking(fd);
 	w.bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (w.bev == NULL)
@@ -407,7 +452,9 @@ relay_unsubscribe(const char *channel)
 int
 relay_publish(const char *channel, const void *msg, size_t len)
 {
-	return w.bev ? send_frame(w.bev, OP_PUB, channel, strlen(channel) + 1, msg, len) : -1;
+	if (w.bev == NULL || !message_room(bufferevent_get_output(w.bev), w.limit, &w.lag, -1))
+		return -1;
+	return send_frame(w.bev, OP_PUB, channel, strlen(channel) + 1, msg, len);
 }
 
 void

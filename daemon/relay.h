@@ -16,15 +16,19 @@ struct relay_master;
 /* ---- master side ---- */
 struct relay_master *relay_master_new(struct event_base *base);
 void relay_master_free(struct relay_master *rm);
-/* A worker's end: the master owns fd from now on. Returns 0 or -1. */
-int relay_master_add(struct relay_master *rm, int fd, unsigned slot);
+/* A worker's end: the master owns fd from now on. Messages for it are
+ * dropped while more than limit bytes wait for it (limits.stream_buffer).
+ * Returns 0 or -1. */
+int relay_master_add(struct relay_master *rm, int fd, unsigned slot, size_t limit);
 /* The worker is gone: forget its subscriptions, close its end. */
 void relay_master_remove(struct relay_master *rm, unsigned slot);
 /* In a new worker: close the master's ends without touching the loop. */
 void relay_master_close_fds(struct relay_master *rm);
 
 /* ---- worker side (one per process) ---- */
-int relay_worker_start(struct event_base *base, int fd);
+/* Messages published are dropped (-1, logged) while more than limit bytes
+ * wait for the master (limits.stream_buffer). */
+int relay_worker_start(struct event_base *base, int fd, size_t limit);
 void relay_worker_stop(void);
 int relay_subscribe(const char *channel);
 int relay_unsubscribe(const char *channel);

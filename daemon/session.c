@@ -131,7 +131,9 @@ struct lost_check;
 /* A stream's extra state for being resumed from the log. */
 struct stream_x {
 	int replaying;
-	struct held_msg *held;
+	struct held_msg *held, **held_tail;
+	size_t held_bytes;
+	int held_over;              /* more than limits.stream_buffer came: let go */
 	struct replay *replay;          /* the storage read it waits for */
 	uint64_t heard_ms;          /* a resumed stream: last word from its request */
 	struct lost_check *check;   /* reading the log, or recording the loss */
@@ -150,6 +152,7 @@ static void evict(struct session *s);
 static struct stream_x *sx(struct stream *st);
 static void stream_ping(struct stream *st);
 static void lost_check_start(struct stream *st);
+static void held_free(struct stream *st);
 
 static uint64_t
 now_ms(void)
@@ -1073,12 +1076,7 @@ stream_free(struct stream *st)
 	/* Ended (the session deleted, say) while its replay is read. */
 	if (sx(st)->replay != NULL)
 		sx(st)->replay->st = NULL;
-	while (sx(st)->held != NULL) {
-		struct held_msg *h = sx(st)->held;
-		sx(st)->held = h->next;
-		free(h->json);
-		free(h);
-	}
+	held_free(st);
 	if (st->holder)
 		toclient_release(s);
 	if (sx(st)->check != NULL)
@@ -1335,9 +1333,38 @@ stream_detach(struct stream *st)
 /* ---- GET streams and resumption ---- */
 
 static void
+held_free(struct stream *st)
+{
+	struct stream_x *x = sx(st);
+	while (x->held != NULL) {
+		struct held_msg *h = x->held;
+		x->held = h->next;
+		free(h->json);
+		free(h);
+	}
+	x->held_tail = &x->held;
+	x->held_bytes = 0;
+}
+
+static void
 hold_or_write(struct stream *st, uint64_t seq, int final, const char *json)
 {
-	if (sx(st)->replaying) {
+	struct stream_x *x = sx(st);
+	if (x->replaying) {
+		/* Kept for after the replay, up to limits.stream_buffer: past
+		 * that they are let go (they are in the log) and the stream
+		 * closes once the replay is out, for the client to resume from
+		 * there, as any stream the client cannot keep up with. */
+		if (x->held_over)
+			return;
+		if (x->held_bytes > st->s->table->stream_buffer) {
+			log_warn("session %.8s…: stream %s: more than limits.stream_buffer (%zu bytes) came "
+			    "while its replay was read from storage; it will close after the replay, "
+			    "for the client to resume", st->s->id, st->id, st->s->table->stream_buffer);
+			held_free(st);
+			x->held_over = 1;
+			return;
+		}
 		struct held_msg *h = calloc(1, sizeof(*h));
 		if (h == NULL || (h->json = strdup(json)) == NULL) {
 			free(h);
@@ -1345,10 +1372,11 @@ hold_or_write(struct stream *st, uint64_t seq, int final, const char *json)
 		}
 		h->seq = seq;
 		h->final = final;
-		struct held_msg **pp = &sx(st)->held;
-		while (*pp != NULL)
-			pp = &(*pp)->next;
-		*pp = h;
+		if (x->held_tail == NULL)
+			x->held_tail = &x->held;
+		*x->held_tail = h;
+		x->held_tail = &h->next;
+		x->held_bytes += strlen(json);
 		return;
 	}
 	if (seq != 0 && seq <= st->sent)
@@ -1527,11 +1555,17 @@ replayed(void *arg, int status, const struct mcpd_log_entry *e, size_t n, const 
 		free(h->json);
 		free(h);
 	}
+	sx(st)->held_tail = &sx(st)->held;
+	sx(st)->held_bytes = 0;
+	int cut = sx(st)->held_over && !final && !st->finished;
+	sx(st)->held_over = 0;
 	rp->st = NULL;
 	session_unref(rp->s);
 	free(rp);
 	if (final || st->finished)
 		stream_free(st);
+	else if (cut && st->req != NULL)
+		http_stream_cut(st->req, "replay overtaken");   /* req_closed follows */
 }
 
 /* A resumed stream has heard nothing of its request for a while: the
@@ -1672,7 +1706,8 @@ gsent_read(void *arg, int status, const void *value, size_t len, const char *err
 		memcpy(buf, value, len);
 		buf[len] = '\0';
 	}
-	rp->after = strtoull(buf, NULL, 10);
+	if (parse_u64(buf, &rp->after) < 0)
+		rp->after = 0;
 	start_replay(rp);
 }
 
@@ -1688,16 +1723,14 @@ stream_get(struct session *s, struct http_request *req, const char *last_event_i
 	if (last_event_id != NULL) {
 		const char *dash = strrchr(last_event_id, '-');
 		size_t il = dash ? (size_t)(dash - last_event_id) : 0;
-		char *end;
 		int ok = dash != NULL && il > 0 && il < sizeof(rp->id) && dash[1] != '\0';
 		for (size_t i = 0; ok && i < il; i++) {
 			char c = last_event_id[i];
 			ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z');
 		}
-		if (ok) {
-			rp->after = strtoull(dash + 1, &end, 10);
-			ok = *end == '\0';
-		}
+		/* Digits only: strtoull takes a sign or blanks, and wraps. */
+		if (ok)
+			ok = parse_u64(dash + 1, &rp->after) == 0;
 		if (!ok) {
 			free(rp);
 			return -1;

@@ -44,6 +44,7 @@ struct tool_run {
 	int exited, status;
 	int out_eof, err_eof;
 	int timed_out, output_exceeded, cancelled;
+	int channel_exceeded;       /* answers it did not read: stopped */
 	int killed;                 /* SIGTERM sent; SIGKILL follows */
 	int abandoned;
 	char name[64];
@@ -63,16 +64,43 @@ struct tool_exec {
 extern char **environ;
 
 static void run_maybe_finish(struct tool_run *run);
+static void chan_read(struct bufferevent *bev, void *arg);
 
-void
+/* The channel is done with: what the command sent is read first. */
+static void
+chan_close(struct tool_run *run)
+{
+	if (run->chan == NULL)
+		return;
+	chan_read(run->chan, run);
+	if (run->chan != NULL) {
+		bufferevent_free(run->chan);
+		run->chan = NULL;
+	}
+}
+
+int
 tool_env_name(char *out, size_t len, const char *prefix, const char *name)
 {
-	size_t o = (size_t)snprintf(out, len, "%s", prefix);
-	for (const char *p = name; *p && o + 1 < len; p++) {
+	if (len == 0)
+		return -1;
+	size_t o = 0;
+	for (const char *p = prefix; *p; p++) {
+		if (o + 1 >= len)
+			goto cut;
+		out[o++] = *p;
+	}
+	for (const char *p = name; *p; p++) {
 		char c = *p;
+		if (o + 1 >= len)
+			goto cut;
 		out[o++] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) ? c : '_';
 	}
 	out[o] = '\0';
+	return 0;
+cut:
+	out[o] = '\0';
+	return -1;
 }
 
 static void
@@ -92,11 +120,12 @@ timer_cb(evutil_socket_t fd, short ev, void *arg)
 		/* The leader is gone but a grandchild keeps a pipe open. */
 		kill_group(run, SIGKILL);
 		run->out_eof = run->err_eof = 1;
+		chan_close(run);
 		run_maybe_finish(run);
 		return;
 	}
 	if (!run->killed) {
-		run->timed_out = !run->cancelled && !run->output_exceeded;
+		run->timed_out = !run->cancelled && !run->output_exceeded && !run->channel_exceeded;
 		run->killed = 1;
 		kill_group(run, SIGTERM);
 		struct timeval tv = { KILL_GRACE_MS / 1000, (KILL_GRACE_MS % 1000) * 1000 };
@@ -138,7 +167,9 @@ run_free(struct tool_run *run)
 static void
 run_maybe_finish(struct tool_run *run)
 {
-	if (!run->exited || !run->out_eof || !run->err_eof)
+	/* The channel too: what a command sends just before it exits may
+	 * still be on its way when its exit and its output's end are seen. */
+	if (!run->exited || !run->out_eof || !run->err_eof || run->chan != NULL)
 		return;
 	if (run->abandoned) {
 		run_free(run);
@@ -150,6 +181,7 @@ run_maybe_finish(struct tool_run *run)
 	res.signal = WIFSIGNALED(run->status) ? WTERMSIG(run->status) : 0;
 	res.timed_out = run->timed_out;
 	res.output_exceeded = run->output_exceeded;
+	res.channel_exceeded = run->channel_exceeded;
 	res.cancelled = run->cancelled;
 	size_t n = evbuffer_get_length(run->outbuf);
 	evbuffer_add(run->outbuf, "", 1);
@@ -234,9 +266,7 @@ pipe_event(struct bufferevent *bev, short what, void *arg)
 		run->err_eof = 1;
 		bufferevent_disable(bev, EV_READ);
 	} else if (bev == run->chan) {
-		bufferevent_free(run->chan);
-		run->chan = NULL;
-		return;
+		chan_close(run);
 	} else if (bev == run->in) {
 		bufferevent_free(run->in);   /* the command closed stdin: fine */
 		run->in = NULL;
@@ -303,7 +333,7 @@ sigchld_cb(evutil_socket_t sig, short ev, void *arg)
 				run->status = status;
 				/* Children the command left behind die with it. */
 				kill(-pid, SIGKILL);
-				if (!run->out_eof || !run->err_eof) {
+				if (!run->out_eof || !run->err_eof || run->chan != NULL) {
 					struct timeval tv = { 1, 0 };
 					evtimer_add(run->timer, &tv);
 				}
@@ -571,8 +601,18 @@ fail:
 void
 tool_run_reply(struct tool_run *run, const char *json_line)
 {
-	if (run->chan == NULL)
+	if (run->chan == NULL || run->channel_exceeded)
 		return;
+	size_t unread = evbuffer_get_length(bufferevent_get_output(run->chan));
+	if (unread > TOOL_CHANNEL_UNREAD_MAX) {
+		log_warn("tool %s: does not read its channel (fd 3): %zu bytes of answers wait, "
+		    "more than %d; stopping it", run->name, unread, TOOL_CHANNEL_UNREAD_MAX);
+		run->channel_exceeded = 1;
+		bufferevent_free(run->chan);    /* what waits is dropped */
+		run->chan = NULL;
+		terminate(run);
+		return;
+	}
 	bufferevent_write(run->chan, json_line, strlen(json_line));
 	bufferevent_write(run->chan, "\n", 1);
 }

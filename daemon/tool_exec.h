@@ -24,6 +24,7 @@ struct tool_result {
 	int signal;             /* killed by this signal, or 0 */
 	int timed_out;
 	int output_exceeded;    /* stdout went past max_output: killed */
+	int channel_exceeded;   /* did not read its channel's answers: killed */
 	int cancelled;
 	char *out;              /* stdout, NUL-terminated */
 	size_t outlen;
@@ -51,14 +52,23 @@ unsigned tool_exec_running(const struct tool_exec *te);
 struct tool_run *tool_run_start(struct tool_exec *te, const char *label,
     const struct command_def *cmd, const char *const *env, const char *input, size_t inlen,
     const struct tool_run_callbacks *cb, void *arg, char *err, size_t errlen);
-/* Send one JSON line to the command's channel (an answer to its request). */
+/* Send one JSON line to the command's channel (an answer to its request).
+ * A command that leaves more than 4 MiB of them unread is stopped
+ * (channel_exceeded). */
 void tool_run_reply(struct tool_run *run, const char *json_line);
 /* Kill the command's process group; done() still runs, with cancelled. */
 void tool_run_cancel(struct tool_run *run);
 /* The caller lost interest: no more callbacks; the process is killed. */
 void tool_run_abandon(struct tool_run *run);
-/* Name for environment variables: MCP_ARG_<name> with [^A-Za-z0-9_] as _. */
-void tool_env_name(char *out, size_t len, const char *prefix, const char *name);
+/* Name for environment variables: prefix then name with [^A-Za-z0-9] as
+ * _, in out[len] (NUL included). -1 if it does not fit: out then holds
+ * as much as fits, never more than len bytes. */
+int tool_env_name(char *out, size_t len, const char *prefix, const char *name);
+
+/* Answers written to a command's channel that it has not read: past
+ * this it is stopped (it asks and does not read, and the client's
+ * answers would pile up in the worker). One answer may go past it. */
+#define TOOL_CHANNEL_UNREAD_MAX (4 * 1024 * 1024)
 
 /* The kernel's limit on one argument or environment string, its NUL
  * included (MAX_ARG_STRLEN: 32 pages of 4 KiB): a longer one makes

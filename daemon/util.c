@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 void
 errlist_add(struct errlist *e, const char *fmt, ...)
@@ -247,6 +248,31 @@ parse_size(const char *s, uint64_t *out)
 	return parse_scaled(s, units, scale, 0, out);
 }
 
+int
+hex_digit(int c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+	    c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+int
+parse_u64(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (*s == '\0')
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		unsigned d = (unsigned)(*s - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
 size_t
 edit_distance(const char *a, const char *b)
 {
@@ -412,4 +438,32 @@ random_token(char *out, size_t len)
 		out[o++] = tmp[i] == '+' ? '-' : tmp[i] == '/' ? '_' : tmp[i];
 	out[o] = '\0';
 	return 0;
+}
+
+char *
+exe_dir(void)
+{
+	/* Linux gives at most a page; grow until the link fits, never cut. */
+	for (size_t size = 4096; size <= 65536; size *= 2) {
+		char *buf = malloc(size);
+		if (buf == NULL)
+			return NULL;
+		ssize_t n = readlink("/proc/self/exe", buf, size);
+		if (n <= 0) {
+			free(buf);
+			return NULL;
+		}
+		if ((size_t)n < size) {
+			buf[n] = '\0';
+			char *slash = strrchr(buf, '/');
+			if (slash == NULL) {
+				free(buf);
+				return NULL;
+			}
+			slash[slash == buf] = '\0';    /* "/mcpd" is in "/" */
+			return buf;
+		}
+		free(buf);
+	}
+	return NULL;
 }

@@ -57,6 +57,12 @@ void sbuf_mark_cut(struct sbuf *b, const char *mark);
 int parse_duration_ms(const char *s, uint64_t *out_ms);
 /* "512", "64KiB", "4MiB", "1GiB". Returns -1 on a bad value. */
 int parse_size(const char *s, uint64_t *out);
+/* The value of a hex digit (0-9, a-f, A-F), else -1: strtol and sscanf
+ * also take a sign, blanks or 0x, which an escape must not have. */
+int hex_digit(int c);
+/* A decimal number written as digits only (no sign, blank or junk) that
+ * fits in 64 bits. Returns -1 otherwise. */
+int parse_u64(const char *s, uint64_t *out);
 /* Edit distance, for "did you mean" hints. */
 size_t edit_distance(const char *a, const char *b);
 
@@ -74,6 +80,10 @@ int base64_decode(const char *in, size_t len, unsigned char *out, size_t *outlen
 int random_bytes(void *buf, size_t len);
 /* len random bytes as base64url without padding into out (needs 2*len). */
 int random_token(char *out, size_t len);
+
+/* The directory of the running binary (/proc/self/exe), malloc'd, or NULL
+ * when it cannot be read whole. */
+char *exe_dir(void);
 
 int set_nonblock(int fd);
 int set_cloexec(int fd);

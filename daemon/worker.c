@@ -231,7 +231,7 @@ worker_main(const struct worker_params *p)
 	http_server_route(w.http, "/healthz", healthz, &w);
 	http_server_route(w.http, "/readyz", readyz, &w);
 	host_set_worker(w.base, p->id);
-	if (relay_worker_start(w.base, p->relay) < 0) {
+	if (relay_worker_start(w.base, p->relay, (size_t)p->cfg->limits.stream_buffer) < 0) {
 		log_error("cannot start the relay to the other workers");
 		return WORKER_EXIT_FATAL;
 	}

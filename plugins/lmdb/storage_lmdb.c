@@ -616,7 +616,10 @@ lmdb_create(const struct mcpd_host *host, const struct mcpd_config *section, cha
 	st->host = host;
 	st->map_size = 1ULL << 30;
 	st->sync_ms = 1000;
-	snprintf(st->path, sizeof(st->path), "%s", host->state_dir());
+	/* Refused below rather than cut (to another directory), unless the
+	 * section names a path of its own. */
+	int state_too_long = (size_t)snprintf(st->path, sizeof(st->path), "%s", host->state_dir()) >=
+	    sizeof(st->path);
 	char where[512];
 	for (size_t i = 0; i < host->config_count(section); i++) {
 		const char *key;
@@ -630,6 +633,7 @@ lmdb_create(const struct mcpd_host *host, const struct mcpd_config *section, cha
 				free(st);
 				return NULL;
 			}
+			state_too_long = 0;
 		} else if (strcmp(key, "map_size") == 0 && host->config_size(v, &st->map_size) == 0 &&
 		    st->map_size >= (1u << 20)) {
 			;
@@ -645,6 +649,12 @@ lmdb_create(const struct mcpd_host *host, const struct mcpd_config *section, cha
 			free(st);
 			return NULL;
 		}
+	}
+	if (state_too_long) {
+		snprintf(err, errlen, "storage: the default directory %.64s... is longer than %zu bytes; "
+		    "give lmdb a path:", host->state_dir(), sizeof(st->path) - 1);
+		free(st);
+		return NULL;
 	}
 	if (mkdirs(st->path, err, errlen) < 0) {
 		free(st);

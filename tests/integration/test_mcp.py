@@ -3,6 +3,7 @@ that misbehave. Every bad input gets a clear error and the daemon keeps
 serving; nothing runs that the operator did not declare."""
 
 import json
+import re
 import os
 import signal
 import socket
@@ -367,6 +368,12 @@ def test_get_stream_and_resume(t):
     check(len(replay) == len(events) - 1 and replay[-1]["id"] == 8, (first_id, replay))
     st, _, _ = http(port, "GET", "/mcp", None, dict(h, **{"Last-Event-ID": "999-1"}))
     check(st == 400, st)
+    # The event number is digits only: strtoull took a sign, blanks and
+    # a number past 64 bits (as the largest).
+    stream, n = first_id.rsplit("-", 1)
+    for bad in ("+" + n, " " + n, "\t" + n, "0x" + n, "18446744073709551616", ""):
+        st, _, body = http(port, "GET", "/mcp", None, dict(h, **{"Last-Event-ID": stream + "-" + bad}))
+        check(st == 400 and b"malformed Last-Event-ID" in body, (bad, st, body[:200]))
     d.stop()
 
 
@@ -476,6 +483,43 @@ def test_get_stream_not_read_is_closed(t):
     d.stop()
 
 
+def test_a_flood_while_the_master_lags_is_bounded(t):
+    """Why test_get_stream_not_read_is_closed once saw a worker grow by
+    120 MB under load: once the GET stream is closed, each event is
+    published for whichever worker might hold the stream, through the
+    master's relay; a master that lags (a busy machine) left them queued
+    in the worker, up to 64 MiB. Stopped here (SIGSTOP) for the whole
+    flood: the worker queues at most limits.stream_buffer for it, says
+    so, and the call still answers."""
+    port = free_port()
+    cfg = ("listen: [127.0.0.1:%d]\nworkers: 1\nsse: { history: 50 }\nlimits: { stream_buffer: 4MiB }\n"
+           "tools:\n  - name: chatty\n    description: 1000 log messages of 100 KB, straight to fd 3.\n"
+           "    shell: |\n"
+           "      line=$(head -c 100000 /dev/zero | tr '\\0' x)\n"
+           "      yes '{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",'\\\n"
+           "      '\"params\":{\"level\":\"info\",\"data\":\"'$line'\"}}' | head -n 1000 >&3\n"
+           "      echo said\n" % port)
+    env = {"ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "quarantine_size_mb=8"]))}
+    d = t.mcpd(cfg).start(env=env, wait_url_port=port)
+    worker = wait_for(lambda: len(d.workers()) == 1 and d.workers()[0], what="the worker")
+    before = status_kib(worker, "VmHWM")
+    sid = mcp_session(port)
+    os.kill(d.pid, signal.SIGSTOP)
+    try:
+        st, r, _ = rpc(port, sid, "tools/call", {"name": "chatty", "arguments": {}}, id=5,
+                       headers={"Accept": "application/json"}, timeout=120)
+        check(r["result"]["content"][0]["text"].strip() == "said", r)
+        grown = status_kib(worker, "VmHWM") - before
+    finally:
+        os.kill(d.pid, signal.SIGCONT)
+    check(grown < 48 * 1024, "the worker grew by %d KiB while the master did not read" % grown)
+    d.wait_log(r"relay: the master does not keep up: \d+ bytes wait for it, more than "
+               r"limits\.stream_buffer \(4194304\); messages to it are dropped until it catches up")
+    st, r, _ = rpc(port, sid, "ping", id=6)
+    check(st == 200, st)
+    d.stop()
+
+
 def test_get_stream_resumes_from_its_priming_event(t):
     """Every stream can be resumed from its priming event: a GET stream
     too, whether or not it has delivered anything yet."""
@@ -547,6 +591,131 @@ def test_resources_and_prompts_errors(t):
     d.stop()
 
 
+def test_long_prompt_argument_names_reach_commands_whole(t):
+    """MCP_COMPLETE_ARGUMENT carries the argument's whole name, however
+    long: it was cut at about 180 bytes (a 200-byte buffer), so that a
+    command could not tell two long names apart."""
+    names = ["a" * 300 + "_one", "a" * 300 + "_two"]
+    port = free_port()
+    cfg = ("listen: [127.0.0.1:%d]\nworkers: 1\nprompts:\n  - name: p\n    arguments:\n" % port
+           + "".join("      - { name: %s, complete: [sh, -c, 'printf \"%%s\\\\n\" \"$MCP_COMPLETE_ARGUMENT\"'] }\n" % n
+                     for n in names)
+           + "    shell: 'printf \"[{\\\"role\\\":\\\"user\\\",\\\"content\\\":{\\\"type\\\":\\\"text\\\","
+             "\\\"text\\\":\\\"%s\\\"}}]\" \"$MCP_PROMPT_NAME\"'\n")
+    d = t.mcpd(cfg).start(wait_url_port=port)
+    sid = mcp_session(port)
+    for n in names:
+        st, r, _ = rpc(port, sid, "completion/complete", {"ref": {"type": "ref/prompt", "name": "p"},
+                                                          "argument": {"name": n, "value": ""}})
+        check(r["result"]["completion"]["values"] == [n], (n[-8:], r))
+    st, r, _ = rpc(port, sid, "prompts/get", {"name": "p", "arguments": {}})
+    check(r["result"]["messages"][0]["content"]["text"] == "p", r)
+    d.stop()
+
+
+ASK_TOOLS = """
+tools:
+  - name: asker
+    description: Asks 64 questions straight on fd 3 and never reads the answers.
+    shell: |
+      i=0; while [ $i -lt 64 ]; do i=$((i+1))
+        printf '{"jsonrpc":"2.0","id":%d,"method":"elicitation/create","params":{"message":"q%d","requestedSchema":{"type":"object"}}}\\n' $i $i
+      done >&3
+      sleep 30; echo slept
+    timeout: 60s
+  - name: greedy
+    description: Asks 65 questions at once, then reads one line of fd 3.
+    shell: |
+      i=0; while [ $i -lt 65 ]; do i=$((i+1))
+        printf '{"jsonrpc":"2.0","id":%d,"method":"elicitation/create","params":{"message":"q%d","requestedSchema":{"type":"object"}}}\\n' $i $i
+      done >&3
+      head -n 1 <&3
+    timeout: 10s
+"""
+
+
+def test_a_tool_that_does_not_read_its_answers_is_stopped(t):
+    """A command that asks and never reads fd 3: the client's answers are
+    not queued for it without end. Past 4 MiB unread it is stopped, with
+    a result that says why; and at most 64 questions of one call wait for
+    answers (each holds a subscription and a timer), the 65th refused."""
+    port = free_port()
+    env = {"ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "quarantine_size_mb=8"]))}
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\n%s" % (port, ASK_TOOLS)).start(env=env, wait_url_port=port)
+    sid = mcp_session(port, caps={"elicitation": {}})
+    g = open_get(port, sid)
+    out = {}
+
+    def call_it():
+        out["r"] = rpc(port, sid, "tools/call", {"name": "asker", "arguments": {}}, id=3,
+                       headers={"Accept": "application/json"}, timeout=90)[1]
+    worker = wait_for(lambda: len(d.workers()) == 1 and d.workers()[0], what="the worker")
+    before = status_kib(worker, "VmHWM")
+    th = threading.Thread(target=call_it)
+    th.start()
+    answer = json.dumps({"v": "x" * 1000000})
+    answered, buf = set(), b""
+    g.settimeout(1)
+    deadline = time.time() + 60
+    while th.is_alive() and time.time() < deadline:
+        try:
+            c = g.recv(65536)
+        except socket.timeout:
+            continue
+        if not c:
+            break
+        buf += c
+        for m in re.findall(rb'data: (\{[^\n]*"elicitation/create"[^\n]*\})\n', buf):
+            ask = json.loads(m)
+            if ask["id"] in answered or not th.is_alive():
+                continue
+            answered.add(ask["id"])
+            st, _, _ = http(port, "POST", "/mcp", '{"jsonrpc":"2.0","id":%s,"result":{"action":"accept","content":%s}}'
+                            % (json.dumps(ask["id"]), answer), dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
+            check(st == 202, st)
+    th.join(30)
+    g.close()
+    r = out.get("r")
+    check(r is not None and r["result"]["isError"], r)
+    text = r["result"]["content"][0]["text"]
+    check("did not read the answers to its questions" in text, text)
+    check(len(answered) < 64, "all %d answers were taken" % len(answered))
+    grown = status_kib(worker, "VmHWM") - before
+    check(grown < 32 * 1024, "the worker grew by %d KiB for answers a tool did not read" % grown)
+    d.wait_log(r"tool asker: does not read its channel \(fd 3\): \d+ bytes of answers wait, more than 4194304; "
+               r"stopping it")
+    # The 65th question waiting is refused, to the command.
+    st, r, _ = rpc(port, sid, "tools/call", {"name": "greedy", "arguments": {}}, id=4,
+                   headers={"Accept": "application/json"}, timeout=30)
+    line = json.loads(r["result"]["content"][0]["text"])
+    check(line["id"] == 65 and "too many questions waiting" in line["error"]["message"], r)
+    st, r, _ = rpc(port, sid, "ping", id=5)
+    check(st == 200, st)
+    d.stop()
+
+
+def test_messages_sent_just_before_exit_arrive(t):
+    """What a command writes on fd 3 just before it exits reaches the
+    client: the call ended as soon as the command's exit and the end of
+    its output were seen, with its last messages still unread on the
+    channel (7 to 124 of these 150 arrived)."""
+    port = free_port()
+    cfg = ("listen: [127.0.0.1:%d]\nworkers: 1\n"
+           "tools:\n  - name: burst\n    description: 150 log messages of 1 KB on fd 3, then exits.\n"
+           "    shell: |\n"
+           "      line=$(head -c 1000 /dev/zero | tr '\\0' x)\n"
+           "      yes '{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",'\\\n"
+           "      '\"params\":{\"level\":\"info\",\"data\":\"'$line'\"}}' | head -n 150 >&3\n"
+           "      echo said\n" % port)
+    d = t.mcpd(cfg).start(wait_url_port=port)
+    sid = mcp_session(port)
+    for i in range(5):
+        st, r, msgs = rpc(port, sid, "tools/call", {"name": "burst", "arguments": {}}, id=10 + i)
+        logs = [m for m in msgs if m.get("method") == "notifications/message"]
+        check(len(logs) == 150 and r["result"]["content"][0]["text"] == "said", (i, len(logs), r))
+    d.stop()
+
+
 def test_pagination(t):
     tools = "tools:\n" + "".join(
         "  - { name: t%03d, description: tool %d, command: [true] }\n" % (i, i) for i in range(25))
@@ -563,6 +732,13 @@ def test_pagination(t):
         if not cursor:
             break
     check(pages == 3 and names == ["t%03d" % i for i in range(25)], (pages, names))
+    # A cursor is ours as we wrote it: no sign, blank or wrapped number.
+    for bad in ("page-+1", "page- 1", "page-\t1", "page-1 ", "page-0x1", "page--18446744073709551615",
+                "page-18446744073709551617", "page-", "page-0", "page-3"):
+        st, r, _ = rpc(port, sid, "tools/list", {"cursor": bad})
+        check(r["error"]["code"] == -32602 and r["error"]["message"] == "Invalid cursor", (bad, r))
+    st, r, _ = rpc(port, sid, "tools/list", {"cursor": "page-2"})
+    check([x["name"] for x in r["result"]["tools"]] == ["t%03d" % i for i in range(20, 25)], r)
     d.stop()
 
 

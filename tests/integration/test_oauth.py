@@ -520,6 +520,35 @@ def test_authorization_request_errors(t):
     d.stop()
 
 
+def test_long_client_ids_are_unknown_clients(t):
+    """A client_id no registration gave (they are 29 characters) is an
+    unknown client however long, whatever the storage: on Redis, which
+    refuses keys over 1023 bytes, a long one was looked up and answered
+    as a storage error (503) instead of invalid_client."""
+    redis = redis_server(t)
+    for storage in ("", "storage: { plugin: redis, url: \"%s\" }\n" % redis.url):
+        d, port = start(t, storage, workers=1, users=not storage)
+        _, challenge = pkce()
+        for n in (65, 500, 1000, 1024, 1025, 2048):
+            cid = "mcpd_c_" + "a" * (n - 7)
+            st, hdrs, err = form_post(port, "/oauth/token", {"grant_type": "authorization_code", "code": "x",
+                                      "code_verifier": "v" * 43, "client_id": cid})
+            check(st == 401 and err["error"] == "invalid_client", (storage, n, st, err))
+            check("unknown client" in err["error_description"] or "too long" in err["error_description"],
+                  (n, err))
+            for path in ("/oauth/revoke", "/oauth/introspect"):
+                st, _, err = form_post(port, path, {"token": "x", "client_id": cid, "client_secret": "s"})
+                check(st == 401 and err["error"] == "invalid_client", (storage, path, n, st, err))
+            if n <= 1000:
+                basic = {"Authorization": "Basic " + base64.b64encode((cid + ":s").encode()).decode()}
+                st, _, err = form_post(port, "/oauth/token", {"grant_type": "authorization_code", "code": "x"},
+                                       basic)
+                check(st == 401 and err["error"] == "invalid_client", (storage, n, st, err))
+            st, hdrs, body = http(port, "GET", authorize_url(port, cid, challenge))
+            check(st == 400 and b"not known to this server" in body, (storage, n, st, body[:300]))
+        d.stop()
+
+
 def test_the_sign_in_form(t):
     d, port = start(t)
     client = register(port, client_name='<script>alert("x")</script>')

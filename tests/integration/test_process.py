@@ -2,12 +2,13 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import threading
 import time
 
-from harness import (Mcpd, check, free_port, healthz_json, http, raw, status_of,
+from harness import (MCPD, Mcpd, check, free_port, healthz_json, http, mcp_session, raw, rpc, status_of,
                      wait_for, TestFailure)
 
 
@@ -353,4 +354,32 @@ def test_text_access_log(t):
     d = t.mcpd(conf(port, workers=1)).start(wait_url_port=port)
     http(port, path="/nothing-here", headers={"User-Agent": "agent/1.0"})
     d.wait_log(r'127\.0\.0\.1:\d+ "GET /nothing-here HTTP/1\.1" 404 \d+ \d+ [\d.]+ms "agent/1\.0"')
+    d.stop()
+
+
+def test_binary_at_a_long_path_keeps_its_state_beside_it(t):
+    """A binary in a build tree keeps its state beside it (state/), found
+    from /proc/self/exe: a path over 3 KiB was cut, and the state went to
+    the installed directory instead. Its plugins and mcpd-tool are found
+    there too."""
+    deep = t.dir
+    while len(deep) < 3500:
+        deep = os.path.join(deep, "d" * min(200, 3500 - len(deep)))
+    os.makedirs(deep)
+    exe = os.path.join(deep, "mcpd")
+    shutil.copy2(MCPD, exe)
+    build = os.path.dirname(os.path.abspath(MCPD))
+    os.symlink(os.path.join(build, "plugins"), os.path.join(deep, "plugins"))
+    os.symlink(os.path.join(build, "mcpd-tool"), os.path.join(deep, "mcpd-tool"))
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\nstorage: { plugin: lmdb }\n"
+               "tools:\n  - name: said\n    description: Logs through mcpd-tool.\n"
+               "    shell: 'mcpd-tool log info hello && echo done'\n" % port)
+    d.start(wait_url_port=port, exe=exe)
+    check(len(exe) > 3072 and os.path.isdir(os.path.join(deep, "state")), os.listdir(deep))
+    check(any(f.endswith(".mdb") for f in os.listdir(os.path.join(deep, "state"))),
+          os.listdir(os.path.join(deep, "state")))
+    sid = mcp_session(port)
+    st, r, _ = rpc(port, sid, "tools/call", {"name": "said", "arguments": {}}, headers={"Accept": "application/json"})
+    check(r["result"]["content"][0]["text"].strip() == "done" and not r["result"].get("isError"), r)
     d.stop()

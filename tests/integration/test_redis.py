@@ -11,10 +11,10 @@ import socket
 import threading
 import time
 
-from harness import (MCP_HEADERS, Skip, TestFailure, alive, call_tool, check, check_config_errors, check_host_name,
-                     check_unresolvable, conformance_behind_balancer, conformance_config, deleted_everywhere,
-                     down_and_back, free_port, http, key_file, mcp_session, node_peers_ready, redis_server, rpc,
-                     run_unit_suite, sse_events, start_instances, starts_before, wait_for)
+from harness import (MCP_HEADERS, Redis, Skip, TestFailure, alive, call_tool, check, check_config_errors,
+                     check_host_name, check_unresolvable, conformance_behind_balancer, conformance_config,
+                     deleted_everywhere, down_and_back, free_port, http, key_file, mcp_session, node_peers_ready,
+                     redis_server, rpc, run_unit_suite, serve, sse_events, start_instances, starts_before, wait_for)
 
 TOOLS = """
 tools:
@@ -495,3 +495,146 @@ def test_storage_behind_a_flooding_tool(t):
     check(len(msgs) < 1000, "%d messages" % len(msgs))
     d.wait_log(r"stream \S+: \d+ messages dropped while storage was behind")
     d.stop()
+
+
+class HoldingProxy:
+    """A TCP proxy in front of Redis that, once told to, keeps back every
+    reply on a connection after that connection has sent LRANGE (the
+    read of an event log for a replay): storage slow to answer a
+    resumption, and only that."""
+
+    def __init__(self, upstream_port):
+        self.upstream = upstream_port
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        self.hold = False
+        self.holding = threading.Event()        # an LRANGE's reply is held
+        self.release = threading.Event()
+        self.conns = []
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.upstream))
+            self.conns += [c, up]
+            state = {"held": False}
+            threading.Thread(target=self.pump, args=(c, up, state, True), daemon=True).start()
+            threading.Thread(target=self.pump, args=(up, c, state, False), daemon=True).start()
+
+    def pump(self, src, dst, state, to_server):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if to_server and self.hold and b"LRANGE" in data:
+                    state["held"] = True
+                    self.holding.set()
+                while not to_server and state["held"] and not self.release.wait(0.05):
+                    pass
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.release.set()
+        self.ls.close()
+        for s in self.conns:
+            s.close()
+
+
+def test_events_during_a_slow_replay_are_bounded(t):
+    """A client resumes a request's stream on B while the tool, on A, sends
+    40 MB of log messages, and B's storage is slow to read the log for the
+    replay: what arrives meanwhile waits in B for the replay only up to
+    limits.stream_buffer (it was kept whole); past it B lets it go (it is
+    in the log), writes the replay, closes the stream and says so, and
+    the client, resuming from what it got, has every message and the
+    answer in the end."""
+    redis = serve(t, Redis(t.dir), start=False)
+    redis.extra = ["--appendonly", "no"]
+    redis.start()
+    proxy = HoldingProxy(redis.port)
+    go, done = os.path.join(t.dir, "go"), os.path.join(t.dir, "done")
+    n = 400
+    tool = ("tools:\n  - name: flood\n    description: A first message, then 400 of 100 KB, straight to fd 3.\n"
+            "    shell: |\n"
+            "      mcpd-tool log info first\n"
+            "      while [ ! -e %s ]; do sleep 0.05; done\n"
+            "      line=$(head -c 100000 /dev/zero | tr '\\0' x)\n"
+            "      yes '{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",'\\\n"
+            "      '\"params\":{\"level\":\"info\",\"data\":\"'$line'\"}}' | head -n %d >&3\n"
+            "      touch %s; echo said\n" % (go, n, done))
+    common = "sse: { history: 5000 }\nrequest_state: { key_file: %s }\n%s" % (key_file(t), tool)
+    pa, pb = free_port(), free_port()
+    a = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\nlimits: { stream_buffer: 64MiB }\n"
+               "storage: { plugin: redis, url: \"%s\" }\ntransport: { plugin: redis, url: \"%s\" }\n%s"
+               % (pa, redis.url, redis.url, common), name="A.yaml").start(wait_url_port=pa)
+    env = {"ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "quarantine_size_mb=8"]))}
+    b = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\nlimits: { stream_buffer: 1MiB }\n"
+               "storage: { plugin: redis, url: \"redis://127.0.0.1:%d/0\", command_timeout: 60s }\n"
+               "transport: { plugin: redis, url: \"%s\" }\n%s"
+               % (pb, proxy.port, redis.url, common), name="B.yaml").start(env=env, wait_url_port=pb)
+    try:
+        for port in (pa, pb):
+            wait_for(lambda: http(port, "GET", "/readyz")[0] == 200, what="ready")
+        sid = mcp_session(pa)
+        s = post_stream(pa, sid, {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                                  "params": {"name": "flood", "arguments": {}}})
+        data = read_until(s, b'"data":"first"')
+        first = re.findall(rb"id: (\S+)\nevent: message\ndata: [^\n]*\"first\"", data)[0].decode()
+        s.close()           # the client leaves A, and resumes on B
+        worker = wait_for(lambda: len(b.workers()) == 1 and b.workers()[0], what="B's worker")
+        before = int([l for l in open("/proc/%d/status" % worker) if l.startswith("VmHWM:")][0].split()[1])
+        channels = len(redis.cli("PUBSUB", "CHANNELS") or "")
+        proxy.hold = True
+        g = get_stream(pb, sid, first)
+        check(proxy.holding.wait(10), "B did not read the log")
+        wait_for(lambda: len(redis.cli("PUBSUB", "CHANNELS") or "") > channels, what="B to subscribe")
+        open(go, "w").close()
+        wait_for(lambda: os.path.exists(done), timeout=60, what="the tool to end")
+        wait_for(lambda: redis.cli("LLEN", "mcpd:events:" + sid) == str(n + 3), timeout=30,
+                 what="A to record every event")
+        time.sleep(1)       # A publishes each as it is recorded
+        grown = int([l for l in open("/proc/%d/status" % worker) if l.startswith("VmHWM:")][0].split()[1]) - before
+        proxy.release.set()
+        check(grown < 20 * 1024, "B grew by %d KiB while its replay was read" % grown)
+        b.wait_log(r"stream \S+: more than limits\.stream_buffer \(1048576 bytes\) came while its replay "
+                   r"was read from storage; it will close after the replay, for the client to resume")
+        # The client resumes from what it got, as often as it takes.
+        got, last = [], first
+        for _ in range(200):
+            g.settimeout(15)
+            body = b""
+            while not body.endswith(b"\r\n0\r\n\r\n"):     # cut short, or ended
+                c = g.recv(65536)
+                if not c:
+                    break
+                body += c
+            g.close()
+            events = [e for e in sse_events(re.sub(rb"\r\n[0-9a-f]+\r\n", b"", body.split(b"\r\n\r\n", 1)[-1]))
+                      if e.get("data")]
+            got += [json.loads(e["data"]) for e in events]
+            if got and got[-1].get("id") == 9:
+                break
+            last = events[-1]["id"] if events else last
+            g = get_stream(pb, sid, last)
+        logs = [m for m in got if m.get("method") == "notifications/message"]
+        check(len(logs) == n and got[-1].get("id") == 9 and
+              got[-1]["result"]["content"][0]["text"].strip() == "said",
+              (len(logs), got[-1] if got else None))
+    finally:
+        proxy.close()
+    a.stop()
+    b.stop()

@@ -87,6 +87,41 @@ def test_socket_activation(t):
             p.kill()
 
 
+def test_socket_activation_numbers_are_digits(t):
+    """LISTEN_PID and LISTEN_FDS are digits only (strtol took "1x" for 1),
+    and a count no systemd passes is not tried descriptor by descriptor:
+    either is ignored with a warning, and mcpd binds what its config says."""
+    for fds in ("1x", " 1", "+1", "100000000"):
+        port, given = free_port(), free_port()
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", given))
+        ls.listen(16)
+        cfg = os.path.join(t.dir, "mcpd.yaml")
+        with open(cfg, "w") as f:
+            f.write("listen: [127.0.0.1:%d]\nworkers: 1\n" % port)
+        path = os.path.join(t.dir, "mcpd-%d.log" % port)
+        log = open(path, "wb")
+        fd = ls.fileno()
+
+        def child():
+            os.dup2(fd, 3)
+            os.set_inheritable(3, True)
+        p = subprocess.Popen(["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS="$2" exec "$0" -c "$1"', MCPD, cfg, fds],
+                             stdout=log, stderr=log, preexec_fn=child, pass_fds=(3,) if fd == 3 else ())
+        try:
+            ls.close()
+            wait_for(lambda: _ok(port), what="mcpd on its configured address")
+            text = open(path).read()
+            check("LISTEN_FDS=%s is not a number of descriptors up to 1024; ignored" % fds in text, (fds, text))
+            check("passed by systemd" not in text, (fds, text))
+            p.send_signal(signal.SIGTERM)
+            check(p.wait(10) == 0)
+        finally:
+            if p.poll() is None:
+                p.kill()
+
+
 def _ok(port):
     try:
         return http(port, timeout=1)[0] == 200

@@ -232,6 +232,14 @@ START_TEST(bad_addresses)
 	    "listen.tls needs both cert and key");
 	expect_error("listen:\n  - address: 127.0.0.1:80\n    mode: \"0600\"\n", "t.yaml:3:11:",
 	    "applies to unix sockets only");
+	/* Octal digits only: strtol took a sign or blanks. */
+	static const char *const modes[] = { "\"+0660\"", "\"-0\"", "\" 0660\"", "\"0x1b0\"", "\"0660 \"",
+	    "\"0800\"", "\"01000\"", "\"\"", NULL };
+	for (size_t i = 0; modes[i] != NULL; i++) {
+		char yaml[256];
+		snprintf(yaml, sizeof(yaml), "listen:\n  - address: unix:/run/x.sock\n    mode: %s\n", modes[i]);
+		expect_error(yaml, "t.yaml:3:11:", "listen.mode must be octal permissions");
+	}
 }
 END_TEST
 

@@ -474,9 +474,9 @@ START_TEST(relay_frames_bounded)
 	int w0[2], w1[2];
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, w0), 0);
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, w1), 0);
-	ck_assert_int_eq(relay_master_add(rm, w0[0], 0), 0);
-	ck_assert_int_eq(relay_master_add(rm, w1[0], 1), 0);
-	ck_assert_int_eq(relay_worker_start(b, w0[1]), 0);
+	ck_assert_int_eq(relay_master_add(rm, w0[0], 0, 8u << 20), 0);
+	ck_assert_int_eq(relay_master_add(rm, w1[0], 1, 8u << 20), 0);
+	ck_assert_int_eq(relay_worker_start(b, w0[1], 8u << 20), 0);
 	put_frame(w1[1], 1, "c");        /* worker 1 subscribes to c */
 	for (int i = 0; i < 20; i++)
 		event_base_loop(b, EVLOOP_NONBLOCK);
@@ -530,6 +530,78 @@ START_TEST(relay_frames_bounded)
 END_TEST
 
 /* The master's relay, which the local transport is built on. */
+/* Messages wait on a link for at most its limit (limits.stream_buffer),
+ * one message past it: a master that lags, or a worker that does not
+ * read, made the other end queue up to 64 MiB of them (a worker grew by
+ * 120 MB under load for a tool's flood). Subscriptions still go. */
+START_TEST(relay_messages_bounded)
+{
+	struct event_base *b = event_base_new();
+	struct relay_master *rm = relay_master_new(b);
+	int w0[2], w1[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, w0), 0);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, w1), 0);
+	const size_t limit = 1u << 20, len = 256u << 10;
+	ck_assert_int_eq(relay_master_add(rm, w0[0], 0, limit), 0);
+	ck_assert_int_eq(relay_master_add(rm, w1[0], 1, limit), 0);
+	ck_assert_int_eq(relay_worker_start(b, w0[1], limit), 0);
+	char *msg = calloc(1, len);
+	ck_assert_ptr_nonnull(msg);
+
+	/* The loop does not run: the master reads nothing, as when it lags. */
+	int sent = 0;
+	for (int i = 0; i < 64; i++)
+		sent += relay_publish("c", msg, len) == 0;
+	ck_assert_int_eq(sent, 4);          /* 1 MiB, then one more would pass it */
+	ck_assert_int_eq(relay_subscribe("d"), 0);
+	/* Once the master has read, messages go again. */
+	time_t until = time(NULL) + 10;
+	int again = -1;
+	while (again != 0 && time(NULL) < until) {
+		event_base_loop(b, EVLOOP_NONBLOCK);
+		again = relay_publish("c", msg, len);
+	}
+	ck_assert_int_eq(again, 0);
+
+	/* Worker 1 subscribes to c and reads nothing: the master keeps at
+	 * most the limit (and one message) for it; the rest is dropped. */
+	put_frame(w1[1], 1, "c");
+	for (int i = 0; i < 20; i++)
+		event_base_loop(b, EVLOOP_NONBLOCK);
+	for (int i = 0; i < 64; i++) {
+		for (int k = 0; k < 20; k++)
+			event_base_loop(b, EVLOOP_NONBLOCK);
+		relay_publish("c", msg, len);
+	}
+	for (int k = 0; k < 200; k++)
+		event_base_loop(b, EVLOOP_NONBLOCK);
+	/* Now read all that comes, until nothing has for a while. */
+	fcntl(w1[1], F_SETFL, O_NONBLOCK);
+	size_t rcvd = 0;
+	int quiet = 0;
+	until = time(NULL) + 20;
+	while (quiet < 200 && time(NULL) < until) {
+		event_base_loop(b, EVLOOP_NONBLOCK);
+		char buf[65536];
+		ssize_t n = read(w1[1], buf, sizeof(buf));
+		if (n > 0) {
+			rcvd += (size_t)n;
+			quiet = 0;
+		} else {
+			quiet++;
+			usleep(1000);
+		}
+	}
+	ck_assert_msg(rcvd > 0 && rcvd < limit + 3 * len + (1u << 20),
+	    "worker 1 was sent %zu bytes of the 16 MiB published for it", rcvd);
+	free(msg);
+	relay_worker_stop();
+	relay_master_free(rm);
+	close(w1[1]);
+	event_base_free(b);
+}
+END_TEST
+
 Suite *
 relay_suite(void)
 {
@@ -537,6 +609,7 @@ relay_suite(void)
 	TCase *tc = tcase_create("frames");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, relay_frames_bounded);
+	tcase_add_test(tc, relay_messages_bounded);
 	suite_add_tcase(s, tc);
 	return s;
 }

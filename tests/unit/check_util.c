@@ -5,6 +5,7 @@
 
 #include "arena.h"
 #include "suites.h"
+#include "tool_exec.h"
 #include "util.h"
 
 START_TEST(durations)
@@ -202,6 +203,65 @@ START_TEST(sbufs)
 }
 END_TEST
 
+/* tool_env_name never writes past its buffer, whatever the prefix: it
+ * wrote its NUL at out[strlen(prefix)] when the prefix did not fit. */
+START_TEST(env_names)
+{
+	struct {
+		char out[8];
+		char guard[40];
+	} b;
+	memset(b.guard, 'G', sizeof(b.guard));
+	int rc = tool_env_name(b.out, sizeof(b.out), "MCP_ARG_A_LONG_PREFIX_", "x");
+	for (size_t i = 0; i < sizeof(b.guard); i++)
+		ck_assert_msg(b.guard[i] == 'G', "byte %zu past the buffer was written", i);
+	ck_assert_int_eq(rc, -1);
+	ck_assert_str_eq(b.out, "MCP_ARG");
+	ck_assert_int_eq(tool_env_name(b.out, sizeof(b.out), "P_", "a-b.c/de"), -1);
+	ck_assert_str_eq(b.out, "P_a_b_c");
+	ck_assert_int_eq(tool_env_name(b.out, sizeof(b.out), "P_", "a-b.c"), 0);
+	ck_assert_str_eq(b.out, "P_a_b_c");
+	ck_assert_int_eq(tool_env_name(b.out, sizeof(b.out), "", ""), 0);
+	ck_assert_str_eq(b.out, "");
+	ck_assert_int_eq(tool_env_name(b.out, 0, "P_", "x"), -1);
+	for (size_t i = 0; i < sizeof(b.guard); i++)
+		ck_assert(b.guard[i] == 'G');
+	/* Exactly the size: an allocation of it, for ASan. */
+	char *exact = malloc(strlen("MCP_ARG_") + 3 + 1);
+	ck_assert_ptr_nonnull(exact);
+	ck_assert_int_eq(tool_env_name(exact, strlen("MCP_ARG_") + 3 + 1, "MCP_ARG_", "a b"), 0);
+	ck_assert_str_eq(exact, "MCP_ARG_a_b");
+	ck_assert_int_eq(tool_env_name(exact, 4, "MCP_ARG_", "a b"), -1);
+	ck_assert_str_eq(exact, "MCP");
+	free(exact);
+}
+END_TEST
+
+/* Digits only: what strtoul and sscanf take beyond them (a sign,
+ * blanks, 0x, a wrapped number) is refused. */
+START_TEST(strict_numbers)
+{
+	uint64_t v = 7;
+	ck_assert_int_eq(parse_u64("0", &v), 0);
+	ck_assert_uint_eq(v, 0);
+	ck_assert_int_eq(parse_u64("18446744073709551615", &v), 0);
+	ck_assert(v == UINT64_MAX);
+	static const char *const bad[] = { "", "+1", "-1", " 1", "1 ", "\t1", "0x1", "1x",
+	    "18446744073709551616", "99999999999999999999", NULL };
+	for (size_t i = 0; bad[i] != NULL; i++) {
+		v = 7;
+		ck_assert_msg(parse_u64(bad[i], &v) == -1, "\"%s\" taken", bad[i]);
+		ck_assert_uint_eq(v, 7);
+	}
+	const char *digits = "0123456789abcdefABCDEF";
+	for (int c = 0; c < 256; c++) {
+		const char *at = c != 0 ? strchr(digits, c) : NULL;
+		int want = at == NULL ? -1 : at - digits < 16 ? (int)(at - digits) : (int)(at - digits) - 6;
+		ck_assert_int_eq(hex_digit(c), want);
+	}
+}
+END_TEST
+
 Suite *
 util_suite(void)
 {
@@ -214,6 +274,8 @@ util_suite(void)
 	tcase_add_test(tc, errlists);
 	tcase_add_test(tc, sbufs);
 	tcase_add_test(tc, first_occurrence);
+	tcase_add_test(tc, env_names);
+	tcase_add_test(tc, strict_numbers);
 	suite_add_tcase(s, tc);
 	return s;
 }
