@@ -200,7 +200,6 @@ struct ps {
 	struct local *locals, **locals_tail;
 	struct route *routes[ROUTE_BUCKETS];
 	size_t nroutes;
-	uint64_t sent_all, sent_to;         /* for the debug log */
 	uint64_t next_id;
 	struct sent *recent, **recent_tail;
 	size_t recent_bytes;
@@ -459,7 +458,6 @@ address(struct ps *p, cJSON *attrs, const char *channel)
 	}
 	if (r == NULL || r->n == 0 || r->n > MAX_HOLDERS) {
 		cJSON_AddStringToObject(attrs, "all", "");
-		p->sent_all++;
 		return;
 	}
 	char name[64];
@@ -467,7 +465,6 @@ address(struct ps *p, cJSON *attrs, const char *channel)
 		snprintf(name, sizeof(name), "to_%s", r->holders[i]);
 		cJSON_AddStringToObject(attrs, name, "");
 	}
-	p->sent_to++;
 }
 
 /* ---- duplicates ---- */

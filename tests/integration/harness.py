@@ -884,6 +884,14 @@ class RoundRobin:
             pass
 
     def stop(self):
+        # shutdown() first: close() alone leaves the socket listening (and
+        # the kernel accepting into its backlog) while the accept thread
+        # is blocked in accept() on it, so that a "stopped" relay went on
+        # letting connections through to the server.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
         with self.lock:
             for pair in self.conns:
