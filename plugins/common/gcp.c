@@ -195,6 +195,17 @@ gcp_error_of(const char *body, size_t len, char *code, size_t clen, char *msg, s
 	cJSON_Delete(j);
 }
 
+int
+gcp_project_missing(const struct gcp_result *r)
+{
+	char code[64], msg[600];
+	if (r->code == NULL || strcmp(r->code, "NOT_FOUND") != 0 || r->body == NULL)
+		return 0;
+	gcp_error_of(r->body, r->len, code, sizeof(code), msg, sizeof(msg));
+	return (strncmp(msg, "The project ", 12) == 0 && strstr(msg, "does not exist") != NULL) ||
+	    strstr(msg, "project not found") != NULL;
+}
+
 char *
 gcp_url_escape(const char *s)
 {

@@ -70,6 +70,12 @@ const char *gcp_client_source(const struct gcp_client *c);
  * list of them): the status name and the message. */
 void gcp_error_of(const char *body, size_t len, char *code, size_t clen, char *msg, size_t mlen);
 
+/* 1 when r is Google's NOT_FOUND for the project itself rather than for
+ * something in it: Firestore's "The project P does not exist or it does
+ * not contain an active ... database", Pub/Sub's "Requested project not
+ * found or user does not have access to it". */
+int gcp_project_missing(const struct gcp_result *r);
+
 /* s percent-encoded for a URL's path or query (unreserved characters
  * kept), malloc'ed, or NULL. */
 char *gcp_url_escape(const char *s);

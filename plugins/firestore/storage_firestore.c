@@ -1218,6 +1218,12 @@ answered(void *arg, const struct gcp_result *r)
 		fail(o, r->message);
 		return;
 	}
+	if (missing && gcp_project_missing(r)) {
+		char why[900];
+		snprintf(why, sizeof(why), "firestore: project %s does not exist or has no Firestore database", f->project);
+		fail(o, why);
+		return;
+	}
 	if (missing && r->body != NULL && strstr(r->body, "The database") != NULL && strstr(r->body, "does not exist")) {
 		char why[900];
 		snprintf(why, sizeof(why), "firestore: database %s of project %s does not exist", f->database, f->project);
@@ -1423,7 +1429,11 @@ database_problem(const struct fs *f, const struct gcp_result *r, char *buf, size
 {
 	if (r->code == NULL)
 		return NULL;
-	if (is(r, "NOT_FOUND"))
+	if (gcp_project_missing(r))
+		snprintf(buf, len, "project %s does not exist or has no Firestore database (is project: right? else "
+		    "create the database: gcloud firestore databases create --project=%s --location=...)", f->project,
+		    f->project);
+	else if (is(r, "NOT_FOUND"))
 		snprintf(buf, len, "database %s of project %s does not exist (create it: gcloud firestore databases "
 		    "create --database='%s' --location=...)", f->database, f->project, f->database);
 	else

@@ -662,6 +662,13 @@ setup_answer(void *arg, const struct gcp_result *r)
 	struct ps *p = arg;
 	int exists = r->code != NULL && strcmp(r->code, "ALREADY_EXISTS") == 0;
 	if (r->code != NULL && !exists) {
+		if (gcp_project_missing(r)) {
+			char why[600];
+			snprintf(why, sizeof(why), "pubsub: project %.100s not found, or the credentials have no access to "
+			    "it (is project: right?)", p->project);
+			setup_failed(p, "", why);
+			return;
+		}
 		if (p->setup == SU_SUBSCRIPTION && strcmp(r->code, "NOT_FOUND") == 0)
 			p->setup = SU_TOPIC;            /* the topic went: look at it again */
 		if (p->setup == SU_TOPIC && strcmp(r->code, "NOT_FOUND") == 0) {
@@ -1280,7 +1287,7 @@ use_auth(const struct ps *p)
 
 struct check {
 	struct event_base *base;
-	int done, missing;
+	int done, missing, no_project;
 	char why[900];
 };
 
@@ -1290,13 +1297,15 @@ checked(void *arg, const struct gcp_result *r)
 	struct check *k = arg;
 	k->done = 1;
 	k->missing = r->code != NULL && strcmp(r->code, "NOT_FOUND") == 0;
+	k->no_project = gcp_project_missing(r);
 	snprintf(k->why, sizeof(k->why), "%s", r->message ? r->message : "");
 	event_base_loopbreak(k->base);
 }
 
 /* At configuration time (mcpd -t too): does the topic exist? Asked once
  * on a loop of our own within CHECK_MS; only a definite "no such topic"
- * is an error (the service unreachable now is the workers' to wait for). */
+ * (unless create_topic) or "no such project" is an error (the service
+ * unreachable now is the workers' to wait for). */
 static int
 topic_check(struct ps *p, char *err, size_t errlen)
 {
@@ -1316,6 +1325,13 @@ topic_check(struct ps *p, char *err, size_t errlen)
 	free(url);
 	gcp_client_free(c);
 	event_base_free(k.base);
+	if (k.no_project) {
+		section_say(err, errlen, "pubsub: project %s not found, or the credentials have no access to it (is "
+		    "project: right?)", p->project);
+		return -1;
+	}
+	if (k.missing && p->create_topic)
+		return 0;
 	if (k.missing) {
 		section_say(err, errlen, "pubsub: topic %s does not exist in project %s (create it, or set create_topic: "
 		    "true)", p->topic, p->project);
@@ -1464,7 +1480,7 @@ ps_create(const struct mcpd_host *host, const struct mcpd_config *section, char 
 			section_say(err, errlen, "pubsub: the project %.100s is not a project id", p->project);
 		goto fail;
 	}
-	if (!p->create_topic && topic_check(p, err, errlen) < 0)
+	if (topic_check(p, err, errlen) < 0)
 		goto fail;
 	unsigned char rnd[8];
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd)) {

@@ -110,11 +110,14 @@ class FakeGoogle:
                 pass
 
             def answer(self, code, data, ctype="application/json"):
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass                # the caller went (a daemon stopped mid-pull)
 
             def handle_any(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
@@ -203,6 +206,42 @@ def test_a_missing_database(t):
     check(st == 503 and b"database (default) of project test-project does not exist" in body, body)
     g.always = None
     wait_for(lambda: all_ready(port, 3), timeout=15, what="ready once the database answers")
+    d.stop()
+
+
+def test_a_missing_project(t):
+    """A project that does not exist (Google answers NOT_FOUND, "The
+    project P does not exist or it does not contain an active ...
+    database"): mcpd -t says the project, not the database; a worker that
+    meets it later says so in /readyz, and is ready once it answers."""
+    e = firestore_emulator(t)
+    g = FakeGoogle(e.port)
+    t.daemons.append(g)
+    missing = (404, "NOT_FOUND", "The project %s does not exist or it does not contain an active Cloud Datastore "
+               "or Cloud Firestore database. Please visit http://console.cloud.google.com to create a project or "
+               "https://console.cloud.google.com/datastore/setup?project=%s to add a Cloud Datastore or Cloud "
+               "Firestore database. Note that Cloud Datastore or Cloud Firestore always have an associated App "
+               "Engine app and this app must not be disabled." % (PROJECT, PROJECT))
+    g.always = missing
+    port = free_port()
+    path = os.path.join(t.dir, "missing.yaml")
+    with open(path, "w") as f:
+        f.write("listen: [127.0.0.1:%d]\nstorage: { plugin: firestore, project: %s, endpoint: \"%s\" }\n"
+                % (port, PROJECT, g.url))
+    rc, out, err = run_mcpd("-t", "-c", path)
+    check(rc != 0 and "project test-project does not exist or has no Firestore database" in out + err,
+          (rc, out, err))
+    g.always = None
+    d, port = instance(t, e, name="B", workers=1, endpoint=g.url, port=port)
+    sid = mcp_session(port)
+    g.always = missing
+    st, r, _ = rpc(port, sid, "tools/call", {"name": "where", "arguments": {}}, id=2, timeout=15)
+    check(st == 503, (st, r))
+    wait_for(lambda: http(port, "GET", "/readyz")[0] == 503, timeout=15, what="not ready")
+    st, _, body = http(port, "GET", "/readyz")
+    check(b"project test-project does not exist or has no Firestore database" in body, body)
+    g.always = None
+    wait_for(lambda: all_ready(port, 3), timeout=15, what="ready once the project answers")
     d.stop()
 
 

@@ -309,6 +309,48 @@ def test_a_missing_topic(t):
     d.stop()
 
 
+def test_a_missing_project(t):
+    """A project that does not exist, or that the credentials cannot see
+    (Pub/Sub answers NOT_FOUND, "Requested project not found or user does
+    not have access to it"): mcpd -t says so, with create_topic too (a
+    topic cannot be made there); a worker that meets it when it sets up
+    its subscription says so in /readyz, and is ready once it answers."""
+    from test_firestore import FakeGoogle
+    fs, ps = firestore_emulator(t), pubsub_emulator(t)
+    g = FakeGoogle(ps.port)
+    t.daemons.append(g)
+    missing = (404, "NOT_FOUND", "Requested project not found or user does not have access to it (project=%s). "
+               "Make sure to specify the unique project identifier and not the Google Cloud Console display name."
+               % PROJECT)
+    g.always = missing
+    port = free_port()
+    for extra in ("", ", create_topic: true"):
+        conf = ("listen: [127.0.0.1:%d]\nworkers: 1\nstorage: { plugin: firestore, project: %s, endpoint: \"%s\" }\n"
+                "transport: { plugin: pubsub, project: %s, endpoint: \"%s\", topic: mcpd%s }\n"
+                "request_state: { key_file: %s }\n" % (port, PROJECT, fs.url, PROJECT, g.url, extra, key_file(t)))
+        path = os.path.join(t.dir, "check.yaml")
+        with open(path, "w") as f:
+            f.write(conf)
+        rc, out, err = run_mcpd("-t", "-c", path)
+        check(rc != 0 and "pubsub: project test-project not found, or the credentials have no access to it" in
+              out + err, (extra, rc, out, err))
+    # The master's check passes; the worker's set-up meets the missing
+    # project.
+    def after_the_first(method, path, headers, body):
+        return missing if method != "GET" else None
+    g.always = after_the_first
+    d = t.mcpd(conf)
+    d.start(wait_url_port=port)
+    wait_for(lambda: "project test-project not found" in d.log(), timeout=15, what="the error")
+    # (/readyz names storage first while firestore is being checked)
+    wait_for(lambda: b"pubsub: project test-project not found" in http(port, "GET", "/readyz")[2], timeout=10,
+             what="/readyz to say why")
+    check(http(port, "GET", "/readyz")[0] == 503)
+    g.always = None
+    wait_for(lambda: all_ready(port, 3), timeout=20, what="ready once the project answers")
+    d.stop()
+
+
 def test_configuration_errors(t):
     env = {"GOOGLE_CLOUD_PROJECT": "", "GCLOUD_PROJECT": "", "PUBSUB_EMULATOR_HOST": ""}
     ep = "endpoint: \"http://127.0.0.1:%d\"" % free_port()

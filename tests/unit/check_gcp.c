@@ -302,6 +302,27 @@ START_TEST(errors_and_times)
 	gcp_error_of(e, strlen(e), code, sizeof(code), msg, sizeof(msg));
 	ck_assert_str_eq(code, "");
 	ck_assert_str_eq(msg, "Not Found");
+	/* The project itself missing, as Firestore and Pub/Sub say it, and
+	 * what is not that. */
+	struct gcp_result r = { 404, NULL, 0, "NOT_FOUND", "" };
+	r.body = "{\"error\":{\"code\":404,\"message\":\"The project p-1 does not exist or it does not contain an "
+	    "active Cloud Datastore or Cloud Firestore database.\",\"status\":\"NOT_FOUND\"}}";
+	r.len = strlen(r.body);
+	ck_assert_int_eq(gcp_project_missing(&r), 1);
+	r.body = "{\"error\":{\"code\":404,\"message\":\"Requested project not found or user does not have access to "
+	    "it (project=p-1).\",\"status\":\"NOT_FOUND\"}}";
+	r.len = strlen(r.body);
+	ck_assert_int_eq(gcp_project_missing(&r), 1);
+	r.body = "{\"error\":{\"code\":404,\"message\":\"The database (default) does not exist for project p-1\","
+	    "\"status\":\"NOT_FOUND\"}}";
+	r.len = strlen(r.body);
+	ck_assert_int_eq(gcp_project_missing(&r), 0);
+	r.body = "{\"error\":{\"code\":404,\"message\":\"Resource not found (resource=mcpd).\",\"status\":\"NOT_FOUND\"}}";
+	r.len = strlen(r.body);
+	ck_assert_int_eq(gcp_project_missing(&r), 0);
+	r.code = NULL;
+	ck_assert_int_eq(gcp_project_missing(&r), 0);
+
 	char *u = gcp_url_escape("a b/c~d");
 	ck_assert_str_eq(u, "a%20b%2Fc~d");
 	free(u);
