@@ -417,6 +417,80 @@ def test_emulator_restarted_under_load(t):
     b.stop()
 
 
+def test_both_emulators_killed_twice_under_load(t):
+    """Both emulators killed (SIGKILL) at once while two instances serve
+    tool calls and new sessions, and started again; twice. While they are
+    down every request is answered within its bound (200 from what a
+    worker holds, else 503), /healthz all along, /readyz 503 saying why;
+    after each restart the workers are ready, new sessions work (the old
+    one went with the emulator: 404), the subscriptions are made again,
+    and messages cross instances again; no worker died."""
+    fs, ps = firestore_emulator(t), pubsub_emulator(t)
+    (a, pa), (b, pb) = instances(t, fs, ps, n=2)
+    sid = mcp_session(pa)
+    results = []
+    stop = threading.Event()
+    init = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "load", "version": "1"}}})
+
+    def load(port, kind):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            t0 = time.monotonic()
+            if kind == "call":
+                st = rpc(port, sid, "tools/call", {"name": "where", "arguments": {}}, id=i, timeout=20)[0]
+            else:
+                st = http(port, "POST", "/mcp", init, {"Content-Type": "application/json",
+                          "Accept": "application/json, text/event-stream"}, timeout=20)[0]
+            results.append((kind, st, time.monotonic() - t0))
+    ths = [threading.Thread(target=load, args=(pb, "call")), threading.Thread(target=load, args=(pa, "init"))]
+    for th in ths:
+        th.start()
+    try:
+        for _ in range(2):
+            wait_for(lambda: len(results) > 20, what="load")
+            n0 = len(results)
+            fs.kill()
+            ps.kill()
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 5:
+                for port in (pa, pb):
+                    check(http(port, "GET", "/healthz")[0] == 200)
+                time.sleep(0.5)
+            for port in (pa, pb):
+                st, _, body = http(port, "GET", "/readyz")
+                check(st == 503 and (b"firestore" in body or b"pubsub" in body), body)
+            down = results[n0:]
+            check(len(down) >= 4 and {r[1] for r in down} <= {200, 503}, down)
+            check(max(r[2] for r in down) < 5, "a request took %.1fs while the emulators were down"
+                  % max(r[2] for r in down))
+            fs.start()
+            ps.start()
+            for port in (pa, pb):
+                wait_for(lambda: all_ready(port, 6), timeout=40, what="ready again")
+            n = len(results)
+            wait_for(lambda: len(results) > n + 20, what="load after the restart")
+            after = results[-10:]
+            check(all(st == 200 for kind, st, _ in after if kind == "init") and
+                  all(st in (200, 404) for kind, st, _ in after if kind == "call"), after)
+            results.clear()
+    finally:
+        stop.set()
+        for th in ths:
+            th.join()
+    wait_for(lambda: len(subscriptions(ps)) == 4, timeout=20, what="the subscriptions made again")
+    sid = mcp_session(pa)
+    list_changed_crosses(pa, pb, sid)
+    cancel_crosses(t, pa, pb, sid, "after")
+    elicitation_crosses(pa, pb, mcp_session(pa, caps={"elicitation": {}}))
+    for d in (a, b):
+        check(d.proc.poll() is None and not re.search(r"worker \d+ \(pid \d+\) .*respawning|new worker", d.log()),
+              d.log()[-3000:])
+    a.stop()
+    b.stop()
+
+
 def test_an_emulator_that_hangs(t):
     """The emulator stops answering (SIGSTOP) without closing its
     connections: the pull and the calls end at their time bounds, /readyz
