@@ -46,6 +46,35 @@ aws_peer() {
 	return 0
 }
 
+# Google's emulators of Firestore and Pub/Sub, which the firestore and
+# pubsub tests talk to: Java programs of the Cloud SDK, packaged in
+# Google's Cloud SDK apt repository (not Debian's), with a Java runtime
+# from Debian. Installed from that repository where apt has it (an
+# operator adds it as Google documents: deb
+# https://packages.cloud.google.com/apt cloud-sdk main, with its key);
+# without them those tests are reported as skipped, never passed.
+gcp_peer() {
+	sdk=/usr/lib/google-cloud-sdk/platform
+	if [ -f $sdk/cloud-firestore-emulator/cloud-firestore-emulator.jar ] &&
+	    ls $sdk/pubsub-emulator/lib/cloud-pubsub-emulator-*-all.jar >/dev/null 2>&1; then
+		command -v java >/dev/null 2>&1 && return 0
+		[ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 &&
+			apt-get install -y -q --no-install-recommends openjdk-17-jre-headless >/dev/null 2>&1 && return 0
+		echo "install-deps: java is needed for the Google Cloud emulators (openjdk-17-jre-headless)" >&2
+		return 0
+	fi
+	want="google-cloud-cli-firestore-emulator google-cloud-cli-pubsub-emulator openjdk-17-jre-headless"
+	if [ "$(id -u)" = 0 ] && command -v apt-cache >/dev/null 2>&1 &&
+	    apt-cache policy google-cloud-cli-pubsub-emulator 2>/dev/null | grep -q "Candidate: [0-9]"; then
+		echo "install-deps: installing $want (for the Google Cloud tests)"
+		apt-get install -y -q --no-install-recommends $want >/dev/null 2>&1 && return 0
+	fi
+	echo "install-deps: the Google Cloud emulators are not installed (google-cloud-cli-firestore-emulator," \
+	    "google-cloud-cli-pubsub-emulator from Google's Cloud SDK apt repository): the firestore and pubsub" \
+	    "tests will be skipped" >&2
+	return 0
+}
+
 missing=""
 for p in $pkgs; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -53,7 +82,7 @@ for p in $pkgs; do
 	fi
 done
 if [ -z "$missing" ]; then
-	if [ "${1:-}" = test ]; then node_peers || exit 1; aws_peer; fi
+	if [ "${1:-}" = test ]; then node_peers || exit 1; aws_peer; gcp_peer; fi
 	exit 0
 fi
 
@@ -73,5 +102,5 @@ if ! apt-get install -y -q --no-install-recommends $missing; then
 	apt-get update -q
 	apt-get install -y -q --no-install-recommends $missing
 fi
-if [ "${1:-}" = test ]; then node_peers || exit 1; aws_peer; fi
+if [ "${1:-}" = test ]; then node_peers || exit 1; aws_peer; gcp_peer; fi
 exit 0

@@ -5,6 +5,7 @@
 #include "aws_xml.h"
 #include "clock.h"
 #include "fetch.h"
+#include "isotime.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -564,7 +565,7 @@ take_json(struct aws_chain *ch, const struct fetch_result *r)
 		fetched(ch, NULL, NULL, NULL, 0, "the answer has no AccessKeyId and SecretAccessKey");
 		return;
 	}
-	uint64_t expires = cJSON_IsString(exp) ? aws_parse_time(exp->valuestring) : 0;
+	uint64_t expires = cJSON_IsString(exp) ? isotime_parse_ms(exp->valuestring) : 0;
 	char *a = strdup(ak->valuestring), *s = strdup(sk->valuestring);
 	int has_token = cJSON_IsString(tok) && *tok->valuestring;
 	char *t = has_token ? strdup(tok->valuestring) : NULL;
@@ -599,7 +600,7 @@ sts_done(void *arg, const struct fetch_result *r)
 	}
 	char *a = aws_xml_dup(r->body, "AccessKeyId"), *s = aws_xml_dup(r->body, "SecretAccessKey");
 	char *t = aws_xml_dup(r->body, "SessionToken"), *e = aws_xml_dup(r->body, "Expiration");
-	uint64_t expires = e ? aws_parse_time(e) : 0;
+	uint64_t expires = e ? isotime_parse_ms(e) : 0;
 	free(e);
 	OPENSSL_cleanse((char *)r->body, r->len);
 	if (a == NULL || s == NULL || t == NULL) {
@@ -855,63 +856,4 @@ aws_creds_invalidate(struct aws_chain *ch)
 		return;
 	ch->expires_ms = real_ms();     /* no longer usable: the next get fetches */
 	ch->failed_at = 0;
-}
-
-static int
-digits(const char **p, int n, int *out)
-{
-	int v = 0;
-	for (int i = 0; i < n; i++, (*p)++) {
-		if (**p < '0' || **p > '9')
-			return -1;
-		v = v * 10 + (**p - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-uint64_t
-aws_parse_time(const char *s)
-{
-	struct tm tm;
-	memset(&tm, 0, sizeof(tm));
-	int y, mo, d, h, mi, se;
-	const char *p = s;
-	if (digits(&p, 4, &y) < 0 || *p++ != '-' || digits(&p, 2, &mo) < 0 || *p++ != '-' ||
-	    digits(&p, 2, &d) < 0 || (*p != 'T' && *p != 't' && *p != ' '))
-		return 0;
-	p++;
-	if (digits(&p, 2, &h) < 0 || *p++ != ':' || digits(&p, 2, &mi) < 0 || *p++ != ':' || digits(&p, 2, &se) < 0)
-		return 0;
-	if (*p == '.')
-		for (p++; *p >= '0' && *p <= '9'; p++)
-			;
-	long off = 0;
-	if (*p == '+' || *p == '-') {
-		int oh, om, sign = *p == '-' ? -1 : 1;
-		p++;
-		if (digits(&p, 2, &oh) < 0)
-			return 0;
-		if (*p == ':')
-			p++;
-		if (digits(&p, 2, &om) < 0)
-			return 0;
-		off = sign * (oh * 3600L + om * 60L);
-	} else if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p != '\0') {
-		return 0;
-	}
-	if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
-		return 0;
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = se;
-	time_t t = timegm(&tm);
-	if (t == (time_t)-1 || (int64_t)t - off <= 0)
-		return 0;
-	return (uint64_t)((int64_t)t - off) * 1000;
 }

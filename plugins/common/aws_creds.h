@@ -66,8 +66,4 @@ void aws_creds_get(struct aws_chain *ch, aws_creds_cb *cb, void *arg);
  * ones before the next use (for sources that can). */
 void aws_creds_invalidate(struct aws_chain *ch);
 
-/* For tests and the fetchers: an ISO 8601 time (2024-05-01T12:00:00Z,
- * with or without fractions or a numeric zone) as Unix ms, or 0. */
-uint64_t aws_parse_time(const char *s);
-
 #endif

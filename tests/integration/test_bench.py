@@ -50,3 +50,18 @@ def test_cosmos_bench_script_runs(t):
     check(p.returncode == 0, "bench/cosmos.sh --quick failed:\n%s\n%s" % (p.stdout[-3000:], p.stderr[-3000:]))
     for row in ("one instance, lmdb + local", "one instance, cosmos (emulator) + local", "cosmos / lmdb: 0."):
         check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))
+
+
+def test_gcp_bench_script_runs(t):
+    """bench/gcp.sh --quick on Google's emulators: it runs and prints its
+    table (skipped without the emulators or java)."""
+    from gcppeer import have_emulators
+    if not have_emulators():
+        raise Skip("the Google Cloud emulators or java are not installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    p = subprocess.run(["bash", os.path.join(ROOT, "bench/gcp.sh"), "--quick"], capture_output=True,
+                       text=True, timeout=600, env=env)
+    check(p.returncode == 0, "bench/gcp.sh --quick failed:\n%s\n%s" % (p.stdout[-3000:], p.stderr[-3000:]))
+    for row in ("one instance, lmdb + local", "one instance, firestore (emulator) + local",
+                "two instances, firestore + pubsub (emulators)", "two instances, Redis (pubsub)"):
+        check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))

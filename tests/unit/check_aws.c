@@ -13,6 +13,7 @@
 #include "../../plugins/common/aws_creds.h"
 #include "../../plugins/common/aws_sigv4.h"
 #include "../../plugins/common/aws_xml.h"
+#include "../../plugins/common/isotime.h"
 #include "suites.h"
 
 #define SUITE_TIME 1440938160           /* 2015-08-30T12:36:00Z */
@@ -122,14 +123,14 @@ START_TEST(dates_and_hashes)
 	ck_assert_str_eq(d, "20150830T123600Z");
 	aws_sha256_hex("", 0, h);
 	ck_assert_str_eq(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-	ck_assert_uint_eq(aws_parse_time("2015-08-30T12:36:00Z"), 1440938160000ULL);
-	ck_assert_uint_eq(aws_parse_time("2015-08-30T12:36:00.123Z"), 1440938160000ULL);
-	ck_assert_uint_eq(aws_parse_time("2015-08-30T14:36:00+02:00"), 1440938160000ULL);
-	ck_assert_uint_eq(aws_parse_time("2015-08-30T12:36:00"), 1440938160000ULL);
-	ck_assert_uint_eq(aws_parse_time("2015-13-30T12:36:00Z"), 0);
-	ck_assert_uint_eq(aws_parse_time("yesterday"), 0);
-	ck_assert_uint_eq(aws_parse_time("2015-08-30T12:36:00Zjunk"), 0);
-	ck_assert_uint_eq(aws_parse_time(""), 0);
+	ck_assert_uint_eq(isotime_parse_ms("2015-08-30T12:36:00Z"), 1440938160000ULL);
+	ck_assert_uint_eq(isotime_parse_ms("2015-08-30T12:36:00.123Z"), 1440938160123ULL);
+	ck_assert_uint_eq(isotime_parse_ms("2015-08-30T14:36:00+02:00"), 1440938160000ULL);
+	ck_assert_uint_eq(isotime_parse_ms("2015-08-30T12:36:00"), 1440938160000ULL);
+	ck_assert_uint_eq(isotime_parse_ms("2015-13-30T12:36:00Z"), 0);
+	ck_assert_uint_eq(isotime_parse_ms("yesterday"), 0);
+	ck_assert_uint_eq(isotime_parse_ms("2015-08-30T12:36:00Zjunk"), 0);
+	ck_assert_uint_eq(isotime_parse_ms(""), 0);
 }
 END_TEST
 

@@ -2,9 +2,10 @@
  * checks. The plugins are the built .so files, loaded as mcpd loads them.
  * redis joins when MCPD_TEST_REDIS_URL names a server, and postgres when
  * MCPD_TEST_POSTGRES_URL names one (the integration tests test_redis.py
- * and test_postgres.py start one and run this suite against it), dynamodb
- * and cosmos likewise with MCPD_TEST_DYNAMODB_ENDPOINT and
- * MCPD_TEST_COSMOS_ENDPOINT (test_dynamodb.py, test_cosmos.py); their
+ * and test_postgres.py start one and run this suite against it), dynamodb,
+ * cosmos and firestore likewise with MCPD_TEST_DYNAMODB_ENDPOINT,
+ * MCPD_TEST_COSMOS_ENDPOINT and MCPD_TEST_FIRESTORE_ENDPOINT (moto's, the
+ * Cosmos DB and Firestore emulators'); their
  * callbacks come from the event loop, so every call waits for its own. */
 #include <check.h>
 #include <event2/event.h>
@@ -21,7 +22,7 @@
 #include "plugin.h"
 #include "suites.h"
 
-static const char *BACKENDS[6] = { "memory", "lmdb" };
+static const char *BACKENDS[8] = { "memory", "lmdb" };
 static int nbackends = 2;
 
 static struct event_base *base;
@@ -182,6 +183,10 @@ open_backend(int i)
 		snprintf(yaml, sizeof(yaml), "plugin: cosmos\nendpoint: \"%s\"\ndatabase: mcpd\ncontainer: t%d\n"
 		    "key_file: \"%s\"\nca_file: \"%s\"\ncreate_container: true\n", getenv("MCPD_TEST_COSMOS_ENDPOINT"),
 		    (int)getpid(), getenv("MCPD_TEST_COSMOS_KEY_FILE"), getenv("MCPD_TEST_COSMOS_CA_FILE"));
+	else if (strcmp(BACKENDS[i], "firestore") == 0)
+		/* A collection of this run only, on the emulator. */
+		snprintf(yaml, sizeof(yaml), "plugin: firestore\nproject: test-project\ncollection: t%d\n"
+		    "endpoint: \"%s\"\n", (int)getpid(), getenv("MCPD_TEST_FIRESTORE_ENDPOINT"));
 	else
 		snprintf(yaml, sizeof(yaml), "plugin: %s\n", BACKENDS[i]);
 	if (base == NULL)
@@ -497,21 +502,22 @@ START_TEST(bursts)
 END_TEST
 
 /* A value or an entry larger than a backend keeps (DynamoDB: 400 KB an
- * item, Cosmos DB: 2 MB) is an error the caller sees; the log goes on
- * working. */
+ * item, Cosmos DB: 2 MB, Firestore: 1 MiB a document) is an error the
+ * caller sees; the log goes on working. */
 START_TEST(big_items)
 {
 	open_backend(_i);
 	int cosmos = strcmp(BACKENDS[_i], "cosmos") == 0;
-	size_t big = cosmos ? 2200 * 1024 : 500 * 1024;
+	int firestore = strcmp(BACKENDS[_i], "firestore") == 0;
+	size_t big = cosmos ? 2200 * 1024 : firestore ? 1100 * 1024 : 500 * 1024;
 	char *v = malloc(big);
 	ck_assert_ptr_nonnull(v);
 	memset(v, 'x', big);
-	int strict = strcmp(BACKENDS[_i], "dynamodb") == 0 || cosmos;
+	int strict = strcmp(BACKENDS[_i], "dynamodb") == 0 || cosmos || firestore;
 	CALL(ops->set(inst, "big", v, big, 0, 0, done_cb, NULL));
 	ck_assert_msg(got.status == (strict ? MCPD_ERROR : MCPD_OK), "set: %d %s", got.status, got.err);
 	if (strict)
-		ck_assert_msg(strstr(got.err, cosmos ? "2 MB" : "400 KB") != NULL, "%s", got.err);
+		ck_assert_msg(strstr(got.err, cosmos ? "2 MB" : firestore ? "1 MiB" : "400 KB") != NULL, "%s", got.err);
 	reset();
 	CALL(ops->log_append(inst, "events:big", "small 1", 7, 10, 0, int_cb, NULL));
 	ck_assert_int_eq(got.status, MCPD_OK);
@@ -547,6 +553,8 @@ storage_suite(void)
 		BACKENDS[nbackends++] = "dynamodb";
 	if (getenv("MCPD_TEST_COSMOS_ENDPOINT") != NULL)
 		BACKENDS[nbackends++] = "cosmos";
+	if (getenv("MCPD_TEST_FIRESTORE_ENDPOINT") != NULL)
+		BACKENDS[nbackends++] = "firestore";
 	Suite *s = suite_create("storage");
 	TCase *tc = tcase_create("every backend");
 	tcase_set_timeout(tc, 20);

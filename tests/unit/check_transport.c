@@ -1,10 +1,11 @@
 /* The network transport plugins against a real peer: nats when
  * MCPD_TEST_NATS_URL names a nats-server (test_nats.py starts one and
  * runs this suite), sqs when MCPD_TEST_SQS_ENDPOINT names moto's server
- * (test_sqs.py; credentials from the environment), amqp when
- * MCPD_TEST_AMQP_URL names an AMQP 1.0 broker (test_amqp.py: RabbitMQ, or
- * its fake broker for the flavors and faults no broker here has), with
- * MCPD_TEST_AMQP_FLAVOR and, where the broker has one,
+ * (test_sqs.py; credentials from the environment), pubsub when
+ * MCPD_TEST_PUBSUB_ENDPOINT names the Pub/Sub emulator (test_pubsub.py),
+ * amqp when MCPD_TEST_AMQP_URL names an AMQP 1.0 broker (test_amqp.py:
+ * RabbitMQ, or its fake broker for the flavors and faults no broker here
+ * has), with MCPD_TEST_AMQP_FLAVOR and, where the broker has one,
  * MCPD_TEST_AMQP_MAX_MESSAGE. Two instances of the plugin in this process
  * stand for two workers of two mcpd instances: each has its own
  * connection, or queue. */
@@ -32,7 +33,7 @@ static const char *const CHANNELS[] = { "toclient:abc", "a.b", "a*b", "a>b", "a 
 	"a.*", "a.>", "\xc3\xa4.b", "toserver:s:\"7\"" };
 #define NCH (sizeof(CHANNELS) / sizeof(CHANNELS[0]))
 
-static const char *KINDS[2];
+static const char *KINDS[4];
 static int nkinds;
 
 static struct event_base *base;
@@ -103,6 +104,8 @@ url_of(const char *kind)
 {
 	if (strcmp(kind, "nats") == 0)
 		return getenv("MCPD_TEST_NATS_URL");
+	if (strcmp(kind, "pubsub") == 0)
+		return getenv("MCPD_TEST_PUBSUB_ENDPOINT");
 	return getenv(strcmp(kind, "sqs") == 0 ? "MCPD_TEST_SQS_ENDPOINT" : "MCPD_TEST_AMQP_URL");
 }
 
@@ -124,6 +127,10 @@ open_one(const char *kind, const char *url)
 	if (strcmp(kind, "nats") == 0)
 		snprintf(yaml, sizeof(yaml), "plugin: nats\nurl: \"%s\"\nprefix: \"t%d.\"\npresence_timeout: 300ms\n"
 		    "connect_timeout: 500ms\n", url, (int)getpid());
+	else if (strcmp(kind, "pubsub") == 0)
+		snprintf(yaml, sizeof(yaml), "plugin: pubsub\nendpoint: \"%s\"\nproject: test-project\ntopic: t%d\n"
+		    "create_topic: true\nsubscription_prefix: t%d-\npresence_timeout: 300ms\nwait: 2s\ntimeout: 1s\n", url,
+		    (int)getpid(), (int)getpid());
 	else if (strcmp(kind, "sqs") == 0)
 		snprintf(yaml, sizeof(yaml), "plugin: sqs\nendpoint: \"%s\"\ntopic: t%d\ncreate_topic: true\n"
 		    "queue_prefix: t%d-\npresence_timeout: 300ms\nwait: 2s\ntimeout: 1s\n", url, (int)getpid(),
@@ -302,10 +309,10 @@ err_cb(void *arg, int status, const char *err)
 }
 
 /* Bytes that are not text arrive as they were sent, an empty message
- * too; a message over what the service carries (SNS: 256 KiB; an AMQP
- * broker's max-message-size, when MCPD_TEST_AMQP_MAX_MESSAGE says it has
- * one) is an error the publisher hears, never dropped unsaid; under it, it
- * arrives whole. */
+ * too; a message over what the service carries (SNS: 256 KiB; Pub/Sub:
+ * 10 MB; an AMQP broker's max-message-size, when
+ * MCPD_TEST_AMQP_MAX_MESSAGE says it has one) is an error the publisher
+ * hears, never dropped unsaid; under it, it arrives whole. */
 START_TEST(sizes_and_bytes)
 {
 	const char *kind = KINDS[_i], *url = url_of(kind);
@@ -332,8 +339,9 @@ START_TEST(sizes_and_bytes)
 	ck_assert_int_eq(bin.n, 2);
 	ck_assert_uint_eq(bin.len, 0);
 	const char *max = strcmp(kind, "amqp") == 0 ? getenv("MCPD_TEST_AMQP_MAX_MESSAGE") : NULL;
-	size_t big = max != NULL ? (size_t)atol(max) + 1 : 300 * 1024;
-	int refused = strcmp(kind, "sqs") == 0 || max != NULL;
+	int pubsub = strcmp(kind, "pubsub") == 0, strict = pubsub || strcmp(kind, "sqs") == 0;
+	size_t big = max != NULL ? (size_t)atol(max) + 1 : pubsub ? 11000000 : 300 * 1024;
+	int refused = strict || max != NULL;
 	char *b = malloc(big);
 	ck_assert_ptr_nonnull(b);
 	memset(b, 'a', big);
@@ -344,9 +352,9 @@ START_TEST(sizes_and_bytes)
 		spin(5);
 	free(b);
 	ck_assert_int_eq(got.called, 1);
-	if (strcmp(kind, "sqs") == 0) {
+	if (strict) {
 		ck_assert_int_eq(got.status, MCPD_ERROR);
-		ck_assert_msg(strstr(got_err, "256 KiB") != NULL, "%s", got_err);
+		ck_assert_msg(strstr(got_err, pubsub ? "10 MB" : "256 KiB") != NULL, "%s", got_err);
 	} else if (max != NULL) {
 		ck_assert_int_eq(got.status, MCPD_ERROR);
 		ck_assert_msg(strstr(got_err, "over the broker's maximum") != NULL, "%s", got_err);
@@ -397,10 +405,13 @@ await_late(int who, int n)
 	ck_assert_msg(late[who].n == n, "subscriber %d got %d messages, expected %d", who, late[who].n, n);
 }
 
+static const char *ROUTED[2];           /* the kinds that address messages: sqs, pubsub */
+static int nrouted;
+
 START_TEST(a_late_holder_gets_what_crossed)
 {
-	const char *url = url_of("sqs");
-	void *x = open_one("sqs", url), *y = open_one("sqs", url), *z = open_one("sqs", url);
+	const char *kind = ROUTED[_i], *url = url_of(kind);
+	void *x = open_one(kind, url), *y = open_one(kind, url), *z = open_one(kind, url);
 	wait_ready(x);
 	wait_ready(y);
 	wait_ready(z);
@@ -640,16 +651,20 @@ transport_suite(void)
 		KINDS[nkinds++] = "sqs";
 	if (getenv("MCPD_TEST_AMQP_URL") != NULL)
 		KINDS[nkinds++] = "amqp";
+	if (getenv("MCPD_TEST_PUBSUB_ENDPOINT") != NULL && *getenv("MCPD_TEST_PUBSUB_ENDPOINT") != '\0')
+		KINDS[nkinds++] = "pubsub";
 	if (nkinds > 0) {
 		TCase *tc = tcase_create("network");
 		tcase_set_timeout(tc, 60);
 		tcase_add_loop_test(tc, across_instances, 0, nkinds);
 		tcase_add_loop_test(tc, while_down, 0, nkinds);
 		tcase_add_loop_test(tc, sizes_and_bytes, 0, nkinds);
-		if (strcmp(KINDS[nkinds - 1], "sqs") == 0) {
-			tcase_add_test(tc, a_late_holder_gets_what_crossed);
+		for (int i = 0; i < nkinds; i++)
+			if (strcmp(KINDS[i], "sqs") == 0 || strcmp(KINDS[i], "pubsub") == 0)
+				ROUTED[nrouted++] = KINDS[i];
+		tcase_add_loop_test(tc, a_late_holder_gets_what_crossed, 0, nrouted);
+		if (strcmp(KINDS[nkinds - 1], "sqs") == 0)
 			tcase_add_test(tc, answers_go_together);
-		}
 		suite_add_tcase(s, tc);
 	}
 	return s;

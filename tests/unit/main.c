@@ -22,6 +22,7 @@ main(void)
 	srunner_add_suite(sr, resolve_suite());
 	srunner_add_suite(sr, opfail_suite());
 	srunner_add_suite(sr, aws_suite());
+	srunner_add_suite(sr, gcp_suite());
 	srunner_add_suite(sr, routes_suite());
 	srunner_add_suite(sr, cosmos_suite());
 	srunner_add_suite(sr, amqp_suite());

@@ -18,6 +18,7 @@ Suite *introspection_suite(void);
 Suite *resolve_suite(void);
 Suite *opfail_suite(void);
 Suite *aws_suite(void);
+Suite *gcp_suite(void);
 Suite *routes_suite(void);
 Suite *cosmos_suite(void);
 Suite *amqp_suite(void);
