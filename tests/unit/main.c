@@ -21,6 +21,7 @@ main(void)
 	srunner_add_suite(sr, introspection_suite());
 	srunner_add_suite(sr, resolve_suite());
 	srunner_add_suite(sr, opfail_suite());
+	srunner_add_suite(sr, envexpand_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

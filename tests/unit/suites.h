@@ -17,5 +17,6 @@ Suite *oauth_suite(void);
 Suite *introspection_suite(void);
 Suite *resolve_suite(void);
 Suite *opfail_suite(void);
+Suite *envexpand_suite(void);
 
 #endif
