@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 
-from harness import MCPD, ROOT, check, free_port, healthz_json, http, mcp_session, rpc, run_mcpd
+from harness import MCPD, ROOT, check, free_port, healthz_json, http, mcp_session, rpc, run_mcpd, wait_for
 
 
 def text_of(r):
@@ -160,8 +160,9 @@ def test_reload_with_expansions(t):
     check(desc.get("again") == "hello again", desc)
     st, r, _ = rpc(port, sid, "prompts/get", {"name": "again"})
     check(r["result"]["messages"][0]["content"]["text"] == "from-env", r)
-    new = d.workers()
-    check(new and not set(new) & set(old), "workers %s, before %s" % (new, old))
+    # the old worker drains and goes
+    new = wait_for(lambda: (lambda w: len(w) == 1 and not set(w) & set(old) and w)(d.workers()),
+                   what="1 new worker and no old one")
     # now one the master's environment lacks
     d.write_config(CALLS % {"port": port} + "logs_are: ${MCPD_TEST_NOT_SET}\n")
     d.signal(signal.SIGHUP)
