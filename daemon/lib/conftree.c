@@ -1,5 +1,6 @@
 #include "conftree.h"
 #include "arena.h"
+#include "envexpand.h"
 #include "json.h"
 
 #include <cjson/cJSON.h>
@@ -47,7 +48,8 @@ struct loader {
 	size_t nodes, text;         /* of the tree as expanded */
 	struct cnode *root;
 	struct anchor *anchors[ANCHOR_BUCKETS];
-	const int *too_big;         /* the file went past CONFTREE_MAX_FILE */
+	const char *src;            /* the YAML text, to place an expansion's error */
+	size_t srclen;
 };
 
 static void
@@ -69,10 +71,6 @@ static void
 parse_failed(struct loader *l)
 {
 	yaml_parser_t *p = l->parser;
-	if (*l->too_big) {
-		snprintf(l->err, l->errlen, "%s: larger than %u bytes", l->name, CONFTREE_MAX_FILE);
-		return;
-	}
 	yaml_mark_t m = p->problem_mark;
 	if (p->context != NULL)
 		fail_at(l, &m, "%s %s", p->problem ? p->problem : "syntax error", p->context);
@@ -257,6 +255,58 @@ node_new(struct loader *l, enum cnode_type type, const yaml_mark_t *m)
 	return n;
 }
 
+/* The byte of the source at a mark's line and column (libyaml counts
+ * columns in characters and skips a byte order mark). */
+static size_t
+src_offset(const struct loader *l, size_t line, size_t col)
+{
+	const unsigned char *s = (const unsigned char *)l->src;
+	size_t i = 0, n = l->srclen;
+	if (n >= 3 && s[0] == 0xef && s[1] == 0xbb && s[2] == 0xbf)
+		i = 3;
+	for (size_t ln = 0; ln < line && i < n; i++)
+		if (s[i] == '\n' || (s[i] == '\r' && (i + 1 >= n || s[i + 1] != '\n')))
+			ln++;
+	for (size_t c = 0; c < col && i < n; c++)
+		for (i++; i < n && (s[i] & 0xc0) == 0x80; i++)
+			;
+	return i;
+}
+
+/* Where the $ at offset off of a scalar's value was written: YAML's quoting
+ * and folding change the text but not its $s, so it is the source's $ that
+ * has as many before it in the scalar. The scalar's start if none is. */
+static void
+dollar_mark(const struct loader *l, const yaml_event_t *e, const char *value, size_t off,
+    yaml_mark_t *out)
+{
+	*out = e->start_mark;
+	if (l->src == NULL)
+		return;
+	size_t k = 0;
+	for (size_t i = 0; i < off; i++)
+		k += value[i] == '$';
+	const unsigned char *s = (const unsigned char *)l->src;
+	size_t i = src_offset(l, e->start_mark.line, e->start_mark.column);
+	size_t end = src_offset(l, e->end_mark.line, e->end_mark.column);
+	size_t line = e->start_mark.line, col = e->start_mark.column;
+	for (; i < end; i++) {
+		if ((s[i] & 0xc0) == 0x80)
+			continue;
+		if (s[i] == '$' && k-- == 0) {
+			out->line = line;
+			out->column = col;
+			return;
+		}
+		if (s[i] == '\n' || (s[i] == '\r' && (i + 1 >= end || s[i + 1] != '\n'))) {
+			line++;
+			col = 0;
+		} else if (s[i] != '\r') {
+			col++;
+		}
+	}
+}
+
 /* One event of the document's body. Returns 1 when the root is done. */
 static int
 event(struct loader *l, yaml_event_t *e)
@@ -331,11 +381,28 @@ event(struct loader *l, yaml_event_t *e)
 		return -1;
 	}
 	if (e->type == YAML_SCALAR_EVENT) {
+		const char *val = (const char *)e->data.scalar.value;
 		size_t len = e->data.scalar.length;
+		char *str = NULL;
+		/* ${VAR} in values; keys are the file's structure and stay as written. */
+		const struct frame *up = l->depth > 0 ? &l->stack[l->depth - 1] : NULL;
+		int key = up != NULL && up->n->type == CNODE_MAP && !up->have_key;
+		if (!key && envexpand_needed(val, len)) {
+			char msg[400];
+			size_t at;
+			str = envexpand(l->arena, val, len, CONFTREE_MAX_TEXT - l->text, &len, &at,
+			    msg, sizeof(msg));
+			if (str == NULL) {
+				yaml_mark_t where;
+				dollar_mark(l, e, val, at, &where);
+				fail_at(l, &where, "%s", msg);
+				return -1;
+			}
+		}
 		if (count(l, m, 1, len, NULL) < 0 || (n = node_new(l, CNODE_SCALAR, m)) == NULL)
 			return -1;
 		n->len = len;
-		n->str = arena_strndup(l->arena, (const char *)e->data.scalar.value, len);
+		n->str = str != NULL ? str : arena_strndup(l->arena, val, len);
 		if (n->str == NULL) {
 			snprintf(l->err, l->errlen, "%s: out of memory", l->name);
 			return -1;
@@ -381,8 +448,8 @@ next_event(struct loader *l, yaml_event_t *e)
 }
 
 static struct cnode *
-load(struct arena *a, const char *name, yaml_parser_t *parser, const int *too_big, char *err,
-    size_t errlen)
+load(struct arena *a, const char *name, yaml_parser_t *parser, const char *src, size_t srclen,
+    char *err, size_t errlen)
 {
 	struct loader *l = calloc(1, sizeof(*l));
 	if (l == NULL) {
@@ -394,7 +461,8 @@ load(struct arena *a, const char *name, yaml_parser_t *parser, const int *too_bi
 	l->name = name;
 	l->err = err;
 	l->errlen = errlen;
-	l->too_big = too_big;
+	l->src = src;
+	l->srclen = srclen;
 	struct cnode *root = NULL;
 	yaml_event_t e;
 	int docs = 0, done = 0;
@@ -462,53 +530,60 @@ conftree_load_string(struct arena *a, const char *name, const char *text, size_t
 		return NULL;
 	}
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-	int too_big = 0;
-	struct cnode *root = load(a, name, &parser, &too_big, err, errlen);
+	struct cnode *root = load(a, name, &parser, text, len, err, errlen);
 	yaml_parser_delete(&parser);
 	return root;
 }
 
-struct file_input {
-	FILE *f;
-	size_t read;
-	int too_big;
-};
-
-/* libyaml's reader, counting: a file is read only up to the limit. */
-static int
-read_file(void *data, unsigned char *buf, size_t size, size_t *got)
-{
-	struct file_input *in = data;
-	*got = fread(buf, 1, size, in->f);
-	if (*got == 0 && ferror(in->f))
-		return 0;
-	in->read += *got;
-	if (in->read > CONFTREE_MAX_FILE) {
-		in->too_big = 1;
-		return 0;
-	}
-	return 1;
-}
-
+/* The file is read whole, up to the limit and no further: an error in a
+ * ${VAR} is placed by looking at its text. */
 struct cnode *
 conftree_load_file(struct arena *a, const char *path, char *err, size_t errlen)
 {
-	struct file_input in = { fopen(path, "rb"), 0, 0 };
-	if (in.f == NULL) {
+	FILE *f = fopen(path, "rb");
+	if (f == NULL) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
-	yaml_parser_t parser;
-	if (!yaml_parser_initialize(&parser)) {
-		fclose(in.f);
-		snprintf(err, errlen, "%s: out of memory", path);
-		return NULL;
+	char *text = NULL;
+	size_t len = 0, cap = 0;
+	for (;;) {
+		if (len == cap) {
+			if (cap > CONFTREE_MAX_FILE) {
+				snprintf(err, errlen, "%s: larger than %u bytes", path, CONFTREE_MAX_FILE);
+				goto fail;
+			}
+			size_t ncap = cap ? cap * 2 : 65536;
+			if (ncap > (size_t)CONFTREE_MAX_FILE + 1)
+				ncap = (size_t)CONFTREE_MAX_FILE + 1;
+			char *p = realloc(text, ncap);
+			if (p == NULL) {
+				snprintf(err, errlen, "%s: out of memory", path);
+				goto fail;
+			}
+			text = p;
+			cap = ncap;
+		}
+		size_t got = fread(text + len, 1, cap - len, f);
+		len += got;
+		if (got == 0) {
+			if (ferror(f)) {
+				snprintf(err, errlen, "%s: %s", path, strerror(errno ? errno : EIO));
+				goto fail;
+			}
+			break;
+		}
 	}
-	yaml_parser_set_input(&parser, read_file, &in);
-	struct cnode *root = load(a, path, &parser, &in.too_big, err, errlen);
-	yaml_parser_delete(&parser);
-	fclose(in.f);
+	fclose(f);
+	f = NULL;
+	struct cnode *root = conftree_load_string(a, path, text, len, err, errlen);
+	free(text);
 	return root;
+fail:
+	if (f != NULL)
+		fclose(f);
+	free(text);
+	return NULL;
 }
 
 const struct cnode *

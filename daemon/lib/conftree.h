@@ -30,9 +30,10 @@ struct cnode {
  * these bounds however aliases are nested. */
 #define CONFTREE_MAX_FILE (64u << 20)      /* bytes of YAML */
 #define CONFTREE_MAX_NODES 250000u         /* scalars, lists and mappings */
-#define CONFTREE_MAX_TEXT (64u << 20)      /* bytes of scalars */
+#define CONFTREE_MAX_TEXT (64u << 20)      /* bytes of scalars, as expanded */
 
-/* Parse a file or a string. On error returns NULL and writes
+/* Parse a file or a string. ${VAR} in values (not in keys) is expanded
+ * from the environment (envexpand.h). On error returns NULL and writes
  * "name:line:column: message" to err. */
 struct cnode *conftree_load_file(struct arena *a, const char *path,
     char *err, size_t errlen);

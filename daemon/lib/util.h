@@ -1,9 +1,10 @@
 /* daemon/lib/: libraries that know nothing of a running mcpd (no
  * configuration, event loop or log): util, arena (the bump allocator),
  * json (the strict parser and printer), jsonrpc (JSON-RPC 2.0 messages),
- * conftree (YAML read into a bounded tree), schema (JSON Schema
- * validation), reqstate (sealed requestState tokens), pwhash (scrypt
- * password hashes). They use one another and system libraries only;
+ * conftree (YAML read into a bounded tree), envexpand (${VAR} in its
+ * values), schema (JSON Schema validation), reqstate (sealed requestState
+ * tokens), pwhash (scrypt password hashes). They use one another and
+ * system libraries only;
  * every layer above may use them.
  *
  * util: small helpers shared by every module (error lists, bounded

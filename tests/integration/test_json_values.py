@@ -64,7 +64,7 @@ tools:
   - name: large
     description: Large arguments; prints which variables it got and the size of its stdin.
     input: { text: string, n: integer }
-    shell: 'printf "%%s|%%s|%%s|" "${MCP_ARG_text+set}" "$MCP_ARG_n" "${MCP_CLIENT_CAPABILITIES+caps}"; wc -c'
+    shell: 'printf "%%s|%%s|%%s|" "$${MCP_ARG_text+set}" "$MCP_ARG_n" "$${MCP_CLIENT_CAPABILITIES+caps}"; wc -c'
   - name: many
     description: Many large arguments.
     input: { %(many)s }

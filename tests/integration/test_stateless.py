@@ -22,7 +22,7 @@ tools:
   - name: hello
     description: Greets.
     input: { who: { type: string, x-mcp-header: Who } }
-    shell: 'printf "hello %%s" "${MCP_ARG_who:-world}"'
+    shell: 'printf "hello %%s" "$${MCP_ARG_who:-world}"'
   - name: ask
     description: Asks for a name first.
     shell: 'a=$(mcpd-tool elicit --key who "Name?" "{\\"type\\":\\"object\\"}") && printf "hi %%s" "$(mcpd-tool get content.name "$a")"'
