@@ -27,7 +27,9 @@ connector, and Service Bus is a cloud service):
                         refused (closed at once with amqp:not-found);
   --close-link SUBSTR   a link to an address holding SUBSTR is closed with
                         amqp:internal-error at its first message;
-  --max-message N       links it receives on allow messages of N bytes.
+  --max-message N       links it receives on allow messages of N bytes;
+  --cbs-refuse          (with --servicebus) $cbs refuses every token (401),
+                        as Service Bus refuses a revoked or wrong one.
 
 Prints one line a link, message and token to stdout (the test's log)."""
 
@@ -244,6 +246,8 @@ class Broker(MessagingHandler):
             return (400, "not a put-token"), 0
         if name != "sb://%s/%s" % (self.args.host, self.args.servicebus):
             return (400, "wrong audience %s" % name), 0
+        if self.args.cbs_refuse:
+            return (401, "refused by the test"), 0
         if kind == "jwt":
             why, end = jwt_ok(self.args, token)
             return ((401, why) if why else (200, "ok")), end
@@ -304,6 +308,7 @@ def main():
     ap.add_argument("--refuse")
     ap.add_argument("--close-link")
     ap.add_argument("--max-message", type=int)
+    ap.add_argument("--cbs-refuse", action="store_true")
     ap.add_argument("--admin-port", type=int)
     ap.add_argument("--cert")
     ap.add_argument("--key")

@@ -407,10 +407,10 @@ def test_a_link_closed_by_the_broker(t):
     b.stop()
 
 
-def sb_instances(t, redis, broker, auth, n=2, ready=True, env=None):
+def sb_instances(t, redis, broker, auth, n=2, ready=True, env=None, topic="mcpd"):
     cert = os.path.join(t.dir, "cert.pem")
-    extra = (", flavor: servicebus, topic: mcpd, tls_ca_file: %s, management_url: \"https://127.0.0.1:%d\"%s%s"
-             % (cert, broker.admin_port, ", " if auth else "", auth))
+    extra = (", flavor: servicebus, topic: %s, tls_ca_file: %s, management_url: \"https://127.0.0.1:%d\"%s%s"
+             % (topic, cert, broker.admin_port, ", " if auth else "", auth))
     url = "amqps://127.0.0.1:%d" % broker.port
     return start_instances(t, n, lambda name: backends(t, redis, url, extra) + TOOLS % {"name": name}, 2, ready,
                            env=env)
@@ -615,6 +615,58 @@ def test_service_bus_entra_id_refused(t):
     check_not_ready(pb, b"refused to make the subscription", healthz=2)
     no_crash(b)
     b.stop()
+
+
+def says_why(port, why, timeout=15):
+    """/readyz says why, at every worker (four answers in a row)."""
+    def four():
+        return all(why in http(port, "GET", "/readyz")[2] for _ in range(4))
+    wait_for(four, timeout=timeout, what="/readyz to say %r" % why)
+
+
+def test_service_bus_refuses_the_token_or_the_topic(t):
+    """$cbs refuses the token (revoked, or without the Listen and Send
+    rights), after the management API took it: the log says Service Bus
+    refused it and why, /readyz is 503 with it, /healthz answers, the
+    worker tries again with its back-off (an Entra ID token is fetched
+    anew each time: the refused one is dropped), no crash. A topic that
+    does not exist: the management API's 404 is said the same way."""
+    from cosmospeer import TokenService
+    make_cert(t.dir, cn="127.0.0.1")
+    with open(os.path.join(t.dir, "sb.key"), "w") as f:
+        f.write("c2VjcmV0LWtleS1vZi10aGUtdGVzdA==\n")
+    svc = serve(t, TokenService(t.dir))
+    admin = free_port()
+    broker = fake_broker(t, ["--servicebus", "mcpd", "--sas-key", "c2VjcmV0LWtleS1vZi10aGUtdGVzdA==",
+                             "--sas-key-name", "mcpd-send-listen", "--jwt-issuer", svc.url, "--cbs-refuse",
+                             "--cert", os.path.join(t.dir, "cert.pem"), "--key", os.path.join(t.dir, "key.pem"),
+                             "--admin-port", str(admin)])
+    broker.admin_port = admin
+    redis = redis_server(t)
+    (a, pa), = sb_instances(t, redis, broker, "sas_key_name: mcpd-send-listen, sas_key_file: sb.key", n=1,
+                            ready=False)
+    a.wait_log(r"amqp: 127\.0\.0\.1:%d refused the credentials: amqp:unauthorized-access: Service Bus refused "
+               r"the token for mcpd \(status 401: refused by the test\)" % broker.port, timeout=10)
+    says_why(pa, b"Service Bus refused the token for mcpd")
+    check_not_ready(pa, b"Service Bus refused the token for mcpd", healthz=3)
+    check("token 401 refused by the test servicebus.windows.net:sastoken" in broker.log(), broker.log()[-1000:])
+    (b, pb), = sb_instances(t, redis, broker, "", n=1, ready=False,
+                            env=entra_env(AZURE_POD_IDENTITY_AUTHORITY_HOST=svc.url))
+    b.wait_log(r"Service Bus refused the token for mcpd \(status 401: refused by the test\)", timeout=10)
+    says_why(pb, b"Service Bus refused the token for mcpd")
+    check_not_ready(pb, b"Service Bus refused the token for mcpd", healthz=2)
+    n = len(svc.requests)
+    wait_for(lambda: len(svc.requests) >= n + 2, timeout=15, what="new tokens fetched after the refusals")
+    check("token 401 refused by the test jwt" in broker.log(), broker.log()[-1000:])
+    (c, pc), = sb_instances(t, redis, broker, "sas_key_name: mcpd-send-listen, sas_key_file: sb.key", n=1,
+                            ready=False, topic="nosuch")
+    c.wait_log(r"amqp: Service Bus refused to make the subscription nosuch/Subscriptions/mcpd-[0-9a-f]+-\d "
+               r"\(HTTP 404: no such entity\)", timeout=10)
+    says_why(pc, b"HTTP 404: no such entity")
+    check_not_ready(pc, b"HTTP 404: no such entity", healthz=2)
+    no_crash(a, b, c)
+    for d in (a, b, c):
+        d.stop()
 
 
 def test_configuration_errors(t):
