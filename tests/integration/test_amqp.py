@@ -407,13 +407,25 @@ def test_a_link_closed_by_the_broker(t):
     b.stop()
 
 
-def sb_instances(t, redis, broker, auth, n=2, ready=True, env=None, topic="mcpd"):
+def sb_instances(t, redis, broker, auth, n=2, ready=True, env=None, topic="mcpd", first="A"):
+    """n instances on the fake Service Bus, named from first on (a name
+    each: its log is its own)."""
     cert = os.path.join(t.dir, "cert.pem")
     extra = (", flavor: servicebus, topic: %s, tls_ca_file: %s, management_url: \"https://127.0.0.1:%d\"%s%s"
              % (topic, cert, broker.admin_port, ", " if auth else "", auth))
     url = "amqps://127.0.0.1:%d" % broker.port
-    return start_instances(t, n, lambda name: backends(t, redis, url, extra) + TOOLS % {"name": name}, 2, ready,
-                           env=env)
+    out = []
+    for i in range(n):
+        name = chr(ord(first) + i)
+        port = free_port()
+        d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\n%s%s" % (port, backends(t, redis, url, extra),
+                                                                 TOOLS % {"name": name}), name="%s.yaml" % name)
+        d.start(env=env, wait_url_port=port)
+        out.append((d, port))
+    for d, port in out:
+        if ready:
+            workers_ready(port, 2)
+    return out
 
 
 def test_service_bus_addresses_and_cbs(t):
@@ -448,7 +460,7 @@ def test_service_bus_addresses_and_cbs(t):
     elicitation_crosses(pa, pb, sid, read=read_until)
     with open(os.path.join(t.dir, "sb.key"), "w") as f:
         f.write("d3Jvbmc=\n")
-    (c, pc), = sb_instances(t, redis, broker, auth, n=1, ready=False)
+    (c, pc), = sb_instances(t, redis, broker, auth, n=1, ready=False, first="C")
     c.wait_log(r"Service Bus refused to make the subscription mcpd/Subscriptions/mcpd-[0-9a-f]+-\d \(HTTP 401: "
                r"the key or token needs the Manage right; bad signature\)", timeout=10)
     check_not_ready(pc, b"refused to make the subscription", healthz=2)
@@ -572,8 +584,8 @@ def test_service_bus_entra_id_managed_identity(t):
     a.stop()
     b.stop()
     svc.requests.clear()
-    (c, pc), = sb_instances(t, redis, broker, "", n=1, env=entra_env(IDENTITY_ENDPOINT=svc.url + "/msi/token",
-                                                                    IDENTITY_HEADER="id-header-secret"))
+    (c, pc), = sb_instances(t, redis, broker, "", n=1, first="C",
+                            env=entra_env(IDENTITY_ENDPOINT=svc.url + "/msi/token", IDENTITY_HEADER="id-header-secret"))
     check(svc.requests and all(r[:2] == ("managed", "/msi/token") for r in svc.requests), svc.log())
     check("id-header-secret" not in c.log(), "the identity header in the log")
     no_crash(c)
@@ -608,7 +620,7 @@ def test_service_bus_entra_id_refused(t):
     no_crash(a)
     a.stop()
     (b, pb), = sb_instances(t, redis, broker, "token_scope: \"https://other.example.com/.default\"", n=1,
-                            ready=False, env=env)
+                            ready=False, env=env, first="B")
     b.wait_log(r"Service Bus refused to make the subscription mcpd/Subscriptions/mcpd-[0-9a-f]+-\d \(HTTP 401: "
                r"the key or token needs the Manage right; bad token: a token for https://other\.example\.com, "
                r"not https://servicebus\.azure\.net\)", timeout=10)
@@ -650,7 +662,7 @@ def test_service_bus_refuses_the_token_or_the_topic(t):
     says_why(pa, b"Service Bus refused the token for mcpd")
     check_not_ready(pa, b"Service Bus refused the token for mcpd", healthz=3)
     check("token 401 refused by the test servicebus.windows.net:sastoken" in broker.log(), broker.log()[-1000:])
-    (b, pb), = sb_instances(t, redis, broker, "", n=1, ready=False,
+    (b, pb), = sb_instances(t, redis, broker, "", n=1, ready=False, first="B",
                             env=entra_env(AZURE_POD_IDENTITY_AUTHORITY_HOST=svc.url))
     b.wait_log(r"Service Bus refused the token for mcpd \(status 401: refused by the test\)", timeout=10)
     says_why(pb, b"Service Bus refused the token for mcpd")
@@ -659,7 +671,7 @@ def test_service_bus_refuses_the_token_or_the_topic(t):
     wait_for(lambda: len(svc.requests) >= n + 2, timeout=15, what="new tokens fetched after the refusals")
     check("token 401 refused by the test jwt" in broker.log(), broker.log()[-1000:])
     (c, pc), = sb_instances(t, redis, broker, "sas_key_name: mcpd-send-listen, sas_key_file: sb.key", n=1,
-                            ready=False, topic="nosuch")
+                            ready=False, topic="nosuch", first="C")
     c.wait_log(r"amqp: Service Bus refused to make the subscription nosuch/Subscriptions/mcpd-[0-9a-f]+-\d "
                r"\(HTTP 404: no such entity\)", timeout=10)
     says_why(pc, b"HTTP 404: no such entity")
@@ -667,6 +679,43 @@ def test_service_bus_refuses_the_token_or_the_topic(t):
     no_crash(a, b, c)
     for d in (a, b, c):
         d.stop()
+
+
+def test_service_bus_that_hangs(t):
+    """The fake Service Bus stopped (SIGSTOP) with connections open: within
+    the idle time-out the workers drop them and say so, /readyz fails,
+    /healthz answers; an instance started meanwhile gets no answer from
+    the management API (its PUT bounded by connect_timeout, said) and is
+    not ready, never stuck. Once it runs again both are ready and
+    messages cross."""
+    make_cert(t.dir, cn="127.0.0.1")
+    with open(os.path.join(t.dir, "sb.key"), "w") as f:
+        f.write("c2VjcmV0LWtleS1vZi10aGUtdGVzdA==\n")
+    admin = free_port()
+    broker = fake_broker(t, ["--servicebus", "mcpd", "--sas-key", "c2VjcmV0LWtleS1vZi10aGUtdGVzdA==",
+                             "--sas-key-name", "mcpd-send-listen", "--cert", os.path.join(t.dir, "cert.pem"),
+                             "--key", os.path.join(t.dir, "key.pem"), "--admin-port", str(admin)])
+    broker.admin_port = admin
+    redis = redis_server(t)
+    auth = "sas_key_name: mcpd-send-listen, sas_key_file: sb.key, idle_timeout: 2s, connect_timeout: 2s"
+    (a, pa), = sb_instances(t, redis, broker, auth, n=1)
+    broker.pause()
+    try:
+        wait_for(lambda: http(pa, "GET", "/readyz")[0] == 503, timeout=10, what="A not ready")
+        check_not_ready(pa, b"amqp", healthz=3)
+        (b, pb), = sb_instances(t, redis, broker, auth, n=1, ready=False, first="B")
+        b.wait_log(r"amqp: cannot make the subscription: .*timed out after \d+ milliseconds", timeout=15)
+        says_why(pb, b"cannot make the subscription")
+        check(http(pb, "GET", "/healthz")[0] == 200)
+    finally:
+        broker.resume()
+    for p in (pa, pb):
+        wait_for(lambda: all_ready(p), timeout=30, what="ready once the broker runs again")
+    sid = mcp_session(pa)
+    list_changed_crosses(pa, pb, sid)
+    no_crash(a, b)
+    a.stop()
+    b.stop()
 
 
 def test_configuration_errors(t):
