@@ -132,6 +132,10 @@ put_entra_token(void *arg, const char *token, const char *why)
 {
 	struct sbput *p = arg;
 	char buf[1024], *bearer = NULL;
+	if (p->gen != p->a->gen) {
+		put_end(p, NULL);       /* its attempt timed out while the token came: no PUT for it */
+		return;
+	}
 	if (token == NULL) {
 		snprintf(buf, sizeof(buf), "cannot make the subscription: no Entra ID token: %s", why);
 		put_end(p, buf);
