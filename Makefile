@@ -151,11 +151,13 @@ PLUGIN_LIBS_nats = $(NATS_LIBS) $(LIBEVENT_LIBS) $(OPENSSL_LIBS) -lpthread
 PLUGIN_CFLAGS_nats = $(NATS_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
 PLUGIN_SHARED_nats = plugins/common/section.c plugins/common/section.h plugins/common/clock.h \
 	plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h
-PLUGIN_LIBS_amqp = $(PROTON_LIBS) $(LIBEVENT_LIBS) $(OPENSSL_LIBS) $(CURL_LIBS)
-PLUGIN_CFLAGS_amqp = $(PROTON_CFLAGS) $(OPENSSL_CFLAGS) $(CURL_CFLAGS) -Iplugins/common
+# amqp: Service Bus's management API and Entra ID tokens over fetch.c.
+PLUGIN_LIBS_amqp = $(PROTON_LIBS) $(LIBEVENT_LIBS) $(OPENSSL_LIBS) $(CURL_LIBS) $(CJSON_LIBS)
+PLUGIN_CFLAGS_amqp = $(PROTON_CFLAGS) $(OPENSSL_CFLAGS) $(CURL_CFLAGS) $(CJSON_CFLAGS) -Iplugins/common
 PLUGIN_SHARED_amqp = plugins/common/section.c plugins/common/section.h plugins/common/clock.h \
 	plugins/common/subs.c plugins/common/subs.h plugins/common/resolve.c plugins/common/resolve.h \
-	plugins/common/fetch.c plugins/common/fetch.h
+	plugins/common/fetch.c plugins/common/fetch.h plugins/common/azure_auth.c plugins/common/azure_auth.h \
+	plugins/common/tokcache.c plugins/common/tokcache.h
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)

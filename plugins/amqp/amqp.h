@@ -1,7 +1,8 @@
 /*
  * The amqp transport's shared declarations: its configuration and state
  * (transport_amqp.c), the AMQP connection on the worker's loop (conn.c)
- * and Service Bus's tokens (sas.c).
+ * and Service Bus's tokens (sas.c; Entra ID's through
+ * plugins/common/azure_auth.c).
  */
 #ifndef MCPD_AMQP_H
 #define MCPD_AMQP_H
@@ -28,6 +29,7 @@ enum sasl_mech { SASL_AUTO, SASL_ANONYMOUS, SASL_PLAIN, SASL_EXTERNAL };
 struct op;                              /* one publish, waiting for its dispositions */
 struct recent;
 struct sbput;
+struct azure_cred;
 
 struct out {                            /* a message waiting for credit */
 	struct op *op;                      /* NULL: nobody waits for it */
@@ -58,6 +60,7 @@ struct amqp {
 	char *prefix, *exchange, *topic;
 	char *worker_tmpl, *all_tmpl, *receive_tmpl;
 	char *sas_key_name, *sas_key, *token_file, *management_url;
+	char *client_id, *token_scope;      /* Entra ID (servicebus without a key or token_file) */
 	uint64_t connect_timeout_ms, idle_timeout_ms, heartbeat_ms, token_ttl_ms;
 	char instance[9];
 
@@ -88,7 +91,10 @@ struct amqp {
 	struct presence presence;
 	struct local *locals, **locals_tail;
 	void *msg;                          /* pn_message_t, reused */
-	struct fetcher *fetcher;            /* servicebus: the management API */
+	struct fetcher *fetcher;            /* servicebus: the management API, Entra ID */
+	struct azure_cred *cred;            /* Entra ID tokens, or NULL */
+	int cbs_asking, cbs_nested;         /* a token asked for $cbs; the answer comes at once */
+	uint64_t cbs_expires;               /* of the Entra ID token put last (Unix ms) */
 	struct sbput *sb_pending;           /* its PUTs in flight */
 	uint64_t gen;                       /* connection attempts */
 	struct recent *recents[1024];       /* transport_amqp.c's RECENT_BUCKETS */

@@ -16,6 +16,7 @@
  */
 #include "amqp.h"
 
+#include "azure_auth.h"
 #include "clock.h"
 #include "fetch.h"
 #include "resolve.h"
@@ -23,6 +24,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -419,20 +421,13 @@ sb_read_token(struct amqp *a, char *why, size_t len)
 	return buf;
 }
 
+/* Puts token (of type jwt, else a SAS token) on $cbs for the topic,
+ * valid until expiry (Unix seconds). */
 static void
-put_token(struct amqp *a)
+cbs_put(struct amqp *a, const char *token, int jwt, uint64_t expiry)
 {
-	char why[300], audience[600];
+	char audience[600];
 	snprintf(audience, sizeof(audience), "sb://%s/%s", a->host_name, a->topic);
-	uint64_t expiry = real_ms() / 1000 + a->token_ttl_ms / 1000;
-	char *token = a->sas_key ? sas_token(audience, a->sas_key_name, a->sas_key, expiry) :
-	    sb_read_token(a, why, sizeof(why));
-	if (token == NULL) {
-		conn_fail(a, "amqp:unauthorized-access", "%s",
-		    a->sas_key ? "out of memory" : why);
-		return;
-	}
-	int jwt = strncmp(token, "SharedAccessSignature ", 22) != 0;
 	pn_message_t *m = a->msg;
 	pn_message_clear(m);
 	pn_message_set_id(m, (pn_msgid_t){ .type = PN_ULONG, .u.as_ulong = ++a->cbs_next_id });
@@ -454,27 +449,84 @@ put_token(struct amqp *a)
 	pn_data_exit(p);
 	pn_data_t *body = pn_message_body(m);
 	pn_data_put_string(body, pn_bytes(strlen(token), token));
-	memset(token, 0, strlen(token));
-	free(token);
-	char *bytes = NULL;
-	size_t len = 0;
 	pn_rwbytes_t buf = { 0, NULL };
 	ssize_t n = pn_message_encode2(m, &buf);
+	pn_data_clear(body);        /* the token is not kept in the reused message */
 	if (n < 0) {
 		free(buf.start);
 		conn_fail(a, "mcpd:error", "cannot encode the token");
 		return;
 	}
-	bytes = buf.start;
-	len = (size_t)n;
 	char tag[24];
 	int tl = snprintf(tag, sizeof(tag), "cbs%llx", (unsigned long long)++a->tag_seq);
 	pn_delivery_t *d = pn_delivery(a->cbs_tx, pn_dtag(tag, (size_t)tl));
-	pn_link_send(a->cbs_tx, bytes, len);
+	pn_link_send(a->cbs_tx, buf.start, (size_t)n);
 	pn_link_advance(a->cbs_tx);
 	pn_delivery_settle(d);      /* the answer comes on $cbs, not as a disposition */
-	memset(bytes, 0, len);
-	free(bytes);
+	OPENSSL_cleanse(buf.start, (size_t)n);
+	free(buf.start);
+}
+
+static void
+renew_in(struct amqp *a, uint64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	if (a->token_timer != NULL)
+		evtimer_add(a->token_timer, &tv);
+}
+
+/* Entra ID's token for $cbs, at once or from the loop later. */
+static void
+cbs_entra_token(void *arg, const char *token, const char *why)
+{
+	struct amqp *a = arg;
+	int nested = a->cbs_nested;
+	a->cbs_asking = 0;
+	/* The connection it was asked for may be gone: the next one asks. */
+	if (!a->have_driver || a->cbs_tx == NULL || pn_link_credit(a->cbs_tx) <= 0)
+		return;
+	if (token == NULL) {
+		conn_fail(a, "mcpd:error", "no Entra ID token for Service Bus: %s", why);
+	} else {
+		uint64_t exp = 0, renew = 0;
+		if (azure_token_times(a->cred, &exp, &renew) < 0)
+			exp = real_ms() + 60000;
+		if (a->cbs_next_id != 0 && exp == a->cbs_expires) {
+			/* The one put already: its successor is being fetched. */
+			renew_in(a, 500);
+			return;
+		}
+		a->cbs_expires = exp;
+		cbs_put(a, token, 1, exp / 1000);
+	}
+	if (!nested)
+		pump(a);
+}
+
+static void
+put_token(struct amqp *a)
+{
+	char why[300], audience[600];
+	if (a->cred != NULL) {
+		if (a->cbs_asking)
+			return;
+		a->cbs_asking = a->cbs_nested = 1;
+		azure_token_get(a->cred, cbs_entra_token, a);
+		a->cbs_nested = 0;
+		return;
+	}
+	snprintf(audience, sizeof(audience), "sb://%s/%s", a->host_name, a->topic);
+	uint64_t expiry = real_ms() / 1000 + a->token_ttl_ms / 1000;
+	char *token = a->sas_key ? sas_token(audience, a->sas_key_name, a->sas_key, expiry) :
+	    sb_read_token(a, why, sizeof(why));
+	if (token == NULL) {
+		conn_fail(a, "amqp:unauthorized-access", "%s",
+		    a->sas_key ? "out of memory" : why);
+		return;
+	}
+	cbs_put(a, token, strncmp(token, "SharedAccessSignature ", 22) != 0, expiry);
+	OPENSSL_cleanse(token, strlen(token));
+	free(token);
 }
 
 static void
@@ -543,14 +595,19 @@ cbs_answer(struct amqp *a, pn_link_t *l, pn_delivery_t *d)
 		}
 	}
 	if (code != 200 && code != 202) {
+		if (a->cred != NULL && code == 401)
+			azure_token_invalidate(a->cred);
 		conn_fail(a, "amqp:unauthorized-access",
 		    "Service Bus refused the token for %s (status %lld%s%s)", a->topic, (long long)code,
 		    desc[0] ? ": " : "", desc);
 		return;
 	}
-	struct timeval tv = { (time_t)(a->token_ttl_ms * 3 / 4 / 1000), 0 };
-	if (a->token_timer != NULL)
-		evtimer_add(a->token_timer, &tv);
+	/* Renewed before it ends: a SAS token at three quarters of its life,
+	 * Entra ID's when tokcache would renew it. */
+	uint64_t ms = a->token_ttl_ms * 3 / 4, exp, renew, now = real_ms();
+	if (a->cred != NULL)
+		ms = azure_token_times(a->cred, &exp, &renew) == 0 && renew > now ? renew - now : 500;
+	renew_in(a, ms);
 	if (!a->cbs_ok) {
 		a->cbs_ok = 1;
 		links_start(a);
@@ -985,6 +1042,18 @@ conn_attach(struct amqp *a, char *err, size_t errlen)
 		snprintf(err, errlen, "amqp: out of memory");
 		return -1;
 	}
+	/* Service Bus without a key or token file: Entra ID tokens, fetched
+	 * on this loop for $cbs and the management API. */
+	if (a->flavor == FL_SERVICEBUS && a->sas_key == NULL && a->token_file == NULL) {
+		char why[600];
+		if ((a->fetcher = fetcher_new(a->base, "mcpd-amqp", why, sizeof(why))) == NULL ||
+		    (a->cred = azure_cred_new(a->fetcher, a->token_scope, a->client_id, a->host, why,
+		    sizeof(why))) == NULL) {
+			snprintf(err, errlen, "amqp: %s", why);
+			return -1;
+		}
+		a->host->log(MCPD_LOG_INFO, "amqp: Entra ID tokens for Service Bus from %s", azure_cred_source(a->cred));
+	}
 	/* Not connected yet is fine: mcpd starts, says it is not ready, and
 	 * serves once the broker answers. */
 	start(a);
@@ -1027,8 +1096,11 @@ conn_detach(struct amqp *a)
 		resolver_free(a->dns);
 	a->dns = NULL;
 	if (a->fetcher != NULL)
-		fetcher_free(a->fetcher);  /* drops a PUT in flight, callback and all */
+		fetcher_free(a->fetcher);  /* drops a PUT or token fetch in flight, callback and all */
 	a->fetcher = NULL;
+	azure_cred_free(a->cred);   /* its waiters hear nothing more */
+	a->cred = NULL;
+	a->cbs_asking = 0;
 	sb_forget(a);
 }
 

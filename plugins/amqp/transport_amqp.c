@@ -20,7 +20,10 @@
  *   servicebus  one topic for all; each worker receives from its own
  *               subscription, <topic>/Subscriptions/<prefix><id>, whose
  *               rule keeps the messages whose "to" is its id or "all";
- *               tokens go to $cbs (put-token) before any link;
+ *               tokens go to $cbs (put-token) before any link: SAS
+ *               tokens signed with a key, a token_file's, or Entra ID
+ *               tokens mcpd fetches (azure_auth.c), renewed before
+ *               they end;
  *   generic     worker_address and all_address templates ({prefix},
  *               {worker}, {exchange}, {topic}); receive_address, when
  *               given, is the one address a worker receives both from.
@@ -58,6 +61,7 @@
  */
 #include "amqp.h"
 
+#include "azure_auth.h"
 #include "clock.h"
 #include "section.h"
 
@@ -73,6 +77,7 @@
 
 #define SYNC_PART_MAX (128u << 10)      /* bytes of one sync message's body */
 #define QUIET_MS 1000                   /* a channel without holders goes quiet for */
+#define SB_SCOPE "https://servicebus.azure.net/.default"       /* Entra ID's, for Service Bus */
 
 /* What was published lately, for a holder whose announcement crossed it:
  * when a worker announces a channel it did not hold, it is sent the
@@ -677,7 +682,7 @@ amqp_free(struct amqp *a)
 			memset(secrets[i], 0, strlen(secrets[i]));
 	char *strs[] = { a->host_name, a->vhost, a->user, a->password, a->ca_file, a->cert_file, a->key_file,
 	    a->prefix, a->exchange, a->topic, a->worker_tmpl, a->all_tmpl, a->receive_tmpl, a->sas_key_name,
-	    a->sas_key, a->token_file, a->management_url };
+	    a->sas_key, a->token_file, a->management_url, a->client_id, a->token_scope };
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		free(strs[i]);
 	free(a);
@@ -865,7 +870,8 @@ template_ok(const char *s, int needs_worker)
 
 static const char KEYS[] = "url, flavor, prefix, exchange, topic, worker_address, all_address, receive_address, "
     "sasl, user, password, password_file, tls, tls_ca_file, tls_cert_file, tls_key_file, sas_key_name, "
-    "sas_key_file, token_file, token_ttl, management_url, connect_timeout, idle_timeout, heartbeat";
+    "sas_key_file, token_file, client_id, token_scope, token_ttl, management_url, connect_timeout, idle_timeout, "
+    "heartbeat";
 
 static void *
 amqp_create(const struct mcpd_host *host, const struct mcpd_config *section, char *err, size_t errlen)
@@ -881,7 +887,7 @@ amqp_create(const struct mcpd_host *host, const struct mcpd_config *section, cha
 	a->heartbeat_ms = 5000;
 	a->token_ttl_ms = 3600 * 1000;
 	const struct mcpd_config *url_node = NULL, *flavor_node = NULL, *sasl_node = NULL, *tls_node = NULL;
-	const struct mcpd_config *cert_node = NULL, *tmpl_node = NULL;
+	const struct mcpd_config *cert_node = NULL, *tmpl_node = NULL, *entra_node = NULL;
 	int tls_set = -1;
 	for (size_t i = 0; i < host->config_count(section); i++) {
 		const char *key, *v;
@@ -963,6 +969,9 @@ amqp_create(const struct mcpd_host *host, const struct mcpd_config *section, cha
 			rc = read_secret(host, node, key, &a->sas_key, err, errlen);
 		} else if (strcmp(key, "token_file") == 0) {
 			rc = file_key(host, node, key, &a->token_file, err, errlen);
+		} else if (strcmp(key, "client_id") == 0 || strcmp(key, "token_scope") == 0) {
+			rc = section_string(host, node, key, key[0] == 'c' ? &a->client_id : &a->token_scope, err, errlen);
+			entra_node = node;
 		} else if (strcmp(key, "management_url") == 0) {
 			if (v == NULL || strncmp(v, "https://", 8) != 0 || !name_ok(v) || v[strlen(v) - 1] == '/')
 				rc = section_error(host, node, err, errlen, "management_url must be https://host[:port] "
@@ -1042,10 +1051,26 @@ amqp_create(const struct mcpd_host *host, const struct mcpd_config *section, cha
 			section_error(host, where, err, errlen, "Service Bus takes amqps:// only");
 			goto fail;
 		}
-		if ((a->sas_key != NULL) == (a->token_file != NULL) || (a->sas_key != NULL && a->sas_key_name == NULL)) {
-			section_error(host, where, err, errlen, "flavor servicebus needs sas_key_name with sas_key_file, "
-			    "or token_file (a SAS or Entra ID token, read again at each renewal)");
+		if ((a->sas_key != NULL && a->token_file != NULL) || (a->sas_key != NULL) != (a->sas_key_name != NULL)) {
+			section_error(host, where, err, errlen, "flavor servicebus takes sas_key_name with sas_key_file, "
+			    "or token_file (a SAS or Entra ID token, read again at each renewal), or neither (Entra ID "
+			    "tokens fetched by mcpd)");
 			goto fail;
+		}
+		if ((a->sas_key != NULL || a->token_file != NULL) && entra_node != NULL) {
+			section_error(host, entra_node, err, errlen, "client_id and token_scope are for the Entra ID tokens "
+			    "mcpd fetches (without sas_key_file or token_file)");
+			goto fail;
+		}
+		if (a->sas_key == NULL && a->token_file == NULL) {
+			char what[600], why[600];
+			if (azure_cred_probe(a->client_id, what, sizeof(what), why, sizeof(why)) < 0) {
+				section_error(host, where, err, errlen, "no sas_key_file or token_file, and no Entra ID "
+				    "credentials: %s", why);
+				goto fail;
+			}
+			if (a->token_scope == NULL && (a->token_scope = strdup(SB_SCOPE)) == NULL)
+				goto oom;
 		}
 		if (a->management_url == NULL && asprintf(&a->management_url, "https://%s", a->host_name) < 0) {
 			a->management_url = NULL;
@@ -1064,8 +1089,9 @@ amqp_create(const struct mcpd_host *host, const struct mcpd_config *section, cha
 		}
 		break;
 	}
-	if (a->flavor != FL_SERVICEBUS && (a->sas_key != NULL || a->token_file != NULL)) {
-		section_error(host, where, err, errlen, "sas_key_file and token_file are for flavor servicebus");
+	if (a->flavor != FL_SERVICEBUS && (a->sas_key != NULL || a->token_file != NULL || entra_node != NULL)) {
+		section_error(host, where, err, errlen, "sas_key_file, token_file, client_id and token_scope are for "
+		    "flavor servicebus");
 		goto fail;
 	}
 	unsigned char rnd[4];

@@ -410,3 +410,9 @@ azure_token_invalidate(struct azure_cred *c)
 {
 	tokcache_invalidate(c->cache);
 }
+
+int
+azure_token_times(const struct azure_cred *c, uint64_t *expires_ms, uint64_t *renew_ms)
+{
+	return tokcache_times(c->cache, expires_ms, renew_ms);
+}

@@ -1,5 +1,6 @@
 /*
- * Microsoft Entra ID access tokens for the Azure plugins (Cosmos DB), as
+ * Microsoft Entra ID access tokens for the Azure plugins (Cosmos DB,
+ * Service Bus), as
  * the Azure SDKs' default credential finds them, first configured first:
  *
  *   1. workload identity federation (AKS): AZURE_FEDERATED_TOKEN_FILE,
@@ -43,6 +44,8 @@ const char *azure_cred_source(const struct azure_cred *c);
 
 /* The current token, or a new one (see tokcache_get). */
 void azure_token_get(struct azure_cred *c, tokcache_cb *cb, void *arg);
+/* The current token's end and renewal time (see tokcache_times). */
+int azure_token_times(const struct azure_cred *c, uint64_t *expires_ms, uint64_t *renew_ms);
 /* The service refused the token: another is fetched before the next use. */
 void azure_token_invalidate(struct azure_cred *c);
 

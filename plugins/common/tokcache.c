@@ -191,6 +191,17 @@ tokcache_invalidate(struct tokcache *tc)
 	tc->failed_at = 0;
 }
 
+int
+tokcache_times(const struct tokcache *tc, uint64_t *expires_ms, uint64_t *renew_ms)
+{
+	if (tc->token == NULL)
+		return -1;
+	uint64_t l = life(tc->obtained_ms, tc->expires_ms), ahead = l / 2 < 300000 ? l / 2 : 300000;
+	*expires_ms = tc->expires_ms;
+	*renew_ms = tc->expires_ms - ahead;
+	return 0;
+}
+
 const char *
 tokcache_error(const struct tokcache *tc)
 {

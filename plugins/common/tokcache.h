@@ -35,6 +35,10 @@ void tokcache_get(struct tokcache *tc, tokcache_cb *cb, void *arg);
 void tokcache_fetched(struct tokcache *tc, char *token, uint64_t expires_ms, const char *why);
 /* The service refused the token: fetch another before the next use. */
 void tokcache_invalidate(struct tokcache *tc);
+/* The current token's end and when its renewal is due (wall clock, Unix
+ * ms): for a holder that hands the token on (Service Bus's $cbs). 0, or
+ * -1 when there is none. */
+int tokcache_times(const struct tokcache *tc, uint64_t *expires_ms, uint64_t *renew_ms);
 /* Why the last fetch failed ("" when it did not). */
 const char *tokcache_error(const struct tokcache *tc);
 

@@ -328,7 +328,8 @@ class TokenService(Peer):
     """Entra ID's token endpoint and the managed identity endpoints, on one
     plain-http loopback port. Tokens live `lifetime` seconds; valid()
     tells the gate whether a token is one of ours, unexpired, for the
-    audience. assertion: the federated token workload identity must
+    audience (GET /_test/issued?token=T tells another process: its
+    audience and end, or 404). assertion: the federated token workload identity must
     present; identity_header: what X-IDENTITY-HEADER must say."""
 
     def __init__(self, tmpdir, lifetime=3600, assertion=None, identity_header=None, tenant="t-mcpd",
@@ -388,6 +389,13 @@ class TokenService(Peer):
             def do_GET(self):
                 u = urllib.parse.urlsplit(self.path)
                 q = dict(urllib.parse.parse_qsl(u.query))
+                if u.path == "/_test/issued":
+                    # For a fake service in another process (fakebroker.py
+                    # playing Service Bus): is this token one we issued?
+                    with lock:
+                        e = svc.issued.get(q.get("token", ""))
+                    return self.answer(200, {"audience": e[1], "expires": e[0]}) if e else \
+                        self.answer(404, {"error": "not issued here, or revoked"})
                 with lock:
                     svc.requests.append(("managed", u.path, q.get("client_id")))
                 if u.path == "/metadata/identity/oauth2/token":

@@ -9,19 +9,27 @@ connector, and Service Bus is a cloud service):
                         whose rule takes its "to" property; links to either
                         are refused until a token was put on $cbs and
                         checked: a SAS token signed with --sas-key for the
-                        topic's audience, or --jwt's text;
+                        topic's audience, --jwt's text, or (--jwt-issuer
+                        URL) a token that cosmospeer.TokenService at URL
+                        issued for --jwt-audience and that has not ended;
+                        a connection whose last token ends is closed
+                        (amqp:unauthorized-access), as Service Bus stops
+                        serving it;
   --admin-port N        (with --servicebus) Service Bus's management API on
                         HTTPS: PUT /TOPIC/subscriptions/SUB with an ATOM
                         SubscriptionDescription makes SUB, its default rule
                         an SQL filter "user.to IN ('a', 'b')" (nothing else
                         is understood), authorized like $cbs (SAS for
-                        https://127.0.0.1:N/TOPIC, or Bearer --jwt); a
+                        https://127.0.0.1:N/TOPIC, or Bearer --jwt, or a
+                        Bearer token from --jwt-issuer); a
                         subscription not made so cannot be attached;
   --refuse SUBSTR       links to or from an address holding SUBSTR are
                         refused (closed at once with amqp:not-found);
   --close-link SUBSTR   a link to an address holding SUBSTR is closed with
                         amqp:internal-error at its first message;
-  --max-message N       links it receives on allow messages of N bytes.
+  --max-message N       links it receives on allow messages of N bytes;
+  --cbs-refuse          (with --servicebus) $cbs refuses every token (401),
+                        as Service Bus refuses a revoked or wrong one.
 
 Prints one line a link, message and token to stdout (the test's log)."""
 
@@ -30,12 +38,15 @@ import base64
 import hashlib
 import hmac
 import http.server
+import json
 import re
 import ssl
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import xml.etree.ElementTree as ET
 
 from proton import Condition, Message
@@ -75,6 +86,25 @@ def sas_ok(args, token, resource):
     return None
 
 
+def jwt_ok(args, token):
+    """(None, its end) if token is a jwt this broker takes, else (why, 0)."""
+    if args.jwt_issuer:
+        try:
+            with urllib.request.urlopen("%s/_test/issued?token=%s" % (args.jwt_issuer, urllib.parse.quote(
+                    token, safe="")), timeout=5) as r:
+                e = json.loads(r.read())
+        except urllib.error.HTTPError:
+            return "a token the issuer did not issue (or revoked)", 0
+        if e["audience"] != args.jwt_audience:
+            return "a token for %s, not %s" % (e["audience"], args.jwt_audience), 0
+        if e["expires"] <= time.time():
+            return "an expired token", 0
+        return None, e["expires"]
+    if args.jwt and token == args.jwt:
+        return None, time.time() + 3600
+    return "bad jwt", 0
+
+
 def admin_server(args):
     NS = "{http://schemas.microsoft.com/netservices/2010/10/servicebus/connect}"
 
@@ -94,8 +124,11 @@ def admin_server(args):
                 return self.answer(404, "no such entity")
             auth = self.headers.get("Authorization", "")
             resource = "https://127.0.0.1:%d/%s" % (args.admin_port, args.servicebus)
-            why = ("bad token" if auth != "Bearer " + (args.jwt or "-") else None) if auth.startswith("Bearer ") \
-                else (sas_ok(args, auth, resource) if args.sas_key else "no key")
+            if auth.startswith("Bearer "):
+                why = jwt_ok(args, auth[len("Bearer "):])[0]
+                why = why and "bad token: " + why
+            else:
+                why = sas_ok(args, auth, resource) if args.sas_key else "no key"
             if why:
                 log("admin 401", why)
                 return self.answer(401, why)
@@ -131,12 +164,27 @@ class Broker(MessagingHandler):
         self.subs = []          # (address, sender link)
         self.authorized = set()  # connections that put a valid token
         self.to_close = []      # refused links, closed once opened
+        self.token_ends = {}    # connection -> when its last token ends
 
     def on_start(self, event):
         if self.args.cert:
             event.container.ssl.server.set_credentials(self.args.cert, self.args.key, None)
         self.acceptor = event.container.listen("%s://127.0.0.1:%d" % ("amqps" if self.args.cert else "amqp",
                                                                      self.args.port))
+        if self.args.servicebus:
+            self.container = event.container
+            event.container.schedule(0.2, self)
+
+    def on_timer_task(self, event):
+        """Connections whose token ended without a new one are closed."""
+        for c, end in list(self.token_ends.items()):
+            if end < time.time():
+                del self.token_ends[c]
+                self.authorized.discard(c)
+                log("token expired, closing the connection")
+                c.condition = Condition("amqp:unauthorized-access", "the token put on $cbs has expired")
+                c.close()
+        self.container.schedule(0.2, self)
 
     def refused(self, address):
         return self.args.refuse and address and self.args.refuse in address
@@ -184,34 +232,40 @@ class Broker(MessagingHandler):
     def on_connection_closing(self, event):
         self.subs = [(a, l) for a, l in self.subs if l.connection != event.connection]
         self.authorized.discard(event.connection)
+        self.token_ends.pop(event.connection, None)
 
     def on_disconnected(self, event):
         self.subs = [(a, l) for a, l in self.subs if l.connection != event.connection]
         self.authorized.discard(event.connection)
+        self.token_ends.pop(event.connection, None)
 
     def check_token(self, msg):
         props = msg.properties or {}
         token, kind, name = msg.body, props.get("type"), props.get("name")
         if props.get("operation") != "put-token" or not isinstance(token, str):
-            return 400, "not a put-token"
+            return (400, "not a put-token"), 0
         if name != "sb://%s/%s" % (self.args.host, self.args.servicebus):
-            return 400, "wrong audience %s" % name
+            return (400, "wrong audience %s" % name), 0
+        if self.args.cbs_refuse:
+            return (401, "refused by the test"), 0
         if kind == "jwt":
-            return (200, "ok") if self.args.jwt and token == self.args.jwt else (401, "bad jwt")
+            why, end = jwt_ok(self.args, token)
+            return ((401, why) if why else (200, "ok")), end
         if kind != "servicebus.windows.net:sastoken" or not token.startswith("SharedAccessSignature "):
-            return 400, "unknown token type %s" % kind
+            return (400, "unknown token type %s" % kind), 0
         why = sas_ok(self.args, token, name)
-        return (401, why) if why else (200, "ok")
+        return ((401, why) if why else (200, "ok")), int(token.split("&se=", 1)[1].split("&", 1)[0]) if not why else 0
 
     def on_message(self, event):
         link, msg = event.link, event.message
         address = link.target.address
         log("message", address, (msg.properties or {}).get("op"))
         if address == "$cbs":
-            code, desc = self.check_token(msg)
-            log("token", code, desc)
+            (code, desc), end = self.check_token(msg)
+            log("token", code, desc, (msg.properties or {}).get("type"))
             if code == 200:
                 self.authorized.add(event.connection)
+                self.token_ends[event.connection] = end
             self.accept(event.delivery)
             for a, l in self.subs:
                 if l.connection == event.connection and a == "$cbs" and l.credit > 0:
@@ -249,9 +303,12 @@ def main():
     ap.add_argument("--sas-key-name", default="mcpd")
     ap.add_argument("--sas-key")
     ap.add_argument("--jwt")
+    ap.add_argument("--jwt-issuer")
+    ap.add_argument("--jwt-audience", default="https://servicebus.azure.net")
     ap.add_argument("--refuse")
     ap.add_argument("--close-link")
     ap.add_argument("--max-message", type=int)
+    ap.add_argument("--cbs-refuse", action="store_true")
     ap.add_argument("--admin-port", type=int)
     ap.add_argument("--cert")
     ap.add_argument("--key")

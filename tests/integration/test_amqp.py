@@ -16,7 +16,7 @@ from amqppeer import fake_broker, make_ca, rabbitmq_server
 from harness import (MCP_HEADERS, Load, Skip, TestFailure, all_ready, call_tool, check, check_config_errors,
                      check_config_valid, check_not_ready, conformance_behind_balancer, conformance_config, free_port,
                      http, key_file, make_cert, mcp_session, node_peers_ready, redis_server, rpc, run_unit_suite,
-                     start_instances, starts_before, wait_for, workers_ready)
+                     serve, start_instances, starts_before, wait_for, workers_ready)
 from test_nats import read_until
 from test_redis import TOOLS, cancel_crosses, elicitation_crosses, get_stream, post_stream, resume_crosses
 
@@ -407,12 +407,25 @@ def test_a_link_closed_by_the_broker(t):
     b.stop()
 
 
-def sb_instances(t, redis, broker, auth, n=2, ready=True):
+def sb_instances(t, redis, broker, auth, n=2, ready=True, env=None, topic="mcpd", first="A"):
+    """n instances on the fake Service Bus, named from first on (a name
+    each: its log is its own)."""
     cert = os.path.join(t.dir, "cert.pem")
-    extra = (", flavor: servicebus, topic: mcpd, tls_ca_file: %s, management_url: \"https://127.0.0.1:%d\", %s"
-             % (cert, broker.admin_port, auth))
+    extra = (", flavor: servicebus, topic: %s, tls_ca_file: %s, management_url: \"https://127.0.0.1:%d\"%s%s"
+             % (topic, cert, broker.admin_port, ", " if auth else "", auth))
     url = "amqps://127.0.0.1:%d" % broker.port
-    return instances(t, redis, url, extra, n=n, workers=2, ready=ready)
+    out = []
+    for i in range(n):
+        name = chr(ord(first) + i)
+        port = free_port()
+        d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\n%s%s" % (port, backends(t, redis, url, extra),
+                                                                 TOOLS % {"name": name}), name="%s.yaml" % name)
+        d.start(env=env, wait_url_port=port)
+        out.append((d, port))
+    for d, port in out:
+        if ready:
+            workers_ready(port, 2)
+    return out
 
 
 def test_service_bus_addresses_and_cbs(t):
@@ -447,7 +460,7 @@ def test_service_bus_addresses_and_cbs(t):
     elicitation_crosses(pa, pb, sid, read=read_until)
     with open(os.path.join(t.dir, "sb.key"), "w") as f:
         f.write("d3Jvbmc=\n")
-    (c, pc), = sb_instances(t, redis, broker, auth, n=1, ready=False)
+    (c, pc), = sb_instances(t, redis, broker, auth, n=1, ready=False, first="C")
     c.wait_log(r"Service Bus refused to make the subscription mcpd/Subscriptions/mcpd-[0-9a-f]+-\d \(HTTP 401: "
                r"the key or token needs the Manage right; bad signature\)", timeout=10)
     check_not_ready(pc, b"refused to make the subscription", healthz=2)
@@ -478,6 +491,233 @@ def test_service_bus_token_file(t):
     b.stop()
 
 
+NO_AZURE = {"AZURE_FEDERATED_TOKEN_FILE": "", "IDENTITY_ENDPOINT": "", "IDENTITY_HEADER": "", "AZURE_CLIENT_ID": "",
+            "AZURE_TENANT_ID": "", "AZURE_POD_IDENTITY_AUTHORITY_HOST": "", "AZURE_AUTHORITY_HOST": ""}
+
+
+def entra_broker(t, svc):
+    """The fake Service Bus taking the tokens svc issued for Service Bus's
+    audience, and closing a connection whose token ends unrenewed."""
+    make_cert(t.dir, cn="127.0.0.1")
+    admin = free_port()
+    broker = fake_broker(t, ["--servicebus", "mcpd", "--jwt-issuer", svc.url, "--cert",
+                             os.path.join(t.dir, "cert.pem"), "--key", os.path.join(t.dir, "key.pem"),
+                             "--admin-port", str(admin)])
+    broker.admin_port = admin
+    return broker
+
+
+def entra_env(**kw):
+    env = dict(NO_AZURE)
+    env.update(kw)
+    return env
+
+
+def test_service_bus_entra_id_workload_identity(t):
+    """No key or token file: each worker trades the federated token file
+    (workload identity) at the authority's token endpoint for an Entra ID
+    token for https://servicebus.azure.net, puts it on $cbs as a jwt and
+    sends it as a Bearer token to the management API; the broker checks
+    it against what the endpoint issued. Tokens live 6 s: each is renewed
+    on $cbs before it ends (the broker closes a connection whose token
+    ended), with the file read again, so the connections stay up and
+    messages keep crossing; no token or assertion in the log."""
+    from cosmospeer import TokenService, token_in_logs
+    svc = serve(t, TokenService(t.dir, lifetime=6, assertion="fed-token-1"))
+    broker = entra_broker(t, svc)
+    tf = os.path.join(t.dir, "federated-token")
+    with open(tf, "w") as f:
+        f.write("fed-token-1\n")
+    redis = redis_server(t)
+    env = entra_env(AZURE_FEDERATED_TOKEN_FILE=tf, AZURE_CLIENT_ID="c-mcpd", AZURE_TENANT_ID="t-mcpd",
+                    AZURE_AUTHORITY_HOST=svc.url)
+    (a, pa), (b, pb) = sb_instances(t, redis, broker, "", env=env)
+    blog = broker.log()
+    check("token 200 ok jwt" in blog and "admin 401" not in blog and "token 401" not in blog, blog[-1500:])
+    check(re.search(r"^subscription mcpd-[0-9a-f]+-1 ", blog, re.M), blog[-1500:])
+    check(svc.requests and all(r == ("token", "/t-mcpd/oauth2/v2.0/token", "c-mcpd") for r in svc.requests),
+          svc.log())
+    check(all(aud == "https://servicebus.azure.net" for _, aud in list(svc.issued.values())), svc.issued)
+    a.wait_log(r"amqp: Entra ID tokens for Service Bus from workload identity \(client c-mcpd")
+    sid = mcp_session(pa)
+    list_changed_crosses(pa, pb, sid)
+    # Renewal: the federated token rotates; over 15 s (2.5 lifetimes)
+    # every connection stays up with a new token put before the last
+    # ended, and messages still cross.
+    with open(tf, "w") as f:
+        f.write("fed-token-2\n")
+    svc.assertion = "fed-token-2"
+    puts = broker.log().count("token 200 ok jwt")
+    time.sleep(15)
+    blog = broker.log()
+    check("token expired" not in blog, blog[-2000:])
+    check(blog.count("token 200 ok jwt") >= puts + 4 * 2, "renewals: %d then %d" % (puts, blog.count(
+        "token 200 ok jwt")))
+    for d in (a, b):
+        check("lost the connection" not in d.log() and "connected again" not in d.log(), d.log()[-2000:])
+    check(all_ready(pa) and all_ready(pb))
+    list_changed_crosses(pa, pb, sid)
+    for d in (a, b):
+        check(token_in_logs(d, svc) == [] and "fed-token" not in d.log(), "a token in the log")
+    no_crash(a, b)
+    a.stop()
+    b.stop()
+
+
+def test_service_bus_entra_id_managed_identity(t):
+    """Managed identity through the instance metadata service (a
+    user-assigned identity chosen by client_id) and through the Container
+    Apps endpoint (IDENTITY_ENDPOINT, X-IDENTITY-HEADER): the resource
+    asked is https://servicebus.azure.net, and messages cross."""
+    from cosmospeer import TokenService
+    svc = serve(t, TokenService(t.dir, identity_header="id-header-secret"))
+    broker = entra_broker(t, svc)
+    redis = redis_server(t)
+    (a, pa), (b, pb) = sb_instances(t, redis, broker, "client_id: \"11111111-2222-3333-4444-555555555555\"",
+                                    env=entra_env(AZURE_POD_IDENTITY_AUTHORITY_HOST=svc.url))
+    check(svc.requests and all(r == ("managed", "/metadata/identity/oauth2/token",
+                                     "11111111-2222-3333-4444-555555555555") for r in svc.requests), svc.log())
+    check(all(aud == "https://servicebus.azure.net" for _, aud in list(svc.issued.values())), svc.issued)
+    sid = mcp_session(pa)
+    list_changed_crosses(pa, pb, sid)
+    no_crash(a, b)
+    a.stop()
+    b.stop()
+    svc.requests.clear()
+    (c, pc), = sb_instances(t, redis, broker, "", n=1, first="C",
+                            env=entra_env(IDENTITY_ENDPOINT=svc.url + "/msi/token", IDENTITY_HEADER="id-header-secret"))
+    check(svc.requests and all(r[:2] == ("managed", "/msi/token") for r in svc.requests), svc.log())
+    check("id-header-secret" not in c.log(), "the identity header in the log")
+    no_crash(c)
+    c.stop()
+
+
+def test_service_bus_entra_id_refused(t):
+    """Tokens refused: by the authority (the federated token is not what
+    it takes: the log says why, with AADSTS700024, /readyz 503 says it,
+    /healthz answers, no crash), then taken once the file is right
+    (without a restart); and a token for another audience (token_scope),
+    which the management API refuses (401, said, not ready)."""
+    from cosmospeer import TokenService
+    svc = serve(t, TokenService(t.dir, assertion="fed-token-good"))
+    broker = entra_broker(t, svc)
+    tf = os.path.join(t.dir, "federated-token")
+    with open(tf, "w") as f:
+        f.write("fed-token-bad\n")
+    redis = redis_server(t)
+    env = entra_env(AZURE_FEDERATED_TOKEN_FILE=tf, AZURE_CLIENT_ID="c-mcpd", AZURE_TENANT_ID="t-mcpd",
+                    AZURE_AUTHORITY_HOST=svc.url)
+    (a, pa), = sb_instances(t, redis, broker, "", n=1, ready=False, env=env)
+    a.wait_log(r"azure: token from workload identity \(client c-mcpd, token file \S+\): HTTP status 401: "
+               r"invalid_client: AADSTS700024", timeout=10)
+    a.wait_log(r"amqp: cannot make the subscription: no Entra ID token: .*AADSTS700024", timeout=10)
+    time.sleep(1)
+    check_not_ready(pa, b"AADSTS700024", healthz=3)
+    check("fed-token-bad" not in a.log(), "the assertion in the log")
+    with open(tf, "w") as f:
+        f.write("fed-token-good\n")
+    wait_for(lambda: all_ready(pa), timeout=20, what="ready once the authority takes the token file")
+    no_crash(a)
+    a.stop()
+    (b, pb), = sb_instances(t, redis, broker, "token_scope: \"https://other.example.com/.default\"", n=1,
+                            ready=False, env=env, first="B")
+    b.wait_log(r"Service Bus refused to make the subscription mcpd/Subscriptions/mcpd-[0-9a-f]+-\d \(HTTP 401: "
+               r"the key or token needs the Manage right; bad token: a token for https://other\.example\.com, "
+               r"not https://servicebus\.azure\.net\)", timeout=10)
+    check_not_ready(pb, b"refused to make the subscription", healthz=2)
+    no_crash(b)
+    b.stop()
+
+
+def says_why(port, why, timeout=15):
+    """/readyz says why, at every worker (four answers in a row)."""
+    def four():
+        return all(why in http(port, "GET", "/readyz")[2] for _ in range(4))
+    wait_for(four, timeout=timeout, what="/readyz to say %r" % why)
+
+
+def test_service_bus_refuses_the_token_or_the_topic(t):
+    """$cbs refuses the token (revoked, or without the Listen and Send
+    rights), after the management API took it: the log says Service Bus
+    refused it and why, /readyz is 503 with it, /healthz answers, the
+    worker tries again with its back-off (an Entra ID token is fetched
+    anew each time: the refused one is dropped), no crash. A topic that
+    does not exist: the management API's 404 is said the same way."""
+    from cosmospeer import TokenService
+    make_cert(t.dir, cn="127.0.0.1")
+    with open(os.path.join(t.dir, "sb.key"), "w") as f:
+        f.write("c2VjcmV0LWtleS1vZi10aGUtdGVzdA==\n")
+    svc = serve(t, TokenService(t.dir))
+    admin = free_port()
+    broker = fake_broker(t, ["--servicebus", "mcpd", "--sas-key", "c2VjcmV0LWtleS1vZi10aGUtdGVzdA==",
+                             "--sas-key-name", "mcpd-send-listen", "--jwt-issuer", svc.url, "--cbs-refuse",
+                             "--cert", os.path.join(t.dir, "cert.pem"), "--key", os.path.join(t.dir, "key.pem"),
+                             "--admin-port", str(admin)])
+    broker.admin_port = admin
+    redis = redis_server(t)
+    (a, pa), = sb_instances(t, redis, broker, "sas_key_name: mcpd-send-listen, sas_key_file: sb.key", n=1,
+                            ready=False)
+    a.wait_log(r"amqp: 127\.0\.0\.1:%d refused the credentials: amqp:unauthorized-access: Service Bus refused "
+               r"the token for mcpd \(status 401: refused by the test\)" % broker.port, timeout=10)
+    says_why(pa, b"Service Bus refused the token for mcpd")
+    check_not_ready(pa, b"Service Bus refused the token for mcpd", healthz=3)
+    check("token 401 refused by the test servicebus.windows.net:sastoken" in broker.log(), broker.log()[-1000:])
+    (b, pb), = sb_instances(t, redis, broker, "", n=1, ready=False, first="B",
+                            env=entra_env(AZURE_POD_IDENTITY_AUTHORITY_HOST=svc.url))
+    b.wait_log(r"Service Bus refused the token for mcpd \(status 401: refused by the test\)", timeout=10)
+    says_why(pb, b"Service Bus refused the token for mcpd")
+    check_not_ready(pb, b"Service Bus refused the token for mcpd", healthz=2)
+    n = len(svc.requests)
+    wait_for(lambda: len(svc.requests) >= n + 2, timeout=15, what="new tokens fetched after the refusals")
+    check("token 401 refused by the test jwt" in broker.log(), broker.log()[-1000:])
+    (c, pc), = sb_instances(t, redis, broker, "sas_key_name: mcpd-send-listen, sas_key_file: sb.key", n=1,
+                            ready=False, topic="nosuch", first="C")
+    c.wait_log(r"amqp: Service Bus refused to make the subscription nosuch/Subscriptions/mcpd-[0-9a-f]+-\d "
+               r"\(HTTP 404: no such entity\)", timeout=10)
+    says_why(pc, b"HTTP 404: no such entity")
+    check_not_ready(pc, b"HTTP 404: no such entity", healthz=2)
+    no_crash(a, b, c)
+    for d in (a, b, c):
+        d.stop()
+
+
+def test_service_bus_that_hangs(t):
+    """The fake Service Bus stopped (SIGSTOP) with connections open: within
+    the idle time-out the workers drop them and say so, /readyz fails,
+    /healthz answers; an instance started meanwhile gets no answer from
+    the management API (its PUT bounded by connect_timeout, said) and is
+    not ready, never stuck. Once it runs again both are ready and
+    messages cross."""
+    make_cert(t.dir, cn="127.0.0.1")
+    with open(os.path.join(t.dir, "sb.key"), "w") as f:
+        f.write("c2VjcmV0LWtleS1vZi10aGUtdGVzdA==\n")
+    admin = free_port()
+    broker = fake_broker(t, ["--servicebus", "mcpd", "--sas-key", "c2VjcmV0LWtleS1vZi10aGUtdGVzdA==",
+                             "--sas-key-name", "mcpd-send-listen", "--cert", os.path.join(t.dir, "cert.pem"),
+                             "--key", os.path.join(t.dir, "key.pem"), "--admin-port", str(admin)])
+    broker.admin_port = admin
+    redis = redis_server(t)
+    auth = "sas_key_name: mcpd-send-listen, sas_key_file: sb.key, idle_timeout: 2s, connect_timeout: 2s"
+    (a, pa), = sb_instances(t, redis, broker, auth, n=1)
+    broker.pause()
+    try:
+        wait_for(lambda: http(pa, "GET", "/readyz")[0] == 503, timeout=10, what="A not ready")
+        check_not_ready(pa, b"amqp", healthz=3)
+        (b, pb), = sb_instances(t, redis, broker, auth, n=1, ready=False, first="B")
+        b.wait_log(r"amqp: cannot make the subscription: .*timed out after \d+ milliseconds", timeout=15)
+        says_why(pb, b"cannot make the subscription")
+        check(http(pb, "GET", "/healthz")[0] == 200)
+    finally:
+        broker.resume()
+    for p in (pa, pb):
+        wait_for(lambda: all_ready(p), timeout=30, what="ready once the broker runs again")
+    sid = mcp_session(pa)
+    list_changed_crosses(pa, pb, sid)
+    no_crash(a, b)
+    a.stop()
+    b.stop()
+
+
 def test_configuration_errors(t):
     with open(os.path.join(t.dir, "pw"), "w") as f:
         f.write("secret\n")
@@ -503,14 +743,27 @@ def test_configuration_errors(t):
          r"bad\.yaml:\d+.*servicebus needs topic"),
         ("transport: { plugin: amqp, url: \"amqp://ns\", flavor: servicebus, topic: t, token_file: pw }\n",
          r"bad\.yaml:\d+.*amqps:// only"),
-        ("transport: { plugin: amqp, url: \"amqps://ns\", flavor: servicebus, topic: t }\n",
-         r"bad\.yaml:\d+.*needs sas_key_name with sas_key_file, or token_file"),
+        ("transport: { plugin: amqp, url: \"amqps://ns\", flavor: servicebus, topic: t, sas_key_file: pw, "
+         "token_file: pw, sas_key_name: n }\n", r"bad\.yaml:\d+.*takes sas_key_name with sas_key_file, or token_file"),
+        ("transport: { plugin: amqp, url: \"amqps://ns\", flavor: servicebus, topic: t, sas_key_file: pw }\n",
+         r"bad\.yaml:\d+.*takes sas_key_name with sas_key_file"),
+        ("transport: { plugin: amqp, url: \"amqps://ns\", flavor: servicebus, topic: t, token_file: pw, "
+         "client_id: x }\n", r"bad\.yaml:\d+.*client_id and token_scope are for the Entra ID tokens"),
+        ("transport: { plugin: amqp, url: \"amqp://h\", flavor: rabbitmq, client_id: x }\n",
+         r"bad\.yaml:\d+.*are for flavor servicebus"),
         ("transport: { plugin: amqp, url: \"amqp://h\", flavor: rabbitmq, heartbeat: 5 }\n",
          r"bad\.yaml:\d+.*heartbeat"),
         ("transport: { plugin: amqp, url: \"amqp://h\", flavor: rabbitmq, tls: maybe }\n", r"bad\.yaml:\d+.*tls"),
     ])
     check_config_valid(t, "transport: { plugin: amqp, url: \"amqps://ns.servicebus.windows.net\", flavor: servicebus, "
                        "topic: mcpd, sas_key_name: send-listen, sas_key_file: pw }\n")
+    # Neither a key nor a token file: Entra ID, its settings half given.
+    check_config_errors(t, [("transport: { plugin: amqp, url: \"amqps://ns\", flavor: servicebus, topic: t }\n",
+                             r"bad\.yaml:\d+.*no sas_key_file or token_file, and no Entra ID credentials: "
+                             r"AZURE_FEDERATED_TOKEN_FILE needs AZURE_CLIENT_ID and AZURE_TENANT_ID")],
+                        env=dict(NO_AZURE, AZURE_FEDERATED_TOKEN_FILE=os.path.join(t.dir, "pw")))
+    check_config_valid(t, "transport: { plugin: amqp, url: \"amqps://ns.servicebus.windows.net\", flavor: servicebus, "
+                       "topic: mcpd, client_id: \"11111111-2222-3333-4444-555555555555\" }\n")
     check_config_valid(t, "transport: { plugin: amqp, url: \"amqp://u:p%40ss@broker:5672/prod\", flavor: rabbitmq, "
                        "exchange: mcpd.topic }\n")
     check_config_valid(t, "transport: { plugin: amqp, url: \"amqp://broker\", worker_address: \"q/{prefix}{worker}\", "

@@ -2,6 +2,7 @@
 run without error and print its table. Nothing is asserted about speed."""
 
 import os
+import re
 import subprocess
 
 from harness import ROOT, Skip, check
@@ -37,19 +38,37 @@ def test_aws_bench_script_runs(t):
         check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))
 
 
-def test_cosmos_bench_script_runs(t):
-    """bench/cosmos.sh --quick on @vercel/cosmosdb-server: it runs and
-    prints its table and ratio (skipped without the emulator, which
+def test_azure_bench_script_runs(t):
+    """bench/azure.sh --quick: one table with both halves, tools/call on
+    cosmos (@vercel/cosmosdb-server) beside lmdb and message latency
+    across instances through amqp (RabbitMQ) beside redis, and their
+    ratios (skipped without the emulator or RabbitMQ, which
     scripts/install-deps.sh test installs)."""
     from cosmospeer import have_emulator
     if not have_emulator():
         raise Skip("@vercel/cosmosdb-server is not installed (scripts/install-deps.sh test runs npm ci in tests/node)")
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-    p = subprocess.run(["bash", os.path.join(ROOT, "bench/cosmos.sh"), "--quick"], capture_output=True,
+    if not os.access("/usr/lib/rabbitmq/bin/rabbitmq-server", os.X_OK):
+        raise Skip("rabbitmq-server is not installed (scripts/install-deps.sh test)")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "AZURE_PARTS")}
+    p = subprocess.run(["bash", os.path.join(ROOT, "bench/azure.sh"), "--quick"], capture_output=True,
                        text=True, timeout=600, env=env)
-    check(p.returncode == 0, "bench/cosmos.sh --quick failed:\n%s\n%s" % (p.stdout[-3000:], p.stderr[-3000:]))
-    for row in ("one instance, lmdb + local", "one instance, cosmos (emulator) + local", "cosmos / lmdb: 0."):
-        check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))
+    check(p.returncode == 0, "bench/azure.sh --quick failed:\n%s\n%s" % (p.stdout[-3000:], p.stderr[-3000:]))
+    lines = p.stdout.splitlines()
+    heads = [i for i, x in enumerate(lines) if x.startswith("set-up ")]
+    check(len(heads) == 1, "not one table:\n%s" % p.stdout)
+    table = []
+    for x in lines[heads[0] + 1:]:
+        if not x.strip():
+            break
+        table.append(x)
+    rows = ("one instance, lmdb + local", "one instance, cosmos (emulator) + local",
+            "two instances, Redis pub/sub transport", "two instances, amqp transport on RabbitMQ")
+    check([r for r in rows if any(x.startswith(r) for x in table)] == list(rows) and len(table) == 4,
+          "the table's rows:\n%s" % p.stdout)
+    for x in table:
+        check(re.match(r".{48} +[1-9][0-9]* ", x), "a row without a rate: %r" % x)
+    for note in ("cosmos / lmdb: 0.", "amqp (RabbitMQ) / redis: calls/s "):
+        check(note in p.stdout, "no %r:\n%s" % (note, p.stdout))
 
 
 def test_gcp_bench_script_runs(t):

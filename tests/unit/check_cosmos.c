@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../../plugins/common/azure_auth.h"
+#include "../../plugins/common/clock.h"
 #include "../../plugins/common/tokcache.h"
 #include "../../plugins/cosmos/cosmos_sig.h"
 #include "suites.h"
@@ -186,6 +187,46 @@ START_TEST(renewal)
 }
 END_TEST
 
+static uint64_t fetched_exp;
+
+static void
+fetch_now(void *src, struct tokcache *tc)
+{
+	(void)src;
+	tokcache_fetched(tc, strdup("tok"), fetched_exp, NULL);
+}
+
+static void
+got_tok(void *arg, const char *token, const char *why)
+{
+	*(int *)arg = token != NULL && strcmp(token, "tok") == 0 && why == NULL;
+}
+
+START_TEST(renewal_times)
+{
+	/* What a holder of the token (Service Bus's $cbs) is told: its end,
+	 * and the time from which tokcache_due says it is due. */
+	struct tokcache *tc = tokcache_new(fetch_now, NULL);
+	uint64_t exp = 0, renew = 0;
+	ck_assert_int_eq(tokcache_times(tc, &exp, &renew), -1);
+	int ok = 0;
+	fetched_exp = real_ms() + 60000;
+	tokcache_get(tc, got_tok, &ok);
+	ck_assert(ok);
+	ck_assert_int_eq(tokcache_times(tc, &exp, &renew), 0);
+	ck_assert(exp == fetched_exp);
+	ck_assert_msg(renew >= exp - 30001 && renew <= exp - 29900, "%llu", (unsigned long long)(exp - renew));
+	tokcache_invalidate(tc);
+	ck_assert_int_eq(tokcache_times(tc, &exp, &renew), -1);
+	/* Two hours: due 5 minutes before its end. */
+	fetched_exp = real_ms() + 7200000;
+	tokcache_get(tc, got_tok, &ok);
+	ck_assert_int_eq(tokcache_times(tc, &exp, &renew), 0);
+	ck_assert(renew == exp - 300000);
+	tokcache_free(tc);
+}
+END_TEST
+
 Suite *
 cosmos_suite(void)
 {
@@ -198,6 +239,7 @@ cosmos_suite(void)
 	tcase_add_test(tc, token_answers);
 	tcase_add_test(tc, sources);
 	tcase_add_test(tc, renewal);
+	tcase_add_test(tc, renewal_times);
 	suite_add_tcase(s, tc);
 	return s;
 }
