@@ -275,6 +275,8 @@ def test_deb_build_install_upgrade_purge(t):
 
         p = run("/usr/sbin/mcpd", "-t", "-c", CONFIG)
         check("test is successful" in p.stdout, p.stdout)
+        p = run("/usr/sbin/mcpd", "-t")
+        check("%s test is successful" % CONFIG in p.stdout, "the default configuration: " + p.stdout)
 
         # The operator's edit: another port (8080 may be taken here), a comment.
         port = free_port()
@@ -292,6 +294,12 @@ def test_deb_build_install_upgrade_purge(t):
         check(call_tool(port, sid, "greet", {"name": "Debian"}) == "Hello, Debian!")
         check(call_tool(port, sid, "add", {"a": 2, "b": 3}, id=2) == "5", "the examples plugin")
         check('"hostname"' in call_tool(port, sid, "stats", id=3), "mcpd-tool quote in a tool")
+        # systemctl reload: the unit's ExecReload lines, $MAINPID the master.
+        for argv in unit_commands("ExecReload"):
+            run(*[a.replace("$MAINPID", str(service.proc.pid)) for a in argv])
+        service.notify.wait("READY=1", count=2)
+        check(any("RELOADING=1" in m for m in service.notify.messages), service.notify.messages)
+        check(call_tool(port, sid, "greet", {"name": "reloaded"}, id=5) == "Hello, reloaded!")
         for f in os.listdir("/var/lib/mcpd"):
             check(os.stat(os.path.join("/var/lib/mcpd", f)).st_uid == user.pw_uid, "/var/lib/mcpd/%s not mcpd's" % f)
         check(os.listdir("/var/lib/mcpd"), "no lmdb storage in /var/lib/mcpd")
