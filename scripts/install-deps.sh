@@ -3,6 +3,9 @@
 # Run by make before configure; as root it installs, otherwise it lists.
 #   scripts/install-deps.sh          build dependencies
 #   scripts/install-deps.sh test     build and test dependencies
+#   scripts/install-deps.sh deb      build dependencies and Debian's packaging
+#                                    tools (make deb; debian/control's
+#                                    Build-Depends are build_pkgs)
 set -eu
 
 build_pkgs="gcc make autoconf automake pkgconf libevent-dev libyaml-dev libcjson-dev libssl-dev
@@ -19,8 +22,14 @@ test_pkgs="$test_pkgs nats-server"
 build_pkgs="$build_pkgs libqpid-proton11-dev"
 test_pkgs="$test_pkgs rabbitmq-server python3-qpid-proton"
 
+# make deb: dpkg-buildpackage, the dh sequencer (compat 13) and lintian;
+# tests/integration/test_deb.py builds and checks the packages in make check.
+deb_pkgs="dpkg-dev debhelper lintian"
+test_pkgs="$test_pkgs $deb_pkgs"
+
 pkgs=$build_pkgs
 [ "${1:-}" = test ] && pkgs="$build_pkgs $test_pkgs"
+[ "${1:-}" = deb ] && pkgs="$build_pkgs $deb_pkgs"
 
 # The Node.js test peers (conformance suite, SDK client, Inspector CLI),
 # pinned by tests/node/package-lock.json.

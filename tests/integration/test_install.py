@@ -58,9 +58,9 @@ def test_install_destdir(t):
 
 
 def test_man_pages_render_cleanly(t):
-    for page in ("man/mcpd.8", "man/mcpd.yaml.5"):
+    for page in ("man/mcpd.8", "man/mcpd.yaml.5", "man/mcpd-tool.1"):
         p = subprocess.run(["man", "--warnings", "-l", os.path.join(ROOT, page)],
                            capture_output=True, text=True, env=dict(os.environ, MANWIDTH="80", MANPAGER="cat", PAGER="cat"))
         check(p.returncode == 0, "%s: %s" % (page, p.stderr))
         check(p.stderr.strip() == "", "%s warnings:\n%s" % (page, p.stderr))
-        check(len(p.stdout) > 2000, "%s renders almost nothing" % page)
+        check(len(p.stdout) > 1500, "%s renders almost nothing" % page)
