@@ -1,6 +1,7 @@
 /* Google's Application Default Credentials: see gcp_auth.h. */
 #include <mcpd/plugin.h>
 
+#include "b64.h"
 #include "clock.h"
 #include "fetch.h"
 #include "gcp_auth.h"
@@ -455,21 +456,6 @@ gcp_auth_free(struct gcp_auth *a)
 
 /* ---- the JWT of a service account ---- */
 
-static char *
-b64url(const unsigned char *data, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-	if (out == NULL)
-		return NULL;
-	int n = EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	while (n > 0 && out[n - 1] == '=')
-		n--;
-	out[n] = '\0';
-	for (char *p = out; *p; p++)
-		*p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
-	return out;
-}
-
 char *
 gcp_jwt_assertion(const char *email, const char *pem_key, const char *key_id, const char *scope, const char *aud,
     int64_t now, char *err, size_t errlen)
@@ -500,8 +486,8 @@ gcp_jwt_assertion(const char *email, const char *pem_key, const char *key_id, co
 	}
 	cJSON_Delete(hj);
 	cJSON_Delete(cj);
-	if (h == NULL || c == NULL || (hb = b64url((unsigned char *)h, strlen(h))) == NULL ||
-	    (cb = b64url((unsigned char *)c, strlen(c))) == NULL || asprintf(&input, "%s.%s", hb, cb) < 0) {
+	if (h == NULL || c == NULL || (hb = b64url_encode((unsigned char *)h, strlen(h))) == NULL ||
+	    (cb = b64url_encode((unsigned char *)c, strlen(c))) == NULL || asprintf(&input, "%s.%s", hb, cb) < 0) {
 		input = NULL;
 		snprintf(err, errlen, "out of memory");
 		goto done;
@@ -514,7 +500,7 @@ gcp_jwt_assertion(const char *email, const char *pem_key, const char *key_id, co
 		snprintf(err, errlen, "cannot sign the JWT with the private key");
 		goto done;
 	}
-	if ((sb = b64url(sig, siglen)) == NULL || asprintf(&out, "%s.%s", input, sb) < 0) {
+	if ((sb = b64url_encode(sig, siglen)) == NULL || asprintf(&out, "%s.%s", input, sb) < 0) {
 		out = NULL;
 		snprintf(err, errlen, "out of memory");
 	}

@@ -45,17 +45,18 @@
 #include <mcpd/plugin.h>
 
 #include "azure_auth.h"
+#include "b64.h"
 #include "clock.h"
 #include "cosmos_client.h"
 #include "keyorder.h"
 #include "opfail.h"
 #include "section.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <inttypes.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,85 +94,6 @@ struct cosmos {
 
 /* ---- values ---- */
 
-static char *
-b64(const void *data, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-	if (out != NULL)
-		EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	return out;
-}
-
-static unsigned char *
-unb64(const char *s, size_t *len)
-{
-	size_t n = strlen(s);
-	if (n % 4 != 0)
-		return NULL;
-	unsigned char *out = malloc(n / 4 * 3 + 1);
-	if (out == NULL)
-		return NULL;
-	int m = n ? EVP_DecodeBlock(out, (const unsigned char *)s, (int)n) : 0;
-	if (m < 0) {
-		free(out);
-		return NULL;
-	}
-	size_t pad = n >= 1 && s[n - 1] == '=' ? (n >= 2 && s[n - 2] == '=' ? 2 : 1) : 0;
-	*len = (size_t)m - pad;
-	return out;
-}
-
-/* base64url without padding: an id's characters need no escaping. */
-static char *
-b64url(const char *s)
-{
-	char *out = b64(s, strlen(s));
-	if (out == NULL)
-		return NULL;
-	char *p = out;
-	for (; *p && *p != '='; p++)
-		*p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
-	*p = '\0';
-	return out;
-}
-
-/* Valid UTF-8 without NUL: stored as text. */
-static int
-utf8_text(const unsigned char *s, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		unsigned char c = s[i];
-		size_t extra;
-		unsigned cp;
-		if (c == 0)
-			return 0;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c < 0xe0)
-			extra = 1, cp = c & 0x1fu;
-		else if (c >= 0xe0 && c < 0xf0)
-			extra = 2, cp = c & 0x0fu;
-		else if (c >= 0xf0 && c < 0xf5)
-			extra = 3, cp = c & 0x07u;
-		else
-			return 0;
-		if (n - i <= extra)
-			return 0;
-		for (size_t k = 1; k <= extra; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + k] & 0x3fu);
-		}
-		if ((extra == 2 && (cp < 0x800 || (cp >= 0xd800 && cp < 0xe000))) ||
-		    (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return 0;
-		i += extra + 1;
-	}
-	return 1;
-}
-
 /* The value as v (text) or b (base64) of item. 0, or -1 (out of memory). */
 static int
 add_data(cJSON *item, const unsigned char *data, size_t len)
@@ -186,7 +108,7 @@ add_data(cJSON *item, const unsigned char *data, size_t len)
 		free(s);
 		return v != NULL ? 0 : -1;
 	}
-	char *s = b64(data, len);
+	char *s = b64_encode(data, len);
 	cJSON *v = s ? cJSON_AddStringToObject(item, "b", s) : NULL;
 	free(s);
 	return v != NULL ? 0 : -1;
@@ -206,7 +128,7 @@ data_of(const cJSON *item, size_t *len)
 		return out;
 	}
 	if (cJSON_IsString(b))
-		return unb64(b->valuestring, len);
+		return b64_decode(b->valuestring, len);
 	return NULL;
 }
 
@@ -650,7 +572,7 @@ index_op(struct cosmos *d, enum kind kind, const char *index, const char *member
 	}
 	if (key_ok(o) < 0)
 		return NULL;
-	char *enc = b64url(member);
+	char *enc = b64url_encode(member, strlen(member));
 	if (enc == NULL || (o->member = strdup(member)) == NULL || asprintf(&o->id, "m.%s", enc) < 0) {
 		o->id = NULL;
 		free(enc);

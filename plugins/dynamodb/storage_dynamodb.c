@@ -41,6 +41,7 @@
 
 #include "aws.h"
 #include "aws_creds.h"
+#include "b64.h"
 #include "clock.h"
 #include "keyorder.h"
 #include "opfail.h"
@@ -49,7 +50,6 @@
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,35 +86,6 @@ struct ddb {
 
 /* ---- items and expressions ---- */
 
-static char *
-b64(const void *data, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-	if (out != NULL)
-		EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	return out;
-}
-
-/* Base64 text into bytes (malloc'ed, *len), or NULL. */
-static unsigned char *
-unb64(const char *s, size_t *len)
-{
-	size_t n = strlen(s);
-	if (n % 4 != 0)
-		return NULL;
-	unsigned char *out = malloc(n / 4 * 3 + 1);
-	if (out == NULL)
-		return NULL;
-	int m = n ? EVP_DecodeBlock(out, (const unsigned char *)s, (int)n) : 0;
-	if (m < 0) {
-		free(out);
-		return NULL;
-	}
-	size_t pad = n >= 1 && s[n - 1] == '=' ? (n >= 2 && s[n - 2] == '=' ? 2 : 1) : 0;
-	*len = (size_t)m - pad;
-	return out;
-}
-
 static cJSON *
 av(const char *type, const char *value)
 {
@@ -145,7 +116,7 @@ add_n(cJSON *obj, const char *name, int64_t v)
 static void
 add_b(cJSON *obj, const char *name, const void *data, size_t len)
 {
-	char *s = b64(data, len);
+	char *s = b64_encode(data, len);
 	if (s != NULL)
 		add_av(obj, name, "B", s);
 	free(s);
@@ -849,7 +820,7 @@ got_value(struct op *o, const cJSON *item)
 		cb(o->arg, MCPD_OK, n->valuestring, strlen(n->valuestring), NULL);
 	} else if (cJSON_IsString(b)) {
 		size_t len;
-		unsigned char *data = unb64(b->valuestring, &len);
+		unsigned char *data = b64_decode(b->valuestring, &len);
 		if (data == NULL)
 			cb(o->arg, MCPD_ERROR, NULL, 0, "dynamodb: a value that is not base64");
 		else
@@ -885,7 +856,7 @@ range_page(struct op *o, const cJSON *ans)
 			o->cap = cap;
 		}
 		size_t len;
-		unsigned char *data = unb64(d->valuestring, &len);
+		unsigned char *data = b64_decode(d->valuestring, &len);
 		if (data == NULL)
 			continue;
 		o->bufs[o->n] = data;

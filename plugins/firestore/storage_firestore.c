@@ -43,6 +43,7 @@
  */
 #include <mcpd/plugin.h>
 
+#include "b64.h"
 #include "clock.h"
 #include "gcp.h"
 #include "gcp_auth.h"
@@ -53,7 +54,6 @@
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,34 +154,6 @@ decode_id(const char *id)
 		}
 	}
 	*o = '\0';
-	return out;
-}
-
-static char *
-b64(const void *data, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-	if (out != NULL)
-		EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	return out;
-}
-
-static unsigned char *
-unb64(const char *s, size_t *len)
-{
-	size_t n = strlen(s);
-	if (n % 4 != 0)
-		return NULL;
-	unsigned char *out = malloc(n / 4 * 3 + 1);
-	if (out == NULL)
-		return NULL;
-	int m = n ? EVP_DecodeBlock(out, (const unsigned char *)s, (int)n) : 0;
-	if (m < 0) {
-		free(out);
-		return NULL;
-	}
-	size_t pad = n >= 1 && s[n - 1] == '=' ? (n >= 2 && s[n - 2] == '=' ? 2 : 1) : 0;
-	*len = (size_t)m - pad;
 	return out;
 }
 
@@ -479,7 +451,7 @@ add_int(cJSON *fields, const char *name, int64_t v)
 static int
 add_bytes(cJSON *fields, const char *name, const void *data, size_t len)
 {
-	char *s = b64(data, len);
+	char *s = b64_encode(data, len);
 	if (s == NULL)
 		return -1;
 	cJSON *v = cJSON_AddObjectToObject(fields, name);
@@ -1067,7 +1039,7 @@ got_value(struct op *o, const cJSON *doc)
 		cb(o->arg, MCPD_OK, n->valuestring, strlen(n->valuestring), NULL);
 	} else if (cJSON_IsString(b)) {
 		size_t len;
-		unsigned char *data = unb64(b->valuestring, &len);
+		unsigned char *data = b64_decode(b->valuestring, &len);
 		if (data == NULL)
 			cb(o->arg, MCPD_ERROR, NULL, 0, "firestore: a value that is not base64");
 		else
@@ -1155,7 +1127,7 @@ range_page(struct op *o, const cJSON *ans)
 		if (o->n >= o->max || grow(o) < 0)
 			break;
 		size_t len;
-		unsigned char *data = unb64(d->valuestring, &len);
+		unsigned char *data = b64_decode(d->valuestring, &len);
 		if (data == NULL)
 			continue;
 		o->bufs[o->n] = data;

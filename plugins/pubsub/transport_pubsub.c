@@ -58,16 +58,17 @@
  */
 #include <mcpd/plugin.h>
 
+#include "b64.h"
 #include "clock.h"
 #include "gcp.h"
 #include "gcp_auth.h"
 #include "section.h"
 #include "subs.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -223,69 +224,11 @@ say(struct ps *p, int level, const char *fmt, ...)
 	p->host->log((enum mcpd_log_level)level, "pubsub: %s", msg);
 }
 
-static char *
-b64(const void *data, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-	if (out != NULL)
-		EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	return out;
-}
-
-static unsigned char *
-unb64(const char *s, size_t *len)
-{
-	size_t n = strlen(s);
-	if (n % 4 != 0)
-		return NULL;
-	unsigned char *out = malloc(n / 4 * 3 + 1);
-	if (out == NULL)
-		return NULL;
-	int m = n ? EVP_DecodeBlock(out, (const unsigned char *)s, (int)n) : 0;
-	if (m < 0) {
-		free(out);
-		return NULL;
-	}
-	size_t pad = n >= 1 && s[n - 1] == '=' ? (n >= 2 && s[n - 2] == '=' ? 2 : 1) : 0;
-	*len = (size_t)m - pad;
-	return out;
-}
-
-/* Valid UTF-8 without NUL: what an attribute value and an ordering key
- * may hold. */
-static int
-utf8_ok(const unsigned char *s, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		unsigned c = s[i];
-		if (c == 0)
-			return 0;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-		if (len == 0 || c > 0xf4 || i + len > n)
-			return 0;
-		uint32_t cp = c & (0x3f >> (len - 1));
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += len;
-	}
-	return 1;
-}
-
 static int
 channel_ok(const char *channel)
 {
 	size_t n = strlen(channel);
-	return n > 0 && n <= MAX_CHANNEL && utf8_ok((const unsigned char *)channel, n);
+	return n > 0 && n <= MAX_CHANNEL && utf8_text((const unsigned char *)channel, n);
 }
 
 /* ---- calls ---- */
@@ -833,7 +776,7 @@ message(struct ps *p, const char *channel, const void *data, size_t len, const c
 {
 	struct out *o = calloc(1, sizeof(*o));
 	cJSON *m = cJSON_CreateObject(), *a = cJSON_AddObjectToObject(m, "attributes");
-	char *d = b64(data, len);
+	char *d = b64_encode(data, len);
 	if (o == NULL || m == NULL || a == NULL || d == NULL || (o->channel = strdup(channel)) == NULL) {
 		free(o);
 		free(d);
@@ -1081,7 +1024,7 @@ handle(struct ps *p, const cJSON *m)
 	}
 	const cJSON *data = cJSON_GetObjectItemCaseSensitive(m, "data");
 	size_t len = 0;
-	unsigned char *bytes = cJSON_IsString(data) ? unb64(data->valuestring, &len) : NULL;
+	unsigned char *bytes = cJSON_IsString(data) ? b64_decode(data->valuestring, &len) : NULL;
 	if (cJSON_IsString(data) && bytes == NULL)
 		return;
 	subs_deliver(&p->subs, channel, bytes ? (const char *)bytes : "", bytes ? len : 0);

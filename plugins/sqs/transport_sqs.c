@@ -69,16 +69,17 @@
 #include "aws.h"
 #include "aws_creds.h"
 #include "aws_xml.h"
+#include "b64.h"
 #include "clock.h"
 #include "fetch.h"
 #include "routes.h"
 #include "section.h"
 #include "subs.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,56 +218,14 @@ carriable(const unsigned char *s, size_t n)
 	if (n == 0)
 		return 0;
 	for (size_t i = 0; i < n;) {
-		unsigned c = s[i];
-		if (c < 0x80) {
-			if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
-				return 0;
-			i++;
-			continue;
-		}
-		size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-		if (len == 0 || c > 0xf4 || i + len > n)
-			return 0;
-		uint32_t cp = c & (0x3f >> (len - 1));
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || cp == 0xfffe || cp == 0xffff)
+		uint32_t cp;
+		size_t len = utf8_char(s + i, n - i, &cp);
+		if (len == 0 || (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') ||
+		    cp == 0xfffe || cp == 0xffff)
 			return 0;
 		i += len;
 	}
 	return 1;
-}
-
-static char *
-b64(const void *data, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-	if (out != NULL)
-		EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	return out;
-}
-
-static unsigned char *
-unb64(const char *s, size_t *len)
-{
-	size_t n = strlen(s);
-	if (n % 4 != 0)
-		return NULL;
-	unsigned char *out = malloc(n / 4 * 3 + 1);
-	if (out == NULL)
-		return NULL;
-	int m = n ? EVP_DecodeBlock(out, (const unsigned char *)s, (int)n) : 0;
-	if (m < 0) {
-		free(out);
-		return NULL;
-	}
-	size_t pad = n >= 1 && s[n - 1] == '=' ? (n >= 2 && s[n - 2] == '=' ? 2 : 1) : 0;
-	*len = (size_t)m - pad;
-	return out;
 }
 
 /* ---- calls ---- */
@@ -753,7 +712,7 @@ handle(struct sqs *q, const cJSON *m)
 		subs_deliver(&q->subs, channel, "", 0);
 	} else if (enc != NULL && strcmp(enc, "b64") == 0) {
 		size_t len;
-		unsigned char *data = unb64(body->valuestring, &len);
+		unsigned char *data = b64_decode(body->valuestring, &len);
 		if (data != NULL)
 			subs_deliver(&q->subs, channel, data, len);
 		free(data);
@@ -1144,7 +1103,7 @@ t_publish(void *inst, const char *channel, const void *msg, size_t len, const st
 		}
 	}
 	int enc = !carriable(msg, len);
-	char *body = enc ? b64(msg, len) : strndup(msg, len);
+	char *body = enc ? b64_encode(msg, len) : strndup(msg, len);
 	if (enc && body != NULL && body[0] == '\0') {
 		free(body);
 		body = strdup("-");         /* SNS refuses an empty message */

@@ -22,5 +22,6 @@ Suite *gcp_suite(void);
 Suite *routes_suite(void);
 Suite *cosmos_suite(void);
 Suite *amqp_suite(void);
+Suite *text_suite(void);
 
 #endif
