@@ -23,5 +23,6 @@ Suite *routes_suite(void);
 Suite *cosmos_suite(void);
 Suite *amqp_suite(void);
 Suite *text_suite(void);
+Suite *storeop_suite(void);
 
 #endif
