@@ -26,15 +26,8 @@ if [ ! -x "$node" ] || [ ! -d "$node_dir/node_modules/@vercel/cosmosdb-server" ]
 fi
 command -v wrk >/dev/null || { echo "bench/cosmos.sh: needs wrk (bench/run.sh installs it)" >&2; exit 1; }
 
-tmp=$(mktemp -d /tmp/mcpd-bench-cosmos.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	[ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
-}
-trap cleanup EXIT
 . "$here/common.sh"
+bench_tmp cosmos
 
 # The emulator over HTTPS with a certificate for 127.0.0.1 that mcpd trusts.
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
@@ -50,15 +43,9 @@ for _ in $(seq 200); do
 	sleep 0.05
 done
 
-CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"}}}'
-
-declare -A RATE P99
+# One instance at a time: each is stopped after its run.
 one() {   # name backends
-	local p; p=$(port)
-	instance "$1" "$p" "$2"
-	local sid r; sid=$(session "$p")
-	r=$(wrk_rate "$p" "$sid" $CONNS)
-	RATE[$1]=${r% *}; P99[$1]=${r#* }
+	rate_one "$1" "$2"
 	kill "${pids[-1]}"
 	wait "${pids[-1]}" 2>/dev/null || true
 }
