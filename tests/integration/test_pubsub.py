@@ -18,8 +18,8 @@ import time
 from gcppeer import PROJECT, firestore_emulator, pubsub_emulator
 from harness import (Skip, all_ready, call_tool, check, check_config_errors, check_config_valid,
                      conformance_behind_balancer, conformance_config, deleted_everywhere, free_port, http, key_file,
-                     mcp_session, node_peers_ready, rpc, run_mcpd, run_unit_suite, start_instances, wait_for,
-                     workers_ready)
+                     mcp_session, node_peers_ready, rpc, run_mcpd, run_unit_suite, start_instances, transport_hangs,
+                     wait_for, workers_ready)
 from test_redis import TOOLS, cancel_crosses, elicitation_crosses, list_changed_crosses, resume_crosses
 
 
@@ -505,15 +505,5 @@ def test_an_emulator_that_hangs(t):
                                                    TOOLS % {"name": "A"}))
     d.start(wait_url_port=port)
     workers_ready(port, 1, timeout=20)
-    ps.pause()
-    try:
-        wait_for(lambda: http(port, "GET", "/readyz")[0] == 503, timeout=15, what="/readyz 503 while it hangs")
-        st, _, body = http(port, "GET", "/readyz")
-        check(b"pubsub" in body and (b"timed out" in body or b"Timeout" in body), body)
-        for _ in range(10):
-            check(http(port, "GET", "/healthz")[0] == 200)
-    finally:
-        ps.resume()
-    wait_for(lambda: all_ready(port, 3), timeout=20, what="ready again")
-    d.wait_log("pubsub: the service answers again")
+    transport_hangs(d, port, ps, "pubsub", 15)
     d.stop()
