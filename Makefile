@@ -146,7 +146,8 @@ PLUGIN_SHARED_cosmos = $(AZURE_SHARED) plugins/common/opfail.c plugins/common/op
 # (plugins/common/gcp*.c) over fetch.c.
 GCP_SHARED = plugins/common/gcp.c plugins/common/gcp.h plugins/common/gcp_auth.c plugins/common/gcp_auth.h \
 	plugins/common/fetch.c plugins/common/fetch.h plugins/common/section.c plugins/common/section.h \
-	plugins/common/clock.h plugins/common/isotime.c plugins/common/isotime.h plugins/common/b64.c plugins/common/b64.h
+	plugins/common/clock.h plugins/common/backoff.h plugins/common/isotime.c plugins/common/isotime.h \
+	plugins/common/b64.c plugins/common/b64.h
 PLUGIN_LIBS_firestore = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_firestore = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_firestore = $(GCP_SHARED) plugins/common/opfail.c plugins/common/opfail.h plugins/common/keyorder.c \
