@@ -57,8 +57,8 @@ UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # plugins/introspection/introspect.c, plugins/common/resolve.c, opfail.c, the
 # AWS signing, XML and credential code, plugins/sqs/routes.c, the Cosmos DB
 # signature and the Entra ID token code, plugins/amqp/presence.c and sas.c,
-# the Google credential and call code, isotime.c, b64.c, utf8.c, keyorder.c
-# and storeop.c).
+# the Google credential and call code, isotime.c, b64.c, utf8.c, keyorder.c,
+# storeop.c and credfile.c).
 UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/introspect.o \
 	$(BUILD)/plugins/common/resolve.o $(BUILD)/plugins/common/opfail.o \
 	$(BUILD)/plugins/common/aws_sigv4.o $(BUILD)/plugins/common/aws_xml.o \
@@ -67,7 +67,7 @@ UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/in
 	$(BUILD)/plugins/amqp/presence.o $(BUILD)/plugins/amqp/sas.o \
 	$(BUILD)/plugins/common/isotime.o $(BUILD)/plugins/common/gcp.o $(BUILD)/plugins/common/gcp_auth.o \
 	$(BUILD)/plugins/common/b64.o $(BUILD)/plugins/common/utf8.o $(BUILD)/plugins/common/keyorder.o \
-	$(BUILD)/plugins/common/storeop.o
+	$(BUILD)/plugins/common/storeop.o $(BUILD)/plugins/common/credfile.o
 
 MCPD = $(BUILD)/mcpd
 HELPER = $(BUILD)/mcpd-tool
@@ -123,7 +123,8 @@ AWS_SHARED = plugins/common/aws.c plugins/common/aws.h plugins/common/aws_creds.
 	plugins/common/aws_sigv4.c plugins/common/aws_sigv4.h plugins/common/aws_xml.c plugins/common/aws_xml.h \
 	plugins/common/fetch.c plugins/common/fetch.h plugins/common/section.c plugins/common/section.h \
 	plugins/common/clock.h plugins/common/backoff.h plugins/common/isotime.c plugins/common/isotime.h \
-	plugins/common/b64.c plugins/common/b64.h
+	plugins/common/b64.c plugins/common/b64.h plugins/common/credfile.c plugins/common/credfile.h \
+	plugins/common/tokcache.c plugins/common/tokcache.h
 PLUGIN_LIBS_dynamodb = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_dynamodb = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_dynamodb = $(AWS_SHARED) plugins/common/opfail.c plugins/common/opfail.h plugins/common/keyorder.c \
@@ -147,7 +148,8 @@ PLUGIN_SHARED_cosmos = $(AZURE_SHARED) plugins/common/opfail.c plugins/common/op
 GCP_SHARED = plugins/common/gcp.c plugins/common/gcp.h plugins/common/gcp_auth.c plugins/common/gcp_auth.h \
 	plugins/common/fetch.c plugins/common/fetch.h plugins/common/section.c plugins/common/section.h \
 	plugins/common/clock.h plugins/common/backoff.h plugins/common/isotime.c plugins/common/isotime.h \
-	plugins/common/b64.c plugins/common/b64.h
+	plugins/common/b64.c plugins/common/b64.h plugins/common/credfile.c plugins/common/credfile.h \
+	plugins/common/tokcache.c plugins/common/tokcache.h
 PLUGIN_LIBS_firestore = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_firestore = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_firestore = $(GCP_SHARED) plugins/common/opfail.c plugins/common/opfail.h plugins/common/keyorder.c \

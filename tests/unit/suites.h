@@ -24,5 +24,6 @@ Suite *cosmos_suite(void);
 Suite *amqp_suite(void);
 Suite *text_suite(void);
 Suite *storeop_suite(void);
+Suite *credfile_suite(void);
 
 #endif
