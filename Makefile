@@ -58,7 +58,7 @@ UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # AWS signing, XML and credential code, plugins/sqs/routes.c, the Cosmos DB
 # signature and the Entra ID token code, plugins/amqp/presence.c and sas.c,
 # the Google credential and call code, isotime.c, b64.c, utf8.c, keyorder.c,
-# storeop.c and credfile.c).
+# storeop.c, credfile.c, subs.c and localq.c).
 UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/introspect.o \
 	$(BUILD)/plugins/common/resolve.o $(BUILD)/plugins/common/opfail.o \
 	$(BUILD)/plugins/common/aws_sigv4.o $(BUILD)/plugins/common/aws_xml.o \
@@ -67,7 +67,8 @@ UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/in
 	$(BUILD)/plugins/amqp/presence.o $(BUILD)/plugins/amqp/sas.o \
 	$(BUILD)/plugins/common/isotime.o $(BUILD)/plugins/common/gcp.o $(BUILD)/plugins/common/gcp_auth.o \
 	$(BUILD)/plugins/common/b64.o $(BUILD)/plugins/common/utf8.o $(BUILD)/plugins/common/keyorder.o \
-	$(BUILD)/plugins/common/storeop.o $(BUILD)/plugins/common/credfile.o
+	$(BUILD)/plugins/common/storeop.o $(BUILD)/plugins/common/credfile.o $(BUILD)/plugins/common/subs.o \
+	$(BUILD)/plugins/common/localq.o
 
 MCPD = $(BUILD)/mcpd
 HELPER = $(BUILD)/mcpd-tool
@@ -132,7 +133,7 @@ PLUGIN_SHARED_dynamodb = $(AWS_SHARED) plugins/common/opfail.c plugins/common/op
 PLUGIN_LIBS_sqs = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_sqs = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_sqs = $(AWS_SHARED) plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h \
-	plugins/common/utf8.c plugins/common/utf8.h
+	plugins/common/utf8.c plugins/common/utf8.h plugins/common/localq.c plugins/common/localq.h
 # The Azure plugin: the Cosmos DB REST API with the account key or Entra ID
 # tokens (plugins/common/azure_auth.c) over fetch.c.
 AZURE_SHARED = plugins/common/azure_auth.c plugins/common/azure_auth.h plugins/common/tokcache.c \
@@ -157,7 +158,7 @@ PLUGIN_SHARED_firestore = $(GCP_SHARED) plugins/common/opfail.c plugins/common/o
 PLUGIN_LIBS_pubsub = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_pubsub = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_pubsub = $(GCP_SHARED) plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h \
-	plugins/common/utf8.c plugins/common/utf8.h
+	plugins/common/utf8.c plugins/common/utf8.h plugins/common/localq.c plugins/common/localq.h
 PLUGIN_LIBS_nats = $(NATS_LIBS) $(LIBEVENT_LIBS) $(OPENSSL_LIBS) -lpthread
 PLUGIN_CFLAGS_nats = $(NATS_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
 PLUGIN_SHARED_nats = plugins/common/section.c plugins/common/section.h plugins/common/clock.h \

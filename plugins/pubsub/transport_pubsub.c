@@ -62,6 +62,7 @@
 #include "clock.h"
 #include "gcp.h"
 #include "gcp_auth.h"
+#include "localq.h"
 #include "section.h"
 #include "subs.h"
 #include "utf8.h"
@@ -123,13 +124,6 @@ struct probe {
 	struct probe *next;
 };
 
-struct local {
-	char *channel;
-	char *msg;
-	size_t len;
-	struct local *next;
-};
-
 /* What this worker heard of who holds a channel. */
 struct route {
 	char *channel;
@@ -189,7 +183,7 @@ struct ps {
 	unsigned setup_backoff_ms;
 	char setup_error[800];
 	int setup_logged;
-	struct event *setup_timer, *pull_timer, *local_ev, *check_timer;
+	struct event *setup_timer, *pull_timer, *check_timer;
 	int pulling, checking;
 	int small_pulls;                    /* pulls of one message left, after an answer too large */
 	struct subs subs;
@@ -198,7 +192,7 @@ struct ps {
 	struct pcall calls[MAX_CALLS];
 	struct probe *probes;
 	uint64_t next_probe;
-	struct local *locals, **locals_tail;
+	struct localq local;          /* for this worker's own subscribers */
 	struct route *routes[ROUTE_BUCKETS];
 	size_t nroutes;
 	uint64_t next_id;
@@ -841,25 +835,6 @@ control(struct ps *p, const char *channel, const char *const *kv, const char *to
 }
 
 static void
-local_cb(evutil_socket_t fd, short ev, void *arg)
-{
-	(void)fd;
-	(void)ev;
-	struct ps *p = arg;
-	struct local *l = p->locals;
-	p->locals = NULL;
-	p->locals_tail = &p->locals;
-	while (l != NULL) {
-		struct local *next = l->next;
-		subs_deliver(&p->subs, l->channel, l->msg, l->len);
-		free(l->channel);
-		free(l->msg);
-		free(l);
-		l = next;
-	}
-}
-
-static void
 t_publish(void *inst, const char *channel, const void *msg, size_t len, const struct mcpd_publish_opts *opts,
     mcpd_done_cb *cb, void *arg)
 {
@@ -889,20 +864,7 @@ t_publish(void *inst, const char *channel, const void *msg, size_t len, const st
 			cb(arg, MCPD_ERROR, why);
 		return;
 	}
-	if (subs_count(&p->subs, channel) > 0) {
-		struct local *l = calloc(1, sizeof(*l));
-		if (l != NULL && (l->channel = strdup(channel)) != NULL && (l->msg = malloc(len ? len : 1)) != NULL) {
-			memcpy(l->msg, msg, len);
-			l->len = len;
-			*p->locals_tail = l;
-			p->locals_tail = &l->next;
-			struct timeval now = { 0, 0 };
-			event_add(p->local_ev, &now);
-		} else if (l != NULL) {
-			free(l->channel);
-			free(l);
-		}
-	}
+	localq_push(&p->local, channel, msg, len);
 	struct out *o = message(p, channel, msg, len, NULL, NULL, 1);
 	if (o == NULL) {
 		if (cb)
@@ -1450,15 +1412,14 @@ ps_attach(void *inst, char *err, size_t errlen)
 	    p->instance, p->host->worker_id());
 	snprintf(p->topic_name, sizeof(p->topic_name), "projects/%s/topics/%s", p->project, p->topic);
 	p->outq_tail = &p->outq;
-	p->locals_tail = &p->locals;
 	p->recent_tail = &p->recent;
 	if ((p->client = gcp_client_new(base, p->host, use_auth(p), "pubsub", err, errlen)) == NULL)
 		return -1;
 	p->setup_timer = evtimer_new(base, setup_timer_cb, p);
 	p->pull_timer = evtimer_new(base, pull_timer_cb, p);
-	p->local_ev = evtimer_new(base, local_cb, p);
 	p->check_timer = event_new(base, -1, EV_PERSIST, check_cb, p);
-	if (p->setup_timer == NULL || p->pull_timer == NULL || p->local_ev == NULL || p->check_timer == NULL) {
+	int lq = localq_init(&p->local, base, &p->subs);
+	if (p->setup_timer == NULL || p->pull_timer == NULL || lq < 0 || p->check_timer == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -1515,7 +1476,7 @@ ps_detach(void *inst)
 	gcp_client_free(p->client);         /* calls in flight dropped, callbacks unheard */
 	p->client = NULL;
 	cleanup(p);
-	struct event **evs[] = { &p->setup_timer, &p->pull_timer, &p->local_ev, &p->check_timer };
+	struct event **evs[] = { &p->setup_timer, &p->pull_timer, &p->check_timer };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (*evs[i] != NULL) {
 			event_free(*evs[i]);
@@ -1536,13 +1497,7 @@ ps_detach(void *inst)
 	}
 	while (p->probes != NULL)
 		probe_free(p->probes);
-	while (p->locals != NULL) {
-		struct local *l = p->locals;
-		p->locals = l->next;
-		free(l->channel);
-		free(l->msg);
-		free(l);
-	}
+	localq_clear(&p->local);
 	subs_clear(&p->subs);
 	routes_clear(p);
 	held_clear(p);

@@ -25,5 +25,6 @@ Suite *amqp_suite(void);
 Suite *text_suite(void);
 Suite *storeop_suite(void);
 Suite *credfile_suite(void);
+Suite *localq_suite(void);
 
 #endif
