@@ -58,14 +58,18 @@ UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # plugins/introspection/introspect.c, plugins/common/resolve.c, opfail.c, the
 # AWS signing, XML and credential code, plugins/sqs/routes.c, the Cosmos DB
 # signature and the Entra ID token code, plugins/amqp/presence.c and sas.c,
-# the Google credential and call code and isotime.c).
+# the Google credential and call code, isotime.c, b64.c, utf8.c, keyorder.c,
+# storeop.c, credfile.c, subs.c and localq.c).
 UNIT_PLUGIN_OBJS := $(BUILD)/plugins/jwt/jwt.o $(BUILD)/plugins/introspection/introspect.o \
 	$(BUILD)/plugins/common/resolve.o $(BUILD)/plugins/common/opfail.o \
 	$(BUILD)/plugins/common/aws_sigv4.o $(BUILD)/plugins/common/aws_xml.o \
 	$(BUILD)/plugins/common/aws_creds.o $(BUILD)/plugins/common/fetch.o $(BUILD)/plugins/sqs/routes.o \
 	$(BUILD)/plugins/cosmos/cosmos_sig.o $(BUILD)/plugins/common/azure_auth.o $(BUILD)/plugins/common/tokcache.o \
 	$(BUILD)/plugins/amqp/presence.o $(BUILD)/plugins/amqp/sas.o \
-	$(BUILD)/plugins/common/isotime.o $(BUILD)/plugins/common/gcp.o $(BUILD)/plugins/common/gcp_auth.o
+	$(BUILD)/plugins/common/isotime.o $(BUILD)/plugins/common/gcp.o $(BUILD)/plugins/common/gcp_auth.o \
+	$(BUILD)/plugins/common/b64.o $(BUILD)/plugins/common/utf8.o $(BUILD)/plugins/common/keyorder.o \
+	$(BUILD)/plugins/common/storeop.o $(BUILD)/plugins/common/credfile.o $(BUILD)/plugins/common/subs.o \
+	$(BUILD)/plugins/common/localq.o
 
 MCPD = $(BUILD)/mcpd
 HELPER = $(BUILD)/mcpd-tool
@@ -120,14 +124,17 @@ PLUGIN_SHARED_introspection = $(PLUGIN_SHARED_jwt)
 AWS_SHARED = plugins/common/aws.c plugins/common/aws.h plugins/common/aws_creds.c plugins/common/aws_creds.h \
 	plugins/common/aws_sigv4.c plugins/common/aws_sigv4.h plugins/common/aws_xml.c plugins/common/aws_xml.h \
 	plugins/common/fetch.c plugins/common/fetch.h plugins/common/section.c plugins/common/section.h \
-	plugins/common/clock.h plugins/common/backoff.h plugins/common/isotime.c plugins/common/isotime.h
+	plugins/common/clock.h plugins/common/backoff.h plugins/common/isotime.c plugins/common/isotime.h \
+	plugins/common/b64.c plugins/common/b64.h plugins/common/credfile.c plugins/common/credfile.h \
+	plugins/common/tokcache.c plugins/common/tokcache.h
 PLUGIN_LIBS_dynamodb = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_dynamodb = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_dynamodb = $(AWS_SHARED) plugins/common/opfail.c plugins/common/opfail.h plugins/common/keyorder.c \
-	plugins/common/keyorder.h plugins/common/hash.h
+	plugins/common/keyorder.h plugins/common/hash.h plugins/common/storeop.c plugins/common/storeop.h
 PLUGIN_LIBS_sqs = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_sqs = $(PLUGIN_CFLAGS_jwt)
-PLUGIN_SHARED_sqs = $(AWS_SHARED) plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h
+PLUGIN_SHARED_sqs = $(AWS_SHARED) plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h \
+	plugins/common/utf8.c plugins/common/utf8.h plugins/common/localq.c plugins/common/localq.h
 # The Azure plugin: the Cosmos DB REST API with the account key or Entra ID
 # tokens (plugins/common/azure_auth.c) over fetch.c.
 AZURE_SHARED = plugins/common/azure_auth.c plugins/common/azure_auth.h plugins/common/tokcache.c \
@@ -136,18 +143,23 @@ AZURE_SHARED = plugins/common/azure_auth.c plugins/common/azure_auth.h plugins/c
 PLUGIN_LIBS_cosmos = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_cosmos = $(PLUGIN_CFLAGS_jwt)
 PLUGIN_SHARED_cosmos = $(AZURE_SHARED) plugins/common/opfail.c plugins/common/opfail.h plugins/common/keyorder.c \
-	plugins/common/keyorder.h plugins/common/hash.h
+	plugins/common/keyorder.h plugins/common/hash.h plugins/common/storeop.c plugins/common/storeop.h \
+	plugins/common/b64.c plugins/common/b64.h plugins/common/utf8.c plugins/common/utf8.h
 # The Google Cloud plugins: REST calls with the default credentials
 # (plugins/common/gcp*.c) over fetch.c.
 GCP_SHARED = plugins/common/gcp.c plugins/common/gcp.h plugins/common/gcp_auth.c plugins/common/gcp_auth.h \
 	plugins/common/fetch.c plugins/common/fetch.h plugins/common/section.c plugins/common/section.h \
-	plugins/common/clock.h plugins/common/isotime.c plugins/common/isotime.h
+	plugins/common/clock.h plugins/common/backoff.h plugins/common/isotime.c plugins/common/isotime.h \
+	plugins/common/b64.c plugins/common/b64.h plugins/common/credfile.c plugins/common/credfile.h \
+	plugins/common/tokcache.c plugins/common/tokcache.h
 PLUGIN_LIBS_firestore = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_firestore = $(PLUGIN_CFLAGS_jwt)
-PLUGIN_SHARED_firestore = $(GCP_SHARED) plugins/common/opfail.c plugins/common/opfail.h
+PLUGIN_SHARED_firestore = $(GCP_SHARED) plugins/common/opfail.c plugins/common/opfail.h plugins/common/keyorder.c \
+	plugins/common/keyorder.h plugins/common/hash.h plugins/common/storeop.c plugins/common/storeop.h
 PLUGIN_LIBS_pubsub = $(PLUGIN_LIBS_jwt)
 PLUGIN_CFLAGS_pubsub = $(PLUGIN_CFLAGS_jwt)
-PLUGIN_SHARED_pubsub = $(GCP_SHARED) plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h
+PLUGIN_SHARED_pubsub = $(GCP_SHARED) plugins/common/subs.c plugins/common/subs.h plugins/common/hash.h \
+	plugins/common/utf8.c plugins/common/utf8.h plugins/common/localq.c plugins/common/localq.h
 PLUGIN_LIBS_nats = $(NATS_LIBS) $(LIBEVENT_LIBS) $(OPENSSL_LIBS) -lpthread
 PLUGIN_CFLAGS_nats = $(NATS_CFLAGS) $(OPENSSL_CFLAGS) -Iplugins/common
 PLUGIN_SHARED_nats = plugins/common/section.c plugins/common/section.h plugins/common/clock.h \

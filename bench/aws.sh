@@ -19,15 +19,8 @@ N=100
 CONNS=32
 if [ "${1:-}" = --quick ]; then DUR=1; N=10; fi
 
-tmp=$(mktemp -d /tmp/mcpd-bench-aws.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	[ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
-}
-trap cleanup EXIT
 . "$here/common.sh"
+bench_tmp aws
 
 command -v wrk >/dev/null && command -v redis-server >/dev/null || {
 	echo "bench/aws.sh: needs wrk and redis-server (bench/run.sh installs them)" >&2; exit 1; }
@@ -45,29 +38,8 @@ export AWS_ACCESS_KEY_ID=AKIABENCH0000000000 AWS_SECRET_ACCESS_KEY=bench AWS_REG
 	AWS_EC2_METADATA_DISABLED=true
 unset AWS_SESSION_TOKEN AWS_PROFILE
 
-P_REDIS=$(port)
-redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
-	--logfile "$tmp/redis.log" &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$P_REDIS" ping >/dev/null 2>&1 && break; sleep 0.05; done
+redis_start
 URL="redis://127.0.0.1:$P_REDIS/0"
-
-CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"}}}'
-
-declare -A RATE P99 CROSS
-one() {   # name backends
-	local p; p=$(port)
-	instance "$1" "$p" "$2"
-	local sid r; sid=$(session "$p")
-	r=$(wrk_rate "$p" "$sid" $CONNS)
-	RATE[$1]=${r% *}; P99[$1]=${r#* }
-}
-two() {   # name backends
-	local pa pb; pa=$(port); pb=$(port)
-	instance "$1-a" "$pa" "$2"
-	instance "$1-b" "$pb" "$2"
-	CROSS[$1]=$(python3 "$here/crossing.py" "$pa" "$pb" $N)
-}
 
 LMDB="storage: { plugin: lmdb, path: $tmp/state }"
 DYNAMODB="storage: { plugin: dynamodb, table: bench, endpoint: \"$MOTO\", create_table: true }"
@@ -76,12 +48,11 @@ transport: { plugin: sqs, endpoint: \"$MOTO\", topic: bench, create_topic: true,
 REDIS="storage: { plugin: redis, url: \"$URL\" }
 transport: { plugin: redis, url: \"$URL\", mode: pubsub }"
 
-one single "$LMDB"
-one single_dynamodb "$DYNAMODB"
-two two_aws "$AWS"
-two two_redis "$REDIS"
+rate_one single "$LMDB"
+rate_one single_dynamodb "$DYNAMODB"
+cross_two two_aws "$AWS"
+cross_two two_redis "$REDIS"
 
-field() { echo "$1" | awk -v k="$2" '{for(i=1;i<=NF;i++) if($i==k) print $(i+1)}'; }
 echo
 echo "AWS plugins on moto $(python3 -c 'import importlib.metadata as m; print(m.version("moto"))') (an emulator, not AWS): $(nproc) CPUs, ${DUR}s per throughput run, $CONNS connections, $N crossings"
 echo
@@ -90,13 +61,8 @@ printf '%-44s %12s %14s\n' "one instance, lmdb + local" "${RATE[single]}" "${P99
 printf '%-44s %12s %14s\n' "one instance, dynamodb (moto) + local" "${RATE[single_dynamodb]}" "${P99[single_dynamodb]}"
 echo
 printf '%-44s %22s %22s\n' crossing "list_changed p50/p99" "answer p50/p99"
-cross() {
-	printf '%-44s %22s %22s\n' "$1" \
-		"$(field "${CROSS[$2]}" changed_p50_ms)/$(field "${CROSS[$2]}" changed_p99_ms) ms" \
-		"$(field "${CROSS[$2]}" answer_p50_ms)/$(field "${CROSS[$2]}" answer_p99_ms) ms"
-}
-cross "two instances, dynamodb + sqs (moto)" two_aws
-cross "two instances, Redis (pubsub)" two_redis
+cross_row 44 "two instances, dynamodb + sqs (moto)" two_aws
+cross_row 44 "two instances, Redis (pubsub)" two_redis
 echo
 echo "A session's tools/call reads and renews the session in storage: on dynamodb that is HTTP calls"
 echo "to moto (a Python server on the same CPUs), on lmdb a local file. Crossings: list_changed from a"

@@ -27,53 +27,23 @@ CONNS=32
 if [ "${1:-}" = --quick ]; then DUR=1; N=30; fi
 PARTS=${AZURE_PARTS:-cosmos amqp}
 
-tmp=$(mktemp -d /tmp/mcpd-bench-azure.XXXXXX)
-pids=()
-cleanups=()
-cleanup() {
-	for c in "${cleanups[@]}"; do $c || true; done
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	[ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
-}
-trap cleanup EXIT
 . "$here/common.sh"
+bench_tmp azure
 
-CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"}}}'
 declare -A RATE P99 CROSS
 ROWS=()         # what the table prints, in order: "label|key"
 NOTES=()        # the ratios and remarks under it
 
 # one NAME BACKENDS: one instance on BACKENDS, its rate; stopped after.
 one() {
-	local p; p=$(port)
-	instance "$1" "$p" "$2"
-	local sid r; sid=$(session "$p")
-	r=$(wrk_rate "$p" "$sid" $CONNS)
-	RATE[$1]=${r% *}; P99[$1]=${r#* }
+	rate_one "$1" "$2"
 	CROSS[$1]=
 	kill "${pids[-1]}"
 	wait "${pids[-1]}" 2>/dev/null || true
 }
 
-# two NAME BACKENDS: two instances on BACKENDS, their rate and crossings.
-two() {
-	local pa pb; pa=$(port); pb=$(port)
-	instance "$1-a" "$pa" "$2"
-	instance "$1-b" "$pb" "$2"
-	local sid; sid=$(session "$pa")
-	wrk_rate "$pa" "$sid" $((CONNS / 2)) > "$tmp/wrk-a" &
-	wrk_rate "$pb" "$sid" $((CONNS / 2)) > "$tmp/wrk-b"
-	wait $!
-	RATE[$1]=$(awk '{s+=$1} END{printf "%.0f", s}' "$tmp/wrk-a" "$tmp/wrk-b")
-	P99[$1]="$(awk '{print $2}' "$tmp/wrk-a")/$(awk '{print $2}' "$tmp/wrk-b")"
-	CROSS[$1]=$(python3 "$here/crossing.py" "$pa" "$pb" $N)
-	# The instances stay up until the end (their pids are in pids).
-}
-
-field() { echo "$1" | awk -v k="$2" '{for(i=1;i<=NF;i++) if($i==k) print $(i+1)}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-row() {
+# Two instances and their crossings: rate_two (common.sh).
+table_row() {
 	if [ -z "$2" ]; then        # a half that did not run: its reason
 		printf '%-48s %s\n' "$1" "(not run)"
 	elif [ -z "${CROSS[$2]}" ]; then
@@ -165,17 +135,13 @@ amqp_part() {
 		command -v $c >/dev/null || { echo "$ME: needs $c (scripts/install-deps.sh test, bench/run.sh)" >&2; exit 1; }
 	done
 	[ -x "$RABBIT_BIN/rabbitmq-server" ] || { echo "$ME: needs rabbitmq-server (scripts/install-deps.sh test)" >&2; exit 1; }
-	local p_redis; p_redis=$(port)
-	redis-server --port "$p_redis" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
-		--logfile "$tmp/redis.log" &
-	pids+=($!)
-	for _ in $(seq 100); do redis-cli -p "$p_redis" ping >/dev/null 2>&1 && break; sleep 0.05; done
-	local redis="redis://127.0.0.1:$p_redis/0"
+	redis_start
+	local redis="redis://127.0.0.1:$P_REDIS/0"
 	rabbit_start
 
-	two redis "storage: { plugin: redis, url: \"$redis\", key_prefix: \"r:\" }
+	rate_two redis "storage: { plugin: redis, url: \"$redis\", key_prefix: \"r:\" }
 transport: { plugin: redis, url: \"$redis\", mode: pubsub, key_prefix: \"r:\" }"
-	two rabbitmq "storage: { plugin: redis, url: \"$redis\", key_prefix: \"q:\" }
+	rate_two rabbitmq "storage: { plugin: redis, url: \"$redis\", key_prefix: \"q:\" }
 transport: { plugin: amqp, url: \"amqp://127.0.0.1:$P_RABBIT\", flavor: rabbitmq }"
 
 	ROWS+=("two instances, Redis pub/sub transport|redis" "two instances, amqp transport on RabbitMQ|rabbitmq")
@@ -197,7 +163,7 @@ echo "Azure's backends beside their peers: $(nproc) CPUs, ${DUR}s per throughput
 echo
 printf '%-48s %12s %14s %22s %22s\n' set-up "calls/s" "p99" "list_changed p50/p99" "answer p50/p99"
 for r in "${ROWS[@]}"; do
-	row "${r%|*}" "${r##*|}"
+	table_row "${r%|*}" "${r##*|}"
 done
 echo
 for n in "${NOTES[@]}"; do

@@ -1,7 +1,28 @@
-# Sourced by the bench scripts: free ports, mcpd instances with the bench
-# tools, a session, a wrk run. The script sets here, root, tmp, pids (the
-# processes its cleanup kills), DUR and CALL before it calls these.
+# Sourced by the bench scripts: a temporary folder cleaned up on exit, free
+# ports, Redis, mcpd instances with the bench tools, a session, a wrk run,
+# crossings, the figures' table. The script sets here, root, DUR, CONNS and
+# N, and calls bench_tmp (or sets tmp and pids itself), before it calls the
+# others.
 ME=bench/$(basename "$0")
+
+CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"}}}'
+declare -A RATE P99 CROSS
+
+# bench_tmp NAME: tmp, a new folder /tmp/mcpd-bench-NAME.XXXXXX, removed on
+# exit (kept with KEEP=1) once the commands in cleanups have run and the
+# processes in pids (a negative one: a process group) have been killed.
+bench_tmp() {
+	tmp=$(mktemp -d "/tmp/mcpd-bench-$1.XXXXXX")
+	pids=()
+	cleanups=()
+	trap bench_cleanup EXIT
+}
+bench_cleanup() {
+	for c in "${cleanups[@]}"; do $c || true; done
+	for p in "${pids[@]}"; do kill -- "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	[ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
+}
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -61,4 +82,71 @@ wrk_rate() {
 	rate=$(echo "$out" | awk '/Requests\/sec/{printf "%.0f", $2}')
 	[ -n "$rate" ] && [ "$rate" != 0 ] || { echo "$ME: no rate:" >&2; echo "$out" >&2; exit 1; }
 	echo "$rate $(echo "$out" | awk '$1=="99%"{print $2}')"
+}
+
+# redis_start: a redis-server on a free port with no persistence, its log
+# in $tmp (pid in pids); P_REDIS is its port once it answers.
+redis_start() {
+	P_REDIS=$(port)
+	redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
+		--logfile "$tmp/redis.log" &
+	pids+=($!)
+	for _ in $(seq 100); do redis-cli -p "$P_REDIS" ping >/dev/null 2>&1 && break; sleep 0.05; done
+}
+
+# rate_one NAME BACKENDS: one instance on BACKENDS (it stays up, its pid
+# ${pids[-1]}, its port P_ONE), wrk on it: RATE[NAME], P99[NAME].
+rate_one() {
+	P_ONE=$(port)
+	instance "$1" "$P_ONE" "$2"
+	local sid r; sid=$(session "$P_ONE")
+	r=$(wrk_rate "$P_ONE" "$sid" $CONNS)
+	RATE[$1]=${r% *}; P99[$1]=${r#* }
+}
+
+# rate_two NAME BACKENDS: two instances on BACKENDS, one session, wrk on
+# both at once (half the connections each): RATE[NAME] the sum of both,
+# P99[NAME] each's; then N crossings from B to A: CROSS[NAME]. The
+# instances stay up until the end (their pids are in pids).
+rate_two() {
+	local pa pb; pa=$(port); pb=$(port)
+	instance "$1-a" "$pa" "$2"
+	instance "$1-b" "$pb" "$2"
+	local sid; sid=$(session "$pa")
+	wrk_rate "$pa" "$sid" $((CONNS / 2)) > "$tmp/wrk-a" &
+	wrk_rate "$pb" "$sid" $((CONNS / 2)) > "$tmp/wrk-b"
+	wait $!
+	RATE[$1]=$(awk '{s+=$1} END{printf "%.0f", s}' "$tmp/wrk-a" "$tmp/wrk-b")
+	P99[$1]="$(awk '{print $2}' "$tmp/wrk-a")/$(awk '{print $2}' "$tmp/wrk-b")"
+	CROSS[$1]=$(python3 "$here/crossing.py" "$pa" "$pb" $N)
+}
+
+# cross_two NAME BACKENDS: two instances on BACKENDS, N crossings from B to
+# A: CROSS[NAME].
+cross_two() {
+	local pa pb; pa=$(port); pb=$(port)
+	instance "$1-a" "$pa" "$2"
+	instance "$1-b" "$pb" "$2"
+	CROSS[$1]=$(python3 "$here/crossing.py" "$pa" "$pb" $N)
+}
+
+# field LINE KEY: the value after KEY in a "key value ..." line.
+field() { echo "$1" | awk -v k="$2" '{for(i=1;i<=NF;i++) if($i==k) print $(i+1)}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+# crossings NAME: CROSS[NAME]'s list_changed and answer p50/p99.
+crossings() {
+	printf '%22s %22s' \
+		"$(field "${CROSS[$1]}" changed_p50_ms)/$(field "${CROSS[$1]}" changed_p99_ms) ms" \
+		"$(field "${CROSS[$1]}" answer_p50_ms)/$(field "${CROSS[$1]}" answer_p99_ms) ms"
+}
+
+# row WIDTH LABEL NAME: a line of the table: the set-up, calls/s, p99,
+# crossings.
+row() {
+	printf "%-${1}s %12s %14s %s\n" "$2" "${RATE[$3]}" "${P99[$3]}" "$(crossings "$3")"
+}
+# cross_row WIDTH LABEL NAME: the same with the crossings only.
+cross_row() {
+	printf "%-${1}s %s\n" "$2" "$(crossings "$3")"
 }

@@ -22,15 +22,8 @@ SDK=/usr/lib/google-cloud-sdk/platform
 FS_JAR=$SDK/cloud-firestore-emulator/cloud-firestore-emulator.jar
 PS_JAR=$(ls "$SDK"/pubsub-emulator/lib/cloud-pubsub-emulator-*-all.jar 2>/dev/null | tail -1 || true)
 
-tmp=$(mktemp -d /tmp/mcpd-bench-gcp.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill -- "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	[ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
-}
-trap cleanup EXIT
 . "$here/common.sh"
+bench_tmp gcp
 
 command -v wrk >/dev/null && command -v redis-server >/dev/null || {
 	echo "bench/gcp.sh: needs wrk and redis-server (bench/run.sh installs them)" >&2; exit 1; }
@@ -63,29 +56,8 @@ for _ in $(seq 200); do
 done
 unset FIRESTORE_EMULATOR_HOST PUBSUB_EMULATOR_HOST GOOGLE_APPLICATION_CREDENTIALS
 
-P_REDIS=$(port)
-redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
-	--logfile "$tmp/redis.log" &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$P_REDIS" ping >/dev/null 2>&1 && break; sleep 0.05; done
+redis_start
 URL="redis://127.0.0.1:$P_REDIS/0"
-
-CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"}}}'
-
-declare -A RATE P99 CROSS
-one() {   # name backends
-	local p; p=$(port)
-	instance "$1" "$p" "$2"
-	local sid r; sid=$(session "$p")
-	r=$(wrk_rate "$p" "$sid" $CONNS)
-	RATE[$1]=${r% *}; P99[$1]=${r#* }
-}
-two() {   # name backends
-	local pa pb; pa=$(port); pb=$(port)
-	instance "$1-a" "$pa" "$2"
-	instance "$1-b" "$pb" "$2"
-	CROSS[$1]=$(python3 "$here/crossing.py" "$pa" "$pb" $N)
-}
 
 LMDB="storage: { plugin: lmdb, path: $tmp/state }"
 FIRESTORE="storage: { plugin: firestore, project: bench-project, endpoint: \"$FS\" }"
@@ -94,12 +66,11 @@ transport: { plugin: pubsub, project: bench-project, endpoint: \"$PS\", topic: b
 REDIS="storage: { plugin: redis, url: \"$URL\" }
 transport: { plugin: redis, url: \"$URL\", mode: pubsub }"
 
-one single "$LMDB"
-one single_firestore "$FIRESTORE"
-two two_gcp "$GCP"
-two two_redis "$REDIS"
+rate_one single "$LMDB"
+rate_one single_firestore "$FIRESTORE"
+cross_two two_gcp "$GCP"
+cross_two two_redis "$REDIS"
 
-field() { echo "$1" | awk -v k="$2" '{for(i=1;i<=NF;i++) if($i==k) print $(i+1)}'; }
 echo
 echo "Google Cloud plugins on Google's emulators (Cloud SDK $(cat /usr/lib/google-cloud-sdk/VERSION 2>/dev/null || echo '?'), emulators, not Google Cloud): $(nproc) CPUs, ${DUR}s per throughput run, $CONNS connections, $N crossings"
 echo
@@ -108,13 +79,8 @@ printf '%-48s %12s %14s\n' "one instance, lmdb + local" "${RATE[single]}" "${P99
 printf '%-48s %12s %14s\n' "one instance, firestore (emulator) + local" "${RATE[single_firestore]}" "${P99[single_firestore]}"
 echo
 printf '%-48s %22s %22s\n' crossing "list_changed p50/p99" "answer p50/p99"
-cross() {
-	printf '%-48s %22s %22s\n' "$1" \
-		"$(field "${CROSS[$2]}" changed_p50_ms)/$(field "${CROSS[$2]}" changed_p99_ms) ms" \
-		"$(field "${CROSS[$2]}" answer_p50_ms)/$(field "${CROSS[$2]}" answer_p99_ms) ms"
-}
-cross "two instances, firestore + pubsub (emulators)" two_gcp
-cross "two instances, Redis (pubsub)" two_redis
+cross_row 48 "two instances, firestore + pubsub (emulators)" two_gcp
+cross_row 48 "two instances, Redis (pubsub)" two_redis
 echo
 echo "A session's tools/call reads and renews the session in storage: on firestore that is HTTP calls"
 echo "to the emulator (a Java server on the same CPUs), on lmdb a local file. Crossings: list_changed"

@@ -16,15 +16,8 @@ N=300
 CONNS=32
 if [ "${1:-}" = --quick ]; then DUR=1; N=30; fi
 
-tmp=$(mktemp -d /tmp/mcpd-bench-nats.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	[ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
-}
-trap cleanup EXIT
 . "$here/common.sh"
+bench_tmp nats
 
 for c in wrk redis-server nats-server; do
 	command -v $c >/dev/null || { echo "bench/nats.sh: needs $c (scripts/install-deps.sh test, bench/run.sh)" >&2; exit 1; }
@@ -42,41 +35,18 @@ for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$P_NATS") 2>/dev/null && br
 REDIS="redis://127.0.0.1:$P_REDIS/0"
 NATS="nats://127.0.0.1:$P_NATS"
 
-CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"}}}'
-
-declare -A RATE P99 CROSS
-two() {   # name backends
-	local pa pb; pa=$(port); pb=$(port)
-	instance "$1-a" "$pa" "$2"
-	instance "$1-b" "$pb" "$2"
-	local sid; sid=$(session "$pa")
-	wrk_rate "$pa" "$sid" $((CONNS / 2)) > "$tmp/wrk-a" &
-	wrk_rate "$pb" "$sid" $((CONNS / 2)) > "$tmp/wrk-b"
-	wait $!
-	RATE[$1]=$(awk '{s+=$1} END{printf "%.0f", s}' "$tmp/wrk-a" "$tmp/wrk-b")
-	P99[$1]="$(awk '{print $2}' "$tmp/wrk-a")/$(awk '{print $2}' "$tmp/wrk-b")"
-	CROSS[$1]=$(python3 "$here/crossing.py" "$pa" "$pb" $N)
-}
-
-two redis "storage: { plugin: redis, url: \"$REDIS\", key_prefix: \"r:\" }
+rate_two redis "storage: { plugin: redis, url: \"$REDIS\", key_prefix: \"r:\" }
 transport: { plugin: redis, url: \"$REDIS\", mode: pubsub, key_prefix: \"r:\" }"
-two nats "storage: { plugin: redis, url: \"$REDIS\", key_prefix: \"n:\" }
+rate_two nats "storage: { plugin: redis, url: \"$REDIS\", key_prefix: \"n:\" }
 transport: { plugin: nats, url: \"$NATS\" }"
 
-field() { echo "$1" | awk -v k="$2" '{for(i=1;i<=NF;i++) if($i==k) print $(i+1)}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 echo
 echo "transport through NATS: $(nproc) CPUs, ${DUR}s per throughput run, $CONNS connections, $N crossings," \
 	"nats-server $(nats-server --version 2>&1 | awk '{print $NF}' | tr -d v), sessions in one Redis"
 echo
 printf '%-44s %12s %14s %22s %22s\n' set-up "calls/s" "p99" "list_changed p50/p99" "answer p50/p99"
-row() {
-	printf '%-44s %12s %14s %22s %22s\n' "$1" "${RATE[$2]}" "${P99[$2]}" \
-		"$(field "${CROSS[$2]}" changed_p50_ms)/$(field "${CROSS[$2]}" changed_p99_ms) ms" \
-		"$(field "${CROSS[$2]}" answer_p50_ms)/$(field "${CROSS[$2]}" answer_p99_ms) ms"
-}
-row "two instances, Redis pub/sub transport" redis
-row "two instances, NATS transport" nats
+row 44 "two instances, Redis pub/sub transport" redis
+row 44 "two instances, NATS transport" nats
 echo
 echo "nats / redis: calls/s $(ratio "${RATE[nats]}" "${RATE[redis]}"), answer p50" \
 	"$(ratio "$(field "${CROSS[nats]}" answer_p50_ms)" "$(field "${CROSS[redis]}" answer_p50_ms)")," \

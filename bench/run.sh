@@ -48,7 +48,6 @@ wait_port() {
 	return 1
 }
 
-CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"}}}'
 CALL_SH='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet_sh","arguments":{"name":"bench"}}}'
 REPLY='{"result":{"content":[{"type":"text","text":"Hello, bench!"}]},"jsonrpc":"2.0","id":1}'
 
@@ -156,9 +155,6 @@ DB_AFTER=$(stat -c %s "$tmp/state/data.mdb")
 BUSY_RSS=$(for p in $MCPD_WORKERS; do awk '/^VmRSS/{print $2}' /proc/$p/status; done | sort -n | tail -1)
 PER_SESSION=$(awk -v a=$DB_BEFORE -v b=$DB_AFTER -v n=$SESSIONS 'BEGIN{printf "%.0f", (b-a)/n}')
 SDK_RSS=$(rss_kib $SDK_PID)
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-" }'; }
-field() { echo "$1" | awk -v k="$2" '{for(i=1;i<=NF;i++) if($i==k) print $(i+1)}'; }
 
 echo
 echo "mcpd benchmark: $(nproc) CPUs, $(uname -sr), ${DUR}s per scenario, $CONNS connections, wrk $(wrk --version 2>&1 | awk 'NR==1{print $2}')"

@@ -4,8 +4,10 @@
 #include "aws_creds.h"
 #include "aws_xml.h"
 #include "clock.h"
+#include "credfile.h"
 #include "fetch.h"
 #include "isotime.h"
+#include "tokcache.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -58,16 +60,6 @@ struct aws_chain {
 };
 
 static void
-wipe_free(char **p)
-{
-	if (*p != NULL) {
-		OPENSSL_cleanse(*p, strlen(*p));
-		free(*p);
-		*p = NULL;
-	}
-}
-
-static void
 say(const struct aws_chain *ch, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static void
@@ -83,46 +75,6 @@ say(const struct aws_chain *ch, int level, const char *fmt, ...)
 	ch->host->log((enum mcpd_log_level)level, "%s", msg);
 }
 
-static const char *
-env(const char *name)
-{
-	const char *v = getenv(name);
-	return v != NULL && *v != '\0' ? v : NULL;
-}
-
-/* A small file whole, NUL-terminated (malloc'ed), or NULL and errno. */
-static char *
-slurp(const char *path, size_t *lenp)
-{
-	FILE *fp = fopen(path, "re");
-	if (fp == NULL)
-		return NULL;
-	char *buf = malloc(MAX_FILE + 1);
-	size_t n = buf ? fread(buf, 1, MAX_FILE + 1, fp) : 0;
-	int bad = buf == NULL || ferror(fp) || n > MAX_FILE;
-	fclose(fp);
-	if (bad) {
-		free(buf);
-		errno = buf == NULL ? ENOMEM : EFBIG;
-		return NULL;
-	}
-	buf[n] = '\0';
-	if (lenp != NULL)
-		*lenp = n;
-	return buf;
-}
-
-static char *
-trim(char *s)
-{
-	while (isspace((unsigned char)*s))
-		s++;
-	size_t n = strlen(s);
-	while (n > 0 && isspace((unsigned char)s[n - 1]))
-		s[--n] = '\0';
-	return s;
-}
-
 /* The keys of one section of an INI file: [section] in the credentials
  * file, [profile NAME] (or [default]) in the config file. */
 struct profile {
@@ -135,16 +87,16 @@ struct profile {
 static void
 profile_clear(struct profile *p)
 {
-	wipe_free(&p->ak);
-	wipe_free(&p->sk);
-	wipe_free(&p->tok);
+	cred_wipe_free(&p->ak);
+	cred_wipe_free(&p->sk);
+	cred_wipe_free(&p->tok);
 }
 
 static int
 read_profile(const char *path, const char *name, int config, struct profile *p)
 {
 	size_t len;
-	char *text = slurp(path, &len);
+	char *text = cred_slurp(path, MAX_FILE, &len);
 	if (text == NULL)
 		return errno == ENOENT ? 0 : -1;
 	int in = 0;
@@ -152,7 +104,7 @@ read_profile(const char *path, const char *name, int config, struct profile *p)
 		next = strchr(line, '\n');
 		if (next != NULL)
 			*next++ = '\0';
-		char *l = trim(line);
+		char *l = cred_trim(line);
 		if (*l == '#' || *l == ';' || *l == '\0')
 			continue;
 		if (*l == '[') {
@@ -162,10 +114,10 @@ read_profile(const char *path, const char *name, int config, struct profile *p)
 				continue;
 			}
 			*end = '\0';
-			char *sec = trim(l + 1);
+			char *sec = cred_trim(l + 1);
 			if (config && strcmp(name, "default") != 0) {
 				in = strncmp(sec, "profile", 7) == 0 && isspace((unsigned char)sec[7]) &&
-				    strcmp(trim(sec + 8), name) == 0;
+				    strcmp(cred_trim(sec + 8), name) == 0;
 			} else if (config) {
 				in = strcmp(sec, "default") == 0 || strcmp(sec, "profile default") == 0;
 			} else {
@@ -181,7 +133,7 @@ read_profile(const char *path, const char *name, int config, struct profile *p)
 		if (eq == NULL)
 			continue;
 		*eq = '\0';
-		char *k = trim(l), *v = trim(eq + 1);
+		char *k = cred_trim(l), *v = cred_trim(eq + 1);
 		char **slot = NULL;
 		if (strcasecmp(k, "aws_access_key_id") == 0)
 			slot = &p->ak;
@@ -205,11 +157,11 @@ read_profile(const char *path, const char *name, int config, struct profile *p)
 static char *
 home_file(const char *envname, const char *rel)
 {
-	const char *v = env(envname);
+	const char *v = cred_env(envname);
 	char *path = NULL;
 	if (v != NULL)
 		return strdup(v);
-	const char *home = env("HOME");
+	const char *home = cred_env("HOME");
 	if (home == NULL || asprintf(&path, "%s/%s", home, rel) < 0)
 		return NULL;
 	return path;
@@ -221,7 +173,7 @@ static int
 find(struct aws_chain *ch, const char *profile_name, char *why, size_t whylen)
 {
 	ch->region[0] = '\0';
-	const char *ak = env("AWS_ACCESS_KEY_ID"), *sk = env("AWS_SECRET_ACCESS_KEY");
+	const char *ak = cred_env("AWS_ACCESS_KEY_ID"), *sk = cred_env("AWS_SECRET_ACCESS_KEY");
 	if (ak != NULL || sk != NULL) {
 		if (ak == NULL || sk == NULL) {
 			snprintf(why, whylen, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together");
@@ -229,13 +181,13 @@ find(struct aws_chain *ch, const char *profile_name, char *why, size_t whylen)
 		}
 		ch->src = SRC_ENV;
 		snprintf(ch->what, sizeof(ch->what), "the environment (AWS_ACCESS_KEY_ID)");
-		const char *tok = env("AWS_SESSION_TOKEN");
+		const char *tok = cred_env("AWS_SESSION_TOKEN");
 		if ((ch->ak = strdup(ak)) == NULL || (ch->sk = strdup(sk)) == NULL ||
 		    (tok != NULL && (ch->tok = strdup(tok)) == NULL))
 			goto oom;
 		return 0;
 	}
-	const char *name = profile_name ? profile_name : env("AWS_PROFILE") ? env("AWS_PROFILE") : "default";
+	const char *name = profile_name ? profile_name : cred_env("AWS_PROFILE") ? cred_env("AWS_PROFILE") : "default";
 	char *cred_path = home_file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials");
 	char *conf_path = home_file("AWS_CONFIG_FILE", ".aws/config");
 	struct profile c = { 0 }, k = { 0 };
@@ -280,7 +232,7 @@ find(struct aws_chain *ch, const char *profile_name, char *why, size_t whylen)
 	if (rc < 0 || ch->ak != NULL)
 		return rc;
 
-	const char *tf = env("AWS_WEB_IDENTITY_TOKEN_FILE"), *role = env("AWS_ROLE_ARN");
+	const char *tf = cred_env("AWS_WEB_IDENTITY_TOKEN_FILE"), *role = cred_env("AWS_ROLE_ARN");
 	if (tf != NULL || role != NULL) {
 		if (tf == NULL || role == NULL) {
 			snprintf(why, whylen, "AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN must be set together");
@@ -288,13 +240,14 @@ find(struct aws_chain *ch, const char *profile_name, char *why, size_t whylen)
 		}
 		ch->src = SRC_WEB;
 		snprintf(ch->what, sizeof(ch->what), "web identity (role %.300s)", role);
-		const char *sn = env("AWS_ROLE_SESSION_NAME");
+		const char *sn = cred_env("AWS_ROLE_SESSION_NAME");
 		if ((ch->token_file = strdup(tf)) == NULL || (ch->role_arn = strdup(role)) == NULL ||
 		    (ch->session_name = strdup(sn ? sn : "mcpd")) == NULL)
 			goto oom;
 		return 0;
 	}
-	const char *rel = env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"), *full = env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+	const char *rel = cred_env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+	const char *full = cred_env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
 	if (rel != NULL || full != NULL) {
 		ch->src = SRC_ECS;
 		if (rel != NULL) {
@@ -315,8 +268,8 @@ find(struct aws_chain *ch, const char *profile_name, char *why, size_t whylen)
 			}
 			if ((ch->url = strdup(full)) == NULL)
 				goto oom;
-			const char *atf = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
-			const char *at = env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+			const char *atf = cred_env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+			const char *at = cred_env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
 			if ((atf != NULL && (ch->auth_token_file = strdup(atf)) == NULL) ||
 			    (atf == NULL && at != NULL && (ch->auth_token = strdup(at)) == NULL))
 				goto oom;
@@ -324,13 +277,13 @@ find(struct aws_chain *ch, const char *profile_name, char *why, size_t whylen)
 		snprintf(ch->what, sizeof(ch->what), "the container credentials endpoint %.300s", ch->url);
 		return 0;
 	}
-	const char *off = env("AWS_EC2_METADATA_DISABLED");
+	const char *off = cred_env("AWS_EC2_METADATA_DISABLED");
 	if (off != NULL && strcasecmp(off, "true") == 0) {
 		snprintf(why, whylen, "no AWS credentials: none in the environment, no profile %s with keys, no web "
 		    "identity or container endpoint, and instance metadata is disabled (AWS_EC2_METADATA_DISABLED)", name);
 		return -1;
 	}
-	const char *ep = env("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+	const char *ep = cred_env("AWS_EC2_METADATA_SERVICE_ENDPOINT");
 	ch->src = SRC_IMDS;
 	if ((ch->imds = strdup(ep ? ep : IMDS_DEFAULT)) == NULL)
 		goto oom;
@@ -347,17 +300,17 @@ oom:
 static void
 chain_clear(struct aws_chain *ch)
 {
-	wipe_free(&ch->ak);
-	wipe_free(&ch->sk);
-	wipe_free(&ch->tok);
+	cred_wipe_free(&ch->ak);
+	cred_wipe_free(&ch->sk);
+	cred_wipe_free(&ch->tok);
 	free(ch->token_file);
 	free(ch->role_arn);
 	free(ch->session_name);
 	free(ch->url);
-	wipe_free(&ch->auth_token);
+	cred_wipe_free(&ch->auth_token);
 	free(ch->auth_token_file);
 	free(ch->imds);
-	wipe_free(&ch->imds_token);
+	cred_wipe_free(&ch->imds_token);
 	free(ch->imds_role);
 	ch->token_file = ch->role_arn = ch->session_name = ch->url = ch->auth_token_file = NULL;
 	ch->imds = ch->imds_role = NULL;
@@ -444,24 +397,14 @@ aws_chain_free(struct aws_chain *ch)
 	free(ch);
 }
 
-static uint64_t
-life(const struct aws_chain *ch)
-{
-	return ch->expires_ms > ch->obtained_ms ? ch->expires_ms - ch->obtained_ms : 0;
-}
-
 /* Still good for a call: not within the last tenth of their life (at
  * most 10 s) before they expire, so that a signed call does not reach
- * the service with credentials that lapsed on the way. */
+ * the service with credentials that lapsed on the way (tokcache.h's
+ * rule). Keys with no expiry are always good. */
 static int
 usable(const struct aws_chain *ch, uint64_t now)
 {
-	if (ch->ak == NULL)
-		return 0;
-	if (ch->expires_ms == 0)
-		return 1;
-	uint64_t margin = life(ch) / 10 < 10000 ? life(ch) / 10 : 10000;
-	return now + margin < ch->expires_ms;
+	return ch->ak != NULL && (ch->expires_ms == 0 || tokcache_usable(ch->obtained_ms, ch->expires_ms, now));
 }
 
 /* Time to fetch new ones: in the second half of their life, or the last
@@ -469,12 +412,7 @@ usable(const struct aws_chain *ch, uint64_t now)
 static int
 due(const struct aws_chain *ch, uint64_t now)
 {
-	if (ch->ak == NULL)
-		return 1;
-	if (ch->expires_ms == 0)
-		return 0;
-	uint64_t ahead = life(ch) / 2 < 300000 ? life(ch) / 2 : 300000;
-	return now + ahead >= ch->expires_ms;
+	return ch->ak == NULL || (ch->expires_ms != 0 && tokcache_due(ch->obtained_ms, ch->expires_ms, now));
 }
 
 static void
@@ -502,9 +440,9 @@ fetched(struct aws_chain *ch, char *ak, char *sk, char *tok, uint64_t expires, c
 {
 	ch->fetching = 0;
 	if (why != NULL) {
-		wipe_free(&ak);
-		wipe_free(&sk);
-		wipe_free(&tok);
+		cred_wipe_free(&ak);
+		cred_wipe_free(&sk);
+		cred_wipe_free(&tok);
 		ch->failed_at = mono_ms();
 		snprintf(ch->last_error, sizeof(ch->last_error), "credentials from %s: %s", ch->what, why);
 		if (usable(ch, real_ms())) {
@@ -520,9 +458,9 @@ fetched(struct aws_chain *ch, char *ak, char *sk, char *tok, uint64_t expires, c
 		return;
 	}
 	int first = ch->ak == NULL || ch->last_error[0] != '\0';
-	wipe_free(&ch->ak);
-	wipe_free(&ch->sk);
-	wipe_free(&ch->tok);
+	cred_wipe_free(&ch->ak);
+	cred_wipe_free(&ch->sk);
+	cred_wipe_free(&ch->tok);
 	ch->ak = ak;
 	ch->sk = sk;
 	ch->tok = tok;
@@ -613,9 +551,9 @@ sts_done(void *arg, const struct fetch_result *r)
 static const char *
 sts_url(const struct aws_chain *ch, char *buf, size_t len)
 {
-	const char *ep = env("AWS_ENDPOINT_URL_STS");
+	const char *ep = cred_env("AWS_ENDPOINT_URL_STS");
 	if (ep == NULL)
-		ep = env("AWS_ENDPOINT_URL");
+		ep = cred_env("AWS_ENDPOINT_URL");
 	if (ep != NULL)
 		snprintf(buf, len, "%s", ep);
 	else if (ch->region[0])
@@ -630,7 +568,7 @@ fetch_web(struct aws_chain *ch)
 {
 	size_t len;
 	char err[600], url[512];
-	char *token = slurp(ch->token_file, &len);
+	char *token = cred_slurp(ch->token_file, MAX_FILE, &len);
 	if (token == NULL) {
 		snprintf(err, sizeof(err), "cannot read the token file %.300s: %s", ch->token_file, strerror(errno));
 		fetched(ch, NULL, NULL, NULL, 0, err);
@@ -641,11 +579,11 @@ fetch_web(struct aws_chain *ch)
 	    fetch_form_add(&body, "Version", "2011-06-15") == 0 &&
 	    fetch_form_add(&body, "RoleArn", ch->role_arn) == 0 &&
 	    fetch_form_add(&body, "RoleSessionName", ch->session_name) == 0 &&
-	    fetch_form_add(&body, "WebIdentityToken", trim(token)) == 0;
+	    fetch_form_add(&body, "WebIdentityToken", cred_trim(token)) == 0;
 	OPENSSL_cleanse(token, len);
 	free(token);
 	if (!ok) {
-		wipe_free(&body);
+		cred_wipe_free(&body);
 		fetched(ch, NULL, NULL, NULL, 0, "out of memory");
 		return;
 	}
@@ -655,7 +593,7 @@ fetch_web(struct aws_chain *ch)
 	struct fetch_request rq = { "POST", headers, body, strlen(body), 0 };
 	struct fetch_opts o = { FETCH_TIMEOUT_MS, MAX_ANSWER, NULL, 0 };
 	int rc = fetch_request(ch->f, sts_url(ch, url, sizeof(url)), &rq, &o, sts_done, ch, err, sizeof(err));
-	wipe_free(&body);
+	cred_wipe_free(&body);
 	if (rc < 0)
 		fetched(ch, NULL, NULL, NULL, 0, err);
 }
@@ -672,13 +610,13 @@ fetch_ecs(struct aws_chain *ch)
 	char err[600], *auth = NULL;
 	if (ch->auth_token_file != NULL) {
 		size_t len;
-		char *t = slurp(ch->auth_token_file, &len);
+		char *t = cred_slurp(ch->auth_token_file, MAX_FILE, &len);
 		if (t == NULL) {
 			snprintf(err, sizeof(err), "cannot read %.300s: %s", ch->auth_token_file, strerror(errno));
 			fetched(ch, NULL, NULL, NULL, 0, err);
 			return;
 		}
-		if (asprintf(&auth, "Authorization: %s", trim(t)) < 0)
+		if (asprintf(&auth, "Authorization: %s", cred_trim(t)) < 0)
 			auth = NULL;
 		OPENSSL_cleanse(t, len);
 		free(t);
@@ -690,7 +628,7 @@ fetch_ecs(struct aws_chain *ch)
 		return;
 	}
 	if (auth != NULL && strpbrk(auth, "\r\n") != NULL) {
-		wipe_free(&auth);
+		cred_wipe_free(&auth);
 		fetched(ch, NULL, NULL, NULL, 0, "the authorization token has a line break");
 		return;
 	}
@@ -698,7 +636,7 @@ fetch_ecs(struct aws_chain *ch)
 	struct fetch_request rq = { "GET", headers, NULL, 0, 1 };
 	struct fetch_opts o = { FETCH_TIMEOUT_MS, MAX_ANSWER, NULL, 0 };
 	int rc = fetch_request(ch->f, ch->url, &rq, &o, ecs_done, ch, err, sizeof(err));
-	wipe_free(&auth);
+	cred_wipe_free(&auth);
 	if (rc < 0)
 		fetched(ch, NULL, NULL, NULL, 0, err);
 }
@@ -718,7 +656,7 @@ imds_done(void *arg, const struct fetch_result *r)
 	if (r->error != NULL || r->status != 200) {
 		/* A token that expired meanwhile: start again with a new one. */
 		if (r->error == NULL && r->status == 401 && ch->imds_token != NULL && ch->imds_step == 1) {
-			wipe_free(&ch->imds_token);
+			cred_wipe_free(&ch->imds_token);
 			ch->imds_step = 0;
 			imds_next(ch);
 			return;
@@ -734,10 +672,10 @@ imds_done(void *arg, const struct fetch_result *r)
 		return;
 	}
 	if (ch->imds_step == 0) {
-		wipe_free(&ch->imds_token);
+		cred_wipe_free(&ch->imds_token);
 		ch->imds_token = strndup(r->body, r->len);
 		if (ch->imds_token != NULL)
-			trim(ch->imds_token);
+			cred_trim(ch->imds_token);
 		OPENSSL_cleanse((char *)r->body, r->len);
 		ch->imds_step = 1;
 	} else {
@@ -764,7 +702,7 @@ imds_next(struct aws_chain *ch)
 	if (ch->imds_token != NULL && asprintf(&tokhdr, "X-aws-ec2-metadata-token: %s", ch->imds_token) < 0)
 		tokhdr = NULL;
 	if (ch->imds_step > 0 && (tokhdr == NULL || strpbrk(ch->imds_token, "\r\n") != NULL)) {
-		wipe_free(&tokhdr);
+		cred_wipe_free(&tokhdr);
 		ch->imds_step = 0;
 		fetched(ch, NULL, NULL, NULL, 0, "no usable session token");
 		return;
@@ -781,7 +719,7 @@ imds_next(struct aws_chain *ch)
 		snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/%s", ch->imds, ch->imds_role);
 	struct fetch_opts o = { IMDS_TIMEOUT_MS, MAX_ANSWER, NULL, 0 };
 	int rc = fetch_request(ch->f, url, &rq, &o, imds_done, ch, err, sizeof(err));
-	wipe_free(&tokhdr);
+	cred_wipe_free(&tokhdr);
 	if (rc < 0) {
 		ch->imds_step = 0;
 		fetched(ch, NULL, NULL, NULL, 0, err);

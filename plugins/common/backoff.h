@@ -1,6 +1,6 @@
 /*
  * Jittered exponential back-off for the cloud plugins' calls that are
- * tried again (AWS, Azure): full jitter, the n-th wait drawn from
+ * tried again (AWS, Google, Azure): full jitter, the n-th wait drawn from
  * [0, min(cap, base << n)]. Header-only, like clock.h.
  */
 #ifndef MCPD_PLUGIN_BACKOFF_H

@@ -1,6 +1,7 @@
 /* Calls to Google Cloud's REST APIs on the worker's loop: see gcp.h. */
 #include <mcpd/plugin.h>
 
+#include "backoff.h"
 #include "clock.h"
 #include "fetch.h"
 #include "gcp.h"
@@ -15,7 +16,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
-#include <sys/random.h>
 
 #define MAX_ANSWER (40u << 20)          /* a page of a query: bounded by the plugins' page sizes */
 #define BACKOFF_BASE_MS 25
@@ -307,25 +307,13 @@ fail_later(struct call *k, int credentials, const char *detail)
 	evtimer_add(k->timer, &now);
 }
 
-static uint32_t
-jitter(uint32_t below)
-{
-	uint32_t v = 0;
-	if (below == 0 || getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
-		return below / 2;
-	return v % below;
-}
-
 /* Again after a back-off, if the budget allows. */
 static int
 retry(struct call *k)
 {
 	if (k->attempts >= MAX_ATTEMPTS)
 		return 0;
-	uint64_t cap = BACKOFF_BASE_MS << (k->attempts < 10 ? k->attempts : 10);
-	if (cap > BACKOFF_CAP_MS)
-		cap = BACKOFF_CAP_MS;
-	uint64_t delay = jitter((uint32_t)cap + 1);
+	uint64_t delay = backoff_delay_ms(k->attempts, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
 	if (mono_ms() + delay + 10 >= k->deadline)
 		return 0;
 	struct timeval tv = { (time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000 };

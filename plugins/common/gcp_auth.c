@@ -1,13 +1,15 @@
 /* Google's Application Default Credentials: see gcp_auth.h. */
 #include <mcpd/plugin.h>
 
+#include "b64.h"
 #include "clock.h"
+#include "credfile.h"
 #include "fetch.h"
 #include "gcp_auth.h"
 #include "isotime.h"
+#include "tokcache.h"
 
 #include <cjson/cJSON.h>
-#include <ctype.h>
 #include <errno.h>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
@@ -70,16 +72,6 @@ struct gcp_auth {
 };
 
 static void
-wipe_free(char **p)
-{
-	if (*p != NULL) {
-		OPENSSL_cleanse(*p, strlen(*p));
-		free(*p);
-		*p = NULL;
-	}
-}
-
-static void
 say(const struct gcp_auth *a, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static void
@@ -93,48 +85,6 @@ say(const struct gcp_auth *a, int level, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	a->host->log((enum mcpd_log_level)level, "%s", msg);
-}
-
-static const char *
-env(const char *name)
-{
-	const char *v = getenv(name);
-	return v != NULL && *v != '\0' ? v : NULL;
-}
-
-/* A small file whole, NUL-terminated (malloc'ed), or NULL and errno. */
-static char *
-slurp(const char *path, size_t *lenp)
-{
-	FILE *fp = fopen(path, "re");
-	if (fp == NULL)
-		return NULL;
-	char *buf = malloc(MAX_FILE + 1);
-	size_t n = buf ? fread(buf, 1, MAX_FILE + 1, fp) : 0;
-	int bad = buf == NULL || ferror(fp) || n > MAX_FILE;
-	fclose(fp);
-	if (bad) {
-		if (buf != NULL)
-			OPENSSL_cleanse(buf, n < MAX_FILE ? n : MAX_FILE);
-		free(buf);
-		errno = buf == NULL ? ENOMEM : EFBIG;
-		return NULL;
-	}
-	buf[n] = '\0';
-	if (lenp != NULL)
-		*lenp = n;
-	return buf;
-}
-
-static char *
-trim(char *s)
-{
-	while (isspace((unsigned char)*s))
-		s++;
-	size_t n = strlen(s);
-	while (n > 0 && isspace((unsigned char)s[n - 1]))
-		s[--n] = '\0';
-	return s;
 }
 
 static const char *
@@ -171,10 +121,10 @@ source_clear(struct gcp_auth *a)
 	free(a->email);
 	free(a->key_id);
 	free(a->token_uri);
-	wipe_free(&a->pem);
+	cred_wipe_free(&a->pem);
 	free(a->client_id);
-	wipe_free(&a->client_secret);
-	wipe_free(&a->refresh_token);
+	cred_wipe_free(&a->client_secret);
+	cred_wipe_free(&a->refresh_token);
 	free(a->audience);
 	free(a->subject_type);
 	free(a->sts_url);
@@ -183,7 +133,7 @@ source_clear(struct gcp_auth *a)
 	free(a->src_url);
 	free(a->src_field);
 	for (size_t i = 0; i < MAX_SOURCE_HEADERS; i++)
-		wipe_free(&a->src_headers[i]);
+		cred_wipe_free(&a->src_headers[i]);
 	free(a->md_url);
 	a->email = a->key_id = a->token_uri = NULL;
 	a->client_id = NULL;
@@ -323,7 +273,7 @@ static int
 load_file(struct gcp_auth *a, const char *path, char *why, size_t whylen)
 {
 	size_t len;
-	char *text = slurp(path, &len);
+	char *text = cred_slurp(path, MAX_FILE, &len);
 	if (text == NULL) {
 		snprintf(why, whylen, "cannot read the credentials file %.300s: %s", path, strerror(errno));
 		return -1;
@@ -361,11 +311,11 @@ load_file(struct gcp_auth *a, const char *path, char *why, size_t whylen)
 static int
 find(struct gcp_auth *a, char *why, size_t whylen)
 {
-	const char *gac = env("GOOGLE_APPLICATION_CREDENTIALS");
+	const char *gac = cred_env("GOOGLE_APPLICATION_CREDENTIALS");
 	if (gac != NULL)
 		return load_file(a, gac, why, whylen);
 	char path[1024];
-	const char *dir = env("CLOUDSDK_CONFIG"), *home = env("HOME");
+	const char *dir = cred_env("CLOUDSDK_CONFIG"), *home = cred_env("HOME");
 	int have = 0;
 	if (dir != NULL)
 		have = snprintf(path, sizeof(path), "%s/application_default_credentials.json", dir) < (int)sizeof(path);
@@ -377,7 +327,7 @@ find(struct gcp_auth *a, char *why, size_t whylen)
 		fclose(fp);
 		return load_file(a, path, why, whylen);
 	}
-	const char *md = env("GCE_METADATA_HOST");
+	const char *md = cred_env("GCE_METADATA_HOST");
 	if (md == NULL)
 		md = METADATA_HOST;
 	if (strpbrk(md, "/?#@ \r\n") != NULL) {
@@ -449,26 +399,11 @@ gcp_auth_free(struct gcp_auth *a)
 		return;
 	}
 	source_clear(a);
-	wipe_free(&a->token);
+	cred_wipe_free(&a->token);
 	free(a);
 }
 
 /* ---- the JWT of a service account ---- */
-
-static char *
-b64url(const unsigned char *data, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-	if (out == NULL)
-		return NULL;
-	int n = EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	while (n > 0 && out[n - 1] == '=')
-		n--;
-	out[n] = '\0';
-	for (char *p = out; *p; p++)
-		*p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
-	return out;
-}
 
 char *
 gcp_jwt_assertion(const char *email, const char *pem_key, const char *key_id, const char *scope, const char *aud,
@@ -500,8 +435,8 @@ gcp_jwt_assertion(const char *email, const char *pem_key, const char *key_id, co
 	}
 	cJSON_Delete(hj);
 	cJSON_Delete(cj);
-	if (h == NULL || c == NULL || (hb = b64url((unsigned char *)h, strlen(h))) == NULL ||
-	    (cb = b64url((unsigned char *)c, strlen(c))) == NULL || asprintf(&input, "%s.%s", hb, cb) < 0) {
+	if (h == NULL || c == NULL || (hb = b64url_encode((unsigned char *)h, strlen(h))) == NULL ||
+	    (cb = b64url_encode((unsigned char *)c, strlen(c))) == NULL || asprintf(&input, "%s.%s", hb, cb) < 0) {
 		input = NULL;
 		snprintf(err, errlen, "out of memory");
 		goto done;
@@ -514,7 +449,7 @@ gcp_jwt_assertion(const char *email, const char *pem_key, const char *key_id, co
 		snprintf(err, errlen, "cannot sign the JWT with the private key");
 		goto done;
 	}
-	if ((sb = b64url(sig, siglen)) == NULL || asprintf(&out, "%s.%s", input, sb) < 0) {
+	if ((sb = b64url_encode(sig, siglen)) == NULL || asprintf(&out, "%s.%s", input, sb) < 0) {
 		out = NULL;
 		snprintf(err, errlen, "out of memory");
 	}
@@ -533,22 +468,13 @@ done:
 
 /* ---- fetching tokens ---- */
 
-static uint64_t
-life(const struct gcp_auth *a)
-{
-	return a->expires_ms > a->obtained_ms ? a->expires_ms - a->obtained_ms : 0;
-}
-
 /* Still good for a call: not within the last tenth of its life (at most
  * 10 s), so that a call does not reach the service with a token that
- * lapsed on the way. */
+ * lapsed on the way (tokcache.h's rule). */
 static int
 usable(const struct gcp_auth *a, uint64_t now)
 {
-	if (a->token == NULL)
-		return 0;
-	uint64_t margin = life(a) / 10 < 10000 ? life(a) / 10 : 10000;
-	return now + margin < a->expires_ms;
+	return a->token != NULL && tokcache_usable(a->obtained_ms, a->expires_ms, now);
 }
 
 /* Time to fetch another: in the second half of its life, or the last 5
@@ -556,10 +482,7 @@ usable(const struct gcp_auth *a, uint64_t now)
 static int
 due(const struct gcp_auth *a, uint64_t now)
 {
-	if (a->token == NULL)
-		return 1;
-	uint64_t ahead = life(a) / 2 < 300000 ? life(a) / 2 : 300000;
-	return now + ahead >= a->expires_ms;
+	return a->token == NULL || tokcache_due(a->obtained_ms, a->expires_ms, now);
 }
 
 static void
@@ -587,7 +510,7 @@ fetched(struct gcp_auth *a, char *token, uint64_t expires_ms, const char *why)
 	a->fetching = 0;
 	a->ext_step = 0;
 	if (why != NULL || token == NULL) {
-		wipe_free(&token);
+		cred_wipe_free(&token);
 		a->failed_at = mono_ms();
 		snprintf(a->last_error, sizeof(a->last_error), "credentials from %.600s: %.400s", a->what,
 		    why ? why : "no token");
@@ -596,7 +519,7 @@ fetched(struct gcp_auth *a, char *token, uint64_t expires_ms, const char *why)
 			    "until it expires", a->last_error);
 			char *t = strdup(a->token);
 			serve_waiters(a, t, t ? NULL : "out of memory");
-			wipe_free(&t);
+			cred_wipe_free(&t);
 			return;
 		}
 		say(a, MCPD_LOG_ERROR, "google: %s", a->last_error);
@@ -606,7 +529,7 @@ fetched(struct gcp_auth *a, char *token, uint64_t expires_ms, const char *why)
 		return;
 	}
 	int first = a->token == NULL || a->last_error[0] != '\0';
-	wipe_free(&a->token);
+	cred_wipe_free(&a->token);
 	a->token = token;
 	a->obtained_ms = real_ms();
 	a->expires_ms = expires_ms;
@@ -616,7 +539,7 @@ fetched(struct gcp_auth *a, char *token, uint64_t expires_ms, const char *why)
 	/* The waiters get a copy: one of them may free a (a worker stopping). */
 	char *t = strdup(a->token);
 	serve_waiters(a, t, t ? NULL : "out of memory");
-	wipe_free(&t);
+	cred_wipe_free(&t);
 }
 
 /* A token answer, {"access_token", "expires_in"} (OAuth 2.0, STS and the
@@ -699,7 +622,7 @@ token_answer(void *arg, const struct fetch_result *r)
 		struct fetch_opts o = { FETCH_TIMEOUT_MS, MAX_ANSWER, NULL, 0 };
 		a->ext_step = 2;
 		int rc = fetch_request(a->f, a->impersonate_url, &rq, &o, token_answer, a, err, sizeof(err));
-		wipe_free(&auth);
+		cred_wipe_free(&auth);
 		if (rc < 0)
 			fetched(a, NULL, 0, err);
 		return;
@@ -718,7 +641,7 @@ post_form(struct gcp_auth *a, const char *url, char *form)
 	struct fetch_post p = { form, NULL, NULL };
 	struct fetch_opts o = { FETCH_TIMEOUT_MS, MAX_ANSWER, NULL, 0 };
 	int rc = fetch_post(a->f, url, &p, &o, token_answer, a, err, sizeof(err));
-	wipe_free(&form);
+	cred_wipe_free(&form);
 	if (rc < 0)
 		fetched(a, NULL, 0, err);
 }
@@ -729,7 +652,7 @@ form_of(const char *const *kv)
 	char *body = NULL;
 	for (size_t i = 0; kv[i] != NULL; i += 2)
 		if (fetch_form_add(&body, kv[i], kv[i + 1]) < 0) {
-			wipe_free(&body);
+			cred_wipe_free(&body);
 			return NULL;
 		}
 	return body;
@@ -747,7 +670,7 @@ fetch_service_account(struct gcp_auth *a)
 	}
 	const char *kv[] = { "grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion", jwt, NULL };
 	char *form = form_of(kv);
-	wipe_free(&jwt);
+	cred_wipe_free(&jwt);
 	post_form(a, a->token_uri, form);
 }
 
@@ -779,7 +702,7 @@ subject_of(struct gcp_auth *a, char *text, size_t len, char **out, char *why, si
 {
 	*out = NULL;
 	if (a->src_field == NULL) {
-		char *t = trim(text);
+		char *t = cred_trim(text);
 		if (*t == '\0') {
 			snprintf(why, whylen, "the subject token is empty");
 			return -1;
@@ -824,7 +747,7 @@ subject_answer(void *arg, const struct fetch_result *r)
 		return;
 	}
 	exchange(a, subject);
-	wipe_free(&subject);
+	cred_wipe_free(&subject);
 }
 
 static void
@@ -835,7 +758,7 @@ fetch_external(struct gcp_auth *a)
 	if (a->src_file != NULL) {
 		/* Read again at each renewal: the platform rotates it. */
 		size_t len;
-		char *text = slurp(a->src_file, &len);
+		char *text = cred_slurp(a->src_file, MAX_FILE, &len);
 		if (text == NULL) {
 			snprintf(why, sizeof(why), "cannot read the subject token file %.300s: %s", a->src_file,
 			    strerror(errno));
@@ -850,7 +773,7 @@ fetch_external(struct gcp_auth *a)
 			return;
 		}
 		exchange(a, subject);
-		wipe_free(&subject);
+		cred_wipe_free(&subject);
 		return;
 	}
 	const char *headers[MAX_SOURCE_HEADERS + 2];
@@ -913,7 +836,7 @@ gcp_auth_token(struct gcp_auth *a, gcp_token_cb *cb, void *arg)
 		}
 		char *t = strdup(a->token);
 		cb(arg, t, t ? NULL : "out of memory");
-		wipe_free(&t);
+		cred_wipe_free(&t);
 		return;
 	}
 	if (!a->fetching && a->failed_at != 0 && mono_ms() - a->failed_at < RETRY_AFTER_FAILURE_MS) {

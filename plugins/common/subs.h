@@ -2,7 +2,8 @@
  * The subscriptions of one transport plugin instance in one worker: a hash
  * table of channel -> callbacks that lets a callback unsubscribe (itself or
  * another) while a message is being delivered. Built into the transport
- * plugins (local, redis, nats, sqs).
+ * plugins (local, redis, nats, sqs, pubsub, amqp); localq.c delivers
+ * through it what sqs and pubsub publish for their own worker.
  */
 #ifndef MCPD_COMMON_SUBS_H
 #define MCPD_COMMON_SUBS_H

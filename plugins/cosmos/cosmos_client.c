@@ -7,6 +7,7 @@
 #include "cosmos_client.h"
 #include "cosmos_sig.h"
 #include "fetch.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -417,29 +418,13 @@ pk_header(const char *pk)
 		} else if (*p < 0x20 || *p >= 0x7f) {
 			/* bytes as JSON escapes: the header stays ASCII; UTF-8
 			 * sequences become their code point. */
-			unsigned cp = *p;
-			int extra = 0;
-			if (*p >= 0xc0 && *p < 0xe0) {
-				cp = *p & 0x1f;
-				extra = 1;
-			} else if (*p >= 0xe0 && *p < 0xf0) {
-				cp = *p & 0x0f;
-				extra = 2;
-			} else if (*p >= 0xf0 && *p < 0xf8) {
-				cp = *p & 0x07;
-				extra = 3;
-			}
-			int ok = 1;
-			for (int i = 1; i <= extra; i++)
-				if ((p[i] & 0xc0) != 0x80)
-					ok = 0;
-			if (!ok || *p >= 0xf8 || (*p >= 0x80 && *p < 0xc0)) {
+			uint32_t cp;
+			size_t len = utf8_char(p, n - (size_t)(p - (const unsigned char *)pk), &cp);
+			if (len == 0) {
 				free(out);
 				return NULL;            /* not UTF-8: the caller refused it */
 			}
-			for (int i = 1; i <= extra; i++)
-				cp = (cp << 6) | (p[i] & 0x3f);
-			p += extra;
+			p += len - 1;
 			if (cp >= 0x10000) {
 				cp -= 0x10000;
 				o += sprintf(o, "\\u%04x\\u%04x", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));

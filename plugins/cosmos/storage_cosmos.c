@@ -45,17 +45,18 @@
 #include <mcpd/plugin.h>
 
 #include "azure_auth.h"
+#include "b64.h"
 #include "clock.h"
 #include "cosmos_client.h"
 #include "keyorder.h"
-#include "opfail.h"
 #include "section.h"
+#include "storeop.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <inttypes.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,90 +88,11 @@ struct cosmos {
 	int probing, creating;
 	int closing;
 	int said_ttl;
-	struct op *ops;             /* every operation not finished */
+	struct storeop *ops;        /* every operation not finished */
 	char error[700];            /* why the container is not ready */
 };
 
 /* ---- values ---- */
-
-static char *
-b64(const void *data, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-	if (out != NULL)
-		EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	return out;
-}
-
-static unsigned char *
-unb64(const char *s, size_t *len)
-{
-	size_t n = strlen(s);
-	if (n % 4 != 0)
-		return NULL;
-	unsigned char *out = malloc(n / 4 * 3 + 1);
-	if (out == NULL)
-		return NULL;
-	int m = n ? EVP_DecodeBlock(out, (const unsigned char *)s, (int)n) : 0;
-	if (m < 0) {
-		free(out);
-		return NULL;
-	}
-	size_t pad = n >= 1 && s[n - 1] == '=' ? (n >= 2 && s[n - 2] == '=' ? 2 : 1) : 0;
-	*len = (size_t)m - pad;
-	return out;
-}
-
-/* base64url without padding: an id's characters need no escaping. */
-static char *
-b64url(const char *s)
-{
-	char *out = b64(s, strlen(s));
-	if (out == NULL)
-		return NULL;
-	char *p = out;
-	for (; *p && *p != '='; p++)
-		*p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
-	*p = '\0';
-	return out;
-}
-
-/* Valid UTF-8 without NUL: stored as text. */
-static int
-utf8_text(const unsigned char *s, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		unsigned char c = s[i];
-		size_t extra;
-		unsigned cp;
-		if (c == 0)
-			return 0;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c < 0xe0)
-			extra = 1, cp = c & 0x1fu;
-		else if (c >= 0xe0 && c < 0xf0)
-			extra = 2, cp = c & 0x0fu;
-		else if (c >= 0xf0 && c < 0xf5)
-			extra = 3, cp = c & 0x07u;
-		else
-			return 0;
-		if (n - i <= extra)
-			return 0;
-		for (size_t k = 1; k <= extra; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + k] & 0x3fu);
-		}
-		if ((extra == 2 && (cp < 0x800 || (cp >= 0xd800 && cp < 0xe000))) ||
-		    (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return 0;
-		i += extra + 1;
-	}
-	return 1;
-}
 
 /* The value as v (text) or b (base64) of item. 0, or -1 (out of memory). */
 static int
@@ -186,7 +108,7 @@ add_data(cJSON *item, const unsigned char *data, size_t len)
 		free(s);
 		return v != NULL ? 0 : -1;
 	}
-	char *s = b64(data, len);
+	char *s = b64_encode(data, len);
 	cJSON *v = s ? cJSON_AddStringToObject(item, "b", s) : NULL;
 	free(s);
 	return v != NULL ? 0 : -1;
@@ -206,7 +128,7 @@ data_of(const cJSON *item, size_t *len)
 		return out;
 	}
 	if (cJSON_IsString(b))
-		return unb64(b->valuestring, len);
+		return b64_decode(b->valuestring, len);
 	return NULL;
 }
 
@@ -251,18 +173,12 @@ new_item(const char *key, const char *id, const char *kind)
 
 /* ---- operations ---- */
 
-enum kind { K_GET, K_SET, K_DEL, K_EXISTS, K_INCR, K_IDX_ADD, K_IDX_REM, K_MEMBERS, K_APPEND, K_RANGE };
 enum step { S_READ, S_CREATE, S_REPLACE, S_UPSERT, S_DELETE, S_DELETE_LOG, S_QUERY, S_BATCH };
 
 struct op {
-	struct keyorder_op q;           /* first: the key's queue */
+	struct storeop s;               /* first: key, callback, the list, what pages gave (storeop.h) */
 	struct cosmos *d;
-	enum kind kind;
 	enum step step;
-	struct op *live_next, **live_prev;      /* in d->ops */
-	void *cb;
-	void *arg;
-	char *key;
 	char *id;                       /* the item the op is about ("v", "l", "m.xxx") */
 	char *member;
 	unsigned char *data;            /* set, append: the value */
@@ -278,87 +194,51 @@ struct op {
 	char etag[256];
 	int pages;
 	char *cont;                     /* a query's continuation */
-	struct mcpd_log_entry *entries;
-	unsigned char **bufs;
-	char **names;
-	size_t n, cap;
 };
-
-static const enum op_shape shapes[] = {
-	[K_GET] = OP_VALUE, [K_SET] = OP_DONE, [K_DEL] = OP_DONE, [K_EXISTS] = OP_DONE, [K_INCR] = OP_INT,
-	[K_IDX_ADD] = OP_DONE, [K_IDX_REM] = OP_DONE, [K_MEMBERS] = OP_MEMBERS, [K_APPEND] = OP_INT,
-	[K_RANGE] = OP_ENTRIES,
-};
-_Static_assert(sizeof(shapes) / sizeof(shapes[0]) == K_RANGE + 1, "a shape for each kind");
 
 static void
 op_free(struct op *o)
 {
-	if (!o->d->closing)
-		keyorder_release(&o->q);
-	if (o->live_prev != NULL) {
-		*o->live_prev = o->live_next;
-		if (o->live_next != NULL)
-			o->live_next->live_prev = o->live_prev;
-	}
-	free(o->key);
+	storeop_clear(&o->s, !o->d->closing);
 	free(o->id);
 	free(o->member);
 	free(o->data);
 	free(o->cont);
-	for (size_t i = 0; i < o->n; i++) {
-		if (o->bufs != NULL)
-			free(o->bufs[i]);
-		if (o->names != NULL)
-			free(o->names[i]);
-	}
-	free(o->bufs);
-	free(o->names);
-	free(o->entries);
 	free(o);
 }
 
 static void
 fail(struct op *o, const char *why)
 {
-	op_fail(shapes[o->kind], o->cb, o->arg, why);
+	storeop_fail(&o->s, why);
 	op_free(o);
 }
 
 static void
 done_status(struct op *o, int status)
 {
-	if (o->cb)
-		((mcpd_done_cb *)o->cb)(o->arg, status, NULL);
+	if (o->s.cb)
+		((mcpd_done_cb *)o->s.cb)(o->s.arg, status, NULL);
 	op_free(o);
 }
 
 static void
 int_result(struct op *o, int64_t v)
 {
-	if (o->cb)
-		((mcpd_int_cb *)o->cb)(o->arg, MCPD_OK, v, NULL);
+	if (o->s.cb)
+		((mcpd_int_cb *)o->s.cb)(o->s.arg, MCPD_OK, v, NULL);
 	op_free(o);
 }
 
 static struct op *
-op_new(struct cosmos *d, enum kind kind, const char *key, void *cb, void *arg)
+op_new(struct cosmos *d, enum store_kind kind, const char *key, void *cb, void *arg)
 {
 	struct op *o = calloc(1, sizeof(*o));
-	if (o == NULL || (o->key = strdup(key)) == NULL) {
+	if (o == NULL || storeop_init(&o->s, &d->ops, kind, key, cb, arg) < 0) {
 		free(o);
 		return NULL;
 	}
-	o->q.key = o->key;
 	o->d = d;
-	o->kind = kind;
-	o->cb = cb;
-	o->arg = arg;
-	o->live_next = d->ops;
-	if (d->ops != NULL)
-		d->ops->live_prev = &o->live_next;
-	d->ops = o;
-	o->live_prev = &d->ops;
 	return o;
 }
 
@@ -366,9 +246,9 @@ op_new(struct cosmos *d, enum kind kind, const char *key, void *cb, void *arg)
 static int
 key_ok(struct op *o)
 {
-	size_t n = strlen(o->key);
+	size_t n = strlen(o->s.key);
 	const char *why = n == 0 ? "cosmos: empty key" : n > MAX_PK ? "cosmos: key too long (partition keys hold "
-	    "2048 bytes)" : !utf8_text((const unsigned char *)o->key, n) ? "cosmos: a key that is not UTF-8" : NULL;
+	    "2048 bytes)" : !utf8_text((const unsigned char *)o->s.key, n) ? "cosmos: a key that is not UTF-8" : NULL;
 	if (why != NULL) {
 		fail(o, why);
 		return -1;
@@ -394,10 +274,10 @@ call(struct op *o, const char *method, const char *id, unsigned flags, const cha
 	if ((flags & COSMOS_QUERY) || !strcmp(method, "GET") || !strcmp(method, "DELETE") || if_match != NULL ||
 	    (flags & COSMOS_UPSERT))
 		flags |= COSMOS_IDEMPOTENT;
-	struct cosmos_call k = { method, "docs", link, path, o->key, if_match, o->cont, 0, flags, body,
+	struct cosmos_call k = { method, "docs", link, path, o->s.key, if_match, o->cont, 0, flags, body,
 	    body ? strlen(body) : 0 };
-	if (o->kind == K_RANGE && o->step == S_QUERY)
-		k.max_items = (long)(o->max - o->n < 1000 ? o->max - o->n : 1000);
+	if (o->s.kind == K_RANGE && o->step == S_QUERY)
+		k.max_items = (long)(o->max - o->s.n < 1000 ? o->max - o->s.n : 1000);
 	if (body != NULL && strlen(body) > MAX_ITEM) {
 		free(body);
 		fail(o, "cosmos: the item is too large (Cosmos DB keeps at most 2 MB an item)");
@@ -455,7 +335,7 @@ read_item(struct op *o, const char *id)
 static cJSON *
 value_item(struct op *o, uint64_t exp)
 {
-	cJSON *item = new_item(o->key, "v", "v");
+	cJSON *item = new_item(o->s.key, "v", "v");
 	if (item != NULL && add_data(item, o->data ? o->data : (const unsigned char *)"", o->len) < 0) {
 		cJSON_Delete(item);
 		return NULL;
@@ -513,7 +393,7 @@ static void
 start_index_add(struct keyorder_op *q)
 {
 	struct op *o = (struct op *)q;
-	cJSON *item = new_item(o->key, o->id, "m");
+	cJSON *item = new_item(o->s.key, o->id, "m");
 	if (item != NULL && cJSON_AddStringToObject(item, "m", o->member) == NULL) {
 		cJSON_Delete(item);
 		item = NULL;
@@ -539,7 +419,7 @@ query(struct op *o, const char *text, const char *const *names, const int64_t *v
 	cJSON_AddStringToObject(q, "query", text);
 	cJSON *p = cJSON_CreateObject();
 	cJSON_AddStringToObject(p, "name", "@pk");
-	cJSON_AddStringToObject(p, "value", o->key);
+	cJSON_AddStringToObject(p, "value", o->s.key);
 	cJSON_AddItemToArray(ps, p);
 	for (size_t i = 0; i < nparams; i++) {
 		p = cJSON_CreateObject();
@@ -591,16 +471,16 @@ static void
 s_get(void *inst, const char *key, mcpd_value_cb *cb, void *arg)
 {
 	NEW_OP(K_GET, key, cb, arg, cb(arg, MCPD_ERROR, NULL, 0, "out of memory"));
-	o->q.start = start_read_v;
-	keyorder_submit(&o->q);
+	o->s.q.start = start_read_v;
+	keyorder_submit(&o->s.q);
 }
 
 static void
 s_exists(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
 {
 	NEW_OP(K_EXISTS, key, cb, arg, if (cb) cb(arg, MCPD_ERROR, "out of memory"));
-	o->q.start = start_read_v;
-	keyorder_submit(&o->q);
+	o->s.q.start = start_read_v;
+	keyorder_submit(&o->s.q);
 }
 
 static void
@@ -616,16 +496,16 @@ s_set(void *inst, const char *key, const void *value, size_t len, uint64_t ttl_m
 	o->len = len;
 	o->ttl_ms = ttl_ms;
 	o->flags = flags;
-	o->q.start = start_set;
-	keyorder_submit(&o->q);
+	o->s.q.start = start_set;
+	keyorder_submit(&o->s.q);
 }
 
 static void
 s_del(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
 {
 	NEW_OP(K_DEL, key, cb, arg, if (cb) cb(arg, MCPD_ERROR, "out of memory"));
-	o->q.start = start_del;
-	keyorder_submit(&o->q);
+	o->s.q.start = start_del;
+	keyorder_submit(&o->s.q);
 }
 
 static void
@@ -634,13 +514,13 @@ s_incr(void *inst, const char *key, int64_t by, uint64_t ttl_ms, mcpd_int_cb *cb
 	NEW_OP(K_INCR, key, cb, arg, if (cb) cb(arg, MCPD_ERROR, 0, "out of memory"));
 	o->by = by;
 	o->ttl_ms = ttl_ms;
-	o->q.start = start_read_v;
-	keyorder_submit(&o->q);
+	o->s.q.start = start_read_v;
+	keyorder_submit(&o->s.q);
 }
 
 /* An index operation: the op with its member's item id, or NULL (cb told). */
 static struct op *
-index_op(struct cosmos *d, enum kind kind, const char *index, const char *member, mcpd_done_cb *cb, void *arg)
+index_op(struct cosmos *d, enum store_kind kind, const char *index, const char *member, mcpd_done_cb *cb, void *arg)
 {
 	struct op *o = op_new(d, kind, index, (void *)cb, arg);
 	if (o == NULL) {
@@ -650,7 +530,7 @@ index_op(struct cosmos *d, enum kind kind, const char *index, const char *member
 	}
 	if (key_ok(o) < 0)
 		return NULL;
-	char *enc = b64url(member);
+	char *enc = b64url_encode(member, strlen(member));
 	if (enc == NULL || (o->member = strdup(member)) == NULL || asprintf(&o->id, "m.%s", enc) < 0) {
 		o->id = NULL;
 		free(enc);
@@ -671,8 +551,8 @@ s_index_add(void *inst, const char *index, const char *member, uint64_t ttl_ms, 
 	struct op *o = index_op(inst, K_IDX_ADD, index, member, cb, arg);
 	if (o != NULL) {
 		o->ttl_ms = ttl_ms;
-		o->q.start = start_index_add;
-		keyorder_submit(&o->q);
+		o->s.q.start = start_index_add;
+		keyorder_submit(&o->s.q);
 	}
 }
 
@@ -681,8 +561,8 @@ s_index_remove(void *inst, const char *index, const char *member, mcpd_done_cb *
 {
 	struct op *o = index_op(inst, K_IDX_REM, index, member, cb, arg);
 	if (o != NULL) {
-		o->q.start = start_index_remove;
-		keyorder_submit(&o->q);
+		o->s.q.start = start_index_remove;
+		keyorder_submit(&o->s.q);
 	}
 }
 
@@ -690,8 +570,8 @@ static void
 s_index_members(void *inst, const char *index, mcpd_members_cb *cb, void *arg)
 {
 	NEW_OP(K_MEMBERS, index, cb, arg, cb(arg, MCPD_ERROR, NULL, 0, "out of memory"));
-	o->q.start = start_members;
-	keyorder_submit(&o->q);
+	o->s.q.start = start_members;
+	keyorder_submit(&o->s.q);
 }
 
 static void
@@ -707,8 +587,8 @@ s_log_append(void *inst, const char *log, const void *entry, size_t len, uint64_
 	o->len = len;
 	o->max = max_entries ? max_entries : 1;
 	o->ttl_ms = ttl_ms;
-	o->q.start = start_read_l;
-	keyorder_submit(&o->q);
+	o->s.q.start = start_read_l;
+	keyorder_submit(&o->s.q);
 }
 
 static void
@@ -717,8 +597,8 @@ s_log_range(void *inst, const char *log, uint64_t after, size_t max, mcpd_entrie
 	NEW_OP(K_RANGE, log, cb, arg, cb(arg, MCPD_ERROR, NULL, 0, "out of memory"));
 	o->after = after;
 	o->max = max;
-	o->q.start = start_read_l;
-	keyorder_submit(&o->q);
+	o->s.q.start = start_read_l;
+	keyorder_submit(&o->s.q);
 }
 
 /* ---- the steps after an answer ---- */
@@ -762,10 +642,10 @@ append_batch(struct op *o)
 	/* Each operation names the partition too, as a JSON text (the
 	 * service takes it from the header; the emulator from there). */
 	cJSON *pkl = cJSON_CreateArray();
-	cJSON_AddItemToArray(pkl, cJSON_CreateString(o->key));
+	cJSON_AddItemToArray(pkl, cJSON_CreateString(o->s.key));
 	char *pk = print(pkl);
 	cJSON *ops = cJSON_CreateArray();
-	cJSON *head = new_item(o->key, "l", "l"), *h = cJSON_CreateObject();
+	cJSON *head = new_item(o->s.key, "l", "l"), *h = cJSON_CreateObject();
 	if (head != NULL) {
 		cJSON_AddNumberToObject(head, "seq", (double)seq);
 		cJSON_AddNumberToObject(head, "max", (double)o->max);
@@ -779,7 +659,7 @@ append_batch(struct op *o)
 	cJSON_AddItemToObject(h, "resourceBody", head);
 	cJSON_AddItemToArray(ops, h);
 	entry_id(id, sizeof(id), seq);
-	cJSON *entry = new_item(o->key, id, "e"), *e = cJSON_CreateObject();
+	cJSON *entry = new_item(o->s.key, id, "e"), *e = cJSON_CreateObject();
 	if (entry != NULL) {
 		cJSON_AddNumberToObject(entry, "s", (double)seq);
 		if (add_data(entry, o->data ? o->data : (const unsigned char *)"", o->len) < 0) {
@@ -827,58 +707,29 @@ batch_failure(const cJSON *ans)
 	return first == -424 ? 424 : first;
 }
 
-static int
-grow(struct op *o)
-{
-	if (o->n < o->cap)
-		return 0;
-	size_t cap = o->cap ? o->cap * 2 : 16;
-	struct mcpd_log_entry *e = realloc(o->entries, cap * sizeof(*e));
-	if (e != NULL)
-		o->entries = e;
-	unsigned char **b = e ? realloc(o->bufs, cap * sizeof(*b)) : NULL;
-	if (b != NULL)
-		o->bufs = b;
-	char **nm = b ? realloc(o->names, cap * sizeof(*nm)) : NULL;
-	if (nm != NULL)
-		o->names = nm;
-	if (e == NULL || b == NULL || nm == NULL)
-		return -1;
-	for (size_t i = o->cap; i < cap; i++)
-		o->bufs[i] = NULL, o->names[i] = NULL;
-	o->cap = cap;
-	return 0;
-}
-
 /* A page of a query: taken into o. 0, or -1 (out of memory). */
 static int
 take_page(struct op *o, const cJSON *ans, uint64_t now)
 {
 	const cJSON *docs = cJSON_GetObjectItemCaseSensitive(ans, "Documents"), *it;
 	cJSON_ArrayForEach(it, docs) {
-		if (o->kind == K_MEMBERS) {
+		if (o->s.kind == K_MEMBERS) {
 			const cJSON *m = cJSON_GetObjectItemCaseSensitive(it, "m");
 			if (!cJSON_IsString(m) || expired(it, now))
 				continue;
-			if (grow(o) < 0 || (o->names[o->n] = strdup(m->valuestring)) == NULL)
+			if (storeop_add_name(&o->s, strdup(m->valuestring)) < 0)
 				return -1;
-			o->n++;
 			continue;
 		}
-		if (o->n >= o->max)
+		if (o->s.n >= o->max)
 			break;
 		int64_t s = num(it, "s", 0);
-		if (s <= (int64_t)o->after || s > o->seq || (o->n > 0 && (uint64_t)s <= o->entries[o->n - 1].seq))
+		if (s <= (int64_t)o->after || s > o->seq || (o->s.n > 0 && (uint64_t)s <= o->s.entries[o->s.n - 1].seq))
 			continue;
 		size_t len = 0;
-		if (grow(o) < 0)
-			return -1;
 		unsigned char *data = data_of(it, &len);
-		if (data == NULL)
+		if (data == NULL || storeop_add_entry(&o->s, (uint64_t)s, data, len) < 0)
 			return -1;
-		o->bufs[o->n] = data;
-		o->entries[o->n] = (struct mcpd_log_entry){ (uint64_t)s, data, len };
-		o->n++;
 	}
 	return 0;
 }
@@ -891,11 +742,11 @@ next_page(struct op *o, const struct cosmos_result *r)
 	o->cont = NULL;
 	if (r->continuation == NULL || r->continuation[0] == '\0' || ++o->pages >= MAX_PAGES)
 		return 0;
-	if (o->kind == K_RANGE && o->n >= o->max)
+	if (o->s.kind == K_RANGE && o->s.n >= o->max)
 		return 0;
 	if ((o->cont = strdup(r->continuation)) == NULL)
 		return 0;
-	if (o->kind == K_MEMBERS)
+	if (o->s.kind == K_MEMBERS)
 		members_query(o);
 	else
 		entries_query(o);
@@ -942,10 +793,10 @@ answered(void *arg, const struct cosmos_result *r)
 		int live = ok && !expired(ans, now);
 		o->found = ok;
 		snprintf(o->etag, sizeof(o->etag), "%s", ok ? r->etag : "");
-		switch (o->kind) {
+		switch (o->s.kind) {
 		case K_GET:
 			if (!live) {
-				((mcpd_value_cb *)o->cb)(o->arg, MCPD_NOT_FOUND, NULL, 0, NULL);
+				((mcpd_value_cb *)o->s.cb)(o->s.arg, MCPD_NOT_FOUND, NULL, 0, NULL);
 				op_free(o);
 			} else {
 				size_t len = 0;
@@ -953,7 +804,7 @@ answered(void *arg, const struct cosmos_result *r)
 				if (data == NULL)
 					fail(o, "cosmos: an item without a value");
 				else {
-					((mcpd_value_cb *)o->cb)(o->arg, MCPD_OK, data, len, NULL);
+					((mcpd_value_cb *)o->s.cb)(o->s.arg, MCPD_OK, data, len, NULL);
 					free(data);
 					op_free(o);
 				}
@@ -1010,7 +861,7 @@ answered(void *arg, const struct cosmos_result *r)
 			break;
 		case K_RANGE: {
 			if (!live || o->max == 0) {
-				((mcpd_entries_cb *)o->cb)(o->arg, MCPD_OK, NULL, 0, NULL);
+				((mcpd_entries_cb *)o->s.cb)(o->s.arg, MCPD_OK, NULL, 0, NULL);
 				op_free(o);
 				break;
 			}
@@ -1019,7 +870,7 @@ answered(void *arg, const struct cosmos_result *r)
 			if (o->after > lo)
 				lo = o->after;
 			if (lo >= (uint64_t)seq) {
-				((mcpd_entries_cb *)o->cb)(o->arg, MCPD_OK, NULL, 0, NULL);
+				((mcpd_entries_cb *)o->s.cb)(o->s.arg, MCPD_OK, NULL, 0, NULL);
 				op_free(o);
 				break;
 			}
@@ -1039,7 +890,7 @@ answered(void *arg, const struct cosmos_result *r)
 	case S_REPLACE:
 	case S_UPSERT:
 		if (ok) {
-			if (o->kind == K_INCR)
+			if (o->s.kind == K_INCR)
 				int_result(o, o->cur);
 			else
 				done_status(o, MCPD_OK);
@@ -1048,7 +899,7 @@ answered(void *arg, const struct cosmos_result *r)
 		}
 		/* Lost a race: the item came (409), changed or went (412, 404). */
 		if ((st == 409 || st == 412 || (st == 404 && o->step == S_REPLACE)) && ++o->tries < TRIES) {
-			if (o->kind == K_SET && !(o->flags & MCPD_SET_IF_PRESENT) && st == 404)
+			if (o->s.kind == K_SET && !(o->flags & MCPD_SET_IF_PRESENT) && st == 404)
 				write_item(o, S_CREATE, value_item(o, exp_of(o->ttl_ms)));
 			else
 				read_item(o, "v");
@@ -1057,7 +908,7 @@ answered(void *arg, const struct cosmos_result *r)
 		break;
 	case S_DELETE:
 		if (ok || st == 404) {
-			if (o->kind == K_IDX_REM) {
+			if (o->s.kind == K_IDX_REM) {
 				done_status(o, ok ? MCPD_OK : MCPD_NOT_FOUND);
 				return;
 			}
@@ -1084,10 +935,10 @@ answered(void *arg, const struct cosmos_result *r)
 		cJSON_Delete(ans);
 		if (next_page(o, r))
 			return;
-		if (o->kind == K_MEMBERS)
-			((mcpd_members_cb *)o->cb)(o->arg, MCPD_OK, (const char *const *)o->names, o->n, NULL);
+		if (o->s.kind == K_MEMBERS)
+			((mcpd_members_cb *)o->s.cb)(o->s.arg, MCPD_OK, (const char *const *)o->s.names, o->s.n, NULL);
 		else
-			((mcpd_entries_cb *)o->cb)(o->arg, MCPD_OK, o->entries, o->n, NULL);
+			((mcpd_entries_cb *)o->s.cb)(o->s.arg, MCPD_OK, o->s.entries, o->s.n, NULL);
 		op_free(o);
 		return;
 	case S_BATCH: {
@@ -1100,7 +951,7 @@ answered(void *arg, const struct cosmos_result *r)
 		if (ok && failed == 0) {
 			cJSON_Delete(ans);
 			if (o->seq > (int64_t)o->max)
-				trim(d, o->key, (uint64_t)o->seq - o->max);
+				trim(d, o->s.key, (uint64_t)o->seq - o->max);
 			int_result(o, o->seq);
 			return;
 		}
@@ -1125,8 +976,8 @@ answered(void *arg, const struct cosmos_result *r)
 	}
 	cJSON_Delete(ans);
 	if (o->tries >= TRIES) {
-		snprintf(why, sizeof(why), "cosmos: %s lost the race for %s %d times", o->kind == K_APPEND ? "an append" :
-		    "a conditional write", o->key, TRIES);
+		snprintf(why, sizeof(why), "cosmos: %s lost the race for %s %d times", o->s.kind == K_APPEND ? "an append" :
+		    "a conditional write", o->s.key, TRIES);
 		fail(o, why);
 		return;
 	}
@@ -1615,7 +1466,7 @@ cosmos_detach(void *inst)
 	 * too, without callbacks (the worker is stopping). */
 	d->closing = 1;
 	while (d->ops != NULL)
-		op_free(d->ops);
+		op_free((struct op *)d->ops);
 	keyorder_clear();
 	d->closing = 0;
 	d->probing = 0;

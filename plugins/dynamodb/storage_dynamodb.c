@@ -41,15 +41,15 @@
 
 #include "aws.h"
 #include "aws_creds.h"
+#include "b64.h"
 #include "clock.h"
 #include "keyorder.h"
-#include "opfail.h"
 #include "section.h"
+#include "storeop.h"
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,40 +80,11 @@ struct ddb {
 	int probing;
 	int closing;
 	const char *table_call;     /* the call about the table in flight */
-	struct op *ops;             /* every operation not finished */
+	struct storeop *ops;        /* every operation not finished */
 	char table_error[512];
 };
 
 /* ---- items and expressions ---- */
-
-static char *
-b64(const void *data, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-	if (out != NULL)
-		EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	return out;
-}
-
-/* Base64 text into bytes (malloc'ed, *len), or NULL. */
-static unsigned char *
-unb64(const char *s, size_t *len)
-{
-	size_t n = strlen(s);
-	if (n % 4 != 0)
-		return NULL;
-	unsigned char *out = malloc(n / 4 * 3 + 1);
-	if (out == NULL)
-		return NULL;
-	int m = n ? EVP_DecodeBlock(out, (const unsigned char *)s, (int)n) : 0;
-	if (m < 0) {
-		free(out);
-		return NULL;
-	}
-	size_t pad = n >= 1 && s[n - 1] == '=' ? (n >= 2 && s[n - 2] == '=' ? 2 : 1) : 0;
-	*len = (size_t)m - pad;
-	return out;
-}
 
 static cJSON *
 av(const char *type, const char *value)
@@ -145,7 +116,7 @@ add_n(cJSON *obj, const char *name, int64_t v)
 static void
 add_b(cJSON *obj, const char *name, const void *data, size_t len)
 {
-	char *s = b64(data, len);
+	char *s = b64_encode(data, len);
 	if (s != NULL)
 		add_av(obj, name, "B", s);
 	free(s);
@@ -218,19 +189,12 @@ ttl_s(uint64_t exp_ms)
 
 /* ---- operations ---- */
 
-enum kind { K_GET, K_SET, K_DEL, K_EXISTS, K_INCR, K_IDX_ADD, K_IDX_REM, K_MEMBERS, K_APPEND, K_RANGE };
-
 struct op {
-	struct keyorder_op q;           /* first: operations on one key in order (keyorder.h) */
+	struct storeop s;               /* first: key, callback, the list, what pages gave (storeop.h) */
 	struct ddb *d;
-	enum kind kind;
 	void (*start)(struct op *);     /* the first request, when the key is free */
-	struct op *live_next, **live_prev;      /* in d->ops */
 	char *sk;                       /* index ops: "m:" + member */
-	void *cb;
-	void *arg;
 	int step;
-	char *key;
 	unsigned char *data;        /* set, append: the value; incr: none */
 	size_t len;
 	uint64_t ttl_ms;
@@ -242,11 +206,6 @@ struct op {
 	int64_t seq;                /* append: the head's seq read; range: the last */
 	int64_t head_exp;
 	int pages;
-	/* range and members: what the pages gave */
-	struct mcpd_log_entry *entries;
-	unsigned char **bufs;
-	char **names;
-	size_t n, cap;
 	cJSON *last_key;
 };
 
@@ -260,49 +219,25 @@ start_op(struct keyorder_op *q)
 static void
 op_free(struct op *o)
 {
-	if (!o->d->closing)
-		keyorder_release(&o->q);
-	if (o->live_prev != NULL) {
-		*o->live_prev = o->live_next;
-		if (o->live_next != NULL)
-			o->live_next->live_prev = o->live_prev;
-	}
+	storeop_clear(&o->s, !o->d->closing);
 	free(o->sk);
-	free(o->key);
 	free(o->data);
-	for (size_t i = 0; i < o->n; i++) {
-		if (o->bufs != NULL)
-			free(o->bufs[i]);
-		if (o->names != NULL)
-			free(o->names[i]);
-	}
-	free(o->bufs);
-	free(o->names);
-	free(o->entries);
 	cJSON_Delete(o->last_key);
 	free(o);
 }
 
-/* The shape of each kind's callback. */
-static const enum op_shape shapes[] = {
-	[K_GET] = OP_VALUE, [K_SET] = OP_DONE, [K_DEL] = OP_DONE, [K_EXISTS] = OP_DONE, [K_INCR] = OP_INT,
-	[K_IDX_ADD] = OP_DONE, [K_IDX_REM] = OP_DONE, [K_MEMBERS] = OP_MEMBERS, [K_APPEND] = OP_INT,
-	[K_RANGE] = OP_ENTRIES,
-};
-_Static_assert(sizeof(shapes) / sizeof(shapes[0]) == K_RANGE + 1, "a shape for each kind");
-
 static void
 fail(struct op *o, const char *why)
 {
-	op_fail(shapes[o->kind], o->cb, o->arg, why);
+	storeop_fail(&o->s, why);
 	op_free(o);
 }
 
 static void
 done_status(struct op *o, int status)
 {
-	if (o->cb)
-		((mcpd_done_cb *)o->cb)(o->arg, status, NULL);
+	if (o->s.cb)
+		((mcpd_done_cb *)o->s.cb)(o->s.arg, status, NULL);
 	op_free(o);
 }
 
@@ -331,24 +266,15 @@ send_req(struct op *o, const char *action, cJSON *req)
 }
 
 static struct op *
-op_new(struct ddb *d, enum kind kind, const char *key, void *cb, void *arg)
+op_new(struct ddb *d, enum store_kind kind, const char *key, void *cb, void *arg)
 {
 	struct op *o = calloc(1, sizeof(*o));
-	if (o == NULL || (o->key = strdup(key)) == NULL) {
+	if (o == NULL || storeop_init(&o->s, &d->ops, kind, key, cb, arg) < 0) {
 		free(o);
 		return NULL;
 	}
-	o->q.key = o->key;
-	o->q.start = start_op;
+	o->s.q.start = start_op;
 	o->d = d;
-	o->kind = kind;
-	o->cb = cb;
-	o->arg = arg;
-	o->live_next = d->ops;
-	if (d->ops != NULL)
-		d->ops->live_prev = &o->live_next;
-	d->ops = o;
-	o->live_prev = &d->ops;
 	return o;
 }
 
@@ -356,7 +282,7 @@ op_new(struct ddb *d, enum kind kind, const char *key, void *cb, void *arg)
 static int
 key_ok(struct op *o, size_t sk_len)
 {
-	size_t n = strlen(o->key);
+	size_t n = strlen(o->s.key);
 	if (n == 0 || n > MAX_PK || sk_len > MAX_SK) {
 		fail(o, n == 0 ? "dynamodb: empty key" : "dynamodb: key too long (partition keys hold 2048 bytes, "
 		    "index members 1022)");
@@ -370,7 +296,7 @@ get_item(struct op *o, const char *sk, const char *projection)
 {
 	cJSON *req = cJSON_CreateObject();
 	if (req != NULL) {
-		cJSON_AddItemToObject(req, "Key", key_of(o->key, sk));
+		cJSON_AddItemToObject(req, "Key", key_of(o->s.key, sk));
 		cJSON_AddTrueToObject(req, "ConsistentRead");
 		if (projection != NULL) {
 			cJSON_AddStringToObject(req, "ProjectionExpression", projection);
@@ -403,7 +329,7 @@ put_value(struct op *o)
 		fail(o, "out of memory");
 		return;
 	}
-	add_av(item, "pk", "S", o->key);
+	add_av(item, "pk", "S", o->s.key);
 	add_av(item, "sk", "S", "v");
 	add_b(item, "v", o->data ? o->data : (unsigned char *)"", o->len);
 	if (o->ttl_ms > 0) {
@@ -463,7 +389,7 @@ s_get(void *inst, const char *key, mcpd_value_cb *cb, void *arg)
 	}
 	if (key_ok(o, 1) == 0) {
 		o->start = start_get;
-		keyorder_submit(&o->q);
+		keyorder_submit(&o->s.q);
 	}
 }
 
@@ -489,7 +415,7 @@ s_set(void *inst, const char *key, const void *value, size_t len, uint64_t ttl_m
 	o->ttl_ms = ttl_ms;
 	o->flags = flags;
 	o->start = put_value;
-	keyorder_submit(&o->q);
+	keyorder_submit(&o->s.q);
 }
 
 static void
@@ -497,7 +423,7 @@ delete_item(struct op *o, const char *sk)
 {
 	cJSON *req = cJSON_CreateObject();
 	if (req != NULL) {
-		cJSON_AddItemToObject(req, "Key", key_of(o->key, sk));
+		cJSON_AddItemToObject(req, "Key", key_of(o->s.key, sk));
 		cJSON_AddStringToObject(req, "ReturnValues", "ALL_OLD");
 	}
 	send_req(o, "DeleteItem", req);
@@ -514,7 +440,7 @@ s_del(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
 	}
 	if (key_ok(o, 1) == 0) {
 		o->start = start_del;
-		keyorder_submit(&o->q);
+		keyorder_submit(&o->s.q);
 	}
 }
 
@@ -529,7 +455,7 @@ s_exists(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
 	}
 	if (key_ok(o, 1) == 0) {
 		o->start = start_exists;
-		keyorder_submit(&o->q);
+		keyorder_submit(&o->s.q);
 	}
 }
 
@@ -548,14 +474,14 @@ incr_step(struct op *o)
 	add_values_now(vals, now);
 	const char *update = NULL, *cond;
 	if (o->step == 0) {
-		cJSON_AddItemToObject(req, "Key", key_of(o->key, "v"));
+		cJSON_AddItemToObject(req, "Key", key_of(o->s.key, "v"));
 		update = o->ttl_ms > 0 ? "ADD #v :by SET #e = :exp, #t = :ttl" : "ADD #v :by";
 		cond = LIVE_OR_ABSENT;
 		cJSON_AddStringToObject(req, "UpdateExpression", update);
 		cJSON_AddStringToObject(req, "ReturnValues", "UPDATED_NEW");
 	} else {
 		cJSON *item = cJSON_CreateObject();
-		add_av(item, "pk", "S", o->key);
+		add_av(item, "pk", "S", o->s.key);
 		add_av(item, "sk", "S", "v");
 		cJSON_AddItemToObject(req, "Item", item);
 		add_n(item, "v", o->by);
@@ -592,7 +518,7 @@ s_incr(void *inst, const char *key, int64_t by, uint64_t ttl_ms, mcpd_int_cb *cb
 	o->by = by;
 	o->ttl_ms = ttl_ms;
 	o->start = incr_step;
-	keyorder_submit(&o->q);
+	keyorder_submit(&o->s.q);
 }
 
 static void
@@ -601,7 +527,7 @@ start_index_add(struct op *o)
 	uint64_t now = real_ms();
 	cJSON *req = cJSON_CreateObject(), *item = cJSON_CreateObject();
 	if (req != NULL && item != NULL) {
-		add_av(item, "pk", "S", o->key);
+		add_av(item, "pk", "S", o->s.key);
 		add_av(item, "sk", "S", o->sk);
 		if (o->ttl_ms > 0) {
 			add_n(item, "exp", (int64_t)(now + o->ttl_ms));
@@ -616,7 +542,7 @@ start_index_add(struct op *o)
 
 /* An index operation on member: o with its sort key, or NULL (cb told). */
 static struct op *
-index_op(struct ddb *d, enum kind kind, const char *index, const char *member, mcpd_done_cb *cb, void *arg)
+index_op(struct ddb *d, enum store_kind kind, const char *index, const char *member, mcpd_done_cb *cb, void *arg)
 {
 	struct op *o = op_new(d, kind, index, (void *)cb, arg);
 	if (o == NULL || asprintf(&o->sk, "m:%s", member) < 0) {
@@ -638,7 +564,7 @@ s_index_add(void *inst, const char *index, const char *member, uint64_t ttl_ms, 
 	if (o != NULL) {
 		o->ttl_ms = ttl_ms;
 		o->start = start_index_add;
-		keyorder_submit(&o->q);
+		keyorder_submit(&o->s.q);
 	}
 }
 
@@ -648,7 +574,7 @@ s_index_remove(void *inst, const char *index, const char *member, mcpd_done_cb *
 	struct op *o = index_op(inst, K_IDX_REM, index, member, cb, arg);
 	if (o != NULL) {
 		o->start = start_index_remove;
-		keyorder_submit(&o->q);
+		keyorder_submit(&o->s.q);
 	}
 }
 
@@ -667,7 +593,7 @@ query(struct op *o, const char *from, const char *to, size_t limit)
 	const char *e[] = { kc, NULL };
 	add_names_used(req, e);
 	cJSON *vals = cJSON_AddObjectToObject(req, "ExpressionAttributeValues");
-	add_av(vals, ":pk", "S", o->key);
+	add_av(vals, ":pk", "S", o->s.key);
 	add_av(vals, ":a", "S", from);
 	if (to != NULL)
 		add_av(vals, ":b", "S", to);
@@ -697,7 +623,7 @@ s_index_members(void *inst, const char *index, mcpd_members_cb *cb, void *arg)
 	}
 	if (key_ok(o, 2) == 0) {
 		o->start = start_members;
-		keyorder_submit(&o->q);
+		keyorder_submit(&o->s.q);
 	}
 }
 
@@ -726,7 +652,7 @@ append_write(struct op *o)
 	cJSON *put = cJSON_CreateObject(), *p = cJSON_AddObjectToObject(put, "Put");
 	cJSON *item = cJSON_AddObjectToObject(p, "Item");
 	cJSON_AddItemToArray(items, put);
-	add_av(item, "pk", "S", o->key);
+	add_av(item, "pk", "S", o->s.key);
 	add_av(item, "sk", "S", "l");
 	add_n(item, "seq", (int64_t)seq);
 	add_n(item, "max", (int64_t)o->max);
@@ -747,7 +673,7 @@ append_write(struct op *o)
 	item = cJSON_AddObjectToObject(p, "Item");
 	cJSON_AddItemToArray(items, put);
 	entry_sk(sk, sizeof(sk), seq);
-	add_av(item, "pk", "S", o->key);
+	add_av(item, "pk", "S", o->s.key);
 	add_av(item, "sk", "S", sk);
 	add_b(item, "d", o->data ? o->data : (unsigned char *)"", o->len);
 	if (exp > 0)
@@ -758,7 +684,7 @@ append_write(struct op *o)
 		cJSON *del = cJSON_CreateObject(), *dd = cJSON_AddObjectToObject(del, "Delete");
 		cJSON_AddItemToArray(items, del);
 		entry_sk(sk, sizeof(sk), seq - o->max);
-		cJSON_AddItemToObject(dd, "Key", key_of(o->key, sk));
+		cJSON_AddItemToObject(dd, "Key", key_of(o->s.key, sk));
 		cJSON_AddStringToObject(dd, "TableName", o->d->table);
 	}
 	o->step = 1;
@@ -787,7 +713,7 @@ s_log_append(void *inst, const char *log, const void *entry, size_t len, uint64_
 	o->max = max_entries ? max_entries : 1;
 	o->ttl_ms = ttl_ms;
 	o->start = start_head;
-	keyorder_submit(&o->q);
+	keyorder_submit(&o->s.q);
 }
 
 static void
@@ -803,7 +729,7 @@ s_log_range(void *inst, const char *log, uint64_t after, size_t max, mcpd_entrie
 	o->after = after;
 	o->max = max;
 	o->start = start_head;
-	keyorder_submit(&o->q);
+	keyorder_submit(&o->s.q);
 }
 
 /* ---- answers ---- */
@@ -841,22 +767,22 @@ size_error(const struct aws_result *r)
 static void
 got_value(struct op *o, const cJSON *item)
 {
-	mcpd_value_cb *cb = o->cb;
+	mcpd_value_cb *cb = o->s.cb;
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(item, "v");
 	const cJSON *b = cJSON_GetObjectItemCaseSensitive(v, "B");
 	const cJSON *n = cJSON_GetObjectItemCaseSensitive(v, "N");
 	if (cJSON_IsString(n)) {
-		cb(o->arg, MCPD_OK, n->valuestring, strlen(n->valuestring), NULL);
+		cb(o->s.arg, MCPD_OK, n->valuestring, strlen(n->valuestring), NULL);
 	} else if (cJSON_IsString(b)) {
 		size_t len;
-		unsigned char *data = unb64(b->valuestring, &len);
+		unsigned char *data = b64_decode(b->valuestring, &len);
 		if (data == NULL)
-			cb(o->arg, MCPD_ERROR, NULL, 0, "dynamodb: a value that is not base64");
+			cb(o->s.arg, MCPD_ERROR, NULL, 0, "dynamodb: a value that is not base64");
 		else
-			cb(o->arg, MCPD_OK, data, len, NULL);
+			cb(o->s.arg, MCPD_OK, data, len, NULL);
 		free(data);
 	} else {
-		cb(o->arg, MCPD_ERROR, NULL, 0, "dynamodb: an item without a value");
+		cb(o->s.arg, MCPD_ERROR, NULL, 0, "dynamodb: an item without a value");
 	}
 	op_free(o);
 }
@@ -866,33 +792,18 @@ range_page(struct op *o, const cJSON *ans)
 {
 	const cJSON *items = cJSON_GetObjectItemCaseSensitive(ans, "Items"), *it;
 	cJSON_ArrayForEach(it, items) {
-		if (o->n >= o->max)
+		if (o->s.n >= o->max)
 			break;
 		const cJSON *sk = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(it, "sk"), "S");
 		const cJSON *d = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(it, "d"), "B");
 		if (!cJSON_IsString(sk) || !cJSON_IsString(d) || strncmp(sk->valuestring, "e:", 2) != 0)
 			continue;
-		if (o->n == o->cap) {
-			size_t cap = o->cap ? o->cap * 2 : 16;
-			struct mcpd_log_entry *e = realloc(o->entries, cap * sizeof(*e));
-			if (e != NULL)
-				o->entries = e;
-			unsigned char **bb = realloc(o->bufs, cap * sizeof(*bb));
-			if (bb != NULL)
-				o->bufs = bb;
-			if (e == NULL || bb == NULL)
-				break;
-			o->cap = cap;
-		}
 		size_t len;
-		unsigned char *data = unb64(d->valuestring, &len);
+		unsigned char *data = b64_decode(d->valuestring, &len);
 		if (data == NULL)
 			continue;
-		o->bufs[o->n] = data;
-		o->entries[o->n].seq = strtoull(sk->valuestring + 2, NULL, 10);
-		o->entries[o->n].data = data;
-		o->entries[o->n].len = len;
-		o->n++;
+		if (storeop_add_entry(&o->s, strtoull(sk->valuestring + 2, NULL, 10), data, len) < 0)
+			break;
 	}
 }
 
@@ -904,16 +815,9 @@ members_page(struct op *o, const cJSON *ans, uint64_t now)
 		const cJSON *sk = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(it, "sk"), "S");
 		if (!cJSON_IsString(sk) || strncmp(sk->valuestring, "m:", 2) != 0 || expired(it, now))
 			continue;
-		if (o->n == o->cap) {
-			size_t cap = o->cap ? o->cap * 2 : 16;
-			char **nn = realloc(o->names, cap * sizeof(*nn));
-			if (nn == NULL)
-				break;
-			o->names = nn;
-			o->cap = cap;
-		}
-		if ((o->names[o->n] = strdup(sk->valuestring + 2)) != NULL)
-			o->n++;
+		char *m = strdup(sk->valuestring + 2);
+		if (m != NULL && storeop_add_name(&o->s, m) < 0)
+			break;
 	}
 }
 
@@ -939,22 +843,22 @@ answered(void *arg, const struct aws_result *r)
 	int ok = r->type == NULL;
 	if (!ok) {
 		if (is(r, "ConditionalCheckFailedException")) {
-			if (o->kind == K_SET) {
+			if (o->s.kind == K_SET) {
 				done_status(o, MCPD_CONFLICT);
 				return;
 			}
-			if (o->kind == K_INCR && o->step == 0) {
+			if (o->s.kind == K_INCR && o->step == 0) {
 				o->step = 1;            /* expired: start it anew */
 				incr_step(o);
 				return;
 			}
-			if (o->kind == K_INCR && ++o->tries < APPEND_TRIES) {
+			if (o->s.kind == K_INCR && ++o->tries < APPEND_TRIES) {
 				o->step = 0;            /* renewed meanwhile: add to it */
 				incr_step(o);
 				return;
 			}
 		}
-		if (o->kind == K_APPEND && o->step == 1 && tx_conflict(r) && ++o->tries < APPEND_TRIES) {
+		if (o->s.kind == K_APPEND && o->step == 1 && tx_conflict(r) && ++o->tries < APPEND_TRIES) {
 			o->step = 0;                    /* another append won: read again */
 			get_item(o, "l", NULL);
 			return;
@@ -980,10 +884,10 @@ answered(void *arg, const struct aws_result *r)
 	}
 	const cJSON *item = cJSON_GetObjectItemCaseSensitive(ans, "Item");
 	const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(ans, "Attributes");
-	switch (o->kind) {
+	switch (o->s.kind) {
 	case K_GET:
 		if (item == NULL || expired(item, now)) {
-			((mcpd_value_cb *)o->cb)(o->arg, MCPD_NOT_FOUND, NULL, 0, NULL);
+			((mcpd_value_cb *)o->s.cb)(o->s.arg, MCPD_NOT_FOUND, NULL, 0, NULL);
 			op_free(o);
 		} else {
 			got_value(o, item);
@@ -1013,8 +917,8 @@ answered(void *arg, const struct aws_result *r)
 		if (v == INT64_MIN)
 			fail(o, "dynamodb: no counter in the answer");
 		else {
-			if (o->cb)
-				((mcpd_int_cb *)o->cb)(o->arg, MCPD_OK, v, NULL);
+			if (o->s.cb)
+				((mcpd_int_cb *)o->s.cb)(o->s.arg, MCPD_OK, v, NULL);
 			op_free(o);
 		}
 		break;
@@ -1026,8 +930,8 @@ answered(void *arg, const struct aws_result *r)
 			o->head_exp = num(item, "exp", 0);
 			append_write(o);
 		} else {
-			if (o->cb)
-				((mcpd_int_cb *)o->cb)(o->arg, MCPD_OK, o->seq, NULL);
+			if (o->s.cb)
+				((mcpd_int_cb *)o->s.cb)(o->s.arg, MCPD_OK, o->seq, NULL);
 			op_free(o);
 		}
 		break;
@@ -1035,7 +939,7 @@ answered(void *arg, const struct aws_result *r)
 		char from[32], to[32];
 		if (o->step == 0) {
 			if (item == NULL || expired(item, now) || o->max == 0) {
-				((mcpd_entries_cb *)o->cb)(o->arg, MCPD_OK, NULL, 0, NULL);
+				((mcpd_entries_cb *)o->s.cb)(o->s.arg, MCPD_OK, NULL, 0, NULL);
 				op_free(o);
 				break;
 			}
@@ -1044,7 +948,7 @@ answered(void *arg, const struct aws_result *r)
 			if (o->after > lo)
 				lo = o->after;
 			if (lo >= (uint64_t)seq) {
-				((mcpd_entries_cb *)o->cb)(o->arg, MCPD_OK, NULL, 0, NULL);
+				((mcpd_entries_cb *)o->s.cb)(o->s.arg, MCPD_OK, NULL, 0, NULL);
 				op_free(o);
 				break;
 			}
@@ -1059,9 +963,9 @@ answered(void *arg, const struct aws_result *r)
 		range_page(o, ans);
 		entry_sk(from, sizeof(from), o->after + 1);
 		entry_sk(to, sizeof(to), (uint64_t)o->seq);
-		if (o->n < o->max && next_page(o, ans, from, to, o->max - o->n))
+		if (o->s.n < o->max && next_page(o, ans, from, to, o->max - o->s.n))
 			break;
-		((mcpd_entries_cb *)o->cb)(o->arg, MCPD_OK, o->entries, o->n, NULL);
+		((mcpd_entries_cb *)o->s.cb)(o->s.arg, MCPD_OK, o->s.entries, o->s.n, NULL);
 		op_free(o);
 		break;
 	}
@@ -1069,7 +973,7 @@ answered(void *arg, const struct aws_result *r)
 		members_page(o, ans, now);
 		if (next_page(o, ans, "m:", NULL, 0))
 			break;
-		((mcpd_members_cb *)o->cb)(o->arg, MCPD_OK, (const char *const *)o->names, o->n, NULL);
+		((mcpd_members_cb *)o->s.cb)(o->s.arg, MCPD_OK, (const char *const *)o->s.names, o->s.n, NULL);
 		op_free(o);
 		break;
 	}
@@ -1374,7 +1278,7 @@ ddb_detach(void *inst)
 	 * too, without callbacks (the worker is stopping). */
 	d->closing = 1;
 	while (d->ops != NULL)
-		op_free(d->ops);
+		op_free((struct op *)d->ops);
 	keyorder_clear();
 	d->closing = 0;
 }

@@ -43,17 +43,18 @@
  */
 #include <mcpd/plugin.h>
 
+#include "b64.h"
 #include "clock.h"
 #include "gcp.h"
 #include "gcp_auth.h"
 #include "isotime.h"
-#include "opfail.h"
+#include "keyorder.h"
 #include "section.h"
+#include "storeop.h"
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,7 +89,7 @@ struct fs {
 	struct event *probe, *purge;
 	int ready, probing, purging;
 	int closing;
-	struct op *ops;             /* every operation not finished */
+	struct storeop *ops;        /* every operation not finished */
 	char db_error[700];
 };
 
@@ -157,48 +158,13 @@ decode_id(const char *id)
 	return out;
 }
 
-static char *
-b64(const void *data, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-	if (out != NULL)
-		EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	return out;
-}
-
-static unsigned char *
-unb64(const char *s, size_t *len)
-{
-	size_t n = strlen(s);
-	if (n % 4 != 0)
-		return NULL;
-	unsigned char *out = malloc(n / 4 * 3 + 1);
-	if (out == NULL)
-		return NULL;
-	int m = n ? EVP_DecodeBlock(out, (const unsigned char *)s, (int)n) : 0;
-	if (m < 0) {
-		free(out);
-		return NULL;
-	}
-	size_t pad = n >= 1 && s[n - 1] == '=' ? (n >= 2 && s[n - 2] == '=' ? 2 : 1) : 0;
-	*len = (size_t)m - pad;
-	return out;
-}
-
 /* ---- operations ---- */
 
-enum kind { K_GET, K_SET, K_DEL, K_EXISTS, K_INCR, K_IDX_ADD, K_IDX_REM, K_MEMBERS, K_APPEND, K_RANGE };
-
 struct op {
+	struct storeop s;               /* first: key, callback, the list, what pages gave (storeop.h) */
 	struct fs *f;
-	enum kind kind;
 	void (*start)(struct op *);
-	struct op *next;                /* waiting behind this one on its key */
-	struct op *live_next, **live_prev;
-	void *cb;
-	void *arg;
 	int step;
-	char *key;                      /* mcpd's */
 	char *doc;                      /* the value's document name (root/C/id) */
 	char *sub;                      /* index ops: the member's; logs: the head's */
 	unsigned char *data;
@@ -214,147 +180,48 @@ struct op {
 	char *update_time;              /* of the document read */
 	int pages;
 	char *page_token;
-	struct mcpd_log_entry *entries;
-	unsigned char **bufs;
-	char **names;
-	size_t n, cap;
 };
 
-/*
- * Operations on one key run one after the other, in the order they were
- * made: calls go out on many connections at once, so a get made after a
- * set (which mcpd does not wait for) could otherwise overtake it.
- * Operations on different keys run in parallel.
- */
-#define KEY_BUCKETS 1024
-
-struct busy {
-	char *key;
-	struct op *head, *tail;
-	struct busy *next;
-};
-
-static struct busy *busy[KEY_BUCKETS];
-
-static unsigned
-bucket(const char *key)
-{
-	unsigned h = 2166136261u;
-	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-		h = (h ^ *p) * 16777619u;
-	return h % KEY_BUCKETS;
-}
-
+/* Operations on one key in order (keyorder.h). */
 static void
-submit(struct op *o)
+start_op(struct keyorder_op *q)
 {
-	struct busy **bp = &busy[bucket(o->key)], *b;
-	for (b = *bp; b != NULL; b = b->next)
-		if (strcmp(b->key, o->key) == 0)
-			break;
-	if (b != NULL) {
-		b->tail->next = o;
-		b->tail = o;
-		return;
-	}
-	if ((b = calloc(1, sizeof(*b))) == NULL || (b->key = strdup(o->key)) == NULL) {
-		free(b);
-		o->start(o);            /* out of memory: unordered rather than lost */
-		return;
-	}
-	b->head = b->tail = o;
-	b->next = *bp;
-	*bp = b;
+	struct op *o = (struct op *)q;
 	o->start(o);
-}
-
-static void
-key_release(struct op *o)
-{
-	for (struct busy **bp = &busy[bucket(o->key)]; *bp != NULL; bp = &(*bp)->next) {
-		struct busy *b = *bp;
-		if (b->head != o)
-			continue;
-		struct op *next = o->next;
-		if (next == NULL) {
-			*bp = b->next;
-			free(b->key);
-			free(b);
-			return;
-		}
-		b->head = next;
-		next->start(next);
-		return;
-	}
-}
-
-static void
-busy_clear(void)
-{
-	for (size_t i = 0; i < KEY_BUCKETS; i++)
-		while (busy[i] != NULL) {
-			struct busy *b = busy[i];
-			busy[i] = b->next;
-			free(b->key);
-			free(b);
-		}
 }
 
 static void
 op_free(struct op *o)
 {
-	if (!o->f->closing)
-		key_release(o);
-	if (o->live_prev != NULL) {
-		*o->live_prev = o->live_next;
-		if (o->live_next != NULL)
-			o->live_next->live_prev = o->live_prev;
-	}
-	free(o->key);
+	storeop_clear(&o->s, !o->f->closing);
 	free(o->doc);
 	free(o->sub);
 	free(o->data);
 	free(o->update_time);
 	free(o->page_token);
-	for (size_t i = 0; i < o->n; i++) {
-		if (o->bufs != NULL)
-			free(o->bufs[i]);
-		if (o->names != NULL)
-			free(o->names[i]);
-	}
-	free(o->bufs);
-	free(o->names);
-	free(o->entries);
 	free(o);
 }
-
-static const enum op_shape shapes[] = {
-	[K_GET] = OP_VALUE, [K_SET] = OP_DONE, [K_DEL] = OP_DONE, [K_EXISTS] = OP_DONE, [K_INCR] = OP_INT,
-	[K_IDX_ADD] = OP_DONE, [K_IDX_REM] = OP_DONE, [K_MEMBERS] = OP_MEMBERS, [K_APPEND] = OP_INT,
-	[K_RANGE] = OP_ENTRIES,
-};
-_Static_assert(sizeof(shapes) / sizeof(shapes[0]) == K_RANGE + 1, "a shape for each kind");
 
 static void
 fail(struct op *o, const char *why)
 {
-	op_fail(shapes[o->kind], o->cb, o->arg, why);
+	storeop_fail(&o->s, why);
 	op_free(o);
 }
 
 static void
 done_status(struct op *o, int status)
 {
-	if (o->cb)
-		((mcpd_done_cb *)o->cb)(o->arg, status, NULL);
+	if (o->s.cb)
+		((mcpd_done_cb *)o->s.cb)(o->s.arg, status, NULL);
 	op_free(o);
 }
 
 static void
 int_result(struct op *o, int64_t v)
 {
-	if (o->cb)
-		((mcpd_int_cb *)o->cb)(o->arg, MCPD_OK, v, NULL);
+	if (o->s.cb)
+		((mcpd_int_cb *)o->s.cb)(o->s.arg, MCPD_OK, v, NULL);
 	op_free(o);
 }
 
@@ -376,22 +243,15 @@ doc_name(const struct fs *f, const char *key, const char *sub)
 }
 
 static struct op *
-op_new(struct fs *f, enum kind kind, const char *key, void *cb, void *arg)
+op_new(struct fs *f, enum store_kind kind, const char *key, void *cb, void *arg)
 {
 	struct op *o = calloc(1, sizeof(*o));
-	if (o == NULL || (o->key = strdup(key)) == NULL) {
+	if (o == NULL || storeop_init(&o->s, &f->ops, kind, key, cb, arg) < 0) {
 		free(o);
 		return NULL;
 	}
+	o->s.q.start = start_op;
 	o->f = f;
-	o->kind = kind;
-	o->cb = cb;
-	o->arg = arg;
-	o->live_next = f->ops;
-	if (f->ops != NULL)
-		f->ops->live_prev = &o->live_next;
-	f->ops = o;
-	o->live_prev = &f->ops;
 	return o;
 }
 
@@ -400,23 +260,23 @@ op_new(struct fs *f, enum kind kind, const char *key, void *cb, void *arg)
 static int
 name_op(struct op *o)
 {
-	if (*o->key == '\0') {
+	if (*o->s.key == '\0') {
 		fail(o, "firestore: empty key");
 		return -1;
 	}
-	char *id = malloc(3 * strlen(o->key) + 1);
+	char *id = malloc(3 * strlen(o->s.key) + 1);
 	if (id == NULL) {
 		fail(o, "out of memory");
 		return -1;
 	}
-	encode_id(o->key, id);
+	encode_id(o->s.key, id);
 	size_t n = strlen(id);
 	free(id);
 	if (n > MAX_ID) {
 		fail(o, "firestore: key too long (a document id holds 1500 bytes, some characters taking 3)");
 		return -1;
 	}
-	if ((o->doc = doc_name(o->f, o->key, NULL)) == NULL) {
+	if ((o->doc = doc_name(o->f, o->s.key, NULL)) == NULL) {
 		fail(o, "out of memory");
 		return -1;
 	}
@@ -479,7 +339,7 @@ add_int(cJSON *fields, const char *name, int64_t v)
 static int
 add_bytes(cJSON *fields, const char *name, const void *data, size_t len)
 {
-	char *s = b64(data, len);
+	char *s = b64_encode(data, len);
 	if (s == NULL)
 		return -1;
 	cJSON *v = cJSON_AddObjectToObject(fields, name);
@@ -645,7 +505,7 @@ s_get(void *inst, const char *key, mcpd_value_cb *cb, void *arg)
 	}
 	if (name_op(o) == 0) {
 		o->start = start_get;
-		submit(o);
+		keyorder_submit(&o->s.q);
 	}
 }
 
@@ -660,7 +520,7 @@ s_exists(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
 	}
 	if (name_op(o) == 0) {
 		o->start = start_exists;
-		submit(o);
+		keyorder_submit(&o->s.q);
 	}
 }
 
@@ -698,7 +558,7 @@ s_set(void *inst, const char *key, const void *value, size_t len, uint64_t ttl_m
 	o->ttl_ms = ttl_ms;
 	o->flags = flags;
 	o->start = start_set;
-	submit(o);
+	keyorder_submit(&o->s.q);
 }
 
 static void
@@ -718,7 +578,7 @@ s_del(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
 		return;
 	}
 	o->start = start_del;
-	submit(o);
+	keyorder_submit(&o->s.q);
 }
 
 /* ---- counters ---- */
@@ -790,7 +650,7 @@ s_incr(void *inst, const char *key, int64_t by, uint64_t ttl_ms, mcpd_int_cb *cb
 	o->by = by;
 	o->ttl_ms = ttl_ms;
 	o->start = start_incr;
-	submit(o);
+	keyorder_submit(&o->s.q);
 }
 
 /* ---- indexes ---- */
@@ -835,11 +695,11 @@ start_members(struct op *o)
 /* An index operation on member: o with the member's document, or NULL
  * (cb told). */
 static struct op *
-index_op(struct fs *f, enum kind kind, const char *index, const char *member, void *cb, void *arg)
+index_op(struct fs *f, enum store_kind kind, const char *index, const char *member, void *cb, void *arg)
 {
 	struct op *o = op_new(f, kind, index, cb, arg);
 	if (o == NULL) {
-		op_fail(shapes[kind], cb, arg, "out of memory");
+		storeop_fail_kind(kind, cb, arg, "out of memory");
 		return NULL;
 	}
 	if (name_op(o) < 0)
@@ -871,7 +731,7 @@ s_index_add(void *inst, const char *index, const char *member, uint64_t ttl_ms, 
 	if (o != NULL) {
 		o->ttl_ms = ttl_ms;
 		o->start = start_index_add;
-		submit(o);
+		keyorder_submit(&o->s.q);
 	}
 }
 
@@ -881,7 +741,7 @@ s_index_remove(void *inst, const char *index, const char *member, mcpd_done_cb *
 	struct op *o = index_op(inst, K_IDX_REM, index, member, (void *)cb, arg);
 	if (o != NULL) {
 		o->start = start_index_remove;
-		submit(o);
+		keyorder_submit(&o->s.q);
 	}
 }
 
@@ -891,7 +751,7 @@ s_index_members(void *inst, const char *index, mcpd_members_cb *cb, void *arg)
 	struct op *o = index_op(inst, K_MEMBERS, index, NULL, (void *)cb, arg);
 	if (o != NULL) {
 		o->start = start_members;
-		submit(o);
+		keyorder_submit(&o->s.q);
 	}
 }
 
@@ -997,7 +857,7 @@ s_log_append(void *inst, const char *log, const void *entry, size_t len, uint64_
 	o->max = max_entries ? max_entries : 1;
 	o->ttl_ms = ttl_ms;
 	o->start = start_head;
-	submit(o);
+	keyorder_submit(&o->s.q);
 }
 
 /* Entries from o->after + 1 to o->seq, a page at a most. */
@@ -1007,7 +867,7 @@ range_query(struct op *o)
 	char lo[2200], hi[2200];
 	entry_name(o, o->after + 1, lo, sizeof(lo));
 	entry_name(o, (uint64_t)o->seq, hi, sizeof(hi));
-	size_t want = o->max - o->n < RANGE_PAGE ? o->max - o->n : RANGE_PAGE;
+	size_t want = o->max - o->s.n < RANGE_PAGE ? o->max - o->s.n : RANGE_PAGE;
 	cJSON *body = cJSON_CreateObject(), *q = cJSON_AddObjectToObject(body, "structuredQuery");
 	cJSON *from = cJSON_AddArrayToObject(q, "from"), *c = cJSON_CreateObject();
 	cJSON_AddStringToObject(c, "collectionId", "e");
@@ -1046,7 +906,7 @@ s_log_range(void *inst, const char *log, uint64_t after, size_t max, mcpd_entrie
 	o->after = after;
 	o->max = max;
 	o->start = start_head;
-	submit(o);
+	keyorder_submit(&o->s.q);
 }
 
 /* ---- answers ---- */
@@ -1060,48 +920,23 @@ is(const struct gcp_result *r, const char *code)
 static void
 got_value(struct op *o, const cJSON *doc)
 {
-	mcpd_value_cb *cb = o->cb;
+	mcpd_value_cb *cb = o->s.cb;
 	const cJSON *b = cJSON_GetObjectItemCaseSensitive(field(doc, "v"), "bytesValue");
 	const cJSON *n = cJSON_GetObjectItemCaseSensitive(field(doc, "n"), "integerValue");
 	if (cJSON_IsString(n)) {
-		cb(o->arg, MCPD_OK, n->valuestring, strlen(n->valuestring), NULL);
+		cb(o->s.arg, MCPD_OK, n->valuestring, strlen(n->valuestring), NULL);
 	} else if (cJSON_IsString(b)) {
 		size_t len;
-		unsigned char *data = unb64(b->valuestring, &len);
+		unsigned char *data = b64_decode(b->valuestring, &len);
 		if (data == NULL)
-			cb(o->arg, MCPD_ERROR, NULL, 0, "firestore: a value that is not base64");
+			cb(o->s.arg, MCPD_ERROR, NULL, 0, "firestore: a value that is not base64");
 		else
-			cb(o->arg, MCPD_OK, data, len, NULL);
+			cb(o->s.arg, MCPD_OK, data, len, NULL);
 		free(data);
 	} else {
-		cb(o->arg, MCPD_ERROR, NULL, 0, "firestore: a document without a value");
+		cb(o->s.arg, MCPD_ERROR, NULL, 0, "firestore: a document without a value");
 	}
 	op_free(o);
-}
-
-static int
-grow(struct op *o)
-{
-	if (o->n < o->cap)
-		return 0;
-	size_t cap = o->cap ? o->cap * 2 : 16;
-	if (o->kind == K_RANGE) {
-		struct mcpd_log_entry *e = realloc(o->entries, cap * sizeof(*e));
-		if (e != NULL)
-			o->entries = e;
-		unsigned char **bb = realloc(o->bufs, cap * sizeof(*bb));
-		if (bb != NULL)
-			o->bufs = bb;
-		if (e == NULL || bb == NULL)
-			return -1;
-	} else {
-		char **nn = realloc(o->names, cap * sizeof(*nn));
-		if (nn == NULL)
-			return -1;
-		o->names = nn;
-	}
-	o->cap = cap;
-	return 0;
 }
 
 /* A page of members; 1 when another was asked. */
@@ -1115,11 +950,8 @@ members_page(struct op *o, const cJSON *ans, uint64_t now)
 			continue;
 		const char *id = strrchr(name->valuestring, '/');
 		char *m = id ? decode_id(id + 1) : NULL;
-		if (m == NULL || grow(o) < 0) {
-			free(m);
-			continue;
-		}
-		o->names[o->n++] = m;
+		if (m != NULL)
+			storeop_add_name(&o->s, m);
 	}
 	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(ans, "nextPageToken");
 	if (!cJSON_IsString(tok) || *tok->valuestring == '\0' || ++o->pages >= MAX_PAGES)
@@ -1152,20 +984,17 @@ range_page(struct op *o, const cJSON *ans)
 		if (seq <= last)
 			continue;
 		last = seq;
-		if (o->n >= o->max || grow(o) < 0)
+		if (o->s.n >= o->max)
 			break;
 		size_t len;
-		unsigned char *data = unb64(d->valuestring, &len);
+		unsigned char *data = b64_decode(d->valuestring, &len);
 		if (data == NULL)
 			continue;
-		o->bufs[o->n] = data;
-		o->entries[o->n].seq = seq;
-		o->entries[o->n].data = data;
-		o->entries[o->n].len = len;
-		o->n++;
+		if (storeop_add_entry(&o->s, seq, data, len) < 0)
+			break;
 	}
 	o->after = last;
-	if (got == 0 || o->n >= o->max || last >= (uint64_t)o->seq || ++o->pages >= MAX_PAGES)
+	if (got == 0 || o->s.n >= o->max || last >= (uint64_t)o->seq || ++o->pages >= MAX_PAGES)
 		return 0;
 	range_query(o);
 	return 1;
@@ -1193,7 +1022,7 @@ answered(void *arg, const struct gcp_result *r)
 	uint64_t now = real_ms();
 	int missing = is(r, "NOT_FOUND");
 	if (r->code != NULL && !missing) {
-		if (o->kind == K_SET && lost_race(r)) {
+		if (o->s.kind == K_SET && lost_race(r)) {
 			if (o->step == 0 && (o->flags & MCPD_SET_IF_ABSENT) && is(r, "ALREADY_EXISTS")) {
 				o->step = 1;            /* there: expired? */
 				get_doc(o, o->doc, 1);
@@ -1204,7 +1033,7 @@ answered(void *arg, const struct gcp_result *r)
 				return;
 			}
 		}
-		if ((o->kind == K_INCR || o->kind == K_APPEND) && o->step == 1 && lost_race(r) && ++o->tries < TRIES) {
+		if ((o->s.kind == K_INCR || o->s.kind == K_APPEND) && o->step == 1 && lost_race(r) && ++o->tries < TRIES) {
 			o->start(o);
 			return;
 		}
@@ -1235,10 +1064,10 @@ answered(void *arg, const struct gcp_result *r)
 		fail(o, "firestore: an answer that is not JSON");
 		return;
 	}
-	switch (o->kind) {
+	switch (o->s.kind) {
 	case K_GET:
 		if (ans == NULL || expired(ans, now)) {
-			((mcpd_value_cb *)o->cb)(o->arg, MCPD_NOT_FOUND, NULL, 0, NULL);
+			((mcpd_value_cb *)o->s.cb)(o->s.arg, MCPD_NOT_FOUND, NULL, 0, NULL);
 			op_free(o);
 		} else {
 			got_value(o, ans);
@@ -1356,7 +1185,7 @@ answered(void *arg, const struct gcp_result *r)
 	case K_MEMBERS:
 		if (ans != NULL && members_page(o, ans, now))
 			break;
-		((mcpd_members_cb *)o->cb)(o->arg, MCPD_OK, (const char *const *)o->names, o->n, NULL);
+		((mcpd_members_cb *)o->s.cb)(o->s.arg, MCPD_OK, (const char *const *)o->s.names, o->s.n, NULL);
 		op_free(o);
 		break;
 	case K_APPEND:
@@ -1379,7 +1208,7 @@ answered(void *arg, const struct gcp_result *r)
 		if (o->step == 0) {
 			int64_t seq = 0, max = 1;
 			if (ans == NULL || expired(ans, now) || o->max == 0 || int_field(ans, "seq", &seq) < 0) {
-				((mcpd_entries_cb *)o->cb)(o->arg, MCPD_OK, NULL, 0, NULL);
+				((mcpd_entries_cb *)o->s.cb)(o->s.arg, MCPD_OK, NULL, 0, NULL);
 				op_free(o);
 				break;
 			}
@@ -1388,7 +1217,7 @@ answered(void *arg, const struct gcp_result *r)
 			if (o->after > lo)
 				lo = o->after;
 			if (lo >= (uint64_t)seq) {
-				((mcpd_entries_cb *)o->cb)(o->arg, MCPD_OK, NULL, 0, NULL);
+				((mcpd_entries_cb *)o->s.cb)(o->s.arg, MCPD_OK, NULL, 0, NULL);
 				op_free(o);
 				break;
 			}
@@ -1399,7 +1228,7 @@ answered(void *arg, const struct gcp_result *r)
 		}
 		if (ans != NULL && range_page(o, ans))
 			break;
-		((mcpd_entries_cb *)o->cb)(o->arg, MCPD_OK, o->entries, o->n, NULL);
+		((mcpd_entries_cb *)o->s.cb)(o->s.arg, MCPD_OK, o->s.entries, o->s.n, NULL);
 		op_free(o);
 		break;
 	}
@@ -1843,8 +1672,8 @@ fs_detach(void *inst)
 	 * too, without callbacks (the worker is stopping). */
 	f->closing = 1;
 	while (f->ops != NULL)
-		op_free(f->ops);
-	busy_clear();
+		op_free((struct op *)f->ops);
+	keyorder_clear();
 	f->closing = 0;
 	while (purge_list != NULL) {
 		struct purge_one *p = purge_list;

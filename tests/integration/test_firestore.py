@@ -9,12 +9,12 @@ import json
 import os
 import re
 import threading
-import time
 import urllib.parse
 
 from gcppeer import PROJECT, firestore_emulator
-from harness import (RoundRobin, all_ready, call_tool, check, check_config_errors, deleted_everywhere, down_and_back,
-                     free_port, http, key_file, mcp_session, rpc, run_mcpd, run_unit_suite, wait_for, workers_ready)
+from harness import (Load, RoundRobin, all_ready, call_tool, check, check_config_errors, deleted_everywhere,
+                     down_and_back, free_port, http, key_file, mcp_session, rpc, run_mcpd, run_unit_suite,
+                     storage_hangs, wait_for, workers_ready)
 
 TOOLS = """
 tools:
@@ -305,27 +305,17 @@ def test_emulator_restarted_under_load(t):
     e = firestore_emulator(t)
     a, pa = instance(t, e, "A")
     sid = mcp_session(pa)
-    statuses = []
-    stop = threading.Event()
-
-    def load():
-        i = 0
-        while not stop.is_set():
-            i += 1
-            statuses.append(rpc(pa, sid, "tools/call", {"name": "where", "arguments": {}}, id=i, timeout=10)[0])
-    th = threading.Thread(target=load)
-    th.start()
+    load = Load([pa], sid)
+    statuses = load.statuses
     try:
-        wait_for(lambda: len(statuses) > 10, what="load")
+        load.wait(10)
         e.stop()
         wait_for(lambda: statuses.count(503) > 5, what="503 while the emulator is down")
         e.start()
         wait_for(lambda: all_ready(pa, 6), timeout=20, what="ready again")
-        n = len(statuses)
-        wait_for(lambda: len(statuses) > n + 10, what="load after the restart")
+        load.wait(10)
     finally:
-        stop.set()
-        th.join()
+        load.stop()
     # (the old session's record went with the emulator: 404, or 200 from
     # a worker's cache of it)
     check(set(statuses) <= {200, 503, 404}, sorted(set(statuses)))
@@ -343,20 +333,7 @@ def test_an_emulator_that_hangs(t):
     mcpd."""
     e = firestore_emulator(t)
     d, port = instance(t, e, workers=1, storage_extra=", timeout: 500ms")
-    sid = mcp_session(port)
-    e.pause()
-    try:
-        t0 = time.monotonic()
-        st, r, _ = rpc(port, sid, "ping", timeout=15)
-        took = time.monotonic() - t0
-        check(st == 503 and "unavailable" in json.dumps(r), (st, r))
-        check(took < 4, "took %.1fs" % took)
-        check(http(port, "GET", "/healthz")[0] == 200)
-        d.wait_log(r"firestore: .*(timed out|Timeout|timeout)")
-    finally:
-        e.resume()
-    wait_for(lambda: all_ready(port, 3), timeout=15, what="ready again")
-    wait_for(lambda: rpc(port, sid, "ping")[0] == 200, timeout=10, what="the session to answer again")
+    storage_hangs(d, port, e, r"firestore: .*(timed out|Timeout|timeout)")
     d.stop()
 
 

@@ -16,10 +16,10 @@ import threading
 import time
 
 from gcppeer import PROJECT, firestore_emulator, pubsub_emulator
-from harness import (Skip, all_ready, call_tool, check, check_config_errors, check_config_valid,
+from harness import (Load, Skip, all_ready, call_tool, check, check_config_errors, check_config_valid,
                      conformance_behind_balancer, conformance_config, deleted_everywhere, free_port, http, key_file,
-                     mcp_session, node_peers_ready, rpc, run_mcpd, run_unit_suite, start_instances, wait_for,
-                     workers_ready)
+                     mcp_session, node_peers_ready, rpc, run_mcpd, run_unit_suite, start_instances, transport_hangs,
+                     wait_for, workers_ready)
 from test_redis import TOOLS, cancel_crosses, elicitation_crosses, list_changed_crosses, resume_crosses
 
 
@@ -381,18 +381,10 @@ def test_emulator_restarted_under_load(t):
     fs, ps = firestore_emulator(t), pubsub_emulator(t)
     (a, pa), (b, pb) = instances(t, fs, ps, n=2)
     sid = mcp_session(pa)
-    statuses = []
-    stop = threading.Event()
-
-    def load():
-        i = 0
-        while not stop.is_set():
-            i += 1
-            statuses.append(rpc(pb, sid, "tools/call", {"name": "where", "arguments": {}}, id=i, timeout=10)[0])
-    th = threading.Thread(target=load)
-    th.start()
+    load = Load([pb], sid)
+    statuses = load.statuses
     try:
-        wait_for(lambda: len(statuses) > 10, what="load")
+        load.wait(10)
         ps.stop()
 
         def down_everywhere():
@@ -403,11 +395,9 @@ def test_emulator_restarted_under_load(t):
         ps.start()
         for port in (pa, pb):
             wait_for(lambda: all_ready(port, 6), timeout=30, what="ready again")
-        n = len(statuses)
-        wait_for(lambda: len(statuses) > n + 10, what="load after the restart")
+        load.wait(10)
     finally:
-        stop.set()
-        th.join()
+        load.stop()
     check(set(statuses) <= {200, 503}, sorted(set(statuses)))
     check(statuses[-5:] == [200] * 5, statuses[-20:])
     wait_for(lambda: len(subscriptions(ps)) == 4, timeout=20, what="the subscriptions made again")
@@ -505,15 +495,5 @@ def test_an_emulator_that_hangs(t):
                                                    TOOLS % {"name": "A"}))
     d.start(wait_url_port=port)
     workers_ready(port, 1, timeout=20)
-    ps.pause()
-    try:
-        wait_for(lambda: http(port, "GET", "/readyz")[0] == 503, timeout=15, what="/readyz 503 while it hangs")
-        st, _, body = http(port, "GET", "/readyz")
-        check(b"pubsub" in body and (b"timed out" in body or b"Timeout" in body), body)
-        for _ in range(10):
-            check(http(port, "GET", "/healthz")[0] == 200)
-    finally:
-        ps.resume()
-    wait_for(lambda: all_ready(port, 3), timeout=20, what="ready again")
-    d.wait_log("pubsub: the service answers again")
+    transport_hangs(d, port, ps, "pubsub", 15)
     d.stop()

@@ -12,10 +12,9 @@ import re
 import time
 
 from awspeer import AwsRelay, moto_server
-from harness import (Skip, all_ready, call_tool, check, check_config_errors, check_config_valid,
-                     conformance_behind_balancer, conformance_config, deleted_everywhere, free_port, http, key_file,
-                     mcp_session, node_peers_ready, rpc, run_mcpd, run_unit_suite, serve, start_instances,
-                     wait_for, workers_ready)
+from harness import (Skip, call_tool, check, check_config_errors, check_config_valid, conformance_behind_balancer,
+                     conformance_config, deleted_everywhere, free_port, http, key_file, mcp_session, node_peers_ready,
+                     rpc, run_mcpd, run_unit_suite, serve, start_instances, transport_hangs, wait_for, workers_ready)
 from test_redis import (TOOLS, cancel_crosses, elicitation_crosses, list_changed_crosses, post_stream, read_until,
                         resume_crosses)
 
@@ -352,15 +351,5 @@ def test_an_emulator_that_hangs(t):
                "wait: 1s, timeout: 500ms }\n%s" % (port, os.path.join(t.dir, "state"), m.url, TOOLS % {"name": "A"}))
     d.start(env=m.env(), wait_url_port=port)
     workers_ready(port, 1, timeout=20)
-    m.pause()
-    try:
-        wait_for(lambda: http(port, "GET", "/readyz")[0] == 503, timeout=10, what="/readyz 503 while moto hangs")
-        st, _, body = http(port, "GET", "/readyz")
-        check(b"sqs" in body and (b"timed out" in body or b"Timeout" in body), body)
-        for _ in range(10):
-            check(http(port, "GET", "/healthz")[0] == 200)
-    finally:
-        m.resume()
-    wait_for(lambda: all_ready(port, 3), timeout=20, what="ready again")
-    d.wait_log("sqs: the service answers again")
+    transport_hangs(d, port, m, "sqs", 10)
     d.stop()

@@ -23,5 +23,9 @@ Suite *routes_suite(void);
 Suite *cosmos_suite(void);
 Suite *amqp_suite(void);
 Suite *envexpand_suite(void);
+Suite *text_suite(void);
+Suite *storeop_suite(void);
+Suite *credfile_suite(void);
+Suite *localq_suite(void);
 
 #endif
