@@ -47,19 +47,32 @@ def open_stream(port, sid, body=None):
     return s
 
 
+WITHIN = 30         # seconds a crossing may take before the run fails
+
+
 class Reader:
     def __init__(self, s):
         self.s, self.buf, self.pos = s, b"", 0
 
-    def until(self, needle):
-        """Waits for needle after what was already consumed; returns the text up to it."""
+    def until(self, needle, within=WITHIN):
+        """Waits for needle after what was already consumed; returns the text up to it.
+        A stream's keep-alive comments would keep recv() from timing out, so a
+        message lost on its way would hang the run: the wait has a deadline."""
+        deadline = time.monotonic() + within
         while True:
             i = self.buf.find(needle, self.pos)
             if i >= 0:
                 out = self.buf[self.pos:i + len(needle)]
                 self.pos = i + len(needle)
                 return out
-            c = self.s.recv(65536)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                sys.exit("crossing: no %r within %d s: a message was lost between the instances" % (needle, within))
+            self.s.settimeout(left)
+            try:
+                c = self.s.recv(65536)
+            except socket.timeout:
+                continue
             if not c:
                 sys.exit("crossing: stream ended waiting for %r" % needle)
             self.buf += c
