@@ -18,6 +18,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+struct resend;
+static void resend_free(struct resend *);
+
 #define CACHE_IDLE_MS 60000         /* unused cached records are dropped after this */
 
 const char *const proto_names[PROTO_COUNT] = {
@@ -341,6 +344,7 @@ sessions_new(struct event_base *base, const struct backends *b, size_t max, size
 	t->next_stream = r[0] >> 16;        /* 48 bits: ids stay short */
 	t->next_request = r[1] >> 16;
 	TAILQ_INIT(&t->all);
+	LIST_INIT(&t->resends);
 	t->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, t);
 	struct timeval tv = { 5, 0 };
 	if (t->sweep == NULL) {
@@ -366,6 +370,8 @@ sessions_free(struct sessions *t)
 		s->refs = 0;
 		session_free(s);
 	}
+	while (!LIST_EMPTY(&t->resends))
+		resend_free(LIST_FIRST(&t->resends));
 	unsubscribe(t, t->sessions_sub);
 	unsubscribe(t, t->changes_sub);
 	event_free(t->sweep);
@@ -754,6 +760,52 @@ session_calls_end(struct session *s)
 		s->calls--;
 }
 
+/*
+ * A cancellation for a call running on another worker is published at
+ * once and again 250 ms and 1 s later. The worker running the call
+ * subscribed to the session's control channel when the call began, and a
+ * transport may not have that subscription in effect yet (nats: the SUB
+ * still on its way to the server; an AMQP link being attached), so a
+ * client that cancels right after the call started was not heard (seen
+ * under load). Request ids are not reused within a session, so a second
+ * cancellation of the same call does nothing more.
+ */
+struct resend {
+	struct sessions *t;
+	struct event *ev;
+	char ch[96];
+	char *txt;
+	int sent;
+	LIST_ENTRY(resend) link;
+};
+
+static const int resend_after_ms[] = { 250, 750 };
+
+static void
+resend_free(struct resend *r)
+{
+	LIST_REMOVE(r, link);
+	event_free(r->ev);
+	free(r->txt);
+	free(r);
+}
+
+static void
+resend_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct resend *r = arg;
+	publish(r->t, r->ch, r->txt, strlen(r->txt));
+	if (++r->sent > (int)(sizeof(resend_after_ms) / sizeof(resend_after_ms[0]))) {
+		resend_free(r);
+		return;
+	}
+	int ms = resend_after_ms[r->sent - 1];
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	event_add(r->ev, &tv);
+}
+
 void
 session_publish_cancel(struct session *s, const cJSON *request_id)
 {
@@ -761,9 +813,20 @@ session_publish_cancel(struct session *s, const cJSON *request_id)
 	cJSON_AddItemToObject(m, "cancel", cJSON_Duplicate(request_id, 1));
 	char *txt = json_print(m);
 	cJSON_Delete(m);
-	char ch[96];
-	key_of(ch, sizeof(ch), "control:", s->id);
-	if (txt != NULL)
+	if (txt == NULL)
+		return;
+	struct resend *r = calloc(1, sizeof(*r));
+	if (r == NULL || (r->ev = evtimer_new(s->table->base, resend_cb, r)) == NULL) {
+		char ch[96];                /* no memory to try again: once */
+		key_of(ch, sizeof(ch), "control:", s->id);
 		publish(s->table, ch, txt, strlen(txt));
-	free(txt);
+		free(r);
+		free(txt);
+		return;
+	}
+	r->t = s->table;
+	r->txt = txt;
+	key_of(r->ch, sizeof(r->ch), "control:", s->id);
+	LIST_INSERT_HEAD(&s->table->resends, r, link);
+	resend_cb(-1, 0, r);
 }

@@ -50,6 +50,7 @@ struct sessions {
 	TAILQ_HEAD(, session) all;
 	size_t count;
 	struct event *sweep;
+	LIST_HEAD(, resend) resends;        /* cancellations to publish again */
 	void *sessions_sub, *changes_sub;
 	void (*on_delete)(struct session *, void *);
 	void *on_delete_arg;

@@ -185,6 +185,37 @@ def test_cancel_from_another_instance(t):
             d.stop()
 
 
+def test_a_cancellation_is_published_again(t):
+    """A cancellation posted to an instance that does not run the call is
+    published three times (at once, 250 ms and 1 s later): the worker
+    running the call may not have its subscription to the session's
+    control channel in effect yet when the first goes out (a cancel sent
+    right after the call began was lost under load, with nats and amqp)."""
+    redis = redis_server(t)
+    (a, pa), (b, pb) = instances(t, redis, n=2)
+    sid = mcp_session(pa)
+    sub = socket.create_connection(("127.0.0.1", redis.port), timeout=5)
+    try:
+        sub.sendall(b"*2\r\n$10\r\nPSUBSCRIBE\r\n$10\r\n*control:*\r\n")
+        data = b""
+        while b"psubscribe" not in data:
+            data += sub.recv(4096)
+        cancel_crosses(t, pa, pb, sid, "again", id=11)
+        deadline = time.monotonic() + 2.5         # the last at 1 s, and no fourth
+        while data.count(b"pmessage") < 4 and time.monotonic() < deadline:
+            sub.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                data += sub.recv(65536)
+            except socket.timeout:
+                break
+        n = data.count(b"pmessage")
+        check(n == 3, "the cancellation was published %d times, not 3: %r" % (n, data[-600:]))
+    finally:
+        sub.close()
+    for d, _ in ((a, pa), (b, pb)):
+        d.stop()
+
+
 def test_elicitation_answered_on_another_instance(t):
     redis = redis_server(t)
     for mode in ("pubsub", "streams"):
