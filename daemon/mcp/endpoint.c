@@ -63,9 +63,9 @@ accepts(const char *accept, const char *type)
 	return strstr(accept, type) != NULL || strstr(accept, "*/*") != NULL;
 }
 
-/* A notification the client posted in its session. */
-static void
-notification(struct mcp *m, struct session *s, const struct jsonrpc_msg *msg)
+/* A notification the client posted (or wrote on stdio) in its session. */
+void
+client_notification(struct mcp *m, struct session *s, const struct jsonrpc_msg *msg)
 {
 	if (strcmp(msg->method, "notifications/cancelled") == 0) {
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg->params, "requestId");
@@ -378,7 +378,7 @@ post_in_session(struct mcp *m, struct http_request *r, struct session *s, struct
 		return;
 	case RPC_NOTIFICATION:
 		http_request_log_extra(r, msg->method);
-		notification(m, s, msg);
+		client_notification(m, s, msg);
 		cors_headers(r);
 		http_respond(r, 202, NULL, NULL, 0);
 		return;
@@ -590,6 +590,10 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 		mcp_free(m);
 		return NULL;
 	}
+	/* Without an HTTP server (mcpd --stdio) the one client is the user
+	 * who started mcpd: no endpoint, no tokens. */
+	if (http == NULL)
+		return m;
 	if (http_server_route(http, cfg->endpoint, mcp_endpoint, m) < 0) {
 		mcp_free(m);
 		return NULL;
