@@ -173,7 +173,9 @@ line_out(void *arg, const char *json)
 	if (!(bufferevent_get_enabled(x->out) & EV_WRITE))
 		return;
 	size_t len = strlen(json);
-	if (evbuffer_get_length(o) + len > x->cfg->limits.stream_buffer) {
+	/* What waits is bounded (one message may go past it, as on HTTP
+	 * streams): a client that stops reading is not buffered for. */
+	if (evbuffer_get_length(o) > x->cfg->limits.stream_buffer) {
 		log_error("stdio: the client does not read stdout (over limits.stream_buffer, %llu bytes, waiting); ending",
 		    (unsigned long long)x->cfg->limits.stream_buffer);
 		evbuffer_drain(o, evbuffer_get_length(o));

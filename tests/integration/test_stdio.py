@@ -346,6 +346,49 @@ def test_stdio_sigterm_ends_and_kills_tool(t):
     s.d.wait_log("SIGTERM: ending")
 
 
+FLOOD = """limits: { stream_buffer: 64KiB }
+tools:
+  - name: flood
+    description: Logs as fast as it can.
+    input: { pidfile: string }
+    shell: 'echo $$ > "$MCP_ARG_pidfile"; while :; do printf "{\\"jsonrpc\\":\\"2.0\\",\\"method\\":\\"notifications/message\\",\\"params\\":{\\"level\\":\\"info\\",\\"data\\":\\"%0500d\\"}}\\n" 0 >&$MCP_CHANNEL_FD; done'
+"""
+
+
+def test_stdio_client_not_reading(t):
+    """A client that stops reading stdout while a tool floods it: mcpd
+    holds at most limits.stream_buffer for it, then ends (exit 1), the
+    tool killed, the log saying why."""
+    d = t.mcpd(FLOOD, name="flood.yaml")
+    logf = open(d.log_path, "ab")
+    p = subprocess.Popen([MCPD, "--stdio", "-c", d.config_path], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=logf)
+    d.proc = p
+    pidfile = os.path.join(t.dir, "flood.pid")
+    p.stdin.write(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "lazy", "version": "1"}}}).encode() + b"\n")
+    p.stdin.flush()
+    check(json.loads(p.stdout.readline())["id"] == 1)
+    p.stdin.write(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "flood", "arguments": {"pidfile": pidfile}}}).encode() + b"\n")
+    p.stdin.flush()
+    wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="the tool to start")
+    pid = int(open(pidfile).read())
+    try:
+        rc = p.wait(30)
+    except subprocess.TimeoutExpired:
+        raise harness.TestFailure("mcpd went on buffering for a client that does not read:\n" + d.log()[-2000:])
+    check(rc == 1, rc)
+    wait_for(lambda: not alive(pid), timeout=5, what="the flooding tool to be killed")
+    d.wait_log("the client does not read stdout")
+    # What did reach the pipe is whole lines of JSON-RPC, up to where it stopped.
+    got = p.stdout.read()
+    lines = got.split(b"\n")
+    for line in lines[:-1]:
+        check(json.loads(line)["jsonrpc"] == "2.0")
+
+
 def test_stdio_config_errors(t):
     """A broken file: errors on stderr, nothing on stdout, exit 1; the
     storage: and transport: sections are not used (sessions in memory)."""
