@@ -93,6 +93,12 @@ class Stdio:
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         return r
 
+    def wait_notification(self, method, timeout=5):
+        """A notification met already (in .others) or still to come."""
+        deadline = time.monotonic() + timeout
+        while not any(m.get("method") == method and "id" not in m for m in self.others):
+            self.others.append(self.recv(max(0.1, deadline - time.monotonic())))
+
     def nothing_for(self, seconds):
         try:
             m = self.msgs.get(timeout=seconds)
@@ -387,6 +393,47 @@ def test_stdio_client_not_reading(t):
     lines = got.split(b"\n")
     for line in lines[:-1]:
         check(json.loads(line)["jsonrpc"] == "2.0")
+
+
+def test_stdio_notifications(t):
+    """What the session's GET stream would carry over HTTP comes out as
+    lines: resources/updated for a subscribed file that changes,
+    list_changed that a tool announces; logging/setLevel filters the
+    commands' log messages."""
+    motd = os.path.join(t.dir, "motd.txt")
+    with open(motd, "w") as f:
+        f.write("first\n")
+    s = Stdio(t, """tools:
+  - name: announce
+    description: Says that the tool list changed.
+    shell: 'mcpd-tool changed tools'
+  - name: chatty
+    description: Logs at two levels.
+    shell: 'mcpd-tool log debug "a debug line"; mcpd-tool log warning "a warning"; echo done'
+resources:
+  - uri: file:///motd
+    name: motd
+    file: %s
+""" % motd)
+    s.initialize()
+    check(s.request(1, "resources/subscribe", {"uri": "file:///motd"})["result"] == {})
+    with open(motd, "w") as f:
+        f.write("second\n")
+    m = s.recv()
+    check(m == {"jsonrpc": "2.0", "method": "notifications/resources/updated",
+                "params": {"uri": "file:///motd"}}, m)
+    check(s.request(2, "resources/read", {"uri": "file:///motd"})["result"]["contents"][0]["text"] == "second\n")
+    r = call(s, 3, "announce")
+    check(not r["result"].get("isError"), r)
+    s.wait_notification("notifications/tools/list_changed")
+    s.others.clear()
+    check(s.request(4, "logging/setLevel", {"level": "warning"})["result"] == {})
+    r = call(s, 5, "chatty")
+    logs = [m["params"] for m in s.others if m.get("method") == "notifications/message"]
+    check(logs == [{"level": "warning", "data": "a warning"}], logs)
+    s.proc.stdin.close()
+    check(s.wait_exit() == 0)
+    s.check_stdout_is_jsonrpc()
 
 
 def test_stdio_config_errors(t):
