@@ -355,6 +355,10 @@ stdio_main(struct config *cfg)
 		goto done;
 	}
 	bufferevent_setcb(x.in, read_cb, NULL, in_event_cb, &x);
+	/* Input waits only while initialize waits for storage: a line and
+	 * one byte more is all that is read ahead (enough to tell that a
+	 * line is too long). */
+	bufferevent_setwatermark(x.in, EV_READ, 0, x.max_line + 2);
 	bufferevent_setcb(x.out, NULL, written_cb, out_event_cb, &x);
 	if (bufferevent_enable(x.in, EV_READ) < 0 || bufferevent_enable(x.out, EV_WRITE) < 0) {
 		log_error("stdio: cannot watch stdin and stdout");
