@@ -527,9 +527,10 @@ mcp_endpoint(struct http_request *r, void *arg)
 }
 
 /* init_worker of the plugins this configuration uses: its storage, its
- * transport and those of its tools (not those an older one loaded). */
+ * transport, its auth (with an HTTP server) and those of its tools (not
+ * those an older one loaded). */
 static int
-init_plugins(const struct config *cfg)
+init_plugins(const struct config *cfg, int with_auth)
 {
 	size_t n = 0;
 	struct loaded_plugin **use = calloc(3 + cfg->ntools, sizeof(*use));
@@ -539,7 +540,7 @@ init_plugins(const struct config *cfg)
 	}
 	use[n++] = cfg->storage.lp;
 	use[n++] = cfg->transport.lp;
-	if (cfg->auth.lp != NULL)
+	if (cfg->auth.lp != NULL && with_auth)
 		use[n++] = cfg->auth.lp;
 	for (size_t i = 0; i < cfg->ntools; i++)
 		if (cfg->tools[i].plugin != NULL)
@@ -586,7 +587,7 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 	watch_files(m);
 	host_set_tool_functions(host_tool_result, host_tool_text, host_tool_progress,
 	    host_tool_on_cancel, host_tool_ask);
-	if (init_plugins(cfg) < 0) {
+	if (init_plugins(cfg, http != NULL) < 0) {
 		mcp_free(m);
 		return NULL;
 	}

@@ -449,3 +449,15 @@ def test_stdio_config_errors(t):
     check(s.request(1, "tools/list")["result"]["tools"][0]["name"] == "slow")
     s.proc.stdin.close()
     check(s.wait_exit() == 0)
+    # auth: is for HTTP clients: the stdio client is whoever started mcpd.
+    with open(os.path.join(t.dir, "keys"), "w") as f:
+        f.write("alice:sha256:%s:tools.admin\n" % ("ab" * 32))
+    os.chmod(os.path.join(t.dir, "keys"), 0o600)
+    s = Stdio(t, CONFIG.replace("  - name: echo\n", "  - name: echo\n    scopes: [tools.admin]\n") +
+              "auth: { plugin: apikey, keys_file: keys }\n", name="auth.yaml")
+    s.initialize()
+    r = call(s, 2, "echo", {"text": "no token needed"})
+    check(r["result"]["content"][0]["text"] == "no token needed", r)
+    s.proc.stdin.close()
+    check(s.wait_exit() == 0)
+    s.d.wait_log("auth is not applied")
