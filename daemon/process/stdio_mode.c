@@ -2,9 +2,9 @@
  * starts mcpd and speaks newline-delimited JSON-RPC on its stdin and
  * stdout. One process: no master, no workers, no listen socket; the
  * worker's code alone, on one libevent loop with fds 0 and 1 as
- * bufferevents, nothing blocking. This file frames the lines (each
- * bounded by limits.max_body; past it the client gets an error and
- * reading goes on at the next newline) and owns the descriptors and the
+ * bufferevents, nothing blocking. This file frames the lines
+ * (lib/linesplit.c: each bounded by limits.max_body; past it the client
+ * gets an error and reading goes on at the next newline) and owns the descriptors and the
  * signals; the MCP layer (mcp/line.c) serves the messages through the
  * same calls as the HTTP endpoint. stdout carries nothing but JSON-RPC:
  * logs go to stderr. EOF on stdin, SIGTERM, SIGINT or SIGHUP end it:
@@ -13,6 +13,7 @@
 #include "stdio_mode.h"
 #include "config.h"
 #include "host.h"
+#include "linesplit.h"
 #include "log.h"
 #include "mcp.h"
 #include "plugin.h"
@@ -39,8 +40,7 @@ struct sio {
 	struct mcp_line *line;
 	struct bufferevent *in, *out;
 	size_t max_line;
-	size_t scanned;             /* bytes of input known to hold no newline */
-	int discarding;             /* skipping the rest of an oversized line */
+	struct linesplit split;
 	int ending;
 	int status;
 	const char *why;
@@ -76,48 +76,20 @@ process_lines(struct sio *x, int at_eof)
 {
 	struct evbuffer *in = bufferevent_get_input(x->in);
 	while (!x->ending && !mcp_line_busy(x->line)) {
-		size_t have = evbuffer_get_length(in);
-		if (have == 0)
+		const char *text;
+		size_t len, take;
+		switch (linesplit_next(&x->split, in, at_eof, &text, &len, &take)) {
+		case LINE_NONE:
 			return;
-		struct evbuffer_ptr start, nl;
-		evbuffer_ptr_set(in, &start, x->scanned, EVBUFFER_PTR_SET);
-		nl = evbuffer_search(in, "\n", 1, &start);
-		size_t n;
-		if (nl.pos < 0) {
-			x->scanned = have;
-			if (have > x->max_line) {
-				if (!x->discarding)
-					too_long(x);
-				x->discarding = 1;
-				evbuffer_drain(in, have);
-				x->scanned = 0;
-				return;
-			}
-			if (!at_eof)
-				return;
-			n = have;           /* the last line, with no newline */
-		} else {
-			n = (size_t)nl.pos;
-		}
-		size_t take = n < have ? n + 1 : n;
-		x->scanned = 0;
-		if (x->discarding) {
-			x->discarding = 0;
-			evbuffer_drain(in, take);
-			continue;
-		}
-		if (n > x->max_line) {
+		case LINE_TOO_LONG:
 			too_long(x);
+			continue;
+		case LINE_OK:
+			if (!blank(text, len))
+				mcp_line_message(x->line, text, len);
 			evbuffer_drain(in, take);
 			continue;
 		}
-		const char *text = (const char *)evbuffer_pullup(in, (ssize_t)take);
-		size_t len = n;
-		if (len > 0 && text[len - 1] == '\r')
-			len--;
-		if (text != NULL && !blank(text, len))
-			mcp_line_message(x->line, text, len);
-		evbuffer_drain(in, take);
 	}
 }
 
@@ -297,6 +269,7 @@ stdio_main(struct config *cfg)
 {
 	struct sio x = { .cfg = cfg, .max_line = (size_t)cfg->limits.max_body, .flags = { -1, -1 } };
 	int rc = 1, attached = 0;
+	linesplit_init(&x.split, x.max_line);
 	log_set_process("stdio");
 	signal(SIGPIPE, SIG_IGN);
 	if (cfg->auth.name != NULL || cfg->oauth.enabled)

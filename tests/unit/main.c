@@ -27,6 +27,7 @@ main(void)
 	srunner_add_suite(sr, cosmos_suite());
 	srunner_add_suite(sr, amqp_suite());
 	srunner_add_suite(sr, envexpand_suite());
+	srunner_add_suite(sr, linesplit_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -23,5 +23,6 @@ Suite *routes_suite(void);
 Suite *cosmos_suite(void);
 Suite *amqp_suite(void);
 Suite *envexpand_suite(void);
+Suite *linesplit_suite(void);
 
 #endif
