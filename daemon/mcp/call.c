@@ -104,8 +104,8 @@ call_stream_detached(void *arg)
 int
 call_direct_stream(struct call *c)
 {
-	if (c->sse_direct)
-		return 0;
+	if (c->sse_direct || c->line != NULL)
+		return 0;       /* (a line client takes each message as a line) */
 	if (c->req == NULL || !c->accept_sse)
 		return -1;
 	cors_headers(c->req);
@@ -125,6 +125,10 @@ call_direct_stream(struct call *c)
 void
 direct_write(struct call *c, const char *json)
 {
+	if (c->line != NULL) {
+		line_write(c->line, json);
+		return;
+	}
 	if (c->req == NULL)
 		return;
 	/* One chunk per event: proxies and line readers see it whole. */

@@ -184,18 +184,50 @@ with_session(struct mcp *m, struct http_request *r, enum waiting_kind kind, stru
 	session_lookup(m->sessions, sid, session_found, w);
 }
 
-static const cJSON *
+const cJSON *
 request_meta(const struct jsonrpc_msg *msg)
 {
 	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(msg->params, "_meta");
 	return cJSON_IsObject(meta) ? meta : NULL;
 }
 
-#define META_VERSION "io.modelcontextprotocol/protocolVersion"
+char *
+stateless_unsupported(const cJSON *id, const char *requested)
+{
+	cJSON *data = cJSON_CreateObject();
+	cJSON *sup = cJSON_AddArrayToObject(data, "supported");
+	cJSON_AddItemToArray(sup, cJSON_CreateString(proto_names[PROTO_2026_07_28]));
+	cJSON_AddStringToObject(data, "requested", requested);
+	return jsonrpc_error(id, -32022,
+	    "UnsupportedProtocolVersionError: this server speaks 2026-07-28 without a session, "
+	    "and 2025-03-26, 2025-06-18, 2025-11-25 with initialize", data);
+}
 
-#define META_CAPS "io.modelcontextprotocol/clientCapabilities"
+int
+stateless_removed(const struct jsonrpc_msg *msg, char *text, size_t len)
+{
+	static const char *const removed[] = { "initialize", "ping", "logging/setLevel",
+	    "resources/subscribe", "resources/unsubscribe", NULL };
+	for (size_t i = 0; removed[i] != NULL; i++) {
+		if (strcmp(msg->method, removed[i]) == 0) {
+			snprintf(text, len, "Method not found: %s is not part of 2026-07-28 (it belongs to the session-based revisions)", msg->method);
+			return 1;
+		}
+	}
+	return 0;
+}
 
-#define META_LOGLEVEL "io.modelcontextprotocol/logLevel"
+void
+stateless_call_init(struct call *c)
+{
+	c->stateless = 1;
+	c->proto = PROTO_2026_07_28;
+	const cJSON *meta = request_meta(&c->msg);
+	c->client_caps = cJSON_GetObjectItemCaseSensitive(meta, META_CAPS);
+	const cJSON *ll = cJSON_GetObjectItemCaseSensitive(meta, META_LOGLEVEL);
+	if (cJSON_IsString(ll) && mcp_log_level_parse(ll->valuestring) >= 0)
+		c->log_level = mcp_log_level_parse(ll->valuestring);
+}
 
 /* A request of the stateless revision: no session, and a protocol
  * version in _meta or a header that is not one of the dated revisions. */
@@ -252,13 +284,7 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 		code = -32020;
 		why = "HeaderMismatch: the MCP-Protocol-Version header must equal _meta io.modelcontextprotocol/protocolVersion";
 	} else if (proto_parse(mv->valuestring) != PROTO_2026_07_28) {
-		cJSON *data = cJSON_CreateObject();
-		cJSON *sup = cJSON_AddArrayToObject(data, "supported");
-		cJSON_AddItemToArray(sup, cJSON_CreateString(proto_names[PROTO_2026_07_28]));
-		cJSON_AddStringToObject(data, "requested", mv->valuestring);
-		respond_json(r, 400, jsonrpc_error(msg->id, -32022,
-		    "UnsupportedProtocolVersionError: this server speaks 2026-07-28 without a session, "
-		    "and 2025-03-26, 2025-06-18, 2025-11-25 with initialize", data));
+		respond_json(r, 400, stateless_unsupported(msg->id, mv->valuestring));
 		jsonrpc_free(msg);
 		return;
 	} else {
@@ -278,16 +304,11 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 		jsonrpc_free(msg);
 		return;
 	}
-	static const char *const removed[] = { "initialize", "ping", "logging/setLevel",
-	    "resources/subscribe", "resources/unsubscribe", NULL };
-	for (size_t i = 0; removed[i] != NULL; i++) {
-		if (strcmp(msg->method, removed[i]) == 0) {
-			char text[160];
-			snprintf(text, sizeof(text), "Method not found: %s is not part of 2026-07-28 (it belongs to the session-based revisions)", msg->method);
-			respond_rpc_error(r, 404, msg->id, JSONRPC_METHOD_NOT_FOUND, text);
-			jsonrpc_free(msg);
-			return;
-		}
+	char text[200];
+	if (stateless_removed(msg, text, sizeof(text))) {
+		respond_rpc_error(r, 404, msg->id, JSONRPC_METHOD_NOT_FOUND, text);
+		jsonrpc_free(msg);
+		return;
 	}
 	struct call *c = call_new(m, r, NULL, msg);
 	if (c == NULL) {
@@ -295,13 +316,7 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 		http_respond_text(r, 500, "out of memory");
 		return;
 	}
-	c->stateless = 1;
-	c->proto = PROTO_2026_07_28;
-	meta = request_meta(&c->msg);
-	c->client_caps = cJSON_GetObjectItemCaseSensitive(meta, META_CAPS);
-	const cJSON *ll = cJSON_GetObjectItemCaseSensitive(meta, META_LOGLEVEL);
-	if (cJSON_IsString(ll) && mcp_log_level_parse(ll->valuestring) >= 0)
-		c->log_level = mcp_log_level_parse(ll->valuestring);
+	stateless_call_init(c);
 	/* Closing the response cancels the request, from the start. */
 	http_request_on_close(r, call_req_closed, c);
 	dispatch(c);

@@ -4,12 +4,15 @@
  * responses answer our requests to the client (session_response), and
  * notifications are the endpoint's too (client_notification). The
  * connection has one session of the 2025 revisions, made by initialize;
- * whatever a call would send as an SSE event or a JSON answer, and what
+ * a request that carries 2026-07-28 in its _meta is served on its own,
+ * as the endpoint serves stateless POSTs. Whatever a call would send as an SSE event or a JSON answer, and what
  * the session would send on its GET stream (questions to the client,
  * change notifications), goes out as one line. The framing, the bound
  * on a line and the descriptors are process/stdio.c's. */
 #include "mcp_internal.h"
 #include "config.h"
+#include "defs.h"
+#include "json.h"
 #include "log.h"
 #include "mcp.h"
 
@@ -118,6 +121,75 @@ line_initialize(struct mcp_line *l, struct call *c)
 	    cJSON_GetObjectItemCaseSensitive(c->params, "clientInfo"), NULL, line_session_created, l);
 }
 
+/* A stateless call of this line ends without an answer: cancelled, or
+ * the client is gone. Its command is killed. */
+static void
+line_cancel(struct call *c)
+{
+	c->line = NULL;
+	if (c->in_plugin) {
+		plugin_cancel(c);
+		return;
+	}
+	c->cancelled = 1;
+	call_free(c);
+}
+
+/* notifications/cancelled for a 2026-07-28 request of this line (a
+ * session's calls are the endpoint's business): 1 if it was one. */
+static int
+cancel_stateless(struct mcp_line *l, const struct jsonrpc_msg *msg)
+{
+	if (strcmp(msg->method, "notifications/cancelled") != 0)
+		return 0;
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg->params, "requestId");
+	struct call *c;
+	LIST_FOREACH(c, &l->m->calls, link) {
+		if (c->line == l && c->stateless && id != NULL && json_equal(c->msg.id, id)) {
+			if (c->tool != NULL)
+				log_info("tool %s cancelled", c->tool->name);
+			line_cancel(c);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* A request of 2026-07-28: no initialize, its version and the client's
+ * capabilities in _meta, each request on its own, as the endpoint takes
+ * them (there are no headers here to mirror them). Takes msg. */
+static void
+line_stateless(struct mcp_line *l, struct jsonrpc_msg *msg)
+{
+	const cJSON *meta = request_meta(msg);
+	const cJSON *mv = cJSON_GetObjectItemCaseSensitive(meta, META_VERSION);
+	const cJSON *caps = cJSON_GetObjectItemCaseSensitive(meta, META_CAPS);
+	char text[200];
+	if (!cJSON_IsString(mv) || !cJSON_IsObject(caps)) {
+		write_error(l, msg->id, JSONRPC_INVALID_PARAMS,
+		    "Invalid params: _meta needs io.modelcontextprotocol/protocolVersion and io.modelcontextprotocol/clientCapabilities");
+	} else if (proto_parse(mv->valuestring) != PROTO_2026_07_28) {
+		char *json = stateless_unsupported(msg->id, mv->valuestring);
+		if (json != NULL)
+			line_write(l, json);
+		free(json);
+	} else if (stateless_removed(msg, text, sizeof(text))) {
+		write_error(l, msg->id, JSONRPC_METHOD_NOT_FOUND, text);
+	} else {
+		struct call *c = call_new(l->m, NULL, NULL, msg);
+		if (c == NULL) {
+			write_error(l, msg->id, JSONRPC_INTERNAL_ERROR, "out of memory");
+			jsonrpc_free(msg);
+			return;
+		}
+		c->line = l;
+		stateless_call_init(c);
+		dispatch(c);
+		return;
+	}
+	jsonrpc_free(msg);
+}
+
 void
 mcp_line_message(struct mcp_line *l, const char *text, size_t len)
 {
@@ -144,12 +216,16 @@ mcp_line_message(struct mcp_line *l, const char *text, size_t len)
 		jsonrpc_free(&msg);
 		return;
 	case RPC_NOTIFICATION:
-		if (l->s != NULL)
+		if (!cancel_stateless(l, &msg) && l->s != NULL)
 			client_notification(m, l->s, &msg);
 		jsonrpc_free(&msg);
 		return;
 	case RPC_REQUEST:
 		break;
+	}
+	if (cJSON_GetObjectItemCaseSensitive(request_meta(&msg), META_VERSION) != NULL) {
+		line_stateless(l, &msg);
+		return;
 	}
 	int init = strcmp(msg.method, "initialize") == 0;
 	if (!init && l->s == NULL && strcmp(msg.method, "ping") != 0) {
@@ -174,11 +250,18 @@ mcp_line_message(struct mcp_line *l, const char *text, size_t len)
 void
 mcp_line_close(struct mcp_line *l)
 {
-	struct call *c;
-	/* Nobody reads any more: what the calls would still say is dropped. */
-	LIST_FOREACH(c, &l->m->calls, link)
-		if (c->line == l)
+	struct call *c, *next;
+	/* Nobody reads any more: what the calls would still say is dropped;
+	 * stateless calls (listen streams, commands) end here. */
+	for (c = LIST_FIRST(&l->m->calls); c != NULL; c = next) {
+		next = LIST_NEXT(c, link);
+		if (c->line != l)
+			continue;
+		if (c->stateless)
+			line_cancel(c);
+		else
 			c->line = NULL;
+	}
 	if (l->s != NULL) {
 		struct session *s = l->s;
 		l->s = NULL;

@@ -134,6 +134,17 @@ void respond_rpc_error(struct http_request *r, int status, const cJSON *id, int 
     const char *message);
 /* A notification the client sent in its session (cancellation). */
 void client_notification(struct mcp *m, struct session *s, const struct jsonrpc_msg *msg);
+/* 2026-07-28, on any transport: the request's _meta (or NULL); the
+ * error for another version (-32022); whether the method is one the
+ * revision removed (1, with the message); a stateless call's version,
+ * client capabilities and log level taken from _meta. */
+#define META_VERSION "io.modelcontextprotocol/protocolVersion"
+#define META_CAPS "io.modelcontextprotocol/clientCapabilities"
+#define META_LOGLEVEL "io.modelcontextprotocol/logLevel"
+const cJSON *request_meta(const struct jsonrpc_msg *msg);
+char *stateless_unsupported(const cJSON *id, const char *requested);
+int stateless_removed(const struct jsonrpc_msg *msg, char *text, size_t len);
+void stateless_call_init(struct call *c);
 /* Does an Accept header take this type? (No header takes any.) */
 int accepts(const char *accept, const char *type);
 

@@ -436,6 +436,113 @@ resources:
     s.check_stdout_is_jsonrpc()
 
 
+V2026 = "2026-07-28"
+META = {"io.modelcontextprotocol/protocolVersion": V2026,
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
+
+STATELESS = CONFIG + """  - name: ask
+    description: Asks for a name first.
+    shell: 'a=$(mcpd-tool elicit --key who "Name?" "{\\"type\\":\\"object\\"}") && printf "hi %s" "$(mcpd-tool get content.name "$a")"'
+  - name: talk
+    description: Progress and a log line.
+    shell: 'mcpd-tool progress 1 2; mcpd-tool log info "said"; echo done'
+  - name: change
+    description: Announces a changed tool list.
+    shell: 'mcpd-tool changed tools; echo changed'
+"""
+
+
+def req26(s, id, method, params=None, meta=META, **kw):
+    p = dict(params or {})
+    if meta is not None:
+        p["_meta"] = dict(meta, **p.get("_meta", {}))
+    return s.request(id, method, p, **kw)
+
+
+def test_stdio_2026_07_28(t):
+    """The stateless revision on stdio: no initialize, each request with
+    its version and capabilities in _meta; discovery, lists with their
+    cache hints, progress and log lines scoped to the request, MRTR
+    round trips, listen streams, cancellation; its checks and errors as
+    on HTTP, and a 2025 session beside it on the same pipe."""
+    s = Stdio(t, STATELESS)
+    r = req26(s, 1, "server/discover")
+    check(r["result"]["supportedVersions"] == [V2026] and r["result"]["resultType"] == "complete", r)
+    r = req26(s, 2, "tools/list")
+    check(r["result"]["resultType"] == "complete" and "ttlMs" in r["result"], r)
+    check([x["name"] for x in r["result"]["tools"]][:2] == ["slow", "sampler"], r)
+    r = req26(s, 3, "tools/call", {"name": "talk", "_meta": {"progressToken": "p",
+                                                            "io.modelcontextprotocol/logLevel": "info"}})
+    check(r["result"]["content"][0]["text"] == "done" and r["result"]["resultType"] == "complete", r)
+    kinds = [m.get("method") for m in s.others]
+    check(kinds == ["notifications/progress", "notifications/message"], s.others)
+    # MRTR: the question comes back in the result; the retry carries the answer.
+    ask = {"name": "ask", "arguments": {}}
+    r = req26(s, 4, "tools/call", ask)
+    res = r["result"]
+    check(res["resultType"] == "input_required" and res["inputRequests"]["who"]["method"] == "elicitation/create", r)
+    r = req26(s, 5, "tools/call", dict(ask, requestState=res["requestState"],
+                                       inputResponses={"who": {"action": "accept", "content": {"name": "Ada"}}}))
+    check(r["result"]["content"][0]["text"] == "hi Ada", r)
+    # The checks on _meta, and what the revision removed.
+    r = req26(s, 6, "tools/list", meta={"io.modelcontextprotocol/protocolVersion": V2026})
+    check(r["error"]["code"] == -32602, r)
+    r = req26(s, 7, "tools/list", meta=dict(META, **{"io.modelcontextprotocol/protocolVersion": "2099-01-01"}))
+    check(r["error"]["code"] == -32022 and r["error"]["data"]["supported"] == [V2026], r)
+    r = req26(s, 8, "ping")
+    check(r["error"]["code"] == -32601, r)
+    # A listen stream: acknowledged, then told of a change, until cancelled.
+    s.send({"jsonrpc": "2.0", "id": 9, "method": "subscriptions/listen",
+            "params": {"notifications": {"toolsListChanged": True}, "_meta": META}})
+    ack = s.recv()
+    check(ack["method"] == "notifications/subscriptions/acknowledged" and
+          ack["params"]["_meta"] == {"io.modelcontextprotocol/subscriptionId": 9}, ack)
+    s.others.clear()
+    r = req26(s, 10, "tools/call", {"name": "change"})
+    check(r["result"]["content"][0]["text"] == "changed", r)
+    s.wait_notification("notifications/tools/list_changed")
+    ch = [m for m in s.others if m.get("method") == "notifications/tools/list_changed"]
+    check(ch[0]["params"] == {"_meta": {"io.modelcontextprotocol/subscriptionId": 9}}, ch)
+    s.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 9}})
+    # A command cancelled the same way is killed, and answers nothing.
+    pidfile = os.path.join(t.dir, "slow26.pid")
+    s.send({"jsonrpc": "2.0", "id": 11, "method": "tools/call",
+            "params": {"name": "slow", "arguments": {"pidfile": pidfile}, "_meta": META}})
+    wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="the tool to start")
+    pid = int(open(pidfile).read())
+    s.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 11}})
+    wait_for(lambda: not alive(pid), timeout=5, what="the cancelled tool to die")
+    s.others.clear()
+    # A 2025 session on the same pipe; a change now reaches no listener.
+    s.initialize()
+    r = call(s, 12, "change")
+    check(r["result"]["content"][0]["text"] == "changed", r)
+    s.nothing_for(0.3)
+    check(not any("subscriptionId" in json.dumps(m) for m in s.others), s.others)
+    s.proc.stdin.close()
+    check(s.wait_exit() == 0)
+    s.check_stdout_is_jsonrpc()
+
+
+def test_stdio_2026_listen_ends_at_eof(t):
+    """A listen stream and a running command of 2026-07-28 end with the
+    client: EOF, exit 0, the command killed."""
+    s = Stdio(t, STATELESS)
+    s.send({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen",
+            "params": {"notifications": {"toolsListChanged": True}, "_meta": META}})
+    check(s.recv()["method"] == "notifications/subscriptions/acknowledged")
+    pidfile = os.path.join(t.dir, "slow.pid")
+    s.send({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "slow", "arguments": {"pidfile": pidfile}, "_meta": META}})
+    wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="the tool to start")
+    pid = int(open(pidfile).read())
+    s.proc.stdin.close()
+    check(s.wait_exit() == 0, s.d.log()[-2000:])
+    wait_for(lambda: not alive(pid), timeout=5, what="the tool to be killed")
+    s.check_stdout_is_jsonrpc()
+
+
 def test_stdio_config_errors(t):
     """A broken file: errors on stderr, nothing on stdout, exit 1; the
     storage: and transport: sections are not used (sessions in memory)."""
