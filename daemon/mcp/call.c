@@ -1,8 +1,9 @@
 /* A call: one JSON-RPC request from dispatch to its answer. What it sends
  * goes as one JSON response, on an SSE stream of its session (the 2025
  * revisions: resumable, see session_stream.c), on the response itself
- * (2026-07-28) or, for a client on stdio, as lines (line.c); it ends with call_result or call_error, or when the client
- * leaves, cancels or its session ends. The dispatch tables map each
+ * (2026-07-28) or, for a client on stdio, as lines (line.c); it ends
+ * with call_result or call_error, or when the client leaves, cancels or
+ * its session ends. The dispatch tables map each
  * method to its handler in t_*.c. */
 #include "mcp_internal.h"
 #include "config.h"
