@@ -4,8 +4,8 @@
  * worker's code alone, on one libevent loop with fds 0 and 1 as
  * bufferevents, nothing blocking. This file frames the lines
  * (lib/linesplit.c: each bounded by limits.max_body; past it the client
- * gets an error and reading goes on at the next newline) and owns the descriptors and the
- * signals; the MCP layer (mcp/line.c) serves the messages through the
+ * gets an error and reading goes on at the next newline) and owns the
+ * descriptors and the signals; the MCP layer (mcp/line.c) serves the messages through the
  * same calls as the HTTP endpoint. stdout carries nothing but JSON-RPC:
  * logs go to stderr. EOF on stdin, SIGTERM, SIGINT or SIGHUP end it:
  * running commands are killed, what is queued for stdout is written
@@ -13,6 +13,7 @@
 #include "stdio_mode.h"
 #include "config.h"
 #include "host.h"
+#include "jsonrpc.h"
 #include "linesplit.h"
 #include "log.h"
 #include "mcp.h"
@@ -30,8 +31,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Answers to a line that could not be a message. */
-#define LINE_TOO_LONG_CODE -32600
+/* The answer to a line over the bound: it cannot be a valid request. */
+#define LINE_TOO_LONG_CODE JSONRPC_INVALID_REQUEST
 
 struct sio {
 	struct event_base *base;
