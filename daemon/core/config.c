@@ -1109,6 +1109,14 @@ load_backend(struct ctx *x, struct config *c, struct backend *b, enum mcpd_plugi
 	}
 }
 
+static int one_client;
+
+void
+config_one_client(int on)
+{
+	one_client = on;
+}
+
 static struct config *
 finish(struct config *c, struct errlist *errs, size_t nerr_before)
 {
@@ -1161,6 +1169,15 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 		c->workers = n > 0 ? (uint64_t)n : 1;
 		if (c->workers > 64)
 			c->workers = 64;
+	}
+	if (one_client) {
+		/* mcpd --stdio: one process, one client, whose session lives
+		 * and dies with the process; nothing to share with anyone. */
+		c->workers = 1;
+		c->storage.name = "memory";
+		c->storage.section = NULL;
+		c->transport.name = "local";
+		c->transport.section = NULL;
 	}
 	if (errs->n == nerr_before && c->root->type == CNODE_MAP) {
 		load_backend(&x, c, &c->storage, MCPD_PLUGIN_STORAGE, "lmdb", "storage");

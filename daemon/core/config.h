@@ -172,6 +172,10 @@ struct config {
 /* Parse and validate. Returns NULL and fills errs ("file:line:col: msg"
  * each) when anything is wrong. */
 struct config *config_load(const char *path, struct errlist *errs);
+/* For the configurations loaded after it (mcpd --stdio): one worker,
+ * sessions in the memory storage, the in-process local transport,
+ * whatever storage: and transport: say. */
+void config_one_client(int on);
 struct config *config_load_string(const char *name, const char *text,
     struct errlist *errs);
 void config_free(struct config *c);

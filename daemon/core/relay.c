@@ -437,21 +437,37 @@ relay_worker_stop(void)
 	w.bev = NULL;
 }
 
+/* No master and no other worker (mcpd --stdio): whoever listens is in
+ * this process, and the local transport reaches them itself. */
+static int alone;
+
+void
+relay_alone(void)
+{
+	alone = 1;
+}
+
 int
 relay_subscribe(const char *channel)
 {
+	if (alone)
+		return 0;
 	return w.bev ? send_frame(w.bev, OP_SUB, channel, strlen(channel) + 1, NULL, 0) : -1;
 }
 
 int
 relay_unsubscribe(const char *channel)
 {
+	if (alone)
+		return 0;
 	return w.bev ? send_frame(w.bev, OP_UNSUB, channel, strlen(channel) + 1, NULL, 0) : -1;
 }
 
 int
 relay_publish(const char *channel, const void *msg, size_t len)
 {
+	if (alone)
+		return 0;
 	if (w.bev == NULL || !message_room(bufferevent_get_output(w.bev), w.limit, &w.lag, -1))
 		return -1;
 	return send_frame(w.bev, OP_PUB, channel, strlen(channel) + 1, msg, len);
@@ -460,6 +476,10 @@ relay_publish(const char *channel, const void *msg, size_t len)
 void
 relay_count(const char *channel, mcpd_int_cb *cb, void *arg)
 {
+	if (alone) {
+		cb(arg, MCPD_OK, 0, NULL);
+		return;
+	}
 	struct count_wait *cw = calloc(1, sizeof(*cw));
 	if (w.bev == NULL || cw == NULL) {
 		free(cw);

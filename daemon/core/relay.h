@@ -30,6 +30,9 @@ void relay_master_close_fds(struct relay_master *rm);
  * wait for the master (limits.stream_buffer). */
 int relay_worker_start(struct event_base *base, int fd, size_t limit);
 void relay_worker_stop(void);
+/* Instead of relay_worker_start in a process with no master (mcpd
+ * --stdio): nothing to relay; subscribe, publish succeed, counts are 0. */
+void relay_alone(void);
 int relay_subscribe(const char *channel);
 int relay_unsubscribe(const char *channel);
 int relay_publish(const char *channel, const void *msg, size_t len);

@@ -1,8 +1,9 @@
 /* A call: one JSON-RPC request from dispatch to its answer. What it sends
  * goes as one JSON response, on an SSE stream of its session (the 2025
- * revisions: resumable, see session_stream.c) or on the response itself
- * (2026-07-28); it ends with call_result or call_error, or when the client
- * leaves, cancels or its session ends. The dispatch tables map each
+ * revisions: resumable, see session_stream.c), on the response itself
+ * (2026-07-28) or, for a client on stdio, as lines (line.c); it ends
+ * with call_result or call_error, or when the client leaves, cancels or
+ * its session ends. The dispatch tables map each
  * method to its handler in t_*.c. */
 #include "mcp_internal.h"
 #include "config.h"
@@ -32,7 +33,7 @@ call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrp
 	msg->root = NULL;
 	c->method = c->msg.method;
 	c->params = c->msg.params;
-	c->accept_sse = accepts(http_request_header(r, "Accept"), "text/event-stream");
+	c->accept_sse = r != NULL && accepts(http_request_header(r, "Accept"), "text/event-stream");
 	c->status = 200;
 	c->log_level = MLOG_COUNT;
 	LIST_INIT(&c->asks);
@@ -104,8 +105,8 @@ call_stream_detached(void *arg)
 int
 call_direct_stream(struct call *c)
 {
-	if (c->sse_direct)
-		return 0;
+	if (c->sse_direct || c->line != NULL)
+		return 0;       /* (a line client takes each message as a line) */
 	if (c->req == NULL || !c->accept_sse)
 		return -1;
 	cors_headers(c->req);
@@ -125,6 +126,10 @@ call_direct_stream(struct call *c)
 void
 direct_write(struct call *c, const char *json)
 {
+	if (c->line != NULL) {
+		line_write(c->line, json);
+		return;
+	}
 	if (c->req == NULL)
 		return;
 	/* One chunk per event: proxies and line readers see it whole. */
@@ -162,6 +167,11 @@ call_send(struct call *c, char *json)
 {
 	if (json == NULL)
 		return;
+	if (c->line != NULL) {
+		line_write(c->line, json);
+		free(json);
+		return;
+	}
 	if (c->stateless) {
 		if (call_direct_stream(c) == 0)
 			direct_write(c, json);
@@ -194,6 +204,11 @@ call_send_final(struct call *c, char *json)
 		stream_finish(c->stream, json);
 		c->stream = NULL;
 		c->req = NULL;
+		free(json);
+	} else if (c->line != NULL) {
+		if (json != NULL)
+			line_write(c->line, json);
+		c->line = NULL;
 		free(json);
 	} else if (c->req != NULL) {
 		http_request_on_close(c->req, NULL, NULL);
@@ -306,6 +321,12 @@ call_free(struct call *c)
 		http_request_on_close(c->req, NULL, NULL);
 		respond_rpc_error(c->req, 500, c->msg.id, JSONRPC_INTERNAL_ERROR, "request abandoned");
 	}
+	if (c->line != NULL) {
+		char *json = jsonrpc_error(c->msg.id, JSONRPC_INTERNAL_ERROR, "request abandoned", NULL);
+		if (json != NULL)
+			line_write(c->line, json);
+		free(json);
+	}
 	if (c->s != NULL && c->async)
 		session_calls_end(c->s);
 	if (c->s != NULL)
@@ -411,7 +432,8 @@ static const struct method methods_2026[] = {
 void
 dispatch(struct call *c)
 {
-	http_request_log_extra(c->req, c->method);
+	if (c->req != NULL)
+		http_request_log_extra(c->req, c->method);
 	for (const struct method *mt = c->stateless ? methods_2026 : methods; mt->name != NULL; mt++) {
 		if (strcmp(mt->name, c->method) == 0) {
 			if (c->params != NULL && !cJSON_IsObject(c->params)) {

@@ -121,11 +121,13 @@ session_change(struct session *s, void *arg)
 		return;
 	/* Every worker hears about changes; each tells the GET streams it holds. */
 	struct stream *holder = session_get_holder(s);
-	if (holder == NULL)
+	if (holder == NULL && s->line == NULL)
 		return;
 	char *msg = change_notification(ch->what, ch->uri, NULL);
-	if (msg != NULL)
+	if (msg != NULL && holder != NULL)
 		stream_send(holder, msg);
+	else if (msg != NULL)
+		session_notify(s, msg);     /* its line (stdio) */
 	free(msg);
 }
 

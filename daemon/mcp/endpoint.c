@@ -63,9 +63,9 @@ accepts(const char *accept, const char *type)
 	return strstr(accept, type) != NULL || strstr(accept, "*/*") != NULL;
 }
 
-/* A notification the client posted in its session. */
-static void
-notification(struct mcp *m, struct session *s, const struct jsonrpc_msg *msg)
+/* A notification the client posted (or wrote on stdio) in its session. */
+void
+client_notification(struct mcp *m, struct session *s, const struct jsonrpc_msg *msg)
 {
 	if (strcmp(msg->method, "notifications/cancelled") == 0) {
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg->params, "requestId");
@@ -184,18 +184,50 @@ with_session(struct mcp *m, struct http_request *r, enum waiting_kind kind, stru
 	session_lookup(m->sessions, sid, session_found, w);
 }
 
-static const cJSON *
+const cJSON *
 request_meta(const struct jsonrpc_msg *msg)
 {
 	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(msg->params, "_meta");
 	return cJSON_IsObject(meta) ? meta : NULL;
 }
 
-#define META_VERSION "io.modelcontextprotocol/protocolVersion"
+char *
+stateless_unsupported(const cJSON *id, const char *requested)
+{
+	cJSON *data = cJSON_CreateObject();
+	cJSON *sup = cJSON_AddArrayToObject(data, "supported");
+	cJSON_AddItemToArray(sup, cJSON_CreateString(proto_names[PROTO_2026_07_28]));
+	cJSON_AddStringToObject(data, "requested", requested);
+	return jsonrpc_error(id, -32022,
+	    "UnsupportedProtocolVersionError: this server speaks 2026-07-28 without a session, "
+	    "and 2025-03-26, 2025-06-18, 2025-11-25 with initialize", data);
+}
 
-#define META_CAPS "io.modelcontextprotocol/clientCapabilities"
+int
+stateless_removed(const struct jsonrpc_msg *msg, char *text, size_t len)
+{
+	static const char *const removed[] = { "initialize", "ping", "logging/setLevel",
+	    "resources/subscribe", "resources/unsubscribe", NULL };
+	for (size_t i = 0; removed[i] != NULL; i++) {
+		if (strcmp(msg->method, removed[i]) == 0) {
+			snprintf(text, len, "Method not found: %s is not part of 2026-07-28 (it belongs to the session-based revisions)", msg->method);
+			return 1;
+		}
+	}
+	return 0;
+}
 
-#define META_LOGLEVEL "io.modelcontextprotocol/logLevel"
+void
+stateless_call_init(struct call *c)
+{
+	c->stateless = 1;
+	c->proto = PROTO_2026_07_28;
+	const cJSON *meta = request_meta(&c->msg);
+	c->client_caps = cJSON_GetObjectItemCaseSensitive(meta, META_CAPS);
+	const cJSON *ll = cJSON_GetObjectItemCaseSensitive(meta, META_LOGLEVEL);
+	if (cJSON_IsString(ll) && mcp_log_level_parse(ll->valuestring) >= 0)
+		c->log_level = mcp_log_level_parse(ll->valuestring);
+}
 
 /* A request of the stateless revision: no session, and a protocol
  * version in _meta or a header that is not one of the dated revisions. */
@@ -252,13 +284,7 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 		code = -32020;
 		why = "HeaderMismatch: the MCP-Protocol-Version header must equal _meta io.modelcontextprotocol/protocolVersion";
 	} else if (proto_parse(mv->valuestring) != PROTO_2026_07_28) {
-		cJSON *data = cJSON_CreateObject();
-		cJSON *sup = cJSON_AddArrayToObject(data, "supported");
-		cJSON_AddItemToArray(sup, cJSON_CreateString(proto_names[PROTO_2026_07_28]));
-		cJSON_AddStringToObject(data, "requested", mv->valuestring);
-		respond_json(r, 400, jsonrpc_error(msg->id, -32022,
-		    "UnsupportedProtocolVersionError: this server speaks 2026-07-28 without a session, "
-		    "and 2025-03-26, 2025-06-18, 2025-11-25 with initialize", data));
+		respond_json(r, 400, stateless_unsupported(msg->id, mv->valuestring));
 		jsonrpc_free(msg);
 		return;
 	} else {
@@ -278,16 +304,11 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 		jsonrpc_free(msg);
 		return;
 	}
-	static const char *const removed[] = { "initialize", "ping", "logging/setLevel",
-	    "resources/subscribe", "resources/unsubscribe", NULL };
-	for (size_t i = 0; removed[i] != NULL; i++) {
-		if (strcmp(msg->method, removed[i]) == 0) {
-			char text[160];
-			snprintf(text, sizeof(text), "Method not found: %s is not part of 2026-07-28 (it belongs to the session-based revisions)", msg->method);
-			respond_rpc_error(r, 404, msg->id, JSONRPC_METHOD_NOT_FOUND, text);
-			jsonrpc_free(msg);
-			return;
-		}
+	char text[200];
+	if (stateless_removed(msg, text, sizeof(text))) {
+		respond_rpc_error(r, 404, msg->id, JSONRPC_METHOD_NOT_FOUND, text);
+		jsonrpc_free(msg);
+		return;
 	}
 	struct call *c = call_new(m, r, NULL, msg);
 	if (c == NULL) {
@@ -295,13 +316,7 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 		http_respond_text(r, 500, "out of memory");
 		return;
 	}
-	c->stateless = 1;
-	c->proto = PROTO_2026_07_28;
-	meta = request_meta(&c->msg);
-	c->client_caps = cJSON_GetObjectItemCaseSensitive(meta, META_CAPS);
-	const cJSON *ll = cJSON_GetObjectItemCaseSensitive(meta, META_LOGLEVEL);
-	if (cJSON_IsString(ll) && mcp_log_level_parse(ll->valuestring) >= 0)
-		c->log_level = mcp_log_level_parse(ll->valuestring);
+	stateless_call_init(c);
 	/* Closing the response cancels the request, from the start. */
 	http_request_on_close(r, call_req_closed, c);
 	dispatch(c);
@@ -378,7 +393,7 @@ post_in_session(struct mcp *m, struct http_request *r, struct session *s, struct
 		return;
 	case RPC_NOTIFICATION:
 		http_request_log_extra(r, msg->method);
-		notification(m, s, msg);
+		client_notification(m, s, msg);
 		cors_headers(r);
 		http_respond(r, 202, NULL, NULL, 0);
 		return;
@@ -527,9 +542,10 @@ mcp_endpoint(struct http_request *r, void *arg)
 }
 
 /* init_worker of the plugins this configuration uses: its storage, its
- * transport and those of its tools (not those an older one loaded). */
+ * transport, its auth (with an HTTP server) and those of its tools (not
+ * those an older one loaded). */
 static int
-init_plugins(const struct config *cfg)
+init_plugins(const struct config *cfg, int with_auth)
 {
 	size_t n = 0;
 	struct loaded_plugin **use = calloc(3 + cfg->ntools, sizeof(*use));
@@ -539,7 +555,7 @@ init_plugins(const struct config *cfg)
 	}
 	use[n++] = cfg->storage.lp;
 	use[n++] = cfg->transport.lp;
-	if (cfg->auth.lp != NULL)
+	if (cfg->auth.lp != NULL && with_auth)
 		use[n++] = cfg->auth.lp;
 	for (size_t i = 0; i < cfg->ntools; i++)
 		if (cfg->tools[i].plugin != NULL)
@@ -586,10 +602,14 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 	watch_files(m);
 	host_set_tool_functions(host_tool_result, host_tool_text, host_tool_progress,
 	    host_tool_on_cancel, host_tool_ask);
-	if (init_plugins(cfg) < 0) {
+	if (init_plugins(cfg, http != NULL) < 0) {
 		mcp_free(m);
 		return NULL;
 	}
+	/* Without an HTTP server (mcpd --stdio) the one client is the user
+	 * who started mcpd: no endpoint, no tokens. */
+	if (http == NULL)
+		return m;
 	if (http_server_route(http, cfg->endpoint, mcp_endpoint, m) < 0) {
 		mcp_free(m);
 		return NULL;

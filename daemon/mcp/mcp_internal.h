@@ -35,6 +35,7 @@ struct tool_run_callbacks;
 struct ask_group;
 struct call;
 struct mcp;
+struct mcp_line;
 
 struct ask_item {               /* one request forwarded to the client */
 	struct ask_group *g;
@@ -62,6 +63,7 @@ struct plugin_ask {             /* a plugin's question waiting for the client */
 struct call {
 	struct mcp *m;
 	struct http_request *req;   /* NULL once the client is gone */
+	struct mcp_line *line;      /* or its line (stdio), until it is answered */
 	struct session *s;
 	struct jsonrpc_msg msg;
 	const char *method;
@@ -130,6 +132,19 @@ void cors_headers(struct http_request *r);
 void respond_json(struct http_request *r, int status, char *json);     /* takes json */
 void respond_rpc_error(struct http_request *r, int status, const cJSON *id, int code,
     const char *message);
+/* A notification the client sent in its session (cancellation). */
+void client_notification(struct mcp *m, struct session *s, const struct jsonrpc_msg *msg);
+/* 2026-07-28, on any transport: the request's _meta (or NULL); the
+ * error for another version (-32022); whether the method is one the
+ * revision removed (1, with the message); a stateless call's version,
+ * client capabilities and log level taken from _meta. */
+#define META_VERSION "io.modelcontextprotocol/protocolVersion"
+#define META_CAPS "io.modelcontextprotocol/clientCapabilities"
+#define META_LOGLEVEL "io.modelcontextprotocol/logLevel"
+const cJSON *request_meta(const struct jsonrpc_msg *msg);
+char *stateless_unsupported(const cJSON *id, const char *requested);
+int stateless_removed(const struct jsonrpc_msg *msg, char *text, size_t len);
+void stateless_call_init(struct call *c);
 /* Does an Accept header take this type? (No header takes any.) */
 int accepts(const char *accept, const char *type);
 
@@ -183,6 +198,15 @@ void host_tool_text(struct mcpd_tool_call *call, const char *text, int is_error)
 void host_tool_progress(struct mcpd_tool_call *call, double progress, double total,
     const char *message);
 void host_tool_on_cancel(struct mcpd_tool_call *call, void (*fn)(void *), void *arg);
+
+/* t_lifecycle.c: initialize's params checked (an error answered, -1)
+ * and the protocol the session will speak; its result once the session
+ * exists. */
+int initialize_check(struct call *c, enum proto *proto);
+cJSON *initialize_result(struct call *c, const struct session *s);
+
+/* line.c: a message to a client on a line transport. */
+void line_write(struct mcp_line *l, const char *json);
 
 /* t_prompts.c: a prompt's argument by name (completion asks too). */
 const struct prompt_arg *prompt_arg(const struct prompt_def *p, const char *name);

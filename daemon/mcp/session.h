@@ -88,6 +88,10 @@ struct session {
 	unsigned calls;             /* async calls running here: control:<id> */
 	void *control_sub, *toclient_sub;
 	unsigned toclient_users;
+	/* A client on a line transport (mcpd --stdio): what would go to its
+	 * GET stream goes to line instead, whole and at once. */
+	void (*line)(void *arg, const char *json);
+	void *line_arg;
 	LIST_HEAD(, stream) streams;
 	LIST_HEAD(, pending_request) pending;
 	struct session *hnext;
@@ -157,8 +161,11 @@ void stream_detach(struct stream *st);
  * already open here. */
 int stream_get(struct session *s, struct http_request *req, const char *last_event_id, int priming);
 /* A message to the client outside any request: the GET stream, wherever
- * it is held. */
+ * it is held, or the session's line. */
 void session_notify(struct session *s, const char *json);
+/* The session's client reads one line transport (stdio): its messages
+ * go to line(arg, json) instead of streams; NULL stops them. */
+void session_set_line(struct session *s, void (*line)(void *arg, const char *json), void *arg);
 int session_holds_get(const struct session *s);
 /* The GET stream this worker writes for the session, or NULL. */
 struct stream *session_get_holder(struct session *s);

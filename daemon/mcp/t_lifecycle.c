@@ -26,11 +26,29 @@ m_set_level(struct call *c)
 	call_result(c, cJSON_CreateObject());
 }
 
+cJSON *
+initialize_result(struct call *c, const struct session *s)
+{
+	const struct config *cfg = c->m->cfg;
+	const cJSON *info = cJSON_GetObjectItemCaseSensitive(c->params, "clientInfo");
+	const cJSON *cname = cJSON_GetObjectItemCaseSensitive(info, "name");
+	log_info("session %.8s… started by %s, protocol %s", s->id,
+	    cJSON_IsString(cname) ? cname->valuestring : "an unnamed client", proto_names[s->proto]);
+	cJSON *res = cJSON_CreateObject();
+	cJSON_AddStringToObject(res, "protocolVersion", proto_names[s->proto]);
+	cJSON_AddItemToObject(res, "capabilities", cJSON_Parse(cfg->capabilities_json));
+	cJSON *si = cJSON_AddObjectToObject(res, "serverInfo");
+	cJSON_AddStringToObject(si, "name", cfg->server.name);
+	cJSON_AddStringToObject(si, "version", cfg->server.version);
+	if (cfg->server.instructions != NULL)
+		cJSON_AddStringToObject(res, "instructions", cfg->server.instructions);
+	return res;
+}
+
 static void
 session_created(void *arg, struct session *s, int status)
 {
 	struct call *c = arg;
-	struct mcp *m = c->m;
 	if (c->req == NULL) {
 		/* The client left before storage answered. */
 		if (s != NULL)
@@ -47,39 +65,39 @@ session_created(void *arg, struct session *s, int status)
 	}
 	(void)status;
 	http_request_on_close(c->req, NULL, NULL);
-	const cJSON *info = cJSON_GetObjectItemCaseSensitive(c->params, "clientInfo");
-	const cJSON *cname = cJSON_GetObjectItemCaseSensitive(info, "name");
-	log_info("session %.8s… started by %s, protocol %s", s->id,
-	    cJSON_IsString(cname) ? cname->valuestring : "an unnamed client", proto_names[s->proto]);
-	cJSON *res = cJSON_CreateObject();
-	cJSON_AddStringToObject(res, "protocolVersion", proto_names[s->proto]);
-	cJSON_AddItemToObject(res, "capabilities", cJSON_Parse(m->cfg->capabilities_json));
-	cJSON *si = cJSON_AddObjectToObject(res, "serverInfo");
-	cJSON_AddStringToObject(si, "name", m->cfg->server.name);
-	cJSON_AddStringToObject(si, "version", m->cfg->server.version);
-	if (m->cfg->server.instructions != NULL)
-		cJSON_AddStringToObject(res, "instructions", m->cfg->server.instructions);
+	cJSON *res = initialize_result(c, s);
 	http_response_header(c->req, "Mcp-Session-Id", s->id);
 	call_result(c, res);
+}
+
+int
+initialize_check(struct call *c, enum proto *proto)
+{
+	const char *requested = param_string(c, "protocolVersion");
+	int p = requested ? proto_parse(requested) : -1;
+	if (p < 0 || p == PROTO_2026_07_28)
+		p = PROTO_2025_11_25;   /* our latest dated revision; the client decides */
+	const cJSON *caps = cJSON_GetObjectItemCaseSensitive(c->params, "capabilities");
+	if (!cJSON_IsObject(c->params) || (caps != NULL && !cJSON_IsObject(caps))) {
+		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: initialize needs protocolVersion, capabilities and clientInfo");
+		return -1;
+	}
+	*proto = (enum proto)p;
+	return 0;
 }
 
 void
 m_initialize(struct call *c)
 {
-	const char *requested = param_string(c, "protocolVersion");
-	int proto = requested ? proto_parse(requested) : -1;
-	if (proto < 0 || proto == PROTO_2026_07_28)
-		proto = PROTO_2025_11_25;   /* our latest dated revision; the client decides */
+	enum proto proto;
+	if (initialize_check(c, &proto) < 0)
+		return;
 	const cJSON *caps = cJSON_GetObjectItemCaseSensitive(c->params, "capabilities");
 	const cJSON *info = cJSON_GetObjectItemCaseSensitive(c->params, "clientInfo");
-	if (!cJSON_IsObject(c->params) || (caps != NULL && !cJSON_IsObject(caps))) {
-		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: initialize needs protocolVersion, capabilities and clientInfo");
-		return;
-	}
 	/* Storage may answer later: hear if the client leaves meanwhile. */
 	http_request_on_close(c->req, call_req_closed, c);
 	const struct principal *who = c->req != NULL ? auth_principal(c->req) : NULL;
-	session_create(c->m->sessions, (enum proto)proto, caps, info, who ? who->user : NULL,
+	session_create(c->m->sessions, proto, caps, info, who ? who->user : NULL,
 	    session_created, c);
 }
 

@@ -4,6 +4,7 @@
 #include "master.h"
 #include "paths.h"
 #include "pwhash.h"
+#include "stdio_mode.h"
 #include "tls.h"
 #include "util.h"
 
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -145,17 +147,33 @@ make_api_key(int argc, char **argv)
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
+/* Does this log file name what stdout is (/dev/stdout, /proc/self/fd/1,
+ * the file stdout was redirected to)? */
+static int
+writes_stdout(const char *path)
+{
+	struct stat a, b;
+	if (strcmp(path, "stderr") == 0)
+		return 0;
+	if (stat(path, &a) < 0 || fstat(STDOUT_FILENO, &b) < 0)
+		return 0;
+	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 static void
 usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: mcpd [-t] [-c file]\n"
+	    "       mcpd --stdio [-c file]\n"
 	    "       mcpd -k user [scope ...]\n"
 	    "       mcpd -p user [scope ...] < password\n"
 	    "       mcpd -V | -h\n"
 	    "\n"
 	    "  -c file  configuration file (default %s)\n"
 	    "  -t       check the configuration and exit: 0 when valid\n"
+	    "  --stdio  serve one client on stdin and stdout (the MCP stdio transport,\n"
+	    "           for desktop clients): one process, logs on stderr\n"
 	    "  -k user  make an API key for the apikey auth plugin: the key goes to\n"
 	    "           stderr (shown once), its keys_file line to stdout\n"
 	    "  -p user  make a users_file line for the internal authorization server:\n"
@@ -179,10 +197,17 @@ int
 main(int argc, char **argv)
 {
 	const char *path = mcpd_default_config;
-	int test_only = 0;
+	int test_only = 0, one_client = 0;
 	int ch;
-	while ((ch = getopt(argc, argv, "c:thVk:p:")) != -1) {
+	static const struct option longopts[] = {
+		{ "stdio", no_argument, NULL, 'S' },
+		{ NULL, 0, NULL, 0 },
+	};
+	while ((ch = getopt_long(argc, argv, "c:thVk:p:", longopts, NULL)) != -1) {
 		switch (ch) {
+		case 'S':
+			one_client = 1;
+			break;
 		case 'k':
 			return make_api_key(argc - optind + 1, argv + optind - 1);
 		case 'p':
@@ -213,6 +238,7 @@ main(int argc, char **argv)
 	char err[512];
 	log_open("stderr", LOG_INFO, LOG_TEXT, err, sizeof(err));
 	log_capture_libevent();
+	config_one_client(one_client);
 	struct errlist errs = { 0 };
 	struct config *cfg = config_load(path, &errs);
 	if (cfg != NULL && tls_load_config(cfg, &errs) < 0) {
@@ -231,10 +257,15 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return 0;
 	}
-	if (log_open(cfg->log.file, cfg->log.level, cfg->log.format, err, sizeof(err)) < 0) {
+	const char *log_file = cfg->log.file;
+	if (one_client && log_file != NULL && writes_stdout(log_file))
+		log_file = "stderr";    /* stdout is the client's */
+	if (log_open(log_file, cfg->log.level, cfg->log.format, err, sizeof(err)) < 0) {
 		fprintf(stderr, "mcpd: %s\n", err);
 		config_free(cfg);
 		return 1;
 	}
+	if (one_client)
+		return stdio_main(cfg);
 	return master_main(cfg, path);
 }

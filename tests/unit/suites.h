@@ -27,5 +27,6 @@ Suite *text_suite(void);
 Suite *storeop_suite(void);
 Suite *credfile_suite(void);
 Suite *localq_suite(void);
+Suite *linesplit_suite(void);
 
 #endif
