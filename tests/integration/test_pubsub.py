@@ -56,7 +56,7 @@ def test_transport_suite_against_pubsub(t):
     plugin instances in one process, messages on awkward channel names,
     counts of subscribers across them, a service that is not there."""
     ps = pubsub_emulator(t)
-    run_unit_suite("transport", 6, env={"MCPD_TEST_PUBSUB_ENDPOINT": ps.url},
+    run_unit_suite("transport", 7, env={"MCPD_TEST_PUBSUB_ENDPOINT": ps.url},
                    unset=["MCPD_TEST_NATS_URL", "MCPD_TEST_SQS_ENDPOINT"], timeout=300)
 
 

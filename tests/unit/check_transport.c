@@ -555,6 +555,46 @@ START_TEST(an_answer_that_crossed_gets_it_again)
 }
 END_TEST
 
+/* pubsub: past 16 holders a channel goes to all; the next announcement
+ * read (and a worker that stopped freed) a holder past the table's 16. */
+static int many_got;
+
+static void
+on_many(void *arg, const char *channel, const void *msg, size_t len)
+{
+	(void)arg;
+	(void)channel;
+	(void)msg;
+	(void)len;
+	many_got++;
+}
+
+START_TEST(more_holders_than_named)
+{
+	const char *url = url_of("pubsub");
+	enum { N = 19 };
+	void *w[N], *s[N];
+	for (int i = 0; i < N; i++)
+		w[i] = open_one("pubsub", url);
+	for (int i = 0; i < N; i++)
+		wait_ready(w[i]);
+	many_got = 0;
+	for (int i = 1; i < N; i++)
+		s[i] = ops->subscribe(w[i], "many", on_many, NULL);
+	spin(1000);                         /* the 18 announcements heard by all */
+	ops->publish(w[0], "many", "m", 1, NULL, NULL, NULL);
+	ops->publish(w[0], "many", "n", 1, NULL, NULL, NULL);
+	uint64_t end = now_ms() + 5000;
+	while (many_got < 2 * (N - 1) && now_ms() < end)
+		spin(10);
+	spin(200);
+	ck_assert_int_eq(many_got, 2 * (N - 1));
+	for (int i = 1; i < N; i++)
+		ops->unsubscribe(w[i], s[i]);
+	close_all(w, N);
+}
+END_TEST
+
 /* sqs: the answers that wait together at a worker leave together (the
  * test that runs this suite counts the SendMessageBatch calls through a
  * relay in front of the service). Twenty messages on twenty channels
@@ -782,6 +822,7 @@ transport_suite(void)
 		if (strcmp(KINDS[nkinds - 1], "pubsub") == 0) {
 			tcase_add_test(tc, a_holder_not_heard_of_is_not_missed);
 			tcase_add_test(tc, an_answer_that_crossed_gets_it_again);
+			tcase_add_test(tc, more_holders_than_named);
 		}
 		suite_add_tcase(s, tc);
 	}
