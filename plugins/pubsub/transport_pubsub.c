@@ -26,14 +26,20 @@
  * to hold a subscriber of the channel: Pub/Sub then delivers it only to
  * those workers' subscriptions. What a worker knows comes from the others:
  * a worker that gains its first subscriber of a channel announces it to
- * all (and its last one going), answers a message that reached it through
- * "all" for a channel it holds with an announcement to the sender (at most
- * once in 10 seconds a channel), and answers has_subscribers probes with
- * its count. Each worker keeps what it heard in a bounded table (4096
- * channels, 16 holders each; entries lapse after a minute unless heard
- * again); a channel it knows no holder of goes to all. An announcement
- * may cross a message addressed without its sender: a publisher that
- * hears it sends the new holder, addressed to it alone, what it published
+ * all (and its last one going; what was subscribed before its
+ * subscription was made, once it is), answers a message that reached it
+ * through "all" for a channel it holds with an announcement to the sender
+ * (at most once in 10 seconds a channel and sender), and answers
+ * has_subscribers probes with its count. Each worker keeps what it heard
+ * in a bounded table (4096 channels, 16 holders each; entries lapse after
+ * a minute unless heard again); a channel it knows no holder of goes to
+ * all. Announcements reach only the workers there to hear them, so what a
+ * worker knows of a channel is trusted only within a minute of its own
+ * message to all on it (which every holder answers): a worker's first
+ * message on a channel goes to all, and one a minute after. An
+ * announcement or an answer may cross a message addressed without its
+ * sender: a publisher that hears of a holder it did not know sends it,
+ * addressed to it alone, what it published
  * on the channel to others in the last 2 seconds (16 messages a channel,
  * 4 MiB in all), and the holder delivers those published after its
  * subscriber came (by the publisher's clock) and not delivered already
@@ -88,6 +94,7 @@
 #define ROUTES 4096
 #define ROUTE_TTL_MS 60000
 #define HOLD_REPLY_MS 10000
+#define REPLIED 8                       /* senders a holder remembers answering, a channel */
 #define RESEND_MS 2000                  /* what a new holder gets again */
 #define RESEND_PER_CHANNEL 16
 #define RESEND_BYTES (4u << 20)
@@ -124,13 +131,22 @@ struct probe {
 	struct probe *next;
 };
 
-/* What this worker heard of who holds a channel. */
+/* What this worker heard of who holds a channel. The holders named are
+ * trusted only within ROUTE_TTL_MS of a message of ours to all on it
+ * (asked): every holder answers that, while announcements reach only the
+ * workers that were there to hear them (a holder that announced itself
+ * before we came, or before its own subscription was made, is known only
+ * from its answer). */
 struct route {
 	char *channel;
 	char *holders[MAX_HOLDERS];
 	size_t n;
 	uint64_t heard;                     /* monotonic */
-	uint64_t replied;                   /* our last announcement to a sender, for this channel */
+	uint64_t asked;                     /* our last message to all on it */
+	struct {                            /* our last answers to senders, for this channel */
+		char who[40];
+		uint64_t at;
+	} replied[REPLIED];
 	struct route *next;
 };
 
@@ -267,7 +283,7 @@ static void
 route_free(struct route *r)
 {
 	free(r->channel);
-	for (size_t i = 0; i < r->n; i++)
+	for (size_t i = 0; i < r->n && i < MAX_HOLDERS; i++)
 		free(r->holders[i]);
 	free(r);
 }
@@ -345,30 +361,66 @@ id_ok(const char *id)
 	return n > 0 && n < 40 && strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
 }
 
-static void
+/* Returns 1 when who is a holder not known before. */
+static int
 route_hold(struct ps *p, const char *channel, const char *who, int holds)
 {
 	if (!id_ok(who) || strcmp(who, p->id) == 0 || !channel_ok(channel))
-		return;
+		return 0;
 	struct route *r = route_get(p, channel, holds);
 	if (r == NULL)
-		return;
+		return 0;
 	size_t i;
-	for (i = 0; i < r->n; i++)
+	for (i = 0; i < r->n && r->n <= MAX_HOLDERS; i++)
 		if (strcmp(r->holders[i], who) == 0)
 			break;
 	if (holds) {
 		r->heard = mono_ms();
-		if (i == r->n && r->n < MAX_HOLDERS && (r->holders[r->n] = strdup(who)) != NULL)
+		if (r->n > MAX_HOLDERS)
+			return 0;
+		if (i < r->n)
+			return 0;
+		if (r->n < MAX_HOLDERS && (r->holders[r->n] = strdup(who)) != NULL)
 			r->n++;
-		else if (i == r->n)
+		else
 			r->n = MAX_HOLDERS + 1;         /* too many to name: all, until it lapses */
+		return 1;
 	} else if (i < r->n && r->n <= MAX_HOLDERS) {
 		free(r->holders[i]);
 		r->holders[i] = r->holders[--r->n];
 		if (r->n == 0)
 			route_drop(p, r);
 	}
+	return 0;
+}
+
+/* A sender of a message to all on channel, that we hold: whether to
+ * answer it with an announcement (each sender at most once in
+ * HOLD_REPLY_MS: one sender's answer must not keep the others from
+ * theirs). */
+static int
+reply_due(struct ps *p, const char *channel, const char *from)
+{
+	struct route *r = route_get(p, channel, 1);
+	if (r == NULL)
+		return 0;
+	uint64_t now = mono_ms();
+	if (r->heard == 0)
+		r->heard = now;
+	size_t slot = 0;
+	for (size_t i = 0; i < REPLIED; i++) {
+		if (strcmp(r->replied[i].who, from) == 0) {
+			if (now - r->replied[i].at < HOLD_REPLY_MS)
+				return 0;
+			slot = i;
+			break;
+		}
+		if (r->replied[i].at < r->replied[slot].at)
+			slot = i;               /* else the oldest makes room */
+	}
+	snprintf(r->replied[slot].who, sizeof(r->replied[slot].who), "%s", from);
+	r->replied[slot].at = now;
+	return 1;
 }
 
 static void
@@ -388,12 +440,22 @@ routes_clear(struct ps *p)
 static void
 address(struct ps *p, cJSON *attrs, const char *channel)
 {
+	uint64_t now = mono_ms();
 	struct route *r = route_find(p, channel);
-	if (r != NULL && mono_ms() - r->heard > ROUTE_TTL_MS) {
+	if (r != NULL && now - r->heard > ROUTE_TTL_MS) {
 		route_drop(p, r);
 		r = NULL;
 	}
-	if (r == NULL || r->n == 0 || r->n > MAX_HOLDERS) {
+	/* Not asked lately: to all, and every holder answers (those that
+	 * answer after a message addressed without them get it again). */
+	if (r == NULL || r->asked == 0 || now - r->asked > ROUTE_TTL_MS || r->n == 0 || r->n > MAX_HOLDERS) {
+		if (r == NULL)
+			r = route_get(p, channel, 1);
+		if (r != NULL) {
+			r->asked = now;
+			if (r->heard == 0 || now - r->heard > ROUTE_TTL_MS)
+				r->heard = now;
+		}
 		cJSON_AddStringToObject(attrs, "all", "");
 		return;
 	}
@@ -575,6 +637,19 @@ resend(struct ps *p, const char *channel, const char *who)
 static void setup_step(struct ps *p);
 static void pull(struct ps *p);
 static void flush(struct ps *p);
+static void control(struct ps *p, const char *channel, const char *const *kv, const char *to);
+
+/* Set up (again): the channels subscribed meanwhile are announced now
+ * (control messages are dropped while not set up, and the core
+ * subscribes some channels as a worker starts). */
+static void
+announce_held(struct ps *p)
+{
+	const char *kv[] = { "k", "sub", NULL };
+	for (size_t b = 0; b < ROUTE_BUCKETS; b++)
+		for (struct held *h = p->held[b]; h != NULL; h = h->next)
+			control(p, h->channel, kv, NULL);
+}
 
 static void
 setup_failed(struct ps *p, const char *prefix, const char *detail)
@@ -627,6 +702,7 @@ setup_answer(void *arg, const struct gcp_result *r)
 		p->setup_error[0] = '\0';
 		p->setup_backoff_ms = 0;
 		pull(p);
+		announce_held(p);
 		flush(p);
 		return;
 	}
@@ -937,7 +1013,10 @@ handle(struct ps *p, const cJSON *m)
 			if (id_ok(from))
 				resend(p, channel, from);
 		} else if (strcmp(kind, "hold") == 0) {
-			route_hold(p, channel, from, 1);
+			/* An answer may cross messages addressed without its
+			 * sender: it gets them again. */
+			if (route_hold(p, channel, from, 1))
+				resend(p, channel, from);
 		} else if (strcmp(kind, "unsub") == 0) {
 			route_hold(p, channel, from, 0);
 		} else if (strcmp(kind, "probe") == 0) {
@@ -950,24 +1029,18 @@ handle(struct ps *p, const cJSON *m)
 				control(p, channel, kv, from);
 			}
 		} else if (strcmp(kind, "count") == 0) {
-			route_hold(p, channel, from, 1);
+			if (route_hold(p, channel, from, 1))
+				resend(p, channel, from);
 			count_answer(p, attr(attrs, "id"), attr(attrs, "n"));
 		}
 		return;
 	}
 	if (subs_count(&p->subs, channel) == 0)
 		return;
-	if (to_all && id_ok(from)) {
+	if (to_all && id_ok(from) && reply_due(p, channel, from)) {
 		/* The sender did not know we hold it: tell it, now and then. */
-		struct route *r = route_get(p, channel, 1);
-		uint64_t now = mono_ms();
-		if (r != NULL && (r->replied == 0 || now - r->replied >= HOLD_REPLY_MS)) {
-			r->replied = now;
-			if (r->heard == 0)
-				r->heard = now;
-			const char *kv[] = { "k", "hold", NULL };
-			control(p, channel, kv, from);
-		}
+		const char *kv[] = { "k", "hold", NULL };
+		control(p, channel, kv, from);
 	}
 	if (attr(attrs, "re") != NULL) {
 		/* Sent again: only if published after our first subscriber came. */

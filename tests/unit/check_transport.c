@@ -441,6 +441,160 @@ START_TEST(a_late_holder_gets_what_crossed)
 }
 END_TEST
 
+/* pubsub: a worker learns holders from announcements, but only those
+ * made while it was there to hear them, and from the answers to its
+ * messages to all (each holder answering a sender now and then). What it
+ * learned is not all there is: a holder it never heard of missed what
+ * was addressed to the others alone (seen as a lost list_changed between
+ * two instances under load). Four workers: x holds a channel from before
+ * y came; w subscribes after, and y hears its announcement. */
+START_TEST(a_holder_not_heard_of_is_not_missed)
+{
+	const char *url = url_of("pubsub");
+	void *x = open_one("pubsub", url), *v = open_one("pubsub", url);
+	wait_ready(x);
+	wait_ready(v);
+	memset(late, 0, sizeof(late));
+	void *sx = ops->subscribe(x, "known", on_late, (void *)(uintptr_t)0);
+	void *sx2 = ops->subscribe(x, "asked", on_late, (void *)(uintptr_t)0);
+	spin(300);                          /* x's announcements out, before y was there */
+	void *y = open_one("pubsub", url), *w = open_one("pubsub", url);
+	wait_ready(y);
+	wait_ready(w);
+	void *sw = ops->subscribe(w, "known", on_late, (void *)(uintptr_t)1);
+	spin(500);                          /* y heard w's announcement */
+	ops->publish(y, "known", "k1", 2, NULL, NULL, NULL);
+	await_late(0, 1);
+	await_late(1, 1);
+	/* x answered v's message to all; y's, just after, must have its
+	 * answer too, or y knows only the holder that announces itself next. */
+	ops->publish(v, "asked", "a1", 2, NULL, NULL, NULL);
+	await_late(0, 2);
+	spin(300);                          /* x answered v */
+	ops->publish(y, "asked", "a2", 2, NULL, NULL, NULL);
+	await_late(0, 3);
+	spin(500);                          /* x answered y */
+	void *sw2 = ops->subscribe(w, "asked", on_late, (void *)(uintptr_t)1);
+	spin(500);                          /* y heard w's announcement */
+	ops->publish(y, "asked", "a3", 2, NULL, NULL, NULL);
+	await_late(0, 4);
+	await_late(1, 2);
+	spin(300);
+	ck_assert_int_eq(late[0].n, 4);
+	ck_assert_int_eq(late[1].n, 2);
+	ck_assert_str_eq(late[0].got[3], "a3");
+	ck_assert_str_eq(late[1].got[1], "a3");
+	ops->unsubscribe(x, sx);
+	ops->unsubscribe(x, sx2);
+	ops->unsubscribe(w, sw);
+	ops->unsubscribe(w, sw2);
+	void *all[] = { x, v, y, w };
+	close_all(all, 4);
+}
+END_TEST
+
+/* pubsub: the answers to a message to all come one by one; a message
+ * published after some came and before the others is addressed without
+ * the late ones, which must get it again when their answer comes. x runs
+ * on a loop of its own, held still while w answers y's first message and
+ * y publishes the second (to w alone); then x runs, and answers. */
+static struct event_base *xbase;
+
+static void
+spin_x(int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+	while (now_ms() < end) {
+		struct timeval tv = { 0, 5000 };
+		event_base_loopexit(xbase, &tv);
+		event_base_dispatch(xbase);
+		spin(5);
+	}
+}
+
+START_TEST(an_answer_that_crossed_gets_it_again)
+{
+	const char *url = url_of("pubsub");
+	void *w = open_one("pubsub", url);
+	struct event_base *main_base = base;
+	xbase = event_base_new();
+	base = xbase;
+	void *x = open_one("pubsub", url);
+	base = main_base;
+	host_set_worker(base, 1);
+	uint64_t end = now_ms() + 5000;
+	char why[256];
+	while (desc->status(x, why, sizeof(why)) != 0 && now_ms() < end)
+		spin_x(10);
+	wait_ready(w);
+	memset(late, 0, sizeof(late));
+	void *sx = ops->subscribe(x, "crossed", on_late, (void *)(uintptr_t)0);
+	void *sw = ops->subscribe(w, "crossed", on_late, (void *)(uintptr_t)1);
+	spin_x(300);                        /* announced, before y came */
+	void *y = open_one("pubsub", url);
+	wait_ready(y);
+	ops->publish(y, "crossed", "c1", 2, NULL, NULL, NULL);
+	await_late(1, 1);
+	spin(300);                          /* w's answer reached y; x, held still, has not answered */
+	ck_assert_int_eq(late[0].n, 0);
+	ops->publish(y, "crossed", "c2", 2, NULL, NULL, NULL);
+	await_late(1, 2);
+	end = now_ms() + 5000;
+	while (late[0].n < 2 && now_ms() < end)
+		spin_x(10);
+	spin_x(300);
+	ck_assert_msg(late[0].n == 2 && late[1].n == 2, "x got %d, w got %d, expected 2 each", late[0].n, late[1].n);
+	ck_assert_str_eq(late[0].got[0], "c1");
+	ck_assert_str_eq(late[0].got[1], "c2");
+	ops->unsubscribe(x, sx);
+	ops->unsubscribe(w, sw);
+	void *all[] = { x, w, y };
+	close_all(all, 3);
+	event_base_free(xbase);
+	xbase = NULL;
+}
+END_TEST
+
+/* pubsub: past 16 holders a channel goes to all; the next announcement
+ * read (and a worker that stopped freed) a holder past the table's 16. */
+static int many_got;
+
+static void
+on_many(void *arg, const char *channel, const void *msg, size_t len)
+{
+	(void)arg;
+	(void)channel;
+	(void)msg;
+	(void)len;
+	many_got++;
+}
+
+START_TEST(more_holders_than_named)
+{
+	const char *url = url_of("pubsub");
+	enum { N = 19 };
+	void *w[N], *s[N];
+	for (int i = 0; i < N; i++)
+		w[i] = open_one("pubsub", url);
+	for (int i = 0; i < N; i++)
+		wait_ready(w[i]);
+	many_got = 0;
+	for (int i = 1; i < N; i++)
+		s[i] = ops->subscribe(w[i], "many", on_many, NULL);
+	spin(1000);                         /* the 18 announcements heard by all */
+	ops->publish(w[0], "many", "m", 1, NULL, NULL, NULL);
+	ops->publish(w[0], "many", "n", 1, NULL, NULL, NULL);
+	uint64_t end = now_ms() + 5000;
+	while (many_got < 2 * (N - 1) && now_ms() < end)
+		spin(10);
+	spin(200);
+	ck_assert_int_eq(many_got, 2 * (N - 1));
+	for (int i = 1; i < N; i++)
+		ops->unsubscribe(w[i], s[i]);
+	close_all(w, N);
+}
+END_TEST
+
 /* sqs: the answers that wait together at a worker leave together (the
  * test that runs this suite counts the SendMessageBatch calls through a
  * relay in front of the service). Twenty messages on twenty channels
@@ -665,6 +819,11 @@ transport_suite(void)
 		tcase_add_loop_test(tc, a_late_holder_gets_what_crossed, 0, nrouted);
 		if (strcmp(KINDS[nkinds - 1], "sqs") == 0)
 			tcase_add_test(tc, answers_go_together);
+		if (strcmp(KINDS[nkinds - 1], "pubsub") == 0) {
+			tcase_add_test(tc, a_holder_not_heard_of_is_not_missed);
+			tcase_add_test(tc, an_answer_that_crossed_gets_it_again);
+			tcase_add_test(tc, more_holders_than_named);
+		}
 		suite_add_tcase(s, tc);
 	}
 	return s;
