@@ -263,8 +263,16 @@ def test_messages_reach_only_the_workers_holding_a_subscriber(t):
         return not any(o is not m and "k" not in o["attributes"] and o["attributes"].get("from") == a.get("from") and
                        o["attributes"].get("c") == a.get("c") and int(o["attributes"].get("id", 0)) < int(a["id"])
                        for o in msgs)
+    # A cancellation is published again 250 ms and 1 s later (the holder's
+    # subscription may not be in effect yet): a repeat may find the call
+    # over and its channel without a holder known, and go to all too.
+    def repeat_of_earlier(m):
+        a = m["attributes"]
+        return any(o is not m and o["attributes"].get("from") == a.get("from") and data(o) == data(m) and
+                   int(o["attributes"].get("id", 0)) < int(a["id"]) for o in cancels)
     cancels_to_all = [m for m in cancels if "all" in m["attributes"]]
-    check(all(first_of_sender(m) for m in cancels_to_all), [m["attributes"] for m in cancels_to_all])
+    check(all(first_of_sender(m) or repeat_of_earlier(m) for m in cancels_to_all),
+          [m["attributes"] for m in cancels_to_all])
     cancels = [m for m in cancels if "all" not in m["attributes"]]
     for m in late + cancels:
         attrs = m["attributes"]
