@@ -2,7 +2,8 @@
 #include "json.h"
 
 #include <cjson/cJSON.h>
-#include <regex.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,204 +95,86 @@ type_matches(const char *t, const cJSON *v)
 	return strcmp(t, json_type_name(v)) == 0;
 }
 
-/* What regcomp(3) builds for an ERE, in units of about 256 bytes. glibc
- * copies the tree under a counted repetition once per count and nests
- * the optional copies of {n,m}, so a short pattern can take gigabytes:
- * a{0,10000} takes 800 MB, and each '+' of .+++... doubles the tree. */
-#define PATTERN_MAX_COST 100000.0
-#define PATTERN_MAX_GROUPS 64
+/* Patterns are ECMA-262 in JSON Schema; PCRE2 reads that dialect
+ * (\d \w \s, lookahead, \uXXXX with ALT_BSUX) and, unlike regcomp(3),
+ * bounds what a hostile one costs: the compiled form of a pattern fits
+ * in 64 KB (link size 2) or the compile fails, and a match stops at
+ * PATTERN_MATCH_LIMIT steps and PATTERN_HEAP_KB of backtracking memory.
+ * glibc's regcomp took 7 GB for (a*){30000} and seconds of CPU for
+ * (){1000}(a?)+, found by tests/fuzz/fuzz_config.c. */
+#define PATTERN_MAX_LENGTH 8192
+#define PATTERN_MATCH_LIMIT 1000000
+#define PATTERN_HEAP_KB 4096
+#define PATTERN_OPTIONS (PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_ALT_BSUX)
 
-struct ere {
-	const char *p;
-	int depth;
-};
-
-static double ere_alternation(struct ere *e);
-
-/* A bracket expression from after its '['. */
-static void
-ere_bracket(struct ere *e)
-{
-	if (*e->p == '^')
-		e->p++;
-	if (*e->p == ']')
-		e->p++;         /* a literal ']' first */
-	while (*e->p != '\0' && *e->p != ']') {
-		if (e->p[0] == '[' && (e->p[1] == ':' || e->p[1] == '=' || e->p[1] == '.')) {
-			char close = e->p[1];
-			const char *end = e->p + 2;
-			while (*end != '\0' && !(end[0] == close && end[1] == ']'))
-				end++;
-			e->p = *end != '\0' ? end + 2 : end;
-			continue;
-		}
-		e->p++;
-	}
-	if (*e->p == ']')
-		e->p++;
-}
-
-/* {n}, {n,} or {n,m} at p: 0 and the counts, or -1 if it is not one. */
+/* A backreference makes matching backtrack on strings a client chooses;
+ * JSON Schema's recommended regular expressions leave them out. */
 static int
-ere_interval(const char *p, const char **end, double *n, double *m)
+has_backreference(const char *pat)
 {
-	char *e;
-	if (*p != '{' || p[1] < '0' || p[1] > '9')
-		return -1;
-	*n = strtod(p + 1, &e);
-	*m = *n;
-	if (*e == ',') {
-		if (e[1] == '}') {
-			*m = -1;        /* unbounded */
-			e++;
-		} else if (e[1] >= '0' && e[1] <= '9') {
-			*m = strtod(e + 1, &e);
-		} else {
-			return -1;
+	int in_class = 0;
+	for (const char *p = pat; *p != '\0'; p++) {
+		if (*p == '\\' && p[1] != '\0') {
+			p++;
+			if (!in_class && ((*p >= '1' && *p <= '9') || *p == 'k' || *p == 'g'))
+				return 1;
+		} else if (*p == '[' && !in_class) {
+			in_class = 1;
+			if (p[1] == '^')
+				p++;
+			if (p[1] == ']')
+				p++;    /* a literal ']' first */
+		} else if (*p == ']' && in_class) {
+			in_class = 0;
+		} else if (*p == '(' && p[1] == '?' && p[2] == 'P' && p[3] == '=') {
+			return 1;       /* (?P=name) */
 		}
 	}
-	if (*e != '}')
-		return -1;
-	*end = e + 1;
 	return 0;
 }
 
-static double
-ere_sequence(struct ere *e)
-{
-	double total = 0;
-	while (*e->p != '\0' && *e->p != '|' && *e->p != ')') {
-		double c = 1;
-		char ch = *e->p++;
-		if (ch == '(') {
-			if (++e->depth > PATTERN_MAX_GROUPS)
-				return PATTERN_MAX_COST * 2;
-			c = ere_alternation(e) + 1;
-			e->depth--;
-			if (*e->p == ')')
-				e->p++;
-		} else if (ch == '[') {
-			ere_bracket(e);
-		} else if (ch == '\\' && *e->p != '\0') {
-			e->p++;
-		}
-		for (;;) {
-			double n, m;
-			const char *end;
-			if (*e->p == '*' || *e->p == '?') {
-				c += 1;
-				e->p++;
-			} else if (*e->p == '+') {
-				c = 2 * c + 1;
-				e->p++;
-			} else if (ere_interval(e->p, &end, &n, &m) == 0) {
-				if (m < 0)
-					c = c * (n + 1) + 1;
-				else if (m >= n)
-					c = c * (m + (m - n) * (m - n) / 32) + 1;
-				e->p = end;
-			} else {
-				break;
-			}
-			if (c > PATTERN_MAX_COST)
-				return c;
-		}
-		total += c;
-		if (total > PATTERN_MAX_COST)
-			return total;
-	}
-	return total;
-}
-
-static double
-ere_alternation(struct ere *e)
-{
-	double total = ere_sequence(e);
-	while (*e->p == '|' && total <= PATTERN_MAX_COST) {
-		e->p++;
-		total += ere_sequence(e);
-	}
-	return total;
-}
-
-static double
-ere_cost(const char *ere)
-{
-	struct ere e = { ere, 0 };
-	double total = 0;
-	/* A ')' without its '(' is an error for regcomp; go on past it. */
-	for (;;) {
-		total += ere_alternation(&e);
-		if (*e.p == '\0' || total > PATTERN_MAX_COST)
-			return total;
-		e.p++;
-	}
-}
-
-/* JSON Schema patterns are ECMA-262; POSIX ERE lacks the escapes \d \w \s
- * and their negations, so they are rewritten into bracket expressions. */
-static int
-compile_pattern(const char *pat, regex_t *re)
+/* The compiled pattern, or NULL with why in why[]. */
+static pcre2_code *
+compile_pattern(const char *pat, char *why, size_t whylen)
 {
 	size_t len = strlen(pat);
-	char *buf = malloc(len * 12 + 1);
-	if (buf == NULL)
-		return -1;
-	size_t o = 0;
-	int in_class = 0;
-	for (size_t i = 0; i < len; i++) {
-		char c = pat[i];
-		if (c == '\\' && i + 1 < len) {
-			char n = pat[++i];
-			const char *rep = NULL;
-			switch (n) {
-			case 'd': rep = in_class ? "0-9" : "[0-9]"; break;
-			case 'D': rep = in_class ? NULL : "[^0-9]"; break;
-			case 'w': rep = in_class ? "A-Za-z0-9_" : "[A-Za-z0-9_]"; break;
-			case 'W': rep = in_class ? NULL : "[^A-Za-z0-9_]"; break;
-			case 's': rep = in_class ? "[:space:]" : "[[:space:]]"; break;
-			case 'S': rep = in_class ? NULL : "[^[:space:]]"; break;
-			case 't': rep = "\t"; break;
-			case 'n': rep = "\n"; break;
-			case 'r': rep = "\r"; break;
-			default:
-				break;
-			}
-			/* A backreference makes glibc's matcher backtrack without
-			 * bound on strings a client chooses; JSON Schema's
-			 * recommended regular expressions leave them out. */
-			if (!in_class && n >= '1' && n <= '9') {
-				free(buf);
-				return -1;
-			}
-			if (rep != NULL) {
-				memcpy(buf + o, rep, strlen(rep));
-				o += strlen(rep);
-			} else if (in_class && (n == 'D' || n == 'W' || n == 'S')) {
-				free(buf);
-				return -1;
-			} else if (in_class) {
-				buf[o++] = n;   /* inside brackets a backslash is literal */
-			} else {
-				buf[o++] = '\\';
-				buf[o++] = n;
-			}
-			continue;
-		}
-		if (c == '[' && !in_class)
-			in_class = 1;
-		else if (c == ']' && in_class && !(o > 0 && (buf[o - 1] == '[' || (buf[o - 1] == '^' && o > 1 && buf[o - 2] == '['))))
-			in_class = 0;
-		buf[o++] = c;
+	if (len > PATTERN_MAX_LENGTH) {
+		snprintf(why, whylen, "longer than %d bytes", PATTERN_MAX_LENGTH);
+		return NULL;
 	}
-	buf[o] = '\0';
-	if (ere_cost(buf) > PATTERN_MAX_COST) {
-		free(buf);
-		return -1;
+	if (has_backreference(pat)) {
+		snprintf(why, whylen, "backreferences such as \\1 are not supported");
+		return NULL;
 	}
-	int rc = regcomp(re, buf, REG_EXTENDED | REG_NOSUB);
-	free(buf);
-	return rc == 0 ? 0 : -1;
+	int code;
+	PCRE2_SIZE at;
+	pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, PATTERN_OPTIONS, &code, &at, NULL);
+	if (re == NULL) {
+		PCRE2_UCHAR msg[160];
+		if (pcre2_get_error_message(code, msg, sizeof(msg)) < 0)
+			snprintf((char *)msg, sizeof(msg), "error %d", code);
+		snprintf(why, whylen, "%s at offset %zu", (const char *)msg, (size_t)at);
+	}
+	return re;
+}
+
+/* 1 if str matches, 0 if not, -1 if the match went past its limits. */
+static int
+pattern_matches(const pcre2_code *re, const char *str)
+{
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+	pcre2_match_context *mc = pcre2_match_context_create(NULL);
+	int rc = PCRE2_ERROR_NOMEMORY;
+	if (md != NULL && mc != NULL) {
+		pcre2_set_match_limit(mc, PATTERN_MATCH_LIMIT);
+		pcre2_set_heap_limit(mc, PATTERN_HEAP_KB);
+		rc = pcre2_match(re, (PCRE2_SPTR)str, strlen(str), 0, 0, md, mc);
+	}
+	pcre2_match_context_free(mc);
+	pcre2_match_data_free(md);
+	if (rc >= 0)
+		return 1;
+	return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
 }
 
 static const cJSON *
@@ -395,11 +278,16 @@ validate_object(struct vctx *x, const cJSON *schema, const cJSON *v, const char 
 		}
 		const cJSON *pp;
 		cJSON_ArrayForEach(pp, patprops) {
-			regex_t re;
-			if (compile_pattern(pp->string, &re) < 0)
-				continue;
-			int hit = regexec(&re, item->string, 0, NULL, 0) == 0;
-			regfree(&re);
+			char why[200];
+			pcre2_code *re = compile_pattern(pp->string, why, sizeof(why));
+			if (re == NULL)
+				return fail(x, path, "schema patternProperties name \"%s\" does not compile: %s",
+				    pp->string, why);
+			int hit = pattern_matches(re, item->string);
+			pcre2_code_free(re);
+			if (hit < 0)
+				return fail(x, path, "property \"%s\" took too long to match against \"%s\"",
+				    item->string, pp->string);
 			if (hit) {
 				matched = 1;
 				if (validate(x, pp, item, sub) < 0)
@@ -485,11 +373,14 @@ validate_string(struct vctx *x, const cJSON *schema, const cJSON *v, const char 
 		return fail(x, path, "must be at most %s character(s) long", num);
 	}
 	if (cJSON_IsString(pat)) {
-		regex_t re;
-		if (compile_pattern(pat->valuestring, &re) < 0)
-			return fail(x, path, "schema pattern \"%s\" does not compile", pat->valuestring);
-		int hit = regexec(&re, v->valuestring, 0, NULL, 0) == 0;
-		regfree(&re);
+		char why[200];
+		pcre2_code *re = compile_pattern(pat->valuestring, why, sizeof(why));
+		if (re == NULL)
+			return fail(x, path, "schema pattern \"%s\" does not compile: %s", pat->valuestring, why);
+		int hit = pattern_matches(re, v->valuestring);
+		pcre2_code_free(re);
+		if (hit < 0)
+			return fail(x, path, "took too long to match against the pattern \"%s\"", pat->valuestring);
 		if (!hit)
 			return fail(x, path, "does not match the pattern \"%s\"", pat->valuestring);
 	}
@@ -676,27 +567,27 @@ check_node(const cJSON *root, const cJSON *n, int depth, char *err, size_t errle
 	const cJSON *c;
 	cJSON_ArrayForEach(c, n) {
 		if (c->string != NULL && strcmp(c->string, "pattern") == 0 && cJSON_IsString(c)) {
-			regex_t re;
-			if (compile_pattern(c->valuestring, &re) < 0) {
-				snprintf(err, errlen, "pattern \"%s\" is not a regular expression mcpd can use "
-				    "(no backreferences such as \\1; nor one that repeats too much to compile, as a{0,10000})",
-				    c->valuestring);
+			char why[200];
+			pcre2_code *re = compile_pattern(c->valuestring, why, sizeof(why));
+			if (re == NULL) {
+				snprintf(err, errlen, "pattern \"%s\" is not a regular expression mcpd can use: %s",
+				    c->valuestring, why);
 				return -1;
 			}
-			regfree(&re);
+			pcre2_code_free(re);
 		}
 		/* Their names are patterns too, compiled on every validation. */
 		if (c->string != NULL && strcmp(c->string, "patternProperties") == 0 && cJSON_IsObject(c)) {
 			const cJSON *pp;
 			cJSON_ArrayForEach(pp, c) {
-				regex_t re;
-				if (compile_pattern(pp->string, &re) < 0) {
+				char why[200];
+				pcre2_code *re = compile_pattern(pp->string, why, sizeof(why));
+				if (re == NULL) {
 					snprintf(err, errlen, "patternProperties name \"%s\" is not a regular expression "
-					    "mcpd can use (no backreferences such as \\1; nor one that repeats too much to compile, "
-					    "as a{0,10000})", pp->string);
+					    "mcpd can use: %s", pp->string, why);
 					return -1;
 				}
-				regfree(&re);
+				pcre2_code_free(re);
 			}
 		}
 		if (c->string != NULL && strcmp(c->string, "$ref") == 0 && cJSON_IsString(c) &&
