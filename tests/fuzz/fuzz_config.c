@@ -8,9 +8,8 @@
  * Plugins are not loaded: this file brings its own plugin_load, which
  * refuses, so that a fuzzed file can never dlopen an object or have a
  * storage plugin create files. Everything before that is the real code.
- *
- * YAML aliases are expanded by conftree.c without a bound on breadth (an
- * open issue): an alias bomb ends in libFuzzer's -rss_limit_mb. */
+ * What an alias bomb may grow to is bounded by conftree.c (nodes and
+ * text once expanded), and schema patterns by PCRE2's limits. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
