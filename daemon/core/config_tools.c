@@ -193,7 +193,7 @@ make_arg_env(struct ctx *x, struct arg_names *an, const char **names, const stru
 	an->vars = arena_zalloc(x->cfg->arena, (n ? n : 1) * sizeof(char *));
 	struct var_ref *refs = calloc(n ? n : 1, sizeof(*refs));
 	char *clash = calloc(n ? n : 1, 1);
-	if (refs == NULL || clash == NULL) {
+	if (an->names == NULL || an->vars == NULL || refs == NULL || clash == NULL) {
 		free(refs);
 		free(clash);
 		err_at(x, at, "%s: out of memory", what);

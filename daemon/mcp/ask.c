@@ -10,6 +10,7 @@
 #include "json.h"
 #include "reqstate.h"
 #include "tool_exec.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,29 @@ derived_key(const char *method, const cJSON *params, char *out, size_t len)
 	snprintf(out, len, "%.*s-%.12s", slash ? (int)(slash - method) : (int)strlen(method), method, digest);
 }
 
+/* A tool announcing changes in a loop would have every worker of every
+ * instance tell every stream about each: so many at once, then so many a
+ * second, per call (in thousandths of an announcement). */
+#define CHANGED_BURST 20
+#define CHANGED_PER_SECOND 10
+
+static int
+changed_allowed(struct call *c)
+{
+	uint64_t now = monotonic_ms(), full = (uint64_t)CHANGED_BURST * 1000;
+	if (c->changed_at == 0)
+		c->changed_credit = full;
+	else
+		c->changed_credit += (now - c->changed_at) * CHANGED_PER_SECOND;
+	if (c->changed_credit > full)
+		c->changed_credit = full;
+	c->changed_at = now;
+	if (c->changed_credit < 1000)
+		return 0;
+	c->changed_credit -= 1000;
+	return 1;
+}
+
 void
 tool_request(struct call *c, const cJSON *msg, const char *method)
 {
@@ -221,7 +245,23 @@ tool_request(struct call *c, const cJSON *msg, const char *method)
 			reply_to_tool_error(c, id, JSONRPC_INVALID_PARAMS, "changed: tools, prompts, resources, or resource URI");
 			return;
 		}
-		broadcast(c->m, strcmp(w, "resource") == 0 ? "updated" : w, cJSON_IsString(uri) ? uri->valuestring : NULL);
+		char why[160];
+		if (cJSON_IsString(uri) && strlen(uri->valuestring) > SESSION_CHANGE_URI_MAX) {
+			snprintf(why, sizeof(why), "changed: the URI is longer than %d bytes", SESSION_CHANGE_URI_MAX);
+			reply_to_tool_error(c, id, JSONRPC_INVALID_PARAMS, why);
+			return;
+		}
+		if (!changed_allowed(c)) {
+			snprintf(why, sizeof(why), "changed: more than %d at once and %d a second after from one "
+			    "call; announce once after a batch of changes", CHANGED_BURST, CHANGED_PER_SECOND);
+			reply_to_tool_error(c, id, JSONRPC_INVALID_REQUEST, why);
+			return;
+		}
+		if (broadcast(c->m, strcmp(w, "resource") == 0 ? "updated" : w,
+		    cJSON_IsString(uri) ? uri->valuestring : NULL) < 0) {
+			reply_to_tool_error(c, id, JSONRPC_INTERNAL_ERROR, "changed: could not be sent");
+			return;
+		}
 		tool_reply(c, jsonrpc_result(id, cJSON_CreateObject()));
 		return;
 	}

@@ -157,10 +157,10 @@ change_from_anywhere(const char *what, const char *uri, void *arg)
 
 /* A change a command announced: every worker (and instance) tells the
  * streams it holds, this one included, through the transport. */
-void
+int
 broadcast(struct mcp *m, const char *what, const char *uri)
 {
-	sessions_publish_change(m->sessions, what, uri);
+	return sessions_publish_change(m->sessions, what, uri);
 }
 
 static void

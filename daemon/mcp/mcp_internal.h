@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/queue.h>
 
 #include "jsonrpc.h"
@@ -78,6 +79,7 @@ struct call {
 	cJSON *vars;                /* resource template variables, completion context */
 	char *complete_prefix;
 	int cancelled;
+	uint64_t changed_at, changed_credit;    /* mcpd/changed's rate (ask.c) */
 	int in_plugin;              /* a plugin tool owns the call until it finishes */
 	int *finished_flag;         /* set when the call is freed (see run_plugin_tool) */
 	struct event *plugin_timer; /* the tool's timeout, for plugin tools */
@@ -215,7 +217,7 @@ const struct prompt_arg *prompt_arg(const struct prompt_def *p, const char *name
 int listener_wants(const struct call *c, const char *what, const char *uri);
 char *change_notification(const char *what, const char *uri, const cJSON *subscription);
 void change_from_anywhere(const char *what, const char *uri, void *arg);
-void broadcast(struct mcp *m, const char *what, const char *uri);
+int broadcast(struct mcp *m, const char *what, const char *uri);
 void watch_files(struct mcp *m);
 
 /* The methods (dispatch), in their families' files. */

@@ -285,13 +285,17 @@ changes_msg(void *arg, const char *channel, const void *msg, size_t len)
 	free(m);
 }
 
-void
+int
 sessions_publish_change(struct sessions *t, const char *what, const char *uri)
 {
-	char msg[4200];
+	char msg[SESSION_CHANGE_URI_MAX + 64];
+	if (uri != NULL && strlen(uri) > SESSION_CHANGE_URI_MAX)
+		return -1;
 	int n = snprintf(msg, sizeof(msg), "%s\n%s", what, uri ? uri : "");
-	if (n > 0 && (size_t)n < sizeof(msg))
-		publish(t, "mcpd:changes", msg, (size_t)n);
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		return -1;
+	publish(t, "mcpd:changes", msg, (size_t)n);
+	return 0;
 }
 
 static void

@@ -114,7 +114,10 @@ void sessions_on_change(struct sessions *t, void (*fn)(const char *what, const c
 void sessions_foreach(struct sessions *t, void (*fn)(struct session *, void *), void *arg);
 /* Tell every worker that tools, prompts or resources changed ("updated"
  * with a URI for one resource). */
-void sessions_publish_change(struct sessions *t, const char *what, const char *uri);
+/* A change for every worker of every instance: -1 if uri is longer than
+ * SESSION_CHANGE_URI_MAX (nothing is sent). */
+#define SESSION_CHANGE_URI_MAX 4096
+int sessions_publish_change(struct sessions *t, const char *what, const char *uri);
 
 /* status: MCPD_OK with s, MCPD_NOT_FOUND, or MCPD_ERROR (storage down).
  * cb may run before these return. */

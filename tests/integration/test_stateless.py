@@ -36,6 +36,10 @@ tools:
   - name: change
     description: Announces a changed tool list.
     shell: 'mcpd-tool changed tools; echo changed'
+  - name: flood
+    description: Announces changes in a loop, and a resource with a long URI.
+    input: { uri: string }
+    shell: 'mcpd-tool changed resource "$MCP_ARG_uri" 2>&1 || echo "uri refused"; for i in $(seq 40); do mcpd-tool changed tools 2>/dev/null || { echo "refused at $i"; exit 0; }; done; echo "all 40"'
 """
 
 
@@ -348,3 +352,23 @@ def test_stream_not_read_ends_the_call(t):
     check(r["result"]["content"][0]["text"] == "hello", r)
     s.close()
     d.stop()
+
+
+def test_changed_is_bounded(t):
+    """mcpd-tool changed from a tool in a loop: every worker of every
+    instance would tell every stream about each, so one call gets 20 at
+    once and 10 a second after, then an error it can see; a URI over
+    4096 bytes is refused with an error, never dropped while the tool is
+    told it went out (both were silent before)."""
+    d, port = start(t)
+    st, _, r, _ = req(port, "tools/call", {"name": "flood", "arguments": {"uri": "file:///" + "x" * 5000}},
+                      name="flood")
+    text = r["result"]["content"][0]["text"]
+    check("longer than 4096 bytes" in text and "uri refused" in text, text)
+    # 20 at once; the loop may earn one or two more while it runs.
+    n = int(text.split("refused at ")[1].split()[0]) if "refused at " in text else None
+    check(n is not None and 21 <= n <= 25, text)
+    st, _, r, _ = req(port, "tools/call", {"name": "flood", "arguments": {"uri": "file:///ok"}}, name="flood")
+    text = r["result"]["content"][0]["text"]
+    check("uri refused" not in text and "refused at " in text, text)
+    check(alive(d.proc.pid), "mcpd died")
