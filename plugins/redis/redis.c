@@ -27,6 +27,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,7 @@ struct redis {
 	int db;
 	char prefix[128];
 	uint64_t connect_timeout_ms, command_timeout_ms;
+	uint64_t max_queued;            /* bytes of commands Redis has not read yet */
 	int streams;
 	uint64_t stream_maxlen, stream_ttl_ms;
 	struct rconn cmd, sub;
@@ -340,12 +342,20 @@ watchdog_cb(evutil_socket_t fd, short ev, void *arg)
 	}
 }
 
-/* A command; the callback gets NULL when the connection is gone. */
+/* A command; the callback gets NULL when the connection is gone. While
+ * Redis is slow to read, commands wait in hiredis's output buffer: past
+ * max_queued bytes the caller gets an error at once, rather than the
+ * worker growing until command_timeout drops the connection. */
 static int
 command(struct rconn *c, redisCallbackFn *fn, void *priv, int argc, const char **argv, const size_t *lens)
 {
 	if (!c->ready || c->ac == NULL)
 		return -1;
+	if (c->ac->c.obuf != NULL && sdslen(c->ac->c.obuf) > c->r->max_queued) {
+		note_error(c->r, "over %llu bytes of commands wait for redis to read them (max_queued)",
+		    (unsigned long long)c->r->max_queued);
+		return -1;
+	}
 	if (c->inflight++ == 0)
 		c->last_progress = now_ms();
 	return redisAsyncCommandArgv(c->ac, fn, priv, argc, argv, lens) == REDIS_OK ? 0 : -1;
@@ -1103,6 +1113,8 @@ expected_value(const char *key)
 		return "a duration of at least 1s";
 	if (strcmp(key, "connect_timeout") == 0 || strcmp(key, "command_timeout") == 0)
 		return "a duration of at least 10ms";
+	if (strcmp(key, "max_queued") == 0)
+		return "a size of at least 64KiB";
 	return "a string";
 }
 
@@ -1122,6 +1134,7 @@ redis_create(const struct mcpd_host *host, const struct mcpd_config *section, en
 	snprintf(r->prefix, sizeof(r->prefix), "mcpd:");
 	r->connect_timeout_ms = 2000;
 	r->command_timeout_ms = 2000;
+	r->max_queued = 64u << 20;
 	r->stream_maxlen = 10000;
 	r->stream_ttl_ms = 3600000;
 	char where[512];
@@ -1150,6 +1163,8 @@ redis_create(const struct mcpd_host *host, const struct mcpd_config *section, en
 			bad = host->config_duration(n, &r->connect_timeout_ms) < 0 || r->connect_timeout_ms < 10;
 		} else if (strcmp(key, "command_timeout") == 0) {
 			bad = host->config_duration(n, &r->command_timeout_ms) < 0 || r->command_timeout_ms < 10;
+		} else if (strcmp(key, "max_queued") == 0) {
+			bad = host->config_size(n, &r->max_queued) < 0 || r->max_queued < 65536;
 		} else if (!bad && strcmp(key, "mode") == 0 && kind == MCPD_PLUGIN_TRANSPORT) {
 			if (strcmp(v, "streams") == 0)
 				r->streams = 1;
@@ -1162,7 +1177,7 @@ redis_create(const struct mcpd_host *host, const struct mcpd_config *section, en
 			bad = host->config_duration(n, &r->stream_ttl_ms) < 0 || r->stream_ttl_ms < 1000;
 		} else {
 			snprintf(err, errlen, "%s: unknown key \"%s\" (redis takes url, password, database, key_prefix, "
-			    "connect_timeout, command_timeout%s)", where, key,
+			    "connect_timeout, command_timeout, max_queued%s)", where, key,
 			    kind == MCPD_PLUGIN_TRANSPORT ? ", mode, stream_maxlen, stream_ttl" : "");
 			goto fail;
 		}

@@ -32,6 +32,7 @@ static void *inst;
 static const struct mcpd_plugin *desc;
 static struct arena *arena;
 static char dir[256];
+static const char *redis_extra = "";   /* more of the redis section */
 
 /* What the last callback reported. */
 static struct {
@@ -166,8 +167,8 @@ open_backend(int i)
 		snprintf(yaml, sizeof(yaml), "plugin: lmdb\npath: %s\n", dir);
 	else if (strcmp(BACKENDS[i], "redis") == 0)
 		/* Keys of this run only, so that runs can share a server. */
-		snprintf(yaml, sizeof(yaml), "plugin: redis\nurl: \"%s\"\nkey_prefix: \"t%d:\"\n",
-		    getenv("MCPD_TEST_REDIS_URL"), (int)getpid());
+		snprintf(yaml, sizeof(yaml), "plugin: redis\nurl: \"%s\"\nkey_prefix: \"t%d:\"\n%s",
+		    getenv("MCPD_TEST_REDIS_URL"), (int)getpid(), redis_extra);
 	else if (strcmp(BACKENDS[i], "postgres") == 0)
 		/* Tables of this run only, likewise. */
 		snprintf(yaml, sizeof(yaml), "plugin: postgres\nurl: \"%s\"\ntable_prefix: t%d_\n",
@@ -542,6 +543,52 @@ START_TEST(big_items)
 }
 END_TEST
 
+/* Commands Redis has not read yet wait in the worker's memory: past
+ * max_queued bytes the caller gets an error at once; those queued before
+ * still go through, and so do new ones once Redis has read them (the
+ * loop does not run between the sets, so nothing is written meanwhile). */
+START_TEST(redis_max_queued)
+{
+	int i = 0;
+	while (i < nbackends && strcmp(BACKENDS[i], "redis") != 0)
+		i++;
+	ck_assert_int_lt(i, nbackends);
+	redis_extra = "max_queued: 256KiB\n";
+	open_backend(i);
+	redis_extra = "";
+	size_t len = 100 * 1024;
+	char *v = malloc(len);
+	ck_assert_ptr_nonnull(v);
+	memset(v, 'q', len);
+	int queued = 0;
+	char key[32];
+	for (; queued < 10; queued++) {
+		int before = got.called;
+		snprintf(key, sizeof(key), "q%d", queued);
+		ops->set(inst, key, v, len, 0, 0, done_cb, NULL);
+		if (got.called > before)
+			break;          /* refused at once */
+	}
+	ck_assert_int_eq(queued, 3);
+	ck_assert_int_eq(got.status, MCPD_ERROR);
+	ck_assert_msg(strstr(got.err, "max_queued") != NULL, "%s", got.err);
+	/* The three queued ones succeed. */
+	for (int spins = 0; got.called < 4 && spins < 5000; spins++)
+		event_base_loop(base, EVLOOP_ONCE);
+	ck_assert_int_eq(got.called, 4);
+	ck_assert_int_eq(got.status, MCPD_OK);
+	reset();
+	CALL(ops->set(inst, "q-after", v, len, 0, 0, done_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_OK);
+	reset();
+	CALL(ops->get(inst, "q2", value_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_OK);
+	ck_assert_uint_eq(got.len, sizeof(got.data));
+	free(v);
+	close_backend();
+}
+END_TEST
+
 Suite *
 storage_suite(void)
 {
@@ -568,6 +615,8 @@ storage_suite(void)
 	tcase_add_loop_test(tc, bursts, 0, nbackends);
 	tcase_add_loop_test(tc, long_keys, 0, nbackends);
 	tcase_add_loop_test(tc, big_items, 0, nbackends);
+	if (getenv("MCPD_TEST_REDIS_URL") != NULL)
+		tcase_add_test(tc, redis_max_queued);
 	suite_add_tcase(s, tc);
 	return s;
 }
