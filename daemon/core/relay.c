@@ -15,8 +15,10 @@
  *   PUB:          channel NUL message        (worker -> master)
  *   DELIVER:      channel NUL message        (master -> worker)
  *   COUNT:        u32 request id, channel    (worker -> master)
- *   COUNTED:      u32 request id, u32 count  (master -> worker) */
-enum { OP_SUB = 1, OP_UNSUB, OP_PUB, OP_DELIVER, OP_COUNT, OP_COUNTED };
+ *   COUNTED:      u32 request id, u32 count  (master -> worker)
+ *   GAP:          nothing: messages to this worker were dropped from here
+ *                 on, or up to here              (master -> worker) */
+enum { OP_SUB = 1, OP_UNSUB, OP_PUB, OP_DELIVER, OP_COUNT, OP_COUNTED, OP_GAP };
 
 #define FRAME_MAX (16u * 1024 * 1024)
 /* What may wait for the other end of a link. Messages (PUB, DELIVER) stop
@@ -237,7 +239,14 @@ master_frame(void *arg, int op, unsigned char *p, size_t len)
 			if (s->slots[i] == l->slot || s->slots[i] >= rm->nlinks || rm->links[s->slots[i]] == NULL)
 				continue;
 			struct link *to = rm->links[s->slots[i]];
-			if (message_room(bufferevent_get_output(to->bev), to->limit, &to->lag, (long)to->slot))
+			unsigned long dropped = to->lag.dropped;
+			int room = message_room(bufferevent_get_output(to->bev), to->limit, &to->lag, (long)to->slot);
+			/* The worker hears where its messages start and stop being
+			 * dropped (a small frame: there is room for it), so that
+			 * it can end the streams that lost events. */
+			if ((dropped == 0) != (to->lag.dropped == 0))
+				send_frame(to->bev, OP_GAP, NULL, 0, NULL, 0);
+			if (room)
 				send_frame(to->bev, OP_DELIVER, p, len, NULL, 0);
 		}
 		return;
@@ -371,6 +380,8 @@ static struct {
 	void *receive_arg;
 	struct count_wait *waits;
 	uint32_t next_id;
+	void (*gap)(void *arg);
+	void *gap_arg;
 } w;
 
 static void
@@ -381,6 +392,9 @@ worker_frame(void *arg, int op, unsigned char *p, size_t len)
 		size_t cl = strnlen((char *)p, len);
 		if (cl < len && w.receive != NULL)
 			w.receive(w.receive_arg, (char *)p, p + cl + 1, len - cl - 1);
+	} else if (op == OP_GAP) {
+		if (w.gap != NULL)
+			w.gap(w.gap_arg);
 	} else if (op == OP_COUNTED && len == 8) {
 		uint32_t id = get32(p);
 		for (struct count_wait **pp = &w.waits; *pp != NULL; pp = &(*pp)->next) {
@@ -501,4 +515,11 @@ relay_receive(mcpd_message_cb *cb, void *arg)
 {
 	w.receive = cb;
 	w.receive_arg = arg;
+}
+
+void
+relay_on_gap(void (*fn)(void *arg), void *arg)
+{
+	w.gap = fn;
+	w.gap_arg = arg;
 }

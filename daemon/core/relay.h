@@ -38,5 +38,9 @@ int relay_unsubscribe(const char *channel);
 int relay_publish(const char *channel, const void *msg, size_t len);
 void relay_count(const char *channel, mcpd_int_cb *cb, void *arg);
 void relay_receive(mcpd_message_cb *cb, void *arg);
+/* fn is called where the master began or ceased dropping messages to this
+ * worker (it lagged, limits.stream_buffer): what it holds may have missed
+ * some. NULL: no one is told. */
+void relay_on_gap(void (*fn)(void *arg), void *arg);
 
 #endif

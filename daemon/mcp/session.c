@@ -8,6 +8,7 @@
 #include "json.h"
 #include "jsonrpc.h"
 #include "log.h"
+#include "relay.h"
 #include "util.h"
 
 #include <event2/event.h>
@@ -358,6 +359,7 @@ sessions_new(struct event_base *base, const struct backends *b, size_t max, size
 	event_add(t->sweep, &tv);
 	t->sessions_sub = subscribe(t, "mcpd:sessions", sessions_msg, t);
 	t->changes_sub = subscribe(t, "mcpd:changes", changes_msg, t);
+	relay_on_gap(streams_lost_events, t);
 	return t;
 }
 
@@ -366,6 +368,7 @@ sessions_free(struct sessions *t)
 {
 	if (t == NULL)
 		return;
+	relay_on_gap(NULL, NULL);
 	t->on_delete = NULL;
 	while (!TAILQ_EMPTY(&t->all)) {
 		struct session *s = TAILQ_FIRST(&t->all);

@@ -157,6 +157,8 @@ int request_stream(const struct stream *st);
 struct stream *stream_new(struct session *s, const char *id, int holder);
 void attach(struct stream *st, struct http_request *req, int priming);
 void stream_free(struct stream *st);
+/* The transport lost events for this worker: end the streams it holds. */
+void streams_lost_events(void *arg);
 void write_event(struct stream *st, uint64_t seq, const char *json);
 /* The worker here that holds (writes) stream id for the client. */
 struct stream *local_holder(struct session *s, const char *id);

@@ -404,3 +404,32 @@ stream_detach(struct stream *st)
 	if (st->holder)
 		event_del(st->keepalive);
 }
+
+/* The streams held here may have missed events (the relay dropped some
+ * while this worker lagged): end them, so that their clients resume with
+ * Last-Event-ID and get what was lost from the log. */
+static void
+end_held(struct session *s, void *arg)
+{
+	unsigned *n = arg;
+	struct stream *st, *next;
+	session_ref(s);
+	for (st = LIST_FIRST(&s->streams); st != NULL; st = next) {
+		next = LIST_NEXT(st, link);
+		if (st->holder && st->req != NULL) {
+			(*n)++;
+			stream_free(st);
+		}
+	}
+	session_unref(s);
+}
+
+void
+streams_lost_events(void *arg)
+{
+	struct sessions *t = arg;
+	unsigned n = 0;
+	sessions_foreach(t, end_held, &n);
+	log_warn("relay: messages to this worker were dropped while it lagged; %u stream%s held here "
+	    "ended, for the clients to resume them from the log", n, n == 1 ? "" : "s");
+}

@@ -520,6 +520,101 @@ def test_a_flood_while_the_master_lags_is_bounded(t):
     d.stop()
 
 
+def conn_owner(pids, server_port, client_port):
+    """Which of pids holds the server end of the connection from client_port."""
+    inode = None
+    with open("/proc/net/tcp") as f:
+        for line in f.read().splitlines()[1:]:
+            fields = line.split()
+            if (int(fields[1].split(":")[1], 16) == server_port and
+                    int(fields[2].split(":")[1], 16) == client_port):
+                inode = fields[9]
+    check(inode is not None, "no such connection")
+    for pid in pids:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == "socket:[%s]" % inode:
+                    return pid
+            except FileNotFoundError:
+                pass
+    raise AssertionError("no worker holds the connection")
+
+
+def test_a_lagging_worker_ends_the_streams_that_lost_events(t):
+    """The master's relay drops messages to a worker that lags (over
+    limits.stream_buffer wait for it): the GET stream that worker holds
+    would silently miss events. The worker hears where the drops began
+    and ended, ends the streams it holds, and the client resuming with
+    Last-Event-ID gets every event from the log (before: the stream
+    stayed open with a hole in it)."""
+    port = free_port()
+    cfg = """listen: [127.0.0.1:%d]
+workers: 2
+sse: { history: 2000 }
+limits: { stream_buffer: 1MiB }
+tools:
+  - name: chatty
+    description: 400 numbered log messages of 10 KB.
+    shell: |
+      line=$(head -c 10000 /dev/zero | tr '\\0' x)
+      for i in $(seq 400); do
+        printf '{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"%%s %%s"}}\\n' $i $line
+      done >&3
+      echo said
+""" % port
+    d = t.mcpd(cfg).start(wait_url_port=port)
+    wait_for(lambda: len(d.workers()) == 2, what="two workers")
+    sid = mcp_session(port)
+    rpc(port, sid, "logging/setLevel", {"level": "info"}, id=2)
+    g = open_get(port, sid)
+    data = read_until(g, lambda b: b"data: \n\n" in b)
+    holder = conn_owner(d.workers(), port, g.getsockname()[1])
+    os.kill(holder, signal.SIGSTOP)
+    try:
+        # The stopped worker accepts nothing: the call lands on the other.
+        st, r, _ = rpc(port, sid, "tools/call", {"name": "chatty", "arguments": {}}, id=5,
+                       headers={"Accept": "application/json"}, timeout=120)
+        check(r["result"]["content"][0]["text"].strip() == "said", r)
+    finally:
+        os.kill(holder, signal.SIGCONT)
+    d.wait_log(r"relay: the worker in slot \d+ does not keep up")
+    # The stream ends (the chunked body's last chunk) once the worker has
+    # read what waited for it.
+    g.settimeout(30)
+    deadline = time.time() + 30
+    while not data.endswith(b"0\r\n\r\n"):
+        check(time.time() < deadline, "the stream that lost events is still open")
+        c = g.recv(65536)
+        check(c, "closed without its last chunk")
+        data += c
+    g.close()
+    d.wait_log(r"relay: messages to this worker were dropped while it lagged; 1 stream held here ended")
+    seen = set(int(n) for n in re.findall(rb'"data":"(\d+) x', data))
+    check(0 < len(seen) < 400, "the first stream got %d of 400" % len(seen))
+    # Resumed from the last event it got (again when the replay itself is
+    # over limits.stream_buffer and closed, as a client would).
+    last = re.findall(rb"(?m)^id: (\S+)$", data)[-1].decode()
+    for attempt in range(40):
+        if 400 in seen:
+            break
+        g = open_get(port, sid, last)
+        g.settimeout(30)
+        data = b""
+        deadline = time.time() + 30
+        while 400 not in seen and time.time() < deadline:
+            c = g.recv(65536)
+            if not c:
+                break
+            data += c
+            seen |= set(int(n) for n in re.findall(rb'"data":"(\d+) x', data))
+        g.close()
+        ids = re.findall(rb"(?m)^id: (\S+)$", data)
+        if ids:
+            last = ids[-1].decode()
+    check(seen == set(range(1, 401)), "missing: %s" % sorted(set(range(1, 401)) - seen)[:20])
+    d.stop()
+
+
 def test_get_stream_resumes_from_its_priming_event(t):
     """Every stream can be resumed from its priming event: a GET stream
     too, whether or not it has delivered anything yet."""
