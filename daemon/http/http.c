@@ -296,17 +296,14 @@ event_cb(struct bufferevent *bev, short what, void *arg);
 static void
 timer_cb(evutil_socket_t fd, short ev, void *arg);
 
-static void
-accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
-    int salen, void *arg)
+/* A connection on fd (ours from now on), from remote. */
+static int
+conn_start(struct http_server *s, evutil_socket_t fd, const char *remote, SSL_CTX *ssl_ctx)
 {
-	(void)lev;
-	struct listener *l = arg;
-	struct http_server *s = l->srv;
 	struct http_conn *c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		evutil_closesocket(fd);
-		return;
+		return -1;
 	}
 	c->srv = s;
 	c->arena = arena_new(8192);
@@ -314,16 +311,9 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	c->timer = evtimer_new(s->base, timer_cb, c);
 	if (c->arena == NULL || c->body_buf == NULL || c->timer == NULL)
 		goto fail;
-	if (sa->sa_family == AF_UNIX)
-		snprintf(c->remote, sizeof(c->remote), "unix");
-	else
-		sockaddr_format(sa, (socklen_t)salen, c->remote, sizeof(c->remote));
-	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	}
-	if (l->ssl != NULL) {
-		SSL *ssl = SSL_new(l->ssl);
+	snprintf(c->remote, sizeof(c->remote), "%s", remote);
+	if (ssl_ctx != NULL) {
+		SSL *ssl = SSL_new(ssl_ctx);
 		if (ssl == NULL)
 			goto fail;
 		c->bev = bufferevent_openssl_socket_new(s->base, fd, ssl,
@@ -353,7 +343,7 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 		log_warn("limits.max_connections (%llu) reached; pausing accepts",
 		    (unsigned long long)s->limits.max_connections);
 	}
-	return;
+	return 0;
 fail:
 	log_error("cannot set up a connection: out of memory");
 	if (c->timer)
@@ -366,6 +356,35 @@ fail:
 	else
 		bufferevent_free(c->bev);
 	free(c);
+	return -1;
+}
+
+static void
+accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	(void)lev;
+	struct listener *l = arg;
+	char remote[sizeof(((struct http_conn *)0)->remote)];
+	if (sa->sa_family == AF_UNIX)
+		snprintf(remote, sizeof(remote), "unix");
+	else
+		sockaddr_format(sa, (socklen_t)salen, remote, sizeof(remote));
+	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	conn_start(l->srv, fd, remote, l->ssl);
+}
+
+int
+http_server_adopt(struct http_server *s, int fd, const char *remote)
+{
+	if (evutil_make_socket_nonblocking(fd) < 0) {
+		evutil_closesocket(fd);
+		return -1;
+	}
+	return conn_start(s, fd, remote, NULL);
 }
 
 /* ---- responses ---- */

@@ -29,6 +29,10 @@ struct http_server *http_server_new(struct event_base *base, const struct limits
 void http_server_free(struct http_server *s);
 /* Serve an already listening socket; ssl_ctx is an SSL_CTX or NULL. */
 int http_server_listen(struct http_server *s, int fd, void *ssl_ctx);
+/* Serve one connected socket (a socketpair end: mcpd --lambda hands
+ * each invocation over as an HTTP request on one); remote names the
+ * client in logs. fd is the server's from now on, closed on failure. */
+int http_server_adopt(struct http_server *s, int fd, const char *remote);
 /* Exact-path routes; the fallback answers 404. */
 int http_server_route(struct http_server *s, const char *path, http_handler_fn fn, void *arg);
 /* Stop accepting, close idle connections, let the others finish; done()

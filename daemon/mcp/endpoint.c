@@ -526,8 +526,18 @@ mcp_endpoint(struct http_request *r, void *arg)
 		respond_rpc_error(r, 403, NULL, -32000, msg);
 		return;
 	}
+	if (m->lambda && strcmp(method, "GET") == 0) {
+		/* No invocation stays open for a standalone stream: the
+		 * transport lets a server without one answer 405. */
+		cors_headers(r);
+		http_response_header(r, "Allow", "POST, DELETE, OPTIONS");
+		respond_rpc_error(r, 405, NULL, JSONRPC_INVALID_REQUEST,
+		    "Method Not Allowed: no GET stream in Lambda mode (each request is one invocation)");
+		return;
+	}
 	if (strcmp(method, "POST") == 0 || strcmp(method, "GET") == 0 || strcmp(method, "DELETE") == 0) {
-		auth_check(m->auth, r, endpoint_authorized, m);	} else if (strcmp(method, "OPTIONS") == 0) {
+		auth_check(m->auth, r, endpoint_authorized, m);
+	} else if (strcmp(method, "OPTIONS") == 0) {
 		cors_headers(r);
 		http_response_header(r, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
 		const char *want = http_request_header(r, "Access-Control-Request-Headers");
@@ -647,6 +657,18 @@ drain_session(struct session *s, void *arg)
 	/* Ending the stream makes the client reconnect, to a worker that stays;
 	 * the session lives on in storage. */
 	stream_finish(st, NULL);
+}
+
+void
+mcp_lambda(struct mcp *m)
+{
+	m->lambda = 1;
+}
+
+void
+mcp_invocation(struct mcp *m, uint64_t deadline_ms, const char *trace_id)
+{
+	tool_exec_set_invocation(m->te, deadline_ms, trace_id);
 }
 
 void

@@ -124,6 +124,7 @@ struct mcp {
 	struct auth *auth;              /* NULL: no auth configured */
 	struct admin *admin;
 	struct oauth *oauth;            /* the internal authorization server, or NULL */
+	int lambda;                     /* mcpd --lambda: one request an invocation */
 };
 
 /* endpoint.c: answers outside a call. cors_headers checks the Origin

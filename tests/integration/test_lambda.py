@@ -1,0 +1,346 @@
+"""mcpd --lambda: the AWS Lambda custom runtime, against the Runtime API of
+lambdart.py (written from AWS's documentation: no real Lambda is reachable
+from here) and, for real HTTP clients, its function URL front. Events of
+each format (2.0, 1.0, ALB: base64 bodies, multi-value headers, cookies),
+bad input (an event of no known shape, a body over the limit), a Runtime
+API that goes away, a deadline that comes before the tool ends, streamed
+progress, 2025 sessions and their limits, ${VAR} in the configuration."""
+
+import base64
+import http.client
+import json
+import os
+import subprocess
+import time
+
+import harness
+from harness import MCPD, alive, check, free_port, sse_events, wait_for
+from lambdart import FunctionUrl, RuntimeApi, alb_event, v1_event, v2_event
+
+V = "2026-07-28"
+META = {"io.modelcontextprotocol/protocolVersion": V,
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
+
+CONFIG = """storage: { plugin: memory }
+limits: { max_body: %(max_body)s }
+allowed_origins: [https://app.example.com]
+lambda: { response_mode: %(mode)s }
+tools:
+  - name: hello
+    description: Greets.
+    input: { who: { type: string } }
+    shell: 'printf "hello %%s" "$${MCP_ARG_who:-world}"'
+  - name: trace
+    description: The trace id it was given.
+    shell: 'printf "%%s" "$${_X_AMZN_TRACE_ID}"'
+  - name: sleepy
+    description: Sleeps; writes its pid first.
+    input: { pidfile: string }
+    shell: 'echo $$ > "$MCP_ARG_pidfile"; exec sleep 30'
+  - name: slow_progress
+    description: Progress, a pause, then the answer.
+    shell: 'mcpd-tool progress 1 2; sleep 1; echo done'
+  - name: ask
+    description: Asks the client for a name.
+    shell: 'a=$(mcpd-tool elicit --key who "Name?" "{\\"type\\":\\"object\\"}") && printf "hi %%s" "$(mcpd-tool get content.name "$a")"'
+"""
+
+HOST = "abcdefgh.lambda-url.us-east-1.on.aws"
+
+
+class Lambda:
+    """mcpd --lambda on a Runtime API of its own."""
+
+    def __init__(self, t, mode="buffered", max_body="1MiB", config=None, env=None, api=True):
+        self.api = RuntimeApi() if api else None
+        self.d = t.mcpd(config or CONFIG % {"mode": mode, "max_body": max_body}, "lambda.yaml")
+        e = dict(env or {})
+        if self.api is not None:
+            e.setdefault("AWS_LAMBDA_RUNTIME_API", self.api.address)
+        self.d.start(env=e, extra_args=("--lambda",))
+
+    def ready(self):
+        wait_for(lambda: self.api.polls >= 1 or self.d.proc.poll() is not None, 10, "the first poll")
+        check(self.d.proc.poll() is None, "mcpd --lambda exited:\n%s" % self.d.log())
+        return self
+
+    def stop(self):
+        if self.api is not None:
+            self.api.stop()
+
+
+def mcp_headers(method=None, name=None, **extra):
+    h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+         "MCP-Protocol-Version": V, "Host": HOST}
+    if method:
+        h["Mcp-Method"] = method
+    if name:
+        h["Mcp-Name"] = name
+    h.update(extra)
+    return h
+
+
+def call_body(name, args=None, id=1, meta=None):
+    params = {"name": name, "arguments": args or {}, "_meta": dict(META, **(meta or {}))}
+    return json.dumps({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}).encode()
+
+
+def body_of(out):
+    data = out.get("body") or ""
+    return base64.b64decode(data) if out.get("isBase64Encoded") else data.encode()
+
+
+def test_tools_call_in_each_event_format(t):
+    lam = Lambda(t).ready()
+    api = lam.api
+    body = call_body("hello", {"who": "v2"})
+    # 2.0: a base64 body, cookies, a query string; the trace id reaches tools.
+    r = api.invoke(v2_event("POST", "/mcp", body, mcp_headers("tools/call", "hello"), query="a=1&b=%20x",
+                            cookies=["c1=one", "c2=two"], b64=True)).wait()
+    check(r.kind == "response" and not r.streaming, (r.kind, r.body))
+    out = r.json()
+    check(out["statusCode"] == 200 and "cookies" in out and "multiValueHeaders" not in out, out)
+    check(out["headers"]["Content-Type"] == "application/json", out)
+    check(json.loads(body_of(out))["result"]["content"][0]["text"] == "hello v2", out)
+    r = api.invoke(v2_event("POST", "/mcp", call_body("trace"), mcp_headers("tools/call", "trace")),
+                   trace="Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1").wait()
+    check(json.loads(body_of(r.json()))["result"]["content"][0]["text"] == r.trace, r.body)
+
+    # 1.0 with multi-value headers: Accept in two values, one of which
+    # alone would be refused (406), first or last; base64 body.
+    h = mcp_headers("tools/call", "hello")
+    for accept in (["text/html", "application/json"], ["application/json", "text/html"]):
+        h["Accept"] = accept
+        r = api.invoke(v1_event("POST", "/mcp", call_body("hello", {"who": "v1"}), h,
+                                query={"x": ["1", "2 3"]}, b64=True)).wait()
+        out = r.json()
+        check(out["statusCode"] == 200 and out["multiValueHeaders"]["Content-Type"] == ["application/json"], out)
+        check(json.loads(body_of(out))["result"]["content"][0]["text"] == "hello v1", out)
+    h["Accept"] = ["text/html"]
+    r = api.invoke(v1_event("POST", "/mcp", call_body("hello"), h)).wait()
+    check(r.json()["statusCode"] == 406, r.body)
+    check('"POST /mcp?x=1&x=2%203 HTTP/1.1" 200' in lam.d.log(), lam.d.log())
+
+    # ALB, without and with multi-value headers: the answer uses what the
+    # request used, with a statusDescription.
+    for multi in (False, True):
+        r = api.invoke(alb_event("POST", "/mcp", call_body("hello", {"who": "alb"}),
+                                 mcp_headers("tools/call", "hello"), multi=multi, b64=multi)).wait()
+        out = r.json()
+        check(out["statusCode"] == 200 and out["statusDescription"] == "200 OK", out)
+        check(("multiValueHeaders" in out) == multi and ("headers" in out) != multi, out)
+        check(json.loads(body_of(out))["result"]["content"][0]["text"] == "hello alb", out)
+
+    # The daemon's HTTP semantics: the Origin guard, 405 for the GET stream.
+    r = api.invoke(v2_event("POST", "/mcp", call_body("hello"),
+                            mcp_headers("tools/call", "hello", Origin="https://evil.example"))).wait()
+    check(r.json()["statusCode"] == 403 and b"Origin" in body_of(r.json()), r.body)
+    r = api.invoke(v2_event("GET", "/mcp", b"", {"Accept": "text/event-stream", "Host": HOST})).wait()
+    out = r.json()
+    check(out["statusCode"] == 405 and out["headers"]["Allow"] == "POST, DELETE, OPTIONS", out)
+    # A header with a line break cannot be a request: 400, and on it goes.
+    r = api.invoke(v2_event("POST", "/mcp", call_body("hello"), dict(mcp_headers(), **{"X-Bad": "a\r\nb"}))).wait()
+    check(r.json()["statusCode"] == 400, r.body)
+    r = api.invoke(v2_event("POST", "/mcp", call_body("hello"), mcp_headers("tools/call", "hello"))).wait()
+    check(r.json()["statusCode"] == 200, r.body)
+    lam.stop()
+
+
+def test_unknown_event_shape_is_an_invocation_error(t):
+    lam = Lambda(t).ready()
+    for ev in ({"Records": [{"eventSource": "aws:sqs"}]}, b"not json", b"[1,2]"):
+        r = lam.api.invoke(ev).wait()
+        check(r.kind == "error", (r.kind, r.body))
+        check(r.headers.get("lambda-runtime-function-error-type") == "mcpd.UnknownEvent", r.headers)
+        err = r.json()
+        check(err["errorType"] == "mcpd.UnknownEvent" and err["errorMessage"], err)
+    # The loop goes on.
+    r = lam.api.invoke(v2_event("POST", "/mcp", call_body("hello"), mcp_headers("tools/call", "hello"))).wait()
+    check(r.kind == "response" and r.json()["statusCode"] == 200, r.body)
+    check(lam.d.proc.poll() is None)
+    lam.stop()
+
+
+def test_body_over_the_limit(t):
+    lam = Lambda(t, max_body="64KiB").ready()
+    # Over limits.max_body: the HTTP server's own 413.
+    big = call_body("hello", {"who": "x" * 100000})
+    r = lam.api.invoke(v2_event("POST", "/mcp", big, mcp_headers("tools/call", "hello"))).wait()
+    check(r.kind == "response" and r.json()["statusCode"] == 413, r.body[:300])
+    # An event so big that it is not even read: mcpd's 413.
+    huge = call_body("hello", {"who": "x" * 2000000})
+    r = lam.api.invoke(v2_event("POST", "/mcp", huge, mcp_headers("tools/call", "hello"), b64=True)).wait()
+    out = r.json()
+    check(r.kind == "response" and out["statusCode"] == 413 and b"Payload Too Large" in body_of(out), r.body[:300])
+    r = lam.api.invoke(v2_event("POST", "/mcp", call_body("hello"), mcp_headers("tools/call", "hello"))).wait()
+    check(r.json()["statusCode"] == 200, r.body)
+    lam.stop()
+
+
+def test_runtime_api_going_away_ends_mcpd(t):
+    lam = Lambda(t).ready()
+    r = lam.api.invoke(v2_event("POST", "/mcp", call_body("hello"), mcp_headers("tools/call", "hello"))).wait()
+    check(r.json()["statusCode"] == 200)
+    lam.api.go_away()
+    rc = lam.d.proc.wait(10)
+    check(rc == 1, "exit status %s" % rc)
+    check("Runtime API" in lam.d.log(), lam.d.log()[-500:])
+    lam.stop()
+    # Nothing at the address from the start: the same.
+    port = free_port()
+    lam = Lambda(t, env={"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:%d" % port}, api=False)
+    check(lam.d.proc.wait(10) == 1)
+    # Not started by Lambda at all.
+    env = dict(os.environ)
+    env.pop("AWS_LAMBDA_RUNTIME_API", None)
+    p = subprocess.run([MCPD, "--lambda", "-c", lam.d.config_path], capture_output=True, text=True,
+                       timeout=10, env=env)
+    check(p.returncode == 1 and "AWS_LAMBDA_RUNTIME_API is unset" in p.stderr, p.stderr)
+
+
+def test_deadline_kills_the_tool(t):
+    lam = Lambda(t).ready()
+    pidfile = os.path.join(t.dir, "sleepy.pid")
+    t0 = time.monotonic()
+    r = lam.api.invoke(v2_event("POST", "/mcp", call_body("sleepy", {"pidfile": pidfile}),
+                                mcp_headers("tools/call", "sleepy")), deadline_s=1.5).wait(10)
+    took = time.monotonic() - t0
+    out = r.json()
+    check(r.kind == "response" and out["statusCode"] == 200, r.body)
+    res = json.loads(body_of(out))["result"]
+    check(res["isError"] is True and "deadline" in res["content"][0]["text"], res)
+    # Before the deadline (less the default 300 ms margin), not after.
+    check(took < 1.5, "answered after %.2fs" % took)
+    pid = int(open(pidfile).read())
+    wait_for(lambda: not alive(pid), timeout=2, what="the tool to be killed")
+    # The next invocation has a deadline of its own.
+    r = lam.api.invoke(v2_event("POST", "/mcp", call_body("hello"), mcp_headers("tools/call", "hello"))).wait()
+    check(json.loads(body_of(r.json()))["result"]["content"][0]["text"] == "hello world", r.body)
+    lam.stop()
+
+
+def progress_call():
+    return call_body("slow_progress", meta={"progressToken": "p1"})
+
+
+def test_streaming_sends_progress_before_the_end(t):
+    lam = Lambda(t, mode="streaming").ready()
+    r = lam.api.invoke(v2_event("POST", "/mcp", progress_call(),
+                                mcp_headers("tools/call", "slow_progress"))).wait()
+    check(r.kind == "response" and r.streaming, (r.kind, r.headers))
+    check(r.headers["content-type"] == "application/vnd.awslambda.http-integration-response", r.headers)
+    prelude, body = r.stream()
+    check(prelude["statusCode"] == 200 and prelude["headers"]["Content-Type"] == "text/event-stream", prelude)
+    msgs = [json.loads(e["data"]) for e in sse_events(body) if e.get("data")]
+    check(msgs[0]["method"] == "notifications/progress" and msgs[-1]["result"]["content"][0]["text"] == "done",
+          msgs)
+    # The progress came a second before the result did.
+    t_progress = next(tm for tm, c in r.chunks if b"notifications/progress" in c)
+    t_result = next(tm for tm, c in r.chunks if b'"result"' in c)
+    check(t_result - t_progress > 0.7, "progress %.3f, result %.3f" % (t_progress, t_result))
+
+    # Through the function URL front, with a real HTTP client reading the
+    # stream as it comes.
+    front = FunctionUrl(lam.api, streaming=True)
+    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=10)
+    conn.request("POST", "/mcp", progress_call(), mcp_headers("tools/call", "slow_progress"))
+    resp = conn.getresponse()
+    check(resp.status == 200 and resp.getheader("Content-Type") == "text/event-stream", resp.getheaders())
+    t0 = time.monotonic()
+    seen, t_first = b"", None
+    while not seen.endswith(b"\r\n0\r\n\r\n"):
+        line = resp.fp.readline()       # the chunked framing, read raw
+        check(line, "the stream ended early: %r" % seen)
+        seen += line
+        if t_first is None and b"notifications/progress" in seen:
+            t_first = time.monotonic() - t0
+    t_end = time.monotonic() - t0
+    check(b'"done"' in seen and t_first is not None, seen)
+    check(t_end - t_first > 0.7, "first %.3f end %.3f" % (t_first, t_end))
+    conn.close()
+    # Errors of mcpd's own are streamed too: a prelude with their status.
+    r = lam.api.invoke(v2_event("POST", "/mcp", call_body("hello"), dict(mcp_headers(), **{"X-Bad": "a\nb"}))).wait()
+    prelude, body = r.stream()
+    check(prelude["statusCode"] == 400 and b"line break" in body, (prelude, body))
+    front.stop()
+    lam.stop()
+
+
+def test_buffered_front_and_2025_sessions(t):
+    """A 2025 session through the function URL front (the memory storage
+    keeps it within this environment); a question to the client says why
+    it cannot be asked; GET has no stream."""
+    lam = Lambda(t).ready()
+    front = FunctionUrl(lam.api)
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}},
+                       "clientInfo": {"name": "t", "version": "1"}}}
+    h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    st, hdrs, data = harness.http(front.port, "POST", "/mcp", json.dumps(init), h)
+    check(st == 200, (st, data))
+    sid = hdrs["mcp-session-id"]
+    h2 = dict(h, **{"Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"})
+    st, _, _ = harness.http(front.port, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}), h2)
+    check(st == 202, st)
+    st, _, data = harness.http(front.port, "POST", "/mcp", json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "hello", "arguments": {"who": "s"}}}), h2)
+    msg = json.loads(data) if not data.startswith(b"event") and not data.startswith(b"id") else \
+        json.loads(sse_events(data)[-1]["data"])
+    check(st == 200 and msg["result"]["content"][0]["text"] == "hello s", (st, data))
+    t0 = time.monotonic()
+    st, _, data = harness.http(front.port, "POST", "/mcp", json.dumps(
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "ask", "arguments": {}}}), h2)
+    check(time.monotonic() - t0 < 5, "the question waited")
+    check(b"could not come back within this Lambda invocation" in data, data)
+    st, _, data = harness.http(front.port, "GET", "/mcp", None, {"Accept": "text/event-stream", "Mcp-Session-Id": sid})
+    check(st == 405, (st, data))
+    st, _, _ = harness.http(front.port, "DELETE", "/mcp", None, h2)
+    check(st == 200, st)
+    front.stop()
+    lam.stop()
+
+
+def test_mrtr_through_the_front(t):
+    """2026-07-28's multi-round trip: the question goes back to the client
+    with requestState, the retry (another invocation) carries the answer."""
+    lam = Lambda(t).ready()
+    front = FunctionUrl(lam.api)
+    h = mcp_headers("tools/call", "ask")
+    h.pop("Host")
+    st, _, data = harness.http(front.port, "POST", "/mcp", call_body("ask"), h)
+    res = json.loads(data)["result"]
+    check(st == 200 and res["resultType"] == "input_required" and "who" in res["inputRequests"], res)
+    params = {"name": "ask", "arguments": {}, "_meta": META, "requestState": res["requestState"],
+              "inputResponses": {"who": {"action": "accept", "content": {"name": "Ann"}}}}
+    st, _, data = harness.http(front.port, "POST", "/mcp", json.dumps(
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": params}), h)
+    res = json.loads(data)["result"]
+    check(res["content"][0]["text"] == "hi Ann", res)
+    front.stop()
+    lam.stop()
+
+
+def test_environment_variables_in_the_config(t):
+    conf = (CONFIG % {"mode": "buffered", "max_body": "1MiB"}).replace(
+        "storage: { plugin: memory }", "storage: { plugin: memory }\nserver: { name: '${FN_NAME:-x}' }")
+    lam = Lambda(t, config=conf, env={"FN_NAME": "from-env"}).ready()
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "t", "version": "1"}}}
+    r = lam.api.invoke(v2_event("POST", "/mcp", json.dumps(init).encode(),
+                                {"Content-Type": "application/json", "Host": HOST,
+                                 "Accept": "application/json, text/event-stream"})).wait()
+    check(json.loads(body_of(r.json()))["result"]["serverInfo"]["name"] == "from-env", r.body)
+    lam.stop()
+    # Unset with no default: the error with its line and column, told to
+    # the Runtime API as an init error, and mcpd does not start.
+    conf = conf.replace("${FN_NAME:-x}", "${FN_UNSET_NAME}")
+    lam = Lambda(t, config=conf)
+    rc = lam.d.proc.wait(10)
+    check(rc == 1, rc)
+    check("lambda.yaml:2:18: environment variable FN_UNSET_NAME is not set" in lam.d.log() and "FN_UNSET_NAME" in lam.d.log(), lam.d.log())
+    wait_for(lambda: lam.api.init_errors, 5, "the init error")
+    etype, err = lam.api.init_errors[0]
+    check(etype == "mcpd.ConfigError" and "FN_UNSET_NAME" in err["errorMessage"], lam.api.init_errors)
+    lam.stop()
