@@ -344,3 +344,46 @@ def test_environment_variables_in_the_config(t):
     etype, err = lam.api.init_errors[0]
     check(etype == "mcpd.ConfigError" and "FN_UNSET_NAME" in err["errorMessage"], lam.api.init_errors)
     lam.stop()
+
+
+def test_make_lambda_zip_runs_as_lambda_would(t):
+    """The zip of `make lambda` (scripts/lambda-package), unpacked as
+    Lambda does and its bootstrap started with the variables Lambda sets:
+    the example tools answer, progress streams."""
+    build = os.path.dirname(os.path.abspath(MCPD))
+    zpath = os.path.join(t.dir, "fn.zip")
+    p = subprocess.run([os.path.join(harness.ROOT, "scripts", "lambda-package"), build, zpath,
+                        "conf/lambda/mcpd.yaml", "conf/tools", "memory local dynamodb"],
+                       cwd=harness.ROOT, capture_output=True, text=True, timeout=120)
+    check(p.returncode == 0, p.stderr)
+    task = os.path.join(t.dir, "task")
+    os.mkdir(task)
+    subprocess.run(["unzip", "-q", zpath, "-d", task], check=True)
+    for f in ("bootstrap", "bin/mcpd", "bin/mcpd-tool", "tools/greet.sh"):
+        check(os.access(os.path.join(task, f), os.X_OK), "%s is not executable in the zip" % f)
+    check(os.path.exists(os.path.join(task, "bin/plugins/dynamodb.so")))
+    libs = os.listdir(os.path.join(task, "lib"))
+    check(any(l.startswith("libevent") for l in libs) and not any(l.startswith("libc.so") for l in libs), libs)
+    api = RuntimeApi()
+    env = {k: v for k, v in os.environ.items() if k.startswith(("ASAN_", "UBSAN_", "LSAN_"))}
+    env.update({"LAMBDA_TASK_ROOT": task, "AWS_LAMBDA_RUNTIME_API": api.address, "_HANDLER": "mcpd",
+                "PATH": "/usr/local/bin:/usr/bin/:/bin:/opt/bin", "AWS_REGION": "us-east-1",
+                "LD_LIBRARY_PATH": "/lib64:/usr/lib64:%s:%s/lib" % (task, task),
+                "MCPD_RESPONSE_MODE": "streaming"})
+    log = t.mcpd("storage: { plugin: memory }\n", "bootstrap.yaml")
+    log.logf = open(log.log_path, "ab")
+    log.proc = subprocess.Popen(["/bin/sh", os.path.join(task, "bootstrap")], cwd="/", env=env,
+                                stdout=log.logf, stderr=log.logf)
+    r = api.invoke(v2_event("POST", "/mcp", call_body("greet", {"name": "Lambda"}),
+                            mcp_headers("tools/call", "greet"))).wait()
+    prelude, body = r.stream()
+    check(prelude["statusCode"] == 200 and b"Lambda" in body, (prelude, body))
+    r = api.invoke(v2_event("POST", "/mcp", call_body("countdown", {"seconds": 2}, meta={"progressToken": 7}),
+                            mcp_headers("tools/call", "countdown"))).wait()
+    prelude, body = r.stream()
+    msgs = [json.loads(e["data"]) for e in sse_events(body) if e.get("data")]
+    check([m["params"]["progress"] for m in msgs if m.get("method") == "notifications/progress"] == [0, 1], msgs)
+    check("Done after 2 second(s)." in msgs[-1]["result"]["content"][0]["text"], msgs)
+    log.proc.send_signal(15)
+    check(log.proc.wait(10) == 0)
+    api.stop()
