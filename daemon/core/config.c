@@ -1186,6 +1186,7 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 		err_at(&x, cnode_get(cnode_get(c->root, "request_state"), "key_file"), "request_state.key_file: %s", kerr);
 	c->helper_path = find_helper(c);
 	c->plugin_dir = find_plugin_dir(c);
+	c->lambda.serving = lambda_mode;
 	config_tools_finish(&x, c);
 	if (c->workers_auto) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);

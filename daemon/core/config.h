@@ -161,6 +161,7 @@ struct config {
 	struct oauth_conf oauth;
 	const char *helper_path;        /* mcpd-tool, put on the tools' PATH */
 	struct {
+		int serving;                /* loaded for mcpd --lambda */
 		int response_mode;          /* LAMBDA_BUFFERED or LAMBDA_STREAMING */
 		uint64_t deadline_margin_ms;    /* tools stop this long before the deadline */
 	} lambda;

@@ -660,9 +660,9 @@ drain_session(struct session *s, void *arg)
 }
 
 void
-mcp_lambda(struct mcp *m)
+mcp_lambda(struct mcp *m, int mode)
 {
-	m->lambda = 1;
+	m->lambda = mode;
 }
 
 void

@@ -40,8 +40,11 @@ void mcp_free(struct mcp *m);
  * session to its client fails at once (its answer would be another
  * invocation, which cannot come while this one waits). At each
  * invocation: commands stop at deadline_ms (wall-clock ms since the
- * epoch; 0: none) and get trace_id as _X_AMZN_TRACE_ID. */
-void mcp_lambda(struct mcp *m);
+ * epoch; 0: none) and get trace_id as _X_AMZN_TRACE_ID. A buffered
+ * answer goes out only once complete: then subscriptions/listen is
+ * refused. */
+enum { MCP_LAMBDA_BUFFERED = 1, MCP_LAMBDA_STREAMING };
+void mcp_lambda(struct mcp *m, int mode);
 void mcp_invocation(struct mcp *m, uint64_t deadline_ms, const char *trace_id);
 
 /* One client on a line transport (the MCP stdio transport): each line

@@ -1395,7 +1395,7 @@ lambda_main(struct config *cfg)
 		lambda_init_error("mcpd.InitError", "cannot set up the MCP endpoint");
 		goto done;
 	}
-	mcp_lambda(l->mcp);
+	mcp_lambda(l->mcp, cfg->lambda.response_mode == LAMBDA_STREAMING ? MCP_LAMBDA_STREAMING : MCP_LAMBDA_BUFFERED);
 	l->api_body = evbuffer_new();
 	l->next_ev = event_new(l->base, -1, 0, next_cb, l);
 	l->deadline_ev = evtimer_new(l->base, deadline_cb, l);

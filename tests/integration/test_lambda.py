@@ -387,3 +387,93 @@ def test_make_lambda_zip_runs_as_lambda_would(t):
     log.proc.send_signal(15)
     check(log.proc.wait(10) == 0)
     api.stop()
+
+
+class Fleet:
+    """Several execution environments of one function: mcpd --lambda
+    processes polling one Runtime API, as Lambda scales out (each serves
+    one invocation at a time)."""
+
+    def __init__(self, t, config, n, env=None):
+        self.api = RuntimeApi()
+        self.procs = []
+        for i in range(n):
+            d = t.mcpd(config, "env%d.yaml" % i)
+            e = dict(env or {}, AWS_LAMBDA_RUNTIME_API=self.api.address)
+            d.start(env=e, extra_args=("--lambda",))
+            self.procs.append(d)
+        wait_for(lambda: self.api.polls >= n, 20, "every environment to poll")
+
+    def stop(self):
+        self.api.stop()
+
+
+def suite_at(t, url, name, version):
+    import re
+    out_dir = os.path.join(t.dir, "results-" + name)
+    p = subprocess.run([os.path.join(harness.NODE_DIR, "conformance.sh"), "server", "--url", url,
+                        "--timeout", "10000", "-o", out_dir, "--suite", "all", "--spec-version", version],
+                       capture_output=True, text=True, timeout=900)
+    checks = {}
+    for f in sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []:
+        path = os.path.join(out_dir, f, "checks.json")
+        if os.path.exists(path):
+            checks[re.sub(r"^server-(.*)-\d{4}-\d\d-\d\dT.*$", r"\1", f)] = json.load(open(path))
+    return p, checks, p.stdout[p.stdout.find("=== SUMMARY ==="):]
+
+
+def conformance_text(t, storage):
+    return harness.conformance_config(t.dir, 1) + "\n%s\nrequest_state: { key_file: %s }\n" % (
+        storage, harness.key_file(t))
+
+
+def test_conformance_2026_through_function_urls(t):
+    """The conformance suite's 2026-07-28 scenarios through the function URL
+    front, buffered and streaming, on three environments (a retry may land
+    on any: the requestState key is shared). Buffered, the listen stream is
+    refused and not advertised (its answer would never be sent); streaming,
+    every scenario passes."""
+    from test_conformance import EXPECTED, failures
+    if not harness.node_peers_ready():
+        raise harness.Skip("tests/node/node_modules missing: run scripts/install-deps.sh test")
+    for mode in ("buffered", "streaming"):
+        conf = conformance_text(t, "storage: { plugin: memory }\nlambda: { response_mode: %s }" % mode)
+        fleet = Fleet(t, conf, 3)
+        front = FunctionUrl(fleet.api, streaming=mode == "streaming", deadline_s=8)
+        p, checks, summary = suite_at(t, front.url, mode, V)
+        bad = failures(checks)
+        check(p.returncode == 0 and not bad, "%s: exit %d\n%s\n%s" % (mode, p.returncode, "\n".join(bad), summary))
+        check(len(checks) == EXPECTED[V], "%s ran %d scenarios" % (mode, len(checks)))
+        front.stop()
+        fleet.stop()
+        for d in fleet.procs:
+            d.kill()
+
+
+def test_conformance_2025_sessions_in_dynamodb(t):
+    """The 2025-11-25 scenarios through a streaming function URL on three
+    environments sharing their sessions in DynamoDB (moto): every one
+    passes but those whose tool asks the client (sampling, elicitation),
+    which get the error that says why instead."""
+    from awspeer import moto_server
+    from test_conformance import EXPECTED, failures
+    if not harness.node_peers_ready():
+        raise harness.Skip("tests/node/node_modules missing: run scripts/install-deps.sh test")
+    m = moto_server(t)
+    conf = conformance_text(t, "storage: { plugin: dynamodb, table: mcpd, endpoint: \"%s\", create_table: true }\n"
+                            "lambda: { response_mode: streaming }" % m.url)
+    fleet = Fleet(t, conf, 3, env=m.env())
+    front = FunctionUrl(fleet.api, streaming=True, deadline_s=8)
+    p, checks, summary = suite_at(t, front.url, "2025", "2025-11-25")
+    asking = {"tools-call-sampling", "tools-call-elicitation", "elicitation-sep1034-defaults",
+              "elicitation-sep1330-enums"}
+    bad = failures(checks, ignore=asking)
+    check(not bad, "\n".join(bad) + "\n" + summary)
+    check(len(checks) == EXPECTED["2025-11-25"], "ran %d scenarios" % len(checks))
+    for s in asking:
+        check(any(c.get("status") == "FAILURE" for c in checks[s]), "%s passed: %s" % (s, checks[s]))
+    # Sessions went through the table, from whichever environment.
+    served = [d for d in fleet.procs if "tools/call" in d.log()]
+    check(len(served) >= 2, "one environment served every call")
+    front.stop()
+    fleet.stop()
