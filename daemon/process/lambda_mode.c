@@ -5,7 +5,8 @@
  * blocks nothing else), then POST .../invocation/ID/response or /error.
  *
  * Each event (API Gateway HTTP API and function URL payload 2.0, REST API
- * 1.0, ALB) is turned back into the HTTP/1.1 request it was, written into
+ * 1.0, ALB) is turned back into the HTTP/1.1 request it was
+ * (lambda_event.c), written into
  * one end of a socketpair whose other end the real HTTP server serves
  * (http_server_adopt): auth, the Host and Origin checks, sessions, SSE
  * and every error are those of the daemon, with nothing copied. The
@@ -25,6 +26,7 @@
 #include "http.h"
 #include "log.h"
 #include "json.h"
+#include "lambda_event.h"
 #include "mcp.h"
 #include "paths.h"
 #include "plugin.h"
@@ -62,28 +64,20 @@
 /* The NUL bytes between the HTTP integration prelude and the body. */
 #define PRELUDE_DELIMITER 8
 
-enum fmt { FMT_V2, FMT_V1, FMT_ALB };
-
 /* Our HTTP server's answer, read back from the socketpair. */
 enum rstate { RS_HEAD, RS_LEN, RS_CHUNK_SIZE, RS_CHUNK_DATA, RS_CHUNK_CRLF, RS_TRAILER, RS_EOF, RS_DONE };
-
-struct hfield {
-	const char *name, *value;
-};
 
 struct inv {
 	int active;
 	char id[128];
 	char trace[128];
 	uint64_t deadline_ms;           /* 0: none given */
-	enum fmt fmt;
-	int multi;                      /* the event had multiValueHeaders (ALB: answer with them) */
-	int head_req;
+	struct lambda_req req;
 	struct bufferevent *http;       /* our end of the socketpair */
 	enum rstate rs;
 	uint64_t left;
 	char *head;                     /* the answer's header block, parsed in place */
-	struct hfield h[RESP_HEADERS_MAX];
+	struct lambda_field h[RESP_HEADERS_MAX];
 	size_t nh;
 	int status;
 	int begun;                      /* emit_begin done */
@@ -223,17 +217,6 @@ parse_status(const char *line)
 }
 
 static void
-copy_value(char *dst, size_t len, const char *v)
-{
-	/* Ids go into a path and an environment: printable ASCII only. */
-	size_t o = 0;
-	for (const char *p = v; *p && o + 1 < len; p++)
-		if ((unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f)
-			dst[o++] = *p;
-	dst[o] = '\0';
-}
-
-static void
 api_field(void *arg, const char *name, const char *value)
 {
 	struct lam *l = arg;
@@ -249,11 +232,11 @@ api_field(void *arg, const char *name, const char *value)
 	} else if (strcasecmp(name, "Connection") == 0 && strcasecmp(value, "close") == 0) {
 		l->api_close = 1;
 	} else if (strcasecmp(name, "Lambda-Runtime-Aws-Request-Id") == 0) {
-		copy_value(l->inv.id, sizeof(l->inv.id), value);
+		lambda_printable(l->inv.id, sizeof(l->inv.id), value);
 	} else if (strcasecmp(name, "Lambda-Runtime-Deadline-Ms") == 0) {
 		l->inv.deadline_ms = strtoull(value, NULL, 10);
 	} else if (strcasecmp(name, "Lambda-Runtime-Trace-Id") == 0) {
-		copy_value(l->inv.trace, sizeof(l->inv.trace), value);
+		lambda_printable(l->inv.trace, sizeof(l->inv.trace), value);
 	}
 }
 
@@ -469,61 +452,6 @@ invocation_error(struct lam *l, const char *type, const char *message)
 	cJSON_free(json);
 }
 
-static const char *
-status_phrase(int status)
-{
-	const char *t = http_status_text(status);
-	return t != NULL ? t : "";
-}
-
-/* The answer's status and headers in the event's format: the whole
- * buffered answer without its body, or the streaming prelude. */
-static cJSON *
-answer_meta(struct lam *l)
-{
-	struct inv *v = &l->inv;
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddNumberToObject(o, "statusCode", v->status);
-	if (v->fmt == FMT_ALB) {
-		char d[80];
-		snprintf(d, sizeof(d), "%d %s", v->status, status_phrase(v->status));
-		cJSON_AddStringToObject(o, "statusDescription", d);
-	}
-	int multi = v->fmt == FMT_V1 || (v->fmt == FMT_ALB && v->multi);
-	cJSON *hs = cJSON_AddObjectToObject(o, multi ? "multiValueHeaders" : "headers");
-	cJSON *cookies = v->fmt == FMT_V2 ? cJSON_AddArrayToObject(o, "cookies") : NULL;
-	for (size_t i = 0; i < v->nh; i++) {
-		const char *n = v->h[i].name, *val = v->h[i].value;
-		/* Framing is Lambda's business. */
-		if (strcasecmp(n, "Content-Length") == 0 || strcasecmp(n, "Transfer-Encoding") == 0 ||
-		    strcasecmp(n, "Connection") == 0)
-			continue;
-		if (cookies != NULL && strcasecmp(n, "Set-Cookie") == 0) {
-			cJSON_AddItemToArray(cookies, cJSON_CreateString(val));
-			continue;
-		}
-		cJSON *had = cJSON_GetObjectItem(hs, n);
-		if (multi) {
-			if (had == NULL)
-				had = cJSON_AddArrayToObject(hs, n);
-			cJSON_AddItemToArray(had, cJSON_CreateString(val));
-		} else if (had != NULL && v->fmt == FMT_V2) {
-			/* 2.0 joins repeated headers with commas */
-			char *j = malloc(strlen(had->valuestring) + strlen(val) + 2);
-			if (j != NULL) {
-				sprintf(j, "%s,%s", had->valuestring, val);
-				cJSON_ReplaceItemInObject(hs, n, cJSON_CreateString(j));
-				free(j);
-			}
-		} else {
-			if (had != NULL)
-				cJSON_DeleteItemFromObject(hs, n);
-			cJSON_AddStringToObject(hs, n, val);
-		}
-	}
-	return o;
-}
-
 static void
 emit_begin(struct lam *l)
 {
@@ -533,7 +461,7 @@ emit_begin(struct lam *l)
 		v->body = evbuffer_new();
 		return;
 	}
-	cJSON *meta = answer_meta(l);
+	cJSON *meta = lambda_answer_meta(&v->req, v->status, v->h, v->nh);
 	char *json = cJSON_PrintUnformatted(meta);
 	cJSON_Delete(meta);
 	char path[256];
@@ -608,9 +536,9 @@ emit_end(struct lam *l)
 		    "\"message\":\"the answer is over the 6 MB Lambda takes in a buffered response "
 		    "(lambda.response_mode: streaming sends more)\"}}";
 		evbuffer_add(v->body, msg, sizeof(msg) - 1);
-		v->h[v->nh++] = (struct hfield){ "Content-Type", "application/json" };
+		v->h[v->nh++] = (struct lambda_field){ "Content-Type", "application/json" };
 	}
-	cJSON *o = answer_meta(l);
+	cJSON *o = lambda_answer_meta(&v->req, v->status, v->h, v->nh);
 	size_t n = evbuffer_get_length(v->body);
 	const unsigned char *p = evbuffer_pullup(v->body, -1);
 	if (n == 0 || plain_text(p, n)) {
@@ -666,7 +594,7 @@ answer_error(struct lam *l, int status, int code, const char *message)
 	v->begun = 0;
 	v->status = status;
 	v->nh = 0;
-	v->h[v->nh++] = (struct hfield){ "Content-Type", "application/json" };
+	v->h[v->nh++] = (struct lambda_field){ "Content-Type", "application/json" };
 	emit_begin(l);
 	cJSON *e = cJSON_CreateObject();
 	cJSON_AddStringToObject(e, "jsonrpc", "2.0");
@@ -689,7 +617,7 @@ resp_field(void *arg, const char *name, const char *value)
 {
 	struct inv *v = arg;
 	if (v->nh < RESP_HEADERS_MAX)
-		v->h[v->nh++] = (struct hfield){ name, value };
+		v->h[v->nh++] = (struct lambda_field){ name, value };
 }
 
 static int
@@ -735,7 +663,7 @@ resp_head(struct lam *l, struct evbuffer *in)
 			v->rs = RS_LEN;
 		}
 	}
-	if (v->head_req || v->status == 204 || v->status == 304)
+	if (v->req.head || v->status == 204 || v->status == 304)
 		v->rs = RS_DONE;
 	emit_begin(l);
 	return 1;
@@ -865,300 +793,30 @@ deadline_cb(evutil_socket_t fd, short ev, void *arg)
 	    "(Lambda-Runtime-Deadline-Ms; see lambda.deadline_margin)");
 }
 
-/* --- events --- */
-
-static const char *
-str_at(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static int
-token_char(unsigned char c)
-{
-	return c > 0x20 && c < 0x7f && strchr("\"(),/:;<=>?@[\\]{}", c) == NULL;
-}
-
-/* Bytes that may not stand in a request target are %-escaped; also ?
- * and # in a path, and everything but unreserved ones in a form part. */
-enum enc { ENC_TARGET, ENC_PATH, ENC_FORM };
-
-static void
-add_encoded(struct evbuffer *b, const char *s, enum enc how)
-{
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		int esc = *p <= 0x20 || *p >= 0x7f || *p == '#';
-		if (how == ENC_PATH && *p == '?')
-			esc = 1;
-		if (how == ENC_FORM && !((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		    (*p >= '0' && *p <= '9') || strchr("-._~", *p) != NULL))
-			esc = 1;
-		if (esc)
-			evbuffer_add_printf(b, "%%%02X", *p);
-		else
-			evbuffer_add(b, p, 1);
-	}
-}
-
-/* Hop-by-hop headers and the framing: ours to write. */
-static int
-skipped_header(const char *name)
-{
-	static const char *const skip[] = { "content-length", "transfer-encoding", "connection",
-		"keep-alive", "te", "upgrade", "proxy-connection", "trailer", "expect", NULL };
-	for (size_t i = 0; skip[i] != NULL; i++)
-		if (strcasecmp(name, skip[i]) == 0)
-			return 1;
-	return 0;
-}
-
-static int
-add_header(struct evbuffer *b, const char *name, const char *value, int *has_host, const char **why)
-{
-	if (name[0] == '\0') {
-		*why = "an empty header name";
-		return -1;
-	}
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		if (!token_char(*p)) {
-			*why = "a header name that is not a token";
-			return -1;
-		}
-	for (const unsigned char *p = (const unsigned char *)value; *p; p++)
-		if (*p == '\r' || *p == '\n') {
-			*why = "a line break in a header value";
-			return -1;
-		}
-	if (skipped_header(name))
-		return 0;
-	if (strcasecmp(name, "Host") == 0)
-		*has_host = 1;
-	evbuffer_add_printf(b, "%s: %s\r\n", name, value);
-	return 0;
-}
-
-/* The query of a 1.0 or ALB event, from its (multi-value) parameters:
- * 1.0 gives them decoded, ALB as the client sent them. */
-static void
-add_query(struct evbuffer *b, const cJSON *ev, int decoded)
-{
-	const cJSON *mv = cJSON_GetObjectItemCaseSensitive(ev, "multiValueQueryStringParameters");
-	const cJSON *sv = cJSON_GetObjectItemCaseSensitive(ev, "queryStringParameters");
-	enum enc how = decoded ? ENC_FORM : ENC_TARGET;
-	int first = 1;
-	const cJSON *k;
-	if (cJSON_IsObject(mv)) {
-		cJSON_ArrayForEach(k, mv) {
-			const cJSON *x;
-			cJSON_ArrayForEach(x, k) {
-				if (!cJSON_IsString(x))
-					continue;
-				evbuffer_add(b, first ? "?" : "&", 1);
-				first = 0;
-				add_encoded(b, k->string, how);
-				evbuffer_add(b, "=", 1);
-				add_encoded(b, x->valuestring, how);
-			}
-		}
-		return;
-	}
-	if (cJSON_IsObject(sv)) {
-		cJSON_ArrayForEach(k, sv) {
-			if (!cJSON_IsString(k))
-				continue;
-			evbuffer_add(b, first ? "?" : "&", 1);
-			first = 0;
-			add_encoded(b, k->string, how);
-			evbuffer_add(b, "=", 1);
-			add_encoded(b, k->valuestring, how);
-		}
-	}
-}
-
-/* The HTTP/1.1 request an event stands for, into b. Returns 0, -1 with
- * why (a 400 for the client), or -2 for an event of no known shape. */
-static int
-build_request(struct lam *l, const cJSON *ev, struct evbuffer *b, char *remote, size_t rlen,
-    const char **why)
-{
-	struct inv *v = &l->inv;
-	const cJSON *rc = cJSON_GetObjectItemCaseSensitive(ev, "requestContext");
-	const cJSON *http = cJSON_GetObjectItemCaseSensitive(rc, "http");
-	const char *method, *path, *src = NULL;
-	const char *version = str_at(ev, "version");
-	if (version != NULL && strcmp(version, "2.0") == 0 && str_at(http, "method") != NULL) {
-		v->fmt = FMT_V2;
-		method = str_at(http, "method");
-		path = str_at(ev, "rawPath");
-		if (path == NULL)
-			path = str_at(http, "path");
-		src = str_at(http, "sourceIp");
-	} else if (str_at(ev, "httpMethod") != NULL && str_at(ev, "path") != NULL) {
-		v->fmt = cJSON_GetObjectItemCaseSensitive(rc, "elb") != NULL ? FMT_ALB : FMT_V1;
-		method = str_at(ev, "httpMethod");
-		path = str_at(ev, "path");
-		src = str_at(cJSON_GetObjectItemCaseSensitive(rc, "identity"), "sourceIp");
-	} else {
-		return -2;
-	}
-	if (path == NULL || path[0] != '/') {
-		*why = "the event's path does not start with /";
-		return -1;
-	}
-	if (method[0] == '\0' || strlen(method) > 16) {
-		*why = "the event's method is not one";
-		return -1;
-	}
-	for (const unsigned char *p = (const unsigned char *)method; *p; p++)
-		if (!token_char(*p)) {
-			*why = "the event's method is not a token";
-			return -1;
-		}
-	v->head_req = strcmp(method, "HEAD") == 0;
-	evbuffer_add_printf(b, "%s ", method);
-	add_encoded(b, path, v->fmt == FMT_V2 ? ENC_TARGET : ENC_PATH);
-	if (v->fmt == FMT_V2) {
-		const char *q = str_at(ev, "rawQueryString");
-		if (q != NULL && q[0] != '\0') {
-			evbuffer_add(b, "?", 1);
-			add_encoded(b, q, ENC_TARGET);
-		}
-	} else {
-		add_query(b, ev, v->fmt == FMT_V1);
-	}
-	evbuffer_add_printf(b, " HTTP/1.1\r\n");
-
-	int has_host = 0;
-	const cJSON *mvh = cJSON_GetObjectItemCaseSensitive(ev, "multiValueHeaders");
-	const cJSON *hs = cJSON_GetObjectItemCaseSensitive(ev, "headers");
-	const cJSON *k;
-	const char *xff = NULL;
-	if (v->fmt != FMT_V2 && cJSON_IsObject(mvh)) {
-		v->multi = 1;
-		cJSON_ArrayForEach(k, mvh) {
-			/* One field line: our server takes the first of repeated
-			 * ones, or refuses them where one is all there may be. */
-			struct evbuffer *j = evbuffer_new();
-			const char *sep = strcasecmp(k->string, "Cookie") == 0 ? "; " : ", ";
-			const cJSON *x;
-			int n = 0;
-			cJSON_ArrayForEach(x, k) {
-				if (!cJSON_IsString(x))
-					continue;
-				if (n++ > 0)
-					evbuffer_add(j, sep, strlen(sep));
-				evbuffer_add(j, x->valuestring, strlen(x->valuestring));
-			}
-			evbuffer_add(j, "", 1);
-			int bad = n == 0 ? 0 : add_header(b, k->string, (const char *)evbuffer_pullup(j, -1), &has_host, why);
-			evbuffer_free(j);
-			if (bad < 0)
-				return -1;
-		}
-	} else if (cJSON_IsObject(hs)) {
-		cJSON_ArrayForEach(k, hs) {
-			if (!cJSON_IsString(k))
-				continue;
-			if (add_header(b, k->string, k->valuestring, &has_host, why) < 0)
-				return -1;
-			if (strcasecmp(k->string, "X-Forwarded-For") == 0)
-				xff = k->valuestring;
-		}
-	}
-	if (v->fmt == FMT_V2) {
-		const cJSON *cookies = cJSON_GetObjectItemCaseSensitive(ev, "cookies");
-		if (cJSON_GetArraySize(cookies) > 0) {
-			struct evbuffer *c = evbuffer_new();
-			const cJSON *x;
-			cJSON_ArrayForEach(x, cookies) {
-				if (!cJSON_IsString(x))
-					continue;
-				if (strpbrk(x->valuestring, "\r\n") != NULL) {
-					evbuffer_free(c);
-					*why = "a line break in a cookie";
-					return -1;
-				}
-				if (evbuffer_get_length(c) > 0)
-					evbuffer_add(c, "; ", 2);
-				evbuffer_add(c, x->valuestring, strlen(x->valuestring));
-			}
-			evbuffer_add(b, "Cookie: ", 8);
-			evbuffer_add_buffer(b, c);
-			evbuffer_add(b, "\r\n", 2);
-			evbuffer_free(c);
-		}
-	}
-	if (!has_host) {
-		const char *dn = str_at(rc, "domainName");
-		evbuffer_add_printf(b, "Host: %s\r\n", dn != NULL && strpbrk(dn, "\r\n") == NULL ? dn : "lambda");
-	}
-	if (src == NULL && xff != NULL)
-		src = xff;
-	copy_value(remote, rlen, src != NULL ? src : "lambda");
-	char *comma = strchr(remote, ',');
-	if (comma != NULL)
-		*comma = '\0';
-	return 0;
-}
-
-/* The event's body, decoded: malloc'd, or NULL with *why. */
-static unsigned char *
-event_body(const cJSON *ev, size_t *len, const char **why)
-{
-	const char *body = str_at(ev, "body");
-	const cJSON *b64 = cJSON_GetObjectItemCaseSensitive(ev, "isBase64Encoded");
-	size_t n = body != NULL ? strlen(body) : 0;
-	unsigned char *out = malloc(n + 1);
-	if (out == NULL) {
-		*why = "out of memory";
-		return NULL;
-	}
-	if (cJSON_IsTrue(b64) && n > 0) {
-		if (base64_decode(body, n, out, len) < 0) {
-			free(out);
-			*why = "the event's body is not base64 (isBase64Encoded)";
-			return NULL;
-		}
-	} else {
-		if (n > 0)
-			memcpy(out, body, n);
-		*len = n;
-	}
-	return out;
-}
-
 static void
 start_request(struct lam *l, const cJSON *ev)
 {
 	struct inv *v = &l->inv;
 	const char *why = NULL;
-	char remote[64];
 	struct evbuffer *req = evbuffer_new();
 	if (req == NULL) {
 		invocation_error(l, "mcpd.OutOfMemory", "out of memory");
 		return;
 	}
-	int rc = build_request(l, ev, req, remote, sizeof(remote), &why);
+	int rc = lambda_event_request(ev, req, &v->req, &why);
 	if (rc == -2) {
 		evbuffer_free(req);
 		invocation_error(l, "mcpd.UnknownEvent", "the event is not an HTTP request mcpd knows "
 		    "(API Gateway HTTP API or function URL payload 2.0, REST API 1.0, or ALB)");
 		return;
 	}
-	size_t blen = 0;
-	unsigned char *body = rc == 0 ? event_body(ev, &blen, &why) : NULL;
-	if (rc < 0 || body == NULL) {
+	if (rc < 0) {
 		evbuffer_free(req);
 		char msg[200];
 		snprintf(msg, sizeof(msg), "Bad Request: %s", why);
 		answer_error(l, 400, -32600, msg);
 		return;
 	}
-	evbuffer_add_printf(req, "Content-Length: %zu\r\nConnection: close\r\n\r\n", blen);
-	evbuffer_add(req, body, blen);
-	free(body);
-
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		evbuffer_free(req);
@@ -1168,7 +826,7 @@ start_request(struct lam *l, const cJSON *ev)
 	}
 	evutil_make_socket_nonblocking(sv[0]);
 	v->http = bufferevent_socket_new(l->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-	if (v->http == NULL || http_server_adopt(l->http, sv[1], remote) < 0) {
+	if (v->http == NULL || http_server_adopt(l->http, sv[1], v->req.remote) < 0) {
 		if (v->http == NULL)
 			close(sv[0]);
 		evbuffer_free(req);
