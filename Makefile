@@ -238,6 +238,7 @@ FUZZ_LINK_jsonrpc = $(DAEMON_LINK_OBJS)
 FUZZ_LINK_config = $(filter-out $(BUILD)/daemon/core/plugin.o,$(DAEMON_LINK_OBJS))
 FUZZ_LINK_reqstate = $(DAEMON_LINK_OBJS)
 FUZZ_LINK_form = $(DAEMON_LINK_OBJS)
+FUZZ_LINK_lambda = $(DAEMON_LINK_OBJS)
 FUZZ_LINK_jwt = $(BUILD)/plugins/jwt/jwt.o $(BUILD)/daemon/lib/util.o
 -include $(FUZZ_OBJS:.o=.d)
 # Kept, so that a relink does not recompile them.
