@@ -84,7 +84,6 @@ struct inv {
 	int ended;                      /* emit_end done */
 	struct evbuffer *body;          /* buffered: the answer's body */
 	int body_over;                  /* buffered: past BUFFERED_MAX */
-	int stream_dead;                /* streaming: the Runtime API answered early */
 };
 
 struct lam {
@@ -112,6 +111,11 @@ struct lam {
 	int api_too_big;
 	struct evbuffer *api_body;
 	void (*api_done)(struct lam *);
+	/* A kept-alive connection the server closed as the request went
+	 * out: the request is sent again, once, on a new one. */
+	struct evbuffer *api_req;       /* the request (not a streamed one) */
+	int api_reused;                 /* sent on a connection used before */
+	int api_got;                    /* some of the answer came */
 
 	struct inv inv;
 };
@@ -140,6 +144,23 @@ api_drop(struct lam *l)
 	l->api = NULL;
 }
 
+static int api_connect(struct lam *l);
+
+/* The server closed a connection it had kept alive just as the request
+ * went out on it, before a byte of the answer: the request never got
+ * there. Once, on a new connection. */
+static int
+api_resend(struct lam *l)
+{
+	if (!l->api_reused || l->api_got || l->api_sending || api_connect(l) < 0)
+		return -1;
+	log_debug("the Runtime API closed a kept-alive connection: sending again");
+	l->api_reused = 0;
+	l->api_in_body = 0;
+	evbuffer_add(bufferevent_get_output(l->api), evbuffer_pullup(l->api_req, -1), evbuffer_get_length(l->api_req));
+	return 0;
+}
+
 static void
 api_event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -159,6 +180,8 @@ api_event_cb(struct bufferevent *bev, short what, void *arg)
 				return;
 			}
 			api_drop(l);
+			if (api_resend(l) == 0)
+				return;
 			fatal_end(l, "the Runtime API closed the connection before answering");
 			return;
 		}
@@ -167,9 +190,11 @@ api_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & BEV_EVENT_ERROR) {
 		int err = EVUTIL_SOCKET_ERROR();
-		log_error("Runtime API at %s: %s", l->api_host, evutil_socket_error_to_string(err));
 		int busy = l->api_busy;
 		api_drop(l);
+		if (busy && api_resend(l) == 0)
+			return;
+		log_error("Runtime API at %s: %s", l->api_host, evutil_socket_error_to_string(err));
 		if (busy)
 			fatal_end(l, "the Runtime API cannot be reached");
 	}
@@ -249,6 +274,8 @@ api_read_cb(struct bufferevent *bev, void *arg)
 		evbuffer_drain(in, evbuffer_get_length(in));
 		return;
 	}
+	if (evbuffer_get_length(in) > 0)
+		l->api_got = 1;
 	if (!l->api_in_body) {
 		struct evbuffer_ptr e = evbuffer_search(in, "\r\n\r\n", 4, NULL);
 		if (e.pos < 0) {
@@ -351,21 +378,28 @@ static void
 api_request(struct lam *l, const char *method, const char *path, const char *headers,
     const void *body, size_t len, uint64_t body_max, void (*done)(struct lam *))
 {
+	l->api_reused = l->api != NULL;
 	if (api_connect(l) < 0) {
 		fatal_end(l, "cannot connect to the Runtime API");
 		return;
 	}
 	struct evbuffer *o = bufferevent_get_output(l->api);
-	evbuffer_add_printf(o, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: mcpd/%s\r\n%s", method, path,
+	struct evbuffer *r = l->api_req;
+	evbuffer_drain(r, evbuffer_get_length(r));
+	evbuffer_add_printf(r, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: mcpd/%s\r\n%s", method, path,
 	    l->api_host, PACKAGE_VERSION, headers ? headers : "");
 	if (len == SIZE_MAX) {
-		evbuffer_add_printf(o, "Transfer-Encoding: chunked\r\n\r\n");
+		evbuffer_add_printf(r, "Transfer-Encoding: chunked\r\n\r\n");
 		l->api_sending = 1;
+		l->api_reused = 0;      /* its body is not kept: never sent again */
 	} else {
-		evbuffer_add_printf(o, "Content-Length: %zu\r\n\r\n", len);
+		evbuffer_add_printf(r, "Content-Length: %zu\r\n\r\n", len);
 		if (len > 0)
-			evbuffer_add(o, body, len);
+			evbuffer_add(r, body, len);
 	}
+	/* Copied, not moved: kept until the answer comes. */
+	evbuffer_add(o, evbuffer_pullup(r, -1), evbuffer_get_length(r));
+	l->api_got = 0;
 	l->api_busy = 1;
 	l->api_in_body = 0;
 	l->api_body_max = body_max;
@@ -489,8 +523,7 @@ emit_body(struct lam *l, const void *data, size_t len)
 	if (len == 0)
 		return;
 	if (v->body == NULL) {
-		if (!v->stream_dead)
-			api_chunk(l, data, len);
+		api_chunk(l, data, len);
 		return;
 	}
 	if (v->body_over || evbuffer_get_length(v->body) + len > BUFFERED_MAX) {
@@ -520,10 +553,8 @@ emit_end(struct lam *l)
 		v->http = NULL;
 	}
 	if (v->body == NULL) {
-		if (!v->stream_dead)
-			api_chunk_end(l);
-		else
-			answered(l);
+		/* Streaming: the Runtime API answers once the body ends. */
+		api_chunk_end(l);
 		return;
 	}
 	if (v->body_over) {
@@ -1055,6 +1086,7 @@ lambda_main(struct config *cfg)
 	}
 	mcp_lambda(l->mcp, cfg->lambda.response_mode == LAMBDA_STREAMING ? MCP_LAMBDA_STREAMING : MCP_LAMBDA_BUFFERED);
 	l->api_body = evbuffer_new();
+	l->api_req = evbuffer_new();
 	l->next_ev = event_new(l->base, -1, 0, next_cb, l);
 	l->deadline_ev = evtimer_new(l->base, deadline_cb, l);
 	static const int signals[2] = { SIGTERM, SIGINT };
@@ -1063,7 +1095,7 @@ lambda_main(struct config *cfg)
 		if (l->sigs[i] == NULL || evsignal_add(l->sigs[i], NULL) < 0)
 			goto oom;
 	}
-	if (l->api_body == NULL || l->next_ev == NULL || l->deadline_ev == NULL)
+	if (l->api_body == NULL || l->api_req == NULL || l->next_ev == NULL || l->deadline_ev == NULL)
 		goto oom;
 	log_info("serving the Lambda Runtime API at %s (%s responses)", l->api_host,
 	    cfg->lambda.response_mode == LAMBDA_STREAMING ? "streaming" : "buffered");
@@ -1091,6 +1123,8 @@ done:
 		event_free(l->deadline_ev);
 	if (l->api_body != NULL)
 		evbuffer_free(l->api_body);
+	if (l->api_req != NULL)
+		evbuffer_free(l->api_req);
 	if (l->base != NULL)
 		event_base_free(l->base);
 	free(l);

@@ -70,7 +70,11 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 class RuntimeApi:
-    def __init__(self):
+    """close_each: every connection is closed after one answer, without a
+    Connection: close header (as a server may close a kept-alive one)."""
+
+    def __init__(self, close_each=False):
+        self.close_each = close_each
         self.events = queue.Queue()
         self.results = {}
         self.init_errors = []
@@ -94,6 +98,7 @@ class RuntimeApi:
 
             def reply(self, status, obj):
                 data = json.dumps(obj).encode()
+                self.close_connection = api.close_each
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -141,6 +146,7 @@ class RuntimeApi:
                     return
                 rid, event, deadline_ms, trace = item
                 data = event if isinstance(event, bytes) else json.dumps(event).encode()
+                self.close_connection = api.close_each
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Lambda-Runtime-Aws-Request-Id", rid)

@@ -199,6 +199,24 @@ def test_runtime_api_going_away_ends_mcpd(t):
     check(p.returncode == 1 and "AWS_LAMBDA_RUNTIME_API is unset" in p.stderr, p.stderr)
 
 
+def test_runtime_api_closing_kept_alive_connections(t):
+    """A Runtime API that closes each connection after one answer (no
+    Connection: close said): the request that went out on the closed one
+    is sent again on a new one, and every invocation is answered."""
+    lam = Lambda(t)
+    lam.api.stop()
+    lam.d.kill()
+    lam.api = RuntimeApi(close_each=True)
+    lam.d.start(env={"AWS_LAMBDA_RUNTIME_API": lam.api.address}, extra_args=("--lambda",))
+    lam.ready()
+    for i in range(20):
+        r = lam.api.invoke(v2_event("POST", "/mcp", call_body("hello", {"who": str(i)}),
+                                    mcp_headers("tools/call", "hello"))).wait(10)
+        check(json.loads(body_of(r.json()))["result"]["content"][0]["text"] == "hello %d" % i, r.body)
+    check(lam.d.proc.poll() is None, lam.d.log()[-2000:])
+    lam.stop()
+
+
 def test_deadline_kills_the_tool(t):
     lam = Lambda(t).ready()
     pidfile = os.path.join(t.dir, "sleepy.pid")
