@@ -96,6 +96,7 @@ struct http_conn {
 	size_t chunk_meta;      /* bytes of chunk extensions and trailer fields */
 	struct evbuffer *body_buf;
 	char remote[64];
+	int front_tls;          /* TLS ended in front of us (mcpd --lambda) */
 	struct http_request req;
 	TAILQ_ENTRY(http_conn) link;
 };
@@ -296,14 +297,14 @@ event_cb(struct bufferevent *bev, short what, void *arg);
 static void
 timer_cb(evutil_socket_t fd, short ev, void *arg);
 
-/* A connection on fd (ours from now on), from remote. */
-static int
+/* A connection on fd (ours from now on), from remote; NULL on failure. */
+static struct http_conn *
 conn_start(struct http_server *s, evutil_socket_t fd, const char *remote, SSL_CTX *ssl_ctx)
 {
 	struct http_conn *c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		evutil_closesocket(fd);
-		return -1;
+		return NULL;
 	}
 	c->srv = s;
 	c->arena = arena_new(8192);
@@ -343,7 +344,7 @@ conn_start(struct http_server *s, evutil_socket_t fd, const char *remote, SSL_CT
 		log_warn("limits.max_connections (%llu) reached; pausing accepts",
 		    (unsigned long long)s->limits.max_connections);
 	}
-	return 0;
+	return c;
 fail:
 	log_error("cannot set up a connection: out of memory");
 	if (c->timer)
@@ -356,7 +357,7 @@ fail:
 	else
 		bufferevent_free(c->bev);
 	free(c);
-	return -1;
+	return NULL;
 }
 
 static void
@@ -378,13 +379,17 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 }
 
 int
-http_server_adopt(struct http_server *s, int fd, const char *remote)
+http_server_adopt(struct http_server *s, int fd, const char *remote, int front_tls)
 {
 	if (evutil_make_socket_nonblocking(fd) < 0) {
 		evutil_closesocket(fd);
 		return -1;
 	}
-	return conn_start(s, fd, remote, NULL);
+	struct http_conn *c = conn_start(s, fd, remote, NULL);
+	if (c == NULL)
+		return -1;
+	c->front_tls = front_tls;
+	return 0;
 }
 
 /* ---- responses ---- */
@@ -1471,7 +1476,7 @@ const char *http_request_method(const struct http_request *r) { return r->method
 const char *http_request_path(const struct http_request *r) { return r->path; }
 const char *http_request_query(const struct http_request *r) { return r->query; }
 const char *http_request_remote(const struct http_request *r) { return r->conn->remote; }
-int http_request_tls(const struct http_request *r) { return r->conn->tls; }
+int http_request_tls(const struct http_request *r) { return r->conn->tls || r->conn->front_tls; }
 void http_request_set_user(struct http_request *r, void *user) { r->user = user; }
 void *http_request_user(const struct http_request *r) { return r->user; }
 struct arena *http_request_arena(struct http_request *r) { return r->conn->arena; }

@@ -186,7 +186,7 @@ build_request(const cJSON *ev, struct evbuffer *b, struct lambda_req *v, const c
 	}
 	evbuffer_add_printf(b, " HTTP/1.1\r\n");
 
-	int has_host = 0;
+	int has_host = 0, plain = 0;
 	const cJSON *mvh = cJSON_GetObjectItemCaseSensitive(ev, "multiValueHeaders");
 	const cJSON *hs = cJSON_GetObjectItemCaseSensitive(ev, "headers");
 	const cJSON *k;
@@ -208,6 +208,11 @@ build_request(const cJSON *ev, struct evbuffer *b, struct lambda_req *v, const c
 				evbuffer_add(j, x->valuestring, strlen(x->valuestring));
 			}
 			evbuffer_add(j, "", 1);
+			if (strcasecmp(k->string, "X-Forwarded-For") == 0 && cJSON_IsString(k->child))
+				xff = k->child->valuestring;
+			if (strcasecmp(k->string, "X-Forwarded-Proto") == 0 &&
+			    strcasecmp((const char *)evbuffer_pullup(j, -1), "http") == 0)
+				plain = 1;
 			int bad = n == 0 ? 0 : add_header(b, k->string, (const char *)evbuffer_pullup(j, -1), &has_host, why);
 			evbuffer_free(j);
 			if (bad < 0)
@@ -221,6 +226,8 @@ build_request(const cJSON *ev, struct evbuffer *b, struct lambda_req *v, const c
 				return -1;
 			if (strcasecmp(k->string, "X-Forwarded-For") == 0)
 				xff = k->valuestring;
+			if (strcasecmp(k->string, "X-Forwarded-Proto") == 0 && strcasecmp(k->valuestring, "http") == 0)
+				plain = 1;
 		}
 	}
 	if (v->fmt == LAMBDA_FMT_V2) {
@@ -250,6 +257,8 @@ build_request(const cJSON *ev, struct evbuffer *b, struct lambda_req *v, const c
 		const char *dn = str_at(rc, "domainName");
 		evbuffer_add_printf(b, "Host: %s\r\n", dn != NULL && strpbrk(dn, "\r\n") == NULL ? dn : "lambda");
 	}
+	/* Function URLs and API Gateway take HTTPS only; an ALB says. */
+	v->https = !plain;
 	if (src == NULL && xff != NULL)
 		src = xff;
 	lambda_printable(v->remote, sizeof(v->remote), src != NULL ? src : "lambda");

@@ -16,6 +16,7 @@ struct lambda_req {
 	enum lambda_fmt fmt;
 	int multi;              /* the event had multiValueHeaders (ALB answers with them too) */
 	int head;               /* a HEAD request: its answer has no body */
+	int https;              /* the client's scheme: https unless X-Forwarded-Proto says http */
 	char remote[64];        /* the client's address, for logs */
 };
 

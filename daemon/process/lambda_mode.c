@@ -857,7 +857,7 @@ start_request(struct lam *l, const cJSON *ev)
 	}
 	evutil_make_socket_nonblocking(sv[0]);
 	v->http = bufferevent_socket_new(l->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-	if (v->http == NULL || http_server_adopt(l->http, sv[1], v->req.remote) < 0) {
+	if (v->http == NULL || http_server_adopt(l->http, sv[1], v->req.remote, v->req.https) < 0) {
 		if (v->http == NULL)
 			close(sv[0]);
 		evbuffer_free(req);

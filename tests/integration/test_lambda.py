@@ -521,3 +521,32 @@ def test_sdk_client_through_a_streaming_function_url(t):
     check("session" in lam.d.log() and "ended by the client" in lam.d.log(), lam.d.log()[-2000:])
     front.stop()
     lam.stop()
+
+
+def test_auth_as_the_daemon_does_it(t):
+    """The daemon's auth in Lambda mode: no key, 401 with the resource
+    metadata at https (TLS ends in front of the function); a key made
+    with mcpd -k, the call; a plain HTTP ALB listener, http."""
+    p = subprocess.run([MCPD, "-k", "alice"], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 0, p.stderr)
+    keys = os.path.join(t.dir, "keys")
+    with open(keys, "w") as f:
+        f.write(p.stdout)
+    os.chmod(keys, 0o600)
+    key = p.stderr.strip().splitlines()[-1]
+    conf = (CONFIG % {"mode": "buffered", "max_body": "1MiB"}) + "auth: { plugin: apikey, keys_file: %s }\n" % keys
+    lam = Lambda(t, config=conf).ready()
+    r = lam.api.invoke(v2_event("POST", "/mcp", call_body("hello"), mcp_headers("tools/call", "hello"))).wait()
+    out = r.json()
+    check(out["statusCode"] == 401, out)
+    check('resource_metadata="https://%s/.well-known/oauth-protected-resource/mcp"' % HOST
+          in out["headers"]["WWW-Authenticate"], out["headers"])
+    r = lam.api.invoke(v2_event("POST", "/mcp", call_body("hello", {"who": "alice"}),
+                                mcp_headers("tools/call", "hello", Authorization="Bearer " + key))).wait()
+    check(json.loads(body_of(r.json()))["result"]["content"][0]["text"] == "hello alice", r.body)
+    h = mcp_headers("tools/call", "hello", **{"X-Forwarded-Proto": "http"})
+    r = lam.api.invoke(alb_event("POST", "/mcp", call_body("hello"), h, multi=True)).wait()
+    out = r.json()
+    check(out["statusCode"] == 401 and 'resource_metadata="http://' in out["multiValueHeaders"]["WWW-Authenticate"][0],
+          out)
+    lam.stop()

@@ -53,6 +53,7 @@ START_TEST(v2_request)
 	    "\"requestContext\":{\"http\":{\"method\":\"POST\",\"sourceIp\":\"203.0.113.7\"}},"
 	    "\"body\":\"eyJhIjoxfQ==\",\"isBase64Encoded\":true}", &r);
 	ck_assert_int_eq(r.fmt, LAMBDA_FMT_V2);
+	ck_assert_int_eq(r.https, 1);
 	ck_assert_str_eq(r.remote, "203.0.113.7");
 	ck_assert_int_eq(r.head, 0);
 	ck_assert_str_eq(s, "POST /mcp?a=1&b=%20x HTTP/1.1\r\n"
@@ -101,10 +102,18 @@ START_TEST(alb_request)
 	ck_assert_int_eq(r.fmt, LAMBDA_FMT_ALB);
 	ck_assert_int_eq(r.multi, 0);
 	ck_assert_int_eq(r.head, 1);
+	ck_assert_int_eq(r.https, 1);
 	ck_assert_str_eq(r.remote, "192.0.2.5");
 	ck_assert_str_eq(s, "HEAD /mcp?q=a%20b HTTP/1.1\r\n"
 	    "host: alb.example.com\r\nx-forwarded-for: 192.0.2.5, 10.0.0.1\r\n"
 	    "Content-Length: 0\r\nConnection: close\r\n\r\n");
+	free(s);
+	/* Multi-value headers; a plain HTTP listener (X-Forwarded-Proto). */
+	s = request_ok("{\"requestContext\":{\"elb\":{}},\"httpMethod\":\"GET\",\"path\":\"/\","
+	    "\"multiValueHeaders\":{\"x-forwarded-for\":[\"192.0.2.9\"],\"x-forwarded-proto\":[\"http\"]}}", &r);
+	ck_assert_int_eq(r.multi, 1);
+	ck_assert_int_eq(r.https, 0);
+	ck_assert_str_eq(r.remote, "192.0.2.9");
 	free(s);
 }
 END_TEST
