@@ -460,10 +460,12 @@ answered(struct lam *l)
 		fatal_end(l, "the Runtime API answered 500 (container error)");
 		return;
 	}
-	if (l->api_status != 202)
+	if (l->api_status != 202) {
+		size_t n = evbuffer_get_length(l->api_body);
+		const char *text = n > 0 ? (const char *)evbuffer_pullup(l->api_body, -1) : "";
 		log_warn("invocation %s: the Runtime API answered %d: %.*s", l->inv.id, l->api_status,
-		    (int)evbuffer_get_length(l->api_body) > 300 ? 300 : (int)evbuffer_get_length(l->api_body),
-		    (const char *)evbuffer_pullup(l->api_body, -1));
+		    n > 300 ? 300 : (int)n, text);
+	}
 	inv_reset(l);
 	event_active(l->next_ev, EV_TIMEOUT, 0);
 }
@@ -473,6 +475,9 @@ static void
 invocation_error(struct lam *l, const char *type, const char *message)
 {
 	log_warn("invocation %s: %s: %s", l->inv.id, type, message);
+	/* This is the invocation's answer: the deadline has nothing left to cut. */
+	l->inv.ended = 1;
+	evtimer_del(l->deadline_ev);
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "errorMessage", message);
 	cJSON_AddStringToObject(o, "errorType", type);

@@ -155,10 +155,16 @@ def test_unknown_event_shape_is_an_invocation_error(t):
         check(r.headers.get("lambda-runtime-function-error-type") == "mcpd.UnknownEvent", r.headers)
         err = r.json()
         check(err["errorType"] == "mcpd.UnknownEvent" and err["errorMessage"], err)
+    # One whose deadline is already past: the error is its answer, and
+    # the deadline cuts nothing more.
+    r = lam.api.invoke({"foo": 1}, deadline_s=-1).wait()
+    check(r.kind == "error", (r.kind, r.body))
     # The loop goes on.
-    r = lam.api.invoke(v2_event("POST", "/mcp", call_body("hello"), mcp_headers("tools/call", "hello"))).wait()
-    check(r.kind == "response" and r.json()["statusCode"] == 200, r.body)
+    for _ in range(3):
+        r = lam.api.invoke(v2_event("POST", "/mcp", call_body("hello"), mcp_headers("tools/call", "hello"))).wait()
+        check(r.kind == "response" and r.json()["statusCode"] == 200, r.body)
     check(lam.d.proc.poll() is None)
+    check("the Runtime API answered" not in lam.d.log(), lam.d.log()[-2000:])
     lam.stop()
 
 
