@@ -707,6 +707,10 @@ mcp_free(struct mcp *m)
 		return;
 	while (!LIST_EMPTY(&m->calls)) {
 		struct call *c = LIST_FIRST(&m->calls);
+		/* Its request may outlive it (the server closes connections
+		 * after this): it must not call back into a freed call. */
+		if (c->req != NULL)
+			http_request_on_close(c->req, NULL, NULL);
 		c->req = NULL;
 		call_free(c);
 	}

@@ -291,6 +291,23 @@ def test_streaming_sends_progress_before_the_end(t):
     lam.stop()
 
 
+def test_sigterm_with_a_listen_stream_open(t):
+    """Streaming: a subscriptions/listen invocation stays open (its
+    acknowledgement already out) when Lambda sends SIGTERM: mcpd exits 0,
+    and nothing of the stream's call is used once freed (ASan)."""
+    lam = Lambda(t, mode="streaming").ready()
+    body = json.dumps({"jsonrpc": "2.0", "id": 5, "method": "subscriptions/listen",
+                       "params": {"notifications": {"toolsListChanged": True}, "_meta": META}}).encode()
+    h = mcp_headers("subscriptions/listen", Accept="text/event-stream")
+    r = lam.api.invoke(v2_event("POST", "/mcp", body, h))
+    with r.new_chunk:
+        r.new_chunk.wait_for(lambda: b"acknowledged" in r.body, 10)
+    check(b"acknowledged" in r.body, r.body)
+    lam.d.proc.send_signal(15)
+    check(lam.d.proc.wait(10) == 0, lam.d.log()[-2000:])
+    lam.stop()
+
+
 def test_buffered_front_and_2025_sessions(t):
     """A 2025 session through the function URL front (the memory storage
     keeps it within this environment); a question to the client says why
