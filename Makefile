@@ -78,7 +78,7 @@ PLUGIN_SRCS := $(filter-out plugins/common/%,$(sort $(wildcard plugins/*/*.c)))
 PLUGINS := $(patsubst plugins/%/,$(BUILD)/plugins/%.so,$(sort $(dir $(PLUGIN_SRCS))))
 
 .PHONY: all run check check-unit check-integration check-asan check-fuzz fuzz fuzz-run fuzz-build \
-	fuzz-repro bench install uninstall deb clean distclean FORCE
+	fuzz-repro bench install uninstall deb lambda clean distclean FORCE
 
 all: $(MCPD) $(HELPER) $(PLUGINS)
 
@@ -238,6 +238,7 @@ FUZZ_LINK_jsonrpc = $(DAEMON_LINK_OBJS)
 FUZZ_LINK_config = $(filter-out $(BUILD)/daemon/core/plugin.o,$(DAEMON_LINK_OBJS))
 FUZZ_LINK_reqstate = $(DAEMON_LINK_OBJS)
 FUZZ_LINK_form = $(DAEMON_LINK_OBJS)
+FUZZ_LINK_lambda = $(DAEMON_LINK_OBJS)
 FUZZ_LINK_jwt = $(BUILD)/plugins/jwt/jwt.o $(BUILD)/daemon/lib/util.o
 -include $(FUZZ_OBJS:.o=.d)
 # Kept, so that a relink does not recompile them.
@@ -300,6 +301,16 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man1/mcpd-tool.1 $(DESTDIR)$(MANDIR)/man5/mcpd.yaml.5 $(DESTDIR)$(INCLUDEDIR)/mcpd/plugin.h
 	rm -rf $(DESTDIR)$(LIBEXECDIR)/mcpd $(DESTDIR)$(LIBDIR)/mcpd/plugins
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/mcpd $(DESTDIR)$(LIBDIR)/mcpd 2>/dev/null
+
+# The zip of mcpd as an AWS Lambda function (provided.al2023): the
+# bootstrap, mcpd, its plugins, the configuration and tool scripts, and the
+# shared libraries beside them (scripts/lambda-package).
+LAMBDA_ZIP ?= $(BUILD)/mcpd-lambda.zip
+LAMBDA_CONFIG ?= conf/lambda/mcpd.yaml
+LAMBDA_TOOLS ?= conf/tools
+LAMBDA_PLUGINS ?= memory local dynamodb sqs apikey jwt
+lambda: $(MCPD) $(HELPER) $(PLUGINS)
+	scripts/lambda-package $(BUILD) $(LAMBDA_ZIP) $(LAMBDA_CONFIG) $(LAMBDA_TOOLS) "$(LAMBDA_PLUGINS)"
 
 # Debian packages, built by dpkg-buildpackage in a copy of the source
 # (DEB_DIR/src, PREFIX=/usr), then checked by lintian: an error or a

@@ -648,6 +648,17 @@ static const struct field server_fields[] = {
 };
 static const struct section server_section = { "server", 0, server_fields, NULL };
 
+static const struct enum_name lambda_modes[] = {
+	{ "buffered", LAMBDA_BUFFERED }, { "streaming", LAMBDA_STREAMING }, { NULL, 0 },
+};
+
+static const struct field lambda_fields[] = {
+	{ "response_mode", F_ENUM, offsetof(struct config, lambda.response_mode), 0, 0, { .names = lambda_modes } },
+	{ "deadline_margin", F_DURATION, offsetof(struct config, lambda.deadline_margin_ms), 0, 60000, { NULL } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
+static const struct section lambda_section = { "lambda", 0, lambda_fields, NULL };
+
 static int
 parse_endpoint(struct ctx *x, const struct cnode *n, void *base)
 {
@@ -861,6 +872,7 @@ static const struct field top_fields[] = {
 	{ "transport", F_CUSTOM, offsetof(struct config, transport), 0, 0, { parse_backend_section } },
 	{ "auth", F_CUSTOM, 0, 0, 0, { parse_auth_section } },
 	{ "cache", F_SECTION, 0, 0, 0, { .section = &cache_section } },
+	{ "lambda", F_SECTION, 0, 0, 0, { .section = &lambda_section } },
 	{ "tools", F_ITEMS, offsetof(struct config, tools), 0, 0, { .items = &tool_items } },
 	{ "resources", F_ITEMS, offsetof(struct config, resources), 0, 0, { .items = &resource_items } },
 	{ "prompts", F_ITEMS, offsetof(struct config, prompts), 0, 0, { .items = &prompt_items } },
@@ -881,6 +893,8 @@ set_defaults(struct config *c)
 	c->log.level = LOG_INFO;
 	c->log.format = LOG_TEXT;
 	c->log.file = "stderr";
+	c->lambda.response_mode = LAMBDA_BUFFERED;
+	c->lambda.deadline_margin_ms = 300;
 	c->limits.max_body = 4 * 1024 * 1024;
 	c->limits.max_header = 16 * 1024;
 	c->limits.max_connections = 10000;
@@ -1109,12 +1123,18 @@ load_backend(struct ctx *x, struct config *c, struct backend *b, enum mcpd_plugi
 	}
 }
 
-static int one_client;
+static int one_client, lambda_mode;
 
 void
 config_one_client(int on)
 {
 	one_client = on;
+}
+
+void
+config_lambda(int on)
+{
+	lambda_mode = on;
 }
 
 static struct config *
@@ -1137,7 +1157,10 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 		}
 		resolve_identity(&x, c);
 	}
-	if (c->root->type == CNODE_MAP && cnode_get(c->root, "allowed_hosts") == NULL && loopback_only(c)) {
+	/* mcpd --lambda listens nowhere: the Host of its requests is the
+	 * function URL's or the API's name, not a loopback one. */
+	if (c->root->type == CNODE_MAP && cnode_get(c->root, "allowed_hosts") == NULL && !lambda_mode &&
+	    loopback_only(c)) {
 		/* Bound to loopback only: refuse other Host names, the DNS
 		 * rebinding defence the MCP transport asks for. */
 		c->allowed_hosts = arena_zalloc(c->arena, (c->nlisten + 4) * sizeof(char *));
@@ -1163,6 +1186,7 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 		err_at(&x, cnode_get(cnode_get(c->root, "request_state"), "key_file"), "request_state.key_file: %s", kerr);
 	c->helper_path = find_helper(c);
 	c->plugin_dir = find_plugin_dir(c);
+	c->lambda.serving = lambda_mode;
 	config_tools_finish(&x, c);
 	if (c->workers_auto) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -1178,6 +1202,15 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 		c->storage.section = NULL;
 		c->transport.name = "local";
 		c->transport.section = NULL;
+	}
+	if (lambda_mode) {
+		/* mcpd --lambda: one process per execution environment, and
+		 * many environments: sessions only mean something in a
+		 * network storage, which the operator names; by default none
+		 * outlives the environment. */
+		c->workers = 1;
+		if (c->storage.name == NULL)
+			c->storage.name = "memory";
 	}
 	if (errs->n == nerr_before && c->root->type == CNODE_MAP) {
 		load_backend(&x, c, &c->storage, MCPD_PLUGIN_STORAGE, "lmdb", "storage");

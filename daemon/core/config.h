@@ -101,6 +101,8 @@ struct resource_def;
 struct prompt_def;
 struct list_pages;
 
+enum { LAMBDA_BUFFERED, LAMBDA_STREAMING };
+
 struct config {
 	struct arena *arena;
 	const char *path;
@@ -158,6 +160,11 @@ struct config {
 	} authz;
 	struct oauth_conf oauth;
 	const char *helper_path;        /* mcpd-tool, put on the tools' PATH */
+	struct {
+		int serving;                /* loaded for mcpd --lambda */
+		int response_mode;          /* LAMBDA_BUFFERED or LAMBDA_STREAMING */
+		uint64_t deadline_margin_ms;    /* tools stop this long before the deadline */
+	} lambda;
 
 	struct tool_def *tools;
 	size_t ntools;
@@ -176,6 +183,10 @@ struct config *config_load(const char *path, struct errlist *errs);
  * sessions in the memory storage, the in-process local transport,
  * whatever storage: and transport: say. */
 void config_one_client(int on);
+/* For the configurations loaded after it (mcpd --lambda): one worker,
+ * no listen socket, any Host unless allowed_hosts says, the memory
+ * storage unless storage: names one. */
+void config_lambda(int on);
 struct config *config_load_string(const char *name, const char *text,
     struct errlist *errs);
 void config_free(struct config *c);

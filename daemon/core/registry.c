@@ -203,14 +203,17 @@ registry_build(struct config *c, char *err, size_t errlen)
 	c->prompt_pages = build_pages(items, c->nprompts, "prompts", page);
 	free(items);
 
+	/* A Lambda function that answers only once complete has no stream
+	 * to carry change notifications on. */
+	int notify = !(c->lambda.serving && c->lambda.response_mode == LAMBDA_BUFFERED);
 	cJSON *caps = cJSON_CreateObject();
 	cJSON *t = cJSON_AddObjectToObject(caps, "tools");
-	cJSON_AddBoolToObject(t, "listChanged", 1);
+	cJSON_AddBoolToObject(t, "listChanged", notify);
 	cJSON *r = cJSON_AddObjectToObject(caps, "resources");
-	cJSON_AddBoolToObject(r, "subscribe", 1);
-	cJSON_AddBoolToObject(r, "listChanged", 1);
+	cJSON_AddBoolToObject(r, "subscribe", notify);
+	cJSON_AddBoolToObject(r, "listChanged", notify);
 	cJSON *p = cJSON_AddObjectToObject(caps, "prompts");
-	cJSON_AddBoolToObject(p, "listChanged", 1);
+	cJSON_AddBoolToObject(p, "listChanged", notify);
 	cJSON_AddObjectToObject(caps, "logging");
 	cJSON_AddObjectToObject(caps, "completions");
 	c->capabilities_json = cJSON_PrintUnformatted(caps);

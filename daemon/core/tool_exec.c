@@ -18,6 +18,7 @@
 #include <sys/queue.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +48,8 @@ struct tool_run {
 	int channel_exceeded;       /* answers it did not read: stopped */
 	int killed;                 /* SIGTERM sent; SIGKILL follows */
 	int abandoned;
+	uint64_t ends_at;           /* its timeout, wall-clock ms */
+	int at_deadline;            /* its timer is the invocation's deadline */
 	char name[64];
 	LIST_ENTRY(tool_run) link;
 };
@@ -58,6 +61,8 @@ struct tool_exec {
 	unsigned running;
 	size_t arg_max;             /* the kernel's limit on argv + envp */
 	char path_env[4096];
+	uint64_t deadline_ms;       /* tool_exec_set_invocation; 0: none */
+	char trace_env[160];        /* _X_AMZN_TRACE_ID=..., or "" */
 	LIST_HEAD(, tool_run) runs;
 };
 
@@ -103,6 +108,40 @@ cut:
 	return -1;
 }
 
+static uint64_t
+now_ms(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+/* A deadline before the run's own timeout replaces it. */
+static void
+cap_at_deadline(struct tool_run *run)
+{
+	uint64_t d = run->te->deadline_ms;
+	if (d == 0 || run->killed || run->exited || d >= run->ends_at)
+		return;
+	uint64_t now = now_ms(), left = d > now ? d - now : 0;
+	struct timeval tv = { (time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000 };
+	run->at_deadline = 1;
+	evtimer_add(run->timer, &tv);
+}
+
+void
+tool_exec_set_invocation(struct tool_exec *te, uint64_t deadline_ms, const char *trace_id)
+{
+	te->trace_env[0] = '\0';
+	if (trace_id != NULL && (size_t)snprintf(te->trace_env, sizeof(te->trace_env), "_X_AMZN_TRACE_ID=%s",
+	    trace_id) >= sizeof(te->trace_env))
+		te->trace_env[0] = '\0';   /* a cut one would be wrong */
+	te->deadline_ms = deadline_ms;
+	struct tool_run *run;
+	LIST_FOREACH(run, &te->runs, link)
+		cap_at_deadline(run);
+}
+
 static void
 kill_group(struct tool_run *run, int sig)
 {
@@ -122,6 +161,16 @@ timer_cb(evutil_socket_t fd, short ev, void *arg)
 		run->out_eof = run->err_eof = 1;
 		chan_close(run);
 		run_maybe_finish(run);
+		return;
+	}
+	if (!run->killed && run->at_deadline) {
+		/* No time left for a grace period: the answer must go out
+		 * before the invocation ends. */
+		run->timed_out = !run->cancelled && !run->output_exceeded && !run->channel_exceeded;
+		run->killed = 1;
+		kill_group(run, SIGKILL);
+		struct timeval tv = { 0, 100 * 1000 };
+		evtimer_add(run->timer, &tv);
 		return;
 	}
 	if (!run->killed) {
@@ -180,6 +229,7 @@ run_maybe_finish(struct tool_run *run)
 	res.status = res.exited ? WEXITSTATUS(run->status) : -1;
 	res.signal = WIFSIGNALED(run->status) ? WTERMSIG(run->status) : 0;
 	res.timed_out = run->timed_out;
+	res.deadline = run->timed_out && run->at_deadline;
 	res.output_exceeded = run->output_exceeded;
 	res.channel_exceeded = run->channel_exceeded;
 	res.cancelled = run->cancelled;
@@ -376,7 +426,7 @@ fixed_size(const struct tool_exec *te, const struct command_def *cmd)
 	const char *fixed[FIXED_ENV] = { te->path_env, "LANG=C.UTF-8", "HOME=/", "MCP_CHANNEL_FD=3" };
 	return ARG_SLACK + strlen(cmd->argv[0]) + 1 + sizeof(char *) +
 	    strings_size(cmd->argv, cmd->argc) + strings_size(fixed, FIXED_ENV) +
-	    strings_size(cmd->env, cmd->nenv);
+	    strings_size(cmd->env, cmd->nenv) + sizeof(te->trace_env) + sizeof(char *);
 }
 
 size_t
@@ -477,7 +527,7 @@ tool_run_start(struct tool_exec *te, const char *label, const struct command_def
 		    cmd->argv[0]);
 		goto fail;
 	}
-	envp = calloc(FIXED_ENV + 1 + cmd->nenv + nextra, sizeof(char *));
+	envp = calloc(FIXED_ENV + 2 + cmd->nenv + nextra, sizeof(char *));
 	if (envp == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -487,6 +537,8 @@ tool_run_start(struct tool_exec *te, const char *label, const struct command_def
 	envp[nenv++] = "LANG=C.UTF-8";
 	envp[nenv++] = "HOME=/";
 	envp[nenv++] = "MCP_CHANNEL_FD=3";
+	if (te->trace_env[0] != '\0')
+		envp[nenv++] = te->trace_env;
 	for (size_t i = 0; i < cmd->nenv; i++)
 		envp[nenv++] = cmd->env[i];
 	for (size_t i = 0; i < nextra; i++)
@@ -574,6 +626,8 @@ tool_run_start(struct tool_exec *te, const char *label, const struct command_def
 	}
 	struct timeval tv = { (time_t)(run->timeout_ms / 1000), (suseconds_t)(run->timeout_ms % 1000) * 1000 };
 	evtimer_add(run->timer, &tv);
+	run->ends_at = now_ms() + run->timeout_ms;
+	cap_at_deadline(run);
 	return run;
 
 fail_errno:

@@ -23,6 +23,7 @@ struct tool_result {
 	int status;
 	int signal;             /* killed by this signal, or 0 */
 	int timed_out;
+	int deadline;           /* timed out at tool_exec_set_invocation's deadline */
 	int output_exceeded;    /* stdout went past max_output: killed */
 	int channel_exceeded;   /* did not read its channel's answers: killed */
 	int cancelled;
@@ -45,6 +46,12 @@ struct tool_exec *tool_exec_new(struct event_base *base, unsigned max_processes,
     const char *helper_dir);
 void tool_exec_free(struct tool_exec *te);
 unsigned tool_exec_running(const struct tool_exec *te);
+/* mcpd --lambda, at each invocation: no command runs past deadline_ms
+ * (wall-clock ms since the epoch; 0 lifts it), those running now
+ * included; one that reaches it is killed (SIGKILL: no grace) and its
+ * result says deadline. Commands started from now get trace_id (or
+ * nothing, NULL) as _X_AMZN_TRACE_ID. */
+void tool_exec_set_invocation(struct tool_exec *te, uint64_t deadline_ms, const char *trace_id);
 
 /* label names the run in logs (the tool's name). env: extra "KEY=value"
  * strings (NULL-terminated), added to the fixed environment and the

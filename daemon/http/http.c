@@ -96,6 +96,7 @@ struct http_conn {
 	size_t chunk_meta;      /* bytes of chunk extensions and trailer fields */
 	struct evbuffer *body_buf;
 	char remote[64];
+	int front_tls;          /* TLS ended in front of us (mcpd --lambda) */
 	struct http_request req;
 	TAILQ_ENTRY(http_conn) link;
 };
@@ -296,17 +297,14 @@ event_cb(struct bufferevent *bev, short what, void *arg);
 static void
 timer_cb(evutil_socket_t fd, short ev, void *arg);
 
-static void
-accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
-    int salen, void *arg)
+/* A connection on fd (ours from now on), from remote; NULL on failure. */
+static struct http_conn *
+conn_start(struct http_server *s, evutil_socket_t fd, const char *remote, SSL_CTX *ssl_ctx)
 {
-	(void)lev;
-	struct listener *l = arg;
-	struct http_server *s = l->srv;
 	struct http_conn *c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		evutil_closesocket(fd);
-		return;
+		return NULL;
 	}
 	c->srv = s;
 	c->arena = arena_new(8192);
@@ -314,16 +312,9 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	c->timer = evtimer_new(s->base, timer_cb, c);
 	if (c->arena == NULL || c->body_buf == NULL || c->timer == NULL)
 		goto fail;
-	if (sa->sa_family == AF_UNIX)
-		snprintf(c->remote, sizeof(c->remote), "unix");
-	else
-		sockaddr_format(sa, (socklen_t)salen, c->remote, sizeof(c->remote));
-	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	}
-	if (l->ssl != NULL) {
-		SSL *ssl = SSL_new(l->ssl);
+	snprintf(c->remote, sizeof(c->remote), "%s", remote);
+	if (ssl_ctx != NULL) {
+		SSL *ssl = SSL_new(ssl_ctx);
 		if (ssl == NULL)
 			goto fail;
 		c->bev = bufferevent_openssl_socket_new(s->base, fd, ssl,
@@ -353,7 +344,7 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 		log_warn("limits.max_connections (%llu) reached; pausing accepts",
 		    (unsigned long long)s->limits.max_connections);
 	}
-	return;
+	return c;
 fail:
 	log_error("cannot set up a connection: out of memory");
 	if (c->timer)
@@ -366,6 +357,39 @@ fail:
 	else
 		bufferevent_free(c->bev);
 	free(c);
+	return NULL;
+}
+
+static void
+accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	(void)lev;
+	struct listener *l = arg;
+	char remote[sizeof(((struct http_conn *)0)->remote)];
+	if (sa->sa_family == AF_UNIX)
+		snprintf(remote, sizeof(remote), "unix");
+	else
+		sockaddr_format(sa, (socklen_t)salen, remote, sizeof(remote));
+	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	conn_start(l->srv, fd, remote, l->ssl);
+}
+
+int
+http_server_adopt(struct http_server *s, int fd, const char *remote, int front_tls)
+{
+	if (evutil_make_socket_nonblocking(fd) < 0) {
+		evutil_closesocket(fd);
+		return -1;
+	}
+	struct http_conn *c = conn_start(s, fd, remote, NULL);
+	if (c == NULL)
+		return -1;
+	c->front_tls = front_tls;
+	return 0;
 }
 
 /* ---- responses ---- */
@@ -1452,7 +1476,7 @@ const char *http_request_method(const struct http_request *r) { return r->method
 const char *http_request_path(const struct http_request *r) { return r->path; }
 const char *http_request_query(const struct http_request *r) { return r->query; }
 const char *http_request_remote(const struct http_request *r) { return r->conn->remote; }
-int http_request_tls(const struct http_request *r) { return r->conn->tls; }
+int http_request_tls(const struct http_request *r) { return r->conn->tls || r->conn->front_tls; }
 void http_request_set_user(struct http_request *r, void *user) { r->user = user; }
 void *http_request_user(const struct http_request *r) { return r->user; }
 struct arena *http_request_arena(struct http_request *r) { return r->conn->arena; }

@@ -29,6 +29,12 @@ struct http_server *http_server_new(struct event_base *base, const struct limits
 void http_server_free(struct http_server *s);
 /* Serve an already listening socket; ssl_ctx is an SSL_CTX or NULL. */
 int http_server_listen(struct http_server *s, int fd, void *ssl_ctx);
+/* Serve one connected socket (a socketpair end: mcpd --lambda hands
+ * each invocation over as an HTTP request on one); remote names the
+ * client in logs; front_tls says that the client's connection was TLS,
+ * ended in front of us (http_request_tls then says so). fd is the
+ * server's from now on, closed on failure. */
+int http_server_adopt(struct http_server *s, int fd, const char *remote, int front_tls);
 /* Exact-path routes; the fallback answers 404. */
 int http_server_route(struct http_server *s, const char *path, http_handler_fn fn, void *arg);
 /* Stop accepting, close idle connections, let the others finish; done()
@@ -43,6 +49,7 @@ const char *http_request_query(const struct http_request *r);   /* NULL if none 
 const char *http_request_header(const struct http_request *r, const char *name);
 const char *http_request_body(const struct http_request *r, size_t *len);
 const char *http_request_remote(const struct http_request *r);
+/* The client came over TLS (here, or ended in front: http_server_adopt). */
 int http_request_tls(const struct http_request *r);
 /* Who made the request (auth.c's principal), for this request only. */
 void http_request_set_user(struct http_request *r, void *user);

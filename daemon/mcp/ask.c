@@ -20,6 +20,11 @@
  * each waits with a subscription and a timer that polls storage. */
 #define MAX_QUESTIONS 64
 
+/* Why a 2025 session's question cannot be asked under mcpd --lambda. */
+#define LAMBDA_NO_ASK "the client's answer could not come back within this Lambda invocation " \
+	"(it would be another invocation, which cannot run while this one waits); " \
+	"the 2026-07-28 revision asks through the client's retry instead (MRTR)"
+
 static void
 tool_reply(struct call *c, char *line)
 {
@@ -129,6 +134,8 @@ ask_start(struct call *c, const cJSON *tool_id, const cJSON *requests, const cha
 		} else if (!client_has(c, cap)) {
 			snprintf(buf, sizeof(buf), "the client did not declare the %s capability", cap);
 			why = buf;
+		} else if (!c->stateless && c->m->lambda) {
+			why = LAMBDA_NO_ASK;
 		}
 		if (why != NULL) {
 			cJSON *e = cJSON_CreateObject();
@@ -423,6 +430,11 @@ host_tool_ask(struct mcpd_tool_call *call, const char *key, const char *method, 
 		cJSON_AddItemToObject(c->asked, key, q);
 		c->input_needed = 1;
 		done(arg, NULL, MCPD_INPUT_REQUIRED);
+		return;
+	}
+	if (c->m->lambda) {
+		cJSON_Delete(params);
+		done(arg, NULL, LAMBDA_NO_ASK);
 		return;
 	}
 	struct plugin_ask *pa = calloc(1, sizeof(*pa));

@@ -23,6 +23,13 @@ void
 m_listen(struct call *c)
 {
 	const cJSON *want = cJSON_GetObjectItemCaseSensitive(c->params, "notifications");
+	if (c->m->lambda == MCP_LAMBDA_BUFFERED) {
+		/* Its answer would go out when it ends: never, or at the
+		 * invocation's deadline, with nothing in it. */
+		call_error(c, JSONRPC_METHOD_NOT_FOUND, "subscriptions/listen is not served by a Lambda function "
+		    "in buffered mode (lambda.response_mode: streaming, with a function URL in RESPONSE_STREAM mode)");
+		return;
+	}
 	if (!cJSON_IsObject(want)) {
 		call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: subscriptions/listen needs a notifications filter object");
 		return;

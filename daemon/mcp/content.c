@@ -194,6 +194,9 @@ tool_result_build(const struct tool_def *t, const struct tool_result *r)
 {
 	char secs[32];
 	snprintf(secs, sizeof(secs), "%.3gs", (double)t->cmd.timeout_ms / 1000.0);
+	if (r->deadline)
+		return error_result("tool %s was stopped at the invocation's deadline "
+		    "(Lambda-Runtime-Deadline-Ms less lambda.deadline_margin)", t->name);
 	if (r->timed_out)
 		return error_result("tool %s timed out after %s", t->name, secs);
 	if (r->output_exceeded) {

@@ -526,8 +526,18 @@ mcp_endpoint(struct http_request *r, void *arg)
 		respond_rpc_error(r, 403, NULL, -32000, msg);
 		return;
 	}
+	if (m->lambda && strcmp(method, "GET") == 0) {
+		/* No invocation stays open for a standalone stream: the
+		 * transport lets a server without one answer 405. */
+		cors_headers(r);
+		http_response_header(r, "Allow", "POST, DELETE, OPTIONS");
+		respond_rpc_error(r, 405, NULL, JSONRPC_INVALID_REQUEST,
+		    "Method Not Allowed: no GET stream in Lambda mode (each request is one invocation)");
+		return;
+	}
 	if (strcmp(method, "POST") == 0 || strcmp(method, "GET") == 0 || strcmp(method, "DELETE") == 0) {
-		auth_check(m->auth, r, endpoint_authorized, m);	} else if (strcmp(method, "OPTIONS") == 0) {
+		auth_check(m->auth, r, endpoint_authorized, m);
+	} else if (strcmp(method, "OPTIONS") == 0) {
 		cors_headers(r);
 		http_response_header(r, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
 		const char *want = http_request_header(r, "Access-Control-Request-Headers");
@@ -650,6 +660,18 @@ drain_session(struct session *s, void *arg)
 }
 
 void
+mcp_lambda(struct mcp *m, int mode)
+{
+	m->lambda = mode;
+}
+
+void
+mcp_invocation(struct mcp *m, uint64_t deadline_ms, const char *trace_id)
+{
+	tool_exec_set_invocation(m->te, deadline_ms, trace_id);
+}
+
+void
 mcp_drain(struct mcp *m, int tools_changed, int resources_changed, int prompts_changed)
 {
 	m->draining = 1;
@@ -685,6 +707,10 @@ mcp_free(struct mcp *m)
 		return;
 	while (!LIST_EMPTY(&m->calls)) {
 		struct call *c = LIST_FIRST(&m->calls);
+		/* Its request may outlive it (the server closes connections
+		 * after this): it must not call back into a freed call. */
+		if (c->req != NULL)
+			http_request_on_close(c->req, NULL, NULL);
 		c->req = NULL;
 		call_free(c);
 	}

@@ -19,6 +19,7 @@
 #define MCPD_MCP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct config;
@@ -34,6 +35,17 @@ struct mcp *mcp_new(struct event_base *base, struct config *cfg, struct http_ser
  * (elsewhere), announcing which lists changed when a reload changed them. */
 void mcp_drain(struct mcp *m, int tools_changed, int resources_changed, int prompts_changed);
 void mcp_free(struct mcp *m);
+/* mcpd --lambda: each request is one invocation, and nothing else runs
+ * until it is answered: no GET stream (405), and a question of a 2025
+ * session to its client fails at once (its answer would be another
+ * invocation, which cannot come while this one waits). At each
+ * invocation: commands stop at deadline_ms (wall-clock ms since the
+ * epoch; 0: none) and get trace_id as _X_AMZN_TRACE_ID. A buffered
+ * answer goes out only once complete: then subscriptions/listen is
+ * refused. */
+enum { MCP_LAMBDA_BUFFERED = 1, MCP_LAMBDA_STREAMING };
+void mcp_lambda(struct mcp *m, int mode);
+void mcp_invocation(struct mcp *m, uint64_t deadline_ms, const char *trace_id);
 
 /* One client on a line transport (the MCP stdio transport): each line
  * it sends is one JSON-RPC message given to mcp_line_message, without

@@ -12,6 +12,7 @@
 #include <sys/queue.h>
 
 #include "jsonrpc.h"
+#include "mcp.h"
 #include "session.h"
 
 struct admin;
@@ -126,6 +127,7 @@ struct mcp {
 	struct auth *auth;              /* NULL: no auth configured */
 	struct admin *admin;
 	struct oauth *oauth;            /* the internal authorization server, or NULL */
+	int lambda;                     /* mcpd --lambda: MCP_LAMBDA_*, else 0 */
 };
 
 /* endpoint.c: answers outside a call. cors_headers checks the Origin

@@ -1,5 +1,6 @@
 /* mcpd: a Model Context Protocol server daemon. */
 #include "config.h"
+#include "lambda_mode.h"
 #include "log.h"
 #include "master.h"
 #include "paths.h"
@@ -166,6 +167,7 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: mcpd [-t] [-c file]\n"
 	    "       mcpd --stdio [-c file]\n"
+	    "       mcpd --lambda [-c file]\n"
 	    "       mcpd -k user [scope ...]\n"
 	    "       mcpd -p user [scope ...] < password\n"
 	    "       mcpd -V | -h\n"
@@ -174,6 +176,8 @@ usage(FILE *f)
 	    "  -t       check the configuration and exit: 0 when valid\n"
 	    "  --stdio  serve one client on stdin and stdout (the MCP stdio transport,\n"
 	    "           for desktop clients): one process, logs on stderr\n"
+	    "  --lambda serve as an AWS Lambda function's bootstrap (a custom runtime\n"
+	    "           on AWS_LAMBDA_RUNTIME_API): one process, no listen socket\n"
 	    "  -k user  make an API key for the apikey auth plugin: the key goes to\n"
 	    "           stderr (shown once), its keys_file line to stdout\n"
 	    "  -p user  make a users_file line for the internal authorization server:\n"
@@ -197,16 +201,20 @@ int
 main(int argc, char **argv)
 {
 	const char *path = mcpd_default_config;
-	int test_only = 0, one_client = 0;
+	int test_only = 0, one_client = 0, lambda = 0;
 	int ch;
 	static const struct option longopts[] = {
 		{ "stdio", no_argument, NULL, 'S' },
+		{ "lambda", no_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
 	while ((ch = getopt_long(argc, argv, "c:thVk:p:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'S':
 			one_client = 1;
+			break;
+		case 'L':
+			lambda = 1;
 			break;
 		case 'k':
 			return make_api_key(argc - optind + 1, argv + optind - 1);
@@ -229,6 +237,11 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (one_client && lambda) {
+		fprintf(stderr, "mcpd: --stdio and --lambda are two different ways to run\n");
+		usage(stderr);
+		return 2;
+	}
 	if (optind != argc) {
 		fprintf(stderr, "mcpd: unexpected argument \"%s\"\n", argv[optind]);
 		usage(stderr);
@@ -239,6 +252,7 @@ main(int argc, char **argv)
 	log_open("stderr", LOG_INFO, LOG_TEXT, err, sizeof(err));
 	log_capture_libevent();
 	config_one_client(one_client);
+	config_lambda(lambda);
 	struct errlist errs = { 0 };
 	struct config *cfg = config_load(path, &errs);
 	if (cfg != NULL && tls_load_config(cfg, &errs) < 0) {
@@ -249,6 +263,8 @@ main(int argc, char **argv)
 		errlist_each(&errs, print_error, NULL);
 		fprintf(stderr, "mcpd: %s: %zu error%s; %s\n", path, errs.n, errs.n == 1 ? "" : "s",
 		    test_only ? "configuration test failed" : "not starting");
+		if (lambda && !test_only && errs.n > 0)
+			lambda_init_error("mcpd.ConfigError", errs.msgs[0]);
 		errlist_free(&errs);
 		return 1;
 	}
@@ -267,5 +283,7 @@ main(int argc, char **argv)
 	}
 	if (one_client)
 		return stdio_main(cfg);
+	if (lambda)
+		return lambda_main(cfg);
 	return master_main(cfg, path);
 }

@@ -84,3 +84,20 @@ def test_gcp_bench_script_runs(t):
     for row in ("one instance, lmdb + local", "one instance, firestore (emulator) + local",
                 "two instances, firestore + pubsub (emulators)", "two instances, Redis (pubsub)"):
         check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))
+
+
+def test_lambda_bench_script_runs(t):
+    """bench/lambda.sh --quick: cold starts and warm calls of mcpd --lambda
+    (memory, dynamodb on moto) beside the SDK's Node.js handler, through
+    the tests' Runtime API; it runs and prints its table."""
+    from awspeer import have_moto
+    from harness import node_peers_ready
+    if not have_moto() or not node_peers_ready():
+        raise Skip("moto or tests/node/node_modules missing (scripts/install-deps.sh test installs them)")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    p = subprocess.run(["bash", os.path.join(ROOT, "bench/lambda.sh"), "--quick"], capture_output=True,
+                       text=True, timeout=600, env=env)
+    check(p.returncode == 0, "bench/lambda.sh --quick failed:\n%s\n%s" % (p.stdout[-3000:], p.stderr[-3000:]))
+    for row in ("mcpd --lambda, memory", "mcpd --lambda, dynamodb (moto)", "TypeScript SDK, Node.js handler",
+                "cold start: mcpd"):
+        check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))
