@@ -864,6 +864,7 @@ static const struct field top_fields[] = {
 	{ "tools", F_ITEMS, offsetof(struct config, tools), 0, 0, { .items = &tool_items } },
 	{ "resources", F_ITEMS, offsetof(struct config, resources), 0, 0, { .items = &resource_items } },
 	{ "prompts", F_ITEMS, offsetof(struct config, prompts), 0, 0, { .items = &prompt_items } },
+	{ "skills", F_CUSTOM, 0, 0, 0, { parse_skills } },
 	{ NULL, 0, 0, 0, 0, { NULL } },
 };
 static const struct section top_section = { "the top level", 1, top_fields, NULL };
@@ -1272,6 +1273,7 @@ config_free(struct config *c)
 		if (c->listen[i].ssl_ctx != NULL)
 			c->listen[i].ssl_ctx_free(c->listen[i].ssl_ctx);
 	config_tools_free(c);
+	config_skills_free(c);
 	struct backend *bs[] = { &c->storage, &c->transport, &c->auth };
 	for (size_t i = 0; i < 3; i++)
 		if (bs[i]->lp != NULL && bs[i]->inst != NULL && bs[i]->lp->desc->destroy != NULL)

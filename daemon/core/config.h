@@ -99,6 +99,7 @@ struct oauth_conf {
 struct tool_def;
 struct resource_def;
 struct prompt_def;
+struct skill_def;
 struct list_pages;
 
 struct config {
@@ -165,7 +166,10 @@ struct config {
 	size_t nresources;
 	struct prompt_def *prompts;
 	size_t nprompts;
+	struct skill_def *skills;
+	size_t nskills;
 	struct list_pages *tool_pages, *resource_pages, *template_pages, *prompt_pages;
+	struct list_pages *skill_pages;
 	char *capabilities_json;        /* initialize's capabilities object */
 };
 

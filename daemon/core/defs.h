@@ -70,6 +70,32 @@ struct resource_def {
 	int line;
 };
 
+/* A skill (the io.modelcontextprotocol/skills extension): a directory
+ * holding a SKILL.md, its files found and hashed at load; they are read
+ * from disk when a client asks, so a change shows after a reload. */
+struct skill_file {
+	const char *path;           /* relative to the skill's directory, '/'-separated */
+	const char *uri;            /* skill://<name>/<path, percent-encoded> */
+	const char *mime_type;
+	uint64_t size;
+	char digest[72];            /* "sha256:" and 64 hex digits; "" for a directory */
+	int dir;                    /* a subdirectory */
+	int binary;                 /* not UTF-8 text: read as a blob */
+};
+
+struct skill_def {
+	const char *name, *description;     /* from the front matter */
+	const char *dir;                    /* absolute */
+	const char *uri;                    /* skill://<name>/SKILL.md */
+	const char *root_uri;               /* skill://<name>, the directory */
+	struct cJSON *frontmatter;
+	struct skill_file *files;           /* sorted by path, directories too */
+	size_t nfiles;
+	struct cJSON *entry;                /* the skills/list entry */
+	struct cJSON *listing;              /* SKILL.md's resources/list entry */
+	int line;
+};
+
 enum content_type { CT_TEXT, CT_IMAGE, CT_AUDIO, CT_RESOURCE };
 
 struct prompt_message {

@@ -410,6 +410,9 @@ static const struct method methods[] = {
 	{ "prompts/get", m_prompts_get, 0 },
 	{ "completion/complete", m_complete, 0 },
 	{ "logging/setLevel", m_set_level, 1 },
+	{ "skills/list", m_skills_list, 0 },
+	{ "skills/get", m_skills_get, 0 },
+	{ "resources/directory/read", m_directory_read, 0 },
 	{ NULL, NULL, 0 },
 };
 
@@ -426,6 +429,9 @@ static const struct method methods_2026[] = {
 	{ "prompts/get", m_prompts_get, 0 },
 	{ "completion/complete", m_complete, 0 },
 	{ "subscriptions/listen", m_listen, 0 },
+	{ "skills/list", m_skills_list, 0 },
+	{ "skills/get", m_skills_get, 0 },
+	{ "resources/directory/read", m_directory_read, 0 },
 	{ NULL, NULL, 0 },
 };
 
@@ -440,6 +446,10 @@ dispatch(struct call *c)
 				call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params");
 				return;
 			}
+			/* The skills extension's methods exist where it is declared. */
+			if (c->m->cfg->nskills == 0 && (strncmp(mt->name, "skills/", 7) == 0 ||
+			    strcmp(mt->name, "resources/directory/read") == 0))
+				break;
 			mt->fn(c);
 			return;
 		}

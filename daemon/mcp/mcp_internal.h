@@ -230,6 +230,10 @@ void m_templates_list(struct call *c);
 void m_resources_read(struct call *c);
 void m_subscribe(struct call *c);
 void m_unsubscribe(struct call *c);
+void m_skills_list(struct call *c);     /* t_skills.c */
+void m_skills_get(struct call *c);
+void m_directory_read(struct call *c);
+int skill_read(struct call *c, const char *uri);
 void m_prompts_list(struct call *c);    /* t_prompts.c */
 void m_prompts_get(struct call *c);
 void m_complete(struct call *c);        /* t_complete.c */
