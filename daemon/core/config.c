@@ -635,6 +635,8 @@ static const struct field limits_fields[] = {
 	{ "tool_output", F_SIZE, L(tool_output), 1, 1ULL << 30, { NULL } },
 	{ "tool_processes", F_UINT, L(tool_processes), 1, 100000, { NULL } },
 	{ "page_size", F_UINT, L(page_size), 1, 100000, { NULL } },
+	{ "max_tasks", F_UINT, L(max_tasks), 1, 1000000, { NULL } },
+	{ "task_result", F_SIZE, L(task_result), 1024, 1ULL << 30, { NULL } },
 	{ NULL, 0, 0, 0, 0, { NULL } },
 };
 #undef L
@@ -898,6 +900,8 @@ set_defaults(struct config *c)
 	c->limits.tool_output = 1024 * 1024;
 	c->limits.tool_processes = 256;
 	c->limits.page_size = 100;
+	c->limits.max_tasks = 100;
+	c->limits.task_result = 4 * 1024 * 1024;
 	c->mcp.retry_ms = 3000;
 	c->request_state.ttl_ms = 600000;
 	c->cache.list_ttl_ms = 300000;

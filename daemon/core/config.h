@@ -55,6 +55,8 @@ struct limits_conf {
 	uint64_t tool_output;           /* default for tools without max_output: */
 	uint64_t tool_processes;        /* running tool processes per worker */
 	uint64_t page_size;             /* items per list page */
+	uint64_t max_tasks;             /* tasks kept per principal (tasks extension) */
+	uint64_t task_result;           /* bytes of a task's stored result */
 };
 
 struct loaded_plugin;
@@ -170,7 +172,9 @@ struct config {
 	size_t nskills;
 	struct list_pages *tool_pages, *resource_pages, *template_pages, *prompt_pages;
 	struct list_pages *skill_pages;
-	char *capabilities_json;        /* initialize's capabilities object */
+	char *capabilities_json;        /* server/discover's capabilities object */
+	char *capabilities_2025_json;   /* initialize's: without the tasks extension */
+	int tasks;                      /* a tool may run as a task */
 };
 
 /* Parse and validate. Returns NULL and fills errs ("file:line:col: msg"

@@ -11,6 +11,9 @@ struct cJSON;
 struct loaded_plugin;
 
 enum tool_kind { TOOL_COMMAND, TOOL_SHELL, TOOL_PLUGIN };
+/* Whether a call may run as a task (the io.modelcontextprotocol/tasks
+ * extension): never, when the client takes tasks, or always. */
+enum task_mode { TASK_NEVER, TASK_MAY, TASK_MUST };
 enum tool_output { OUT_TEXT, OUT_JSON, OUT_CONTENT };
 
 /* How a command runs: shared by tools, command resources and prompts. */
@@ -50,6 +53,9 @@ struct tool_def {
 	struct cJSON *header_params;    /* x-mcp-header: property -> header suffix */
 	const char *scopes;             /* scopes a caller's token needs, space-separated, or NULL */
 	struct arg_names arg_env;       /* the properties of input_schema */
+	int task;                       /* enum task_mode */
+	uint64_t task_ttl_ms;           /* a task and its result are kept this long */
+	uint64_t task_after_ms;         /* a plain call this long before it becomes a task */
 	int line;
 };
 

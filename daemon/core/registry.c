@@ -278,11 +278,22 @@ registry_build(struct config *c, char *err, size_t errlen)
 	cJSON_AddBoolToObject(p, "listChanged", 1);
 	cJSON_AddObjectToObject(caps, "logging");
 	cJSON_AddObjectToObject(caps, "completions");
+	cJSON *ext = cJSON_CreateObject();
 	if (c->nskills > 0) {
-		cJSON *ext = cJSON_AddObjectToObject(caps, "extensions");
 		cJSON *sk = cJSON_AddObjectToObject(ext, "io.modelcontextprotocol/skills");
 		cJSON_AddBoolToObject(sk, "directoryRead", 1);
 	}
+	/* Tasks are served to 2026-07-28 requests only: the sessions of
+	 * the 2025 revisions run every tool as a plain call. */
+	if (cJSON_GetArraySize(ext) > 0)
+		cJSON_AddItemToObject(caps, "extensions", cJSON_Duplicate(ext, 1));
+	c->capabilities_2025_json = cJSON_PrintUnformatted(caps);
+	if (c->tasks) {
+		cJSON_AddObjectToObject(ext, "io.modelcontextprotocol/tasks");
+		cJSON_DeleteItemFromObjectCaseSensitive(caps, "extensions");
+		cJSON_AddItemToObject(caps, "extensions", cJSON_Duplicate(ext, 1));
+	}
+	cJSON_Delete(ext);
 	c->capabilities_json = cJSON_PrintUnformatted(caps);
 	cJSON_Delete(caps);
 	return 0;
@@ -299,5 +310,6 @@ registry_free(struct config *c)
 	c->tool_pages = c->resource_pages = c->template_pages = c->prompt_pages = NULL;
 	c->skill_pages = NULL;
 	free(c->capabilities_json);
-	c->capabilities_json = NULL;
+	free(c->capabilities_2025_json);
+	c->capabilities_json = c->capabilities_2025_json = NULL;
 }

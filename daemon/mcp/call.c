@@ -278,6 +278,9 @@ call_free(struct call *c)
 	if (c->finished_flag != NULL)
 		*c->finished_flag = 1;
 	LIST_REMOVE(c, link);
+	task_op_forget(c);
+	if (c->task != NULL)
+		task_call_gone(c);
 	while (!LIST_EMPTY(&c->asks)) {
 		struct ask_group *g = LIST_FIRST(&c->asks);
 		LIST_REMOVE(g, link);
@@ -429,6 +432,9 @@ static const struct method methods_2026[] = {
 	{ "prompts/get", m_prompts_get, 0 },
 	{ "completion/complete", m_complete, 0 },
 	{ "subscriptions/listen", m_listen, 0 },
+	{ "tasks/get", m_tasks_get, 0 },
+	{ "tasks/update", m_tasks_update, 0 },
+	{ "tasks/cancel", m_tasks_cancel, 0 },
 	{ "skills/list", m_skills_list, 0 },
 	{ "skills/get", m_skills_get, 0 },
 	{ "resources/directory/read", m_directory_read, 0 },

@@ -245,13 +245,15 @@ is_stateless(struct http_request *r, const struct jsonrpc_msg *msg)
 	return !(p >= 0 && p < PROTO_2026_07_28) && strcmp(hv, "2024-11-05") != 0;
 }
 
-/* Mcp-Name mirrors params.name (tools/call, prompts/get) or params.uri
- * (resources/read). */
+/* Mcp-Name mirrors params.name (tools/call, prompts/get), params.uri
+ * (resources/read) or params.taskId (tasks/get, update, cancel). */
 static const char *
 expected_name(const struct jsonrpc_msg *msg)
 {
 	const char *key = strcmp(msg->method, "resources/read") == 0 ? "uri" :
-	    (strcmp(msg->method, "tools/call") == 0 || strcmp(msg->method, "prompts/get") == 0) ? "name" : NULL;
+	    (strcmp(msg->method, "tools/call") == 0 || strcmp(msg->method, "prompts/get") == 0) ? "name" :
+	    (strcmp(msg->method, "tasks/get") == 0 || strcmp(msg->method, "tasks/update") == 0 ||
+	    strcmp(msg->method, "tasks/cancel") == 0) ? "taskId" : NULL;
 	if (key == NULL)
 		return NULL;
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(msg->params, key);
@@ -578,6 +580,8 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 	m->inotify_fd = -1;
 	m->base = base;
 	m->cfg = cfg;
+	if (b != NULL)
+		m->b = *b;
 	cors_config = cfg;
 	LIST_INIT(&m->calls);
 	m->sessions = sessions_new(base, b, cfg->limits.max_sessions, cfg->mcp.history,

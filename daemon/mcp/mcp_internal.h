@@ -8,9 +8,11 @@
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/queue.h>
 
 #include "jsonrpc.h"
+#include "plugin.h"
 #include "session.h"
 
 struct admin;
@@ -34,12 +36,15 @@ struct tool_run_callbacks;
 
 struct ask_group;
 struct call;
+struct task;
+struct task_op;
 struct mcp;
 struct mcp_line;
 
 struct ask_item {               /* one request forwarded to the client */
 	struct ask_group *g;
 	char *key;
+	int answered;
 };
 
 struct ask_group {              /* a command's question(s), waiting for the client */
@@ -101,6 +106,8 @@ struct call {
 	cJSON *filter;              /* what the listener asked for and got */
 	LIST_HEAD(, ask_group) asks;
 	size_t questions;           /* forwarded to the client, not yet answered */
+	struct task *task;          /* the task this call's command runs as (task.c) */
+	struct task_op *op;         /* the storage read of tasks/get, update or cancel */
 	LIST_ENTRY(call) link;
 };
 
@@ -124,6 +131,7 @@ struct mcp {
 	struct auth *auth;              /* NULL: no auth configured */
 	struct admin *admin;
 	struct oauth *oauth;            /* the internal authorization server, or NULL */
+	struct backends b;              /* storage and transport (tasks) */
 };
 
 /* endpoint.c: answers outside a call. cors_headers checks the Origin
@@ -205,6 +213,42 @@ void host_tool_on_cancel(struct mcpd_tool_call *call, void (*fn)(void *), void *
 int initialize_check(struct call *c, enum proto *proto);
 cJSON *initialize_result(struct call *c, const struct session *s);
 
+/* ask.c: an answer a tasks/update brought for the question key of the
+ * call's command (1), or 0 if none waits under that key. */
+int ask_answer(struct call *c, const char *key, const cJSON *result);
+
+/* task.c: a tools/call that runs on as a task (the tasks extension). */
+#define TASKS_EXTENSION "io.modelcontextprotocol/tasks"
+#define TASK_POLL_MS 500        /* pollIntervalMs */
+#define TASK_LEASE_MS 30000     /* a record not renewed this long: its worker died */
+#define TASK_RENEW_MS 10000
+enum task_status { TS_WORKING, TS_INPUT_REQUIRED, TS_COMPLETED, TS_FAILED, TS_CANCELLED, TS_COUNT };
+extern const char *const task_status_names[TS_COUNT];
+uint64_t wall_ms(void);
+void iso_time(uint64_t ms, char out[32]);
+int client_has_extension(const struct call *c, const char *ext);
+/* Who asks: the principal's user, or "" without auth. */
+const char *call_principal(const struct call *c);
+/* Answer -32021 naming the tasks extension as required. */
+void missing_tasks_capability(struct call *c, const char *why);
+/* Should this tools/call run as a task (1)? -1: an error was answered. */
+int task_wanted(struct call *c, const struct tool_def *t);
+/* The call's command started: make it a task (now, or after the tool's
+ * task_after). -1 when out of memory. */
+int task_begin(struct call *c);
+/* The call runs as a task (created or being created). */
+int call_is_task(const struct call *c);
+void task_note(struct call *c, const char *text);
+int task_asking(const struct call *c, const char *key);
+void task_ask(struct call *c, const char *key, const char *method, const cJSON *params);
+void task_input_required(struct call *c);
+struct tool_result;
+void task_tool_done(struct call *c, struct tool_result *r);
+void task_call_gone(struct call *c);
+
+/* t_tasks.c: a call freed while its storage read (tasks methods) is out. */
+void task_op_forget(struct call *c);
+
 /* line.c: a message to a client on a line transport. */
 void line_write(struct mcp_line *l, const char *json);
 
@@ -237,6 +281,9 @@ int skill_read(struct call *c, const char *uri);
 void m_prompts_list(struct call *c);    /* t_prompts.c */
 void m_prompts_get(struct call *c);
 void m_complete(struct call *c);        /* t_complete.c */
+void m_tasks_get(struct call *c);       /* t_tasks.c */
+void m_tasks_update(struct call *c);
+void m_tasks_cancel(struct call *c);
 void m_listen(struct call *c);          /* changes.c */
 
 #endif
