@@ -637,6 +637,7 @@ static const struct field limits_fields[] = {
 	{ "page_size", F_UINT, L(page_size), 1, 100000, { NULL } },
 	{ "max_tasks", F_UINT, L(max_tasks), 1, 1000000, { NULL } },
 	{ "task_result", F_SIZE, L(task_result), 1024, 1ULL << 30, { NULL } },
+	{ "task_lease", F_DURATION, L(task_lease_ms), 1000, 3600000, { NULL } },
 	{ NULL, 0, 0, 0, 0, { NULL } },
 };
 #undef L
@@ -902,6 +903,7 @@ set_defaults(struct config *c)
 	c->limits.page_size = 100;
 	c->limits.max_tasks = 100;
 	c->limits.task_result = 4 * 1024 * 1024;
+	c->limits.task_lease_ms = 30000;
 	c->mcp.retry_ms = 3000;
 	c->request_state.ttl_ms = 600000;
 	c->cache.list_ttl_ms = 300000;

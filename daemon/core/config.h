@@ -57,6 +57,7 @@ struct limits_conf {
 	uint64_t page_size;             /* items per list page */
 	uint64_t max_tasks;             /* tasks kept per principal (tasks extension) */
 	uint64_t task_result;           /* bytes of a task's stored result */
+	uint64_t task_lease_ms;         /* a running task's record unrenewed this long: failed */
 };
 
 struct loaded_plugin;

@@ -220,8 +220,6 @@ int ask_answer(struct call *c, const char *key, const cJSON *result);
 /* task.c: a tools/call that runs on as a task (the tasks extension). */
 #define TASKS_EXTENSION "io.modelcontextprotocol/tasks"
 #define TASK_POLL_MS 500        /* pollIntervalMs */
-#define TASK_LEASE_MS 30000     /* a record not renewed this long: its worker died */
-#define TASK_RENEW_MS 10000
 enum task_status { TS_WORKING, TS_INPUT_REQUIRED, TS_COMPLETED, TS_FAILED, TS_CANCELLED, TS_COUNT };
 extern const char *const task_status_names[TS_COUNT];
 uint64_t wall_ms(void);

@@ -146,7 +146,7 @@ record_json(const struct task *tk)
 	cJSON_AddNumberToObject(o, "pollIntervalMs", TASK_POLL_MS);
 	cJSON_AddNumberToObject(o, "createdMs", (double)tk->created_ms);
 	if (!tk->done)
-		cJSON_AddNumberToObject(o, "aliveUntil", (double)(wall_ms() + TASK_LEASE_MS));
+		cJSON_AddNumberToObject(o, "aliveUntil", (double)(wall_ms() + tk->m->cfg->limits.task_lease_ms));
 	if (tk->status == TS_INPUT_REQUIRED && tk->inputs != NULL)
 		cJSON_AddItemToObject(o, "inputRequests", cJSON_Duplicate(tk->inputs, 1));
 	if (tk->status == TS_COMPLETED && tk->result != NULL)
@@ -246,6 +246,17 @@ task_save(struct task *tk)
 	free(rec);
 }
 
+/* The task changed: stored now, or, while it is being created, right
+ * after the record that creates it (which the client hears of first). */
+static void
+changed(struct task *tk)
+{
+	if (tk->phase == PH_LIVE)
+		task_save(tk);
+	else if (tk->phase == PH_CREATING)
+		tk->dirty = 1;
+}
+
 static void
 set_status(struct task *tk, int status)
 {
@@ -274,16 +285,39 @@ create_result(const struct task *tk)
 	return o;
 }
 
+static void cancel_here(struct task *tk);
+
+/* The record as stored, before it is renewed: a cancellation whose
+ * message was lost (the transport was down) is found there. */
+static void
+renew_read(void *arg, int status, const void *value, size_t len, const char *err)
+{
+	(void)err;
+	struct task *tk = arg;
+	hold(tk);
+	tk->ops--;
+	cJSON *rec = status == MCPD_OK ? json_parse(value, len, 0, NULL) : NULL;
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(rec, "status");
+	if (cJSON_IsString(st) && strcmp(st->valuestring, "cancelled") == 0)
+		cancel_here(tk);
+	else if (!tk->done)
+		task_save(tk);
+	cJSON_Delete(rec);
+	release(tk);
+}
+
 static void
 renew(evutil_socket_t fd, short ev, void *arg)
 {
 	(void)fd;
 	(void)ev;
 	struct task *tk = arg;
-	hold(tk);
-	if (!tk->done)
-		task_save(tk);
-	release(tk);
+	if (tk->done || tk->writing)
+		return;
+	char key[96];
+	snprintf(key, sizeof(key), "task:%s", tk->id);
+	tk->ops++;
+	tk->m->b.storage->get(tk->m->b.storage_inst, key, renew_read, tk);
 }
 
 /* The command's process could not become a task: the client gets the
@@ -322,7 +356,9 @@ create_answered(struct task *tk, int ok, const char *why)
 	}
 	if (!tk->done) {
 		tk->renew = event_new(tk->m->base, -1, EV_PERSIST, renew, tk);
-		struct timeval tv = { TASK_RENEW_MS / 1000, 0 };
+		/* Renewed three times a lease: one late write is no death. */
+		uint64_t ms = tk->m->cfg->limits.task_lease_ms / 3;
+		struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 		if (tk->renew != NULL)
 			event_add(tk->renew, &tv);
 	}
@@ -432,8 +468,7 @@ task_note(struct call *c, const char *text)
 	free(tk->message);
 	tk->message = strndup(text, 1024);
 	tk->updated_ms = wall_ms();
-	if (tk->phase == PH_LIVE)
-		task_save(tk);
+	changed(tk);
 	release(tk);
 }
 
@@ -464,8 +499,7 @@ task_input_required(struct call *c)
 		return;
 	hold(tk);
 	set_status(tk, TS_INPUT_REQUIRED);
-	if (tk->phase == PH_LIVE)
-		task_save(tk);
+	changed(tk);
 	release(tk);
 }
 
@@ -497,6 +531,18 @@ answers_heard(struct task *tk, const cJSON *r)
 }
 
 static void
+cancel_here(struct task *tk)
+{
+	if (tk->c == NULL || tk->done || tk->cancel)
+		return;
+	tk->cancel = 1;
+	log_info("task %.8s… of tool %s: cancelled by the client", tk->id, tk->tool);
+	tk->c->cancelled = 1;
+	if (tk->c->run != NULL)
+		tool_run_cancel(tk->c->run);
+}
+
+static void
 heard(void *arg, const char *channel, const void *msg, size_t len)
 {
 	(void)channel;
@@ -505,13 +551,7 @@ heard(void *arg, const char *channel, const void *msg, size_t len)
 	cJSON *m = json_parse(msg, len, 0, NULL);
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "t");
 	if (cJSON_IsString(t) && strcmp(t->valuestring, "cancel") == 0) {
-		if (tk->c != NULL && !tk->done && !tk->cancel) {
-			tk->cancel = 1;
-			log_info("task %.8s… of tool %s: cancelled by the client", tk->id, tk->tool);
-			tk->c->cancelled = 1;
-			if (tk->c->run != NULL)
-				tool_run_cancel(tk->c->run);
-		}
+		cancel_here(tk);
 	} else if (cJSON_IsString(t) && strcmp(t->valuestring, "answers") == 0) {
 		answers_heard(tk, cJSON_GetObjectItemCaseSensitive(m, "r"));
 	}
@@ -550,12 +590,7 @@ finish(struct task *tk)
 		tk->renew = NULL;
 	}
 	log_info("task %.8s… of tool %s %s", tk->id, tk->tool, task_status_names[tk->status]);
-	if (tk->phase == PH_LIVE)
-		task_save(tk);
-	/* PH_CREATING: the create write, when it returns, is followed by
-	 * this state (dirty) and the client is told it. */
-	else
-		tk->dirty = 1;
+	changed(tk);
 }
 
 /* The command ended: the outcome is stored, the call freed. */
