@@ -34,6 +34,9 @@ struct mcp *mcp_new(struct event_base *base, struct config *cfg, struct http_ser
  * (elsewhere), announcing which lists changed when a reload changed them. */
 void mcp_drain(struct mcp *m, int tools_changed, int resources_changed, int prompts_changed);
 void mcp_free(struct mcp *m);
+/* Tasks whose command runs in this worker: a draining worker waits for
+ * them (within shutdown_timeout) before it exits. */
+unsigned mcp_tasks_running(const struct mcp *m);
 
 /* One client on a line transport (the MCP stdio transport): each line
  * it sends is one JSON-RPC message given to mcp_line_message, without

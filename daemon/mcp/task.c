@@ -17,6 +17,7 @@
  * task_after it stays one that long, so that a tool that finishes or
  * asks at once is answered directly (or with input_required, MRTR). */
 #include "mcp_internal.h"
+#include "mcp.h"
 #include "auth.h"
 #include "config.h"
 #include "content.h"
@@ -653,4 +654,15 @@ task_call_gone(struct call *c)
 		finish(tk);
 	}
 	release(tk);
+}
+
+unsigned
+mcp_tasks_running(const struct mcp *m)
+{
+	unsigned n = 0;
+	const struct call *c;
+	LIST_FOREACH(c, &m->calls, link)
+		if (call_is_task(c))
+			n++;
+	return n;
 }
