@@ -336,6 +336,7 @@ call_free(struct call *c)
 		session_unref(c->s);
 	cJSON_Delete(c->vars);
 	free(c->complete_prefix);
+	free(c->principal);
 	jsonrpc_free(&c->msg);
 	free(c);
 }

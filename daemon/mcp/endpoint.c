@@ -603,6 +603,7 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 	sessions_on_delete(m->sessions, session_gone, m);
 	sessions_on_cancel(m->sessions, cancel_from_anywhere, m);
 	sessions_on_change(m->sessions, change_from_anywhere, m);
+	tasks_listen_start(m);
 	watch_files(m);
 	host_set_tool_functions(host_tool_result, host_tool_text, host_tool_progress,
 	    host_tool_on_cancel, host_tool_ask);
@@ -692,6 +693,7 @@ mcp_free(struct mcp *m)
 		c->req = NULL;
 		call_free(c);
 	}
+	tasks_listen_stop(m);
 	sessions_free(m->sessions);
 	admin_free(m->admin);
 	oauth_free(m->oauth);

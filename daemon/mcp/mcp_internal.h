@@ -108,6 +108,7 @@ struct call {
 	size_t questions;           /* forwarded to the client, not yet answered */
 	struct task *task;          /* the task this call's command runs as (task.c) */
 	struct task_op *op;         /* the storage read of tasks/get, update or cancel */
+	char *principal;            /* a listen stream's: whose tasks it may hear of */
 	LIST_ENTRY(call) link;
 };
 
@@ -132,6 +133,7 @@ struct mcp {
 	struct admin *admin;
 	struct oauth *oauth;            /* the internal authorization server, or NULL */
 	struct backends b;              /* storage and transport (tasks) */
+	void *tasks_sub;                /* mcpd:tasks, task status for listen streams */
 };
 
 /* endpoint.c: answers outside a call. cors_headers checks the Origin
@@ -220,6 +222,7 @@ int ask_answer(struct call *c, const char *key, const cJSON *result);
 /* task.c: a tools/call that runs on as a task (the tasks extension). */
 #define TASKS_EXTENSION "io.modelcontextprotocol/tasks"
 #define TASK_POLL_MS 500        /* pollIntervalMs */
+#define TASK_NOTIFY_RESULT_MAX (64 * 1024)    /* a result inlined in notifications/tasks */
 enum task_status { TS_WORKING, TS_INPUT_REQUIRED, TS_COMPLETED, TS_FAILED, TS_CANCELLED, TS_COUNT };
 extern const char *const task_status_names[TS_COUNT];
 uint64_t wall_ms(void);
@@ -244,8 +247,14 @@ struct tool_result;
 void task_tool_done(struct call *c, struct tool_result *r);
 void task_call_gone(struct call *c);
 
-/* t_tasks.c: a call freed while its storage read (tasks methods) is out. */
+/* t_tasks.c: a call freed while its storage read (tasks methods) is out;
+ * a record as tasks/get shows it (small: the result left out when large);
+ * a record changed, told to every worker's listen streams. */
 void task_op_forget(struct call *c);
+cJSON *task_detailed(const cJSON *rec, int small);
+void tasks_publish(struct mcp *m, const cJSON *rec);
+void tasks_listen_start(struct mcp *m);
+void tasks_listen_stop(struct mcp *m);
 
 /* line.c: a message to a client on a line transport. */
 void line_write(struct mcp_line *l, const char *json);

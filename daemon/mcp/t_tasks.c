@@ -47,8 +47,8 @@ terminal(const char *status)
 }
 
 /* The record as tasks/get shows it (a DetailedTask). */
-static cJSON *
-detailed(const cJSON *rec)
+cJSON *
+task_detailed(const cJSON *rec, int small)
 {
 	static const char *const keys[] = { "taskId", "status", "statusMessage", "createdAt",
 		"lastUpdatedAt", "ttlMs", "pollIntervalMs" };
@@ -62,9 +62,86 @@ detailed(const cJSON *rec)
 	const char *extra = strcmp(status, "input_required") == 0 ? "inputRequests" :
 	    strcmp(status, "completed") == 0 ? "result" : strcmp(status, "failed") == 0 ? "error" : NULL;
 	const cJSON *v = extra ? cJSON_GetObjectItemCaseSensitive(rec, extra) : NULL;
+	if (v != NULL && small && strcmp(extra, "result") == 0) {
+		/* A notification inlines a result only when it is small: the
+		 * transport carries it to every worker of every instance. */
+		char *json = json_print(v);
+		if (json == NULL || strlen(json) > TASK_NOTIFY_RESULT_MAX)
+			v = NULL;
+		free(json);
+	}
 	if (v != NULL)
 		cJSON_AddItemToObject(o, extra, cJSON_Duplicate(v, 1));
 	return o;
+}
+
+/* ---- notifications/tasks ---- */
+
+void
+tasks_publish(struct mcp *m, const cJSON *rec)
+{
+	const cJSON *owner = cJSON_GetObjectItemCaseSensitive(rec, "owner");
+	if (m->b.transport == NULL || !m->cfg->tasks || !cJSON_IsString(owner))
+		return;
+	cJSON *msg = cJSON_CreateObject();
+	cJSON_AddStringToObject(msg, "o", owner->valuestring);
+	cJSON_AddItemToObject(msg, "t", task_detailed(rec, 1));
+	char *json = json_print(msg);
+	cJSON_Delete(msg);
+	if (json != NULL)
+		m->b.transport->publish(m->b.transport_inst, "mcpd:tasks", json, strlen(json), NULL, NULL, NULL);
+	free(json);
+}
+
+/* A task changed somewhere: the listen streams held here that asked for
+ * it, of its owner, hear it. */
+static void
+tasks_heard(void *arg, const char *channel, const void *msg, size_t len)
+{
+	(void)channel;
+	struct mcp *m = arg;
+	cJSON *n = json_parse(msg, len, 0, NULL);
+	const cJSON *owner = cJSON_GetObjectItemCaseSensitive(n, "o");
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(n, "t");
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(t, "taskId");
+	if (!cJSON_IsString(owner) || !cJSON_IsString(id)) {
+		cJSON_Delete(n);
+		return;
+	}
+	struct call *c;
+	LIST_FOREACH(c, &m->calls, link) {
+		if (!c->listen || c->principal == NULL || strcmp(c->principal, owner->valuestring) != 0)
+			continue;
+		int wants = 0;
+		const cJSON *u;
+		cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(c->filter, "taskIds"))
+			wants |= cJSON_IsString(u) && strcmp(u->valuestring, id->valuestring) == 0;
+		if (!wants)
+			continue;
+		cJSON *p = cJSON_Duplicate(t, 1);
+		cJSON *meta = cJSON_AddObjectToObject(p, "_meta");
+		cJSON_AddItemToObject(meta, "io.modelcontextprotocol/subscriptionId", cJSON_Duplicate(c->msg.id, 1));
+		char *json = jsonrpc_notification("notifications/tasks", p);
+		if (json != NULL)
+			direct_write(c, json);
+		free(json);
+	}
+	cJSON_Delete(n);
+}
+
+void
+tasks_listen_start(struct mcp *m)
+{
+	if (m->cfg->tasks && m->b.transport != NULL)
+		m->tasks_sub = m->b.transport->subscribe(m->b.transport_inst, "mcpd:tasks", tasks_heard, m);
+}
+
+void
+tasks_listen_stop(struct mcp *m)
+{
+	if (m->tasks_sub != NULL)
+		m->b.transport->unsubscribe(m->b.transport_inst, m->tasks_sub);
+	m->tasks_sub = NULL;
 }
 
 static void
@@ -95,6 +172,7 @@ rewrite(struct mcp *m, const char *id, cJSON *rec, mcpd_done_cb *cb, void *arg)
 			cb(arg, MCPD_OK, NULL);
 		return;
 	}
+	tasks_publish(m, rec);
 	m->b.storage->set(m->b.storage_inst, key, json, strlen(json), end - t, MCPD_SET_IF_PRESENT, cb, arg);
 	free(json);
 }
@@ -177,7 +255,7 @@ got(void *arg, int status, const void *value, size_t len, const char *err)
 	}
 	if (op->kind == OP_GET) {
 		c->op = NULL;
-		call_result(c, detailed(rec));
+		call_result(c, task_detailed(rec, 0));
 		cJSON_Delete(rec);
 		op_free(op);
 		return;

@@ -55,6 +55,7 @@ struct task {
 	int ops;                    /* storage operations in flight */
 	int done;                   /* terminal: freed after its last write */
 	int holds;                  /* functions using it now (storage may answer at once) */
+	int notify;                 /* the next write is a change listeners hear of */
 	void *sub;                  /* task:<id> */
 	struct event *after, *renew;
 };
@@ -238,6 +239,13 @@ task_save(struct task *tk)
 	char *rec = record_json(tk);
 	if (rec == NULL)
 		return;
+	if (tk->notify) {
+		tk->notify = 0;
+		cJSON *r = json_parse(rec, strlen(rec), 0, NULL);
+		if (r != NULL)
+			tasks_publish(tk->m, r);
+		cJSON_Delete(r);
+	}
 	char key[96];
 	snprintf(key, sizeof(key), "task:%s", tk->id);
 	tk->updated_ms = tk->updated_ms ? tk->updated_ms : tk->created_ms;
@@ -252,6 +260,7 @@ task_save(struct task *tk)
 static void
 changed(struct task *tk)
 {
+	tk->notify = 1;
 	if (tk->phase == PH_LIVE)
 		task_save(tk);
 	else if (tk->phase == PH_CREATING)
@@ -401,6 +410,7 @@ static void
 task_create(struct task *tk)
 {
 	tk->phase = PH_CREATING;
+	tk->notify = 1;
 	tk->created_ms = tk->updated_ms = wall_ms();
 	char channel[96];
 	snprintf(channel, sizeof(channel), "task:%s", tk->id);

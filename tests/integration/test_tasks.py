@@ -7,6 +7,7 @@ owner, its time to live, its result limit, and its worker's death."""
 import json
 import os
 import signal
+import socket
 import time
 
 from harness import (check, check_config_errors, free_port, mcp_session, redis_server, rpc,
@@ -130,6 +131,80 @@ def test_task_across_instances(t):
     check(task(pb, "tasks/cancel", tid3)[1]["result"] == {"resultType": "complete"})
     check(task(pb, "tasks/cancel", tid)[1]["result"] == {"resultType": "complete"})
     check(until(pa, tid, ("completed",))["status"] == "completed")
+
+
+def listen(port, ids, headers=None, id=77):
+    """A subscriptions/listen stream asking for notifications/tasks."""
+    body = json.dumps({"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen",
+                       "params": {"notifications": {"taskIds": ids}, "_meta": TASK_META}}).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    extra = "".join("%s: %s\r\n" % kv for kv in (headers or {}).items()).encode()
+    s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              b"Accept: text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n" + extra +
+              b"Mcp-Method: subscriptions/listen\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    data = b""
+    while b"acknowledged" not in data:
+        data += s.recv(4096)
+    return s, data
+
+
+def heard(s, data, until_text, timeout=10):
+    s.settimeout(timeout)
+    while until_text.encode() not in data:
+        c = s.recv(65536)
+        if not c:
+            break
+        data += c
+    return data, [json.loads(l[6:]) for l in data.decode().split("\n") if l.startswith("data: ")]
+
+
+def test_task_status_notifications(t):
+    """notifications/tasks on a listen stream held by another instance:
+    each change of the task, the last with its result."""
+    redis = redis_server(t)
+    (da, pa), (db, pb) = start_instances(t, 2, lambda name: backends(t, redis, "pubsub") + TOOLS % {"name": name}, 2)
+    pid, gate = os.path.join(t.dir, "pid"), os.path.join(t.dir, "gate")
+    st, r = call(pa, "wait", {"pidfile": pid, "gate": gate})
+    tid = r["result"]["taskId"]
+    s, data = listen(pb, [tid, "another"])
+    ack = json.loads(data.split(b"data: ")[1].split(b"\n")[0])
+    check(ack["params"]["notifications"] == {"taskIds": [tid, "another"]}, ack)
+    wait_for(lambda: os.path.exists(pid) and os.path.getsize(pid) > 0, 10, "the command to start")
+    with open(gate, "w") as f:
+        f.write("notified")
+    data, ev = heard(s, data, '"completed"')
+    tasks = [e["params"] for e in ev if e.get("method") == "notifications/tasks"]
+    check(tasks and all(x["taskId"] == tid and x["_meta"]["io.modelcontextprotocol/subscriptionId"] == 77
+                        for x in tasks), ev)
+    check(tasks[-1]["status"] == "completed" and tasks[-1]["result"]["content"][0]["text"] == "notified", tasks)
+    check("owner" not in tasks[-1] and "aliveUntil" not in tasks[-1], tasks[-1])
+    s.close()
+
+
+def test_task_notifications_for_its_owner_only(t):
+    port = free_port()
+    k1, k2 = make_key(t, "alice"), make_key(t, "bob")
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\nauth: { plugin: apikey, keys_file: keys }\n%s"
+               % (port, TOOLS % {"name": "A"})).start(wait_url_port=port)
+    pid, gate = os.path.join(t.dir, "pid"), os.path.join(t.dir, "gate")
+    st, r = call(port, "wait", {"pidfile": pid, "gate": gate}, headers=bearer(k1))
+    tid = r["result"]["taskId"]
+    sb, db_ = listen(port, [tid], headers=bearer(k2), id=5)     # bob asks for alice's task
+    sa, da_ = listen(port, [tid], headers=bearer(k1), id=6)
+    with open(gate, "w") as f:
+        f.write("x")
+    da_, ev = heard(sa, da_, '"completed"')
+    check(any(e.get("method") == "notifications/tasks" for e in ev), ev)
+    time.sleep(0.3)
+    sb.settimeout(0.5)
+    try:
+        db_ += sb.recv(65536)
+    except socket.timeout:
+        pass
+    check(b"notifications/tasks" not in db_, db_)
+    sa.close()
+    sb.close()
+    d.stop()
 
 
 def test_task_worker_killed(t):
