@@ -341,7 +341,7 @@ create_fail(struct task *tk, int code, const char *why)
 		return;
 	log_warn("task for tool %s not created: %s", tk->tool, why);
 	call_send_final(c, jsonrpc_error(c->msg.id, code, why, NULL));
-	if (c->run != NULL) {
+	if (c->run != NULL && !tk->done) {
 		c->cancelled = 1;
 		tool_run_cancel(c->run);    /* task_tool_done frees the call */
 		return;
@@ -377,6 +377,12 @@ create_answered(struct task *tk, int ok, const char *why)
 		struct call *c = tk->c;
 		cJSON *res = create_result(tk);
 		call_send_final(c, jsonrpc_result(c->msg.id, res));
+		/* Its command finished meanwhile: the call is done with. */
+		if (tk->done) {
+			tk->c = NULL;
+			c->task = NULL;
+			call_free(c);
+		}
 	}
 }
 
@@ -642,10 +648,14 @@ task_tool_done(struct call *c, struct tool_result *r)
 			set_status(tk, TS_COMPLETED);
 		}
 	}
-	tk->c = NULL;
-	c->task = NULL;
-	call_free(c);
 	finish(tk);
+	/* Before the client has its answer (the record that creates the
+	 * task is still being stored), the call stays for it. */
+	if (tk->phase != PH_CREATING) {
+		tk->c = NULL;
+		c->task = NULL;
+		call_free(c);
+	}
 	release(tk);
 }
 

@@ -207,6 +207,20 @@ def test_task_notifications_for_its_owner_only(t):
     d.stop()
 
 
+def test_task_finished_before_it_is_stored(t):
+    """The command ends while the record that creates its task is still
+    being stored (Redis paused for writes): the client gets the task,
+    not a 500 "request abandoned", and the task is completed."""
+    redis = redis_server(t)
+    (d, port), = start_instances(t, 1, lambda name: backends(t, redis, "pubsub") + TOOLS % {"name": name}, 1)
+    check(redis.cli("CLIENT", "PAUSE", "700", "WRITE") == "OK")
+    st, r = call(port, "quick")
+    check(st == 200 and r["result"]["resultType"] == "task", (st, r))
+    done = until(port, r["result"]["taskId"], ("completed",))
+    check(done["result"]["content"][0]["text"] == "done", done)
+    d.wait_log("task %.8s… of tool quick completed" % r["result"]["taskId"])
+
+
 def test_task_worker_killed(t):
     """The worker running the task dies: the task is failed, with a reason,
     once its lease runs out; never working for ever."""
