@@ -291,8 +291,12 @@ install: $(MCPD) $(HELPER) $(PLUGINS) $(PLUGINS)
 		install -m 644 conf/mcpd.yaml conf/motd.txt $(DESTDIR)$(SYSCONFDIR)/mcpd/; \
 		install -d $(DESTDIR)$(SYSCONFDIR)/mcpd/tools; \
 		install -m 755 conf/tools/*.sh $(DESTDIR)$(SYSCONFDIR)/mcpd/tools/; \
+		(cd conf && find skills -type d) | while read d; do \
+			install -d $(DESTDIR)$(SYSCONFDIR)/mcpd/$$d; done; \
+		(cd conf && find skills -type f) | while read f; do \
+			install -m 644 conf/$$f $(DESTDIR)$(SYSCONFDIR)/mcpd/$$f; done; \
 	else \
-		echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/mcpd/mcpd.yaml and its tools"; \
+		echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/mcpd/mcpd.yaml, its tools and skills"; \
 	fi
 
 # The configuration and the state directory are the operator's: kept.

@@ -635,6 +635,9 @@ static const struct field limits_fields[] = {
 	{ "tool_output", F_SIZE, L(tool_output), 1, 1ULL << 30, { NULL } },
 	{ "tool_processes", F_UINT, L(tool_processes), 1, 100000, { NULL } },
 	{ "page_size", F_UINT, L(page_size), 1, 100000, { NULL } },
+	{ "max_tasks", F_UINT, L(max_tasks), 1, 1000000, { NULL } },
+	{ "task_result", F_SIZE, L(task_result), 1024, 1ULL << 30, { NULL } },
+	{ "task_lease", F_DURATION, L(task_lease_ms), 1000, 3600000, { NULL } },
 	{ NULL, 0, 0, 0, 0, { NULL } },
 };
 #undef L
@@ -876,6 +879,7 @@ static const struct field top_fields[] = {
 	{ "tools", F_ITEMS, offsetof(struct config, tools), 0, 0, { .items = &tool_items } },
 	{ "resources", F_ITEMS, offsetof(struct config, resources), 0, 0, { .items = &resource_items } },
 	{ "prompts", F_ITEMS, offsetof(struct config, prompts), 0, 0, { .items = &prompt_items } },
+	{ "skills", F_CUSTOM, 0, 0, 0, { parse_skills } },
 	{ NULL, 0, 0, 0, 0, { NULL } },
 };
 static const struct section top_section = { "the top level", 1, top_fields, NULL };
@@ -911,6 +915,9 @@ set_defaults(struct config *c)
 	c->limits.tool_output = 1024 * 1024;
 	c->limits.tool_processes = 256;
 	c->limits.page_size = 100;
+	c->limits.max_tasks = 100;
+	c->limits.task_result = 4 * 1024 * 1024;
+	c->limits.task_lease_ms = 30000;
 	c->mcp.retry_ms = 3000;
 	c->request_state.ttl_ms = 600000;
 	c->cache.list_ttl_ms = 300000;
@@ -1305,6 +1312,7 @@ config_free(struct config *c)
 		if (c->listen[i].ssl_ctx != NULL)
 			c->listen[i].ssl_ctx_free(c->listen[i].ssl_ctx);
 	config_tools_free(c);
+	config_skills_free(c);
 	struct backend *bs[] = { &c->storage, &c->transport, &c->auth };
 	for (size_t i = 0; i < 3; i++)
 		if (bs[i]->lp != NULL && bs[i]->inst != NULL && bs[i]->lp->desc->destroy != NULL)

@@ -55,6 +55,9 @@ struct limits_conf {
 	uint64_t tool_output;           /* default for tools without max_output: */
 	uint64_t tool_processes;        /* running tool processes per worker */
 	uint64_t page_size;             /* items per list page */
+	uint64_t max_tasks;             /* tasks kept per principal (tasks extension) */
+	uint64_t task_result;           /* bytes of a task's stored result */
+	uint64_t task_lease_ms;         /* a running task's record unrenewed this long: failed */
 };
 
 struct loaded_plugin;
@@ -99,6 +102,7 @@ struct oauth_conf {
 struct tool_def;
 struct resource_def;
 struct prompt_def;
+struct skill_def;
 struct list_pages;
 
 enum { LAMBDA_BUFFERED, LAMBDA_STREAMING };
@@ -172,8 +176,13 @@ struct config {
 	size_t nresources;
 	struct prompt_def *prompts;
 	size_t nprompts;
+	struct skill_def *skills;
+	size_t nskills;
 	struct list_pages *tool_pages, *resource_pages, *template_pages, *prompt_pages;
-	char *capabilities_json;        /* initialize's capabilities object */
+	struct list_pages *skill_pages;
+	char *capabilities_json;        /* server/discover's capabilities object */
+	char *capabilities_2025_json;   /* initialize's: without the tasks extension */
+	int tasks;                      /* a tool may run as a task */
 };
 
 /* Parse and validate. Returns NULL and fills errs ("file:line:col: msg"

@@ -137,6 +137,10 @@ extern const struct items tool_items, resource_items, prompt_items;
 void config_tools_finish(struct ctx *x, struct config *c);
 void config_tools_free(struct config *c);
 
+/* skills: (config_skills.c) */
+int parse_skills(struct ctx *x, const struct cnode *n, void *dst);
+void config_skills_free(struct config *c);
+
 /* auth: { plugin: internal } (config_oauth.c) */
 void oauth_config_defaults(struct config *c);
 int parse_oauth_section(struct ctx *x, const struct cnode *n);

@@ -418,6 +418,10 @@ parse_tool_scopes(struct ctx *x, const struct cnode *n, void *dst)
 	return parse_scope_list(x, n, "scopes", x->cfg->arena, dst);
 }
 
+static const struct enum_name task_modes[] = {
+	{ "never", TASK_NEVER }, { "may", TASK_MAY }, { "must", TASK_MUST }, { NULL, 0 },
+};
+
 static const struct field tool_fields[] = {
 	{ "name", F_STRING, offsetof(struct tool_def, name), 0, 0, { NULL } },
 	{ "title", F_STRING, offsetof(struct tool_def, title), 0, 0, { NULL } },
@@ -432,6 +436,9 @@ static const struct field tool_fields[] = {
 	{ "output", F_CUSTOM, offsetof(struct tool_def, output), 0, 0, { parse_output_mode } },
 	{ "requires", F_CUSTOM, offsetof(struct tool_def, requires), 0, 0, { parse_requires } },
 	{ "scopes", F_CUSTOM, offsetof(struct tool_def, scopes), 0, 0, { parse_tool_scopes } },
+	{ "task", F_ENUM, offsetof(struct tool_def, task), 0, 0, { .names = task_modes } },
+	{ "task_ttl", F_DURATION, offsetof(struct tool_def, task_ttl_ms), 1000, 30ULL * 86400000, { NULL } },
+	{ "task_after", F_DURATION, offsetof(struct tool_def, task_after_ms), 0, 3600000, { NULL } },
 	{ NULL, 0, 0, 0, 0, { NULL } },
 };
 
@@ -494,6 +501,7 @@ static void
 tool_init(void *elem, const struct cnode *item)
 {
 	((struct tool_def *)elem)->line = item->line;
+	((struct tool_def *)elem)->task_ttl_ms = 3600000;
 }
 
 static int
@@ -516,6 +524,12 @@ tool_check(struct ctx *x, const struct cnode *item, void *elem, size_t before)
 	if (runs != 1)
 		err_at(x, item, "tool \"%s\" needs exactly one of command, shell or plugin", t->name);
 	t->kind = cnode_get(item, "plugin") ? TOOL_PLUGIN : cnode_get(item, "shell") ? TOOL_SHELL : TOOL_COMMAND;
+	if (t->task != TASK_NEVER && t->kind == TOOL_PLUGIN)
+		err_at(x, cnode_get(item, "task"), "tool \"%s\": task: is for command and shell tools "
+		    "(a plugin tool cannot run as a task yet)", t->name);
+	if (t->task == TASK_NEVER && (cnode_get(item, "task_ttl") != NULL || cnode_get(item, "task_after") != NULL))
+		err_at(x, cnode_get(item, "task_ttl") ? cnode_get(item, "task_ttl") : cnode_get(item, "task_after"),
+		    "tool \"%s\": task_ttl and task_after need task: may or task: must", t->name);
 	t->input_schema = build_input_schema(x, item, t);
 	/* A tool that declares no input at all takes what it is given, on
 	 * standard input only; one that declares inputs takes those. */
@@ -995,8 +1009,18 @@ config_tools_finish(struct ctx *x, struct config *c)
 	for (size_t i = 0; i < c->ntools; i++)
 		if (c->tools[i].kind == TOOL_PLUGIN && c->tools[i].plugin_file != NULL)
 			load_plugin_tool(x, c, &c->tools[i]);
-	for (size_t i = 0; i < c->ntools; i++)
-		command_defaults(c, &c->tools[i].cmd);
+	for (size_t i = 0; i < c->ntools; i++) {
+		struct tool_def *t = &c->tools[i];
+		command_defaults(c, &t->cmd);
+		if (t->task == TASK_NEVER)
+			continue;
+		c->tasks = 1;
+		/* A task outlives its request, not its record. */
+		if (t->task_ttl_ms < t->cmd.timeout_ms)
+			errlist_add(x->errs, "%s:%d: tool \"%s\": task_ttl (%llums) is shorter than its timeout "
+			    "(%llums): the task would be forgotten while it runs", c->path, t->line, t->name,
+			    (unsigned long long)t->task_ttl_ms, (unsigned long long)t->cmd.timeout_ms);
+	}
 	for (size_t i = 0; i < c->nresources; i++)
 		command_defaults(c, &c->resources[i].cmd);
 	for (size_t i = 0; i < c->nprompts; i++) {

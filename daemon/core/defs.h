@@ -11,6 +11,9 @@ struct cJSON;
 struct loaded_plugin;
 
 enum tool_kind { TOOL_COMMAND, TOOL_SHELL, TOOL_PLUGIN };
+/* Whether a call may run as a task (the io.modelcontextprotocol/tasks
+ * extension): never, when the client takes tasks, or always. */
+enum task_mode { TASK_NEVER, TASK_MAY, TASK_MUST };
 enum tool_output { OUT_TEXT, OUT_JSON, OUT_CONTENT };
 
 /* How a command runs: shared by tools, command resources and prompts. */
@@ -50,6 +53,9 @@ struct tool_def {
 	struct cJSON *header_params;    /* x-mcp-header: property -> header suffix */
 	const char *scopes;             /* scopes a caller's token needs, space-separated, or NULL */
 	struct arg_names arg_env;       /* the properties of input_schema */
+	int task;                       /* enum task_mode */
+	uint64_t task_ttl_ms;           /* a task and its result are kept this long */
+	uint64_t task_after_ms;         /* a plain call this long before it becomes a task */
 	int line;
 };
 
@@ -67,6 +73,32 @@ struct resource_def {
 	struct cJSON *completions;      /* template variable -> array of values */
 	struct cJSON *listing;
 	struct arg_names arg_env;       /* the template's variables */
+	int line;
+};
+
+/* A skill (the io.modelcontextprotocol/skills extension): a directory
+ * holding a SKILL.md, its files found and hashed at load; they are read
+ * from disk when a client asks, so a change shows after a reload. */
+struct skill_file {
+	const char *path;           /* relative to the skill's directory, '/'-separated */
+	const char *uri;            /* skill://<name>/<path, percent-encoded> */
+	const char *mime_type;
+	uint64_t size;
+	char digest[72];            /* "sha256:" and 64 hex digits; "" for a directory */
+	int dir;                    /* a subdirectory */
+	int binary;                 /* not UTF-8 text: read as a blob */
+};
+
+struct skill_def {
+	const char *name, *description;     /* from the front matter */
+	const char *dir;                    /* absolute */
+	const char *uri;                    /* skill://<name>/SKILL.md */
+	const char *root_uri;               /* skill://<name>, the directory */
+	struct cJSON *frontmatter;
+	struct skill_file *files;           /* sorted by path, directories too */
+	size_t nfiles;
+	struct cJSON *entry;                /* the skills/list entry */
+	struct cJSON *listing;              /* SKILL.md's resources/list entry */
 	int line;
 };
 

@@ -17,6 +17,34 @@ registry_tool(const struct config *c, const char *name)
 	return NULL;
 }
 
+const struct skill_def *
+registry_skill(const struct config *c, const char *uri)
+{
+	for (size_t i = 0; i < c->nskills; i++)
+		if (strcmp(c->skills[i].uri, uri) == 0)
+			return &c->skills[i];
+	return NULL;
+}
+
+const struct skill_file *
+registry_skill_file(const struct config *c, const char *uri, const struct skill_def **skill)
+{
+	if (strncmp(uri, "skill://", 8) != 0)
+		return NULL;
+	for (size_t i = 0; i < c->nskills; i++) {
+		const struct skill_def *sk = &c->skills[i];
+		size_t rl = strlen(sk->root_uri);
+		if (strncmp(uri, sk->root_uri, rl) != 0 || (uri[rl] != '/' && uri[rl] != '\0'))
+			continue;
+		*skill = sk;
+		for (size_t j = 0; j < sk->nfiles; j++)
+			if (strcmp(sk->files[j].uri, uri) == 0)
+				return &sk->files[j];
+		return NULL;
+	}
+	return NULL;
+}
+
 const struct prompt_def *
 registry_prompt(const struct config *c, const char *name)
 {
@@ -139,7 +167,7 @@ registry_build(struct config *c, char *err, size_t errlen)
 	(void)err;
 	(void)errlen;
 	size_t page = c->limits.page_size;
-	cJSON **items = calloc(c->ntools + c->nresources + c->nprompts + 1, sizeof(cJSON *));
+	cJSON **items = calloc(c->ntools + c->nresources + c->nprompts + c->nskills + 1, sizeof(cJSON *));
 	if (items == NULL)
 		return -1;
 
@@ -175,6 +203,20 @@ registry_build(struct config *c, char *err, size_t errlen)
 		if (r->uri != NULL)
 			items[nres++] = o;
 	}
+	/* Each skill's SKILL.md is a resource too, named and described by
+	 * its front matter (the skills extension); its other files are
+	 * found through skills/list and resources/directory/read. */
+	for (size_t i = 0; i < c->nskills; i++) {
+		struct skill_def *sk = &c->skills[i];
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "uri", sk->uri);
+		cJSON_AddStringToObject(o, "name", sk->name);
+		cJSON_AddStringToObject(o, "description", sk->description);
+		cJSON_AddStringToObject(o, "mimeType", "text/markdown");
+		cJSON_AddNumberToObject(o, "size", (double)sk->files[0].size);
+		sk->listing = o;
+		items[nres++] = o;
+	}
 	c->resource_pages = build_pages(items, nres, "resources", page);
 	for (size_t i = 0; i < c->nresources; i++)
 		if (c->resources[i].uri_template != NULL)
@@ -201,6 +243,29 @@ registry_build(struct config *c, char *err, size_t errlen)
 		items[i] = o;
 	}
 	c->prompt_pages = build_pages(items, c->nprompts, "prompts", page);
+
+	/* skills/list entries: the SKILL.md's URI, its front matter as
+	 * written, and every file with its digest and size, never split
+	 * across pages. */
+	for (size_t i = 0; i < c->nskills; i++) {
+		struct skill_def *sk = &c->skills[i];
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "uri", sk->uri);
+		cJSON_AddItemToObject(o, "frontmatter", cJSON_Duplicate(sk->frontmatter, 1));
+		cJSON *files = cJSON_AddArrayToObject(o, "resources");
+		for (size_t j = 0; j < sk->nfiles; j++) {
+			if (sk->files[j].dir)
+				continue;
+			cJSON *f = cJSON_CreateObject();
+			cJSON_AddStringToObject(f, "uri", sk->files[j].uri);
+			cJSON_AddStringToObject(f, "digest", sk->files[j].digest);
+			cJSON_AddNumberToObject(f, "size", (double)sk->files[j].size);
+			cJSON_AddItemToArray(files, f);
+		}
+		sk->entry = o;
+		items[i] = o;
+	}
+	c->skill_pages = build_pages(items, c->nskills, "skills", page);
 	free(items);
 
 	/* A Lambda function that answers only once complete has no stream
@@ -216,6 +281,22 @@ registry_build(struct config *c, char *err, size_t errlen)
 	cJSON_AddBoolToObject(p, "listChanged", notify);
 	cJSON_AddObjectToObject(caps, "logging");
 	cJSON_AddObjectToObject(caps, "completions");
+	cJSON *ext = cJSON_CreateObject();
+	if (c->nskills > 0) {
+		cJSON *sk = cJSON_AddObjectToObject(ext, "io.modelcontextprotocol/skills");
+		cJSON_AddBoolToObject(sk, "directoryRead", 1);
+	}
+	/* Tasks are served to 2026-07-28 requests only: the sessions of
+	 * the 2025 revisions run every tool as a plain call. */
+	if (cJSON_GetArraySize(ext) > 0)
+		cJSON_AddItemToObject(caps, "extensions", cJSON_Duplicate(ext, 1));
+	c->capabilities_2025_json = cJSON_PrintUnformatted(caps);
+	if (c->tasks) {
+		cJSON_AddObjectToObject(ext, "io.modelcontextprotocol/tasks");
+		cJSON_DeleteItemFromObjectCaseSensitive(caps, "extensions");
+		cJSON_AddItemToObject(caps, "extensions", cJSON_Duplicate(ext, 1));
+	}
+	cJSON_Delete(ext);
 	c->capabilities_json = cJSON_PrintUnformatted(caps);
 	cJSON_Delete(caps);
 	return 0;
@@ -228,7 +309,10 @@ registry_free(struct config *c)
 	free_pages(c->resource_pages);
 	free_pages(c->template_pages);
 	free_pages(c->prompt_pages);
+	free_pages(c->skill_pages);
 	c->tool_pages = c->resource_pages = c->template_pages = c->prompt_pages = NULL;
+	c->skill_pages = NULL;
 	free(c->capabilities_json);
-	c->capabilities_json = NULL;
+	free(c->capabilities_2025_json);
+	c->capabilities_json = c->capabilities_2025_json = NULL;
 }

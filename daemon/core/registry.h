@@ -13,6 +13,11 @@ struct config;
 
 const struct tool_def *registry_tool(const struct config *c, const char *name);
 const struct prompt_def *registry_prompt(const struct config *c, const char *name);
+/* The skill whose SKILL.md has this URI; the file or directory of a
+ * skill that has this URI (and its skill in *skill). */
+const struct skill_def *registry_skill(const struct config *c, const char *uri);
+const struct skill_file *registry_skill_file(const struct config *c, const char *uri,
+    const struct skill_def **skill);
 /* The resource whose uri equals uri, or the first template that matches it;
  * template variables are returned as an object in *vars (caller frees). */
 const struct resource_def *registry_resource(const struct config *c, const char *uri,

@@ -50,6 +50,7 @@ struct loader {
 	struct anchor *anchors[ANCHOR_BUCKETS];
 	const char *src;            /* the YAML text, to place an expansion's error */
 	size_t srclen;
+	int verbatim;               /* no ${VAR} expansion (documents not ours) */
 };
 
 static void
@@ -387,7 +388,7 @@ event(struct loader *l, yaml_event_t *e)
 		/* ${VAR} in values; keys are the file's structure and stay as written. */
 		const struct frame *up = l->depth > 0 ? &l->stack[l->depth - 1] : NULL;
 		int key = up != NULL && up->n->type == CNODE_MAP && !up->have_key;
-		if (!key && envexpand_needed(val, len)) {
+		if (!key && !l->verbatim && envexpand_needed(val, len)) {
 			char msg[400];
 			size_t at;
 			str = envexpand(l->arena, val, len, CONFTREE_MAX_TEXT - l->text, &len, &at,
@@ -449,7 +450,7 @@ next_event(struct loader *l, yaml_event_t *e)
 
 static struct cnode *
 load(struct arena *a, const char *name, yaml_parser_t *parser, const char *src, size_t srclen,
-    char *err, size_t errlen)
+    int verbatim, char *err, size_t errlen)
 {
 	struct loader *l = calloc(1, sizeof(*l));
 	if (l == NULL) {
@@ -463,6 +464,7 @@ load(struct arena *a, const char *name, yaml_parser_t *parser, const char *src, 
 	l->errlen = errlen;
 	l->src = src;
 	l->srclen = srclen;
+	l->verbatim = verbatim;
 	struct cnode *root = NULL;
 	yaml_event_t e;
 	int docs = 0, done = 0;
@@ -516,8 +518,8 @@ fail:
 	return NULL;
 }
 
-struct cnode *
-conftree_load_string(struct arena *a, const char *name, const char *text, size_t len,
+static struct cnode *
+load_string(struct arena *a, const char *name, const char *text, size_t len, int verbatim,
     char *err, size_t errlen)
 {
 	if (len > CONFTREE_MAX_FILE) {
@@ -530,9 +532,23 @@ conftree_load_string(struct arena *a, const char *name, const char *text, size_t
 		return NULL;
 	}
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-	struct cnode *root = load(a, name, &parser, text, len, err, errlen);
+	struct cnode *root = load(a, name, &parser, text, len, verbatim, err, errlen);
 	yaml_parser_delete(&parser);
 	return root;
+}
+
+struct cnode *
+conftree_load_string(struct arena *a, const char *name, const char *text, size_t len,
+    char *err, size_t errlen)
+{
+	return load_string(a, name, text, len, 0, err, errlen);
+}
+
+struct cnode *
+conftree_load_verbatim(struct arena *a, const char *name, const char *text, size_t len,
+    char *err, size_t errlen)
+{
+	return load_string(a, name, text, len, 1, err, errlen);
 }
 
 /* The file is read whole, up to the limit and no further: an error in a

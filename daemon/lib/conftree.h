@@ -40,6 +40,11 @@ struct cnode *conftree_load_file(struct arena *a, const char *path,
 struct cnode *conftree_load_string(struct arena *a, const char *name,
     const char *text, size_t len, char *err, size_t errlen);
 
+/* The same without ${VAR} expansion: for YAML that is not the
+ * operator's config (a SKILL.md's front matter), read as written. */
+struct cnode *conftree_load_verbatim(struct arena *a, const char *name,
+    const char *text, size_t len, char *err, size_t errlen);
+
 /* Value of key in a mapping, or NULL. */
 const struct cnode *cnode_get(const struct cnode *map, const char *key);
 const char *cnode_type_name(enum cnode_type t);

@@ -90,6 +90,23 @@ item_answered(void *arg, const cJSON *result, const cJSON *error)
 		group_finish(g);
 }
 
+int
+ask_answer(struct call *c, const char *key, const cJSON *result)
+{
+	struct ask_group *g;
+	LIST_FOREACH(g, &c->asks, link) {
+		for (size_t i = 0; i < g->nitems; i++) {
+			struct ask_item *it = &g->items[i];
+			if (it->answered || strcmp(it->key, key) != 0)
+				continue;
+			it->answered = 1;
+			item_answered(it, result, NULL);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static const char *
 ask_capability(const char *method)
 {
@@ -145,6 +162,29 @@ ask_start(struct call *c, const cJSON *tool_id, const cJSON *requests, const cha
 			cJSON_AddItemToObject(g->results, rq->string, e);
 			continue;
 		}
+		if (call_is_task(c)) {
+			/* A task waits: its questions are in its record until a
+			 * tasks/update answers them (ask_answer). */
+			const cJSON *known = cJSON_GetObjectItemCaseSensitive(c->answers, rq->string);
+			if (known != NULL) {
+				cJSON_AddItemToObject(g->results, rq->string, cJSON_Duplicate(known, 1));
+				continue;
+			}
+			if (task_asking(c, rq->string)) {
+				cJSON *e = cJSON_CreateObject();
+				cJSON *err = cJSON_AddObjectToObject(e, "mcpd/error");
+				cJSON_AddNumberToObject(err, "code", JSONRPC_INVALID_REQUEST);
+				cJSON_AddStringToObject(err, "message", "a question with this key is waiting already");
+				cJSON_AddItemToObject(g->results, rq->string, e);
+				continue;
+			}
+			task_ask(c, rq->string, method->valuestring, params);
+			struct ask_item *it = &g->items[g->nitems++];
+			it->g = g;
+			it->key = strdup(rq->string);
+			g->remaining++;
+			continue;
+		}
 		if (c->stateless) {
 			const cJSON *known = cJSON_GetObjectItemCaseSensitive(c->answers, rq->string);
 			if (known != NULL) {
@@ -171,6 +211,11 @@ ask_start(struct call *c, const cJSON *tool_id, const cJSON *requests, const cha
 	}
 	if (g->remaining == 0) {
 		group_finish(g);
+		return;
+	}
+	if (call_is_task(c)) {
+		c->questions += g->remaining;
+		task_input_required(c);
 		return;
 	}
 	if (c->questions + g->remaining > MAX_QUESTIONS) {

@@ -278,6 +278,9 @@ call_free(struct call *c)
 	if (c->finished_flag != NULL)
 		*c->finished_flag = 1;
 	LIST_REMOVE(c, link);
+	task_op_forget(c);
+	if (c->task != NULL)
+		task_call_gone(c);
 	while (!LIST_EMPTY(&c->asks)) {
 		struct ask_group *g = LIST_FIRST(&c->asks);
 		LIST_REMOVE(g, link);
@@ -333,6 +336,7 @@ call_free(struct call *c)
 		session_unref(c->s);
 	cJSON_Delete(c->vars);
 	free(c->complete_prefix);
+	free(c->principal);
 	jsonrpc_free(&c->msg);
 	free(c);
 }
@@ -410,6 +414,9 @@ static const struct method methods[] = {
 	{ "prompts/get", m_prompts_get, 0 },
 	{ "completion/complete", m_complete, 0 },
 	{ "logging/setLevel", m_set_level, 1 },
+	{ "skills/list", m_skills_list, 0 },
+	{ "skills/get", m_skills_get, 0 },
+	{ "resources/directory/read", m_directory_read, 0 },
 	{ NULL, NULL, 0 },
 };
 
@@ -426,6 +433,12 @@ static const struct method methods_2026[] = {
 	{ "prompts/get", m_prompts_get, 0 },
 	{ "completion/complete", m_complete, 0 },
 	{ "subscriptions/listen", m_listen, 0 },
+	{ "tasks/get", m_tasks_get, 0 },
+	{ "tasks/update", m_tasks_update, 0 },
+	{ "tasks/cancel", m_tasks_cancel, 0 },
+	{ "skills/list", m_skills_list, 0 },
+	{ "skills/get", m_skills_get, 0 },
+	{ "resources/directory/read", m_directory_read, 0 },
 	{ NULL, NULL, 0 },
 };
 
@@ -440,6 +453,10 @@ dispatch(struct call *c)
 				call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params");
 				return;
 			}
+			/* The skills extension's methods exist where it is declared. */
+			if (c->m->cfg->nskills == 0 && (strncmp(mt->name, "skills/", 7) == 0 ||
+			    strcmp(mt->name, "resources/directory/read") == 0))
+				break;
 			mt->fn(c);
 			return;
 		}

@@ -61,6 +61,21 @@ m_listen(struct call *c)
 				cJSON_Delete(vars);
 			}
 			cJSON_AddItemToObject(filter, "resourceSubscriptions", uris);
+		} else if (strcmp(f->string, "taskIds") == 0 && c->m->cfg->tasks) {
+			/* notifications/tasks for these tasks of the caller's */
+			if (!cJSON_IsArray(f) || cJSON_GetArraySize(f) > 100) {
+				cJSON_Delete(filter);
+				call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: notifications.taskIds must be an array of at most 100 task ids");
+				return;
+			}
+			cJSON *ids = cJSON_CreateArray();
+			const cJSON *u;
+			cJSON_ArrayForEach(u, f)
+				if (cJSON_IsString(u) && strlen(u->valuestring) < 64)
+					cJSON_AddItemToArray(ids, cJSON_CreateString(u->valuestring));
+			cJSON_AddItemToObject(filter, "taskIds", ids);
+			free(c->principal);
+			c->principal = strdup(call_principal(c));
 		} else {
 			cJSON_Delete(filter);
 			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: unknown notification type \"%s\" in the filter", f->string);

@@ -98,6 +98,30 @@ tool_message(void *arg, const cJSON *msg)
 		tool_request(c, msg, m);
 		return;
 	}
+	if (call_is_task(c)) {
+		/* A task has no stream: its progress and log lines become its
+		 * statusMessage. */
+		const cJSON *text = NULL;
+		char buf[128];
+		if (strcmp(m, "notifications/progress") == 0) {
+			text = cJSON_GetObjectItemCaseSensitive(params, "message");
+			const cJSON *p = cJSON_GetObjectItemCaseSensitive(params, "progress");
+			const cJSON *t = cJSON_GetObjectItemCaseSensitive(params, "total");
+			if (!cJSON_IsString(text) && cJSON_IsNumber(p)) {
+				if (cJSON_IsNumber(t))
+					snprintf(buf, sizeof(buf), "%g of %g", p->valuedouble, t->valuedouble);
+				else
+					snprintf(buf, sizeof(buf), "%g", p->valuedouble);
+				task_note(c, buf);
+				return;
+			}
+		} else if (strcmp(m, "notifications/message") == 0) {
+			text = cJSON_GetObjectItemCaseSensitive(params, "data");
+		}
+		if (cJSON_IsString(text))
+			task_note(c, text->valuestring);
+		return;
+	}
 	if (strcmp(m, "notifications/progress") == 0) {
 		if (c->progress_token == NULL || !cJSON_IsObject(params))
 			return;

@@ -245,13 +245,15 @@ is_stateless(struct http_request *r, const struct jsonrpc_msg *msg)
 	return !(p >= 0 && p < PROTO_2026_07_28) && strcmp(hv, "2024-11-05") != 0;
 }
 
-/* Mcp-Name mirrors params.name (tools/call, prompts/get) or params.uri
- * (resources/read). */
+/* Mcp-Name mirrors params.name (tools/call, prompts/get), params.uri
+ * (resources/read) or params.taskId (tasks/get, update, cancel). */
 static const char *
 expected_name(const struct jsonrpc_msg *msg)
 {
 	const char *key = strcmp(msg->method, "resources/read") == 0 ? "uri" :
-	    (strcmp(msg->method, "tools/call") == 0 || strcmp(msg->method, "prompts/get") == 0) ? "name" : NULL;
+	    (strcmp(msg->method, "tools/call") == 0 || strcmp(msg->method, "prompts/get") == 0) ? "name" :
+	    (strcmp(msg->method, "tasks/get") == 0 || strcmp(msg->method, "tasks/update") == 0 ||
+	    strcmp(msg->method, "tasks/cancel") == 0) ? "taskId" : NULL;
 	if (key == NULL)
 		return NULL;
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(msg->params, key);
@@ -588,6 +590,8 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 	m->inotify_fd = -1;
 	m->base = base;
 	m->cfg = cfg;
+	if (b != NULL)
+		m->b = *b;
 	cors_config = cfg;
 	LIST_INIT(&m->calls);
 	m->sessions = sessions_new(base, b, cfg->limits.max_sessions, cfg->mcp.history,
@@ -609,6 +613,7 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 	sessions_on_delete(m->sessions, session_gone, m);
 	sessions_on_cancel(m->sessions, cancel_from_anywhere, m);
 	sessions_on_change(m->sessions, change_from_anywhere, m);
+	tasks_listen_start(m);
 	watch_files(m);
 	host_set_tool_functions(host_tool_result, host_tool_text, host_tool_progress,
 	    host_tool_on_cancel, host_tool_ask);
@@ -714,6 +719,7 @@ mcp_free(struct mcp *m)
 		c->req = NULL;
 		call_free(c);
 	}
+	tasks_listen_stop(m);
 	sessions_free(m->sessions);
 	admin_free(m->admin);
 	oauth_free(m->oauth);

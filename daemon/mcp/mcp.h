@@ -46,6 +46,9 @@ void mcp_free(struct mcp *m);
 enum { MCP_LAMBDA_BUFFERED = 1, MCP_LAMBDA_STREAMING };
 void mcp_lambda(struct mcp *m, int mode);
 void mcp_invocation(struct mcp *m, uint64_t deadline_ms, const char *trace_id);
+/* Tasks whose command runs in this worker: a draining worker waits for
+ * them (within shutdown_timeout) before it exits. */
+unsigned mcp_tasks_running(const struct mcp *m);
 
 /* One client on a line transport (the MCP stdio transport): each line
  * it sends is one JSON-RPC message given to mcp_line_message, without

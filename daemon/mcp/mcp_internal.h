@@ -13,6 +13,7 @@
 
 #include "jsonrpc.h"
 #include "mcp.h"
+#include "plugin.h"
 #include "session.h"
 
 struct admin;
@@ -36,12 +37,15 @@ struct tool_run_callbacks;
 
 struct ask_group;
 struct call;
+struct task;
+struct task_op;
 struct mcp;
 struct mcp_line;
 
 struct ask_item {               /* one request forwarded to the client */
 	struct ask_group *g;
 	char *key;
+	int answered;
 };
 
 struct ask_group {              /* a command's question(s), waiting for the client */
@@ -104,6 +108,9 @@ struct call {
 	cJSON *filter;              /* what the listener asked for and got */
 	LIST_HEAD(, ask_group) asks;
 	size_t questions;           /* forwarded to the client, not yet answered */
+	struct task *task;          /* the task this call's command runs as (task.c) */
+	struct task_op *op;         /* the storage read of tasks/get, update or cancel */
+	char *principal;            /* a listen stream's: whose tasks it may hear of */
 	LIST_ENTRY(call) link;
 };
 
@@ -128,6 +135,8 @@ struct mcp {
 	struct admin *admin;
 	struct oauth *oauth;            /* the internal authorization server, or NULL */
 	int lambda;                     /* mcpd --lambda: MCP_LAMBDA_*, else 0 */
+	struct backends b;              /* storage and transport (tasks) */
+	void *tasks_sub;                /* mcpd:tasks, task status for listen streams */
 };
 
 /* endpoint.c: answers outside a call. cors_headers checks the Origin
@@ -209,6 +218,47 @@ void host_tool_on_cancel(struct mcpd_tool_call *call, void (*fn)(void *), void *
 int initialize_check(struct call *c, enum proto *proto);
 cJSON *initialize_result(struct call *c, const struct session *s);
 
+/* ask.c: an answer a tasks/update brought for the question key of the
+ * call's command (1), or 0 if none waits under that key. */
+int ask_answer(struct call *c, const char *key, const cJSON *result);
+
+/* task.c: a tools/call that runs on as a task (the tasks extension). */
+#define TASKS_EXTENSION "io.modelcontextprotocol/tasks"
+#define TASK_POLL_MS 500        /* pollIntervalMs */
+#define TASK_NOTIFY_RESULT_MAX (64 * 1024)    /* a result inlined in notifications/tasks */
+enum task_status { TS_WORKING, TS_INPUT_REQUIRED, TS_COMPLETED, TS_FAILED, TS_CANCELLED, TS_COUNT };
+extern const char *const task_status_names[TS_COUNT];
+uint64_t wall_ms(void);
+void iso_time(uint64_t ms, char out[32]);
+int client_has_extension(const struct call *c, const char *ext);
+/* Who asks: the principal's user, or "" without auth. */
+const char *call_principal(const struct call *c);
+/* Answer -32021 naming the tasks extension as required. */
+void missing_tasks_capability(struct call *c, const char *why);
+/* Should this tools/call run as a task (1)? -1: an error was answered. */
+int task_wanted(struct call *c, const struct tool_def *t);
+/* The call's command started: make it a task (now, or after the tool's
+ * task_after). -1 when out of memory. */
+int task_begin(struct call *c);
+/* The call runs as a task (created or being created). */
+int call_is_task(const struct call *c);
+void task_note(struct call *c, const char *text);
+int task_asking(const struct call *c, const char *key);
+void task_ask(struct call *c, const char *key, const char *method, const cJSON *params);
+void task_input_required(struct call *c);
+struct tool_result;
+void task_tool_done(struct call *c, struct tool_result *r);
+void task_call_gone(struct call *c);
+
+/* t_tasks.c: a call freed while its storage read (tasks methods) is out;
+ * a record as tasks/get shows it (small: the result left out when large);
+ * a record changed, told to every worker's listen streams. */
+void task_op_forget(struct call *c);
+cJSON *task_detailed(const cJSON *rec, int small);
+void tasks_publish(struct mcp *m, const cJSON *rec);
+void tasks_listen_start(struct mcp *m);
+void tasks_listen_stop(struct mcp *m);
+
 /* line.c: a message to a client on a line transport. */
 void line_write(struct mcp_line *l, const char *json);
 
@@ -234,9 +284,16 @@ void m_templates_list(struct call *c);
 void m_resources_read(struct call *c);
 void m_subscribe(struct call *c);
 void m_unsubscribe(struct call *c);
+void m_skills_list(struct call *c);     /* t_skills.c */
+void m_skills_get(struct call *c);
+void m_directory_read(struct call *c);
+int skill_read(struct call *c, const char *uri);
 void m_prompts_list(struct call *c);    /* t_prompts.c */
 void m_prompts_get(struct call *c);
 void m_complete(struct call *c);        /* t_complete.c */
+void m_tasks_get(struct call *c);       /* t_tasks.c */
+void m_tasks_update(struct call *c);
+void m_tasks_cancel(struct call *c);
 void m_listen(struct call *c);          /* changes.c */
 
 #endif

@@ -36,7 +36,7 @@ initialize_result(struct call *c, const struct session *s)
 	    cJSON_IsString(cname) ? cname->valuestring : "an unnamed client", proto_names[s->proto]);
 	cJSON *res = cJSON_CreateObject();
 	cJSON_AddStringToObject(res, "protocolVersion", proto_names[s->proto]);
-	cJSON_AddItemToObject(res, "capabilities", cJSON_Parse(cfg->capabilities_json));
+	cJSON_AddItemToObject(res, "capabilities", cJSON_Parse(cfg->capabilities_2025_json));
 	cJSON *si = cJSON_AddObjectToObject(res, "serverInfo");
 	cJSON_AddStringToObject(si, "name", cfg->server.name);
 	cJSON_AddStringToObject(si, "version", cfg->server.version);

@@ -136,6 +136,8 @@ m_resources_read(struct call *c)
 		return;
 	}
 	const struct resource_def *r = registry_resource(c->m->cfg, uri, &c->vars);
+	if (r == NULL && skill_read(c, uri))
+		return;
 	if (r == NULL) {
 		cJSON *data = cJSON_CreateObject();
 		cJSON_AddStringToObject(data, "uri", uri);

@@ -25,6 +25,10 @@ static void
 tool_done(void *arg, struct tool_result *r)
 {
 	struct call *c = arg;
+	if (call_is_task(c)) {
+		task_tool_done(c, r);
+		return;
+	}
 	c->run = NULL;
 	if (c->cancelled) {
 		log_info("tool %s cancelled", c->tool->name);
@@ -348,6 +352,13 @@ m_tools_call(struct call *c)
 		cJSON_Delete(empty);
 		return;
 	}
+	/* A task, when the tool and the client take one (the client's
+	 * legacy params.task hint decides nothing). */
+	int as_task = task_wanted(c, t);
+	if (as_task < 0) {
+		cJSON_Delete(empty);
+		return;
+	}
 	if (t->kind == TOOL_PLUGIN) {
 		run_plugin_tool(c, t, args);
 		cJSON_Delete(empty);
@@ -373,4 +384,9 @@ m_tools_call(struct call *c)
 		return;
 	}
 	call_go_async(c);
+	if (as_task && task_begin(c) < 0) {
+		c->cancelled = 1;
+		tool_run_cancel(c->run);
+		log_error("tool %s: out of memory for its task", t->name);
+	}
 }

@@ -257,8 +257,10 @@ slot_quit(struct master *m, struct slot *s)
 	const struct config *now = m->next ? m->next->cfg : m->cur->cfg, *was = s->gen->cfg;
 	if (now != was) {
 		changed[0] = (unsigned char)pages_differ(now->tool_pages, was->tool_pages);
+		/* A skill's files (their digests) are resources too. */
 		changed[1] = (unsigned char)(pages_differ(now->resource_pages, was->resource_pages) ||
-		    pages_differ(now->template_pages, was->template_pages));
+		    pages_differ(now->template_pages, was->template_pages) ||
+		    pages_differ(now->skill_pages, was->skill_pages));
 		changed[2] = (unsigned char)pages_differ(now->prompt_pages, was->prompt_pages);
 	}
 	if (chan_send(s->chan, CHAN_QUIT, changed, sizeof(changed), -1) < 0)

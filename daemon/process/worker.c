@@ -30,15 +30,39 @@ struct worker {
 	struct event *chan_ev;
 	struct event *sig_term;
 	struct event *drain_timer;
+	struct event *tasks_timer;      /* draining: waits for running tasks */
 	struct chan_msg msg;
 };
+
+/* Connections are done; tasks running here may still be (their clients
+ * follow them from anywhere): wait for them, within shutdown_timeout. */
+static void
+tasks_check(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct worker *w = arg;
+	if (mcp_tasks_running(w->mcp) > 0)
+		return;
+	log_info("all connections and tasks finished; exiting");
+	event_base_loopexit(w->base, NULL);
+}
 
 static void
 drained(void *arg)
 {
 	struct worker *w = arg;
-	log_info("all connections finished; exiting");
-	event_base_loopexit(w->base, NULL);
+	unsigned n = mcp_tasks_running(w->mcp);
+	if (n == 0) {
+		log_info("all connections finished; exiting");
+		event_base_loopexit(w->base, NULL);
+		return;
+	}
+	log_info("all connections finished; waiting for %u running task%s", n, n == 1 ? "" : "s");
+	w->tasks_timer = event_new(w->base, -1, EV_PERSIST, tasks_check, w);
+	struct timeval tv = { 0, 200000 };
+	if (w->tasks_timer == NULL || event_add(w->tasks_timer, &tv) < 0)
+		event_base_loopexit(w->base, NULL);
 }
 
 static void
@@ -299,6 +323,8 @@ worker_main(const struct worker_params *p)
 	event_free(w.sig_term);
 	event_free(w.chan_ev);
 	event_free(w.drain_timer);
+	if (w.tasks_timer != NULL)
+		event_free(w.tasks_timer);
 	event_base_free(w.base);
 	return 0;
 }

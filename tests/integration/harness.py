@@ -990,9 +990,22 @@ def conformance_behind_balancer(t, ports, label):
     """The official conformance suite, both generations, through a
     round-robin balancer over instances: every new connection of a
     scenario may land on another instance."""
-    from test_conformance import EXPECTED, failures, suite
+    from test_conformance import EXPECTED, SKILLS_SCENARIOS, TASKS_SCENARIOS, failures, suite
     lb = RoundRobin(ports)
     try:
+        # The extensions: a task started on one instance is polled,
+        # answered and cancelled through the others; skills from any.
+        p, checks, summary = suite(t, lb.port, "req-2026-07-28", "--requirements", "2026-07-28")
+        tasks = [s for s in checks if s.startswith("tasks-")]
+        check(p.returncode == 0 and not failures(checks) and len(tasks) == TASKS_SCENARIOS,
+              "requirements 2026-07-28 behind the balancer: exit %d, %d tasks scenarios\n%s\n%s"
+              % (p.returncode, len(tasks), "\n".join(failures(checks)), summary))
+        for scenario in SKILLS_SCENARIOS:
+            p, checks, summary = suite(t, lb.port, scenario, "--scenario", scenario,
+                                       "--spec-version", "2026-07-28", "--force")
+            check(p.returncode == 0 and checks and not failures(checks),
+                  "%s behind the balancer\n%s" % (scenario, "\n".join(failures(checks))))
+        print("     behind the balancer%s: the tasks and skills extensions' scenarios pass" % label)
         for version in ("2025-11-25", "2026-07-28"):
             p, checks, summary = suite(t, lb.port, version, "--suite", "all", "--spec-version", version)
             bad = failures(checks)

@@ -241,6 +241,7 @@ def test_deb_build_install_upgrade_purge(t):
     files = run("dpkg-deb", "-c", debs["mcpd"]).stdout
     for f in ["./usr/sbin/mcpd", "./usr/libexec/mcpd/mcpd-tool", "./usr/bin/mcpd-tool -> ",
               "./etc/mcpd/mcpd.yaml", "./etc/mcpd/tools/greet.sh", ".%s" % UNIT,
+              "./etc/mcpd/skills/release-checklist/SKILL.md",
               "./lib/systemd/system/mcpd.socket", "./usr/share/man/man8/mcpd.8.gz",
               "./usr/share/man/man5/mcpd.yaml.5.gz", "./usr/share/man/man1/mcpd-tool.1.gz"] + \
             ["./usr/lib/mcpd/plugins/%s.so" % n for n in LIGHT]:
@@ -277,7 +278,8 @@ def test_deb_build_install_upgrade_purge(t):
         st = os.stat("/var/lib/mcpd")
         check(st.st_uid == user.pw_uid and st.st_mode & 0o777 == 0o750, "/var/lib/mcpd: %o" % st.st_mode)
         conffiles = run("dpkg-query", "-W", "-f=${Conffiles}", "mcpd").stdout
-        for f in (CONFIG, "/etc/mcpd/motd.txt", "/etc/mcpd/tools/greet.sh"):
+        for f in (CONFIG, "/etc/mcpd/motd.txt", "/etc/mcpd/tools/greet.sh",
+                  "/etc/mcpd/skills/release-checklist/SKILL.md"):
             check(" %s " % f in conffiles, "%s is no conffile:\n%s" % (f, conffiles))
         check(re.search(r"^user: mcpd\b", open(CONFIG).read(), re.M), "the packaged config has no user: mcpd")
         # Enabled by the postinst; started and stopped where systemd runs.

@@ -19,7 +19,9 @@ def test_install_prefix_gives_a_working_tree(t):
     make("install", "BUILD=" + os.path.join(t.dir, "build"), "PREFIX=" + prefix)
     mcpd = os.path.join(prefix, "sbin/mcpd")
     for f in ("sbin/mcpd", "etc/mcpd/mcpd.yaml", "share/man/man8/mcpd.8",
-              "share/man/man5/mcpd.yaml.5", "lib/mcpd/plugins"):
+              "share/man/man5/mcpd.yaml.5", "lib/mcpd/plugins",
+              "etc/mcpd/skills/release-checklist/SKILL.md",     # the example's skill
+              "etc/mcpd/skills/release-checklist/references/STEPS.md"):
         check(os.path.exists(os.path.join(prefix, f)), "missing %s" % f)
     out = subprocess.run([mcpd, "-h"], capture_output=True, text=True).stdout
     check("default %s/etc/mcpd/mcpd.yaml" % prefix in out, out)

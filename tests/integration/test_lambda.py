@@ -573,3 +573,30 @@ def test_auth_as_the_daemon_does_it(t):
     check(out["statusCode"] == 401 and 'resource_metadata="http://' in out["multiValueHeaders"]["WWW-Authenticate"][0],
           out)
     lam.stop()
+
+
+def test_tasks_do_not_run_under_lambda(t):
+    """Lambda freezes the environment once an invocation is answered: a
+    task's command would stop there. A tool that may run as a task runs as
+    a plain call, even for a client that asks for tasks; one that must is
+    refused with the reason."""
+    cfg = CONFIG % {"mode": "buffered", "max_body": "1MiB"} + """  - name: maybe
+    description: May run as a task.
+    task: may
+    shell: 'echo plain'
+  - name: must
+    description: Runs only as a task.
+    task: must
+    shell: 'echo never'
+"""
+    lam = Lambda(t, config=cfg).ready()
+    caps = {"io.modelcontextprotocol/clientCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}}}
+    r = lam.api.invoke(v2_event("POST", "/mcp", call_body("maybe", meta=caps),
+                                mcp_headers("tools/call", "maybe"))).wait()
+    out = json.loads(body_of(r.json()))
+    check(out["result"]["content"][0]["text"].strip() == "plain", out)
+    r = lam.api.invoke(v2_event("POST", "/mcp", call_body("must", meta=caps),
+                                mcp_headers("tools/call", "must"))).wait()
+    out = json.loads(body_of(r.json()))
+    check("tasks do not run under mcpd --lambda" in out["error"]["message"], out)
+    lam.stop()

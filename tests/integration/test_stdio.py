@@ -177,7 +177,10 @@ def test_stdio_sdk_client(t):
     check(c["add"]["structuredContent"] == {"sum": 5}, c["add"])
     check(out["invalid"].get("isError") is True, out["invalid"])
     check({"level": "info", "data": "countdown of 2 finished"} in out["logs"], out["logs"])
-    check(out["resources"] == ["file:///motd"], out["resources"])
+    # the example skill's SKILL.md is listed and read like any resource
+    check(out["resources"] == ["file:///motd", "skill://release-checklist/SKILL.md"], out["resources"])
+    check(out["reads"]["skill://release-checklist/SKILL.md"]["contents"][0]["text"] ==
+          open(os.path.join(ROOT, "conf", "skills", "release-checklist", "SKILL.md")).read())
     check(out["reads"]["file:///motd"]["contents"][0]["text"] == open(os.path.join(ROOT, "conf", "motd.txt")).read())
     check(out["templates"] == ["env://{name}"], out["templates"])
     check(out["reads"]["env://HOME"]["contents"][0]["uri"] == "env://HOME", out["reads"]["env://HOME"])

@@ -29,5 +29,6 @@ Suite *credfile_suite(void);
 Suite *localq_suite(void);
 Suite *linesplit_suite(void);
 Suite *lambda_suite(void);
+Suite *skillmd_suite(void);
 
 #endif
