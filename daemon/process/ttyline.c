@@ -10,14 +10,16 @@ tty_read_line(FILE *out, const char *prompt, char *buf, size_t len, int echo)
 	struct termios old, quiet;
 	int tty = isatty(STDIN_FILENO);
 	int hidden = !echo && tty && tcgetattr(STDIN_FILENO, &old) == 0;
-	if (tty || echo) {
-		fprintf(out, "%s", prompt);
-		fflush(out);
-	}
+	/* Echo off before the prompt: what is typed once it shows is not
+	 * echoed (typed before, it is dropped by TCSAFLUSH). */
 	if (hidden) {
 		quiet = old;
 		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
 		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	if (tty || echo) {
+		fprintf(out, "%s", prompt);
+		fflush(out);
 	}
 	char *got = fgets(buf, (int)len, stdin);
 	if (hidden) {
