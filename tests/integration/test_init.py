@@ -4,6 +4,8 @@ makes is served by the real daemon and its example tools are called with
 the official TypeScript SDK client; every template and auth passes
 mcpd -t; a plugin this build lacks is refused; nothing is overwritten."""
 
+import base64
+import hashlib
 import json
 import os
 import pty
@@ -159,12 +161,12 @@ def test_init_interactive_internal_oauth(t):
     term.send(password)
     term.expect("Example tools")
     term.expect("[all]: ")
-    term.send("")
+    term.send("plain,progress,ask")
     rc = term.finish()
     out = term.transcript
     check(rc == 0, out)
-    # What is typed shows, except the password.
-    check("demo-server" in out and "nonsense" in out, out)
+    # What is typed shows, except the password: echo is back after it.
+    check("demo-server" in out and "nonsense" in out and "[all]: plain,progress,ask" in out, out)
     check(password not in out, "the password was echoed:\n" + out)
     check("claude mcp add --transport http demo-server http://127.0.0.1:8080/mcp" in out, out)
     check("-c %s/mcpd.yaml" % d in out, out)
@@ -244,6 +246,30 @@ def built_plugins():
     return {f[:-3] for f in os.listdir(d) if f.endswith(".so")}
 
 
+def b64url(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def check_generated_password(out, d):
+    """--yes with internal: the password printed once is the one the
+    users file's scrypt hash is of, and is not in any file."""
+    m = re.search(r"The password of (\S+) \(shown this once; only its hash is in users\):\n  (\S+)\n", out)
+    check(m, out)
+    user, password = m.group(1), m.group(2)
+    line = [x for x in open(os.path.join(d, "users")).read().splitlines() if x and not x.startswith("#")]
+    check(len(line) == 1, line)
+    name, hashed = line[0].split(":", 1)
+    h = re.fullmatch(r"\$scrypt\$ln=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9_-]+)\$([A-Za-z0-9_-]+)", hashed)
+    check(name == user and h, line)
+    ln, r, p = int(h.group(1)), int(h.group(2)), int(h.group(3))
+    key = hashlib.scrypt(password.encode(), salt=b64url(h.group(4)), n=1 << ln, r=r, p=p,
+                         maxmem=256 << 20, dklen=len(b64url(h.group(5))))
+    check(key == b64url(h.group(5)), "the printed password is not the one hashed")
+    for f in files_under(d):
+        if not f.startswith("state/"):
+            check(password not in open(os.path.join(d, f), errors="replace").read(), f)
+
+
 def test_init_every_template_and_auth(t):
     """Each template with each authorization (every jwt preset), made with
     flags, passes mcpd -t; the files are those of its deployment (a
@@ -273,6 +299,8 @@ def test_init_every_template_and_auth(t):
             check(("\nauth:" in yaml) == (auth != "none"), yaml)
             if auth.startswith("jwt:"):
                 check("preset: %s\n" % auth[4:] in yaml, yaml)
+            if auth == "internal":
+                check_generated_password(out, d)
             n += 1
     check(n > 0, "no combination was built")
 
@@ -419,3 +447,42 @@ def test_init_terminal_end_of_input(t):
     rc = term.finish()
     check(rc == 1 and "no answer" in term.transcript and "nothing written" in term.transcript, term.transcript)
     check(not os.path.exists(d))
+
+
+def test_init_interactive_jwt_preset(t):
+    """On a terminal, an OpenID provider by preset: the presets listed,
+    the issuer and (for okta) the audience asked with the preset's form as
+    default; a URL that is not one is asked again; the answers are the
+    defaults of ${OIDC_ISSUER} and ${OIDC_AUDIENCE}, and mcpd -t passes."""
+    d = os.path.join(t.dir, "sso")
+    term = Terminal([MCPD, "init", "--template", "redis", d])
+    term.expect("Server name [sso]: ")
+    term.send("")
+    term.expect("Where state lives [2]: ")          # the flag is the default
+    term.send("")
+    term.expect("Authorization [1]: ")
+    term.send("jwt")
+    for preset in PRESETS:
+        term.expect(preset)
+    term.expect("OpenID provider (preset) [1]: ")
+    term.send("okta")
+    term.expect("Issuer URL [https://example.okta.com/oauth2/default]: ")
+    term.send("id.example.org/oauth2/tools")
+    term.expect("An https:// URL")
+    term.expect("Issuer URL [")
+    term.send("https://id.example.org/oauth2/tools")
+    term.expect("Audience of its tokens [api://default]: ")
+    term.send("api://tools")
+    term.expect("[all]: ")
+    term.send("none")
+    rc = term.finish()
+    check(rc == 0, term.transcript)
+    yaml = open(os.path.join(d, "mcpd.yaml")).read()
+    check("preset: okta\n" in yaml and 'issuer: "${OIDC_ISSUER:-https://id.example.org/oauth2/tools}"' in yaml and
+          'audience: "${OIDC_AUDIENCE:-api://tools}"' in yaml and "plugin: redis" in yaml and "\ntools:" not in yaml,
+          yaml)
+    check(files_under(d) == {"mcpd.yaml", "README.md", "mcpd.service.d/sso.conf"}, files_under(d))
+    rc, _, err = run_mcpd("-t", "-c", os.path.join(d, "mcpd.yaml"))
+    check(rc == 0, err)
+    rc, _, err = run_mcpd("-t", "-c", os.path.join(d, "mcpd.yaml"), env={"OIDC_ISSUER": "http://id.example.org/x"})
+    check(rc == 1 and "only https URLs" in err, err)
