@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import pty
+import resource
 import re
 import select
 import shutil
@@ -486,3 +487,36 @@ def test_init_interactive_jwt_preset(t):
     check(rc == 0, err)
     rc, _, err = run_mcpd("-t", "-c", os.path.join(d, "mcpd.yaml"), env={"OIDC_ISSUER": "http://id.example.org/x"})
     check(rc == 1 and "only https URLs" in err, err)
+
+
+def test_init_write_failure_leaves_nothing(t):
+    """A write that fails halfway (RLIMIT_FSIZE: README.md, written last,
+    is the one file over the limit) takes away what was written before it
+    and the directories made: nothing is left half-written. A directory in
+    the way (tools/ a file) is reported the same way."""
+    d = os.path.join(t.dir, "x" * 250, "y" * 250, "deep")
+    os.makedirs(os.path.dirname(d))
+    args = ("--yes", "--template", "aws", "--examples", d)
+    rc, out, err = init(*args)
+    check(rc == 0, err)
+    sizes = {f: os.path.getsize(os.path.join(d, f)) for f in files_under(d)}
+    biggest = max(v for f, v in sizes.items() if f != "README.md")
+    check(sizes["README.md"] > biggest + 100, sizes)
+    shutil.rmtree(d)
+    limit = (sizes["README.md"] + biggest) // 2
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    p = subprocess.run([MCPD, "init", *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=60, preexec_fn=limited)
+    check(p.returncode == 1 and "%s/README.md: File too large: nothing written" % d in p.stderr, p.stderr)
+    check(not os.path.exists(d), "left behind: %s" % (files_under(d) if os.path.isdir(d) else d))
+
+    d = os.path.join(t.dir, "blocked")
+    os.makedirs(d)
+    with open(os.path.join(d, "tools"), "w") as f:
+        f.write("a file\n")
+    rc, out, err = init("--yes", "--examples", d)
+    check(rc == 1 and "%s/tools: Not a directory: nothing written" % d in err, err)
+    check(sorted(os.listdir(d)) == ["tools"], os.listdir(d))
