@@ -701,10 +701,8 @@ static char *
 absolute_dir(const char *dir)
 {
 	char *r = realpath(dir, NULL);
-	if (r != NULL)
+	if (r != NULL || errno != ENOENT)
 		return r;
-	if (errno != ENOENT)
-		return NULL;
 	/* A new directory: its parent's real path and its name. */
 	char *copy = strdup(dir);
 	if (copy == NULL)
@@ -714,13 +712,19 @@ absolute_dir(const char *dir)
 		copy[--n] = '\0';
 	char *slash = strrchr(copy, '/');
 	const char *base = slash ? slash + 1 : copy;
-	char *parent = slash == copy ? strdup("/") : realpath(slash ? (*slash = '\0', copy) : ".", NULL);
-	char *out = NULL;
-	if (parent != NULL && strcmp(base, ".") != 0 && strcmp(base, "..") != 0 &&
+	char *parent = NULL, *out = NULL;
+	if (slash == copy)
+		parent = strdup("/");
+	else if (slash != NULL) {
+		*slash = '\0';
+		parent = realpath(copy, NULL);
+	} else
+		parent = realpath(".", NULL);
+	if (parent != NULL && (base[0] == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0))
+		errno = ENOENT;
+	else if (parent != NULL &&
 	    asprintf(&out, "%s%s%s", parent, strcmp(parent, "/") == 0 ? "" : "/", base) < 0)
 		out = NULL;
-	if (out == NULL && errno == 0)
-		errno = ENOENT;
 	free(parent);
 	free(copy);
 	return out;
