@@ -300,6 +300,12 @@ def test_init_every_template_and_auth(t):
             check(("\nauth:" in yaml) == (auth != "none"), yaml)
             if auth.startswith("jwt:"):
                 check("preset: %s\n" % auth[4:] in yaml, yaml)
+            readme = open(os.path.join(d, "README.md")).read()
+            check("%s -c %s/mcpd.yaml" % (os.path.realpath(MCPD), d) in readme and
+                  "claude mcp add --transport http %s http://127.0.0.1:8080/mcp" % os.path.basename(d) in readme and
+                  "claude_desktop_config.json" in readme and '"args": ["--stdio", "-c", "%s/mcpd.yaml"]' % d in readme
+                  and "npx @modelcontextprotocol/inspector" in readme, readme)
+            check("claude mcp add --transport http" in out and "-c %s/mcpd.yaml\n" % d in out, out)
             if auth == "internal":
                 check_generated_password(out, d)
             n += 1
