@@ -987,9 +987,23 @@ find_helper(struct config *c)
 	return arena_printf(c->arena, "%s/mcpd-tool", mcpd_libexec_dir);
 }
 
+char *
+config_default_plugin_dir(void)
+{
+	char *dir = exe_dir();
+	char *p = NULL;
+	if (dir != NULL && asprintf(&p, "%s/plugins", dir) < 0)
+		p = NULL;
+	free(dir);
+	struct stat st;
+	if (p != NULL && stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+		return p;
+	free(p);
+	return strdup(mcpd_default_plugin_dir);
+}
+
 /* plugin_dir as written (relative to the config's directory), or the
- * build tree's plugins/ beside a binary that runs from there, or the
- * installed directory. */
+ * default (config_default_plugin_dir). */
 static const char *
 find_plugin_dir(struct config *c)
 {
@@ -998,13 +1012,10 @@ find_plugin_dir(struct config *c)
 			return c->plugin_dir;
 		return arena_printf(c->arena, "%s/%s", c->config_dir, c->plugin_dir);
 	}
-	char *dir = exe_dir();
-	const char *p = dir != NULL ? arena_printf(c->arena, "%s/plugins", dir) : NULL;
+	char *dir = config_default_plugin_dir();
+	const char *p = dir != NULL ? arena_printf(c->arena, "%s", dir) : NULL;
 	free(dir);
-	struct stat st;
-	if (p != NULL && stat(p, &st) == 0 && S_ISDIR(st.st_mode))
-		return p;
-	return mcpd_default_plugin_dir;
+	return p != NULL ? p : mcpd_default_plugin_dir;
 }
 
 /* An operation mcpd calls without checking for NULL. */

@@ -188,6 +188,10 @@ struct config {
 /* Parse and validate. Returns NULL and fills errs ("file:line:col: msg"
  * each) when anything is wrong. */
 struct config *config_load(const char *path, struct errlist *errs);
+/* Where plugins are found without plugin_dir: plugins/ beside the running
+ * binary (a build tree), else the installed directory. Malloc'd; NULL
+ * when out of memory. */
+char *config_default_plugin_dir(void);
 /* For the configurations loaded after it (mcpd --stdio): one worker,
  * sessions in the memory storage, the in-process local transport,
  * whatever storage: and transport: say. */

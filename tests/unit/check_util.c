@@ -1,8 +1,10 @@
 #include <check.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "apikeygen.h"
 #include "arena.h"
 #include "suites.h"
 #include "tool_exec.h"
@@ -262,6 +264,31 @@ START_TEST(strict_numbers)
 }
 END_TEST
 
+/* A new API key is mcpd_ and 43 base64url characters, hex is its SHA-256
+ * (what the apikey plugin compares), and two keys differ; buffers too
+ * small are refused. */
+START_TEST(api_keys)
+{
+	char key[APIKEY_LEN + 1], hex[APIKEY_HASH_HEX + 1], key2[APIKEY_LEN + 1], hex2[APIKEY_HASH_HEX + 1];
+	ck_assert_int_eq(apikey_generate(key, sizeof(key), hex, sizeof(hex)), 0);
+	ck_assert_uint_eq(strlen(key), APIKEY_LEN);
+	ck_assert(strncmp(key, "mcpd_", 5) == 0);
+	ck_assert_uint_eq(strspn(key + 5, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), 43);
+	unsigned char h[32];
+	unsigned int n = 32;
+	ck_assert_int_eq(EVP_Digest(key, strlen(key), h, &n, EVP_sha256(), NULL), 1);
+	char want[65];
+	for (int i = 0; i < 32; i++)
+		snprintf(want + 2 * i, 3, "%02x", h[i]);
+	ck_assert_str_eq(hex, want);
+	ck_assert_int_eq(apikey_generate(key2, sizeof(key2), hex2, sizeof(hex2)), 0);
+	ck_assert_str_ne(key, key2);
+	ck_assert_str_ne(hex, hex2);
+	ck_assert_int_eq(apikey_generate(key2, APIKEY_LEN, hex2, sizeof(hex2)), -1);
+	ck_assert_int_eq(apikey_generate(key2, sizeof(key2), hex2, APIKEY_HASH_HEX), -1);
+}
+END_TEST
+
 Suite *
 util_suite(void)
 {
@@ -276,6 +303,7 @@ util_suite(void)
 	tcase_add_test(tc, first_occurrence);
 	tcase_add_test(tc, env_names);
 	tcase_add_test(tc, strict_numbers);
+	tcase_add_test(tc, api_keys);
 	suite_add_tcase(s, tc);
 	return s;
 }
