@@ -76,7 +76,7 @@ def test_discover_and_lists(t):
     check(res["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "mcpd", res)
     check(res["ttlMs"] == 0 and res["cacheScope"] == "private")
     st, _, r, _ = req(port, "tools/list")
-    check([x["name"] for x in r["result"]["tools"]] == ["hello", "ask", "sleepy", "talk", "change"], r)
+    check([x["name"] for x in r["result"]["tools"]] == ["hello", "ask", "sleepy", "talk", "change", "flood"], r)
     check(r["result"]["ttlMs"] == 300000 and r["result"]["cacheScope"] == "public"
           and r["result"]["resultType"] == "complete", r)
     st, _, r, _ = req(port, "tools/call", {"name": "hello", "arguments": {"who": "x"}}, name="hello",
