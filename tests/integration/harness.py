@@ -743,8 +743,13 @@ def check_not_ready(port, why, initialize=False, healthz=0):
     for _ in range(healthz):
         st, _, body = http(port, "GET", "/healthz")
         check(st == 200, "the process is alive even though it is not ready: %s %r" % (st, body))
-    st, _, body = http(port, "GET", "/readyz")
-    check(st == 503 and why in body, (st, body))
+    # Each worker finds out on its own: until every one has, the answer
+    # may come from one that says only "not connected yet" (never 200).
+    def says_why():
+        st, _, body = http(port, "GET", "/readyz")
+        check(st == 503, (st, body))
+        return why in body
+    wait_for(says_why, timeout=10, what="/readyz to say %r" % why)
     if initialize:
         st, r, _ = rpc(port, None, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
                        "clientInfo": {"name": "x", "version": "1"}}, id=0)
