@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -466,4 +467,43 @@ exe_dir(void)
 		free(buf);
 	}
 	return NULL;
+}
+
+/* A whole regular file of at most max bytes, read at once. */
+int
+read_small_file(const char *path, uint64_t max, char **out, size_t *outlen, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		snprintf(err, errlen, "not a regular file");
+		return -1;
+	}
+	if ((uint64_t)st.st_size > max) {
+		close(fd);
+		snprintf(err, errlen, "file larger than %llu bytes", (unsigned long long)max);
+		return -1;
+	}
+	char *buf = malloc((size_t)st.st_size + 1);
+	size_t got = 0;
+	while (buf != NULL && got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	if (buf == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	buf[got] = '\0';
+	*out = buf;
+	*outlen = got;
+	return 0;
 }

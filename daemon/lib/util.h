@@ -99,4 +99,8 @@ char *exe_dir(void);
 int set_nonblock(int fd);
 int set_cloexec(int fd);
 
+/* The whole regular file at path (at most max bytes) in a new buffer,
+ * NUL-terminated: 0, or -1 with why in err. */
+int read_small_file(const char *path, uint64_t max, char **out, size_t *outlen, char *err, size_t errlen);
+
 #endif

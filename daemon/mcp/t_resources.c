@@ -8,14 +8,10 @@
 #include "tool_exec.h"
 #include "util.h"
 
-#include <errno.h>
 #include <event2/event.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define RESOURCE_NOT_FOUND -32002
 
@@ -77,44 +73,6 @@ resource_done(void *arg, struct tool_result *r)
 
 static const struct tool_run_callbacks resource_callbacks = { tool_message, resource_done };
 
-static int
-read_file(const char *path, uint64_t max, char **out, size_t *outlen, char *err, size_t errlen)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s", strerror(errno));
-		return -1;
-	}
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		snprintf(err, errlen, "not a regular file");
-		return -1;
-	}
-	if ((uint64_t)st.st_size > max) {
-		close(fd);
-		snprintf(err, errlen, "file larger than %llu bytes", (unsigned long long)max);
-		return -1;
-	}
-	char *buf = malloc((size_t)st.st_size + 1);
-	size_t got = 0;
-	while (buf != NULL && got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	if (buf == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	buf[got] = '\0';
-	*out = buf;
-	*outlen = got;
-	return 0;
-}
-
 void
 m_resources_list(struct call *c)
 {
@@ -157,7 +115,7 @@ m_resources_read(struct call *c)
 	case RES_FILE: {
 		char *data;
 		size_t len;
-		if (read_file(r->file, r->cmd.max_output, &data, &len, err, sizeof(err)) < 0) {
+		if (read_small_file(r->file, r->cmd.max_output, &data, &len, err, sizeof(err)) < 0) {
 			log_warn("resource %s: %s: %s", uri, r->file, err);
 			call_error(c, JSONRPC_INTERNAL_ERROR, "Reading %s failed: %s", uri, err);
 			return;

@@ -9,13 +9,9 @@
 #include "registry.h"
 #include "util.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* A skill may hold 16 MiB in all: no one file is read past that. */
 #define SKILL_FILE_MAX (16u << 20)
@@ -107,38 +103,6 @@ m_directory_read(struct call *c)
 	call_result(c, res);
 }
 
-static int
-read_whole(const char *path, char **out, size_t *outlen, char *err, size_t errlen)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	struct stat st;
-	if (fd < 0 && errno == ELOOP)
-		fd = open(path, O_RDONLY | O_CLOEXEC);  /* a link to a file, as at load */
-	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > SKILL_FILE_MAX) {
-		snprintf(err, errlen, "%s", fd < 0 ? strerror(errno) : "not a regular file of at most 16 MiB");
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	char *buf = malloc((size_t)st.st_size + 1);
-	size_t got = 0;
-	while (buf != NULL && got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	if (buf == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	buf[got] = '\0';
-	*out = buf;
-	*outlen = got;
-	return 0;
-}
-
 /* resources/read of skill://...: 1 when the URI is a skill's (answered),
  * else 0. */
 int
@@ -152,7 +116,7 @@ skill_read(struct call *c, const char *uri)
 	size_t len;
 	char *path = NULL;
 	if (asprintf(&path, "%s/%s", sk->dir, f->path) < 0 ||
-	    read_whole(path, &data, &len, err, sizeof(err)) < 0) {
+	    read_small_file(path, SKILL_FILE_MAX, &data, &len, err, sizeof(err)) < 0) {
 		log_warn("skill %s: %s: %s", sk->name, f->path, path ? err : "out of memory");
 		call_error(c, JSONRPC_INTERNAL_ERROR, "Reading %s failed", uri);
 		free(path);
