@@ -1330,3 +1330,32 @@ config_free(struct config *c)
 			bs[i]->lp->desc->destroy(bs[i]->inst);
 	arena_free(c->arena);
 }
+
+/* Backends connect in the process that serves (each worker, after fork
+ * and the privilege drop; or the one process of --stdio and --lambda).
+ * auth: the auth plugin too (stdio serves without auth). */
+int
+config_attach_backends(struct config *cfg, int auth, char *err, size_t errlen)
+{
+	struct backend *bs[] = { &cfg->storage, &cfg->transport, &cfg->auth };
+	static const char *const what[] = { "storage", "transport", "auth" };
+	for (size_t i = 0; i < (auth ? 3u : 2u); i++) {
+		if (bs[i]->lp == NULL || bs[i]->lp->desc->attach == NULL)
+			continue;
+		char why[512] = "";
+		if (bs[i]->lp->desc->attach(bs[i]->inst, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s plugin %s: %s", what[i], bs[i]->name, why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void
+config_detach_backends(struct config *cfg, int auth)
+{
+	struct backend *bs[] = { &cfg->storage, &cfg->transport, &cfg->auth };
+	for (size_t i = 0; i < (auth ? 3u : 2u); i++)
+		if (bs[i]->lp != NULL && bs[i]->lp->desc->detach != NULL)
+			bs[i]->lp->desc->detach(bs[i]->inst);
+}

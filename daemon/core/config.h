@@ -210,4 +210,9 @@ int config_parse_address(const char *s, struct sockaddr_storage *sa,
 /* Human form of a socket address, for logs. */
 void sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t buflen);
 
+/* Each backend's attach (storage, transport, and auth when asked): 0,
+ * or -1 with which failed and why in err. Detach undoes it. */
+int config_attach_backends(struct config *cfg, int auth, char *err, size_t errlen);
+void config_detach_backends(struct config *cfg, int auth);
+
 #endif

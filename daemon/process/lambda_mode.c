@@ -1013,36 +1013,6 @@ signal_cb(evutil_socket_t sig, short ev, void *arg)
 	event_base_loopexit(l->base, NULL);
 }
 
-static int
-attach_backends(struct config *cfg)
-{
-	struct backend *bs[] = { &cfg->storage, &cfg->transport, &cfg->auth };
-	static const char *const what[] = { "storage", "transport", "auth" };
-	for (size_t i = 0; i < 3; i++) {
-		if (bs[i]->lp == NULL)
-			continue;
-		const struct mcpd_plugin *d = bs[i]->lp->desc;
-		char err[512] = "";
-		if (d->attach != NULL && d->attach(bs[i]->inst, err, sizeof(err)) < 0) {
-			char msg[700];
-			snprintf(msg, sizeof(msg), "%s plugin %s: %s", what[i], bs[i]->name, err);
-			log_error("%s", msg);
-			lambda_init_error("mcpd.InitError", msg);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-static void
-detach_backends(struct config *cfg)
-{
-	struct backend *bs[] = { &cfg->storage, &cfg->transport, &cfg->auth };
-	for (size_t i = 0; i < 3; i++)
-		if (bs[i]->lp != NULL && bs[i]->lp->desc->detach != NULL)
-			bs[i]->lp->desc->detach(bs[i]->inst);
-}
-
 int
 lambda_main(struct config *cfg)
 {
@@ -1076,8 +1046,12 @@ lambda_main(struct config *cfg)
 		log_error("cannot create the HTTP server");
 		goto done;
 	}
-	if (attach_backends(cfg) < 0)
+	char why[700];
+	if (config_attach_backends(cfg, 1, why, sizeof(why)) < 0) {
+		log_error("%s", why);
+		lambda_init_error("mcpd.InitError", why);
 		goto done;
+	}
 	attached = 1;
 	struct backends b = {
 		cfg->storage.ops, cfg->storage.inst,
@@ -1118,7 +1092,7 @@ done:
 	if (l->http != NULL)
 		http_server_free(l->http);
 	if (attached)
-		detach_backends(cfg);
+		config_detach_backends(cfg, 1);
 	for (int i = 0; i < 2; i++)
 		if (l->sigs[i] != NULL)
 			event_free(l->sigs[i]);

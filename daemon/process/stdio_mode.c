@@ -238,33 +238,6 @@ signal_cb(evutil_socket_t sig, short ev, void *arg)
 	end_soon(arg, sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGHUP", 0);
 }
 
-static int
-attach_backends(struct config *cfg)
-{
-	struct backend *bs[] = { &cfg->storage, &cfg->transport };
-	static const char *const what[] = { "storage", "transport" };
-	for (size_t i = 0; i < 2; i++) {
-		if (bs[i]->lp == NULL)
-			continue;
-		const struct mcpd_plugin *d = bs[i]->lp->desc;
-		char err[512] = "";
-		if (d->attach != NULL && d->attach(bs[i]->inst, err, sizeof(err)) < 0) {
-			log_error("%s plugin %s: %s", what[i], bs[i]->name, err);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-static void
-detach_backends(struct config *cfg)
-{
-	struct backend *bs[] = { &cfg->storage, &cfg->transport };
-	for (size_t i = 0; i < 2; i++)
-		if (bs[i]->lp != NULL && bs[i]->lp->desc->detach != NULL)
-			bs[i]->lp->desc->detach(bs[i]->inst);
-}
-
 int
 stdio_main(struct config *cfg)
 {
@@ -289,8 +262,11 @@ stdio_main(struct config *cfg)
 	}
 	host_set_worker(x.base, 1);
 	relay_alone();
-	if (attach_backends(cfg) < 0)
+	char why[700];
+	if (config_attach_backends(cfg, 0, why, sizeof(why)) < 0) {
+		log_error("%s", why);
 		goto done;
+	}
 	attached = 1;
 	struct backends b = {
 		cfg->storage.ops, cfg->storage.inst,
@@ -346,7 +322,7 @@ done:
 		mcp_line_close(x.line);
 	mcp_free(x.mcp);
 	if (attached)
-		detach_backends(cfg);
+		config_detach_backends(cfg, 0);
 	for (int i = 0; i < 3; i++)
 		if (x.sigs[i] != NULL)
 			event_free(x.sigs[i]);

@@ -259,17 +259,10 @@ worker_main(const struct worker_params *p)
 		return WORKER_EXIT_FATAL;
 	}
 	/* Backends connect in each worker, after fork and privilege drop. */
-	struct backend *bs[] = { &p->cfg->storage, &p->cfg->transport, &p->cfg->auth };
-	static const char *const what[] = { "storage", "transport", "auth" };
-	for (size_t i = 0; i < 3; i++) {
-		if (bs[i]->lp == NULL)
-			continue;
-		const struct mcpd_plugin *d = bs[i]->lp->desc;
-		char err[512] = "";
-		if (d->attach != NULL && d->attach(bs[i]->inst, err, sizeof(err)) < 0) {
-			log_error("%s plugin %s: %s", what[i], bs[i]->name, err);
-			return WORKER_EXIT_FATAL;
-		}
+	char err[700];
+	if (config_attach_backends(p->cfg, 1, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		return WORKER_EXIT_FATAL;
 	}
 	struct backends b = {
 		p->cfg->storage.ops, p->cfg->storage.inst,
@@ -316,9 +309,7 @@ worker_main(const struct worker_params *p)
 
 	mcp_free(w.mcp);
 	http_server_free(w.http);
-	for (size_t i = 0; i < 3; i++)
-		if (bs[i]->lp != NULL && bs[i]->lp->desc->detach != NULL)
-			bs[i]->lp->desc->detach(bs[i]->inst);
+	config_detach_backends(p->cfg, 1);
 	relay_worker_stop();
 	event_free(w.sig_term);
 	event_free(w.chan_ev);
