@@ -1,6 +1,7 @@
 #include "skillmd.h"
 #include "arena.h"
 #include "conftree.h"
+#include "schema.h"
 #include "util.h"
 
 #include <cjson/cJSON.h>
@@ -22,17 +23,6 @@ skill_name_valid(const char *s)
 			return 0;
 	}
 	return 1;
-}
-
-/* Characters, not bytes, of a UTF-8 string. */
-static size_t
-utf8_chars(const char *s)
-{
-	size_t n = 0;
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			n++;
-	return n;
 }
 
 /* The end of the line that starts at p (the '\n', or end). */
@@ -152,12 +142,12 @@ skillmd_parse(const char *path, const char *text, size_t len, const char *expect
 	else if (name != NULL && expect_name != NULL && strcmp(name->str, expect_name) != 0)
 		errlist_add(errs, "%s:%d:%d: name \"%s\" must be the name of the skill's directory, \"%s\"",
 		    path, name->line, name->col, name->str, expect_name);
-	if (desc != NULL && (desc->len == 0 || utf8_chars(desc->str) > 1024))
+	if (desc != NULL && (desc->len == 0 || utf8_length(desc->str) > 1024))
 		errlist_add(errs, "%s:%d:%d: description must be 1 to 1024 characters", path,
 		    desc->line, desc->col);
 	string_field(path, root, "license", 0, errs);
 	const struct cnode *compat = string_field(path, root, "compatibility", 0, errs);
-	if (compat != NULL && utf8_chars(compat->str) > 500)
+	if (compat != NULL && utf8_length(compat->str) > 500)
 		errlist_add(errs, "%s:%d:%d: compatibility must be at most 500 characters", path,
 		    compat->line, compat->col);
 	string_field(path, root, "allowed-tools", 0, errs);
