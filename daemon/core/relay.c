@@ -16,8 +16,10 @@
  *   DELIVER:      channel NUL message        (master -> worker)
  *   COUNT:        u32 request id, channel    (worker -> master)
  *   COUNTED:      u32 request id, u32 count  (master -> worker)
- *   GAP:          nothing: messages to this worker were dropped from here
- *                 on, or up to here              (master -> worker) */
+ *   GAP:          nothing: messages were dropped from here on, or up to
+ *                 here: to this worker (master -> worker), or from
+ *                 that one, which the master tells every other worker
+ *                 (worker -> master) */
 enum { OP_SUB = 1, OP_UNSUB, OP_PUB, OP_DELIVER, OP_COUNT, OP_COUNTED, OP_GAP };
 
 #define FRAME_MAX (16u * 1024 * 1024)
@@ -251,6 +253,13 @@ master_frame(void *arg, int op, unsigned char *p, size_t len)
 		}
 		return;
 	}
+	case OP_GAP:
+		/* The worker dropped what it published while this master
+		 * lagged: whoever held a stream it fed may have missed some. */
+		for (size_t i = 0; i < rm->nlinks; i++)
+			if (rm->links[i] != NULL && rm->links[i] != l)
+				send_frame(rm->links[i]->bev, OP_GAP, NULL, 0, NULL, 0);
+		return;
 	case OP_COUNT: {
 		if (len < 5)
 			return;
@@ -482,7 +491,13 @@ relay_publish(const char *channel, const void *msg, size_t len)
 {
 	if (alone)
 		return 0;
-	if (w.bev == NULL || !message_room(bufferevent_get_output(w.bev), w.limit, &w.lag, -1))
+	if (w.bev == NULL)
+		return -1;
+	unsigned long dropped = w.lag.dropped;
+	int room = message_room(bufferevent_get_output(w.bev), w.limit, &w.lag, -1);
+	if ((dropped == 0) != (w.lag.dropped == 0))
+		send_frame(w.bev, OP_GAP, NULL, 0, NULL, 0);
+	if (!room)
 		return -1;
 	return send_frame(w.bev, OP_PUB, channel, strlen(channel) + 1, msg, len);
 }

@@ -39,7 +39,8 @@ int relay_publish(const char *channel, const void *msg, size_t len);
 void relay_count(const char *channel, mcpd_int_cb *cb, void *arg);
 void relay_receive(mcpd_message_cb *cb, void *arg);
 /* fn is called where the master began or ceased dropping messages to this
- * worker (it lagged, limits.stream_buffer): what it holds may have missed
+ * worker (it lagged, limits.stream_buffer), or another worker dropped what
+ * it published (the master lagged): what this one holds may have missed
  * some. NULL: no one is told. */
 void relay_on_gap(void (*fn)(void *arg), void *arg);
 

@@ -406,8 +406,8 @@ stream_detach(struct stream *st)
 }
 
 /* The streams held here may have missed events (the relay dropped some
- * while this worker lagged): end them, so that their clients resume with
- * Last-Event-ID and get what was lost from the log. */
+ * while this worker or the master lagged): end them, so that their
+ * clients resume with Last-Event-ID and get what was lost from the log. */
 static void
 end_held(struct session *s, void *arg)
 {
@@ -430,6 +430,6 @@ streams_lost_events(void *arg)
 	struct sessions *t = arg;
 	unsigned n = 0;
 	sessions_foreach(t, end_held, &n);
-	log_warn("relay: messages to this worker were dropped while it lagged; %u stream%s held here "
-	    "ended, for the clients to resume them from the log", n, n == 1 ? "" : "s");
+	log_warn("relay: messages were dropped while this worker or the master lagged; %u stream%s held "
+	    "here ended, for the clients to resume them from the log", n, n == 1 ? "" : "s");
 }
