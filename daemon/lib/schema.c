@@ -124,7 +124,7 @@ type_matches(const char *t, const cJSON *v)
 #define PATTERN_MAX_LENGTH 8192
 #define PATTERN_MATCH_LIMIT 1000000
 #define PATTERN_HEAP_KB 4096
-#define PATTERN_JIT_STACK_KB 256
+#define PATTERN_JIT_STACK_KB 512     /* pcre2_jit_stack_create(3): enough for any pattern */
 #define PATTERN_OPTIONS (PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_ALT_BSUX)
 
 /* A backreference makes matching backtrack on strings a client chooses;
