@@ -195,5 +195,8 @@ bash "$here/azure.sh" ${1:+"$1"}
 # Sessions in PostgreSQL: one instance on lmdb beside one on postgres.
 bash "$here/postgres.sh" ${1:+"$1"}
 
+# What a pattern in an input schema costs.
+bash "$here/schema.sh" ${1:+"$1"}
+
 # What each auth set-up costs, beside the SDK server's bearer middleware.
 bash "$here/auth.sh" ${1:+"$1"}

@@ -537,7 +537,8 @@ tool_check(struct ctx *x, const struct cnode *item, void *elem, size_t before)
 		close_input_schema(t->input_schema);
 	tool_arg_env(x, item, t);
 	char why[256];
-	if (t->input_schema != NULL && schema_check(t->input_schema, why, sizeof(why)) < 0)
+	if (t->input_schema != NULL &&
+	    (t->input_compiled = schema_compile(t->input_schema, why, sizeof(why))) == NULL)
 		err_at(x, cnode_get(item, "input_schema") ? cnode_get(item, "input_schema") : item,
 		    "tool \"%s\" input schema: %s", t->name, why);
 	if (t->input_schema != NULL)
@@ -546,7 +547,7 @@ tool_check(struct ctx *x, const struct cnode *item, void *elem, size_t before)
 	if (t->output_schema != NULL) {
 		if (t->output != OUT_JSON)
 			err_at(x, cnode_get(item, "output_schema"), "output_schema needs output: json");
-		if (schema_check(t->output_schema, why, sizeof(why)) < 0)
+		if ((t->output_compiled = schema_compile(t->output_schema, why, sizeof(why))) == NULL)
 			err_at(x, cnode_get(item, "output_schema"), "output_schema: %s", why);
 	}
 	return 0;      /* kept even when wrong: config_free releases its JSON */
@@ -1037,6 +1038,8 @@ void
 config_tools_free(struct config *c)
 {
 	for (size_t i = 0; i < c->ntools; i++) {
+		schema_compiled_free(c->tools[i].input_compiled);
+		schema_compiled_free(c->tools[i].output_compiled);
 		cJSON_Delete(c->tools[i].input_schema);
 		cJSON_Delete(c->tools[i].output_schema);
 		cJSON_Delete(c->tools[i].annotations);

@@ -41,6 +41,7 @@ struct tool_def {
 	const char *name, *title, *description;
 	struct cJSON *input_schema;     /* sent as is; arguments validated against it */
 	struct cJSON *output_schema;    /* NULL: none */
+	struct schema_compiled *input_compiled, *output_compiled;  /* their patterns, compiled at load */
 	struct cJSON *annotations;
 	struct cJSON *listing;          /* the tools/list entry */
 	enum tool_kind kind;

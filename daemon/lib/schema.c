@@ -11,8 +11,27 @@
 
 #define MAX_DEPTH 64
 
+/* A schema's patterns compiled once, when the config is read: pattern
+ * and patternProperties nodes, sorted by address for bsearch. The match
+ * data and context are reused by every match; a process validates one
+ * value at a time, and a worker forked from the master has its own copy. */
+struct compiled_pattern {
+	const cJSON *node;          /* the "pattern" string or the patternProperties member */
+	pcre2_code *re;
+};
+
+struct schema_compiled {
+	const cJSON *root;
+	struct compiled_pattern *pats;
+	size_t n, cap;
+	pcre2_match_data *md;
+	pcre2_match_context *mc;
+	pcre2_jit_stack *jit_stack; /* NULL: no pattern is JIT-compiled */
+};
+
 struct vctx {
 	const cJSON *root;
+	const struct schema_compiled *sc;   /* NULL: compile on the fly */
 	char *err;
 	size_t errlen;
 	int depth;
@@ -105,6 +124,7 @@ type_matches(const char *t, const cJSON *v)
 #define PATTERN_MAX_LENGTH 8192
 #define PATTERN_MATCH_LIMIT 1000000
 #define PATTERN_HEAP_KB 4096
+#define PATTERN_JIT_STACK_KB 512     /* pcre2_jit_stack_create(3): enough for any pattern */
 #define PATTERN_OPTIONS (PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_ALT_BSUX)
 
 /* A backreference makes matching backtrack on strings a client chooses;
@@ -158,23 +178,74 @@ compile_pattern(const char *pat, char *why, size_t whylen)
 	return re;
 }
 
-/* 1 if str matches, 0 if not, -1 if the match went past its limits. */
-static int
-pattern_matches(const pcre2_code *re, const char *str)
+static pcre2_match_context *
+match_context_new(void)
 {
-	pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
 	pcre2_match_context *mc = pcre2_match_context_create(NULL);
-	int rc = PCRE2_ERROR_NOMEMORY;
-	if (md != NULL && mc != NULL) {
+	if (mc != NULL) {
+		/* JIT matching honours match_limit (counted its own way) but not
+		 * heap_limit; its stack is bounded by PATTERN_JIT_STACK_KB. */
 		pcre2_set_match_limit(mc, PATTERN_MATCH_LIMIT);
 		pcre2_set_heap_limit(mc, PATTERN_HEAP_KB);
-		rc = pcre2_match(re, (PCRE2_SPTR)str, strlen(str), 0, 0, md, mc);
 	}
-	pcre2_match_context_free(mc);
-	pcre2_match_data_free(md);
+	return mc;
+}
+
+/* 1 if str matches, 0 if not, -1 if the match went past its limits.
+ * With sc, its match data and context; without, made for this match. */
+static int
+pattern_matches(const struct schema_compiled *sc, const pcre2_code *re, const char *str)
+{
+	pcre2_match_data *md = sc != NULL ? sc->md : pcre2_match_data_create(1, NULL);
+	pcre2_match_context *mc = sc != NULL ? sc->mc : match_context_new();
+	int rc = PCRE2_ERROR_NOMEMORY;
+	if (md != NULL && mc != NULL)
+		rc = pcre2_match(re, (PCRE2_SPTR)str, strlen(str), 0, 0, md, mc);
+	if (sc == NULL) {
+		pcre2_match_context_free(mc);
+		pcre2_match_data_free(md);
+	}
 	if (rc >= 0)
 		return 1;
 	return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
+}
+
+static int
+compiled_cmp(const void *a, const void *b)
+{
+	const cJSON *x = ((const struct compiled_pattern *)a)->node;
+	const cJSON *y = ((const struct compiled_pattern *)b)->node;
+	return x < y ? -1 : x > y;
+}
+
+/* The pattern compiled at load for node, or NULL when the schema it is
+ * in was not compiled (a $ref into another root cannot happen; a schema
+ * given at run time has no sc). */
+static const pcre2_code *
+compiled_find(const struct schema_compiled *sc, const cJSON *node)
+{
+	if (sc == NULL || sc->n == 0)
+		return NULL;
+	struct compiled_pattern key = { node, NULL };
+	const struct compiled_pattern *p = bsearch(&key, sc->pats, sc->n, sizeof(*sc->pats), compiled_cmp);
+	return p != NULL ? p->re : NULL;
+}
+
+/* Whether str matches the pattern text pat held in node: 1, 0, -1 when
+ * the match went past its limits, -2 when pat does not compile (why). */
+static int
+match_node(const struct vctx *x, const cJSON *node, const char *pat, const char *str,
+    char *why, size_t whylen)
+{
+	const pcre2_code *re = compiled_find(x->sc, node);
+	if (re != NULL)
+		return pattern_matches(x->sc, re, str);
+	pcre2_code *own = compile_pattern(pat, why, whylen);
+	if (own == NULL)
+		return -2;
+	int hit = pattern_matches(NULL, own, str);
+	pcre2_code_free(own);
+	return hit;
 }
 
 static const cJSON *
@@ -279,12 +350,10 @@ validate_object(struct vctx *x, const cJSON *schema, const cJSON *v, const char 
 		const cJSON *pp;
 		cJSON_ArrayForEach(pp, patprops) {
 			char why[200];
-			pcre2_code *re = compile_pattern(pp->string, why, sizeof(why));
-			if (re == NULL)
+			int hit = match_node(x, pp, pp->string, item->string, why, sizeof(why));
+			if (hit == -2)
 				return fail(x, path, "schema patternProperties name \"%s\" does not compile: %s",
 				    pp->string, why);
-			int hit = pattern_matches(re, item->string);
-			pcre2_code_free(re);
 			if (hit < 0)
 				return fail(x, path, "property \"%s\" took too long to match against \"%s\"",
 				    item->string, pp->string);
@@ -374,11 +443,9 @@ validate_string(struct vctx *x, const cJSON *schema, const cJSON *v, const char 
 	}
 	if (cJSON_IsString(pat)) {
 		char why[200];
-		pcre2_code *re = compile_pattern(pat->valuestring, why, sizeof(why));
-		if (re == NULL)
+		int hit = match_node(x, pat, pat->valuestring, v->valuestring, why, sizeof(why));
+		if (hit == -2)
 			return fail(x, path, "schema pattern \"%s\" does not compile: %s", pat->valuestring, why);
-		int hit = pattern_matches(re, v->valuestring);
-		pcre2_code_free(re);
 		if (hit < 0)
 			return fail(x, path, "took too long to match against the pattern \"%s\"", pat->valuestring);
 		if (!hit)
@@ -549,14 +616,59 @@ int
 schema_validate(const cJSON *schema, const cJSON *value, const char *where,
     char *err, size_t errlen)
 {
-	struct vctx x = { schema, err, errlen, 0 };
+	struct vctx x = { schema, NULL, err, errlen, 0 };
 	err[0] = '\0';
 	return validate(&x, schema, value, where);
 }
 
+int
+schema_validate_compiled(const struct schema_compiled *sc, const cJSON *value, const char *where,
+    char *err, size_t errlen)
+{
+	struct vctx x = { sc->root, sc, err, errlen, 0 };
+	err[0] = '\0';
+	return validate(&x, sc->root, value, where);
+}
+
+/* Compiles pat for node and keeps it in sc (when sc is not NULL). */
+static int
+check_pattern(struct schema_compiled *sc, const cJSON *node, const char *pat, char *why, size_t whylen)
+{
+	pcre2_code *re = compile_pattern(pat, why, whylen);
+	if (re == NULL)
+		return -1;
+	if (sc == NULL) {
+		pcre2_code_free(re);
+		return 0;
+	}
+	if (sc->n == sc->cap) {
+		size_t cap = sc->cap ? sc->cap * 2 : 8;
+		struct compiled_pattern *p = realloc(sc->pats, cap * sizeof(*p));
+		if (p == NULL) {
+			pcre2_code_free(re);
+			snprintf(why, whylen, "out of memory");
+			return -1;
+		}
+		sc->pats = p;
+		sc->cap = cap;
+	}
+	/* JIT where the library has it: the interpreter is the fallback,
+	 * and both stop at the match limit. */
+	if (pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0 && sc->jit_stack == NULL) {
+		sc->jit_stack = pcre2_jit_stack_create(32 * 1024, PATTERN_JIT_STACK_KB * 1024, NULL);
+		if (sc->jit_stack != NULL)
+			pcre2_jit_stack_assign(sc->mc, NULL, sc->jit_stack);
+	}
+	sc->pats[sc->n].node = node;
+	sc->pats[sc->n].re = re;
+	sc->n++;
+	return 0;
+}
+
 /* Walk a schema checking patterns and references. */
 static int
-check_node(const cJSON *root, const cJSON *n, int depth, char *err, size_t errlen)
+check_node(struct schema_compiled *sc, const cJSON *root, const cJSON *n, int depth,
+    char *err, size_t errlen)
 {
 	if (depth > MAX_DEPTH) {
 		snprintf(err, errlen, "schema nested too deeply");
@@ -566,28 +678,22 @@ check_node(const cJSON *root, const cJSON *n, int depth, char *err, size_t errle
 		return 0;
 	const cJSON *c;
 	cJSON_ArrayForEach(c, n) {
-		if (c->string != NULL && strcmp(c->string, "pattern") == 0 && cJSON_IsString(c)) {
-			char why[200];
-			pcre2_code *re = compile_pattern(c->valuestring, why, sizeof(why));
-			if (re == NULL) {
-				snprintf(err, errlen, "pattern \"%s\" is not a regular expression mcpd can use: %s",
-				    c->valuestring, why);
-				return -1;
-			}
-			pcre2_code_free(re);
+		char why[200];
+		if (c->string != NULL && strcmp(c->string, "pattern") == 0 && cJSON_IsString(c) &&
+		    check_pattern(sc, c, c->valuestring, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "pattern \"%s\" is not a regular expression mcpd can use: %s",
+			    c->valuestring, why);
+			return -1;
 		}
-		/* Their names are patterns too, compiled on every validation. */
+		/* Their names are patterns too. */
 		if (c->string != NULL && strcmp(c->string, "patternProperties") == 0 && cJSON_IsObject(c)) {
 			const cJSON *pp;
 			cJSON_ArrayForEach(pp, c) {
-				char why[200];
-				pcre2_code *re = compile_pattern(pp->string, why, sizeof(why));
-				if (re == NULL) {
+				if (check_pattern(sc, pp, pp->string, why, sizeof(why)) < 0) {
 					snprintf(err, errlen, "patternProperties name \"%s\" is not a regular expression "
 					    "mcpd can use: %s", pp->string, why);
 					return -1;
 				}
-				pcre2_code_free(re);
 			}
 		}
 		if (c->string != NULL && strcmp(c->string, "$ref") == 0 && cJSON_IsString(c) &&
@@ -598,7 +704,7 @@ check_node(const cJSON *root, const cJSON *n, int depth, char *err, size_t errle
 		if (c->string != NULL && (strcmp(c->string, "enum") == 0 || strcmp(c->string, "const") == 0 ||
 		    strcmp(c->string, "default") == 0 || strcmp(c->string, "examples") == 0))
 			continue;
-		if (check_node(root, c, depth + 1, err, errlen) < 0)
+		if (check_node(sc, root, c, depth + 1, err, errlen) < 0)
 			return -1;
 	}
 	return 0;
@@ -611,5 +717,49 @@ schema_check(const cJSON *schema, char *err, size_t errlen)
 		snprintf(err, errlen, "a schema must be an object");
 		return -1;
 	}
-	return check_node(schema, schema, 0, err, errlen);
+	return check_node(NULL, schema, schema, 0, err, errlen);
+}
+
+struct schema_compiled *
+schema_compile(const cJSON *schema, char *err, size_t errlen)
+{
+	if (!cJSON_IsObject(schema) && !cJSON_IsBool(schema)) {
+		snprintf(err, errlen, "a schema must be an object");
+		return NULL;
+	}
+	struct schema_compiled *sc = calloc(1, sizeof(*sc));
+	if (sc == NULL || (sc->md = pcre2_match_data_create(1, NULL)) == NULL ||
+	    (sc->mc = match_context_new()) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	sc->root = schema;
+	if (check_node(sc, schema, schema, 0, err, errlen) < 0)
+		goto fail;
+	if (sc->n > 1)
+		qsort(sc->pats, sc->n, sizeof(*sc->pats), compiled_cmp);
+	return sc;
+fail:
+	schema_compiled_free(sc);
+	return NULL;
+}
+
+size_t
+schema_compiled_patterns(const struct schema_compiled *sc)
+{
+	return sc != NULL ? sc->n : 0;
+}
+
+void
+schema_compiled_free(struct schema_compiled *sc)
+{
+	if (sc == NULL)
+		return;
+	for (size_t i = 0; i < sc->n; i++)
+		pcre2_code_free(sc->pats[i].re);
+	free(sc->pats);
+	pcre2_match_data_free(sc->md);
+	pcre2_match_context_free(sc->mc);
+	pcre2_jit_stack_free(sc->jit_stack);
+	free(sc);
 }

@@ -144,8 +144,9 @@ parse_output(const struct tool_def *t, const struct tool_result *r, char *err, s
 			cJSON_Delete(res);
 			return NULL;
 		}
-		if (t->output_schema != NULL &&
-		    schema_validate(t->output_schema, v, "structuredContent", err, errlen) < 0) {
+		if (t->output_schema != NULL && (t->output_compiled != NULL ?
+		    schema_validate_compiled(t->output_compiled, v, "structuredContent", err, errlen) :
+		    schema_validate(t->output_schema, v, "structuredContent", err, errlen)) < 0) {
 			cJSON_Delete(v);
 			cJSON_Delete(res);
 			return NULL;

@@ -313,7 +313,9 @@ m_tools_call(struct call *c)
 		return;
 	}
 	char err[512];
-	if (schema_validate(t->input_schema, args, "arguments", err, sizeof(err)) < 0) {
+	if ((t->input_compiled != NULL ?
+	    schema_validate_compiled(t->input_compiled, args, "arguments", err, sizeof(err)) :
+	    schema_validate(t->input_schema, args, "arguments", err, sizeof(err))) < 0) {
 		cJSON_Delete(empty);
 		/* 2025-11-25: input errors are tool errors the model can correct;
 		 * earlier revisions answer with a protocol error. */

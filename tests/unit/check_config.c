@@ -7,9 +7,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "arena.h"
 #include "config.h"
 #include "conftree.h"
+#include "defs.h"
+#include "schema.h"
 #include "suites.h"
 #include "util.h"
 
@@ -46,6 +50,35 @@ expect_exact(const char *yaml, const char *msg)
 	    errs.n ? errs.msgs[0] : "none");
 	ck_assert_str_eq(errs.msgs[0], msg);
 }
+
+/* A tool's schemas are compiled when the config is read and freed with
+ * it (the sanitizer build's leak check sees a config that keeps them). */
+START_TEST(tool_schemas_compiled)
+{
+	for (int round = 0; round < 2; round++) {       /* a reload: a new config, new patterns */
+		struct config *c = load("tools:\n"
+		    "  - name: t\n    shell: x\n    output: json\n"
+		    "    input_schema: { type: object, properties: { id: { type: string, pattern: '^[a-z]+$' } },"
+		    " patternProperties: { '^x-': {} } }\n"
+		    "    output_schema: { type: object, properties: { n: { pattern: '^[0-9]+$' } } }\n"
+		    "  - name: u\n    shell: x\n");
+		ck_assert_msg(c != NULL, "%s", errs.n ? errs.msgs[0] : "");
+		ck_assert_uint_eq(c->ntools, 2);
+		ck_assert_ptr_nonnull(c->tools[0].input_compiled);
+		ck_assert_uint_eq(schema_compiled_patterns(c->tools[0].input_compiled), 2);
+		ck_assert_uint_eq(schema_compiled_patterns(c->tools[0].output_compiled), 1);
+		ck_assert_ptr_null(c->tools[1].output_compiled);
+		cJSON *v = cJSON_Parse("{\"id\":\"AB\"}");
+		char e[256];
+		ck_assert_int_eq(schema_validate_compiled(c->tools[0].input_compiled, v, "arguments", e, sizeof(e)), -1);
+		ck_assert(strstr(e, "does not match the pattern") != NULL);
+		cJSON_Delete(v);
+		config_free(c);
+	}
+	expect_error("tools:\n  - name: t\n    shell: x\n    input_schema: { type: object, "
+	    "properties: { id: { pattern: '(x' } } }\n", "t.yaml:", "is not a regular expression");
+}
+END_TEST
 
 START_TEST(defaults)
 {
@@ -589,6 +622,7 @@ config_suite(void)
 	tcase_add_test(tc, big_files_and_collections);
 	tcase_add_test(tc, many_errors_kept_short);
 	tcase_add_test(tc, collection_caps);
+	tcase_add_test(tc, tool_schemas_compiled);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -17,13 +17,34 @@
 
 static char err[512];
 
+/* schema_validate, and the same through the patterns compiled at load:
+ * both must give the same answer and the same message. */
+static int
+validate_both(const cJSON *s, const cJSON *v, const char *where)
+{
+	int rc = schema_validate(s, v, where, err, sizeof(err));
+	char why[512];
+	struct schema_compiled *sc = schema_compile(s, why, sizeof(why));
+	if (sc == NULL) {
+		/* Refused at load: the config would not have been read. */
+		ck_assert_int_eq(schema_check(s, why, sizeof(why)), -1);
+		return rc;
+	}
+	char err2[512];
+	int rc2 = schema_validate_compiled(sc, v, where, err2, sizeof(err2));
+	schema_compiled_free(sc);
+	ck_assert_int_eq(rc, rc2);
+	ck_assert_str_eq(err, err2);
+	return rc;
+}
+
 static int
 valid(const char *schema, const char *value)
 {
 	cJSON *s = cJSON_Parse(schema), *v = cJSON_Parse(value);
 	ck_assert_ptr_nonnull(s);
 	ck_assert_ptr_nonnull(v);
-	int rc = schema_validate(s, v, "arguments", err, sizeof(err));
+	int rc = validate_both(s, v, "arguments");
 	cJSON_Delete(s);
 	cJSON_Delete(v);
 	return rc == 0;
@@ -120,6 +141,15 @@ pattern_ok(const char *key, const char *pattern)
 	else
 		cJSON_AddObjectToObject(cJSON_AddObjectToObject(s, "patternProperties"), pattern);
 	int rc = schema_check(s, err, sizeof(err));
+	/* Compiling it to keep gives the same verdict and message. */
+	char why[512];
+	struct schema_compiled *sc = schema_compile(s, why, sizeof(why));
+	ck_assert_int_eq(sc != NULL, rc == 0);
+	if (sc == NULL)
+		ck_assert_str_eq(why, err);
+	else
+		ck_assert_uint_eq(schema_compiled_patterns(sc), 1);
+	schema_compiled_free(sc);
 	cJSON_Delete(s);
 	return rc == 0;
 }
@@ -130,7 +160,7 @@ pattern_match(const char *pattern, const char *str)
 {
 	cJSON *s = cJSON_CreateObject(), *v = cJSON_CreateString(str);
 	cJSON_AddStringToObject(s, "pattern", pattern);
-	int rc = schema_validate(s, v, "x", err, sizeof(err));
+	int rc = validate_both(s, v, "x");
 	cJSON_Delete(s);
 	cJSON_Delete(v);
 	if (rc == 0)
@@ -200,6 +230,76 @@ START_TEST(pattern_size)
 	ck_assert(strstr(err, "does not compile") != NULL);
 	cJSON_Delete(s);
 	cJSON_Delete(v);
+}
+END_TEST
+
+/* Patterns compiled once at load: every pattern and patternProperties
+ * name in the schema (through $defs too), reused match after match, with
+ * the same answers as compiling on the fly. */
+START_TEST(compiled_patterns)
+{
+	cJSON *s = cJSON_Parse("{\"type\":\"object\",\"properties\":{"
+	    "\"id\":{\"type\":\"string\",\"pattern\":\"^[a-z]{2}-\\\\d+$\"},"
+	    "\"tag\":{\"$ref\":\"#/$defs/tag\"}},"
+	    "\"patternProperties\":{\"^x-\":{\"type\":\"integer\"},\"^y-[0-9]+$\":{\"type\":\"string\"}},"
+	    "\"additionalProperties\":false,"
+	    "\"$defs\":{\"tag\":{\"pattern\":\"^(a|aa)+$\"}},"
+	    "\"default\":{\"pattern\":\"(not a schema\"}}");
+	ck_assert_ptr_nonnull(s);
+	struct schema_compiled *sc = schema_compile(s, err, sizeof(err));
+	ck_assert_msg(sc != NULL, "%s", err);
+	ck_assert_uint_eq(schema_compiled_patterns(sc), 4);
+	static const struct {
+		const char *value;
+		int ok;
+		const char *msg;
+	} cases[] = {
+		{ "{\"id\":\"ab-12\"}", 1, NULL },
+		{ "{\"id\":\"ab-\"}", 0, "arguments.id: does not match the pattern" },
+		{ "{\"x-a\":1,\"y-7\":\"s\"}", 1, NULL },
+		{ "{\"x-a\":\"s\"}", 0, "arguments.x-a: expected integer, got string" },
+		{ "{\"y-7a\":\"s\"}", 0, "unexpected property \"y-7a\"" },
+		{ "{\"tag\":\"aaa\"}", 1, NULL },
+		{ "{\"tag\":\"aab\"}", 0, "does not match the pattern \"^(a|aa)+$\"" },
+		{ "{\"id\":\"ab-12\",\"x-b\":2}", 1, NULL },
+	};
+	/* Twice round: the reused match data holds nothing over. */
+	for (int round = 0; round < 2; round++)
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			cJSON *v = cJSON_Parse(cases[i].value);
+			int rc = schema_validate_compiled(sc, v, "arguments", err, sizeof(err));
+			ck_assert_msg(rc == (cases[i].ok ? 0 : -1), "%s: %s", cases[i].value, err);
+			if (!cases[i].ok)
+				ck_assert_msg(strstr(err, cases[i].msg) != NULL, "%s: %s", cases[i].value, err);
+			ck_assert_int_eq(validate_both(s, v, "arguments"), rc);
+			cJSON_Delete(v);
+		}
+	/* Hostile backtracking still stops at the match limit (JIT or not),
+	 * and the next match on the same context is fine. */
+	char subject[2048 + 16];
+	strcpy(subject, "{\"tag\":\"");
+	memset(subject + 8, 'a', 2000);
+	strcpy(subject + 2008, "b\"}");
+	cJSON *v = cJSON_Parse(subject);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(schema_validate_compiled(sc, v, "arguments", err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "took too long") != NULL, "%s", err);
+	cJSON_Delete(v);
+	v = cJSON_Parse("{\"tag\":\"aa\"}");
+	ck_assert_int_eq(schema_validate_compiled(sc, v, "arguments", err, sizeof(err)), 0);
+	cJSON_Delete(v);
+	schema_compiled_free(sc);
+	/* A pattern that does not compile: no compiled schema, the message
+	 * schema_check gives. */
+	cJSON_Delete(s);
+	s = cJSON_Parse("{\"patternProperties\":{\"(x\":{}}}");
+	ck_assert_ptr_null(schema_compile(s, err, sizeof(err)));
+	ck_assert(strstr(err, "patternProperties name \"(x\" is not a regular expression") != NULL);
+	cJSON_Delete(s);
+	s = cJSON_Parse("[1]");
+	ck_assert_ptr_null(schema_compile(s, err, sizeof(err)));
+	cJSON_Delete(s);
+	schema_compiled_free(NULL);
 }
 END_TEST
 
@@ -354,6 +454,7 @@ schema_suite(void)
 	tcase_add_test(tc, structure);
 	tcase_add_test(tc, schema_checks);
 	tcase_add_test(tc, pattern_size);
+	tcase_add_test(tc, compiled_patterns);
 	tcase_add_test(tc, utf8);
 	tcase_add_test(tc, jsonrpc);
 	tcase_add_test(tc, templates);
