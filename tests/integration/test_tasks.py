@@ -275,6 +275,61 @@ def test_plugin_tool_as_task(t):
     check(until(pb, r["result"]["taskId"], ("completed",))["result"]["structuredContent"] == {"sum": 4})
 
 
+OLD_PLUGIN = r"""
+#include <mcpd/plugin.h>
+#include <event2/event.h>
+#include <stdlib.h>
+static const struct mcpd_plugin d = { .size = offsetof(struct mcpd_plugin, create), .abi_major = 1, .abi_minor = 0,
+    .kind = MCPD_PLUGIN_TOOLS, .name = "old" };
+struct st { const struct mcpd_host *h; struct mcpd_tool_call *c; struct event *ev; int n; };
+static void tick(evutil_socket_t fd, short e, void *a)
+{
+    (void)fd; (void)e;
+    struct st *s = a;
+    if (s->n++ == 0) {
+        s->h->tool_progress(s->c, 1, 2, "half way");
+        struct timeval tv = { 1, 0 };
+        event_add(s->ev, &tv);
+        return;
+    }
+    s->h->tool_text(s->c, "old and done", 0);
+    event_free(s->ev);
+    free(s);
+}
+MCPD_EXPORT mcpd_tool_fn slow;
+void slow(const struct mcpd_host *h, struct mcpd_tool_call *c, const char *a)
+{
+    (void)a;
+    struct st *s = calloc(1, sizeof(*s));
+    s->h = h; s->c = c;
+    s->ev = evtimer_new(h->event_base(), tick, s);
+    struct timeval tv = { 0, 100000 };
+    event_add(s->ev, &tv);
+}
+const struct mcpd_plugin *mcpd_plugin_entry(void) { return &d; }
+"""
+
+
+def test_plugin_of_abi_1_0_as_task(t):
+    """A plugin built for ABI 1.0 (no tool_status) runs as a task as it
+    is: its progress message is the task's status, its text its result."""
+    from test_plugins import cc
+    src, so = os.path.join(t.dir, "old.c"), os.path.join(t.dir, "old.so")
+    with open(src, "w") as f:
+        f.write(OLD_PLUGIN)
+    cc(src, so, "-I" + os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../include"))
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\ntools:\n"
+               "  - { name: slow, description: Slow., plugin: '%s:slow', task: must }\n" % (port, so)
+               ).start(wait_url_port=port)
+    st, r = call(port, "slow")
+    tid = r["result"]["taskId"]
+    wait_for(lambda: task(port, "tasks/get", tid)[1]["result"].get("statusMessage") == "half way", 5,
+             "the progress message as the status")
+    done = until(port, tid, ("completed",))
+    check(done["result"]["content"][0]["text"] == "old and done", done)
+
+
 def test_plugin_task_times_out(t):
     """A plugin task past its timeout fails (not cancelled); the plugin is
     told through tool_on_cancel, as a client's cancellation would."""
