@@ -524,9 +524,6 @@ tool_check(struct ctx *x, const struct cnode *item, void *elem, size_t before)
 	if (runs != 1)
 		err_at(x, item, "tool \"%s\" needs exactly one of command, shell or plugin", t->name);
 	t->kind = cnode_get(item, "plugin") ? TOOL_PLUGIN : cnode_get(item, "shell") ? TOOL_SHELL : TOOL_COMMAND;
-	if (t->task != TASK_NEVER && t->kind == TOOL_PLUGIN)
-		err_at(x, cnode_get(item, "task"), "tool \"%s\": task: is for command and shell tools "
-		    "(a plugin tool cannot run as a task yet)", t->name);
 	if (t->task == TASK_NEVER && (cnode_get(item, "task_ttl") != NULL || cnode_get(item, "task_after") != NULL))
 		err_at(x, cnode_get(item, "task_ttl") ? cnode_get(item, "task_ttl") : cnode_get(item, "task_after"),
 		    "tool \"%s\": task_ttl and task_after need task: may or task: must", t->name);

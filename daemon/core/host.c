@@ -209,11 +209,13 @@ host_set_tool_functions(void (*result)(struct mcpd_tool_call *, const char *),
     void (*progress)(struct mcpd_tool_call *, double, double, const char *),
     void (*on_cancel)(struct mcpd_tool_call *, void (*)(void *), void *),
     void (*ask)(struct mcpd_tool_call *, const char *, const char *, const char *,
-        void (*)(void *, const char *, const char *), void *))
+        void (*)(void *, const char *, const char *), void *),
+    void (*status)(struct mcpd_tool_call *, const char *))
 {
 	table.tool_result = result;
 	table.tool_text = text;
 	table.tool_progress = progress;
 	table.tool_on_cancel = on_cancel;
 	table.tool_ask = ask;
+	table.tool_status = status;
 }

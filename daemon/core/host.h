@@ -20,7 +20,8 @@ void host_set_tool_functions(void (*result)(struct mcpd_tool_call *, const char 
     void (*progress)(struct mcpd_tool_call *, double, double, const char *),
     void (*on_cancel)(struct mcpd_tool_call *, void (*)(void *), void *),
     void (*ask)(struct mcpd_tool_call *, const char *, const char *, const char *,
-        void (*)(void *, const char *, const char *), void *));
+        void (*)(void *, const char *, const char *), void *),
+    void (*status)(struct mcpd_tool_call *, const char *));
 /* The default directory for state (also used by mcpd.yaml defaults). */
 const char *host_state_dir(void);
 /* Config file name used by config_where; set while plugins are created. */

@@ -457,6 +457,13 @@ host_tool_ask(struct mcpd_tool_call *call, const char *key, const char *method, 
 		done(arg, NULL, why);
 		return;
 	}
+	if (call_is_task(c)) {
+		/* A task's questions wait in its record for tasks/update, which
+		 * a plugin tool's done() cannot (yet). */
+		cJSON_Delete(params);
+		done(arg, NULL, "a plugin tool running as a task cannot ask the client");
+		return;
+	}
 	if (c->stateless) {
 		const cJSON *known = cJSON_GetObjectItemCaseSensitive(c->answers, key);
 		if (known != NULL) {

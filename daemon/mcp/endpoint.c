@@ -616,7 +616,7 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 	tasks_listen_start(m);
 	watch_files(m);
 	host_set_tool_functions(host_tool_result, host_tool_text, host_tool_progress,
-	    host_tool_on_cancel, host_tool_ask);
+	    host_tool_on_cancel, host_tool_ask, host_tool_status);
 	if (init_plugins(cfg, http != NULL) < 0) {
 		mcp_free(m);
 		return NULL;

@@ -89,6 +89,7 @@ struct call {
 	int *finished_flag;         /* set when the call is freed (see run_plugin_tool) */
 	struct event *plugin_timer; /* the tool's timeout, for plugin tools */
 	int input_needed;           /* MRTR: a plugin asked what the client has not answered */
+	int plugin_timed_out;       /* a plugin tool's timeout cancelled it */
 	LIST_HEAD(, plugin_ask) plugin_asks;
 	void (*plugin_cancel)(void *);
 	void *plugin_cancel_arg;
@@ -211,6 +212,7 @@ void host_tool_text(struct mcpd_tool_call *call, const char *text, int is_error)
 void host_tool_progress(struct mcpd_tool_call *call, double progress, double total,
     const char *message);
 void host_tool_on_cancel(struct mcpd_tool_call *call, void (*fn)(void *), void *arg);
+void host_tool_status(struct mcpd_tool_call *call, const char *message);
 
 /* t_lifecycle.c: initialize's params checked (an error answered, -1)
  * and the protocol the session will speak; its result once the session
@@ -248,6 +250,7 @@ void task_ask(struct call *c, const char *key, const char *method, const cJSON *
 void task_input_required(struct call *c);
 struct tool_result;
 void task_tool_done(struct call *c, struct tool_result *r);
+void task_plugin_done(struct call *c, cJSON *res, int timed_out);
 void task_call_gone(struct call *c);
 
 /* t_tasks.c: a call freed while its storage read (tasks methods) is out;

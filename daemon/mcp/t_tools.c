@@ -147,6 +147,10 @@ static void
 plugin_finish(struct call *c, cJSON *result)
 {
 	c->in_plugin = 0;
+	if (call_is_task(c)) {
+		task_plugin_done(c, result, c->plugin_timed_out);
+		return;
+	}
 	if (c->input_needed && !c->cancelled) {
 		cJSON_Delete(result);
 		mrtr_end_round(c);
@@ -194,6 +198,17 @@ void
 host_tool_progress(struct mcpd_tool_call *call, double progress, double total, const char *message)
 {
 	struct call *c = (struct call *)call;
+	if (call_is_task(c)) {
+		/* A task has no stream: its progress is its statusMessage. */
+		char buf[128];
+		if (message == NULL && total > 0)
+			snprintf(buf, sizeof(buf), "%g of %g", progress, total);
+		else if (message == NULL)
+			snprintf(buf, sizeof(buf), "%g", progress);
+		if (!c->cancelled)
+			task_note(c, message != NULL ? message : buf);
+		return;
+	}
 	if (c->progress_token == NULL || c->cancelled)
 		return;
 	cJSON *p = cJSON_CreateObject();
@@ -204,6 +219,15 @@ host_tool_progress(struct mcpd_tool_call *call, double progress, double total, c
 	if (message != NULL)
 		cJSON_AddStringToObject(p, "message", message);
 	call_send(c, jsonrpc_notification("notifications/progress", p));
+}
+
+/* ABI 1.5: what a task shows as its statusMessage; a plain call has none. */
+void
+host_tool_status(struct mcpd_tool_call *call, const char *message)
+{
+	struct call *c = (struct call *)call;
+	if (call_is_task(c) && !c->cancelled && message != NULL)
+		task_note(c, message);
 }
 
 void
@@ -238,6 +262,13 @@ plugin_timeout(evutil_socket_t fd, short ev, void *arg)
 	snprintf(msg, sizeof(msg), "tool %s timed out after %.3gs", c->tool->name,
 	    (double)c->tool->cmd.timeout_ms / 1000.0);
 	log_warn("%s (plugin tool)", msg);
+	if (call_is_task(c)) {
+		/* The task fails once the plugin finishes (task_plugin_done). */
+		if (!c->cancelled)
+			c->plugin_timed_out = 1;
+		plugin_cancel(c);
+		return;
+	}
 	cJSON *r = tool_error_result(msg);
 	if (c->stateless && r != NULL)
 		cJSON_AddStringToObject(r, "resultType", "complete");
@@ -246,7 +277,7 @@ plugin_timeout(evutil_socket_t fd, short ev, void *arg)
 }
 
 static void
-run_plugin_tool(struct call *c, const struct tool_def *t, const cJSON *args)
+run_plugin_tool(struct call *c, const struct tool_def *t, const cJSON *args, int as_task)
 {
 	char *json = json_print(args);
 	if (json == NULL) {
@@ -254,6 +285,25 @@ run_plugin_tool(struct call *c, const struct tool_def *t, const cJSON *args)
 		return;
 	}
 	c->in_plugin = 1;
+	/* A task exists before the tool runs (or its task_after window
+	 * starts): what the plugin does from the start is the task's. */
+	if (as_task) {
+		call_go_async(c);
+		if (task_begin(c) < 0) {
+			c->in_plugin = 0;
+			free(json);
+			log_error("tool %s: out of memory for its task", t->name);
+			call_error(c, JSONRPC_INTERNAL_ERROR, "out of memory");
+			return;
+		}
+		if (c->cancelled) {
+			/* Refused at once (limits.max_tasks): the tool never runs. */
+			c->in_plugin = 0;
+			free(json);
+			task_plugin_done(c, NULL, 0);
+			return;
+		}
+	}
 	/* Most plugin tools answer before they return: then the call never
 	 * needs a timer or cross-worker cancellation. */
 	int finished = 0;
@@ -263,6 +313,8 @@ run_plugin_tool(struct call *c, const struct tool_def *t, const cJSON *args)
 	if (finished)
 		return;
 	c->finished_flag = NULL;
+	if (!c->in_plugin)
+		return;         /* finished: a task's result waits for its creation */
 	call_go_async(c);
 	c->plugin_timer = evtimer_new(c->m->base, plugin_timeout, c);
 	if (c->plugin_timer != NULL) {
@@ -362,7 +414,7 @@ m_tools_call(struct call *c)
 		return;
 	}
 	if (t->kind == TOOL_PLUGIN) {
-		run_plugin_tool(c, t, args);
+		run_plugin_tool(c, t, args, as_task);
 		cJSON_Delete(empty);
 		return;
 	}

@@ -355,6 +355,10 @@ create_fail(struct task *tk, int code, const char *why)
 		tool_run_cancel(c->run);    /* task_tool_done frees the call */
 		return;
 	}
+	if (c->in_plugin && !tk->done) {
+		plugin_cancel(c);           /* the plugin finishes it: task_plugin_done */
+		return;
+	}
 	tk->c = NULL;
 	c->task = NULL;
 	call_free(c);
@@ -448,7 +452,7 @@ after_elapsed(evutil_socket_t fd, short ev, void *arg)
 	(void)ev;
 	struct task *tk = arg;
 	hold(tk);
-	if (tk->c != NULL && tk->c->run != NULL && !tk->c->cancelled)
+	if (tk->c != NULL && (tk->c->run != NULL || tk->c->in_plugin) && !tk->c->cancelled)
 		task_create(tk);
 	release(tk);
 }
@@ -563,6 +567,10 @@ cancel_here(struct task *tk)
 		return;
 	tk->cancel = 1;
 	log_info("task %.8s… of tool %s: cancelled by the client", tk->id, tk->tool);
+	if (tk->c->in_plugin) {
+		plugin_cancel(tk->c);       /* it stays until the plugin finishes it */
+		return;
+	}
 	tk->c->cancelled = 1;
 	if (tk->c->run != NULL)
 		tool_run_cancel(tk->c->run);
@@ -619,44 +627,38 @@ finish(struct task *tk)
 	changed(tk);
 }
 
-/* The command ended: the outcome is stored, the call freed. */
-void
-task_tool_done(struct call *c, struct tool_result *r)
+/* The call's tool ended with res (taken), or failed as fail_with said:
+ * the outcome is stored, the call freed. */
+static void
+task_end(struct call *c, cJSON *res)
 {
 	struct task *tk = c->task;
-	c->run = NULL;
-	hold(tk);
 	if (tk->create_failed) {
+		cJSON_Delete(res);
 		tk->c = NULL;
 		c->task = NULL;
 		call_free(c);
-		release(tk);
 		return;
 	}
 	if (tk->cancel || c->cancelled) {
 		set_status(tk, TS_CANCELLED);
-	} else if (r->timed_out) {
-		fail_with(tk, "tool %s timed out after %.3gs", tk->tool, (double)c->tool->cmd.timeout_ms / 1000.0);
-	} else if (!r->exited && r->signal != 0 && !r->output_exceeded && !r->channel_exceeded) {
-		fail_with(tk, "tool %s was killed by signal %d%s%s", tk->tool, r->signal,
-		    r->err_tail[0] ? "; stderr: " : "", r->err_tail);
-	} else {
-		cJSON *res = tool_result_build(c->tool, r);
-		char *json = res ? json_print(res) : NULL;
+	} else if (res != NULL) {
+		char *json = json_print(res);
 		size_t n = json ? strlen(json) : 0;
 		free(json);
-		if (res == NULL) {
-			fail_with(tk, "tool %s: out of memory", tk->tool);
-		} else if (n > c->m->cfg->limits.task_result) {
-			cJSON_Delete(res);
+		if (n > c->m->cfg->limits.task_result) {
 			fail_with(tk, "the result of tool %s is %zu bytes, more than limits.task_result (%llu)",
 			    tk->tool, n, (unsigned long long)c->m->cfg->limits.task_result);
 		} else {
 			cJSON_Delete(tk->result);
 			tk->result = res;
+			res = NULL;
 			set_status(tk, TS_COMPLETED);
 		}
+	} else if (tk->status != TS_FAILED) {
+		fail_with(tk, "tool %s: out of memory", tk->tool);
 	}
+	cJSON_Delete(res);
 	finish(tk);
 	/* Before the client has its answer (the record that creates the
 	 * task is still being stored), the call stays for it. */
@@ -665,6 +667,43 @@ task_tool_done(struct call *c, struct tool_result *r)
 		c->task = NULL;
 		call_free(c);
 	}
+}
+
+/* The command ended. */
+void
+task_tool_done(struct call *c, struct tool_result *r)
+{
+	struct task *tk = c->task;
+	c->run = NULL;
+	hold(tk);
+	cJSON *res = NULL;
+	if (tk->create_failed || tk->cancel || c->cancelled)
+		;
+	else if (r->timed_out)
+		fail_with(tk, "tool %s timed out after %.3gs", tk->tool, (double)c->tool->cmd.timeout_ms / 1000.0);
+	else if (!r->exited && r->signal != 0 && !r->output_exceeded && !r->channel_exceeded)
+		fail_with(tk, "tool %s was killed by signal %d%s%s", tk->tool, r->signal,
+		    r->err_tail[0] ? "; stderr: " : "", r->err_tail);
+	else
+		res = tool_result_build(c->tool, r);
+	task_end(c, res);
+	release(tk);
+}
+
+/* A plugin tool finished its call (host->tool_result or tool_text) with
+ * res (taken); timed_out: after its timeout, when mcpd had cancelled it. */
+void
+task_plugin_done(struct call *c, cJSON *res, int timed_out)
+{
+	struct task *tk = c->task;
+	hold(tk);
+	if (timed_out && !tk->cancel && !tk->create_failed) {
+		fail_with(tk, "tool %s timed out after %.3gs", tk->tool, (double)c->tool->cmd.timeout_ms / 1000.0);
+		c->cancelled = 0;       /* failed, not cancelled by the client */
+		cJSON_Delete(res);
+		res = NULL;
+	}
+	task_end(c, res);
 	release(tk);
 }
 

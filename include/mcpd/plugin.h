@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 #define MCPD_PLUGIN_ABI_MAJOR 1
-#define MCPD_PLUGIN_ABI_MINOR 4
+#define MCPD_PLUGIN_ABI_MINOR 5
 
 #if defined(__GNUC__)
 #define MCPD_EXPORT __attribute__((visibility("default")))
@@ -258,6 +258,17 @@ struct mcpd_host {
 	/* ABI 1.4: the directory of the configuration file, against which a
 	 * relative path in a plugin's section is taken. */
 	const char *(*config_dir)(void);
+
+	/* ABI 1.5: a tool that runs as a task (task: in mcpd.yaml). A task
+	 * has no stream to the client: what tasks/get shows while it works
+	 * is its statusMessage, which this sets (a plain call has none: a
+	 * no-op there). tool_progress sets it too, to its message or to
+	 * "progress of total". A task's cancellation (tasks/cancel, from any
+	 * worker) reaches the tool through tool_on_cancel; its result (from
+	 * tool_result or tool_text) is stored for tasks/get. The tool runs
+	 * in the worker where it started. Older plugins run as tasks as
+	 * they are. */
+	void (*tool_status)(struct mcpd_tool_call *call, const char *message);
 };
 
 /* The error text tool_ask reports when the client must answer first. */

@@ -15,6 +15,7 @@
  */
 #include <mcpd/plugin.h>
 
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,104 @@ confirm(const struct mcpd_host *host, struct mcpd_tool_call *call, const char *a
 	host->tool_ask(call, "confirm", "elicitation/create",
 	    "{\"message\":\"Proceed?\",\"requestedSchema\":{\"type\":\"object\",\"properties\":{}}}",
 	    confirmed, cc);
+}
+
+/* count: counts to steps, one a tick (interval_ms), on the worker's
+ * event loop: a long tool meant to run as a task (task: may). Each tick
+ * is its progress, and its status (ABI 1.5) as tasks/get shows it. It
+ * stops when cancelled, unless stubborn: then it counts on and finishes
+ * all the same (mcpd drops that result: the task stays cancelled).
+ *
+ *   - name: count
+ *     input: { steps: integer, interval_ms: integer, stubborn: boolean }
+ *     plugin: examples.so:count
+ *     task: may
+ */
+struct count_call {
+	const struct mcpd_host *host;
+	struct mcpd_tool_call *call;
+	struct event *tick;
+	long step, steps;
+	int stubborn, cancelled;
+};
+
+static void
+count_end(struct count_call *cc, const char *result_json, const char *text)
+{
+	if (result_json != NULL)
+		cc->host->tool_result(cc->call, result_json);
+	else
+		cc->host->tool_text(cc->call, text, 1);
+	event_free(cc->tick);
+	free(cc);
+}
+
+static void
+count_tick(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct count_call *cc = arg;
+	cc->step++;
+	if (cc->step >= cc->steps) {
+		char result[200];
+		snprintf(result, sizeof(result), "{\"content\":[{\"type\":\"text\",\"text\":\"counted to %ld%s\"}],"
+		    "\"structuredContent\":{\"count\":%ld}}", cc->steps, cc->cancelled ? " (cancelled)" : "",
+		    cc->steps);
+		count_end(cc, result, NULL);
+		return;
+	}
+	cc->host->tool_progress(cc->call, (double)cc->step, (double)cc->steps, NULL);
+	if (cc->host->size >= offsetof(struct mcpd_host, tool_status) + sizeof(cc->host->tool_status) &&
+	    cc->host->tool_status != NULL) {
+		char status[64];
+		snprintf(status, sizeof(status), "step %ld of %ld", cc->step, cc->steps);
+		cc->host->tool_status(cc->call, status);
+	}
+}
+
+static void
+count_cancelled(void *arg)
+{
+	struct count_call *cc = arg;
+	cc->cancelled = 1;
+	if (!cc->stubborn)
+		count_end(cc, NULL, "cancelled");
+}
+
+MCPD_EXPORT mcpd_tool_fn count;
+
+void
+count(const struct mcpd_host *host, struct mcpd_tool_call *call, const char *arguments_json)
+{
+	double steps = 5, interval = 100;
+	if (number_field(arguments_json, "steps", &steps) == 0 && (steps < 1 || steps > 100000)) {
+		host->tool_text(call, "steps must be 1 to 100000", 1);
+		return;
+	}
+	if (number_field(arguments_json, "interval_ms", &interval) == 0 && (interval < 1 || interval > 60000)) {
+		host->tool_text(call, "interval_ms must be 1 to 60000", 1);
+		return;
+	}
+	struct count_call *cc = calloc(1, sizeof(*cc));
+	if (cc == NULL) {
+		host->tool_text(call, "out of memory", 1);
+		return;
+	}
+	cc->host = host;
+	cc->call = call;
+	cc->steps = (long)steps;
+	cc->stubborn = strstr(arguments_json, "\"stubborn\":true") != NULL;
+	cc->tick = event_new(host->event_base(), -1, EV_PERSIST, count_tick, cc);
+	struct timeval tv = { (time_t)((long)interval / 1000), (suseconds_t)((long)interval % 1000) * 1000 };
+	if (cc->tick == NULL || event_add(cc->tick, &tv) < 0) {
+		if (cc->tick != NULL)
+			event_free(cc->tick);
+		free(cc);
+		host->tool_text(call, "no timer", 1);
+		return;
+	}
+	host->tool_on_cancel(call, count_cancelled, cc);
 }
 
 static const struct mcpd_plugin descriptor = {

@@ -207,6 +207,143 @@ def test_task_notifications_for_its_owner_only(t):
     d.stop()
 
 
+PLUGIN_TOOLS = """
+  - name: count
+    description: Counts to steps in-process (the example plugin), one a tick.
+    input: { steps: integer, interval_ms: integer, stubborn: boolean }
+    plugin: examples.so:count
+    timeout: 1m
+    task: may
+  - name: add
+    description: Adds at once (the example plugin).
+    input: { a: number, b: number }
+    plugin: examples.so:add
+    task: must
+"""
+
+
+def test_plugin_tool_as_task(t):
+    """A plugin tool runs as a task on the worker of A where it started:
+    its status polled on B, its result stored as a command's is; a
+    cancellation from B stops it on A; a plugin that ignores the
+    cancellation finishes all the same, and the task stays cancelled."""
+    redis = redis_server(t)
+    (da, pa), (db, pb) = start_instances(
+        t, 2, lambda name: backends(t, redis, "pubsub") + TOOLS % {"name": name} + PLUGIN_TOOLS, 2)
+    st, r = call(pa, "count", {"steps": 6, "interval_ms": 300})
+    res = r["result"]
+    check(res["resultType"] == "task" and res["status"] == "working", res)
+    tid = res["taskId"]
+    # its progress (ABI 1.5 tool_status) is the status message, seen on B
+    wait_for(lambda: task(pb, "tasks/get", tid)[1]["result"].get("statusMessage", "").startswith("step "),
+             5, "the plugin's status message")
+    done = until(pb, tid, ("completed",))
+    check(done["result"]["structuredContent"] == {"count": 6} and
+          done["result"]["content"][0]["text"] == "counted to 6" and not done["result"].get("isError"), done)
+    da.wait_log("task %.8s… of tool count completed" % tid)
+
+    # a tool that answers before it returns is a task too (task: must)
+    st, r = call(pb, "add", {"a": 1, "b": 2})
+    check(r["result"]["resultType"] == "task", r)
+    done = until(pa, r["result"]["taskId"], ("completed",))
+    check(done["result"]["structuredContent"] == {"sum": 3}, done)
+
+    # cancelled from B: the plugin on A hears it and stops
+    st, r = call(pa, "count", {"steps": 1000, "interval_ms": 50})
+    tid2 = r["result"]["taskId"]
+    until(pb, tid2, ("working",))
+    st, r = task(pb, "tasks/cancel", tid2)
+    check(r["result"] == {"resultType": "complete"}, r)
+    da.wait_log("task %.8s… of tool count: cancelled by the client" % tid2)
+    da.wait_log("task %.8s… of tool count cancelled" % tid2)
+    got = until(pa, tid2, ("cancelled",))
+    check("result" not in got, got)
+
+    # one that ignores the cancellation counts on; its result is dropped
+    st, r = call(pa, "count", {"steps": 20, "interval_ms": 100, "stubborn": True})
+    tid3 = r["result"]["taskId"]
+    until(pa, tid3, ("working",))
+    check(task(pb, "tasks/cancel", tid3)[1]["result"] == {"resultType": "complete"})
+    da.wait_log("task %.8s… of tool count: cancelled by the client" % tid3)
+    check(until(pb, tid3, ("cancelled",))["status"] == "cancelled")
+    da.wait_log("task %.8s… of tool count cancelled" % tid3, timeout=10)
+    time.sleep(0.3)
+    got = until(pb, tid3, ("cancelled", "completed"))
+    check(got["status"] == "cancelled" and "result" not in got, got)
+    # and the daemon goes on serving its tools
+    st, r = call(pa, "add", {"a": 2, "b": 2})
+    check(until(pb, r["result"]["taskId"], ("completed",))["result"]["structuredContent"] == {"sum": 4})
+
+
+OLD_PLUGIN = r"""
+#include <mcpd/plugin.h>
+#include <event2/event.h>
+#include <stdlib.h>
+static const struct mcpd_plugin d = { .size = offsetof(struct mcpd_plugin, create), .abi_major = 1, .abi_minor = 0,
+    .kind = MCPD_PLUGIN_TOOLS, .name = "old" };
+struct st { const struct mcpd_host *h; struct mcpd_tool_call *c; struct event *ev; int n; };
+static void tick(evutil_socket_t fd, short e, void *a)
+{
+    (void)fd; (void)e;
+    struct st *s = a;
+    if (s->n++ == 0) {
+        s->h->tool_progress(s->c, 1, 2, "half way");
+        struct timeval tv = { 1, 0 };
+        event_add(s->ev, &tv);
+        return;
+    }
+    s->h->tool_text(s->c, "old and done", 0);
+    event_free(s->ev);
+    free(s);
+}
+MCPD_EXPORT mcpd_tool_fn slow;
+void slow(const struct mcpd_host *h, struct mcpd_tool_call *c, const char *a)
+{
+    (void)a;
+    struct st *s = calloc(1, sizeof(*s));
+    s->h = h; s->c = c;
+    s->ev = evtimer_new(h->event_base(), tick, s);
+    struct timeval tv = { 0, 100000 };
+    event_add(s->ev, &tv);
+}
+const struct mcpd_plugin *mcpd_plugin_entry(void) { return &d; }
+"""
+
+
+def test_plugin_of_abi_1_0_as_task(t):
+    """A plugin built for ABI 1.0 (no tool_status) runs as a task as it
+    is: its progress message is the task's status, its text its result."""
+    from test_plugins import cc
+    src, so = os.path.join(t.dir, "old.c"), os.path.join(t.dir, "old.so")
+    with open(src, "w") as f:
+        f.write(OLD_PLUGIN)
+    cc(src, so, "-I" + os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../include"))
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\ntools:\n"
+               "  - { name: slow, description: Slow., plugin: '%s:slow', task: must }\n" % (port, so)
+               ).start(wait_url_port=port)
+    st, r = call(port, "slow")
+    tid = r["result"]["taskId"]
+    wait_for(lambda: task(port, "tasks/get", tid)[1]["result"].get("statusMessage") == "half way", 5,
+             "the progress message as the status")
+    done = until(port, tid, ("completed",))
+    check(done["result"]["content"][0]["text"] == "old and done", done)
+
+
+def test_plugin_task_times_out(t):
+    """A plugin task past its timeout fails (not cancelled); the plugin is
+    told through tool_on_cancel, as a client's cancellation would."""
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\ntools:\n"
+               "  - { name: count, description: Counts., input: { steps: integer, interval_ms: integer },\n"
+               "      plugin: examples.so:count, timeout: 1s, task: may }\n" % port).start(wait_url_port=port)
+    st, r = call(port, "count", {"steps": 100, "interval_ms": 100})
+    tid = r["result"]["taskId"]
+    got = until(port, tid, ("failed",))
+    check("timed out after 1s" in got["error"]["message"], got)
+    d.wait_log("task %.8s… of tool count failed" % tid)
+
+
 def test_task_finished_before_it_is_stored(t):
     """The command ends while the record that creates its task is still
     being stored (Redis paused for writes): the client gets the task,
@@ -347,7 +484,6 @@ def test_task_config_errors(t):
         ("tools:\n  - { name: a, command: [true], task_ttl: 1h }\n", r"task_ttl and task_after need task: may or task: must"),
         ("tools:\n  - { name: a, command: [true], task: may, timeout: 1h, task_ttl: 1m }\n",
          r"task_ttl \(60000ms\) is shorter than its timeout"),
-        ("tools:\n  - { name: a, plugin: 'x.so:y', task: must }\n", r"a plugin tool cannot run as a task"),
         ("tools:\n  - { name: a, command: [true], task: may, task_ttl: 0s }\n", r"task_ttl"),
         ("limits: { max_tasks: 0 }\n", r"max_tasks"),
     ])
