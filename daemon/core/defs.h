@@ -50,6 +50,7 @@ struct tool_def {
 	struct cJSON *header_params;    /* x-mcp-header: property -> header suffix */
 	const char *scopes;             /* scopes a caller's token needs, space-separated, or NULL */
 	struct arg_names arg_env;       /* the properties of input_schema */
+	unsigned mx;                    /* its label in the metrics (metrics.c) */
 	int line;
 };
 

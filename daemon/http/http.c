@@ -1,4 +1,5 @@
 #include "http.h"
+#include "metrics.h"
 #include "arena.h"
 #include "config.h"
 #include "log.h"
@@ -73,6 +74,7 @@ struct http_request {
 	void *on_close_arg;
 	const char *log_extra;
 	int logged;
+	int sse;                        /* counted in mcpd_sse_streams_open */
 	void *user;                     /* the authenticated principal, or NULL */
 };
 
@@ -276,6 +278,7 @@ conn_reset_request(struct http_conn *c)
 	r->on_close_arg = NULL;
 	r->log_extra = NULL;
 	r->logged = 0;
+	r->sse = 0;
 	r->user = NULL;
 	c->searched = 0;
 	c->linger = 0;
@@ -374,9 +377,14 @@ static void
 log_request(struct http_conn *c, int status)
 {
 	struct http_request *r = &c->req;
+	if (r->sse) {
+		metrics_sse(-1);
+		r->sse = 0;
+	}
 	if (r->logged || r->method == NULL)
 		return;
 	r->logged = 1;
+	metrics_http(r->path, status);
 	struct access_record rec = {
 		.remote = c->remote,
 		.method = r->method,
@@ -502,6 +510,10 @@ http_stream_begin(struct http_request *r, int status, const char *content_type)
 	    r->minor >= 1 ? "Transfer-Encoding: chunked" : NULL, 1);
 	c->state = CS_STREAMING;
 	evtimer_del(c->timer);
+	if (content_type != NULL && strncmp(content_type, "text/event-stream", 17) == 0) {
+		r->sse = 1;
+		metrics_sse(1);
+	}
 	return 0;
 }
 

@@ -4,6 +4,7 @@
  * functions a plugin tool calls back (result, text, progress, cancel;
  * asking is ask.c's). */
 #include "mcp_internal.h"
+#include "metrics.h"
 #include "auth.h"
 #include "config.h"
 #include "content.h"
@@ -21,12 +22,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Count the tool call's outcome once (a plugin tool that timed out
+ * finishes later, cancelled: the timeout is what counts). */
+static void
+tool_outcome(struct call *c, enum mx_tool_outcome o)
+{
+	if (c->mx_tool_done || c->tool == NULL)
+		return;
+	c->mx_tool_done = 1;
+	metrics_tool(c->tool->mx, o, monotonic_us() - c->mx_tool_start);
+}
+
+static int
+is_error(const cJSON *result)
+{
+	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(result, "isError"));
+}
+
 static void
 tool_done(void *arg, struct tool_result *r)
 {
 	struct call *c = arg;
 	c->run = NULL;
 	if (c->cancelled) {
+		tool_outcome(c, MXT_CANCELLED);
 		log_info("tool %s cancelled", c->tool->name);
 		/* A cancelled request gets no response; end the HTTP exchange. */
 		if (c->stream == NULL && c->req != NULL) {
@@ -42,7 +61,11 @@ tool_done(void *arg, struct tool_result *r)
 		    r->channel_exceeded ? "did not read its channel" :
 		    r->signal ? "killed by a signal" : "exited non-zero",
 		    r->err_tail[0] ? "; stderr: " : "", r->err_tail);
-	call_result(c, tool_result_build(c->tool, r));
+	cJSON *res = tool_result_build(c->tool, r);
+	tool_outcome(c, r->timed_out ? MXT_TIMEOUT :
+	    r->output_exceeded || r->channel_exceeded || r->signal ? MXT_KILLED :
+	    is_error(res) ? MXT_IS_ERROR : MXT_OK);
+	call_result(c, res);
 }
 
 static const struct tool_run_callbacks tool_callbacks = { tool_message, tool_done };
@@ -149,11 +172,13 @@ plugin_finish(struct call *c, cJSON *result)
 		return;
 	}
 	if (c->cancelled) {
+		tool_outcome(c, MXT_CANCELLED);
 		cJSON_Delete(result);
 		call_reply(c, c->req != NULL && c->stream == NULL ?
 		    jsonrpc_error(c->msg.id, JSONRPC_REQUEST_CANCELLED, "Request cancelled", NULL) : NULL);
 		return;
 	}
+	tool_outcome(c, is_error(result) ? MXT_IS_ERROR : MXT_OK);
 	call_result(c, result);
 }
 
@@ -234,6 +259,7 @@ plugin_timeout(evutil_socket_t fd, short ev, void *arg)
 	snprintf(msg, sizeof(msg), "tool %s timed out after %.3gs", c->tool->name,
 	    (double)c->tool->cmd.timeout_ms / 1000.0);
 	log_warn("%s (plugin tool)", msg);
+	tool_outcome(c, MXT_TIMEOUT);
 	cJSON *r = tool_error_result(msg);
 	if (c->stateless && r != NULL)
 		cJSON_AddStringToObject(r, "resultType", "complete");
@@ -299,6 +325,7 @@ m_tools_call(struct call *c)
 		return;
 	}
 	c->tool = t;
+	c->mx_tool_start = monotonic_us();
 	const cJSON *args = cJSON_GetObjectItemCaseSensitive(c->params, "arguments");
 	cJSON *empty = NULL;
 	if (args == NULL || cJSON_IsNull(args))
@@ -369,6 +396,7 @@ m_tools_call(struct call *c)
 		log_error("tool %s: %s", t->name, err);
 		char msg[700];
 		snprintf(msg, sizeof(msg), "Tool %s could not run: %s", name, err);
+		tool_outcome(c, MXT_IS_ERROR);
 		call_result(c, tool_error_result(msg));
 		return;
 	}
