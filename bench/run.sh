@@ -197,3 +197,6 @@ bash "$here/postgres.sh" ${1:+"$1"}
 
 # What each auth set-up costs, beside the SDK server's bearer middleware.
 bash "$here/auth.sh" ${1:+"$1"}
+
+# What the metrics cost: the same mcpd with metrics on and off.
+bash "$here/metrics.sh" ${1:+"$1"}
