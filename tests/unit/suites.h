@@ -28,5 +28,6 @@ Suite *storeop_suite(void);
 Suite *credfile_suite(void);
 Suite *localq_suite(void);
 Suite *linesplit_suite(void);
+Suite *metrics_suite(void);
 
 #endif
