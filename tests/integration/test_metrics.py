@@ -170,6 +170,9 @@ def test_counts_survive_a_worker_death_and_a_reload(t):
     victim = d.workers()[0]
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: len(d.workers()) == 2 and victim not in d.workers(), what="the respawn")
+    # The new worker shows in /proc as soon as it is forked, a moment
+    # before the master counts it.
+    wait_for(lambda: val(parse(scrape(mport)[1]), "mcpd_worker_starts_total") == 3, what="the start counted")
     s = parse(scrape(mport)[1])
     check(val(s, "mcpd_tool_calls_total", tool="ok", outcome="ok") == 6, s)
     check(val(s, "mcpd_worker_deaths_total", cause="signal") == 1)
@@ -180,6 +183,7 @@ def test_counts_survive_a_worker_death_and_a_reload(t):
     d.signal(signal.SIGHUP)
     d.wait_log("reload complete")
     wait_for(lambda: len(d.workers()) == 2, what="the old workers to go")
+    wait_for(lambda: val(parse(scrape(mport)[1]), "mcpd_workers") == 2, what="the old workers' slots folded")
     call(port, sid, "ok", 200)
     s = parse(scrape(mport)[1])
     check(val(s, "mcpd_tool_calls_total", tool="ok", outcome="ok") == 7, s)

@@ -12,7 +12,7 @@
 #include "suites.h"
 
 static struct tool_def tools[70];
-static char names[70][16];
+static char names[70][32];
 
 static struct config *
 cfg_with_tools(size_t n)
