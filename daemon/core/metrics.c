@@ -71,8 +71,9 @@ struct hist {
 };
 
 /* What one worker process counts. Gauges (int64, up and down) belong to
- * the living process and are not folded into departed. */
-struct slot {
+ * the living process and are not folded into departed. Cache-line
+ * aligned: no two workers write the same line. */
+struct __attribute__((aligned(64))) slot {
 	uint64_t http[ROUTE_N][CLASS_N];
 	uint64_t mcp[METHOD_N][OUT_N];
 	uint64_t tool[MX_TOOLS + 1][MXT_N];
