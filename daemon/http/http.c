@@ -1,5 +1,6 @@
 #include "http.h"
 #include "metrics.h"
+#include "traceparent.h"
 #include "arena.h"
 #include "config.h"
 #include "log.h"
@@ -385,6 +386,8 @@ log_request(struct http_conn *c, int status)
 		return;
 	r->logged = 1;
 	metrics_http(r->path, status);
+	const char *tp = http_request_header(r, "traceparent");
+	char trace_id[33];
 	struct access_record rec = {
 		.remote = c->remote,
 		.method = r->method,
@@ -396,6 +399,7 @@ log_request(struct http_conn *c, int status)
 		.bytes_in = r->head_len + r->body_len,
 		.bytes_out = r->bytes_out,
 		.duration_ms = (double)(monotonic_us() - r->start_us) / 1000.0,
+		.trace_id = tp != NULL && traceparent_parse(tp, strlen(tp), trace_id) == 0 ? trace_id : NULL,
 	};
 	log_access(&rec);
 }

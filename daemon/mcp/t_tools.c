@@ -5,6 +5,7 @@
  * asking is ask.c's). */
 #include "mcp_internal.h"
 #include "metrics.h"
+#include "traceparent.h"
 #include "auth.h"
 #include "config.h"
 #include "content.h"
@@ -388,7 +389,18 @@ m_tools_call(struct call *c)
 	if (asprintf(&caps_env, "MCP_CLIENT_CAPABILITIES=%s", caps_json ? caps_json : "{}") < 0)
 		caps_env = NULL;
 	free(caps_json);
-	const char *extra[] = { tool_env, proto_env, caps_env ? caps_env : "MCP_CLIENT_CAPABILITIES={}", NULL };
+	/* W3C trace context, from the request's _meta (as MCP carries it)
+	 * or its traceparent header: handed on to the command when valid. */
+	char trace_env[sizeof("TRACEPARENT=") + 128] = "";
+	const cJSON *tp = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(c->params, "_meta"), "traceparent");
+	const char *tps = cJSON_IsString(tp) ? tp->valuestring :
+	    c->req != NULL ? http_request_header(c->req, "traceparent") : NULL;
+	char trace_id[33];
+	if (tps != NULL && strlen(tps) <= 128 && traceparent_parse(tps, strlen(tps), trace_id) == 0)
+		snprintf(trace_env, sizeof(trace_env), "TRACEPARENT=%s", tps);
+	const char *extra[] = { tool_env, proto_env, caps_env ? caps_env : "MCP_CLIENT_CAPABILITIES={}",
+	    trace_env[0] ? trace_env : NULL, NULL };
 	int rc = start_command(c, t->name, &t->cmd, &t->arg_env, args, extra, &tool_callbacks, err, sizeof(err));
 	free(caps_env);
 	cJSON_Delete(empty);

@@ -29,5 +29,6 @@ Suite *credfile_suite(void);
 Suite *localq_suite(void);
 Suite *linesplit_suite(void);
 Suite *metrics_suite(void);
+Suite *traceparent_suite(void);
 
 #endif
