@@ -200,3 +200,6 @@ bash "$here/schema.sh" ${1:+"$1"}
 
 # What each auth set-up costs, beside the SDK server's bearer middleware.
 bash "$here/auth.sh" ${1:+"$1"}
+
+# What the metrics cost: the same mcpd with metrics on and off.
+bash "$here/metrics.sh" ${1:+"$1"}

@@ -3,6 +3,7 @@
  * the token's SHA-256, so that no token is kept), 401/403 answers with
  * WWW-Authenticate, and the protected resource metadata (RFC 9728). */
 #include "auth.h"
+#include "metrics.h"
 #include "arena.h"
 #include "config.h"
 #include "guard.h"
@@ -326,6 +327,7 @@ checked(void *arg, int status, const struct mcpd_principal *p, const char *grant
 	}
 	http_request_on_close(r, NULL, NULL);
 	if (status == MCPD_OK && p != NULL && p->user != NULL && p->user[0] != '\0') {
+		metrics_auth(MXA_OK);
 		cache_put(pc->a, pc->hash, p, grant, pc->a->validate ? resource_url(pc->a, r) : NULL);
 		set_principal(r, p->user, p->client_id, p->scopes);
 		auth_go_fn go = pc->go;
@@ -337,8 +339,10 @@ checked(void *arg, int status, const struct mcpd_principal *p, const char *grant
 	struct auth *a = pc->a;
 	free(pc);
 	if (status == MCPD_DENIED || status == MCPD_OK || status == MCPD_NOT_FOUND) {
+		metrics_auth(MXA_DENIED);
 		unauthorized(a, r, "invalid_token", err && err[0] ? err : "the token is not valid");
 	} else {
+		metrics_auth(MXA_ERROR);
 		log_warn("auth plugin %s: cannot check a token now: %s", a->cfg->auth.name, err ? err : "failed");
 		http_response_header(r, "Retry-After", "1");
 		respond_error(a, r, 503, "Service Unavailable: the token cannot be checked now; try again");
@@ -361,10 +365,12 @@ auth_check(struct auth *a, struct http_request *r, auth_go_fn go, void *arg)
 	}
 	const char *h = http_request_header(r, "Authorization");
 	if (h == NULL) {
+		metrics_auth(MXA_MISSING);
 		unauthorized(a, r, NULL, "this endpoint needs a bearer token (Authorization: Bearer ...)");
 		return;
 	}
 	if (strncasecmp(h, "Bearer ", 7) != 0) {
+		metrics_auth(MXA_DENIED);
 		unauthorized(a, r, "invalid_request", "the Authorization header must be \"Bearer <token>\"");
 		return;
 	}
@@ -375,6 +381,7 @@ auth_check(struct auth *a, struct http_request *r, auth_go_fn go, void *arg)
 	while (len > 0 && token[len - 1] == ' ')
 		len--;
 	if (len == 0 || len > MAX_TOKEN) {
+		metrics_auth(MXA_DENIED);
 		unauthorized(a, r, "invalid_token", len ? "the token is too long" : "the token is empty");
 		return;
 	}
@@ -382,6 +389,7 @@ auth_check(struct auth *a, struct http_request *r, auth_go_fn go, void *arg)
 	sha256(token, len, hash);
 	struct cached *e = cache_find(a, hash);
 	if (e != NULL && (e->aud == NULL || strcmp(e->aud, resource_url(a, r)) == 0)) {
+		metrics_auth(MXA_OK);
 		set_principal(r, e->user, e->client_id, e->scopes);
 		go(r, arg);
 		return;
@@ -447,6 +455,7 @@ auth_has_scopes(const struct principal *p, const char *needed)
 void
 auth_insufficient_scope(struct auth *a, struct http_request *r, const char *needed)
 {
+	metrics_auth(MXA_SCOPE);
 	if (a != NULL)
 		challenge(a, r, "insufficient_scope", "the token lacks a scope this needs", needed);
 }

@@ -11,6 +11,7 @@
  * tombstone (never deleting it, so nothing can create it again), and a
  * grant is only ever created only-if-absent. */
 #include "oauth_internal.h"
+#include "metrics.h"
 #include "arena.h"
 #include "auth.h"
 #include "config.h"
@@ -116,6 +117,7 @@ respond_tokens(struct tok *t)
 	cJSON_AddStringToObject(o, "scope", t->scope);
 	if (t->with_refresh)
 		cJSON_AddStringToObject(o, "refresh_token", t->refresh);
+	metrics_oauth_token(0);
 	oreq_json(q, 200, o);
 }
 
@@ -469,6 +471,7 @@ struct lookup {
 static void
 revoked(struct oreq *q)
 {
+	metrics_oauth_token(1);
 	oreq_json(q, 200, cJSON_CreateObject());
 }
 

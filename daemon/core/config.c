@@ -663,6 +663,38 @@ static const struct field lambda_fields[] = {
 static const struct section lambda_section = { "lambda", 0, lambda_fields, NULL };
 
 static int
+parse_metrics_listen(struct ctx *x, const struct cnode *n, void *base)
+{
+	struct config *c = base;
+	struct listen_conf *l = arena_zalloc(c->arena, sizeof(*l));
+	if (l == NULL) {
+		err_at(x, n, "metrics.listen: out of memory");
+		return -1;
+	}
+	if (scalar_string(x, n, "metrics.listen", &l->address) < 0)
+		return -1;
+	char err[160];
+	if (config_parse_address(l->address, &l->sa, &l->salen, &l->family, err, sizeof(err)) < 0) {
+		err_at(x, n, "metrics.listen \"%s\": %s", l->address, err);
+		return -1;
+	}
+	l->backlog = 511;
+	l->mode = -1;
+	l->line = n->line;
+	l->col = n->col;
+	l->metrics_only = 1;
+	c->metrics.listen = l;
+	return 0;
+}
+
+static const struct field metrics_fields[] = {
+	{ "enabled", F_BOOL, offsetof(struct config, metrics.enabled), 0, 0, { NULL } },
+	{ "listen", F_CUSTOM, 0, 0, 0, { parse_metrics_listen } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
+static const struct section metrics_section = { "metrics", 0, metrics_fields, NULL };
+
+static int
 parse_endpoint(struct ctx *x, const struct cnode *n, void *base)
 {
 	struct config *c = base;
@@ -870,6 +902,7 @@ static const struct field top_fields[] = {
 	{ "plugin_dir", F_PATH, offsetof(struct config, plugin_dir), 0, 0, { NULL } },
 	{ "limits", F_SECTION, offsetof(struct config, limits), 0, 0, { .section = &limits_section } },
 	{ "sse", F_SECTION, 0, 0, 0, { .section = &sse_section } },
+	{ "metrics", F_SECTION, 0, 0, 0, { .section = &metrics_section } },
 	{ "request_state", F_SECTION, 0, 0, 0, { .section = &request_state_section } },
 	{ "storage", F_CUSTOM, offsetof(struct config, storage), 0, 0, { parse_backend_section } },
 	{ "transport", F_CUSTOM, offsetof(struct config, transport), 0, 0, { parse_backend_section } },
@@ -919,6 +952,7 @@ set_defaults(struct config *c)
 	c->limits.task_result = 4 * 1024 * 1024;
 	c->limits.task_lease_ms = 30000;
 	c->mcp.retry_ms = 3000;
+	c->metrics.enabled = 1;
 	c->request_state.ttl_ms = 600000;
 	c->cache.list_ttl_ms = 300000;
 	c->cache.read_ttl_ms = 0;
@@ -931,10 +965,18 @@ set_defaults(struct config *c)
 }
 
 static int
+same_address(const struct listen_conf *a, const struct listen_conf *b)
+{
+	return a->salen == b->salen && memcmp(&a->sa, &b->sa, a->salen) == 0;
+}
+
+static int
 loopback_only(const struct config *c)
 {
 	for (size_t i = 0; i < c->nlisten; i++) {
 		const struct listen_conf *l = &c->listen[i];
+		if (l->metrics_only)
+			continue;
 		if (l->family == AF_INET) {
 			const struct sockaddr_in *in = (const void *)&l->sa;
 			if ((ntohl(in->sin_addr.s_addr) >> 24) != 127)
@@ -1174,6 +1216,24 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 			c->nlisten = 1;
 		}
 		resolve_identity(&x, c);
+	}
+	if (c->metrics.listen != NULL && !c->metrics.enabled) {
+		err_at(&x, cnode_get(cnode_get(c->root, "metrics"), "enabled"),
+		    "metrics.listen needs metrics.enabled: true");
+	} else if (c->metrics.listen != NULL) {
+		/* The last listener: bound and inherited like the others, and
+		 * served by each worker with /metrics alone. */
+		struct listen_conf *l = arena_zalloc(c->arena, (c->nlisten + 1) * sizeof(*l));
+		if (l != NULL) {
+			for (size_t i = 0; i < c->nlisten; i++)
+				if (same_address(&c->listen[i], c->metrics.listen))
+					err_at(&x, cnode_get(cnode_get(c->root, "metrics"), "listen"),
+					    "metrics.listen \"%s\" is also a listen address", c->metrics.listen->address);
+			memcpy(l, c->listen, c->nlisten * sizeof(*l));
+			l[c->nlisten] = *c->metrics.listen;
+			c->listen = l;
+			c->nlisten++;
+		}
 	}
 	/* mcpd --lambda listens nowhere: the Host of its requests is the
 	 * function URL's or the API's name, not a loopback one. */

@@ -36,6 +36,7 @@ struct listen_conf {
 	void *ssl_ctx;                  /* SSL_CTX, made by tls_load_config */
 	void (*ssl_ctx_free)(void *);   /* set with it; config_free calls it */
 	int line, col;
+	int metrics_only;               /* metrics.listen: serves /metrics alone */
 };
 
 struct limits_conf {
@@ -135,6 +136,10 @@ struct config {
 	const char **allowed_hosts;     /* Host header values; NULL: any */
 	size_t nhosts;
 	struct limits_conf limits;
+	struct {
+		int enabled;                /* counting at all (default yes) */
+		struct listen_conf *listen; /* a listener of its own, or NULL */
+	} metrics;
 	struct {
 		uint64_t retry_ms;          /* SSE retry: field */
 		uint64_t keepalive_ms;      /* comment lines on quiet streams */

@@ -57,6 +57,7 @@ struct tool_def {
 	int task;                       /* enum task_mode */
 	uint64_t task_ttl_ms;           /* a task and its result are kept this long */
 	uint64_t task_after_ms;         /* a plain call this long before it becomes a task */
+	unsigned mx;                    /* its label in the metrics (metrics.c) */
 	int line;
 };
 

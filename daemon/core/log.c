@@ -358,6 +358,8 @@ log_access(const struct access_record *r)
 			put_field(&b, r->extra, FIELD_EXTRA, ESC_JSON);
 			sbuf_str(&b, "\"");
 		}
+		if (r->trace_id != NULL)    /* 32 hex digits, checked */
+			sbuf_printf(&b, ",\"trace_id\":\"%s\"", r->trace_id);
 		sbuf_str(&b, "}");
 	} else {
 		put_field(&b, r->remote ? r->remote : "-", FIELD_SHORT, ESC_QUOTED);

@@ -45,6 +45,7 @@ struct access_record {
 	int status;
 	size_t bytes_in, bytes_out;
 	double duration_ms;
+	const char *trace_id;   /* from a valid traceparent header, or NULL */
 };
 
 void log_access(const struct access_record *r);

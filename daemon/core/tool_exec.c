@@ -1,4 +1,5 @@
 #include "tool_exec.h"
+#include "metrics.h"
 #include "defs.h"
 #include "json.h"
 #include "log.h"
@@ -200,6 +201,7 @@ run_free(struct tool_run *run)
 {
 	LIST_REMOVE(run, link);
 	run->te->running--;
+	metrics_process(-1);
 	if (run->in)
 		bufferevent_free(run->in);
 	if (run->out)
@@ -600,6 +602,7 @@ tool_run_start(struct tool_exec *te, const char *label, const struct command_def
 
 	LIST_INSERT_HEAD(&te->runs, run, link);
 	te->running++;
+	metrics_process(1);
 	run->out = pipe_bev(te->base, pout[0], run, out_read, NULL);
 	run->err = pipe_bev(te->base, perr[0], run, err_read, NULL);
 	run->chan = pipe_bev(te->base, chan[0], run, chan_read, NULL);

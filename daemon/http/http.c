@@ -1,4 +1,6 @@
 #include "http.h"
+#include "metrics.h"
+#include "traceparent.h"
 #include "arena.h"
 #include "config.h"
 #include "log.h"
@@ -73,6 +75,7 @@ struct http_request {
 	void *on_close_arg;
 	const char *log_extra;
 	int logged;
+	int sse;                        /* counted in mcpd_sse_streams_open */
 	void *user;                     /* the authenticated principal, or NULL */
 };
 
@@ -277,6 +280,7 @@ conn_reset_request(struct http_conn *c)
 	r->on_close_arg = NULL;
 	r->log_extra = NULL;
 	r->logged = 0;
+	r->sse = 0;
 	r->user = NULL;
 	c->searched = 0;
 	c->linger = 0;
@@ -398,9 +402,16 @@ static void
 log_request(struct http_conn *c, int status)
 {
 	struct http_request *r = &c->req;
+	if (r->sse) {
+		metrics_sse(-1);
+		r->sse = 0;
+	}
 	if (r->logged || r->method == NULL)
 		return;
 	r->logged = 1;
+	metrics_http(r->path, status);
+	const char *tp = http_request_header(r, "traceparent");
+	char trace_id[33];
 	struct access_record rec = {
 		.remote = c->remote,
 		.method = r->method,
@@ -412,6 +423,7 @@ log_request(struct http_conn *c, int status)
 		.bytes_in = r->head_len + r->body_len,
 		.bytes_out = r->bytes_out,
 		.duration_ms = (double)(monotonic_us() - r->start_us) / 1000.0,
+		.trace_id = tp != NULL && traceparent_parse(tp, strlen(tp), trace_id) == 0 ? trace_id : NULL,
 	};
 	log_access(&rec);
 }
@@ -526,6 +538,10 @@ http_stream_begin(struct http_request *r, int status, const char *content_type)
 	    r->minor >= 1 ? "Transfer-Encoding: chunked" : NULL, 1);
 	c->state = CS_STREAMING;
 	evtimer_del(c->timer);
+	if (content_type != NULL && strncmp(content_type, "text/event-stream", 17) == 0) {
+		r->sse = 1;
+		metrics_sse(1);
+	}
 	return 0;
 }
 

@@ -1,4 +1,7 @@
-/* /admin/sessions?user=NAME: GET lists the user's live sessions, DELETE
+/* /metrics on the main listeners: the same scrape as metrics.listen
+ * serves, for tokens that hold the admin scope.
+ *
+ * /admin/sessions?user=NAME: GET lists the user's live sessions, DELETE
  * revokes them all (their streams end on every worker and instance). The
  * caller's token must hold auth.admin_scope (default mcpd:admin). */
 #include "admin.h"
@@ -10,6 +13,7 @@
 #include "http.h"
 #include "jsonrpc.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin.h"
 #include "session.h"
 
@@ -160,6 +164,63 @@ admin_sessions(struct http_request *r, void *arg)
 	auth_check(a->auth, r, authorized, a);
 }
 
+void
+admin_metrics_respond(struct http_request *r, const struct config *cfg)
+{
+	const char *m = http_request_method(r);
+	if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
+		http_response_header(r, "Allow", "GET, HEAD");
+		http_respond_text(r, 405, "method not allowed");
+		return;
+	}
+	if (!metrics_enabled()) {
+		http_respond_text(r, 404, "metrics are off (metrics.enabled: false)");
+		return;
+	}
+	char protos[256] = "";
+	size_t n = 0;
+	for (int i = 0; i < PROTO_COUNT && n < sizeof(protos); i++)
+		n += (size_t)snprintf(protos + n, sizeof(protos) - n, "%s%s", i ? "," : "", proto_names[i]);
+	/* OpenMetrics only when asked for by name; anything else gets the
+	 * text format. */
+	const char *acc = http_request_header(r, "Accept");
+	int om = acc != NULL && strstr(acc, "application/openmetrics-text") != NULL;
+	size_t len;
+	char *body = metrics_render(cfg, om, protos, &len);
+	if (body == NULL) {
+		http_respond_text(r, 500, "out of memory");
+		return;
+	}
+	http_response_header(r, "Cache-Control", "no-store");
+	http_respond(r, 200, om ? "application/openmetrics-text; version=1.0.0; charset=utf-8" :
+	    "text/plain; version=0.0.4; charset=utf-8", body, len);
+	free(body);
+}
+
+static void
+metrics_authorized(struct http_request *r, void *arg)
+{
+	struct admin *a = arg;
+	const char *scope = a->cfg->authz.admin_scope;
+	if (!auth_has_scopes(auth_principal(r), scope)) {
+		auth_insufficient_scope(a->auth, r, scope);
+		respond_error(r, 403, "this needs the admin scope");
+		return;
+	}
+	admin_metrics_respond(r, a->cfg);
+}
+
+static void
+admin_metrics(struct http_request *r, void *arg)
+{
+	struct admin *a = arg;
+	if (!guard_host_allowed(a->cfg, http_request_header(r, "Host"))) {
+		respond_error(r, 403, "Host not allowed (see allowed_hosts)");
+		return;
+	}
+	auth_check(a->auth, r, metrics_authorized, a);
+}
+
 struct admin *
 admin_new(struct http_server *http, struct auth *auth, struct sessions *sessions,
     const struct config *cfg, int *failed)
@@ -168,7 +229,8 @@ admin_new(struct http_server *http, struct auth *auth, struct sessions *sessions
 	if (auth == NULL)
 		return NULL;
 	struct admin *a = calloc(1, sizeof(*a));
-	if (a == NULL || http_server_route(http, "/admin/sessions", admin_sessions, a) < 0) {
+	if (a == NULL || http_server_route(http, "/admin/sessions", admin_sessions, a) < 0 ||
+	    http_server_route(http, "/metrics", admin_metrics, a) < 0) {
 		free(a);
 		*failed = 1;
 		return NULL;

@@ -5,6 +5,7 @@
 
 struct auth;
 struct config;
+struct http_request;
 struct http_server;
 struct sessions;
 
@@ -14,5 +15,7 @@ struct admin;
 struct admin *admin_new(struct http_server *http, struct auth *auth, struct sessions *sessions,
     const struct config *cfg, int *failed);
 void admin_free(struct admin *a);
+/* Answer a scrape of /metrics (the caller has decided who may). */
+void admin_metrics_respond(struct http_request *r, const struct config *cfg);
 
 #endif

@@ -6,6 +6,7 @@
  * inputRequests and mcpd's state sealed in requestState (MRTR). A
  * command may also announce changes (mcpd/changed, changes.c). */
 #include "mcp_internal.h"
+#include "metrics.h"
 #include "config.h"
 #include "json.h"
 #include "reqstate.h"
@@ -341,6 +342,8 @@ tool_request(struct call *c, const cJSON *msg, const char *method)
 void
 mrtr_end_round(struct call *c)
 {
+	metrics_mrtr_round();
+	c->mx_tool_done = 1;    /* a round, not an outcome of the tool */
 	if (c->run != NULL) {
 		tool_run_abandon(c->run);
 		c->run = NULL;

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "http.h"
 #include "json.h"
+#include "metrics.h"
 #include "log.h"
 #include "registry.h"
 #include "tool_exec.h"
@@ -186,10 +187,28 @@ call_send(struct call *c, char *json)
 	free(json);
 }
 
+/* What the final message was, for the metrics: the envelope is ours
+ * (jsonrpc.c), so "result" or "error" is the first member after the id,
+ * and the raw quotes cannot come from inside a string. */
+static void
+note_answer(struct call *c, const char *json)
+{
+	if (c->mx_answered || json == NULL)
+		return;
+	c->mx_answered = 1;
+	const char *res = strstr(json, "\"result\":");
+	const char *err = strstr(json, "\"error\":{\"code\":");
+	if (err != NULL && (res == NULL || err < res))
+		c->mx_code = atoi(err + sizeof("\"error\":{\"code\":") - 1);
+	if (c->mx_code == 0 && err != NULL && (res == NULL || err < res))
+		c->mx_code = -1;
+}
+
 /* Send the final message; the call itself stays. Takes json. */
 void
 call_send_final(struct call *c, char *json)
 {
+	note_answer(c, json);
 	if (c->sse_direct) {
 		if (json != NULL)
 			direct_write(c, json);
@@ -275,6 +294,7 @@ call_error_data(struct call *c, int code, const char *msg, cJSON *data)
 void
 call_free(struct call *c)
 {
+	metrics_mcp(c->method, c->mx_answered, c->mx_code);
 	if (c->finished_flag != NULL)
 		*c->finished_flag = 1;
 	LIST_REMOVE(c, link);

@@ -7,6 +7,7 @@
  * preflight. A request becomes a call (call.c) that dispatch hands to its
  * method (t_*.c). Also mcp_new, mcp_drain and mcp_free. */
 #include "mcp_internal.h"
+#include "metrics.h"
 #include "admin.h"
 #include "auth.h"
 #include "config.h"
@@ -67,6 +68,7 @@ accepts(const char *accept, const char *type)
 void
 client_notification(struct mcp *m, struct session *s, const struct jsonrpc_msg *msg)
 {
+	metrics_mcp(msg->method, 0, 0);
 	if (strcmp(msg->method, "notifications/cancelled") == 0) {
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg->params, "requestId");
 		/* The call may run on another worker: tell them all. */

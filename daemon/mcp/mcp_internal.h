@@ -68,6 +68,10 @@ struct plugin_ask {             /* a plugin's question waiting for the client */
 /* One JSON-RPC request, from dispatch to its answer (call.c). */
 struct call {
 	struct mcp *m;
+	int mx_answered;            /* its final message went out (metrics) */
+	int mx_code;                /* 0: a result; else the JSON-RPC error code */
+	int mx_tool_done;           /* the tool's outcome is counted */
+	uint64_t mx_tool_start;     /* monotonic_us when the tool began */
 	struct http_request *req;   /* NULL once the client is gone */
 	struct mcp_line *line;      /* or its line (stdio), until it is answered */
 	struct session *s;

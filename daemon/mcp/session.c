@@ -5,6 +5,7 @@
  * session_stream.c's, resumption session_replay.c's, requests to the
  * client session_request.c's. */
 #include "session_internal.h"
+#include "metrics.h"
 #include "json.h"
 #include "jsonrpc.h"
 #include "log.h"
@@ -436,6 +437,7 @@ created(void *arg, int status, const char *err)
 		free(o);
 		return;
 	}
+	metrics_session(MXS_CREATED);
 	struct sessions *t = o->t;
 	struct session *c = cache_add(t, s->id);
 	if (c == NULL) {
@@ -522,8 +524,13 @@ looked_up(void *arg, int status, const void *value, size_t len, const char *err)
 			o->cb(o->arg, s, MCPD_OK);
 		}
 	} else if (status == MCPD_NOT_FOUND) {
-		if (s != NULL)
+		if (s != NULL) {
+			/* Expired (idle), or deleted by another worker, which
+			 * counted it: only an expiry is new here. */
+			if (!s->deleted && now_ms() - s->used_ms >= t->idle_ms)
+				metrics_session(MXS_EXPIRED);
 			evict(s);   /* expired or deleted elsewhere */
+		}
 		o->cb(o->arg, NULL, MCPD_NOT_FOUND);
 	} else {
 		log_error("storage: reading session %.8s…: %s", o->id, err ? err : "failed");
@@ -665,6 +672,7 @@ session_delete_then(struct session *s, session_deleted_fn *done, void *arg)
 			done(arg, 1);
 		return;
 	}
+	metrics_session(MXS_DELETED);
 	char key[96];
 	/* What a resumption would read goes with it (del drops a log too). */
 	key_of(key, sizeof(key), "events:", s->id);

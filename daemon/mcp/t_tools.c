@@ -4,6 +4,8 @@
  * functions a plugin tool calls back (result, text, progress, cancel;
  * asking is ask.c's). */
 #include "mcp_internal.h"
+#include "metrics.h"
+#include "traceparent.h"
 #include "auth.h"
 #include "config.h"
 #include "content.h"
@@ -21,6 +23,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Count the tool call's outcome once (a plugin tool that timed out
+ * finishes later, cancelled: the timeout is what counts). */
+static void
+tool_outcome(struct call *c, enum mx_tool_outcome o)
+{
+	if (c->mx_tool_done || c->tool == NULL)
+		return;
+	c->mx_tool_done = 1;
+	metrics_tool(c->tool->mx, o, monotonic_us() - c->mx_tool_start);
+}
+
+static int
+is_error(const cJSON *result)
+{
+	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(result, "isError"));
+}
+
 static void
 tool_done(void *arg, struct tool_result *r)
 {
@@ -31,6 +50,7 @@ tool_done(void *arg, struct tool_result *r)
 	}
 	c->run = NULL;
 	if (c->cancelled) {
+		tool_outcome(c, MXT_CANCELLED);
 		log_info("tool %s cancelled", c->tool->name);
 		/* A cancelled request gets no response; end the HTTP exchange. */
 		if (c->stream == NULL && c->req != NULL) {
@@ -46,7 +66,11 @@ tool_done(void *arg, struct tool_result *r)
 		    r->channel_exceeded ? "did not read its channel" :
 		    r->signal ? "killed by a signal" : "exited non-zero",
 		    r->err_tail[0] ? "; stderr: " : "", r->err_tail);
-	call_result(c, tool_result_build(c->tool, r));
+	cJSON *res = tool_result_build(c->tool, r);
+	tool_outcome(c, r->timed_out ? MXT_TIMEOUT :
+	    r->output_exceeded || r->channel_exceeded || r->signal ? MXT_KILLED :
+	    is_error(res) ? MXT_IS_ERROR : MXT_OK);
+	call_result(c, res);
 }
 
 static const struct tool_run_callbacks tool_callbacks = { tool_message, tool_done };
@@ -157,11 +181,13 @@ plugin_finish(struct call *c, cJSON *result)
 		return;
 	}
 	if (c->cancelled) {
+		tool_outcome(c, MXT_CANCELLED);
 		cJSON_Delete(result);
 		call_reply(c, c->req != NULL && c->stream == NULL ?
 		    jsonrpc_error(c->msg.id, JSONRPC_REQUEST_CANCELLED, "Request cancelled", NULL) : NULL);
 		return;
 	}
+	tool_outcome(c, is_error(result) ? MXT_IS_ERROR : MXT_OK);
 	call_result(c, result);
 }
 
@@ -262,6 +288,7 @@ plugin_timeout(evutil_socket_t fd, short ev, void *arg)
 	snprintf(msg, sizeof(msg), "tool %s timed out after %.3gs", c->tool->name,
 	    (double)c->tool->cmd.timeout_ms / 1000.0);
 	log_warn("%s (plugin tool)", msg);
+	tool_outcome(c, MXT_TIMEOUT);
 	if (call_is_task(c)) {
 		/* The task fails once the plugin finishes (task_plugin_done). */
 		if (!c->cancelled)
@@ -355,6 +382,7 @@ m_tools_call(struct call *c)
 		return;
 	}
 	c->tool = t;
+	c->mx_tool_start = monotonic_us();
 	const cJSON *args = cJSON_GetObjectItemCaseSensitive(c->params, "arguments");
 	cJSON *empty = NULL;
 	if (args == NULL || cJSON_IsNull(args))
@@ -426,7 +454,18 @@ m_tools_call(struct call *c)
 	if (asprintf(&caps_env, "MCP_CLIENT_CAPABILITIES=%s", caps_json ? caps_json : "{}") < 0)
 		caps_env = NULL;
 	free(caps_json);
-	const char *extra[] = { tool_env, proto_env, caps_env ? caps_env : "MCP_CLIENT_CAPABILITIES={}", NULL };
+	/* W3C trace context, from the request's _meta (as MCP carries it)
+	 * or its traceparent header: handed on to the command when valid. */
+	char trace_env[sizeof("TRACEPARENT=") + 128] = "";
+	const cJSON *tp = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(c->params, "_meta"), "traceparent");
+	const char *tps = cJSON_IsString(tp) ? tp->valuestring :
+	    c->req != NULL ? http_request_header(c->req, "traceparent") : NULL;
+	char trace_id[33];
+	if (tps != NULL && strlen(tps) <= 128 && traceparent_parse(tps, strlen(tps), trace_id) == 0)
+		snprintf(trace_env, sizeof(trace_env), "TRACEPARENT=%s", tps);
+	const char *extra[] = { tool_env, proto_env, caps_env ? caps_env : "MCP_CLIENT_CAPABILITIES={}",
+	    trace_env[0] ? trace_env : NULL, NULL };
 	int rc = start_command(c, t->name, &t->cmd, &t->arg_env, args, extra, &tool_callbacks, err, sizeof(err));
 	free(caps_env);
 	cJSON_Delete(empty);
@@ -434,6 +473,7 @@ m_tools_call(struct call *c)
 		log_error("tool %s: %s", t->name, err);
 		char msg[700];
 		snprintf(msg, sizeof(msg), "Tool %s could not run: %s", name, err);
+		tool_outcome(c, MXT_IS_ERROR);
 		call_result(c, tool_error_result(msg));
 		return;
 	}

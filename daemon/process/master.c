@@ -1,4 +1,5 @@
 #include "master.h"
+#include "metrics.h"
 #include "channel.h"
 #include "config.h"
 #include "listen.h"
@@ -293,6 +294,7 @@ commit_reload(struct master *m)
 	listen_close_unmarked(&m->listens);
 	update_pid_file(m, m->cur->cfg->pid_file);
 	gen_maybe_free(m, old);
+	metrics_reload(1);
 	log_notice("reload complete: configuration %u serving with %u worker%s",
 	    m->cur->number, m->cur->alive, plural(m->cur->alive));
 	notify_status(m, "READY=1\n");
@@ -301,6 +303,7 @@ commit_reload(struct master *m)
 static void
 abort_reload(struct master *m, const char *why)
 {
+	metrics_reload(0);
 	struct generation *g = m->next;
 	log_error("reload failed: %s; the previous configuration keeps serving", why);
 	for (size_t i = 0; i < MAX_SLOTS; i++)
@@ -343,6 +346,7 @@ reload(struct master *m)
 	if (cfg == NULL) {
 		errlist_each(&errs, log_config_error, NULL);
 		errlist_free(&errs);
+		metrics_reload(0);
 		log_error("reload failed: configuration has errors; the previous configuration keeps serving");
 		notify_send("READY=1\nSTATUS=reload failed: configuration has errors");
 		return;
@@ -352,11 +356,13 @@ reload(struct master *m)
 		errlist_each(&errs, log_config_error, NULL);
 		errlist_free(&errs);
 		config_free(cfg);
+		metrics_reload(0);
 		log_error("reload failed; the previous configuration keeps serving");
 		notify_send("READY=1\nSTATUS=reload failed: cannot listen");
 		return;
 	}
 	errlist_free(&errs);
+	metrics_config(cfg);
 	char err[256];
 	if (log_open(cfg->log.file, cfg->log.level, cfg->log.format, err, sizeof(err)) < 0)
 		log_error("%s; keeping the previous log destination", err);
@@ -442,6 +448,7 @@ spawn(struct master *m, struct generation *g, unsigned id)
 		close(sv[1]);
 		return -1;
 	}
+	metrics_slot_begin((unsigned)(s - m->slots));
 	sigset_t all, old;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
@@ -468,6 +475,7 @@ spawn(struct master *m, struct generation *g, unsigned id)
 		for (size_t i = 0; i < MAX_SLOTS; i++)
 			if (m->slots[i].used)
 				close(m->slots[i].chan);
+		metrics_attach((unsigned)(s - m->slots));
 		mark_generation(m, g);
 		for (size_t i = 0; i < m->listens.n; i++)
 			if (!m->listens.v[i].mark)
@@ -497,6 +505,7 @@ spawn(struct master *m, struct generation *g, unsigned id)
 	s->chan_ev = event_new(m->base, sv[0], EV_READ | EV_PERSIST, chan_cb, s);
 	event_add(s->chan_ev, NULL);
 	g->alive++;
+	metrics_worker_started();
 	log_info("started worker %u (pid %d)", id, (int)pid);
 	return 0;
 }
@@ -621,6 +630,7 @@ child_exited(struct master *m, pid_t pid, int status)
 	event_free(s->chan_ev);
 	close(s->chan);
 	relay_master_remove(m->relay, (unsigned)(s - m->slots));
+	metrics_slot_end((unsigned)(s - m->slots));
 	s->used = 0;
 	g->alive--;
 	if (was_ready)
@@ -640,6 +650,7 @@ child_exited(struct master *m, pid_t pid, int status)
 		finish_if_done(m);
 		return;
 	}
+	metrics_worker_died(fatal ? MXD_SETUP : WIFSIGNALED(status) ? MXD_SIGNAL : MXD_EXIT);
 	if (g == m->next) {
 		/* A new configuration whose workers die is not applied. */
 		log_error("new worker %u (pid %d) %s", id, (int)pid, how);
@@ -880,6 +891,12 @@ master_main(struct config *cfg, const char *config_path)
 	struct timeval second = { 1, 0 };
 	event_add(m.watch_timer, &second);
 	listen_adopt_systemd(&m.listens);
+	if (cfg->metrics.enabled) {
+		char merr[256];
+		if (metrics_init(MAX_SLOTS, merr, sizeof(merr)) < 0)
+			log_error("%s; serving without metrics", merr);
+	}
+	metrics_config(cfg);
 	struct errlist errs = { 0 };
 	m.cur = gen_new(&m, cfg, &errs);
 	if (m.cur == NULL) {

@@ -1,4 +1,7 @@
 #include "worker.h"
+#include "admin.h"
+#include "metered.h"
+#include "metrics.h"
 #include "channel.h"
 #include "config.h"
 #include "http.h"
@@ -23,6 +26,7 @@ struct worker {
 	struct event_base *base;
 	struct config *cfg;
 	struct http_server *http;
+	struct http_server *mhttp;      /* metrics.listen, or NULL */
 	struct mcp *mcp;
 	unsigned id;
 	int chan;
@@ -66,6 +70,21 @@ drained(void *arg)
 }
 
 static void
+mdrained(void *arg)
+{
+	(void)arg;
+}
+
+/* metrics.listen: the scrape and nothing else, without auth (bind it
+ * where only the monitoring can reach). */
+static void
+metrics_page(struct http_request *r, void *arg)
+{
+	struct worker *w = arg;
+	admin_metrics_respond(r, w->cfg);
+}
+
+static void
 drain_timeout(evutil_socket_t fd, short ev, void *arg)
 {
 	(void)fd;
@@ -88,6 +107,8 @@ worker_drain(struct worker *w, const char *why, const unsigned char *changed)
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 	evtimer_add(w->drain_timer, &tv);
 	http_server_drain(w->http, drained, w);
+	if (w->mhttp != NULL)
+		http_server_drain(w->mhttp, mdrained, w);
 }
 
 static void
@@ -254,6 +275,7 @@ worker_main(const struct worker_params *p)
 	http_server_route(w.http, "/healthz", healthz, &w);
 	http_server_route(w.http, "/readyz", readyz, &w);
 	host_set_worker(w.base, p->id);
+	metrics_set_endpoint(p->cfg->endpoint);
 	if (relay_worker_start(w.base, p->relay, (size_t)p->cfg->limits.stream_buffer) < 0) {
 		log_error("cannot start the relay to the other workers");
 		return WORKER_EXIT_FATAL;
@@ -268,13 +290,24 @@ worker_main(const struct worker_params *p)
 		p->cfg->storage.ops, p->cfg->storage.inst,
 		p->cfg->transport.ops, p->cfg->transport.inst,
 	};
+	if (metrics_enabled())
+		metered_backends(&b);
 	w.mcp = mcp_new(w.base, p->cfg, w.http, &b);
 	if (w.mcp == NULL) {
 		log_error("cannot set up the MCP endpoint");
 		return WORKER_EXIT_FATAL;
 	}
 	for (size_t i = 0; i < p->cfg->nlisten; i++) {
-		if (http_server_listen(w.http, p->fds[i], p->cfg->listen[i].ssl_ctx) < 0) {
+		struct http_server *hs = w.http;
+		if (p->cfg->listen[i].metrics_only) {
+			if (w.mhttp == NULL && ((w.mhttp = http_server_new(w.base, &p->cfg->limits)) == NULL ||
+			    http_server_route(w.mhttp, "/metrics", metrics_page, &w) < 0)) {
+				log_error("cannot set up the metrics listener");
+				return WORKER_EXIT_FATAL;
+			}
+			hs = w.mhttp;
+		}
+		if (http_server_listen(hs, p->fds[i], p->cfg->listen[i].ssl_ctx) < 0) {
 			log_error("cannot serve %s", p->cfg->listen[i].address);
 			return WORKER_EXIT_FATAL;
 		}
@@ -309,6 +342,8 @@ worker_main(const struct worker_params *p)
 
 	mcp_free(w.mcp);
 	http_server_free(w.http);
+	if (w.mhttp != NULL)
+		http_server_free(w.mhttp);
 	config_detach_backends(p->cfg, 1);
 	relay_worker_stop();
 	event_free(w.sig_term);

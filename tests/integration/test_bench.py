@@ -19,7 +19,8 @@ def test_bench_script_runs(t):
                 "two instances, one Redis (streams)", "one instance, PostgreSQL + local", "two instances, NATS transport",
                 "two instances, amqp transport on RabbitMQ",
                 "mcpd, apikey", "mcpd, jwt (RS256",
-                "mcpd, internal authorization server", "TypeScript SDK server, requireBearerAuth"):
+                "mcpd, internal authorization server", "TypeScript SDK server, requireBearerAuth",
+                "metrics on, scraped every second", "metrics off (enabled: false)"):
         check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))
 
 

@@ -30,5 +30,7 @@ Suite *localq_suite(void);
 Suite *linesplit_suite(void);
 Suite *lambda_suite(void);
 Suite *skillmd_suite(void);
+Suite *metrics_suite(void);
+Suite *traceparent_suite(void);
 
 #endif

@@ -1,0 +1,255 @@
+/* Metered storage and transport operations (see metered.h). Each call
+ * carries a small record of what to call back and when it began; the
+ * plugin's completion records the outcome, then calls the caller. */
+#include "metered.h"
+#include "metrics.h"
+#include "plugin.h"
+#include "util.h"
+
+#include <stdlib.h>
+
+static struct mcpd_storage_ops sops;    /* the wrappers */
+static const struct mcpd_storage_ops *sreal;
+static struct mcpd_transport_ops tops;
+static const struct mcpd_transport_ops *treal;
+
+struct op {
+	enum mx_storage_op what;
+	uint64_t start;
+	void *cb;
+	void *arg;
+};
+
+static struct op *
+op_new(enum mx_storage_op what, void *cb, void *arg)
+{
+	struct op *o = malloc(sizeof(*o));
+	if (o == NULL)
+		return NULL;
+	o->what = what;
+	o->start = monotonic_us();
+	o->cb = cb;
+	o->arg = arg;
+	return o;
+}
+
+/* Record the outcome; the caller's cb and arg are in *cb and *arg. */
+static void
+op_end(struct op *o, int status, void **cb, void **arg)
+{
+	metrics_storage(o->what, status != MCPD_ERROR, monotonic_us() - o->start);
+	*cb = o->cb;
+	*arg = o->arg;
+	free(o);
+}
+
+static void
+done_cb(void *arg, int status, const char *err)
+{
+	void *cb, *a;
+	op_end(arg, status, &cb, &a);
+	if (cb != NULL)
+		((mcpd_done_cb *)cb)(a, status, err);
+}
+
+static void
+value_cb(void *arg, int status, const void *value, size_t len, const char *err)
+{
+	void *cb, *a;
+	op_end(arg, status, &cb, &a);
+	if (cb != NULL)
+		((mcpd_value_cb *)cb)(a, status, value, len, err);
+}
+
+static void
+int_cb(void *arg, int status, int64_t value, const char *err)
+{
+	void *cb, *a;
+	op_end(arg, status, &cb, &a);
+	if (cb != NULL)
+		((mcpd_int_cb *)cb)(a, status, value, err);
+}
+
+static void
+members_cb(void *arg, int status, const char *const *members, size_t n, const char *err)
+{
+	void *cb, *a;
+	op_end(arg, status, &cb, &a);
+	if (cb != NULL)
+		((mcpd_members_cb *)cb)(a, status, members, n, err);
+}
+
+static void
+entries_cb(void *arg, int status, const struct mcpd_log_entry *entries, size_t n, const char *err)
+{
+	void *cb, *a;
+	op_end(arg, status, &cb, &a);
+	if (cb != NULL)
+		((mcpd_entries_cb *)cb)(a, status, entries, n, err);
+}
+
+/* Out of memory for the record: the operation runs unmetered. */
+#define WRAP(what, cbtype, mycb, call_real, call_plain)                        \
+	do {                                                                   \
+		struct op *o = op_new(what, (void *)cb, arg);                  \
+		if (o == NULL) {                                               \
+			call_plain;                                            \
+			return;                                                \
+		}                                                              \
+		cbtype *c_ = mycb;                                             \
+		void *a_ = o;                                                  \
+		call_real;                                                     \
+	} while (0)
+
+static void
+m_get(void *inst, const char *key, mcpd_value_cb *cb, void *arg)
+{
+	WRAP(MXO_GET, mcpd_value_cb, value_cb, sreal->get(inst, key, c_, a_),
+	    sreal->get(inst, key, cb, arg));
+}
+
+static void
+m_set(void *inst, const char *key, const void *value, size_t len, uint64_t ttl_ms,
+    unsigned flags, mcpd_done_cb *cb, void *arg)
+{
+	WRAP(MXO_SET, mcpd_done_cb, done_cb, sreal->set(inst, key, value, len, ttl_ms, flags, c_, a_),
+	    sreal->set(inst, key, value, len, ttl_ms, flags, cb, arg));
+}
+
+static void
+m_del(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
+{
+	WRAP(MXO_DEL, mcpd_done_cb, done_cb, sreal->del(inst, key, c_, a_),
+	    sreal->del(inst, key, cb, arg));
+}
+
+static void
+m_exists(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
+{
+	WRAP(MXO_EXISTS, mcpd_done_cb, done_cb, sreal->exists(inst, key, c_, a_),
+	    sreal->exists(inst, key, cb, arg));
+}
+
+static void
+m_incr(void *inst, const char *key, int64_t by, uint64_t ttl_ms, mcpd_int_cb *cb, void *arg)
+{
+	WRAP(MXO_INCR, mcpd_int_cb, int_cb, sreal->incr(inst, key, by, ttl_ms, c_, a_),
+	    sreal->incr(inst, key, by, ttl_ms, cb, arg));
+}
+
+static void
+m_index_add(void *inst, const char *index, const char *member, uint64_t ttl_ms,
+    mcpd_done_cb *cb, void *arg)
+{
+	WRAP(MXO_INDEX_ADD, mcpd_done_cb, done_cb, sreal->index_add(inst, index, member, ttl_ms, c_, a_),
+	    sreal->index_add(inst, index, member, ttl_ms, cb, arg));
+}
+
+static void
+m_index_remove(void *inst, const char *index, const char *member, mcpd_done_cb *cb, void *arg)
+{
+	WRAP(MXO_INDEX_REMOVE, mcpd_done_cb, done_cb, sreal->index_remove(inst, index, member, c_, a_),
+	    sreal->index_remove(inst, index, member, cb, arg));
+}
+
+static void
+m_index_members(void *inst, const char *index, mcpd_members_cb *cb, void *arg)
+{
+	WRAP(MXO_INDEX_MEMBERS, mcpd_members_cb, members_cb, sreal->index_members(inst, index, c_, a_),
+	    sreal->index_members(inst, index, cb, arg));
+}
+
+static void
+m_log_append(void *inst, const char *log, const void *entry, size_t len,
+    uint64_t max_entries, uint64_t ttl_ms, mcpd_int_cb *cb, void *arg)
+{
+	WRAP(MXO_LOG_APPEND, mcpd_int_cb, int_cb,
+	    sreal->log_append(inst, log, entry, len, max_entries, ttl_ms, c_, a_),
+	    sreal->log_append(inst, log, entry, len, max_entries, ttl_ms, cb, arg));
+}
+
+static void
+m_log_range(void *inst, const char *log, uint64_t after, size_t max, mcpd_entries_cb *cb, void *arg)
+{
+	WRAP(MXO_LOG_RANGE, mcpd_entries_cb, entries_cb, sreal->log_range(inst, log, after, max, c_, a_),
+	    sreal->log_range(inst, log, after, max, cb, arg));
+}
+
+/* ---- transport ---- */
+
+struct pub {
+	uint64_t start;
+	mcpd_done_cb *cb;
+	void *arg;
+};
+
+static void
+published(void *arg, int status, const char *err)
+{
+	struct pub *p = arg;
+	mcpd_done_cb *cb = p->cb;
+	void *a = p->arg;
+	metrics_transport(MXP_PUBLISH, status != MCPD_ERROR, monotonic_us() - p->start);
+	free(p);
+	if (cb != NULL)
+		cb(a, status, err);
+}
+
+static void
+m_publish(void *inst, const char *channel, const void *msg, size_t len,
+    const struct mcpd_publish_opts *opts, mcpd_done_cb *cb, void *arg)
+{
+	struct pub *p = malloc(sizeof(*p));
+	if (p == NULL) {
+		treal->publish(inst, channel, msg, len, opts, cb, arg);
+		return;
+	}
+	p->start = monotonic_us();
+	p->cb = cb;
+	p->arg = arg;
+	treal->publish(inst, channel, msg, len, opts, published, p);
+}
+
+static void *
+m_subscribe(void *inst, const char *channel, mcpd_message_cb *cb, void *arg)
+{
+	uint64_t start = monotonic_us();
+	void *sub = treal->subscribe(inst, channel, cb, arg);
+	metrics_transport(MXP_SUBSCRIBE, sub != NULL, monotonic_us() - start);
+	return sub;
+}
+
+void
+metered_backends(struct backends *b)
+{
+	if (b->storage != NULL && sreal == NULL) {
+		sreal = b->storage;
+		sops = *sreal;
+		sops.get = m_get;
+		sops.set = m_set;
+		sops.del = m_del;
+		sops.log_append = m_log_append;
+		sops.log_range = m_log_range;
+		/* Optional ones stay NULL where the plugin lacks them. */
+		if (sreal->exists != NULL)
+			sops.exists = m_exists;
+		if (sreal->incr != NULL)
+			sops.incr = m_incr;
+		if (sreal->index_add != NULL)
+			sops.index_add = m_index_add;
+		if (sreal->index_remove != NULL)
+			sops.index_remove = m_index_remove;
+		if (sreal->index_members != NULL)
+			sops.index_members = m_index_members;
+	}
+	if (b->transport != NULL && treal == NULL) {
+		treal = b->transport;
+		tops = *treal;
+		tops.publish = m_publish;
+		tops.subscribe = m_subscribe;
+	}
+	if (sreal != NULL)
+		b->storage = &sops;
+	if (treal != NULL)
+		b->transport = &tops;
+}
