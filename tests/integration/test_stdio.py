@@ -175,6 +175,7 @@ def test_stdio_sdk_client(t):
     check(out["asked"] == ["What is your name?"], out["asked"])
     check(c["ask-name"]["content"][0]["text"] == "Nice to meet you, Ada.", c["ask-name"])
     check(c["add"]["structuredContent"] == {"sum": 5}, c["add"])
+    check(c["count"]["content"][0]["text"].startswith("counted to 3"), c["count"])
     check(out["invalid"].get("isError") is True, out["invalid"])
     check({"level": "info", "data": "countdown of 2 finished"} in out["logs"], out["logs"])
     # the example skill's SKILL.md is listed and read like any resource
