@@ -14,11 +14,18 @@ static struct mcpd_transport_ops tops;
 static const struct mcpd_transport_ops *treal;
 
 struct op {
+	int publish;                    /* a transport's publish, else storage's what */
 	enum mx_storage_op what;
 	uint64_t start;
 	void *cb;
 	void *arg;
+	struct op *prev, *next;
 };
+
+/* The records of operations in flight: a plugin that detaches drops its
+ * own without calling back (the worker is stopping), and then these are
+ * freed by metered_forget. */
+static struct op *pending;
 
 static struct op *
 op_new(enum mx_storage_op what, void *cb, void *arg)
@@ -26,10 +33,16 @@ op_new(enum mx_storage_op what, void *cb, void *arg)
 	struct op *o = malloc(sizeof(*o));
 	if (o == NULL)
 		return NULL;
+	o->publish = 0;
 	o->what = what;
 	o->start = monotonic_us();
 	o->cb = cb;
 	o->arg = arg;
+	o->prev = NULL;
+	o->next = pending;
+	if (pending != NULL)
+		pending->prev = o;
+	pending = o;
 	return o;
 }
 
@@ -37,10 +50,38 @@ op_new(enum mx_storage_op what, void *cb, void *arg)
 static void
 op_end(struct op *o, int status, void **cb, void **arg)
 {
-	metrics_storage(o->what, status != MCPD_ERROR, monotonic_us() - o->start);
+	if (o->publish)
+		metrics_transport(MXP_PUBLISH, status != MCPD_ERROR, monotonic_us() - o->start);
+	else
+		metrics_storage(o->what, status != MCPD_ERROR, monotonic_us() - o->start);
 	*cb = o->cb;
 	*arg = o->arg;
+	if (o->prev != NULL)
+		o->prev->next = o->next;
+	else
+		pending = o->next;
+	if (o->next != NULL)
+		o->next->prev = o->prev;
 	free(o);
+}
+
+size_t
+metered_pending(void)
+{
+	size_t n = 0;
+	for (const struct op *o = pending; o != NULL; o = o->next)
+		n++;
+	return n;
+}
+
+void
+metered_forget(void)
+{
+	while (pending != NULL) {
+		struct op *o = pending;
+		pending = o->next;
+		free(o);
+	}
 }
 
 static void
@@ -177,37 +218,17 @@ m_log_range(void *inst, const char *log, uint64_t after, size_t max, mcpd_entrie
 
 /* ---- transport ---- */
 
-struct pub {
-	uint64_t start;
-	mcpd_done_cb *cb;
-	void *arg;
-};
-
-static void
-published(void *arg, int status, const char *err)
-{
-	struct pub *p = arg;
-	mcpd_done_cb *cb = p->cb;
-	void *a = p->arg;
-	metrics_transport(MXP_PUBLISH, status != MCPD_ERROR, monotonic_us() - p->start);
-	free(p);
-	if (cb != NULL)
-		cb(a, status, err);
-}
-
 static void
 m_publish(void *inst, const char *channel, const void *msg, size_t len,
     const struct mcpd_publish_opts *opts, mcpd_done_cb *cb, void *arg)
 {
-	struct pub *p = malloc(sizeof(*p));
-	if (p == NULL) {
+	struct op *o = op_new(0, (void *)cb, arg);
+	if (o == NULL) {
 		treal->publish(inst, channel, msg, len, opts, cb, arg);
 		return;
 	}
-	p->start = monotonic_us();
-	p->cb = cb;
-	p->arg = arg;
-	treal->publish(inst, channel, msg, len, opts, published, p);
+	o->publish = 1;
+	treal->publish(inst, channel, msg, len, opts, done_cb, o);
 }
 
 static void *

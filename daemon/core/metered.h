@@ -4,9 +4,16 @@
 #ifndef MCPD_METERED_H
 #define MCPD_METERED_H
 
+#include <stddef.h>
+
 struct backends;
 
 /* Replace b's operations by metered ones (once per process). */
 void metered_backends(struct backends *b);
+/* After the backends are detached (no callback can come any more): free
+ * the records of the operations they dropped. */
+void metered_forget(void);
+/* How many records wait for their operation's callback (for tests). */
+size_t metered_pending(void);
 
 #endif

@@ -345,6 +345,7 @@ worker_main(const struct worker_params *p)
 	if (w.mhttp != NULL)
 		http_server_free(w.mhttp);
 	config_detach_backends(p->cfg, 1);
+	metered_forget();
 	relay_worker_stop();
 	event_free(w.sig_term);
 	event_free(w.chan_ev);
