@@ -448,7 +448,9 @@ def test_task_expires_after_its_ttl(t):
 
 
 def test_task_limits_and_gating(t):
-    d, port = single(t, "limits: { max_tasks: 2 }\n")
+    # shutdown_timeout: a worker stopping waits for running tasks, and the
+    # cancelled ones may not have ended yet (seen under ASan: 30 s).
+    d, port = single(t, "limits: { max_tasks: 2, shutdown_timeout: 5s }\n")
     pid, gate = os.path.join(t.dir, "pid"), os.path.join(t.dir, "gate")
     ids = [call(port, "wait", {"pidfile": pid + str(i), "gate": gate}, id=i)[1]["result"]["taskId"]
            for i in range(2)]
