@@ -142,7 +142,10 @@ class RuntimeApi:
                 if item is None:
                     # The API went away: the connection closes unanswered.
                     self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass  # mcpd may have closed it first
                     return
                 rid, event, deadline_ms, trace = item
                 data = event if isinstance(event, bytes) else json.dumps(event).encode()

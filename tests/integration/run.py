@@ -99,13 +99,21 @@ def main():
         futs = [ex.submit(run_one, full, f, args.keep) for full, f, _ in tests]
         for fut in futs:
             full, status, detail, dt = fut.result()
-            results.append((full, status))
+            results.append((full, status, detail))
             print("%-4s %-60s %6.2fs" % (status, full, dt), flush=True)
             if status == "FAIL" or status == "skip":
                 print("     " + detail.strip().replace("\n", "\n     "), flush=True)
     failed = [r for r in results if r[1] == "FAIL"]
     skipped = [r for r in results if r[1] == "skip"]
     passed = [r for r in results if r[1] == "pass"]
+    if failed:
+        # Repeated at the end: CI keeps only the tail of a long log.
+        print("\nfailed:")
+        for full, _, detail in failed:
+            lines = [l for l in detail.strip().splitlines() if l.strip()]
+            print("  " + full)
+            for l in lines[:3] + (["  ..."] if len(lines) > 14 else []) + lines[max(3, len(lines) - 11):]:
+                print("     " + l[:300])
     print("\n%d passed, %d failed, %d skipped (skipped tests are not passes)"
           % (len(passed), len(failed), len(skipped)))
     return 1 if failed else 0
