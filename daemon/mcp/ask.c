@@ -91,6 +91,8 @@ item_answered(void *arg, const cJSON *result, const cJSON *error)
 		group_finish(g);
 }
 
+static void plugin_ask_answered(void *arg, const cJSON *result, const cJSON *error);
+
 int
 ask_answer(struct call *c, const char *key, const cJSON *result)
 {
@@ -104,6 +106,14 @@ ask_answer(struct call *c, const char *key, const cJSON *result)
 			item_answered(it, result, NULL);
 			return 1;
 		}
+	}
+	struct plugin_ask *pa;
+	LIST_FOREACH(pa, &c->plugin_asks, link) {
+		if (pa->key == NULL || strcmp(pa->key, key) != 0)
+			continue;
+		c->questions--;
+		plugin_ask_answered(pa, result, NULL);
+		return 1;
 	}
 	return 0;
 }
@@ -438,6 +448,7 @@ plugin_ask_answered(void *arg, const cJSON *result, const cJSON *error)
 	pa->done(pa->arg, error ? NULL : (json ? json : "{}"),
 	    error ? (cJSON_IsString(msg) ? msg->valuestring : "the client failed the request") : NULL);
 	free(json);
+	free(pa->key);
 	free(pa);
 }
 
@@ -461,10 +472,39 @@ host_tool_ask(struct mcpd_tool_call *call, const char *key, const char *method, 
 		return;
 	}
 	if (call_is_task(c)) {
-		/* A task's questions wait in its record for tasks/update, which
-		 * a plugin tool's done() cannot (yet). */
+		/* A task's questions wait in its record (input_required) until
+		 * a tasks/update, on any worker, answers them (ask_answer). */
+		const cJSON *known = cJSON_GetObjectItemCaseSensitive(c->answers, key);
+		const char *refused = NULL;
+		if (known != NULL) {
+			cJSON_Delete(params);
+			char *json = json_print(known);
+			done(arg, json, NULL);
+			free(json);
+			return;
+		}
+		if (task_asking(c, key))
+			refused = "a question with this key is waiting already";
+		else if (c->questions + 1 > MAX_QUESTIONS)
+			refused = "too many questions waiting for the client's answers";
+		struct plugin_ask *pa = refused ? NULL : calloc(1, sizeof(*pa));
+		if (pa != NULL && (pa->key = strdup(key)) == NULL) {
+			free(pa);
+			pa = NULL;
+		}
+		if (pa == NULL) {
+			cJSON_Delete(params);
+			done(arg, NULL, refused ? refused : "out of memory");
+			return;
+		}
+		pa->c = c;
+		pa->done = done;
+		pa->arg = arg;
+		LIST_INSERT_HEAD(&c->plugin_asks, pa, link);
+		task_ask(c, key, method, params);
 		cJSON_Delete(params);
-		done(arg, NULL, "a plugin tool running as a task cannot ask the client");
+		c->questions++;
+		task_input_required(c);
 		return;
 	}
 	if (c->stateless) {

@@ -317,8 +317,9 @@ call_free(struct call *c)
 	while (!LIST_EMPTY(&c->plugin_asks)) {
 		struct plugin_ask *pa = LIST_FIRST(&c->plugin_asks);
 		LIST_REMOVE(pa, link);
-		if (c->s != NULL)
+		if (c->s != NULL && pa->key == NULL)
 			session_cancel_pending(c->s, pa);
+		free(pa->key);
 		free(pa);
 	}
 	if (c->keepalive != NULL)

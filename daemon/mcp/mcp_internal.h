@@ -62,6 +62,7 @@ struct plugin_ask {             /* a plugin's question waiting for the client */
 	struct call *c;
 	void (*done)(void *, const char *, const char *);
 	void *arg;
+	char *key;                  /* a task's question, answered by tasks/update */
 	LIST_ENTRY(plugin_ask) link;
 };
 

@@ -21,12 +21,15 @@ struct task_op {
 	enum op_kind kind;
 	char id[64];
 	char *owner;
+	struct mcp *m;
+	cJSON *answers;             /* tasks/update: published once stored */
 };
 
 static void
 op_free(struct task_op *op)
 {
 	free(op->owner);
+	cJSON_Delete(op->answers);
 	free(op);
 }
 
@@ -192,6 +195,11 @@ acked(void *arg, int status, const char *err)
 {
 	struct task_op *op = arg;
 	struct call *c = op->c;
+	/* The answers go to the task's worker only now: published before
+	 * this write, a tool that finished at once would have its record
+	 * ("completed") overwritten by this one ("working"). */
+	if (op->answers != NULL && status == MCPD_OK)
+		publish(op->m, op->id, op->answers);
 	if (c != NULL) {
 		c->op = NULL;
 		if (status != MCPD_OK && status != MCPD_NOT_FOUND) {
@@ -300,11 +308,10 @@ got(void *arg, int status, const void *value, size_t len, const char *err)
 		op_free(op);
 		return;
 	}
-	cJSON *msg = cJSON_CreateObject();
-	cJSON_AddStringToObject(msg, "t", "answers");
-	cJSON_AddItemToObject(msg, "r", answers);
-	publish(c->m, op->id, msg);
-	cJSON_Delete(msg);
+	op->answers = cJSON_CreateObject();
+	cJSON_AddStringToObject(op->answers, "t", "answers");
+	cJSON_AddItemToObject(op->answers, "r", answers);
+	op->m = c->m;
 	if (cJSON_GetArraySize(inputs) == 0) {
 		set_string(rec, "status", "working");
 		cJSON_DeleteItemFromObjectCaseSensitive(rec, "inputRequests");

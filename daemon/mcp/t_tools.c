@@ -272,8 +272,34 @@ plugin_cancel(struct call *c)
 	if (c->cancelled)
 		return;
 	c->cancelled = 1;
+	/* The plugin may finish the call in its cancel function, or in the
+	 * done() of a question: the questions will not be answered now, and
+	 * the ABI promises one done() each. */
+	int finished = 0, *outer = c->finished_flag;
+	c->finished_flag = &finished;
 	if (c->plugin_cancel != NULL)
 		c->plugin_cancel(c->plugin_cancel_arg);
+	while (!finished && !LIST_EMPTY(&c->plugin_asks)) {
+		struct plugin_ask *pa = LIST_FIRST(&c->plugin_asks);
+		LIST_REMOVE(pa, link);
+		if (pa->key == NULL) {
+			if (c->s != NULL)
+				session_cancel_pending(c->s, pa);
+		} else {
+			c->questions--;
+		}
+		void (*done)(void *, const char *, const char *) = pa->done;
+		void *arg = pa->arg;
+		free(pa->key);
+		free(pa);
+		done(arg, NULL, "cancelled");
+	}
+	if (finished) {
+		if (outer != NULL)
+			*outer = 1;
+		return;
+	}
+	c->finished_flag = outer;
 }
 
 /* A plugin tool past its timeout: the client gets an error now; the call

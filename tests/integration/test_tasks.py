@@ -69,7 +69,10 @@ def until(port, tid, want, headers=None, timeout=15):
         st, r = task(port, "tasks/get", tid, headers=headers)
         out["r"] = r
         return "result" in r and r["result"]["status"] in want
-    wait_for(ok, timeout, "task %s to be %s" % (tid, want))
+    try:
+        wait_for(ok, timeout, "task %s to be %s" % (tid, want))
+    except Exception as e:
+        raise type(e)("%s; its last answer: %s" % (e, out.get("r")))
     return out["r"]["result"]
 
 
@@ -219,6 +222,10 @@ PLUGIN_TOOLS = """
     input: { a: number, b: number }
     plugin: examples.so:add
     task: must
+  - name: confirm
+    description: Asks the client to confirm (the example plugin).
+    plugin: examples.so:confirm
+    task: must
 """
 
 
@@ -273,6 +280,44 @@ def test_plugin_tool_as_task(t):
     # and the daemon goes on serving its tools
     st, r = call(pa, "add", {"a": 2, "b": 2})
     check(until(pb, r["result"]["taskId"], ("completed",))["result"]["structuredContent"] == {"sum": 4})
+
+
+def test_plugin_task_asks_the_client(t):
+    """A plugin tool running as a task asks the client (tool_ask): the
+    task is input_required with the question, on every instance; the
+    answer given on B reaches the plugin on A, which finishes the task."""
+    redis = redis_server(t)
+    (da, pa), (db, pb) = start_instances(
+        t, 2, lambda name: backends(t, redis, "pubsub") + TOOLS % {"name": name} + PLUGIN_TOOLS, 2)
+    st, r = call(pa, "confirm")
+    check(r["result"]["resultType"] == "task", r)
+    tid = r["result"]["taskId"]
+    q = until(pb, tid, ("input_required",), timeout=5)
+    check(list(q["inputRequests"]) == ["confirm"] and
+          q["inputRequests"]["confirm"]["method"] == "elicitation/create" and
+          q["inputRequests"]["confirm"]["params"]["message"] == "Proceed?", q)
+    st, r = task(pb, "tasks/update", tid, {"inputResponses": {"confirm": {"action": "accept", "content": {}}}})
+    check(r["result"] == {"resultType": "complete"}, r)
+    done = until(pa, tid, ("completed",))
+    check(done["result"]["content"][0]["text"] == "Confirmed." and "inputRequests" not in done, done)
+
+    # declined this time, answered on A itself
+    st, r = call(pb, "confirm")
+    tid = r["result"]["taskId"]
+    until(pa, tid, ("input_required",), timeout=5)
+    task(pa, "tasks/update", tid, {"inputResponses": {"confirm": {"action": "decline"}}})
+    check(until(pb, tid, ("completed",))["result"]["content"][0]["text"] == "Not confirmed.")
+
+    # cancelled while it waits for the answer: cancelled, the daemon serves on
+    st, r = call(pa, "confirm")
+    tid = r["result"]["taskId"]
+    until(pb, tid, ("input_required",), timeout=5)
+    check(task(pb, "tasks/cancel", tid)[1]["result"] == {"resultType": "complete"})
+    check(until(pa, tid, ("cancelled",))["status"] == "cancelled")
+    # its question failed ("cancelled"): the plugin finished the call
+    da.wait_log("task %.8s… of tool confirm cancelled" % tid)
+    st, r = call(pa, "add", {"a": 2, "b": 3})
+    check(until(pb, r["result"]["taskId"], ("completed",))["result"]["structuredContent"] == {"sum": 5})
 
 
 OLD_PLUGIN = r"""
