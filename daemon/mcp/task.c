@@ -137,17 +137,14 @@ call_is_task(const struct call *c)
 
 /* ---- the record ---- */
 
-static char *
-record_json(const struct task *tk)
+/* The fields a client sees of a task (SEP-2663's Task). */
+static void
+add_task_fields(cJSON *o, const struct task *tk)
 {
 	char created[32], updated[32];
 	iso_time(tk->created_ms, created);
 	iso_time(tk->updated_ms, updated);
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddNumberToObject(o, "v", 1);
 	cJSON_AddStringToObject(o, "taskId", tk->id);
-	cJSON_AddStringToObject(o, "owner", tk->owner);
-	cJSON_AddStringToObject(o, "tool", tk->tool);
 	cJSON_AddStringToObject(o, "status", task_status_names[tk->status]);
 	if (tk->message != NULL)
 		cJSON_AddStringToObject(o, "statusMessage", tk->message);
@@ -155,6 +152,16 @@ record_json(const struct task *tk)
 	cJSON_AddStringToObject(o, "lastUpdatedAt", updated);
 	cJSON_AddNumberToObject(o, "ttlMs", (double)tk->ttl_ms);
 	cJSON_AddNumberToObject(o, "pollIntervalMs", TASK_POLL_MS);
+}
+
+static char *
+record_json(const struct task *tk)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "v", 1);
+	cJSON_AddStringToObject(o, "owner", tk->owner);
+	cJSON_AddStringToObject(o, "tool", tk->tool);
+	add_task_fields(o, tk);
 	cJSON_AddNumberToObject(o, "createdMs", (double)tk->created_ms);
 	if (!tk->done)
 		cJSON_AddNumberToObject(o, "aliveUntil", (double)(wall_ms() + tk->m->cfg->limits.task_lease_ms));
@@ -288,19 +295,9 @@ set_status(struct task *tk, int status)
 static cJSON *
 create_result(const struct task *tk)
 {
-	char created[32], updated[32];
-	iso_time(tk->created_ms, created);
-	iso_time(tk->updated_ms, updated);
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "resultType", "task");
-	cJSON_AddStringToObject(o, "taskId", tk->id);
-	cJSON_AddStringToObject(o, "status", task_status_names[tk->status]);
-	if (tk->message != NULL)
-		cJSON_AddStringToObject(o, "statusMessage", tk->message);
-	cJSON_AddStringToObject(o, "createdAt", created);
-	cJSON_AddStringToObject(o, "lastUpdatedAt", updated);
-	cJSON_AddNumberToObject(o, "ttlMs", (double)tk->ttl_ms);
-	cJSON_AddNumberToObject(o, "pollIntervalMs", TASK_POLL_MS);
+	add_task_fields(o, tk);
 	return o;
 }
 
