@@ -471,18 +471,19 @@ host_tool_ask(struct mcpd_tool_call *call, const char *key, const char *method, 
 		done(arg, NULL, why);
 		return;
 	}
+	/* Answered already: by the retry (MRTR), or a task's earlier round. */
+	const cJSON *known = c->stateless ? cJSON_GetObjectItemCaseSensitive(c->answers, key) : NULL;
+	if (known != NULL) {
+		cJSON_Delete(params);
+		char *json = json_print(known);
+		done(arg, json, NULL);
+		free(json);
+		return;
+	}
 	if (call_is_task(c)) {
 		/* A task's questions wait in its record (input_required) until
 		 * a tasks/update, on any worker, answers them (ask_answer). */
-		const cJSON *known = cJSON_GetObjectItemCaseSensitive(c->answers, key);
 		const char *refused = NULL;
-		if (known != NULL) {
-			cJSON_Delete(params);
-			char *json = json_print(known);
-			done(arg, json, NULL);
-			free(json);
-			return;
-		}
 		if (task_asking(c, key))
 			refused = "a question with this key is waiting already";
 		else if (c->questions + 1 > MAX_QUESTIONS)
@@ -508,14 +509,6 @@ host_tool_ask(struct mcpd_tool_call *call, const char *key, const char *method, 
 		return;
 	}
 	if (c->stateless) {
-		const cJSON *known = cJSON_GetObjectItemCaseSensitive(c->answers, key);
-		if (known != NULL) {
-			cJSON_Delete(params);
-			char *json = json_print(known);
-			done(arg, json, NULL);
-			free(json);
-			return;
-		}
 		if (c->asked == NULL)
 			c->asked = cJSON_CreateObject();
 		cJSON *q = cJSON_CreateObject();
