@@ -1492,6 +1492,7 @@ const char *http_request_method(const struct http_request *r) { return r->method
 const char *http_request_path(const struct http_request *r) { return r->path; }
 const char *http_request_query(const struct http_request *r) { return r->query; }
 const char *http_request_remote(const struct http_request *r) { return r->conn->remote; }
+uint64_t http_request_start(const struct http_request *r) { return r->start_us; }
 int http_request_tls(const struct http_request *r) { return r->conn->tls || r->conn->front_tls; }
 void http_request_set_user(struct http_request *r, void *user) { r->user = user; }
 void *http_request_user(const struct http_request *r) { return r->user; }

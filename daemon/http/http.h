@@ -49,6 +49,8 @@ const char *http_request_query(const struct http_request *r);   /* NULL if none 
 const char *http_request_header(const struct http_request *r, const char *name);
 const char *http_request_body(const struct http_request *r, size_t *len);
 const char *http_request_remote(const struct http_request *r);
+/* When the request began (monotonic_us). */
+uint64_t http_request_start(const struct http_request *r);
 /* The client came over TLS (here, or ended in front: http_server_adopt). */
 int http_request_tls(const struct http_request *r);
 /* Who made the request (auth.c's principal), for this request only. */

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void call_trace_begin(struct call *c);
+
 struct call *
 call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrpc_msg *msg)
 {
@@ -49,8 +51,83 @@ call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrp
 		c->progress_token = tok;
 	if (s != NULL)
 		session_ref(s);
+	call_trace_begin(c);
 	LIST_INSERT_HEAD(&m->calls, c, link);
 	return c;
+}
+
+/* The request's trace context: _meta's traceparent (where MCP carries
+ * it), else the HTTP header's. */
+const char *
+request_traceparent(const cJSON *params, struct http_request *r)
+{
+	const cJSON *tp = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(params, "_meta"), "traceparent");
+	if (cJSON_IsString(tp))
+		return tp->valuestring;
+	return r != NULL ? http_request_header(r, "traceparent") : NULL;
+}
+
+/* The call's span: the one its endpoint began for the request (current
+ * while the request is being read and its session looked up), or a new
+ * root. */
+static void
+call_trace_begin(struct call *c)
+{
+	const struct trace_ctx *cur = tracing_current();
+	if (c->req != NULL && cur != NULL && cur->start_us == http_request_start(c->req))
+		c->trace = *cur;
+	else
+		tracing_root(&c->trace, request_traceparent(c->params, c->req),
+		    c->req != NULL ? http_request_start(c->req) : monotonic_us());
+	/* Who asked: the request (and its principal) may be gone at the end. */
+	if (c->trace.sampled && c->req != NULL && call_principal(c)[0] != '\0')
+		c->trace_user = strdup(call_principal(c));
+}
+
+/* The span ends with the call, named and described after OpenTelemetry's
+ * semantic conventions for MCP. */
+static void
+call_trace_end(struct call *c)
+{
+	if (!c->trace.sampled)
+		return;
+	const char *target = c->tool != NULL ? c->tool->name : c->prompt != NULL ? c->prompt->name :
+	    NULL;
+	char name[300];
+	snprintf(name, sizeof(name), "%s%s%.200s", c->method, target ? " " : "", target ? target : "");
+	char *rid = c->msg.id != NULL ? json_print(c->msg.id) : NULL;
+	const char *rids = rid;
+	if (cJSON_IsString(c->msg.id))
+		rids = c->msg.id->valuestring;
+	char code[16] = "";
+	const char *error = NULL;
+	if (c->mx_code != 0) {
+		snprintf(code, sizeof(code), "%d", c->mx_code);
+		error = code;
+	} else if (!c->mx_answered) {
+		error = c->cancelled ? "cancelled" : "no_response";
+	} else if (c->tool_error != NULL) {
+		error = c->tool_error;
+	}
+	const char *who = c->trace_user;
+	struct trace_attr a[] = {
+		{ "mcp.method.name", TA_STR, c->method, 0 },
+		{ "mcp.protocol.version", TA_STR, c->s != NULL ? proto_names[c->s->proto] :
+		    c->stateless ? proto_names[c->proto] : param_string(c, "protocolVersion"), 0 },
+		{ "mcp.session.id", TA_STR, c->s != NULL ? c->s->id : NULL, 0 },
+		{ "jsonrpc.request.id", TA_STR, rids, 0 },
+		{ "jsonrpc.protocol.version", TA_STR, "2.0", 0 },
+		{ "gen_ai.tool.name", TA_STR, c->tool != NULL ? c->tool->name : NULL, 0 },
+		{ "gen_ai.operation.name", TA_STR, c->tool != NULL ? "execute_tool" : NULL, 0 },
+		{ "gen_ai.prompt.name", TA_STR, c->prompt != NULL ? c->prompt->name : NULL, 0 },
+		{ "mcp.resource.uri", TA_STR, c->res != NULL ? param_string(c, "uri") : NULL, 0 },
+		{ "rpc.response.status_code", TA_STR, code[0] ? code : NULL, 0 },
+		{ "user.id", TA_STR, who != NULL && who[0] ? who : NULL, 0 },
+		{ "network.protocol.name", TA_STR, c->line == NULL ? "http" : NULL, 0 },
+	};
+	tracing_end(&c->trace, 0, name, TK_SERVER, error, a, sizeof(a) / sizeof(a[0]));
+	free(rid);
 }
 
 /* Under 2026-07-28 closing the response cancels the request; under the
@@ -295,6 +372,8 @@ void
 call_free(struct call *c)
 {
 	metrics_mcp(c->method, c->mx_answered, c->mx_code);
+	call_trace_end(c);
+	free(c->trace_user);
 	if (c->finished_flag != NULL)
 		*c->finished_flag = 1;
 	LIST_REMOVE(c, link);

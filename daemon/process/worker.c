@@ -1,6 +1,7 @@
 #include "worker.h"
 #include "admin.h"
 #include "metered.h"
+#include "tracing.h"
 #include "metrics.h"
 #include "channel.h"
 #include "config.h"
@@ -290,7 +291,12 @@ worker_main(const struct worker_params *p)
 		p->cfg->storage.ops, p->cfg->storage.inst,
 		p->cfg->transport.ops, p->cfg->transport.inst,
 	};
-	if (metrics_enabled())
+	if (tracing_start(w.base, p->cfg, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		return WORKER_EXIT_FATAL;
+	}
+	metered_names(p->cfg->storage.name, p->cfg->transport.name);
+	if (metrics_enabled() || tracing_enabled())
 		metered_backends(&b);
 	w.mcp = mcp_new(w.base, p->cfg, w.http, &b);
 	if (w.mcp == NULL) {
@@ -346,6 +352,7 @@ worker_main(const struct worker_params *p)
 		http_server_free(w.mhttp);
 	config_detach_backends(p->cfg, 1);
 	metered_forget();
+	tracing_stop();
 	relay_worker_stop();
 	event_free(w.sig_term);
 	event_free(w.chan_ev);
