@@ -6,6 +6,7 @@
  * its session ends. The dispatch tables map each
  * method to its handler in t_*.c. */
 #include "mcp_internal.h"
+#include "auth.h"
 #include "config.h"
 #include "http.h"
 #include "json.h"
@@ -22,6 +23,7 @@
 #include <string.h>
 
 static void call_trace_begin(struct call *c);
+static void call_log_fields(struct call *c);
 
 struct call *
 call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrpc_msg *msg)
@@ -52,6 +54,7 @@ call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrp
 	if (s != NULL)
 		session_ref(s);
 	call_trace_begin(c);
+	call_log_fields(c);
 	LIST_INSERT_HEAD(&m->calls, c, link);
 	return c;
 }
@@ -85,6 +88,41 @@ call_trace_begin(struct call *c)
 		c->trace_user = strdup(call_principal(c));
 }
 
+/* error.type: the JSON-RPC error's code (in code), the tool's outcome
+ * when not ok, or why no answer went; NULL for a result. */
+static const char *
+call_error_type(const struct call *c, char code[16])
+{
+	code[0] = '\0';
+	if (c->mx_code != 0) {
+		snprintf(code, 16, "%d", c->mx_code);
+		return code;
+	}
+	if (!c->mx_answered)
+		return c->cancelled ? "cancelled" : "no_response";
+	return c->tool_error;
+}
+
+/* The access log's JSON line names what its span names. */
+static void
+call_log_fields(struct call *c)
+{
+	if (c->req == NULL || !log_access_json())
+		return;
+	char code[16];
+	const struct principal *p = auth_principal(c->req);
+	struct http_log_mcp l = {
+		.method = c->method,
+		.tool = c->tool != NULL ? c->tool->name : NULL,
+		.session = c->s != NULL ? c->s->id : NULL,
+		.principal = p != NULL ? p->user : NULL,
+		.trace_id = c->trace.trace_id[0] ? c->trace.trace_id : NULL,
+		.span_id = c->trace.span_id[0] ? c->trace.span_id : NULL,
+		.error_type = c->mx_answered ? call_error_type(c, code) : NULL,
+	};
+	http_request_log_mcp(c->req, &l);
+}
+
 /* The span ends with the call, named and described after OpenTelemetry's
  * semantic conventions for MCP. */
 static void
@@ -101,15 +139,7 @@ call_trace_end(struct call *c)
 	if (cJSON_IsString(c->msg.id))
 		rids = c->msg.id->valuestring;
 	char code[16] = "";
-	const char *error = NULL;
-	if (c->mx_code != 0) {
-		snprintf(code, sizeof(code), "%d", c->mx_code);
-		error = code;
-	} else if (!c->mx_answered) {
-		error = c->cancelled ? "cancelled" : "no_response";
-	} else if (c->tool_error != NULL) {
-		error = c->tool_error;
-	}
+	const char *error = call_error_type(c, code);
 	const char *who = c->trace_user;
 	struct trace_attr a[] = {
 		{ "mcp.method.name", TA_STR, c->method, 0 },
@@ -286,6 +316,7 @@ void
 call_send_final(struct call *c, char *json)
 {
 	note_answer(c, json);
+	call_log_fields(c);
 	if (c->sse_direct) {
 		if (json != NULL)
 			direct_write(c, json);

@@ -1,6 +1,7 @@
 """W3C trace context: a valid traceparent, from the request's _meta or its
 header, reaches a command tool as TRACEPARENT and its trace id the JSON
-access log; an invalid one reaches neither."""
+access log (_meta's first, as for the tool); an invalid one reaches
+neither."""
 
 import json
 import re
@@ -37,7 +38,8 @@ def test_traceparent_to_tools_and_the_access_log(t):
     lines = [json.loads(l[l.index("{"):]) for l in d.log().splitlines() if '"type":"access"' in l]
     calls = [l for l in lines if l.get("rpc") == "tools/call"]
     check(len(calls) == 14, len(calls))
+    # The request's trace: _meta's (where MCP carries it) over the header's.
     check([l.get("trace_id") for l in calls[:4]] ==
-          [None, None, TP2.split("-")[1], TP2.split("-")[1]], [l.get("trace_id") for l in calls[:4]])
+          [None, TP.split("-")[1], TP2.split("-")[1], TP.split("-")[1]], [l.get("trace_id") for l in calls[:4]])
     check(all("trace_id" not in l for l in calls[4:]), calls[4:])
     d.stop()

@@ -74,7 +74,7 @@ def test_spans_of_a_tool_call(t):
     try:
         key = make_key(t, "alice")
         d, port, mport = start(t, rx.url, extra="auth: { plugin: apikey, keys_file: keys }\n"
-                               "server: { name: tracer }\n")
+                               "server: { name: tracer }\nlog: { format: json }\n")
         sid = session(port, key)
         tp_env = call_tp(port, sid, 7, meta_tp=TP, key=key)
         wait_for(lambda: any(s["name"] == "tools/call tp" for s in rx.snapshot()), what="the call's span")
@@ -130,6 +130,22 @@ def test_spans_of_a_tool_call(t):
         own = [s for s in got if s["name"] == "tools/call tp" and s["trace"] not in (TP.split("-")[1], "a" * 32)]
         check(len(own) == 1 and own[0]["parent"] == "", own)
         check(rx.errors == [], rx.errors)
+        # The access log's JSON lines name what the spans name, and join
+        # them by trace and span id.
+        lines = [json.loads(l[l.index("{"):]) for l in d.log().splitlines() if '"type":"access"' in l]
+        calls = [l for l in lines if l.get("mcp.method.name") == "tools/call"]
+        check(len(calls) == 5, calls)
+        first = calls[0]
+        check(first["trace_id"] == root["trace"] and first["span_id"] == root["id"] and
+              first["gen_ai.tool.name"] == "tp" and first["mcp.session.id"] == sid and
+              first["user.id"] == "alice" and first["status"] == 200 and first["duration_ms"] > 0 and
+              "error.type" not in first, first)
+        check(calls[1]["trace_id"] == "a" * 32 and calls[1]["span_id"] == root2["id"], calls[1])
+        check(calls[3]["gen_ai.tool.name"] == "fails" and calls[3]["error.type"] == "is_error" and
+              calls[3]["span_id"] == fails["id"], calls[3])
+        check(calls[4]["error.type"] == "-32602" and "gen_ai.tool.name" not in calls[4], calls[4])
+        init = [l for l in lines if l.get("mcp.method.name") == "initialize"]
+        check(len(init) == 1 and init[0]["user.id"] == "alice" and len(init[0]["trace_id"]) == 32, init)
         # Every span received was counted as exported, none dropped.
         wait_for(lambda: metric(mport, "mcpd_tracing_spans_exported_total") == len(rx.snapshot()),
                  what="the exported count to reach %d" % len(rx.snapshot()))
