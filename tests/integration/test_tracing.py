@@ -156,6 +156,35 @@ def test_spans_of_a_tool_call(t):
         rx.stop()
 
 
+def test_stateless_requests_from_every_worker(t):
+    """2026-07-28 requests (no session) get their spans too, with the
+    protocol version of _meta, from whichever worker serves them."""
+    from test_stateless import req
+    rx = OtlpReceiver().start()
+    try:
+        d, port, _ = start(t, rx.url, workers=2)
+        wait_for(lambda: len(d.workers()) == 2, what="2 workers")
+        n = 20
+        for i in range(n):
+            st, _, msg, _ = req(port, "tools/call", {"name": "tp", "arguments": {},
+                                                     "_meta": {"traceparent": TP}}, id=i + 1, name="tp")
+            check(st == 200 and "result" in msg, (st, msg))
+        wait_for(lambda: sum(s["name"] == "tools/call tp" for s in rx.snapshot()) == n,
+                 what="%d spans of tools/call" % n)
+        roots = [s for s in rx.snapshot() if s["name"] == "tools/call tp"]
+        check(all(s["trace"] == TP.split("-")[1] and s["parent"] == TP.split("-")[2] and
+                  s["attrs"]["mcp.protocol.version"] == "2026-07-28" and "mcp.session.id" not in s["attrs"]
+                  for s in roots), roots)
+        check(sorted(int(s["attrs"]["jsonrpc.request.id"]) for s in roots) == list(range(1, n + 1)), roots)
+        procs = [s for s in rx.snapshot() if s["name"] == "process tp"]
+        check(sorted(p["parent"] for p in procs) == sorted(r["id"] for r in roots), procs)
+        # Both workers served some, each exporting its own.
+        check(len({s["resource"]["service.instance.id"] for s in roots}) == 2, roots)
+        d.stop()
+    finally:
+        rx.stop()
+
+
 def test_sampling(t):
     """sample: 0 records no trace of our own, but a sampled parent's; a
     parent that did not sample is not recorded at sample: 1."""
