@@ -55,7 +55,9 @@ setup() {   # NAME BACKENDS
 	PID[$1]=${pids[-1]}; PORT[$1]=$p; SID[$1]=$(session "$p")
 }
 NAMES="on tenth off"
+P_MET=$(port)
 setup on "storage: { plugin: lmdb, path: $tmp/on }
+metrics: { listen: 127.0.0.1:$P_MET }
 tracing: { endpoint: \"http://127.0.0.1:$P_RX\", sample: 1 }"
 setup tenth "storage: { plugin: lmdb, path: $tmp/tenth }
 tracing: { endpoint: \"http://127.0.0.1:$P_RX\", sample: 0.1 }"
@@ -90,4 +92,8 @@ printf '  %-40s %12s %10s\n' "tracing on, sample: 0.1" "${BEST[tenth]}" "${P99[t
 printf '  %-40s %12s %10s\n' "tracing off" "${BEST[off]}" "${P99[off]}"
 printf '  sample 1 / off                           %12s\n' "$(ratio "${BEST[on]}" "${BEST[off]}")"
 printf '  sample 0.1 / off                         %12s\n' "$(ratio "${BEST[tenth]}" "${BEST[off]}")"
-printf '  spans the receiver got                   %12s\n' "$(cat "$tmp/spans" 2>/dev/null || echo 0)"
+printf '  spans the receiver got (both)            %12s\n' "$(cat "$tmp/spans" 2>/dev/null || echo 0)"
+M=$(curl -s "http://127.0.0.1:$P_MET/metrics")
+printf '  sample 1: spans exported                 %12s\n' "$(echo "$M" | awk '/^mcpd_tracing_spans_exported_total /{print $2}')"
+printf '  sample 1: dropped, queue full            %12s\n' "$(echo "$M" | awk '/^mcpd_tracing_spans_dropped_total\{reason="queue_full"\}/{print $2}')"
+printf '  sample 1: dropped, export failed         %12s\n' "$(echo "$M" | awk '/^mcpd_tracing_spans_dropped_total\{reason="export_failed"\}/{print $2}')"
