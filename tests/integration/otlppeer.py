@@ -98,7 +98,7 @@ class OtlpReceiver(HTTPPeer):
     """self.spans: every span received; self.requests: (headers, count)
     of each export; self.errors: what did not decode."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
         self.spans, self.requests, self.errors = [], [], []
         self.log_path = "(the OTLP receiver in the test)"
         lock, rx = threading.Lock(), self
@@ -140,7 +140,7 @@ class OtlpReceiver(HTTPPeer):
                     rx.requests.append((dict(self.headers), len(spans)))
                 self.answer(200, {})
 
-        self.listen(H, daemon_threads=True)
+        self.listen(H, tls=tls, daemon_threads=True)
 
     def snapshot(self):
         with self.lock:

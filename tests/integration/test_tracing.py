@@ -277,6 +277,36 @@ def test_headers_and_endpoint_path(t):
         rx.stop()
 
 
+def test_https_collector_and_its_ca(t):
+    """An https collector: its certificate checked against ca_file (spans
+    arrive), and refused without it (the export fails, counted)."""
+    import ssl
+    from harness import make_cert
+    cert, key = make_cert(t.dir)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    rx = OtlpReceiver(tls=ctx).start()
+    try:
+        check(rx.url.startswith("https://"), rx.url)
+        d, port, mport = start(t, rx.url, tracing=", ca_file: %s" % cert, extra="storage: { plugin: memory }\n")
+        sid = mcp_session(port)
+        call_tp(port, sid, 1)
+        wait_for(lambda: any(s["name"] == "tools/call tp" for s in rx.snapshot()), what="spans over https")
+        d.stop()
+        n = len(rx.snapshot())
+        d, port, mport = start(t, rx.url, extra="storage: { plugin: memory }\n")
+        sid = mcp_session(port)
+        call_tp(port, sid, 1)
+        wait_for(lambda: metric(mport, "mcpd_tracing_spans_dropped_total", reason="export_failed") >= 3,
+                 what="the export to an unknown certificate counted as failed")
+        check(len(rx.snapshot()) == n, rx.snapshot()[n:])
+        check(re.search(r"tracing: \d+ spans lost: https://127\.0\.0\.1:\d+/v1/traces: (SSL|Peer)", d.log()),
+              d.log()[-1500:])
+        d.stop()
+    finally:
+        rx.stop()
+
+
 def test_tracing_config_errors(t):
     path = os.path.join(t.dir, "bad.yaml")
     cases = [
