@@ -46,6 +46,8 @@ static struct {
 	uint64_t last_fail_log;
 	uint64_t rng[2];
 	uint64_t epoch_ns;          /* the wall clock at monotonic 0 */
+	void (*flushed)(void *);    /* tracing_flush's, once the queue is out */
+	void *flushed_arg;
 	int on;
 } T;
 
@@ -209,6 +211,7 @@ add_attr(cJSON *list, const char *key, const char *s, const int64_t *i)
 }
 
 static void arm_flush(int now);
+static void check_flushed(void);
 
 void
 tracing_end(const struct trace_ctx *ctx, uint64_t end_us, const char *name,
@@ -265,6 +268,29 @@ tracing_queued(void)
 
 /* ---- export ---- */
 
+/* A flush is over when nothing waits and nothing is in flight. */
+static void
+check_flushed(void)
+{
+	if (T.flushed == NULL || T.n > 0 || T.easy != NULL)
+		return;
+	void (*done)(void *) = T.flushed;
+	T.flushed = NULL;
+	done(T.flushed_arg);
+}
+
+void
+tracing_flush(void (*done)(void *), void *arg)
+{
+	if (!T.on || (T.n == 0 && T.easy == NULL)) {
+		done(arg);
+		return;
+	}
+	T.flushed = done;
+	T.flushed_arg = arg;
+	arm_flush(1);
+}
+
 static void
 export_done(CURLcode rc)
 {
@@ -290,7 +316,9 @@ export_done(CURLcode rc)
 	T.body = NULL;
 	T.in_flight = 0;
 	if (T.n > 0)
-		arm_flush(T.n >= T.cfg->tracing.batch);
+		arm_flush(T.flushed != NULL || T.n >= T.cfg->tracing.batch);
+	else
+		check_flushed();
 }
 
 static void
@@ -368,6 +396,10 @@ export_batch(void)
 		T.body = NULL;
 		metrics_spans(0, 0, k);
 		T.in_flight = 0;
+		if (T.n > 0)
+			arm_flush(0);
+		else
+			check_flushed();
 	}
 }
 
@@ -380,6 +412,8 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	T.flush_armed = 0;
 	if (T.easy == NULL && T.n > 0)
 		export_batch();
+	else
+		check_flushed();
 }
 
 /* Send soon: at once (a full batch), else after the interval. Nothing

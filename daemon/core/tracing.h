@@ -46,6 +46,9 @@ struct trace_attr {
 /* Worker: start exporting as the configuration says (nothing when it has
  * no tracing endpoint). -1 with err. */
 int tracing_start(struct event_base *base, const struct config *cfg, char *err, size_t errlen);
+/* A draining worker: export what is queued, batch after batch, then call
+ * done (at once when nothing waits). */
+void tracing_flush(void (*done)(void *), void *arg);
 /* Worker exit: spans still queued or in flight are dropped (counted). */
 void tracing_stop(void);
 int tracing_enabled(void);

@@ -39,6 +39,15 @@ struct worker {
 	struct chan_msg msg;
 };
 
+/* The last spans are out (or there were none): the loop ends; the
+ * drain timer still bounds the wait. */
+static void
+loop_exit(void *arg)
+{
+	struct worker *w = arg;
+	event_base_loopexit(w->base, NULL);
+}
+
 /* Connections are done; tasks running here may still be (their clients
  * follow them from anywhere): wait for them, within shutdown_timeout. */
 static void
@@ -49,8 +58,9 @@ tasks_check(evutil_socket_t fd, short ev, void *arg)
 	struct worker *w = arg;
 	if (mcp_tasks_running(w->mcp) > 0)
 		return;
+	event_del(w->tasks_timer);
 	log_info("all connections and tasks finished; exiting");
-	event_base_loopexit(w->base, NULL);
+	tracing_flush(loop_exit, w);
 }
 
 static void
@@ -60,7 +70,7 @@ drained(void *arg)
 	unsigned n = mcp_tasks_running(w->mcp);
 	if (n == 0) {
 		log_info("all connections finished; exiting");
-		event_base_loopexit(w->base, NULL);
+		tracing_flush(loop_exit, w);
 		return;
 	}
 	log_info("all connections finished; waiting for %u running task%s", n, n == 1 ? "" : "s");

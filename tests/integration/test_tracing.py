@@ -10,6 +10,7 @@ counted in the metrics, and nothing else."""
 import json
 import os
 import re
+import signal
 import time
 
 from harness import MCP_HEADERS, check, free_port, http, mcp_session, rpc, run_mcpd, wait_for
@@ -303,6 +304,28 @@ def test_https_collector_and_its_ca(t):
         check(re.search(r"tracing: \d+ spans lost: https://127\.0\.0\.1:\d+/v1/traces: (SSL|Peer)", d.log()),
               d.log()[-1500:])
         d.stop()
+    finally:
+        rx.stop()
+
+
+def test_a_stopping_worker_sends_its_spans(t):
+    """Spans still queued when a worker drains (a stop, a reload) go out
+    before it exits, long before their interval."""
+    rx = OtlpReceiver().start()
+    try:
+        port, mport = free_port(), free_port()
+        d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\nstorage: { plugin: memory }\n"
+                   "tracing: { endpoint: \"%s\", interval: 10m }\n%s" % (port, rx.url, TOOLS))
+        d.start(wait_url_port=port)
+        sid = mcp_session(port)
+        call_tp(port, sid, 1)
+        time.sleep(0.3)
+        check(rx.snapshot() == [], rx.snapshot())
+        d.signal(signal.SIGHUP)     # the worker drains, a new one serves
+        wait_for(lambda: any(s["name"] == "tools/call tp" for s in rx.snapshot()), what="the drained worker's spans")
+        call_tp(port, mcp_session(port), 2)    # (memory storage: the old sessions went with it)
+        d.stop()
+        check(sum(s["name"] == "tools/call tp" for s in rx.snapshot()) == 2, rx.snapshot())
     finally:
         rx.stop()
 
