@@ -88,6 +88,19 @@ call_trace_begin(struct call *c)
 		c->trace_user = strdup(call_principal(c));
 }
 
+/* The session id as logs and spans show it: its first characters, as the
+ * other log lines do. The whole id is a credential (with auth none, the
+ * only one): it is not written where log and trace readers see it. */
+#define SESSION_ID_SHOWN 8
+static const char *
+session_shown(const struct call *c, char out[SESSION_ID_SHOWN + 1])
+{
+	if (c->s == NULL)
+		return NULL;
+	snprintf(out, SESSION_ID_SHOWN + 1, "%.*s", SESSION_ID_SHOWN, c->s->id);
+	return out;
+}
+
 /* error.type: the JSON-RPC error's code (in code), the tool's outcome
  * when not ok, or why no answer went; NULL for a result. */
 static const char *
@@ -109,12 +122,12 @@ call_log_fields(struct call *c)
 {
 	if (c->req == NULL || !log_access_json())
 		return;
-	char code[16];
+	char code[16], sid[SESSION_ID_SHOWN + 1];
 	const struct principal *p = auth_principal(c->req);
 	struct http_log_mcp l = {
 		.method = c->method,
 		.tool = c->tool != NULL ? c->tool->name : NULL,
-		.session = c->s != NULL ? c->s->id : NULL,
+		.session = session_shown(c, sid),
 		.principal = p != NULL ? p->user : NULL,
 		.trace_id = c->trace.trace_id[0] ? c->trace.trace_id : NULL,
 		.span_id = c->trace.span_id[0] ? c->trace.span_id : NULL,
@@ -141,11 +154,12 @@ call_trace_end(struct call *c)
 	char code[16] = "";
 	const char *error = call_error_type(c, code);
 	const char *who = c->trace_user;
+	char sid[SESSION_ID_SHOWN + 1];
 	struct trace_attr a[] = {
 		{ "mcp.method.name", TA_STR, c->method, 0 },
 		{ "mcp.protocol.version", TA_STR, c->s != NULL ? proto_names[c->s->proto] :
 		    c->stateless ? proto_names[c->proto] : param_string(c, "protocolVersion"), 0 },
-		{ "mcp.session.id", TA_STR, c->s != NULL ? c->s->id : NULL, 0 },
+		{ "mcp.session.id", TA_STR, session_shown(c, sid), 0 },
 		{ "jsonrpc.request.id", TA_STR, rids, 0 },
 		{ "jsonrpc.protocol.version", TA_STR, "2.0", 0 },
 		{ "gen_ai.tool.name", TA_STR, c->tool != NULL ? c->tool->name : NULL, 0 },

@@ -86,7 +86,7 @@ def test_spans_of_a_tool_call(t):
         check(root["parent"] == TP.split("-")[2] and root["kind"] == 2, root)
         a = root["attrs"]
         check(a["mcp.method.name"] == "tools/call" and a["gen_ai.tool.name"] == "tp" and
-              a["gen_ai.operation.name"] == "execute_tool" and a["mcp.session.id"] == sid and
+              a["gen_ai.operation.name"] == "execute_tool" and a["mcp.session.id"] == sid[:8] and
               a["jsonrpc.request.id"] == "7" and a["mcp.protocol.version"] == "2025-11-25" and
               a["user.id"] == "alice" and "error.type" not in a and root["status"] == 0, a)
         check(root["resource"]["service.name"] == "tracer" and root["scope"] == "mcpd", root["resource"])
@@ -138,13 +138,15 @@ def test_spans_of_a_tool_call(t):
         check(len(calls) == 5, calls)
         first = calls[0]
         check(first["trace_id"] == root["trace"] and first["span_id"] == root["id"] and
-              first["gen_ai.tool.name"] == "tp" and first["mcp.session.id"] == sid and
+              first["gen_ai.tool.name"] == "tp" and first["mcp.session.id"] == sid[:8] and
               first["user.id"] == "alice" and first["status"] == 200 and first["duration_ms"] > 0 and
               "error.type" not in first, first)
         check(calls[1]["trace_id"] == "a" * 32 and calls[1]["span_id"] == root2["id"], calls[1])
         check(calls[3]["gen_ai.tool.name"] == "fails" and calls[3]["error.type"] == "is_error" and
               calls[3]["span_id"] == fails["id"], calls[3])
         check(calls[4]["error.type"] == "-32602" and "gen_ai.tool.name" not in calls[4], calls[4])
+        # The whole session id, a credential, is in neither.
+        check(sid not in d.log() and sid not in json.dumps(rx.snapshot()), "the session id was written whole")
         init = [l for l in lines if l.get("mcp.method.name") == "initialize"]
         check(len(init) == 1 and init[0]["user.id"] == "alice" and len(init[0]["trace_id"]) == 32, init)
         # Every span received was counted as exported, none dropped.
