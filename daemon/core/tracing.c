@@ -20,6 +20,7 @@
 
 #define MAX_BODY_ANSWER 65536   /* what we read of a collector's answer */
 #define FAIL_LOG_EVERY_US 60000000
+#define MAX_ATTR 1024           /* bytes of a string attribute */
 
 struct sock {
 	curl_socket_t fd;
@@ -200,7 +201,17 @@ add_attr(cJSON *list, const char *key, const char *s, const int64_t *i)
 	cJSON *v = cJSON_CreateObject();
 	char num[24];
 	cJSON_AddStringToObject(a, "key", key);
-	if (s != NULL) {
+	if (s != NULL && strlen(s) > MAX_ATTR) {
+		/* A client's value (a request id, a URI) may be as long as a
+		 * body: cut, at a character's start. */
+		char cut[MAX_ATTR + 1];
+		size_t n = MAX_ATTR;
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
+		memcpy(cut, s, n);
+		cut[n] = '\0';
+		cJSON_AddStringToObject(v, "stringValue", cut);
+	} else if (s != NULL) {
 		cJSON_AddStringToObject(v, "stringValue", s);
 	} else {
 		snprintf(num, sizeof(num), "%lld", (long long)*i);
