@@ -78,6 +78,7 @@ static void
 call_trace_begin(struct call *c)
 {
 	const struct trace_ctx *cur = tracing_current();
+	c->over_http = c->req != NULL;
 	if (c->req != NULL && cur != NULL && cur->start_us == http_request_start(c->req))
 		c->trace = *cur;
 	else
@@ -168,7 +169,7 @@ call_trace_end(struct call *c)
 		{ "mcp.resource.uri", TA_STR, c->res != NULL ? param_string(c, "uri") : NULL, 0 },
 		{ "rpc.response.status_code", TA_STR, code[0] ? code : NULL, 0 },
 		{ "user.id", TA_STR, who != NULL && who[0] ? who : NULL, 0 },
-		{ "network.protocol.name", TA_STR, c->line == NULL ? "http" : NULL, 0 },
+		{ "network.protocol.name", TA_STR, c->over_http ? "http" : NULL, 0 },
 	};
 	tracing_end(&c->trace, 0, name, TK_SERVER, error, a, sizeof(a) / sizeof(a[0]));
 	free(rid);

@@ -121,6 +121,7 @@ struct call {
 	struct trace_ctx tool_trace;    /* its tool's run, a child */
 	const char *tool_error;     /* the tool's outcome when not ok, for the span */
 	char *trace_user;           /* the principal's user, for the span */
+	int over_http;              /* came over HTTP (not a line on stdio) */
 	LIST_ENTRY(call) link;
 };
 

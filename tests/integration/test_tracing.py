@@ -336,6 +336,29 @@ def test_a_stopping_worker_sends_its_spans(t):
         rx.stop()
 
 
+def test_stdio_spans(t):
+    """mcpd --stdio traces too: the request's _meta decides, and what is
+    queued goes out when the client ends the session (stdin closed)."""
+    from test_stdio import Stdio
+    rx = OtlpReceiver().start()
+    try:
+        s = Stdio(t, "storage: { plugin: memory }\ntracing: { endpoint: \"%s\", interval: 10m }\n%s"
+                  % (rx.url, TOOLS))
+        s.initialize()
+        r = s.request(5, "tools/call", {"name": "tp", "arguments": {}, "_meta": {"traceparent": TP}})
+        env = r["result"]["content"][0]["text"].strip()[1:-1]
+        s.proc.stdin.close()
+        check(s.wait_exit() == 0, s.d.log())
+        got = rx.snapshot()
+        root = by_name(got, "tools/call tp")
+        proc = by_name(got, "process tp")
+        check(root["parent"] == TP.split("-")[2] and root["trace"] == TP.split("-")[1] and
+              "network.protocol.name" not in root["attrs"] and root["attrs"]["jsonrpc.request.id"] == "5", root)
+        check(proc["parent"] == root["id"] and env == "00-%s-%s-01" % (root["trace"], proc["id"]), (proc, env))
+    finally:
+        rx.stop()
+
+
 def test_tracing_config_errors(t):
     path = os.path.join(t.dir, "bad.yaml")
     cases = [
