@@ -618,9 +618,12 @@ render(struct out *o, const struct config *cfg, const char *protocols, const str
 	fprintf(f, "mcpd_oauth_tokens_revoked_total %llu\n", (unsigned long long)t->oauth[1]);
 	family(o, "mcpd_tracing_spans_exported", "counter", "Spans the OTLP collector accepted.");
 	fprintf(f, "mcpd_tracing_spans_exported_total %llu\n", (unsigned long long)t->spans[0]);
-	family(o, "mcpd_tracing_spans_dropped", "counter", "Spans lost: the export queue was full, or an export failed.");
-	fprintf(f, "mcpd_tracing_spans_dropped_total{reason=\"queue_full\"} %llu\n", (unsigned long long)t->spans[1]);
-	fprintf(f, "mcpd_tracing_spans_dropped_total{reason=\"export_failed\"} %llu\n", (unsigned long long)t->spans[2]);
+	family(o, "mcpd_tracing_spans_dropped", "counter",
+	    "Spans lost: the export queue was full, or an export failed.");
+	fprintf(f, "mcpd_tracing_spans_dropped_total{reason=\"queue_full\"} %llu\n",
+	    (unsigned long long)t->spans[1]);
+	fprintf(f, "mcpd_tracing_spans_dropped_total{reason=\"export_failed\"} %llu\n",
+	    (unsigned long long)t->spans[2]);
 
 	family(o, "mcpd_workers", "gauge", "Worker processes alive now.");
 	fprintf(f, "mcpd_workers %u\n", workers);

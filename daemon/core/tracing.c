@@ -315,9 +315,11 @@ export_done(CURLcode rc)
 		if (T.last_fail_log == 0 || now - T.last_fail_log >= FAIL_LOG_EVERY_US) {
 			T.last_fail_log = now;
 			if (rc != CURLE_OK)
-				log_warn("tracing: %zu spans lost: %s: %s", T.in_flight, T.url, curl_easy_strerror(rc));
+				log_warn("tracing: %zu spans lost: %s: %s", T.in_flight, T.url,
+				    curl_easy_strerror(rc));
 			else
-				log_warn("tracing: %zu spans lost: %s answered HTTP %ld", T.in_flight, T.url, code);
+				log_warn("tracing: %zu spans lost: %s answered HTTP %ld", T.in_flight,
+				    T.url, code);
 		}
 	}
 	curl_multi_remove_handle(T.multi, T.easy);
@@ -524,7 +526,8 @@ envelope(const struct config *cfg)
 	gethostname(host, sizeof(host) - 1);
 	char inst[300];
 	snprintf(inst, sizeof(inst), "%s/%ld", host, (long)getpid());
-	add_attr(attrs, "service.name", cfg->tracing.service_name ? cfg->tracing.service_name : cfg->server.name, NULL);
+	add_attr(attrs, "service.name", cfg->tracing.service_name ? cfg->tracing.service_name :
+	    cfg->server.name, NULL);
 	add_attr(attrs, "service.version", cfg->server.version, NULL);
 	add_attr(attrs, "service.instance.id", inst, NULL);
 	add_attr(attrs, "telemetry.sdk.name", "mcpd", NULL);

@@ -434,6 +434,14 @@ post_in_session(struct mcp *m, struct http_request *r, struct session *s, struct
 		return;
 	case RPC_NOTIFICATION:
 		http_request_log_extra(r, msg->method);
+		if (log_access_json()) {
+			char sid[9];
+			const struct principal *p = auth_principal(r);
+			snprintf(sid, sizeof(sid), "%.8s", s->id);
+			struct http_log_mcp l = { .method = msg->method, .session = sid,
+			    .principal = p != NULL ? p->user : NULL };
+			http_request_log_mcp(r, &l);
+		}
 		client_notification(m, s, msg);
 		cors_headers(r);
 		http_respond(r, 202, NULL, NULL, 0);

@@ -151,6 +151,9 @@ def test_spans_of_a_tool_call(t):
         check(calls[4]["error.type"] == "-32602" and "gen_ai.tool.name" not in calls[4], calls[4])
         # The whole session id, a credential, is in neither.
         check(sid not in d.log() and sid not in json.dumps(rx.snapshot()), "the session id was written whole")
+        note = [l for l in lines if l.get("mcp.method.name") == "notifications/initialized"]
+        check(len(note) == 1 and note[0]["mcp.session.id"] == sid[:8] and note[0]["user.id"] == "alice" and
+              note[0]["status"] == 202, note)
         init = [l for l in lines if l.get("mcp.method.name") == "initialize"]
         check(len(init) == 1 and init[0]["user.id"] == "alice" and len(init[0]["trace_id"]) == 32, init)
         # Every span received was counted as exported, none dropped.
