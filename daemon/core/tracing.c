@@ -21,6 +21,7 @@
 #define MAX_BODY_ANSWER 65536   /* what we read of a collector's answer */
 #define FAIL_LOG_EVERY_US 60000000
 #define MAX_ATTR 1024           /* bytes of a string attribute */
+#define MAX_ATTEMPTS 3          /* of one batch, when the collector says later */
 
 struct sock {
 	curl_socket_t fd;
@@ -42,8 +43,11 @@ static struct {
 	char **queue;               /* ring of encoded spans */
 	size_t cap, head, n;
 	CURL *easy;                 /* the export in flight, or NULL */
-	char *body;
+	char *body;                 /* the batch being sent, or waiting to be again */
+	size_t body_len;
 	size_t in_flight;           /* spans in it */
+	unsigned attempt;           /* of sending body */
+	struct event *retry;
 	uint64_t last_fail_log;
 	uint64_t rng[2];
 	uint64_t epoch_ns;          /* the wall clock at monotonic 0 */
@@ -283,7 +287,7 @@ tracing_queued(void)
 static void
 check_flushed(void)
 {
-	if (T.flushed == NULL || T.n > 0 || T.easy != NULL)
+	if (T.flushed == NULL || T.n > 0 || T.body != NULL)
 		return;
 	void (*done)(void *) = T.flushed;
 	T.flushed = NULL;
@@ -293,7 +297,7 @@ check_flushed(void)
 void
 tracing_flush(void (*done)(void *), void *arg)
 {
-	if (!T.on || (T.n == 0 && T.easy == NULL)) {
+	if (!T.on || (T.n == 0 && T.body == NULL)) {
 		done(arg);
 		return;
 	}
@@ -302,12 +306,34 @@ tracing_flush(void (*done)(void *), void *arg)
 	arm_flush(1);
 }
 
+static void send_body(void);
+
+/* The collector said to come back (429, 502, 503, 504, as OTLP lets it):
+ * the same batch again after a back-off (1 s, then 2 s) or its
+ * Retry-After (at most 30 s). */
+static int
+retry_later(CURLcode rc, long code)
+{
+	if (rc != CURLE_OK || !(code == 429 || code == 502 || code == 503 || code == 504) ||
+	    T.attempt >= MAX_ATTEMPTS)
+		return 0;
+	curl_off_t after = -1;
+	if (curl_easy_getinfo(T.easy, CURLINFO_RETRY_AFTER, &after) != CURLE_OK || after <= 0)
+		after = 0;
+	uint64_t ms = after > 0 ? (uint64_t)(after > 30 ? 30 : after) * 1000 : 1000ULL << (T.attempt - 1);
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	return evtimer_add(T.retry, &tv) == 0;
+}
+
 static void
 export_done(CURLcode rc)
 {
 	long code = 0;
 	curl_easy_getinfo(T.easy, CURLINFO_RESPONSE_CODE, &code);
-	if (rc == CURLE_OK && code >= 200 && code < 300) {
+	int again = retry_later(rc, code);
+	if (again) {
+		/* the body stays for the next attempt */
+	} else if (rc == CURLE_OK && code >= 200 && code < 300) {
 		metrics_spans(T.in_flight, 0, 0);
 	} else {
 		metrics_spans(0, 0, T.in_flight);
@@ -325,6 +351,8 @@ export_done(CURLcode rc)
 	curl_multi_remove_handle(T.multi, T.easy);
 	curl_easy_cleanup(T.easy);
 	T.easy = NULL;
+	if (again)
+		return;
 	free(T.body);
 	T.body = NULL;
 	T.in_flight = 0;
@@ -355,6 +383,7 @@ discard(char *data, size_t size, size_t n, void *arg)
 
 static size_t answer_seen;
 
+/* The next batch out of the queue, as one request body. */
 static void
 export_batch(void)
 {
@@ -363,9 +392,7 @@ export_batch(void)
 	for (size_t i = 0; i < k; i++)
 		len += strlen(T.queue[(T.head + i) % T.cap]) + 1;
 	char *body = malloc(len), *p = body;
-	CURL *e = body != NULL ? curl_easy_init() : NULL;
-	if (e == NULL) {
-		free(body);
+	if (body == NULL) {
 		arm_flush(0);   /* try again later; the queue bounds what waits */
 		return;
 	}
@@ -381,39 +408,62 @@ export_batch(void)
 	p = stpcpy(p, T.suffix);
 	T.head = (T.head + k) % T.cap;
 	T.n -= k;
-	T.easy = e;
 	T.body = body;
+	T.body_len = (size_t)(p - body);
 	T.in_flight = k;
+	T.attempt = 0;
+	send_body();
+}
+
+/* One attempt at sending the batch held in T.body. */
+static void
+send_body(void)
+{
+	CURL *e = curl_easy_init();
+	T.attempt++;
 	answer_seen = 0;
-	curl_easy_setopt(e, CURLOPT_URL, T.url);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_PROXY, "");
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)T.cfg->tracing.timeout_ms);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)T.cfg->tracing.timeout_ms);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(p - body));
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, T.headers);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, &answer_seen);
-	char agent[64];
-	snprintf(agent, sizeof(agent), "mcpd/%s", mcpd_version);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, agent);
-	if (T.cfg->tracing.ca_file != NULL)
-		curl_easy_setopt(e, CURLOPT_CAINFO, T.cfg->tracing.ca_file);
-	if (curl_multi_add_handle(T.multi, e) != CURLM_OK) {
+	if (e != NULL) {
+		curl_easy_setopt(e, CURLOPT_URL, T.url);
+		curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+		curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+		curl_easy_setopt(e, CURLOPT_PROXY, "");
+		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)T.cfg->tracing.timeout_ms);
+		curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)T.cfg->tracing.timeout_ms);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, T.body);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)T.body_len);
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, T.headers);
+		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+		curl_easy_setopt(e, CURLOPT_WRITEDATA, &answer_seen);
+		char agent[64];
+		snprintf(agent, sizeof(agent), "mcpd/%s", mcpd_version);
+		curl_easy_setopt(e, CURLOPT_USERAGENT, agent);
+		if (T.cfg->tracing.ca_file != NULL)
+			curl_easy_setopt(e, CURLOPT_CAINFO, T.cfg->tracing.ca_file);
+		T.easy = e;
+		if (curl_multi_add_handle(T.multi, e) == CURLM_OK)
+			return;
 		T.easy = NULL;
 		curl_easy_cleanup(e);
-		free(body);
-		T.body = NULL;
-		metrics_spans(0, 0, k);
-		T.in_flight = 0;
-		if (T.n > 0)
-			arm_flush(0);
-		else
-			check_flushed();
 	}
+	metrics_spans(0, 0, T.in_flight);
+	free(T.body);
+	T.body = NULL;
+	T.in_flight = 0;
+	if (T.n > 0)
+		arm_flush(0);
+	else
+		check_flushed();
+}
+
+static void
+retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (T.body != NULL && T.easy == NULL)
+		send_body();
 }
 
 static void
@@ -423,18 +473,19 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	T.flush_armed = 0;
-	if (T.easy == NULL && T.n > 0)
+	if (T.body == NULL && T.n > 0)
 		export_batch();
 	else
 		check_flushed();
 }
 
 /* Send soon: at once (a full batch), else after the interval. Nothing
- * goes while an export is in flight: its end arms the timer again. */
+ * goes while an export is in flight or waits to be tried again: its end
+ * arms the timer again. */
 static void
 arm_flush(int now)
 {
-	if (T.easy != NULL)
+	if (T.body != NULL)
 		return;
 	if (now) {
 		if (T.flush_armed)
@@ -582,8 +633,9 @@ tracing_start(struct event_base *base, const struct config *cfg, char *err, size
 	T.multi = curl_multi_init();
 	T.curl_timer = evtimer_new(base, curl_timer_cb, NULL);
 	T.flush = evtimer_new(base, flush_cb, NULL);
+	T.retry = evtimer_new(base, retry_cb, NULL);
 	if (T.url == NULL || T.headers == NULL || T.queue == NULL || T.prefix == NULL ||
-	    T.multi == NULL || T.curl_timer == NULL || T.flush == NULL) {
+	    T.multi == NULL || T.curl_timer == NULL || T.flush == NULL || T.retry == NULL) {
 		tracing_stop();
 		snprintf(err, errlen, "tracing: out of memory");
 		return -1;
@@ -598,10 +650,11 @@ void
 tracing_stop(void)
 {
 	if (T.easy != NULL) {
-		metrics_spans(0, 0, T.in_flight);
 		curl_multi_remove_handle(T.multi, T.easy);
 		curl_easy_cleanup(T.easy);
 	}
+	if (T.body != NULL)
+		metrics_spans(0, 0, T.in_flight);
 	if (T.n > 0)
 		metrics_spans(0, 0, T.n);
 	for (size_t i = 0; i < T.n; i++)
@@ -614,6 +667,8 @@ tracing_stop(void)
 		event_free(T.curl_timer);
 	if (T.flush != NULL)
 		event_free(T.flush);
+	if (T.retry != NULL)
+		event_free(T.retry);
 	curl_slist_free_all(T.headers);
 	free(T.url);
 	free(T.prefix);

@@ -96,10 +96,13 @@ def decode(body):
 
 class OtlpReceiver(HTTPPeer):
     """self.spans: every span received; self.requests: (headers, count)
-    of each export; self.errors: what did not decode."""
+    of each export; self.errors: what did not decode; self.faults: the
+    statuses to answer first (self.refused counts them)."""
 
     def __init__(self, tls=None):
         self.spans, self.requests, self.errors = [], [], []
+        self.faults = []        # statuses answered first, one per export, in order
+        self.refused = 0
         self.log_path = "(the OTLP receiver in the test)"
         lock, rx = threading.Lock(), self
         self.lock = lock
@@ -127,6 +130,13 @@ class OtlpReceiver(HTTPPeer):
                     with lock:
                         rx.errors.append("Content-Type %r" % self.headers.get("Content-Type"))
                     self.answer(415, {"code": 3, "message": "JSON only here"})
+                    return
+                with lock:
+                    fault = rx.faults.pop(0) if rx.faults else None
+                    if fault is not None:
+                        rx.refused += 1
+                if fault is not None:
+                    self.answer(fault, {"code": 14, "message": "try later"})
                     return
                 try:
                     spans = decode(body)

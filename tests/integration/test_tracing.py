@@ -287,6 +287,41 @@ def test_headers_and_endpoint_path(t):
         rx.stop()
 
 
+def test_a_collector_that_says_later(t):
+    """503 and 429 (come back later, as OTLP lets a collector say): the
+    same batch again after a back-off, nothing lost; a collector that
+    keeps saying so gets three attempts, then the batch is counted lost."""
+    rx = OtlpReceiver().start()
+    try:
+        rx.faults = [503, 429]
+        d, port, mport = start(t, rx.url, extra="storage: { plugin: memory }\n")
+        sid = mcp_session(port)
+        call_tp(port, sid, 1)
+        wait_for(lambda: any(s["name"] == "tools/call tp" for s in rx.snapshot()), timeout=15,
+                 what="the batch, on its third attempt")
+        check(rx.refused == 2, rx.refused)
+        wait_for(lambda: metric(mport, "mcpd_tracing_spans_exported_total") == len(rx.snapshot()),
+                 what="all exported")
+        check(metric(mport, "mcpd_tracing_spans_dropped_total", reason="export_failed") == 0)
+        ids = [s["id"] for s in rx.snapshot()]
+        check(len(ids) == len(set(ids)), "a span received twice")
+        d.stop()
+        rx.faults = [503] * 3
+        rx.refused = 0
+        d, port, mport = start(t, rx.url, extra="storage: { plugin: memory }\n")
+        sid = mcp_session(port)
+        n = len(rx.snapshot())
+        call_tp(port, sid, 1)
+        wait_for(lambda: metric(mport, "mcpd_tracing_spans_dropped_total", reason="export_failed") > 0,
+                 timeout=15, what="the batch lost after three attempts")
+        check(rx.refused == 3, rx.refused)
+        check(re.search(r"tracing: \d+ spans lost: .* answered HTTP 503", d.log()), d.log()[-1500:])
+        check(len(rx.snapshot()) == n, rx.snapshot()[n:])
+        d.stop()
+    finally:
+        rx.stop()
+
+
 def test_https_collector_and_its_ca(t):
     """An https collector: its certificate checked against ca_file (spans
     arrive), and refused without it (the export fails, counted)."""
