@@ -137,6 +137,7 @@ def test_spans_of_a_tool_call(t):
         check(rx.errors == [], rx.errors)
         # The access log's JSON lines name what the spans name, and join
         # them by trace and span id.
+        wait_for(lambda: d.log().count('"mcp.method.name":"tools/call"') == 5, what="5 access lines of tools/call")
         lines = [json.loads(l[l.index("{"):]) for l in d.log().splitlines() if '"type":"access"' in l]
         calls = [l for l in lines if l.get("mcp.method.name") == "tools/call"]
         check(len(calls) == 5, calls)
