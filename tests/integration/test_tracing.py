@@ -196,6 +196,39 @@ def test_stateless_requests_from_every_worker(t):
         rx.stop()
 
 
+def test_redis_calls_are_children(t):
+    """With a storage and transport that answer later, from the loop
+    (Redis), the calls of a request's chain are still its children: the
+    session's read, and those its completion starts."""
+    from harness import redis_server
+    redis = redis_server(t)
+    rx = OtlpReceiver().start()
+    try:
+        d, port, _ = start(t, rx.url, workers=2,
+                           extra="storage: { plugin: redis, url: \"%s\" }\n"
+                                 "transport: { plugin: redis, url: \"%s\" }\n" % (redis.url, redis.url))
+        wait_for(lambda: len(d.workers()) == 2, what="2 workers")
+        sid = mcp_session(port)
+        call_tp(port, sid, 3, meta_tp=TP)
+        wait_for(lambda: any(s["name"] == "tools/call tp" for s in rx.snapshot()), what="the call's span")
+        spans = [s for s in rx.snapshot() if s["trace"] == TP.split("-")[1]]
+        root = by_name(spans, "tools/call tp")
+        stor = [s for s in spans if s["name"].startswith("storage ")]
+        check(stor and all(s["parent"] == root["id"] and s["attrs"]["db.system.name"] == "redis" for s in stor),
+              [(s["name"], s["parent"]) for s in spans])
+        check(any(s["attrs"]["db.operation.name"] == "get" for s in stor), [s["name"] for s in stor])
+        # The session's creation: its writes are children of initialize's span.
+        init = [s for s in rx.snapshot() if s["name"] == "initialize"]
+        check(len(init) == 1, init)
+        kids = [s for s in rx.snapshot() if s["parent"] == init[0]["id"]]
+        check({"storage set", "storage index_add"} <= {s["name"] for s in kids}, [s["name"] for s in kids])
+        check(all(s["parent"] == init[0]["id"] for s in rx.snapshot() if s["trace"] == init[0]["trace"] and s is not init[0]
+                  and s["name"].startswith("storage ")), rx.snapshot())
+        d.stop()
+    finally:
+        rx.stop()
+
+
 def test_sampling(t):
     """sample: 0 records no trace of our own, but a sampled parent's; a
     parent that did not sample is not recorded at sample: 1."""
