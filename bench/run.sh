@@ -203,3 +203,6 @@ bash "$here/auth.sh" ${1:+"$1"}
 
 # What the metrics cost: the same mcpd with metrics on and off.
 bash "$here/metrics.sh" ${1:+"$1"}
+
+# What tracing costs: the same mcpd with tracing on (sample 1 and 0.1) and off.
+bash "$here/tracing.sh" ${1:+"$1"}

@@ -10,6 +10,7 @@
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <netinet/in.h>
@@ -694,6 +695,91 @@ static const struct field metrics_fields[] = {
 };
 static const struct section metrics_section = { "metrics", 0, metrics_fields, NULL };
 
+static int http_url(const char *u);
+
+/* tracing: the OTLP/HTTP collector's URL, and how much goes there. */
+static int
+parse_tracing_endpoint(struct ctx *x, const struct cnode *n, void *base)
+{
+	struct config *c = x->cfg;
+	(void)base;
+	const char *u;
+	if (scalar_string(x, n, "tracing.endpoint", &u) < 0)
+		return -1;
+	const char *host = strstr(u, "://");
+	if (!http_url(u) || host[3] == '\0' || host[3] == '/' || strpbrk(u, " \t\r\n#") != NULL ||
+	    strlen(u) > 2048) {
+		err_at(x, n, "tracing.endpoint must be the collector's http:// or https:// URL, "
+		    "such as http://127.0.0.1:4318 (spans go to its /v1/traces)");
+		return -1;
+	}
+	c->tracing.endpoint = u;
+	return 0;
+}
+
+static int
+parse_tracing_sample(struct ctx *x, const struct cnode *n, void *base)
+{
+	struct config *c = x->cfg;
+	(void)base;
+	if (want_type(x, n, CNODE_SCALAR, "tracing.sample") < 0)
+		return -1;
+	char *end;
+	errno = 0;
+	double v = strtod(n->str, &end);
+	if (end == n->str || *end != '\0' || errno != 0 || !(v >= 0.0 && v <= 1.0)) {
+		err_at(x, n, "tracing.sample must be a number from 0 to 1 (the share of new traces "
+		    "recorded), not \"%s\"", n->str);
+		return -1;
+	}
+	c->tracing.sample = v;
+	return 0;
+}
+
+/* "Name: value": a token, a colon, a value without line breaks. */
+static int
+header_line(const char *h)
+{
+	size_t n = strcspn(h, ":");
+	if (n == 0 || h[n] != ':' || strlen(h) > 8192)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (strchr("!#$%&'*+-.^_`|~", h[i]) == NULL && !isalnum((unsigned char)h[i]))
+			return 0;
+	return strpbrk(h, "\r\n") == NULL;
+}
+
+#define TR(f) (offsetof(struct config, tracing.f) - offsetof(struct config, tracing))
+static const struct list_spec tracing_headers = {
+	TR(nheaders), header_line, "a header line such as \"Authorization: Bearer ...\"",
+};
+
+static void
+check_tracing(struct ctx *x, const struct cnode *n, void *base)
+{
+	(void)base;
+	if (x->cfg->tracing.endpoint == NULL)
+		err_at(x, n, "tracing needs endpoint: (the OTLP/HTTP collector's URL)");
+	if (x->cfg->tracing.batch > x->cfg->tracing.queue)
+		err_at(x, n, "tracing.batch (%llu) must not exceed tracing.queue (%llu)",
+		    (unsigned long long)x->cfg->tracing.batch, (unsigned long long)x->cfg->tracing.queue);
+}
+
+static const struct field tracing_fields[] = {
+	{ "endpoint", F_CUSTOM, 0, 0, 0, { parse_tracing_endpoint } },
+	{ "sample", F_CUSTOM, 0, 0, 0, { parse_tracing_sample } },
+	{ "service_name", F_STRING, TR(service_name), 0, 0, { NULL } },
+	{ "queue", F_UINT, TR(queue), 1, 1000000, { NULL } },
+	{ "batch", F_UINT, TR(batch), 1, 100000, { NULL } },
+	{ "interval", F_DURATION, TR(interval_ms), 10, 600000, { NULL } },
+	{ "timeout", F_DURATION, TR(timeout_ms), 100, 600000, { NULL } },
+	{ "headers", F_LIST, TR(headers), 0, 0, { .list = &tracing_headers } },
+	{ "ca_file", F_PATH, TR(ca_file), 0, 0, { NULL } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
+#undef TR
+static const struct section tracing_section = { "tracing", 0, tracing_fields, check_tracing };
+
 static int
 parse_endpoint(struct ctx *x, const struct cnode *n, void *base)
 {
@@ -903,6 +989,7 @@ static const struct field top_fields[] = {
 	{ "limits", F_SECTION, offsetof(struct config, limits), 0, 0, { .section = &limits_section } },
 	{ "sse", F_SECTION, 0, 0, 0, { .section = &sse_section } },
 	{ "metrics", F_SECTION, 0, 0, 0, { .section = &metrics_section } },
+	{ "tracing", F_SECTION, offsetof(struct config, tracing), 0, 0, { .section = &tracing_section } },
 	{ "request_state", F_SECTION, 0, 0, 0, { .section = &request_state_section } },
 	{ "storage", F_CUSTOM, offsetof(struct config, storage), 0, 0, { parse_backend_section } },
 	{ "transport", F_CUSTOM, offsetof(struct config, transport), 0, 0, { parse_backend_section } },
@@ -953,6 +1040,11 @@ set_defaults(struct config *c)
 	c->limits.task_lease_ms = 30000;
 	c->mcp.retry_ms = 3000;
 	c->metrics.enabled = 1;
+	c->tracing.sample = 1.0;
+	c->tracing.queue = 2048;
+	c->tracing.batch = 512;
+	c->tracing.interval_ms = 5000;
+	c->tracing.timeout_ms = 10000;
 	c->request_state.ttl_ms = 600000;
 	c->cache.list_ttl_ms = 300000;
 	c->cache.read_ttl_ms = 0;

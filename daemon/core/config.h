@@ -188,6 +188,18 @@ struct config {
 	char *capabilities_json;        /* server/discover's capabilities object */
 	char *capabilities_2025_json;   /* initialize's: without the tasks extension */
 	int tasks;                      /* a tool may run as a task */
+	struct {
+		const char *endpoint;       /* OTLP/HTTP collector URL; NULL: no tracing */
+		double sample;              /* share of new traces recorded, 0 to 1 */
+		const char *service_name;   /* NULL: server.name */
+		uint64_t queue;             /* spans waiting for export, at most */
+		uint64_t batch;             /* spans per export request, at most */
+		uint64_t interval_ms;       /* a part batch waits this long */
+		uint64_t timeout_ms;        /* one export's bound */
+		const char **headers;       /* "Name: value", sent with each export */
+		size_t nheaders;
+		const char *ca_file;        /* an https collector's CA */
+	} tracing;
 };
 
 /* Parse and validate. Returns NULL and fills errs ("file:line:col: msg"

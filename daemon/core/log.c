@@ -332,6 +332,12 @@ log_sys(enum log_level level, const char *fmt, ...)
 	errno = saved;
 }
 
+int
+log_access_json(void)
+{
+	return logger.format == LOG_JSON && LOG_INFO <= logger.level;
+}
+
 void
 log_access(const struct access_record *r)
 {
@@ -360,6 +366,20 @@ log_access(const struct access_record *r)
 		}
 		if (r->trace_id != NULL)    /* 32 hex digits, checked */
 			sbuf_printf(&b, ",\"trace_id\":\"%s\"", r->trace_id);
+		if (r->span_id != NULL)     /* 16 hex digits, ours */
+			sbuf_printf(&b, ",\"span_id\":\"%s\"", r->span_id);
+		const struct { const char *key, *value; } mcp[] = {
+			{ "mcp.method.name", r->mcp_method }, { "gen_ai.tool.name", r->tool },
+			{ "mcp.session.id", r->session }, { "user.id", r->principal },
+			{ "error.type", r->error_type },
+		};
+		for (size_t i = 0; i < sizeof(mcp) / sizeof(mcp[0]); i++) {
+			if (mcp[i].value == NULL)
+				continue;
+			sbuf_printf(&b, ",\"%s\":\"", mcp[i].key);
+			put_field(&b, mcp[i].value, FIELD_SHORT, ESC_JSON);
+			sbuf_str(&b, "\"");
+		}
 		sbuf_str(&b, "}");
 	} else {
 		put_field(&b, r->remote ? r->remote : "-", FIELD_SHORT, ESC_QUOTED);

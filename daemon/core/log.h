@@ -46,7 +46,13 @@ struct access_record {
 	size_t bytes_in, bytes_out;
 	double duration_ms;
 	const char *trace_id;   /* from a valid traceparent header, or NULL */
+	/* What the MCP layer knew of the request (JSON lines only, named as
+	 * the attributes of its span); NULL: left out. */
+	const char *mcp_method, *tool, *session, *principal, *span_id, *error_type;
 };
+
+/* Access lines are JSON and written: worth gathering the MCP fields. */
+int log_access_json(void);
 
 void log_access(const struct access_record *r);
 

@@ -1,11 +1,16 @@
 /* Metered storage and transport operations (see metered.h). Each call
  * carries a small record of what to call back and when it began; the
- * plugin's completion records the outcome, then calls the caller. */
+ * plugin's completion records the outcome, then calls the caller. An
+ * operation started while a sampled span is current (tracing.h) is that
+ * span's child, and the span is current again while the caller's
+ * callback runs, so that what it starts next is a child too. */
 #include "metered.h"
 #include "metrics.h"
 #include "plugin.h"
+#include "tracing.h"
 #include "util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 static struct mcpd_storage_ops sops;    /* the wrappers */
@@ -17,6 +22,8 @@ struct op {
 	int publish;                    /* a transport's publish, else storage's what */
 	enum mx_storage_op what;
 	uint64_t start;
+	struct trace_ctx parent;        /* current when it began (trace_id "": none) */
+	struct trace_ctx span;          /* its own, when parent is sampled */
 	void *cb;
 	void *arg;
 	struct op *prev, *next;
@@ -36,6 +43,13 @@ op_new(enum mx_storage_op what, void *cb, void *arg)
 	o->publish = 0;
 	o->what = what;
 	o->start = monotonic_us();
+	const struct trace_ctx *cur = tracing_current();
+	o->parent.trace_id[0] = o->span.trace_id[0] = '\0';
+	o->span.sampled = 0;
+	if (cur != NULL) {
+		o->parent = *cur;
+		tracing_child(&o->span, cur, o->start);
+	}
 	o->cb = cb;
 	o->arg = arg;
 	o->prev = NULL;
@@ -46,14 +60,40 @@ op_new(enum mx_storage_op what, void *cb, void *arg)
 	return o;
 }
 
-/* Record the outcome; the caller's cb and arg are in *cb and *arg. */
+static const char *const op_names[MXO_N] = {
+	"get", "set", "del", "exists", "incr", "index_add", "index_remove", "index_members",
+	"log_append", "log_range",
+};
+static const char *storage_name = "", *transport_name = "";
+
 static void
-op_end(struct op *o, int status, void **cb, void **arg)
+op_span(const struct trace_ctx *span, int publish, enum mx_storage_op what, int status)
+{
+	const char *op = publish ? "publish" : op_names[what];
+	struct trace_attr a[] = {
+		{ publish ? "messaging.system" : "db.system.name", TA_STR,
+		    publish ? transport_name : storage_name, 0 },
+		{ publish ? "messaging.operation.name" : "db.operation.name", TA_STR, op, 0 },
+		{ "messaging.operation.type", TA_STR, publish ? "send" : NULL, 0 },
+	};
+	char name[64];
+	snprintf(name, sizeof(name), "%s %s", publish ? "transport" : "storage", op);
+	tracing_end(span, 0, name, TK_CLIENT, status == MCPD_ERROR ? "backend_error" : NULL, a,
+	    sizeof(a) / sizeof(a[0]));
+}
+
+/* Record the outcome; the caller's cb and arg are in *cb and *arg, the
+ * span to make current while they run in *parent. */
+static void
+op_end(struct op *o, int status, void **cb, void **arg, struct trace_ctx *parent)
 {
 	if (o->publish)
 		metrics_transport(MXP_PUBLISH, status != MCPD_ERROR, monotonic_us() - o->start);
 	else
 		metrics_storage(o->what, status != MCPD_ERROR, monotonic_us() - o->start);
+	if (o->span.sampled)
+		op_span(&o->span, o->publish, o->what, status);
+	*parent = o->parent;
 	*cb = o->cb;
 	*arg = o->arg;
 	if (o->prev != NULL)
@@ -88,45 +128,65 @@ static void
 done_cb(void *arg, int status, const char *err)
 {
 	void *cb, *a;
-	op_end(arg, status, &cb, &a);
-	if (cb != NULL)
-		((mcpd_done_cb *)cb)(a, status, err);
+	struct trace_ctx parent, saved;
+	op_end(arg, status, &cb, &a, &parent);
+	if (cb == NULL)
+		return;
+	tracing_push(parent.trace_id[0] ? &parent : NULL, &saved);
+	((mcpd_done_cb *)cb)(a, status, err);
+	tracing_pop(&saved);
 }
 
 static void
 value_cb(void *arg, int status, const void *value, size_t len, const char *err)
 {
 	void *cb, *a;
-	op_end(arg, status, &cb, &a);
-	if (cb != NULL)
-		((mcpd_value_cb *)cb)(a, status, value, len, err);
+	struct trace_ctx parent, saved;
+	op_end(arg, status, &cb, &a, &parent);
+	if (cb == NULL)
+		return;
+	tracing_push(parent.trace_id[0] ? &parent : NULL, &saved);
+	((mcpd_value_cb *)cb)(a, status, value, len, err);
+	tracing_pop(&saved);
 }
 
 static void
 int_cb(void *arg, int status, int64_t value, const char *err)
 {
 	void *cb, *a;
-	op_end(arg, status, &cb, &a);
-	if (cb != NULL)
-		((mcpd_int_cb *)cb)(a, status, value, err);
+	struct trace_ctx parent, saved;
+	op_end(arg, status, &cb, &a, &parent);
+	if (cb == NULL)
+		return;
+	tracing_push(parent.trace_id[0] ? &parent : NULL, &saved);
+	((mcpd_int_cb *)cb)(a, status, value, err);
+	tracing_pop(&saved);
 }
 
 static void
 members_cb(void *arg, int status, const char *const *members, size_t n, const char *err)
 {
 	void *cb, *a;
-	op_end(arg, status, &cb, &a);
-	if (cb != NULL)
-		((mcpd_members_cb *)cb)(a, status, members, n, err);
+	struct trace_ctx parent, saved;
+	op_end(arg, status, &cb, &a, &parent);
+	if (cb == NULL)
+		return;
+	tracing_push(parent.trace_id[0] ? &parent : NULL, &saved);
+	((mcpd_members_cb *)cb)(a, status, members, n, err);
+	tracing_pop(&saved);
 }
 
 static void
 entries_cb(void *arg, int status, const struct mcpd_log_entry *entries, size_t n, const char *err)
 {
 	void *cb, *a;
-	op_end(arg, status, &cb, &a);
-	if (cb != NULL)
-		((mcpd_entries_cb *)cb)(a, status, entries, n, err);
+	struct trace_ctx parent, saved;
+	op_end(arg, status, &cb, &a, &parent);
+	if (cb == NULL)
+		return;
+	tracing_push(parent.trace_id[0] ? &parent : NULL, &saved);
+	((mcpd_entries_cb *)cb)(a, status, entries, n, err);
+	tracing_pop(&saved);
 }
 
 /* Out of memory for the record: the operation runs unmetered. */
@@ -238,6 +298,13 @@ m_subscribe(void *inst, const char *channel, mcpd_message_cb *cb, void *arg)
 	void *sub = treal->subscribe(inst, channel, cb, arg);
 	metrics_transport(MXP_SUBSCRIBE, sub != NULL, monotonic_us() - start);
 	return sub;
+}
+
+void
+metered_names(const char *storage, const char *transport)
+{
+	storage_name = storage != NULL ? storage : "";
+	transport_name = transport != NULL ? transport : "";
 }
 
 void

@@ -87,6 +87,7 @@ struct __attribute__((aligned(64))) slot {
 	struct hist transport_time[MXP_N];
 	uint64_t auth[MXA_N];
 	uint64_t oauth[2];
+	uint64_t spans[3];               /* exported, queue_full, export_failed */
 	/* gauges */
 	int64_t running;
 	int64_t sse;
@@ -190,6 +191,8 @@ fold(struct slot *to, const struct slot *from)
 		ADD(&to->auth[i], RD(&from->auth[i]));
 	ADD(&to->oauth[0], RD(&from->oauth[0]));
 	ADD(&to->oauth[1], RD(&from->oauth[1]));
+	for (size_t i = 0; i < 3; i++)
+		ADD(&to->spans[i], RD(&from->spans[i]));
 }
 
 void
@@ -410,6 +413,16 @@ metrics_oauth_token(int revoked)
 		ADD(&mine->oauth[revoked ? 1 : 0], 1);
 }
 
+void
+metrics_spans(uint64_t exported, uint64_t queue_full, uint64_t failed)
+{
+	if (mine == NULL)
+		return;
+	ADD(&mine->spans[0], exported);
+	ADD(&mine->spans[1], queue_full);
+	ADD(&mine->spans[2], failed);
+}
+
 /* ---- exposition ---- */
 
 struct out {
@@ -603,6 +616,14 @@ render(struct out *o, const struct config *cfg, const char *protocols, const str
 	fprintf(f, "mcpd_oauth_tokens_issued_total %llu\n", (unsigned long long)t->oauth[0]);
 	family(o, "mcpd_oauth_tokens_revoked", "counter", "Tokens revoked (RFC 7009).");
 	fprintf(f, "mcpd_oauth_tokens_revoked_total %llu\n", (unsigned long long)t->oauth[1]);
+	family(o, "mcpd_tracing_spans_exported", "counter", "Spans the OTLP collector accepted.");
+	fprintf(f, "mcpd_tracing_spans_exported_total %llu\n", (unsigned long long)t->spans[0]);
+	family(o, "mcpd_tracing_spans_dropped", "counter",
+	    "Spans lost: the export queue was full, or an export failed.");
+	fprintf(f, "mcpd_tracing_spans_dropped_total{reason=\"queue_full\"} %llu\n",
+	    (unsigned long long)t->spans[1]);
+	fprintf(f, "mcpd_tracing_spans_dropped_total{reason=\"export_failed\"} %llu\n",
+	    (unsigned long long)t->spans[2]);
 
 	family(o, "mcpd_workers", "gauge", "Worker processes alive now.");
 	fprintf(f, "mcpd_workers %u\n", workers);

@@ -53,6 +53,8 @@ void metrics_storage(enum mx_storage_op op, int ok, uint64_t us);
 void metrics_transport(enum mx_transport_op op, int ok, uint64_t us);
 void metrics_auth(enum mx_auth_result r);
 void metrics_oauth_token(int revoked);
+/* Spans exported, dropped because the queue was full, lost in an export. */
+void metrics_spans(uint64_t exported, uint64_t queue_full, uint64_t failed);
 
 /* The exposition (malloc'd, *len bytes), or NULL. protocols: the
  * protocol revisions for mcpd_build_info. */

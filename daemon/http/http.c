@@ -74,6 +74,7 @@ struct http_request {
 	http_close_fn on_close;
 	void *on_close_arg;
 	const char *log_extra;
+	struct http_log_mcp *log_mcp;   /* or NULL */
 	int logged;
 	int sse;                        /* counted in mcpd_sse_streams_open */
 	void *user;                     /* the authenticated principal, or NULL */
@@ -279,6 +280,7 @@ conn_reset_request(struct http_conn *c)
 	r->on_close = NULL;
 	r->on_close_arg = NULL;
 	r->log_extra = NULL;
+	r->log_mcp = NULL;
 	r->logged = 0;
 	r->sse = 0;
 	r->user = NULL;
@@ -425,6 +427,18 @@ log_request(struct http_conn *c, int status)
 		.duration_ms = (double)(monotonic_us() - r->start_us) / 1000.0,
 		.trace_id = tp != NULL && traceparent_parse(tp, strlen(tp), trace_id) == 0 ? trace_id : NULL,
 	};
+	const struct http_log_mcp *m = r->log_mcp;
+	if (m != NULL) {
+		rec.mcp_method = m->method;
+		rec.tool = m->tool;
+		rec.session = m->session;
+		rec.principal = m->principal;
+		rec.error_type = m->error_type;
+		if (m->trace_id != NULL) {  /* the request's trace: its _meta's, or ours */
+			rec.trace_id = m->trace_id;
+			rec.span_id = m->span_id;
+		}
+	}
 	log_access(&rec);
 }
 
@@ -1492,6 +1506,7 @@ const char *http_request_method(const struct http_request *r) { return r->method
 const char *http_request_path(const struct http_request *r) { return r->path; }
 const char *http_request_query(const struct http_request *r) { return r->query; }
 const char *http_request_remote(const struct http_request *r) { return r->conn->remote; }
+uint64_t http_request_start(const struct http_request *r) { return r->start_us; }
 int http_request_tls(const struct http_request *r) { return r->conn->tls || r->conn->front_tls; }
 void http_request_set_user(struct http_request *r, void *user) { r->user = user; }
 void *http_request_user(const struct http_request *r) { return r->user; }
@@ -1525,4 +1540,22 @@ void
 http_request_log_extra(struct http_request *r, const char *extra)
 {
 	r->log_extra = extra ? arena_strdup(r->conn->arena, extra) : NULL;
+}
+
+void
+http_request_log_mcp(struct http_request *r, const struct http_log_mcp *m)
+{
+	struct arena *a = r->conn->arena;
+	struct http_log_mcp *l = r->log_mcp;
+	if (l == NULL && (l = r->log_mcp = arena_zalloc(a, sizeof(*l))) == NULL)
+		return;
+#define COPY(f) l->f = m->f != NULL ? arena_strdup(a, m->f) : NULL
+	COPY(method);
+	COPY(tool);
+	COPY(session);
+	COPY(principal);
+	COPY(trace_id);
+	COPY(span_id);
+	COPY(error_type);
+#undef COPY
 }

@@ -49,6 +49,8 @@ const char *http_request_query(const struct http_request *r);   /* NULL if none 
 const char *http_request_header(const struct http_request *r, const char *name);
 const char *http_request_body(const struct http_request *r, size_t *len);
 const char *http_request_remote(const struct http_request *r);
+/* When the request began (monotonic_us). */
+uint64_t http_request_start(const struct http_request *r);
 /* The client came over TLS (here, or ended in front: http_server_adopt). */
 int http_request_tls(const struct http_request *r);
 /* Who made the request (auth.c's principal), for this request only. */
@@ -58,6 +60,12 @@ struct arena *http_request_arena(struct http_request *r);
 void http_request_on_close(struct http_request *r, http_close_fn fn, void *arg);
 /* A short label (e.g. the JSON-RPC method) for the access log. */
 void http_request_log_extra(struct http_request *r, const char *extra);
+/* What the MCP layer knows of the request, for the access log's JSON
+ * lines (see log.h's access_record); NULL fields are left out. Copied. */
+struct http_log_mcp {
+	const char *method, *tool, *session, *principal, *trace_id, *span_id, *error_type;
+};
+void http_request_log_mcp(struct http_request *r, const struct http_log_mcp *m);
 
 /* Add a response header; call before http_respond / http_stream_begin. */
 void http_response_header(struct http_request *r, const char *name, const char *value);

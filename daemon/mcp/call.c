@@ -6,6 +6,7 @@
  * its session ends. The dispatch tables map each
  * method to its handler in t_*.c. */
 #include "mcp_internal.h"
+#include "auth.h"
 #include "config.h"
 #include "http.h"
 #include "json.h"
@@ -20,6 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static void call_trace_begin(struct call *c);
+static void call_log_fields(struct call *c);
 
 struct call *
 call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrpc_msg *msg)
@@ -49,8 +53,126 @@ call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrp
 		c->progress_token = tok;
 	if (s != NULL)
 		session_ref(s);
+	call_trace_begin(c);
+	call_log_fields(c);
 	LIST_INSERT_HEAD(&m->calls, c, link);
 	return c;
+}
+
+/* The request's trace context: _meta's traceparent (where MCP carries
+ * it), else the HTTP header's. */
+const char *
+request_traceparent(const cJSON *params, struct http_request *r)
+{
+	const cJSON *tp = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(params, "_meta"), "traceparent");
+	if (cJSON_IsString(tp))
+		return tp->valuestring;
+	return r != NULL ? http_request_header(r, "traceparent") : NULL;
+}
+
+/* The call's span: the one its endpoint began for the request (current
+ * while the request is being read and its session looked up), or a new
+ * root. */
+static void
+call_trace_begin(struct call *c)
+{
+	const struct trace_ctx *cur = tracing_current();
+	c->over_http = c->req != NULL;
+	if (c->req != NULL && cur != NULL && cur->start_us == http_request_start(c->req))
+		c->trace = *cur;
+	else
+		tracing_root(&c->trace, request_traceparent(c->params, c->req),
+		    c->req != NULL ? http_request_start(c->req) : monotonic_us());
+	/* Who asked: the request (and its principal) may be gone at the end. */
+	if (c->trace.sampled && c->req != NULL && call_principal(c)[0] != '\0')
+		c->trace_user = strdup(call_principal(c));
+}
+
+/* The session id as logs and spans show it: its first characters, as the
+ * other log lines do. The whole id is a credential (with auth none, the
+ * only one): it is not written where log and trace readers see it. */
+#define SESSION_ID_SHOWN 8
+static const char *
+session_shown(const struct call *c, char out[SESSION_ID_SHOWN + 1])
+{
+	if (c->s == NULL)
+		return NULL;
+	snprintf(out, SESSION_ID_SHOWN + 1, "%.*s", SESSION_ID_SHOWN, c->s->id);
+	return out;
+}
+
+/* error.type: the JSON-RPC error's code (in code), the tool's outcome
+ * when not ok, or why no answer went; NULL for a result. */
+static const char *
+call_error_type(const struct call *c, char code[16])
+{
+	code[0] = '\0';
+	if (c->mx_code != 0) {
+		snprintf(code, 16, "%d", c->mx_code);
+		return code;
+	}
+	if (!c->mx_answered)
+		return c->cancelled ? "cancelled" : "no_response";
+	return c->tool_error;
+}
+
+/* The access log's JSON line names what its span names. */
+static void
+call_log_fields(struct call *c)
+{
+	if (c->req == NULL || !log_access_json())
+		return;
+	char code[16], sid[SESSION_ID_SHOWN + 1];
+	const struct principal *p = auth_principal(c->req);
+	struct http_log_mcp l = {
+		.method = c->method,
+		.tool = c->tool != NULL ? c->tool->name : NULL,
+		.session = session_shown(c, sid),
+		.principal = p != NULL ? p->user : NULL,
+		.trace_id = c->trace.trace_id[0] ? c->trace.trace_id : NULL,
+		.span_id = c->trace.span_id[0] ? c->trace.span_id : NULL,
+		.error_type = c->mx_answered ? call_error_type(c, code) : NULL,
+	};
+	http_request_log_mcp(c->req, &l);
+}
+
+/* The span ends with the call, named and described after OpenTelemetry's
+ * semantic conventions for MCP. */
+static void
+call_trace_end(struct call *c)
+{
+	if (!c->trace.sampled)
+		return;
+	const char *target = c->tool != NULL ? c->tool->name : c->prompt != NULL ? c->prompt->name :
+	    NULL;
+	char name[300];
+	snprintf(name, sizeof(name), "%s%s%.200s", c->method, target ? " " : "", target ? target : "");
+	char *rid = c->msg.id != NULL ? json_print(c->msg.id) : NULL;
+	const char *rids = rid;
+	if (cJSON_IsString(c->msg.id))
+		rids = c->msg.id->valuestring;
+	char code[16] = "";
+	const char *error = call_error_type(c, code);
+	const char *who = c->trace_user;
+	char sid[SESSION_ID_SHOWN + 1];
+	struct trace_attr a[] = {
+		{ "mcp.method.name", TA_STR, c->method, 0 },
+		{ "mcp.protocol.version", TA_STR, c->s != NULL ? proto_names[c->s->proto] :
+		    c->stateless ? proto_names[c->proto] : param_string(c, "protocolVersion"), 0 },
+		{ "mcp.session.id", TA_STR, session_shown(c, sid), 0 },
+		{ "jsonrpc.request.id", TA_STR, rids, 0 },
+		{ "jsonrpc.protocol.version", TA_STR, "2.0", 0 },
+		{ "gen_ai.tool.name", TA_STR, c->tool != NULL ? c->tool->name : NULL, 0 },
+		{ "gen_ai.operation.name", TA_STR, c->tool != NULL ? "execute_tool" : NULL, 0 },
+		{ "gen_ai.prompt.name", TA_STR, c->prompt != NULL ? c->prompt->name : NULL, 0 },
+		{ "mcp.resource.uri", TA_STR, c->res != NULL ? param_string(c, "uri") : NULL, 0 },
+		{ "rpc.response.status_code", TA_STR, code[0] ? code : NULL, 0 },
+		{ "user.id", TA_STR, who != NULL && who[0] ? who : NULL, 0 },
+		{ "network.protocol.name", TA_STR, c->over_http ? "http" : NULL, 0 },
+	};
+	tracing_end(&c->trace, 0, name, TK_SERVER, error, a, sizeof(a) / sizeof(a[0]));
+	free(rid);
 }
 
 /* Under 2026-07-28 closing the response cancels the request; under the
@@ -209,6 +331,7 @@ void
 call_send_final(struct call *c, char *json)
 {
 	note_answer(c, json);
+	call_log_fields(c);
 	if (c->sse_direct) {
 		if (json != NULL)
 			direct_write(c, json);
@@ -295,6 +418,8 @@ void
 call_free(struct call *c)
 {
 	metrics_mcp(c->method, c->mx_answered, c->mx_code);
+	call_trace_end(c);
+	free(c->trace_user);
 	if (c->finished_flag != NULL)
 		*c->finished_flag = 1;
 	LIST_REMOVE(c, link);

@@ -20,6 +20,7 @@
 #include "plugin.h"
 #include "registry.h"
 #include "tool_exec.h"
+#include "util.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -326,8 +327,26 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 	dispatch(c);
 }
 
+/* The auth check's span: from the request's start to its principal. */
 static void
-handle_post(struct mcp *m, struct http_request *r)
+trace_auth(struct mcp *m, struct http_request *r, const struct trace_ctx *root, uint64_t done_us)
+{
+	if (m->auth == NULL || !root->sampled)
+		return;
+	struct trace_ctx t;
+	tracing_child(&t, root, http_request_start(r));
+	const struct principal *p = auth_principal(r);
+	struct trace_attr a[] = {
+		{ "mcpd.auth.plugin", TA_STR, m->cfg->auth.name, 0 },
+		{ "user.id", TA_STR, p != NULL ? p->user : NULL, 0 },
+	};
+	tracing_end(&t, done_us, "auth", TK_INTERNAL, NULL, a, sizeof(a) / sizeof(a[0]));
+}
+
+static void post_parsed(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg);
+
+static void
+handle_post(struct mcp *m, struct http_request *r, uint64_t authorized_us)
 {
 	const char *ctype = http_request_header(r, "Content-Type");
 	if (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0) {
@@ -355,7 +374,25 @@ handle_post(struct mcp *m, struct http_request *r)
 		return;
 	}
 	cJSON_Delete(eid);
+	/* A request's span begins here (with the HTTP request), so that its
+	 * auth check and the storage calls of its session's lookup are its
+	 * children; the call takes it over (call_new). */
+	struct trace_ctx root, saved;
+	if (msg.kind == RPC_REQUEST) {
+		tracing_root(&root, request_traceparent(msg.params, r), http_request_start(r));
+		trace_auth(m, r, &root, authorized_us);
+		tracing_push(&root, &saved);
+		post_parsed(m, r, &msg);
+		tracing_pop(&saved);
+		return;
+	}
+	post_parsed(m, r, &msg);
+}
 
+static void
+post_parsed(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msgp)
+{
+	struct jsonrpc_msg msg = *msgp;
 	if (is_stateless(r, &msg)) {
 		handle_stateless(m, r, &msg);
 		return;
@@ -397,6 +434,14 @@ post_in_session(struct mcp *m, struct http_request *r, struct session *s, struct
 		return;
 	case RPC_NOTIFICATION:
 		http_request_log_extra(r, msg->method);
+		if (log_access_json()) {
+			char sid[9];
+			const struct principal *p = auth_principal(r);
+			snprintf(sid, sizeof(sid), "%.8s", s->id);
+			struct http_log_mcp l = { .method = msg->method, .session = sid,
+			    .principal = p != NULL ? p->user : NULL };
+			http_request_log_mcp(r, &l);
+		}
 		client_notification(m, s, msg);
 		cors_headers(r);
 		http_respond(r, 202, NULL, NULL, 0);
@@ -504,7 +549,7 @@ endpoint_authorized(struct http_request *r, void *arg)
 	struct mcp *m = arg;
 	const char *method = http_request_method(r);
 	if (strcmp(method, "POST") == 0)
-		handle_post(m, r);
+		handle_post(m, r, monotonic_us());
 	else if (strcmp(method, "GET") == 0)
 		handle_get(m, r);
 	else

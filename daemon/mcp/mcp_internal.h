@@ -15,6 +15,7 @@
 #include "mcp.h"
 #include "plugin.h"
 #include "session.h"
+#include "tracing.h"
 
 struct admin;
 struct arg_names;
@@ -117,6 +118,11 @@ struct call {
 	struct task *task;          /* the task this call's command runs as (task.c) */
 	struct task_op *op;         /* the storage read of tasks/get, update or cancel */
 	char *principal;            /* a listen stream's: whose tasks it may hear of */
+	struct trace_ctx trace;     /* its span (tracing.h) */
+	struct trace_ctx tool_trace;    /* its tool's run, a child */
+	const char *tool_error;     /* the tool's outcome when not ok, for the span */
+	char *trace_user;           /* the principal's user, for the span */
+	int over_http;              /* came over HTTP (not a line on stdio) */
 	LIST_ENTRY(call) link;
 };
 
@@ -171,6 +177,8 @@ int accepts(const char *accept, const char *type);
 struct call *call_new(struct mcp *m, struct http_request *r, struct session *s,
     struct jsonrpc_msg *msg);                                           /* takes msg */
 void call_free(struct call *c);
+/* The traceparent of a request: params' _meta, else r's header (NULL). */
+const char *request_traceparent(const cJSON *params, struct http_request *r);
 void call_req_closed(struct http_request *r, void *arg);
 int call_log_level(const struct call *c);
 int call_direct_stream(struct call *c);

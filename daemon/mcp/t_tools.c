@@ -32,6 +32,19 @@ tool_outcome(struct call *c, enum mx_tool_outcome o)
 		return;
 	c->mx_tool_done = 1;
 	metrics_tool(c->tool->mx, o, monotonic_us() - c->mx_tool_start);
+	static const char *const outcomes[MXT_N] = { "ok", "is_error", "timeout", "cancelled", "killed" };
+	if (o != MXT_OK)
+		c->tool_error = outcomes[o];
+	struct trace_attr a[] = {
+		{ "gen_ai.tool.name", TA_STR, c->tool->name, 0 },
+		{ "mcpd.tool.kind", TA_STR, c->tool->kind == TOOL_PLUGIN ? "plugin" : "command", 0 },
+		{ "mcpd.tool.outcome", TA_STR, outcomes[o], 0 },
+	};
+	char name[160];
+	snprintf(name, sizeof(name), "%s %.128s", c->tool->kind == TOOL_PLUGIN ? "plugin" : "process",
+	    c->tool->name);
+	tracing_end(&c->tool_trace, 0, name, TK_INTERNAL, o != MXT_OK ? outcomes[o] : NULL, a,
+	    sizeof(a) / sizeof(a[0]));
 }
 
 static int
@@ -409,6 +422,7 @@ m_tools_call(struct call *c)
 	}
 	c->tool = t;
 	c->mx_tool_start = monotonic_us();
+	tracing_child(&c->tool_trace, &c->trace, c->mx_tool_start);
 	const cJSON *args = cJSON_GetObjectItemCaseSensitive(c->params, "arguments");
 	cJSON *empty = NULL;
 	if (args == NULL || cJSON_IsNull(args))
@@ -483,12 +497,12 @@ m_tools_call(struct call *c)
 	/* W3C trace context, from the request's _meta (as MCP carries it)
 	 * or its traceparent header: handed on to the command when valid. */
 	char trace_env[sizeof("TRACEPARENT=") + 128] = "";
-	const cJSON *tp = cJSON_GetObjectItemCaseSensitive(
-	    cJSON_GetObjectItemCaseSensitive(c->params, "_meta"), "traceparent");
-	const char *tps = cJSON_IsString(tp) ? tp->valuestring :
-	    c->req != NULL ? http_request_header(c->req, "traceparent") : NULL;
-	char trace_id[33];
-	if (tps != NULL && strlen(tps) <= 128 && traceparent_parse(tps, strlen(tps), trace_id) == 0)
+	const char *tps = request_traceparent(c->params, c->req);
+	char trace_id[33], ours[64];
+	/* Recorded: the tool's span is its parent. */
+	if (tracing_traceparent(&c->tool_trace, ours, sizeof(ours)) == 0)
+		snprintf(trace_env, sizeof(trace_env), "TRACEPARENT=%s", ours);
+	else if (tps != NULL && strlen(tps) <= 128 && traceparent_parse(tps, strlen(tps), trace_id) == 0)
 		snprintf(trace_env, sizeof(trace_env), "TRACEPARENT=%s", tps);
 	const char *extra[] = { tool_env, proto_env, caps_env ? caps_env : "MCP_CLIENT_CAPABILITIES={}",
 	    trace_env[0] ? trace_env : NULL, NULL };

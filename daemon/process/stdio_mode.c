@@ -17,8 +17,10 @@
 #include "linesplit.h"
 #include "log.h"
 #include "mcp.h"
+#include "metered.h"
 #include "plugin.h"
 #include "relay.h"
+#include "tracing.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -127,6 +129,14 @@ out_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
+/* The last spans are out too (the flush timer bounds the wait). */
+static void
+loop_exit(void *arg)
+{
+	struct sio *x = arg;
+	event_base_loopexit(x->base, NULL);
+}
+
 static void
 written_cb(struct bufferevent *bev, void *arg)
 {
@@ -134,7 +144,7 @@ written_cb(struct bufferevent *bev, void *arg)
 	struct sio *x = arg;
 	/* Everything queued is out: once ending, that was the last of it. */
 	if (x->ending && x->line == NULL)
-		event_base_loopexit(x->base, NULL);
+		tracing_flush(loop_exit, x);
 }
 
 /* One message, one line. */
@@ -210,14 +220,12 @@ end_cb(evutil_socket_t fd, short ev, void *arg)
 	bufferevent_disable(x->in, EV_READ);
 	mcp_line_close(x->line);    /* its commands are killed */
 	x->line = NULL;
-	if (evbuffer_get_length(bufferevent_get_output(x->out)) == 0 ||
-	    !(bufferevent_get_enabled(x->out) & EV_WRITE)) {
-		event_base_loopexit(x->base, NULL);
-		return;
-	}
 	uint64_t ms = x->cfg->limits.shutdown_timeout_ms;
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 	evtimer_add(x->flush_timer, &tv);
+	if (evbuffer_get_length(bufferevent_get_output(x->out)) == 0 ||
+	    !(bufferevent_get_enabled(x->out) & EV_WRITE))
+		tracing_flush(loop_exit, x);
 }
 
 static void
@@ -272,6 +280,14 @@ stdio_main(struct config *cfg)
 		cfg->storage.ops, cfg->storage.inst,
 		cfg->transport.ops, cfg->transport.inst,
 	};
+	if (tracing_start(x.base, cfg, why, sizeof(why)) < 0) {
+		log_error("%s", why);
+		goto done;
+	}
+	if (tracing_enabled()) {    /* for the spans of storage calls */
+		metered_names(cfg->storage.name, cfg->transport.name);
+		metered_backends(&b);
+	}
 	x.mcp = mcp_new(x.base, cfg, NULL, &b);
 	if (x.mcp == NULL) {
 		log_error("cannot set up the MCP layer");
@@ -323,6 +339,8 @@ done:
 	mcp_free(x.mcp);
 	if (attached)
 		config_detach_backends(cfg, 0);
+	metered_forget();
+	tracing_stop();
 	for (int i = 0; i < 3; i++)
 		if (x.sigs[i] != NULL)
 			event_free(x.sigs[i]);

@@ -1,6 +1,7 @@
 #include "worker.h"
 #include "admin.h"
 #include "metered.h"
+#include "tracing.h"
 #include "metrics.h"
 #include "channel.h"
 #include "config.h"
@@ -38,6 +39,15 @@ struct worker {
 	struct chan_msg msg;
 };
 
+/* The last spans are out (or there were none): the loop ends; the
+ * drain timer still bounds the wait. */
+static void
+loop_exit(void *arg)
+{
+	struct worker *w = arg;
+	event_base_loopexit(w->base, NULL);
+}
+
 /* Connections are done; tasks running here may still be (their clients
  * follow them from anywhere): wait for them, within shutdown_timeout. */
 static void
@@ -48,8 +58,9 @@ tasks_check(evutil_socket_t fd, short ev, void *arg)
 	struct worker *w = arg;
 	if (mcp_tasks_running(w->mcp) > 0)
 		return;
+	event_del(w->tasks_timer);
 	log_info("all connections and tasks finished; exiting");
-	event_base_loopexit(w->base, NULL);
+	tracing_flush(loop_exit, w);
 }
 
 static void
@@ -59,7 +70,7 @@ drained(void *arg)
 	unsigned n = mcp_tasks_running(w->mcp);
 	if (n == 0) {
 		log_info("all connections finished; exiting");
-		event_base_loopexit(w->base, NULL);
+		tracing_flush(loop_exit, w);
 		return;
 	}
 	log_info("all connections finished; waiting for %u running task%s", n, n == 1 ? "" : "s");
@@ -290,7 +301,12 @@ worker_main(const struct worker_params *p)
 		p->cfg->storage.ops, p->cfg->storage.inst,
 		p->cfg->transport.ops, p->cfg->transport.inst,
 	};
-	if (metrics_enabled())
+	if (tracing_start(w.base, p->cfg, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		return WORKER_EXIT_FATAL;
+	}
+	metered_names(p->cfg->storage.name, p->cfg->transport.name);
+	if (metrics_enabled() || tracing_enabled())
 		metered_backends(&b);
 	w.mcp = mcp_new(w.base, p->cfg, w.http, &b);
 	if (w.mcp == NULL) {
@@ -346,6 +362,7 @@ worker_main(const struct worker_params *p)
 		http_server_free(w.mhttp);
 	config_detach_backends(p->cfg, 1);
 	metered_forget();
+	tracing_stop();
 	relay_worker_stop();
 	event_free(w.sig_term);
 	event_free(w.chan_ev);
