@@ -628,6 +628,9 @@ tool_run_start(struct tool_exec *te, const char *label, const struct command_def
 		}
 	}
 	struct timeval tv = { (time_t)(run->timeout_ms / 1000), (suseconds_t)(run->timeout_ms % 1000) * 1000 };
+	/* From now, not from the loop's cached time (before this request's
+	 * parse and the spawn): a tool gets its whole timeout. */
+	event_base_update_cache_time(te->base);
 	evtimer_add(run->timer, &tv);
 	run->ends_at = now_ms() + run->timeout_ms;
 	cap_at_deadline(run);

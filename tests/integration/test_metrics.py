@@ -74,6 +74,10 @@ def call(port, sid, name, id):
     return msg
 
 
+def tool_call_workers(d):
+    return set(re.findall(r"worker \d+\[(\d+)\]: .*tools/call", d.log()))
+
+
 def workers_answering(d, path):
     return set(re.findall(r"worker \d+\[(\d+)\]: [^\"]*\"GET %s " % re.escape(path), d.log()))
 
@@ -84,10 +88,13 @@ def test_metrics_sum_every_worker_exactly(t):
     check(val(base, "mcpd_workers") == 2, base.get(("mcpd_workers", frozenset())))
     check(val(base, "mcpd_tool_calls_total", tool="ok", outcome="ok") == 0)
     sid = mcp_session(port)
-    n_ok, n_fail = 7, 3
-    for i in range(n_ok):
-        msg = call(port, sid, "ok", 10 + i)
+    n_ok, n_fail = 0, 3
+    # A free worker takes the next connection: on a busy machine one may
+    # take them all for a while. Calls go on until both have served some.
+    while n_ok < 7 or (len(tool_call_workers(d)) < 2 and n_ok < 400):
+        msg = call(port, sid, "ok", 1000 + n_ok)
         check(msg["result"].get("isError") is not True, msg)
+        n_ok += 1
     for i in range(n_fail):
         msg = call(port, sid, "fails", 30 + i)
         check(msg["result"].get("isError") is True, msg)
@@ -98,7 +105,7 @@ def test_metrics_sum_every_worker_exactly(t):
     st, msg, _ = rpc(port, sid, "tools/list", {}, id=51)
     check("result" in msg, msg)
     # The tool calls were spread over both workers.
-    served = set(re.findall(r"worker \d+\[(\d+)\]: .*tools/call", d.log()))
+    served = tool_call_workers(d)
     check(len(served) == 2, "every call went to one worker; the test proves nothing: %s" % served)
     st, _, _ = http(port, "DELETE", "/mcp", None, dict(MCP_HEADERS, **{"Mcp-Session-Id": sid}))
     check(st in (200, 204), st)
@@ -124,8 +131,8 @@ def test_metrics_sum_every_worker_exactly(t):
         check(val(s, "mcpd_sessions_total", event="created") == 1)
         check(val(s, "mcpd_sessions_total", event="deleted") == 1)
         check(val(s, "mcpd_sessions_active") == 0)
-        # initialize, initialized, 11 calls, no/such, tools/list, DELETE
-        check(val(s, "mcpd_http_requests_total", route="mcp", code="2xx") == 16,
+        # initialize, initialized, the calls, no/such, tools/list, DELETE
+        check(val(s, "mcpd_http_requests_total", route="mcp", code="2xx") == n_ok + n_fail + 6,
               val(s, "mcpd_http_requests_total", route="mcp", code="2xx"))
         check(val(s, "mcpd_storage_operations_total", plugin="lmdb", operation="set", outcome="ok") >= 1)
         check(val(s, "mcpd_auth_results_total", plugin="none", result="ok") == 0)
@@ -286,13 +293,15 @@ def test_prometheus_scrapes_mcpd_and_promql_counts(t):
         raise Skip("prometheus is not installed (Debian package prometheus; scripts/install-deps.sh test)")
     d, port, mport = start(t)
     sid = mcp_session(port)
-    for i in range(5):
-        call(port, sid, "ok", 300 + i)
-    for i in range(2):
-        call(port, sid, "fails", 400 + i)
     # Prometheus keeps its connection, so one worker answers it: the
     # calls must have been served by both for its figure to prove the sum.
-    served = set(re.findall(r"worker \d+\[(\d+)\]: .*tools/call", d.log()))
+    n_ok = 0
+    while n_ok < 5 or (len(tool_call_workers(d)) < 2 and n_ok < 400):
+        call(port, sid, "ok", 1000 + n_ok)
+        n_ok += 1
+    for i in range(2):
+        call(port, sid, "fails", 400 + i)
+    served = tool_call_workers(d)
     check(len(served) == 2, "every call went to one worker; the test proves nothing: %s" % served)
     pport = free_port()
     pdir = os.path.join(t.dir, "prometheus")
@@ -321,15 +330,15 @@ def test_prometheus_scrapes_mcpd_and_promql_counts(t):
             r = query(q)
             return float(r[0]["value"][1]) if r else None
 
-        wait_for(lambda: value('sum(mcpd_tool_calls_total{tool="ok",outcome="ok"})') == 5,
-                 timeout=60, what="Prometheus to scrape 5 ok calls")
+        wait_for(lambda: value('sum(mcpd_tool_calls_total{tool="ok",outcome="ok"})') == n_ok,
+                 timeout=60, what="Prometheus to scrape %d ok calls" % n_ok)
         check(value('sum(mcpd_tool_calls_total{tool="fails",outcome="is_error"})') == 2)
         check(value('up{job="mcpd"}') == 1)
         check(value('mcpd_workers') == 2)
         # A later call shows up in the next scrapes.
         call(port, sid, "ok", 500)
-        wait_for(lambda: value('sum(mcpd_tool_calls_total{tool="ok",outcome="ok"})') == 6,
-                 timeout=30, what="Prometheus to see the sixth call")
+        wait_for(lambda: value('sum(mcpd_tool_calls_total{tool="ok",outcome="ok"})') == n_ok + 1,
+                 timeout=30, what="Prometheus to see the call after")
         check(value('changes(mcpd_tool_calls_total{tool="ok",outcome="ok"}[1m])') <= 1)
         # The alert rules loaded and evaluate (none fires on a healthy daemon).
         wait_for(lambda: value('count(ALERTS)') is None and rules_loaded(pport), timeout=30,
