@@ -439,12 +439,17 @@ pk_header(const char *pk)
 	return out;
 }
 
+/* signed_date: the x-ms-date the key signed (the same second, or the service
+ * refuses it), or NULL under a token, which signs no date. */
 static void
-send_with(struct call *k, const char *auth)
+send_with(struct call *k, const char *auth, const char *signed_date)
 {
 	struct cosmos_client *c = k->c;
 	char date[32], err[300];
-	cosmos_date(time(NULL), date);
+	if (signed_date != NULL)
+		snprintf(date, sizeof(date), "%s", signed_date);
+	else
+		cosmos_date(time(NULL), date);
 	char *lines[16] = { NULL };
 	size_t n = 0;
 	int ok = asprintf(&lines[n++], "x-ms-date: %s", date) >= 0 &&
@@ -502,7 +507,7 @@ got_token(void *arg, const char *token, const char *why)
 		fail_later(k, "", "the Entra ID token is too long");
 		return;
 	}
-	send_with(k, auth);
+	send_with(k, auth, NULL);
 	OPENSSL_cleanse(auth, strlen(auth));
 }
 
@@ -520,7 +525,7 @@ attempt(struct call *k)
 		fail_later(k, "", "cannot sign the request");
 		return;
 	}
-	send_with(k, auth);
+	send_with(k, auth, date);
 	OPENSSL_cleanse(auth, sizeof(auth));
 }
 

@@ -736,24 +736,29 @@ def workers_ready(port, workers, timeout=10):
     wait_for(poll, timeout, "every worker of the instance on port %d to be ready" % port)
 
 
-def check_not_ready(port, why, initialize=False, healthz=0):
+def check_not_ready(port, why, initialize=False, healthz=0, timeout=10):
     """An instance whose storage or transport is unreachable: /readyz says
     503 and why; /healthz answers all the same (healthz times); with
-    initialize, a new session is refused with 503."""
+    initialize, a new session is refused with 503. Returns the body of the
+    answer that said why."""
     for _ in range(healthz):
         st, _, body = http(port, "GET", "/healthz")
         check(st == 200, "the process is alive even though it is not ready: %s %r" % (st, body))
     # Each worker finds out on its own: until every one has, the answer
     # may come from one that says only "not connected yet" (never 200).
+    said = {}
+
     def says_why():
         st, _, body = http(port, "GET", "/readyz")
         check(st == 503, (st, body))
+        said["body"] = body
         return why in body
-    wait_for(says_why, timeout=10, what="/readyz to say %r" % why)
+    wait_for(says_why, timeout=timeout, what="/readyz to say %r" % why)
     if initialize:
         st, r, _ = rpc(port, None, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
                        "clientInfo": {"name": "x", "version": "1"}}, id=0)
         check(st == 503, (st, r))
+    return said["body"]
 
 
 def starts_before(server, ports, why, initialize=False, first_attempt=0, timeout=15):

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from awspeer import REGION, moto_server
-from harness import all_ready, check, free_port, http, mcp_session, rpc, wait_for
+from harness import all_ready, check_not_ready, check, free_port, http, mcp_session, rpc, wait_for
 
 TOOLS = """
 tools:
@@ -229,9 +229,8 @@ def test_ecs_container_endpoint(t):
     d.stop()
     cs.auth = "Bearer another"
     d, port = instance(t, m, env, name="B")
-    wait_for(lambda: b"HTTP status 401" in http(port, "GET", "/readyz")[2], timeout=20, what="/readyz to say why")
-    st, _, body = http(port, "GET", "/readyz")
-    check(st == 503 and b"container credentials endpoint http://127.0.0.1" in body, body)
+    body = check_not_ready(port, b"HTTP status 401", timeout=20)
+    check(b"container credentials endpoint http://127.0.0.1" in body, body)
     d.wait_log(r"credentials from the container credentials endpoint .*HTTP status 401")
     check("container-token-1" not in d.log(), "the token in the log")
     d.stop()
