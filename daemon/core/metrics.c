@@ -87,6 +87,7 @@ struct __attribute__((aligned(64))) slot {
 	struct hist transport_time[MXP_N];
 	uint64_t auth[MXA_N];
 	uint64_t oauth[2];
+	uint64_t limited[MXL_N];
 	/* gauges */
 	int64_t running;
 	int64_t sse;
@@ -190,6 +191,8 @@ fold(struct slot *to, const struct slot *from)
 		ADD(&to->auth[i], RD(&from->auth[i]));
 	ADD(&to->oauth[0], RD(&from->oauth[0]));
 	ADD(&to->oauth[1], RD(&from->oauth[1]));
+	for (size_t i = 0; i < MXL_N; i++)
+		ADD(&to->limited[i], RD(&from->limited[i]));
 }
 
 void
@@ -410,6 +413,13 @@ metrics_oauth_token(int revoked)
 		ADD(&mine->oauth[revoked ? 1 : 0], 1);
 }
 
+void
+metrics_limited(enum mx_limit l)
+{
+	if (mine != NULL && l < MXL_N)
+		ADD(&mine->limited[l], 1);
+}
+
 /* ---- exposition ---- */
 
 struct out {
@@ -603,6 +613,10 @@ render(struct out *o, const struct config *cfg, const char *protocols, const str
 	fprintf(f, "mcpd_oauth_tokens_issued_total %llu\n", (unsigned long long)t->oauth[0]);
 	family(o, "mcpd_oauth_tokens_revoked", "counter", "Tokens revoked (RFC 7009).");
 	fprintf(f, "mcpd_oauth_tokens_revoked_total %llu\n", (unsigned long long)t->oauth[1]);
+	family(o, "mcpd_limited", "counter", "Requests refused by limits.rate (429) and tool calls by max_concurrent.");
+	fprintf(f, "mcpd_limited_total{limit=\"rate\"} %llu\n", (unsigned long long)t->limited[MXL_RATE]);
+	fprintf(f, "mcpd_limited_total{limit=\"max_concurrent\"} %llu\n",
+	    (unsigned long long)t->limited[MXL_CONCURRENT]);
 
 	family(o, "mcpd_workers", "gauge", "Worker processes alive now.");
 	fprintf(f, "mcpd_workers %u\n", workers);
