@@ -160,3 +160,73 @@ def test_rate_changed_by_sighup(t):
     for _ in range(10):
         check(ping(port, sid)[0] == 200)
     d.stop()
+
+
+CONCURRENT = """
+limits: { tool_processes: 3 }
+tools:
+  - name: slow
+    description: Waits until its file exists.
+    input: { go: string }
+    shell: 'while [ ! -e "$MCP_ARG_go" ]; do sleep 0.05; done; echo slept'
+    max_concurrent: 2
+  - name: quick
+    description: Answers at once.
+    shell: 'echo quick'
+"""
+
+
+def test_max_concurrent_leaves_room_for_other_tools(t):
+    """Of 3 tool processes, slow may hold 2: a third call of it is a
+    clear tool error at once, while quick still runs; once the two end,
+    slow runs again. The metrics count the refusal."""
+    port, mport = free_port(), free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\nmetrics: { listen: 127.0.0.1:%d }\n%s"
+               % (port, mport, CONCURRENT))
+    d.start(wait_url_port=port)
+    sid = mcp_session(port)
+    go = os.path.join(t.dir, "go")
+    results = []
+
+    def slow_call(i):
+        results.append(rpc(port, sid, "tools/call", {"name": "slow", "arguments": {"go": go}}, id=10 + i))
+    threads = [threading.Thread(target=slow_call, args=(i,)) for i in range(2)]
+    for th in threads:
+        th.start()
+
+    def running():
+        st, _, body = http(mport, "GET", "/metrics")
+        m = re.search(r"^mcpd_processes_running (\d+)$", body.decode(), re.M)
+        return m and int(m.group(1)) == 2
+    wait_for(running, what="2 slow calls running")
+    st, r, _ = rpc(port, sid, "tools/call", {"name": "slow", "arguments": {"go": go}}, id=20)
+    check(st == 200 and r["result"]["isError"] is True, r)
+    text = r["result"]["content"][0]["text"]
+    check("slow is busy" in text and "max_concurrent" in text, text)
+    for i in range(3):
+        st, r, _ = rpc(port, sid, "tools/call", {"name": "quick", "arguments": {}}, id=30 + i)
+        check(st == 200 and not r["result"].get("isError") and r["result"]["content"][0]["text"].strip() == "quick",
+              r)
+    open(go, "w").close()
+    for th in threads:
+        th.join(30)
+    check(len(results) == 2 and all(r[1]["result"]["content"][0]["text"].strip() == "slept" for r in results),
+          results)
+    st, r, _ = rpc(port, sid, "tools/call", {"name": "slow", "arguments": {"go": go}}, id=40)
+    check(r["result"]["content"][0]["text"].strip() == "slept", r)
+    st, _, body = http(mport, "GET", "/metrics")
+    check(re.search(r'^mcpd_limited_total\{limit="max_concurrent"\} 1$', body.decode(), re.M), body[-1500:])
+    d.stop()
+
+
+def test_max_concurrent_config_errors(t):
+    path = os.path.join(t.dir, "bad.yaml")
+    for text, want in [
+        ("tools:\n  - name: a\n    shell: 'true'\n    max_concurrent: 0\n", ":5:21: a tool.max_concurrent must be between 1 and 100000"),
+        ("tools:\n  - name: a\n    plugin: examples.so:add\n    max_concurrent: 2\n",
+         ":5:21: tool \"a\": max_concurrent applies to command and shell tools"),
+    ]:
+        with open(path, "w") as f:
+            f.write("listen: [127.0.0.1:1]\n" + text)
+        rc, out, err = run_mcpd("-t", "-c", path)
+        check(rc != 0 and want in err, (text, err))
