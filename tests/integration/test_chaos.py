@@ -5,7 +5,8 @@ started again. Each fault has a window, from the moment it is made to
 the moment every worker of every instance is ready again (and a second
 for the requests then in flight); between faults the load runs clean.
 The test asserts that no session is lost, that no master died, and that
-every failed request overlapped a fault's window; it prints the counts
+every failed request overlapped a fault's window, that a reload fails
+no request and a killed worker only those it held; it prints the counts
 (requests, failures, sessions lost) for the report."""
 
 import json
@@ -150,6 +151,15 @@ class Chaos:
         for key, what in sorted(sample.items()):
             print("  a failure during %s: %s" % (key, what))
         check(not lost, "sessions lost: %s" % lost)
+        # A reload drops nothing; a killed worker loses the requests it
+        # held, and only those: a new worker takes connections once its
+        # storage is connected (never a 503 from one that is not yet).
+        for name, start, end in self.windows:
+            during = [r for r in failures if r[0] <= end and r[1] >= start]
+            if name.startswith("SIGHUP"):
+                check(not during, "failures during %s: %s" % (name, during[:5]))
+            if name.startswith("SIGKILL"):
+                check(all(not r[3][:1].isdigit() for r in during), "failures during %s: %s" % (name, during[:5]))
         check(not outside, "failures outside every fault's window: %s" % outside[:5])
         for d, _ in self.daemons:
             check(d.proc.poll() is None, "a master died")
