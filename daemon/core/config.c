@@ -618,6 +618,59 @@ static const struct field log_fields[] = {
 };
 static const struct section log_section = { "log", 0, log_fields, NULL };
 
+/* limits.rate.sustained: "N/s", "N/m" or "N/h". */
+static int
+parse_rate_sustained(struct ctx *x, const struct cnode *n, void *dst)
+{
+	struct rate_conf *r = dst;
+	if (want_type(x, n, CNODE_SCALAR, "limits.rate.sustained") < 0)
+		return -1;
+	const char *slash = strchr(n->str, '/');
+	char num[24];
+	uint64_t per = 0, period = 0;
+	if (slash != NULL && (size_t)(slash - n->str) < sizeof(num)) {
+		memcpy(num, n->str, (size_t)(slash - n->str));
+		num[slash - n->str] = '\0';
+		if (strcmp(slash + 1, "s") == 0)
+			period = 1000;
+		else if (strcmp(slash + 1, "m") == 0)
+			period = 60000;
+		else if (strcmp(slash + 1, "h") == 0)
+			period = 3600000;
+	}
+	if (period == 0 || parse_u64(num, &per) < 0 || per < 1 || per > 1000000) {
+		err_at(x, n, "limits.rate.sustained must be requests per second, minute or hour "
+		    "(1 to 1000000), such as 10/s, 600/m or 100/h, not \"%s\"", n->str);
+		return -1;
+	}
+	r->per = per;
+	r->period_ms = period;
+	return 0;
+}
+
+/* Without sustained there is no rate; the burst defaults to it. */
+static void
+check_rate(struct ctx *x, const struct cnode *n, void *base)
+{
+	struct rate_conf *r = base;
+	if (cnode_get(n, "sustained") == NULL) {
+		err_at(x, n, "limits.rate needs sustained: (such as 10/s)");
+		return;
+	}
+	if (r->burst == 0)
+		r->burst = r->per;
+}
+
+#define R(f) offsetof(struct rate_conf, f)
+static const struct field rate_fields[] = {
+	{ "sustained", F_CUSTOM, 0, 0, 0, { parse_rate_sustained } },
+	{ "burst", F_UINT, R(burst), 1, 1000000, { NULL } },
+	{ "shared", F_BOOL, R(shared), 0, 0, { NULL } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
+#undef R
+static const struct section rate_section = { "limits.rate", 0, rate_fields, check_rate };
+
 #define L(f) offsetof(struct limits_conf, f)
 static const struct field limits_fields[] = {
 	{ "max_body", F_SIZE, L(max_body), 1024, 1ULL << 30, { NULL } },
@@ -639,6 +692,7 @@ static const struct field limits_fields[] = {
 	{ "max_tasks", F_UINT, L(max_tasks), 1, 1000000, { NULL } },
 	{ "task_result", F_SIZE, L(task_result), 1024, 1ULL << 30, { NULL } },
 	{ "task_lease", F_DURATION, L(task_lease_ms), 1000, 3600000, { NULL } },
+	{ "rate", F_SECTION, L(rate), 0, 0, { .section = &rate_section } },
 	{ NULL, 0, 0, 0, 0, { NULL } },
 };
 #undef L
@@ -1391,6 +1445,12 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 			oauth_config_finish(&x, c);
 		else if (c->auth.name != NULL)
 			load_backend(&x, c, &c->auth, MCPD_PLUGIN_AUTH, NULL, "auth");
+		/* A shared rate counts with incr (every built-in storage has it). */
+		const struct mcpd_storage_ops *sops = c->storage.ops;
+		if (c->limits.rate.shared && sops != NULL && sops->incr == NULL)
+			err_at(&x, cnode_get(cnode_get(cnode_get(c->root, "limits"), "rate"), "shared"),
+			    "limits.rate.shared needs a storage plugin with incr (storage plugin %s has none)",
+			    c->storage.name);
 		/* Scopes without auth would be a lock with no door around it. */
 		for (size_t i = 0; c->auth.name == NULL && i < c->ntools; i++)
 			if (c->tools[i].scopes != NULL)

@@ -39,6 +39,16 @@ struct listen_conf {
 	int metrics_only;               /* metrics.listen: serves /metrics alone */
 };
 
+/* limits.rate: requests to the endpoint per principal (or per client
+ * address without auth), a token bucket of burst tokens earned at per
+ * tokens a period. period_ms 0: no limit. */
+struct rate_conf {
+	uint64_t per;                   /* sustained: per requests ... */
+	uint64_t period_ms;             /* ... each period_ms */
+	uint64_t burst;                 /* at once, after a quiet time */
+	int shared;                     /* counted in storage, across instances */
+};
+
 struct limits_conf {
 	uint64_t max_body;
 	uint64_t max_header;
@@ -59,6 +69,7 @@ struct limits_conf {
 	uint64_t max_tasks;             /* tasks kept per principal (tasks extension) */
 	uint64_t task_result;           /* bytes of a task's stored result */
 	uint64_t task_lease_ms;         /* a running task's record unrenewed this long: failed */
+	struct rate_conf rate;
 };
 
 struct loaded_plugin;

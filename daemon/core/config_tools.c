@@ -439,6 +439,7 @@ static const struct field tool_fields[] = {
 	{ "task", F_ENUM, offsetof(struct tool_def, task), 0, 0, { .names = task_modes } },
 	{ "task_ttl", F_DURATION, offsetof(struct tool_def, task_ttl_ms), 1000, 30ULL * 86400000, { NULL } },
 	{ "task_after", F_DURATION, offsetof(struct tool_def, task_after_ms), 0, 3600000, { NULL } },
+	{ "max_concurrent", F_UINT, offsetof(struct tool_def, cmd.max_concurrent), 1, 100000, { NULL } },
 	{ NULL, 0, 0, 0, 0, { NULL } },
 };
 
@@ -524,6 +525,9 @@ tool_check(struct ctx *x, const struct cnode *item, void *elem, size_t before)
 	if (runs != 1)
 		err_at(x, item, "tool \"%s\" needs exactly one of command, shell or plugin", t->name);
 	t->kind = cnode_get(item, "plugin") ? TOOL_PLUGIN : cnode_get(item, "shell") ? TOOL_SHELL : TOOL_COMMAND;
+	if (t->kind == TOOL_PLUGIN && t->cmd.max_concurrent != 0)
+		err_at(x, cnode_get(item, "max_concurrent"), "tool \"%s\": max_concurrent applies to command "
+		    "and shell tools (a plugin tool runs in the worker)", t->name);
 	if (t->task == TASK_NEVER && (cnode_get(item, "task_ttl") != NULL || cnode_get(item, "task_after") != NULL))
 		err_at(x, cnode_get(item, "task_ttl") ? cnode_get(item, "task_ttl") : cnode_get(item, "task_after"),
 		    "tool \"%s\": task_ttl and task_after need task: may or task: must", t->name);

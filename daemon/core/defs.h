@@ -25,6 +25,7 @@ struct command_def {
 	const char *cwd;
 	uint64_t timeout_ms;
 	uint64_t max_output;
+	uint64_t max_concurrent;    /* a tool's runs at once per worker; 0: any */
 };
 
 /* The names a command sees as MCP_ARG_<name> variables: a tool's declared

@@ -88,6 +88,7 @@ struct __attribute__((aligned(64))) slot {
 	uint64_t auth[MXA_N];
 	uint64_t oauth[2];
 	uint64_t spans[3];               /* exported, queue_full, export_failed */
+	uint64_t limited[MXL_N];
 	/* gauges */
 	int64_t running;
 	int64_t sse;
@@ -193,6 +194,8 @@ fold(struct slot *to, const struct slot *from)
 	ADD(&to->oauth[1], RD(&from->oauth[1]));
 	for (size_t i = 0; i < 3; i++)
 		ADD(&to->spans[i], RD(&from->spans[i]));
+	for (size_t i = 0; i < MXL_N; i++)
+		ADD(&to->limited[i], RD(&from->limited[i]));
 }
 
 void
@@ -423,6 +426,13 @@ metrics_spans(uint64_t exported, uint64_t queue_full, uint64_t failed)
 	ADD(&mine->spans[2], failed);
 }
 
+void
+metrics_limited(enum mx_limit l)
+{
+	if (mine != NULL && l < MXL_N)
+		ADD(&mine->limited[l], 1);
+}
+
 /* ---- exposition ---- */
 
 struct out {
@@ -624,6 +634,10 @@ render(struct out *o, const struct config *cfg, const char *protocols, const str
 	    (unsigned long long)t->spans[1]);
 	fprintf(f, "mcpd_tracing_spans_dropped_total{reason=\"export_failed\"} %llu\n",
 	    (unsigned long long)t->spans[2]);
+	family(o, "mcpd_limited", "counter", "Requests refused by limits.rate (429) and tool calls by max_concurrent.");
+	fprintf(f, "mcpd_limited_total{limit=\"rate\"} %llu\n", (unsigned long long)t->limited[MXL_RATE]);
+	fprintf(f, "mcpd_limited_total{limit=\"max_concurrent\"} %llu\n",
+	    (unsigned long long)t->limited[MXL_CONCURRENT]);
 
 	family(o, "mcpd_workers", "gauge", "Worker processes alive now.");
 	fprintf(f, "mcpd_workers %u\n", workers);

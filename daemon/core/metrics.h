@@ -25,6 +25,7 @@ enum mx_storage_op {
 	MXO_INDEX_MEMBERS, MXO_LOG_APPEND, MXO_LOG_RANGE, MXO_N
 };
 enum mx_transport_op { MXP_SUBSCRIBE, MXP_PUBLISH, MXP_N };
+enum mx_limit { MXL_RATE, MXL_CONCURRENT, MXL_N };
 
 /* Master: map the segment for nslots worker processes. -1 with err. */
 int metrics_init(unsigned nslots, char *err, size_t errlen);
@@ -55,6 +56,8 @@ void metrics_auth(enum mx_auth_result r);
 void metrics_oauth_token(int revoked);
 /* Spans exported, dropped because the queue was full, lost in an export. */
 void metrics_spans(uint64_t exported, uint64_t queue_full, uint64_t failed);
+/* A request refused by limits.rate (429), a call by a tool's max_concurrent. */
+void metrics_limited(enum mx_limit l);
 
 /* The exposition (malloc'd, *len bytes), or NULL. protocols: the
  * protocol revisions for mcpd_build_info. */

@@ -52,6 +52,7 @@ struct tool_run {
 	uint64_t ends_at;           /* its timeout, wall-clock ms */
 	int at_deadline;            /* its timer is the invocation's deadline */
 	char name[64];
+	const struct command_def *cmd;  /* for max_concurrent */
 	LIST_ENTRY(tool_run) link;
 };
 
@@ -492,6 +493,18 @@ pipe_bev(struct event_base *base, int fd, struct tool_run *run,
 	return b;
 }
 
+/* Runs of cmd in this worker, until they are reaped and freed. */
+static uint64_t
+runs_of(const struct tool_exec *te, const struct command_def *cmd)
+{
+	uint64_t n = 0;
+	const struct tool_run *r;
+	LIST_FOREACH(r, &te->runs, link)
+		if (r->cmd == cmd)
+			n++;
+	return n;
+}
+
 struct tool_run *
 tool_run_start(struct tool_exec *te, const char *label, const struct command_def *cmd,
     const char *const *env,
@@ -501,6 +514,13 @@ tool_run_start(struct tool_exec *te, const char *label, const struct command_def
 	if (te->running >= te->max_processes) {
 		snprintf(err, errlen, "too many commands running (limits.tool_processes is %u)",
 		    te->max_processes);
+		return NULL;
+	}
+	if (cmd->max_concurrent != 0 && runs_of(te, cmd) >= cmd->max_concurrent) {
+		metrics_limited(MXL_CONCURRENT);
+		snprintf(err, errlen, "%s is busy: %llu calls of it are running in this worker "
+		    "(its max_concurrent); retry later", label,
+		    (unsigned long long)cmd->max_concurrent);
 		return NULL;
 	}
 	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 }, chan[2] = { -1, -1 };
@@ -576,6 +596,7 @@ tool_run_start(struct tool_exec *te, const char *label, const struct command_def
 	run->cb = cb;
 	run->arg = arg;
 	run->max_output = cmd->max_output;
+	run->cmd = cmd;
 	run->timeout_ms = cmd->timeout_ms;
 	snprintf(run->name, sizeof(run->name), "%s", label);
 	run->outbuf = evbuffer_new();

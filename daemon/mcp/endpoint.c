@@ -18,6 +18,7 @@
 #include "mcp.h"
 #include "oauth.h"
 #include "plugin.h"
+#include "ratelimit.h"
 #include "registry.h"
 #include "tool_exec.h"
 #include "util.h"
@@ -544,9 +545,8 @@ delete_in_session(struct mcp *m, struct http_request *r, struct session *s)
 }
 
 static void
-endpoint_authorized(struct http_request *r, void *arg)
+endpoint_admitted(struct mcp *m, struct http_request *r)
 {
-	struct mcp *m = arg;
 	const char *method = http_request_method(r);
 	if (strcmp(method, "POST") == 0)
 		handle_post(m, r, monotonic_us());
@@ -554,6 +554,84 @@ endpoint_authorized(struct http_request *r, void *arg)
 		handle_get(m, r);
 	else
 		handle_delete(m, r);
+}
+
+/* A request waiting for the rate limiter's count (in storage). */
+struct rate_wait {
+	struct mcp *m;
+	struct http_request *r;         /* NULL once the client is gone */
+};
+
+static void
+rate_wait_closed(struct http_request *r, void *arg)
+{
+	(void)r;
+	struct rate_wait *w = arg;
+	w->r = NULL;
+}
+
+static void
+rate_counted(void *arg, uint64_t retry_after_s)
+{
+	struct rate_wait *w = arg;
+	struct http_request *r = w->r;
+	struct mcp *m = w->m;
+	free(w);
+	if (r == NULL)
+		return;
+	http_request_on_close(r, NULL, NULL);
+	if (retry_after_s == 0) {
+		endpoint_admitted(m, r);
+		return;
+	}
+	metrics_limited(MXL_RATE);
+	char ra[24], msg[160];
+	snprintf(ra, sizeof(ra), "%llu", (unsigned long long)retry_after_s);
+	snprintf(msg, sizeof(msg), "Too Many Requests: over the rate limit (limits.rate); retry after %llu s",
+	    (unsigned long long)retry_after_s);
+	cJSON *data = cJSON_CreateObject();
+	if (data != NULL)
+		cJSON_AddNumberToObject(data, "retryAfter", (double)retry_after_s);
+	cors_headers(r);
+	http_response_header(r, "Retry-After", ra);
+	respond_json(r, 429, jsonrpc_error(NULL, -32000, msg, data));
+}
+
+/* What a rate counts against: the principal, or without auth the
+ * client's address (without its port). */
+static void
+rate_key(const struct mcp *m, struct http_request *r, char *key, size_t len)
+{
+	const struct principal *who = m->auth != NULL ? auth_principal(r) : NULL;
+	if (who != NULL && who->user != NULL) {
+		snprintf(key, len, "u:%s", who->user);
+		return;
+	}
+	snprintf(key, len, "a:%s", http_request_remote(r));
+	char *colon = strrchr(key, ':');
+	if (colon != NULL && colon > key + 1 && (key[2] != '[' || colon[-1] == ']'))
+		*colon = '\0';
+}
+
+static void
+endpoint_authorized(struct http_request *r, void *arg)
+{
+	struct mcp *m = arg;
+	if (m->rate == NULL) {
+		endpoint_admitted(m, r);
+		return;
+	}
+	struct rate_wait *w = calloc(1, sizeof(*w));
+	if (w == NULL) {
+		http_respond_text(r, 500, "out of memory");
+		return;
+	}
+	w->m = m;
+	w->r = r;
+	char key[RATELIMIT_KEY_MAX + 1];
+	rate_key(m, r, key, sizeof(key));
+	http_request_on_close(r, rate_wait_closed, w);
+	ratelimit_take(m->rate, key, rate_counted, w);
 }
 
 static void
@@ -672,6 +750,13 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 	 * who started mcpd: no endpoint, no tokens. */
 	if (http == NULL)
 		return m;
+	int rate_failed;
+	m->rate = ratelimit_new(&cfg->limits.rate, &m->b, &rate_failed);
+	if (rate_failed) {
+		log_error("out of memory");
+		mcp_free(m);
+		return NULL;
+	}
 	if (http_server_route(http, cfg->endpoint, mcp_endpoint, m) < 0) {
 		mcp_free(m);
 		return NULL;
@@ -772,6 +857,7 @@ mcp_free(struct mcp *m)
 	oauth_free(m->oauth);
 	auth_free(m->auth);
 	tool_exec_free(m->te);
+	ratelimit_free(m->rate);
 	plugins_fini_worker();
 	if (m->inotify_ev != NULL)
 		event_free(m->inotify_ev);

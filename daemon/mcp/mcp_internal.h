@@ -30,6 +30,7 @@ struct mcpd_tool_call;
 struct oauth;
 struct prompt_arg;
 struct prompt_def;
+struct ratelimit;
 struct resource_def;
 struct tool_def;
 struct tool_exec;
@@ -149,6 +150,7 @@ struct mcp {
 	int lambda;                     /* mcpd --lambda: MCP_LAMBDA_*, else 0 */
 	struct backends b;              /* storage and transport (tasks) */
 	void *tasks_sub;                /* mcpd:tasks, task status for listen streams */
+	struct ratelimit *rate;         /* limits.rate, or NULL */
 };
 
 /* endpoint.c: answers outside a call. cors_headers checks the Origin

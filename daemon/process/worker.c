@@ -11,6 +11,7 @@
 #include "host.h"
 #include "plugin.h"
 #include "relay.h"
+#include "util.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -36,6 +37,11 @@ struct worker {
 	struct event *sig_term;
 	struct event *drain_timer;
 	struct event *tasks_timer;      /* draining: waits for running tasks */
+	struct event *serve_timer;      /* polls the backends until they connect */
+	uint64_t serve_wait_from;       /* monotonic ms */
+	const struct worker_params *p;
+	int serving;
+	int fatal;                      /* listening failed: exit as at setup */
 	struct chan_msg msg;
 };
 
@@ -47,6 +53,11 @@ loop_exit(void *arg)
 	struct worker *w = arg;
 	event_base_loopexit(w->base, NULL);
 }
+
+/* A new worker waits this long at most for its storage and transport to
+ * connect before it takes connections (the others take them meanwhile);
+ * past it, it serves all the same (503 and /readyz say why). */
+#define CONNECT_WAIT_MS 2000
 
 /* Connections are done; tasks running here may still be (their clients
  * follow them from anywhere): wait for them, within shutdown_timeout. */
@@ -181,6 +192,17 @@ healthz(struct http_request *r, void *arg)
 	http_respond(r, 200, "application/json", body, (size_t)n);
 }
 
+/* Does the plugin of b say it cannot serve now (why)? */
+static int
+backend_unready(const struct backend *b, char *why, size_t len)
+{
+	if (b->lp == NULL)
+		return 0;
+	const struct mcpd_plugin *d = b->lp->desc;
+	return d->size >= offsetof(struct mcpd_plugin, status) + sizeof(d->status) &&
+	    d->status != NULL && d->status(b->inst, why, len) != 0;
+}
+
 /* Ready when every backend says it can serve: a load balancer takes an
  * instance whose Redis is gone out of rotation instead of sending it
  * requests that can only get 503. */
@@ -198,12 +220,8 @@ readyz(struct http_request *r, void *arg)
 	const char *what[] = { "storage", "transport", "auth" };
 	http_response_header(r, "Cache-Control", "no-store");
 	for (size_t i = 0; i < 3; i++) {
-		if (bs[i]->lp == NULL)
-			continue;
-		const struct mcpd_plugin *d = bs[i]->lp->desc;
 		char why[256] = "";
-		if (d->size < offsetof(struct mcpd_plugin, status) + sizeof(d->status) ||
-		    d->status == NULL || d->status(bs[i]->inst, why, sizeof(why)) == 0)
+		if (!backend_unready(bs[i], why, sizeof(why)))
 			continue;
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "status", "unavailable");
@@ -255,6 +273,64 @@ drop_privileges(const struct config *c)
 		return -1;
 	}
 	return 0;
+}
+
+/* Take connections: the listen sockets on the loop. -1 on failure. */
+static int
+start_serving(struct worker *w)
+{
+	const struct worker_params *p = w->p;
+	for (size_t i = 0; i < p->cfg->nlisten; i++) {
+		struct http_server *hs = w->http;
+		if (p->cfg->listen[i].metrics_only) {
+			if (w->mhttp == NULL && ((w->mhttp = http_server_new(w->base, &p->cfg->limits)) == NULL ||
+			    http_server_route(w->mhttp, "/metrics", metrics_page, w) < 0)) {
+				log_error("cannot set up the metrics listener");
+				return -1;
+			}
+			hs = w->mhttp;
+		}
+		if (http_server_listen(hs, p->fds[i], p->cfg->listen[i].ssl_ctx) < 0) {
+			log_error("cannot serve %s", p->cfg->listen[i].address);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < p->nextra; i++)
+		if (http_server_listen(w->http, p->extra_fds[i], NULL) < 0)
+			return -1;
+	return 0;
+}
+
+/* A new worker (a respawn, a reload's) takes connections once its
+ * storage and transport are connected, or after CONNECT_WAIT_MS: until
+ * then the workers already serving take them, rather than this one
+ * answering 503. The master hears "ready" then, so a reload hands over
+ * to workers that can serve. */
+static void
+serve_when_connected(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct worker *w = arg;
+	if (w->serving)
+		return;
+	char why[256];
+	if (!w->draining && monotonic_ms() - w->serve_wait_from < CONNECT_WAIT_MS &&
+	    (backend_unready(&w->cfg->storage, why, sizeof(why)) ||
+	    backend_unready(&w->cfg->transport, why, sizeof(why))))
+		return;
+	w->serving = 1;
+	event_del(w->serve_timer);
+	if (w->draining)
+		return;
+	if (start_serving(w) < 0) {
+		w->fatal = 1;
+		event_base_loopbreak(w->base);
+		return;
+	}
+	if (chan_send(w->chan, CHAN_READY, NULL, 0, -1) < 0)
+		log_sys(LOG_WARN, "telling the master we are ready");
+	log_debug("serving");
 }
 
 int
@@ -313,24 +389,6 @@ worker_main(const struct worker_params *p)
 		log_error("cannot set up the MCP endpoint");
 		return WORKER_EXIT_FATAL;
 	}
-	for (size_t i = 0; i < p->cfg->nlisten; i++) {
-		struct http_server *hs = w.http;
-		if (p->cfg->listen[i].metrics_only) {
-			if (w.mhttp == NULL && ((w.mhttp = http_server_new(w.base, &p->cfg->limits)) == NULL ||
-			    http_server_route(w.mhttp, "/metrics", metrics_page, &w) < 0)) {
-				log_error("cannot set up the metrics listener");
-				return WORKER_EXIT_FATAL;
-			}
-			hs = w.mhttp;
-		}
-		if (http_server_listen(hs, p->fds[i], p->cfg->listen[i].ssl_ctx) < 0) {
-			log_error("cannot serve %s", p->cfg->listen[i].address);
-			return WORKER_EXIT_FATAL;
-		}
-	}
-	for (size_t i = 0; i < p->nextra; i++)
-		if (http_server_listen(w.http, p->extra_fds[i], NULL) < 0)
-			return WORKER_EXIT_FATAL;
 
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);    /* reload is the master's business */
@@ -351,10 +409,20 @@ worker_main(const struct worker_params *p)
 	sigemptyset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
 
-	if (chan_send(p->chan, CHAN_READY, NULL, 0, -1) < 0)
-		log_sys(LOG_WARN, "telling the master we are ready");
-	log_debug("serving");
+	w.p = p;
+	w.serve_wait_from = monotonic_ms();
+	w.serve_timer = event_new(w.base, -1, EV_PERSIST, serve_when_connected, &w);
+	struct timeval poll = { 0, 10000 };
+	if (w.serve_timer == NULL || event_add(w.serve_timer, &poll) < 0) {
+		log_error("out of memory");
+		return WORKER_EXIT_FATAL;
+	}
+	serve_when_connected(-1, 0, &w);
+	if (w.fatal)
+		return WORKER_EXIT_FATAL;
 	event_base_dispatch(w.base);
+	if (w.fatal)
+		return WORKER_EXIT_FATAL;
 
 	mcp_free(w.mcp);
 	http_server_free(w.http);
@@ -367,6 +435,7 @@ worker_main(const struct worker_params *p)
 	event_free(w.sig_term);
 	event_free(w.chan_ev);
 	event_free(w.drain_timer);
+	event_free(w.serve_timer);
 	if (w.tasks_timer != NULL)
 		event_free(w.tasks_timer);
 	event_base_free(w.base);

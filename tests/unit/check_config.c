@@ -101,6 +101,45 @@ START_TEST(defaults)
 }
 END_TEST
 
+/* limits.rate and a tool's max_concurrent: values, defaults, errors. */
+START_TEST(rate_and_max_concurrent)
+{
+	struct config *c = load("limits: { rate: { sustained: 600/m } }\n");
+	ck_assert_ptr_nonnull(c);
+	ck_assert_uint_eq(c->limits.rate.per, 600);
+	ck_assert_uint_eq(c->limits.rate.period_ms, 60000);
+	ck_assert_uint_eq(c->limits.rate.burst, 600);          /* the default: N */
+	ck_assert_int_eq(c->limits.rate.shared, 0);
+	config_free(c);
+	c = load("limits: { rate: { sustained: 5/s, burst: 12, shared: true } }\n"
+	    "tools:\n  - name: a\n    shell: 'true'\n    max_concurrent: 3\n");
+	ck_assert_ptr_nonnull(c);
+	ck_assert_uint_eq(c->limits.rate.per, 5);
+	ck_assert_uint_eq(c->limits.rate.period_ms, 1000);
+	ck_assert_uint_eq(c->limits.rate.burst, 12);
+	ck_assert_int_eq(c->limits.rate.shared, 1);
+	ck_assert_uint_eq(c->tools[0].cmd.max_concurrent, 3);
+	config_free(c);
+	c = load("limits: { rate: { sustained: 1/h } }\n");
+	ck_assert_uint_eq(c->limits.rate.period_ms, 3600000);
+	config_free(c);
+	c = load("");
+	ck_assert_uint_eq(c->limits.rate.period_ms, 0);        /* no rate */
+	config_free(c);
+	expect_error("limits: { rate: { sustained: 5/x } }\n", "t.yaml:1:30:",
+	    "limits.rate.sustained must be requests per second, minute or hour");
+	expect_error("limits: { rate: { sustained: 2000000/s } }\n", "t.yaml:1:30:", "1 to 1000000");
+	expect_error("limits: { rate: { sustained: /s } }\n", "t.yaml:1:30:", "such as 10/s");
+	expect_error("limits: { rate: { sustained: 12345678901234567890123/s } }\n", "t.yaml:1:30:", "10/s");
+	expect_error("limits: { rate: { burst: 3 } }\n", "t.yaml:1:17:", "limits.rate needs sustained");
+	expect_error("limits: { rate: 5 }\n", "t.yaml:1:17:", "limits.rate");
+	/* (x.so is not found either: a second error) */
+	ck_assert_ptr_null(load("tools:\n  - name: a\n    plugin: x.so:f\n    max_concurrent: 2\n"));
+	ck_assert_str_eq(errs.msgs[0], "t.yaml:4:21: tool \"a\": max_concurrent applies to command and shell "
+	    "tools (a plugin tool runs in the worker)");
+}
+END_TEST
+
 START_TEST(full_file)
 {
 	struct config *c = load(
@@ -623,6 +662,7 @@ config_suite(void)
 	tcase_add_test(tc, many_errors_kept_short);
 	tcase_add_test(tc, collection_caps);
 	tcase_add_test(tc, tool_schemas_compiled);
+	tcase_add_test(tc, rate_and_max_concurrent);
 	suite_add_tcase(s, tc);
 	return s;
 }

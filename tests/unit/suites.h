@@ -33,5 +33,6 @@ Suite *skillmd_suite(void);
 Suite *metrics_suite(void);
 Suite *traceparent_suite(void);
 Suite *tracing_suite(void);
+Suite *ratelimit_suite(void);
 
 #endif
