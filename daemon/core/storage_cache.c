@@ -1,0 +1,604 @@
+/* The storage cache (see storage_cache.h): a hash table with a least
+ * recently used list, and the storage operations that use it. */
+#include "storage_cache.h"
+#include "log.h"
+#include "plugin.h"
+#include "util.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the table ---- */
+
+struct ent {
+	struct ent *hnext;              /* in its bucket */
+	struct ent *prev, *next;        /* recency: head most recent */
+	uint64_t expires;
+	uint32_t hash;
+	int status;
+	size_t len;
+	unsigned char *value;           /* after the key, in the same block */
+	char key[];
+};
+
+struct scache {
+	struct ent **buckets;
+	size_t nbuckets;                /* a power of two */
+	size_t n, max;
+	struct ent *head, *tail;
+};
+
+static uint32_t
+hash_of(const char *s)
+{
+	uint32_t h = 2166136261u;       /* FNV-1a */
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+struct scache *
+scache_new(size_t entries)
+{
+	struct scache *c = calloc(1, sizeof(*c));
+	if (c == NULL || entries == 0)
+		goto fail;
+	c->max = entries;
+	c->nbuckets = 16;
+	while (c->nbuckets < entries && c->nbuckets < ((size_t)1 << 24))
+		c->nbuckets <<= 1;
+	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
+	if (c->buckets == NULL)
+		goto fail;
+	return c;
+fail:
+	free(c);
+	return NULL;
+}
+
+static struct ent **
+slot(struct scache *c, const char *key, uint32_t h)
+{
+	struct ent **p = &c->buckets[h & (c->nbuckets - 1)];
+	while (*p != NULL && ((*p)->hash != h || strcmp((*p)->key, key) != 0))
+		p = &(*p)->hnext;
+	return p;
+}
+
+static void
+unlink_lru(struct scache *c, struct ent *e)
+{
+	if (e->prev != NULL)
+		e->prev->next = e->next;
+	else
+		c->head = e->next;
+	if (e->next != NULL)
+		e->next->prev = e->prev;
+	else
+		c->tail = e->prev;
+	e->prev = e->next = NULL;
+}
+
+static void
+push_lru(struct scache *c, struct ent *e)
+{
+	e->prev = NULL;
+	e->next = c->head;
+	if (c->head != NULL)
+		c->head->prev = e;
+	c->head = e;
+	if (c->tail == NULL)
+		c->tail = e;
+}
+
+/* Remove the entry *p points at. */
+static void
+remove_at(struct scache *c, struct ent **p)
+{
+	struct ent *e = *p;
+	*p = e->hnext;
+	unlink_lru(c, e);
+	c->n--;
+	free(e);
+}
+
+void
+scache_drop(struct scache *c, const char *key)
+{
+	struct ent **p = slot(c, key, hash_of(key));
+	if (*p != NULL)
+		remove_at(c, p);
+}
+
+int
+scache_get(struct scache *c, const char *key, uint64_t now, int *status,
+    const void **value, size_t *len)
+{
+	struct ent **p = slot(c, key, hash_of(key));
+	struct ent *e = *p;
+	if (e == NULL)
+		return 0;
+	if (now >= e->expires) {
+		remove_at(c, p);
+		return 0;
+	}
+	unlink_lru(c, e);
+	push_lru(c, e);
+	*status = e->status;
+	*value = e->value;
+	*len = e->len;
+	return 1;
+}
+
+int
+scache_put(struct scache *c, const char *key, int status, const void *value, size_t len,
+    uint64_t expires)
+{
+	uint32_t h = hash_of(key);
+	struct ent **p = slot(c, key, h);
+	if (*p != NULL)
+		remove_at(c, p);
+	if (len > SCACHE_MAX_VALUE)
+		return -1;
+	size_t kl = strlen(key);
+	struct ent *e = malloc(sizeof(*e) + kl + 1 + len + 1);
+	if (e == NULL)
+		return -1;
+	memcpy(e->key, key, kl + 1);
+	e->value = (unsigned char *)e->key + kl + 1;
+	if (len > 0)
+		memcpy(e->value, value, len);
+	e->value[len] = '\0';           /* readers may take it as text */
+	e->len = len;
+	e->status = status;
+	e->expires = expires;
+	e->hash = h;
+	while (c->n >= c->max && c->tail != NULL)
+		remove_at(c, slot(c, c->tail->key, c->tail->hash));
+	e->hnext = c->buckets[h & (c->nbuckets - 1)];
+	c->buckets[h & (c->nbuckets - 1)] = e;
+	push_lru(c, e);
+	c->n++;
+	return 0;
+}
+
+void
+scache_clear(struct scache *c)
+{
+	while (c->head != NULL)
+		remove_at(c, slot(c, c->head->key, c->head->hash));
+}
+
+size_t
+scache_size(const struct scache *c)
+{
+	return c->n;
+}
+
+void
+scache_free(struct scache *c)
+{
+	if (c == NULL)
+		return;
+	scache_clear(c);
+	free(c->buckets);
+	free(c);
+}
+
+/* ---- the wrapper ---- */
+
+#define CHANNEL "mcpd:cache"
+/* After the transport is back: a resubscription may still be on its way
+ * to the broker, and what was published meanwhile is lost to us. */
+#define RESUME_MS 1000
+
+static struct event_base *base;
+static struct mcpd_storage_ops cops;
+static const struct mcpd_storage_ops *sreal;
+static const struct mcpd_transport_ops *treal;
+static void *tinst;
+static scache_status_fn *tstatus;
+static struct scache *table;
+static uint64_t ttl_ms;
+static void *sub;
+/* Changes seen (here or published): a read that began before one may
+ * carry what it removed, and is not kept. */
+static uint64_t gen;
+static uint64_t bypass_until;   /* monotonic ms: reads go to storage until then */
+static int down;                /* the transport was down at the last look */
+static struct storage_cache_stats stats;
+
+/* Keys whose values are read far more often than written: session
+ * records, access tokens, grants, clients. negative: an absent key may be
+ * remembered as absent too (ids too random to be created later by
+ * someone who asked for them before). */
+int
+storage_cache_key(const char *key, int *negative)
+{
+	static const struct {
+		const char *prefix;
+		int negative;
+	} kinds[] = {
+		{ "session:", 1 }, { "oauth:at:", 1 }, { "oauth:grant:", 0 }, { "oauth:client:", 0 },
+	};
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strncmp(key, kinds[i].prefix, strlen(kinds[i].prefix)) == 0) {
+			if (negative != NULL)
+				*negative = kinds[i].negative;
+			return 1;
+		}
+	return 0;
+}
+
+static void
+forget_all(void)
+{
+	if (table != NULL)
+		scache_clear(table);
+	gen++;
+}
+
+/* May reads be answered from the table now? */
+static int
+usable(void)
+{
+	char why[256];
+	uint64_t now = monotonic_ms();
+	if (sub == NULL)
+		return 0;
+	if (tstatus != NULL && tstatus(tinst, why, sizeof(why)) != 0) {
+		if (!down)
+			log_debug("storage cache: bypassed while the transport is down (%s)", why);
+		down = 1;
+		forget_all();
+		return 0;
+	}
+	if (down) {
+		/* What others published while we were away never came. */
+		down = 0;
+		forget_all();
+		bypass_until = now + RESUME_MS;
+		log_debug("storage cache: the transport is back; in use again in %d ms", RESUME_MS);
+	}
+	return now >= bypass_until;
+}
+
+static void
+invalidated(void *arg, const char *channel, const void *msg, size_t len)
+{
+	(void)arg;
+	(void)channel;
+	char key[1024];
+	if (len == 0 || len >= sizeof(key))
+		return;
+	memcpy(key, msg, len);
+	key[len] = '\0';
+	gen++;
+	stats.invalidations++;
+	scache_drop(table, key);
+}
+
+struct rd {
+	char *key;
+	uint64_t gen;
+	int negative;
+	mcpd_value_cb *cb;
+	void *arg;
+};
+
+static void
+read_done(void *arg, int status, const void *value, size_t len, const char *err)
+{
+	struct rd *r = arg;
+	/* Kept only if nothing changed meanwhile: an invalidation that came
+	 * while the read was out may be of what it brings back. */
+	if (r->gen == gen && table != NULL && usable() &&
+	    (status == MCPD_OK || (status == MCPD_NOT_FOUND && r->negative)))
+		scache_put(table, r->key, status, value, len, monotonic_ms() + ttl_ms);
+	if (r->cb != NULL)
+		r->cb(r->arg, status, value, len, err);
+	free(r->key);
+	free(r);
+}
+
+/* A hit is answered after the next look at the sockets: an
+ * invalidation already on its way to this worker (the DELETE that
+ * answered another client a moment ago) is applied first, and then the
+ * key is read from storage instead. */
+struct hit {
+	struct hit *prev, *next;
+	struct event *ev;
+	void *inst;
+	uint64_t gen;
+	int status;
+	mcpd_value_cb *cb;
+	void *arg;
+	size_t len;
+	char *key;
+	char value[];
+};
+
+static struct hit *hits;        /* waiting for their turn */
+
+static void
+hit_unlink(struct hit *h)
+{
+	if (h->prev != NULL)
+		h->prev->next = h->next;
+	else
+		hits = h->next;
+	if (h->next != NULL)
+		h->next->prev = h->prev;
+	event_free(h->ev);
+}
+
+static void read_through(void *inst, const char *key, int negative, mcpd_value_cb *cb, void *arg);
+
+static void
+hit_fire(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct hit *h = arg;
+	hit_unlink(h);
+	if (h->gen != gen) {
+		/* Something changed meanwhile (perhaps this key): ask storage. */
+		int negative = 0;
+		storage_cache_key(h->key, &negative);
+		stats.misses++;
+		read_through(h->inst, h->key, negative, h->cb, h->arg);
+	} else {
+		stats.hits++;
+		h->cb(h->arg, h->status, h->status == MCPD_OK ? h->value : NULL,
+		    h->status == MCPD_OK ? h->len : 0, NULL);
+	}
+	free(h);
+}
+
+static int
+hit_defer(void *inst, const char *key, int status, const void *value, size_t len,
+    mcpd_value_cb *cb, void *arg)
+{
+	static const struct timeval soon = { 0, 1 };   /* a timer: after the sockets */
+	size_t kl = strlen(key);
+	struct hit *h = malloc(sizeof(*h) + len + 1 + kl + 1);
+	if (h == NULL)
+		return -1;
+	h->ev = evtimer_new(base, hit_fire, h);
+	if (h->ev == NULL || evtimer_add(h->ev, &soon) < 0) {
+		if (h->ev != NULL)
+			event_free(h->ev);
+		free(h);
+		return -1;
+	}
+	h->inst = inst;
+	h->gen = gen;
+	h->status = status;
+	h->cb = cb;
+	h->arg = arg;
+	h->len = len;
+	memcpy(h->value, value, len + 1);
+	h->key = h->value + len + 1;
+	memcpy(h->key, key, kl + 1);
+	h->prev = NULL;
+	h->next = hits;
+	if (hits != NULL)
+		hits->prev = h;
+	hits = h;
+	return 0;
+}
+
+static void
+read_through(void *inst, const char *key, int negative, mcpd_value_cb *cb, void *arg)
+{
+	struct rd *r = calloc(1, sizeof(*r));
+	if (r == NULL || (r->key = strdup(key)) == NULL) {
+		free(r);
+		sreal->get(inst, key, cb, arg);
+		return;
+	}
+	r->gen = gen;
+	r->negative = negative;
+	r->cb = cb;
+	r->arg = arg;
+	sreal->get(inst, key, read_done, r);
+}
+
+static void
+c_get(void *inst, const char *key, mcpd_value_cb *cb, void *arg)
+{
+	int negative;
+	if (!storage_cache_key(key, &negative)) {
+		sreal->get(inst, key, cb, arg);
+		return;
+	}
+	if (!usable()) {
+		stats.bypassed++;
+		sreal->get(inst, key, cb, arg);
+		return;
+	}
+	int status;
+	const void *value;
+	size_t len;
+	if (scache_get(table, key, monotonic_ms(), &status, &value, &len) &&
+	    hit_defer(inst, key, status, value, len, cb, arg) == 0)
+		return;
+	stats.misses++;
+	read_through(inst, key, negative, cb, arg);
+}
+
+/* A write or delete of a kept key: dropped here at once (and whatever
+ * reads are out are not kept); once storage has answered, dropped again
+ * and published; the caller hears storage's answer when the transport
+ * has accepted the invalidation. */
+struct wr {
+	char *key;
+	int status;
+	char err[200];
+	int has_err;
+	mcpd_done_cb *cb;
+	void *arg;
+};
+
+static void
+wr_finish(struct wr *w)
+{
+	if (w->cb != NULL)
+		w->cb(w->arg, w->status, w->has_err ? w->err : NULL);
+	free(w->key);
+	free(w);
+}
+
+static void
+published(void *arg, int status, const char *err)
+{
+	struct wr *w = arg;
+	if (status == MCPD_ERROR) {
+		/* The others may keep the old value (for ttl at most): we at
+		 * least read through for as long. */
+		log_warn("storage cache: an invalidation was not published (%s): reading through for %llu ms",
+		    err ? err : "error", (unsigned long long)ttl_ms);
+		forget_all();
+		bypass_until = monotonic_ms() + ttl_ms;
+	}
+	wr_finish(w);
+}
+
+static void
+written(void *arg, int status, const char *err)
+{
+	struct wr *w = arg;
+	w->status = status;
+	if (err != NULL) {
+		snprintf(w->err, sizeof(w->err), "%s", err);
+		w->has_err = 1;
+	}
+	gen++;
+	if (table != NULL)
+		scache_drop(table, w->key);
+	if (sub == NULL || treal == NULL) {
+		wr_finish(w);
+		return;
+	}
+	treal->publish(tinst, CHANNEL, w->key, strlen(w->key), NULL, published, w);
+}
+
+static struct wr *
+wr_new(const char *key, mcpd_done_cb *cb, void *arg)
+{
+	if (!storage_cache_key(key, NULL))
+		return NULL;
+	gen++;
+	scache_drop(table, key);
+	struct wr *w = calloc(1, sizeof(*w));
+	if (w == NULL || (w->key = strdup(key)) == NULL) {
+		/* Unannounced: the others learn within ttl, we read through. */
+		free(w);
+		forget_all();
+		bypass_until = monotonic_ms() + ttl_ms;
+		return NULL;
+	}
+	w->cb = cb;
+	w->arg = arg;
+	return w;
+}
+
+static void
+c_set(void *inst, const char *key, const void *value, size_t len, uint64_t ttl,
+    unsigned flags, mcpd_done_cb *cb, void *arg)
+{
+	struct wr *w = wr_new(key, cb, arg);
+	if (w == NULL)
+		sreal->set(inst, key, value, len, ttl, flags, cb, arg);
+	else
+		sreal->set(inst, key, value, len, ttl, flags, written, w);
+}
+
+static void
+c_del(void *inst, const char *key, mcpd_done_cb *cb, void *arg)
+{
+	struct wr *w = wr_new(key, cb, arg);
+	if (w == NULL)
+		sreal->del(inst, key, cb, arg);
+	else
+		sreal->del(inst, key, written, w);
+}
+
+static void
+c_incr(void *inst, const char *key, int64_t by, uint64_t ttl, mcpd_int_cb *cb, void *arg)
+{
+	if (storage_cache_key(key, NULL)) {     /* not done by mcpd: never kept */
+		gen++;
+		scache_drop(table, key);
+	}
+	sreal->incr(inst, key, by, ttl, cb, arg);
+}
+
+int
+storage_cache_backends(struct backends *b, struct event_base *evb,
+    const struct storage_cache_conf *conf, scache_status_fn *transport_status)
+{
+	if (conf->entries == 0 || b->storage == NULL || b->transport == NULL || sreal != NULL)
+		return -1;
+	base = evb;
+	table = scache_new((size_t)conf->entries);
+	if (table == NULL)
+		return -1;
+	ttl_ms = conf->ttl_ms;
+	treal = b->transport;
+	tinst = b->transport_inst;
+	tstatus = transport_status;
+	sub = treal->subscribe(tinst, CHANNEL, invalidated, NULL);
+	if (sub == NULL) {
+		scache_free(table);
+		table = NULL;
+		return -1;
+	}
+	sreal = b->storage;
+	cops = *sreal;
+	cops.get = c_get;
+	cops.set = c_set;
+	cops.del = c_del;
+	if (sreal->incr != NULL)
+		cops.incr = c_incr;
+	b->storage = &cops;
+	gen = 0;
+	down = 0;
+	bypass_until = 0;
+	memset(&stats, 0, sizeof(stats));
+	log_debug("storage cache: %llu entries, ttl %llu ms", (unsigned long long)conf->entries,
+	    (unsigned long long)ttl_ms);
+	return 0;
+}
+
+void
+storage_cache_forget(struct backends *b)
+{
+	if (sreal == NULL)
+		return;
+	log_debug("storage cache: %llu hits, %llu misses, %llu read through, %llu invalidations",
+	    (unsigned long long)stats.hits, (unsigned long long)stats.misses,
+	    (unsigned long long)stats.bypassed, (unsigned long long)stats.invalidations);
+	while (hits != NULL) {          /* their callers are gone with the worker */
+		struct hit *h = hits;
+		hit_unlink(h);
+		free(h);
+	}
+	if (sub != NULL && treal != NULL)
+		treal->unsubscribe(tinst, sub);
+	sub = NULL;
+	if (b != NULL && b->storage == &cops)
+		b->storage = sreal;
+	sreal = NULL;
+	treal = NULL;
+	scache_free(table);
+	table = NULL;
+}
+
+void
+storage_cache_stats(struct storage_cache_stats *st)
+{
+	*st = stats;
+	st->size = table != NULL ? scache_size(table) : 0;
+}
