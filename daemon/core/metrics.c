@@ -87,9 +87,11 @@ struct __attribute__((aligned(64))) slot {
 	struct hist transport_time[MXP_N];
 	uint64_t auth[MXA_N];
 	uint64_t oauth[2];
+	uint64_t cache[MXC_N];
 	/* gauges */
 	int64_t running;
 	int64_t sse;
+	int64_t cache_entries;
 };
 
 struct shared {
@@ -190,6 +192,8 @@ fold(struct slot *to, const struct slot *from)
 		ADD(&to->auth[i], RD(&from->auth[i]));
 	ADD(&to->oauth[0], RD(&from->oauth[0]));
 	ADD(&to->oauth[1], RD(&from->oauth[1]));
+	for (size_t i = 0; i < MXC_N; i++)
+		ADD(&to->cache[i], RD(&from->cache[i]));
 }
 
 void
@@ -410,6 +414,17 @@ metrics_oauth_token(int revoked)
 		ADD(&mine->oauth[revoked ? 1 : 0], 1);
 }
 
+void
+metrics_storage_cache(enum mx_cache_read r, int64_t entries_delta)
+{
+	if (mine == NULL)
+		return;
+	if (r != MXC_N)
+		ADD(&mine->cache[r], 1);
+	if (entries_delta != 0)
+		ADD(&mine->cache_entries, entries_delta);
+}
+
 /* ---- exposition ---- */
 
 struct out {
@@ -476,6 +491,7 @@ sum(struct slot *t, int64_t *running, int64_t *sse, unsigned *workers)
 			fold(t, &slots[i]);
 			*running += RD(&slots[i].running);
 			*sse += RD(&slots[i].sse);
+			t->cache_entries += RD(&slots[i].cache_entries);
 			(*workers)++;
 		}
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -603,6 +619,16 @@ render(struct out *o, const struct config *cfg, const char *protocols, const str
 	fprintf(f, "mcpd_oauth_tokens_issued_total %llu\n", (unsigned long long)t->oauth[0]);
 	family(o, "mcpd_oauth_tokens_revoked", "counter", "Tokens revoked (RFC 7009).");
 	fprintf(f, "mcpd_oauth_tokens_revoked_total %llu\n", (unsigned long long)t->oauth[1]);
+	if (cfg->storage_cache.entries > 0) {
+		static const char *const reads[MXC_N] = { "hit", "miss", "bypass" };
+		family(o, "mcpd_storage_cache_reads", "counter",
+		    "Reads of kept keys: answered by the cache, missed, or past it (transport down).");
+		for (size_t i = 0; i < MXC_N; i++)
+			fprintf(f, "mcpd_storage_cache_reads_total{result=\"%s\"} %llu\n", reads[i],
+			    (unsigned long long)t->cache[i]);
+		family(o, "mcpd_storage_cache_entries", "gauge", "Entries in the workers' storage caches now.");
+		fprintf(f, "mcpd_storage_cache_entries %lld\n", (long long)t->cache_entries);
+	}
 
 	family(o, "mcpd_workers", "gauge", "Worker processes alive now.");
 	fprintf(f, "mcpd_workers %u\n", workers);

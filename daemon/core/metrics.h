@@ -25,6 +25,7 @@ enum mx_storage_op {
 	MXO_INDEX_MEMBERS, MXO_LOG_APPEND, MXO_LOG_RANGE, MXO_N
 };
 enum mx_transport_op { MXP_SUBSCRIBE, MXP_PUBLISH, MXP_N };
+enum mx_cache_read { MXC_HIT, MXC_MISS, MXC_BYPASS, MXC_N };
 
 /* Master: map the segment for nslots worker processes. -1 with err. */
 int metrics_init(unsigned nslots, char *err, size_t errlen);
@@ -53,6 +54,8 @@ void metrics_storage(enum mx_storage_op op, int ok, uint64_t us);
 void metrics_transport(enum mx_transport_op op, int ok, uint64_t us);
 void metrics_auth(enum mx_auth_result r);
 void metrics_oauth_token(int revoked);
+/* A read of the storage cache (MXC_N: none), and how its size changed. */
+void metrics_storage_cache(enum mx_cache_read r, int64_t entries_delta);
 
 /* The exposition (malloc'd, *len bytes), or NULL. protocols: the
  * protocol revisions for mcpd_build_info. */

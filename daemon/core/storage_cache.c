@@ -2,6 +2,7 @@
  * recently used list, and the storage operations that use it. */
 #include "storage_cache.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin.h"
 #include "util.h"
 
@@ -208,6 +209,22 @@ static uint64_t gen;
 static uint64_t bypass_until;   /* monotonic ms: reads go to storage until then */
 static int down;                /* the transport was down at the last look */
 static struct storage_cache_stats stats;
+static size_t reported;         /* the size last told to the metrics */
+
+/* Count a read (MXC_N: none) and any change of size, in stats and metrics. */
+static void
+count(enum mx_cache_read r)
+{
+	if (r == MXC_HIT)
+		stats.hits++;
+	else if (r == MXC_MISS)
+		stats.misses++;
+	else if (r == MXC_BYPASS)
+		stats.bypassed++;
+	size_t n = table != NULL ? scache_size(table) : 0;
+	metrics_storage_cache(r, (int64_t)n - (int64_t)reported);
+	reported = n;
+}
 
 /* Keys whose values are read far more often than written: session
  * records, access tokens, grants, clients. negative: an absent key may be
@@ -237,6 +254,7 @@ forget_all(void)
 	if (table != NULL)
 		scache_clear(table);
 	gen++;
+	count(MXC_N);
 }
 
 /* May reads be answered from the table now? */
@@ -277,6 +295,7 @@ invalidated(void *arg, const char *channel, const void *msg, size_t len)
 	gen++;
 	stats.invalidations++;
 	scache_drop(table, key);
+	count(MXC_N);
 }
 
 struct rd {
@@ -296,6 +315,7 @@ read_done(void *arg, int status, const void *value, size_t len, const char *err)
 	if (r->gen == gen && table != NULL && usable() &&
 	    (status == MCPD_OK || (status == MCPD_NOT_FOUND && r->negative)))
 		scache_put(table, r->key, status, value, len, monotonic_ms() + ttl_ms);
+	count(MXC_N);
 	if (r->cb != NULL)
 		r->cb(r->arg, status, value, len, err);
 	free(r->key);
@@ -346,10 +366,10 @@ hit_fire(evutil_socket_t fd, short what, void *arg)
 		/* Something changed meanwhile (perhaps this key): ask storage. */
 		int negative = 0;
 		storage_cache_key(h->key, &negative);
-		stats.misses++;
+		count(MXC_MISS);
 		read_through(h->inst, h->key, negative, h->cb, h->arg);
 	} else {
-		stats.hits++;
+		count(MXC_HIT);
 		h->cb(h->arg, h->status, h->status == MCPD_OK ? h->value : NULL,
 		    h->status == MCPD_OK ? h->len : 0, NULL);
 	}
@@ -414,7 +434,7 @@ c_get(void *inst, const char *key, mcpd_value_cb *cb, void *arg)
 		return;
 	}
 	if (!usable()) {
-		stats.bypassed++;
+		count(MXC_BYPASS);
 		sreal->get(inst, key, cb, arg);
 		return;
 	}
@@ -424,7 +444,7 @@ c_get(void *inst, const char *key, mcpd_value_cb *cb, void *arg)
 	if (scache_get(table, key, monotonic_ms(), &status, &value, &len) &&
 	    hit_defer(inst, key, status, value, len, cb, arg) == 0)
 		return;
-	stats.misses++;
+	count(MXC_MISS);
 	read_through(inst, key, negative, cb, arg);
 }
 
@@ -477,6 +497,7 @@ written(void *arg, int status, const char *err)
 	gen++;
 	if (table != NULL)
 		scache_drop(table, w->key);
+	count(MXC_N);
 	if (sub == NULL || treal == NULL) {
 		wr_finish(w);
 		return;
@@ -491,6 +512,7 @@ wr_new(const char *key, mcpd_done_cb *cb, void *arg)
 		return NULL;
 	gen++;
 	scache_drop(table, key);
+	count(MXC_N);
 	struct wr *w = calloc(1, sizeof(*w));
 	if (w == NULL || (w->key = strdup(key)) == NULL) {
 		/* Unannounced: the others learn within ttl, we read through. */
@@ -594,6 +616,7 @@ storage_cache_forget(struct backends *b)
 	treal = NULL;
 	scache_free(table);
 	table = NULL;
+	count(MXC_N);
 }
 
 void

@@ -5,6 +5,8 @@ back, and its section is checked. Records are removed behind mcpd's back
 (straight in Redis) to see whether a worker answers from its cache or
 from storage: the cache never learns of those."""
 
+import re
+
 from harness import (all_ready, check, check_config_errors, check_config_valid, free_port, http, key_file, mcp_session,
                      nats_server, redis_server, rpc, start_instances, wait_for)
 from test_oauth import add_user, dead_everywhere, form_post, mcp_status, register, tokens_for
@@ -29,11 +31,18 @@ def test_the_cache_answers_until_mcpd_changes_a_key(t):
     Redis behind mcpd's back, the session is still served. A DELETE made
     through mcpd on A is 404 on B at once."""
     redis = redis_server(t)
-    (a, pa), (b, pb) = start_instances(t, 2, lambda name: backends(t, redis), workers=1)
+    mport = free_port()
+    (a, pa), (b, pb) = start_instances(t, 2, lambda name: backends(t, redis, extra="metrics: { listen: "
+                                       "127.0.0.1:%d }\n" % mport if name == "B" else ""), workers=1)
     sid = mcp_session(pa)
     check(pings(pb, sid) == [200] * 6)
     check(redis.cli("DEL", "mcpd:session:" + sid) == "1")
     check(pings(pb, sid) == [200] * 6, "not answered from the cache")
+    # Seen in the metrics: the first read missed, the others hit.
+    st, _, body = http(mport, "GET", "/metrics")
+    reads = dict(re.findall(r'mcpd_storage_cache_reads_total\{result="(\w+)"\} (\d+)', body.decode()))
+    check(st == 200 and int(reads.get("hit", 0)) >= 11 and int(reads.get("miss", 0)) >= 1, reads)
+    check(re.search(r"mcpd_storage_cache_entries [1-9]", body.decode()), body.decode()[-1500:])
     sid = mcp_session(pa)
     check(pings(pb, sid) == [200] * 6)
     st, _, _ = http(pa, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
