@@ -298,7 +298,39 @@ invalidated(void *arg, const char *channel, const void *msg, size_t len)
 	count(MXC_N);
 }
 
+/* Reads and writes out at the plugins: a plugin that detaches drops its
+ * own without calling back (the worker is stopping), and then these are
+ * freed by storage_cache_forget. */
+struct pend {
+	struct pend *prev, *next;
+	char *key;                      /* the operation's, freed with it */
+};
+static struct pend *pending;
+
+static void
+pend_add(struct pend *p, char *key)
+{
+	p->key = key;
+	p->prev = NULL;
+	p->next = pending;
+	if (pending != NULL)
+		pending->prev = p;
+	pending = p;
+}
+
+static void
+pend_del(struct pend *p)
+{
+	if (p->prev != NULL)
+		p->prev->next = p->next;
+	else
+		pending = p->next;
+	if (p->next != NULL)
+		p->next->prev = p->prev;
+}
+
 struct rd {
+	struct pend pend;               /* first: freed as one */
 	char *key;
 	uint64_t gen;
 	int negative;
@@ -316,6 +348,7 @@ read_done(void *arg, int status, const void *value, size_t len, const char *err)
 	    (status == MCPD_OK || (status == MCPD_NOT_FOUND && r->negative)))
 		scache_put(table, r->key, status, value, len, monotonic_ms() + ttl_ms);
 	count(MXC_N);
+	pend_del(&r->pend);
 	if (r->cb != NULL)
 		r->cb(r->arg, status, value, len, err);
 	free(r->key);
@@ -422,6 +455,7 @@ read_through(void *inst, const char *key, int negative, mcpd_value_cb *cb, void 
 	r->negative = negative;
 	r->cb = cb;
 	r->arg = arg;
+	pend_add(&r->pend, r->key);
 	sreal->get(inst, key, read_done, r);
 }
 
@@ -453,6 +487,7 @@ c_get(void *inst, const char *key, mcpd_value_cb *cb, void *arg)
  * and published; the caller hears storage's answer when the transport
  * has accepted the invalidation. */
 struct wr {
+	struct pend pend;               /* first: freed as one */
 	char *key;
 	int status;
 	char err[200];
@@ -464,6 +499,7 @@ struct wr {
 static void
 wr_finish(struct wr *w)
 {
+	pend_del(&w->pend);
 	if (w->cb != NULL)
 		w->cb(w->arg, w->status, w->has_err ? w->err : NULL);
 	free(w->key);
@@ -502,6 +538,17 @@ written(void *arg, int status, const char *err)
 		wr_finish(w);
 		return;
 	}
+	char why[256];
+	if (tstatus != NULL && tstatus(tinst, why, sizeof(why)) != 0) {
+		/* Down: the others read through (their transport is down too)
+		 * or miss this anyway; the answer does not wait for a
+		 * reconnection. Tried all the same. */
+		treal->publish(tinst, CHANNEL, w->key, strlen(w->key), NULL, NULL, NULL);
+		forget_all();
+		bypass_until = monotonic_ms() + ttl_ms;
+		wr_finish(w);
+		return;
+	}
 	treal->publish(tinst, CHANNEL, w->key, strlen(w->key), NULL, published, w);
 }
 
@@ -523,6 +570,7 @@ wr_new(const char *key, mcpd_done_cb *cb, void *arg)
 	}
 	w->cb = cb;
 	w->arg = arg;
+	pend_add(&w->pend, w->key);
 	return w;
 }
 
@@ -607,8 +655,13 @@ storage_cache_forget(struct backends *b)
 		hit_unlink(h);
 		free(h);
 	}
-	if (sub != NULL && treal != NULL)
-		treal->unsubscribe(tinst, sub);
+	while (pending != NULL) {
+		struct pend *p = pending;
+		pending = p->next;
+		free(p->key);
+		free(p);                /* the rd or wr it starts */
+	}
+	/* The transport's subscription went with its detach. */
 	sub = NULL;
 	if (b != NULL && b->storage == &cops)
 		b->storage = sreal;

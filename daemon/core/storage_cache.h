@@ -53,7 +53,9 @@ typedef int scache_status_fn(void *inst, char *why, size_t len);
  * subscription): b is unchanged. */
 int storage_cache_backends(struct backends *b, struct event_base *base,
     const struct storage_cache_conf *conf, scache_status_fn *transport_status);
-/* Restore b's storage and free the cache (the worker stops). */
+/* Once the backends are detached (no callback can come any more, and
+ * the subscription went with the transport): restore b's storage (b may
+ * be NULL) and free the cache and what the plugins dropped. */
 void storage_cache_forget(struct backends *b);
 
 struct storage_cache_stats {

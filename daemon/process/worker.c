@@ -352,8 +352,8 @@ worker_main(const struct worker_params *p)
 	http_server_free(w.http);
 	if (w.mhttp != NULL)
 		http_server_free(w.mhttp);
-	storage_cache_forget(NULL);
 	config_detach_backends(p->cfg, 1);
+	storage_cache_forget(NULL);
 	metered_forget();
 	relay_worker_stop();
 	event_free(w.sig_term);

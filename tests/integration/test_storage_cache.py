@@ -6,6 +6,7 @@ back, and its section is checked. Records are removed behind mcpd's back
 from storage: the cache never learns of those."""
 
 import re
+import time
 
 from harness import (all_ready, check, check_config_errors, check_config_valid, free_port, http, key_file, mcp_session,
                      nats_server, redis_server, rpc, start_instances, wait_for)
@@ -85,14 +86,19 @@ def test_transport_down_bypasses_the_cache(t):
     they use the cache again."""
     redis, nats = redis_server(t), nats_server(t)
     (a, pa), = start_instances(t, 1, lambda name: backends(t, redis, nats), workers=2)
-    sid = mcp_session(pa)
-    check(pings(pa, sid) == [200] * 6)
+    sid, sid2 = mcp_session(pa), mcp_session(pa)
+    check(pings(pa, sid) == [200] * 6 and pings(pa, sid2) == [200] * 6)
     nats.kill()
     wait_for(lambda: http(pa, "GET", "/readyz")[0] == 503 and http(pa, "GET", "/readyz")[0] == 503,
              timeout=10, what="not ready")
     check(pings(pa, sid) == [200] * 6, "calls fail while the transport is down")
     check(redis.cli("DEL", "mcpd:session:" + sid) == "1")
     check(pings(pa, sid) == [404] * 6, "served from the cache while the transport was down")
+    # A DELETE does not wait for the transport to come back.
+    t0 = time.monotonic()
+    st, _, _ = http(pa, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid2})
+    check(st == 200 and time.monotonic() - t0 < 2, (st, time.monotonic() - t0))
+    check(pings(pa, sid2) == [404] * 6)
     nats.start()
     wait_for(lambda: all_ready(pa), timeout=15, what="ready again")
 

@@ -304,15 +304,24 @@ START_TEST(scache_wrapper)
 	b.storage->del(b.storage_inst, "session:s", on_done, NULL);
 	pub.cb(pub.arg, MCPD_ERROR, "down");
 	ck_assert_int_eq(deleted, 3);
+	/* While the transport is down a delete does not wait for it. */
+	transport_up = 0;
+	pub.cb = NULL;
+	b.storage->del(b.storage_inst, "session:s", on_done, NULL);
+	ck_assert_int_eq(deleted, 4);
+	ck_assert_ptr_null(pub.cb);             /* published without waiting */
+	transport_up = 1;
 
 	struct storage_cache_stats st;
 	storage_cache_stats(&st);
 	ck_assert_uint_ge(st.hits, 3);
 	ck_assert_uint_ge(st.bypassed, 2);
 	ck_assert_uint_eq(st.invalidations, 2);
+	/* A write the plugin dropped (it detached): freed with the cache. */
+	b.storage->del(b.storage_inst, "session:s", on_done, NULL);
+	ck_assert_int_eq(deleted, 4);
 	storage_cache_forget(&b);
 	ck_assert_ptr_eq(b.storage, &fstore);
-	ck_assert_ptr_null(sub_cb);
 	event_base_free(base);
 }
 END_TEST
