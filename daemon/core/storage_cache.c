@@ -193,6 +193,7 @@ scache_free(struct scache *c)
 /* After the transport is back: a resubscription may still be on its way
  * to the broker, and what was published meanwhile is lost to us. */
 #define RESUME_MS 1000
+#define MAX_KEY 1024
 
 static struct event_base *base;
 static struct mcpd_storage_ops cops;
@@ -239,6 +240,8 @@ storage_cache_key(const char *key, int *negative)
 	} kinds[] = {
 		{ "session:", 1 }, { "oauth:at:", 1 }, { "oauth:grant:", 0 }, { "oauth:client:", 0 },
 	};
+	if (strlen(key) >= MAX_KEY)
+		return 0;               /* its invalidation would not fit */
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		if (strncmp(key, kinds[i].prefix, strlen(kinds[i].prefix)) == 0) {
 			if (negative != NULL)
@@ -287,7 +290,7 @@ invalidated(void *arg, const char *channel, const void *msg, size_t len)
 {
 	(void)arg;
 	(void)channel;
-	char key[1024];
+	char key[MAX_KEY];
 	if (len == 0 || len >= sizeof(key))
 		return;
 	memcpy(key, msg, len);
@@ -413,7 +416,10 @@ static int
 hit_defer(void *inst, const char *key, int status, const void *value, size_t len,
     mcpd_value_cb *cb, void *arg)
 {
-	static const struct timeval soon = { 0, 1 };   /* a timer: after the sockets */
+	/* A timer due now runs on the loop's next turn, after that turn
+	 * has polled the sockets (without waiting: one is due) and run
+	 * their callbacks; event_active would run it on this turn. */
+	static const struct timeval soon = { 0, 0 };
 	size_t kl = strlen(key);
 	struct hit *h = malloc(sizeof(*h) + len + 1 + kl + 1);
 	if (h == NULL)
