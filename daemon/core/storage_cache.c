@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- the table ---- */
 
@@ -194,6 +195,8 @@ scache_free(struct scache *c)
  * to the broker, and what was published meanwhile is lost to us. */
 #define RESUME_MS 1000
 #define MAX_KEY 1024
+/* How long a write waits for its invalidation to come back to us. */
+#define ECHO_MS 1000
 
 static struct event_base *base;
 static struct mcpd_storage_ops cops;
@@ -211,6 +214,14 @@ static uint64_t bypass_until;   /* monotonic ms: reads go to storage until then 
 static int down;                /* the transport was down at the last look */
 static struct storage_cache_stats stats;
 static size_t reported;         /* the size last told to the metrics */
+/* An invalidation is "KEY\nNONCE-SEQ": NONCE this process's, SEQ its
+ * write's (0: the probe sent at start). When the transport brings our
+ * own messages back (echoes: the probe came back), a write answers only
+ * once its own has come back: the broker has then handed it to every
+ * subscriber, not only accepted it. */
+static char nonce[24];
+static uint64_t wseq;
+static int echoes;
 
 /* Count a read (MXC_N: none) and any change of size, in stats and metrics. */
 static void
@@ -285,20 +296,30 @@ usable(void)
 	return now >= bypass_until;
 }
 
+static void echoed(uint64_t seq);
+
 static void
 invalidated(void *arg, const char *channel, const void *msg, size_t len)
 {
 	(void)arg;
 	(void)channel;
-	char key[MAX_KEY];
+	char key[MAX_KEY + 64];
 	if (len == 0 || len >= sizeof(key))
 		return;
 	memcpy(key, msg, len);
 	key[len] = '\0';
-	gen++;
-	stats.invalidations++;
-	scache_drop(table, key);
-	count(MXC_N);
+	char *tag = strchr(key, '\n');
+	if (tag != NULL)
+		*tag++ = '\0';
+	if (key[0] != '\0') {
+		gen++;
+		stats.invalidations++;
+		scache_drop(table, key);
+		count(MXC_N);
+	}
+	size_t nl = strlen(nonce);
+	if (tag != NULL && strncmp(tag, nonce, nl) == 0 && tag[nl] == '-')
+		echoed(strtoull(tag + nl + 1, NULL, 10));
 }
 
 /* Reads and writes out at the plugins: a plugin that detaches drops its
@@ -494,6 +515,9 @@ c_get(void *inst, const char *key, mcpd_value_cb *cb, void *arg)
  * has accepted the invalidation. */
 struct wr {
 	struct pend pend;               /* first: freed as one */
+	uint64_t seq;
+	struct event *timer;            /* waiting for its echo */
+	struct wr *enext;               /* in echoing */
 	char *key;
 	int status;
 	char err[200];
@@ -502,14 +526,61 @@ struct wr {
 	void *arg;
 };
 
+static struct wr *echoing;     /* published, waiting for the echo */
+
+static void
+echo_unlink(struct wr *w)
+{
+	for (struct wr **p = &echoing; *p != NULL; p = &(*p)->enext)
+		if (*p == w) {
+			*p = w->enext;
+			break;
+		}
+	if (w->timer != NULL)
+		event_free(w->timer);
+	w->timer = NULL;
+}
+
 static void
 wr_finish(struct wr *w)
 {
+	echo_unlink(w);
 	pend_del(&w->pend);
 	if (w->cb != NULL)
 		w->cb(w->arg, w->status, w->has_err ? w->err : NULL);
 	free(w->key);
 	free(w);
+}
+
+static void
+echoed(uint64_t seq)
+{
+	if (seq == 0) {
+		if (!echoes)
+			log_debug("storage cache: the transport brings invalidations back: writes wait for them");
+		echoes = 1;
+		return;
+	}
+	for (struct wr *w = echoing; w != NULL; w = w->enext)
+		if (w->seq == seq) {
+			wr_finish(w);
+			return;
+		}
+}
+
+static void
+echo_late(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct wr *w = arg;
+	/* Perhaps lost on its way to others too: they keep theirs for ttl
+	 * at most; we read through for as long. */
+	log_warn("storage cache: an invalidation did not come back within %d ms: reading through for %llu ms",
+	    ECHO_MS, (unsigned long long)ttl_ms);
+	forget_all();
+	bypass_until = monotonic_ms() + ttl_ms;
+	wr_finish(w);
 }
 
 static void
@@ -523,6 +594,12 @@ published(void *arg, int status, const char *err)
 		    err ? err : "error", (unsigned long long)ttl_ms);
 		forget_all();
 		bypass_until = monotonic_ms() + ttl_ms;
+	} else if (echoes && base != NULL && (w->timer = evtimer_new(base, echo_late, w)) != NULL) {
+		static const struct timeval wait = { ECHO_MS / 1000, (ECHO_MS % 1000) * 1000 };
+		evtimer_add(w->timer, &wait);
+		w->enext = echoing;
+		echoing = w;
+		return;
 	}
 	wr_finish(w);
 }
@@ -549,13 +626,17 @@ written(void *arg, int status, const char *err)
 		/* Down: the others read through (their transport is down too)
 		 * or miss this anyway; the answer does not wait for a
 		 * reconnection. Tried all the same. */
-		treal->publish(tinst, CHANNEL, w->key, strlen(w->key), NULL, NULL, NULL);
+		char msg[MAX_KEY + 64];
+		int n = snprintf(msg, sizeof(msg), "%s\n%s-%llu", w->key, nonce, (unsigned long long)w->seq);
+		treal->publish(tinst, CHANNEL, msg, (size_t)n, NULL, NULL, NULL);
 		forget_all();
 		bypass_until = monotonic_ms() + ttl_ms;
 		wr_finish(w);
 		return;
 	}
-	treal->publish(tinst, CHANNEL, w->key, strlen(w->key), NULL, published, w);
+	char msg[MAX_KEY + 64];
+	int n = snprintf(msg, sizeof(msg), "%s\n%s-%llu", w->key, nonce, (unsigned long long)w->seq);
+	treal->publish(tinst, CHANNEL, msg, (size_t)n, NULL, published, w);
 }
 
 static struct wr *
@@ -576,6 +657,7 @@ wr_new(const char *key, mcpd_done_cb *cb, void *arg)
 	}
 	w->cb = cb;
 	w->arg = arg;
+	w->seq = ++wseq;
 	pend_add(&w->pend, w->key);
 	return w;
 }
@@ -625,6 +707,10 @@ storage_cache_backends(struct backends *b, struct event_base *evb,
 	treal = b->transport;
 	tinst = b->transport_inst;
 	tstatus = transport_status;
+	if (random_token(nonce, 12) < 0)
+		snprintf(nonce, sizeof(nonce), "p%ld", (long)getpid());
+	echoes = 0;
+	wseq = 0;
 	sub = treal->subscribe(tinst, CHANNEL, invalidated, NULL);
 	if (sub == NULL) {
 		scache_free(table);
@@ -639,6 +725,10 @@ storage_cache_backends(struct backends *b, struct event_base *evb,
 	if (sreal->incr != NULL)
 		cops.incr = c_incr;
 	b->storage = &cops;
+	/* Does our own message come back? Then writes wait for theirs. */
+	char probe[64];
+	int pn = snprintf(probe, sizeof(probe), "\n%s-0", nonce);
+	treal->publish(tinst, CHANNEL, probe, (size_t)pn, NULL, NULL, NULL);
 	gen = 0;
 	down = 0;
 	bypass_until = 0;
@@ -661,6 +751,8 @@ storage_cache_forget(struct backends *b)
 		hit_unlink(h);
 		free(h);
 	}
+	while (echoing != NULL)
+		echo_unlink(echoing);
 	while (pending != NULL) {
 		struct pend *p = pending;
 		pending = p->next;

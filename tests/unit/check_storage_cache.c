@@ -236,6 +236,11 @@ START_TEST(scache_wrapper)
 	struct storage_cache_conf conf = { 10, 60000 };
 	ck_assert_int_eq(storage_cache_backends(&b, base, &conf, f_status), 0);
 	ck_assert_ptr_nonnull(sub_cb);
+	/* The probe that tells whether our messages come back; this
+	 * transport does not bring them back (until later). */
+	char probe[64];
+	snprintf(probe, sizeof(probe), "%s", pub.msg);
+	ck_assert(probe[0] == '\n' && strlen(probe) > 3 && strcmp(probe + strlen(probe) - 2, "-0") == 0);
 	snprintf(stored, sizeof(stored), "v1");
 	present = 1;
 	reads = 0;
@@ -261,7 +266,7 @@ START_TEST(scache_wrapper)
 	deleted = 0;
 	b.storage->del(b.storage_inst, "session:s", on_done, NULL);
 	ck_assert_int_eq(deleted, 0);
-	ck_assert_str_eq(pub.msg, "session:s");
+	ck_assert(strncmp(pub.msg, "session:s\n", 10) == 0);
 	ck_assert_ptr_nonnull(pub.cb);
 	pub.cb(pub.arg, MCPD_OK, NULL);
 	ck_assert_int_eq(deleted, 1);
@@ -317,9 +322,30 @@ START_TEST(scache_wrapper)
 	ck_assert_uint_ge(st.hits, 3);
 	ck_assert_uint_ge(st.bypassed, 2);
 	ck_assert_uint_eq(st.invalidations, 2);
+	/* The transport brings our messages back: a delete answers once its
+	 * own invalidation has come back, not when the publish is accepted. */
+	sub_cb(NULL, "mcpd:cache", probe, strlen(probe));
+	b.storage->del(b.storage_inst, "session:s", on_done, NULL);
+	pub.cb(pub.arg, MCPD_OK, NULL);
+	ck_assert_int_eq(deleted, 4);
+	char echo[64];
+	snprintf(echo, sizeof(echo), "%s", pub.msg);
+	sub_cb(NULL, "mcpd:cache", "session:x\nother-1", 17);     /* another's */
+	ck_assert_int_eq(deleted, 4);
+	sub_cb(NULL, "mcpd:cache", echo, strlen(echo));
+	ck_assert_int_eq(deleted, 5);
+	/* One that never comes back: answered after a second, and the
+	 * worker reads through. */
+	b.storage->del(b.storage_inst, "session:s", on_done, NULL);
+	pub.cb(pub.arg, MCPD_OK, NULL);
+	ck_assert_int_eq(deleted, 5);
+	for (int i = 0; i < 50 && deleted == 5; i++)
+		event_base_loop(base, EVLOOP_ONCE);
+	ck_assert_int_eq(deleted, 6);
 	/* A write the plugin dropped (it detached): freed with the cache. */
 	b.storage->del(b.storage_inst, "session:s", on_done, NULL);
-	ck_assert_int_eq(deleted, 4);
+	pub.cb(pub.arg, MCPD_OK, NULL);         /* and waits for its echo */
+	ck_assert_int_eq(deleted, 6);
 	storage_cache_forget(&b);
 	ck_assert_ptr_eq(b.storage, &fstore);
 	event_base_free(base);
