@@ -271,6 +271,19 @@ forget_all(void)
 	count(MXC_N);
 }
 
+static void echoed(uint64_t seq);
+
+/* Does our own message come back? (Asked at start and whenever the
+ * transport is back; a write's own coming back tells the same.) */
+static void
+probe(void)
+{
+	char msg[64];
+	int n = snprintf(msg, sizeof(msg), "\n%s-0", nonce);
+	if (treal != NULL && sub != NULL)
+		treal->publish(tinst, CHANNEL, msg, (size_t)n, NULL, NULL, NULL);
+}
+
 /* May reads be answered from the table now? */
 static int
 usable(void)
@@ -292,11 +305,11 @@ usable(void)
 		forget_all();
 		bypass_until = now + RESUME_MS;
 		log_debug("storage cache: the transport is back; in use again in %d ms", RESUME_MS);
+		if (!echoes)
+			probe();
 	}
 	return now >= bypass_until;
 }
-
-static void echoed(uint64_t seq);
 
 static void
 invalidated(void *arg, const char *channel, const void *msg, size_t len)
@@ -555,12 +568,11 @@ wr_finish(struct wr *w)
 static void
 echoed(uint64_t seq)
 {
-	if (seq == 0) {
-		if (!echoes)
-			log_debug("storage cache: the transport brings invalidations back: writes wait for them");
-		echoes = 1;
+	if (!echoes)
+		log_debug("storage cache: the transport brings invalidations back: writes wait for them");
+	echoes = 1;
+	if (seq == 0)
 		return;
-	}
 	for (struct wr *w = echoing; w != NULL; w = w->enext)
 		if (w->seq == seq) {
 			wr_finish(w);
@@ -725,10 +737,7 @@ storage_cache_backends(struct backends *b, struct event_base *evb,
 	if (sreal->incr != NULL)
 		cops.incr = c_incr;
 	b->storage = &cops;
-	/* Does our own message come back? Then writes wait for theirs. */
-	char probe[64];
-	int pn = snprintf(probe, sizeof(probe), "\n%s-0", nonce);
-	treal->publish(tinst, CHANNEL, probe, (size_t)pn, NULL, NULL, NULL);
+	probe();
 	gen = 0;
 	down = 0;
 	bypass_until = 0;
