@@ -222,6 +222,7 @@ static size_t reported;         /* the size last told to the metrics */
 static char nonce[24];
 static uint64_t wseq;
 static int echoes;
+static int echo_lost;           /* one did not come back: never wait again */
 
 /* Count a read (MXC_N: none) and any change of size, in stats and metrics. */
 static void
@@ -568,9 +569,10 @@ wr_finish(struct wr *w)
 static void
 echoed(uint64_t seq)
 {
-	if (!echoes)
+	if (!echoes && !echo_lost) {
 		log_debug("storage cache: the transport brings invalidations back: writes wait for them");
-	echoes = 1;
+		echoes = 1;
+	}
 	if (seq == 0)
 		return;
 	for (struct wr *w = echoing; w != NULL; w = w->enext)
@@ -588,8 +590,10 @@ echo_late(evutil_socket_t fd, short what, void *arg)
 	struct wr *w = arg;
 	/* Perhaps lost on its way to others too: they keep theirs for ttl
 	 * at most; we read through for as long. */
-	log_warn("storage cache: an invalidation did not come back within %d ms: reading through for %llu ms",
-	    ECHO_MS, (unsigned long long)ttl_ms);
+	log_warn("storage cache: an invalidation did not come back within %d ms: reading through for %llu ms; "
+	    "from now on writes answer once the transport has accepted theirs", ECHO_MS, (unsigned long long)ttl_ms);
+	echoes = 0;
+	echo_lost = 1;
 	forget_all();
 	bypass_until = monotonic_ms() + ttl_ms;
 	wr_finish(w);
@@ -722,6 +726,7 @@ storage_cache_backends(struct backends *b, struct event_base *evb,
 	if (random_token(nonce, 12) < 0)
 		snprintf(nonce, sizeof(nonce), "p%ld", (long)getpid());
 	echoes = 0;
+	echo_lost = 0;
 	wseq = 0;
 	sub = treal->subscribe(tinst, CHANNEL, invalidated, NULL);
 	if (sub == NULL) {
