@@ -4,10 +4,12 @@
  * clients) from memory, and write through. A write or delete of such a
  * key is published on the transport (channel mcpd:cache) to every worker
  * of every instance, which drop their copy, and the caller hears the
- * outcome only once the transport has accepted that message. A hit is
+ * outcome only once that message has come back to this worker (the
+ * broker has handed it to every subscriber), or, with a transport that
+ * does not bring it back, once the transport has accepted it. A hit is
  * answered on the next turn of the loop, after invalidations that have
- * arrived by then. While the
- * transport is down, or since a publish failed, reads go to storage. */
+ * arrived by then. While the transport is down, or since a publish
+ * failed, reads go to storage. */
 #ifndef MCPD_STORAGE_CACHE_H
 #define MCPD_STORAGE_CACHE_H
 
