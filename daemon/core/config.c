@@ -903,6 +903,47 @@ static const struct field cache_fields[] = {
 };
 static const struct section cache_section = { "cache", 0, cache_fields, NULL };
 
+static const struct field storage_cache_fields[] = {
+	{ "entries", F_UINT, offsetof(struct config, storage_cache.entries), 1, 10000000, { NULL } },
+	{ "ttl", F_DURATION, offsetof(struct config, storage_cache.ttl_ms), 1, 86400000, { NULL } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
+static const struct section storage_cache_cfg = { "storage.cache", 0, storage_cache_fields, NULL };
+
+/* storage: { cache: } is the host's (storage_cache.c): read here, and
+ * the plugin gets its section without it. */
+static int
+storage_cache_section(struct ctx *x, const struct cnode *n, struct backend *b)
+{
+	const struct cnode *cn = cnode_get(n, "cache");
+	x->cfg->storage_cache.entries = 10000;
+	x->cfg->storage_cache.ttl_ms = 5000;
+	if (cnode_is_null(cn) || (cn->type == CNODE_SCALAR && strcmp(cn->str, "false") == 0)) {
+		x->cfg->storage_cache.entries = 0;
+	} else if (!(cn->type == CNODE_SCALAR && strcmp(cn->str, "true") == 0)) {
+		if (cn->type != CNODE_MAP) {
+			err_at(x, cn, "storage.cache must be a mapping ({ entries: N, ttl: DURATION }), true or false");
+			return -1;
+		}
+		if (parse_section(x, cn, &storage_cache_cfg, x->cfg) < 0)
+			return -1;
+	}
+	struct cnode *copy = arena_alloc(x->cfg->arena, sizeof(*copy));
+	struct cnode_pair *pairs = arena_alloc(x->cfg->arena, n->n * sizeof(*pairs));
+	if (copy == NULL || pairs == NULL) {
+		err_at(x, n, "storage: out of memory");
+		return -1;
+	}
+	*copy = *n;
+	copy->pairs = pairs;
+	copy->n = 0;
+	for (size_t i = 0; i < n->n; i++)
+		if (strcmp(n->pairs[i].key->str, "cache") != 0)
+			pairs[copy->n++] = n->pairs[i];
+	b->section = copy;
+	return 0;
+}
+
 static int
 parse_backend_section(struct ctx *x, const struct cnode *n, void *dst)
 {
@@ -919,6 +960,8 @@ parse_backend_section(struct ctx *x, const struct cnode *n, void *dst)
 	if (scalar_string(x, p, "plugin", &b->name) < 0)
 		return -1;
 	b->section = n;
+	if (b == &x->cfg->storage && cnode_get(n, "cache") != NULL)
+		return storage_cache_section(x, n, b);
 	return 0;
 }
 
@@ -1424,6 +1467,7 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 		c->workers = 1;
 		c->storage.name = "memory";
 		c->storage.section = NULL;
+		c->storage_cache.entries = 0;
 		c->transport.name = "local";
 		c->transport.section = NULL;
 	}

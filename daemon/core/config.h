@@ -168,6 +168,10 @@ struct config {
 	const char *config_dir;         /* relative tool paths resolve here */
 	const char *plugin_dir;
 	struct backend storage, transport;
+	struct {
+		uint64_t entries;           /* storage: { cache: }; 0: none */
+		uint64_t ttl_ms;
+	} storage_cache;
 	struct backend auth;            /* name NULL: no auth */
 	struct {
 		const char *resource;       /* the endpoint's URL; NULL: from each request's Host */

@@ -89,9 +89,11 @@ struct __attribute__((aligned(64))) slot {
 	uint64_t oauth[2];
 	uint64_t spans[3];               /* exported, queue_full, export_failed */
 	uint64_t limited[MXL_N];
+	uint64_t cache[MXC_N];
 	/* gauges */
 	int64_t running;
 	int64_t sse;
+	int64_t cache_entries;
 };
 
 struct shared {
@@ -196,6 +198,8 @@ fold(struct slot *to, const struct slot *from)
 		ADD(&to->spans[i], RD(&from->spans[i]));
 	for (size_t i = 0; i < MXL_N; i++)
 		ADD(&to->limited[i], RD(&from->limited[i]));
+	for (size_t i = 0; i < MXC_N; i++)
+		ADD(&to->cache[i], RD(&from->cache[i]));
 }
 
 void
@@ -433,6 +437,17 @@ metrics_limited(enum mx_limit l)
 		ADD(&mine->limited[l], 1);
 }
 
+void
+metrics_storage_cache(enum mx_cache_read r, int64_t entries_delta)
+{
+	if (mine == NULL)
+		return;
+	if (r != MXC_N)
+		ADD(&mine->cache[r], 1);
+	if (entries_delta != 0)
+		ADD(&mine->cache_entries, entries_delta);
+}
+
 /* ---- exposition ---- */
 
 struct out {
@@ -499,6 +514,7 @@ sum(struct slot *t, int64_t *running, int64_t *sse, unsigned *workers)
 			fold(t, &slots[i]);
 			*running += RD(&slots[i].running);
 			*sse += RD(&slots[i].sse);
+			t->cache_entries += RD(&slots[i].cache_entries);
 			(*workers)++;
 		}
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -638,6 +654,16 @@ render(struct out *o, const struct config *cfg, const char *protocols, const str
 	fprintf(f, "mcpd_limited_total{limit=\"rate\"} %llu\n", (unsigned long long)t->limited[MXL_RATE]);
 	fprintf(f, "mcpd_limited_total{limit=\"max_concurrent\"} %llu\n",
 	    (unsigned long long)t->limited[MXL_CONCURRENT]);
+	if (cfg->storage_cache.entries > 0) {
+		static const char *const reads[MXC_N] = { "hit", "miss", "bypass" };
+		family(o, "mcpd_storage_cache_reads", "counter",
+		    "Reads of kept keys: answered by the cache, missed, or past it (transport down).");
+		for (size_t i = 0; i < MXC_N; i++)
+			fprintf(f, "mcpd_storage_cache_reads_total{result=\"%s\"} %llu\n", reads[i],
+			    (unsigned long long)t->cache[i]);
+		family(o, "mcpd_storage_cache_entries", "gauge", "Entries in the workers' storage caches now.");
+		fprintf(f, "mcpd_storage_cache_entries %lld\n", (long long)t->cache_entries);
+	}
 
 	family(o, "mcpd_workers", "gauge", "Worker processes alive now.");
 	fprintf(f, "mcpd_workers %u\n", workers);

@@ -26,6 +26,7 @@ enum mx_storage_op {
 };
 enum mx_transport_op { MXP_SUBSCRIBE, MXP_PUBLISH, MXP_N };
 enum mx_limit { MXL_RATE, MXL_CONCURRENT, MXL_N };
+enum mx_cache_read { MXC_HIT, MXC_MISS, MXC_BYPASS, MXC_N };
 
 /* Master: map the segment for nslots worker processes. -1 with err. */
 int metrics_init(unsigned nslots, char *err, size_t errlen);
@@ -58,6 +59,8 @@ void metrics_oauth_token(int revoked);
 void metrics_spans(uint64_t exported, uint64_t queue_full, uint64_t failed);
 /* A request refused by limits.rate (429), a call by a tool's max_concurrent. */
 void metrics_limited(enum mx_limit l);
+/* A read of the storage cache (MXC_N: none), and how its size changed. */
+void metrics_storage_cache(enum mx_cache_read r, int64_t entries_delta);
 
 /* The exposition (malloc'd, *len bytes), or NULL. protocols: the
  * protocol revisions for mcpd_build_info. */

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 struct resend;
@@ -86,10 +87,41 @@ index_key(const struct session *s, char *buf, size_t len)
 	return user_index_key(s->owner ? s->owner : "anonymous", buf, len);
 }
 
+/* Wall-clock time: a record's "w" is read on other hosts too. */
+static uint64_t
+wall_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A record last written idle_ms ago or more has expired in storage, or
+ * will at once: a copy of it (a storage cache's) is not served. Records
+ * written before "w" existed carry none and are taken as they come. */
+static int
+record_expired(const struct sessions *t, const void *value, size_t len)
+{
+	static const char w[] = "{\"w\":";
+	if (len < sizeof(w) || memcmp(value, w, sizeof(w) - 1) != 0)
+		return 0;
+	char buf[24];
+	size_t n = len - (sizeof(w) - 1) < sizeof(buf) - 1 ? len - (sizeof(w) - 1) : sizeof(buf) - 1;
+	memcpy(buf, (const char *)value + sizeof(w) - 1, n);
+	buf[n] = '\0';
+	char *end;
+	unsigned long long at = strtoull(buf, &end, 10);
+	if (end == buf)
+		return 0;
+	return wall_now_ms() >= at + t->idle_ms;
+}
+
 static char *
 record_json(const struct session *s)
 {
 	cJSON *r = cJSON_CreateObject();
+	/* First, so that a lookup finds it without parsing the rest. */
+	cJSON_AddNumberToObject(r, "w", (double)wall_now_ms());
 	cJSON_AddNumberToObject(r, "p", s->proto);
 	cJSON_AddItemToObject(r, "c", s->client_caps ? cJSON_Duplicate(s->client_caps, 1) : cJSON_CreateObject());
 	if (s->client_info != NULL)
@@ -510,7 +542,7 @@ looked_up(void *arg, int status, const void *value, size_t len, const char *err)
 	struct op *o = arg;
 	struct sessions *t = o->t;
 	struct session *s = cache_find(t, o->id);
-	if (status == MCPD_OK && recently_deleted(t, o->id))
+	if (status == MCPD_OK && (recently_deleted(t, o->id) || record_expired(t, value, len)))
 		status = MCPD_NOT_FOUND;
 	if (status == MCPD_OK) {
 		if (s == NULL)

@@ -12,6 +12,7 @@
 #include "plugin.h"
 #include "relay.h"
 #include "util.h"
+#include "storage_cache.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -384,6 +385,13 @@ worker_main(const struct worker_params *p)
 	metered_names(p->cfg->storage.name, p->cfg->transport.name);
 	if (metrics_enabled() || tracing_enabled())
 		metered_backends(&b);
+	if (p->cfg->storage_cache.entries > 0) {
+		const struct mcpd_plugin *td = p->cfg->transport.lp->desc;
+		struct storage_cache_conf cc = { p->cfg->storage_cache.entries, p->cfg->storage_cache.ttl_ms };
+		if (storage_cache_backends(&b, w.base, &cc,
+		    td->size >= offsetof(struct mcpd_plugin, status) + sizeof(td->status) ? td->status : NULL) < 0)
+			log_warn("storage cache: cannot subscribe to its invalidations: reading storage directly");
+	}
 	w.mcp = mcp_new(w.base, p->cfg, w.http, &b);
 	if (w.mcp == NULL) {
 		log_error("cannot set up the MCP endpoint");
@@ -429,6 +437,7 @@ worker_main(const struct worker_params *p)
 	if (w.mhttp != NULL)
 		http_server_free(w.mhttp);
 	config_detach_backends(p->cfg, 1);
+	storage_cache_forget(NULL);
 	metered_forget();
 	tracing_stop();
 	relay_worker_stop();

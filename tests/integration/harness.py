@@ -663,6 +663,20 @@ def call_tool(port, sid, name, args=None, id=1):
     return r["result"]["content"][0]["text"].strip()
 
 
+def with_storage_cache(f):
+    """The test runs twice: as it is, and as test[cache] with the storage
+    cache on (storage_cache(t) in its storage: section)."""
+    f.variants = ("", "cache")
+    return f
+
+
+def storage_cache(t):
+    """What a storage: section gains in the [cache] variant of a test: a
+    ttl long enough that a missed invalidation or expiry fails the test
+    rather than lapsing unseen."""
+    return ", cache: { entries: 1000, ttl: 60s }" if getattr(t, "variant", "") == "cache" else ""
+
+
 def deleted_everywhere(port, sid, ports, id=1):
     """A DELETE of the session on port ends it: each of ports (instances
     sharing the session's storage) then answers 404 for it."""

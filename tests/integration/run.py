@@ -33,9 +33,12 @@ def collect(pattern):
         mod = importlib.import_module(fn[:-3])
         for name, f in inspect.getmembers(mod, inspect.isfunction):
             if name.startswith("test_") and f.__module__ == mod.__name__:
-                full = "%s.%s" % (fn[:-3], name)
-                if pattern is None or pattern in full:
-                    tests.append((full, f, inspect.getsourcelines(f)[1]))
+                # A test marked with variants (harness.with_storage_cache)
+                # runs once for each: test_x, test_x[cache].
+                for v in getattr(f, "variants", ("",)):
+                    full = "%s.%s%s" % (fn[:-3], name, "[%s]" % v if v else "")
+                    if pattern is None or pattern in full:
+                        tests.append((full, f, inspect.getsourcelines(f)[1], v))
     tests.sort(key=lambda t: (t[0].split(".")[0], t[2]))
     return tests
 
@@ -43,9 +46,10 @@ def collect(pattern):
 class Ctx:
     """What a test receives: a temporary directory and a registry of daemons."""
 
-    def __init__(self, tmpdir):
+    def __init__(self, tmpdir, variant=""):
         self.dir = tmpdir
         self.daemons = []
+        self.variant = variant
 
     def mcpd(self, config, name="mcpd.yaml"):
         d = harness.Mcpd(self.dir, config, name)
@@ -53,9 +57,9 @@ class Ctx:
         return d
 
 
-def run_one(full, f, keep):
+def run_one(full, f, keep, variant=""):
     tmp = tempfile.mkdtemp(prefix="mcpd-test-")
-    ctx = Ctx(tmp)
+    ctx = Ctx(tmp, variant)
     t0 = time.monotonic()
     status, detail = "pass", ""
     try:
@@ -96,7 +100,7 @@ def main():
     print("integration tests: %d, binary %s" % (len(tests), harness.MCPD), flush=True)
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.j)) as ex:
-        futs = [ex.submit(run_one, full, f, args.keep) for full, f, _ in tests]
+        futs = [ex.submit(run_one, full, f, args.keep, v) for full, f, _, v in tests]
         for fut in futs:
             full, status, detail, dt = fut.result()
             results.append((full, status, detail))

@@ -103,3 +103,17 @@ def test_lambda_bench_script_runs(t):
     for row in ("mcpd --lambda, memory", "mcpd --lambda, dynamodb (moto)", "TypeScript SDK, Node.js handler",
                 "cold start: mcpd"):
         check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))
+
+
+def test_cache_bench_script_runs(t):
+    """bench/cache.sh --quick: the storage cache off and on, Redis and
+    PostgreSQL behind the delaying proxy, beside lmdb; it runs and prints
+    its table."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    p = subprocess.run(["bash", os.path.join(ROOT, "bench/cache.sh"), "--quick"], capture_output=True,
+                       text=True, timeout=600, env=env)
+    check(p.returncode == 0, "bench/cache.sh --quick failed:\n%s\n%s" % (p.stdout[-3000:], p.stderr[-3000:]))
+    for row in ("one instance, lmdb + local", "one instance, Redis at 5 ms, cache off",
+                "one instance, Redis at 5 ms, cache on", "one instance, PostgreSQL at 5 ms, cache on",
+                "two instances, Redis at 5 ms, cache on", "cache on / off calls/s at 5 ms"):
+        check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))

@@ -11,15 +11,15 @@ import time
 from harness import (Skip, TestFailure, all_ready, call_tool, check, check_config_errors, check_config_valid,
                      check_not_ready, conformance_behind_balancer, conformance_config, deleted_everywhere,
                      free_port, http, key_file, make_cert, mcp_session, nats_server, node_peers_ready, redis_server,
-                     run_unit_suite, start_instances, starts_before, wait_for)
+                     run_unit_suite, start_instances, starts_before, storage_cache, wait_for, with_storage_cache)
 from test_redis import TOOLS, cancel_crosses, elicitation_crosses, get_stream, resume_crosses
 from test_redis import list_changed_crosses as list_changed_through
 
 
 def backends(t, redis, nats, extra=""):
-    return ("storage: { plugin: redis, url: \"%s\" }\n"
+    return ("storage: { plugin: redis, url: \"%s\"%s }\n"
             "transport: { plugin: nats, url: \"%s\"%s }\n"
-            "request_state: { key_file: %s }\n" % (redis.url, nats.url, extra, key_file(t)))
+            "request_state: { key_file: %s }\n" % (redis.url, storage_cache(t), nats.url, extra, key_file(t)))
 
 
 def instances(t, redis, nats, n=2, workers=2, ready=True):
@@ -86,6 +86,7 @@ def test_a_session_is_served_across_instances(t):
     b.stop()
 
 
+@with_storage_cache
 def test_presence_across_instances(t):
     """has_subscribers' protocol seen from outside: the workers holding a
     channel answer a probe on its presence subject, and nobody does once
@@ -199,6 +200,7 @@ def test_configuration_errors(t):
                        "user: u, password_file: nats.pw, prefix: app1 }\n")
 
 
+@with_storage_cache
 def test_conformance_behind_a_balancer(t):
     """The official conformance suite through a round-robin balancer over
     two instances sharing Redis storage and the NATS transport."""

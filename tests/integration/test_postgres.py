@@ -11,7 +11,8 @@ import time
 
 from harness import (call_tool, check, check_config_errors, check_config_valid, check_host_name, check_unresolvable,
                      deleted_everywhere, down_and_back, free_port, http, key_file, mcp_session, postgres_server,
-                     redis_server, rpc, run_unit_suite, sse_events, starts_before, wait_for, workers_ready)
+                     redis_server, rpc, run_unit_suite, sse_events, starts_before, storage_cache, wait_for,
+                     with_storage_cache, workers_ready)
 
 TOOLS = """
 tools:
@@ -29,7 +30,7 @@ def instance(t, pg, name="A", workers=2, extra="", storage_extra="", redis=None,
     transport = "transport: { plugin: redis, url: \"%s\" }\n" % redis.url if redis else ""
     d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: %d\nstorage: { plugin: postgres, url: \"%s\"%s }\n%s"
                "request_state: { key_file: %s }\n%s%s"
-               % (port, workers, pg.url, storage_extra, transport, key_file(t), extra, TOOLS % {"name": name}),
+               % (port, workers, pg.url, storage_extra + storage_cache(t), transport, key_file(t), extra, TOOLS % {"name": name}),
                name="%s.yaml" % name)
     d.start(wait_url_port=port)
     workers_ready(port, workers)
@@ -46,6 +47,7 @@ def test_storage_suite_against_postgres(t):
     check(tables, "the suite made no tables")
 
 
+@with_storage_cache
 def test_instances_share_sessions_that_survive_a_restart(t):
     """Two instances on one database (and a redis transport for what
     crosses instances): a session made on A is served by B, survives a
@@ -67,6 +69,7 @@ def test_instances_share_sessions_that_survive_a_restart(t):
     b.stop()
 
 
+@with_storage_cache
 def test_last_event_id_replay_from_postgres(t):
     """A stream's events are logged in postgres: the client loses A and
     resumes on B from the last id it saw; nothing is lost or repeated."""
@@ -108,6 +111,7 @@ def test_last_event_id_replay_from_postgres(t):
     b.stop()
 
 
+@with_storage_cache
 def test_sessions_expire_and_are_purged(t):
     """An idle session expires on time (the server's clock), and the purge
     deletes its rows; table_prefix and schema name where the tables go."""
@@ -207,6 +211,7 @@ def test_a_hung_database_is_dropped(t):
     d.stop()
 
 
+@with_storage_cache
 def test_internal_oauth_server_on_postgres(t):
     """auth: internal keeps clients, codes and tokens in postgres: a token
     issued by A is accepted by B, refreshed at B, revoked at A."""

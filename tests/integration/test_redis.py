@@ -14,7 +14,8 @@ import time
 from harness import (MCP_HEADERS, Redis, Skip, TestFailure, alive, call_tool, check, check_config_errors,
                      check_host_name, check_unresolvable, conformance_behind_balancer, conformance_config,
                      deleted_everywhere, down_and_back, free_port, http, key_file, mcp_session, node_peers_ready,
-                     redis_server, rpc, run_unit_suite, serve, sse_events, start_instances, starts_before, wait_for)
+                     redis_server, rpc, run_unit_suite, serve, sse_events, start_instances, starts_before, storage_cache,
+                     wait_for, with_storage_cache)
 
 TOOLS = """
 tools:
@@ -41,9 +42,9 @@ tools:
 
 
 def backends(t, redis, mode):
-    return ("storage: { plugin: redis, url: \"%s\" }\n"
+    return ("storage: { plugin: redis, url: \"%s\"%s }\n"
             "transport: { plugin: redis, url: \"%s\", mode: %s }\n"
-            "request_state: { key_file: %s }\n" % (redis.url, redis.url, mode, key_file(t)))
+            "request_state: { key_file: %s }\n" % (redis.url, storage_cache(t), redis.url, mode, key_file(t)))
 
 
 def instances(t, redis, n=3, mode="pubsub", workers=2):
@@ -160,6 +161,7 @@ def test_storage_suite_against_redis(t):
                    unset=["MCPD_TEST_POSTGRES_URL", "MCPD_TEST_DYNAMODB_ENDPOINT"])
 
 
+@with_storage_cache
 def test_a_session_is_served_by_every_instance(t):
     redis = redis_server(t)
     for mode in ("pubsub", "streams"):
@@ -175,6 +177,7 @@ def test_a_session_is_served_by_every_instance(t):
             d.stop()
 
 
+@with_storage_cache
 def test_cancel_from_another_instance(t):
     redis = redis_server(t)
     for mode in ("pubsub", "streams"):
@@ -216,6 +219,7 @@ def test_a_cancellation_is_published_again(t):
         d.stop()
 
 
+@with_storage_cache
 def test_elicitation_answered_on_another_instance(t):
     redis = redis_server(t)
     for mode in ("pubsub", "streams"):
@@ -226,6 +230,7 @@ def test_elicitation_answered_on_another_instance(t):
         b.stop()
 
 
+@with_storage_cache
 def test_resume_on_another_instance(t):
     redis = redis_server(t)
     for mode in ("pubsub", "streams"):
@@ -236,6 +241,7 @@ def test_resume_on_another_instance(t):
         b.stop()
 
 
+@with_storage_cache
 def test_list_changed_reaches_every_instance(t):
     redis = redis_server(t)
     (a, pa), (b, pb) = instances(t, redis, n=2, mode="streams")
@@ -378,6 +384,7 @@ def test_configuration_errors(t):
     ])
 
 
+@with_storage_cache
 def test_conformance_behind_a_balancer(t):
     """The official conformance suite through a round-robin balancer over
     two instances sharing Redis: every new connection of a scenario may
@@ -418,6 +425,7 @@ def test_an_answer_that_outran_the_subscription_is_found_in_storage(t):
     a.stop()
 
 
+@with_storage_cache
 def test_delete_from_another_instance_while_a_stream_opens(t):
     """A GET stream whose replay is still being read from Redis when the
     session is deleted on another instance: the GET gets 404 or an ended

@@ -38,6 +38,7 @@ main(void)
 	srunner_add_suite(sr, traceparent_suite());
 	srunner_add_suite(sr, tracing_suite());
 	srunner_add_suite(sr, ratelimit_suite());
+	srunner_add_suite(sr, storage_cache_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -34,5 +34,6 @@ Suite *metrics_suite(void);
 Suite *traceparent_suite(void);
 Suite *tracing_suite(void);
 Suite *ratelimit_suite(void);
+Suite *storage_cache_suite(void);
 
 #endif

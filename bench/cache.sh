@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# The storage cache (storage: { cache: }): tools/call throughput and p99
+# with wrk on one session (each call reads the session record) of mcpd on
+# Redis and on PostgreSQL reached through a delaying TCP proxy
+# (bench/delay_proxy.py: DELAY ms each way, as a store across a network),
+# with the cache off and on, beside mcpd on lmdb. Redis is also the
+# transport (through the same proxy: the invalidations cross the same
+# network); PostgreSQL runs with the local transport. Two instances on one
+# Redis (wrk on both, the sum) with the cache off and on at 5 ms.
+# Prints figures and the ratios to lmdb; asserts nothing about time.
+#
+#   bench/cache.sh            10 s per run (BENCH_SECONDS), delays 1 and 5 ms (BENCH_DELAYS)
+#   bench/cache.sh --quick    1 s per run, 5 ms only
+#   KEEP=1 bench/cache.sh     keeps the logs and configurations in /tmp
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+DUR=${BENCH_SECONDS:-10}
+DELAYS=${BENCH_DELAYS:-1 5}
+CONNS=32
+if [ "${1:-}" = --quick ]; then DUR=1; DELAYS=5; fi
+ME=bench/cache.sh
+
+bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -n "$bindir" ] || bindir=$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/x)")
+command -v wrk >/dev/null && command -v redis-server >/dev/null && [ -x "$bindir/initdb" ] || {
+	echo "$ME: needs wrk, redis-server and postgresql (bench/run.sh and scripts/install-deps.sh test install them)" >&2
+	exit 1; }
+
+. "$here/common.sh"
+bench_tmp cache
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_stop() { [ -f "$tmp/pg/data/postmaster.pid" ] && as_pg "$bindir/pg_ctl" -D "$tmp/pg/data" -m immediate -w stop >/dev/null 2>&1 || true; }
+cleanups+=(pg_stop)
+make -s -C "$root" >/dev/null
+
+redis_start
+KEEP_PIDS="${pids[*]}"
+N=20
+P_PG=$(port)
+mkdir -p "$tmp/pg"
+if [ "$(id -u)" = 0 ]; then chmod 711 "$tmp"; chown postgres: "$tmp/pg"; fi
+(cd "$tmp/pg" && as_pg "$bindir/initdb" -D "$tmp/pg/data" -U mcpd -A trust --no-sync -E UTF8 --locale=C >/dev/null)
+cat >> "$tmp/pg/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $P_PG
+unix_socket_directories = '$tmp/pg'
+fsync = off
+synchronous_commit = off
+max_connections = 200
+CONF
+(cd "$tmp/pg" && as_pg "$bindir/pg_ctl" -D "$tmp/pg/data" -l "$tmp/pg/log" -w start >/dev/null)
+psql -X -q -h 127.0.0.1 -p "$P_PG" -U mcpd -d postgres -c "CREATE DATABASE mcpd" >/dev/null
+
+# proxy TARGET DELAY_MS: a delaying proxy to 127.0.0.1:TARGET, kept to the
+# end; its port in PROXY_PORT.
+proxy() {
+	PROXY_PORT=$(port)
+	python3 "$here/delay_proxy.py" "$PROXY_PORT" "$1" "$2" &
+	pids+=($!)
+	KEEP_PIDS="$KEEP_PIDS $!"
+	for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && break; sleep 0.05; done
+}
+
+# stop_all: the instances of the last measure (they share the CPUs).
+stop_all() {
+	for p in "${pids[@]}"; do
+		case " $KEEP_PIDS " in *" $p "*) ;; *) kill "$p" 2>/dev/null || true;; esac
+	done
+	sleep 0.3
+}
+
+CACHE=", cache: { entries: 10000, ttl: 5s }"
+rate_one lmdb "storage: { plugin: lmdb, path: $tmp/state }"
+stop_all
+declare -A PROXY_R PROXY_P
+for d in $DELAYS; do
+	proxy "$P_REDIS" "$d"; PROXY_R[$d]=$PROXY_PORT
+	proxy "$P_PG" "$d"; PROXY_P[$d]=$PROXY_PORT
+done
+for d in $DELAYS; do
+	R="redis://127.0.0.1:${PROXY_R[$d]}"
+	P="postgresql://mcpd@127.0.0.1:${PROXY_P[$d]}/mcpd"
+	for c in off on; do
+		extra=""; [ $c = on ] && extra=$CACHE
+		rate_one "redis-$d-$c" "storage: { plugin: redis, url: \"$R\"$extra }
+transport: { plugin: redis, url: \"$R\" }"
+		stop_all
+		rate_one "pg-$d-$c" "storage: { plugin: postgres, url: \"$P\"$extra }"
+		stop_all
+	done
+done
+d5=$(echo $DELAYS | awk '{print $NF}')
+for c in off on; do
+	extra=""; [ $c = on ] && extra=$CACHE
+	R="redis://127.0.0.1:${PROXY_R[$d5]}"
+	rate_two "two-$c" "storage: { plugin: redis, url: \"$R\"$extra }
+transport: { plugin: redis, url: \"$R\" }"
+	stop_all
+done
+
+echo
+echo "the storage cache: $(nproc) CPUs, ${DUR}s per run, $CONNS connections, a delaying proxy on the path to"
+echo "storage (and to Redis as the transport), redis $(redis-server --version | awk '{print $3}' | tr -d v=),"
+echo "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}'); cache: { entries: 10000, ttl: 5s }"
+echo
+printf '%-48s %12s %14s %10s\n' set-up "calls/s" "p99" "/ lmdb"
+printf '%-48s %12s %14s %10s\n' "one instance, lmdb + local" "${RATE[lmdb]}" "${P99[lmdb]}" 1.00
+for d in $DELAYS; do
+	for s in redis pg; do
+		for c in off on; do
+			name="$s-$d-$c"
+			label="one instance, $([ $s = redis ] && echo Redis || echo PostgreSQL) at $d ms, cache $c"
+			printf '%-48s %12s %14s %10s\n' "$label" "${RATE[$name]}" "${P99[$name]}" "$(ratio "${RATE[$name]}" "${RATE[lmdb]}")"
+		done
+	done
+done
+for c in off on; do
+	printf '%-48s %12s %14s %10s\n' "two instances, Redis at $d5 ms, cache $c" "${RATE[two-$c]}" "${P99[two-$c]}" \
+		"$(ratio "${RATE[two-$c]}" "${RATE[lmdb]}")"
+done
+echo
+echo "cache on / off calls/s at $d5 ms: Redis $(ratio "${RATE[redis-$d5-on]}" "${RATE[redis-$d5-off]}"),"\
+	"PostgreSQL $(ratio "${RATE[pg-$d5-on]}" "${RATE[pg-$d5-off]}")"
+echo "Two instances: the sum of both (wrk on each at once, $((CONNS / 2)) connections each; p99 per instance)."
+echo "On a machine this size mcpd, wrk, the proxy and the servers share the same CPUs."
