@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include "log.h"
+#include "sigmsg.h"
 
 struct arena;
 struct cnode;
@@ -72,6 +73,10 @@ struct backend {
 	/* The plugin's struct mcpd_storage_ops or mcpd_transport_ops, copied
 	 * to this daemon's size: operations the plugin's table lacks are NULL. */
 	const void *ops;
+	/* Keys mcpd reads itself from the section (host_keys in config.c),
+	 * hidden from the plugin: key files, the signing window. */
+	const char *key_file, *key_file_accept;
+	uint64_t window_ms;
 };
 
 /* A line of the internal authorization server's users file. */
@@ -157,6 +162,8 @@ struct config {
 	const char *config_dir;         /* relative tool paths resolve here */
 	const char *plugin_dir;
 	struct backend storage, transport;
+	struct sigkeys sign;            /* transport.sign_key_file(s); n 0: messages unsigned */
+	struct sigkeys seal;            /* storage.encrypt_key_file(s); n 0: values in clear */
 	struct backend auth;            /* name NULL: no auth */
 	struct {
 		const char *resource;       /* the endpoint's URL; NULL: from each request's Host */

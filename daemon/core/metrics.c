@@ -87,6 +87,7 @@ struct __attribute__((aligned(64))) slot {
 	struct hist transport_time[MXP_N];
 	uint64_t auth[MXA_N];
 	uint64_t oauth[2];
+	uint64_t dropped[MXM_N];
 	/* gauges */
 	int64_t running;
 	int64_t sse;
@@ -190,6 +191,8 @@ fold(struct slot *to, const struct slot *from)
 		ADD(&to->auth[i], RD(&from->auth[i]));
 	ADD(&to->oauth[0], RD(&from->oauth[0]));
 	ADD(&to->oauth[1], RD(&from->oauth[1]));
+	for (size_t i = 0; i < MXM_N; i++)
+		ADD(&to->dropped[i], RD(&from->dropped[i]));
 }
 
 void
@@ -404,6 +407,13 @@ metrics_auth(enum mx_auth_result r)
 }
 
 void
+metrics_dropped(enum mx_drop why)
+{
+	if (mine != NULL)
+		ADD(&mine->dropped[why], 1);
+}
+
+void
 metrics_oauth_token(int revoked)
 {
 	if (mine != NULL)
@@ -604,6 +614,12 @@ render(struct out *o, const struct config *cfg, const char *protocols, const str
 	family(o, "mcpd_oauth_tokens_revoked", "counter", "Tokens revoked (RFC 7009).");
 	fprintf(f, "mcpd_oauth_tokens_revoked_total %llu\n", (unsigned long long)t->oauth[1]);
 
+	static const char *const drop_reasons[MXM_N] = { "unsigned", "forged", "replayed", "stale" };
+	family(o, "mcpd_transport_dropped", "counter",
+	    "Received transport messages dropped by the signature check (transport.sign_key_file).");
+	for (size_t i = 0; i < MXM_N; i++)
+		fprintf(f, "mcpd_transport_dropped_total{reason=\"%s\"} %llu\n", drop_reasons[i],
+		    (unsigned long long)t->dropped[i]);
 	family(o, "mcpd_workers", "gauge", "Worker processes alive now.");
 	fprintf(f, "mcpd_workers %u\n", workers);
 	family(o, "mcpd_worker_starts", "counter", "Worker processes started.");

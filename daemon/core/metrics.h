@@ -25,6 +25,8 @@ enum mx_storage_op {
 	MXO_INDEX_MEMBERS, MXO_LOG_APPEND, MXO_LOG_RANGE, MXO_N
 };
 enum mx_transport_op { MXP_SUBSCRIBE, MXP_PUBLISH, MXP_N };
+/* Why a received transport message was dropped (transport_sign.c). */
+enum mx_drop { MXM_UNSIGNED, MXM_FORGED, MXM_REPLAYED, MXM_STALE, MXM_N };
 
 /* Master: map the segment for nslots worker processes. -1 with err. */
 int metrics_init(unsigned nslots, char *err, size_t errlen);
@@ -52,6 +54,7 @@ void metrics_mrtr_round(void);
 void metrics_storage(enum mx_storage_op op, int ok, uint64_t us);
 void metrics_transport(enum mx_transport_op op, int ok, uint64_t us);
 void metrics_auth(enum mx_auth_result r);
+void metrics_dropped(enum mx_drop why);
 void metrics_oauth_token(int revoked);
 
 /* The exposition (malloc'd, *len bytes), or NULL. protocols: the

@@ -1,6 +1,7 @@
 #include "worker.h"
 #include "admin.h"
 #include "metered.h"
+#include "transport_sign.h"
 #include "metrics.h"
 #include "channel.h"
 #include "config.h"
@@ -290,6 +291,11 @@ worker_main(const struct worker_params *p)
 		p->cfg->storage.ops, p->cfg->storage.inst,
 		p->cfg->transport.ops, p->cfg->transport.inst,
 	};
+	/* Signing (and sealing) next to the plugin: the metrics time both. */
+	if (transport_sign_backends(&b, &p->cfg->sign, p->cfg->transport.window_ms) < 0) {
+		log_error("out of memory");
+		return WORKER_EXIT_FATAL;
+	}
 	if (metrics_enabled())
 		metered_backends(&b);
 	w.mcp = mcp_new(w.base, p->cfg, w.http, &b);
@@ -346,6 +352,7 @@ worker_main(const struct worker_params *p)
 		http_server_free(w.mhttp);
 	config_detach_backends(p->cfg, 1);
 	metered_forget();
+	transport_sign_forget();
 	relay_worker_stop();
 	event_free(w.sig_term);
 	event_free(w.chan_ev);

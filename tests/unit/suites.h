@@ -32,5 +32,6 @@ Suite *lambda_suite(void);
 Suite *skillmd_suite(void);
 Suite *metrics_suite(void);
 Suite *traceparent_suite(void);
+Suite *sigmsg_suite(void);
 
 #endif
