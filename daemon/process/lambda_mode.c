@@ -32,6 +32,7 @@
 #include "plugin.h"
 #include "relay.h"
 #include "schema.h"
+#include "storage_seal.h"
 #include "transport_sign.h"
 #include "util.h"
 
@@ -1058,6 +1059,7 @@ lambda_main(struct config *cfg)
 		cfg->storage.ops, cfg->storage.inst,
 		cfg->transport.ops, cfg->transport.inst,
 	};
+	storage_seal_backends(&b, &cfg->seal);
 	if (transport_sign_backends(&b, &cfg->sign, cfg->transport.window_ms) < 0)
 		goto oom;
 	l->mcp = mcp_new(l->base, cfg, l->http, &b);
@@ -1097,6 +1099,7 @@ done:
 	if (attached)
 		config_detach_backends(cfg, 1);
 	transport_sign_forget();
+	storage_seal_forget();
 	for (int i = 0; i < 2; i++)
 		if (l->sigs[i] != NULL)
 			event_free(l->sigs[i]);

@@ -1,6 +1,7 @@
 #include "worker.h"
 #include "admin.h"
 #include "metered.h"
+#include "storage_seal.h"
 #include "transport_sign.h"
 #include "metrics.h"
 #include "channel.h"
@@ -292,6 +293,7 @@ worker_main(const struct worker_params *p)
 		p->cfg->transport.ops, p->cfg->transport.inst,
 	};
 	/* Signing (and sealing) next to the plugin: the metrics time both. */
+	storage_seal_backends(&b, &p->cfg->seal);
 	if (transport_sign_backends(&b, &p->cfg->sign, p->cfg->transport.window_ms) < 0) {
 		log_error("out of memory");
 		return WORKER_EXIT_FATAL;
@@ -353,6 +355,7 @@ worker_main(const struct worker_params *p)
 	config_detach_backends(p->cfg, 1);
 	metered_forget();
 	transport_sign_forget();
+	storage_seal_forget();
 	relay_worker_stop();
 	event_free(w.sig_term);
 	event_free(w.chan_ev);

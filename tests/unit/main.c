@@ -37,6 +37,7 @@ main(void)
 	srunner_add_suite(sr, metrics_suite());
 	srunner_add_suite(sr, traceparent_suite());
 	srunner_add_suite(sr, sigmsg_suite());
+	srunner_add_suite(sr, sealbox_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -33,5 +33,6 @@ Suite *skillmd_suite(void);
 Suite *metrics_suite(void);
 Suite *traceparent_suite(void);
 Suite *sigmsg_suite(void);
+Suite *sealbox_suite(void);
 
 #endif
