@@ -792,6 +792,8 @@ parse_backend_section(struct ctx *x, const struct cnode *n, void *dst)
 		err_at(x, v, "%s needs %s too (the key that %s)", storage ? "encrypt_key_file_accept" :
 		    "sign_key_file_accept", storage ? "encrypt_key_file" : "sign_key_file",
 		    storage ? "seals what is written" : "signs what is sent");
+	if (storage && (v = cnode_get(n, "hash_key_file")) != NULL)
+		scalar_string(x, v, "hash_key_file", &b->hash_key_file);
 	b->window_ms = 30000;
 	if (!storage && (v = cnode_get(n, "sign_window")) != NULL) {
 		const char *w;
@@ -809,7 +811,8 @@ parse_backend_section(struct ctx *x, const struct cnode *n, void *dst)
 static int
 host_key(int storage, const char *key)
 {
-	static const char *const skeys[] = { "encrypt_key_file", "encrypt_key_file_accept", NULL };
+	static const char *const skeys[] = { "encrypt_key_file", "encrypt_key_file_accept", "hash_key_file",
+	    NULL };
 	static const char *const tkeys[] = { "sign_key_file", "sign_key_file_accept", "sign_window", NULL };
 	for (const char *const *k = storage ? skeys : tkeys; *k != NULL; k++)
 		if (strcmp(*k, key) == 0)
@@ -1349,6 +1352,15 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 		err_at(&x, cnode_get(cnode_get(c->root, "request_state"), "key_file"), "request_state.key_file: %s", kerr);
 	backend_keys(&x, c, &c->transport, "mcpd transport signing", &c->sign);
 	backend_keys(&x, c, &c->storage, "mcpd storage sealing", &c->seal);
+	if (c->storage.hash_key_file != NULL) {
+		const char *path = c->storage.hash_key_file[0] == '/' ? c->storage.hash_key_file :
+		    arena_printf(c->arena, "%s/%s", c->config_dir, c->storage.hash_key_file);
+		char kerr2[600];
+		if (keyfile_read(path, "mcpd id hashing", c->idkey.key[0], kerr2, sizeof(kerr2)) < 0)
+			err_at(&x, cnode_get(c->storage.section, "hash_key_file"), "hash_key_file: %s", kerr2);
+		else
+			c->idkey.n = 1;
+	}
 	c->helper_path = find_helper(c);
 	c->plugin_dir = find_plugin_dir(c);
 	c->lambda.serving = lambda_mode;
@@ -1473,6 +1485,7 @@ config_free(struct config *c)
 	config_skills_free(c);
 	OPENSSL_cleanse(&c->sign, sizeof(c->sign));
 	OPENSSL_cleanse(&c->seal, sizeof(c->seal));
+	OPENSSL_cleanse(&c->idkey, sizeof(c->idkey));
 	struct backend *bs[] = { &c->storage, &c->transport, &c->auth };
 	for (size_t i = 0; i < 3; i++)
 		if (bs[i]->lp != NULL && bs[i]->inst != NULL && bs[i]->lp->desc->destroy != NULL)

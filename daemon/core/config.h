@@ -76,6 +76,7 @@ struct backend {
 	/* Keys mcpd reads itself from the section (host_keys in config.c),
 	 * hidden from the plugin: key files, the signing window. */
 	const char *key_file, *key_file_accept;
+	const char *hash_key_file;      /* storage: the key of idhash.h */
 	uint64_t window_ms;
 };
 
@@ -164,6 +165,7 @@ struct config {
 	struct backend storage, transport;
 	struct sigkeys sign;            /* transport.sign_key_file(s); n 0: messages unsigned */
 	struct sigkeys seal;            /* storage.encrypt_key_file(s); n 0: values in clear */
+	struct sigkeys idkey;           /* storage.hash_key_file; n 0: idhash's fixed key */
 	struct backend auth;            /* name NULL: no auth */
 	struct {
 		const char *resource;       /* the endpoint's URL; NULL: from each request's Host */

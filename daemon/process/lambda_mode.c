@@ -32,6 +32,7 @@
 #include "plugin.h"
 #include "relay.h"
 #include "schema.h"
+#include "idhash.h"
 #include "storage_seal.h"
 #include "transport_sign.h"
 #include "util.h"
@@ -1060,6 +1061,7 @@ lambda_main(struct config *cfg)
 		cfg->transport.ops, cfg->transport.inst,
 	};
 	storage_seal_backends(&b, &cfg->seal);
+	idhash_set_key(cfg->idkey.n > 0 ? cfg->idkey.key[0] : NULL);
 	if (transport_sign_backends(&b, &cfg->sign, cfg->transport.window_ms) < 0)
 		goto oom;
 	l->mcp = mcp_new(l->base, cfg, l->http, &b);

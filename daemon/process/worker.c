@@ -1,6 +1,7 @@
 #include "worker.h"
 #include "admin.h"
 #include "metered.h"
+#include "idhash.h"
 #include "storage_seal.h"
 #include "transport_sign.h"
 #include "metrics.h"
@@ -294,6 +295,7 @@ worker_main(const struct worker_params *p)
 	};
 	/* Signing (and sealing) next to the plugin: the metrics time both. */
 	storage_seal_backends(&b, &p->cfg->seal);
+	idhash_set_key(p->cfg->idkey.n > 0 ? p->cfg->idkey.key[0] : NULL);
 	if (transport_sign_backends(&b, &p->cfg->sign, p->cfg->transport.window_ms) < 0) {
 		log_error("out of memory");
 		return WORKER_EXIT_FATAL;

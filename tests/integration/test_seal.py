@@ -10,7 +10,7 @@ import os
 import re
 import subprocess
 
-from harness import (alive, call_tool, check, check_config_errors, free_port, http, key_file, postgres_server,
+from harness import (sid_hash, alive, call_tool, check, check_config_errors, free_port, http, key_file, postgres_server,
                      redis_server, rpc, start_instances, wait_for, workers_ready, MCP_HEADERS)
 from test_redis import TOOLS, resume_crosses
 from test_sign import derived, sign_key
@@ -83,7 +83,7 @@ def test_nothing_in_clear_in_redis_and_sessions_work(t):
     check(call_tool(pb, sid, "where") == "B" and call_tool(pa, sid, "where", id=2) == "A")
     resume_crosses(pa, pb, sid)      # events logged by A, replayed from storage by B
     dump = redis_dump(redis)
-    record = [v for key, v in dump.items() if key.endswith(sid) and key.startswith("mcpd:session")]
+    record = [v for key, v in dump.items() if key.endswith(sid_hash(sid)) and key.startswith("mcpd:session")]
     check(record and record[0].strip().strip('"').startswith("mcpd-enc1:%s:" % enc_kid(k)),
           "the session record is not sealed: %s" % dump)
     check(any("events" in key for key in dump), "no event log in %s" % list(dump))
@@ -125,7 +125,7 @@ def test_an_unknown_key_is_an_error_not_a_crash(t):
     check(call_tool(pc, sid, "where", id=3) == "C")
     # What C writes is sealed with its new key (a new session here).
     sid2 = session_as(pc, "rotated-client")
-    v = redis_cli(redis, "GET", "mcpd:session:" + sid2)
+    v = redis_cli(redis, "GET", "mcpd:session:" + sid_hash(sid2))
     check(("mcpd-enc1:%s:" % enc_kid(other)) in v, v[:200])
     # and A, which has only the old key, cannot read it.
     st, _, _ = rpc(pa, sid2, "ping", id=4)
@@ -149,7 +149,7 @@ def test_nothing_in_clear_in_postgres(t):
     resume_crosses(pa, pb, sid)
     kv = pg.sql("SELECT key || ' ' || encode(value, 'escape') FROM mcpd_kv")
     log = pg.sql("SELECT log || ' ' || encode(value, 'escape') FROM mcpd_log")
-    check(any(row.startswith("session:" + sid + " mcpd-enc1:") for row in kv), kv)
+    check(any(row.startswith("session:" + sid_hash(sid) + " mcpd-enc1:") for row in kv), kv)
     check(log, "no event log rows")
     dump = {row.split(" ", 1)[0] + "#%d" % i: row.split(" ", 1)[1] for i, row in enumerate(kv + log)}
     for v in dump.values():

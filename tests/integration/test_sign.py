@@ -13,7 +13,7 @@ import re
 import socket
 import time
 
-from harness import (TestFailure, alive, check, check_config_errors, free_port, http, key_file, mcp_session,
+from harness import (sid_hash, TestFailure, alive, check, check_config_errors, free_port, http, key_file, mcp_session,
                      nats_server, redis_server, start_instances, wait_for)
 from test_redis import TOOLS, cancel_crosses, post_stream
 
@@ -210,7 +210,7 @@ def test_drop_logs_are_bounded(t):
     s, pid = start_slow(t, pa, sid, "flood", id=3)
     try:
         for i in range(300):
-            resp_cmd(redis.port, b"PUBLISH", b"mcpd:control:" + sid.encode(), b'{"cancel":"3"}')
+            resp_cmd(redis.port, b"PUBLISH", b"mcpd:control:" + sid_hash(sid).encode(), b'{"cancel":"3"}')
         wait_for(lambda: dropped(pa).get("unsigned", 0) >= 300, timeout=10, what="300 drops counted")
         survives(pid, 0.5)
     finally:
@@ -306,7 +306,7 @@ def test_nats_forged_and_replayed(t):
     finally:
         spy.close()
     body = genuine.split(b"\n", 1)[1]
-    mchan = b"control:" + sid.encode()
+    mchan = b"control:" + sid_hash(sid).encode()
 
     def pub(msg):
         with socket.create_connection(("127.0.0.1", nats.port), timeout=5) as p:
