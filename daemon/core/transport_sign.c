@@ -17,6 +17,11 @@
 /* Messages remembered against replays (about 48 bytes each). More
  * within one window make the oldest go early; see replay_check. */
 #define REPLAY_CAP 65536
+/* A message dated more than this before the worker subscribed to its
+ * channel cannot be meant for it (publishers' clocks may run behind ours
+ * by up to this): a copy of one that went by before, replayed to a
+ * process that had not seen it. */
+#define BEFORE_SUB_MS 2000
 /* A drop is logged at most this often per reason; the others counted. */
 #define LOG_EVERY_MS 10000
 
@@ -33,6 +38,7 @@ struct chan {
 	char *name;
 	void *inst;
 	void *real;                     /* the plugin's subscription */
+	uint64_t since_ms;              /* subscribed then (wall clock) */
 	struct sub *subs;
 	unsigned delivering;            /* inside heard(): frees wait */
 	struct chan *next;              /* in its bucket */
@@ -137,7 +143,7 @@ heard(void *arg, const char *channel, const void *msg, size_t len)
 		dropped(MXM_FORGED, ch->name);
 		return;
 	}
-	if (replay_check(seen, nonce, 0, ts, now, window) < 0) {
+	if (ts + BEFORE_SUB_MS < ch->since_ms || replay_check(seen, nonce, 0, ts, now, window) < 0) {
 		dropped(MXM_REPLAYED, ch->name);
 		return;
 	}
@@ -180,6 +186,7 @@ s_subscribe(void *inst, const char *channel, mcpd_message_cb *cb, void *arg)
 		if ((ch = calloc(1, sizeof(*ch))) == NULL || (ch->name = strdup(channel)) == NULL)
 			goto fail;
 		ch->inst = inst;
+		ch->since_ms = now_ms();
 		if ((ch->real = treal->subscribe(inst, channel, heard, ch)) == NULL)
 			goto fail;
 		ch->next = chans[b];

@@ -15,7 +15,8 @@ import time
 
 from harness import (sid_hash, TestFailure, alive, check, check_config_errors, free_port, http, key_file, mcp_session,
                      nats_server, redis_server, start_instances, wait_for)
-from test_redis import TOOLS, cancel_crosses, post_stream
+from test_redis import (TOOLS, cancel_crosses, elicitation_crosses, list_changed_crosses, post_stream,
+                        resume_crosses)
 
 
 def sign_key(t, name, mode=0o600, data=None):
@@ -52,8 +53,10 @@ def metrics(name):
     return "metrics: { listen: 127.0.0.1:%d }\n" % METRICS[name]
 
 
-def transport(t, redis, sign, accept=None, window=None):
-    extra = ", sign_key_file: %s" % sign if sign else ""
+def transport(t, redis, sign, accept=None, window=None, mode="pubsub"):
+    extra = ", mode: %s" % mode
+    if sign:
+        extra += ", sign_key_file: %s" % sign
     if accept:
         extra += ", sign_key_file_accept: %s" % accept
     if window:
@@ -166,7 +169,10 @@ def test_forged_and_replayed_messages_are_dropped(t):
     check(b"mcpd-sig1" not in body and channel.startswith(b"mcpd:"), (channel, genuine))
     mchan = channel[len(b"mcpd:"):]     # the channel as mcpd names it (key_prefix off)
 
-    time.sleep(1.5)     # B publishes a cancellation three times, the last after 1 s
+    # B publishes a cancellation three times, the last after 1 s; and a
+    # worker that subscribes to the channel later than 2 s after the
+    # original refuses it too (the call may run on the other worker).
+    time.sleep(2.5)
     s, pid = start_slow(t, pa, sid, "attacked", id=7)
     try:
         before = dropped(pa)
@@ -198,6 +204,25 @@ def test_forged_and_replayed_messages_are_dropped(t):
         s.close()
     a.stop()
     b.stop()
+
+
+def test_every_cross_instance_flow_works_signed(t):
+    """With signing on, what crosses instances still does, in both redis
+    modes: list_changed, cancellation, an elicitation answered on another
+    instance, progress resumed on another instance; nothing dropped."""
+    redis = redis_server(t)
+    k = sign_key(t, "sign.key")
+    for mode in ("pubsub", "streams"):
+        (a, pa), (b, pb) = instances(t, 2, lambda name: transport(t, redis, k, mode=mode) + TOOLS % {"name": name})
+        sid = mcp_session(pa, caps={"elicitation": {}})
+        list_changed_crosses(pa, pb, sid)
+        cancel_crosses(t, pa, pb, sid, mode)
+        elicitation_crosses(pa, pb, sid)
+        resume_crosses(pa, pb, sid)
+        for p in (pa, pb):
+            check(sum(dropped(p).values()) == 0, "dropped on %d: %s" % (p, dropped(p)))
+        a.stop()
+        b.stop()
 
 
 def test_drop_logs_are_bounded(t):
@@ -314,7 +339,10 @@ def test_nats_forged_and_replayed(t):
             p.sendall(b'CONNECT {"verbose":false}\r\nPUB %s %d\r\n%s\r\nPING\r\n' % (subject, len(msg), msg))
             p.recv(100)
 
-    time.sleep(1.5)     # B publishes a cancellation three times, the last after 1 s
+    # B publishes a cancellation three times, the last after 1 s; and a
+    # worker that subscribes to the channel later than 2 s after the
+    # original refuses it too (the call may run on the other worker).
+    time.sleep(2.5)
     s, pid = start_slow(t, pa, sid, "attacked", id=7)
     try:
         pub(genuine)
