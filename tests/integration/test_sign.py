@@ -272,6 +272,52 @@ def test_rotation_with_two_keys(t):
         d.stop()
 
 
+def test_keys_are_read_again_on_reload(t):
+    """SIGHUP reads the key files again: A, reloaded with another key and
+    no second one, drops what B (still on the first key) sends, and is
+    believed again once reloaded with the first key accepted. A key file
+    gone bad makes the reload fail and the workers keep their key."""
+    import signal
+    redis = redis_server(t)
+    k1, k2 = sign_key(t, "k1.key"), sign_key(t, "k2.key")
+    (a, pa), (b, pb) = instances(t, 2, lambda name: transport(t, redis, k1) + TOOLS % {"name": name})
+    text = open(a.config_path).read()
+    sid = mcp_session(pa)
+    cancel_crosses(t, pb, pa, sid, "before", id=1)
+    a.write_config(text.replace("sign_key_file: %s" % k1, "sign_key_file: %s" % k2))
+    old = a.workers()
+    a.signal(signal.SIGHUP)
+    a.wait_log("reload complete")
+    wait_for(lambda: not set(a.workers()) & set(old), what="A's old workers to go")
+    s, pid = start_slow(t, pa, sid, "after", id=2)
+    try:
+        st, _, _ = http(pb, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": 2}}),
+                        {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                         "MCP-Protocol-Version": "2025-11-25", "Mcp-Session-Id": sid})
+        check(st == 202, st)
+        survives(pid)
+        check(dropped(pa).get("forged", 0) >= 1, dropped(pa))
+    finally:
+        s.close()
+    # The rotation's middle step: k2 signs, k1 accepted.
+    a.write_config(text.replace("sign_key_file: %s" % k1, "sign_key_file: %s, sign_key_file_accept: %s" % (k2, k1)))
+    old = a.workers()
+    a.signal(signal.SIGHUP)
+    wait_for(lambda: a.log().count("reload complete") == 2, what="the second reload")
+    wait_for(lambda: not set(a.workers()) & set(old), what="A's old workers to go")
+    cancel_crosses(t, pa, pb, sid, "accepted", id=3)     # on A, sent by B with k1
+    # A key file that went bad: the reload fails, the workers stay.
+    os.chmod(k2, 0o644)
+    workers = a.workers()
+    a.signal(signal.SIGHUP)
+    a.wait_log("reload failed")
+    check("readable or writable by others" in a.log(), a.log()[-1500:])
+    check(a.workers() == workers, "workers changed after a failed reload")
+    a.stop()
+    b.stop()
+
+
 def test_unsigned_instances_still_work_and_are_not_believed(t):
     """Without sign_key_file nothing changes (an instance that does not
     sign is heard by one that does not check); one that checks drops
