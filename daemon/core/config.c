@@ -5,6 +5,7 @@
 #include "conftree.h"
 #include "paths.h"
 #include "host.h"
+#include "keyfile.h"
 #include "plugin.h"
 #include "reqstate.h"
 #include "util.h"
@@ -14,6 +15,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -911,9 +913,9 @@ static const struct field storage_cache_fields[] = {
 static const struct section storage_cache_cfg = { "storage.cache", 0, storage_cache_fields, NULL };
 
 /* storage: { cache: } is the host's (storage_cache.c): read here, and
- * the plugin gets its section without it. */
+ * the plugin gets its section without it (host_key). */
 static int
-storage_cache_section(struct ctx *x, const struct cnode *n, struct backend *b)
+storage_cache_section(struct ctx *x, const struct cnode *n)
 {
 	const struct cnode *cn = cnode_get(n, "cache");
 	x->cfg->storage_cache.entries = 10000;
@@ -928,19 +930,6 @@ storage_cache_section(struct ctx *x, const struct cnode *n, struct backend *b)
 		if (parse_section(x, cn, &storage_cache_cfg, x->cfg) < 0)
 			return -1;
 	}
-	struct cnode *copy = arena_alloc(x->cfg->arena, sizeof(*copy));
-	struct cnode_pair *pairs = arena_alloc(x->cfg->arena, n->n * sizeof(*pairs));
-	if (copy == NULL || pairs == NULL) {
-		err_at(x, n, "storage: out of memory");
-		return -1;
-	}
-	*copy = *n;
-	copy->pairs = pairs;
-	copy->n = 0;
-	for (size_t i = 0; i < n->n; i++)
-		if (strcmp(n->pairs[i].key->str, "cache") != 0)
-			pairs[copy->n++] = n->pairs[i];
-	b->section = copy;
 	return 0;
 }
 
@@ -960,9 +949,93 @@ parse_backend_section(struct ctx *x, const struct cnode *n, void *dst)
 	if (scalar_string(x, p, "plugin", &b->name) < 0)
 		return -1;
 	b->section = n;
+	/* The keys mcpd reads itself, for every plugin. */
+	int storage = b == &x->cfg->storage;
+	const struct cnode *v;
+	if ((v = cnode_get(n, storage ? "encrypt_key_file" : "sign_key_file")) != NULL)
+		scalar_string(x, v, storage ? "encrypt_key_file" : "sign_key_file", &b->key_file);
+	if ((v = cnode_get(n, storage ? "encrypt_key_file_accept" : "sign_key_file_accept")) != NULL &&
+	    scalar_string(x, v, storage ? "encrypt_key_file_accept" : "sign_key_file_accept",
+	    &b->key_file_accept) == 0 && b->key_file == NULL)
+		err_at(x, v, "%s needs %s too (the key that %s)", storage ? "encrypt_key_file_accept" :
+		    "sign_key_file_accept", storage ? "encrypt_key_file" : "sign_key_file",
+		    storage ? "seals what is written" : "signs what is sent");
+	if (storage && (v = cnode_get(n, "hash_key_file")) != NULL)
+		scalar_string(x, v, "hash_key_file", &b->hash_key_file);
+	b->window_ms = 30000;
+	if (!storage && (v = cnode_get(n, "sign_window")) != NULL) {
+		const char *w;
+		if (scalar_string(x, v, "sign_window", &w) == 0 &&
+		    (parse_duration_ms(w, &b->window_ms) < 0 || b->window_ms < 1000 || b->window_ms > 3600000))
+			err_at(x, v, "sign_window: \"%s\" is not a duration from 1s to 1h", w);
+		else if (b->key_file == NULL)
+			err_at(x, v, "sign_window needs sign_key_file");
+	}
 	if (b == &x->cfg->storage && cnode_get(n, "cache") != NULL)
-		return storage_cache_section(x, n, b);
+		return storage_cache_section(x, n);
 	return 0;
+}
+
+/* Keys of a storage: or transport: section that mcpd reads (above) and
+ * the plugin does not see. */
+static int
+host_key(int storage, const char *key)
+{
+	static const char *const skeys[] = { "encrypt_key_file", "encrypt_key_file_accept", "hash_key_file",
+	    "cache", NULL };
+	static const char *const tkeys[] = { "sign_key_file", "sign_key_file_accept", "sign_window", NULL };
+	for (const char *const *k = storage ? skeys : tkeys; *k != NULL; k++)
+		if (strcmp(*k, key) == 0)
+			return 1;
+	return 0;
+}
+
+/* The section as the plugin sees it: without the host's keys. */
+static const struct cnode *
+plugin_view(struct config *c, const struct cnode *section, int storage)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < section->n; i++)
+		n += host_key(storage, section->pairs[i].key->str);
+	if (n == 0)
+		return section;
+	struct cnode *v = arena_zalloc(c->arena, sizeof(*v));
+	struct cnode_pair *pairs = arena_zalloc(c->arena, (section->n - n + 1) * sizeof(*pairs));
+	if (v == NULL || pairs == NULL)
+		return section;
+	*v = *section;
+	v->pairs = pairs;
+	v->n = 0;
+	for (size_t i = 0; i < section->n; i++)
+		if (!host_key(storage, section->pairs[i].key->str))
+			pairs[v->n++] = section->pairs[i];
+	return v;
+}
+
+/* Read the key files a backend section names into keys; their errors at
+ * the key's place. */
+static void
+backend_keys(struct ctx *x, struct config *c, struct backend *b, const char *label,
+    struct sigkeys *keys)
+{
+	int storage = b == &c->storage;
+	const char *names[2] = { storage ? "encrypt_key_file" : "sign_key_file",
+	    storage ? "encrypt_key_file_accept" : "sign_key_file_accept" };
+	const char *paths[2] = { b->key_file, b->key_file_accept };
+	keys->n = 0;
+	for (int i = 0; i < 2 && paths[i] != NULL; i++) {
+		const char *path = paths[i][0] == '/' ? paths[i] :
+		    arena_printf(c->arena, "%s/%s", c->config_dir, paths[i]);
+		char err[600];
+		if (keyfile_read(path, label, keys->key[keys->n], err, sizeof(err)) < 0) {
+			err_at(x, cnode_get(b->section, names[i]), "%s: %s", names[i], err);
+			return;
+		}
+		keyfile_id(keys->key[keys->n], keys->id[keys->n]);
+		keys->n++;
+	}
+	if (keys->n == 2 && strcmp(keys->id[0], keys->id[1]) == 0)
+		err_at(x, cnode_get(b->section, names[1]), "%s is the same key as %s", names[1], names[0]);
 }
 
 /* A list of scope tokens (RFC 6749 3.3), or one string of them, as one
@@ -1361,6 +1434,8 @@ load_backend(struct ctx *x, struct config *c, struct backend *b, enum mcpd_plugi
 	host_set_identity(switching ? (long)c->uid : -1, switching ? (long)c->gid : -1);
 	host_set_config_file(c->path);
 	err[0] = '\0';
+	if (b->section != NULL)
+		section = plugin_view(c, section, kind == MCPD_PLUGIN_STORAGE);
 	b->inst = d->create(host_table(), (const struct mcpd_config *)section, err, sizeof(err));
 	if (b->inst == NULL) {
 		/* Messages that start with our file name carry their own place. */
@@ -1451,6 +1526,17 @@ finish(struct config *c, struct errlist *errs, size_t nerr_before)
 		c->request_state.key_file = arena_printf(c->arena, "%s/%s", c->config_dir, c->request_state.key_file);
 	if (reqstate_key(c->request_state.key_file, c->request_state.key, kerr, sizeof(kerr)) < 0)
 		err_at(&x, cnode_get(cnode_get(c->root, "request_state"), "key_file"), "request_state.key_file: %s", kerr);
+	backend_keys(&x, c, &c->transport, "mcpd transport signing", &c->sign);
+	backend_keys(&x, c, &c->storage, "mcpd storage sealing", &c->seal);
+	if (c->storage.hash_key_file != NULL) {
+		const char *path = c->storage.hash_key_file[0] == '/' ? c->storage.hash_key_file :
+		    arena_printf(c->arena, "%s/%s", c->config_dir, c->storage.hash_key_file);
+		char kerr2[600];
+		if (keyfile_read(path, "mcpd id hashing", c->idkey.key[0], kerr2, sizeof(kerr2)) < 0)
+			err_at(&x, cnode_get(c->storage.section, "hash_key_file"), "hash_key_file: %s", kerr2);
+		else
+			c->idkey.n = 1;
+	}
 	c->helper_path = find_helper(c);
 	c->plugin_dir = find_plugin_dir(c);
 	c->lambda.serving = lambda_mode;
@@ -1580,6 +1666,9 @@ config_free(struct config *c)
 			c->listen[i].ssl_ctx_free(c->listen[i].ssl_ctx);
 	config_tools_free(c);
 	config_skills_free(c);
+	OPENSSL_cleanse(&c->sign, sizeof(c->sign));
+	OPENSSL_cleanse(&c->seal, sizeof(c->seal));
+	OPENSSL_cleanse(&c->idkey, sizeof(c->idkey));
 	struct backend *bs[] = { &c->storage, &c->transport, &c->auth };
 	for (size_t i = 0; i < 3; i++)
 		if (bs[i]->lp != NULL && bs[i]->inst != NULL && bs[i]->lp->desc->destroy != NULL)

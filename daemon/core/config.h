@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include "log.h"
+#include "sigmsg.h"
 
 struct arena;
 struct cnode;
@@ -83,6 +84,11 @@ struct backend {
 	/* The plugin's struct mcpd_storage_ops or mcpd_transport_ops, copied
 	 * to this daemon's size: operations the plugin's table lacks are NULL. */
 	const void *ops;
+	/* Keys mcpd reads itself from the section (host_keys in config.c),
+	 * hidden from the plugin: key files, the signing window. */
+	const char *key_file, *key_file_accept;
+	const char *hash_key_file;      /* storage: the key of idhash.h */
+	uint64_t window_ms;
 };
 
 /* A line of the internal authorization server's users file. */
@@ -172,6 +178,9 @@ struct config {
 		uint64_t entries;           /* storage: { cache: }; 0: none */
 		uint64_t ttl_ms;
 	} storage_cache;
+	struct sigkeys sign;            /* transport.sign_key_file(s); n 0: messages unsigned */
+	struct sigkeys seal;            /* storage.encrypt_key_file(s); n 0: values in clear */
+	struct sigkeys idkey;           /* storage.hash_key_file; n 0: idhash's fixed key */
 	struct backend auth;            /* name NULL: no auth */
 	struct {
 		const char *resource;       /* the endpoint's URL; NULL: from each request's Host */

@@ -90,6 +90,7 @@ struct __attribute__((aligned(64))) slot {
 	uint64_t spans[3];               /* exported, queue_full, export_failed */
 	uint64_t limited[MXL_N];
 	uint64_t cache[MXC_N];
+	uint64_t dropped[MXM_N];
 	/* gauges */
 	int64_t running;
 	int64_t sse;
@@ -200,6 +201,8 @@ fold(struct slot *to, const struct slot *from)
 		ADD(&to->limited[i], RD(&from->limited[i]));
 	for (size_t i = 0; i < MXC_N; i++)
 		ADD(&to->cache[i], RD(&from->cache[i]));
+	for (size_t i = 0; i < MXM_N; i++)
+		ADD(&to->dropped[i], RD(&from->dropped[i]));
 }
 
 void
@@ -411,6 +414,13 @@ metrics_auth(enum mx_auth_result r)
 {
 	if (mine != NULL)
 		ADD(&mine->auth[r], 1);
+}
+
+void
+metrics_dropped(enum mx_drop why)
+{
+	if (mine != NULL)
+		ADD(&mine->dropped[why], 1);
 }
 
 void
@@ -665,6 +675,12 @@ render(struct out *o, const struct config *cfg, const char *protocols, const str
 		fprintf(f, "mcpd_storage_cache_entries %lld\n", (long long)t->cache_entries);
 	}
 
+	static const char *const drop_reasons[MXM_N] = { "unsigned", "forged", "replayed", "stale" };
+	family(o, "mcpd_transport_dropped", "counter",
+	    "Received transport messages dropped by the signature check (transport.sign_key_file).");
+	for (size_t i = 0; i < MXM_N; i++)
+		fprintf(f, "mcpd_transport_dropped_total{reason=\"%s\"} %llu\n", drop_reasons[i],
+		    (unsigned long long)t->dropped[i]);
 	family(o, "mcpd_workers", "gauge", "Worker processes alive now.");
 	fprintf(f, "mcpd_workers %u\n", workers);
 	family(o, "mcpd_worker_starts", "counter", "Worker processes started.");

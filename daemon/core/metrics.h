@@ -27,6 +27,8 @@ enum mx_storage_op {
 enum mx_transport_op { MXP_SUBSCRIBE, MXP_PUBLISH, MXP_N };
 enum mx_limit { MXL_RATE, MXL_CONCURRENT, MXL_N };
 enum mx_cache_read { MXC_HIT, MXC_MISS, MXC_BYPASS, MXC_N };
+/* Why a received transport message was dropped (transport_sign.c). */
+enum mx_drop { MXM_UNSIGNED, MXM_FORGED, MXM_REPLAYED, MXM_STALE, MXM_N };
 
 /* Master: map the segment for nslots worker processes. -1 with err. */
 int metrics_init(unsigned nslots, char *err, size_t errlen);
@@ -54,6 +56,7 @@ void metrics_mrtr_round(void);
 void metrics_storage(enum mx_storage_op op, int ok, uint64_t us);
 void metrics_transport(enum mx_transport_op op, int ok, uint64_t us);
 void metrics_auth(enum mx_auth_result r);
+void metrics_dropped(enum mx_drop why);
 void metrics_oauth_token(int revoked);
 /* Spans exported, dropped because the queue was full, lost in an export. */
 void metrics_spans(uint64_t exported, uint64_t queue_full, uint64_t failed);

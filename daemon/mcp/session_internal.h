@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <sys/queue.h>
 
+#include "idhash.h"
 #include "plugin.h"
 #include "session.h"
 #include "util.h"
@@ -113,10 +114,13 @@ now_ms(void)
 	return monotonic_ms();
 }
 
+/* A session's storage key or channel: the id itself never appears in
+ * them, only its keyed hash (idhash.h). */
 static inline void
 key_of(char *buf, size_t len, const char *prefix, const char *id)
 {
-	snprintf(buf, len, "%s%s", prefix, id);
+	char h[IDHASH_LEN + 1];
+	snprintf(buf, len, "%s%s", prefix, idhash(id, h));
 }
 
 static inline void

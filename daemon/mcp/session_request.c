@@ -27,7 +27,8 @@
 static void
 answer_key(char *buf, size_t len, const char *sid, const char *qid)
 {
-	snprintf(buf, len, "answer:%s:%.60s", sid, qid);
+	char h[IDHASH_LEN + 1];
+	snprintf(buf, len, "answer:%s:%.60s", idhash(sid, h), qid);
 }
 
 void
@@ -137,7 +138,8 @@ session_request(struct session *s, const char *method, cJSON *params, struct str
 	p->cb = cb;
 	p->arg = arg;
 	char ch[160];
-	snprintf(ch, sizeof(ch), "toserver:%s:%s", s->id, p->id);
+	char h[IDHASH_LEN + 1];
+	snprintf(ch, sizeof(ch), "toserver:%s:%s", idhash(s->id, h), p->id);
 	p->sub = subscribe(t, ch, answer_msg, p);
 	p->poll = evtimer_new(t->base, answer_poll_cb, p);
 	p->poll_ms = ANSWER_POLL_FIRST_MS;
@@ -204,7 +206,8 @@ session_response(struct session *s, const cJSON *id, const cJSON *result, const 
 	}
 	as->t = s->table;
 	as->msg = txt;
-	snprintf(as->channel, sizeof(as->channel), "toserver:%s:%.60s", s->id, id->valuestring);
+	char h[IDHASH_LEN + 1];
+	snprintf(as->channel, sizeof(as->channel), "toserver:%s:%.60s", idhash(s->id, h), id->valuestring);
 	char key[200];
 	answer_key(key, sizeof(key), s->id, id->valuestring);
 	s->table->b.storage->set(s->table->b.storage_inst, key, txt, strlen(txt), ANSWER_TTL_MS, 0,

@@ -32,6 +32,9 @@
 #include "plugin.h"
 #include "relay.h"
 #include "schema.h"
+#include "idhash.h"
+#include "storage_seal.h"
+#include "transport_sign.h"
 #include "util.h"
 
 #include <cjson/cJSON.h>
@@ -1057,6 +1060,10 @@ lambda_main(struct config *cfg)
 		cfg->storage.ops, cfg->storage.inst,
 		cfg->transport.ops, cfg->transport.inst,
 	};
+	storage_seal_backends(&b, &cfg->seal);
+	idhash_set_key(cfg->idkey.n > 0 ? cfg->idkey.key[0] : NULL);
+	if (transport_sign_backends(&b, &cfg->sign, cfg->transport.window_ms) < 0)
+		goto oom;
 	l->mcp = mcp_new(l->base, cfg, l->http, &b);
 	if (l->mcp == NULL) {
 		log_error("cannot set up the MCP endpoint");
@@ -1093,6 +1100,8 @@ done:
 		http_server_free(l->http);
 	if (attached)
 		config_detach_backends(cfg, 1);
+	transport_sign_forget();
+	storage_seal_forget();
 	for (int i = 0; i < 2; i++)
 		if (l->sigs[i] != NULL)
 			event_free(l->sigs[i]);

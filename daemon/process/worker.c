@@ -2,6 +2,9 @@
 #include "admin.h"
 #include "metered.h"
 #include "tracing.h"
+#include "idhash.h"
+#include "storage_seal.h"
+#include "transport_sign.h"
 #include "metrics.h"
 #include "channel.h"
 #include "config.h"
@@ -378,6 +381,13 @@ worker_main(const struct worker_params *p)
 		p->cfg->storage.ops, p->cfg->storage.inst,
 		p->cfg->transport.ops, p->cfg->transport.inst,
 	};
+	/* Signing (and sealing) next to the plugin: the metrics time both. */
+	storage_seal_backends(&b, &p->cfg->seal);
+	idhash_set_key(p->cfg->idkey.n > 0 ? p->cfg->idkey.key[0] : NULL);
+	if (transport_sign_backends(&b, &p->cfg->sign, p->cfg->transport.window_ms) < 0) {
+		log_error("out of memory");
+		return WORKER_EXIT_FATAL;
+	}
 	if (tracing_start(w.base, p->cfg, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		return WORKER_EXIT_FATAL;
@@ -440,6 +450,8 @@ worker_main(const struct worker_params *p)
 	storage_cache_forget(NULL);
 	metered_forget();
 	tracing_stop();
+	transport_sign_forget();
+	storage_seal_forget();
 	relay_worker_stop();
 	event_free(w.sig_term);
 	event_free(w.chan_ev);

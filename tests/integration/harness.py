@@ -646,6 +646,21 @@ def nats_server(t, port=None, start=True):
     return serve(t, Nats(t.dir, port), start)
 
 
+def sid_hash(sid, key=None):
+    """A session id as mcpd names it in storage keys and channels
+    (lib/idhash.c): HMAC-SHA256 with the storage's hash_key_file key (the
+    path; None: mcpd's fixed key), 144 bits, base64url."""
+    import base64
+    import hashlib
+    import hmac
+    if key is None:
+        k = b"mcpd id hash: no hash_key_file"
+    else:
+        k = hashlib.sha256(b"mcpd id hashing\0" + open(key, "rb").read().rstrip(b" \t\r\n")).digest()
+    mac = hmac.new(k, sid.encode(), hashlib.sha256).digest()[:18]
+    return base64.urlsafe_b64encode(mac).decode()
+
+
 def key_file(t):
     """The request_state key that instances of one test share."""
     path = os.path.join(t.dir, "state.key")

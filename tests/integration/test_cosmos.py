@@ -13,7 +13,7 @@ import os
 import time
 
 from cosmospeer import CosmosEmulator, CosmosGate, TokenService, account_key, tls_files, token_in_logs
-from harness import (Load, RoundRobin, all_ready, call_tool, check, check_config_errors, deleted_everywhere,
+from harness import (sid_hash, Load, RoundRobin, all_ready, call_tool, check, check_config_errors, deleted_everywhere,
                      down_and_back, free_port, http, key_file, mcp_session, redis_server, rpc, run_mcpd, run_unit_suite,
                      serve, storage_hangs, wait_for, workers_ready)
 
@@ -73,7 +73,7 @@ def test_instances_share_sessions_through_cosmos(t):
     b, pb = instance(t, c, "B")
     sid = mcp_session(pa)
     check(call_tool(pb, sid, "where") == "B" and call_tool(pa, sid, "where", id=2) == "A")
-    item = c.emu.item("mcpd", "state", "session:" + sid, "v")
+    item = c.emu.item("mcpd", "state", "session:" + sid_hash(sid), "v")
     check(item is not None and item["k"] == "v" and json.loads(item["v"])["i"]["name"] == "harness" and
           item["exp"] > time.time() * 1000 and item["ttl"] >= 1, item)
     members = [i for i in c.emu.items("mcpd", "state", "user:anonymous:sessions") if i["k"] == "m"]
@@ -82,7 +82,7 @@ def test_instances_share_sessions_through_cosmos(t):
     a, pa = instance(t, c, "A", port=pa)
     check(call_tool(pa, sid, "where", id=3) == "A", "the session did not survive the restart")
     deleted_everywhere(pb, sid, (pa, pb), id=4)
-    check(c.emu.item("mcpd", "state", "session:" + sid, "v") is None, "the session's item is still there")
+    check(c.emu.item("mcpd", "state", "session:" + sid_hash(sid), "v") is None, "the session's item is still there")
     check(c.gate.refused == [], c.gate.log())
     a.stop()
     b.stop()
@@ -197,7 +197,7 @@ def test_an_item_over_2mb(t):
     st, r, _ = rpc(port, sid, "tools/call", {"name": "big", "arguments": {}, "_meta": {"progressToken": "p"}}, id=2)
     check(st == 200 and r and len(r["result"]["content"][0]["text"]) >= 3000000, (st, str(r)[:300]))
     d.wait_log(r"event not kept for resumption: cosmos: the item is too large \(Cosmos DB keeps at most 2 MB an item\)")
-    log = "events:" + sid
+    log = "events:" + sid_hash(sid)
     before = max(i.get("s", 0) for i in c.emu.items("mcpd", "state", log) if i["k"] == "e")
     st, r, _ = rpc(port, sid, "tools/call", {"name": "small", "arguments": {}, "_meta": {"progressToken": "p"}}, id=3)
     check(st == 200 and r["result"]["content"][0]["text"].strip() == "small", r)

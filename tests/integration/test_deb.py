@@ -26,7 +26,7 @@ import signal
 import subprocess
 import time
 
-from harness import (MCPD, ROOT, Skip, TestFailure, call_tool, check, free_port, mcp_session,
+from harness import (MCPD, ROOT, Skip, TestFailure, call_tool, check, free_port, mcp_session, sid_hash,
                      redis_server, wait_for, http)
 from test_systemd import NotifySocket
 
@@ -190,8 +190,8 @@ def check_plugin_packages(t):
         wait_for(lambda: _up(port), 20, "mcpd with the packaged redis plugin")
         sid = mcp_session(port)
         check(call_tool(port, sid, "echo") == "from-redis")
-        keys = redis.cli("KEYS", "*%s*" % sid)
-        check(keys and sid in keys, "no session %s in Redis: %r" % (sid, keys))
+        keys = redis.cli("KEYS", "*%s*" % sid_hash(sid))      # named by the id's hash
+        check(keys and sid_hash(sid) in keys, "no session %s in Redis: %r" % (sid, keys))
     finally:
         d.terminate()
         d.wait(40)

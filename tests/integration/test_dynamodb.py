@@ -9,7 +9,7 @@ import os
 import re
 
 from awspeer import REGION, AwsRelay, moto_server
-from harness import (RoundRobin, call_tool, check, check_config_errors, deleted_everywhere, down_and_back, free_port,
+from harness import (sid_hash, RoundRobin, call_tool, check, check_config_errors, deleted_everywhere, down_and_back, free_port,
                      http, key_file, mcp_session, rpc, run_mcpd, run_unit_suite, serve, storage_hangs, wait_for,
                      workers_ready)
 
@@ -57,7 +57,7 @@ def test_instances_share_sessions_through_dynamodb(t):
     sid = mcp_session(pa)
     check(call_tool(pb, sid, "where") == "B" and call_tool(pa, sid, "where", id=2) == "A")
     ddb = m.client("dynamodb")
-    item = ddb.get_item(TableName="mcpd", Key={"pk": {"S": "session:" + sid}, "sk": {"S": "v"}}, ConsistentRead=True)
+    item = ddb.get_item(TableName="mcpd", Key={"pk": {"S": "session:" + sid_hash(sid)}, "sk": {"S": "v"}}, ConsistentRead=True)
     check("Item" in item and "B" in item["Item"]["v"] and "ttl" in item["Item"], item)
     idx = ddb.get_item(TableName="mcpd", Key={"pk": {"S": "user:anonymous:sessions"}, "sk": {"S": "m:" + sid}},
                        ConsistentRead=True)
@@ -68,7 +68,7 @@ def test_instances_share_sessions_through_dynamodb(t):
     a, pa = instance(t, m, "A", port=pa)
     check(call_tool(pa, sid, "where", id=3) == "A", "the session did not survive the restart")
     deleted_everywhere(pb, sid, (pa, pb), id=4)
-    item = ddb.get_item(TableName="mcpd", Key={"pk": {"S": "session:" + sid}, "sk": {"S": "v"}}, ConsistentRead=True)
+    item = ddb.get_item(TableName="mcpd", Key={"pk": {"S": "session:" + sid_hash(sid)}, "sk": {"S": "v"}}, ConsistentRead=True)
     check("Item" not in item, item)
     a.stop()
     b.stop()

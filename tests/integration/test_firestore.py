@@ -12,7 +12,7 @@ import threading
 import urllib.parse
 
 from gcppeer import PROJECT, firestore_emulator
-from harness import (Load, RoundRobin, all_ready, call_tool, check, check_config_errors, deleted_everywhere,
+from harness import (sid_hash, Load, RoundRobin, all_ready, call_tool, check, check_config_errors, deleted_everywhere,
                      down_and_back, free_port, http, key_file, mcp_session, rpc, run_mcpd, run_unit_suite,
                      storage_hangs, wait_for, workers_ready)
 
@@ -74,7 +74,7 @@ def test_instances_share_sessions_through_firestore(t):
     b, pb = instance(t, e, "B")
     sid = mcp_session(pa)
     check(call_tool(pb, sid, "where") == "B" and call_tool(pa, sid, "where", id=2) == "A")
-    doc = get_doc(e, "mcpd/" + doc_id("session:" + sid))
+    doc = get_doc(e, "mcpd/" + doc_id("session:" + sid_hash(sid)))
     check(doc is not None and "v" in doc["fields"] and "timestampValue" in doc["fields"]["expire_at"], doc)
     member = get_doc(e, "mcpd/%s/m/%s" % (doc_id("user:anonymous:sessions"), doc_id(sid)))
     check(member is not None, "no index member for the session")
@@ -82,7 +82,7 @@ def test_instances_share_sessions_through_firestore(t):
     a, pa = instance(t, e, "A", port=pa)
     check(call_tool(pa, sid, "where", id=3) == "A", "the session did not survive the restart")
     deleted_everywhere(pb, sid, (pa, pb), id=4)
-    check(get_doc(e, "mcpd/" + doc_id("session:" + sid)) is None, "the session's document is still there")
+    check(get_doc(e, "mcpd/" + doc_id("session:" + sid_hash(sid))) is None, "the session's document is still there")
     a.stop()
     b.stop()
 
@@ -372,10 +372,10 @@ def test_expired_values_are_purged(t):
     a, pa = instance(t, e, "A", workers=1, extra="limits: { session_idle_timeout: 2s }\n")
     b, pb = instance(t, e, "B", workers=1)
     old, live = mcp_session(pa), mcp_session(pb)
-    check(get_doc(e, "mcpd/" + doc_id("session:" + old)) is not None, "no document for the session")
-    wait_for(lambda: get_doc(e, "mcpd/" + doc_id("session:" + old)) is None, timeout=30, interval=0.5,
+    check(get_doc(e, "mcpd/" + doc_id("session:" + sid_hash(old))) is not None, "no document for the session")
+    wait_for(lambda: get_doc(e, "mcpd/" + doc_id("session:" + sid_hash(old))) is None, timeout=30, interval=0.5,
              what="the lapsed session's document purged")
-    check(get_doc(e, "mcpd/" + doc_id("session:" + live)) is not None, "the live session's document was purged")
+    check(get_doc(e, "mcpd/" + doc_id("session:" + sid_hash(live))) is not None, "the live session's document was purged")
     check(call_tool(pb, live, "where") == "B")
     a.stop()
     b.stop()

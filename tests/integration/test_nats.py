@@ -8,7 +8,7 @@ import re
 import socket
 import time
 
-from harness import (Skip, TestFailure, all_ready, call_tool, check, check_config_errors, check_config_valid,
+from harness import (sid_hash, Skip, TestFailure, all_ready, call_tool, check, check_config_errors, check_config_valid,
                      check_not_ready, conformance_behind_balancer, conformance_config, deleted_everywhere,
                      free_port, http, key_file, make_cert, mcp_session, nats_server, node_peers_ready, redis_server,
                      run_unit_suite, start_instances, starts_before, storage_cache, wait_for, with_storage_cache)
@@ -54,7 +54,7 @@ def list_changed_crosses(nats, pa, pb, sid):
     made once the stream's subscription has reached the server (it does
     so asynchronously)."""
     list_changed_through(pa, pb, sid, read=read_until, subscribed=lambda: wait_for(
-        lambda: nats.request("mcpd.p.toclient:" + sid, timeout=0.3), timeout=5, what="A's stream subscribed"))
+        lambda: nats.request("mcpd.p.toclient:" + sid_hash(sid), timeout=0.3), timeout=5, what="A's stream subscribed"))
 
 
 def test_transport_suite_against_nats(t):
@@ -94,7 +94,7 @@ def test_presence_across_instances(t):
     redis, nats = redis_server(t), nats_server(t)
     (a, pa), (b, pb) = instances(t, redis, nats, workers=1)
     sid = mcp_session(pa)
-    subject = "mcpd.p.toclient:" + sid
+    subject = "mcpd.p.toclient:" + sid_hash(sid)
     check(nats.request(subject) == [], "a probe before any stream: %s" % nats.request(subject))
     g = get_stream(pb, sid)
     read_until(g, b"\r\n\r\n")

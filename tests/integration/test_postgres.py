@@ -9,7 +9,7 @@ import re
 import signal
 import time
 
-from harness import (call_tool, check, check_config_errors, check_config_valid, check_host_name, check_unresolvable,
+from harness import (sid_hash, call_tool, check, check_config_errors, check_config_valid, check_host_name, check_unresolvable,
                      deleted_everywhere, down_and_back, free_port, http, key_file, mcp_session, postgres_server,
                      redis_server, rpc, run_unit_suite, sse_events, starts_before, storage_cache, wait_for,
                      with_storage_cache, workers_ready)
@@ -58,13 +58,13 @@ def test_instances_share_sessions_that_survive_a_restart(t):
     b, pb = instance(t, pg, "B", redis=redis)
     sid = mcp_session(pa)
     check(call_tool(pb, sid, "where") == "B" and call_tool(pa, sid, "where", id=2) == "A")
-    check(pg.sql("SELECT count(*) FROM mcpd_kv WHERE key = 'session:%s'" % sid) == ["1"], "no session row")
+    check(pg.sql("SELECT count(*) FROM mcpd_kv WHERE key = 'session:%s'" % sid_hash(sid)) == ["1"], "no session row")
     check(sid in pg.sql("SELECT member FROM mcpd_idx WHERE idx = 'user:anonymous:sessions'"))
     a.stop()
     a, pa = instance(t, pg, "A", redis=redis, port=pa)
     check(call_tool(pa, sid, "where", id=3) == "A", "the session did not survive the restart")
     deleted_everywhere(pb, sid, (pa, pb), id=4)
-    check(pg.sql("SELECT count(*) FROM mcpd_kv WHERE key LIKE '%%%s%%'" % sid) == ["0"], "rows left")
+    check(pg.sql("SELECT count(*) FROM mcpd_kv WHERE key LIKE '%%%s%%'" % sid_hash(sid)) == ["0"], "rows left")
     a.stop()
     b.stop()
 
@@ -98,7 +98,7 @@ def test_last_event_id_replay_from_postgres(t):
     check(events, data)
     last = events[-1]["id"]
     seen = [json.loads(e["data"])["params"]["progress"] for e in events if "notifications/progress" in e["data"]]
-    wait_for(lambda: int(pg.sql("SELECT count(*) FROM mcpd_log WHERE log = 'events:%s'" % sid)[0]) >= 5,
+    wait_for(lambda: int(pg.sql("SELECT count(*) FROM mcpd_log WHERE log = 'events:%s'" % sid_hash(sid))[0]) >= 5,
              what="the events logged in postgres")
     st, hdrs, body = http(pb, "GET", "/mcp", None, {"Accept": "text/event-stream", "Mcp-Session-Id": sid,
                           "MCP-Protocol-Version": "2025-11-25", "Last-Event-ID": last}, timeout=15)
@@ -120,13 +120,13 @@ def test_sessions_expire_and_are_purged(t):
                        storage_extra=", schema: mcpd_test, table_prefix: x_, purge_interval: 300ms")
     sid = mcp_session(port)
     kv = "mcpd_test.x_kv"
-    check(pg.sql("SELECT count(*) FROM %s WHERE key = 'session:%s'" % (kv, sid)) == ["1"])
+    check(pg.sql("SELECT count(*) FROM %s WHERE key = 'session:%s'" % (kv, sid_hash(sid))) == ["1"])
     for i in range(8):      # used: renewed past its idle timeout
         check(rpc(port, sid, "ping", id=i)[0] == 200)
         time.sleep(0.2)
     time.sleep(1.3)
     check(rpc(port, sid, "ping", id=99)[0] == 404, "the session outlived its idle timeout")
-    wait_for(lambda: pg.sql("SELECT count(*) FROM %s WHERE key = 'session:%s'" % (kv, sid)) == ["0"] and
+    wait_for(lambda: pg.sql("SELECT count(*) FROM %s WHERE key = 'session:%s'" % (kv, sid_hash(sid))) == ["0"] and
              pg.sql("SELECT count(*) FROM mcpd_test.x_idx WHERE member = '%s'" % sid) == ["0"],
              timeout=5, what="the expired rows purged")
     check(pg.sql("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'mcpd\\_%'") == ["0"],

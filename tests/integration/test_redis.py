@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 
-from harness import (MCP_HEADERS, Redis, Skip, TestFailure, alive, call_tool, check, check_config_errors,
+from harness import (sid_hash, MCP_HEADERS, Redis, Skip, TestFailure, alive, call_tool, check, check_config_errors,
                      check_host_name, check_unresolvable, conformance_behind_balancer, conformance_config,
                      deleted_everywhere, down_and_back, free_port, http, key_file, mcp_session, node_peers_ready,
                      redis_server, rpc, run_unit_suite, serve, sse_events, start_instances, starts_before, storage_cache,
@@ -171,7 +171,7 @@ def test_a_session_is_served_by_every_instance(t):
         for port in (pa, pb, pc):
             st, r, _ = rpc(port, sid, "tools/list", {})
             check(st == 200 and len(r["result"]["tools"]) == 6, (port, st, r))
-        check(redis.cli("EXISTS", "mcpd:session:" + sid) == "1", "no session record in Redis")
+        check(redis.cli("EXISTS", "mcpd:session:" + sid_hash(sid)) == "1", "no session record in Redis")
         deleted_everywhere(pb, sid, (pa, pb, pc))
         for d, _ in ((a, pa), (b, pb), (c, pc)):
             d.stop()
@@ -262,9 +262,9 @@ def test_resume_after_an_instance_is_killed(t):
     data = read_until(s, b'"progress":1,')
     ids = [e["id"] for e in sse_events(re.sub(rb"\r\n[0-9a-f]+\r\n", b"", data.split(b"\r\n\r\n", 1)[1]))
            if '"progress":1,' in e.get("data", "")]
-    wait_for(lambda: redis.cli("XLEN", "mcpd:events:" + sid) is not None and
+    wait_for(lambda: redis.cli("XLEN", "mcpd:events:" + sid_hash(sid)) is not None and
              "progress\":3" in (redis.cli("EVAL", "return table.concat(redis.call('LRANGE', KEYS[1], 0, -1), '|')",
-                                          "1", "mcpd:events:" + sid) or ""), what="A to log all three events")
+                                          "1", "mcpd:events:" + sid_hash(sid)) or ""), what="A to log all three events")
     a.kill()
     s.close()
     g = get_stream(pb, sid, ids[-1])
@@ -415,13 +415,13 @@ def test_an_answer_that_outran_the_subscription_is_found_in_storage(t):
     data = read_until(s, b"\n", data)
     line = [l for l in data.decode().split("\n") if "elicitation/create" in l][-1]
     qid = json.loads(line[line.index("{"):])["id"]
-    check(redis.cli("SET", "mcpd:answer:%s:%s" % (sid, qid),
+    check(redis.cli("SET", "mcpd:answer:%s:%s" % (sid_hash(sid), qid),
                     json.dumps({"result": {"action": "accept", "content": {}}})) == "OK")
     data = read_until(s, b'"id":31', data)
     s.close()
     check(b"answer accept" in data, data[-300:])
     a.wait_log("was found in storage")
-    wait_for(lambda: redis.cli("EXISTS", "mcpd:answer:%s:%s" % (sid, qid)) == "0", what="the answer removed")
+    wait_for(lambda: redis.cli("EXISTS", "mcpd:answer:%s:%s" % (sid_hash(sid), qid)) == "0", what="the answer removed")
     a.stop()
 
 
@@ -643,7 +643,7 @@ def test_events_during_a_slow_replay_are_bounded(t):
         wait_for(lambda: len(redis.cli("PUBSUB", "CHANNELS") or "") > channels, what="B to subscribe")
         open(go, "w").close()
         wait_for(lambda: os.path.exists(done), timeout=60, what="the tool to end")
-        wait_for(lambda: redis.cli("LLEN", "mcpd:events:" + sid) == str(n + 3), timeout=30,
+        wait_for(lambda: redis.cli("LLEN", "mcpd:events:" + sid_hash(sid)) == str(n + 3), timeout=30,
                  what="A to record every event")
         time.sleep(1)       # A publishes each as it is recorded
         grown = int([l for l in open("/proc/%d/status" % worker) if l.startswith("VmHWM:")][0].split()[1]) - before

@@ -7,7 +7,7 @@ import os
 import socket
 import time
 
-from harness import MCP_HEADERS, check, free_port, http, mcp_session, rpc, sse_events, wait_for
+from harness import MCP_HEADERS, check, free_port, http, mcp_session, rpc, sid_hash, sse_events, wait_for
 from storage_peek import Peek
 
 TOOLS = """
@@ -66,13 +66,13 @@ def test_delete_removes_the_event_log_and_gsent(t):
         check(c, "GET stream closed: %r" % data)
         data += c
     s.close()
-    wait_for(lambda: peek(state, "get", "gsent:" + sid) != ["(none)"], what="gsent to be stored")
-    check(int(peek(state, "log", "events:" + sid)[0]) >= 3)
+    wait_for(lambda: peek(state, "get", "gsent:" + sid_hash(sid)) != ["(none)"], what="gsent to be stored")
+    check(int(peek(state, "log", "events:" + sid_hash(sid))[0]) >= 3)
     st, _, _ = http(port, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
     check(st == 200, st)
-    check(peek(state, "get", "session:" + sid) == ["(none)"])
-    check(peek(state, "log", "events:" + sid) == ["0"], "events:<id> outlived DELETE")
-    check(peek(state, "get", "gsent:" + sid) == ["(none)"], "gsent:<id> outlived DELETE")
+    check(peek(state, "get", "session:" + sid_hash(sid)) == ["(none)"])
+    check(peek(state, "log", "events:" + sid_hash(sid)) == ["0"], "events:<id> outlived DELETE")
+    check(peek(state, "get", "gsent:" + sid_hash(sid)) == ["(none)"], "gsent:<id> outlived DELETE")
     check(sid not in peek(state, "members", "user:anonymous:sessions"))
     d.stop()
 

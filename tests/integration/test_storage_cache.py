@@ -9,7 +9,7 @@ import re
 import time
 
 from harness import (all_ready, check, check_config_errors, check_config_valid, free_port, http, key_file, mcp_session,
-                     nats_server, redis_server, rpc, start_instances, wait_for)
+                     nats_server, redis_server, rpc, sid_hash, start_instances, wait_for)
 from test_oauth import add_user, dead_everywhere, form_post, mcp_status, register, tokens_for
 
 CACHE = ", cache: { entries: 1000, ttl: 60s }"
@@ -37,7 +37,7 @@ def test_the_cache_answers_until_mcpd_changes_a_key(t):
                                        "127.0.0.1:%d }\n" % mport if name == "B" else ""), workers=1)
     sid = mcp_session(pa)
     check(pings(pb, sid) == [200] * 6)
-    check(redis.cli("DEL", "mcpd:session:" + sid) == "1")
+    check(redis.cli("DEL", "mcpd:session:" + sid_hash(sid)) == "1")
     check(pings(pb, sid) == [200] * 6, "not answered from the cache")
     # Seen in the metrics: the first read missed, the others hit.
     st, _, body = http(mport, "GET", "/metrics")
@@ -92,7 +92,7 @@ def test_transport_down_bypasses_the_cache(t):
     wait_for(lambda: http(pa, "GET", "/readyz")[0] == 503 and http(pa, "GET", "/readyz")[0] == 503,
              timeout=10, what="not ready")
     check(pings(pa, sid) == [200] * 6, "calls fail while the transport is down")
-    check(redis.cli("DEL", "mcpd:session:" + sid) == "1")
+    check(redis.cli("DEL", "mcpd:session:" + sid_hash(sid)) == "1")
     check(pings(pa, sid) == [404] * 6, "served from the cache while the transport was down")
     # A DELETE does not wait for the transport to come back.
     t0 = time.monotonic()
@@ -105,7 +105,7 @@ def test_transport_down_bypasses_the_cache(t):
     def cached():
         sid = mcp_session(pa)
         pings(pa, sid)
-        check(redis.cli("DEL", "mcpd:session:" + sid) == "1")
+        check(redis.cli("DEL", "mcpd:session:" + sid_hash(sid)) == "1")
         return pings(pa, sid, 2) == [200] * 2
     # Used again once the resubscription has had its moment.
     wait_for(cached, timeout=10, what="the cache used again")

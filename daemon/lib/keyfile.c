@@ -1,0 +1,94 @@
+#include "keyfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int
+keyfile_read(const char *path, const char *label, unsigned char key[KEYFILE_LEN],
+    char *err, size_t errlen)
+{
+	unsigned char buf[KEYFILE_MAX + 1];
+	ssize_t n = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a regular file", path);
+		goto fail;
+	}
+	if ((st.st_mode & 0027) != 0) {
+		snprintf(err, errlen, "%s is %s by others (mode %03o); chmod 600 (or 640) it", path,
+		    (st.st_mode & 0007) ? "readable or writable" : "writable", (unsigned)(st.st_mode & 0777));
+		goto fail;
+	}
+	/* A read may return less than the file: read until the end. */
+	for (;;) {
+		ssize_t r = read(fd, buf + n, sizeof(buf) - (size_t)n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			goto fail;
+		}
+		if (r == 0 || (n += r) == (ssize_t)sizeof(buf))
+			break;
+	}
+	close(fd);
+	fd = -1;
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+	    buf[n - 1] == '\t'))
+		n--;
+	if (n > KEYFILE_MAX) {
+		snprintf(err, errlen, "%s holds more than %d bytes: not a key file", path, KEYFILE_MAX);
+		goto fail;
+	}
+	if (n < KEYFILE_MIN) {
+		snprintf(err, errlen, "%s holds %zd bytes; a key needs at least %d (e.g. openssl rand -hex 32 > %s)",
+		    path, n, KEYFILE_MIN, path);
+		goto fail;
+	}
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned int len = KEYFILE_LEN;
+	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(md, label, strlen(label) + 1) != 1 ||
+	    EVP_DigestUpdate(md, buf, (size_t)n) != 1 || EVP_DigestFinal_ex(md, key, &len) != 1) {
+		EVP_MD_CTX_free(md);
+		snprintf(err, errlen, "%s: cannot hash the key", path);
+		goto fail;
+	}
+	EVP_MD_CTX_free(md);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return -1;
+}
+
+void
+keyfile_id(const unsigned char key[KEYFILE_LEN], char id[9])
+{
+	static const char label[] = "mcpd key id";
+	unsigned char in[sizeof(label) + KEYFILE_LEN], h[EVP_MAX_MD_SIZE];
+	unsigned int hl = 0;
+	memcpy(in, label, sizeof(label));
+	memcpy(in + sizeof(label), key, KEYFILE_LEN);
+	if (EVP_Digest(in, sizeof(in), h, &hl, EVP_sha256(), NULL) != 1)
+		memset(h, 0, 4);
+	OPENSSL_cleanse(in, sizeof(in));
+	snprintf(id, 9, "%02x%02x%02x%02x", h[0], h[1], h[2], h[3]);
+}
