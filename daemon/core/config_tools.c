@@ -439,6 +439,9 @@ static const struct field tool_fields[] = {
 	{ "task", F_ENUM, offsetof(struct tool_def, task), 0, 0, { .names = task_modes } },
 	{ "task_ttl", F_DURATION, offsetof(struct tool_def, task_ttl_ms), 1000, 30ULL * 86400000, { NULL } },
 	{ "task_after", F_DURATION, offsetof(struct tool_def, task_after_ms), 0, 3600000, { NULL } },
+	{ "persistent", F_BOOL, offsetof(struct tool_def, cmd.persistent), 0, 0, { NULL } },
+	{ "instances", F_UINT, offsetof(struct tool_def, cmd.instances), 1, 64, { NULL } },
+	{ "concurrency", F_UINT, offsetof(struct tool_def, cmd.concurrency), 1, 1024, { NULL } },
 	{ NULL, 0, 0, 0, 0, { NULL } },
 };
 
@@ -524,6 +527,20 @@ tool_check(struct ctx *x, const struct cnode *item, void *elem, size_t before)
 	if (runs != 1)
 		err_at(x, item, "tool \"%s\" needs exactly one of command, shell or plugin", t->name);
 	t->kind = cnode_get(item, "plugin") ? TOOL_PLUGIN : cnode_get(item, "shell") ? TOOL_SHELL : TOOL_COMMAND;
+	/* A persistent process serves commands and shell scripts alike (a
+	 * shell loop reads with mcpd-tool next); a plugin runs in-process. */
+	if (!t->cmd.persistent && (cnode_get(item, "instances") != NULL || cnode_get(item, "concurrency") != NULL))
+		err_at(x, cnode_get(item, "instances") ? cnode_get(item, "instances") : cnode_get(item, "concurrency"),
+		    "tool \"%s\": instances and concurrency need persistent: true", t->name);
+	if (t->cmd.persistent && t->kind == TOOL_PLUGIN)
+		err_at(x, cnode_get(item, "persistent"), "tool \"%s\": a plugin tool runs in-process; "
+		    "persistent is for command and shell tools", t->name);
+	if (t->cmd.persistent) {
+		if (t->cmd.instances == 0)
+			t->cmd.instances = 1;
+		if (t->cmd.concurrency == 0)
+			t->cmd.concurrency = 1;
+	}
 	if (t->task == TASK_NEVER && (cnode_get(item, "task_ttl") != NULL || cnode_get(item, "task_after") != NULL))
 		err_at(x, cnode_get(item, "task_ttl") ? cnode_get(item, "task_ttl") : cnode_get(item, "task_after"),
 		    "tool \"%s\": task_ttl and task_after need task: may or task: must", t->name);

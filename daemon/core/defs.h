@@ -25,6 +25,9 @@ struct command_def {
 	const char *cwd;
 	uint64_t timeout_ms;
 	uint64_t max_output;
+	int persistent;             /* tools only: kept running, one request a line */
+	uint64_t instances;         /* persistent: processes per worker */
+	uint64_t concurrency;       /* persistent: calls in flight per process */
 };
 
 /* The names a command sees as MCP_ARG_<name> variables: a tool's declared

@@ -682,6 +682,7 @@ void
 mcp_drain(struct mcp *m, int tools_changed, int resources_changed, int prompts_changed)
 {
 	m->draining = 1;
+	tool_exec_drain(m->te);
 	struct drain_note d = { tools_changed, resources_changed, prompts_changed };
 	sessions_foreach(m->sessions, drain_session, &d);
 	/* Listen streams hear the changes, then the result that ends a
