@@ -521,3 +521,88 @@ def test_two_instances_on_redis(t):
     check(tool_pids(a) and tool_pids(b), (tool_pids(a), tool_pids(b)))
     a.stop()
     b.stop()
+
+
+# Runs one command per request, so that tools written as one-shot
+# commands (the conformance fixtures) are served through a persistent
+# process: request lines, answers, untagged fd 3 lines, cancellation.
+ADAPTER = r"""#!/usr/bin/env python3
+import json, os, queue, re, signal, subprocess, sys, threading
+argv = sys.argv[1:]
+work = queue.Queue()
+running = {}
+
+
+def serve():
+    while True:
+        req = work.get()
+        env = dict(os.environ)
+        env.update(req["env"])
+        for k, v in req["arguments"].items():
+            env["MCP_ARG_" + re.sub(r"[^A-Za-z0-9]", "_", k)] = v if isinstance(v, str) else json.dumps(v)
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                             pass_fds=(3,), start_new_session=True)
+        running[req["id"]] = p
+        out, _ = p.communicate(json.dumps(req["arguments"]).encode() + b"\n")
+        del running[req["id"]]
+        text = out.decode("utf-8", "replace")
+        a = {"id": req["id"], "output": text} if p.returncode == 0 else {"id": req["id"], "error": text}
+        sys.stdout.write(json.dumps(a) + "\n")
+        sys.stdout.flush()
+
+
+threading.Thread(target=serve, daemon=True).start()
+for line in sys.stdin:
+    req = json.loads(line)
+    if "cancel" in req:
+        p = running.get(req["cancel"])
+        if p is not None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        continue
+    work.put(req)
+"""
+
+
+def test_conformance_fixtures_served_persistent(t):
+    """The official suite's tool scenarios (2025-11-25 and 2026-07-28)
+    with every command tool of conf/conformance.yaml persistent."""
+    import yaml
+    from harness import Skip, conformance_config, node_peers_ready
+    from test_conformance import failures, suite
+    if not node_peers_ready():
+        raise Skip("tests/node/node_modules missing: run scripts/install-deps.sh test")
+    adapter = os.path.join(t.dir, "adapter.py")
+    with open(adapter, "w") as f:
+        f.write(ADAPTER)
+    os.chmod(adapter, 0o755)
+    port = free_port()
+    cfg = yaml.safe_load(conformance_config(t.dir, port, workers=2))
+    n = 0
+    for tool in cfg["tools"]:
+        if "command" in tool:
+            argv = tool.pop("command")
+        elif "shell" in tool:
+            argv = ["/bin/sh", "-c", tool.pop("shell"), "mcpd-shell"]
+        else:
+            continue
+        if not argv[0].startswith("/") and "/" not in argv[0]:
+            argv[0] = "/usr/bin/" + argv[0] if os.path.exists("/usr/bin/" + argv[0]) else argv[0]
+        tool["command"] = [adapter] + [os.path.join(t.dir, a) if a.startswith("conformance/") else a
+                                       for a in argv]
+        tool["persistent"] = True
+        n += 1
+    check(n >= 20, "only %d command tools" % n)
+    d = t.mcpd(yaml.safe_dump(cfg, sort_keys=False)).start(wait_url_port=port)
+    for version in ("2025-11-25", "2026-07-28"):
+        p, checks, summary = suite(t, port, version, "--suite", "all", "--spec-version", version)
+        tools_scenarios = {s: c for s, c in checks.items() if "tool" in s or "elicitation" in s or
+                           "sampling" in s or "input-required" in s or "progress" in s or "logging" in s}
+        bad = failures(tools_scenarios)
+        check(tools_scenarios and not bad, "conformance %s with persistent tools:\n%s\n%s" % (
+            version, "\n".join(bad), summary))
+        print("     %s: %d tool scenarios pass with persistent tools (%d in all)" % (
+            version, len(tools_scenarios), len(checks)))
+    d.stop()
