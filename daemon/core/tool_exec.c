@@ -141,6 +141,7 @@ tool_exec_set_invocation(struct tool_exec *te, uint64_t deadline_ms, const char 
 	    trace_id) >= sizeof(te->trace_env))
 		te->trace_env[0] = '\0';   /* a cut one would be wrong */
 	te->deadline_ms = deadline_ms;
+	pools_set_deadline(te->pools, deadline_ms);
 	struct tool_run *run;
 	LIST_FOREACH(run, &te->runs, link)
 		cap_at_deadline(run);

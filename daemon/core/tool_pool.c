@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,6 +50,8 @@ struct pool_call {
 	size_t linelen;
 	struct event *timer;        /* its timeout, then the cancel grace */
 	int cancelled, timed_out, channel_exceeded;
+	uint64_t ends_at;           /* its timeout, wall-clock ms */
+	int at_deadline;            /* its timer is the invocation's deadline */
 	int finishing;              /* the timer finishes it (deferred) */
 	TAILQ_ENTRY(pool_call) link;
 };
@@ -95,6 +98,7 @@ struct pools {
 	struct tool_exec *te;
 	struct event_base *base;
 	int draining;
+	uint64_t deadline_ms;       /* mcpd --lambda: the invocation's end; 0: none */
 	LIST_HEAD(, pool) list;
 };
 
@@ -119,6 +123,27 @@ set_timer(struct event *ev, uint64_t ms)
 {
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 	evtimer_add(ev, &tv);
+}
+
+static uint64_t
+now_ms(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+/* An invocation's deadline before the call's own timeout replaces it. */
+static void
+cap_at_deadline(struct pool_call *pc)
+{
+	uint64_t d = pc->pool->ps->deadline_ms;
+	if (d == 0 || pc->cancelled || pc->finishing || d >= pc->ends_at)
+		return;
+	uint64_t now = now_ms();
+	pc->at_deadline = 1;
+	evtimer_del(pc->timer);
+	set_timer(pc->timer, d > now ? d - now : 0);
 }
 
 static void
@@ -158,6 +183,7 @@ call_fail(struct pool_call *pc, const char *tail)
 	res.exited = 0;
 	res.status = -1;
 	res.timed_out = pc->timed_out;
+	res.deadline = pc->timed_out && pc->at_deadline;
 	res.channel_exceeded = pc->channel_exceeded;
 	res.out = "";
 	res.err_tail = (char *)tail;
@@ -190,6 +216,17 @@ call_timer(evutil_socket_t fd, short ev, void *arg)
 	}
 	pc->timed_out = 1;
 	char why[160];
+	if (pc->at_deadline) {
+		/* No time for a grace period: the answer must go out before
+		 * the invocation ends. */
+		struct proc *pr = pc->proc;
+		snprintf(why, sizeof(why), "ran call %" PRIu64 " to the invocation's deadline", pc->id);
+		proc_kill(pr, why);
+		pr->quick = 1;
+		if (pr->killing)
+			kill(-pr->pid, SIGKILL);
+		return;
+	}
 	snprintf(why, sizeof(why), "ran call %" PRIu64 " past its timeout (%" PRIu64 " ms)", pc->id,
 	    pc->pool->cmd->timeout_ms);
 	pc->proc->quick = 1;
@@ -551,6 +588,7 @@ proc_ended(struct proc *pr)
 		res.status = -1;
 		res.signal = !killed_by_us && WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 		res.timed_out = pc->timed_out;
+		res.deadline = pc->timed_out && pc->at_deadline;
 		res.channel_exceeded = pc->channel_exceeded;
 		res.output_exceeded = output_exceeded && !pc->timed_out;
 		res.out = "";
@@ -750,6 +788,8 @@ pool_call_start(struct pools *ps, struct tool_run *run, const char *label,
 		return NULL;
 	}
 	set_timer(pc->timer, cmd->timeout_ms);
+	pc->ends_at = now_ms() + cmd->timeout_ms;
+	cap_at_deadline(pc);
 	TAILQ_INSERT_TAIL(&pl->queue, pc, link);
 	pl->queued++;
 	dispatch(pl);
@@ -830,6 +870,21 @@ pool_call_abandon(struct pool_call *pc)
 		return;
 	}
 	pool_call_cancel(pc);
+}
+
+void
+pools_set_deadline(struct pools *ps, uint64_t deadline_ms)
+{
+	ps->deadline_ms = deadline_ms;
+	struct pool *pl;
+	struct pool_call *pc;
+	LIST_FOREACH(pl, &ps->list, link) {
+		TAILQ_FOREACH(pc, &pl->queue, link)
+			cap_at_deadline(pc);
+		for (unsigned i = 0; i < pl->nprocs; i++)
+			TAILQ_FOREACH(pc, &pl->procs[i].calls, link)
+				cap_at_deadline(pc);
+	}
 }
 
 void

@@ -8,6 +8,7 @@
 #define MCPD_TOOL_POOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct tool_exec;
@@ -32,6 +33,9 @@ void pools_free(struct pools *p);
 /* Reload or shutdown: idle processes get EOF on stdin, busy ones when
  * their last call is answered; nothing is started again. */
 void pools_drain(struct pools *p);
+/* mcpd --lambda: no call runs past deadline_ms (wall-clock ms; 0 lifts
+ * it); one that reaches it kills its process at once (deadline). */
+void pools_set_deadline(struct pools *p, uint64_t deadline_ms);
 /* A child exited: 1 if it was a persistent process. */
 int pools_reap(struct pools *p, pid_t pid, int status);
 

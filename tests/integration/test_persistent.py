@@ -606,3 +606,37 @@ def test_conformance_fixtures_served_persistent(t):
         print("     %s: %d tool scenarios pass with persistent tools (%d in all)" % (
             version, len(tools_scenarios), len(checks)))
     d.stop()
+
+
+def test_lambda_deadline_kills_the_process(t):
+    """mcpd --lambda: a persistent process whose call reaches the
+    invocation's deadline is killed at once, and the next invocation
+    gets a new one."""
+    from test_lambda import CONFIG as LCONFIG, Lambda, body_of, call_body, mcp_headers, v2_event
+    cfg = LCONFIG % {"mode": "buffered", "max_body": "1MiB"} + """  - name: psleepy
+    description: A persistent loop that sleeps on its calls.
+    input: { pidfile: string }
+    persistent: true
+    shell: 'while req=$(mcpd-tool next); do echo $$ > "$(mcpd-tool get arguments.pidfile "$req")"; sleep 30; done'
+  - name: phello
+    description: A persistent loop that greets.
+    persistent: true
+    shell: 'while req=$(mcpd-tool next); do mcpd-tool answer "$req" "hi from $$"; done'
+"""
+    lam = Lambda(t, config=cfg).ready()
+    pidfile = os.path.join(t.dir, "psleepy.pid")
+    t0 = time.monotonic()
+    r = lam.api.invoke(v2_event("POST", "/mcp", call_body("psleepy", {"pidfile": pidfile}),
+                                mcp_headers("tools/call", "psleepy")), deadline_s=1.5).wait(10)
+    took = time.monotonic() - t0
+    res = json.loads(body_of(r.json()))["result"]
+    check(res["isError"] is True and "deadline" in res["content"][0]["text"], res)
+    check(took < 1.5, "answered after %.2fs" % took)
+    pid = int(open(pidfile).read())
+    wait_for(lambda: not alive(pid), timeout=2, what="the persistent process to be killed")
+    texts = []
+    for _ in range(2):
+        r = lam.api.invoke(v2_event("POST", "/mcp", call_body("phello"), mcp_headers("tools/call", "phello"))).wait()
+        texts.append(json.loads(body_of(r.json()))["result"]["content"][0]["text"])
+    check(texts[0].startswith("hi from ") and texts[0] == texts[1], texts)
+    lam.stop()
