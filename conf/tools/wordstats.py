@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """wordstats: a persistent tool (persistent: true in mcpd.yaml). mcpd
 starts it once and keeps it running: one request a line on stdin,
     {"id": 7, "arguments": {...}, "env": {"MCP_TOOL_NAME": ..., ...}}
