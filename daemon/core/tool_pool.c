@@ -76,6 +76,7 @@ struct proc {
 	unsigned fails;             /* deaths in a row, for the back-off */
 	char err_ring[ERR_TAIL];
 	size_t err_len;
+	size_t err_logged;          /* stderr logged since the last answer */
 	char err_line[512];
 	size_t err_line_len;
 	int err_line_cut;
@@ -91,6 +92,7 @@ struct pool {
 	unsigned queued;
 	struct call_list finishing; /* cancelled in the queue: done() comes from the loop */
 	uint64_t next_id;
+	char start_err[256];        /* why the last start failed, or "" */
 	LIST_ENTRY(pool) link;
 };
 
@@ -308,6 +310,7 @@ answer(struct proc *pr, const char *line, size_t len)
 		    pr->pool->cmd->max_output);
 	}
 	pr->fails = 0;
+	pr->err_logged = 0;
 	call_finish(pc, &res);
 	free(printed);
 	cJSON_Delete(a);
@@ -402,8 +405,11 @@ err_read(struct bufferevent *bev, void *arg)
 			pr->err_ring[pr->err_len % ERR_TAIL] = buf[i];
 			pr->err_len++;
 			if (buf[i] == '\n') {
-				log_warn("tool %s stderr: %.*s%s", pr->pool->name, (int)pr->err_line_len,
-				    pr->err_line, pr->err_line_cut ? "..." : "");
+				/* As for a one-shot run: 64 KiB a call, not a flood. */
+				pr->err_logged += pr->err_line_len + 1;
+				if (pr->err_logged <= 64 * 1024)
+					log_warn("tool %s stderr: %.*s%s", pr->pool->name, (int)pr->err_line_len,
+					    pr->err_line, pr->err_line_cut ? "..." : "");
 				pr->err_line_len = 0;
 				pr->err_line_cut = 0;
 			} else if (pr->err_line_len < sizeof(pr->err_line)) {
@@ -486,12 +492,15 @@ proc_start(struct proc *pr, char *err, size_t errlen)
 	const char *env[] = { "MCP_PERSISTENT=1", instance, NULL };
 	int fds[4];
 	pid_t pid = tool_spawn(pl->ps->te, pl->cmd, env, fds, err, errlen);
-	if (pid < 0)
+	if (pid < 0) {
+		snprintf(pl->start_err, sizeof(pl->start_err), "%s", err);
 		return -1;
+	}
+	pl->start_err[0] = '\0';
 	pr->pid = pid;
 	pr->exited = pr->out_eof = pr->killing = pr->quick = pr->closing = pr->output_exceeded = 0;
 	pr->why[0] = '\0';
-	pr->err_len = pr->err_line_len = 0;
+	pr->err_len = pr->err_line_len = pr->err_logged = 0;
 	pr->err_line_cut = 0;
 	pr->in = pipe_bev(pr, fds[0], NULL);
 	pr->out = pipe_bev(pr, fds[1], out_read);
@@ -595,8 +604,10 @@ proc_ended(struct proc *pr)
 		res.err_tail = msg;
 		call_finish(pc, &res);
 	}
-	if (pl->ps->draining || expected)
+	if (pl->ps->draining || expected) {
+		dispatch(pl);           /* calls that wait start it again */
 		return;
+	}
 	/* Killed by mcpd (a timeout, a cancellation, garbage): again at
 	 * once; died by itself: after a back-off that grows. */
 	uint64_t ms = 0;
@@ -793,16 +804,17 @@ pool_call_start(struct pools *ps, struct tool_run *run, const char *label,
 	TAILQ_INSERT_TAIL(&pl->queue, pc, link);
 	pl->queued++;
 	dispatch(pl);
-	if (pc->proc == NULL) {
-		/* Not sent: a process to start failed, and none runs. */
+	if (pc->proc == NULL && pl->start_err[0] != '\0') {
+		/* Not sent, and no process runs: the start that failed is
+		 * this call's answer (others retry after a back-off). */
 		int any = 0;
 		for (unsigned i = 0; i < pl->nprocs; i++)
-			any |= pl->procs[i].pid > 0 || pl->procs[i].backoff;
+			any |= pl->procs[i].pid > 0;
 		if (!any) {
 			TAILQ_REMOVE(&pl->queue, pc, link);
 			pl->queued--;
 			call_free(pc);
-			snprintf(err, errlen, "its persistent process could not start");
+			snprintf(err, errlen, "%s", pl->start_err);
 			return NULL;
 		}
 	}

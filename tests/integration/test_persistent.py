@@ -640,3 +640,22 @@ def test_lambda_deadline_kills_the_process(t):
         texts.append(json.loads(body_of(r.json()))["result"]["content"][0]["text"])
     check(texts[0].startswith("hi from ") and texts[0] == texts[1], texts)
     lam.stop()
+
+
+def test_a_process_that_cannot_start(t):
+    """A persistent process that cannot be started fails the call that
+    needed it at once, with why; once it can, the next call starts it."""
+    d, port = start(t, instances=1, concurrency=1)
+    script = os.path.join(t.dir, "ptool.py")
+    os.rename(script, script + ".away")
+    sid = mcp_session(port)
+    t0 = time.time()
+    st, r, _ = rpc(port, sid, "tools/call", {"name": "p", "arguments": {"x": "a"}})
+    check(r["result"]["isError"] and "could not run" in r["result"]["content"][0]["text"] and
+          "No such file" in r["result"]["content"][0]["text"], r)
+    check(time.time() - t0 < 2, "the failure took %.1fs" % (time.time() - t0))
+    os.rename(script + ".away", script)
+    wait_for(lambda: rpc(port, sid, "tools/call", {"name": "p", "arguments": {"x": "b"}})[1]["result"]
+             .get("isError") is None, 5, "the process to start")
+    check(ok(port, sid, "c")[0] == "v1")
+    d.stop()
