@@ -531,6 +531,7 @@ import json, os, queue, re, signal, subprocess, sys, threading
 argv = sys.argv[1:]
 work = queue.Queue()
 running = {}
+cancelled = set()
 
 
 def serve():
@@ -545,6 +546,11 @@ def serve():
         running[req["id"]] = p
         out, _ = p.communicate(json.dumps(req["arguments"]).encode() + b"\n")
         del running[req["id"]]
+        if p.returncode < 0 and req["id"] not in cancelled:
+            # A crash of the tool is a crash of the process, as mcpd
+            # sees it (a task fails rather than completes with an error).
+            os.kill(os.getpid(), -p.returncode)
+            threading.Event().wait()    # no answer: the signal ends the process
         text = out.decode("utf-8", "replace")
         a = {"id": req["id"], "output": text} if p.returncode == 0 else {"id": req["id"], "error": text}
         sys.stdout.write(json.dumps(a) + "\n")
@@ -555,6 +561,7 @@ threading.Thread(target=serve, daemon=True).start()
 for line in sys.stdin:
     req = json.loads(line)
     if "cancel" in req:
+        cancelled.add(req["cancel"])
         p = running.get(req["cancel"])
         if p is not None:
             try:
@@ -605,6 +612,14 @@ def test_conformance_fixtures_served_persistent(t):
             version, "\n".join(bad), summary))
         print("     %s: %d tool scenarios pass with persistent tools (%d in all)" % (
             version, len(tools_scenarios), len(checks)))
+    # The tasks extension's scenarios: their fixtures run as tasks, in
+    # persistent processes (tasks/get, tasks/update, tasks/cancel).
+    p, checks, summary = suite(t, port, "req-2026-07-28", "--requirements", "2026-07-28")
+    tasks = {s: c for s, c in checks.items() if s.startswith("tasks-")}
+    bad = failures(tasks)
+    check(len(tasks) == 10 and not bad, "tasks scenarios with persistent tools (%d):\n%s\n%s" % (
+        len(tasks), "\n".join(bad), summary))
+    print("     2026-07-28: %d tasks scenarios pass with persistent tools" % len(tasks))
     d.stop()
 
 
