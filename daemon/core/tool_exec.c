@@ -772,3 +772,9 @@ tool_exec_drain(struct tool_exec *te)
 {
 	pools_drain(te->pools);
 }
+
+unsigned
+tool_exec_persistent(const struct tool_exec *te)
+{
+	return pools_running(te->pools);
+}

@@ -899,6 +899,17 @@ pools_set_deadline(struct pools *ps, uint64_t deadline_ms)
 	}
 }
 
+unsigned
+pools_running(const struct pools *ps)
+{
+	unsigned n = 0;
+	const struct pool *pl;
+	LIST_FOREACH(pl, &ps->list, link)
+		for (unsigned i = 0; i < pl->nprocs; i++)
+			n += pl->procs[i].pid > 0;
+	return n;
+}
+
 void
 pools_drain(struct pools *ps)
 {

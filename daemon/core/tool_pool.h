@@ -36,6 +36,8 @@ void pools_drain(struct pools *p);
 /* mcpd --lambda: no call runs past deadline_ms (wall-clock ms; 0 lifts
  * it); one that reaches it kills its process at once (deadline). */
 void pools_set_deadline(struct pools *p, uint64_t deadline_ms);
+/* Processes running (started and not yet ended). */
+unsigned pools_running(const struct pools *p);
 /* A child exited: 1 if it was a persistent process. */
 int pools_reap(struct pools *p, pid_t pid, int status);
 

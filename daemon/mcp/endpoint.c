@@ -708,6 +708,12 @@ mcp_drain(struct mcp *m, int tools_changed, int resources_changed, int prompts_c
 	}
 }
 
+unsigned
+mcp_persistent_running(const struct mcp *m)
+{
+	return tool_exec_persistent(m->te);
+}
+
 void
 mcp_free(struct mcp *m)
 {

@@ -139,6 +139,8 @@ for line in sys.stdin:
         cancelled[req["cancel"]] = True
         continue
     threading.Thread(target=serve, args=(req,), daemon=True).start()
+# End of input: mcpd drains this process; say so beside the script.
+open(os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "eof.%d" % os.getpid()), "w").write("eof")
 """
 
 V = "2026-07-28"
@@ -409,6 +411,8 @@ def test_reload_drains_old_processes(t):
     wait_for(new_version, 15, "the reloaded tool to answer")
     for pid in old:
         wait_for(lambda: not alive(pid), 15, "old process %d to end" % pid)
+        # Drained (end of file on stdin), not killed with its worker.
+        check(os.path.exists(os.path.join(t.dir, "eof.%d" % pid)), "old process %d was not drained" % pid)
     sid3 = mcp_session(port)
     for i in range(6):
         check(ok(port, sid3, "z%d" % i)[0] == "v2")
