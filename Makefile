@@ -290,7 +290,7 @@ install: $(MCPD) $(HELPER) $(PLUGINS) $(PLUGINS)
 	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/mcpd/mcpd.yaml ]; then \
 		install -m 644 conf/mcpd.yaml conf/motd.txt $(DESTDIR)$(SYSCONFDIR)/mcpd/; \
 		install -d $(DESTDIR)$(SYSCONFDIR)/mcpd/tools; \
-		install -m 755 conf/tools/*.sh $(DESTDIR)$(SYSCONFDIR)/mcpd/tools/; \
+		install -m 755 conf/tools/*.sh conf/tools/*.py $(DESTDIR)$(SYSCONFDIR)/mcpd/tools/; \
 		(cd conf && find skills -type d) | while read d; do \
 			install -d $(DESTDIR)$(SYSCONFDIR)/mcpd/$$d; done; \
 		(cd conf && find skills -type f) | while read f; do \

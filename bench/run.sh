@@ -198,6 +198,9 @@ bash "$here/postgres.sh" ${1:+"$1"}
 # What a pattern in an input schema costs.
 bash "$here/schema.sh" ${1:+"$1"}
 
+# A Python tool one-shot against persistent: true.
+bash "$here/persistent.sh" ${1:+"$1"}
+
 # What each auth set-up costs, beside the SDK server's bearer middleware.
 bash "$here/auth.sh" ${1:+"$1"}
 

@@ -28,6 +28,8 @@ usage(void)
 	    "       mcpd-tool request METHOD [PARAMS_JSON]\n"
 	    "       mcpd-tool get PATH [JSON]                    (a value of JSON, or of stdin)\n"
 	    "       mcpd-tool quote STRING                       (STRING as a JSON string)\n"
+	    "       mcpd-tool next                  (persistent: the next request line; status 1 at the end)\n"
+	    "       mcpd-tool answer [--error|--json] REQUEST TEXT   (persistent: the answer line to REQUEST)\n"
 	    "LEVEL: debug info notice warning error critical alert emergency.\n"
 	    "PATH: keys and indexes joined by dots, e.g. content.text or roots.0.uri.\n"
 	    "KEY names a question, so that under MCP 2026-07-28 the client's answer finds\n"
@@ -61,6 +63,11 @@ open_channel(void)
 static void
 send_line(cJSON *msg)
 {
+	/* In a persistent process, the call this line is for (MCP_CALL_ID,
+	 * which a script may export from its request's id). */
+	const char *call = getenv("MCP_CALL_ID");
+	if (call != NULL && call[0] != '\0' && cJSON_GetObjectItemCaseSensitive(msg, "call") == NULL)
+		cJSON_AddNumberToObject(msg, "call", strtod(call, NULL));
 	char *s = json_print(msg);
 	if (s == NULL)
 		die("%s", "out of memory");
@@ -219,6 +226,82 @@ get(const char *path, const char *json)
 	return rc;
 }
 
+/* The next request of a persistent process: one line of stdin, read a
+ * byte at a time so that nothing after it is taken from the script.
+ * Cancellations are skipped: a script that serves one call at a time
+ * cannot act on them (mcpd stops it after a grace period). */
+static int
+next_request(void)
+{
+	size_t cap = 65536, len = 0;
+	char *buf = malloc(cap);
+	for (;;) {
+		if (buf == NULL)
+			die("%s", "out of memory");
+		char ch;
+		ssize_t r = read(0, &ch, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			free(buf);
+			return 1;       /* mcpd closed stdin: the script ends */
+		}
+		if (ch != '\n') {
+			if (len + 1 >= cap) {
+				cap *= 2;
+				if (cap > 1u << 30)
+					die("%s", "request line too long");
+				buf = realloc(buf, cap);
+			}
+			buf[len++] = ch;
+			continue;
+		}
+		buf[len] = '\0';
+		cJSON *req = json_parse(buf, len, 0, NULL);
+		int skip = len == 0 || cJSON_GetObjectItemCaseSensitive(req, "cancel") != NULL;
+		cJSON_Delete(req);
+		if (!skip) {
+			puts(buf);
+			free(buf);
+			return 0;
+		}
+		len = 0;
+	}
+}
+
+/* The answer line to a request (its JSON, or only its id). */
+static int
+answer(int argc, char **argv)
+{
+	int i = 2, error = 0, json = 0;
+	if (i < argc && strcmp(argv[i], "--error") == 0) {
+		error = 1;
+		i++;
+	} else if (i < argc && strcmp(argv[i], "--json") == 0) {
+		json = 1;
+		i++;
+	}
+	if (argc - i != 2)
+		usage();
+	cJSON *req = parse_json_arg(argv[i], "the request");
+	const cJSON *id = cJSON_IsNumber(req) ? req : cJSON_GetObjectItemCaseSensitive(req, "id");
+	if (!cJSON_IsNumber(id))
+		die("%s", "the request has no id");
+	cJSON *a = cJSON_CreateObject();
+	cJSON_AddItemToObject(a, "id", cJSON_Duplicate(id, 1));
+	cJSON_AddItemToObject(a, error ? "error" : "output",
+	    json ? parse_json_arg(argv[i + 1], "the output") : cJSON_CreateString(argv[i + 1]));
+	char *out = json_print(a);
+	if (out == NULL)
+		die("%s", "out of memory");
+	puts(out);
+	fflush(stdout);
+	free(out);
+	cJSON_Delete(a);
+	cJSON_Delete(req);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -230,6 +313,13 @@ main(int argc, char **argv)
 			usage();
 		return get(argv[2], argc == 4 ? argv[3] : NULL);
 	}
+	if (strcmp(cmd, "next") == 0) {
+		if (argc != 2)
+			usage();
+		return next_request();
+	}
+	if (strcmp(cmd, "answer") == 0)
+		return answer(argc, argv);
 	if (strcmp(cmd, "quote") == 0) {
 		if (argc != 3)
 			usage();

@@ -440,6 +440,9 @@ static const struct field tool_fields[] = {
 	{ "task_ttl", F_DURATION, offsetof(struct tool_def, task_ttl_ms), 1000, 30ULL * 86400000, { NULL } },
 	{ "task_after", F_DURATION, offsetof(struct tool_def, task_after_ms), 0, 3600000, { NULL } },
 	{ "max_concurrent", F_UINT, offsetof(struct tool_def, cmd.max_concurrent), 1, 100000, { NULL } },
+	{ "persistent", F_BOOL, offsetof(struct tool_def, cmd.persistent), 0, 0, { NULL } },
+	{ "instances", F_UINT, offsetof(struct tool_def, cmd.instances), 1, 64, { NULL } },
+	{ "concurrency", F_UINT, offsetof(struct tool_def, cmd.concurrency), 1, 1024, { NULL } },
 	{ NULL, 0, 0, 0, 0, { NULL } },
 };
 
@@ -528,6 +531,23 @@ tool_check(struct ctx *x, const struct cnode *item, void *elem, size_t before)
 	if (t->kind == TOOL_PLUGIN && t->cmd.max_concurrent != 0)
 		err_at(x, cnode_get(item, "max_concurrent"), "tool \"%s\": max_concurrent applies to command "
 		    "and shell tools (a plugin tool runs in the worker)", t->name);
+	/* A persistent process serves commands and shell scripts alike (a
+	 * shell loop reads with mcpd-tool next); a plugin runs in-process. */
+	if (!t->cmd.persistent && (cnode_get(item, "instances") != NULL || cnode_get(item, "concurrency") != NULL))
+		err_at(x, cnode_get(item, "instances") ? cnode_get(item, "instances") : cnode_get(item, "concurrency"),
+		    "tool \"%s\": instances and concurrency need persistent: true", t->name);
+	if (t->cmd.persistent && t->cmd.max_concurrent != 0)
+		err_at(x, cnode_get(item, "max_concurrent"), "tool \"%s\": max_concurrent counts processes; "
+		    "a persistent tool's calls are bounded by instances and concurrency", t->name);
+	if (t->cmd.persistent && t->kind == TOOL_PLUGIN)
+		err_at(x, cnode_get(item, "persistent"), "tool \"%s\": a plugin tool runs in-process; "
+		    "persistent is for command and shell tools", t->name);
+	if (t->cmd.persistent) {
+		if (t->cmd.instances == 0)
+			t->cmd.instances = 1;
+		if (t->cmd.concurrency == 0)
+			t->cmd.concurrency = 1;
+	}
 	if (t->task == TASK_NEVER && (cnode_get(item, "task_ttl") != NULL || cnode_get(item, "task_after") != NULL))
 		err_at(x, cnode_get(item, "task_ttl") ? cnode_get(item, "task_ttl") : cnode_get(item, "task_after"),
 		    "tool \"%s\": task_ttl and task_after need task: may or task: must", t->name);

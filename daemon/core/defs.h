@@ -26,6 +26,9 @@ struct command_def {
 	uint64_t timeout_ms;
 	uint64_t max_output;
 	uint64_t max_concurrent;    /* a tool's runs at once per worker; 0: any */
+	int persistent;             /* tools only: kept running, one request a line */
+	uint64_t instances;         /* persistent: processes per worker */
+	uint64_t concurrency;       /* persistent: calls in flight per process */
 };
 
 /* The names a command sees as MCP_ARG_<name> variables: a tool's declared

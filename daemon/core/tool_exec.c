@@ -1,4 +1,5 @@
 #include "tool_exec.h"
+#include "tool_pool.h"
 #include "metrics.h"
 #include "defs.h"
 #include "json.h"
@@ -53,6 +54,7 @@ struct tool_run {
 	int at_deadline;            /* its timer is the invocation's deadline */
 	char name[64];
 	const struct command_def *cmd;  /* for max_concurrent */
+	struct pool_call *pc;       /* a call to a persistent process: all is there */
 	LIST_ENTRY(tool_run) link;
 };
 
@@ -66,6 +68,7 @@ struct tool_exec {
 	uint64_t deadline_ms;       /* tool_exec_set_invocation; 0: none */
 	char trace_env[160];        /* _X_AMZN_TRACE_ID=..., or "" */
 	LIST_HEAD(, tool_run) runs;
+	struct pools *pools;        /* persistent processes (tool_pool.c) */
 };
 
 extern char **environ;
@@ -139,6 +142,7 @@ tool_exec_set_invocation(struct tool_exec *te, uint64_t deadline_ms, const char 
 	    trace_id) >= sizeof(te->trace_env))
 		te->trace_env[0] = '\0';   /* a cut one would be wrong */
 	te->deadline_ms = deadline_ms;
+	pools_set_deadline(te->pools, deadline_ms);
 	struct tool_run *run;
 	LIST_FOREACH(run, &te->runs, link)
 		cap_at_deadline(run);
@@ -201,8 +205,7 @@ static void
 run_free(struct tool_run *run)
 {
 	LIST_REMOVE(run, link);
-	run->te->running--;
-	metrics_process(-1);
+	tool_spawn_ended(run->te);
 	if (run->in)
 		bufferevent_free(run->in);
 	if (run->out)
@@ -380,6 +383,8 @@ sigchld_cb(evutil_socket_t sig, short ev, void *arg)
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		struct tool_run *run;
+		if (pools_reap(te->pools, pid, status))
+			continue;
 		LIST_FOREACH(run, &te->runs, link) {
 			if (run->pid == pid) {
 				run->exited = 1;
@@ -452,7 +457,11 @@ tool_exec_new(struct event_base *base, unsigned max_processes, const char *helpe
 	snprintf(te->path_env, sizeof(te->path_env), "PATH=%s%s" TOOL_PATH,
 	    helper_dir ? helper_dir : "", helper_dir ? ":" : "");
 	te->sigchld = evsignal_new(base, SIGCHLD, sigchld_cb, te);
-	if (te->sigchld == NULL || evsignal_add(te->sigchld, NULL) < 0) {
+	te->pools = pools_new(te);
+	if (te->sigchld == NULL || te->pools == NULL || evsignal_add(te->sigchld, NULL) < 0) {
+		if (te->sigchld != NULL)
+			event_free(te->sigchld);
+		pools_free(te->pools);
 		free(te);
 		return NULL;
 	}
@@ -469,6 +478,7 @@ tool_exec_free(struct tool_exec *te)
 		kill_group(run, SIGKILL);
 		run_free(run);
 	}
+	pools_free(te->pools);
 	event_free(te->sigchld);
 	free(te);
 }
@@ -505,31 +515,25 @@ runs_of(const struct tool_exec *te, const struct command_def *cmd)
 	return n;
 }
 
-struct tool_run *
-tool_run_start(struct tool_exec *te, const char *label, const struct command_def *cmd,
-    const char *const *env,
-    const char *input, size_t inlen, const struct tool_run_callbacks *cb, void *arg,
-    char *err, size_t errlen)
+/* Spawn cmd with env added to its fixed environment: stdin, stdout,
+ * stderr and the channel as pipes, the parent's ends in fds (in, out,
+ * err, chan), each close-on-exec. Returns the pid, or -1 with err. */
+pid_t
+tool_spawn(struct tool_exec *te, const struct command_def *cmd, const char *const *env,
+    int fds[4], char *err, size_t errlen)
 {
-	if (te->running >= te->max_processes) {
-		snprintf(err, errlen, "too many commands running (limits.tool_processes is %u)",
-		    te->max_processes);
-		return NULL;
-	}
-	if (cmd->max_concurrent != 0 && runs_of(te, cmd) >= cmd->max_concurrent) {
-		metrics_limited(MXL_CONCURRENT);
-		snprintf(err, errlen, "%s is busy: %llu calls of it are running in this worker "
-		    "(its max_concurrent); retry later", label,
-		    (unsigned long long)cmd->max_concurrent);
-		return NULL;
-	}
 	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 }, chan[2] = { -1, -1 };
-	struct tool_run *run = NULL;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	int fa_ok = 0, attr_ok = 0;
 	const char **envp = NULL;
+	pid_t pid = -1;
 
+	if (te->running >= te->max_processes) {
+		snprintf(err, errlen, "too many commands running (limits.tool_processes is %u)",
+		    te->max_processes);
+		return -1;
+	}
 	if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) < 0) {
 		snprintf(err, errlen, "cannot create pipes: %s", strerror(errno));
@@ -589,9 +593,74 @@ tool_run_start(struct tool_exec *te, const char *label, const struct command_def
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
 	    POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_USEVFORK);
 
-	run = calloc(1, sizeof(*run));
-	if (run == NULL)
-		goto fail_errno;
+	int rc = posix_spawn(&pid, cmd->argv[0], &fa, &attr, (char *const *)cmd->argv,
+	    (char *const *)envp);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot run %s: %s", cmd->argv[0], strerror(rc));
+		pid = -1;
+		goto fail;
+	}
+	close(pin[0]);
+	close(pout[1]);
+	close(perr[1]);
+	close(chan[1]);
+	fds[0] = pin[1];
+	fds[1] = pout[0];
+	fds[2] = perr[0];
+	fds[3] = chan[0];
+	te->running++;
+	metrics_process(1);
+	goto done;
+
+fail_errno:
+	snprintf(err, errlen, "cannot start the command: %s", strerror(errno));
+fail:
+	{
+		int all_fds[] = { pin[0], pin[1], pout[0], pout[1], perr[0], perr[1], chan[0], chan[1] };
+		for (size_t i = 0; i < sizeof(all_fds) / sizeof(all_fds[0]); i++)
+			if (all_fds[i] >= 0)
+				close(all_fds[i]);
+	}
+done:
+	if (fa_ok)
+		posix_spawn_file_actions_destroy(&fa);
+	if (attr_ok)
+		posix_spawnattr_destroy(&attr);
+	free(envp);
+	return pid;
+}
+
+void
+tool_spawn_ended(struct tool_exec *te)
+{
+	te->running--;
+	metrics_process(-1);
+}
+
+struct event_base *
+tool_exec_base(const struct tool_exec *te)
+{
+	return te->base;
+}
+
+struct tool_run *
+tool_run_start(struct tool_exec *te, const char *label, const struct command_def *cmd,
+    const char *const *env,
+    const char *input, size_t inlen, const struct tool_run_callbacks *cb, void *arg,
+    char *err, size_t errlen)
+{
+	if (cmd->max_concurrent != 0 && runs_of(te, cmd) >= cmd->max_concurrent) {
+		metrics_limited(MXL_CONCURRENT);
+		snprintf(err, errlen, "%s is busy: %llu calls of it are running in this worker "
+		    "(its max_concurrent); retry later", label,
+		    (unsigned long long)cmd->max_concurrent);
+		return NULL;
+	}
+	struct tool_run *run = calloc(1, sizeof(*run));
+	if (run == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	run->te = te;
 	run->cb = cb;
 	run->arg = arg;
@@ -599,36 +668,30 @@ tool_run_start(struct tool_exec *te, const char *label, const struct command_def
 	run->cmd = cmd;
 	run->timeout_ms = cmd->timeout_ms;
 	snprintf(run->name, sizeof(run->name), "%s", label);
+	if (cmd->persistent) {
+		run->pc = pool_call_start(te->pools, run, label, cmd, env, input, inlen, err, errlen);
+		if (run->pc == NULL) {
+			free(run);
+			return NULL;
+		}
+		return run;
+	}
 	run->outbuf = evbuffer_new();
 	run->timer = evtimer_new(te->base, timer_cb, run);
-	if (run->outbuf == NULL || run->timer == NULL)
-		goto fail_errno;
-
-	int rc = posix_spawn(&run->pid, cmd->argv[0], &fa, &attr, (char *const *)cmd->argv,
-	    (char *const *)envp);
-	if (rc != 0) {
-		snprintf(err, errlen, "cannot run %s: %s", cmd->argv[0], strerror(rc));
+	if (run->outbuf == NULL || run->timer == NULL) {
+		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	fa_ok = attr_ok = 0;
-	free(envp);
-	envp = NULL;
-	close(pin[0]);
-	close(pout[1]);
-	close(perr[1]);
-	close(chan[1]);
-	pin[0] = pout[1] = perr[1] = chan[1] = -1;
+	int fds[4];
+	run->pid = tool_spawn(te, cmd, env, fds, err, errlen);
+	if (run->pid < 0)
+		goto fail;
 
 	LIST_INSERT_HEAD(&te->runs, run, link);
-	te->running++;
-	metrics_process(1);
-	run->out = pipe_bev(te->base, pout[0], run, out_read, NULL);
-	run->err = pipe_bev(te->base, perr[0], run, err_read, NULL);
-	run->chan = pipe_bev(te->base, chan[0], run, chan_read, NULL);
-	run->in = pipe_bev(te->base, pin[1], run, NULL, in_written);
-	pout[0] = perr[0] = chan[0] = pin[1] = -1;
+	run->in = pipe_bev(te->base, fds[0], run, NULL, in_written);
+	run->out = pipe_bev(te->base, fds[1], run, out_read, NULL);
+	run->err = pipe_bev(te->base, fds[2], run, err_read, NULL);
+	run->chan = pipe_bev(te->base, fds[3], run, chan_read, NULL);
 	if (run->out == NULL || run->err == NULL) {
 		/* Without its pipes the run cannot finish: kill it and report. */
 		run->out_eof = run->err_eof = 1;
@@ -657,31 +720,36 @@ tool_run_start(struct tool_exec *te, const char *label, const struct command_def
 	cap_at_deadline(run);
 	return run;
 
-fail_errno:
-	snprintf(err, errlen, "cannot start the command: %s", strerror(errno));
 fail:
-	if (fa_ok)
-		posix_spawn_file_actions_destroy(&fa);
-	if (attr_ok)
-		posix_spawnattr_destroy(&attr);
-	free(envp);
-	if (run != NULL) {
-		if (run->outbuf)
-			evbuffer_free(run->outbuf);
-		if (run->timer)
-			event_free(run->timer);
-		free(run);
-	}
-	int fds[] = { pin[0], pin[1], pout[0], pout[1], perr[0], perr[1], chan[0], chan[1] };
-	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
+	if (run->outbuf)
+		evbuffer_free(run->outbuf);
+	if (run->timer)
+		event_free(run->timer);
+	free(run);
 	return NULL;
+}
+
+/* From tool_pool.c: what the persistent process said for this call. */
+void
+tool_run_pool_message(struct tool_run *run, const cJSON *msg)
+{
+	run->cb->message(run->arg, msg);
+}
+
+void
+tool_run_pool_done(struct tool_run *run, struct tool_result *res)
+{
+	run->cb->done(run->arg, res);
+	free(run);
 }
 
 void
 tool_run_reply(struct tool_run *run, const char *json_line)
 {
+	if (run->pc != NULL) {
+		pool_call_reply(run->pc, json_line);
+		return;
+	}
 	if (run->chan == NULL || run->channel_exceeded)
 		return;
 	size_t unread = evbuffer_get_length(bufferevent_get_output(run->chan));
@@ -701,6 +769,10 @@ tool_run_reply(struct tool_run *run, const char *json_line)
 void
 tool_run_cancel(struct tool_run *run)
 {
+	if (run->pc != NULL) {
+		pool_call_cancel(run->pc);
+		return;
+	}
 	run->cancelled = 1;
 	terminate(run);
 }
@@ -708,8 +780,25 @@ tool_run_cancel(struct tool_run *run)
 void
 tool_run_abandon(struct tool_run *run)
 {
+	if (run->pc != NULL) {
+		pool_call_abandon(run->pc);   /* no callbacks from now on */
+		free(run);
+		return;
+	}
 	run->abandoned = 1;
 	run->cancelled = 1;
 	terminate(run);
 	run_maybe_finish(run);
+}
+
+void
+tool_exec_drain(struct tool_exec *te)
+{
+	pools_drain(te->pools);
+}
+
+unsigned
+tool_exec_persistent(const struct tool_exec *te)
+{
+	return pools_running(te->pools);
 }

@@ -67,6 +67,11 @@ void tool_run_reply(struct tool_run *run, const char *json_line);
 void tool_run_cancel(struct tool_run *run);
 /* The caller lost interest: no more callbacks; the process is killed. */
 void tool_run_abandon(struct tool_run *run);
+/* The worker drains (a reload or shutdown): persistent processes end
+ * once their calls are answered. */
+void tool_exec_drain(struct tool_exec *te);
+/* Persistent processes running (started and not yet ended). */
+unsigned tool_exec_persistent(const struct tool_exec *te);
 /* Name for environment variables: prefix then name with [^A-Za-z0-9] as
  * _, in out[len] (NUL included). -1 if it does not fit: out then holds
  * as much as fits, never more than len bytes. */

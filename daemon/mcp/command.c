@@ -164,6 +164,9 @@ start_command(struct call *c, const char *label, const struct command_def *cmd,
 {
 	struct run_env env = { 0 };
 	char *input = json_print(args);
+	/* A persistent process has the arguments in its request line. */
+	if (cmd->persistent)
+		names = NULL;
 	if (input == NULL || run_env_build(&env, label, c->m->te, cmd, names, args, extra) < 0) {
 		free(input);
 		run_env_free(&env);

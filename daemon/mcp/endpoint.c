@@ -812,6 +812,7 @@ void
 mcp_drain(struct mcp *m, int tools_changed, int resources_changed, int prompts_changed)
 {
 	m->draining = 1;
+	tool_exec_drain(m->te);
 	struct drain_note d = { tools_changed, resources_changed, prompts_changed };
 	sessions_foreach(m->sessions, drain_session, &d);
 	/* Listen streams hear the changes, then the result that ends a
@@ -835,6 +836,12 @@ mcp_drain(struct mcp *m, int tools_changed, int resources_changed, int prompts_c
 		cJSON_AddItemToObject(meta, "io.modelcontextprotocol/subscriptionId", cJSON_Duplicate(c->msg.id, 1));
 		call_result(c, res);
 	}
+}
+
+unsigned
+mcp_persistent_running(const struct mcp *m)
+{
+	return tool_exec_persistent(m->te);
 }
 
 void

@@ -49,6 +49,9 @@ void mcp_invocation(struct mcp *m, uint64_t deadline_ms, const char *trace_id);
 /* Tasks whose command runs in this worker: a draining worker waits for
  * them (within shutdown_timeout) before it exits. */
 unsigned mcp_tasks_running(const struct mcp *m);
+/* Persistent tool processes still running here: a draining worker gave
+ * them end of file and waits for them to exit (within shutdown_timeout). */
+unsigned mcp_persistent_running(const struct mcp *m);
 
 /* One client on a line transport (the MCP stdio transport): each line
  * it sends is one JSON-RPC message given to mcp_line_message, without

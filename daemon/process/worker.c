@@ -64,14 +64,16 @@ loop_exit(void *arg)
 #define CONNECT_WAIT_MS 2000
 
 /* Connections are done; tasks running here may still be (their clients
- * follow them from anywhere): wait for them, within shutdown_timeout. */
+ * follow them from anywhere), and persistent tool processes that were
+ * given end of file may not have exited yet: wait for them, within
+ * shutdown_timeout. */
 static void
 tasks_check(evutil_socket_t fd, short ev, void *arg)
 {
 	(void)fd;
 	(void)ev;
 	struct worker *w = arg;
-	if (mcp_tasks_running(w->mcp) > 0)
+	if (mcp_tasks_running(w->mcp) > 0 || mcp_persistent_running(w->mcp) > 0)
 		return;
 	event_del(w->tasks_timer);
 	log_info("all connections and tasks finished; exiting");
@@ -82,13 +84,17 @@ static void
 drained(void *arg)
 {
 	struct worker *w = arg;
-	unsigned n = mcp_tasks_running(w->mcp);
-	if (n == 0) {
+	unsigned n = mcp_tasks_running(w->mcp), p = mcp_persistent_running(w->mcp);
+	if (n == 0 && p == 0) {
 		log_info("all connections finished; exiting");
 		tracing_flush(loop_exit, w);
 		return;
 	}
-	log_info("all connections finished; waiting for %u running task%s", n, n == 1 ? "" : "s");
+	if (n > 0)
+		log_info("all connections finished; waiting for %u running task%s", n, n == 1 ? "" : "s");
+	if (p > 0)
+		log_info("all connections finished; waiting for %u persistent tool process%s to exit", p,
+		    p == 1 ? "" : "es");
 	w->tasks_timer = event_new(w->base, -1, EV_PERSIST, tasks_check, w);
 	struct timeval tv = { 0, 200000 };
 	if (w->tasks_timer == NULL || event_add(w->tasks_timer, &tv) < 0)

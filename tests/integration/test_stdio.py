@@ -174,6 +174,8 @@ def test_stdio_sdk_client(t):
     check([(x["progress"], x["total"]) for x in out["progress"]] == [(0, 2), (1, 2)], out["progress"])
     check(out["asked"] == ["What is your name?"], out["asked"])
     check(c["ask-name"]["content"][0]["text"] == "Nice to meet you, Ada.", c["ask-name"])
+    check(c["wordstats"]["structuredContent"] == {"words": 3, "distinct": 2, "top": ["cat", "hat"]},
+          c["wordstats"])
     check(c["add"]["structuredContent"] == {"sum": 5}, c["add"])
     check(c["count"]["content"][0]["text"].startswith("counted to 3"), c["count"])
     check(out["invalid"].get("isError") is True, out["invalid"])

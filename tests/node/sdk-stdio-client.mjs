@@ -53,6 +53,9 @@ out.calls.countdown = await client.callTool(
 out.progress = progress;
 out.calls["ask-name"] = await client.callTool({ name: "ask-name", arguments: {} });
 out.asked = asked;
+out.calls.wordstats = await client.callTool({
+  name: "wordstats", arguments: { text: "the cat and the hat and the cat", top: 2 },
+});
 out.calls.add = await client.callTool({ name: "add", arguments: { a: 2, b: 3 } });
 out.calls.count = await client.callTool({ name: "count", arguments: { steps: 3, interval_ms: 10 } });
 out.invalid = await client.callTool({ name: "greet", arguments: {} }).catch((e) => ({ thrown: String(e) }));

@@ -80,6 +80,34 @@ START_TEST(tool_schemas_compiled)
 }
 END_TEST
 
+/* persistent: true and its instances and concurrency: defaults, ranges,
+ * and what they may not go with, each error at its line. */
+START_TEST(persistent_tools)
+{
+	struct config *c = load("tools:\n"
+	    "  - name: a\n    shell: x\n    persistent: true\n"
+	    "  - name: b\n    shell: x\n    persistent: true\n    instances: 3\n    concurrency: 8\n"
+	    "  - name: c\n    shell: x\n");
+	ck_assert_msg(c != NULL, "%s", errs.n ? errs.msgs[0] : "");
+	ck_assert_int_eq(c->tools[0].cmd.persistent, 1);
+	ck_assert_uint_eq(c->tools[0].cmd.instances, 1);
+	ck_assert_uint_eq(c->tools[0].cmd.concurrency, 1);
+	ck_assert_uint_eq(c->tools[1].cmd.instances, 3);
+	ck_assert_uint_eq(c->tools[1].cmd.concurrency, 8);
+	ck_assert_int_eq(c->tools[2].cmd.persistent, 0);
+	config_free(c);
+	expect_error("tools:\n  - name: a\n    shell: x\n    concurrency: 2\n", "t.yaml:4:",
+	    "instances and concurrency need persistent: true");
+	expect_error("tools:\n  - name: a\n    shell: x\n    persistent: true\n    instances: 0\n", "t.yaml:5:",
+	    "instances");
+	expect_error("tools:\n  - name: a\n    shell: x\n    persistent: true\n    concurrency: 1025\n", "t.yaml:5:",
+	    "concurrency");
+	expect_error("tools:\n  - name: a\n    shell: x\n    persistent: yes please\n", "t.yaml:4:", "persistent");
+	expect_error("resources:\n  - uri: x://a\n    name: a\n    shell: x\n    persistent: true\n", "t.yaml:5:",
+	    "unknown key \"persistent\"");
+}
+END_TEST
+
 START_TEST(defaults)
 {
 	struct config *c = load("");
@@ -655,6 +683,7 @@ config_suite(void)
 	tcase_add_test(tc, every_error_reported);
 	tcase_add_test(tc, missing_file);
 	tcase_add_test(tc, header_param_names);
+	tcase_add_test(tc, persistent_tools);
 	tcase_add_test(tc, alias_expansion_bounded);
 	tcase_add_test(tc, alias_text_bounded);
 	tcase_add_test(tc, alias_errors);
