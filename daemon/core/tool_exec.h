@@ -6,6 +6,8 @@
 #ifndef MCPD_TOOL_EXEC_H
 #define MCPD_TOOL_EXEC_H
 
+#include "tool_result.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,19 +20,6 @@ struct command_def;
 struct cJSON;
 struct tool_run;
 
-struct tool_result {
-	int exited;             /* normal exit: status is valid */
-	int status;
-	int signal;             /* killed by this signal, or 0 */
-	int timed_out;
-	int deadline;           /* timed out at tool_exec_set_invocation's deadline */
-	int output_exceeded;    /* stdout went past max_output: killed */
-	int channel_exceeded;   /* did not read its channel's answers: killed */
-	int cancelled;
-	char *out;              /* stdout, NUL-terminated */
-	size_t outlen;
-	char *err_tail;         /* last bytes of stderr, NUL-terminated */
-};
 
 struct tool_run_callbacks {
 	/* A JSON-RPC message the command sent on its channel (a notification,
@@ -76,11 +65,6 @@ unsigned tool_exec_persistent(const struct tool_exec *te);
  * _, in out[len] (NUL included). -1 if it does not fit: out then holds
  * as much as fits, never more than len bytes. */
 int tool_env_name(char *out, size_t len, const char *prefix, const char *name);
-
-/* Answers written to a command's channel that it has not read: past
- * this it is stopped (it asks and does not read, and the client's
- * answers would pile up in the worker). One answer may go past it. */
-#define TOOL_CHANNEL_UNREAD_MAX (4 * 1024 * 1024)
 
 /* The kernel's limit on one argument or environment string, its NUL
  * included (MAX_ARG_STRLEN: 32 pages of 4 KiB): a longer one makes

@@ -11,7 +11,7 @@
  * a call past its timeout, an answer past max_output, a line that is no
  * answer all kill the process (and fail its calls). */
 #include "tool_pool.h"
-#include "tool_exec.h"
+#include "tool_result.h"
 #include "defs.h"
 #include "json.h"
 #include "log.h"
