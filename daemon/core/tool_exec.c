@@ -1,5 +1,6 @@
 #include "tool_exec.h"
 #include "tool_pool.h"
+#include "errtail.h"
 #include "metrics.h"
 #include "defs.h"
 #include "json.h"
@@ -25,7 +26,6 @@
 #include <unistd.h>
 
 #define CHANNEL_FD 3
-#define ERR_TAIL 2048
 #define CHANNEL_LINE_MAX (4 * 1024 * 1024)
 #define KILL_GRACE_MS 2000
 
@@ -37,11 +37,7 @@ struct tool_run {
 	const struct tool_run_callbacks *cb;
 	void *arg;
 	struct evbuffer *outbuf;
-	char err_ring[ERR_TAIL];
-	size_t err_len;             /* total stderr bytes seen */
-	char err_line[512];         /* partial stderr line, for the log */
-	size_t err_line_len;
-	int err_line_cut;           /* the line went on beyond err_line */
+	struct errtail stderr_tail;
 	uint64_t max_output;
 	uint64_t timeout_ms;
 	int exited, status;
@@ -243,16 +239,10 @@ run_maybe_finish(struct tool_run *run)
 	evbuffer_add(run->outbuf, "", 1);
 	res.out = (char *)evbuffer_pullup(run->outbuf, -1);
 	res.outlen = n;
-	char tail[ERR_TAIL + 1];
-	size_t tl = run->err_len < ERR_TAIL ? run->err_len : ERR_TAIL;
-	size_t start = run->err_len < ERR_TAIL ? 0 : run->err_len % ERR_TAIL;
-	for (size_t i = 0; i < tl; i++)
-		tail[i] = run->err_ring[(start + i) % ERR_TAIL];
-	tail[tl] = '\0';
+	char tail[ERRTAIL_SIZE + 1];
+	errtail_copy(&run->stderr_tail, tail);
 	res.err_tail = tail;
-	if (run->err_line_len > 0)
-		log_warn("tool %s stderr: %.*s%s", run->name, (int)run->err_line_len, run->err_line,
-		    run->err_line_cut ? "..." : "");
+	errtail_flush(&run->stderr_tail, run->name);
 	run->cb->done(run->arg, &res);
 	run_free(run);
 }
@@ -288,23 +278,8 @@ err_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char buf[4096];
 	int n;
-	while ((n = evbuffer_remove(in, buf, sizeof(buf))) > 0) {
-		for (int i = 0; i < n; i++) {
-			run->err_ring[run->err_len % ERR_TAIL] = buf[i];
-			run->err_len++;
-			if (buf[i] == '\n') {
-				if (run->err_len <= 64 * 1024)   /* don't let a tool flood the log */
-					log_warn("tool %s stderr: %.*s%s", run->name, (int)run->err_line_len,
-					    run->err_line, run->err_line_cut ? "..." : "");
-				run->err_line_len = 0;
-				run->err_line_cut = 0;
-			} else if (run->err_line_len < sizeof(run->err_line)) {
-				run->err_line[run->err_line_len++] = buf[i];
-			} else {
-				run->err_line_cut = 1;
-			}
-		}
-	}
+	while ((n = evbuffer_remove(in, buf, sizeof(buf))) > 0)
+		errtail_feed(&run->stderr_tail, run->name, buf, (size_t)n);
 }
 
 static void

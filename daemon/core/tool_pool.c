@@ -12,6 +12,7 @@
  * answer all kill the process (and fail its calls). */
 #include "tool_pool.h"
 #include "tool_result.h"
+#include "errtail.h"
 #include "defs.h"
 #include "json.h"
 #include "log.h"
@@ -31,7 +32,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define ERR_TAIL 1024
 #define CHAN_LINE_MAX (4 * 1024 * 1024)
 #define KILL_GRACE_MS 2000
 #define BACKOFF_MIN_MS 50
@@ -74,12 +74,7 @@ struct proc {
 	int output_exceeded;
 	char why[200];              /* why mcpd killed it, for its calls */
 	unsigned fails;             /* deaths in a row, for the back-off */
-	char err_ring[ERR_TAIL];
-	size_t err_len;
-	size_t err_logged;          /* stderr logged since the last answer */
-	char err_line[512];
-	size_t err_line_len;
-	int err_line_cut;
+	struct errtail stderr_tail;  /* its logged count reset at each answer */
 };
 
 struct pool {
@@ -310,7 +305,7 @@ answer(struct proc *pr, const char *line, size_t len)
 		    pr->pool->cmd->max_output);
 	}
 	pr->fails = 0;
-	pr->err_logged = 0;
+	pr->stderr_tail.logged = 0;
 	call_finish(pc, &res);
 	free(printed);
 	cJSON_Delete(a);
@@ -400,25 +395,8 @@ err_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char buf[4096];
 	int n;
-	while ((n = evbuffer_remove(in, buf, sizeof(buf))) > 0) {
-		for (int i = 0; i < n; i++) {
-			pr->err_ring[pr->err_len % ERR_TAIL] = buf[i];
-			pr->err_len++;
-			if (buf[i] == '\n') {
-				/* As for a one-shot run: 64 KiB a call, not a flood. */
-				pr->err_logged += pr->err_line_len + 1;
-				if (pr->err_logged <= 64 * 1024)
-					log_warn("tool %s stderr: %.*s%s", pr->pool->name, (int)pr->err_line_len,
-					    pr->err_line, pr->err_line_cut ? "..." : "");
-				pr->err_line_len = 0;
-				pr->err_line_cut = 0;
-			} else if (pr->err_line_len < sizeof(pr->err_line)) {
-				pr->err_line[pr->err_line_len++] = buf[i];
-			} else {
-				pr->err_line_cut = 1;
-			}
-		}
-	}
+	while ((n = evbuffer_remove(in, buf, sizeof(buf))) > 0)
+		errtail_feed(&pr->stderr_tail, pr->pool->name, buf, (size_t)n);
 }
 
 static void
@@ -500,8 +478,7 @@ proc_start(struct proc *pr, char *err, size_t errlen)
 	pr->pid = pid;
 	pr->exited = pr->out_eof = pr->killing = pr->quick = pr->closing = pr->output_exceeded = 0;
 	pr->why[0] = '\0';
-	pr->err_len = pr->err_line_len = pr->err_logged = 0;
-	pr->err_line_cut = 0;
+	memset(&pr->stderr_tail, 0, sizeof(pr->stderr_tail));
 	pr->in = pipe_bev(pr, fds[0], NULL);
 	pr->out = pipe_bev(pr, fds[1], out_read);
 	pr->err = pipe_bev(pr, fds[2], err_read);
@@ -572,17 +549,14 @@ proc_ended(struct proc *pr)
 		snprintf(how, sizeof(how), "was killed by signal %d", WTERMSIG(status));
 	else
 		snprintf(how, sizeof(how), "ended");
-	char tail[ERR_TAIL + 1];
-	size_t tl = pr->err_len < ERR_TAIL ? pr->err_len : ERR_TAIL;
-	size_t start = pr->err_len < ERR_TAIL ? 0 : pr->err_len % ERR_TAIL;
-	for (size_t i = 0; i < tl; i++)
-		tail[i] = pr->err_ring[(start + i) % ERR_TAIL];
-	tail[tl] = '\0';
+	char tail[ERRTAIL_SIZE + 1];
+	size_t tl = errtail_copy(&pr->stderr_tail, tail);
+	errtail_flush(&pr->stderr_tail, pl->name);
 	int expected = pr->closing && pr->ncalls == 0;
 	if (!expected)
 		log_warn("tool %s: persistent process %u (pid %d) %s%s", pl->name, pr->index, (int)pr->pid,
 		    how, pr->ncalls ? " with calls in flight" : "");
-	char msg[ERR_TAIL + 400];
+	char msg[ERRTAIL_SIZE + 400];
 	if (pr->why[0] != '\0')
 		snprintf(msg, sizeof(msg), "tool %s's process was stopped: it %s", pl->name, pr->why);
 	else
