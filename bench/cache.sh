@@ -21,36 +21,18 @@ CONNS=32
 if [ "${1:-}" = --quick ]; then DUR=1; DELAYS=5; fi
 ME=bench/cache.sh
 
-bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -n "$bindir" ] || bindir=$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/x)")
-command -v wrk >/dev/null && command -v redis-server >/dev/null && [ -x "$bindir/initdb" ] || {
+. "$here/common.sh"
+bindir=$(pg_bindir)
+command -v wrk >/dev/null && command -v redis-server >/dev/null && [ -n "$bindir" ] || {
 	echo "$ME: needs wrk, redis-server and postgresql (bench/run.sh and scripts/install-deps.sh test install them)" >&2
 	exit 1; }
-
-. "$here/common.sh"
 bench_tmp cache
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-pg_stop() { [ -f "$tmp/pg/data/postmaster.pid" ] && as_pg "$bindir/pg_ctl" -D "$tmp/pg/data" -m immediate -w stop >/dev/null 2>&1 || true; }
-cleanups+=(pg_stop)
 make -s -C "$root" >/dev/null
 
 redis_start
 KEEP_PIDS="${pids[*]}"
 N=20
-P_PG=$(port)
-mkdir -p "$tmp/pg"
-if [ "$(id -u)" = 0 ]; then chmod 711 "$tmp"; chown postgres: "$tmp/pg"; fi
-(cd "$tmp/pg" && as_pg "$bindir/initdb" -D "$tmp/pg/data" -U mcpd -A trust --no-sync -E UTF8 --locale=C >/dev/null)
-cat >> "$tmp/pg/data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $P_PG
-unix_socket_directories = '$tmp/pg'
-fsync = off
-synchronous_commit = off
-max_connections = 200
-CONF
-(cd "$tmp/pg" && as_pg "$bindir/pg_ctl" -D "$tmp/pg/data" -l "$tmp/pg/log" -w start >/dev/null)
-psql -X -q -h 127.0.0.1 -p "$P_PG" -U mcpd -d postgres -c "CREATE DATABASE mcpd" >/dev/null
+pg_start
 
 # proxy TARGET DELAY_MS: a delaying proxy to 127.0.0.1:TARGET, kept to the
 # end; its port in PROXY_PORT.

@@ -150,3 +150,46 @@ row() {
 cross_row() {
 	printf "%-${1}s %s\n" "$2" "$(crossings "$3")"
 }
+
+# PostgreSQL's programs (Debian keeps them out of PATH), "" without them.
+pg_bindir() {
+	local d
+	d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+	[ -n "$d" ] || d=$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/x)")
+	[ -x "$d/initdb" ] && echo "$d"
+	return 0
+}
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_stop() {
+	[ -f "$tmp/pg/data/postmaster.pid" ] && as_pg "$bindir/pg_ctl" -D "$tmp/pg/data" -m immediate -w stop >/dev/null 2>&1
+	return 0
+}
+# A PostgreSQL of the bench's own in $tmp/pg on P_PG, with a database mcpd
+# (user mcpd, trust), stopped at the end; needs bindir (pg_bindir).
+pg_start() {
+	P_PG=$(port)
+	mkdir -p "$tmp/pg"
+	if [ "$(id -u)" = 0 ]; then chmod 711 "$tmp"; chown postgres: "$tmp/pg"; fi
+	(cd "$tmp/pg" && as_pg "$bindir/initdb" -D "$tmp/pg/data" -U mcpd -A trust --no-sync -E UTF8 --locale=C >/dev/null)
+	cat >> "$tmp/pg/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $P_PG
+unix_socket_directories = '$tmp/pg'
+fsync = off
+synchronous_commit = off
+max_connections = 200
+CONF
+	cleanups+=(pg_stop)
+	(cd "$tmp/pg" && as_pg "$bindir/pg_ctl" -D "$tmp/pg/data" -l "$tmp/pg/log" -w start >/dev/null)
+	psql -X -q -h 127.0.0.1 -p "$P_PG" -U mcpd -d postgres -c "CREATE DATABASE mcpd" >/dev/null
+}
+
+# mcpd on $tmp/mcpd.yaml, its log in $tmp/mcpd.log; MCPD_PID. Exits with
+# the log if it does not start.
+start_mcpd() {
+	"$MCPD" -c "$tmp/mcpd.yaml" 2>"$tmp/mcpd.log" &
+	pids+=($!)
+	MCPD_PID=$!
+	sleep 0.1
+	kill -0 "$MCPD_PID" 2>/dev/null || { echo "$ME: mcpd exited:" >&2; cat "$tmp/mcpd.log" >&2; exit 1; }
+}

@@ -37,16 +37,12 @@ tools:
   - { name: persistent, description: greet.py kept running., input: { name: string }, required: [name],
       command: [$here/greet.py], persistent: true, timeout: 60s }
 YAML
-"$MCPD" -c "$tmp/mcpd.yaml" 2>"$tmp/mcpd.log" &
-pids+=($!)
-sleep 0.1
-kill -0 "${pids[-1]}" 2>/dev/null || { echo "$ME: mcpd exited:" >&2; cat "$tmp/mcpd.log" >&2; exit 1; }
+start_mcpd
 wait_ready "$P"
 SID=$(session "$P")
 
 # CPU ms mcpd, its workers and their tools spent per 1000 calls (the
 # children's CPU is counted once they are reaped: cutime and cstime).
-MCPD_PID=${pids[-1]}
 HZ=$(getconf CLK_TCK)
 tree() { local p=$1; echo "$p"; for c in $(cat /proc/$p/task/*/children 2>/dev/null); do tree "$c"; done; }
 cpu_ticks() { local t=0; for p in $(tree $MCPD_PID); do

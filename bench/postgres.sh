@@ -16,37 +16,15 @@ DUR=${BENCH_SECONDS:-10}
 CONNS=32
 if [ "${1:-}" = --quick ]; then DUR=1; fi
 
-bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-command -v wrk >/dev/null && [ -n "$bindir" ] || {
-	echo "bench/postgres.sh: needs wrk and postgresql (bench/run.sh and scripts/install-deps.sh test install them)" >&2
-	exit 1; }
+ME=bench/postgres.sh
 
-tmp=$(mktemp -d /tmp/mcpd-bench-pg.XXXXXX)
-pids=()
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	[ -f "$tmp/pg/data/postmaster.pid" ] && as_pg "$bindir/pg_ctl" -D "$tmp/pg/data" -m immediate -w stop >/dev/null 2>&1
-	[ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
-}
-trap cleanup EXIT
 . "$here/common.sh"
-
-P_PG=$(port)
-mkdir -p "$tmp/pg"
-if [ "$(id -u)" = 0 ]; then chmod 711 "$tmp"; chown postgres: "$tmp/pg"; fi
-(cd "$tmp/pg" && as_pg "$bindir/initdb" -D "$tmp/pg/data" -U mcpd -A trust --no-sync -E UTF8 --locale=C >/dev/null)
-cat >> "$tmp/pg/data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $P_PG
-unix_socket_directories = '$tmp/pg'
-fsync = off
-synchronous_commit = off
-max_connections = 200
-CONF
-(cd "$tmp/pg" && as_pg "$bindir/pg_ctl" -D "$tmp/pg/data" -l "$tmp/pg/log" -w start >/dev/null)
-psql -X -q -h 127.0.0.1 -p "$P_PG" -U mcpd -d postgres -c "CREATE DATABASE mcpd" >/dev/null
+bindir=$(pg_bindir)
+command -v wrk >/dev/null && [ -n "$bindir" ] || {
+	echo "$ME: needs wrk and postgresql (bench/run.sh and scripts/install-deps.sh test install them)" >&2
+	exit 1; }
+bench_tmp pg
+pg_start
 URL="postgresql://mcpd@127.0.0.1:$P_PG/mcpd"
 
 CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"}}}'

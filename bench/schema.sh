@@ -40,16 +40,12 @@ tools:
         '^x-[a-z]+$': { type: string, pattern: '^[0-9a-f]{8,32}$' }
       required: [name]
 YAML
-"$MCPD" -c "$tmp/mcpd.yaml" 2>"$tmp/mcpd.log" &
-pids+=($!)
-sleep 0.1
-kill -0 "${pids[-1]}" 2>/dev/null || { echo "$ME: mcpd exited:" >&2; cat "$tmp/mcpd.log" >&2; exit 1; }
+start_mcpd
 wait_ready "$P"
 SID=$(session "$P")
 
 # CPU ms mcpd (master and workers) spent per 1000 calls: steadier than
 # calls/s on a machine shared with other work.
-MCPD_PID=${pids[-1]}
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { local t=0; for p in $MCPD_PID $(pgrep -P $MCPD_PID | tr '\n' ' '); do
 	[ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
