@@ -109,14 +109,6 @@ cut:
 	return -1;
 }
 
-static uint64_t
-now_ms(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
 /* A deadline before the run's own timeout replaces it. */
 static void
 cap_at_deadline(struct tool_run *run)
@@ -124,7 +116,7 @@ cap_at_deadline(struct tool_run *run)
 	uint64_t d = run->te->deadline_ms;
 	if (d == 0 || run->killed || run->exited || d >= run->ends_at)
 		return;
-	uint64_t now = now_ms(), left = d > now ? d - now : 0;
+	uint64_t now = wall_ms(), left = d > now ? d - now : 0;
 	struct timeval tv = { (time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000 };
 	run->at_deadline = 1;
 	evtimer_add(run->timer, &tv);
@@ -691,7 +683,7 @@ tool_run_start(struct tool_exec *te, const char *label, const struct command_def
 	 * parse and the spawn): a tool gets its whole timeout. */
 	event_base_update_cache_time(te->base);
 	evtimer_add(run->timer, &tv);
-	run->ends_at = now_ms() + run->timeout_ms;
+	run->ends_at = wall_ms() + run->timeout_ms;
 	cap_at_deadline(run);
 	return run;
 

@@ -122,14 +122,6 @@ set_timer(struct event *ev, uint64_t ms)
 	evtimer_add(ev, &tv);
 }
 
-static uint64_t
-now_ms(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
 /* An invocation's deadline before the call's own timeout replaces it. */
 static void
 cap_at_deadline(struct pool_call *pc)
@@ -137,7 +129,7 @@ cap_at_deadline(struct pool_call *pc)
 	uint64_t d = pc->pool->ps->deadline_ms;
 	if (d == 0 || pc->cancelled || pc->finishing || d >= pc->ends_at)
 		return;
-	uint64_t now = now_ms();
+	uint64_t now = wall_ms();
 	pc->at_deadline = 1;
 	evtimer_del(pc->timer);
 	set_timer(pc->timer, d > now ? d - now : 0);
@@ -774,7 +766,7 @@ pool_call_start(struct pools *ps, struct tool_run *run, const char *label,
 	}
 	event_base_update_cache_time(ps->base);  /* the whole timeout, from now */
 	set_timer(pc->timer, cmd->timeout_ms);
-	pc->ends_at = now_ms() + cmd->timeout_ms;
+	pc->ends_at = wall_ms() + cmd->timeout_ms;
 	cap_at_deadline(pc);
 	TAILQ_INSERT_TAIL(&pl->queue, pc, link);
 	pl->queued++;

@@ -171,14 +171,6 @@ ratelimit_window_ms(const struct rate_conf *rc)
 	return w < 1000 ? 1000 : w;
 }
 
-static uint64_t
-wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void
 counted(void *arg, int status, int64_t value, const char *err)
 {

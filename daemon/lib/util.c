@@ -314,6 +314,14 @@ monotonic_ms(void)
 	return monotonic_us() / 1000u;
 }
 
+uint64_t
+wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 int
 set_nonblock(int fd)
 {

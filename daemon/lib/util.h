@@ -78,6 +78,8 @@ int parse_u64(const char *s, uint64_t *out);
 size_t edit_distance(const char *a, const char *b);
 
 uint64_t monotonic_ms(void);
+/* Wall-clock ms since the epoch (timestamps, deadlines shared with peers). */
+uint64_t wall_ms(void);
 uint64_t monotonic_us(void);
 
 /* out needs 4 * ((len + 2) / 3) + 1 bytes; returns the length written. */

@@ -245,7 +245,6 @@ int ask_answer(struct call *c, const char *key, const cJSON *result);
 #define TASK_NOTIFY_RESULT_MAX (64 * 1024)    /* a result inlined in notifications/tasks */
 enum task_status { TS_WORKING, TS_INPUT_REQUIRED, TS_COMPLETED, TS_FAILED, TS_CANCELLED, TS_COUNT };
 extern const char *const task_status_names[TS_COUNT];
-uint64_t wall_ms(void);
 void iso_time(uint64_t ms, char out[32]);
 int client_has_extension(const struct call *c, const char *ext);
 /* Who asks: the principal's user, or "" without auth. */

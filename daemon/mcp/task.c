@@ -64,14 +64,6 @@ const char *const task_status_names[] = {
 	"working", "input_required", "completed", "failed", "cancelled",
 };
 
-uint64_t
-wall_ms(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
 void
 iso_time(uint64_t ms, char out[32])
 {

@@ -878,14 +878,6 @@ start_request(struct lam *l, const cJSON *ev)
 	bufferevent_enable(v->http, EV_READ | EV_WRITE);
 }
 
-static uint64_t
-wall_ms(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
 static void
 got_event(struct lam *l)
 {
