@@ -90,7 +90,16 @@ struct waiting {
 	struct http_request *r;
 	enum waiting_kind kind;
 	struct jsonrpc_msg msg;
+	LIST_ENTRY(waiting) link;
 };
+
+static void
+waiting_free(struct waiting *w)
+{
+	LIST_REMOVE(w, link);
+	jsonrpc_free(&w->msg);
+	free(w);
+}
 
 static void post_in_session(struct mcp *m, struct http_request *r, struct session *s, struct jsonrpc_msg *msg);
 
@@ -112,8 +121,7 @@ session_found(void *arg, struct session *s, int status)
 	struct waiting *w = arg;
 	struct http_request *r = w->r;
 	if (r == NULL) {
-		jsonrpc_free(&w->msg);
-		free(w);
+		waiting_free(w);
 		return;
 	}
 	http_request_on_close(r, NULL, NULL);
@@ -132,8 +140,7 @@ session_found(void *arg, struct session *s, int status)
 			respond_rpc_error(r, 503, w->msg.id, -32000, "Session storage is unavailable; try again later");
 		else
 			respond_rpc_error(r, 404, w->msg.id, -32001, "Session not found");
-		jsonrpc_free(&w->msg);
-		free(w);
+		waiting_free(w);
 		return;
 	}
 	session_touch(s);
@@ -148,8 +155,7 @@ session_found(void *arg, struct session *s, int status)
 		delete_in_session(w->m, r, s);
 		break;
 	}
-	jsonrpc_free(&w->msg);
-	free(w);
+	waiting_free(w);
 }
 
 /* Takes msg (when given). */
@@ -184,6 +190,7 @@ with_session(struct mcp *m, struct http_request *r, enum waiting_kind kind, stru
 		w->msg = *msg;
 		msg->root = NULL;
 	}
+	LIST_INSERT_HEAD(&m->waiting, w, link);
 	http_request_on_close(r, waiting_closed, w);
 	session_lookup(m->sessions, sid, session_found, w);
 }
@@ -719,6 +726,7 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 		m->b = *b;
 	cors_config = cfg;
 	LIST_INIT(&m->calls);
+	LIST_INIT(&m->waiting);
 	m->sessions = sessions_new(base, b, cfg->limits.max_sessions, cfg->mcp.history,
 	    cfg->limits.session_idle_timeout_ms, cfg->mcp.keepalive_ms, cfg->mcp.retry_ms,
 	    (size_t)cfg->limits.stream_buffer);
@@ -857,6 +865,14 @@ mcp_free(struct mcp *m)
 			http_request_on_close(c->req, NULL, NULL);
 		c->req = NULL;
 		call_free(c);
+	}
+	/* Lookups still out at storage: the plugin drops them at its detach,
+	 * without calling back. */
+	while (!LIST_EMPTY(&m->waiting)) {
+		struct waiting *w = LIST_FIRST(&m->waiting);
+		if (w->r != NULL)
+			http_request_on_close(w->r, NULL, NULL);
+		waiting_free(w);
 	}
 	tasks_listen_stop(m);
 	sessions_free(m->sessions);

@@ -139,6 +139,7 @@ struct mcp {
 	struct sessions *sessions;
 	struct tool_exec *te;
 	LIST_HEAD(, call) calls;
+	LIST_HEAD(, waiting) waiting;   /* requests waiting for their session */
 	int draining;
 	int inotify_fd;
 	struct event *inotify_ev;

@@ -383,6 +383,7 @@ sessions_new(struct event_base *base, const struct backends *b, size_t max, size
 	t->next_request = r[1] >> 16;
 	TAILQ_INIT(&t->all);
 	LIST_INIT(&t->resends);
+	LIST_INIT(&t->ops);
 	t->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, t);
 	struct timeval tv = { 5, 0 };
 	if (t->sweep == NULL) {
@@ -395,6 +396,16 @@ sessions_new(struct event_base *base, const struct backends *b, size_t max, size
 	relay_on_gap(streams_lost_events, t);
 	return t;
 }
+
+/* A lookup or a creation out at storage. */
+struct sop {
+	struct sessions *t;
+	struct session *s;
+	char id[48];
+	session_cb cb;
+	void *arg;
+	LIST_ENTRY(sop) link;
+};
 
 void
 sessions_free(struct sessions *t)
@@ -412,6 +423,15 @@ sessions_free(struct sessions *t)
 	}
 	while (!LIST_EMPTY(&t->resends))
 		resend_free(LIST_FIRST(&t->resends));
+	/* Storage drops these at its detach without calling back; their
+	 * callers are gone with the worker. */
+	while (!LIST_EMPTY(&t->ops)) {
+		struct sop *o = LIST_FIRST(&t->ops);
+		LIST_REMOVE(o, link);
+		if (o->s != NULL)
+			session_unref(o->s);    /* a creation's, never cached */
+		free(o);
+	}
 	unsubscribe(t, t->sessions_sub);
 	unsubscribe(t, t->changes_sub);
 	event_free(t->sweep);
@@ -449,19 +469,12 @@ sessions_foreach(struct sessions *t, void (*fn)(struct session *, void *), void 
 	}
 }
 
-struct op {
-	struct sessions *t;
-	struct session *s;
-	char id[48];
-	session_cb cb;
-	void *arg;
-};
-
 static void
 created(void *arg, int status, const char *err)
 {
-	struct op *o = arg;
+	struct sop *o = arg;
 	struct session *s = o->s;
+	LIST_REMOVE(o, link);
 	if (status != MCPD_OK) {
 		log_error("storage: cannot store a new session: %s", err ? err : "conflict");
 		session_unref(s);     /* the creation's reference; s was never cached */
@@ -499,7 +512,7 @@ session_create(struct sessions *t, enum proto proto, const cJSON *caps, const cJ
 {
 	/* A detached object until storage has it; then cached under its id. */
 	struct session *s = calloc(1, sizeof(*s));
-	struct op *o = calloc(1, sizeof(*o));
+	struct sop *o = calloc(1, sizeof(*o));
 	if (s == NULL || o == NULL || random_token(s->id, 24) < 0) {   /* 192 random bits */
 		free(s);
 		free(o);
@@ -522,6 +535,7 @@ session_create(struct sessions *t, enum proto proto, const cJSON *caps, const cJ
 	o->arg = arg;
 	char key[96], *rec = record_json(s);
 	key_of(key, sizeof(key), "session:", s->id);
+	LIST_INSERT_HEAD(&t->ops, o, link);
 	t->b.storage->set(t->b.storage_inst, key, rec, strlen(rec), t->idle_ms, MCPD_SET_IF_ABSENT, created, o);
 	free(rec);
 }
@@ -539,8 +553,9 @@ recently_deleted(const struct sessions *t, const char *id)
 static void
 looked_up(void *arg, int status, const void *value, size_t len, const char *err)
 {
-	struct op *o = arg;
+	struct sop *o = arg;
 	struct sessions *t = o->t;
+	LIST_REMOVE(o, link);
 	struct session *s = cache_find(t, o->id);
 	if (status == MCPD_OK && (recently_deleted(t, o->id) || record_expired(t, value, len)))
 		status = MCPD_NOT_FOUND;
@@ -581,7 +596,7 @@ session_lookup(struct sessions *t, const char *id, session_cb cb, void *arg)
 	/* Always from storage (a local read with lmdb): a cached copy could
 	 * outlive a DELETE made on another worker by the time the relay
 	 * takes, and a deleted session must never be served. */
-	struct op *o = calloc(1, sizeof(*o));
+	struct sop *o = calloc(1, sizeof(*o));
 	if (o == NULL) {
 		cb(arg, NULL, MCPD_ERROR);
 		return;
@@ -592,6 +607,7 @@ session_lookup(struct sessions *t, const char *id, session_cb cb, void *arg)
 	o->arg = arg;
 	char key[96];
 	key_of(key, sizeof(key), "session:", id);
+	LIST_INSERT_HEAD(&t->ops, o, link);
 	t->b.storage->get(t->b.storage_inst, key, looked_up, o);
 }
 

@@ -52,6 +52,7 @@ struct sessions {
 	size_t count;
 	struct event *sweep;
 	LIST_HEAD(, resend) resends;        /* cancellations to publish again */
+	LIST_HEAD(, sop) ops;               /* lookups and creations out at storage */
 	void *sessions_sub, *changes_sub;
 	void (*on_delete)(struct session *, void *);
 	void *on_delete_arg;

@@ -306,7 +306,10 @@ struct mcpd_plugin {
 	/* Optional: in each worker after fork, with the event loop running:
 	 * connect. */
 	int (*attach)(void *inst, char *err, size_t errlen);
-	void (*detach)(void *inst);             /* optional */
+	/* Optional: in each worker as it stops, after the loop has ended and
+	 * the callers of the operations still out are gone: those are dropped
+	 * without calling back (mcpd frees what it kept for them). */
+	void (*detach)(void *inst);
 	/* Optional: in the master, when the configuration is dropped. */
 	void (*destroy)(void *inst);
 	/* Required: struct mcpd_storage_ops or struct mcpd_transport_ops, by

@@ -187,6 +187,7 @@ struct pg {
 	struct op *head, *tail;         /* not sent yet */
 	size_t queued;
 	int down_logged;
+	int closing;                    /* detaching: ops out are dropped, not answered */
 	char last_error[512];
 	struct resolver *dns;           /* when a host is a name */
 	struct lookup *lookup;
@@ -479,7 +480,8 @@ conn_lost(struct pg *p, const char *what, const char *msg)
 	while (list != NULL) {
 		struct op *o = list;
 		list = o->next;
-		report_error(o, p->last_error);
+		if (!p->closing)
+			report_error(o, p->last_error);
 		op_free(o);
 	}
 	p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : 100;
@@ -1288,6 +1290,7 @@ pg_attach(void *inst, char *err, size_t errlen)
 {
 	struct pg *p = inst;
 	struct event_base *base = p->host->event_base();
+	p->closing = 0;
 	p->retry = evtimer_new(base, retry_cb, p);
 	p->watchdog = event_new(base, -1, EV_PERSIST, watchdog_cb, p);
 	/* One purger per instance is enough; every worker would only contend. */
@@ -1329,8 +1332,10 @@ pg_detach(void *inst)
 {
 	struct pg *p = inst;
 	struct event **evs[] = { &p->retry, &p->watchdog, &p->purge };
-	/* A lookup running is dropped (no callback); pending ops fail; the
-	 * reconnection conn_lost schedules is dropped. */
+	/* A lookup running is dropped (no callback); pending ops are dropped
+	 * without callbacks (the worker is stopping: their callers are gone);
+	 * the reconnection conn_lost schedules is dropped. */
+	p->closing = 1;
 	resolver_free(p->dns);
 	p->dns = NULL;
 	p->down_logged = 1;

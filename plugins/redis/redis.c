@@ -92,6 +92,7 @@ struct redis {
 	long long reader_id;            /* CLIENT ID of the reading connection */
 	int64_t clock_offset_ms;        /* Redis' clock minus ours (stream ids are times) */
 	int unblocking;                 /* a CLIENT UNBLOCK for it is out */
+	int closing;                    /* detaching: calls out are dropped, not answered */
 	char last_error[256];
 };
 
@@ -408,6 +409,10 @@ storage_reply(redisAsyncContext *ac, void *reply, void *priv)
 	struct op *o = priv;
 	redisReply *rep = reply;
 	progress(&o->r->cmd);
+	if (o->r->closing) {
+		free(o);
+		return;
+	}
 	if (rep == NULL) {
 		fail(o, "lost the connection to redis");
 		free(o);
@@ -1014,6 +1019,10 @@ numsub_reply(redisAsyncContext *ac, void *reply, void *priv)
 	struct numsub *n = priv;
 	redisReply *rep = reply;
 	progress(&n->r->cmd);
+	if (n->r->closing) {
+		free(n);
+		return;
+	}
 	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2)
 		n->cb(n->arg, MCPD_ERROR, 0, rep ? "unexpected PUBSUB NUMSUB answer" : "lost the connection to redis");
 	else
@@ -1209,6 +1218,7 @@ redis_attach(void *inst, char *err, size_t errlen)
 {
 	struct redis *r = inst;
 	struct event_base *base = r->host->event_base();
+	r->closing = 0;
 	r->cmd.r = r;
 	r->cmd.role = r->kind == MCPD_PLUGIN_STORAGE ? "storage" : "publisher";
 	r->cmd.retry = evtimer_new(base, retry_cb, &r->cmd);
@@ -1249,10 +1259,14 @@ conn_close(struct rconn *c)
 	}
 }
 
+/* The worker is stopping, its callers already gone: hiredis runs every
+ * callback still due with no reply as it frees a connection, and those
+ * are dropped here without calling back (like every plugin's detach). */
 static void
 redis_detach(void *inst)
 {
 	struct redis *r = inst;
+	r->closing = 1;
 	if (r->watchdog != NULL)
 		event_free(r->watchdog);
 	r->watchdog = NULL;

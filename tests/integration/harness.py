@@ -122,6 +122,11 @@ def status_of(response_bytes):
     return int(m.group(1)) if m else None
 
 
+# The master's line for a worker that crashed.
+CRASHED = re.compile(r"worker \d+ \(pid \d+\) killed by signal (%s) " % "|".join(
+    str(int(s)) for s in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL)))
+
+
 class Mcpd:
     """One mcpd master with its workers, in its own temporary directory."""
 
@@ -227,7 +232,19 @@ class Mcpd:
             i = text.find(marker)
             if i >= 0:
                 return text[max(0, i - 200):i + 4000]
+        # A worker that crashed (the master goes on and exits 0): tests
+        # kill workers with SIGKILL on purpose, never with these.
+        m = CRASHED.search(text)
+        if m:
+            return text[max(0, m.start() - 3000):m.end() + 200]
         return None
+
+    def worker_deaths(self):
+        """The master's log lines for workers that did not end on their
+        own with status 0 (killed by a signal, or exited with an error):
+        after stop(), [] when every worker stopped cleanly."""
+        return [l for l in self.log().splitlines()
+                if re.search(r"master\[\d+\]: worker \d+ \(pid \d+\) (killed by signal|exited with status [1-9])", l)]
 
 
 def run_mcpd(*args, timeout=30, env=None):

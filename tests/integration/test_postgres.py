@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import time
 
 from harness import (sid_hash, call_tool, check, check_config_errors, check_config_valid, check_host_name, check_unresolvable,
@@ -279,3 +280,39 @@ def test_password_file(t):
     d.start(wait_url_port=port)
     wait_for(lambda: b"password" in http(port, "GET", "/readyz")[2], what="/readyz to say why")
     d.stop()
+
+
+def test_stopping_with_storage_calls_in_flight(t):
+    """The worker stops while its queries wait for a server that does not
+    answer (SIGSTOP), the clients that caused them gone: it exits on its
+    own. Detaching the plugin drops those queries without calling back
+    into the sessions the worker has already freed."""
+    pg = postgres_server(t)
+    d, port = instance(t, pg, workers=1)
+    sid = mcp_session(port)
+    check(call_tool(port, sid, "where") == "A")
+    backends = [int(x) for x in pg.sql("SELECT pid FROM pg_stat_activity WHERE application_name = 'mcpd'")]
+    check(backends, "no mcpd connection seen by the server")
+    body = json.dumps({"jsonrpc": "2.0", "id": 10, "method": "tools/call",
+                       "params": {"name": "where", "arguments": {}}}).encode()
+    for pid in backends:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        socks = []
+        for _ in range(8):
+            s = socket.create_connection(("127.0.0.1", port), timeout=15)
+            s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      b"Accept: application/json, text/event-stream\r\nMcp-Session-Id: " + sid.encode() +
+                      b"\r\nMCP-Protocol-Version: 2025-11-25\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            socks.append(s)
+        time.sleep(0.3)
+        for s in socks:
+            s.close()
+        time.sleep(0.1)
+        d.stop()
+    finally:
+        for pid in backends:
+            os.kill(pid, signal.SIGCONT)
+    check(d.worker_deaths() == [], "a worker did not stop cleanly:\n%s"
+          % ("\n".join(d.worker_deaths()) + "\n" + d.log()[-3000:]))
+    check(re.search(r"worker 1 \(pid \d+\) finished", d.log()), d.log()[-2000:])

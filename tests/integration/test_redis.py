@@ -15,7 +15,7 @@ from harness import (sid_hash, MCP_HEADERS, Redis, Skip, TestFailure, alive, cal
                      check_host_name, check_unresolvable, conformance_behind_balancer, conformance_config,
                      deleted_everywhere, down_and_back, free_port, http, key_file, mcp_session, node_peers_ready,
                      redis_server, rpc, run_unit_suite, serve, sse_events, start_instances, starts_before, storage_cache,
-                     wait_for, with_storage_cache)
+                     wait_for, with_storage_cache, workers_ready)
 
 TOOLS = """
 tools:
@@ -677,3 +677,34 @@ def test_events_during_a_slow_replay_are_bounded(t):
         proxy.close()
     a.stop()
     b.stop()
+
+
+def test_stopping_with_storage_calls_in_flight(t):
+    """The worker stops while its storage calls wait for Redis (the
+    clients that caused them gone): it exits on its own. Detaching the
+    plugin drops those calls without calling back into the sessions the
+    worker has already freed (this was a SIGSEGV at every few stops with
+    Redis behind a 5 ms network)."""
+    redis = redis_server(t)
+    for mode in ("pubsub", "streams"):
+        port = free_port()
+        d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\n%s%s" % (port, backends(t, redis, mode),
+                   TOOLS % {"name": "A"}), name="%s.yaml" % mode)
+        d.start(wait_url_port=port)
+        workers_ready(port, 1)
+        sid = mcp_session(port)
+        check(call_tool(port, sid, "where") == "A")
+        # Redis holds every command for a while: each call's session read
+        # waits; its client leaves before the answer (499).
+        check(redis.cli("CLIENT", "PAUSE", "1500", "ALL") == "OK")
+        socks = [post_stream(port, sid, {"jsonrpc": "2.0", "id": 10 + i, "method": "tools/call",
+                                         "params": {"name": "where", "arguments": {}}}) for i in range(8)]
+        time.sleep(0.3)
+        for s in socks:
+            s.close()
+        time.sleep(0.1)
+        d.stop()
+        check(d.worker_deaths() == [], "a worker did not stop cleanly (%s):\n%s"
+              % (mode, "\n".join(d.worker_deaths()) + "\n" + d.log()[-3000:]))
+        check(re.search(r"worker 1 \(pid \d+\) finished", d.log()), d.log()[-2000:])
+        wait_for(lambda: redis.cli("PING") == "PONG", what="redis to answer again")
