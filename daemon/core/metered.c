@@ -33,13 +33,23 @@ struct op {
  * own without calling back (the worker is stopping), and then these are
  * freed by metered_forget. */
 static struct op *pending;
+static size_t npending;
+
+/* Records done with, kept for the next operations: no malloc per call. */
+#define SPARE_MAX 64
+static struct op *spare;
+static size_t nspare;
 
 static struct op *
 op_new(enum mx_storage_op what, void *cb, void *arg)
 {
-	struct op *o = malloc(sizeof(*o));
-	if (o == NULL)
+	struct op *o = spare;
+	if (o != NULL) {
+		spare = o->next;
+		nspare--;
+	} else if ((o = malloc(sizeof(*o))) == NULL) {
 		return NULL;
+	}
 	o->publish = 0;
 	o->what = what;
 	o->start = monotonic_us();
@@ -57,6 +67,7 @@ op_new(enum mx_storage_op what, void *cb, void *arg)
 	if (pending != NULL)
 		pending->prev = o;
 	pending = o;
+	npending++;
 	return o;
 }
 
@@ -102,16 +113,20 @@ op_end(struct op *o, int status, void **cb, void **arg, struct trace_ctx *parent
 		pending = o->next;
 	if (o->next != NULL)
 		o->next->prev = o->prev;
-	free(o);
+	npending--;
+	if (nspare < SPARE_MAX) {
+		o->next = spare;
+		spare = o;
+		nspare++;
+	} else {
+		free(o);
+	}
 }
 
 size_t
 metered_pending(void)
 {
-	size_t n = 0;
-	for (const struct op *o = pending; o != NULL; o = o->next)
-		n++;
-	return n;
+	return npending;
 }
 
 void
@@ -122,6 +137,13 @@ metered_forget(void)
 		pending = o->next;
 		free(o);
 	}
+	npending = 0;
+	while (spare != NULL) {
+		struct op *o = spare;
+		spare = o->next;
+		free(o);
+	}
+	nspare = 0;
 }
 
 static void

@@ -16,7 +16,8 @@ void metered_names(const char *storage, const char *transport);
 /* After the backends are detached (no callback can come any more): free
  * the records of the operations they dropped. */
 void metered_forget(void);
-/* How many records wait for their operation's callback (for tests). */
+/* How many operations wait for their callback (a stopping worker lets
+ * them finish before it detaches the plugins). */
 size_t metered_pending(void);
 
 #endif

@@ -384,6 +384,7 @@ sessions_new(struct event_base *base, const struct backends *b, size_t max, size
 	TAILQ_INIT(&t->all);
 	LIST_INIT(&t->resends);
 	LIST_INIT(&t->ops);
+	LIST_INIT(&t->probes);
 	t->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, t);
 	struct timeval tv = { 5, 0 };
 	if (t->sweep == NULL) {
@@ -432,6 +433,7 @@ sessions_free(struct sessions *t)
 			session_unref(o->s);    /* a creation's, never cached */
 		free(o);
 	}
+	answer_probes_forget(t);
 	unsubscribe(t, t->sessions_sub);
 	unsubscribe(t, t->changes_sub);
 	event_free(t->sweep);

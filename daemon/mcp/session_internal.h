@@ -53,6 +53,7 @@ struct sessions {
 	struct event *sweep;
 	LIST_HEAD(, resend) resends;        /* cancellations to publish again */
 	LIST_HEAD(, sop) ops;               /* lookups and creations out at storage */
+	LIST_HEAD(, answer_probe) probes;   /* looks for answers out at storage */
 	void *sessions_sub, *changes_sub;
 	void (*on_delete)(struct session *, void *);
 	void *on_delete_arg;
@@ -175,5 +176,7 @@ void lost_check_start(struct stream *st);
 
 /* session_request.c: requests to the client. */
 void pending_free(struct pending_request *p);
+/* At stop, after the storage's detach: the probes it dropped. */
+void answer_probes_forget(struct sessions *t);
 
 #endif

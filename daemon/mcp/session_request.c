@@ -68,7 +68,18 @@ struct answer_probe {
 	struct sessions *t;
 	char sid[64];
 	char qid[48];
+	LIST_ENTRY(answer_probe) link;
 };
+
+void
+answer_probes_forget(struct sessions *t)
+{
+	while (!LIST_EMPTY(&t->probes)) {
+		struct answer_probe *pr = LIST_FIRST(&t->probes);
+		LIST_REMOVE(pr, link);
+		free(pr);
+	}
+}
 
 static struct pending_request *
 pending_find(struct session *s, const char *qid)
@@ -87,6 +98,7 @@ answer_probed(void *arg, int status, const void *value, size_t len, const char *
 	struct answer_probe *pr = arg;
 	struct session *s = cache_find(pr->t, pr->sid);
 	struct pending_request *p = s != NULL ? pending_find(s, pr->qid) : NULL;
+	LIST_REMOVE(pr, link);
 	free(pr);
 	if (p == NULL)
 		return;         /* answered or given up meanwhile */
@@ -119,6 +131,7 @@ answer_poll_cb(evutil_socket_t fd, short ev, void *arg)
 	char key[200];
 	answer_key(key, sizeof(key), p->s->id, p->id);
 	p->probing = 1;
+	LIST_INSERT_HEAD(&t->probes, pr, link);
 	t->b.storage->get(t->b.storage_inst, key, answer_probed, pr);
 }
 

@@ -41,6 +41,8 @@ struct worker {
 	struct event *sig_term;
 	struct event *drain_timer;
 	struct event *tasks_timer;      /* draining: waits for running tasks */
+	struct event *settle_timer;     /* then for storage calls out */
+	uint64_t settle_from;           /* monotonic ms */
 	struct event *serve_timer;      /* polls the backends until they connect */
 	uint64_t serve_wait_from;       /* monotonic ms */
 	const struct worker_params *p;
@@ -63,6 +65,38 @@ loop_exit(void *arg)
  * past it, it serves all the same (503 and /readyz say why). */
 #define CONNECT_WAIT_MS 2000
 
+/* Storage and transport calls still out get their answers before the
+ * plugins detach (which drops them unanswered, leaving what waited for
+ * them to be freed without its own clean-up), up to SETTLE_MS: a
+ * backend that hangs does not hold the stop for long. */
+#define SETTLE_MS 1000
+
+static void
+settled(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct worker *w = arg;
+	if (metered_pending() > 0 && monotonic_ms() - w->settle_from < SETTLE_MS)
+		return;
+	event_del(w->settle_timer);
+	tracing_flush(loop_exit, w);
+}
+
+static void
+settle(struct worker *w)
+{
+	if (metered_pending() == 0) {
+		tracing_flush(loop_exit, w);
+		return;
+	}
+	w->settle_from = monotonic_ms();
+	w->settle_timer = event_new(w->base, -1, EV_PERSIST, settled, w);
+	struct timeval tv = { 0, 5000 };
+	if (w->settle_timer == NULL || event_add(w->settle_timer, &tv) < 0)
+		tracing_flush(loop_exit, w);
+}
+
 /* Connections are done; tasks running here may still be (their clients
  * follow them from anywhere), and persistent tool processes that were
  * given end of file may not have exited yet: wait for them, within
@@ -77,7 +111,7 @@ tasks_check(evutil_socket_t fd, short ev, void *arg)
 		return;
 	event_del(w->tasks_timer);
 	log_info("all connections and tasks finished; exiting");
-	tracing_flush(loop_exit, w);
+	settle(w);
 }
 
 static void
@@ -87,7 +121,7 @@ drained(void *arg)
 	unsigned n = mcp_tasks_running(w->mcp), p = mcp_persistent_running(w->mcp);
 	if (n == 0 && p == 0) {
 		log_info("all connections finished; exiting");
-		tracing_flush(loop_exit, w);
+		settle(w);
 		return;
 	}
 	if (n > 0)
@@ -399,8 +433,8 @@ worker_main(const struct worker_params *p)
 		return WORKER_EXIT_FATAL;
 	}
 	metered_names(p->cfg->storage.name, p->cfg->transport.name);
-	if (metrics_enabled() || tracing_enabled())
-		metered_backends(&b);
+	/* Always: its count of calls out lets a stopping worker settle. */
+	metered_backends(&b);
 	if (p->cfg->storage_cache.entries > 0) {
 		const struct mcpd_plugin *td = p->cfg->transport.lp->desc;
 		struct storage_cache_conf cc = { p->cfg->storage_cache.entries, p->cfg->storage_cache.ttl_ms };
@@ -465,6 +499,8 @@ worker_main(const struct worker_params *p)
 	event_free(w.serve_timer);
 	if (w.tasks_timer != NULL)
 		event_free(w.tasks_timer);
+	if (w.settle_timer != NULL)
+		event_free(w.settle_timer);
 	event_base_free(w.base);
 	return 0;
 }
