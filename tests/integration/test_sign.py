@@ -139,6 +139,15 @@ def survives(pid, seconds=1.5):
         time.sleep(0.05)
 
 
+def send_cancel(port, sid, request_id):
+    """notifications/cancelled for request_id, posted to port."""
+    st, _, _ = http(port, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                    "params": {"requestId": request_id}}),
+                    {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                     "MCP-Protocol-Version": "2025-11-25", "Mcp-Session-Id": sid})
+    check(st == 202, st)
+
+
 def dropped(port):
     """mcpd_transport_dropped_total by reason, summed over the workers."""
     st, _, body = http(METRICS[port], "GET", "/metrics")
@@ -259,11 +268,7 @@ def test_rotation_with_two_keys(t):
     cancel_crosses(t, pb, pa, sid, "b-to-a", id=2)
     s, pid = start_slow(t, pa, sid, "from-c", id=3)
     try:
-        st, _, _ = http(pc, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                        "params": {"requestId": 3}}),
-                        {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-                         "MCP-Protocol-Version": "2025-11-25", "Mcp-Session-Id": sid})
-        check(st == 202, st)
+        send_cancel(pc, sid, 3)
         survives(pid)
         wait_for(lambda: dropped(pa).get("forged", 0) >= 1, timeout=5, what="C's message counted as forged")
     finally:
@@ -291,11 +296,7 @@ def test_keys_are_read_again_on_reload(t):
     wait_for(lambda: not set(a.workers()) & set(old), what="A's old workers to go")
     s, pid = start_slow(t, pa, sid, "after", id=2)
     try:
-        st, _, _ = http(pb, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                        "params": {"requestId": 2}}),
-                        {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-                         "MCP-Protocol-Version": "2025-11-25", "Mcp-Session-Id": sid})
-        check(st == 202, st)
+        send_cancel(pb, sid, 2)
         survives(pid)
         check(dropped(pa).get("forged", 0) >= 1, dropped(pa))
     finally:
@@ -331,11 +332,7 @@ def test_unsigned_instances_still_work_and_are_not_believed(t):
     cancel_crosses(t, pb, pc, sid, "unsigned", id=1)
     s, pid = start_slow(t, pa, sid, "unsigned-to-signed", id=2)
     try:
-        st, _, _ = http(pb, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                        "params": {"requestId": 2}}),
-                        {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-                         "MCP-Protocol-Version": "2025-11-25", "Mcp-Session-Id": sid})
-        check(st == 202, st)
+        send_cancel(pb, sid, 2)
         survives(pid)
         check(dropped(pa).get("unsigned", 0) >= 1, dropped(pa))
     finally:
