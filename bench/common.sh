@@ -73,12 +73,12 @@ session() {
 }
 
 # wrk_rate PORT SID CONNS [TOKEN] [THREADS]: "calls/s p99" of one wrk run
-# of CALL; any answer other than 200 fails the script.
+# of CALL; any answer other than 200, or to another request, fails the script.
 wrk_rate() {
 	local out rate
 	out=$(BODY="$CALL" SID="$2" TOKEN="${4:-}" wrk -t"${5:-1}" -c"$3" -d"${DUR}s" --latency -s "$here/call.lua" \
 		"http://127.0.0.1:$1/mcp" 2>&1)
-	if echo "$out" | grep -q "non200 [1-9]"; then echo "$ME: errors:" >&2; echo "$out" >&2; exit 1; fi
+	if echo "$out" | grep -Eq "(non200|mismatched) [1-9]"; then echo "$ME: errors:" >&2; echo "$out" >&2; exit 1; fi
 	rate=$(echo "$out" | awk '/Requests\/sec/{printf "%.0f", $2}')
 	[ -n "$rate" ] && [ "$rate" != 0 ] || { echo "$ME: no rate:" >&2; echo "$out" >&2; exit 1; }
 	echo "$rate $(echo "$out" | awk '$1=="99%"{print $2}')"

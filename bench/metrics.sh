@@ -68,7 +68,9 @@ run_off() {
 for r in $(seq "$ROUNDS"); do
 	if [ $((r % 2)) = 1 ]; then run_on; run_off; else run_off; run_on; fi
 done
-kill -CONT "$PID_ON" $(pgrep -P "$PID_ON")
+# Both running again: a stopped one would not end on the cleanup's TERM,
+# and its wait would hang.
+kill -CONT "$PID_ON" $(pgrep -P "$PID_ON") "$PID_OFF" $(pgrep -P "$PID_OFF")
 CALLS=$(curl -s "http://127.0.0.1:$P_MET/metrics" | awk '/^mcpd_tool_calls_total\{tool="greet",outcome="ok"\}/{print $2}')
 
 echo

@@ -35,7 +35,7 @@ measure() {   # name storage
 	instance "$1" "$p" "$2"
 	sid=$(session "$p")
 	out=$(BODY="$CALL" SID="$sid" wrk -t1 -c$CONNS -d${DUR}s --latency -s "$here/call.lua" "http://127.0.0.1:$p/mcp" 2>&1)
-	if echo "$out" | grep -q "non200 [1-9]"; then echo "bench/postgres.sh: errors:" >&2; echo "$out" >&2; exit 1; fi
+	if echo "$out" | grep -Eq "(non200|mismatched) [1-9]"; then echo "bench/postgres.sh: errors:" >&2; echo "$out" >&2; exit 1; fi
 	RATE[$1]=$(echo "$out" | awk '/Requests\/sec/{printf "%.0f", $2}')
 	P99[$1]=$(echo "$out" | awk '$1=="99%"{print $2}')
 }

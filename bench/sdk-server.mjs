@@ -1,6 +1,8 @@
 // The peer: an MCP server written with the official TypeScript SDK the way
 // its README shows (Express, Streamable HTTP, a session per initialize,
 // JSON responses), serving the same greet tool. PORT from the environment.
+// STATELESS=1 serves without sessions the way the SDK's README does: a
+// server and a transport with no session id generator for each request.
 // With JWKS_FILE, ISSUER and AUDIENCE, every /mcp request needs an RS256
 // JWT checked by the SDK's requireBearerAuth middleware with a verifier
 // that does what mcpd's jwt plugin does (signature, iss, aud, exp).
@@ -43,7 +45,23 @@ if (process.env.JWKS_FILE) {
   app.use("/mcp", requireBearerAuth({ verifier }));
 }
 
-app.post("/mcp", async (req, res) => {
+function greetServer() {
+  const server = new McpServer({ name: "sdk-bench", version: "1.0.0" });
+  server.registerTool("greet", {
+    description: "Greets someone by name",
+    inputSchema: { name: z.string() },
+  }, async ({ name }) => ({ content: [{ type: "text", text: `Hello, ${name}!` }] }));
+  return server;
+}
+
+if (process.env.STATELESS === "1") app.post("/mcp", async (req, res) => {
+  const server = greetServer();
+  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+  res.on("close", () => { transport.close(); server.close(); });
+  await server.connect(transport);
+  await transport.handleRequest(req, res, req.body);
+});
+else app.post("/mcp", async (req, res) => {
   const sessionId = req.headers["mcp-session-id"];
   let transport;
   if (sessionId && transports[sessionId]) {
@@ -55,12 +73,7 @@ app.post("/mcp", async (req, res) => {
       onsessioninitialized: (sid) => { transports[sid] = transport; },
     });
     transport.onclose = () => { if (transport.sessionId) delete transports[transport.sessionId]; };
-    const server = new McpServer({ name: "sdk-bench", version: "1.0.0" });
-    server.registerTool("greet", {
-      description: "Greets someone by name",
-      inputSchema: { name: z.string() },
-    }, async ({ name }) => ({ content: [{ type: "text", text: `Hello, ${name}!` }] }));
-    await server.connect(transport);
+    await greetServer().connect(transport);
   } else {
     res.status(400).json({ jsonrpc: "2.0", error: { code: -32000, message: "Bad Request: No valid session ID provided" }, id: null });
     return;

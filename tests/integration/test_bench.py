@@ -13,7 +13,12 @@ def test_bench_script_runs(t):
     p = subprocess.run(["bash", os.path.join(ROOT, "bench/run.sh"), "--quick"], capture_output=True,
                        text=True, timeout=600, env=env)
     check(p.returncode == 0, "bench/run.sh --quick failed:\n%s\n%s" % (p.stdout[-3000:], p.stderr[-3000:]))
-    for row in ("nginx static reply", "mcpd tools/call, plugin tool", "SDK server tools/call",
+    for row in ("nginx static reply", "mcpd tools/call, plugin tool, session",
+                "mcpd tools/call, plugin tool, stateless", "SDK v1 tools/call, session",
+                "SDK v1 tools/call, stateless", "SDK v2 tools/call, session",
+                "SDK v2 tools/call, stateless (2026-07-28)", "FastMCP tools/call, session",
+                "FastMCP tools/call, stateless", "mcpd / FastMCP  calls/s", "FastMCP  / mcpd RSS",
+                "one-shot: python3 started for each call", "persistent: true, 1 process per worker",
                 "command tool", "short-lived client", "lmdb bytes per session",
                 "one instance, lmdb + local", "two instances, one Redis (pubsub)",
                 "two instances, one Redis (streams)", "one instance, PostgreSQL + local", "two instances, NATS transport",
