@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,6 +94,7 @@ struct http_conn {
 	int read_limited;       /* the read high watermark is set (handling) */
 	int overflowed;         /* a stream past limits.stream_buffer: closing */
 	int peer_eof;           /* the client shut down its side: no more input */
+	int sent;               /* the response went out whole: finish it (timer_cb) */
 	unsigned nreq;
 	size_t searched;        /* bytes of the head already scanned */
 	enum chunk_state chunk;
@@ -467,32 +469,110 @@ wants_keepalive(struct http_conn *c)
 	return r->minor == 0 ? keep : 1;
 }
 
-static void
-write_head(struct http_request *r, int status, const char *content_type,
-    const char *length_or_te, int chunked)
+/* The response head as pieces: the status line, Server, Date, the
+ * framing, Connection and the handler's headers. Returns their count. */
+#define HEAD_PIECES (10 + 4 * MAX_RESPONSE_HEADERS)
+static size_t
+head_pieces(struct http_request *r, const char *status_line, const char *content_type,
+    const char *length_or_te, const char *p[HEAD_PIECES])
 {
 	struct http_conn *c = r->conn;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t n = 0;
+	p[n++] = status_line;
+	p[n++] = http_date(c->srv);
+	p[n++] = "\r\n";
+	if (content_type != NULL) {
+		p[n++] = "Content-Type: ";
+		p[n++] = content_type;
+		p[n++] = "\r\n";
+	}
+	if (length_or_te != NULL) {
+		p[n++] = length_or_te;
+		p[n++] = "\r\n";
+	}
+	if (!c->keepalive)
+		p[n++] = "Connection: close\r\n";
+	else if (r->minor == 0)
+		p[n++] = "Connection: keep-alive\r\n";
+	for (size_t i = 0; i < r->nresp; i++) {
+		p[n++] = r->resp_headers[i].name;
+		p[n++] = ": ";
+		p[n++] = r->resp_headers[i].value;
+		p[n++] = "\r\n";
+	}
+	p[n++] = "\r\n";
+	return n;
+}
+
+/* The response head, in one piece in the request's arena (so that it can
+ * go to the socket with the body in one writev), its length in *len;
+ * NULL when out of memory. Decides keep-alive. */
+static char *
+build_head(struct http_request *r, int status, const char *content_type,
+    const char *length_or_te, int chunked, size_t *len)
+{
+	struct http_conn *c = r->conn;
 	c->keepalive = wants_keepalive(c);
 	if (chunked && r->minor == 0)
 		c->keepalive = 0;   /* HTTP/1.0: the stream ends with the connection */
-	/* Straight into the output buffer: no fixed buffer to outgrow. */
-	size_t before = evbuffer_get_length(out);
-	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nServer: mcpd\r\nDate: %s\r\n",
-	    status, http_status_text(status), http_date(c->srv));
-	if (content_type != NULL)
-		evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
-	if (length_or_te != NULL)
-		evbuffer_add_printf(out, "%s\r\n", length_or_te);
-	if (!c->keepalive)
-		evbuffer_add(out, "Connection: close\r\n", 19);
-	else if (r->minor == 0)
-		evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-	for (size_t i = 0; i < r->nresp; i++)
-		evbuffer_add_printf(out, "%s: %s\r\n", r->resp_headers[i].name, r->resp_headers[i].value);
-	evbuffer_add(out, "\r\n", 2);
+	char status_line[96];
+	snprintf(status_line, sizeof(status_line), "HTTP/1.1 %d %s\r\nServer: mcpd\r\nDate: ",
+	    status, http_status_text(status));
+	const char *p[HEAD_PIECES];
+	size_t lens[HEAD_PIECES], n = head_pieces(r, status_line, content_type, length_or_te, p), total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += lens[i] = strlen(p[i]);
 	r->status = status;
-	r->bytes_out += evbuffer_get_length(out) - before;
+	char *head = arena_alloc(c->arena, total);
+	if (head == NULL)
+		return NULL;
+	for (size_t i = 0, at = 0; i < n; at += lens[i], i++)
+		memcpy(head + at, p[i], lens[i]);
+	r->bytes_out += total;
+	*len = total;
+	return head;
+}
+
+static int
+write_head(struct http_request *r, int status, const char *content_type,
+    const char *length_or_te, int chunked)
+{
+	size_t len;
+	char *head = build_head(r, status, content_type, length_or_te, chunked, &len);
+	if (head == NULL)
+		return -1;
+	evbuffer_add(bufferevent_get_output(r->conn->bev), head, len);
+	return 0;
+}
+
+/* A response that fits the socket's buffer, as most do, goes out at once
+ * in one writev: no write event to add, wait for and remove (two
+ * epoll_ctl calls and a turn of the loop per response). What the socket
+ * does not take, and anything behind bytes already queued or under TLS,
+ * goes through the output buffer as before. Returns 1 when all went. */
+static int
+send_now(struct http_conn *c, const char *head, size_t hlen, const void *body, size_t blen)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	ssize_t n = 0;
+	if (!c->tls && evbuffer_get_length(out) == 0) {
+		struct iovec iov[2] = { { (void *)head, hlen }, { (void *)body, blen } };
+		do
+			n = writev(bufferevent_getfd(c->bev), iov, blen > 0 ? 2 : 1);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			n = 0;      /* EAGAIN; an error shows on the buffered write */
+	}
+	size_t sent = (size_t)n;
+	if (sent == hlen + blen)
+		return 1;
+	if (sent < hlen) {
+		evbuffer_add(out, head + sent, hlen - sent);
+		sent = hlen;
+	}
+	if (blen > 0)
+		evbuffer_add(out, (const char *)body + (sent - hlen), blen - (sent - hlen));
+	return 0;
 }
 
 void
@@ -523,13 +603,28 @@ http_respond(struct http_request *r, int status, const char *content_type,
 	}
 	char cl[48];
 	snprintf(cl, sizeof(cl), "Content-Length: %zu", len);
-	write_head(r, status, content_type, cl, 0);
-	if (len > 0 && strcmp(r->method, "HEAD") != 0) {
-		bufferevent_write(c->bev, body, len);
-		r->bytes_out += len;
+	if (strcmp(r->method, "HEAD") == 0)
+		len = 0;
+	size_t hlen;
+	char *head = build_head(r, status, content_type, cl, 0, &hlen);
+	if (head == NULL) {
+		log_error("http: out of memory for a response head; closing %s", c->remote);
+		c->keepalive = 0;
+		c->state = CS_WRITING;
+		evtimer_del(c->timer);
+		c->sent = 1;
+		event_active(c->timer, EV_TIMEOUT, 1);
+		return;
 	}
+	r->bytes_out += len;
 	c->state = CS_WRITING;
 	evtimer_del(c->timer);
+	/* All out: the write callback will not run; finish from the loop,
+	 * not under the handler that is answering. */
+	if (send_now(c, head, hlen, body, len)) {
+		c->sent = 1;
+		event_active(c->timer, EV_TIMEOUT, 1);
+	}
 }
 
 void
@@ -548,8 +643,9 @@ http_stream_begin(struct http_request *r, int status, const char *content_type)
 	struct http_conn *c = r->conn;
 	if (c->state != CS_HANDLING)
 		return -1;
-	write_head(r, status, content_type,
-	    r->minor >= 1 ? "Transfer-Encoding: chunked" : NULL, 1);
+	if (write_head(r, status, content_type,
+	    r->minor >= 1 ? "Transfer-Encoding: chunked" : NULL, 1) < 0)
+		return -1;
 	c->state = CS_STREAMING;
 	evtimer_del(c->timer);
 	if (content_type != NULL && strncmp(content_type, "text/event-stream", 17) == 0) {
@@ -1365,6 +1461,12 @@ timer_cb(evutil_socket_t fd, short ev, void *arg)
 	struct http_conn *c = arg;
 	if (c->overflowed) {
 		stream_overflowed(c);
+		return;
+	}
+	if (c->sent) {
+		/* The response left in one write (http_respond). */
+		c->sent = 0;
+		write_cb(c->bev, c);
 		return;
 	}
 	switch (c->state) {

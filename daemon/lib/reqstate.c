@@ -158,6 +158,10 @@ json_digest(const cJSON *v, char out[65])
 	unsigned int dl = sizeof(d);
 	EVP_Digest(s ? s : "", s ? strlen(s) : 0, d, &dl, EVP_sha256(), NULL);
 	free(s);
-	for (int i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", d[i]);
+	static const char hex[] = "0123456789abcdef";
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = hex[d[i] >> 4];
+		out[2 * i + 1] = hex[d[i] & 15];
+	}
+	out[64] = '\0';
 }

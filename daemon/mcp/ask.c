@@ -347,6 +347,17 @@ tool_request(struct call *c, const cJSON *msg, const char *method)
 	cJSON_Delete(requests);
 }
 
+/* What binds a requestState to its request's arguments: a print and a
+ * hash, so taken only when a state is checked or sealed, not on every
+ * stateless call (mrtr_begin). */
+static const char *
+bind_digest(struct call *c)
+{
+	if (c->bind_digest[0] == '\0')
+		json_digest(c->bind, c->bind_digest);
+	return c->bind_digest;
+}
+
 /* Close the round: the command is stopped and the client gets the
  * questions, with mcpd's state sealed in requestState. */
 void
@@ -361,7 +372,7 @@ mrtr_end_round(struct call *c)
 	cJSON *payload = cJSON_CreateObject();
 	cJSON_AddStringToObject(payload, "m", c->method);
 	cJSON_AddStringToObject(payload, "n", c->bind_name ? c->bind_name : "");
-	cJSON_AddStringToObject(payload, "h", c->bind_digest);
+	cJSON_AddStringToObject(payload, "h", bind_digest(c));
 	cJSON_AddItemToObject(payload, "a", c->answers ? c->answers : cJSON_CreateObject());
 	c->answers = NULL;
 	char *token = reqstate_seal(c->m->cfg->request_state.key, payload, c->m->cfg->request_state.ttl_ms);
@@ -384,7 +395,18 @@ mrtr_begin(struct call *c, const char *name, const cJSON *bound)
 {
 	free(c->bind_name);
 	c->bind_name = strdup(name);
-	json_digest(bound, c->bind_digest);
+	/* The arguments are a part of the call's params, which live as long
+	 * as the call, or an object with no members (t_tools.c's own, gone
+	 * after the handler): its digest, that of {}, is the same for all. */
+	static char no_members[65];
+	c->bind = NULL;
+	c->bind_digest[0] = '\0';
+	if (cJSON_IsObject(bound) && bound->child == NULL) {
+		if (no_members[0] == '\0')
+			json_digest(bound, no_members);
+		memcpy(c->bind_digest, no_members, sizeof(no_members));
+	} else
+		c->bind = bound;
 	c->answers = cJSON_CreateObject();
 	const cJSON *state = cJSON_GetObjectItemCaseSensitive(c->params, "requestState");
 	if (state != NULL && !cJSON_IsNull(state)) {
@@ -403,7 +425,7 @@ mrtr_begin(struct call *c, const char *name, const cJSON *bound)
 		const cJSON *ph = cJSON_GetObjectItemCaseSensitive(p, "h");
 		if (!cJSON_IsString(pm) || !cJSON_IsString(pn) || !cJSON_IsString(ph) ||
 		    strcmp(pm->valuestring, c->method) != 0 || strcmp(pn->valuestring, name) != 0 ||
-		    strcmp(ph->valuestring, c->bind_digest) != 0) {
+		    strcmp(ph->valuestring, bind_digest(c)) != 0) {
 			cJSON_Delete(p);
 			call_error(c, JSONRPC_INVALID_PARAMS, "requestState belongs to another request");
 			return -1;

@@ -110,7 +110,8 @@ struct call {
 	cJSON *answers;             /* MRTR: input responses known so far */
 	cJSON *asked;               /* MRTR: questions to return as inputRequests */
 	char *bind_name;            /* MRTR: the tool, prompt or URI the state is for */
-	char bind_digest[65];
+	const cJSON *bind;          /* MRTR: the arguments the state is for (in params) */
+	char bind_digest[65];       /* their digest once taken; "" before */
 	int listen;                 /* an open subscriptions/listen stream */
 	int async;                  /* outlived its handler: cancellable from anywhere */
 	cJSON *filter;              /* what the listener asked for and got */

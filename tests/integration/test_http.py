@@ -499,3 +499,46 @@ def test_connection_is_a_list(t):
     check(status_of(s.recv(4096)) == 200, "second request on the kept connection")
     s.close()
     d.stop()
+
+
+
+def test_large_response_to_a_slow_reader(t):
+    """A response goes to the socket in one writev when it fits; what the
+    socket does not take (here 6 MB, more than a socket's send buffer
+    grows to, for a client that reads late) is queued and follows, and
+    the connection goes on serving the request pipelined behind it, in
+    order."""
+    port = free_port()
+    d = t.mcpd(conf(port, """tools:
+  - name: big
+    description: Six million a.
+    max_output: 8MiB
+    shell: 'head -c 6000000 /dev/zero | tr "\\\\0" a'
+""")).start(wait_url_port=port)
+    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "big", "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                                 "io.modelcontextprotocol/clientCapabilities": {}}}}).encode()
+    req = (b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+           b"Accept: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\n"
+           b"Mcp-Name: big\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(20)
+    s.connect(("127.0.0.1", port))
+    s.sendall(req + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    time.sleep(1.5)   # the tool runs, the server's write fills the socket
+    data = b""
+    while True:
+        c = s.recv(1 << 20)
+        if not c:
+            break
+        data += c
+    s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 200 OK"), head[:200])
+    n = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+    r = json.loads(rest[:n])
+    check(r["id"] == 7 and r["result"]["content"][0]["text"] == "a" * 6000000, "answer cut")
+    check(rest[n:].startswith(b"HTTP/1.1 200 OK") and b'"status"' in rest[n:], rest[n:n + 300])
+    still_serving(port)
+    d.stop()

@@ -400,6 +400,22 @@ START_TEST(request_state)
 }
 END_TEST
 
+/* What binds a requestState to its arguments: the SHA-256 of their
+ * print, in lower-case hex; the same across versions, since a state
+ * sealed by one instance is checked by another. */
+START_TEST(request_digest)
+{
+	char d[65];
+	memset(d, 'x', sizeof(d));
+	cJSON *v = cJSON_Parse("{\"name\":\"bench\"}");
+	json_digest(v, d);
+	ck_assert_str_eq(d, "17b79dc6361c432f366ab4886b835e193dfc8014487b42c97fcd40f430bff702");
+	cJSON_Delete(v);
+	json_digest(NULL, d);
+	ck_assert_str_eq(d, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+END_TEST
+
 /* The MAC part is 43 characters: longer ones (up to the 88 once let
  * through, which decode to 66 bytes) are refused before they are decoded
  * into a fixed buffer. Found by tests/fuzz/fuzz_reqstate.c; ASan sees it. */
@@ -460,6 +476,7 @@ schema_suite(void)
 	tcase_add_test(tc, templates);
 	tcase_add_test(tc, request_state);
 	tcase_add_test(tc, request_state_long_mac);
+	tcase_add_test(tc, request_digest);
 	tcase_add_test(tc, base64);
 	suite_add_tcase(s, tc);
 	return s;

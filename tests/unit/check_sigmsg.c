@@ -1,5 +1,5 @@
-/* lib/sigmsg.c and lib/keyfile.c: the signed-message envelope, the
- * replay cache's bounds, key files. */
+/* lib/sigmsg.c, lib/keyfile.c and lib/idhash.c: the signed-message
+ * envelope, the replay cache's bounds, key files, keyed id hashes. */
 #include <check.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "idhash.h"
 #include "keyfile.h"
 #include "sigmsg.h"
 #include "suites.h"
@@ -190,6 +191,30 @@ START_TEST(key_files)
 }
 END_TEST
 
+/* An id's keyed hash: HMAC-SHA256, 144 bits in base64url. The values are
+ * fixed (every instance sharing a backend computes the same keys), and
+ * stay right when the same id is hashed again and when the key changes
+ * (the keyed context is made once per key). */
+START_TEST(id_hashes)
+{
+	char h[IDHASH_LEN + 1];
+	unsigned char k[32];
+	for (int round = 0; round < 2; round++) {
+		idhash_set_key(NULL);
+		ck_assert_str_eq(idhash("session-one", h), "PYYzoL7zjalvxYz1ykhYv0Ql");
+		ck_assert_str_eq(idhash("session-one", h), "PYYzoL7zjalvxYz1ykhYv0Ql");
+		memset(k, 7, sizeof(k));
+		idhash_set_key(k);
+		ck_assert_str_eq(idhash("session-one", h), "HwnlKkhrdz9qA0ed2rbw_3QC");
+		memset(k, 9, sizeof(k));
+		idhash_set_key(k);
+		ck_assert_str_eq(idhash("session-two", h), "pqBWbSmQbKqw35UGqOtsMha9");
+		ck_assert_str_eq(idhash("session-two", h), "pqBWbSmQbKqw35UGqOtsMha9");
+	}
+	idhash_set_key(NULL);
+}
+END_TEST
+
 Suite *
 sigmsg_suite(void)
 {
@@ -198,6 +223,7 @@ sigmsg_suite(void)
 	tcase_add_test(tc, envelope);
 	tcase_add_test(tc, replay_bounds);
 	tcase_add_test(tc, key_files);
+	tcase_add_test(tc, id_hashes);
 	suite_add_tcase(s, tc);
 	return s;
 }
