@@ -413,6 +413,10 @@ base64_decode(const char *in, size_t len, unsigned char *out, size_t *outlen)
 			acc &= (1u << bits) - 1;
 		}
 	}
+	/* Bits left over must be zero, as every encoder writes them: one
+	 * text per value (a sealed value altered there is refused). */
+	if (acc != 0)
+		return -1;
 	*outlen = o;
 	return 0;
 }

@@ -453,6 +453,10 @@ START_TEST(base64)
 	ck_assert_uint_eq(n, 5);
 	ck_assert(memcmp(back, "Hello", 5) == 0);
 	ck_assert_int_eq(base64_decode("SGV$bG8=", 8, back, &n), -1);
+	/* "SGVsbG9" would be "Hello" too with its last 2 bits set: refused. */
+	ck_assert_int_eq(base64_decode("SGVsbG9=", 8, back, &n), -1);
+	ck_assert_int_eq(base64_decode("SGVsbA", 6, back, &n), 0);
+	ck_assert_int_eq(base64_decode("SGVsbB", 6, back, &n), -1);
 	char tok[64];
 	ck_assert_int_eq(random_token(tok, 24), 0);
 	ck_assert_uint_eq(strlen(tok), 32);
