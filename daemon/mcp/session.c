@@ -10,6 +10,8 @@
 #include "jsonrpc.h"
 #include "log.h"
 #include "relay.h"
+#include "sealbox.h"
+#include "storage_seal.h"
 #include "util.h"
 
 #include <event2/event.h>
@@ -201,6 +203,8 @@ cache_find(struct sessions *t, const char *id)
 	return NULL;
 }
 
+_Static_assert(sizeof(((struct session *)0)->hid) == IDHASH_LEN + 1, "session.h: hid holds an idhash");
+
 struct session *
 cache_find_hashed(struct sessions *t, const char *hid)
 {
@@ -293,6 +297,26 @@ cache_drop(struct session *s)
 		session_free(s);
 }
 
+/* A record from mcpd:sessions: sealed when values are (one in clear,
+ * or that does not open, is not taken: the next read from storage
+ * brings the record anyway). */
+static void
+record_heard(struct session *s, const char *hid, const char *rec)
+{
+	const struct sigkeys *k = storage_seal_keys();
+	if (k == NULL) {
+		record_apply(s, rec, strlen(rec));
+		return;
+	}
+	char name[64], kid[9];
+	void *plain = NULL;
+	size_t plen = 0;
+	snprintf(name, sizeof(name), "mcpd:sessions:%s", hid);
+	if (sealbox_open(k, "m", name, rec, strlen(rec), &plain, &plen, kid) == SEALBOX_OK)
+		record_apply(s, plain, plen);
+	free(plain);
+}
+
 static void
 sessions_msg(void *arg, const char *channel, const void *msg, size_t len)
 {
@@ -318,7 +342,7 @@ sessions_msg(void *arg, const char *channel, const void *msg, size_t len)
 		if (s != NULL && strcmp(m, "d") == 0)
 			evict(s);
 		else if (s != NULL && strcmp(m, "c") == 0 && rec != NULL)
-			record_apply(s, rec, strlen(rec));
+			record_heard(s, hid, rec);
 	}
 	free(m);
 }
@@ -666,13 +690,22 @@ store_record(struct session *s, int announce)
 	record_remember(s, rec, strlen(rec));
 	s->touched_ms = now_ms();
 	if (announce) {
-		size_t n = strlen(rec) + strlen(s->hid) + 4;
-		char *msg = malloc(n);
+		/* With encrypt_key_file the record goes sealed, as stored:
+		 * the transport is read by others than the storage's readers. */
+		const struct sigkeys *k = storage_seal_keys();
+		char name[64], *sealed = NULL;
+		size_t slen = strlen(rec);
+		snprintf(name, sizeof(name), "mcpd:sessions:%s", s->hid);
+		if (k != NULL)
+			sealed = sealbox_seal(k, "m", name, rec, strlen(rec), &slen);
+		size_t n = slen + strlen(s->hid) + 4;
+		char *msg = k == NULL || sealed != NULL ? malloc(n) : NULL;
 		if (msg != NULL) {
-			int l = snprintf(msg, n, "c\n%s\n%s", s->hid, rec);
+			int l = snprintf(msg, n, "c\n%s\n%s", s->hid, sealed != NULL ? sealed : rec);
 			publish(t, "mcpd:sessions", msg, (size_t)l);
 			free(msg);
 		}
+		free(sealed);
 	}
 	free(rec);
 }
@@ -825,10 +858,13 @@ record_read(void *arg, int status, const void *value, size_t len, const char *er
 void
 session_record_hashed(struct sessions *t, const char *hid, session_record_fn *cb, void *arg)
 {
+	if (strlen(hid) != IDHASH_LEN) {
+		cb(arg, MCPD_NOT_FOUND, NULL);
+		return;
+	}
 	struct record_read *rr = calloc(1, sizeof(*rr));
-	if (rr == NULL || strlen(hid) != IDHASH_LEN) {
-		free(rr);
-		cb(arg, rr == NULL ? MCPD_ERROR : MCPD_NOT_FOUND, NULL);
+	if (rr == NULL) {
+		cb(arg, MCPD_ERROR, NULL);
 		return;
 	}
 	rr->t = t;
