@@ -49,7 +49,12 @@ LDFLAGS_ALL = $(SAN_FLAGS) $(LDFLAGS)
 LIBS_ALL = $(LIBEVENT_LIBS) $(YAML_LIBS) $(CJSON_LIBS) $(OPENSSL_LIBS) $(CURL_LIBS) $(PCRE2_LIBS) -lm -ldl -lpthread
 
 DAEMON_SRCS := $(sort $(wildcard daemon/*/*.c))
-DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
+# The AWS client of the plugins (plugins/common), built into the daemon
+# too for one call: AWS KMS's Decrypt of a wrapped data key at config
+# load (daemon/core/keykms.c).
+DAEMON_AWS_OBJS := $(patsubst %,$(BUILD)/plugins/common/%.o,aws aws_creds aws_sigv4 aws_xml fetch isotime b64 \
+	credfile tokcache)
+DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o) $(DAEMON_AWS_OBJS)
 # Every daemon object but main.o: what the unit tests and fuzz targets link.
 DAEMON_LINK_OBJS := $(filter-out $(BUILD)/daemon/process/main.o,$(DAEMON_OBJS))
 UNIT_SRCS   := $(sort $(wildcard tests/unit/*.c))
@@ -171,6 +176,8 @@ PLUGIN_SHARED_amqp = plugins/common/section.c plugins/common/section.h plugins/c
 	plugins/common/subs.c plugins/common/subs.h plugins/common/resolve.c plugins/common/resolve.h \
 	plugins/common/fetch.c plugins/common/fetch.h plugins/common/azure_auth.c plugins/common/azure_auth.h \
 	plugins/common/tokcache.c plugins/common/tokcache.h
+
+$(BUILD)/daemon/core/keykms.o: CFLAGS += -Iplugins/common
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)

@@ -45,6 +45,8 @@ struct auth {
 	struct cached *buckets[CACHE_BUCKETS];
 	TAILQ_HEAD(, cached) by_age;
 	size_t count;
+	void (*refused)(struct http_request *, void *);    /* after each 401 */
+	void *refused_arg;
 };
 
 /* One check in flight; the request may go away before the plugin answers. */
@@ -294,7 +296,16 @@ unauthorized(struct auth *a, struct http_request *r, const char *error, const ch
 	char msg[300];
 	snprintf(msg, sizeof(msg), "Unauthorized: %s", why);
 	http_request_log_extra(r, error ? "invalid token" : "no token");
+	if (a->refused != NULL)
+		a->refused(r, a->refused_arg);
 	respond_error(a, r, 401, msg);
+}
+
+void
+auth_on_refused(struct auth *a, void (*fn)(struct http_request *, void *), void *arg)
+{
+	a->refused = fn;
+	a->refused_arg = arg;
 }
 
 static void

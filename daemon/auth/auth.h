@@ -40,6 +40,9 @@ typedef void (*auth_go_fn)(struct http_request *r, void *arg);
  * auth_principal) and go runs, maybe later; otherwise r is answered
  * (401, or 503 when the plugin cannot tell now) and go never runs. */
 void auth_check(struct auth *a, struct http_request *r, auth_go_fn go, void *arg);
+/* fn runs for each request answered 401 (no token, or one not valid),
+ * before the answer: what the endpoint counts per client address. */
+void auth_on_refused(struct auth *a, void (*fn)(struct http_request *, void *), void *arg);
 /* The request's principal, or NULL without auth. */
 const struct principal *auth_principal(const struct http_request *r);
 /* Does p hold every scope of needed (space-separated)? */

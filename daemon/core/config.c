@@ -933,6 +933,34 @@ storage_cache_section(struct ctx *x, const struct cnode *n)
 	return 0;
 }
 
+static const struct field kms_fields[] = {
+	{ "provider", F_STRING, offsetof(struct kms_conf, provider), 0, 0, { NULL } },
+	{ "region", F_STRING, offsetof(struct kms_conf, region), 0, 0, { NULL } },
+	{ "endpoint", F_STRING, offsetof(struct kms_conf, endpoint), 0, 0, { NULL } },
+	{ "key_id", F_STRING, offsetof(struct kms_conf, key_id), 0, 0, { NULL } },
+	{ "timeout", F_DURATION, offsetof(struct kms_conf, timeout_ms), 100, 120000, { NULL } },
+	{ NULL, 0, 0, 0, 0, { NULL } },
+};
+
+/* storage.encrypt_key_kms: who unwraps the key files (keykms.h). */
+static void
+kms_section(struct ctx *x, const struct cnode *v, struct backend *b)
+{
+	b->kms.timeout_ms = 10000;
+	if (walk(x, v, kms_fields, &b->kms, "encrypt_key_kms", 0) < 0)
+		return;
+	const struct cnode *p = cnode_get(v, "provider");
+	if (p == NULL)
+		err_at(x, v, "encrypt_key_kms needs provider: aws");
+	else if (b->kms.provider != NULL && strcmp(b->kms.provider, "aws") != 0) {
+		err_at(x, p, "encrypt_key_kms.provider: %s is not built (aws is; Azure Key Vault and GCP KMS: "
+		    "see the README's Security section)", b->kms.provider);
+		b->kms.provider = NULL;
+	}
+	if (b->key_file == NULL)
+		err_at(x, v, "encrypt_key_kms needs encrypt_key_file (the wrapped data key)");
+}
+
 static int
 parse_backend_section(struct ctx *x, const struct cnode *n, void *dst)
 {
@@ -962,6 +990,8 @@ parse_backend_section(struct ctx *x, const struct cnode *n, void *dst)
 		    storage ? "seals what is written" : "signs what is sent");
 	if (storage && (v = cnode_get(n, "hash_key_file")) != NULL)
 		scalar_string(x, v, "hash_key_file", &b->hash_key_file);
+	if (storage && (v = cnode_get(n, "encrypt_key_kms")) != NULL)
+		kms_section(x, v, b);
 	b->window_ms = 30000;
 	if (!storage && (v = cnode_get(n, "sign_window")) != NULL) {
 		const char *w;
@@ -982,7 +1012,7 @@ static int
 host_key(int storage, const char *key)
 {
 	static const char *const skeys[] = { "encrypt_key_file", "encrypt_key_file_accept", "hash_key_file",
-	    "cache", NULL };
+	    "encrypt_key_kms", "cache", NULL };
 	static const char *const tkeys[] = { "sign_key_file", "sign_key_file_accept", "sign_window", NULL };
 	for (const char *const *k = storage ? skeys : tkeys; *k != NULL; k++)
 		if (strcmp(*k, key) == 0)
@@ -1026,8 +1056,10 @@ backend_keys(struct ctx *x, struct config *c, struct backend *b, const char *lab
 	for (int i = 0; i < 2 && paths[i] != NULL; i++) {
 		const char *path = paths[i][0] == '/' ? paths[i] :
 		    arena_printf(c->arena, "%s/%s", c->config_dir, paths[i]);
-		char err[600];
-		if (keyfile_read(path, label, keys->key[keys->n], err, sizeof(err)) < 0) {
+		char err[1200];
+		if (storage && b->kms.provider != NULL ?
+		    keykms_unwrap(&b->kms, path, label, keys->key[keys->n], err, sizeof(err)) < 0 :
+		    keyfile_read(path, label, keys->key[keys->n], err, sizeof(err)) < 0) {
 			err_at(x, cnode_get(b->section, names[i]), "%s: %s", names[i], err);
 			return;
 		}

@@ -14,6 +14,7 @@
 #ifndef MCPD_CONFIG_H
 #define MCPD_CONFIG_H
 
+#include "keykms.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -89,6 +90,9 @@ struct backend {
 	const char *key_file, *key_file_accept;
 	const char *hash_key_file;      /* storage: the key of idhash.h */
 	uint64_t window_ms;
+	/* storage.encrypt_key_kms: the key files hold data keys wrapped by
+	 * a KMS (provider NULL: plain key files). */
+	struct kms_conf kms;
 };
 
 /* A line of the internal authorization server's users file. */

@@ -58,6 +58,12 @@ rd_free(struct rd *r)
 	free(r);
 }
 
+const struct sigkeys *
+storage_seal_keys(void)
+{
+	return keys.n > 0 ? &keys : NULL;
+}
+
 void
 storage_seal_forget(void)
 {

@@ -15,6 +15,9 @@ struct sigkeys;
 /* Replace b's storage operations by sealing ones (keys->n > 0). Once per
  * process. */
 void storage_seal_backends(struct backends *b, const struct sigkeys *keys);
+/* The keys values are sealed with, or NULL without encryption: for what
+ * else carries a stored record (a session's, on mcpd:sessions). */
+const struct sigkeys *storage_seal_keys(void);
 /* After the backends are detached: free the reads still waiting. */
 void storage_seal_forget(void);
 

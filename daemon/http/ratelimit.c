@@ -133,8 +133,8 @@ find_bucket(struct ratelimit *rl, const char *key, uint64_t now_us)
 	return bk;
 }
 
-uint64_t
-ratelimit_local(struct ratelimit *rl, const char *key, uint64_t now_us)
+static uint64_t
+local_bucket(struct ratelimit *rl, const char *key, uint64_t now_us, int take)
 {
 	struct bucket *bk = find_bucket(rl, key, now_us);
 	if (bk == NULL)
@@ -146,7 +146,8 @@ ratelimit_local(struct ratelimit *rl, const char *key, uint64_t now_us)
 		bk->at_us = now_us;
 	}
 	if (bk->tokens >= 1.0) {
-		bk->tokens -= 1.0;
+		if (take)
+			bk->tokens -= 1.0;
 		return 0;
 	}
 	double wait_s = (1.0 - bk->tokens) / rl->per_us / 1e6;
@@ -154,6 +155,18 @@ ratelimit_local(struct ratelimit *rl, const char *key, uint64_t now_us)
 	if ((double)s < wait_s)
 		s++;
 	return s > 0 ? s : 1;
+}
+
+uint64_t
+ratelimit_local(struct ratelimit *rl, const char *key, uint64_t now_us)
+{
+	return local_bucket(rl, key, now_us, 1);
+}
+
+uint64_t
+ratelimit_peek(struct ratelimit *rl, const char *key, uint64_t now_us)
+{
+	return local_bucket(rl, key, now_us, 0);
 }
 
 unsigned

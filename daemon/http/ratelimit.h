@@ -37,6 +37,8 @@ void ratelimit_take(struct ratelimit *rl, const char *key, ratelimit_cb *cb, voi
 /* The worker's own bucket, at a given time (monotonic microseconds):
  * 0 or the seconds to wait. For tests, and the fallback. */
 uint64_t ratelimit_local(struct ratelimit *rl, const char *key, uint64_t now_us);
+/* The same without taking: 0 when a request would pass now. */
+uint64_t ratelimit_peek(struct ratelimit *rl, const char *key, uint64_t now_us);
 /* Keys the worker holds now. */
 unsigned ratelimit_keys(const struct ratelimit *rl);
 /* Shared: the window (ms) in which at most burst requests pass. */

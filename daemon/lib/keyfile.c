@@ -60,16 +60,10 @@ keyfile_read(const char *path, const char *label, unsigned char key[KEYFILE_LEN]
 		    path, n, KEYFILE_MIN, path);
 		goto fail;
 	}
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	unsigned int len = KEYFILE_LEN;
-	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
-	    EVP_DigestUpdate(md, label, strlen(label) + 1) != 1 ||
-	    EVP_DigestUpdate(md, buf, (size_t)n) != 1 || EVP_DigestFinal_ex(md, key, &len) != 1) {
-		EVP_MD_CTX_free(md);
+	if (keyfile_derive(buf, (size_t)n, label, key) < 0) {
 		snprintf(err, errlen, "%s: cannot hash the key", path);
 		goto fail;
 	}
-	EVP_MD_CTX_free(md);
 	OPENSSL_cleanse(buf, sizeof(buf));
 	return 0;
 fail:
@@ -77,6 +71,18 @@ fail:
 		close(fd);
 	OPENSSL_cleanse(buf, sizeof(buf));
 	return -1;
+}
+
+int
+keyfile_derive(const unsigned char *secret, size_t n, const char *label, unsigned char key[KEYFILE_LEN])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned int len = KEYFILE_LEN;
+	int ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	    EVP_DigestUpdate(md, label, strlen(label) + 1) == 1 &&
+	    EVP_DigestUpdate(md, secret, n) == 1 && EVP_DigestFinal_ex(md, key, &len) == 1;
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : -1;
 }
 
 void

@@ -17,6 +17,9 @@
  * label. -1 with a message in err. */
 int keyfile_read(const char *path, const char *label, unsigned char key[KEYFILE_LEN],
     char *err, size_t errlen);
+/* The key for label from a secret of n bytes (KEYFILE_MIN to
+ * KEYFILE_MAX, checked by the caller) got another way (a KMS). */
+int keyfile_derive(const unsigned char *secret, size_t n, const char *label, unsigned char key[KEYFILE_LEN]);
 /* A short public name of a key (8 hex digits and a NUL), stored or sent
  * beside what the key protects so that the reader knows which key to use. */
 void keyfile_id(const unsigned char key[KEYFILE_LEN], char id[9]);

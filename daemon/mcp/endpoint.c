@@ -563,6 +563,46 @@ endpoint_admitted(struct mcp *m, struct http_request *r)
 		handle_delete(m, r);
 }
 
+/* With auth, requests refused 401 (no token, or a bad one) count against
+ * their client address with limits.rate, in the worker's own buckets: an
+ * address whose refusals outran the rate is answered 429 before its token
+ * is checked (a hash, a signature or a remote call), until it has earned
+ * a request back. Accepted tokens never draw on it, so clients sharing
+ * an address (a NAT, a proxy) are limited by their principals only. */
+static void
+address_key(struct http_request *r, char *key, size_t len)
+{
+	snprintf(key, len, "a:%s", http_request_remote(r));
+	char *colon = strrchr(key, ':');
+	if (colon != NULL && colon > key + 1 && (key[2] != '[' || colon[-1] == ']'))
+		*colon = '\0';
+}
+
+static void
+refused(struct http_request *r, void *arg)
+{
+	struct mcp *m = arg;
+	char key[RATELIMIT_KEY_MAX + 1];
+	address_key(r, key, sizeof(key));
+	ratelimit_local(m->refusals, key, monotonic_us());
+}
+
+static void
+too_many(struct http_request *r, uint64_t retry_after_s)
+{
+	metrics_limited(MXL_RATE);
+	char ra[24], msg[160];
+	snprintf(ra, sizeof(ra), "%llu", (unsigned long long)retry_after_s);
+	snprintf(msg, sizeof(msg), "Too Many Requests: over the rate limit (limits.rate); retry after %llu s",
+	    (unsigned long long)retry_after_s);
+	cJSON *data = cJSON_CreateObject();
+	if (data != NULL)
+		cJSON_AddNumberToObject(data, "retryAfter", (double)retry_after_s);
+	cors_headers(r);
+	http_response_header(r, "Retry-After", ra);
+	respond_json(r, 429, jsonrpc_error(NULL, -32000, msg, data));
+}
+
 /* A request waiting for the rate limiter's count (in storage). */
 struct rate_wait {
 	struct mcp *m;
@@ -591,17 +631,7 @@ rate_counted(void *arg, uint64_t retry_after_s)
 		endpoint_admitted(m, r);
 		return;
 	}
-	metrics_limited(MXL_RATE);
-	char ra[24], msg[160];
-	snprintf(ra, sizeof(ra), "%llu", (unsigned long long)retry_after_s);
-	snprintf(msg, sizeof(msg), "Too Many Requests: over the rate limit (limits.rate); retry after %llu s",
-	    (unsigned long long)retry_after_s);
-	cJSON *data = cJSON_CreateObject();
-	if (data != NULL)
-		cJSON_AddNumberToObject(data, "retryAfter", (double)retry_after_s);
-	cors_headers(r);
-	http_response_header(r, "Retry-After", ra);
-	respond_json(r, 429, jsonrpc_error(NULL, -32000, msg, data));
+	too_many(r, retry_after_s);
 }
 
 /* What a rate counts against: the principal, or without auth the
@@ -614,10 +644,7 @@ rate_key(const struct mcp *m, struct http_request *r, char *key, size_t len)
 		snprintf(key, len, "u:%s", who->user);
 		return;
 	}
-	snprintf(key, len, "a:%s", http_request_remote(r));
-	char *colon = strrchr(key, ':');
-	if (colon != NULL && colon > key + 1 && (key[2] != '[' || colon[-1] == ']'))
-		*colon = '\0';
+	address_key(r, key, len);
 }
 
 static void
@@ -670,6 +697,16 @@ mcp_endpoint(struct http_request *r, void *arg)
 		return;
 	}
 	if (strcmp(method, "POST") == 0 || strcmp(method, "GET") == 0 || strcmp(method, "DELETE") == 0) {
+		uint64_t wait_s;
+		char key[RATELIMIT_KEY_MAX + 1];
+		if (m->refusals != NULL && m->auth != NULL) {
+			address_key(r, key, sizeof(key));
+			if ((wait_s = ratelimit_peek(m->refusals, key, monotonic_us())) > 0) {
+				http_request_log_extra(r, "refused too often");
+				too_many(r, wait_s);
+				return;
+			}
+		}
 		auth_check(m->auth, r, endpoint_authorized, m);
 	} else if (strcmp(method, "OPTIONS") == 0) {
 		cors_headers(r);
@@ -772,7 +809,11 @@ mcp_new(struct event_base *base, struct config *cfg, struct http_server *http,
 	if (cfg->auth.name != NULL) {
 		m->auth = auth_new(base, cfg);
 		int failed = 0;
-		if (m->auth == NULL || auth_routes(m->auth, http) < 0 ||
+		struct rate_conf own = cfg->limits.rate;
+		own.shared = 0;         /* refusals are counted where they happen */
+		if (m->auth != NULL && (m->refusals = ratelimit_new(&own, NULL, &rate_failed)) != NULL)
+			auth_on_refused(m->auth, refused, m);
+		if (m->auth == NULL || rate_failed || auth_routes(m->auth, http) < 0 ||
 		    ((m->admin = admin_new(http, m->auth, m->sessions, cfg, &failed)) == NULL && failed) ||
 		    ((m->oauth = oauth_new(base, cfg, http, b, m->auth, &failed)) == NULL && failed)) {
 			mcp_free(m);
@@ -881,6 +922,7 @@ mcp_free(struct mcp *m)
 	auth_free(m->auth);
 	tool_exec_free(m->te);
 	ratelimit_free(m->rate);
+	ratelimit_free(m->refusals);
 	plugins_fini_worker();
 	if (m->inotify_ev != NULL)
 		event_free(m->inotify_ev);

@@ -153,6 +153,7 @@ struct mcp {
 	struct backends b;              /* storage and transport (tasks) */
 	void *tasks_sub;                /* mcpd:tasks, task status for listen streams */
 	struct ratelimit *rate;         /* limits.rate, or NULL */
+	struct ratelimit *refusals;     /* with auth: limits.rate over 401s, per address */
 };
 
 /* endpoint.c: answers outside a call. cors_headers checks the Origin

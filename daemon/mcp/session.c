@@ -10,6 +10,8 @@
 #include "jsonrpc.h"
 #include "log.h"
 #include "relay.h"
+#include "sealbox.h"
+#include "storage_seal.h"
 #include "util.h"
 
 #include <event2/event.h>
@@ -201,6 +203,17 @@ cache_find(struct sessions *t, const char *id)
 	return NULL;
 }
 
+_Static_assert(sizeof(((struct session *)0)->hid) == IDHASH_LEN + 1, "session.h: hid holds an idhash");
+
+struct session *
+cache_find_hashed(struct sessions *t, const char *hid)
+{
+	for (struct session *s = t->hbuckets[hash(hid)]; s != NULL; s = s->hhnext)
+		if (strcmp(s->hid, hid) == 0)
+			return s;
+	return NULL;
+}
+
 static struct session *
 cache_add(struct sessions *t, const char *id)
 {
@@ -208,6 +221,10 @@ cache_add(struct sessions *t, const char *id)
 	if (s == NULL)
 		return NULL;
 	snprintf(s->id, sizeof(s->id), "%s", id);
+	idhash(s->id, s->hid);
+	unsigned hh = hash(s->hid);
+	s->hhnext = t->hbuckets[hh];
+	t->hbuckets[hh] = s;
 	s->table = t;
 	s->log_level = MLOG_INFO;
 	s->used_ms = s->touched_ms = now_ms();
@@ -232,6 +249,11 @@ cache_remove(struct session *s)
 		*pp = s->hnext;
 		TAILQ_REMOVE(&t->all, s, lru);
 		t->count--;
+		pp = &t->hbuckets[hash(s->hid)];
+		while (*pp != NULL && *pp != s)
+			pp = &(*pp)->hhnext;
+		if (*pp == s)
+			*pp = s->hhnext;
 	}
 }
 
@@ -275,6 +297,26 @@ cache_drop(struct session *s)
 		session_free(s);
 }
 
+/* A record from mcpd:sessions: sealed when values are (one in clear,
+ * or that does not open, is not taken: the next read from storage
+ * brings the record anyway). */
+static void
+record_heard(struct session *s, const char *hid, const char *rec)
+{
+	const struct sigkeys *k = storage_seal_keys();
+	if (k == NULL) {
+		record_apply(s, rec, strlen(rec));
+		return;
+	}
+	char name[64], kid[9];
+	void *plain = NULL;
+	size_t plen = 0;
+	snprintf(name, sizeof(name), "mcpd:sessions:%s", hid);
+	if (sealbox_open(k, "m", name, rec, strlen(rec), &plain, &plen, kid) == SEALBOX_OK)
+		record_apply(s, plain, plen);
+	free(plain);
+}
+
 static void
 sessions_msg(void *arg, const char *channel, const void *msg, size_t len)
 {
@@ -283,22 +325,24 @@ sessions_msg(void *arg, const char *channel, const void *msg, size_t len)
 	char *m = strndup(msg, len);
 	if (m == NULL)
 		return;
-	char *id = strchr(m, '\n');
-	if (id != NULL) {
-		*id++ = '\0';
-		char *rec = strchr(id, '\n');
+	/* The session is named by its keyed hash: these messages are read by
+	 * whoever can read the transport. */
+	char *hid = strchr(m, '\n');
+	if (hid != NULL) {
+		*hid++ = '\0';
+		char *rec = strchr(hid, '\n');
 		if (rec != NULL)
 			*rec++ = '\0';
-		struct session *s = cache_find(t, id);
+		struct session *s = cache_find_hashed(t, hid);
 		if (strcmp(m, "d") == 0) {
-			snprintf(t->gone[t->gone_next].id, sizeof(t->gone[0].id), "%s", id);
+			snprintf(t->gone[t->gone_next].hid, sizeof(t->gone[0].hid), "%s", hid);
 			t->gone[t->gone_next].at = now_ms();
 			t->gone_next = (t->gone_next + 1) % GONE_SLOTS;
 		}
 		if (s != NULL && strcmp(m, "d") == 0)
 			evict(s);
 		else if (s != NULL && strcmp(m, "c") == 0 && rec != NULL)
-			record_apply(s, rec, strlen(rec));
+			record_heard(s, hid, rec);
 	}
 	free(m);
 }
@@ -384,6 +428,7 @@ sessions_new(struct event_base *base, const struct backends *b, size_t max, size
 	TAILQ_INIT(&t->all);
 	LIST_INIT(&t->resends);
 	LIST_INIT(&t->ops);
+	LIST_INIT(&t->reads);
 	LIST_INIT(&t->probes);
 	t->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, t);
 	struct timeval tv = { 5, 0 };
@@ -398,11 +443,21 @@ sessions_new(struct event_base *base, const struct backends *b, size_t max, size
 	return t;
 }
 
+/* A record read by hash, for the user index (no id to cache it under). */
+struct record_read {
+	struct sessions *t;
+	char hid[IDHASH_LEN + 1];
+	session_record_fn *cb;
+	void *arg;
+	LIST_ENTRY(record_read) link;
+};
+
 /* A lookup or a creation out at storage. */
 struct sop {
 	struct sessions *t;
 	struct session *s;
 	char id[48];
+	char hid[IDHASH_LEN + 1];
 	session_cb cb;
 	void *arg;
 	LIST_ENTRY(sop) link;
@@ -432,6 +487,11 @@ sessions_free(struct sessions *t)
 		if (o->s != NULL)
 			session_unref(o->s);    /* a creation's, never cached */
 		free(o);
+	}
+	while (!LIST_EMPTY(&t->reads)) {
+		struct record_read *rr = LIST_FIRST(&t->reads);
+		LIST_REMOVE(rr, link);
+		free(rr);
 	}
 	answer_probes_forget(t);
 	unsubscribe(t, t->sessions_sub);
@@ -503,7 +563,7 @@ created(void *arg, int status, const char *err)
 	session_unref(s);
 	char ik[INDEX_KEY_MAX];
 	if (t->b.storage->index_add != NULL)
-		t->b.storage->index_add(t->b.storage_inst, index_key(c, ik, sizeof(ik)), c->id, t->idle_ms, NULL, NULL);
+		t->b.storage->index_add(t->b.storage_inst, index_key(c, ik, sizeof(ik)), c->hid, t->idle_ms, NULL, NULL);
 	o->cb(o->arg, c, MCPD_OK);
 	free(o);
 }
@@ -543,11 +603,11 @@ session_create(struct sessions *t, enum proto proto, const cJSON *caps, const cJ
 }
 
 static int
-recently_deleted(const struct sessions *t, const char *id)
+recently_deleted(const struct sessions *t, const char *hid)
 {
 	uint64_t now = now_ms();
 	for (size_t i = 0; i < GONE_SLOTS; i++)
-		if (t->gone[i].at != 0 && now - t->gone[i].at < GONE_MS && strcmp(t->gone[i].id, id) == 0)
+		if (t->gone[i].at != 0 && now - t->gone[i].at < GONE_MS && strcmp(t->gone[i].hid, hid) == 0)
 			return 1;
 	return 0;
 }
@@ -559,7 +619,7 @@ looked_up(void *arg, int status, const void *value, size_t len, const char *err)
 	struct sessions *t = o->t;
 	LIST_REMOVE(o, link);
 	struct session *s = cache_find(t, o->id);
-	if (status == MCPD_OK && (recently_deleted(t, o->id) || record_expired(t, value, len)))
+	if (status == MCPD_OK && (recently_deleted(t, o->hid) || record_expired(t, value, len)))
 		status = MCPD_NOT_FOUND;
 	if (status == MCPD_OK) {
 		if (s == NULL)
@@ -605,10 +665,11 @@ session_lookup(struct sessions *t, const char *id, session_cb cb, void *arg)
 	}
 	o->t = t;
 	snprintf(o->id, sizeof(o->id), "%s", id);
+	idhash(id, o->hid);
 	o->cb = cb;
 	o->arg = arg;
 	char key[96];
-	key_of(key, sizeof(key), "session:", id);
+	snprintf(key, sizeof(key), "session:%s", o->hid);
 	LIST_INSERT_HEAD(&t->ops, o, link);
 	t->b.storage->get(t->b.storage_inst, key, looked_up, o);
 }
@@ -625,17 +686,26 @@ store_record(struct session *s, int announce)
 	/* The index entry lives as long as the record. */
 	char ik[INDEX_KEY_MAX];
 	if (t->b.storage->index_add != NULL)
-		t->b.storage->index_add(t->b.storage_inst, index_key(s, ik, sizeof(ik)), s->id, t->idle_ms, NULL, NULL);
+		t->b.storage->index_add(t->b.storage_inst, index_key(s, ik, sizeof(ik)), s->hid, t->idle_ms, NULL, NULL);
 	record_remember(s, rec, strlen(rec));
 	s->touched_ms = now_ms();
 	if (announce) {
-		size_t n = strlen(rec) + strlen(s->id) + 4;
-		char *msg = malloc(n);
+		/* With encrypt_key_file the record goes sealed, as stored:
+		 * the transport is read by others than the storage's readers. */
+		const struct sigkeys *k = storage_seal_keys();
+		char name[64], *sealed = NULL;
+		size_t slen = strlen(rec);
+		snprintf(name, sizeof(name), "mcpd:sessions:%s", s->hid);
+		if (k != NULL)
+			sealed = sealbox_seal(k, "m", name, rec, strlen(rec), &slen);
+		size_t n = slen + strlen(s->hid) + 4;
+		char *msg = k == NULL || sealed != NULL ? malloc(n) : NULL;
 		if (msg != NULL) {
-			int l = snprintf(msg, n, "c\n%s\n%s", s->id, rec);
+			int l = snprintf(msg, n, "c\n%s\n%s", s->hid, sealed != NULL ? sealed : rec);
 			publish(t, "mcpd:sessions", msg, (size_t)l);
 			free(msg);
 		}
+		free(sealed);
 	}
 	free(rec);
 }
@@ -692,7 +762,7 @@ struct deleting {
 	struct sessions *t;
 	session_deleted_fn *done;
 	void *arg;
-	char id[64];
+	char hid[IDHASH_LEN + 1];
 };
 
 /* The record is gone from storage: only now may the other workers and
@@ -704,35 +774,31 @@ record_deleted(void *arg, int status, const char *err)
 {
 	struct deleting *d = arg;
 	char msg[80];
-	int n = snprintf(msg, sizeof(msg), "d\n%s", d->id);
+	int n = snprintf(msg, sizeof(msg), "d\n%s", d->hid);
 	publish(d->t, "mcpd:sessions", msg, (size_t)n);
 	if (status == MCPD_ERROR)
-		log_warn("session %.8s…: storage did not delete its record: %s", d->id, err ? err : "error");
+		log_warn("session %.8s… (hash): storage did not delete its record: %s", d->hid, err ? err : "error");
 	if (d->done != NULL)
 		d->done(d->arg, status != MCPD_ERROR);
 	free(d);
 }
 
-void
-session_delete_then(struct session *s, session_deleted_fn *done, void *arg)
+/* Everything stored under the session hashed hid, then the message. */
+static void
+delete_stored(struct sessions *t, const char *hid, const char *owner, session_deleted_fn *done, void *arg)
 {
-	struct sessions *t = s->table;
-	if (s->deleted) {
-		if (done != NULL)
-			done(arg, 1);
-		return;
-	}
 	metrics_session(MXS_DELETED);
 	char key[96];
 	/* What a resumption would read goes with it (del drops a log too). */
-	key_of(key, sizeof(key), "events:", s->id);
+	snprintf(key, sizeof(key), "events:%s", hid);
 	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
-	key_of(key, sizeof(key), "gsent:", s->id);
+	snprintf(key, sizeof(key), "gsent:%s", hid);
 	t->b.storage->del(t->b.storage_inst, key, NULL, NULL);
 	char ik[INDEX_KEY_MAX];
 	if (t->b.storage->index_remove != NULL)
-		t->b.storage->index_remove(t->b.storage_inst, index_key(s, ik, sizeof(ik)), s->id, NULL, NULL);
-	key_of(key, sizeof(key), "session:", s->id);
+		t->b.storage->index_remove(t->b.storage_inst, user_index_key(owner ? owner : "anonymous", ik, sizeof(ik)),
+		    hid, NULL, NULL);
+	snprintf(key, sizeof(key), "session:%s", hid);
 	struct deleting *d = calloc(1, sizeof(*d));
 	if (d == NULL) {
 		/* Still delete it; the others learn when their cache entry lapses. */
@@ -743,10 +809,72 @@ session_delete_then(struct session *s, session_deleted_fn *done, void *arg)
 		d->t = t;
 		d->done = done;
 		d->arg = arg;
-		snprintf(d->id, sizeof(d->id), "%s", s->id);
+		snprintf(d->hid, sizeof(d->hid), "%s", hid);
 		t->b.storage->del(t->b.storage_inst, key, record_deleted, d);
 	}
+}
+
+void
+session_delete_then(struct session *s, session_deleted_fn *done, void *arg)
+{
+	if (s->deleted) {
+		if (done != NULL)
+			done(arg, 1);
+		return;
+	}
+	delete_stored(s->table, s->hid, s->owner, done, arg);
 	evict(s);
+}
+
+void
+session_delete_hashed(struct sessions *t, const char *hid, const char *owner, session_deleted_fn *done, void *arg)
+{
+	struct session *s = cache_find_hashed(t, hid);
+	if (s != NULL) {
+		session_delete_then(s, done, arg);
+		return;
+	}
+	delete_stored(t, hid, owner, done, arg);
+}
+
+static void
+record_read(void *arg, int status, const void *value, size_t len, const char *err)
+{
+	struct record_read *rr = arg;
+	cJSON *r = NULL;
+	LIST_REMOVE(rr, link);
+	if (status == MCPD_OK && (recently_deleted(rr->t, rr->hid) || record_expired(rr->t, value, len)))
+		status = MCPD_NOT_FOUND;
+	if (status == MCPD_OK && !cJSON_IsObject(r = json_parse(value, len, 0, NULL))) {
+		log_error("storage: session %.8s… (hash) has an unreadable record", rr->hid);
+		status = MCPD_ERROR;
+	} else if (status == MCPD_ERROR)
+		log_error("storage: reading session %.8s… (hash): %s", rr->hid, err ? err : "failed");
+	rr->cb(rr->arg, status, status == MCPD_OK ? r : NULL);
+	cJSON_Delete(r);
+	free(rr);
+}
+
+void
+session_record_hashed(struct sessions *t, const char *hid, session_record_fn *cb, void *arg)
+{
+	if (strlen(hid) != IDHASH_LEN) {
+		cb(arg, MCPD_NOT_FOUND, NULL);
+		return;
+	}
+	struct record_read *rr = calloc(1, sizeof(*rr));
+	if (rr == NULL) {
+		cb(arg, MCPD_ERROR, NULL);
+		return;
+	}
+	rr->t = t;
+	snprintf(rr->hid, sizeof(rr->hid), "%s", hid);
+	rr->cb = cb;
+	rr->arg = arg;
+	char key[96];
+	snprintf(key, sizeof(key), "session:%s", hid);
+	LIST_INSERT_HEAD(&t->reads, rr, link);
+	t->b.storage->get(t->b.storage_inst, key, record_read, rr);
 }
 
 void

@@ -72,6 +72,7 @@ typedef void (*pending_cb)(void *arg, const struct cJSON *result, const struct c
 struct session {
 	struct sessions *table;
 	char id[48];
+	char hid[25];               /* its keyed hash (idhash.h): names it in storage and messages */
 	enum proto proto;
 	struct cJSON *client_info;
 	struct cJSON *client_caps;
@@ -94,7 +95,7 @@ struct session {
 	void *line_arg;
 	LIST_HEAD(, stream) streams;
 	LIST_HEAD(, pending_request) pending;
-	struct session *hnext;
+	struct session *hnext, *hhnext;
 	TAILQ_ENTRY(session) lru;
 };
 

@@ -48,11 +48,13 @@ struct sessions {
 	size_t stream_buffer;       /* a stream's messages waiting for storage, in bytes */
 	uint64_t idle_ms, keepalive_ms, retry_ms;
 	struct session *buckets[BUCKETS];
+	struct session *hbuckets[BUCKETS];  /* the same, by keyed hash (messages) */
 	TAILQ_HEAD(, session) all;
 	size_t count;
 	struct event *sweep;
 	LIST_HEAD(, resend) resends;        /* cancellations to publish again */
 	LIST_HEAD(, sop) ops;               /* lookups and creations out at storage */
+	LIST_HEAD(, record_read) reads;     /* records read by hash, out at storage */
 	LIST_HEAD(, answer_probe) probes;   /* looks for answers out at storage */
 	void *sessions_sub, *changes_sub;
 	void (*on_delete)(struct session *, void *);
@@ -65,10 +67,10 @@ struct sessions {
 	 * by hosts, where another worker may well have the same pid. */
 	uint64_t next_stream, next_request;
 	int pid;
-	/* Sessions deleted lately: a deletion can be heard before the reply
-	 * of a lookup that read the record just before it. */
+	/* Sessions deleted lately (by keyed hash): a deletion can be heard
+	 * before the reply of a lookup that read the record just before it. */
 	struct {
-		char id[48];
+		char hid[IDHASH_LEN + 1];
 		uint64_t at;
 	} gone[GONE_SLOTS];
 	unsigned gone_next;
@@ -156,6 +158,16 @@ sx(struct stream *st)
 
 /* session.c */
 struct session *cache_find(struct sessions *t, const char *id);
+/* By keyed hash: the user index and the mcpd:sessions messages name a
+ * session by its hash only, never by the id a client presents. */
+struct session *cache_find_hashed(struct sessions *t, const char *hid);
+typedef void session_record_fn(void *arg, int status, const cJSON *record);
+/* The stored record of the session hashed hid (NULL: gone or expired). */
+void session_record_hashed(struct sessions *t, const char *hid, session_record_fn *cb, void *arg);
+/* Delete the session hashed hid, whose record names owner, wherever it
+ * lives; done as session_delete_then's. */
+void session_delete_hashed(struct sessions *t, const char *hid, const char *owner,
+    session_deleted_fn *done, void *arg);
 
 /* session_stream.c: SSE streams. */
 /* A request's stream, as opposed to the GET stream "g". */

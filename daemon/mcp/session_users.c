@@ -1,6 +1,8 @@
 /* A principal's sessions, for operators (/admin/sessions): listed from
  * the user's index in storage, each checked against its record, and
- * revoked on request. */
+ * revoked on request. The index holds the sessions' keyed hashes, not
+ * their ids (whoever reads the storage would have them): sessions are
+ * listed by hash ("key", as in their storage keys) and revoked by it. */
 #include "session_internal.h"
 #include "log.h"
 
@@ -42,24 +44,36 @@ user_session_revoked(void *arg, int ok)
 		user_op_done(u);
 }
 
+/* A revocation names the session as the message will: by hash. */
+struct user_found {
+	struct user_op *u;
+	char hid[IDHASH_LEN + 1];
+};
+
 static void
-user_session_found(void *arg, struct session *s, int status)
+user_session_found(void *arg, int status, const cJSON *r)
 {
-	struct user_op *u = arg;
+	struct user_found *f = arg;
+	struct user_op *u = f->u;
+	const cJSON *o = cJSON_GetObjectItemCaseSensitive(r, "o");
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(r, "p");
+	const cJSON *info = cJSON_GetObjectItemCaseSensitive(r, "i");
 	(void)status;
-	if (s != NULL && s->owner != NULL && strcmp(s->owner, u->user) == 0) {
+	if (cJSON_IsString(o) && strcmp(o->valuestring, u->user) == 0) {
 		cJSON *e = cJSON_CreateObject();
-		cJSON_AddStringToObject(e, "id", s->id);
-		cJSON_AddStringToObject(e, "protocol", proto_names[s->proto]);
-		if (s->client_info != NULL)
-			cJSON_AddItemToObject(e, "client", cJSON_Duplicate(s->client_info, 1));
+		cJSON_AddStringToObject(e, "key", f->hid);
+		if (cJSON_IsNumber(p) && p->valueint >= 0 && p->valueint < PROTO_COUNT)
+			cJSON_AddStringToObject(e, "protocol", proto_names[p->valueint]);
+		if (cJSON_IsObject(info))
+			cJSON_AddItemToObject(e, "client", cJSON_Duplicate(info, 1));
 		cJSON_AddItemToArray(u->list, e);
 		if (u->revoke) {
-			log_notice("session %.8s… of %s revoked by an operator", s->id, u->user);
+			log_notice("session %.8s… (hash) of %s revoked by an operator", f->hid, u->user);
 			u->left++;
-			session_delete_then(s, user_session_revoked, u);
+			session_delete_hashed(u->t, f->hid, u->user, user_session_revoked, u);
 		}
 	}
+	free(f);
 	if (--u->left == 0)
 		user_op_done(u);
 }
@@ -80,8 +94,17 @@ user_members(void *arg, int status, const char *const *members, size_t n, const 
 	}
 	/* Lookups may answer at once (lmdb): count them all in first. */
 	u->left = n + 1;
-	for (size_t i = 0; i < n; i++)
-		session_lookup(u->t, members[i], user_session_found, u);
+	for (size_t i = 0; i < n; i++) {
+		struct user_found *f = calloc(1, sizeof(*f));
+		if (f == NULL || strlen(members[i]) != IDHASH_LEN) {
+			free(f);
+			u->left--;
+			continue;
+		}
+		f->u = u;
+		memcpy(f->hid, members[i], IDHASH_LEN + 1);
+		session_record_hashed(u->t, members[i], user_session_found, f);
+	}
 	if (--u->left == 0)
 		user_op_done(u);
 }

@@ -420,7 +420,8 @@ got_creds(void *arg, const struct aws_creds *cr, const char *why)
 	time_t when = time(NULL) + (time_t)c->skew_s;
 	aws_amz_date(when, amz);
 	aws_sha256_hex(k->body, k->len, hash);
-	const char *ctype = k->target ? "application/x-amz-json-1.0" : "application/x-www-form-urlencoded; charset=utf-8";
+	const char *ctype = !k->target ? "application/x-www-form-urlencoded; charset=utf-8" :
+	    k->s->json11 ? "application/x-amz-json-1.1" : "application/x-amz-json-1.0";
 	struct aws_header h[6] = {
 		{ "Host", k->s->host }, { "X-Amz-Date", amz }, { "Content-Type", ctype },
 		{ "X-Amz-Content-Sha256", hash },

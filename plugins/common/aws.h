@@ -29,6 +29,7 @@ struct aws_service {
 	char host[300];             /* the Host header, as curl sends it */
 	char path[256];
 	int plain_http;             /* an emulator named by endpoint: */
+	int json11;                 /* application/x-amz-json-1.1 (KMS) rather than 1.0 */
 };
 
 struct aws_result {

@@ -1,5 +1,5 @@
 """moto's server (python3 -m moto.server) as the AWS of the tests of the
-dynamodb and sqs plugins: DynamoDB, SQS, SNS, STS and IAM on one loopback
+dynamodb and sqs plugins and of KMS-wrapped keys: DynamoDB, SQS, SNS, STS, KMS and IAM on one loopback
 port. It runs with IAM authentication on: the test's first calls (unsigned,
 INITIAL_NO_AUTH_ACTION_COUNT of them) make an IAM user with a policy and an
 access key, and from then on every call must carry a valid SigV4
@@ -30,7 +30,7 @@ SETUP_CALLS = 5
 
 POLICY = {
     "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": ["dynamodb:*", "sqs:*", "sns:*", "sts:*"], "Resource": "*"}],
+    "Statement": [{"Effect": "Allow", "Action": ["dynamodb:*", "sqs:*", "sns:*", "sts:*", "kms:*"], "Resource": "*"}],
 }
 
 

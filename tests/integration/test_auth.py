@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from harness import (MCPD, MCP_HEADERS, NODE_DIR, Skip, check, free_port, http, node_peers_ready,
-                     rpc, run_mcpd, sse_events, wait_for)
+                     rpc, run_mcpd, sid_hash, sse_events, wait_for)
 
 TOOLS = """
 tools:
@@ -318,10 +318,13 @@ def test_operators_list_and_revoke_a_users_sessions(t):
     check(st == 400, (st, body))
     st, _, body = http(port, "GET", "/admin/sessions?user=alice", None, bearer(root))
     got = json.loads(body)
-    check(st == 200 and got["user"] == "alice" and sorted(s["id"] for s in got["sessions"]) == mine, got)
+    # Named by their keyed hash, as in storage: the index holds no id.
+    hashes = sorted(sid_hash(sid) for sid in mine)
+    check(st == 200 and got["user"] == "alice" and sorted(s["key"] for s in got["sessions"]) == hashes, got)
+    check(not any(sid.encode() in body for sid in mine), body)
     check(all(s["client"]["name"] == "t" and s["protocol"] == "2025-11-25" for s in got["sessions"]), got)
     st, _, body = http(port, "DELETE", "/admin/sessions?user=alice", None, bearer(root))
-    check(st == 200 and sorted(s["id"] for s in json.loads(body)["revoked"]) == mine, body)
+    check(st == 200 and sorted(s["key"] for s in json.loads(body)["revoked"]) == hashes, body)
     d.wait_log("ops revokes the sessions of alice")
     # Her sessions are gone everywhere, her stream ended; Bob's lives.
     for sid in mine:
@@ -359,11 +362,11 @@ def test_the_admin_query_is_decoded_strictly(t):
         st, _, body = http(port, "GET", "/admin/sessions?" + q, None, bearer(root))
         check(st == 400, (q, st, body))
     st, _, body = http(port, "GET", "/admin/sessions?user=al%69c%65", None, bearer(root))
-    check(st == 200 and [s["id"] for s in json.loads(body)["sessions"]] == [sid], (st, body))
+    check(st == 200 and [s["key"] for s in json.loads(body)["sessions"]] == [sid_hash(sid)], (st, body))
     st, _, body = http(port, "GET", "/admin/sessions?user=" + long_name, None, bearer(root))
-    check(st == 200 and [s["id"] for s in json.loads(body)["sessions"]] == [long_sid], (st, body))
+    check(st == 200 and [s["key"] for s in json.loads(body)["sessions"]] == [sid_hash(long_sid)], (st, body))
     st, _, body = http(port, "DELETE", "/admin/sessions?user=" + long_name, None, bearer(root))
-    check(st == 200 and [s["id"] for s in json.loads(body)["revoked"]] == [long_sid], (st, body))
+    check(st == 200 and [s["key"] for s in json.loads(body)["revoked"]] == [sid_hash(long_sid)], (st, body))
     st, _, _ = rpc(port, long_sid, "ping", headers=bearer(far))
     check(st == 404, st)
     d.stop()

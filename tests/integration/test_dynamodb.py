@@ -59,7 +59,7 @@ def test_instances_share_sessions_through_dynamodb(t):
     ddb = m.client("dynamodb")
     item = ddb.get_item(TableName="mcpd", Key={"pk": {"S": "session:" + sid_hash(sid)}, "sk": {"S": "v"}}, ConsistentRead=True)
     check("Item" in item and "B" in item["Item"]["v"] and "ttl" in item["Item"], item)
-    idx = ddb.get_item(TableName="mcpd", Key={"pk": {"S": "user:anonymous:sessions"}, "sk": {"S": "m:" + sid}},
+    idx = ddb.get_item(TableName="mcpd", Key={"pk": {"S": "user:anonymous:sessions"}, "sk": {"S": "m:" + sid_hash(sid)}},
                        ConsistentRead=True)
     check("Item" in idx, idx)
     ttl = ddb.describe_time_to_live(TableName="mcpd")["TimeToLiveDescription"]

@@ -76,7 +76,7 @@ def test_instances_share_sessions_through_firestore(t):
     check(call_tool(pb, sid, "where") == "B" and call_tool(pa, sid, "where", id=2) == "A")
     doc = get_doc(e, "mcpd/" + doc_id("session:" + sid_hash(sid)))
     check(doc is not None and "v" in doc["fields"] and "timestampValue" in doc["fields"]["expire_at"], doc)
-    member = get_doc(e, "mcpd/%s/m/%s" % (doc_id("user:anonymous:sessions"), doc_id(sid)))
+    member = get_doc(e, "mcpd/%s/m/%s" % (doc_id("user:anonymous:sessions"), doc_id(sid_hash(sid))))
     check(member is not None, "no index member for the session")
     a.stop()
     a, pa = instance(t, e, "A", port=pa)

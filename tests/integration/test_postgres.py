@@ -60,7 +60,7 @@ def test_instances_share_sessions_that_survive_a_restart(t):
     sid = mcp_session(pa)
     check(call_tool(pb, sid, "where") == "B" and call_tool(pa, sid, "where", id=2) == "A")
     check(pg.sql("SELECT count(*) FROM mcpd_kv WHERE key = 'session:%s'" % sid_hash(sid)) == ["1"], "no session row")
-    check(sid in pg.sql("SELECT member FROM mcpd_idx WHERE idx = 'user:anonymous:sessions'"))
+    check(sid_hash(sid) in pg.sql("SELECT member FROM mcpd_idx WHERE idx = 'user:anonymous:sessions'"))
     a.stop()
     a, pa = instance(t, pg, "A", redis=redis, port=pa)
     check(call_tool(pa, sid, "where", id=3) == "A", "the session did not survive the restart")

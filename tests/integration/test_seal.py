@@ -171,3 +171,44 @@ def test_encryption_key_errors(t):
          r"encrypt_key_file_accept needs encrypt_key_file too"),
         ("storage: { plugin: memory, sign_key_file: %s }\nworkers: 1\n" % good, r"unknown key \"sign_key_file\""),
     ])
+
+
+def published(redis, path):
+    """A redis-cli subscribed to every channel, writing what goes by to
+    path: the process."""
+    sub = subprocess.Popen(["redis-cli", "-p", str(redis.port), "PSUBSCRIBE", "*"], stdout=open(path, "w"),
+                           stderr=subprocess.STDOUT)
+    wait_for(lambda: redis_cli(redis, "PUBSUB", "NUMPAT").strip() == "(integer) 1", what="the subscriber")
+    return sub
+
+
+def test_session_messages_are_sealed(t):
+    """With encrypt_key_file a changed session record goes sealed on
+    mcpd:sessions too (the transport's readers are not only the
+    storage's): no client info in any message that goes by; without it
+    the record shows (the check can fail)."""
+    redis = redis_server(t)
+    k = sign_key(t, "enc.key")
+    for key in (k, None):
+        (a, pa), (b, pb) = start_instances(t, 2, lambda name: storage(t, redis, key) + TOOLS % {"name": name})
+        path = os.path.join(t.dir, "pubsub-%s.txt" % ("sealed" if key else "clear"))
+        sub = published(redis, path)
+        try:
+            client = "msg-client-%s" % os.urandom(4).hex()
+            sid = session_as(pa, client)
+            st, _, _ = rpc(pb, sid, "logging/setLevel", {"level": "debug"})
+            check(st == 200, st)
+            check(call_tool(pa, sid, "where") == "A" and call_tool(pb, sid, "where", id=2) == "B")
+            wait_for(lambda: "sessions" in open(path).read() and sid_hash(sid) in open(path).read(),
+                     what="the session's record on mcpd:sessions")
+        finally:
+            sub.terminate()
+            sub.wait()
+        text = open(path).read()
+        if key:
+            check(client not in text and "9.8.7" not in text, "a session record in clear on the transport:\n%s" % text)
+            check("mcpd-enc1:%s:" % enc_kid(k) in text, text)
+        else:
+            check(client in text, "without encryption the record goes in clear:\n%s" % text)
+        a.stop()
+        b.stop()

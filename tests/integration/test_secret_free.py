@@ -8,7 +8,7 @@ key when there is one."""
 import os
 import subprocess
 
-from harness import (check, http, key_file, mcp_session, redis_server, sid_hash, start_instances, wait_for)
+from harness import (check, http, key_file, mcp_session, redis_server, rpc, sid_hash, start_instances, wait_for)
 from test_redis import TOOLS, get_stream, post_stream, read_until
 from test_sign import sign_key
 
@@ -67,3 +67,56 @@ def test_a_deployment_key(t):
     keys, channels, sid = live_names(t, redis, hash_key=k)
     check("mcpd:session:" + sid_hash(sid, k) in keys, keys)
     check(not any(sid_hash(sid) in n or sid in n for n in keys + channels), keys + channels)
+
+
+def values(redis):
+    """Every value in the Redis, whatever its type, as one text."""
+    out = []
+    for k in cli(redis, "--scan"):
+        kind = cli(redis, "TYPE", k)[0]
+        read = {"string": ["GET", k], "set": ["SMEMBERS", k], "zset": ["ZRANGE", k, "0", "-1"],
+                "list": ["LRANGE", k, "0", "-1"], "hash": ["HGETALL", k], "stream": ["XRANGE", k, "-", "+"]}.get(kind)
+        if read is not None:
+            p = subprocess.run(["redis-cli", "-p", str(redis.port), *read], capture_output=True, text=True,
+                               timeout=20)
+            out.append("%s (%s): %s" % (k, kind, p.stdout))
+    return "\n".join(out)
+
+
+def test_no_session_id_in_values_or_messages(t):
+    """Nor in the values of the user index (its members) nor in the
+    messages that go by on the transport (mcpd:sessions: a changed record,
+    a deleted session; mcpd:changes; mcpd:cache), read by a subscriber to
+    every channel while a session lives, changes and ends."""
+    redis = redis_server(t)
+    conf = lambda name: ("storage: { plugin: redis, url: \"%s\" }\n"
+                         "transport: { plugin: redis, url: \"%s\" }\n"
+                         "request_state: { key_file: %s }\n" % (redis.url, redis.url, key_file(t)) +
+                         TOOLS % {"name": name})
+    (a, pa), (b, pb) = start_instances(t, 2, conf)
+    seen = open(os.path.join(t.dir, "pubsub.txt"), "w+")
+    sub = subprocess.Popen(["redis-cli", "-p", str(redis.port), "PSUBSCRIBE", "*"], stdout=seen,
+                           stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: cli(redis, "PUBSUB", "NUMPAT") == ["1"], what="the subscriber")
+        sid = mcp_session(pa, caps={"elicitation": {}})
+        h = sid_hash(sid)
+        st, _, _ = rpc(pb, sid, "logging/setLevel", {"level": "debug"})
+        check(st == 200, st)
+        st, _, _ = rpc(pa, sid, "tools/list", id=2)
+        check(st == 200, st)
+        stored = values(redis)
+        check(h in stored, stored)          # the index and the record are there
+        check(sid not in stored, "the session id in a stored value:\n%s" % stored)
+        st, _, _ = http(pa, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"})
+        check(st in (200, 204), st)
+        # The deletion's message went by (named by the hash).
+        wait_for(lambda: open(seen.name).read().count(h) >= 2, what="the session's messages")
+    finally:
+        sub.terminate()
+        sub.wait()
+        a.stop()
+        b.stop()
+    text = open(seen.name).read()
+    check("sessions" in text, text)
+    check(sid not in text, "the session id in a message:\n%s" % text)

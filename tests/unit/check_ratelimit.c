@@ -48,6 +48,28 @@ START_TEST(slow_rate_waits_long)
 }
 END_TEST
 
+/* Peeking (the endpoint's look at an address's refusals before a token
+ * is checked) says whether a request would pass, and takes nothing. */
+START_TEST(peek_takes_nothing)
+{
+	struct rate_conf rc = { .per = 1, .period_ms = 2000, .burst = 2 };
+	int failed;
+	struct ratelimit *rl = ratelimit_new(&rc, NULL, &failed);
+	uint64_t t = 10 * SEC;
+	for (int i = 0; i < 5; i++)
+		ck_assert_uint_eq(ratelimit_peek(rl, "a", t), 0);
+	ck_assert_uint_eq(ratelimit_local(rl, "a", t), 0);
+	ck_assert_uint_eq(ratelimit_peek(rl, "a", t), 0);
+	ck_assert_uint_eq(ratelimit_local(rl, "a", t), 0);
+	ck_assert_uint_eq(ratelimit_peek(rl, "a", t), 2);       /* empty: 2 s to earn one */
+	ck_assert_uint_eq(ratelimit_peek(rl, "a", t + SEC), 1);
+	ck_assert_uint_eq(ratelimit_peek(rl, "a", t + 2 * SEC), 0);
+	ck_assert_uint_eq(ratelimit_local(rl, "a", t + 2 * SEC), 0);
+	ck_assert_uint_ne(ratelimit_local(rl, "a", t + 2 * SEC), 0);
+	ratelimit_free(rl);
+}
+END_TEST
+
 START_TEST(no_rate_no_limiter)
 {
 	struct rate_conf rc = { 0 };
@@ -158,6 +180,7 @@ ratelimit_suite(void)
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, burst_then_wait);
 	tcase_add_test(tc, slow_rate_waits_long);
+	tcase_add_test(tc, peek_takes_nothing);
 	tcase_add_test(tc, no_rate_no_limiter);
 	tcase_add_test(tc, keys_bounded);
 	tcase_add_test(tc, window);
