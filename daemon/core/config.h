@@ -89,6 +89,7 @@ struct backend {
 	const char *key_file, *key_file_accept;
 	const char *hash_key_file;      /* storage: the key of idhash.h */
 	uint64_t window_ms;
+	uint64_t compress_over;         /* transport: deflate messages longer (0: none) */
 };
 
 /* A line of the internal authorization server's users file. */
