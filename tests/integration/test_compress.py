@@ -16,7 +16,7 @@ from harness import (TestFailure, check, check_config_errors, key_file, mcp_sess
                      http, MCP_HEADERS)
 from test_nats import read_until
 from test_redis import post_stream
-from test_sign import Resp
+from test_sign import Resp, sign_key
 
 TOOLS = """
 tools:
@@ -26,8 +26,8 @@ tools:
 """
 
 
-def backends(t, redis, nats, compress):
-    extra = ", compress_over: 1KiB" if compress else ""
+def backends(t, redis, nats, compress, sign=None):
+    extra = (", compress_over: 1KiB" if compress else "") + (", sign_key_file: %s" % sign if sign else "")
     transport = ("transport: { plugin: nats, url: \"%s\"%s }\n" % (nats.url, extra) if nats else
                  "transport: { plugin: redis, url: \"%s\"%s }\n" % (redis.url, extra))
     return ("storage: { plugin: redis, url: \"%s\" }\n%srequest_state: { key_file: %s }\n%s"
@@ -95,6 +95,8 @@ class Tap:
         while True:
             out = []
             for m in list(self.msgs):
+                if m.startswith(b"mcpd-sig1 "):
+                    m = m.split(b"\n", 1)[1]       # signed: the body after the envelope's line
                 if m[:2] == b"\0Z":
                     if needle in zlib.decompress(m[6:]):
                         out.append((True, len(m)))
@@ -124,11 +126,12 @@ def crosses(asker, answerer, sid, text):
     check(want.encode() in data, "the tool did not get the text whole: %r" % data[-300:])
 
 
-def run(t, nats_too):
+def run(t, nats_too, signed=False):
     redis = redis_server(t)
     nats = nats_server(t) if nats_too else None
+    sign = sign_key(t, "sign.key") if signed else None
     # A compresses, B does not.
-    (a, pa), (b, pb) = start_instances(t, 2, lambda name: backends(t, redis, nats, name == "A"))
+    (a, pa), (b, pb) = start_instances(t, 2, lambda name: backends(t, redis, nats, name == "A", sign))
     tap = Tap(redis, nats)
     try:
         sid = mcp_session(pa, caps={"elicitation": {}})
@@ -140,6 +143,8 @@ def run(t, nats_too):
         crosses(pa, pb, sid, text)      # B's to A: as it is
         seen = tap.carrying(text)
         check(seen and not any(c for c, _ in seen), "on the wire: %s" % seen)
+        if signed:
+            check(all(m.startswith(b"mcpd-sig1 ") for m in tap.msgs), "an unsigned message on the wire")
     finally:
         tap.close()
     a.stop()
@@ -152,6 +157,12 @@ def test_large_messages_cross_compressed_on_redis(t):
 
 def test_large_messages_cross_compressed_on_nats(t):
     run(t, True)
+
+
+def test_large_messages_cross_compressed_and_signed(t):
+    """Compressed, then signed (the signature covers what is on the wire):
+    both instances check it and the receiver inflates it."""
+    run(t, False, signed=True)
 
 
 def test_configuration_errors(t):
