@@ -117,6 +117,10 @@ def test_cache_bench_script_runs(t):
                 "one instance, Redis at 5 ms, cache on", "one instance, PostgreSQL at 5 ms, cache on",
                 "two instances, Redis at 5 ms, cache on", "cache on / off calls/s at 5 ms"):
         check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))
+    # The emulators' rows, or why they did not run.
+    for store in ("DynamoDB", "Cosmos DB"):
+        check(re.search(r"^one instance, %s at 5 ms, cache on +\d+ |^%s: not run" % (store, store), p.stdout, re.M),
+              "no %s row:\n%s" % (store, p.stdout))
 
 
 def test_transport_bench_script_runs(t):
