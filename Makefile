@@ -44,9 +44,9 @@ FUZZ_FLAGS = $(if $(FUZZ),-fsanitize=fuzzer-no-link)
 # include path, so that a header is named alone: #include "config.h".
 DAEMON_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard daemon/*/*.[ch]))))
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN_FLAGS) $(FUZZ_FLAGS) -fPIC -Iinclude $(DAEMON_DIRS:%=-I%) \
-	$(LIBEVENT_CFLAGS) $(YAML_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS) $(CURL_CFLAGS) $(PCRE2_CFLAGS) $(CFLAGS)
+	$(LIBEVENT_CFLAGS) $(YAML_CFLAGS) $(CJSON_CFLAGS) $(OPENSSL_CFLAGS) $(CURL_CFLAGS) $(PCRE2_CFLAGS) $(ZLIB_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SAN_FLAGS) $(LDFLAGS)
-LIBS_ALL = $(LIBEVENT_LIBS) $(YAML_LIBS) $(CJSON_LIBS) $(OPENSSL_LIBS) $(CURL_LIBS) $(PCRE2_LIBS) -lm -ldl -lpthread
+LIBS_ALL = $(LIBEVENT_LIBS) $(YAML_LIBS) $(CJSON_LIBS) $(OPENSSL_LIBS) $(CURL_LIBS) $(PCRE2_LIBS) $(ZLIB_LIBS) -lm -ldl -lpthread
 
 DAEMON_SRCS := $(sort $(wildcard daemon/*/*.c))
 # The AWS client of the plugins (plugins/common), built into the daemon

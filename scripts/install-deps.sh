@@ -9,7 +9,7 @@
 set -eu
 
 build_pkgs="gcc make autoconf automake pkgconf libevent-dev libyaml-dev libcjson-dev libssl-dev
-  libhiredis-dev libpq-dev libcurl4-openssl-dev libpcre2-dev check liblmdb-dev"
+  libhiredis-dev libpq-dev libcurl4-openssl-dev libpcre2-dev zlib1g-dev check liblmdb-dev"
 test_pkgs="python3 python3-pip openssl curl man-db procps redis-server postgresql prometheus"
 # make check-fuzz: clang and its libFuzzer runtime (libclang-rt-dev pulls in
 # the one of the default clang, libclang-rt-14-dev on Debian 12).

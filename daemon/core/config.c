@@ -8,6 +8,7 @@
 #include "keyfile.h"
 #include "plugin.h"
 #include "reqstate.h"
+#include "transport_compress.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -1001,6 +1002,12 @@ parse_backend_section(struct ctx *x, const struct cnode *n, void *dst)
 		else if (b->key_file == NULL)
 			err_at(x, v, "sign_window needs sign_key_file");
 	}
+	if (!storage && (v = cnode_get(n, "compress_over")) != NULL) {
+		const char *w;
+		if (scalar_string(x, v, "compress_over", &w) == 0 &&
+		    (parse_size(w, &b->compress_over) < 0 || b->compress_over < 1 || b->compress_over > TCOMP_MAX))
+			err_at(x, v, "compress_over: \"%s\" is not a size from 1 byte to 64MiB", w);
+	}
 	if (b == &x->cfg->storage && cnode_get(n, "cache") != NULL)
 		return storage_cache_section(x, n);
 	return 0;
@@ -1013,7 +1020,8 @@ host_key(int storage, const char *key)
 {
 	static const char *const skeys[] = { "encrypt_key_file", "encrypt_key_file_accept", "hash_key_file",
 	    "encrypt_key_kms", "cache", NULL };
-	static const char *const tkeys[] = { "sign_key_file", "sign_key_file_accept", "sign_window", NULL };
+	static const char *const tkeys[] = { "sign_key_file", "sign_key_file_accept", "sign_window", "compress_over",
+	    NULL };
 	for (const char *const *k = storage ? skeys : tkeys; *k != NULL; k++)
 		if (strcmp(*k, key) == 0)
 			return 1;

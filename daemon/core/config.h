@@ -93,6 +93,7 @@ struct backend {
 	/* storage.encrypt_key_kms: the key files hold data keys wrapped by
 	 * a KMS (provider NULL: plain key files). */
 	struct kms_conf kms;
+	uint64_t compress_over;         /* transport: deflate messages longer (0: none) */
 };
 
 /* A line of the internal authorization server's users file. */

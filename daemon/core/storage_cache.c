@@ -223,6 +223,27 @@ static char nonce[24];
 static uint64_t wseq;
 static int echoes;
 static int echo_lost;           /* one did not come back: never wait again */
+/* The broker hands a message to each subscriber on its own (NATS writes
+ * to each connection apart, and libnats delivers on threads of its own):
+ * our echo says nothing of when another worker has dropped its copy. So
+ * every worker acknowledges each invalidation it has applied, on the
+ * channel "mcpd:cache:NONCE" of the worker that wrote ("ACKER SEQ"), and
+ * a write answers once every worker known to it has. Workers are known
+ * by what they publish: the probe each sends at start (answered with an
+ * acknowledgement of seq 0, so that it learns of us too), invalidations
+ * and acknowledgements. One that does not acknowledge within ECHO_MS is
+ * forgotten (stopped, most likely) until it is heard from again. */
+#define MAX_PEERS 1024
+#define ACK_PREFIX CHANNEL ":"
+struct peer {
+	char nonce[24];
+	uint64_t acked;                 /* the highest of our seqs it acknowledged */
+	uint64_t since;                 /* our wseq when we learned of it */
+};
+static struct peer *peers;
+static size_t npeers;
+static void *ack_sub;
+static uint64_t echoed_seq;     /* the highest of our seqs back to us */
 
 /* Count a read (MXC_N: none) and any change of size, in stats and metrics. */
 static void
@@ -273,6 +294,58 @@ forget_all(void)
 }
 
 static void echoed(uint64_t seq);
+static void acks_arrived(void);
+
+static struct peer *
+peer_learn(const char *name)
+{
+	if (strlen(name) >= sizeof(peers[0].nonce) || peers == NULL)
+		return NULL;
+	for (size_t i = 0; i < npeers; i++)
+		if (strcmp(peers[i].nonce, name) == 0)
+			return &peers[i];
+	if (npeers == MAX_PEERS)
+		return NULL;
+	struct peer *p = &peers[npeers++];
+	snprintf(p->nonce, sizeof(p->nonce), "%s", name);
+	p->acked = 0;
+	p->since = wseq;
+	log_debug("storage cache: %zu other workers acknowledge invalidations", npeers);
+	return p;
+}
+
+/* Tell origin we have applied its invalidation seq (0: its probe). */
+static void
+ack(const char *origin, uint64_t seq)
+{
+	char chan[sizeof(ACK_PREFIX) + sizeof(nonce)], msg[64];
+	if (peer_learn(origin) == NULL || treal == NULL)
+		return;
+	snprintf(chan, sizeof(chan), ACK_PREFIX "%s", origin);
+	int n = snprintf(msg, sizeof(msg), "%s %llu", nonce, (unsigned long long)seq);
+	treal->publish(tinst, chan, msg, (size_t)n, NULL, NULL, NULL);
+}
+
+static void
+acked(void *arg, const char *channel, const void *msg, size_t len)
+{
+	(void)arg;
+	(void)channel;
+	char text[sizeof(nonce) + 32];
+	if (len == 0 || len >= sizeof(text))
+		return;
+	memcpy(text, msg, len);
+	text[len] = '\0';
+	char *sp = strchr(text, ' ');
+	if (sp == NULL)
+		return;
+	*sp++ = '\0';
+	uint64_t seq = strtoull(sp, NULL, 10);
+	struct peer *p = peer_learn(text);
+	if (p != NULL && seq > p->acked)
+		p->acked = seq;
+	acks_arrived();
+}
 
 /* Does our own message come back? (Asked at start and whenever the
  * transport is back; a write's own coming back tells the same.) */
@@ -331,9 +404,15 @@ invalidated(void *arg, const char *channel, const void *msg, size_t len)
 		scache_drop(table, key);
 		count(MXC_N);
 	}
-	size_t nl = strlen(nonce);
-	if (tag != NULL && strncmp(tag, nonce, nl) == 0 && tag[nl] == '-')
-		echoed(strtoull(tag + nl + 1, NULL, 10));
+	char *dash = tag != NULL ? strrchr(tag, '-') : NULL;
+	if (dash == NULL)
+		return;
+	*dash = '\0';
+	uint64_t seq = strtoull(dash + 1, NULL, 10);
+	if (strcmp(tag, nonce) == 0)
+		echoed(seq);
+	else
+		ack(tag, seq);
 }
 
 /* Reads and writes out at the plugins: a plugin that detaches drops its
@@ -530,7 +609,7 @@ c_get(void *inst, const char *key, mcpd_value_cb *cb, void *arg)
 struct wr {
 	struct pend pend;               /* first: freed as one */
 	uint64_t seq;
-	struct event *timer;            /* waiting for its echo */
+	struct event *timer;            /* waiting for its echo and acknowledgements */
 	struct wr *enext;               /* in echoing */
 	char *key;
 	int status;
@@ -540,7 +619,7 @@ struct wr {
 	void *arg;
 };
 
-static struct wr *echoing;     /* published, waiting for the echo */
+static struct wr *echoing;     /* published, waiting for the echo or acknowledgements */
 
 static void
 echo_unlink(struct wr *w)
@@ -573,12 +652,31 @@ echoed(uint64_t seq)
 		log_debug("storage cache: the transport brings invalidations back: writes wait for them");
 		echoes = 1;
 	}
-	if (seq == 0)
-		return;
+	if (seq > echoed_seq)
+		echoed_seq = seq;
+	acks_arrived();
+}
+
+/* Has every worker that was to see w's invalidation applied it? */
+static int
+wr_ready(const struct wr *w)
+{
+	if (echoes && echoed_seq < w->seq)
+		return 0;
+	for (size_t i = 0; i < npeers; i++)
+		if (peers[i].since < w->seq && peers[i].acked < w->seq)
+			return 0;
+	return 1;
+}
+
+static void
+acks_arrived(void)
+{
+again:
 	for (struct wr *w = echoing; w != NULL; w = w->enext)
-		if (w->seq == seq) {
-			wr_finish(w);
-			return;
+		if (wr_ready(w)) {
+			wr_finish(w);   /* its caller may change the list */
+			goto again;
 		}
 }
 
@@ -588,15 +686,28 @@ echo_late(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct wr *w = arg;
-	/* Perhaps lost on its way to others too: they keep theirs for ttl
-	 * at most; we read through for as long. */
-	log_warn("storage cache: an invalidation did not come back within %d ms: reading through for %llu ms; "
-	    "from now on writes answer once the transport has accepted theirs", ECHO_MS, (unsigned long long)ttl_ms);
-	echoes = 0;
-	echo_lost = 1;
-	forget_all();
-	bypass_until = monotonic_ms() + ttl_ms;
+	if (echoes && echoed_seq < w->seq) {
+		/* Perhaps lost on its way to others too: they keep theirs for
+		 * ttl at most; we read through for as long. */
+		log_warn("storage cache: an invalidation did not come back within %d ms: reading through for %llu ms; "
+		    "from now on writes answer once the transport has accepted theirs", ECHO_MS,
+		    (unsigned long long)ttl_ms);
+		echoes = 0;
+		echo_lost = 1;
+		forget_all();
+		bypass_until = monotonic_ms() + ttl_ms;
+	}
+	for (size_t i = 0; i < npeers;) {
+		if (peers[i].since < w->seq && peers[i].acked < w->seq) {
+			log_warn("storage cache: worker %s did not acknowledge an invalidation within %d ms "
+			    "(stopped?): not waited for until heard from again", peers[i].nonce, ECHO_MS);
+			peers[i] = peers[--npeers];
+		} else {
+			i++;
+		}
+	}
 	wr_finish(w);
+	acks_arrived();
 }
 
 static void
@@ -610,7 +721,7 @@ published(void *arg, int status, const char *err)
 		    err ? err : "error", (unsigned long long)ttl_ms);
 		forget_all();
 		bypass_until = monotonic_ms() + ttl_ms;
-	} else if (echoes && base != NULL && (w->timer = evtimer_new(base, echo_late, w)) != NULL) {
+	} else if (!wr_ready(w) && base != NULL && (w->timer = evtimer_new(base, echo_late, w)) != NULL) {
 		static const struct timeval wait = { ECHO_MS / 1000, (ECHO_MS % 1000) * 1000 };
 		evtimer_add(w->timer, &wait);
 		w->enext = echoing;
@@ -728,8 +839,18 @@ storage_cache_backends(struct backends *b, struct event_base *evb,
 	echoes = 0;
 	echo_lost = 0;
 	wseq = 0;
-	sub = treal->subscribe(tinst, CHANNEL, invalidated, NULL);
-	if (sub == NULL) {
+	echoed_seq = 0;
+	npeers = 0;
+	char chan[sizeof(ACK_PREFIX) + sizeof(nonce)];
+	snprintf(chan, sizeof(chan), ACK_PREFIX "%s", nonce);
+	if ((peers = calloc(MAX_PEERS, sizeof(*peers))) == NULL ||
+	    (ack_sub = treal->subscribe(tinst, chan, acked, NULL)) == NULL ||
+	    (sub = treal->subscribe(tinst, CHANNEL, invalidated, NULL)) == NULL) {
+		if (ack_sub != NULL)
+			treal->unsubscribe(tinst, ack_sub);
+		ack_sub = NULL;
+		free(peers);
+		peers = NULL;
 		scache_free(table);
 		table = NULL;
 		return -1;
@@ -773,8 +894,12 @@ storage_cache_forget(struct backends *b)
 		free(p->key);
 		free(p);                /* the rd or wr it starts */
 	}
-	/* The transport's subscription went with its detach. */
+	/* The transport's subscriptions went with its detach. */
 	sub = NULL;
+	ack_sub = NULL;
+	free(peers);
+	peers = NULL;
+	npeers = 0;
 	if (b != NULL && b->storage == &cops)
 		b->storage = sreal;
 	sreal = NULL;

@@ -4,6 +4,7 @@
 #include "tracing.h"
 #include "idhash.h"
 #include "storage_seal.h"
+#include "transport_compress.h"
 #include "transport_sign.h"
 #include "metrics.h"
 #include "channel.h"
@@ -428,6 +429,11 @@ worker_main(const struct worker_params *p)
 		log_error("out of memory");
 		return WORKER_EXIT_FATAL;
 	}
+	/* Outside signing: the signature covers what goes on the wire. */
+	if (transport_compress_backends(&b, p->cfg->transport.compress_over) < 0) {
+		log_error("out of memory");
+		return WORKER_EXIT_FATAL;
+	}
 	if (tracing_start(w.base, p->cfg, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		return WORKER_EXIT_FATAL;
@@ -490,6 +496,7 @@ worker_main(const struct worker_params *p)
 	storage_cache_forget(NULL);
 	metered_forget();
 	tracing_stop();
+	transport_compress_forget();
 	transport_sign_forget();
 	storage_seal_forget();
 	relay_worker_stop();

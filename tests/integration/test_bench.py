@@ -122,3 +122,24 @@ def test_cache_bench_script_runs(t):
                 "one instance, Redis at 5 ms, cache on", "one instance, PostgreSQL at 5 ms, cache on",
                 "two instances, Redis at 5 ms, cache on", "cache on / off calls/s at 5 ms"):
         check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))
+    # The emulators' rows, or why they did not run.
+    for store in ("DynamoDB", "Cosmos DB"):
+        check(re.search(r"^one instance, %s at 5 ms, cache on +\d+ |^%s: not run" % (store, store), p.stdout, re.M),
+              "no %s row:\n%s" % (store, p.stdout))
+
+
+def test_transport_bench_script_runs(t):
+    """bench/transport.sh --quick: large answers across two instances on
+    redis and nats, transport.compress_over off and on; it runs and prints
+    its table, and compression lowers the bytes the broker received."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    p = subprocess.run(["bash", os.path.join(ROOT, "bench/transport.sh"), "--quick"], capture_output=True,
+                       text=True, timeout=600, env=env)
+    check(p.returncode == 0, "bench/transport.sh --quick failed:\n%s\n%s" % (p.stdout[-3000:], p.stderr[-3000:]))
+    for t_ in ("redis", "nats"):
+        got = {}
+        for c in ("off", "1KiB"):
+            m = re.search(r"^%s, compress_over %s +(\d+) .* (\d+) per crossing$" % (t_, c), p.stdout, re.M)
+            check(m and int(m.group(1)) > 0, "no %s/%s row:\n%s" % (t_, c, p.stdout))
+            got[c] = int(m.group(2))
+        check(got["1KiB"] < got["off"] // 2, "%s: bytes per crossing %s" % (t_, got))

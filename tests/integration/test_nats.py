@@ -65,6 +65,7 @@ def test_transport_suite_against_nats(t):
     run_unit_suite("transport", 3, env={"MCPD_TEST_NATS_URL": nats.url}, unset=["MCPD_TEST_SQS_ENDPOINT"])
 
 
+@with_storage_cache
 def test_a_session_is_served_across_instances(t):
     """list_changed, cancellation, and an elicitation answered on B for a
     tool running on A, and progress resumed on B while A's tool runs."""

@@ -121,3 +121,20 @@ def test_configuration_errors(t):
     ])
     check_config_valid(t, "workers: 1\nstorage: { plugin: memory, cache: { entries: 10, ttl: 2s } }\n")
     check_config_valid(t, "workers: 1\nstorage: { plugin: memory, cache: true }\n")
+
+
+def test_a_delete_is_404_everywhere_at_once_with_nats(t):
+    """With the nats transport (messages reach a worker through libnats'
+    threads), a session deleted on A is 404 on every worker of B at once,
+    round after round: B's workers hold the record in their caches."""
+    redis, nats = redis_server(t), nats_server(t)
+    (a, pa), (b, pb) = start_instances(t, 2, lambda name: backends(t, redis, nats))
+    for round in range(40):
+        sid = mcp_session(pa)
+        check(pings(pb, sid, 4) == [200] * 4)
+        st, _, _ = http(pa, "DELETE", "/mcp", None, {"Mcp-Session-Id": sid})
+        check(st == 200)
+        got = pings(pb, sid, 4)
+        check(got == [404] * 4, "round %d: a deleted session served from B's cache: %s" % (round, got))
+    a.stop()
+    b.stop()

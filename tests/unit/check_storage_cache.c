@@ -1,6 +1,7 @@
 #include <check.h>
 #include <event2/event.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <mcpd/plugin.h>
@@ -107,8 +108,11 @@ static struct {
 	mcpd_done_cb *cb;
 	void *arg;
 	char msg[64];
+	char channel[64];
 } pub;                                  /* the publish waiting for its answer */
 static mcpd_message_cb *sub_cb;
+static mcpd_message_cb *ack_cb;         /* on mcpd:cache:NONCE */
+static char ack_channel[64];
 static int transport_up = 1;
 
 static void
@@ -156,6 +160,11 @@ f_subscribe(void *inst, const char *channel, mcpd_message_cb *cb, void *arg)
 {
 	(void)inst;
 	(void)arg;
+	if (strncmp(channel, "mcpd:cache:", 11) == 0) {
+		snprintf(ack_channel, sizeof(ack_channel), "%s", channel);
+		ack_cb = cb;
+		return &ack_cb;
+	}
 	ck_assert_str_eq(channel, "mcpd:cache");
 	sub_cb = cb;
 	return &sub_cb;
@@ -165,8 +174,7 @@ static void
 f_unsubscribe(void *inst, void *s)
 {
 	(void)inst;
-	(void)s;
-	sub_cb = NULL;
+	*(mcpd_message_cb **)s = NULL;
 }
 
 static void
@@ -174,9 +182,9 @@ f_publish(void *inst, const char *channel, const void *msg, size_t len,
     const struct mcpd_publish_opts *opts, mcpd_done_cb *cb, void *arg)
 {
 	(void)inst;
-	(void)channel;
 	(void)opts;
 	snprintf(pub.msg, sizeof(pub.msg), "%.*s", (int)len, (const char *)msg);
+	snprintf(pub.channel, sizeof(pub.channel), "%s", channel);
 	pub.cb = cb;
 	pub.arg = arg;
 }
@@ -241,6 +249,9 @@ START_TEST(scache_wrapper)
 	char probe[64];
 	snprintf(probe, sizeof(probe), "%s", pub.msg);
 	ck_assert(probe[0] == '\n' && strlen(probe) > 3 && strcmp(probe + strlen(probe) - 2, "-0") == 0);
+	/* Acknowledgements for this worker's writes come on its channel. */
+	ck_assert_ptr_nonnull(ack_cb);
+	ck_assert(strncmp(ack_channel + 11, probe + 1, strlen(ack_channel + 11)) == 0);
 	snprintf(stored, sizeof(stored), "v1");
 	present = 1;
 	reads = 0;
@@ -347,10 +358,39 @@ START_TEST(scache_wrapper)
 	b.storage->del(b.storage_inst, "session:s", on_done, NULL);
 	pub.cb(pub.arg, MCPD_OK, NULL);
 	ck_assert_int_eq(deleted, 7);
+	/* Another worker, heard of by its probe (acknowledged on its own
+	 * channel, so that it learns of us): a delete answers once it has
+	 * acknowledged the delete's invalidation, not before. */
+	sub_cb(NULL, "mcpd:cache", "\npeer-0", 7);
+	ck_assert_str_eq(pub.channel, "mcpd:cache:peer");
+	ck_assert(strcmp(pub.msg + strlen(pub.msg) - 2, " 0") == 0);
+	b.storage->del(b.storage_inst, "session:s", on_done, NULL);
+	ck_assert_str_eq(pub.channel, "mcpd:cache");
+	pub.cb(pub.arg, MCPD_OK, NULL);
+	ck_assert_int_eq(deleted, 7);
+	unsigned long long seq = strtoull(strrchr(pub.msg, '-') + 1, NULL, 10);
+	char ack[64];
+	snprintf(ack, sizeof(ack), "peer %llu", seq - 1);       /* an older one */
+	ack_cb(NULL, ack_channel, ack, strlen(ack));
+	ck_assert_int_eq(deleted, 7);
+	snprintf(ack, sizeof(ack), "peer %llu", seq);
+	ack_cb(NULL, ack_channel, ack, strlen(ack));
+	ck_assert_int_eq(deleted, 8);
+	/* One that does not acknowledge within a second is answered then,
+	 * and that worker is not waited for any more. */
+	b.storage->del(b.storage_inst, "session:s", on_done, NULL);
+	pub.cb(pub.arg, MCPD_OK, NULL);
+	ck_assert_int_eq(deleted, 8);
+	for (int i = 0; i < 50 && deleted == 8; i++)
+		event_base_loop(base, EVLOOP_ONCE);
+	ck_assert_int_eq(deleted, 9);
+	b.storage->del(b.storage_inst, "session:s", on_done, NULL);
+	pub.cb(pub.arg, MCPD_OK, NULL);
+	ck_assert_int_eq(deleted, 10);
 	/* A write whose publish the plugin dropped (it detached): freed
 	 * with the cache. */
 	b.storage->del(b.storage_inst, "session:s", on_done, NULL);
-	ck_assert_int_eq(deleted, 7);
+	ck_assert_int_eq(deleted, 10);
 	storage_cache_forget(&b);
 	ck_assert_ptr_eq(b.storage, &fstore);
 	event_base_free(base);

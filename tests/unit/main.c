@@ -39,6 +39,7 @@ main(void)
 	srunner_add_suite(sr, tracing_suite());
 	srunner_add_suite(sr, ratelimit_suite());
 	srunner_add_suite(sr, storage_cache_suite());
+	srunner_add_suite(sr, transport_compress_suite());
 	srunner_add_suite(sr, sigmsg_suite());
 	srunner_add_suite(sr, sealbox_suite());
 	srunner_run_all(sr, CK_NORMAL);

@@ -35,6 +35,7 @@ Suite *traceparent_suite(void);
 Suite *tracing_suite(void);
 Suite *ratelimit_suite(void);
 Suite *storage_cache_suite(void);
+Suite *transport_compress_suite(void);
 Suite *sigmsg_suite(void);
 Suite *sealbox_suite(void);
 
