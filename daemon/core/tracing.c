@@ -59,6 +59,13 @@ static struct {
 static struct trace_ctx cur;
 static int cur_set;
 
+/* The Lambda invocation's trace (tracing_invocation). */
+static struct {
+	char trace_id[33];          /* "" for none */
+	char parent_id[17];         /* "" when the header had no Parent */
+	int sampled;                /* 1, 0, -1: not said */
+} inv;
+
 int
 tracing_enabled(void)
 {
@@ -122,6 +129,11 @@ tracing_root(struct trace_ctx *ctx, const char *tp, uint64_t start_us)
 		memcpy(ctx->parent_id, tp + 36, 16);
 		ctx->parent_id[16] = '\0';
 	}
+	int invoked = !parented && inv.trace_id[0] != '\0';
+	if (invoked) {
+		memcpy(ctx->trace_id, inv.trace_id, sizeof(inv.trace_id));
+		memcpy(ctx->parent_id, inv.parent_id, sizeof(inv.parent_id));
+	}
 	if (!T.on)
 		return;
 	seed();
@@ -129,12 +141,25 @@ tracing_root(struct trace_ctx *ctx, const char *tp, uint64_t start_us)
 		/* The parent decided (W3C trace-flags: bit 0 is sampled). */
 		int flags = (int)strtol((char[3]){ tp[53], tp[54], '\0' }, NULL, 16);
 		ctx->sampled = flags & 1;
+	} else if (invoked && inv.sampled == 1) {
+		ctx->sampled = 1;
 	} else {
-		hex_id(ctx->trace_id, 16);
+		if (!invoked)
+			hex_id(ctx->trace_id, 16);
 		ctx->sampled = T.sample >= 1.0 || (T.sample > 0.0 &&
 		    (double)(rnd() >> 11) / (double)(1ULL << 53) < T.sample);
 	}
 	hex_id(ctx->span_id, 8);
+}
+
+int
+tracing_invocation(const char *xray)
+{
+	if (xray == NULL || xray[0] == '\0') {
+		memset(&inv, 0, sizeof(inv));
+		return 0;
+	}
+	return traceparent_from_xray(xray, inv.trace_id, inv.parent_id, &inv.sampled);
 }
 
 void
@@ -673,5 +698,6 @@ tracing_stop(void)
 	free(T.url);
 	free(T.prefix);
 	memset(&T, 0, sizeof(T));
+	memset(&inv, 0, sizeof(inv));
 	cur_set = 0;
 }
