@@ -275,7 +275,8 @@ def test_collector_down_drops_and_counts(t):
     hang.listen(64)     # never accepted, never answered
     try:
         d, port, mport = start(t, "http://127.0.0.1:%d" % hang.getsockname()[1],
-                               tracing=", queue: 4, batch: 2, timeout: 500ms", extra="storage: { plugin: memory }\n")
+                               tracing=", queue: 4, batch: 2, timeout: 500ms, retry: 0s",
+                               extra="storage: { plugin: memory }\n")
         sid = mcp_session(port)
         began = time.monotonic()
         for i in range(30):
@@ -294,7 +295,7 @@ def test_collector_down_drops_and_counts(t):
     finally:
         hang.close()
     dead = free_port()
-    d, port, mport = start(t, "http://127.0.0.1:%d" % dead, extra="storage: { plugin: memory }\n")
+    d, port, mport = start(t, "http://127.0.0.1:%d" % dead, tracing=", retry: 0s", extra="storage: { plugin: memory }\n")
     sid = mcp_session(port)
     call_tp(port, sid, 1)
     wait_for(lambda: metric(mport, "mcpd_tracing_spans_dropped_total", reason="export_failed") >= 3,
@@ -303,6 +304,35 @@ def test_collector_down_drops_and_counts(t):
                     d.log()), d.log()[-2000:])
     call_tp(port, sid, 2)
     d.stop()
+
+
+def test_collector_down_then_up(t):
+    """A collector that is down (connections refused) when the first
+    batch goes: the batch is tried again with a growing back-off, the
+    calls go on unhurried meanwhile, and once the collector is up the
+    spans arrive, nothing counted lost."""
+    cport = free_port()
+    d, port, mport = start(t, "http://127.0.0.1:%d" % cport, extra="storage: { plugin: memory }\n")
+    sid = mcp_session(port)
+    call_tp(port, sid, 1)
+    time.sleep(1.5)     # the first attempt (after 100 ms) and a second have failed
+    began = time.monotonic()
+    for i in range(20):
+        call_tp(port, sid, i + 2)
+    check(time.monotonic() - began < 5, "the calls waited for the collector")
+    rx = OtlpReceiver(port=cport).start()
+    try:
+        wait_for(lambda: sum(s["name"] == "tools/call tp" for s in rx.snapshot()) == 21, timeout=20,
+                 what="every call's span, once the collector is up")
+        wait_for(lambda: metric(mport, "mcpd_tracing_spans_exported_total") == len(rx.snapshot()),
+                 what="all counted exported")
+        check(metric(mport, "mcpd_tracing_spans_dropped_total", reason="export_failed") == 0)
+        check("spans lost" not in d.log(), d.log()[-1500:])
+        ids = [s["id"] for s in rx.snapshot()]
+        check(len(ids) == len(set(ids)), "a span received twice")
+        d.stop()
+    finally:
+        rx.stop()
 
 
 def test_headers_and_endpoint_path(t):
@@ -325,33 +355,46 @@ def test_headers_and_endpoint_path(t):
 
 def test_a_collector_that_says_later(t):
     """503 and 429 (come back later, as OTLP lets a collector say): the
-    same batch again after a back-off, nothing lost; a collector that
-    keeps saying so gets three attempts, then the batch is counted lost."""
+    same batch again after a back-off (about 1 s, then 2 s), nothing lost; a
+    collector that keeps saying so gets attempts until tracing.retry is
+    over, then the batch is counted lost."""
     rx = OtlpReceiver().start()
     try:
         rx.faults = [503, 429]
         d, port, mport = start(t, rx.url, extra="storage: { plugin: memory }\n")
         sid = mcp_session(port)
+        began = time.monotonic()
         call_tp(port, sid, 1)
         wait_for(lambda: any(s["name"] == "tools/call tp" for s in rx.snapshot()), timeout=15,
                  what="the batch, on its third attempt")
-        check(rx.refused == 2, rx.refused)
+        took = time.monotonic() - began
+        check(rx.refused == 2 and 1.5 <= took < 6, (rx.refused, took))
         wait_for(lambda: metric(mport, "mcpd_tracing_spans_exported_total") == len(rx.snapshot()),
                  what="all exported")
         check(metric(mport, "mcpd_tracing_spans_dropped_total", reason="export_failed") == 0)
         ids = [s["id"] for s in rx.snapshot()]
         check(len(ids) == len(set(ids)), "a span received twice")
+        # A Retry-After of 3 s is waited for, not the first back-off's 1 s.
+        rx.faults = [(503, 3)]
+        n = len(rx.snapshot())
+        began = time.monotonic()
+        call_tp(port, sid, 2)
+        wait_for(lambda: len(rx.snapshot()) > n, timeout=15, what="the batch after its Retry-After")
+        took = time.monotonic() - began
+        check(2.9 <= took < 6, took)
         d.stop()
-        rx.faults = [503] * 3
+        # retry: 2s: an attempt, one after 0.75-1 s, and a third would
+        # come 1.5-2 s later, past the 2 s.
+        rx.faults = [503] * 10
         rx.refused = 0
-        d, port, mport = start(t, rx.url, extra="storage: { plugin: memory }\n")
+        d, port, mport = start(t, rx.url, tracing=", retry: 2s", extra="storage: { plugin: memory }\n")
         sid = mcp_session(port)
         n = len(rx.snapshot())
         call_tp(port, sid, 1)
         wait_for(lambda: metric(mport, "mcpd_tracing_spans_dropped_total", reason="export_failed") > 0,
-                 timeout=15, what="the batch lost after three attempts")
-        check(rx.refused == 3, rx.refused)
-        check(re.search(r"tracing: \d+ spans lost: .* answered HTTP 503", d.log()), d.log()[-1500:])
+                 timeout=15, what="the batch lost after two attempts")
+        check(rx.refused == 2, rx.refused)
+        check(re.search(r"tracing: \d+ spans lost: .* answered HTTP 503 \(attempt 2\)", d.log()), d.log()[-1500:])
         check(len(rx.snapshot()) == n, rx.snapshot()[n:])
         d.stop()
     finally:
