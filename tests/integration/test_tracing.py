@@ -231,6 +231,43 @@ def test_redis_calls_are_children(t):
         rx.stop()
 
 
+def test_task_storage_calls_are_children(t):
+    """A task's record writes are children of its tools/call span, also
+    those made after the answer went out, when its command ends (a
+    process's exit, outside any request's chain)."""
+    from test_tasks import call, until
+    rx = OtlpReceiver().start()
+    try:
+        port = free_port()
+        gate = os.path.join(t.dir, "gate")
+        d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\nstorage: { plugin: memory }\n"
+                   "tracing: { endpoint: \"%s\", interval: 100ms }\n"
+                   "tools:\n  - name: wait\n    description: Waits for a file.\n    input: { gate: string }\n"
+                   "    shell: 'while [ ! -e \"$MCP_ARG_gate\" ]; do sleep 0.05; done; echo opened'\n"
+                   "    task: must\n" % (port, rx.url))
+        d.start(wait_url_port=port)
+        st, r = call(port, "wait", {"gate": gate})
+        tid = r["result"]["taskId"]
+        time.sleep(0.3)     # (the call's own span ends with its task)
+        before = [s for s in rx.snapshot() if s["name"] == "storage set"]
+        check(len(before) == 1, [(s["name"], s["parent"]) for s in rx.snapshot()])
+        open(gate, "w").close()
+        check(until(port, tid, ("completed",))["status"] == "completed")
+        wait_for(lambda: any(s["name"] == "tools/call wait" for s in rx.snapshot()), what="the call's span")
+        time.sleep(0.3)
+        root = by_name(rx.snapshot(), "tools/call wait")
+        check(before[0]["parent"] == root["id"], (before, root))
+        spans = [s for s in rx.snapshot() if s["trace"] == root["trace"]]
+        sets = [s for s in spans if s["name"] == "storage set" and s["parent"] == root["id"]]
+        check(len(sets) > len(before), "no write of the completed task under the call's span: %r"
+              % [(s["name"], s["parent"]) for s in spans])
+        check(all(s["parent"] == root["id"] for s in spans if s["name"].startswith("storage ")),
+              [(s["name"], s["parent"]) for s in spans])
+        d.stop()
+    finally:
+        rx.stop()
+
+
 def test_sampling(t):
     """sample: 0 records no trace of our own, but a sampled parent's; a
     parent that did not sample is not recorded at sample: 1."""
