@@ -81,7 +81,9 @@ metrics: { enabled: false }"
 P_OFF=$P_ONE; SID_OFF=$SID; PID_OFF=${pids[-1]}
 # Only one instance works at a time: the other is stopped meanwhile.
 run_on() {
-	kill -STOP "$PID_OFF" $(pgrep -P "$PID_OFF"); kill -CONT "$PID_ON" $(pgrep -P "$PID_ON")
+	kill -STOP "$PID_OFF" $(pgrep -P "$PID_OFF"); # Both go on: a stopped one would never see the clean-up's SIGTERM, and
+# its wait would hang (it did, with an even number of rounds).
+kill -CONT "$PID_ON" $(pgrep -P "$PID_ON") "$PID_OFF" $(pgrep -P "$PID_OFF")
 	measure on "$PID_ON" "$P_ON" "$SID_ON" "$P_MET"
 }
 run_off() {
@@ -92,7 +94,9 @@ run_off() {
 for r in $(seq "$ROUNDS"); do
 	if [ $((r % 2)) = 1 ]; then run_on; run_off; else run_off; run_on; fi
 done
-kill -CONT "$PID_ON" $(pgrep -P "$PID_ON")
+# Both go on: a stopped one would never see the clean-up's SIGTERM, and
+# its wait would hang (it did, with an even number of rounds).
+kill -CONT "$PID_ON" $(pgrep -P "$PID_ON") "$PID_OFF" $(pgrep -P "$PID_OFF")
 CALLS=$(curl -s "http://127.0.0.1:$P_MET/metrics" | awk '/^mcpd_tool_calls_total\{tool="greet",outcome="ok"\}/{print $2}')
 
 # shellcheck disable=SC2086

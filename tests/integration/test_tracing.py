@@ -246,12 +246,14 @@ def test_task_storage_calls_are_children(t):
                    "    shell: 'while [ ! -e \"$MCP_ARG_gate\" ]; do sleep 0.05; done; echo opened'\n"
                    "    task: must\n" % (port, rx.url))
         d.start(wait_url_port=port)
-        st, r = call(port, "wait", {"gate": gate})
-        tid = r["result"]["taskId"]
-        time.sleep(0.3)     # (the call's own span ends with its task)
-        before = [s for s in rx.snapshot() if s["name"] == "storage set"]
-        check(len(before) == 1, [(s["name"], s["parent"]) for s in rx.snapshot()])
-        open(gate, "w").close()
+        try:
+            st, r = call(port, "wait", {"gate": gate})
+            tid = r["result"]["taskId"]
+            time.sleep(0.3)     # (the call's own span ends with its task)
+            before = [s for s in rx.snapshot() if s["name"] == "storage set"]
+            check(len(before) == 1, [(s["name"], s["parent"]) for s in rx.snapshot()])
+        finally:
+            open(gate, "w").close()     # the command ends, whatever happened
         check(until(port, tid, ("completed",))["status"] == "completed")
         wait_for(lambda: any(s["name"] == "tools/call wait" for s in rx.snapshot()), what="the call's span")
         time.sleep(0.3)
