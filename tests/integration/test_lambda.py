@@ -650,3 +650,17 @@ def test_spans_of_each_invocation(t):
         lam.stop()
     finally:
         rx.stop()
+
+
+def test_log_trace_id_of_the_invocation(t):
+    """Without tracing too, the access log's trace_id is the invocation's
+    X-Ray Root when the request has no traceparent, so that logs join
+    Lambda's traces."""
+    cfg = CONFIG % {"mode": "buffered", "max_body": "1MiB"} + "log: { format: json }\n"
+    lam = Lambda(t, config=cfg).ready()
+    r = lam.api.invoke(v2_event("POST", "/mcp", call_body("hello"), mcp_headers("tools/call", "hello")),
+                       trace="Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0").wait()
+    check(r.json()["statusCode"] == 200, r.body)
+    lines = [json.loads(x) for x in lam.d.log().splitlines() if x.startswith("{") and '"type":"access"' in x]
+    check(lines and lines[-1].get("trace_id") == "5759e988bd862e3fe1be46a994272793", lines)
+    lam.stop()
