@@ -830,6 +830,7 @@ static const struct field tracing_fields[] = {
 	{ "batch", F_UINT, TR(batch), 1, 100000, { NULL } },
 	{ "interval", F_DURATION, TR(interval_ms), 10, 600000, { NULL } },
 	{ "timeout", F_DURATION, TR(timeout_ms), 100, 600000, { NULL } },
+	{ "retry", F_DURATION, TR(retry_ms), 0, 600000, { NULL } },
 	{ "headers", F_LIST, TR(headers), 0, 0, { .list = &tracing_headers } },
 	{ "ca_file", F_PATH, TR(ca_file), 0, 0, { NULL } },
 	{ NULL, 0, 0, 0, 0, { NULL } },
@@ -1255,6 +1256,7 @@ set_defaults(struct config *c)
 	c->tracing.batch = 512;
 	c->tracing.interval_ms = 5000;
 	c->tracing.timeout_ms = 10000;
+	c->tracing.retry_ms = 30000;
 	c->request_state.ttl_ms = 600000;
 	c->cache.list_ttl_ms = 300000;
 	c->cache.read_ttl_ms = 0;

@@ -225,6 +225,7 @@ struct config {
 		uint64_t batch;             /* spans per export request, at most */
 		uint64_t interval_ms;       /* a part batch waits this long */
 		uint64_t timeout_ms;        /* one export's bound */
+		uint64_t retry_ms;          /* a failed batch is tried again within this */
 		const char **headers;       /* "Name: value", sent with each export */
 		size_t nheaders;
 		const char *ca_file;        /* an https collector's CA */

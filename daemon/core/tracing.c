@@ -21,7 +21,10 @@
 #define MAX_BODY_ANSWER 65536   /* what we read of a collector's answer */
 #define FAIL_LOG_EVERY_US 60000000
 #define MAX_ATTR 1024           /* bytes of a string attribute */
-#define MAX_ATTEMPTS 3          /* of one batch, when the collector says later */
+#define MAX_ATTEMPTS 10         /* of one batch; tracing.retry bounds the time too */
+#define BACKOFF_FIRST_MS 1000   /* then doubled, up to BACKOFF_MAX_MS */
+#define BACKOFF_MAX_MS 16000
+#define RETRY_AFTER_MAX_S 30
 
 struct sock {
 	curl_socket_t fd;
@@ -47,6 +50,7 @@ static struct {
 	size_t body_len;
 	size_t in_flight;           /* spans in it */
 	unsigned attempt;           /* of sending body */
+	uint64_t first_us;          /* when its first attempt began */
 	struct event *retry;
 	uint64_t last_fail_log;
 	uint64_t rng[2];
@@ -58,6 +62,13 @@ static struct {
 
 static struct trace_ctx cur;
 static int cur_set;
+
+/* The Lambda invocation's trace (tracing_invocation). */
+static struct {
+	char trace_id[33];          /* "" for none */
+	char parent_id[17];         /* "" when the header had no Parent */
+	int sampled;                /* 1, 0, -1: not said */
+} inv;
 
 int
 tracing_enabled(void)
@@ -122,6 +133,11 @@ tracing_root(struct trace_ctx *ctx, const char *tp, uint64_t start_us)
 		memcpy(ctx->parent_id, tp + 36, 16);
 		ctx->parent_id[16] = '\0';
 	}
+	int invoked = !parented && inv.trace_id[0] != '\0';
+	if (invoked) {
+		memcpy(ctx->trace_id, inv.trace_id, sizeof(inv.trace_id));
+		memcpy(ctx->parent_id, inv.parent_id, sizeof(inv.parent_id));
+	}
 	if (!T.on)
 		return;
 	seed();
@@ -129,12 +145,25 @@ tracing_root(struct trace_ctx *ctx, const char *tp, uint64_t start_us)
 		/* The parent decided (W3C trace-flags: bit 0 is sampled). */
 		int flags = (int)strtol((char[3]){ tp[53], tp[54], '\0' }, NULL, 16);
 		ctx->sampled = flags & 1;
+	} else if (invoked && inv.sampled == 1) {
+		ctx->sampled = 1;
 	} else {
-		hex_id(ctx->trace_id, 16);
+		if (!invoked)
+			hex_id(ctx->trace_id, 16);
 		ctx->sampled = T.sample >= 1.0 || (T.sample > 0.0 &&
 		    (double)(rnd() >> 11) / (double)(1ULL << 53) < T.sample);
 	}
 	hex_id(ctx->span_id, 8);
+}
+
+int
+tracing_invocation(const char *xray)
+{
+	if (xray == NULL || xray[0] == '\0') {
+		memset(&inv, 0, sizeof(inv));
+		return 0;
+	}
+	return traceparent_from_xray(xray, inv.trace_id, inv.parent_id, &inv.sampled);
 }
 
 void
@@ -227,6 +256,7 @@ add_attr(cJSON *list, const char *key, const char *s, const int64_t *i)
 
 static void arm_flush(int now);
 static void check_flushed(void);
+static void send_body(void);
 
 void
 tracing_end(const struct trace_ctx *ctx, uint64_t end_us, const char *name,
@@ -303,24 +333,64 @@ tracing_flush(void (*done)(void *), void *arg)
 	}
 	T.flushed = done;
 	T.flushed_arg = arg;
+	if (T.body != NULL && T.easy == NULL) {
+		/* A batch waits to be tried again: now, a last time. */
+		evtimer_del(T.retry);
+		send_body();
+		return;
+	}
 	arm_flush(1);
 }
 
-static void send_body(void);
+/* What OTLP/HTTP lets an exporter try again: an answer that says later
+ * (429, 502, 503, 504) and a failure on the way (no connection, a reset,
+ * no answer in time), not one that would fail the same way again (a bad
+ * certificate, a URL curl does not take). */
+static int
+retryable(CURLcode rc, long code)
+{
+	switch (rc) {
+	case CURLE_OK:
+		return code == 429 || code == 502 || code == 503 || code == 504;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+		return 1;
+	default:
+		return 0;
+	}
+}
 
-/* The collector said to come back (429, 502, 503, 504, as OTLP lets it):
- * the same batch again after a back-off (1 s, then 2 s) or its
- * Retry-After (at most 30 s). */
+/* The same batch again after an exponential back-off (1 s, 2 s, 4 s, ...
+ * up to 16 s, less up to a quarter at random so that workers do not
+ * come back together), or the collector's Retry-After (at most 30 s);
+ * not when that would end past tracing.retry from its first attempt, nor
+ * while a flush waits (a stopping worker, --lambda before its next
+ * event: the flush's bound comes first). 0: given up. */
 static int
 retry_later(CURLcode rc, long code)
 {
-	if (rc != CURLE_OK || !(code == 429 || code == 502 || code == 503 || code == 504) ||
-	    T.attempt >= MAX_ATTEMPTS)
+	if (!retryable(rc, code) || T.attempt >= MAX_ATTEMPTS || T.flushed != NULL)
 		return 0;
 	curl_off_t after = -1;
-	if (curl_easy_getinfo(T.easy, CURLINFO_RETRY_AFTER, &after) != CURLE_OK || after <= 0)
+	if (rc != CURLE_OK || curl_easy_getinfo(T.easy, CURLINFO_RETRY_AFTER, &after) != CURLE_OK)
 		after = 0;
-	uint64_t ms = after > 0 ? (uint64_t)(after > 30 ? 30 : after) * 1000 : 1000ULL << (T.attempt - 1);
+	uint64_t ms;
+	if (after > 0) {
+		ms = (uint64_t)(after > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : after) * 1000;
+	} else {
+		unsigned shift = T.attempt - 1 < 5 ? T.attempt - 1 : 5;
+		ms = (uint64_t)BACKOFF_FIRST_MS << shift;
+		if (ms > BACKOFF_MAX_MS)
+			ms = BACKOFF_MAX_MS;
+		ms -= rnd() % (ms / 4 + 1);
+	}
+	if (monotonic_us() - T.first_us + ms * 1000 > T.cfg->tracing.retry_ms * 1000)
+		return 0;
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 	return evtimer_add(T.retry, &tv) == 0;
 }
@@ -341,11 +411,11 @@ export_done(CURLcode rc)
 		if (T.last_fail_log == 0 || now - T.last_fail_log >= FAIL_LOG_EVERY_US) {
 			T.last_fail_log = now;
 			if (rc != CURLE_OK)
-				log_warn("tracing: %zu spans lost: %s: %s", T.in_flight, T.url,
-				    curl_easy_strerror(rc));
+				log_warn("tracing: %zu spans lost: %s: %s (attempt %u)", T.in_flight, T.url,
+				    curl_easy_strerror(rc), T.attempt);
 			else
-				log_warn("tracing: %zu spans lost: %s answered HTTP %ld", T.in_flight,
-				    T.url, code);
+				log_warn("tracing: %zu spans lost: %s answered HTTP %ld (attempt %u)", T.in_flight,
+				    T.url, code, T.attempt);
 		}
 	}
 	curl_multi_remove_handle(T.multi, T.easy);
@@ -412,6 +482,7 @@ export_batch(void)
 	T.body_len = (size_t)(p - body);
 	T.in_flight = k;
 	T.attempt = 0;
+	T.first_us = monotonic_us();
 	send_body();
 }
 
@@ -673,5 +744,6 @@ tracing_stop(void)
 	free(T.url);
 	free(T.prefix);
 	memset(&T, 0, sizeof(T));
+	memset(&inv, 0, sizeof(inv));
 	cur_set = 0;
 }

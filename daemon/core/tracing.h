@@ -54,10 +54,17 @@ void tracing_stop(void);
 int tracing_enabled(void);
 
 /* A server span beginning at start_us (monotonic), continuing traceparent
- * (NULL or invalid: a new trace, sampled by the configured ratio). With
+ * (NULL or invalid: the invocation's trace, else a new one, sampled by the
+ * configured ratio). With
  * tracing off the context has the trace id of a valid traceparent, or
  * none, and is never sampled. */
 void tracing_root(struct trace_ctx *ctx, const char *traceparent, uint64_t start_us);
+/* mcpd --lambda: the parent of the invocation's roots that have no
+ * traceparent of their own, from Lambda's X-Ray trace header (NULL: none).
+ * Its trace id and Parent are taken; Sampled=1 records them, otherwise
+ * tracing.sample decides. -1 when the header has no usable Root: roots
+ * start traces of their own. */
+int tracing_invocation(const char *xray);
 /* A child of parent beginning at start_us; unsampled when parent is NULL
  * or unsampled. */
 void tracing_child(struct trace_ctx *ctx, const struct trace_ctx *parent, uint64_t start_us);

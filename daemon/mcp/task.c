@@ -58,7 +58,17 @@ struct task {
 	int notify;                 /* the next write is a change listeners hear of */
 	void *sub;                  /* task:<id> */
 	struct event *after, *renew;
+	struct trace_ctx trace;     /* its tools/call's span */
 };
+
+/* The task's storage and transport calls are children of its call's
+ * span, wherever they start: a timer, another request (tasks/cancel), a
+ * storage callback of its own. */
+static void
+span_enter(const struct task *tk, struct trace_ctx *saved)
+{
+	tracing_push(tk->trace.trace_id[0] ? &tk->trace : NULL, saved);
+}
 
 const char *const task_status_names[] = {
 	"working", "input_required", "completed", "failed", "cancelled",
@@ -247,6 +257,8 @@ task_save(struct task *tk)
 	char *rec = record_json(tk);
 	if (rec == NULL)
 		return;
+	struct trace_ctx was;
+	span_enter(tk, &was);
 	if (tk->notify) {
 		tk->notify = 0;
 		cJSON *r = json_parse(rec, strlen(rec), 0, NULL);
@@ -260,6 +272,7 @@ task_save(struct task *tk)
 	tk->writing = 1;
 	tk->ops++;
 	tk->m->b.storage->set(tk->m->b.storage_inst, key, rec, strlen(rec), ttl ? ttl : 1, 0, saved, tk);
+	tracing_pop(&was);
 	free(rec);
 }
 
@@ -324,8 +337,11 @@ renew(evutil_socket_t fd, short ev, void *arg)
 		return;
 	char key[96];
 	snprintf(key, sizeof(key), "task:%s", tk->id);
+	struct trace_ctx was;
+	span_enter(tk, &was);
 	tk->ops++;
 	tk->m->b.storage->get(tk->m->b.storage_inst, key, renew_read, tk);
+	tracing_pop(&was);
 }
 
 /* The command's process could not become a task: the client gets the
@@ -364,7 +380,10 @@ create_answered(struct task *tk, int ok, const char *why)
 	if (tk->m->b.storage->index_add != NULL) {
 		char index[600];
 		snprintf(index, sizeof(index), "tasks:%s", tk->owner);
+		struct trace_ctx was;
+		span_enter(tk, &was);
 		tk->m->b.storage->index_add(tk->m->b.storage_inst, index, tk->id, tk->ttl_ms, NULL, NULL);
+		tracing_pop(&was);
 	}
 	if (!tk->done) {
 		tk->renew = event_new(tk->m->base, -1, EV_PERSIST, renew, tk);
@@ -427,8 +446,11 @@ task_create(struct task *tk)
 	if (tk->m->b.storage->index_members != NULL) {
 		char index[600];
 		snprintf(index, sizeof(index), "tasks:%s", tk->owner);
+		struct trace_ctx was;
+		span_enter(tk, &was);
 		tk->ops++;
 		tk->m->b.storage->index_members(tk->m->b.storage_inst, index, counted, tk);
+		tracing_pop(&was);
 		return;
 	}
 	task_save(tk);
@@ -460,6 +482,7 @@ task_begin(struct call *c)
 	}
 	tk->m = c->m;
 	tk->c = c;
+	tk->trace = c->trace;
 	tk->ttl_ms = c->tool->task_ttl_ms;
 	tk->status = TS_WORKING;
 	c->task = tk;

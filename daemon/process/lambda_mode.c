@@ -28,12 +28,14 @@
 #include "json.h"
 #include "lambda_event.h"
 #include "mcp.h"
+#include "metered.h"
 #include "paths.h"
 #include "plugin.h"
 #include "relay.h"
 #include "schema.h"
 #include "idhash.h"
 #include "storage_seal.h"
+#include "tracing.h"
 #include "transport_sign.h"
 #include "util.h"
 
@@ -455,6 +457,13 @@ inv_reset(struct lam *l)
 		evtimer_del(l->deadline_ev);
 }
 
+static void
+next_after_flush(void *arg)
+{
+	struct lam *l = arg;
+	event_active(l->next_ev, EV_TIMEOUT, 0);
+}
+
 /* The Runtime API took the answer (or refused it): the next one. */
 static void
 answered(struct lam *l)
@@ -470,7 +479,10 @@ answered(struct lam *l)
 		    n > 300 ? 300 : (int)n, text);
 	}
 	inv_reset(l);
-	event_active(l->next_ev, EV_TIMEOUT, 0);
+	/* Lambda may freeze the process once we ask for the next event:
+	 * the invocation's spans go out first (the client has its answer). */
+	tracing_invocation(NULL);
+	tracing_flush(next_after_flush, l);
 }
 
 /* An invocation error, in the Runtime API's error format. */
@@ -897,6 +909,9 @@ got_event(struct lam *l)
 		setenv("_X_AMZN_TRACE_ID", v->trace, 1);
 	else
 		unsetenv("_X_AMZN_TRACE_ID");
+	if (tracing_invocation(v->trace) < 0)
+		log_debug("invocation %s: its trace header has no X-Ray Root: its requests start traces of their own",
+		    v->id);
 	uint64_t margin = l->cfg->lambda.deadline_margin_ms;
 	if (v->deadline_ms != 0) {
 		uint64_t stop = v->deadline_ms > margin ? v->deadline_ms - margin : 1;
@@ -1056,6 +1071,15 @@ lambda_main(struct config *cfg)
 	idhash_set_key(cfg->idkey.n > 0 ? cfg->idkey.key[0] : NULL);
 	if (transport_sign_backends(&b, &cfg->sign, cfg->transport.window_ms) < 0)
 		goto oom;
+	if (tracing_start(l->base, cfg, why, sizeof(why)) < 0) {
+		log_error("%s", why);
+		lambda_init_error("mcpd.InitError", why);
+		goto done;
+	}
+	if (tracing_enabled()) {    /* for the spans of storage calls */
+		metered_names(cfg->storage.name, cfg->transport.name);
+		metered_backends(&b);
+	}
 	l->mcp = mcp_new(l->base, cfg, l->http, &b);
 	if (l->mcp == NULL) {
 		log_error("cannot set up the MCP endpoint");
@@ -1092,6 +1116,8 @@ done:
 		http_server_free(l->http);
 	if (attached)
 		config_detach_backends(cfg, 1);
+	metered_forget();
+	tracing_stop();
 	transport_sign_forget();
 	storage_seal_forget();
 	for (int i = 0; i < 2; i++)

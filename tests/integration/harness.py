@@ -389,9 +389,9 @@ class HTTPPeer(Peer):
     scheme = "http"
     serving = False
 
-    def listen(self, handler, tls=None, daemon_threads=False):
+    def listen(self, handler, tls=None, daemon_threads=False, port=None):
         from http.server import ThreadingHTTPServer
-        self.port = free_port()
+        self.port = port or free_port()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         if daemon_threads:
             self.httpd.daemon_threads = True

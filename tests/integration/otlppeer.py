@@ -99,9 +99,9 @@ class OtlpReceiver(HTTPPeer):
     of each export; self.errors: what did not decode; self.faults: the
     statuses to answer first (self.refused counts them)."""
 
-    def __init__(self, tls=None):
+    def __init__(self, tls=None, port=None):
         self.spans, self.requests, self.errors = [], [], []
-        self.faults = []        # statuses answered first, one per export, in order
+        self.faults = []        # statuses (or (status, Retry-After)) answered first, one per export
         self.refused = 0
         self.log_path = "(the OTLP receiver in the test)"
         lock, rx = threading.Lock(), self
@@ -113,9 +113,11 @@ class OtlpReceiver(HTTPPeer):
             def log_message(self, *a):
                 pass
 
-            def answer(self, status, obj):
+            def answer(self, status, obj, retry_after=None):
                 data = json.dumps(obj).encode()
                 self.send_response(status)
+                if retry_after is not None:
+                    self.send_header("Retry-After", str(retry_after))
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -136,7 +138,8 @@ class OtlpReceiver(HTTPPeer):
                     if fault is not None:
                         rx.refused += 1
                 if fault is not None:
-                    self.answer(fault, {"code": 14, "message": "try later"})
+                    status, after = fault if isinstance(fault, tuple) else (fault, None)
+                    self.answer(status, {"code": 14, "message": "try later"}, after)
                     return
                 try:
                     spans = decode(body)
@@ -150,7 +153,7 @@ class OtlpReceiver(HTTPPeer):
                     rx.requests.append((dict(self.headers), len(spans)))
                 self.answer(200, {})
 
-        self.listen(H, tls=tls, daemon_threads=True)
+        self.listen(H, tls=tls, daemon_threads=True, port=port)
 
     def snapshot(self):
         with self.lock:

@@ -25,7 +25,7 @@ def test_bench_script_runs(t):
                 "two instances, amqp transport on RabbitMQ",
                 "mcpd, apikey", "mcpd, jwt (RS256",
                 "mcpd, internal authorization server", "TypeScript SDK server, requireBearerAuth",
-                "metrics on, scraped every second", "metrics off (enabled: false)",
+                "metrics on, scraped every second", "metrics off (enabled: false)", "on / off, medians: calls/s",
                 "tracing on, every request (sample: 1)", "tracing on, sample: 0.1", "tracing off"):
         check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))
 

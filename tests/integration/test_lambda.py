@@ -600,3 +600,67 @@ def test_tasks_do_not_run_under_lambda(t):
     out = json.loads(body_of(r.json()))
     check("tasks do not run under mcpd --lambda" in out["error"]["message"], out)
     lam.stop()
+
+
+def test_spans_of_each_invocation(t):
+    """--lambda traces as the daemon does: a span per MCP request and its
+    children, exported before the runtime asks for the next event (Lambda
+    may freeze the process then), in the trace Lambda's X-Ray header names
+    (its Root as the trace id, its Parent as the parent span); a header
+    with no usable Root starts a trace of our own, and a request's own
+    traceparent comes first."""
+    from otlppeer import OtlpReceiver
+    rx = OtlpReceiver().start()
+    try:
+        cfg = CONFIG % {"mode": "buffered", "max_body": "1MiB"} + \
+            "tracing: { endpoint: \"%s\", interval: 10m }\n" % rx.url
+        lam = Lambda(t, config=cfg).ready()
+        api = lam.api
+
+        def invoke(trace, headers=None):
+            polls = api.polls
+            r = api.invoke(v2_event("POST", "/mcp", call_body("hello", {"who": "x"}),
+                                    mcp_headers("tools/call", "hello", **(headers or {}))), trace=trace).wait()
+            check(json.loads(body_of(r.json()))["result"]["content"][0]["text"] == "hello x", r.body)
+            wait_for(lambda: api.polls > polls, 10, "the next poll")
+            # Sent before the poll, not after an interval of 10 minutes.
+            got = rx.snapshot()
+            roots = [s for s in got if s["name"] == "tools/call hello"]
+            check(len(roots) == 1, got)
+            with rx.lock:
+                rx.spans.clear()
+            procs = [s for s in got if s["name"] == "process hello" and s["parent"] == roots[0]["id"]]
+            check(len(procs) == 1 and procs[0]["trace"] == roots[0]["trace"], got)
+            return roots[0]
+
+        root = invoke("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
+        check(root["trace"] == "5759e988bd862e3fe1be46a994272793" and root["parent"] == "53995c3f42cd8ad8", root)
+        check(root["kind"] == 2 and root["attrs"]["gen_ai.tool.name"] == "hello", root)
+        # Sampled=0 is what Lambda sends when X-Ray's active tracing is
+        # off: tracing.sample (1 here) decides, in the same trace.
+        root = invoke("Root=1-5759e989-bd862e3fe1be46a994272794;Sampled=0")
+        check(root["trace"] == "5759e989bd862e3fe1be46a994272794" and root["parent"] == "", root)
+        root = invoke("Root=garbage;Parent=53995c3f42cd8ad8")
+        check(root["trace"] not in ("5759e988bd862e3fe1be46a994272793", "5759e989bd862e3fe1be46a994272794")
+              and root["parent"] == "", root)
+        root = invoke("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+                      {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+        check(root["trace"] == "4bf92f3577b34da6a3ce929d0e0e4736" and root["parent"] == "00f067aa0ba902b7", root)
+        check(rx.errors == [], rx.errors)
+        lam.stop()
+    finally:
+        rx.stop()
+
+
+def test_log_trace_id_of_the_invocation(t):
+    """Without tracing too, the access log's trace_id is the invocation's
+    X-Ray Root when the request has no traceparent, so that logs join
+    Lambda's traces."""
+    cfg = CONFIG % {"mode": "buffered", "max_body": "1MiB"} + "log: { format: json }\n"
+    lam = Lambda(t, config=cfg).ready()
+    r = lam.api.invoke(v2_event("POST", "/mcp", call_body("hello"), mcp_headers("tools/call", "hello")),
+                       trace="Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0").wait()
+    check(r.json()["statusCode"] == 200, r.body)
+    lines = [json.loads(x) for x in lam.d.log().splitlines() if x.startswith("{") and '"type":"access"' in x]
+    check(lines and lines[-1].get("trace_id") == "5759e988bd862e3fe1be46a994272793", lines)
+    lam.stop()

@@ -231,6 +231,45 @@ def test_redis_calls_are_children(t):
         rx.stop()
 
 
+def test_task_storage_calls_are_children(t):
+    """A task's record writes are children of its tools/call span, also
+    those made after the answer went out, when its command ends (a
+    process's exit, outside any request's chain)."""
+    from test_tasks import call, until
+    rx = OtlpReceiver().start()
+    try:
+        port = free_port()
+        gate = os.path.join(t.dir, "gate")
+        d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\nstorage: { plugin: memory }\n"
+                   "tracing: { endpoint: \"%s\", interval: 100ms }\n"
+                   "tools:\n  - name: wait\n    description: Waits for a file.\n    input: { gate: string }\n"
+                   "    shell: 'while [ ! -e \"$MCP_ARG_gate\" ]; do sleep 0.05; done; echo opened'\n"
+                   "    task: must\n" % (port, rx.url))
+        d.start(wait_url_port=port)
+        try:
+            st, r = call(port, "wait", {"gate": gate})
+            tid = r["result"]["taskId"]
+            time.sleep(0.3)     # (the call's own span ends with its task)
+            before = [s for s in rx.snapshot() if s["name"] == "storage set"]
+            check(len(before) == 1, [(s["name"], s["parent"]) for s in rx.snapshot()])
+        finally:
+            open(gate, "w").close()     # the command ends, whatever happened
+        check(until(port, tid, ("completed",))["status"] == "completed")
+        wait_for(lambda: any(s["name"] == "tools/call wait" for s in rx.snapshot()), what="the call's span")
+        time.sleep(0.3)
+        root = by_name(rx.snapshot(), "tools/call wait")
+        check(before[0]["parent"] == root["id"], (before, root))
+        spans = [s for s in rx.snapshot() if s["trace"] == root["trace"]]
+        sets = [s for s in spans if s["name"] == "storage set" and s["parent"] == root["id"]]
+        check(len(sets) > len(before), "no write of the completed task under the call's span: %r"
+              % [(s["name"], s["parent"]) for s in spans])
+        check(all(s["parent"] == root["id"] for s in spans if s["name"].startswith("storage ")),
+              [(s["name"], s["parent"]) for s in spans])
+        d.stop()
+    finally:
+        rx.stop()
+
+
 def test_sampling(t):
     """sample: 0 records no trace of our own, but a sampled parent's; a
     parent that did not sample is not recorded at sample: 1."""
@@ -275,7 +314,8 @@ def test_collector_down_drops_and_counts(t):
     hang.listen(64)     # never accepted, never answered
     try:
         d, port, mport = start(t, "http://127.0.0.1:%d" % hang.getsockname()[1],
-                               tracing=", queue: 4, batch: 2, timeout: 500ms", extra="storage: { plugin: memory }\n")
+                               tracing=", queue: 4, batch: 2, timeout: 500ms, retry: 0s",
+                               extra="storage: { plugin: memory }\n")
         sid = mcp_session(port)
         began = time.monotonic()
         for i in range(30):
@@ -294,7 +334,7 @@ def test_collector_down_drops_and_counts(t):
     finally:
         hang.close()
     dead = free_port()
-    d, port, mport = start(t, "http://127.0.0.1:%d" % dead, extra="storage: { plugin: memory }\n")
+    d, port, mport = start(t, "http://127.0.0.1:%d" % dead, tracing=", retry: 0s", extra="storage: { plugin: memory }\n")
     sid = mcp_session(port)
     call_tp(port, sid, 1)
     wait_for(lambda: metric(mport, "mcpd_tracing_spans_dropped_total", reason="export_failed") >= 3,
@@ -303,6 +343,35 @@ def test_collector_down_drops_and_counts(t):
                     d.log()), d.log()[-2000:])
     call_tp(port, sid, 2)
     d.stop()
+
+
+def test_collector_down_then_up(t):
+    """A collector that is down (connections refused) when the first
+    batch goes: the batch is tried again with a growing back-off, the
+    calls go on unhurried meanwhile, and once the collector is up the
+    spans arrive, nothing counted lost."""
+    cport = free_port()
+    d, port, mport = start(t, "http://127.0.0.1:%d" % cport, extra="storage: { plugin: memory }\n")
+    sid = mcp_session(port)
+    call_tp(port, sid, 1)
+    time.sleep(1.5)     # the first attempt (after 100 ms) and a second have failed
+    began = time.monotonic()
+    for i in range(20):
+        call_tp(port, sid, i + 2)
+    check(time.monotonic() - began < 5, "the calls waited for the collector")
+    rx = OtlpReceiver(port=cport).start()
+    try:
+        wait_for(lambda: sum(s["name"] == "tools/call tp" for s in rx.snapshot()) == 21, timeout=20,
+                 what="every call's span, once the collector is up")
+        wait_for(lambda: metric(mport, "mcpd_tracing_spans_exported_total") == len(rx.snapshot()),
+                 what="all counted exported")
+        check(metric(mport, "mcpd_tracing_spans_dropped_total", reason="export_failed") == 0)
+        check("spans lost" not in d.log(), d.log()[-1500:])
+        ids = [s["id"] for s in rx.snapshot()]
+        check(len(ids) == len(set(ids)), "a span received twice")
+        d.stop()
+    finally:
+        rx.stop()
 
 
 def test_headers_and_endpoint_path(t):
@@ -325,33 +394,46 @@ def test_headers_and_endpoint_path(t):
 
 def test_a_collector_that_says_later(t):
     """503 and 429 (come back later, as OTLP lets a collector say): the
-    same batch again after a back-off, nothing lost; a collector that
-    keeps saying so gets three attempts, then the batch is counted lost."""
+    same batch again after a back-off (about 1 s, then 2 s), nothing lost; a
+    collector that keeps saying so gets attempts until tracing.retry is
+    over, then the batch is counted lost."""
     rx = OtlpReceiver().start()
     try:
         rx.faults = [503, 429]
         d, port, mport = start(t, rx.url, extra="storage: { plugin: memory }\n")
         sid = mcp_session(port)
+        began = time.monotonic()
         call_tp(port, sid, 1)
         wait_for(lambda: any(s["name"] == "tools/call tp" for s in rx.snapshot()), timeout=15,
                  what="the batch, on its third attempt")
-        check(rx.refused == 2, rx.refused)
+        took = time.monotonic() - began
+        check(rx.refused == 2 and 1.5 <= took < 6, (rx.refused, took))
         wait_for(lambda: metric(mport, "mcpd_tracing_spans_exported_total") == len(rx.snapshot()),
                  what="all exported")
         check(metric(mport, "mcpd_tracing_spans_dropped_total", reason="export_failed") == 0)
         ids = [s["id"] for s in rx.snapshot()]
         check(len(ids) == len(set(ids)), "a span received twice")
+        # A Retry-After of 3 s is waited for, not the first back-off's 1 s.
+        rx.faults = [(503, 3)]
+        n = len(rx.snapshot())
+        began = time.monotonic()
+        call_tp(port, sid, 2)
+        wait_for(lambda: len(rx.snapshot()) > n, timeout=15, what="the batch after its Retry-After")
+        took = time.monotonic() - began
+        check(2.9 <= took < 6, took)
         d.stop()
-        rx.faults = [503] * 3
+        # retry: 2s: an attempt, one after 0.75-1 s, and a third would
+        # come 1.5-2 s later, past the 2 s.
+        rx.faults = [503] * 10
         rx.refused = 0
-        d, port, mport = start(t, rx.url, extra="storage: { plugin: memory }\n")
+        d, port, mport = start(t, rx.url, tracing=", retry: 2s", extra="storage: { plugin: memory }\n")
         sid = mcp_session(port)
         n = len(rx.snapshot())
         call_tp(port, sid, 1)
         wait_for(lambda: metric(mport, "mcpd_tracing_spans_dropped_total", reason="export_failed") > 0,
-                 timeout=15, what="the batch lost after three attempts")
-        check(rx.refused == 3, rx.refused)
-        check(re.search(r"tracing: \d+ spans lost: .* answered HTTP 503", d.log()), d.log()[-1500:])
+                 timeout=15, what="the batch lost after two attempts")
+        check(rx.refused == 2, rx.refused)
+        check(re.search(r"tracing: \d+ spans lost: .* answered HTTP 503 \(attempt 2\)", d.log()), d.log()[-1500:])
         check(len(rx.snapshot()) == n, rx.snapshot()[n:])
         d.stop()
     finally:

@@ -39,12 +39,59 @@ START_TEST(valid_and_invalid)
 }
 END_TEST
 
+START_TEST(xray_header)
+{
+	char tid[33], pid[17];
+	int sampled;
+	ck_assert_int_eq(traceparent_from_xray("Root=1-5759e988-bd862e3fe1be46a994272793;"
+	    "Parent=53995c3f42cd8ad8;Sampled=1", tid, pid, &sampled), 0);
+	ck_assert_str_eq(tid, "5759e988bd862e3fe1be46a994272793");
+	ck_assert_str_eq(pid, "53995c3f42cd8ad8");
+	ck_assert_int_eq(sampled, 1);
+	/* any order, other fields, spaces, upper case hex */
+	ck_assert_int_eq(traceparent_from_xray("Sampled=0; Lineage=a87bd80c:1|68fd508a:5;"
+	    " Parent=53995C3F42CD8AD8 ;Root=1-5759E988-BD862E3FE1BE46A994272793", tid, pid, &sampled), 0);
+	ck_assert_str_eq(tid, "5759e988bd862e3fe1be46a994272793");
+	ck_assert_str_eq(pid, "53995c3f42cd8ad8");
+	ck_assert_int_eq(sampled, 0);
+	/* no Parent, Sampled=? (the receiver decides) */
+	ck_assert_int_eq(traceparent_from_xray("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=?",
+	    tid, pid, &sampled), 0);
+	ck_assert_str_eq(pid, "");
+	ck_assert_int_eq(sampled, -1);
+	/* a bad Parent is left out, the Root kept */
+	ck_assert_int_eq(traceparent_from_xray("Root=1-5759e988-bd862e3fe1be46a994272793;"
+	    "Parent=0000000000000000", tid, pid, &sampled), 0);
+	ck_assert_str_eq(pid, "");
+	static const char *const bad[] = {
+		"",
+		"Parent=53995c3f42cd8ad8;Sampled=1",                    /* no Root */
+		"Root=2-5759e988-bd862e3fe1be46a994272793",             /* version 2 */
+		"Root=1-5759e988-bd862e3fe1be46a99427279",              /* short */
+		"Root=1-5759e988-bd862e3fe1be46a9942727933",            /* long */
+		"Root=1-5759e988bd862e3fe1be46a994272793",              /* no dash */
+		"Root=1-5759e98g-bd862e3fe1be46a994272793",             /* not hex */
+		"Root=1-00000000-000000000000000000000000",             /* zero */
+		"root=1-5759e988-bd862e3fe1be46a994272793",             /* case of the key */
+		"Root=1-5759e988-bd862e3fe1be46a994272793;Root=x",      /* the last one counts */
+		"garbage",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(traceparent_from_xray(bad[i], tid, pid, &sampled) == -1, "accepted %s", bad[i]);
+		ck_assert_str_eq(tid, "");
+		ck_assert_str_eq(pid, "");
+	}
+	ck_assert_int_eq(traceparent_from_xray(NULL, tid, pid, &sampled), -1);
+}
+END_TEST
+
 Suite *
 traceparent_suite(void)
 {
 	Suite *s = suite_create("traceparent");
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, valid_and_invalid);
+	tcase_add_test(tc, xray_header);
 	suite_add_tcase(s, tc);
 	return s;
 }
