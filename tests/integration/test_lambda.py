@@ -453,7 +453,7 @@ def suite_at(t, url, name, version):
     import re
     out_dir = os.path.join(t.dir, "results-" + name)
     p = subprocess.run([os.path.join(harness.NODE_DIR, "conformance.sh"), "server", "--url", url,
-                        "--timeout", "10000", "-o", out_dir, "--suite", "all", "--spec-version", version],
+                        "--timeout", "30000", "-o", out_dir, "--suite", "all", "--spec-version", version],
                        capture_output=True, text=True, timeout=900)
     checks = {}
     for f in sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []:
