@@ -1,18 +1,16 @@
 #include "keykms.h"
 #include "host.h"
+#include "keyfile.h"
 #include "util.h"
 
 #include "aws.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <event2/event.h>
-#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* AWS KMS's ciphertexts are a few hundred bytes. */
@@ -58,52 +56,29 @@ static char *
 read_wrapped(const char *path, char *err, size_t errlen)
 {
 	unsigned char buf[WRAPPED_MAX + 1];
-	ssize_t n = 0;
+	size_t n = 0;
 	char *out = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if (keyfile_load(path, 0, buf, sizeof(buf), &n, err, errlen) < 0)
 		goto done;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s is not a regular file", path);
-		goto done;
-	}
-	for (;;) {
-		ssize_t r = read(fd, buf + n, sizeof(buf) - (size_t)n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
-			goto done;
-		}
-		if (r == 0 || (n += r) == (ssize_t)sizeof(buf))
-			break;
-	}
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-		n--;
 	if (n == 0 || n > WRAPPED_MAX) {
 		snprintf(err, errlen, "%s holds %s: not a wrapped key (the KMS's CiphertextBlob)", path,
 		    n == 0 ? "nothing" : "more than 6 KiB");
 		goto done;
 	}
 	int text = 1;
-	for (ssize_t i = 0; i < n && text; i++)
+	for (size_t i = 0; i < n && text; i++)
 		text = (buf[i] >= 'A' && buf[i] <= 'Z') || (buf[i] >= 'a' && buf[i] <= 'z') ||
 		    (buf[i] >= '0' && buf[i] <= '9') || buf[i] == '+' || buf[i] == '/' || buf[i] == '=';
-	if ((out = malloc(4 * (((size_t)n + 2) / 3) + 1)) == NULL) {
+	if ((out = malloc(4 * ((n + 2) / 3) + 1)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto done;
 	}
 	if (text) {
-		memcpy(out, buf, (size_t)n);
+		memcpy(out, buf, n);
 		out[n] = '\0';
 	} else
-		base64_encode(buf, (size_t)n, out);
+		base64_encode(buf, n, out);
 done:
-	if (fd >= 0)
-		close(fd);
 	return out;
 }
 

@@ -10,67 +10,76 @@
 #include <unistd.h>
 
 int
-keyfile_read(const char *path, const char *label, unsigned char key[KEYFILE_LEN],
+keyfile_load(const char *path, int secret, unsigned char *buf, size_t cap, size_t *len,
     char *err, size_t errlen)
 {
-	unsigned char buf[KEYFILE_MAX + 1];
-	ssize_t n = 0;
+	size_t n = 0;
+	int rc = -1;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
 	struct stat st;
-	if (fstat(fd, &st) < 0) {
+	if (fd < 0 || fstat(fd, &st) < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		goto fail;
+		goto done;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		snprintf(err, errlen, "%s is not a regular file", path);
-		goto fail;
+		goto done;
 	}
-	if ((st.st_mode & 0027) != 0) {
+	if (secret && (st.st_mode & 0027) != 0) {
 		snprintf(err, errlen, "%s is %s by others (mode %03o); chmod 600 (or 640) it", path,
 		    (st.st_mode & 0007) ? "readable or writable" : "writable", (unsigned)(st.st_mode & 0777));
-		goto fail;
+		goto done;
 	}
 	/* A read may return less than the file: read until the end. */
-	for (;;) {
-		ssize_t r = read(fd, buf + n, sizeof(buf) - (size_t)n);
+	while (n < cap) {
+		ssize_t r = read(fd, buf + n, cap - n);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
 			snprintf(err, errlen, "%s: %s", path, strerror(errno));
-			goto fail;
+			goto done;
 		}
-		if (r == 0 || (n += r) == (ssize_t)sizeof(buf))
+		if (r == 0)
 			break;
+		n += (size_t)r;
 	}
-	close(fd);
-	fd = -1;
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
 	    buf[n - 1] == '\t'))
 		n--;
-	if (n > KEYFILE_MAX) {
-		snprintf(err, errlen, "%s holds more than %d bytes: not a key file", path, KEYFILE_MAX);
-		goto fail;
-	}
-	if (n < KEYFILE_MIN) {
-		snprintf(err, errlen, "%s holds %zd bytes; a key needs at least %d (e.g. openssl rand -hex 32 > %s)",
-		    path, n, KEYFILE_MIN, path);
-		goto fail;
-	}
-	if (keyfile_derive(buf, (size_t)n, label, key) < 0) {
-		snprintf(err, errlen, "%s: cannot hash the key", path);
-		goto fail;
-	}
-	OPENSSL_cleanse(buf, sizeof(buf));
-	return 0;
-fail:
+	*len = n;
+	rc = 0;
+done:
 	if (fd >= 0)
 		close(fd);
+	return rc;
+}
+
+int
+keyfile_read(const char *path, const char *label, unsigned char key[KEYFILE_LEN],
+    char *err, size_t errlen)
+{
+	unsigned char buf[KEYFILE_MAX + 1];
+	size_t n = 0;
+	int rc = -1;
+	if (keyfile_load(path, 1, buf, sizeof(buf), &n, err, errlen) < 0)
+		goto done;
+	if (n > KEYFILE_MAX) {
+		snprintf(err, errlen, "%s holds more than %d bytes: not a key file", path, KEYFILE_MAX);
+		goto done;
+	}
+	if (n < KEYFILE_MIN) {
+		snprintf(err, errlen, "%s holds %zu bytes; a key needs at least %d (e.g. openssl rand -hex 32 > %s)",
+		    path, n, KEYFILE_MIN, path);
+		goto done;
+	}
+	if (keyfile_derive(buf, n, label, key) < 0) {
+		snprintf(err, errlen, "%s: cannot hash the key", path);
+		goto done;
+	}
+	rc = 0;
+done:
 	OPENSSL_cleanse(buf, sizeof(buf));
-	return -1;
+	return rc;
 }
 
 int

@@ -12,6 +12,12 @@
 #define KEYFILE_MIN 32
 #define KEYFILE_MAX 4096
 
+/* Read a small file whole into buf (at most cap bytes; *len == cap
+ * means it may hold more), trailing blanks and newlines left out. It
+ * must be a regular file; secret: not readable by others nor writable
+ * by its group either. -1 with a message in err. */
+int keyfile_load(const char *path, int secret, unsigned char *buf, size_t cap, size_t *len,
+    char *err, size_t errlen);
 /* Read path, check it (a regular file, not readable by others nor
  * writable by its group, 32 to 4096 bytes) and derive the key for
  * label. -1 with a message in err. */
