@@ -82,17 +82,23 @@ def test_rate_config_errors(t):
               (text, want, err))
 
 
-def test_rate_per_principal(t):
-    """With auth each principal has its own bucket: alice spent hers,
-    bob is still served, alice is refused."""
+def api_keys(t, *users):
+    """A keys file in t.dir for apikey auth: each user's key, in order."""
     keys = []
-    for user in ("alice", "bob"):
+    for user in users:
         p = subprocess.run([MCPD, "-k", user], capture_output=True, text=True, timeout=10)
         check(p.returncode == 0, p.stderr)
         with open(os.path.join(t.dir, "keys"), "a") as f:
             f.write(p.stdout.strip() + "\n")
         keys.append(p.stderr.strip().splitlines()[-1])
     os.chmod(os.path.join(t.dir, "keys"), 0o600)
+    return keys
+
+
+def test_rate_per_principal(t):
+    """With auth each principal has its own bucket: alice spent hers,
+    bob is still served, alice is refused."""
+    keys = api_keys(t, "alice", "bob")
     port = free_port()
     d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\nauth: { plugin: apikey, keys_file: keys }\n"
                "limits: { rate: { sustained: 1/m, burst: 3 } }\n" % port)
@@ -130,14 +136,7 @@ def test_rate_refused_tokens_per_address(t):
     their client address with limits.rate: past the burst that address is
     answered 429 before its token is checked, while accepted tokens never
     drew on it and another address is still served."""
-    keys = []
-    for user in ("alice", "bob"):
-        p = subprocess.run([MCPD, "-k", user], capture_output=True, text=True, timeout=10)
-        check(p.returncode == 0, p.stderr)
-        with open(os.path.join(t.dir, "keys"), "a") as f:
-            f.write(p.stdout.strip() + "\n")
-        keys.append(p.stderr.strip().splitlines()[-1])
-    os.chmod(os.path.join(t.dir, "keys"), 0o600)
+    keys = api_keys(t, "alice", "bob")
     port, mport = free_port(), free_port()
     d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\nauth: { plugin: apikey, keys_file: keys }\n"
                "metrics: { listen: 127.0.0.1:%d }\n"
