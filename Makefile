@@ -177,11 +177,13 @@ PLUGIN_SHARED_amqp = plugins/common/section.c plugins/common/section.h plugins/c
 	plugins/common/fetch.c plugins/common/fetch.h plugins/common/azure_auth.c plugins/common/azure_auth.h \
 	plugins/common/tokcache.c plugins/common/tokcache.h
 
-$(BUILD)/daemon/core/keykms.o: CFLAGS += -Iplugins/common
+# Not CFLAGS +=: a CFLAGS given on make's command line (debian/rules
+# gives one) would override it.
+$(BUILD)/daemon/core/keykms.o: OBJ_CFLAGS = -Iplugins/common
 
 $(BUILD)/%.o: %.c | config.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+	$(CC) $(CFLAGS_ALL) $(OBJ_CFLAGS) -MMD -MP -c -o $@ $<
 
 # paths.o carries the install paths; rebuild it alone when they change.
 PATH_FLAGS = -DMCPD_VERSION='"$(VERSION)"' -DMCPD_SYSCONFDIR='"$(SYSCONFDIR)"' \
