@@ -49,11 +49,11 @@ LDFLAGS_ALL = $(SAN_FLAGS) $(LDFLAGS)
 LIBS_ALL = $(LIBEVENT_LIBS) $(YAML_LIBS) $(CJSON_LIBS) $(OPENSSL_LIBS) $(CURL_LIBS) $(PCRE2_LIBS) $(ZLIB_LIBS) -lm -ldl -lpthread
 
 DAEMON_SRCS := $(sort $(wildcard daemon/*/*.c))
-# The AWS client of the plugins (plugins/common), built into the daemon
-# too for one call: AWS KMS's Decrypt of a wrapped data key at config
-# load (daemon/core/keykms.c).
+# The cloud clients of the plugins (plugins/common), built into the daemon
+# too for one call: a KMS's decrypt of a wrapped data key at config load
+# (daemon/core/keykms.c: AWS KMS, Google Cloud KMS, Azure Key Vault).
 DAEMON_AWS_OBJS := $(patsubst %,$(BUILD)/plugins/common/%.o,aws aws_creds aws_sigv4 aws_xml fetch isotime b64 \
-	credfile tokcache)
+	credfile tokcache gcp_auth azure_auth)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o) $(DAEMON_AWS_OBJS)
 # Every daemon object but main.o: what the unit tests and fuzz targets link.
 DAEMON_LINK_OBJS := $(filter-out $(BUILD)/daemon/process/main.o,$(DAEMON_OBJS))

@@ -940,6 +940,8 @@ static const struct field kms_fields[] = {
 	{ "region", F_STRING, offsetof(struct kms_conf, region), 0, 0, { NULL } },
 	{ "endpoint", F_STRING, offsetof(struct kms_conf, endpoint), 0, 0, { NULL } },
 	{ "key_id", F_STRING, offsetof(struct kms_conf, key_id), 0, 0, { NULL } },
+	{ "algorithm", F_STRING, offsetof(struct kms_conf, algorithm), 0, 0, { NULL } },
+	{ "client_id", F_STRING, offsetof(struct kms_conf, client_id), 0, 0, { NULL } },
 	{ "timeout", F_DURATION, offsetof(struct kms_conf, timeout_ms), 100, 120000, { NULL } },
 	{ NULL, 0, 0, 0, 0, { NULL } },
 };
@@ -951,12 +953,11 @@ kms_section(struct ctx *x, const struct cnode *v, struct backend *b)
 	b->kms.timeout_ms = 10000;
 	if (walk(x, v, kms_fields, &b->kms, "encrypt_key_kms", 0) < 0)
 		return;
-	const struct cnode *p = cnode_get(v, "provider");
-	if (p == NULL)
-		err_at(x, v, "encrypt_key_kms needs provider: aws");
-	else if (b->kms.provider != NULL && strcmp(b->kms.provider, "aws") != 0) {
-		err_at(x, p, "encrypt_key_kms.provider: %s is not built (aws is; Azure Key Vault and GCP KMS: "
-		    "see the README's Security section)", b->kms.provider);
+	const char *which;
+	char why[400];
+	if (keykms_check(&b->kms, &which, why, sizeof(why)) < 0) {
+		const struct cnode *at = cnode_get(v, which);
+		err_at(x, at != NULL ? at : v, "encrypt_key_kms.%s %s", which, why);
 		b->kms.provider = NULL;
 	}
 	if (b->key_file == NULL)
