@@ -5,6 +5,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,40 +287,114 @@ resolve_ref(const cJSON *root, const char *ref)
 	return *p == '\0' ? cur : NULL;
 }
 
-static int validate(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path);
+/* The keywords of one schema object, found in one pass over its members
+ * rather than by a lookup per keyword. */
+struct kw {
+	const cJSON *ref, *type, *enum_, *const_, *all_of, *any_of, *one_of, *not_, *if_, *then_, *else_;
+	const cJSON *properties, *required, *additional, *pattern_props, *min_props, *max_props, *names;
+	const cJSON *items, *prefix_items, *min_items, *max_items, *unique, *contains;
+	const cJSON *min_length, *max_length, *pattern;
+	const cJSON *bound[4];      /* minimum, maximum, exclusiveMinimum, exclusiveMaximum */
+	const cJSON *multiple_of;
+};
 
-static int fail(struct vctx *x, const char *path, const char *fmt, ...)
+static void
+gather(const cJSON *schema, struct kw *k)
+{
+	static const struct { const char *name; size_t off; } names[] = {
+		{ "$ref", offsetof(struct kw, ref) },
+		{ "type", offsetof(struct kw, type) },
+		{ "enum", offsetof(struct kw, enum_) },
+		{ "const", offsetof(struct kw, const_) },
+		{ "allOf", offsetof(struct kw, all_of) },
+		{ "anyOf", offsetof(struct kw, any_of) },
+		{ "oneOf", offsetof(struct kw, one_of) },
+		{ "not", offsetof(struct kw, not_) },
+		{ "if", offsetof(struct kw, if_) },
+		{ "then", offsetof(struct kw, then_) },
+		{ "else", offsetof(struct kw, else_) },
+		{ "properties", offsetof(struct kw, properties) },
+		{ "required", offsetof(struct kw, required) },
+		{ "additionalProperties", offsetof(struct kw, additional) },
+		{ "patternProperties", offsetof(struct kw, pattern_props) },
+		{ "minProperties", offsetof(struct kw, min_props) },
+		{ "maxProperties", offsetof(struct kw, max_props) },
+		{ "propertyNames", offsetof(struct kw, names) },
+		{ "items", offsetof(struct kw, items) },
+		{ "prefixItems", offsetof(struct kw, prefix_items) },
+		{ "minItems", offsetof(struct kw, min_items) },
+		{ "maxItems", offsetof(struct kw, max_items) },
+		{ "uniqueItems", offsetof(struct kw, unique) },
+		{ "contains", offsetof(struct kw, contains) },
+		{ "minLength", offsetof(struct kw, min_length) },
+		{ "maxLength", offsetof(struct kw, max_length) },
+		{ "pattern", offsetof(struct kw, pattern) },
+		{ "minimum", offsetof(struct kw, bound[0]) },
+		{ "maximum", offsetof(struct kw, bound[1]) },
+		{ "exclusiveMinimum", offsetof(struct kw, bound[2]) },
+		{ "exclusiveMaximum", offsetof(struct kw, bound[3]) },
+		{ "multipleOf", offsetof(struct kw, multiple_of) },
+	};
+	memset(k, 0, sizeof(*k));
+	const cJSON *m;
+	cJSON_ArrayForEach(m, schema) {
+		if (m->string == NULL)
+			continue;
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (m->string[0] == names[i].name[0] && strcmp(m->string, names[i].name) == 0) {
+				const cJSON **slot = (const cJSON **)(void *)((char *)k + names[i].off);
+				/* As cJSON_GetObjectItemCaseSensitive: the first of duplicates. */
+				if (*slot == NULL)
+					*slot = m;
+				break;
+			}
+	}
+}
+
+/* Where a value is, rendered only when it fails: "arguments.a.b[2]". */
+struct vpath {
+	const struct vpath *up;
+	const char *key;            /* a member's name, or NULL: index */
+	int index;
+};
+
+static size_t
+render_path(const struct vpath *p, char *out, size_t len)
+{
+	size_t n = p->up != NULL ? render_path(p->up, out, len) : 0;
+	if (n >= len - 1)
+		return n;
+	int w = p->up == NULL ? snprintf(out + n, len - n, "%s", p->key) :
+	    p->key != NULL ? snprintf(out + n, len - n, ".%s", p->key) :
+	    snprintf(out + n, len - n, "[%d]", p->index);
+	if (w < 0)
+		return n;
+	return (size_t)w >= len - n ? len - 1 : n + (size_t)w;
+}
+
+static int validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath *path);
+
+static int fail(struct vctx *x, const struct vpath *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static int
-fail(struct vctx *x, const char *path, const char *fmt, ...)
+fail(struct vctx *x, const struct vpath *path, const char *fmt, ...)
 {
-	char msg[256];
+	char msg[256], where[512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(x->err, x->errlen, "%s: %s", path, msg);
+	render_path(path, where, sizeof(where));
+	snprintf(x->err, x->errlen, "%s: %s", where, msg);
 	return -1;
 }
 
-static void
-child_path(char *out, size_t len, const char *path, const char *key)
-{
-	snprintf(out, len, "%s.%s", path, key);
-}
-
 static int
-validate_object(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
+validate_object(struct vctx *x, const struct kw *k, const cJSON *v, const struct vpath *path)
 {
-	const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
-	const cJSON *required = cJSON_GetObjectItemCaseSensitive(schema, "required");
-	const cJSON *additional = cJSON_GetObjectItemCaseSensitive(schema, "additionalProperties");
-	const cJSON *patprops = cJSON_GetObjectItemCaseSensitive(schema, "patternProperties");
-	const cJSON *min = cJSON_GetObjectItemCaseSensitive(schema, "minProperties");
-	const cJSON *max = cJSON_GetObjectItemCaseSensitive(schema, "maxProperties");
-	const cJSON *names = cJSON_GetObjectItemCaseSensitive(schema, "propertyNames");
-	char sub[512];
+	const cJSON *props = k->properties, *required = k->required, *additional = k->additional;
+	const cJSON *patprops = k->pattern_props, *min = k->min_props, *max = k->max_props, *names = k->names;
 	const cJSON *r;
 	cJSON_ArrayForEach(r, required) {
 		if (cJSON_IsString(r) && cJSON_GetObjectItemCaseSensitive(v, r->valuestring) == NULL)
@@ -332,10 +407,10 @@ validate_object(struct vctx *x, const cJSON *schema, const cJSON *v, const char 
 		return fail(x, path, "has more properties than maxProperties allows");
 	const cJSON *item;
 	cJSON_ArrayForEach(item, v) {
-		child_path(sub, sizeof(sub), path, item->string);
+		struct vpath sub = { path, item->string, 0 };
 		if (names != NULL) {
 			cJSON *name = cJSON_CreateString(item->string);
-			int rc = validate(x, names, name, sub);
+			int rc = validate(x, names, name, &sub);
 			cJSON_Delete(name);
 			if (rc < 0)
 				return -1;
@@ -344,7 +419,7 @@ validate_object(struct vctx *x, const cJSON *schema, const cJSON *v, const char 
 		const cJSON *ps = cJSON_GetObjectItemCaseSensitive(props, item->string);
 		if (ps != NULL) {
 			matched = 1;
-			if (validate(x, ps, item, sub) < 0)
+			if (validate(x, ps, item, &sub) < 0)
 				return -1;
 		}
 		const cJSON *pp;
@@ -359,7 +434,7 @@ validate_object(struct vctx *x, const cJSON *schema, const cJSON *v, const char 
 				    item->string, pp->string);
 			if (hit) {
 				matched = 1;
-				if (validate(x, pp, item, sub) < 0)
+				if (validate(x, pp, item, &sub) < 0)
 					return -1;
 			}
 		}
@@ -367,21 +442,17 @@ validate_object(struct vctx *x, const cJSON *schema, const cJSON *v, const char 
 			continue;
 		if (cJSON_IsFalse(additional))
 			return fail(x, path, "unexpected property \"%s\"", item->string);
-		if (cJSON_IsObject(additional) && validate(x, additional, item, sub) < 0)
+		if (cJSON_IsObject(additional) && validate(x, additional, item, &sub) < 0)
 			return -1;
 	}
 	return 0;
 }
 
 static int
-validate_array(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
+validate_array(struct vctx *x, const struct kw *k, const cJSON *v, const struct vpath *path)
 {
-	const cJSON *items = cJSON_GetObjectItemCaseSensitive(schema, "items");
-	const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(schema, "prefixItems");
-	const cJSON *min = cJSON_GetObjectItemCaseSensitive(schema, "minItems");
-	const cJSON *max = cJSON_GetObjectItemCaseSensitive(schema, "maxItems");
-	const cJSON *unique = cJSON_GetObjectItemCaseSensitive(schema, "uniqueItems");
-	const cJSON *contains = cJSON_GetObjectItemCaseSensitive(schema, "contains");
+	const cJSON *items = k->items, *prefix = k->prefix_items, *min = k->min_items, *max = k->max_items;
+	const cJSON *unique = k->unique, *contains = k->contains;
 	int n = cJSON_GetArraySize(v);
 	char num[32];
 	if (cJSON_IsNumber(min) && n < min->valuedouble) {
@@ -393,17 +464,16 @@ validate_array(struct vctx *x, const cJSON *schema, const cJSON *v, const char *
 		return fail(x, path, "allows at most %s item(s)", num);
 	}
 	int nprefix = cJSON_IsArray(prefix) ? cJSON_GetArraySize(prefix) : 0;
-	char sub[512];
 	int i = 0;
 	const cJSON *item;
 	cJSON_ArrayForEach(item, v) {
-		snprintf(sub, sizeof(sub), "%s[%d]", path, i);
+		struct vpath sub = { path, NULL, i };
 		const cJSON *s = NULL;
 		if (i < nprefix)
 			s = cJSON_GetArrayItem(prefix, i);
 		else if (cJSON_IsObject(items) || cJSON_IsBool(items))
 			s = items;
-		if (s != NULL && validate(x, s, item, sub) < 0)
+		if (s != NULL && validate(x, s, item, &sub) < 0)
 			return -1;
 		i++;
 	}
@@ -426,11 +496,11 @@ validate_array(struct vctx *x, const cJSON *schema, const cJSON *v, const char *
 }
 
 static int
-validate_string(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
+validate_string(struct vctx *x, const struct kw *k, const cJSON *v, const struct vpath *path)
 {
-	const cJSON *minl = cJSON_GetObjectItemCaseSensitive(schema, "minLength");
-	const cJSON *maxl = cJSON_GetObjectItemCaseSensitive(schema, "maxLength");
-	const cJSON *pat = cJSON_GetObjectItemCaseSensitive(schema, "pattern");
+	const cJSON *minl = k->min_length, *maxl = k->max_length, *pat = k->pattern;
+	if (minl == NULL && maxl == NULL && pat == NULL)
+		return 0;
 	size_t len = utf8_length(v->valuestring);
 	char num[32];
 	if (cJSON_IsNumber(minl) && (double)len < minl->valuedouble) {
@@ -456,36 +526,35 @@ validate_string(struct vctx *x, const cJSON *schema, const cJSON *v, const char 
 
 /* Bounds compare the numbers as written, not their nearest doubles. */
 static int
-validate_number(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
+validate_number(struct vctx *x, const struct kw *kw, const cJSON *v, const struct vpath *path)
 {
 	static const struct {
-		const char *key, *msg;
+		const char *msg;
 		int fails_if;       /* v compared with the bound: fails on this result */
 		int or_equal;
-	} bounds[] = {
-		{ "minimum", "must be at least", -1, 0 },
-		{ "maximum", "must be at most", 1, 0 },
-		{ "exclusiveMinimum", "must be greater than", -1, 1 },
-		{ "exclusiveMaximum", "must be less than", 1, 1 },
+	} bounds[] = {          /* as kw->bound[] */
+		{ "must be at least", -1, 0 },
+		{ "must be at most", 1, 0 },
+		{ "must be greater than", -1, 1 },
+		{ "must be less than", 1, 1 },
 	};
 	const cJSON *k;
 	char num[64];
 	for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++) {
-		k = cJSON_GetObjectItemCaseSensitive(schema, bounds[i].key);
+		k = kw->bound[i];
 		if (!cJSON_IsNumber(k))
 			continue;
 		int c = json_number_cmp(v, k);
 		if (c == bounds[i].fails_if || (c == 0 && bounds[i].or_equal))
 			return fail(x, path, "%s %s", bounds[i].msg, json_number_text(k, num, sizeof(num)));
 	}
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "multipleOf")) && cJSON_IsNumber(k) &&
-	    k->valuedouble > 0 && !json_multiple_of(v, k))
+	if ((k = kw->multiple_of) && cJSON_IsNumber(k) && k->valuedouble > 0 && !json_multiple_of(v, k))
 		return fail(x, path, "must be a multiple of %s", json_number_text(k, num, sizeof(num)));
 	return 0;
 }
 
 static int
-validate(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
+validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath *path)
 {
 	if (cJSON_IsTrue(schema))
 		return 0;
@@ -499,8 +568,10 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
 	}
 	int rc = -1;
 	const cJSON *k;
+	struct kw kw;
+	gather(schema, &kw);
 
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "$ref")) && cJSON_IsString(k)) {
+	if ((k = kw.ref) && cJSON_IsString(k)) {
 		const cJSON *target = resolve_ref(x->root, k->valuestring);
 		if (target == NULL) {
 			fail(x, path, "cannot resolve $ref \"%s\"", k->valuestring);
@@ -509,7 +580,7 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
 		if (validate(x, target, v, path) < 0)
 			goto out;
 	}
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "type")) != NULL) {
+	if ((k = kw.type) != NULL) {
 		int ok = 0;
 		if (cJSON_IsString(k)) {
 			ok = type_matches(k->valuestring, v);
@@ -536,7 +607,7 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
 			}
 		}
 	}
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "enum")) && cJSON_IsArray(k)) {
+	if ((k = kw.enum_) && cJSON_IsArray(k)) {
 		int found = 0;
 		const cJSON *e;
 		cJSON_ArrayForEach(e, k)
@@ -549,28 +620,28 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
 			goto out;
 		}
 	}
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "const")) != NULL && !json_equal(k, v)) {
+	if ((k = kw.const_) != NULL && !json_equal(k, v)) {
 		char *want = json_print(k);
 		fail(x, path, "must be %s", want ? want : "the constant");
 		free(want);
 		goto out;
 	}
-	if (cJSON_IsObject(v) && validate_object(x, schema, v, path) < 0)
+	if (cJSON_IsObject(v) && validate_object(x, &kw, v, path) < 0)
 		goto out;
-	if (cJSON_IsArray(v) && validate_array(x, schema, v, path) < 0)
+	if (cJSON_IsArray(v) && validate_array(x, &kw, v, path) < 0)
 		goto out;
-	if (cJSON_IsString(v) && validate_string(x, schema, v, path) < 0)
+	if (cJSON_IsString(v) && validate_string(x, &kw, v, path) < 0)
 		goto out;
-	if (cJSON_IsNumber(v) && validate_number(x, schema, v, path) < 0)
+	if (cJSON_IsNumber(v) && validate_number(x, &kw, v, path) < 0)
 		goto out;
 
 	const cJSON *sub;
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "allOf")) && cJSON_IsArray(k)) {
+	if ((k = kw.all_of) && cJSON_IsArray(k)) {
 		cJSON_ArrayForEach(sub, k)
 			if (validate(x, sub, v, path) < 0)
 				goto out;
 	}
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "anyOf")) && cJSON_IsArray(k)) {
+	if ((k = kw.any_of) && cJSON_IsArray(k)) {
 		int any = 0;
 		cJSON_ArrayForEach(sub, k)
 			if (validate(x, sub, v, path) == 0) {
@@ -582,7 +653,7 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
 			goto out;
 		}
 	}
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "oneOf")) && cJSON_IsArray(k)) {
+	if ((k = kw.one_of) && cJSON_IsArray(k)) {
 		int n = 0;
 		cJSON_ArrayForEach(sub, k)
 			if (validate(x, sub, v, path) == 0)
@@ -593,16 +664,14 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const char *path)
 			goto out;
 		}
 	}
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "not")) != NULL) {
+	if ((k = kw.not_) != NULL) {
 		if (validate(x, k, v, path) == 0) {
 			fail(x, path, "matches a schema it must not match");
 			goto out;
 		}
 	}
-	if ((k = cJSON_GetObjectItemCaseSensitive(schema, "if")) != NULL) {
-		const cJSON *branch = validate(x, k, v, path) == 0 ?
-		    cJSON_GetObjectItemCaseSensitive(schema, "then") :
-		    cJSON_GetObjectItemCaseSensitive(schema, "else");
+	if ((k = kw.if_) != NULL) {
+		const cJSON *branch = validate(x, k, v, path) == 0 ? kw.then_ : kw.else_;
 		if (branch != NULL && validate(x, branch, v, path) < 0)
 			goto out;
 	}
@@ -617,8 +686,9 @@ schema_validate(const cJSON *schema, const cJSON *value, const char *where,
     char *err, size_t errlen)
 {
 	struct vctx x = { schema, NULL, err, errlen, 0 };
+	struct vpath root = { NULL, where, 0 };
 	err[0] = '\0';
-	return validate(&x, schema, value, where);
+	return validate(&x, schema, value, &root);
 }
 
 int
@@ -626,8 +696,9 @@ schema_validate_compiled(const struct schema_compiled *sc, const cJSON *value, c
     char *err, size_t errlen)
 {
 	struct vctx x = { sc->root, sc, err, errlen, 0 };
+	struct vpath root = { NULL, where, 0 };
 	err[0] = '\0';
-	return validate(&x, sc->root, value, where);
+	return validate(&x, sc->root, value, &root);
 }
 
 /* Compiles pat for node and keeps it in sc (when sc is not NULL). */

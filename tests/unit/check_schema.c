@@ -84,6 +84,26 @@ START_TEST(ranges_lengths_patterns)
 }
 END_TEST
 
+/* Paths are rendered only when a value fails: nested members and items,
+ * keywords found whichever order the schema lists them in, and the first
+ * of a duplicated keyword used (as a lookup by name would). */
+START_TEST(paths_and_keyword_order)
+{
+	const char *s = "{\"required\":[\"outer\"],\"properties\":{\"outer\":{\"properties\":{\"list\":{"
+	    "\"items\":{\"properties\":{\"name\":{\"maxLength\":3,\"type\":\"string\"}},\"type\":\"object\"},"
+	    "\"type\":\"array\"}},\"type\":\"object\"}},\"type\":\"object\",\"type\":\"array\"}";
+	ck_assert(valid(s, "{\"outer\":{\"list\":[{\"name\":\"a\"},{\"name\":\"b\"}]}}"));
+	ck_assert(!valid(s, "{\"outer\":{\"list\":[{\"name\":\"a\"},{\"name\":7}]}}"));
+	ck_assert_str_eq(err, "arguments.outer.list[1].name: expected string, got number");
+	ck_assert(!valid(s, "{\"outer\":{\"list\":[{\"name\":\"long\"}]}}"));
+	ck_assert_str_eq(err, "arguments.outer.list[0].name: must be at most 3 character(s) long");
+	ck_assert(!valid(s, "{}"));
+	ck_assert_str_eq(err, "arguments: missing required property \"outer\"");
+	ck_assert(!valid(s, "[]"));
+	ck_assert_str_eq(err, "arguments: expected object, got array");
+}
+END_TEST
+
 START_TEST(structure)
 {
 	const char *s = "{\"type\":\"object\",\"additionalProperties\":false,\"properties\":{"
@@ -472,6 +492,7 @@ schema_suite(void)
 	tcase_add_test(tc, types_and_required);
 	tcase_add_test(tc, ranges_lengths_patterns);
 	tcase_add_test(tc, structure);
+	tcase_add_test(tc, paths_and_keyword_order);
 	tcase_add_test(tc, schema_checks);
 	tcase_add_test(tc, pattern_size);
 	tcase_add_test(tc, compiled_patterns);
