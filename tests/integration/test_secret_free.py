@@ -8,7 +8,8 @@ key when there is one."""
 import os
 import subprocess
 
-from harness import (check, http, key_file, mcp_session, redis_server, rpc, sid_hash, start_instances, wait_for)
+from harness import (check, free_port, http, key_file, mcp_session, redis_server, rpc, sid_hash, start_instances,
+                     wait_for)
 from test_redis import TOOLS, get_stream, post_stream, read_until
 from test_sign import sign_key
 
@@ -120,3 +121,125 @@ def test_no_session_id_in_values_or_messages(t):
     text = open(seen.name).read()
     check("sessions" in text, text)
     check(sid not in text, "the session id in a message:\n%s" % text)
+
+
+# ---- tasks, OAuth and API keys ----
+
+def task_flow(pa, pb, headers, found):
+    """On two instances: a task-augmented tools/call started on A, read
+    and cancelled on B while its command runs (its channel live), a task
+    that asks the client answered on B, a listen stream for the first on B.
+    Snapshots the names while the first task lives; adds to found every
+    task id the client saw."""
+    from test_tasks import call as task_call, listen, task, until
+    gate = os.path.join(found["dir"], "gate%d" % len(found["tids"]))
+    pid = gate + ".pid"
+    st, r = task_call(pa, "wait", {"pidfile": pid, "gate": gate}, headers=headers)
+    check(st == 200 and r["result"]["resultType"] == "task", r)
+    tid = r["result"]["taskId"]
+    found["tids"].append(tid)
+    s, _ = listen(pb, [tid], headers=headers)
+    try:
+        wait_for(lambda: os.path.exists(pid) and os.path.getsize(pid) > 0, 10, "the command to start")
+        until(pb, tid, ("working",), headers=headers)
+        found["names"] += cli(found["redis"], "KEYS", "*") + cli(found["redis"], "PUBSUB", "CHANNELS")
+        st, r = task(pb, "tasks/cancel", tid, headers=headers)
+        check(r["result"] == {"resultType": "complete"}, r)
+        check(until(pa, tid, ("cancelled",), headers=headers)["status"] == "cancelled")
+        st, r = task_call(pb, "ask", headers=headers, id=2)
+        tid2 = r["result"]["taskId"]
+        found["tids"].append(tid2)
+        until(pa, tid2, ("input_required",), headers=headers)
+        found["names"] += cli(found["redis"], "KEYS", "*") + cli(found["redis"], "PUBSUB", "CHANNELS")
+        st, r = task(pb, "tasks/update", tid2, {"inputResponses": {"who": {"action": "accept",
+                                                                            "content": {"name": "Ada"}}}},
+                     headers=headers)
+        check(r["result"] == {"resultType": "complete"}, r)
+        check(until(pa, tid2, ("completed",), headers=headers)["result"]["content"][0]["text"].startswith("hi Ada"))
+    finally:
+        s.close()
+
+
+def test_no_task_id_token_code_or_key_in_names_values_or_messages(t):
+    """Two instances on one Redis, first with the internal OAuth server
+    (a code, its verifier, access and refresh tokens, a refresh), then
+    with API keys; with each a session and tasks (one cancelled, one
+    answered). No task id, token, code, key or session id the client saw
+    is in a key (KEYS *), a channel (PUBSUB CHANNELS while they live, and
+    every channel a PSUBSCRIBE * heard), a message, or a stored value."""
+    from test_auth import bearer as key_bearer, make_key
+    from test_auth import session as key_session
+    from test_oauth import (add_user, authorize_url, exchange, pkce, redirected, refresh, register,
+                            session as oauth_session, sign_in)
+    from test_tasks import TOOLS as TASK_TOOLS
+    redis = redis_server(t)
+    found = {"dir": t.dir, "redis": redis, "tids": [], "names": []}
+    seen = open(os.path.join(t.dir, "pubsub.txt"), "w+")
+    sub = subprocess.Popen(["redis-cli", "-p", str(redis.port), "PSUBSCRIBE", "*"], stdout=seen,
+                           stderr=subprocess.STDOUT)
+    shown = []
+    try:
+        wait_for(lambda: cli(redis, "PUBSUB", "NUMPAT") == ["1"], what="the subscriber")
+        backends = ("storage: { plugin: redis, url: \"%s\" }\ntransport: { plugin: redis, url: \"%s\" }\n"
+                    "request_state: { key_file: %s }\n" % (redis.url, redis.url, key_file(t)))
+
+        # OAuth: both instances serve one resource (A's URL).
+        add_user(t, "alice", "alice-pw")
+        pa, pb = free_port(), free_port()
+        ds = []
+        for name, port in (("A", pa), ("B", pb)):
+            d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 2\n"
+                       "auth: { plugin: internal, users_file: users, resource: \"http://127.0.0.1:%d/mcp\" }\n%s%s"
+                       % (port, pa, backends, TASK_TOOLS % {"name": name}), name="%s.yaml" % name)
+            d.start(wait_url_port=port)
+            ds.append(d)
+        client = register(pa)
+        verifier, challenge = pkce()
+        st, hdrs, body = sign_in(pa, authorize_url(pa, client["client_id"], challenge, scope=None))
+        check(st == 303, (st, body[:300]))
+        code = redirected(hdrs)[1]["code"]
+        st, _, tok = exchange(pb, client, code, verifier)
+        check(st == 200, tok)
+        st, _, tok2 = refresh(pa, client, tok["refresh_token"])
+        check(st == 200, tok2)
+        shown += [code, verifier, tok["access_token"], tok["refresh_token"], tok2["access_token"],
+                  tok2["refresh_token"]]
+        shown += [v for k, v in client.items() if k == "client_secret"]
+        sid = oauth_session(pb, tok2)
+        shown.append(sid)
+        st, _, _ = rpc(pa, sid, "tools/list", id=2, headers={"Authorization": "Bearer " + tok2["access_token"]})
+        check(st == 200, st)
+        task_flow(pa, pb, {"Authorization": "Bearer " + tok2["access_token"]}, found)
+        stored = values(redis)
+        for d in ds:
+            d.stop()
+
+        # API keys.
+        key = make_key(t, "bob")
+        shown.append(key)
+        (a, pa), (b, pb) = start_instances(t, 2, lambda name: "auth: { plugin: apikey, keys_file: keys }\n" +
+                                           backends + TASK_TOOLS % {"name": name})
+        sid = key_session(pa, key)
+        shown.append(sid)
+        st, _, _ = rpc(pb, sid, "tools/list", id=2, headers=key_bearer(key))
+        check(st == 200, st)
+        task_flow(pb, pa, key_bearer(key), found)
+        stored += values(redis)
+        wait_for(lambda: "mcpd:tasks" in open(seen.name).read(), what="the tasks' messages")
+        a.stop()
+        b.stop()
+    finally:
+        sub.terminate()
+        sub.wait()
+    shown += found["tids"]
+    check(len(found["tids"]) == 4 and all(shown), shown)
+    text = open(seen.name).read()
+    check("mcpd:task" in text, text[-2000:])     # the subscriber heard the tasks' messages
+    bad = []
+    for s in shown:
+        bad += ["%s… in the name %r" % (s[:12], n) for n in set(found["names"]) if s in n]
+        if s in stored:
+            bad.append("%s… in a stored value: %s" % (s[:12], [l for l in stored.split("\n") if s in l]))
+        if s in text:
+            bad.append("%s… in a message or channel: %s" % (s[:12], [l for l in text.split("\n") if s in l]))
+    check(not bad, "secrets the client saw in Redis:\n" + "\n".join(bad))
