@@ -162,8 +162,9 @@ def task_flow(pa, pb, headers, found):
 
 def secret_flows(t, backends, snap, dump, heard):
     """Two instances on backends (the text of their storage, transport and
-    request_state), first with the internal OAuth server (a code, its
-    verifier, access and refresh tokens, a refresh), then with API keys;
+    request_state), first with the internal OAuth server (a confidential
+    client's secret, a code, its verifier, access and refresh tokens, a
+    refresh), then with API keys;
     with each a session and tasks (one cancelled, one answered). snap()
     gives the backend's names now (keys, index members, channels), dump()
     every stored value as text, heard() the text of every message and
@@ -187,18 +188,19 @@ def secret_flows(t, backends, snap, dump, heard):
                    % (port, pa, backends, TASK_TOOLS % {"name": name}), name="%s.yaml" % name)
         d.start(wait_url_port=port)
         ds.append(d)
-    client = register(pa)
+    # A confidential client: its secret is presented too.
+    client = register(pa, token_endpoint_auth_method="client_secret_post")
+    secret = client["client_secret"]
     verifier, challenge = pkce()
     st, hdrs, body = sign_in(pa, authorize_url(pa, client["client_id"], challenge, scope=None))
     check(st == 303, (st, body[:300]))
     code = redirected(hdrs)[1]["code"]
-    st, _, tok = exchange(pb, client, code, verifier)
+    st, _, tok = exchange(pb, client, code, verifier, client_secret=secret)
     check(st == 200, tok)
-    st, _, tok2 = refresh(pa, client, tok["refresh_token"])
+    st, _, tok2 = refresh(pa, client, tok["refresh_token"], client_secret=secret)
     check(st == 200, tok2)
-    shown += [code, verifier, tok["access_token"], tok["refresh_token"], tok2["access_token"],
+    shown += [secret, code, verifier, tok["access_token"], tok["refresh_token"], tok2["access_token"],
               tok2["refresh_token"]]
-    shown += [v for k, v in client.items() if k == "client_secret"]
     sid = oauth_session(pb, tok2)
     shown.append(sid)
     st, _, _ = rpc(pa, sid, "tools/list", id=2, headers={"Authorization": "Bearer " + tok2["access_token"]})
@@ -229,6 +231,8 @@ def secret_flows(t, backends, snap, dump, heard):
     check(len(found["tids"]) == 4 and all(shown), shown)
     text = heard()
     check(found["names"] and stored and "mcpd:tasks" in text, (found["names"], stored[:300], text[-300:]))
+    # The snapshots saw the tasks' keys: named by their hashes.
+    check(all(any(sid_hash(tid) in n for n in found["names"]) for tid in found["tids"]), found["names"])
     bad = []
     for s in shown:
         bad += ["%s… in the name %r" % (s[:12], n) for n in set(found["names"]) if s in n]
