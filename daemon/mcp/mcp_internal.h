@@ -274,8 +274,8 @@ void task_call_gone(struct call *c);
  * a record as tasks/get shows it (small: the result left out when large);
  * a record changed, told to every worker's listen streams. */
 void task_op_forget(struct call *c);
-cJSON *task_detailed(const cJSON *rec, int small);
-void tasks_publish(struct mcp *m, const cJSON *rec);
+cJSON *task_detailed(const cJSON *rec, const char *id, int small);
+void tasks_publish(struct mcp *m, const char *hid, const cJSON *rec);
 void tasks_listen_start(struct mcp *m);
 void tasks_listen_stop(struct mcp *m);
 

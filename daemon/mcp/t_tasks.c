@@ -3,9 +3,11 @@
  * task's record in storage (task.c writes it); a cancellation and the
  * client's answers go to the worker running the command through the
  * transport. A task belongs to the principal that created it: to anyone
- * else it is unknown, as one that never existed. */
+ * else it is unknown, as one that never existed. The id the client
+ * presents is found under its keyed hash (task.c), never stored. */
 #include "mcp_internal.h"
 #include "config.h"
+#include "idhash.h"
 #include "json.h"
 #include "log.h"
 #include "util.h"
@@ -20,6 +22,7 @@ struct task_op {
 	struct call *c;             /* NULL once the call is gone */
 	enum op_kind kind;
 	char id[64];
+	char hid[IDHASH_LEN + 1];   /* idhash(id): the record's key, the channel */
 	char *owner;
 	struct mcp *m;
 	cJSON *answers;             /* tasks/update: published once stored */
@@ -49,13 +52,16 @@ terminal(const char *status)
 	    strcmp(status, "cancelled") == 0;
 }
 
-/* The record as tasks/get shows it (a DetailedTask). */
+/* The record as tasks/get shows it (a DetailedTask), with its id (the
+ * record has none; NULL: without). */
 cJSON *
-task_detailed(const cJSON *rec, int small)
+task_detailed(const cJSON *rec, const char *id, int small)
 {
-	static const char *const keys[] = { "taskId", "status", "statusMessage", "createdAt",
+	static const char *const keys[] = { "status", "statusMessage", "createdAt",
 		"lastUpdatedAt", "ttlMs", "pollIntervalMs" };
 	cJSON *o = cJSON_CreateObject();
+	if (id != NULL)
+		cJSON_AddStringToObject(o, "taskId", id);
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, keys[i]);
 		if (v != NULL)
@@ -80,15 +86,19 @@ task_detailed(const cJSON *rec, int small)
 
 /* ---- notifications/tasks ---- */
 
+/* To every worker of every instance: {"o": owner, "h": the id's hash,
+ * "t": the task without its id}. A listen stream knows the ids it asked
+ * for: it finds the task by their hashes. */
 void
-tasks_publish(struct mcp *m, const cJSON *rec)
+tasks_publish(struct mcp *m, const char *hid, const cJSON *rec)
 {
 	const cJSON *owner = cJSON_GetObjectItemCaseSensitive(rec, "owner");
 	if (m->b.transport == NULL || !m->cfg->tasks || !cJSON_IsString(owner))
 		return;
 	cJSON *msg = cJSON_CreateObject();
 	cJSON_AddStringToObject(msg, "o", owner->valuestring);
-	cJSON_AddItemToObject(msg, "t", task_detailed(rec, 1));
+	cJSON_AddStringToObject(msg, "h", hid);
+	cJSON_AddItemToObject(msg, "t", task_detailed(rec, NULL, 1));
 	char *json = json_print(msg);
 	cJSON_Delete(msg);
 	if (json != NULL)
@@ -106,8 +116,8 @@ tasks_heard(void *arg, const char *channel, const void *msg, size_t len)
 	cJSON *n = json_parse(msg, len, 0, NULL);
 	const cJSON *owner = cJSON_GetObjectItemCaseSensitive(n, "o");
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(n, "t");
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(t, "taskId");
-	if (!cJSON_IsString(owner) || !cJSON_IsString(id)) {
+	const cJSON *hid = cJSON_GetObjectItemCaseSensitive(n, "h");
+	if (!cJSON_IsString(owner) || !cJSON_IsObject(t) || !cJSON_IsString(hid)) {
 		cJSON_Delete(n);
 		return;
 	}
@@ -115,13 +125,19 @@ tasks_heard(void *arg, const char *channel, const void *msg, size_t len)
 	LIST_FOREACH(c, &m->calls, link) {
 		if (!c->listen || c->principal == NULL || strcmp(c->principal, owner->valuestring) != 0)
 			continue;
-		int wants = 0;
+		const char *id = NULL;
 		const cJSON *u;
+		char h[IDHASH_LEN + 1];
 		cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(c->filter, "taskIds"))
-			wants |= cJSON_IsString(u) && strcmp(u->valuestring, id->valuestring) == 0;
-		if (!wants)
+			if (id == NULL && cJSON_IsString(u) && strcmp(idhash(u->valuestring, h), hid->valuestring) == 0)
+				id = u->valuestring;
+		if (id == NULL)
 			continue;
-		cJSON *p = cJSON_Duplicate(t, 1);
+		cJSON *p = cJSON_CreateObject();
+		cJSON_AddStringToObject(p, "taskId", id);
+		const cJSON *f;
+		cJSON_ArrayForEach(f, t)
+			cJSON_AddItemToObject(p, f->string, cJSON_Duplicate(f, 1));
 		cJSON *meta = cJSON_AddObjectToObject(p, "_meta");
 		cJSON_AddItemToObject(meta, "io.modelcontextprotocol/subscriptionId", cJSON_Duplicate(c->msg.id, 1));
 		char *json = jsonrpc_notification("notifications/tasks", p);
@@ -157,7 +173,7 @@ set_string(cJSON *o, const char *key, const char *value)
 /* The record changed here (not by the worker running the task): stored
  * again if it still exists, for what is left of its time to live. */
 static void
-rewrite(struct mcp *m, const char *id, cJSON *rec, mcpd_done_cb *cb, void *arg)
+rewrite(struct mcp *m, const char *hid, cJSON *rec, mcpd_done_cb *cb, void *arg)
 {
 	char now[32];
 	iso_time(wall_ms(), now);
@@ -168,23 +184,23 @@ rewrite(struct mcp *m, const char *id, cJSON *rec, mcpd_done_cb *cb, void *arg)
 	uint64_t t = wall_ms();
 	char *json = json_print(rec);
 	char key[96];
-	snprintf(key, sizeof(key), "task:%s", id);
+	snprintf(key, sizeof(key), "task:%s", hid);
 	if (json == NULL || end <= t) {
 		free(json);
 		if (cb != NULL)
 			cb(arg, MCPD_OK, NULL);
 		return;
 	}
-	tasks_publish(m, rec);
+	tasks_publish(m, hid, rec);
 	m->b.storage->set(m->b.storage_inst, key, json, strlen(json), end - t, MCPD_SET_IF_PRESENT, cb, arg);
 	free(json);
 }
 
 static void
-publish(struct mcp *m, const char *id, cJSON *msg)
+publish(struct mcp *m, const char *hid, cJSON *msg)
 {
 	char channel[96], *json = json_print(msg);
-	snprintf(channel, sizeof(channel), "task:%s", id);
+	snprintf(channel, sizeof(channel), "task:%s", hid);
 	if (json != NULL && m->b.transport != NULL)
 		m->b.transport->publish(m->b.transport_inst, channel, json, strlen(json), NULL, NULL, NULL);
 	free(json);
@@ -199,7 +215,7 @@ acked(void *arg, int status, const char *err)
 	 * this write, a tool that finished at once would have its record
 	 * ("completed") overwritten by this one ("working"). */
 	if (op->answers != NULL && status == MCPD_OK)
-		publish(op->m, op->id, op->answers);
+		publish(op->m, op->hid, op->answers);
 	if (c != NULL) {
 		c->op = NULL;
 		if (status != MCPD_OK && status != MCPD_NOT_FOUND) {
@@ -258,12 +274,12 @@ got(void *arg, int status, const void *value, size_t len, const char *err)
 		cJSON_AddStringToObject(e, "message", "the worker or instance running the task stopped");
 		cJSON_DeleteItemFromObjectCaseSensitive(rec, "error");
 		cJSON_AddItemToObject(rec, "error", e);
-		rewrite(c->m, op->id, rec, NULL, NULL);
+		rewrite(c->m, op->hid, rec, NULL, NULL);
 		st = cJSON_GetObjectItemCaseSensitive(rec, "status");
 	}
 	if (op->kind == OP_GET) {
 		c->op = NULL;
-		call_result(c, task_detailed(rec, 0));
+		call_result(c, task_detailed(rec, op->id, 0));
 		cJSON_Delete(rec);
 		op_free(op);
 		return;
@@ -278,12 +294,12 @@ got(void *arg, int status, const void *value, size_t len, const char *err)
 		}
 		cJSON *msg = cJSON_CreateObject();
 		cJSON_AddStringToObject(msg, "t", "cancel");
-		publish(c->m, op->id, msg);
+		publish(c->m, op->hid, msg);
 		cJSON_Delete(msg);
 		set_string(rec, "status", "cancelled");
 		cJSON_DeleteItemFromObjectCaseSensitive(rec, "inputRequests");
 		cJSON_DeleteItemFromObjectCaseSensitive(rec, "aliveUntil");
-		rewrite(c->m, op->id, rec, acked, op);
+		rewrite(c->m, op->hid, rec, acked, op);
 		cJSON_Delete(rec);
 		return;
 	}
@@ -316,7 +332,7 @@ got(void *arg, int status, const void *value, size_t len, const char *err)
 		set_string(rec, "status", "working");
 		cJSON_DeleteItemFromObjectCaseSensitive(rec, "inputRequests");
 	}
-	rewrite(c->m, op->id, rec, acked, op);
+	rewrite(c->m, op->hid, rec, acked, op);
 	cJSON_Delete(rec);
 }
 
@@ -356,10 +372,11 @@ task_method(struct call *c, enum op_kind kind)
 	op->c = c;
 	op->kind = kind;
 	snprintf(op->id, sizeof(op->id), "%s", id);
+	idhash(op->id, op->hid);
 	c->op = op;
 	call_go_async(c);
 	char key[96];
-	snprintf(key, sizeof(key), "task:%s", id);
+	snprintf(key, sizeof(key), "task:%s", op->hid);
 	c->m->b.storage->get(c->m->b.storage_inst, key, got, op);
 }
 

@@ -5,10 +5,16 @@
  * tasks/cancel (t_tasks.c); what must reach the command (a cancellation,
  * the client's answers) comes back through the transport.
  *
- * storage  task:<id>       the record (JSON), kept ttlMs from creation
- *          tasks:<owner>   index of a principal's tasks (limits.max_tasks)
- * channel  task:<id>       {"t":"cancel"} and {"t":"answers","r":{...}},
+ * storage  task:<hid>      the record (JSON), kept ttlMs from creation
+ *          tasks:<owner>   index of a principal's tasks (limits.max_tasks),
+ *                          its members the tasks' <hid>
+ * channel  task:<hid>      {"t":"cancel"} and {"t":"answers","r":{...}},
  *                          heard by the worker that runs the command
+ *
+ * A task's id is what its client presents to tasks/get, tasks/update and
+ * tasks/cancel: a credential. Keys, channels and what is stored name it
+ * by its keyed hash <hid> (lib/idhash.c), as sessions are; the record
+ * does not hold the id (whoever reads it came with the id).
  *
  * Only that worker writes the record while the task lives, and renews
  * aliveUntil as it goes: a record whose aliveUntil passed while it was
@@ -22,6 +28,7 @@
 #include "config.h"
 #include "content.h"
 #include "defs.h"
+#include "idhash.h"
 #include "json.h"
 #include "log.h"
 #include "plugin.h"
@@ -43,6 +50,7 @@ struct task {
 	struct call *c;             /* the call running the command; NULL once gone */
 	enum phase phase;
 	char id[48];
+	char hid[IDHASH_LEN + 1];   /* idhash(id): its name in keys and channels */
 	char *owner, *tool;
 	uint64_t created_ms, updated_ms, ttl_ms;
 	int status;                 /* enum task_status */
@@ -141,12 +149,13 @@ call_is_task(const struct call *c)
 
 /* The fields a client sees of a task (SEP-2663's Task). */
 static void
-add_task_fields(cJSON *o, const struct task *tk)
+add_task_fields(cJSON *o, const struct task *tk, int with_id)
 {
 	char created[32], updated[32];
 	iso_time(tk->created_ms, created);
 	iso_time(tk->updated_ms, updated);
-	cJSON_AddStringToObject(o, "taskId", tk->id);
+	if (with_id)
+		cJSON_AddStringToObject(o, "taskId", tk->id);
 	cJSON_AddStringToObject(o, "status", task_status_names[tk->status]);
 	if (tk->message != NULL)
 		cJSON_AddStringToObject(o, "statusMessage", tk->message);
@@ -163,7 +172,7 @@ record_json(const struct task *tk)
 	cJSON_AddNumberToObject(o, "v", 1);
 	cJSON_AddStringToObject(o, "owner", tk->owner);
 	cJSON_AddStringToObject(o, "tool", tk->tool);
-	add_task_fields(o, tk);
+	add_task_fields(o, tk, 0);
 	cJSON_AddNumberToObject(o, "createdMs", (double)tk->created_ms);
 	if (!tk->done)
 		cJSON_AddNumberToObject(o, "aliveUntil", (double)(wall_ms() + tk->m->cfg->limits.task_lease_ms));
@@ -263,11 +272,11 @@ task_save(struct task *tk)
 		tk->notify = 0;
 		cJSON *r = json_parse(rec, strlen(rec), 0, NULL);
 		if (r != NULL)
-			tasks_publish(tk->m, r);
+			tasks_publish(tk->m, tk->hid, r);
 		cJSON_Delete(r);
 	}
 	char key[96];
-	snprintf(key, sizeof(key), "task:%s", tk->id);
+	snprintf(key, sizeof(key), "task:%s", tk->hid);
 	tk->updated_ms = tk->updated_ms ? tk->updated_ms : tk->created_ms;
 	tk->writing = 1;
 	tk->ops++;
@@ -302,7 +311,7 @@ create_result(const struct task *tk)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "resultType", "task");
-	add_task_fields(o, tk);
+	add_task_fields(o, tk, 1);
 	return o;
 }
 
@@ -336,7 +345,7 @@ renew(evutil_socket_t fd, short ev, void *arg)
 	if (tk->done || tk->writing)
 		return;
 	char key[96];
-	snprintf(key, sizeof(key), "task:%s", tk->id);
+	snprintf(key, sizeof(key), "task:%s", tk->hid);
 	struct trace_ctx was;
 	span_enter(tk, &was);
 	tk->ops++;
@@ -382,7 +391,7 @@ create_answered(struct task *tk, int ok, const char *why)
 		snprintf(index, sizeof(index), "tasks:%s", tk->owner);
 		struct trace_ctx was;
 		span_enter(tk, &was);
-		tk->m->b.storage->index_add(tk->m->b.storage_inst, index, tk->id, tk->ttl_ms, NULL, NULL);
+		tk->m->b.storage->index_add(tk->m->b.storage_inst, index, tk->hid, tk->ttl_ms, NULL, NULL);
 		tracing_pop(&was);
 	}
 	if (!tk->done) {
@@ -440,7 +449,7 @@ task_create(struct task *tk)
 	tk->notify = 1;
 	tk->created_ms = tk->updated_ms = wall_ms();
 	char channel[96];
-	snprintf(channel, sizeof(channel), "task:%s", tk->id);
+	snprintf(channel, sizeof(channel), "task:%s", tk->hid);
 	if (tk->m->b.transport != NULL)
 		tk->sub = tk->m->b.transport->subscribe(tk->m->b.transport_inst, channel, heard, tk);
 	if (tk->m->b.storage->index_members != NULL) {
@@ -480,6 +489,7 @@ task_begin(struct call *c)
 		}
 		return -1;
 	}
+	idhash(tk->id, tk->hid);
 	tk->m = c->m;
 	tk->c = c;
 	tk->trace = c->trace;

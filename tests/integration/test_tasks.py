@@ -10,7 +10,7 @@ import signal
 import socket
 import time
 
-from harness import (check, check_config_errors, free_port, mcp_session, redis_server, rpc,
+from harness import (check, check_config_errors, free_port, mcp_session, redis_server, rpc, sid_hash,
                      start_instances, wait_for)
 from storage_peek import Peek
 from test_auth import bearer, make_key
@@ -483,12 +483,15 @@ def test_task_expires_after_its_ttl(t):
     check(r["result"]["ttlMs"] == 1000, r)
     peek = Peek(t.dir)
     state = os.path.join(t.dir, "state")
-    wait_for(lambda: json.loads(peek(state, "get", "task:" + tid)[0]).get("status") == "completed", 5,
+    # The record is named by the id's hash (the id is a credential).
+    key = "task:" + sid_hash(tid)
+    wait_for(lambda: json.loads(peek(state, "get", key)[0]).get("status") == "completed", 5,
              "the record to be completed")
+    check(peek(state, "get", "task:" + tid) == ["(none)"], "a record under the task's id")
     time.sleep(1.2)
     st, r = task(port, "tasks/get", tid)
     check(r["error"]["code"] == -32602, r)
-    check(peek(state, "get", "task:" + tid) == ["(none)"], "the record outlived its ttl")
+    check(peek(state, "get", key) == ["(none)"], "the record outlived its ttl")
     d.stop()
 
 
