@@ -111,7 +111,7 @@ SID=$(session $P_MCPD)
 # per request over N, in INSTR[NAME]; its profile in PROF[NAME]. nginx
 # (PID NGINX_PID) by callgrind_control, mcpd's worker by its /healthz dumps.
 declare -A INSTR PROF
-dumps() { ls "$tmp/cg.$1".* | sort -t. -k3 -n; }
+dumps() { ls -v "$tmp/cg.$1".*; }   # in order: cg.PID.1, .2, ... .10
 total() { awk '/^totals:/{print $2}' "$1"; }
 measure() {
 	local name=$1 pid=$2 p=$3 body=$4 f
