@@ -284,3 +284,6 @@ bash "$here/metrics.sh" ${1:+"$1"}
 
 # What tracing costs: the same mcpd with tracing on (sample 1 and 0.1) and off.
 bash "$here/tracing.sh" ${1:+"$1"}
+
+# What a call costs in instructions (callgrind): nginx, session, stateless.
+bash "$here/instructions.sh" ${1:+"$1"}

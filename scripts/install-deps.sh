@@ -14,6 +14,9 @@ test_pkgs="python3 python3-pip openssl curl man-db procps redis-server postgresq
 # make check-fuzz: clang and its libFuzzer runtime (libclang-rt-dev pulls in
 # the one of the default clang, libclang-rt-14-dev on Debian 12).
 test_pkgs="$test_pkgs clang libclang-rt-dev"
+# bench/instructions.sh (run by make check's bench/run.sh --quick): a
+# call's cost counted in instructions by callgrind.
+test_pkgs="$test_pkgs valgrind"
 build_pkgs="$build_pkgs libnats-dev"
 test_pkgs="$test_pkgs nats-server"
 # The amqp transport: Qpid Proton's C library; its tests run RabbitMQ with

@@ -26,7 +26,10 @@ def test_bench_script_runs(t):
                 "mcpd, apikey", "mcpd, jwt (RS256",
                 "mcpd, internal authorization server", "TypeScript SDK server, requireBearerAuth",
                 "metrics on, scraped every second", "metrics off (enabled: false)", "on / off, medians: calls/s",
-                "tracing on, every request (sample: 1)", "tracing on, sample: 0.1", "tracing off"):
+                "tracing on, every request (sample: 1)", "tracing on, sample: 0.1", "tracing off",
+                "mcpd tools/call, plugin tool, session (2025-11-25)",
+                "mcpd tools/call, plugin tool, stateless (2026-07-28)",
+                "mcpd session: top 15 by inclusive instructions", "mcpd stateless: top 15 by self instructions"):
         check(row in p.stdout, "no %r row:\n%s" % (row, p.stdout))
 
 
