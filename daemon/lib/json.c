@@ -495,14 +495,8 @@ json_parse(const char *text, size_t len, int max_depth, struct json_error *err)
 
 /* ---- printing ---- */
 
-struct out {
-	char *b;
-	size_t len, cap;
-	int failed;
-};
-
 static void
-put(struct out *o, const char *s, size_t n)
+put(struct json_buf *o, const char *s, size_t n)
 {
 	if (o->failed)
 		return;
@@ -523,7 +517,7 @@ put(struct out *o, const char *s, size_t n)
 }
 
 static void
-put_string(struct out *o, const char *s)
+put_string(struct json_buf *o, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 	put(o, "\"", 1);
@@ -578,7 +572,7 @@ format_double(double d, char *buf, size_t len)
 }
 
 static void
-print_value(struct out *o, const cJSON *v)
+print_value(struct json_buf *o, const cJSON *v)
 {
 	char num[64];
 	switch (v->type & 0xff) {
@@ -634,16 +628,44 @@ print_value(struct out *o, const cJSON *v)
 char *
 json_print(const cJSON *v)
 {
-	struct out o = { NULL, 0, 0, 0 };
+	struct json_buf o = { NULL, 0, 0, 0 };
 	if (v == NULL)
 		return NULL;
 	print_value(&o, v);
-	if (o.failed) {
-		free(o.b);
+	return json_buf_finish(&o);
+}
+
+void
+json_buf_put(struct json_buf *o, const char *s, size_t n)
+{
+	put(o, s, n);
+}
+
+void
+json_buf_string(struct json_buf *o, const char *s)
+{
+	put_string(o, s);
+}
+
+void
+json_buf_value(struct json_buf *o, const cJSON *v)
+{
+	if (v == NULL)
+		o->failed = 1;
+	else
+		print_value(o, v);
+}
+
+char *
+json_buf_finish(struct json_buf *o)
+{
+	if (o->failed || o->b == NULL) {
+		free(o->b);
+		o->b = NULL;
 		return NULL;
 	}
-	o.b[o.len] = '\0';
-	return o.b;
+	o->b[o->len] = '\0';
+	return o->b;
 }
 
 /* ---- numbers by value ---- */
@@ -899,7 +921,7 @@ json_equal(const cJSON *a, const cJSON *b)
 
 /* ---- uniqueness ---- */
 
-static void canon(struct out *o, const cJSON *v);
+static void canon(struct json_buf *o, const cJSON *v);
 
 static int
 str_cmp(const void *a, const void *b)
@@ -910,7 +932,7 @@ str_cmp(const void *a, const void *b)
 /* A text that is the same for equal values (json_equal) and differs for
  * others: numbers as normalized decimals, object members sorted. */
 static void
-canon(struct out *o, const cJSON *v)
+canon(struct json_buf *o, const cJSON *v)
 {
 	char buf[48];
 	switch (v->type & 0xff) {
@@ -947,7 +969,7 @@ canon(struct out *o, const cJSON *v)
 			return;
 		}
 		for (const cJSON *c = v->child; c != NULL && !o->failed; c = c->next) {
-			struct out m = { NULL, 0, 0, 0 };
+			struct json_buf m = { NULL, 0, 0, 0 };
 			put_string(&m, c->string);
 			put(&m, ":", 1);
 			canon(&m, c);
@@ -990,7 +1012,7 @@ json_unique_items(const cJSON *array)
 		return -1;
 	int r = 1;
 	for (const cJSON *c = array->child; c != NULL; c = c->next) {
-		struct out o = { NULL, 0, 0, 0 };
+		struct json_buf o = { NULL, 0, 0, 0 };
 		canon(&o, c);
 		put(&o, "", 1);
 		if (o.failed) {

@@ -43,6 +43,19 @@ struct cJSON *json_parse(const char *text, size_t len, int max_depth, struct jso
  * NULL when out of memory or v holds an invalid node. Caller frees. */
 char *json_print(const struct cJSON *v);
 
+/* A text written piece by piece: json_buf_finish gives it NUL-terminated
+ * (the caller frees it), or NULL if memory ran out or a value could not
+ * be printed. Start from { 0 }. */
+struct json_buf {
+	char *b;
+	size_t len, cap;
+	int failed;
+};
+void json_buf_put(struct json_buf *o, const char *s, size_t n);   /* bytes as they are */
+void json_buf_string(struct json_buf *o, const char *s);          /* a JSON string of s */
+void json_buf_value(struct json_buf *o, const struct cJSON *v);   /* v as json_print has it */
+char *json_buf_finish(struct json_buf *o);
+
 /* The same JSON value: same type, strings byte for byte, numbers by
  * value (1.0 equals 1, 9007199254740993 does not equal ...992), arrays
  * in order, objects with the same members whatever their order. */

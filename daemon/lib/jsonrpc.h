@@ -38,6 +38,9 @@ void jsonrpc_free(struct jsonrpc_msg *m);
 
 /* Serialize compactly (one line, as SSE data needs). Caller frees. */
 char *jsonrpc_result(const struct cJSON *id, struct cJSON *result);   /* takes result */
+/* The same with the result as JSON text already (one object, on one line:
+ * the caller has checked it); copied as it is. */
+char *jsonrpc_result_text(const struct cJSON *id, const char *result, size_t len);
 char *jsonrpc_error(const struct cJSON *id, int code, const char *message,
     struct cJSON *data);                                                /* takes data */
 char *jsonrpc_notification(const char *method, struct cJSON *params);  /* takes params */

@@ -180,8 +180,10 @@ check_header_params(struct call *c, const struct tool_def *t, const cJSON *args)
 	return 0;
 }
 
+/* text, when not NULL, is result as the plugin wrote it (len bytes,
+ * checked): the answer copies it rather than printing the tree. */
 static void
-plugin_finish(struct call *c, cJSON *result)
+plugin_finish(struct call *c, cJSON *result, const char *text, size_t len)
 {
 	c->in_plugin = 0;
 	if (call_is_task(c)) {
@@ -201,6 +203,11 @@ plugin_finish(struct call *c, cJSON *result)
 		return;
 	}
 	tool_outcome(c, is_error(result) ? MXT_IS_ERROR : MXT_OK);
+	if (text != NULL) {
+		call_result_text(c, text, len, cJSON_HasObjectItem(result, "resultType"));
+		cJSON_Delete(result);
+		return;
+	}
 	call_result(c, result);
 }
 
@@ -208,7 +215,8 @@ void
 host_tool_result(struct mcpd_tool_call *call, const char *result_json)
 {
 	struct call *c = (struct call *)call;
-	cJSON *r = result_json ? json_parse(result_json, strlen(result_json), 0, NULL) : NULL;
+	size_t len = result_json ? strlen(result_json) : 0;
+	cJSON *r = result_json ? json_parse(result_json, len, 0, NULL) : NULL;
 	char err[256];
 	if (r == NULL || !cJSON_IsObject(r) ||
 	    content_blocks_check(cJSON_GetObjectItemCaseSensitive(r, "content"), err, sizeof(err)) < 0) {
@@ -217,8 +225,15 @@ host_tool_result(struct mcpd_tool_call *call, const char *result_json)
 		log_error("plugin tool %s returned an invalid result: %s", c->tool->name, err);
 		cJSON_Delete(r);
 		r = tool_error_result("the tool returned an invalid result");
+		result_json = NULL;
 	}
-	plugin_finish(c, r);
+	/* Checked, the plugin's text goes into the answer as it is, unless a
+	 * line break between its tokens would split an SSE data line or a
+	 * stdio message: then the tree is printed. */
+	if (result_json != NULL && (memchr(result_json, '\n', len) != NULL ||
+	    memchr(result_json, '\r', len) != NULL))
+		result_json = NULL;
+	plugin_finish(c, r, result_json, len);
 }
 
 void
@@ -230,7 +245,7 @@ host_tool_text(struct mcpd_tool_call *call, const char *text, int is_error)
 	cJSON_AddItemToArray(content, content_text(text ? text : "", text ? strlen(text) : 0));
 	if (is_error)
 		cJSON_AddBoolToObject(r, "isError", 1);
-	plugin_finish(c, r);
+	plugin_finish(c, r, NULL, 0);
 }
 
 void

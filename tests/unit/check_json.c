@@ -132,6 +132,74 @@ START_TEST(ids_echoed_as_written)
 }
 END_TEST
 
+/* Messages written as text: each member once, in order, strings escaped,
+ * a result's JSON text copied as it is. */
+START_TEST(messages_written)
+{
+	cJSON *id = cJSON_CreateString("a\"b\n");
+	char *r = jsonrpc_result(id, cJSON_Parse("{\"x\":[1,true,null]}"));
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":\"a\\\"b\\n\",\"result\":{\"x\":[1,true,null]}}");
+	free(r);
+	r = jsonrpc_result(NULL, NULL);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"result\":{}}");
+	free(r);
+	r = jsonrpc_result_text(id, "{\"y\": 2}", 8);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":\"a\\\"b\\n\",\"result\":{\"y\": 2}}");
+	free(r);
+	r = jsonrpc_error(NULL, -32700, "Parse error: \x01 \"x\" \\", NULL);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,"
+	    "\"message\":\"Parse error: \\u0001 \\\"x\\\" \\\\\"}}");
+	free(r);
+	r = jsonrpc_error(id, 7, "m", cJSON_Parse("{\"d\":\"\\u00e9\"}"));
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":\"a\\\"b\\n\",\"error\":{\"code\":7,\"message\":\"m\","
+	    "\"data\":{\"d\":\"\xc3\xa9\"}}}");
+	free(r);
+	r = jsonrpc_notification("notifications/progress", cJSON_Parse("{\"p\":1}"));
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"p\":1}}");
+	free(r);
+	r = jsonrpc_notification("n", NULL);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"method\":\"n\"}");
+	free(r);
+	cJSON *num = json_number_parse("12345678901234567890", 20);
+	r = jsonrpc_request(num, "sampling/createMessage", cJSON_CreateObject());
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":12345678901234567890,\"method\":\"sampling/createMessage\",\"params\":{}}");
+	free(r);
+	/* A node that cannot be printed: no message rather than half of one. */
+	cJSON *raw = cJSON_CreateObject(), *bad = cJSON_CreateNull();
+	bad->type = cJSON_Invalid;
+	cJSON_AddItemToObject(raw, "r", bad);
+	ck_assert_ptr_null(jsonrpc_result(num, raw));
+	cJSON_Delete(num);
+	cJSON_Delete(id);
+}
+END_TEST
+
+/* Invalid UTF-8 is named as such wherever it is, even after a fault the
+ * parser met first; UTF-8 the parser checks is not checked again. */
+START_TEST(utf8_fault_named)
+{
+	struct jsonrpc_msg m;
+	int code;
+	char msg[256];
+	cJSON *id = NULL;
+	static const char late[] = "{\"jsonrpc\":\"2.0\",,\"id\":1,\"method\":\"\xff\"}";
+	ck_assert_int_eq(jsonrpc_parse(late, sizeof(late) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_int_eq(code, JSONRPC_PARSE_ERROR);
+	ck_assert_str_eq(msg, "Parse error: body is not valid UTF-8");
+	static const char bad[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xed\xa0\x80\"}";
+	ck_assert_int_eq(jsonrpc_parse(bad, sizeof(bad) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_str_eq(msg, "Parse error: body is not valid UTF-8");
+	static const char syn[] = "{\"jsonrpc\":\"2.0\",,\"method\":\"\xc3\xa9\"}";
+	ck_assert_int_eq(jsonrpc_parse(syn, sizeof(syn) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_str_ne(msg, "Parse error: body is not valid UTF-8");
+	static const char good[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xc3\xa9\xf0\x9f\x98\x80\"}";
+	ck_assert_int_eq(jsonrpc_parse(good, sizeof(good) - 1, 64, &m, &code, msg, sizeof(msg), &id), 0);
+	ck_assert_str_eq(m.method, "\xc3\xa9\xf0\x9f\x98\x80");
+	cJSON_Delete(id);
+	jsonrpc_free(&m);
+}
+END_TEST
+
 /* Schema and value parsed the way requests are, so that numbers keep
  * what the client (or the operator) wrote. */
 static int
@@ -403,6 +471,8 @@ json_suite(void)
 	tcase_add_test(tc, raw_control_characters);
 	tcase_add_test(tc, grammar);
 	tcase_add_test(tc, ids_echoed_as_written);
+	tcase_add_test(tc, messages_written);
+	tcase_add_test(tc, utf8_fault_named);
 	tcase_add_test(tc, numbers_by_value);
 	tcase_add_test(tc, unique_items_many);
 	tcase_add_test(tc, parse_and_print);
