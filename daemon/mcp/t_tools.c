@@ -35,6 +35,8 @@ tool_outcome(struct call *c, enum mx_tool_outcome o)
 	static const char *const outcomes[MXT_N] = { "ok", "is_error", "timeout", "cancelled", "killed" };
 	if (o != MXT_OK)
 		c->tool_error = outcomes[o];
+	if (!c->tool_trace.sampled)
+		return;         /* no span: its name is not worth a printf */
 	struct trace_attr a[] = {
 		{ "gen_ai.tool.name", TA_STR, c->tool->name, 0 },
 		{ "mcpd.tool.kind", TA_STR, c->tool->kind == TOOL_PLUGIN ? "plugin" : "command", 0 },
