@@ -1,6 +1,7 @@
 #include "json.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -15,7 +16,45 @@ struct parser {
 	size_t len, pos;
 	int depth, max_depth;
 	struct json_error *err;
+	/* Where nodes and strings come from: cJSON's allocator (NULL), or
+	 * the caller's, whose tree is never given to cJSON_Delete. */
+	void *(*alloc)(void *ctx, size_t n);
+	void *ctx;
 };
+
+static cJSON *
+new_node(struct parser *p, int type)
+{
+	cJSON *v;
+	if (p->alloc == NULL) {
+		v = cJSON_CreateNull();
+	} else if ((v = p->alloc(p->ctx, sizeof(*v))) != NULL) {
+		memset(v, 0, sizeof(*v));
+	}
+	if (v != NULL)
+		v->type = type;
+	return v;
+}
+
+static void *
+new_bytes(struct parser *p, size_t n)
+{
+	return p->alloc == NULL ? cJSON_malloc(n) : p->alloc(p->ctx, n);
+}
+
+static void
+free_bytes(struct parser *p, void *b)
+{
+	if (p->alloc == NULL)
+		cJSON_free(b);
+}
+
+static void
+free_node(struct parser *p, cJSON *v)
+{
+	if (p->alloc == NULL)
+		cJSON_Delete(v);
+}
 
 static void fault(struct parser *p, enum json_fault f, size_t at, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -164,7 +203,7 @@ parse_string(struct parser *p)
 		}
 		end += k;
 	}
-	char *out = cJSON_malloc(end - start + 1);
+	char *out = new_bytes(p, end - start + 1);
 	if (out == NULL) {
 		fault(p, JSON_NOMEM, start, "out of memory");
 		return NULL;
@@ -208,7 +247,7 @@ parse_string(struct parser *p)
 				i += 6;
 			}
 			if (cp == 0) {
-				cJSON_free(out);
+				free_bytes(p, out);
 				fault(p, JSON_NUL, i, "strings containing \\u0000 are not supported");
 				return NULL;
 			}
@@ -221,7 +260,7 @@ parse_string(struct parser *p)
 		i += 2;
 		continue;
 bad:
-		cJSON_free(out);
+		free_bytes(p, out);
 		p->pos = i;
 		fault(p, JSON_SYNTAX, i, "invalid escape in a string at byte %zu", i);
 		return NULL;
@@ -266,18 +305,26 @@ number_length(const unsigned char *s, size_t n)
 }
 
 static cJSON *
-number_node(const char *text, size_t n)
+number_node(struct parser *p, const char *text, size_t n)
 {
-	char *lexeme = cJSON_malloc(n + 1);
+	char *lexeme = new_bytes(p, n + 1);
 	if (lexeme == NULL)
 		return NULL;
 	memcpy(lexeme, text, n);
 	lexeme[n] = '\0';
-	cJSON *v = cJSON_CreateNumber(strtod(lexeme, NULL));
+	cJSON *v = new_node(p, cJSON_Number);
 	if (v == NULL) {
-		cJSON_free(lexeme);
+		free_bytes(p, lexeme);
 		return NULL;
 	}
+	/* As cJSON_CreateNumber sets them. */
+	v->valuedouble = strtod(lexeme, NULL);
+	if (v->valuedouble >= INT_MAX)
+		v->valueint = INT_MAX;
+	else if (v->valuedouble <= (double)INT_MIN)
+		v->valueint = INT_MIN;
+	else
+		v->valueint = (int)v->valuedouble;
 	v->valuestring = lexeme;
 	return v;
 }
@@ -285,9 +332,10 @@ number_node(const char *text, size_t n)
 cJSON *
 json_number_parse(const char *s, size_t len)
 {
+	struct parser p = { 0 };
 	if (len == 0 || number_length((const unsigned char *)s, len) != len)
 		return NULL;
-	return number_node(s, len);
+	return number_node(&p, s, len);
 }
 
 static int
@@ -334,7 +382,7 @@ parse_container(struct parser *p, int object)
 		fault(p, JSON_DEPTH, at, "JSON nested deeper than %d levels", p->max_depth);
 		return NULL;
 	}
-	cJSON *c = object ? cJSON_CreateObject() : cJSON_CreateArray();
+	cJSON *c = new_node(p, object ? cJSON_Object : cJSON_Array);
 	if (c == NULL) {
 		fault(p, JSON_NOMEM, at, "out of memory");
 		return NULL;
@@ -359,7 +407,7 @@ parse_container(struct parser *p, int object)
 				goto fail;
 			skip_ws(p);
 			if (p->pos >= p->len || p->s[p->pos] != ':') {
-				cJSON_free(name);
+				free_bytes(p, name);
 				syntax(p);
 				goto fail;
 			}
@@ -368,7 +416,7 @@ parse_container(struct parser *p, int object)
 		}
 		cJSON *v = parse_value(p);
 		if (v == NULL) {
-			cJSON_free(name);
+			free_bytes(p, name);
 			goto fail;
 		}
 		v->string = name;       /* owned by v now: cJSON_Delete frees it */
@@ -398,7 +446,7 @@ parse_container(struct parser *p, int object)
 	p->depth--;
 	return c;
 fail:
-	cJSON_Delete(c);
+	free_node(p, c);
 	return NULL;
 }
 
@@ -429,37 +477,45 @@ parse_value(struct parser *p)
 		char *s = parse_string(p);
 		if (s == NULL)
 			return NULL;
-		v = cJSON_CreateNull();
+		v = new_node(p, cJSON_String);
 		if (v == NULL) {
-			cJSON_free(s);
+			free_bytes(p, s);
 			break;
 		}
-		v->type = cJSON_String;
 		v->valuestring = s;
 		return v;
 	}
 	case 't':
-		if (literal(p, "true"))
-			return cJSON_CreateTrue();
-		syntax(p);
-		return NULL;
+		if (!literal(p, "true")) {
+			syntax(p);
+			return NULL;
+		}
+		if ((v = new_node(p, cJSON_True)) != NULL)
+			return v;
+		break;
 	case 'f':
-		if (literal(p, "false"))
-			return cJSON_CreateFalse();
-		syntax(p);
-		return NULL;
+		if (!literal(p, "false")) {
+			syntax(p);
+			return NULL;
+		}
+		if ((v = new_node(p, cJSON_False)) != NULL)
+			return v;
+		break;
 	case 'n':
-		if (literal(p, "null"))
-			return cJSON_CreateNull();
-		syntax(p);
-		return NULL;
+		if (!literal(p, "null")) {
+			syntax(p);
+			return NULL;
+		}
+		if ((v = new_node(p, cJSON_NULL)) != NULL)
+			return v;
+		break;
 	default: {
 		size_t n = number_length(p->s + p->pos, p->len - p->pos);
 		if (n == 0) {
 			syntax(p);
 			return NULL;
 		}
-		v = number_node((const char *)p->s + p->pos, n);
+		v = number_node(p, (const char *)p->s + p->pos, n);
 		if (v != NULL) {
 			p->pos += n;
 			return v;
@@ -474,8 +530,15 @@ parse_value(struct parser *p)
 cJSON *
 json_parse(const char *text, size_t len, int max_depth, struct json_error *err)
 {
+	return json_parse_with(text, len, max_depth, err, NULL, NULL);
+}
+
+cJSON *
+json_parse_with(const char *text, size_t len, int max_depth, struct json_error *err,
+    void *(*alloc)(void *ctx, size_t n), void *ctx)
+{
 	struct parser p = { (const unsigned char *)text, len, 0, 0,
-	    max_depth > 0 ? max_depth : JSON_MAX_DEPTH, err };
+	    max_depth > 0 ? max_depth : JSON_MAX_DEPTH, err, alloc, ctx };
 	if (text == NULL) {
 		fault(&p, JSON_SYNTAX, 0, "no JSON text");
 		return NULL;
@@ -487,7 +550,7 @@ json_parse(const char *text, size_t len, int max_depth, struct json_error *err)
 	skip_ws(&p);
 	if (p.pos < len) {
 		fault(&p, JSON_TRAILING, p.pos, "unexpected data after the JSON value");
-		cJSON_Delete(v);
+		free_node(&p, v);
 		return NULL;
 	}
 	return v;

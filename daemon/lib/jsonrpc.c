@@ -1,4 +1,5 @@
 #include "jsonrpc.h"
+#include "arena.h"
 #include "json.h"
 #include "schema.h"
 
@@ -31,6 +32,14 @@ json_depth_exceeds(const char *s, size_t len, int max_depth)
 	return 0;
 }
 
+/* A message's tree comes from one arena, freed whole with the message:
+ * a few blocks rather than a malloc and a free per node and string. */
+static void *
+tree_alloc(void *arena, size_t n)
+{
+	return arena_alloc(arena, n);
+}
+
 static int
 valid_id(const cJSON *id)
 {
@@ -54,8 +63,15 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 	 * strings, which it checks), so the whole body is looked at only to
 	 * name the fault of one it refused. */
 	struct json_error je;
-	cJSON *root = json_parse(body, len, max_depth, &je);
+	struct arena *a = arena_new(len < 4096 ? 4 * len + 512 : 16384);
+	if (a == NULL) {
+		*code = JSONRPC_INTERNAL_ERROR;
+		snprintf(msg, msglen, "out of memory");
+		return -1;
+	}
+	cJSON *root = json_parse_with(body, len, max_depth, &je, tree_alloc, a);
 	if (root == NULL) {
+		arena_free(a);
 		*code = JSONRPC_PARSE_ERROR;
 		if (!utf8_valid(body, len))
 			snprintf(msg, msglen, "Parse error: body is not valid UTF-8");
@@ -89,6 +105,7 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 	const cJSON *result = cJSON_GetObjectItemCaseSensitive(root, "result");
 	const cJSON *error = cJSON_GetObjectItemCaseSensitive(root, "error");
 	out->root = root;
+	out->arena = a;
 	out->id = id;
 	if (method != NULL) {
 		if (!cJSON_IsString(method) || method->valuestring[0] == '\0') {
@@ -126,14 +143,18 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 	return 0;
 fail:
 	out->root = NULL;
-	cJSON_Delete(root);
+	out->arena = NULL;
+	arena_free(a);
 	return -1;
 }
 
 void
 jsonrpc_free(struct jsonrpc_msg *m)
 {
-	cJSON_Delete(m->root);
+	if (m->root == NULL)
+		return;         /* handed on: the copy owns the tree */
+	arena_free(m->arena);
+	m->arena = NULL;
 	m->root = NULL;
 }
 

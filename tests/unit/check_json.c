@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "json.h"
 #include "jsonrpc.h"
 #include "schema.h"
@@ -197,6 +198,51 @@ START_TEST(utf8_fault_named)
 	ck_assert_str_eq(m.method, "\xc3\xa9\xf0\x9f\x98\x80");
 	cJSON_Delete(id);
 	jsonrpc_free(&m);
+}
+END_TEST
+
+static void *
+from_arena(void *a, size_t n)
+{
+	return arena_alloc(a, n);
+}
+
+/* A tree from an arena is the tree json_parse makes (types, numbers'
+ * text and values, names, order), and faults are the same faults; the
+ * arena holds it all (nothing for cJSON_Delete to free). */
+START_TEST(parse_into_an_arena)
+{
+	static const char *const texts[] = {
+		"{\"jsonrpc\":\"2.0\",\"id\":9007199254740993,\"method\":\"tools/call\",\"params\":{\"name\":\"g\","
+		"\"arguments\":{\"a\":[true,false,null,-1.5e3,\"\\u00e9\\n\\ud83d\\ude00\"],\"b\":{}},\"_meta\":{}}}",
+		"[1,[2,[3,[]]],{\"\":\"\"}]", "\"s\"", "0", "-0.0", "1e999", "-2147483649", "true", " null ",
+		"{\"a\":1,\"a\":2}", "{\"a\":1,}", "[1", "\"\\u0000\"", "\"\xff\"", "[[[[[[[[[[1]]]]]]]]]]", "{\"k\":tru}",
+		"nul", "", "12 13", NULL };
+	for (size_t i = 0; texts[i] != NULL; i++) {
+		struct arena *a = arena_new(256);
+		struct json_error e1, e2;
+		cJSON *t1 = json_parse(texts[i], strlen(texts[i]), 8, &e1);
+		cJSON *t2 = json_parse_with(texts[i], strlen(texts[i]), 8, &e2, from_arena, a);
+		ck_assert_msg((t1 == NULL) == (t2 == NULL), "%s", texts[i]);
+		if (t1 == NULL) {
+			ck_assert_int_eq(e1.fault, e2.fault);
+			ck_assert_uint_eq(e1.offset, e2.offset);
+			ck_assert_str_eq(e1.message, e2.message);
+		} else {
+			char *p1 = json_print(t1), *p2 = json_print(t2);
+			ck_assert_str_eq(p1, p2);
+			ck_assert(json_equal(t1, t2));
+			if (cJSON_IsNumber(t1)) {
+				ck_assert_int_eq(t1->valueint, t2->valueint);
+				ck_assert(t1->valuedouble == t2->valuedouble || (isnan(t1->valuedouble) && isnan(t2->valuedouble)));
+			}
+			ck_assert_int_gt(arena_used(a), 0);
+			free(p1);
+			free(p2);
+		}
+		cJSON_Delete(t1);
+		arena_free(a);
+	}
 }
 END_TEST
 
@@ -473,6 +519,7 @@ json_suite(void)
 	tcase_add_test(tc, ids_echoed_as_written);
 	tcase_add_test(tc, messages_written);
 	tcase_add_test(tc, utf8_fault_named);
+	tcase_add_test(tc, parse_into_an_arena);
 	tcase_add_test(tc, numbers_by_value);
 	tcase_add_test(tc, unique_items_many);
 	tcase_add_test(tc, parse_and_print);
