@@ -6,6 +6,7 @@
 #include "mcp_internal.h"
 #include "metrics.h"
 #include "traceparent.h"
+#include "arena.h"
 #include "auth.h"
 #include "config.h"
 #include "content.h"
@@ -182,10 +183,8 @@ check_header_params(struct call *c, const struct tool_def *t, const cJSON *args)
 	return 0;
 }
 
-/* text, when not NULL, is result as the plugin wrote it (len bytes,
- * checked): the answer copies it rather than printing the tree. */
 static void
-plugin_finish(struct call *c, cJSON *result, const char *text, size_t len)
+plugin_finish(struct call *c, cJSON *result)
 {
 	c->in_plugin = 0;
 	if (call_is_task(c)) {
@@ -205,12 +204,41 @@ plugin_finish(struct call *c, cJSON *result, const char *text, size_t len)
 		return;
 	}
 	tool_outcome(c, is_error(result) ? MXT_IS_ERROR : MXT_OK);
-	if (text != NULL) {
-		call_result_text(c, text, len, cJSON_HasObjectItem(result, "resultType"));
-		cJSON_Delete(result);
-		return;
-	}
 	call_result(c, result);
+}
+
+static void *
+from_arena(void *a, size_t n)
+{
+	return arena_alloc(a, n);
+}
+
+/* The common case: a plain call's result that is valid and on one line
+ * (a line break between its tokens would split an SSE data line or a
+ * stdio message) goes into the answer as the plugin wrote it. It is
+ * checked in a tree from the worker's scratch arena, gone before the
+ * answer is sent. 0: not that case, nothing done. */
+static int
+result_as_written(struct call *c, const char *json, size_t len)
+{
+	static struct arena *scratch;
+	if (call_is_task(c) || c->input_needed || c->cancelled ||
+	    memchr(json, '\n', len) != NULL || memchr(json, '\r', len) != NULL)
+		return 0;
+	if (scratch == NULL && (scratch = arena_new(4096)) == NULL)
+		return 0;
+	char err[256];
+	const cJSON *r = json_parse_with(json, len, 0, NULL, from_arena, scratch);
+	int ok = cJSON_IsObject(r) &&
+	    content_blocks_check(cJSON_GetObjectItemCaseSensitive(r, "content"), err, sizeof(err)) == 0;
+	int failed = ok && is_error(r), has_type = ok && cJSON_HasObjectItem(r, "resultType");
+	arena_reset(scratch);
+	if (!ok)
+		return 0;       /* the tree path says what is wrong */
+	c->in_plugin = 0;
+	tool_outcome(c, failed ? MXT_IS_ERROR : MXT_OK);
+	call_result_text(c, json, len, has_type);
+	return 1;
 }
 
 void
@@ -218,6 +246,8 @@ host_tool_result(struct mcpd_tool_call *call, const char *result_json)
 {
 	struct call *c = (struct call *)call;
 	size_t len = result_json ? strlen(result_json) : 0;
+	if (result_json != NULL && result_as_written(c, result_json, len))
+		return;
 	cJSON *r = result_json ? json_parse(result_json, len, 0, NULL) : NULL;
 	char err[256];
 	if (r == NULL || !cJSON_IsObject(r) ||
@@ -227,15 +257,8 @@ host_tool_result(struct mcpd_tool_call *call, const char *result_json)
 		log_error("plugin tool %s returned an invalid result: %s", c->tool->name, err);
 		cJSON_Delete(r);
 		r = tool_error_result("the tool returned an invalid result");
-		result_json = NULL;
 	}
-	/* Checked, the plugin's text goes into the answer as it is, unless a
-	 * line break between its tokens would split an SSE data line or a
-	 * stdio message: then the tree is printed. */
-	if (result_json != NULL && (memchr(result_json, '\n', len) != NULL ||
-	    memchr(result_json, '\r', len) != NULL))
-		result_json = NULL;
-	plugin_finish(c, r, result_json, len);
+	plugin_finish(c, r);
 }
 
 void
@@ -247,7 +270,7 @@ host_tool_text(struct mcpd_tool_call *call, const char *text, int is_error)
 	cJSON_AddItemToArray(content, content_text(text ? text : "", text ? strlen(text) : 0));
 	if (is_error)
 		cJSON_AddBoolToObject(r, "isError", 1);
-	plugin_finish(c, r, NULL, 0);
+	plugin_finish(c, r);
 }
 
 void
