@@ -303,10 +303,21 @@ fail(struct vctx *x, const char *path, const char *fmt, ...)
 	return -1;
 }
 
+/* path.key, cut to len - 1 bytes as snprintf would (once per property of
+ * every object validated: no printf). */
 static void
 child_path(char *out, size_t len, const char *path, const char *key)
 {
-	snprintf(out, len, "%s.%s", path, key);
+	size_t n = strlen(path), k = strlen(key);
+	if (n > len - 1)
+		n = len - 1;
+	memcpy(out, path, n);
+	if (n < len - 1)
+		out[n++] = '.';
+	if (k > len - 1 - n)
+		k = len - 1 - n;
+	memcpy(out + n, key, k);
+	out[n + k] = '\0';
 }
 
 static int
