@@ -1,6 +1,7 @@
 #include "json.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -15,7 +16,45 @@ struct parser {
 	size_t len, pos;
 	int depth, max_depth;
 	struct json_error *err;
+	/* Where nodes and strings come from: cJSON's allocator (NULL), or
+	 * the caller's, whose tree is never given to cJSON_Delete. */
+	void *(*alloc)(void *ctx, size_t n);
+	void *ctx;
 };
+
+static cJSON *
+new_node(struct parser *p, int type)
+{
+	cJSON *v;
+	if (p->alloc == NULL) {
+		v = cJSON_CreateNull();
+	} else if ((v = p->alloc(p->ctx, sizeof(*v))) != NULL) {
+		memset(v, 0, sizeof(*v));
+	}
+	if (v != NULL)
+		v->type = type;
+	return v;
+}
+
+static void *
+new_bytes(struct parser *p, size_t n)
+{
+	return p->alloc == NULL ? cJSON_malloc(n) : p->alloc(p->ctx, n);
+}
+
+static void
+free_bytes(struct parser *p, void *b)
+{
+	if (p->alloc == NULL)
+		cJSON_free(b);
+}
+
+static void
+free_node(struct parser *p, cJSON *v)
+{
+	if (p->alloc == NULL)
+		cJSON_Delete(v);
+}
 
 static void fault(struct parser *p, enum json_fault f, size_t at, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -164,7 +203,7 @@ parse_string(struct parser *p)
 		}
 		end += k;
 	}
-	char *out = cJSON_malloc(end - start + 1);
+	char *out = new_bytes(p, end - start + 1);
 	if (out == NULL) {
 		fault(p, JSON_NOMEM, start, "out of memory");
 		return NULL;
@@ -208,7 +247,7 @@ parse_string(struct parser *p)
 				i += 6;
 			}
 			if (cp == 0) {
-				cJSON_free(out);
+				free_bytes(p, out);
 				fault(p, JSON_NUL, i, "strings containing \\u0000 are not supported");
 				return NULL;
 			}
@@ -221,7 +260,7 @@ parse_string(struct parser *p)
 		i += 2;
 		continue;
 bad:
-		cJSON_free(out);
+		free_bytes(p, out);
 		p->pos = i;
 		fault(p, JSON_SYNTAX, i, "invalid escape in a string at byte %zu", i);
 		return NULL;
@@ -266,18 +305,26 @@ number_length(const unsigned char *s, size_t n)
 }
 
 static cJSON *
-number_node(const char *text, size_t n)
+number_node(struct parser *p, const char *text, size_t n)
 {
-	char *lexeme = cJSON_malloc(n + 1);
+	char *lexeme = new_bytes(p, n + 1);
 	if (lexeme == NULL)
 		return NULL;
 	memcpy(lexeme, text, n);
 	lexeme[n] = '\0';
-	cJSON *v = cJSON_CreateNumber(strtod(lexeme, NULL));
+	cJSON *v = new_node(p, cJSON_Number);
 	if (v == NULL) {
-		cJSON_free(lexeme);
+		free_bytes(p, lexeme);
 		return NULL;
 	}
+	/* As cJSON_CreateNumber sets them. */
+	v->valuedouble = strtod(lexeme, NULL);
+	if (v->valuedouble >= INT_MAX)
+		v->valueint = INT_MAX;
+	else if (v->valuedouble <= (double)INT_MIN)
+		v->valueint = INT_MIN;
+	else
+		v->valueint = (int)v->valuedouble;
 	v->valuestring = lexeme;
 	return v;
 }
@@ -285,9 +332,10 @@ number_node(const char *text, size_t n)
 cJSON *
 json_number_parse(const char *s, size_t len)
 {
+	struct parser p = { 0 };
 	if (len == 0 || number_length((const unsigned char *)s, len) != len)
 		return NULL;
-	return number_node(s, len);
+	return number_node(&p, s, len);
 }
 
 static int
@@ -334,7 +382,7 @@ parse_container(struct parser *p, int object)
 		fault(p, JSON_DEPTH, at, "JSON nested deeper than %d levels", p->max_depth);
 		return NULL;
 	}
-	cJSON *c = object ? cJSON_CreateObject() : cJSON_CreateArray();
+	cJSON *c = new_node(p, object ? cJSON_Object : cJSON_Array);
 	if (c == NULL) {
 		fault(p, JSON_NOMEM, at, "out of memory");
 		return NULL;
@@ -359,7 +407,7 @@ parse_container(struct parser *p, int object)
 				goto fail;
 			skip_ws(p);
 			if (p->pos >= p->len || p->s[p->pos] != ':') {
-				cJSON_free(name);
+				free_bytes(p, name);
 				syntax(p);
 				goto fail;
 			}
@@ -368,7 +416,7 @@ parse_container(struct parser *p, int object)
 		}
 		cJSON *v = parse_value(p);
 		if (v == NULL) {
-			cJSON_free(name);
+			free_bytes(p, name);
 			goto fail;
 		}
 		v->string = name;       /* owned by v now: cJSON_Delete frees it */
@@ -398,7 +446,7 @@ parse_container(struct parser *p, int object)
 	p->depth--;
 	return c;
 fail:
-	cJSON_Delete(c);
+	free_node(p, c);
 	return NULL;
 }
 
@@ -429,37 +477,45 @@ parse_value(struct parser *p)
 		char *s = parse_string(p);
 		if (s == NULL)
 			return NULL;
-		v = cJSON_CreateNull();
+		v = new_node(p, cJSON_String);
 		if (v == NULL) {
-			cJSON_free(s);
+			free_bytes(p, s);
 			break;
 		}
-		v->type = cJSON_String;
 		v->valuestring = s;
 		return v;
 	}
 	case 't':
-		if (literal(p, "true"))
-			return cJSON_CreateTrue();
-		syntax(p);
-		return NULL;
+		if (!literal(p, "true")) {
+			syntax(p);
+			return NULL;
+		}
+		if ((v = new_node(p, cJSON_True)) != NULL)
+			return v;
+		break;
 	case 'f':
-		if (literal(p, "false"))
-			return cJSON_CreateFalse();
-		syntax(p);
-		return NULL;
+		if (!literal(p, "false")) {
+			syntax(p);
+			return NULL;
+		}
+		if ((v = new_node(p, cJSON_False)) != NULL)
+			return v;
+		break;
 	case 'n':
-		if (literal(p, "null"))
-			return cJSON_CreateNull();
-		syntax(p);
-		return NULL;
+		if (!literal(p, "null")) {
+			syntax(p);
+			return NULL;
+		}
+		if ((v = new_node(p, cJSON_NULL)) != NULL)
+			return v;
+		break;
 	default: {
 		size_t n = number_length(p->s + p->pos, p->len - p->pos);
 		if (n == 0) {
 			syntax(p);
 			return NULL;
 		}
-		v = number_node((const char *)p->s + p->pos, n);
+		v = number_node(p, (const char *)p->s + p->pos, n);
 		if (v != NULL) {
 			p->pos += n;
 			return v;
@@ -474,8 +530,15 @@ parse_value(struct parser *p)
 cJSON *
 json_parse(const char *text, size_t len, int max_depth, struct json_error *err)
 {
+	return json_parse_with(text, len, max_depth, err, NULL, NULL);
+}
+
+cJSON *
+json_parse_with(const char *text, size_t len, int max_depth, struct json_error *err,
+    void *(*alloc)(void *ctx, size_t n), void *ctx)
+{
 	struct parser p = { (const unsigned char *)text, len, 0, 0,
-	    max_depth > 0 ? max_depth : JSON_MAX_DEPTH, err };
+	    max_depth > 0 ? max_depth : JSON_MAX_DEPTH, err, alloc, ctx };
 	if (text == NULL) {
 		fault(&p, JSON_SYNTAX, 0, "no JSON text");
 		return NULL;
@@ -487,7 +550,7 @@ json_parse(const char *text, size_t len, int max_depth, struct json_error *err)
 	skip_ws(&p);
 	if (p.pos < len) {
 		fault(&p, JSON_TRAILING, p.pos, "unexpected data after the JSON value");
-		cJSON_Delete(v);
+		free_node(&p, v);
 		return NULL;
 	}
 	return v;
@@ -495,14 +558,8 @@ json_parse(const char *text, size_t len, int max_depth, struct json_error *err)
 
 /* ---- printing ---- */
 
-struct out {
-	char *b;
-	size_t len, cap;
-	int failed;
-};
-
 static void
-put(struct out *o, const char *s, size_t n)
+put(struct json_buf *o, const char *s, size_t n)
 {
 	if (o->failed)
 		return;
@@ -523,7 +580,7 @@ put(struct out *o, const char *s, size_t n)
 }
 
 static void
-put_string(struct out *o, const char *s)
+put_string(struct json_buf *o, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 	put(o, "\"", 1);
@@ -578,7 +635,7 @@ format_double(double d, char *buf, size_t len)
 }
 
 static void
-print_value(struct out *o, const cJSON *v)
+print_value(struct json_buf *o, const cJSON *v)
 {
 	char num[64];
 	switch (v->type & 0xff) {
@@ -634,16 +691,44 @@ print_value(struct out *o, const cJSON *v)
 char *
 json_print(const cJSON *v)
 {
-	struct out o = { NULL, 0, 0, 0 };
+	struct json_buf o = { NULL, 0, 0, 0 };
 	if (v == NULL)
 		return NULL;
 	print_value(&o, v);
-	if (o.failed) {
-		free(o.b);
+	return json_buf_finish(&o);
+}
+
+void
+json_buf_put(struct json_buf *o, const char *s, size_t n)
+{
+	put(o, s, n);
+}
+
+void
+json_buf_string(struct json_buf *o, const char *s)
+{
+	put_string(o, s);
+}
+
+void
+json_buf_value(struct json_buf *o, const cJSON *v)
+{
+	if (v == NULL)
+		o->failed = 1;
+	else
+		print_value(o, v);
+}
+
+char *
+json_buf_finish(struct json_buf *o)
+{
+	if (o->failed || o->b == NULL) {
+		free(o->b);
+		o->b = NULL;
 		return NULL;
 	}
-	o.b[o.len] = '\0';
-	return o.b;
+	o->b[o->len] = '\0';
+	return o->b;
 }
 
 /* ---- numbers by value ---- */
@@ -899,7 +984,7 @@ json_equal(const cJSON *a, const cJSON *b)
 
 /* ---- uniqueness ---- */
 
-static void canon(struct out *o, const cJSON *v);
+static void canon(struct json_buf *o, const cJSON *v);
 
 static int
 str_cmp(const void *a, const void *b)
@@ -910,7 +995,7 @@ str_cmp(const void *a, const void *b)
 /* A text that is the same for equal values (json_equal) and differs for
  * others: numbers as normalized decimals, object members sorted. */
 static void
-canon(struct out *o, const cJSON *v)
+canon(struct json_buf *o, const cJSON *v)
 {
 	char buf[48];
 	switch (v->type & 0xff) {
@@ -947,7 +1032,7 @@ canon(struct out *o, const cJSON *v)
 			return;
 		}
 		for (const cJSON *c = v->child; c != NULL && !o->failed; c = c->next) {
-			struct out m = { NULL, 0, 0, 0 };
+			struct json_buf m = { NULL, 0, 0, 0 };
 			put_string(&m, c->string);
 			put(&m, ":", 1);
 			canon(&m, c);
@@ -990,7 +1075,7 @@ json_unique_items(const cJSON *array)
 		return -1;
 	int r = 1;
 	for (const cJSON *c = array->child; c != NULL; c = c->next) {
-		struct out o = { NULL, 0, 0, 0 };
+		struct json_buf o = { NULL, 0, 0, 0 };
 		canon(&o, c);
 		put(&o, "", 1);
 		if (o.failed) {

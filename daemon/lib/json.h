@@ -38,10 +38,29 @@ struct json_error {
 /* Parses exactly one value (surrounding whitespace allowed). max_depth 0
  * means JSON_MAX_DEPTH. Returns NULL with err (which may be NULL). */
 struct cJSON *json_parse(const char *text, size_t len, int max_depth, struct json_error *err);
+/* The same with every node and string from alloc(ctx, n) (NULL when out of
+ * memory): a tree that is only read and goes when what alloc draws from
+ * goes. It must not be given to cJSON_Delete nor changed (cJSON would free
+ * or keep its parts); cJSON_Duplicate makes a tree of one's own. */
+struct cJSON *json_parse_with(const char *text, size_t len, int max_depth, struct json_error *err,
+    void *(*alloc)(void *ctx, size_t n), void *ctx);
 
 /* Compact JSON of v (numbers from their text when they have one), or
  * NULL when out of memory or v holds an invalid node. Caller frees. */
 char *json_print(const struct cJSON *v);
+
+/* A text written piece by piece: json_buf_finish gives it NUL-terminated
+ * (the caller frees it), or NULL if memory ran out or a value could not
+ * be printed. Start from { 0 }. */
+struct json_buf {
+	char *b;
+	size_t len, cap;
+	int failed;
+};
+void json_buf_put(struct json_buf *o, const char *s, size_t n);   /* bytes as they are */
+void json_buf_string(struct json_buf *o, const char *s);          /* a JSON string of s */
+void json_buf_value(struct json_buf *o, const struct cJSON *v);   /* v as json_print has it */
+char *json_buf_finish(struct json_buf *o);
 
 /* The same JSON value: same type, strings byte for byte, numbers by
  * value (1.0 equals 1, 9007199254740993 does not equal ...992), arrays

@@ -1,4 +1,5 @@
 #include "jsonrpc.h"
+#include "arena.h"
 #include "json.h"
 #include "schema.h"
 
@@ -31,6 +32,14 @@ json_depth_exceeds(const char *s, size_t len, int max_depth)
 	return 0;
 }
 
+/* A message's tree comes from one arena, freed whole with the message:
+ * a few blocks rather than a malloc and a free per node and string. */
+static void *
+tree_alloc(void *arena, size_t n)
+{
+	return arena_alloc(arena, n);
+}
+
 static int
 valid_id(const cJSON *id)
 {
@@ -48,18 +57,26 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 		snprintf(msg, msglen, "Parse error: empty body");
 		return -1;
 	}
-	if (!utf8_valid(body, len)) {
-		*code = JSONRPC_PARSE_ERROR;
-		snprintf(msg, msglen, "Parse error: body is not valid UTF-8");
+	/* Strict RFC 8259 (no raw control characters, no name twice, no
+	 * \u0000), numbers keeping their text so that ids go back as sent.
+	 * A text it takes is valid UTF-8 (bytes over 0x7f are legal only in
+	 * strings, which it checks), so the whole body is looked at only to
+	 * name the fault of one it refused. */
+	struct json_error je;
+	struct arena *a = arena_new(len < 4096 ? 4 * len + 512 : 16384);
+	if (a == NULL) {
+		*code = JSONRPC_INTERNAL_ERROR;
+		snprintf(msg, msglen, "out of memory");
 		return -1;
 	}
-	/* Strict RFC 8259 (no raw control characters, no name twice, no
-	 * \u0000), numbers keeping their text so that ids go back as sent. */
-	struct json_error je;
-	cJSON *root = json_parse(body, len, max_depth, &je);
+	cJSON *root = json_parse_with(body, len, max_depth, &je, tree_alloc, a);
 	if (root == NULL) {
+		arena_free(a);
 		*code = JSONRPC_PARSE_ERROR;
-		snprintf(msg, msglen, "Parse error: %s", je.message);
+		if (!utf8_valid(body, len))
+			snprintf(msg, msglen, "Parse error: body is not valid UTF-8");
+		else
+			snprintf(msg, msglen, "Parse error: %s", je.message);
 		return -1;
 	}
 	*code = JSONRPC_INVALID_REQUEST;
@@ -88,6 +105,7 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 	const cJSON *result = cJSON_GetObjectItemCaseSensitive(root, "result");
 	const cJSON *error = cJSON_GetObjectItemCaseSensitive(root, "error");
 	out->root = root;
+	out->arena = a;
 	out->id = id;
 	if (method != NULL) {
 		if (!cJSON_IsString(method) || method->valuestring[0] == '\0') {
@@ -125,72 +143,106 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 	return 0;
 fail:
 	out->root = NULL;
-	cJSON_Delete(root);
+	out->arena = NULL;
+	arena_free(a);
 	return -1;
 }
 
 void
 jsonrpc_free(struct jsonrpc_msg *m)
 {
-	cJSON_Delete(m->root);
+	if (m->root == NULL)
+		return;         /* handed on: the copy owns the tree */
+	arena_free(m->arena);
+	m->arena = NULL;
 	m->root = NULL;
 }
 
-static char *
-finish(cJSON *msg)
+/* Messages are written straight as text, each member once, in the order
+ * the tree printer had them: "jsonrpc", "id", then the rest. */
+static void
+head(struct json_buf *o, const cJSON *id, int null_id)
 {
-	char *s = json_print(msg);
-	cJSON_Delete(msg);
-	return s;
-}
-
-static cJSON *
-envelope(const cJSON *id)
-{
-	cJSON *m = cJSON_CreateObject();
-	cJSON_AddStringToObject(m, "jsonrpc", "2.0");
-	if (id != NULL)
-		cJSON_AddItemToObject(m, "id", cJSON_Duplicate(id, 1));
-	return m;
+	static const char jsonrpc[] = "{\"jsonrpc\":\"2.0\"";
+	json_buf_put(o, jsonrpc, sizeof(jsonrpc) - 1);
+	if (id != NULL || null_id) {
+		json_buf_put(o, ",\"id\":", 6);
+		if (id != NULL)
+			json_buf_value(o, id);
+		else
+			json_buf_put(o, "null", 4);
+	}
 }
 
 char *
 jsonrpc_result(const cJSON *id, cJSON *result)
 {
-	cJSON *m = envelope(id);
-	cJSON_AddItemToObject(m, "result", result ? result : cJSON_CreateObject());
-	return finish(m);
+	struct json_buf o = { 0 };
+	head(&o, id, 0);
+	json_buf_put(&o, ",\"result\":", 10);
+	if (result != NULL)
+		json_buf_value(&o, result);
+	else
+		json_buf_put(&o, "{}", 2);
+	json_buf_put(&o, "}", 1);
+	cJSON_Delete(result);
+	return json_buf_finish(&o);
+}
+
+char *
+jsonrpc_result_text(const cJSON *id, const char *result, size_t len)
+{
+	struct json_buf o = { 0 };
+	head(&o, id, 0);
+	json_buf_put(&o, ",\"result\":", 10);
+	json_buf_put(&o, result, len);
+	json_buf_put(&o, "}", 1);
+	return json_buf_finish(&o);
 }
 
 char *
 jsonrpc_error(const cJSON *id, int code, const char *message, cJSON *data)
 {
-	cJSON *m = envelope(NULL);
-	cJSON_AddItemToObject(m, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
-	cJSON *e = cJSON_AddObjectToObject(m, "error");
-	cJSON_AddNumberToObject(e, "code", code);
-	cJSON_AddStringToObject(e, "message", message);
-	if (data != NULL)
-		cJSON_AddItemToObject(e, "data", data);
-	return finish(m);
+	struct json_buf o = { 0 };
+	char num[16];
+	head(&o, id, 1);
+	json_buf_put(&o, ",\"error\":{\"code\":", 17);
+	json_buf_put(&o, num, (size_t)snprintf(num, sizeof(num), "%d", code));
+	json_buf_put(&o, ",\"message\":", 11);
+	json_buf_string(&o, message);
+	if (data != NULL) {
+		json_buf_put(&o, ",\"data\":", 8);
+		json_buf_value(&o, data);
+	}
+	json_buf_put(&o, "}}", 2);
+	cJSON_Delete(data);
+	return json_buf_finish(&o);
+}
+
+static char *
+with_method(const cJSON *id, const char *method, cJSON *params)
+{
+	struct json_buf o = { 0 };
+	head(&o, id, 0);
+	json_buf_put(&o, ",\"method\":", 10);
+	json_buf_string(&o, method);
+	if (params != NULL) {
+		json_buf_put(&o, ",\"params\":", 10);
+		json_buf_value(&o, params);
+	}
+	json_buf_put(&o, "}", 1);
+	cJSON_Delete(params);
+	return json_buf_finish(&o);
 }
 
 char *
 jsonrpc_notification(const char *method, cJSON *params)
 {
-	cJSON *m = envelope(NULL);
-	cJSON_AddStringToObject(m, "method", method);
-	if (params != NULL)
-		cJSON_AddItemToObject(m, "params", params);
-	return finish(m);
+	return with_method(NULL, method, params);
 }
 
 char *
 jsonrpc_request(const cJSON *id, const char *method, cJSON *params)
 {
-	cJSON *m = envelope(id);
-	cJSON_AddStringToObject(m, "method", method);
-	if (params != NULL)
-		cJSON_AddItemToObject(m, "params", params);
-	return finish(m);
+	return with_method(id, method, params);
 }

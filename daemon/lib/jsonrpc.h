@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 struct cJSON;
+struct arena;
 
 #define JSONRPC_PARSE_ERROR      -32700
 #define JSONRPC_INVALID_REQUEST  -32600
@@ -21,7 +22,8 @@ enum jsonrpc_kind {
 
 struct jsonrpc_msg {
 	enum jsonrpc_kind kind;
-	struct cJSON *root;         /* owns everything below */
+	struct cJSON *root;         /* everything below; read only (from arena) */
+	struct arena *arena;        /* owns the tree */
 	const struct cJSON *id;     /* string or number; NULL for notifications */
 	const char *method;
 	const struct cJSON *params; /* object or NULL */
@@ -34,10 +36,15 @@ struct jsonrpc_msg {
  * read (so that the error response can echo it), else NULL. */
 int jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *out,
     int *code, char *msg, size_t msglen, struct cJSON **id_out);
+/* Frees the message's tree. A message handed on is copied (struct
+ * assignment) and its root set to NULL: then only the copy frees it. */
 void jsonrpc_free(struct jsonrpc_msg *m);
 
 /* Serialize compactly (one line, as SSE data needs). Caller frees. */
 char *jsonrpc_result(const struct cJSON *id, struct cJSON *result);   /* takes result */
+/* The same with the result as JSON text already (one object, on one line:
+ * the caller has checked it); copied as it is. */
+char *jsonrpc_result_text(const struct cJSON *id, const char *result, size_t len);
 char *jsonrpc_error(const struct cJSON *id, int code, const char *message,
     struct cJSON *data);                                                /* takes data */
 char *jsonrpc_notification(const char *method, struct cJSON *params);  /* takes params */

@@ -377,6 +377,40 @@ call_result(struct call *c, cJSON *result)
 	call_reply(c, jsonrpc_result(c->msg.id, result));
 }
 
+/* The answer from a result object already in JSON text, checked and on
+ * one line; has_type: it has a resultType member (else the stateless
+ * revision's "complete" goes in first). */
+void
+call_result_text(struct call *c, const char *json, size_t len, int has_type)
+{
+	static const char complete[] = "{\"resultType\":\"complete\"";
+	if (!c->stateless || has_type) {
+		call_reply(c, jsonrpc_result_text(c->msg.id, json, len));
+		return;
+	}
+	/* The object's members go after the added one. */
+	const char *p = json, *end = json + len;
+	while (p < end && *p != '{')
+		p++;
+	const char *rest = p + 1;
+	while (rest < end && (*rest == ' ' || *rest == '\t'))
+		rest++;
+	int empty = rest < end && *rest == '}';
+	size_t n = sizeof(complete) - 1 + (empty ? 0 : 1) + (size_t)(end - rest);
+	char *obj = malloc(n + 1);
+	if (obj == NULL) {
+		call_reply(c, NULL);
+		return;
+	}
+	memcpy(obj, complete, sizeof(complete) - 1);
+	size_t k = sizeof(complete) - 1;
+	if (!empty)
+		obj[k++] = ',';
+	memcpy(obj + k, rest, (size_t)(end - rest));
+	call_reply(c, jsonrpc_result_text(c->msg.id, obj, n));
+	free(obj);
+}
+
 /* HTTP status of an error answer: the 2026 revision gives each its own. */
 static int
 error_status(const struct call *c, int code)

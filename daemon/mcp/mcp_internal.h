@@ -193,6 +193,7 @@ void call_send(struct call *c, char *json);
 void call_send_final(struct call *c, char *json);
 void call_reply(struct call *c, char *json);
 void call_result(struct call *c, cJSON *result);
+void call_result_text(struct call *c, const char *json, size_t len, int has_type);
 void call_error(struct call *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void call_error_data(struct call *c, int code, const char *msg, cJSON *data);

@@ -6,6 +6,7 @@
 #include "mcp_internal.h"
 #include "metrics.h"
 #include "traceparent.h"
+#include "arena.h"
 #include "auth.h"
 #include "config.h"
 #include "content.h"
@@ -35,6 +36,8 @@ tool_outcome(struct call *c, enum mx_tool_outcome o)
 	static const char *const outcomes[MXT_N] = { "ok", "is_error", "timeout", "cancelled", "killed" };
 	if (o != MXT_OK)
 		c->tool_error = outcomes[o];
+	if (!c->tool_trace.sampled)
+		return;         /* no span: its name is not worth a printf */
 	struct trace_attr a[] = {
 		{ "gen_ai.tool.name", TA_STR, c->tool->name, 0 },
 		{ "mcpd.tool.kind", TA_STR, c->tool->kind == TOOL_PLUGIN ? "plugin" : "command", 0 },
@@ -204,11 +207,48 @@ plugin_finish(struct call *c, cJSON *result)
 	call_result(c, result);
 }
 
+static void *
+from_arena(void *a, size_t n)
+{
+	return arena_alloc(a, n);
+}
+
+/* The common case: a plain call's result that is valid and on one line
+ * (a line break between its tokens would split an SSE data line or a
+ * stdio message) goes into the answer as the plugin wrote it. It is
+ * checked in a tree from the worker's scratch arena, gone before the
+ * answer is sent. 0: not that case, nothing done. */
+static int
+result_as_written(struct call *c, const char *json, size_t len)
+{
+	static struct arena *scratch;
+	if (call_is_task(c) || c->input_needed || c->cancelled ||
+	    memchr(json, '\n', len) != NULL || memchr(json, '\r', len) != NULL)
+		return 0;
+	if (scratch == NULL && (scratch = arena_new(4096)) == NULL)
+		return 0;
+	char err[256];
+	const cJSON *r = json_parse_with(json, len, 0, NULL, from_arena, scratch);
+	int ok = cJSON_IsObject(r) &&
+	    content_blocks_check(cJSON_GetObjectItemCaseSensitive(r, "content"), err, sizeof(err)) == 0;
+	int failed = ok && is_error(r), has_type = ok && cJSON_HasObjectItem(r, "resultType");
+	arena_reset(scratch);
+	if (!ok)
+		return 0;       /* the tree path says what is wrong */
+	c->in_plugin = 0;
+	tool_outcome(c, failed ? MXT_IS_ERROR : MXT_OK);
+	call_result_text(c, json, len, has_type);
+	return 1;
+}
+
 void
 host_tool_result(struct mcpd_tool_call *call, const char *result_json)
 {
 	struct call *c = (struct call *)call;
-	cJSON *r = result_json ? json_parse(result_json, strlen(result_json), 0, NULL) : NULL;
+	size_t len = result_json ? strlen(result_json) : 0;
+	if (result_json != NULL && result_as_written(c, result_json, len))
+		return;
+	cJSON *r = result_json ? json_parse(result_json, len, 0, NULL) : NULL;
 	char err[256];
 	if (r == NULL || !cJSON_IsObject(r) ||
 	    content_blocks_check(cJSON_GetObjectItemCaseSensitive(r, "content"), err, sizeof(err)) < 0) {

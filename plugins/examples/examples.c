@@ -74,6 +74,57 @@ greet(const struct mcpd_host *host, struct mcpd_tool_call *call, const char *arg
 	host->tool_result(call, result);
 }
 
+/* answer: answers with the text of its string argument "json" as its
+ * result, as it is (mcpd checks what a plugin returns: the tests give it
+ * results of every shape). Escapes \" \\ \/ \n \r \t are decoded, and
+ * \uXXXX below U+0080. A progress notification goes first (when the
+ * client asked for progress), so that the result follows on a stream.
+ *
+ *   - { name: answer, input: { json: string }, plugin: examples.so:answer }
+ */
+MCPD_EXPORT mcpd_tool_fn answer;
+
+void
+answer(const struct mcpd_host *host, struct mcpd_tool_call *call, const char *arguments_json)
+{
+	const char *p = strstr(arguments_json, "\"json\":\"");
+	if (p == NULL) {
+		host->tool_text(call, "answer needs a string json", 1);
+		return;
+	}
+	p += 8;
+	char *out = malloc(strlen(p) + 1), *o = out;
+	if (out == NULL) {
+		host->tool_text(call, "out of memory", 1);
+		return;
+	}
+	for (; *p != '\0' && *p != '"'; p++) {
+		if (*p != '\\' || p[1] == '\0') {
+			*o++ = *p;
+			continue;
+		}
+		p++;
+		switch (*p) {
+		case 'n': *o++ = '\n'; break;
+		case 'r': *o++ = '\r'; break;
+		case 't': *o++ = '\t'; break;
+		case 'u': {
+			unsigned cp = 0;
+			if (sscanf(p + 1, "%4x", &cp) == 1 && cp < 0x80 && cp > 0) {
+				*o++ = (char)cp;
+				p += 4;
+			}
+			break;
+		}
+		default: *o++ = *p;
+		}
+	}
+	*o = '\0';
+	host->tool_progress(call, 1, 1, NULL);
+	host->tool_result(call, out);
+	free(out);
+}
+
 /* confirm: asks the user (elicitation) before answering: under 2026-07-28
  * through MRTR, under the 2025 revisions as a request on the stream. */
 struct confirm_call {

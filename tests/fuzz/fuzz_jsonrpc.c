@@ -4,13 +4,17 @@
  * (daemon/lib/schema.c), as tools/call does, and the answer that echoes
  * the id. The schemas are fixed: what an operator
  * writes in mcpd.yaml (the short input: form, the 2020-12 conformance
- * tool, and one with every keyword schema.c knows). */
+ * tool, and one with every keyword schema.c knows). Messages are parsed
+ * into an arena: the same text parsed with malloc must give the same tree
+ * or the same fault at the same byte. */
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
+#include "json.h"
 #include "jsonrpc.h"
 #include "schema.h"
 
@@ -89,6 +93,38 @@ depth(const cJSON *v)
 	return max + 1;
 }
 
+static void *
+from_arena(void *a, size_t n)
+{
+	return arena_alloc(a, n);
+}
+
+/* The parser with its two allocators: one answer. */
+static void
+same_either_way(const char *body, size_t size)
+{
+	struct json_error e1, e2;
+	struct arena *a = arena_new(256);
+	if (a == NULL)
+		return;
+	cJSON *t1 = json_parse(body, size, 64, &e1);
+	cJSON *t2 = json_parse_with(body, size, 64, &e2, from_arena, a);
+	if ((t1 == NULL) != (t2 == NULL))
+		abort();
+	if (t1 == NULL) {
+		if (e1.fault != e2.fault || e1.offset != e2.offset || strcmp(e1.message, e2.message) != 0)
+			abort();
+	} else {
+		char *p1 = json_print(t1), *p2 = json_print(t2);
+		if (p1 == NULL || p2 == NULL || strcmp(p1, p2) != 0 || !json_equal(t1, t2))
+			abort();
+		free(p1);
+		free(p2);
+	}
+	cJSON_Delete(t1);
+	arena_free(a);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -97,6 +133,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (body == NULL)
 		return 0;
 	memcpy(body, data, size);
+	same_either_way(body, size);
 	struct jsonrpc_msg m;
 	int code;
 	char why[256];

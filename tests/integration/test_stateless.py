@@ -280,6 +280,51 @@ def test_plugin_tool_asks_both_ways(t):
     d.stop()
 
 
+def test_plugin_results_as_written(t):
+    """A plugin tool's result goes into the answer as the plugin wrote it
+    once checked, in JSON or on an SSE stream, 2025 session or stateless:
+    a line break between its tokens never splits an SSE data line (the
+    result is printed again then); the stateless revision's resultType
+    added once; a result that is not a valid one answered as a tool
+    error."""
+    port = free_port()
+    d = t.mcpd("listen: [127.0.0.1:%d]\nworkers: 1\ntools:\n"
+               "  - { name: answer, description: Answers its json., input: { json: string }, "
+               "plugin: examples.so:answer }\n" % port).start(wait_url_port=port)
+    sid = mcp_session(port)
+    text = {"type": "text", "text": "a\tb"}
+    cases = [
+        ('{ "content" :\t[ {"type":"text","text":"a\\tb"} ] }', {"content": [text]}),
+        ('{\n"content":[{"type":"text","text":"a\\tb"}],\r\n"isError":true}\n', {"content": [text], "isError": True}),
+        ('\r\n{"content":[],"structuredContent":{"n":12345678901234567890,"s":"\\u00e9\\n"}}',
+         {"content": [], "structuredContent": {"n": 12345678901234567890, "s": "\u00e9\n"}}),
+        (' { "content" : [ ] } ', {"content": []}),
+    ]
+    for js, want in cases:
+        for progress in (None, "p"):
+            meta = {"progressToken": progress} if progress else {}
+            st, r, msgs = rpc(port, sid, "tools/call", {"name": "answer", "arguments": {"json": js}, "_meta": meta})
+            check(st == 200 and r["result"] == want, (js, progress, r))
+            check([m.get("method") for m in msgs] == (["notifications/progress", None] if progress else []), msgs)
+            st, hdrs, r, msgs = req(port, "tools/call", {"name": "answer", "arguments": {"json": js},
+                                    "_meta": meta}, name="answer")
+            check(st == 200 and r["result"] == dict(want, resultType="complete"), (js, progress, r))
+            check(hdrs["content-type"] == ("text/event-stream" if progress else "application/json"), hdrs)
+    # A resultType the plugin gave stays, once.
+    st, hdrs, data = http(port, "POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                          "params": {"name": "answer", "arguments": {"json": '{"content":[],"resultType":"complete"}'},
+                                     "_meta": META}}),
+                          {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                           "MCP-Protocol-Version": V, "Mcp-Method": "tools/call", "Mcp-Name": "answer"})
+    check(json.loads(data)["result"] == {"content": [], "resultType": "complete"} and
+          data.count(b'"resultType"') == 1, data)
+    for js in ['[1]', '{"content":[{"type":"bogus"}]}', '{"content":[],"a":1,"a":2}', '{"content":[]', '"s"', '']:
+        st, r, _ = rpc(port, sid, "tools/call", {"name": "answer", "arguments": {"json": js}})
+        check(r["result"]["isError"] is True and
+              r["result"]["content"][0]["text"] == "the tool returned an invalid result", (js, r))
+    d.stop()
+
+
 FLOOD_CONFIG = """listen: [127.0.0.1:%(port)d]
 workers: 1
 limits: { tool_timeout: 5m }

@@ -574,3 +574,41 @@ def test_stdio_config_errors(t):
     s.proc.stdin.close()
     check(s.wait_exit() == 0)
     s.d.wait_log("auth is not applied")
+
+
+def test_stdio_plugin_results_as_written(t):
+    """A plugin tool's result goes into the answer as the plugin wrote it
+    once checked: spaces and tabs kept, a line break between its tokens
+    never splitting the line (the result printed again then), the
+    stateless revision's resultType added once, whatever the object
+    holds; a result that is not a valid one answered as a tool error."""
+    s = Stdio(t, CONFIG + "  - { name: answer, description: Answers its json., input: { json: string }, "
+              "plugin: examples.so:answer }\n", name="answer.yaml")
+    text = {"type": "text", "text": "a\tb"}
+    cases = [
+        ('{ "content" :\t[ {"type":"text","text":"a\\tb"} ] }', {"content": [text]}),
+        ('{\n"content":[{"type":"text","text":"a\\tb"}],\r\n"isError":true}\n', {"content": [text], "isError": True}),
+        ('{"content":[],"structuredContent":{"n":12345678901234567890}}',
+         {"content": [], "structuredContent": {"n": 12345678901234567890}}),
+        (' { "content" : [ ] } ', {"content": []}),
+    ]
+    invalid = ['[1]', '{"content":[{"type":"bogus"}]}', '{"content":[],"a":1,"a":2}', '{"content":[]', '"s"']
+    s.initialize()
+    for i, (js, want) in enumerate(cases):
+        r = call(s, 100 + i, "answer", {"json": js})
+        check(r["result"] == want, (js, r))
+        r = req26(s, 200 + i, "tools/call", {"name": "answer", "arguments": {"json": js}})
+        check(r["result"] == dict(want, resultType="complete"), (js, r))
+    # A resultType the plugin gave stays, once.
+    r = req26(s, 300, "tools/call", {"name": "answer", "arguments": {
+        "json": '{"content":[],"resultType":"complete"}'}})
+    check(r["result"] == {"content": [], "resultType": "complete"}, r)
+    check(s.raw[-1].count(b'"resultType"') == 1, s.raw[-1])
+    for i, js in enumerate(invalid):
+        r = call(s, 400 + i, "answer", {"json": js})
+        check(r["result"]["isError"] is True and
+              r["result"]["content"][0]["text"] == "the tool returned an invalid result", (js, r))
+    s.proc.stdin.close()
+    check(s.wait_exit() == 0)
+    s.check_stdout_is_jsonrpc()
+    check(len(s.raw) == 1 + 2 * len(cases) + 1 + len(invalid), s.raw)

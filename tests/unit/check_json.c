@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "json.h"
 #include "jsonrpc.h"
 #include "schema.h"
@@ -129,6 +130,119 @@ START_TEST(ids_echoed_as_written)
 	check_id_echo("0.1");
 	check_id_echo("7");
 	check_id_echo("\"s\"");
+}
+END_TEST
+
+/* Messages written as text: each member once, in order, strings escaped,
+ * a result's JSON text copied as it is. */
+START_TEST(messages_written)
+{
+	cJSON *id = cJSON_CreateString("a\"b\n");
+	char *r = jsonrpc_result(id, cJSON_Parse("{\"x\":[1,true,null]}"));
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":\"a\\\"b\\n\",\"result\":{\"x\":[1,true,null]}}");
+	free(r);
+	r = jsonrpc_result(NULL, NULL);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"result\":{}}");
+	free(r);
+	r = jsonrpc_result_text(id, "{\"y\": 2}", 8);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":\"a\\\"b\\n\",\"result\":{\"y\": 2}}");
+	free(r);
+	r = jsonrpc_error(NULL, -32700, "Parse error: \x01 \"x\" \\", NULL);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,"
+	    "\"message\":\"Parse error: \\u0001 \\\"x\\\" \\\\\"}}");
+	free(r);
+	r = jsonrpc_error(id, 7, "m", cJSON_Parse("{\"d\":\"\\u00e9\"}"));
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":\"a\\\"b\\n\",\"error\":{\"code\":7,\"message\":\"m\","
+	    "\"data\":{\"d\":\"\xc3\xa9\"}}}");
+	free(r);
+	r = jsonrpc_notification("notifications/progress", cJSON_Parse("{\"p\":1}"));
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"p\":1}}");
+	free(r);
+	r = jsonrpc_notification("n", NULL);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"method\":\"n\"}");
+	free(r);
+	cJSON *num = json_number_parse("12345678901234567890", 20);
+	r = jsonrpc_request(num, "sampling/createMessage", cJSON_CreateObject());
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":12345678901234567890,\"method\":\"sampling/createMessage\",\"params\":{}}");
+	free(r);
+	/* A node that cannot be printed: no message rather than half of one. */
+	cJSON *raw = cJSON_CreateObject(), *bad = cJSON_CreateNull();
+	bad->type = cJSON_Invalid;
+	cJSON_AddItemToObject(raw, "r", bad);
+	ck_assert_ptr_null(jsonrpc_result(num, raw));
+	cJSON_Delete(num);
+	cJSON_Delete(id);
+}
+END_TEST
+
+/* Invalid UTF-8 is named as such wherever it is, even after a fault the
+ * parser met first; UTF-8 the parser checks is not checked again. */
+START_TEST(utf8_fault_named)
+{
+	struct jsonrpc_msg m;
+	int code;
+	char msg[256];
+	cJSON *id = NULL;
+	static const char late[] = "{\"jsonrpc\":\"2.0\",,\"id\":1,\"method\":\"\xff\"}";
+	ck_assert_int_eq(jsonrpc_parse(late, sizeof(late) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_int_eq(code, JSONRPC_PARSE_ERROR);
+	ck_assert_str_eq(msg, "Parse error: body is not valid UTF-8");
+	static const char bad[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xed\xa0\x80\"}";
+	ck_assert_int_eq(jsonrpc_parse(bad, sizeof(bad) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_str_eq(msg, "Parse error: body is not valid UTF-8");
+	static const char syn[] = "{\"jsonrpc\":\"2.0\",,\"method\":\"\xc3\xa9\"}";
+	ck_assert_int_eq(jsonrpc_parse(syn, sizeof(syn) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_str_ne(msg, "Parse error: body is not valid UTF-8");
+	static const char good[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xc3\xa9\xf0\x9f\x98\x80\"}";
+	ck_assert_int_eq(jsonrpc_parse(good, sizeof(good) - 1, 64, &m, &code, msg, sizeof(msg), &id), 0);
+	ck_assert_str_eq(m.method, "\xc3\xa9\xf0\x9f\x98\x80");
+	cJSON_Delete(id);
+	jsonrpc_free(&m);
+}
+END_TEST
+
+static void *
+from_arena(void *a, size_t n)
+{
+	return arena_alloc(a, n);
+}
+
+/* A tree from an arena is the tree json_parse makes (types, numbers'
+ * text and values, names, order), and faults are the same faults; the
+ * arena holds it all (nothing for cJSON_Delete to free). */
+START_TEST(parse_into_an_arena)
+{
+	static const char *const texts[] = {
+		"{\"jsonrpc\":\"2.0\",\"id\":9007199254740993,\"method\":\"tools/call\",\"params\":{\"name\":\"g\","
+		"\"arguments\":{\"a\":[true,false,null,-1.5e3,\"\\u00e9\\n\\ud83d\\ude00\"],\"b\":{}},\"_meta\":{}}}",
+		"[1,[2,[3,[]]],{\"\":\"\"}]", "\"s\"", "0", "-0.0", "1e999", "-2147483649", "true", " null ",
+		"{\"a\":1,\"a\":2}", "{\"a\":1,}", "[1", "\"\\u0000\"", "\"\xff\"", "[[[[[[[[[[1]]]]]]]]]]", "{\"k\":tru}",
+		"nul", "", "12 13", NULL };
+	for (size_t i = 0; texts[i] != NULL; i++) {
+		struct arena *a = arena_new(256);
+		struct json_error e1, e2;
+		cJSON *t1 = json_parse(texts[i], strlen(texts[i]), 8, &e1);
+		cJSON *t2 = json_parse_with(texts[i], strlen(texts[i]), 8, &e2, from_arena, a);
+		ck_assert_msg((t1 == NULL) == (t2 == NULL), "%s", texts[i]);
+		if (t1 == NULL) {
+			ck_assert_int_eq(e1.fault, e2.fault);
+			ck_assert_uint_eq(e1.offset, e2.offset);
+			ck_assert_str_eq(e1.message, e2.message);
+		} else {
+			char *p1 = json_print(t1), *p2 = json_print(t2);
+			ck_assert_str_eq(p1, p2);
+			ck_assert(json_equal(t1, t2));
+			if (cJSON_IsNumber(t1)) {
+				ck_assert_int_eq(t1->valueint, t2->valueint);
+				ck_assert(t1->valuedouble == t2->valuedouble || (isnan(t1->valuedouble) && isnan(t2->valuedouble)));
+			}
+			ck_assert_int_gt(arena_used(a), 0);
+			free(p1);
+			free(p2);
+		}
+		cJSON_Delete(t1);
+		arena_free(a);
+	}
 }
 END_TEST
 
@@ -403,6 +517,9 @@ json_suite(void)
 	tcase_add_test(tc, raw_control_characters);
 	tcase_add_test(tc, grammar);
 	tcase_add_test(tc, ids_echoed_as_written);
+	tcase_add_test(tc, messages_written);
+	tcase_add_test(tc, utf8_fault_named);
+	tcase_add_test(tc, parse_into_an_arena);
 	tcase_add_test(tc, numbers_by_value);
 	tcase_add_test(tc, unique_items_many);
 	tcase_add_test(tc, parse_and_print);
