@@ -155,7 +155,9 @@ def test_a_burst_is_published_together(t):
     while calls are free: the first four of a burst went so), and a batch
     in which SNS refused one entry (the relay says so, as SNS does: a
     member of <Failed>) fails that message's publisher alone (all were told
-    it was published)."""
+    it was published). A burst before it, which the relay refuses as an
+    unavailable service would, fails every publisher's call, and the
+    plugin goes on."""
     import urllib.parse
     m = moto_server(t)
     relay = serve(t, AwsRelay(m.port))
@@ -177,7 +179,16 @@ def test_a_burst_is_published_together(t):
                      '<Successful>%s</Successful><Failed>%s</Failed></PublishBatchResult><ResponseMetadata>'
                      '<RequestId>r</RequestId></ResponseMetadata></PublishBatchResponse>' % (ok, failed)).encode()
     relay.rewrite = refuse
+
+    def down(action, body):
+        form = dict(urllib.parse.parse_qsl(body.decode(errors="replace")))
+        if action in ("Publish", "PublishBatch") and any(re.fullmatch(r"x\d+", v) for v in form.values()):
+            return 503, ("<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code>"
+                         "<Message>down for the test</Message></Error></ErrorResponse>")
+        return None
+    relay.refuse = down
     run_unit_suite("transport", 1, env=dict(m.env(), MCPD_TEST_SQS_ENDPOINT=relay.url, MCPD_TEST_BURST="1",
+                                            MCPD_TEST_BURST_DOWN="1",
                                             CK_RUN_CASE="burst", MCPD_TEST_FAIL_BODY="refuse-me"),
                    unset=["MCPD_TEST_NATS_URL", "MCPD_TEST_PUBSUB_ENDPOINT", "MCPD_TEST_AMQP_URL"], timeout=120)
     calls = []

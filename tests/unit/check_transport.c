@@ -635,7 +635,10 @@ END_TEST
  * that they went together (test_sqs.py, test_pubsub.py). With
  * MCPD_TEST_FAIL_BODY, the relay says that the service refused the
  * message of that body (a batch fails entry by entry): its publisher, and
- * only it, hears an error. */
+ * only it, hears an error. With MCPD_TEST_BURST_DOWN, a first burst
+ * (bodies x<n>) meets a service that refuses it (the relay answers for
+ * it): every publisher hears an error, and the burst after it goes
+ * through as above. */
 #define BURST_CH 40
 #define BURST_SEQ 30
 
@@ -699,6 +702,21 @@ START_TEST(a_burst_goes_together)
 	await_count(y, "burst-seq", 1);
 	snprintf(ch, sizeof(ch), "burst%d", BURST_CH - 1);
 	await_count(y, ch, 1);
+	if (getenv("MCPD_TEST_BURST_DOWN") != NULL) {
+		/* Five on one channel: sqs sends those one call at a time,
+		 * each retried before it fails. */
+		for (int i = 0; i < BURST_CH + 5; i++) {
+			snprintf(ch, sizeof(ch), "burst%d", i);
+			int len = snprintf(m, sizeof(m), "x%d", i);
+			ops->publish(y, i < BURST_CH ? ch : "burst-seq", m, (size_t)len, NULL, burst_done, NULL);
+		}
+		uint64_t until = now_ms() + 20000;
+		while (burst.ok + burst.err < BURST_CH + 5 && now_ms() < until)
+			spin(10);
+		ck_assert_msg(burst.err == BURST_CH + 5 && burst.ok == 0, "refused: %d failed, %d published",
+		    burst.err, burst.ok);
+		memset(&burst, 0, sizeof(burst));
+	}
 	/* One loop turn: nothing runs the loop between these. */
 	for (int i = 0; i < BURST_CH; i++) {
 		snprintf(ch, sizeof(ch), "burst%d", i);
