@@ -7,7 +7,12 @@
 # Prints crossings/s, their p50/p99, and the bytes the broker received per
 # crossing (Redis INFO total_net_input_bytes, nats-server's /varz
 # in_bytes): every message of a crossing, the answer the largest.
-# Asserts nothing about time.
+# Asserts nothing about time. Then, where moto and Google's Pub/Sub
+# emulator are installed, the same crossings on the sqs transport (moto)
+# and the pubsub transport (the emulator), compression off: what the
+# batching of publishes (several messages of a loop turn in one
+# PublishBatch or publish call) does there is seen by running this script
+# on two commits. Those brokers count no bytes: "-".
 #
 #   bench/transport.sh           10 s per run (BENCH_SECONDS), 16 clients (CLIENTS), 20000-byte answers (SIZE)
 #   bench/transport.sh --quick   1 s per run
@@ -75,6 +80,40 @@ for t in redis nats; do
 	for c in no yes; do run "$t-$c" "$t" "$c"; done
 done
 
+# The HTTP brokers, on emulators here (these are emulator figures).
+EXTRA=()
+if python3 -c 'import moto.server' 2>/dev/null; then
+	P_MOTO=$(port)
+	python3 -m moto.server -H 127.0.0.1 -p "$P_MOTO" > "$tmp/moto.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$P_MOTO/" && break; sleep 0.05; done
+	export AWS_ACCESS_KEY_ID=AKIABENCH0000000000 AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 \
+		AWS_EC2_METADATA_DISABLED=true
+	unset AWS_SESSION_TOKEN AWS_PROFILE
+	EXTRA+=("sqs|transport: { plugin: sqs, endpoint: \"http://127.0.0.1:$P_MOTO\", topic: bench, create_topic: true, queue_prefix: bench- }")
+fi
+PUBSUB_JAR=$(ls /usr/lib/google-cloud-sdk/platform/pubsub-emulator/lib/cloud-pubsub-emulator-*-all.jar 2>/dev/null | tail -1)
+if [ -n "$PUBSUB_JAR" ] && command -v java >/dev/null; then
+	P_PS=$(port)
+	java -Xmx384m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -jar "$PUBSUB_JAR" --host=127.0.0.1 --port="$P_PS" \
+		> "$tmp/pubsub.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 600); do curl -sf "http://127.0.0.1:$P_PS/v1/projects/bench-project/topics" >/dev/null && break; sleep 0.1; done
+	EXTRA+=("pubsub|transport: { plugin: pubsub, endpoint: \"http://127.0.0.1:$P_PS\", project: bench-project, topic: bench, create_topic: true }")
+fi
+KEEP_PIDS="${pids[*]}"
+for e in "${EXTRA[@]}"; do
+	t=${e%%|*}
+	pa=$(port); pb=$(port)
+	conf="storage: { plugin: redis, url: \"redis://127.0.0.1:$P_STORE/0\" }
+${e#*|}"
+	instance "$t-a" "$pa" "$conf"
+	instance "$t-b" "$pb" "$conf"
+	OUT[$t-no]=$(cd "$here" && python3 transport.py "$pa" "$pb" "$SIZE" "$CLIENTS" "$DUR")
+	BYTES[$t-no]="-"
+	stop_all
+done
+
 echo "mcpd $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs, $CLIENTS clients," \
 	"answers of $SIZE bytes (log-like text), redis $(redis-server --version | awk '{print $3}' | cut -d= -f2)," \
 	"nats-server $(nats-server --version 2>&1 | awk '{print $NF}' | tr -d v)"
@@ -86,6 +125,11 @@ for t in redis nats; do
 		printf "%-34s %12s %20s %22s\n" "$t, compress_over $([ $c = yes ] && echo 1KiB || echo off)" "$(field "${OUT[$k]}" per_s)" \
 			"$(field "${OUT[$k]}" p50_ms)/$(field "${OUT[$k]}" p99_ms) ms" "${BYTES[$k]} per crossing"
 	done
+done
+for e in "${EXTRA[@]}"; do
+	k=${e%%|*}-no
+	printf "%-34s %12s %20s %22s\n" "${e%%|*} ($([ "${e%%|*}" = sqs ] && echo moto || echo emulator)), compress_over off" \
+		"$(field "${OUT[$k]}" per_s)" "$(field "${OUT[$k]}" p50_ms)/$(field "${OUT[$k]}" p99_ms) ms" "-"
 done
 echo
 echo "A crossing: the question (A to the client), the answer posted on B"

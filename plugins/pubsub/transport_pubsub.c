@@ -200,6 +200,7 @@ struct ps {
 	char setup_error[800];
 	int setup_logged;
 	struct event *setup_timer, *pull_timer, *check_timer;
+	struct event *flush_ev;             /* publishes leave at the end of the loop turn */
 	int pulling, checking;
 	int small_pulls;                    /* pulls of one message left, after an answer too large */
 	struct subs subs;
@@ -890,12 +891,26 @@ message(struct ps *p, const char *channel, const void *data, size_t len, const c
 }
 
 static void
+flush_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	flush(arg);
+}
+
+/* Publishes of one loop turn leave together, in one call: the first of a
+ * burst would otherwise go alone, and the next few each in a call of
+ * their own, while calls are free. A lone message waits for nothing but
+ * the turn's end. */
+static void
 enqueue(struct ps *p, struct out *o)
 {
 	*p->outq_tail = o;
 	p->outq_tail = &o->next;
 	p->queued_bytes += o->size;
-	flush(p);
+	struct timeval now = { 0, 0 };
+	if (!event_pending(p->flush_ev, EV_TIMEOUT, NULL))
+		event_add(p->flush_ev, &now);
 }
 
 /* Control messages (announcements, probes, counts): nobody waits for
@@ -1491,8 +1506,10 @@ ps_attach(void *inst, char *err, size_t errlen)
 	p->setup_timer = evtimer_new(base, setup_timer_cb, p);
 	p->pull_timer = evtimer_new(base, pull_timer_cb, p);
 	p->check_timer = event_new(base, -1, EV_PERSIST, check_cb, p);
+	p->flush_ev = evtimer_new(base, flush_cb, p);
 	int lq = localq_init(&p->local, base, &p->subs);
-	if (p->setup_timer == NULL || p->pull_timer == NULL || lq < 0 || p->check_timer == NULL) {
+	if (p->setup_timer == NULL || p->pull_timer == NULL || lq < 0 || p->check_timer == NULL ||
+	    p->flush_ev == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -1549,7 +1566,7 @@ ps_detach(void *inst)
 	gcp_client_free(p->client);         /* calls in flight dropped, callbacks unheard */
 	p->client = NULL;
 	cleanup(p);
-	struct event **evs[] = { &p->setup_timer, &p->pull_timer, &p->check_timer };
+	struct event **evs[] = { &p->setup_timer, &p->pull_timer, &p->check_timer, &p->flush_ev };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (*evs[i] != NULL) {
 			event_free(*evs[i]);

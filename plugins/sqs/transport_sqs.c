@@ -185,6 +185,7 @@ struct sqs {
 	size_t ndirect;
 	struct dcall dcalls[MAX_DCALLS];
 	struct event *direct_ev;
+	struct event *flush_ev;             /* publishes leave at the end of the loop turn */
 	uint64_t next_dedup;
 };
 
@@ -907,6 +908,25 @@ address(struct sqs *q, struct out *o)
 static void published(void *arg, const struct aws_result *r);
 
 static void
+flush_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	flush(arg);
+}
+
+/* Publishes of one loop turn leave together: the first of a burst would
+ * otherwise go alone, and the next few each in a call of their own, while
+ * calls are free. A lone message waits for nothing but the turn's end. */
+static void
+flush_soon(struct sqs *q)
+{
+	struct timeval now = { 0, 0 };
+	if (!event_pending(q->flush_ev, EV_TIMEOUT, NULL))
+		event_add(q->flush_ev, &now);
+}
+
+static void
 flush(struct sqs *q)
 {
 	if (q->setup != SU_DONE)
@@ -1017,6 +1037,35 @@ flush(struct sqs *q)
 	}
 }
 
+/* Whether SNS refused entry id of a PublishBatch (its entries are
+ * numbered from 1): a member of <Failed> of that Id; why gets its code
+ * and message. A batch succeeds or fails entry by entry. */
+static int
+entry_failed(const char *failed, size_t id, char *why, size_t len)
+{
+	if (failed == NULL)
+		return 0;
+	const char *end = strstr(failed, "</Failed>");
+	char want[24], m[2048], code[128], msg[400];
+	snprintf(want, sizeof(want), "%zu", id);
+	for (const char *b = strstr(failed, "<member>"); b != NULL && (end == NULL || b < end);
+	    b = strstr(b + 8, "<member>")) {
+		const char *e = strstr(b, "</member>");
+		size_t n = e != NULL ? (size_t)(e - b) : strlen(b);
+		snprintf(m, sizeof(m), "%.*s", (int)(n < sizeof(m) - 1 ? n : sizeof(m) - 1), b);
+		char got[24];
+		if (aws_xml_text(m, "Id", got, sizeof(got)) < 0 || strcmp(got, want) != 0)
+			continue;
+		if (aws_xml_text(m, "Code", code, sizeof(code)) < 0)
+			snprintf(code, sizeof(code), "refused");
+		if (aws_xml_text(m, "Message", msg, sizeof(msg)) < 0)
+			msg[0] = '\0';
+		snprintf(why, len, "sqs: SNS did not publish the message: %s%s%s", code, msg[0] ? ": " : "", msg);
+		return 1;
+	}
+	return 0;
+}
+
 static void
 published(void *arg, const struct aws_result *r)
 {
@@ -1025,27 +1074,30 @@ published(void *arg, const struct aws_result *r)
 	struct out *msgs = c->msgs;
 	c->msgs = NULL;
 	c->used = 0;
-	const char *failed = r->type == NULL && r->body != NULL ? strstr(r->body, "<Failed>") : NULL;
-	int failed_batch = failed != NULL && strstr(failed, "<member>") != NULL;
+	const char *failed = r->type == NULL && r->body != NULL && c->n > 1 ? strstr(r->body, "<Failed>") : NULL;
+	if (failed != NULL && strstr(failed, "<member>") == NULL)
+		failed = NULL;
 	if (r->type != NULL)
 		say(q, MCPD_LOG_WARN, "%zu message(s) not published: %s", c->n, r->message);
-	else if (failed_batch)
+	else if (failed != NULL)
 		say(q, MCPD_LOG_WARN, "some of %zu messages not published: %.300s", c->n, r->body);
 	uint64_t now = mono_ms();
-	while (msgs != NULL) {
+	char why[600];
+	for (size_t i = 1; msgs != NULL; i++) {
 		struct out *o = msgs;
 		msgs = o->next;
+		int ok = r->type == NULL && !entry_failed(failed, i, why, sizeof(why));
 		/* An ask out: the answers are in presence_timeout from now. One
 		 * not sent is asked again by the next message. */
 		struct route *rt = o->ask ? routes_get(&q->routes, o->channel, now) : NULL;
 		if (rt != NULL && rt->known_at == UINT64_MAX) {
-			if (r->type == NULL && !failed_batch)
+			if (ok)
 				route_asked(&q->routes, rt, now + q->presence_ms);
 			else
 				routes_drop(&q->routes, rt);
 		}
 		if (o->cb)
-			o->cb(o->arg, r->type == NULL ? MCPD_OK : MCPD_ERROR, r->message);
+			o->cb(o->arg, ok ? MCPD_OK : MCPD_ERROR, ok ? NULL : r->type != NULL ? r->message : why);
 		out_free(o);
 	}
 	flush(q);
@@ -1096,7 +1148,7 @@ t_publish(void *inst, const char *channel, const void *msg, size_t len, const st
 	o->cb = cb;
 	o->arg = arg;
 	enqueue(q, o);
-	flush(q);
+	flush_soon(q);
 }
 
 /* Tells every worker that this one holds channel now (publishers that
@@ -1140,7 +1192,7 @@ t_subscribe(void *inst, const char *channel, mcpd_message_cb *cb, void *arg)
 	struct sub *s = subs_add(&q->subs, channel, cb, arg);
 	if (s != NULL && first && q->setup == SU_DONE) {
 		announce(q, channel);
-		flush(q);
+		flush_soon(q);
 	}
 	return s;
 }
@@ -1202,7 +1254,7 @@ heard_holder(struct sqs *q, const char *channel, const char *holder)
 	q->outq_tail = &q->outq;
 	while (*q->outq_tail != NULL)
 		q->outq_tail = &(*q->outq_tail)->next;
-	flush(q);
+	flush_soon(q);
 }
 
 static void
@@ -1731,11 +1783,12 @@ sqs_attach(void *inst, char *err, size_t errlen)
 	q->setup_timer = evtimer_new(base, setup_timer_cb, q);
 	q->recv_timer = evtimer_new(base, recv_timer_cb, q);
 	q->direct_ev = evtimer_new(base, direct_cb, q);
+	q->flush_ev = evtimer_new(base, flush_cb, q);
 	q->beat_timer = event_new(base, -1, EV_PERSIST, beat_cb, q);
 	q->sweep_timer = event_new(base, -1, EV_PERSIST, sweep_cb, q);
 	int lq = localq_init(&q->local, base, &q->subs);
 	if (q->setup_timer == NULL || q->recv_timer == NULL || lq < 0 || q->beat_timer == NULL ||
-	    q->sweep_timer == NULL || q->direct_ev == NULL) {
+	    q->sweep_timer == NULL || q->direct_ev == NULL || q->flush_ev == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -1818,7 +1871,7 @@ sqs_detach(void *inst)
 	q->client = NULL;
 	cleanup(q);
 	struct event **evs[] = { &q->setup_timer, &q->recv_timer, &q->beat_timer, &q->sweep_timer,
-	    &q->direct_ev };
+	    &q->direct_ev, &q->flush_ev };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (*evs[i] != NULL) {
 			event_free(*evs[i]);

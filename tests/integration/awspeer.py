@@ -129,10 +129,16 @@ class AwsRelay(HTTPPeer):
     the action, X-Amz-Target's or the query's Action, and the body) and
     can answer some itself with what AWS says under load (self.faults:
     (status, body) pairs, used in order), letting the rest through
-    unchanged (the signed Host header included)."""
+    unchanged (the signed Host header included). self.rewrite, when set,
+    is a function of (action, body, status, answer) that may return
+    another (status, answer) for a call moto served; self.refuse, a
+    function of (action, body) that may return a fault to answer at
+    once."""
 
     def __init__(self, target_port):
         self.faults, self.calls = [], []
+        self.rewrite = None
+        self.refuse = None
         self.passed = self.faulted = 0
         self.log_path = "(the relay in front of moto)"
         lock, px = threading.Lock(), self
@@ -149,6 +155,8 @@ class AwsRelay(HTTPPeer):
                 with lock:
                     px.calls.append((action, body))
                     fault = px.faults.pop(0) if px.faults else None
+                if fault is None and px.refuse is not None:
+                    fault = px.refuse(action, body)
                 if fault is not None:
                     px.faulted += 1
                     return self.answer(fault[0], fault[1].encode(), [("Content-Type", "application/x-amz-json-1.0")])
@@ -164,7 +172,10 @@ class AwsRelay(HTTPPeer):
                 finally:
                     c.close()
                 px.passed += 1
-                self.answer(r.status, data, [(k, v) for k, v in r.getheaders() if k.lower() not in
+                status = r.status
+                if px.rewrite is not None:
+                    status, data = px.rewrite(action, body, status, data) or (status, data)
+                self.answer(status, data, [(k, v) for k, v in r.getheaders() if k.lower() not in
                                              ("content-length", "connection", "transfer-encoding", "server", "date")])
 
             def answer(self, status, data, headers):

@@ -133,8 +133,9 @@ def test_cache_bench_script_runs(t):
 
 def test_transport_bench_script_runs(t):
     """bench/transport.sh --quick: large answers across two instances on
-    redis and nats, transport.compress_over off and on; it runs and prints
-    its table, and compression lowers the bytes the broker received."""
+    redis and nats, transport.compress_over off and on (and sqs on moto,
+    pubsub on the emulator, where installed); it runs and prints its
+    table, and compression lowers the bytes the broker received."""
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     p = subprocess.run(["bash", os.path.join(ROOT, "bench/transport.sh"), "--quick"], capture_output=True,
                        text=True, timeout=600, env=env)
@@ -146,3 +147,11 @@ def test_transport_bench_script_runs(t):
             check(m and int(m.group(1)) > 0, "no %s/%s row:\n%s" % (t_, c, p.stdout))
             got[c] = int(m.group(2))
         check(got["1KiB"] < got["off"] // 2, "%s: bytes per crossing %s" % (t_, got))
+    # The HTTP brokers' rows, where their emulators are installed.
+    import importlib.util
+    import shutil
+    from gcppeer import pubsub_jar
+    for name, have in (("sqs (moto)", importlib.util.find_spec("moto") is not None),
+                       ("pubsub (emulator)", pubsub_jar() is not None and shutil.which("java") is not None)):
+        m = re.search(r"^%s, compress_over off +(\d+) " % re.escape(name), p.stdout, re.M)
+        check(not have or (m and int(m.group(1)) > 0), "no %s row:\n%s" % (name, p.stdout))

@@ -60,6 +60,38 @@ def test_transport_suite_against_pubsub(t):
                    unset=["MCPD_TEST_NATS_URL", "MCPD_TEST_SQS_ENDPOINT"], timeout=300)
 
 
+def test_a_burst_is_published_together(t):
+    """Seventy messages published in one loop turn (forty channels, thirty
+    on one more) all arrive, those of one channel in order, and each
+    publisher hears of its own; they leave in one publish call (a relay in
+    front of the emulator counts them), not the first few each alone
+    while calls are free. A burst before it, which the relay refuses as
+    an unavailable service would, fails every publisher's call, and the
+    plugin goes on."""
+    from test_firestore import FakeGoogle
+    ps = pubsub_emulator(t)
+    g = FakeGoogle(ps.port)
+    t.daemons.append(g)
+    seen = []
+
+    def note(method, path, headers, body):
+        if path.endswith(":publish"):
+            seen.append([base64.b64decode(m.get("data", "")).decode(errors="replace")
+                         for m in json.loads(body).get("messages", [])])
+            if any(re.fullmatch(r"x\d+", m) for m in seen[-1]):
+                return 503, "UNAVAILABLE", "down for the test"
+        return None
+    g.always = note
+    run_unit_suite("transport", 1, env={"MCPD_TEST_PUBSUB_ENDPOINT": g.url, "MCPD_TEST_BURST": "1",
+                                        "MCPD_TEST_BURST_DOWN": "1", "CK_RUN_CASE": "burst"},
+                   unset=["MCPD_TEST_NATS_URL", "MCPD_TEST_SQS_ENDPOINT", "MCPD_TEST_AMQP_URL"], timeout=120)
+    calls = [[m for m in c if re.fullmatch(r"[bs]\d+", m)] for c in seen]
+    calls = [c for c in calls if c]
+    check(sum(len(c) for c in calls) == 70 and len(calls) <= 2,
+          "the burst in %d calls: %s" % (len(calls), [len(c) for c in calls]))
+    print("     70 messages in %d publish call(s)" % len(calls))
+
+
 def test_a_session_is_served_by_every_instance(t):
     fs, ps = firestore_emulator(t), pubsub_emulator(t)
     (a, pa), (b, pb), (c, pc) = instances(t, fs, ps)

@@ -148,6 +148,63 @@ def test_transport_suite_against_sqs(t):
     print("     answers: %d in %d SendMessageBatch, %d alone" % (len(answers), len(batches), singles))
 
 
+def test_a_burst_is_published_together(t):
+    """Seventy messages published in one loop turn (forty channels, thirty
+    on one more) all arrive, and each publisher hears of its own; they
+    leave in PublishBatch calls from the first (none alone in a Publish
+    while calls are free: the first four of a burst went so), and a batch
+    in which SNS refused one entry (the relay says so, as SNS does: a
+    member of <Failed>) fails that message's publisher alone (all were told
+    it was published). A burst before it, which the relay refuses as an
+    unavailable service would, fails every publisher's call, and the
+    plugin goes on."""
+    import urllib.parse
+    m = moto_server(t)
+    relay = serve(t, AwsRelay(m.port))
+
+    def refuse(action, body, status, data):
+        form = dict(urllib.parse.parse_qsl(body.decode(errors="replace")))
+        if action == "Publish" and form.get("Message") == "refuse-me":
+            return 400, (b'<ErrorResponse><Error><Type>Sender</Type><Code>InvalidParameter</Code>'
+                         b'<Message>refused by the test</Message></Error></ErrorResponse>')
+        if action != "PublishBatch" or "refuse-me" not in form.values():
+            return None
+        ids = {v: k.split(".")[2] for k, v in form.items() if k.endswith(".Id")}
+        bad = [k.split(".")[2] for k, v in form.items() if k.endswith(".Message") and v == "refuse-me"]
+        ok = "".join("<member><Id>%s</Id><MessageId>m%s</MessageId></member>" % (i, i) for i in ids.values()
+                     if i not in bad)
+        failed = "".join("<member><Id>%s</Id><Code>InternalError</Code><Message>refused by the test</Message>"
+                         "<SenderFault>false</SenderFault></member>" % i for i in bad)
+        return 200, ('<PublishBatchResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishBatchResult>'
+                     '<Successful>%s</Successful><Failed>%s</Failed></PublishBatchResult><ResponseMetadata>'
+                     '<RequestId>r</RequestId></ResponseMetadata></PublishBatchResponse>' % (ok, failed)).encode()
+    relay.rewrite = refuse
+
+    def down(action, body):
+        form = dict(urllib.parse.parse_qsl(body.decode(errors="replace")))
+        if action in ("Publish", "PublishBatch") and any(re.fullmatch(r"x\d+", v) for v in form.values()):
+            return 503, ("<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code>"
+                         "<Message>down for the test</Message></Error></ErrorResponse>")
+        return None
+    relay.refuse = down
+    run_unit_suite("transport", 1, env=dict(m.env(), MCPD_TEST_SQS_ENDPOINT=relay.url, MCPD_TEST_BURST="1",
+                                            MCPD_TEST_BURST_DOWN="1",
+                                            CK_RUN_CASE="burst", MCPD_TEST_FAIL_BODY="refuse-me"),
+                   unset=["MCPD_TEST_NATS_URL", "MCPD_TEST_PUBSUB_ENDPOINT", "MCPD_TEST_AMQP_URL"], timeout=120)
+    calls = []
+    for action, body in relay.calls:
+        if action in ("Publish", "PublishBatch"):
+            form = dict(urllib.parse.parse_qsl(body.decode(errors="replace")))
+            msgs = [v for k, v in form.items() if k.endswith("Message") and re.fullmatch(r"[bs]\d+|refuse-me", v)]
+            if msgs:
+                calls.append((action, msgs))
+    many = [c for c in calls if any(re.fullmatch(r"b\d+", v) for v in c[1])]
+    check(many and all(a == "PublishBatch" for a, _ in many) and len(many) <= 4,
+          "the forty channels' messages in %d calls: %s" % (len(many), [(a, len(c)) for a, c in many]))
+    print("     %d messages in %d calls (%d PublishBatch)" % (sum(len(c) for _, c in calls), len(calls),
+                                                           sum(1 for a, _ in calls if a == "PublishBatch")))
+
+
 def test_a_session_is_served_by_every_instance(t):
     m = moto_server(t)
     (a, pa), (b, pb), (c, pc) = instances(t, m)

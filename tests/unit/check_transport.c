@@ -627,6 +627,128 @@ START_TEST(answers_go_together)
 }
 END_TEST
 
+/* A burst: messages published in one loop turn on many channels, and
+ * many on one channel, all arrive intact (those of one channel in order,
+ * where the plugin keeps it: not on an SNS standard topic), and each
+ * publisher hears of its own. Run alone (MCPD_TEST_BURST, its own case:
+ * CK_RUN_CASE=burst) through a relay that counts the calls, which shows
+ * that they went together (test_sqs.py, test_pubsub.py). With
+ * MCPD_TEST_FAIL_BODY, the relay says that the service refused the
+ * message of that body (a batch fails entry by entry): its publisher, and
+ * only it, hears an error. With MCPD_TEST_BURST_DOWN, a first burst
+ * (bodies x<n>) meets a service that refuses it (the relay answers for
+ * it): every publisher hears an error, and the burst after it goes
+ * through as above. */
+#define BURST_CH 40
+#define BURST_SEQ 30
+
+static struct {
+	int n[BURST_CH + 1];
+	int wrong;
+	int next_seq;
+	int ok, err, err_fail;
+} burst;
+
+static void
+on_burst(void *arg, const char *channel, const void *msg, size_t len)
+{
+	size_t i = (size_t)(uintptr_t)arg;
+	char want[32];
+	(void)channel;
+	if (i < BURST_CH)
+		snprintf(want, sizeof(want), "b%zu", i);
+	else
+		snprintf(want, sizeof(want), "s%d", burst.next_seq);
+	if (len >= sizeof(want) || strlen(want) != len || memcmp(want, msg, len) != 0) {
+		if (i == BURST_CH && len < 8 && ((const char *)msg)[0] == 's')
+			burst.wrong += 1000;    /* out of order: counted apart */
+		else
+			burst.wrong++;
+	}
+	if (i == BURST_CH)
+		burst.next_seq++;
+	burst.n[i]++;
+}
+
+static void
+burst_done(void *arg, int status, const char *err)
+{
+	(void)err;
+	if (status == MCPD_OK)
+		burst.ok++;
+	else if (arg != NULL)
+		burst.err_fail++;
+	else
+		burst.err++;
+}
+
+START_TEST(a_burst_goes_together)
+{
+	const char *kind = KINDS[_i], *url = url_of(kind);
+	const char *fail = getenv("MCPD_TEST_FAIL_BODY");
+	int ordered = strcmp(kind, "sqs") != 0;
+	void *x = open_one(kind, url), *y = open_one(kind, url);
+	void *subs[BURST_CH + 1];
+	char ch[32], m[32];
+	wait_ready(x);
+	wait_ready(y);
+	memset(&burst, 0, sizeof(burst));
+	for (int i = 0; i <= BURST_CH; i++) {
+		if (i < BURST_CH)
+			snprintf(ch, sizeof(ch), "burst%d", i);
+		subs[i] = ops->subscribe(x, i < BURST_CH ? ch : "burst-seq", on_burst, (void *)(uintptr_t)i);
+		ck_assert_ptr_nonnull(subs[i]);
+	}
+	await_count(y, "burst-seq", 1);
+	snprintf(ch, sizeof(ch), "burst%d", BURST_CH - 1);
+	await_count(y, ch, 1);
+	if (getenv("MCPD_TEST_BURST_DOWN") != NULL) {
+		/* Five on one channel: sqs sends those one call at a time,
+		 * each retried before it fails. */
+		for (int i = 0; i < BURST_CH + 5; i++) {
+			snprintf(ch, sizeof(ch), "burst%d", i);
+			int len = snprintf(m, sizeof(m), "x%d", i);
+			ops->publish(y, i < BURST_CH ? ch : "burst-seq", m, (size_t)len, NULL, burst_done, NULL);
+		}
+		uint64_t until = now_ms() + 20000;
+		while (burst.ok + burst.err < BURST_CH + 5 && now_ms() < until)
+			spin(10);
+		ck_assert_msg(burst.err == BURST_CH + 5 && burst.ok == 0, "refused: %d failed, %d published",
+		    burst.err, burst.ok);
+		memset(&burst, 0, sizeof(burst));
+	}
+	/* One loop turn: nothing runs the loop between these. */
+	for (int i = 0; i < BURST_CH; i++) {
+		snprintf(ch, sizeof(ch), "burst%d", i);
+		int len = snprintf(m, sizeof(m), "b%d", i);
+		ops->publish(y, ch, m, (size_t)len, NULL, burst_done, NULL);
+	}
+	for (int i = 0; i < BURST_SEQ; i++) {
+		int len = snprintf(m, sizeof(m), "s%d", i);
+		ops->publish(y, "burst-seq", m, (size_t)len, NULL, burst_done, NULL);
+	}
+	if (fail != NULL)
+		ops->publish(y, "burst-fail", fail, strlen(fail), NULL, burst_done, (void *)1);
+	int want = BURST_CH + BURST_SEQ + (fail != NULL);
+	uint64_t end = now_ms() + 15000;
+	while ((burst.ok + burst.err + burst.err_fail < want || burst.n[BURST_CH] < BURST_SEQ) && now_ms() < end)
+		spin(10);
+	spin(300);
+	ck_assert_msg(burst.ok == BURST_CH + BURST_SEQ && burst.err == 0, "%d published, %d failed", burst.ok, burst.err);
+	if (fail != NULL)
+		ck_assert_msg(burst.err_fail == 1, "the refused message's publisher heard no error");
+	for (int i = 0; i < BURST_CH; i++)
+		ck_assert_msg(burst.n[i] == 1, "burst%d: %d messages", i, burst.n[i]);
+	ck_assert_msg(burst.n[BURST_CH] == BURST_SEQ, "burst-seq: %d of %d messages", burst.n[BURST_CH], BURST_SEQ);
+	ck_assert_msg(burst.wrong % 1000 == 0, "%d messages not as sent", burst.wrong % 1000);
+	ck_assert_msg(!ordered || burst.wrong == 0, "%s: burst-seq out of order", kind);
+	for (int i = 0; i <= BURST_CH; i++)
+		ops->unsubscribe(x, subs[i]);
+	void *both[] = { x, y };
+	close_all(both, 2);
+}
+END_TEST
+
 /* The master's relay (the local transport): a message larger than a
  * frame may be is refused by its sender. Sent, it made the master drop
  * the link's input and read the rest of the message as frames: what
@@ -825,6 +947,12 @@ transport_suite(void)
 			tcase_add_test(tc, more_holders_than_named);
 		}
 		suite_add_tcase(s, tc);
+		if (getenv("MCPD_TEST_BURST") != NULL) {
+			TCase *tb = tcase_create("burst");
+			tcase_set_timeout(tb, 60);
+			tcase_add_loop_test(tb, a_burst_goes_together, 0, nkinds);
+			suite_add_tcase(s, tb);
+		}
 	}
 	return s;
 }
