@@ -54,6 +54,46 @@ enum chunk_state { CH_SIZE, CH_DATA, CH_DATA_CRLF, CH_TRAILER };
 
 struct header {
 	const char *name, *value;
+	int id;                 /* its HDR_ number, or -1 (http_known_header) */
+};
+
+/* The fields mcpd itself reads, recognised once while the head is parsed
+ * (a field's name is classified as it is read): a lookup of one of them
+ * is an index, not a strcasecmp over every field of the request. */
+enum {
+	HDR_HOST, HDR_CONTENT_TYPE, HDR_CONTENT_LENGTH, HDR_TRANSFER_ENCODING,
+	HDR_CONNECTION, HDR_EXPECT, HDR_ACCEPT, HDR_ORIGIN, HDR_AUTHORIZATION,
+	HDR_COOKIE, HDR_USER_AGENT, HDR_TRACEPARENT, HDR_MCP_SESSION_ID,
+	HDR_MCP_PROTOCOL_VERSION, HDR_MCP_METHOD, HDR_MCP_NAME, HDR_LAST_EVENT_ID,
+	HDR_AC_REQUEST_HEADERS,
+	HDR_KNOWN
+};
+
+static const struct {
+	const char *name;
+	size_t len;
+	int once;               /* must come once: single_field */
+} known_headers[HDR_KNOWN] = {
+#define K(id, name, once) [id] = { name, sizeof(name) - 1, once }
+	K(HDR_HOST, "Host", 1),
+	K(HDR_CONTENT_TYPE, "Content-Type", 1),
+	K(HDR_CONTENT_LENGTH, "Content-Length", 0),
+	K(HDR_TRANSFER_ENCODING, "Transfer-Encoding", 0),
+	K(HDR_CONNECTION, "Connection", 0),
+	K(HDR_EXPECT, "Expect", 0),
+	K(HDR_ACCEPT, "Accept", 0),
+	K(HDR_ORIGIN, "Origin", 1),
+	K(HDR_AUTHORIZATION, "Authorization", 1),
+	K(HDR_COOKIE, "Cookie", 0),
+	K(HDR_USER_AGENT, "User-Agent", 0),
+	K(HDR_TRACEPARENT, "traceparent", 0),
+	K(HDR_MCP_SESSION_ID, "Mcp-Session-Id", 1),
+	K(HDR_MCP_PROTOCOL_VERSION, "MCP-Protocol-Version", 1),
+	K(HDR_MCP_METHOD, "Mcp-Method", 1),
+	K(HDR_MCP_NAME, "Mcp-Name", 1),
+	K(HDR_LAST_EVENT_ID, "Last-Event-ID", 1),
+	K(HDR_AC_REQUEST_HEADERS, "Access-Control-Request-Headers", 0),
+#undef K
 };
 
 struct http_request {
@@ -62,6 +102,7 @@ struct http_request {
 	int minor;
 	struct header headers[MAX_HEADERS];
 	size_t nheaders;
+	unsigned char known[HDR_KNOWN]; /* 1 + the index of its first field, or 0 */
 	char *body;
 	size_t body_len;
 	uint64_t content_length;
@@ -80,6 +121,8 @@ struct http_request {
 	int sse;                        /* counted in mcpd_sse_streams_open */
 	void *user;                     /* the authenticated principal, or NULL */
 };
+
+_Static_assert(MAX_HEADERS < 256, "http_request.known holds a header's index + 1");
 
 struct http_conn {
 	struct http_server *srv;
@@ -271,6 +314,7 @@ conn_reset_request(struct http_conn *c)
 	struct http_request *r = &c->req;
 	r->method = r->target = r->path = r->query = NULL;
 	r->nheaders = 0;
+	memset(r->known, 0, sizeof(r->known));
 	r->body = NULL;
 	r->body_len = 0;
 	r->content_length = 0;
@@ -454,7 +498,7 @@ wants_keepalive(struct http_conn *c)
 	 * anywhere closes, whatever else is said. */
 	int closing = 0, keep = 0;
 	for (size_t i = 0; i < r->nheaders; i++) {
-		if (strcasecmp(r->headers[i].name, "Connection") != 0)
+		if (r->headers[i].id != HDR_CONNECTION)
 			continue;
 		for (const char *p = r->headers[i].value; *p;) {
 			p += strspn(p, " \t,");
@@ -895,22 +939,39 @@ http_parse_field_line(const char *line, size_t len)
 	return 0;
 }
 
+int
+http_known_header(const char *name, size_t len)
+{
+	for (int i = 0; i < HDR_KNOWN; i++)
+		if (known_headers[i].len == len && strncasecmp(name, known_headers[i].name, len) == 0)
+			return i;
+	return -1;
+}
+
 /* Fields that must come once. A second copy, even an equal one, is refused:
  * Host by RFC 9112 3.2; the others decide who the client is, which session
  * or method a request names, or how its body is read, and a proxy in front
- * may have acted on the other copy. (Content-Length and Transfer-Encoding
- * are checked with the framing below.) */
+ * may have acted on the other copy: the known fields marked once, and
+ * every Mcp-Param-. (Content-Length and Transfer-Encoding are checked with
+ * the framing below.) Returns the index of the first field that repeats
+ * one before it, or -1. */
 static int
-single_field(const char *name)
+repeated_field(const struct http_request *r)
 {
-	static const char *const once[] = {
-		"Host", "Authorization", "Content-Type", "Origin", "Mcp-Session-Id",
-		"MCP-Protocol-Version", "Last-Event-ID", "Mcp-Method", "Mcp-Name",
-	};
-	for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++)
-		if (strcasecmp(name, once[i]) == 0)
-			return 1;
-	return strncasecmp(name, "Mcp-Param-", 10) == 0;
+	for (size_t i = 1; i < r->nheaders; i++) {
+		const struct header *h = &r->headers[i];
+		if (h->id >= 0) {
+			if (known_headers[h->id].once && r->known[h->id] != i + 1)
+				return (int)i;
+			continue;
+		}
+		if (strncasecmp(h->name, "Mcp-Param-", 10) != 0)
+			continue;
+		for (size_t j = 0; j < i; j++)
+			if (strcasecmp(r->headers[j].name, h->name) == 0)
+				return (int)i;
+	}
+	return -1;
 }
 
 /* Parses the head in place (it is a NUL-terminated copy). Returns an HTTP
@@ -1012,37 +1073,37 @@ parse_head(struct http_request *r, char *p, const char **why)
 			*why = "too many header fields";
 			return 431;
 		}
-		r->headers[r->nheaders].name = p;
-		r->headers[r->nheaders].value = v;
+		struct header *h = &r->headers[r->nheaders];
+		h->name = p;
+		h->value = v;
+		h->id = http_known_header(p, (size_t)(colon - p));
+		if (h->id >= 0 && r->known[h->id] == 0)
+			r->known[h->id] = (unsigned char)(r->nheaders + 1);
 		r->nheaders++;
 		p = eol + 2;
 	}
 
-	for (size_t i = 1; i < r->nheaders; i++) {
-		if (!single_field(r->headers[i].name))
-			continue;
-		for (size_t j = 0; j < i; j++)
-			if (strcasecmp(r->headers[j].name, r->headers[i].name) == 0) {
-				*why = arena_printf(r->conn->arena, "repeated %.64s header", r->headers[i].name);
-				if (*why == NULL)
-					*why = "repeated header";
-				return 400;
-			}
+	int rep = repeated_field(r);
+	if (rep >= 0) {
+		*why = arena_printf(r->conn->arena, "repeated %.64s header", r->headers[rep].name);
+		if (*why == NULL)
+			*why = "repeated header";
+		return 400;
 	}
-	if (r->minor == 1 && http_request_header(r, "Host") == NULL) {
+	if (r->minor == 1 && r->known[HDR_HOST] == 0) {
 		*why = "missing Host header";
 		return 400;
 	}
 	const char *te = NULL, *cl = NULL;
 	for (size_t i = 0; i < r->nheaders; i++) {
 		const struct header *h = &r->headers[i];
-		if (strcasecmp(h->name, "Transfer-Encoding") == 0) {
+		if (h->id == HDR_TRANSFER_ENCODING) {
 			if (te != NULL) {
 				*why = "repeated Transfer-Encoding";
 				return 400;
 			}
 			te = h->value;
-		} else if (strcasecmp(h->name, "Content-Length") == 0) {
+		} else if (h->id == HDR_CONTENT_LENGTH) {
 			if (cl != NULL && strcmp(cl, h->value) != 0) {
 				*why = "conflicting Content-Length headers";
 				return 400;
@@ -1617,6 +1678,9 @@ struct arena *http_request_arena(struct http_request *r) { return r->conn->arena
 const char *
 http_request_header(const struct http_request *r, const char *name)
 {
+	int id = http_known_header(name, strlen(name));
+	if (id >= 0)
+		return r->known[id] != 0 ? r->headers[r->known[id] - 1].value : NULL;
 	for (size_t i = 0; i < r->nheaders; i++)
 		if (strcasecmp(r->headers[i].name, name) == 0)
 			return r->headers[i].value;
