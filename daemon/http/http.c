@@ -458,6 +458,8 @@ log_request(struct http_conn *c, int status)
 		return;
 	r->logged = 1;
 	metrics_http(r->path, status);
+	if (!log_enabled(LOG_INFO))
+		return;     /* no access lines: nothing to gather for one */
 	const char *tp = http_request_header(r, "traceparent");
 	char trace_id[33];
 	struct access_record rec = {
@@ -560,8 +562,21 @@ build_head(struct http_request *r, int status, const char *content_type,
 	if (chunked && r->minor == 0)
 		c->keepalive = 0;   /* HTTP/1.0: the stream ends with the connection */
 	char status_line[96];
-	snprintf(status_line, sizeof(status_line), "HTTP/1.1 %d %s\r\nServer: mcpd\r\nDate: ",
-	    status, http_status_text(status));
+	if (status >= 100 && status <= 999) {
+		/* Written by hand: printf per response shows in the profile. */
+		const char *text = http_status_text(status);
+		size_t tl = strlen(text);
+		memcpy(status_line, "HTTP/1.1 ", 9);
+		status_line[9] = (char)('0' + status / 100);
+		status_line[10] = (char)('0' + status / 10 % 10);
+		status_line[11] = (char)('0' + status % 10);
+		status_line[12] = ' ';
+		memcpy(status_line + 13, text, tl);
+		memcpy(status_line + 13 + tl, "\r\nServer: mcpd\r\nDate: ", sizeof("\r\nServer: mcpd\r\nDate: "));
+	} else {
+		snprintf(status_line, sizeof(status_line), "HTTP/1.1 %d %s\r\nServer: mcpd\r\nDate: ",
+		    status, http_status_text(status));
+	}
 	const char *p[HEAD_PIECES];
 	size_t lens[HEAD_PIECES], n = head_pieces(r, status_line, content_type, length_or_te, p), total = 0;
 	for (size_t i = 0; i < n; i++)
@@ -645,8 +660,14 @@ http_respond(struct http_request *r, int status, const char *content_type,
 		log_error("http: response for a request that is not being handled");
 		return;
 	}
-	char cl[48];
-	snprintf(cl, sizeof(cl), "Content-Length: %zu", len);
+	char cl[48], digits[24];
+	size_t nd = 0;
+	for (size_t v = len; nd == 0 || v > 0; v /= 10)
+		digits[nd++] = (char)('0' + v % 10);
+	memcpy(cl, "Content-Length: ", 16);
+	for (size_t i = 0; i < nd; i++)
+		cl[16 + i] = digits[nd - 1 - i];
+	cl[16 + nd] = '\0';
 	if (strcmp(r->method, "HEAD") == 0)
 		len = 0;
 	size_t hlen;
@@ -942,8 +963,12 @@ http_parse_field_line(const char *line, size_t len)
 int
 http_known_header(const char *name, size_t len)
 {
+	if (len == 0)
+		return -1;
+	int first = name[0] | 0x20;     /* ASCII lower case; a name is tchars */
 	for (int i = 0; i < HDR_KNOWN; i++)
-		if (known_headers[i].len == len && strncasecmp(name, known_headers[i].name, len) == 0)
+		if (known_headers[i].len == len && (known_headers[i].name[0] | 0x20) == first &&
+		    strncasecmp(name, known_headers[i].name, len) == 0)
 			return i;
 	return -1;
 }
