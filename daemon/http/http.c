@@ -70,11 +70,10 @@ enum {
 };
 
 static const struct {
-	const char *name;
-	size_t len;
-	int once;               /* must come once: single_field */
+	const char *name;       /* http_known_header finds it by its length */
+	int once;               /* must come once: repeated_field */
 } known_headers[HDR_KNOWN] = {
-#define K(id, name, once) [id] = { name, sizeof(name) - 1, once }
+#define K(id, name, once) [id] = { name, once }
 	K(HDR_HOST, "Host", 1),
 	K(HDR_CONTENT_TYPE, "Content-Type", 1),
 	K(HDR_CONTENT_LENGTH, "Content-Length", 0),
@@ -852,16 +851,27 @@ fail_request(struct http_conn *c, int status, const char *why, int unread_input)
 
 /* ---- request parsing ---- */
 
+/* tchar (RFC 9110 5.6.2): a table, as every byte of a head's names and
+ * method goes through it. */
+static const unsigned char tchars[256] = {
+	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
+	['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+	['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+	['8'] = 1, ['9'] = 1,
+	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+	['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+	['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+	['Y'] = 1, ['Z'] = 1,
+	['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+	['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+	['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+	['y'] = 1, ['z'] = 1,
+};
+
 static int
 is_tchar(unsigned char ch)
 {
-	if (ch >= 'a' && ch <= 'z')
-		return 1;
-	if (ch >= 'A' && ch <= 'Z')
-		return 1;
-	if (ch >= '0' && ch <= '9')
-		return 1;
-	return ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+	return tchars[ch];
 }
 
 static int
@@ -960,16 +970,39 @@ http_parse_field_line(const char *line, size_t len)
 	return 0;
 }
 
+/* The known field of that length whose name matches, or -1. */
+static int
+known_of(const char *name, size_t len, const int *ids, size_t n)
+{
+	int first = name[0] | 0x20;     /* ASCII lower case; a name is tchars */
+	for (size_t i = 0; i < n; i++)
+		if ((known_headers[ids[i]].name[0] | 0x20) == first &&
+		    strncasecmp(name, known_headers[ids[i]].name, len) == 0)
+			return ids[i];
+	return -1;
+}
+
 int
 http_known_header(const char *name, size_t len)
 {
-	if (len == 0)
-		return -1;
-	int first = name[0] | 0x20;     /* ASCII lower case; a name is tchars */
-	for (int i = 0; i < HDR_KNOWN; i++)
-		if (known_headers[i].len == len && (known_headers[i].name[0] | 0x20) == first &&
-		    strncasecmp(name, known_headers[i].name, len) == 0)
-			return i;
+#define TRY(...) do { \
+	static const int ids_[] = { __VA_ARGS__ }; \
+	return known_of(name, len, ids_, sizeof(ids_) / sizeof(ids_[0])); \
+} while (0)
+	switch (len) {
+	case 4: TRY(HDR_HOST);
+	case 6: TRY(HDR_EXPECT, HDR_ACCEPT, HDR_ORIGIN, HDR_COOKIE);
+	case 8: TRY(HDR_MCP_NAME);
+	case 10: TRY(HDR_CONNECTION, HDR_USER_AGENT, HDR_MCP_METHOD);
+	case 11: TRY(HDR_TRACEPARENT);
+	case 12: TRY(HDR_CONTENT_TYPE);
+	case 13: TRY(HDR_AUTHORIZATION, HDR_LAST_EVENT_ID);
+	case 14: TRY(HDR_CONTENT_LENGTH, HDR_MCP_SESSION_ID);
+	case 17: TRY(HDR_TRANSFER_ENCODING);
+	case 20: TRY(HDR_MCP_PROTOCOL_VERSION);
+	case 30: TRY(HDR_AC_REQUEST_HEADERS);
+	}
+#undef TRY
 	return -1;
 }
 
