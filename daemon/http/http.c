@@ -1241,6 +1241,7 @@ read_head(struct http_conn *c)
 	struct http_request *r = &c->req;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	size_t avail = evbuffer_get_length(in);
+	int fresh = 0;
 
 	if (c->state == CS_IDLE) {
 		/* Tolerate the stray CRLF some clients send between requests. */
@@ -1256,7 +1257,7 @@ read_head(struct http_conn *c)
 			return 0;
 		c->state = CS_HEAD;
 		r->start_us = monotonic_us();
-		evtimer_add(c->timer, s->tv_header);
+		fresh = 1;
 	}
 	struct evbuffer_ptr from;
 	evbuffer_ptr_set(in, &from, c->searched, EVBUFFER_PTR_SET);
@@ -1267,6 +1268,10 @@ read_head(struct http_conn *c)
 			return -1;
 		}
 		c->searched = avail > 3 ? avail - 3 : 0;
+		/* The head's time runs from its first byte; a head read whole
+		 * at once (as most are) never needs the timer. */
+		if (fresh)
+			evtimer_add(c->timer, s->tv_header);
 		return 0;
 	}
 	size_t head_len = (size_t)end.pos + 4;
@@ -1311,7 +1316,10 @@ read_head(struct http_conn *c)
 		c->chunk = CH_SIZE;
 		c->chunk_meta = 0;
 		evbuffer_drain(c->body_buf, evbuffer_get_length(c->body_buf));
-		set_body_timeout(c, 1);
+		/* A body already here whole needs no timeout (two
+		 * bufferevent_set_timeouts per request otherwise). */
+		if (r->chunked || evbuffer_get_length(in) < r->content_length)
+			set_body_timeout(c, 1);
 		return 1;
 	}
 	r->body = "";
