@@ -38,6 +38,8 @@
 /* While a handler runs we keep reading only to notice the client leaving;
  * pipelined input beyond this waits in the kernel. */
 #define HANDLING_INPUT_MAX (64 * 1024)
+/* One read(2) of a plain connection takes at most this. */
+#define READ_SIZE (16 * 1024)
 
 enum conn_state {
 	CS_IDLE,        /* waiting for the first byte of a request */
@@ -127,6 +129,11 @@ struct http_conn {
 	struct http_server *srv;
 	struct bufferevent *bev;
 	struct event *timer;
+	/* Plain connections are read here, not by the bufferevent: its reads
+	 * ask FIONREAD before each one, an ioctl per request. TLS reads
+	 * through the bufferevent. */
+	struct event *rev;
+	int read_paused;        /* rev removed: read_limited and input full */
 	struct arena *arena;
 	enum conn_state state;
 	int keepalive;          /* keep the connection after this response */
@@ -193,7 +200,24 @@ set_body_timeout(struct http_conn *c, int on)
 	if (c->body_timeout_on == on)
 		return;
 	c->body_timeout_on = on;
+	if (c->rev != NULL) {
+		if (!c->read_paused)
+			event_add(c->rev, on ? &c->srv->tv_body : NULL);
+		return;
+	}
 	bufferevent_set_timeouts(c->bev, on ? &c->srv->tv_body : NULL, &c->srv->tv_send);
+}
+
+/* Reading resumes (a plain connection's read event is added again). */
+static void
+read_resume(struct http_conn *c)
+{
+	/* After the client's EOF nothing more is read (as the bufferevent
+	 * stops reading then): requests already in are still answered. */
+	if (c->rev == NULL || !c->read_paused || c->peer_eof)
+		return;
+	c->read_paused = 0;
+	event_add(c->rev, c->body_timeout_on ? &c->srv->tv_body : NULL);
 }
 
 static void
@@ -202,6 +226,11 @@ set_read_limit(struct http_conn *c, int on)
 	if (c->read_limited == on)
 		return;
 	c->read_limited = on;
+	if (c->rev != NULL) {
+		if (!on)
+			read_resume(c);
+		return;
+	}
 	bufferevent_setwatermark(c->bev, EV_READ, 0, on ? HANDLING_INPUT_MAX : 0);
 }
 
@@ -345,6 +374,53 @@ static void
 write_cb(struct bufferevent *bev, void *arg);
 static void
 event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* A plain connection's input: one read of at most READ_SIZE, added to the
+ * input buffer, then on as the bufferevent's read callback goes; EOF,
+ * errors and the body timeout are told as the bufferevent tells them.
+ * While a handler owns the request, reading stops at HANDLING_INPUT_MAX
+ * (the bufferevent's high watermark did that). */
+static void
+plain_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	if (what & EV_TIMEOUT) {
+		event_del(c->rev);
+		c->read_paused = 1;
+		event_cb(c->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, c);
+		return;
+	}
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t want = READ_SIZE;
+	if (c->read_limited) {
+		size_t have = evbuffer_get_length(in);
+		if (have >= HANDLING_INPUT_MAX) {
+			event_del(c->rev);
+			c->read_paused = 1;
+			return;
+		}
+		if (want > HANDLING_INPUT_MAX - have)
+			want = HANDLING_INPUT_MAX - have;
+	}
+	/* Into a buffer on the stack, then added: a chain the size of what
+	 * came (reserving READ_SIZE in the evbuffer would malloc and free
+	 * that much per request, as a drained chain is freed). */
+	char buf[READ_SIZE];
+	ssize_t n;
+	do
+		n = read(fd, buf, want);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	if (n <= 0 || evbuffer_add(in, buf, (size_t)n) < 0) {
+		/* EOF or an error: no more reading, as the bufferevent does. */
+		event_del(c->rev);
+		c->read_paused = 1;
+		event_cb(c->bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), c);
+		return;
+	}
+	process_input(c);
+}
 static void
 timer_cb(evutil_socket_t fd, short ev, void *arg);
 
@@ -380,13 +456,24 @@ conn_start(struct http_server *s, evutil_socket_t fd, const char *remote, SSL_CT
 		c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 		if (c->bev == NULL)
 			goto fail;
+		c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, plain_read_cb, c);
+		if (c->rev == NULL)
+			goto fail;
 	}
 	c->req.conn = c;
 	c->state = CS_IDLE;
 	c->keepalive = 1;
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	bufferevent_set_timeouts(c->bev, NULL, &s->tv_send);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	if (c->rev != NULL) {
+		/* The bufferevent keeps its input's end frozen but while it
+		 * reads itself: here plain_read_cb adds to it. */
+		evbuffer_unfreeze(bufferevent_get_input(c->bev), 0);
+		bufferevent_enable(c->bev, EV_WRITE);
+		event_add(c->rev, NULL);
+	} else {
+		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	}
 	evtimer_add(c->timer, s->tv_header);
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
 	if (++s->nconns >= s->limits.max_connections && !s->accept_paused) {
@@ -400,6 +487,8 @@ fail:
 	log_error("cannot set up a connection: out of memory");
 	if (c->timer)
 		event_free(c->timer);
+	if (c->rev)
+		event_free(c->rev);
 	if (c->body_buf)
 		evbuffer_free(c->body_buf);
 	arena_free(c->arena);
@@ -1487,6 +1576,8 @@ conn_close(struct http_conn *c)
 		log_request(c, r->status);
 	}
 	TAILQ_REMOVE(&s->conns, c, link);
+	if (c->rev != NULL)
+		event_free(c->rev);     /* before the bufferevent closes the fd */
 	bufferevent_free(c->bev);
 	event_free(c->timer);
 	evbuffer_free(c->body_buf);
@@ -1519,7 +1610,15 @@ start_linger(struct http_conn *c)
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	evbuffer_drain(in, evbuffer_get_length(in));
 	set_read_limit(c, 0);
-	bufferevent_enable(c->bev, EV_READ);
+	set_body_timeout(c, 0);
+	if (c->rev != NULL && c->peer_eof) {
+		conn_close(c);  /* nothing more will come to discard */
+		return;
+	}
+	if (c->rev != NULL)
+		read_resume(c);
+	else
+		bufferevent_enable(c->bev, EV_READ);
 	struct timeval tv = ms_to_tv(LINGER_MS);
 	evtimer_add(c->timer, &tv);
 }
