@@ -38,6 +38,8 @@
 /* While a handler runs we keep reading only to notice the client leaving;
  * pipelined input beyond this waits in the kernel. */
 #define HANDLING_INPUT_MAX (64 * 1024)
+/* One read(2) of a plain connection takes at most this. */
+#define READ_SIZE (16 * 1024)
 
 enum conn_state {
 	CS_IDLE,        /* waiting for the first byte of a request */
@@ -54,6 +56,45 @@ enum chunk_state { CH_SIZE, CH_DATA, CH_DATA_CRLF, CH_TRAILER };
 
 struct header {
 	const char *name, *value;
+	int id;                 /* its HDR_ number, or -1 (http_known_header) */
+};
+
+/* The fields mcpd itself reads, recognised once while the head is parsed
+ * (a field's name is classified as it is read): a lookup of one of them
+ * is an index, not a strcasecmp over every field of the request. */
+enum {
+	HDR_HOST, HDR_CONTENT_TYPE, HDR_CONTENT_LENGTH, HDR_TRANSFER_ENCODING,
+	HDR_CONNECTION, HDR_EXPECT, HDR_ACCEPT, HDR_ORIGIN, HDR_AUTHORIZATION,
+	HDR_COOKIE, HDR_USER_AGENT, HDR_TRACEPARENT, HDR_MCP_SESSION_ID,
+	HDR_MCP_PROTOCOL_VERSION, HDR_MCP_METHOD, HDR_MCP_NAME, HDR_LAST_EVENT_ID,
+	HDR_AC_REQUEST_HEADERS,
+	HDR_KNOWN
+};
+
+static const struct {
+	const char *name;       /* http_known_header finds it by its length */
+	int once;               /* must come once: repeated_field */
+} known_headers[HDR_KNOWN] = {
+#define K(id, name, once) [id] = { name, once }
+	K(HDR_HOST, "Host", 1),
+	K(HDR_CONTENT_TYPE, "Content-Type", 1),
+	K(HDR_CONTENT_LENGTH, "Content-Length", 0),
+	K(HDR_TRANSFER_ENCODING, "Transfer-Encoding", 0),
+	K(HDR_CONNECTION, "Connection", 0),
+	K(HDR_EXPECT, "Expect", 0),
+	K(HDR_ACCEPT, "Accept", 0),
+	K(HDR_ORIGIN, "Origin", 1),
+	K(HDR_AUTHORIZATION, "Authorization", 1),
+	K(HDR_COOKIE, "Cookie", 0),
+	K(HDR_USER_AGENT, "User-Agent", 0),
+	K(HDR_TRACEPARENT, "traceparent", 0),
+	K(HDR_MCP_SESSION_ID, "Mcp-Session-Id", 1),
+	K(HDR_MCP_PROTOCOL_VERSION, "MCP-Protocol-Version", 1),
+	K(HDR_MCP_METHOD, "Mcp-Method", 1),
+	K(HDR_MCP_NAME, "Mcp-Name", 1),
+	K(HDR_LAST_EVENT_ID, "Last-Event-ID", 1),
+	K(HDR_AC_REQUEST_HEADERS, "Access-Control-Request-Headers", 0),
+#undef K
 };
 
 struct http_request {
@@ -62,6 +103,7 @@ struct http_request {
 	int minor;
 	struct header headers[MAX_HEADERS];
 	size_t nheaders;
+	unsigned char known[HDR_KNOWN]; /* 1 + the index of its first field, or 0 */
 	char *body;
 	size_t body_len;
 	uint64_t content_length;
@@ -81,10 +123,17 @@ struct http_request {
 	void *user;                     /* the authenticated principal, or NULL */
 };
 
+_Static_assert(MAX_HEADERS < 256, "http_request.known holds a header's index + 1");
+
 struct http_conn {
 	struct http_server *srv;
 	struct bufferevent *bev;
 	struct event *timer;
+	/* Plain connections are read here, not by the bufferevent: its reads
+	 * ask FIONREAD before each one, an ioctl per request. TLS reads
+	 * through the bufferevent. */
+	struct event *rev;
+	int read_paused;        /* rev removed: read_limited and input full */
 	struct arena *arena;
 	enum conn_state state;
 	int keepalive;          /* keep the connection after this response */
@@ -151,7 +200,24 @@ set_body_timeout(struct http_conn *c, int on)
 	if (c->body_timeout_on == on)
 		return;
 	c->body_timeout_on = on;
+	if (c->rev != NULL) {
+		if (!c->read_paused)
+			event_add(c->rev, on ? &c->srv->tv_body : NULL);
+		return;
+	}
 	bufferevent_set_timeouts(c->bev, on ? &c->srv->tv_body : NULL, &c->srv->tv_send);
+}
+
+/* Reading resumes (a plain connection's read event is added again). */
+static void
+read_resume(struct http_conn *c)
+{
+	/* After the client's EOF nothing more is read (as the bufferevent
+	 * stops reading then): requests already in are still answered. */
+	if (c->rev == NULL || !c->read_paused || c->peer_eof)
+		return;
+	c->read_paused = 0;
+	event_add(c->rev, c->body_timeout_on ? &c->srv->tv_body : NULL);
 }
 
 static void
@@ -160,6 +226,11 @@ set_read_limit(struct http_conn *c, int on)
 	if (c->read_limited == on)
 		return;
 	c->read_limited = on;
+	if (c->rev != NULL) {
+		if (!on)
+			read_resume(c);
+		return;
+	}
 	bufferevent_setwatermark(c->bev, EV_READ, 0, on ? HANDLING_INPUT_MAX : 0);
 }
 
@@ -271,6 +342,7 @@ conn_reset_request(struct http_conn *c)
 	struct http_request *r = &c->req;
 	r->method = r->target = r->path = r->query = NULL;
 	r->nheaders = 0;
+	memset(r->known, 0, sizeof(r->known));
 	r->body = NULL;
 	r->body_len = 0;
 	r->content_length = 0;
@@ -302,6 +374,53 @@ static void
 write_cb(struct bufferevent *bev, void *arg);
 static void
 event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* A plain connection's input: one read of at most READ_SIZE, added to the
+ * input buffer, then on as the bufferevent's read callback goes; EOF,
+ * errors and the body timeout are told as the bufferevent tells them.
+ * While a handler owns the request, reading stops at HANDLING_INPUT_MAX
+ * (the bufferevent's high watermark did that). */
+static void
+plain_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	if (what & EV_TIMEOUT) {
+		event_del(c->rev);
+		c->read_paused = 1;
+		event_cb(c->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, c);
+		return;
+	}
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t want = READ_SIZE;
+	if (c->read_limited) {
+		size_t have = evbuffer_get_length(in);
+		if (have >= HANDLING_INPUT_MAX) {
+			event_del(c->rev);
+			c->read_paused = 1;
+			return;
+		}
+		if (want > HANDLING_INPUT_MAX - have)
+			want = HANDLING_INPUT_MAX - have;
+	}
+	/* Into a buffer on the stack, then added: a chain the size of what
+	 * came (reserving READ_SIZE in the evbuffer would malloc and free
+	 * that much per request, as a drained chain is freed). */
+	char buf[READ_SIZE];
+	ssize_t n;
+	do
+		n = read(fd, buf, want);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	if (n <= 0 || evbuffer_add(in, buf, (size_t)n) < 0) {
+		/* EOF or an error: no more reading, as the bufferevent does. */
+		event_del(c->rev);
+		c->read_paused = 1;
+		event_cb(c->bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), c);
+		return;
+	}
+	process_input(c);
+}
 static void
 timer_cb(evutil_socket_t fd, short ev, void *arg);
 
@@ -337,13 +456,24 @@ conn_start(struct http_server *s, evutil_socket_t fd, const char *remote, SSL_CT
 		c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 		if (c->bev == NULL)
 			goto fail;
+		c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, plain_read_cb, c);
+		if (c->rev == NULL)
+			goto fail;
 	}
 	c->req.conn = c;
 	c->state = CS_IDLE;
 	c->keepalive = 1;
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	bufferevent_set_timeouts(c->bev, NULL, &s->tv_send);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	if (c->rev != NULL) {
+		/* The bufferevent keeps its input's end frozen but while it
+		 * reads itself: here plain_read_cb adds to it. */
+		evbuffer_unfreeze(bufferevent_get_input(c->bev), 0);
+		bufferevent_enable(c->bev, EV_WRITE);
+		event_add(c->rev, NULL);
+	} else {
+		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	}
 	evtimer_add(c->timer, s->tv_header);
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
 	if (++s->nconns >= s->limits.max_connections && !s->accept_paused) {
@@ -357,6 +487,8 @@ fail:
 	log_error("cannot set up a connection: out of memory");
 	if (c->timer)
 		event_free(c->timer);
+	if (c->rev)
+		event_free(c->rev);
 	if (c->body_buf)
 		evbuffer_free(c->body_buf);
 	arena_free(c->arena);
@@ -414,6 +546,8 @@ log_request(struct http_conn *c, int status)
 		return;
 	r->logged = 1;
 	metrics_http(r->path, status);
+	if (!log_enabled(LOG_INFO))
+		return;     /* no access lines: nothing to gather for one */
 	const char *tp = http_request_header(r, "traceparent");
 	char trace_id[33];
 	struct access_record rec = {
@@ -454,7 +588,7 @@ wants_keepalive(struct http_conn *c)
 	 * anywhere closes, whatever else is said. */
 	int closing = 0, keep = 0;
 	for (size_t i = 0; i < r->nheaders; i++) {
-		if (strcasecmp(r->headers[i].name, "Connection") != 0)
+		if (r->headers[i].id != HDR_CONNECTION)
 			continue;
 		for (const char *p = r->headers[i].value; *p;) {
 			p += strspn(p, " \t,");
@@ -516,8 +650,21 @@ build_head(struct http_request *r, int status, const char *content_type,
 	if (chunked && r->minor == 0)
 		c->keepalive = 0;   /* HTTP/1.0: the stream ends with the connection */
 	char status_line[96];
-	snprintf(status_line, sizeof(status_line), "HTTP/1.1 %d %s\r\nServer: mcpd\r\nDate: ",
-	    status, http_status_text(status));
+	if (status >= 100 && status <= 999) {
+		/* Written by hand: printf per response shows in the profile. */
+		const char *text = http_status_text(status);
+		size_t tl = strlen(text);
+		memcpy(status_line, "HTTP/1.1 ", 9);
+		status_line[9] = (char)('0' + status / 100);
+		status_line[10] = (char)('0' + status / 10 % 10);
+		status_line[11] = (char)('0' + status % 10);
+		status_line[12] = ' ';
+		memcpy(status_line + 13, text, tl);
+		memcpy(status_line + 13 + tl, "\r\nServer: mcpd\r\nDate: ", sizeof("\r\nServer: mcpd\r\nDate: "));
+	} else {
+		snprintf(status_line, sizeof(status_line), "HTTP/1.1 %d %s\r\nServer: mcpd\r\nDate: ",
+		    status, http_status_text(status));
+	}
 	const char *p[HEAD_PIECES];
 	size_t lens[HEAD_PIECES], n = head_pieces(r, status_line, content_type, length_or_te, p), total = 0;
 	for (size_t i = 0; i < n; i++)
@@ -601,8 +748,14 @@ http_respond(struct http_request *r, int status, const char *content_type,
 		log_error("http: response for a request that is not being handled");
 		return;
 	}
-	char cl[48];
-	snprintf(cl, sizeof(cl), "Content-Length: %zu", len);
+	char cl[48], digits[24];
+	size_t nd = 0;
+	for (size_t v = len; nd == 0 || v > 0; v /= 10)
+		digits[nd++] = (char)('0' + v % 10);
+	memcpy(cl, "Content-Length: ", 16);
+	for (size_t i = 0; i < nd; i++)
+		cl[16 + i] = digits[nd - 1 - i];
+	cl[16 + nd] = '\0';
 	if (strcmp(r->method, "HEAD") == 0)
 		len = 0;
 	size_t hlen;
@@ -787,16 +940,27 @@ fail_request(struct http_conn *c, int status, const char *why, int unread_input)
 
 /* ---- request parsing ---- */
 
+/* tchar (RFC 9110 5.6.2): a table, as every byte of a head's names and
+ * method goes through it. */
+static const unsigned char tchars[256] = {
+	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
+	['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+	['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+	['8'] = 1, ['9'] = 1,
+	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+	['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+	['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+	['Y'] = 1, ['Z'] = 1,
+	['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+	['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+	['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+	['y'] = 1, ['z'] = 1,
+};
+
 static int
 is_tchar(unsigned char ch)
 {
-	if (ch >= 'a' && ch <= 'z')
-		return 1;
-	if (ch >= 'A' && ch <= 'Z')
-		return 1;
-	if (ch >= '0' && ch <= '9')
-		return 1;
-	return ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+	return tchars[ch];
 }
 
 static int
@@ -895,22 +1059,66 @@ http_parse_field_line(const char *line, size_t len)
 	return 0;
 }
 
+/* The known field of that length whose name matches, or -1. */
+static int
+known_of(const char *name, size_t len, const int *ids, size_t n)
+{
+	int first = name[0] | 0x20;     /* ASCII lower case; a name is tchars */
+	for (size_t i = 0; i < n; i++)
+		if ((known_headers[ids[i]].name[0] | 0x20) == first &&
+		    strncasecmp(name, known_headers[ids[i]].name, len) == 0)
+			return ids[i];
+	return -1;
+}
+
+int
+http_known_header(const char *name, size_t len)
+{
+#define TRY(...) do { \
+	static const int ids_[] = { __VA_ARGS__ }; \
+	return known_of(name, len, ids_, sizeof(ids_) / sizeof(ids_[0])); \
+} while (0)
+	switch (len) {
+	case 4: TRY(HDR_HOST);
+	case 6: TRY(HDR_EXPECT, HDR_ACCEPT, HDR_ORIGIN, HDR_COOKIE);
+	case 8: TRY(HDR_MCP_NAME);
+	case 10: TRY(HDR_CONNECTION, HDR_USER_AGENT, HDR_MCP_METHOD);
+	case 11: TRY(HDR_TRACEPARENT);
+	case 12: TRY(HDR_CONTENT_TYPE);
+	case 13: TRY(HDR_AUTHORIZATION, HDR_LAST_EVENT_ID);
+	case 14: TRY(HDR_CONTENT_LENGTH, HDR_MCP_SESSION_ID);
+	case 17: TRY(HDR_TRANSFER_ENCODING);
+	case 20: TRY(HDR_MCP_PROTOCOL_VERSION);
+	case 30: TRY(HDR_AC_REQUEST_HEADERS);
+	}
+#undef TRY
+	return -1;
+}
+
 /* Fields that must come once. A second copy, even an equal one, is refused:
  * Host by RFC 9112 3.2; the others decide who the client is, which session
  * or method a request names, or how its body is read, and a proxy in front
- * may have acted on the other copy. (Content-Length and Transfer-Encoding
- * are checked with the framing below.) */
+ * may have acted on the other copy: the known fields marked once, and
+ * every Mcp-Param-. (Content-Length and Transfer-Encoding are checked with
+ * the framing below.) Returns the index of the first field that repeats
+ * one before it, or -1. */
 static int
-single_field(const char *name)
+repeated_field(const struct http_request *r)
 {
-	static const char *const once[] = {
-		"Host", "Authorization", "Content-Type", "Origin", "Mcp-Session-Id",
-		"MCP-Protocol-Version", "Last-Event-ID", "Mcp-Method", "Mcp-Name",
-	};
-	for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++)
-		if (strcasecmp(name, once[i]) == 0)
-			return 1;
-	return strncasecmp(name, "Mcp-Param-", 10) == 0;
+	for (size_t i = 1; i < r->nheaders; i++) {
+		const struct header *h = &r->headers[i];
+		if (h->id >= 0) {
+			if (known_headers[h->id].once && r->known[h->id] != i + 1)
+				return (int)i;
+			continue;
+		}
+		if (strncasecmp(h->name, "Mcp-Param-", 10) != 0)
+			continue;
+		for (size_t j = 0; j < i; j++)
+			if (strcasecmp(r->headers[j].name, h->name) == 0)
+				return (int)i;
+	}
+	return -1;
 }
 
 /* Parses the head in place (it is a NUL-terminated copy). Returns an HTTP
@@ -1012,37 +1220,37 @@ parse_head(struct http_request *r, char *p, const char **why)
 			*why = "too many header fields";
 			return 431;
 		}
-		r->headers[r->nheaders].name = p;
-		r->headers[r->nheaders].value = v;
+		struct header *h = &r->headers[r->nheaders];
+		h->name = p;
+		h->value = v;
+		h->id = http_known_header(p, (size_t)(colon - p));
+		if (h->id >= 0 && r->known[h->id] == 0)
+			r->known[h->id] = (unsigned char)(r->nheaders + 1);
 		r->nheaders++;
 		p = eol + 2;
 	}
 
-	for (size_t i = 1; i < r->nheaders; i++) {
-		if (!single_field(r->headers[i].name))
-			continue;
-		for (size_t j = 0; j < i; j++)
-			if (strcasecmp(r->headers[j].name, r->headers[i].name) == 0) {
-				*why = arena_printf(r->conn->arena, "repeated %.64s header", r->headers[i].name);
-				if (*why == NULL)
-					*why = "repeated header";
-				return 400;
-			}
+	int rep = repeated_field(r);
+	if (rep >= 0) {
+		*why = arena_printf(r->conn->arena, "repeated %.64s header", r->headers[rep].name);
+		if (*why == NULL)
+			*why = "repeated header";
+		return 400;
 	}
-	if (r->minor == 1 && http_request_header(r, "Host") == NULL) {
+	if (r->minor == 1 && r->known[HDR_HOST] == 0) {
 		*why = "missing Host header";
 		return 400;
 	}
 	const char *te = NULL, *cl = NULL;
 	for (size_t i = 0; i < r->nheaders; i++) {
 		const struct header *h = &r->headers[i];
-		if (strcasecmp(h->name, "Transfer-Encoding") == 0) {
+		if (h->id == HDR_TRANSFER_ENCODING) {
 			if (te != NULL) {
 				*why = "repeated Transfer-Encoding";
 				return 400;
 			}
 			te = h->value;
-		} else if (strcasecmp(h->name, "Content-Length") == 0) {
+		} else if (h->id == HDR_CONTENT_LENGTH) {
 			if (cl != NULL && strcmp(cl, h->value) != 0) {
 				*why = "conflicting Content-Length headers";
 				return 400;
@@ -1122,6 +1330,7 @@ read_head(struct http_conn *c)
 	struct http_request *r = &c->req;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	size_t avail = evbuffer_get_length(in);
+	int fresh = 0;
 
 	if (c->state == CS_IDLE) {
 		/* Tolerate the stray CRLF some clients send between requests. */
@@ -1137,7 +1346,7 @@ read_head(struct http_conn *c)
 			return 0;
 		c->state = CS_HEAD;
 		r->start_us = monotonic_us();
-		evtimer_add(c->timer, s->tv_header);
+		fresh = 1;
 	}
 	struct evbuffer_ptr from;
 	evbuffer_ptr_set(in, &from, c->searched, EVBUFFER_PTR_SET);
@@ -1148,6 +1357,10 @@ read_head(struct http_conn *c)
 			return -1;
 		}
 		c->searched = avail > 3 ? avail - 3 : 0;
+		/* The head's time runs from its first byte; a head read whole
+		 * at once (as most are) never needs the timer. */
+		if (fresh)
+			evtimer_add(c->timer, s->tv_header);
 		return 0;
 	}
 	size_t head_len = (size_t)end.pos + 4;
@@ -1192,7 +1405,10 @@ read_head(struct http_conn *c)
 		c->chunk = CH_SIZE;
 		c->chunk_meta = 0;
 		evbuffer_drain(c->body_buf, evbuffer_get_length(c->body_buf));
-		set_body_timeout(c, 1);
+		/* A body already here whole needs no timeout (two
+		 * bufferevent_set_timeouts per request otherwise). */
+		if (r->chunked || evbuffer_get_length(in) < r->content_length)
+			set_body_timeout(c, 1);
 		return 1;
 	}
 	r->body = "";
@@ -1360,6 +1576,8 @@ conn_close(struct http_conn *c)
 		log_request(c, r->status);
 	}
 	TAILQ_REMOVE(&s->conns, c, link);
+	if (c->rev != NULL)
+		event_free(c->rev);     /* before the bufferevent closes the fd */
 	bufferevent_free(c->bev);
 	event_free(c->timer);
 	evbuffer_free(c->body_buf);
@@ -1392,7 +1610,15 @@ start_linger(struct http_conn *c)
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	evbuffer_drain(in, evbuffer_get_length(in));
 	set_read_limit(c, 0);
-	bufferevent_enable(c->bev, EV_READ);
+	set_body_timeout(c, 0);
+	if (c->rev != NULL && c->peer_eof) {
+		conn_close(c);  /* nothing more will come to discard */
+		return;
+	}
+	if (c->rev != NULL)
+		read_resume(c);
+	else
+		bufferevent_enable(c->bev, EV_READ);
 	struct timeval tv = ms_to_tv(LINGER_MS);
 	evtimer_add(c->timer, &tv);
 }
@@ -1617,6 +1843,9 @@ struct arena *http_request_arena(struct http_request *r) { return r->conn->arena
 const char *
 http_request_header(const struct http_request *r, const char *name)
 {
+	int id = http_known_header(name, strlen(name));
+	if (id >= 0)
+		return r->known[id] != 0 ? r->headers[r->known[id] - 1].value : NULL;
 	for (size_t i = 0; i < r->nheaders; i++)
 		if (strcasecmp(r->headers[i].name, name) == 0)
 			return r->headers[i].value;

@@ -98,5 +98,8 @@ const char *http_status_text(int status);
 int http_parse_chunk_line(const char *line, size_t len, uint64_t *size);
 /* A trailer field line without its CRLF: 0, or -1 when malformed. */
 int http_parse_field_line(const char *line, size_t len);
+/* The number of a field name mcpd reads itself (case-insensitive), whose
+ * lookup is indexed at parse time; -1 for any other name. */
+int http_known_header(const char *name, size_t len);
 
 #endif

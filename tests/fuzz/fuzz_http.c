@@ -63,6 +63,10 @@ answer(struct http_request *r, void *arg)
 	const char *q = http_request_query(r);
 	http_response_header(r, "X-Query", q ? q : "-");
 	http_request_log_extra(r, http_request_header(r, "Mcp-Method"));
+	/* The fields indexed at parse time, in the case the code asks them. */
+	const char *sid = http_request_header(r, "Mcp-Session-Id");
+	if (sid != NULL)
+		http_response_header(r, "X-Session", sid);
 	http_respond(r, 200, "application/octet-stream", body, len);
 }
 

@@ -1,7 +1,9 @@
 /* The pieces of the HTTP request parser that stand alone: chunk-size
- * lines and trailer fields (RFC 9112 7.1); and the Host and Origin
+ * lines and trailer fields (RFC 9112 7.1), the names of the fields
+ * indexed at parse time; and the Host and Origin
  * checks of guard.c. */
 #include <check.h>
+#include <ctype.h>
 #include <string.h>
 
 #include "config.h"
@@ -117,6 +119,44 @@ START_TEST(trailer_fields)
 }
 END_TEST
 
+/* The fields indexed at parse time: every case of their names, and no
+ * other name, however close. */
+START_TEST(known_headers)
+{
+	static const char *const names[] = {
+		"Host", "Content-Type", "Content-Length", "Transfer-Encoding", "Connection",
+		"Expect", "Accept", "Origin", "Authorization", "Cookie", "User-Agent",
+		"traceparent", "Mcp-Session-Id", "MCP-Protocol-Version", "Mcp-Method",
+		"Mcp-Name", "Last-Event-ID", "Access-Control-Request-Headers",
+	};
+	size_t n = sizeof(names) / sizeof(names[0]);
+	int seen[64] = { 0 };
+	for (size_t i = 0; i < n; i++) {
+		char low[64], up[64];
+		size_t len = strlen(names[i]);
+		for (size_t j = 0; j <= len; j++) {
+			low[j] = (char)tolower((unsigned char)names[i][j]);
+			up[j] = (char)toupper((unsigned char)names[i][j]);
+		}
+		int id = http_known_header(names[i], len);
+		ck_assert_msg(id >= 0 && id < 64, "%s not known", names[i]);
+		ck_assert_msg(!seen[id], "%s shares a number", names[i]);
+		seen[id] = 1;
+		ck_assert_int_eq(http_known_header(low, len), id);
+		ck_assert_int_eq(http_known_header(up, len), id);
+		ck_assert_int_eq(http_known_header(names[i], len - 1), -1);    /* a prefix */
+	}
+	ck_assert_int_eq(http_known_header("Hostile", 4), http_known_header("Host", 4));   /* len bytes only */
+	static const char *const others[] = {
+		"", "H", "Hosts", "X-Host", "Mcp-Session-Idx", "Mcp-Session-ld", "Mcp-Param-Name",
+		"Content-Lengtx", "Transfer_Encoding", "Accept-Encoding", "Mcp-Names", "tracestate",
+		"Last-Event-I", "Access-Control-Request-Method",
+	};
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+		ck_assert_msg(http_known_header(others[i], strlen(others[i])) == -1, "%s known", others[i]);
+}
+END_TEST
+
 START_TEST(host_checks)
 {
 	struct config c = { 0 };
@@ -172,6 +212,7 @@ http_suite(void)
 	tcase_add_test(tc, chunk_sizes);
 	tcase_add_test(tc, chunk_extensions);
 	tcase_add_test(tc, trailer_fields);
+	tcase_add_test(tc, known_headers);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("guard");
 	tcase_add_test(tc, host_checks);
