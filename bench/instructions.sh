@@ -138,7 +138,7 @@ measure stateless "$WORKER" $P_MCPD "$CALL26" -H "MCP-Protocol-Version: 2026-07-
 
 # top INCLUSIVE NAME: 15 functions of callgrind_annotate's list, in
 # instructions per request, without source paths; inclusive, those below
-# read_cb (the frames from main down to it hold the whole request) and
+# process_input (the frames from main down to it hold the whole request) and
 # without libevent's unnamed statics. callgrind_annotate 3.19 counts a call
 # line with calls=0 (a call entered before the dump: the handler of the
 # GET that triggered it) as the caller's own cost: it reads them as 1. It
@@ -160,7 +160,7 @@ top() {
 					sub(/^\[.*\//, "[", obj)
 				}
 				sub(/^[^:]*:/, "", rest)
-				if (skip) { if (rest == "read_cb") skip = 0; next }
+				if (skip) { if (rest == "process_input") skip = 0; next }
 				if (rest ~ /^0x/ || c >= 15) next
 				printf "  %9.0f %7s  %s %s\n", ir / n, pct, rest, obj; c++
 			}'
@@ -181,7 +181,7 @@ printf "$fmt" "mcpd tools/call, plugin tool, stateless (2026-07-28)" "${INSTR[st
 echo "(mcpd's counts less one GET /healthz, $GET instructions; its profiles below include it)"
 for p in session stateless; do
 	echo
-	echo "mcpd $p: top 15 by inclusive instructions, below read_cb (per request, % of the worker's)"
+	echo "mcpd $p: top 15 by inclusive instructions, below process_input (per request, % of the worker's)"
 	top yes $p
 	echo "mcpd $p: top 15 by self instructions"
 	top no $p
