@@ -37,6 +37,18 @@ struct unwrap {
 	uint64_t timeout_ms;
 };
 
+/* The KMS's answer, kept past its callback (NULL body: out of memory,
+ * told as no answer). */
+static void
+keep_answer(struct unwrap *u, const char *body, size_t len)
+{
+	if ((u->body = malloc(len + 1)) != NULL) {
+		memcpy(u->body, body, len);
+		u->body[len] = '\0';
+		u->len = len;
+	}
+}
+
 static void
 decrypted(void *arg, const struct aws_result *r)
 {
@@ -48,11 +60,7 @@ decrypted(void *arg, const struct aws_result *r)
 		    r->type && *r->type ? ": " : "", r->message);
 		return;
 	}
-	if ((u->body = malloc(r->len + 1)) != NULL) {
-		memcpy(u->body, r->body, r->len);
-		u->body[r->len] = '\0';
-		u->len = r->len;
-	}
+	keep_answer(u, r->body, r->len);
 }
 
 static void
@@ -210,11 +218,7 @@ answered(void *arg, const struct fetch_result *r)
 		error_words(r, u->why, sizeof(u->why));
 		return;
 	}
-	if ((u->body = malloc(r->len + 1)) != NULL) {
-		memcpy(u->body, r->body, r->len);
-		u->body[r->len] = '\0';
-		u->len = r->len;
-	}
+	keep_answer(u, r->body, r->len);
 }
 
 /* The token is here (gcp_auth_token or azure_token_get): the call. */
