@@ -1,8 +1,10 @@
 /* The resource server's half of OAuth, whatever the plugin: the
  * Authorization header, a per-worker cache of checked tokens (keyed by
- * the token's SHA-256, so that no token is kept), 401/403 answers with
- * WWW-Authenticate, and the protected resource metadata (RFC 9728). */
+ * the token's keyed hash, idhash_mac, as the internal OAuth server names
+ * tokens in storage and revocations: no token is kept), 401/403 answers
+ * with WWW-Authenticate, and the protected resource metadata (RFC 9728). */
 #include "auth.h"
+#include "idhash.h"
 #include "metrics.h"
 #include "arena.h"
 #include "config.h"
@@ -64,13 +66,6 @@ now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void
-sha256(const char *s, size_t len, unsigned char out[32])
-{
-	unsigned int n = 32;
-	EVP_Digest(s, len, out, &n, EVP_sha256(), NULL);
 }
 
 struct auth *
@@ -397,7 +392,7 @@ auth_check(struct auth *a, struct http_request *r, auth_go_fn go, void *arg)
 		return;
 	}
 	unsigned char hash[32];
-	sha256(token, len, hash);
+	idhash_mac(token, len, hash);
 	struct cached *e = cache_find(a, hash);
 	if (e != NULL && (e->aud == NULL || strcmp(e->aud, resource_url(a, r)) == 0)) {
 		metrics_auth(MXA_OK);

@@ -3,6 +3,7 @@
  * and the helpers its endpoints share (see oauth_internal.h). */
 #include "oauth.h"
 #include "oauth_internal.h"
+#include "idhash.h"
 #include "arena.h"
 #include "auth.h"
 #include "config.h"
@@ -825,7 +826,7 @@ validate(void *inst, const char *token, size_t len, const char *resource, auth_c
 	v->cb = cb;
 	v->arg = arg;
 	char hex[65], key[128];
-	oauth_sha256_hex(token, len, hex);
+	idhash_hex(token, len, hex);
 	snprintf(key, sizeof(key), "oauth:at:%s", hex);
 	o->b.storage->get(o->b.storage_inst, key, token_found, v);
 }

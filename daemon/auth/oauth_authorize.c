@@ -8,6 +8,7 @@
  * redirect URI is known to be the client's; before that, a page says
  * what is wrong. */
 #include "oauth_internal.h"
+#include "idhash.h"
 #include "arena.h"
 #include "auth.h"
 #include "config.h"
@@ -114,7 +115,7 @@ show_page(struct authz *a, int status, const char *error)
 	if (q->r != NULL) {
 		/* The form is bound to this browser: the cookie must come back with it. */
 		char hash[65];
-		oauth_sha256_hex(a->request_id, strlen(a->request_id), hash);
+		idhash_hex(a->request_id, strlen(a->request_id), hash);
 		const char *cookie = arena_printf(q->ar, "%s%.12s=%s; Path=/oauth/authorize; Max-Age=%llu; HttpOnly; "
 		    "SameSite=Strict%s", CSRF_COOKIE, hash, a->csrf,
 		    (unsigned long long)(q->o->oc->login_ttl_ms / 1000), http_request_tls(q->r) ? "; Secure" : "");
@@ -236,7 +237,7 @@ client_checked(struct oreq *q, const struct oclient *c)
 	a->request_id = arena_strdup(q->ar, id);
 	a->csrf = arena_strdup(q->ar, csrf);
 	char hash[65];
-	oauth_sha256_hex(id, strlen(id), hash);
+	idhash_hex(id, strlen(id), hash);
 	cJSON *rec = cJSON_CreateObject();
 	cJSON_AddStringToObject(rec, "client_id", a->client_id);
 	cJSON_AddStringToObject(rec, "client_name", a->client_name);
@@ -316,7 +317,7 @@ request_used(struct oreq *q, int status)
 		return;
 	}
 	a->code = arena_strdup(q->ar, code);
-	oauth_sha256_hex(code, strlen(code), hash);
+	idhash_hex(code, strlen(code), hash);
 	OPENSSL_cleanse(code, sizeof(code));
 	cJSON_AddStringToObject(a->code_rec, "user", a->account->name);
 	cJSON_AddStringToObject(a->code_rec, "grant", grant);
@@ -409,7 +410,7 @@ request_found(struct oreq *q, int status, cJSON *rec)
 	/* The form must come from the page this browser was given: its
 	 * hidden field and its cookie both carry the request's token. */
 	char hash[65];
-	oauth_sha256_hex(a->request_id, strlen(a->request_id), hash);
+	idhash_hex(a->request_id, strlen(a->request_id), hash);
 	const char *cookie = cookie_get(q->ar, http_request_header(q->r, "Cookie"),
 	    arena_printf(q->ar, "%s%.12s", CSRF_COOKIE, hash));
 	const char *want = json_str(rec, "csrf");
@@ -475,7 +476,7 @@ login_counted(struct oreq *q)
 		return;
 	}
 	char hash[65];
-	oauth_sha256_hex(a->request_id, strlen(a->request_id), hash);
+	idhash_hex(a->request_id, strlen(a->request_id), hash);
 	a->req_hash = arena_strdup(q->ar, hash);
 	oreq_get(q, arena_printf(q->ar, "oauth:req:%s", hash), request_found);
 }

@@ -139,6 +139,9 @@ const struct oauth_user *oauth_find_user(const struct oauth_conf *oc, const char
 /* Helpers. */
 /* s for a log line: at most 128 bytes, control characters as '?'. */
 const char *oauth_printable(struct arena *ar, const char *s);
+/* SHA-256 as hex: client secrets as stored and metadata documents' URLs.
+ * Codes, tokens and sign-in requests are named by idhash_hex, keyed with
+ * the deployment's storage.hash_key_file. */
 void oauth_sha256_hex(const char *s, size_t len, char out[65]);
 int oauth_new_secret(const char *prefix, char *out, size_t outlen);
 int64_t oauth_now(void);

@@ -11,6 +11,7 @@
  * tombstone (never deleting it, so nothing can create it again), and a
  * grant is only ever created only-if-absent. */
 #include "oauth_internal.h"
+#include "idhash.h"
 #include "metrics.h"
 #include "arena.h"
 #include "auth.h"
@@ -160,7 +161,7 @@ access_stored(struct oreq *q, int status)
 	}
 	/* A refresh token lasts as long as the sign-in. */
 	char hash[65];
-	oauth_sha256_hex(t->refresh, strlen(t->refresh), hash);
+	idhash_hex(t->refresh, strlen(t->refresh), hash);
 	int64_t left = t->grant_exp - oauth_now();
 	cJSON *rec = token_record(t, t->grant_exp);
 	oreq_set(q, arena_printf(q->ar, "oauth:rt:%s", hash), rec, (uint64_t)(left > 0 ? left : 1) * 1000,
@@ -184,7 +185,7 @@ issue(struct tok *t)
 		q->o->b.storage->set(q->o->b.storage_inst, arena_printf(q->ar, "oauth:client:%s", t->client->id),
 		    q->client_raw, strlen(q->client_raw), oc->client_ttl_ms, MCPD_SET_IF_PRESENT, NULL, NULL);
 	char hash[65];
-	oauth_sha256_hex(t->access, strlen(t->access), hash);
+	idhash_hex(t->access, strlen(t->access), hash);
 	int64_t now = oauth_now(), exp = now + (int64_t)(oc->token_ttl_ms / 1000);
 	if (exp > t->grant_exp)
 		exp = t->grant_exp;
@@ -421,7 +422,7 @@ token_client(struct oreq *q, const struct oclient *c)
 			oreq_error(q, 400, "invalid_request", "code is required");
 			return;
 		}
-		oauth_sha256_hex(code, strlen(code), hash);
+		idhash_hex(code, strlen(code), hash);
 		t->hash = arena_strdup(q->ar, hash);
 		oreq_get(q, arena_printf(q->ar, "oauth:code:%s", hash), code_found);
 	} else if (strcmp(gt, "refresh_token") == 0) {
@@ -435,7 +436,7 @@ token_client(struct oreq *q, const struct oclient *c)
 		} else if (strncmp(rt, OAUTH_RT_PREFIX, sizeof(OAUTH_RT_PREFIX) - 1) != 0) {
 			oreq_error(q, 400, "invalid_grant", "not a refresh token of this server");
 		} else {
-			oauth_sha256_hex(rt, strlen(rt), hash);
+			idhash_hex(rt, strlen(rt), hash);
 			t->hash = arena_strdup(q->ar, hash);
 			oreq_get(q, arena_printf(q->ar, "oauth:rt:%s", hash), refresh_found);
 		}
@@ -601,7 +602,7 @@ lookup_client(struct oreq *q, const struct oclient *c)
 			revoked(q);
 		return;
 	}
-	oauth_sha256_hex(token, strlen(token), in->lk.hash);
+	idhash_hex(token, strlen(token), in->lk.hash);
 	oreq_get(q, arena_printf(q->ar, "oauth:%s:%s", in->lk.access ? "at" : "rt", in->lk.hash),
 	    token_record_found);
 }

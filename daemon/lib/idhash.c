@@ -54,21 +54,42 @@ keyed_ctx(void)
 	return mctx;
 }
 
-const char *
-idhash(const char *id, char out[IDHASH_LEN + 1])
+void
+idhash_mac(const char *s, size_t slen, unsigned char out[32])
 {
 	unsigned char m[EVP_MAX_MD_SIZE];
 	unsigned int len = 0;
 	size_t mlen = 0;
-	char b64[32];
 	EVP_MAC_CTX *ctx = keyed_ctx();
 	int ok = ctx != NULL && EVP_MAC_init(ctx, NULL, 0, NULL) &&
-	    EVP_MAC_update(ctx, (const unsigned char *)id, strlen(id)) &&
-	    EVP_MAC_final(ctx, m, &mlen, sizeof(m)) && mlen >= 18;
+	    EVP_MAC_update(ctx, (const unsigned char *)s, slen) &&
+	    EVP_MAC_final(ctx, m, &mlen, sizeof(m)) && mlen == 32;
 	if (!ok && HMAC(EVP_sha256(), keyed ? (const void *)key : fixed,
 	    keyed ? (int)sizeof(key) : (int)sizeof(fixed) - 1,
-	    (const unsigned char *)id, strlen(id), m, &len) == NULL)
-		memset(m, 0, 18);
+	    (const unsigned char *)s, slen, m, &len) == NULL)
+		memset(m, 0, 32);
+	memcpy(out, m, 32);
+}
+
+void
+idhash_hex(const char *s, size_t len, char out[65])
+{
+	static const char digits[] = "0123456789abcdef";
+	unsigned char m[32];
+	idhash_mac(s, len, m);
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = digits[m[i] >> 4];
+		out[2 * i + 1] = digits[m[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+const char *
+idhash(const char *id, char out[IDHASH_LEN + 1])
+{
+	unsigned char m[32];
+	char b64[32];
+	idhash_mac(id, strlen(id), m);
 	base64url_encode(m, 18, b64);
 	memcpy(out, b64, IDHASH_LEN);
 	out[IDHASH_LEN] = '\0';

@@ -16,5 +16,10 @@
 void idhash_set_key(const unsigned char key[32]);
 /* The hash of id, in out (IDHASH_LEN + 1 bytes); returns out. */
 const char *idhash(const char *id, char out[IDHASH_LEN + 1]);
+/* The whole HMAC-SHA256 of s (len bytes) with the same key: for OAuth's
+ * codes and tokens, named in storage and revocations by its 64 hex
+ * digits (idhash_hex), and the auth cache's key of a bearer token. */
+void idhash_mac(const char *s, size_t len, unsigned char out[32]);
+void idhash_hex(const char *s, size_t len, char out[65]);
 
 #endif

@@ -663,6 +663,15 @@ def nats_server(t, port=None, start=True):
     return serve(t, Nats(t.dir, port), start)
 
 
+def id_hash_key(key=None):
+    """The HMAC key of lib/idhash.c: from storage.hash_key_file (the
+    path), or None: mcpd's fixed key."""
+    import hashlib
+    if key is None:
+        return b"mcpd id hash: no hash_key_file"
+    return hashlib.sha256(b"mcpd id hashing\0" + open(key, "rb").read().rstrip(b" \t\r\n")).digest()
+
+
 def sid_hash(sid, key=None):
     """A session id as mcpd names it in storage keys and channels
     (lib/idhash.c): HMAC-SHA256 with the storage's hash_key_file key (the
@@ -670,12 +679,17 @@ def sid_hash(sid, key=None):
     import base64
     import hashlib
     import hmac
-    if key is None:
-        k = b"mcpd id hash: no hash_key_file"
-    else:
-        k = hashlib.sha256(b"mcpd id hashing\0" + open(key, "rb").read().rstrip(b" \t\r\n")).digest()
-    mac = hmac.new(k, sid.encode(), hashlib.sha256).digest()[:18]
+    mac = hmac.new(id_hash_key(key), sid.encode(), hashlib.sha256).digest()[:18]
     return base64.urlsafe_b64encode(mac).decode()
+
+
+def token_hash(token, key=None):
+    """An OAuth code or token as the internal authorization server names it
+    in storage and revocations (lib/idhash.c, idhash_hex): the whole
+    HMAC-SHA256 with the deployment's key (as sid_hash), in hexadecimal."""
+    import hashlib
+    import hmac
+    return hmac.new(id_hash_key(key), token.encode(), hashlib.sha256).hexdigest()
 
 
 def key_file(t):

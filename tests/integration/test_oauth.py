@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.parse
 
-from harness import (MCPD, MCP_HEADERS, NODE_DIR, Skip, check, free_port, http, make_cert, node_peers_ready,
+from harness import (MCPD, MCP_HEADERS, token_hash, NODE_DIR, Skip, check, free_port, http, make_cert, node_peers_ready,
                      redis_server, rpc, run_mcpd, wait_for)
 
 TOOLS = """
@@ -903,10 +903,15 @@ def test_instances_share_the_server_through_redis(t):
     dead_everywhere(pa, tok3)
     dead_everywhere(pb, tok3)
     # What Redis holds: records under the tokens' hashes.
-    h = hashlib.sha256(tok2["refresh_token"].encode()).hexdigest()
+    h = token_hash(tok2["refresh_token"])
     rec = redis.cli("GET", "mcpd:oauth:rt:" + h)
     check(rec and json.loads(rec)["user"] == "alice" and tok2["refresh_token"] not in rec, rec)
     check(redis.cli("EXISTS", "mcpd:oauth:rt-used:" + h) == "1")
+    # Keyed (storage.hash_key_file's HMAC, here the fixed key), not the
+    # token's plain SHA-256: a reader of Redis who holds a token cannot
+    # find its record.
+    plain = hashlib.sha256(tok2["refresh_token"].encode()).hexdigest()
+    check(redis.cli("EXISTS", "mcpd:oauth:rt:" + plain) == "0")
     for d in ds:
         d.stop()
 

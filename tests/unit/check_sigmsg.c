@@ -215,6 +215,23 @@ START_TEST(id_hashes)
 }
 END_TEST
 
+/* OAuth's codes and tokens: the whole HMAC with the same key, in hex
+ * (what Python's hmac.new(key, token, sha256).hexdigest() gives). */
+START_TEST(token_hashes)
+{
+	char hex[65];
+	unsigned char k[32];
+	idhash_set_key(NULL);
+	idhash_hex("mcpd_at_token", strlen("mcpd_at_token"), hex);
+	ck_assert_str_eq(hex, "afed2ce62b6b404d4ee3be0f58fa0a9b03d62e1a63aa93fe54cc4a78f239e2e9");
+	memset(k, 9, sizeof(k));
+	idhash_set_key(k);
+	idhash_hex("mcpd_at_token", strlen("mcpd_at_token"), hex);
+	ck_assert_str_eq(hex, "af2b1b8c5279bf2aad72c3c985299e38617d8f75a360e378dc50a8aaceeff058");
+	idhash_set_key(NULL);
+}
+END_TEST
+
 Suite *
 sigmsg_suite(void)
 {
@@ -223,6 +240,7 @@ sigmsg_suite(void)
 	tcase_add_test(tc, envelope);
 	tcase_add_test(tc, replay_bounds);
 	tcase_add_test(tc, key_files);
+	tcase_add_test(tc, token_hashes);
 	tcase_add_test(tc, id_hashes);
 	suite_add_tcase(s, tc);
 	return s;
