@@ -1628,7 +1628,11 @@ write_cb(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct http_conn *c = arg;
-	if (c->state != CS_WRITING)
+	/* A response sent whole (c->sent) is finished by timer_cb alone: the
+	 * bufferevent may also call here in the same loop turn (its write
+	 * event, ready with the request's read), and finishing twice lost
+	 * the idle timer, which the timer's own pending run then removed. */
+	if (c->state != CS_WRITING || c->sent)
 		return;
 	struct http_server *s = c->srv;
 	log_request(c, c->req.status);
