@@ -178,6 +178,27 @@ def test_idle_and_header_timeouts(t):
     d.stop()
 
 
+def test_idle_close_after_a_request_sent_at_once(t):
+    """A request already there when the connection is accepted (its read
+    and write events ready in one loop turn) is answered, and the idle
+    connection is still closed after idle_timeout: the response finished
+    twice once lost the idle timer (1 run in 3 of the test above)."""
+    port = free_port()
+    d = t.mcpd(conf(port, "limits: { idle_timeout: 200ms }\n")).start(wait_url_port=port)
+    for i in range(12):
+        s = socket.create_connection(("127.0.0.1", port), timeout=3)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        check(status_of(s.recv(1000)) == 200)
+        try:
+            gone = s.recv(100) == b""
+        except socket.timeout:
+            gone = False
+        s.close()
+        check(gone, "idle keep-alive connection %d was not closed within 3 s" % i)
+    still_serving(port)
+    d.stop()
+
+
 def test_body_timeout(t):
     port = free_port()
     d = t.mcpd(conf(port, "limits: { body_timeout: 300ms }\n")).start(wait_url_port=port)
