@@ -481,6 +481,16 @@ def test_a_hung_redis_is_dropped(t):
     d.stop()
 
 
+def process_ended(pid):
+    """Has pid exited (gone, or a zombie)? It may go between any two reads
+    of /proc (ProcessLookupError, FileNotFoundError)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def test_storage_behind_a_flooding_tool(t):
     """Redis stops answering while a tool sends its session's stream
     100 MB of log messages: what waits for storage to number it stays
@@ -517,9 +527,7 @@ def test_storage_behind_a_flooding_tool(t):
     os.kill(redis.proc.pid, signal.SIGSTOP)
     try:
         open(go, "w").close()
-        wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
-                 open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] == "Z",
-                 timeout=60, what="the tool to end")
+        wait_for(lambda: process_ended(pid), timeout=60, what="the tool to end")
         time.sleep(0.5)
         with open("/proc/%d/status" % worker) as f:
             grown = int([l for l in f if l.startswith("VmHWM:")][0].split()[1]) - before
