@@ -663,6 +663,16 @@ def nats_server(t, port=None, start=True):
     return serve(t, Nats(t.dir, port), start)
 
 
+def process_ended(pid):
+    """Has pid exited (gone, or a zombie)? It may go between any two reads
+    of /proc (ProcessLookupError, FileNotFoundError)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def id_hash_key(key=None):
     """The HMAC key of lib/idhash.c: from storage.hash_key_file (the
     path), or None: mcpd's fixed key."""

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 
-from harness import (sid_hash, MCP_HEADERS, Redis, Skip, TestFailure, alive, call_tool, check, check_config_errors,
+from harness import (sid_hash, process_ended, MCP_HEADERS, Redis, Skip, TestFailure, alive, call_tool, check, check_config_errors,
                      check_host_name, check_unresolvable, conformance_behind_balancer, conformance_config,
                      deleted_everywhere, down_and_back, free_port, http, key_file, mcp_session, node_peers_ready,
                      redis_server, rpc, run_unit_suite, serve, sse_events, start_instances, starts_before, storage_cache,
@@ -479,16 +479,6 @@ def test_a_hung_redis_is_dropped(t):
     wait_for(lambda: rpc(port, sid, "ping")[0] == 200, timeout=10, what="the session to answer again")
     check(call_tool(port, sid, "where", id=3) == "A")
     d.stop()
-
-
-def process_ended(pid):
-    """Has pid exited (gone, or a zombie)? It may go between any two reads
-    of /proc (ProcessLookupError, FileNotFoundError)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_storage_behind_a_flooding_tool(t):

@@ -10,7 +10,7 @@ import signal
 import socket
 import time
 
-from harness import (check, check_config_errors, free_port, mcp_session, redis_server, rpc, sid_hash,
+from harness import (check, process_ended, check_config_errors, free_port, mcp_session, redis_server, rpc, sid_hash,
                      start_instances, wait_for)
 from storage_peek import Peek
 from test_auth import bearer, make_key
@@ -127,8 +127,7 @@ def test_task_across_instances(t):
     st, r = task(pc, "tasks/cancel", tid3)
     check(r["result"] == {"resultType": "complete"}, r)
     check(until(pb, tid3, ("cancelled",))["status"] == "cancelled")
-    wait_for(lambda: not os.path.exists("/proc/%d" % cpid) or
-             open("/proc/%d/stat" % cpid).read().split(")")[1].split()[0] == "Z", 10, "the command killed")
+    wait_for(lambda: process_ended(cpid), 10, "the command killed")
     da.wait_log("task %.8s… of tool wait cancelled" % tid3)
     # cancelling again, or a finished task, is the same empty answer
     check(task(pb, "tasks/cancel", tid3)[1]["result"] == {"resultType": "complete"})
