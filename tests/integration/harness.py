@@ -184,7 +184,7 @@ class Mcpd:
         try:
             with open("/proc/%d/task/%d/children" % (self.pid, self.pid)) as f:
                 pids = [int(p) for p in f.read().split()]
-        except FileNotFoundError:
+        except OSError:
             return []
         out = []
         for p in pids:
@@ -193,8 +193,8 @@ class Mcpd:
                     state = f.read().rsplit(")", 1)[1].split()[0]
                 if state != "Z":
                     out.append(p)
-            except FileNotFoundError:
-                pass
+            except OSError:
+                pass            # gone between the two reads (ProcessLookupError)
         return sorted(out)
 
     def signal(self, sig):

@@ -6,7 +6,11 @@
 Each test gets a fresh temporary directory (kept with --keep, or when it
 fails). A daemon that a test started is stopped after it, and its log is
 checked for sanitizer reports. Skipped tests are listed and never counted
-as passed; the run fails if any test fails."""
+as passed; the run fails if any test fails.
+
+A test that runs longer than TEST_TIMEOUT seconds (900 by default) ends
+the run: every thread's stack is printed and the run exits 1. Threads a
+failed test left running never keep the run from exiting."""
 
 import argparse
 import concurrent.futures
@@ -16,8 +20,10 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
+import faulthandler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -57,10 +63,40 @@ class Ctx:
         return d
 
 
+RUNNING = {}                # test name -> (when it started, its Ctx)
+RUNNING_LOCK = threading.Lock()
+
+
+def watchdog(limit):
+    """A hung test would hold the run until CI's own limit, with nothing
+    said: end it here, with the stacks that show where it waits."""
+    while True:
+        time.sleep(5)
+        now = time.monotonic()
+        with RUNNING_LOCK:
+            stuck = [(n, now - t0, ctx) for n, (t0, ctx) in RUNNING.items() if now - t0 > limit]
+        if stuck:
+            for n, dt, _ in stuck:
+                print("\nSTUCK %s: still running after %.0fs (TEST_TIMEOUT=%d); the stacks:"
+                      % (n, dt, limit), flush=True)
+            faulthandler.dump_traceback(file=sys.stdout, all_threads=True)
+            for n, _, ctx in stuck:
+                for d in ctx.daemons:
+                    try:
+                        d.kill()
+                        print("--- tail of %s ---\n%s" % (d.log_path, d.log()[-2500:]))
+                    except Exception:
+                        pass
+            sys.stdout.flush()
+            os._exit(1)
+
+
 def run_one(full, f, keep, variant=""):
     tmp = tempfile.mkdtemp(prefix="mcpd-test-")
     ctx = Ctx(tmp, variant)
     t0 = time.monotonic()
+    with RUNNING_LOCK:
+        RUNNING[full] = (t0, ctx)
     status, detail = "pass", ""
     try:
         f(ctx)
@@ -84,6 +120,8 @@ def run_one(full, f, keep, variant=""):
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         detail += "\n(files kept in %s)" % tmp if status == "FAIL" or keep else ""
+    with RUNNING_LOCK:
+        del RUNNING[full]
     return full, status, detail, time.monotonic() - t0
 
 
@@ -98,6 +136,8 @@ def main():
         return 2
     tests = collect(args.pattern)
     print("integration tests: %d, binary %s" % (len(tests), harness.MCPD), flush=True)
+    threading.Thread(target=watchdog, args=(int(os.environ.get("TEST_TIMEOUT", "900")),),
+                     daemon=True).start()
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.j)) as ex:
         futs = [ex.submit(run_one, full, f, args.keep, v) for full, f, _, v in tests]
@@ -124,4 +164,13 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    rc = main()
+    left = [th.name for th in threading.enumerate()
+            if th is not threading.main_thread() and not th.daemon and th.is_alive()]
+    if left:
+        # A failed test's load threads may loop for ever: Python's exit
+        # would wait for them (a CI run once hung here until its limit).
+        print("threads a test left running: %s" % ", ".join(left), flush=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)

@@ -40,7 +40,7 @@ class Clients:
         self.done = threading.Event()
         self.lock = threading.Lock()
         self.records = []           # (start, end, ok, what)
-        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(CLIENTS)]
+        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True) for i in range(CLIENTS)]
         for th in self.threads:
             th.start()
 

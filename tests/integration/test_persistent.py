@@ -212,14 +212,14 @@ def tool_pids(d):
         try:
             with open("/proc/%d/task/%d/children" % (w, w)) as f:
                 kids = [int(p) for p in f.read().split()]
-        except FileNotFoundError:
+        except OSError:
             continue
         for k in kids:
             try:
                 with open("/proc/%d/cmdline" % k, "rb") as f:
                     if b"ptool.py" in f.read():
                         out.append(k)
-            except FileNotFoundError:
+            except OSError:
                 pass
     return sorted(out)
 
