@@ -119,6 +119,7 @@ struct http_request {
 	const char *log_extra;
 	struct http_log_mcp *log_mcp;   /* or NULL */
 	int logged;
+	int counted;            /* in the metrics already (http_respond) */
 	int sse;                        /* counted in mcpd_sse_streams_open */
 	void *user;                     /* the authenticated principal, or NULL */
 };
@@ -356,6 +357,7 @@ conn_reset_request(struct http_conn *c)
 	r->log_extra = NULL;
 	r->log_mcp = NULL;
 	r->logged = 0;
+	r->counted = 0;
 	r->sse = 0;
 	r->user = NULL;
 	c->searched = 0;
@@ -545,7 +547,8 @@ log_request(struct http_conn *c, int status)
 	if (r->logged || r->method == NULL)
 		return;
 	r->logged = 1;
-	metrics_http(r->path, status);
+	if (!r->counted)
+		metrics_http(r->path, status);
 	if (!log_enabled(LOG_INFO))
 		return;     /* no access lines: nothing to gather for one */
 	const char *tp = http_request_header(r, "traceparent");
@@ -772,6 +775,10 @@ http_respond(struct http_request *r, int status, const char *content_type,
 	r->bytes_out += len;
 	c->state = CS_WRITING;
 	evtimer_del(c->timer);
+	/* Counted before the client can read the answer: a scrape it sends
+	 * next, to any worker, sees this request (the access line waits). */
+	metrics_http(r->path, status);
+	r->counted = 1;
 	/* All out: the write callback will not run; finish from the loop,
 	 * not under the handler that is answering. */
 	if (send_now(c, head, hlen, body, len)) {
