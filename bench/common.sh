@@ -24,6 +24,40 @@ bench_cleanup() {
 	[ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
 }
 
+# The answer greet gives, as nginx serves it: the static ceiling.
+REPLY='{"result":{"content":[{"type":"text","text":"Hello, bench!"}]},"jsonrpc":"2.0","id":1}'
+
+# nginx_conf PORT [DIRECTIVES...]: $tmp/nginx.conf serving REPLY on PORT with
+# no access log; the DIRECTIVES (whole lines) go first, at the top level,
+# except keepalive_requests, which goes in http.
+nginx_conf() {
+	local p=$1 top="" ka=""
+	shift
+	for d in "$@"; do
+		case $d in
+		keepalive_requests*) ka="	$d;"$'\n' ;;
+		*) top+="$d;"$'\n' ;;
+		esac
+	done
+	cat > "$tmp/nginx.conf" <<NGX
+${top}pid $tmp/nginx.pid;
+error_log $tmp/nginx.err;
+events { worker_connections 1024; }
+http {
+	access_log off;
+${ka}	client_body_temp_path $tmp;
+	proxy_temp_path $tmp;
+	fastcgi_temp_path $tmp;
+	uwsgi_temp_path $tmp;
+	scgi_temp_path $tmp;
+	server {
+		listen 127.0.0.1:$p;
+		location / { default_type application/json; return 200 '$REPLY'; }
+	}
+}
+NGX
+}
+
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 wait_ready() {   # port

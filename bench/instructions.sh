@@ -48,31 +48,11 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 P_NGINX=$(port); P_MCPD=$(port)
 CG=(valgrind --tool=callgrind --compress-strings=no --instr-atstart=no --callgrind-out-file="$tmp/cg.%p")
 
-REPLY='{"result":{"content":[{"type":"text","text":"Hello, bench!"}]},"jsonrpc":"2.0","id":1}'
 CALL26='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet","arguments":{"name":"bench"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}'
 
 # nginx as in bench/run.sh, in one process; keepalive_requests as mcpd's
 # (10,000) rather than nginx's 1,000, so that all requests share a connection.
-cat > "$tmp/nginx.conf" <<NGX
-master_process off;
-worker_processes 1;
-pid $tmp/nginx.pid;
-error_log $tmp/nginx.err;
-events { worker_connections 1024; }
-http {
-	access_log off;
-	keepalive_requests 10000;
-	client_body_temp_path $tmp;
-	proxy_temp_path $tmp;
-	fastcgi_temp_path $tmp;
-	uwsgi_temp_path $tmp;
-	scgi_temp_path $tmp;
-	server {
-		listen 127.0.0.1:$P_NGINX;
-		location / { default_type application/json; return 200 '$REPLY'; }
-	}
-}
-NGX
+nginx_conf $P_NGINX "master_process off" "worker_processes 1" "keepalive_requests 10000"
 "${CG[@]}" "$NGINX" -c "$tmp/nginx.conf" -g 'daemon off;' 2>"$tmp/nginx.vg" &
 NGINX_PID=$!
 pids+=($NGINX_PID)

@@ -54,27 +54,9 @@ wait_port() {
 }
 
 CALL_SH='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet_sh","arguments":{"name":"bench"}}}'
-REPLY='{"result":{"content":[{"type":"text","text":"Hello, bench!"}]},"jsonrpc":"2.0","id":1}'
 
 # nginx: the static ceiling, the same reply body, no access log.
-cat > "$tmp/nginx.conf" <<NGX
-worker_processes auto;
-pid $tmp/nginx.pid;
-error_log $tmp/nginx.err;
-events { worker_connections 1024; }
-http {
-	access_log off;
-	client_body_temp_path $tmp;
-	proxy_temp_path $tmp;
-	fastcgi_temp_path $tmp;
-	uwsgi_temp_path $tmp;
-	scgi_temp_path $tmp;
-	server {
-		listen 127.0.0.1:$P_NGINX;
-		location / { default_type application/json; return 200 '$REPLY'; }
-	}
-}
-NGX
+nginx_conf $P_NGINX "worker_processes auto"
 "$NGINX" -c "$tmp/nginx.conf" -g 'daemon off;' 2>"$tmp/nginx.out" &
 pids+=($!)
 
