@@ -66,6 +66,7 @@ struct task {
 	int notify;                 /* the next write is a change listeners hear of */
 	void *sub;                  /* task:<id> */
 	struct event *after, *renew;
+	int renewed;                /* renew ran once: it runs at lease/3 now */
 	struct trace_ctx trace;     /* its tools/call's span */
 };
 
@@ -336,12 +337,33 @@ renew_read(void *arg, int status, const void *value, size_t len, const char *err
 	release(tk);
 }
 
+/* Renewed three times a lease: one late write is no death. The first
+ * renewal comes sooner: the subscription to task:<hid> is made as the task
+ * is created, and a transport makes it active a moment later (the master's
+ * relay, a SUBSCRIBE to Redis): a tasks/cancel sent on another worker right
+ * after the answer may be published before, and is then found only in the
+ * record that renewal reads. */
+static struct timeval
+renew_interval(const struct task *tk, int first)
+{
+	uint64_t ms = tk->m->cfg->limits.task_lease_ms / 3;
+	if (first && ms > 1000)
+		ms = 1000;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	return tv;
+}
+
 static void
 renew(evutil_socket_t fd, short ev, void *arg)
 {
 	(void)fd;
 	(void)ev;
 	struct task *tk = arg;
+	if (!tk->renewed) {
+		tk->renewed = 1;
+		struct timeval tv = renew_interval(tk, 0);
+		event_add(tk->renew, &tv);
+	}
 	if (tk->done || tk->writing)
 		return;
 	char key[96];
@@ -396,9 +418,7 @@ create_answered(struct task *tk, int ok, const char *why)
 	}
 	if (!tk->done) {
 		tk->renew = event_new(tk->m->base, -1, EV_PERSIST, renew, tk);
-		/* Renewed three times a lease: one late write is no death. */
-		uint64_t ms = tk->m->cfg->limits.task_lease_ms / 3;
-		struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+		struct timeval tv = renew_interval(tk, 1);
 		if (tk->renew != NULL)
 			event_add(tk->renew, &tv);
 	}

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 
 from harness import (check, process_ended, check_config_errors, free_port, mcp_session, redis_server, rpc, sid_hash,
@@ -133,6 +134,72 @@ def test_task_across_instances(t):
     check(task(pb, "tasks/cancel", tid3)[1]["result"] == {"resultType": "complete"})
     check(task(pb, "tasks/cancel", tid)[1]["result"] == {"resultType": "complete"})
     check(until(pa, tid, ("completed",))["status"] == "completed")
+
+
+class SlowToServer:
+    """A TCP proxy that holds what a client sends for DELAY seconds before
+    passing it on (in order); replies pass at once. In front of Redis, a
+    SUBSCRIBE through it becomes active that much later."""
+
+    DELAY = 1.5
+
+    def __init__(self, upstream_port):
+        self.upstream = upstream_port
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.upstream))
+            threading.Thread(target=self.pump, args=(c, up, self.DELAY), daemon=True).start()
+            threading.Thread(target=self.pump, args=(up, c, 0), daemon=True).start()
+
+    @staticmethod
+    def pump(src, dst, delay):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                time.sleep(delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        for x in (src, dst):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def test_cancel_before_the_subscription_is_active(t):
+    """A's SUBSCRIBE to the task's channel reaches Redis 1.5 s late, so the
+    cancellation B publishes right after the answer reaches no one. A
+    finds it in the record at its first renewal, a second after the task
+    began (the lease's third, 10 s, before)."""
+    redis = redis_server(t)
+    slow = SlowToServer(redis.port)
+    (da, pa), (db, pb) = start_instances(
+        t, 2, lambda name: (
+            "storage: { plugin: redis, url: \"%s\" }\ntransport: { plugin: redis, url: \"redis://127.0.0.1:%d\" }\n"
+            % (redis.url, slow.port if name == "A" else redis.port)) + TOOLS % {"name": name}, 1, timeout=20)
+    pid, gate = os.path.join(t.dir, "pid"), os.path.join(t.dir, "gate")
+    st, r = call(pa, "wait", {"pidfile": pid, "gate": gate})
+    tid = r["result"]["taskId"]
+    st, r = task(pb, "tasks/cancel", tid)
+    check(r["result"] == {"resultType": "complete"}, r)
+    wait_for(lambda: os.path.exists(pid) and os.path.getsize(pid) > 0, 10, "the command to start")
+    cpid = int(open(pid).read())
+    wait_for(lambda: process_ended(cpid), 5, "the command killed (within the first renewal, not the lease's third)")
+    da.wait_log("task %.8s… of tool wait: cancelled by the client" % tid)
+    check(until(pa, tid, ("cancelled",))["status"] == "cancelled")
 
 
 def listen(port, ids, headers=None, id=77):
