@@ -65,7 +65,7 @@ guard_host_allowed(const struct config *c, const char *host)
 void
 guard_cors(const struct config *c, struct http_request *r)
 {
-	const char *origin = http_request_header(r, "Origin");
+	const char *origin = http_request_field(r, HDR_ORIGIN);
 	if (origin == NULL || !guard_origin_allowed(c, origin))
 		return;
 	http_response_header(r, "Access-Control-Allow-Origin", origin);

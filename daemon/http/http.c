@@ -59,18 +59,6 @@ struct header {
 	int id;                 /* its HDR_ number, or -1 (http_known_header) */
 };
 
-/* The fields mcpd itself reads, recognised once while the head is parsed
- * (a field's name is classified as it is read): a lookup of one of them
- * is an index, not a strcasecmp over every field of the request. */
-enum {
-	HDR_HOST, HDR_CONTENT_TYPE, HDR_CONTENT_LENGTH, HDR_TRANSFER_ENCODING,
-	HDR_CONNECTION, HDR_EXPECT, HDR_ACCEPT, HDR_ORIGIN, HDR_AUTHORIZATION,
-	HDR_COOKIE, HDR_USER_AGENT, HDR_TRACEPARENT, HDR_MCP_SESSION_ID,
-	HDR_MCP_PROTOCOL_VERSION, HDR_MCP_METHOD, HDR_MCP_NAME, HDR_LAST_EVENT_ID,
-	HDR_AC_REQUEST_HEADERS,
-	HDR_KNOWN
-};
-
 static const struct {
 	const char *name;       /* http_known_header finds it by its length */
 	int once;               /* must come once: repeated_field */
@@ -551,13 +539,13 @@ log_request(struct http_conn *c, int status)
 		metrics_http(r->path, status);
 	if (!log_enabled(LOG_INFO))
 		return;     /* no access lines: nothing to gather for one */
-	const char *tp = http_request_header(r, "traceparent");
+	const char *tp = http_request_field(r, HDR_TRACEPARENT);
 	char trace_id[33];
 	struct access_record rec = {
 		.remote = c->remote,
 		.method = r->method,
 		.target = r->target,
-		.user_agent = http_request_header(r, "User-Agent"),
+		.user_agent = http_request_field(r, HDR_USER_AGENT),
 		.extra = r->log_extra,
 		.http_minor = r->minor,
 		.status = status,
@@ -1399,7 +1387,7 @@ read_head(struct http_conn *c)
 			fail_request(c, 413, "request body larger than limits.max_body", 1);
 			return -1;
 		}
-		const char *expect = http_request_header(r, "Expect");
+		const char *expect = http_request_field(r, HDR_EXPECT);
 		if (expect != NULL) {
 			if (strcasecmp(expect, "100-continue") != 0) {
 				fail_request(c, 417, "unsupported Expect", 1);
@@ -1852,11 +1840,17 @@ void *http_request_user(const struct http_request *r) { return r->user; }
 struct arena *http_request_arena(struct http_request *r) { return r->conn->arena; }
 
 const char *
+http_request_field(const struct http_request *r, enum http_field f)
+{
+	return r->known[f] != 0 ? r->headers[r->known[f] - 1].value : NULL;
+}
+
+const char *
 http_request_header(const struct http_request *r, const char *name)
 {
 	int id = http_known_header(name, strlen(name));
 	if (id >= 0)
-		return r->known[id] != 0 ? r->headers[r->known[id] - 1].value : NULL;
+		return http_request_field(r, (enum http_field)id);
 	for (size_t i = 0; i < r->nheaders; i++)
 		if (strcasecmp(r->headers[i].name, name) == 0)
 			return r->headers[i].value;

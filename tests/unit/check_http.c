@@ -4,7 +4,13 @@
  * checks of guard.c. */
 #include <check.h>
 #include <ctype.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "guard.h"
@@ -157,6 +163,123 @@ START_TEST(known_headers)
 }
 END_TEST
 
+/* ---- the real server on one connection ---- */
+
+/* The handler's answer: what the request's fields look up as, by number
+ * and by name (they must agree), and its body. */
+static void
+echo_fields(struct http_request *r, void *arg)
+{
+	(void)arg;
+	static const struct {
+		enum http_field f;
+		const char *name;
+	} asked[] = {
+		{ HDR_HOST, "Host" }, { HDR_ACCEPT, "Accept" }, { HDR_CONNECTION, "Connection" },
+		{ HDR_MCP_SESSION_ID, "Mcp-Session-Id" }, { HDR_TRACEPARENT, "traceparent" },
+		{ HDR_USER_AGENT, "User-Agent" },
+	};
+	char out[2048];
+	size_t n = 0;
+	n += (size_t)snprintf(out + n, sizeof(out) - n, "%s %s q=%s", http_request_method(r),
+	    http_request_path(r), http_request_query(r) ? http_request_query(r) : "-");
+	for (size_t i = 0; i < sizeof(asked) / sizeof(asked[0]); i++) {
+		const char *v = http_request_field(r, asked[i].f);
+		const char *byname = http_request_header(r, asked[i].name);
+		ck_assert_msg(v == byname, "%s: by number %s, by name %s", asked[i].name,
+		    v ? v : "NULL", byname ? byname : "NULL");
+		if (v != NULL)
+			n += (size_t)snprintf(out + n, sizeof(out) - n, " %s=[%s]", asked[i].name, v);
+	}
+	const char *x = http_request_header(r, "X-Other");
+	if (x != NULL)
+		n += (size_t)snprintf(out + n, sizeof(out) - n, " X-Other=[%s]", x);
+	size_t blen;
+	const char *body = http_request_body(r, &blen);
+	n += (size_t)snprintf(out + n, sizeof(out) - n, " body=[%.*s]\n", (int)blen, body);
+	http_respond(r, 200, "text/plain", out, n);
+}
+
+struct sink {
+	char buf[16384];
+	size_t len;
+	struct event_base *base;
+};
+
+static void
+sink_read(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	struct sink *k = arg;
+	ssize_t n = read(fd, k->buf + k->len, sizeof(k->buf) - 1 - k->len);
+	if (n > 0) {
+		k->len += (size_t)n;
+		return;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	event_base_loopbreak(k->base);
+}
+
+/* Sends input on one connection (then shuts its side down) and returns
+ * all the server answered until it closed, NUL-terminated. */
+static const char *
+serve(const char *input, size_t len)
+{
+	static struct sink k;
+	signal(SIGPIPE, SIG_IGN);
+	struct event_base *base = event_base_new();
+	struct limits_conf limits = {
+		.max_body = 64 * 1024, .max_header = 2048, .max_connections = 100,
+		.header_timeout_ms = 5000, .body_timeout_ms = 5000, .idle_timeout_ms = 5000,
+		.send_timeout_ms = 5000,
+	};
+	struct http_server *srv = http_server_new(base, &limits);
+	ck_assert_ptr_nonnull(srv);
+	http_server_route(srv, "/", echo_fields, NULL);
+	int sv[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	ck_assert_int_eq(http_server_adopt(srv, sv[0], "test", 0), 0);
+	ck_assert_int_eq(write(sv[1], input, len), (ssize_t)len);
+	shutdown(sv[1], SHUT_WR);
+	evutil_make_socket_nonblocking(sv[1]);
+	memset(&k, 0, sizeof(k));
+	k.base = base;
+	struct event *ev = event_new(base, sv[1], EV_READ | EV_PERSIST, sink_read, &k);
+	event_add(ev, NULL);
+	struct timeval limit = { 10, 0 };
+	event_base_loopexit(base, &limit);
+	event_base_dispatch(base);
+	event_free(ev);
+	close(sv[1]);
+	http_server_free(srv);
+	event_base_free(base);
+	k.buf[k.len] = '\0';
+	return k.buf;
+}
+
+#define SERVE(s) serve(s, sizeof(s) - 1)
+#define HAS(out, want) ck_assert_msg(strstr(out, want) != NULL, "no \"%s\" in:\n%s", want, out)
+#define HASNT(out, want) ck_assert_msg(strstr(out, want) == NULL, "\"%s\" in:\n%s", want, out)
+
+/* http_request_field: the first of fields that may repeat, as
+ * http_request_header by name; any case of the name. */
+START_TEST(field_lookup)
+{
+	const char *out = SERVE("GET /?a=b HTTP/1.1\r\nhOST: h1\r\nAccept: one\r\n"
+	    "accept: two\r\nX-Other: x\r\nUSER-AGENT: ua\r\nConnection: keep-alive\r\n"
+	    "Connection: x, close\r\n\r\n");
+	HAS(out, "HTTP/1.1 200 OK\r\n");
+	HAS(out, "GET / q=a=b Host=[h1] Accept=[one] Connection=[keep-alive] User-Agent=[ua] "
+	    "X-Other=[x] body=[]\n");
+	HAS(out, "Connection: close\r\n");      /* close in the second field closes */
+	out = SERVE("GET / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h2\r\n"
+	    "Mcp-Session-Id: s\r\ntraceparent: t\r\n\r\n");
+	HAS(out, "GET / q=- Host=[h] body=[]\n");   /* nothing left from the one before */
+	HAS(out, "GET / q=- Host=[h2] Mcp-Session-Id=[s] traceparent=[t] body=[]\n");
+}
+END_TEST
+
 START_TEST(host_checks)
 {
 	struct config c = { 0 };
@@ -213,6 +336,9 @@ http_suite(void)
 	tcase_add_test(tc, chunk_extensions);
 	tcase_add_test(tc, trailer_fields);
 	tcase_add_test(tc, known_headers);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("server");
+	tcase_add_test(tc, field_lookup);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("guard");
 	tcase_add_test(tc, host_checks);
