@@ -59,29 +59,36 @@ struct header {
 	int id;                 /* its HDR_ number, or -1 (http_known_header) */
 };
 
+/* Long enough for every known name, NUL-padded: names are compared in
+ * lower case a word at a time. */
+union lname {
+	char s[32];
+	uint64_t w[4];
+};
+
 static const struct {
-	const char *name;       /* http_known_header finds it by its length */
+	union lname name;       /* in lower case; http_known_header finds it by its length */
 	int once;               /* must come once: repeated_field */
 } known_headers[HDR_KNOWN] = {
-#define K(id, name, once) [id] = { name, once }
-	K(HDR_HOST, "Host", 1),
-	K(HDR_CONTENT_TYPE, "Content-Type", 1),
-	K(HDR_CONTENT_LENGTH, "Content-Length", 0),
-	K(HDR_TRANSFER_ENCODING, "Transfer-Encoding", 0),
-	K(HDR_CONNECTION, "Connection", 0),
-	K(HDR_EXPECT, "Expect", 0),
-	K(HDR_ACCEPT, "Accept", 0),
-	K(HDR_ORIGIN, "Origin", 1),
-	K(HDR_AUTHORIZATION, "Authorization", 1),
-	K(HDR_COOKIE, "Cookie", 0),
-	K(HDR_USER_AGENT, "User-Agent", 0),
+#define K(id, name, once) [id] = { { name }, once }
+	K(HDR_HOST, "host", 1),
+	K(HDR_CONTENT_TYPE, "content-type", 1),
+	K(HDR_CONTENT_LENGTH, "content-length", 0),
+	K(HDR_TRANSFER_ENCODING, "transfer-encoding", 0),
+	K(HDR_CONNECTION, "connection", 0),
+	K(HDR_EXPECT, "expect", 0),
+	K(HDR_ACCEPT, "accept", 0),
+	K(HDR_ORIGIN, "origin", 1),
+	K(HDR_AUTHORIZATION, "authorization", 1),
+	K(HDR_COOKIE, "cookie", 0),
+	K(HDR_USER_AGENT, "user-agent", 0),
 	K(HDR_TRACEPARENT, "traceparent", 0),
-	K(HDR_MCP_SESSION_ID, "Mcp-Session-Id", 1),
-	K(HDR_MCP_PROTOCOL_VERSION, "MCP-Protocol-Version", 1),
-	K(HDR_MCP_METHOD, "Mcp-Method", 1),
-	K(HDR_MCP_NAME, "Mcp-Name", 1),
-	K(HDR_LAST_EVENT_ID, "Last-Event-ID", 1),
-	K(HDR_AC_REQUEST_HEADERS, "Access-Control-Request-Headers", 0),
+	K(HDR_MCP_SESSION_ID, "mcp-session-id", 1),
+	K(HDR_MCP_PROTOCOL_VERSION, "mcp-protocol-version", 1),
+	K(HDR_MCP_METHOD, "mcp-method", 1),
+	K(HDR_MCP_NAME, "mcp-name", 1),
+	K(HDR_LAST_EVENT_ID, "last-event-id", 1),
+	K(HDR_AC_REQUEST_HEADERS, "access-control-request-headers", 0),
 #undef K
 };
 
@@ -936,27 +943,40 @@ fail_request(struct http_conn *c, int status, const char *why, int unread_input)
 /* ---- request parsing ---- */
 
 /* tchar (RFC 9110 5.6.2): a table, as every byte of a head's names and
- * method goes through it. */
+ * method goes through it; a tchar's entry is its ASCII lower case (names
+ * are compared in it), any other byte's 0. */
 static const unsigned char tchars[256] = {
-	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
-	['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-	['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-	['8'] = 1, ['9'] = 1,
-	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-	['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-	['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-	['Y'] = 1, ['Z'] = 1,
-	['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
-	['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-	['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-	['y'] = 1, ['z'] = 1,
+	['!'] = '!', ['#'] = '#', ['$'] = '$', ['%'] = '%', ['&'] = '&', ['\''] = '\'',
+	['*'] = '*', ['+'] = '+', ['-'] = '-', ['.'] = '.', ['^'] = '^', ['_'] = '_',
+	['`'] = '`', ['|'] = '|', ['~'] = '~',
+	['0'] = '0', ['1'] = '1', ['2'] = '2', ['3'] = '3', ['4'] = '4', ['5'] = '5',
+	['6'] = '6', ['7'] = '7', ['8'] = '8', ['9'] = '9',
+	['A'] = 'a', ['B'] = 'b', ['C'] = 'c', ['D'] = 'd', ['E'] = 'e', ['F'] = 'f', ['G'] = 'g',
+	['H'] = 'h', ['I'] = 'i', ['J'] = 'j', ['K'] = 'k', ['L'] = 'l', ['M'] = 'm', ['N'] = 'n',
+	['O'] = 'o', ['P'] = 'p', ['Q'] = 'q', ['R'] = 'r', ['S'] = 's', ['T'] = 't', ['U'] = 'u',
+	['V'] = 'v', ['W'] = 'w', ['X'] = 'x', ['Y'] = 'y', ['Z'] = 'z',
+	['a'] = 'a', ['b'] = 'b', ['c'] = 'c', ['d'] = 'd', ['e'] = 'e', ['f'] = 'f', ['g'] = 'g',
+	['h'] = 'h', ['i'] = 'i', ['j'] = 'j', ['k'] = 'k', ['l'] = 'l', ['m'] = 'm', ['n'] = 'n',
+	['o'] = 'o', ['p'] = 'p', ['q'] = 'q', ['r'] = 'r', ['s'] = 's', ['t'] = 't', ['u'] = 'u',
+	['v'] = 'v', ['w'] = 'w', ['x'] = 'x', ['y'] = 'y', ['z'] = 'z',
 };
 
 static int
 is_tchar(unsigned char ch)
 {
-	return tchars[ch];
+	return tchars[ch] != 0;
 }
+
+/* The bytes of a field value (RFC 9110 5.5): VCHAR, obs-text, SP, HTAB;
+ * a table, as every byte of a head's values goes through it. */
+#define V16 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+static const unsigned char vchars[256] = {
+	['\t'] = 1,
+	[0x20] = V16, [0x30] = V16, [0x40] = V16, [0x50] = V16, [0x60] = V16,
+	[0x70] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+	[0x80] = V16, V16, V16, V16, V16, V16, V16, V16,
+};
+#undef V16
 
 static int
 is_ows(char ch)
@@ -1054,15 +1074,24 @@ http_parse_field_line(const char *line, size_t len)
 	return 0;
 }
 
-/* The known field of that length whose name matches, or -1. */
+/* The known field of that length whose name matches, or -1: the name
+ * in lower case (tchars' entries), NUL-padded, compared a word at a time
+ * (a byte that is not a tchar matches no known name). */
 static int
 known_of(const char *name, size_t len, const int *ids, size_t n)
 {
-	int first = name[0] | 0x20;     /* ASCII lower case; a name is tchars */
-	for (size_t i = 0; i < n; i++)
-		if ((known_headers[ids[i]].name[0] | 0x20) == first &&
-		    strncasecmp(name, known_headers[ids[i]].name, len) == 0)
+	union lname l = { { 0 } };
+	for (size_t i = 0; i < len; i++)
+		l.s[i] = (char)tchars[(unsigned char)name[i]];
+	size_t words = (len + 7) / 8;
+	for (size_t i = 0; i < n; i++) {
+		const uint64_t *k = known_headers[ids[i]].name.w;
+		size_t j = 0;
+		while (j < words && l.w[j] == k[j])
+			j++;
+		if (j == words)
 			return ids[i];
+	}
 	return -1;
 }
 
@@ -1116,40 +1145,46 @@ repeated_field(const struct http_request *r)
 	return -1;
 }
 
-/* Parses the head in place (it is a NUL-terminated copy). Returns an HTTP
- * status on error, 0 when fine. */
+/* The end of the line at p: its CRLF (a bare CR is part of the line). */
+static char *
+find_crlf(char *p)
+{
+	while ((p = strchr(p, '\r')) != NULL && p[1] != '\n')
+		p++;
+	return p;
+}
+
+/* Parses the head in place (it is a NUL-terminated copy, with no NUL in
+ * it, that ends with an empty line), each byte looked at once or twice.
+ * Returns an HTTP status on error, 0 when fine. */
 static int
 parse_head(struct http_request *r, char *p, const char **why)
 {
-	/* request line */
-	char *eol = strstr(p, "\r\n");
+	/* request line: method SP target SP version */
+	char *eol = find_crlf(p);
 	*eol = '\0';
 	char *line = p;
 	p = eol + 2;
-	char *sp1 = strchr(line, ' ');
-	if (sp1 == NULL || sp1 == line) {
-		*why = "malformed request line";
+	char *sp1 = line;
+	while (is_tchar((unsigned char)*sp1))
+		sp1++;
+	if (*sp1 != ' ' || sp1 == line) {
+		char *sp = strchr(line, ' ');
+		*why = sp == NULL || sp == line ? "malformed request line" : "malformed request method";
 		return 400;
 	}
 	*sp1 = '\0';
-	for (char *m = line; *m; m++)
-		if (!is_tchar((unsigned char)*m)) {
-			*why = "malformed request method";
-			return 400;
-		}
 	r->method = line;
-	char *target = sp1 + 1;
-	char *sp2 = strchr(target, ' ');
-	if (sp2 == NULL || sp2 == target) {
-		*why = "malformed request line";
+	char *target = sp1 + 1, *sp2 = target, *q = NULL;
+	for (; (unsigned char)*sp2 > 0x20 && *sp2 != 0x7f; sp2++)
+		if (*sp2 == '?' && q == NULL)
+			q = sp2;
+	if (*sp2 != ' ' || sp2 == target) {
+		char *sp = strchr(target, ' ');
+		*why = sp == NULL || sp == target ? "malformed request line" : "malformed request target";
 		return 400;
 	}
 	*sp2 = '\0';
-	for (unsigned char *t = (unsigned char *)target; *t; t++)
-		if (*t <= 0x20 || *t == 0x7f) {
-			*why = "malformed request target";
-			return 400;
-		}
 	const char *version = sp2 + 1;
 	if (strncmp(version, "HTTP/", 5) != 0) {
 		*why = "malformed request line";
@@ -1169,7 +1204,6 @@ parse_head(struct http_request *r, char *p, const char **why)
 		*why = "request target must be an absolute path";
 		return 400;
 	}
-	char *q = strchr(target, '?');
 	if (q != NULL) {
 		r->path = arena_strndup(r->conn->arena, target, (size_t)(q - target));
 		r->query = q + 1;
@@ -1178,15 +1212,9 @@ parse_head(struct http_request *r, char *p, const char **why)
 		r->query = NULL;
 	}
 
-	/* header fields */
-	while (*p != '\0') {
-		eol = strstr(p, "\r\n");
-		if (eol == NULL) {
-			*why = "malformed header";
-			return 400;
-		}
-		*eol = '\0';
-		if (eol == p)
+	/* header fields: name ":" OWS value OWS CRLF, up to the empty line */
+	for (;;) {
+		if (p[0] == '\r' && p[1] == '\n')
 			break;
 		if (*p == ' ' || *p == '\t') {
 			*why = "obsolete header line folding";
@@ -1203,14 +1231,18 @@ parse_head(struct http_request *r, char *p, const char **why)
 		char *v = colon + 1;
 		while (*v == ' ' || *v == '\t')
 			v++;
-		char *end = eol;
+		/* The value up to the CRLF: no other control character. */
+		char *end = v;
+		while (vchars[(unsigned char)*end])
+			end++;
+		if (end[0] != '\r' || end[1] != '\n') {
+			*why = "control character in a header";
+			return 400;
+		}
+		eol = end;
 		while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-			*--end = '\0';
-		for (unsigned char *u = (unsigned char *)v; *u; u++)
-			if ((*u < 0x20 && *u != '\t') || *u == 0x7f) {
-				*why = "control character in a header";
-				return 400;
-			}
+			end--;
+		*end = '\0';
 		if (r->nheaders == MAX_HEADERS) {
 			*why = "too many header fields";
 			return 431;
@@ -1343,32 +1375,46 @@ read_head(struct http_conn *c)
 		r->start_us = monotonic_us();
 		fresh = 1;
 	}
-	struct evbuffer_ptr from;
-	evbuffer_ptr_set(in, &from, c->searched, EVBUFFER_PTR_SET);
-	struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, &from);
-	if (end.pos < 0) {
+	/* The head is parsed from one contiguous piece: at most max_header
+	 * bytes of the input (a head that does not end within them is too
+	 * large whatever follows), pulled up only when it came in pieces. The
+	 * search for its end starts where the last one stopped. */
+	size_t span = avail < s->limits.max_header ? avail : (size_t)s->limits.max_header;
+	const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)span);
+	if (buf == NULL && span > 0) {
+		fail_request(c, 500, "out of memory", 1);
+		return -1;
+	}
+	const char *end = NULL;
+	for (const char *q = buf + c->searched + 3; q < buf + span; q++) {
+		/* line by line: memmem looks at every byte the slow way */
+		if ((q = memchr(q, '\n', (size_t)(buf + span - q))) == NULL)
+			break;
+		if (q[-1] == '\r' && q[-2] == '\n' && q[-3] == '\r') {
+			end = q - 3;
+			break;
+		}
+	}
+	if (end == NULL) {
 		if (avail > s->limits.max_header) {
 			fail_request(c, 431, "request head larger than limits.max_header", 1);
 			return -1;
 		}
-		c->searched = avail > 3 ? avail - 3 : 0;
+		c->searched = span > 3 ? span - 3 : 0;
 		/* The head's time runs from its first byte; a head read whole
 		 * at once (as most are) never needs the timer. */
 		if (fresh)
 			evtimer_add(c->timer, s->tv_header);
 		return 0;
 	}
-	size_t head_len = (size_t)end.pos + 4;
-	if (head_len > s->limits.max_header) {
-		fail_request(c, 431, "request head larger than limits.max_header", 1);
-		return -1;
-	}
+	size_t head_len = (size_t)(end - buf) + 4;
 	char *head = arena_alloc(c->arena, head_len + 1);
 	if (head == NULL) {
 		fail_request(c, 500, "out of memory", 1);
 		return -1;
 	}
-	evbuffer_remove(in, head, head_len);
+	memcpy(head, buf, head_len);
+	evbuffer_drain(in, head_len);
 	head[head_len] = '\0';
 	r->head_len = head_len;
 	if (memchr(head, '\0', head_len) != NULL) {

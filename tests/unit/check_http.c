@@ -179,7 +179,7 @@ echo_fields(struct http_request *r, void *arg)
 		{ HDR_MCP_SESSION_ID, "Mcp-Session-Id" }, { HDR_TRACEPARENT, "traceparent" },
 		{ HDR_USER_AGENT, "User-Agent" },
 	};
-	char out[2048];
+	char out[8192];     /* the test's heads are smaller */
 	size_t n = 0;
 	n += (size_t)snprintf(out + n, sizeof(out) - n, "%s %s q=%s", http_request_method(r),
 	    http_request_path(r), http_request_query(r) ? http_request_query(r) : "-");
@@ -197,6 +197,7 @@ echo_fields(struct http_request *r, void *arg)
 	size_t blen;
 	const char *body = http_request_body(r, &blen);
 	n += (size_t)snprintf(out + n, sizeof(out) - n, " body=[%.*s]\n", (int)blen, body);
+	ck_assert_uint_lt(n, sizeof(out));
 	http_respond(r, 200, "text/plain", out, n);
 }
 
@@ -221,10 +222,35 @@ sink_read(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(k->base);
 }
 
-/* Sends input on one connection (then shuts its side down) and returns
- * all the server answered until it closed, NUL-terminated. */
+struct feed {
+	int fd;
+	const char *const *piece;
+	const size_t *len;
+	size_t n, next;
+	struct event *ev;
+};
+
+/* One piece a turn, 20 ms apart, so that the server reads each alone. */
+static void
+feed_next(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct feed *f = arg;
+	if (f->next == f->n) {
+		shutdown(f->fd, SHUT_WR);
+		return;
+	}
+	ck_assert_int_eq(write(f->fd, f->piece[f->next], f->len[f->next]), (ssize_t)f->len[f->next]);
+	f->next++;
+	struct timeval tv = { 0, 20000 };
+	evtimer_add(f->ev, &tv);
+}
+
+/* Sends the pieces on one connection (then shuts its side down) and
+ * returns all the server answered until it closed, NUL-terminated. */
 static const char *
-serve(const char *input, size_t len)
+serve_pieces(const char *const *piece, const size_t *len, size_t n)
 {
 	static struct sink k;
 	signal(SIGPIPE, SIG_IGN);
@@ -240,22 +266,30 @@ serve(const char *input, size_t len)
 	int sv[2];
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	ck_assert_int_eq(http_server_adopt(srv, sv[0], "test", 0), 0);
-	ck_assert_int_eq(write(sv[1], input, len), (ssize_t)len);
-	shutdown(sv[1], SHUT_WR);
 	evutil_make_socket_nonblocking(sv[1]);
 	memset(&k, 0, sizeof(k));
 	k.base = base;
 	struct event *ev = event_new(base, sv[1], EV_READ | EV_PERSIST, sink_read, &k);
 	event_add(ev, NULL);
+	struct feed f = { .fd = sv[1], .piece = piece, .len = len, .n = n };
+	f.ev = evtimer_new(base, feed_next, &f);
+	feed_next(-1, 0, &f);
 	struct timeval limit = { 10, 0 };
 	event_base_loopexit(base, &limit);
 	event_base_dispatch(base);
+	event_free(f.ev);
 	event_free(ev);
 	close(sv[1]);
 	http_server_free(srv);
 	event_base_free(base);
 	k.buf[k.len] = '\0';
 	return k.buf;
+}
+
+static const char *
+serve(const char *input, size_t len)
+{
+	return serve_pieces(&input, &len, 1);
 }
 
 #define SERVE(s) serve(s, sizeof(s) - 1)
@@ -277,6 +311,121 @@ START_TEST(field_lookup)
 	    "Mcp-Session-Id: s\r\ntraceparent: t\r\n\r\n");
 	HAS(out, "GET / q=- Host=[h] body=[]\n");   /* nothing left from the one before */
 	HAS(out, "GET / q=- Host=[h2] Mcp-Session-Id=[s] traceparent=[t] body=[]\n");
+}
+END_TEST
+
+/* The request line, each way it can be wrong, and what is taken from it. */
+START_TEST(request_line)
+{
+	static const struct {
+		const char *in, *want;
+	} t[] = {
+		{ "GET /?x=1?y HTTP/1.1\r\nHost: h\r\n\r\n", "GET / q=x=1?y Host=[h]" },
+		{ "GET /a?b HTTP/1.1\r\nHost: h\r\n\r\n", "404 Not Found" },
+		{ "\r\n\r\nGET / HTTP/1.0\r\n\r\n", "GET / q=- body" },   /* stray CRLFs */
+		{ "GET /?\x80\xff HTTP/1.1\r\nHost: h\r\n\r\n", "q=\x80\xff Host" },  /* obs-text */
+		{ "GET\r\nHost: h\r\n\r\n", "\r\n\r\nmalformed request line\n" },
+		{ " GET / HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\nmalformed request line\n" },
+		{ "G(T / HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\nmalformed request method\n" },
+		{ "G\rT / HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\nmalformed request method\n" },
+		{ "G(T\r\nHost: h\r\n\r\n", "\r\n\r\nmalformed request line\n" },
+		{ "GET  / HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\nmalformed request line\n" },
+		{ "GET /\x01 HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\nmalformed request target\n" },
+		{ "GET /\x7f HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\nmalformed request target\n" },
+		{ "GET /\r HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\nmalformed request target\n" },
+		{ "GET /\r\nHost: h\r\n\r\n", "\r\n\r\nmalformed request line\n" },
+		{ "GET / FTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\nmalformed request line\n" },
+		{ "GET / HTTP/2.0\r\nHost: h\r\n\r\n", "HTTP/1.1 505 " },
+		{ "GET / HTTP/1.1 \r\nHost: h\r\n\r\n", "HTTP/1.1 505 " },
+		{ "GET / HTTP/1.1\rX\r\nHost: h\r\n\r\n", "HTTP/1.1 505 " },
+		{ "GET x HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\nrequest target must be an absolute path\n" },
+		{ "GET / HTTP/1.1\r\n\r\n", "\r\n\r\nmissing Host header\n" },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		const char *out = serve(t[i].in, strlen(t[i].in));
+		HAS(out, t[i].want);
+	}
+}
+END_TEST
+
+/* Header fields, each way they can be wrong, and their values' edges. */
+START_TEST(header_fields)
+{
+	static const struct {
+		const char *in, *want;
+	} t[] = {
+		{ "GET / HTTP/1.1\r\nHost:h\r\nAccept: \t a b \t\r\nX-Other:\r\n\r\n",
+		    "Host=[h] Accept=[a b] X-Other=[] body" },
+		{ "GET / HTTP/1.1\r\nHost: h\r\nX-Other: \x80\xff\r\n\r\n", "X-Other=[\x80\xff]" },
+		{ "GET / HTTP/1.1\r\nHost: h\r\n folded\r\n\r\n", "\r\n\r\nobsolete header line folding\n" },
+		{ "GET / HTTP/1.1\r\nHost: h\r\n\tfolded\r\n\r\n", "\r\n\r\nobsolete header line folding\n" },
+		{ "GET / HTTP/1.1\r\nHost : h\r\n\r\n", "\r\n\r\nmalformed header name\n" },
+		{ "GET / HTTP/1.1\r\n: h\r\n\r\n", "\r\n\r\nmalformed header name\n" },
+		{ "GET / HTTP/1.1\r\nHost\r\n\r\n", "\r\n\r\nmalformed header name\n" },
+		{ "GET / HTTP/1.1\r\nHo\rst: h\r\n\r\n", "\r\n\r\nmalformed header name\n" },
+		{ "GET / HTTP/1.1\r\nHost: h\r\r\n\r\n", "\r\n\r\ncontrol character in a header\n" },
+		{ "GET / HTTP/1.1\r\nHost: h\rx\r\n\r\n", "\r\n\r\ncontrol character in a header\n" },
+		{ "GET / HTTP/1.1\r\nHost: h\nX-Other: x\r\n\r\n", "\r\n\r\ncontrol character in a header\n" },
+		{ "GET / HTTP/1.1\r\nHost: h\x7f\r\n\r\n", "\r\n\r\ncontrol character in a header\n" },
+		{ "GET / HTTP/1.1\r\nHost: h \x01 \r\n\r\n", "\r\n\r\ncontrol character in a header\n" },
+		{ "GET / HTTP/1.1\r\nHost: h\r\nhost: h\r\n\r\n", "\r\n\r\nrepeated host header\n" },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		const char *out = serve(t[i].in, strlen(t[i].in));
+		HAS(out, t[i].want);
+	}
+	/* A NUL anywhere in the head. */
+	static const char nul[] = "GET / HTTP/1.1\r\nHost: h\0\r\n\r\n";
+	HAS(SERVE(nul), "\r\n\r\nNUL byte in request head\n");
+	/* 100 fields are served, the 101st is refused. */
+	char head[4096];
+	size_t n = (size_t)snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: h\r\n");
+	for (int i = 1; i < 100; i++)
+		n += (size_t)snprintf(head + n, sizeof(head) - n, "A:\r\n");
+	memcpy(head + n, "\r\n", 3);
+	HAS(serve(head, n + 2), "HTTP/1.1 200 OK\r\n");
+	memcpy(head + n, "A:\r\n\r\n", 7);
+	HAS(serve(head, n + 6), "\r\n\r\ntoo many header fields\n");
+}
+END_TEST
+
+/* The head's end found however it arrives, and limits.max_header (2048
+ * here) to the byte, with a body behind or not. */
+START_TEST(head_end)
+{
+	static const char *const split[] = {
+		"POST / HTTP/1.1\r", "\nHost: h\r\nContent-Length: 2\r\n\r", "\n", "ok",
+		"GET /?2 HTTP/1.1\r\nHost: h\r\n\r\nGET /?3 HT", "TP/1.1\r\nHost: h\r\n", "\r\n",
+	};
+	size_t len[7];
+	for (size_t i = 0; i < 7; i++)
+		len[i] = strlen(split[i]);
+	const char *out = serve_pieces(split, len, 7);
+	HAS(out, "POST / q=- Host=[h] body=[ok]\n");
+	HAS(out, "GET / q=2 Host=[h] body=[]\n");
+	HAS(out, "GET / q=3 Host=[h] body=[]\n");
+
+	static char head[4096];
+	for (size_t size = 2046; size <= 2050; size++) {
+		/* "GET / HTTP/1.1\r\nHost: h\r\nX-Other: aaa...\r\n\r\n", size bytes */
+		size_t n = (size_t)snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: h\r\nX-Other: ");
+		memset(head + n, 'a', size - n - 4);
+		memcpy(head + size - 4, "\r\n\r\n", 4);
+		const char *want = size <= 2048 ? "HTTP/1.1 200 OK\r\n" :
+		    "\r\n\r\nrequest head larger than limits.max_header\n";
+		HAS(serve(head, size), want);
+		/* in two pieces, the end's CRLFs apart */
+		const char *piece[2] = { head, head + size - 3 };
+		size_t plen[2] = { size - 3, 3 };
+		HAS(serve_pieces(piece, plen, 2), want);
+		/* with a pipelined request behind it in the same read */
+		static const char next[] = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+		memcpy(head + size, next, sizeof(next) - 1);
+		out = serve(head, size + sizeof(next) - 1);
+		HAS(out, want);
+		if (size <= 2048)
+			ck_assert_msg(strstr(strstr(out, "200 OK") + 1, "200 OK") != NULL, "one answer:\n%s", out);
+	}
 }
 END_TEST
 
@@ -339,6 +488,9 @@ http_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("server");
 	tcase_add_test(tc, field_lookup);
+	tcase_add_test(tc, request_line);
+	tcase_add_test(tc, header_fields);
+	tcase_add_test(tc, head_end);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("guard");
 	tcase_add_test(tc, host_checks);
