@@ -1074,33 +1074,58 @@ http_parse_field_line(const char *line, size_t len)
 	return 0;
 }
 
-/* The known field of that length whose name matches, or -1: the name
- * in lower case (tchars' entries), NUL-padded, compared a word at a time
- * (a byte that is not a tchar matches no known name). */
-static int
-known_of(const char *name, size_t len, const int *ids, size_t n)
+/* Eight bytes at p, as a word (the head's copy has HEAD_SLACK bytes after
+ * its end, so that a name or value near it can be read so). */
+#define HEAD_SLACK 8
+static uint64_t
+word_at(const char *p)
 {
-	union lname l = { { 0 } };
-	for (size_t i = 0; i < len; i++)
-		l.s[i] = (char)tchars[(unsigned char)name[i]];
-	size_t words = (len + 7) / 8;
-	for (size_t i = 0; i < n; i++) {
-		const uint64_t *k = known_headers[ids[i]].name.w;
-		size_t j = 0;
-		while (j < words && l.w[j] == k[j])
-			j++;
-		if (j == words)
-			return ids[i];
-	}
-	return -1;
+	uint64_t w;
+	memcpy(&w, p, sizeof(w));
+	return w;
 }
 
-int
-http_known_header(const char *name, size_t len)
+/* The first n bytes of a word read by word_at, 0 < n <= 8. */
+static uint64_t
+first_bytes(size_t n)
+{
+	if (n >= 8)
+		return ~(uint64_t)0;
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	return ~(~(uint64_t)0 >> (8 * n));
+#else
+	return ((uint64_t)1 << (8 * n)) - 1;
+#endif
+}
+
+/* Whether name, len bytes that are tchars followed by at least
+ * HEAD_SLACK readable bytes, is the known field id: a word at a time, in
+ * any case. A known name has letters and '-' only; a letter's bit 0x20
+ * (its case) is set in the name's byte before comparing, which makes no
+ * other tchar equal to a letter; '-' is compared as is. */
+static int
+known_is(const char *name, size_t len, int id)
+{
+	const uint64_t *k = known_headers[id].name.w;
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t fold = (k[i / 8] & 0x4040404040404040ULL) >> 1;
+		if (((word_at(name + i) | fold) ^ k[i / 8]) & first_bytes(len - i))
+			return 0;
+	}
+	return 1;
+}
+
+/* The known field whose name is name (len tchars, readable as known_is
+ * says), or -1. */
+static int
+known_field(const char *name, size_t len)
 {
 #define TRY(...) do { \
 	static const int ids_[] = { __VA_ARGS__ }; \
-	return known_of(name, len, ids_, sizeof(ids_) / sizeof(ids_[0])); \
+	for (size_t i_ = 0; i_ < sizeof(ids_) / sizeof(ids_[0]); i_++) \
+		if (known_is(name, len, ids_[i_])) \
+			return ids_[i_]; \
+	return -1; \
 } while (0)
 	switch (len) {
 	case 4: TRY(HDR_HOST);
@@ -1117,6 +1142,41 @@ http_known_header(const char *name, size_t len)
 	}
 #undef TRY
 	return -1;
+}
+
+int
+http_known_header(const char *name, size_t len)
+{
+	char buf[32 + HEAD_SLACK] = { 0 };
+	if (len > 32)
+		return -1;
+	for (size_t i = 0; i < len; i++)
+		if (!is_tchar((unsigned char)name[i]))
+			return -1;      /* no known name has it */
+	memcpy(buf, name, len);
+	return known_field(buf, len);
+}
+
+/* The end of the field value at v: the first byte that is not a vchar
+ * (RFC 9110 5.5; the CR of its CRLF when the value is well formed). Eight
+ * bytes at a time while none of them is a control character (HTAB
+ * included) or DEL; v's line ends within the head, so the word that
+ * holds that CR is the last one read (HEAD_SLACK). */
+static char *
+value_end(char *v)
+{
+	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+	for (;;) {
+		uint64_t w = word_at(v);
+		/* a byte below 0x20, or a byte 0x7f (bytes from 0x80 never) */
+		uint64_t del = w ^ (0x7f * ones);
+		if ((((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & highs)
+			break;
+		v += 8;
+	}
+	while (vchars[(unsigned char)*v])
+		v++;
+	return v;
 }
 
 /* Fields that must come once. A second copy, even an equal one, is refused:
@@ -1232,9 +1292,7 @@ parse_head(struct http_request *r, char *p, const char **why)
 		while (*v == ' ' || *v == '\t')
 			v++;
 		/* The value up to the CRLF: no other control character. */
-		char *end = v;
-		while (vchars[(unsigned char)*end])
-			end++;
+		char *end = value_end(v);
 		if (end[0] != '\r' || end[1] != '\n') {
 			*why = "control character in a header";
 			return 400;
@@ -1250,7 +1308,7 @@ parse_head(struct http_request *r, char *p, const char **why)
 		struct header *h = &r->headers[r->nheaders];
 		h->name = p;
 		h->value = v;
-		h->id = http_known_header(p, (size_t)(colon - p));
+		h->id = known_field(p, (size_t)(colon - p));
 		if (h->id >= 0 && r->known[h->id] == 0)
 			r->known[h->id] = (unsigned char)(r->nheaders + 1);
 		r->nheaders++;
@@ -1332,17 +1390,18 @@ dispatch(struct http_conn *c)
 	http_respond_text(r, 404, "not found");
 }
 
+/* The body is the first len bytes of from: into the arena, then the
+ * handler. */
 static void
-body_complete(struct http_conn *c)
+body_complete(struct http_conn *c, struct evbuffer *from, size_t len)
 {
 	struct http_request *r = &c->req;
-	size_t len = evbuffer_get_length(c->body_buf);
 	r->body = arena_alloc(c->arena, len + 1);
 	if (r->body == NULL) {
 		fail_request(c, 500, "out of memory", 0);
 		return;
 	}
-	evbuffer_remove(c->body_buf, r->body, len);
+	evbuffer_remove(from, r->body, len);
 	r->body[len] = '\0';
 	r->body_len = len;
 	dispatch(c);
@@ -1362,9 +1421,8 @@ read_head(struct http_conn *c)
 	if (c->state == CS_IDLE) {
 		/* Tolerate the stray CRLF some clients send between requests. */
 		while (avail >= 2) {
-			unsigned char two[2];
-			evbuffer_copyout(in, two, 2);
-			if (two[0] != '\r' || two[1] != '\n')
+			const unsigned char *two = evbuffer_pullup(in, 2);
+			if (two == NULL || two[0] != '\r' || two[1] != '\n')
 				break;
 			evbuffer_drain(in, 2);
 			avail -= 2;
@@ -1408,14 +1466,14 @@ read_head(struct http_conn *c)
 		return 0;
 	}
 	size_t head_len = (size_t)(end - buf) + 4;
-	char *head = arena_alloc(c->arena, head_len + 1);
+	char *head = arena_alloc(c->arena, head_len + 1 + HEAD_SLACK);
 	if (head == NULL) {
 		fail_request(c, 500, "out of memory", 1);
 		return -1;
 	}
 	memcpy(head, buf, head_len);
 	evbuffer_drain(in, head_len);
-	head[head_len] = '\0';
+	memset(head + head_len, 0, 1 + HEAD_SLACK);
 	r->head_len = head_len;
 	if (memchr(head, '\0', head_len) != NULL) {
 		fail_request(c, 400, "NUL byte in request head", 1);
@@ -1465,12 +1523,17 @@ read_body(struct http_conn *c)
 	size_t have = evbuffer_get_length(c->body_buf);
 	size_t need = (size_t)c->req.content_length - have;
 	size_t take = evbuffer_get_length(in);
+	if (have == 0 && take >= need) {
+		/* All here at once, as most bodies are: no gathering. */
+		body_complete(c, in, need);
+		return 1;
+	}
 	if (take > need)
 		take = need;
 	evbuffer_remove_buffer(in, c->body_buf, take);
 	if (take < need)
 		return 0;
-	body_complete(c);
+	body_complete(c, c->body_buf, have + take);
 	return 1;
 }
 
@@ -1513,7 +1576,7 @@ read_chunked(struct http_conn *c)
 					return -1;
 				}
 				if (n == 0) {
-					body_complete(c);
+					body_complete(c, c->body_buf, evbuffer_get_length(c->body_buf));
 					return 1;
 				}
 				continue;  /* trailer fields are ignored */

@@ -177,7 +177,8 @@ echo_fields(struct http_request *r, void *arg)
 	} asked[] = {
 		{ HDR_HOST, "Host" }, { HDR_ACCEPT, "Accept" }, { HDR_CONNECTION, "Connection" },
 		{ HDR_MCP_SESSION_ID, "Mcp-Session-Id" }, { HDR_TRACEPARENT, "traceparent" },
-		{ HDR_USER_AGENT, "User-Agent" },
+		{ HDR_USER_AGENT, "User-Agent" }, { HDR_MCP_PROTOCOL_VERSION, "MCP-Protocol-Version" },
+		{ HDR_AC_REQUEST_HEADERS, "Access-Control-Request-Headers" },
 	};
 	char out[8192];     /* the test's heads are smaller */
 	size_t n = 0;
@@ -373,6 +374,41 @@ START_TEST(header_fields)
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		const char *out = serve(t[i].in, strlen(t[i].in));
 		HAS(out, t[i].want);
+	}
+	/* Names compared a word at a time: any case, and near misses at
+	 * either side of a word's end. */
+	const char *out = SERVE("GET / HTTP/1.1\r\nHost: h\r\nmCP-pROTOCOL-vERSION: v\r\n"
+	    "ACCESS-control-REQUEST-headers: a\r\n\r\n");
+	HAS(out, "MCP-Protocol-Version=[v] Access-Control-Request-Headers=[a]");
+	out = SERVE("GET / HTTP/1.1\r\nHost: h\r\nMCP-Protocol_Version: v\r\nMCP-Protocol-Versioo: v\r\n"
+	    "NCP-Protocol-Version: v\r\nAccess-Control-Request-Headerz: a\r\n"
+	    "Access-Control-Request-Headers-: a\r\n\r\n");
+	HAS(out, "Host=[h] body");
+	/* Values read eight bytes at a time: a control byte, DEL, HTAB and
+	 * obs-text at every place in a word. */
+	for (size_t at = 0; at < 20; at++) {
+		static const struct {
+			char ch;
+			int ok;
+		} b[] = { { '\x01', 0 }, { '\x1f', 0 }, { '\x7f', 0 }, { '\n', 0 }, { '\r', 0 },
+		    { '\t', 1 }, { '\x80', 1 }, { '\xff', 1 }, { ' ', 1 } };
+		for (size_t j = 0; j < sizeof(b) / sizeof(b[0]); j++) {
+			char in[256], v[64], want[128];
+			memset(v, 'v', at);
+			v[at] = b[j].ch;
+			memcpy(v + at + 1, "z", 2);
+			size_t n = (size_t)snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nHost: h\r\n"
+			    "X-Other: %s\r\n\r\n", v);
+			out = serve(in, n);
+			if (b[j].ok) {
+				/* leading OWS is not part of the value */
+				int ows = at == 0 && (b[j].ch == ' ' || b[j].ch == '\t');
+				snprintf(want, sizeof(want), "X-Other=[%s]", v + ows);
+				HAS(out, want);
+			} else {
+				HAS(out, "\r\n\r\ncontrol character in a header\n");
+			}
+		}
 	}
 	/* A NUL anywhere in the head. */
 	static const char nul[] = "GET / HTTP/1.1\r\nHost: h\0\r\n\r\n";
