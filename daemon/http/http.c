@@ -181,7 +181,8 @@ struct http_server {
 	const struct timeval *tv_header, *tv_idle;
 	struct timeval tv_drain_grace;
 	struct timeval tv_body, tv_send;
-	char date[64];
+	char date[96];          /* http_date_lines */
+	size_t date_len;
 	time_t date_at;
 };
 
@@ -275,16 +276,24 @@ http_status_text(int status)
 	return "Unknown";
 }
 
+/* "\r\nServer: mcpd\r\nDate: <now>\r\n", which follows the status line
+ * of every response: written once a second, its length in *len. */
 static const char *
-http_date(struct http_server *s)
+http_date_lines(struct http_server *s, size_t *len)
 {
 	time_t now = time(NULL);
 	if (now != s->date_at) {
 		struct tm tm;
 		gmtime_r(&now, &tm);
-		strftime(s->date, sizeof(s->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		static const char pre[] = "\r\nServer: mcpd\r\nDate: ";
+		memcpy(s->date, pre, sizeof(pre) - 1);
+		size_t n = strftime(s->date + sizeof(pre) - 1, sizeof(s->date) - sizeof(pre) - 2,
+		    "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		memcpy(s->date + sizeof(pre) - 1 + n, "\r\n", 3);
+		s->date_len = sizeof(pre) - 1 + n + 2;
 		s->date_at = now;
 	}
+	*len = s->date_len;
 	return s->date;
 }
 
@@ -601,38 +610,45 @@ wants_keepalive(struct http_conn *c)
 	return r->minor == 0 ? keep : 1;
 }
 
+struct piece {
+	const char *p;
+	size_t n;
+};
+#define LIT(s) ((struct piece){ s, sizeof(s) - 1 })
+#define STR(s) ((struct piece){ s, strlen(s) })
+
 /* The response head as pieces: the status line, Server, Date, the
  * framing, Connection and the handler's headers. Returns their count. */
-#define HEAD_PIECES (10 + 4 * MAX_RESPONSE_HEADERS)
+#define HEAD_PIECES (8 + 4 * MAX_RESPONSE_HEADERS)
 static size_t
-head_pieces(struct http_request *r, const char *status_line, const char *content_type,
-    const char *length_or_te, const char *p[HEAD_PIECES])
+head_pieces(struct http_request *r, struct piece status_line, const char *content_type,
+    const char *length_or_te, struct piece p[HEAD_PIECES])
 {
 	struct http_conn *c = r->conn;
 	size_t n = 0;
 	p[n++] = status_line;
-	p[n++] = http_date(c->srv);
-	p[n++] = "\r\n";
+	p[n].p = http_date_lines(c->srv, &p[n].n);
+	n++;
 	if (content_type != NULL) {
-		p[n++] = "Content-Type: ";
-		p[n++] = content_type;
-		p[n++] = "\r\n";
+		p[n++] = LIT("Content-Type: ");
+		p[n++] = STR(content_type);
+		p[n++] = LIT("\r\n");
 	}
 	if (length_or_te != NULL) {
-		p[n++] = length_or_te;
-		p[n++] = "\r\n";
+		p[n++] = STR(length_or_te);
+		p[n++] = LIT("\r\n");
 	}
 	if (!c->keepalive)
-		p[n++] = "Connection: close\r\n";
+		p[n++] = LIT("Connection: close\r\n");
 	else if (r->minor == 0)
-		p[n++] = "Connection: keep-alive\r\n";
+		p[n++] = LIT("Connection: keep-alive\r\n");
 	for (size_t i = 0; i < r->nresp; i++) {
-		p[n++] = r->resp_headers[i].name;
-		p[n++] = ": ";
-		p[n++] = r->resp_headers[i].value;
-		p[n++] = "\r\n";
+		p[n++] = STR(r->resp_headers[i].name);
+		p[n++] = LIT(": ");
+		p[n++] = STR(r->resp_headers[i].value);
+		p[n++] = LIT("\r\n");
 	}
-	p[n++] = "\r\n";
+	p[n++] = LIT("\r\n");
 	return n;
 }
 
@@ -647,7 +663,8 @@ build_head(struct http_request *r, int status, const char *content_type,
 	c->keepalive = wants_keepalive(c);
 	if (chunked && r->minor == 0)
 		c->keepalive = 0;   /* HTTP/1.0: the stream ends with the connection */
-	char status_line[96];
+	char status_line[64];
+	struct piece sl = { status_line, 0 };
 	if (status >= 100 && status <= 999) {
 		/* Written by hand: printf per response shows in the profile. */
 		const char *text = http_status_text(status);
@@ -658,21 +675,22 @@ build_head(struct http_request *r, int status, const char *content_type,
 		status_line[11] = (char)('0' + status % 10);
 		status_line[12] = ' ';
 		memcpy(status_line + 13, text, tl);
-		memcpy(status_line + 13 + tl, "\r\nServer: mcpd\r\nDate: ", sizeof("\r\nServer: mcpd\r\nDate: "));
+		sl.n = 13 + tl;
 	} else {
-		snprintf(status_line, sizeof(status_line), "HTTP/1.1 %d %s\r\nServer: mcpd\r\nDate: ",
-		    status, http_status_text(status));
+		int k = snprintf(status_line, sizeof(status_line), "HTTP/1.1 %d %s", status,
+		    http_status_text(status));
+		sl.n = k > 0 && (size_t)k < sizeof(status_line) ? (size_t)k : 0;
 	}
-	const char *p[HEAD_PIECES];
-	size_t lens[HEAD_PIECES], n = head_pieces(r, status_line, content_type, length_or_te, p), total = 0;
+	struct piece p[HEAD_PIECES];
+	size_t n = head_pieces(r, sl, content_type, length_or_te, p), total = 0;
 	for (size_t i = 0; i < n; i++)
-		total += lens[i] = strlen(p[i]);
+		total += p[i].n;
 	r->status = status;
 	char *head = arena_alloc(c->arena, total);
 	if (head == NULL)
 		return NULL;
-	for (size_t i = 0, at = 0; i < n; at += lens[i], i++)
-		memcpy(head + at, p[i], lens[i]);
+	for (size_t i = 0, at = 0; i < n; at += p[i].n, i++)
+		memcpy(head + at, p[i].p, p[i].n);
 	r->bytes_out += total;
 	*len = total;
 	return head;
@@ -700,10 +718,10 @@ send_now(struct http_conn *c, const char *head, size_t hlen, const void *body, s
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	ssize_t n = 0;
-	if (!c->tls && evbuffer_get_length(out) == 0) {
+	if (c->rev != NULL && evbuffer_get_length(out) == 0) {   /* plain, not TLS */
 		struct iovec iov[2] = { { (void *)head, hlen }, { (void *)body, blen } };
 		do
-			n = writev(bufferevent_getfd(c->bev), iov, blen > 0 ? 2 : 1);
+			n = writev(event_get_fd(c->rev), iov, blen > 0 ? 2 : 1);
 		while (n < 0 && errno == EINTR);
 		if (n < 0)
 			n = 0;      /* EAGAIN; an error shows on the buffered write */
@@ -1107,12 +1125,12 @@ static int
 known_is(const char *name, size_t len, int id)
 {
 	const uint64_t *k = known_headers[id].name.w;
-	for (size_t i = 0; i < len; i += 8) {
-		uint64_t fold = (k[i / 8] & 0x4040404040404040ULL) >> 1;
-		if (((word_at(name + i) | fold) ^ k[i / 8]) & first_bytes(len - i))
+	size_t i = 0;
+	for (; len - i > 8; i += 8)
+		if ((word_at(name + i) | ((k[i / 8] & 0x4040404040404040ULL) >> 1)) != k[i / 8])
 			return 0;
-	}
-	return 1;
+	uint64_t fold = (k[i / 8] & 0x4040404040404040ULL) >> 1;
+	return (((word_at(name + i) | fold) ^ k[i / 8]) & first_bytes(len - i)) == 0;
 }
 
 /* The known field whose name is name (len tchars, readable as known_is
@@ -1120,27 +1138,33 @@ known_is(const char *name, size_t len, int id)
 static int
 known_field(const char *name, size_t len)
 {
-#define TRY(...) do { \
+	const int *ids;
+	size_t n;
+#define CASE(len_, ...) case len_: { \
 	static const int ids_[] = { __VA_ARGS__ }; \
-	for (size_t i_ = 0; i_ < sizeof(ids_) / sizeof(ids_[0]); i_++) \
-		if (known_is(name, len, ids_[i_])) \
-			return ids_[i_]; \
-	return -1; \
-} while (0)
+	ids = ids_; \
+	n = sizeof(ids_) / sizeof(ids_[0]); \
+	break; \
+}
 	switch (len) {
-	case 4: TRY(HDR_HOST);
-	case 6: TRY(HDR_EXPECT, HDR_ACCEPT, HDR_ORIGIN, HDR_COOKIE);
-	case 8: TRY(HDR_MCP_NAME);
-	case 10: TRY(HDR_CONNECTION, HDR_USER_AGENT, HDR_MCP_METHOD);
-	case 11: TRY(HDR_TRACEPARENT);
-	case 12: TRY(HDR_CONTENT_TYPE);
-	case 13: TRY(HDR_AUTHORIZATION, HDR_LAST_EVENT_ID);
-	case 14: TRY(HDR_CONTENT_LENGTH, HDR_MCP_SESSION_ID);
-	case 17: TRY(HDR_TRANSFER_ENCODING);
-	case 20: TRY(HDR_MCP_PROTOCOL_VERSION);
-	case 30: TRY(HDR_AC_REQUEST_HEADERS);
+	CASE(4, HDR_HOST)
+	CASE(6, HDR_EXPECT, HDR_ACCEPT, HDR_ORIGIN, HDR_COOKIE)
+	CASE(8, HDR_MCP_NAME)
+	CASE(10, HDR_CONNECTION, HDR_USER_AGENT, HDR_MCP_METHOD)
+	CASE(11, HDR_TRACEPARENT)
+	CASE(12, HDR_CONTENT_TYPE)
+	CASE(13, HDR_AUTHORIZATION, HDR_LAST_EVENT_ID)
+	CASE(14, HDR_CONTENT_LENGTH, HDR_MCP_SESSION_ID)
+	CASE(17, HDR_TRANSFER_ENCODING)
+	CASE(20, HDR_MCP_PROTOCOL_VERSION)
+	CASE(30, HDR_AC_REQUEST_HEADERS)
+	default:
+		return -1;
 	}
-#undef TRY
+#undef CASE
+	for (size_t i = 0; i < n; i++)
+		if (known_is(name, len, ids[i]))
+			return ids[i];
 	return -1;
 }
 
