@@ -68,9 +68,10 @@ union lname {
 
 static const struct {
 	union lname name;       /* in lower case; http_known_header finds it by its length */
-	int once;               /* must come once: repeated_field */
+	unsigned char len;
+	unsigned char once;     /* must come once: repeated_field */
 } known_headers[HDR_KNOWN] = {
-#define K(id, name, once) [id] = { { name }, once }
+#define K(id, name, once) [id] = { { name }, sizeof(name) - 1, once }
 	K(HDR_HOST, "host", 1),
 	K(HDR_CONTENT_TYPE, "content-type", 1),
 	K(HDR_CONTENT_LENGTH, "content-length", 0),
@@ -1092,9 +1093,10 @@ http_parse_field_line(const char *line, size_t len)
 	return 0;
 }
 
-/* Eight bytes at p, as a word (the head's copy has HEAD_SLACK bytes after
- * its end, so that a name or value near it can be read so). */
-#define HEAD_SLACK 8
+/* Eight bytes at p, as a word. The head's copy has HEAD_SLACK zero bytes
+ * after its end, so that a value or name near it (or a known name as
+ * long as the longest, from any line's start) can be read so. */
+#define HEAD_SLACK 40
 static uint64_t
 word_at(const char *p)
 {
@@ -1116,11 +1118,11 @@ first_bytes(size_t n)
 #endif
 }
 
-/* Whether name, len bytes that are tchars followed by at least
- * HEAD_SLACK readable bytes, is the known field id: a word at a time, in
- * any case. A known name has letters and '-' only; a letter's bit 0x20
- * (its case) is set in the name's byte before comparing, which makes no
- * other tchar equal to a letter; '-' is compared as is. */
+/* Whether the len bytes at name (readable up to the next multiple of 8)
+ * are the known field id's name: a word at a time, in any case. A known
+ * name has letters and '-' only; a letter's bit 0x20 (its case) is set
+ * in the name's byte before comparing, which makes no byte but that
+ * letter in either case equal to it; '-' is compared as is. */
 static int
 known_is(const char *name, size_t len, int id)
 {
@@ -1165,6 +1167,46 @@ known_field(const char *name, size_t len)
 	for (size_t i = 0; i < n; i++)
 		if (known_is(name, len, ids[i]))
 			return ids[i];
+	return -1;
+}
+
+/* The known field whose name, followed by its colon, starts the field
+ * line at p (the head's copy, readable past a known name's length from
+ * any line), its colon in *colon; or -1 when there is none, p's name
+ * being another or malformed. A known name is all tchars: when one
+ * matches, the name needs no other scan. */
+static int
+known_line(char *p, char **colon)
+{
+	const int *ids;
+	size_t n;
+#define CASE(ch_, ...) case ch_: { \
+	static const int ids_[] = { __VA_ARGS__ }; \
+	ids = ids_; \
+	n = sizeof(ids_) / sizeof(ids_[0]); \
+	break; \
+}
+	switch (tchars[(unsigned char)*p]) {
+	CASE('a', HDR_ACCEPT, HDR_AUTHORIZATION, HDR_AC_REQUEST_HEADERS)
+	CASE('c', HDR_CONTENT_TYPE, HDR_CONTENT_LENGTH, HDR_CONNECTION, HDR_COOKIE)
+	CASE('e', HDR_EXPECT)
+	CASE('h', HDR_HOST)
+	CASE('l', HDR_LAST_EVENT_ID)
+	CASE('m', HDR_MCP_SESSION_ID, HDR_MCP_PROTOCOL_VERSION, HDR_MCP_METHOD, HDR_MCP_NAME)
+	CASE('o', HDR_ORIGIN)
+	CASE('t', HDR_TRACEPARENT, HDR_TRANSFER_ENCODING)
+	CASE('u', HDR_USER_AGENT)
+	default:
+		return -1;
+	}
+#undef CASE
+	for (size_t i = 0; i < n; i++) {
+		size_t len = known_headers[ids[i]].len;
+		if (p[len] == ':' && known_is(p, len, ids[i])) {
+			*colon = p + len;
+			return ids[i];
+		}
+	}
 	return -1;
 }
 
@@ -1304,12 +1346,16 @@ parse_head(struct http_request *r, char *p, const char **why)
 			*why = "obsolete header line folding";
 			return 400;
 		}
-		char *colon = p;
-		while (is_tchar((unsigned char)*colon))
-			colon++;
-		if (*colon != ':' || colon == p) {
-			*why = "malformed header name";
-			return 400;
+		char *colon;
+		int id = known_line(p, &colon);
+		if (id < 0) {
+			colon = p;
+			while (is_tchar((unsigned char)*colon))
+				colon++;
+			if (*colon != ':' || colon == p) {
+				*why = "malformed header name";
+				return 400;
+			}
 		}
 		*colon = '\0';
 		char *v = colon + 1;
@@ -1332,7 +1378,7 @@ parse_head(struct http_request *r, char *p, const char **why)
 		struct header *h = &r->headers[r->nheaders];
 		h->name = p;
 		h->value = v;
-		h->id = known_field(p, (size_t)(colon - p));
+		h->id = id;
 		if (h->id >= 0 && r->known[h->id] == 0)
 			r->known[h->id] = (unsigned char)(r->nheaders + 1);
 		r->nheaders++;
