@@ -384,6 +384,17 @@ START_TEST(header_fields)
 	    "NCP-Protocol-Version: v\r\nAccess-Control-Request-Headerz: a\r\n"
 	    "Access-Control-Request-Headers-: a\r\n\r\n");
 	HAS(out, "Host=[h] body");
+	/* A known name's start, cut short or followed by more, at the head's
+	 * end (where a known name's length runs past it). */
+	out = SERVE("GET / HTTP/1.1\r\nHost: h\r\nHosts: x\r\nHos: x\r\nHost-: x\r\n"
+	    "Accept-: x\r\nA:\r\n\r\n");
+	HAS(out, "q=- Host=[h] body");
+	out = SERVE("GET / HTTP/1.1\r\nHost: h\r\nAccess-Control-Request-Header:\r\n\r\n");
+	HAS(out, "q=- Host=[h] body");
+	out = SERVE("GET / HTTP/1.1\r\nHost: h\r\nHost : x\r\n\r\n");
+	HAS(out, "\r\n\r\nmalformed header name\n");
+	out = SERVE("GET / HTTP/1.1\r\nHost: h\r\nM\r\n\r\n");
+	HAS(out, "\r\n\r\nmalformed header name\n");
 	/* Values read eight bytes at a time: a control byte, DEL, HTAB and
 	 * obs-text at every place in a word. */
 	for (size_t at = 0; at < 20; at++) {
