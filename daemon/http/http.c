@@ -125,7 +125,16 @@ _Static_assert(MAX_HEADERS < 256, "http_request.known holds a header's index + 1
 struct http_conn {
 	struct http_server *srv;
 	struct bufferevent *bev;
+	/* The connection's one timeout: the header's, the idle one, the
+	 * linger, a cut stream's. The idle one is re-armed lazily: while a
+	 * request is served it stays as it was, and when it expires before
+	 * idle_until it is added again for the rest (an add and a delete per
+	 * request were a tenth of the HTTP layer's instructions). */
 	struct event *timer;
+	uint64_t idle_until;    /* monotonic_us: CS_IDLE ends here */
+	int timer_idle;         /* timer, if pending, holds an idle timeout */
+	int head_timer;         /* timer holds the header timeout */
+	struct event *done;     /* finishes a response sent whole (sent) */
 	/* Plain connections are read here, not by the bufferevent: its reads
 	 * ask FIONREAD before each one, an ioctl per request. TLS reads
 	 * through the bufferevent. */
@@ -430,6 +439,8 @@ plain_read_cb(evutil_socket_t fd, short what, void *arg)
 }
 static void
 timer_cb(evutil_socket_t fd, short ev, void *arg);
+static void
+done_cb(evutil_socket_t fd, short ev, void *arg);
 
 /* A connection on fd (ours from now on), from remote; NULL on failure. */
 static struct http_conn *
@@ -444,7 +455,8 @@ conn_start(struct http_server *s, evutil_socket_t fd, const char *remote, SSL_CT
 	c->arena = arena_new(8192);
 	c->body_buf = evbuffer_new();
 	c->timer = evtimer_new(s->base, timer_cb, c);
-	if (c->arena == NULL || c->body_buf == NULL || c->timer == NULL)
+	c->done = event_new(s->base, -1, 0, done_cb, c);
+	if (c->arena == NULL || c->body_buf == NULL || c->timer == NULL || c->done == NULL)
 		goto fail;
 	snprintf(c->remote, sizeof(c->remote), "%s", remote);
 	if (ssl_ctx != NULL) {
@@ -482,6 +494,7 @@ conn_start(struct http_server *s, evutil_socket_t fd, const char *remote, SSL_CT
 		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	}
 	evtimer_add(c->timer, s->tv_header);
+	c->idle_until = monotonic_us() + s->limits.header_timeout_ms * 1000;
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
 	if (++s->nconns >= s->limits.max_connections && !s->accept_paused) {
 		s->accept_paused = 1;
@@ -494,6 +507,8 @@ fail:
 	log_error("cannot set up a connection: out of memory");
 	if (c->timer)
 		event_free(c->timer);
+	if (c->done)
+		event_free(c->done);
 	if (c->rev)
 		event_free(c->rev);
 	if (c->body_buf)
@@ -781,14 +796,12 @@ http_respond(struct http_request *r, int status, const char *content_type,
 		log_error("http: out of memory for a response head; closing %s", c->remote);
 		c->keepalive = 0;
 		c->state = CS_WRITING;
-		evtimer_del(c->timer);
 		c->sent = 1;
-		event_active(c->timer, EV_TIMEOUT, 1);
+		event_active(c->done, EV_TIMEOUT, 1);
 		return;
 	}
 	r->bytes_out += len;
 	c->state = CS_WRITING;
-	evtimer_del(c->timer);
 	/* Counted before the client can read the answer: a scrape it sends
 	 * next, to any worker, sees this request (the access line waits). */
 	metrics_http(r->path, status);
@@ -797,7 +810,7 @@ http_respond(struct http_request *r, int status, const char *content_type,
 	 * not under the handler that is answering. */
 	if (send_now(c, head, hlen, body, len)) {
 		c->sent = 1;
-		event_active(c->timer, EV_TIMEOUT, 1);
+		event_active(c->done, EV_TIMEOUT, 1);
 	}
 }
 
@@ -843,6 +856,7 @@ stream_cut(struct http_conn *c, const char *why)
 	r->log_extra = r->log_extra != NULL ? arena_printf(c->arena, "%s, %s", r->log_extra, why) : why;
 	static const struct timeval now = { 0, 0 };
 	evtimer_add(c->timer, &now);
+	c->timer_idle = 0;
 }
 
 static void
@@ -1448,7 +1462,6 @@ dispatch(struct http_conn *c)
 	struct http_request *r = &c->req;
 	c->state = CS_HANDLING;
 	c->nreq++;
-	evtimer_del(c->timer);
 	set_body_timeout(c, 0);
 	set_read_limit(c, 1);
 	for (size_t i = 0; i < s->nroutes; i++) {
@@ -1531,8 +1544,11 @@ read_head(struct http_conn *c)
 		c->searched = span > 3 ? span - 3 : 0;
 		/* The head's time runs from its first byte; a head read whole
 		 * at once (as most are) never needs the timer. */
-		if (fresh)
+		if (fresh) {
 			evtimer_add(c->timer, s->tv_header);
+			c->timer_idle = 0;
+			c->head_timer = 1;
+		}
 		return 0;
 	}
 	size_t head_len = (size_t)(end - buf) + 4;
@@ -1555,7 +1571,10 @@ read_head(struct http_conn *c)
 		fail_request(c, status, why, 1);
 		return -1;
 	}
-	evtimer_del(c->timer);
+	if (c->head_timer) {
+		evtimer_del(c->timer);
+		c->head_timer = 0;
+	}
 	if (r->chunked || r->content_length > 0) {
 		if (r->content_length > s->limits.max_body) {
 			fail_request(c, 413, "request body larger than limits.max_body", 1);
@@ -1754,6 +1773,7 @@ conn_close(struct http_conn *c)
 		event_free(c->rev);     /* before the bufferevent closes the fd */
 	bufferevent_free(c->bev);
 	event_free(c->timer);
+	event_free(c->done);
 	evbuffer_free(c->body_buf);
 	arena_free(c->arena);
 	free(c);
@@ -1795,6 +1815,7 @@ start_linger(struct http_conn *c)
 		bufferevent_enable(c->bev, EV_READ);
 	struct timeval tv = ms_to_tv(LINGER_MS);
 	evtimer_add(c->timer, &tv);
+	c->timer_idle = 0;
 }
 
 static void
@@ -1824,7 +1845,15 @@ write_cb(struct bufferevent *bev, void *arg)
 	c->state = CS_IDLE;
 	set_read_limit(c, 0);
 	set_body_timeout(c, 0);
-	evtimer_add(c->timer, s->draining ? &s->tv_drain_grace : s->tv_idle);
+	c->idle_until = monotonic_us() + s->limits.idle_timeout_ms * 1000;
+	if (s->draining) {
+		evtimer_add(c->timer, &s->tv_drain_grace);
+		c->timer_idle = 0;
+	} else if (!c->timer_idle || !evtimer_pending(c->timer, NULL)) {
+		/* (a pending idle timeout ends no later than this one) */
+		evtimer_add(c->timer, s->tv_idle);
+		c->timer_idle = 1;
+	}
 	process_input(c);
 }
 
@@ -1857,6 +1886,19 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_close(c);
 }
 
+/* From the loop: the response left in one write (http_respond). */
+static void
+done_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct http_conn *c = arg;
+	if (c->sent) {
+		c->sent = 0;
+		write_cb(c->bev, c);
+	}
+}
+
 static void
 timer_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -1867,19 +1909,29 @@ timer_cb(evutil_socket_t fd, short ev, void *arg)
 		stream_overflowed(c);
 		return;
 	}
-	if (c->sent) {
-		/* The response left in one write (http_respond). */
-		c->sent = 0;
-		write_cb(c->bev, c);
-		return;
-	}
 	switch (c->state) {
 	case CS_HEAD:
 		fail_request(c, 408, "request head timed out", 0);
 		break;
-	default:
-		conn_close(c);   /* keep-alive idle, or lingering done */
+	case CS_IDLE:
+		if (!c->srv->draining) {
+			/* Idle since a later response than when it was added. */
+			uint64_t now = monotonic_us();
+			if (now < c->idle_until) {
+				uint64_t left = c->idle_until - now;
+				struct timeval tv = { (time_t)(left / 1000000), (suseconds_t)(left % 1000000) };
+				evtimer_add(c->timer, &tv);
+				c->timer_idle = 1;
+				return;
+			}
+		}
+		conn_close(c);  /* keep-alive idle, or the drain's grace over */
 		break;
+	case CS_LINGER:
+		conn_close(c);  /* lingering done */
+		break;
+	default:
+		break;          /* an idle timeout from before the request in hand */
 	}
 }
 
@@ -1968,9 +2020,12 @@ http_server_drain(struct http_server *s, void (*done)(void *), void *arg)
 	 * close; idle ones get a short grace in which a request already sent
 	 * is still answered. */
 	struct http_conn *c;
-	TAILQ_FOREACH(c, &s->conns, link)
-		if (c->state == CS_IDLE)
+	TAILQ_FOREACH(c, &s->conns, link) {
+		if (c->state == CS_IDLE) {
 			evtimer_add(c->timer, &s->tv_drain_grace);
+			c->timer_idle = 0;
+		}
+	}
 	if (s->nconns == 0 && s->drain_done != NULL) {
 		s->drain_done = NULL;
 		done(arg);
