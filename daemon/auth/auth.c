@@ -205,7 +205,7 @@ resource_url(struct auth *a, struct http_request *r)
 {
 	if (a->cfg->authz.resource != NULL)
 		return a->cfg->authz.resource;
-	const char *host = http_request_header(r, "Host");
+	const char *host = http_request_field(r, HDR_HOST);
 	return arena_printf(http_request_arena(r), "%s://%s%s", http_request_tls(r) ? "https" : "http",
 	    host ? host : "localhost", a->cfg->endpoint);
 }
@@ -369,7 +369,7 @@ auth_check(struct auth *a, struct http_request *r, auth_go_fn go, void *arg)
 		go(r, arg);
 		return;
 	}
-	const char *h = http_request_header(r, "Authorization");
+	const char *h = http_request_field(r, HDR_AUTHORIZATION);
 	if (h == NULL) {
 		metrics_auth(MXA_MISSING);
 		unauthorized(a, r, NULL, "this endpoint needs a bearer token (Authorization: Bearer ...)");
@@ -472,7 +472,7 @@ metadata(struct http_request *r, void *arg)
 	struct auth *a = arg;
 	const char *m = http_request_method(r);
 	/* The resource URL may come from Host: only from one we serve. */
-	if (!guard_host_allowed(a->cfg, http_request_header(r, "Host"))) {
+	if (!guard_host_allowed(a->cfg, http_request_field(r, HDR_HOST))) {
 		http_respond_text(r, 403, "Host not allowed (see allowed_hosts)");
 		return;
 	}

@@ -354,7 +354,7 @@ oreq_error(struct oreq *q, int status, const char *error, const char *descriptio
 	cJSON_AddStringToObject(o, "error", error);
 	if (description != NULL)
 		cJSON_AddStringToObject(o, "error_description", description);
-	if (q->r != NULL && status == 401 && http_request_header(q->r, "Authorization") != NULL)
+	if (q->r != NULL && status == 401 && http_request_field(q->r, HDR_AUTHORIZATION) != NULL)
 		http_response_header(q->r, "WWW-Authenticate", "Basic realm=\"mcpd\"");
 	oreq_json(q, status, o);
 }
@@ -528,7 +528,7 @@ oreq_form(struct oreq *q, struct form *f, int oauth_errors)
 {
 	size_t len;
 	const char *body = http_request_body(q->r, &len);
-	const char *ct = http_request_header(q->r, "Content-Type");
+	const char *ct = http_request_field(q->r, HDR_CONTENT_TYPE);
 	const char *why = NULL;
 	if (len > OAUTH_MAX_FORM)
 		why = "the request body is too large";
@@ -550,7 +550,7 @@ oreq_form(struct oreq *q, struct form *f, int oauth_errors)
 int
 oauth_host_refused(struct oauth *o, struct http_request *r)
 {
-	if (guard_host_allowed(o->cfg, http_request_header(r, "Host")))
+	if (guard_host_allowed(o->cfg, http_request_field(r, HDR_HOST)))
 		return 0;
 	http_respond_text(r, 403, "Forbidden: this Host is not allowed (see allowed_hosts)");
 	return 1;

@@ -411,7 +411,7 @@ request_found(struct oreq *q, int status, cJSON *rec)
 	 * hidden field and its cookie both carry the request's token. */
 	char hash[65];
 	idhash_hex(a->request_id, strlen(a->request_id), hash);
-	const char *cookie = cookie_get(q->ar, http_request_header(q->r, "Cookie"),
+	const char *cookie = cookie_get(q->ar, http_request_field(q->r, HDR_COOKIE),
 	    arena_printf(q->ar, "%s%.12s", CSRF_COOKIE, hash));
 	const char *want = json_str(rec, "csrf");
 	if (!same(a->csrf, want) || !same(cookie, want)) {
@@ -504,8 +504,8 @@ authorize_endpoint(struct http_request *r, void *arg)
 		return;
 	}
 	/* A browser names the page a form comes from: it must be ours. */
-	const char *origin = http_request_header(r, "Origin");
-	const char *host = http_request_header(r, "Host");
+	const char *origin = http_request_field(r, HDR_ORIGIN);
+	const char *host = http_request_field(r, HDR_HOST);
 	if (origin != NULL && strcmp(origin, "null") != 0 && (host == NULL ||
 	    strcmp(origin, arena_printf(a->q.ar, "%s://%s", http_request_tls(r) ? "https" : "http", host)) != 0)) {
 		log_notice("oauth: a sign-in form from %s came from another origin (%.100s)", a->q.addr, origin);

@@ -163,7 +163,7 @@ reg_counted(struct oreq *q)
 	const struct oauth_conf *oc = q->o->oc;
 	size_t len;
 	const char *body = http_request_body(q->r, &len);
-	const char *ct = http_request_header(q->r, "Content-Type");
+	const char *ct = http_request_field(q->r, HDR_CONTENT_TYPE);
 	if (len > OAUTH_MAX_JSON) {
 		oreq_error(q, 413, "invalid_client_metadata", "the registration request is too large");
 		return;
@@ -471,7 +471,7 @@ oreq_client_auth(struct oreq *q, const struct form *f, int confidential_only,
 	ca->confidential_only = confidential_only;
 	ca->next = next;
 	q->cauth = ca;
-	const char *h = http_request_header(q->r, "Authorization");
+	const char *h = http_request_field(q->r, HDR_AUTHORIZATION);
 	const char *id = form_get(f, "client_id");
 	const char *secret = form_get(f, "client_secret");
 	const char *basic_id = NULL;

@@ -332,7 +332,7 @@ metrics_mcp(const char *method, int answered, int code)
 		return;
 	size_t m = METHOD_N - 1;
 	for (size_t i = 0; method != NULL && i < METHOD_N - 1; i++)
-		if (strcmp(method, method_names[i]) == 0) {
+		if (method[0] == method_names[i][0] && strcmp(method, method_names[i]) == 0) {
 			m = i;
 			break;
 		}

@@ -48,24 +48,29 @@ guard_host_allowed(const struct config *c, const char *host)
 		return 1;
 	if (host == NULL)
 		return 0;
-	char name[256];
-	if ((size_t)snprintf(name, sizeof(name), "%s", host) >= sizeof(name))
+	/* Compared in place (no copy: snprintf was a tenth of the HTTP
+	 * layer's work): the name is the host without its port. */
+	size_t len = strnlen(host, 256);
+	if (len == 256)
 		return 0;       /* no host name is that long; a cut one could match */
-	char *colon = name[0] == '[' ? strchr(name, ']') : strrchr(name, ':');
-	if (name[0] == '[' && colon != NULL)
-		colon[1] = '\0';
+	const char *colon = host[0] == '[' ? memchr(host, ']', len) : memrchr(host, ':', len);
+	size_t nlen = len;
+	if (host[0] == '[' && colon != NULL)
+		nlen = (size_t)(colon + 1 - host);
 	else if (colon != NULL)
-		*colon = '\0';
-	for (size_t i = 0; i < c->nhosts; i++)
-		if (strcasecmp(c->allowed_hosts[i], name) == 0 || strcasecmp(c->allowed_hosts[i], host) == 0)
+		nlen = (size_t)(colon - host);
+	for (size_t i = 0; i < c->nhosts; i++) {
+		const char *a = c->allowed_hosts[i];
+		if ((strncasecmp(a, host, nlen) == 0 && a[nlen] == '\0') || strcasecmp(a, host) == 0)
 			return 1;
+	}
 	return 0;
 }
 
 void
 guard_cors(const struct config *c, struct http_request *r)
 {
-	const char *origin = http_request_header(r, "Origin");
+	const char *origin = http_request_field(r, HDR_ORIGIN);
 	if (origin == NULL || !guard_origin_allowed(c, origin))
 		return;
 	http_response_header(r, "Access-Control-Allow-Origin", origin);

@@ -59,41 +59,37 @@ struct header {
 	int id;                 /* its HDR_ number, or -1 (http_known_header) */
 };
 
-/* The fields mcpd itself reads, recognised once while the head is parsed
- * (a field's name is classified as it is read): a lookup of one of them
- * is an index, not a strcasecmp over every field of the request. */
-enum {
-	HDR_HOST, HDR_CONTENT_TYPE, HDR_CONTENT_LENGTH, HDR_TRANSFER_ENCODING,
-	HDR_CONNECTION, HDR_EXPECT, HDR_ACCEPT, HDR_ORIGIN, HDR_AUTHORIZATION,
-	HDR_COOKIE, HDR_USER_AGENT, HDR_TRACEPARENT, HDR_MCP_SESSION_ID,
-	HDR_MCP_PROTOCOL_VERSION, HDR_MCP_METHOD, HDR_MCP_NAME, HDR_LAST_EVENT_ID,
-	HDR_AC_REQUEST_HEADERS,
-	HDR_KNOWN
+/* Long enough for every known name, NUL-padded: names are compared in
+ * lower case a word at a time. */
+union lname {
+	char s[32];
+	uint64_t w[4];
 };
 
 static const struct {
-	const char *name;       /* http_known_header finds it by its length */
-	int once;               /* must come once: repeated_field */
+	union lname name;       /* in lower case; http_known_header finds it by its length */
+	unsigned char len;
+	unsigned char once;     /* must come once: repeated_field */
 } known_headers[HDR_KNOWN] = {
-#define K(id, name, once) [id] = { name, once }
-	K(HDR_HOST, "Host", 1),
-	K(HDR_CONTENT_TYPE, "Content-Type", 1),
-	K(HDR_CONTENT_LENGTH, "Content-Length", 0),
-	K(HDR_TRANSFER_ENCODING, "Transfer-Encoding", 0),
-	K(HDR_CONNECTION, "Connection", 0),
-	K(HDR_EXPECT, "Expect", 0),
-	K(HDR_ACCEPT, "Accept", 0),
-	K(HDR_ORIGIN, "Origin", 1),
-	K(HDR_AUTHORIZATION, "Authorization", 1),
-	K(HDR_COOKIE, "Cookie", 0),
-	K(HDR_USER_AGENT, "User-Agent", 0),
+#define K(id, name, once) [id] = { { name }, sizeof(name) - 1, once }
+	K(HDR_HOST, "host", 1),
+	K(HDR_CONTENT_TYPE, "content-type", 1),
+	K(HDR_CONTENT_LENGTH, "content-length", 0),
+	K(HDR_TRANSFER_ENCODING, "transfer-encoding", 0),
+	K(HDR_CONNECTION, "connection", 0),
+	K(HDR_EXPECT, "expect", 0),
+	K(HDR_ACCEPT, "accept", 0),
+	K(HDR_ORIGIN, "origin", 1),
+	K(HDR_AUTHORIZATION, "authorization", 1),
+	K(HDR_COOKIE, "cookie", 0),
+	K(HDR_USER_AGENT, "user-agent", 0),
 	K(HDR_TRACEPARENT, "traceparent", 0),
-	K(HDR_MCP_SESSION_ID, "Mcp-Session-Id", 1),
-	K(HDR_MCP_PROTOCOL_VERSION, "MCP-Protocol-Version", 1),
-	K(HDR_MCP_METHOD, "Mcp-Method", 1),
-	K(HDR_MCP_NAME, "Mcp-Name", 1),
-	K(HDR_LAST_EVENT_ID, "Last-Event-ID", 1),
-	K(HDR_AC_REQUEST_HEADERS, "Access-Control-Request-Headers", 0),
+	K(HDR_MCP_SESSION_ID, "mcp-session-id", 1),
+	K(HDR_MCP_PROTOCOL_VERSION, "mcp-protocol-version", 1),
+	K(HDR_MCP_METHOD, "mcp-method", 1),
+	K(HDR_MCP_NAME, "mcp-name", 1),
+	K(HDR_LAST_EVENT_ID, "last-event-id", 1),
+	K(HDR_AC_REQUEST_HEADERS, "access-control-request-headers", 0),
 #undef K
 };
 
@@ -129,7 +125,16 @@ _Static_assert(MAX_HEADERS < 256, "http_request.known holds a header's index + 1
 struct http_conn {
 	struct http_server *srv;
 	struct bufferevent *bev;
+	/* The connection's one timeout: the header's, the idle one, the
+	 * linger, a cut stream's. The idle one is re-armed lazily: while a
+	 * request is served it stays as it was, and when it expires before
+	 * idle_until it is added again for the rest (an add and a delete per
+	 * request were a tenth of the HTTP layer's instructions). */
 	struct event *timer;
+	uint64_t idle_until;    /* monotonic_us: CS_IDLE ends here */
+	int timer_idle;         /* timer, if pending, holds an idle timeout */
+	int head_timer;         /* timer holds the header timeout */
+	struct event *done;     /* finishes a response sent whole (sent) */
 	/* Plain connections are read here, not by the bufferevent: its reads
 	 * ask FIONREAD before each one, an ioctl per request. TLS reads
 	 * through the bufferevent. */
@@ -186,7 +191,8 @@ struct http_server {
 	const struct timeval *tv_header, *tv_idle;
 	struct timeval tv_drain_grace;
 	struct timeval tv_body, tv_send;
-	char date[64];
+	char date[96];          /* http_date_lines */
+	size_t date_len;
 	time_t date_at;
 };
 
@@ -280,16 +286,24 @@ http_status_text(int status)
 	return "Unknown";
 }
 
+/* "\r\nServer: mcpd\r\nDate: <now>\r\n", which follows the status line
+ * of every response: written once a second, its length in *len. */
 static const char *
-http_date(struct http_server *s)
+http_date_lines(struct http_server *s, size_t *len)
 {
 	time_t now = time(NULL);
 	if (now != s->date_at) {
 		struct tm tm;
 		gmtime_r(&now, &tm);
-		strftime(s->date, sizeof(s->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		static const char pre[] = "\r\nServer: mcpd\r\nDate: ";
+		memcpy(s->date, pre, sizeof(pre) - 1);
+		size_t n = strftime(s->date + sizeof(pre) - 1, sizeof(s->date) - sizeof(pre) - 2,
+		    "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		memcpy(s->date + sizeof(pre) - 1 + n, "\r\n", 3);
+		s->date_len = sizeof(pre) - 1 + n + 2;
 		s->date_at = now;
 	}
+	*len = s->date_len;
 	return s->date;
 }
 
@@ -425,6 +439,8 @@ plain_read_cb(evutil_socket_t fd, short what, void *arg)
 }
 static void
 timer_cb(evutil_socket_t fd, short ev, void *arg);
+static void
+done_cb(evutil_socket_t fd, short ev, void *arg);
 
 /* A connection on fd (ours from now on), from remote; NULL on failure. */
 static struct http_conn *
@@ -439,7 +455,8 @@ conn_start(struct http_server *s, evutil_socket_t fd, const char *remote, SSL_CT
 	c->arena = arena_new(8192);
 	c->body_buf = evbuffer_new();
 	c->timer = evtimer_new(s->base, timer_cb, c);
-	if (c->arena == NULL || c->body_buf == NULL || c->timer == NULL)
+	c->done = event_new(s->base, -1, 0, done_cb, c);
+	if (c->arena == NULL || c->body_buf == NULL || c->timer == NULL || c->done == NULL)
 		goto fail;
 	snprintf(c->remote, sizeof(c->remote), "%s", remote);
 	if (ssl_ctx != NULL) {
@@ -477,6 +494,7 @@ conn_start(struct http_server *s, evutil_socket_t fd, const char *remote, SSL_CT
 		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	}
 	evtimer_add(c->timer, s->tv_header);
+	c->idle_until = monotonic_us() + s->limits.header_timeout_ms * 1000;
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
 	if (++s->nconns >= s->limits.max_connections && !s->accept_paused) {
 		s->accept_paused = 1;
@@ -489,6 +507,8 @@ fail:
 	log_error("cannot set up a connection: out of memory");
 	if (c->timer)
 		event_free(c->timer);
+	if (c->done)
+		event_free(c->done);
 	if (c->rev)
 		event_free(c->rev);
 	if (c->body_buf)
@@ -551,13 +571,13 @@ log_request(struct http_conn *c, int status)
 		metrics_http(r->path, status);
 	if (!log_enabled(LOG_INFO))
 		return;     /* no access lines: nothing to gather for one */
-	const char *tp = http_request_header(r, "traceparent");
+	const char *tp = http_request_field(r, HDR_TRACEPARENT);
 	char trace_id[33];
 	struct access_record rec = {
 		.remote = c->remote,
 		.method = r->method,
 		.target = r->target,
-		.user_agent = http_request_header(r, "User-Agent"),
+		.user_agent = http_request_field(r, HDR_USER_AGENT),
 		.extra = r->log_extra,
 		.http_minor = r->minor,
 		.status = status,
@@ -606,38 +626,45 @@ wants_keepalive(struct http_conn *c)
 	return r->minor == 0 ? keep : 1;
 }
 
+struct piece {
+	const char *p;
+	size_t n;
+};
+#define LIT(s) ((struct piece){ s, sizeof(s) - 1 })
+#define STR(s) ((struct piece){ s, strlen(s) })
+
 /* The response head as pieces: the status line, Server, Date, the
  * framing, Connection and the handler's headers. Returns their count. */
-#define HEAD_PIECES (10 + 4 * MAX_RESPONSE_HEADERS)
+#define HEAD_PIECES (8 + 4 * MAX_RESPONSE_HEADERS)
 static size_t
-head_pieces(struct http_request *r, const char *status_line, const char *content_type,
-    const char *length_or_te, const char *p[HEAD_PIECES])
+head_pieces(struct http_request *r, struct piece status_line, const char *content_type,
+    const char *length_or_te, struct piece p[HEAD_PIECES])
 {
 	struct http_conn *c = r->conn;
 	size_t n = 0;
 	p[n++] = status_line;
-	p[n++] = http_date(c->srv);
-	p[n++] = "\r\n";
+	p[n].p = http_date_lines(c->srv, &p[n].n);
+	n++;
 	if (content_type != NULL) {
-		p[n++] = "Content-Type: ";
-		p[n++] = content_type;
-		p[n++] = "\r\n";
+		p[n++] = LIT("Content-Type: ");
+		p[n++] = STR(content_type);
+		p[n++] = LIT("\r\n");
 	}
 	if (length_or_te != NULL) {
-		p[n++] = length_or_te;
-		p[n++] = "\r\n";
+		p[n++] = STR(length_or_te);
+		p[n++] = LIT("\r\n");
 	}
 	if (!c->keepalive)
-		p[n++] = "Connection: close\r\n";
+		p[n++] = LIT("Connection: close\r\n");
 	else if (r->minor == 0)
-		p[n++] = "Connection: keep-alive\r\n";
+		p[n++] = LIT("Connection: keep-alive\r\n");
 	for (size_t i = 0; i < r->nresp; i++) {
-		p[n++] = r->resp_headers[i].name;
-		p[n++] = ": ";
-		p[n++] = r->resp_headers[i].value;
-		p[n++] = "\r\n";
+		p[n++] = STR(r->resp_headers[i].name);
+		p[n++] = LIT(": ");
+		p[n++] = STR(r->resp_headers[i].value);
+		p[n++] = LIT("\r\n");
 	}
-	p[n++] = "\r\n";
+	p[n++] = LIT("\r\n");
 	return n;
 }
 
@@ -652,7 +679,8 @@ build_head(struct http_request *r, int status, const char *content_type,
 	c->keepalive = wants_keepalive(c);
 	if (chunked && r->minor == 0)
 		c->keepalive = 0;   /* HTTP/1.0: the stream ends with the connection */
-	char status_line[96];
+	char status_line[64];
+	struct piece sl = { status_line, 0 };
 	if (status >= 100 && status <= 999) {
 		/* Written by hand: printf per response shows in the profile. */
 		const char *text = http_status_text(status);
@@ -663,21 +691,22 @@ build_head(struct http_request *r, int status, const char *content_type,
 		status_line[11] = (char)('0' + status % 10);
 		status_line[12] = ' ';
 		memcpy(status_line + 13, text, tl);
-		memcpy(status_line + 13 + tl, "\r\nServer: mcpd\r\nDate: ", sizeof("\r\nServer: mcpd\r\nDate: "));
+		sl.n = 13 + tl;
 	} else {
-		snprintf(status_line, sizeof(status_line), "HTTP/1.1 %d %s\r\nServer: mcpd\r\nDate: ",
-		    status, http_status_text(status));
+		int k = snprintf(status_line, sizeof(status_line), "HTTP/1.1 %d %s", status,
+		    http_status_text(status));
+		sl.n = k > 0 && (size_t)k < sizeof(status_line) ? (size_t)k : 0;
 	}
-	const char *p[HEAD_PIECES];
-	size_t lens[HEAD_PIECES], n = head_pieces(r, status_line, content_type, length_or_te, p), total = 0;
+	struct piece p[HEAD_PIECES];
+	size_t n = head_pieces(r, sl, content_type, length_or_te, p), total = 0;
 	for (size_t i = 0; i < n; i++)
-		total += lens[i] = strlen(p[i]);
+		total += p[i].n;
 	r->status = status;
 	char *head = arena_alloc(c->arena, total);
 	if (head == NULL)
 		return NULL;
-	for (size_t i = 0, at = 0; i < n; at += lens[i], i++)
-		memcpy(head + at, p[i], lens[i]);
+	for (size_t i = 0, at = 0; i < n; at += p[i].n, i++)
+		memcpy(head + at, p[i].p, p[i].n);
 	r->bytes_out += total;
 	*len = total;
 	return head;
@@ -705,10 +734,10 @@ send_now(struct http_conn *c, const char *head, size_t hlen, const void *body, s
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	ssize_t n = 0;
-	if (!c->tls && evbuffer_get_length(out) == 0) {
+	if (c->rev != NULL && evbuffer_get_length(out) == 0) {   /* plain, not TLS */
 		struct iovec iov[2] = { { (void *)head, hlen }, { (void *)body, blen } };
 		do
-			n = writev(bufferevent_getfd(c->bev), iov, blen > 0 ? 2 : 1);
+			n = writev(event_get_fd(c->rev), iov, blen > 0 ? 2 : 1);
 		while (n < 0 && errno == EINTR);
 		if (n < 0)
 			n = 0;      /* EAGAIN; an error shows on the buffered write */
@@ -767,14 +796,12 @@ http_respond(struct http_request *r, int status, const char *content_type,
 		log_error("http: out of memory for a response head; closing %s", c->remote);
 		c->keepalive = 0;
 		c->state = CS_WRITING;
-		evtimer_del(c->timer);
 		c->sent = 1;
-		event_active(c->timer, EV_TIMEOUT, 1);
+		event_active(c->done, EV_TIMEOUT, 1);
 		return;
 	}
 	r->bytes_out += len;
 	c->state = CS_WRITING;
-	evtimer_del(c->timer);
 	/* Counted before the client can read the answer: a scrape it sends
 	 * next, to any worker, sees this request (the access line waits). */
 	metrics_http(r->path, status);
@@ -783,7 +810,7 @@ http_respond(struct http_request *r, int status, const char *content_type,
 	 * not under the handler that is answering. */
 	if (send_now(c, head, hlen, body, len)) {
 		c->sent = 1;
-		event_active(c->timer, EV_TIMEOUT, 1);
+		event_active(c->done, EV_TIMEOUT, 1);
 	}
 }
 
@@ -829,6 +856,7 @@ stream_cut(struct http_conn *c, const char *why)
 	r->log_extra = r->log_extra != NULL ? arena_printf(c->arena, "%s, %s", r->log_extra, why) : why;
 	static const struct timeval now = { 0, 0 };
 	evtimer_add(c->timer, &now);
+	c->timer_idle = 0;
 }
 
 static void
@@ -948,27 +976,40 @@ fail_request(struct http_conn *c, int status, const char *why, int unread_input)
 /* ---- request parsing ---- */
 
 /* tchar (RFC 9110 5.6.2): a table, as every byte of a head's names and
- * method goes through it. */
+ * method goes through it; a tchar's entry is its ASCII lower case (names
+ * are compared in it), any other byte's 0. */
 static const unsigned char tchars[256] = {
-	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
-	['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-	['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-	['8'] = 1, ['9'] = 1,
-	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-	['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-	['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-	['Y'] = 1, ['Z'] = 1,
-	['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
-	['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-	['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-	['y'] = 1, ['z'] = 1,
+	['!'] = '!', ['#'] = '#', ['$'] = '$', ['%'] = '%', ['&'] = '&', ['\''] = '\'',
+	['*'] = '*', ['+'] = '+', ['-'] = '-', ['.'] = '.', ['^'] = '^', ['_'] = '_',
+	['`'] = '`', ['|'] = '|', ['~'] = '~',
+	['0'] = '0', ['1'] = '1', ['2'] = '2', ['3'] = '3', ['4'] = '4', ['5'] = '5',
+	['6'] = '6', ['7'] = '7', ['8'] = '8', ['9'] = '9',
+	['A'] = 'a', ['B'] = 'b', ['C'] = 'c', ['D'] = 'd', ['E'] = 'e', ['F'] = 'f', ['G'] = 'g',
+	['H'] = 'h', ['I'] = 'i', ['J'] = 'j', ['K'] = 'k', ['L'] = 'l', ['M'] = 'm', ['N'] = 'n',
+	['O'] = 'o', ['P'] = 'p', ['Q'] = 'q', ['R'] = 'r', ['S'] = 's', ['T'] = 't', ['U'] = 'u',
+	['V'] = 'v', ['W'] = 'w', ['X'] = 'x', ['Y'] = 'y', ['Z'] = 'z',
+	['a'] = 'a', ['b'] = 'b', ['c'] = 'c', ['d'] = 'd', ['e'] = 'e', ['f'] = 'f', ['g'] = 'g',
+	['h'] = 'h', ['i'] = 'i', ['j'] = 'j', ['k'] = 'k', ['l'] = 'l', ['m'] = 'm', ['n'] = 'n',
+	['o'] = 'o', ['p'] = 'p', ['q'] = 'q', ['r'] = 'r', ['s'] = 's', ['t'] = 't', ['u'] = 'u',
+	['v'] = 'v', ['w'] = 'w', ['x'] = 'x', ['y'] = 'y', ['z'] = 'z',
 };
 
 static int
 is_tchar(unsigned char ch)
 {
-	return tchars[ch];
+	return tchars[ch] != 0;
 }
+
+/* The bytes of a field value (RFC 9110 5.5): VCHAR, obs-text, SP, HTAB;
+ * a table, as every byte of a head's values goes through it. */
+#define V16 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+static const unsigned char vchars[256] = {
+	['\t'] = 1,
+	[0x20] = V16, [0x30] = V16, [0x40] = V16, [0x50] = V16, [0x60] = V16,
+	[0x70] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+	[0x80] = V16, V16, V16, V16, V16, V16, V16, V16,
+};
+#undef V16
 
 static int
 is_ows(char ch)
@@ -1066,40 +1107,156 @@ http_parse_field_line(const char *line, size_t len)
 	return 0;
 }
 
-/* The known field of that length whose name matches, or -1. */
-static int
-known_of(const char *name, size_t len, const int *ids, size_t n)
+/* Eight bytes at p, as a word. The head's copy has HEAD_SLACK zero bytes
+ * after its end, so that a value or name near it (or a known name as
+ * long as the longest, from any line's start) can be read so. */
+#define HEAD_SLACK 40
+static uint64_t
+word_at(const char *p)
 {
-	int first = name[0] | 0x20;     /* ASCII lower case; a name is tchars */
+	uint64_t w;
+	memcpy(&w, p, sizeof(w));
+	return w;
+}
+
+/* The first n bytes of a word read by word_at, 0 < n <= 8. */
+static uint64_t
+first_bytes(size_t n)
+{
+	if (n >= 8)
+		return ~(uint64_t)0;
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	return ~(~(uint64_t)0 >> (8 * n));
+#else
+	return ((uint64_t)1 << (8 * n)) - 1;
+#endif
+}
+
+/* Whether the len bytes at name (readable up to the next multiple of 8)
+ * are the known field id's name: a word at a time, in any case. A known
+ * name has letters and '-' only; a letter's bit 0x20 (its case) is set
+ * in the name's byte before comparing, which makes no byte but that
+ * letter in either case equal to it; '-' is compared as is. */
+static int
+known_is(const char *name, size_t len, int id)
+{
+	const uint64_t *k = known_headers[id].name.w;
+	size_t i = 0;
+	for (; len - i > 8; i += 8)
+		if ((word_at(name + i) | ((k[i / 8] & 0x4040404040404040ULL) >> 1)) != k[i / 8])
+			return 0;
+	uint64_t fold = (k[i / 8] & 0x4040404040404040ULL) >> 1;
+	return (((word_at(name + i) | fold) ^ k[i / 8]) & first_bytes(len - i)) == 0;
+}
+
+/* The known field whose name is name (len tchars, readable as known_is
+ * says), or -1. */
+static int
+known_field(const char *name, size_t len)
+{
+	const int *ids;
+	size_t n;
+#define CASE(len_, ...) case len_: { \
+	static const int ids_[] = { __VA_ARGS__ }; \
+	ids = ids_; \
+	n = sizeof(ids_) / sizeof(ids_[0]); \
+	break; \
+}
+	switch (len) {
+	CASE(4, HDR_HOST)
+	CASE(6, HDR_EXPECT, HDR_ACCEPT, HDR_ORIGIN, HDR_COOKIE)
+	CASE(8, HDR_MCP_NAME)
+	CASE(10, HDR_CONNECTION, HDR_USER_AGENT, HDR_MCP_METHOD)
+	CASE(11, HDR_TRACEPARENT)
+	CASE(12, HDR_CONTENT_TYPE)
+	CASE(13, HDR_AUTHORIZATION, HDR_LAST_EVENT_ID)
+	CASE(14, HDR_CONTENT_LENGTH, HDR_MCP_SESSION_ID)
+	CASE(17, HDR_TRANSFER_ENCODING)
+	CASE(20, HDR_MCP_PROTOCOL_VERSION)
+	CASE(30, HDR_AC_REQUEST_HEADERS)
+	default:
+		return -1;
+	}
+#undef CASE
 	for (size_t i = 0; i < n; i++)
-		if ((known_headers[ids[i]].name[0] | 0x20) == first &&
-		    strncasecmp(name, known_headers[ids[i]].name, len) == 0)
+		if (known_is(name, len, ids[i]))
 			return ids[i];
+	return -1;
+}
+
+/* The known field whose name, followed by its colon, starts the field
+ * line at p (the head's copy, readable past a known name's length from
+ * any line), its colon in *colon; or -1 when there is none, p's name
+ * being another or malformed. A known name is all tchars: when one
+ * matches, the name needs no other scan. */
+static int
+known_line(char *p, char **colon)
+{
+	const int *ids;
+	size_t n;
+#define CASE(ch_, ...) case ch_: { \
+	static const int ids_[] = { __VA_ARGS__ }; \
+	ids = ids_; \
+	n = sizeof(ids_) / sizeof(ids_[0]); \
+	break; \
+}
+	switch (tchars[(unsigned char)*p]) {
+	CASE('a', HDR_ACCEPT, HDR_AUTHORIZATION, HDR_AC_REQUEST_HEADERS)
+	CASE('c', HDR_CONTENT_TYPE, HDR_CONTENT_LENGTH, HDR_CONNECTION, HDR_COOKIE)
+	CASE('e', HDR_EXPECT)
+	CASE('h', HDR_HOST)
+	CASE('l', HDR_LAST_EVENT_ID)
+	CASE('m', HDR_MCP_SESSION_ID, HDR_MCP_PROTOCOL_VERSION, HDR_MCP_METHOD, HDR_MCP_NAME)
+	CASE('o', HDR_ORIGIN)
+	CASE('t', HDR_TRACEPARENT, HDR_TRANSFER_ENCODING)
+	CASE('u', HDR_USER_AGENT)
+	default:
+		return -1;
+	}
+#undef CASE
+	for (size_t i = 0; i < n; i++) {
+		size_t len = known_headers[ids[i]].len;
+		if (p[len] == ':' && known_is(p, len, ids[i])) {
+			*colon = p + len;
+			return ids[i];
+		}
+	}
 	return -1;
 }
 
 int
 http_known_header(const char *name, size_t len)
 {
-#define TRY(...) do { \
-	static const int ids_[] = { __VA_ARGS__ }; \
-	return known_of(name, len, ids_, sizeof(ids_) / sizeof(ids_[0])); \
-} while (0)
-	switch (len) {
-	case 4: TRY(HDR_HOST);
-	case 6: TRY(HDR_EXPECT, HDR_ACCEPT, HDR_ORIGIN, HDR_COOKIE);
-	case 8: TRY(HDR_MCP_NAME);
-	case 10: TRY(HDR_CONNECTION, HDR_USER_AGENT, HDR_MCP_METHOD);
-	case 11: TRY(HDR_TRACEPARENT);
-	case 12: TRY(HDR_CONTENT_TYPE);
-	case 13: TRY(HDR_AUTHORIZATION, HDR_LAST_EVENT_ID);
-	case 14: TRY(HDR_CONTENT_LENGTH, HDR_MCP_SESSION_ID);
-	case 17: TRY(HDR_TRANSFER_ENCODING);
-	case 20: TRY(HDR_MCP_PROTOCOL_VERSION);
-	case 30: TRY(HDR_AC_REQUEST_HEADERS);
+	char buf[32 + HEAD_SLACK] = { 0 };
+	if (len > 32)
+		return -1;
+	for (size_t i = 0; i < len; i++)
+		if (!is_tchar((unsigned char)name[i]))
+			return -1;      /* no known name has it */
+	memcpy(buf, name, len);
+	return known_field(buf, len);
+}
+
+/* The end of the field value at v: the first byte that is not a vchar
+ * (RFC 9110 5.5; the CR of its CRLF when the value is well formed). Eight
+ * bytes at a time while none of them is a control character (HTAB
+ * included) or DEL; v's line ends within the head, so the word that
+ * holds that CR is the last one read (HEAD_SLACK). */
+static char *
+value_end(char *v)
+{
+	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+	for (;;) {
+		uint64_t w = word_at(v);
+		/* a byte below 0x20, or a byte 0x7f (bytes from 0x80 never) */
+		uint64_t del = w ^ (0x7f * ones);
+		if ((((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & highs)
+			break;
+		v += 8;
 	}
-#undef TRY
-	return -1;
+	while (vchars[(unsigned char)*v])
+		v++;
+	return v;
 }
 
 /* Fields that must come once. A second copy, even an equal one, is refused:
@@ -1128,40 +1285,46 @@ repeated_field(const struct http_request *r)
 	return -1;
 }
 
-/* Parses the head in place (it is a NUL-terminated copy). Returns an HTTP
- * status on error, 0 when fine. */
+/* The end of the line at p: its CRLF (a bare CR is part of the line). */
+static char *
+find_crlf(char *p)
+{
+	while ((p = strchr(p, '\r')) != NULL && p[1] != '\n')
+		p++;
+	return p;
+}
+
+/* Parses the head in place (it is a NUL-terminated copy, with no NUL in
+ * it, that ends with an empty line), each byte looked at once or twice.
+ * Returns an HTTP status on error, 0 when fine. */
 static int
 parse_head(struct http_request *r, char *p, const char **why)
 {
-	/* request line */
-	char *eol = strstr(p, "\r\n");
+	/* request line: method SP target SP version */
+	char *eol = find_crlf(p);
 	*eol = '\0';
 	char *line = p;
 	p = eol + 2;
-	char *sp1 = strchr(line, ' ');
-	if (sp1 == NULL || sp1 == line) {
-		*why = "malformed request line";
+	char *sp1 = line;
+	while (is_tchar((unsigned char)*sp1))
+		sp1++;
+	if (*sp1 != ' ' || sp1 == line) {
+		char *sp = strchr(line, ' ');
+		*why = sp == NULL || sp == line ? "malformed request line" : "malformed request method";
 		return 400;
 	}
 	*sp1 = '\0';
-	for (char *m = line; *m; m++)
-		if (!is_tchar((unsigned char)*m)) {
-			*why = "malformed request method";
-			return 400;
-		}
 	r->method = line;
-	char *target = sp1 + 1;
-	char *sp2 = strchr(target, ' ');
-	if (sp2 == NULL || sp2 == target) {
-		*why = "malformed request line";
+	char *target = sp1 + 1, *sp2 = target, *q = NULL;
+	for (; (unsigned char)*sp2 > 0x20 && *sp2 != 0x7f; sp2++)
+		if (*sp2 == '?' && q == NULL)
+			q = sp2;
+	if (*sp2 != ' ' || sp2 == target) {
+		char *sp = strchr(target, ' ');
+		*why = sp == NULL || sp == target ? "malformed request line" : "malformed request target";
 		return 400;
 	}
 	*sp2 = '\0';
-	for (unsigned char *t = (unsigned char *)target; *t; t++)
-		if (*t <= 0x20 || *t == 0x7f) {
-			*why = "malformed request target";
-			return 400;
-		}
 	const char *version = sp2 + 1;
 	if (strncmp(version, "HTTP/", 5) != 0) {
 		*why = "malformed request line";
@@ -1181,7 +1344,6 @@ parse_head(struct http_request *r, char *p, const char **why)
 		*why = "request target must be an absolute path";
 		return 400;
 	}
-	char *q = strchr(target, '?');
 	if (q != NULL) {
 		r->path = arena_strndup(r->conn->arena, target, (size_t)(q - target));
 		r->query = q + 1;
@@ -1190,39 +1352,39 @@ parse_head(struct http_request *r, char *p, const char **why)
 		r->query = NULL;
 	}
 
-	/* header fields */
-	while (*p != '\0') {
-		eol = strstr(p, "\r\n");
-		if (eol == NULL) {
-			*why = "malformed header";
-			return 400;
-		}
-		*eol = '\0';
-		if (eol == p)
+	/* header fields: name ":" OWS value OWS CRLF, up to the empty line */
+	for (;;) {
+		if (p[0] == '\r' && p[1] == '\n')
 			break;
 		if (*p == ' ' || *p == '\t') {
 			*why = "obsolete header line folding";
 			return 400;
 		}
-		char *colon = p;
-		while (is_tchar((unsigned char)*colon))
-			colon++;
-		if (*colon != ':' || colon == p) {
-			*why = "malformed header name";
-			return 400;
+		char *colon;
+		int id = known_line(p, &colon);
+		if (id < 0) {
+			colon = p;
+			while (is_tchar((unsigned char)*colon))
+				colon++;
+			if (*colon != ':' || colon == p) {
+				*why = "malformed header name";
+				return 400;
+			}
 		}
 		*colon = '\0';
 		char *v = colon + 1;
 		while (*v == ' ' || *v == '\t')
 			v++;
-		char *end = eol;
+		/* The value up to the CRLF: no other control character. */
+		char *end = value_end(v);
+		if (end[0] != '\r' || end[1] != '\n') {
+			*why = "control character in a header";
+			return 400;
+		}
+		eol = end;
 		while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-			*--end = '\0';
-		for (unsigned char *u = (unsigned char *)v; *u; u++)
-			if ((*u < 0x20 && *u != '\t') || *u == 0x7f) {
-				*why = "control character in a header";
-				return 400;
-			}
+			end--;
+		*end = '\0';
 		if (r->nheaders == MAX_HEADERS) {
 			*why = "too many header fields";
 			return 431;
@@ -1230,7 +1392,7 @@ parse_head(struct http_request *r, char *p, const char **why)
 		struct header *h = &r->headers[r->nheaders];
 		h->name = p;
 		h->value = v;
-		h->id = http_known_header(p, (size_t)(colon - p));
+		h->id = id;
 		if (h->id >= 0 && r->known[h->id] == 0)
 			r->known[h->id] = (unsigned char)(r->nheaders + 1);
 		r->nheaders++;
@@ -1300,7 +1462,6 @@ dispatch(struct http_conn *c)
 	struct http_request *r = &c->req;
 	c->state = CS_HANDLING;
 	c->nreq++;
-	evtimer_del(c->timer);
 	set_body_timeout(c, 0);
 	set_read_limit(c, 1);
 	for (size_t i = 0; i < s->nroutes; i++) {
@@ -1312,17 +1473,18 @@ dispatch(struct http_conn *c)
 	http_respond_text(r, 404, "not found");
 }
 
+/* The body is the first len bytes of from: into the arena, then the
+ * handler. */
 static void
-body_complete(struct http_conn *c)
+body_complete(struct http_conn *c, struct evbuffer *from, size_t len)
 {
 	struct http_request *r = &c->req;
-	size_t len = evbuffer_get_length(c->body_buf);
 	r->body = arena_alloc(c->arena, len + 1);
 	if (r->body == NULL) {
 		fail_request(c, 500, "out of memory", 0);
 		return;
 	}
-	evbuffer_remove(c->body_buf, r->body, len);
+	evbuffer_remove(from, r->body, len);
 	r->body[len] = '\0';
 	r->body_len = len;
 	dispatch(c);
@@ -1342,9 +1504,8 @@ read_head(struct http_conn *c)
 	if (c->state == CS_IDLE) {
 		/* Tolerate the stray CRLF some clients send between requests. */
 		while (avail >= 2) {
-			unsigned char two[2];
-			evbuffer_copyout(in, two, 2);
-			if (two[0] != '\r' || two[1] != '\n')
+			const unsigned char *two = evbuffer_pullup(in, 2);
+			if (two == NULL || two[0] != '\r' || two[1] != '\n')
 				break;
 			evbuffer_drain(in, 2);
 			avail -= 2;
@@ -1355,33 +1516,50 @@ read_head(struct http_conn *c)
 		r->start_us = monotonic_us();
 		fresh = 1;
 	}
-	struct evbuffer_ptr from;
-	evbuffer_ptr_set(in, &from, c->searched, EVBUFFER_PTR_SET);
-	struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, &from);
-	if (end.pos < 0) {
+	/* The head is parsed from one contiguous piece: at most max_header
+	 * bytes of the input (a head that does not end within them is too
+	 * large whatever follows), pulled up only when it came in pieces. The
+	 * search for its end starts where the last one stopped. */
+	size_t span = avail < s->limits.max_header ? avail : (size_t)s->limits.max_header;
+	const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)span);
+	if (buf == NULL && span > 0) {
+		fail_request(c, 500, "out of memory", 1);
+		return -1;
+	}
+	const char *end = NULL;
+	for (const char *q = buf + c->searched + 3; q < buf + span; q++) {
+		/* line by line: memmem looks at every byte the slow way */
+		if ((q = memchr(q, '\n', (size_t)(buf + span - q))) == NULL)
+			break;
+		if (q[-1] == '\r' && q[-2] == '\n' && q[-3] == '\r') {
+			end = q - 3;
+			break;
+		}
+	}
+	if (end == NULL) {
 		if (avail > s->limits.max_header) {
 			fail_request(c, 431, "request head larger than limits.max_header", 1);
 			return -1;
 		}
-		c->searched = avail > 3 ? avail - 3 : 0;
+		c->searched = span > 3 ? span - 3 : 0;
 		/* The head's time runs from its first byte; a head read whole
 		 * at once (as most are) never needs the timer. */
-		if (fresh)
+		if (fresh) {
 			evtimer_add(c->timer, s->tv_header);
+			c->timer_idle = 0;
+			c->head_timer = 1;
+		}
 		return 0;
 	}
-	size_t head_len = (size_t)end.pos + 4;
-	if (head_len > s->limits.max_header) {
-		fail_request(c, 431, "request head larger than limits.max_header", 1);
-		return -1;
-	}
-	char *head = arena_alloc(c->arena, head_len + 1);
+	size_t head_len = (size_t)(end - buf) + 4;
+	char *head = arena_alloc(c->arena, head_len + 1 + HEAD_SLACK);
 	if (head == NULL) {
 		fail_request(c, 500, "out of memory", 1);
 		return -1;
 	}
-	evbuffer_remove(in, head, head_len);
-	head[head_len] = '\0';
+	memcpy(head, buf, head_len);
+	evbuffer_drain(in, head_len);
+	memset(head + head_len, 0, 1 + HEAD_SLACK);
 	r->head_len = head_len;
 	if (memchr(head, '\0', head_len) != NULL) {
 		fail_request(c, 400, "NUL byte in request head", 1);
@@ -1393,13 +1571,16 @@ read_head(struct http_conn *c)
 		fail_request(c, status, why, 1);
 		return -1;
 	}
-	evtimer_del(c->timer);
+	if (c->head_timer) {
+		evtimer_del(c->timer);
+		c->head_timer = 0;
+	}
 	if (r->chunked || r->content_length > 0) {
 		if (r->content_length > s->limits.max_body) {
 			fail_request(c, 413, "request body larger than limits.max_body", 1);
 			return -1;
 		}
-		const char *expect = http_request_header(r, "Expect");
+		const char *expect = http_request_field(r, HDR_EXPECT);
 		if (expect != NULL) {
 			if (strcasecmp(expect, "100-continue") != 0) {
 				fail_request(c, 417, "unsupported Expect", 1);
@@ -1431,12 +1612,17 @@ read_body(struct http_conn *c)
 	size_t have = evbuffer_get_length(c->body_buf);
 	size_t need = (size_t)c->req.content_length - have;
 	size_t take = evbuffer_get_length(in);
+	if (have == 0 && take >= need) {
+		/* All here at once, as most bodies are: no gathering. */
+		body_complete(c, in, need);
+		return 1;
+	}
 	if (take > need)
 		take = need;
 	evbuffer_remove_buffer(in, c->body_buf, take);
 	if (take < need)
 		return 0;
-	body_complete(c);
+	body_complete(c, c->body_buf, have + take);
 	return 1;
 }
 
@@ -1479,7 +1665,7 @@ read_chunked(struct http_conn *c)
 					return -1;
 				}
 				if (n == 0) {
-					body_complete(c);
+					body_complete(c, c->body_buf, evbuffer_get_length(c->body_buf));
 					return 1;
 				}
 				continue;  /* trailer fields are ignored */
@@ -1587,6 +1773,7 @@ conn_close(struct http_conn *c)
 		event_free(c->rev);     /* before the bufferevent closes the fd */
 	bufferevent_free(c->bev);
 	event_free(c->timer);
+	event_free(c->done);
 	evbuffer_free(c->body_buf);
 	arena_free(c->arena);
 	free(c);
@@ -1628,6 +1815,7 @@ start_linger(struct http_conn *c)
 		bufferevent_enable(c->bev, EV_READ);
 	struct timeval tv = ms_to_tv(LINGER_MS);
 	evtimer_add(c->timer, &tv);
+	c->timer_idle = 0;
 }
 
 static void
@@ -1657,7 +1845,15 @@ write_cb(struct bufferevent *bev, void *arg)
 	c->state = CS_IDLE;
 	set_read_limit(c, 0);
 	set_body_timeout(c, 0);
-	evtimer_add(c->timer, s->draining ? &s->tv_drain_grace : s->tv_idle);
+	c->idle_until = monotonic_us() + s->limits.idle_timeout_ms * 1000;
+	if (s->draining) {
+		evtimer_add(c->timer, &s->tv_drain_grace);
+		c->timer_idle = 0;
+	} else if (!c->timer_idle || !evtimer_pending(c->timer, NULL)) {
+		/* (a pending idle timeout ends no later than this one) */
+		evtimer_add(c->timer, s->tv_idle);
+		c->timer_idle = 1;
+	}
 	process_input(c);
 }
 
@@ -1690,6 +1886,19 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_close(c);
 }
 
+/* From the loop: the response left in one write (http_respond). */
+static void
+done_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	struct http_conn *c = arg;
+	if (c->sent) {
+		c->sent = 0;
+		write_cb(c->bev, c);
+	}
+}
+
 static void
 timer_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -1700,19 +1909,29 @@ timer_cb(evutil_socket_t fd, short ev, void *arg)
 		stream_overflowed(c);
 		return;
 	}
-	if (c->sent) {
-		/* The response left in one write (http_respond). */
-		c->sent = 0;
-		write_cb(c->bev, c);
-		return;
-	}
 	switch (c->state) {
 	case CS_HEAD:
 		fail_request(c, 408, "request head timed out", 0);
 		break;
-	default:
-		conn_close(c);   /* keep-alive idle, or lingering done */
+	case CS_IDLE:
+		if (!c->srv->draining) {
+			/* Idle since a later response than when it was added. */
+			uint64_t now = monotonic_us();
+			if (now < c->idle_until) {
+				uint64_t left = c->idle_until - now;
+				struct timeval tv = { (time_t)(left / 1000000), (suseconds_t)(left % 1000000) };
+				evtimer_add(c->timer, &tv);
+				c->timer_idle = 1;
+				return;
+			}
+		}
+		conn_close(c);  /* keep-alive idle, or the drain's grace over */
 		break;
+	case CS_LINGER:
+		conn_close(c);  /* lingering done */
+		break;
+	default:
+		break;          /* an idle timeout from before the request in hand */
 	}
 }
 
@@ -1801,9 +2020,12 @@ http_server_drain(struct http_server *s, void (*done)(void *), void *arg)
 	 * close; idle ones get a short grace in which a request already sent
 	 * is still answered. */
 	struct http_conn *c;
-	TAILQ_FOREACH(c, &s->conns, link)
-		if (c->state == CS_IDLE)
+	TAILQ_FOREACH(c, &s->conns, link) {
+		if (c->state == CS_IDLE) {
 			evtimer_add(c->timer, &s->tv_drain_grace);
+			c->timer_idle = 0;
+		}
+	}
 	if (s->nconns == 0 && s->drain_done != NULL) {
 		s->drain_done = NULL;
 		done(arg);
@@ -1852,11 +2074,17 @@ void *http_request_user(const struct http_request *r) { return r->user; }
 struct arena *http_request_arena(struct http_request *r) { return r->conn->arena; }
 
 const char *
+http_request_field(const struct http_request *r, enum http_field f)
+{
+	return r->known[f] != 0 ? r->headers[r->known[f] - 1].value : NULL;
+}
+
+const char *
 http_request_header(const struct http_request *r, const char *name)
 {
 	int id = http_known_header(name, strlen(name));
 	if (id >= 0)
-		return r->known[id] != 0 ? r->headers[r->known[id] - 1].value : NULL;
+		return http_request_field(r, (enum http_field)id);
 	for (size_t i = 0; i < r->nheaders; i++)
 		if (strcasecmp(r->headers[i].name, name) == 0)
 			return r->headers[i].value;

@@ -47,6 +47,19 @@ const char *http_request_path(const struct http_request *r);
 const char *http_request_query(const struct http_request *r);   /* NULL if none */
 /* Case-insensitive lookup; the first occurrence. */
 const char *http_request_header(const struct http_request *r, const char *name);
+/* The fields mcpd itself reads, recognised once while the head is parsed
+ * (a field's name is classified as it is read): their lookup by number is
+ * an index, with no name to classify or compare. */
+enum http_field {
+	HDR_HOST, HDR_CONTENT_TYPE, HDR_CONTENT_LENGTH, HDR_TRANSFER_ENCODING,
+	HDR_CONNECTION, HDR_EXPECT, HDR_ACCEPT, HDR_ORIGIN, HDR_AUTHORIZATION,
+	HDR_COOKIE, HDR_USER_AGENT, HDR_TRACEPARENT, HDR_MCP_SESSION_ID,
+	HDR_MCP_PROTOCOL_VERSION, HDR_MCP_METHOD, HDR_MCP_NAME, HDR_LAST_EVENT_ID,
+	HDR_AC_REQUEST_HEADERS,
+	HDR_KNOWN
+};
+/* http_request_header of that field's name: its first occurrence, or NULL. */
+const char *http_request_field(const struct http_request *r, enum http_field f);
 const char *http_request_body(const struct http_request *r, size_t *len);
 const char *http_request_remote(const struct http_request *r);
 /* When the request began (monotonic_us). */

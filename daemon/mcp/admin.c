@@ -152,7 +152,7 @@ admin_sessions(struct http_request *r, void *arg)
 {
 	struct admin *a = arg;
 	const char *m = http_request_method(r);
-	if (!guard_host_allowed(a->cfg, http_request_header(r, "Host"))) {
+	if (!guard_host_allowed(a->cfg, http_request_field(r, HDR_HOST))) {
 		respond_error(r, 403, "Host not allowed (see allowed_hosts)");
 		return;
 	}
@@ -183,7 +183,7 @@ admin_metrics_respond(struct http_request *r, const struct config *cfg)
 		n += (size_t)snprintf(protos + n, sizeof(protos) - n, "%s%s", i ? "," : "", proto_names[i]);
 	/* OpenMetrics only when asked for by name; anything else gets the
 	 * text format. */
-	const char *acc = http_request_header(r, "Accept");
+	const char *acc = http_request_field(r, HDR_ACCEPT);
 	int om = acc != NULL && strstr(acc, "application/openmetrics-text") != NULL;
 	size_t len;
 	char *body = metrics_render(cfg, om, protos, &len);
@@ -214,7 +214,7 @@ static void
 admin_metrics(struct http_request *r, void *arg)
 {
 	struct admin *a = arg;
-	if (!guard_host_allowed(a->cfg, http_request_header(r, "Host"))) {
+	if (!guard_host_allowed(a->cfg, http_request_field(r, HDR_HOST))) {
 		respond_error(r, 403, "Host not allowed (see allowed_hosts)");
 		return;
 	}

@@ -38,7 +38,7 @@ call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrp
 	msg->root = NULL;
 	c->method = c->msg.method;
 	c->params = c->msg.params;
-	c->accept_sse = r != NULL && accepts(http_request_header(r, "Accept"), "text/event-stream");
+	c->accept_sse = r != NULL && accepts(http_request_field(r, HDR_ACCEPT), "text/event-stream");
 	c->status = 200;
 	c->log_level = MLOG_COUNT;
 	LIST_INIT(&c->asks);
@@ -68,7 +68,7 @@ request_traceparent(const cJSON *params, struct http_request *r)
 	    cJSON_GetObjectItemCaseSensitive(params, "_meta"), "traceparent");
 	if (cJSON_IsString(tp))
 		return tp->valuestring;
-	return r != NULL ? http_request_header(r, "traceparent") : NULL;
+	return r != NULL ? http_request_field(r, HDR_TRACEPARENT) : NULL;
 }
 
 /* The call's span: the one its endpoint began for the request (current

@@ -163,8 +163,8 @@ static void
 with_session(struct mcp *m, struct http_request *r, enum waiting_kind kind, struct jsonrpc_msg *msg)
 {
 	const cJSON *id = msg ? msg->id : NULL;
-	const char *sid = http_request_header(r, "Mcp-Session-Id");
-	const char *pv = http_request_header(r, "MCP-Protocol-Version");
+	const char *sid = http_request_field(r, HDR_MCP_SESSION_ID);
+	const char *pv = http_request_field(r, HDR_MCP_PROTOCOL_VERSION);
 	if (sid == NULL || (pv != NULL && proto_parse(pv) < 0)) {
 		char text[160];
 		if (sid == NULL)
@@ -245,11 +245,11 @@ stateless_call_init(struct call *c)
 static int
 is_stateless(struct http_request *r, const struct jsonrpc_msg *msg)
 {
-	if (http_request_header(r, "Mcp-Session-Id") != NULL)
+	if (http_request_field(r, HDR_MCP_SESSION_ID) != NULL)
 		return 0;
 	if (cJSON_GetObjectItemCaseSensitive(request_meta(msg), META_VERSION) != NULL)
 		return 1;
-	const char *hv = http_request_header(r, "MCP-Protocol-Version");
+	const char *hv = http_request_field(r, HDR_MCP_PROTOCOL_VERSION);
 	if (hv == NULL)
 		return 0;
 	int p = proto_parse(hv);
@@ -287,7 +287,7 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 	const cJSON *meta = request_meta(msg);
 	const cJSON *mv = cJSON_GetObjectItemCaseSensitive(meta, META_VERSION);
 	const cJSON *caps = cJSON_GetObjectItemCaseSensitive(meta, META_CAPS);
-	const char *hv = http_request_header(r, "MCP-Protocol-Version");
+	const char *hv = http_request_field(r, HDR_MCP_PROTOCOL_VERSION);
 	const char *why = NULL;
 	int code = 0;
 	if (!cJSON_IsString(mv) || !cJSON_IsObject(caps)) {
@@ -301,9 +301,9 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 		jsonrpc_free(msg);
 		return;
 	} else {
-		const char *hm = http_request_header(r, "Mcp-Method");
+		const char *hm = http_request_field(r, HDR_MCP_METHOD);
 		const char *want = expected_name(msg);
-		const char *hn = http_request_header(r, "Mcp-Name");
+		const char *hn = http_request_field(r, HDR_MCP_NAME);
 		if (hm == NULL || strcmp(hm, msg->method) != 0) {
 			code = -32020;
 			why = "HeaderMismatch: the Mcp-Method header must equal the request's method";
@@ -356,13 +356,13 @@ static void post_parsed(struct mcp *m, struct http_request *r, struct jsonrpc_ms
 static void
 handle_post(struct mcp *m, struct http_request *r, uint64_t authorized_us)
 {
-	const char *ctype = http_request_header(r, "Content-Type");
+	const char *ctype = http_request_field(r, HDR_CONTENT_TYPE);
 	if (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0) {
 		respond_rpc_error(r, 415, NULL, JSONRPC_INVALID_REQUEST,
 		    "Unsupported Media Type: Content-Type must be application/json");
 		return;
 	}
-	const char *accept = http_request_header(r, "Accept");
+	const char *accept = http_request_field(r, HDR_ACCEPT);
 	if (accept != NULL && !accepts(accept, "application/json") && !accepts(accept, "text/event-stream") &&
 	    strstr(accept, "application/*") == NULL) {
 		respond_rpc_error(r, 406, NULL, JSONRPC_INVALID_REQUEST,
@@ -406,7 +406,7 @@ post_parsed(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msgp)
 		return;
 	}
 	if (msg.kind == RPC_REQUEST && strcmp(msg.method, "initialize") == 0) {
-		if (http_request_header(r, "Mcp-Session-Id") != NULL) {
+		if (http_request_field(r, HDR_MCP_SESSION_ID) != NULL) {
 			respond_rpc_error(r, 400, msg.id, JSONRPC_INVALID_REQUEST,
 			    "Invalid Request: initialize starts a session; do not send Mcp-Session-Id with it");
 			jsonrpc_free(&msg);
@@ -469,7 +469,7 @@ post_in_session(struct mcp *m, struct http_request *r, struct session *s, struct
 static void
 handle_get(struct mcp *m, struct http_request *r)
 {
-	if (!accepts(http_request_header(r, "Accept"), "text/event-stream")) {
+	if (!accepts(http_request_field(r, HDR_ACCEPT), "text/event-stream")) {
 		respond_rpc_error(r, 406, NULL, JSONRPC_INVALID_REQUEST,
 		    "Not Acceptable: a GET stream needs Accept: text/event-stream");
 		return;
@@ -486,7 +486,7 @@ static void
 get_in_session(struct mcp *m, struct http_request *r, struct session *s)
 {
 	(void)m;
-	const char *last = http_request_header(r, "Last-Event-ID");
+	const char *last = http_request_field(r, HDR_LAST_EVENT_ID);
 	cors_headers(r);
 	if (stream_get(s, r, last, s->proto >= PROTO_2025_11_25) < 0) {
 		if (last != NULL)
@@ -673,14 +673,14 @@ mcp_endpoint(struct http_request *r, void *arg)
 {
 	struct mcp *m = arg;
 	const char *method = http_request_method(r);
-	if (!guard_host_allowed(m->cfg, http_request_header(r, "Host"))) {
+	if (!guard_host_allowed(m->cfg, http_request_field(r, HDR_HOST))) {
 		char msg[160];
 		snprintf(msg, sizeof(msg), "Forbidden: Host \"%.64s\" is not allowed (see allowed_hosts)",
-		    http_request_header(r, "Host") ? http_request_header(r, "Host") : "");
+		    http_request_field(r, HDR_HOST) ? http_request_field(r, HDR_HOST) : "");
 		respond_rpc_error(r, 403, NULL, -32000, msg);
 		return;
 	}
-	const char *origin = http_request_header(r, "Origin");
+	const char *origin = http_request_field(r, HDR_ORIGIN);
 	if (origin != NULL && !guard_origin_allowed(m->cfg, origin)) {
 		char msg[160];
 		snprintf(msg, sizeof(msg), "Forbidden: Origin \"%.64s\" is not allowed (see allowed_origins)", origin);
@@ -711,7 +711,7 @@ mcp_endpoint(struct http_request *r, void *arg)
 	} else if (strcmp(method, "OPTIONS") == 0) {
 		cors_headers(r);
 		http_response_header(r, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
-		const char *want = http_request_header(r, "Access-Control-Request-Headers");
+		const char *want = http_request_field(r, HDR_AC_REQUEST_HEADERS);
 		http_response_header(r, "Access-Control-Allow-Headers", want ? want :
 		    "Content-Type, Accept, Authorization, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID");
 		http_response_header(r, "Access-Control-Max-Age", "600");

@@ -199,6 +199,29 @@ def test_idle_close_after_a_request_sent_at_once(t):
     d.stop()
 
 
+def test_idle_timeout_runs_from_the_last_response(t):
+    """The idle timeout is re-armed lazily (left as it was while a request
+    is served, added again for the rest when it expires early): a
+    connection used again before it runs out stays open past the first
+    deadline, and is still closed once idle_timeout passes unused."""
+    port = free_port()
+    d = t.mcpd(conf(port, "limits: { idle_timeout: 1s }\n")).start(wait_url_port=port)
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    for i in range(4):
+        if i > 0:
+            time.sleep(0.6)     # 0.6 s after the last response, 1.2 s and more after the first
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        resp = s.recv(1000)
+        check(status_of(resp) == 200, "request %d on the connection: %r" % (i, resp[:60]))
+    t0 = time.monotonic()
+    check(s.recv(100) == b"", "idle keep-alive connection was not closed")
+    waited = time.monotonic() - t0
+    check(0.8 < waited < 4, "closed %.2f s after the last response (idle_timeout 1 s)" % waited)
+    s.close()
+    still_serving(port)
+    d.stop()
+
+
 def test_body_timeout(t):
     port = free_port()
     d = t.mcpd(conf(port, "limits: { body_timeout: 300ms }\n")).start(wait_url_port=port)
