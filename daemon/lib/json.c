@@ -169,6 +169,22 @@ put_utf8(char *o, unsigned cp)
 	return 4;
 }
 
+/* Bytes that stand for themselves in a string and need no other look:
+ * printable ASCII but '"' and '\\' (and DEL, legal raw). */
+static const unsigned char plain_byte[256] = {
+	/* 0x00..0x1f: control characters */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	/* 0x20..0x7f: all but '"' (0x22) and '\\' (0x5c) */
+	1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	/* 0x80..0xff: UTF-8 sequences, checked by utf8_seq */
+};
+
 /* A string at p->pos (the opening quote): its decoded text, allocated
  * with cJSON's allocator so that cJSON_Delete can free it. */
 static char *
@@ -178,6 +194,8 @@ parse_string(struct parser *p)
 	int escapes = 0;
 	/* First the extent, checking what may stand raw in a string. */
 	for (;;) {
+		while (end < p->len && plain_byte[p->s[end]])
+			end++;
 		if (end >= p->len) {
 			p->pos = p->len;        /* unterminated (maybe after a backslash) */
 			syntax(p);
@@ -317,8 +335,16 @@ number_node(struct parser *p, const char *text, size_t n)
 		free_bytes(p, lexeme);
 		return NULL;
 	}
-	/* As cJSON_CreateNumber sets them. */
-	v->valuedouble = strtod(lexeme, NULL);
+	/* As cJSON_CreateNumber sets them. A short integer (ids, counts) is
+	 * exact in a double: the same value as strtod's, -0 included. */
+	size_t neg = text[0] == '-', i;
+	uint64_t u = 0;
+	for (i = neg; i < n && n - neg <= 15 && text[i] >= '0' && text[i] <= '9'; i++)
+		u = u * 10 + (uint64_t)(text[i] - '0');
+	if (i == n)
+		v->valuedouble = neg ? -(double)u : (double)u;
+	else
+		v->valuedouble = strtod(lexeme, NULL);
 	if (v->valuedouble >= INT_MAX)
 		v->valueint = INT_MAX;
 	else if (v->valuedouble <= (double)INT_MIN)
@@ -351,9 +377,10 @@ duplicate_name(const cJSON *obj, size_t n)
 	if (n < 2)
 		return NULL;
 	if (n <= 16) {
+		/* The first bytes tell most names apart without a call. */
 		for (const cJSON *a = obj->child; a != NULL; a = a->next)
 			for (const cJSON *b = a->next; b != NULL; b = b->next)
-				if (strcmp(a->string, b->string) == 0)
+				if (a->string[0] == b->string[0] && strcmp(a->string, b->string) == 0)
 					return a->string;
 		return NULL;
 	}

@@ -424,6 +424,110 @@ START_TEST(faults)
 }
 END_TEST
 
+/* The string scan's fast path (plain ASCII) and its hand-over to the
+ * UTF-8, escape and control-character checks at every boundary. */
+START_TEST(string_scan_boundaries)
+{
+	size_t off;
+	/* Every byte 0x20..0x7f but '"' and '\\' stands raw, alone and in a run. */
+	for (int c = 0x20; c < 0x80; c++) {
+		if (c == '"' || c == '\\')
+			continue;
+		char t[] = "[\"?\",\"ab?cd\"]";
+		t[2] = (char)c;
+		t[8] = (char)c;
+		cJSON *v = json_parse(t, sizeof(t) - 1, 0, NULL);
+		ck_assert_msg(v != NULL, "byte 0x%02x refused", c);
+		ck_assert_int_eq((unsigned char)cJSON_GetArrayItem(v, 0)->valuestring[0], c);
+		ck_assert_int_eq((unsigned char)cJSON_GetArrayItem(v, 1)->valuestring[2], c);
+		cJSON_Delete(v);
+	}
+	/* UTF-8 between ASCII runs, at the start and at the end. */
+	static const char mixed[] = "[\"ab\xc3\xa9" "cd\xe2\x82\xac" "e\xf0\x9f\x98\x80\",\"\xc3\xa9x\"]";
+	cJSON *v = json_parse(mixed, sizeof(mixed) - 1, 0, NULL);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_str_eq(cJSON_GetArrayItem(v, 0)->valuestring, "ab\xc3\xa9" "cd\xe2\x82\xac" "e\xf0\x9f\x98\x80");
+	ck_assert_str_eq(cJSON_GetArrayItem(v, 1)->valuestring, "\xc3\xa9x");
+	cJSON_Delete(v);
+	/* Escapes after a run, and a run after escapes. */
+	static const char esc[] = "[\"abc\\n\\\"d\\u00e9\\ud83d\\ude00xyz\\\\\"]";
+	v = json_parse(esc, sizeof(esc) - 1, 0, NULL);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_str_eq(cJSON_GetArrayItem(v, 0)->valuestring, "abc\n\"d\xc3\xa9\xf0\x9f\x98\x80xyz\\");
+	cJSON_Delete(v);
+	/* Faults right after a run are found at their byte. */
+	ck_assert_int_eq(fault_of("[\"abcd\x01\"]", 9, 0, &off), JSON_CONTROL);
+	ck_assert_uint_eq(off, 6);
+	ck_assert_int_eq(fault_of("[\"abcd\x80\"]", 9, 0, &off), JSON_UTF8);
+	ck_assert_uint_eq(off, 6);
+	ck_assert_int_eq(fault_of("[\"abcd\xc0\xaf\"]", 10, 0, &off), JSON_UTF8);   /* overlong */
+	ck_assert_uint_eq(off, 6);
+	ck_assert_int_eq(fault_of("[\"abcd\xf4\x90\x80\x80\"]", 12, 0, &off), JSON_UTF8);   /* > U+10FFFF */
+	ck_assert_uint_eq(off, 6);
+	ck_assert_int_eq(fault_of("[\"ab\xc3", 5, 0, &off), JSON_UTF8);   /* cut short by the end */
+	ck_assert_uint_eq(off, 4);
+	ck_assert_int_eq(fault_of("[\"abcd", 6, 0, &off), JSON_SYNTAX);   /* unterminated */
+	ck_assert_uint_eq(off, 6);
+	ck_assert_int_eq(fault_of("[\"abcd\\", 7, 0, &off), JSON_SYNTAX);
+	ck_assert_uint_eq(off, 7);
+	ck_assert_int_eq(fault_of("[\"ab\\x\"]", 8, 0, &off), JSON_SYNTAX);   /* bad escape */
+	ck_assert_uint_eq(off, 4);
+	/* The length given ends the text, whatever follows in memory. */
+	ck_assert_int_eq(fault_of("[\"abcdef\"]", 5, 0, &off), JSON_SYNTAX);
+	ck_assert_uint_eq(off, 5);
+}
+END_TEST
+
+/* Numbers: a short integer is read without strtod; every number keeps
+ * the double, int and text strtod and cJSON_CreateNumber give. */
+START_TEST(number_values)
+{
+	static const char *const texts[] = {
+		"0", "-0", "7", "-7", "10", "2147483647", "2147483648", "-2147483648",
+		"-2147483649", "123456789012345", "-999999999999999", "1234567890123456",
+		"9007199254740993", "-9007199254740993", "12345678901234567890123",
+		"-0.0", "0.5", "1e3", "-1E-2", "1.0", "100e0", "1e400", "-1e400", "4.9e-325",
+	};
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		const char *t = texts[i];
+		char doc[64];
+		int n = snprintf(doc, sizeof(doc), "[%s]", t);
+		cJSON *arr = json_parse(doc, (size_t)n, 0, NULL);
+		ck_assert_msg(arr != NULL, "%s refused", t);
+		const cJSON *v = cJSON_GetArrayItem(arr, 0);
+		double d = strtod(t, NULL);
+		ck_assert_msg(memcmp(&v->valuedouble, &d, sizeof(d)) == 0, "%s: %.17g, not %.17g",
+		    t, v->valuedouble, d);
+		cJSON *ref = cJSON_CreateNumber(d);
+		ck_assert_msg(v->valueint == ref->valueint, "%s: int %d, not %d", t, v->valueint, ref->valueint);
+		cJSON_Delete(ref);
+		ck_assert_str_eq(v->valuestring, t);
+		cJSON_Delete(arr);
+	}
+}
+END_TEST
+
+/* Duplicate names: first bytes alike or not, empty names. */
+START_TEST(duplicate_names)
+{
+	static const char *const ok[] = {
+		"{\"ab\":1,\"ac\":2,\"a\":3}", "{\"\":1,\"a\":2}", "{\"a\":1,\"A\":2}",
+		"{\"io.x/a\":1,\"io.x/b\":2,\"io.x/\":3}",
+	};
+	static const char *const dup[] = {
+		"{\"ab\":1,\"ac\":2,\"ab\":3}", "{\"\":1,\"a\":2,\"\":3}", "{\"\\u0061\":1,\"a\":2}",
+		"{\"io.x/a\":1,\"io.x/b\":2,\"io.x/a\":3}",
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		cJSON *v = json_parse(ok[i], strlen(ok[i]), 0, NULL);
+		ck_assert_msg(v != NULL, "%s refused", ok[i]);
+		cJSON_Delete(v);
+	}
+	for (size_t i = 0; i < sizeof(dup) / sizeof(dup[0]); i++)
+		ck_assert_msg(fault_of(dup[i], strlen(dup[i]), 0, NULL) == JSON_DUPLICATE, "%s", dup[i]);
+}
+END_TEST
+
 static cJSON *
 num(const char *text)
 {
@@ -525,6 +629,9 @@ json_suite(void)
 	tcase_add_test(tc, parse_and_print);
 	tcase_add_test(tc, faults);
 	tcase_add_test(tc, decimal_arithmetic);
+	tcase_add_test(tc, string_scan_boundaries);
+	tcase_add_test(tc, number_values);
+	tcase_add_test(tc, duplicate_names);
 	suite_add_tcase(s, tc);
 	return s;
 }
