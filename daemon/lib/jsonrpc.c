@@ -80,6 +80,7 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 		return -1;
 	}
 	*code = JSONRPC_INVALID_REQUEST;
+	const cJSON *id = NULL, *v = NULL, *method = NULL, *params = NULL, *result = NULL, *error = NULL;
 	if (cJSON_IsArray(root)) {
 		snprintf(msg, msglen, "Invalid Request: batch requests are not supported; send one message per request");
 		goto fail;
@@ -88,10 +89,37 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 		snprintf(msg, msglen, "Invalid Request: a JSON-RPC message must be an object");
 		goto fail;
 	}
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
-	if (valid_id(id))
-		*id_out = cJSON_Duplicate(id, 1);
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "jsonrpc");
+	/* The members in one pass (the parser refused a name twice), told
+	 * apart by their first byte. */
+	for (const cJSON *it = root->child; it != NULL; it = it->next) {
+		const char *k = it->string;
+		switch (k[0]) {
+		case 'i':
+			if (strcmp(k, "id") == 0)
+				id = it;
+			break;
+		case 'j':
+			if (strcmp(k, "jsonrpc") == 0)
+				v = it;
+			break;
+		case 'm':
+			if (strcmp(k, "method") == 0)
+				method = it;
+			break;
+		case 'p':
+			if (strcmp(k, "params") == 0)
+				params = it;
+			break;
+		case 'r':
+			if (strcmp(k, "result") == 0)
+				result = it;
+			break;
+		case 'e':
+			if (strcmp(k, "error") == 0)
+				error = it;
+			break;
+		}
+	}
 	if (!cJSON_IsString(v) || strcmp(v->valuestring, "2.0") != 0) {
 		snprintf(msg, msglen, "Invalid Request: \"jsonrpc\" must be \"2.0\"");
 		goto fail;
@@ -100,10 +128,6 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 		snprintf(msg, msglen, "Invalid Request: \"id\" must be a string or a number");
 		goto fail;
 	}
-	const cJSON *method = cJSON_GetObjectItemCaseSensitive(root, "method");
-	const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "params");
-	const cJSON *result = cJSON_GetObjectItemCaseSensitive(root, "result");
-	const cJSON *error = cJSON_GetObjectItemCaseSensitive(root, "error");
 	out->root = root;
 	out->arena = a;
 	out->id = id;
@@ -123,6 +147,9 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 		out->kind = id != NULL ? RPC_REQUEST : RPC_NOTIFICATION;
 		out->method = method->valuestring;
 		out->params = params;
+		out->meta = json_get(params, "_meta");
+		if (!cJSON_IsObject(out->meta))
+			out->meta = NULL;
 		return 0;
 	}
 	if ((result != NULL) == (error != NULL)) {
@@ -142,6 +169,9 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 	out->error = error;
 	return 0;
 fail:
+	/* The id for the error response: a copy, the tree goes now. */
+	if (valid_id(id))
+		*id_out = cJSON_Duplicate(id, 1);
 	out->root = NULL;
 	out->arena = NULL;
 	arena_free(a);

@@ -27,13 +27,15 @@ struct jsonrpc_msg {
 	const struct cJSON *id;     /* string or number; NULL for notifications */
 	const char *method;
 	const struct cJSON *params; /* object or NULL */
+	const struct cJSON *meta;   /* params' _meta when an object, else NULL */
 	const struct cJSON *result;
 	const struct cJSON *error;
 };
 
 /* Parse one message from a request body. On failure returns -1 with a
- * JSON-RPC error code and message; *id_out gets the id when it could be
- * read (so that the error response can echo it), else NULL. */
+ * JSON-RPC error code and message; *id_out gets a copy of the id when it
+ * could be read (so that the error response can echo it), else NULL (and
+ * always NULL on success). */
 int jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *out,
     int *code, char *msg, size_t msglen, struct cJSON **id_out);
 /* Frees the message's tree. A message handed on is copied (struct

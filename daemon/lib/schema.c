@@ -279,7 +279,7 @@ resolve_ref(const cJSON *root, const char *ref)
 				return NULL;
 			cur = cJSON_GetArrayItem(cur, (int)idx);
 		} else {
-			cur = cJSON_GetObjectItemCaseSensitive(cur, tok);
+			cur = json_get(cur, tok);
 		}
 		if (cur == NULL)
 			return NULL;
@@ -397,7 +397,7 @@ validate_object(struct vctx *x, const struct kw *k, const cJSON *v, const struct
 	const cJSON *patprops = k->pattern_props, *min = k->min_props, *max = k->max_props, *names = k->names;
 	const cJSON *r;
 	cJSON_ArrayForEach(r, required) {
-		if (cJSON_IsString(r) && cJSON_GetObjectItemCaseSensitive(v, r->valuestring) == NULL)
+		if (cJSON_IsString(r) && json_get(v, r->valuestring) == NULL)
 			return fail(x, path, "missing required property \"%s\"", r->valuestring);
 	}
 	int count = cJSON_GetArraySize(v);
@@ -416,7 +416,7 @@ validate_object(struct vctx *x, const struct kw *k, const cJSON *v, const struct
 				return -1;
 		}
 		int matched = 0;
-		const cJSON *ps = cJSON_GetObjectItemCaseSensitive(props, item->string);
+		const cJSON *ps = json_get(props, item->string);
 		if (ps != NULL) {
 			matched = 1;
 			if (validate(x, ps, item, &sub) < 0)

@@ -47,8 +47,7 @@ call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrp
 		c->proto = s->proto;
 		c->client_caps = s->client_caps;
 	}
-	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(c->params, "_meta");
-	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(meta, "progressToken");
+	const cJSON *tok = json_get(c->msg.meta, "progressToken");
 	if (cJSON_IsString(tok) || cJSON_IsNumber(tok))
 		c->progress_token = tok;
 	if (s != NULL)
@@ -62,10 +61,9 @@ call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrp
 /* The request's trace context: _meta's traceparent (where MCP carries
  * it), else the HTTP header's. */
 const char *
-request_traceparent(const cJSON *params, struct http_request *r)
+request_traceparent(const cJSON *meta, struct http_request *r)
 {
-	const cJSON *tp = cJSON_GetObjectItemCaseSensitive(
-	    cJSON_GetObjectItemCaseSensitive(params, "_meta"), "traceparent");
+	const cJSON *tp = json_get(meta, "traceparent");
 	if (cJSON_IsString(tp))
 		return tp->valuestring;
 	return r != NULL ? http_request_header(r, "traceparent") : NULL;
@@ -82,7 +80,7 @@ call_trace_begin(struct call *c)
 	if (c->req != NULL && cur != NULL && cur->start_us == http_request_start(c->req))
 		c->trace = *cur;
 	else
-		tracing_root(&c->trace, request_traceparent(c->params, c->req),
+		tracing_root(&c->trace, request_traceparent(c->msg.meta, c->req),
 		    c->req != NULL ? http_request_start(c->req) : monotonic_us());
 	/* Who asked: the request (and its principal) may be gone at the end. */
 	if (c->trace.sampled && c->req != NULL && call_principal(c)[0] != '\0')
@@ -536,14 +534,14 @@ call_go_async(struct call *c)
 const char *
 param_string(const struct call *c, const char *key)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->params, key);
+	const cJSON *v = json_get(c->params, key);
 	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 int
 client_has(const struct call *c, const char *cap)
 {
-	return cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(c->client_caps, cap));
+	return cJSON_IsObject(json_get(c->client_caps, cap));
 }
 
 void

@@ -105,17 +105,23 @@ check_id_echo(const char *id_text)
 	char msg[256], want[256];
 	cJSON *id = NULL;
 	ck_assert_int_eq(jsonrpc_parse(body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), 0);
+	ck_assert_ptr_null(id);         /* a copy only for a message refused */
 	char *r = jsonrpc_result(m.id, NULL);
 	snprintf(want, sizeof(want), "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{}}", id_text);
 	ck_assert_str_eq(r, want);
 	free(r);
+	jsonrpc_free(&m);
+	/* Refused, its id copied for the error, as written. */
+	snprintf(body, sizeof(body), "{\"jsonrpc\":\"1.0\",\"id\":%s,\"method\":\"m\"}", id_text);
+	ck_assert_int_eq(jsonrpc_parse(body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_int_eq(code, JSONRPC_INVALID_REQUEST);
+	ck_assert_ptr_nonnull(id);
 	r = jsonrpc_error(id, -32601, "no", NULL);
 	snprintf(want, sizeof(want), "{\"jsonrpc\":\"2.0\",\"id\":%s,\"error\":{\"code\":-32601,\"message\":\"no\"}}",
 	    id_text);
 	ck_assert_str_eq(r, want);
 	free(r);
 	cJSON_Delete(id);
-	jsonrpc_free(&m);
 }
 
 START_TEST(ids_echoed_as_written)
@@ -528,6 +534,55 @@ START_TEST(duplicate_names)
 }
 END_TEST
 
+/* The envelope read in one pass: each member found wherever it stands,
+ * params' _meta kept when it is an object. */
+START_TEST(envelope_members)
+{
+	static const char *const bodies[] = {
+		"{\"params\":{\"_meta\":{\"progressToken\":3},\"name\":\"t\"},\"method\":\"tools/call\",\"id\":\"x\",\"jsonrpc\":\"2.0\"}",
+		"{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"method\":\"tools/call\",\"params\":{\"name\":\"t\",\"_meta\":{\"progressToken\":3}}}",
+	};
+	struct jsonrpc_msg m;
+	int code;
+	char msg[256];
+	cJSON *id = NULL;
+	for (size_t i = 0; i < 2; i++) {
+		ck_assert_int_eq(jsonrpc_parse(bodies[i], strlen(bodies[i]), 64, &m, &code, msg, sizeof(msg), &id), 0);
+		ck_assert_int_eq(m.kind, RPC_REQUEST);
+		ck_assert_str_eq(m.id->valuestring, "x");
+		ck_assert_str_eq(m.method, "tools/call");
+		ck_assert_ptr_eq(m.params, json_get(m.root, "params"));
+		ck_assert_ptr_nonnull(m.meta);
+		ck_assert_ptr_eq(m.meta, json_get(m.params, "_meta"));
+		ck_assert_int_eq(json_get(m.meta, "progressToken")->valueint, 3);
+		ck_assert_ptr_null(json_get(m.params, "progressToken"));
+		jsonrpc_free(&m);
+	}
+	static const char *const no_meta[] = {
+		"{\"jsonrpc\":\"2.0\",\"method\":\"n\",\"params\":{\"_meta\":[1]}}",
+		"{\"jsonrpc\":\"2.0\",\"method\":\"n\",\"params\":{\"_meta\":\"s\"}}",
+		"{\"jsonrpc\":\"2.0\",\"method\":\"n\",\"params\":{}}",
+		"{\"jsonrpc\":\"2.0\",\"method\":\"n\"}",
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"_meta\":{}}}",
+	};
+	for (size_t i = 0; i < sizeof(no_meta) / sizeof(no_meta[0]); i++) {
+		ck_assert_int_eq(jsonrpc_parse(no_meta[i], strlen(no_meta[i]), 64, &m, &code, msg, sizeof(msg), &id), 0);
+		ck_assert_ptr_null(m.meta);
+		jsonrpc_free(&m);
+	}
+	/* Members with the envelope's first letters are not taken for it. */
+	static const char odd[] = "{\"i\":1,\"jsonrpcx\":0,\"methods\":\"m\",\"p\":{},\"jsonrpc\":\"2.0\",\"method\":\"m\",\"e\":1,\"r\":2}";
+	ck_assert_int_eq(jsonrpc_parse(odd, sizeof(odd) - 1, 64, &m, &code, msg, sizeof(msg), &id), 0);
+	ck_assert_int_eq(m.kind, RPC_NOTIFICATION);
+	ck_assert_ptr_null(m.params);
+	jsonrpc_free(&m);
+	ck_assert_ptr_null(json_get(NULL, "a"));
+	cJSON *arr = json_parse("[1,2]", 5, 0, NULL);
+	ck_assert_ptr_null(json_get(arr, "a"));
+	cJSON_Delete(arr);
+}
+END_TEST
+
 static cJSON *
 num(const char *text)
 {
@@ -632,6 +687,7 @@ json_suite(void)
 	tcase_add_test(tc, string_scan_boundaries);
 	tcase_add_test(tc, number_values);
 	tcase_add_test(tc, duplicate_names);
+	tcase_add_test(tc, envelope_members);
 	suite_add_tcase(s, tc);
 	return s;
 }
