@@ -185,6 +185,31 @@ static const unsigned char plain_byte[256] = {
 	/* 0x80..0xff: UTF-8 sequences, checked by utf8_seq */
 };
 
+/* The end of the run of plain bytes from s[i] (s has n). Eight at a time
+ * first: a byte >= 0x80 has its high bit set; so has, in x - 0x20 or in
+ * (x xor '"') - 1 or (x xor '\\') - 1, a byte below 0x20 or equal to
+ * '"' or '\\', or one above such a byte (a borrow): the lowest flagged
+ * byte is the first that is not plain. */
+static size_t
+plain_run(const unsigned char *s, size_t i, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+	while (n - i >= 8) {
+		uint64_t x;
+		memcpy(&x, s + i, 8);
+		uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+		uint64_t m = (x | (x - ones * 0x20) | (q - ones) | (b - ones)) & highs;
+		if (m != 0)
+			return i + (size_t)(__builtin_ctzll(m) >> 3);
+		i += 8;
+	}
+#endif
+	while (i < n && plain_byte[s[i]])
+		i++;
+	return i;
+}
+
 /* A string at p->pos (the opening quote): its decoded text, allocated
  * with cJSON's allocator so that cJSON_Delete can free it. */
 static char *
@@ -194,8 +219,7 @@ parse_string(struct parser *p)
 	int escapes = 0;
 	/* First the extent, checking what may stand raw in a string. */
 	for (;;) {
-		while (end < p->len && plain_byte[p->s[end]])
-			end++;
+		end = plain_run(p->s, end, p->len);
 		if (end >= p->len) {
 			p->pos = p->len;        /* unterminated (maybe after a backslash) */
 			syntax(p);

@@ -47,6 +47,9 @@ char *jsonrpc_result(const struct cJSON *id, struct cJSON *result);   /* takes r
 /* The same with the result as JSON text already (one object, on one line:
  * the caller has checked it); copied as it is. */
 char *jsonrpc_result_text(const struct cJSON *id, const char *result, size_t len);
+/* The same with "resultType":"complete" put first in the object (the
+ * stateless revision's plain result, when it has no resultType). */
+char *jsonrpc_result_complete(const struct cJSON *id, const char *result, size_t len);
 char *jsonrpc_error(const struct cJSON *id, int code, const char *message,
     struct cJSON *data);                                                /* takes data */
 char *jsonrpc_notification(const char *method, struct cJSON *params);  /* takes params */

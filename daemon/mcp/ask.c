@@ -407,7 +407,8 @@ mrtr_begin(struct call *c, const char *name, const cJSON *bound)
 		memcpy(c->bind_digest, no_members, sizeof(no_members));
 	} else
 		c->bind = bound;
-	c->answers = cJSON_CreateObject();
+	cJSON_Delete(c->answers);
+	c->answers = NULL;      /* made when there are answers */
 	const cJSON *state = json_get(c->params, "requestState");
 	if (state != NULL && !cJSON_IsNull(state)) {
 		char err[160];
@@ -433,7 +434,6 @@ mrtr_begin(struct call *c, const char *name, const cJSON *bound)
 		cJSON *a = cJSON_DetachItemFromObjectCaseSensitive(p, "a");
 		cJSON_Delete(p);
 		if (cJSON_IsObject(a)) {
-			cJSON_Delete(c->answers);
 			c->answers = a;
 		} else {
 			cJSON_Delete(a);
@@ -453,6 +453,8 @@ mrtr_begin(struct call *c, const char *name, const cJSON *bound)
 				    r->string);
 				return -1;
 			}
+			if (c->answers == NULL)
+				c->answers = cJSON_CreateObject();
 			cJSON_DeleteItemFromObjectCaseSensitive(c->answers, r->string);
 			cJSON_AddItemToObject(c->answers, r->string, cJSON_Duplicate(r, 1));
 		}

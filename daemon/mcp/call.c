@@ -316,11 +316,14 @@ note_answer(struct call *c, const char *json)
 	if (c->mx_answered || json == NULL)
 		return;
 	c->mx_answered = 1;
+	static const char error[] = "\"error\":{\"code\":";
 	const char *res = strstr(json, "\"result\":");
-	const char *err = strstr(json, "\"error\":{\"code\":");
-	if (err != NULL && (res == NULL || err < res))
-		c->mx_code = atoi(err + sizeof("\"error\":{\"code\":") - 1);
-	if (c->mx_code == 0 && err != NULL && (res == NULL || err < res))
+	/* An error counts only before a result: look no further than it. */
+	const char *err = memmem(json, res != NULL ? (size_t)(res - json) : strlen(json),
+	    error, sizeof(error) - 1);
+	if (err != NULL)
+		c->mx_code = atoi(err + sizeof(error) - 1);
+	if (c->mx_code == 0 && err != NULL)
 		c->mx_code = -1;
 }
 
@@ -381,32 +384,10 @@ call_result(struct call *c, cJSON *result)
 void
 call_result_text(struct call *c, const char *json, size_t len, int has_type)
 {
-	static const char complete[] = "{\"resultType\":\"complete\"";
-	if (!c->stateless || has_type) {
+	if (!c->stateless || has_type)
 		call_reply(c, jsonrpc_result_text(c->msg.id, json, len));
-		return;
-	}
-	/* The object's members go after the added one. */
-	const char *p = json, *end = json + len;
-	while (p < end && *p != '{')
-		p++;
-	const char *rest = p + 1;
-	while (rest < end && (*rest == ' ' || *rest == '\t'))
-		rest++;
-	int empty = rest < end && *rest == '}';
-	size_t n = sizeof(complete) - 1 + (empty ? 0 : 1) + (size_t)(end - rest);
-	char *obj = malloc(n + 1);
-	if (obj == NULL) {
-		call_reply(c, NULL);
-		return;
-	}
-	memcpy(obj, complete, sizeof(complete) - 1);
-	size_t k = sizeof(complete) - 1;
-	if (!empty)
-		obj[k++] = ',';
-	memcpy(obj + k, rest, (size_t)(end - rest));
-	call_reply(c, jsonrpc_result_text(c->msg.id, obj, n));
-	free(obj);
+	else
+		call_reply(c, jsonrpc_result_complete(c->msg.id, json, len));
 }
 
 /* HTTP status of an error answer: the 2026 revision gives each its own. */

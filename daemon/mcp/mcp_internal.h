@@ -107,7 +107,7 @@ struct call {
 	int sse_direct;             /* stateless: this response is an SSE stream */
 	struct event *keepalive;
 	int status;                 /* HTTP status of a JSON answer */
-	cJSON *answers;             /* MRTR: input responses known so far */
+	cJSON *answers;             /* MRTR: input responses known so far (NULL: none) */
 	cJSON *asked;               /* MRTR: questions to return as inputRequests */
 	char *bind_name;            /* MRTR: the tool, prompt or URI the state is for */
 	const cJSON *bind;          /* MRTR: the arguments the state is for (in params) */

@@ -153,6 +153,19 @@ START_TEST(messages_written)
 	r = jsonrpc_result_text(id, "{\"y\": 2}", 8);
 	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":\"a\\\"b\\n\",\"result\":{\"y\": 2}}");
 	free(r);
+	/* The stateless revision's "complete" first, before members or none. */
+	r = jsonrpc_result_complete(id, "{\"y\": 2}", 8);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":\"a\\\"b\\n\",\"result\":{\"resultType\":\"complete\",\"y\": 2}}");
+	free(r);
+	r = jsonrpc_result_complete(NULL, " { \t\"y\":{}} ", 12);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"result\":{\"resultType\":\"complete\",\"y\":{}} }");
+	free(r);
+	r = jsonrpc_result_complete(NULL, "{ }", 3);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"result\":{\"resultType\":\"complete\"}}");
+	free(r);
+	r = jsonrpc_result_complete(NULL, "{}", 2);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"result\":{\"resultType\":\"complete\"}}");
+	free(r);
 	r = jsonrpc_error(NULL, -32700, "Parse error: \x01 \"x\" \\", NULL);
 	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,"
 	    "\"message\":\"Parse error: \\u0001 \\\"x\\\" \\\\\"}}");
@@ -583,6 +596,118 @@ START_TEST(envelope_members)
 }
 END_TEST
 
+/* Messages one after another and several alive at once (the arena of a
+ * freed one is kept for the next): each keeps its own tree. */
+START_TEST(messages_in_turn)
+{
+	struct jsonrpc_msg m[3];
+	int code;
+	char msg[256], body[4096];
+	cJSON *id = NULL;
+	for (int round = 0; round < 50; round++) {
+		for (int i = 0; i < 3; i++) {
+			/* Sizes from a few bytes to past the first block. */
+			int pad = (round * 7 + i * 300) % 1500;
+			int n = snprintf(body, sizeof(body), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"m%d\","
+			    "\"params\":{\"s\":\"%*s\",\"_meta\":{\"k\":%d}}}", round * 3 + i, i, pad, "", i);
+			ck_assert_int_eq(jsonrpc_parse(body, (size_t)n, 64, &m[i], &code, msg, sizeof(msg), &id), 0);
+			memset(body, 'x', sizeof(body));
+		}
+		for (int i = 0; i < 3; i++) {
+			char want[8];
+			snprintf(want, sizeof(want), "m%d", i);
+			ck_assert_str_eq(m[i].method, want);
+			ck_assert_int_eq(m[i].id->valueint, round * 3 + i);
+			ck_assert_int_eq(json_get(m[i].meta, "k")->valueint, i);
+			ck_assert_uint_eq(strlen(json_get(m[i].params, "s")->valuestring), (size_t)((round * 7 + i * 300) % 1500));
+		}
+		/* Freed in another order than made. */
+		jsonrpc_free(&m[1]);
+		jsonrpc_free(&m[(round & 1) ? 0 : 2]);
+		jsonrpc_free(&m[(round & 1) ? 2 : 0]);
+		jsonrpc_free(&m[1]);            /* already freed: nothing */
+	}
+}
+END_TEST
+
+/* The word-at-a-time scan: one byte of each kind at every place of
+ * strings from 1 to 40 bytes, after plain bytes and before them, and
+ * next to bytes that differ from a special one by one bit or one unit. */
+START_TEST(string_scan_words)
+{
+	static const unsigned char plain[] = { 0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7e, 0x7f, 0x41, 0x30, 0x3c };
+	static const unsigned char control[] = { 0x00, 0x01, 0x09, 0x0a, 0x1f };
+	static const unsigned char bad[] = { 0x80, 0xbf, 0xc0, 0xc1, 0xf5, 0xff };
+	char t[64], want[64];
+	size_t off;
+	for (size_t len = 1; len <= 40; len++) {
+		for (size_t pos = 0; pos < len; pos++) {
+			/* ["aaa?aaa"] with ? at pos */
+			memset(t, 0, sizeof(t));
+			t[0] = '[';
+			t[1] = '"';
+			memset(t + 2, 'a', len);
+			t[2 + len] = '"';
+			t[3 + len] = ']';
+			size_t n = 4 + len, at = 2 + pos;
+			for (size_t k = 0; k < sizeof(plain); k++) {
+				t[at] = (char)plain[k];
+				cJSON *v = json_parse(t, n, 0, NULL);
+				ck_assert_msg(v != NULL, "0x%02x at %zu of %zu refused", plain[k], pos, len);
+				memcpy(want, t + 2, len);
+				want[len] = '\0';
+				ck_assert_str_eq(cJSON_GetArrayItem(v, 0)->valuestring, want);
+				cJSON_Delete(v);
+			}
+			for (size_t k = 0; k < sizeof(control); k++) {
+				t[at] = (char)control[k];
+				ck_assert_int_eq(fault_of(t, n, 0, &off), JSON_CONTROL);
+				ck_assert_uint_eq(off, at);
+				/* a second one later changes nothing */
+				if (pos + 1 < len) {
+					t[at + 1] = 0x01;
+					ck_assert_int_eq(fault_of(t, n, 0, &off), JSON_CONTROL);
+					ck_assert_uint_eq(off, at);
+					t[at + 1] = 'a';
+				}
+			}
+			for (size_t k = 0; k < sizeof(bad); k++) {
+				t[at] = (char)bad[k];
+				ck_assert_int_eq(fault_of(t, n, 0, &off), JSON_UTF8);
+				ck_assert_uint_eq(off, at);
+			}
+			/* A quote ends the string there: what follows is not JSON. */
+			t[at] = '"';
+			ck_assert_int_eq(fault_of(t, n, 0, NULL), JSON_SYNTAX);
+			/* A backslash: "\a" is no escape, "\\" is one. */
+			t[at] = '\\';
+			ck_assert_int_eq(fault_of(t, n, 0, &off), JSON_SYNTAX);
+			if (pos + 1 < len) {
+				ck_assert_uint_eq(off, at);
+				t[at + 1] = '\\';
+				cJSON *v = json_parse(t, n, 0, NULL);
+				ck_assert_ptr_nonnull(v);
+				ck_assert_uint_eq(strlen(cJSON_GetArrayItem(v, 0)->valuestring), len - 1);
+				ck_assert_int_eq(cJSON_GetArrayItem(v, 0)->valuestring[pos], '\\');
+				cJSON_Delete(v);
+				t[at + 1] = 'a';
+			}
+			/* Two bytes of UTF-8 (é) in place of two plain ones. */
+			if (pos + 1 < len) {
+				t[at] = (char)0xc3;
+				t[at + 1] = (char)0xa9;
+				cJSON *v = json_parse(t, n, 0, NULL);
+				ck_assert_ptr_nonnull(v);
+				ck_assert_int_eq((unsigned char)cJSON_GetArrayItem(v, 0)->valuestring[pos], 0xc3);
+				cJSON_Delete(v);
+				t[at + 1] = 'a';
+			}
+			t[at] = 'a';
+		}
+	}
+}
+END_TEST
+
 static cJSON *
 num(const char *text)
 {
@@ -685,9 +810,11 @@ json_suite(void)
 	tcase_add_test(tc, faults);
 	tcase_add_test(tc, decimal_arithmetic);
 	tcase_add_test(tc, string_scan_boundaries);
+	tcase_add_test(tc, string_scan_words);
 	tcase_add_test(tc, number_values);
 	tcase_add_test(tc, duplicate_names);
 	tcase_add_test(tc, envelope_members);
+	tcase_add_test(tc, messages_in_turn);
 	suite_add_tcase(s, tc);
 	return s;
 }
