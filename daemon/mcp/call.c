@@ -607,7 +607,7 @@ dispatch(struct call *c)
 	if (c->req != NULL)
 		http_request_log_extra(c->req, c->method);
 	for (const struct method *mt = c->stateless ? methods_2026 : methods; mt->name != NULL; mt++) {
-		if (strcmp(mt->name, c->method) == 0) {
+		if (mt->name[0] == c->method[0] && strcmp(mt->name, c->method) == 0) {
 			if (c->params != NULL && !cJSON_IsObject(c->params)) {
 				call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params");
 				return;

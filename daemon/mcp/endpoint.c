@@ -220,7 +220,7 @@ stateless_removed(const struct jsonrpc_msg *msg, char *text, size_t len)
 	static const char *const removed[] = { "initialize", "ping", "logging/setLevel",
 	    "resources/subscribe", "resources/unsubscribe", NULL };
 	for (size_t i = 0; removed[i] != NULL; i++) {
-		if (strcmp(msg->method, removed[i]) == 0) {
+		if (msg->method[0] == removed[i][0] && strcmp(msg->method, removed[i]) == 0) {
 			snprintf(text, len, "Method not found: %s is not part of 2026-07-28 (it belongs to the session-based revisions)", msg->method);
 			return 1;
 		}
