@@ -609,23 +609,34 @@ json_parse_with(const char *text, size_t len, int max_depth, struct json_error *
 
 /* ---- printing ---- */
 
-static void
-put(struct json_buf *o, const char *s, size_t n)
+/* Room for n more bytes and the NUL: 0, or -1 when memory ran out (or
+ * had before). */
+static int
+grow(struct json_buf *o, size_t n)
 {
 	if (o->failed)
-		return;
-	if (o->len + n + 1 > o->cap) {
-		size_t cap = o->cap ? o->cap : 256;
-		while (cap < o->len + n + 1)
-			cap *= 2;
-		char *b = realloc(o->b, cap);
-		if (b == NULL) {
-			o->failed = 1;
-			return;
-		}
-		o->b = b;
-		o->cap = cap;
+		return -1;
+	size_t cap = o->cap ? o->cap : 256;
+	while (cap < o->len + n + 1)
+		cap *= 2;
+	char *b = realloc(o->b, cap);
+	if (b == NULL) {
+		o->failed = 1;
+		return -1;
 	}
+	o->b = b;
+	o->cap = cap;
+	return 0;
+}
+
+/* Inline, so that a constant n is a store rather than a call. A text
+ * that failed is thrown away whole (json_buf_finish): what goes into
+ * its buffer after that does not matter. */
+static inline void
+put(struct json_buf *o, const char *s, size_t n)
+{
+	if (o->len + n + 1 > o->cap && grow(o, n) < 0)
+		return;
 	memcpy(o->b + o->len, s, n);
 	o->len += n;
 }
