@@ -195,7 +195,7 @@ plain_run(const unsigned char *s, size_t i, size_t n)
 {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-	while (n - i >= 8) {
+	while (i < n && n - i >= 8) {     /* i may be past n after a backslash */
 		uint64_t x;
 		memcpy(&x, s + i, 8);
 		uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');

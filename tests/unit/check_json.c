@@ -704,6 +704,16 @@ START_TEST(string_scan_words)
 			}
 			t[at] = 'a';
 		}
+		/* A text that ends in a backslash (in a buffer of just its
+		 * size, for the sanitizer): the scan goes on past the escape's
+		 * two bytes, beyond the end, and must read nothing there. */
+		char *e = malloc(len + 1);
+		e[0] = '"';
+		memset(e + 1, 'a', len);
+		e[len] = '\\';
+		ck_assert_int_eq(fault_of(e, len + 1, 0, &off), JSON_SYNTAX);
+		ck_assert_uint_eq(off, len + 1);
+		free(e);
 	}
 }
 END_TEST
