@@ -169,6 +169,47 @@ put_utf8(char *o, unsigned cp)
 	return 4;
 }
 
+/* Bytes that stand for themselves in a string and need no other look:
+ * printable ASCII but '"' and '\\' (and DEL, legal raw). */
+static const unsigned char plain_byte[256] = {
+	/* 0x00..0x1f: control characters */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	/* 0x20..0x7f: all but '"' (0x22) and '\\' (0x5c) */
+	1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	/* 0x80..0xff: UTF-8 sequences, checked by utf8_seq */
+};
+
+/* The end of the run of plain bytes from s[i] (s has n). Eight at a time
+ * first: a byte >= 0x80 has its high bit set; so has, in x - 0x20 or in
+ * (x xor '"') - 1 or (x xor '\\') - 1, a byte below 0x20 or equal to
+ * '"' or '\\', or one above such a byte (a borrow): the lowest flagged
+ * byte is the first that is not plain. */
+static size_t
+plain_run(const unsigned char *s, size_t i, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+	while (i < n && n - i >= 8) {     /* i may be past n after a backslash */
+		uint64_t x;
+		memcpy(&x, s + i, 8);
+		uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+		uint64_t m = (x | (x - ones * 0x20) | (q - ones) | (b - ones)) & highs;
+		if (m != 0)
+			return i + (size_t)(__builtin_ctzll(m) >> 3);
+		i += 8;
+	}
+#endif
+	while (i < n && plain_byte[s[i]])
+		i++;
+	return i;
+}
+
 /* A string at p->pos (the opening quote): its decoded text, allocated
  * with cJSON's allocator so that cJSON_Delete can free it. */
 static char *
@@ -178,6 +219,7 @@ parse_string(struct parser *p)
 	int escapes = 0;
 	/* First the extent, checking what may stand raw in a string. */
 	for (;;) {
+		end = plain_run(p->s, end, p->len);
 		if (end >= p->len) {
 			p->pos = p->len;        /* unterminated (maybe after a backslash) */
 			syntax(p);
@@ -317,8 +359,16 @@ number_node(struct parser *p, const char *text, size_t n)
 		free_bytes(p, lexeme);
 		return NULL;
 	}
-	/* As cJSON_CreateNumber sets them. */
-	v->valuedouble = strtod(lexeme, NULL);
+	/* As cJSON_CreateNumber sets them. A short integer (ids, counts) is
+	 * exact in a double: the same value as strtod's, -0 included. */
+	size_t neg = text[0] == '-', i;
+	uint64_t u = 0;
+	for (i = neg; i < n && n - neg <= 15 && text[i] >= '0' && text[i] <= '9'; i++)
+		u = u * 10 + (uint64_t)(text[i] - '0');
+	if (i == n)
+		v->valuedouble = neg ? -(double)u : (double)u;
+	else
+		v->valuedouble = strtod(lexeme, NULL);
 	if (v->valuedouble >= INT_MAX)
 		v->valueint = INT_MAX;
 	else if (v->valuedouble <= (double)INT_MIN)
@@ -351,9 +401,10 @@ duplicate_name(const cJSON *obj, size_t n)
 	if (n < 2)
 		return NULL;
 	if (n <= 16) {
+		/* The first bytes tell most names apart without a call. */
 		for (const cJSON *a = obj->child; a != NULL; a = a->next)
 			for (const cJSON *b = a->next; b != NULL; b = b->next)
-				if (strcmp(a->string, b->string) == 0)
+				if (a->string[0] == b->string[0] && strcmp(a->string, b->string) == 0)
 					return a->string;
 		return NULL;
 	}
@@ -558,23 +609,34 @@ json_parse_with(const char *text, size_t len, int max_depth, struct json_error *
 
 /* ---- printing ---- */
 
-static void
-put(struct json_buf *o, const char *s, size_t n)
+/* Room for n more bytes and the NUL: 0, or -1 when memory ran out (or
+ * had before). */
+static int
+grow(struct json_buf *o, size_t n)
 {
 	if (o->failed)
-		return;
-	if (o->len + n + 1 > o->cap) {
-		size_t cap = o->cap ? o->cap : 256;
-		while (cap < o->len + n + 1)
-			cap *= 2;
-		char *b = realloc(o->b, cap);
-		if (b == NULL) {
-			o->failed = 1;
-			return;
-		}
-		o->b = b;
-		o->cap = cap;
+		return -1;
+	size_t cap = o->cap ? o->cap : 256;
+	while (cap < o->len + n + 1)
+		cap *= 2;
+	char *b = realloc(o->b, cap);
+	if (b == NULL) {
+		o->failed = 1;
+		return -1;
 	}
+	o->b = b;
+	o->cap = cap;
+	return 0;
+}
+
+/* Inline, so that a constant n is a store rather than a call. A text
+ * that failed is thrown away whole (json_buf_finish): what goes into
+ * its buffer after that does not matter. */
+static inline void
+put(struct json_buf *o, const char *s, size_t n)
+{
+	if (o->len + n + 1 > o->cap && grow(o, n) < 0)
+		return;
 	memcpy(o->b + o->len, s, n);
 	o->len += n;
 }

@@ -11,9 +11,9 @@
 #ifndef MCPD_JSON_H
 #define MCPD_JSON_H
 
+#include <cjson/cJSON.h>
 #include <stddef.h>
-
-struct cJSON;
+#include <string.h>
 
 /* Nesting allowed when the caller gives none (as cJSON's own limit). */
 #define JSON_MAX_DEPTH 1000
@@ -44,6 +44,21 @@ struct cJSON *json_parse(const char *text, size_t len, int max_depth, struct jso
  * or keep its parts); cJSON_Duplicate makes a tree of one's own. */
 struct cJSON *json_parse_with(const char *text, size_t len, int max_depth, struct json_error *err,
     void *(*alloc)(void *ctx, size_t n), void *ctx);
+
+/* An object's member by name, as cJSON_GetObjectItemCaseSensitive finds
+ * it (NULL for a NULL obj or name, or a node whose children have no
+ * names), the first bytes compared before strcmp: handlers look a few
+ * names up in every request, and most members differ at once. */
+static inline cJSON *
+json_get(const cJSON *obj, const char *name)
+{
+	if (obj == NULL || name == NULL)
+		return NULL;
+	for (cJSON *v = obj->child; v != NULL && v->string != NULL; v = v->next)
+		if (v->string[0] == name[0] && strcmp(v->string, name) == 0)
+			return v;
+	return NULL;
+}
 
 /* Compact JSON of v (numbers from their text when they have one), or
  * NULL when out of memory or v holds an invalid node. Caller frees. */

@@ -27,13 +27,15 @@ struct jsonrpc_msg {
 	const struct cJSON *id;     /* string or number; NULL for notifications */
 	const char *method;
 	const struct cJSON *params; /* object or NULL */
+	const struct cJSON *meta;   /* params' _meta when an object, else NULL */
 	const struct cJSON *result;
 	const struct cJSON *error;
 };
 
 /* Parse one message from a request body. On failure returns -1 with a
- * JSON-RPC error code and message; *id_out gets the id when it could be
- * read (so that the error response can echo it), else NULL. */
+ * JSON-RPC error code and message; *id_out gets a copy of the id when it
+ * could be read (so that the error response can echo it), else NULL (and
+ * always NULL on success). */
 int jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *out,
     int *code, char *msg, size_t msglen, struct cJSON **id_out);
 /* Frees the message's tree. A message handed on is copied (struct
@@ -45,6 +47,9 @@ char *jsonrpc_result(const struct cJSON *id, struct cJSON *result);   /* takes r
 /* The same with the result as JSON text already (one object, on one line:
  * the caller has checked it); copied as it is. */
 char *jsonrpc_result_text(const struct cJSON *id, const char *result, size_t len);
+/* The same with "resultType":"complete" put first in the object (the
+ * stateless revision's plain result, when it has no resultType). */
+char *jsonrpc_result_complete(const struct cJSON *id, const char *result, size_t len);
 char *jsonrpc_error(const struct cJSON *id, int code, const char *message,
     struct cJSON *data);                                                /* takes data */
 char *jsonrpc_notification(const char *method, struct cJSON *params);  /* takes params */

@@ -90,29 +90,34 @@ utf8_length(const char *s)
 static const char *
 json_type_name(const cJSON *v)
 {
-	if (cJSON_IsNull(v))
+	switch (v != NULL ? v->type & 0xff : cJSON_Invalid) {
+	case cJSON_NULL:
 		return "null";
-	if (cJSON_IsBool(v))
+	case cJSON_False:
+	case cJSON_True:
 		return "boolean";
-	if (cJSON_IsNumber(v))
+	case cJSON_Number:
 		return "number";
-	if (cJSON_IsString(v))
+	case cJSON_String:
 		return "string";
-	if (cJSON_IsArray(v))
+	case cJSON_Array:
 		return "array";
-	if (cJSON_IsObject(v))
+	case cJSON_Object:
 		return "object";
-	return "invalid";
+	default:
+		return "invalid";
+	}
 }
 
 static int
 type_matches(const char *t, const cJSON *v)
 {
-	if (strcmp(t, "integer") == 0)
+	if (t[0] == 'i' && strcmp(t, "integer") == 0)
 		return json_is_integer(v);   /* from the text: 2^53 + 1.5 is not */
-	if (strcmp(t, "number") == 0)
+	if (t[0] == 'n' && strcmp(t, "number") == 0)
 		return cJSON_IsNumber(v);
-	return strcmp(t, json_type_name(v)) == 0;
+	const char *name = json_type_name(v);
+	return t[0] == name[0] && strcmp(t, name) == 0;
 }
 
 /* Patterns are ECMA-262 in JSON Schema; PCRE2 reads that dialect
@@ -279,7 +284,7 @@ resolve_ref(const cJSON *root, const char *ref)
 				return NULL;
 			cur = cJSON_GetArrayItem(cur, (int)idx);
 		} else {
-			cur = cJSON_GetObjectItemCaseSensitive(cur, tok);
+			cur = json_get(cur, tok);
 		}
 		if (cur == NULL)
 			return NULL;
@@ -397,7 +402,7 @@ validate_object(struct vctx *x, const struct kw *k, const cJSON *v, const struct
 	const cJSON *patprops = k->pattern_props, *min = k->min_props, *max = k->max_props, *names = k->names;
 	const cJSON *r;
 	cJSON_ArrayForEach(r, required) {
-		if (cJSON_IsString(r) && cJSON_GetObjectItemCaseSensitive(v, r->valuestring) == NULL)
+		if (cJSON_IsString(r) && json_get(v, r->valuestring) == NULL)
 			return fail(x, path, "missing required property \"%s\"", r->valuestring);
 	}
 	int count = cJSON_GetArraySize(v);
@@ -416,7 +421,7 @@ validate_object(struct vctx *x, const struct kw *k, const cJSON *v, const struct
 				return -1;
 		}
 		int matched = 0;
-		const cJSON *ps = cJSON_GetObjectItemCaseSensitive(props, item->string);
+		const cJSON *ps = json_get(props, item->string);
 		if (ps != NULL) {
 			matched = 1;
 			if (validate(x, ps, item, &sub) < 0)

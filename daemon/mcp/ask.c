@@ -60,12 +60,12 @@ group_finish(struct ask_group *g)
 	struct call *c = g->c;
 	if (g->single) {
 		cJSON *only = g->results->child;
-		const cJSON *err = cJSON_GetObjectItemCaseSensitive(only, "mcpd/error");
+		const cJSON *err = json_get(only, "mcpd/error");
 		if (err != NULL)
 			tool_reply(c, jsonrpc_error(g->tool_id,
-			    cJSON_GetObjectItemCaseSensitive(err, "code") ? cJSON_GetObjectItemCaseSensitive(err, "code")->valueint : JSONRPC_INTERNAL_ERROR,
-			    cJSON_IsString(cJSON_GetObjectItemCaseSensitive(err, "message")) ?
-			    cJSON_GetObjectItemCaseSensitive(err, "message")->valuestring : "the client failed the request", NULL));
+			    json_get(err, "code") ? json_get(err, "code")->valueint : JSONRPC_INTERNAL_ERROR,
+			    cJSON_IsString(json_get(err, "message")) ?
+			    json_get(err, "message")->valuestring : "the client failed the request", NULL));
 		else
 			tool_reply(c, jsonrpc_result(g->tool_id, cJSON_Duplicate(only, 1)));
 	} else {
@@ -152,8 +152,8 @@ ask_start(struct call *c, const cJSON *tool_id, const cJSON *requests, const cha
 	int need_input = 0;
 	const cJSON *rq;
 	cJSON_ArrayForEach(rq, requests) {
-		const cJSON *method = cJSON_GetObjectItemCaseSensitive(rq, "method");
-		const cJSON *params = cJSON_GetObjectItemCaseSensitive(rq, "params");
+		const cJSON *method = json_get(rq, "method");
+		const cJSON *params = json_get(rq, "params");
 		const char *cap = cJSON_IsString(method) ? ask_capability(method->valuestring) : NULL;
 		const char *why = NULL;
 		char buf[128];
@@ -176,7 +176,7 @@ ask_start(struct call *c, const cJSON *tool_id, const cJSON *requests, const cha
 		if (call_is_task(c)) {
 			/* A task waits: its questions are in its record until a
 			 * tasks/update answers them (ask_answer). */
-			const cJSON *known = cJSON_GetObjectItemCaseSensitive(c->answers, rq->string);
+			const cJSON *known = json_get(c->answers, rq->string);
 			if (known != NULL) {
 				cJSON_AddItemToObject(g->results, rq->string, cJSON_Duplicate(known, 1));
 				continue;
@@ -197,7 +197,7 @@ ask_start(struct call *c, const cJSON *tool_id, const cJSON *requests, const cha
 			continue;
 		}
 		if (c->stateless) {
-			const cJSON *known = cJSON_GetObjectItemCaseSensitive(c->answers, rq->string);
+			const cJSON *known = json_get(c->answers, rq->string);
 			if (known != NULL) {
 				cJSON_AddItemToObject(g->results, rq->string, cJSON_Duplicate(known, 1));
 				continue;
@@ -243,9 +243,9 @@ ask_start(struct call *c, const cJSON *tool_id, const cJSON *requests, const cha
 	/* Send only after counting, so that no early answer finishes the group. */
 	size_t count = g->nitems;
 	for (size_t i = 0; i < count; i++) {
-		const cJSON *q = cJSON_GetObjectItemCaseSensitive(requests, g->items[i].key);
-		const cJSON *params = cJSON_GetObjectItemCaseSensitive(q, "params");
-		session_request(c->s, cJSON_GetObjectItemCaseSensitive(q, "method")->valuestring,
+		const cJSON *q = json_get(requests, g->items[i].key);
+		const cJSON *params = json_get(q, "params");
+		session_request(c->s, json_get(q, "method")->valuestring,
 		    params ? cJSON_Duplicate(params, 1) : cJSON_CreateObject(), call_stream(c),
 		    item_answered, &g->items[i]);
 	}
@@ -288,10 +288,10 @@ changed_allowed(struct call *c)
 void
 tool_request(struct call *c, const cJSON *msg, const char *method)
 {
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-	const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
+	const cJSON *id = json_get(msg, "id");
+	const cJSON *params = json_get(msg, "params");
 	if (strcmp(method, "mcpd/inputs") == 0) {
-		const cJSON *requests = cJSON_GetObjectItemCaseSensitive(params, "requests");
+		const cJSON *requests = json_get(params, "requests");
 		if (!cJSON_IsObject(requests) || cJSON_GetArraySize(requests) == 0) {
 			reply_to_tool_error(c, id, JSONRPC_INVALID_PARAMS, "mcpd/inputs needs params.requests: {key: {method, params}}");
 			return;
@@ -300,8 +300,8 @@ tool_request(struct call *c, const cJSON *msg, const char *method)
 		return;
 	}
 	if (strcmp(method, "mcpd/changed") == 0) {
-		const cJSON *what = cJSON_GetObjectItemCaseSensitive(params, "what");
-		const cJSON *uri = cJSON_GetObjectItemCaseSensitive(params, "uri");
+		const cJSON *what = json_get(params, "what");
+		const cJSON *uri = json_get(params, "uri");
 		const char *w = cJSON_IsString(what) ? what->valuestring : "";
 		if (strcmp(w, "tools") != 0 && strcmp(w, "prompts") != 0 && strcmp(w, "resources") != 0 &&
 		    !(strcmp(w, "resource") == 0 && cJSON_IsString(uri))) {
@@ -329,7 +329,7 @@ tool_request(struct call *c, const cJSON *msg, const char *method)
 		return;
 	}
 	char key[96];
-	const cJSON *k = cJSON_GetObjectItemCaseSensitive(msg, "key");
+	const cJSON *k = json_get(msg, "key");
 	if (cJSON_IsString(k) && k->valuestring[0] != '\0') {
 		/* a cut key could take the answer to another question */
 		if (strlen(k->valuestring) >= sizeof(key)) {
@@ -407,8 +407,9 @@ mrtr_begin(struct call *c, const char *name, const cJSON *bound)
 		memcpy(c->bind_digest, no_members, sizeof(no_members));
 	} else
 		c->bind = bound;
-	c->answers = cJSON_CreateObject();
-	const cJSON *state = cJSON_GetObjectItemCaseSensitive(c->params, "requestState");
+	cJSON_Delete(c->answers);
+	c->answers = NULL;      /* made when there are answers */
+	const cJSON *state = json_get(c->params, "requestState");
 	if (state != NULL && !cJSON_IsNull(state)) {
 		char err[160];
 		if (!cJSON_IsString(state)) {
@@ -420,9 +421,9 @@ mrtr_begin(struct call *c, const char *name, const cJSON *bound)
 			call_error(c, JSONRPC_INVALID_PARAMS, "%s", err);
 			return -1;
 		}
-		const cJSON *pm = cJSON_GetObjectItemCaseSensitive(p, "m");
-		const cJSON *pn = cJSON_GetObjectItemCaseSensitive(p, "n");
-		const cJSON *ph = cJSON_GetObjectItemCaseSensitive(p, "h");
+		const cJSON *pm = json_get(p, "m");
+		const cJSON *pn = json_get(p, "n");
+		const cJSON *ph = json_get(p, "h");
 		if (!cJSON_IsString(pm) || !cJSON_IsString(pn) || !cJSON_IsString(ph) ||
 		    strcmp(pm->valuestring, c->method) != 0 || strcmp(pn->valuestring, name) != 0 ||
 		    strcmp(ph->valuestring, bind_digest(c)) != 0) {
@@ -433,13 +434,12 @@ mrtr_begin(struct call *c, const char *name, const cJSON *bound)
 		cJSON *a = cJSON_DetachItemFromObjectCaseSensitive(p, "a");
 		cJSON_Delete(p);
 		if (cJSON_IsObject(a)) {
-			cJSON_Delete(c->answers);
 			c->answers = a;
 		} else {
 			cJSON_Delete(a);
 		}
 	}
-	const cJSON *ir = cJSON_GetObjectItemCaseSensitive(c->params, "inputResponses");
+	const cJSON *ir = json_get(c->params, "inputResponses");
 	if (ir != NULL && !cJSON_IsNull(ir)) {
 		if (!cJSON_IsObject(ir)) {
 			call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params: inputResponses must be an object");
@@ -453,6 +453,8 @@ mrtr_begin(struct call *c, const char *name, const cJSON *bound)
 				    r->string);
 				return -1;
 			}
+			if (c->answers == NULL)
+				c->answers = cJSON_CreateObject();
 			cJSON_DeleteItemFromObjectCaseSensitive(c->answers, r->string);
 			cJSON_AddItemToObject(c->answers, r->string, cJSON_Duplicate(r, 1));
 		}
@@ -466,7 +468,7 @@ plugin_ask_answered(void *arg, const cJSON *result, const cJSON *error)
 	struct plugin_ask *pa = arg;
 	LIST_REMOVE(pa, link);
 	char *json = result ? json_print(result) : NULL;
-	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(error, "message");
+	const cJSON *msg = json_get(error, "message");
 	pa->done(pa->arg, error ? NULL : (json ? json : "{}"),
 	    error ? (cJSON_IsString(msg) ? msg->valuestring : "the client failed the request") : NULL);
 	free(json);
@@ -494,7 +496,7 @@ host_tool_ask(struct mcpd_tool_call *call, const char *key, const char *method, 
 		return;
 	}
 	/* Answered already: by the retry (MRTR), or a task's earlier round. */
-	const cJSON *known = c->stateless ? cJSON_GetObjectItemCaseSensitive(c->answers, key) : NULL;
+	const cJSON *known = c->stateless ? json_get(c->answers, key) : NULL;
 	if (known != NULL) {
 		cJSON_Delete(params);
 		char *json = json_print(known);

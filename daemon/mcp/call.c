@@ -47,8 +47,7 @@ call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrp
 		c->proto = s->proto;
 		c->client_caps = s->client_caps;
 	}
-	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(c->params, "_meta");
-	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(meta, "progressToken");
+	const cJSON *tok = json_get(c->msg.meta, "progressToken");
 	if (cJSON_IsString(tok) || cJSON_IsNumber(tok))
 		c->progress_token = tok;
 	if (s != NULL)
@@ -62,10 +61,9 @@ call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrp
 /* The request's trace context: _meta's traceparent (where MCP carries
  * it), else the HTTP header's. */
 const char *
-request_traceparent(const cJSON *params, struct http_request *r)
+request_traceparent(const cJSON *meta, struct http_request *r)
 {
-	const cJSON *tp = cJSON_GetObjectItemCaseSensitive(
-	    cJSON_GetObjectItemCaseSensitive(params, "_meta"), "traceparent");
+	const cJSON *tp = json_get(meta, "traceparent");
 	if (cJSON_IsString(tp))
 		return tp->valuestring;
 	return r != NULL ? http_request_field(r, HDR_TRACEPARENT) : NULL;
@@ -82,7 +80,7 @@ call_trace_begin(struct call *c)
 	if (c->req != NULL && cur != NULL && cur->start_us == http_request_start(c->req))
 		c->trace = *cur;
 	else
-		tracing_root(&c->trace, request_traceparent(c->params, c->req),
+		tracing_root(&c->trace, request_traceparent(c->msg.meta, c->req),
 		    c->req != NULL ? http_request_start(c->req) : monotonic_us());
 	/* Who asked: the request (and its principal) may be gone at the end. */
 	if (c->trace.sampled && c->req != NULL && call_principal(c)[0] != '\0')
@@ -318,11 +316,14 @@ note_answer(struct call *c, const char *json)
 	if (c->mx_answered || json == NULL)
 		return;
 	c->mx_answered = 1;
+	static const char error[] = "\"error\":{\"code\":";
 	const char *res = strstr(json, "\"result\":");
-	const char *err = strstr(json, "\"error\":{\"code\":");
-	if (err != NULL && (res == NULL || err < res))
-		c->mx_code = atoi(err + sizeof("\"error\":{\"code\":") - 1);
-	if (c->mx_code == 0 && err != NULL && (res == NULL || err < res))
+	/* An error counts only before a result: look no further than it. */
+	const char *err = memmem(json, res != NULL ? (size_t)(res - json) : strlen(json),
+	    error, sizeof(error) - 1);
+	if (err != NULL)
+		c->mx_code = atoi(err + sizeof(error) - 1);
+	if (c->mx_code == 0 && err != NULL)
 		c->mx_code = -1;
 }
 
@@ -383,32 +384,10 @@ call_result(struct call *c, cJSON *result)
 void
 call_result_text(struct call *c, const char *json, size_t len, int has_type)
 {
-	static const char complete[] = "{\"resultType\":\"complete\"";
-	if (!c->stateless || has_type) {
+	if (!c->stateless || has_type)
 		call_reply(c, jsonrpc_result_text(c->msg.id, json, len));
-		return;
-	}
-	/* The object's members go after the added one. */
-	const char *p = json, *end = json + len;
-	while (p < end && *p != '{')
-		p++;
-	const char *rest = p + 1;
-	while (rest < end && (*rest == ' ' || *rest == '\t'))
-		rest++;
-	int empty = rest < end && *rest == '}';
-	size_t n = sizeof(complete) - 1 + (empty ? 0 : 1) + (size_t)(end - rest);
-	char *obj = malloc(n + 1);
-	if (obj == NULL) {
-		call_reply(c, NULL);
-		return;
-	}
-	memcpy(obj, complete, sizeof(complete) - 1);
-	size_t k = sizeof(complete) - 1;
-	if (!empty)
-		obj[k++] = ',';
-	memcpy(obj + k, rest, (size_t)(end - rest));
-	call_reply(c, jsonrpc_result_text(c->msg.id, obj, n));
-	free(obj);
+	else
+		call_reply(c, jsonrpc_result_complete(c->msg.id, json, len));
 }
 
 /* HTTP status of an error answer: the 2026 revision gives each its own. */
@@ -536,14 +515,14 @@ call_go_async(struct call *c)
 const char *
 param_string(const struct call *c, const char *key)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->params, key);
+	const cJSON *v = json_get(c->params, key);
 	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 int
 client_has(const struct call *c, const char *cap)
 {
-	return cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(c->client_caps, cap));
+	return cJSON_IsObject(json_get(c->client_caps, cap));
 }
 
 void
@@ -628,7 +607,7 @@ dispatch(struct call *c)
 	if (c->req != NULL)
 		http_request_log_extra(c->req, c->method);
 	for (const struct method *mt = c->stateless ? methods_2026 : methods; mt->name != NULL; mt++) {
-		if (strcmp(mt->name, c->method) == 0) {
+		if (mt->name[0] == c->method[0] && strcmp(mt->name, c->method) == 0) {
 			if (c->params != NULL && !cJSON_IsObject(c->params)) {
 				call_error(c, JSONRPC_INVALID_PARAMS, "Invalid params");
 				return;

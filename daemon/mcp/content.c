@@ -56,7 +56,7 @@ content_text(const char *s, size_t len)
 static int
 has_string(const cJSON *o, const char *k)
 {
-	return cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, k));
+	return cJSON_IsString(json_get(o, k));
 }
 
 int
@@ -69,7 +69,7 @@ content_blocks_check(const cJSON *blocks, char *err, size_t errlen)
 	int i = 0;
 	const cJSON *b;
 	cJSON_ArrayForEach(b, blocks) {
-		const cJSON *type = cJSON_GetObjectItemCaseSensitive(b, "type");
+		const cJSON *type = json_get(b, "type");
 		if (!cJSON_IsObject(b) || !cJSON_IsString(type)) {
 			snprintf(err, errlen, "content[%d] needs a \"type\"", i);
 			return -1;
@@ -81,7 +81,7 @@ content_blocks_check(const cJSON *blocks, char *err, size_t errlen)
 		else if (strcmp(t, "image") == 0 || strcmp(t, "audio") == 0)
 			ok = has_string(b, "data") && has_string(b, "mimeType");
 		else if (strcmp(t, "resource") == 0) {
-			const cJSON *r = cJSON_GetObjectItemCaseSensitive(b, "resource");
+			const cJSON *r = json_get(b, "resource");
 			ok = cJSON_IsObject(r) && has_string(r, "uri") &&
 			    (has_string(r, "text") || has_string(r, "blob"));
 		} else if (strcmp(t, "resource_link") == 0)
@@ -171,7 +171,7 @@ parse_output(const struct tool_def *t, const struct tool_result *r, char *err, s
 		cJSON_AddItemToObject(res, "content", v);
 		return res;
 	}
-	const cJSON *blocks = cJSON_GetObjectItemCaseSensitive(v, "content");
+	const cJSON *blocks = json_get(v, "content");
 	if (!cJSON_IsObject(v) || content_blocks_check(blocks, err, errlen) < 0) {
 		if (!cJSON_IsObject(v))
 			snprintf(err, errlen, "output: content expects a JSON array of content blocks");
@@ -253,7 +253,7 @@ template_render(const char *tmpl, const cJSON *args)
 				if ((size_t)(b - a) < sizeof(name)) {
 					memcpy(name, a, (size_t)(b - a));
 					name[b - a] = '\0';
-					const cJSON *v = cJSON_GetObjectItemCaseSensitive(args, name);
+					const cJSON *v = json_get(args, name);
 					val = cJSON_IsString(v) ? v->valuestring : "";
 					skip = (size_t)(close + 2 - p);
 				}

@@ -14,6 +14,7 @@
 #include "guard.h"
 #include "host.h"
 #include "http.h"
+#include "json.h"
 #include "log.h"
 #include "mcp.h"
 #include "oauth.h"
@@ -72,7 +73,7 @@ client_notification(struct mcp *m, struct session *s, const struct jsonrpc_msg *
 {
 	metrics_mcp(msg->method, 0, 0);
 	if (strcmp(msg->method, "notifications/cancelled") == 0) {
-		const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg->params, "requestId");
+		const cJSON *id = json_get(msg->params, "requestId");
 		/* The call may run on another worker: tell them all. */
 		if (id != NULL && !cancel_request(m, s, id))
 			session_publish_cancel(s, id);
@@ -198,8 +199,7 @@ with_session(struct mcp *m, struct http_request *r, enum waiting_kind kind, stru
 const cJSON *
 request_meta(const struct jsonrpc_msg *msg)
 {
-	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(msg->params, "_meta");
-	return cJSON_IsObject(meta) ? meta : NULL;
+	return msg->meta;       /* found by jsonrpc_parse */
 }
 
 char *
@@ -220,7 +220,7 @@ stateless_removed(const struct jsonrpc_msg *msg, char *text, size_t len)
 	static const char *const removed[] = { "initialize", "ping", "logging/setLevel",
 	    "resources/subscribe", "resources/unsubscribe", NULL };
 	for (size_t i = 0; removed[i] != NULL; i++) {
-		if (strcmp(msg->method, removed[i]) == 0) {
+		if (msg->method[0] == removed[i][0] && strcmp(msg->method, removed[i]) == 0) {
 			snprintf(text, len, "Method not found: %s is not part of 2026-07-28 (it belongs to the session-based revisions)", msg->method);
 			return 1;
 		}
@@ -234,8 +234,8 @@ stateless_call_init(struct call *c)
 	c->stateless = 1;
 	c->proto = PROTO_2026_07_28;
 	const cJSON *meta = request_meta(&c->msg);
-	c->client_caps = cJSON_GetObjectItemCaseSensitive(meta, META_CAPS);
-	const cJSON *ll = cJSON_GetObjectItemCaseSensitive(meta, META_LOGLEVEL);
+	c->client_caps = json_get(meta, META_CAPS);
+	const cJSON *ll = json_get(meta, META_LOGLEVEL);
 	if (cJSON_IsString(ll) && mcp_log_level_parse(ll->valuestring) >= 0)
 		c->log_level = mcp_log_level_parse(ll->valuestring);
 }
@@ -247,7 +247,7 @@ is_stateless(struct http_request *r, const struct jsonrpc_msg *msg)
 {
 	if (http_request_field(r, HDR_MCP_SESSION_ID) != NULL)
 		return 0;
-	if (cJSON_GetObjectItemCaseSensitive(request_meta(msg), META_VERSION) != NULL)
+	if (json_get(request_meta(msg), META_VERSION) != NULL)
 		return 1;
 	const char *hv = http_request_field(r, HDR_MCP_PROTOCOL_VERSION);
 	if (hv == NULL)
@@ -267,7 +267,7 @@ expected_name(const struct jsonrpc_msg *msg)
 	    strcmp(msg->method, "tasks/cancel") == 0) ? "taskId" : NULL;
 	if (key == NULL)
 		return NULL;
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(msg->params, key);
+	const cJSON *v = json_get(msg->params, key);
 	return cJSON_IsString(v) ? v->valuestring : "";
 }
 
@@ -285,8 +285,8 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 	}
 	http_request_log_extra(r, msg->method);
 	const cJSON *meta = request_meta(msg);
-	const cJSON *mv = cJSON_GetObjectItemCaseSensitive(meta, META_VERSION);
-	const cJSON *caps = cJSON_GetObjectItemCaseSensitive(meta, META_CAPS);
+	const cJSON *mv = json_get(meta, META_VERSION);
+	const cJSON *caps = json_get(meta, META_CAPS);
 	const char *hv = http_request_field(r, HDR_MCP_PROTOCOL_VERSION);
 	const char *why = NULL;
 	int code = 0;
@@ -387,7 +387,7 @@ handle_post(struct mcp *m, struct http_request *r, uint64_t authorized_us)
 	 * children; the call takes it over (call_new). */
 	struct trace_ctx root, saved;
 	if (msg.kind == RPC_REQUEST) {
-		tracing_root(&root, request_traceparent(msg.params, r), http_request_start(r));
+		tracing_root(&root, request_traceparent(msg.meta, r), http_request_start(r));
 		trace_auth(m, r, &root, authorized_us);
 		tracing_push(&root, &saved);
 		post_parsed(m, r, &msg);

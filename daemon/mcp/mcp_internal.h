@@ -107,7 +107,7 @@ struct call {
 	int sse_direct;             /* stateless: this response is an SSE stream */
 	struct event *keepalive;
 	int status;                 /* HTTP status of a JSON answer */
-	cJSON *answers;             /* MRTR: input responses known so far */
+	cJSON *answers;             /* MRTR: input responses known so far (NULL: none) */
 	cJSON *asked;               /* MRTR: questions to return as inputRequests */
 	char *bind_name;            /* MRTR: the tool, prompt or URI the state is for */
 	const cJSON *bind;          /* MRTR: the arguments the state is for (in params) */
@@ -182,8 +182,8 @@ int accepts(const char *accept, const char *type);
 struct call *call_new(struct mcp *m, struct http_request *r, struct session *s,
     struct jsonrpc_msg *msg);                                           /* takes msg */
 void call_free(struct call *c);
-/* The traceparent of a request: params' _meta, else r's header (NULL). */
-const char *request_traceparent(const cJSON *params, struct http_request *r);
+/* The traceparent of a request: its _meta's (msg.meta), else r's header (NULL). */
+const char *request_traceparent(const cJSON *meta, struct http_request *r);
 void call_req_closed(struct http_request *r, void *arg);
 int call_log_level(const struct call *c);
 int call_direct_stream(struct call *c);

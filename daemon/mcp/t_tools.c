@@ -53,7 +53,7 @@ tool_outcome(struct call *c, enum mx_tool_outcome o)
 static int
 is_error(const cJSON *result)
 {
-	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(result, "isError"));
+	return cJSON_IsTrue(json_get(result, "isError"));
 }
 
 static void
@@ -140,7 +140,7 @@ check_header_params(struct call *c, const struct tool_def *t, const cJSON *args)
 		char hname[200];
 		snprintf(hname, sizeof(hname), "Mcp-Param-%s", hp->valuestring);
 		const char *hv = c->req ? http_request_header(c->req, hname) : NULL;
-		const cJSON *a = cJSON_GetObjectItemCaseSensitive(args, hp->string);
+		const cJSON *a = json_get(args, hp->string);
 		if (a == NULL || cJSON_IsNull(a)) {
 			if (hv != NULL) {
 				call_error(c, -32020, "Header %s given but arguments.%s is absent", hname, hp->string);
@@ -230,7 +230,7 @@ result_as_written(struct call *c, const char *json, size_t len)
 	char err[256];
 	const cJSON *r = json_parse_with(json, len, 0, NULL, from_arena, scratch);
 	int ok = cJSON_IsObject(r) &&
-	    content_blocks_check(cJSON_GetObjectItemCaseSensitive(r, "content"), err, sizeof(err)) == 0;
+	    content_blocks_check(json_get(r, "content"), err, sizeof(err)) == 0;
 	int failed = ok && is_error(r), has_type = ok && cJSON_HasObjectItem(r, "resultType");
 	arena_reset(scratch);
 	if (!ok)
@@ -251,7 +251,7 @@ host_tool_result(struct mcpd_tool_call *call, const char *result_json)
 	cJSON *r = result_json ? json_parse(result_json, len, 0, NULL) : NULL;
 	char err[256];
 	if (r == NULL || !cJSON_IsObject(r) ||
-	    content_blocks_check(cJSON_GetObjectItemCaseSensitive(r, "content"), err, sizeof(err)) < 0) {
+	    content_blocks_check(json_get(r, "content"), err, sizeof(err)) < 0) {
 		if (r == NULL || !cJSON_IsObject(r))
 			snprintf(err, sizeof(err), "the result is not a JSON object");
 		log_error("plugin tool %s returned an invalid result: %s", c->tool->name, err);
@@ -463,7 +463,7 @@ m_tools_call(struct call *c)
 	c->tool = t;
 	c->mx_tool_start = monotonic_us();
 	tracing_child(&c->tool_trace, &c->trace, c->mx_tool_start);
-	const cJSON *args = cJSON_GetObjectItemCaseSensitive(c->params, "arguments");
+	const cJSON *args = json_get(c->params, "arguments");
 	cJSON *empty = NULL;
 	if (args == NULL || cJSON_IsNull(args))
 		args = empty = cJSON_CreateObject();
@@ -537,7 +537,7 @@ m_tools_call(struct call *c)
 	/* W3C trace context, from the request's _meta (as MCP carries it)
 	 * or its traceparent header: handed on to the command when valid. */
 	char trace_env[sizeof("TRACEPARENT=") + 128] = "";
-	const char *tps = request_traceparent(c->params, c->req);
+	const char *tps = request_traceparent(c->msg.meta, c->req);
 	char trace_id[33], ours[64];
 	/* Recorded: the tool's span is its parent. */
 	if (tracing_traceparent(&c->tool_trace, ours, sizeof(ours)) == 0)

@@ -105,17 +105,23 @@ check_id_echo(const char *id_text)
 	char msg[256], want[256];
 	cJSON *id = NULL;
 	ck_assert_int_eq(jsonrpc_parse(body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), 0);
+	ck_assert_ptr_null(id);         /* a copy only for a message refused */
 	char *r = jsonrpc_result(m.id, NULL);
 	snprintf(want, sizeof(want), "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{}}", id_text);
 	ck_assert_str_eq(r, want);
 	free(r);
+	jsonrpc_free(&m);
+	/* Refused, its id copied for the error, as written. */
+	snprintf(body, sizeof(body), "{\"jsonrpc\":\"1.0\",\"id\":%s,\"method\":\"m\"}", id_text);
+	ck_assert_int_eq(jsonrpc_parse(body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_int_eq(code, JSONRPC_INVALID_REQUEST);
+	ck_assert_ptr_nonnull(id);
 	r = jsonrpc_error(id, -32601, "no", NULL);
 	snprintf(want, sizeof(want), "{\"jsonrpc\":\"2.0\",\"id\":%s,\"error\":{\"code\":-32601,\"message\":\"no\"}}",
 	    id_text);
 	ck_assert_str_eq(r, want);
 	free(r);
 	cJSON_Delete(id);
-	jsonrpc_free(&m);
 }
 
 START_TEST(ids_echoed_as_written)
@@ -146,6 +152,19 @@ START_TEST(messages_written)
 	free(r);
 	r = jsonrpc_result_text(id, "{\"y\": 2}", 8);
 	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":\"a\\\"b\\n\",\"result\":{\"y\": 2}}");
+	free(r);
+	/* The stateless revision's "complete" first, before members or none. */
+	r = jsonrpc_result_complete(id, "{\"y\": 2}", 8);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":\"a\\\"b\\n\",\"result\":{\"resultType\":\"complete\",\"y\": 2}}");
+	free(r);
+	r = jsonrpc_result_complete(NULL, " { \t\"y\":{}} ", 12);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"result\":{\"resultType\":\"complete\",\"y\":{}} }");
+	free(r);
+	r = jsonrpc_result_complete(NULL, "{ }", 3);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"result\":{\"resultType\":\"complete\"}}");
+	free(r);
+	r = jsonrpc_result_complete(NULL, "{}", 2);
+	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"result\":{\"resultType\":\"complete\"}}");
 	free(r);
 	r = jsonrpc_error(NULL, -32700, "Parse error: \x01 \"x\" \\", NULL);
 	ck_assert_str_eq(r, "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,"
@@ -424,6 +443,281 @@ START_TEST(faults)
 }
 END_TEST
 
+/* The string scan's fast path (plain ASCII) and its hand-over to the
+ * UTF-8, escape and control-character checks at every boundary. */
+START_TEST(string_scan_boundaries)
+{
+	size_t off;
+	/* Every byte 0x20..0x7f but '"' and '\\' stands raw, alone and in a run. */
+	for (int c = 0x20; c < 0x80; c++) {
+		if (c == '"' || c == '\\')
+			continue;
+		char t[] = "[\"?\",\"ab?cd\"]";
+		t[2] = (char)c;
+		t[8] = (char)c;
+		cJSON *v = json_parse(t, sizeof(t) - 1, 0, NULL);
+		ck_assert_msg(v != NULL, "byte 0x%02x refused", c);
+		ck_assert_int_eq((unsigned char)cJSON_GetArrayItem(v, 0)->valuestring[0], c);
+		ck_assert_int_eq((unsigned char)cJSON_GetArrayItem(v, 1)->valuestring[2], c);
+		cJSON_Delete(v);
+	}
+	/* UTF-8 between ASCII runs, at the start and at the end. */
+	static const char mixed[] = "[\"ab\xc3\xa9" "cd\xe2\x82\xac" "e\xf0\x9f\x98\x80\",\"\xc3\xa9x\"]";
+	cJSON *v = json_parse(mixed, sizeof(mixed) - 1, 0, NULL);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_str_eq(cJSON_GetArrayItem(v, 0)->valuestring, "ab\xc3\xa9" "cd\xe2\x82\xac" "e\xf0\x9f\x98\x80");
+	ck_assert_str_eq(cJSON_GetArrayItem(v, 1)->valuestring, "\xc3\xa9x");
+	cJSON_Delete(v);
+	/* Escapes after a run, and a run after escapes. */
+	static const char esc[] = "[\"abc\\n\\\"d\\u00e9\\ud83d\\ude00xyz\\\\\"]";
+	v = json_parse(esc, sizeof(esc) - 1, 0, NULL);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_str_eq(cJSON_GetArrayItem(v, 0)->valuestring, "abc\n\"d\xc3\xa9\xf0\x9f\x98\x80xyz\\");
+	cJSON_Delete(v);
+	/* Faults right after a run are found at their byte. */
+	ck_assert_int_eq(fault_of("[\"abcd\x01\"]", 9, 0, &off), JSON_CONTROL);
+	ck_assert_uint_eq(off, 6);
+	ck_assert_int_eq(fault_of("[\"abcd\x80\"]", 9, 0, &off), JSON_UTF8);
+	ck_assert_uint_eq(off, 6);
+	ck_assert_int_eq(fault_of("[\"abcd\xc0\xaf\"]", 10, 0, &off), JSON_UTF8);   /* overlong */
+	ck_assert_uint_eq(off, 6);
+	ck_assert_int_eq(fault_of("[\"abcd\xf4\x90\x80\x80\"]", 12, 0, &off), JSON_UTF8);   /* > U+10FFFF */
+	ck_assert_uint_eq(off, 6);
+	ck_assert_int_eq(fault_of("[\"ab\xc3", 5, 0, &off), JSON_UTF8);   /* cut short by the end */
+	ck_assert_uint_eq(off, 4);
+	ck_assert_int_eq(fault_of("[\"abcd", 6, 0, &off), JSON_SYNTAX);   /* unterminated */
+	ck_assert_uint_eq(off, 6);
+	ck_assert_int_eq(fault_of("[\"abcd\\", 7, 0, &off), JSON_SYNTAX);
+	ck_assert_uint_eq(off, 7);
+	ck_assert_int_eq(fault_of("[\"ab\\x\"]", 8, 0, &off), JSON_SYNTAX);   /* bad escape */
+	ck_assert_uint_eq(off, 4);
+	/* The length given ends the text, whatever follows in memory. */
+	ck_assert_int_eq(fault_of("[\"abcdef\"]", 5, 0, &off), JSON_SYNTAX);
+	ck_assert_uint_eq(off, 5);
+}
+END_TEST
+
+/* Numbers: a short integer is read without strtod; every number keeps
+ * the double, int and text strtod and cJSON_CreateNumber give. */
+START_TEST(number_values)
+{
+	static const char *const texts[] = {
+		"0", "-0", "7", "-7", "10", "2147483647", "2147483648", "-2147483648",
+		"-2147483649", "123456789012345", "-999999999999999", "1234567890123456",
+		"9007199254740993", "-9007199254740993", "12345678901234567890123",
+		"-0.0", "0.5", "1e3", "-1E-2", "1.0", "100e0", "1e400", "-1e400", "4.9e-325",
+	};
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		const char *t = texts[i];
+		char doc[64];
+		int n = snprintf(doc, sizeof(doc), "[%s]", t);
+		cJSON *arr = json_parse(doc, (size_t)n, 0, NULL);
+		ck_assert_msg(arr != NULL, "%s refused", t);
+		const cJSON *v = cJSON_GetArrayItem(arr, 0);
+		double d = strtod(t, NULL);
+		ck_assert_msg(memcmp(&v->valuedouble, &d, sizeof(d)) == 0, "%s: %.17g, not %.17g",
+		    t, v->valuedouble, d);
+		cJSON *ref = cJSON_CreateNumber(d);
+		ck_assert_msg(v->valueint == ref->valueint, "%s: int %d, not %d", t, v->valueint, ref->valueint);
+		cJSON_Delete(ref);
+		ck_assert_str_eq(v->valuestring, t);
+		cJSON_Delete(arr);
+	}
+}
+END_TEST
+
+/* Duplicate names: first bytes alike or not, empty names. */
+START_TEST(duplicate_names)
+{
+	static const char *const ok[] = {
+		"{\"ab\":1,\"ac\":2,\"a\":3}", "{\"\":1,\"a\":2}", "{\"a\":1,\"A\":2}",
+		"{\"io.x/a\":1,\"io.x/b\":2,\"io.x/\":3}",
+	};
+	static const char *const dup[] = {
+		"{\"ab\":1,\"ac\":2,\"ab\":3}", "{\"\":1,\"a\":2,\"\":3}", "{\"\\u0061\":1,\"a\":2}",
+		"{\"io.x/a\":1,\"io.x/b\":2,\"io.x/a\":3}",
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		cJSON *v = json_parse(ok[i], strlen(ok[i]), 0, NULL);
+		ck_assert_msg(v != NULL, "%s refused", ok[i]);
+		cJSON_Delete(v);
+	}
+	for (size_t i = 0; i < sizeof(dup) / sizeof(dup[0]); i++)
+		ck_assert_msg(fault_of(dup[i], strlen(dup[i]), 0, NULL) == JSON_DUPLICATE, "%s", dup[i]);
+}
+END_TEST
+
+/* The envelope read in one pass: each member found wherever it stands,
+ * params' _meta kept when it is an object. */
+START_TEST(envelope_members)
+{
+	static const char *const bodies[] = {
+		"{\"params\":{\"_meta\":{\"progressToken\":3},\"name\":\"t\"},\"method\":\"tools/call\",\"id\":\"x\",\"jsonrpc\":\"2.0\"}",
+		"{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"method\":\"tools/call\",\"params\":{\"name\":\"t\",\"_meta\":{\"progressToken\":3}}}",
+	};
+	struct jsonrpc_msg m;
+	int code;
+	char msg[256];
+	cJSON *id = NULL;
+	for (size_t i = 0; i < 2; i++) {
+		ck_assert_int_eq(jsonrpc_parse(bodies[i], strlen(bodies[i]), 64, &m, &code, msg, sizeof(msg), &id), 0);
+		ck_assert_int_eq(m.kind, RPC_REQUEST);
+		ck_assert_str_eq(m.id->valuestring, "x");
+		ck_assert_str_eq(m.method, "tools/call");
+		ck_assert_ptr_eq(m.params, json_get(m.root, "params"));
+		ck_assert_ptr_nonnull(m.meta);
+		ck_assert_ptr_eq(m.meta, json_get(m.params, "_meta"));
+		ck_assert_int_eq(json_get(m.meta, "progressToken")->valueint, 3);
+		ck_assert_ptr_null(json_get(m.params, "progressToken"));
+		jsonrpc_free(&m);
+	}
+	static const char *const no_meta[] = {
+		"{\"jsonrpc\":\"2.0\",\"method\":\"n\",\"params\":{\"_meta\":[1]}}",
+		"{\"jsonrpc\":\"2.0\",\"method\":\"n\",\"params\":{\"_meta\":\"s\"}}",
+		"{\"jsonrpc\":\"2.0\",\"method\":\"n\",\"params\":{}}",
+		"{\"jsonrpc\":\"2.0\",\"method\":\"n\"}",
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"_meta\":{}}}",
+	};
+	for (size_t i = 0; i < sizeof(no_meta) / sizeof(no_meta[0]); i++) {
+		ck_assert_int_eq(jsonrpc_parse(no_meta[i], strlen(no_meta[i]), 64, &m, &code, msg, sizeof(msg), &id), 0);
+		ck_assert_ptr_null(m.meta);
+		jsonrpc_free(&m);
+	}
+	/* Members with the envelope's first letters are not taken for it. */
+	static const char odd[] = "{\"i\":1,\"jsonrpcx\":0,\"methods\":\"m\",\"p\":{},\"jsonrpc\":\"2.0\",\"method\":\"m\",\"e\":1,\"r\":2}";
+	ck_assert_int_eq(jsonrpc_parse(odd, sizeof(odd) - 1, 64, &m, &code, msg, sizeof(msg), &id), 0);
+	ck_assert_int_eq(m.kind, RPC_NOTIFICATION);
+	ck_assert_ptr_null(m.params);
+	jsonrpc_free(&m);
+	ck_assert_ptr_null(json_get(NULL, "a"));
+	cJSON *arr = json_parse("[1,2]", 5, 0, NULL);
+	ck_assert_ptr_null(json_get(arr, "a"));
+	cJSON_Delete(arr);
+}
+END_TEST
+
+/* Messages one after another and several alive at once (the arena of a
+ * freed one is kept for the next): each keeps its own tree. */
+START_TEST(messages_in_turn)
+{
+	struct jsonrpc_msg m[3];
+	int code;
+	char msg[256], body[4096];
+	cJSON *id = NULL;
+	for (int round = 0; round < 50; round++) {
+		for (int i = 0; i < 3; i++) {
+			/* Sizes from a few bytes to past the first block. */
+			int pad = (round * 7 + i * 300) % 1500;
+			int n = snprintf(body, sizeof(body), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"m%d\","
+			    "\"params\":{\"s\":\"%*s\",\"_meta\":{\"k\":%d}}}", round * 3 + i, i, pad, "", i);
+			ck_assert_int_eq(jsonrpc_parse(body, (size_t)n, 64, &m[i], &code, msg, sizeof(msg), &id), 0);
+			memset(body, 'x', sizeof(body));
+		}
+		for (int i = 0; i < 3; i++) {
+			char want[8];
+			snprintf(want, sizeof(want), "m%d", i);
+			ck_assert_str_eq(m[i].method, want);
+			ck_assert_int_eq(m[i].id->valueint, round * 3 + i);
+			ck_assert_int_eq(json_get(m[i].meta, "k")->valueint, i);
+			ck_assert_uint_eq(strlen(json_get(m[i].params, "s")->valuestring), (size_t)((round * 7 + i * 300) % 1500));
+		}
+		/* Freed in another order than made. */
+		jsonrpc_free(&m[1]);
+		jsonrpc_free(&m[(round & 1) ? 0 : 2]);
+		jsonrpc_free(&m[(round & 1) ? 2 : 0]);
+		jsonrpc_free(&m[1]);            /* already freed: nothing */
+	}
+}
+END_TEST
+
+/* The word-at-a-time scan: one byte of each kind at every place of
+ * strings from 1 to 40 bytes, after plain bytes and before them, and
+ * next to bytes that differ from a special one by one bit or one unit. */
+START_TEST(string_scan_words)
+{
+	static const unsigned char plain[] = { 0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7e, 0x7f, 0x41, 0x30, 0x3c };
+	static const unsigned char control[] = { 0x00, 0x01, 0x09, 0x0a, 0x1f };
+	static const unsigned char bad[] = { 0x80, 0xbf, 0xc0, 0xc1, 0xf5, 0xff };
+	char t[64], want[64];
+	size_t off;
+	for (size_t len = 1; len <= 40; len++) {
+		for (size_t pos = 0; pos < len; pos++) {
+			/* ["aaa?aaa"] with ? at pos */
+			memset(t, 0, sizeof(t));
+			t[0] = '[';
+			t[1] = '"';
+			memset(t + 2, 'a', len);
+			t[2 + len] = '"';
+			t[3 + len] = ']';
+			size_t n = 4 + len, at = 2 + pos;
+			for (size_t k = 0; k < sizeof(plain); k++) {
+				t[at] = (char)plain[k];
+				cJSON *v = json_parse(t, n, 0, NULL);
+				ck_assert_msg(v != NULL, "0x%02x at %zu of %zu refused", plain[k], pos, len);
+				memcpy(want, t + 2, len);
+				want[len] = '\0';
+				ck_assert_str_eq(cJSON_GetArrayItem(v, 0)->valuestring, want);
+				cJSON_Delete(v);
+			}
+			for (size_t k = 0; k < sizeof(control); k++) {
+				t[at] = (char)control[k];
+				ck_assert_int_eq(fault_of(t, n, 0, &off), JSON_CONTROL);
+				ck_assert_uint_eq(off, at);
+				/* a second one later changes nothing */
+				if (pos + 1 < len) {
+					t[at + 1] = 0x01;
+					ck_assert_int_eq(fault_of(t, n, 0, &off), JSON_CONTROL);
+					ck_assert_uint_eq(off, at);
+					t[at + 1] = 'a';
+				}
+			}
+			for (size_t k = 0; k < sizeof(bad); k++) {
+				t[at] = (char)bad[k];
+				ck_assert_int_eq(fault_of(t, n, 0, &off), JSON_UTF8);
+				ck_assert_uint_eq(off, at);
+			}
+			/* A quote ends the string there: what follows is not JSON. */
+			t[at] = '"';
+			ck_assert_int_eq(fault_of(t, n, 0, NULL), JSON_SYNTAX);
+			/* A backslash: "\a" is no escape, "\\" is one. */
+			t[at] = '\\';
+			ck_assert_int_eq(fault_of(t, n, 0, &off), JSON_SYNTAX);
+			if (pos + 1 < len) {
+				ck_assert_uint_eq(off, at);
+				t[at + 1] = '\\';
+				cJSON *v = json_parse(t, n, 0, NULL);
+				ck_assert_ptr_nonnull(v);
+				ck_assert_uint_eq(strlen(cJSON_GetArrayItem(v, 0)->valuestring), len - 1);
+				ck_assert_int_eq(cJSON_GetArrayItem(v, 0)->valuestring[pos], '\\');
+				cJSON_Delete(v);
+				t[at + 1] = 'a';
+			}
+			/* Two bytes of UTF-8 (é) in place of two plain ones. */
+			if (pos + 1 < len) {
+				t[at] = (char)0xc3;
+				t[at + 1] = (char)0xa9;
+				cJSON *v = json_parse(t, n, 0, NULL);
+				ck_assert_ptr_nonnull(v);
+				ck_assert_int_eq((unsigned char)cJSON_GetArrayItem(v, 0)->valuestring[pos], 0xc3);
+				cJSON_Delete(v);
+				t[at + 1] = 'a';
+			}
+			t[at] = 'a';
+		}
+		/* A text that ends in a backslash (in a buffer of just its
+		 * size, for the sanitizer): the scan goes on past the escape's
+		 * two bytes, beyond the end, and must read nothing there. */
+		char *e = malloc(len + 1);
+		e[0] = '"';
+		memset(e + 1, 'a', len);
+		e[len] = '\\';
+		ck_assert_int_eq(fault_of(e, len + 1, 0, &off), JSON_SYNTAX);
+		ck_assert_uint_eq(off, len + 1);
+		free(e);
+	}
+}
+END_TEST
+
 static cJSON *
 num(const char *text)
 {
@@ -525,6 +819,12 @@ json_suite(void)
 	tcase_add_test(tc, parse_and_print);
 	tcase_add_test(tc, faults);
 	tcase_add_test(tc, decimal_arithmetic);
+	tcase_add_test(tc, string_scan_boundaries);
+	tcase_add_test(tc, string_scan_words);
+	tcase_add_test(tc, number_values);
+	tcase_add_test(tc, duplicate_names);
+	tcase_add_test(tc, envelope_members);
+	tcase_add_test(tc, messages_in_turn);
 	suite_add_tcase(s, tc);
 	return s;
 }
