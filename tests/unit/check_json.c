@@ -614,7 +614,7 @@ START_TEST(messages_in_turn)
 			memset(body, 'x', sizeof(body));
 		}
 		for (int i = 0; i < 3; i++) {
-			char want[8];
+			char want[16];
 			snprintf(want, sizeof(want), "m%d", i);
 			ck_assert_str_eq(m[i].method, want);
 			ck_assert_int_eq(m[i].id->valueint, round * 3 + i);
