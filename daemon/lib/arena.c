@@ -6,6 +6,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Under AddressSanitizer the bytes of a block that no allocation holds
+ * are poisoned: a read past what arena_alloc gave, or of what an
+ * arena_reset took back, is reported as a use of freed memory would be. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(ARENA_ASAN)
+#define ARENA_ASAN 1
+#endif
+#ifdef ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 struct block {
 	struct block *next;
 	size_t size, used;
@@ -27,6 +47,7 @@ block_new(size_t size)
 	b->next = NULL;
 	b->size = size;
 	b->used = 0;
+	POISON(b->data, size);
 	return b;
 }
 
@@ -73,6 +94,7 @@ arena_reset(struct arena *a)
 		b = next;
 	}
 	b->used = 0;
+	POISON(b->data, b->size);
 	a->head = b;
 	a->total = 0;
 }
@@ -97,6 +119,7 @@ arena_alloc(struct arena *a, size_t n)
 		b = nb;
 	}
 	void *p = (char *)b->data + b->used;
+	UNPOISON(p, n);
 	b->used += need;
 	a->total += need;
 	return p;

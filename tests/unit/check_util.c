@@ -89,6 +89,31 @@ START_TEST(arena_basics)
 }
 END_TEST
 
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+/* The ASan build only: what no allocation holds is poisoned, so that a
+ * use of a reset arena's memory (a kept message arena, a connection's
+ * arena after its request) is reported. */
+START_TEST(arena_poisoned_under_asan)
+{
+	struct arena *a = arena_new(256);
+	char *p = arena_alloc(a, 10);
+	ck_assert(!__asan_address_is_poisoned(p));
+	ck_assert(!__asan_address_is_poisoned(p + 9));
+	ck_assert(__asan_address_is_poisoned(p + 10));     /* the padding */
+	char *q = arena_alloc(a, 1000);                     /* a new block */
+	ck_assert(!__asan_address_is_poisoned(q + 999));
+	arena_reset(a);
+	ck_assert(__asan_address_is_poisoned(p));
+	char *r = arena_alloc(a, 4);
+	ck_assert_ptr_eq(r, p);
+	ck_assert(!__asan_address_is_poisoned(r + 3));
+	ck_assert(__asan_address_is_poisoned(r + 4));
+	arena_free(a);
+}
+END_TEST
+#endif
+
 struct each_state {
 	char *last;
 	size_t *lines;
@@ -298,6 +323,9 @@ util_suite(void)
 	tcase_add_test(tc, sizes);
 	tcase_add_test(tc, edit_distances);
 	tcase_add_test(tc, arena_basics);
+#ifdef __SANITIZE_ADDRESS__
+	tcase_add_test(tc, arena_poisoned_under_asan);
+#endif
 	tcase_add_test(tc, errlists);
 	tcase_add_test(tc, sbufs);
 	tcase_add_test(tc, first_occurrence);
