@@ -196,6 +196,26 @@ rewrite(struct mcp *m, const char *hid, cJSON *rec, mcpd_done_cb *cb, void *arg)
 	free(json);
 }
 
+/* task:<hid>:cancel, which the task's worker reads at each renewal of
+ * the record: the message may reach no one (published before the
+ * worker's subscription is active, or while the transport is down), and
+ * the record's "cancelled" may be overwritten by the worker's next write
+ * of it (a status message) before that worker has heard. The marker is
+ * written by cancellations only, and lives as long as the record. */
+static void
+mark_cancelled(struct mcp *m, const char *hid, const cJSON *rec)
+{
+	const cJSON *cm = cJSON_GetObjectItemCaseSensitive(rec, "createdMs");
+	const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(rec, "ttlMs");
+	uint64_t end = cJSON_IsNumber(cm) && cJSON_IsNumber(ttl) ? (uint64_t)cm->valuedouble + (uint64_t)ttl->valuedouble : 0;
+	uint64_t t = wall_ms();
+	if (end <= t)
+		return;
+	char key[112];
+	snprintf(key, sizeof(key), "task:%s:cancel", hid);
+	m->b.storage->set(m->b.storage_inst, key, "1", 1, end - t, 0, NULL, NULL);
+}
+
 static void
 publish(struct mcp *m, const char *hid, cJSON *msg)
 {
@@ -292,6 +312,7 @@ got(void *arg, int status, const void *value, size_t len, const char *err)
 			op_free(op);
 			return;
 		}
+		mark_cancelled(c->m, op->hid, rec);
 		cJSON *msg = cJSON_CreateObject();
 		cJSON_AddStringToObject(msg, "t", "cancel");
 		publish(c->m, op->hid, msg);

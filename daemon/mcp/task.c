@@ -6,6 +6,9 @@
  * the client's answers) comes back through the transport.
  *
  * storage  task:<hid>      the record (JSON), kept ttlMs from creation
+ *          task:<hid>:cancel  a tasks/cancel's mark (t_tasks.c), as long
+ *                          (read at each renewal: the message may be
+ *                          lost, the record's "cancelled" overwritten)
  *          tasks:<owner>   index of a principal's tasks (limits.max_tasks),
  *                          its members the tasks' <hid>
  * channel  task:<hid>      {"t":"cancel"} and {"t":"answers","r":{...}},
@@ -64,7 +67,7 @@ struct task {
 	int done;                   /* terminal: freed after its last write */
 	int holds;                  /* functions using it now (storage may answer at once) */
 	int notify;                 /* the next write is a change listeners hear of */
-	void *sub;                  /* task:<id> */
+	void *sub;                  /* task:<hid> */
 	struct event *after, *renew;
 	int renewed;                /* renew ran once: it runs at lease/3 now */
 	struct trace_ctx trace;     /* its tools/call's span */
@@ -319,7 +322,8 @@ create_result(const struct task *tk)
 static void cancel_here(struct task *tk);
 
 /* The record as stored, before it is renewed: a cancellation whose
- * message was lost (the transport was down) is found there. */
+ * message was lost (the transport was down) is found there, when it was
+ * not overwritten meanwhile (cancel_marked reads the marker first). */
 static void
 renew_read(void *arg, int status, const void *value, size_t len, const char *err)
 {
@@ -353,6 +357,32 @@ renew_interval(const struct task *tk, int first)
 	return tv;
 }
 
+/* task:<hid>:cancel (t_tasks.c): a tasks/cancel's mark that no write
+ * of the record removes. Absent: the record is read as before (and a
+ * cancellation by an instance that writes no mark is found there). */
+static void
+cancel_marked(void *arg, int status, const void *value, size_t len, const char *err)
+{
+	(void)value;
+	(void)len;
+	(void)err;
+	struct task *tk = arg;
+	hold(tk);
+	tk->ops--;
+	if (status == MCPD_OK) {
+		cancel_here(tk);
+	} else if (!tk->done && !tk->writing) {
+		char key[96];
+		snprintf(key, sizeof(key), "task:%s", tk->hid);
+		struct trace_ctx was;
+		span_enter(tk, &was);
+		tk->ops++;
+		tk->m->b.storage->get(tk->m->b.storage_inst, key, renew_read, tk);
+		tracing_pop(&was);
+	}
+	release(tk);
+}
+
 static void
 renew(evutil_socket_t fd, short ev, void *arg)
 {
@@ -366,12 +396,12 @@ renew(evutil_socket_t fd, short ev, void *arg)
 	}
 	if (tk->done || tk->writing)
 		return;
-	char key[96];
-	snprintf(key, sizeof(key), "task:%s", tk->hid);
+	char key[112];
+	snprintf(key, sizeof(key), "task:%s:cancel", tk->hid);
 	struct trace_ctx was;
 	span_enter(tk, &was);
 	tk->ops++;
-	tk->m->b.storage->get(tk->m->b.storage_inst, key, renew_read, tk);
+	tk->m->b.storage->get(tk->m->b.storage_inst, key, cancel_marked, tk);
 	tracing_pop(&was);
 }
 

@@ -179,26 +179,42 @@ class SlowToServer:
                 pass
 
 
+LATE_PROGRESS = """
+  - name: late
+    description: Waits for a file, says so (a write of the task's record), waits for another.
+    input: { pidfile: string, go: string, gate: string }
+    shell: 'echo $$ > "$MCP_ARG_pidfile"; while [ ! -e "$MCP_ARG_go" ]; do sleep 0.02; done;
+            mcpd-tool progress 1 2 "going"; while [ ! -e "$MCP_ARG_gate" ]; do sleep 0.05; done; echo done'
+    timeout: 1m
+    task: may
+"""
+
+
 def test_cancel_before_the_subscription_is_active(t):
     """A's SUBSCRIBE to the task's channel reaches Redis 1.5 s late, so the
-    cancellation B publishes right after the answer reaches no one. A
-    finds it in the record at its first renewal, a second after the task
-    began (the lease's third, 10 s, before)."""
+    cancellation B publishes right after the answer reaches no one; and
+    the tool's progress, after it, has A write the record again ("working",
+    over B's "cancelled"). A finds the cancellation in its mark at its
+    first renewal, a second after the task began (before: at the lease's
+    third, 10 s, and then not at all, the record being overwritten)."""
     redis = redis_server(t)
     slow = SlowToServer(redis.port)
     (da, pa), (db, pb) = start_instances(
         t, 2, lambda name: (
             "storage: { plugin: redis, url: \"%s\" }\ntransport: { plugin: redis, url: \"redis://127.0.0.1:%d\" }\n"
-            % (redis.url, slow.port if name == "A" else redis.port)) + TOOLS % {"name": name}, 1, timeout=20)
-    pid, gate = os.path.join(t.dir, "pid"), os.path.join(t.dir, "gate")
-    st, r = call(pa, "wait", {"pidfile": pid, "gate": gate})
+            % (redis.url, slow.port if name == "A" else redis.port)) + TOOLS % {"name": name} + LATE_PROGRESS,
+        1, timeout=20)
+    pid, go, gate = (os.path.join(t.dir, n) for n in ("pid", "go", "gate"))
+    st, r = call(pa, "late", {"pidfile": pid, "go": go, "gate": gate})
     tid = r["result"]["taskId"]
     st, r = task(pb, "tasks/cancel", tid)
     check(r["result"] == {"resultType": "complete"}, r)
-    wait_for(lambda: os.path.exists(pid) and os.path.getsize(pid) > 0, 10, "the command to start")
+    open(go, "w").close()
+    wait_for(lambda: task(pb, "tasks/get", tid)[1]["result"].get("statusMessage") == "going", 5,
+             "the progress written after the cancellation")
     cpid = int(open(pid).read())
-    wait_for(lambda: process_ended(cpid), 5, "the command killed (within the first renewal, not the lease's third)")
-    da.wait_log("task %.8s… of tool wait: cancelled by the client" % tid)
+    wait_for(lambda: process_ended(cpid), 5, "the command killed (within the first renewal)")
+    da.wait_log("task %.8s… of tool late: cancelled by the client" % tid)
     check(until(pa, tid, ("cancelled",))["status"] == "cancelled")
 
 
