@@ -45,8 +45,11 @@ SID=$(session "$P")
 # children's CPU is counted once they are reaped: cutime and cstime).
 HZ=$(getconf CLK_TCK)
 tree() { local p=$1; echo "$p"; for c in $(cat /proc/$p/task/*/children 2>/dev/null); do tree "$c"; done; }
-cpu_ticks() { local t=0; for p in $(tree $MCPD_PID); do
-	[ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15+$16+$17}' /proc/$p/stat))); done; echo $t; }
+# A one-shot tool's process may end between the listing and the read: it
+# then counts nothing here (its CPU is in its worker's cutime once reaped).
+cpu_ticks() { local t=0 v; for p in $(tree $MCPD_PID); do
+	v=$(awk '{print $14+$15+$16+$17}' /proc/$p/stat 2>/dev/null) || v=0
+	t=$((t + ${v:-0})); done; echo $t; }
 measure() {     # TOOL CONNS: "calls/s p99 cpu-ms-per-1000"
 	CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"'$1'","arguments":{"name":"bench"}}}'
 	curl -s -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \

@@ -81,10 +81,10 @@ ln -s "$root/tests/node/node_modules" "$tmp/node_modules"
 wait_port $P_NGINX; wait_port $P_MCPD
 
 tree_pids() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; }
-cpu_ticks() { local t=0; for p in $(tree_pids "$1"); do
-	[ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
-rss_kib() { local t=0; for p in "$@"; do
-	[ -r /proc/$p/status ] && t=$((t + $(awk '/^VmRSS/{print $2}' /proc/$p/status))); done; echo $t; }
+cpu_ticks() { local t=0 v; for p in $(tree_pids "$1"); do
+	v=$(awk '{print $14+$15}' /proc/$p/stat 2>/dev/null) || v=0; t=$((t + ${v:-0})); done; echo $t; }
+rss_kib() { local t=0 v; for p in "$@"; do
+	v=$(awk '/^VmRSS/{print $2}' /proc/$p/status 2>/dev/null) || v=0; t=$((t + ${v:-0})); done; echo $t; }
 mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
 HZ=$(getconf CLK_TCK)
 NGINX_MASTER=$(cat "$tmp/nginx.pid" 2>/dev/null || pgrep -f "$tmp/nginx.conf" | head -1)

@@ -47,8 +47,8 @@ SID=$(session "$P")
 # CPU ms mcpd (master and workers) spent per 1000 calls: steadier than
 # calls/s on a machine shared with other work.
 HZ=$(getconf CLK_TCK)
-cpu_ticks() { local t=0; for p in $MCPD_PID $(pgrep -P $MCPD_PID | tr '\n' ' '); do
-	[ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
+cpu_ticks() { local t=0 v; for p in $MCPD_PID $(pgrep -P $MCPD_PID | tr '\n' ' '); do
+	v=$(awk '{print $14+$15}' /proc/$p/stat 2>/dev/null) || v=0; t=$((t + ${v:-0})); done; echo $t; }
 measure() {     # "calls/s p99 cpu-ms-per-1000"
 	local before after r
 	before=$(cpu_ticks)
