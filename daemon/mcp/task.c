@@ -357,6 +357,19 @@ renew_interval(const struct task *tk, int first)
 	return tv;
 }
 
+/* Reads task:<hid><suffix> for cb, as a child of the task's span. */
+static void
+read_key(struct task *tk, const char *suffix, mcpd_value_cb *cb)
+{
+	char key[112];
+	snprintf(key, sizeof(key), "task:%s%s", tk->hid, suffix);
+	struct trace_ctx was;
+	span_enter(tk, &was);
+	tk->ops++;
+	tk->m->b.storage->get(tk->m->b.storage_inst, key, cb, tk);
+	tracing_pop(&was);
+}
+
 /* task:<hid>:cancel (t_tasks.c): a tasks/cancel's mark that no write
  * of the record removes. Absent: the record is read as before (and a
  * cancellation by an instance that writes no mark is found there). */
@@ -372,13 +385,7 @@ cancel_marked(void *arg, int status, const void *value, size_t len, const char *
 	if (status == MCPD_OK) {
 		cancel_here(tk);
 	} else if (!tk->done && !tk->writing) {
-		char key[96];
-		snprintf(key, sizeof(key), "task:%s", tk->hid);
-		struct trace_ctx was;
-		span_enter(tk, &was);
-		tk->ops++;
-		tk->m->b.storage->get(tk->m->b.storage_inst, key, renew_read, tk);
-		tracing_pop(&was);
+		read_key(tk, "", renew_read);
 	}
 	release(tk);
 }
@@ -396,13 +403,7 @@ renew(evutil_socket_t fd, short ev, void *arg)
 	}
 	if (tk->done || tk->writing)
 		return;
-	char key[112];
-	snprintf(key, sizeof(key), "task:%s:cancel", tk->hid);
-	struct trace_ctx was;
-	span_enter(tk, &was);
-	tk->ops++;
-	tk->m->b.storage->get(tk->m->b.storage_inst, key, cancel_marked, tk);
-	tracing_pop(&was);
+	read_key(tk, ":cancel", cancel_marked);
 }
 
 /* The command's process could not become a task: the client gets the

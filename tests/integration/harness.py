@@ -380,6 +380,57 @@ class Peer:
         return None
 
 
+class TcpRelay:
+    """A TCP proxy on a free loopback port in front of upstream_port, a
+    thread a direction for each connection. A subclass's forward(data,
+    to_server, state) may hold or change each chunk (state: a dict of the
+    connection's, shared by both directions) and returns what to pass."""
+
+    def __init__(self, upstream_port):
+        self.upstream = upstream_port
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def forward(self, data, to_server, state):
+        return data
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.upstream))
+            self.conns += [c, up]
+            state = {}
+            threading.Thread(target=self.pump, args=(c, up, state, True), daemon=True).start()
+            threading.Thread(target=self.pump, args=(up, c, state, False), daemon=True).start()
+
+    def pump(self, src, dst, state, to_server):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(self.forward(data, to_server, state))
+        except OSError:
+            pass
+        for x in (src, dst):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.ls.close()
+        for x in self.conns:
+            x.close()
+
+
 def json_handler():
     """A base for a peer's request handler that answers JSON (HTTP/1.1,
     no log lines): answer(status, body) sends body, a value or bytes."""

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 
-from harness import (sid_hash, process_ended, MCP_HEADERS, Redis, Skip, TestFailure, alive, call_tool, check, check_config_errors,
+from harness import (sid_hash, process_ended, TcpRelay, MCP_HEADERS, Redis, Skip, TestFailure, alive, call_tool, check, check_config_errors,
                      check_host_name, check_unresolvable, conformance_behind_balancer, conformance_config,
                      deleted_everywhere, down_and_back, free_port, http, key_file, mcp_session, node_peers_ready,
                      redis_server, rpc, run_unit_suite, serve, sse_events, start_instances, starts_before, storage_cache,
@@ -534,61 +534,29 @@ def test_storage_behind_a_flooding_tool(t):
     d.stop()
 
 
-class HoldingProxy:
+class HoldingProxy(TcpRelay):
     """A TCP proxy in front of Redis that, once told to, keeps back every
     reply on a connection after that connection has sent LRANGE (the
     read of an event log for a replay): storage slow to answer a
     resumption, and only that."""
 
     def __init__(self, upstream_port):
-        self.upstream = upstream_port
-        self.ls = socket.socket()
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(16)
-        self.port = self.ls.getsockname()[1]
         self.hold = False
         self.holding = threading.Event()        # an LRANGE's reply is held
         self.release = threading.Event()
-        self.conns = []
-        threading.Thread(target=self.accept, daemon=True).start()
+        super().__init__(upstream_port)
 
-    def accept(self):
-        while True:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            up = socket.create_connection(("127.0.0.1", self.upstream))
-            self.conns += [c, up]
-            state = {"held": False}
-            threading.Thread(target=self.pump, args=(c, up, state, True), daemon=True).start()
-            threading.Thread(target=self.pump, args=(up, c, state, False), daemon=True).start()
-
-    def pump(self, src, dst, state, to_server):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if to_server and self.hold and b"LRANGE" in data:
-                    state["held"] = True
-                    self.holding.set()
-                while not to_server and state["held"] and not self.release.wait(0.05):
-                    pass
-                dst.sendall(data)
-        except OSError:
+    def forward(self, data, to_server, state):
+        if to_server and self.hold and b"LRANGE" in data:
+            state["held"] = True
+            self.holding.set()
+        while not to_server and state.get("held") and not self.release.wait(0.05):
             pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        return data
 
     def close(self):
         self.release.set()
-        self.ls.close()
-        for s in self.conns:
-            s.close()
+        super().close()
 
 
 def test_events_during_a_slow_replay_are_bounded(t):

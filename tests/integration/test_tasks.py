@@ -8,10 +8,9 @@ import json
 import os
 import signal
 import socket
-import threading
 import time
 
-from harness import (check, process_ended, check_config_errors, free_port, mcp_session, redis_server, rpc, sid_hash,
+from harness import (TcpRelay, check, process_ended, check_config_errors, free_port, mcp_session, redis_server, rpc, sid_hash,
                      start_instances, wait_for)
 from storage_peek import Peek
 from test_auth import bearer, make_key
@@ -136,47 +135,17 @@ def test_task_across_instances(t):
     check(until(pa, tid, ("completed",))["status"] == "completed")
 
 
-class SlowToServer:
-    """A TCP proxy that holds what a client sends for DELAY seconds before
-    passing it on (in order); replies pass at once. In front of Redis, a
-    SUBSCRIBE through it becomes active that much later."""
+class SlowToServer(TcpRelay):
+    """Holds what a client sends for DELAY seconds before passing it on (in
+    order); replies pass at once. In front of Redis, a SUBSCRIBE through
+    it becomes active that much later."""
 
     DELAY = 1.5
 
-    def __init__(self, upstream_port):
-        self.upstream = upstream_port
-        self.ls = socket.socket()
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(16)
-        self.port = self.ls.getsockname()[1]
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            up = socket.create_connection(("127.0.0.1", self.upstream))
-            threading.Thread(target=self.pump, args=(c, up, self.DELAY), daemon=True).start()
-            threading.Thread(target=self.pump, args=(up, c, 0), daemon=True).start()
-
-    @staticmethod
-    def pump(src, dst, delay):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                time.sleep(delay)
-                dst.sendall(data)
-        except OSError:
-            pass
-        for x in (src, dst):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def forward(self, data, to_server, state):
+        if to_server:
+            time.sleep(self.DELAY)
+        return data
 
 
 LATE_PROGRESS = """
