@@ -375,7 +375,7 @@ handle_post(struct mcp *m, struct http_request *r, uint64_t authorized_us)
 	int code;
 	char why[256];
 	cJSON *eid = NULL;
-	if (jsonrpc_parse(body, len, (int)m->cfg->limits.json_depth, &msg, &code, why, sizeof(why), &eid) < 0) {
+	if (jsonrpc_parse(&m->reader, body, len, (int)m->cfg->limits.json_depth, &msg, &code, why, sizeof(why), &eid) < 0) {
 		http_request_log_extra(r, why);
 		respond_rpc_error(r, 400, eid, code, why);
 		cJSON_Delete(eid);
@@ -931,5 +931,6 @@ mcp_free(struct mcp *m)
 	for (size_t i = 0; i < m->nwatches; i++)
 		free(m->watches[i].dir);
 	free(m->watches);
+	jsonrpc_reader_clear(&m->reader);       /* every message is freed by now */
 	free(m);
 }

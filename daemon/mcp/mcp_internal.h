@@ -154,6 +154,7 @@ struct mcp {
 	void *tasks_sub;                /* mcpd:tasks, task status for listen streams */
 	struct ratelimit *rate;         /* limits.rate, or NULL */
 	struct ratelimit *refusals;     /* with auth: limits.rate over 401s, per address */
+	struct jsonrpc_reader reader;   /* the requests' kept arena */
 };
 
 /* endpoint.c: answers outside a call. cors_headers checks the Origin

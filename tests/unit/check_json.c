@@ -25,7 +25,7 @@ rpc_code(const char *body, size_t len)
 	int code = 0;
 	char msg[256];
 	cJSON *id = NULL;
-	int rc = jsonrpc_parse(body, len, 64, &m, &code, msg, sizeof(msg), &id);
+	int rc = jsonrpc_parse(NULL, body, len, 64, &m, &code, msg, sizeof(msg), &id);
 	cJSON_Delete(id);
 	if (rc == 0) {
 		jsonrpc_free(&m);
@@ -104,7 +104,7 @@ check_id_echo(const char *id_text)
 	int code;
 	char msg[256], want[256];
 	cJSON *id = NULL;
-	ck_assert_int_eq(jsonrpc_parse(body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), 0);
+	ck_assert_int_eq(jsonrpc_parse(NULL, body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), 0);
 	ck_assert_ptr_null(id);         /* a copy only for a message refused */
 	char *r = jsonrpc_result(m.id, NULL);
 	snprintf(want, sizeof(want), "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{}}", id_text);
@@ -113,7 +113,7 @@ check_id_echo(const char *id_text)
 	jsonrpc_free(&m);
 	/* Refused, its id copied for the error, as written. */
 	snprintf(body, sizeof(body), "{\"jsonrpc\":\"1.0\",\"id\":%s,\"method\":\"m\"}", id_text);
-	ck_assert_int_eq(jsonrpc_parse(body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_int_eq(jsonrpc_parse(NULL, body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), -1);
 	ck_assert_int_eq(code, JSONRPC_INVALID_REQUEST);
 	ck_assert_ptr_nonnull(id);
 	r = jsonrpc_error(id, -32601, "no", NULL);
@@ -203,17 +203,17 @@ START_TEST(utf8_fault_named)
 	char msg[256];
 	cJSON *id = NULL;
 	static const char late[] = "{\"jsonrpc\":\"2.0\",,\"id\":1,\"method\":\"\xff\"}";
-	ck_assert_int_eq(jsonrpc_parse(late, sizeof(late) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_int_eq(jsonrpc_parse(NULL, late, sizeof(late) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
 	ck_assert_int_eq(code, JSONRPC_PARSE_ERROR);
 	ck_assert_str_eq(msg, "Parse error: body is not valid UTF-8");
 	static const char bad[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xed\xa0\x80\"}";
-	ck_assert_int_eq(jsonrpc_parse(bad, sizeof(bad) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_int_eq(jsonrpc_parse(NULL, bad, sizeof(bad) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
 	ck_assert_str_eq(msg, "Parse error: body is not valid UTF-8");
 	static const char syn[] = "{\"jsonrpc\":\"2.0\",,\"method\":\"\xc3\xa9\"}";
-	ck_assert_int_eq(jsonrpc_parse(syn, sizeof(syn) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_int_eq(jsonrpc_parse(NULL, syn, sizeof(syn) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
 	ck_assert_str_ne(msg, "Parse error: body is not valid UTF-8");
 	static const char good[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xc3\xa9\xf0\x9f\x98\x80\"}";
-	ck_assert_int_eq(jsonrpc_parse(good, sizeof(good) - 1, 64, &m, &code, msg, sizeof(msg), &id), 0);
+	ck_assert_int_eq(jsonrpc_parse(NULL, good, sizeof(good) - 1, 64, &m, &code, msg, sizeof(msg), &id), 0);
 	ck_assert_str_eq(m.method, "\xc3\xa9\xf0\x9f\x98\x80");
 	cJSON_Delete(id);
 	jsonrpc_free(&m);
@@ -277,7 +277,7 @@ valid_exact(const char *schema, const char *value)
 	int code;
 	char msg[256];
 	cJSON *id = NULL;
-	ck_assert_int_eq(jsonrpc_parse(body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), 0);
+	ck_assert_int_eq(jsonrpc_parse(NULL, body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), 0);
 	int rc = schema_validate(cJSON_GetObjectItem(m.params, "s"), cJSON_GetObjectItem(m.params, "v"),
 	    "arguments", err, sizeof(err));
 	jsonrpc_free(&m);
@@ -560,7 +560,7 @@ START_TEST(envelope_members)
 	char msg[256];
 	cJSON *id = NULL;
 	for (size_t i = 0; i < 2; i++) {
-		ck_assert_int_eq(jsonrpc_parse(bodies[i], strlen(bodies[i]), 64, &m, &code, msg, sizeof(msg), &id), 0);
+		ck_assert_int_eq(jsonrpc_parse(NULL, bodies[i], strlen(bodies[i]), 64, &m, &code, msg, sizeof(msg), &id), 0);
 		ck_assert_int_eq(m.kind, RPC_REQUEST);
 		ck_assert_str_eq(m.id->valuestring, "x");
 		ck_assert_str_eq(m.method, "tools/call");
@@ -579,13 +579,13 @@ START_TEST(envelope_members)
 		"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"_meta\":{}}}",
 	};
 	for (size_t i = 0; i < sizeof(no_meta) / sizeof(no_meta[0]); i++) {
-		ck_assert_int_eq(jsonrpc_parse(no_meta[i], strlen(no_meta[i]), 64, &m, &code, msg, sizeof(msg), &id), 0);
+		ck_assert_int_eq(jsonrpc_parse(NULL, no_meta[i], strlen(no_meta[i]), 64, &m, &code, msg, sizeof(msg), &id), 0);
 		ck_assert_ptr_null(m.meta);
 		jsonrpc_free(&m);
 	}
 	/* Members with the envelope's first letters are not taken for it. */
 	static const char odd[] = "{\"i\":1,\"jsonrpcx\":0,\"methods\":\"m\",\"p\":{},\"jsonrpc\":\"2.0\",\"method\":\"m\",\"e\":1,\"r\":2}";
-	ck_assert_int_eq(jsonrpc_parse(odd, sizeof(odd) - 1, 64, &m, &code, msg, sizeof(msg), &id), 0);
+	ck_assert_int_eq(jsonrpc_parse(NULL, odd, sizeof(odd) - 1, 64, &m, &code, msg, sizeof(msg), &id), 0);
 	ck_assert_int_eq(m.kind, RPC_NOTIFICATION);
 	ck_assert_ptr_null(m.params);
 	jsonrpc_free(&m);
@@ -604,13 +604,14 @@ START_TEST(messages_in_turn)
 	int code;
 	char msg[256], body[4096];
 	cJSON *id = NULL;
+	struct jsonrpc_reader rd = { 0 };
 	for (int round = 0; round < 50; round++) {
 		for (int i = 0; i < 3; i++) {
 			/* Sizes from a few bytes to past the first block. */
 			int pad = (round * 7 + i * 300) % 1500;
 			int n = snprintf(body, sizeof(body), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"m%d\","
 			    "\"params\":{\"s\":\"%*s\",\"_meta\":{\"k\":%d}}}", round * 3 + i, i, pad, "", i);
-			ck_assert_int_eq(jsonrpc_parse(body, (size_t)n, 64, &m[i], &code, msg, sizeof(msg), &id), 0);
+			ck_assert_int_eq(jsonrpc_parse(&rd, body, (size_t)n, 64, &m[i], &code, msg, sizeof(msg), &id), 0);
 			memset(body, 'x', sizeof(body));
 		}
 		for (int i = 0; i < 3; i++) {
@@ -621,12 +622,23 @@ START_TEST(messages_in_turn)
 			ck_assert_int_eq(json_get(m[i].meta, "k")->valueint, i);
 			ck_assert_uint_eq(strlen(json_get(m[i].params, "s")->valuestring), (size_t)((round * 7 + i * 300) % 1500));
 		}
-		/* Freed in another order than made. */
+		/* Freed in another order than made; the first arena freed is
+		 * kept, and the next message's tree is in it. */
+		struct arena *kept = m[1].arena;
 		jsonrpc_free(&m[1]);
+		ck_assert_ptr_eq(rd.spare, kept);
 		jsonrpc_free(&m[(round & 1) ? 0 : 2]);
 		jsonrpc_free(&m[(round & 1) ? 2 : 0]);
 		jsonrpc_free(&m[1]);            /* already freed: nothing */
+		ck_assert_ptr_eq(rd.spare, kept);
+		ck_assert_int_eq(jsonrpc_parse(&rd, "{\"jsonrpc\":\"2.0\",\"method\":\"n\"}", 30, 64, &m[0], &code,
+		    msg, sizeof(msg), &id), 0);
+		ck_assert_ptr_eq(m[0].arena, kept);
+		ck_assert_ptr_null(rd.spare);
+		jsonrpc_free(&m[0]);
 	}
+	jsonrpc_reader_clear(&rd);
+	ck_assert_ptr_null(rd.spare);
 }
 END_TEST
 
