@@ -1240,8 +1240,16 @@ value_end(char *v)
 		uint64_t w = word_at(v);
 		/* a byte below 0x20, or a byte 0x7f (bytes from 0x80 never) */
 		uint64_t del = w ^ (0x7f * ones);
-		if ((((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & highs)
+		uint64_t m = (((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & highs;
+		if (m != 0) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			/* The lowest flagged byte is exact (a borrow flags only
+			 * bytes above it): go to it, then on by the table (an HTAB
+			 * is flagged, and a vchar). */
+			v += __builtin_ctzll(m) >> 3;
+#endif
 			break;
+		}
 		v += 8;
 	}
 	while (vchars[(unsigned char)*v])
