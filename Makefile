@@ -91,7 +91,7 @@ $(MCPD): $(DAEMON_OBJS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
 
 # The helper reads and prints JSON with the daemon's json.c: numbers as written.
-$(HELPER): $(BUILD)/tools/mcpd-tool.o $(BUILD)/daemon/lib/json.o
+$(HELPER): $(BUILD)/tools/mcpd-tool.o $(BUILD)/daemon/lib/json.o $(BUILD)/daemon/lib/arena.o
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CJSON_LIBS) -lm
 
 # Plugins are built like third-party ones: with include/mcpd/plugin.h only.

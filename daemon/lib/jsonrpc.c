@@ -32,14 +32,6 @@ json_depth_exceeds(const char *s, size_t len, int max_depth)
 	return 0;
 }
 
-/* A message's tree comes from one arena, freed whole with the message:
- * a few blocks rather than a malloc and a free per node and string. */
-static void *
-tree_alloc(void *arena, size_t n)
-{
-	return arena_alloc(arena, n);
-}
-
 /* The arena of the last message freed is kept, reset, for the next one
  * (a worker reads one message at a time; a call that outlives its
  * request keeps its own): no malloc and free of an arena per request.
@@ -100,7 +92,7 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 		snprintf(msg, msglen, "out of memory");
 		return -1;
 	}
-	cJSON *root = json_parse_with(body, len, max_depth, &je, tree_alloc, a);
+	cJSON *root = json_parse_arena(body, len, max_depth, &je, a);
 	if (root == NULL) {
 		msg_arena_done(a);
 		*code = JSONRPC_PARSE_ERROR;
