@@ -266,6 +266,52 @@ START_TEST(parse_into_an_arena)
 }
 END_TEST
 
+/* Every byte at every place of a long string (the 16- and 8-byte scans,
+ * then byte by byte near the end): taken as itself, or the fault it is at
+ * its offset. */
+START_TEST(string_scan_every_place)
+{
+	char t[64];
+	for (size_t len = 1; len <= 40; len += 13) {
+		for (size_t k = 0; k < len; k++) {
+			for (int b = 0; b < 256; b++) {
+				size_t n = 0;
+				t[n++] = '[';
+				t[n++] = '"';
+				for (size_t i = 0; i < len; i++)
+					t[n++] = i == k ? (char)b : (char)('a' + i % 26);
+				t[n++] = '"';
+				t[n++] = ']';
+				struct json_error je;
+				cJSON *v = json_parse(t, n, 0, &je);
+				size_t at = 2 + k;
+				if (b >= 0x20 && b < 0x80 && b != '"' && b != '\\') {
+					ck_assert_ptr_nonnull(v);
+					ck_assert_uint_eq(strlen(v->child->valuestring), len);
+					ck_assert_int_eq((unsigned char)v->child->valuestring[k], b);
+					cJSON_Delete(v);
+					continue;
+				}
+				if (b == '\\' && k + 1 < len && strchr("bfnrt", t[at + 1]) != NULL) {
+					ck_assert_ptr_nonnull(v);         /* an escape after all */
+					ck_assert_uint_eq(strlen(v->child->valuestring), len - 1);
+					cJSON_Delete(v);
+					continue;
+				}
+				ck_assert_ptr_null(v);
+				enum json_fault want = b < 0x20 ? JSON_CONTROL : b >= 0x80 ? JSON_UTF8 : JSON_SYNTAX;
+				if (b == '"')
+					at = 3 + k;         /* at what follows the string */
+				if (b == '\\' && k + 1 == len)
+					want = JSON_SYNTAX, at = n;         /* \" then ']': unterminated */
+				ck_assert_msg(je.fault == want && je.offset == at, "byte 0x%02x at %zu of %zu: fault %d at %zu",
+				    b, k, len, je.fault, je.offset);
+			}
+		}
+	}
+}
+END_TEST
+
 /* Are a container's children linked as cJSON links them (each prev the
  * one before, the first's prev the last, the last's next NULL)? The
  * count of them, or -1. */
@@ -1037,6 +1083,7 @@ json_suite(void)
 	tcase_add_test(tc, utf8_fault_named);
 	tcase_add_test(tc, parse_into_an_arena);
 	tcase_add_test(tc, whitespace_between_tokens);
+	tcase_add_test(tc, string_scan_every_place);
 	tcase_add_test(tc, parse_three_ways);
 	tcase_add_test(tc, arena_inline_bump);
 	tcase_add_test(tc, numbers_by_value);
