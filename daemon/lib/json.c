@@ -556,7 +556,8 @@ duplicate_name(const cJSON *obj, size_t n)
 
 static cJSON *parse_value(struct parser *p);
 
-static cJSON *
+/* Inline into parse_object and parse_array, each with its own constant. */
+static inline __attribute__((always_inline)) cJSON *
 parse_container(struct parser *p, int object)
 {
 	size_t at = p->pos;
@@ -638,6 +639,18 @@ fail:
 	return NULL;
 }
 
+static cJSON *
+parse_object(struct parser *p)
+{
+	return parse_container(p, 1);
+}
+
+static cJSON *
+parse_array(struct parser *p)
+{
+	return parse_container(p, 0);
+}
+
 static inline int
 literal(struct parser *p, const char *word, size_t n)
 {
@@ -658,8 +671,9 @@ parse_value(struct parser *p)
 	cJSON *v = NULL;
 	switch (c) {
 	case '{':
+		return parse_object(p);
 	case '[':
-		return parse_container(p, c == '{');
+		return parse_array(p);
 	case '"':
 		return string_node(p);
 	case 't':
