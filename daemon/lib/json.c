@@ -30,17 +30,13 @@ struct parser {
 	void *ctx;
 };
 
-/* n bytes from the caller's allocator: an arena's inline. */
-static inline void *
-caller_bytes(struct parser *p, size_t n)
-{
-	return p->arena != NULL ? arena_alloc(p->arena, n) : p->alloc(p->ctx, n);
-}
-
+/* An arena's first: a request's tree. */
 static inline void *
 new_bytes(struct parser *p, size_t n)
 {
-	return p->own ? cJSON_malloc(n) : caller_bytes(p, n);
+	if (p->arena != NULL)
+		return arena_alloc(p->arena, n);
+	return p->own ? cJSON_malloc(n) : p->alloc(p->ctx, n);
 }
 
 /* A node of the type; with n > 0, n bytes for its valuestring at *bytes:
@@ -50,7 +46,12 @@ static inline cJSON *
 new_node(struct parser *p, int type, size_t n, char **bytes)
 {
 	cJSON *v;
-	if (p->own) {
+	if (p->arena != NULL) {
+		if ((v = arena_alloc(p->arena, sizeof(*v) + n)) == NULL)
+			return NULL;
+		if (n > 0)
+			*bytes = (char *)(v + 1);
+	} else if (p->own) {
 		if ((v = cJSON_malloc(sizeof(*v))) == NULL)
 			return NULL;
 		if (n > 0 && (*bytes = cJSON_malloc(n)) == NULL) {
@@ -58,7 +59,7 @@ new_node(struct parser *p, int type, size_t n, char **bytes)
 			return NULL;
 		}
 	} else {
-		if ((v = caller_bytes(p, sizeof(*v) + n)) == NULL)
+		if ((v = p->alloc(p->ctx, sizeof(*v) + n)) == NULL)
 			return NULL;
 		if (n > 0)
 			*bytes = (char *)(v + 1);
