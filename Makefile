@@ -244,6 +244,7 @@ FUZZ_OBJS = $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/fuzz/fuzz_*.c))
 # its own plugin_load (it refuses): a fuzzed file must not dlopen anything.
 FUZZ_LINK_http = $(DAEMON_LINK_OBJS)
 FUZZ_LINK_jsonrpc = $(DAEMON_LINK_OBJS)
+FUZZ_LINK_json = $(BUILD)/daemon/lib/json.o $(BUILD)/daemon/lib/arena.o
 FUZZ_LINK_config = $(filter-out $(BUILD)/daemon/core/plugin.o,$(DAEMON_LINK_OBJS))
 FUZZ_LINK_reqstate = $(DAEMON_LINK_OBJS)
 FUZZ_LINK_form = $(DAEMON_LINK_OBJS)
