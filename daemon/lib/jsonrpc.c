@@ -32,14 +32,6 @@ json_depth_exceeds(const char *s, size_t len, int max_depth)
 	return 0;
 }
 
-/* A message's tree comes from one arena, freed whole with the message:
- * a few blocks rather than a malloc and a free per node and string. */
-static void *
-tree_alloc(void *arena, size_t n)
-{
-	return arena_alloc(arena, n);
-}
-
 /* A first block of 4 KiB at least: the kept arena is to hold the next
  * message's tree too, whatever the size of the one it came from (a
  * request's tree takes about four times its text). Under
@@ -102,7 +94,7 @@ jsonrpc_parse(struct jsonrpc_reader *rd, const char *body, size_t len, int max_d
 		snprintf(msg, msglen, "out of memory");
 		return -1;
 	}
-	cJSON *root = json_parse_with(body, len, max_depth, &je, tree_alloc, a);
+	cJSON *root = json_parse_arena(body, len, max_depth, &je, a);
 	if (root == NULL) {
 		msg_arena_done(rd, a);
 		*code = JSONRPC_PARSE_ERROR;
