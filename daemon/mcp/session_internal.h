@@ -158,6 +158,9 @@ sx(struct stream *st)
 
 /* session.c */
 struct session *cache_find(struct sessions *t, const char *id);
+/* Whether a stored record (value, len) written at its "w" has lapsed by
+ * now, for sessions that expire idle_ms after their last write. */
+int record_expired_at(const void *value, size_t len, uint64_t idle_ms, uint64_t now);
 /* By keyed hash: the user index and the mcpd:sessions messages name a
  * session by its hash only, never by the id a client presents. */
 struct session *cache_find_hashed(struct sessions *t, const char *hid);
