@@ -54,8 +54,6 @@ mcp_log_level_parse(const char *s)
 	return -1;
 }
 
-#define GONE_MS 30000
-
 static void evict(struct session *s);
 
 static unsigned
@@ -118,15 +116,17 @@ record_expired_at(const void *value, size_t len, uint64_t idle_ms, uint64_t now)
 		return 0;
 	char buf[24];
 	size_t n = len - (sizeof(w) - 1) < sizeof(buf) - 1 ? len - (sizeof(w) - 1) : sizeof(buf) - 1;
-	memcpy(buf, (const char *)value + sizeof(w) - 1, n);
-	buf[n] = '\0';
+	const char *v = (const char *)value + sizeof(w) - 1;
 	unsigned long long at = 0;
 	size_t i = 0;
-	/* As record_json writes it, digits: read here (strtoull costs more
-	 * than all the rest of this); anything else as before. */
-	for (; i < 19 && buf[i] >= '0' && buf[i] <= '9'; i++)
-		at = at * 10 + (unsigned)(buf[i] - '0');
-	if (i == 0 || (buf[i] >= '0' && buf[i] <= '9')) {
+	/* As record_json writes it, up to 19 digits (no overflow): read here
+	 * (strtoull cost more than all the rest of a lookup's own work);
+	 * anything else as before. */
+	for (; i < n && i < 19 && v[i] >= '0' && v[i] <= '9'; i++)
+		at = at * 10 + (unsigned)(v[i] - '0');
+	if (i == 0 || (i < n && v[i] >= '0' && v[i] <= '9')) {
+		memcpy(buf, v, n);
+		buf[n] = '\0';
 		char *end;
 		at = strtoull(buf, &end, 10);
 		if (end == buf)
@@ -380,11 +380,8 @@ sessions_msg(void *arg, const char *channel, const void *msg, size_t len)
 		if (rec != NULL)
 			*rec++ = '\0';
 		struct session *s = cache_find_hashed(t, hid);
-		if (strcmp(m, "d") == 0) {
-			snprintf(t->gone[t->gone_next].hid, sizeof(t->gone[0].hid), "%s", hid);
-			t->gone[t->gone_next].at = now_ms();
-			t->gone_next = (t->gone_next + 1) % GONE_SLOTS;
-		}
+		if (strcmp(m, "d") == 0)
+			gone_note(t, hid, now_ms());
 		if (s != NULL && strcmp(m, "d") == 0)
 			evict(s);
 		else if (s != NULL && strcmp(m, "c") == 0 && rec != NULL)
@@ -650,14 +647,32 @@ session_create(struct sessions *t, enum proto proto, const cJSON *caps, const cJ
 	free(rec);
 }
 
-static int
-recently_deleted(const struct sessions *t, const char *hid)
+void
+gone_note(struct sessions *t, const char *hid, uint64_t now)
 {
-	uint64_t now = now_ms();
+	snprintf(t->gone[t->gone_next].hid, sizeof(t->gone[0].hid), "%s", hid);
+	t->gone[t->gone_next].at = now;
+	t->gone_next = (t->gone_next + 1) % GONE_SLOTS;
+	t->gone_last = now;
+}
+
+int
+gone_recently(const struct sessions *t, const char *hid, uint64_t now)
+{
+	/* None deleted within GONE_MS (as on most requests): no slot to
+	 * look at, each being at most as recent as the newest. */
+	if (t->gone_last == 0 || now - t->gone_last >= GONE_MS)
+		return 0;
 	for (size_t i = 0; i < GONE_SLOTS; i++)
 		if (t->gone[i].at != 0 && now - t->gone[i].at < GONE_MS && strcmp(t->gone[i].hid, hid) == 0)
 			return 1;
 	return 0;
+}
+
+static int
+recently_deleted(const struct sessions *t, const char *hid)
+{
+	return gone_recently(t, hid, now_ms());
 }
 
 static void

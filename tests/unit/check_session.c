@@ -19,10 +19,9 @@ expired(const char *rec, uint64_t idle_ms, uint64_t now)
 
 /* What record_expired answered before the digits were read by hand. */
 static int
-expired_by_strtoull(const char *rec, uint64_t idle_ms, uint64_t now)
+expired_by_strtoull(const char *rec, size_t len, uint64_t idle_ms, uint64_t now)
 {
 	static const char w[] = "{\"w\":";
-	size_t len = strlen(rec);
 	if (len < sizeof(w) || memcmp(rec, w, sizeof(w) - 1) != 0)
 		return 0;
 	char buf[24];
@@ -73,11 +72,48 @@ START_TEST(record_expiry_as_strtoull)
 		snprintf(rec, sizeof(rec), "{\"w\":%s", vals[v]);
 		for (size_t i = 0; i < sizeof(idles) / sizeof(idles[0]); i++)
 			for (size_t n = 0; n < sizeof(nows) / sizeof(nows[0]); n++)
-				ck_assert_msg(expired(rec, idles[i], nows[n]) ==
-				    expired_by_strtoull(rec, idles[i], nows[n]),
-				    "%s idle %llu now %llu", rec, (unsigned long long)idles[i],
-				    (unsigned long long)nows[n]);
+				/* Whole, and cut short (the value is not a string). */
+				for (size_t len = strlen(rec) + 1; len-- > 0;)
+					ck_assert_msg(record_expired_at(rec, len, idles[i], nows[n]) ==
+					    expired_by_strtoull(rec, len, idles[i], nows[n]),
+					    "%.*s idle %llu now %llu", (int)len, rec, (unsigned long long)idles[i],
+					    (unsigned long long)nows[n]);
 	}
+}
+END_TEST
+
+/* A session deleted lately (heard on mcpd:sessions) is not served from a
+ * record read just before: for GONE_MS, whether or not others were
+ * deleted since, and the ring keeps the newest GONE_SLOTS. */
+START_TEST(gone_lately)
+{
+	struct sessions *t = calloc(1, sizeof(*t));
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_eq(gone_recently(t, "h1", 5), 0);
+	ck_assert_int_eq(gone_recently(t, "", 5), 0);
+	gone_note(t, "h1", 100000);
+	ck_assert_int_eq(gone_recently(t, "h1", 100000), 1);
+	ck_assert_int_eq(gone_recently(t, "h1", 100000 + GONE_MS - 1), 1);
+	ck_assert_int_eq(gone_recently(t, "h1", 100000 + GONE_MS), 0);
+	ck_assert_int_eq(gone_recently(t, "h2", 100000), 0);
+	/* Another deleted later: the first still counts until its own end. */
+	gone_note(t, "h2", 100000 + GONE_MS - 10);
+	ck_assert_int_eq(gone_recently(t, "h1", 100000 + GONE_MS - 1), 1);
+	ck_assert_int_eq(gone_recently(t, "h1", 100000 + GONE_MS), 0);
+	ck_assert_int_eq(gone_recently(t, "h2", 100000 + GONE_MS), 1);
+	ck_assert_int_eq(gone_recently(t, "h2", 100000 + 2 * GONE_MS - 11), 1);
+	ck_assert_int_eq(gone_recently(t, "h2", 100000 + 2 * GONE_MS - 10), 0);
+	/* Past GONE_SLOTS deletions the oldest slot is taken again. */
+	char hid[16];
+	for (int i = 0; i < GONE_SLOTS; i++) {
+		snprintf(hid, sizeof(hid), "x%d", i);
+		gone_note(t, hid, 200000 + (uint64_t)i);
+	}
+	ck_assert_int_eq(gone_recently(t, "h2", 200000), 0);
+	ck_assert_int_eq(gone_recently(t, "x0", 200000 + GONE_SLOTS), 1);
+	ck_assert_int_eq(gone_recently(t, "x0", 200000 + GONE_MS), 0);
+	ck_assert_int_eq(gone_recently(t, "x63", 200000 + GONE_MS), 1);
+	free(t);
 }
 END_TEST
 
@@ -88,6 +124,7 @@ session_suite(void)
 	TCase *tc = tcase_create("records");
 	tcase_add_test(tc, record_expiry);
 	tcase_add_test(tc, record_expiry_as_strtoull);
+	tcase_add_test(tc, gone_lately);
 	suite_add_tcase(s, tc);
 	return s;
 }
