@@ -122,8 +122,9 @@ record_expired_at(const void *value, size_t len, uint64_t idle_ms, uint64_t now)
 	/* As record_json writes it, up to 19 digits (no overflow): read here
 	 * (strtoull cost more than all the rest of a lookup's own work);
 	 * anything else as before. */
-	for (; i < n && i < 19 && v[i] >= '0' && v[i] <= '9'; i++)
-		at = at * 10 + (unsigned)(v[i] - '0');
+	size_t lim = n < 19 ? n : 19;
+	for (unsigned d; i < lim && (d = (unsigned)(unsigned char)v[i] - '0') < 10; i++)
+		at = at * 10 + d;
 	if (i == 0 || (i < n && v[i] >= '0' && v[i] <= '9')) {
 		memcpy(buf, v, n);
 		buf[n] = '\0';
