@@ -887,14 +887,27 @@ def check_not_ready(port, why, initialize=False, healthz=0, timeout=10):
         st, _, body = http(port, "GET", "/healthz")
         check(st == 200, "the process is alive even though it is not ready: %s %r" % (st, body))
     # Each worker finds out on its own: until every one has, the answer
-    # may come from one that says only "not connected yet" (never 200).
+    # may come from one that says only "not connected yet", or from one
+    # that has not yet seen the loss (200). Every worker that answered 200
+    # must say why before the timeout; none may go back to 200 after.
     said = {}
+    ready, told = set(), set()
 
     def says_why():
         st, _, body = http(port, "GET", "/readyz")
+        try:
+            worker = json.loads(body).get("worker")
+        except ValueError:
+            worker = None
+        if st == 200:
+            check(worker not in told, "worker %s said ready after it said why: %r" % (worker, body))
+            ready.add(worker)
+            return False
         check(st == 503, (st, body))
         said["body"] = body
-        return why in body
+        if why in body:
+            told.add(worker)
+        return why in body and ready <= told
     wait_for(says_why, timeout=timeout, what="/readyz to say %r" % why)
     if initialize:
         st, r, _ = rpc(port, None, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
