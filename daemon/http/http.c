@@ -7,6 +7,9 @@
 #include "util.h"
 
 #include <errno.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -861,7 +864,7 @@ http_respond(struct http_request *r, int status, const char *content_type,
 	memcpy(cl, "Content-Length: ", 16);
 	for (size_t i = 0; i < nd; i++)
 		cl[16 + i] = digits[nd - 1 - i];
-	if (strcmp(r->method, "HEAD") == 0)
+	if (r->method[0] == 'H' && strcmp(r->method, "HEAD") == 0)
 		len = 0;
 	size_t hlen;
 	char *head = build_head(r, status, content_type, cl, 16 + nd, 0, &hlen);
@@ -1236,8 +1239,9 @@ known_by_initial(void)
 	return by;
 }
 
-/* The known fields whose names begin with the tchar c, a bit each. */
-static uint32_t
+/* The known fields whose names begin with the tchar c, a bit each.
+ * Inlined: it runs for every field line. */
+static inline __attribute__((always_inline)) uint32_t
 known_with_initial(unsigned char c)
 {
 	unsigned char l = tchars[c];
@@ -1336,7 +1340,7 @@ repeated_field(const struct http_request *r)
 				return (int)i;
 			continue;
 		}
-		if (strncasecmp(h->name, "Mcp-Param-", 10) != 0)
+		if ((h->name[0] | 0x20) != 'm' || strncasecmp(h->name, "Mcp-Param-", 10) != 0)
 			continue;
 		for (size_t j = 0; j < i; j++)
 			if (strcasecmp(r->headers[j].name, h->name) == 0)
@@ -1385,16 +1389,17 @@ parse_head(struct http_request *r, char *p, const char **why)
 		return 400;
 	}
 	*sp2 = '\0';
+	/* The version with its NUL, compared whole (the head's copy has
+	 * HEAD_SLACK zero bytes after its end: nine bytes can be read). */
 	const char *version = sp2 + 1;
-	if (strncmp(version, "HTTP/", 5) != 0) {
+	if (memcmp(version, "HTTP/1.1", 9) == 0)
+		r->minor = 1;
+	else if (memcmp(version, "HTTP/1.0", 9) == 0)
+		r->minor = 0;
+	else if (strncmp(version, "HTTP/", 5) != 0) {
 		*why = "malformed request line";
 		return 400;
-	}
-	if (strcmp(version, "HTTP/1.1") == 0)
-		r->minor = 1;
-	else if (strcmp(version, "HTTP/1.0") == 0)
-		r->minor = 0;
-	else {
+	} else {
 		r->minor = 1;
 		*why = "only HTTP/1.0 and HTTP/1.1 are served";
 		return 505;
@@ -1563,6 +1568,35 @@ body_complete(struct http_conn *c, struct evbuffer *from, size_t len)
 	dispatch(c);
 }
 
+/* The head's end in buf[0, span), the search starting at from: the
+ * CRLF CRLF that ends it, or NULL. By each LF, then the three bytes
+ * before it (memmem looks at every byte the slow way); sixteen bytes at a
+ * time where SSE2 is, as a memchr per line showed in the profile. */
+static const char *
+head_end(const char *buf, size_t from, size_t span)
+{
+	const char *q = buf + from + 3, *stop = buf + span;
+#ifdef __SSE2__
+	const __m128i lf = _mm_set1_epi8('\n');
+	for (; q + 16 <= stop; q += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, lf));
+		for (; m != 0; m &= m - 1) {
+			const char *n = q + __builtin_ctz(m);
+			if (n[-1] == '\r' && n[-2] == '\n' && n[-3] == '\r')
+				return n - 3;
+		}
+	}
+#endif
+	for (; q < stop; q++) {
+		if ((q = memchr(q, '\n', (size_t)(stop - q))) == NULL)
+			break;
+		if (q[-1] == '\r' && q[-2] == '\n' && q[-3] == '\r')
+			return q - 3;
+	}
+	return NULL;
+}
+
 /* Returns 1 when the request moved on, 0 when more input is needed, -1
  * when the connection is finished with (it may be freed). */
 static int
@@ -1599,16 +1633,7 @@ read_head(struct http_conn *c)
 		fail_request(c, 500, "out of memory", 1);
 		return -1;
 	}
-	const char *end = NULL;
-	for (const char *q = buf + c->searched + 3; q < buf + span; q++) {
-		/* line by line: memmem looks at every byte the slow way */
-		if ((q = memchr(q, '\n', (size_t)(buf + span - q))) == NULL)
-			break;
-		if (q[-1] == '\r' && q[-2] == '\n' && q[-3] == '\r') {
-			end = q - 3;
-			break;
-		}
-	}
+	const char *end = head_end(buf, c->searched, span);
 	if (end == NULL) {
 		if (avail > s->limits.max_header) {
 			fail_request(c, 431, "request head larger than limits.max_header", 1);
