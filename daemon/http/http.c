@@ -642,7 +642,9 @@ wants_keepalive(struct http_conn *c)
 	/* Connection is a list and may come in several fields: "close"
 	 * anywhere closes, whatever else is said. */
 	int closing = 0, keep = 0;
-	for (size_t i = 0; i < r->nheaders; i++) {
+	/* from the first Connection field, when there is one (known) */
+	for (size_t i = r->known[HDR_CONNECTION] != 0 ? r->known[HDR_CONNECTION] - 1u : r->nheaders;
+	    i < r->nheaders; i++) {
 		if (r->headers[i].id != HDR_CONNECTION)
 			continue;
 		for (const char *p = r->headers[i].value; *p;) {
@@ -1562,7 +1564,14 @@ body_complete(struct http_conn *c, struct evbuffer *from, size_t len)
 		fail_request(c, 500, "out of memory", 0);
 		return;
 	}
-	evbuffer_remove(from, r->body, len);
+	if (len > 0 && evbuffer_get_contiguous_space(from) >= len) {
+		/* in one piece (as a body sent after its head comes): copied
+		 * from there, without evbuffer_remove's own work */
+		memcpy(r->body, evbuffer_pullup(from, (ev_ssize_t)len), len);
+		evbuffer_drain(from, len);
+	} else {
+		evbuffer_remove(from, r->body, len);
+	}
 	r->body[len] = '\0';
 	r->body_len = len;
 	dispatch(c);
