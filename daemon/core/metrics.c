@@ -280,9 +280,14 @@ metrics_set_endpoint(const char *e)
 	endpoint = e;
 }
 
-static int
-route_of(const char *path)
+/* A path's route (its row of mcpd_http_requests_total). The HTTP server
+ * asks once per route it serves and keeps the answer (metrics_http_route):
+ * a strcmp chain per response showed in the profile. */
+int
+metrics_route(const char *path)
 {
+	if (path == NULL)
+		return ROUTE_OTHER;
 	if (strcmp(path, endpoint) == 0)
 		return ROUTE_MCP;
 	if (strncmp(path, "/oauth/", 7) == 0)
@@ -299,14 +304,24 @@ route_of(const char *path)
 }
 
 void
-metrics_http(const char *path, int status)
+metrics_http_route(int route, int status)
 {
 	if (mine == NULL)
 		return;
 	int c = status / 100 - 1;
 	if (c < 0 || c >= CLASS_N)
 		c = CLASS_N - 1;
-	ADD(&mine->http[path != NULL ? route_of(path) : ROUTE_OTHER][c], 1);
+	if (route < 0 || route >= ROUTE_N)
+		route = ROUTE_OTHER;
+	ADD(&mine->http[route][c], 1);
+}
+
+void
+metrics_http(const char *path, int status)
+{
+	if (mine == NULL)
+		return;
+	metrics_http_route(metrics_route(path), status);
 }
 
 static int

@@ -47,6 +47,10 @@ void metrics_reload(int ok);
 /* Worker hooks. */
 void metrics_set_endpoint(const char *endpoint);
 void metrics_http(const char *path, int status);
+/* The same in two steps: a path's route (it depends on the path and the
+ * endpoint alone, so that a caller may keep it), then a response on it. */
+int metrics_route(const char *path);
+void metrics_http_route(int route, int status);
 void metrics_mcp(const char *method, int answered, int code);
 void metrics_tool(unsigned tool, enum mx_tool_outcome o, uint64_t us);
 void metrics_process(int delta);        /* +1 spawned, -1 reaped */

@@ -202,8 +202,24 @@ echo_fields(struct http_request *r, void *arg)
 	http_respond(r, 200, "text/plain", out, n);
 }
 
+/* The same answer, from the loop a moment later (not under dispatch). */
+static void
+answer_now(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	echo_fields(arg, NULL);
+}
+
+static void
+echo_later(struct http_request *r, void *arg)
+{
+	struct timeval tv = { 0, 1000 };
+	ck_assert_int_eq(event_base_once(arg, -1, EV_TIMEOUT, answer_now, r, &tv), 0);
+}
+
 struct sink {
-	char buf[16384];
+	char buf[65536];
 	size_t len;
 	struct event_base *base;
 };
@@ -264,6 +280,7 @@ serve_pieces(const char *const *piece, const size_t *len, size_t n)
 	struct http_server *srv = http_server_new(base, &limits);
 	ck_assert_ptr_nonnull(srv);
 	http_server_route(srv, "/", echo_fields, NULL);
+	http_server_route(srv, "/later", echo_later, base);
 	int sv[2];
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	ck_assert_int_eq(http_server_adopt(srv, sv[0], "test", 0), 0);
@@ -487,6 +504,114 @@ START_TEST(head_end)
 }
 END_TEST
 
+/* The head's end at each place in a sixteen-byte block, with a body
+ * behind it (copied from the head's piece) and the next request behind
+ * that, all in one read. */
+START_TEST(head_end_offsets)
+{
+	for (size_t pad = 0; pad < 40; pad++) {
+		char in[1024], want[256];
+		char v[64];
+		memset(v, 'v', pad);
+		v[pad] = '\0';
+		size_t n = (size_t)snprintf(in, sizeof(in), "POST /?%zu HTTP/1.1\r\nHost: h\r\n"
+		    "X-Other: %s\r\nContent-Length: 5\r\n\r\nb%04zu"
+		    "GET /?next HTTP/1.1\r\nHost: h\r\n\r\n", pad, v, pad);
+		const char *out = serve(in, n);
+		snprintf(want, sizeof(want), "POST / q=%zu Host=[h] X-Other=[%s] body=[b%04zu]\n",
+		    pad, v, pad);
+		HAS(out, want);
+		HAS(out, "GET / q=next Host=[h] body=[]\n");
+		/* the same in two pieces, cut at each place of the head's end */
+		for (size_t cut = 1; cut <= 4 && pad % 8 == 0; cut++) {
+			const char *end = strstr(in, "\r\n\r\n") + 4;
+			const char *piece[2] = { in, end - cut };
+			size_t plen[2] = { (size_t)(end - cut - in), n - (size_t)(end - cut - in) };
+			out = serve_pieces(piece, plen, 2);
+			HAS(out, want);
+			HAS(out, "GET / q=next Host=[h] body=[]\n");
+		}
+	}
+}
+END_TEST
+
+/* A body read from the head's piece, from the input after it or
+ * gathered: the same body. limits.max_header is 2048: a head and body
+ * longer than that are read as two. */
+START_TEST(body_paths)
+{
+	static char in[8192], body[4096], want[8192];
+	for (size_t total = 2040; total <= 2056; total += 4) {
+		size_t blen = 100;
+		size_t n = (size_t)snprintf(in, sizeof(in), "POST / HTTP/1.1\r\nHost: h\r\n"
+		    "Content-Length: %zu\r\nX-Other: ", blen);
+		size_t pad = total - blen - n - 4;
+		memset(in + n, 'x', pad);
+		memcpy(in + n + pad, "\r\n\r\n", 4);
+		for (size_t i = 0; i < blen; i++)
+			body[i] = (char)('a' + (total + i) % 26);
+		memcpy(in + total - blen, body, blen);
+		snprintf(want, sizeof(want), "X-Other=[%.*s] body=[%.*s]\n", (int)pad, in + n,
+		    (int)blen, body);
+		/* whole, then a request behind it; in pieces: the body cut */
+		static const char next[] = "POST /?2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz";
+		memcpy(in + total, next, sizeof(next));
+		const char *out = serve(in, total + sizeof(next) - 1);
+		HAS(out, want);
+		HAS(out, "POST / q=2 Host=[h] body=[xyz]\n");
+		const char *piece[3] = { in, in + total - 60, in + total - 1 };
+		size_t plen[3] = { total - 60, 59, 1 };
+		out = serve_pieces(piece, plen, 3);
+		HAS(out, want);
+	}
+	/* Pipelined bodies, and a HEAD: no body in the answer, its length told. */
+	static const char two[] = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n1"
+	    "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n22"
+	    "HEAD / HTTP/1.1\r\nHost: h\r\n\r\n"
+	    "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"
+	    "GET / HTTP/1.0\r\n\r\n";
+	const char *out = SERVE(two);
+	const char *one = strstr(out, "body=[1]\n"), *second = strstr(out, "body=[22]\n");
+	ck_assert_msg(one != NULL && second != NULL && one < second, "%s", out);
+	HAS(second, "\r\nContent-Length: 28\r\n\r\nHTTP/1.1 200 OK\r\n");  /* HEAD's: "HEAD / q=- Host=[h] body=[]\n" */
+	HAS(second, "POST / q=- Host=[h] body=[]\n");
+	HAS(second, "\r\nConnection: close\r\n");     /* HTTP/1.0 without keep-alive */
+	HAS(second, "GET / q=- body=[]\n");
+	/* Expect: 100-continue with the body already here: no interim answer. */
+	out = SERVE("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok");
+	HASNT(out, "100 Continue");
+	HAS(out, "body=[ok]\n");
+	out = SERVE("POST / HTTP/1.1\r\nHost: h\r\nExpect: x\r\nContent-Length: 2\r\n\r\nok");
+	HAS(out, "\r\n\r\nunsupported Expect\n");
+	out = SERVE("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 70000\r\n\r\nok");
+	HAS(out, "\r\n\r\nrequest body larger than limits.max_body\n");
+}
+END_TEST
+
+/* Answers given under dispatch and from the loop later, in turn on one
+ * connection, in order; routes told apart by their whole path. */
+START_TEST(answer_timing)
+{
+	static const char in[] = "GET /later?1 HTTP/1.1\r\nHost: h\r\n\r\n"
+	    "GET /?2 HTTP/1.1\r\nHost: h\r\n\r\n"
+	    "POST /later?3 HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx"
+	    "GET /late HTTP/1.1\r\nHost: h\r\n\r\n"
+	    "GET /laterx HTTP/1.1\r\nHost: h\r\n\r\n"
+	    "GET /later?6 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+	    "GET /?7 HTTP/1.1\r\nHost: h\r\n\r\n";
+	const char *out = SERVE(in);
+	const char *a1 = strstr(out, "GET /later q=1 Host=[h] body=[]\n");
+	const char *a2 = strstr(out, "GET / q=2 Host=[h] body=[]\n");
+	const char *a3 = strstr(out, "POST /later q=3 Host=[h] body=[x]\n");
+	const char *a4 = strstr(out, "404 Not Found");
+	const char *a6 = strstr(out, "GET /later q=6 Host=[h] Connection=[close] body=[]\n");
+	ck_assert_msg(a1 && a2 && a3 && a4 && a6 && a1 < a2 && a2 < a3 && a3 < a4 && a4 < a6,
+	    "out of order:\n%s", out);
+	ck_assert_msg(strstr(a4 + 1, "404 Not Found") != NULL, "/laterx found:\n%s", out);
+	HASNT(out, "q=7");          /* after Connection: close */
+}
+END_TEST
+
 START_TEST(host_checks)
 {
 	struct config c = { 0 };
@@ -549,6 +674,9 @@ http_suite(void)
 	tcase_add_test(tc, request_line);
 	tcase_add_test(tc, header_fields);
 	tcase_add_test(tc, head_end);
+	tcase_add_test(tc, head_end_offsets);
+	tcase_add_test(tc, body_paths);
+	tcase_add_test(tc, answer_timing);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("guard");
 	tcase_add_test(tc, host_checks);
