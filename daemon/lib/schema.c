@@ -21,10 +21,31 @@ struct compiled_pattern {
 	pcre2_code *re;
 };
 
+/* The keywords of one schema object, found in one pass over its members
+ * rather than by a lookup per keyword. */
+struct kw {
+	const cJSON *ref, *type, *enum_, *const_, *all_of, *any_of, *one_of, *not_, *if_, *then_, *else_;
+	const cJSON *properties, *required, *additional, *pattern_props, *min_props, *max_props, *names;
+	const cJSON *items, *prefix_items, *min_items, *max_items, *unique, *contains;
+	const cJSON *min_length, *max_length, *pattern;
+	const cJSON *bound[4];      /* minimum, maximum, exclusiveMinimum, exclusiveMaximum */
+	const cJSON *multiple_of;
+};
+
+/* A schema object's keywords gathered at load, so that validating a
+ * value looks them up rather than walking the object's members against
+ * the keyword names each time. */
+struct compiled_kw {
+	const cJSON *node;
+	struct kw kw;
+};
+
 struct schema_compiled {
 	const cJSON *root;
 	struct compiled_pattern *pats;
 	size_t n, cap;
+	struct compiled_kw *kws;    /* every object in the schema, sorted by address */
+	size_t nkw, kwcap;
 	pcre2_match_data *md;
 	pcre2_match_context *mc;
 	pcre2_jit_stack *jit_stack; /* NULL: no pattern is JIT-compiled */
@@ -292,17 +313,6 @@ resolve_ref(const cJSON *root, const char *ref)
 	return *p == '\0' ? cur : NULL;
 }
 
-/* The keywords of one schema object, found in one pass over its members
- * rather than by a lookup per keyword. */
-struct kw {
-	const cJSON *ref, *type, *enum_, *const_, *all_of, *any_of, *one_of, *not_, *if_, *then_, *else_;
-	const cJSON *properties, *required, *additional, *pattern_props, *min_props, *max_props, *names;
-	const cJSON *items, *prefix_items, *min_items, *max_items, *unique, *contains;
-	const cJSON *min_length, *max_length, *pattern;
-	const cJSON *bound[4];      /* minimum, maximum, exclusiveMinimum, exclusiveMaximum */
-	const cJSON *multiple_of;
-};
-
 static void
 gather(const cJSON *schema, struct kw *k)
 {
@@ -354,6 +364,27 @@ gather(const cJSON *schema, struct kw *k)
 				break;
 			}
 	}
+}
+
+/* The keywords gathered at load for schema, or NULL when its schema was
+ * not compiled (then validate gathers them itself). */
+static const struct kw *
+compiled_kw_find(const struct schema_compiled *sc, const cJSON *schema)
+{
+	if (sc == NULL)
+		return NULL;
+	size_t lo = 0, hi = sc->nkw;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const cJSON *at = sc->kws[mid].node;
+		if (at == schema)
+			return &sc->kws[mid].kw;
+		if (at < schema)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
 }
 
 /* Where a value is, rendered only when it fails: "arguments.a.b[2]". */
@@ -573,10 +604,14 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 	}
 	int rc = -1;
 	const cJSON *k;
-	struct kw kw;
-	gather(schema, &kw);
+	struct kw own;
+	const struct kw *kw = compiled_kw_find(x->sc, schema);
+	if (kw == NULL) {
+		gather(schema, &own);
+		kw = &own;
+	}
 
-	if ((k = kw.ref) && cJSON_IsString(k)) {
+	if ((k = kw->ref) && cJSON_IsString(k)) {
 		const cJSON *target = resolve_ref(x->root, k->valuestring);
 		if (target == NULL) {
 			fail(x, path, "cannot resolve $ref \"%s\"", k->valuestring);
@@ -585,7 +620,7 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 		if (validate(x, target, v, path) < 0)
 			goto out;
 	}
-	if ((k = kw.type) != NULL) {
+	if ((k = kw->type) != NULL) {
 		int ok = 0;
 		if (cJSON_IsString(k)) {
 			ok = type_matches(k->valuestring, v);
@@ -612,7 +647,7 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 			}
 		}
 	}
-	if ((k = kw.enum_) && cJSON_IsArray(k)) {
+	if ((k = kw->enum_) && cJSON_IsArray(k)) {
 		int found = 0;
 		const cJSON *e;
 		cJSON_ArrayForEach(e, k)
@@ -625,28 +660,28 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 			goto out;
 		}
 	}
-	if ((k = kw.const_) != NULL && !json_equal(k, v)) {
+	if ((k = kw->const_) != NULL && !json_equal(k, v)) {
 		char *want = json_print(k);
 		fail(x, path, "must be %s", want ? want : "the constant");
 		free(want);
 		goto out;
 	}
-	if (cJSON_IsObject(v) && validate_object(x, &kw, v, path) < 0)
+	if (cJSON_IsObject(v) && validate_object(x, kw, v, path) < 0)
 		goto out;
-	if (cJSON_IsArray(v) && validate_array(x, &kw, v, path) < 0)
+	if (cJSON_IsArray(v) && validate_array(x, kw, v, path) < 0)
 		goto out;
-	if (cJSON_IsString(v) && validate_string(x, &kw, v, path) < 0)
+	if (cJSON_IsString(v) && validate_string(x, kw, v, path) < 0)
 		goto out;
-	if (cJSON_IsNumber(v) && validate_number(x, &kw, v, path) < 0)
+	if (cJSON_IsNumber(v) && validate_number(x, kw, v, path) < 0)
 		goto out;
 
 	const cJSON *sub;
-	if ((k = kw.all_of) && cJSON_IsArray(k)) {
+	if ((k = kw->all_of) && cJSON_IsArray(k)) {
 		cJSON_ArrayForEach(sub, k)
 			if (validate(x, sub, v, path) < 0)
 				goto out;
 	}
-	if ((k = kw.any_of) && cJSON_IsArray(k)) {
+	if ((k = kw->any_of) && cJSON_IsArray(k)) {
 		int any = 0;
 		cJSON_ArrayForEach(sub, k)
 			if (validate(x, sub, v, path) == 0) {
@@ -658,7 +693,7 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 			goto out;
 		}
 	}
-	if ((k = kw.one_of) && cJSON_IsArray(k)) {
+	if ((k = kw->one_of) && cJSON_IsArray(k)) {
 		int n = 0;
 		cJSON_ArrayForEach(sub, k)
 			if (validate(x, sub, v, path) == 0)
@@ -669,14 +704,14 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 			goto out;
 		}
 	}
-	if ((k = kw.not_) != NULL) {
+	if ((k = kw->not_) != NULL) {
 		if (validate(x, k, v, path) == 0) {
 			fail(x, path, "matches a schema it must not match");
 			goto out;
 		}
 	}
-	if ((k = kw.if_) != NULL) {
-		const cJSON *branch = validate(x, k, v, path) == 0 ? kw.then_ : kw.else_;
+	if ((k = kw->if_) != NULL) {
+		const cJSON *branch = validate(x, k, v, path) == 0 ? kw->then_ : kw->else_;
 		if (branch != NULL && validate(x, branch, v, path) < 0)
 			goto out;
 	}
@@ -741,7 +776,36 @@ check_pattern(struct schema_compiled *sc, const cJSON *node, const char *pat, ch
 	return 0;
 }
 
-/* Walk a schema checking patterns and references. */
+/* Gathers n's keywords for compiled_kw_find: every object of the
+ * schema, whether or not it is a schema (a "properties" object is not),
+ * as the walk cannot always tell. */
+static int
+keep_kw(struct schema_compiled *sc, const cJSON *n)
+{
+	if (sc->nkw == sc->kwcap) {
+		size_t cap = sc->kwcap ? sc->kwcap * 2 : 8;
+		struct compiled_kw *p = realloc(sc->kws, cap * sizeof(*p));
+		if (p == NULL)
+			return -1;
+		sc->kws = p;
+		sc->kwcap = cap;
+	}
+	sc->kws[sc->nkw].node = n;
+	gather(n, &sc->kws[sc->nkw].kw);
+	sc->nkw++;
+	return 0;
+}
+
+static int
+compiled_kw_cmp(const void *a, const void *b)
+{
+	const cJSON *x = ((const struct compiled_kw *)a)->node;
+	const cJSON *y = ((const struct compiled_kw *)b)->node;
+	return x < y ? -1 : x > y;
+}
+
+/* Walk a schema checking patterns and references (and, with sc,
+ * compiling them and gathering its objects' keywords). */
 static int
 check_node(struct schema_compiled *sc, const cJSON *root, const cJSON *n, int depth,
     char *err, size_t errlen)
@@ -752,6 +816,10 @@ check_node(struct schema_compiled *sc, const cJSON *root, const cJSON *n, int de
 	}
 	if (!cJSON_IsObject(n) && !cJSON_IsArray(n))
 		return 0;
+	if (sc != NULL && cJSON_IsObject(n) && keep_kw(sc, n) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	const cJSON *c;
 	cJSON_ArrayForEach(c, n) {
 		char why[200];
@@ -814,6 +882,8 @@ schema_compile(const cJSON *schema, char *err, size_t errlen)
 		goto fail;
 	if (sc->n > 1)
 		qsort(sc->pats, sc->n, sizeof(*sc->pats), compiled_cmp);
+	if (sc->nkw > 1)
+		qsort(sc->kws, sc->nkw, sizeof(*sc->kws), compiled_kw_cmp);
 	return sc;
 fail:
 	schema_compiled_free(sc);
@@ -834,6 +904,7 @@ schema_compiled_free(struct schema_compiled *sc)
 	for (size_t i = 0; i < sc->n; i++)
 		pcre2_code_free(sc->pats[i].re);
 	free(sc->pats);
+	free(sc->kws);
 	pcre2_match_data_free(sc->md);
 	pcre2_match_context_free(sc->mc);
 	pcre2_jit_stack_free(sc->jit_stack);

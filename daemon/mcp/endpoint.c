@@ -907,6 +907,7 @@ mcp_free(struct mcp *m)
 		c->req = NULL;
 		call_free(c);
 	}
+	call_spare_drop(m);
 	/* Lookups still out at storage: the plugin drops them at its detach,
 	 * without calling back. */
 	while (!LIST_EMPTY(&m->waiting)) {

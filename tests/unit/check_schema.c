@@ -131,6 +131,52 @@ START_TEST(structure)
 }
 END_TEST
 
+/* The keywords of each schema object gathered at load (schema_compile)
+ * must be those validate gathers itself: every schema below, against
+ * every value, through both paths (validate_both compares the answer
+ * and the message), with keywords in any order, duplicated, in nested
+ * and referenced schemas, and a $ref into an enum's value (a schema the
+ * load's walk does not gather: looked up, not found, gathered then). */
+START_TEST(compiled_keywords)
+{
+	static const char *const schemas[] = {
+		"{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"}},\"required\":[\"name\"]}",
+		"{\"required\":[\"a\"],\"properties\":{\"a\":{\"maxLength\":2,\"type\":\"string\",\"type\":\"number\"}},"
+		    "\"additionalProperties\":{\"type\":\"integer\",\"minimum\":3}}",
+		"{\"patternProperties\":{\"^x\":{\"type\":\"boolean\"},\"^y\":{\"enum\":[1,2]}},"
+		    "\"additionalProperties\":false,\"propertyNames\":{\"maxLength\":3}}",
+		"{\"$defs\":{\"n\":{\"type\":\"number\",\"multipleOf\":2,\"exclusiveMaximum\":9}},"
+		    "\"properties\":{\"a\":{\"$ref\":\"#/$defs/n\"},\"b\":{\"items\":{\"$ref\":\"#/$defs/n\"},\"minItems\":1}}}",
+		"{\"prefixItems\":[{\"type\":\"string\"},{\"const\":1}],\"items\":{\"type\":\"null\"},"
+		    "\"contains\":{\"type\":\"string\"},\"maxItems\":3,\"uniqueItems\":true}",
+		"{\"if\":{\"required\":[\"k\"]},\"then\":{\"properties\":{\"k\":{\"minimum\":1}}},"
+		    "\"else\":{\"not\":{\"required\":[\"j\"]}},\"anyOf\":[{\"type\":\"object\"},{\"type\":\"array\"}],"
+		    "\"allOf\":[{\"maxProperties\":2},{\"minProperties\":0}],\"oneOf\":[{\"type\":\"object\"},{\"type\":\"string\"}]}",
+		"{\"enum\":[{\"type\":\"string\"}],\"properties\":{\"e\":{\"$ref\":\"#/enum/0\"}}}",
+		"{\"properties\":{\"s\":{\"pattern\":\"^a+$\",\"minLength\":2},\"t\":{\"type\":[\"string\",\"null\"]}}}",
+	};
+	static const char *const values[] = {
+		"{}", "{\"name\":\"bench\"}", "{\"name\":1}", "{\"a\":\"x\"}", "{\"a\":5,\"z\":2}",
+		"{\"a\":5,\"z\":2.5}", "{\"xa\":true,\"y\":2}", "{\"xa\":1}", "{\"long\":1}", "{\"q\":1}",
+		"{\"a\":4,\"b\":[2,8]}", "{\"a\":3}", "{\"b\":[]}", "{\"b\":[10]}", "[\"s\",1,null]",
+		"[\"s\",2]", "[1]", "[\"s\",1,null,null]", "[\"s\",\"s\"]", "{\"k\":0}", "{\"k\":1}",
+		"{\"j\":1}", "{\"k\":1,\"a\":1,\"b\":2}", "\"str\"", "3", "null", "{\"e\":\"s\"}",
+		"{\"e\":1}", "{\"s\":\"aa\",\"t\":null}", "{\"s\":\"a\"}", "{\"s\":\"ab\"}", "{\"t\":1}",
+	};
+	for (size_t i = 0; i < sizeof(schemas) / sizeof(schemas[0]); i++) {
+		cJSON *s = cJSON_Parse(schemas[i]);
+		ck_assert_ptr_nonnull(s);
+		for (size_t j = 0; j < sizeof(values) / sizeof(values[0]); j++) {
+			cJSON *v = cJSON_Parse(values[j]);
+			ck_assert_ptr_nonnull(v);
+			validate_both(s, v, "arguments");
+			cJSON_Delete(v);
+		}
+		cJSON_Delete(s);
+	}
+}
+END_TEST
+
 START_TEST(schema_checks)
 {
 	cJSON *s = cJSON_Parse("{\"properties\":{\"a\":{\"$ref\":\"#/$defs/missing\"}}}");
@@ -496,6 +542,7 @@ schema_suite(void)
 	tcase_add_test(tc, schema_checks);
 	tcase_add_test(tc, pattern_size);
 	tcase_add_test(tc, compiled_patterns);
+	tcase_add_test(tc, compiled_keywords);
 	tcase_add_test(tc, utf8);
 	tcase_add_test(tc, jsonrpc);
 	tcase_add_test(tc, templates);
