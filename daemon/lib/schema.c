@@ -12,6 +12,25 @@
 
 #define MAX_DEPTH 64
 
+/* cJSON_Is*, as the library defines them, inline: validate asks a
+ * dozen of them of each schema and value, each a call through the PLT. */
+static inline int
+is_type(const cJSON *v, int type)
+{
+	return v != NULL && (v->type & 0xff) == type;
+}
+#define is_array(v) is_type((v), cJSON_Array)
+#define is_false(v) is_type((v), cJSON_False)
+#define is_number(v) is_type((v), cJSON_Number)
+#define is_object(v) is_type((v), cJSON_Object)
+#define is_string(v) is_type((v), cJSON_String)
+#define is_true(v) is_type((v), cJSON_True)
+static inline int
+is_bool(const cJSON *v)
+{
+	return v != NULL && (v->type & (cJSON_True | cJSON_False)) != 0;
+}
+
 /* A schema's patterns compiled once, when the config is read: pattern
  * and patternProperties nodes, sorted by address for bsearch. The match
  * data and context are reused by every match; a process validates one
@@ -136,7 +155,7 @@ type_matches(const char *t, const cJSON *v)
 	if (t[0] == 'i' && strcmp(t, "integer") == 0)
 		return json_is_integer(v);   /* from the text: 2^53 + 1.5 is not */
 	if (t[0] == 'n' && strcmp(t, "number") == 0)
-		return cJSON_IsNumber(v);
+		return is_number(v);
 	const char *name = json_type_name(v);
 	return t[0] == name[0] && strcmp(t, name) == 0;
 }
@@ -298,7 +317,7 @@ resolve_ref(const cJSON *root, const char *ref)
 			}
 		}
 		tok[n] = '\0';
-		if (cJSON_IsArray(cur)) {
+		if (is_array(cur)) {
 			char *end;
 			long idx = strtol(tok, &end, 10);
 			if (*end != '\0')
@@ -433,13 +452,13 @@ validate_object(struct vctx *x, const struct kw *k, const cJSON *v, const struct
 	const cJSON *patprops = k->pattern_props, *min = k->min_props, *max = k->max_props, *names = k->names;
 	const cJSON *r;
 	cJSON_ArrayForEach(r, required) {
-		if (cJSON_IsString(r) && json_get(v, r->valuestring) == NULL)
+		if (is_string(r) && json_get(v, r->valuestring) == NULL)
 			return fail(x, path, "missing required property \"%s\"", r->valuestring);
 	}
 	int count = cJSON_GetArraySize(v);
-	if (cJSON_IsNumber(min) && count < min->valuedouble)
+	if (is_number(min) && count < min->valuedouble)
 		return fail(x, path, "has fewer properties than minProperties allows");
-	if (cJSON_IsNumber(max) && count > max->valuedouble)
+	if (is_number(max) && count > max->valuedouble)
 		return fail(x, path, "has more properties than maxProperties allows");
 	const cJSON *item;
 	cJSON_ArrayForEach(item, v) {
@@ -476,9 +495,9 @@ validate_object(struct vctx *x, const struct kw *k, const cJSON *v, const struct
 		}
 		if (matched || additional == NULL)
 			continue;
-		if (cJSON_IsFalse(additional))
+		if (is_false(additional))
 			return fail(x, path, "unexpected property \"%s\"", item->string);
-		if (cJSON_IsObject(additional) && validate(x, additional, item, &sub) < 0)
+		if (is_object(additional) && validate(x, additional, item, &sub) < 0)
 			return -1;
 	}
 	return 0;
@@ -491,15 +510,15 @@ validate_array(struct vctx *x, const struct kw *k, const cJSON *v, const struct 
 	const cJSON *unique = k->unique, *contains = k->contains;
 	int n = cJSON_GetArraySize(v);
 	char num[32];
-	if (cJSON_IsNumber(min) && n < min->valuedouble) {
+	if (is_number(min) && n < min->valuedouble) {
 		snprintf(num, sizeof(num), "%d", min->valueint);
 		return fail(x, path, "needs at least %s item(s)", num);
 	}
-	if (cJSON_IsNumber(max) && n > max->valuedouble) {
+	if (is_number(max) && n > max->valuedouble) {
 		snprintf(num, sizeof(num), "%d", max->valueint);
 		return fail(x, path, "allows at most %s item(s)", num);
 	}
-	int nprefix = cJSON_IsArray(prefix) ? cJSON_GetArraySize(prefix) : 0;
+	int nprefix = is_array(prefix) ? cJSON_GetArraySize(prefix) : 0;
 	int i = 0;
 	const cJSON *item;
 	cJSON_ArrayForEach(item, v) {
@@ -507,13 +526,13 @@ validate_array(struct vctx *x, const struct kw *k, const cJSON *v, const struct 
 		const cJSON *s = NULL;
 		if (i < nprefix)
 			s = cJSON_GetArrayItem(prefix, i);
-		else if (cJSON_IsObject(items) || cJSON_IsBool(items))
+		else if (is_object(items) || is_bool(items))
 			s = items;
 		if (s != NULL && validate(x, s, item, &sub) < 0)
 			return -1;
 		i++;
 	}
-	if (cJSON_IsTrue(unique) && json_unique_items(v) != 1)
+	if (is_true(unique) && json_unique_items(v) != 1)
 		return fail(x, path, "items must be unique");   /* sorted, not pair by pair */
 	if (contains != NULL) {
 		int found = 0;
@@ -539,15 +558,15 @@ validate_string(struct vctx *x, const struct kw *k, const cJSON *v, const struct
 		return 0;
 	size_t len = utf8_length(v->valuestring);
 	char num[32];
-	if (cJSON_IsNumber(minl) && (double)len < minl->valuedouble) {
+	if (is_number(minl) && (double)len < minl->valuedouble) {
 		snprintf(num, sizeof(num), "%d", minl->valueint);
 		return fail(x, path, "must be at least %s character(s) long", num);
 	}
-	if (cJSON_IsNumber(maxl) && (double)len > maxl->valuedouble) {
+	if (is_number(maxl) && (double)len > maxl->valuedouble) {
 		snprintf(num, sizeof(num), "%d", maxl->valueint);
 		return fail(x, path, "must be at most %s character(s) long", num);
 	}
-	if (cJSON_IsString(pat)) {
+	if (is_string(pat)) {
 		char why[200];
 		int hit = match_node(x, pat, pat->valuestring, v->valuestring, why, sizeof(why));
 		if (hit == -2)
@@ -578,13 +597,13 @@ validate_number(struct vctx *x, const struct kw *kw, const cJSON *v, const struc
 	char num[64];
 	for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++) {
 		k = kw->bound[i];
-		if (!cJSON_IsNumber(k))
+		if (!is_number(k))
 			continue;
 		int c = json_number_cmp(v, k);
 		if (c == bounds[i].fails_if || (c == 0 && bounds[i].or_equal))
 			return fail(x, path, "%s %s", bounds[i].msg, json_number_text(k, num, sizeof(num)));
 	}
-	if ((k = kw->multiple_of) && cJSON_IsNumber(k) && k->valuedouble > 0 && !json_multiple_of(v, k))
+	if ((k = kw->multiple_of) && is_number(k) && k->valuedouble > 0 && !json_multiple_of(v, k))
 		return fail(x, path, "must be a multiple of %s", json_number_text(k, num, sizeof(num)));
 	return 0;
 }
@@ -592,11 +611,11 @@ validate_number(struct vctx *x, const struct kw *kw, const cJSON *v, const struc
 static int
 validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath *path)
 {
-	if (cJSON_IsTrue(schema))
+	if (is_true(schema))
 		return 0;
-	if (cJSON_IsFalse(schema))
+	if (is_false(schema))
 		return fail(x, path, "no value is allowed here");
-	if (!cJSON_IsObject(schema))
+	if (!is_object(schema))
 		return 0;
 	if (++x->depth > MAX_DEPTH) {
 		x->depth--;
@@ -611,7 +630,7 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 		kw = &own;
 	}
 
-	if ((k = kw->ref) && cJSON_IsString(k)) {
+	if ((k = kw->ref) && is_string(k)) {
 		const cJSON *target = resolve_ref(x->root, k->valuestring);
 		if (target == NULL) {
 			fail(x, path, "cannot resolve $ref \"%s\"", k->valuestring);
@@ -622,17 +641,17 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 	}
 	if ((k = kw->type) != NULL) {
 		int ok = 0;
-		if (cJSON_IsString(k)) {
+		if (is_string(k)) {
 			ok = type_matches(k->valuestring, v);
 			if (!ok) {
 				fail(x, path, "expected %s, got %s", k->valuestring, json_type_name(v));
 				goto out;
 			}
-		} else if (cJSON_IsArray(k)) {
+		} else if (is_array(k)) {
 			const cJSON *t;
 			char list[128] = "";
 			cJSON_ArrayForEach(t, k) {
-				if (cJSON_IsString(t)) {
+				if (is_string(t)) {
 					ok |= type_matches(t->valuestring, v);
 					if (strlen(list) + strlen(t->valuestring) + 4 < sizeof(list)) {
 						if (list[0])
@@ -647,7 +666,7 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 			}
 		}
 	}
-	if ((k = kw->enum_) && cJSON_IsArray(k)) {
+	if ((k = kw->enum_) && is_array(k)) {
 		int found = 0;
 		const cJSON *e;
 		cJSON_ArrayForEach(e, k)
@@ -666,22 +685,22 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 		free(want);
 		goto out;
 	}
-	if (cJSON_IsObject(v) && validate_object(x, kw, v, path) < 0)
+	if (is_object(v) && validate_object(x, kw, v, path) < 0)
 		goto out;
-	if (cJSON_IsArray(v) && validate_array(x, kw, v, path) < 0)
+	if (is_array(v) && validate_array(x, kw, v, path) < 0)
 		goto out;
-	if (cJSON_IsString(v) && validate_string(x, kw, v, path) < 0)
+	if (is_string(v) && validate_string(x, kw, v, path) < 0)
 		goto out;
-	if (cJSON_IsNumber(v) && validate_number(x, kw, v, path) < 0)
+	if (is_number(v) && validate_number(x, kw, v, path) < 0)
 		goto out;
 
 	const cJSON *sub;
-	if ((k = kw->all_of) && cJSON_IsArray(k)) {
+	if ((k = kw->all_of) && is_array(k)) {
 		cJSON_ArrayForEach(sub, k)
 			if (validate(x, sub, v, path) < 0)
 				goto out;
 	}
-	if ((k = kw->any_of) && cJSON_IsArray(k)) {
+	if ((k = kw->any_of) && is_array(k)) {
 		int any = 0;
 		cJSON_ArrayForEach(sub, k)
 			if (validate(x, sub, v, path) == 0) {
@@ -693,7 +712,7 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 			goto out;
 		}
 	}
-	if ((k = kw->one_of) && cJSON_IsArray(k)) {
+	if ((k = kw->one_of) && is_array(k)) {
 		int n = 0;
 		cJSON_ArrayForEach(sub, k)
 			if (validate(x, sub, v, path) == 0)
@@ -814,23 +833,23 @@ check_node(struct schema_compiled *sc, const cJSON *root, const cJSON *n, int de
 		snprintf(err, errlen, "schema nested too deeply");
 		return -1;
 	}
-	if (!cJSON_IsObject(n) && !cJSON_IsArray(n))
+	if (!is_object(n) && !is_array(n))
 		return 0;
-	if (sc != NULL && cJSON_IsObject(n) && keep_kw(sc, n) < 0) {
+	if (sc != NULL && is_object(n) && keep_kw(sc, n) < 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	const cJSON *c;
 	cJSON_ArrayForEach(c, n) {
 		char why[200];
-		if (c->string != NULL && strcmp(c->string, "pattern") == 0 && cJSON_IsString(c) &&
+		if (c->string != NULL && strcmp(c->string, "pattern") == 0 && is_string(c) &&
 		    check_pattern(sc, c, c->valuestring, why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "pattern \"%s\" is not a regular expression mcpd can use: %s",
 			    c->valuestring, why);
 			return -1;
 		}
 		/* Their names are patterns too. */
-		if (c->string != NULL && strcmp(c->string, "patternProperties") == 0 && cJSON_IsObject(c)) {
+		if (c->string != NULL && strcmp(c->string, "patternProperties") == 0 && is_object(c)) {
 			const cJSON *pp;
 			cJSON_ArrayForEach(pp, c) {
 				if (check_pattern(sc, pp, pp->string, why, sizeof(why)) < 0) {
@@ -840,7 +859,7 @@ check_node(struct schema_compiled *sc, const cJSON *root, const cJSON *n, int de
 				}
 			}
 		}
-		if (c->string != NULL && strcmp(c->string, "$ref") == 0 && cJSON_IsString(c) &&
+		if (c->string != NULL && strcmp(c->string, "$ref") == 0 && is_string(c) &&
 		    resolve_ref(root, c->valuestring) == NULL) {
 			snprintf(err, errlen, "$ref \"%s\" does not resolve (only local #/... references are supported)", c->valuestring);
 			return -1;
@@ -857,7 +876,7 @@ check_node(struct schema_compiled *sc, const cJSON *root, const cJSON *n, int de
 int
 schema_check(const cJSON *schema, char *err, size_t errlen)
 {
-	if (!cJSON_IsObject(schema) && !cJSON_IsBool(schema)) {
+	if (!is_object(schema) && !is_bool(schema)) {
 		snprintf(err, errlen, "a schema must be an object");
 		return -1;
 	}
@@ -867,7 +886,7 @@ schema_check(const cJSON *schema, char *err, size_t errlen)
 struct schema_compiled *
 schema_compile(const cJSON *schema, char *err, size_t errlen)
 {
-	if (!cJSON_IsObject(schema) && !cJSON_IsBool(schema)) {
+	if (!is_object(schema) && !is_bool(schema)) {
 		snprintf(err, errlen, "a schema must be an object");
 		return NULL;
 	}

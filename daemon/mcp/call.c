@@ -558,7 +558,6 @@ call_free(struct call *c)
 	cJSON_Delete(c->answers);
 	cJSON_Delete(c->asked);
 	cJSON_Delete(c->filter);
-	free(c->bind_name);
 	if (c->run != NULL)
 		tool_run_abandon(c->run);
 	if (c->stream != NULL) {

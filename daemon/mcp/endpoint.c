@@ -283,7 +283,8 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 		http_respond(r, 202, NULL, NULL, 0);
 		return;
 	}
-	http_request_log_extra(r, msg->method);
+	/* The access log names the method: dispatch does for a call, the
+	 * refusals below for themselves (one copy to the arena, not two). */
 	const cJSON *meta = request_meta(msg);
 	const cJSON *mv = json_get(meta, META_VERSION);
 	const cJSON *caps = json_get(meta, META_CAPS);
@@ -297,6 +298,7 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 		code = -32020;
 		why = "HeaderMismatch: the MCP-Protocol-Version header must equal _meta io.modelcontextprotocol/protocolVersion";
 	} else if (proto_parse(mv->valuestring) != PROTO_2026_07_28) {
+		http_request_log_extra(r, msg->method);
 		respond_json(r, 400, stateless_unsupported(msg->id, mv->valuestring));
 		jsonrpc_free(msg);
 		return;
@@ -313,18 +315,21 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 		}
 	}
 	if (why != NULL) {
+		http_request_log_extra(r, msg->method);
 		respond_rpc_error(r, 400, msg->id, code, why);
 		jsonrpc_free(msg);
 		return;
 	}
 	char text[200];
 	if (stateless_removed(msg, text, sizeof(text))) {
+		http_request_log_extra(r, msg->method);
 		respond_rpc_error(r, 404, msg->id, JSONRPC_METHOD_NOT_FOUND, text);
 		jsonrpc_free(msg);
 		return;
 	}
 	struct call *c = call_new(m, r, NULL, msg);
 	if (c == NULL) {
+		http_request_log_extra(r, msg->method);
 		jsonrpc_free(msg);
 		http_respond_text(r, 500, "out of memory");
 		return;

@@ -109,7 +109,7 @@ struct call {
 	int status;                 /* HTTP status of a JSON answer */
 	cJSON *answers;             /* MRTR: input responses known so far (NULL: none) */
 	cJSON *asked;               /* MRTR: questions to return as inputRequests */
-	char *bind_name;            /* MRTR: the tool, prompt or URI the state is for */
+	const char *bind_name;      /* MRTR: the tool, prompt or URI the state is for (outlives the call) */
 	const cJSON *bind;          /* MRTR: the arguments the state is for (in params) */
 	char bind_digest[65];       /* their digest once taken; "" before */
 	int listen;                 /* an open subscriptions/listen stream */
