@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "content.h"
+#include "json.h"
 #include "jsonrpc.h"
 #include "registry.h"
 #include "reqstate.h"
@@ -174,6 +175,127 @@ START_TEST(compiled_keywords)
 		}
 		cJSON_Delete(s);
 	}
+}
+END_TEST
+
+/* content_result_scan against the tree's check (content_result_tree
+ * of json_parse's tree): wherever the scan answers, the tree must agree,
+ * with the same isError and resultType; on results of every block type
+ * and on every truncation, deletion and replacement of their bytes. */
+static int scan_answered;
+
+static void
+scan_agrees(const char *json, size_t len)
+{
+	int se = -1, st = -1, te = -1, tt = -1;
+	int scan = content_result_scan(json, len, &se, &st);
+	cJSON *r = json_parse(json, len, 0, NULL);
+	int tree = content_result_tree(r, &te, &tt);
+	cJSON_Delete(r);
+	if (!scan)
+		return;
+	scan_answered++;
+	if (tree != 1 || se != te || st != tt)
+		ck_abort_msg("scan and tree differ on %.*s: scan %d (%d %d), tree %d (%d %d)",
+		    (int)len, json, scan, se, st, tree, te, tt);
+}
+
+START_TEST(result_scan)
+{
+	/* Each one the scan reads itself (and the tree takes). */
+	static const char *const read[] = {
+		"{\"content\":[{\"type\":\"text\",\"text\":\"Hello, bench!\"}]}",
+		"{\"content\":[],\"isError\":true}",
+		" {\"isError\":false,\"content\":[{\"text\":\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\",\"type\":\"text\"}]} ",
+		"{\"content\":[{\"type\":\"image\",\"data\":\"AAA=\",\"mimeType\":\"image/png\"},"
+		    "{\"type\":\"audio\",\"mimeType\":\"audio/wav\",\"data\":\"\"}],\"resultType\":\"complete\"}",
+		"{\"content\":[{\"type\":\"resource\",\"resource\":{\"uri\":\"file:///a\",\"text\":\"t\"}},"
+		    "{\"type\":\"resource\",\"resource\":{\"blob\":\"QQ==\",\"uri\":\"u\",\"mimeType\":\"x\"}}],"
+		    "\"RESULTTYPE\":1}",
+		"{\"content\":[{\"type\":\"resource_link\",\"uri\":\"u\",\"name\":\"n\",\"extra\":[1,{\"a\":null}]}],"
+		    "\"structuredContent\":{\"n\":[-0,1.5e3,2E-2,0.25,-12,true,false,null,\"s\"],\"o\":{}},"
+		    "\"_meta\":{\"k\":[[],[[]]]},\"isError\":1}",
+		"{\t\"content\"\t:\t[ {\"type\" : \"text\" , \"text\" : \"\" } ] , \"resulttype\" : null }",
+		"{\"content\":[{\"type\":\"text\",\"text\":\"x\",\"resource\":{\"uri\":\"u\",\"text\":\"t\"}}]}",
+	};
+	/* And some it leaves to the tree, or that are wrong. */
+	static const char *const other[] = {
+		"{\"content\":[{\"type\":\"text\",\"text\":\"caf\xc3\xa9\"}]}",
+		"{\"content\":[{\"type\":\"text\",\"text\":\"\\u00e9\\ud83d\\ude00\"}]}",
+		"{\"content\":[{\"type\":\"t\\u0065xt\",\"text\":\"a\"}]}",
+		"{\"content\":[{\"type\":\"te\\/xt\",\"text\":\"a\"}]}",
+		"{\"c\\u006fntent\":[]}",
+		"{\"content\":[],\"content\":[]}",
+		"{\"content\":[{\"type\":\"text\",\"text\":\"a\",\"text\":\"b\"}]}",
+		"{\"content\":[],\"x\":{\"a\":1,\"a\":2}}",
+		"{\"content\":[{\"type\":\"text\"}]}",
+		"{\"content\":[{\"type\":\"video\",\"text\":\"a\"}]}",
+		"{\"content\":[{\"type\":1,\"text\":\"a\"}]}",
+		"{\"content\":[\"text\"]}",
+		"{\"content\":{}}",
+		"{\"isError\":true}",
+		"[{\"content\":[]}]",
+		"{\"content\":[{\"type\":\"resource\",\"resource\":{\"uri\":\"u\"}}]}",
+		"{\"content\":[{\"type\":\"resource\",\"resource\":[]}]}",
+		"{\"content\":[{\"type\":\"resource_link\",\"uri\":\"u\"}]}",
+		"{\"content\":[{\"type\":\"image\",\"data\":\"A\",\"mimeType\":5}]}",
+		"{\"content\":[]} x",
+		"{\"content\":[],}",
+		"{\"content\":[,]}",
+		"{\"content\":[]",
+		"{\"content\":[],\"n\":01}",
+		"{\"content\":[],\"n\":1.}",
+		"{\"content\":[],\"n\":-}",
+		"{\"content\":[],\"n\":.5}",
+		"{\"content\":[],\"n\":1e}",
+		"{\"content\":[],\"n\":tru}",
+		"{\"content\":[],\"s\":\"a\x01\"}",
+		"{\"content\":[],\"s\":\"\\x\"}",
+		"{\"content\":[],\"s\":\"\xff\"}",
+		"{\"content\":[],\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,"
+		    "\"j\":10,\"k\":11,\"l\":12,\"m\":13,\"n\":14,\"o\":15,\"p\":16}",
+		"{\"content\":[],\"d\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+		    "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+		"",
+		"   ",
+		"{}",
+	};
+	scan_answered = 0;
+	for (size_t i = 0; i < sizeof(read) / sizeof(read[0]); i++) {
+		int e, t;
+		ck_assert_msg(content_result_scan(read[i], strlen(read[i]), &e, &t) == 1, "not read: %s", read[i]);
+	}
+	static const char repl[] = "\"\\{}[],:0-e.E+ xtnfu\x01\x7f\x80";
+	char buf[512];
+	for (size_t set = 0; set < 2; set++) {
+		const char *const *list = set == 0 ? read : other;
+		size_t n = set == 0 ? sizeof(read) / sizeof(read[0]) : sizeof(other) / sizeof(other[0]);
+		for (size_t i = 0; i < n; i++) {
+			const char *base = list[i];
+			size_t len = strlen(base);
+			ck_assert(len < sizeof(buf) - 2);
+			scan_agrees(base, len);
+			for (size_t cut = 0; cut < len; cut++)
+				scan_agrees(base, cut);
+			for (size_t at = 0; at < len; at++) {
+				/* deleted */
+				memcpy(buf, base, at);
+				memcpy(buf + at, base + at + 1, len - at - 1);
+				scan_agrees(buf, len - 1);
+				/* replaced, and inserted */
+				for (size_t k = 0; k < sizeof(repl) - 1; k++) {
+					memcpy(buf, base, len);
+					buf[at] = repl[k];
+					scan_agrees(buf, len);
+					memcpy(buf, base, at);
+					buf[at] = repl[k];
+					memcpy(buf + at + 1, base + at, len - at);
+					scan_agrees(buf, len + 1);
+				}
+			}
+		}
+	}
+	ck_assert_int_gt(scan_answered, 1000);
 }
 END_TEST
 
@@ -543,6 +665,7 @@ schema_suite(void)
 	tcase_add_test(tc, pattern_size);
 	tcase_add_test(tc, compiled_patterns);
 	tcase_add_test(tc, compiled_keywords);
+	tcase_add_test(tc, result_scan);
 	tcase_add_test(tc, utf8);
 	tcase_add_test(tc, jsonrpc);
 	tcase_add_test(tc, templates);
