@@ -337,31 +337,44 @@ scan_ws(struct scan *x)
 	}
 }
 
+/* The bytes a string holds as they are: printable ASCII but the quote
+ * and the backslash. */
+static const unsigned char scan_plain[256] = {
+	[0x20] = 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,           /* 0x22 '"' */
+	[0x30] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	[0x40] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	[0x50] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,           /* 0x5c '\\' */
+	[0x60] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	[0x70] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
 /* A string at pos ('"'): its bytes in [*at, *at + *n), *esc if it has an
  * escape. -1: not one this scan reads. */
 static int
 scan_string(struct scan *x, size_t *at, size_t *n, int *esc)
 {
-	size_t i = x->pos + 1;
+	const unsigned char *s = (const unsigned char *)x->s;
+	size_t i = x->pos + 1, len = x->len;
 	*esc = 0;
 	*at = i;
-	for (; i < x->len; i++) {
-		unsigned char c = (unsigned char)x->s[i];
-		if (c == '"') {
-			*n = i - *at;
-			x->pos = i + 1;
-			return 0;
-		}
-		if (c < 0x20 || c >= 0x80)
-			return -1;
-		if (c == '\\') {
-			if (i + 1 >= x->len || strchr("\"\\/bfnrt", x->s[i + 1]) == NULL || x->s[i + 1] == '\0')
-				return -1;      /* \u, or not an escape */
-			*esc = 1;
+	for (;;) {
+		while (i < len && scan_plain[s[i]])
 			i++;
-		}
+		if (i >= len)
+			return -1;
+		if (s[i] == '"')
+			break;
+		if (s[i] != '\\')
+			return -1;      /* a control byte, or one over 0x7f */
+		if (i + 1 >= len || (s[i + 1] != '"' && s[i + 1] != '\\' && s[i + 1] != '/' &&
+		    s[i + 1] != 'b' && s[i + 1] != 'f' && s[i + 1] != 'n' && s[i + 1] != 'r' && s[i + 1] != 't'))
+			return -1;      /* \u, or not an escape */
+		*esc = 1;
+		i += 2;
 	}
-	return -1;
+	*n = i - *at;
+	x->pos = i + 1;
+	return 0;
 }
 
 /* json.c's number_length. */
@@ -398,7 +411,13 @@ scan_number_length(const char *s, size_t n)
 	return i;
 }
 
-static int scan_value(struct scan *x, enum scan_role role, enum scan_kind *kind);
+/* A scalar string's bytes and whether it has an escape (scan_value). */
+struct scan_str {
+	size_t at, n;
+	int esc;
+};
+
+static int scan_value(struct scan *x, enum scan_role role, enum scan_kind *kind, struct scan_str *str);
 
 static int
 scan_literal(struct scan *x, const char *word)
@@ -410,11 +429,8 @@ scan_literal(struct scan *x, const char *word)
 	return 0;
 }
 
-static int
-name_is(const struct scan *x, size_t at, size_t n, const char *name)
-{
-	return strlen(name) == n && memcmp(x->s + at, name, n) == 0;
-}
+/* Whether the member name at [at, at + n) is the literal name. */
+#define name_is(x, at, n, name) ((n) == sizeof(name) - 1 && memcmp((x)->s + (at), name, sizeof(name) - 1) == 0)
 
 /* A block's checks, as content_blocks_check's. */
 static int
@@ -477,9 +493,9 @@ scan_container(struct scan *x, int object, enum scan_role role)
 			} else if (role == SR_CONTENT) {
 				sub = SR_BLOCK;
 			}
-			size_t vat = x->pos;
 			enum scan_kind kind;
-			if (scan_value(x, sub, &kind) < 0)
+			struct scan_str str;
+			if (scan_value(x, sub, &kind, &str) < 0)
 				return -1;
 			if (!object && role == SR_CONTENT && kind != SK_OBJECT)
 				return -1;      /* a block is an object */
@@ -498,14 +514,10 @@ scan_container(struct scan *x, int object, enum scan_role role)
 						m.type_kind = k;
 						/* Its text between the quotes; an escaped one is the tree's. */
 						if (kind == SK_STRING) {
-							size_t vn = 0, va = 0;
-							int esc;
-							struct scan y = *x;
-							y.pos = vat;
-							if (scan_string(&y, &va, &vn, &esc) < 0 || esc)
+							if (str.esc)
 								return -1;
-							m.type_at = va;
-							m.type_len = vn;
+							m.type_at = str.at;
+							m.type_len = str.n;
 						}
 					} else if (name_is(x, at, n, "text"))
 						m.text = k;
@@ -545,7 +557,7 @@ scan_container(struct scan *x, int object, enum scan_role role)
 }
 
 static int
-scan_value(struct scan *x, enum scan_role role, enum scan_kind *kind)
+scan_value(struct scan *x, enum scan_role role, enum scan_kind *kind, struct scan_str *str)
 {
 	if (x->pos >= x->len)
 		return -1;
@@ -566,12 +578,11 @@ scan_value(struct scan *x, enum scan_role role, enum scan_kind *kind)
 	}
 	if (role != SR_OTHER)
 		return -1;
-	size_t at, n;
-	int esc;
+	size_t n;
 	switch (x->s[x->pos]) {
 	case '"':
 		*kind = SK_STRING;
-		return scan_string(x, &at, &n, &esc);
+		return scan_string(x, &str->at, &str->n, &str->esc);
 	case 't':
 		*kind = SK_TRUE;
 		return scan_literal(x, "true");
@@ -596,8 +607,9 @@ content_result_scan(const char *json, size_t len, int *is_error, int *has_type)
 {
 	struct scan x = { json, len, 0, 0, 0, 0, 0 };
 	enum scan_kind kind;
+	struct scan_str str;
 	scan_ws(&x);
-	if (x.pos >= x.len || json[x.pos] != '{' || scan_value(&x, SR_ROOT, &kind) < 0)
+	if (x.pos >= x.len || json[x.pos] != '{' || scan_value(&x, SR_ROOT, &kind, &str) < 0)
 		return 0;
 	scan_ws(&x);
 	if (x.pos != x.len || !x.has_content)
