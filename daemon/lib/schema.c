@@ -455,7 +455,7 @@ validate_object(struct vctx *x, const struct kw *k, const cJSON *v, const struct
 		if (is_string(r) && json_get(v, r->valuestring) == NULL)
 			return fail(x, path, "missing required property \"%s\"", r->valuestring);
 	}
-	int count = cJSON_GetArraySize(v);
+	int count = is_number(min) || is_number(max) ? cJSON_GetArraySize(v) : 0;
 	if (is_number(min) && count < min->valuedouble)
 		return fail(x, path, "has fewer properties than minProperties allows");
 	if (is_number(max) && count > max->valuedouble)

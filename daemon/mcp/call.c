@@ -698,8 +698,8 @@ dispatch(struct call *c)
 				return;
 			}
 			/* The skills extension's methods exist where it is declared. */
-			if (c->m->cfg->nskills == 0 && (strncmp(mt->name, "skills/", 7) == 0 ||
-			    strcmp(mt->name, "resources/directory/read") == 0))
+			if (c->m->cfg->nskills == 0 && (mt->fn == m_skills_list || mt->fn == m_skills_get ||
+			    mt->fn == m_directory_read))
 				break;
 			mt->fn(c);
 			return;

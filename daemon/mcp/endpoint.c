@@ -59,12 +59,25 @@ respond_rpc_error(struct http_request *r, int status, const cJSON *id, int code,
 	respond_json(r, status, jsonrpc_error(id, code, message, NULL));
 }
 
+/* Whether s contains word (not empty), as strstr(s, word) != NULL: for
+ * a header's few dozen bytes strchr to each candidate and a compare cost
+ * less than strstr's setup. */
+static int
+contains(const char *s, const char *word)
+{
+	size_t n = strlen(word);
+	for (const char *p = s; (p = strchr(p, word[0])) != NULL; p++)
+		if (strncmp(p, word, n) == 0)
+			return 1;
+	return 0;
+}
+
 int
 accepts(const char *accept, const char *type)
 {
 	if (accept == NULL)
 		return 1;
-	return strstr(accept, type) != NULL || strstr(accept, "*/*") != NULL;
+	return contains(accept, type) || contains(accept, "*/*");
 }
 
 /* A notification the client posted (or wrote on stdio) in its session. */
@@ -233,9 +246,20 @@ stateless_call_init(struct call *c)
 {
 	c->stateless = 1;
 	c->proto = PROTO_2026_07_28;
-	const cJSON *meta = request_meta(&c->msg);
-	c->client_caps = json_get(meta, META_CAPS);
-	const cJSON *ll = json_get(meta, META_LOGLEVEL);
+	/* _meta's two members in one pass (the first of each name, as
+	 * json_get finds it): their names share a long prefix. */
+	static const char prefix[] = "io.modelcontextprotocol/";
+	const size_t plen = sizeof(prefix) - 1;
+	const cJSON *meta = request_meta(&c->msg), *caps = NULL, *ll = NULL;
+	for (const cJSON *v = meta != NULL ? meta->child : NULL; v != NULL && v->string != NULL; v = v->next) {
+		if (strncmp(v->string, prefix, plen) != 0)
+			continue;
+		if (caps == NULL && strcmp(v->string + plen, META_CAPS + plen) == 0)
+			caps = v;
+		else if (ll == NULL && strcmp(v->string + plen, META_LOGLEVEL + plen) == 0)
+			ll = v;
+	}
+	c->client_caps = caps;
 	if (cJSON_IsString(ll) && mcp_log_level_parse(ll->valuestring) >= 0)
 		c->log_level = mcp_log_level_parse(ll->valuestring);
 }

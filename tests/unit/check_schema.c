@@ -299,6 +299,32 @@ START_TEST(result_scan)
 }
 END_TEST
 
+/* endpoint.c's Accept check (mcp_internal.h): as strstr would answer,
+ * for types at every place of headers, cut short, doubled, and near
+ * misses. */
+int accepts(const char *accept, const char *type);
+
+START_TEST(accept_header)
+{
+	static const char *const types[] = { "application/json", "text/event-stream", "a", "*/*" };
+	static const char *const parts[] = { "application/json", "text/event-stream", "*/*", "application/*",
+	    "applicatio", "application/jso", "text/event-strea", "*/", "*", "aapplication/json", "text/html",
+	    "application/json;q=0.9", ", ", " ", "", "tttext/event-stream" };
+	size_t np = sizeof(parts) / sizeof(parts[0]);
+	char h[256];
+	ck_assert(accepts(NULL, "text/event-stream"));
+	for (size_t a = 0; a < np; a++)
+		for (size_t b = 0; b < np; b++)
+			for (size_t c = 0; c < np; c++) {
+				snprintf(h, sizeof(h), "%s%s%s", parts[a], parts[b], parts[c]);
+				for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+					int want = strstr(h, types[t]) != NULL || strstr(h, "*/*") != NULL;
+					ck_assert_msg(accepts(h, types[t]) == want, "accepts(\"%s\", \"%s\")", h, types[t]);
+				}
+			}
+}
+END_TEST
+
 START_TEST(schema_checks)
 {
 	cJSON *s = cJSON_Parse("{\"properties\":{\"a\":{\"$ref\":\"#/$defs/missing\"}}}");
@@ -666,6 +692,7 @@ schema_suite(void)
 	tcase_add_test(tc, compiled_patterns);
 	tcase_add_test(tc, compiled_keywords);
 	tcase_add_test(tc, result_scan);
+	tcase_add_test(tc, accept_header);
 	tcase_add_test(tc, utf8);
 	tcase_add_test(tc, jsonrpc);
 	tcase_add_test(tc, templates);
