@@ -326,15 +326,14 @@ struct scan_members {
 	size_t type_at, type_len;   /* the type's string, without escapes */
 };
 
-static void
+static const unsigned char scan_space[256] = { [' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1 };
+
+/* Whitespace between tokens: json.c's four characters. */
+static inline void
 scan_ws(struct scan *x)
 {
-	while (x->pos < x->len) {
-		char c = x->s[x->pos];
-		if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-			break;
+	while (x->pos < x->len && scan_space[(unsigned char)x->s[x->pos]])
 		x->pos++;
-	}
 }
 
 /* The bytes a string holds as they are: printable ASCII but the quote
@@ -477,7 +476,9 @@ scan_container(struct scan *x, int object, enum scan_role role)
 				    scan_string(x, &at, &n, &esc) < 0 || esc)
 					return -1;
 				for (size_t i = 0; i < count; i++)
-					if (names[i][1] == n && memcmp(x->s + names[i][0], x->s + at, n) == 0)
+					if (names[i][1] == n && (n == 0 || (x->s[names[i][0]] == x->s[at] &&
+					    x->s[names[i][0] + n - 1] == x->s[at + n - 1])) &&
+					    memcmp(x->s + names[i][0], x->s + at, n) == 0)
 						return -1;      /* a name twice: the parser refuses it */
 				names[count][0] = at;
 				names[count][1] = n;
