@@ -326,9 +326,11 @@ struct scan_members {
 	size_t type_at, type_len;   /* the type's string, without escapes */
 };
 
-static const unsigned char scan_space[256] = { [' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1 };
+static const unsigned char scan_space[256] = { [' '] = 1, ['\t'] = 1 };
 
-/* Whitespace between tokens: json.c's four characters. */
+/* Whitespace between tokens: json.c's four characters but the line
+ * breaks, which the scan leaves to the tree (a result written as it is
+ * must be on one line: t_tools.c). */
 static inline void
 scan_ws(struct scan *x)
 {

@@ -21,7 +21,9 @@ int content_blocks_check(const struct cJSON *blocks, char *err, size_t errlen);
  * cJSON_HasObjectItem finds it); 0 when not. content_result_scan is the
  * same check of the JSON text without a tree: 1 only where the tree's
  * would be 1 (with the same two answers); 0 for anything it leaves to
- * the tree (any fault, a \u escape, non-ASCII, very deep or wide). */
+ * the tree (any fault, a \u escape, non-ASCII, very deep or wide, and
+ * a line break anywhere: a result it reads is on one line, as one sent
+ * as it is must be). */
 int content_result_tree(const struct cJSON *r, int *is_error, int *has_type);
 int content_result_scan(const char *json, size_t len, int *is_error, int *has_type);
 /* The CallToolResult for a finished command. */

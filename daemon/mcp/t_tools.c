@@ -223,11 +223,13 @@ static int
 result_as_written(struct call *c, const char *json, size_t len)
 {
 	static struct arena *scratch;
-	if (call_is_task(c) || c->input_needed || c->cancelled ||
-	    memchr(json, '\n', len) != NULL || memchr(json, '\r', len) != NULL)
+	if (call_is_task(c) || c->input_needed || c->cancelled)
 		return 0;
 	int failed = 0, has_type = 0;
+	/* (The scan takes no line break: one it reads is on one line.) */
 	if (!content_result_scan(json, len, &failed, &has_type)) {
+		if (memchr(json, '\n', len) != NULL || memchr(json, '\r', len) != NULL)
+			return 0;
 		if (scratch == NULL && (scratch = arena_new(4096)) == NULL)
 			return 0;
 		const cJSON *r = json_parse_with(json, len, 0, NULL, from_arena, scratch);

@@ -195,6 +195,9 @@ scan_agrees(const char *json, size_t len)
 	if (!scan)
 		return;
 	scan_answered++;
+	/* What it reads is on one line (it is sent as it is). */
+	ck_assert_msg(memchr(json, '\n', len) == NULL && memchr(json, '\r', len) == NULL,
+	    "scan read a line break in %.*s", (int)len, json);
 	if (tree != 1 || se != te || st != tt)
 		ck_abort_msg("scan and tree differ on %.*s: scan %d (%d %d), tree %d (%d %d)",
 		    (int)len, json, scan, se, st, tree, te, tt);
@@ -265,7 +268,7 @@ START_TEST(result_scan)
 		int e, t;
 		ck_assert_msg(content_result_scan(read[i], strlen(read[i]), &e, &t) == 1, "not read: %s", read[i]);
 	}
-	static const char repl[] = "\"\\{}[],:0-e.E+ xtnfu\x01\x7f\x80";
+	static const char repl[] = "\"\\{}[],:0-e.E+ xtnfu\x01\x7f\x80\n\r\t";
 	char buf[512];
 	for (size_t set = 0; set < 2; set++) {
 		const char *const *list = set == 0 ? read : other;
