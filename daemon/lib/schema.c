@@ -49,6 +49,9 @@ struct kw {
 	const cJSON *min_length, *max_length, *pattern;
 	const cJSON *bound[4];      /* minimum, maximum, exclusiveMinimum, exclusiveMaximum */
 	const cJSON *multiple_of;
+	/* A string type's name as a bit of enum type_bit (load only); 0:
+	 * read the name (type_matches). */
+	unsigned type_bit;
 };
 
 /* A schema object's keywords gathered at load, so that validating a
@@ -158,6 +161,51 @@ type_matches(const char *t, const cJSON *v)
 		return is_number(v);
 	const char *name = json_type_name(v);
 	return t[0] == name[0] && strcmp(t, name) == 0;
+}
+
+/* The type names type_matches knows, as bits: a compiled schema's
+ * string "type" is one, found at load. */
+enum type_bit {
+	TB_NULL = 1, TB_BOOLEAN = 2, TB_NUMBER = 4, TB_STRING = 8, TB_ARRAY = 16, TB_OBJECT = 32,
+	TB_INTEGER = 64,
+};
+
+static unsigned
+type_bit_of(const char *t)
+{
+	static const struct { const char *name; unsigned bit; } names[] = {
+		{ "null", TB_NULL }, { "boolean", TB_BOOLEAN }, { "number", TB_NUMBER },
+		{ "string", TB_STRING }, { "array", TB_ARRAY }, { "object", TB_OBJECT },
+		{ "integer", TB_INTEGER },
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(t, names[i].name) == 0)
+			return names[i].bit;
+	return 0;
+}
+
+/* type_matches(t, v) for the t whose bit this is. */
+static int
+type_bit_matches(unsigned bit, const cJSON *v)
+{
+	switch (bit) {
+	case TB_INTEGER:
+		return json_is_integer(v);
+	case TB_NUMBER:
+		return is_number(v);
+	case TB_NULL:
+		return is_type(v, cJSON_NULL);
+	case TB_BOOLEAN:
+		return is_type(v, cJSON_True) || is_type(v, cJSON_False);
+	case TB_STRING:
+		return is_string(v);
+	case TB_ARRAY:
+		return is_array(v);
+	case TB_OBJECT:
+		return is_object(v);
+	default:
+		return 0;
+	}
 }
 
 /* Patterns are ECMA-262 in JSON Schema; PCRE2 reads that dialect
@@ -642,7 +690,7 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 	if ((k = kw->type) != NULL) {
 		int ok = 0;
 		if (is_string(k)) {
-			ok = type_matches(k->valuestring, v);
+			ok = kw->type_bit != 0 ? type_bit_matches(kw->type_bit, v) : type_matches(k->valuestring, v);
 			if (!ok) {
 				fail(x, path, "expected %s, got %s", k->valuestring, json_type_name(v));
 				goto out;
@@ -809,8 +857,11 @@ keep_kw(struct schema_compiled *sc, const cJSON *n)
 		sc->kws = p;
 		sc->kwcap = cap;
 	}
+	struct kw *k = &sc->kws[sc->nkw].kw;
 	sc->kws[sc->nkw].node = n;
-	gather(n, &sc->kws[sc->nkw].kw);
+	gather(n, k);
+	if (is_string(k->type))
+		k->type_bit = type_bit_of(k->type->valuestring);
 	sc->nkw++;
 	return 0;
 }

@@ -155,6 +155,12 @@ START_TEST(compiled_keywords)
 		    "\"allOf\":[{\"maxProperties\":2},{\"minProperties\":0}],\"oneOf\":[{\"type\":\"object\"},{\"type\":\"string\"}]}",
 		"{\"enum\":[{\"type\":\"string\"}],\"properties\":{\"e\":{\"$ref\":\"#/enum/0\"}}}",
 		"{\"properties\":{\"s\":{\"pattern\":\"^a+$\",\"minLength\":2},\"t\":{\"type\":[\"string\",\"null\"]}}}",
+		/* each type name a value can have (and two it cannot), at the top and in members */
+		"{\"type\":\"null\"}", "{\"type\":\"boolean\"}", "{\"type\":\"number\"}", "{\"type\":\"integer\"}",
+		"{\"type\":\"string\"}", "{\"type\":\"array\"}", "{\"type\":\"object\"}", "{\"type\":\"invalid\"}",
+		"{\"type\":\"Object\"}", "{\"type\":7}",
+		"{\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"boolean\"},\"e\":{\"type\":\"null\"},"
+		    "\"k\":{\"type\":\"number\"},\"s\":{\"type\":\"array\"},\"t\":{\"type\":\"object\"}}}",
 	};
 	static const char *const values[] = {
 		"{}", "{\"name\":\"bench\"}", "{\"name\":1}", "{\"a\":\"x\"}", "{\"a\":5,\"z\":2}",
@@ -163,6 +169,8 @@ START_TEST(compiled_keywords)
 		"[\"s\",2]", "[1]", "[\"s\",1,null,null]", "[\"s\",\"s\"]", "{\"k\":0}", "{\"k\":1}",
 		"{\"j\":1}", "{\"k\":1,\"a\":1,\"b\":2}", "\"str\"", "3", "null", "{\"e\":\"s\"}",
 		"{\"e\":1}", "{\"s\":\"aa\",\"t\":null}", "{\"s\":\"a\"}", "{\"s\":\"ab\"}", "{\"t\":1}",
+		"true", "false", "2.0", "2.5", "[]", "{\"b\":false,\"e\":null,\"k\":1e2,\"s\":[],\"t\":{}}",
+		"{\"a\":9007199254740993}", "{\"a\":1.5}", "{\"b\":0}", "{\"e\":false}", "{\"s\":{}}", "{\"t\":[]}",
 	};
 	for (size_t i = 0; i < sizeof(schemas) / sizeof(schemas[0]); i++) {
 		cJSON *s = cJSON_Parse(schemas[i]);
