@@ -6,7 +6,6 @@
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,19 +359,6 @@ scan_string(struct scan *x, size_t *at, size_t *n, int *esc)
 	*esc = 0;
 	*at = i;
 	for (;;) {
-		/* Eight bytes at a time while none is a quote, a backslash, a
-		 * control byte or over 0x7f (each test exact as a whole: a
-		 * word it stops at is read byte by byte below). */
-		const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-		while (len - i >= 8) {
-			uint64_t w, q, b;
-			memcpy(&w, s + i, 8);
-			q = w ^ (ones * '"');
-			b = w ^ (ones * '\\');
-			if (((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs) != 0)
-				break;
-			i += 8;
-		}
 		while (i < len && scan_plain[s[i]])
 			i++;
 		if (i >= len)
