@@ -518,7 +518,8 @@ call_free(struct call *c)
 {
 	metrics_mcp(c->method, c->mx_answered, c->mx_code);
 	call_trace_end(c);
-	free(c->trace_user);
+	if (c->trace_user != NULL)
+		free(c->trace_user);
 	if (c->finished_flag != NULL)
 		*c->finished_flag = 1;
 	LIST_REMOVE(c, link);
@@ -555,9 +556,14 @@ call_free(struct call *c)
 		http_stream_end(c->req);
 		c->req = NULL;
 	}
-	cJSON_Delete(c->answers);
-	cJSON_Delete(c->asked);
-	cJSON_Delete(c->filter);
+	/* (Most calls have none of these: no call into the library or free
+	 * for each.) */
+	if (c->answers != NULL)
+		cJSON_Delete(c->answers);
+	if (c->asked != NULL)
+		cJSON_Delete(c->asked);
+	if (c->filter != NULL)
+		cJSON_Delete(c->filter);
 	if (c->run != NULL)
 		tool_run_abandon(c->run);
 	if (c->stream != NULL) {
@@ -578,9 +584,12 @@ call_free(struct call *c)
 		session_calls_end(c->s);
 	if (c->s != NULL)
 		session_unref(c->s);
-	cJSON_Delete(c->vars);
-	free(c->complete_prefix);
-	free(c->principal);
+	if (c->vars != NULL)
+		cJSON_Delete(c->vars);
+	if (c->complete_prefix != NULL)
+		free(c->complete_prefix);
+	if (c->principal != NULL)
+		free(c->principal);
 	jsonrpc_free(&c->msg);
 	call_release(c);
 }

@@ -285,10 +285,11 @@ is_stateless(struct http_request *r, const struct jsonrpc_msg *msg)
 static const char *
 expected_name(const struct jsonrpc_msg *msg)
 {
-	const char *key = strcmp(msg->method, "resources/read") == 0 ? "uri" :
-	    (strcmp(msg->method, "tools/call") == 0 || strcmp(msg->method, "prompts/get") == 0) ? "name" :
-	    (strcmp(msg->method, "tasks/get") == 0 || strcmp(msg->method, "tasks/update") == 0 ||
-	    strcmp(msg->method, "tasks/cancel") == 0) ? "taskId" : NULL;
+	const char *m = msg->method;      /* (the first byte tells most apart without a call) */
+	const char *key = m[0] == 'r' && strcmp(m, "resources/read") == 0 ? "uri" :
+	    ((m[0] == 't' && strcmp(m, "tools/call") == 0) || (m[0] == 'p' && strcmp(m, "prompts/get") == 0)) ? "name" :
+	    (m[0] == 't' && (strcmp(m, "tasks/get") == 0 || strcmp(m, "tasks/update") == 0 ||
+	    strcmp(m, "tasks/cancel") == 0)) ? "taskId" : NULL;
 	if (key == NULL)
 		return NULL;
 	const cJSON *v = json_get(msg->params, key);
