@@ -91,7 +91,7 @@ $(MCPD): $(DAEMON_OBJS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
 
 # The helper reads and prints JSON with the daemon's json.c: numbers as written.
-$(HELPER): $(BUILD)/tools/mcpd-tool.o $(BUILD)/daemon/lib/json.o
+$(HELPER): $(BUILD)/tools/mcpd-tool.o $(BUILD)/daemon/lib/json.o $(BUILD)/daemon/lib/arena.o
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CJSON_LIBS) -lm
 
 # Plugins are built like third-party ones: with include/mcpd/plugin.h only.
@@ -244,6 +244,7 @@ FUZZ_OBJS = $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/fuzz/fuzz_*.c))
 # its own plugin_load (it refuses): a fuzzed file must not dlopen anything.
 FUZZ_LINK_http = $(DAEMON_LINK_OBJS)
 FUZZ_LINK_jsonrpc = $(DAEMON_LINK_OBJS)
+FUZZ_LINK_json = $(BUILD)/daemon/lib/json.o $(BUILD)/daemon/lib/arena.o
 FUZZ_LINK_config = $(filter-out $(BUILD)/daemon/core/plugin.o,$(DAEMON_LINK_OBJS))
 FUZZ_LINK_reqstate = $(DAEMON_LINK_OBJS)
 FUZZ_LINK_form = $(DAEMON_LINK_OBJS)

@@ -76,7 +76,7 @@ printf '  ratio pattern / plain calls/s                  %8s\n' "$(ratio "${PATT
 # (as before) against compiled once at load.
 if [ -f "$root/build/daemon/lib/schema.o" ]; then
 	cc -O2 -I"$root/daemon/lib" -o "$tmp/schema_validate" "$here/schema_validate.c" \
-		"$root/build/daemon/lib/schema.o" "$root/build/daemon/lib/json.o" -lcjson -lpcre2-8 -lm
+		"$root/build/daemon/lib/schema.o" "$root/build/daemon/lib/json.o" "$root/build/daemon/lib/arena.o" -lcjson -lpcre2-8 -lm
 	V=$("$tmp/schema_validate" $((DUR * 20000)))
 	printf '  one validation, CPU: compiling the patterns each time %s us, compiled at load %s us\n' \
 		"$(field "$V" on_the_fly_us)" "$(field "$V" compiled_us)"

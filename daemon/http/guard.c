@@ -61,6 +61,8 @@ guard_host_allowed(const struct config *c, const char *host)
 		nlen = (size_t)(colon - host);
 	for (size_t i = 0; i < c->nhosts; i++) {
 		const char *a = c->allowed_hosts[i];
+		if ((a[0] | 0x20) != (host[0] | 0x20))
+			continue;       /* unlike in their first byte, in any case */
 		if ((strncasecmp(a, host, nlen) == 0 && a[nlen] == '\0') || strcasecmp(a, host) == 0)
 			return 1;
 	}

@@ -67,7 +67,7 @@ union lname {
 };
 
 static const struct {
-	union lname name;       /* in lower case; http_known_header finds it by its length */
+	union lname name;       /* in lower case; found by its first letter (known_by_initial) */
 	unsigned char len;
 	unsigned char once;     /* must come once: repeated_field */
 } known_headers[HDR_KNOWN] = {
@@ -122,6 +122,13 @@ struct http_request {
 
 _Static_assert(MAX_HEADERS < 256, "http_request.known holds a header's index + 1");
 
+/* What the connection's timer holds, for the code that re-arms it. */
+enum timer_holds {
+	TIMER_FIXED,            /* a timeout that stays until it fires or is replaced */
+	TIMER_IDLE,             /* the idle timeout: re-armed lazily (idle_until) */
+	TIMER_HEAD,             /* a head's: removed once the head is read */
+};
+
 struct http_conn {
 	struct http_server *srv;
 	struct bufferevent *bev;
@@ -132,8 +139,7 @@ struct http_conn {
 	 * request were a tenth of the HTTP layer's instructions). */
 	struct event *timer;
 	uint64_t idle_until;    /* monotonic_us: CS_IDLE ends here */
-	int timer_idle;         /* timer, if pending, holds an idle timeout */
-	int head_timer;         /* timer holds the header timeout */
+	enum timer_holds holds; /* what the timer, if pending, holds */
 	struct event *done;     /* finishes a response sent whole (sent) */
 	/* Plain connections are read here, not by the bufferevent: its reads
 	 * ask FIONREAD before each one, an ioctl per request. TLS reads
@@ -856,7 +862,7 @@ stream_cut(struct http_conn *c, const char *why)
 	r->log_extra = r->log_extra != NULL ? arena_printf(c->arena, "%s, %s", r->log_extra, why) : why;
 	static const struct timeval now = { 0, 0 };
 	evtimer_add(c->timer, &now);
-	c->timer_idle = 0;
+	c->holds = TIMER_FIXED;
 }
 
 static void
@@ -1149,38 +1155,43 @@ known_is(const char *name, size_t len, int id)
 	return (((word_at(name + i) | fold) ^ k[i / 8]) & first_bytes(len - i)) == 0;
 }
 
+/* The known fields by the first letter of their names, a bit each:
+ * derived from known_headers once, so that a field added there is found
+ * by known_field and known_line alike. Written only on the first call,
+ * then read: each process builds the same table. */
+_Static_assert(HDR_KNOWN <= 32, "a known field is a bit of a uint32_t");
+
+static const uint32_t *
+known_by_initial(void)
+{
+	static uint32_t by[26];
+	static int built;
+	if (!built) {
+		for (int id = 0; id < HDR_KNOWN; id++)
+			by[known_headers[id].name.s[0] - 'a'] |= (uint32_t)1 << id;
+		built = 1;
+	}
+	return by;
+}
+
+/* The known fields whose names begin with the tchar c, a bit each. */
+static uint32_t
+known_with_initial(unsigned char c)
+{
+	unsigned char l = tchars[c];
+	return l >= 'a' && l <= 'z' ? known_by_initial()[l - 'a'] : 0;
+}
+
 /* The known field whose name is name (len tchars, readable as known_is
  * says), or -1. */
 static int
 known_field(const char *name, size_t len)
 {
-	const int *ids;
-	size_t n;
-#define CASE(len_, ...) case len_: { \
-	static const int ids_[] = { __VA_ARGS__ }; \
-	ids = ids_; \
-	n = sizeof(ids_) / sizeof(ids_[0]); \
-	break; \
-}
-	switch (len) {
-	CASE(4, HDR_HOST)
-	CASE(6, HDR_EXPECT, HDR_ACCEPT, HDR_ORIGIN, HDR_COOKIE)
-	CASE(8, HDR_MCP_NAME)
-	CASE(10, HDR_CONNECTION, HDR_USER_AGENT, HDR_MCP_METHOD)
-	CASE(11, HDR_TRACEPARENT)
-	CASE(12, HDR_CONTENT_TYPE)
-	CASE(13, HDR_AUTHORIZATION, HDR_LAST_EVENT_ID)
-	CASE(14, HDR_CONTENT_LENGTH, HDR_MCP_SESSION_ID)
-	CASE(17, HDR_TRANSFER_ENCODING)
-	CASE(20, HDR_MCP_PROTOCOL_VERSION)
-	CASE(30, HDR_AC_REQUEST_HEADERS)
-	default:
-		return -1;
+	for (uint32_t m = known_with_initial((unsigned char)*name); m != 0; m &= m - 1) {
+		int id = __builtin_ctz(m);
+		if (known_headers[id].len == len && known_is(name, len, id))
+			return id;
 	}
-#undef CASE
-	for (size_t i = 0; i < n; i++)
-		if (known_is(name, len, ids[i]))
-			return ids[i];
 	return -1;
 }
 
@@ -1192,33 +1203,12 @@ known_field(const char *name, size_t len)
 static int
 known_line(char *p, char **colon)
 {
-	const int *ids;
-	size_t n;
-#define CASE(ch_, ...) case ch_: { \
-	static const int ids_[] = { __VA_ARGS__ }; \
-	ids = ids_; \
-	n = sizeof(ids_) / sizeof(ids_[0]); \
-	break; \
-}
-	switch (tchars[(unsigned char)*p]) {
-	CASE('a', HDR_ACCEPT, HDR_AUTHORIZATION, HDR_AC_REQUEST_HEADERS)
-	CASE('c', HDR_CONTENT_TYPE, HDR_CONTENT_LENGTH, HDR_CONNECTION, HDR_COOKIE)
-	CASE('e', HDR_EXPECT)
-	CASE('h', HDR_HOST)
-	CASE('l', HDR_LAST_EVENT_ID)
-	CASE('m', HDR_MCP_SESSION_ID, HDR_MCP_PROTOCOL_VERSION, HDR_MCP_METHOD, HDR_MCP_NAME)
-	CASE('o', HDR_ORIGIN)
-	CASE('t', HDR_TRACEPARENT, HDR_TRANSFER_ENCODING)
-	CASE('u', HDR_USER_AGENT)
-	default:
-		return -1;
-	}
-#undef CASE
-	for (size_t i = 0; i < n; i++) {
-		size_t len = known_headers[ids[i]].len;
-		if (p[len] == ':' && known_is(p, len, ids[i])) {
+	for (uint32_t m = known_with_initial((unsigned char)*p); m != 0; m &= m - 1) {
+		int id = __builtin_ctz(m);
+		size_t len = known_headers[id].len;
+		if (p[len] == ':' && known_is(p, len, id)) {
 			*colon = p + len;
-			return ids[i];
+			return id;
 		}
 	}
 	return -1;
@@ -1250,8 +1240,16 @@ value_end(char *v)
 		uint64_t w = word_at(v);
 		/* a byte below 0x20, or a byte 0x7f (bytes from 0x80 never) */
 		uint64_t del = w ^ (0x7f * ones);
-		if ((((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & highs)
+		uint64_t m = (((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & highs;
+		if (m != 0) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			/* The lowest flagged byte is exact (a borrow flags only
+			 * bytes above it): go to it, then on by the table (an HTAB
+			 * is flagged, and a vchar). */
+			v += __builtin_ctzll(m) >> 3;
+#endif
 			break;
+		}
 		v += 8;
 	}
 	while (vchars[(unsigned char)*v])
@@ -1546,8 +1544,7 @@ read_head(struct http_conn *c)
 		 * at once (as most are) never needs the timer. */
 		if (fresh) {
 			evtimer_add(c->timer, s->tv_header);
-			c->timer_idle = 0;
-			c->head_timer = 1;
+			c->holds = TIMER_HEAD;
 		}
 		return 0;
 	}
@@ -1571,9 +1568,9 @@ read_head(struct http_conn *c)
 		fail_request(c, status, why, 1);
 		return -1;
 	}
-	if (c->head_timer) {
+	if (c->holds == TIMER_HEAD) {
 		evtimer_del(c->timer);
-		c->head_timer = 0;
+		c->holds = TIMER_FIXED;
 	}
 	if (r->chunked || r->content_length > 0) {
 		if (r->content_length > s->limits.max_body) {
@@ -1815,7 +1812,7 @@ start_linger(struct http_conn *c)
 		bufferevent_enable(c->bev, EV_READ);
 	struct timeval tv = ms_to_tv(LINGER_MS);
 	evtimer_add(c->timer, &tv);
-	c->timer_idle = 0;
+	c->holds = TIMER_FIXED;
 }
 
 static void
@@ -1848,11 +1845,11 @@ write_cb(struct bufferevent *bev, void *arg)
 	c->idle_until = monotonic_us() + s->limits.idle_timeout_ms * 1000;
 	if (s->draining) {
 		evtimer_add(c->timer, &s->tv_drain_grace);
-		c->timer_idle = 0;
-	} else if (!c->timer_idle || !evtimer_pending(c->timer, NULL)) {
+		c->holds = TIMER_FIXED;
+	} else if (c->holds != TIMER_IDLE || !evtimer_pending(c->timer, NULL)) {
 		/* (a pending idle timeout ends no later than this one) */
 		evtimer_add(c->timer, s->tv_idle);
-		c->timer_idle = 1;
+		c->holds = TIMER_IDLE;
 	}
 	process_input(c);
 }
@@ -1921,7 +1918,7 @@ timer_cb(evutil_socket_t fd, short ev, void *arg)
 				uint64_t left = c->idle_until - now;
 				struct timeval tv = { (time_t)(left / 1000000), (suseconds_t)(left % 1000000) };
 				evtimer_add(c->timer, &tv);
-				c->timer_idle = 1;
+				c->holds = TIMER_IDLE;
 				return;
 			}
 		}
@@ -2023,7 +2020,7 @@ http_server_drain(struct http_server *s, void (*done)(void *), void *arg)
 	TAILQ_FOREACH(c, &s->conns, link) {
 		if (c->state == CS_IDLE) {
 			evtimer_add(c->timer, &s->tv_drain_grace);
-			c->timer_idle = 0;
+			c->holds = TIMER_FIXED;
 		}
 	}
 	if (s->nconns == 0 && s->drain_done != NULL) {

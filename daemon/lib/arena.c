@@ -6,17 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Under AddressSanitizer the bytes of a block that no allocation holds
- * are poisoned: a read past what arena_alloc gave, or of what an
- * arena_reset took back, is reported as a use of freed memory would be. */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ARENA_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) && !defined(ARENA_ASAN)
-#define ARENA_ASAN 1
-#endif
+/* Under AddressSanitizer (ARENA_ASAN, arena.h) the bytes of a block that
+ * no allocation holds are poisoned: a read past what arena_alloc gave, or
+ * of what an arena_reset took back, is reported as a use of freed memory
+ * would be. */
 #ifdef ARENA_ASAN
 #include <sanitizer/asan_interface.h>
 #define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
@@ -26,22 +19,34 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-struct block {
-	struct block *next;
+/* A block's bytes in use are those below the arena's cur while it is the
+ * head, then used. */
+struct arena_block {
+	struct arena_block *next;
 	size_t size, used;
 	max_align_t data[];
 };
 
-struct arena {
-	struct block *head;  /* current block; older ones follow */
-	size_t first_size;
-	size_t total;
-};
+/* The arena's free bytes are those of b from now on. */
+static void
+use_block(struct arena *a, struct arena_block *b)
+{
+	a->head = b;
+	a->cur = (char *)b->data + b->used;
+	a->end = (char *)b->data + b->size;
+}
 
-static struct block *
+/* Bytes given from the head block. */
+static size_t
+head_used(const struct arena *a)
+{
+	return (size_t)(a->cur - (char *)a->head->data);
+}
+
+static struct arena_block *
 block_new(size_t size)
 {
-	struct block *b = malloc(sizeof(*b) + size);
+	struct arena_block *b = malloc(sizeof(*b) + size);
 	if (b == NULL)
 		return NULL;
 	b->next = NULL;
@@ -60,12 +65,13 @@ arena_new(size_t first_block)
 	if (first_block < 256)
 		first_block = 256;
 	a->first_size = first_block;
-	a->total = 0;
-	a->head = block_new(first_block);
-	if (a->head == NULL) {
+	a->done = 0;
+	struct arena_block *b = block_new(first_block);
+	if (b == NULL) {
 		free(a);
 		return NULL;
 	}
+	use_block(a, b);
 	return a;
 }
 
@@ -74,9 +80,9 @@ arena_free(struct arena *a)
 {
 	if (a == NULL)
 		return;
-	struct block *b = a->head;
+	struct arena_block *b = a->head;
 	while (b != NULL) {
-		struct block *next = b->next;
+		struct arena_block *next = b->next;
 		free(b);
 		b = next;
 	}
@@ -87,41 +93,43 @@ void
 arena_reset(struct arena *a)
 {
 	/* The first block is the last in the list: keep it, free the rest. */
-	struct block *b = a->head;
+	struct arena_block *b = a->head;
 	while (b->next != NULL) {
-		struct block *next = b->next;
+		struct arena_block *next = b->next;
 		free(b);
 		b = next;
 	}
 	b->used = 0;
 	POISON(b->data, b->size);
-	a->head = b;
-	a->total = 0;
+	use_block(a, b);
+	a->done = 0;
 }
 
+/* What arena_alloc (arena.h) does not do inline: a new block when the
+ * head has no room, and every allocation under ASan (unpoisoning it). */
 void *
-arena_alloc(struct arena *a, size_t n)
+arena_alloc_slow(struct arena *a, size_t n)
 {
 	const size_t align = _Alignof(max_align_t);
 	size_t need = (n + align - 1) & ~(align - 1);
 	if (need < n)
 		return NULL;
-	struct block *b = a->head;
-	if (b->size - b->used < need) {
+	if ((size_t)(a->end - a->cur) < need) {
+		struct arena_block *b = a->head;
 		size_t size = b->size * 2;
 		if (size < need)
 			size = need;
-		struct block *nb = block_new(size);
+		struct arena_block *nb = block_new(size);
 		if (nb == NULL)
 			return NULL;
+		b->used = head_used(a);
+		a->done += b->used;
 		nb->next = b;
-		a->head = nb;
-		b = nb;
+		use_block(a, nb);
 	}
-	void *p = (char *)b->data + b->used;
+	void *p = a->cur;
 	UNPOISON(p, n);
-	b->used += need;
-	a->total += need;
+	a->cur += need;
 	return p;
 }
 
@@ -172,5 +180,5 @@ arena_printf(struct arena *a, const char *fmt, ...)
 size_t
 arena_used(const struct arena *a)
 {
-	return a->total;
+	return a->done + head_used(a);
 }

@@ -1,5 +1,7 @@
 #include "json.h"
 
+#include "arena.h"
+
 #include <cjson/cJSON.h>
 #include <limits.h>
 #include <math.h>
@@ -8,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* ---- parsing ---- */
 
@@ -16,43 +21,64 @@ struct parser {
 	size_t len, pos;
 	int depth, max_depth;
 	struct json_error *err;
-	/* Where nodes and strings come from: cJSON's allocator (NULL), or
-	 * the caller's, whose tree is never given to cJSON_Delete. */
+	/* Where nodes and strings come from: cJSON's allocator (own), or the
+	 * caller's, an arena or alloc, whose tree is never given to
+	 * cJSON_Delete. */
+	int own;
+	struct arena *arena;
 	void *(*alloc)(void *ctx, size_t n);
 	void *ctx;
 };
 
-static cJSON *
-new_node(struct parser *p, int type)
-{
-	cJSON *v;
-	if (p->alloc == NULL) {
-		v = cJSON_CreateNull();
-	} else if ((v = p->alloc(p->ctx, sizeof(*v))) != NULL) {
-		memset(v, 0, sizeof(*v));
-	}
-	if (v != NULL)
-		v->type = type;
-	return v;
-}
-
-static void *
+/* An arena's first: a request's tree. */
+static inline void *
 new_bytes(struct parser *p, size_t n)
 {
-	return p->alloc == NULL ? cJSON_malloc(n) : p->alloc(p->ctx, n);
+	if (p->arena != NULL)
+		return arena_alloc(p->arena, n);
+	return p->own ? cJSON_malloc(n) : p->alloc(p->ctx, n);
+}
+
+/* A node of the type; with n > 0, n bytes for its valuestring at *bytes:
+ * after the node, in one allocation, from the caller's allocator; from
+ * cJSON's, two that cJSON_Delete frees. */
+static inline cJSON *
+new_node(struct parser *p, int type, size_t n, char **bytes)
+{
+	cJSON *v;
+	if (p->arena != NULL) {
+		if ((v = arena_alloc(p->arena, sizeof(*v) + n)) == NULL)
+			return NULL;
+		if (n > 0)
+			*bytes = (char *)(v + 1);
+	} else if (p->own) {
+		if ((v = cJSON_malloc(sizeof(*v))) == NULL)
+			return NULL;
+		if (n > 0 && (*bytes = cJSON_malloc(n)) == NULL) {
+			cJSON_free(v);
+			return NULL;
+		}
+	} else {
+		if ((v = p->alloc(p->ctx, sizeof(*v) + n)) == NULL)
+			return NULL;
+		if (n > 0)
+			*bytes = (char *)(v + 1);
+	}
+	*v = (cJSON){ .type = type };
+	return v;
 }
 
 static void
 free_bytes(struct parser *p, void *b)
 {
-	if (p->alloc == NULL)
+	if (p->own)
 		cJSON_free(b);
 }
 
 static void
 free_node(struct parser *p, cJSON *v)
 {
-	if (p->alloc == NULL)
+	if (p->own)
 		cJSON_Delete(v);
 }
 
@@ -78,15 +104,31 @@ syntax(struct parser *p)
 	fault(p, JSON_SYNTAX, p->pos, "invalid JSON near byte %zu", p->pos);
 }
 
-static void
+/* Inline, the first byte looked at once: compact JSON has no whitespace,
+ * and none of the four characters is above ' ' as every token's first
+ * byte is. */
+static inline void
 skip_ws(struct parser *p)
 {
+	if (p->pos < p->len && p->s[p->pos] > ' ')
+		return;
 	while (p->pos < p->len) {
 		unsigned char c = p->s[p->pos];
 		if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
 			break;
 		p->pos++;
 	}
+}
+
+/* Is the next byte, whitespace skipped, c? That byte is looked at first:
+ * in compact JSON it is the token. */
+static inline int
+next_is(struct parser *p, unsigned char c)
+{
+	if (p->pos < p->len && p->s[p->pos] == c)
+		return 1;
+	skip_ws(p);
+	return p->pos < p->len && p->s[p->pos] == c;
 }
 
 static int
@@ -185,17 +227,32 @@ static const unsigned char plain_byte[256] = {
 	/* 0x80..0xff: UTF-8 sequences, checked by utf8_seq */
 };
 
-/* The end of the run of plain bytes from s[i] (s has n). Eight at a time
- * first: a byte >= 0x80 has its high bit set; so has, in x - 0x20 or in
+/* The end of the run of plain bytes from s[i] (s has n, i <= n). Sixteen
+ * at a time with SSE2 (x86-64 has it): a byte below 0x20 as a signed
+ * byte is a control character or >= 0x80. Then eight at a time: a byte
+ * >= 0x80 has its high bit set; so has, in x - 0x20 or in
  * (x xor '"') - 1 or (x xor '\\') - 1, a byte below 0x20 or equal to
  * '"' or '\\', or one above such a byte (a borrow): the lowest flagged
  * byte is the first that is not plain. */
-static size_t
+static inline size_t
 plain_run(const unsigned char *s, size_t i, size_t n)
 {
+#ifdef __SSE2__
+	const __m128i below = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'),
+	    backslash = _mm_set1_epi8('\\');
+	while (n - i >= 16) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(s + i));
+		__m128i m = _mm_or_si128(_mm_cmplt_epi8(x, below),
+		    _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)));
+		unsigned bits = (unsigned)_mm_movemask_epi8(m);
+		if (bits != 0)
+			return i + (size_t)__builtin_ctz(bits);
+		i += 16;
+	}
+#endif
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-	while (i < n && n - i >= 8) {     /* i may be past n after a backslash */
+	while (n - i >= 8) {              /* i <= n: string_extent sees to it */
 		uint64_t x;
 		memcpy(&x, s + i, 8);
 		uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
@@ -210,53 +267,91 @@ plain_run(const unsigned char *s, size_t i, size_t n)
 	return i;
 }
 
-/* A string at p->pos (the opening quote): its decoded text, allocated
- * with cJSON's allocator so that cJSON_Delete can free it. */
-static char *
-parse_string(struct parser *p)
+/* The string at p->pos (the opening quote), what may stand raw in it
+ * checked: *end is at its closing quote, *escapes says if it has any.
+ * -1 with the fault. Inline (as the plain copy in string_decode): most
+ * strings are names and short values, for which a call would be a good
+ * part of the cost. */
+static inline __attribute__((always_inline)) int
+string_extent(struct parser *p, size_t *endp, int *escapes)
 {
-	size_t start = ++p->pos, end = start;
-	int escapes = 0;
-	/* First the extent, checking what may stand raw in a string. */
+	size_t end = p->pos + 1;
+	*escapes = 0;
 	for (;;) {
 		end = plain_run(p->s, end, p->len);
-		if (end >= p->len) {
-			p->pos = p->len;        /* unterminated (maybe after a backslash) */
-			syntax(p);
-			return NULL;
-		}
+		if (end >= p->len)
+			goto unterminated;
 		unsigned char c = p->s[end];
 		if (c == '"')
 			break;
 		if (c == '\\') {
-			escapes = 1;
+			*escapes = 1;
 			end += 2;
+			if (end > p->len)
+				goto unterminated;      /* the backslash was the last byte */
 			continue;
 		}
 		if (c < 0x20) {
 			fault(p, JSON_CONTROL, end, "a raw control character (U+%04X) in a string at byte %zu; "
 			    "escape it", c, end);
-			return NULL;
+			return -1;
 		}
 		size_t k = utf8_seq(p->s + end, p->len - end);
 		if (k == 0) {
 			fault(p, JSON_UTF8, end, "a string that is not valid UTF-8 at byte %zu", end);
-			return NULL;
+			return -1;
 		}
 		end += k;
 	}
-	char *out = new_bytes(p, end - start + 1);
-	if (out == NULL) {
-		fault(p, JSON_NOMEM, start, "out of memory");
-		return NULL;
+	*endp = end;
+	return 0;
+unterminated:
+	p->pos = p->len;
+	syntax(p);
+	return -1;
+}
+
+/* n bytes from s to o: short ones (most names and values) by a few
+ * loads and stores rather than a call. */
+static inline void
+copy_bytes(char *o, const unsigned char *s, size_t n)
+{
+	if (n >= 8 && n <= 16) {
+		memcpy(o, s, 8);
+		memcpy(o + n - 8, s + n - 8, 8);
+	} else if (n >= 4 && n < 8) {
+		memcpy(o, s, 4);
+		memcpy(o + n - 4, s + n - 4, 4);
+	} else if (n < 4) {
+		for (size_t i = 0; i < n; i++)
+			o[i] = (char)s[i];
+	} else {
+		memcpy(o, s, n);
 	}
-	if (!escapes) {
-		memcpy(out, p->s + start, end - start);
-		out[end - start] = '\0';
-		p->pos = end + 1;
-		return out;
-	}
-	size_t o = 0;
+}
+
+static int decode_escapes(struct parser *p, size_t end, char *out);
+
+/* The text of the string from p->pos (its opening quote) to end (its
+ * closing one, string_extent's) decoded into out (end - p->pos bytes),
+ * NUL-terminated; p->pos after the string. -1 with the fault. */
+static inline __attribute__((always_inline)) int
+string_decode(struct parser *p, size_t end, int escapes, char *out)
+{
+	if (escapes)
+		return decode_escapes(p, end, out);
+	size_t start = p->pos + 1;
+	copy_bytes(out, p->s + start, end - start);
+	out[end - start] = '\0';
+	p->pos = end + 1;
+	return 0;
+}
+
+/* string_decode's work for a string with escapes. */
+static int
+decode_escapes(struct parser *p, size_t end, char *out)
+{
+	size_t start = p->pos + 1, o = 0;
 	for (size_t i = start; i < end; ) {
 		unsigned char c = p->s[i];
 		if (c != '\\') {
@@ -289,9 +384,8 @@ parse_string(struct parser *p)
 				i += 6;
 			}
 			if (cp == 0) {
-				free_bytes(p, out);
 				fault(p, JSON_NUL, i, "strings containing \\u0000 are not supported");
-				return NULL;
+				return -1;
 			}
 			o += put_utf8(out + o, cp);
 			i += 6;
@@ -302,14 +396,56 @@ parse_string(struct parser *p)
 		i += 2;
 		continue;
 bad:
-		free_bytes(p, out);
 		p->pos = i;
 		fault(p, JSON_SYNTAX, i, "invalid escape in a string at byte %zu", i);
-		return NULL;
+		return -1;
 	}
 	out[o] = '\0';
 	p->pos = end + 1;
+	return 0;
+}
+
+/* A member's name at p->pos (the opening quote), decoded, in bytes of
+ * its own (the value's node owns it: cJSON_Delete frees it). */
+static char *
+parse_name(struct parser *p)
+{
+	size_t end;
+	int escapes;
+	if (string_extent(p, &end, &escapes) < 0)
+		return NULL;
+	char *out = new_bytes(p, end - p->pos);
+	if (out == NULL) {
+		fault(p, JSON_NOMEM, p->pos + 1, "out of memory");
+		return NULL;
+	}
+	if (string_decode(p, end, escapes, out) < 0) {
+		free_bytes(p, out);
+		return NULL;
+	}
 	return out;
+}
+
+/* A string value at p->pos (the opening quote). */
+static inline __attribute__((always_inline)) cJSON *
+string_node(struct parser *p)
+{
+	size_t end;
+	int escapes;
+	char *out = NULL;
+	if (string_extent(p, &end, &escapes) < 0)
+		return NULL;
+	cJSON *v = new_node(p, cJSON_String, end - p->pos, &out);
+	if (v == NULL) {
+		fault(p, JSON_NOMEM, p->pos + 1, "out of memory");
+		return NULL;
+	}
+	v->valuestring = out;
+	if (string_decode(p, end, escapes, out) < 0) {
+		free_node(p, v);
+		return NULL;
+	}
+	return v;
 }
 
 /* The length of the number at s (the JSON grammar), or 0. */
@@ -349,16 +485,12 @@ number_length(const unsigned char *s, size_t n)
 static cJSON *
 number_node(struct parser *p, const char *text, size_t n)
 {
-	char *lexeme = new_bytes(p, n + 1);
-	if (lexeme == NULL)
+	char *lexeme = NULL;
+	cJSON *v = new_node(p, cJSON_Number, n + 1, &lexeme);
+	if (v == NULL)
 		return NULL;
-	memcpy(lexeme, text, n);
+	copy_bytes(lexeme, (const unsigned char *)text, n);
 	lexeme[n] = '\0';
-	cJSON *v = new_node(p, cJSON_Number);
-	if (v == NULL) {
-		free_bytes(p, lexeme);
-		return NULL;
-	}
 	/* As cJSON_CreateNumber sets them. A short integer (ids, counts) is
 	 * exact in a double: the same value as strtod's, -0 included. */
 	size_t neg = text[0] == '-', i;
@@ -382,7 +514,7 @@ number_node(struct parser *p, const char *text, size_t n)
 cJSON *
 json_number_parse(const char *s, size_t len)
 {
-	struct parser p = { 0 };
+	struct parser p = { .own = 1 };
 	if (len == 0 || number_length((const unsigned char *)s, len) != len)
 		return NULL;
 	return number_node(&p, s, len);
@@ -425,7 +557,8 @@ duplicate_name(const cJSON *obj, size_t n)
 
 static cJSON *parse_value(struct parser *p);
 
-static cJSON *
+/* Inline into parse_object and parse_array, each with its own constant. */
+static inline __attribute__((always_inline)) cJSON *
 parse_container(struct parser *p, int object)
 {
 	size_t at = p->pos;
@@ -433,16 +566,15 @@ parse_container(struct parser *p, int object)
 		fault(p, JSON_DEPTH, at, "JSON nested deeper than %d levels", p->max_depth);
 		return NULL;
 	}
-	cJSON *c = new_node(p, object ? cJSON_Object : cJSON_Array);
+	cJSON *c = new_node(p, object ? cJSON_Object : cJSON_Array, 0, NULL), *last = NULL;
 	if (c == NULL) {
 		fault(p, JSON_NOMEM, at, "out of memory");
 		return NULL;
 	}
-	char close = object ? '}' : ']';
+	unsigned char close = object ? '}' : ']';
 	size_t n = 0;
 	p->pos++;
-	skip_ws(p);
-	if (p->pos < p->len && p->s[p->pos] == close) {
+	if (next_is(p, close)) {
 		p->pos++;
 		p->depth--;
 		return c;
@@ -450,36 +582,43 @@ parse_container(struct parser *p, int object)
 	for (;;) {
 		char *name = NULL;
 		if (object) {
-			if (p->pos >= p->len || p->s[p->pos] != '"') {
+			if (!next_is(p, '"')) {
 				syntax(p);
 				goto fail;
 			}
-			if ((name = parse_string(p)) == NULL)
+			if ((name = parse_name(p)) == NULL)
 				goto fail;
-			skip_ws(p);
-			if (p->pos >= p->len || p->s[p->pos] != ':') {
+			if (!next_is(p, ':')) {
 				free_bytes(p, name);
 				syntax(p);
 				goto fail;
 			}
 			p->pos++;
-			skip_ws(p);
 		}
-		cJSON *v = parse_value(p);
+		skip_ws(p);
+		/* A string, the most common member, without parse_value's call. */
+		cJSON *v = p->pos < p->len && p->s[p->pos] == '"' ? string_node(p) : parse_value(p);
 		if (v == NULL) {
 			free_bytes(p, name);
 			goto fail;
 		}
 		v->string = name;       /* owned by v now: cJSON_Delete frees it */
-		cJSON_AddItemToArray(c, v);
+		/* As cJSON_AddItemToArray links it: the first child's prev is
+		 * the last child. */
+		if (last == NULL) {
+			c->child = v;
+		} else {
+			last->next = v;
+			v->prev = last;
+		}
+		c->child->prev = v;
+		last = v;
 		n++;
-		skip_ws(p);
-		if (p->pos < p->len && p->s[p->pos] == ',') {
+		if (next_is(p, ',')) {
 			p->pos++;
-			skip_ws(p);
 			continue;
 		}
-		if (p->pos < p->len && p->s[p->pos] == close) {
+		if (p->pos < p->len && p->s[p->pos] == close) {     /* whitespace skipped */
 			p->pos++;
 			break;
 		}
@@ -501,10 +640,21 @@ fail:
 	return NULL;
 }
 
-static int
-literal(struct parser *p, const char *word)
+static cJSON *
+parse_object(struct parser *p)
 {
-	size_t n = strlen(word);
+	return parse_container(p, 1);
+}
+
+static cJSON *
+parse_array(struct parser *p)
+{
+	return parse_container(p, 0);
+}
+
+static inline int
+literal(struct parser *p, const char *word, size_t n)
+{
 	if (p->len - p->pos < n || memcmp(p->s + p->pos, word, n) != 0)
 		return 0;
 	p->pos += n;
@@ -522,42 +672,33 @@ parse_value(struct parser *p)
 	cJSON *v = NULL;
 	switch (c) {
 	case '{':
+		return parse_object(p);
 	case '[':
-		return parse_container(p, c == '{');
-	case '"': {
-		char *s = parse_string(p);
-		if (s == NULL)
-			return NULL;
-		v = new_node(p, cJSON_String);
-		if (v == NULL) {
-			free_bytes(p, s);
-			break;
-		}
-		v->valuestring = s;
-		return v;
-	}
+		return parse_array(p);
+	case '"':
+		return string_node(p);
 	case 't':
-		if (!literal(p, "true")) {
+		if (!literal(p, "true", 4)) {
 			syntax(p);
 			return NULL;
 		}
-		if ((v = new_node(p, cJSON_True)) != NULL)
+		if ((v = new_node(p, cJSON_True, 0, NULL)) != NULL)
 			return v;
 		break;
 	case 'f':
-		if (!literal(p, "false")) {
+		if (!literal(p, "false", 5)) {
 			syntax(p);
 			return NULL;
 		}
-		if ((v = new_node(p, cJSON_False)) != NULL)
+		if ((v = new_node(p, cJSON_False, 0, NULL)) != NULL)
 			return v;
 		break;
 	case 'n':
-		if (!literal(p, "null")) {
+		if (!literal(p, "null", 4)) {
 			syntax(p);
 			return NULL;
 		}
-		if ((v = new_node(p, cJSON_NULL)) != NULL)
+		if ((v = new_node(p, cJSON_NULL, 0, NULL)) != NULL)
 			return v;
 		break;
 	default: {
@@ -578,33 +719,51 @@ parse_value(struct parser *p)
 	return NULL;
 }
 
+static cJSON *
+parse(struct parser *p, const char *text)
+{
+	if (text == NULL) {
+		fault(p, JSON_SYNTAX, 0, "no JSON text");
+		return NULL;
+	}
+	skip_ws(p);
+	cJSON *v = parse_value(p);
+	if (v == NULL)
+		return NULL;
+	skip_ws(p);
+	if (p->pos < p->len) {
+		fault(p, JSON_TRAILING, p->pos, "unexpected data after the JSON value");
+		free_node(p, v);
+		return NULL;
+	}
+	return v;
+}
+
 cJSON *
 json_parse(const char *text, size_t len, int max_depth, struct json_error *err)
 {
-	return json_parse_with(text, len, max_depth, err, NULL, NULL);
+	struct parser p = { .s = (const unsigned char *)text, .len = len,
+	    .max_depth = max_depth > 0 ? max_depth : JSON_MAX_DEPTH, .err = err, .own = 1 };
+	return parse(&p, text);
 }
 
 cJSON *
 json_parse_with(const char *text, size_t len, int max_depth, struct json_error *err,
     void *(*alloc)(void *ctx, size_t n), void *ctx)
 {
-	struct parser p = { (const unsigned char *)text, len, 0, 0,
-	    max_depth > 0 ? max_depth : JSON_MAX_DEPTH, err, alloc, ctx };
-	if (text == NULL) {
-		fault(&p, JSON_SYNTAX, 0, "no JSON text");
-		return NULL;
-	}
-	skip_ws(&p);
-	cJSON *v = parse_value(&p);
-	if (v == NULL)
-		return NULL;
-	skip_ws(&p);
-	if (p.pos < len) {
-		fault(&p, JSON_TRAILING, p.pos, "unexpected data after the JSON value");
-		free_node(&p, v);
-		return NULL;
-	}
-	return v;
+	if (alloc == NULL)
+		return json_parse(text, len, max_depth, err);
+	struct parser p = { .s = (const unsigned char *)text, .len = len,
+	    .max_depth = max_depth > 0 ? max_depth : JSON_MAX_DEPTH, .err = err, .alloc = alloc, .ctx = ctx };
+	return parse(&p, text);
+}
+
+cJSON *
+json_parse_arena(const char *text, size_t len, int max_depth, struct json_error *err, struct arena *a)
+{
+	struct parser p = { .s = (const unsigned char *)text, .len = len,
+	    .max_depth = max_depth > 0 ? max_depth : JSON_MAX_DEPTH, .err = err, .arena = a };
+	return parse(&p, text);
 }
 
 /* ---- printing ---- */

@@ -32,43 +32,37 @@ json_depth_exceeds(const char *s, size_t len, int max_depth)
 	return 0;
 }
 
-/* A message's tree comes from one arena, freed whole with the message:
- * a few blocks rather than a malloc and a free per node and string. */
-static void *
-tree_alloc(void *arena, size_t n)
-{
-	return arena_alloc(arena, n);
-}
-
-/* The arena of the last message freed is kept, reset, for the next one
- * (a worker reads one message at a time; a call that outlives its
- * request keeps its own): no malloc and free of an arena per request.
- * Under AddressSanitizer a reset arena's bytes are poisoned (arena.c):
- * a use of a freed message's tree is still reported. */
-static struct arena *spare;
-
-/* A first block of 4 KiB at least: the spare is to hold the next
+/* A first block of 4 KiB at least: the kept arena is to hold the next
  * message's tree too, whatever the size of the one it came from (a
- * request's tree takes about four times its text). */
+ * request's tree takes about four times its text). Under
+ * AddressSanitizer a reset arena's bytes are poisoned (arena.c): a use
+ * of a freed message's tree is still reported. */
 static struct arena *
-msg_arena(size_t len)
+msg_arena(struct jsonrpc_reader *rd, size_t len)
 {
-	struct arena *a = spare;
+	struct arena *a = rd != NULL ? rd->spare : NULL;
 	if (a == NULL)
 		return arena_new(len < 896 ? 4096 : len < 4096 ? 4 * len + 512 : 16384);
-	spare = NULL;
+	rd->spare = NULL;
 	return a;
 }
 
 static void
-msg_arena_done(struct arena *a)
+msg_arena_done(struct jsonrpc_reader *rd, struct arena *a)
 {
-	if (spare == NULL) {
+	if (rd != NULL && rd->spare == NULL) {
 		arena_reset(a);
-		spare = a;
+		rd->spare = a;
 	} else {
 		arena_free(a);
 	}
+}
+
+void
+jsonrpc_reader_clear(struct jsonrpc_reader *rd)
+{
+	arena_free(rd->spare);
+	rd->spare = NULL;
 }
 
 static int
@@ -78,7 +72,7 @@ valid_id(const cJSON *id)
 }
 
 int
-jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *out,
+jsonrpc_parse(struct jsonrpc_reader *rd, const char *body, size_t len, int max_depth, struct jsonrpc_msg *out,
     int *code, char *msg, size_t msglen, cJSON **id_out)
 {
 	memset(out, 0, sizeof(*out));
@@ -94,15 +88,15 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 	 * strings, which it checks), so the whole body is looked at only to
 	 * name the fault of one it refused. */
 	struct json_error je;
-	struct arena *a = msg_arena(len);
+	struct arena *a = msg_arena(rd, len);
 	if (a == NULL) {
 		*code = JSONRPC_INTERNAL_ERROR;
 		snprintf(msg, msglen, "out of memory");
 		return -1;
 	}
-	cJSON *root = json_parse_with(body, len, max_depth, &je, tree_alloc, a);
+	cJSON *root = json_parse_arena(body, len, max_depth, &je, a);
 	if (root == NULL) {
-		msg_arena_done(a);
+		msg_arena_done(rd, a);
 		*code = JSONRPC_PARSE_ERROR;
 		if (!utf8_valid(body, len))
 			snprintf(msg, msglen, "Parse error: body is not valid UTF-8");
@@ -161,6 +155,7 @@ jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *o
 	}
 	out->root = root;
 	out->arena = a;
+	out->reader = rd;
 	out->id = id;
 	if (method != NULL) {
 		if (!cJSON_IsString(method) || method->valuestring[0] == '\0') {
@@ -205,7 +200,7 @@ fail:
 		*id_out = cJSON_Duplicate(id, 1);
 	out->root = NULL;
 	out->arena = NULL;
-	msg_arena_done(a);
+	msg_arena_done(rd, a);
 	return -1;
 }
 
@@ -214,7 +209,7 @@ jsonrpc_free(struct jsonrpc_msg *m)
 {
 	if (m->root == NULL)
 		return;         /* handed on: the copy owns the tree */
-	msg_arena_done(m->arena);
+	msg_arena_done(m->reader, m->arena);
 	m->arena = NULL;
 	m->root = NULL;
 }

@@ -20,10 +20,20 @@ enum jsonrpc_kind {
 	RPC_RESPONSE,       /* result or error, with id */
 };
 
+/* What reads messages one at a time (a worker, the stdio loop): the
+ * arena of the message it freed last is kept, reset, for its next one,
+ * so that a request costs no malloc and free of an arena. */
+struct jsonrpc_reader {
+	struct arena *spare;
+};
+/* Frees the kept arena; after the last of the reader's messages is freed. */
+void jsonrpc_reader_clear(struct jsonrpc_reader *rd);
+
 struct jsonrpc_msg {
 	enum jsonrpc_kind kind;
 	struct cJSON *root;         /* everything below; read only (from arena) */
 	struct arena *arena;        /* owns the tree */
+	struct jsonrpc_reader *reader;  /* gets the arena back at the free, or NULL */
 	const struct cJSON *id;     /* string or number; NULL for notifications */
 	const char *method;
 	const struct cJSON *params; /* object or NULL */
@@ -32,11 +42,12 @@ struct jsonrpc_msg {
 	const struct cJSON *error;
 };
 
-/* Parse one message from a request body. On failure returns -1 with a
- * JSON-RPC error code and message; *id_out gets a copy of the id when it
- * could be read (so that the error response can echo it), else NULL (and
- * always NULL on success). */
-int jsonrpc_parse(const char *body, size_t len, int max_depth, struct jsonrpc_msg *out,
+/* Parse one message from a request body, its tree in rd's kept arena when
+ * there is one (rd may be NULL: an arena of its own). On failure returns
+ * -1 with a JSON-RPC error code and message; *id_out gets a copy of the
+ * id when it could be read (so that the error response can echo it),
+ * else NULL (and always NULL on success). */
+int jsonrpc_parse(struct jsonrpc_reader *rd, const char *body, size_t len, int max_depth, struct jsonrpc_msg *out,
     int *code, char *msg, size_t msglen, struct cJSON **id_out);
 /* Frees the message's tree. A message handed on is copied (struct
  * assignment) and its root set to NULL: then only the copy frees it. */

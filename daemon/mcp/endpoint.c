@@ -190,16 +190,15 @@ with_session(struct mcp *m, struct http_request *r, enum waiting_kind kind, stru
 			jsonrpc_free(msg);
 		return;
 	}
-	struct waiting *w = calloc(1, sizeof(*w));
+	/* malloc: glibc's calloc passes its per-thread cache by, malloc not. */
+	struct waiting *w = malloc(sizeof(*w));
 	if (w == NULL) {
 		if (msg)
 			jsonrpc_free(msg);
 		http_respond_text(r, 500, "out of memory");
 		return;
 	}
-	w->m = m;
-	w->r = r;
-	w->kind = kind;
+	*w = (struct waiting){ .m = m, .r = r, .kind = kind };
 	if (msg != NULL) {
 		w->msg = *msg;
 		msg->root = NULL;
@@ -405,7 +404,7 @@ handle_post(struct mcp *m, struct http_request *r, uint64_t authorized_us)
 	int code;
 	char why[256];
 	cJSON *eid = NULL;
-	if (jsonrpc_parse(body, len, (int)m->cfg->limits.json_depth, &msg, &code, why, sizeof(why), &eid) < 0) {
+	if (jsonrpc_parse(&m->reader, body, len, (int)m->cfg->limits.json_depth, &msg, &code, why, sizeof(why), &eid) < 0) {
 		http_request_log_extra(r, why);
 		respond_rpc_error(r, 400, eid, code, why);
 		cJSON_Delete(eid);
@@ -962,5 +961,6 @@ mcp_free(struct mcp *m)
 	for (size_t i = 0; i < m->nwatches; i++)
 		free(m->watches[i].dir);
 	free(m->watches);
+	jsonrpc_reader_clear(&m->reader);       /* every message is freed by now */
 	free(m);
 }

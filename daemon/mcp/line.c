@@ -198,7 +198,7 @@ mcp_line_message(struct mcp_line *l, const char *text, size_t len)
 	int code;
 	char why[256];
 	cJSON *eid = NULL;
-	if (jsonrpc_parse(text, len, (int)m->cfg->limits.json_depth, &msg, &code, why, sizeof(why), &eid) < 0) {
+	if (jsonrpc_parse(&m->reader, text, len, (int)m->cfg->limits.json_depth, &msg, &code, why, sizeof(why), &eid) < 0) {
 		log_info("stdio: %s", why);
 		write_error(l, eid, code, why);
 		cJSON_Delete(eid);

@@ -155,6 +155,7 @@ struct mcp {
 	struct ratelimit *rate;         /* limits.rate, or NULL */
 	struct ratelimit *refusals;     /* with auth: limits.rate over 401s, per address */
 	struct call *spare_call;        /* the last call freed, kept for the next (call.c) */
+	struct jsonrpc_reader reader;   /* the requests' kept arena */
 };
 
 /* endpoint.c: answers outside a call. cors_headers checks the Origin

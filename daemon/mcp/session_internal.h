@@ -28,6 +28,7 @@ struct http_request;
 #define BUCKETS 16384
 
 #define GONE_SLOTS 64
+#define GONE_MS 30000           /* how long a deletion is remembered */
 
 struct pending_request {
 	struct session *s;
@@ -74,6 +75,7 @@ struct sessions {
 		uint64_t at;
 	} gone[GONE_SLOTS];
 	unsigned gone_next;
+	uint64_t gone_last;             /* the newest gone[].at (0: none yet) */
 };
 
 struct replay {
@@ -158,6 +160,13 @@ sx(struct stream *st)
 
 /* session.c */
 struct session *cache_find(struct sessions *t, const char *id);
+/* Note that the session hashed hid was deleted (now_ms() now), and
+ * whether it was within GONE_MS of now. */
+void gone_note(struct sessions *t, const char *hid, uint64_t now);
+int gone_recently(const struct sessions *t, const char *hid, uint64_t now);
+/* Whether a stored record (value, len) written at its "w" has lapsed by
+ * now, for sessions that expire idle_ms after their last write. */
+int record_expired_at(const void *value, size_t len, uint64_t idle_ms, uint64_t now);
 /* By keyed hash: the user index and the mcpd:sessions messages name a
  * session by its hash only, never by the id a client presents. */
 struct session *cache_find_hashed(struct sessions *t, const char *hid);

@@ -207,12 +207,6 @@ plugin_finish(struct call *c, cJSON *result)
 	call_result(c, result);
 }
 
-static void *
-from_arena(void *a, size_t n)
-{
-	return arena_alloc(a, n);
-}
-
 /* The common case: a plain call's result that is valid and on one line
  * (a line break between its tokens would split an SSE data line or a
  * stdio message) goes into the answer as the plugin wrote it. It is
@@ -232,7 +226,7 @@ result_as_written(struct call *c, const char *json, size_t len)
 			return 0;
 		if (scratch == NULL && (scratch = arena_new(4096)) == NULL)
 			return 0;
-		const cJSON *r = json_parse_with(json, len, 0, NULL, from_arena, scratch);
+		const cJSON *r = json_parse_arena(json, len, 0, NULL, scratch);
 		int ok = content_result_tree(r, &failed, &has_type);
 		arena_reset(scratch);
 		if (!ok)

@@ -125,6 +125,10 @@ same_either_way(const char *body, size_t size)
 	arena_free(a);
 }
 
+/* Kept across inputs as a worker keeps it across requests: each input's
+ * tree is parsed into the arena the last one left. */
+static struct jsonrpc_reader reader;
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -138,7 +142,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int code;
 	char why[256];
 	cJSON *eid = NULL;
-	if (jsonrpc_parse(body, size, 64, &m, &code, why, sizeof(why), &eid) < 0) {
+	if (jsonrpc_parse(&reader, body, size, 64, &m, &code, why, sizeof(why), &eid) < 0) {
 		if (code != JSONRPC_PARSE_ERROR && code != JSONRPC_INVALID_REQUEST)
 			abort();
 		free(jsonrpc_error(eid, code, why, NULL));

@@ -57,7 +57,7 @@ def test_storage_suite_against_cosmos(t):
     behind the gate: a request signed wrong would fail every check."""
     c = Cosmos(t)
     # Three backends (memory, lmdb, cosmos), ten checks each.
-    run_unit_suite("storage", 30, env={"MCPD_TEST_COSMOS_ENDPOINT": c.gate.url, "MCPD_TEST_COSMOS_KEY_FILE": c.key_path,
+    run_unit_suite("storage", 34, env={"MCPD_TEST_COSMOS_ENDPOINT": c.gate.url, "MCPD_TEST_COSMOS_KEY_FILE": c.key_path,
                                        "MCPD_TEST_COSMOS_CA_FILE": c.ca},
                    unset=["MCPD_TEST_REDIS_URL", "MCPD_TEST_POSTGRES_URL", "MCPD_TEST_DYNAMODB_ENDPOINT"], timeout=300)
     check(c.gate.refused == [] and c.gate.master > 100, c.gate.log())

@@ -41,7 +41,7 @@ def test_storage_suite_against_dynamodb(t):
     authentication: a call signed wrong would fail every check."""
     m = moto_server(t)
     # Three backends (memory, lmdb, dynamodb), ten checks each.
-    run_unit_suite("storage", 30, env=dict(m.env(), MCPD_TEST_DYNAMODB_ENDPOINT=m.url),
+    run_unit_suite("storage", 34, env=dict(m.env(), MCPD_TEST_DYNAMODB_ENDPOINT=m.url),
                    unset=["MCPD_TEST_REDIS_URL", "MCPD_TEST_POSTGRES_URL"], timeout=300)
     tables = m.client("dynamodb").list_tables()["TableNames"]
     check(any(re.fullmatch(r"t\d+", n) for n in tables), "the suite made no table: %s" % tables)

@@ -61,7 +61,7 @@ def test_storage_suite_against_firestore(t):
     """The unit suite every storage backend passes, against the emulator."""
     e = firestore_emulator(t)
     # Three backends (memory, lmdb, firestore), ten checks each.
-    run_unit_suite("storage", 30, env={"MCPD_TEST_FIRESTORE_ENDPOINT": e.url},
+    run_unit_suite("storage", 34, env={"MCPD_TEST_FIRESTORE_ENDPOINT": e.url},
                    unset=["MCPD_TEST_REDIS_URL", "MCPD_TEST_POSTGRES_URL", "MCPD_TEST_DYNAMODB_ENDPOINT"], timeout=300)
 
 

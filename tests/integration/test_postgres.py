@@ -42,7 +42,7 @@ def test_storage_suite_against_postgres(t):
     """The unit suite every storage backend passes, against this server."""
     pg = postgres_server(t)
     # Three backends (memory, lmdb, postgres), ten checks each.
-    run_unit_suite("storage", 30, env={"MCPD_TEST_POSTGRES_URL": pg.url},
+    run_unit_suite("storage", 34, env={"MCPD_TEST_POSTGRES_URL": pg.url},
                    unset=["MCPD_TEST_REDIS_URL", "MCPD_TEST_DYNAMODB_ENDPOINT"], timeout=180)
     tables = pg.sql("SELECT tablename FROM pg_tables WHERE tablename LIKE 't%\\_kv'")
     check(tables, "the suite made no tables")

@@ -157,7 +157,7 @@ def test_storage_suite_against_redis(t):
     """The unit suite every storage backend passes, against this server."""
     redis = redis_server(t)
     # Three backends (memory, lmdb, redis), ten checks each, and max_queued.
-    run_unit_suite("storage", 31, env={"MCPD_TEST_REDIS_URL": redis.url},
+    run_unit_suite("storage", 35, env={"MCPD_TEST_REDIS_URL": redis.url},
                    unset=["MCPD_TEST_POSTGRES_URL", "MCPD_TEST_DYNAMODB_ENDPOINT"])
 
 

@@ -5,6 +5,7 @@
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@ rpc_code(const char *body, size_t len)
 	int code = 0;
 	char msg[256];
 	cJSON *id = NULL;
-	int rc = jsonrpc_parse(body, len, 64, &m, &code, msg, sizeof(msg), &id);
+	int rc = jsonrpc_parse(NULL, body, len, 64, &m, &code, msg, sizeof(msg), &id);
 	cJSON_Delete(id);
 	if (rc == 0) {
 		jsonrpc_free(&m);
@@ -104,7 +105,7 @@ check_id_echo(const char *id_text)
 	int code;
 	char msg[256], want[256];
 	cJSON *id = NULL;
-	ck_assert_int_eq(jsonrpc_parse(body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), 0);
+	ck_assert_int_eq(jsonrpc_parse(NULL, body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), 0);
 	ck_assert_ptr_null(id);         /* a copy only for a message refused */
 	char *r = jsonrpc_result(m.id, NULL);
 	snprintf(want, sizeof(want), "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{}}", id_text);
@@ -113,7 +114,7 @@ check_id_echo(const char *id_text)
 	jsonrpc_free(&m);
 	/* Refused, its id copied for the error, as written. */
 	snprintf(body, sizeof(body), "{\"jsonrpc\":\"1.0\",\"id\":%s,\"method\":\"m\"}", id_text);
-	ck_assert_int_eq(jsonrpc_parse(body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_int_eq(jsonrpc_parse(NULL, body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), -1);
 	ck_assert_int_eq(code, JSONRPC_INVALID_REQUEST);
 	ck_assert_ptr_nonnull(id);
 	r = jsonrpc_error(id, -32601, "no", NULL);
@@ -203,17 +204,17 @@ START_TEST(utf8_fault_named)
 	char msg[256];
 	cJSON *id = NULL;
 	static const char late[] = "{\"jsonrpc\":\"2.0\",,\"id\":1,\"method\":\"\xff\"}";
-	ck_assert_int_eq(jsonrpc_parse(late, sizeof(late) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_int_eq(jsonrpc_parse(NULL, late, sizeof(late) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
 	ck_assert_int_eq(code, JSONRPC_PARSE_ERROR);
 	ck_assert_str_eq(msg, "Parse error: body is not valid UTF-8");
 	static const char bad[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xed\xa0\x80\"}";
-	ck_assert_int_eq(jsonrpc_parse(bad, sizeof(bad) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_int_eq(jsonrpc_parse(NULL, bad, sizeof(bad) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
 	ck_assert_str_eq(msg, "Parse error: body is not valid UTF-8");
 	static const char syn[] = "{\"jsonrpc\":\"2.0\",,\"method\":\"\xc3\xa9\"}";
-	ck_assert_int_eq(jsonrpc_parse(syn, sizeof(syn) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
+	ck_assert_int_eq(jsonrpc_parse(NULL, syn, sizeof(syn) - 1, 64, &m, &code, msg, sizeof(msg), &id), -1);
 	ck_assert_str_ne(msg, "Parse error: body is not valid UTF-8");
 	static const char good[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xc3\xa9\xf0\x9f\x98\x80\"}";
-	ck_assert_int_eq(jsonrpc_parse(good, sizeof(good) - 1, 64, &m, &code, msg, sizeof(msg), &id), 0);
+	ck_assert_int_eq(jsonrpc_parse(NULL, good, sizeof(good) - 1, 64, &m, &code, msg, sizeof(msg), &id), 0);
 	ck_assert_str_eq(m.method, "\xc3\xa9\xf0\x9f\x98\x80");
 	cJSON_Delete(id);
 	jsonrpc_free(&m);
@@ -265,6 +266,273 @@ START_TEST(parse_into_an_arena)
 }
 END_TEST
 
+/* Every byte at every place of a long string (the 16- and 8-byte scans,
+ * then byte by byte near the end): taken as itself, or the fault it is at
+ * its offset. */
+START_TEST(string_scan_every_place)
+{
+	char t[64];
+	for (size_t len = 1; len <= 40; len += 13) {
+		for (size_t k = 0; k < len; k++) {
+			for (int b = 0; b < 256; b++) {
+				size_t n = 0;
+				t[n++] = '[';
+				t[n++] = '"';
+				for (size_t i = 0; i < len; i++)
+					t[n++] = i == k ? (char)b : (char)('a' + i % 26);
+				t[n++] = '"';
+				t[n++] = ']';
+				struct json_error je;
+				cJSON *v = json_parse(t, n, 0, &je);
+				size_t at = 2 + k;
+				if (b >= 0x20 && b < 0x80 && b != '"' && b != '\\') {
+					ck_assert_ptr_nonnull(v);
+					ck_assert_uint_eq(strlen(v->child->valuestring), len);
+					ck_assert_int_eq((unsigned char)v->child->valuestring[k], b);
+					cJSON_Delete(v);
+					continue;
+				}
+				if (b == '\\' && k + 1 < len && strchr("bfnrt", t[at + 1]) != NULL) {
+					ck_assert_ptr_nonnull(v);         /* an escape after all */
+					ck_assert_uint_eq(strlen(v->child->valuestring), len - 1);
+					cJSON_Delete(v);
+					continue;
+				}
+				ck_assert_ptr_null(v);
+				enum json_fault want = b < 0x20 ? JSON_CONTROL : b >= 0x80 ? JSON_UTF8 : JSON_SYNTAX;
+				if (b == '"')
+					at = 3 + k;         /* at what follows the string */
+				if (b == '\\' && k + 1 == len)
+					want = JSON_SYNTAX, at = n;         /* \" then ']': unterminated */
+				ck_assert_msg(je.fault == want && je.offset == at, "byte 0x%02x at %zu of %zu: fault %d at %zu",
+				    b, k, len, je.fault, je.offset);
+			}
+		}
+	}
+}
+END_TEST
+
+/* Are a container's children linked as cJSON links them (each prev the
+ * one before, the first's prev the last, the last's next NULL)? The
+ * count of them, or -1. */
+static int
+links_count(const cJSON *c)
+{
+	int n = 0;
+	const cJSON *prev = NULL;
+	for (const cJSON *v = c->child; v != NULL; v = v->next, n++) {
+		if (prev != NULL && v->prev != prev)
+			return -1;
+		if ((v->type & 0xff) == cJSON_Array || (v->type & 0xff) == cJSON_Object)
+			if (links_count(v) < 0)
+				return -1;
+		prev = v;
+	}
+	if (c->child != NULL && c->child->prev != prev)
+		return -1;
+	return n;
+}
+
+/* The text parsed three ways (cJSON's allocator, the caller's, an arena
+ * of 256-byte blocks after `fill` bytes of it were taken) gives the same
+ * tree, printed, or the same fault at the same offset with the same
+ * message. The fault (-1 for none); the tree's print in *printed. */
+static int
+three_ways(const char *text, size_t len, int depth, size_t fill, char **printed)
+{
+	struct arena *a1 = arena_new(256), *a2 = arena_new(256);
+	ck_assert_ptr_nonnull(arena_alloc(a2, fill));
+	struct json_error e[3];
+	cJSON *t[3];
+	t[0] = json_parse(text, len, depth, &e[0]);
+	t[1] = json_parse_with(text, len, depth, &e[1], from_arena, a1);
+	t[2] = json_parse_arena(text, len, depth, &e[2], a2);
+	int fault = -1;
+	*printed = NULL;
+	if (t[0] == NULL) {
+		fault = (int)e[0].fault;
+		for (int i = 1; i < 3; i++) {
+			ck_assert_ptr_null(t[i]);
+			ck_assert_int_eq(e[i].fault, e[0].fault);
+			ck_assert_uint_eq(e[i].offset, e[0].offset);
+			ck_assert_str_eq(e[i].message, e[0].message);
+		}
+	} else {
+		*printed = json_print(t[0]);
+		for (int i = 1; i < 3; i++) {
+			ck_assert_ptr_nonnull(t[i]);
+			char *p = json_print(t[i]);
+			ck_assert_str_eq(p, *printed);
+			free(p);
+			ck_assert(json_equal(t[0], t[i]));
+		}
+		for (int i = 0; i < 3; i++)
+			ck_assert_int_ge(links_count(t[i]), 0);
+	}
+	cJSON_Delete(t[0]);
+	arena_free(a1);
+	arena_free(a2);
+	return fault;
+}
+
+/* Whitespace of each kind, and of all four, between every two tokens
+ * (skip_ws looks at the first byte before its loop); a byte that is not
+ * whitespace there (\f, \v, NUL, 0x7f, U+00A0) is a syntax fault at it. */
+START_TEST(whitespace_between_tokens)
+{
+	static const char *const tokens[] = { "{", "\"a\"", ":", "[", "1", ",", "-2.5e3", ",", "\"\\u00e9x\"",
+		",", "true", ",", "false", ",", "null", ",", "{", "}", ",", "[", "]", "]", ",", "\"b\"", ":",
+		"{", "\"c\"", ":", "\"d\"", "}", "}", NULL };
+	static const char *const spaces[] = { "", " ", "\t", "\n", "\r", " \t\n\r", "\r\n\t  ", NULL };
+	static const char *const bad[] = { "\f", "\v", "\x01", "\x7f", "\xc2\xa0", NULL };
+	char *want = NULL, text[512];
+	static const char compact[] = "{\"a\":[1,-2.5e3,\"\\u00e9x\",true,false,null,{},[]],\"b\":{\"c\":\"d\"}}";
+	ck_assert_int_eq(three_ways(compact, sizeof(compact) - 1, 0, 0, &want), -1);
+	for (size_t gap = 0; tokens[gap] != NULL; gap++) {         /* before tokens[gap], and at the end */
+		for (int w = 0; spaces[w] != NULL; w++) {
+			for (int lead = 0; lead < 2; lead++) {
+				size_t len = 0;
+				if (lead)
+					len += (size_t)snprintf(text + len, sizeof(text) - len, "%s", spaces[w]);
+				for (size_t i = 0; tokens[i] != NULL; i++)
+					len += (size_t)snprintf(text + len, sizeof(text) - len, "%s%s",
+					    i == gap ? spaces[w] : "", tokens[i]);
+				len += (size_t)snprintf(text + len, sizeof(text) - len, "%s", spaces[w]);
+				char *got;
+				ck_assert_int_eq(three_ways(text, len, 0, 0, &got), -1);
+				ck_assert_str_eq(got, want);
+				free(got);
+			}
+		}
+		if (gap == 0)
+			continue;
+		for (int b = 0; bad[b] != NULL; b++) {
+			size_t len = 0, at = 0;
+			for (size_t i = 0; tokens[i] != NULL; i++) {
+				if (i == gap) {
+					at = len;
+					len += (size_t)snprintf(text + len, sizeof(text) - len, "%s", bad[b]);
+				}
+				len += (size_t)snprintf(text + len, sizeof(text) - len, "%s", tokens[i]);
+			}
+			char *got;
+			struct json_error je;
+			ck_assert_int_eq(three_ways(text, len, 0, 0, &got), JSON_SYNTAX);
+			ck_assert_ptr_null(json_parse(text, len, 0, &je));
+			ck_assert_uint_eq(je.offset, at);
+		}
+	}
+	free(want);
+}
+END_TEST
+
+/* Nesting at the limit and one past it, arrays and objects; many members
+ * (linked by hand, as cJSON would); every kind of node across an arena's
+ * block boundary; strings of every length (copied a few bytes at a time). */
+START_TEST(parse_three_ways)
+{
+	char *got, text[4096];
+	for (int depth = 1; depth <= 40; depth++) {
+		for (int object = 0; object < 2; object++) {
+			size_t len = 0;
+			for (int i = 0; i < depth; i++)
+				len += (size_t)snprintf(text + len, sizeof(text) - len, object ? "{\"k\":" : "[");
+			text[len++] = '1';
+			for (int i = 0; i < depth; i++)
+				text[len++] = object ? '}' : ']';
+			ck_assert_int_eq(three_ways(text, len, depth, 0, &got), -1);
+			free(got);
+			ck_assert_int_eq(three_ways(text, len, depth - 1 > 0 ? depth - 1 : 0, 0, &got),
+			    depth > 1 ? JSON_DEPTH : -1);
+			free(got);
+		}
+	}
+	for (int n = 0; n < 40; n++) {
+		for (int object = 0; object < 2; object++) {
+			size_t len = 0;
+			text[len++] = object ? '{' : '[';
+			for (int i = 0; i < n; i++)
+				len += (size_t)snprintf(text + len, sizeof(text) - len, object ? "%s\"m%d\":%d" : "%s%d",
+				    i ? "," : "", i, i);
+			text[len++] = object ? '}' : ']';
+			ck_assert_int_eq(three_ways(text, len, 0, 0, &got), -1);
+			free(got);
+			cJSON *v = json_parse(text, len, 0, NULL);
+			ck_assert_int_eq(links_count(v), n);
+			ck_assert_int_eq(cJSON_GetArraySize(v), n);
+			if (n > 0) {
+				ck_assert_int_eq(cJSON_GetArrayItem(v, n - 1)->valueint, n - 1);
+				cJSON_DeleteItemFromArray(v, 0);        /* cJSON's own unlinking works on it */
+				ck_assert_int_eq(links_count(v), n - 1);
+			}
+			cJSON_Delete(v);
+		}
+	}
+	static const char mixed[] = "{\"name\":\"a string long enough to span two words\",\"n\":-12345678901234567890.5e-3,"
+		"\"t\":true,\"f\":false,\"z\":null,\"o\":{},\"a\":[],\"e\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\ud83d\\ude00\"}";
+	char *want;
+	ck_assert_int_eq(three_ways(mixed, sizeof(mixed) - 1, 0, 0, &want), -1);
+	for (size_t fill = 0; fill <= 256; fill += 8) {
+		ck_assert_int_eq(three_ways(mixed, sizeof(mixed) - 1, 0, fill, &got), -1);
+		ck_assert_str_eq(got, want);
+		free(got);
+	}
+	free(want);
+	for (size_t n = 0; n <= 70; n++) {
+		char s[80];
+		for (size_t i = 0; i < n; i++)
+			s[i] = (char)('a' + i % 26);
+		s[n] = '\0';
+		size_t len = (size_t)snprintf(text, sizeof(text), "{\"%s\":[\"%s\",%s1]}", s, s, n % 2 ? "-" : "");
+		ck_assert_int_eq(three_ways(text, len, 0, n, &got), -1);
+		free(got);
+		struct arena *a = arena_new(256);
+		cJSON *v = json_parse_arena(text, len, 0, NULL, a);
+		ck_assert_str_eq(v->child->string, s);
+		ck_assert_str_eq(v->child->child->valuestring, s);
+		arena_free(a);
+		/* Cut short anywhere: the same fault each way. */
+		for (size_t cut = 0; cut < len; cut++)
+			ck_assert_int_ge(three_ways(text, cut, 0, 0, &got), 0);
+	}
+	/* A backslash as the last byte, or before it. */
+	ck_assert_int_eq(three_ways("\"ab\\", 4, 0, 0, &got), JSON_SYNTAX);
+	ck_assert_int_eq(three_ways("\"ab\\\"", 5, 0, 0, &got), JSON_SYNTAX);
+	ck_assert_int_eq(three_ways("\"abcdefgh\\", 10, 0, 0, &got), JSON_SYNTAX);
+	ck_assert_int_eq(three_ways("[\"\\x\x01\"]", 8, 0, 0, &got), JSON_CONTROL);
+	ck_assert_int_eq(three_ways("[\"\\x\\u0000\"]", 13, 0, 0, &got), JSON_SYNTAX);
+	ck_assert_int_eq(three_ways("{\"\\u0000\":1}", 12, 0, 0, &got), JSON_NUL);
+	ck_assert_int_eq(three_ways("{\"a\\q\":[1,", 10, 0, 0, &got), JSON_SYNTAX);
+}
+END_TEST
+
+/* The inline bump and its slow path: allocations aligned, apart, counted,
+ * across blocks of every size. */
+START_TEST(arena_inline_bump)
+{
+	struct arena *a = arena_new(256);
+	size_t total = 0;
+	char *last = NULL;
+	for (size_t n = 0; n < 600; n++) {
+		char *p = arena_alloc(a, n);
+		ck_assert_ptr_nonnull(p);
+		ck_assert_uint_eq((uintptr_t)p % _Alignof(max_align_t), 0);
+		memset(p, (int)(n & 0xff), n);
+		if (last != NULL)
+			ck_assert(last[0] == (char)((n - 1) & 0xff) || n - 1 == 0);
+		last = p;
+		total += (n + 15) & ~(size_t)15;
+		ck_assert_uint_eq(arena_used(a), total);
+	}
+	ck_assert_ptr_null(arena_alloc(a, SIZE_MAX));
+	arena_reset(a);
+	ck_assert_uint_eq(arena_used(a), 0);
+	ck_assert_ptr_nonnull(arena_alloc(a, 300));
+	ck_assert_uint_eq(arena_used(a), 304);
+	arena_free(a);
+}
+END_TEST
+
 /* Schema and value parsed the way requests are, so that numbers keep
  * what the client (or the operator) wrote. */
 static int
@@ -277,7 +545,7 @@ valid_exact(const char *schema, const char *value)
 	int code;
 	char msg[256];
 	cJSON *id = NULL;
-	ck_assert_int_eq(jsonrpc_parse(body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), 0);
+	ck_assert_int_eq(jsonrpc_parse(NULL, body, strlen(body), 64, &m, &code, msg, sizeof(msg), &id), 0);
 	int rc = schema_validate(cJSON_GetObjectItem(m.params, "s"), cJSON_GetObjectItem(m.params, "v"),
 	    "arguments", err, sizeof(err));
 	jsonrpc_free(&m);
@@ -560,7 +828,7 @@ START_TEST(envelope_members)
 	char msg[256];
 	cJSON *id = NULL;
 	for (size_t i = 0; i < 2; i++) {
-		ck_assert_int_eq(jsonrpc_parse(bodies[i], strlen(bodies[i]), 64, &m, &code, msg, sizeof(msg), &id), 0);
+		ck_assert_int_eq(jsonrpc_parse(NULL, bodies[i], strlen(bodies[i]), 64, &m, &code, msg, sizeof(msg), &id), 0);
 		ck_assert_int_eq(m.kind, RPC_REQUEST);
 		ck_assert_str_eq(m.id->valuestring, "x");
 		ck_assert_str_eq(m.method, "tools/call");
@@ -579,13 +847,13 @@ START_TEST(envelope_members)
 		"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"_meta\":{}}}",
 	};
 	for (size_t i = 0; i < sizeof(no_meta) / sizeof(no_meta[0]); i++) {
-		ck_assert_int_eq(jsonrpc_parse(no_meta[i], strlen(no_meta[i]), 64, &m, &code, msg, sizeof(msg), &id), 0);
+		ck_assert_int_eq(jsonrpc_parse(NULL, no_meta[i], strlen(no_meta[i]), 64, &m, &code, msg, sizeof(msg), &id), 0);
 		ck_assert_ptr_null(m.meta);
 		jsonrpc_free(&m);
 	}
 	/* Members with the envelope's first letters are not taken for it. */
 	static const char odd[] = "{\"i\":1,\"jsonrpcx\":0,\"methods\":\"m\",\"p\":{},\"jsonrpc\":\"2.0\",\"method\":\"m\",\"e\":1,\"r\":2}";
-	ck_assert_int_eq(jsonrpc_parse(odd, sizeof(odd) - 1, 64, &m, &code, msg, sizeof(msg), &id), 0);
+	ck_assert_int_eq(jsonrpc_parse(NULL, odd, sizeof(odd) - 1, 64, &m, &code, msg, sizeof(msg), &id), 0);
 	ck_assert_int_eq(m.kind, RPC_NOTIFICATION);
 	ck_assert_ptr_null(m.params);
 	jsonrpc_free(&m);
@@ -604,13 +872,14 @@ START_TEST(messages_in_turn)
 	int code;
 	char msg[256], body[4096];
 	cJSON *id = NULL;
+	struct jsonrpc_reader rd = { 0 };
 	for (int round = 0; round < 50; round++) {
 		for (int i = 0; i < 3; i++) {
 			/* Sizes from a few bytes to past the first block. */
 			int pad = (round * 7 + i * 300) % 1500;
 			int n = snprintf(body, sizeof(body), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"m%d\","
 			    "\"params\":{\"s\":\"%*s\",\"_meta\":{\"k\":%d}}}", round * 3 + i, i, pad, "", i);
-			ck_assert_int_eq(jsonrpc_parse(body, (size_t)n, 64, &m[i], &code, msg, sizeof(msg), &id), 0);
+			ck_assert_int_eq(jsonrpc_parse(&rd, body, (size_t)n, 64, &m[i], &code, msg, sizeof(msg), &id), 0);
 			memset(body, 'x', sizeof(body));
 		}
 		for (int i = 0; i < 3; i++) {
@@ -621,12 +890,23 @@ START_TEST(messages_in_turn)
 			ck_assert_int_eq(json_get(m[i].meta, "k")->valueint, i);
 			ck_assert_uint_eq(strlen(json_get(m[i].params, "s")->valuestring), (size_t)((round * 7 + i * 300) % 1500));
 		}
-		/* Freed in another order than made. */
+		/* Freed in another order than made; the first arena freed is
+		 * kept, and the next message's tree is in it. */
+		struct arena *kept = m[1].arena;
 		jsonrpc_free(&m[1]);
+		ck_assert_ptr_eq(rd.spare, kept);
 		jsonrpc_free(&m[(round & 1) ? 0 : 2]);
 		jsonrpc_free(&m[(round & 1) ? 2 : 0]);
 		jsonrpc_free(&m[1]);            /* already freed: nothing */
+		ck_assert_ptr_eq(rd.spare, kept);
+		ck_assert_int_eq(jsonrpc_parse(&rd, "{\"jsonrpc\":\"2.0\",\"method\":\"n\"}", 30, 64, &m[0], &code,
+		    msg, sizeof(msg), &id), 0);
+		ck_assert_ptr_eq(m[0].arena, kept);
+		ck_assert_ptr_null(rd.spare);
+		jsonrpc_free(&m[0]);
 	}
+	jsonrpc_reader_clear(&rd);
+	ck_assert_ptr_null(rd.spare);
 }
 END_TEST
 
@@ -814,6 +1094,10 @@ json_suite(void)
 	tcase_add_test(tc, messages_written);
 	tcase_add_test(tc, utf8_fault_named);
 	tcase_add_test(tc, parse_into_an_arena);
+	tcase_add_test(tc, whitespace_between_tokens);
+	tcase_add_test(tc, string_scan_every_place);
+	tcase_add_test(tc, parse_three_ways);
+	tcase_add_test(tc, arena_inline_bump);
 	tcase_add_test(tc, numbers_by_value);
 	tcase_add_test(tc, unique_items_many);
 	tcase_add_test(tc, parse_and_print);

@@ -554,7 +554,7 @@ parse_code(const char *body)
 	int code = 0;
 	char msg[256];
 	cJSON *id = NULL;
-	int rc = jsonrpc_parse(body, strlen(body), 16, &m, &code, msg, sizeof(msg), &id);
+	int rc = jsonrpc_parse(NULL, body, strlen(body), 16, &m, &code, msg, sizeof(msg), &id);
 	cJSON_Delete(id);
 	if (rc == 0) {
 		jsonrpc_free(&m);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,7 @@ static void *inst;
 static const struct mcpd_plugin *desc;
 static struct arena *arena;
 static char dir[256];
+static int dir_pid;                     /* whose directory open_backend opens (0: this process's) */
 static const char *redis_extra = "";   /* more of the redis section */
 
 /* What the last callback reported. */
@@ -162,7 +164,7 @@ open_backend(int i)
 	ck_assert_msg(lp != NULL, "%s", err);
 	desc = lp->desc;
 	ops = desc->ops;
-	snprintf(dir, sizeof(dir), "/tmp/mcpd-storage-test-%d-%d", (int)getpid(), i);
+	snprintf(dir, sizeof(dir), "/tmp/mcpd-storage-test-%d-%d", dir_pid ? dir_pid : (int)getpid(), i);
 	if (strcmp(BACKENDS[i], "lmdb") == 0)
 		snprintf(yaml, sizeof(yaml), "plugin: lmdb\npath: %s\n", dir);
 	else if (strcmp(BACKENDS[i], "redis") == 0)
@@ -543,6 +545,171 @@ START_TEST(big_items)
 }
 END_TEST
 
+/* A read after a write sees it, also when an earlier read came first
+ * (lmdb keeps its read transaction between reads: it must take the newest
+ * data each time), and a read made from within a read's callback gets its
+ * own answer without spoiling the outer one's. */
+static struct {
+	int outer_status, inner_status;
+	char outer[64], inner[64];
+} nest;
+
+static void
+inner_cb(void *arg, int status, const void *value, size_t len, const char *err)
+{
+	(void)arg;
+	(void)err;
+	nest.inner_status = status;
+	snprintf(nest.inner, sizeof(nest.inner), "%.*s", value ? (int)len : 0, value ? (const char *)value : "");
+}
+
+static void
+outer_cb(void *arg, int status, const void *value, size_t len, const char *err)
+{
+	(void)err;
+	char copy[64];
+	snprintf(copy, sizeof(copy), "%.*s", value ? (int)len : 0, value ? (const char *)value : "");
+	/* Within this callback: another read, and (lmdb, whose value stays
+	 * valid until the callback returns) a write. */
+	ops->get(inst, "rw2", inner_cb, NULL);
+	if (*(const int *)arg)
+		ops->set(inst, "rw1", "changed", 7, 0, 0, NULL, NULL);
+	nest.outer_status = status;
+	snprintf(nest.outer, sizeof(nest.outer), "%.*s", value ? (int)len : 0, value ? (const char *)value : "");
+	ck_assert_str_eq(nest.outer, copy);
+	got.called++;
+}
+
+START_TEST(reads_see_writes)
+{
+	open_backend(_i);
+	for (int round = 0; round < 3; round++) {
+		char v[16];
+		snprintf(v, sizeof(v), "v%d", round);
+		reset();
+		CALL(ops->set(inst, "rw1", v, strlen(v), 0, 0, done_cb, NULL));
+		ck_assert_int_eq(got.status, MCPD_OK);
+		reset();
+		CALL(ops->get(inst, "rw1", value_cb, NULL));
+		ck_assert_int_eq(got.status, MCPD_OK);
+		ck_assert_uint_eq(got.len, strlen(v));
+		ck_assert(memcmp(got.data, v, got.len) == 0);
+	}
+	reset();
+	CALL(ops->del(inst, "rw1", done_cb, NULL));
+	reset();
+	CALL(ops->get(inst, "rw1", value_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_NOT_FOUND);
+	/* Indexes and logs read after a read. */
+	reset();
+	CALL(ops->index_add(inst, "rwi", "m1", 0, done_cb, NULL));
+	reset();
+	CALL(ops->index_members(inst, "rwi", members_cb, NULL));
+	ck_assert_uint_eq(got.nmembers, 1);
+	reset();
+	CALL(ops->index_add(inst, "rwi", "m2", 0, done_cb, NULL));
+	reset();
+	CALL(ops->index_members(inst, "rwi", members_cb, NULL));
+	ck_assert_uint_eq(got.nmembers, 2);
+	reset();
+	CALL(ops->log_append(inst, "rwl", "e1", 2, 10, 0, int_cb, NULL));
+	reset();
+	CALL(ops->log_range(inst, "rwl", 0, 10, entries_cb, NULL));
+	ck_assert_uint_eq(got.nentries, 1);
+	reset();
+	CALL(ops->log_append(inst, "rwl", "e2", 2, 10, 0, int_cb, NULL));
+	reset();
+	CALL(ops->log_range(inst, "rwl", 0, 10, entries_cb, NULL));
+	ck_assert_uint_eq(got.nentries, 2);
+	/* Nested reads (synchronous backends only: the others call back
+	 * from the loop, never within a call). */
+	if (strcmp(BACKENDS[_i], "memory") == 0 || strcmp(BACKENDS[_i], "lmdb") == 0) {
+		reset();
+		CALL(ops->set(inst, "rw1", "outer", 5, 0, 0, done_cb, NULL));
+		reset();
+		CALL(ops->set(inst, "rw2", "inner", 5, 0, 0, done_cb, NULL));
+		reset();
+		memset(&nest, 0, sizeof(nest));
+		int write_within = strcmp(BACKENDS[_i], "lmdb") == 0;
+		CALL(ops->get(inst, "rw1", outer_cb, &write_within));
+		ck_assert_int_eq(nest.outer_status, MCPD_OK);
+		ck_assert_str_eq(nest.outer, "outer");
+		ck_assert_int_eq(nest.inner_status, MCPD_OK);
+		ck_assert_str_eq(nest.inner, "inner");
+		for (int round = 0; round < 2; round++) {
+			reset();
+			CALL(ops->get(inst, "rw1", value_cb, NULL));
+			ck_assert_int_eq(got.status, MCPD_OK);
+			if (write_within)
+				ck_assert(got.len == 7 && memcmp(got.data, "changed", 7) == 0);
+			else
+				ck_assert(got.len == 5 && memcmp(got.data, "outer", 5) == 0);
+			reset();
+			CALL(ops->get(inst, "rw2", value_cb, NULL));
+			ck_assert_int_eq(got.status, MCPD_OK);
+			ck_assert(memcmp(got.data, "inner", 5) == 0);
+		}
+	}
+	close_backend();
+}
+END_TEST
+
+/* lmdb: a write by another process (another worker) is seen by the next
+ * read here, though this process read the key before and keeps its read
+ * transaction between reads. */
+START_TEST(lmdb_other_writer)
+{
+	int i = 0;
+	while (i < nbackends && strcmp(BACKENDS[i], "lmdb") != 0)
+		i++;
+	ck_assert_int_lt(i, nbackends);
+	int go[2];
+	ck_assert_int_eq(pipe(go), 0);
+	int parent = (int)getpid();
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		/* Opens the environment only once told: never one inherited. */
+		char c;
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(2);
+		dir_pid = parent;
+		open_backend(i);
+		int status = -1;
+		for (int round = 0; round < 2; round++) {
+			reset();
+			ops->set(inst, "ow", "from-child", 10, 0, 0, done_cb, NULL);
+			status = got.status;
+			reset();
+			ops->get(inst, "ow", value_cb, NULL);   /* its own kept read too */
+		}
+		desc->detach(inst);
+		desc->destroy(inst);
+		_exit(status == MCPD_OK && got.status == MCPD_OK ? 0 : 1);
+	}
+	close(go[0]);
+	open_backend(i);
+	CALL(ops->set(inst, "ow", "from-parent", 11, 0, 0, done_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_OK);
+	reset();
+	CALL(ops->get(inst, "ow", value_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_OK);
+	ck_assert_uint_eq(got.len, 11);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	close(go[1]);
+	int ws = 0;
+	ck_assert_int_eq(waitpid(child, &ws, 0), child);
+	ck_assert_msg(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "the writer failed: %d", ws);
+	reset();
+	CALL(ops->get(inst, "ow", value_cb, NULL));
+	ck_assert_int_eq(got.status, MCPD_OK);
+	ck_assert_uint_eq(got.len, 10);
+	ck_assert(memcmp(got.data, "from-child", 10) == 0);
+	close_backend();
+}
+END_TEST
+
 /* Commands Redis has not read yet wait in the worker's memory: past
  * max_queued bytes the caller gets an error at once; those queued before
  * still go through, and so do new ones once Redis has read them (the
@@ -615,6 +782,8 @@ storage_suite(void)
 	tcase_add_loop_test(tc, bursts, 0, nbackends);
 	tcase_add_loop_test(tc, long_keys, 0, nbackends);
 	tcase_add_loop_test(tc, big_items, 0, nbackends);
+	tcase_add_loop_test(tc, reads_see_writes, 0, nbackends);
+	tcase_add_test(tc, lmdb_other_writer);
 	if (getenv("MCPD_TEST_REDIS_URL") != NULL)
 		tcase_add_test(tc, redis_max_queued);
 	suite_add_tcase(s, tc);

@@ -42,6 +42,7 @@ main(void)
 	srunner_add_suite(sr, transport_compress_suite());
 	srunner_add_suite(sr, sigmsg_suite());
 	srunner_add_suite(sr, sealbox_suite());
+	srunner_add_suite(sr, session_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -38,5 +38,6 @@ Suite *storage_cache_suite(void);
 Suite *transport_compress_suite(void);
 Suite *sigmsg_suite(void);
 Suite *sealbox_suite(void);
+Suite *session_suite(void);
 
 #endif
