@@ -12,6 +12,25 @@
 
 #define MAX_DEPTH 64
 
+/* cJSON_Is*, as the library defines them, inline: validate asks a
+ * dozen of them of each schema and value, each a call through the PLT. */
+static inline int
+is_type(const cJSON *v, int type)
+{
+	return v != NULL && (v->type & 0xff) == type;
+}
+#define is_array(v) is_type((v), cJSON_Array)
+#define is_false(v) is_type((v), cJSON_False)
+#define is_number(v) is_type((v), cJSON_Number)
+#define is_object(v) is_type((v), cJSON_Object)
+#define is_string(v) is_type((v), cJSON_String)
+#define is_true(v) is_type((v), cJSON_True)
+static inline int
+is_bool(const cJSON *v)
+{
+	return v != NULL && (v->type & (cJSON_True | cJSON_False)) != 0;
+}
+
 /* A schema's patterns compiled once, when the config is read: pattern
  * and patternProperties nodes, sorted by address for bsearch. The match
  * data and context are reused by every match; a process validates one
@@ -21,10 +40,34 @@ struct compiled_pattern {
 	pcre2_code *re;
 };
 
+/* The keywords of one schema object, found in one pass over its members
+ * rather than by a lookup per keyword. */
+struct kw {
+	const cJSON *ref, *type, *enum_, *const_, *all_of, *any_of, *one_of, *not_, *if_, *then_, *else_;
+	const cJSON *properties, *required, *additional, *pattern_props, *min_props, *max_props, *names;
+	const cJSON *items, *prefix_items, *min_items, *max_items, *unique, *contains;
+	const cJSON *min_length, *max_length, *pattern;
+	const cJSON *bound[4];      /* minimum, maximum, exclusiveMinimum, exclusiveMaximum */
+	const cJSON *multiple_of;
+	/* A string type's name as a bit of enum type_bit (load only); 0:
+	 * read the name (type_matches). */
+	unsigned type_bit;
+};
+
+/* A schema object's keywords gathered at load, so that validating a
+ * value looks them up rather than walking the object's members against
+ * the keyword names each time. */
+struct compiled_kw {
+	const cJSON *node;
+	struct kw kw;
+};
+
 struct schema_compiled {
 	const cJSON *root;
 	struct compiled_pattern *pats;
 	size_t n, cap;
+	struct compiled_kw *kws;    /* every object in the schema, sorted by address */
+	size_t nkw, kwcap;
 	pcre2_match_data *md;
 	pcre2_match_context *mc;
 	pcre2_jit_stack *jit_stack; /* NULL: no pattern is JIT-compiled */
@@ -115,9 +158,54 @@ type_matches(const char *t, const cJSON *v)
 	if (t[0] == 'i' && strcmp(t, "integer") == 0)
 		return json_is_integer(v);   /* from the text: 2^53 + 1.5 is not */
 	if (t[0] == 'n' && strcmp(t, "number") == 0)
-		return cJSON_IsNumber(v);
+		return is_number(v);
 	const char *name = json_type_name(v);
 	return t[0] == name[0] && strcmp(t, name) == 0;
+}
+
+/* The type names type_matches knows, as bits: a compiled schema's
+ * string "type" is one, found at load. */
+enum type_bit {
+	TB_NULL = 1, TB_BOOLEAN = 2, TB_NUMBER = 4, TB_STRING = 8, TB_ARRAY = 16, TB_OBJECT = 32,
+	TB_INTEGER = 64,
+};
+
+static unsigned
+type_bit_of(const char *t)
+{
+	static const struct { const char *name; unsigned bit; } names[] = {
+		{ "null", TB_NULL }, { "boolean", TB_BOOLEAN }, { "number", TB_NUMBER },
+		{ "string", TB_STRING }, { "array", TB_ARRAY }, { "object", TB_OBJECT },
+		{ "integer", TB_INTEGER },
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(t, names[i].name) == 0)
+			return names[i].bit;
+	return 0;
+}
+
+/* type_matches(t, v) for the t whose bit this is. */
+static int
+type_bit_matches(unsigned bit, const cJSON *v)
+{
+	switch (bit) {
+	case TB_INTEGER:
+		return json_is_integer(v);
+	case TB_NUMBER:
+		return is_number(v);
+	case TB_NULL:
+		return is_type(v, cJSON_NULL);
+	case TB_BOOLEAN:
+		return is_type(v, cJSON_True) || is_type(v, cJSON_False);
+	case TB_STRING:
+		return is_string(v);
+	case TB_ARRAY:
+		return is_array(v);
+	case TB_OBJECT:
+		return is_object(v);
+	default:
+		return 0;
+	}
 }
 
 /* Patterns are ECMA-262 in JSON Schema; PCRE2 reads that dialect
@@ -277,7 +365,7 @@ resolve_ref(const cJSON *root, const char *ref)
 			}
 		}
 		tok[n] = '\0';
-		if (cJSON_IsArray(cur)) {
+		if (is_array(cur)) {
 			char *end;
 			long idx = strtol(tok, &end, 10);
 			if (*end != '\0')
@@ -291,17 +379,6 @@ resolve_ref(const cJSON *root, const char *ref)
 	}
 	return *p == '\0' ? cur : NULL;
 }
-
-/* The keywords of one schema object, found in one pass over its members
- * rather than by a lookup per keyword. */
-struct kw {
-	const cJSON *ref, *type, *enum_, *const_, *all_of, *any_of, *one_of, *not_, *if_, *then_, *else_;
-	const cJSON *properties, *required, *additional, *pattern_props, *min_props, *max_props, *names;
-	const cJSON *items, *prefix_items, *min_items, *max_items, *unique, *contains;
-	const cJSON *min_length, *max_length, *pattern;
-	const cJSON *bound[4];      /* minimum, maximum, exclusiveMinimum, exclusiveMaximum */
-	const cJSON *multiple_of;
-};
 
 static void
 gather(const cJSON *schema, struct kw *k)
@@ -356,6 +433,27 @@ gather(const cJSON *schema, struct kw *k)
 	}
 }
 
+/* The keywords gathered at load for schema, or NULL when its schema was
+ * not compiled (then validate gathers them itself). */
+static const struct kw *
+compiled_kw_find(const struct schema_compiled *sc, const cJSON *schema)
+{
+	if (sc == NULL)
+		return NULL;
+	size_t lo = 0, hi = sc->nkw;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const cJSON *at = sc->kws[mid].node;
+		if (at == schema)
+			return &sc->kws[mid].kw;
+		if (at < schema)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
 /* Where a value is, rendered only when it fails: "arguments.a.b[2]". */
 struct vpath {
 	const struct vpath *up;
@@ -402,13 +500,13 @@ validate_object(struct vctx *x, const struct kw *k, const cJSON *v, const struct
 	const cJSON *patprops = k->pattern_props, *min = k->min_props, *max = k->max_props, *names = k->names;
 	const cJSON *r;
 	cJSON_ArrayForEach(r, required) {
-		if (cJSON_IsString(r) && json_get(v, r->valuestring) == NULL)
+		if (is_string(r) && json_get(v, r->valuestring) == NULL)
 			return fail(x, path, "missing required property \"%s\"", r->valuestring);
 	}
-	int count = cJSON_GetArraySize(v);
-	if (cJSON_IsNumber(min) && count < min->valuedouble)
+	int count = is_number(min) || is_number(max) ? cJSON_GetArraySize(v) : 0;
+	if (is_number(min) && count < min->valuedouble)
 		return fail(x, path, "has fewer properties than minProperties allows");
-	if (cJSON_IsNumber(max) && count > max->valuedouble)
+	if (is_number(max) && count > max->valuedouble)
 		return fail(x, path, "has more properties than maxProperties allows");
 	const cJSON *item;
 	cJSON_ArrayForEach(item, v) {
@@ -445,9 +543,9 @@ validate_object(struct vctx *x, const struct kw *k, const cJSON *v, const struct
 		}
 		if (matched || additional == NULL)
 			continue;
-		if (cJSON_IsFalse(additional))
+		if (is_false(additional))
 			return fail(x, path, "unexpected property \"%s\"", item->string);
-		if (cJSON_IsObject(additional) && validate(x, additional, item, &sub) < 0)
+		if (is_object(additional) && validate(x, additional, item, &sub) < 0)
 			return -1;
 	}
 	return 0;
@@ -460,15 +558,15 @@ validate_array(struct vctx *x, const struct kw *k, const cJSON *v, const struct 
 	const cJSON *unique = k->unique, *contains = k->contains;
 	int n = cJSON_GetArraySize(v);
 	char num[32];
-	if (cJSON_IsNumber(min) && n < min->valuedouble) {
+	if (is_number(min) && n < min->valuedouble) {
 		snprintf(num, sizeof(num), "%d", min->valueint);
 		return fail(x, path, "needs at least %s item(s)", num);
 	}
-	if (cJSON_IsNumber(max) && n > max->valuedouble) {
+	if (is_number(max) && n > max->valuedouble) {
 		snprintf(num, sizeof(num), "%d", max->valueint);
 		return fail(x, path, "allows at most %s item(s)", num);
 	}
-	int nprefix = cJSON_IsArray(prefix) ? cJSON_GetArraySize(prefix) : 0;
+	int nprefix = is_array(prefix) ? cJSON_GetArraySize(prefix) : 0;
 	int i = 0;
 	const cJSON *item;
 	cJSON_ArrayForEach(item, v) {
@@ -476,13 +574,13 @@ validate_array(struct vctx *x, const struct kw *k, const cJSON *v, const struct 
 		const cJSON *s = NULL;
 		if (i < nprefix)
 			s = cJSON_GetArrayItem(prefix, i);
-		else if (cJSON_IsObject(items) || cJSON_IsBool(items))
+		else if (is_object(items) || is_bool(items))
 			s = items;
 		if (s != NULL && validate(x, s, item, &sub) < 0)
 			return -1;
 		i++;
 	}
-	if (cJSON_IsTrue(unique) && json_unique_items(v) != 1)
+	if (is_true(unique) && json_unique_items(v) != 1)
 		return fail(x, path, "items must be unique");   /* sorted, not pair by pair */
 	if (contains != NULL) {
 		int found = 0;
@@ -508,15 +606,15 @@ validate_string(struct vctx *x, const struct kw *k, const cJSON *v, const struct
 		return 0;
 	size_t len = utf8_length(v->valuestring);
 	char num[32];
-	if (cJSON_IsNumber(minl) && (double)len < minl->valuedouble) {
+	if (is_number(minl) && (double)len < minl->valuedouble) {
 		snprintf(num, sizeof(num), "%d", minl->valueint);
 		return fail(x, path, "must be at least %s character(s) long", num);
 	}
-	if (cJSON_IsNumber(maxl) && (double)len > maxl->valuedouble) {
+	if (is_number(maxl) && (double)len > maxl->valuedouble) {
 		snprintf(num, sizeof(num), "%d", maxl->valueint);
 		return fail(x, path, "must be at most %s character(s) long", num);
 	}
-	if (cJSON_IsString(pat)) {
+	if (is_string(pat)) {
 		char why[200];
 		int hit = match_node(x, pat, pat->valuestring, v->valuestring, why, sizeof(why));
 		if (hit == -2)
@@ -547,13 +645,13 @@ validate_number(struct vctx *x, const struct kw *kw, const cJSON *v, const struc
 	char num[64];
 	for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++) {
 		k = kw->bound[i];
-		if (!cJSON_IsNumber(k))
+		if (!is_number(k))
 			continue;
 		int c = json_number_cmp(v, k);
 		if (c == bounds[i].fails_if || (c == 0 && bounds[i].or_equal))
 			return fail(x, path, "%s %s", bounds[i].msg, json_number_text(k, num, sizeof(num)));
 	}
-	if ((k = kw->multiple_of) && cJSON_IsNumber(k) && k->valuedouble > 0 && !json_multiple_of(v, k))
+	if ((k = kw->multiple_of) && is_number(k) && k->valuedouble > 0 && !json_multiple_of(v, k))
 		return fail(x, path, "must be a multiple of %s", json_number_text(k, num, sizeof(num)));
 	return 0;
 }
@@ -561,11 +659,11 @@ validate_number(struct vctx *x, const struct kw *kw, const cJSON *v, const struc
 static int
 validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath *path)
 {
-	if (cJSON_IsTrue(schema))
+	if (is_true(schema))
 		return 0;
-	if (cJSON_IsFalse(schema))
+	if (is_false(schema))
 		return fail(x, path, "no value is allowed here");
-	if (!cJSON_IsObject(schema))
+	if (!is_object(schema))
 		return 0;
 	if (++x->depth > MAX_DEPTH) {
 		x->depth--;
@@ -573,10 +671,14 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 	}
 	int rc = -1;
 	const cJSON *k;
-	struct kw kw;
-	gather(schema, &kw);
+	struct kw own;
+	const struct kw *kw = compiled_kw_find(x->sc, schema);
+	if (kw == NULL) {
+		gather(schema, &own);
+		kw = &own;
+	}
 
-	if ((k = kw.ref) && cJSON_IsString(k)) {
+	if ((k = kw->ref) && is_string(k)) {
 		const cJSON *target = resolve_ref(x->root, k->valuestring);
 		if (target == NULL) {
 			fail(x, path, "cannot resolve $ref \"%s\"", k->valuestring);
@@ -585,19 +687,19 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 		if (validate(x, target, v, path) < 0)
 			goto out;
 	}
-	if ((k = kw.type) != NULL) {
+	if ((k = kw->type) != NULL) {
 		int ok = 0;
-		if (cJSON_IsString(k)) {
-			ok = type_matches(k->valuestring, v);
+		if (is_string(k)) {
+			ok = kw->type_bit != 0 ? type_bit_matches(kw->type_bit, v) : type_matches(k->valuestring, v);
 			if (!ok) {
 				fail(x, path, "expected %s, got %s", k->valuestring, json_type_name(v));
 				goto out;
 			}
-		} else if (cJSON_IsArray(k)) {
+		} else if (is_array(k)) {
 			const cJSON *t;
 			char list[128] = "";
 			cJSON_ArrayForEach(t, k) {
-				if (cJSON_IsString(t)) {
+				if (is_string(t)) {
 					ok |= type_matches(t->valuestring, v);
 					if (strlen(list) + strlen(t->valuestring) + 4 < sizeof(list)) {
 						if (list[0])
@@ -612,7 +714,7 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 			}
 		}
 	}
-	if ((k = kw.enum_) && cJSON_IsArray(k)) {
+	if ((k = kw->enum_) && is_array(k)) {
 		int found = 0;
 		const cJSON *e;
 		cJSON_ArrayForEach(e, k)
@@ -625,28 +727,28 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 			goto out;
 		}
 	}
-	if ((k = kw.const_) != NULL && !json_equal(k, v)) {
+	if ((k = kw->const_) != NULL && !json_equal(k, v)) {
 		char *want = json_print(k);
 		fail(x, path, "must be %s", want ? want : "the constant");
 		free(want);
 		goto out;
 	}
-	if (cJSON_IsObject(v) && validate_object(x, &kw, v, path) < 0)
+	if (is_object(v) && validate_object(x, kw, v, path) < 0)
 		goto out;
-	if (cJSON_IsArray(v) && validate_array(x, &kw, v, path) < 0)
+	if (is_array(v) && validate_array(x, kw, v, path) < 0)
 		goto out;
-	if (cJSON_IsString(v) && validate_string(x, &kw, v, path) < 0)
+	if (is_string(v) && validate_string(x, kw, v, path) < 0)
 		goto out;
-	if (cJSON_IsNumber(v) && validate_number(x, &kw, v, path) < 0)
+	if (is_number(v) && validate_number(x, kw, v, path) < 0)
 		goto out;
 
 	const cJSON *sub;
-	if ((k = kw.all_of) && cJSON_IsArray(k)) {
+	if ((k = kw->all_of) && is_array(k)) {
 		cJSON_ArrayForEach(sub, k)
 			if (validate(x, sub, v, path) < 0)
 				goto out;
 	}
-	if ((k = kw.any_of) && cJSON_IsArray(k)) {
+	if ((k = kw->any_of) && is_array(k)) {
 		int any = 0;
 		cJSON_ArrayForEach(sub, k)
 			if (validate(x, sub, v, path) == 0) {
@@ -658,7 +760,7 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 			goto out;
 		}
 	}
-	if ((k = kw.one_of) && cJSON_IsArray(k)) {
+	if ((k = kw->one_of) && is_array(k)) {
 		int n = 0;
 		cJSON_ArrayForEach(sub, k)
 			if (validate(x, sub, v, path) == 0)
@@ -669,14 +771,14 @@ validate(struct vctx *x, const cJSON *schema, const cJSON *v, const struct vpath
 			goto out;
 		}
 	}
-	if ((k = kw.not_) != NULL) {
+	if ((k = kw->not_) != NULL) {
 		if (validate(x, k, v, path) == 0) {
 			fail(x, path, "matches a schema it must not match");
 			goto out;
 		}
 	}
-	if ((k = kw.if_) != NULL) {
-		const cJSON *branch = validate(x, k, v, path) == 0 ? kw.then_ : kw.else_;
+	if ((k = kw->if_) != NULL) {
+		const cJSON *branch = validate(x, k, v, path) == 0 ? kw->then_ : kw->else_;
 		if (branch != NULL && validate(x, branch, v, path) < 0)
 			goto out;
 	}
@@ -741,7 +843,39 @@ check_pattern(struct schema_compiled *sc, const cJSON *node, const char *pat, ch
 	return 0;
 }
 
-/* Walk a schema checking patterns and references. */
+/* Gathers n's keywords for compiled_kw_find: every object of the
+ * schema, whether or not it is a schema (a "properties" object is not),
+ * as the walk cannot always tell. */
+static int
+keep_kw(struct schema_compiled *sc, const cJSON *n)
+{
+	if (sc->nkw == sc->kwcap) {
+		size_t cap = sc->kwcap ? sc->kwcap * 2 : 8;
+		struct compiled_kw *p = realloc(sc->kws, cap * sizeof(*p));
+		if (p == NULL)
+			return -1;
+		sc->kws = p;
+		sc->kwcap = cap;
+	}
+	struct kw *k = &sc->kws[sc->nkw].kw;
+	sc->kws[sc->nkw].node = n;
+	gather(n, k);
+	if (is_string(k->type))
+		k->type_bit = type_bit_of(k->type->valuestring);
+	sc->nkw++;
+	return 0;
+}
+
+static int
+compiled_kw_cmp(const void *a, const void *b)
+{
+	const cJSON *x = ((const struct compiled_kw *)a)->node;
+	const cJSON *y = ((const struct compiled_kw *)b)->node;
+	return x < y ? -1 : x > y;
+}
+
+/* Walk a schema checking patterns and references (and, with sc,
+ * compiling them and gathering its objects' keywords). */
 static int
 check_node(struct schema_compiled *sc, const cJSON *root, const cJSON *n, int depth,
     char *err, size_t errlen)
@@ -750,19 +884,23 @@ check_node(struct schema_compiled *sc, const cJSON *root, const cJSON *n, int de
 		snprintf(err, errlen, "schema nested too deeply");
 		return -1;
 	}
-	if (!cJSON_IsObject(n) && !cJSON_IsArray(n))
+	if (!is_object(n) && !is_array(n))
 		return 0;
+	if (sc != NULL && is_object(n) && keep_kw(sc, n) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	const cJSON *c;
 	cJSON_ArrayForEach(c, n) {
 		char why[200];
-		if (c->string != NULL && strcmp(c->string, "pattern") == 0 && cJSON_IsString(c) &&
+		if (c->string != NULL && strcmp(c->string, "pattern") == 0 && is_string(c) &&
 		    check_pattern(sc, c, c->valuestring, why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "pattern \"%s\" is not a regular expression mcpd can use: %s",
 			    c->valuestring, why);
 			return -1;
 		}
 		/* Their names are patterns too. */
-		if (c->string != NULL && strcmp(c->string, "patternProperties") == 0 && cJSON_IsObject(c)) {
+		if (c->string != NULL && strcmp(c->string, "patternProperties") == 0 && is_object(c)) {
 			const cJSON *pp;
 			cJSON_ArrayForEach(pp, c) {
 				if (check_pattern(sc, pp, pp->string, why, sizeof(why)) < 0) {
@@ -772,7 +910,7 @@ check_node(struct schema_compiled *sc, const cJSON *root, const cJSON *n, int de
 				}
 			}
 		}
-		if (c->string != NULL && strcmp(c->string, "$ref") == 0 && cJSON_IsString(c) &&
+		if (c->string != NULL && strcmp(c->string, "$ref") == 0 && is_string(c) &&
 		    resolve_ref(root, c->valuestring) == NULL) {
 			snprintf(err, errlen, "$ref \"%s\" does not resolve (only local #/... references are supported)", c->valuestring);
 			return -1;
@@ -789,7 +927,7 @@ check_node(struct schema_compiled *sc, const cJSON *root, const cJSON *n, int de
 int
 schema_check(const cJSON *schema, char *err, size_t errlen)
 {
-	if (!cJSON_IsObject(schema) && !cJSON_IsBool(schema)) {
+	if (!is_object(schema) && !is_bool(schema)) {
 		snprintf(err, errlen, "a schema must be an object");
 		return -1;
 	}
@@ -799,7 +937,7 @@ schema_check(const cJSON *schema, char *err, size_t errlen)
 struct schema_compiled *
 schema_compile(const cJSON *schema, char *err, size_t errlen)
 {
-	if (!cJSON_IsObject(schema) && !cJSON_IsBool(schema)) {
+	if (!is_object(schema) && !is_bool(schema)) {
 		snprintf(err, errlen, "a schema must be an object");
 		return NULL;
 	}
@@ -814,6 +952,8 @@ schema_compile(const cJSON *schema, char *err, size_t errlen)
 		goto fail;
 	if (sc->n > 1)
 		qsort(sc->pats, sc->n, sizeof(*sc->pats), compiled_cmp);
+	if (sc->nkw > 1)
+		qsort(sc->kws, sc->nkw, sizeof(*sc->kws), compiled_kw_cmp);
 	return sc;
 fail:
 	schema_compiled_free(sc);
@@ -834,6 +974,7 @@ schema_compiled_free(struct schema_compiled *sc)
 	for (size_t i = 0; i < sc->n; i++)
 		pcre2_code_free(sc->pats[i].re);
 	free(sc->pats);
+	free(sc->kws);
 	pcre2_match_data_free(sc->md);
 	pcre2_match_context_free(sc->mc);
 	pcre2_jit_stack_free(sc->jit_stack);

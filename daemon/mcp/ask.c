@@ -393,8 +393,9 @@ mrtr_end_round(struct call *c)
 int
 mrtr_begin(struct call *c, const char *name, const cJSON *bound)
 {
-	free(c->bind_name);
-	c->bind_name = strdup(name);
+	/* The tool's or prompt's name (the config outlives its calls) or
+	 * the URI in params: no copy. */
+	c->bind_name = name;
 	/* The arguments are a part of the call's params, which live as long
 	 * as the call, or an object with no members (t_tools.c's own, gone
 	 * after the handler): its digest, that of {}, is the same for all. */

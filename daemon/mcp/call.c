@@ -22,13 +22,69 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Under AddressSanitizer the kept call (struct mcp's spare_call) is
+ * poisoned until it is used again: a use of a freed call is still
+ * reported as one of freed memory would be. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CALL_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(CALL_ASAN)
+#define CALL_ASAN 1
+#endif
+#ifdef CALL_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 static void call_trace_begin(struct call *c);
 static void call_log_fields(struct call *c);
+
+/* A zeroed struct call: the one the last call_free kept (a call of
+ * this worker's at a time is the common case), else a new one. */
+static struct call *
+call_alloc(struct mcp *m)
+{
+	struct call *c = m->spare_call;
+	if (c == NULL)
+		return calloc(1, sizeof(*c));
+	m->spare_call = NULL;
+	UNPOISON(c, sizeof(*c));
+	memset(c, 0, sizeof(*c));
+	return c;
+}
+
+static void
+call_release(struct call *c)
+{
+	struct mcp *m = c->m;
+	if (m->spare_call != NULL) {
+		free(c);
+		return;
+	}
+	POISON(c, sizeof(*c));
+	m->spare_call = c;
+}
+
+void
+call_spare_drop(struct mcp *m)
+{
+	if (m->spare_call == NULL)
+		return;
+	UNPOISON(m->spare_call, sizeof(*m->spare_call));
+	free(m->spare_call);
+	m->spare_call = NULL;
+}
 
 struct call *
 call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrpc_msg *msg)
 {
-	struct call *c = calloc(1, sizeof(*c));
+	struct call *c = call_alloc(m);
 	if (c == NULL)
 		return NULL;
 	c->m = m;
@@ -38,7 +94,7 @@ call_new(struct mcp *m, struct http_request *r, struct session *s, struct jsonrp
 	msg->root = NULL;
 	c->method = c->msg.method;
 	c->params = c->msg.params;
-	c->accept_sse = r != NULL && accepts(http_request_field(r, HDR_ACCEPT), "text/event-stream");
+	c->accept_sse = r != NULL ? -1 : 0;     /* read when first needed (call_accepts_sse) */
 	c->status = 200;
 	c->log_level = MLOG_COUNT;
 	LIST_INIT(&c->asks);
@@ -204,6 +260,17 @@ call_log_level(const struct call *c)
 	return c->s != NULL ? c->s->log_level : c->log_level;
 }
 
+/* Whether the request's Accept takes an SSE stream; most calls answer
+ * with one JSON response and never ask. */
+static int
+call_accepts_sse(struct call *c)
+{
+	if (c->accept_sse < 0)
+		c->accept_sse = c->req != NULL &&
+		    accepts(http_request_field(c->req, HDR_ACCEPT), "text/event-stream");
+	return c->accept_sse;
+}
+
 static void
 direct_keepalive(evutil_socket_t fd, short ev, void *arg)
 {
@@ -228,7 +295,7 @@ call_direct_stream(struct call *c)
 {
 	if (c->sse_direct || c->line != NULL)
 		return 0;       /* (a line client takes each message as a line) */
-	if (c->req == NULL || !c->accept_sse)
+	if (c->req == NULL || !call_accepts_sse(c))
 		return -1;
 	cors_headers(c->req);
 	http_response_header(c->req, "Cache-Control", "no-cache");
@@ -270,7 +337,7 @@ call_stream(struct call *c)
 {
 	if (c->stream != NULL)
 		return c->stream;
-	if (c->s == NULL || c->req == NULL || !c->accept_sse)
+	if (c->s == NULL || c->req == NULL || !call_accepts_sse(c))
 		return NULL;
 	cors_headers(c->req);
 	char *rid = json_print(c->msg.id);
@@ -370,12 +437,31 @@ call_reply(struct call *c, char *json)
 	call_free(c);
 }
 
+/* call_reply of an answer whose outcome the caller knows: mx_code as
+ * note_answer would read it from the text (0: a result; an error's code,
+ * -1 for an error of code 0), without the search. */
+static void
+call_reply_known(struct call *c, char *json, int mx_code)
+{
+	if (!c->mx_answered && json != NULL) {
+		c->mx_answered = 1;
+		c->mx_code = mx_code;
+	}
+	call_reply(c, json);
+}
+
+static int
+error_mx_code(int code)
+{
+	return code != 0 ? code : -1;
+}
+
 void
 call_result(struct call *c, cJSON *result)
 {
 	if (c->stateless && result != NULL && !cJSON_HasObjectItem(result, "resultType"))
 		cJSON_AddStringToObject(result, "resultType", "complete");
-	call_reply(c, jsonrpc_result(c->msg.id, result));
+	call_reply_known(c, jsonrpc_result(c->msg.id, result), 0);
 }
 
 /* The answer from a result object already in JSON text, checked and on
@@ -385,9 +471,9 @@ void
 call_result_text(struct call *c, const char *json, size_t len, int has_type)
 {
 	if (!c->stateless || has_type)
-		call_reply(c, jsonrpc_result_text(c->msg.id, json, len));
+		call_reply_known(c, jsonrpc_result_text(c->msg.id, json, len), 0);
 	else
-		call_reply(c, jsonrpc_result_complete(c->msg.id, json, len));
+		call_reply_known(c, jsonrpc_result_complete(c->msg.id, json, len), 0);
 }
 
 /* HTTP status of an error answer: the 2026 revision gives each its own. */
@@ -417,14 +503,14 @@ call_error(struct call *c, int code, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	c->status = error_status(c, code);
-	call_reply(c, jsonrpc_error(c->msg.id, code, msg, NULL));
+	call_reply_known(c, jsonrpc_error(c->msg.id, code, msg, NULL), error_mx_code(code));
 }
 
 void
 call_error_data(struct call *c, int code, const char *msg, cJSON *data)
 {
 	c->status = error_status(c, code);
-	call_reply(c, jsonrpc_error(c->msg.id, code, msg, data));
+	call_reply_known(c, jsonrpc_error(c->msg.id, code, msg, data), error_mx_code(code));
 }
 
 void
@@ -432,7 +518,8 @@ call_free(struct call *c)
 {
 	metrics_mcp(c->method, c->mx_answered, c->mx_code);
 	call_trace_end(c);
-	free(c->trace_user);
+	if (c->trace_user != NULL)
+		free(c->trace_user);
 	if (c->finished_flag != NULL)
 		*c->finished_flag = 1;
 	LIST_REMOVE(c, link);
@@ -469,10 +556,14 @@ call_free(struct call *c)
 		http_stream_end(c->req);
 		c->req = NULL;
 	}
-	cJSON_Delete(c->answers);
-	cJSON_Delete(c->asked);
-	cJSON_Delete(c->filter);
-	free(c->bind_name);
+	/* (Most calls have none of these: no call into the library or free
+	 * for each.) */
+	if (c->answers != NULL)
+		cJSON_Delete(c->answers);
+	if (c->asked != NULL)
+		cJSON_Delete(c->asked);
+	if (c->filter != NULL)
+		cJSON_Delete(c->filter);
 	if (c->run != NULL)
 		tool_run_abandon(c->run);
 	if (c->stream != NULL) {
@@ -493,11 +584,14 @@ call_free(struct call *c)
 		session_calls_end(c->s);
 	if (c->s != NULL)
 		session_unref(c->s);
-	cJSON_Delete(c->vars);
-	free(c->complete_prefix);
-	free(c->principal);
+	if (c->vars != NULL)
+		cJSON_Delete(c->vars);
+	if (c->complete_prefix != NULL)
+		free(c->complete_prefix);
+	if (c->principal != NULL)
+		free(c->principal);
 	jsonrpc_free(&c->msg);
-	free(c);
+	call_release(c);
 }
 
 /* The call goes on after the handler returns: hear if the client leaves. */
@@ -613,8 +707,8 @@ dispatch(struct call *c)
 				return;
 			}
 			/* The skills extension's methods exist where it is declared. */
-			if (c->m->cfg->nskills == 0 && (strncmp(mt->name, "skills/", 7) == 0 ||
-			    strcmp(mt->name, "resources/directory/read") == 0))
+			if (c->m->cfg->nskills == 0 && (mt->fn == m_skills_list || mt->fn == m_skills_get ||
+			    mt->fn == m_directory_read))
 				break;
 			mt->fn(c);
 			return;

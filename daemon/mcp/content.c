@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 char *
 utf8_sanitize(const char *s, size_t len)
@@ -279,4 +280,344 @@ template_render(const char *tmpl, const cJSON *args)
 	}
 	out[len] = '\0';
 	return out;
+}
+
+int
+content_result_tree(const cJSON *r, int *is_error, int *has_type)
+{
+	char err[256];
+	if (!cJSON_IsObject(r) || content_blocks_check(json_get(r, "content"), err, sizeof(err)) < 0)
+		return 0;
+	*is_error = cJSON_IsTrue(json_get(r, "isError"));
+	*has_type = cJSON_HasObjectItem(r, "resultType");
+	return 1;
+}
+
+/* ---- A plugin's result, checked without a tree ----
+ *
+ * content_result_scan reads the JSON text once, checking what
+ * content_result_tree checks, and answers 1 only where the tree would
+ * say valid (with the same isError and resultType); it says 0, "ask
+ * the tree", for anything it does not read itself: a \u escape, a byte
+ * over 0x7f (UTF-8 is the parser's to check), an escape in a member
+ * name or a block's type, an object of more than 16 members, deep
+ * nesting, and for every fault. A result the tree refuses is never
+ * accepted here: the grammar below is the parser's (json.c), narrowed. */
+
+#define SCAN_MAX_DEPTH 64
+#define SCAN_MAX_MEMBERS 16
+
+enum scan_kind { SK_OBJECT, SK_ARRAY, SK_STRING, SK_NUMBER, SK_TRUE, SK_FALSE, SK_NULL };
+
+/* What a container is in a result: its checks depend on it. */
+enum scan_role { SR_OTHER, SR_ROOT, SR_CONTENT, SR_BLOCK, SR_RESOURCE };
+
+struct scan {
+	const char *s;
+	size_t len, pos;
+	int depth;
+	int is_error, has_type;     /* the root's isError is true; a member named resultType in any case */
+	int has_content;            /* the root's content (an array: checked as SR_CONTENT) */
+};
+
+/* What a block or resource object holds, for its checks. */
+struct scan_members {
+	int type_kind, text, data, mime, resource, uri, name, blob;   /* kind + 1 of each; 0: absent */
+	size_t type_at, type_len;   /* the type's string, without escapes */
+};
+
+static const unsigned char scan_space[256] = { [' '] = 1, ['\t'] = 1 };
+
+/* Whitespace between tokens: json.c's four characters but the line
+ * breaks, which the scan leaves to the tree (a result written as it is
+ * must be on one line: t_tools.c). */
+static inline void
+scan_ws(struct scan *x)
+{
+	while (x->pos < x->len && scan_space[(unsigned char)x->s[x->pos]])
+		x->pos++;
+}
+
+/* The bytes a string holds as they are: printable ASCII but the quote
+ * and the backslash. */
+static const unsigned char scan_plain[256] = {
+	[0x20] = 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,           /* 0x22 '"' */
+	[0x30] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	[0x40] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	[0x50] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,           /* 0x5c '\\' */
+	[0x60] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	[0x70] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
+/* A string at pos ('"'): its bytes in [*at, *at + *n), *esc if it has an
+ * escape. -1: not one this scan reads. */
+static int
+scan_string(struct scan *x, size_t *at, size_t *n, int *esc)
+{
+	const unsigned char *s = (const unsigned char *)x->s;
+	size_t i = x->pos + 1, len = x->len;
+	*esc = 0;
+	*at = i;
+	for (;;) {
+		while (i < len && scan_plain[s[i]])
+			i++;
+		if (i >= len)
+			return -1;
+		if (s[i] == '"')
+			break;
+		if (s[i] != '\\')
+			return -1;      /* a control byte, or one over 0x7f */
+		if (i + 1 >= len || (s[i + 1] != '"' && s[i + 1] != '\\' && s[i + 1] != '/' &&
+		    s[i + 1] != 'b' && s[i + 1] != 'f' && s[i + 1] != 'n' && s[i + 1] != 'r' && s[i + 1] != 't'))
+			return -1;      /* \u, or not an escape */
+		*esc = 1;
+		i += 2;
+	}
+	*n = i - *at;
+	x->pos = i + 1;
+	return 0;
+}
+
+/* json.c's number_length. */
+static size_t
+scan_number_length(const char *s, size_t n)
+{
+	size_t i = 0;
+	if (i < n && s[i] == '-')
+		i++;
+	if (i < n && s[i] == '0')
+		i++;
+	else if (i < n && s[i] >= '1' && s[i] <= '9')
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+	else
+		return 0;
+	if (i < n && s[i] == '.') {
+		size_t d = ++i;
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+		if (i == d)
+			return 0;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < n && (s[i] == '+' || s[i] == '-'))
+			i++;
+		size_t d = i;
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+		if (i == d)
+			return 0;
+	}
+	return i;
+}
+
+/* A scalar string's bytes and whether it has an escape (scan_value). */
+struct scan_str {
+	size_t at, n;
+	int esc;
+};
+
+static int scan_value(struct scan *x, enum scan_role role, enum scan_kind *kind, struct scan_str *str);
+
+static int
+scan_literal(struct scan *x, const char *word)
+{
+	size_t n = strlen(word);
+	if (x->len - x->pos < n || memcmp(x->s + x->pos, word, n) != 0)
+		return -1;
+	x->pos += n;
+	return 0;
+}
+
+/* Whether the member name at [at, at + n) is the literal name. */
+#define name_is(x, at, n, name) ((n) == sizeof(name) - 1 && memcmp((x)->s + (at), name, sizeof(name) - 1) == 0)
+
+/* A block's checks, as content_blocks_check's. */
+static int
+block_ok(const struct scan *x, const struct scan_members *m)
+{
+	const int str = SK_STRING + 1;
+	if (m->type_kind != str)
+		return 0;
+	const char *t = x->s + m->type_at;
+	size_t n = m->type_len;
+#define TYPE_IS(w) (n == sizeof(w) - 1 && memcmp(t, w, n) == 0)
+	if (TYPE_IS("text"))
+		return m->text == str;
+	if (TYPE_IS("image") || TYPE_IS("audio"))
+		return m->data == str && m->mime == str;
+	if (TYPE_IS("resource"))
+		return m->resource == SK_OBJECT + 1;    /* its uri and text or blob: checked as SR_RESOURCE */
+	if (TYPE_IS("resource_link"))
+		return m->uri == str && m->name == str;
+#undef TYPE_IS
+	return 0;
+}
+
+static int
+scan_container(struct scan *x, int object, enum scan_role role)
+{
+	if (++x->depth > SCAN_MAX_DEPTH)
+		return -1;
+	char close = object ? '}' : ']';
+	size_t names[SCAN_MAX_MEMBERS][2];
+	size_t count = 0;
+	struct scan_members m = { 0 };
+	x->pos++;
+	scan_ws(x);
+	if (x->pos < x->len && x->s[x->pos] == close) {
+		x->pos++;
+	} else {
+		for (;;) {
+			enum scan_role sub = SR_OTHER;
+			size_t at = 0, n = 0;
+			if (object) {
+				int esc;
+				if (x->pos >= x->len || x->s[x->pos] != '"' || count == SCAN_MAX_MEMBERS ||
+				    scan_string(x, &at, &n, &esc) < 0 || esc)
+					return -1;
+				for (size_t i = 0; i < count; i++)
+					if (names[i][1] == n && (n == 0 || (x->s[names[i][0]] == x->s[at] &&
+					    x->s[names[i][0] + n - 1] == x->s[at + n - 1])) &&
+					    memcmp(x->s + names[i][0], x->s + at, n) == 0)
+						return -1;      /* a name twice: the parser refuses it */
+				names[count][0] = at;
+				names[count][1] = n;
+				scan_ws(x);
+				if (x->pos >= x->len || x->s[x->pos] != ':')
+					return -1;
+				x->pos++;
+				scan_ws(x);
+				if (role == SR_ROOT && name_is(x, at, n, "content"))
+					sub = SR_CONTENT;
+				else if (role == SR_BLOCK && name_is(x, at, n, "resource"))
+					sub = SR_RESOURCE;
+			} else if (role == SR_CONTENT) {
+				sub = SR_BLOCK;
+			}
+			enum scan_kind kind;
+			struct scan_str str;
+			if (scan_value(x, sub, &kind, &str) < 0)
+				return -1;
+			if (!object && role == SR_CONTENT && kind != SK_OBJECT)
+				return -1;      /* a block is an object */
+			if (object) {
+				count++;
+				if (role == SR_ROOT) {
+					if (name_is(x, at, n, "isError"))
+						x->is_error = kind == SK_TRUE;
+					if (n == 10 && strncasecmp(x->s + at, "resultType", 10) == 0)
+						x->has_type = 1;    /* cJSON_HasObjectItem ignores case */
+					if (name_is(x, at, n, "content"))
+						x->has_content = 1;     /* an array: SR_CONTENT takes no other */
+				} else if (role == SR_BLOCK || role == SR_RESOURCE) {
+					int k = (int)kind + 1;
+					if (name_is(x, at, n, "type")) {
+						m.type_kind = k;
+						/* Its text between the quotes; an escaped one is the tree's. */
+						if (kind == SK_STRING) {
+							if (str.esc)
+								return -1;
+							m.type_at = str.at;
+							m.type_len = str.n;
+						}
+					} else if (name_is(x, at, n, "text"))
+						m.text = k;
+					else if (name_is(x, at, n, "data"))
+						m.data = k;
+					else if (name_is(x, at, n, "mimeType"))
+						m.mime = k;
+					else if (name_is(x, at, n, "resource"))
+						m.resource = k;
+					else if (name_is(x, at, n, "uri"))
+						m.uri = k;
+					else if (name_is(x, at, n, "name"))
+						m.name = k;
+					else if (name_is(x, at, n, "blob"))
+						m.blob = k;
+				}
+			}
+			scan_ws(x);
+			if (x->pos < x->len && x->s[x->pos] == ',') {
+				x->pos++;
+				scan_ws(x);
+				continue;
+			}
+			if (x->pos < x->len && x->s[x->pos] == close) {
+				x->pos++;
+				break;
+			}
+			return -1;
+		}
+	}
+	x->depth--;
+	if (role == SR_BLOCK && !block_ok(x, &m))
+		return -1;
+	if (role == SR_RESOURCE && !(m.uri == SK_STRING + 1 && (m.text == SK_STRING + 1 || m.blob == SK_STRING + 1)))
+		return -1;
+	return 0;
+}
+
+static int
+scan_value(struct scan *x, enum scan_role role, enum scan_kind *kind, struct scan_str *str)
+{
+	if (x->pos >= x->len)
+		return -1;
+	/* A container where a role wants one; else the role's checks fail. */
+	switch (x->s[x->pos]) {
+	case '{':
+		*kind = SK_OBJECT;
+		if (role == SR_CONTENT)
+			return -1;
+		return scan_container(x, 1, role);
+	case '[':
+		*kind = SK_ARRAY;
+		if (role == SR_ROOT || role == SR_BLOCK || role == SR_RESOURCE)
+			return -1;
+		return scan_container(x, 0, role);
+	default:
+		break;
+	}
+	if (role != SR_OTHER)
+		return -1;
+	size_t n;
+	switch (x->s[x->pos]) {
+	case '"':
+		*kind = SK_STRING;
+		return scan_string(x, &str->at, &str->n, &str->esc);
+	case 't':
+		*kind = SK_TRUE;
+		return scan_literal(x, "true");
+	case 'f':
+		*kind = SK_FALSE;
+		return scan_literal(x, "false");
+	case 'n':
+		*kind = SK_NULL;
+		return scan_literal(x, "null");
+	default:
+		*kind = SK_NUMBER;
+		n = scan_number_length(x->s + x->pos, x->len - x->pos);
+		if (n == 0)
+			return -1;
+		x->pos += n;
+		return 0;
+	}
+}
+
+int
+content_result_scan(const char *json, size_t len, int *is_error, int *has_type)
+{
+	struct scan x = { json, len, 0, 0, 0, 0, 0 };
+	enum scan_kind kind;
+	struct scan_str str;
+	scan_ws(&x);
+	if (x.pos >= x.len || json[x.pos] != '{' || scan_value(&x, SR_ROOT, &kind, &str) < 0)
+		return 0;
+	scan_ws(&x);
+	if (x.pos != x.len || !x.has_content)
+		return 0;
+	*is_error = x.is_error;
+	*has_type = x.has_type;
+	return 1;
 }

@@ -59,12 +59,25 @@ respond_rpc_error(struct http_request *r, int status, const cJSON *id, int code,
 	respond_json(r, status, jsonrpc_error(id, code, message, NULL));
 }
 
+/* Whether s contains word (not empty), as strstr(s, word) != NULL: for
+ * a header's few dozen bytes strchr to each candidate and a compare cost
+ * less than strstr's setup. */
+static int
+contains(const char *s, const char *word)
+{
+	size_t n = strlen(word);
+	for (const char *p = s; (p = strchr(p, word[0])) != NULL; p++)
+		if (strncmp(p, word, n) == 0)
+			return 1;
+	return 0;
+}
+
 int
 accepts(const char *accept, const char *type)
 {
 	if (accept == NULL)
 		return 1;
-	return strstr(accept, type) != NULL || strstr(accept, "*/*") != NULL;
+	return contains(accept, type) || contains(accept, "*/*");
 }
 
 /* A notification the client posted (or wrote on stdio) in its session. */
@@ -232,9 +245,20 @@ stateless_call_init(struct call *c)
 {
 	c->stateless = 1;
 	c->proto = PROTO_2026_07_28;
-	const cJSON *meta = request_meta(&c->msg);
-	c->client_caps = json_get(meta, META_CAPS);
-	const cJSON *ll = json_get(meta, META_LOGLEVEL);
+	/* _meta's two members in one pass (the first of each name, as
+	 * json_get finds it): their names share a long prefix. */
+	static const char prefix[] = "io.modelcontextprotocol/";
+	const size_t plen = sizeof(prefix) - 1;
+	const cJSON *meta = request_meta(&c->msg), *caps = NULL, *ll = NULL;
+	for (const cJSON *v = meta != NULL ? meta->child : NULL; v != NULL && v->string != NULL; v = v->next) {
+		if (strncmp(v->string, prefix, plen) != 0)
+			continue;
+		if (caps == NULL && strcmp(v->string + plen, META_CAPS + plen) == 0)
+			caps = v;
+		else if (ll == NULL && strcmp(v->string + plen, META_LOGLEVEL + plen) == 0)
+			ll = v;
+	}
+	c->client_caps = caps;
 	if (cJSON_IsString(ll) && mcp_log_level_parse(ll->valuestring) >= 0)
 		c->log_level = mcp_log_level_parse(ll->valuestring);
 }
@@ -260,10 +284,11 @@ is_stateless(struct http_request *r, const struct jsonrpc_msg *msg)
 static const char *
 expected_name(const struct jsonrpc_msg *msg)
 {
-	const char *key = strcmp(msg->method, "resources/read") == 0 ? "uri" :
-	    (strcmp(msg->method, "tools/call") == 0 || strcmp(msg->method, "prompts/get") == 0) ? "name" :
-	    (strcmp(msg->method, "tasks/get") == 0 || strcmp(msg->method, "tasks/update") == 0 ||
-	    strcmp(msg->method, "tasks/cancel") == 0) ? "taskId" : NULL;
+	const char *m = msg->method;      /* (the first byte tells most apart without a call) */
+	const char *key = m[0] == 'r' && strcmp(m, "resources/read") == 0 ? "uri" :
+	    ((m[0] == 't' && strcmp(m, "tools/call") == 0) || (m[0] == 'p' && strcmp(m, "prompts/get") == 0)) ? "name" :
+	    (m[0] == 't' && (strcmp(m, "tasks/get") == 0 || strcmp(m, "tasks/update") == 0 ||
+	    strcmp(m, "tasks/cancel") == 0)) ? "taskId" : NULL;
 	if (key == NULL)
 		return NULL;
 	const cJSON *v = json_get(msg->params, key);
@@ -282,7 +307,8 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 		http_respond(r, 202, NULL, NULL, 0);
 		return;
 	}
-	http_request_log_extra(r, msg->method);
+	/* The access log names the method: dispatch does for a call, the
+	 * refusals below for themselves (one copy to the arena, not two). */
 	const cJSON *meta = request_meta(msg);
 	const cJSON *mv = json_get(meta, META_VERSION);
 	const cJSON *caps = json_get(meta, META_CAPS);
@@ -296,6 +322,7 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 		code = -32020;
 		why = "HeaderMismatch: the MCP-Protocol-Version header must equal _meta io.modelcontextprotocol/protocolVersion";
 	} else if (proto_parse(mv->valuestring) != PROTO_2026_07_28) {
+		http_request_log_extra(r, msg->method);
 		respond_json(r, 400, stateless_unsupported(msg->id, mv->valuestring));
 		jsonrpc_free(msg);
 		return;
@@ -312,18 +339,21 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 		}
 	}
 	if (why != NULL) {
+		http_request_log_extra(r, msg->method);
 		respond_rpc_error(r, 400, msg->id, code, why);
 		jsonrpc_free(msg);
 		return;
 	}
 	char text[200];
 	if (stateless_removed(msg, text, sizeof(text))) {
+		http_request_log_extra(r, msg->method);
 		respond_rpc_error(r, 404, msg->id, JSONRPC_METHOD_NOT_FOUND, text);
 		jsonrpc_free(msg);
 		return;
 	}
 	struct call *c = call_new(m, r, NULL, msg);
 	if (c == NULL) {
+		http_request_log_extra(r, msg->method);
 		jsonrpc_free(msg);
 		http_respond_text(r, 500, "out of memory");
 		return;
@@ -906,6 +936,7 @@ mcp_free(struct mcp *m)
 		c->req = NULL;
 		call_free(c);
 	}
+	call_spare_drop(m);
 	/* Lookups still out at storage: the plugin drops them at its detach,
 	 * without calling back. */
 	while (!LIST_EMPTY(&m->waiting)) {

@@ -109,7 +109,7 @@ struct call {
 	int status;                 /* HTTP status of a JSON answer */
 	cJSON *answers;             /* MRTR: input responses known so far (NULL: none) */
 	cJSON *asked;               /* MRTR: questions to return as inputRequests */
-	char *bind_name;            /* MRTR: the tool, prompt or URI the state is for */
+	const char *bind_name;      /* MRTR: the tool, prompt or URI the state is for (outlives the call) */
 	const cJSON *bind;          /* MRTR: the arguments the state is for (in params) */
 	char bind_digest[65];       /* their digest once taken; "" before */
 	int listen;                 /* an open subscriptions/listen stream */
@@ -154,6 +154,7 @@ struct mcp {
 	void *tasks_sub;                /* mcpd:tasks, task status for listen streams */
 	struct ratelimit *rate;         /* limits.rate, or NULL */
 	struct ratelimit *refusals;     /* with auth: limits.rate over 401s, per address */
+	struct call *spare_call;        /* the last call freed, kept for the next (call.c) */
 	struct jsonrpc_reader reader;   /* the requests' kept arena */
 };
 
@@ -183,6 +184,7 @@ int accepts(const char *accept, const char *type);
 struct call *call_new(struct mcp *m, struct http_request *r, struct session *s,
     struct jsonrpc_msg *msg);                                           /* takes msg */
 void call_free(struct call *c);
+void call_spare_drop(struct mcp *m);    /* at mcp_free */
 /* The traceparent of a request: its _meta's (msg.meta), else r's header (NULL). */
 const char *request_traceparent(const cJSON *meta, struct http_request *r);
 void call_req_closed(struct http_request *r, void *arg);

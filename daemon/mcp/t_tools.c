@@ -210,25 +210,28 @@ plugin_finish(struct call *c, cJSON *result)
 /* The common case: a plain call's result that is valid and on one line
  * (a line break between its tokens would split an SSE data line or a
  * stdio message) goes into the answer as the plugin wrote it. It is
- * checked in a tree from the worker's scratch arena, gone before the
- * answer is sent. 0: not that case, nothing done. */
+ * checked by a scan of its text (content_result_scan), or where the
+ * scan cannot tell, in a tree from the worker's scratch arena, gone
+ * before the answer is sent. 0: not that case, nothing done. */
 static int
 result_as_written(struct call *c, const char *json, size_t len)
 {
 	static struct arena *scratch;
-	if (call_is_task(c) || c->input_needed || c->cancelled ||
-	    memchr(json, '\n', len) != NULL || memchr(json, '\r', len) != NULL)
+	if (call_is_task(c) || c->input_needed || c->cancelled)
 		return 0;
-	if (scratch == NULL && (scratch = arena_new(4096)) == NULL)
-		return 0;
-	char err[256];
-	const cJSON *r = json_parse_arena(json, len, 0, NULL, scratch);
-	int ok = cJSON_IsObject(r) &&
-	    content_blocks_check(json_get(r, "content"), err, sizeof(err)) == 0;
-	int failed = ok && is_error(r), has_type = ok && cJSON_HasObjectItem(r, "resultType");
-	arena_reset(scratch);
-	if (!ok)
-		return 0;       /* the tree path says what is wrong */
+	int failed = 0, has_type = 0;
+	/* (The scan takes no line break: one it reads is on one line.) */
+	if (!content_result_scan(json, len, &failed, &has_type)) {
+		if (memchr(json, '\n', len) != NULL || memchr(json, '\r', len) != NULL)
+			return 0;
+		if (scratch == NULL && (scratch = arena_new(4096)) == NULL)
+			return 0;
+		const cJSON *r = json_parse_arena(json, len, 0, NULL, scratch);
+		int ok = content_result_tree(r, &failed, &has_type);
+		arena_reset(scratch);
+		if (!ok)
+			return 0;       /* the tree path says what is wrong */
+	}
 	c->in_plugin = 0;
 	tool_outcome(c, failed ? MXT_IS_ERROR : MXT_OK);
 	call_result_text(c, json, len, has_type);

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "content.h"
+#include "json.h"
 #include "jsonrpc.h"
 #include "registry.h"
 #include "reqstate.h"
@@ -128,6 +129,215 @@ START_TEST(structure)
 	ck_assert(valid(alt, "{\"a\":1,\"x\":1,\"m\":\"p\",\"p\":0}"));
 	ck_assert(valid("{\"not\":{\"type\":\"string\"}}", "1"));
 	ck_assert(!valid("{\"not\":{\"type\":\"string\"}}", "\"s\""));
+}
+END_TEST
+
+/* The keywords of each schema object gathered at load (schema_compile)
+ * must be those validate gathers itself: every schema below, against
+ * every value, through both paths (validate_both compares the answer
+ * and the message), with keywords in any order, duplicated, in nested
+ * and referenced schemas, and a $ref into an enum's value (a schema the
+ * load's walk does not gather: looked up, not found, gathered then). */
+START_TEST(compiled_keywords)
+{
+	static const char *const schemas[] = {
+		"{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"}},\"required\":[\"name\"]}",
+		"{\"required\":[\"a\"],\"properties\":{\"a\":{\"maxLength\":2,\"type\":\"string\",\"type\":\"number\"}},"
+		    "\"additionalProperties\":{\"type\":\"integer\",\"minimum\":3}}",
+		"{\"patternProperties\":{\"^x\":{\"type\":\"boolean\"},\"^y\":{\"enum\":[1,2]}},"
+		    "\"additionalProperties\":false,\"propertyNames\":{\"maxLength\":3}}",
+		"{\"$defs\":{\"n\":{\"type\":\"number\",\"multipleOf\":2,\"exclusiveMaximum\":9}},"
+		    "\"properties\":{\"a\":{\"$ref\":\"#/$defs/n\"},\"b\":{\"items\":{\"$ref\":\"#/$defs/n\"},\"minItems\":1}}}",
+		"{\"prefixItems\":[{\"type\":\"string\"},{\"const\":1}],\"items\":{\"type\":\"null\"},"
+		    "\"contains\":{\"type\":\"string\"},\"maxItems\":3,\"uniqueItems\":true}",
+		"{\"if\":{\"required\":[\"k\"]},\"then\":{\"properties\":{\"k\":{\"minimum\":1}}},"
+		    "\"else\":{\"not\":{\"required\":[\"j\"]}},\"anyOf\":[{\"type\":\"object\"},{\"type\":\"array\"}],"
+		    "\"allOf\":[{\"maxProperties\":2},{\"minProperties\":0}],\"oneOf\":[{\"type\":\"object\"},{\"type\":\"string\"}]}",
+		"{\"enum\":[{\"type\":\"string\"}],\"properties\":{\"e\":{\"$ref\":\"#/enum/0\"}}}",
+		"{\"properties\":{\"s\":{\"pattern\":\"^a+$\",\"minLength\":2},\"t\":{\"type\":[\"string\",\"null\"]}}}",
+		/* each type name a value can have (and two it cannot), at the top and in members */
+		"{\"type\":\"null\"}", "{\"type\":\"boolean\"}", "{\"type\":\"number\"}", "{\"type\":\"integer\"}",
+		"{\"type\":\"string\"}", "{\"type\":\"array\"}", "{\"type\":\"object\"}", "{\"type\":\"invalid\"}",
+		"{\"type\":\"Object\"}", "{\"type\":7}",
+		"{\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"boolean\"},\"e\":{\"type\":\"null\"},"
+		    "\"k\":{\"type\":\"number\"},\"s\":{\"type\":\"array\"},\"t\":{\"type\":\"object\"}}}",
+	};
+	static const char *const values[] = {
+		"{}", "{\"name\":\"bench\"}", "{\"name\":1}", "{\"a\":\"x\"}", "{\"a\":5,\"z\":2}",
+		"{\"a\":5,\"z\":2.5}", "{\"xa\":true,\"y\":2}", "{\"xa\":1}", "{\"long\":1}", "{\"q\":1}",
+		"{\"a\":4,\"b\":[2,8]}", "{\"a\":3}", "{\"b\":[]}", "{\"b\":[10]}", "[\"s\",1,null]",
+		"[\"s\",2]", "[1]", "[\"s\",1,null,null]", "[\"s\",\"s\"]", "{\"k\":0}", "{\"k\":1}",
+		"{\"j\":1}", "{\"k\":1,\"a\":1,\"b\":2}", "\"str\"", "3", "null", "{\"e\":\"s\"}",
+		"{\"e\":1}", "{\"s\":\"aa\",\"t\":null}", "{\"s\":\"a\"}", "{\"s\":\"ab\"}", "{\"t\":1}",
+		"true", "false", "2.0", "2.5", "[]", "{\"b\":false,\"e\":null,\"k\":1e2,\"s\":[],\"t\":{}}",
+		"{\"a\":9007199254740993}", "{\"a\":1.5}", "{\"b\":0}", "{\"e\":false}", "{\"s\":{}}", "{\"t\":[]}",
+	};
+	for (size_t i = 0; i < sizeof(schemas) / sizeof(schemas[0]); i++) {
+		cJSON *s = cJSON_Parse(schemas[i]);
+		ck_assert_ptr_nonnull(s);
+		for (size_t j = 0; j < sizeof(values) / sizeof(values[0]); j++) {
+			cJSON *v = cJSON_Parse(values[j]);
+			ck_assert_ptr_nonnull(v);
+			validate_both(s, v, "arguments");
+			cJSON_Delete(v);
+		}
+		cJSON_Delete(s);
+	}
+}
+END_TEST
+
+/* content_result_scan against the tree's check (content_result_tree
+ * of json_parse's tree): wherever the scan answers, the tree must agree,
+ * with the same isError and resultType; on results of every block type
+ * and on every truncation, deletion and replacement of their bytes. */
+static int scan_answered;
+
+static void
+scan_agrees(const char *json, size_t len)
+{
+	int se = -1, st = -1, te = -1, tt = -1;
+	int scan = content_result_scan(json, len, &se, &st);
+	cJSON *r = json_parse(json, len, 0, NULL);
+	int tree = content_result_tree(r, &te, &tt);
+	cJSON_Delete(r);
+	if (!scan)
+		return;
+	scan_answered++;
+	/* What it reads is on one line (it is sent as it is). */
+	ck_assert_msg(memchr(json, '\n', len) == NULL && memchr(json, '\r', len) == NULL,
+	    "scan read a line break in %.*s", (int)len, json);
+	if (tree != 1 || se != te || st != tt)
+		ck_abort_msg("scan and tree differ on %.*s: scan %d (%d %d), tree %d (%d %d)",
+		    (int)len, json, scan, se, st, tree, te, tt);
+}
+
+START_TEST(result_scan)
+{
+	/* Each one the scan reads itself (and the tree takes). */
+	static const char *const read[] = {
+		"{\"content\":[{\"type\":\"text\",\"text\":\"Hello, bench!\"}]}",
+		"{\"content\":[],\"isError\":true}",
+		" {\"isError\":false,\"content\":[{\"text\":\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\",\"type\":\"text\"}]} ",
+		"{\"content\":[{\"type\":\"image\",\"data\":\"AAA=\",\"mimeType\":\"image/png\"},"
+		    "{\"type\":\"audio\",\"mimeType\":\"audio/wav\",\"data\":\"\"}],\"resultType\":\"complete\"}",
+		"{\"content\":[{\"type\":\"resource\",\"resource\":{\"uri\":\"file:///a\",\"text\":\"t\"}},"
+		    "{\"type\":\"resource\",\"resource\":{\"blob\":\"QQ==\",\"uri\":\"u\",\"mimeType\":\"x\"}}],"
+		    "\"RESULTTYPE\":1}",
+		"{\"content\":[{\"type\":\"resource_link\",\"uri\":\"u\",\"name\":\"n\",\"extra\":[1,{\"a\":null}]}],"
+		    "\"structuredContent\":{\"n\":[-0,1.5e3,2E-2,0.25,-12,true,false,null,\"s\"],\"o\":{}},"
+		    "\"_meta\":{\"k\":[[],[[]]]},\"isError\":1}",
+		"{\t\"content\"\t:\t[ {\"type\" : \"text\" , \"text\" : \"\" } ] , \"resulttype\" : null }",
+		"{\"content\":[{\"type\":\"text\",\"text\":\"x\",\"resource\":{\"uri\":\"u\",\"text\":\"t\"}}]}",
+	};
+	/* And some it leaves to the tree, or that are wrong. */
+	static const char *const other[] = {
+		"{\"content\":[{\"type\":\"text\",\"text\":\"caf\xc3\xa9\"}]}",
+		"{\"content\":[{\"type\":\"text\",\"text\":\"\\u00e9\\ud83d\\ude00\"}]}",
+		"{\"content\":[{\"type\":\"t\\u0065xt\",\"text\":\"a\"}]}",
+		"{\"content\":[{\"type\":\"te\\/xt\",\"text\":\"a\"}]}",
+		"{\"c\\u006fntent\":[]}",
+		"{\"content\":[],\"content\":[]}",
+		"{\"content\":[{\"type\":\"text\",\"text\":\"a\",\"text\":\"b\"}]}",
+		"{\"content\":[],\"x\":{\"a\":1,\"a\":2}}",
+		"{\"content\":[{\"type\":\"text\"}]}",
+		"{\"content\":[{\"type\":\"video\",\"text\":\"a\"}]}",
+		"{\"content\":[{\"type\":1,\"text\":\"a\"}]}",
+		"{\"content\":[\"text\"]}",
+		"{\"content\":{}}",
+		"{\"isError\":true}",
+		"[{\"content\":[]}]",
+		"{\"content\":[{\"type\":\"resource\",\"resource\":{\"uri\":\"u\"}}]}",
+		"{\"content\":[{\"type\":\"resource\",\"resource\":[]}]}",
+		"{\"content\":[{\"type\":\"resource_link\",\"uri\":\"u\"}]}",
+		"{\"content\":[{\"type\":\"image\",\"data\":\"A\",\"mimeType\":5}]}",
+		"{\"content\":[]} x",
+		"{\"content\":[],}",
+		"{\"content\":[,]}",
+		"{\"content\":[]",
+		"{\"content\":[],\"n\":01}",
+		"{\"content\":[],\"n\":1.}",
+		"{\"content\":[],\"n\":-}",
+		"{\"content\":[],\"n\":.5}",
+		"{\"content\":[],\"n\":1e}",
+		"{\"content\":[],\"n\":tru}",
+		"{\"content\":[],\"s\":\"a\x01\"}",
+		"{\"content\":[],\"s\":\"\\x\"}",
+		"{\"content\":[],\"s\":\"\xff\"}",
+		"{\"content\":[],\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,"
+		    "\"j\":10,\"k\":11,\"l\":12,\"m\":13,\"n\":14,\"o\":15,\"p\":16}",
+		"{\"content\":[],\"d\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+		    "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+		"",
+		"   ",
+		"{}",
+	};
+	scan_answered = 0;
+	for (size_t i = 0; i < sizeof(read) / sizeof(read[0]); i++) {
+		int e, t;
+		ck_assert_msg(content_result_scan(read[i], strlen(read[i]), &e, &t) == 1, "not read: %s", read[i]);
+	}
+	static const char repl[] = "\"\\{}[],:0-e.E+ xtnfu\x01\x7f\x80\n\r\t";
+	char buf[512];
+	for (size_t set = 0; set < 2; set++) {
+		const char *const *list = set == 0 ? read : other;
+		size_t n = set == 0 ? sizeof(read) / sizeof(read[0]) : sizeof(other) / sizeof(other[0]);
+		for (size_t i = 0; i < n; i++) {
+			const char *base = list[i];
+			size_t len = strlen(base);
+			ck_assert(len < sizeof(buf) - 2);
+			scan_agrees(base, len);
+			for (size_t cut = 0; cut < len; cut++)
+				scan_agrees(base, cut);
+			for (size_t at = 0; at < len; at++) {
+				/* deleted */
+				memcpy(buf, base, at);
+				memcpy(buf + at, base + at + 1, len - at - 1);
+				scan_agrees(buf, len - 1);
+				/* replaced, and inserted (every byte of repl in the
+				 * results the scan reads, the first few elsewhere: the
+				 * test stays well inside check's timeout under ASan) */
+				size_t nrepl = set == 0 ? sizeof(repl) - 1 : 8;
+				for (size_t k = 0; k < nrepl; k++) {
+					memcpy(buf, base, len);
+					buf[at] = repl[k];
+					scan_agrees(buf, len);
+					if (set == 1 && k >= 4)
+						continue;
+					memcpy(buf, base, at);
+					buf[at] = repl[k];
+					memcpy(buf + at + 1, base + at, len - at);
+					scan_agrees(buf, len + 1);
+				}
+			}
+		}
+	}
+	ck_assert_int_gt(scan_answered, 1000);
+}
+END_TEST
+
+/* endpoint.c's Accept check (mcp_internal.h): as strstr would answer,
+ * for types at every place of headers, cut short, doubled, and near
+ * misses. */
+int accepts(const char *accept, const char *type);
+
+START_TEST(accept_header)
+{
+	static const char *const types[] = { "application/json", "text/event-stream", "a", "*/*" };
+	static const char *const parts[] = { "application/json", "text/event-stream", "*/*", "application/*",
+	    "applicatio", "application/jso", "text/event-strea", "*/", "*", "aapplication/json", "text/html",
+	    "application/json;q=0.9", ", ", " ", "", "tttext/event-stream" };
+	size_t np = sizeof(parts) / sizeof(parts[0]);
+	char h[256];
+	ck_assert(accepts(NULL, "text/event-stream"));
+	for (size_t a = 0; a < np; a++)
+		for (size_t b = 0; b < np; b++)
+			for (size_t c = 0; c < np; c++) {
+				snprintf(h, sizeof(h), "%s%s%s", parts[a], parts[b], parts[c]);
+				for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+					int want = strstr(h, types[t]) != NULL || strstr(h, "*/*") != NULL;
+					ck_assert_msg(accepts(h, types[t]) == want, "accepts(\"%s\", \"%s\")", h, types[t]);
+				}
+			}
 }
 END_TEST
 
@@ -496,6 +706,9 @@ schema_suite(void)
 	tcase_add_test(tc, schema_checks);
 	tcase_add_test(tc, pattern_size);
 	tcase_add_test(tc, compiled_patterns);
+	tcase_add_test(tc, compiled_keywords);
+	tcase_add_test(tc, result_scan);
+	tcase_add_test(tc, accept_header);
 	tcase_add_test(tc, utf8);
 	tcase_add_test(tc, jsonrpc);
 	tcase_add_test(tc, templates);
