@@ -39,7 +39,8 @@ const char *const mcp_log_level_names[MLOG_COUNT] = {
 int
 proto_parse(const char *s)
 {
-	for (int i = 0; i < PROTO_COUNT; i++)
+	/* Newest first: most requests name one of the latest revisions. */
+	for (int i = PROTO_COUNT - 1; i >= 0; i--)
 		if (strcmp(s, proto_names[i]) == 0)
 			return i;
 	return -1;
