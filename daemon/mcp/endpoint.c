@@ -241,36 +241,45 @@ stateless_removed(const struct jsonrpc_msg *msg, char *text, size_t len)
 }
 
 void
-stateless_call_init(struct call *c)
+stateless_meta_read(const cJSON *meta, struct stateless_meta *sm)
+{
+	static const char prefix[] = "io.modelcontextprotocol/";
+	const size_t plen = sizeof(prefix) - 1;
+	*sm = (struct stateless_meta){ 0 };
+	for (const cJSON *v = meta != NULL ? meta->child : NULL; v != NULL; v = v->next) {
+		const char *k = v->string;
+		if (k == NULL || k[0] != 'i' || strncmp(k, prefix, plen) != 0)
+			continue;
+		k += plen;      /* (the parser refused a name twice) */
+		if (strcmp(k, META_VERSION + plen) == 0)
+			sm->version = v;
+		else if (strcmp(k, META_CAPS + plen) == 0)
+			sm->caps = v;
+		else if (strcmp(k, META_LOGLEVEL + plen) == 0)
+			sm->log_level = v;
+	}
+}
+
+void
+stateless_call_init(struct call *c, const struct stateless_meta *sm)
 {
 	c->stateless = 1;
 	c->proto = PROTO_2026_07_28;
-	/* _meta's two members in one pass (the first of each name, as
-	 * json_get finds it): their names share a long prefix. */
-	static const char prefix[] = "io.modelcontextprotocol/";
-	const size_t plen = sizeof(prefix) - 1;
-	const cJSON *meta = request_meta(&c->msg), *caps = NULL, *ll = NULL;
-	for (const cJSON *v = meta != NULL ? meta->child : NULL; v != NULL && v->string != NULL; v = v->next) {
-		if (strncmp(v->string, prefix, plen) != 0)
-			continue;
-		if (caps == NULL && strcmp(v->string + plen, META_CAPS + plen) == 0)
-			caps = v;
-		else if (ll == NULL && strcmp(v->string + plen, META_LOGLEVEL + plen) == 0)
-			ll = v;
-	}
-	c->client_caps = caps;
-	if (cJSON_IsString(ll) && mcp_log_level_parse(ll->valuestring) >= 0)
-		c->log_level = mcp_log_level_parse(ll->valuestring);
+	c->client_caps = sm->caps;
+	const cJSON *ll = sm->log_level;
+	int level;
+	if (cJSON_IsString(ll) && (level = mcp_log_level_parse(ll->valuestring)) >= 0)
+		c->log_level = level;
 }
 
 /* A request of the stateless revision: no session, and a protocol
  * version in _meta or a header that is not one of the dated revisions. */
 static int
-is_stateless(struct http_request *r, const struct jsonrpc_msg *msg)
+is_stateless(struct http_request *r, const struct stateless_meta *sm)
 {
 	if (http_request_field(r, HDR_MCP_SESSION_ID) != NULL)
 		return 0;
-	if (json_get(request_meta(msg), META_VERSION) != NULL)
+	if (sm->version != NULL)
 		return 1;
 	const char *hv = http_request_field(r, HDR_MCP_PROTOCOL_VERSION);
 	if (hv == NULL)
@@ -296,7 +305,8 @@ expected_name(const struct jsonrpc_msg *msg)
 }
 
 static void
-handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
+handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg,
+    const struct stateless_meta *sm)
 {
 	if (msg->kind != RPC_REQUEST) {
 		/* The revision has no client notifications or responses to
@@ -309,9 +319,7 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 	}
 	/* The access log names the method: dispatch does for a call, the
 	 * refusals below for themselves (one copy to the arena, not two). */
-	const cJSON *meta = request_meta(msg);
-	const cJSON *mv = json_get(meta, META_VERSION);
-	const cJSON *caps = json_get(meta, META_CAPS);
+	const cJSON *mv = sm->version, *caps = sm->caps;
 	const char *hv = http_request_field(r, HDR_MCP_PROTOCOL_VERSION);
 	const char *why = NULL;
 	int code = 0;
@@ -358,7 +366,7 @@ handle_stateless(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msg)
 		http_respond_text(r, 500, "out of memory");
 		return;
 	}
-	stateless_call_init(c);
+	stateless_call_init(c, sm);
 	/* Closing the response cancels the request, from the start. */
 	http_request_on_close(r, call_req_closed, c);
 	dispatch(c);
@@ -430,8 +438,10 @@ static void
 post_parsed(struct mcp *m, struct http_request *r, struct jsonrpc_msg *msgp)
 {
 	struct jsonrpc_msg msg = *msgp;
-	if (is_stateless(r, &msg)) {
-		handle_stateless(m, r, &msg);
+	struct stateless_meta sm;
+	stateless_meta_read(request_meta(&msg), &sm);
+	if (is_stateless(r, &sm)) {
+		handle_stateless(m, r, &msg, &sm);
 		return;
 	}
 	if (msg.kind == RPC_REQUEST && strcmp(msg.method, "initialize") == 0) {

@@ -159,11 +159,9 @@ cancel_stateless(struct mcp_line *l, const struct jsonrpc_msg *msg)
  * capabilities in _meta, each request on its own, as the endpoint takes
  * them (there are no headers here to mirror them). Takes msg. */
 static void
-line_stateless(struct mcp_line *l, struct jsonrpc_msg *msg)
+line_stateless(struct mcp_line *l, struct jsonrpc_msg *msg, const struct stateless_meta *sm)
 {
-	const cJSON *meta = request_meta(msg);
-	const cJSON *mv = cJSON_GetObjectItemCaseSensitive(meta, META_VERSION);
-	const cJSON *caps = cJSON_GetObjectItemCaseSensitive(meta, META_CAPS);
+	const cJSON *mv = sm->version, *caps = sm->caps;
 	char text[200];
 	if (!cJSON_IsString(mv) || !cJSON_IsObject(caps)) {
 		write_error(l, msg->id, JSONRPC_INVALID_PARAMS,
@@ -183,7 +181,7 @@ line_stateless(struct mcp_line *l, struct jsonrpc_msg *msg)
 			return;
 		}
 		c->line = l;
-		stateless_call_init(c);
+		stateless_call_init(c, sm);
 		dispatch(c);
 		return;
 	}
@@ -223,8 +221,10 @@ mcp_line_message(struct mcp_line *l, const char *text, size_t len)
 	case RPC_REQUEST:
 		break;
 	}
-	if (cJSON_GetObjectItemCaseSensitive(request_meta(&msg), META_VERSION) != NULL) {
-		line_stateless(l, &msg);
+	struct stateless_meta sm;
+	stateless_meta_read(request_meta(&msg), &sm);
+	if (sm.version != NULL) {
+		line_stateless(l, &msg, &sm);
 		return;
 	}
 	int init = strcmp(msg.method, "initialize") == 0;

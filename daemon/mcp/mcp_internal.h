@@ -176,7 +176,13 @@ void client_notification(struct mcp *m, struct session *s, const struct jsonrpc_
 const cJSON *request_meta(const struct jsonrpc_msg *msg);
 char *stateless_unsupported(const cJSON *id, const char *requested);
 int stateless_removed(const struct jsonrpc_msg *msg, char *text, size_t len);
-void stateless_call_init(struct call *c);
+/* The revision's members of a request's _meta (each NULL when absent),
+ * read in one pass: their names share a long prefix. */
+struct stateless_meta {
+	const cJSON *version, *caps, *log_level;
+};
+void stateless_meta_read(const cJSON *meta, struct stateless_meta *sm);
+void stateless_call_init(struct call *c, const struct stateless_meta *sm);
 /* Does an Accept header take this type? (No header takes any.) */
 int accepts(const char *accept, const char *type);
 
