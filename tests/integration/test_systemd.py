@@ -1,5 +1,6 @@
 """sd_notify messages and socket activation, without systemd."""
 
+import fcntl
 import os
 import signal
 import socket
@@ -67,15 +68,17 @@ def test_socket_activation(t):
     with open(cfg, "w") as f:
         f.write("listen: [127.0.0.1:%d]\nworkers: 2\n" % port)
     log = open(os.path.join(t.dir, "mcpd.log"), "wb")
-    fd = ls.fileno()
-
-    def child():
-        os.dup2(fd, 3)
-        os.set_inheritable(3, True)
-    # sh sets LISTEN_PID to its own pid, which exec keeps for mcpd.
-    p = subprocess.Popen(["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -c "$1"', MCPD, cfg],
-                         stdout=log, stderr=log, preexec_fn=child, pass_fds=(3,) if fd == 3 else ())
+    # The socket goes to the child at a high fd (pass_fds) and bash moves it
+    # to fd 3, whatever fds the test process has open. (A dup2 to 3 in
+    # preexec_fn was closed again by close_fds unless fd 3 happened to be
+    # Popen's own error pipe: with tests running in parallel threads it
+    # was not, and mcpd got another fd 3.) bash, as dash takes no fd
+    # above 9; it sets LISTEN_PID to its own pid, which exec keeps.
+    fd = fcntl.fcntl(ls.fileno(), fcntl.F_DUPFD, 10)
+    p = subprocess.Popen(["bash", "-c", 'exec 3<&%d %d<&-; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -c "$1"' % (fd, fd),
+                          MCPD, cfg], stdout=log, stderr=log, pass_fds=(fd,))
     try:
+        os.close(fd)
         ls.close()   # only mcpd holds it now: it must serve, not bind again
         wait_for(lambda: _ok(port), what="socket-activated mcpd")
         text = open(os.path.join(t.dir, "mcpd.log")).read()
