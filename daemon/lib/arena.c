@@ -6,18 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Under AddressSanitizer (ARENA_ASAN, arena.h) the bytes of a block that
+/* Under AddressSanitizer (MCPD_ASAN, asan.h) the bytes of a block that
  * no allocation holds are poisoned: a read past what arena_alloc gave, or
  * of what an arena_reset took back, is reported as a use of freed memory
  * would be. */
-#ifdef ARENA_ASAN
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define POISON(p, n) ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
 
 /* A block's bytes in use are those below the arena's cur while it is the
  * head, then used. */
@@ -52,7 +44,7 @@ block_new(size_t size)
 	b->next = NULL;
 	b->size = size;
 	b->used = 0;
-	POISON(b->data, size);
+	MCPD_POISON(b->data, size);
 	return b;
 }
 
@@ -100,7 +92,7 @@ arena_reset(struct arena *a)
 		b = next;
 	}
 	b->used = 0;
-	POISON(b->data, b->size);
+	MCPD_POISON(b->data, b->size);
 	use_block(a, b);
 	a->done = 0;
 }
@@ -128,7 +120,7 @@ arena_alloc_slow(struct arena *a, size_t n)
 		use_block(a, nb);
 	}
 	void *p = a->cur;
-	UNPOISON(p, n);
+	MCPD_UNPOISON(p, n);
 	a->cur += need;
 	return p;
 }

@@ -7,14 +7,7 @@
 
 /* Under AddressSanitizer the bytes of a block that no allocation holds
  * are poisoned (arena.c): every allocation goes through arena.c then. */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ARENA_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) && !defined(ARENA_ASAN)
-#define ARENA_ASAN 1
-#endif
+#include "asan.h"
 
 /* Only for arena_alloc's inline fast path; the rest is arena.c's. */
 struct arena {
@@ -42,7 +35,7 @@ size_t arena_used(const struct arena *a);
 static inline void *
 arena_alloc(struct arena *a, size_t n)
 {
-#ifndef ARENA_ASAN
+#ifndef MCPD_ASAN
 	const size_t align = _Alignof(max_align_t);
 	size_t need = (n + align - 1) & ~(align - 1);
 	if (need >= n && need <= (size_t)(a->end - a->cur)) {

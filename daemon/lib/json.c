@@ -511,6 +511,12 @@ number_node(struct parser *p, const char *text, size_t n)
 	return v;
 }
 
+size_t
+json_number_length(const char *s, size_t n)
+{
+	return number_length((const unsigned char *)s, n);
+}
+
 cJSON *
 json_number_parse(const char *s, size_t len)
 {

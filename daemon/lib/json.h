@@ -100,6 +100,9 @@ int json_is_integer(const struct cJSON *n);
 int json_multiple_of(const struct cJSON *v, const struct cJSON *k);
 /* The number's text: as written, or made from its double into buf. */
 const char *json_number_text(const struct cJSON *n, char *buf, size_t len);
+/* The length of the JSON number at s (at most n bytes), or 0 if none
+ * starts there: the parser's own grammar. */
+size_t json_number_length(const char *s, size_t n);
 /* A number node for s if s is a JSON number (its text kept), else NULL. */
 struct cJSON *json_number_parse(const char *s, size_t len);
 

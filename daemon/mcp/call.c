@@ -6,6 +6,7 @@
  * its session ends. The dispatch tables map each
  * method to its handler in t_*.c. */
 #include "mcp_internal.h"
+#include "asan.h"
 #include "auth.h"
 #include "config.h"
 #include "http.h"
@@ -22,31 +23,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Under AddressSanitizer the kept call (struct mcp's spare_call) is
- * poisoned until it is used again: a use of a freed call is still
- * reported as one of freed memory would be. */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CALL_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) && !defined(CALL_ASAN)
-#define CALL_ASAN 1
-#endif
-#ifdef CALL_ASAN
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define POISON(p, n) ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-
 static void call_trace_begin(struct call *c);
 static void call_log_fields(struct call *c);
 
 /* A zeroed struct call: the one the last call_free kept (a call of
- * this worker's at a time is the common case), else a new one. */
+ * this worker's at a time is the common case), else a new one. Under
+ * AddressSanitizer the kept call is poisoned until it is used again: a
+ * use of a freed call is still reported as one of freed memory would be. */
 static struct call *
 call_alloc(struct mcp *m)
 {
@@ -54,7 +37,7 @@ call_alloc(struct mcp *m)
 	if (c == NULL)
 		return calloc(1, sizeof(*c));
 	m->spare_call = NULL;
-	UNPOISON(c, sizeof(*c));
+	MCPD_UNPOISON(c, sizeof(*c));
 	memset(c, 0, sizeof(*c));
 	return c;
 }
@@ -67,7 +50,7 @@ call_release(struct call *c)
 		free(c);
 		return;
 	}
-	POISON(c, sizeof(*c));
+	MCPD_POISON(c, sizeof(*c));
 	m->spare_call = c;
 }
 
@@ -76,7 +59,7 @@ call_spare_drop(struct mcp *m)
 {
 	if (m->spare_call == NULL)
 		return;
-	UNPOISON(m->spare_call, sizeof(*m->spare_call));
+	MCPD_UNPOISON(m->spare_call, sizeof(*m->spare_call));
 	free(m->spare_call);
 	m->spare_call = NULL;
 }

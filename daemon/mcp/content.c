@@ -378,40 +378,6 @@ scan_string(struct scan *x, size_t *at, size_t *n, int *esc)
 	return 0;
 }
 
-/* json.c's number_length. */
-static size_t
-scan_number_length(const char *s, size_t n)
-{
-	size_t i = 0;
-	if (i < n && s[i] == '-')
-		i++;
-	if (i < n && s[i] == '0')
-		i++;
-	else if (i < n && s[i] >= '1' && s[i] <= '9')
-		while (i < n && s[i] >= '0' && s[i] <= '9')
-			i++;
-	else
-		return 0;
-	if (i < n && s[i] == '.') {
-		size_t d = ++i;
-		while (i < n && s[i] >= '0' && s[i] <= '9')
-			i++;
-		if (i == d)
-			return 0;
-	}
-	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-		i++;
-		if (i < n && (s[i] == '+' || s[i] == '-'))
-			i++;
-		size_t d = i;
-		while (i < n && s[i] >= '0' && s[i] <= '9')
-			i++;
-		if (i == d)
-			return 0;
-	}
-	return i;
-}
-
 /* A scalar string's bytes and whether it has an escape (scan_value). */
 struct scan_str {
 	size_t at, n;
@@ -597,7 +563,7 @@ scan_value(struct scan *x, enum scan_role role, enum scan_kind *kind, struct sca
 		return scan_literal(x, "null");
 	default:
 		*kind = SK_NUMBER;
-		n = scan_number_length(x->s + x->pos, x->len - x->pos);
+		n = json_number_length(x->s + x->pos, x->len - x->pos);
 		if (n == 0)
 			return -1;
 		x->pos += n;
