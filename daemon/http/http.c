@@ -1664,19 +1664,16 @@ read_head(struct http_conn *c)
 		return -1;
 	}
 	memcpy(head, buf, head_len);
+	evbuffer_drain(in, head_len);
 	memset(head + head_len, 0, 1 + HEAD_SLACK);
 	r->head_len = head_len;
 	if (memchr(head, '\0', head_len) != NULL) {
-		evbuffer_drain(in, head_len);
 		fail_request(c, 400, "NUL byte in request head", 1);
 		return -1;
 	}
 	const char *why = NULL;
 	int status = parse_head(r, head, &why);
-	/* The head stays in the input (buf) until the body is known to be
-	 * there too or not: see below. */
 	if (status != 0) {
-		evbuffer_drain(in, head_len);
 		fail_request(c, status, why, 1);
 		return -1;
 	}
@@ -1686,34 +1683,20 @@ read_head(struct http_conn *c)
 	}
 	if (r->chunked || r->content_length > 0) {
 		if (r->content_length > s->limits.max_body) {
-			evbuffer_drain(in, head_len);
 			fail_request(c, 413, "request body larger than limits.max_body", 1);
 			return -1;
 		}
 		const char *expect = http_request_field(r, HDR_EXPECT);
 		if (expect != NULL && strcasecmp(expect, "100-continue") != 0) {
-			evbuffer_drain(in, head_len);
 			fail_request(c, 417, "unsupported Expect", 1);
 			return -1;
 		}
-		if (!r->chunked && r->content_length <= span - head_len) {
-			/* The body came with the head, in the piece pulled up for
-			 * it (as most do): one copy from there, and one drain. */
-			size_t len = (size_t)r->content_length;
-			r->body = arena_alloc(c->arena, len + 1);
-			if (r->body == NULL) {
-				evbuffer_drain(in, head_len);
-				fail_request(c, 500, "out of memory", 0);
-				return 1;
-			}
-			memcpy(r->body, buf + head_len, len);
-			r->body[len] = '\0';
-			r->body_len = len;
-			evbuffer_drain(in, head_len + len);
-			dispatch(c);
+		if (!r->chunked && evbuffer_get_length(in) >= r->content_length) {
+			/* The body came with the head (as most do): taken at once,
+			 * from the piece pulled up for the head. */
+			body_complete(c, in, (size_t)r->content_length);
 			return 1;
 		}
-		evbuffer_drain(in, head_len);
 		if (expect != NULL) {
 			if (r->minor == 1 && evbuffer_get_length(in) == 0)
 				bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
@@ -1728,7 +1711,6 @@ read_head(struct http_conn *c)
 			set_body_timeout(c, 1);
 		return 1;
 	}
-	evbuffer_drain(in, head_len);
 	r->body = "";
 	r->body_len = 0;
 	dispatch(c);
