@@ -21,27 +21,20 @@ struct parser {
 	size_t len, pos;
 	int depth, max_depth;
 	struct json_error *err;
-	/* Where nodes and strings come from: cJSON's allocator (own), or the
-	 * caller's, an arena or alloc, whose tree is never given to
-	 * cJSON_Delete. */
-	int own;
+	/* Where nodes and strings come from: the caller's arena, whose tree
+	 * is never given to cJSON_Delete, or (NULL) cJSON's allocator. */
 	struct arena *arena;
-	void *(*alloc)(void *ctx, size_t n);
-	void *ctx;
 };
 
-/* An arena's first: a request's tree. */
 static inline void *
 new_bytes(struct parser *p, size_t n)
 {
-	if (p->arena != NULL)
-		return arena_alloc(p->arena, n);
-	return p->own ? cJSON_malloc(n) : p->alloc(p->ctx, n);
+	return p->arena != NULL ? arena_alloc(p->arena, n) : cJSON_malloc(n);
 }
 
 /* A node of the type; with n > 0, n bytes for its valuestring at *bytes:
- * after the node, in one allocation, from the caller's allocator; from
- * cJSON's, two that cJSON_Delete frees. */
+ * after the node, in one allocation, from the arena; from cJSON's
+ * allocator, two that cJSON_Delete frees. */
 static inline cJSON *
 new_node(struct parser *p, int type, size_t n, char **bytes)
 {
@@ -51,18 +44,13 @@ new_node(struct parser *p, int type, size_t n, char **bytes)
 			return NULL;
 		if (n > 0)
 			*bytes = (char *)(v + 1);
-	} else if (p->own) {
+	} else {
 		if ((v = cJSON_malloc(sizeof(*v))) == NULL)
 			return NULL;
 		if (n > 0 && (*bytes = cJSON_malloc(n)) == NULL) {
 			cJSON_free(v);
 			return NULL;
 		}
-	} else {
-		if ((v = p->alloc(p->ctx, sizeof(*v) + n)) == NULL)
-			return NULL;
-		if (n > 0)
-			*bytes = (char *)(v + 1);
 	}
 	*v = (cJSON){ .type = type };
 	return v;
@@ -71,14 +59,14 @@ new_node(struct parser *p, int type, size_t n, char **bytes)
 static void
 free_bytes(struct parser *p, void *b)
 {
-	if (p->own)
+	if (p->arena == NULL)
 		cJSON_free(b);
 }
 
 static void
 free_node(struct parser *p, cJSON *v)
 {
-	if (p->own)
+	if (p->arena == NULL)
 		cJSON_Delete(v);
 }
 
@@ -520,7 +508,7 @@ json_number_length(const char *s, size_t n)
 cJSON *
 json_number_parse(const char *s, size_t len)
 {
-	struct parser p = { .own = 1 };
+	struct parser p = { 0 };
 	if (len == 0 || number_length((const unsigned char *)s, len) != len)
 		return NULL;
 	return number_node(&p, s, len);
@@ -749,18 +737,7 @@ cJSON *
 json_parse(const char *text, size_t len, int max_depth, struct json_error *err)
 {
 	struct parser p = { .s = (const unsigned char *)text, .len = len,
-	    .max_depth = max_depth > 0 ? max_depth : JSON_MAX_DEPTH, .err = err, .own = 1 };
-	return parse(&p, text);
-}
-
-cJSON *
-json_parse_with(const char *text, size_t len, int max_depth, struct json_error *err,
-    void *(*alloc)(void *ctx, size_t n), void *ctx)
-{
-	if (alloc == NULL)
-		return json_parse(text, len, max_depth, err);
-	struct parser p = { .s = (const unsigned char *)text, .len = len,
-	    .max_depth = max_depth > 0 ? max_depth : JSON_MAX_DEPTH, .err = err, .alloc = alloc, .ctx = ctx };
+	    .max_depth = max_depth > 0 ? max_depth : JSON_MAX_DEPTH, .err = err };
 	return parse(&p, text);
 }
 

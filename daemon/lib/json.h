@@ -38,15 +38,11 @@ struct json_error {
 /* Parses exactly one value (surrounding whitespace allowed). max_depth 0
  * means JSON_MAX_DEPTH. Returns NULL with err (which may be NULL). */
 struct cJSON *json_parse(const char *text, size_t len, int max_depth, struct json_error *err);
-/* The same with every node and string from alloc(ctx, n) (NULL when out of
- * memory; a string value or a number's text in the same allocation as its
- * node): a tree that is only read and goes when what alloc draws from
- * goes. It must not be given to cJSON_Delete nor changed (cJSON would free
- * or keep its parts); cJSON_Duplicate makes a tree of one's own. */
-struct cJSON *json_parse_with(const char *text, size_t len, int max_depth, struct json_error *err,
-    void *(*alloc)(void *ctx, size_t n), void *ctx);
-/* The same from an arena, its allocations inline (the tree goes with the
- * arena's next reset or free): a request's tree. */
+/* The same with every node and string from an arena, its allocations
+ * inline (a string value or a number's text in the same allocation as its
+ * node): a request's tree, only read, that goes with the arena's next
+ * reset or free. It must not be given to cJSON_Delete nor changed (cJSON
+ * would free or keep its parts); cJSON_Duplicate makes a tree of one's own. */
 struct arena;
 struct cJSON *json_parse_arena(const char *text, size_t len, int max_depth, struct json_error *err,
     struct arena *a);

@@ -1,8 +1,9 @@
-/* libFuzzer target: daemon/lib/json.c's parser, its three allocators
+/* libFuzzer target: daemon/lib/json.c's parser, its two allocators
  * against each other. The first byte picks the nesting allowed (0, the
- * default, or 1..15), the rest is the text. json_parse (cJSON's
- * allocator), json_parse_with (the caller's) and json_parse_arena (an
- * arena of small blocks, its fast path inline) must give the same tree,
+ * default, or 1..15) and, by its high bits, where the second arena's
+ * blocks end; the rest is the text. json_parse (cJSON's allocator) and
+ * json_parse_arena (arenas of small blocks, one of them part used, its
+ * fast path inline) must give the same tree,
  * printed, or the same fault at the same byte with the same message; a
  * tree's print parses again to the same print. */
 #include <cjson/cJSON.h>
@@ -15,12 +16,6 @@
 #include "json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void *
-from_arena(void *a, size_t n)
-{
-	return arena_alloc(a, n);
-}
 
 static void
 differ(const char *what)
@@ -38,12 +33,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *text = (const char *)data + 1;
 	size_t len = size - 1;
 	struct arena *a1 = arena_new(256), *a2 = arena_new(256);
-	if (a1 == NULL || a2 == NULL)
+	if (a1 == NULL || a2 == NULL || arena_alloc(a2, 1 + (size_t)(data[0] >> 4) * 15) == NULL)
 		abort();
 	struct json_error e[3];
 	cJSON *t[3];
 	t[0] = json_parse(text, len, depth, &e[0]);
-	t[1] = json_parse_with(text, len, depth, &e[1], from_arena, a1);
+	t[1] = json_parse_arena(text, len, depth, &e[1], a1);
 	t[2] = json_parse_arena(text, len, depth, &e[2], a2);
 	if (t[0] == NULL) {
 		for (int i = 1; i < 3; i++) {

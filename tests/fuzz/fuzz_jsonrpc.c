@@ -93,12 +93,6 @@ depth(const cJSON *v)
 	return max + 1;
 }
 
-static void *
-from_arena(void *a, size_t n)
-{
-	return arena_alloc(a, n);
-}
-
 /* The parser with its two allocators: one answer. */
 static void
 same_either_way(const char *body, size_t size)
@@ -108,7 +102,7 @@ same_either_way(const char *body, size_t size)
 	if (a == NULL)
 		return;
 	cJSON *t1 = json_parse(body, size, 64, &e1);
-	cJSON *t2 = json_parse_with(body, size, 64, &e2, from_arena, a);
+	cJSON *t2 = json_parse_arena(body, size, 64, &e2, a);
 	if ((t1 == NULL) != (t2 == NULL))
 		abort();
 	if (t1 == NULL) {

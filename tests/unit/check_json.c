@@ -221,12 +221,6 @@ START_TEST(utf8_fault_named)
 }
 END_TEST
 
-static void *
-from_arena(void *a, size_t n)
-{
-	return arena_alloc(a, n);
-}
-
 /* A tree from an arena is the tree json_parse makes (types, numbers'
  * text and values, names, order), and faults are the same faults; the
  * arena holds it all (nothing for cJSON_Delete to free). */
@@ -242,7 +236,7 @@ START_TEST(parse_into_an_arena)
 		struct arena *a = arena_new(256);
 		struct json_error e1, e2;
 		cJSON *t1 = json_parse(texts[i], strlen(texts[i]), 8, &e1);
-		cJSON *t2 = json_parse_with(texts[i], strlen(texts[i]), 8, &e2, from_arena, a);
+		cJSON *t2 = json_parse_arena(texts[i], strlen(texts[i]), 8, &e2, a);
 		ck_assert_msg((t1 == NULL) == (t2 == NULL), "%s", texts[i]);
 		if (t1 == NULL) {
 			ck_assert_int_eq(e1.fault, e2.fault);
@@ -333,8 +327,8 @@ links_count(const cJSON *c)
 	return n;
 }
 
-/* The text parsed three ways (cJSON's allocator, the caller's, an arena
- * of 256-byte blocks after `fill` bytes of it were taken) gives the same
+/* The text parsed three ways (cJSON's allocator, an arena of 256-byte
+ * blocks, one after `fill` bytes of it were taken) gives the same
  * tree, printed, or the same fault at the same offset with the same
  * message. The fault (-1 for none); the tree's print in *printed. */
 static int
@@ -345,7 +339,7 @@ three_ways(const char *text, size_t len, int depth, size_t fill, char **printed)
 	struct json_error e[3];
 	cJSON *t[3];
 	t[0] = json_parse(text, len, depth, &e[0]);
-	t[1] = json_parse_with(text, len, depth, &e[1], from_arena, a1);
+	t[1] = json_parse_arena(text, len, depth, &e[1], a1);
 	t[2] = json_parse_arena(text, len, depth, &e[2], a2);
 	int fault = -1;
 	*printed = NULL;
