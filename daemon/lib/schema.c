@@ -152,24 +152,14 @@ json_type_name(const cJSON *v)
 	}
 }
 
-static int
-type_matches(const char *t, const cJSON *v)
-{
-	if (t[0] == 'i' && strcmp(t, "integer") == 0)
-		return json_is_integer(v);   /* from the text: 2^53 + 1.5 is not */
-	if (t[0] == 'n' && strcmp(t, "number") == 0)
-		return is_number(v);
-	const char *name = json_type_name(v);
-	return t[0] == name[0] && strcmp(t, name) == 0;
-}
-
-/* The type names type_matches knows, as bits: a compiled schema's
- * string "type" is one, found at load. */
+/* The type names a schema's "type" may hold, as bits: a compiled
+ * schema's string "type" is one, found at load. */
 enum type_bit {
 	TB_NULL = 1, TB_BOOLEAN = 2, TB_NUMBER = 4, TB_STRING = 8, TB_ARRAY = 16, TB_OBJECT = 32,
 	TB_INTEGER = 64,
 };
 
+/* A type name's bit; 0 for a name no value has. */
 static unsigned
 type_bit_of(const char *t)
 {
@@ -184,19 +174,19 @@ type_bit_of(const char *t)
 	return 0;
 }
 
-/* type_matches(t, v) for the t whose bit this is. */
+/* Whether v is of the type whose bit this is. */
 static int
 type_bit_matches(unsigned bit, const cJSON *v)
 {
 	switch (bit) {
 	case TB_INTEGER:
-		return json_is_integer(v);
+		return json_is_integer(v);   /* from the text: 2^53 + 1.5 is not */
 	case TB_NUMBER:
 		return is_number(v);
 	case TB_NULL:
 		return is_type(v, cJSON_NULL);
 	case TB_BOOLEAN:
-		return is_type(v, cJSON_True) || is_type(v, cJSON_False);
+		return is_bool(v);
 	case TB_STRING:
 		return is_string(v);
 	case TB_ARRAY:
@@ -206,6 +196,12 @@ type_bit_matches(unsigned bit, const cJSON *v)
 	default:
 		return 0;
 	}
+}
+
+static int
+type_matches(const char *t, const cJSON *v)
+{
+	return type_bit_matches(type_bit_of(t), v);
 }
 
 /* Patterns are ECMA-262 in JSON Schema; PCRE2 reads that dialect
