@@ -8,6 +8,7 @@
  * method (t_*.c). Also mcp_new, mcp_drain and mcp_free. */
 #include "mcp_internal.h"
 #include "metrics.h"
+#include "arena.h"
 #include "admin.h"
 #include "auth.h"
 #include "config.h"
@@ -972,5 +973,6 @@ mcp_free(struct mcp *m)
 		free(m->watches[i].dir);
 	free(m->watches);
 	jsonrpc_reader_clear(&m->reader);       /* every message is freed by now */
+	arena_free(m->scratch);
 	free(m);
 }

@@ -156,6 +156,7 @@ struct mcp {
 	struct ratelimit *refusals;     /* with auth: limits.rate over 401s, per address */
 	struct call *spare_call;        /* the last call freed, kept for the next (call.c) */
 	struct jsonrpc_reader reader;   /* the requests' kept arena */
+	struct arena *scratch;          /* t_tools.c: a plugin result checked in a tree, or NULL */
 };
 
 /* endpoint.c: answers outside a call. cors_headers checks the Origin

@@ -216,7 +216,6 @@ plugin_finish(struct call *c, cJSON *result)
 static int
 result_as_written(struct call *c, const char *json, size_t len)
 {
-	static struct arena *scratch;
 	if (call_is_task(c) || c->input_needed || c->cancelled)
 		return 0;
 	int failed = 0, has_type = 0;
@@ -224,11 +223,12 @@ result_as_written(struct call *c, const char *json, size_t len)
 	if (!content_result_scan(json, len, &failed, &has_type)) {
 		if (memchr(json, '\n', len) != NULL || memchr(json, '\r', len) != NULL)
 			return 0;
-		if (scratch == NULL && (scratch = arena_new(4096)) == NULL)
+		struct mcp *m = c->m;
+		if (m->scratch == NULL && (m->scratch = arena_new(4096)) == NULL)
 			return 0;
-		const cJSON *r = json_parse_arena(json, len, 0, NULL, scratch);
+		const cJSON *r = json_parse_arena(json, len, 0, NULL, m->scratch);
 		int ok = content_result_tree(r, &failed, &has_type);
-		arena_reset(scratch);
+		arena_reset(m->scratch);
 		if (!ok)
 			return 0;       /* the tree path says what is wrong */
 	}
